@@ -1,0 +1,14 @@
+//! The arch-neutral core of rxen: everything that can be decided without touching
+//! hardware, so that it builds and is unit-tested on the host.
+//!
+//! It owns the parsing of the hypervisor command line, the sanitizing of the
+//! firmware memory map, the physical frame allocator and log-level filtering.
+//! Later it owns domains, event channels, grant tables and the schedulers.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod cmdline;
+pub mod frame_alloc;
+pub mod log;
+pub mod memmap;
