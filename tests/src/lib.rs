@@ -1,1 +1,1047 @@
 //! QEMU test harness for rxen.
+//!
+//! Integration tests (in `tests/tests/`) boot the hypervisor image built by
+//! `cargo xtask build` (at `target/rxen/rxen`) in QEMU, capture the serial console, and
+//! assert on it:
+//!
+//! ```no_run
+//! use rxen_tests::{write_module, Qemu};
+//! use std::time::Duration;
+//!
+//! let dom0 = write_module("example-dom0", b"not really a kernel");
+//! let out = Qemu::new("example")
+//!     .append("console=com1 isa_debug_exit")
+//!     .module(&dom0, "root=/dev/xvda")
+//!     .smp(2)
+//!     .timeout(Duration::from_secs(60))
+//!     .run();
+//! out.assert_contains("rxen version").assert_normal_stop();
+//! ```
+//!
+//! The hypervisor ends a run by writing to QEMU's `isa-debug-exit` port (0xf4): 0x10 on a
+//! normal stop ([`EXIT_NORMAL`]), 0x11 on a fault or panic ([`EXIT_CRASH`]). Every run's
+//! full log goes to `target/rxen/test-logs/<name>.log`, and every failing assertion panics
+//! with the reason and the end of the log.
+//!
+//! Environment: `RXEN_QEMU` overrides the QEMU binary; `RXEN_TEST_ECHO=1` echoes the
+//! serial console to stderr while a test runs (use with `--nocapture`).
+
+#![warn(missing_docs)]
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Value the hypervisor writes to the isa-debug-exit port when it stops normally.
+pub const EXIT_NORMAL: u8 = 0x10;
+/// Value the hypervisor writes to the isa-debug-exit port on a fatal fault or panic.
+pub const EXIT_CRASH: u8 = 0x11;
+/// How many lines of the log a failing assertion shows.
+pub const TAIL_LINES: usize = 60;
+/// The QEMU binary, unless `RXEN_QEMU` names another.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The root of the Cargo workspace.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// `target/rxen`: where `cargo xtask build` puts the image, and where the harness puts
+/// modules, ISO images and logs.
+pub fn rxen_dir() -> PathBuf {
+    workspace_root().join("target").join("rxen")
+}
+
+/// The hypervisor image, `target/rxen/rxen`.
+///
+/// # Panics
+/// If the image has not been built.
+pub fn image() -> PathBuf {
+    let path = rxen_dir().join("rxen");
+    if !path.is_file() {
+        panic!(
+            "no hypervisor image at {}: run `cargo xtask build` first (or use `cargo xtask test`)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Writes `contents` to `target/rxen/test-modules/<name>` (atomically, so that tests
+/// running in parallel may share a module) and returns its path.
+///
+/// # Panics
+/// If `name` is not a plain file name without commas or spaces, or on I/O errors.
+pub fn write_module(name: &str, contents: &[u8]) -> PathBuf {
+    assert!(
+        !name.is_empty() && !name.contains(['/', ',', ' ']),
+        "module name {name:?} must be a plain file name without commas or spaces"
+    );
+    let dir = rxen_dir().join("test-modules");
+    create_dir(&dir);
+    let path = dir.join(name);
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:?}",
+        std::process::id(),
+        thread::current().id()
+    ));
+    fs::write(&tmp, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+    fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("cannot rename to {}: {e}", path.display()));
+    path
+}
+
+/// Builds a BIOS GRUB rescue ISO that boots the image with `multiboot2` and loads each
+/// module with `module2`, and returns the ISO's path (`target/rxen/iso/<name>/<name>.iso`).
+///
+/// GRUB talks on the first serial port, so its output appears in the test log before the
+/// hypervisor's. Each module is copied to `/boot/<file name>` on the ISO.
+///
+/// # Panics
+/// If the image is missing, a module file is missing, two modules share a file name, or
+/// `grub-mkrescue` fails (its output is part of the message).
+pub fn grub_iso(name: &str, kernel_args: &str, modules: &[(PathBuf, String)]) -> PathBuf {
+    grub_iso_with_kernel(name, &image(), kernel_args, modules)
+}
+
+/// [`grub_iso`] with another multiboot2 kernel than the rxen image (it is still installed
+/// as `/boot/rxen`).
+///
+/// # Panics
+/// As [`grub_iso`].
+pub fn grub_iso_with_kernel(
+    name: &str,
+    kernel: &Path,
+    kernel_args: &str,
+    modules: &[(PathBuf, String)],
+) -> PathBuf {
+    let dir = rxen_dir().join("iso").join(sanitize(name));
+    let tree = dir.join("tree");
+    if tree.exists() {
+        fs::remove_dir_all(&tree)
+            .unwrap_or_else(|e| panic!("cannot clean {}: {e}", tree.display()));
+    }
+    let boot = tree.join("boot");
+    create_dir(&boot.join("grub"));
+    copy(kernel, &boot.join("rxen"));
+
+    let cfg = grub_cfg(kernel_args, modules);
+    let mut seen = Vec::new();
+    for (path, _) in modules {
+        let file = file_name(path);
+        assert!(!seen.contains(&file), "two modules are called {file:?}");
+        copy(path, &boot.join(&file));
+        seen.push(file);
+    }
+    fs::write(boot.join("grub").join("grub.cfg"), cfg).expect("cannot write grub.cfg");
+
+    let iso = dir.join(format!("{}.iso", sanitize(name)));
+    let _ = fs::remove_file(&iso);
+    let output = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&tree)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run grub-mkrescue ({e}): install grub-common, grub-pc-bin, xorriso and mtools (`cargo xtask test` does)")
+        });
+    if !output.status.success() || !iso.is_file() {
+        panic!(
+            "grub-mkrescue failed ({}) building {}:\n{}{}",
+            output.status,
+            iso.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    iso
+}
+
+/// The grub.cfg text [`grub_iso`] writes.
+pub fn grub_cfg(kernel_args: &str, modules: &[(PathBuf, String)]) -> String {
+    let mut cfg = String::from(
+        "serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         set timeout=0\n\
+         menuentry \"rxen\" {\n",
+    );
+    cfg += &format!("    multiboot2 /boot/rxen {kernel_args}\n");
+    for (path, args) in modules {
+        cfg += &format!("    module2 /boot/{} {args}\n", file_name(path));
+    }
+    cfg += "    boot\n}\n";
+    cfg
+}
+
+fn file_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .unwrap_or_else(|| panic!("module path {} has no file name", path.display()))
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        !name.contains([' ', '"', '\'']),
+        "module file name {name:?} must not contain spaces or quotes"
+    );
+    name
+}
+
+fn create_dir(dir: &Path) {
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+}
+
+fn copy(from: &Path, to: &Path) {
+    fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", from.display(), to.display()));
+}
+
+/// `name` with every character that is awkward in a file name replaced by `_`.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "unnamed".into()
+    } else {
+        s
+    }
+}
+
+/// How a QEMU run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The guest wrote this value to the isa-debug-exit port (QEMU exited with
+    /// `(value << 1) | 1`). Exit status 1 is ambiguous (value 0, or a QEMU error) and is
+    /// reported as `Exited(1)`.
+    DebugExit(u8),
+    /// QEMU exited on its own with this status (0: e.g. guest shutdown with `-no-reboot`).
+    Exited(i32),
+    /// QEMU was killed by a signal the harness did not send.
+    Signaled,
+    /// The time-out expired; the harness killed QEMU.
+    TimedOut,
+    /// The stop marker ([`Qemu::stop_on`]) appeared; the harness killed QEMU.
+    StopMarker,
+}
+
+impl Status {
+    /// Decodes QEMU's exit status (`None` if it was killed by a signal).
+    pub fn from_exit_code(code: Option<i32>) -> Status {
+        match code {
+            None => Status::Signaled,
+            Some(c) if (3..=255).contains(&c) && c & 1 == 1 => Status::DebugExit((c >> 1) as u8),
+            Some(c) => Status::Exited(c),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::DebugExit(EXIT_NORMAL) => {
+                write!(f, "debug exit {EXIT_NORMAL:#x} (normal stop)")
+            }
+            Status::DebugExit(EXIT_CRASH) => write!(f, "debug exit {EXIT_CRASH:#x} (crash)"),
+            Status::DebugExit(v) => write!(f, "debug exit {v:#x}"),
+            Status::Exited(c) => write!(f, "QEMU exited with status {c}"),
+            Status::Signaled => write!(f, "QEMU killed by a signal"),
+            Status::TimedOut => write!(f, "timed out (QEMU killed)"),
+            Status::StopMarker => write!(f, "stop marker seen (QEMU killed)"),
+        }
+    }
+}
+
+/// What a QEMU run produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The serial console (QEMU's stdout), lossily decoded, with `\r\n` turned into `\n`.
+    pub log: String,
+    /// QEMU's own messages (stderr).
+    pub stderr: String,
+    /// How the run ended.
+    pub status: Status,
+    /// The test name given to [`Qemu::new`].
+    pub name: String,
+    /// Where the full log was written.
+    pub log_path: PathBuf,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// An outcome built from parts (for tests of assertions; [`Qemu::run`] makes real ones).
+    pub fn new(name: &str, log: &str, status: Status) -> Outcome {
+        Outcome {
+            log: log.to_string(),
+            stderr: String::new(),
+            status,
+            name: name.to_string(),
+            log_path: PathBuf::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The last `n` lines of the serial log.
+    pub fn tail(&self, n: usize) -> String {
+        tail(&self.log, n)
+    }
+
+    /// Whether the serial log contains `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.log.contains(needle)
+    }
+
+    /// The lines of the serial log that contain `needle`.
+    pub fn lines_containing(&self, needle: &str) -> Vec<&str> {
+        self.log.lines().filter(|l| l.contains(needle)).collect()
+    }
+
+    /// How many lines of the serial log contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines_containing(needle).len()
+    }
+
+    /// Panics with `reason`, the run's status and the end of the log.
+    #[track_caller]
+    pub fn fail(&self, reason: &str) -> ! {
+        let mut msg = format!(
+            "test `{}`: {reason}\nstatus: {} after {:.1} s\n",
+            self.name,
+            self.status,
+            self.elapsed.as_secs_f64()
+        );
+        if !self.log_path.as_os_str().is_empty() {
+            msg += &format!("full log: {}\n", self.log_path.display());
+        }
+        msg += &format!("---- last {TAIL_LINES} lines of the serial log ----\n");
+        let last = self.tail(TAIL_LINES);
+        if !last.is_empty() {
+            msg += &last;
+            msg.push('\n');
+        }
+        msg += "---- end of serial log ----\n";
+        if !self.stderr.trim().is_empty() {
+            msg += &format!("---- QEMU stderr ----\n{}\n", tail(&self.stderr, 20));
+        }
+        panic!("{msg}");
+    }
+
+    /// Asserts that the serial log contains `needle`.
+    #[track_caller]
+    pub fn assert_contains(&self, needle: &str) -> &Self {
+        if !self.contains(needle) {
+            self.fail(&format!("the serial log does not contain {needle:?}"));
+        }
+        self
+    }
+
+    /// Asserts that the serial log does not contain `needle`.
+    #[track_caller]
+    pub fn assert_not_contains(&self, needle: &str) -> &Self {
+        if let Some(line) = self.log.lines().find(|l| l.contains(needle)) {
+            self.fail(&format!(
+                "the serial log contains {needle:?}, in line {line:?}"
+            ));
+        }
+        self
+    }
+
+    /// Asserts that some single line contains every one of `needles`.
+    #[track_caller]
+    pub fn assert_line_contains_all(&self, needles: &[&str]) -> &Self {
+        if !self
+            .log
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            self.fail(&format!(
+                "no line of the serial log contains all of {needles:?}"
+            ));
+        }
+        self
+    }
+
+    /// Asserts that exactly `n` lines of the serial log contain `needle`.
+    #[track_caller]
+    pub fn assert_count(&self, needle: &str, n: usize) -> &Self {
+        let found = self.count_lines(needle);
+        if found != n {
+            self.fail(&format!(
+                "expected {n} lines containing {needle:?}, found {found}"
+            ));
+        }
+        self
+    }
+
+    /// Asserts that `needles` appear in the serial log in this order.
+    #[track_caller]
+    pub fn assert_in_order(&self, needles: &[&str]) -> &Self {
+        let mut rest = self.log.as_str();
+        for needle in needles {
+            match rest.find(needle) {
+                Some(i) => rest = &rest[i + needle.len()..],
+                None => self.fail(&format!(
+                    "expected {needles:?} in this order; {needle:?} is missing or out of order"
+                )),
+            }
+        }
+        self
+    }
+
+    /// Asserts that the run ended with `status`.
+    #[track_caller]
+    pub fn assert_status(&self, status: Status) -> &Self {
+        if self.status != status {
+            self.fail(&format!("expected the run to end with {status}"));
+        }
+        self
+    }
+
+    /// Asserts that the hypervisor stopped normally (debug exit [`EXIT_NORMAL`]).
+    #[track_caller]
+    pub fn assert_normal_stop(&self) -> &Self {
+        self.assert_status(Status::DebugExit(EXIT_NORMAL))
+    }
+
+    /// Asserts that the hypervisor reported a crash (debug exit [`EXIT_CRASH`]).
+    #[track_caller]
+    pub fn assert_crash_stop(&self) -> &Self {
+        self.assert_status(Status::DebugExit(EXIT_CRASH))
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// What QEMU boots.
+#[derive(Clone, Debug)]
+enum Boot {
+    /// `-kernel`; `None` means [`image()`].
+    Kernel(Option<PathBuf>),
+    /// `-cdrom` with `-boot d`.
+    Cdrom(PathBuf),
+}
+
+/// A QEMU run under construction. See the [crate docs](crate) for an example.
+///
+/// Always passes `-accel tcg -display none -no-reboot -serial stdio -monitor none` and the
+/// isa-debug-exit device at port 0xf4, so the serial console is the only thing on stdout.
+#[derive(Clone, Debug)]
+#[must_use = "a Qemu builder does nothing until .run()"]
+pub struct Qemu {
+    name: String,
+    boot: Boot,
+    append: Option<String>,
+    modules: Vec<(PathBuf, String)>,
+    smp: u32,
+    memory_mb: u32,
+    cpu: String,
+    machine: String,
+    timeout: Duration,
+    extra: Vec<OsString>,
+    stop_on: Option<String>,
+}
+
+impl Qemu {
+    /// A run for the test `name` (names the log file): boots [`image()`] on `-cpu max`,
+    /// `-machine q35`, 1 CPU, 512 MiB, with a 60 s time-out.
+    pub fn new(name: &str) -> Qemu {
+        Qemu {
+            name: name.to_string(),
+            boot: Boot::Kernel(None),
+            append: None,
+            modules: Vec::new(),
+            smp: 1,
+            memory_mb: 512,
+            cpu: "max".into(),
+            machine: "q35".into(),
+            timeout: Duration::from_secs(60),
+            extra: Vec::new(),
+            stop_on: None,
+        }
+    }
+
+    /// Boots `path` with `-kernel` instead of the rxen image.
+    pub fn kernel(mut self, path: impl Into<PathBuf>) -> Qemu {
+        self.boot = Boot::Kernel(Some(path.into()));
+        self
+    }
+
+    /// Boots the ISO image `path` (`-cdrom`, `-boot d`) instead of a `-kernel`.
+    pub fn cdrom(mut self, path: impl Into<PathBuf>) -> Qemu {
+        self.boot = Boot::Cdrom(path.into());
+        self
+    }
+
+    /// Appends `args` to the kernel command line (`-append`), space-separated.
+    pub fn append(mut self, args: &str) -> Qemu {
+        self.append = Some(match self.append.take() {
+            Some(old) if !old.is_empty() => format!("{old} {args}"),
+            _ => args.to_string(),
+        });
+        self
+    }
+
+    /// Adds a multiboot module with command line `args` (all modules go into one
+    /// `-initrd "path1 args1,path2 args2"`; commas in `args` are escaped for QEMU).
+    ///
+    /// # Panics
+    /// If `path` contains a comma or a space (QEMU's `-initrd` cannot express those).
+    pub fn module(mut self, path: impl Into<PathBuf>, args: &str) -> Qemu {
+        let path = path.into();
+        let s = path.to_string_lossy();
+        assert!(
+            !s.is_empty() && !s.contains([',', ' ']),
+            "module path {s:?} must not be empty or contain commas or spaces"
+        );
+        self.modules.push((path, args.to_string()));
+        self
+    }
+
+    /// The number of CPUs (`-smp`).
+    pub fn smp(mut self, cpus: u32) -> Qemu {
+        self.smp = cpus;
+        self
+    }
+
+    /// Guest memory in MiB (`-m`).
+    pub fn memory_mb(mut self, mb: u32) -> Qemu {
+        self.memory_mb = mb;
+        self
+    }
+
+    /// The CPU model (`-cpu`), default `max`.
+    pub fn cpu(mut self, cpu: &str) -> Qemu {
+        self.cpu = cpu.to_string();
+        self
+    }
+
+    /// The machine type (`-machine`), default `q35`.
+    pub fn machine(mut self, machine: &str) -> Qemu {
+        self.machine = machine.to_string();
+        self
+    }
+
+    /// Kill QEMU after this long (the outcome is then [`Status::TimedOut`]).
+    pub fn timeout(mut self, timeout: Duration) -> Qemu {
+        self.timeout = timeout;
+        self
+    }
+
+    /// An extra QEMU argument, passed as is.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Qemu {
+        self.extra.push(arg.into());
+        self
+    }
+
+    /// Stop the run (outcome [`Status::StopMarker`]) as soon as a complete serial line
+    /// contains `marker`.
+    pub fn stop_on(mut self, marker: &str) -> Qemu {
+        self.stop_on = Some(marker.to_string());
+        self
+    }
+
+    /// The `-initrd` value for the modules, or `None` if there are none.
+    pub fn initrd_arg(&self) -> Option<String> {
+        if self.modules.is_empty() {
+            return None;
+        }
+        Some(
+            self.modules
+                .iter()
+                .map(|(path, args)| {
+                    let path = path.to_string_lossy();
+                    if args.is_empty() {
+                        path.into_owned()
+                    } else {
+                        // QEMU splits at ',' and turns ",," back into ','.
+                        format!("{path} {}", args.replace(',', ",,"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
+    /// The QEMU arguments this run uses (without the program name).
+    ///
+    /// # Panics
+    /// If a `-kernel` boot has no image, or a `-cdrom` boot has an append line or modules.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(s.into());
+        push("-accel");
+        push("tcg");
+        push("-cpu");
+        push(&self.cpu);
+        push("-machine");
+        push(&self.machine);
+        push("-m");
+        push(&format!("{}M", self.memory_mb));
+        push("-smp");
+        push(&self.smp.to_string());
+        for s in [
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+        ] {
+            push(s);
+        }
+        push("-device");
+        push("isa-debug-exit,iobase=0xf4,iosize=0x04");
+        match &self.boot {
+            Boot::Kernel(kernel) => {
+                a.push("-kernel".into());
+                a.push(kernel.clone().unwrap_or_else(image).into());
+                if let Some(append) = &self.append {
+                    a.push("-append".into());
+                    a.push(append.into());
+                }
+                if let Some(initrd) = self.initrd_arg() {
+                    a.push("-initrd".into());
+                    a.push(initrd.into());
+                }
+            }
+            Boot::Cdrom(iso) => {
+                assert!(
+                    self.append.is_none() && self.modules.is_empty(),
+                    "a -cdrom boot takes its command line and modules from the ISO (see grub_iso)"
+                );
+                a.push("-cdrom".into());
+                a.push(iso.into());
+                a.push("-boot".into());
+                a.push("d".into());
+            }
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// Runs QEMU until it exits, the time-out expires, or the stop marker appears; always
+    /// kills and reaps QEMU; writes the log to `target/rxen/test-logs/<name>.log`.
+    ///
+    /// # Panics
+    /// If QEMU cannot be started (or the image is missing).
+    pub fn run(&self) -> Outcome {
+        let program = std::env::var_os("RXEN_QEMU").unwrap_or_else(|| QEMU.into());
+        self.run_program(&program)
+    }
+
+    /// [`Qemu::run`] with an explicit QEMU binary.
+    fn run_program(&self, program: &std::ffi::OsStr) -> Outcome {
+        let args = self.args();
+        let command_line = std::iter::once(program)
+            .chain(args.iter().map(OsString::as_os_str))
+            .map(|a| shell_quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        eprintln!("[{}] {command_line}", self.name);
+
+        let start = Instant::now();
+        let child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): install qemu-system-x86 (`cargo xtask test` does)",
+                    program.to_string_lossy()
+                )
+            });
+        let mut guard = ChildGuard(child);
+        let echo = std::env::var_os("RXEN_TEST_ECHO").is_some_and(|v| v != "0" && !v.is_empty());
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = [
+            reader(guard.0.stdout.take(), Arc::clone(&stdout), echo),
+            reader(guard.0.stderr.take(), Arc::clone(&stderr), false),
+        ];
+
+        let deadline = start + self.timeout;
+        let mut checked = 0; // bytes of stdout already searched for the stop marker
+        let status = loop {
+            match guard.0.try_wait() {
+                Ok(Some(exit)) => break Status::from_exit_code(exit.code()),
+                Ok(None) => {}
+                Err(e) => panic!("waiting for QEMU failed: {e}"),
+            }
+            if let Some(marker) = &self.stop_on {
+                let buf = stdout.lock().unwrap();
+                let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                if complete > checked {
+                    // Re-scan from the start of the last incomplete line.
+                    let from = buf[..checked]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    let found =
+                        String::from_utf8_lossy(&buf[from..complete]).contains(marker.as_str());
+                    checked = complete;
+                    if found {
+                        break Status::StopMarker;
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                break Status::TimedOut;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        guard.kill_and_reap();
+        for r in readers {
+            let _ = r.join();
+        }
+        let elapsed = start.elapsed();
+
+        let log = decode(&stdout.lock().unwrap());
+        let stderr = decode(&stderr.lock().unwrap());
+        let log_dir = rxen_dir().join("test-logs");
+        let log_path = log_dir.join(format!("{}.log", sanitize(&self.name)));
+        let file = format!(
+            "# {command_line}\n# status: {status} after {:.1} s\n{log}{}\n---- QEMU stderr ----\n{stderr}",
+            elapsed.as_secs_f64(),
+            if log.ends_with('\n') || log.is_empty() { "" } else { "\n" },
+        );
+        if let Err(e) = fs::create_dir_all(&log_dir).and_then(|()| fs::write(&log_path, file)) {
+            eprintln!("[{}] cannot write {}: {e}", self.name, log_path.display());
+        }
+        eprintln!(
+            "[{}] {status} after {:.1} s; log in {}",
+            self.name,
+            elapsed.as_secs_f64(),
+            log_path.display()
+        );
+        Outcome {
+            log,
+            stderr,
+            status,
+            name: self.name.clone(),
+            log_path,
+            elapsed,
+        }
+    }
+}
+
+/// Kills and reaps QEMU when dropped, so that no test leaves a QEMU behind, even when it
+/// panics.
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn kill_and_reap(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// A thread that copies `pipe` into `buf` until end of file.
+fn reader(
+    pipe: Option<impl Read + Send + 'static>,
+    buf: Arc<Mutex<Vec<u8>>>,
+    echo: bool,
+) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let Some(mut pipe) = pipe else { return };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    if echo {
+                        let _ = io::stderr().write_all(&chunk[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// Lossy UTF-8 with `\r\n` (and stray `\r`) normalised to `\n`.
+fn decode(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+}
+
+/// Quotes `s` for a POSIX shell if needed (for printing command lines).
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_decoding() {
+        assert_eq!(
+            Status::from_exit_code(Some(33)),
+            Status::DebugExit(EXIT_NORMAL)
+        );
+        assert_eq!(
+            Status::from_exit_code(Some(35)),
+            Status::DebugExit(EXIT_CRASH)
+        );
+        assert_eq!(Status::from_exit_code(Some(3)), Status::DebugExit(1));
+        assert_eq!(Status::from_exit_code(Some(255)), Status::DebugExit(0x7f));
+        assert_eq!(Status::from_exit_code(Some(1)), Status::Exited(1));
+        assert_eq!(Status::from_exit_code(Some(0)), Status::Exited(0));
+        assert_eq!(Status::from_exit_code(Some(2)), Status::Exited(2));
+        assert_eq!(Status::from_exit_code(None), Status::Signaled);
+    }
+
+    #[test]
+    fn initrd_joining() {
+        let q = Qemu::new("t")
+            .module("/a/dom0", "dom0-arg1 root=/dev/xvda")
+            .module("/a/initrd", "")
+            .module("/a/third", "x=1,2");
+        assert_eq!(
+            q.initrd_arg().unwrap(),
+            "/a/dom0 dom0-arg1 root=/dev/xvda,/a/initrd,/a/third x=1,,2"
+        );
+        assert_eq!(Qemu::new("t").initrd_arg(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "must not be empty or contain commas or spaces")]
+    fn module_path_with_comma() {
+        let _ = Qemu::new("t").module("/a,b", "");
+    }
+
+    #[test]
+    #[should_panic(expected = "must not be empty or contain commas or spaces")]
+    fn module_path_with_space() {
+        let _ = Qemu::new("t").module("/a b", "");
+    }
+
+    #[test]
+    fn command_line() {
+        let q = Qemu::new("t")
+            .kernel("/k")
+            .append("console=com1")
+            .append("isa_debug_exit")
+            .module("/m", "a")
+            .smp(4)
+            .memory_mb(256)
+            .cpu("EPYC,+svm,+npt")
+            .arg("-d")
+            .arg("int");
+        let args: Vec<String> = q
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        assert!(joined.starts_with("-accel tcg -cpu EPYC,+svm,+npt -machine q35 -m 256M -smp 4"));
+        assert!(joined.contains("-serial stdio -monitor none"));
+        assert!(joined.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        assert!(args.windows(2).any(|w| w == ["-kernel", "/k"]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-append", "console=com1 isa_debug_exit"]));
+        assert!(args.windows(2).any(|w| w == ["-initrd", "/m a"]));
+        assert!(joined.ends_with("-d int"));
+        assert_eq!(args.iter().filter(|a| *a == "stdio").count(), 1);
+    }
+
+    #[test]
+    fn cdrom_command_line() {
+        let args: Vec<String> = Qemu::new("t")
+            .cdrom("/x.iso")
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["-cdrom", "/x.iso"]));
+        assert!(!args.iter().any(|a| a == "-kernel"));
+    }
+
+    #[test]
+    #[should_panic(expected = "a -cdrom boot")]
+    fn cdrom_with_modules() {
+        let _ = Qemu::new("t").cdrom("/x.iso").module("/m", "").args();
+    }
+
+    #[test]
+    fn tail_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a\nb", 5), "a\nb");
+        assert_eq!(tail("", 3), "");
+        let o = Outcome::new("t", "x\ny\nz", Status::TimedOut);
+        assert_eq!(o.tail(1), "z");
+    }
+
+    #[test]
+    fn decode_normalises_newlines() {
+        assert_eq!(decode(b"a\r\nb\rc\xffd"), "a\nb\nc\u{fffd}d");
+    }
+
+    fn sample() -> Outcome {
+        Outcome::new(
+            "sample",
+            "(XEN) rxen version 0.1\n(XEN) Module 0: 0x1000 - 0x2000 (4096 bytes) cmdline 'a'\n(XEN) Module 1: x\n",
+            Status::DebugExit(EXIT_NORMAL),
+        )
+    }
+
+    #[test]
+    fn passing_assertions() {
+        sample()
+            .assert_contains("rxen version")
+            .assert_not_contains("FATAL")
+            .assert_count("Module ", 2)
+            .assert_in_order(&["rxen version", "Module 0", "Module 1"])
+            .assert_line_contains_all(&["Module 0", "cmdline 'a'"])
+            .assert_normal_stop();
+    }
+
+    #[test]
+    fn failure_message_has_reason_status_and_tail() {
+        let err = std::panic::catch_unwind(|| {
+            sample().assert_contains("Brought up 2 CPUs");
+        })
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("test `sample`"), "{msg}");
+        assert!(
+            msg.contains("does not contain \"Brought up 2 CPUs\""),
+            "{msg}"
+        );
+        assert!(msg.contains("normal stop"), "{msg}");
+        assert!(msg.contains("(XEN) Module 1: x"), "{msg}");
+    }
+
+    #[test]
+    #[should_panic(expected = "expected the run to end with debug exit 0x11 (crash)")]
+    fn crash_assertion_fails_on_normal_stop() {
+        sample().assert_crash_stop();
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn order_assertion() {
+        sample().assert_in_order(&["Module 1", "Module 0"]);
+    }
+
+    #[test]
+    fn grub_cfg_text() {
+        let cfg = grub_cfg(
+            "console=com1 isa_debug_exit",
+            &[
+                ("/t/dom0".into(), "root=/dev/xvda".into()),
+                ("/t/initrd".into(), "x".into()),
+            ],
+        );
+        assert!(cfg.starts_with("serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\n"));
+        assert!(cfg.contains("    multiboot2 /boot/rxen console=com1 isa_debug_exit\n"));
+        assert!(cfg.contains(
+            "    module2 /boot/dom0 root=/dev/xvda\n    module2 /boot/initrd x\n    boot\n}"
+        ));
+    }
+
+    #[test]
+    fn sanitized_names() {
+        assert_eq!(sanitize("boot::smp 2"), "boot__smp_2");
+        assert_eq!(sanitize(""), "unnamed");
+    }
+
+    /// A fake "QEMU" (a shell script that ignores its arguments), to check capture, exit
+    /// decoding, stop markers, time-outs and log files without a hypervisor.
+    fn fake_qemu(name: &str, script: &str) -> (Qemu, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = rxen_dir().join("harness-selftest");
+        create_dir(&dir);
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        (
+            Qemu::new(&format!("harness-selftest-{name}")).kernel("/dev/null"),
+            path,
+        )
+    }
+
+    #[test]
+    fn fake_run_debug_exit() {
+        let (q, prog) = fake_qemu("exit", "printf '(XEN) hello\\r\\n'; echo oops >&2; exit 33");
+        let out = q.run_program(prog.as_os_str());
+        out.assert_contains("(XEN) hello\n").assert_normal_stop();
+        assert_eq!(out.stderr.trim(), "oops");
+        let file = fs::read_to_string(&out.log_path).unwrap();
+        assert!(
+            file.contains("(XEN) hello") && file.contains("oops"),
+            "{file}"
+        );
+    }
+
+    #[test]
+    fn fake_run_timeout_kills() {
+        let (q, prog) = fake_qemu("hang", "echo started; exec sleep 30");
+        let out = q
+            .timeout(Duration::from_millis(500))
+            .run_program(prog.as_os_str());
+        assert_eq!(out.status, Status::TimedOut);
+        assert!(out.elapsed < Duration::from_secs(10));
+        out.assert_contains("started");
+    }
+
+    #[test]
+    fn fake_run_stop_marker() {
+        let (q, prog) = fake_qemu(
+            "marker",
+            "printf 'one\\ntwo: Ready'; sleep 0.3; printf ' now\\n'; exec sleep 30",
+        );
+        let out = q.stop_on("Ready now").run_program(prog.as_os_str());
+        assert_eq!(out.status, Status::StopMarker);
+        assert!(out.elapsed < Duration::from_secs(10));
+        out.assert_contains("two: Ready now");
+    }
+
+    #[test]
+    fn fake_run_plain_exit() {
+        let (q, prog) = fake_qemu("plain", "exit 1");
+        assert_eq!(q.run_program(prog.as_os_str()).status, Status::Exited(1));
+    }
+}
