@@ -1,5 +1,22 @@
-//! The rxen hypervisor image.
+//! The rxen hypervisor image: glues the arch-neutral core and the x86
+//! platform together. It parses the command line, reports the machine the
+//! way Xen does at boot, sets up memory and every CPU, and then (until the
+//! domain builder exists) reports the dom0 modules and stops.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod cpus;
+#[cfg(target_os = "none")]
+mod heap;
+#[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
+mod start;
+
 #[cfg(not(target_os = "none"))]
-fn main() {}
+fn main() {
+    eprintln!("rxen is a bare-metal image: build it with `cargo xtask build`");
+}

@@ -1,2 +1,23 @@
-//! The x86_64 platform layer of rxen: boot entries, CPU tables, serial, APIC, SMP.
+//! The x86_64 platform layer of rxen: boot entries, CPU tables, serial
+//! console, local APIC, SMP bring-up, SVM detection, and the machine stop.
+//! All `unsafe` hardware access of the hypervisor lives here.
 #![no_std]
+
+extern crate alloc;
+
+pub mod acpi;
+pub mod apic;
+#[cfg(target_os = "none")]
+pub mod boot;
+pub mod bootinfo;
+pub mod console;
+pub mod cpu;
+pub mod paging;
+pub mod pic;
+pub mod serial;
+#[cfg(target_os = "none")]
+pub mod smp;
+pub mod stop;
+pub mod svm;
+#[cfg(target_os = "none")]
+pub mod traps;

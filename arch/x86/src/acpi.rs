@@ -1,0 +1,101 @@
+//! The CPUs of the machine, from the ACPI MADT (through the `acpi` crate).
+
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use acpi::madt::{Madt, MadtEntry};
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+
+use crate::bootinfo::AcpiRoot;
+
+/// Physical memory is identity-mapped, so mapping is the identity.
+#[derive(Clone, Copy)]
+struct IdentityMap;
+
+impl AcpiHandler for IdentityMap {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
+        // SAFETY: the hypervisor's page tables identity-map all RAM and the
+        // ACPI regions; the caller (the acpi crate) guarantees that a `T`
+        // lives at `physical_address`, which is therefore non-null.
+        unsafe {
+            PhysicalMapping::new(
+                physical_address,
+                NonNull::new_unchecked(physical_address as *mut T),
+                size,
+                size,
+                *self,
+            )
+        }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// Searches the BIOS areas (EBDA, 0xE0000-0xFFFFF) for the RSDP. Must run
+/// while page 0 (which holds the EBDA pointer) is still mapped, i.e. on the
+/// boot page tables.
+pub fn find_rsdp_on_bios() -> Option<u64> {
+    // SAFETY: the boot tables identity-map the first MiB, where the search
+    // reads; the crate checks signatures and checksums.
+    let mapping = unsafe { acpi::rsdp::Rsdp::search_for_on_bios(IdentityMap) }.ok()?;
+    Some(mapping.physical_start() as u64)
+}
+
+/// One CPU listed in the MADT.
+#[derive(Clone, Copy, Debug)]
+pub struct MadtCpu {
+    /// Its local APIC ID.
+    pub apic_id: u32,
+    /// ACPI processor UID.
+    pub processor_uid: u32,
+}
+
+/// Why the CPU list could not be read.
+#[derive(Debug)]
+pub struct AcpiFailure(pub acpi::AcpiError);
+
+/// Lists the enabled (or online-capable) CPUs of the MADT, boot CPU included.
+pub fn madt_cpus(root: AcpiRoot) -> Result<Vec<MadtCpu>, AcpiFailure> {
+    // SAFETY: the addresses come from the loader or the BIOS search; the
+    // acpi crate validates signatures and checksums before using a table.
+    let tables = unsafe {
+        match root {
+            AcpiRoot::SearchBios => AcpiTables::search_for_rsdp_bios(IdentityMap),
+            AcpiRoot::Rsdp(address) => AcpiTables::from_rsdp(IdentityMap, address as usize),
+            AcpiRoot::Sdt { revision, address } => {
+                AcpiTables::from_rsdt(IdentityMap, revision, address as usize)
+            }
+        }
+    }
+    .map_err(AcpiFailure)?;
+    let madt = tables.find_table::<Madt>().map_err(AcpiFailure)?;
+    let mut cpus = Vec::new();
+    for entry in madt.get().entries() {
+        match entry {
+            MadtEntry::LocalApic(lapic) => {
+                let flags = lapic.flags;
+                if flags & 0b11 != 0 {
+                    cpus.push(MadtCpu {
+                        apic_id: lapic.apic_id as u32,
+                        processor_uid: lapic.processor_id as u32,
+                    });
+                }
+            }
+            MadtEntry::LocalX2Apic(x2apic) => {
+                let (flags, id, uid) = (x2apic.flags, x2apic.x2apic_id, x2apic.processor_uid);
+                if flags & 0b11 != 0 {
+                    cpus.push(MadtCpu {
+                        apic_id: id,
+                        processor_uid: uid,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(cpus)
+}

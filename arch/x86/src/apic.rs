@@ -1,0 +1,200 @@
+//! The local APIC (xAPIC, MMIO): enabling it, EOI, IPIs, and its timer,
+//! calibrated together with the TSC against PIT channel 2.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::instructions::port::Port;
+use x86_64::registers::model_specific::Msr;
+
+use crate::traps::{SPURIOUS_VECTOR, TIMER_VECTOR};
+
+const IA32_APIC_BASE: u32 = 0x1B;
+const REG_ID: usize = 0x20;
+const REG_EOI: usize = 0xB0;
+const REG_SVR: usize = 0xF0;
+const REG_ICR_LOW: usize = 0x300;
+const REG_ICR_HIGH: usize = 0x310;
+const REG_LVT_TIMER: usize = 0x320;
+const REG_TIMER_INITIAL: usize = 0x380;
+const REG_TIMER_CURRENT: usize = 0x390;
+const REG_TIMER_DIVIDE: usize = 0x3E0;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_PERIODIC: u32 = 1 << 17;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+
+/// PIT input clock in Hz.
+const PIT_HZ: u64 = 1_193_182;
+/// Calibration window.
+const CALIBRATION_MS: u64 = 10;
+
+static APIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+/// TSC ticks per millisecond (0 until calibrated).
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// APIC timer ticks (divide by 16) per millisecond.
+static APIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+fn read(reg: usize) -> u32 {
+    let address = APIC_BASE.load(Ordering::Relaxed) as usize + reg;
+    // SAFETY: the APIC page is identity-mapped uncached and `reg` is one of
+    // the architectural 32-bit register offsets above.
+    unsafe { core::ptr::read_volatile(address as *const u32) }
+}
+
+fn write(reg: usize, value: u32) {
+    let address = APIC_BASE.load(Ordering::Relaxed) as usize + reg;
+    // SAFETY: as in `read`.
+    unsafe { core::ptr::write_volatile(address as *mut u32, value) }
+}
+
+/// Physical address of the local APIC MMIO page.
+pub fn base() -> u64 {
+    APIC_BASE.load(Ordering::Relaxed)
+}
+
+/// Enables this CPU's local APIC in xAPIC mode with the spurious vector.
+pub fn init_this_cpu() {
+    let mut msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting bit 11
+    // (global enable) keeps the APIC at its current base.
+    let base = unsafe {
+        let value = msr.read();
+        msr.write(value | (1 << 11));
+        value & 0x000F_FFFF_FFFF_F000
+    };
+    APIC_BASE.store(base, Ordering::Relaxed);
+    write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
+}
+
+/// The running CPU's APIC ID as the APIC reports it.
+pub fn id() -> u8 {
+    (read(REG_ID) >> 24) as u8
+}
+
+/// Signals end of interrupt.
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+fn wait_icr_idle() {
+    for _ in 0..1_000_000 {
+        if read(REG_ICR_LOW) & ICR_DELIVERY_PENDING == 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends an IPI with the raw ICR low word `icr_low` to `apic_id`.
+pub fn send_ipi(apic_id: u8, icr_low: u32) {
+    wait_icr_idle();
+    write(REG_ICR_HIGH, (apic_id as u32) << 24);
+    write(REG_ICR_LOW, icr_low);
+    wait_icr_idle();
+}
+
+/// Sends an NMI to every CPU but this one.
+pub fn nmi_all_but_self() {
+    wait_icr_idle();
+    write(REG_ICR_HIGH, 0);
+    write(REG_ICR_LOW, (0b11 << 18) | (0b100 << 8) | (1 << 14));
+    wait_icr_idle();
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects; CR4.TSD is clear in ring 0 anyway.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// TSC ticks per millisecond (after [`calibrate`]).
+pub fn tsc_per_ms() -> u64 {
+    TSC_PER_MS.load(Ordering::Relaxed)
+}
+
+/// Busy-waits `us` microseconds on the calibrated TSC.
+pub fn delay_us(us: u64) {
+    let per_ms = tsc_per_ms().max(1000);
+    let end = rdtsc() + us * per_ms / 1000;
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Result of the timer calibration.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    /// TSC frequency in kHz.
+    pub tsc_khz: u64,
+    /// APIC timer input (bus) frequency in kHz.
+    pub apic_bus_khz: u64,
+}
+
+/// Measures the TSC and the APIC timer against a 10 ms PIT channel 2
+/// one-shot. Returns `None` if the PIT never signals (bounded wait).
+pub fn calibrate() -> Option<Calibration> {
+    let mut port61 = Port::<u8>::new(0x61);
+    let mut pit_cmd = Port::<u8>::new(0x43);
+    let mut pit_ch2 = Port::<u8>::new(0x42);
+    let count = (PIT_HZ * CALIBRATION_MS / 1000) as u16;
+    // SAFETY: ports 0x42/0x43/0x61 are the PC's PIT and its gate register;
+    // programming channel 2 only affects the speaker line, kept off here.
+    let (tsc_elapsed, apic_elapsed) = unsafe {
+        let gate = (port61.read() & !0x02) | 0x01;
+        port61.write(gate & !0x01);
+        pit_cmd.write(0xB0); // channel 2, lo/hi byte, mode 0, binary
+        pit_ch2.write(count as u8);
+        pit_ch2.write((count >> 8) as u8);
+        write(REG_TIMER_DIVIDE, 0x3); // divide by 16
+        write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
+        port61.write(gate); // gate high: counting starts
+        write(REG_TIMER_INITIAL, u32::MAX);
+        let tsc_start = rdtsc();
+        let mut finished = false;
+        for _ in 0..50_000_000u64 {
+            if port61.read() & 0x20 != 0 {
+                finished = true;
+                break;
+            }
+        }
+        let tsc_end = rdtsc();
+        let apic_now = read(REG_TIMER_CURRENT);
+        write(REG_TIMER_INITIAL, 0);
+        if !finished {
+            return None;
+        }
+        (tsc_end - tsc_start, (u32::MAX - apic_now) as u64)
+    };
+    let tsc_per_ms = tsc_elapsed / CALIBRATION_MS;
+    let apic_per_ms = apic_elapsed / CALIBRATION_MS;
+    if tsc_per_ms == 0 || apic_per_ms == 0 {
+        return None;
+    }
+    TSC_PER_MS.store(tsc_per_ms, Ordering::Relaxed);
+    APIC_TICKS_PER_MS.store(apic_per_ms, Ordering::Relaxed);
+    Some(Calibration {
+        tsc_khz: tsc_per_ms,
+        apic_bus_khz: apic_per_ms * 16,
+    })
+}
+
+/// Uses `tsc_khz` when the PIT could not be used.
+pub fn assume_tsc_khz(tsc_khz: u64) {
+    TSC_PER_MS.store(tsc_khz, Ordering::Relaxed);
+    APIC_TICKS_PER_MS.store(1_000_000 / 16, Ordering::Relaxed);
+}
+
+/// Starts the APIC timer in periodic mode at `hz` interrupts per second.
+pub fn start_periodic_timer(hz: u64) {
+    let per_ms = APIC_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
+    let initial = (per_ms * 1000 / hz.max(1)).clamp(1, u32::MAX as u64) as u32;
+    write(REG_TIMER_DIVIDE, 0x3);
+    write(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
+    write(REG_TIMER_INITIAL, initial);
+}
+
+/// Stops the APIC timer.
+pub fn stop_timer() {
+    write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
+    write(REG_TIMER_INITIAL, 0);
+}

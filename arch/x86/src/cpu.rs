@@ -1,0 +1,109 @@
+//! Per-CPU state of the hypervisor: each CPU's index, APIC ID, stacks, GDT and
+//! TSS (with the IST stacks for double fault, NMI and machine check).
+
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+/// Most CPUs rxen brings up.
+pub const MAX_CPUS: usize = 64;
+/// Kernel code selector in every GDT.
+pub const KERNEL_CS: u16 = 0x08;
+/// IST slot (1-based, as in the IDT gate) of the double-fault stack.
+pub const IST_DOUBLE_FAULT: u8 = 1;
+/// IST slot of the NMI stack.
+pub const IST_NMI: u8 = 2;
+/// IST slot of the machine-check stack.
+pub const IST_MACHINE_CHECK: u8 = 3;
+/// Size of each IST stack.
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+/// APIC ID -> CPU index + 1 (0 = unknown).
+static APIC_TO_INDEX: [AtomicU8; 256] = [const { AtomicU8::new(0) }; 256];
+/// Number of CPUs online.
+static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// Stack bounds of each CPU (low, high), for stack traces.
+static STACK_BOUNDS: [(AtomicU64, AtomicU64); MAX_CPUS] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_CPUS];
+
+/// The initial APIC ID of the running CPU (CPUID leaf 1).
+pub fn current_apic_id() -> u8 {
+    let leaf = raw_cpuid::cpuid!(1);
+    (leaf.ebx >> 24) as u8
+}
+
+/// Index of the running CPU (0 = the boot CPU); 0 before registration.
+pub fn current_index() -> usize {
+    let slot = APIC_TO_INDEX[current_apic_id() as usize].load(Ordering::Relaxed);
+    slot.saturating_sub(1) as usize
+}
+
+/// Records that the CPU with `apic_id` has index `index` and runs on the
+/// stack `[stack_low, stack_high)`.
+pub fn register(index: usize, apic_id: u8, stack_low: u64, stack_high: u64) {
+    if index < MAX_CPUS {
+        APIC_TO_INDEX[apic_id as usize].store(index as u8 + 1, Ordering::Relaxed);
+        STACK_BOUNDS[index].0.store(stack_low, Ordering::Relaxed);
+        STACK_BOUNDS[index].1.store(stack_high, Ordering::Relaxed);
+    }
+}
+
+/// The running CPU's stack bounds (low, high), or (0, 0) if unknown.
+pub fn current_stack_bounds() -> (u64, u64) {
+    let index = current_index();
+    if index >= MAX_CPUS {
+        return (0, 0);
+    }
+    (
+        STACK_BOUNDS[index].0.load(Ordering::Relaxed),
+        STACK_BOUNDS[index].1.load(Ordering::Relaxed),
+    )
+}
+
+/// Marks the running CPU online and returns how many are online now.
+pub fn mark_online() -> u32 {
+    ONLINE.fetch_add(1, Ordering::AcqRel) + 1
+}
+
+/// Number of CPUs online.
+pub fn online_count() -> u32 {
+    ONLINE.load(Ordering::Acquire)
+}
+
+fn ist_stack_top() -> VirtAddr {
+    let stack: &'static mut [u8] = Box::leak(alloc::vec![0u8; IST_STACK_SIZE].into_boxed_slice());
+    VirtAddr::from_ptr(stack.as_ptr()) + IST_STACK_SIZE as u64
+}
+
+/// Builds this CPU's TSS and GDT, loads them with the shared IDT and
+/// reloads the segment registers.
+pub fn init_tables() {
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[(IST_DOUBLE_FAULT - 1) as usize] = ist_stack_top();
+    tss.interrupt_stack_table[(IST_NMI - 1) as usize] = ist_stack_top();
+    tss.interrupt_stack_table[(IST_MACHINE_CHECK - 1) as usize] = ist_stack_top();
+    let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
+
+    let gdt: &'static mut GlobalDescriptorTable = Box::leak(Box::new(GlobalDescriptorTable::new()));
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_selector = gdt.append(Descriptor::tss_segment(tss));
+    gdt.load();
+    // SAFETY: the selectors come from the GDT just loaded, which is 'static;
+    // the code selector is 64-bit ring 0 and the data selector writable.
+    unsafe {
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss_selector);
+    }
+    debug_assert_eq!(code.0, KERNEL_CS);
+    #[cfg(target_os = "none")]
+    crate::traps::load_idt();
+}

@@ -1,0 +1,114 @@
+//! Stopping the machine: a normal stop, or a crash after a fatal trap or a
+//! panic. Other CPUs are parked with an NMI; then the machine leaves QEMU
+//! through isa-debug-exit (when `isa_debug_exit` is given), stays halted
+//! (`noreboot`), or reboots after five seconds as Xen does.
+
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+
+use x86_64::instructions::port::Port;
+
+use crate::apic;
+
+/// Value written to isa-debug-exit on a normal stop (QEMU exits with 33).
+pub const DEBUG_EXIT_NORMAL: u8 = 0x10;
+/// Value written to isa-debug-exit after a fault or panic (QEMU exits with 35).
+pub const DEBUG_EXIT_CRASH: u8 = 0x11;
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+static CRASHING: AtomicU32 = AtomicU32::new(0);
+static DEBUG_EXIT_PORT: AtomicU16 = AtomicU16::new(0);
+static NOREBOOT: AtomicBool = AtomicBool::new(false);
+static APIC_READY: AtomicBool = AtomicBool::new(false);
+
+/// Applies the stop-related options: the isa-debug-exit port and `noreboot`.
+pub fn configure(debug_exit_port: Option<u16>, noreboot: bool) {
+    DEBUG_EXIT_PORT.store(debug_exit_port.unwrap_or(0), Ordering::Relaxed);
+    NOREBOOT.store(noreboot, Ordering::Relaxed);
+}
+
+/// Tells the stop path that the local APIC can send NMIs.
+pub fn set_apic_ready() {
+    APIC_READY.store(true, Ordering::Release);
+}
+
+/// Whether a machine stop is under way (NMIs then park CPUs).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::Acquire)
+}
+
+/// Marks the start of a crash report; a second crash (on another CPU, or a
+/// fault inside the report) parks immediately.
+pub fn begin_crash() {
+    if CRASHING.fetch_add(1, Ordering::AcqRel) > 0 {
+        park_this_cpu();
+    }
+}
+
+/// Halts this CPU for good.
+pub fn park_this_cpu() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+fn stop_other_cpus() {
+    STOPPING.store(true, Ordering::Release);
+    if APIC_READY.load(Ordering::Acquire) {
+        apic::nmi_all_but_self();
+    }
+}
+
+fn debug_exit(code: u8) {
+    let port = DEBUG_EXIT_PORT.load(Ordering::Relaxed);
+    if port != 0 {
+        // SAFETY: the operator named this port as QEMU's isa-debug-exit
+        // device; writing it ends the emulator.
+        unsafe { Port::<u32>::new(port).write(code as u32) };
+    }
+}
+
+/// Stops the machine after a normal end of work.
+pub fn machine_stop() -> ! {
+    x86_64::instructions::interrupts::disable();
+    stop_other_cpus();
+    crate::printk!("System halted.");
+    debug_exit(DEBUG_EXIT_NORMAL);
+    park_this_cpu()
+}
+
+/// Stops the machine after a fatal trap or a panic (already reported).
+pub fn machine_crash() -> ! {
+    x86_64::instructions::interrupts::disable();
+    stop_other_cpus();
+    debug_exit(DEBUG_EXIT_CRASH);
+    if NOREBOOT.load(Ordering::Relaxed) {
+        crate::console::print_emergency(format_args!(
+            "Manual reset required ('noreboot' specified)"
+        ));
+        park_this_cpu();
+    }
+    crate::console::print_emergency(format_args!("Reboot in five seconds..."));
+    apic::delay_us(5_000_000);
+    reboot()
+}
+
+/// Resets the machine: the PCI reset register, the keyboard controller,
+/// then a triple fault.
+pub fn reboot() -> ! {
+    // SAFETY: 0xCF9 and 0x64 are the chipset reset controls of a PC; the
+    // machine is being reset on purpose.
+    unsafe {
+        Port::<u8>::new(0xCF9).write(0x06);
+        apic::delay_us(50_000);
+        Port::<u8>::new(0x64).write(0xFE);
+        apic::delay_us(50_000);
+        let empty = x86_64::structures::DescriptorTablePointer {
+            limit: 0,
+            base: x86_64::VirtAddr::zero(),
+        };
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3");
+    }
+    park_this_cpu()
+}

@@ -1,0 +1,79 @@
+//! Detection of AMD SVM and nested paging, and enabling SVM on each CPU.
+//! (Running guests comes with the vCPU work.)
+
+use raw_cpuid::cpuid;
+use x86_64::registers::model_specific::Msr;
+
+const MSR_VM_CR: u32 = 0xC001_0114;
+const MSR_EFER: u32 = 0xC000_0080;
+const VM_CR_SVMDIS: u64 = 1 << 4;
+const EFER_SVME: u64 = 1 << 12;
+
+/// What the CPU offers for hardware virtualization.
+#[derive(Clone, Copy, Debug)]
+pub struct SvmInfo {
+    /// SVM revision (CPUID 8000_000A EAX).
+    pub revision: u32,
+    /// Number of ASIDs.
+    pub asids: u32,
+    /// Nested paging (NPT).
+    pub npt: bool,
+    /// Next-RIP save.
+    pub nrips: bool,
+    /// Decode assists.
+    pub decode_assists: bool,
+}
+
+/// Why SVM cannot be used.
+#[derive(Clone, Copy, Debug)]
+pub enum SvmUnavailable {
+    /// Not an AMD-V CPU (CPUID 8000_0001 ECX bit 2 clear).
+    NotSupported,
+    /// The firmware disabled SVM (VM_CR.SVMDIS).
+    DisabledByFirmware,
+    /// No nested paging; rxen needs it.
+    NoNestedPaging,
+}
+
+impl core::fmt::Display for SvmUnavailable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NotSupported => "the CPU does not support AMD SVM",
+            Self::DisabledByFirmware => "SVM is disabled by the firmware (VM_CR.SVMDIS)",
+            Self::NoNestedPaging => "the CPU has SVM but no nested paging (NPT)",
+        })
+    }
+}
+
+/// Checks this CPU for SVM with nested paging.
+pub fn detect() -> Result<SvmInfo, SvmUnavailable> {
+    let max_ext = cpuid!(0x8000_0000).eax;
+    if max_ext < 0x8000_000A || cpuid!(0x8000_0001).ecx & (1 << 2) == 0 {
+        return Err(SvmUnavailable::NotSupported);
+    }
+    // SAFETY: VM_CR exists on every CPU that reports SVM.
+    let vm_cr = unsafe { Msr::new(MSR_VM_CR).read() };
+    if vm_cr & VM_CR_SVMDIS != 0 {
+        return Err(SvmUnavailable::DisabledByFirmware);
+    }
+    let leaf = cpuid!(0x8000_000A);
+    let info = SvmInfo {
+        revision: leaf.eax & 0xff,
+        asids: leaf.ebx,
+        npt: leaf.edx & 1 != 0,
+        nrips: leaf.edx & (1 << 3) != 0,
+        decode_assists: leaf.edx & (1 << 7) != 0,
+    };
+    if !info.npt {
+        return Err(SvmUnavailable::NoNestedPaging);
+    }
+    Ok(info)
+}
+
+/// Sets EFER.SVME on this CPU (after [`detect`] succeeded).
+pub fn enable_this_cpu() {
+    let mut efer = Msr::new(MSR_EFER);
+    // SAFETY: detect() confirmed SVM is supported and not disabled, so
+    // setting EFER.SVME is allowed and changes nothing else.
+    unsafe { efer.write(efer.read() | EFER_SVME) };
+}

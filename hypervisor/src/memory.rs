@@ -1,0 +1,146 @@
+//! Memory set-up at boot: the sanitized memory map, the reserved ranges,
+//! the global frame allocator, the main heap and the hypervisor's own page
+//! tables.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use rxen_core::frame_alloc::{self, FrameAllocator};
+use rxen_core::memmap::{self, MemoryMap, RawEntry};
+use rxen_x86::bootinfo::BootInfo;
+use rxen_x86::{log, printk};
+use spin::Mutex;
+
+/// Everything below 1 MiB stays with the firmware and the AP trampoline.
+const LOW_MEMORY: Range<u64> = 0..(1 << 20);
+/// Main heap size.
+const HEAP_SIZE: u64 = 16 << 20;
+
+/// The machine's frame allocator.
+pub static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Physical range of the hypervisor image (text, data and BSS).
+pub fn image_range() -> Range<u64> {
+    // Linker-script symbols: only their addresses are taken.
+    core::ptr::addr_of!(__image_start) as u64..core::ptr::addr_of!(__image_end) as u64
+}
+
+/// Sanitizes and prints the firmware memory map.
+pub fn memory_map(boot: &BootInfo) -> MemoryMap {
+    let raw: Vec<RawEntry> = boot
+        .memory
+        .iter()
+        .map(|entry| RawEntry::from_e820(entry.base, entry.len, entry.kind))
+        .collect();
+    let map = memmap::sanitize(&raw, &mut |warning| printk!("Memory map: {warning}"));
+    printk!("Physical RAM map:");
+    for region in map.regions() {
+        printk!(
+            " {:016x} - {:016x} {}",
+            region.start,
+            region.end,
+            region.kind
+        );
+    }
+    let total = map.total_usable();
+    printk!("System RAM: {}MB ({}kB)", total >> 20, total >> 10);
+    map
+}
+
+/// Creates the frame allocator (keeping `reserved` out of it), then the main
+/// heap. Returns `false` if there is no memory to work with.
+pub fn init_frames_and_heap(map: &MemoryMap, mut reserved: Vec<Range<u64>>) -> bool {
+    reserved.push(LOW_MEMORY);
+    reserved.push(image_range());
+    let words = frame_alloc::bitmap_words(map);
+    let bytes = (words as u64 * 8).next_multiple_of(4096);
+    let Some(bitmap_at) = frame_alloc::find_free_range(map, &reserved, bytes) else {
+        printk!("No room for the frame bitmap ({bytes} bytes)");
+        return false;
+    };
+    reserved.push(bitmap_at..bitmap_at + bytes);
+    // SAFETY: `find_free_range` chose usable RAM that no reserved range
+    // (image, boot data, modules) touches; it is identity-mapped and from
+    // now on belongs to the bitmap alone.
+    let bitmap = unsafe { core::slice::from_raw_parts_mut(bitmap_at as *mut u64, words) };
+    let mut frames = match FrameAllocator::new(bitmap, map, &reserved) {
+        Ok(frames) => frames,
+        Err(error) => {
+            printk!("Frame allocator: {error}");
+            return false;
+        }
+    };
+    let heap_size = HEAP_SIZE
+        .min(frames.free_frames() * 4096 / 4)
+        .next_multiple_of(4096);
+    let Some(heap_at) = frames.alloc_contiguous((heap_size / 4096) as usize, 1) else {
+        printk!("No contiguous {heap_size} bytes for the heap");
+        return false;
+    };
+    // SAFETY: the frames were just taken from the allocator for the heap.
+    unsafe { crate::heap::init_main(heap_at, heap_size as usize) };
+    printk!(
+        "Frames: {} of {} free ({} MiB); heap {} MiB at {:#x}; bitmap at {:#x}",
+        frames.free_frames(),
+        frames.total_frames(),
+        frames.free_frames() >> 8,
+        heap_size >> 20,
+        heap_at,
+        bitmap_at
+    );
+    log!(
+        Debug,
+        "Early heap used: {} bytes",
+        crate::heap::early_used()
+    );
+    *FRAMES.lock() = Some(frames);
+    true
+}
+
+/// Allocates one frame from the global allocator.
+pub fn alloc_frame() -> Option<u64> {
+    FRAMES.lock().as_mut().and_then(|frames| frames.alloc())
+}
+
+/// Allocates `count` contiguous frames.
+pub fn alloc_frames(count: usize) -> Option<u64> {
+    FRAMES
+        .lock()
+        .as_mut()
+        .and_then(|frames| frames.alloc_contiguous(count, 1))
+}
+
+/// Builds and activates the hypervisor's page tables; returns the PML4.
+pub fn init_page_tables(map: &MemoryMap) -> Option<u64> {
+    let ram: Vec<Range<u64>> = map
+        .usable()
+        .map(|region| region.start..region.end)
+        .collect();
+    let limit = map.max_usable_end();
+    let layout = rxen_x86::paging::Layout {
+        limit,
+        ram: &ram,
+        image: image_range(),
+    };
+    match rxen_x86::paging::build(&layout, &mut alloc_frame) {
+        Ok(pml4) => {
+            rxen_x86::paging::activate(pml4);
+            log!(
+                Info,
+                "Page tables: identity map up to {:#x}, PML4 at {:#x}",
+                limit.max(1 << 32),
+                pml4
+            );
+            Some(pml4)
+        }
+        Err(error) => {
+            printk!("Page tables: {error:?}");
+            None
+        }
+    }
+}
