@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use rxen_core::frame_alloc::{self, FrameAllocator};
-use rxen_core::memmap::{self, MemoryMap, RawEntry};
+use rxen_core::memmap::{self, MemoryMap, RawEntry, SanitizeWarning};
 use rxen_x86::bootinfo::BootInfo;
 use rxen_x86::{log, printk};
 use spin::Mutex;
@@ -37,7 +37,11 @@ pub fn memory_map(boot: &BootInfo) -> MemoryMap {
         .iter()
         .map(|entry| RawEntry::from_e820(entry.base, entry.len, entry.kind))
         .collect();
-    let map = memmap::sanitize(&raw, &mut |warning| printk!("Memory map: {warning}"));
+    let map = memmap::sanitize(&raw, &mut |warning| match warning {
+        // Firmware maps commonly end RAM off a page boundary: not worth a warning.
+        SanitizeWarning::Unaligned { .. } => log!(Info, "Memory map: {warning}"),
+        _ => printk!("Warning: memory map: {warning}"),
+    });
     printk!("Physical RAM map:");
     for region in map.regions() {
         printk!(

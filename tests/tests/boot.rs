@@ -54,7 +54,7 @@ fn boot(name: &str, extra: &str) -> Qemu {
 /// What every successful boot prints before it looks at modules.
 #[track_caller]
 fn assert_came_up(out: &Outcome, cpus: u32) {
-    out.assert_contains("(XEN) ")
+    out.assert_contains("(rxen) ")
         .assert_contains("rxen version")
         .assert_contains(&format!("Brought up {cpus} CPUs"))
         .assert_contains("SVM enabled")
@@ -97,7 +97,8 @@ fn multiboot_two_modules_smp1() {
         .run();
     assert_came_up(&out, 1);
     // The cooked command line: without the image's file name that QEMU puts first.
-    out.assert_contains(&format!("Command line: {BASE_ARGS}"))
+    out.assert_contains("Bootloader: qemu (Multiboot1)")
+        .assert_contains(&format!("Command line: {BASE_ARGS}"))
         .assert_in_order(&["rxen version", "Command line:", "Module 0:", "Module 1:"]);
     for line in out.lines_containing("Command line:") {
         if line.contains("/rxen") {
@@ -180,7 +181,8 @@ fn grub_multiboot2_two_modules() {
         .timeout(Duration::from_secs(120))
         .run();
     assert_came_up(&out, 1);
-    out.assert_contains(&format!("Command line: {BASE_ARGS}"))
+    out.assert_line_contains_all(&["Bootloader: GRUB 2", "(Multiboot2)"])
+        .assert_contains(&format!("Command line: {BASE_ARGS}"))
         .assert_in_order(&["rxen version", "Command line:", "Module 0:", "Module 1:"]);
     for line in out.lines_containing("Command line:") {
         if line.contains("/boot/rxen") {
@@ -189,4 +191,89 @@ fn grub_multiboot2_two_modules() {
     }
     assert_demo_modules(&out);
     assert_debug_exit(&out);
+}
+
+#[test]
+fn crash_on_secondary_cpu_stops_the_machine() {
+    let out = boot("crash_on_secondary_cpu", "crash_test=invalid-opcode@1")
+        .smp(2)
+        .run();
+    out.assert_contains("FATAL TRAP on CPU 1: vector = 6 (Invalid opcode)")
+        .assert_contains("RIP:")
+        .assert_contains("Stack trace")
+        .assert_not_contains("FATAL TRAP on CPU 0")
+        .assert_crash_stop();
+}
+
+#[test]
+fn noreboot_keeps_the_machine_halted_after_a_crash() {
+    // No isa_debug_exit: the hypervisor must halt and say so, and QEMU keeps running.
+    let out = Qemu::new("noreboot_halts")
+        .append("console=com1 noreboot crash_test=divide-error")
+        .stop_on("Manual reset required")
+        .timeout(Duration::from_secs(60))
+        .run();
+    out.assert_contains("FATAL TRAP on CPU 0: vector = 0 (Divide error)")
+        .assert_contains("Manual reset required ('noreboot' specified)")
+        .assert_status(Status::StopMarker);
+}
+
+#[test]
+fn crash_without_noreboot_reboots() {
+    // QEMU runs with -no-reboot, so the reboot ends it with status 0.
+    let out = Qemu::new("crash_reboots")
+        .append("console=com1 crash_test=general-protection")
+        .timeout(Duration::from_secs(60))
+        .run();
+    out.assert_contains("FATAL TRAP on CPU 0: vector = 13 (General protection fault)")
+        .assert_in_order(&["FATAL TRAP", "Reboot in five seconds..."])
+        .assert_status(Status::Exited(0));
+}
+
+#[test]
+fn cpu_without_svm_is_refused() {
+    let out = boot("cpu_without_svm", "").cpu("qemu64,-svm").run();
+    out.assert_contains("SVM not available: the CPU does not support AMD SVM")
+        .assert_not_contains("Brought up")
+        .assert_crash_stop();
+}
+
+#[test]
+fn malformed_option_values_warn_and_keep_defaults() {
+    let out = boot(
+        "malformed_option_values",
+        "com1=fast,9z9 loglvl=loud dom0_mem=lots maxcpus=many crash_test=explode",
+    )
+    .smp(2)
+    .run();
+    for option in ["com1", "loglvl", "dom0_mem", "maxcpus", "crash_test"] {
+        out.assert_line_contains_all(&["Warning:", option]);
+    }
+    assert_came_up(&out, 2);
+    out.assert_normal_stop();
+}
+
+#[test]
+fn loglvl_filters_messages() {
+    // "Page tables:" is an info message: hidden at Xen's default level, shown with loglvl=all.
+    let quiet = Qemu::new("loglvl_default")
+        .append("console=com1 isa_debug_exit")
+        .run();
+    quiet
+        .assert_contains("Brought up 1 CPUs")
+        .assert_not_contains("Page tables:")
+        .assert_normal_stop();
+    let loud = boot("loglvl_all", "").run();
+    loud.assert_contains("Page tables:").assert_normal_stop();
+}
+
+#[test]
+fn maxcpus_limits_the_cpus_brought_up() {
+    let out = boot("maxcpus", "maxcpus=2")
+        .smp(4)
+        .timeout(Duration::from_secs(120))
+        .run();
+    assert_came_up(&out, 2);
+    out.assert_contains("maxcpus=2: not starting APIC ID")
+        .assert_normal_stop();
 }

@@ -93,13 +93,8 @@ pub fn send_ipi(apic_id: u8, icr_low: u32) {
     wait_icr_idle();
 }
 
-/// Sends an NMI to every CPU but this one.
-pub fn nmi_all_but_self() {
-    wait_icr_idle();
-    write(REG_ICR_HIGH, 0);
-    write(REG_ICR_LOW, (0b11 << 18) | (0b100 << 8) | (1 << 14));
-    wait_icr_idle();
-}
+/// ICR low word of an NMI (delivery mode NMI, level assert).
+pub const ICR_NMI: u32 = (0b100 << 8) | (1 << 14);
 
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {

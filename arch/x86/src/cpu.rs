@@ -27,6 +27,10 @@ const IST_STACK_SIZE: usize = 16 * 1024;
 static APIC_TO_INDEX: [AtomicU8; 256] = [const { AtomicU8::new(0) }; 256];
 /// Number of CPUs online.
 static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// Bit n set: CPU index n is online.
+static ONLINE_MASK: AtomicU64 = AtomicU64::new(0);
+/// APIC ID of each CPU index.
+static INDEX_TO_APIC: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// Stack bounds of each CPU (low, high), for stack traces.
 static STACK_BOUNDS: [(AtomicU64, AtomicU64); MAX_CPUS] =
     [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_CPUS];
@@ -48,6 +52,7 @@ pub fn current_index() -> usize {
 pub fn register(index: usize, apic_id: u8, stack_low: u64, stack_high: u64) {
     if index < MAX_CPUS {
         APIC_TO_INDEX[apic_id as usize].store(index as u8 + 1, Ordering::Relaxed);
+        INDEX_TO_APIC[index].store(apic_id, Ordering::Relaxed);
         STACK_BOUNDS[index].0.store(stack_low, Ordering::Relaxed);
         STACK_BOUNDS[index].1.store(stack_high, Ordering::Relaxed);
     }
@@ -67,7 +72,19 @@ pub fn current_stack_bounds() -> (u64, u64) {
 
 /// Marks the running CPU online and returns how many are online now.
 pub fn mark_online() -> u32 {
+    let index = current_index();
+    if index < MAX_CPUS {
+        ONLINE_MASK.fetch_or(1 << index, Ordering::AcqRel);
+    }
     ONLINE.fetch_add(1, Ordering::AcqRel) + 1
+}
+
+/// (index, APIC ID) of every CPU online.
+pub fn online_apic_ids() -> impl Iterator<Item = (usize, u8)> {
+    let mask = ONLINE_MASK.load(Ordering::Acquire);
+    (0..MAX_CPUS)
+        .filter(move |index| mask & (1 << index) != 0)
+        .map(|index| (index, INDEX_TO_APIC[index].load(Ordering::Relaxed)))
 }
 
 /// Number of CPUs online.

@@ -15,7 +15,8 @@ pub const DEBUG_EXIT_NORMAL: u8 = 0x10;
 pub const DEBUG_EXIT_CRASH: u8 = 0x11;
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
-static CRASHING: AtomicU32 = AtomicU32::new(0);
+/// Index of the CPU that owns the machine stop (`u32::MAX`: nobody yet).
+static STOP_OWNER: AtomicU32 = AtomicU32::new(u32::MAX);
 static DEBUG_EXIT_PORT: AtomicU16 = AtomicU16::new(0);
 static NOREBOOT: AtomicBool = AtomicBool::new(false);
 static APIC_READY: AtomicBool = AtomicBool::new(false);
@@ -36,12 +37,22 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::Acquire)
 }
 
-/// Marks the start of a crash report; a second crash (on another CPU, or a
-/// fault inside the report) parks immediately.
-pub fn begin_crash() {
-    if CRASHING.fetch_add(1, Ordering::AcqRel) > 0 {
+/// Claims the machine stop for this CPU. Only one stop (normal or crash)
+/// runs: a CPU that comes second, or that faults inside its own report,
+/// parks at once and leaves the report to the owner.
+pub fn claim_stop() {
+    let me = crate::cpu::current_index() as u32;
+    if STOP_OWNER
+        .compare_exchange(u32::MAX, me, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         park_this_cpu();
     }
+}
+
+/// Marks the start of a crash report (see [`claim_stop`]).
+pub fn begin_crash() {
+    claim_stop();
 }
 
 /// Halts this CPU for good.
@@ -52,10 +63,17 @@ pub fn park_this_cpu() -> ! {
     }
 }
 
+/// Parks every other CPU that rxen started, with an NMI each. (CPUs that
+/// were never started are left alone: an NMI would wake them.)
 fn stop_other_cpus() {
     STOPPING.store(true, Ordering::Release);
     if APIC_READY.load(Ordering::Acquire) {
-        apic::nmi_all_but_self();
+        let me = crate::cpu::current_index();
+        for (index, apic_id) in crate::cpu::online_apic_ids() {
+            if index != me {
+                apic::send_ipi(apic_id, apic::ICR_NMI);
+            }
+        }
     }
 }
 
@@ -71,6 +89,7 @@ fn debug_exit(code: u8) {
 /// Stops the machine after a normal end of work.
 pub fn machine_stop() -> ! {
     x86_64::instructions::interrupts::disable();
+    claim_stop();
     stop_other_cpus();
     crate::printk!("System halted.");
     debug_exit(DEBUG_EXIT_NORMAL);
