@@ -6,7 +6,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
-use crate::traps::{SPURIOUS_VECTOR, TIMER_VECTOR};
+/// Vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0xF0;
+/// Vector of the local APIC spurious interrupt.
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 const IA32_APIC_BASE: u32 = 0x1B;
 const REG_ID: usize = 0x20;

@@ -158,7 +158,7 @@ fn read_cstr(address: u64, problems: &mut Vec<String>) -> (String, Range<u64>) {
 /// Reads the boot information that `magic` (EAX at entry) announces at
 /// physical address `pointer` (EBX at entry).
 pub fn parse(magic: u32, pointer: u32) -> Result<BootInfo, BootInfoError> {
-    if pointer == 0 || pointer % 4 != 0 {
+    if pointer == 0 || !pointer.is_multiple_of(4) {
         return Err(BootInfoError::BadPointer(pointer));
     }
     match magic {

@@ -77,13 +77,12 @@ pub fn print(level: LogLevel, args: fmt::Arguments) {
     if !enabled(level) || !SERIAL_ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let guard = x86_64::instructions::interrupts::without_interrupts(|| {
+    x86_64::instructions::interrupts::without_interrupts(|| {
         let guard = SERIAL.lock();
         if let Some(serial) = guard.as_ref() {
             emit(serial, args);
         }
     });
-    guard
 }
 
 /// Prints from a fault or panic path: never waits forever for the lock,

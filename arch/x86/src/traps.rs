@@ -4,12 +4,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::apic::{SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::{apic, cpu, stop};
-
-/// Vector of the local APIC timer.
-pub const TIMER_VECTOR: u8 = 0xF0;
-/// Vector of the local APIC spurious interrupt.
-pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 /// Spurious vectors of the (masked) legacy PICs: IRQ 7 and IRQ 15.
 const PIC_SPURIOUS: [u8; 2] = [
@@ -320,7 +316,7 @@ pub fn print_stack_trace(mut rbp: u64) {
     p(format_args!("Stack trace (frame pointers):"));
     let (low, high) = cpu::current_stack_bounds();
     let mut printed = 0;
-    while printed < 16 && rbp >= low && rbp + 16 <= high && rbp % 8 == 0 {
+    while printed < 16 && rbp >= low && rbp + 16 <= high && rbp.is_multiple_of(8) {
         // SAFETY: rbp lies inside this CPU's mapped stack (checked above)
         // and is 8-byte aligned; the two words read are stack memory.
         let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
