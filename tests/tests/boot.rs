@@ -277,3 +277,26 @@ fn maxcpus_limits_the_cpus_brought_up() {
     out.assert_contains("maxcpus=2: not starting APIC ID")
         .assert_normal_stop();
 }
+
+#[test]
+fn grub_empty_module_is_reported_and_skipped() {
+    let empty = write_module("empty-module", &[]);
+    let initrd = module("grub-empty-initrd", INITRD_SIZE);
+    let iso = grub_iso(
+        "grub_empty_module",
+        BASE_ARGS,
+        &[
+            (empty, "empty".to_string()),
+            (initrd, INITRD_ARGS.to_string()),
+        ],
+    );
+    let out = Qemu::new("grub_empty_module")
+        .cdrom(&iso)
+        .timeout(Duration::from_secs(120))
+        .run();
+    assert_came_up(&out, 1);
+    out.assert_line_contains_all(&["Module 0:", "is empty: ignored"])
+        .assert_line_contains_all(&["Module 1:", &format!("({INITRD_SIZE} bytes)")])
+        .assert_not_contains("Panic on CPU");
+    assert_debug_exit(&out);
+}
