@@ -77,7 +77,7 @@ impl Default for Quotas {
 }
 
 /// How a change matches watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Match {
     /// Watches on the path or any ancestor fire.
     Subtree,
