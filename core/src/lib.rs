@@ -9,6 +9,10 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod domain;
+pub mod elf;
 pub mod frame_alloc;
+pub mod hypercall;
 pub mod log;
 pub mod memmap;
+pub mod time;

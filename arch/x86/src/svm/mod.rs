@@ -1,5 +1,14 @@
-//! Detection of AMD SVM and nested paging, and enabling SVM on each CPU.
-//! (Running guests comes with the vCPU work.)
+//! AMD SVM: detection, per-CPU enabling (EFER.SVME, the host save area and
+//! the host's VMSAVE area), the VMCB layout, nested page tables, and the
+//! VMRUN path that enters a guest and comes back on #VMEXIT.
+
+pub mod guest_walk;
+pub mod npt;
+pub mod vmcb;
+#[cfg(target_os = "none")]
+mod vmrun;
+#[cfg(target_os = "none")]
+pub use vmrun::{enable_this_cpu_full, run, GuestRegs};
 
 use raw_cpuid::cpuid;
 use x86_64::registers::model_specific::Msr;

@@ -1,0 +1,184 @@
+//! What a PVH guest sees of CPUID: Xen's leaves at 0x40000000 (signature
+//! "XenVMMXenVMM", version, hypercall page, time, HVM features) and a
+//! filtered view of the host's leaves: no SVM, no features rxen does not
+//! virtualize, the hypervisor bit set, the vCPU's own APIC ID.
+
+use rxen_abi::cpuid::{
+    XEN_CPUID_FIRST_LEAF as XEN_CPUID_BASE, XEN_CPUID_MAX_NUM_LEAVES, XEN_CPUID_SIGNATURE_EBX,
+    XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX,
+};
+use rxen_abi::version::{XEN_MAJOR, XEN_MINOR};
+
+/// MSR through which the guest installs the hypercall page (Xen's choice
+/// for HVM guests, reported in leaf 2).
+pub const HYPERCALL_PAGE_MSR: u32 = 0x4000_0000;
+
+/// The calling vCPU and domain.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuidContext {
+    /// vCPU number (also its APIC ID).
+    pub vcpu_id: u32,
+    /// Domain ID.
+    pub domid: u16,
+    /// Guest TSC frequency in kHz.
+    pub tsc_khz: u32,
+    /// Number of vCPUs of the domain.
+    pub nr_vcpus: u32,
+}
+
+/// Registers of one CPUID answer: [EAX, EBX, ECX, EDX].
+pub type Regs = [u32; 4];
+
+// Leaf 1 ECX bits hidden from guests.
+const L1_ECX_MONITOR: u32 = 1 << 3;
+const L1_ECX_VMX: u32 = 1 << 5;
+const L1_ECX_SMX: u32 = 1 << 6;
+const L1_ECX_EST: u32 = 1 << 7;
+const L1_ECX_TM2: u32 = 1 << 8;
+const L1_ECX_PDCM: u32 = 1 << 15;
+const L1_ECX_X2APIC: u32 = 1 << 21;
+const L1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+const L1_ECX_HYPERVISOR: u32 = 1 << 31;
+// Leaf 1 EDX bits hidden.
+const L1_EDX_ACPI: u32 = 1 << 22;
+const L1_EDX_TM: u32 = 1 << 29;
+const L1_EDX_PBE: u32 = 1 << 31;
+// Leaf 0x80000001 ECX bits hidden.
+const EXT_ECX_SVM: u32 = 1 << 2;
+const EXT_ECX_SKINIT: u32 = 1 << 12;
+const EXT_ECX_WDT: u32 = 1 << 13;
+const EXT_ECX_PERFCTR_CORE: u32 = 1 << 23;
+// Leaf 7 EBX/ECX bits hidden.
+const L7_EBX_INVPCID: u32 = 1 << 10;
+const L7_ECX_WAITPKG: u32 = 1 << 5;
+
+/// The guest's view of CPUID leaf `leaf`, sub-leaf `subleaf`, given the
+/// host's answers through `host`.
+pub fn guest_cpuid(
+    leaf: u32,
+    subleaf: u32,
+    ctx: &CpuidContext,
+    host: &dyn Fn(u32, u32) -> Regs,
+) -> Regs {
+    if (XEN_CPUID_BASE..=XEN_CPUID_BASE + 0xFFFF).contains(&leaf) {
+        return xen_leaf(leaf - XEN_CPUID_BASE, subleaf, ctx);
+    }
+    let [mut a, mut b, mut c, mut d] = host(leaf, subleaf);
+    match leaf {
+        0x1 => {
+            // APIC ID and logical processor count of this vCPU.
+            b = (b & 0x0000_FFFF) | (ctx.vcpu_id << 24) | (ctx.nr_vcpus.min(255) << 16);
+            c &=
+                !(L1_ECX_MONITOR | L1_ECX_VMX | L1_ECX_SMX | L1_ECX_EST | L1_ECX_TM2 | L1_ECX_PDCM);
+            c &= !(L1_ECX_X2APIC | L1_ECX_TSC_DEADLINE);
+            c |= L1_ECX_HYPERVISOR;
+            d &= !(L1_EDX_ACPI | L1_EDX_TM | L1_EDX_PBE);
+        }
+        0x5 | 0x6 | 0xA | 0xB | 0x1F => [a, b, c, d] = [0; 4],
+        0x7 if subleaf == 0 => {
+            b &= !L7_EBX_INVPCID;
+            c &= !L7_ECX_WAITPKG;
+        }
+        0x8000_0001 => {
+            c &= !(EXT_ECX_SVM | EXT_ECX_SKINIT | EXT_ECX_WDT | EXT_ECX_PERFCTR_CORE);
+        }
+        0x8000_000A => [a, b, c, d] = [0; 4],
+        _ => {}
+    }
+    [a, b, c, d]
+}
+
+fn xen_leaf(index: u32, subleaf: u32, ctx: &CpuidContext) -> Regs {
+    match index {
+        // Signature "XenVMMXenVMM" and the highest Xen leaf.
+        0 => [
+            XEN_CPUID_BASE + XEN_CPUID_MAX_NUM_LEAVES,
+            XEN_CPUID_SIGNATURE_EBX,
+            XEN_CPUID_SIGNATURE_ECX,
+            XEN_CPUID_SIGNATURE_EDX,
+        ],
+        // Version: major in the high half, minor in the low half.
+        1 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
+        // One hypercall page, installed through HYPERCALL_PAGE_MSR.
+        2 => [1, HYPERCALL_PAGE_MSR, 0, 0],
+        // Time: sub-leaf 0 TSC mode (native, stable); 2: host TSC kHz.
+        3 => match subleaf {
+            0 => [0, 0, ctx.tsc_khz, 0],
+            2 => [0, 0, ctx.tsc_khz, 0],
+            _ => [0; 4],
+        },
+        // HVM features: vCPU ID in EBX, domain ID in ECX, per-vCPU upcall vector.
+        4 => {
+            use rxen_abi::cpuid::{
+                XEN_HVM_CPUID_DOMID_PRESENT, XEN_HVM_CPUID_UPCALL_VECTOR,
+                XEN_HVM_CPUID_VCPU_ID_PRESENT,
+            };
+            let flags = XEN_HVM_CPUID_VCPU_ID_PRESENT
+                | XEN_HVM_CPUID_DOMID_PRESENT
+                | XEN_HVM_CPUID_UPCALL_VECTOR;
+            [flags, ctx.vcpu_id, ctx.domid as u32, 0]
+        }
+        // PV-specific leaf: nothing for HVM guests.
+        5 => [0; 4],
+        _ => [0; 4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(leaf: u32, _sub: u32) -> Regs {
+        match leaf {
+            0x1 => [
+                0x00a2_0f12,
+                0x0102_0800,
+                0xffff_ffff & !L1_ECX_HYPERVISOR,
+                0xffff_ffff,
+            ],
+            0x8000_0001 => [0, 0, 0xffff_ffff, 0xffff_ffff],
+            0x8000_000A => [1, 16, 0, 0xff],
+            _ => [leaf, 1, 2, 3],
+        }
+    }
+
+    fn ctx() -> CpuidContext {
+        CpuidContext {
+            vcpu_id: 1,
+            domid: 7,
+            tsc_khz: 2_000_000,
+            nr_vcpus: 2,
+        }
+    }
+
+    #[test]
+    fn xen_signature_and_leaves() {
+        let [a, b, c, d] = guest_cpuid(0x4000_0000, 0, &ctx(), &host);
+        assert_eq!(a, 0x4000_0005);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&b.to_le_bytes());
+        sig[4..8].copy_from_slice(&c.to_le_bytes());
+        sig[8..].copy_from_slice(&d.to_le_bytes());
+        assert_eq!(&sig, b"XenVMMXenVMM");
+        assert_eq!(guest_cpuid(0x4000_0001, 0, &ctx(), &host)[0], 0x0004_0011);
+        assert_eq!(
+            guest_cpuid(0x4000_0002, 0, &ctx(), &host),
+            [1, 0x4000_0000, 0, 0]
+        );
+        let hvm = guest_cpuid(0x4000_0004, 0, &ctx(), &host);
+        assert_eq!((hvm[1], hvm[2]), (1, 7));
+    }
+
+    #[test]
+    fn svm_and_unvirtualized_features_are_hidden() {
+        assert_eq!(
+            guest_cpuid(0x8000_0001, 0, &ctx(), &host)[2] & EXT_ECX_SVM,
+            0
+        );
+        assert_eq!(guest_cpuid(0x8000_000A, 0, &ctx(), &host), [0; 4]);
+        let l1 = guest_cpuid(1, 0, &ctx(), &host);
+        assert_ne!(l1[2] & L1_ECX_HYPERVISOR, 0);
+        assert_eq!(l1[2] & (L1_ECX_X2APIC | L1_ECX_MONITOR | L1_ECX_VMX), 0);
+        assert_eq!(l1[1] >> 24, 1, "APIC ID is the vCPU id");
+    }
+}

@@ -1,0 +1,136 @@
+//! Entering a guest: CLGI, VMLOAD the guest's hidden state, VMRUN, VMSAVE it
+//! again, VMLOAD the host's (TR, FS/GS, syscall MSRs), STGI. The general
+//! registers the VMCB does not hold travel through [`GuestRegs`].
+
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::registers::model_specific::Msr;
+
+use super::vmcb::Vmcb;
+use crate::cpu::MAX_CPUS;
+
+const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+
+/// Guest general registers that VMRUN does not switch (RAX, RSP, RIP live
+/// in the VMCB).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestRegs {
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// Physical address of each CPU's host VMSAVE area.
+static HOST_VMCB: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Enables SVM on this CPU: EFER.SVME, VM_HSAVE_PA, and a VMSAVE of the
+/// host's hidden state (TR, FS, GS, syscall MSRs) for after each exit.
+pub fn enable_this_cpu_full() {
+    super::enable_this_cpu();
+    let hsave: &'static mut Vmcb = Box::leak(Box::new(Vmcb::zeroed()));
+    let host: &'static mut Vmcb = Box::leak(Box::new(Vmcb::zeroed()));
+    let host_pa = host as *mut Vmcb as u64;
+    // SAFETY: SVM is enabled on this CPU; both pages are page-aligned,
+    // identity-mapped and owned by this CPU for good. VMSAVE writes only the
+    // host VMCB page given in RAX.
+    unsafe {
+        Msr::new(MSR_VM_HSAVE_PA).write(hsave as *mut Vmcb as u64);
+        core::arch::asm!("vmsave rax", in("rax") host_pa);
+    }
+    let index = crate::cpu::current_index();
+    if index < MAX_CPUS {
+        HOST_VMCB[index].store(host_pa, Ordering::Release);
+    }
+}
+
+extern "C" {
+    fn svm_vmrun(vmcb_pa: u64, regs: *mut GuestRegs, host_vmcb_pa: u64);
+}
+
+core::arch::global_asm!(
+    ".text",
+    ".global svm_vmrun",
+    "svm_vmrun:",
+    "push rbp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "push rsi", // [rsp+16] after the next two pushes: regs
+    "push rdx", // host VMCB
+    "push rdi", // guest VMCB
+    "mov rax, rdi",
+    "mov rbx, [rsi + 0]",
+    "mov rcx, [rsi + 8]",
+    "mov rdx, [rsi + 16]",
+    "mov rdi, [rsi + 32]",
+    "mov rbp, [rsi + 40]",
+    "mov r8, [rsi + 48]",
+    "mov r9, [rsi + 56]",
+    "mov r10, [rsi + 64]",
+    "mov r11, [rsi + 72]",
+    "mov r12, [rsi + 80]",
+    "mov r13, [rsi + 88]",
+    "mov r14, [rsi + 96]",
+    "mov r15, [rsi + 104]",
+    "mov rsi, [rsi + 24]",
+    "clgi",
+    "vmload rax",
+    "vmrun rax",
+    "vmsave rax",
+    "mov rax, [rsp + 16]",
+    "mov [rax + 0], rbx",
+    "mov [rax + 8], rcx",
+    "mov [rax + 16], rdx",
+    "mov [rax + 24], rsi",
+    "mov [rax + 32], rdi",
+    "mov [rax + 40], rbp",
+    "mov [rax + 48], r8",
+    "mov [rax + 56], r9",
+    "mov [rax + 64], r10",
+    "mov [rax + 72], r11",
+    "mov [rax + 80], r12",
+    "mov [rax + 88], r13",
+    "mov [rax + 96], r14",
+    "mov [rax + 104], r15",
+    "pop rax", // guest VMCB (already saved)
+    "pop rax", // host VMCB
+    "vmload rax",
+    "pop rsi",
+    "stgi",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "ret",
+);
+
+/// Runs the guest described by `vmcb` until the next #VMEXIT.
+pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs) {
+    let index = crate::cpu::current_index();
+    let host = HOST_VMCB
+        .get(index)
+        .map(|h| h.load(Ordering::Acquire))
+        .unwrap_or(0);
+    assert!(host != 0, "SVM is not enabled on CPU {index}");
+    // SAFETY: the VMCB is a page-aligned, identity-mapped page this vCPU
+    // owns and its intercepts include VMRUN; the host VMCB was filled by
+    // VMSAVE on this CPU; `regs` outlives the call.
+    unsafe { svm_vmrun(vmcb as *mut Vmcb as u64, regs, host) };
+}

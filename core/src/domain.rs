@@ -1,0 +1,234 @@
+//! Domains and vCPUs as the core sees them: identity, privilege, memory
+//! accounting, the guest memory map, HVM parameters, shared-info placement,
+//! timers, runstate, and how a domain ended. The platform owns the actual
+//! memory and CPU state; this is the bookkeeping hypercalls act on.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rxen_abi::hvm::HVM_NR_PARAMS;
+
+use crate::time::{Runstate, RunstateKind};
+
+/// A domain ID (`domid_t`).
+pub type DomId = u16;
+
+/// Why a domain shut down (`SHUTDOWN_*` of sched.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff`.
+    Poweroff,
+    /// `SHUTDOWN_reboot`.
+    Reboot,
+    /// `SHUTDOWN_suspend`.
+    Suspend,
+    /// `SHUTDOWN_crash`.
+    Crash,
+    /// `SHUTDOWN_watchdog`.
+    Watchdog,
+    /// `SHUTDOWN_soft_reset`.
+    SoftReset,
+    /// Any other code (Xen accepts any byte).
+    Other(u8),
+}
+
+impl ShutdownReason {
+    /// From the guest's code (truncated to a byte, as Xen does).
+    pub fn from_code(code: u32) -> Self {
+        match code as u8 {
+            0 => Self::Poweroff,
+            1 => Self::Reboot,
+            2 => Self::Suspend,
+            3 => Self::Crash,
+            4 => Self::Watchdog,
+            5 => Self::SoftReset,
+            other => Self::Other(other),
+        }
+    }
+
+    /// Xen's name for the reason.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Poweroff => "poweroff",
+            Self::Reboot => "reboot",
+            Self::Suspend => "suspend",
+            Self::Crash => "crash",
+            Self::Watchdog => "watchdog",
+            Self::SoftReset => "soft_reset",
+            Self::Other(_) => "unknown",
+        }
+    }
+}
+
+/// One entry of a guest's memory map (`struct e820entry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestMemRegion {
+    /// Start.
+    pub addr: u64,
+    /// Length.
+    pub size: u64,
+    /// E820 type.
+    pub kind: u32,
+}
+
+/// Most watchdog timers per domain (Xen's `NR_DOMAIN_WATCHDOG_TIMERS`).
+pub const NR_WATCHDOGS: usize = 2;
+
+/// A virtual CPU's bookkeeping.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// vCPU number within the domain.
+    pub id: u32,
+    /// Whether it is up (VCPUOP_is_up).
+    pub up: bool,
+    /// Runstate and accounting.
+    pub runstate: Runstate,
+    /// Guest linear address of a registered runstate area.
+    pub runstate_area: Option<u64>,
+    /// Guest-physical address of a registered `vcpu_info`.
+    pub vcpu_info_gpa: Option<u64>,
+    /// Absolute system time of the single-shot timer.
+    pub singleshot_deadline: Option<u64>,
+    /// Period and next expiry of the periodic timer.
+    pub periodic: Option<(u64, u64)>,
+    /// Per-vCPU upcall vector (HVMOP_set_evtchn_upcall_vector).
+    pub upcall_vector: Option<u8>,
+    /// Blocked until an event or this deadline (None: no timeout).
+    pub blocked: Option<Option<u64>>,
+}
+
+impl Vcpu {
+    /// A vCPU, up (vCPU 0) or offline, at system time `now`.
+    pub fn new(id: u32, up: bool, now: u64) -> Self {
+        let state = if up {
+            RunstateKind::Runnable
+        } else {
+            RunstateKind::Offline
+        };
+        Self {
+            id,
+            up,
+            runstate: Runstate::new(state, now),
+            runstate_area: None,
+            vcpu_info_gpa: None,
+            singleshot_deadline: None,
+            periodic: None,
+            upcall_vector: None,
+            blocked: None,
+        }
+    }
+
+    /// The earliest timer deadline of this vCPU.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let periodic = self.periodic.map(|(_, next)| next);
+        let blocked = self.blocked.flatten();
+        [self.singleshot_deadline, periodic, blocked]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// A domain.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    /// Domain ID.
+    pub id: DomId,
+    /// Control domain (dom0): may use privileged operations.
+    pub privileged: bool,
+    /// Pages the domain owns.
+    pub tot_pages: u64,
+    /// Most pages it may own.
+    pub max_pages: u64,
+    /// The guest's memory map.
+    pub memory_map: Vec<GuestMemRegion>,
+    /// HVM parameters.
+    pub hvm_params: [u64; HVM_NR_PARAMS as usize],
+    /// Guest frame the shared-info page is mapped at.
+    pub shared_info_gfn: Option<u64>,
+    /// Code set by SCHEDOP_shutdown_code, used by the next shutdown.
+    pub shutdown_code: Option<u8>,
+    /// How the domain ended, once it has.
+    pub shutdown: Option<ShutdownReason>,
+    /// Watchdogs: (timeout in ns, deadline).
+    pub watchdogs: [Option<(u64, u64)>; NR_WATCHDOGS],
+    /// The vCPUs.
+    pub vcpus: Vec<Vcpu>,
+    /// 16-byte handle (XENVER_guest_handle).
+    pub handle: [u8; 16],
+    /// Name for logs.
+    pub name: String,
+}
+
+impl Domain {
+    /// A new domain with `nr_vcpus` vCPUs (vCPU 0 up) at system time `now`.
+    pub fn new(id: DomId, privileged: bool, pages: u64, nr_vcpus: u32, now: u64) -> Self {
+        Self {
+            id,
+            privileged,
+            tot_pages: pages,
+            max_pages: pages,
+            memory_map: Vec::new(),
+            hvm_params: [0; HVM_NR_PARAMS as usize],
+            shared_info_gfn: None,
+            shutdown_code: None,
+            shutdown: None,
+            watchdogs: [None; NR_WATCHDOGS],
+            vcpus: (0..nr_vcpus.max(1))
+                .map(|id| Vcpu::new(id, id == 0, now))
+                .collect(),
+            handle: [0; 16],
+            name: alloc::format!("d{id}"),
+        }
+    }
+
+    /// Records a shutdown (the first one wins, as in Xen) and returns it.
+    pub fn shut_down(&mut self, reason: ShutdownReason) -> ShutdownReason {
+        *self.shutdown.get_or_insert(reason)
+    }
+
+    /// Whether `gfn` is RAM in the guest's memory map.
+    pub fn gfn_is_ram(&self, gfn: u64) -> bool {
+        let address = gfn.saturating_mul(4096);
+        self.memory_map
+            .iter()
+            .any(|r| r.kind == 1 && r.addr <= address && address < r.addr.saturating_add(r.size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_shutdown_wins() {
+        let mut d = Domain::new(1, false, 256, 2, 0);
+        assert_eq!(d.shut_down(ShutdownReason::Crash), ShutdownReason::Crash);
+        assert_eq!(d.shut_down(ShutdownReason::Poweroff), ShutdownReason::Crash);
+    }
+
+    #[test]
+    fn reasons_are_bytes_as_in_xen() {
+        assert_eq!(ShutdownReason::from_code(0x100), ShutdownReason::Poweroff);
+        assert_eq!(ShutdownReason::from_code(3), ShutdownReason::Crash);
+        assert_eq!(ShutdownReason::from_code(77), ShutdownReason::Other(77));
+    }
+
+    #[test]
+    fn vcpu_zero_starts_up_and_the_rest_offline() {
+        let d = Domain::new(0, true, 1, 3, 5);
+        assert!(d.vcpus[0].up);
+        assert!(!d.vcpus[1].up && !d.vcpus[2].up);
+        assert_eq!(d.vcpus[2].runstate.state, RunstateKind::Offline);
+    }
+
+    #[test]
+    fn next_deadline_is_the_earliest_timer() {
+        let mut v = Vcpu::new(0, true, 0);
+        assert_eq!(v.next_deadline(), None);
+        v.singleshot_deadline = Some(500);
+        v.periodic = Some((100, 300));
+        v.blocked = Some(Some(900));
+        assert_eq!(v.next_deadline(), Some(300));
+    }
+}

@@ -1,0 +1,811 @@
+//! Hypercall dispatch and the handlers of the core hypercalls: xen_version,
+//! console_io, sched_op, memory_op, hvm_op, vcpu_op, set_timer_op and
+//! multicall. Every argument comes from the guest and is validated here;
+//! every failure is a Xen errno, never a panic.
+//!
+//! The platform gives access to the calling guest through [`GuestEnv`]:
+//! copies by guest linear address (the guest's own page tables), the clock,
+//! the console and the few changes to the nested page tables that
+//! hypercalls make.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_abi::{hvm, memory, sched, vcpu, version, xen};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
+
+use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
+use crate::time::RunstateKind;
+
+/// `DOMID_SELF`.
+const DOMID_SELF: DomId = 0x7FF0;
+/// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
+const MEMOP_CMD_MASK: u64 = 0x3F;
+/// Most ports SCHEDOP_poll takes.
+const MAX_POLL_PORTS: u32 = 128;
+/// Largest console write copied per chunk.
+const CONSOLE_CHUNK: usize = 256;
+
+/// What the platform provides to hypercall handlers for the calling vCPU.
+pub trait GuestEnv {
+    /// Copies from the guest's linear address `addr`.
+    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Copies to the guest's linear address `addr`.
+    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// Writes guest-physical memory (shared info, vcpu_info).
+    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// System time in nanoseconds since boot.
+    fn now_ns(&self) -> u64;
+    /// The guest's TSC now and the system time at that instant.
+    fn time_snapshot(&self) -> (u64, u64);
+    /// The TSC-to-ns scale.
+    fn time_scale(&self) -> crate::time::TimeScale;
+    /// Wall-clock time (seconds, nanoseconds) at system time 0.
+    fn wallclock_base(&self) -> (u64, u32);
+    /// Writes guest console output (the platform prefixes the domain).
+    fn console_write(&mut self, domid: DomId, text: &[u8]);
+    /// Reads pending console input.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// Maps the domain's shared-info page at `gfn` in its physical map.
+    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno>;
+    /// The hypervisor command line (XENVER_commandline).
+    fn hypervisor_cmdline(&self) -> &str;
+    /// The host's memory map (XENMEM_machine_memory_map).
+    fn host_memory_map(&self) -> Vec<GuestMemRegion>;
+    /// The highest host RAM page + 1.
+    fn host_max_page(&self) -> u64;
+}
+
+/// What the vCPU does after the hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Return to the guest.
+    Continue,
+    /// Give up the CPU, then continue.
+    Yield,
+    /// Block until an event or the deadline (system time).
+    Block(Option<u64>),
+    /// The domain shut down.
+    Shutdown(ShutdownReason),
+}
+
+/// The result of a hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Value for the guest's RAX.
+    pub ret: i64,
+    /// What happens next.
+    pub next: Next,
+}
+
+impl Outcome {
+    fn value(ret: i64) -> Self {
+        Self {
+            ret,
+            next: Next::Continue,
+        }
+    }
+
+    fn error(e: Errno) -> Self {
+        Self::value(e.to_hypercall_ret())
+    }
+}
+
+fn from_result(result: Result<i64, Errno>) -> Outcome {
+    match result {
+        Ok(value) => Outcome::value(value),
+        Err(e) => Outcome::error(e),
+    }
+}
+
+/// Reads a `T` from guest linear address `addr`.
+pub fn read_guest<T: FromBytes + IntoBytes>(env: &mut dyn GuestEnv, addr: u64) -> Result<T, Errno> {
+    let mut value = T::new_zeroed();
+    env.copy_from_guest(addr, value.as_mut_bytes())?;
+    Ok(value)
+}
+
+/// Writes `value` to guest linear address `addr`.
+pub fn write_guest<T: IntoBytes + Immutable>(
+    env: &mut dyn GuestEnv,
+    addr: u64,
+    value: &T,
+) -> Result<(), Errno> {
+    env.copy_to_guest(addr, value.as_bytes())
+}
+
+/// Runs hypercall `nr` with `args` for vCPU `vcpu` of `domain`, called at
+/// privilege level `cpl`.
+pub fn dispatch(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    nr: u64,
+    args: [u64; 5],
+    cpl: u8,
+) -> Outcome {
+    if cpl != 0 {
+        return Outcome::error(errno::EPERM);
+    }
+    if vcpu >= domain.vcpus.len() {
+        return Outcome::error(errno::EINVAL);
+    }
+    match nr {
+        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args[0], args[1]),
+        _ => call(domain, vcpu, env, nr, args),
+    }
+}
+
+fn call(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    nr: u64,
+    args: [u64; 5],
+) -> Outcome {
+    match nr {
+        xen::HYPERVISOR_XEN_VERSION => from_result(xen_version(domain, env, args[0], args[1])),
+        xen::HYPERVISOR_CONSOLE_IO => {
+            from_result(console_io(domain, env, args[0], args[1], args[2]))
+        }
+        xen::HYPERVISOR_SCHED_OP => sched_op(domain, vcpu, env, args[0], args[1]),
+        xen::HYPERVISOR_MEMORY_OP => from_result(memory_op(domain, env, args[0], args[1])),
+        xen::HYPERVISOR_HVM_OP => from_result(hvm_op(domain, env, args[0], args[1])),
+        xen::HYPERVISOR_VCPU_OP => {
+            from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]))
+        }
+        xen::HYPERVISOR_SET_TIMER_OP => {
+            set_timer_op(domain, vcpu, env, args[0]);
+            Outcome::value(0)
+        }
+        xen::HYPERVISOR_MULTICALL => Outcome::error(errno::EINVAL),
+        _ => Outcome::error(errno::ENOSYS),
+    }
+}
+
+/// `multicall(call_list, nr_calls)`: each entry's result is written back;
+/// a shutdown ends the batch.
+fn multicall(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    list: u64,
+    count: u64,
+) -> Outcome {
+    let entry_size = core::mem::size_of::<xen::MulticallEntry>() as u64;
+    let mut next = Next::Continue;
+    for index in 0..count {
+        let Some(addr) = index
+            .checked_mul(entry_size)
+            .and_then(|off| list.checked_add(off))
+        else {
+            return Outcome::error(errno::EFAULT);
+        };
+        let mut entry: xen::MulticallEntry = match read_guest(env, addr) {
+            Ok(entry) => entry,
+            Err(e) => return Outcome::error(e),
+        };
+        let args = [
+            entry.args[0],
+            entry.args[1],
+            entry.args[2],
+            entry.args[3],
+            entry.args[4],
+        ];
+        // A nested multicall is refused per entry, as Xen does.
+        let outcome = call(domain, vcpu, env, entry.op, args);
+        entry.result = outcome.ret as u64;
+        if let Err(e) = write_guest(env, addr, &entry) {
+            return Outcome::error(e);
+        }
+        match outcome.next {
+            Next::Continue => {}
+            Next::Shutdown(_) => {
+                return Outcome {
+                    ret: 0,
+                    next: outcome.next,
+                }
+            }
+            other => next = other,
+        }
+    }
+    Outcome { ret: 0, next }
+}
+
+fn copy_str(dst: &mut [u8], text: &str) {
+    let n = text.len().min(dst.len().saturating_sub(1));
+    dst[..n].copy_from_slice(&text.as_bytes()[..n]);
+}
+
+/// Feature bits of submap 0 for a PVH/HVM guest, as Xen 4.17 sets them.
+pub fn feature_submap0(domain: &Domain) -> u32 {
+    use rxen_abi::features::*;
+    let mut bits = (1 << XENFEAT_WRITABLE_PAGE_TABLES)
+        | (1 << XENFEAT_AUTO_TRANSLATED_PHYSMAP)
+        | (1 << XENFEAT_HVM_CALLBACK_VECTOR)
+        | (1 << XENFEAT_HVM_SAFE_PVCLOCK)
+        | (1 << XENFEAT_MEMORY_OP_VNODE_SUPPORTED);
+    if domain.privileged {
+        bits |= 1 << XENFEAT_DOM0;
+    }
+    bits
+}
+
+fn xen_version(domain: &Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    // Xen takes `int cmd`: the upper half of the register is ignored.
+    match cmd as u32 {
+        version::XENVER_VERSION => Ok(rxen_abi::version::xen_version_word() as i64),
+        version::XENVER_EXTRAVERSION => {
+            let mut extra = version::XenExtraversion::default();
+            copy_str(&mut extra.0, "-rxen");
+            write_guest(env, arg, &extra).map(|_| 0)
+        }
+        version::XENVER_COMPILE_INFO => {
+            let mut info = version::XenCompileInfo::new_zeroed();
+            copy_str(&mut info.compiler, "rustc");
+            copy_str(&mut info.compile_by, "rxen");
+            copy_str(&mut info.compile_domain, "rxen.invalid");
+            copy_str(&mut info.compile_date, env!("CARGO_PKG_VERSION"));
+            write_guest(env, arg, &info).map(|_| 0)
+        }
+        version::XENVER_CAPABILITIES => {
+            let mut caps = version::XenCapabilitiesInfo::new_zeroed();
+            copy_str(&mut caps.0, "hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
+            write_guest(env, arg, &caps).map(|_| 0)
+        }
+        version::XENVER_CHANGESET => {
+            let mut changeset = version::XenChangesetInfo::new_zeroed();
+            copy_str(
+                &mut changeset.0,
+                concat!("rxen ", env!("CARGO_PKG_VERSION")),
+            );
+            write_guest(env, arg, &changeset).map(|_| 0)
+        }
+        version::XENVER_PLATFORM_PARAMETERS => {
+            let params = version::XenPlatformParameters {
+                virt_start: 0xFFFF_8000_0000_0000,
+            };
+            write_guest(env, arg, &params).map(|_| 0)
+        }
+        version::XENVER_GET_FEATURES => {
+            let mut info: version::XenFeatureInfo = read_guest(env, arg)?;
+            info.submap = if info.submap_idx == 0 {
+                feature_submap0(domain)
+            } else {
+                0
+            };
+            write_guest(env, arg, &info).map(|_| 0)
+        }
+        version::XENVER_PAGESIZE => Ok(4096),
+        version::XENVER_GUEST_HANDLE => {
+            let handle = version::XenDomainHandle(domain.handle);
+            write_guest(env, arg, &handle).map(|_| 0)
+        }
+        version::XENVER_COMMANDLINE => {
+            if !domain.privileged {
+                return Err(errno::EPERM);
+            }
+            let mut line = version::XenCommandline::new_zeroed();
+            let text = alloc::string::String::from(env.hypervisor_cmdline());
+            copy_str(&mut line.0, &text);
+            write_guest(env, arg, &line).map(|_| 0)
+        }
+        _ => Err(errno::ENOSYS),
+    }
+}
+
+fn console_io(
+    domain: &Domain,
+    env: &mut dyn GuestEnv,
+    cmd: u64,
+    count: u64,
+    buffer: u64,
+) -> Result<i64, Errno> {
+    match cmd as u32 {
+        xen::CONSOLEIO_WRITE => {
+            let mut done = 0u64;
+            let mut chunk = [0u8; CONSOLE_CHUNK];
+            while done < count {
+                let n = (count - done).min(CONSOLE_CHUNK as u64) as usize;
+                let at = buffer.checked_add(done).ok_or(errno::EFAULT)?;
+                env.copy_from_guest(at, &mut chunk[..n])?;
+                env.console_write(domain.id, &chunk[..n]);
+                done += n as u64;
+            }
+            Ok(0)
+        }
+        xen::CONSOLEIO_READ => {
+            if !domain.privileged {
+                return Err(errno::EPERM);
+            }
+            let mut data = vec![0u8; count.min(4096) as usize];
+            let n = env.console_read(&mut data);
+            env.copy_to_guest(buffer, &data[..n])?;
+            Ok(n as i64)
+        }
+        _ => Err(errno::EINVAL),
+    }
+}
+
+fn sched_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    cmd: u64,
+    arg: u64,
+) -> Outcome {
+    // Xen takes `int cmd`.
+    match cmd as u32 {
+        sched::SCHEDOP_YIELD => Outcome {
+            ret: 0,
+            next: Next::Yield,
+        },
+        sched::SCHEDOP_BLOCK => Outcome {
+            ret: 0,
+            next: Next::Block(None),
+        },
+        sched::SCHEDOP_SHUTDOWN => match read_guest::<sched::SchedShutdown>(env, arg) {
+            Ok(request) => {
+                let reason = domain.shut_down(ShutdownReason::from_code(request.reason));
+                Outcome {
+                    ret: 0,
+                    next: Next::Shutdown(reason),
+                }
+            }
+            Err(e) => Outcome::error(e),
+        },
+        sched::SCHEDOP_SHUTDOWN_CODE => match read_guest::<sched::SchedShutdown>(env, arg) {
+            Ok(request) => {
+                domain.shutdown_code = Some(request.reason as u8);
+                Outcome::value(0)
+            }
+            Err(e) => Outcome::error(e),
+        },
+        sched::SCHEDOP_POLL => match poll(env, arg) {
+            Ok(deadline) => Outcome {
+                ret: 0,
+                next: Next::Block(deadline),
+            },
+            Err(e) => Outcome::error(e),
+        },
+        sched::SCHEDOP_REMOTE_SHUTDOWN => {
+            match read_guest::<sched::SchedRemoteShutdown>(env, arg) {
+                Err(e) => Outcome::error(e),
+                Ok(_) if !domain.privileged => Outcome::error(errno::EPERM),
+                Ok(request) if request.domain_id == domain.id => {
+                    let reason = domain.shut_down(ShutdownReason::from_code(request.reason));
+                    Outcome {
+                        ret: 0,
+                        next: Next::Shutdown(reason),
+                    }
+                }
+                Ok(_) => Outcome::error(errno::ESRCH),
+            }
+        }
+        sched::SCHEDOP_WATCHDOG => from_result(watchdog(domain, env, arg)),
+        _ => {
+            let _ = vcpu;
+            Outcome::error(errno::ENOSYS)
+        }
+    }
+}
+
+/// Validates a `sched_poll`; returns the deadline (None: wait forever).
+fn poll(env: &mut dyn GuestEnv, arg: u64) -> Result<Option<u64>, Errno> {
+    let request: sched::SchedPoll = read_guest(env, arg)?;
+    if request.nr_ports > MAX_POLL_PORTS {
+        return Err(errno::EINVAL);
+    }
+    let mut ports = vec![0u8; request.nr_ports as usize * 4];
+    env.copy_from_guest(request.ports, &mut ports)?;
+    // Event channels come with the next layer: no port can be pending or
+    // valid yet, so any listed port is invalid.
+    if request.nr_ports > 0 {
+        return Err(errno::EINVAL);
+    }
+    Ok((request.timeout != 0).then_some(request.timeout))
+}
+
+fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64, Errno> {
+    let request: sched::SchedWatchdog = read_guest(env, arg)?;
+    let now = env.now_ns();
+    let timeout_ns = request.timeout as u64 * crate::time::NSEC_PER_SEC;
+    if request.id == 0 {
+        let slot = domain
+            .watchdogs
+            .iter()
+            .position(Option::is_none)
+            .ok_or(errno::ENOSPC)?;
+        domain.watchdogs[slot] = Some((timeout_ns, now + timeout_ns));
+        return Ok(slot as i64 + 1);
+    }
+    let slot = (request.id as usize)
+        .checked_sub(1)
+        .filter(|s| *s < domain.watchdogs.len())
+        .ok_or(errno::EINVAL)?;
+    if domain.watchdogs[slot].is_none() {
+        return Err(errno::EINVAL);
+    }
+    domain.watchdogs[slot] = (request.timeout != 0).then_some((timeout_ns, now + timeout_ns));
+    Ok(0)
+}
+
+/// Resolves a `domid_t` argument to the caller itself.
+fn own_domain(domain: &Domain, domid: DomId) -> Result<(), Errno> {
+    if domid == DOMID_SELF || domid == domain.id {
+        Ok(())
+    } else if domain.privileged {
+        Err(errno::ESRCH)
+    } else {
+        Err(errno::EPERM)
+    }
+}
+
+fn memory_op(
+    domain: &mut Domain,
+    env: &mut dyn GuestEnv,
+    cmd: u64,
+    arg: u64,
+) -> Result<i64, Errno> {
+    let op = (cmd & MEMOP_CMD_MASK) as u32;
+    match op {
+        memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION => {
+            let mut domid = [0u8; 2];
+            env.copy_from_guest(arg, &mut domid)?;
+            own_domain(domain, u16::from_le_bytes(domid))?;
+            Ok(if op == memory::XENMEM_CURRENT_RESERVATION {
+                domain.tot_pages as i64
+            } else {
+                domain.max_pages as i64
+            })
+        }
+        memory::XENMEM_MAXIMUM_RAM_PAGE => Ok(env.host_max_page() as i64),
+        memory::XENMEM_MAXIMUM_GPFN => {
+            let end = domain
+                .memory_map
+                .iter()
+                .map(|r| r.addr.saturating_add(r.size))
+                .max()
+                .unwrap_or(0);
+            Ok((end / 4096).saturating_sub(1) as i64)
+        }
+        memory::XENMEM_MEMORY_MAP => {
+            let entries: Vec<GuestMemRegion> = domain.memory_map.clone();
+            copy_memory_map(env, arg, &entries)
+        }
+        memory::XENMEM_MACHINE_MEMORY_MAP => {
+            if !domain.privileged {
+                return Err(errno::EPERM);
+            }
+            let entries = env.host_memory_map();
+            copy_memory_map(env, arg, &entries)
+        }
+        memory::XENMEM_ADD_TO_PHYSMAP => {
+            let request: memory::XenAddToPhysmap = read_guest(env, arg)?;
+            own_domain(domain, request.domid)?;
+            match request.space {
+                memory::XENMAPSPACE_SHARED_INFO => {
+                    if request.idx != 0 {
+                        return Err(errno::EINVAL);
+                    }
+                    env.map_shared_info(request.gpfn)?;
+                    domain.shared_info_gfn = Some(request.gpfn);
+                    write_shared_info_time(domain, env);
+                    Ok(0)
+                }
+                _ => Err(errno::EINVAL),
+            }
+        }
+        _ => Err(errno::ENOSYS),
+    }
+}
+
+/// XENMEM_memory_map / machine_memory_map: copies at most `nr_entries`
+/// entries and writes back how many it copied.
+fn copy_memory_map(
+    env: &mut dyn GuestEnv,
+    arg: u64,
+    entries: &[GuestMemRegion],
+) -> Result<i64, Errno> {
+    let mut map: memory::XenMemoryMap = read_guest(env, arg)?;
+    if entries.is_empty() {
+        return Err(errno::ENOSYS);
+    }
+    let n = (map.nr_entries as usize).min(entries.len());
+    for (index, region) in entries.iter().take(n).enumerate() {
+        let entry = memory::E820Entry {
+            addr: region.addr,
+            size: region.size,
+            type_: region.kind,
+        };
+        let at = map
+            .buffer
+            .checked_add(index as u64 * core::mem::size_of::<memory::E820Entry>() as u64);
+        write_guest(env, at.ok_or(errno::EFAULT)?, &entry)?;
+    }
+    map.nr_entries = n as u32;
+    write_guest(env, arg, &map).map(|_| 0)
+}
+
+/// May a guest set HVM param `index` on itself (Xen's hvm_allow_set_param)?
+fn guest_may_set_param(index: u32) -> bool {
+    matches!(
+        index,
+        hvm::HVM_PARAM_CALLBACK_IRQ
+            | hvm::HVM_PARAM_VM86_TSS
+            | hvm::HVM_PARAM_VM86_TSS_SIZED
+            | hvm::HVM_PARAM_ACPI_IOPORTS_LOCATION
+            | hvm::HVM_PARAM_VM_GENERATION_ID_ADDR
+            | hvm::HVM_PARAM_STORE_EVTCHN
+            | hvm::HVM_PARAM_CONSOLE_EVTCHN
+            | hvm::HVM_PARAM_X87_FIP_WIDTH
+    )
+}
+
+/// May a guest read HVM param `index` of itself (Xen's hvm_allow_get_param)?
+fn guest_may_get_param(index: u32) -> bool {
+    guest_may_set_param(index)
+        || matches!(
+            index,
+            hvm::HVM_PARAM_STORE_PFN | hvm::HVM_PARAM_CONSOLE_PFN | hvm::HVM_PARAM_ALTP2M
+        )
+}
+
+fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    // Xen takes `unsigned long op`: a value above 32 bits is no operation.
+    let cmd = u32::try_from(cmd).map_err(|_| errno::ENOSYS)?;
+    match cmd {
+        hvm::HVMOP_SET_PARAM | hvm::HVMOP_GET_PARAM => {
+            let mut param: hvm::XenHvmParam = read_guest(env, arg)?;
+            own_domain(domain, param.domid)?;
+            if param.index >= hvm::HVM_NR_PARAMS {
+                return Err(errno::EINVAL);
+            }
+            if cmd == hvm::HVMOP_SET_PARAM {
+                if !guest_may_set_param(param.index) {
+                    return Err(errno::EPERM);
+                }
+                domain.hvm_params[param.index as usize] = param.value;
+                Ok(0)
+            } else {
+                if !guest_may_get_param(param.index) {
+                    return Err(errno::EPERM);
+                }
+                param.value = domain.hvm_params[param.index as usize];
+                write_guest(env, arg, &param).map(|_| 0)
+            }
+        }
+        hvm::HVMOP_PAGETABLE_DYING => {
+            let request: hvm::XenHvmPagetableDying = read_guest(env, arg)?;
+            if request.domid != DOMID_SELF && request.domid != domain.id {
+                return Err(errno::EINVAL);
+            }
+            // With nested paging there is no shadow to drop.
+            Ok(0)
+        }
+        hvm::HVMOP_GET_TIME => {
+            let now = env.now_ns();
+            write_guest(env, arg, &now).map(|_| 0)
+        }
+        hvm::HVMOP_SET_EVTCHN_UPCALL_VECTOR => {
+            let request: hvm::XenHvmEvtchnUpcallVector = read_guest(env, arg)?;
+            if request.vector < 0x10 {
+                return Err(errno::EINVAL);
+            }
+            let vcpu = domain
+                .vcpus
+                .get_mut(request.vcpu as usize)
+                .ok_or(errno::ENOENT)?;
+            vcpu.upcall_vector = Some(request.vector);
+            Ok(0)
+        }
+        _ => Err(errno::ENOSYS),
+    }
+}
+
+fn vcpu_op(
+    domain: &mut Domain,
+    current: usize,
+    env: &mut dyn GuestEnv,
+    cmd: u64,
+    vcpuid: u64,
+    arg: u64,
+) -> Result<i64, Errno> {
+    // Xen takes `int cmd, unsigned int vcpuid`.
+    let target = (vcpuid as u32 as usize).min(usize::MAX);
+    if target >= domain.vcpus.len() {
+        return Err(errno::ENOENT);
+    }
+    let now = env.now_ns();
+    match cmd as u32 {
+        vcpu::VCPUOP_IS_UP => Ok(domain.vcpus[target].up as i64),
+        vcpu::VCPUOP_GET_RUNSTATE_INFO => {
+            let info = runstate_info(&domain.vcpus[target], now);
+            write_guest(env, arg, &info).map(|_| 0)
+        }
+        vcpu::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => {
+            let area: vcpu::VcpuRegisterRunstateMemoryArea = read_guest(env, arg)?;
+            let info = runstate_info(&domain.vcpus[target], now);
+            if area.addr != 0 {
+                // Xen ignores a failed first write; so do we.
+                let _ = write_guest(env, area.addr, &info);
+            }
+            domain.vcpus[target].runstate_area = (area.addr != 0).then_some(area.addr);
+            Ok(0)
+        }
+        vcpu::VCPUOP_SET_PERIODIC_TIMER => {
+            let request: vcpu::VcpuSetPeriodicTimer = read_guest(env, arg)?;
+            if request.period_ns < 1_000_000 {
+                return Err(errno::EINVAL);
+            }
+            domain.vcpus[target].periodic = Some((request.period_ns, now + request.period_ns));
+            Ok(0)
+        }
+        vcpu::VCPUOP_STOP_PERIODIC_TIMER => {
+            domain.vcpus[target].periodic = None;
+            Ok(0)
+        }
+        vcpu::VCPUOP_SET_SINGLESHOT_TIMER => {
+            if target != current {
+                return Err(errno::EINVAL);
+            }
+            let request: vcpu::VcpuSetSingleshotTimer = read_guest(env, arg)?;
+            if request.flags & vcpu::VCPU_SSHOTTMR_FUTURE != 0 && request.timeout_abs_ns < now {
+                return Err(errno::ETIME);
+            }
+            domain.vcpus[target].singleshot_deadline = Some(request.timeout_abs_ns);
+            Ok(0)
+        }
+        vcpu::VCPUOP_STOP_SINGLESHOT_TIMER => {
+            if target != current {
+                return Err(errno::EINVAL);
+            }
+            domain.vcpus[target].singleshot_deadline = None;
+            Ok(0)
+        }
+        vcpu::VCPUOP_REGISTER_VCPU_INFO => {
+            let request: vcpu::VcpuRegisterVcpuInfo = read_guest(env, arg)?;
+            let size = core::mem::size_of::<xen::VcpuInfo>() as u64;
+            if request.offset as u64 > 4096 - size || domain.vcpus[target].vcpu_info_gpa.is_some() {
+                return Err(errno::EINVAL);
+            }
+            if !domain.gfn_is_ram(request.mfn) {
+                return Err(errno::EINVAL);
+            }
+            let gpa = request.mfn * 4096 + request.offset as u64;
+            env.write_guest_phys(gpa, xen::VcpuInfo::new_zeroed().as_bytes())?;
+            domain.vcpus[target].vcpu_info_gpa = Some(gpa);
+            write_vcpu_time(domain, target, env);
+            Ok(0)
+        }
+        _ => Err(errno::ENOSYS),
+    }
+}
+
+fn runstate_info(vcpu: &crate::domain::Vcpu, now: u64) -> vcpu::VcpuRunstateInfo {
+    let mut info = vcpu::VcpuRunstateInfo::new_zeroed();
+    info.state = vcpu.runstate.state as i32;
+    info.state_entry_time = vcpu.runstate.entry_time;
+    info.time = vcpu.runstate.times_at(now);
+    info
+}
+
+fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeout: u64) {
+    let _ = env;
+    domain.vcpus[vcpu].singleshot_deadline = (timeout != 0).then_some(timeout);
+}
+
+/// Where vCPU `vcpu`'s `vcpu_info` lives: its registered area, or its slot
+/// in the shared-info page (vCPUs below 32), or nowhere yet.
+pub fn vcpu_info_gpa(domain: &Domain, vcpu: usize) -> Option<u64> {
+    let registered = domain.vcpus.get(vcpu)?.vcpu_info_gpa;
+    registered.or_else(|| {
+        let gfn = domain.shared_info_gfn?;
+        (vcpu < xen::XEN_LEGACY_MAX_VCPUS).then(|| {
+            gfn * 4096
+                + core::mem::offset_of!(xen::SharedInfo, vcpu_info) as u64
+                + vcpu as u64 * core::mem::size_of::<xen::VcpuInfo>() as u64
+        })
+    })
+}
+
+/// Publishes the pvclock of vCPU `vcpu` with the odd/even version protocol.
+pub fn write_vcpu_time(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) {
+    let Some(info) = vcpu_info_gpa(domain, vcpu) else {
+        return;
+    };
+    let time_at = info + core::mem::offset_of!(xen::VcpuInfo, time) as u64;
+    let (tsc, system_time) = env.time_snapshot();
+    let scale = env.time_scale();
+    // Version odd while updating, even when done; the guest retries on odd.
+    let mut version = [0u8; 4];
+    let time = xen::VcpuTimeInfo {
+        version: 0,
+        pad0: 0,
+        tsc_timestamp: tsc,
+        system_time,
+        tsc_to_system_mul: scale.mul_frac,
+        tsc_shift: scale.shift,
+        flags: xen::XEN_PVCLOCK_TSC_STABLE_BIT,
+        pad1: [0; 2],
+    };
+    let next_version = VERSION_COUNTER
+        .fetch_add(2, core::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(2);
+    version.copy_from_slice(&(next_version.wrapping_sub(1)).to_le_bytes());
+    let _ = env.write_guest_phys(time_at, &version);
+    let _ = env.write_guest_phys(time_at + 4, &time.as_bytes()[4..]);
+    let _ = env.write_guest_phys(time_at, &next_version.to_le_bytes());
+}
+
+/// Even version numbers handed out for pvclock updates.
+static VERSION_COUNTER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Publishes the wall clock and every vCPU's time in the shared-info page.
+pub fn write_shared_info_time(domain: &Domain, env: &mut dyn GuestEnv) {
+    if let Some(gfn) = domain.shared_info_gfn {
+        let base = gfn * 4096;
+        let (sec, nsec) = env.wallclock_base();
+        let version_at = base + core::mem::offset_of!(xen::SharedInfo, wc_version) as u64;
+        let next = VERSION_COUNTER
+            .fetch_add(2, core::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(2);
+        let _ = env.write_guest_phys(version_at, &next.wrapping_sub(1).to_le_bytes());
+        let _ = env.write_guest_phys(
+            base + core::mem::offset_of!(xen::SharedInfo, wc_sec) as u64,
+            &(sec as u32).to_le_bytes(),
+        );
+        let _ = env.write_guest_phys(
+            base + core::mem::offset_of!(xen::SharedInfo, wc_nsec) as u64,
+            &nsec.to_le_bytes(),
+        );
+        let _ = env.write_guest_phys(
+            base + core::mem::offset_of!(xen::SharedInfo, wc_sec_hi) as u64,
+            &((sec >> 32) as u32).to_le_bytes(),
+        );
+        let _ = env.write_guest_phys(version_at, &next.to_le_bytes());
+    }
+    for vcpu in 0..domain.vcpus.len() {
+        write_vcpu_time(domain, vcpu, env);
+    }
+}
+
+/// Fires expired timers of vCPU `vcpu` at `now`: returns whether a timer
+/// event is due (the caller raises VIRQ_TIMER once event channels exist,
+/// and wakes the vCPU). Also ends a poll/block whose deadline passed.
+pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64) -> bool {
+    let Some(v) = domain.vcpus.get_mut(vcpu) else {
+        return false;
+    };
+    let mut fired = false;
+    if v.singleshot_deadline.is_some_and(|d| d <= now) {
+        v.singleshot_deadline = None;
+        fired = true;
+    }
+    if let Some((period, next)) = v.periodic {
+        if next <= now {
+            let missed = (now - next) / period + 1;
+            v.periodic = Some((period, next + missed * period));
+            fired = true;
+        }
+    }
+    if let Some(Some(deadline)) = v.blocked {
+        if deadline <= now {
+            v.blocked = None;
+        }
+    }
+    if fired && v.blocked.is_some() {
+        v.blocked = None;
+    }
+    fired
+}
+
+/// Marks the running state of a vCPU at `now` (for runstate accounting).
+pub fn set_runstate(domain: &mut Domain, vcpu: usize, state: RunstateKind, now: u64) {
+    if let Some(v) = domain.vcpus.get_mut(vcpu) {
+        if v.runstate.state != state {
+            v.runstate.change(state, now);
+        }
+    }
+}
