@@ -183,7 +183,8 @@ fn run(a: RunArgs) -> ExitCode {
     while !STOP.load(Ordering::SeqCst) && !server.live_update_requested() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let live_update = server.live_update_requested();
+    // A termination request wins over a pending live update.
+    let live_update = server.live_update_requested() && !STOP.load(Ordering::SeqCst);
     if live_update && a.state_file.is_none() {
         xlog!(
             Level::Error,
