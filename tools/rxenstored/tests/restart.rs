@@ -32,7 +32,8 @@ fn state_and_guest_watches_survive_a_restart() {
     g.watch("data", "w").unwrap();
     assert_eq!(g.next_event(T).unwrap(), Some(("data".into(), "w".into())));
     for i in 0..50 {
-        d0.write(0, &format!("/vm/{i}"), format!("v{i}").as_bytes()).unwrap();
+        d0.write(0, &format!("/vm/{i}"), format!("v{i}").as_bytes())
+            .unwrap();
     }
     d0.set_perms(0, "/vm/7", &["n0", "r3", "w4"]).unwrap();
     drop(d0);
@@ -42,17 +43,26 @@ fn state_and_guest_watches_survive_a_restart() {
     let server = common::start_with(cfg, backend.clone());
     let mut d0 = Client::connect(&sock).unwrap();
     for i in 0..50 {
-        assert_eq!(d0.read(0, &format!("/vm/{i}")).unwrap(), format!("v{i}").as_bytes());
+        assert_eq!(
+            d0.read(0, &format!("/vm/{i}")).unwrap(),
+            format!("v{i}").as_bytes()
+        );
     }
     assert_eq!(d0.get_perms(0, "/vm/7").unwrap(), vec!["n0", "r3", "w4"]);
-    assert_eq!(d0.get_perms(0, "/local/domain/3/data/a").unwrap(), vec!["n3", "r0"]);
+    assert_eq!(
+        d0.get_perms(0, "/local/domain/3/data/a").unwrap(),
+        vec!["n3", "r0"]
+    );
     assert_eq!(
         d0.request(MsgType::IsDomainIntroduced, 0, b"3\0").unwrap(),
         b"T\0"
     );
     // The guest's connection and watch are still there, without a new initial event.
     d0.write(0, "/local/domain/3/data/b", b"2").unwrap();
-    assert_eq!(g.next_event(T).unwrap(), Some(("data/b".into(), "w".into())));
+    assert_eq!(
+        g.next_event(T).unwrap(),
+        Some(("data/b".into(), "w".into()))
+    );
     assert_eq!(g.read(0, "data/a").unwrap(), b"1");
     server.with_core(|c| c.store.check()).unwrap();
     server.shutdown().unwrap();
@@ -98,7 +108,10 @@ fn binary_keeps_state_across_sigterm_and_live_update() {
 
     // Live update: the daemon saves, re-executes itself (same pid), restores.
     c.write(0, "/persist/b", b"beta").unwrap();
-    assert_eq!(c.request(MsgType::Control, 0, b"live-update\0").unwrap(), b"OK\0");
+    assert_eq!(
+        c.request(MsgType::Control, 0, b"live-update\0").unwrap(),
+        b"OK\0"
+    );
     // The old process closes our connection when it shuts down for the update.
     let end = Instant::now() + T;
     while c.read(0, "/persist/b").is_ok() {
@@ -115,7 +128,10 @@ fn binary_keeps_state_across_sigterm_and_live_update() {
         }
         assert!(Instant::now() < end, "daemon did not come back");
     };
-    assert!(child.try_wait().unwrap().is_none(), "same process after exec");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "same process after exec"
+    );
     assert_eq!(c.read(0, "/persist/a").unwrap(), b"alpha");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
