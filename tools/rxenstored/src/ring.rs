@@ -375,12 +375,15 @@ impl GuestRing {
     }
 }
 
+/// One in-memory domain: its page and event channel.
+type MemoryDomain = (Arc<MemoryPage>, Arc<MemoryEvtchn>);
+
 /// A [`DomainBackend`](crate::core::DomainBackend) over in-memory rings: tests and
 /// benchmarks register a domain's page first ([`MemoryBackend::add_domain`]), then
 /// `XS_INTRODUCE` (or a restart) connects the daemon to it.
 #[derive(Default)]
 pub struct MemoryBackend {
-    domains: Mutex<std::collections::HashMap<u32, (Arc<MemoryPage>, Arc<MemoryEvtchn>)>>,
+    domains: Mutex<std::collections::HashMap<u32, MemoryDomain>>,
 }
 
 impl MemoryBackend {
