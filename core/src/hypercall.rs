@@ -160,6 +160,9 @@ fn call(
             Outcome::value(0)
         }
         xen::HYPERVISOR_MULTICALL => Outcome::error(errno::EINVAL),
+        // No VM assist type is valid for HVM/PVH guests: every request is
+        // -EINVAL, as on Xen.
+        xen::HYPERVISOR_VM_ASSIST => Outcome::error(errno::EINVAL),
         _ => Outcome::error(errno::ENOSYS),
     }
 }
@@ -225,7 +228,8 @@ pub fn feature_submap0(domain: &Domain) -> u32 {
         | (1 << XENFEAT_AUTO_TRANSLATED_PHYSMAP)
         | (1 << XENFEAT_HVM_CALLBACK_VECTOR)
         | (1 << XENFEAT_HVM_SAFE_PVCLOCK)
-        | (1 << XENFEAT_MEMORY_OP_VNODE_SUPPORTED);
+        | (1 << XENFEAT_MEMORY_OP_VNODE_SUPPORTED)
+        | (1 << XENFEAT_NOT_DIRECT_MAPPED);
     if domain.privileged {
         bits |= 1 << XENFEAT_DOM0;
     }
@@ -270,11 +274,10 @@ fn xen_version(domain: &Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> R
         }
         version::XENVER_GET_FEATURES => {
             let mut info: version::XenFeatureInfo = read_guest(env, arg)?;
-            info.submap = if info.submap_idx == 0 {
-                feature_submap0(domain)
-            } else {
-                0
-            };
+            if info.submap_idx >= rxen_abi::features::XENFEAT_NR_SUBMAPS {
+                return Err(errno::EINVAL);
+            }
+            info.submap = feature_submap0(domain);
             write_guest(env, arg, &info).map(|_| 0)
         }
         version::XENVER_PAGESIZE => Ok(4096),
@@ -324,7 +327,7 @@ fn console_io(
             env.copy_to_guest(buffer, &data[..n])?;
             Ok(n as i64)
         }
-        _ => Err(errno::EINVAL),
+        _ => Err(errno::ENOSYS),
     }
 }
 
@@ -581,8 +584,9 @@ fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Re
             if request.domid != DOMID_SELF && request.domid != domain.id {
                 return Err(errno::EINVAL);
             }
-            // With nested paging there is no shadow to drop.
-            Ok(0)
+            // A shadow-paging hint: with nested paging (HAP) Xen 4.17 refuses
+            // it with -EINVAL.
+            Err(errno::EINVAL)
         }
         hvm::HVMOP_GET_TIME => {
             let now = env.now_ns();

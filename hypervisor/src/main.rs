@@ -10,11 +10,17 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod cpus;
 #[cfg(target_os = "none")]
+mod domains;
+#[cfg(target_os = "none")]
 mod heap;
+#[cfg(target_os = "none")]
+mod hvm;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
 mod start;
+#[cfg(target_os = "none")]
+mod time;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use rxen_core::domain::GuestMemRegion;
 use rxen_core::frame_alloc::{self, FrameAllocator};
 use rxen_core::memmap::{self, MemoryMap, RawEntry, SanitizeWarning};
 use rxen_x86::bootinfo::BootInfo;
@@ -15,6 +16,21 @@ use spin::Mutex;
 const LOW_MEMORY: Range<u64> = 0..(1 << 20);
 /// Main heap size.
 const HEAP_SIZE: u64 = 16 << 20;
+
+/// The host memory map (for XENMEM_machine_memory_map).
+static HOST_MAP: spin::Once<Vec<GuestMemRegion>> = spin::Once::new();
+/// Highest host RAM frame + 1.
+static HOST_MAX_PAGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The host memory map as E820 entries.
+pub fn host_memory_map() -> Vec<GuestMemRegion> {
+    HOST_MAP.get().cloned().unwrap_or_default()
+}
+
+/// Highest host RAM frame + 1.
+pub fn host_max_page() -> u64 {
+    HOST_MAX_PAGE.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// The machine's frame allocator.
 pub static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
@@ -51,6 +67,20 @@ pub fn memory_map(boot: &BootInfo) -> MemoryMap {
             region.kind
         );
     }
+    HOST_MAP.call_once(|| {
+        map.regions()
+            .iter()
+            .map(|r| GuestMemRegion {
+                addr: r.start,
+                size: r.end - r.start,
+                kind: r.kind.to_e820(),
+            })
+            .collect()
+    });
+    HOST_MAX_PAGE.store(
+        map.max_usable_end() / 4096,
+        core::sync::atomic::Ordering::Relaxed,
+    );
     let total = map.total_usable();
     printk!("System RAM: {}MB ({}kB)", total >> 20, total >> 10);
     map
@@ -117,6 +147,35 @@ pub fn alloc_frames(count: usize) -> Option<u64> {
         .lock()
         .as_mut()
         .and_then(|frames| frames.alloc_contiguous(count, 1))
+}
+
+/// Allocates `count` contiguous frames aligned to `align` frames.
+pub fn alloc_frames_aligned(count: usize, align: usize) -> Option<u64> {
+    FRAMES
+        .lock()
+        .as_mut()
+        .and_then(|frames| frames.alloc_contiguous(count, align))
+}
+
+/// Returns `count` frames starting at `start` to the allocator. A frame the
+/// allocator refuses (double free) is reported, never silently reused.
+pub fn free_frames(start: u64, count: usize) {
+    let mut guard = FRAMES.lock();
+    let Some(frames) = guard.as_mut() else { return };
+    for index in 0..count as u64 {
+        if let Err(error) = frames.free(start + index * 4096) {
+            printk!("Frame allocator: {error}");
+        }
+    }
+}
+
+/// Free frames now (for reports and tests).
+pub fn free_frame_count() -> u64 {
+    FRAMES
+        .lock()
+        .as_ref()
+        .map(|frames| frames.free_frames())
+        .unwrap_or(0)
 }
 
 /// Builds and activates the hypervisor's page tables; returns the PML4.

@@ -62,6 +62,7 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
         boot.protocol
     );
     printk!("Command line: {}", cmdline::cook(&cmdline_raw, &loader));
+    CMDLINE.call_once(|| String::from(cmdline::cook(&cmdline_raw, &loader)));
     for warning in &warnings {
         printk!("Warning: {warning}");
     }
@@ -113,7 +114,8 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
 
     match svm::detect() {
         Ok(info) => {
-            svm::enable_this_cpu();
+            svm::enable_this_cpu_full();
+            crate::hvm::xsave::enable_this_cpu();
             printk!(
                 "HVM: SVM enabled (revision {}, {} ASIDs)",
                 info.revision,
@@ -134,8 +136,16 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
     printk!("Brought up {} CPUs", cpu::online_count());
     run_crash_test(&options, 0);
 
+    crate::time::init();
     report_dom0(&modules);
-    stop::machine_stop()
+    crate::domains::run_boot_domains(&options, &modules, map.total_usable())
+}
+
+static CMDLINE: spin::Once<String> = spin::Once::new();
+
+/// The hypervisor command line as given (XENVER_commandline).
+pub fn hypervisor_cmdline() -> &'static str {
+    CMDLINE.get().map(String::as_str).unwrap_or("")
 }
 
 fn apply_console_options(options: &Options) {
@@ -213,7 +223,6 @@ fn report_dom0(modules: &[BootModule]) {
         Some(initrd) => printk!("Dom0 initrd: {} bytes", initrd.end - initrd.start),
         None => printk!("Dom0 initrd: none"),
     }
-    printk!("Dom0 construction is not implemented yet: stopping.");
 }
 
 /// Triggers the fault `crash_test=` asks for, if it is meant for `cpu_index`.

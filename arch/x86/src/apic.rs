@@ -191,6 +191,15 @@ pub fn start_periodic_timer(hz: u64) {
     write(REG_TIMER_INITIAL, initial);
 }
 
+/// Arms the APIC timer to fire once after `ns` nanoseconds.
+pub fn arm_oneshot_ns(ns: u64) {
+    let per_ms = APIC_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
+    let ticks = (ns.saturating_mul(per_ms) / 1_000_000).clamp(1, u32::MAX as u64) as u32;
+    write(REG_TIMER_DIVIDE, 0x3);
+    write(REG_LVT_TIMER, TIMER_VECTOR as u32);
+    write(REG_TIMER_INITIAL, ticks);
+}
+
 /// Stops the APIC timer.
 pub fn stop_timer() {
     write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);

@@ -101,10 +101,11 @@ fn xen_leaf(index: u32, subleaf: u32, ctx: &CpuidContext) -> Regs {
         1 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
         // One hypercall page, installed through HYPERCALL_PAGE_MSR.
         2 => [1, HYPERCALL_PAGE_MSR, 0, 0],
-        // Time: sub-leaf 0 TSC mode (native, stable); 2: host TSC kHz.
+        // Time: sub-leaf 0 TSC mode (native) and guest TSC kHz in ECX;
+        // sub-leaf 2 the host TSC kHz in EAX.
         3 => match subleaf {
             0 => [0, 0, ctx.tsc_khz, 0],
-            2 => [0, 0, ctx.tsc_khz, 0],
+            2 => [ctx.tsc_khz, 0, 0, 0],
             _ => [0; 4],
         },
         // HVM features: vCPU ID in EBX, domain ID in ECX, per-vCPU upcall vector.

@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod cpuid_policy;
 pub mod paging;
 pub mod pic;
+pub mod rtc;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;

@@ -13,6 +13,9 @@ use crate::apic;
 pub const DEBUG_EXIT_NORMAL: u8 = 0x10;
 /// Value written to isa-debug-exit after a fault or panic (QEMU exits with 35).
 pub const DEBUG_EXIT_CRASH: u8 = 0x11;
+/// Value written when the last domain ended other than by poweroff (crash,
+/// watchdog, failed build...; QEMU exits with 37).
+pub const DEBUG_EXIT_DOMAIN_CRASHED: u8 = 0x12;
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Index of the CPU that owns the machine stop (`u32::MAX`: nobody yet).
@@ -88,11 +91,17 @@ fn debug_exit(code: u8) {
 
 /// Stops the machine after a normal end of work.
 pub fn machine_stop() -> ! {
+    machine_stop_with(DEBUG_EXIT_NORMAL)
+}
+
+/// Stops the machine cleanly, telling a test harness `code` through
+/// isa-debug-exit.
+pub fn machine_stop_with(code: u8) -> ! {
     x86_64::instructions::interrupts::disable();
     claim_stop();
     stop_other_cpus();
     crate::printk!("System halted.");
-    debug_exit(DEBUG_EXIT_NORMAL);
+    debug_exit(code);
     park_this_cpu()
 }
 

@@ -124,6 +124,8 @@ pub mod exit {
     pub const INIT: u64 = 0x63;
     /// CPUID.
     pub const CPUID: u64 = 0x72;
+    /// INVD.
+    pub const INVD: u64 = 0x76;
     /// HLT.
     pub const HLT: u64 = 0x78;
     /// INVLPGA.

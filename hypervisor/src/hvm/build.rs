@@ -1,0 +1,190 @@
+//! The PVH domain builder: loads a kernel ELF by physical address, places
+//! the modules, the command line, the memory map and `hvm_start_info`
+//! (version 1) in guest memory, and sets the vCPU's initial state as
+//! `docs/misc/pvh.pandoc` describes.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rxen_abi::start_info::{
+    HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE,
+};
+use rxen_core::domain::GuestMemRegion;
+use rxen_core::elf::{self, ElfError};
+use zerocopy::IntoBytes;
+
+use super::memory::GuestMemory;
+
+/// What a domain is built from (kept for reboots).
+#[derive(Clone, Debug)]
+pub struct BootSpec {
+    /// The kernel image bytes' host location.
+    pub kernel: (u64, u64),
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Further modules (initrd first): host range and command line.
+    pub modules: Vec<((u64, u64), String)>,
+    /// RAM in bytes.
+    pub memory_bytes: u64,
+    /// `SIF_*` flags.
+    pub flags: u32,
+}
+
+/// Where things went in the guest.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// 32-bit entry point.
+    pub entry: u32,
+    /// Guest-physical address of `hvm_start_info`.
+    pub start_info: u64,
+}
+
+/// Why a domain could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The kernel image is not a usable PVH ELF.
+    Elf(ElfError),
+    /// The image or its modules do not fit in the domain's memory.
+    DoesNotFit(&'static str),
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Elf(e) => write!(f, "kernel image: {e}"),
+            Self::DoesNotFit(what) => write!(f, "{what} does not fit in the domain's memory"),
+        }
+    }
+}
+
+/// The guest's memory map: RAM below the legacy hole, the hole, RAM above.
+pub fn guest_memory_map(memory_bytes: u64) -> Vec<GuestMemRegion> {
+    let mut map = Vec::new();
+    map.push(GuestMemRegion {
+        addr: 0,
+        size: 0xA0000,
+        kind: 1,
+    });
+    map.push(GuestMemRegion {
+        addr: 0xA0000,
+        size: 0x60000,
+        kind: 2,
+    });
+    if memory_bytes > 0x10_0000 {
+        map.push(GuestMemRegion {
+            addr: 0x10_0000,
+            size: memory_bytes - 0x10_0000,
+            kind: 1,
+        });
+    }
+    map
+}
+
+fn host_bytes(range: (u64, u64)) -> &'static [u8] {
+    // SAFETY: boot modules are identity-mapped RAM that the frame allocator
+    // never hands out (they are reserved at boot) and nobody writes.
+    unsafe { core::slice::from_raw_parts(range.0 as *const u8, (range.1 - range.0) as usize) }
+}
+
+/// Loads the kernel and boot data into `memory`.
+pub fn load(
+    spec: &BootSpec,
+    memory: &mut GuestMemory,
+    map: &[GuestMemRegion],
+) -> Result<Layout, BuildError> {
+    let image_bytes = host_bytes(spec.kernel);
+    let image = elf::parse_pvh(image_bytes).map_err(BuildError::Elf)?;
+    let (_, kernel_end) = image.extent();
+    if kernel_end > memory.ram_bytes {
+        return Err(BuildError::DoesNotFit("the kernel"));
+    }
+    for segment in &image.segments {
+        let start = segment.offset as usize;
+        let bytes = &image_bytes[start..start + segment.file_size as usize];
+        memory
+            .write_phys(segment.paddr, bytes)
+            .map_err(|_| BuildError::DoesNotFit("a kernel segment"))?;
+    }
+
+    // Modules, then the start info page, above the kernel.
+    let mut next = kernel_end.next_multiple_of(4096);
+    let mut modlist = Vec::new();
+    for (range, _) in &spec.modules {
+        let bytes = host_bytes(*range);
+        memory
+            .write_phys(next, bytes)
+            .map_err(|_| BuildError::DoesNotFit("a module"))?;
+        modlist.push(HvmModlistEntry {
+            paddr: next,
+            size: bytes.len() as u64,
+            cmdline_paddr: 0,
+            reserved: 0,
+        });
+        next = (next + bytes.len() as u64).next_multiple_of(4096);
+    }
+
+    let start_info_at = next;
+    let modlist_at = start_info_at + core::mem::size_of::<HvmStartInfo>() as u64;
+    let memmap_at = modlist_at + (modlist.len() * core::mem::size_of::<HvmModlistEntry>()) as u64;
+    let mut strings_at =
+        memmap_at + (map.len() * core::mem::size_of::<HvmMemmapTableEntry>()) as u64;
+    let mut strings: Vec<u8> = Vec::new();
+    let mut push_string = |text: &str, strings: &mut Vec<u8>| {
+        let at = strings_at;
+        strings.extend_from_slice(text.as_bytes());
+        strings.push(0);
+        strings_at += text.len() as u64 + 1;
+        at
+    };
+    let cmdline_at = push_string(&spec.cmdline, &mut strings);
+    for (entry, (_, cmdline)) in modlist.iter_mut().zip(&spec.modules) {
+        entry.cmdline_paddr = if cmdline.is_empty() {
+            0
+        } else {
+            push_string(cmdline, &mut strings)
+        };
+    }
+    let end = strings_at;
+    if end > memory.ram_bytes {
+        return Err(BuildError::DoesNotFit("the start info"));
+    }
+
+    let start_info = HvmStartInfo {
+        magic: XEN_HVM_START_MAGIC_VALUE,
+        version: 1,
+        flags: spec.flags,
+        nr_modules: modlist.len() as u32,
+        modlist_paddr: if modlist.is_empty() { 0 } else { modlist_at },
+        cmdline_paddr: cmdline_at,
+        rsdp_paddr: 0,
+        memmap_paddr: memmap_at,
+        memmap_entries: map.len() as u32,
+        reserved: 0,
+    };
+    let fail = |_| BuildError::DoesNotFit("the start info");
+    memory
+        .write_phys(start_info_at, start_info.as_bytes())
+        .map_err(fail)?;
+    memory
+        .write_phys(modlist_at, modlist.as_bytes())
+        .map_err(fail)?;
+    let entries: Vec<HvmMemmapTableEntry> = map
+        .iter()
+        .map(|r| HvmMemmapTableEntry {
+            addr: r.addr,
+            size: r.size,
+            type_: r.kind,
+            reserved: 0,
+        })
+        .collect();
+    memory
+        .write_phys(memmap_at, entries.as_bytes())
+        .map_err(fail)?;
+    memory
+        .write_phys(memmap_at + entries.as_bytes().len() as u64, &strings)
+        .map_err(fail)?;
+    Ok(Layout {
+        entry: image.phys32_entry,
+        start_info: start_info_at,
+    })
+}

@@ -1,0 +1,172 @@
+//! Emulation of guest accesses to guest-physical addresses with nothing
+//! behind them: as on Xen, reads return all ones and writes are dropped.
+//! The faulting instruction is fetched through the guest's page tables and
+//! decoded (QEMU gives no decode assists); only moves are emulated, anything
+//! else is reported so the domain can be crashed.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use rxen_x86::svm::guest_walk::PagingRegs;
+use rxen_x86::svm::vmcb::{save, Vmcb};
+use rxen_x86::svm::GuestRegs;
+
+use super::memory::GuestMemory;
+use super::regs::{advance_rip, read_gpr, write_gpr, Gpr};
+
+/// Why an access could not be emulated.
+#[derive(Debug)]
+pub enum EmulationError {
+    /// The instruction bytes could not be read.
+    Fetch,
+    /// Not an instruction we emulate.
+    Unsupported(Mnemonic),
+}
+
+impl core::fmt::Display for EmulationError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Fetch => f.write_str("instruction not readable or not decodable"),
+            Self::Unsupported(mnemonic) => write!(f, "{mnemonic:?} is not emulated"),
+        }
+    }
+}
+
+/// The guest's paging registers from its VMCB.
+pub fn paging_regs(vmcb: &Vmcb) -> PagingRegs {
+    PagingRegs {
+        cr0: vmcb.read64(save::CR0),
+        cr3: vmcb.read64(save::CR3),
+        cr4: vmcb.read64(save::CR4),
+        efer: vmcb.read64(save::EFER),
+    }
+}
+
+fn fetch(vmcb: &Vmcb, memory: &GuestMemory) -> Result<([u8; 15], usize, u32), EmulationError> {
+    let cs = vmcb.segment(save::CS);
+    let rip = vmcb.read64(save::RIP);
+    let long_mode = vmcb.read64(save::EFER) & (1 << 10) != 0 && cs.attrib & (1 << 9) != 0;
+    let linear = if long_mode {
+        rip
+    } else {
+        cs.base.wrapping_add(rip) & 0xFFFF_FFFF
+    };
+    let regs = paging_regs(vmcb);
+    let mut bytes = [0u8; 15];
+    // Fetch up to the end of the page first, then the rest if it is mapped.
+    let first = (4096 - (linear % 4096) as usize).min(15);
+    memory
+        .read_linear(&regs, linear, &mut bytes[..first])
+        .map_err(|_| EmulationError::Fetch)?;
+    let mut len = first;
+    if first < 15
+        && memory
+            .read_linear(&regs, linear + first as u64, &mut bytes[first..])
+            .is_ok()
+    {
+        len = 15;
+    }
+    let bitness: u32 = if long_mode {
+        64
+    } else if cs.attrib & (1 << 10) != 0 {
+        32
+    } else {
+        16
+    };
+    Ok((bytes, len, bitness))
+}
+
+/// (GPR, width in bytes, high byte?) of an iced register.
+fn gpr_of(register: Register) -> Option<(Gpr, u32, bool)> {
+    let full = register.full_register();
+    let index = match full {
+        Register::RAX => 0,
+        Register::RCX => 1,
+        Register::RDX => 2,
+        Register::RBX => 3,
+        Register::RSP => 4,
+        Register::RBP => 5,
+        Register::RSI => 6,
+        Register::RDI => 7,
+        Register::R8 => 8,
+        Register::R9 => 9,
+        Register::R10 => 10,
+        Register::R11 => 11,
+        Register::R12 => 12,
+        Register::R13 => 13,
+        Register::R14 => 14,
+        Register::R15 => 15,
+        _ => return None,
+    };
+    let high = matches!(
+        register,
+        Register::AH | Register::CH | Register::DH | Register::BH
+    );
+    Some((Gpr(index), register.size() as u32, high))
+}
+
+/// Writes `value` (of the register's width) into `register` with x86's
+/// rules: 32-bit writes zero the upper half, 8/16-bit writes keep the rest.
+fn set_register(vmcb: &mut Vmcb, regs: &mut GuestRegs, register: Register, value: u64) -> bool {
+    let Some((gpr, width, high)) = gpr_of(register) else {
+        return false;
+    };
+    let old = read_gpr(vmcb, regs, gpr);
+    let new = match (width, high) {
+        (1, true) => (old & !0xFF00) | ((value & 0xFF) << 8),
+        (1, false) => (old & !0xFF) | (value & 0xFF),
+        (2, _) => (old & !0xFFFF) | (value & 0xFFFF),
+        (4, _) => value & 0xFFFF_FFFF,
+        _ => value,
+    };
+    write_gpr(vmcb, regs, gpr, new);
+    true
+}
+
+fn ones(bytes: usize) -> u64 {
+    if bytes >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (bytes * 8)) - 1
+    }
+}
+
+/// Emulates the instruction at RIP that touched unbacked guest memory.
+/// Returns the decoded instruction on success (for logging).
+pub fn unbacked_access(
+    vmcb: &mut Vmcb,
+    regs: &mut GuestRegs,
+    memory: &GuestMemory,
+) -> Result<Instruction, EmulationError> {
+    let (bytes, len, bitness) = fetch(vmcb, memory)?;
+    let mut decoder = Decoder::with_ip(
+        bitness,
+        &bytes[..len],
+        vmcb.read64(save::RIP),
+        DecoderOptions::NONE,
+    );
+    let instruction = decoder.decode();
+    if instruction.is_invalid() {
+        return Err(EmulationError::Fetch);
+    }
+    let mnemonic = instruction.mnemonic();
+    let memory_size = instruction.memory_size().size();
+    let handled = match mnemonic {
+        // Store to unbacked memory: dropped.
+        Mnemonic::Mov if instruction.op0_kind() == OpKind::Memory => true,
+        // Load from unbacked memory: all ones.
+        Mnemonic::Mov if instruction.op1_kind() == OpKind::Memory => {
+            set_register(vmcb, regs, instruction.op0_register(), ones(memory_size))
+        }
+        Mnemonic::Movzx if instruction.op1_kind() == OpKind::Memory => {
+            set_register(vmcb, regs, instruction.op0_register(), ones(memory_size))
+        }
+        Mnemonic::Movsx | Mnemonic::Movsxd if instruction.op1_kind() == OpKind::Memory => {
+            set_register(vmcb, regs, instruction.op0_register(), u64::MAX)
+        }
+        _ => false,
+    };
+    if !handled {
+        return Err(EmulationError::Unsupported(mnemonic));
+    }
+    advance_rip(vmcb, instruction.len() as u64);
+    Ok(instruction)
+}

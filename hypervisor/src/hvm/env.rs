@@ -1,0 +1,104 @@
+//! The platform side of hypercalls: [`GuestEnv`] for one vCPU of an
+//! [`HvmDomain`](super::HvmDomain), over its memory and paging registers.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_core::domain::{DomId, GuestMemRegion};
+use rxen_core::hypercall::GuestEnv;
+use rxen_core::time::TimeScale;
+use rxen_x86::printk;
+use rxen_x86::svm::guest_walk::PagingRegs;
+
+use super::memory::GuestMemory;
+
+/// Hypercall environment of one vCPU.
+pub struct Env<'a> {
+    /// The domain's memory.
+    pub memory: &'a mut GuestMemory,
+    /// The calling vCPU's paging registers.
+    pub paging: PagingRegs,
+    /// The domain's partial console line.
+    pub console_line: &'a mut String,
+    /// Set when the nested page table changed (TLB flush needed).
+    pub npt_changed: bool,
+}
+
+impl GuestEnv for Env<'_> {
+    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.memory.read_linear(&self.paging, addr, buf)
+    }
+
+    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.memory.write_linear(&self.paging, addr, buf)
+    }
+
+    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.memory.write_phys(gpa, buf)
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+
+    fn time_snapshot(&self) -> (u64, u64) {
+        let tsc = rxen_x86::apic::rdtsc();
+        (tsc, crate::time::system_time_at(tsc))
+    }
+
+    fn time_scale(&self) -> TimeScale {
+        crate::time::scale()
+    }
+
+    fn wallclock_base(&self) -> (u64, u32) {
+        (crate::time::wallclock_at_boot(), 0)
+    }
+
+    fn console_write(&mut self, domid: DomId, text: &[u8]) {
+        for &byte in text {
+            match byte {
+                b'\n' => flush_line(domid, self.console_line),
+                b'\r' => {}
+                0x20..=0x7E | b'\t' => self.console_line.push(byte as char),
+                _ => self.console_line.push('.'),
+            }
+            if self.console_line.len() >= 256 {
+                flush_line(domid, self.console_line);
+            }
+        }
+    }
+
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+
+    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
+        if gfn >= self.memory.ram_bytes.max(1 << 32) / 4096 {
+            return Err(errno::EINVAL);
+        }
+        self.memory.map_shared_info(gfn)?;
+        self.npt_changed = true;
+        Ok(())
+    }
+
+    fn hypervisor_cmdline(&self) -> &str {
+        crate::start::hypervisor_cmdline()
+    }
+
+    fn host_memory_map(&self) -> Vec<GuestMemRegion> {
+        crate::memory::host_memory_map()
+    }
+
+    fn host_max_page(&self) -> u64 {
+        crate::memory::host_max_page()
+    }
+}
+
+/// Prints a guest console line with the domain's prefix.
+pub fn flush_line(domid: DomId, line: &mut String) {
+    if !line.is_empty() {
+        printk!("(d{domid}) {line}");
+        line.clear();
+    }
+}

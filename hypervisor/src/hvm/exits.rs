@@ -1,0 +1,498 @@
+//! The vCPU loop: enter the guest, take the exit, serve it, repeat, until
+//! the domain ends. Each exit is served as Xen serves it for a PVH guest;
+//! what a guest must not do crashes that guest only.
+
+use rxen_core::domain::ShutdownReason;
+use rxen_core::hypercall::{self, Next};
+use rxen_core::time::RunstateKind;
+use rxen_x86::cpuid_policy::{self, CpuidContext, HYPERCALL_PAGE_MSR};
+use rxen_x86::svm::vmcb::{control, exit, save};
+use rxen_x86::{apic, log, printk};
+
+use super::emulate;
+use super::env::{flush_line, Env};
+use super::regs::advance_rip;
+use super::vcpu::SvmVcpu;
+use super::{DomainEnd, HvmDomain};
+
+/// The longest the vCPU loop sleeps without looking at timers.
+const HOUSEKEEPING_NS: u64 = 100_000_000;
+/// Port of Xen's HVM debug console (guest writes appear in the log).
+const DEBUG_PORT: u16 = 0xE9;
+
+/// What an exit handler decided.
+enum Flow {
+    Continue,
+    End(ShutdownReason),
+}
+
+/// Runs vCPU `v` until the domain ends.
+pub fn run_vcpu(domain: &mut HvmDomain, v: usize) -> DomainEnd {
+    let now = crate::time::now_ns();
+    hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
+    loop {
+        if let Some(reason) = expire_timers(domain, v) {
+            return end(domain, reason);
+        }
+        if domain.core.vcpus[v].blocked.is_some() {
+            if let Some(reason) = wait_while_blocked(domain, v) {
+                return end(domain, reason);
+            }
+        }
+        let deadline = domain.core.vcpus[v].next_deadline();
+        arm_timer(deadline);
+        domain.vcpus[v].run();
+        match handle_exit(domain, v) {
+            Flow::Continue => {}
+            Flow::End(reason) => return end(domain, reason),
+        }
+    }
+}
+
+fn end(domain: &mut HvmDomain, reason: ShutdownReason) -> DomainEnd {
+    let reason = domain.core.shut_down(reason);
+    domain.flush_console();
+    DomainEnd::Shutdown(reason)
+}
+
+/// Programs the APIC timer for `deadline` (or the housekeeping interval).
+fn arm_timer(deadline: Option<u64>) {
+    let now = crate::time::now_ns();
+    let delta = deadline
+        .map(|d| d.saturating_sub(now))
+        .unwrap_or(HOUSEKEEPING_NS)
+        .clamp(1_000, HOUSEKEEPING_NS);
+    apic::arm_oneshot_ns(delta);
+}
+
+/// Fires due timers and watchdogs; returns a shutdown if a watchdog expired.
+fn expire_timers(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason> {
+    let now = crate::time::now_ns();
+    hypercall::expire_timers(&mut domain.core, v, now);
+    let expired = domain
+        .core
+        .watchdogs
+        .iter()
+        .flatten()
+        .any(|(_, deadline)| *deadline <= now);
+    if expired {
+        printk!("d{}: watchdog timeout", domain.core.id);
+        return Some(ShutdownReason::Watchdog);
+    }
+    None
+}
+
+/// Sleeps (HLT with the timer armed) until the vCPU's block ends.
+fn wait_while_blocked(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason> {
+    let now = crate::time::now_ns();
+    hypercall::set_runstate(&mut domain.core, v, RunstateKind::Blocked, now);
+    while domain.core.vcpus[v].blocked.is_some() {
+        let Some(deadline) = domain.core.vcpus[v].next_deadline() else {
+            // Blocked with nothing that can wake it: no event channels yet.
+            printk!(
+                "d{}v{v}: blocked with no timer and no event source: the domain can never wake",
+                domain.core.id
+            );
+            return Some(ShutdownReason::Crash);
+        };
+        arm_timer(Some(deadline));
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        if let Some(reason) = expire_timers(domain, v) {
+            return Some(reason);
+        }
+    }
+    let now = crate::time::now_ns();
+    hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
+    None
+}
+
+fn handle_exit(domain: &mut HvmDomain, v: usize) -> Flow {
+    let code = domain.vcpus[v].vmcb.read64(control::EXIT_CODE);
+    match code {
+        exit::INTR | exit::NMI => Flow::Continue,
+        exit::CPUID => {
+            cpuid(domain, v);
+            Flow::Continue
+        }
+        exit::VMMCALL => hypercall_exit(domain, v),
+        exit::HLT => hlt(domain, v),
+        exit::IOIO => {
+            ioio(domain, v);
+            Flow::Continue
+        }
+        exit::MSR => {
+            msr(domain, v);
+            Flow::Continue
+        }
+        exit::NPF => nested_page_fault(domain, v),
+        exit::XSETBV => {
+            xsetbv(&mut domain.vcpus[v]);
+            Flow::Continue
+        }
+        exit::INVD => {
+            advance_rip(&mut domain.vcpus[v].vmcb, 2);
+            Flow::Continue
+        }
+        exit::VMRUN
+        | exit::VMLOAD
+        | exit::VMSAVE
+        | exit::STGI
+        | exit::CLGI
+        | exit::SKINIT
+        | exit::INVLPGA
+        | exit::MONITOR
+        | exit::MWAIT => {
+            // SVM is not offered to guests (CPUID hides it): #UD.
+            domain.vcpus[v].inject_exception(6, None);
+            Flow::Continue
+        }
+        exit::SHUTDOWN => {
+            crash(domain, v, "triple fault");
+            Flow::End(ShutdownReason::Crash)
+        }
+        exit::INVALID => {
+            crash(domain, v, "VMRUN refused the VMCB (VMEXIT_INVALID)");
+            Flow::End(ShutdownReason::Crash)
+        }
+        other => {
+            crash(domain, v, &alloc::format!("unhandled exit code {other:#x}"));
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
+}
+
+/// Prints the guest's registers and marks the domain crashed.
+fn crash(domain: &mut HvmDomain, v: usize, why: &str) {
+    domain.flush_console();
+    let vcpu = &domain.vcpus[v];
+    let (vmcb, r) = (&vcpu.vmcb, &vcpu.regs);
+    let id = domain.core.id;
+    printk!("d{id}v{v}: domain crashed: {why}");
+    printk!(
+        "d{id}v{v}: RIP {:04x}:{:016x} RFLAGS {:016x} CPL {}",
+        vmcb.segment(save::CS).selector,
+        vmcb.read64(save::RIP),
+        vmcb.read64(save::RFLAGS),
+        vmcb.cpl()
+    );
+    printk!(
+        "d{id}v{v}: RAX {:016x} RBX {:016x} RCX {:016x} RDX {:016x}",
+        vmcb.read64(save::RAX),
+        r.rbx,
+        r.rcx,
+        r.rdx
+    );
+    printk!(
+        "d{id}v{v}: RSI {:016x} RDI {:016x} RBP {:016x} RSP {:016x}",
+        r.rsi,
+        r.rdi,
+        r.rbp,
+        vmcb.read64(save::RSP)
+    );
+    printk!(
+        "d{id}v{v}: R8  {:016x} R9  {:016x} R10 {:016x} R11 {:016x}",
+        r.r8,
+        r.r9,
+        r.r10,
+        r.r11
+    );
+    printk!(
+        "d{id}v{v}: R12 {:016x} R13 {:016x} R14 {:016x} R15 {:016x}",
+        r.r12,
+        r.r13,
+        r.r14,
+        r.r15
+    );
+    printk!(
+        "d{id}v{v}: CR0 {:016x} CR2 {:016x} CR3 {:016x} CR4 {:016x} EFER {:016x}",
+        vmcb.read64(save::CR0),
+        vmcb.read64(save::CR2),
+        vmcb.read64(save::CR3),
+        vmcb.read64(save::CR4),
+        vmcb.read64(save::EFER)
+    );
+    printk!(
+        "d{id}v{v}: exit {:#x} info1 {:#x} info2 {:#x} intinfo {:#x}",
+        vmcb.read64(control::EXIT_CODE),
+        vmcb.read64(control::EXIT_INFO1),
+        vmcb.read64(control::EXIT_INFO2),
+        vmcb.read64(control::EXIT_INT_INFO)
+    );
+    domain.core.shut_down(ShutdownReason::Crash);
+}
+
+fn cpuid(domain: &mut HvmDomain, v: usize) {
+    let nr_vcpus = domain.core.vcpus.len() as u32;
+    let domid = domain.core.id;
+    let vcpu = &mut domain.vcpus[v];
+    let leaf = vcpu.vmcb.read64(save::RAX) as u32;
+    let subleaf = vcpu.regs.rcx as u32;
+    let ctx = CpuidContext {
+        vcpu_id: v as u32,
+        domid,
+        tsc_khz: apic::tsc_per_ms() as u32,
+        nr_vcpus,
+    };
+    let host = |leaf: u32, sub: u32| {
+        let r = raw_cpuid::cpuid!(leaf, sub);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    };
+    let [a, b, c, d] = cpuid_policy::guest_cpuid(leaf, subleaf, &ctx, &host);
+    vcpu.vmcb.write64(save::RAX, a as u64);
+    vcpu.regs.rbx = b as u64;
+    vcpu.regs.rcx = c as u64;
+    vcpu.regs.rdx = d as u64;
+    advance_rip(&mut vcpu.vmcb, 2);
+}
+
+fn hypercall_exit(domain: &mut HvmDomain, v: usize) -> Flow {
+    let HvmDomain {
+        core,
+        memory,
+        vcpus,
+        console_line,
+        ..
+    } = domain;
+    let vcpu = &mut vcpus[v];
+    advance_rip(&mut vcpu.vmcb, 3);
+    let nr = vcpu.vmcb.read64(save::RAX);
+    let r = &vcpu.regs;
+    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+    let cpl = vcpu.vmcb.cpl();
+    let mut env = Env {
+        memory,
+        paging: emulate::paging_regs(&vcpu.vmcb),
+        console_line,
+        npt_changed: false,
+    };
+    let outcome = hypercall::dispatch(core, v, &mut env, nr, args, cpl);
+    if env.npt_changed {
+        vcpu.flush_tlb = true;
+    }
+    vcpu.vmcb.write64(save::RAX, outcome.ret as u64);
+    match outcome.next {
+        Next::Continue | Next::Yield => Flow::Continue,
+        Next::Block(deadline) => {
+            core.vcpus[v].blocked = Some(deadline);
+            Flow::Continue
+        }
+        Next::Shutdown(reason) => Flow::End(reason),
+    }
+}
+
+fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
+    let vcpu = &mut domain.vcpus[v];
+    advance_rip(&mut vcpu.vmcb, 1);
+    if vcpu.vmcb.read64(save::RFLAGS) & (1 << 9) == 0 {
+        // As Xen: HLT with interrupts off takes the vCPU down; with no vCPU
+        // left up the domain is powered off.
+        domain.core.vcpus[v].up = false;
+        if domain.core.vcpus.iter().all(|vcpu| !vcpu.up) {
+            printk!(
+                "d{}: all vCPUs offline (HLT with interrupts disabled): powering off",
+                domain.core.id
+            );
+            return Flow::End(ShutdownReason::Poweroff);
+        }
+        return Flow::Continue;
+    }
+    let deadline = domain.core.vcpus[v].next_deadline();
+    domain.core.vcpus[v].blocked = Some(deadline);
+    Flow::Continue
+}
+
+fn ioio(domain: &mut HvmDomain, v: usize) {
+    let HvmDomain {
+        core,
+        vcpus,
+        console_line,
+        ..
+    } = domain;
+    let vcpu = &mut vcpus[v];
+    let info = vcpu.vmcb.read64(control::EXIT_INFO1);
+    let next_rip = vcpu.vmcb.read64(control::EXIT_INFO2);
+    let port = (info >> 16) as u16;
+    let size = match (info >> 4) & 7 {
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    let is_in = info & 1 != 0;
+    let is_string = info & (1 << 2) != 0;
+    if !is_string {
+        if is_in {
+            // No device behind any port: all ones, as an empty bus reads.
+            let rax = vcpu.vmcb.read64(save::RAX);
+            let mask: u64 = if size == 4 {
+                0xFFFF_FFFF
+            } else {
+                (1 << (size * 8)) - 1
+            };
+            let value = if size == 4 {
+                mask
+            } else {
+                (rax & !mask) | mask
+            };
+            vcpu.vmcb.write64(save::RAX, value);
+        } else if port == DEBUG_PORT {
+            let byte = vcpu.vmcb.read64(save::RAX) as u8;
+            match byte {
+                b'\n' => flush_line(core.id, console_line),
+                0x20..=0x7E => console_line.push(byte as char),
+                _ => {}
+            }
+        }
+    }
+    vcpu.vmcb.write64(save::RIP, next_rip);
+}
+
+/// Model-specific registers a PVH guest may use (others raise #GP, as on Xen).
+fn msr(domain: &mut HvmDomain, v: usize) {
+    let hypercall_page = &mut domain.hypercall_page;
+    let vcpu = &mut domain.vcpus[v];
+    let index = vcpu.regs.rcx as u32;
+    let is_write = vcpu.vmcb.read64(control::EXIT_INFO1) & 1 != 0;
+    let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
+    let ok = if is_write {
+        match index {
+            HYPERCALL_PAGE_MSR => {
+                let gfn = value >> 12;
+                let page_index = value & 0xFFF;
+                if page_index != 0 {
+                    false
+                } else {
+                    let ok = write_hypercall_page(&mut domain.memory, gfn);
+                    if ok {
+                        *hypercall_page = Some(gfn);
+                    }
+                    ok
+                }
+            }
+            0x277 => {
+                // PAT: every entry must be a valid memory type.
+                let valid =
+                    (0..8).all(|i| matches!((value >> (i * 8)) & 0xFF, 0 | 1 | 4 | 5 | 6 | 7));
+                if valid {
+                    vcpu.vmcb.write64(save::G_PAT, value);
+                }
+                valid
+            }
+            0xC000_0080 => {
+                // EFER: SCE, LME, LMA (read-only, kept), NXE, FFXSR; SVME stays on.
+                let allowed = 1 | (1 << 8) | (1 << 10) | (1 << 11) | (1 << 14);
+                if value & !allowed != 0 {
+                    false
+                } else {
+                    let lma = vcpu.vmcb.read64(save::EFER) & (1 << 10);
+                    vcpu.vmcb
+                        .write64(save::EFER, (value & !(1 << 10)) | lma | (1 << 12));
+                    true
+                }
+            }
+            0x1A0 | 0xC001_1029 | 0x8B => true, // MISC_ENABLE, DE_CFG, ucode revision: ignored
+            _ => false,
+        }
+    } else {
+        let read = match index {
+            0x10 => Some(apic::rdtsc()),
+            0x1B => Some(0xFEE0_0000 | (1 << 11) | if v == 0 { 1 << 8 } else { 0 }),
+            0x277 => Some(vcpu.vmcb.read64(save::G_PAT)),
+            0xC000_0080 => Some(vcpu.vmcb.read64(save::EFER) & !(1 << 12)),
+            0x1A0 => Some(1),            // MISC_ENABLE: fast strings
+            0xC001_1029 => Some(1 << 1), // DE_CFG: LFENCE serializing
+            0x8B => Some(0),
+            HYPERCALL_PAGE_MSR => Some(0),
+            _ => None,
+        };
+        if let Some(value) = read {
+            vcpu.vmcb.write64(save::RAX, value & 0xFFFF_FFFF);
+            vcpu.regs.rdx = value >> 32;
+        }
+        read.is_some()
+    };
+    if ok {
+        advance_rip(&mut vcpu.vmcb, 2);
+    } else {
+        log!(
+            Info,
+            "d{}v{v}: {} of unhandled MSR {index:#x}: #GP",
+            domain.core.id,
+            if is_write { "write" } else { "read" }
+        );
+        vcpu.inject_exception(13, Some(0));
+    }
+}
+
+/// Fills the page at `gfn` with one stub per hypercall: `mov eax, n;
+/// vmmcall; ret`, 32 bytes apart, as Xen does on AMD; `iret` (23), which
+/// HVM guests must not use, is `ud2`.
+fn write_hypercall_page(memory: &mut super::memory::GuestMemory, gfn: u64) -> bool {
+    let mut page = [0xCCu8; 4096];
+    for n in 0..128u32 {
+        let stub = &mut page[n as usize * 32..n as usize * 32 + 9];
+        if n as u64 == rxen_abi::xen::HYPERVISOR_IRET {
+            stub[..2].copy_from_slice(&[0x0F, 0x0B]);
+            continue;
+        }
+        stub[0] = 0xB8;
+        stub[1..5].copy_from_slice(&n.to_le_bytes());
+        stub[5..8].copy_from_slice(&[0x0F, 0x01, 0xD9]);
+        stub[8] = 0xC3;
+    }
+    memory.write_phys(gfn.saturating_mul(4096), &page).is_ok()
+}
+
+fn xsetbv(vcpu: &mut SvmVcpu) {
+    let index = vcpu.regs.rcx as u32;
+    let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
+    if index != 0 || vcpu.vmcb.cpl() != 0 || !super::xsave::valid_xcr0(value) {
+        vcpu.inject_exception(13, Some(0));
+        return;
+    }
+    vcpu.xcr0 = value;
+    advance_rip(&mut vcpu.vmcb, 3);
+}
+
+/// Counts unbacked accesses, to rate-limit their log lines.
+static UNBACKED_LOGGED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
+    let HvmDomain {
+        memory,
+        vcpus,
+        core,
+        ..
+    } = domain;
+    let vcpu = &mut vcpus[v];
+    let gpa = vcpu.vmcb.read64(control::EXIT_INFO2);
+    let fault = vcpu.vmcb.read64(control::EXIT_INFO1);
+    if memory.host_address(gpa, false).is_some() {
+        // A mapped page: only a write to a read-only mapping gets here.
+        let why = alloc::format!("write to read-only guest page {gpa:#x} (NPF {fault:#x})");
+        crash(domain, v, &why);
+        return Flow::End(ShutdownReason::Crash);
+    }
+    match emulate::unbacked_access(&mut vcpu.vmcb, &mut vcpu.regs, memory) {
+        Ok(_) => {
+            let count = UNBACKED_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            if count < 10 || count.is_power_of_two() {
+                let kind = if fault & 2 != 0 {
+                    "write dropped"
+                } else {
+                    "read as all ones"
+                };
+                printk!(
+                    "d{}v{v}: access to unbacked guest-physical {gpa:#x}: {kind}",
+                    core.id
+                );
+            }
+            Flow::Continue
+        }
+        Err(error) => {
+            let why = alloc::format!("access to unbacked guest-physical {gpa:#x} by an instruction rxen cannot emulate ({error})");
+            crash(domain, v, &why);
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
+}

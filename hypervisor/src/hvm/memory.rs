@@ -1,0 +1,215 @@
+//! A domain's memory: the host frames backing its RAM, its nested page
+//! table, and copies to and from guest-physical and guest-linear addresses
+//! (through the guest's own page tables).
+
+use alloc::vec::Vec;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_x86::svm::guest_walk::{self, PagingRegs};
+use rxen_x86::svm::npt::{Access, NestedPageTable};
+
+use crate::memory::{alloc_frame, free_frames};
+
+const PAGE_2M: u64 = 2 << 20;
+
+/// A domain's guest-physical memory.
+pub struct GuestMemory {
+    /// Nested page table.
+    pub npt: NestedPageTable,
+    /// Bytes of RAM from guest-physical 0.
+    pub ram_bytes: u64,
+    /// Host frames backing RAM: (host address, number of 4 KiB frames).
+    backing: Vec<(u64, usize)>,
+    /// Extra frames the domain owns (shared info page...).
+    extra: Vec<u64>,
+    /// Host frame of the shared-info page, once mapped.
+    shared_info: Option<u64>,
+}
+
+/// Why memory could not be set up.
+#[derive(Debug)]
+pub enum MemoryError {
+    /// The frame allocator ran out.
+    OutOfMemory,
+}
+
+fn zero(hpa: u64, bytes: u64) {
+    // SAFETY: `hpa` is a frame range just taken from the allocator for this
+    // domain; it is identity-mapped and nobody else uses it.
+    unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, bytes as usize) };
+}
+
+impl GuestMemory {
+    /// Allocates and maps `ram_bytes` (a multiple of 4 KiB) of zeroed RAM
+    /// at guest-physical 0, with 2 MiB pages where the allocator can.
+    pub fn new(ram_bytes: u64) -> Result<Self, MemoryError> {
+        let npt = NestedPageTable::new(&mut alloc_frame).map_err(|_| MemoryError::OutOfMemory)?;
+        let mut memory = Self {
+            npt,
+            ram_bytes,
+            backing: Vec::new(),
+            extra: Vec::new(),
+            shared_info: None,
+        };
+        let mut gpa = 0;
+        while gpa < ram_bytes {
+            if ram_bytes - gpa >= PAGE_2M && gpa % PAGE_2M == 0 {
+                if let Some(hpa) = crate::memory::alloc_frames_aligned(512, 512) {
+                    memory.backing.push((hpa, 512));
+                    zero(hpa, PAGE_2M);
+                    memory
+                        .npt
+                        .map_2m(gpa, hpa, Access::ReadWrite, &mut alloc_frame)
+                        .map_err(|_| MemoryError::OutOfMemory)?;
+                    gpa += PAGE_2M;
+                    continue;
+                }
+            }
+            let hpa = alloc_frame().ok_or(MemoryError::OutOfMemory)?;
+            memory.backing.push((hpa, 1));
+            zero(hpa, 4096);
+            memory
+                .npt
+                .map_4k(gpa, hpa, Access::ReadWrite, &mut alloc_frame)
+                .map_err(|_| MemoryError::OutOfMemory)?;
+            gpa += 4096;
+        }
+        Ok(memory)
+    }
+
+    /// Frames used for the domain: RAM, page tables and extras.
+    pub fn frames_in_use(&self) -> usize {
+        self.backing.iter().map(|(_, n)| n).sum::<usize>()
+            + self.npt.table_frames().len()
+            + self.extra.len()
+    }
+
+    /// Frames used for control structures (page tables, extras).
+    pub fn overhead_frames(&self) -> usize {
+        self.npt.table_frames().len() + self.extra.len()
+    }
+
+    /// Maps the domain's shared-info page at guest frame `gfn`, replacing
+    /// what was there (XENMEM_add_to_physmap). The page is created zeroed on
+    /// first use and keeps its contents when moved.
+    pub fn map_shared_info(&mut self, gfn: u64) -> Result<u64, Errno> {
+        let hpa = match self.shared_info {
+            Some(hpa) => hpa,
+            None => {
+                let hpa = alloc_frame().ok_or(errno::ENOMEM)?;
+                zero(hpa, 4096);
+                self.extra.push(hpa);
+                self.shared_info = Some(hpa);
+                hpa
+            }
+        };
+        self.npt
+            .map_4k(
+                gfn.checked_mul(4096).ok_or(errno::EINVAL)?,
+                hpa,
+                Access::ReadWrite,
+                &mut alloc_frame,
+            )
+            .map_err(|_| errno::EINVAL)?;
+        Ok(hpa)
+    }
+
+    /// Host address of guest-physical `gpa`, if mapped (and writable when
+    /// `write`).
+    pub fn host_address(&self, gpa: u64, write: bool) -> Option<u64> {
+        let (hpa, access) = self.npt.translate(gpa)?;
+        (!write || access == Access::ReadWrite).then_some(hpa)
+    }
+
+    /// Copies guest-physical memory into `buf`, page by page.
+    pub fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.for_each_page(gpa, buf.len(), false, |hpa, offset, len| {
+            // SAFETY: `hpa..hpa+len` lies in one mapped page of this domain.
+            unsafe {
+                core::ptr::copy_nonoverlapping(hpa as *const u8, buf[offset..].as_mut_ptr(), len)
+            };
+        })
+    }
+
+    /// Copies `buf` into guest-physical memory, page by page.
+    pub fn write_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.for_each_page(gpa, buf.len(), true, |hpa, offset, len| {
+            // SAFETY: `hpa..hpa+len` lies in one writable page of this domain.
+            unsafe { core::ptr::copy_nonoverlapping(buf[offset..].as_ptr(), hpa as *mut u8, len) };
+        })
+    }
+
+    fn for_each_page(
+        &self,
+        gpa: u64,
+        len: usize,
+        write: bool,
+        mut step: impl FnMut(u64, usize, usize),
+    ) -> Result<(), Errno> {
+        gpa.checked_add(len as u64).ok_or(errno::EFAULT)?;
+        let mut done = 0;
+        while done < len {
+            let at = gpa + done as u64;
+            let chunk = ((4096 - at % 4096) as usize).min(len - done);
+            let hpa = self.host_address(at, write).ok_or(errno::EFAULT)?;
+            step(hpa, done, chunk);
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Reads a u64 of guest-physical memory (for page walks).
+    pub fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let mut word = [0u8; 8];
+        self.read_phys(gpa, &mut word).ok()?;
+        Some(u64::from_le_bytes(word))
+    }
+
+    /// Translates a guest linear address with the guest's paging registers.
+    pub fn linear_to_phys(
+        &self,
+        regs: &PagingRegs,
+        linear: u64,
+        write: bool,
+    ) -> Result<u64, Errno> {
+        guest_walk::translate(regs, linear, write, &|gpa| self.read_u64(gpa))
+            .map_err(|_| errno::EFAULT)
+    }
+
+    /// Copies from guest linear memory.
+    pub fn read_linear(&self, regs: &PagingRegs, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr.checked_add(done as u64).ok_or(errno::EFAULT)?;
+            let chunk = ((4096 - at % 4096) as usize).min(buf.len() - done);
+            let gpa = self.linear_to_phys(regs, at, false)?;
+            self.read_phys(gpa, &mut buf[done..done + chunk])?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Copies to guest linear memory.
+    pub fn write_linear(&mut self, regs: &PagingRegs, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr.checked_add(done as u64).ok_or(errno::EFAULT)?;
+            let chunk = ((4096 - at % 4096) as usize).min(buf.len() - done);
+            let gpa = self.linear_to_phys(regs, at, true)?;
+            self.write_phys(gpa, &buf[done..done + chunk])?;
+            done += chunk;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        for &(hpa, count) in &self.backing {
+            free_frames(hpa, count);
+        }
+        for &frame in self.extra.iter().chain(self.npt.table_frames()) {
+            free_frames(frame, 1);
+        }
+    }
+}

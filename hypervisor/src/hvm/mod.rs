@@ -1,0 +1,84 @@
+//! HVM/PVH domains on SVM: building them, running their vCPUs, serving
+//! their exits and hypercalls, and ending them (poweroff, reboot, crash).
+
+pub mod build;
+mod emulate;
+mod env;
+mod exits;
+pub mod memory;
+mod regs;
+pub mod vcpu;
+pub mod xsave;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rxen_core::domain::{DomId, Domain, ShutdownReason};
+use rxen_x86::printk;
+
+use self::build::BootSpec;
+use self::memory::GuestMemory;
+use self::vcpu::SvmVcpu;
+
+/// A running PVH domain.
+pub struct HvmDomain {
+    /// Core bookkeeping (hypercall state).
+    pub core: Domain,
+    /// Guest memory and nested page table.
+    pub memory: GuestMemory,
+    /// The vCPUs.
+    pub vcpus: Vec<SvmVcpu>,
+    /// Partial line of console output per domain.
+    pub console_line: String,
+    /// Guest frame of the hypercall page, once installed.
+    pub hypercall_page: Option<u64>,
+}
+
+/// How a domain's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainEnd {
+    /// It shut down for this reason.
+    Shutdown(ShutdownReason),
+}
+
+/// Builds a PVH domain `domid` from `spec`.
+pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
+    let pages = spec.memory_bytes / 4096;
+    let mut memory = GuestMemory::new(spec.memory_bytes)
+        .map_err(|_| alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20))?;
+    let map = build::guest_memory_map(spec.memory_bytes);
+    let layout = build::load(spec, &mut memory, &map).map_err(|e| alloc::format!("{e}"))?;
+    let now = crate::time::now_ns();
+    let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
+    let mut core = Domain::new(domid, privileged, pages, 1, now);
+    core.memory_map = map;
+    let asid = 1 + domid as u32 % 15;
+    let vcpu = SvmVcpu::new_pvh(layout.entry, layout.start_info, memory.npt.root(), asid)
+        .ok_or_else(|| String::from("out of memory for the vCPU"))?;
+    printk!(
+        "d{domid}: PVH domain: {} MiB, entry {:#x}, start info at {:#x}, {} frames for page tables",
+        spec.memory_bytes >> 20,
+        layout.entry,
+        layout.start_info,
+        memory.overhead_frames()
+    );
+    Ok(HvmDomain {
+        core,
+        memory,
+        vcpus: alloc::vec![vcpu],
+        console_line: String::new(),
+        hypercall_page: None,
+    })
+}
+
+/// Runs vCPU 0 of `domain` until the domain ends.
+pub fn run(domain: &mut HvmDomain) -> DomainEnd {
+    exits::run_vcpu(domain, 0)
+}
+
+impl HvmDomain {
+    /// Prints a pending partial console line.
+    pub fn flush_console(&mut self) {
+        env::flush_line(self.core.id, &mut self.console_line);
+    }
+}

@@ -1,0 +1,202 @@
+//! An SVM vCPU: its VMCB (set up for the PVH entry state of pvh.pandoc),
+//! the shared I/O and MSR permission maps, the MSR policy, event injection
+//! and the XCR0 the guest chose.
+
+use alloc::boxed::Box;
+
+use rxen_x86::svm::vmcb::{control, save, Segment, Vmcb};
+use rxen_x86::svm::GuestRegs;
+use spin::Once;
+
+/// Misc intercepts (vector 3): INTR, NMI, CPUID, INVD, HLT, INVLPGA, IOIO,
+/// MSR, SHUTDOWN.
+const INTERCEPT_MISC1: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 18)
+    | (1 << 22)
+    | (1 << 24)
+    | (1 << 26)
+    | (1 << 27)
+    | (1 << 28)
+    | (1 << 31);
+/// Misc intercepts (vector 4): VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI,
+/// SKINIT, MONITOR, MWAIT, XSETBV.
+const INTERCEPT_MISC2: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 13);
+
+/// MSRs the guest reads and writes without an exit: they live in the VMCB
+/// and are switched by VMLOAD/VMSAVE (syscall, FS/GS bases, SYSENTER).
+const PASSTHROUGH_MSRS: [u32; 10] = [
+    0xC000_0081, // STAR
+    0xC000_0082, // LSTAR
+    0xC000_0083, // CSTAR
+    0xC000_0084, // SFMASK
+    0xC000_0100, // FS_BASE
+    0xC000_0101, // GS_BASE
+    0xC000_0102, // KERNEL_GS_BASE
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+];
+
+/// Power-on PAT value.
+pub const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
+const EFER_SVME: u64 = 1 << 12;
+
+/// The permission maps shared by all vCPUs (read-only after creation).
+struct PermissionMaps {
+    iopm: u64,
+    msrpm: u64,
+}
+
+static MAPS: Once<Option<PermissionMaps>> = Once::new();
+
+fn fill(address: u64, bytes: usize, value: u8) {
+    // SAFETY: the range is frames freshly allocated for the map, identity
+    // mapped and owned by it.
+    unsafe { core::ptr::write_bytes(address as *mut u8, value, bytes) };
+}
+
+/// Clears the read and write intercept bits of `msr` in the MSR map.
+fn pass_through(msrpm: u64, msr: u32) {
+    let (base, index) = match msr {
+        0..=0x1FFF => (0u64, msr as u64),
+        0xC000_0000..=0xC000_1FFF => (0x800, (msr - 0xC000_0000) as u64),
+        0xC001_0000..=0xC001_1FFF => (0x1000, (msr - 0xC001_0000) as u64),
+        _ => return,
+    };
+    let byte = msrpm + base + index / 4;
+    let shift = (index % 4) * 2;
+    // SAFETY: `byte` is inside the 8 KiB MSR map (offsets above < 0x1800).
+    unsafe {
+        let value = core::ptr::read_volatile(byte as *const u8);
+        core::ptr::write_volatile(byte as *mut u8, value & !(0b11 << shift));
+    }
+}
+
+/// Allocates the shared permission maps (at boot, so that they are not
+/// counted against the first domain). Returns whether that worked.
+pub fn init_permission_maps() -> bool {
+    maps().is_some()
+}
+
+fn maps() -> Option<&'static PermissionMaps> {
+    MAPS.call_once(|| {
+        // The IOPM is 12 KiB, the MSRPM 8 KiB; both physically contiguous.
+        let iopm = crate::memory::alloc_frames(3)?;
+        let msrpm = crate::memory::alloc_frames(2)?;
+        fill(iopm, 3 * 4096, 0xFF);
+        fill(msrpm, 2 * 4096, 0xFF);
+        for msr in PASSTHROUGH_MSRS {
+            pass_through(msrpm, msr);
+        }
+        Some(PermissionMaps { iopm, msrpm })
+    })
+    .as_ref()
+}
+
+/// One virtual CPU on SVM.
+pub struct SvmVcpu {
+    /// Its VMCB (page-aligned, identity-mapped).
+    pub vmcb: Box<Vmcb>,
+    /// General registers outside the VMCB.
+    pub regs: GuestRegs,
+    /// The guest's XCR0.
+    pub xcr0: u64,
+    /// Whether the next VMRUN must flush the guest's TLB entries.
+    pub flush_tlb: bool,
+}
+
+fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
+    Segment {
+        selector,
+        attrib,
+        limit,
+        base: 0,
+    }
+}
+
+impl SvmVcpu {
+    /// A vCPU about to enter a PVH kernel at `entry` with EBX = `start_info`
+    /// (32-bit flat protected mode, paging off), in the NPT rooted at `ncr3`,
+    /// tagged with `asid`.
+    pub fn new_pvh(entry: u32, start_info: u64, ncr3: u64, asid: u32) -> Option<Self> {
+        let maps = maps()?;
+        let mut vmcb = Box::new(Vmcb::zeroed());
+        vmcb.write32(control::INTERCEPT_MISC1, INTERCEPT_MISC1);
+        vmcb.write32(control::INTERCEPT_MISC2, INTERCEPT_MISC2);
+        vmcb.write64(control::IOPM_BASE_PA, maps.iopm);
+        vmcb.write64(control::MSRPM_BASE_PA, maps.msrpm);
+        vmcb.write32(control::GUEST_ASID, asid);
+        // V_INTR_MASKING: physical interrupts follow the host's IF.
+        vmcb.write64(control::V_INTR, 1 << 24);
+        vmcb.write64(control::NP_ENABLE, 1);
+        vmcb.write64(control::N_CR3, ncr3);
+
+        // pvh.pandoc: flat 4 GiB code (exec/read) and data (read/write)
+        // segments, a busy 32-bit TSS, CR0.PE only, paging off.
+        vmcb.set_segment(save::CS, segment(0x08, 0xC9B, 0xFFFF_FFFF));
+        for offset in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+            vmcb.set_segment(offset, segment(0x10, 0xC93, 0xFFFF_FFFF));
+        }
+        vmcb.set_segment(save::TR, segment(0x18, 0x08B, 0x67));
+        vmcb.set_segment(save::LDTR, segment(0, 0x082, 0xFFFF));
+        vmcb.set_segment(save::GDTR, segment(0, 0, 0));
+        vmcb.set_segment(save::IDTR, segment(0, 0, 0));
+        vmcb.set_cpl(0);
+        vmcb.write64(save::EFER, EFER_SVME);
+        vmcb.write64(save::CR0, 0x11); // PE | ET
+        vmcb.write64(save::CR4, 0);
+        vmcb.write64(save::CR3, 0);
+        vmcb.write64(save::DR6, 0xFFFF_0FF0);
+        vmcb.write64(save::DR7, 0x400);
+        vmcb.write64(save::RFLAGS, 0x2);
+        vmcb.write64(save::RIP, entry as u64);
+        vmcb.write64(save::RSP, 0);
+        vmcb.write64(save::RAX, 0);
+        vmcb.write64(save::G_PAT, DEFAULT_PAT);
+        let regs = GuestRegs {
+            rbx: start_info,
+            ..GuestRegs::default()
+        };
+        Some(Self {
+            vmcb,
+            regs,
+            xcr0: 1,
+            flush_tlb: true,
+        })
+    }
+
+    /// Queues exception `vector` (with `error_code` if it has one) for the
+    /// next VMRUN.
+    pub fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+        let mut event = vector as u64 | (3 << 8) | (1 << 31);
+        if let Some(code) = error_code {
+            event |= (1 << 11) | ((code as u64) << 32);
+        }
+        self.vmcb.write64(control::EVENT_INJ, event);
+    }
+
+    /// Runs the guest until the next exit, with the guest's XCR0 loaded.
+    pub fn run(&mut self) {
+        self.vmcb
+            .set_tlb_control(if core::mem::take(&mut self.flush_tlb) {
+                1
+            } else {
+                0
+            });
+        let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
+        x86_64::instructions::interrupts::enable();
+        rxen_x86::svm::run(&mut self.vmcb, &mut self.regs);
+        x86_64::instructions::interrupts::disable();
+        crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
+    }
+}
