@@ -813,3 +813,878 @@ pub fn set_runstate(domain: &mut Domain, vcpu: usize, state: RunstateKind, now: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::TimeScale;
+
+    /// A guest whose linear and physical addresses are the same 64 KiB.
+    struct FakeEnv {
+        mem: Vec<u8>,
+        console: Vec<u8>,
+        now: u64,
+        shared_info_at: Option<u64>,
+    }
+
+    const MEM: usize = 64 * 1024;
+
+    impl FakeEnv {
+        fn new() -> Self {
+            Self {
+                mem: vec![0; MEM],
+                console: Vec::new(),
+                now: 1_000_000,
+                shared_info_at: None,
+            }
+        }
+
+        fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
+            let start = usize::try_from(addr).map_err(|_| errno::EFAULT)?;
+            let end = start.checked_add(len).ok_or(errno::EFAULT)?;
+            if end > self.mem.len() {
+                return Err(errno::EFAULT);
+            }
+            Ok(start..end)
+        }
+
+        fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
+            let range = self.range(addr, value.as_bytes().len()).unwrap();
+            self.mem[range].copy_from_slice(value.as_bytes());
+        }
+
+        fn get<T: FromBytes + IntoBytes + Immutable>(&self, addr: u64) -> T {
+            let mut value = T::new_zeroed();
+            let range = self.range(addr, value.as_bytes().len()).unwrap();
+            value.as_mut_bytes().copy_from_slice(&self.mem[range]);
+            value
+        }
+    }
+
+    impl GuestEnv for FakeEnv {
+        fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            let range = self.range(addr, buf.len())?;
+            buf.copy_from_slice(&self.mem[range]);
+            Ok(())
+        }
+        fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+            let range = self.range(addr, buf.len())?;
+            self.mem[range].copy_from_slice(buf);
+            Ok(())
+        }
+        fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+            self.copy_to_guest(gpa, buf)
+        }
+        fn now_ns(&self) -> u64 {
+            self.now
+        }
+        fn time_snapshot(&self) -> (u64, u64) {
+            (self.now * 2, self.now)
+        }
+        fn time_scale(&self) -> TimeScale {
+            TimeScale::from_hz(2_000_000_000)
+        }
+        fn wallclock_base(&self) -> (u64, u32) {
+            (1_700_000_000, 5)
+        }
+        fn console_write(&mut self, _domid: DomId, text: &[u8]) {
+            self.console.extend_from_slice(text);
+        }
+        fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+            0
+        }
+        fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
+            self.shared_info_at = Some(gfn * 4096);
+            Ok(())
+        }
+        fn hypervisor_cmdline(&self) -> &str {
+            "console=com1"
+        }
+        fn host_memory_map(&self) -> Vec<GuestMemRegion> {
+            vec![GuestMemRegion {
+                addr: 0,
+                size: 1 << 30,
+                kind: 1,
+            }]
+        }
+        fn host_max_page(&self) -> u64 {
+            1 << 18
+        }
+    }
+
+    fn domu() -> Domain {
+        let mut d = Domain::new(1, false, 16, 2, 0);
+        d.memory_map = vec![GuestMemRegion {
+            addr: 0,
+            size: MEM as u64,
+            kind: 1,
+        }];
+        d
+    }
+
+    fn call(d: &mut Domain, env: &mut FakeEnv, nr: u64, args: [u64; 5]) -> Outcome {
+        dispatch(d, 0, env, nr, args, 0)
+    }
+
+    fn ret(e: Errno) -> i64 {
+        e.to_hypercall_ret()
+    }
+
+    const BAD: u64 = 0xdead_0000_0000;
+
+    #[test]
+    fn user_mode_and_unknown_calls() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let out = dispatch(&mut d, 0, &mut env, xen::HYPERVISOR_XEN_VERSION, [0; 5], 3);
+        assert_eq!(out.ret, ret(errno::EPERM));
+        for nr in [1u64, 23, 42, 127, 128, u64::MAX] {
+            assert_eq!(
+                call(&mut d, &mut env, nr, [0; 5]).ret,
+                ret(errno::ENOSYS),
+                "hypercall {nr}"
+            );
+        }
+        assert_eq!(
+            call(&mut d, &mut env, xen::HYPERVISOR_VM_ASSIST, [0, 0, 0, 0, 0]).ret,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            dispatch(&mut d, 7, &mut env, xen::HYPERVISOR_XEN_VERSION, [0; 5], 0).ret,
+            ret(errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn xen_version_answers_and_rejects() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_XEN_VERSION;
+        assert_eq!(call(&mut d, &mut env, nr, [0; 5]).ret, 0x0004_0011);
+        // The upper half of cmd is ignored (int cmd).
+        assert_eq!(
+            call(&mut d, &mut env, nr, [1 << 32, 0, 0, 0, 0]).ret,
+            0x0004_0011
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [version::XENVER_PAGESIZE as u64, 0, 0, 0, 0]
+            )
+            .ret,
+            4096
+        );
+        let caps = call(
+            &mut d,
+            &mut env,
+            nr,
+            [version::XENVER_CAPABILITIES as u64, 0x100, 0, 0, 0],
+        );
+        assert_eq!(caps.ret, 0);
+        assert!(env.mem[0x100..0x140].starts_with(b"hvm-3.0-x86_32 "));
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [version::XENVER_EXTRAVERSION as u64, BAD, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        // Feature submaps: 0 known, anything else -EINVAL and untouched.
+        env.put(
+            0x200,
+            &version::XenFeatureInfo {
+                submap_idx: 0,
+                submap: 0,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [version::XENVER_GET_FEATURES as u64, 0x200, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        let info: version::XenFeatureInfo = env.get(0x200);
+        assert_eq!(info.submap, feature_submap0(&d));
+        assert_eq!(
+            info.submap & (1 << rxen_abi::features::XENFEAT_DOM0),
+            0,
+            "a domU is not dom0"
+        );
+        env.put(
+            0x200,
+            &version::XenFeatureInfo {
+                submap_idx: 1,
+                submap: 0x1234,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [version::XENVER_GET_FEATURES as u64, 0x200, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(env.get::<version::XenFeatureInfo>(0x200).submap, 0x1234);
+        // The command line is for the control domain only.
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [version::XENVER_COMMANDLINE as u64, 0x400, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(&mut d, &mut env, nr, [99, 0, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn console_io_copies_checks_and_refuses() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        env.mem[0x300..0x305].copy_from_slice(b"hello");
+        let nr = xen::HYPERVISOR_CONSOLE_IO;
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [xen::CONSOLEIO_WRITE as u64, 5, 0x300, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(env.console, b"hello");
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [xen::CONSOLEIO_WRITE as u64, 5, BAD, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        // A count running past the end of guest memory faults after the part that exists.
+        let huge = call(
+            &mut d,
+            &mut env,
+            nr,
+            [xen::CONSOLEIO_WRITE as u64, u64::MAX, 0x300, 0, 0],
+        );
+        assert_eq!(huge.ret, ret(errno::EFAULT));
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [xen::CONSOLEIO_READ as u64, 5, 0x300, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(&mut d, &mut env, nr, [2, 0, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn sched_op_shutdown_poll_and_watchdog() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_SCHED_OP;
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_YIELD as u64, 0, 0, 0, 0]
+            )
+            .next,
+            Next::Yield
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_SHUTDOWN as u64, BAD, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        assert_eq!(d.shutdown, None, "a bad pointer shuts nothing down");
+        // Too many ports.
+        env.put(
+            0x500,
+            &sched::SchedPoll {
+                ports: 0x600,
+                nr_ports: 129,
+                ..sched::SchedPoll::new_zeroed()
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_POLL as u64, 0x500, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        // No ports, a timeout: block until then.
+        env.put(
+            0x500,
+            &sched::SchedPoll {
+                ports: 0x600,
+                nr_ports: 0,
+                timeout: 5_000_000,
+                ..sched::SchedPoll::new_zeroed()
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_POLL as u64, 0x500, 0, 0, 0]
+            )
+            .next,
+            Next::Block(Some(5_000_000))
+        );
+        // Watchdogs: two slots, then -ENOSPC; an unknown id is -EINVAL.
+        env.put(0x700, &sched::SchedWatchdog { id: 0, timeout: 10 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            1
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            2
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::ENOSPC)
+        );
+        env.put(0x700, &sched::SchedWatchdog { id: 9, timeout: 0 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        // Shutdown with an odd code: accepted as a byte, first one wins.
+        env.put(0x800, &sched::SchedShutdown { reason: 3 });
+        let out = call(
+            &mut d,
+            &mut env,
+            nr,
+            [sched::SCHEDOP_SHUTDOWN as u64, 0x800, 0, 0, 0],
+        );
+        assert_eq!(out.next, Next::Shutdown(ShutdownReason::Crash));
+        // A domU cannot shut down others.
+        env.put(
+            0x900,
+            &sched::SchedRemoteShutdown {
+                domain_id: 0,
+                _pad0: [0; 2],
+                reason: 0,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_REMOTE_SHUTDOWN as u64, 0x900, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+    }
+
+    #[test]
+    fn memory_op_maps_and_reservations() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        d.memory_map.push(GuestMemRegion {
+            addr: 0x10_0000,
+            size: 0x1000,
+            kind: 2,
+        });
+        let nr = xen::HYPERVISOR_MEMORY_OP;
+        // A buffer for one entry gets one entry, and nr_entries says so.
+        env.put(
+            0x100,
+            &memory::XenMemoryMap {
+                nr_entries: 1,
+                _pad0: [0; 4],
+                buffer: 0x200,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_MEMORY_MAP as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(env.get::<memory::XenMemoryMap>(0x100).nr_entries, 1);
+        let first: memory::E820Entry = env.get(0x200);
+        assert_eq!({ first.size }, MEM as u64);
+        env.put(
+            0x100,
+            &memory::XenMemoryMap {
+                nr_entries: 8,
+                _pad0: [0; 4],
+                buffer: BAD,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_MEMORY_MAP as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        // Reservations of self; of another domain: -EPERM for a domU.
+        env.put(0x300, &0x7FF0u16);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_CURRENT_RESERVATION as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            16
+        );
+        env.put(0x300, &0u16);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_MAXIMUM_RESERVATION as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_MACHINE_MEMORY_MAP as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        // Shared info: idx must be 0; the page is mapped and the wall clock published.
+        let mut xatp = memory::XenAddToPhysmap::new_zeroed();
+        xatp.domid = 0x7FF0;
+        xatp.space = memory::XENMAPSPACE_SHARED_INFO;
+        xatp.idx = 1;
+        xatp.gpfn = 8;
+        env.put(0x400, &xatp);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_ADD_TO_PHYSMAP as u64, 0x400, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        xatp.idx = 0;
+        env.put(0x400, &xatp);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [memory::XENMEM_ADD_TO_PHYSMAP as u64, 0x400, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(env.shared_info_at, Some(0x8000));
+        let info: xen::SharedInfo = env.get(0x8000);
+        assert_eq!(
+            info.wc_version % 2,
+            0,
+            "wall clock version is even when published"
+        );
+        assert_eq!(info.wc_sec, 1_700_000_000);
+        assert_eq!(info.vcpu_info[0].time.version % 2, 0);
+        assert_eq!(info.vcpu_info[0].time.system_time, env.now);
+        assert_eq!(
+            call(&mut d, &mut env, nr, [63, 0, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn hvm_params_follow_xens_rules() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_HVM_OP;
+        let mut param = hvm::XenHvmParam {
+            domid: 0x7FF0,
+            pad: 0,
+            index: hvm::HVM_PARAM_CALLBACK_IRQ,
+            value: 2 << 56 | 0xf3,
+        };
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_SET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        param.value = 0;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(env.get::<hvm::XenHvmParam>(0x100).value, 2 << 56 | 0xf3);
+        // Only the toolstack sets the console page; a guest gets -EPERM.
+        param.index = hvm::HVM_PARAM_CONSOLE_PFN;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_SET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        param.index = hvm::HVM_NR_PARAMS;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        param.index = hvm::HVM_PARAM_CALLBACK_IRQ;
+        param.domid = 0;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_SET_PARAM as u64, BAD, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        assert_eq!(
+            call(&mut d, &mut env, nr, [1 << 32, 0, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn vcpu_op_validates_every_argument() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_VCPU_OP;
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_IS_UP as u64, 0, 0, 0, 0]
+            )
+            .ret,
+            1
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_IS_UP as u64, 1, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_IS_UP as u64, 2, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::ENOENT)
+        );
+        env.put(0x100, &vcpu::VcpuSetPeriodicTimer { period_ns: 999_999 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_SET_PERIODIC_TIMER as u64, 0, 0x100, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        env.put(
+            0x100,
+            &vcpu::VcpuSetSingleshotTimer {
+                timeout_abs_ns: 10,
+                flags: vcpu::VCPU_SSHOTTMR_FUTURE,
+                _pad0: [0; 4],
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_SET_SINGLESHOT_TIMER as u64, 0, 0x100, 0, 0]
+            )
+            .ret,
+            ret(errno::ETIME)
+        );
+        // Single-shot timers are for the calling vCPU only.
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_SET_SINGLESHOT_TIMER as u64, 1, 0x100, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        env.put(
+            0x200,
+            &vcpu::VcpuRegisterVcpuInfo {
+                mfn: 3,
+                offset: 4096 - 32,
+                rsvd: 0,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_REGISTER_VCPU_INFO as u64, 0, 0x200, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        env.put(
+            0x200,
+            &vcpu::VcpuRegisterVcpuInfo {
+                mfn: 1000,
+                offset: 0,
+                rsvd: 0,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_REGISTER_VCPU_INFO as u64, 0, 0x200, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        env.put(
+            0x200,
+            &vcpu::VcpuRegisterVcpuInfo {
+                mfn: 3,
+                offset: 64,
+                rsvd: 0,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_REGISTER_VCPU_INFO as u64, 0, 0x200, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_REGISTER_VCPU_INFO as u64, 0, 0x200, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL),
+            "only once"
+        );
+        let time: xen::VcpuTimeInfo =
+            env.get(3 * 4096 + 64 + core::mem::offset_of!(xen::VcpuInfo, time) as u64);
+        assert_eq!(time.version % 2, 0);
+        assert_eq!(time.system_time, env.now);
+        // Runstate: vCPU 0 was runnable since 0; times add up to now.
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_GET_RUNSTATE_INFO as u64, 0, 0x300, 0, 0]
+            )
+            .ret,
+            0
+        );
+        let info: vcpu::VcpuRunstateInfo = env.get(0x300);
+        assert_eq!(info.time.iter().sum::<u64>(), env.now);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [vcpu::VCPUOP_GET_RUNSTATE_INFO as u64, 0, BAD, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        assert_eq!(
+            call(&mut d, &mut env, nr, [77, 0, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn multicall_writes_each_result_and_refuses_nesting() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let mut entries = [xen::MulticallEntry::new_zeroed(); 3];
+        entries[0].op = xen::HYPERVISOR_XEN_VERSION;
+        entries[1].op = xen::HYPERVISOR_MULTICALL;
+        entries[2].op = xen::HYPERVISOR_XEN_VERSION;
+        entries[2].args[0] = version::XENVER_EXTRAVERSION as u64;
+        entries[2].args[1] = BAD;
+        env.put(0x1000, &entries);
+        let out = call(
+            &mut d,
+            &mut env,
+            xen::HYPERVISOR_MULTICALL,
+            [0x1000, 3, 0, 0, 0],
+        );
+        assert_eq!(out.ret, 0);
+        let back: [xen::MulticallEntry; 3] = env.get(0x1000);
+        assert_eq!(back[0].result, 0x0004_0011);
+        assert_eq!(back[1].result as i64, ret(errno::EINVAL));
+        assert_eq!(back[2].result as i64, ret(errno::EFAULT));
+        // A list running off guest memory faults.
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MULTICALL,
+                [0x1000, u64::MAX, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn timers_fire_and_catch_up() {
+        let mut d = domu();
+        d.vcpus[0].periodic = Some((10, 100));
+        d.vcpus[0].singleshot_deadline = Some(150);
+        assert!(!expire_timers(&mut d, 0, 99));
+        assert!(expire_timers(&mut d, 0, 135));
+        assert_eq!(
+            d.vcpus[0].periodic,
+            Some((10, 140)),
+            "missed periods are skipped, not replayed"
+        );
+        d.vcpus[0].blocked = Some(Some(1_000));
+        assert!(expire_timers(&mut d, 0, 150));
+        assert_eq!(d.vcpus[0].singleshot_deadline, None);
+        assert_eq!(d.vcpus[0].blocked, None, "a timer wakes a blocked vCPU");
+    }
+}
