@@ -617,7 +617,7 @@ fn vcpu_op(
     arg: u64,
 ) -> Result<i64, Errno> {
     // Xen takes `int cmd, unsigned int vcpuid`.
-    let target = (vcpuid as u32 as usize).min(usize::MAX);
+    let target = vcpuid as u32 as usize;
     if target >= domain.vcpus.len() {
         return Err(errno::ENOENT);
     }

@@ -131,7 +131,7 @@ impl NestedPageTable {
         access: Access,
         alloc_frame: &mut dyn FnMut() -> Option<u64>,
     ) -> Result<(), NptError> {
-        if gpa % PAGE_2M != 0 || hpa % PAGE_2M != 0 {
+        if !gpa.is_multiple_of(PAGE_2M) || !hpa.is_multiple_of(PAGE_2M) {
             return Err(NptError::Unaligned);
         }
         if gpa >= 1 << 48 {
@@ -150,7 +150,7 @@ impl NestedPageTable {
         access: Access,
         alloc_frame: &mut dyn FnMut() -> Option<u64>,
     ) -> Result<(), NptError> {
-        if gpa % 4096 != 0 || hpa % 4096 != 0 {
+        if !gpa.is_multiple_of(4096) || !hpa.is_multiple_of(4096) {
             return Err(NptError::Unaligned);
         }
         if gpa >= 1 << 48 {
