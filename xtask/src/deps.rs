@@ -67,6 +67,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         needed_by: RUN_AND_TEST,
     },
     Requirement {
+        // rxenstored's compatibility tests drive Xen's own clients.
+        check: Check::Command("xenstore-read"),
+        package: "xenstore-utils",
+        needed_by: TEST_ONLY,
+    },
+    Requirement {
         check: Check::Command("grub-mkrescue"),
         package: "grub-common",
         needed_by: TEST_ONLY,
