@@ -63,6 +63,11 @@ pub unsafe fn init_main(start: u64, size: usize) {
     HEAP.main_ready.store(true, Ordering::Release);
 }
 
+/// Bytes in use in both heaps.
+pub fn used() -> usize {
+    HEAP.early.lock().used() + HEAP.main.lock().used()
+}
+
 /// Bytes of the early heap in use (for the boot report).
 pub fn early_used() -> usize {
     HEAP.early.lock().used()

@@ -44,6 +44,7 @@ pub enum DomainEnd {
 /// Builds a PVH domain `domid` from `spec`.
 pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let pages = spec.memory_bytes / 4096;
+    let heap_before = crate::heap::used();
     let mut memory = GuestMemory::new(spec.memory_bytes)
         .map_err(|_| alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20))?;
     let map = build::guest_memory_map(spec.memory_bytes);
@@ -56,10 +57,15 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let vcpu = SvmVcpu::new_pvh(layout.entry, layout.start_info, memory.npt.root(), asid)
         .ok_or_else(|| String::from("out of memory for the vCPU"))?;
     printk!(
-        "d{domid}: PVH domain: {} MiB, entry {:#x}, start info at {:#x}, {} frames for page tables",
+        "d{domid}: PVH domain: {} MiB, entry {:#x}, start info at {:#x}",
         spec.memory_bytes >> 20,
         layout.entry,
         layout.start_info,
+    );
+    // What the hypervisor spends on the domain besides its RAM.
+    printk!(
+        "d{domid}: memory cost: {} heap bytes, {} frames for nested page tables and control pages",
+        crate::heap::used().saturating_sub(heap_before),
         memory.overhead_frames()
     );
     Ok(HvmDomain {
