@@ -76,6 +76,101 @@ pub fn image() -> PathBuf {
     path
 }
 
+/// A PVH test guest built by `cargo xtask build`, `target/rxen/guests/<name>`.
+///
+/// # Panics
+/// If the guest has not been built.
+pub fn guest(name: &str) -> PathBuf {
+    let path = rxen_dir().join("guests").join(name);
+    if !path.is_file() {
+        panic!(
+            "no test guest at {}: run `cargo xtask build` first (or use `cargo xtask test`)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// The Debian package that holds the reference Xen.
+pub const XEN_PACKAGE: &str = "xen-hypervisor-4.17-amd64";
+
+/// The QEMU options a Xen reference run needs besides `-kernel`: a CPU with SVM and
+/// nested paging, and an emulated IOMMU (Xen refuses a PVH dom0 without one).
+pub const XEN_QEMU_ARGS: &[&str] = &["-device", "intel-iommu,intremap=on"];
+
+/// Xen's command line for the reference runs: a PVH dom0 with 64 MiB, no reboot.
+pub const XEN_APPEND: &str =
+    "console=com1 dom0=pvh dom0_mem=64M iommu=1 noreboot loglvl=all guest_loglvl=all";
+
+/// The real Xen 4.17 hypervisor (Debian's `xen-hypervisor-4.17-amd64`, gunzipped: a
+/// multiboot ELF32 QEMU's `-kernel` boots), cached at `target/rxen/cache/xen-4.17/xen`
+/// (or `$RXEN_XEN` if set). Fetched on first use with `apt-get download` and unpacked
+/// with `dpkg -x`; safe to call from parallel tests.
+///
+/// # Panics
+/// If it cannot be fetched or unpacked (the message says what failed).
+pub fn xen_image() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    if let Some(path) = std::env::var_os("RXEN_XEN") {
+        return PathBuf::from(path);
+    }
+    let dir = rxen_dir().join("cache").join("xen-4.17");
+    let xen = dir.join("xen");
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if xen.is_file() {
+        return xen;
+    }
+    let work = dir.join(format!("tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    create_dir(&work);
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .current_dir(&work)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        if !out.status.success() {
+            panic!(
+                "{cmd:?} failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out.stdout
+    };
+    run(Command::new("apt-get").args(["download", XEN_PACKAGE]));
+    let deb = fs::read_dir(&work)
+        .expect("cannot list the download directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("apt-get download {XEN_PACKAGE} left no .deb"));
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg("root"));
+    let gz = work.join("root/boot/xen-4.17-amd64.gz");
+    let elf = run(Command::new("gzip").arg("-dc").arg(&gz));
+    let tmp = dir.join(format!(".xen.{}", std::process::id()));
+    fs::write(&tmp, elf).unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+    fs::rename(&tmp, &xen).unwrap_or_else(|e| panic!("cannot rename to {}: {e}", xen.display()));
+    let _ = fs::remove_dir_all(&work);
+    xen
+}
+
+impl Qemu {
+    /// A run of the real Xen 4.17 ([`xen_image`]) with [`XEN_APPEND`] on
+    /// `-cpu EPYC,+svm,+npt` with an emulated IOMMU, for reference runs of test guests
+    /// (add the guest with [`Qemu::module`]). Xen halts but QEMU keeps running after
+    /// dom0 ends: use [`Qemu::stop_on`].
+    pub fn xen(name: &str) -> Qemu {
+        let mut q = Qemu::new(name)
+            .kernel(xen_image())
+            .cpu("EPYC,+svm,+npt")
+            .append(XEN_APPEND);
+        for a in XEN_QEMU_ARGS {
+            q = q.arg(*a);
+        }
+        q
+    }
+}
+
 /// Writes `contents` to `target/rxen/test-modules/<name>` (atomically, so that tests
 /// running in parallel may share a module) and returns its path.
 ///

@@ -50,3 +50,65 @@ pub fn build() -> PathBuf {
     });
     image
 }
+
+/// The test guests' package and where their sources are (one binary per file).
+const GUESTS_PACKAGE: &str = "rxen-test-guests";
+
+/// Names of the test guests: the files in `guests/tests/src/bin/`.
+pub fn guest_names() -> Vec<String> {
+    let dir = workspace_root().join("guests/tests/src/bin");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| crate::fail(&format!("cannot list {}: {e}", dir.display())))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Builds the PVH test guests (release, bare-metal target) and copies each to
+/// `target/rxen/guests/<name>`. Exits xtask on failure; returns the directory.
+pub fn build_guests() -> PathBuf {
+    let mut cmd = cargo_command();
+    cmd.args([
+        "build",
+        "-p",
+        GUESTS_PACKAGE,
+        "--release",
+        "--target",
+        TARGET,
+    ])
+    .current_dir(workspace_root());
+    eprintln!("xtask: {}", display_command(&cmd));
+    run_checked(&mut cmd);
+
+    let built = cargo_target_dir().join(TARGET).join("release");
+    let out_dir = rxen_dir().join("guests");
+    fs::create_dir_all(&out_dir)
+        .unwrap_or_else(|e| crate::fail(&format!("cannot create {}: {e}", out_dir.display())));
+    for name in guest_names() {
+        let from = built.join(&name);
+        let to = out_dir.join(&name);
+        fs::copy(&from, &to).unwrap_or_else(|e| {
+            crate::fail(&format!(
+                "cannot copy {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        });
+    }
+    out_dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_are_listed() {
+        let names = guest_names();
+        assert!(names.iter().any(|n| n == "xen_version"), "{names:?}");
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+    }
+}

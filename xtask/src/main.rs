@@ -1,6 +1,7 @@
 //! `cargo xtask`: rxen's build, run and test driver.
 //!
-//! - `cargo xtask build` builds the hypervisor image into `target/rxen/rxen`.
+//! - `cargo xtask build` builds the hypervisor image into `target/rxen/rxen` and the PVH
+//!   test guests into `target/rxen/guests/<name>`.
 //! - `cargo xtask run [--smp N] [--append ARGS] [--timeout SECS]` boots it in QEMU with two
 //!   demo modules and streams the serial console.
 //! - `cargo xtask test [-- CARGO-TEST-ARGS]` installs what the tests need, builds the image
@@ -19,7 +20,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                    build the hypervisor image into target/rxen/rxen
+  build                    build the hypervisor image into target/rxen/rxen and the
+                           test guests into target/rxen/guests/
   run [options]            build, then boot the image in QEMU with two demo modules
       --smp N              number of CPUs (default 2)
       --append ARGS        extra hypervisor command-line arguments
@@ -39,7 +41,9 @@ fn main() {
             no_extra_args(rest);
             deps::ensure_rust_target();
             let path = image::build();
+            let guests = image::build_guests();
             println!("{}", path.display());
+            println!("{}", guests.display());
         }
         "run" => {
             let options = run::Options::parse(rest).unwrap_or_else(|e| usage_error(&e));
@@ -75,6 +79,8 @@ fn test(extra: &[String]) -> i32 {
     deps::ensure_packages(deps::Task::Test);
     let path = image::build();
     eprintln!("xtask: image at {}", path.display());
+    let guests = image::build_guests();
+    eprintln!("xtask: test guests in {}", guests.display());
     let mut cmd = cargo_command();
     // --no-fail-fast: report every failing test binary, not only the first.
     cmd.args(["test", "--workspace", "--no-fail-fast"])

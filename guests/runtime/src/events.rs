@@ -1,0 +1,127 @@
+//! Event delivery through `HVM_PARAM_CALLBACK_IRQ` of type vector: Xen injects
+//! [`EVENT_VECTOR`] while `vcpu_info.evtchn_upcall_pending` is set (and RFLAGS.IF is 1);
+//! the handler clears it, scans the 2-level pending bitmap and counts events per port.
+
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::time::shared_info;
+
+/// The vector the runtime asks Xen to inject for events.
+pub const EVENT_VECTOR: u8 = 0xf3;
+
+/// How many ports [`count`] tracks.
+pub const TRACKED_PORTS: usize = 64;
+
+static COUNTS: [AtomicU32; TRACKED_PORTS] = [const { AtomicU32::new(0) }; TRACKED_PORTS];
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Events seen on `port` so far (ports below [`TRACKED_PORTS`]).
+pub fn count(port: u32) -> u32 {
+    COUNTS
+        .get(port as usize)
+        .map_or(0, |c| c.load(Ordering::SeqCst))
+}
+
+/// Upcalls (injections of [`EVENT_VECTOR`]) taken so far.
+pub fn upcalls() -> u64 {
+    UPCALLS.load(Ordering::SeqCst)
+}
+
+/// Sets `HVM_PARAM_CALLBACK_IRQ` to vector delivery on [`EVENT_VECTOR`].
+pub fn enable_callback_vector() -> i64 {
+    crate::hypercall::hvm_set_param(
+        crate::xen::hvm::PARAM_CALLBACK_IRQ,
+        crate::xen::hvm::CALLBACK_TYPE_VECTOR | u64::from(EVENT_VECTOR),
+    )
+}
+
+/// vCPU 0's `evtchn_upcall_pending` flag.
+pub fn upcall_pending() -> bool {
+    // SAFETY: reads a byte of the static shared-info page; volatile as Xen writes it.
+    unsafe {
+        read_volatile(addr_of!(
+            (*shared_info()).vcpu_info[0].evtchn_upcall_pending
+        )) != 0
+    }
+}
+
+/// The upcall: called by the trap code for [`EVENT_VECTOR`] (interrupts off).
+pub fn handle_upcall() {
+    UPCALLS.fetch_add(1, Ordering::SeqCst);
+    let si = shared_info();
+    // SAFETY: the shared-info page is mapped (the callback is only set up after it is);
+    // the accesses are volatile/atomic because Xen writes the page concurrently.
+    unsafe {
+        write_volatile(addr_of_mut!((*si).vcpu_info[0].evtchn_upcall_pending), 0);
+        let sel_ptr = addr_of_mut!((*si).vcpu_info[0].evtchn_pending_sel);
+        let sel = (*sel_ptr.cast::<AtomicU64>()).swap(0, Ordering::SeqCst);
+        for word in 0..64 {
+            if sel & (1 << word) == 0 {
+                continue;
+            }
+            let pending = &*addr_of!((*si).evtchn_pending[word]).cast::<AtomicU64>();
+            let mask = read_volatile(addr_of!((*si).evtchn_mask[word]));
+            let bits = pending.load(Ordering::SeqCst) & !mask;
+            pending.fetch_and(!bits, Ordering::SeqCst);
+            for bit in 0..64 {
+                if bits & (1 << bit) != 0 {
+                    let port = word * 64 + bit;
+                    if let Some(c) = COUNTS.get(port) {
+                        c.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Binds `VIRQ_TIMER` of vCPU 0 to a new port; returns the port or the negative errno.
+pub fn bind_virq_timer() -> Result<u32, i64> {
+    let mut b = crate::xen::EvtchnBindVirq {
+        virq: crate::xen::evtchn::VIRQ_TIMER,
+        vcpu: 0,
+        port: 0,
+    };
+    // SAFETY: `b` is a valid `evtchn_bind_virq`.
+    let rc = unsafe {
+        crate::hypercall::event_channel_op(
+            crate::xen::evtchn::BIND_VIRQ,
+            crate::hypercall::mut_ptr(&mut b),
+        )
+    };
+    if rc == 0 {
+        Ok(b.port)
+    } else {
+        Err(rc)
+    }
+}
+
+/// Blocks (`SCHEDOP_block`, with `sti` in the same instruction shadow so an event cannot
+/// slip in between) until an event is delivered, unless one is already pending; returns
+/// with interrupts off. Call with interrupts off.
+pub fn block_once() -> i64 {
+    if upcall_pending() {
+        // Deliver it: open a window for the injection.
+        crate::cpu::interrupt_window();
+        return 0;
+    }
+    let ret: i64;
+    // SAFETY: SCHEDOP_block takes no pointer; `sti; vmmcall` keeps the STI shadow over
+    // the hypercall instruction, so the wake-up event is injected only after it returns.
+    unsafe {
+        core::arch::asm!(
+            "sti",
+            "vmmcall",
+            "cli",
+            inlateout("rax") crate::xen::hypercall::SCHED_OP => ret,
+            inlateout("rdi") crate::xen::sched::BLOCK => _,
+            inlateout("rsi") 0u64 => _,
+            lateout("rdx") _, lateout("r10") _, lateout("r8") _,
+            lateout("rcx") _, lateout("r9") _, lateout("r11") _,
+        );
+    }
+    // A pending event not yet injected is taken here.
+    crate::cpu::interrupt_window();
+    ret
+}

@@ -1,0 +1,96 @@
+//! Every PVH test guest booted as dom0 on rxen: the guest's checks must all pass
+//! (`Test result: SUCCESS`), and the hypervisor must report how the domain ended.
+//!
+//! The contract (what the real Xen does, see `xen_reference.rs`, adapted to rxen's
+//! log): rxen builds dom0 from module 0 as Xen builds a PVH dom0, prints dom0's console
+//! output with a `(d0) ` prefix, logs `d0: shut down (<reason>)` when the domain ends,
+//! and, when the last domain has ended, leaves QEMU through isa-debug-exit with 0x10
+//! (a normal stop; a guest crash is not a hypervisor crash).
+//!
+//! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
+//! guests`.
+
+mod guest_cases;
+
+use std::time::Duration;
+
+use guest_cases::{find, initrd_module, End, INITRD_ARGS};
+use rxen_tests::{guest, Outcome, Qemu};
+
+/// Hypervisor arguments of every guest run.
+const APPEND: &str = "console=com1 loglvl=all isa_debug_exit dom0_mem=64M";
+
+/// Boots the guest `name` as dom0 on rxen and checks how it ended.
+fn run(name: &str) -> Outcome {
+    let case = find(name);
+    let mut q = Qemu::new(&format!("guest-{name}"))
+        .append(APPEND)
+        .timeout(Duration::from_secs(120))
+        .module(guest(name), case.args);
+    if case.initrd {
+        q = q.module(initrd_module(), INITRD_ARGS);
+    }
+    let out = q.run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_not_contains("(d0) FAIL ")
+        .assert_not_contains("(d0) EXCEPTION")
+        .assert_not_contains("(d0) PANIC");
+    match case.end {
+        End::Success => {
+            out.assert_contains("(d0) Test result: SUCCESS")
+                .assert_contains("d0: shut down (poweroff)");
+        }
+        End::Shutdown(reason) => {
+            out.assert_contains("(d0) Test result: SUCCESS")
+                .assert_contains(&format!("d0: shut down ({reason})"));
+        }
+        End::TripleFault => {
+            out.assert_contains("(d0) triple_fault: loading an empty IDT")
+                .assert_line_contains_all(&["d0", "riple fault"])
+                .assert_contains("d0: shut down (reboot)")
+                .assert_not_contains("Test result:");
+        }
+    }
+    out.assert_normal_stop();
+    out
+}
+
+#[test]
+fn every_guest_has_a_case() {
+    guest_cases::assert_all_listed();
+}
+
+macro_rules! guest_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run(stringify!($name));
+            }
+        )*
+    };
+}
+
+guest_tests!(
+    start_info,
+    xen_version,
+    console_io,
+    cpuid,
+    hypercall_page,
+    sched_op,
+    memory_op,
+    shared_info,
+    hvm_op,
+    vcpu_op,
+    timers,
+    multicall,
+    pvclock,
+    bad_input,
+    ring3,
+    bad_memory,
+    shutdown_poweroff,
+    shutdown_reboot,
+    shutdown_crash,
+    shutdown_code,
+    triple_fault,
+);

@@ -1,0 +1,91 @@
+//! Every PVH test guest booted as a PVH dom0 on the real Xen 4.17 (Debian's
+//! `xen-hypervisor-4.17-amd64`, fetched on first use into `target/rxen/cache/`): the
+//! guests' expectations are Xen's real behaviour, so they must all pass here. One run
+//! takes about 2-4 s under QEMU TCG.
+//!
+//! Xen prints dom0's console output raw (no prefix) and halts on dom0's end while QEMU
+//! keeps running, so each run stops at Xen's line about dom0's end.
+
+mod guest_cases;
+
+use std::time::Duration;
+
+use guest_cases::{find, initrd_module, End, INITRD_ARGS};
+use rxen_tests::{guest, Outcome, Qemu};
+
+/// Xen's message when dom0 ends, by shutdown reason.
+fn xen_end_message(reason: &str) -> &'static str {
+    match reason {
+        "poweroff" => "Hardware Dom0 halted: halting machine",
+        "reboot" => "Hardware Dom0 shutdown: rebooting machine",
+        "crash" => "Hardware Dom0 crashed",
+        other => panic!("no Xen message known for {other}"),
+    }
+}
+
+/// Boots the guest `name` as dom0 on Xen and checks how it ended.
+fn run(name: &str) -> Outcome {
+    let case = find(name);
+    let mut q = Qemu::xen(&format!("xen-{name}"))
+        .timeout(Duration::from_secs(90))
+        .stop_on("Hardware Dom0")
+        .module(guest(name), case.args);
+    if case.initrd {
+        q = q.module(initrd_module(), INITRD_ARGS);
+    }
+    let out = q.run();
+    out.assert_not_contains("FAIL ")
+        .assert_not_contains("EXCEPTION")
+        .assert_not_contains("PANIC");
+    match case.end {
+        End::Success => {
+            out.assert_contains("\nTest result: SUCCESS")
+                .assert_contains(xen_end_message("poweroff"));
+        }
+        End::Shutdown(reason) => {
+            out.assert_contains("\nTest result: SUCCESS")
+                .assert_contains(xen_end_message(reason));
+        }
+        End::TripleFault => {
+            out.assert_contains("d0v0 Triple fault - invoking HVM shutdown action 1")
+                .assert_contains(xen_end_message("reboot"))
+                .assert_not_contains("Test result:");
+        }
+    }
+    out
+}
+
+macro_rules! xen_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run(stringify!($name));
+            }
+        )*
+    };
+}
+
+xen_tests!(
+    start_info,
+    xen_version,
+    console_io,
+    cpuid,
+    hypercall_page,
+    sched_op,
+    memory_op,
+    shared_info,
+    hvm_op,
+    vcpu_op,
+    timers,
+    multicall,
+    pvclock,
+    bad_input,
+    ring3,
+    bad_memory,
+    shutdown_poweroff,
+    shutdown_reboot,
+    shutdown_crash,
+    shutdown_code,
+    triple_fault,
+);
