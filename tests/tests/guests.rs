@@ -2,10 +2,12 @@
 //! (`Test result: SUCCESS`), and the hypervisor must report how the domain ended.
 //!
 //! The contract (what the real Xen does, see `xen_reference.rs`, adapted to rxen's
-//! log): rxen builds dom0 from module 0 as Xen builds a PVH dom0, prints dom0's console
-//! output with a `(d0) ` prefix, logs `d0: shut down (<reason>)` when the domain ends,
-//! and, when the last domain has ended, leaves QEMU through isa-debug-exit with 0x10
-//! (a normal stop; a guest crash is not a hypervisor crash).
+//! log and exit statuses, see README): rxen builds dom0 from module 0 as Xen builds a
+//! PVH dom0, prints dom0's console output with a `(d0) ` prefix, logs
+//! `d0: shut down (<reason>)` when the domain ends, rebuilds it on reboot
+//! (`d0: rebooting`), and when the last domain has ended leaves QEMU through
+//! isa-debug-exit: 0x10 after a poweroff, 0x12 after any other end (a guest crash is
+//! not a hypervisor crash, 0x11).
 //!
 //! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
 //! guests`.
@@ -15,7 +17,10 @@ mod guest_cases;
 use std::time::Duration;
 
 use guest_cases::{find, initrd_module, End, INITRD_ARGS};
-use rxen_tests::{guest, Outcome, Qemu};
+use rxen_tests::{guest, Outcome, Qemu, Status};
+
+/// isa-debug-exit value when the last domain ended other than by poweroff.
+const EXIT_DOMAIN_END: u8 = 0x12;
 
 /// Hypervisor arguments of every guest run.
 const APPEND: &str = "console=com1 loglvl=all isa_debug_exit dom0_mem=64M";
@@ -30,28 +35,41 @@ fn run(name: &str) -> Outcome {
     if case.initrd {
         q = q.module(initrd_module(), INITRD_ARGS);
     }
+    // A rebooted dom0 is rebuilt and runs again: stop at the rebuild.
+    let reboots = matches!(case.end, End::Shutdown("reboot") | End::TripleFault);
+    if reboots {
+        q = q.stop_on("d0: rebooting");
+    }
     let out = q.run();
     out.assert_not_contains("FATAL TRAP")
         .assert_not_contains("(d0) FAIL ")
         .assert_not_contains("(d0) EXCEPTION")
         .assert_not_contains("(d0) PANIC");
     match case.end {
-        End::Success => {
+        End::Success | End::Shutdown("poweroff") => {
             out.assert_contains("(d0) Test result: SUCCESS")
-                .assert_contains("d0: shut down (poweroff)");
+                .assert_contains("d0: shut down (poweroff)")
+                .assert_normal_stop();
         }
         End::Shutdown(reason) => {
             out.assert_contains("(d0) Test result: SUCCESS")
                 .assert_contains(&format!("d0: shut down ({reason})"));
         }
         End::TripleFault => {
+            // Xen: "d0v0 Triple fault - invoking HVM shutdown action 1", i.e. the
+            // domain is shut down as `reboot` (HVM_PARAM_TRIPLE_FAULT_REASON's default),
+            // not crashed.
             out.assert_contains("(d0) triple_fault: loading an empty IDT")
                 .assert_line_contains_all(&["d0", "riple fault"])
                 .assert_contains("d0: shut down (reboot)")
                 .assert_not_contains("Test result:");
         }
     }
-    out.assert_normal_stop();
+    if reboots {
+        out.assert_status(Status::StopMarker);
+    } else if case.end == End::Shutdown("crash") {
+        out.assert_status(Status::DebugExit(EXIT_DOMAIN_END));
+    }
     out
 }
 
