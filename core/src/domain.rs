@@ -163,13 +163,16 @@ pub struct Domain {
 impl Domain {
     /// A new domain with `nr_vcpus` vCPUs (vCPU 0 up) at system time `now`.
     pub fn new(id: DomId, privileged: bool, pages: u64, nr_vcpus: u32, now: u64) -> Self {
+        let mut hvm_params = [0; HVM_NR_PARAMS as usize];
+        // Xen's default: a triple fault reboots the domain.
+        hvm_params[rxen_abi::hvm::HVM_PARAM_TRIPLE_FAULT_REASON as usize] = 1;
         Self {
             id,
             privileged,
             tot_pages: pages,
             max_pages: pages,
             memory_map: Vec::new(),
-            hvm_params: [0; HVM_NR_PARAMS as usize],
+            hvm_params,
             shared_info_gfn: None,
             shutdown_code: None,
             shutdown: None,
@@ -183,7 +186,13 @@ impl Domain {
     }
 
     /// Records a shutdown (the first one wins, as in Xen) and returns it.
+    /// A code set earlier with SCHEDOP_shutdown_code replaces `reason`, as
+    /// Xen's `domain_shutdown` does.
     pub fn shut_down(&mut self, reason: ShutdownReason) -> ShutdownReason {
+        let reason = self
+            .shutdown_code
+            .map(|code| ShutdownReason::from_code(code as u32))
+            .unwrap_or(reason);
         *self.shutdown.get_or_insert(reason)
     }
 
@@ -205,6 +214,16 @@ mod tests {
         let mut d = Domain::new(1, false, 256, 2, 0);
         assert_eq!(d.shut_down(ShutdownReason::Crash), ShutdownReason::Crash);
         assert_eq!(d.shut_down(ShutdownReason::Poweroff), ShutdownReason::Crash);
+    }
+
+    #[test]
+    fn a_preset_shutdown_code_wins() {
+        let mut d = Domain::new(1, false, 256, 1, 0);
+        d.shutdown_code = Some(1);
+        assert_eq!(
+            d.shut_down(ShutdownReason::Poweroff),
+            ShutdownReason::Reboot
+        );
     }
 
     #[test]

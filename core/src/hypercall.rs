@@ -132,7 +132,8 @@ pub fn dispatch(
         return Outcome::error(errno::EINVAL);
     }
     match nr {
-        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args[0], args[1]),
+        // Xen takes `unsigned int nr_calls`.
+        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args[0], args[1] as u32 as u64),
         _ => call(domain, vcpu, env, nr, args),
     }
 }
@@ -562,7 +563,9 @@ fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Re
         hvm::HVMOP_SET_PARAM | hvm::HVMOP_GET_PARAM => {
             let mut param: hvm::XenHvmParam = read_guest(env, arg)?;
             own_domain(domain, param.domid)?;
-            if param.index >= hvm::HVM_NR_PARAMS {
+            // NESTEDHVM is refused outright (Xen: nested virtualization of a
+            // PVH domain cannot be changed or read by it).
+            if param.index >= hvm::HVM_NR_PARAMS || param.index == hvm::HVM_PARAM_NESTEDHVM {
                 return Err(errno::EINVAL);
             }
             if cmd == hvm::HVMOP_SET_PARAM {
@@ -624,6 +627,11 @@ fn vcpu_op(
     let now = env.now_ns();
     match cmd as u32 {
         vcpu::VCPUOP_IS_UP => Ok(domain.vcpus[target].up as i64),
+        // Secondary vCPUs start with the SMP work; a running vCPU cannot be
+        // initialised again, and bringing up one that is up is a no-op.
+        vcpu::VCPUOP_INITIALISE if domain.vcpus[target].up => Err(errno::EEXIST),
+        vcpu::VCPUOP_UP if domain.vcpus[target].up => Ok(0),
+        vcpu::VCPUOP_UP => Err(errno::EINVAL),
         vcpu::VCPUOP_GET_RUNSTATE_INFO => {
             let info = runstate_info(&domain.vcpus[target], now);
             write_guest(env, arg, &info).map(|_| 0)
@@ -643,7 +651,8 @@ fn vcpu_op(
             if request.period_ns < 1_000_000 {
                 return Err(errno::EINVAL);
             }
-            domain.vcpus[target].periodic = Some((request.period_ns, now + request.period_ns));
+            // Xen: the first tick is due at once.
+            domain.vcpus[target].periodic = Some((request.period_ns, now));
             Ok(0)
         }
         vcpu::VCPUOP_STOP_PERIODIC_TIMER => {
@@ -655,9 +664,8 @@ fn vcpu_op(
                 return Err(errno::EINVAL);
             }
             let request: vcpu::VcpuSetSingleshotTimer = read_guest(env, arg)?;
-            if request.flags & vcpu::VCPU_SSHOTTMR_FUTURE != 0 && request.timeout_abs_ns < now {
-                return Err(errno::ETIME);
-            }
+            // Xen 4.17.7 no longer answers -ETIME for VCPU_SSHOTTMR_future with
+            // a time in the past: the timer fires at once.
             domain.vcpus[target].singleshot_deadline = Some(request.timeout_abs_ns);
             Ok(0)
         }
@@ -671,7 +679,10 @@ fn vcpu_op(
         vcpu::VCPUOP_REGISTER_VCPU_INFO => {
             let request: vcpu::VcpuRegisterVcpuInfo = read_guest(env, arg)?;
             let size = core::mem::size_of::<xen::VcpuInfo>() as u64;
-            if request.offset as u64 > 4096 - size || domain.vcpus[target].vcpu_info_gpa.is_some() {
+            if request.offset as u64 > 4096 - size {
+                return Err(errno::ENXIO);
+            }
+            if domain.vcpus[target].vcpu_info_gpa.is_some() {
                 return Err(errno::EINVAL);
             }
             if !domain.gfn_is_ram(request.mfn) {
@@ -1525,7 +1536,11 @@ mod tests {
                 [vcpu::VCPUOP_SET_SINGLESHOT_TIMER as u64, 0, 0x100, 0, 0]
             )
             .ret,
-            ret(errno::ETIME)
+            0
+        );
+        assert!(
+            expire_timers(&mut d, 0, env.now),
+            "a timer set in the past fires at once"
         );
         // Single-shot timers are for the calling vCPU only.
         assert_eq!(
@@ -1554,8 +1569,15 @@ mod tests {
                 [vcpu::VCPUOP_REGISTER_VCPU_INFO as u64, 0, 0x200, 0, 0]
             )
             .ret,
-            ret(errno::EINVAL)
+            ret(errno::ENXIO)
         );
+        let initialise = [vcpu::VCPUOP_INITIALISE as u64, 0, 0x200, 0, 0];
+        assert_eq!(
+            call(&mut d, &mut env, nr, initialise).ret,
+            ret(errno::EEXIST)
+        );
+        let up = [vcpu::VCPUOP_UP as u64, 0, 0, 0, 0];
+        assert_eq!(call(&mut d, &mut env, nr, up).ret, 0);
         env.put(
             0x200,
             &vcpu::VcpuRegisterVcpuInfo {
@@ -1663,10 +1685,16 @@ mod tests {
                 &mut d,
                 &mut env,
                 xen::HYPERVISOR_MULTICALL,
-                [0x1000, u64::MAX, 0, 0, 0]
+                [0x1000, u32::MAX as u64, 0, 0, 0]
             )
             .ret,
             ret(errno::EFAULT)
+        );
+        // The count is `unsigned int`: 2^32 + 1 is one call.
+        let one = [0x1000, (1 << 32) + 1, 0, 0, 0];
+        assert_eq!(
+            call(&mut d, &mut env, xen::HYPERVISOR_MULTICALL, one).ret,
+            0
         );
     }
 

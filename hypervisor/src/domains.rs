@@ -40,13 +40,20 @@ fn dom0_memory(options: &Options, host_bytes: u64) -> u64 {
 }
 
 /// Builds and runs dom0 until no domain is left, then stops the machine.
-pub fn run_boot_domains(options: &Options, modules: &[BootModule], host_bytes: u64) -> ! {
+pub fn run_boot_domains(
+    options: &Options,
+    modules: &[BootModule],
+    loader: &str,
+    host_bytes: u64,
+) -> ! {
     let Some(kernel) = modules.first() else {
         stop::machine_stop()
     };
     let spec = BootSpec {
         kernel: (kernel.start, kernel.end),
-        cmdline: kernel.cmdline.clone(),
+        // The kernel's command line without the file name (as Xen cooks it);
+        // the other modules' strings stay raw, file name included, as on Xen.
+        cmdline: String::from(rxen_core::cmdline::cook(&kernel.cmdline, loader)),
         modules: modules
             .iter()
             .skip(1)

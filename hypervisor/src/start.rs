@@ -138,7 +138,7 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
 
     crate::time::init();
     report_dom0(&modules);
-    crate::domains::run_boot_domains(&options, &modules, map.total_usable())
+    crate::domains::run_boot_domains(&options, &modules, &boot.loader_name, map.total_usable())
 }
 
 static CMDLINE: spin::Once<String> = spin::Once::new();
@@ -200,11 +200,8 @@ fn check_modules(boot: &BootInfo, map: &rxen_core::memmap::MemoryMap) -> Vec<Boo
             module.end,
             module.end - module.start
         );
-        kept.push(BootModule {
-            start: module.start,
-            end: module.end,
-            cmdline: String::from(cmdline),
-        });
+        // Kept raw: Xen hands module strings to dom0 as the loader gave them.
+        kept.push(module.clone());
     }
     kept
 }
@@ -214,11 +211,7 @@ fn report_dom0(modules: &[BootModule]) {
         printk!("No dom0 kernel module: give the dom0 kernel as the first module (QEMU -initrd, GRUB module2).");
         return;
     };
-    printk!(
-        "Dom0 kernel: {} bytes, cmdline '{}'",
-        kernel.end - kernel.start,
-        kernel.cmdline
-    );
+    printk!("Dom0 kernel: module 0, {} bytes", kernel.end - kernel.start);
     match modules.get(1) {
         Some(initrd) => printk!("Dom0 initrd: {} bytes", initrd.end - initrd.start),
         None => printk!("Dom0 initrd: none"),

@@ -81,6 +81,8 @@ xen_tests!(
     multicall,
     pvclock,
     bad_input,
+    event_channel_bad_input,
+    dom0_acpi,
     ring3,
     bad_memory,
     shutdown_poweroff,

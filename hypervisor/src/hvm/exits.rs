@@ -148,8 +148,13 @@ fn handle_exit(domain: &mut HvmDomain, v: usize) -> Flow {
             Flow::Continue
         }
         exit::SHUTDOWN => {
+            // As Xen: report the registers, then take the domain's triple
+            // fault action (HVM_PARAM_TRIPLE_FAULT_REASON, reboot by default).
             crash(domain, v, "triple fault");
-            Flow::End(ShutdownReason::Crash)
+            let action =
+                domain.core.hvm_params[rxen_abi::hvm::HVM_PARAM_TRIPLE_FAULT_REASON as usize];
+            domain.core.shutdown = None;
+            Flow::End(ShutdownReason::from_code(action as u32))
         }
         exit::INVALID => {
             crash(domain, v, "VMRUN refused the VMCB (VMEXIT_INVALID)");

@@ -62,6 +62,8 @@ pub const CASES: &[Case] = &[
     case("multicall"),
     case("pvclock"),
     case("bad_input"),
+    case("event_channel_bad_input"),
+    case("dom0_acpi"),
     case("ring3"),
     case("bad_memory"),
     Case {
