@@ -4,9 +4,11 @@
 //!   test guests into `target/rxen/guests/<name>`.
 //! - `cargo xtask run [--smp N] [--append ARGS] [--timeout SECS]` boots it in QEMU with two
 //!   demo modules and streams the serial console.
+//! - `cargo xtask bench` measures rxen against the real Xen 4.17 in one run.
 //! - `cargo xtask test [-- CARGO-TEST-ARGS]` installs what the tests need, builds the image
 //!   and runs `cargo test --workspace`.
 
+mod bench;
 mod deps;
 mod image;
 mod run;
@@ -28,6 +30,8 @@ commands:
       --timeout SECS       kill QEMU after SECS seconds (default 60)
   test [-- ARGS]           install host tools, build, run
                            `cargo test --workspace --no-fail-fast ARGS`
+  bench                    build, then measure rxen against Xen 4.17 (hypercall
+                           round trip, per-domain memory cost)
   help                     print this message";
 
 fn main() {
@@ -56,6 +60,13 @@ fn main() {
                 Some(_) => usage_error("`test` takes its cargo test arguments after `--`"),
             };
             process::exit(test(extra));
+        }
+        "bench" => {
+            no_extra_args(rest);
+            deps::ensure_rust_target();
+            deps::ensure_packages(deps::Task::Test);
+            image::build();
+            process::exit(bench::bench());
         }
         "help" | "-h" | "--help" => println!("{USAGE}"),
         other => usage_error(&format!("unknown command `{other}`")),
