@@ -6,7 +6,7 @@ use core::panic::PanicInfo;
 
 use rxen_core::cmdline::{self, CrashKind, Options};
 use rxen_x86::bootinfo::{self, AcpiRoot, BootInfo, BootModule};
-use rxen_x86::serial::{Parity, SerialSettings};
+use rxen_x86::serial::SerialSettings;
 use rxen_x86::{apic, console, cpu, log, printk, stop, svm};
 
 use crate::{cpus, memory};
@@ -154,13 +154,7 @@ fn apply_console_options(options: &Options) {
         io_base: com1.io_base,
         baud: com1.baud,
         data_bits: com1.data_bits,
-        parity: match com1.parity {
-            cmdline::Parity::None => Parity::None,
-            cmdline::Parity::Odd => Parity::Odd,
-            cmdline::Parity::Even => Parity::Even,
-            cmdline::Parity::Mark => Parity::Mark,
-            cmdline::Parity::Space => Parity::Space,
-        },
+        parity: com1.parity,
         stop_bits: com1.stop_bits,
     };
     console::init_serial(&settings);

@@ -3,25 +3,11 @@
 //! Written here rather than taken from a crate because Xen's options need the
 //! baud rate, the line format and the I/O base to be configurable.
 
+pub use rxen_core::cmdline::Parity;
 use x86_64::instructions::port::Port;
 
 /// Input clock of a PC UART: 1.8432 MHz / 16.
 const UART_BASE_BAUD: u32 = 115_200;
-
-/// Line parity as Xen's `DPS` letter names it.
-#[derive(Clone, Copy, Debug)]
-pub enum Parity {
-    /// `n`
-    None,
-    /// `o`
-    Odd,
-    /// `e`
-    Even,
-    /// `m` (stick parity 1)
-    Mark,
-    /// `s` (stick parity 0)
-    Space,
-}
 
 /// Line settings for one UART.
 #[derive(Clone, Copy, Debug)]
