@@ -5,6 +5,7 @@
 //!   empty handler (an unknown hypercall number), as measured by the `bench_hypercall`
 //!   guest running as dom0, with their ratio.
 //! - The hypervisor's memory cost for that domain (rxen's own report).
+//! - rxenstored's operations per second (its own `bench` subcommand).
 
 use std::time::Duration;
 
@@ -85,6 +86,22 @@ pub fn bench() -> i32 {
         );
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
+    println!("\nxtask: rxenstored: read, write and small-transaction throughput");
+    let mut cmd = crate::cargo_command();
+    cmd.current_dir(crate::workspace_root()).args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "rxenstored",
+        "--",
+        "bench",
+        "--clients",
+        "100",
+        "--seconds",
+        "1",
+    ]);
+    ok &= cmd.status().is_ok_and(|status| status.success());
     if ok {
         0
     } else {
