@@ -61,6 +61,11 @@ pub fn run_boot_domains(
             .collect::<Vec<_>>(),
         memory_bytes: dom0_memory(options, host_bytes),
         flags: rxen_abi::start_info::SIF_PRIVILEGED | rxen_abi::start_info::SIF_INITDOMAIN,
+        // dom0_max_vcpus=<min>-<max>: as many as allowed, at most one per CPU.
+        vcpus: options
+            .dom0_max_vcpus
+            .map(|(_, max)| max.min(rxen_x86::cpu::online_count()).max(1))
+            .unwrap_or(1),
     };
     if !crate::hvm::vcpu::init_permission_maps() {
         printk!("No memory for the SVM permission maps");

@@ -94,6 +94,21 @@ fn on_two_physical_cpus() {
     }
 }
 
+/// `dom0_max_vcpus=` sizes dom0 (vCPU 0 runs; the others wait for VCPUOP_up), capped
+/// by the CPUs there are.
+#[test]
+fn dom0_max_vcpus_sizes_dom0() {
+    let out = Qemu::new("guest-dom0_max_vcpus")
+        .smp(2)
+        .append(APPEND)
+        .append("dom0_max_vcpus=1-4")
+        .module(guest("xen_version"), "")
+        .run();
+    out.assert_line_contains_all(&["d0: PVH domain: 64 MiB", "2 vCPU(s)"])
+        .assert_contains("(d0) Test result: SUCCESS")
+        .assert_normal_stop();
+}
+
 #[test]
 fn every_guest_has_a_case() {
     guest_cases::assert_all_listed();

@@ -28,6 +28,8 @@ pub struct BootSpec {
     pub memory_bytes: u64,
     /// `SIF_*` flags.
     pub flags: u32,
+    /// Number of vCPUs (vCPU 0 starts; the others wait for VCPUOP_up).
+    pub vcpus: u32,
 }
 
 /// Where things went in the guest.

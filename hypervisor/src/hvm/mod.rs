@@ -51,14 +51,15 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let layout = build::load(spec, &mut memory, &map).map_err(|e| alloc::format!("{e}"))?;
     let now = crate::time::now_ns();
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
-    let mut core = Domain::new(domid, privileged, pages, 1, now);
+    let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
     core.memory_map = map;
     let asid = 1 + domid as u32 % 15;
     let vcpu = SvmVcpu::new_pvh(layout.entry, layout.start_info, memory.npt.root(), asid)
         .ok_or_else(|| String::from("out of memory for the vCPU"))?;
     printk!(
-        "d{domid}: PVH domain: {} MiB, entry {:#x}, start info at {:#x}",
+        "d{domid}: PVH domain: {} MiB, {} vCPU(s), entry {:#x}, start info at {:#x}",
         spec.memory_bytes >> 20,
+        spec.vcpus,
         layout.entry,
         layout.start_info,
     );
