@@ -131,12 +131,7 @@ mod tests {
 
     fn host(leaf: u32, _sub: u32) -> Regs {
         match leaf {
-            0x1 => [
-                0x00a2_0f12,
-                0x0102_0800,
-                0xffff_ffff & !L1_ECX_HYPERVISOR,
-                0xffff_ffff,
-            ],
+            0x1 => [0x00a2_0f12, 0x0102_0800, !L1_ECX_HYPERVISOR, 0xffff_ffff],
             0x8000_0001 => [0, 0, 0xffff_ffff, 0xffff_ffff],
             0x8000_000A => [1, 16, 0, 0xff],
             _ => [leaf, 1, 2, 3],

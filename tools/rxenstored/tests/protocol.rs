@@ -88,6 +88,8 @@ fn expect_closed(mut s: UnixStream) {
         match s.read(&mut b) {
             Ok(0) => return,
             Ok(_) => continue,
+            // Linux resets a Unix socket whose peer closed with unread data.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
             Err(e) => panic!("connection not closed: {e}"),
         }
     }
@@ -110,7 +112,9 @@ fn malformed_frames_cost_only_their_connection() {
         len: 1 << 30,
     };
     s.write_all(&h.encode()).unwrap();
-    s.write_all(b"/keep\0evil").unwrap();
+    // The daemon may already have closed the connection after the header: this write
+    // may fail with EPIPE, which is the point.
+    let _ = s.write_all(b"/keep\0evil");
     expect_closed(s);
 
     // A length that lies short: the rest is read as the next header, so the reply is an
