@@ -118,9 +118,10 @@ impl Vcpu {
         }
     }
 
-    /// The earliest timer deadline of this vCPU.
+    /// The earliest timer deadline of this vCPU (a periodic timer counts
+    /// only while the vCPU is not blocked: Xen stops it meanwhile).
     pub fn next_deadline(&self) -> Option<u64> {
-        let periodic = self.periodic.map(|(_, next)| next);
+        let periodic = self.periodic.filter(|_| self.blocked.is_none()).map(|(_, next)| next);
         let blocked = self.blocked.flatten();
         [self.singleshot_deadline, periodic, blocked]
             .into_iter()
@@ -154,6 +155,8 @@ pub struct Domain {
     pub watchdogs: [Option<(u64, u64)>; NR_WATCHDOGS],
     /// The vCPUs.
     pub vcpus: Vec<Vcpu>,
+    /// Event channels.
+    pub events: crate::event_channel::EventChannels,
     /// 16-byte handle (XENVER_guest_handle).
     pub handle: [u8; 16],
     /// Name for logs.
@@ -180,6 +183,7 @@ impl Domain {
             vcpus: (0..nr_vcpus.max(1))
                 .map(|id| Vcpu::new(id, id == 0, now))
                 .collect(),
+            events: crate::event_channel::EventChannels::new(nr_vcpus.max(1) as usize),
             handle: [0; 16],
             name: alloc::format!("d{id}"),
         }
@@ -247,7 +251,10 @@ mod tests {
         assert_eq!(v.next_deadline(), None);
         v.singleshot_deadline = Some(500);
         v.periodic = Some((100, 300));
-        v.blocked = Some(Some(900));
         assert_eq!(v.next_deadline(), Some(300));
+        v.blocked = Some(Some(900));
+        assert_eq!(v.next_deadline(), Some(500), "a blocked vCPU's periodic timer is stopped");
+        v.singleshot_deadline = None;
+        assert_eq!(v.next_deadline(), Some(900));
     }
 }

@@ -35,6 +35,10 @@ pub trait GuestEnv {
     fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
     /// Writes guest-physical memory (shared info, vcpu_info).
     fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// Reads guest-physical memory.
+    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// The domain's shared-info page (4096 bytes), mapped into the guest or not.
+    fn shared_info_page(&mut self) -> &mut [u8];
     /// System time in nanoseconds since boot.
     fn now_ns(&self) -> u64;
     /// The guest's TSC now and the system time at that instant.
@@ -155,6 +159,9 @@ fn call(
         xen::HYPERVISOR_HVM_OP => from_result(hvm_op(domain, env, args[0], args[1])),
         xen::HYPERVISOR_VCPU_OP => {
             from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]))
+        }
+        xen::HYPERVISOR_EVENT_CHANNEL_OP => {
+            from_result(event_channel_op(domain, env, args[0], args[1]))
         }
         xen::HYPERVISOR_SET_TIMER_OP => {
             set_timer_op(domain, vcpu, env, args[0]);
@@ -345,10 +352,19 @@ fn sched_op(
             ret: 0,
             next: Next::Yield,
         },
-        sched::SCHEDOP_BLOCK => Outcome {
-            ret: 0,
-            next: Next::Block(None),
-        },
+        sched::SCHEDOP_BLOCK => {
+            // As Xen's do_block: event delivery on, and no sleep if an event
+            // is already waiting.
+            set_upcall_mask(domain, vcpu, env, 0);
+            if upcall_pending(domain, vcpu, env) {
+                Outcome::value(0)
+            } else {
+                Outcome {
+                    ret: 0,
+                    next: Next::Block(None),
+                }
+            }
+        }
         sched::SCHEDOP_SHUTDOWN => match read_guest::<sched::SchedShutdown>(env, arg) {
             Ok(request) => {
                 let reason = domain.shut_down(ShutdownReason::from_code(request.reason));
@@ -786,10 +802,12 @@ pub fn write_shared_info_time(domain: &Domain, env: &mut dyn GuestEnv) {
     }
 }
 
-/// Fires expired timers of vCPU `vcpu` at `now`: returns whether a timer
-/// event is due (the caller raises VIRQ_TIMER once event channels exist,
-/// and wakes the vCPU). Also ends a poll/block whose deadline passed.
-pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64) -> bool {
+/// Fires expired timers of vCPU `vcpu` at `now`, raising VIRQ_TIMER for
+/// them (which wakes the vCPU if the VIRQ is bound, as on Xen), and ends a
+/// poll whose deadline passed. As Xen stops a periodic timer while its vCPU
+/// is not running, a blocked vCPU's periodic timer waits until it runs.
+/// Returns whether a timer fired.
+pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn GuestEnv) -> bool {
     let Some(v) = domain.vcpus.get_mut(vcpu) else {
         return false;
     };
@@ -798,7 +816,7 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64) -> bool {
         v.singleshot_deadline = None;
         fired = true;
     }
-    if let Some((period, next)) = v.periodic {
+    if let (Some((period, next)), None) = (v.periodic, v.blocked) {
         if next <= now {
             let missed = (now - next) / period + 1;
             v.periodic = Some((period, next + missed * period));
@@ -810,10 +828,225 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64) -> bool {
             v.blocked = None;
         }
     }
-    if fired && v.blocked.is_some() {
-        v.blocked = None;
+    if fired {
+        raise_virq(domain, vcpu, xen::VIRQ_TIMER, env);
     }
     fired
+}
+
+/// Raises `virq` on vCPU `vcpu` if the domain bound it.
+pub fn raise_virq(domain: &mut Domain, vcpu: usize, virq: u32, env: &mut dyn GuestEnv) {
+    if let Some(port) = domain.events.virq_port(virq, vcpu as u32) {
+        deliver(domain, port, env);
+    }
+}
+
+/// The byte offset of vCPU `vcpu`'s `vcpu_info` in the shared-info page, if
+/// it lives there (not registered elsewhere, and below 32).
+fn vcpu_info_in_page(domain: &Domain, vcpu: usize) -> Option<usize> {
+    let registered = domain.vcpus.get(vcpu)?.vcpu_info_gpa.is_some();
+    (!registered && vcpu < xen::XEN_LEGACY_MAX_VCPUS).then(|| {
+        core::mem::offset_of!(xen::SharedInfo, vcpu_info)
+            + vcpu * core::mem::size_of::<xen::VcpuInfo>()
+    })
+}
+
+/// Reads (`value` None) or writes one byte of vCPU `vcpu`'s `vcpu_info`.
+fn vcpu_info_byte(
+    domain: &Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    offset: usize,
+    value: Option<u8>,
+) -> u8 {
+    if let Some(base) = vcpu_info_in_page(domain, vcpu) {
+        let page = env.shared_info_page();
+        if let Some(v) = value {
+            page[base + offset] = v;
+        }
+        return page[base + offset];
+    }
+    let Some(gpa) = domain.vcpus.get(vcpu).and_then(|v| v.vcpu_info_gpa) else {
+        return 0;
+    };
+    let at = gpa + offset as u64;
+    match value {
+        Some(v) => {
+            let _ = env.write_guest_phys(at, &[v]);
+            v
+        }
+        None => {
+            let mut byte = [0u8];
+            let _ = env.read_guest_phys(at, &mut byte);
+            byte[0]
+        }
+    }
+}
+
+/// Whether vCPU `vcpu` has an upcall pending that it has not masked.
+pub fn upcall_pending(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) -> bool {
+    let pending = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
+    let mask = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
+    vcpu_info_byte(domain, vcpu, env, pending, None) != 0
+        && vcpu_info_byte(domain, vcpu, env, mask, None) == 0
+}
+
+fn set_upcall_mask(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv, value: u8) {
+    let mask = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
+    vcpu_info_byte(domain, vcpu, env, mask, Some(value));
+}
+
+/// Sets `port` pending and, when that notifies its vCPU, ends its block.
+fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
+    let Some(p) = domain.events.port(port) else {
+        return;
+    };
+    let vcpu = p.vcpu as usize;
+    let in_page = vcpu_info_in_page(domain, vcpu);
+    let elsewhere_gpa = domain.vcpus.get(vcpu).and_then(|v| v.vcpu_info_gpa);
+    let mut pending_elsewhere = None;
+    let notify = {
+        let page = env.shared_info_page();
+        crate::event_channel::set_pending(page, port, in_page, &mut |sel, _| {
+            pending_elsewhere = Some(sel)
+        })
+    };
+    if let (Some(sel_bits), Some(gpa)) = (pending_elsewhere, elsewhere_gpa) {
+        let sel_at = gpa + core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel) as u64;
+        let mut sel = [0u8; 8];
+        let _ = env.read_guest_phys(sel_at, &mut sel);
+        let _ = env.write_guest_phys(sel_at, &(u64::from_le_bytes(sel) | sel_bits).to_le_bytes());
+        let _ = env.write_guest_phys(
+            gpa + core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending) as u64,
+            &[1],
+        );
+    }
+    if notify {
+        if let Some(v) = domain.vcpus.get_mut(vcpu) {
+            v.blocked = None;
+        }
+    }
+}
+
+fn event_channel_op(
+    domain: &mut Domain,
+    env: &mut dyn GuestEnv,
+    cmd: u64,
+    arg: u64,
+) -> Result<i64, Errno> {
+    use rxen_abi::event_channel as ev;
+    // Xen takes `int cmd` and copies the argument in before anything else.
+    match cmd as u32 {
+        ev::EVTCHNOP_BIND_VIRQ => {
+            let mut op: ev::EvtchnBindVirq = read_guest(env, arg)?;
+            op.port = domain.events.bind_virq(op.virq, op.vcpu)?;
+            write_guest(env, arg, &op).map(|_| 0)
+        }
+        ev::EVTCHNOP_BIND_IPI => {
+            let mut op: ev::EvtchnBindIpi = read_guest(env, arg)?;
+            op.port = domain.events.bind_ipi(op.vcpu)?;
+            write_guest(env, arg, &op).map(|_| 0)
+        }
+        ev::EVTCHNOP_ALLOC_UNBOUND => {
+            let mut op: ev::EvtchnAllocUnbound = read_guest(env, arg)?;
+            own_domain(domain, op.dom)?;
+            let remote = if op.remote_dom == DOMID_SELF {
+                domain.id
+            } else {
+                op.remote_dom
+            };
+            op.port = domain.events.alloc_unbound(remote)?;
+            write_guest(env, arg, &op).map(|_| 0)
+        }
+        ev::EVTCHNOP_CLOSE => {
+            let op: ev::EvtchnClose = read_guest(env, arg)?;
+            domain.events.close(op.port).map(|_| 0)
+        }
+        ev::EVTCHNOP_SEND => {
+            let op: ev::EvtchnSend = read_guest(env, arg)?;
+            let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
+            match port.state {
+                crate::event_channel::PortState::Ipi => deliver(domain, op.port, env),
+                crate::event_channel::PortState::Virq(_) => return Err(errno::EINVAL),
+                // Xen drops a send on an unbound port silently.
+                _ => {}
+            }
+            Ok(0)
+        }
+        ev::EVTCHNOP_STATUS => {
+            let mut op: ev::EvtchnStatus = read_guest(env, arg)?;
+            own_domain(domain, op.dom)?;
+            let port = domain.events.port(op.port);
+            op.vcpu = port.map(|p| p.vcpu).unwrap_or(0);
+            op.u = [0; 8];
+            op.status = match port.map(|p| p.state) {
+                None => {
+                    if op.port as usize >= rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS as usize {
+                        return Err(errno::EINVAL);
+                    }
+                    ev::EVTCHNSTAT_CLOSED
+                }
+                Some(crate::event_channel::PortState::Unbound { remote }) => {
+                    op.u[..2].copy_from_slice(&remote.to_le_bytes());
+                    ev::EVTCHNSTAT_UNBOUND
+                }
+                Some(crate::event_channel::PortState::Virq(virq)) => {
+                    op.u[..4].copy_from_slice(&virq.to_le_bytes());
+                    ev::EVTCHNSTAT_VIRQ
+                }
+                Some(crate::event_channel::PortState::Ipi) => ev::EVTCHNSTAT_IPI,
+                Some(crate::event_channel::PortState::Free) => ev::EVTCHNSTAT_CLOSED,
+            };
+            write_guest(env, arg, &op).map(|_| 0)
+        }
+        ev::EVTCHNOP_UNMASK => {
+            let op: ev::EvtchnUnmask = read_guest(env, arg)?;
+            let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
+            let vcpu = port.vcpu as usize;
+            let in_page = vcpu_info_in_page(domain, vcpu);
+            let mut elsewhere = None;
+            let notify = crate::event_channel::unmask(
+                env.shared_info_page(),
+                op.port,
+                in_page,
+                &mut |sel, _| elsewhere = Some(sel),
+            );
+            if notify && in_page.is_none() {
+                // A registered vcpu_info: let the delivery path set its bits.
+                let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
+                vcpu_info_byte(domain, vcpu, env, pending_at, Some(1));
+            }
+            if notify {
+                if let Some(v) = domain.vcpus.get_mut(vcpu) {
+                    v.blocked = None;
+                }
+            }
+            Ok(0)
+        }
+        ev::EVTCHNOP_BIND_VCPU => {
+            let op: ev::EvtchnBindVcpu = read_guest(env, arg)?;
+            domain.events.bind_vcpu(op.port, op.vcpu).map(|_| 0)
+        }
+        // Interdomain channels, the FIFO ABI and the rest come with several
+        // domains: the argument is still checked first.
+        ev::EVTCHNOP_BIND_INTERDOMAIN => {
+            read_guest::<ev::EvtchnBindInterdomain>(env, arg).and(Err(errno::ENOSYS))
+        }
+        ev::EVTCHNOP_BIND_PIRQ => {
+            read_guest::<ev::EvtchnBindPirq>(env, arg).and(Err(errno::ENOSYS))
+        }
+        ev::EVTCHNOP_RESET => read_guest::<ev::EvtchnReset>(env, arg).and(Err(errno::ENOSYS)),
+        ev::EVTCHNOP_INIT_CONTROL => {
+            read_guest::<ev::EvtchnInitControl>(env, arg).and(Err(errno::ENOSYS))
+        }
+        ev::EVTCHNOP_EXPAND_ARRAY => {
+            read_guest::<ev::EvtchnExpandArray>(env, arg).and(Err(errno::ENOSYS))
+        }
+        ev::EVTCHNOP_SET_PRIORITY => {
+            read_guest::<ev::EvtchnSetPriority>(env, arg).and(Err(errno::ENOSYS))
+        }
+        _ => Err(errno::ENOSYS),
+    }
 }
 
 /// Marks the running state of a vCPU at `now` (for runstate accounting).
@@ -836,6 +1069,7 @@ mod tests {
         console: Vec<u8>,
         now: u64,
         shared_info_at: Option<u64>,
+        shared_info: Vec<u8>,
     }
 
     const MEM: usize = 64 * 1024;
@@ -847,6 +1081,7 @@ mod tests {
                 console: Vec::new(),
                 now: 1_000_000,
                 shared_info_at: None,
+                shared_info: vec![0; 4096],
             }
         }
 
@@ -885,6 +1120,12 @@ mod tests {
         }
         fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
             self.copy_to_guest(gpa, buf)
+        }
+        fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            self.copy_from_guest(gpa, buf)
+        }
+        fn shared_info_page(&mut self) -> &mut [u8] {
+            &mut self.shared_info
         }
         fn now_ns(&self) -> u64 {
             self.now
@@ -1539,7 +1780,7 @@ mod tests {
             0
         );
         assert!(
-            expire_timers(&mut d, 0, env.now),
+            expire_timers(&mut d, 0, env.now, &mut env),
             "a timer set in the past fires at once"
         );
         // Single-shot timers are for the calling vCPU only.
@@ -1699,20 +1940,119 @@ mod tests {
     }
 
     #[test]
-    fn timers_fire_and_catch_up() {
-        let mut d = domu();
+    fn timers_raise_virq_timer_and_wake_only_through_it() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
         d.vcpus[0].periodic = Some((10, 100));
         d.vcpus[0].singleshot_deadline = Some(150);
-        assert!(!expire_timers(&mut d, 0, 99));
-        assert!(expire_timers(&mut d, 0, 135));
+        assert!(!expire_timers(&mut d, 0, 99, &mut env));
+        assert!(expire_timers(&mut d, 0, 135, &mut env));
         assert_eq!(
             d.vcpus[0].periodic,
             Some((10, 140)),
             "missed periods are skipped, not replayed"
         );
-        d.vcpus[0].blocked = Some(Some(1_000));
-        assert!(expire_timers(&mut d, 0, 150));
-        assert_eq!(d.vcpus[0].singleshot_deadline, None);
-        assert_eq!(d.vcpus[0].blocked, None, "a timer wakes a blocked vCPU");
+        // Blocked, VIRQ_TIMER not bound: the single-shot fires but wakes nothing (Xen).
+        d.vcpus[0].blocked = Some(None);
+        assert!(expire_timers(&mut d, 0, 150, &mut env));
+        assert_eq!(d.vcpus[0].blocked, Some(None));
+        // Bound: the event is pending, the upcall flagged, the vCPU woken.
+        let port = d.events.bind_virq(xen::VIRQ_TIMER, 0).unwrap();
+        d.vcpus[0].singleshot_deadline = Some(160);
+        // The periodic timer is stopped while the vCPU is blocked (Xen).
+        assert!(expire_timers(&mut d, 0, 200, &mut env));
+        assert_eq!(d.vcpus[0].periodic, Some((10, 140)));
+        assert_eq!(d.vcpus[0].blocked, None);
+        assert!(crate::event_channel::is_pending(
+            env.shared_info_page(),
+            port
+        ));
+        assert!(upcall_pending(&d, 0, &mut env));
+    }
+
+    #[test]
+    fn event_channel_ops_check_arguments_first() {
+        use rxen_abi::event_channel as ev;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_EVENT_CHANNEL_OP;
+        for cmd in [
+            ev::EVTCHNOP_BIND_INTERDOMAIN,
+            ev::EVTCHNOP_BIND_VIRQ,
+            ev::EVTCHNOP_CLOSE,
+            ev::EVTCHNOP_SEND,
+        ] {
+            assert_eq!(
+                call(&mut d, &mut env, nr, [cmd as u64, BAD, 0, 0, 0]).ret,
+                ret(errno::EFAULT)
+            );
+        }
+        env.put(0x100, &ev::EvtchnBindIpi { vcpu: 0, port: 0 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_BIND_IPI as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        let port = env.get::<ev::EvtchnBindIpi>(0x100).port;
+        // Send on the IPI: pending, upcall flagged; blocking then returns at once.
+        env.put(0x200, &ev::EvtchnSend { port });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_SEND as u64, 0x200, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert!(upcall_pending(&d, 0, &mut env));
+        let block = call(
+            &mut d,
+            &mut env,
+            xen::HYPERVISOR_SCHED_OP,
+            [sched::SCHEDOP_BLOCK as u64, 0, 0, 0, 0],
+        );
+        assert_eq!(block.next, Next::Continue);
+        // Sending on a port that is not open, or on a VIRQ, is refused.
+        env.put(0x200, &ev::EvtchnSend { port: 999 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_SEND as u64, 0x200, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        env.put(0x300, &ev::EvtchnClose { port });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_CLOSE as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_CLOSE as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            call(&mut d, &mut env, nr, [99, 0x300, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
     }
 }

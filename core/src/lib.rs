@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod cmdline;
 pub mod domain;
 pub mod elf;
+pub mod event_channel;
 pub mod frame_alloc;
 pub mod hypercall;
 pub mod log;

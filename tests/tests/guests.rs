@@ -129,18 +129,6 @@ macro_rules! guest_tests {
 // landed yet; run them with `cargo test -p rxen-tests --test guests -- --ignored`.
 
 #[test]
-#[ignore = "needs event channels (VIRQ_TIMER, upcalls): issue 4"]
-fn timers() {
-    run("timers");
-}
-
-#[test]
-#[ignore = "needs event channels: issue 4"]
-fn event_channel_bad_input() {
-    run("event_channel_bad_input");
-}
-
-#[test]
 #[ignore = "needs ACPI tables built for dom0 (Xen's PVH dom0 gets a rewritten copy): dom0 work"]
 fn dom0_acpi() {
     run("dom0_acpi");
@@ -157,6 +145,8 @@ guest_tests!(
     shared_info,
     hvm_op,
     vcpu_op,
+    timers,
+    event_channel_bad_input,
     multicall,
     pvclock,
     bad_input,

@@ -38,6 +38,14 @@ impl GuestEnv for Env<'_> {
         self.memory.write_phys(gpa, buf)
     }
 
+    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.memory.read_phys(gpa, buf)
+    }
+
+    fn shared_info_page(&mut self) -> &mut [u8] {
+        self.memory.shared_info_page()
+    }
+
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
     }

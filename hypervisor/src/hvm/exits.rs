@@ -20,6 +20,75 @@ const HOUSEKEEPING_NS: u64 = 100_000_000;
 /// Port of Xen's HVM debug console (guest writes appear in the log).
 const DEBUG_PORT: u16 = 0xE9;
 
+/// Runs `f` on the domain's core state with the hypercall environment of
+/// vCPU `v` (its memory, paging registers and console), flushing the vCPU's
+/// TLB afterwards if the nested page table changed.
+fn with_env<R>(
+    domain: &mut HvmDomain,
+    v: usize,
+    f: impl FnOnce(&mut rxen_core::domain::Domain, &mut Env) -> R,
+) -> R {
+    let HvmDomain {
+        core,
+        memory,
+        vcpus,
+        console_line,
+        ..
+    } = domain;
+    let vcpu = &mut vcpus[v];
+    let mut env = Env {
+        memory,
+        paging: emulate::paging_regs(&vcpu.vmcb),
+        console_line,
+        npt_changed: false,
+    };
+    let result = f(core, &mut env);
+    if env.npt_changed {
+        vcpu.flush_tlb = true;
+    }
+    result
+}
+
+/// The vector event upcalls arrive on: the per-vCPU upcall vector, or the
+/// callback vector of HVM_PARAM_CALLBACK_IRQ (type 2).
+fn upcall_vector(domain: &HvmDomain, v: usize) -> Option<u8> {
+    if let Some(vector) = domain.core.vcpus[v].upcall_vector {
+        return Some(vector);
+    }
+    let via = domain.core.hvm_params[rxen_abi::hvm::HVM_PARAM_CALLBACK_IRQ as usize];
+    (via >> 56 == 2 && via as u8 >= 0x10).then_some(via as u8)
+}
+
+/// Injects the upcall vector while an upcall is pending, as Xen does (it is
+/// re-raised until the guest clears `evtchn_upcall_pending`), or asks for an
+/// interrupt window when the guest cannot take it now.
+fn inject_upcall(domain: &mut HvmDomain, v: usize) {
+    let Some(vector) = upcall_vector(domain, v) else {
+        return;
+    };
+    if !with_env(domain, v, |core, env| {
+        hypercall::upcall_pending(core, v, env)
+    }) {
+        return;
+    }
+    let vmcb = &mut domain.vcpus[v].vmcb;
+    if vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0 {
+        return;
+    }
+    let interruptible = vmcb.read64(save::RFLAGS) & (1 << 9) != 0
+        && vmcb.read64(control::INTERRUPT_SHADOW) & 1 == 0;
+    if interruptible {
+        vmcb.write64(control::EVENT_INJ, vector as u64 | (1 << 31));
+    } else {
+        // V_IRQ with top priority, ignoring V_TPR, and exit when the guest can
+        // take it (VINTR).
+        let v_intr = vmcb.read64(control::V_INTR);
+        vmcb.write64(control::V_INTR, v_intr | (1 << 8) | (0xF << 16) | (1 << 20));
+        let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+        vmcb.write32(control::INTERCEPT_MISC1, misc1 | (1 << 4));
+    }
+}
+
 /// What an exit handler decided.
 enum Flow {
     Continue,
@@ -41,6 +110,7 @@ pub fn run_vcpu(domain: &mut HvmDomain, v: usize) -> DomainEnd {
         }
         let deadline = domain.core.vcpus[v].next_deadline();
         arm_timer(deadline);
+        inject_upcall(domain, v);
         domain.vcpus[v].run();
         match handle_exit(domain, v) {
             Flow::Continue => {}
@@ -68,7 +138,9 @@ fn arm_timer(deadline: Option<u64>) {
 /// Fires due timers and watchdogs; returns a shutdown if a watchdog expired.
 fn expire_timers(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason> {
     let now = crate::time::now_ns();
-    hypercall::expire_timers(&mut domain.core, v, now);
+    with_env(domain, v, |core, env| {
+        hypercall::expire_timers(core, v, now, env)
+    });
     let expired = domain
         .core
         .watchdogs
@@ -108,9 +180,24 @@ fn wait_while_blocked(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason
 }
 
 fn handle_exit(domain: &mut HvmDomain, v: usize) -> Flow {
-    let code = domain.vcpus[v].vmcb.read64(control::EXIT_CODE);
+    let vmcb = &mut domain.vcpus[v].vmcb;
+    // An event whose delivery the exit interrupted is delivered again.
+    let interrupted = vmcb.read64(control::EXIT_INT_INFO);
+    if interrupted & (1 << 31) != 0 {
+        vmcb.write64(control::EVENT_INJ, interrupted);
+    }
+    let code = vmcb.read64(control::EXIT_CODE);
     match code {
         exit::INTR | exit::NMI => Flow::Continue,
+        exit::VINTR => {
+            // The interrupt window is open: drop the request, inject next.
+            let vmcb = &mut domain.vcpus[v].vmcb;
+            let v_intr = vmcb.read64(control::V_INTR);
+            vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
+            let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+            vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+            Flow::Continue
+        }
         exit::CPUID => {
             cpuid(domain, v);
             Flow::Continue
@@ -252,34 +339,20 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
 }
 
 fn hypercall_exit(domain: &mut HvmDomain, v: usize) -> Flow {
-    let HvmDomain {
-        core,
-        memory,
-        vcpus,
-        console_line,
-        ..
-    } = domain;
-    let vcpu = &mut vcpus[v];
+    let vcpu = &mut domain.vcpus[v];
     advance_rip(&mut vcpu.vmcb, 3);
     let nr = vcpu.vmcb.read64(save::RAX);
     let r = &vcpu.regs;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let cpl = vcpu.vmcb.cpl();
-    let mut env = Env {
-        memory,
-        paging: emulate::paging_regs(&vcpu.vmcb),
-        console_line,
-        npt_changed: false,
-    };
-    let outcome = hypercall::dispatch(core, v, &mut env, nr, args, cpl);
-    if env.npt_changed {
-        vcpu.flush_tlb = true;
-    }
-    vcpu.vmcb.write64(save::RAX, outcome.ret as u64);
+    let outcome = with_env(domain, v, |core, env| {
+        hypercall::dispatch(core, v, env, nr, args, cpl)
+    });
+    domain.vcpus[v].vmcb.write64(save::RAX, outcome.ret as u64);
     match outcome.next {
         Next::Continue | Next::Yield => Flow::Continue,
         Next::Block(deadline) => {
-            core.vcpus[v].blocked = Some(deadline);
+            domain.core.vcpus[v].blocked = Some(deadline);
             Flow::Continue
         }
         Next::Shutdown(reason) => Flow::End(reason),

@@ -22,8 +22,8 @@ pub struct GuestMemory {
     backing: Vec<(u64, usize)>,
     /// Extra frames the domain owns (shared info page...).
     extra: Vec<u64>,
-    /// Host frame of the shared-info page, once mapped.
-    shared_info: Option<u64>,
+    /// Host frame of the shared-info page.
+    shared_info: u64,
 }
 
 /// Why memory could not be set up.
@@ -49,8 +49,14 @@ impl GuestMemory {
             ram_bytes,
             backing: Vec::new(),
             extra: Vec::new(),
-            shared_info: None,
+            shared_info: 0,
         };
+        // The shared-info page exists from the start (events are recorded in
+        // it); the guest maps it where it likes with XENMEM_add_to_physmap.
+        let shared_info = alloc_frame().ok_or(MemoryError::OutOfMemory)?;
+        zero(shared_info, 4096);
+        memory.extra.push(shared_info);
+        memory.shared_info = shared_info;
         let mut gpa = 0;
         while gpa < ram_bytes {
             if ram_bytes - gpa >= PAGE_2M && gpa % PAGE_2M == 0 {
@@ -90,19 +96,10 @@ impl GuestMemory {
     }
 
     /// Maps the domain's shared-info page at guest frame `gfn`, replacing
-    /// what was there (XENMEM_add_to_physmap). The page is created zeroed on
-    /// first use and keeps its contents when moved.
+    /// what was there (XENMEM_add_to_physmap). The page keeps its contents
+    /// when moved.
     pub fn map_shared_info(&mut self, gfn: u64) -> Result<u64, Errno> {
-        let hpa = match self.shared_info {
-            Some(hpa) => hpa,
-            None => {
-                let hpa = alloc_frame().ok_or(errno::ENOMEM)?;
-                zero(hpa, 4096);
-                self.extra.push(hpa);
-                self.shared_info = Some(hpa);
-                hpa
-            }
-        };
+        let hpa = self.shared_info;
         self.npt
             .map_4k(
                 gfn.checked_mul(4096).ok_or(errno::EINVAL)?,
@@ -112,6 +109,15 @@ impl GuestMemory {
             )
             .map_err(|_| errno::EINVAL)?;
         Ok(hpa)
+    }
+
+    /// The shared-info page, whether or not the guest mapped it.
+    pub fn shared_info_page(&mut self) -> &mut [u8] {
+        let hpa = self.shared_info;
+        // SAFETY: the frame was allocated for this domain at creation, is
+        // identity-mapped and lives as long as `self`; the borrow of `self`
+        // keeps the slice unique.
+        unsafe { core::slice::from_raw_parts_mut(hpa as *mut u8, 4096) }
     }
 
     /// Host address of guest-physical `gpa`, if mapped (and writable when

@@ -120,6 +120,8 @@ pub mod exit {
     pub const INTR: u64 = 0x60;
     /// NMI.
     pub const NMI: u64 = 0x61;
+    /// Virtual interrupt window open (V_IRQ taken).
+    pub const VINTR: u64 = 0x64;
     /// INIT.
     pub const INIT: u64 = 0x63;
     /// CPUID.

@@ -1,0 +1,328 @@
+//! Event channels, 2-level ABI, within one domain: the port table, VIRQ and
+//! IPI bindings, unbound ports, and delivery into the shared-info page
+//! (pending bit, mask, per-vCPU selector, `evtchn_upcall_pending`), with
+//! Xen's errnos. Interdomain channels and the FIFO ABI come with several
+//! domains.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
+use rxen_abi::xen::{self, NR_VIRQS};
+
+use crate::domain::DomId;
+
+/// What a port is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    /// Not allocated.
+    Free,
+    /// Allocated for `remote` to bind (EVTCHNOP_alloc_unbound).
+    Unbound {
+        /// The domain allowed to bind.
+        remote: DomId,
+    },
+    /// A virtual IRQ.
+    Virq(u32),
+    /// An inter-processor event.
+    Ipi,
+}
+
+/// One port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Its binding.
+    pub state: PortState,
+    /// The vCPU notified.
+    pub vcpu: u32,
+}
+
+/// A domain's event channels.
+#[derive(Clone, Debug)]
+pub struct EventChannels {
+    ports: Vec<Port>,
+    /// VIRQ -> port, per vCPU.
+    virqs: Vec<[Option<u32>; NR_VIRQS as usize]>,
+}
+
+/// VIRQs bound per vCPU (the others are global and live on vCPU 0).
+fn virq_is_per_vcpu(virq: u32) -> bool {
+    matches!(
+        virq,
+        xen::VIRQ_TIMER | xen::VIRQ_DEBUG | xen::VIRQ_XENOPROF | xen::VIRQ_XENPMU
+    )
+}
+
+impl EventChannels {
+    /// The table of a domain with `nr_vcpus` vCPUs (port 0 is never used).
+    pub fn new(nr_vcpus: usize) -> Self {
+        Self {
+            ports: vec![Port {
+                state: PortState::Free,
+                vcpu: 0,
+            }],
+            virqs: vec![[None; NR_VIRQS as usize]; nr_vcpus],
+        }
+    }
+
+    fn allocate(&mut self, state: PortState, vcpu: u32) -> Result<u32, Errno> {
+        let free = self
+            .ports
+            .iter()
+            .skip(1)
+            .position(|p| p.state == PortState::Free)
+            .map(|i| i + 1);
+        let index = match free {
+            Some(index) => index,
+            None if self.ports.len() < EVTCHN_2L_NR_CHANNELS as usize => {
+                self.ports.push(Port {
+                    state: PortState::Free,
+                    vcpu: 0,
+                });
+                self.ports.len() - 1
+            }
+            None => return Err(errno::ENOSPC),
+        };
+        self.ports[index] = Port { state, vcpu };
+        Ok(index as u32)
+    }
+
+    /// The port `port`, if allocated.
+    pub fn port(&self, port: u32) -> Option<Port> {
+        self.ports
+            .get(port as usize)
+            .copied()
+            .filter(|p| p.state != PortState::Free && port != 0)
+    }
+
+    /// EVTCHNOP_bind_virq.
+    pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Errno> {
+        if virq >= NR_VIRQS {
+            return Err(errno::EINVAL);
+        }
+        if !virq_is_per_vcpu(virq) && vcpu != 0 {
+            return Err(errno::EINVAL);
+        }
+        let slot = self.virqs.get(vcpu as usize).ok_or(errno::ENOENT)?;
+        if slot[virq as usize].is_some() {
+            return Err(errno::EEXIST);
+        }
+        let port = self.allocate(PortState::Virq(virq), vcpu)?;
+        self.virqs[vcpu as usize][virq as usize] = Some(port);
+        Ok(port)
+    }
+
+    /// EVTCHNOP_bind_ipi.
+    pub fn bind_ipi(&mut self, vcpu: u32) -> Result<u32, Errno> {
+        if vcpu as usize >= self.virqs.len() {
+            return Err(errno::ENOENT);
+        }
+        self.allocate(PortState::Ipi, vcpu)
+    }
+
+    /// EVTCHNOP_alloc_unbound (the remote domain's binding comes later).
+    pub fn alloc_unbound(&mut self, remote: DomId) -> Result<u32, Errno> {
+        self.allocate(PortState::Unbound { remote }, 0)
+    }
+
+    /// EVTCHNOP_close.
+    pub fn close(&mut self, port: u32) -> Result<(), Errno> {
+        let p = self.port(port).ok_or(errno::EINVAL)?;
+        if let PortState::Virq(virq) = p.state {
+            self.virqs[p.vcpu as usize][virq as usize] = None;
+        }
+        self.ports[port as usize] = Port {
+            state: PortState::Free,
+            vcpu: 0,
+        };
+        Ok(())
+    }
+
+    /// EVTCHNOP_bind_vcpu: only global VIRQs, IPIs and unbound ports move.
+    pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Errno> {
+        if vcpu as usize >= self.virqs.len() {
+            return Err(errno::ENOENT);
+        }
+        let p = self.port(port).ok_or(errno::EINVAL)?;
+        match p.state {
+            PortState::Virq(virq) if virq_is_per_vcpu(virq) => Err(errno::EINVAL),
+            PortState::Virq(virq) => {
+                self.virqs[p.vcpu as usize][virq as usize] = None;
+                self.virqs[vcpu as usize][virq as usize] = Some(port);
+                self.ports[port as usize].vcpu = vcpu;
+                Ok(())
+            }
+            _ => {
+                self.ports[port as usize].vcpu = vcpu;
+                Ok(())
+            }
+        }
+    }
+
+    /// The port bound to `virq` on `vcpu`.
+    pub fn virq_port(&self, virq: u32, vcpu: u32) -> Option<u32> {
+        self.virqs
+            .get(vcpu as usize)?
+            .get(virq as usize)
+            .copied()
+            .flatten()
+    }
+}
+
+/// Byte offsets in the shared-info page.
+fn pending_word_at(word: usize) -> usize {
+    core::mem::offset_of!(xen::SharedInfo, evtchn_pending) + word * 8
+}
+
+fn mask_word_at(word: usize) -> usize {
+    core::mem::offset_of!(xen::SharedInfo, evtchn_mask) + word * 8
+}
+
+fn read_u64(page: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&page[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn write_u64(page: &mut [u8], at: usize, value: u64) {
+    page[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Sets `port` pending in the shared-info page `page` (4096 bytes) and,
+/// unless it is masked or already pending, its selector bit and
+/// `evtchn_upcall_pending` in the notified vCPU's `vcpu_info` (at
+/// `vcpu_info` in `page`, or through `write_elsewhere`). Returns whether the
+/// vCPU must be notified (woken, interrupted).
+pub fn set_pending(
+    page: &mut [u8],
+    port: u32,
+    vcpu_info: Option<usize>,
+    elsewhere: &mut dyn FnMut(u64, u8),
+) -> bool {
+    let (word, bit) = (port as usize / 64, port % 64);
+    let pending = read_u64(page, pending_word_at(word));
+    if pending & (1 << bit) != 0 {
+        return false;
+    }
+    write_u64(page, pending_word_at(word), pending | (1 << bit));
+    if read_u64(page, mask_word_at(word)) & (1 << bit) != 0 {
+        return false;
+    }
+    notify_vcpu(page, word, vcpu_info, elsewhere)
+}
+
+/// Sets selector bit `word` and `evtchn_upcall_pending`.
+fn notify_vcpu(
+    page: &mut [u8],
+    word: usize,
+    vcpu_info: Option<usize>,
+    elsewhere: &mut dyn FnMut(u64, u8),
+) -> bool {
+    let sel_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel);
+    let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
+    match vcpu_info {
+        Some(base) => {
+            let sel = read_u64(page, base + sel_at);
+            write_u64(page, base + sel_at, sel | (1 << word));
+            page[base + pending_at] = 1;
+        }
+        None => elsewhere(1 << word, 1),
+    }
+    true
+}
+
+/// EVTCHNOP_unmask: clears the mask bit and, if the port is pending,
+/// notifies as Xen does. Returns whether the vCPU must be notified.
+pub fn unmask(
+    page: &mut [u8],
+    port: u32,
+    vcpu_info: Option<usize>,
+    elsewhere: &mut dyn FnMut(u64, u8),
+) -> bool {
+    let (word, bit) = (port as usize / 64, port % 64);
+    let mask = read_u64(page, mask_word_at(word));
+    write_u64(page, mask_word_at(word), mask & !(1 << bit));
+    if read_u64(page, pending_word_at(word)) & (1 << bit) == 0 {
+        return false;
+    }
+    notify_vcpu(page, word, vcpu_info, elsewhere)
+}
+
+/// Whether `port` is pending in `page`.
+pub fn is_pending(page: &[u8], port: u32) -> bool {
+    read_u64(page, pending_word_at(port as usize / 64)) & (1 << (port % 64)) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vcpu0() -> Option<usize> {
+        Some(core::mem::offset_of!(xen::SharedInfo, vcpu_info))
+    }
+
+    #[test]
+    fn virq_binding_rules() {
+        let mut ec = EventChannels::new(2);
+        let timer0 = ec.bind_virq(xen::VIRQ_TIMER, 0).unwrap();
+        assert_eq!(timer0, 1, "port 0 is never used");
+        assert_eq!(ec.bind_virq(xen::VIRQ_TIMER, 0), Err(errno::EEXIST));
+        assert_eq!(ec.bind_virq(xen::VIRQ_TIMER, 1), Ok(2), "per-vCPU VIRQ");
+        assert_eq!(
+            ec.bind_virq(xen::VIRQ_CONSOLE, 1),
+            Err(errno::EINVAL),
+            "global VIRQs bind on vCPU 0"
+        );
+        assert_eq!(ec.bind_virq(NR_VIRQS, 0), Err(errno::EINVAL));
+        assert_eq!(ec.bind_virq(xen::VIRQ_TIMER, 5), Err(errno::ENOENT));
+        assert_eq!(ec.virq_port(xen::VIRQ_TIMER, 1), Some(2));
+        assert_eq!(
+            ec.bind_vcpu(timer0, 1),
+            Err(errno::EINVAL),
+            "per-vCPU VIRQs do not move"
+        );
+        ec.close(timer0).unwrap();
+        assert_eq!(ec.virq_port(xen::VIRQ_TIMER, 0), None);
+        assert_eq!(ec.close(timer0), Err(errno::EINVAL));
+        assert_eq!(ec.close(0), Err(errno::EINVAL));
+        assert_eq!(ec.bind_ipi(0), Ok(1), "a closed port is reused");
+    }
+
+    #[test]
+    fn ports_run_out_at_the_2l_limit() {
+        let mut ec = EventChannels::new(1);
+        for _ in 1..EVTCHN_2L_NR_CHANNELS {
+            ec.alloc_unbound(0).unwrap();
+        }
+        assert_eq!(ec.alloc_unbound(0), Err(errno::ENOSPC));
+    }
+
+    #[test]
+    fn masked_events_only_set_pending_until_unmasked() {
+        let mut page = vec![0u8; 4096];
+        let mut never = |_: u64, _: u8| panic!("vcpu_info is in the page");
+        write_u64(&mut page, mask_word_at(1), 1 << 3);
+        assert!(
+            !set_pending(&mut page, 67, vcpu0(), &mut never),
+            "masked: no upcall"
+        );
+        assert!(is_pending(&page, 67));
+        let base = vcpu0().unwrap();
+        assert_eq!(page[base], 0, "no upcall pending while masked");
+        assert!(
+            unmask(&mut page, 67, vcpu0(), &mut never),
+            "unmasking a pending port delivers it"
+        );
+        assert_eq!(page[base], 1);
+        assert_eq!(read_u64(&page, base + 8), 1 << 1, "selector bit of word 1");
+        assert!(
+            !set_pending(&mut page, 67, vcpu0(), &mut never),
+            "already pending: nothing new"
+        );
+        assert!(
+            !unmask(&mut page, 5, vcpu0(), &mut never),
+            "unmasking an idle port does nothing"
+        );
+    }
+}
