@@ -121,7 +121,10 @@ impl Vcpu {
     /// The earliest timer deadline of this vCPU (a periodic timer counts
     /// only while the vCPU is not blocked: Xen stops it meanwhile).
     pub fn next_deadline(&self) -> Option<u64> {
-        let periodic = self.periodic.filter(|_| self.blocked.is_none()).map(|(_, next)| next);
+        let periodic = self
+            .periodic
+            .filter(|_| self.blocked.is_none())
+            .map(|(_, next)| next);
         let blocked = self.blocked.flatten();
         [self.singleshot_deadline, periodic, blocked]
             .into_iter()
@@ -253,7 +256,11 @@ mod tests {
         v.periodic = Some((100, 300));
         assert_eq!(v.next_deadline(), Some(300));
         v.blocked = Some(Some(900));
-        assert_eq!(v.next_deadline(), Some(500), "a blocked vCPU's periodic timer is stopped");
+        assert_eq!(
+            v.next_deadline(),
+            Some(500),
+            "a blocked vCPU's periodic timer is stopped"
+        );
         v.singleshot_deadline = None;
         assert_eq!(v.next_deadline(), Some(900));
     }
