@@ -148,8 +148,6 @@ pub struct Domain {
     pub memory_map: Vec<GuestMemRegion>,
     /// HVM parameters.
     pub hvm_params: [u64; HVM_NR_PARAMS as usize],
-    /// Guest frame the shared-info page is mapped at.
-    pub shared_info_gfn: Option<u64>,
     /// Code set by SCHEDOP_shutdown_code, used by the next shutdown.
     pub shutdown_code: Option<u8>,
     /// How the domain ended, once it has.
@@ -179,7 +177,6 @@ impl Domain {
             max_pages: pages,
             memory_map: Vec::new(),
             hvm_params,
-            shared_info_gfn: None,
             shutdown_code: None,
             shutdown: None,
             watchdogs: [None; NR_WATCHDOGS],

@@ -189,64 +189,27 @@ fn write_u64(page: &mut [u8], at: usize, value: u64) {
     page[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
-/// Sets `port` pending in the shared-info page `page` (4096 bytes) and,
-/// unless it is masked or already pending, its selector bit and
-/// `evtchn_upcall_pending` in the notified vCPU's `vcpu_info` (at
-/// `vcpu_info` in `page`, or through `write_elsewhere`). Returns whether the
-/// vCPU must be notified (woken, interrupted).
-pub fn set_pending(
-    page: &mut [u8],
-    port: u32,
-    vcpu_info: Option<usize>,
-    elsewhere: &mut dyn FnMut(u64, u8),
-) -> bool {
+/// Sets `port` pending in the shared-info page `page` (4096 bytes). Returns
+/// the selector word to signal to the notified vCPU when the port was not
+/// pending before and is not masked; `None` when nothing more is due (a
+/// masked event only sets its pending bit).
+pub fn set_pending(page: &mut [u8], port: u32) -> Option<usize> {
     let (word, bit) = (port as usize / 64, port % 64);
     let pending = read_u64(page, pending_word_at(word));
     if pending & (1 << bit) != 0 {
-        return false;
+        return None;
     }
     write_u64(page, pending_word_at(word), pending | (1 << bit));
-    if read_u64(page, mask_word_at(word)) & (1 << bit) != 0 {
-        return false;
-    }
-    notify_vcpu(page, word, vcpu_info, elsewhere)
+    (read_u64(page, mask_word_at(word)) & (1 << bit) == 0).then_some(word)
 }
 
-/// Sets selector bit `word` and `evtchn_upcall_pending`.
-fn notify_vcpu(
-    page: &mut [u8],
-    word: usize,
-    vcpu_info: Option<usize>,
-    elsewhere: &mut dyn FnMut(u64, u8),
-) -> bool {
-    let sel_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel);
-    let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
-    match vcpu_info {
-        Some(base) => {
-            let sel = read_u64(page, base + sel_at);
-            write_u64(page, base + sel_at, sel | (1 << word));
-            page[base + pending_at] = 1;
-        }
-        None => elsewhere(1 << word, 1),
-    }
-    true
-}
-
-/// EVTCHNOP_unmask: clears the mask bit and, if the port is pending,
-/// notifies as Xen does. Returns whether the vCPU must be notified.
-pub fn unmask(
-    page: &mut [u8],
-    port: u32,
-    vcpu_info: Option<usize>,
-    elsewhere: &mut dyn FnMut(u64, u8),
-) -> bool {
+/// EVTCHNOP_unmask: clears the mask bit. Returns the selector word to
+/// signal when the port is pending (unmasking delivers it, as on Xen).
+pub fn unmask(page: &mut [u8], port: u32) -> Option<usize> {
     let (word, bit) = (port as usize / 64, port % 64);
     let mask = read_u64(page, mask_word_at(word));
     write_u64(page, mask_word_at(word), mask & !(1 << bit));
-    if read_u64(page, pending_word_at(word)) & (1 << bit) == 0 {
-        return false;
-    }
-    notify_vcpu(page, word, vcpu_info, elsewhere)
+    (read_u64(page, pending_word_at(word)) & (1 << bit) != 0).then_some(word)
 }
 
 /// Whether `port` is pending in `page`.
@@ -257,10 +220,6 @@ pub fn is_pending(page: &[u8], port: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vcpu0() -> Option<usize> {
-        Some(core::mem::offset_of!(xen::SharedInfo, vcpu_info))
-    }
 
     #[test]
     fn virq_binding_rules() {
@@ -301,28 +260,24 @@ mod tests {
     #[test]
     fn masked_events_only_set_pending_until_unmasked() {
         let mut page = vec![0u8; 4096];
-        let mut never = |_: u64, _: u8| panic!("vcpu_info is in the page");
         write_u64(&mut page, mask_word_at(1), 1 << 3);
-        assert!(
-            !set_pending(&mut page, 67, vcpu0(), &mut never),
-            "masked: no upcall"
-        );
+        assert_eq!(set_pending(&mut page, 67), None, "masked: no upcall");
         assert!(is_pending(&page, 67));
-        let base = vcpu0().unwrap();
-        assert_eq!(page[base], 0, "no upcall pending while masked");
-        assert!(
-            unmask(&mut page, 67, vcpu0(), &mut never),
+        assert_eq!(
+            unmask(&mut page, 67),
+            Some(1),
             "unmasking a pending port delivers it"
         );
-        assert_eq!(page[base], 1);
-        assert_eq!(read_u64(&page, base + 8), 1 << 1, "selector bit of word 1");
-        assert!(
-            !set_pending(&mut page, 67, vcpu0(), &mut never),
+        assert_eq!(
+            set_pending(&mut page, 67),
+            None,
             "already pending: nothing new"
         );
-        assert!(
-            !unmask(&mut page, 5, vcpu0(), &mut never),
+        assert_eq!(
+            unmask(&mut page, 5),
+            None,
             "unmasking an idle port does nothing"
         );
+        assert_eq!(set_pending(&mut page, 5), Some(0));
     }
 }

@@ -510,7 +510,6 @@ fn memory_op(
                         return Err(errno::EINVAL);
                     }
                     env.map_shared_info(request.gpfn)?;
-                    domain.shared_info_gfn = Some(request.gpfn);
                     write_shared_info_time(domain, env);
                     Ok(0)
                 }
@@ -727,30 +726,74 @@ fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeou
     domain.vcpus[vcpu].singleshot_deadline = (timeout != 0).then_some(timeout);
 }
 
-/// Where vCPU `vcpu`'s `vcpu_info` lives: its registered area, or its slot
-/// in the shared-info page (vCPUs below 32), or nowhere yet.
-pub fn vcpu_info_gpa(domain: &Domain, vcpu: usize) -> Option<u64> {
-    let registered = domain.vcpus.get(vcpu)?.vcpu_info_gpa;
-    registered.or_else(|| {
-        let gfn = domain.shared_info_gfn?;
-        (vcpu < xen::XEN_LEGACY_MAX_VCPUS).then(|| {
-            gfn * 4096
-                + core::mem::offset_of!(xen::SharedInfo, vcpu_info) as u64
-                + vcpu as u64 * core::mem::size_of::<xen::VcpuInfo>() as u64
-        })
+/// Where a vCPU's `vcpu_info` lives.
+#[derive(Clone, Copy)]
+enum VcpuInfoAt {
+    /// At this byte offset of the shared-info page (the default for vCPUs
+    /// below 32).
+    SharedInfo(usize),
+    /// At this guest-physical address (VCPUOP_register_vcpu_info).
+    Guest(u64),
+}
+
+fn vcpu_info_at(domain: &Domain, vcpu: usize) -> Option<VcpuInfoAt> {
+    if let Some(gpa) = domain.vcpus.get(vcpu)?.vcpu_info_gpa {
+        return Some(VcpuInfoAt::Guest(gpa));
+    }
+    (vcpu < xen::XEN_LEGACY_MAX_VCPUS).then(|| {
+        VcpuInfoAt::SharedInfo(
+            core::mem::offset_of!(xen::SharedInfo, vcpu_info)
+                + vcpu * core::mem::size_of::<xen::VcpuInfo>(),
+        )
     })
+}
+
+/// Writes `bytes` at `offset` of vCPU `vcpu`'s `vcpu_info`.
+fn vcpu_info_write(
+    domain: &Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    offset: usize,
+    bytes: &[u8],
+) {
+    match vcpu_info_at(domain, vcpu) {
+        Some(VcpuInfoAt::SharedInfo(base)) => env.shared_info_page()
+            [base + offset..base + offset + bytes.len()]
+            .copy_from_slice(bytes),
+        // The area was checked to be RAM when registered.
+        Some(VcpuInfoAt::Guest(gpa)) => {
+            let _ = env.write_guest_phys(gpa + offset as u64, bytes);
+        }
+        None => {}
+    }
+}
+
+/// Reads `buf.len()` bytes at `offset` of vCPU `vcpu`'s `vcpu_info` (zeros
+/// where there is none).
+fn vcpu_info_read(
+    domain: &Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    offset: usize,
+    buf: &mut [u8],
+) {
+    buf.fill(0);
+    match vcpu_info_at(domain, vcpu) {
+        Some(VcpuInfoAt::SharedInfo(base)) => {
+            buf.copy_from_slice(&env.shared_info_page()[base + offset..base + offset + buf.len()])
+        }
+        Some(VcpuInfoAt::Guest(gpa)) => {
+            let _ = env.read_guest_phys(gpa + offset as u64, buf);
+        }
+        None => {}
+    }
 }
 
 /// Publishes the pvclock of vCPU `vcpu` with the odd/even version protocol.
 pub fn write_vcpu_time(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) {
-    let Some(info) = vcpu_info_gpa(domain, vcpu) else {
-        return;
-    };
-    let time_at = info + core::mem::offset_of!(xen::VcpuInfo, time) as u64;
+    let at = core::mem::offset_of!(xen::VcpuInfo, time);
     let (tsc, system_time) = env.time_snapshot();
     let scale = env.time_scale();
-    // Version odd while updating, even when done; the guest retries on odd.
-    let mut version = [0u8; 4];
     let time = xen::VcpuTimeInfo {
         version: 0,
         pad0: 0,
@@ -761,42 +804,38 @@ pub fn write_vcpu_time(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) {
         flags: xen::XEN_PVCLOCK_TSC_STABLE_BIT,
         pad1: [0; 2],
     };
-    let next_version = VERSION_COUNTER
-        .fetch_add(2, core::sync::atomic::Ordering::Relaxed)
-        .wrapping_add(2);
-    version.copy_from_slice(&(next_version.wrapping_sub(1)).to_le_bytes());
-    let _ = env.write_guest_phys(time_at, &version);
-    let _ = env.write_guest_phys(time_at + 4, &time.as_bytes()[4..]);
-    let _ = env.write_guest_phys(time_at, &next_version.to_le_bytes());
+    // Version odd while updating, even when done; the guest retries on odd.
+    let version = next_version();
+    vcpu_info_write(domain, vcpu, env, at, &(version - 1).to_le_bytes());
+    vcpu_info_write(domain, vcpu, env, at + 4, &time.as_bytes()[4..]);
+    vcpu_info_write(domain, vcpu, env, at, &version.to_le_bytes());
 }
 
-/// Even version numbers handed out for pvclock updates.
+/// Even version numbers handed out for pvclock and wall-clock updates.
 static VERSION_COUNTER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+fn next_version() -> u32 {
+    VERSION_COUNTER
+        .fetch_add(2, core::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(2)
+        .max(2)
+}
 
 /// Publishes the wall clock and every vCPU's time in the shared-info page.
 pub fn write_shared_info_time(domain: &Domain, env: &mut dyn GuestEnv) {
-    if let Some(gfn) = domain.shared_info_gfn {
-        let base = gfn * 4096;
-        let (sec, nsec) = env.wallclock_base();
-        let version_at = base + core::mem::offset_of!(xen::SharedInfo, wc_version) as u64;
-        let next = VERSION_COUNTER
-            .fetch_add(2, core::sync::atomic::Ordering::Relaxed)
-            .wrapping_add(2);
-        let _ = env.write_guest_phys(version_at, &next.wrapping_sub(1).to_le_bytes());
-        let _ = env.write_guest_phys(
-            base + core::mem::offset_of!(xen::SharedInfo, wc_sec) as u64,
-            &(sec as u32).to_le_bytes(),
-        );
-        let _ = env.write_guest_phys(
-            base + core::mem::offset_of!(xen::SharedInfo, wc_nsec) as u64,
-            &nsec.to_le_bytes(),
-        );
-        let _ = env.write_guest_phys(
-            base + core::mem::offset_of!(xen::SharedInfo, wc_sec_hi) as u64,
-            &((sec >> 32) as u32).to_le_bytes(),
-        );
-        let _ = env.write_guest_phys(version_at, &next.to_le_bytes());
-    }
+    let (sec, nsec) = env.wallclock_base();
+    let page = env.shared_info_page();
+    let mut put = |at: usize, value: u32| page[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let version_at = core::mem::offset_of!(xen::SharedInfo, wc_version);
+    let version = next_version();
+    put(version_at, version - 1);
+    put(core::mem::offset_of!(xen::SharedInfo, wc_sec), sec as u32);
+    put(core::mem::offset_of!(xen::SharedInfo, wc_nsec), nsec);
+    put(
+        core::mem::offset_of!(xen::SharedInfo, wc_sec_hi),
+        (sec >> 32) as u32,
+    );
+    put(version_at, version);
     for vcpu in 0..domain.vcpus.len() {
         write_vcpu_time(domain, vcpu, env);
     }
@@ -841,90 +880,51 @@ pub fn raise_virq(domain: &mut Domain, vcpu: usize, virq: u32, env: &mut dyn Gue
     }
 }
 
-/// The byte offset of vCPU `vcpu`'s `vcpu_info` in the shared-info page, if
-/// it lives there (not registered elsewhere, and below 32).
-fn vcpu_info_in_page(domain: &Domain, vcpu: usize) -> Option<usize> {
-    let registered = domain.vcpus.get(vcpu)?.vcpu_info_gpa.is_some();
-    (!registered && vcpu < xen::XEN_LEGACY_MAX_VCPUS).then(|| {
-        core::mem::offset_of!(xen::SharedInfo, vcpu_info)
-            + vcpu * core::mem::size_of::<xen::VcpuInfo>()
-    })
-}
-
-/// Reads (`value` None) or writes one byte of vCPU `vcpu`'s `vcpu_info`.
-fn vcpu_info_byte(
-    domain: &Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    offset: usize,
-    value: Option<u8>,
-) -> u8 {
-    if let Some(base) = vcpu_info_in_page(domain, vcpu) {
-        let page = env.shared_info_page();
-        if let Some(v) = value {
-            page[base + offset] = v;
-        }
-        return page[base + offset];
-    }
-    let Some(gpa) = domain.vcpus.get(vcpu).and_then(|v| v.vcpu_info_gpa) else {
-        return 0;
-    };
-    let at = gpa + offset as u64;
-    match value {
-        Some(v) => {
-            let _ = env.write_guest_phys(at, &[v]);
-            v
-        }
-        None => {
-            let mut byte = [0u8];
-            let _ = env.read_guest_phys(at, &mut byte);
-            byte[0]
-        }
-    }
+fn vcpu_info_byte(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv, offset: usize) -> u8 {
+    let mut byte = [0u8];
+    vcpu_info_read(domain, vcpu, env, offset, &mut byte);
+    byte[0]
 }
 
 /// Whether vCPU `vcpu` has an upcall pending that it has not masked.
 pub fn upcall_pending(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) -> bool {
     let pending = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
     let mask = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
-    vcpu_info_byte(domain, vcpu, env, pending, None) != 0
-        && vcpu_info_byte(domain, vcpu, env, mask, None) == 0
+    vcpu_info_byte(domain, vcpu, env, pending) != 0 && vcpu_info_byte(domain, vcpu, env, mask) == 0
 }
 
 fn set_upcall_mask(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv, value: u8) {
     let mask = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
-    vcpu_info_byte(domain, vcpu, env, mask, Some(value));
+    vcpu_info_write(domain, vcpu, env, mask, &[value]);
 }
 
-/// Sets `port` pending and, when that notifies its vCPU, ends its block.
+/// Tells vCPU `vcpu` that selector word `word` has events: the selector bit,
+/// `evtchn_upcall_pending`, and the end of its block.
+fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv) {
+    let sel_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel);
+    let mut sel = [0u8; 8];
+    vcpu_info_read(domain, vcpu, env, sel_at, &mut sel);
+    let sel = u64::from_le_bytes(sel) | (1 << word);
+    vcpu_info_write(domain, vcpu, env, sel_at, &sel.to_le_bytes());
+    vcpu_info_write(
+        domain,
+        vcpu,
+        env,
+        core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending),
+        &[1],
+    );
+    if let Some(v) = domain.vcpus.get_mut(vcpu) {
+        v.blocked = None;
+    }
+}
+
+/// Sets `port` pending and notifies its vCPU unless it is masked.
 fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
     let Some(p) = domain.events.port(port) else {
         return;
     };
-    let vcpu = p.vcpu as usize;
-    let in_page = vcpu_info_in_page(domain, vcpu);
-    let elsewhere_gpa = domain.vcpus.get(vcpu).and_then(|v| v.vcpu_info_gpa);
-    let mut pending_elsewhere = None;
-    let notify = {
-        let page = env.shared_info_page();
-        crate::event_channel::set_pending(page, port, in_page, &mut |sel, _| {
-            pending_elsewhere = Some(sel)
-        })
-    };
-    if let (Some(sel_bits), Some(gpa)) = (pending_elsewhere, elsewhere_gpa) {
-        let sel_at = gpa + core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel) as u64;
-        let mut sel = [0u8; 8];
-        let _ = env.read_guest_phys(sel_at, &mut sel);
-        let _ = env.write_guest_phys(sel_at, &(u64::from_le_bytes(sel) | sel_bits).to_le_bytes());
-        let _ = env.write_guest_phys(
-            gpa + core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending) as u64,
-            &[1],
-        );
-    }
-    if notify {
-        if let Some(v) = domain.vcpus.get_mut(vcpu) {
-            v.blocked = None;
-        }
+    if let Some(word) = crate::event_channel::set_pending(env.shared_info_page(), port) {
+        notify(domain, p.vcpu as usize, word, env);
     }
 }
 
@@ -1002,24 +1002,8 @@ fn event_channel_op(
         ev::EVTCHNOP_UNMASK => {
             let op: ev::EvtchnUnmask = read_guest(env, arg)?;
             let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
-            let vcpu = port.vcpu as usize;
-            let in_page = vcpu_info_in_page(domain, vcpu);
-            let mut elsewhere = None;
-            let notify = crate::event_channel::unmask(
-                env.shared_info_page(),
-                op.port,
-                in_page,
-                &mut |sel, _| elsewhere = Some(sel),
-            );
-            if notify && in_page.is_none() {
-                // A registered vcpu_info: let the delivery path set its bits.
-                let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
-                vcpu_info_byte(domain, vcpu, env, pending_at, Some(1));
-            }
-            if notify {
-                if let Some(v) = domain.vcpus.get_mut(vcpu) {
-                    v.blocked = None;
-                }
+            if let Some(word) = crate::event_channel::unmask(env.shared_info_page(), op.port) {
+                notify(domain, port.vcpu as usize, word, env);
             }
             Ok(0)
         }
@@ -1603,7 +1587,10 @@ mod tests {
             0
         );
         assert_eq!(env.shared_info_at, Some(0x8000));
-        let info: xen::SharedInfo = env.get(0x8000);
+        let mut info = xen::SharedInfo::new_zeroed();
+        info.as_mut_bytes()
+            .copy_from_slice(&env.shared_info[..core::mem::size_of::<xen::SharedInfo>()]);
+        assert_ne!(info.wc_version, 0, "the wall clock was published");
         assert_eq!(
             info.wc_version % 2,
             0,
@@ -2054,5 +2041,61 @@ mod tests {
             call(&mut d, &mut env, nr, [99, 0x300, 0, 0, 0]).ret,
             ret(errno::ENOSYS)
         );
+    }
+
+    #[test]
+    fn unmask_notifies_a_registered_vcpu_info() {
+        use rxen_abi::event_channel as ev;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        // vcpu_info registered at frame 3, offset 64.
+        env.put(
+            0x200,
+            &vcpu::VcpuRegisterVcpuInfo {
+                mfn: 3,
+                offset: 64,
+                rsvd: 0,
+            },
+        );
+        let register = [vcpu::VCPUOP_REGISTER_VCPU_INFO as u64, 0, 0x200, 0, 0];
+        assert_eq!(
+            call(&mut d, &mut env, xen::HYPERVISOR_VCPU_OP, register).ret,
+            0
+        );
+        let port = d.events.bind_ipi(0).unwrap();
+        // Masked: a send only sets the pending bit.
+        let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
+        env.shared_info[mask_at] = 1 << port;
+        env.put(0x300, &ev::EvtchnSend { port });
+        let nr = xen::HYPERVISOR_EVENT_CHANNEL_OP;
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_SEND as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert!(!upcall_pending(&d, 0, &mut env));
+        // Unmasking delivers it into the registered area: selector and upcall flag.
+        env.put(0x300, &ev::EvtchnUnmask { port });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [ev::EVTCHNOP_UNMASK as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        let info: xen::VcpuInfo = env.get(3 * 4096 + 64);
+        assert_eq!(info.evtchn_upcall_pending, 1);
+        assert_eq!(info.evtchn_pending_sel, 1, "selector bit of word 0");
+        assert!(upcall_pending(&d, 0, &mut env));
+        // Nothing landed in the shared-info page's own vcpu_info slot.
+        let slot = core::mem::offset_of!(xen::SharedInfo, vcpu_info);
+        assert_eq!(env.shared_info[slot], 0);
     }
 }

@@ -237,30 +237,30 @@ fn handle_exit(domain: &mut HvmDomain, v: usize) -> Flow {
         exit::SHUTDOWN => {
             // As Xen: report the registers, then take the domain's triple
             // fault action (HVM_PARAM_TRIPLE_FAULT_REASON, reboot by default).
-            crash(domain, v, "triple fault");
+            report_guest_failure(domain, v, "triple fault");
             let action =
                 domain.core.hvm_params[rxen_abi::hvm::HVM_PARAM_TRIPLE_FAULT_REASON as usize];
-            domain.core.shutdown = None;
             Flow::End(ShutdownReason::from_code(action as u32))
         }
         exit::INVALID => {
-            crash(domain, v, "VMRUN refused the VMCB (VMEXIT_INVALID)");
+            report_guest_failure(domain, v, "VMRUN refused the VMCB (VMEXIT_INVALID)");
             Flow::End(ShutdownReason::Crash)
         }
         other => {
-            crash(domain, v, &alloc::format!("unhandled exit code {other:#x}"));
+            report_guest_failure(domain, v, &alloc::format!("unhandled exit code {other:#x}"));
             Flow::End(ShutdownReason::Crash)
         }
     }
 }
 
-/// Prints the guest's registers and marks the domain crashed.
-fn crash(domain: &mut HvmDomain, v: usize, why: &str) {
+/// Prints why the domain ends and its registers; the caller says how it
+/// ends (the exit flow records the shutdown).
+fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
     domain.flush_console();
     let vcpu = &domain.vcpus[v];
     let (vmcb, r) = (&vcpu.vmcb, &vcpu.regs);
     let id = domain.core.id;
-    printk!("d{id}v{v}: domain crashed: {why}");
+    printk!("d{id}v{v}: {why}; guest state:");
     printk!(
         "d{id}v{v}: RIP {:04x}:{:016x} RFLAGS {:016x} CPL {}",
         vmcb.segment(save::CS).selector,
@@ -311,7 +311,6 @@ fn crash(domain: &mut HvmDomain, v: usize, why: &str) {
         vmcb.read64(control::EXIT_INFO2),
         vmcb.read64(control::EXIT_INT_INFO)
     );
-    domain.core.shut_down(ShutdownReason::Crash);
 }
 
 fn cpuid(domain: &mut HvmDomain, v: usize) {
@@ -548,7 +547,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     if memory.host_address(gpa, false).is_some() {
         // A mapped page: only a write to a read-only mapping gets here.
         let why = alloc::format!("write to read-only guest page {gpa:#x} (NPF {fault:#x})");
-        crash(domain, v, &why);
+        report_guest_failure(domain, v, &why);
         return Flow::End(ShutdownReason::Crash);
     }
     match emulate::unbacked_access(&mut vcpu.vmcb, &mut vcpu.regs, memory) {
@@ -569,7 +568,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
         }
         Err(error) => {
             let why = alloc::format!("access to unbacked guest-physical {gpa:#x} by an instruction rxen cannot emulate ({error})");
-            crash(domain, v, &why);
+            report_guest_failure(domain, v, &why);
             Flow::End(ShutdownReason::Crash)
         }
     }
