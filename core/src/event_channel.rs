@@ -1,8 +1,9 @@
-//! Event channels, 2-level ABI, within one domain: the port table, VIRQ and
-//! IPI bindings, unbound ports, and delivery into the shared-info page
-//! (pending bit, mask, per-vCPU selector, `evtchn_upcall_pending`), with
-//! Xen's errnos. Interdomain channels and the FIFO ABI come with several
-//! domains.
+//! Event channels, 2-level ABI: a domain's port table, VIRQ and IPI
+//! bindings, unbound ports and the local half of interdomain channels, and
+//! delivery into the shared-info page (pending bit, mask, per-vCPU
+//! selector, `evtchn_upcall_pending`), with Xen's errnos. The two halves of
+//! an interdomain channel live in the two domains' tables; the hypercall
+//! layer links them (it can reach both domains). The FIFO ABI comes later.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -27,6 +28,13 @@ pub enum PortState {
     Virq(u32),
     /// An inter-processor event.
     Ipi,
+    /// Connected to `remote_port` of `remote_dom` (which may be this domain).
+    Interdomain {
+        /// The other end's domain.
+        remote_dom: DomId,
+        /// The other end's port.
+        remote_port: u32,
+    },
 }
 
 /// One port.
@@ -126,8 +134,10 @@ impl EventChannels {
         self.allocate(PortState::Unbound { remote }, 0)
     }
 
-    /// EVTCHNOP_close.
-    pub fn close(&mut self, port: u32) -> Result<(), Errno> {
+    /// EVTCHNOP_close: frees the port and returns what it was bound to (an
+    /// interdomain port's other end must be turned back into an unbound
+    /// port for this domain, as Xen does).
+    pub fn close(&mut self, port: u32) -> Result<PortState, Errno> {
         let p = self.port(port).ok_or(errno::EINVAL)?;
         if let PortState::Virq(virq) = p.state {
             self.virqs[p.vcpu as usize][virq as usize] = None;
@@ -136,7 +146,69 @@ impl EventChannels {
             state: PortState::Free,
             vcpu: 0,
         };
+        Ok(p.state)
+    }
+
+    /// Checks that `port` is unbound and offered to `binder`, the only port
+    /// EVTCHNOP_bind_interdomain may connect to (`-EINVAL` otherwise, as on
+    /// Xen).
+    pub fn check_offered(&self, port: u32, binder: DomId) -> Result<(), Errno> {
+        match self.port(port).map(|p| p.state) {
+            Some(PortState::Unbound { remote }) if remote == binder => Ok(()),
+            _ => Err(errno::EINVAL),
+        }
+    }
+
+    /// Allocates the local half of an interdomain channel to
+    /// (`remote_dom`, `remote_port`), notifying vCPU 0.
+    pub fn bind_interdomain(&mut self, remote_dom: DomId, remote_port: u32) -> Result<u32, Errno> {
+        self.allocate(
+            PortState::Interdomain {
+                remote_dom,
+                remote_port,
+            },
+            0,
+        )
+    }
+
+    /// Connects the offered port `port` (checked with [`check_offered`](Self::check_offered))
+    /// to (`remote_dom`, `remote_port`).
+    pub fn connect(&mut self, port: u32, remote_dom: DomId, remote_port: u32) -> Result<(), Errno> {
+        self.check_offered(port, remote_dom)?;
+        self.ports[port as usize].state = PortState::Interdomain {
+            remote_dom,
+            remote_port,
+        };
         Ok(())
+    }
+
+    /// The other end of a channel closed: `port`, if it is still connected
+    /// to (`remote_dom`, `remote_port`), becomes unbound again for
+    /// `remote_dom` (Xen's `ECS_UNBOUND` with the closer as remote).
+    pub fn disconnect(&mut self, port: u32, remote_dom: DomId, remote_port: u32) {
+        let connected = PortState::Interdomain {
+            remote_dom,
+            remote_port,
+        };
+        if self.port(port).map(|p| p.state) == Some(connected) {
+            self.ports[port as usize].state = PortState::Unbound { remote: remote_dom };
+        }
+    }
+
+    /// Every interdomain channel of this table: (local port, remote domain,
+    /// remote port).
+    pub fn interdomain_ports(&self) -> Vec<(u32, DomId, u32)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(port, p)| match p.state {
+                PortState::Interdomain {
+                    remote_dom,
+                    remote_port,
+                } => Some((port as u32, remote_dom, remote_port)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// EVTCHNOP_bind_vcpu: only global VIRQs, IPIs and unbound ports move.
@@ -255,6 +327,57 @@ mod tests {
             ec.alloc_unbound(0).unwrap();
         }
         assert_eq!(ec.alloc_unbound(0), Err(errno::ENOSPC));
+    }
+
+    #[test]
+    fn interdomain_halves_connect_only_to_offered_ports() {
+        let (mut a, mut b) = (EventChannels::new(1), EventChannels::new(1));
+        let offered = a.alloc_unbound(2).unwrap();
+        let other = a.alloc_unbound(3).unwrap();
+        assert_eq!(
+            a.check_offered(offered, 3),
+            Err(errno::EINVAL),
+            "offered to 2"
+        );
+        assert_eq!(
+            a.check_offered(other, 2),
+            Err(errno::EINVAL),
+            "offered to 3"
+        );
+        assert_eq!(a.check_offered(60, 2), Err(errno::EINVAL), "no such port");
+        let local = b.bind_interdomain(1, offered).unwrap();
+        a.connect(offered, 2, local).unwrap();
+        assert_eq!(
+            a.connect(offered, 2, local),
+            Err(errno::EINVAL),
+            "bound once"
+        );
+        assert_eq!(a.interdomain_ports(), vec![(offered, 2, local)]);
+        // b closes: a's end is offered to b again.
+        assert_eq!(
+            b.close(local),
+            Ok(PortState::Interdomain {
+                remote_dom: 1,
+                remote_port: offered
+            })
+        );
+        a.disconnect(offered, 2, local);
+        assert_eq!(a.check_offered(offered, 2), Ok(()));
+        // A stale disconnect does not touch a port that moved on.
+        a.disconnect(other, 2, 9);
+        assert_eq!(a.check_offered(other, 3), Ok(()));
+    }
+
+    #[test]
+    fn ports_run_out_with_enospc() {
+        let mut ec = EventChannels::new(1);
+        for _ in 1..EVTCHN_2L_NR_CHANNELS {
+            ec.bind_ipi(0).unwrap();
+        }
+        assert_eq!(ec.bind_ipi(0), Err(errno::ENOSPC));
+        assert_eq!(ec.alloc_unbound(1), Err(errno::ENOSPC));
+        ec.close(77).unwrap();
+        assert_eq!(ec.alloc_unbound(1), Ok(77), "a closed port is reused");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rxen_abi::{hvm, memory, sched, vcpu, version, xen};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
+use crate::event_channel::PortState;
 use crate::time::RunstateKind;
 
 /// `DOMID_SELF`.
@@ -59,6 +60,16 @@ pub trait GuestEnv {
     fn host_memory_map(&self) -> Vec<GuestMemRegion>;
     /// The highest host RAM page + 1.
     fn host_max_page(&self) -> u64;
+    /// Runs `f` on another domain `domid` (never the caller) with an
+    /// environment over that domain's memory; `-ESRCH` if there is none.
+    fn with_domain(
+        &mut self,
+        domid: DomId,
+        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+    ) -> Result<(), Errno> {
+        let _ = (domid, f);
+        Err(errno::ESRCH)
+    }
 }
 
 /// What the vCPU does after the hypercall.
@@ -928,6 +939,77 @@ fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
     }
 }
 
+/// EVTCHNOP_bind_interdomain: connects a new local port to `remote_port`
+/// of `remote_dom`, which must be unbound and offered to the caller
+/// (`-EINVAL` otherwise; `-ESRCH` for no such domain). As Xen, the new
+/// local port starts pending: notifications sent to the unbound port
+/// before the bind are not lost.
+fn bind_interdomain(
+    domain: &mut Domain,
+    env: &mut dyn GuestEnv,
+    remote_dom: DomId,
+    remote_port: u32,
+) -> Result<u32, Errno> {
+    let me = domain.id;
+    let remote_dom = if remote_dom == DOMID_SELF {
+        me
+    } else {
+        remote_dom
+    };
+    let local = if remote_dom == me {
+        domain.events.check_offered(remote_port, me)?;
+        let local = domain.events.bind_interdomain(me, remote_port)?;
+        domain.events.connect(remote_port, me, local)?;
+        local
+    } else {
+        let mut offered = Err(errno::EINVAL);
+        env.with_domain(remote_dom, &mut |d, _| {
+            offered = d.events.check_offered(remote_port, me)
+        })?;
+        offered?;
+        let local = domain.events.bind_interdomain(remote_dom, remote_port)?;
+        let mut connected = Err(errno::ESRCH);
+        let _ = env.with_domain(remote_dom, &mut |d, _| {
+            connected = d.events.connect(remote_port, me, local)
+        });
+        if let Err(e) = connected {
+            let _ = domain.events.close(local);
+            return Err(e);
+        }
+        local
+    };
+    deliver(domain, local, env);
+    Ok(local)
+}
+
+/// The local end `port` of a channel to (`remote_dom`, `remote_port`)
+/// closed: the remote end becomes unbound for this domain again.
+fn disconnect_remote(
+    domain: &mut Domain,
+    env: &mut dyn GuestEnv,
+    port: u32,
+    remote_dom: DomId,
+    remote_port: u32,
+) {
+    let me = domain.id;
+    if remote_dom == me {
+        domain.events.disconnect(remote_port, me, port);
+    } else {
+        let _ = env.with_domain(remote_dom, &mut |d, _| {
+            d.events.disconnect(remote_port, me, port)
+        });
+    }
+}
+
+/// Closes every interdomain channel of a domain that is going away, so
+/// that its peers see their ends unbound (Xen's `evtchn_destroy`).
+pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
+    for (port, remote_dom, remote_port) in domain.events.interdomain_ports() {
+        let _ = domain.events.close(port);
+        disconnect_remote(domain, env, port, remote_dom, remote_port);
+    }
+}
+
 fn event_channel_op(
     domain: &mut Domain,
     env: &mut dyn GuestEnv,
@@ -949,27 +1031,65 @@ fn event_channel_op(
         }
         ev::EVTCHNOP_ALLOC_UNBOUND => {
             let mut op: ev::EvtchnAllocUnbound = read_guest(env, arg)?;
-            own_domain(domain, op.dom)?;
+            let target = if op.dom == DOMID_SELF {
+                domain.id
+            } else {
+                op.dom
+            };
+            // Xen: only a privileged domain allocates in another domain.
+            if target != domain.id && !domain.privileged {
+                return Err(errno::EPERM);
+            }
             let remote = if op.remote_dom == DOMID_SELF {
                 domain.id
             } else {
                 op.remote_dom
             };
-            op.port = domain.events.alloc_unbound(remote)?;
+            op.port = if target == domain.id {
+                domain.events.alloc_unbound(remote)?
+            } else {
+                let mut port = Err(errno::ESRCH);
+                env.with_domain(target, &mut |d, _| port = d.events.alloc_unbound(remote))?;
+                port?
+            };
+            write_guest(env, arg, &op).map(|_| 0)
+        }
+        ev::EVTCHNOP_BIND_INTERDOMAIN => {
+            let mut op: ev::EvtchnBindInterdomain = read_guest(env, arg)?;
+            op.local_port = bind_interdomain(domain, env, op.remote_dom, op.remote_port)?;
             write_guest(env, arg, &op).map(|_| 0)
         }
         ev::EVTCHNOP_CLOSE => {
             let op: ev::EvtchnClose = read_guest(env, arg)?;
-            domain.events.close(op.port).map(|_| 0)
+            if let PortState::Interdomain {
+                remote_dom,
+                remote_port,
+            } = domain.events.close(op.port)?
+            {
+                disconnect_remote(domain, env, op.port, remote_dom, remote_port);
+            }
+            Ok(0)
         }
         ev::EVTCHNOP_SEND => {
             let op: ev::EvtchnSend = read_guest(env, arg)?;
             let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
             match port.state {
-                crate::event_channel::PortState::Ipi => deliver(domain, op.port, env),
-                crate::event_channel::PortState::Virq(_) => return Err(errno::EINVAL),
+                PortState::Ipi => deliver(domain, op.port, env),
+                PortState::Virq(_) => return Err(errno::EINVAL),
+                PortState::Interdomain {
+                    remote_dom,
+                    remote_port,
+                } if remote_dom == domain.id => deliver(domain, remote_port, env),
+                PortState::Interdomain {
+                    remote_dom,
+                    remote_port,
+                } => {
+                    // A channel is torn down before its peer goes away; a
+                    // vanished peer drops the event, as a closed port would.
+                    let _ = env.with_domain(remote_dom, &mut |d, e| deliver(d, remote_port, e));
+                }
                 // Xen drops a send on an unbound port silently.
-                _ => {}
+                PortState::Unbound { .. } | PortState::Free => {}
             }
             Ok(0)
         }
@@ -986,16 +1106,25 @@ fn event_channel_op(
                     }
                     ev::EVTCHNSTAT_CLOSED
                 }
-                Some(crate::event_channel::PortState::Unbound { remote }) => {
+                Some(PortState::Unbound { remote }) => {
                     op.u[..2].copy_from_slice(&remote.to_le_bytes());
                     ev::EVTCHNSTAT_UNBOUND
                 }
-                Some(crate::event_channel::PortState::Virq(virq)) => {
+                Some(PortState::Virq(virq)) => {
                     op.u[..4].copy_from_slice(&virq.to_le_bytes());
                     ev::EVTCHNSTAT_VIRQ
                 }
-                Some(crate::event_channel::PortState::Ipi) => ev::EVTCHNSTAT_IPI,
-                Some(crate::event_channel::PortState::Free) => ev::EVTCHNSTAT_CLOSED,
+                Some(PortState::Ipi) => ev::EVTCHNSTAT_IPI,
+                Some(PortState::Interdomain {
+                    remote_dom,
+                    remote_port,
+                }) => {
+                    // `u.interdomain`: domid_t dom, 2 bytes of padding, port.
+                    op.u[..2].copy_from_slice(&remote_dom.to_le_bytes());
+                    op.u[4..].copy_from_slice(&remote_port.to_le_bytes());
+                    ev::EVTCHNSTAT_INTERDOMAIN
+                }
+                Some(PortState::Free) => ev::EVTCHNSTAT_CLOSED,
             };
             write_guest(env, arg, &op).map(|_| 0)
         }
@@ -1011,11 +1140,8 @@ fn event_channel_op(
             let op: ev::EvtchnBindVcpu = read_guest(env, arg)?;
             domain.events.bind_vcpu(op.port, op.vcpu).map(|_| 0)
         }
-        // Interdomain channels, the FIFO ABI and the rest come with several
-        // domains: the argument is still checked first.
-        ev::EVTCHNOP_BIND_INTERDOMAIN => {
-            read_guest::<ev::EvtchnBindInterdomain>(env, arg).and(Err(errno::ENOSYS))
-        }
+        // Physical IRQs, the FIFO ABI and reset come later: the argument
+        // is still checked first.
         ev::EVTCHNOP_BIND_PIRQ => {
             read_guest::<ev::EvtchnBindPirq>(env, arg).and(Err(errno::ENOSYS))
         }
@@ -1054,6 +1180,8 @@ mod tests {
         now: u64,
         shared_info_at: Option<u64>,
         shared_info: Vec<u8>,
+        /// Another domain with its own memory, for interdomain calls.
+        peer: Option<Box<(Domain, FakeEnv)>>,
     }
 
     const MEM: usize = 64 * 1024;
@@ -1066,6 +1194,7 @@ mod tests {
                 now: 1_000_000,
                 shared_info_at: None,
                 shared_info: vec![0; 4096],
+                peer: None,
             }
         }
 
@@ -1145,6 +1274,19 @@ mod tests {
         }
         fn host_max_page(&self) -> u64 {
             1 << 18
+        }
+        fn with_domain(
+            &mut self,
+            domid: DomId,
+            f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+        ) -> Result<(), Errno> {
+            match self.peer.as_deref_mut() {
+                Some((d, env)) if d.id == domid => {
+                    f(d, env);
+                    Ok(())
+                }
+                _ => Err(errno::ESRCH),
+            }
         }
     }
 
@@ -2097,5 +2239,246 @@ mod tests {
         // Nothing landed in the shared-info page's own vcpu_info slot.
         let slot = core::mem::offset_of!(xen::SharedInfo, vcpu_info);
         assert_eq!(env.shared_info[slot], 0);
+    }
+
+    fn evtchn(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        cmd: u32,
+        op: &(impl IntoBytes + Immutable),
+    ) -> i64 {
+        let bytes = op.as_bytes();
+        env.mem[0x300..0x300 + bytes.len()].copy_from_slice(bytes);
+        call(
+            d,
+            env,
+            xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            [cmd as u64, 0x300, 0, 0, 0],
+        )
+        .ret
+    }
+
+    /// Domain 1 calling, with domain 2 (unprivileged) beside it.
+    fn two_domains() -> (Domain, FakeEnv) {
+        let mut env = FakeEnv::new();
+        let mut peer = domu();
+        peer.id = 2;
+        env.peer = Some(Box::new((peer, FakeEnv::new())));
+        (domu(), env)
+    }
+
+    fn peer(env: &mut FakeEnv) -> &mut (Domain, FakeEnv) {
+        env.peer.as_deref_mut().unwrap()
+    }
+
+    #[test]
+    fn interdomain_channel_connects_sends_both_ways_and_closes() {
+        use rxen_abi::event_channel as ev;
+        let (mut d1, mut env) = two_domains();
+        // Domain 2 offers a port to domain 1.
+        let (d2, env2) = peer(&mut env);
+        let alloc = ev::EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 1,
+            port: 0,
+        };
+        assert_eq!(evtchn(d2, env2, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc), 0);
+        let offered: ev::EvtchnAllocUnbound = env2.get(0x300);
+        assert_eq!(offered.port, 1);
+        // Domain 1 binds to it: its new port starts pending, as on Xen.
+        let bind = ev::EvtchnBindInterdomain {
+            remote_dom: 2,
+            remote_port: offered.port,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
+            0
+        );
+        let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
+        assert_eq!(local, 1);
+        assert!(crate::event_channel::is_pending(&env.shared_info, local));
+        env.shared_info.fill(0);
+        // Binding the same remote port again: it is no longer unbound.
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
+            ret(errno::EINVAL)
+        );
+        // 1 -> 2 lands on the peer's port and wakes it.
+        peer(&mut env).0.vcpus[0].blocked = Some(None);
+        let send = ev::EvtchnSend { port: local };
+        assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_SEND, &send), 0);
+        let (d2, env2) = peer(&mut env);
+        assert!(crate::event_channel::is_pending(
+            &env2.shared_info,
+            offered.port
+        ));
+        assert_eq!(d2.vcpus[0].blocked, None, "the event ended the block");
+        assert!(!crate::event_channel::is_pending(&env.shared_info, local));
+        // The peer's end points back at ours (its sends take the same path).
+        assert_eq!(
+            peer(&mut env).0.events.port(offered.port).map(|p| p.state),
+            Some(PortState::Interdomain {
+                remote_dom: 1,
+                remote_port: local
+            })
+        );
+        // Status shows the other end.
+        let status = ev::EvtchnStatus {
+            dom: DOMID_SELF,
+            port: local,
+            ..Default::default()
+        };
+        assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_STATUS, &status), 0);
+        let status: ev::EvtchnStatus = env.get(0x300);
+        assert_eq!(status.status, ev::EVTCHNSTAT_INTERDOMAIN);
+        assert_eq!(status.u[..2], 2u16.to_le_bytes());
+        assert_eq!(status.u[4..], offered.port.to_le_bytes());
+        // Closing our end makes the peer's end unbound for us again.
+        let close = ev::EvtchnClose { port: local };
+        assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_CLOSE, &close), 0);
+        assert_eq!(
+            peer(&mut env).0.events.check_offered(offered.port, 1),
+            Ok(())
+        );
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_SEND,
+                &ev::EvtchnSend { port: local }
+            ),
+            ret(errno::EINVAL),
+            "a closed port"
+        );
+    }
+
+    #[test]
+    fn interdomain_abuse_gets_xen_errnos() {
+        use rxen_abi::event_channel as ev;
+        let (mut d1, mut env) = two_domains();
+        let bind = |remote_dom, remote_port| ev::EvtchnBindInterdomain {
+            remote_dom,
+            remote_port,
+            ..Default::default()
+        };
+        // No such domain; a port never offered; a port offered to someone else.
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_BIND_INTERDOMAIN,
+                &bind(9, 1)
+            ),
+            ret(errno::ESRCH)
+        );
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_BIND_INTERDOMAIN,
+                &bind(2, 60)
+            ),
+            ret(errno::EINVAL)
+        );
+        let (d2, env2) = peer(&mut env);
+        let port = d2.events.alloc_unbound(3).unwrap();
+        let ipi = d2.events.bind_ipi(0).unwrap();
+        let _ = env2;
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_BIND_INTERDOMAIN,
+                &bind(2, port)
+            ),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_BIND_INTERDOMAIN,
+                &bind(2, ipi)
+            ),
+            ret(errno::EINVAL),
+            "an IPI port is not offered"
+        );
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_BIND_INTERDOMAIN,
+                &bind(2, u32::MAX)
+            ),
+            ret(errno::EINVAL)
+        );
+        // An unprivileged domain allocates only in itself.
+        let alloc = ev::EvtchnAllocUnbound {
+            dom: 2,
+            remote_dom: 1,
+            port: 0,
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc),
+            ret(errno::EPERM)
+        );
+        // Nothing failed half-way: no local port was left allocated.
+        assert_eq!(d1.events.port(1), None);
+        // A privileged domain may allocate in another one.
+        d1.privileged = true;
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc),
+            0
+        );
+        let made = env.get::<ev::EvtchnAllocUnbound>(0x300).port;
+        assert_eq!(peer(&mut env).0.events.check_offered(made, 1), Ok(()));
+    }
+
+    #[test]
+    fn loopback_channel_and_teardown() {
+        use rxen_abi::event_channel as ev;
+        let (mut d1, mut env) = two_domains();
+        let own = d1.events.alloc_unbound(1).unwrap();
+        let bind = ev::EvtchnBindInterdomain {
+            remote_dom: DOMID_SELF,
+            remote_port: own,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
+            0
+        );
+        let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
+        env.shared_info.fill(0);
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_SEND,
+                &ev::EvtchnSend { port: local }
+            ),
+            0
+        );
+        assert!(crate::event_channel::is_pending(&env.shared_info, own));
+        // A channel to the peer, then domain 1 goes away: the peer's end is
+        // unbound again.
+        let theirs = peer(&mut env).0.events.alloc_unbound(1).unwrap();
+        let bind = ev::EvtchnBindInterdomain {
+            remote_dom: 2,
+            remote_port: theirs,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
+            0
+        );
+        assert_eq!(
+            peer(&mut env).0.events.check_offered(theirs, 1),
+            Err(errno::EINVAL)
+        );
+        close_interdomain_channels(&mut d1, &mut env);
+        assert_eq!(peer(&mut env).0.events.check_offered(theirs, 1), Ok(()));
+        assert!(d1.events.interdomain_ports().is_empty());
     }
 }
