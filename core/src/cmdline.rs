@@ -398,9 +398,110 @@ pub struct Options {
     pub isa_debug_exit: Option<u16>,
     /// rxen, test only: a fault to raise deliberately (`crash_test=`).
     pub crash_test: Option<CrashTest>,
+    /// rxen: boot-time domUs (`domu=`, one option per domain, in order).
+    pub domus: Vec<DomUSpec>,
+    /// rxen: boot without dom0 (`dom0less`); the modules only make domUs.
+    pub dom0less: bool,
     /// Xen options accepted but ignored (see [`IGNORED_OPTIONS`]), each as
     /// written, so the caller can report them.
     pub ignored: Vec<String>,
+}
+
+/// One boot-time domU (`domu=<kernel>[+<initrd>][,key=value...]`): its
+/// modules by number (as the boot report numbers them, from 0), and its
+/// memory, vCPUs and scheduling parameters (unset: the defaults of the
+/// domain builder and the scheduler).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DomUSpec {
+    /// Module holding the kernel.
+    pub kernel: usize,
+    /// Module holding the initrd, if any.
+    pub initrd: Option<usize>,
+    /// Memory in bytes (`mem=`, a size such as `64M`).
+    pub memory: Option<u64>,
+    /// vCPUs (`vcpus=`).
+    pub vcpus: Option<u32>,
+    /// Credit scheduler weight (`weight=`).
+    pub weight: Option<u16>,
+    /// Credit scheduler cap in percent of one CPU (`cap=`, 0 = none).
+    pub cap: Option<u16>,
+    /// RTDS period in microseconds (`period=`).
+    pub period_us: Option<u32>,
+    /// RTDS budget in microseconds (`budget=`).
+    pub budget_us: Option<u32>,
+    /// RTDS extra time beyond the budget (`extratime=`).
+    pub extratime: Option<bool>,
+}
+
+impl DomUSpec {
+    /// Parses a `domu=` value.
+    pub fn parse(value: &str) -> Result<DomUSpec, &'static str> {
+        let mut items = value.split(',');
+        let modules = items.next().unwrap_or("");
+        let (kernel, initrd) = match modules.split_once('+') {
+            Some((k, i)) => (k, Some(i)),
+            None => (modules, None),
+        };
+        let module = |m: &str| {
+            parse_uint(m)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n < 1024)
+                .ok_or("module numbers must be small numbers, as the boot report lists them")
+        };
+        let mut spec = DomUSpec {
+            kernel: module(kernel)?,
+            initrd: initrd.map(module).transpose()?,
+            ..DomUSpec::default()
+        };
+        if spec.initrd == Some(spec.kernel) {
+            return Err("the initrd module is the kernel module");
+        }
+        for item in items {
+            let (key, v) = item
+                .split_once('=')
+                .ok_or("expected key=value after the modules")?;
+            let number = |max: u64| parse_uint(v).filter(|&n| n <= max);
+            match key {
+                "mem" | "memory" => {
+                    spec.memory = Some(
+                        parse_size(v)
+                            .filter(|&b| b >= 1 << 20)
+                            .ok_or("mem= needs a size of at least 1M")?,
+                    )
+                }
+                "vcpus" => {
+                    spec.vcpus = Some(
+                        number(128)
+                            .filter(|&n| n > 0)
+                            .ok_or("vcpus= must be 1 to 128")? as u32,
+                    )
+                }
+                "weight" => {
+                    spec.weight = Some(
+                        number(65535)
+                            .filter(|&n| n > 0)
+                            .ok_or("weight= must be 1 to 65535")? as u16,
+                    )
+                }
+                "cap" => spec.cap = Some(number(65535).ok_or("cap= must be 0 to 65535")? as u16),
+                "period" => {
+                    spec.period_us =
+                        Some(number(u32::MAX as u64).ok_or("period= is in microseconds")? as u32)
+                }
+                "budget" => {
+                    spec.budget_us =
+                        Some(number(u32::MAX as u64).ok_or("budget= is in microseconds")? as u32)
+                }
+                "extratime" => {
+                    spec.extratime = Some(parse_bool(v).ok_or("extratime= is a boolean")?)
+                }
+                _ => {
+                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime)")
+                }
+            }
+        }
+        Ok(spec)
+    }
 }
 
 impl Default for Options {
@@ -418,6 +519,8 @@ impl Default for Options {
             maxcpus: None,
             isa_debug_exit: None,
             crash_test: None,
+            domus: Vec::new(),
+            dom0less: false,
             ignored: Vec::new(),
         }
     }
@@ -561,9 +664,11 @@ enum Known {
     Maxcpus,
     IsaDebugExit,
     CrashTest,
+    DomU,
+    Dom0less,
 }
 
-const KNOWN: [(&str, Known); 12] = [
+const KNOWN: [(&str, Known); 14] = [
     ("console", Known::Console),
     ("com1", Known::Com1),
     ("com2", Known::Com2),
@@ -576,6 +681,8 @@ const KNOWN: [(&str, Known); 12] = [
     ("maxcpus", Known::Maxcpus),
     ("isa_debug_exit", Known::IsaDebugExit),
     ("crash_test", Known::CrashTest),
+    ("domu", Known::DomU),
+    ("dom0less", Known::Dom0less),
 ];
 
 fn lookup(name: &str) -> Option<Known> {
@@ -636,12 +743,16 @@ fn apply(
     let bad = |v: &str, why: &str| vec![Warning::bad_value(name, v, why)];
     // Booleans (and the boolean-like isa_debug_exit) accept `no-`.
     match known {
-        Known::Noreboot => {
+        Known::Noreboot | Known::Dom0less => {
             let v = match value {
                 None => true,
                 Some(v) => parse_bool(v).ok_or_else(|| bad(v, "not a boolean"))?,
             };
-            opts.noreboot = v != negated;
+            if known == Known::Noreboot {
+                opts.noreboot = v != negated;
+            } else {
+                opts.dom0less = v != negated;
+            }
             return Ok(());
         }
         Known::IsaDebugExit => {
@@ -755,8 +866,13 @@ fn apply(
             opts.crash_test = Some(CrashTest::parse(value).map_err(|why| bad(value, why))?);
             Ok(())
         }
+        Known::DomU => {
+            opts.domus
+                .push(DomUSpec::parse(value).map_err(|why| bad(value, why))?);
+            Ok(())
+        }
         // Handled above.
-        Known::Noreboot | Known::IsaDebugExit => Ok(()),
+        Known::Noreboot | Known::IsaDebugExit | Known::Dom0less => Ok(()),
     }
 }
 
@@ -1252,6 +1368,56 @@ mod tests {
             let _ = parse(&s);
             let _ = parse(cook(&s, "qemu"));
             let _ = parse_size(&s);
+        }
+    }
+
+    #[test]
+    fn domu_specs_in_order_with_their_parameters() {
+        let (opts, warnings) = parse(
+            "dom0less domu=0+1,mem=32M,vcpus=2,weight=512,cap=50 domu=2 domu=3,period=10000,budget=3000,extratime=no",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(opts.dom0less);
+        assert_eq!(opts.domus.len(), 3);
+        assert_eq!(
+            opts.domus[0],
+            DomUSpec {
+                kernel: 0,
+                initrd: Some(1),
+                memory: Some(32 << 20),
+                vcpus: Some(2),
+                weight: Some(512),
+                cap: Some(50),
+                ..DomUSpec::default()
+            }
+        );
+        assert_eq!(opts.domus[1].kernel, 2);
+        assert_eq!(opts.domus[1].initrd, None);
+        assert_eq!(opts.domus[2].period_us, Some(10000));
+        assert_eq!(opts.domus[2].budget_us, Some(3000));
+        assert_eq!(opts.domus[2].extratime, Some(false));
+        assert!(!parse("").0.dom0less);
+    }
+
+    #[test]
+    fn bad_domu_specs_warn_and_add_nothing() {
+        for bad in [
+            "domu=",
+            "domu=x",
+            "domu=1+1",
+            "domu=1,mem=12",
+            "domu=1,vcpus=0",
+            "domu=1,weight=0",
+            "domu=1,weight=70000",
+            "domu=1,color=red",
+            "domu=1,mem",
+            "domu=99999",
+            "dom0less=maybe",
+        ] {
+            let (opts, warnings) = parse(bad);
+            assert!(opts.domus.is_empty(), "{bad}");
+            assert_eq!(warnings.len(), 1, "{bad}: {warnings:?}");
+            assert!(!opts.dom0less, "{bad}");
         }
     }
 }
