@@ -16,4 +16,5 @@ pub mod frame_alloc;
 pub mod hypercall;
 pub mod log;
 pub mod memmap;
+pub mod sched;
 pub mod time;

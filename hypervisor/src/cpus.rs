@@ -99,7 +99,9 @@ extern "C" fn ap_entry(cpu_index: u64) -> ! {
     if let Some(options) = OPTIONS.get() {
         crate::start::run_crash_test(options, cpu_index as usize);
     }
-    loop {
+    // Idle until the boot domains exist, then schedule vCPUs.
+    while !crate::schedule::started() {
         x86_64::instructions::interrupts::enable_and_hlt();
     }
+    crate::schedule::run_cpu(cpu_index as usize)
 }

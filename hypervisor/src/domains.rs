@@ -1,25 +1,27 @@
-//! The boot domains and their life cycle: dom0 is built from the first
-//! module (its initrd from the second), runs, and when it ends it is torn
-//! down (every frame back to the allocator), rebuilt on reboot, or reported
-//! on crash. With no domain left the machine stops; in test mode the exit
-//! status says how the last domain ended.
+//! The boot domains: dom0 from the first module (its initrd and further
+//! modules from the ones no domU claims), unless `dom0less`, and one domU
+//! per `domu=` option, each from its own modules, with its memory, vCPUs
+//! and scheduling parameters. They are handed to the scheduling loop
+//! ([`crate::schedule`]), which runs them until none is left.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rxen_core::cmdline::{MemAmount, Options};
-use rxen_core::domain::ShutdownReason;
+use rxen_core::cmdline::{DomUSpec, MemAmount, Options};
+use rxen_core::sched::SchedParams;
 use rxen_x86::bootinfo::BootModule;
 use rxen_x86::{printk, stop};
 
-use crate::hvm::{self, build::BootSpec, DomainEnd};
+use crate::hvm::build::BootSpec;
+use crate::schedule::BootDomain;
 
-/// Most reboots in a row before rxen gives up on a domain.
-const MAX_REBOOTS: u32 = 16;
+/// A domU's memory when `mem=` is not given.
+const DOMU_DEFAULT_MEMORY: u64 = 64 << 20;
 
-/// Dom0's memory: `dom0_mem=` or, as Xen, all but 1/16 (at most 128 MiB).
-fn dom0_memory(options: &Options, host_bytes: u64) -> u64 {
-    let free = crate::memory::free_frame_count() * 4096;
+/// Dom0's memory: `dom0_mem=` or, as Xen, all but 1/16 (at most 128 MiB)
+/// of what the domUs leave.
+fn dom0_memory(options: &Options, host_bytes: u64, domus_bytes: u64) -> u64 {
+    let free = (crate::memory::free_frame_count() * 4096).saturating_sub(domus_bytes);
     let requested = options.dom0_mem.target.map(|amount| match amount {
         MemAmount::Bytes(bytes) => bytes,
         MemAmount::Percent(p) => host_bytes / 100 * p as u64,
@@ -39,80 +41,121 @@ fn dom0_memory(options: &Options, host_bytes: u64) -> u64 {
     (wanted.min(cap) & !0x1F_FFFF).max(2 << 20)
 }
 
-/// Builds and runs dom0 until no domain is left, then stops the machine.
+/// The scheduling parameters a `domu=` option asks for (the rest default).
+fn sched_params(spec: &DomUSpec) -> SchedParams {
+    let default = SchedParams::default();
+    SchedParams {
+        weight: spec.weight.unwrap_or(default.weight),
+        cap: spec.cap.unwrap_or(default.cap),
+        period_us: spec.period_us.unwrap_or(default.period_us),
+        budget_us: spec.budget_us.unwrap_or(default.budget_us),
+        extratime: spec.extratime.unwrap_or(default.extratime),
+    }
+}
+
+/// The module numbered `index` (as the boot report numbers them).
+fn module(modules: &[(usize, BootModule)], index: usize) -> Option<&BootModule> {
+    modules.iter().find(|(i, _)| *i == index).map(|(_, m)| m)
+}
+
+/// A domU from its `domu=` option, or why it cannot be built.
+fn domu_spec(
+    spec: &DomUSpec,
+    modules: &[(usize, BootModule)],
+    loader: &str,
+) -> Result<BootSpec, String> {
+    let kernel = module(modules, spec.kernel)
+        .ok_or_else(|| alloc::format!("no usable module {}", spec.kernel))?;
+    let initrd = match spec.initrd {
+        Some(i) => Some(module(modules, i).ok_or_else(|| alloc::format!("no usable module {i}"))?),
+        None => None,
+    };
+    Ok(BootSpec {
+        kernel: (kernel.start, kernel.end),
+        cmdline: String::from(rxen_core::cmdline::cook(&kernel.cmdline, loader)),
+        modules: initrd
+            .map(|m| ((m.start, m.end), m.cmdline.clone()))
+            .into_iter()
+            .collect(),
+        memory_bytes: (spec.memory.unwrap_or(DOMU_DEFAULT_MEMORY) & !0xFFF).max(1 << 20),
+        flags: 0,
+        vcpus: spec.vcpus.unwrap_or(1),
+    })
+}
+
+/// Builds the boot domains and runs them until none is left, then stops
+/// the machine.
 pub fn run_boot_domains(
     options: &Options,
-    modules: &[BootModule],
+    modules: &[(usize, BootModule)],
     loader: &str,
     host_bytes: u64,
 ) -> ! {
-    let Some(kernel) = modules.first() else {
-        stop::machine_stop()
-    };
-    let spec = BootSpec {
-        kernel: (kernel.start, kernel.end),
-        // The kernel's command line without the file name (as Xen cooks it);
-        // the other modules' strings stay raw, file name included, as on Xen.
-        cmdline: String::from(rxen_core::cmdline::cook(&kernel.cmdline, loader)),
-        modules: modules
-            .iter()
-            .skip(1)
-            .map(|m| ((m.start, m.end), m.cmdline.clone()))
-            .collect::<Vec<_>>(),
-        memory_bytes: dom0_memory(options, host_bytes),
-        flags: rxen_abi::start_info::SIF_PRIVILEGED | rxen_abi::start_info::SIF_INITDOMAIN,
-        // dom0_max_vcpus=<min>-<max>: as many as allowed, at most one per CPU.
-        vcpus: options
-            .dom0_max_vcpus
-            .map(|(_, max)| max.min(rxen_x86::cpu::online_count()).max(1))
-            .unwrap_or(1),
-    };
     if !crate::hvm::vcpu::init_permission_maps() {
         printk!("No memory for the SVM permission maps");
         stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED)
     }
-    let free_before = crate::memory::free_frame_count();
-    let mut reboots = 0;
-    loop {
-        let mut domain = match hvm::create(0, &spec) {
-            Ok(domain) => domain,
-            Err(why) => {
-                printk!("d0: cannot build dom0: {why}");
-                stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED)
+    let mut domains = Vec::new();
+    let mut claimed = Vec::new();
+    for (n, spec) in options.domus.iter().enumerate() {
+        let id = n as u16 + 1;
+        if spec.kernel == 0 && !options.dom0less {
+            printk!("d{id}: domu= names module 0, the dom0 kernel (add dom0less to boot without dom0): skipped");
+            continue;
+        }
+        match domu_spec(spec, modules, loader) {
+            Ok(boot) => {
+                claimed.push(spec.kernel);
+                claimed.extend(spec.initrd);
+                domains.push(BootDomain {
+                    id,
+                    spec: boot,
+                    params: sched_params(spec),
+                });
             }
-        };
-        let DomainEnd::Shutdown(reason) = hvm::run(&mut domain);
-        let frames = domain.memory.frames_in_use();
-        drop(domain);
-        let leaked = free_before.saturating_sub(crate::memory::free_frame_count());
-        printk!(
-            "d0: shut down ({}); {frames} frames returned, {leaked} frames not returned",
-            reason_text(reason)
-        );
-        match reason {
-            ShutdownReason::Reboot if reboots < MAX_REBOOTS => {
-                reboots += 1;
-                printk!("d0: rebooting (reboot {reboots})");
-            }
-            ShutdownReason::Reboot => {
-                printk!("d0: rebooted {MAX_REBOOTS} times in a row: giving up");
-                stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED)
-            }
-            ShutdownReason::Poweroff => {
-                printk!("No domain left: halting");
-                stop::machine_stop()
-            }
-            _ => {
-                printk!("No domain left: halting");
-                stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED)
-            }
+            Err(why) => printk!("d{id}: domu={}: {why}: skipped", spec.kernel),
         }
     }
-}
-
-fn reason_text(reason: ShutdownReason) -> String {
-    match reason {
-        ShutdownReason::Other(code) => alloc::format!("unknown reason {code}"),
-        other => String::from(other.name()),
+    if options.dom0less {
+        printk!("dom0less: no dom0; {} domU(s)", domains.len());
+    } else {
+        let Some((_, kernel)) = modules.first() else {
+            stop::machine_stop()
+        };
+        let domus_bytes: u64 = domains.iter().map(|d| d.spec.memory_bytes).sum();
+        let dom0 = BootSpec {
+            kernel: (kernel.start, kernel.end),
+            // The kernel's command line without the file name (as Xen cooks
+            // it); the other modules' strings stay raw, file name included.
+            cmdline: String::from(rxen_core::cmdline::cook(&kernel.cmdline, loader)),
+            modules: modules
+                .iter()
+                .skip(1)
+                .filter(|(i, _)| !claimed.contains(i))
+                .map(|(_, m)| ((m.start, m.end), m.cmdline.clone()))
+                .collect::<Vec<_>>(),
+            memory_bytes: dom0_memory(options, host_bytes, domus_bytes),
+            flags: rxen_abi::start_info::SIF_PRIVILEGED | rxen_abi::start_info::SIF_INITDOMAIN,
+            // dom0_max_vcpus=<min>-<max>: as many as allowed, at most one per CPU.
+            vcpus: options
+                .dom0_max_vcpus
+                .map(|(_, max)| max.min(rxen_x86::cpu::online_count()).max(1))
+                .unwrap_or(1),
+        };
+        domains.insert(
+            0,
+            BootDomain {
+                id: 0,
+                spec: dom0,
+                params: SchedParams::default(),
+            },
+        );
     }
+    let name = options.sched.as_deref().unwrap_or("credit");
+    let nr_cpus = rxen_x86::cpu::online_count().max(1) as usize;
+    let sched = rxen_core::sched::create(name, nr_cpus).unwrap_or_else(|| {
+        printk!("sched={name}: unknown scheduler (credit, rtds): using credit");
+        rxen_core::sched::create("credit", nr_cpus).expect("the credit scheduler always exists")
+    });
+    crate::schedule::start(sched, domains)
 }

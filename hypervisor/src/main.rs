@@ -1,7 +1,7 @@
 //! The rxen hypervisor image: glues the arch-neutral core and the x86
 //! platform together. It parses the command line, reports the machine the
-//! way Xen does at boot, sets up memory and every CPU, and then (until the
-//! domain builder exists) reports the dom0 modules and stops.
+//! way Xen does at boot, sets up memory and every CPU, builds the boot
+//! domains and runs them on every CPU through the scheduler.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -17,6 +17,8 @@ mod heap;
 mod hvm;
 #[cfg(target_os = "none")]
 mod memory;
+#[cfg(target_os = "none")]
+mod schedule;
 #[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]

@@ -85,7 +85,7 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
     let map = memory::memory_map(&boot);
     let modules = check_modules(&boot, &map);
     let mut reserved = boot.occupied.clone();
-    reserved.extend(modules.iter().map(|m| m.start..m.end));
+    reserved.extend(modules.iter().map(|(_, m)| m.start..m.end));
     if !memory::init_frames_and_heap(&map, reserved) {
         panic!("no memory for the hypervisor");
     }
@@ -137,7 +137,7 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
     run_crash_test(&options, 0);
 
     crate::time::init();
-    report_dom0(&modules);
+    report_dom0(&options, &modules);
     crate::domains::run_boot_domains(&options, &modules, &boot.loader_name, map.total_usable())
 }
 
@@ -163,7 +163,7 @@ fn apply_console_options(options: &Options) {
 }
 
 /// Keeps the modules that make sense and says why the others do not.
-fn check_modules(boot: &BootInfo, map: &rxen_core::memmap::MemoryMap) -> Vec<BootModule> {
+fn check_modules(boot: &BootInfo, map: &rxen_core::memmap::MemoryMap) -> Vec<(usize, BootModule)> {
     let image = memory::image_range();
     let mut kept = Vec::new();
     for (index, module) in boot.modules.iter().enumerate() {
@@ -195,19 +195,22 @@ fn check_modules(boot: &BootInfo, map: &rxen_core::memmap::MemoryMap) -> Vec<Boo
             module.end - module.start
         );
         // Kept raw: Xen hands module strings to dom0 as the loader gave them.
-        kept.push(module.clone());
+        kept.push((index, module.clone()));
     }
     kept
 }
 
-fn report_dom0(modules: &[BootModule]) {
-    let Some(kernel) = modules.first() else {
+fn report_dom0(options: &Options, modules: &[(usize, BootModule)]) {
+    if options.dom0less {
+        return;
+    }
+    let Some((_, kernel)) = modules.first() else {
         printk!("No dom0 kernel module: give the dom0 kernel as the first module (QEMU -initrd, GRUB module2).");
         return;
     };
     printk!("Dom0 kernel: module 0, {} bytes", kernel.end - kernel.start);
     match modules.get(1) {
-        Some(initrd) => printk!("Dom0 initrd: {} bytes", initrd.end - initrd.start),
+        Some((_, initrd)) => printk!("Dom0 initrd: {} bytes", initrd.end - initrd.start),
         None => printk!("Dom0 initrd: none"),
     }
 }

@@ -8,6 +8,8 @@ use x86_64::registers::model_specific::Msr;
 
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0xF0;
+/// Vector of the IPI that makes another CPU reschedule (a "kick").
+pub const KICK_VECTOR: u8 = 0xF1;
 /// Vector of the local APIC spurious interrupt.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -95,6 +97,9 @@ pub fn send_ipi(apic_id: u8, icr_low: u32) {
     write(REG_ICR_LOW, icr_low);
     wait_icr_idle();
 }
+
+/// ICR low word of a kick: fixed delivery of [`KICK_VECTOR`], level assert.
+pub const ICR_KICK: u32 = KICK_VECTOR as u32 | (1 << 14);
 
 /// ICR low word of an NMI (delivery mode NMI, level assert).
 pub const ICR_NMI: u32 = (0b100 << 8) | (1 << 14);

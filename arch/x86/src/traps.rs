@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::apic::{SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::apic::{KICK_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::{apic, cpu, stop};
 
 /// Spurious vectors of the (masked) legacy PICs: IRQ 7 and IRQ 15.
@@ -68,7 +68,7 @@ isr_stubs!(
     8 err, 9 noerr, 10 err, 11 err, 12 err, 13 err, 14 err, 15 noerr,
     16 noerr, 17 err, 18 noerr, 19 noerr, 20 noerr, 21 err, 22 noerr, 23 noerr,
     24 noerr, 25 noerr, 26 noerr, 27 noerr, 28 noerr, 29 err, 30 err, 31 noerr,
-    39 noerr, 47 noerr, 240 noerr, 255 noerr,
+    39 noerr, 47 noerr, 240 noerr, 255 noerr, 241 noerr,
 );
 
 core::arch::global_asm!(
@@ -112,7 +112,7 @@ core::arch::global_asm!(
 );
 
 extern "C" {
-    static isr_table: [u64; 36];
+    static isr_table: [u64; 37];
 }
 
 /// One 16-byte IDT gate.
@@ -159,7 +159,7 @@ fn gate(handler: u64, ist: u8) -> Gate {
 pub fn load_idt() {
     let idt = IDT.call_once(|| {
         let mut gates = [EMPTY_GATE; 256];
-        // SAFETY: `isr_table` is a read-only table of 36 stub addresses
+        // SAFETY: `isr_table` is a read-only table of 37 stub addresses
         // emitted by the assembly above.
         let table = unsafe { &*core::ptr::addr_of!(isr_table) };
         for (vector, handler) in table.iter().take(32).enumerate() {
@@ -175,6 +175,7 @@ pub fn load_idt() {
         gates[PIC_SPURIOUS[1] as usize] = gate(table[33], 0);
         gates[TIMER_VECTOR as usize] = gate(table[34], 0);
         gates[SPURIOUS_VECTOR as usize] = gate(table[35], 0);
+        gates[KICK_VECTOR as usize] = gate(table[36], 0);
         Idt(gates)
     });
     let pointer = x86_64::structures::DescriptorTablePointer {
@@ -232,6 +233,9 @@ extern "C" fn rxen_trap_handler(frame: &mut TrapFrame) {
             TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
             apic::eoi();
         }
+        // A kick only has to interrupt the guest or the idle HLT: the CPU
+        // then looks at its scheduler again.
+        v if v == KICK_VECTOR as u64 => apic::eoi(),
         v if v == SPURIOUS_VECTOR as u64 || PIC_SPURIOUS.contains(&(v as u8)) => {}
         2 if stop::stopping() => stop::park_this_cpu(),
         _ => fatal_trap(frame),

@@ -23,6 +23,9 @@ pub struct Env<'a> {
     pub console_line: &'a mut String,
     /// Set when the nested page table changed (TLB flush needed).
     pub npt_changed: bool,
+    /// The machine's other domains (for interdomain operations), if the
+    /// caller can reach them.
+    pub others: Option<&'a mut super::DomainTable>,
 }
 
 impl GuestEnv for Env<'_> {
@@ -100,6 +103,37 @@ impl GuestEnv for Env<'_> {
 
     fn host_max_page(&self) -> u64 {
         crate::memory::host_max_page()
+    }
+
+    fn with_domain(
+        &mut self,
+        domid: DomId,
+        f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
+    ) -> Result<(), Errno> {
+        let others = self.others.as_deref_mut().ok_or(errno::ESRCH)?;
+        let domain = others.get_mut(&domid).ok_or(errno::ESRCH)?;
+        if domain.dying.is_some() {
+            return Err(errno::ESRCH);
+        }
+        let super::HvmDomain {
+            core,
+            memory,
+            vcpus,
+            console_line,
+            ..
+        } = &mut **domain;
+        let mut env = Env {
+            memory,
+            paging: super::emulate::paging_regs(&vcpus[0].vmcb),
+            console_line,
+            npt_changed: false,
+            others: None,
+        };
+        f(core, &mut env);
+        if env.npt_changed {
+            vcpus.iter_mut().for_each(|v| v.flush_tlb = true);
+        }
+        Ok(())
     }
 }
 

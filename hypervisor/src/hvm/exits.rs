@@ -1,10 +1,9 @@
-//! The vCPU loop: enter the guest, take the exit, serve it, repeat, until
-//! the domain ends. Each exit is served as Xen serves it for a PVH guest;
-//! what a guest must not do crashes that guest only.
+//! Serving a vCPU's exits, as Xen serves them for a PVH guest, and what
+//! the scheduler loop does around each entry: timers, upcall injection,
+//! the end of a domain. What a guest must not do crashes that guest only.
 
 use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
-use rxen_core::time::RunstateKind;
 use rxen_x86::cpuid_policy::{self, CpuidContext, HYPERCALL_PAGE_MSR};
 use rxen_x86::svm::vmcb::{control, exit, save};
 use rxen_x86::{apic, log, printk};
@@ -13,19 +12,22 @@ use super::emulate;
 use super::env::{flush_line, Env};
 use super::regs::advance_rip;
 use super::vcpu::SvmVcpu;
-use super::{DomainEnd, HvmDomain};
+use super::HvmDomain;
 
-/// The longest the vCPU loop sleeps without looking at timers.
-const HOUSEKEEPING_NS: u64 = 100_000_000;
 /// Port of Xen's HVM debug console (guest writes appear in the log).
 const DEBUG_PORT: u16 = 0xE9;
 
+/// The other domains of the machine, which interdomain hypercalls reach.
+pub type Others<'a> = Option<&'a mut super::DomainTable>;
+
 /// Runs `f` on the domain's core state with the hypercall environment of
-/// vCPU `v` (its memory, paging registers and console), flushing the vCPU's
-/// TLB afterwards if the nested page table changed.
+/// vCPU `v` (its memory, paging registers and console, and the other
+/// domains when given), flushing the vCPU's TLB afterwards if the nested
+/// page table changed.
 fn with_env<R>(
     domain: &mut HvmDomain,
     v: usize,
+    others: Others,
     f: impl FnOnce(&mut rxen_core::domain::Domain, &mut Env) -> R,
 ) -> R {
     let HvmDomain {
@@ -41,12 +43,24 @@ fn with_env<R>(
         paging: emulate::paging_regs(&vcpu.vmcb),
         console_line,
         npt_changed: false,
+        others,
     };
     let result = f(core, &mut env);
     if env.npt_changed {
         vcpu.flush_tlb = true;
     }
     result
+}
+
+/// Runs `f` on the domain's core state with an environment over its memory
+/// (as seen by vCPU 0) and the other domains: for work that is not one
+/// vCPU's, such as tearing the domain down.
+pub fn with_domain_env<R>(
+    domain: &mut HvmDomain,
+    others: &mut super::DomainTable,
+    f: impl FnOnce(&mut rxen_core::domain::Domain, &mut Env) -> R,
+) -> R {
+    with_env(domain, 0, Some(others), f)
 }
 
 /// The vector event upcalls arrive on: the per-vCPU upcall vector, or the
@@ -59,16 +73,21 @@ fn upcall_vector(domain: &HvmDomain, v: usize) -> Option<u8> {
     (via >> 56 == 2 && via as u8 >= 0x10).then_some(via as u8)
 }
 
+/// Whether vCPU `v` has an upcall pending that it has not masked.
+pub fn upcall_pending(domain: &mut HvmDomain, v: usize) -> bool {
+    with_env(domain, v, None, |core, env| {
+        hypercall::upcall_pending(core, v, env)
+    })
+}
+
 /// Injects the upcall vector while an upcall is pending, as Xen does (it is
 /// re-raised until the guest clears `evtchn_upcall_pending`), or asks for an
 /// interrupt window when the guest cannot take it now.
-fn inject_upcall(domain: &mut HvmDomain, v: usize) {
+pub fn inject_upcall(domain: &mut HvmDomain, v: usize) {
     let Some(vector) = upcall_vector(domain, v) else {
         return;
     };
-    if !with_env(domain, v, |core, env| {
-        hypercall::upcall_pending(core, v, env)
-    }) {
+    if !upcall_pending(domain, v) {
         return;
     }
     let vmcb = &mut domain.vcpus[v].vmcb;
@@ -90,55 +109,27 @@ fn inject_upcall(domain: &mut HvmDomain, v: usize) {
 }
 
 /// What an exit handler decided.
-enum Flow {
+pub enum Flow {
+    /// Back into the guest (once the scheduler picks the vCPU again).
     Continue,
+    /// SCHEDOP_yield: let others run first.
+    Yield,
+    /// The domain ends for this reason.
     End(ShutdownReason),
 }
 
-/// Runs vCPU `v` until the domain ends.
-pub fn run_vcpu(domain: &mut HvmDomain, v: usize) -> DomainEnd {
-    let now = crate::time::now_ns();
-    hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
-    loop {
-        if let Some(reason) = expire_timers(domain, v) {
-            return end(domain, reason);
-        }
-        if domain.core.vcpus[v].blocked.is_some() {
-            if let Some(reason) = wait_while_blocked(domain, v) {
-                return end(domain, reason);
-            }
-        }
-        let deadline = domain.core.vcpus[v].next_deadline();
-        arm_timer(deadline);
-        inject_upcall(domain, v);
-        domain.vcpus[v].run();
-        match handle_exit(domain, v) {
-            Flow::Continue => {}
-            Flow::End(reason) => return end(domain, reason),
-        }
-    }
-}
-
-fn end(domain: &mut HvmDomain, reason: ShutdownReason) -> DomainEnd {
+/// Records how the domain ends (the first shutdown wins) and prints what
+/// is left of its console line.
+pub fn end(domain: &mut HvmDomain, reason: ShutdownReason) -> ShutdownReason {
     let reason = domain.core.shut_down(reason);
     domain.flush_console();
-    DomainEnd::Shutdown(reason)
+    reason
 }
 
-/// Programs the APIC timer for `deadline` (or the housekeeping interval).
-fn arm_timer(deadline: Option<u64>) {
-    let now = crate::time::now_ns();
-    let delta = deadline
-        .map(|d| d.saturating_sub(now))
-        .unwrap_or(HOUSEKEEPING_NS)
-        .clamp(1_000, HOUSEKEEPING_NS);
-    apic::arm_oneshot_ns(delta);
-}
-
-/// Fires due timers and watchdogs; returns a shutdown if a watchdog expired.
-fn expire_timers(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason> {
-    let now = crate::time::now_ns();
-    with_env(domain, v, |core, env| {
+/// Fires vCPU `v`'s due timers and the domain's watchdogs; returns a
+/// shutdown if a watchdog expired.
+pub fn expire_timers(domain: &mut HvmDomain, v: usize, now: u64) -> Option<ShutdownReason> {
+    with_env(domain, v, None, |core, env| {
         hypercall::expire_timers(core, v, now, env)
     });
     let expired = domain
@@ -154,32 +145,9 @@ fn expire_timers(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason> {
     None
 }
 
-/// Sleeps (HLT with the timer armed) until the vCPU's block ends.
-fn wait_while_blocked(domain: &mut HvmDomain, v: usize) -> Option<ShutdownReason> {
-    let now = crate::time::now_ns();
-    hypercall::set_runstate(&mut domain.core, v, RunstateKind::Blocked, now);
-    while domain.core.vcpus[v].blocked.is_some() {
-        let Some(deadline) = domain.core.vcpus[v].next_deadline() else {
-            // Blocked with nothing that can wake it: no event channels yet.
-            printk!(
-                "d{}v{v}: blocked with no timer and no event source: the domain can never wake",
-                domain.core.id
-            );
-            return Some(ShutdownReason::Crash);
-        };
-        arm_timer(Some(deadline));
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-        if let Some(reason) = expire_timers(domain, v) {
-            return Some(reason);
-        }
-    }
-    let now = crate::time::now_ns();
-    hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
-    None
-}
-
-fn handle_exit(domain: &mut HvmDomain, v: usize) -> Flow {
+/// Serves the exit vCPU `v` just took; `others` are the machine's other
+/// domains.
+pub fn handle_exit(domain: &mut HvmDomain, v: usize, others: &mut super::DomainTable) -> Flow {
     let vmcb = &mut domain.vcpus[v].vmcb;
     // An event whose delivery the exit interrupted is delivered again.
     let interrupted = vmcb.read64(control::EXIT_INT_INFO);
@@ -202,7 +170,7 @@ fn handle_exit(domain: &mut HvmDomain, v: usize) -> Flow {
             cpuid(domain, v);
             Flow::Continue
         }
-        exit::VMMCALL => hypercall_exit(domain, v),
+        exit::VMMCALL => hypercall_exit(domain, v, others),
         exit::HLT => hlt(domain, v),
         exit::IOIO => {
             ioio(domain, v);
@@ -337,19 +305,20 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
     advance_rip(&mut vcpu.vmcb, 2);
 }
 
-fn hypercall_exit(domain: &mut HvmDomain, v: usize) -> Flow {
+fn hypercall_exit(domain: &mut HvmDomain, v: usize, others: &mut super::DomainTable) -> Flow {
     let vcpu = &mut domain.vcpus[v];
     advance_rip(&mut vcpu.vmcb, 3);
     let nr = vcpu.vmcb.read64(save::RAX);
     let r = &vcpu.regs;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let cpl = vcpu.vmcb.cpl();
-    let outcome = with_env(domain, v, |core, env| {
+    let outcome = with_env(domain, v, Some(others), |core, env| {
         hypercall::dispatch(core, v, env, nr, args, cpl)
     });
     domain.vcpus[v].vmcb.write64(save::RAX, outcome.ret as u64);
     match outcome.next {
-        Next::Continue | Next::Yield => Flow::Continue,
+        Next::Continue => Flow::Continue,
+        Next::Yield => Flow::Yield,
         Next::Block(deadline) => {
             domain.core.vcpus[v].blocked = Some(deadline);
             Flow::Continue

@@ -4,12 +4,14 @@
 pub mod build;
 mod emulate;
 mod env;
-mod exits;
+pub mod exits;
 pub mod memory;
 mod regs;
 pub mod vcpu;
 pub mod xsave;
 
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -32,14 +34,18 @@ pub struct HvmDomain {
     pub console_line: String,
     /// Guest frame of the hypercall page, once installed.
     pub hypercall_page: Option<u64>,
+    /// The physical CPU each vCPU is running on right now.
+    pub running_on: Vec<Option<usize>>,
+    /// Whether the scheduler was last told that each vCPU is runnable.
+    pub sched_runnable: Vec<bool>,
+    /// Set once the domain has ended: it is destroyed when none of its
+    /// vCPUs is on a CPU any more.
+    pub dying: Option<ShutdownReason>,
 }
 
-/// How a domain's run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DomainEnd {
-    /// It shut down for this reason.
-    Shutdown(ShutdownReason),
-}
+/// Every domain of the machine, by ID. Boxed, so that a domain (and the
+/// vCPUs a CPU is running) stays put while the table changes.
+pub type DomainTable = BTreeMap<DomId, Box<HvmDomain>>;
 
 /// Builds a PVH domain `domid` from `spec`.
 pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
@@ -75,12 +81,10 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
         vcpus: alloc::vec![vcpu],
         console_line: String::new(),
         hypercall_page: None,
+        running_on: alloc::vec![None],
+        sched_runnable: alloc::vec![false],
+        dying: None,
     })
-}
-
-/// Runs vCPU 0 of `domain` until the domain ends.
-pub fn run(domain: &mut HvmDomain) -> DomainEnd {
-    exits::run_vcpu(domain, 0)
 }
 
 impl HvmDomain {

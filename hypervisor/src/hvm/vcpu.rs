@@ -113,6 +113,8 @@ pub struct SvmVcpu {
     pub xcr0: u64,
     /// Whether the next VMRUN must flush the guest's TLB entries.
     pub flush_tlb: bool,
+    /// FPU/SSE/AVX state while the vCPU is off its CPU.
+    pub fpu: crate::hvm::xsave::FpuState,
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -172,6 +174,7 @@ impl SvmVcpu {
             regs,
             xcr0: 1,
             flush_tlb: true,
+            fpu: crate::hvm::xsave::FpuState::new()?,
         })
     }
 

@@ -1,8 +1,8 @@
 //! Extended state (XCR0) for guests. The hypervisor itself never touches
 //! the FPU/SSE/AVX registers (its target disables SSE), so guest register
 //! contents stay in the CPU across exits; what must be switched is XCR0,
-//! which VMRUN does not swap. Saving full guest state with XSAVE when two
-//! vCPUs share a physical CPU comes with the scheduler.
+//! which VMRUN does not swap, and the whole state ([`FpuState`]) when a
+//! CPU switches from one vCPU to another.
 
 use raw_cpuid::cpuid;
 
@@ -70,5 +70,80 @@ pub fn load_guest_xcr0(guest: u64) -> u64 {
 pub fn restore_host_xcr0(host: u64, guest: u64) {
     if xsave_enabled() && host != guest {
         xsetbv(host);
+    }
+}
+
+/// A vCPU's FPU/SSE/AVX state while it is off the CPU: an XSAVE area (or
+/// an FXSAVE area without XSAVE) in frames of its own. A vCPU's state is
+/// saved when its CPU switches to another vCPU or goes idle, and restored
+/// when a CPU switches to it, so that vCPUs can share and move between
+/// CPUs.
+pub struct FpuState {
+    area: u64,
+    frames: usize,
+}
+
+impl FpuState {
+    /// An area in the initial state (XRSTOR of a zero header initializes
+    /// every component); None when out of memory.
+    pub fn new() -> Option<Self> {
+        let bytes = if xsave_enabled() {
+            cpuid!(0xD, 0).ecx as usize
+        } else {
+            512
+        }
+        .max(512);
+        let frames = bytes.div_ceil(4096);
+        let area = crate::memory::alloc_frames(frames)?;
+        // SAFETY: frames just allocated for this area, identity-mapped.
+        unsafe { core::ptr::write_bytes(area as *mut u8, 0, frames * 4096) };
+        if !xsave_enabled() {
+            // FXRSTOR needs a valid MXCSR and FCW: the reset values.
+            // SAFETY: inside the area just zeroed.
+            unsafe {
+                core::ptr::write_unaligned(area as *mut u16, 0x37F);
+                core::ptr::write_unaligned((area + 24) as *mut u32, 0x1F80);
+            }
+        }
+        Some(Self { area, frames })
+    }
+
+    /// Saves this CPU's FPU registers, which belong to a vCPU whose XCR0 is
+    /// `xcr0`.
+    pub fn save(&mut self, xcr0: u64) {
+        if xsave_enabled() {
+            let host = load_guest_xcr0(xcr0);
+            // SAFETY: the area is 4 KiB-aligned, large enough for every
+            // component CPUID reports, and owned by this vCPU.
+            unsafe {
+                core::arch::asm!("xsave64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+            };
+            restore_host_xcr0(host, xcr0);
+        } else {
+            // SAFETY: the area is 16-byte aligned and 512 bytes or more.
+            unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) self.area, options(nostack)) };
+        }
+    }
+
+    /// Loads the saved state into this CPU's FPU registers.
+    pub fn restore(&self, xcr0: u64) {
+        if xsave_enabled() {
+            let host = load_guest_xcr0(xcr0);
+            // SAFETY: the area holds a valid XSAVE image (zeroed or written
+            // by `save` with the same XCR0 rules); XRSTOR checks the header.
+            unsafe {
+                core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+            };
+            restore_host_xcr0(host, xcr0);
+        } else {
+            // SAFETY: the area holds a valid FXSAVE image.
+            unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.area, options(nostack)) };
+        }
+    }
+}
+
+impl Drop for FpuState {
+    fn drop(&mut self) {
+        crate::memory::free_frames(self.area, self.frames);
     }
 }

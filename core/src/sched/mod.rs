@@ -1,0 +1,295 @@
+//! The schedulers: which vCPU each physical CPU runs, and until when.
+//!
+//! This module owns the scheduler interface ([`Scheduler`]), the types it
+//! speaks ([`VcpuRef`], [`SchedParams`], [`Decision`]) and the factory that
+//! builds a scheduler from Xen's `sched=` name ([`create`]). The algorithms
+//! live in submodules: [`credit`] (Xen's credit1, the default) and [`rtds`]
+//! (Xen's RTDS, earliest deadline first).
+//!
+//! A scheduler is pure bookkeeping: it never touches hardware or timers. The
+//! hypervisor keeps one scheduler behind one global lock and drives it:
+//!
+//! - [`Scheduler::add_domain`] / [`Scheduler::add_vcpu`] when a domain is
+//!   built (vCPUs start asleep), [`Scheduler::remove_domain`] when it dies
+//!   (then it reschedules every pCPU whose vCPU was dropped);
+//! - [`Scheduler::wake`] / [`Scheduler::sleep`] when a vCPU becomes runnable
+//!   or blocks or goes offline; when `wake` returns a pCPU, that pCPU must
+//!   call [`Scheduler::do_schedule`] soon (an IPI to it, as Xen's tickle);
+//! - [`Scheduler::do_schedule`] on a pCPU when its [`Decision::until`] comes,
+//!   when it was tickled, and when its vCPU blocked or yielded.
+//!
+//! All times are nanoseconds of system time. Everything is deterministic and
+//! uses integer arithmetic only.
+//!
+//! # Adding a scheduler
+//!
+//! 1. Write `core/src/sched/<name>.rs` with a type implementing
+//!    [`Scheduler`]: keep its own per-domain and per-vCPU state (keyed by
+//!    [`DomId`] and [`VcpuRef`]), validate the [`SchedParams`] fields it uses
+//!    (`EINVAL`), return `ESRCH` for unknown domains, ignore unknown vCPUs,
+//!    and never hand out a vCPU another pCPU is running. Put its tests in
+//!    the same file; the simulator of `sim.rs` (test-only) runs any
+//!    scheduler against CPU-bound and periodic loads and checks the
+//!    invariants on every decision.
+//! 2. Declare it here (`pub mod <name>;`), add a match arm to [`create`] and
+//!    its name to [`SCHEDULERS`].
+
+use alloc::boxed::Box;
+
+use rxen_abi::errno::Errno;
+
+use crate::domain::DomId;
+
+pub mod credit;
+pub mod rtds;
+
+#[cfg(test)]
+mod sim;
+
+/// The scheduler used when the command line names none (Xen's default).
+pub const DEFAULT_SCHEDULER: &str = "credit";
+
+/// The `sched=` names [`create`] knows.
+pub const SCHEDULERS: &[&str] = &["credit", "rtds"];
+
+/// A vCPU as the scheduler names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuRef {
+    /// The domain.
+    pub domain: DomId,
+    /// The vCPU number within the domain.
+    pub vcpu: u32,
+}
+
+impl VcpuRef {
+    /// The first possible vCPU of `domain` (for range look-ups).
+    pub(crate) fn first(domain: DomId) -> Self {
+        Self { domain, vcpu: 0 }
+    }
+
+    /// The last possible vCPU of `domain` (for range look-ups).
+    pub(crate) fn last(domain: DomId) -> Self {
+        Self {
+            domain,
+            vcpu: u32::MAX,
+        }
+    }
+}
+
+/// Per-domain scheduling parameters, with Xen's names; each scheduler reads
+/// (and validates) the ones it knows and keeps the others as given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedParams {
+    /// credit: relative share (Xen's default 256; valid 1..=65535).
+    pub weight: u16,
+    /// credit: most CPU time in percent of one pCPU, 0 = no cap (may exceed
+    /// 100 for a domain with several vCPUs).
+    pub cap: u16,
+    /// rtds: period in µs (Xen's default 10000).
+    pub period_us: u32,
+    /// rtds: budget per period in µs (Xen's default 4000).
+    pub budget_us: u32,
+    /// rtds: may run beyond its budget when nothing with budget left is
+    /// runnable (`XEN_DOMCTL_SCHEDRT_extra`; Xen's default on).
+    pub extratime: bool,
+}
+
+impl Default for SchedParams {
+    /// Xen's defaults: weight 256, no cap, 10 ms period, 4 ms budget,
+    /// extratime on.
+    fn default() -> Self {
+        Self {
+            weight: 256,
+            cap: 0,
+            period_us: 10_000,
+            budget_us: 4_000,
+            extratime: true,
+        }
+    }
+}
+
+/// What a pCPU runs next and until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The vCPU to run, or None to idle.
+    pub next: Option<VcpuRef>,
+    /// When `do_schedule` must be called again on this pCPU at the latest
+    /// (slice end, budget exhaustion, replenishment, accounting); when idle,
+    /// the next time something may become eligible, or `u64::MAX`. Always
+    /// later than the `now` of the call.
+    pub until: u64,
+}
+
+impl Decision {
+    /// Idle until `until`.
+    pub(crate) fn idle(until: u64) -> Self {
+        Self { next: None, until }
+    }
+}
+
+/// A scheduling algorithm. One instance schedules all pCPUs (0..nr_cpus);
+/// the caller serializes calls (one global lock).
+pub trait Scheduler: Send {
+    /// Xen's `sched=` name of the algorithm ("credit", "rtds").
+    fn name(&self) -> &'static str;
+
+    /// Registers a domain with its parameters (`EINVAL` for bad values of
+    /// the ones this scheduler uses, `EEXIST` if already known).
+    fn add_domain(&mut self, domain: DomId, params: SchedParams) -> Result<(), Errno>;
+
+    /// Forgets a domain and its vCPUs. A pCPU running one of them becomes
+    /// idle as far as the scheduler knows; the caller reschedules it.
+    fn remove_domain(&mut self, domain: DomId);
+
+    /// Changes a domain's parameters (`ESRCH` unknown domain, `EINVAL` bad
+    /// values).
+    fn set_params(&mut self, domain: DomId, params: SchedParams) -> Result<(), Errno>;
+
+    /// A domain's parameters, if it is known.
+    fn params(&self, domain: DomId) -> Option<SchedParams>;
+
+    /// Registers a vCPU of a known domain, asleep (not runnable). Unknown
+    /// domains and vCPUs already known are ignored.
+    fn add_vcpu(&mut self, vcpu: VcpuRef, now: u64);
+
+    /// Makes a vCPU runnable; returns a pCPU that should reschedule now (an
+    /// idle one, or one running something the woken vCPU should preempt),
+    /// if any. Unknown or already runnable vCPUs: None.
+    fn wake(&mut self, vcpu: VcpuRef, now: u64) -> Option<usize>;
+
+    /// Makes a vCPU not runnable (blocked or offline). If it is running, it
+    /// keeps its pCPU until that pCPU's next `do_schedule`.
+    fn sleep(&mut self, vcpu: VcpuRef, now: u64);
+
+    /// SCHEDOP_yield: the running vCPU lets the others go first at its
+    /// pCPU's next `do_schedule` (which the caller then calls).
+    fn yield_now(&mut self, vcpu: VcpuRef, now: u64);
+
+    /// Charges the vCPU `cpu` ran since it was picked, puts it back if it is
+    /// still runnable, and picks the next one. Never returns a vCPU another
+    /// pCPU is running. Out-of-range `cpu`: idle forever.
+    fn do_schedule(&mut self, cpu: usize, now: u64) -> Decision;
+
+    /// The vCPU `cpu` runs, as of its last `do_schedule`.
+    fn running_on(&self, cpu: usize) -> Option<VcpuRef>;
+}
+
+/// Builds the scheduler Xen's `sched=` option names, for `nr_cpus` pCPUs
+/// (at least one): "credit" or "rtds"; any other name gives None.
+pub fn create(name: &str, nr_cpus: usize) -> Option<Box<dyn Scheduler>> {
+    match name {
+        "credit" => Some(Box::new(credit::Credit::new(nr_cpus))),
+        "rtds" => Some(Box::new(rtds::Rtds::new(nr_cpus))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rxen_abi::errno::{EINVAL, ESRCH};
+
+    fn v(domain: DomId, vcpu: u32) -> VcpuRef {
+        VcpuRef { domain, vcpu }
+    }
+
+    #[test]
+    fn factory_knows_xen_names() {
+        assert_eq!(create("credit", 2).map(|s| s.name()), Some("credit"));
+        assert_eq!(create("rtds", 2).map(|s| s.name()), Some("rtds"));
+        assert_eq!(
+            create(DEFAULT_SCHEDULER, 1).map(|s| s.name()),
+            Some("credit")
+        );
+        assert!(create("credit2", 1).is_none());
+        assert!(create("", 1).is_none());
+        for name in SCHEDULERS {
+            assert_eq!(create(name, 1).map(|s| s.name()), Some(*name));
+        }
+    }
+
+    #[test]
+    fn defaults_are_xens() {
+        let p = SchedParams::default();
+        assert_eq!(
+            (p.weight, p.cap, p.period_us, p.budget_us),
+            (256, 0, 10_000, 4_000)
+        );
+        assert!(p.extratime);
+    }
+
+    /// Behaviour every scheduler shares.
+    fn common(name: &str) {
+        let mut s = create(name, 1).expect("scheduler");
+        let d = SchedParams::default();
+        assert_eq!(s.set_params(7, d), Err(ESRCH));
+        assert_eq!(s.params(7), None);
+        s.add_domain(1, d).expect("add");
+        assert_eq!(s.params(1), Some(d));
+        // Unknown vCPUs and domains are ignored.
+        assert_eq!(s.wake(v(9, 0), 0), None);
+        s.sleep(v(9, 0), 0);
+        s.yield_now(v(9, 0), 0);
+        s.add_vcpu(v(9, 0), 0);
+        s.remove_domain(9);
+        assert_eq!(s.wake(v(1, 3), 0), None);
+        // Out-of-range pCPU.
+        assert_eq!(s.do_schedule(5, 0), Decision::idle(u64::MAX));
+        assert_eq!(s.running_on(5), None);
+
+        // Sleep of a running vCPU takes effect at the next do_schedule.
+        s.add_vcpu(v(1, 0), 0);
+        assert_eq!(s.do_schedule(0, 0).next, None);
+        assert_eq!(s.wake(v(1, 0), 10), Some(0));
+        let dec = s.do_schedule(0, 10);
+        assert_eq!(dec.next, Some(v(1, 0)));
+        assert!(dec.until > 10);
+        s.sleep(v(1, 0), 20);
+        assert_eq!(s.running_on(0), Some(v(1, 0)));
+        assert_eq!(s.do_schedule(0, 30).next, None);
+        assert_eq!(s.running_on(0), None);
+        // Waking it again while still on the pCPU: no tickle, and it runs on.
+        assert_eq!(s.wake(v(1, 0), 40), Some(0));
+        assert_eq!(s.do_schedule(0, 40).next, Some(v(1, 0)));
+        s.sleep(v(1, 0), 50);
+        assert_eq!(s.wake(v(1, 0), 60), None);
+        assert_eq!(s.do_schedule(0, 70).next, Some(v(1, 0)));
+
+        // Removing the domain of a running vCPU is safe.
+        s.remove_domain(1);
+        assert_eq!(s.params(1), None);
+        assert_eq!(s.running_on(0), None);
+        assert_eq!(s.do_schedule(0, 80).next, None);
+        s.sleep(v(1, 0), 90);
+        assert_eq!(s.wake(v(1, 0), 90), None);
+
+        // Yield lets the other runnable vCPU go first.
+        s.add_domain(2, d).expect("add");
+        s.add_domain(3, d).expect("add");
+        s.add_vcpu(v(2, 0), 100);
+        s.add_vcpu(v(3, 0), 100);
+        s.wake(v(2, 0), 100);
+        assert_eq!(s.do_schedule(0, 100).next, Some(v(2, 0)));
+        s.wake(v(3, 0), 100);
+        s.yield_now(v(2, 0), 200);
+        assert_eq!(s.do_schedule(0, 200).next, Some(v(3, 0)));
+        // A yield with nobody else runnable keeps the vCPU running.
+        s.sleep(v(2, 0), 300);
+        s.yield_now(v(3, 0), 300);
+        assert_eq!(s.do_schedule(0, 300).next, Some(v(3, 0)));
+
+        // Duplicate domain.
+        assert!(s.add_domain(2, d).is_err());
+        let _ = EINVAL;
+    }
+
+    #[test]
+    fn credit_common_behaviour() {
+        common("credit");
+    }
+
+    #[test]
+    fn rtds_common_behaviour() {
+        common("rtds");
+    }
+}

@@ -1,0 +1,382 @@
+//! The RTDS scheduler: Xen's real-time deferrable-server scheduler, global
+//! earliest deadline first (the SEDF of the seed documents).
+//!
+//! It owns each domain's period, budget and extratime flag and each vCPU's
+//! current deadline, remaining budget and extratime level.
+//!
+//! # Semantics (as in Xen's RTDS)
+//!
+//! - Every vCPU of a domain gets `budget` of CPU time in every `period`;
+//!   periods of a vCPU start when it is added and follow each other back to
+//!   back. The current deadline is the end of the current period. At each
+//!   period boundary the budget is replenished (unused budget is lost) and
+//!   the deadline moves on by whole periods (a vCPU that slept long skips the
+//!   periods it missed, like Xen's `rt_update_deadline`).
+//! - Among runnable vCPUs, the one with budget left and the earliest deadline
+//!   runs (global EDF over all pCPUs; ties go round robin).
+//! - A vCPU out of budget does not run until its next replenishment, unless
+//!   its domain has extratime: then, like Xen, its budget is refilled at a
+//!   lower priority level (level 1, 2, ... each time it is used up within the
+//!   period), and a vCPU at a lower level only runs when no vCPU at a higher
+//!   one (with budget) is runnable. Extratime vCPUs thus share the idle time
+//!   round robin, one budget at a time, and never delay one with budget.
+//! - A pCPU is told to come back ([`Decision::until`]) at its vCPU's budget
+//!   exhaustion, at its deadline, and at the earliest deadline of any other
+//!   waiting vCPU (whose replenishment could preempt).
+//!
+//! # Parameters
+//!
+//! `period_us` and `budget_us`, in µs: both at least [`MIN_US`] (Xen's
+//! `RTDS_MIN_PERIOD`/`RTDS_MIN_BUDGET` are 10 µs), budget at most the period,
+//! period at most [`MAX_PERIOD_US`] (10 s); else `EINVAL`.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rxen_abi::errno::{Errno, EEXIST, EINVAL, ESRCH};
+
+use super::{Decision, SchedParams, Scheduler, VcpuRef};
+use crate::domain::DomId;
+
+/// Smallest period and budget, in µs.
+pub const MIN_US: u32 = 10;
+/// Largest period, in µs (10 s).
+pub const MAX_PERIOD_US: u32 = 10_000_000;
+
+/// Per-domain state.
+#[derive(Clone, Copy, Debug)]
+struct Dom {
+    params: SchedParams,
+    period: u64,
+    budget: u64,
+}
+
+impl Dom {
+    fn new(params: SchedParams) -> Self {
+        Self {
+            params,
+            period: params.period_us as u64 * 1000,
+            budget: params.budget_us as u64 * 1000,
+        }
+    }
+}
+
+/// Per-vCPU state.
+#[derive(Clone, Copy, Debug, Default)]
+struct Vc {
+    runnable: bool,
+    /// Waiting (runnable, not running).
+    queued: bool,
+    /// Queue order (round robin among equal deadlines).
+    seq: u64,
+    on: Option<usize>,
+    yielded: bool,
+    /// End of the current period.
+    deadline: u64,
+    /// Budget left at the current level.
+    left: u64,
+    /// 0: within budget; n > 0: the n-th extratime round of this period.
+    level: u32,
+}
+
+impl Vc {
+    /// Lower is more urgent.
+    fn key(&self) -> (u32, u64, u64) {
+        (self.level, self.deadline, self.seq)
+    }
+
+    /// Moves to the period containing `now` if the current one is over.
+    fn replenish(&mut self, dom: &Dom, now: u64) {
+        if now >= self.deadline && dom.period > 0 {
+            let k = (now - self.deadline) / dom.period + 1;
+            self.deadline = self.deadline.saturating_add(k.saturating_mul(dom.period));
+            self.left = dom.budget;
+            self.level = 0;
+        }
+    }
+
+    /// Charges `dt` ns of running.
+    fn charge(&mut self, dom: &Dom, dt: u64) {
+        if dt < self.left {
+            self.left -= dt;
+        } else if dom.params.extratime && dom.budget > 0 {
+            let over = dt - self.left;
+            let rounds = 1 + over / dom.budget;
+            self.level = self
+                .level
+                .saturating_add(u32::try_from(rounds).unwrap_or(u32::MAX));
+            self.left = dom.budget - over % dom.budget;
+        } else {
+            self.left = 0;
+        }
+    }
+}
+
+/// Per-pCPU state.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    curr: Option<VcpuRef>,
+    charged_at: u64,
+    tickled: bool,
+}
+
+/// The RTDS scheduler.
+#[derive(Debug)]
+pub struct Rtds {
+    doms: BTreeMap<DomId, Dom>,
+    vcpus: BTreeMap<VcpuRef, Vc>,
+    cpus: Vec<Cpu>,
+    seq: u64,
+}
+
+impl Rtds {
+    /// An RTDS scheduler for `nr_cpus` pCPUs (at least one).
+    pub fn new(nr_cpus: usize) -> Self {
+        Self {
+            doms: BTreeMap::new(),
+            vcpus: BTreeMap::new(),
+            cpus: vec![Cpu::default(); nr_cpus.max(1)],
+            seq: 0,
+        }
+    }
+
+    /// A vCPU's current deadline, budget left and extratime level (for logs
+    /// and tests).
+    pub fn budget(&self, vcpu: VcpuRef) -> Option<(u64, u64, u32)> {
+        self.vcpus.get(&vcpu).map(|v| (v.deadline, v.left, v.level))
+    }
+
+    fn validate(p: &SchedParams) -> Result<(), Errno> {
+        if p.period_us < MIN_US
+            || p.budget_us < MIN_US
+            || p.budget_us > p.period_us
+            || p.period_us > MAX_PERIOD_US
+        {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, vcpu: VcpuRef) {
+        self.seq += 1;
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.queued = true;
+            v.seq = self.seq;
+        }
+    }
+
+    /// May run now: runnable with budget (extratime vCPUs always have some).
+    fn eligible(v: &Vc) -> bool {
+        v.runnable && v.left > 0
+    }
+
+    /// Charges every running vCPU up to `now` and replenishes every vCPU
+    /// whose period ended.
+    fn update(&mut self, now: u64) {
+        for cpu in &mut self.cpus {
+            let Some(r) = cpu.curr else { continue };
+            let dt = now.saturating_sub(cpu.charged_at);
+            cpu.charged_at = cpu.charged_at.max(now);
+            if let (Some(v), Some(d)) = (self.vcpus.get_mut(&r), self.doms.get(&r.domain)) {
+                v.charge(d, dt);
+            }
+        }
+        for (r, v) in &mut self.vcpus {
+            if let Some(d) = self.doms.get(&r.domain) {
+                v.replenish(d, now);
+            }
+        }
+    }
+
+    /// The most urgent eligible queued vCPU other than `exclude`.
+    fn best_queued(&self, exclude: Option<VcpuRef>) -> Option<VcpuRef> {
+        self.vcpus
+            .iter()
+            .filter(|(r, v)| v.queued && Self::eligible(v) && Some(**r) != exclude)
+            .min_by_key(|(_, v)| v.key())
+            .map(|(r, _)| *r)
+    }
+
+    /// Earliest deadline among waiting vCPUs: their replenishment may let
+    /// them preempt (or run at all).
+    fn next_release(&self) -> u64 {
+        self.vcpus
+            .values()
+            .filter(|v| v.queued)
+            .map(|v| v.deadline)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
+impl Scheduler for Rtds {
+    fn name(&self) -> &'static str {
+        "rtds"
+    }
+
+    fn add_domain(&mut self, domain: DomId, params: SchedParams) -> Result<(), Errno> {
+        Self::validate(&params)?;
+        if self.doms.contains_key(&domain) {
+            return Err(EEXIST);
+        }
+        self.doms.insert(domain, Dom::new(params));
+        Ok(())
+    }
+
+    fn remove_domain(&mut self, domain: DomId) {
+        self.doms.remove(&domain);
+        for cpu in &mut self.cpus {
+            if cpu.curr.is_some_and(|r| r.domain == domain) {
+                cpu.curr = None;
+            }
+        }
+        let gone: Vec<VcpuRef> = self
+            .vcpus
+            .range(VcpuRef::first(domain)..=VcpuRef::last(domain))
+            .map(|(r, _)| *r)
+            .collect();
+        for r in gone {
+            self.vcpus.remove(&r);
+        }
+    }
+
+    fn set_params(&mut self, domain: DomId, params: SchedParams) -> Result<(), Errno> {
+        let dom = self.doms.get_mut(&domain).ok_or(ESRCH)?;
+        Self::validate(&params)?;
+        *dom = Dom::new(params);
+        let dom = *dom;
+        // The new budget applies from now on, within the current period.
+        for v in self
+            .vcpus
+            .range_mut(VcpuRef::first(domain)..=VcpuRef::last(domain))
+            .map(|(_, v)| v)
+        {
+            v.left = v.left.min(dom.budget);
+        }
+        Ok(())
+    }
+
+    fn params(&self, domain: DomId) -> Option<SchedParams> {
+        self.doms.get(&domain).map(|d| d.params)
+    }
+
+    fn add_vcpu(&mut self, vcpu: VcpuRef, now: u64) {
+        let Some(d) = self.doms.get(&vcpu.domain) else {
+            return;
+        };
+        if self.vcpus.contains_key(&vcpu) {
+            return;
+        }
+        self.vcpus.insert(
+            vcpu,
+            Vc {
+                deadline: now.saturating_add(d.period),
+                left: d.budget,
+                ..Vc::default()
+            },
+        );
+    }
+
+    fn wake(&mut self, vcpu: VcpuRef, now: u64) -> Option<usize> {
+        let dom = *self.doms.get(&vcpu.domain)?;
+        let v = self.vcpus.get_mut(&vcpu)?;
+        if v.runnable {
+            return None;
+        }
+        v.runnable = true;
+        if v.on.is_some() {
+            // Still on its pCPU (slept and woke before it rescheduled).
+            return None;
+        }
+        v.replenish(&dom, now);
+        self.enqueue(vcpu);
+        self.update(now);
+        let v = *self.vcpus.get(&vcpu)?;
+        if !Self::eligible(&v) {
+            return None;
+        }
+        // An idle pCPU first, else the one running the least urgent vCPU if
+        // the woken one is more urgent.
+        let cpu = self
+            .cpus
+            .iter()
+            .position(|c| c.curr.is_none() && !c.tickled)
+            .or_else(|| {
+                self.cpus
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| !c.tickled)
+                    .filter_map(|(i, c)| {
+                        let k = c.curr.and_then(|r| self.vcpus.get(&r))?.key();
+                        (k > v.key()).then_some((k, i))
+                    })
+                    .max()
+                    .map(|(_, i)| i)
+            })?;
+        self.cpus[cpu].tickled = true;
+        Some(cpu)
+    }
+
+    fn sleep(&mut self, vcpu: VcpuRef, _now: u64) {
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.runnable = false;
+            v.queued = false;
+            v.yielded = false;
+        }
+    }
+
+    fn yield_now(&mut self, vcpu: VcpuRef, _now: u64) {
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            if v.on.is_some() {
+                v.yielded = true;
+            }
+        }
+    }
+
+    fn do_schedule(&mut self, cpu: usize, now: u64) -> Decision {
+        if cpu >= self.cpus.len() {
+            return Decision::idle(u64::MAX);
+        }
+        self.update(now);
+        let prev = self.cpus[cpu].curr.take();
+        self.cpus[cpu].tickled = false;
+        let mut yielder = None;
+        if let Some(r) = prev {
+            if let Some(v) = self.vcpus.get_mut(&r) {
+                v.on = None;
+                let yielded = core::mem::take(&mut v.yielded);
+                if v.runnable {
+                    self.enqueue(r);
+                    if yielded {
+                        yielder = Some(r);
+                    }
+                }
+            }
+        }
+
+        let Some(r) = self.best_queued(yielder).or_else(|| self.best_queued(None)) else {
+            return Decision::idle(self.next_release());
+        };
+        let Some(v) = self.vcpus.get_mut(&r) else {
+            return Decision::idle(u64::MAX);
+        };
+        v.queued = false;
+        v.on = Some(cpu);
+        let until = now.saturating_add(v.left).min(v.deadline);
+        let until = until.min(self.next_release()).max(now.saturating_add(1));
+        self.cpus[cpu] = Cpu {
+            curr: Some(r),
+            charged_at: now,
+            tickled: false,
+        };
+        Decision {
+            next: Some(r),
+            until,
+        }
+    }
+
+    fn running_on(&self, cpu: usize) -> Option<VcpuRef> {
+        self.cpus.get(cpu).and_then(|c| c.curr)
+    }
+}

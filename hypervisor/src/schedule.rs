@@ -1,0 +1,409 @@
+//! The machine's domains and the loop every physical CPU runs (Xen's
+//! `schedule.c`): serve the exit of the vCPU it ran, fire timers, tell the
+//! scheduler which vCPUs became runnable or blocked, destroy domains that
+//! ended, ask the scheduler what to run next, and enter that vCPU.
+//!
+//! One lock guards the domain table and the scheduler. A CPU holds it while
+//! it decides and while it serves an exit, and releases it while its guest
+//! runs or while it idles; a vCPU is entered by one CPU at a time because
+//! the scheduler never picks a vCPU that another CPU is running. A CPU that
+//! must look again (an event woke a vCPU it should run, a domain it runs is
+//! ending) gets a kick IPI, which makes its guest exit or ends its HLT.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use rxen_core::domain::{DomId, ShutdownReason};
+use rxen_core::sched::{SchedParams, Scheduler, VcpuRef};
+use rxen_core::time::RunstateKind;
+use rxen_x86::{apic, cpu, printk, stop};
+
+use crate::hvm::build::BootSpec;
+use crate::hvm::exits::{self, Flow};
+use crate::hvm::{self, DomainTable, HvmDomain};
+
+/// The longest a CPU runs or idles without looking at timers.
+const HOUSEKEEPING_NS: u64 = 100_000_000;
+/// Most reboots in a row before rxen gives up on a domain.
+const MAX_REBOOTS: u32 = 16;
+
+/// A boot domain: how to build it again on reboot.
+pub struct BootDomain {
+    /// Domain ID.
+    pub id: DomId,
+    /// What it is built from.
+    pub spec: BootSpec,
+    /// Its scheduling parameters.
+    pub params: SchedParams,
+}
+
+/// Everything behind the lock.
+struct Machine {
+    domains: DomainTable,
+    sched: alloc::boxed::Box<dyn Scheduler>,
+    boot: BTreeMap<DomId, (BootDomain, u32)>,
+    /// Free frames before the first domain was built.
+    baseline_free: u64,
+    /// How the last domain to end ended.
+    last_end: Option<ShutdownReason>,
+}
+
+static MACHINE: spin::Mutex<Option<Machine>> = spin::Mutex::new(None);
+/// Set once the domains exist: every CPU then enters [`run_cpu`].
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Builds the boot domains with scheduler `sched` and runs them on every
+/// CPU until none is left; never returns.
+pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) -> ! {
+    let baseline_free = crate::memory::free_frame_count();
+    let mut machine = Machine {
+        domains: DomainTable::new(),
+        sched,
+        boot: BTreeMap::new(),
+        baseline_free,
+        last_end: None,
+    };
+    printk!("Scheduler: {}", machine.sched.name());
+    for boot in domains {
+        let id = boot.id;
+        if machine.build(&boot).is_ok() {
+            machine.boot.insert(id, (boot, 0));
+        }
+    }
+    if machine.domains.is_empty() {
+        printk!("No domain could be built: halting");
+        stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED)
+    }
+    *MACHINE.lock() = Some(machine);
+    STARTED.store(true, Ordering::Release);
+    // Wake the other CPUs out of their idle HLT.
+    kick_all_others();
+    run_cpu(cpu::current_index())
+}
+
+/// Whether the domains exist (the other CPUs then call [`run_cpu`]).
+pub fn started() -> bool {
+    STARTED.load(Ordering::Acquire)
+}
+
+fn kick(cpu_index: usize) {
+    if cpu_index == cpu::current_index() {
+        return;
+    }
+    if let Some((_, apic_id)) = cpu::online_apic_ids().find(|&(i, _)| i == cpu_index) {
+        apic::send_ipi(apic_id, apic::ICR_KICK);
+    }
+}
+
+fn kick_all_others() {
+    let me = cpu::current_index();
+    for (index, apic_id) in cpu::online_apic_ids() {
+        if index != me {
+            apic::send_ipi(apic_id, apic::ICR_KICK);
+        }
+    }
+}
+
+fn reason_text(reason: ShutdownReason) -> String {
+    match reason {
+        ShutdownReason::Other(code) => alloc::format!("unknown reason {code}"),
+        other => String::from(other.name()),
+    }
+}
+
+impl Machine {
+    /// Builds boot domain `boot` and hands its vCPUs to the scheduler.
+    fn build(&mut self, boot: &BootDomain) -> Result<(), ()> {
+        let id = boot.id;
+        let domain = match hvm::create(id, &boot.spec) {
+            Ok(domain) => domain,
+            Err(why) => {
+                printk!("d{id}: cannot build the domain: {why}");
+                self.last_end = Some(ShutdownReason::Crash);
+                return Err(());
+            }
+        };
+        if let Err(e) = self.sched.add_domain(id, boot.params) {
+            printk!(
+                "d{id}: scheduling parameters refused ({e:?}): using the defaults of {}",
+                self.sched.name()
+            );
+            let _ = self.sched.add_domain(id, SchedParams::default());
+        }
+        let now = crate::time::now_ns();
+        for v in 0..domain.vcpus.len() {
+            self.sched.add_vcpu(
+                VcpuRef {
+                    domain: id,
+                    vcpu: v as u32,
+                },
+                now,
+            );
+        }
+        self.domains.insert(id, alloc::boxed::Box::new(domain));
+        Ok(())
+    }
+
+    /// Serves the exit vCPU `r` took on this CPU.
+    fn serve_exit(&mut self, r: VcpuRef) {
+        let v = r.vcpu as usize;
+        let Some(mut domain) = self.domains.remove(&r.domain) else {
+            return;
+        };
+        domain.running_on[v] = None;
+        if domain.dying.is_none() {
+            match exits::handle_exit(&mut domain, v, &mut self.domains) {
+                Flow::Continue => {}
+                Flow::Yield => self.sched.yield_now(r, crate::time::now_ns()),
+                Flow::End(reason) => self.end_domain(&mut domain, reason),
+            }
+        }
+        self.domains.insert(r.domain, domain);
+    }
+
+    /// Marks `domain` as ending: its vCPUs stop being scheduled, and the
+    /// CPUs running them are kicked out.
+    fn end_domain(&mut self, domain: &mut HvmDomain, reason: ShutdownReason) {
+        let reason = exits::end(domain, reason);
+        domain.dying = Some(reason);
+        for cpu_index in domain.running_on.iter().flatten() {
+            kick(*cpu_index);
+        }
+    }
+
+    /// Kicks the CPUs running a vCPU that has an unmasked upcall pending
+    /// (an event from this CPU), so that they inject it now.
+    fn kick_running_with_upcalls(&mut self) {
+        let me = cpu::current_index();
+        for domain in self.domains.values_mut() {
+            for v in 0..domain.vcpus.len() {
+                let Some(cpu_index) = domain.running_on[v].filter(|&c| c != me) else {
+                    continue;
+                };
+                if exits::upcall_pending(domain, v) {
+                    kick(cpu_index);
+                }
+            }
+        }
+    }
+
+    /// Fires due timers of every vCPU of every live domain.
+    fn expire_timers(&mut self, now: u64) {
+        let ids: Vec<DomId> = self.domains.keys().copied().collect();
+        for id in ids {
+            let Some(mut domain) = self.domains.remove(&id) else {
+                continue;
+            };
+            if domain.dying.is_none() {
+                for v in 0..domain.vcpus.len() {
+                    if let Some(reason) = exits::expire_timers(&mut domain, v, now) {
+                        self.end_domain(&mut domain, reason);
+                        break;
+                    }
+                }
+            }
+            self.domains.insert(id, domain);
+        }
+    }
+
+    /// Tells the scheduler about vCPUs that became runnable or stopped
+    /// being runnable, kicks the CPUs it wants to reschedule, and keeps
+    /// every vCPU's runstate true.
+    fn sync_runnable(&mut self, now: u64) {
+        for (id, domain) in self.domains.iter_mut() {
+            for v in 0..domain.vcpus.len() {
+                let state = &domain.core.vcpus[v];
+                let runnable = domain.dying.is_none() && state.up && state.blocked.is_none();
+                let r = VcpuRef {
+                    domain: *id,
+                    vcpu: v as u32,
+                };
+                if runnable != domain.sched_runnable[v] {
+                    domain.sched_runnable[v] = runnable;
+                    if runnable {
+                        if let Some(cpu_index) = self.sched.wake(r, now) {
+                            kick(cpu_index);
+                        }
+                    } else {
+                        self.sched.sleep(r, now);
+                    }
+                }
+                let runstate = if domain.running_on[v].is_some() {
+                    RunstateKind::Running
+                } else if !state.up || domain.dying.is_some() {
+                    RunstateKind::Offline
+                } else if state.blocked.is_some() {
+                    RunstateKind::Blocked
+                } else {
+                    RunstateKind::Runnable
+                };
+                rxen_core::hypercall::set_runstate(&mut domain.core, v, runstate, now);
+            }
+        }
+    }
+
+    /// The earliest timer of any live vCPU or watchdog.
+    fn earliest_deadline(&self) -> Option<u64> {
+        self.domains
+            .values()
+            .filter(|d| d.dying.is_none())
+            .flat_map(|d| {
+                let timers = d.core.vcpus.iter().filter_map(|v| v.next_deadline());
+                let watchdogs = d.core.watchdogs.iter().flatten().map(|(_, at)| *at);
+                timers.chain(watchdogs)
+            })
+            .min()
+    }
+
+    /// Destroys every ended domain that no CPU is running any more, and
+    /// rebuilds those that rebooted. Stops the machine when none is left.
+    fn reap(&mut self) {
+        let ended: Vec<DomId> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.dying.is_some() && d.running_on.iter().all(Option::is_none))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            let Some(mut domain) = self.domains.remove(&id) else {
+                continue;
+            };
+            let reason = domain.dying.unwrap_or(ShutdownReason::Crash);
+            exits::with_domain_env(&mut domain, &mut self.domains, |core, env| {
+                rxen_core::hypercall::close_interdomain_channels(core, env)
+            });
+            self.sched.remove_domain(id);
+            let frames = domain.memory.frames_in_use() as u64;
+            let free_before = crate::memory::free_frame_count();
+            drop(domain);
+            let returned = crate::memory::free_frame_count().saturating_sub(free_before);
+            // Alone, the whole machine can be checked: everything since
+            // the first build must be back. Otherwise the domain's own count.
+            let leaked = if self.domains.is_empty() {
+                self.baseline_free
+                    .saturating_sub(crate::memory::free_frame_count())
+            } else {
+                frames.saturating_sub(returned)
+            };
+            printk!(
+                "d{id}: shut down ({}); {frames} frames returned, {leaked} frames not returned",
+                reason_text(reason)
+            );
+            self.last_end = Some(reason);
+            if reason == ShutdownReason::Reboot {
+                self.reboot(id);
+            }
+        }
+        if self.domains.is_empty() {
+            printk!("No domain left: halting");
+            match self.last_end {
+                Some(ShutdownReason::Poweroff) => stop::machine_stop(),
+                _ => stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED),
+            }
+        }
+    }
+
+    fn reboot(&mut self, id: DomId) {
+        let Some((boot, mut reboots)) = self.boot.remove(&id) else {
+            return;
+        };
+        if reboots >= MAX_REBOOTS {
+            printk!("d{id}: rebooted {MAX_REBOOTS} times in a row: giving up");
+            self.last_end = Some(ShutdownReason::Crash);
+            return;
+        }
+        reboots += 1;
+        printk!("d{id}: rebooting (reboot {reboots})");
+        if self.build(&boot).is_ok() {
+            self.boot.insert(id, (boot, reboots));
+        }
+    }
+}
+
+/// Arms this CPU's timer for `deadline` (at most the housekeeping interval
+/// away, at least 1 µs).
+fn arm_timer(deadline: Option<u64>, now: u64) {
+    let delta = deadline
+        .map(|d| d.saturating_sub(now))
+        .unwrap_or(HOUSEKEEPING_NS)
+        .clamp(1_000, HOUSEKEEPING_NS);
+    apic::arm_oneshot_ns(delta);
+}
+
+/// The scheduling loop of CPU `cpu_index`; never returns.
+pub fn run_cpu(cpu_index: usize) -> ! {
+    x86_64::instructions::interrupts::disable();
+    // The vCPU this CPU ran last (its exit is served next), and the vCPU
+    // whose FPU state is in this CPU's registers.
+    let mut current: Option<VcpuRef> = None;
+    let mut fpu_owner: Option<VcpuRef> = None;
+    loop {
+        let mut guard = MACHINE.lock();
+        let Some(machine) = guard.as_mut() else {
+            drop(guard);
+            x86_64::instructions::interrupts::enable_and_hlt();
+            x86_64::instructions::interrupts::disable();
+            continue;
+        };
+        if let Some(r) = current.take() {
+            machine.serve_exit(r);
+            machine.kick_running_with_upcalls();
+        }
+        let now = crate::time::now_ns();
+        machine.expire_timers(now);
+        machine.sync_runnable(now);
+        machine.reap();
+        let decision = machine.sched.do_schedule(cpu_index, now);
+        // The FPU state of the vCPU this CPU ran goes to memory before any
+        // other CPU may pick that vCPU up (the lock is still held).
+        if let Some(owner) = fpu_owner.filter(|o| Some(*o) != decision.next) {
+            if let Some(domain) = machine.domains.get_mut(&owner.domain) {
+                let vcpu = &mut domain.vcpus[owner.vcpu as usize];
+                let xcr0 = vcpu.xcr0;
+                vcpu.fpu.save(xcr0);
+            }
+            fpu_owner = None;
+        }
+        let deadline = [Some(decision.until), machine.earliest_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = decision.next else {
+            drop(guard);
+            arm_timer(deadline, now);
+            x86_64::instructions::interrupts::enable_and_hlt();
+            x86_64::instructions::interrupts::disable();
+            continue;
+        };
+        let Some(domain) = machine.domains.get_mut(&next.domain) else {
+            continue;
+        };
+        let v = next.vcpu as usize;
+        if v >= domain.vcpus.len() || domain.dying.is_some() {
+            continue;
+        }
+        domain.running_on[v] = Some(cpu_index);
+        rxen_core::hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
+        if fpu_owner != Some(next) {
+            let vcpu = &mut domain.vcpus[v];
+            vcpu.fpu.restore(vcpu.xcr0);
+            // Other vCPUs may have used this CPU's TLB with the same ASID.
+            vcpu.flush_tlb = true;
+            fpu_owner = Some(next);
+        }
+        exits::inject_upcall(domain, v);
+        let vcpu: *mut hvm::vcpu::SvmVcpu = &mut domain.vcpus[v];
+        drop(guard);
+        arm_timer(deadline, now);
+        // SAFETY: the domain is boxed in the table and is destroyed only
+        // once `running_on` of all its vCPUs is None; this CPU set
+        // `running_on[v]` and clears it only when it serves this exit under
+        // the lock. The scheduler never gives a running vCPU to another CPU,
+        // and nothing else touches a running vCPU's VMCB or registers
+        // (other CPUs only set flags in the core state under the lock).
+        unsafe { (*vcpu).run() };
+        current = Some(next);
+    }
+}
