@@ -1,0 +1,181 @@
+//! Several domains at once: boot-time domUs (`domu=`, `dom0less`), beside dom0 or
+//! without it, on one and two physical CPUs, under both schedulers. Each domain's
+//! console is prefixed with its ID; a domain that crashes or reboots leaves the
+//! others running; every frame comes back when the last domain is gone.
+//!
+//! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
+//! domains`.
+
+use std::time::Duration;
+
+use rxen_tests::{guest, Outcome, Qemu, Status};
+
+/// isa-debug-exit value when the last domain ended other than by poweroff.
+const EXIT_DOMAIN_END: u8 = 0x12;
+
+fn machine(name: &str, cpus: u32, append: &str) -> Qemu {
+    Qemu::new(name)
+        .smp(cpus)
+        .append("console=com1 loglvl=all isa_debug_exit")
+        .append(append)
+        .timeout(Duration::from_secs(120))
+}
+
+fn no_hypervisor_trouble(out: &Outcome) -> &Outcome {
+    out.assert_not_contains("FATAL TRAP")
+        .assert_not_contains("Panic on CPU")
+        .assert_not_contains(" FAIL ")
+        .assert_not_contains("EXCEPTION")
+}
+
+/// Three domUs without dom0 share two CPUs; each passes, each is torn down, and
+/// when the last is gone every frame is back.
+#[test]
+fn three_domus_without_dom0() {
+    let out = machine(
+        "domains-dom0less",
+        2,
+        "dom0less domu=0,mem=16M domu=1,mem=16M domu=2,mem=16M",
+    )
+    .module(guest("timers"), "")
+    .module(guest("pvclock"), "")
+    .module(guest("shutdown_poweroff"), "")
+    .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("dom0less: no dom0; 3 domU(s)")
+        .assert_not_contains("d0:")
+        .assert_line_contains_all(&["d1: PVH domain: 16 MiB", "1 vCPU(s)"])
+        .assert_line_contains_all(&["d2: PVH domain: 16 MiB"])
+        .assert_line_contains_all(&["d3: PVH domain: 16 MiB"]);
+    for id in 1..=3 {
+        out.assert_contains(&format!("(d{id}) Test result: SUCCESS"))
+            .assert_contains(&format!("d{id}: shut down (poweroff)"));
+    }
+    out.assert_count("0 frames not returned", 3)
+        .assert_in_order(&["frames not returned", "No domain left: halting"])
+        .assert_normal_stop();
+}
+
+/// dom0 and a domU side by side on one CPU: the domU is unprivileged (the guest's
+/// start info says so) and both run to the end.
+#[test]
+fn dom0_and_a_domu_on_one_cpu() {
+    let out = machine("domains-dom0-domu", 1, "dom0_mem=32M domu=1,mem=16M")
+        .module(guest("shutdown_poweroff"), "")
+        .module(guest("pvclock"), "")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_line_contains_all(&["d0: PVH domain: 32 MiB"])
+        .assert_line_contains_all(&["d1: PVH domain: 16 MiB"])
+        .assert_contains("(d0) Test result: SUCCESS")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("d0: shut down (poweroff)")
+        .assert_contains("d1: shut down (poweroff)")
+        .assert_normal_stop();
+}
+
+/// A domU that crashes ends alone: the hypervisor and the other domain go on, and the
+/// machine stops normally when the survivor powers off.
+#[test]
+fn a_crashing_domu_leaves_the_others_running() {
+    let out = machine(
+        "domains-crash-isolation",
+        2,
+        "dom0less domu=0,mem=16M domu=1,mem=16M",
+    )
+    .module(guest("shutdown_crash"), "")
+    .module(guest("timers"), "")
+    .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("d1: shut down (crash)")
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_in_order(&["d1: shut down (crash)", "d2: shut down (poweroff)"])
+        .assert_normal_stop();
+}
+
+/// A domU that reboots is rebuilt as the same domain while the other domU keeps
+/// running; after 16 reboots in a row rxen gives up on it.
+#[test]
+fn a_rebooting_domu_is_rebuilt_beside_another() {
+    let out = machine(
+        "domains-reboot",
+        1,
+        "dom0less domu=0,mem=16M domu=1,mem=16M",
+    )
+    .module(guest("shutdown_reboot"), "")
+    .module(guest("pvclock"), "")
+    .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("d1: rebooting (reboot 1)")
+        .assert_contains("d1: rebooting (reboot 16)")
+        .assert_contains("d1: rebooted 16 times in a row: giving up")
+        .assert_count("d1: PVH domain: 16 MiB", 17)
+        .assert_count("(d1) Test result: SUCCESS", 17)
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_contains("d2: shut down (poweroff)");
+    // The exit status says how the last domain ended: whichever ended last.
+    let expected = if out.log.rfind("giving up") > out.log.rfind("d2: shut down") {
+        Status::DebugExit(EXIT_DOMAIN_END)
+    } else {
+        Status::DebugExit(0x10)
+    };
+    out.assert_status(expected);
+}
+
+/// Mistakes in domu= are reported and skipped; the valid domains still run; a machine
+/// with nothing to run stops with the domain-end status.
+#[test]
+fn bad_domu_options_are_reported_and_skipped() {
+    let out = machine(
+        "domains-bad-options",
+        1,
+        "dom0less domu=7,mem=16M domu=0,weight=0 domu=0,mem=16M domu=0+9",
+    )
+    .module(guest("shutdown_poweroff"), "")
+    .run();
+    // IDs follow the valid domu= options; the malformed one is only a warning.
+    out.assert_line_contains_all(&["bad value", "weight=0", "weight= must be 1 to 65535"])
+        .assert_contains("d1: domu=7: no usable module 7: skipped")
+        .assert_contains("d3: domu=0: no usable module 9: skipped")
+        .assert_contains("dom0less: no dom0; 1 domU(s)")
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_normal_stop();
+    // Without dom0less, module 0 is dom0's.
+    let out = machine("domains-module0-is-dom0", 1, "dom0_mem=32M domu=0")
+        .module(guest("shutdown_poweroff"), "")
+        .run();
+    out.assert_contains("d1: domu= names module 0, the dom0 kernel")
+        .assert_contains("(d0) Test result: SUCCESS")
+        .assert_normal_stop();
+    // Nothing left to run.
+    let out = machine("domains-nothing", 1, "dom0less domu=5")
+        .module(guest("shutdown_poweroff"), "")
+        .run();
+    out.assert_contains("No domain could be built: halting")
+        .assert_status(Status::DebugExit(EXIT_DOMAIN_END));
+}
+
+/// `sched=rtds` runs the same domains; an unknown scheduler falls back to credit
+/// with a message.
+#[test]
+fn scheduler_choice() {
+    let out = machine(
+        "domains-rtds",
+        1,
+        "sched=rtds dom0less domu=0,mem=16M,period=10000,budget=5000 domu=1,mem=16M",
+    )
+    .module(guest("timers"), "")
+    .module(guest("pvclock"), "")
+    .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("Scheduler: rtds")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_normal_stop();
+    let out = machine("domains-sched-unknown", 1, "sched=bvt")
+        .module(guest("shutdown_poweroff"), "")
+        .run();
+    out.assert_contains("sched=bvt: unknown scheduler (credit, rtds): using credit")
+        .assert_contains("Scheduler: credit")
+        .assert_contains("(d0) Test result: SUCCESS");
+}
