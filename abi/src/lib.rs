@@ -22,6 +22,7 @@ pub mod event_channel;
 pub mod features;
 pub mod grant_table;
 pub mod hvm;
+pub mod hvm_vcpu;
 pub mod memory;
 pub mod ring;
 pub mod sched;

@@ -81,6 +81,12 @@ pub struct Vcpu {
     pub id: u32,
     /// Whether it is up (VCPUOP_is_up).
     pub up: bool,
+    /// Whether it has its initial state (vCPU 0 from the domain builder,
+    /// the others from VCPUOP_initialise); only such a vCPU comes up.
+    pub initialised: bool,
+    /// A context from VCPUOP_initialise that the platform has not loaded
+    /// into the vCPU yet.
+    pub pending_context: Option<rxen_abi::hvm_vcpu::VcpuHvmContext>,
     /// Runstate and accounting.
     pub runstate: Runstate,
     /// Guest linear address of a registered runstate area.
@@ -108,6 +114,8 @@ impl Vcpu {
         Self {
             id,
             up,
+            initialised: up,
+            pending_context: None,
             runstate: Runstate::new(state, now),
             runstate_area: None,
             vcpu_info_gpa: None,

@@ -17,6 +17,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
 use crate::event_channel::PortState;
+use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 use crate::time::RunstateKind;
 
 /// `DOMID_SELF`.
@@ -169,7 +170,16 @@ fn call(
         xen::HYPERVISOR_MEMORY_OP => from_result(memory_op(domain, env, args[0], args[1])),
         xen::HYPERVISOR_HVM_OP => from_result(hvm_op(domain, env, args[0], args[1])),
         xen::HYPERVISOR_VCPU_OP => {
-            from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]))
+            let running = domain.shutdown.is_none();
+            let outcome = from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]));
+            match domain.shutdown {
+                // VCPUOP_down of the last vCPU powered the domain off.
+                Some(reason) if running => Outcome {
+                    ret: outcome.ret,
+                    next: Next::Shutdown(reason),
+                },
+                _ => outcome,
+            }
         }
         xen::HYPERVISOR_EVENT_CHANNEL_OP => {
             from_result(event_channel_op(domain, env, args[0], args[1]))
@@ -637,6 +647,42 @@ fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Re
     }
 }
 
+/// Checks a `vcpu_hvm_context` the way Xen's `arch_set_info_hvm_guest`
+/// does in substance: a known mode; in 64-bit mode paging, PAE and long
+/// mode on and a canonical RIP; in 32-bit mode protected mode and present
+/// code, data and stack segments.
+fn check_hvm_context(context: &VcpuHvmContext) -> Result<(), Errno> {
+    const CR0_PE: u64 = 1;
+    const CR0_PG: u64 = 1 << 31;
+    const CR4_PAE: u64 = 1 << 5;
+    const EFER_LME: u64 = 1 << 8;
+    const AR_PRESENT: u16 = 1 << 7;
+    const AR_CODE: u16 = 1 << 3;
+    match context.mode {
+        VCPU_HVM_MODE_64B => {
+            let r = context.x86_64();
+            let canonical = (r.rip as i64) << 16 >> 16 == r.rip as i64;
+            let ok = r.cr0 & (CR0_PE | CR0_PG) == CR0_PE | CR0_PG
+                && r.cr4 & CR4_PAE != 0
+                && r.efer & EFER_LME != 0
+                && canonical;
+            ok.then_some(()).ok_or(errno::EINVAL)
+        }
+        VCPU_HVM_MODE_32B => {
+            let r = context.x86_32();
+            let data_ok = |ar: u16| ar & AR_PRESENT != 0 && ar & AR_CODE == 0;
+            let ok = r.cr0 as u64 & CR0_PE != 0
+                && r.cs_ar & AR_PRESENT != 0
+                && r.cs_ar & AR_CODE != 0
+                && data_ok(r.ds_ar)
+                && data_ok(r.ss_ar)
+                && data_ok(r.es_ar);
+            ok.then_some(()).ok_or(errno::EINVAL)
+        }
+        _ => Err(errno::EINVAL),
+    }
+}
+
 fn vcpu_op(
     domain: &mut Domain,
     current: usize,
@@ -653,11 +699,45 @@ fn vcpu_op(
     let now = env.now_ns();
     match cmd as u32 {
         vcpu::VCPUOP_IS_UP => Ok(domain.vcpus[target].up as i64),
-        // Secondary vCPUs start with the SMP work; a running vCPU cannot be
-        // initialised again, and bringing up one that is up is a no-op.
-        vcpu::VCPUOP_INITIALISE if domain.vcpus[target].up => Err(errno::EEXIST),
-        vcpu::VCPUOP_UP if domain.vcpus[target].up => Ok(0),
-        vcpu::VCPUOP_UP => Err(errno::EINVAL),
+        vcpu::VCPUOP_INITIALISE => {
+            // As Xen: a vCPU gets its initial state once.
+            if domain.vcpus[target].initialised {
+                return Err(errno::EEXIST);
+            }
+            let context: VcpuHvmContext = read_guest(env, arg)?;
+            check_hvm_context(&context)?;
+            let v = &mut domain.vcpus[target];
+            v.initialised = true;
+            v.pending_context = Some(context);
+            Ok(0)
+        }
+        vcpu::VCPUOP_UP => {
+            let v = &mut domain.vcpus[target];
+            if !v.initialised {
+                return Err(errno::EINVAL);
+            }
+            v.up = true;
+            Ok(0)
+        }
+        vcpu::VCPUOP_DOWN => {
+            if !domain.vcpus[target].up {
+                return Ok(0);
+            }
+            // As Xen: the last vCPU going down powers the domain off.
+            let others_up = domain
+                .vcpus
+                .iter()
+                .enumerate()
+                .any(|(i, v)| i != target && v.up);
+            if !others_up {
+                domain.shut_down(ShutdownReason::Poweroff);
+                return Ok(0);
+            }
+            let v = &mut domain.vcpus[target];
+            v.up = false;
+            v.blocked = None;
+            Ok(0)
+        }
         vcpu::VCPUOP_GET_RUNSTATE_INFO => {
             let info = runstate_info(&domain.vcpus[target], now);
             write_guest(env, arg, &info).map(|_| 0)

@@ -2,8 +2,10 @@
 //! hardware, so that it builds and is unit-tested on the host.
 //!
 //! It owns the parsing of the hypervisor command line, the sanitizing of the
-//! firmware memory map, the physical frame allocator and log-level filtering.
-//! Later it owns domains, event channels, grant tables and the schedulers.
+//! firmware memory map, the physical frame allocator, log-level filtering,
+//! the ELF/PVH loader, domains and vCPUs as bookkeeping, time, hypercall
+//! dispatch and validation, event channels, grant tables and the schedulers
+//! (`sched`: the scheduler interface, credit and RTDS).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

@@ -18,8 +18,9 @@
 //!   at most what its active vCPUs can use (`30 ms` each) and at most its
 //!   cap, and is split evenly among its active vCPUs, as Xen does: the
 //!   weight is **per domain**, not per vCPU. Credit is kept within
-//!   ±[`TSLICE_NS`] (Xen also clamps credit so sleepers cannot hoard it and
-//!   hogs cannot sink forever).
+//!   ±[`TSLICE_NS`], so that a sleeper cannot hoard credit and a hog's debt
+//!   stays bounded (Xen bounds credit too). A new vCPU starts with
+//!   [`INITIAL_CREDIT`] (UNDER, as in Xen).
 //! - **Priorities** `BOOST > UNDER > OVER`: UNDER while credit is positive,
 //!   OVER once it is spent. Within a priority, round robin. OVER vCPUs still
 //!   run when nothing UNDER is runnable (work conserving), so a vCPU that
@@ -32,14 +33,21 @@
 //!   weighted shares Xen approximates with sampled ticks.
 //! - **Boost.** A vCPU waking from sleep with no debt (credit ≥ 0) gets
 //!   BOOST, preempts a pCPU running an UNDER or OVER vCPU (the pCPU `wake`
-//!   returns), and keeps BOOST until its pCPU next reschedules or for at
-//!   most one tick ([`TICK_NS`]), like Xen's tick-based unboost.
+//!   returns), and keeps BOOST until its pCPU next reschedules, at most
+//!   [`BOOST_NS`] after it started running (Xen unboosts at the next tick);
+//!   then it carries on as UNDER within the same slice.
 //! - **Cap** (percent of one pCPU, 0 = none): a domain may run `cap% * 30 ms`
 //!   per accounting period across its vCPUs; once that is used up, its vCPUs
 //!   are parked (not picked, even if the pCPU idles) until the next period.
 //!   An overrun is carried to the next period as debt.
 //! - **Yield** makes the vCPU go behind every other eligible vCPU at its
 //!   pCPU's next reschedule.
+//!
+//! # Parameters
+//!
+//! `weight` must be 1..=65535 (`EINVAL` for 0); every `cap` is accepted
+//! (0 = none; above 100 for domains with several vCPUs). The RTDS fields are
+//! kept but not used.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -51,7 +59,7 @@ use rxen_abi::errno::{Errno, EEXIST, EINVAL, ESRCH};
 use super::{Decision, SchedParams, Scheduler, VcpuRef};
 use crate::domain::DomId;
 
-/// Xen's credit tick (`CSCHED_TICK`): 10 ms; the longest a boost lasts.
+/// Xen's credit tick (`CSCHED_TICK`): 10 ms.
 pub const TICK_NS: u64 = 10_000_000;
 /// Accounting period (Xen: 3 ticks): credit is handed out every 30 ms.
 pub const ACCT_PERIOD_NS: u64 = 3 * TICK_NS;
@@ -60,6 +68,13 @@ pub const TSLICE_NS: u64 = 30_000_000;
 /// Shortest slice cut short by credit exhaustion (`sched_ratelimit_us` =
 /// 1000).
 pub const RATELIMIT_NS: u64 = 1_000_000;
+/// How long a boost lasts once the vCPU runs (Xen unboosts at the next
+/// tick, up to 10 ms later; a fixed 1 ms bounds how long boosted vCPUs
+/// delay each other).
+pub const BOOST_NS: u64 = RATELIMIT_NS;
+/// Credit of a new vCPU: one tick, so that it starts UNDER (as in Xen) and
+/// its first wake-ups are boosted until an accounting period includes it.
+pub const INITIAL_CREDIT: i64 = TICK_NS as i64;
 /// Credit is kept within ±this.
 const CREDIT_CLAMP: i64 = TSLICE_NS as i64;
 
@@ -243,8 +258,8 @@ impl Credit {
                     dom.parked = false;
                 }
             }
-            if n > 0 {
-                per_vcpu.insert(*id, (share / n) as i64);
+            if let Some(each) = share.checked_div(n) {
+                per_vcpu.insert(*id, each as i64);
             }
         }
         for (r, v) in &mut self.vcpus {
@@ -279,15 +294,11 @@ impl Credit {
         v.queued = false;
         v.on = Some(cpu);
         let pri = v.priority();
-        let slice_end = slice_end.unwrap_or_else(|| {
-            now.saturating_add(if pri == Priority::Boost {
-                TICK_NS
-            } else {
-                TSLICE_NS
-            })
-        });
+        let slice_end = slice_end.unwrap_or_else(|| now.saturating_add(TSLICE_NS));
         let mut until = slice_end.min(self.next_acct);
-        if pri == Priority::Under {
+        if pri == Priority::Boost {
+            until = until.min(now.saturating_add(BOOST_NS));
+        } else if pri == Priority::Under {
             let left = (v.credit as u64).max(RATELIMIT_NS);
             until = until.min(now.saturating_add(left));
         }
@@ -365,7 +376,10 @@ impl Scheduler for Credit {
 
     fn add_vcpu(&mut self, vcpu: VcpuRef, _now: u64) {
         if self.doms.contains_key(&vcpu.domain) {
-            self.vcpus.entry(vcpu).or_default();
+            self.vcpus.entry(vcpu).or_insert(Vc {
+                credit: INITIAL_CREDIT,
+                ..Vc::default()
+            });
         }
     }
 
@@ -620,6 +634,7 @@ mod tests {
         );
         s.run_until(10 * SEC);
         let io = &s.vcpus[io];
+        std::println!("late wake-ups: {:?}", io.late);
         std::println!(
             "io: latency {} jobs {}/{} overruns {} run {}",
             io.max_latency,

@@ -186,8 +186,9 @@ pub fn create(name: &str, nr_cpus: usize) -> Option<Box<dyn Scheduler>> {
 
 #[cfg(test)]
 mod tests {
+    use super::sim::{Load, Sim};
     use super::*;
-    use rxen_abi::errno::{EINVAL, ESRCH};
+    use rxen_abi::errno::{EEXIST, EINVAL, ESRCH};
 
     fn v(domain: DomId, vcpu: u32) -> VcpuRef {
         VcpuRef { domain, vcpu }
@@ -248,9 +249,9 @@ mod tests {
         assert_eq!(s.running_on(0), Some(v(1, 0)));
         assert_eq!(s.do_schedule(0, 30).next, None);
         assert_eq!(s.running_on(0), None);
-        // Waking it again while still on the pCPU: no tickle, and it runs on.
         assert_eq!(s.wake(v(1, 0), 40), Some(0));
         assert_eq!(s.do_schedule(0, 40).next, Some(v(1, 0)));
+        // Waking it again while still on the pCPU: no tickle, and it runs on.
         s.sleep(v(1, 0), 50);
         assert_eq!(s.wake(v(1, 0), 60), None);
         assert_eq!(s.do_schedule(0, 70).next, Some(v(1, 0)));
@@ -278,9 +279,81 @@ mod tests {
         s.yield_now(v(3, 0), 300);
         assert_eq!(s.do_schedule(0, 300).next, Some(v(3, 0)));
 
-        // Duplicate domain.
-        assert!(s.add_domain(2, d).is_err());
-        let _ = EINVAL;
+        // Duplicate domain; bad values of the parameters this scheduler uses.
+        assert_eq!(s.add_domain(2, d), Err(EEXIST));
+        let bad = match name {
+            "credit" => SchedParams { weight: 0, ..d },
+            _ => SchedParams { budget_us: 0, ..d },
+        };
+        assert_eq!(s.add_domain(4, bad), Err(EINVAL));
+        assert_eq!(s.set_params(2, bad), Err(EINVAL));
+        assert_eq!(s.params(2), Some(d));
+    }
+
+    /// A deterministic mix of CPU-bound and periodic vCPUs of domains with
+    /// varied parameters on 4 pCPUs, with domains coming and going: the
+    /// simulator checks on every decision that no vCPU runs on two pCPUs, that
+    /// only runnable vCPUs are picked and that `until` is in the future.
+    fn stress(name: &str) -> Sim {
+        const MS: u64 = 1_000_000;
+        let mut sim = Sim::new(create(name, 4).expect("scheduler"), 4);
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for d in 1..=8u16 {
+            let budget = 1 + rand(5) as u32;
+            let params = SchedParams {
+                weight: 64 << rand(4),
+                cap: 0,
+                period_us: 10_000,
+                budget_us: budget * 1000,
+                extratime: true,
+            };
+            sim.sched.add_domain(d, params).expect("params");
+            for i in 0..1 + rand(3) as u32 {
+                let load = if rand(2) == 0 {
+                    Load::Hog
+                } else {
+                    Load::Periodic {
+                        first: rand(20) * MS,
+                        period: (5 + rand(50)) * MS,
+                        work: (1 + rand(4)) * MS,
+                    }
+                };
+                sim.add(v(d, i), load);
+            }
+        }
+        sim.run_until(2_000 * MS);
+        assert_eq!(sim.idle_with_work_ns, 0, "{name}: idle with work");
+        // Kill two domains while they run, change parameters, run on.
+        sim.sched.remove_domain(2);
+        sim.sched.remove_domain(5);
+        sim.vcpus.retain(|x| x.r.domain != 2 && x.r.domain != 5);
+        sim.reschedule_all();
+        sim.sched
+            .set_params(3, SchedParams::default())
+            .expect("params");
+        sim.run_until(4_000 * MS);
+        for x in &sim.vcpus {
+            assert!(x.run_ns > 0, "{name}: {:?} never ran", x.r);
+        }
+        sim
+    }
+
+    #[test]
+    fn credit_stress_invariants() {
+        let sim = stress("credit");
+        assert_eq!(sim.idle_with_work_ns, 0);
+    }
+
+    #[test]
+    fn rtds_stress_invariants() {
+        let sim = stress("rtds");
+        assert_eq!(sim.idle_with_work_ns, 0);
     }
 
     #[test]

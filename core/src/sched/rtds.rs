@@ -253,6 +253,10 @@ impl Scheduler for Rtds {
             .map(|(_, v)| v)
         {
             v.left = v.left.min(dom.budget);
+            if v.left == 0 && dom.params.extratime {
+                v.level = v.level.saturating_add(1);
+                v.left = dom.budget;
+            }
         }
         Ok(())
     }
@@ -378,5 +382,249 @@ impl Scheduler for Rtds {
 
     fn running_on(&self, cpu: usize) -> Option<VcpuRef> {
         self.cpus.get(cpu).and_then(|c| c.curr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::sim::{Load, Sim};
+    use alloc::boxed::Box;
+
+    const MS: u64 = 1_000_000;
+    const SEC: u64 = 1_000_000_000;
+
+    fn v(domain: DomId, vcpu: u32) -> VcpuRef {
+        VcpuRef { domain, vcpu }
+    }
+
+    fn rt(period_ms: u32, budget_ms: u32, extratime: bool) -> SchedParams {
+        SchedParams {
+            period_us: period_ms * 1000,
+            budget_us: budget_ms * 1000,
+            extratime,
+            ..SchedParams::default()
+        }
+    }
+
+    fn sim(nr_cpus: usize) -> Sim {
+        Sim::new(Box::new(Rtds::new(nr_cpus)), nr_cpus)
+    }
+
+    /// Smallest run time of vCPU `i` over its periods within [0, end).
+    fn worst_period(s: &Sim, i: usize, period: u64, end: u64) -> u64 {
+        (0..end / period)
+            .map(|k| s.vcpus[i].run_in(k * period, (k + 1) * period))
+            .min()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn rt_domain_meets_every_deadline_beside_extratime_hogs() {
+        let mut s = sim(1);
+        s.sched.add_domain(1, rt(10, 3, false)).unwrap();
+        let rt_vcpu = s.add(v(1, 0), Load::Hog);
+        for d in 2..=4 {
+            s.sched.add_domain(d, rt(10, 2, true)).unwrap();
+            s.add(v(d, 0), Load::Hog);
+        }
+        s.run_until(10 * SEC);
+        let worst = worst_period(&s, rt_vcpu, 10 * MS, 10 * SEC);
+        let best = (0..1000)
+            .map(|k| s.vcpus[rt_vcpu].run_in(k * 10 * MS, (k + 1) * 10 * MS))
+            .max()
+            .unwrap_or(0);
+        let hogs: Vec<u64> = (2..=4).map(|d| s.domain_ns(d)).collect();
+        std::println!("rt per period: min {worst} max {best}; hogs {hogs:?}");
+        assert_eq!(worst, 3 * MS);
+        // Without extratime it never gets more than its budget.
+        assert_eq!(best, 3 * MS);
+        // The rest of the pCPU goes to the extratime hogs, evenly.
+        assert_eq!(s.idle_ns, 0);
+        for h in &hogs {
+            assert!(h.abs_diff(7 * SEC / 3) <= 7 * SEC / 3 / 20, "{hogs:?}");
+        }
+        for d in 2..=4 {
+            let i = s.vcpus.iter().position(|x| x.r.domain == d).unwrap();
+            assert!(worst_period(&s, i, 10 * MS, 10 * SEC) >= 2 * MS);
+        }
+    }
+
+    #[test]
+    fn periodic_rt_vcpu_gets_its_work_done_promptly() {
+        // An RT vCPU that wakes every 10 ms with 2 ms of work, beside six
+        // extratime hogs on 2 pCPUs (budgets: 150 % of 200 %).
+        let mut s = sim(2);
+        s.sched.add_domain(1, rt(10, 3, false)).unwrap();
+        let io = s.add(
+            v(1, 0),
+            Load::Periodic {
+                first: 0,
+                period: 10 * MS,
+                work: 2 * MS,
+            },
+        );
+        for d in 2..=4 {
+            s.sched.add_domain(d, rt(10, 2, true)).unwrap();
+            s.add(v(d, 0), Load::Hog);
+            s.add(v(d, 1), Load::Hog);
+        }
+        s.run_until(10 * SEC);
+        let x = &s.vcpus[io];
+        std::println!(
+            "rt io: latency {} jobs {}/{} overruns {}",
+            x.max_latency,
+            x.jobs_done,
+            x.jobs,
+            x.overruns
+        );
+        // Every job finishes within its period.
+        assert_eq!(x.overruns, 0);
+        assert!(x.jobs_done + 1 >= x.jobs);
+        assert!(x.max_latency <= 8 * MS);
+        assert_eq!(s.idle_with_work_ns, 0);
+    }
+
+    #[test]
+    fn overload_is_handled() {
+        // Budgets add up to 160 % of one pCPU: some periods miss, nothing
+        // panics, the pCPU never idles and nobody exceeds its budget.
+        let mut s = sim(1);
+        for d in 1..=4 {
+            s.sched.add_domain(d, rt(10, 4, false)).unwrap();
+            s.add(v(d, 0), Load::Hog);
+        }
+        s.run_until(10 * SEC);
+        assert_eq!(s.idle_ns, 0);
+        for i in 0..4 {
+            let most = (0..1000)
+                .map(|k| s.vcpus[i].run_in(k * 10 * MS, (k + 1) * 10 * MS))
+                .max()
+                .unwrap_or(0);
+            assert!(most <= 4 * MS);
+            std::println!("overload: {:?} got {}", s.vcpus[i].r, s.vcpus[i].run_ns);
+            assert!(s.vcpus[i].run_ns >= 2 * SEC, "{}", s.vcpus[i].run_ns);
+        }
+    }
+
+    #[test]
+    fn no_budget_no_extratime_does_not_run() {
+        let mut s = sim(1);
+        s.sched.add_domain(1, rt(10, 2, false)).unwrap();
+        let i = s.add(v(1, 0), Load::Hog);
+        s.run_until(SEC);
+        assert_eq!(s.vcpus[i].run_ns, 200 * MS);
+        assert_eq!(s.idle_ns, 800 * MS);
+        // With extratime it takes the whole pCPU.
+        let mut s = sim(1);
+        s.sched.add_domain(1, rt(10, 2, true)).unwrap();
+        let i = s.add(v(1, 0), Load::Hog);
+        s.run_until(SEC);
+        assert_eq!(s.vcpus[i].run_ns, SEC);
+    }
+
+    #[test]
+    fn until_covers_exhaustion_and_release() {
+        let mut r = Rtds::new(1);
+        r.add_domain(1, rt(10, 3, false)).unwrap();
+        r.add_domain(2, rt(20, 5, true)).unwrap();
+        r.add_vcpu(v(1, 0), 0);
+        r.add_vcpu(v(2, 0), 0);
+        assert_eq!(r.wake(v(2, 0), 0), Some(0));
+        // Alone: until its budget runs out.
+        assert_eq!(
+            r.do_schedule(0, 0),
+            Decision {
+                next: Some(v(2, 0)),
+                until: 5 * MS
+            }
+        );
+        // d1 (deadline 10 ms) preempts d2 (deadline 20 ms).
+        assert_eq!(r.wake(v(1, 0), MS), Some(0));
+        assert_eq!(
+            r.do_schedule(0, MS),
+            Decision {
+                next: Some(v(1, 0)),
+                until: 4 * MS
+            }
+        );
+        // d1 out of budget: d2 for its last 4 ms, but back at d1's release.
+        assert_eq!(
+            r.do_schedule(0, 4 * MS),
+            Decision {
+                next: Some(v(2, 0)),
+                until: 8 * MS
+            }
+        );
+        // d2 in extratime (level 1): d1's release at 10 ms preempts it.
+        assert_eq!(r.budget(v(2, 0)), Some((20 * MS, 4 * MS, 0)));
+        let d = r.do_schedule(0, 8 * MS);
+        assert_eq!(
+            d,
+            Decision {
+                next: Some(v(2, 0)),
+                until: 10 * MS
+            }
+        );
+        assert_eq!(r.budget(v(2, 0)), Some((20 * MS, 5 * MS, 1)));
+        assert_eq!(r.do_schedule(0, 10 * MS).next, Some(v(1, 0)));
+        assert_eq!(r.budget(v(1, 0)), Some((20 * MS, 3 * MS, 0)));
+        // Idle with a budgetless vCPU: until its release.
+        r.sleep(v(2, 0), 13 * MS);
+        assert_eq!(r.do_schedule(0, 13 * MS), Decision::idle(20 * MS));
+    }
+
+    #[test]
+    fn bad_params_and_unknown_domains() {
+        let mut r = Rtds::new(1);
+        for (p, b) in [
+            (0, 0),
+            (10_000, 0),
+            (0, 10),
+            (100, 200),
+            (10_000_001, 1000),
+            (5, 5),
+        ] {
+            let params = SchedParams {
+                period_us: p,
+                budget_us: b,
+                ..SchedParams::default()
+            };
+            assert_eq!(r.add_domain(1, params), Err(EINVAL), "{p} {b}");
+        }
+        let ok = SchedParams {
+            period_us: MAX_PERIOD_US,
+            budget_us: MAX_PERIOD_US,
+            ..SchedParams::default()
+        };
+        r.add_domain(1, ok).unwrap();
+        assert_eq!(r.add_domain(1, ok), Err(EEXIST));
+        assert_eq!(r.set_params(1, rt(1, 2, true)), Err(EINVAL));
+        assert_eq!(r.params(1), Some(ok));
+        assert_eq!(r.set_params(2, rt(10, 2, true)), Err(ESRCH));
+        // Credit fields are not RTDS's business.
+        let odd = SchedParams {
+            weight: 0,
+            ..SchedParams::default()
+        };
+        assert_eq!(r.set_params(1, odd), Ok(()));
+        assert_eq!(r.params(1), Some(odd));
+    }
+
+    #[test]
+    fn remove_running_domain_on_many_pcpus() {
+        let mut s = sim(2);
+        s.sched.add_domain(1, rt(10, 4, true)).unwrap();
+        s.sched.add_domain(2, rt(10, 4, true)).unwrap();
+        s.add(v(1, 0), Load::Hog);
+        s.add(v(1, 1), Load::Hog);
+        s.add(v(2, 0), Load::Hog);
+        s.run_until(100 * MS);
+        s.sched.remove_domain(1);
+        for cpu in 0..2 {
+            let d = s.sched.do_schedule(cpu, 100 * MS);
+            assert_ne!(d.next.map(|r| r.domain), Some(1));
+        }
+        assert_eq!(s.sched.wake(v(1, 0), 100 * MS), None);
     }
 }

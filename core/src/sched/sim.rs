@@ -33,6 +33,8 @@ pub struct SimVcpu {
     pub run_ns: u64,
     /// Longest wake-to-run time.
     pub max_latency: u64,
+    /// Wake-ups that waited: (wake time, latency).
+    pub late: Vec<(u64, u64)>,
     /// Longest time runnable without running.
     pub max_wait: u64,
     /// Jobs released and jobs finished (periodic loads).
@@ -113,6 +115,7 @@ impl Sim {
             run_ns: 0,
             max_latency: 0,
             max_wait: 0,
+            late: Vec::new(),
             jobs: 0,
             jobs_done: 0,
             overruns: 0,
@@ -132,6 +135,22 @@ impl Sim {
         v.waiting_since = Some(self.now);
         if let Some(c) = self.sched.wake(v.r, self.now) {
             self.cpus[c].resched = true;
+        }
+    }
+
+    /// Makes every pCPU reschedule now (after a domain was removed); pCPUs
+    /// running a vCPU the simulator no longer has become idle first.
+    pub fn reschedule_all(&mut self) {
+        let known: Vec<VcpuRef> = self.vcpus.iter().map(|v| v.r).collect();
+        for c in &mut self.cpus {
+            c.resched = true;
+            c.curr = None;
+        }
+        // Indices changed: find the pCPUs' vCPUs again.
+        for c in 0..self.cpus.len() {
+            if let Some(r) = self.sched.running_on(c) {
+                self.cpus[c].curr = known.iter().position(|k| *k == r);
+            }
         }
     }
 
@@ -273,6 +292,9 @@ impl Sim {
                 let v = &mut self.vcpus[i];
                 if let Some(w) = v.woke_at.take() {
                     v.max_latency = v.max_latency.max(t - w);
+                    if t > w {
+                        v.late.push((w, t - w));
+                    }
                 }
                 if let Some(w) = v.waiting_since.take() {
                     v.max_wait = v.max_wait.max(t - w);
