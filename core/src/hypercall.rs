@@ -17,8 +17,8 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
 use crate::event_channel::PortState;
-use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 use crate::time::RunstateKind;
+use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 
 /// `DOMID_SELF`.
 const DOMID_SELF: DomId = 0x7FF0;

@@ -214,6 +214,11 @@ impl Machine {
     fn sync_runnable(&mut self, now: u64) {
         for (id, domain) in self.domains.iter_mut() {
             for v in 0..domain.vcpus.len() {
+                // A state from VCPUOP_initialise goes into the (offline,
+                // so not running) vCPU before it can come up.
+                if let Some(context) = domain.core.vcpus[v].pending_context.take() {
+                    domain.vcpus[v].load_hvm_context(&context);
+                }
                 let state = &domain.core.vcpus[v];
                 let runnable = domain.dying.is_none() && state.up && state.blocked.is_none();
                 let r = VcpuRef {

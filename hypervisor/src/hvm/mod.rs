@@ -60,8 +60,15 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
     core.memory_map = map;
     let asid = 1 + domid as u32 % 15;
-    let vcpu = SvmVcpu::new_pvh(layout.entry, layout.start_info, memory.npt.root(), asid)
-        .ok_or_else(|| String::from("out of memory for the vCPU"))?;
+    // Every vCPU exists from the start: vCPU 0 at the PVH entry, the others
+    // offline until VCPUOP_initialise gives them a state and VCPUOP_up.
+    let nr_vcpus = core.vcpus.len();
+    let mut vcpus = Vec::with_capacity(nr_vcpus);
+    for _ in 0..nr_vcpus {
+        let vcpu = SvmVcpu::new_pvh(layout.entry, layout.start_info, memory.npt.root(), asid)
+            .ok_or_else(|| String::from("out of memory for the vCPUs"))?;
+        vcpus.push(vcpu);
+    }
     printk!(
         "d{domid}: PVH domain: {} MiB, {} vCPU(s), entry {:#x}, start info at {:#x}",
         spec.memory_bytes >> 20,
@@ -78,11 +85,11 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     Ok(HvmDomain {
         core,
         memory,
-        vcpus: alloc::vec![vcpu],
+        vcpus,
         console_line: String::new(),
         hypercall_page: None,
-        running_on: alloc::vec![None],
-        sched_runnable: alloc::vec![false],
+        running_on: alloc::vec![None; nr_vcpus],
+        sched_runnable: alloc::vec![false; nr_vcpus],
         dying: None,
     })
 }

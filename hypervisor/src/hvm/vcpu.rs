@@ -4,6 +4,8 @@
 
 use alloc::boxed::Box;
 
+use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_64B};
+
 use rxen_x86::svm::vmcb::{control, save, Segment, Vmcb};
 use rxen_x86::svm::GuestRegs;
 use spin::Once;
@@ -50,6 +52,7 @@ const PASSTHROUGH_MSRS: [u32; 10] = [
 /// Power-on PAT value.
 pub const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 const EFER_SVME: u64 = 1 << 12;
+const EFER_LMA: u64 = 1 << 10;
 
 /// The permission maps shared by all vCPUs (read-only after creation).
 struct PermissionMaps {
@@ -176,6 +179,74 @@ impl SvmVcpu {
             flush_tlb: true,
             fpu: crate::hvm::xsave::FpuState::new()?,
         })
+    }
+
+    /// Loads the initial state a guest gave with VCPUOP_initialise (already
+    /// checked by the core): registers, control registers and, in 64-bit
+    /// mode, flat long-mode segments as Xen sets them.
+    pub fn load_hvm_context(&mut self, context: &VcpuHvmContext) {
+        let vmcb = &mut self.vmcb;
+        if context.mode == VCPU_HVM_MODE_64B {
+            let r = context.x86_64();
+            vmcb.set_segment(save::CS, segment(0x08, 0xA9B, 0xFFFF_FFFF));
+            for offset in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+                vmcb.set_segment(offset, segment(0x10, 0xC93, 0xFFFF_FFFF));
+            }
+            vmcb.set_segment(save::TR, segment(0x18, 0x08B, 0x67));
+            vmcb.write64(save::EFER, r.efer | EFER_LMA | EFER_SVME);
+            vmcb.write64(save::CR0, r.cr0);
+            vmcb.write64(save::CR3, r.cr3);
+            vmcb.write64(save::CR4, r.cr4);
+            vmcb.write64(save::RFLAGS, r.rflags | 2);
+            vmcb.write64(save::RIP, r.rip);
+            vmcb.write64(save::RSP, r.rsp);
+            vmcb.write64(save::RAX, r.rax);
+            self.regs = GuestRegs {
+                rbx: r.rbx,
+                rcx: r.rcx,
+                rdx: r.rdx,
+                rsi: r.rsi,
+                rdi: r.rdi,
+                rbp: r.rbp,
+                ..GuestRegs::default()
+            };
+        } else {
+            let r = context.x86_32();
+            let seg = |base: u32, limit: u32, ar: u16| Segment {
+                selector: 0,
+                attrib: ar,
+                limit,
+                base: base as u64,
+            };
+            vmcb.set_segment(save::CS, seg(r.cs_base, r.cs_limit, r.cs_ar));
+            vmcb.set_segment(save::DS, seg(r.ds_base, r.ds_limit, r.ds_ar));
+            vmcb.set_segment(save::SS, seg(r.ss_base, r.ss_limit, r.ss_ar));
+            vmcb.set_segment(save::ES, seg(r.es_base, r.es_limit, r.es_ar));
+            vmcb.set_segment(save::FS, seg(r.ds_base, r.ds_limit, r.ds_ar));
+            vmcb.set_segment(save::GS, seg(r.ds_base, r.ds_limit, r.ds_ar));
+            if r.tr_ar != 0 {
+                vmcb.set_segment(save::TR, seg(r.tr_base, r.tr_limit, r.tr_ar));
+            }
+            vmcb.write64(save::EFER, r.efer | EFER_SVME);
+            vmcb.write64(save::CR0, r.cr0 as u64);
+            vmcb.write64(save::CR3, r.cr3 as u64);
+            vmcb.write64(save::CR4, r.cr4 as u64);
+            vmcb.write64(save::RFLAGS, r.eflags as u64 | 2);
+            vmcb.write64(save::RIP, r.eip as u64);
+            vmcb.write64(save::RSP, r.esp as u64);
+            vmcb.write64(save::RAX, r.eax as u64);
+            self.regs = GuestRegs {
+                rbx: r.ebx as u64,
+                rcx: r.ecx as u64,
+                rdx: r.edx as u64,
+                rsi: r.esi as u64,
+                rdi: r.edi as u64,
+                rbp: r.ebp as u64,
+                ..GuestRegs::default()
+            };
+        }
+        vmcb.set_cpl(0);
+        self.flush_tlb = true;
     }
 
     /// Queues exception `vector` (with `error_code` if it has one) for the
