@@ -71,6 +71,26 @@ pub trait GuestEnv {
         let _ = (domid, f);
         Err(errno::ESRCH)
     }
+    /// `grant_table_op(cmd, arg, count)` of domain `caller`: the platform
+    /// runs [`crate::grant_table::grant_table_op`] with the machine's grant
+    /// tables and memory (`-ENOSYS` where there are none).
+    fn grant_table_op(
+        &mut self,
+        caller: DomId,
+        cmd: u32,
+        arg: u64,
+        count: u32,
+    ) -> Result<i64, Errno> {
+        let _ = (caller, cmd, arg, count);
+        Err(errno::ENOSYS)
+    }
+    /// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: maps grant
+    /// frame `idx` of `caller` at `gpfn` (through
+    /// [`crate::grant_table::GrantTable::add_to_physmap`]).
+    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
+        let _ = (caller, idx, gpfn);
+        Err(errno::EINVAL)
+    }
 }
 
 /// What the vCPU does after the hypercall.
@@ -115,20 +135,42 @@ fn from_result(result: Result<i64, Errno>) -> Outcome {
     }
 }
 
+/// Copies between the hypervisor and the calling vCPU's linear memory: all
+/// that reading and writing hypercall arguments needs. Every [`GuestEnv`]
+/// is one; other environments (the grant-table platform) can be one too.
+pub trait GuestCopy {
+    /// Copies from guest linear memory (`-EFAULT` if unmapped).
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Copies to guest linear memory (`-EFAULT` if unmapped or read-only).
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
+}
+
+impl<E: GuestEnv + ?Sized> GuestCopy for E {
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.copy_from_guest(addr, buf)
+    }
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.copy_to_guest(addr, buf)
+    }
+}
+
 /// Reads a `T` from guest linear address `addr`.
-pub fn read_guest<T: FromBytes + IntoBytes>(env: &mut dyn GuestEnv, addr: u64) -> Result<T, Errno> {
+pub fn read_guest<T: FromBytes + IntoBytes>(
+    env: &mut (impl GuestCopy + ?Sized),
+    addr: u64,
+) -> Result<T, Errno> {
     let mut value = T::new_zeroed();
-    env.copy_from_guest(addr, value.as_mut_bytes())?;
+    env.copy_in(addr, value.as_mut_bytes())?;
     Ok(value)
 }
 
 /// Writes `value` to guest linear address `addr`.
 pub fn write_guest<T: IntoBytes + Immutable>(
-    env: &mut dyn GuestEnv,
+    env: &mut (impl GuestCopy + ?Sized),
     addr: u64,
     value: &T,
 ) -> Result<(), Errno> {
-    env.copy_to_guest(addr, value.as_bytes())
+    env.copy_out(addr, value.as_bytes())
 }
 
 /// Runs hypercall `nr` with `args` for vCPU `vcpu` of `domain`, called at
@@ -183,6 +225,10 @@ fn call(
         }
         xen::HYPERVISOR_EVENT_CHANNEL_OP => {
             from_result(event_channel_op(domain, env, args[0], args[1]))
+        }
+        // Xen takes `unsigned int cmd, ..., unsigned int count`.
+        xen::HYPERVISOR_GRANT_TABLE_OP => {
+            from_result(env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32))
         }
         xen::HYPERVISOR_SET_TIMER_OP => {
             set_timer_op(domain, vcpu, env, args[0]);
@@ -534,6 +580,9 @@ fn memory_op(
                     write_shared_info_time(domain, env);
                     Ok(0)
                 }
+                memory::XENMAPSPACE_GRANT_TABLE => env
+                    .map_grant_frame(domain.id, request.idx, request.gpfn)
+                    .map(|_| 0),
                 _ => Err(errno::EINVAL),
             }
         }

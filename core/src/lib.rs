@@ -15,6 +15,7 @@ pub mod domain;
 pub mod elf;
 pub mod event_channel;
 pub mod frame_alloc;
+pub mod grant_table;
 pub mod hypercall;
 pub mod log;
 pub mod memmap;

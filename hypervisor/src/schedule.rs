@@ -22,7 +22,8 @@ use rxen_x86::{apic, cpu, printk, stop};
 
 use crate::hvm::build::BootSpec;
 use crate::hvm::exits::{self, Flow};
-use crate::hvm::{self, DomainTable, HvmDomain};
+use crate::hvm::grant::Platform;
+use crate::hvm::{self, DomainTable, GrantMap, HvmDomain, World};
 
 /// The longest a CPU runs or idles without looking at timers.
 const HOUSEKEEPING_NS: u64 = 100_000_000;
@@ -42,6 +43,7 @@ pub struct BootDomain {
 /// Everything behind the lock.
 struct Machine {
     domains: DomainTable,
+    grants: GrantMap,
     sched: alloc::boxed::Box<dyn Scheduler>,
     boot: BTreeMap<DomId, (BootDomain, u32)>,
     /// Free frames before the first domain was built.
@@ -60,6 +62,7 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
     let baseline_free = crate::memory::free_frame_count();
     let mut machine = Machine {
         domains: DomainTable::new(),
+        grants: GrantMap::new(),
         sched,
         boot: BTreeMap::new(),
         baseline_free,
@@ -94,6 +97,16 @@ fn kick(cpu_index: usize) {
     }
     if let Some((_, apic_id)) = cpu::online_apic_ids().find(|&(i, _)| i == cpu_index) {
         apic::send_ipi(apic_id, apic::ICR_KICK);
+    }
+}
+
+/// Kicks the CPUs running vCPUs of `domid` (after its nested page table
+/// changed, so that they flush their TLBs before going on).
+pub fn kick_domain(domains: &mut DomainTable, domid: DomId) {
+    if let Some(domain) = domains.get(&domid) {
+        for cpu_index in domain.running_on.iter().flatten() {
+            kick(*cpu_index);
+        }
     }
 }
 
@@ -143,6 +156,20 @@ impl Machine {
             );
         }
         self.domains.insert(id, alloc::boxed::Box::new(domain));
+        let table = rxen_core::grant_table::GrantTable::new(
+            id,
+            rxen_core::grant_table::DEFAULT_MAX_FRAMES,
+            rxen_core::grant_table::DEFAULT_MAX_MAPTRACK,
+            &mut Platform::new(None, &mut self.domains),
+        );
+        match table {
+            Ok(table) => {
+                self.grants.insert(id, table);
+            }
+            // The domain runs without grant tables (its grant calls answer
+            // -ENOSYS).
+            Err(e) => printk!("d{id}: no grant table ({e:?})"),
+        }
         Ok(())
     }
 
@@ -154,7 +181,11 @@ impl Machine {
         };
         domain.running_on[v] = None;
         if domain.dying.is_none() {
-            match exits::handle_exit(&mut domain, v, &mut self.domains) {
+            let world = World {
+                domains: &mut self.domains,
+                grants: &mut self.grants,
+            };
+            match exits::handle_exit(&mut domain, v, world) {
                 Flow::Continue => {}
                 Flow::Yield => self.sched.yield_now(r, crate::time::now_ns()),
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
@@ -276,9 +307,30 @@ impl Machine {
                 continue;
             };
             let reason = domain.dying.unwrap_or(ShutdownReason::Crash);
-            exits::with_domain_env(&mut domain, &mut self.domains, |core, env| {
+            let world = World {
+                domains: &mut self.domains,
+                grants: &mut self.grants,
+            };
+            exits::with_domain_env(&mut domain, world, |core, env| {
                 rxen_core::hypercall::close_interdomain_channels(core, env)
             });
+            // Grant mappings both ways go before the memory does: the
+            // domain's own mappings of others, and others' of its pages.
+            self.domains.insert(id, domain);
+            let mut platform = Platform::new(None, &mut self.domains);
+            let torn_down =
+                rxen_core::grant_table::release_domain(id, &mut self.grants, &mut platform);
+            let changed = platform.changed;
+            for other in changed {
+                kick_domain(&mut self.domains, other);
+            }
+            self.grants.remove(&id);
+            let Some(domain) = self.domains.remove(&id) else {
+                continue;
+            };
+            if torn_down > 0 {
+                printk!("d{id}: {torn_down} grant mappings torn down");
+            }
             self.sched.remove_domain(id);
             let frames = domain.memory.frames_in_use() as u64;
             let free_before = crate::memory::free_frame_count();

@@ -11,6 +11,7 @@ use rxen_core::time::TimeScale;
 use rxen_x86::printk;
 use rxen_x86::svm::guest_walk::PagingRegs;
 
+use super::grant::{Caller, Platform};
 use super::memory::GuestMemory;
 
 /// Hypercall environment of one vCPU.
@@ -23,9 +24,11 @@ pub struct Env<'a> {
     pub console_line: &'a mut String,
     /// Set when the nested page table changed (TLB flush needed).
     pub npt_changed: bool,
-    /// The machine's other domains (for interdomain operations), if the
-    /// caller can reach them.
-    pub others: Option<&'a mut super::DomainTable>,
+    /// Whether the domain is the control domain.
+    pub privileged: bool,
+    /// The rest of the machine (for interdomain operations), if the caller
+    /// can reach it.
+    pub others: Option<super::World<'a>>,
 }
 
 impl GuestEnv for Env<'_> {
@@ -110,8 +113,8 @@ impl GuestEnv for Env<'_> {
         domid: DomId,
         f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno> {
-        let others = self.others.as_deref_mut().ok_or(errno::ESRCH)?;
-        let domain = others.get_mut(&domid).ok_or(errno::ESRCH)?;
+        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
             return Err(errno::ESRCH);
         }
@@ -127,12 +130,71 @@ impl GuestEnv for Env<'_> {
             paging: super::emulate::paging_regs(&vcpus[0].vmcb),
             console_line,
             npt_changed: false,
+            privileged: core.privileged,
             others: None,
         };
         f(core, &mut env);
         if env.npt_changed {
             vcpus.iter_mut().for_each(|v| v.flush_tlb = true);
         }
+        Ok(())
+    }
+
+    fn grant_table_op(
+        &mut self,
+        caller: DomId,
+        cmd: u32,
+        arg: u64,
+        count: u32,
+    ) -> Result<i64, Errno> {
+        let world = self.others.as_mut().ok_or(errno::ENOSYS)?;
+        let mut platform = Platform::new(
+            Some(Caller {
+                id: caller,
+                privileged: self.privileged,
+                memory: &mut *self.memory,
+                paging: self.paging,
+            }),
+            &mut *world.domains,
+        );
+        let result = rxen_core::grant_table::grant_table_op(
+            caller,
+            cmd,
+            arg,
+            count,
+            &mut *world.grants,
+            &mut platform,
+        );
+        let (caller_changed, changed) = (platform.caller_npt_changed, platform.changed);
+        self.npt_changed |= caller_changed;
+        for domid in changed {
+            crate::schedule::kick_domain(world.domains, domid);
+        }
+        result
+    }
+
+    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
+        let world = self.others.as_mut().ok_or(errno::EINVAL)?;
+        let table = world.grants.get_mut(&caller).ok_or(errno::EINVAL)?;
+        let mut platform = Platform::new(
+            Some(Caller {
+                id: caller,
+                privileged: self.privileged,
+                memory: &mut *self.memory,
+                paging: self.paging,
+            }),
+            &mut *world.domains,
+        );
+        let placed = table.add_to_physmap(&mut platform, idx, gpfn)?;
+        drop(platform);
+        if let Err(e) = self
+            .memory
+            .map_grant_frame(placed.index, placed.gfn, placed.previous_gfn)
+        {
+            table.forget_frame_gfn(placed.gfn);
+            return Err(e);
+        }
+        self.npt_changed = true;
         Ok(())
     }
 }

@@ -17,8 +17,8 @@ use super::HvmDomain;
 /// Port of Xen's HVM debug console (guest writes appear in the log).
 const DEBUG_PORT: u16 = 0xE9;
 
-/// The other domains of the machine, which interdomain hypercalls reach.
-pub type Others<'a> = Option<&'a mut super::DomainTable>;
+/// The rest of the machine, which interdomain hypercalls reach.
+pub type Others<'a> = Option<super::World<'a>>;
 
 /// Runs `f` on the domain's core state with the hypercall environment of
 /// vCPU `v` (its memory, paging registers and console, and the other
@@ -43,6 +43,7 @@ fn with_env<R>(
         paging: emulate::paging_regs(&vcpu.vmcb),
         console_line,
         npt_changed: false,
+        privileged: core.privileged,
         others,
     };
     let result = f(core, &mut env);
@@ -57,10 +58,10 @@ fn with_env<R>(
 /// vCPU's, such as tearing the domain down.
 pub fn with_domain_env<R>(
     domain: &mut HvmDomain,
-    others: &mut super::DomainTable,
+    world: super::World,
     f: impl FnOnce(&mut rxen_core::domain::Domain, &mut Env) -> R,
 ) -> R {
-    with_env(domain, 0, Some(others), f)
+    with_env(domain, 0, Some(world), f)
 }
 
 /// The vector event upcalls arrive on: the per-vCPU upcall vector, or the
@@ -147,7 +148,7 @@ pub fn expire_timers(domain: &mut HvmDomain, v: usize, now: u64) -> Option<Shutd
 
 /// Serves the exit vCPU `v` just took; `others` are the machine's other
 /// domains.
-pub fn handle_exit(domain: &mut HvmDomain, v: usize, others: &mut super::DomainTable) -> Flow {
+pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
     let vmcb = &mut domain.vcpus[v].vmcb;
     // An event whose delivery the exit interrupted is delivered again.
     let interrupted = vmcb.read64(control::EXIT_INT_INFO);
@@ -170,7 +171,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, others: &mut super::DomainT
             cpuid(domain, v);
             Flow::Continue
         }
-        exit::VMMCALL => hypercall_exit(domain, v, others),
+        exit::VMMCALL => hypercall_exit(domain, v, world),
         exit::HLT => hlt(domain, v),
         exit::IOIO => {
             ioio(domain, v);
@@ -305,14 +306,14 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
     advance_rip(&mut vcpu.vmcb, 2);
 }
 
-fn hypercall_exit(domain: &mut HvmDomain, v: usize, others: &mut super::DomainTable) -> Flow {
+fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
     let vcpu = &mut domain.vcpus[v];
     advance_rip(&mut vcpu.vmcb, 3);
     let nr = vcpu.vmcb.read64(save::RAX);
     let r = &vcpu.regs;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let cpl = vcpu.vmcb.cpl();
-    let outcome = with_env(domain, v, Some(others), |core, env| {
+    let outcome = with_env(domain, v, Some(world), |core, env| {
         hypercall::dispatch(core, v, env, nr, args, cpl)
     });
     domain.vcpus[v].vmcb.write64(save::RAX, outcome.ret as u64);

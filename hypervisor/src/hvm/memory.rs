@@ -1,8 +1,11 @@
 //! A domain's memory: the host frames backing its RAM, its nested page
-//! table, and copies to and from guest-physical and guest-linear addresses
+//! table, its grant-table frames, the foreign (granted) pages mapped into
+//! it, and copies to and from guest-physical and guest-linear addresses
 //! (through the guest's own page tables).
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_x86::svm::guest_walk::{self, PagingRegs};
@@ -24,6 +27,11 @@ pub struct GuestMemory {
     extra: Vec<u64>,
     /// Host frame of the shared-info page.
     shared_info: u64,
+    /// Host frames of the grant table, in table order.
+    grant_frames: Vec<u64>,
+    /// Guest frames where a foreign page is mapped, with what the nested
+    /// page table held there before (put back on unmap).
+    foreign: BTreeMap<u64, Option<(u64, Access)>>,
 }
 
 /// Why memory could not be set up.
@@ -50,6 +58,8 @@ impl GuestMemory {
             backing: Vec::new(),
             extra: Vec::new(),
             shared_info: 0,
+            grant_frames: Vec::new(),
+            foreign: BTreeMap::new(),
         };
         // The shared-info page exists from the start (events are recorded in
         // it); the guest maps it where it likes with XENMEM_add_to_physmap.
@@ -83,16 +93,109 @@ impl GuestMemory {
         Ok(memory)
     }
 
-    /// Frames used for the domain: RAM, page tables and extras.
+    /// Frames used for the domain: RAM, page tables, grant frames and extras.
     pub fn frames_in_use(&self) -> usize {
-        self.backing.iter().map(|(_, n)| n).sum::<usize>()
-            + self.npt.table_frames().len()
-            + self.extra.len()
+        self.backing.iter().map(|(_, n)| n).sum::<usize>() + self.overhead_frames()
     }
 
-    /// Frames used for control structures (page tables, extras).
+    /// Frames used for control structures (page tables, grant frames,
+    /// extras).
     pub fn overhead_frames(&self) -> usize {
-        self.npt.table_frames().len() + self.extra.len()
+        self.npt.table_frames().len() + self.extra.len() + self.grant_frames.len()
+    }
+
+    /// Whether `gfn` is one of the domain's own RAM frames (not a foreign,
+    /// grant-table or shared-info page mapped over it), so it can be
+    /// granted.
+    pub fn is_own_ram(&self, gfn: u64) -> bool {
+        let Some(gpa) = gfn.checked_mul(4096).filter(|&gpa| gpa < self.ram_bytes) else {
+            return false;
+        };
+        if self.foreign.contains_key(&gfn) {
+            return false;
+        }
+        let Some((hpa, Access::ReadWrite)) = self.npt.translate(gpa) else {
+            return false;
+        };
+        self.backing
+            .iter()
+            .any(|&(start, n)| start <= hpa && hpa < start + n as u64 * 4096)
+    }
+
+    /// Adds zeroed grant-table frames until there are `nr`.
+    pub fn grow_grant_frames(&mut self, nr: u32) -> Result<(), Errno> {
+        while self.grant_frames.len() < nr as usize {
+            let frame = alloc_frame().ok_or(errno::ENOMEM)?;
+            zero(frame, 4096);
+            self.grant_frames.push(frame);
+        }
+        Ok(())
+    }
+
+    /// Grant-table frame `index` as 32-bit words the guest writes
+    /// concurrently.
+    pub fn grant_frame(&self, index: u32) -> Option<&[AtomicU32]> {
+        let hpa = *self.grant_frames.get(index as usize)?;
+        // SAFETY: the frame belongs to this domain's grant table for as long
+        // as `self` lives, is identity-mapped and 4 KiB-aligned; atomics make
+        // the guest's concurrent writes sound.
+        Some(unsafe { core::slice::from_raw_parts(hpa as *const AtomicU32, 1024) })
+    }
+
+    /// Maps grant-table frame `index` at guest frame `gfn` (and removes it
+    /// from `previous`, where it was before).
+    pub fn map_grant_frame(
+        &mut self,
+        index: u32,
+        gfn: u64,
+        previous: Option<u64>,
+    ) -> Result<(), Errno> {
+        let hpa = *self.grant_frames.get(index as usize).ok_or(errno::EINVAL)?;
+        let gpa = gfn.checked_mul(4096).ok_or(errno::EINVAL)?;
+        if self.foreign.contains_key(&gfn) {
+            return Err(errno::EBUSY);
+        }
+        self.npt
+            .map_4k(gpa, hpa, Access::ReadWrite, &mut alloc_frame)
+            .map_err(|_| errno::EINVAL)?;
+        if let Some(old) = previous.filter(|&old| old != gfn) {
+            let _ = self.npt.unmap_4k(old * 4096, &mut alloc_frame);
+        }
+        Ok(())
+    }
+
+    /// Maps host frame `hpa` (another domain's granted page) at `gfn`,
+    /// read-only or writable, remembering what was there.
+    pub fn map_foreign(&mut self, gfn: u64, hpa: u64, readonly: bool) -> Result<(), Errno> {
+        let gpa = gfn
+            .checked_mul(4096)
+            .filter(|&gpa| gpa < 1 << 46)
+            .ok_or(errno::EINVAL)?;
+        if self.foreign.contains_key(&gfn) {
+            return Err(errno::EBUSY);
+        }
+        let previous = self.npt.translate(gpa);
+        let access = if readonly {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        self.npt
+            .map_4k(gpa, hpa, access, &mut alloc_frame)
+            .map_err(|_| errno::ENOMEM)?;
+        self.foreign.insert(gfn, previous);
+        Ok(())
+    }
+
+    /// Removes the foreign page at `gfn` and puts back what was there.
+    pub fn unmap_foreign(&mut self, gfn: u64) -> Result<(), Errno> {
+        let previous = self.foreign.remove(&gfn).ok_or(errno::EINVAL)?;
+        let gpa = gfn * 4096;
+        let result = match previous {
+            Some((hpa, access)) => self.npt.map_4k(gpa, hpa, access, &mut alloc_frame),
+            None => self.npt.unmap_4k(gpa, &mut alloc_frame),
+        };
+        result.map_err(|_| errno::ENOMEM)
     }
 
     /// Maps the domain's shared-info page at guest frame `gfn`, replacing
@@ -214,7 +317,12 @@ impl Drop for GuestMemory {
         for &(hpa, count) in &self.backing {
             free_frames(hpa, count);
         }
-        for &frame in self.extra.iter().chain(self.npt.table_frames()) {
+        for &frame in self
+            .extra
+            .iter()
+            .chain(&self.grant_frames)
+            .chain(self.npt.table_frames())
+        {
             free_frames(frame, 1);
         }
     }

@@ -5,6 +5,7 @@ pub mod build;
 mod emulate;
 mod env;
 pub mod exits;
+pub mod grant;
 pub mod memory;
 mod regs;
 pub mod vcpu;
@@ -46,6 +47,19 @@ pub struct HvmDomain {
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
 /// vCPUs a CPU is running) stays put while the table changes.
 pub type DomainTable = BTreeMap<DomId, Box<HvmDomain>>;
+
+/// Every domain's grant table, by ID (beside the domain table, so that the
+/// core's grant code can hold a table and the domains' memory at once).
+pub type GrantMap = BTreeMap<DomId, rxen_core::grant_table::GrantTable>;
+
+/// The rest of the machine as a hypercall of one domain sees it: the other
+/// domains and all grant tables.
+pub struct World<'a> {
+    /// The other domains (the caller is taken out while it is served).
+    pub domains: &'a mut DomainTable,
+    /// Every domain's grant table.
+    pub grants: &'a mut GrantMap,
+}
 
 /// Builds a PVH domain `domid` from `spec`.
 pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {

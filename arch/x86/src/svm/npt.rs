@@ -161,6 +161,24 @@ impl NestedPageTable {
         Ok(())
     }
 
+    /// Removes the 4 KiB mapping of `gpa` (splitting a 2 MiB leaf first, so
+    /// its other pages stay mapped).
+    pub fn unmap_4k(
+        &mut self,
+        gpa: u64,
+        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+    ) -> Result<(), NptError> {
+        if !gpa.is_multiple_of(4096) {
+            return Err(NptError::Unaligned);
+        }
+        if gpa >= 1 << 48 {
+            return Err(NptError::OutOfRange);
+        }
+        let pt = self.table_for(gpa, 1, alloc_frame)?;
+        write_entry(pt, (gpa >> 12) & 511, 0);
+        Ok(())
+    }
+
     /// The host address and access for `gpa`, if mapped.
     pub fn translate(&self, gpa: u64) -> Option<(u64, Access)> {
         if gpa >= 1 << 48 {
