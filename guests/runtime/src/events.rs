@@ -39,25 +39,34 @@ pub fn enable_callback_vector() -> i64 {
     )
 }
 
-/// vCPU 0's `evtchn_upcall_pending` flag.
+/// The `vcpu_info` slot in the shared-info page of the vCPU this runs on.
+fn my_slot() -> usize {
+    crate::boot::current_vcpu() as usize
+}
+
+/// The `evtchn_upcall_pending` flag of the vCPU this runs on.
 pub fn upcall_pending() -> bool {
+    let v = my_slot();
     // SAFETY: reads a byte of the static shared-info page; volatile as Xen writes it.
     unsafe {
         read_volatile(addr_of!(
-            (*shared_info()).vcpu_info[0].evtchn_upcall_pending
+            (*shared_info()).vcpu_info[v].evtchn_upcall_pending
         )) != 0
     }
 }
 
-/// The upcall: called by the trap code for [`EVENT_VECTOR`] (interrupts off).
+/// The upcall: called by the trap code for [`EVENT_VECTOR`] (interrupts off), on any
+/// vCPU: it takes the pending, unmasked ports its own `vcpu_info` selects (a port is
+/// counted once, by whichever vCPU clears its pending bit).
 pub fn handle_upcall() {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
     let si = shared_info();
+    let v = my_slot();
     // SAFETY: the shared-info page is mapped (the callback is only set up after it is);
     // the accesses are volatile/atomic because Xen writes the page concurrently.
     unsafe {
-        write_volatile(addr_of_mut!((*si).vcpu_info[0].evtchn_upcall_pending), 0);
-        let sel_ptr = addr_of_mut!((*si).vcpu_info[0].evtchn_pending_sel);
+        write_volatile(addr_of_mut!((*si).vcpu_info[v].evtchn_upcall_pending), 0);
+        let sel_ptr = addr_of_mut!((*si).vcpu_info[v].evtchn_pending_sel);
         let sel = (*sel_ptr.cast::<AtomicU64>()).swap(0, Ordering::SeqCst);
         for word in 0..64 {
             if sel & (1 << word) == 0 {
