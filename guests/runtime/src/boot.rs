@@ -435,6 +435,118 @@ fn init_cpu_tables() {
     }
 }
 
+/// Loads the GDT (without the TSS: its descriptor is busy on vCPU 0) and the IDT on a
+/// secondary vCPU, which Xen starts with flat cached segments but selectors 0.
+fn init_secondary_cpu_tables() {
+    // SAFETY: the tables were set up by vCPU 0 before any secondary vCPU started and are
+    // not written again; the far return loads the kernel code selector that exists.
+    unsafe {
+        let gdtr = DescriptorPointer {
+            limit: (core::mem::size_of::<Gdt>() - 1) as u16,
+            base: &raw const GDT as u64,
+        };
+        core::arch::asm!("lgdt [{}]", in(reg) &gdtr, options(readonly, nostack));
+        core::arch::asm!(
+            "push 0x08",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "mov {sel:x}, 0x10",
+            "mov ds, {sel:x}",
+            "mov es, {sel:x}",
+            "mov ss, {sel:x}",
+            tmp = out(reg) _,
+            sel = out(reg) _,
+        );
+        let idtr = DescriptorPointer {
+            limit: (core::mem::size_of::<Idt>() - 1) as u16,
+            base: &raw const IDT as u64,
+        };
+        core::arch::asm!("lidt [{}]", in(reg) &idtr, options(readonly, nostack));
+    }
+}
+
+/// How many vCPUs the runtime has stacks for (vCPU 0 and the secondaries).
+pub const MAX_VCPUS: usize = 4;
+
+/// Stack size of a secondary vCPU.
+const SECONDARY_STACK: usize = 16384;
+
+#[repr(C, align(16))]
+struct SecondaryStacks([[u8; SECONDARY_STACK]; MAX_VCPUS - 1]);
+
+static mut SECONDARY_STACKS: SecondaryStacks =
+    SecondaryStacks([[0; SECONDARY_STACK]; MAX_VCPUS - 1]);
+
+/// What secondary vCPUs run (a `fn(u32)`, 0 if none).
+static SECONDARY_MAIN: AtomicUsize = AtomicUsize::new(0);
+
+/// The vCPU this code runs on: secondary vCPUs run on the runtime's secondary stacks,
+/// so the stack pointer tells (everything else is vCPU 0).
+pub fn current_vcpu() -> u32 {
+    let rsp: u64;
+    // SAFETY: reads RSP.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    let base = &raw const SECONDARY_STACKS as u64;
+    let size = core::mem::size_of::<SecondaryStacks>() as u64;
+    if rsp > base && rsp <= base + size {
+        ((rsp - base - 1) / SECONDARY_STACK as u64) as u32 + 1
+    } else {
+        0
+    }
+}
+
+/// The `vcpu_hvm_context` (64-bit mode) that starts secondary vCPU `vcpu` (1 to
+/// [`MAX_VCPUS`] - 1) on its own stack in the runtime with vCPU 0's paging, running
+/// `main(vcpu)` with interrupts off; when `main` returns the vCPU takes itself down
+/// (`VCPUOP_down`). `None` for a vCPU without a stack.
+pub fn secondary_context(vcpu: u32, main: fn(u32)) -> Option<rxen_abi::hvm::VcpuHvmContext> {
+    if vcpu == 0 || vcpu as usize >= MAX_VCPUS {
+        return None;
+    }
+    SECONDARY_MAIN.store(main as usize, Ordering::SeqCst);
+    let top = &raw const SECONDARY_STACKS as u64 + u64::from(vcpu) * SECONDARY_STACK as u64;
+    let (cr0, cr3, cr4): (u64, u64, u64);
+    // SAFETY: reading control registers and EFER has no side effects.
+    let efer = unsafe {
+        core::arch::asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+        core::arch::asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        crate::cpu::rdmsr(0xC000_0080)
+    };
+    Some(rxen_abi::hvm::VcpuHvmContext {
+        mode: rxen_abi::hvm::VCPU_HVM_MODE_64B,
+        x86_64: rxen_abi::hvm::VcpuHvmX86_64 {
+            // As after a call: RSP + 8 is 16-byte aligned at a function's entry.
+            rsp: top - 8,
+            rdi: u64::from(vcpu),
+            rip: rxen_guest_secondary_start64 as *const () as u64,
+            rflags: 0x2,
+            cr0,
+            cr3,
+            cr4,
+            efer,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Where secondary vCPUs start (see [`secondary_context`]).
+extern "C" fn rxen_guest_secondary_start64(vcpu: u64) -> ! {
+    init_secondary_cpu_tables();
+    let main = SECONDARY_MAIN.load(Ordering::SeqCst);
+    if main != 0 {
+        // SAFETY: only `secondary_context` stores here, always a `fn(u32)`.
+        let main: fn(u32) = unsafe { core::mem::transmute::<usize, fn(u32)>(main) };
+        main(vcpu as u32);
+    }
+    // SAFETY: VCPUOP_down of the calling vCPU takes no argument.
+    unsafe { crate::hypercall::vcpu_op(crate::xen::vcpu::DOWN, vcpu, 0) };
+    crate::cpu::halt_forever()
+}
+
 /// Loads an empty IDT (limit 0): the next exception becomes a triple fault.
 pub fn load_empty_idt() {
     let idtr = DescriptorPointer { limit: 0, base: 0 };

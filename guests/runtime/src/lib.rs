@@ -43,12 +43,23 @@ pub mod boot {
     pub fn user_page_call(_op: u64, _a1: u64, _a2: u64) -> Option<i64> {
         unreachable!("test guests run only on bare metal")
     }
+    /// As on bare metal.
+    pub const MAX_VCPUS: usize = 4;
+    /// The host is "vCPU 0".
+    pub fn current_vcpu() -> u32 {
+        0
+    }
+    /// Bare metal only.
+    pub fn secondary_context(_vcpu: u32, _main: fn(u32)) -> Option<rxen_abi::hvm::VcpuHvmContext> {
+        unreachable!("test guests run only on bare metal")
+    }
 }
 pub mod console;
 pub mod cpu;
 pub mod events;
 pub mod hypercall;
 pub mod report;
+pub mod smp;
 pub mod start_info;
 pub mod time;
 pub mod xen;

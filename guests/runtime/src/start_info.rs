@@ -81,6 +81,42 @@ impl StartInfo {
     pub fn has_arg(&self, word: &str) -> bool {
         self.cmdline().split(' ').any(|w| w == word)
     }
+
+    /// The value of the first `key=value` word of the command line (see
+    /// [`cmdline_value`]).
+    pub fn arg_value(&self, key: &str) -> Option<&'static str> {
+        cmdline_value(self.cmdline(), key)
+    }
+
+    /// The value of `key=<number>` (see [`parse_u64`]); `None` if absent or not a number.
+    pub fn arg_u64(&self, key: &str) -> Option<u64> {
+        self.arg_value(key).and_then(parse_u64)
+    }
+}
+
+/// The value of the first word `key=value` of `cmdline` (words are separated by spaces
+/// or tabs; the value is everything after the first `=`, possibly empty).
+pub fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split([' ', '\t'])
+        .find_map(|w| w.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+/// A decimal or `0x` hexadecimal number (`_` allowed between digits), `None` otherwise.
+pub fn parse_u64(s: &str) -> Option<u64> {
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (s, 10),
+    };
+    if digits.is_empty() || digits.starts_with('_') {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for c in digits.chars().filter(|&c| c != '_') {
+        let d = c.to_digit(radix)?;
+        v = v.checked_mul(u64::from(radix))?.checked_add(u64::from(d))?;
+    }
+    Some(v)
 }
 
 /// The NUL-terminated string at `paddr` (at most 4 KiB), `""` if 0 or not UTF-8.
@@ -149,6 +185,33 @@ mod tests {
     }
 
     #[test]
+    fn cmdline_values() {
+        let c = "role=server  peer=2 rounds=0x10\tempty= x=1=2 peer=3 flag";
+        assert_eq!(cmdline_value(c, "role"), Some("server"));
+        assert_eq!(cmdline_value(c, "peer"), Some("2"));
+        assert_eq!(cmdline_value(c, "rounds").and_then(parse_u64), Some(16));
+        assert_eq!(cmdline_value(c, "empty"), Some(""));
+        assert_eq!(cmdline_value(c, "x"), Some("1=2"));
+        assert_eq!(cmdline_value(c, "flag"), None);
+        assert_eq!(cmdline_value(c, "rol"), None);
+        assert_eq!(cmdline_value("", "peer"), None);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("0"), Some(0));
+        assert_eq!(parse_u64("1000"), Some(1000));
+        assert_eq!(parse_u64("1_000"), Some(1000));
+        assert_eq!(parse_u64("0x7ff0"), Some(0x7ff0));
+        assert_eq!(parse_u64("0XFF"), Some(255));
+        assert_eq!(parse_u64("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64("18446744073709551616"), None);
+        for bad in ["", "0x", "_1", "-1", "12a", "1.5", " 1"] {
+            assert_eq!(parse_u64(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn start_info_from_static() {
         static CMD: &[u8] = b"hello world\0";
         static MAP: [HvmMemmapEntry; 1] = [HvmMemmapEntry {
@@ -174,6 +237,7 @@ mod tests {
         assert_eq!(s.cmdline(), "hello world");
         assert!(s.has_arg("world"));
         assert!(!s.has_arg("wor"));
+        assert_eq!(s.arg_value("hello"), None);
         assert_eq!(s.memmap().len(), 1);
         assert!(s.modules().is_empty());
         // SAFETY: 0 is rejected before any access.

@@ -124,6 +124,51 @@ pub fn now() -> u64 {
     unsafe { system_time(vcpu0_time()) }
 }
 
+/// `VCPUOP_set_singleshot_timer` for vCPU 0 at `timeout_abs_ns` (no flags): 0 or the
+/// errno. The timer raises `VIRQ_TIMER`.
+pub fn set_singleshot_timer(timeout_abs_ns: u64) -> i64 {
+    let t = crate::xen::SetSingleshotTimer {
+        timeout_abs_ns,
+        flags: 0,
+        _pad: 0,
+    };
+    // SAFETY: `t` is a `vcpu_set_singleshot_timer`, only read by Xen.
+    unsafe {
+        crate::hypercall::vcpu_op(
+            crate::xen::vcpu::SET_SINGLESHOT_TIMER,
+            0,
+            crate::hypercall::ptr(&t),
+        )
+    }
+}
+
+/// `VCPUOP_get_runstate_info` of `vcpu` (Xen adds the time since `state_entry_time` to
+/// the current state, so the times are up to date); the errno if refused.
+pub fn runstate(vcpu: u32) -> Result<crate::xen::RunstateInfo, i64> {
+    let mut r = crate::xen::RunstateInfo::default();
+    // SAFETY: `r` is a `vcpu_runstate_info`, written by Xen.
+    let rc = unsafe {
+        crate::hypercall::vcpu_op(
+            crate::xen::vcpu::GET_RUNSTATE_INFO,
+            u64::from(vcpu),
+            crate::hypercall::mut_ptr(&mut r),
+        )
+    };
+    if rc == 0 {
+        Ok(r)
+    } else {
+        Err(rc)
+    }
+}
+
+/// vCPU 0's time spent running (ns), from [`runstate`].
+///
+/// # Panics
+/// If Xen refuses `VCPUOP_get_runstate_info`.
+pub fn running_ns() -> u64 {
+    runstate(0).expect("VCPUOP_get_runstate_info").time[crate::xen::vcpu::RUNSTATE_RUNNING as usize]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

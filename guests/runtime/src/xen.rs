@@ -307,6 +307,12 @@ pub struct HvmPagetableDying {
 
 /// `VCPUOP_*` commands (`vcpu.h`).
 pub mod vcpu {
+    /// `VCPUOP_initialise`.
+    pub const INITIALISE: u64 = 0;
+    /// `VCPUOP_up`.
+    pub const UP: u64 = 1;
+    /// `VCPUOP_down`.
+    pub const DOWN: u64 = 2;
     /// `VCPUOP_is_up`.
     pub const IS_UP: u64 = 3;
     /// `VCPUOP_get_runstate_info`.
