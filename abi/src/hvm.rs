@@ -285,55 +285,6 @@ pub struct XenHvmEvtchnUpcallVector {
     pub _pad0: [u8; 3],
 }
 
-// ---------------------------------------------------------------------------
-// hvm/hvm_vcpu.h: the initial state of an HVM vCPU for VCPUOP_initialise.
-
-/// `VCPU_HVM_MODE_32B` (hvm_vcpu.h): the `x86_32` fields are used.
-pub const VCPU_HVM_MODE_32B: u32 = 0;
-/// `VCPU_HVM_MODE_64B` (hvm_vcpu.h): the `x86_64` fields are used; the vCPU starts in
-/// long mode with flat cached segment state (selectors 0).
-pub const VCPU_HVM_MODE_64B: u32 = 1;
-
-/// `struct vcpu_hvm_x86_64` (hvm_vcpu.h).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-#[allow(missing_docs)]
-pub struct VcpuHvmX86_64 {
-    pub rax: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rbx: u64,
-    pub rsp: u64,
-    pub rbp: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rip: u64,
-    pub rflags: u64,
-    pub cr0: u64,
-    pub cr3: u64,
-    pub cr4: u64,
-    pub efer: u64,
-}
-
-/// `struct vcpu_hvm_context` (hvm_vcpu.h) with the `x86_64` member of the register
-/// union; the union is as large as its `x86_32` member (120 bytes), hence the tail.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct VcpuHvmContext {
-    /// `VCPU_HVM_MODE_*`.
-    pub mode: u32,
-    /// Padding.
-    pub pad: u32,
-    /// `cpu_regs.x86_64`.
-    pub x86_64: VcpuHvmX86_64,
-    /// The rest of the union (`struct vcpu_hvm_x86_32` is 120 bytes).
-    pub _union_tail: [u8; 8],
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,12 +326,5 @@ mod tests {
         });
         // C: u32 vcpu@0, u8 vector@4, tail pad to 8.
         assert_layout!(XenHvmEvtchnUpcallVector, size = 8, { vcpu: 0, vector: 4, _pad0: 5 });
-        // C: u64 rax..rdi@0..56, rip@64, rflags@72, cr0@80, cr3@88, cr4@96, efer@104; 112.
-        assert_layout!(VcpuHvmX86_64, size = 112, {
-            rax: 0, rsp: 32, rdi: 56, rip: 64, rflags: 72, cr0: 80, cr3: 88, cr4: 96,
-            efer: 104,
-        });
-        // C: u32 mode@0, u32 pad@4, union cpu_regs@8 (x86_32: 120 bytes, x86_64: 112); 128.
-        assert_layout!(VcpuHvmContext, size = 128, { mode: 0, pad: 4, x86_64: 8, _union_tail: 120 });
     }
 }

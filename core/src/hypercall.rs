@@ -1068,6 +1068,25 @@ fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
     }
 }
 
+/// As Xen looks up the target of an operation on `target`'s channels: the
+/// caller itself, or (for a privileged caller only) an existing domain;
+/// `-ESRCH` for no such domain comes before `-EPERM`.
+fn other_domain_access(
+    domain: &Domain,
+    env: &mut dyn GuestEnv,
+    target: DomId,
+) -> Result<(), Errno> {
+    if target == domain.id {
+        return Ok(());
+    }
+    env.with_domain(target, &mut |_, _| {})?;
+    if domain.privileged {
+        Ok(())
+    } else {
+        Err(errno::EPERM)
+    }
+}
+
 /// EVTCHNOP_bind_interdomain: connects a new local port to `remote_port`
 /// of `remote_dom`, which must be unbound and offered to the caller
 /// (`-EINVAL` otherwise; `-ESRCH` for no such domain). As Xen, the new
@@ -1166,9 +1185,7 @@ fn event_channel_op(
                 op.dom
             };
             // Xen: only a privileged domain allocates in another domain.
-            if target != domain.id && !domain.privileged {
-                return Err(errno::EPERM);
-            }
+            other_domain_access(domain, env, target)?;
             let remote = if op.remote_dom == DOMID_SELF {
                 domain.id
             } else {
@@ -1224,8 +1241,19 @@ fn event_channel_op(
         }
         ev::EVTCHNOP_STATUS => {
             let mut op: ev::EvtchnStatus = read_guest(env, arg)?;
-            own_domain(domain, op.dom)?;
-            let port = domain.events.port(op.port);
+            let target = if op.dom == DOMID_SELF {
+                domain.id
+            } else {
+                op.dom
+            };
+            other_domain_access(domain, env, target)?;
+            let port = if target == domain.id {
+                domain.events.port(op.port)
+            } else {
+                let mut port = None;
+                env.with_domain(target, &mut |d, _| port = d.events.port(op.port))?;
+                port
+            };
             op.vcpu = port.map(|p| p.vcpu).unwrap_or(0);
             op.u = [0; 8];
             op.status = match port.map(|p| p.state) {
@@ -2552,6 +2580,30 @@ mod tests {
             evtchn(&mut d1, &mut env, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc),
             ret(errno::EPERM)
         );
+        // No such domain comes first (-ESRCH), for alloc_unbound and status.
+        let nowhere = ev::EvtchnAllocUnbound {
+            dom: 9,
+            remote_dom: 1,
+            port: 0,
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_ALLOC_UNBOUND, &nowhere),
+            ret(errno::ESRCH)
+        );
+        let theirs = ev::EvtchnStatus {
+            dom: 2,
+            port,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_STATUS, &theirs),
+            ret(errno::EPERM)
+        );
+        let nowhere = ev::EvtchnStatus { dom: 9, ..theirs };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_STATUS, &nowhere),
+            ret(errno::ESRCH)
+        );
         // Nothing failed half-way: no local port was left allocated.
         assert_eq!(d1.events.port(1), None);
         // A privileged domain may allocate in another one.
@@ -2562,6 +2614,11 @@ mod tests {
         );
         let made = env.get::<ev::EvtchnAllocUnbound>(0x300).port;
         assert_eq!(peer(&mut env).0.events.check_offered(made, 1), Ok(()));
+        // ... and read the status of another domain's port.
+        assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_STATUS, &theirs), 0);
+        let status: ev::EvtchnStatus = env.get(0x300);
+        assert_eq!(status.status, ev::EVTCHNSTAT_UNBOUND);
+        assert_eq!(status.u[..2], 3u16.to_le_bytes(), "offered to domain 3");
     }
 
     #[test]

@@ -501,7 +501,7 @@ pub fn current_vcpu() -> u32 {
 /// [`MAX_VCPUS`] - 1) on its own stack in the runtime with vCPU 0's paging, running
 /// `main(vcpu)` with interrupts off; when `main` returns the vCPU takes itself down
 /// (`VCPUOP_down`). `None` for a vCPU without a stack.
-pub fn secondary_context(vcpu: u32, main: fn(u32)) -> Option<rxen_abi::hvm::VcpuHvmContext> {
+pub fn secondary_context(vcpu: u32, main: fn(u32)) -> Option<rxen_abi::hvm_vcpu::VcpuHvmContext> {
     if vcpu == 0 || vcpu as usize >= MAX_VCPUS {
         return None;
     }
@@ -515,9 +515,8 @@ pub fn secondary_context(vcpu: u32, main: fn(u32)) -> Option<rxen_abi::hvm::Vcpu
         core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
         crate::cpu::rdmsr(0xC000_0080)
     };
-    Some(rxen_abi::hvm::VcpuHvmContext {
-        mode: rxen_abi::hvm::VCPU_HVM_MODE_64B,
-        x86_64: rxen_abi::hvm::VcpuHvmX86_64 {
+    Some(rxen_abi::hvm_vcpu::VcpuHvmContext::new_64(
+        &rxen_abi::hvm_vcpu::VcpuHvmX86_64 {
             // As after a call: RSP + 8 is 16-byte aligned at a function's entry.
             rsp: top - 8,
             rdi: u64::from(vcpu),
@@ -529,8 +528,7 @@ pub fn secondary_context(vcpu: u32, main: fn(u32)) -> Option<rxen_abi::hvm::Vcpu
             efer,
             ..Default::default()
         },
-        ..Default::default()
-    })
+    ))
 }
 
 /// Where secondary vCPUs start (see [`secondary_context`]).

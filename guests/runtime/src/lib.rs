@@ -50,7 +50,10 @@ pub mod boot {
         0
     }
     /// Bare metal only.
-    pub fn secondary_context(_vcpu: u32, _main: fn(u32)) -> Option<rxen_abi::hvm::VcpuHvmContext> {
+    pub fn secondary_context(
+        _vcpu: u32,
+        _main: fn(u32),
+    ) -> Option<rxen_abi::hvm_vcpu::VcpuHvmContext> {
         unreachable!("test guests run only on bare metal")
     }
 }
