@@ -268,7 +268,7 @@ impl SvmVcpu {
                 0
             });
         let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
-        x86_64::instructions::interrupts::enable();
+        // Interrupts go on inside, between CLGI and VMRUN.
         rxen_x86::svm::run(&mut self.vmcb, &mut self.regs);
         x86_64::instructions::interrupts::disable();
         crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);

@@ -88,7 +88,13 @@ core::arch::global_asm!(
     "mov r14, [rsi + 96]",
     "mov r15, [rsi + 104]",
     "mov rsi, [rsi + 24]",
+    // GIF off first, then IF on: an interrupt that is already pending (a
+    // timer armed to fire at once) stays pending until VMRUN sets GIF for
+    // the guest, and then makes it exit at once, instead of being taken by
+    // the host just before VMRUN and lost to the guest. With V_INTR_MASKING
+    // the host's IF=1 is what lets physical interrupts reach the guest.
     "clgi",
+    "sti",
     "vmload rax",
     "vmrun rax",
     "vmsave rax",
@@ -121,7 +127,9 @@ core::arch::global_asm!(
     "ret",
 );
 
-/// Runs the guest described by `vmcb` until the next #VMEXIT.
+/// Runs the guest described by `vmcb` until the next #VMEXIT. Returns with
+/// interrupts enabled (an interrupt that made the guest exit is taken by the
+/// host at STGI); the caller disables them again.
 pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs) {
     let index = crate::cpu::current_index();
     let host = HOST_VMCB
