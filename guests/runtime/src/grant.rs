@@ -252,3 +252,56 @@ pub unsafe fn mismatches(addr: u64, seed: u64) -> usize {
         .filter(|&i| unsafe { core::ptr::read_volatile(p.add(i)) } != pattern_word(seed, i))
         .count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(addr: u64, size: u64, kind: u32) -> HvmMemmapEntry {
+        HvmMemmapEntry {
+            addr,
+            size,
+            kind,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn free_frames_skip_the_map() {
+        let map = [
+            entry(0, 0x9f000, E820_RAM),
+            entry(0x100000, 0xf00000, E820_RAM),
+            entry(0x1000000, 0x2000, 2),
+        ];
+        assert_eq!(free_gfn_above_ram(&map, 0), 0x1002);
+        assert_eq!(free_gfn_above_ram(&map, 2), 0x1004);
+        assert_eq!(free_gfn_above_ram(&map[..2], 0), 0x1000);
+        assert_eq!(free_gfn_above_ram(&[], 0), 0);
+    }
+
+    #[test]
+    fn patterns() {
+        let mut page = Page::new();
+        let addr = page.0.as_mut_ptr() as u64;
+        // SAFETY: a page of our own.
+        unsafe {
+            fill(addr, 7);
+            assert_eq!(mismatches(addr, 7), 0);
+            assert_eq!(mismatches(addr, 8), 512);
+        }
+        // SAFETY: as above.
+        unsafe {
+            core::ptr::write_volatile((addr as *mut u64).add(3), 0);
+            assert_eq!(mismatches(addr, 7), 1);
+        }
+        assert_ne!(pattern_word(1, 0), pattern_word(2, 0));
+    }
+
+    #[test]
+    fn copy_sides() {
+        let g = copy_gref(2, 10, 96);
+        assert_eq!((g.gref(), g.domid, g.offset), (10, 2, 96));
+        let f = copy_frame(0x113, 0);
+        assert_eq!((f.gmfn(), f.domid), (0x113, memory::DOMID_SELF));
+    }
+}
