@@ -179,3 +179,51 @@ fn scheduler_choice() {
         .assert_contains("Scheduler: credit")
         .assert_contains("(d0) Test result: SUCCESS");
 }
+
+/// Two domUs share pages through grant tables: `grant_share` as granter (d1) and mapper
+/// (d2) on `cpus` CPUs; both pass, and every frame comes back, the granted pages and the
+/// grant frame included.
+fn grant_share_pair(name: &str, cpus: u32) {
+    let out = machine(name, cpus, "dom0less domu=0,mem=16M domu=1,mem=16M")
+        .module(guest("grant_share"), "role=granter peer=2")
+        .module(guest("grant_share"), "role=mapper peer=1")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("dom0less: no dom0; 2 domU(s)")
+        .assert_contains("(d1) grant_share: granter done")
+        .assert_contains("(d2) grant_share: mapper done")
+        .assert_in_order(&[
+            "(d1) grant_share granter: granted A",
+            "(d2) grant_share mapper: ref 8 at gfn",
+            "(d1) grant_share granter: reply seen in A",
+            "(d2) grant_share mapper: unmapped",
+            "(d1) grant_share granter: page C holds the mapper's data",
+        ]);
+    for id in 1..=2 {
+        out.assert_contains(&format!("(d{id}) Test result: SUCCESS"))
+            .assert_contains(&format!("d{id}: shut down (poweroff)"));
+    }
+    let last = out
+        .log
+        .lines()
+        .rfind(|l| l.contains(": shut down ("))
+        .expect("a shutdown line");
+    assert!(
+        last.contains("0 frames not returned"),
+        "the last domain's shutdown: {last}"
+    );
+    out.assert_count("0 frames not returned", 2)
+        .assert_normal_stop();
+}
+
+/// Grants between two domUs on two CPUs: both domains run at once.
+#[test]
+fn grants_between_two_domus() {
+    grant_share_pair("domains-grants-2cpu", 2);
+}
+
+/// The same on one CPU: every hand-shake waits for a switch.
+#[test]
+fn grants_between_two_domus_on_one_cpu() {
+    grant_share_pair("domains-grants-1cpu", 1);
+}

@@ -60,6 +60,7 @@ pub mod boot {
 pub mod console;
 pub mod cpu;
 pub mod events;
+pub mod grant;
 pub mod hypercall;
 pub mod report;
 pub mod smp;

@@ -113,7 +113,14 @@ pub const INITRD_ARGS: &str = "initrd-arg";
 /// Guests that need several domains (a peer, or other domains to compete with) and a
 /// command line, or (`smp_ipi`) a second vCPU and `VCPUOP_initialise`; their own tests
 /// run them, not this single-dom0 suite.
-pub const MULTI_DOMAIN: &[&str] = &["evtchn_pingpong", "cpu_hog", "rt_periodic", "smp_ipi"];
+pub const MULTI_DOMAIN: &[&str] = &[
+    "evtchn_pingpong",
+    "cpu_hog",
+    "rt_periodic",
+    "smp_ipi",
+    "grant_share",
+    "grant_bench",
+];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
 /// forgotten); benchmark guests (`bench_*`) and [`MULTI_DOMAIN`] guests are not tests
