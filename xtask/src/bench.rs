@@ -5,6 +5,10 @@
 //!   empty handler (an unknown hypercall number), as measured by the `bench_hypercall`
 //!   guest running as dom0, with their ratio.
 //! - The hypervisor's memory cost for that domain (rxen's own report).
+//! - Between domains, on rxen (boot-time domUs on one CPU; Xen 4.17 has no boot-time
+//!   domUs on x86, so there is no Xen column): an event-channel ping-pong round trip,
+//!   a 4 KiB grant copy, and a vCPU context switch (two domains yielding to each
+//!   other), each with the null hypercall measured in the same guest and run.
 //! - rxenstored's operations per second (its own `bench` subcommand).
 
 use std::time::Duration;
@@ -86,6 +90,7 @@ pub fn bench() -> i32 {
         );
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
+    ok &= between_domains();
     println!("\nxtask: rxenstored: read, write and small-transaction throughput");
     let mut cmd = crate::cargo_command();
     cmd.current_dir(crate::workspace_root()).args([
@@ -107,4 +112,102 @@ pub fn bench() -> i32 {
     } else {
         1
     }
+}
+
+/// The number after `key ` in the first line containing `marker`.
+fn number_after(out: &Outcome, marker: &str, key: &str) -> Option<u64> {
+    let line = out.log.lines().find(|l| l.contains(marker))?;
+    let rest = line.split(&format!("{key} ")).nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// One rxen run of boot-time domUs on one CPU for a benchmark.
+fn run_domus(name: &str, modules: &[(&str, &str)]) -> Outcome {
+    let domus: Vec<String> = (0..modules.len())
+        .map(|i| format!("domu={i},mem=16M"))
+        .collect();
+    let mut q = Qemu::new(name)
+        .smp(1)
+        .append("console=com1 isa_debug_exit dom0less")
+        .append(&domus.join(" "))
+        .timeout(Duration::from_secs(180));
+    for (guest_name, args) in modules {
+        q = q.module(guest(guest_name), args);
+    }
+    q.run()
+}
+
+/// Event-channel ping-pong, grant copy and context switch between domains on rxen.
+fn between_domains() -> bool {
+    println!("\nxtask: between domains on rxen (boot-time domUs, one CPU)");
+    let pingpong = run_domus(
+        "bench-pingpong",
+        &[
+            ("evtchn_pingpong", "role=server peer=2 rounds=2000"),
+            ("evtchn_pingpong", "role=client peer=1 rounds=2000"),
+        ],
+    );
+    let grants = run_domus(
+        "bench-grant-copy",
+        &[
+            ("grant_bench", "role=granter peer=2"),
+            ("grant_bench", "role=mapper peer=1 copies=2000"),
+        ],
+    );
+    let switch = run_domus(
+        "bench-switch",
+        &[
+            ("bench_switch", "yields=2000"),
+            ("bench_switch", "yields=2000"),
+        ],
+    );
+    let rows = [
+        (
+            "event channel ping-pong round trip",
+            &pingpong,
+            "pingpong: 2000 round trips",
+            "mean",
+        ),
+        (
+            "grant copy of 4 KiB",
+            &grants,
+            "grant_bench: 2000 copies",
+            "mean",
+        ),
+        (
+            "yield round trip (2 vCPU switches)",
+            &switch,
+            "bench_switch: 2000 yields",
+            "mean",
+        ),
+    ];
+    println!(
+        "{:<38} {:>12} {:>22} {:>10}",
+        "", "ns", "null hypercall (ns)", "ratio"
+    );
+    let mut ok = true;
+    for (label, out, marker, key) in rows {
+        let value = number_after(out, marker, key);
+        let null = number_after(out, marker, "null hypercall");
+        match (value, null) {
+            (Some(v), Some(n)) if n > 0 => {
+                println!("{label:<38} {v:>12} {n:>22} {:>10.2}", v as f64 / n as f64)
+            }
+            _ => {
+                eprintln!("xtask: no figure for {label}; log tail:\n{}", out.tail(30));
+                ok = false;
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        number_after(&grants, "grant_bench: 2000 copies", "mean"),
+        number_after(&grants, "grant_bench: 2000 copies", "null hypercall"),
+    ) {
+        let mib_s = 4096.0 / (a as f64 / 1e9) / (1 << 20) as f64;
+        println!("grant copy throughput: {mib_s:.1} MiB/s (one 4 KiB copy per hypercall; null hypercall {b} ns)");
+    }
+    ok
 }

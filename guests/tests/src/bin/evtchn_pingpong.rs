@@ -31,7 +31,7 @@ use rxen_guest::events::{
 use rxen_guest::hypercall::vcpu_op;
 use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
 use rxen_guest::xen::{vcpu, SIF_PRIVILEGED};
-use rxen_guest::{check_eq, err, error, println, StartInfo};
+use rxen_guest::{check, check_eq, err, error, println, StartInfo};
 
 rxen_guest::entry!(main);
 
@@ -231,7 +231,13 @@ fn client(a: &Args, rport: u32) {
         total += now() - t0;
     }
     let mean = total.checked_div(u64::from(a.rounds)).unwrap_or(0);
-    println!("pingpong: {} round trips, mean {mean} ns", a.rounds);
+    let null = rxen_guest::hypercall::null_hypercall_ns(1000);
+    check!(null.is_some(), "xen_version calls failed");
+    println!(
+        "pingpong: {} round trips, mean {mean} ns, null hypercall {} ns",
+        a.rounds,
+        null.unwrap_or(0)
+    );
     check_eq!(
         count(lport),
         baseline + a.rounds,
