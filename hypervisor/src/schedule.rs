@@ -202,6 +202,32 @@ impl Machine {
         for cpu_index in domain.running_on.iter().flatten() {
             kick(*cpu_index);
         }
+        self.send_dom_exc();
+    }
+
+    /// Raises VIRQ_DOM_EXC in dom0, as Xen does when a domain shuts down or
+    /// is destroyed (the toolstack then looks at which one). dom0 gets it on
+    /// the vCPU it bound the VIRQ to; without dom0 (or while dom0 itself is
+    /// served) nobody does.
+    fn send_dom_exc(&mut self) {
+        let Some(mut dom0) = self.domains.remove(&0) else {
+            return;
+        };
+        if dom0.dying.is_none() {
+            let world = World {
+                domains: &mut self.domains,
+                grants: &mut self.grants,
+            };
+            exits::with_domain_env(&mut dom0, world, |core, env| {
+                let virq = rxen_abi::xen::VIRQ_DOM_EXC;
+                let bound = (0..core.vcpus.len())
+                    .find(|&v| core.events.virq_port(virq, v as u32).is_some());
+                if let Some(v) = bound {
+                    rxen_core::hypercall::raise_virq(core, v, virq, env);
+                }
+            });
+        }
+        self.domains.insert(0, dom0);
     }
 
     /// Kicks the CPUs running a vCPU that has an unmasked upcall pending
@@ -349,6 +375,7 @@ impl Machine {
                 reason_text(reason)
             );
             self.last_end = Some(reason);
+            self.send_dom_exc();
             if reason == ShutdownReason::Reboot {
                 self.reboot(id);
             }

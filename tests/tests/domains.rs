@@ -227,3 +227,21 @@ fn grants_between_two_domus() {
 fn grants_between_two_domus_on_one_cpu() {
     grant_share_pair("domains-grants-1cpu", 1);
 }
+
+/// dom0 hears of a domU's end through VIRQ_DOM_EXC (as Xen tells the toolstack).
+#[test]
+fn dom0_gets_virq_dom_exc_when_a_domu_ends() {
+    let out = machine("domains-dom-exc", 1, "dom0_mem=32M domu=1,mem=8M")
+        .module(guest("dom_exc"), "")
+        .module(guest("cpu_hog"), "until_ms=500")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_in_order(&[
+            "dom_exc: VIRQ_DOM_EXC on port",
+            "d1: shut down (poweroff)",
+            "(d0) dom_exc: ",
+            "(d0) Test result: SUCCESS",
+        ])
+        .assert_normal_stop();
+}

@@ -120,6 +120,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "smp_ipi",
     "grant_share",
     "grant_bench",
+    "dom_exc",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
