@@ -504,6 +504,9 @@ fn xsetbv(vcpu: &mut SvmVcpu) {
 /// Counts unbacked accesses, to rate-limit their log lines.
 static UNBACKED_LOGGED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
+/// Writes to read-only grant mappings logged so far (rate limit).
+static GRANT_RO_LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     let HvmDomain {
         memory,
@@ -514,6 +517,20 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     let vcpu = &mut vcpus[v];
     let gpa = vcpu.vmcb.read64(control::EXIT_INFO2);
     let fault = vcpu.vmcb.read64(control::EXIT_INFO1);
+    if memory.is_foreign(gpa / 4096) && fault & 2 != 0 {
+        // As Xen for a write to a read-only grant mapping: a warning and #GP
+        // for the guest, which goes on.
+        let count = GRANT_RO_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        if count < 10 || count.is_power_of_two() {
+            log!(
+                Warning,
+                "d{}v{v}: trying to write to read-only grant mapping at {gpa:#x}",
+                core.id
+            );
+        }
+        vcpu.inject_exception(13, Some(0));
+        return Flow::Continue;
+    }
     if memory.host_address(gpa, false).is_some() {
         // A mapped page: only a write to a read-only mapping gets here.
         let why = alloc::format!("write to read-only guest page {gpa:#x} (NPF {fault:#x})");

@@ -122,6 +122,11 @@ impl GuestMemory {
             .any(|&(start, n)| start <= hpa && hpa < start + n as u64 * 4096)
     }
 
+    /// Whether a foreign (granted) page is mapped at `gfn`.
+    pub fn is_foreign(&self, gfn: u64) -> bool {
+        self.foreign.contains_key(&gfn)
+    }
+
     /// Adds zeroed grant-table frames until there are `nr`.
     pub fn grow_grant_frames(&mut self, nr: u32) -> Result<(), Errno> {
         while self.grant_frames.len() < nr as usize {

@@ -28,10 +28,12 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use rxen_guest::abi::grant_table::{
     self as gt, GnttabCopy, GnttabGetVersion, GnttabQuerySize, GnttabSetVersion, GnttabSetupTable,
     GrantRef,
 };
+
 use rxen_guest::abi::xen::{DomId, DOMID_SELF};
 use rxen_guest::events::{
     alloc_unbound, bind_interdomain, bind_virq_timer, block_once, count, enable_callback_vector,
@@ -369,6 +371,19 @@ fn table_ops() {
 // ---------------------------------------------------------------------------------------
 // Mapper.
 
+/// #GP faults the trap hook took (error code 0 only).
+static GP_SEEN: AtomicU32 = AtomicU32::new(0);
+
+/// Trap hook: a #GP(0) from the 2-byte `mov [rdi], eax` is counted and skipped.
+fn skip_gp(frame: &mut rxen_guest::boot::TrapFrame) -> bool {
+    if frame.vector != 13 || frame.error != 0 {
+        return false;
+    }
+    GP_SEEN.fetch_add(1, Ordering::SeqCst);
+    frame.rip += 2;
+    true
+}
+
 fn mapper(si: &StartInfo, peer: DomId, link: &mut Link) {
     let map_a = free_gfn_above_ram(si.memmap(), 0);
     let map_b = free_gfn_above_ram(si.memmap(), 1);
@@ -404,6 +419,23 @@ fn mapper(si: &StartInfo, peer: DomId, link: &mut Link) {
     }
     println!(
         "grant_share mapper: ref 8 at gfn {map_a:#x} (handle {handle_a}), ref 9 read-only at gfn {map_b:#x} (handle {handle_b}); pattern read, reply written"
+    );
+
+    // A write through the read-only mapping: Xen warns ("trying to write to read-only
+    // grant mapping") and injects #GP(0); the page keeps its contents (the granter
+    // checks B at the end).
+    GP_SEEN.store(0, Ordering::SeqCst);
+    rxen_guest::boot::set_trap_hook(Some(skip_gp));
+    // SAFETY: B is mapped read-only at `b`; the write faults and the hook resumes
+    // after the 2-byte `mov [rdi], eax`.
+    unsafe {
+        core::arch::asm!("mov dword ptr [rdi], eax", in("rdi") b, in("eax") 0xdead_beef_u32, options(nostack));
+    }
+    rxen_guest::boot::set_trap_hook(None);
+    check_eq!(
+        GP_SEEN.load(Ordering::SeqCst),
+        1,
+        "a write through a read-only grant mapping raises #GP"
     );
 
     // _set_status_v1: a writable pin of a GTF_readonly entry -> GNTST_general_error.
