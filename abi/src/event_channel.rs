@@ -377,6 +377,33 @@ mod tests {
         assert_eq!(EVTCHN_FIFO_NR_CHANNELS, 131072);
         assert_eq!(EVTCHN_FIFO_LINK_MASK, 0x1ffff);
         assert_eq!(EVTCHN_FIFO_MAX_QUEUES, 16);
+        assert_eq!(
+            (
+                EVTCHNOP_INIT_CONTROL,
+                EVTCHNOP_EXPAND_ARRAY,
+                EVTCHNOP_RESET_CONT
+            ),
+            (11, 12, 14)
+        );
+        assert_eq!(
+            (
+                EVTCHN_FIFO_PENDING,
+                EVTCHN_FIFO_MASKED,
+                EVTCHN_FIFO_LINKED,
+                EVTCHN_FIFO_BUSY
+            ),
+            (31, 30, 29, 28)
+        );
+        assert_eq!(
+            (
+                EVTCHN_FIFO_PRIORITY_MAX,
+                EVTCHN_FIFO_PRIORITY_DEFAULT,
+                EVTCHN_FIFO_PRIORITY_MIN
+            ),
+            (0, 7, 15)
+        );
+        assert_eq!(EVTCHN_FIFO_LINK_BITS, 17);
+        assert_eq!(core::mem::size_of::<EventWord>(), 4);
     }
 
     #[test]

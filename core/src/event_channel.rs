@@ -3,16 +3,20 @@
 //! delivery into the shared-info page (pending bit, mask, per-vCPU
 //! selector, `evtchn_upcall_pending`), with Xen's errnos. The two halves of
 //! an interdomain channel live in the two domains' tables; the hypercall
-//! layer links them (it can reach both domains). The FIFO ABI comes later.
+//! layer links them (it can reach both domains). Once the domain switches
+//! to the FIFO ABI ([`crate::event_fifo`]), its state lives beside the
+//! table and ports go up to `EVTCHN_FIFO_NR_CHANNELS`.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use rxen_abi::errno::{self, Errno};
-use rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
+use rxen_abi::event_channel::{EVTCHN_2L_NR_CHANNELS, EVTCHN_FIFO_NR_CHANNELS};
 use rxen_abi::xen::{self, NR_VIRQS};
 
 use crate::domain::DomId;
+use crate::event_fifo::Fifo;
 
 /// What a port is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +56,9 @@ pub struct EventChannels {
     ports: Vec<Port>,
     /// VIRQ -> port, per vCPU.
     virqs: Vec<[Option<u32>; NR_VIRQS as usize]>,
+    /// The FIFO ABI's state, once the domain switched to it
+    /// (EVTCHNOP_init_control); 2-level until then.
+    fifo: Option<Box<Fifo>>,
 }
 
 /// VIRQs bound per vCPU (the others are global and live on vCPU 0).
@@ -71,7 +78,49 @@ impl EventChannels {
                 vcpu: 0,
             }],
             virqs: vec![[None; NR_VIRQS as usize]; nr_vcpus],
+            fifo: None,
         }
+    }
+
+    /// The number of vCPUs the table was made for.
+    pub fn nr_vcpus(&self) -> usize {
+        self.virqs.len()
+    }
+
+    /// One more than the highest port the table has had (allocated or not).
+    pub fn port_limit(&self) -> u32 {
+        self.ports.len() as u32
+    }
+
+    /// The most ports the domain may have: 4096 with the 2-level ABI,
+    /// 2^17 with FIFO (Xen's `max_evtchns`).
+    pub fn max_ports(&self) -> u32 {
+        if self.fifo.is_some() {
+            EVTCHN_FIFO_NR_CHANNELS
+        } else {
+            EVTCHN_2L_NR_CHANNELS
+        }
+    }
+
+    /// Whether the domain uses the FIFO ABI.
+    pub fn is_fifo(&self) -> bool {
+        self.fifo.is_some()
+    }
+
+    /// The FIFO state, in FIFO mode.
+    pub fn fifo(&self) -> Option<&Fifo> {
+        self.fifo.as_deref()
+    }
+
+    /// The FIFO state, in FIFO mode.
+    pub fn fifo_mut(&mut self) -> Option<&mut Fifo> {
+        self.fifo.as_deref_mut()
+    }
+
+    /// Switches the domain to the FIFO ABI (there is no way back short of
+    /// EVTCHNOP_reset, which is not implemented).
+    pub fn switch_to_fifo(&mut self, fifo: Fifo) {
+        self.fifo = Some(Box::new(fifo));
     }
 
     fn allocate(&mut self, state: PortState, vcpu: u32) -> Result<u32, Errno> {
@@ -83,7 +132,7 @@ impl EventChannels {
             .map(|i| i + 1);
         let index = match free {
             Some(index) => index,
-            None if self.ports.len() < EVTCHN_2L_NR_CHANNELS as usize => {
+            None if self.ports.len() < self.max_ports() as usize => {
                 self.ports.push(Port {
                     state: PortState::Free,
                     vcpu: 0,
@@ -93,6 +142,9 @@ impl EventChannels {
             None => return Err(errno::ENOSPC),
         };
         self.ports[index] = Port { state, vcpu };
+        if let Some(fifo) = self.fifo.as_deref_mut() {
+            fifo.port_allocated(index as u32);
+        }
         Ok(index as u32)
     }
 

@@ -10,6 +10,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::{hvm, memory, sched, vcpu, version, xen};
@@ -17,6 +18,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
 use crate::event_channel::PortState;
+use crate::event_fifo;
 use crate::time::RunstateKind;
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 
@@ -90,6 +92,14 @@ pub trait GuestEnv {
     fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
         let _ = (caller, idx, gpfn);
         Err(errno::EINVAL)
+    }
+    /// Runs `f` on the aligned 32-bit word of guest-physical memory at
+    /// `gpa`, which the guest may be writing at the same time (FIFO event
+    /// words and control blocks): `-EFAULT` if `gpa` is not 4-byte aligned
+    /// or not the domain's RAM.
+    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
+        let _ = (gpa, f);
+        Err(errno::EFAULT)
     }
 }
 
@@ -1046,6 +1056,12 @@ fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv)
     vcpu_info_read(domain, vcpu, env, sel_at, &mut sel);
     let sel = u64::from_le_bytes(sel) | (1 << word);
     vcpu_info_write(domain, vcpu, env, sel_at, &sel.to_le_bytes());
+    mark_events_pending(domain, vcpu, env);
+}
+
+/// Sets `evtchn_upcall_pending` of vCPU `vcpu` and ends its block (Xen's
+/// `vcpu_mark_events_pending`; all the FIFO ABI signals).
+fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv) {
     vcpu_info_write(
         domain,
         vcpu,
@@ -1058,11 +1074,18 @@ fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv)
     }
 }
 
-/// Sets `port` pending and notifies its vCPU unless it is masked.
+/// Sets `port` pending and notifies its vCPU unless it is masked, with the
+/// domain's ABI (2-level bitmap or FIFO queues).
 fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
     let Some(p) = domain.events.port(port) else {
         return;
     };
+    if domain.events.is_fifo() {
+        if let Some(vcpu) = event_fifo::set_pending(&mut domain.events, env, port) {
+            mark_events_pending(domain, vcpu as usize, env);
+        }
+        return;
+    }
     if let Some(word) = crate::event_channel::set_pending(env.shared_info_page(), port) {
         notify(domain, p.vcpu as usize, word, env);
     }
@@ -1207,10 +1230,12 @@ fn event_channel_op(
         }
         ev::EVTCHNOP_CLOSE => {
             let op: ev::EvtchnClose = read_guest(env, arg)?;
+            let state = domain.events.close(op.port)?;
+            event_fifo::clear_pending(&mut domain.events, env, op.port);
             if let PortState::Interdomain {
                 remote_dom,
                 remote_port,
-            } = domain.events.close(op.port)?
+            } = state
             {
                 disconnect_remote(domain, env, op.port, remote_dom, remote_port);
             }
@@ -1258,7 +1283,14 @@ fn event_channel_op(
             op.u = [0; 8];
             op.status = match port.map(|p| p.state) {
                 None => {
-                    if op.port as usize >= rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS as usize {
+                    let limit = if target == domain.id {
+                        domain.events.max_ports()
+                    } else {
+                        let mut limit = ev::EVTCHN_2L_NR_CHANNELS;
+                        env.with_domain(target, &mut |d, _| limit = d.events.max_ports())?;
+                        limit
+                    };
+                    if op.port >= limit {
                         return Err(errno::EINVAL);
                     }
                     ev::EVTCHNSTAT_CLOSED
@@ -1288,7 +1320,12 @@ fn event_channel_op(
         ev::EVTCHNOP_UNMASK => {
             let op: ev::EvtchnUnmask = read_guest(env, arg)?;
             let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
-            if let Some(word) = crate::event_channel::unmask(env.shared_info_page(), op.port) {
+            if domain.events.is_fifo() {
+                if let Some(vcpu) = event_fifo::unmask(&mut domain.events, env, op.port) {
+                    mark_events_pending(domain, vcpu as usize, env);
+                }
+            } else if let Some(word) = crate::event_channel::unmask(env.shared_info_page(), op.port)
+            {
                 notify(domain, port.vcpu as usize, word, env);
             }
             Ok(0)
@@ -1297,20 +1334,39 @@ fn event_channel_op(
             let op: ev::EvtchnBindVcpu = read_guest(env, arg)?;
             domain.events.bind_vcpu(op.port, op.vcpu).map(|_| 0)
         }
-        // Physical IRQs, the FIFO ABI and reset come later: the argument
-        // is still checked first.
+        // Physical IRQs and reset come later: the argument is still
+        // checked first.
         ev::EVTCHNOP_BIND_PIRQ => {
             read_guest::<ev::EvtchnBindPirq>(env, arg).and(Err(errno::ENOSYS))
         }
         ev::EVTCHNOP_RESET => read_guest::<ev::EvtchnReset>(env, arg).and(Err(errno::ENOSYS)),
         ev::EVTCHNOP_INIT_CONTROL => {
-            read_guest::<ev::EvtchnInitControl>(env, arg).and(Err(errno::ENOSYS))
+            let mut op: ev::EvtchnInitControl = read_guest(env, arg)?;
+            // Xen fills in link_bits before it checks anything, but copies
+            // the structure back only on success.
+            op.link_bits = event_fifo::LINK_BITS;
+            let ram = domain.gfn_is_ram(op.control_gfn);
+            event_fifo::init_control(
+                &mut domain.events,
+                env,
+                op.vcpu,
+                op.control_gfn,
+                op.offset,
+                ram,
+            )?;
+            write_guest(env, arg, &op).map(|_| 0)
         }
         ev::EVTCHNOP_EXPAND_ARRAY => {
-            read_guest::<ev::EvtchnExpandArray>(env, arg).and(Err(errno::ENOSYS))
+            let op: ev::EvtchnExpandArray = read_guest(env, arg)?;
+            let ram = domain.gfn_is_ram(op.array_gfn);
+            for vcpu in event_fifo::expand_array(&mut domain.events, env, op.array_gfn, ram)? {
+                mark_events_pending(domain, vcpu as usize, env);
+            }
+            Ok(0)
         }
         ev::EVTCHNOP_SET_PRIORITY => {
-            read_guest::<ev::EvtchnSetPriority>(env, arg).and(Err(errno::ENOSYS))
+            let op: ev::EvtchnSetPriority = read_guest(env, arg)?;
+            event_fifo::set_priority(&mut domain.events, op.port, op.priority).map(|_| 0)
         }
         _ => Err(errno::ENOSYS),
     }
@@ -1326,25 +1382,25 @@ pub fn set_runstate(domain: &mut Domain, vcpu: usize, state: RunstateKind, now: 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::time::TimeScale;
 
     /// A guest whose linear and physical addresses are the same 64 KiB.
-    struct FakeEnv {
-        mem: Vec<u8>,
+    pub(crate) struct FakeEnv {
+        pub(crate) mem: Vec<u8>,
         console: Vec<u8>,
         now: u64,
         shared_info_at: Option<u64>,
-        shared_info: Vec<u8>,
+        pub(crate) shared_info: Vec<u8>,
         /// Another domain with its own memory, for interdomain calls.
-        peer: Option<Box<(Domain, FakeEnv)>>,
+        pub(crate) peer: Option<Box<(Domain, FakeEnv)>>,
     }
 
-    const MEM: usize = 64 * 1024;
+    pub(crate) const MEM: usize = 64 * 1024;
 
     impl FakeEnv {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self {
                 mem: vec![0; MEM],
                 console: Vec::new(),
@@ -1364,12 +1420,12 @@ mod tests {
             Ok(start..end)
         }
 
-        fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
+        pub(crate) fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
             let range = self.range(addr, value.as_bytes().len()).unwrap();
             self.mem[range].copy_from_slice(value.as_bytes());
         }
 
-        fn get<T: FromBytes + IntoBytes + Immutable>(&self, addr: u64) -> T {
+        pub(crate) fn get<T: FromBytes + IntoBytes + Immutable>(&self, addr: u64) -> T {
             let mut value = T::new_zeroed();
             let range = self.range(addr, value.as_bytes().len()).unwrap();
             value.as_mut_bytes().copy_from_slice(&self.mem[range]);
@@ -1445,9 +1501,27 @@ mod tests {
                 _ => Err(errno::ESRCH),
             }
         }
+        fn guest_atomic_u32(
+            &mut self,
+            gpa: u64,
+            f: &mut dyn FnMut(&AtomicU32),
+        ) -> Result<(), Errno> {
+            if !gpa.is_multiple_of(4) {
+                return Err(errno::EFAULT);
+            }
+            let range = self.range(gpa, 4)?;
+            let ptr = self.mem[range].as_mut_ptr();
+            if !(ptr as usize).is_multiple_of(4) {
+                return Err(errno::EFAULT);
+            }
+            // SAFETY: four bytes of `self.mem`, 4-byte aligned (checked),
+            // exclusively borrowed for the call.
+            f(unsafe { AtomicU32::from_ptr(ptr.cast()) });
+            Ok(())
+        }
     }
 
-    fn domu() -> Domain {
+    pub(crate) fn domu() -> Domain {
         let mut d = Domain::new(1, false, 16, 2, 0);
         d.memory_map = vec![GuestMemRegion {
             addr: 0,
@@ -1461,7 +1535,7 @@ mod tests {
         dispatch(d, 0, env, nr, args, 0)
     }
 
-    fn ret(e: Errno) -> i64 {
+    pub(crate) fn ret(e: Errno) -> i64 {
         e.to_hypercall_ret()
     }
 
@@ -2398,7 +2472,7 @@ mod tests {
         assert_eq!(env.shared_info[slot], 0);
     }
 
-    fn evtchn(
+    pub(crate) fn evtchn(
         d: &mut Domain,
         env: &mut FakeEnv,
         cmd: u32,
@@ -2416,7 +2490,7 @@ mod tests {
     }
 
     /// Domain 1 calling, with domain 2 (unprivileged) beside it.
-    fn two_domains() -> (Domain, FakeEnv) {
+    pub(crate) fn two_domains() -> (Domain, FakeEnv) {
         let mut env = FakeEnv::new();
         let mut peer = domu();
         peer.id = 2;
@@ -2424,7 +2498,7 @@ mod tests {
         (domu(), env)
     }
 
-    fn peer(env: &mut FakeEnv) -> &mut (Domain, FakeEnv) {
+    pub(crate) fn peer(env: &mut FakeEnv) -> &mut (Domain, FakeEnv) {
         env.peer.as_deref_mut().unwrap()
     }
 

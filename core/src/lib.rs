@@ -4,7 +4,7 @@
 //! It owns the parsing of the hypervisor command line, the sanitizing of the
 //! firmware memory map, the physical frame allocator, log-level filtering,
 //! the ELF/PVH loader, domains and vCPUs as bookkeeping, time, hypercall
-//! dispatch and validation, event channels, grant tables and the schedulers
+//! dispatch and validation, event channels (2-level and FIFO), grant tables and the schedulers
 //! (`sched`: the scheduler interface, credit and RTDS).
 #![cfg_attr(not(test), no_std)]
 
@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod domain;
 pub mod elf;
 pub mod event_channel;
+pub mod event_fifo;
 pub mod frame_alloc;
 pub mod grant_table;
 pub mod hypercall;

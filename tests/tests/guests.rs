@@ -147,6 +147,7 @@ guest_tests!(
     vcpu_op,
     timers,
     event_channel_bad_input,
+    evtchn_fifo,
     multicall,
     pvclock,
     bad_input,

@@ -82,6 +82,7 @@ xen_tests!(
     pvclock,
     bad_input,
     event_channel_bad_input,
+    evtchn_fifo,
     dom0_acpi,
     ring3,
     bad_memory,

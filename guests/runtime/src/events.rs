@@ -1,6 +1,14 @@
 //! Event delivery through `HVM_PARAM_CALLBACK_IRQ` of type vector: Xen injects
 //! [`EVENT_VECTOR`] while `vcpu_info.evtchn_upcall_pending` is set (and RFLAGS.IF is 1);
-//! the handler clears it, scans the 2-level pending bitmap and counts events per port.
+//! the handler clears it, takes the pending events and counts them per port, and logs
+//! the order they came in ([`delivered`]).
+//!
+//! Two ABIs: the 2-level pending bitmap in the shared-info page (the default), and the
+//! FIFO ABI once [`init_control`] succeeded: then the handler takes, for each `ready`
+//! priority from 0 (highest) up, one event at a time from the head of the queue in the
+//! vCPU's control block, following the LINK fields of the event words in the event
+//! array ([`expand_array`]), clearing LINKED and PENDING with atomics as Xen writes the
+//! same words.
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,6 +26,34 @@ pub const TRACKED_PORTS: usize = 64;
 
 static COUNTS: [AtomicU32; TRACKED_PORTS] = [const { AtomicU32::new(0) }; TRACKED_PORTS];
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many deliveries [`delivered`] logs.
+pub const LOGGED_EVENTS: usize = 256;
+static LOG: [AtomicU32; LOGGED_EVENTS] = [const { AtomicU32::new(0) }; LOGGED_EVENTS];
+static LOGGED: AtomicU32 = AtomicU32::new(0);
+
+/// Counts an event on `port`.
+fn record(port: u32) {
+    if let Some(c) = COUNTS.get(port as usize) {
+        c.fetch_add(1, Ordering::SeqCst);
+    }
+    let i = LOGGED.fetch_add(1, Ordering::SeqCst) as usize;
+    if let Some(slot) = LOG.get(i) {
+        slot.store(port, Ordering::SeqCst);
+    }
+}
+
+/// Events delivered so far (any port).
+pub fn delivered_count() -> u32 {
+    LOGGED.load(Ordering::SeqCst)
+}
+
+/// The port of the `i`-th event delivered (for the first [`LOGGED_EVENTS`]).
+pub fn delivered(i: u32) -> Option<u32> {
+    (i < delivered_count())
+        .then(|| LOG.get(i as usize).map(|p| p.load(Ordering::SeqCst)))
+        .flatten()
+}
 
 /// Events seen on `port` so far (ports below [`TRACKED_PORTS`]).
 pub fn count(port: u32) -> u32 {
@@ -62,6 +98,12 @@ pub fn handle_upcall() {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
     let si = shared_info();
     let v = my_slot();
+    if fifo::active() {
+        // SAFETY: as below.
+        unsafe { write_volatile(addr_of_mut!((*si).vcpu_info[v].evtchn_upcall_pending), 0) };
+        fifo::handle(v);
+        return;
+    }
     // SAFETY: the shared-info page is mapped (the callback is only set up after it is);
     // the accesses are volatile/atomic because Xen writes the page concurrently.
     unsafe {
@@ -78,10 +120,7 @@ pub fn handle_upcall() {
             pending.fetch_and(!bits, Ordering::SeqCst);
             for bit in 0..64 {
                 if bits & (1 << bit) != 0 {
-                    let port = word * 64 + bit;
-                    if let Some(c) = COUNTS.get(port) {
-                        c.fetch_add(1, Ordering::SeqCst);
-                    }
+                    record((word * 64 + bit) as u32);
                 }
             }
         }
@@ -226,5 +265,170 @@ pub fn sleep_until(deadline: u64) -> u64 {
         }
         crate::time::set_singleshot_timer(deadline);
         block_once();
+    }
+}
+
+pub use fifo::{event_word, expand_array, init_control, set_priority, unmask};
+
+/// The FIFO ABI, guest side.
+mod fifo {
+    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+    use rxen_abi::event_channel as ec;
+
+    use crate::boot::MAX_VCPUS;
+
+    const LINKED: u32 = 1 << ec::EVTCHN_FIFO_LINKED;
+    const PENDING: u32 = 1 << ec::EVTCHN_FIFO_PENDING;
+    const MASKED: u32 = 1 << ec::EVTCHN_FIFO_MASKED;
+    const WORDS_PER_PAGE: u32 = 1024;
+    const MAX_PAGES: usize = (ec::EVTCHN_FIFO_NR_CHANNELS / WORDS_PER_PAGE) as usize;
+
+    static ACTIVE: AtomicBool = AtomicBool::new(false);
+    /// Per vCPU: the control block's address (0: none).
+    static CONTROL: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+    /// Per vCPU and priority: the next port to take (0: read the control block's head).
+    static HEADS: [[AtomicU32; ec::EVTCHN_FIFO_MAX_QUEUES]; MAX_VCPUS] =
+        [const { [const { AtomicU32::new(0) }; ec::EVTCHN_FIFO_MAX_QUEUES] }; MAX_VCPUS];
+    /// Per vCPU: the priorities with events left, as far as the handler knows.
+    static READY: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+    /// The event-array pages' addresses.
+    static ARRAY: [AtomicU64; MAX_PAGES] = [const { AtomicU64::new(0) }; MAX_PAGES];
+    static PAGES: AtomicU32 = AtomicU32::new(0);
+
+    pub(super) fn active() -> bool {
+        ACTIVE.load(Ordering::SeqCst)
+    }
+
+    /// `EVTCHNOP_init_control` {control_gfn, offset, vcpu}: `link_bits`, or the errno.
+    /// On success the upcall handler uses the FIFO ABI, with the control block at
+    /// `control_gfn * 4096 + offset` (identity-mapped) for `vcpu`.
+    pub fn init_control(control_gfn: u64, offset: u32, vcpu: u32) -> Result<u8, i64> {
+        let mut op = ec::EvtchnInitControl {
+            control_gfn,
+            offset,
+            vcpu,
+            ..Default::default()
+        };
+        // SAFETY: `op` is an `evtchn_init_control`.
+        match unsafe { super::evtchn_op(ec::EVTCHNOP_INIT_CONTROL, &mut op) } {
+            0 => {
+                if let Some(cb) = CONTROL.get(vcpu as usize) {
+                    cb.store(control_gfn * 4096 + u64::from(offset), Ordering::SeqCst);
+                }
+                ACTIVE.store(true, Ordering::SeqCst);
+                Ok(op.link_bits)
+            }
+            e => Err(e),
+        }
+    }
+
+    /// `EVTCHNOP_expand_array` {array_gfn}: 0 or the errno. On success the page
+    /// (identity-mapped) holds the next 1024 event words.
+    pub fn expand_array(array_gfn: u64) -> i64 {
+        let mut op = ec::EvtchnExpandArray { array_gfn };
+        // SAFETY: `op` is an `evtchn_expand_array`.
+        let rc = unsafe { super::evtchn_op(ec::EVTCHNOP_EXPAND_ARRAY, &mut op) };
+        if rc == 0 {
+            let n = PAGES.load(Ordering::SeqCst) as usize;
+            if let Some(slot) = ARRAY.get(n) {
+                slot.store(array_gfn * 4096, Ordering::SeqCst);
+                PAGES.store(n as u32 + 1, Ordering::SeqCst);
+            }
+        }
+        rc
+    }
+
+    /// `EVTCHNOP_set_priority` {port, priority}: 0 or the errno.
+    pub fn set_priority(port: u32, priority: u32) -> i64 {
+        let mut op = ec::EvtchnSetPriority { port, priority };
+        // SAFETY: `op` is an `evtchn_set_priority`.
+        unsafe { super::evtchn_op(ec::EVTCHNOP_SET_PRIORITY, &mut op) }
+    }
+
+    /// `EVTCHNOP_unmask` of `port`: 0 or the errno.
+    pub fn unmask(port: u32) -> i64 {
+        let mut op = ec::EvtchnUnmask { port };
+        // SAFETY: `op` is an `evtchn_unmask`.
+        unsafe { super::evtchn_op(ec::EVTCHNOP_UNMASK, &mut op) }
+    }
+
+    /// The event word of `port`, if the event array covers it.
+    pub fn event_word(port: u32) -> Option<&'static AtomicU32> {
+        let page = port / WORDS_PER_PAGE;
+        if page >= PAGES.load(Ordering::SeqCst) {
+            return None;
+        }
+        let base = ARRAY[page as usize].load(Ordering::SeqCst);
+        let at = base + u64::from(port % WORDS_PER_PAGE) * 4;
+        // SAFETY: an aligned word of an event-array page this guest registered (it lives
+        // for the whole run, identity-mapped); Xen writes it concurrently, hence atomic.
+        Some(unsafe { &*(at as *const AtomicU32) })
+    }
+
+    /// The control block's `ready` word and `head[priority]`.
+    fn control(v: usize) -> Option<(&'static AtomicU32, *const u32)> {
+        let cb = CONTROL.get(v)?.load(Ordering::SeqCst);
+        if cb == 0 {
+            return None;
+        }
+        let ready = core::mem::offset_of!(ec::EvtchnFifoControlBlock, ready) as u64;
+        let head = core::mem::offset_of!(ec::EvtchnFifoControlBlock, head) as u64;
+        // SAFETY: the control block this guest registered, 8-byte aligned, alive for the
+        // whole run; Xen writes `ready` concurrently, hence atomic.
+        Some((
+            unsafe { &*((cb + ready) as *const AtomicU32) },
+            (cb + head) as *const u32,
+        ))
+    }
+
+    /// Takes the events of vCPU `v`: the highest ready priority first, one event at a
+    /// time, looking at `ready` again after each (an event of higher priority raised
+    /// meanwhile comes next).
+    pub(super) fn handle(v: usize) {
+        let Some((ready_word, heads)) = control(v) else {
+            return;
+        };
+        for _ in 0..1_000_000 {
+            READY[v].fetch_or(ready_word.swap(0, Ordering::SeqCst), Ordering::SeqCst);
+            let ready = READY[v].load(Ordering::SeqCst);
+            if ready == 0 {
+                return;
+            }
+            let priority = ready.trailing_zeros() as usize;
+            let local = &HEADS[v][priority];
+            let mut port = local.load(Ordering::SeqCst);
+            if port == 0 {
+                // SAFETY: `heads` points at the control block's `head[16]`; Xen writes
+                // the head before it sets the ready bit we saw.
+                port = unsafe { core::ptr::read_volatile(heads.add(priority)) };
+            }
+            let next = take(port);
+            local.store(next, Ordering::SeqCst);
+            if next == 0 {
+                READY[v].fetch_and(!(1 << priority), Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Takes `port` off its queue: clears LINKED and the LINK field in one step (Xen may
+    /// be linking a new event after it), then PENDING, and counts the event unless it is
+    /// masked. Returns the next port in the queue (0: the queue is empty).
+    fn take(port: u32) -> u32 {
+        let Some(word) = event_word(port).filter(|_| port != 0) else {
+            return 0;
+        };
+        let mut w = word.load(Ordering::SeqCst);
+        loop {
+            let new = w & !(LINKED | ec::EVTCHN_FIFO_LINK_MASK);
+            match word.compare_exchange(w, new, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        if w & MASKED == 0 && word.fetch_and(!PENDING, Ordering::SeqCst) & PENDING != 0 {
+            super::record(port);
+        }
+        w & ec::EVTCHN_FIFO_LINK_MASK
     }
 }

@@ -63,6 +63,7 @@ pub const CASES: &[Case] = &[
     case("pvclock"),
     case("bad_input"),
     case("event_channel_bad_input"),
+    case("evtchn_fifo"),
     case("dom0_acpi"),
     case("ring3"),
     case("bad_memory"),
