@@ -56,6 +56,21 @@ pub mod boot {
     ) -> Option<rxen_abi::hvm_vcpu::VcpuHvmContext> {
         unreachable!("test guests run only on bare metal")
     }
+    /// The parts of the bare-metal trap frame a hook looks at.
+    pub struct TrapFrame {
+        /// The vector.
+        pub vector: u64,
+        /// The error code.
+        pub error: u64,
+        /// Where the guest resumes.
+        pub rip: u64,
+    }
+    /// As on bare metal.
+    pub type TrapHook = fn(&mut TrapFrame) -> bool;
+    /// Bare metal only.
+    pub fn set_trap_hook(_hook: Option<TrapHook>) {
+        unreachable!("test guests run only on bare metal")
+    }
 }
 pub mod console;
 pub mod cpu;
