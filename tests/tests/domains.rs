@@ -37,7 +37,7 @@ fn three_domus_without_dom0() {
         2,
         "dom0less domu=0,mem=16M domu=1,mem=16M domu=2,mem=16M",
     )
-    .module(guest("timers"), "")
+    .module(guest("cpu_hog"), "until_ms=300")
     .module(guest("pvclock"), "")
     .module(guest("shutdown_poweroff"), "")
     .run();
@@ -84,7 +84,7 @@ fn a_crashing_domu_leaves_the_others_running() {
         "dom0less domu=0,mem=16M domu=1,mem=16M",
     )
     .module(guest("shutdown_crash"), "")
-    .module(guest("timers"), "")
+    .module(guest("cpu_hog"), "until_ms=500")
     .run();
     out.assert_not_contains("FATAL TRAP")
         .assert_contains("d1: shut down (crash)")

@@ -432,3 +432,88 @@ mod fifo {
         w & ec::EVTCHN_FIFO_LINK_MASK
     }
 }
+
+/// Sets a guest up to wait for events: stops the periodic timer, binds `VIRQ_TIMER`
+/// (for the single-shot timers used to bound waits) and enables the callback vector;
+/// ERROR if any of it fails.
+pub fn set_up_timer_events() {
+    // SAFETY: VCPUOP_stop_periodic_timer takes no argument.
+    let rc = unsafe { crate::hypercall::vcpu_op(crate::xen::vcpu::STOP_PERIODIC_TIMER, 0, 0) };
+    crate::check_eq!(rc, 0, "VCPUOP_stop_periodic_timer");
+    if let Err(e) = bind_virq_timer() {
+        crate::error!("EVTCHNOP_bind_virq(VIRQ_TIMER): {e}");
+    }
+    let rc = enable_callback_vector();
+    if rc != 0 {
+        crate::error!("HVM_PARAM_CALLBACK_IRQ: {rc}");
+    }
+}
+
+/// An interdomain event channel between two guests that take turns (one event
+/// outstanding at a time), and the events seen on it.
+pub struct Link {
+    port: u32,
+    seen: u32,
+    deadline: u64,
+}
+
+impl Link {
+    /// The link over local `port`; waits end in ERROR `timeout` ns from now.
+    pub fn new(port: u32, timeout: u64) -> Link {
+        if port as usize >= TRACKED_PORTS {
+            crate::error!("port {port} is beyond the runtime's event counters");
+        }
+        Link {
+            port,
+            seen: 0,
+            deadline: crate::time::now() + timeout,
+        }
+    }
+
+    /// Binds to `peer`'s port `remote_port` (retried every 1 ms for up to 5 s: the
+    /// peer may not have offered it yet) and takes the event Xen sets pending on the
+    /// new port.
+    pub fn bind(peer: DomId, remote_port: u32, timeout: u64) -> Link {
+        const MS: u64 = 1_000_000;
+        let start = crate::time::now();
+        let port = loop {
+            match bind_interdomain(peer, remote_port) {
+                Ok(p) => break p,
+                Err(e) => {
+                    if crate::time::now() - start > 5_000 * MS {
+                        crate::error!("EVTCHNOP_bind_interdomain(d{peer}, {remote_port}): {e}");
+                    }
+                    sleep_until(crate::time::now() + MS);
+                }
+            }
+        };
+        let mut link = Link::new(port, timeout);
+        link.wait("the event pending on a new interdomain port");
+        link
+    }
+
+    /// The local port.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// Blocks until the next event from the peer; ERROR at the deadline, FAILURE if
+    /// more than one arrived.
+    pub fn wait(&mut self, what: &str) {
+        while count(self.port) <= self.seen {
+            let t = crate::time::now();
+            if t >= self.deadline {
+                crate::error!("timed out waiting for {what}");
+            }
+            crate::time::set_singleshot_timer(self.deadline.min(t + 100_000_000));
+            block_once();
+        }
+        self.seen += 1;
+        crate::check_eq!(count(self.port), self.seen, "one event at a time ({what})");
+    }
+
+    /// Notifies the peer.
+    pub fn signal(&self, what: &str) {
+        crate::check_eq!(send(self.port), 0, "EVTCHNOP_send: {what}");
+    }
+}

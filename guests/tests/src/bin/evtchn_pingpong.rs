@@ -25,12 +25,11 @@ use rxen_guest::abi::event_channel::{
 };
 use rxen_guest::abi::xen::{DomId, DOMID_SELF};
 use rxen_guest::events::{
-    alloc_unbound, bind_interdomain, bind_virq_timer, block_once, close, count,
-    enable_callback_vector, send, sleep_until, status, TRACKED_PORTS,
+    alloc_unbound, bind_interdomain, block_once, close, count, send, sleep_until, status,
+    TRACKED_PORTS,
 };
-use rxen_guest::hypercall::vcpu_op;
 use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
-use rxen_guest::xen::{vcpu, SIF_PRIVILEGED};
+use rxen_guest::xen::SIF_PRIVILEGED;
 use rxen_guest::{check, check_eq, err, error, println, StartInfo};
 
 rxen_guest::entry!(main);
@@ -79,30 +78,15 @@ fn main(si: &StartInfo) {
                 Err(e) => error!("EVTCHNOP_alloc_unbound(remote d{peer}): {e}"),
             };
             println!("pingpong server: offering port {port} to d{peer}");
-            set_up_events();
+            rxen_guest::events::set_up_timer_events();
             server(&args, port);
         }
         Some("client") => {
-            set_up_events();
+            rxen_guest::events::set_up_timer_events();
             let rport = si.arg_u64("port").unwrap_or(1) as u32;
             client(&args, rport);
         }
         _ => error!("role must be server or client (got {:?})", si.cmdline()),
-    }
-}
-
-/// Stops the periodic timer, binds VIRQ_TIMER (for the single-shot timers used to wait)
-/// and enables the callback vector.
-fn set_up_events() {
-    // SAFETY: VCPUOP_stop_periodic_timer takes no argument.
-    let rc = unsafe { vcpu_op(vcpu::STOP_PERIODIC_TIMER, 0, 0) };
-    check_eq!(rc, 0, "VCPUOP_stop_periodic_timer");
-    if let Err(e) = bind_virq_timer() {
-        error!("EVTCHNOP_bind_virq(VIRQ_TIMER): {e}");
-    }
-    let rc = enable_callback_vector();
-    if rc != 0 {
-        error!("HVM_PARAM_CALLBACK_IRQ: {rc}");
     }
 }
 

@@ -35,24 +35,18 @@ use rxen_guest::abi::grant_table::{
 };
 
 use rxen_guest::abi::xen::{DomId, DOMID_SELF};
-use rxen_guest::events::{
-    alloc_unbound, bind_interdomain, bind_virq_timer, block_once, count, enable_callback_vector,
-    send, sleep_until, TRACKED_PORTS,
-};
+use rxen_guest::events::{alloc_unbound, set_up_timer_events, Link};
 use rxen_guest::grant::{
     copy, copy_frame, copy_gref, fill, free_gfn_above_ram, grant_table_op, map, mismatches,
     pattern_word, place_frame, unmap, Page, Table, PAGE_SIZE,
 };
-use rxen_guest::hypercall::{mut_ptr, vcpu_op};
-use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
-use rxen_guest::xen::vcpu;
+use rxen_guest::hypercall::mut_ptr;
+use rxen_guest::time::map_shared_info;
 use rxen_guest::{check, check_eq, err, error, println, StartInfo};
 
 rxen_guest::entry!(main);
 
 const MS: u64 = 1_000_000;
-/// How long the mapper retries binding.
-const BIND_TIMEOUT: u64 = 5_000 * MS;
 /// A domain id in the ordinary range that no domain has.
 const NO_SUCH_DOMAIN: DomId = 0x7fef;
 
@@ -109,91 +103,22 @@ fn main(si: &StartInfo) {
                 Err(e) => error!("EVTCHNOP_alloc_unbound(remote d{peer}): {e}"),
             };
             println!("grant_share granter: offering port {port} to d{peer}");
-            set_up_events();
+            set_up_timer_events();
             let mut link = Link::new(port, timeout);
             granter(si, peer, &mut link);
             println!("grant_share: granter done");
         }
         Some("mapper") => {
-            set_up_events();
-            let mut link = Link::bind(peer, timeout);
+            set_up_timer_events();
+            let mut link = Link::bind(peer, 1, timeout);
+            println!(
+                "grant_share mapper: d{peer} port 1 bound to our port {}",
+                link.port()
+            );
             mapper(si, peer, &mut link);
             println!("grant_share: mapper done");
         }
         _ => error!("role must be granter or mapper (got {:?})", si.cmdline()),
-    }
-}
-
-/// Stops the periodic timer, binds VIRQ_TIMER and enables the callback vector.
-fn set_up_events() {
-    // SAFETY: VCPUOP_stop_periodic_timer takes no argument.
-    let rc = unsafe { vcpu_op(vcpu::STOP_PERIODIC_TIMER, 0, 0) };
-    check_eq!(rc, 0, "VCPUOP_stop_periodic_timer");
-    if let Err(e) = bind_virq_timer() {
-        error!("EVTCHNOP_bind_virq(VIRQ_TIMER): {e}");
-    }
-    let rc = enable_callback_vector();
-    if rc != 0 {
-        error!("HVM_PARAM_CALLBACK_IRQ: {rc}");
-    }
-}
-
-/// The event channel between the two roles, and the events seen on it.
-struct Link {
-    port: u32,
-    seen: u32,
-    deadline: u64,
-}
-
-impl Link {
-    fn new(port: u32, timeout: u64) -> Link {
-        if port as usize >= TRACKED_PORTS {
-            error!("port {port} is beyond the runtime's event counters");
-        }
-        Link {
-            port,
-            seen: 0,
-            deadline: now() + timeout,
-        }
-    }
-
-    /// Binds to the peer's port 1 (retried every 1 ms for up to 5 s) and takes the
-    /// event Xen sets pending on the new port.
-    fn bind(peer: DomId, timeout: u64) -> Link {
-        let start = now();
-        let port = loop {
-            match bind_interdomain(peer, 1) {
-                Ok(p) => break p,
-                Err(e) => {
-                    if now() - start > BIND_TIMEOUT {
-                        error!("EVTCHNOP_bind_interdomain(d{peer}, 1): {e}");
-                    }
-                    sleep_until(now() + MS);
-                }
-            }
-        };
-        println!("grant_share mapper: d{peer} port 1 bound to our port {port}");
-        let mut link = Link::new(port, timeout);
-        link.wait("the event pending on a new interdomain port");
-        link
-    }
-
-    /// Blocks until the next event from the peer; ERROR at the deadline.
-    fn wait(&mut self, what: &str) {
-        while count(self.port) <= self.seen {
-            let t = now();
-            if t >= self.deadline {
-                error!("timed out waiting for {what}");
-            }
-            set_singleshot_timer(self.deadline.min(t + 100 * MS));
-            block_once();
-        }
-        self.seen += 1;
-        check_eq!(count(self.port), self.seen, "one event at a time ({what})");
-    }
-
-    fn signal(&self, what: &str) {
-        check_eq!(send(self.port), 0, "EVTCHNOP_send: {what}");
     }
 }
 

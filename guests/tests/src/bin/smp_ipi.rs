@@ -11,14 +11,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use rxen_guest::events::{
-    bind_ipi, bind_virq_timer, block_once, count, enable_callback_vector, send, sleep_until,
-    TRACKED_PORTS,
-};
-use rxen_guest::hypercall::vcpu_op;
+use rxen_guest::events::{bind_ipi, block_once, count, send, sleep_until, TRACKED_PORTS};
 use rxen_guest::smp::{down, initialise, is_up, up};
 use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
-use rxen_guest::xen::vcpu;
 use rxen_guest::{check, check_eq, err, error, println, skip, StartInfo};
 
 rxen_guest::entry!(main);
@@ -60,16 +55,7 @@ fn main(_si: &StartInfo) {
     if map_shared_info() != 0 {
         error!("cannot map shared info");
     }
-    // SAFETY: VCPUOP_stop_periodic_timer takes no argument.
-    let rc = unsafe { vcpu_op(vcpu::STOP_PERIODIC_TIMER, 0, 0) };
-    check_eq!(rc, 0, "VCPUOP_stop_periodic_timer");
-    if let Err(e) = bind_virq_timer() {
-        error!("EVTCHNOP_bind_virq(VIRQ_TIMER): {e}");
-    }
-    let rc = enable_callback_vector();
-    if rc != 0 {
-        error!("HVM_PARAM_CALLBACK_IRQ: {rc}");
-    }
+    rxen_guest::events::set_up_timer_events();
 
     // do_vcpu_op: a vCPU id at or beyond max_vcpus -> -ENOENT.
     match is_up(1) {
