@@ -117,10 +117,21 @@ impl EventChannels {
         self.fifo.as_deref_mut()
     }
 
-    /// Switches the domain to the FIFO ABI (there is no way back short of
-    /// EVTCHNOP_reset, which is not implemented).
+    /// Switches the domain to the FIFO ABI (EVTCHNOP_reset goes back).
     pub fn switch_to_fifo(&mut self, fifo: Fifo) {
         self.fifo = Some(Box::new(fifo));
+    }
+
+    /// Back to the 2-level ABI (EVTCHNOP_reset, after every port closed).
+    pub fn leave_fifo(&mut self) {
+        self.fifo = None;
+    }
+
+    /// Every allocated port, in order.
+    pub fn allocated_ports(&self) -> Vec<u32> {
+        (1..self.ports.len() as u32)
+            .filter(|&port| self.port(port).is_some())
+            .collect()
     }
 
     fn allocate(&mut self, state: PortState, vcpu: u32) -> Result<u32, Errno> {
@@ -334,6 +345,16 @@ pub fn unmask(page: &mut [u8], port: u32) -> Option<usize> {
     let mask = read_u64(page, mask_word_at(word));
     write_u64(page, mask_word_at(word), mask & !(1 << bit));
     (read_u64(page, pending_word_at(word)) & (1 << bit) != 0).then_some(word)
+}
+
+/// Clears `port`'s pending bit in the shared-info page `page` (a closed
+/// port has nothing pending, as Xen's `evtchn_2l_clear_pending`).
+pub fn clear_pending(page: &mut [u8], port: u32) {
+    let (word, bit) = (port as usize / 64, port % 64);
+    if word < 64 {
+        let pending = read_u64(page, pending_word_at(word));
+        write_u64(page, pending_word_at(word), pending & !(1 << bit));
+    }
 }
 
 /// Whether `port` is pending in `page`.

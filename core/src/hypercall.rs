@@ -1172,6 +1172,30 @@ fn disconnect_remote(
     }
 }
 
+/// EVTCHNOP_reset (Xen's `evtchn_reset`): closes every port (the peers of
+/// interdomain channels see their ends unbound again, nothing stays
+/// pending) and returns to the 2-level ABI.
+pub fn reset_event_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
+    for port in domain.events.allocated_ports() {
+        let Ok(state) = domain.events.close(port) else {
+            continue;
+        };
+        if domain.events.is_fifo() {
+            event_fifo::clear_pending(&mut domain.events, env, port);
+        } else {
+            crate::event_channel::clear_pending(env.shared_info_page(), port);
+        }
+        if let PortState::Interdomain {
+            remote_dom,
+            remote_port,
+        } = state
+        {
+            disconnect_remote(domain, env, port, remote_dom, remote_port);
+        }
+    }
+    domain.events.leave_fifo();
+}
+
 /// Closes every interdomain channel of a domain that is going away, so
 /// that its peers see their ends unbound (Xen's `evtchn_destroy`).
 pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
@@ -1339,7 +1363,22 @@ fn event_channel_op(
         ev::EVTCHNOP_BIND_PIRQ => {
             read_guest::<ev::EvtchnBindPirq>(env, arg).and(Err(errno::ENOSYS))
         }
-        ev::EVTCHNOP_RESET => read_guest::<ev::EvtchnReset>(env, arg).and(Err(errno::ENOSYS)),
+        ev::EVTCHNOP_RESET => {
+            let op: ev::EvtchnReset = read_guest(env, arg)?;
+            let target = if op.dom == DOMID_SELF {
+                domain.id
+            } else {
+                op.dom
+            };
+            if target != domain.id {
+                other_domain_access(domain, env, target)?;
+                // Xen resets another domain's channels only while its
+                // controller has it paused; rxen cannot pause a domain yet.
+                return Err(errno::EINVAL);
+            }
+            reset_event_channels(domain, env);
+            Ok(0)
+        }
         ev::EVTCHNOP_INIT_CONTROL => {
             let mut op: ev::EvtchnInitControl = read_guest(env, arg)?;
             // Xen fills in link_bits before it checks anything, but copies
@@ -2740,5 +2779,57 @@ pub(crate) mod tests {
         close_interdomain_channels(&mut d1, &mut env);
         assert_eq!(peer(&mut env).0.events.check_offered(theirs, 1), Ok(()));
         assert!(d1.events.interdomain_ports().is_empty());
+    }
+
+    #[test]
+    fn reset_closes_every_port_and_unbinds_the_peers() {
+        use rxen_abi::event_channel as ev;
+        let (mut d1, mut env) = two_domains();
+        let timer = d1.events.bind_virq(xen::VIRQ_TIMER, 0).unwrap();
+        let ipi = d1.events.bind_ipi(1).unwrap();
+        let theirs = peer(&mut env).0.events.alloc_unbound(1).unwrap();
+        let bind = ev::EvtchnBindInterdomain {
+            remote_dom: 2,
+            remote_port: theirs,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
+            0
+        );
+        let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
+        assert!(crate::event_channel::is_pending(&env.shared_info, local));
+        // Another domain's channels: not while it runs (Xen: only paused).
+        let other = ev::EvtchnReset { dom: 2 };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_RESET, &other),
+            ret(errno::EPERM),
+            "unprivileged"
+        );
+        d1.privileged = true;
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_RESET, &other),
+            ret(errno::EINVAL),
+            "not paused"
+        );
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_RESET,
+                &ev::EvtchnReset { dom: 9 }
+            ),
+            ret(errno::ESRCH)
+        );
+        let own = ev::EvtchnReset { dom: DOMID_SELF };
+        assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_RESET, &own), 0);
+        for port in [timer, ipi, local] {
+            assert_eq!(d1.events.port(port), None, "port {port} closed");
+        }
+        assert!(!crate::event_channel::is_pending(&env.shared_info, local));
+        assert_eq!(peer(&mut env).0.events.check_offered(theirs, 1), Ok(()));
+        // Everything binds again from port 1.
+        assert_eq!(d1.events.bind_virq(xen::VIRQ_TIMER, 0), Ok(1));
+        assert!(!d1.events.is_fifo());
     }
 }

@@ -148,6 +148,7 @@ guest_tests!(
     timers,
     event_channel_bad_input,
     evtchn_fifo,
+    evtchn_reset,
     multicall,
     pvclock,
     bad_input,

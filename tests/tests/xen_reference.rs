@@ -83,6 +83,7 @@ xen_tests!(
     bad_input,
     event_channel_bad_input,
     evtchn_fifo,
+    evtchn_reset,
     dom0_acpi,
     ring3,
     bad_memory,

@@ -107,6 +107,8 @@ pub mod err {
     pub const EEXIST: i64 = errno::EEXIST.to_hypercall_ret();
     /// `-EINVAL`.
     pub const EINVAL: i64 = errno::EINVAL.to_hypercall_ret();
+    /// `-ENOSPC`.
+    pub const ENOSPC: i64 = errno::ENOSPC.to_hypercall_ret();
     /// `-ENOSYS`.
     pub const ENOSYS: i64 = errno::ENOSYS.to_hypercall_ret();
     /// `-EOPNOTSUPP`.

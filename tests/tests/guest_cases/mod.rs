@@ -64,6 +64,7 @@ pub const CASES: &[Case] = &[
     case("bad_input"),
     case("event_channel_bad_input"),
     case("evtchn_fifo"),
+    case("evtchn_reset"),
     case("dom0_acpi"),
     case("ring3"),
     case("bad_memory"),
