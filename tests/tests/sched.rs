@@ -229,3 +229,26 @@ fn pingpong_beside_a_spinning_domain() {
         "round trip {mean} ns: the hog delays wake-ups"
     );
 }
+
+/// Each vCPU keeps its own FPU/SSE/AVX registers while the CPU switches between
+/// domains thousands of times (one CPU), and while vCPUs move between CPUs (two CPUs, a
+/// third domain to make them move): the state is saved with XSAVE and restored.
+#[test]
+fn fpu_state_follows_each_vcpu() {
+    let _serial = serial();
+    for cpus in [1, 2] {
+        let out = machine(
+            &format!("sched-fpu-{cpus}"),
+            cpus,
+            "dom0less domu=0,mem=8M domu=1,mem=8M domu=2,mem=8M",
+        )
+        .module(guest("fpu_switch"), "seed=1")
+        .module(guest("fpu_switch"), "seed=2")
+        .module(guest("fpu_switch"), "seed=3")
+        .run();
+        no_trouble(&out)
+            .assert_count("fpu_switch: 2000 yields, 0 bad registers", 3)
+            .assert_count("Test result: SUCCESS", 3)
+            .assert_normal_stop();
+    }
+}

@@ -271,6 +271,6 @@ impl SvmVcpu {
         // Interrupts go on inside, between CLGI and VMRUN.
         rxen_x86::svm::run(&mut self.vmcb, &mut self.regs);
         x86_64::instructions::interrupts::disable();
-        crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
+        self.xcr0 = crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
     }
 }

@@ -66,11 +66,19 @@ pub fn load_guest_xcr0(guest: u64) -> u64 {
     host
 }
 
-/// Restores the host's XCR0 after #VMEXIT.
-pub fn restore_host_xcr0(host: u64, guest: u64) {
-    if xsave_enabled() && host != guest {
+/// Restores the host's XCR0 after #VMEXIT; returns the XCR0 the guest had
+/// when it exited. That is normally `guest`, but QEMU 7.2 does not raise the
+/// XSETBV intercept, so a guest's XSETBV there changes XCR0 without an exit
+/// (and the hardware has already checked the value): the caller adopts it.
+pub fn restore_host_xcr0(host: u64, guest: u64) -> u64 {
+    if !xsave_enabled() {
+        return guest;
+    }
+    let current = xgetbv();
+    if host != current {
         xsetbv(host);
     }
+    current
 }
 
 /// A vCPU's FPU/SSE/AVX state while it is off the CPU: an XSAVE area (or
@@ -118,7 +126,7 @@ impl FpuState {
             unsafe {
                 core::arch::asm!("xsave64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };
-            restore_host_xcr0(host, xcr0);
+            let _ = restore_host_xcr0(host, xcr0);
         } else {
             // SAFETY: the area is 16-byte aligned and 512 bytes or more.
             unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) self.area, options(nostack)) };
@@ -134,7 +142,7 @@ impl FpuState {
             unsafe {
                 core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };
-            restore_host_xcr0(host, xcr0);
+            let _ = restore_host_xcr0(host, xcr0);
         } else {
             // SAFETY: the area holds a valid FXSAVE image.
             unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.area, options(nostack)) };

@@ -123,6 +123,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "grant_share",
     "grant_bench",
     "dom_exc",
+    "fpu_switch",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
