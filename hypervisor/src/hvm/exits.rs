@@ -92,12 +92,13 @@ pub fn inject_upcall(domain: &mut HvmDomain, v: usize) {
         return;
     }
     let vmcb = &mut domain.vcpus[v].vmcb;
-    if vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0 {
-        return;
-    }
+    // Another event is being injected (an exception, or an interrupted
+    // delivery again): ask for an interrupt window, so that the upcall comes
+    // right after it rather than at the next exit for another reason.
+    let busy = vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0;
     let interruptible = vmcb.read64(save::RFLAGS) & (1 << 9) != 0
         && vmcb.read64(control::INTERRUPT_SHADOW) & 1 == 0;
-    if interruptible {
+    if interruptible && !busy {
         vmcb.write64(control::EVENT_INJ, vector as u64 | (1 << 31));
     } else {
         // V_IRQ with top priority, ignoring V_TPR, and exit when the guest can
