@@ -241,16 +241,14 @@ pub fn debian_kernel() -> PathBuf {
     let _ = fs::remove_dir_all(&work);
     create_dir(&work);
     let deb = apt_download(&work, &package);
-    let tar = run_in(
-        &work,
-        Command::new("dpkg-deb").arg("--fsys-tarfile").arg(&deb),
-    );
-    let tar_path = work.join("data.tar");
-    fs::write(&tar_path, tar)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", tar_path.display()));
+    // dpkg-deb piped into tar: only boot/vmlinuz-* reaches the disk (the modules are
+    // ~400 MiB).
     run_in(
         &work,
-        Command::new("tar").args(["-x", "--wildcards", "-f", "data.tar", "./boot/vmlinuz-*"]),
+        Command::new("sh").arg("-c").arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x --wildcards './boot/vmlinuz-*'",
+            deb.display()
+        )),
     );
     let kernel =
         cached(&work.join("boot")).unwrap_or_else(|| panic!("{package} has no boot/vmlinuz-*"));
