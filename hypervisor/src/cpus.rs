@@ -8,8 +8,9 @@ use rxen_x86::{apic, cpu, printk, smp, svm, traps};
 
 use crate::memory;
 
-/// Stack of each application processor.
-const AP_STACK_FRAMES: usize = 16;
+/// Stack of each application processor (128 KiB: building a domain from an
+/// xz-compressed bzImage puts the ~30 KiB xz decoder state on it).
+const AP_STACK_FRAMES: usize = 32;
 
 static OPTIONS: spin::Once<Options> = spin::Once::new();
 

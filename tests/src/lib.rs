@@ -154,6 +154,237 @@ pub fn xen_image() -> PathBuf {
     xen
 }
 
+/// Runs `cmd` in `dir` and returns its standard output.
+///
+/// # Panics
+/// If it cannot be started or fails (its output is part of the message).
+fn run_in(dir: &Path, cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.stdout
+}
+
+/// `apt-get download`s `package` into the empty directory `work` and returns the `.deb`.
+fn apt_download(work: &Path, package: &str) -> PathBuf {
+    run_in(work, Command::new("apt-get").args(["download", package]));
+    fs::read_dir(work)
+        .expect("cannot list the download directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("apt-get download {package} left no .deb"))
+}
+
+/// The package `linux-image-amd64` depends on (e.g. `linux-image-6.1.0-48-amd64`),
+/// after an `apt-get update` if the package lists do not know it yet.
+pub fn debian_kernel_package() -> String {
+    let depends = || {
+        let out = Command::new("apt-cache")
+            .args(["depends", DEBIAN_KERNEL_META])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let name = line.trim().strip_prefix("Depends:")?.trim();
+                let name = name.trim_start_matches('<').trim_end_matches('>');
+                name.starts_with("linux-image-").then(|| name.to_string())
+            })
+    };
+    if let Some(name) = depends() {
+        return name;
+    }
+    run_in(&rxen_dir(), Command::new("apt-get").args(["update", "-q"]));
+    depends().unwrap_or_else(|| panic!("apt-cache depends {DEBIAN_KERNEL_META} names no kernel"))
+}
+
+/// The metapackage whose dependency is Debian's current kernel.
+pub const DEBIAN_KERNEL_META: &str = "linux-image-amd64";
+
+/// Debian's current kernel as Debian ships it (a bzImage with an xz payload), cached at
+/// `target/rxen/cache/linux/vmlinuz-<version>` (or `$RXEN_LINUX` if set). Fetched on
+/// first use: the package `linux-image-amd64` depends on is `apt-get download`ed and its
+/// `boot/vmlinuz-*` taken out (only that member is unpacked: the modules are ~400 MiB
+/// and not needed). Later calls return the cached file at once; delete the directory
+/// to fetch a newer kernel. Safe to call from parallel tests.
+///
+/// # Panics
+/// If it cannot be fetched or unpacked (the message says what failed).
+pub fn debian_kernel() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    if let Some(path) = std::env::var_os("RXEN_LINUX") {
+        return PathBuf::from(path);
+    }
+    let dir = rxen_dir().join("cache").join("linux");
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let cached = |dir: &Path| {
+        fs::read_dir(dir).ok()?.find_map(|e| {
+            let p = e.ok()?.path();
+            let name = p.file_name()?.to_str()?;
+            (name.starts_with("vmlinuz-") && p.is_file()).then_some(p)
+        })
+    };
+    if let Some(path) = cached(&dir) {
+        return path;
+    }
+    let package = debian_kernel_package();
+    let work = dir.join(format!("tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    create_dir(&work);
+    let deb = apt_download(&work, &package);
+    // dpkg-deb piped into tar: only boot/vmlinuz-* reaches the disk (the modules are
+    // ~400 MiB).
+    run_in(
+        &work,
+        Command::new("sh").arg("-c").arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x --wildcards './boot/vmlinuz-*'",
+            deb.display()
+        )),
+    );
+    let kernel =
+        cached(&work.join("boot")).unwrap_or_else(|| panic!("{package} has no boot/vmlinuz-*"));
+    let path = dir.join(kernel.file_name().expect("a file name"));
+    fs::rename(&kernel, &path)
+        .unwrap_or_else(|e| panic!("cannot rename to {}: {e}", path.display()));
+    let _ = fs::remove_dir_all(&work);
+    path
+}
+
+/// The Debian package whose `/bin/busybox` goes into [`busybox_initramfs`].
+pub const BUSYBOX_PACKAGE: &str = "busybox-static";
+
+/// Debian's statically linked busybox, cached at `target/rxen/cache/busybox/busybox`
+/// (fetched with `apt-get download busybox-static` and `dpkg -x` on first use).
+///
+/// # Panics
+/// If it cannot be fetched or unpacked.
+pub fn busybox() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let dir = rxen_dir().join("cache").join("busybox");
+    let path = dir.join("busybox");
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if path.is_file() {
+        return path;
+    }
+    let work = dir.join(format!("tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    create_dir(&work);
+    let deb = apt_download(&work, BUSYBOX_PACKAGE);
+    run_in(&work, Command::new("dpkg").arg("-x").arg(&deb).arg("root"));
+    fs::rename(work.join("root/bin/busybox"), &path)
+        .unwrap_or_else(|e| panic!("cannot rename to {}: {e}", path.display()));
+    let _ = fs::remove_dir_all(&work);
+    path
+}
+
+/// The commands [`busybox_initramfs`] links to busybox in `/bin`.
+pub const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "echo", "uname", "cat", "poweroff", "reboot", "sleep", "mount", "ls", "dmesg",
+];
+
+/// An initramfs (a cpio archive in the "newc" format, uncompressed) with Debian's static
+/// busybox as `/bin/busybox`, links to it for [`BUSYBOX_APPLETS`], `/dev/console`,
+/// empty `/proc`, `/sys` and `/tmp`, and `init_script` as `/init`. Cached at
+/// `target/rxen/cache/initramfs/<hash of the script>.cpio`.
+///
+/// # Panics
+/// If busybox cannot be fetched or the archive cannot be written.
+pub fn busybox_initramfs(init_script: &str) -> PathBuf {
+    let dir = rxen_dir().join("cache").join("initramfs");
+    let path = dir.join(format!("{:016x}.cpio", fnv1a(init_script.as_bytes())));
+    if path.is_file() {
+        return path;
+    }
+    let busybox = fs::read(busybox()).expect("cannot read busybox");
+    let mut cpio = Cpio::default();
+    for d in ["bin", "dev", "proc", "sys", "tmp"] {
+        cpio.entry(d, 0o040755, 0, b"");
+    }
+    cpio.entry("dev/console", 0o020600, (5 << 8) | 1, b"");
+    cpio.entry("bin/busybox", 0o100755, 0, &busybox);
+    for applet in BUSYBOX_APPLETS {
+        cpio.entry(&format!("bin/{applet}"), 0o120777, 0, b"busybox");
+    }
+    cpio.entry("init", 0o100755, 0, init_script.as_bytes());
+    create_dir(&dir);
+    let tmp = dir.join(format!(
+        ".{}.{:?}",
+        std::process::id(),
+        thread::current().id()
+    ));
+    fs::write(&tmp, cpio.finish())
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+    fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("cannot rename to {}: {e}", path.display()));
+    path
+}
+
+/// 64-bit FNV-1a: a hash that stays the same across Rust versions (for cache keys).
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A cpio archive in the "newc" format (magic `070701`), as the kernel unpacks an
+/// initramfs.
+#[derive(Default)]
+struct Cpio {
+    bytes: Vec<u8>,
+    next_inode: u32,
+}
+
+impl Cpio {
+    /// Adds an entry; `rdev` is `major << 8 | minor` for device nodes.
+    fn entry(&mut self, name: &str, mode: u32, rdev: u32, data: &[u8]) {
+        self.next_inode += 1;
+        let fields = [
+            self.next_inode,
+            mode,
+            0, // uid
+            0, // gid
+            if mode & 0o170000 == 0o040000 { 2 } else { 1 },
+            0, // mtime
+            data.len() as u32,
+            0, // devmajor
+            0, // devminor
+            rdev >> 8,
+            rdev & 0xff,
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        self.bytes.extend_from_slice(b"070701");
+        for field in fields {
+            self.bytes
+                .extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.push(0);
+        self.pad();
+        self.bytes.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.bytes.len().is_multiple_of(4) {
+            self.bytes.push(0);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, 0, b"");
+        self.bytes
+    }
+}
+
 impl Qemu {
     /// A run of the real Xen 4.17 ([`xen_image`]) with [`XEN_APPEND`] on
     /// `-cpu EPYC,+svm,+npt` with an emulated IOMMU, for reference runs of test guests
@@ -908,6 +1139,24 @@ fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpio_newc_layout() {
+        let mut cpio = Cpio::default();
+        cpio.entry("init", 0o100755, 0, b"#!/bin/sh\n");
+        let bytes = cpio.finish();
+        assert_eq!(&bytes[..6], b"070701");
+        assert_eq!(&bytes[6..14], b"00000001"); // inode
+        assert_eq!(&bytes[14..22], b"000081ed"); // mode
+        assert_eq!(&bytes[54..62], b"0000000a"); // file size
+        assert_eq!(&bytes[94..102], b"00000005"); // name size with the NUL
+        assert_eq!(&bytes[110..115], b"init\0");
+        // Header (110) + name (5) padded to 116, then the data.
+        assert_eq!(&bytes[116..126], b"#!/bin/sh\n");
+        assert_eq!(bytes.len() % 4, 0);
+        assert!(bytes.windows(10).any(|w| w == b"TRAILER!!!"));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
 
     #[test]
     fn status_decoding() {

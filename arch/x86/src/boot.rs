@@ -164,7 +164,8 @@ boot_pd:
     .skip 4096 * 4
     .global boot_stack_bottom
 boot_stack_bottom:
-    .skip 65536
+    /* 128 KiB: the xz decoder state for a bzImage kernel is ~30 KiB. */
+    .skip 131072
     .global boot_stack_top
 boot_stack_top:
     "#,

@@ -2,6 +2,13 @@
 //! the modules, the command line, the memory map and `hvm_start_info`
 //! (version 1) in guest memory, and sets the vCPU's initial state as
 //! `docs/misc/pvh.pandoc` describes.
+//!
+//! The kernel is a PVH ELF, or a Linux bzImage as distributions ship it:
+//! then the ELF inside is decompressed first ([`rxen_core::bzimage`]) into
+//! frames taken from the frame allocator for the time of the build (a
+//! distribution kernel unpacks to tens of MiB, more than the hypervisor
+//! heap), with the xz dictionary in frames too, and the frames go back as
+//! soon as the segments are copied.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -9,8 +16,10 @@ use alloc::vec::Vec;
 use rxen_abi::start_info::{
     HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE,
 };
+use rxen_core::bzimage::{self, BzImageError};
 use rxen_core::domain::GuestMemRegion;
 use rxen_core::elf::{self, ElfError};
+use rxen_x86::printk;
 use zerocopy::IntoBytes;
 
 use super::memory::GuestMemory;
@@ -46,6 +55,10 @@ pub struct Layout {
 pub enum BuildError {
     /// The kernel image is not a usable PVH ELF.
     Elf(ElfError),
+    /// The kernel is a bzImage that cannot be unpacked.
+    BzImage(BzImageError),
+    /// No contiguous frames to unpack the kernel into.
+    NoMemory(&'static str),
     /// The image or its modules do not fit in the domain's memory.
     DoesNotFit(&'static str),
 }
@@ -54,6 +67,8 @@ impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Elf(e) => write!(f, "kernel image: {e}"),
+            Self::BzImage(e) => write!(f, "kernel image: {e}"),
+            Self::NoMemory(what) => write!(f, "no free frames for {what}"),
             Self::DoesNotFit(what) => write!(f, "{what} does not fit in the domain's memory"),
         }
     }
@@ -88,13 +103,76 @@ fn host_bytes(range: (u64, u64)) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(range.0 as *const u8, (range.1 - range.0) as usize) }
 }
 
+/// Contiguous frames borrowed from the frame allocator, returned on drop.
+struct ScratchFrames {
+    start: u64,
+    count: usize,
+}
+
+impl ScratchFrames {
+    fn new(bytes: usize, what: &'static str) -> Result<Self, BuildError> {
+        let count = bytes.div_ceil(4096);
+        if count == 0 {
+            return Ok(Self { start: 0, count: 0 });
+        }
+        let start = crate::memory::alloc_frames(count).ok_or(BuildError::NoMemory(what))?;
+        Ok(Self { start, count })
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        if self.count == 0 {
+            return &mut [];
+        }
+        // SAFETY: the frames were taken from the allocator for this value
+        // alone, are identity-mapped RAM, and go back only on drop.
+        unsafe { core::slice::from_raw_parts_mut(self.start as *mut u8, self.count * 4096) }
+    }
+}
+
+impl Drop for ScratchFrames {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            crate::memory::free_frames(self.start, self.count);
+        }
+    }
+}
+
+/// The largest zstd window accepted: it is allocated on the hypervisor heap.
+const ZSTD_MAX_WINDOW: u64 = 8 << 20;
+
+/// Unpacks a bzImage's kernel into scratch frames; `.0` holds the ELF.
+fn unpack(image: &[u8]) -> Result<(ScratchFrames, usize), BuildError> {
+    let payload = bzimage::payload(image).map_err(BuildError::BzImage)?;
+    let mut dict = ScratchFrames::new(
+        payload.scratch_size().map_err(BuildError::BzImage)?,
+        "the xz dictionary",
+    )?;
+    let mut out = ScratchFrames::new(payload.size, "the decompressed kernel")?;
+    let size = bzimage::decompress_into(&payload, out.bytes(), dict.bytes(), ZSTD_MAX_WINDOW)
+        .map_err(BuildError::BzImage)?;
+    printk!(
+        "kernel: bzImage (boot protocol {}.{:02}), {} payload: {} -> {} bytes",
+        payload.protocol >> 8,
+        payload.protocol & 0xff,
+        payload.compression,
+        payload.data.len(),
+        size
+    );
+    Ok((out, size))
+}
+
 /// Loads the kernel and boot data into `memory`.
 pub fn load(
     spec: &BootSpec,
     memory: &mut GuestMemory,
     map: &[GuestMemRegion],
 ) -> Result<Layout, BuildError> {
-    let image_bytes = host_bytes(spec.kernel);
+    let mut unpacked = None;
+    let mut image_bytes: &[u8] = host_bytes(spec.kernel);
+    if bzimage::is_bzimage(image_bytes) {
+        let (frames, size) = unpacked.insert(unpack(image_bytes)?);
+        image_bytes = &frames.bytes()[..*size];
+    }
     let image = elf::parse_pvh(image_bytes).map_err(BuildError::Elf)?;
     let (_, kernel_end) = image.extent();
     if kernel_end > memory.ram_bytes {
@@ -107,6 +185,7 @@ pub fn load(
             .write_phys(segment.paddr, bytes)
             .map_err(|_| BuildError::DoesNotFit("a kernel segment"))?;
     }
+    drop(unpacked);
 
     // Modules, then the start info page, above the kernel.
     let mut next = kernel_end.next_multiple_of(4096);
