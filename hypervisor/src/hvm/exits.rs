@@ -295,11 +295,27 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
         tsc_khz: apic::tsc_per_ms() as u32,
         nr_vcpus,
     };
+    // Leaf 0xD's sizes depend on XCR0: ask the CPU with the guest's loaded.
+    let guest_xcr0 = vcpu.xcr0;
     let host = |leaf: u32, sub: u32| {
-        let r = raw_cpuid::cpuid!(leaf, sub);
+        let r = if leaf == 0xD {
+            let host_xcr0 = super::xsave::load_guest_xcr0(guest_xcr0);
+            let r = raw_cpuid::cpuid!(leaf, sub);
+            let _ = super::xsave::restore_host_xcr0(host_xcr0, guest_xcr0);
+            r
+        } else {
+            raw_cpuid::cpuid!(leaf, sub)
+        };
         [r.eax, r.ebx, r.ecx, r.edx]
     };
-    let [a, b, c, d] = cpuid_policy::guest_cpuid(leaf, subleaf, &ctx, &host);
+    let [a, b, mut c, d] = cpuid_policy::guest_cpuid(leaf, subleaf, &ctx, &host);
+    // OSXSAVE and OSPKE mirror the guest's own CR4, not the host's.
+    let cr4 = vcpu.vmcb.read64(save::CR4);
+    match (leaf, subleaf) {
+        (0x1, _) => c = (c & !(1 << 27)) | (((cr4 >> 18) & 1) as u32) << 27,
+        (0x7, 0) => c = (c & !(1 << 4)) | (((cr4 >> 22) & 1) as u32) << 4,
+        _ => {}
+    }
     vcpu.vmcb.write64(save::RAX, a as u64);
     vcpu.regs.rbx = b as u64;
     vcpu.regs.rcx = c as u64;
@@ -396,6 +412,18 @@ fn ioio(domain: &mut HvmDomain, v: usize) {
 }
 
 /// Model-specific registers a PVH guest may use (others raise #GP, as on Xen).
+const MSR_MTRR_CAP: u32 = 0xFE;
+const MSR_MCG_CAP: u32 = 0x179;
+const MSR_MCG_STATUS: u32 = 0x17A;
+const MSR_MTRR_DEF_TYPE: u32 = 0x2FF;
+const MSR_MC0_CTL: u32 = 0x400;
+/// Banks of the virtual machine-check architecture (Xen's GUEST_MC_BANK_NUM).
+const GUEST_MC_BANKS: u64 = 2;
+/// One past the last MSR of the virtual banks (four MSRs each).
+const MSR_MC_BANKS_END: u32 = MSR_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
+const MSR_TSC_AUX: u32 = 0xC000_0103;
+const MSR_K8_HWCR: u32 = 0xC001_0015;
+
 fn msr(domain: &mut HvmDomain, v: usize) {
     let hypercall_page = &mut domain.hypercall_page;
     let vcpu = &mut domain.vcpus[v];
@@ -439,6 +467,24 @@ fn msr(domain: &mut HvmDomain, v: usize) {
                 }
             }
             0x1A0 | 0xC001_1029 | 0x8B => true, // MISC_ENABLE, DE_CFG, ucode revision: ignored
+            // MCG_STATUS: only 0 (nothing in progress).
+            MSR_MCG_STATUS => value == 0,
+            // Bank control and status of the virtual banks: accepted and
+            // dropped (no machine check is ever reported to a guest).
+            MSR_MC0_CTL..MSR_MC_BANKS_END => true,
+            // MTRR default type: the guest sees all memory write-back, as
+            // the nested page tables map it; its choices are kept.
+            MSR_MTRR_DEF_TYPE => {
+                let valid = value & !0xCFF == 0 && matches!(value & 0xFF, 0 | 1 | 4 | 5 | 6);
+                if valid {
+                    vcpu.mtrr_def_type = value;
+                }
+                valid
+            }
+            MSR_TSC_AUX => {
+                vcpu.tsc_aux = value & 0xFFFF_FFFF;
+                value >> 32 == 0
+            }
             _ => false,
         }
     } else {
@@ -451,6 +497,19 @@ fn msr(domain: &mut HvmDomain, v: usize) {
             0xC001_1029 => Some(1 << 1), // DE_CFG: LFENCE serializing
             0x8B => Some(0),
             HYPERCALL_PAGE_MSR => Some(0),
+            // A virtual machine-check architecture as Xen's vMCE gives HVM
+            // guests: MCG_CAP with two banks and nothing else, no machine
+            // check in progress, banks empty.
+            MSR_MCG_CAP => Some(GUEST_MC_BANKS),
+            MSR_MCG_STATUS => Some(0),
+            MSR_MC0_CTL..MSR_MC_BANKS_END => Some(0),
+            // No variable or fixed ranges, no write-combining.
+            MSR_MTRR_CAP => Some(0),
+            MSR_MTRR_DEF_TYPE => Some(vcpu.mtrr_def_type),
+            MSR_TSC_AUX => Some(vcpu.tsc_aux),
+            // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
+            // Xen reports it.
+            MSR_K8_HWCR => Some(1 << 24),
             _ => None,
         };
         if let Some(value) = read {

@@ -118,6 +118,11 @@ pub struct SvmVcpu {
     pub flush_tlb: bool,
     /// FPU/SSE/AVX state while the vCPU is off its CPU.
     pub fpu: crate::hvm::xsave::FpuState,
+    /// The guest's MTRR default type (IA32_MTRR_DEF_TYPE).
+    pub mtrr_def_type: u64,
+    /// The guest's TSC_AUX (RDTSCP/RDPID still read the host's: not
+    /// switched yet).
+    pub tsc_aux: u64,
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -178,6 +183,9 @@ impl SvmVcpu {
             xcr0: 1,
             flush_tlb: true,
             fpu: crate::hvm::xsave::FpuState::new()?,
+            // Enabled, write-back.
+            mtrr_def_type: 0x806,
+            tsc_aux: 0,
         })
     }
 
