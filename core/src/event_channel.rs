@@ -32,6 +32,9 @@ pub enum PortState {
     Virq(u32),
     /// An inter-processor event.
     Ipi,
+    /// Connected to the hypervisor's console backend (the PV console of a
+    /// boot-time domU, where Xen's toolstack would connect xenconsoled).
+    Console,
     /// Connected to `remote_port` of `remote_dom` (which may be this domain).
     Interdomain {
         /// The other end's domain.
@@ -190,6 +193,12 @@ impl EventChannels {
             return Err(errno::ENOENT);
         }
         self.allocate(PortState::Ipi, vcpu)
+    }
+
+    /// A port connected to the hypervisor's console backend, notifying
+    /// vCPU 0.
+    pub fn bind_console(&mut self) -> Result<u32, Errno> {
+        self.allocate(PortState::Console, 0)
     }
 
     /// EVTCHNOP_alloc_unbound (the remote domain's binding comes later).

@@ -86,6 +86,13 @@ pub trait GuestEnv {
         let _ = (caller, cmd, arg, count);
         Err(errno::ENOSYS)
     }
+    /// The guest notified the hypervisor's console backend: take what it
+    /// wrote to its PV console ring. Returns whether anything was taken (the
+    /// guest is then notified back, as xenconsoled does).
+    fn console_ring_kick(&mut self, domid: DomId) -> bool {
+        let _ = domid;
+        false
+    }
     /// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: maps grant
     /// frame `idx` of `caller` at `gpfn` (through
     /// [`crate::grant_table::GrantTable::add_to_physmap`]).
@@ -1270,6 +1277,11 @@ fn event_channel_op(
             let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
             match port.state {
                 PortState::Ipi => deliver(domain, op.port, env),
+                PortState::Console => {
+                    if env.console_ring_kick(domain.id) {
+                        deliver(domain, op.port, env);
+                    }
+                }
                 PortState::Virq(_) => return Err(errno::EINVAL),
                 PortState::Interdomain {
                     remote_dom,
@@ -1328,6 +1340,11 @@ fn event_channel_op(
                     ev::EVTCHNSTAT_VIRQ
                 }
                 Some(PortState::Ipi) => ev::EVTCHNSTAT_IPI,
+                Some(PortState::Console) => {
+                    // Connected to the hypervisor, port 0.
+                    op.u[..2].copy_from_slice(&xen::DOMID_XEN.to_le_bytes());
+                    ev::EVTCHNSTAT_INTERDOMAIN
+                }
                 Some(PortState::Interdomain {
                     remote_dom,
                     remote_port,
@@ -1434,6 +1451,9 @@ pub(crate) mod tests {
         pub(crate) shared_info: Vec<u8>,
         /// Another domain with its own memory, for interdomain calls.
         pub(crate) peer: Option<Box<(Domain, FakeEnv)>>,
+        /// Console backend kicks seen, and whether the backend takes output.
+        console_kicks: u32,
+        console_takes: bool,
     }
 
     pub(crate) const MEM: usize = 64 * 1024;
@@ -1447,6 +1467,8 @@ pub(crate) mod tests {
                 shared_info_at: None,
                 shared_info: vec![0; 4096],
                 peer: None,
+                console_kicks: 0,
+                console_takes: false,
             }
         }
 
@@ -1539,6 +1561,10 @@ pub(crate) mod tests {
                 }
                 _ => Err(errno::ESRCH),
             }
+        }
+        fn console_ring_kick(&mut self, _domid: DomId) -> bool {
+            self.console_kicks += 1;
+            self.console_takes
         }
         fn guest_atomic_u32(
             &mut self,
@@ -2831,5 +2857,52 @@ pub(crate) mod tests {
         // Everything binds again from port 1.
         assert_eq!(d1.events.bind_virq(xen::VIRQ_TIMER, 0), Ok(1));
         assert!(!d1.events.is_fifo());
+    }
+
+    #[test]
+    fn the_console_port_kicks_the_backend_and_is_answered() {
+        use rxen_abi::event_channel as ev;
+        let mut d = domu();
+        let port = d.events.bind_console().unwrap();
+        let mut env = FakeEnv::new();
+        let send = |d: &mut Domain, env: &mut FakeEnv| {
+            env.put(0x300, &ev::EvtchnSend { port });
+            call(
+                d,
+                env,
+                xen::HYPERVISOR_EVENT_CHANNEL_OP,
+                [ev::EVTCHNOP_SEND as u64, 0x300, 0, 0, 0],
+            )
+            .ret
+        };
+        // The backend found nothing to take: no answer.
+        assert_eq!(send(&mut d, &mut env), 0);
+        assert_eq!(env.console_kicks, 1);
+        assert!(!crate::event_channel::is_pending(&env.shared_info, port));
+        // It took output: the guest is notified back on the same port.
+        env.console_takes = true;
+        assert_eq!(send(&mut d, &mut env), 0);
+        assert_eq!(env.console_kicks, 2);
+        assert!(crate::event_channel::is_pending(&env.shared_info, port));
+        // Status: interdomain, to the hypervisor.
+        let status = ev::EvtchnStatus {
+            dom: DOMID_SELF,
+            port,
+            ..Default::default()
+        };
+        env.put(0x300, &status);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_EVENT_CHANNEL_OP,
+                [ev::EVTCHNOP_STATUS as u64, 0x300, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        let status: ev::EvtchnStatus = env.get(0x300);
+        assert_eq!(status.status, ev::EVTCHNSTAT_INTERDOMAIN);
+        assert_eq!(status.u[..2], xen::DOMID_XEN.to_le_bytes());
     }
 }

@@ -10,9 +10,9 @@
 
 extern crate alloc;
 
+pub mod bzimage;
 pub mod cmdline;
 pub mod domain;
-pub mod bzimage;
 pub mod elf;
 pub mod event_channel;
 pub mod event_fifo;

@@ -288,19 +288,23 @@ pub fn busybox() -> PathBuf {
 
 /// The commands [`busybox_initramfs`] links to busybox in `/bin`.
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "echo", "uname", "cat", "poweroff", "reboot", "sleep", "mount", "ls", "dmesg",
+    "sh", "echo", "uname", "cat", "poweroff", "reboot", "sleep", "mount", "ls", "dmesg", "grep",
+    "cut", "nproc", "head",
 ];
 
 /// An initramfs (a cpio archive in the "newc" format, uncompressed) with Debian's static
 /// busybox as `/bin/busybox`, links to it for [`BUSYBOX_APPLETS`], `/dev/console`,
 /// empty `/proc`, `/sys` and `/tmp`, and `init_script` as `/init`. Cached at
-/// `target/rxen/cache/initramfs/<hash of the script>.cpio`.
+/// `target/rxen/cache/initramfs/<hash of the script and the applets>.cpio`.
 ///
 /// # Panics
 /// If busybox cannot be fetched or the archive cannot be written.
 pub fn busybox_initramfs(init_script: &str) -> PathBuf {
     let dir = rxen_dir().join("cache").join("initramfs");
-    let path = dir.join(format!("{:016x}.cpio", fnv1a(init_script.as_bytes())));
+    // The key covers the script and the applets, so that a change of either
+    // makes a new archive.
+    let key = fnv1a(format!("{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).as_bytes());
+    let path = dir.join(format!("{key:016x}.cpio"));
     if path.is_file() {
         return path;
     }

@@ -141,6 +141,38 @@ impl GuestEnv for Env<'_> {
         Ok(())
     }
 
+    fn console_ring_kick(&mut self, domid: DomId) -> bool {
+        use rxen_abi::console::{XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
+        let Some(page) = self.memory.console_page() else {
+            return false;
+        };
+        // struct xencons_interface: in[1024], out[2048], then in_cons,
+        // in_prod, out_cons, out_prod.
+        let at = |i: usize| XENCONS_IN_SIZE + XENCONS_OUT_SIZE + 4 * i;
+        let word = |page: &[u8], i: usize| {
+            // SAFETY: `at(i)` is 4-byte aligned inside the page; a volatile
+            // read, as the guest writes the index concurrently.
+            unsafe { core::ptr::read_volatile(page[at(i)..].as_ptr().cast::<u32>()) }
+        };
+        let (cons, prod) = (word(page, 2), word(page, 3));
+        // A guest that claims more than the ring holds gets the ring's worth.
+        let len = (prod.wrapping_sub(cons) as usize).min(XENCONS_OUT_SIZE);
+        if len == 0 {
+            return false;
+        }
+        let mut bytes = [0u8; XENCONS_OUT_SIZE];
+        for (i, byte) in bytes[..len].iter_mut().enumerate() {
+            let index = (cons as usize).wrapping_add(i) % XENCONS_OUT_SIZE;
+            *byte = page[XENCONS_IN_SIZE + index];
+        }
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        let new_cons = cons.wrapping_add(len as u32);
+        // SAFETY: as above, for the write of out_cons.
+        unsafe { core::ptr::write_volatile(page[at(2)..].as_mut_ptr().cast::<u32>(), new_cons) };
+        self.console_write(domid, &bytes[..len]);
+        true
+    }
+
     fn grant_table_op(
         &mut self,
         caller: DomId,

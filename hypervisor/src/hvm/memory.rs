@@ -29,6 +29,9 @@ pub struct GuestMemory {
     shared_info: u64,
     /// Host frames of the grant table, in table order.
     grant_frames: Vec<u64>,
+    /// Host frame of the PV console ring page, for a domU whose console
+    /// the hypervisor serves.
+    console: Option<u64>,
     /// Guest frames where a foreign page is mapped, with what the nested
     /// page table held there before (put back on unmap).
     foreign: BTreeMap<u64, Option<(u64, Access)>>,
@@ -59,6 +62,7 @@ impl GuestMemory {
             extra: Vec::new(),
             shared_info: 0,
             grant_frames: Vec::new(),
+            console: None,
             foreign: BTreeMap::new(),
         };
         // The shared-info page exists from the start (events are recorded in
@@ -120,6 +124,28 @@ impl GuestMemory {
         self.backing
             .iter()
             .any(|&(start, n)| start <= hpa && hpa < start + n as u64 * 4096)
+    }
+
+    /// Gives the domain a zeroed PV console ring page at guest frame `gfn`
+    /// (outside its RAM).
+    pub fn add_console_page(&mut self, gfn: u64) -> Result<(), Errno> {
+        let hpa = alloc_frame().ok_or(errno::ENOMEM)?;
+        zero(hpa, 4096);
+        self.extra.push(hpa);
+        self.npt
+            .map_4k(gfn * 4096, hpa, Access::ReadWrite, &mut alloc_frame)
+            .map_err(|_| errno::ENOMEM)?;
+        self.console = Some(hpa);
+        Ok(())
+    }
+
+    /// The PV console ring page, if the domain has one.
+    pub fn console_page(&mut self) -> Option<&mut [u8]> {
+        let hpa = self.console?;
+        // SAFETY: the frame was allocated for this domain's console and
+        // lives as long as `self`; the guest writes it concurrently, which
+        // only affects the bytes read, never memory safety.
+        Some(unsafe { core::slice::from_raw_parts_mut(hpa as *mut u8, 4096) })
     }
 
     /// Whether a foreign (granted) page is mapped at `gfn`.

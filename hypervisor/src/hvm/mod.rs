@@ -61,6 +61,10 @@ pub struct World<'a> {
     pub grants: &'a mut GrantMap,
 }
 
+/// Guest frame of a domU's PV console ring page: in the hole below 4 GiB,
+/// where Xen's HVM special pages are.
+pub const CONSOLE_GFN: u64 = 0xFEFFF;
+
 /// Builds a PVH domain `domid` from `spec`.
 pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let pages = spec.memory_bytes / 4096;
@@ -73,6 +77,25 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
     let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
     core.memory_map = map;
+    if spec.flags & rxen_abi::start_info::SIF_INITDOMAIN == 0 {
+        // A domU's PV console: a ring page outside RAM and a port to the
+        // hypervisor's console backend, found through the HVM params as a
+        // domU finds the ones its toolstack sets up.
+        memory
+            .add_console_page(CONSOLE_GFN)
+            .map_err(|_| String::from("out of memory for the console page"))?;
+        let port = core
+            .events
+            .bind_console()
+            .map_err(|_| String::from("no port for the console"))?;
+        core.memory_map.push(rxen_core::domain::GuestMemRegion {
+            addr: CONSOLE_GFN * 4096,
+            size: 4096,
+            kind: 2,
+        });
+        core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN;
+        core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_EVTCHN as usize] = port as u64;
+    }
     let asid = 1 + domid as u32 % 15;
     // Every vCPU exists from the start: vCPU 0 at the PVH entry, the others
     // offline until VCPUOP_initialise gives them a state and VCPUOP_up.
