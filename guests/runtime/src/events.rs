@@ -433,6 +433,37 @@ mod fifo {
     }
 }
 
+/// Binds to `remote_port` of `peer`, or (None) to the first of its ports 1 to 16 that
+/// it offers us (the ports below may be taken by the console and xenstore channels the
+/// hypervisor or toolstack sets up, as on Xen), retrying every 1 ms for `timeout` ns
+/// (the peer may not have offered it yet). Returns (local port, remote port) or the
+/// last error.
+pub fn bind_offered(
+    peer: DomId,
+    remote_port: Option<u32>,
+    timeout: u64,
+) -> Result<(u32, u32), i64> {
+    const MS: u64 = 1_000_000;
+    let start = crate::time::now();
+    loop {
+        let mut last = 0;
+        let candidates = match remote_port {
+            Some(port) => port..=port,
+            None => 1..=16,
+        };
+        for port in candidates {
+            match bind_interdomain(peer, port) {
+                Ok(local) => return Ok((local, port)),
+                Err(e) => last = e,
+            }
+        }
+        if crate::time::now() - start > timeout {
+            return Err(last);
+        }
+        sleep_until(crate::time::now() + MS);
+    }
+}
+
 /// Sets a guest up to wait for events: stops the periodic timer, binds `VIRQ_TIMER`
 /// (for the single-shot timers used to bound waits) and enables the callback vector;
 /// ERROR if any of it fails.
@@ -470,22 +501,12 @@ impl Link {
         }
     }
 
-    /// Binds to `peer`'s port `remote_port` (retried every 1 ms for up to 5 s: the
-    /// peer may not have offered it yet) and takes the event Xen sets pending on the
-    /// new port.
-    pub fn bind(peer: DomId, remote_port: u32, timeout: u64) -> Link {
-        const MS: u64 = 1_000_000;
-        let start = crate::time::now();
-        let port = loop {
-            match bind_interdomain(peer, remote_port) {
-                Ok(p) => break p,
-                Err(e) => {
-                    if crate::time::now() - start > 5_000 * MS {
-                        crate::error!("EVTCHNOP_bind_interdomain(d{peer}, {remote_port}): {e}");
-                    }
-                    sleep_until(crate::time::now() + MS);
-                }
-            }
+    /// Binds to the port `peer` offers us (see [`bind_offered`]) and takes the event
+    /// Xen sets pending on the new port.
+    pub fn bind(peer: DomId, remote_port: Option<u32>, timeout: u64) -> Link {
+        let (port, _) = match bind_offered(peer, remote_port, 5_000_000_000) {
+            Ok(ports) => ports,
+            Err(e) => crate::error!("EVTCHNOP_bind_interdomain(d{peer}): {e}"),
         };
         let mut link = Link::new(port, timeout);
         link.wait("the event pending on a new interdomain port");

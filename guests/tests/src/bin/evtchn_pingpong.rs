@@ -2,11 +2,11 @@
 //! the host-side test starts a server and a client; not in the single-dom0 suite).
 //!
 //! Command line: `role=server peer=<domid> rounds=<n>` or
-//! `role=client peer=<domid> rounds=<n> [port=<server's port, default 1>]`; both take
+//! `role=client peer=<domid> rounds=<n> [port=<server's port, default: the first offered>]`; both take
 //! `timeout_ms=<ms>` (default 30000) for the whole exchange.
 //!
-//! - server: `EVTCHNOP_alloc_unbound` {DOMID_SELF, peer} first (so in a fresh domain it
-//!   gets port 1), answers each event with `EVTCHNOP_send` on that port, `rounds` times,
+//! - server: `EVTCHNOP_alloc_unbound` {DOMID_SELF, peer} first (the first port it
+//!   offers the peer, which the client looks for), answers each event with `EVTCHNOP_send` on that port, `rounds` times,
 //!   prints `pingpong server: port <p>, <rounds> rounds in <ns> ns`, then waits until the
 //!   client has closed its end (Xen turns the server's end back into `unbound`, remote
 //!   = the client) and checks it saw exactly `rounds` events.
@@ -83,7 +83,7 @@ fn main(si: &StartInfo) {
         }
         Some("client") => {
             rxen_guest::events::set_up_timer_events();
-            let rport = si.arg_u64("port").unwrap_or(1) as u32;
+            let rport = si.arg_u64("port").map(|p| p as u32);
             client(&args, rport);
         }
         _ => error!("role must be server or client (got {:?})", si.cmdline()),
@@ -170,18 +170,11 @@ fn server(a: &Args, port: u32) {
     }
 }
 
-fn client(a: &Args, rport: u32) {
+fn client(a: &Args, rport: Option<u32>) {
     let start = now();
-    let lport = loop {
-        match bind_interdomain(a.peer, rport) {
-            Ok(p) => break p,
-            Err(e) => {
-                if now() - start > BIND_TIMEOUT {
-                    error!("EVTCHNOP_bind_interdomain(d{}, {rport}): {e}", a.peer);
-                }
-                sleep_until(now() + MS);
-            }
-        }
+    let (lport, rport) = match rxen_guest::events::bind_offered(a.peer, rport, BIND_TIMEOUT) {
+        Ok(ports) => ports,
+        Err(e) => error!("EVTCHNOP_bind_interdomain(d{}): {e}", a.peer),
     };
     println!(
         "pingpong client: d{} port {rport} bound to our port {lport} after {} us",

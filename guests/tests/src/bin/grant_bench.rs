@@ -4,9 +4,9 @@
 //! Command line: `role=granter peer=<domid>` or `role=mapper peer=<domid>
 //! [copies=<n>]` (default 2000); both take `timeout_ms=<ms>` (default 60000).
 //!
-//! The granter offers its first event-channel port (port 1) to the peer, places its
+//! The granter offers an event-channel port to the peer (the first it offers), places its
 //! grant-table frame 0 at the first free frame above its RAM, grants one writable page
-//! as ref 8, and waits. The mapper binds to port 1, says hello, waits for the grant,
+//! as ref 8, and waits. The mapper binds to the first port offered to it, says hello, waits for the grant,
 //! then does `copies` `GNTTABOP_copy` of 4096 bytes from the granter's ref 8 into its
 //! own page, one copy per hypercall, and as many null hypercalls
 //! (`xen_version(XENVER_version)`), both timed with the pvclock; it prints
@@ -64,7 +64,7 @@ fn main(si: &StartInfo) {
                 error!("copies= out of range");
             };
             set_up_timer_events();
-            let mut link = Link::bind(peer, 1, timeout);
+            let mut link = Link::bind(peer, None, timeout);
             mapper(peer, n, &mut link);
             println!("grant_bench: mapper done");
         }

@@ -5,7 +5,7 @@
 //! `timeout_ms=<ms>` (default 30000) for the whole exchange.
 //!
 //! Conventions instead of xenstore: the granter offers its first event-channel port
-//! (port 1) to the peer, places its grant-table frame 0 at the first free guest frame
+//! (the first port it offers) to the peer, places its grant-table frame 0 at the first free guest frame
 //! above its RAM (`XENMEM_add_to_physmap`, `XENMAPSPACE_grant_table`) and grants
 //! ref 8 (page A, writable), ref 9 (page B, read-only) and ref 10 (page C, writable, for
 //! copies); ref 11 stays invalid. The mapper maps grants at free frames above its RAM.
@@ -110,9 +110,9 @@ fn main(si: &StartInfo) {
         }
         Some("mapper") => {
             set_up_timer_events();
-            let mut link = Link::bind(peer, 1, timeout);
+            let mut link = Link::bind(peer, None, timeout);
             println!(
-                "grant_share mapper: d{peer} port 1 bound to our port {}",
+                "grant_share mapper: bound to d{peer}, our port {}",
                 link.port()
             );
             mapper(si, peer, &mut link);
