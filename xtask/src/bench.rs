@@ -9,6 +9,9 @@
 //!   domUs on x86, so there is no Xen column): an event-channel ping-pong round trip,
 //!   a 4 KiB grant copy, and a vCPU context switch (two domains yielding to each
 //!   other), each with the null hypercall measured in the same guest and run.
+//! - Debian's Linux kernel with a busybox initramfs, wall time from QEMU's start to
+//!   `/init`: as a PVH domU on rxen against QEMU's direct boot of the same kernel and
+//!   initramfs without any hypervisor.
 //! - rxenstored's operations per second (its own `bench` subcommand).
 
 use std::time::Duration;
@@ -91,6 +94,7 @@ pub fn bench() -> i32 {
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
     ok &= between_domains();
+    ok &= linux_boot();
     println!("\nxtask: rxenstored: read, write and small-transaction throughput");
     let mut cmd = crate::cargo_command();
     cmd.current_dir(crate::workspace_root()).args([
@@ -208,6 +212,55 @@ fn between_domains() -> bool {
     ) {
         let mib_s = 4096.0 / (a as f64 / 1e9) / (1 << 20) as f64;
         println!("grant copy throughput: {mib_s:.1} MiB/s (one 4 KiB copy per hypercall; null hypercall {b} ns)");
+    }
+    ok
+}
+
+/// The initramfs's `/init` for the boot-time benchmark: a marker, then power off.
+const BOOT_INIT: &str = "#!/bin/sh
+echo rxen-linux: init is running
+poweroff -f
+";
+
+/// Wall time to Linux's `/init`: rxen domU against QEMU's direct kernel boot.
+fn linux_boot() -> bool {
+    println!("\nxtask: Debian's kernel to /init (busybox initramfs), wall time from QEMU's start");
+    let kernel = rxen_tests::debian_kernel();
+    let initramfs = rxen_tests::busybox_initramfs(BOOT_INIT);
+    let marker = "rxen-linux: init is running";
+    let direct = Qemu::new("bench-linux-direct")
+        .memory_mb(1024)
+        .kernel(&kernel)
+        .append("console=ttyS0 loglevel=4")
+        .module(&initramfs, "")
+        .stop_on(marker)
+        .timeout(Duration::from_secs(300))
+        .run();
+    let rxen = Qemu::new("bench-linux-rxen")
+        .memory_mb(1024)
+        .append("console=com1 isa_debug_exit dom0less domu=0+1,mem=256M")
+        .module(&kernel, "console=hvc0 loglevel=4")
+        .module(&initramfs, "")
+        .stop_on(marker)
+        .timeout(Duration::from_secs(300))
+        .run();
+    let mut ok = true;
+    for (label, out) in [("QEMU direct boot", &direct), ("rxen PVH domU", &rxen)] {
+        if out.contains(marker) {
+            println!("{label:<18} {:>8.2} s", out.elapsed.as_secs_f64());
+        } else {
+            eprintln!(
+                "xtask: {label} did not reach /init; log tail:\n{}",
+                out.tail(30)
+            );
+            ok = false;
+        }
+    }
+    if ok {
+        println!(
+            "rxen / direct: {:.2}",
+            rxen.elapsed.as_secs_f64() / direct.elapsed.as_secs_f64().max(0.001)
+        );
     }
     ok
 }
