@@ -700,6 +700,11 @@ fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Re
                 .get_mut(request.vcpu as usize)
                 .ok_or(errno::ENOENT)?;
             vcpu.upcall_vector = Some(request.vector);
+            // An upcall already pending is raised on the new vector.
+            let target = request.vcpu as usize;
+            if upcall_pending(domain, target, env) {
+                domain.vcpus[target].lapic.set_irq(request.vector);
+            }
             Ok(0)
         }
         _ => Err(errno::ENOSYS),
@@ -1017,6 +1022,10 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn G
             v.blocked = None;
         }
     }
+    // The local APIC's timer: its vector ends a block (HLT).
+    if v.lapic.expire_timer(now) && v.lapic.has_pending() {
+        v.blocked = None;
+    }
     if fired {
         raise_virq(domain, vcpu, xen::VIRQ_TIMER, env);
     }
@@ -1062,6 +1071,8 @@ fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv)
 /// Sets `evtchn_upcall_pending` of vCPU `vcpu` and ends its block (Xen's
 /// `vcpu_mark_events_pending`; all the FIFO ABI signals).
 fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv) {
+    let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
+    let was_pending = vcpu_info_byte(domain, vcpu, env, pending_at) != 0;
     vcpu_info_write(
         domain,
         vcpu,
@@ -1071,6 +1082,12 @@ fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv)
     );
     if let Some(v) = domain.vcpus.get_mut(vcpu) {
         v.blocked = None;
+        // As Xen's hvm_assert_evtchn_irq: the per-vCPU upcall vector is an
+        // edge-triggered interrupt of the local APIC, raised when
+        // `evtchn_upcall_pending` goes from 0 to 1 (the guest EOIs it).
+        if let (Some(vector), false) = (v.upcall_vector, was_pending) {
+            v.lapic.set_irq(vector);
+        }
     }
 }
 
