@@ -2386,6 +2386,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_upcall_vector_is_an_edge_of_the_local_apic() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        d.vcpus[0].upcall_vector = Some(0xF3);
+        d.vcpus[0].lapic.write(crate::vlapic::reg::SVR, 0x1FF, 0);
+        let port = d.events.bind_virq(xen::VIRQ_TIMER, 0).unwrap();
+        d.vcpus[0].singleshot_deadline = Some(10);
+        d.vcpus[0].blocked = Some(None);
+        assert!(expire_timers(&mut d, 0, 10, &mut env));
+        assert!(crate::event_channel::is_pending(
+            env.shared_info_page(),
+            port
+        ));
+        assert_eq!(d.vcpus[0].blocked, None, "the event ends the block");
+        assert_eq!(d.vcpus[0].lapic.pending_vector(), Some(0xF3));
+        d.vcpus[0].lapic.acknowledge(0xF3);
+        // Still pending (the guest has not cleared evtchn_upcall_pending): no new edge.
+        d.vcpus[0].singleshot_deadline = Some(20);
+        assert!(expire_timers(&mut d, 0, 20, &mut env));
+        assert!(!d.vcpus[0].lapic.requested(0xF3));
+        assert!(d.vcpus[0].lapic.in_service(0xF3));
+    }
+
+    #[test]
+    fn the_local_apic_timer_ends_a_halt() {
+        use crate::vlapic::reg;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let lapic = &mut d.vcpus[0].lapic;
+        lapic.write(reg::SVR, 0x1FF, 0);
+        lapic.write(reg::TIMER_DIVIDE, 0xB, 0);
+        lapic.write(reg::LVT_TIMER, 0x40, 0);
+        lapic.write(reg::TIMER_INITIAL, 500, 100);
+        assert_eq!(d.vcpus[0].next_deadline(), Some(600));
+        d.vcpus[0].blocked = Some(Some(10_000));
+        assert!(!expire_timers(&mut d, 0, 599, &mut env));
+        assert!(d.vcpus[0].blocked.is_some());
+        assert!(
+            !expire_timers(&mut d, 0, 600, &mut env),
+            "no Xen timer fired"
+        );
+        assert_eq!(d.vcpus[0].blocked, None);
+        assert_eq!(d.vcpus[0].lapic.pending_vector(), Some(0x40));
+    }
+
+    #[test]
     fn event_channel_ops_check_arguments_first() {
         use rxen_abi::event_channel as ev;
         let (mut d, mut env) = (domu(), FakeEnv::new());
