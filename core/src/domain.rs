@@ -101,6 +101,8 @@ pub struct Vcpu {
     pub upcall_vector: Option<u8>,
     /// Blocked until an event or this deadline (None: no timeout).
     pub blocked: Option<Option<u64>>,
+    /// Its local APIC (APIC ID = vCPU ID, as CPUID leaf 1 reports).
+    pub lapic: crate::vlapic::Vlapic,
 }
 
 impl Vcpu {
@@ -123,18 +125,21 @@ impl Vcpu {
             periodic: None,
             upcall_vector: None,
             blocked: None,
+            lapic: crate::vlapic::Vlapic::new(id as u8, id == 0),
         }
     }
 
     /// The earliest timer deadline of this vCPU (a periodic timer counts
-    /// only while the vCPU is not blocked: Xen stops it meanwhile).
+    /// only while the vCPU is not blocked: Xen stops it meanwhile; the
+    /// local APIC's timer always runs).
     pub fn next_deadline(&self) -> Option<u64> {
         let periodic = self
             .periodic
             .filter(|_| self.blocked.is_none())
             .map(|(_, next)| next);
         let blocked = self.blocked.flatten();
-        [self.singleshot_deadline, periodic, blocked]
+        let lapic = self.lapic.timer_deadline();
+        [self.singleshot_deadline, periodic, blocked, lapic]
             .into_iter()
             .flatten()
             .min()

@@ -707,6 +707,11 @@ fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Re
                 .get_mut(request.vcpu as usize)
                 .ok_or(errno::ENOENT)?;
             vcpu.upcall_vector = Some(request.vector);
+            // An upcall already pending is raised on the new vector.
+            let target = request.vcpu as usize;
+            if upcall_pending(domain, target, env) {
+                domain.vcpus[target].lapic.set_irq(request.vector);
+            }
             Ok(0)
         }
         _ => Err(errno::ENOSYS),
@@ -1024,6 +1029,10 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn G
             v.blocked = None;
         }
     }
+    // The local APIC's timer: its vector ends a block (HLT).
+    if v.lapic.expire_timer(now) && v.lapic.has_pending() {
+        v.blocked = None;
+    }
     if fired {
         raise_virq(domain, vcpu, xen::VIRQ_TIMER, env);
     }
@@ -1069,6 +1078,8 @@ fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv)
 /// Sets `evtchn_upcall_pending` of vCPU `vcpu` and ends its block (Xen's
 /// `vcpu_mark_events_pending`; all the FIFO ABI signals).
 fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv) {
+    let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
+    let was_pending = vcpu_info_byte(domain, vcpu, env, pending_at) != 0;
     vcpu_info_write(
         domain,
         vcpu,
@@ -1078,6 +1089,12 @@ fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv)
     );
     if let Some(v) = domain.vcpus.get_mut(vcpu) {
         v.blocked = None;
+        // As Xen's hvm_assert_evtchn_irq: the per-vCPU upcall vector is an
+        // edge-triggered interrupt of the local APIC, raised when
+        // `evtchn_upcall_pending` goes from 0 to 1 (the guest EOIs it).
+        if let (Some(vector), false) = (v.upcall_vector, was_pending) {
+            v.lapic.set_irq(vector);
+        }
     }
 }
 
@@ -2392,6 +2409,50 @@ pub(crate) mod tests {
             port
         ));
         assert!(upcall_pending(&d, 0, &mut env));
+    }
+
+    #[test]
+    fn the_upcall_vector_is_an_edge_of_the_local_apic() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        d.vcpus[0].upcall_vector = Some(0xF3);
+        d.vcpus[0].lapic.write(crate::vlapic::reg::SVR, 0x1FF, 0);
+        let port = d.events.bind_virq(xen::VIRQ_TIMER, 0).unwrap();
+        d.vcpus[0].singleshot_deadline = Some(10);
+        d.vcpus[0].blocked = Some(None);
+        assert!(expire_timers(&mut d, 0, 10, &mut env));
+        assert!(crate::event_channel::is_pending(
+            env.shared_info_page(),
+            port
+        ));
+        assert_eq!(d.vcpus[0].blocked, None, "the event ends the block");
+        assert_eq!(d.vcpus[0].lapic.pending_vector(), Some(0xF3));
+        d.vcpus[0].lapic.acknowledge(0xF3);
+        // Still pending (the guest has not cleared evtchn_upcall_pending): no new edge.
+        d.vcpus[0].singleshot_deadline = Some(20);
+        assert!(expire_timers(&mut d, 0, 20, &mut env));
+        assert!(!d.vcpus[0].lapic.requested(0xF3));
+        assert!(d.vcpus[0].lapic.in_service(0xF3));
+    }
+
+    #[test]
+    fn the_local_apic_timer_ends_a_halt() {
+        use crate::vlapic::reg;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let lapic = &mut d.vcpus[0].lapic;
+        lapic.write(reg::SVR, 0x1FF, 0);
+        lapic.write(reg::TIMER_DIVIDE, 0xB, 0);
+        lapic.write(reg::LVT_TIMER, 0x40, 0);
+        lapic.write(reg::TIMER_INITIAL, 500, 100);
+        assert_eq!(d.vcpus[0].next_deadline(), Some(600));
+        d.vcpus[0].blocked = Some(Some(10_000));
+        assert!(!expire_timers(&mut d, 0, 599, &mut env));
+        assert!(d.vcpus[0].blocked.is_some());
+        assert!(
+            !expire_timers(&mut d, 0, 600, &mut env),
+            "no Xen timer fired"
+        );
+        assert_eq!(d.vcpus[0].blocked, None);
+        assert_eq!(d.vcpus[0].lapic.pending_vector(), Some(0x40));
     }
 
     #[test]

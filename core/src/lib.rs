@@ -23,3 +23,4 @@ pub mod log;
 pub mod memmap;
 pub mod sched;
 pub mod time;
+pub mod vlapic;

@@ -230,8 +230,9 @@ impl Machine {
         self.domains.insert(0, dom0);
     }
 
-    /// Kicks the CPUs running a vCPU that has an unmasked upcall pending
-    /// (an event from this CPU), so that they inject it now.
+    /// Kicks the CPUs running a vCPU that has an unmasked upcall or a
+    /// deliverable APIC interrupt pending (an event or IPI from this CPU),
+    /// so that they inject it now.
     fn kick_running_with_upcalls(&mut self) {
         let me = cpu::current_index();
         for domain in self.domains.values_mut() {
@@ -239,7 +240,7 @@ impl Machine {
                 let Some(cpu_index) = domain.running_on[v].filter(|&c| c != me) else {
                     continue;
                 };
-                if exits::upcall_pending(domain, v) {
+                if exits::interrupt_pending(domain, v) {
                     kick(cpu_index);
                 }
             }

@@ -153,6 +153,7 @@ guest_tests!(
     pvclock,
     bad_input,
     ring3,
+    lapic,
     bad_memory,
     shutdown_poweroff,
     shutdown_reboot,

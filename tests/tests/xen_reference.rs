@@ -86,6 +86,7 @@ xen_tests!(
     evtchn_reset,
     dom0_acpi,
     ring3,
+    lapic,
     bad_memory,
     shutdown_poweroff,
     shutdown_reboot,

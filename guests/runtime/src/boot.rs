@@ -172,6 +172,8 @@ trap_stubs!(
     19 "pushq $0\n", 20 "pushq $0\n", 21 "", 22 "pushq $0\n", 23 "pushq $0\n",
     24 "pushq $0\n", 25 "pushq $0\n", 26 "pushq $0\n", 27 "pushq $0\n", 28 "pushq $0\n",
     29 "", 30 "", 31 "pushq $0\n", 243 "pushq $0\n",
+    // Local APIC vectors for tests (through the trap hook): 0x40, 0x41, 0x50, 0xff.
+    64 "pushq $0\n", 65 "pushq $0\n", 80 "pushq $0\n", 255 "pushq $0\n",
 );
 
 core::arch::global_asm!(
@@ -278,7 +280,7 @@ guest_user_stack_top:
 );
 
 extern "C" {
-    static guest_trap_table: [[u64; 2]; 33];
+    static guest_trap_table: [[u64; 2]; 37];
     static guest_irq_stack_top: u8;
     static guest_user_stack_top: u8;
     fn guest_user_return();

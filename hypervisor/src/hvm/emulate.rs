@@ -1,5 +1,6 @@
-//! Emulation of guest accesses to guest-physical addresses with nothing
-//! behind them: as on Xen, reads return all ones and writes are dropped.
+//! Emulation of guest accesses to guest-physical addresses with no RAM
+//! behind them: an emulated device (the local APIC) or nothing, where, as on
+//! Xen, reads return all ones and writes are dropped ([`Unbacked`]).
 //! The faulting instruction is fetched through the guest's page tables and
 //! decoded (QEMU gives no decode assists); only moves are emulated, anything
 //! else is reported so the domain can be crashed.
@@ -129,12 +130,61 @@ fn ones(bytes: usize) -> u64 {
     }
 }
 
-/// Emulates the instruction at RIP that touched unbacked guest memory.
-/// Returns the decoded instruction on success (for logging).
-pub fn unbacked_access(
+/// A device behind guest-physical addresses: what loads read and where
+/// stores go. `size` is the access width in bytes (1, 2, 4 or 8).
+pub trait Mmio {
+    /// A load of `size` bytes at `gpa`.
+    fn read(&mut self, gpa: u64, size: u32) -> u64;
+    /// A store of `value` (`size` bytes) at `gpa`.
+    fn write(&mut self, gpa: u64, size: u32, value: u64);
+}
+
+/// Nothing there: reads are all ones, writes are dropped.
+pub struct Unbacked;
+
+impl Mmio for Unbacked {
+    fn read(&mut self, _gpa: u64, size: u32) -> u64 {
+        ones(size as usize)
+    }
+
+    fn write(&mut self, _gpa: u64, _size: u32, _value: u64) {}
+}
+
+/// The value a store's source operand (a register or an immediate) holds.
+fn store_value(vmcb: &Vmcb, regs: &GuestRegs, instruction: &Instruction) -> Option<u64> {
+    match instruction.op1_kind() {
+        OpKind::Register => {
+            let (gpr, _, high) = gpr_of(instruction.op1_register())?;
+            let value = read_gpr(vmcb, regs, gpr);
+            Some(if high { value >> 8 } else { value })
+        }
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate8to32
+        | OpKind::Immediate32to64 => Some(instruction.immediate(1)),
+        _ => None,
+    }
+}
+
+/// Sign-extends the low `bytes` bytes of `value`.
+fn sign_extend(value: u64, bytes: usize) -> u64 {
+    if bytes >= 8 {
+        return value;
+    }
+    let shift = 64 - bytes * 8;
+    (((value << shift) as i64) >> shift) as u64
+}
+
+/// Emulates the instruction at RIP that touched guest-physical `gpa`, which
+/// `device` serves. Returns the decoded instruction on success (for
+/// logging).
+pub fn mmio_access(
     vmcb: &mut Vmcb,
     regs: &mut GuestRegs,
     memory: &GuestMemory,
+    gpa: u64,
+    device: &mut dyn Mmio,
 ) -> Result<Instruction, EmulationError> {
     let (bytes, len, bitness) = fetch(vmcb, memory)?;
     let mut decoder = Decoder::with_ip(
@@ -149,18 +199,24 @@ pub fn unbacked_access(
     }
     let mnemonic = instruction.mnemonic();
     let memory_size = instruction.memory_size().size();
+    let size = memory_size as u32;
     let handled = match mnemonic {
-        // Store to unbacked memory: dropped.
-        Mnemonic::Mov if instruction.op0_kind() == OpKind::Memory => true,
-        // Load from unbacked memory: all ones.
-        Mnemonic::Mov if instruction.op1_kind() == OpKind::Memory => {
-            set_register(vmcb, regs, instruction.op0_register(), ones(memory_size))
+        Mnemonic::Mov if instruction.op0_kind() == OpKind::Memory => {
+            match store_value(vmcb, regs, &instruction) {
+                Some(value) => {
+                    device.write(gpa, size, value & ones(memory_size));
+                    true
+                }
+                None => false,
+            }
         }
-        Mnemonic::Movzx if instruction.op1_kind() == OpKind::Memory => {
-            set_register(vmcb, regs, instruction.op0_register(), ones(memory_size))
+        Mnemonic::Mov | Mnemonic::Movzx if instruction.op1_kind() == OpKind::Memory => {
+            let value = device.read(gpa, size) & ones(memory_size);
+            set_register(vmcb, regs, instruction.op0_register(), value)
         }
         Mnemonic::Movsx | Mnemonic::Movsxd if instruction.op1_kind() == OpKind::Memory => {
-            set_register(vmcb, regs, instruction.op0_register(), u64::MAX)
+            let value = sign_extend(device.read(gpa, size), memory_size);
+            set_register(vmcb, regs, instruction.op0_register(), value)
         }
         _ => false,
     };

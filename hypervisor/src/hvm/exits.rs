@@ -12,6 +12,7 @@ use super::emulate;
 use super::env::{flush_line, Env};
 use super::regs::advance_rip;
 use super::vcpu::SvmVcpu;
+use super::vlapic;
 use super::HvmDomain;
 
 /// Port of Xen's HVM debug console (guest writes appear in the log).
@@ -64,11 +65,12 @@ pub fn with_domain_env<R>(
     with_env(domain, 0, Some(world), f)
 }
 
-/// The vector event upcalls arrive on: the per-vCPU upcall vector, or the
-/// callback vector of HVM_PARAM_CALLBACK_IRQ (type 2).
-fn upcall_vector(domain: &HvmDomain, v: usize) -> Option<u8> {
-    if let Some(vector) = domain.core.vcpus[v].upcall_vector {
-        return Some(vector);
+/// The callback vector of HVM_PARAM_CALLBACK_IRQ (type 2), for a vCPU
+/// without a per-vCPU upcall vector (that one is raised through the local
+/// APIC when events become pending, as on Xen).
+fn callback_vector(domain: &HvmDomain, v: usize) -> Option<u8> {
+    if domain.core.vcpus[v].upcall_vector.is_some() {
+        return None;
     }
     let via = domain.core.hvm_params[rxen_abi::hvm::HVM_PARAM_CALLBACK_IRQ as usize];
     (via >> 56 == 2 && via as u8 >= 0x10).then_some(via as u8)
@@ -81,33 +83,19 @@ pub fn upcall_pending(domain: &mut HvmDomain, v: usize) -> bool {
     })
 }
 
-/// Injects the upcall vector while an upcall is pending, as Xen does (it is
-/// re-raised until the guest clears `evtchn_upcall_pending`), or asks for an
-/// interrupt window when the guest cannot take it now.
+/// Whether vCPU `v` has something to take: an unmasked upcall or an
+/// interrupt its local APIC lets through.
+pub fn interrupt_pending(domain: &mut HvmDomain, v: usize) -> bool {
+    domain.core.vcpus[v].lapic.has_pending() || upcall_pending(domain, v)
+}
+
+/// Injects what vCPU `v` should take before it runs: the callback vector
+/// while an upcall is pending, as Xen does (it is re-raised until the guest
+/// clears `evtchn_upcall_pending`), or what its local APIC delivers; or
+/// asks for an interrupt window when the guest cannot take it now.
 pub fn inject_upcall(domain: &mut HvmDomain, v: usize) {
-    let Some(vector) = upcall_vector(domain, v) else {
-        return;
-    };
-    if !upcall_pending(domain, v) {
-        return;
-    }
-    let vmcb = &mut domain.vcpus[v].vmcb;
-    // Another event is being injected (an exception, or an interrupted
-    // delivery again): ask for an interrupt window, so that the upcall comes
-    // right after it rather than at the next exit for another reason.
-    let busy = vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0;
-    let interruptible = vmcb.read64(save::RFLAGS) & (1 << 9) != 0
-        && vmcb.read64(control::INTERRUPT_SHADOW) & 1 == 0;
-    if interruptible && !busy {
-        vmcb.write64(control::EVENT_INJ, vector as u64 | (1 << 31));
-    } else {
-        // V_IRQ with top priority, ignoring V_TPR, and exit when the guest can
-        // take it (VINTR).
-        let v_intr = vmcb.read64(control::V_INTR);
-        vmcb.write64(control::V_INTR, v_intr | (1 << 8) | (0xF << 16) | (1 << 20));
-        let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
-        vmcb.write32(control::INTERCEPT_MISC1, misc1 | (1 << 4));
-    }
+    let callback = callback_vector(domain, v).filter(|_| upcall_pending(domain, v));
+    vlapic::inject(domain, v, callback);
 }
 
 /// What an exit handler decided.
@@ -361,6 +349,10 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
         }
         return Flow::Continue;
     }
+    // An interrupt the APIC already holds ends the halt at once.
+    if domain.core.vcpus[v].lapic.has_pending() {
+        return Flow::Continue;
+    }
     let deadline = domain.core.vcpus[v].next_deadline();
     domain.core.vcpus[v].blocked = Some(deadline);
     Flow::Continue
@@ -422,6 +414,7 @@ const GUEST_MC_BANKS: u64 = 2;
 /// One past the last MSR of the virtual banks (four MSRs each).
 const MSR_MC_BANKS_END: u32 = MSR_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
 const MSR_TSC_AUX: u32 = 0xC000_0103;
+const MSR_APIC_BASE: u32 = 0x1B;
 const MSR_K8_HWCR: u32 = 0xC001_0015;
 
 fn msr(domain: &mut HvmDomain, v: usize) {
@@ -485,12 +478,14 @@ fn msr(domain: &mut HvmDomain, v: usize) {
                 vcpu.tsc_aux = value & 0xFFFF_FFFF;
                 value >> 32 == 0
             }
+            // IA32_APIC_BASE: enable/disable only (no relocation, no x2APIC).
+            MSR_APIC_BASE => domain.core.vcpus[v].lapic.write_base_msr(value),
             _ => false,
         }
     } else {
         let read = match index {
             0x10 => Some(apic::rdtsc()),
-            0x1B => Some(0xFEE0_0000 | (1 << 11) | if v == 0 { 1 << 8 } else { 0 }),
+            MSR_APIC_BASE => Some(domain.core.vcpus[v].lapic.base_msr()),
             0x277 => Some(vcpu.vmcb.read64(save::G_PAT)),
             0xC000_0080 => Some(vcpu.vmcb.read64(save::EFER) & !(1 << 12)),
             0x1A0 => Some(1),            // MISC_ENABLE: fast strings
@@ -597,7 +592,23 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
         report_guest_failure(domain, v, &why);
         return Flow::End(ShutdownReason::Crash);
     }
-    match emulate::unbacked_access(&mut vcpu.vmcb, &mut vcpu.regs, memory) {
+    if vlapic::is_lapic_page(domain, v, gpa) {
+        return lapic_access(domain, v, gpa);
+    }
+    let HvmDomain {
+        memory,
+        vcpus,
+        core,
+        ..
+    } = domain;
+    let vcpu = &mut vcpus[v];
+    match emulate::mmio_access(
+        &mut vcpu.vmcb,
+        &mut vcpu.regs,
+        memory,
+        gpa,
+        &mut emulate::Unbacked,
+    ) {
         Ok(_) => {
             let count = UNBACKED_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             if count < 10 || count.is_power_of_two() {
@@ -615,6 +626,37 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
         }
         Err(error) => {
             let why = alloc::format!("access to unbacked guest-physical {gpa:#x} by an instruction rxen cannot emulate ({error})");
+            report_guest_failure(domain, v, &why);
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
+}
+
+/// An access to vCPU `v`'s local APIC page at `gpa`.
+fn lapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
+    let HvmDomain {
+        memory,
+        vcpus,
+        core,
+        ..
+    } = domain;
+    let vcpu = &mut vcpus[v];
+    let mut page = vlapic::LapicPage {
+        lapic: &mut core.vcpus[v].lapic,
+        now: crate::time::now_ns(),
+        ipi: None,
+    };
+    match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut page) {
+        Ok(_) => {
+            if let Some(icr) = page.ipi {
+                vlapic::send_ipi(domain, v, icr);
+            }
+            Flow::Continue
+        }
+        Err(error) => {
+            let why = alloc::format!(
+                "access to the local APIC at {gpa:#x} by an instruction rxen cannot emulate ({error})"
+            );
             report_guest_failure(domain, v, &why);
             Flow::End(ShutdownReason::Crash)
         }

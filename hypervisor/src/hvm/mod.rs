@@ -9,6 +9,7 @@ pub mod grant;
 pub mod memory;
 mod regs;
 pub mod vcpu;
+pub mod vlapic;
 pub mod xsave;
 
 use alloc::boxed::Box;

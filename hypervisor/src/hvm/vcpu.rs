@@ -257,6 +257,49 @@ impl SvmVcpu {
         self.flush_tlb = true;
     }
 
+    /// The state after INIT and a start-up IPI with vector `vector`: real
+    /// mode at CS selector `vector << 8` (base `vector << 12`), IP 0, as the
+    /// SDM and APM give it (CR0 = ET, 64 KiB segments, no pending event).
+    pub fn start_real_mode(&mut self, vector: u8) {
+        let vmcb = &mut self.vmcb;
+        let real = |selector: u16, attrib: u16| Segment {
+            selector,
+            attrib,
+            limit: 0xFFFF,
+            base: u64::from(selector) << 4,
+        };
+        vmcb.set_segment(save::CS, real(u16::from(vector) << 8, 0x9B));
+        for offset in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+            vmcb.set_segment(offset, real(0, 0x93));
+        }
+        vmcb.set_segment(save::TR, real(0, 0x8B));
+        vmcb.set_segment(save::LDTR, real(0, 0x82));
+        vmcb.set_segment(save::GDTR, real(0, 0));
+        vmcb.set_segment(save::IDTR, real(0, 0));
+        vmcb.set_cpl(0);
+        vmcb.write64(save::EFER, EFER_SVME);
+        vmcb.write64(save::CR0, 0x10); // ET
+        vmcb.write64(save::CR3, 0);
+        vmcb.write64(save::CR4, 0);
+        vmcb.write64(save::DR6, 0xFFFF_0FF0);
+        vmcb.write64(save::DR7, 0x400);
+        vmcb.write64(save::RFLAGS, 0x2);
+        vmcb.write64(save::RIP, 0);
+        vmcb.write64(save::RSP, 0);
+        vmcb.write64(save::RAX, 0);
+        vmcb.write64(save::G_PAT, DEFAULT_PAT);
+        vmcb.write64(control::EVENT_INJ, 0);
+        vmcb.write64(control::INTERRUPT_SHADOW, 0);
+        let v_intr = vmcb.read64(control::V_INTR);
+        vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
+        let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+        vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+        self.regs = GuestRegs::default();
+        self.xcr0 = 1;
+        self.mtrr_def_type = 0x806;
+        self.flush_tlb = true;
+    }
+
     /// Queues exception `vector` (with `error_code` if it has one) for the
     /// next VMRUN.
     pub fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {

@@ -67,6 +67,7 @@ pub const CASES: &[Case] = &[
     case("evtchn_reset"),
     case("dom0_acpi"),
     case("ring3"),
+    case("lapic"),
     case("bad_memory"),
     Case {
         end: End::Shutdown("poweroff"),

@@ -1,0 +1,751 @@
+//! An emulated local APIC (xAPIC mode) per vCPU, as Xen's vlapic presents it
+//! to HVM/PVH guests: the register file, interrupt priorities (IRR, ISR,
+//! TPR, PPR), EOI, the timer (one-shot and periodic, counting at a 1 GHz
+//! bus clock divided by the divide configuration) and the decoding of
+//! interrupt commands (ICR). Pure state: the platform maps the page at the
+//! APIC base, injects what [`Vlapic::pending_vector`] offers and carries out
+//! the commands [`Vlapic::write`] returns.
+//!
+//! Not emulated: x2APIC mode (hidden in CPUID), the TSC-deadline timer
+//! (hidden), level-triggered interrupts (TMR reads 0), error reporting (ESR
+//! reads 0), the thermal, performance and LINT pins (their LVTs are only
+//! stored), remote read, SMI, and writes to the APIC ID (ignored).
+
+/// Default physical base of the APIC page.
+pub const DEFAULT_BASE: u64 = 0xFEE0_0000;
+/// IA32_APIC_BASE: bootstrap processor.
+pub const BASE_BSP: u64 = 1 << 8;
+/// IA32_APIC_BASE: x2APIC mode.
+pub const BASE_EXTD: u64 = 1 << 10;
+/// IA32_APIC_BASE: APIC globally enabled.
+pub const BASE_ENABLE: u64 = 1 << 11;
+
+/// Register offsets in the APIC page.
+pub mod reg {
+    #![allow(missing_docs)]
+    pub const ID: u32 = 0x20;
+    pub const VERSION: u32 = 0x30;
+    pub const TPR: u32 = 0x80;
+    pub const APR: u32 = 0x90;
+    pub const PPR: u32 = 0xA0;
+    pub const EOI: u32 = 0xB0;
+    pub const RRD: u32 = 0xC0;
+    pub const LDR: u32 = 0xD0;
+    pub const DFR: u32 = 0xE0;
+    pub const SVR: u32 = 0xF0;
+    pub const ISR: u32 = 0x100;
+    pub const TMR: u32 = 0x180;
+    pub const IRR: u32 = 0x200;
+    pub const ESR: u32 = 0x280;
+    pub const ICR_LO: u32 = 0x300;
+    pub const ICR_HI: u32 = 0x310;
+    pub const LVT_TIMER: u32 = 0x320;
+    pub const LVT_THERMAL: u32 = 0x330;
+    pub const LVT_PERF: u32 = 0x340;
+    pub const LVT_LINT0: u32 = 0x350;
+    pub const LVT_LINT1: u32 = 0x360;
+    pub const LVT_ERROR: u32 = 0x370;
+    pub const TIMER_INITIAL: u32 = 0x380;
+    pub const TIMER_CURRENT: u32 = 0x390;
+    pub const TIMER_DIVIDE: u32 = 0x3E0;
+}
+
+/// The version register: version 0x14 (integrated APIC), highest LVT 5
+/// (six LVT entries), as Xen's vlapic.
+pub const VERSION: u32 = 0x0005_0014;
+/// LVT mask bit.
+pub const LVT_MASKED: u32 = 1 << 16;
+/// LVT timer: periodic mode.
+pub const TIMER_PERIODIC: u32 = 1 << 17;
+/// SVR: APIC software enable.
+pub const SVR_ENABLE: u32 = 1 << 8;
+/// Nanoseconds per bus clock tick (Xen's vlapic: a 1 GHz bus).
+pub const BUS_CYCLE_NS: u64 = 1;
+
+/// Bits of each LVT that software may write, in [`reg::LVT_TIMER`] order.
+const LVT_WRITABLE: [u32; 6] = [
+    0xFF | LVT_MASKED | TIMER_PERIODIC,         // timer
+    0x7FF | LVT_MASKED,                         // thermal
+    0x7FF | LVT_MASKED,                         // performance counters
+    0x7FF | (1 << 13) | (1 << 15) | LVT_MASKED, // LINT0
+    0x7FF | (1 << 13) | (1 << 15) | LVT_MASKED, // LINT1
+    0xFF | LVT_MASKED,                          // error
+];
+
+/// Delivery mode of an interrupt command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Fixed vector.
+    Fixed,
+    /// Lowest priority (delivered as fixed to the first target).
+    LowestPriority,
+    /// System management interrupt (not emulated).
+    Smi,
+    /// Non-maskable interrupt.
+    Nmi,
+    /// INIT (assert); an INIT level de-assert is [`DeliveryMode::InitDeassert`].
+    Init,
+    /// INIT level de-assert: no effect on modern processors.
+    InitDeassert,
+    /// Start-up IPI with the vector's page.
+    Startup,
+    /// Reserved modes.
+    Reserved,
+}
+
+/// Destination shorthand of an interrupt command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shorthand {
+    /// The destination field.
+    None,
+    /// The sender only.
+    SelfOnly,
+    /// Every APIC, the sender included.
+    All,
+    /// Every APIC but the sender.
+    AllButSelf,
+}
+
+/// A decoded interrupt command (ICR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Icr {
+    /// Vector (the page number for a start-up IPI).
+    pub vector: u8,
+    /// Delivery mode.
+    pub mode: DeliveryMode,
+    /// Logical (true) or physical destination mode.
+    pub logical: bool,
+    /// Destination shorthand.
+    pub shorthand: Shorthand,
+    /// Destination field (ICR bits 56-63).
+    pub dest: u8,
+}
+
+impl Icr {
+    /// Decodes the low and high halves of the ICR.
+    pub fn decode(low: u32, high: u32) -> Self {
+        let level_assert = low & (1 << 14) != 0;
+        let level_triggered = low & (1 << 15) != 0;
+        let mode = match (low >> 8) & 7 {
+            0 => DeliveryMode::Fixed,
+            1 => DeliveryMode::LowestPriority,
+            2 => DeliveryMode::Smi,
+            4 => DeliveryMode::Nmi,
+            5 if level_triggered && !level_assert => DeliveryMode::InitDeassert,
+            5 => DeliveryMode::Init,
+            6 => DeliveryMode::Startup,
+            _ => DeliveryMode::Reserved,
+        };
+        let shorthand = match (low >> 18) & 3 {
+            0 => Shorthand::None,
+            1 => Shorthand::SelfOnly,
+            2 => Shorthand::All,
+            _ => Shorthand::AllButSelf,
+        };
+        Self {
+            vector: low as u8,
+            mode,
+            logical: low & (1 << 11) != 0,
+            shorthand,
+            dest: (high >> 24) as u8,
+        }
+    }
+}
+
+/// What a register write asks of the platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// Nothing beyond the register.
+    None,
+    /// Send this interrupt command (ICR low was written).
+    SendIpi(Icr),
+    /// The timer was (re)programmed or stopped: its deadline changed.
+    TimerChanged,
+}
+
+/// One 256-bit vector register (ISR, TMR, IRR) as eight 32-bit words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VectorBits([u32; 8]);
+
+impl VectorBits {
+    /// Sets bit `v`.
+    pub fn set(&mut self, v: u8) {
+        self.0[v as usize / 32] |= 1 << (v % 32);
+    }
+
+    /// Clears bit `v`.
+    pub fn clear(&mut self, v: u8) {
+        self.0[v as usize / 32] &= !(1 << (v % 32));
+    }
+
+    /// Whether bit `v` is set.
+    pub fn test(&self, v: u8) -> bool {
+        self.0[v as usize / 32] & (1 << (v % 32)) != 0
+    }
+
+    /// The highest set bit.
+    pub fn highest(&self) -> Option<u8> {
+        (0..8).rev().find_map(|i| {
+            let word = self.0[i];
+            (word != 0).then(|| (i * 32 + 31 - word.leading_zeros() as usize) as u8)
+        })
+    }
+
+    /// Word `i` (0-7) as the register at offset `base + 0x10 * i` reads.
+    pub fn word(&self, i: usize) -> u32 {
+        self.0[i]
+    }
+}
+
+/// One vCPU's local APIC.
+#[derive(Clone, Debug)]
+pub struct Vlapic {
+    /// IA32_APIC_BASE (base, enable, BSP).
+    base_msr: u64,
+    id: u8,
+    tpr: u32,
+    ldr: u32,
+    dfr: u32,
+    svr: u32,
+    isr: VectorBits,
+    irr: VectorBits,
+    icr_low: u32,
+    icr_high: u32,
+    lvt: [u32; 6],
+    timer_initial: u32,
+    timer_divide: u32,
+    /// When the current timer period started (system time, ns).
+    timer_start: u64,
+    /// When the running timer next fires (None: stopped).
+    timer_deadline: Option<u64>,
+    /// An NMI waiting to be injected.
+    nmi_pending: bool,
+    /// INIT received: the vCPU waits for a start-up IPI.
+    pub wait_for_sipi: bool,
+}
+
+impl Vlapic {
+    /// The APIC of the vCPU with APIC ID `id` after power-up (the bootstrap
+    /// processor's has `bsp`): enabled at the default base, software
+    /// disabled, every LVT masked.
+    pub fn new(id: u8, bsp: bool) -> Self {
+        let mut lapic = Self {
+            base_msr: DEFAULT_BASE | BASE_ENABLE | if bsp { BASE_BSP } else { 0 },
+            id,
+            tpr: 0,
+            ldr: 0,
+            dfr: 0,
+            svr: 0,
+            isr: VectorBits::default(),
+            irr: VectorBits::default(),
+            icr_low: 0,
+            icr_high: 0,
+            lvt: [0; 6],
+            timer_initial: 0,
+            timer_divide: 0,
+            timer_start: 0,
+            timer_deadline: None,
+            nmi_pending: false,
+            wait_for_sipi: false,
+        };
+        lapic.reset();
+        lapic
+    }
+
+    /// The register state after INIT (or power-up): everything but the ID
+    /// and the base MSR.
+    pub fn reset(&mut self) {
+        self.tpr = 0;
+        self.ldr = 0;
+        self.dfr = 0xFFFF_FFFF;
+        self.svr = 0xFF;
+        self.isr = VectorBits::default();
+        self.irr = VectorBits::default();
+        self.icr_low = 0;
+        self.icr_high = 0;
+        self.lvt = [LVT_MASKED; 6];
+        self.timer_initial = 0;
+        self.timer_divide = 0;
+        self.timer_deadline = None;
+        self.nmi_pending = false;
+        self.wait_for_sipi = false;
+    }
+
+    /// The APIC ID.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// IA32_APIC_BASE as the guest reads it.
+    pub fn base_msr(&self) -> u64 {
+        self.base_msr
+    }
+
+    /// The physical base of the register page.
+    pub fn base(&self) -> u64 {
+        self.base_msr & !0xFFF & ((1 << 52) - 1)
+    }
+
+    /// Whether the APIC is globally enabled (IA32_APIC_BASE bit 11).
+    pub fn hw_enabled(&self) -> bool {
+        self.base_msr & BASE_ENABLE != 0
+    }
+
+    /// Whether the APIC is enabled globally and by software (SVR bit 8).
+    pub fn enabled(&self) -> bool {
+        self.hw_enabled() && self.svr & SVR_ENABLE != 0
+    }
+
+    /// A write to IA32_APIC_BASE; `false` for a value refused with #GP: a
+    /// different base (relocation is not supported, as on Xen), x2APIC mode
+    /// (hidden), reserved bits, or a change of the BSP flag. Disabling
+    /// resets the APIC; it comes back enabled in its power-up state.
+    pub fn write_base_msr(&mut self, value: u64) -> bool {
+        let fixed = !(BASE_ENABLE);
+        if value & fixed != self.base_msr & fixed {
+            return false;
+        }
+        if value & BASE_ENABLE == 0 && self.hw_enabled() {
+            self.reset();
+        }
+        self.base_msr = value;
+        true
+    }
+
+    /// The processor priority: the TPR, or the class of the highest
+    /// in-service vector if that is higher.
+    pub fn ppr(&self) -> u32 {
+        let isrv = self.isr.highest().map_or(0, u32::from);
+        if self.tpr & 0xF0 >= isrv & 0xF0 {
+            self.tpr & 0xFF
+        } else {
+            isrv & 0xF0
+        }
+    }
+
+    /// The arbitration priority (SDM's P6-family definition).
+    fn apr(&self) -> u32 {
+        let isrv = self.isr.highest().map_or(0, u32::from);
+        let irrv = self.irr.highest().map_or(0, u32::from);
+        let tpr = self.tpr & 0xFF;
+        if tpr & 0xF0 >= irrv & 0xF0 && tpr & 0xF0 > isrv & 0xF0 {
+            tpr
+        } else {
+            (tpr & 0xF0).max(isrv & 0xF0).max(irrv & 0xF0)
+        }
+    }
+
+    /// Marks vector `vector` requested (edge-triggered). Vectors below 16
+    /// are illegal and dropped, as is anything while the APIC is globally
+    /// disabled. Returns whether the vector is now requested.
+    pub fn set_irq(&mut self, vector: u8) -> bool {
+        if vector < 16 || !self.hw_enabled() {
+            return false;
+        }
+        self.irr.set(vector);
+        true
+    }
+
+    /// Requests an NMI.
+    pub fn set_nmi(&mut self) {
+        self.nmi_pending = true;
+    }
+
+    /// Takes a pending NMI.
+    pub fn take_nmi(&mut self) -> bool {
+        core::mem::take(&mut self.nmi_pending)
+    }
+
+    /// Whether an NMI waits.
+    pub fn nmi_pending(&self) -> bool {
+        self.nmi_pending
+    }
+
+    /// The highest requested vector the processor priority lets through,
+    /// if the APIC is enabled.
+    pub fn pending_vector(&self) -> Option<u8> {
+        if !self.enabled() {
+            return None;
+        }
+        let vector = self.irr.highest()?;
+        (u32::from(vector) & 0xF0 > self.ppr() & 0xF0).then_some(vector)
+    }
+
+    /// Whether anything can be delivered (a vector or an NMI).
+    pub fn has_pending(&self) -> bool {
+        self.nmi_pending || self.pending_vector().is_some()
+    }
+
+    /// The processor takes `vector`: it moves from IRR to ISR.
+    pub fn acknowledge(&mut self, vector: u8) {
+        self.irr.clear(vector);
+        self.isr.set(vector);
+    }
+
+    /// End of interrupt: the highest in-service vector is done. Returns it.
+    pub fn eoi(&mut self) -> Option<u8> {
+        let vector = self.isr.highest()?;
+        self.isr.clear(vector);
+        Some(vector)
+    }
+
+    /// Whether `vector` is in service.
+    pub fn in_service(&self, vector: u8) -> bool {
+        self.isr.test(vector)
+    }
+
+    /// Whether `vector` is requested.
+    pub fn requested(&self, vector: u8) -> bool {
+        self.irr.test(vector)
+    }
+
+    /// Whether this APIC is a destination of `dest` in physical (`logical`
+    /// false) or logical mode (flat or cluster model by the DFR).
+    pub fn accepts(&self, dest: u8, logical: bool) -> bool {
+        if dest == 0xFF {
+            return true;
+        }
+        if !logical {
+            return dest == self.id;
+        }
+        let logical_id = (self.ldr >> 24) as u8;
+        if self.dfr >> 28 == 0xF {
+            logical_id & dest != 0
+        } else {
+            logical_id >> 4 == dest >> 4 && logical_id & dest & 0xF != 0
+        }
+    }
+
+    /// The timer divisor (1 to 128) from the divide configuration.
+    pub fn timer_divisor(&self) -> u64 {
+        let code = (self.timer_divide & 3) | ((self.timer_divide >> 1) & 4);
+        if code == 7 {
+            1
+        } else {
+            2 << code
+        }
+    }
+
+    /// One timer period in ns.
+    fn timer_period(&self) -> u64 {
+        u64::from(self.timer_initial) * self.timer_divisor() * BUS_CYCLE_NS
+    }
+
+    /// When the timer fires next (system time), if it runs.
+    pub fn timer_deadline(&self) -> Option<u64> {
+        self.timer_deadline
+    }
+
+    /// The current count at `now`.
+    pub fn timer_current(&self, now: u64) -> u32 {
+        let Some(deadline) = self.timer_deadline else {
+            return 0;
+        };
+        let left = deadline.saturating_sub(now);
+        let ticks = left / (self.timer_divisor() * BUS_CYCLE_NS);
+        ticks.min(u64::from(self.timer_initial)) as u32
+    }
+
+    /// Fires the timer if it is due at `now`: requests the LVT timer vector
+    /// unless masked, then re-arms a periodic timer (skipping missed
+    /// periods) or stops a one-shot one. Returns whether a vector was
+    /// requested.
+    pub fn expire_timer(&mut self, now: u64) -> bool {
+        let Some(deadline) = self.timer_deadline.filter(|&d| d <= now) else {
+            return false;
+        };
+        let lvt = self.lvt[0];
+        let period = self.timer_period();
+        if lvt & TIMER_PERIODIC != 0 && period > 0 {
+            let missed = (now - deadline) / period;
+            self.timer_start = deadline + missed * period;
+            self.timer_deadline = Some(self.timer_start + period);
+        } else {
+            self.timer_deadline = None;
+        }
+        lvt & LVT_MASKED == 0 && self.set_irq(lvt as u8)
+    }
+
+    fn lvt_index(offset: u32) -> Option<usize> {
+        (reg::LVT_TIMER..=reg::LVT_ERROR)
+            .contains(&offset)
+            .then(|| ((offset - reg::LVT_TIMER) / 0x10) as usize)
+    }
+
+    /// Reads the 32-bit register at `offset` (16-byte aligned; other
+    /// offsets and write-only registers read 0) at system time `now`.
+    pub fn read(&self, offset: u32, now: u64) -> u32 {
+        let vector_word = |base: u32| ((offset - base) / 0x10) as usize;
+        match offset {
+            reg::ID => u32::from(self.id) << 24,
+            reg::VERSION => VERSION,
+            reg::TPR => self.tpr,
+            reg::APR => self.apr(),
+            reg::PPR => self.ppr(),
+            reg::LDR => self.ldr,
+            reg::DFR => self.dfr,
+            reg::SVR => self.svr,
+            0x100..=0x170 if offset.is_multiple_of(0x10) => self.isr.word(vector_word(reg::ISR)),
+            0x200..=0x270 if offset.is_multiple_of(0x10) => self.irr.word(vector_word(reg::IRR)),
+            reg::ICR_LO => self.icr_low,
+            reg::ICR_HI => self.icr_high,
+            reg::TIMER_INITIAL => self.timer_initial,
+            reg::TIMER_CURRENT => self.timer_current(now),
+            reg::TIMER_DIVIDE => self.timer_divide,
+            _ => match Self::lvt_index(offset) {
+                Some(i) if offset.is_multiple_of(0x10) => self.lvt[i],
+                _ => 0,
+            },
+        }
+    }
+
+    /// Writes `value` to the 32-bit register at `offset` at system time
+    /// `now`; read-only and unknown registers ignore writes.
+    pub fn write(&mut self, offset: u32, value: u32, now: u64) -> WriteEffect {
+        match offset {
+            reg::TPR => self.tpr = value & 0xFF,
+            reg::EOI => {
+                self.eoi();
+            }
+            reg::LDR => self.ldr = value & 0xFF00_0000,
+            reg::DFR => self.dfr = value | 0x0FFF_FFFF,
+            reg::SVR => {
+                self.svr = value & 0x3FF;
+                if self.svr & SVR_ENABLE == 0 {
+                    for lvt in &mut self.lvt {
+                        *lvt |= LVT_MASKED;
+                    }
+                }
+            }
+            reg::ESR => {}
+            reg::ICR_LO => {
+                // Delivery is immediate: the status bit always reads idle.
+                self.icr_low = value & 0x000C_CFFF;
+                return WriteEffect::SendIpi(Icr::decode(self.icr_low, self.icr_high));
+            }
+            reg::ICR_HI => self.icr_high = value & 0xFF00_0000,
+            reg::TIMER_INITIAL => {
+                self.timer_initial = value;
+                self.timer_start = now;
+                let period = self.timer_period();
+                self.timer_deadline = (period > 0).then(|| now + period);
+                return WriteEffect::TimerChanged;
+            }
+            reg::TIMER_DIVIDE => self.timer_divide = value & 0xB,
+            _ => {
+                if let Some(i) = Self::lvt_index(offset).filter(|_| offset.is_multiple_of(0x10)) {
+                    let mut lvt = value & LVT_WRITABLE[i];
+                    if self.svr & SVR_ENABLE == 0 {
+                        lvt |= LVT_MASKED;
+                    }
+                    self.lvt[i] = lvt;
+                }
+            }
+        }
+        WriteEffect::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled() -> Vlapic {
+        let mut l = Vlapic::new(3, false);
+        l.write(reg::SVR, SVR_ENABLE | 0xFF, 0);
+        l
+    }
+
+    #[test]
+    fn reset_state() {
+        let l = Vlapic::new(2, true);
+        assert_eq!(l.read(reg::ID, 0), 2 << 24);
+        assert_eq!(l.read(reg::VERSION, 0), 0x50014);
+        assert_eq!(l.read(reg::SVR, 0), 0xFF);
+        assert_eq!(l.read(reg::DFR, 0), 0xFFFF_FFFF);
+        for off in (reg::LVT_TIMER..=reg::LVT_ERROR).step_by(0x10) {
+            assert_eq!(l.read(off, 0), LVT_MASKED);
+        }
+        assert_eq!(l.base_msr(), 0xFEE0_0000 | BASE_ENABLE | BASE_BSP);
+        assert!(!l.enabled(), "software disabled at reset");
+    }
+
+    #[test]
+    fn priority_and_eoi() {
+        let mut l = enabled();
+        assert!(l.set_irq(0x31));
+        assert!(l.set_irq(0x52));
+        assert_eq!(l.pending_vector(), Some(0x52));
+        l.acknowledge(0x52);
+        assert_eq!(l.read(reg::ISR + 0x20, 0), 1 << (0x52 - 64));
+        assert_eq!(l.read(reg::PPR, 0), 0x50);
+        // 0x31 is below the in-service class; 0x5F is in it: both wait.
+        assert_eq!(l.pending_vector(), None);
+        l.set_irq(0x5F);
+        assert_eq!(l.pending_vector(), None);
+        l.set_irq(0x60);
+        assert_eq!(l.pending_vector(), Some(0x60));
+        l.acknowledge(0x60);
+        assert_eq!(l.write(reg::EOI, 0, 0), WriteEffect::None);
+        assert!(!l.in_service(0x60) && l.in_service(0x52));
+        l.write(reg::EOI, 0, 0);
+        assert_eq!(l.read(reg::ISR + 0x20, 0), 0);
+        assert_eq!(l.pending_vector(), Some(0x5F));
+    }
+
+    #[test]
+    fn tpr_masks_classes_at_or_below_it() {
+        let mut l = enabled();
+        l.write(reg::TPR, 0x45, 0);
+        l.set_irq(0x4F);
+        assert_eq!(l.pending_vector(), None);
+        assert_eq!(l.read(reg::PPR, 0), 0x45);
+        assert_eq!(l.read(reg::APR, 0), 0x45);
+        l.set_irq(0x50);
+        assert_eq!(l.pending_vector(), Some(0x50));
+        l.write(reg::TPR, 0, 0);
+        assert_eq!(l.read(reg::IRR + 0x20, 0), (1 << 15) | (1 << 16));
+    }
+
+    #[test]
+    fn nothing_is_delivered_while_software_disabled() {
+        let mut l = Vlapic::new(0, true);
+        assert!(l.set_irq(0x40));
+        assert_eq!(l.pending_vector(), None);
+        l.write(reg::SVR, 0x1FF, 0);
+        assert_eq!(l.pending_vector(), Some(0x40));
+        assert!(!l.set_irq(5), "vectors below 16 are illegal");
+    }
+
+    #[test]
+    fn lvts_stay_masked_while_software_disabled() {
+        let mut l = Vlapic::new(0, true);
+        l.write(reg::LVT_TIMER, 0x30, 0);
+        assert_eq!(l.read(reg::LVT_TIMER, 0), 0x30 | LVT_MASKED);
+        l.write(reg::SVR, 0x1FF, 0);
+        l.write(reg::LVT_TIMER, 0xFFFF_FF30, 0);
+        assert_eq!(
+            l.read(reg::LVT_TIMER, 0),
+            0x30 | LVT_MASKED | TIMER_PERIODIC
+        );
+        l.write(reg::SVR, 0xFF, 0);
+        assert_ne!(l.read(reg::LVT_TIMER, 0) & LVT_MASKED, 0);
+    }
+
+    #[test]
+    fn one_shot_timer() {
+        let mut l = enabled();
+        l.write(reg::TIMER_DIVIDE, 0x3, 0); // divide by 16
+        assert_eq!(l.timer_divisor(), 16);
+        l.write(reg::LVT_TIMER, 0x40, 0);
+        assert_eq!(
+            l.write(reg::TIMER_INITIAL, 1000, 100),
+            WriteEffect::TimerChanged
+        );
+        assert_eq!(l.timer_deadline(), Some(100 + 16_000));
+        assert_eq!(l.read(reg::TIMER_CURRENT, 100), 1000);
+        assert_eq!(l.read(reg::TIMER_CURRENT, 100 + 8_000), 500);
+        assert!(!l.expire_timer(100 + 15_999));
+        assert!(l.expire_timer(100 + 16_000));
+        assert_eq!(l.timer_deadline(), None);
+        assert_eq!(l.read(reg::TIMER_CURRENT, 100 + 20_000), 0);
+        assert_eq!(l.pending_vector(), Some(0x40));
+        l.write(reg::TIMER_INITIAL, 0, 0);
+        assert_eq!(l.timer_deadline(), None, "a zero count stops the timer");
+    }
+
+    #[test]
+    fn periodic_timer_skips_missed_periods() {
+        let mut l = enabled();
+        l.write(reg::TIMER_DIVIDE, 0xB, 0); // divide by 1
+        l.write(reg::LVT_TIMER, TIMER_PERIODIC | 0x41, 0);
+        l.write(reg::TIMER_INITIAL, 100, 0);
+        assert!(l.expire_timer(100));
+        assert_eq!(l.timer_deadline(), Some(200));
+        assert_eq!(l.read(reg::TIMER_CURRENT, 150), 50);
+        assert!(l.expire_timer(555));
+        assert_eq!(l.timer_deadline(), Some(600));
+    }
+
+    #[test]
+    fn masked_timer_requests_nothing() {
+        let mut l = enabled();
+        l.write(reg::LVT_TIMER, LVT_MASKED | 0x40, 0);
+        l.write(reg::TIMER_INITIAL, 10, 0);
+        assert!(!l.expire_timer(1_000));
+        assert_eq!(l.pending_vector(), None);
+    }
+
+    #[test]
+    fn icr_decoding() {
+        let mut l = enabled();
+        l.write(reg::ICR_HI, 0x0312_3456, 0);
+        assert_eq!(l.read(reg::ICR_HI, 0), 0x0300_0000);
+        let effect = l.write(reg::ICR_LO, 0x0000_4830 | (1 << 12), 0);
+        assert_eq!(
+            effect,
+            WriteEffect::SendIpi(Icr {
+                vector: 0x30,
+                mode: DeliveryMode::Fixed,
+                logical: true,
+                shorthand: Shorthand::None,
+                dest: 3,
+            })
+        );
+        assert_eq!(l.read(reg::ICR_LO, 0) & (1 << 12), 0, "always idle");
+        let self_ipi = Icr::decode(0x0004_00F1, 0);
+        assert_eq!(self_ipi.shorthand, Shorthand::SelfOnly);
+        assert_eq!(Icr::decode(0x000C_0000, 0).shorthand, Shorthand::AllButSelf);
+        assert_eq!(Icr::decode(0x0008_0400, 0).mode, DeliveryMode::Nmi);
+        assert_eq!(Icr::decode(0x0000_C500, 0).mode, DeliveryMode::Init);
+        assert_eq!(Icr::decode(0x0000_8500, 0).mode, DeliveryMode::InitDeassert);
+        let sipi = Icr::decode(0x0000_0699, 0x0100_0000);
+        assert_eq!(
+            (sipi.mode, sipi.vector, sipi.dest),
+            (DeliveryMode::Startup, 0x99, 1)
+        );
+    }
+
+    #[test]
+    fn destinations() {
+        let mut l = enabled();
+        assert!(l.accepts(3, false) && !l.accepts(2, false) && l.accepts(0xFF, false));
+        l.write(reg::LDR, 0x0800_0000 | 0xFFFF, 0);
+        assert_eq!(l.read(reg::LDR, 0), 0x0800_0000);
+        assert!(l.accepts(0x0C, true) && !l.accepts(0x03, true));
+        // Cluster model: cluster 0 in the high nibble, member bits below.
+        l.write(reg::DFR, 0x0FFF_FFFF, 0);
+        l.write(reg::LDR, 0x2400_0000, 0);
+        assert_eq!(l.read(reg::DFR, 0), 0x0FFF_FFFF);
+        assert!(l.accepts(0x24, true) && l.accepts(0x2C, true));
+        assert!(!l.accepts(0x14, true) && !l.accepts(0x22, true));
+    }
+
+    #[test]
+    fn base_msr_rules() {
+        let mut l = Vlapic::new(0, true);
+        let base = l.base_msr();
+        assert!(!l.write_base_msr(0xFED0_0000 | BASE_ENABLE | BASE_BSP));
+        assert!(!l.write_base_msr(base | BASE_EXTD));
+        assert!(!l.write_base_msr(base & !BASE_BSP));
+        l.write(reg::SVR, 0x1FF, 0);
+        l.set_irq(0x80);
+        assert!(l.write_base_msr(base & !BASE_ENABLE));
+        assert!(!l.hw_enabled() && !l.set_irq(0x81));
+        assert!(l.write_base_msr(base));
+        assert_eq!(l.read(reg::SVR, 0), 0xFF, "reset by the disable");
+        assert_eq!(l.read(reg::IRR + 0x40, 0), 0);
+    }
+
+    #[test]
+    fn vector_bits() {
+        let mut b = VectorBits::default();
+        assert_eq!(b.highest(), None);
+        b.set(255);
+        b.set(16);
+        assert_eq!(b.highest(), Some(255));
+        b.clear(255);
+        assert_eq!(b.highest(), Some(16));
+        assert!(b.test(16) && !b.test(17));
+    }
+}

@@ -1,0 +1,182 @@
+//! The local APIC of PVH vCPUs on SVM, as Xen's vlapic: the register page
+//! at the APIC base served through the MMIO emulator, interrupt commands to
+//! the domain's other vCPUs (fixed, NMI, INIT, start-up), and the injection
+//! of what the APIC lets through. The register logic is the core's
+//! [`rxen_core::vlapic`].
+
+use rxen_core::vlapic::{DeliveryMode, Icr, Shorthand, Vlapic, WriteEffect};
+use rxen_x86::svm::vmcb::{control, save};
+use rxen_x86::{log, printk};
+
+use super::emulate::Mmio;
+use super::HvmDomain;
+
+/// The register page of one vCPU's APIC as an MMIO device.
+pub struct LapicPage<'a> {
+    /// The APIC.
+    pub lapic: &'a mut Vlapic,
+    /// System time of the access.
+    pub now: u64,
+    /// An interrupt command written, to be carried out after the access.
+    pub ipi: Option<Icr>,
+}
+
+/// Accesses other than aligned 32-bit ones logged so far (rate limit).
+static ODD_ACCESSES: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+fn odd_access(gpa: u64, size: u32, write: bool) {
+    let count = ODD_ACCESSES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    if count < 10 {
+        log!(
+            Info,
+            "vlapic: {size}-byte {} at {gpa:#x} ignored",
+            if write { "write" } else { "read" }
+        );
+    }
+}
+
+impl Mmio for LapicPage<'_> {
+    fn read(&mut self, gpa: u64, size: u32) -> u64 {
+        let offset = (gpa & 0xFFF) as u32;
+        let within = offset & 0xF;
+        if within + size > 4 {
+            odd_access(gpa, size, false);
+            return 0;
+        }
+        // Narrow reads of a register see its bytes.
+        let value = self.lapic.read(offset & !0xF, self.now) >> (within * 8);
+        u64::from(value)
+    }
+
+    fn write(&mut self, gpa: u64, size: u32, value: u64) {
+        let offset = (gpa & 0xFFF) as u32;
+        if size != 4 || offset & 0xF != 0 {
+            odd_access(gpa, size, true);
+            return;
+        }
+        match self.lapic.write(offset, value as u32, self.now) {
+            WriteEffect::SendIpi(icr) => self.ipi = Some(icr),
+            WriteEffect::TimerChanged | WriteEffect::None => {}
+        }
+    }
+}
+
+/// Whether `gpa` is in the register page of vCPU `v`'s enabled APIC.
+pub fn is_lapic_page(domain: &HvmDomain, v: usize, gpa: u64) -> bool {
+    let lapic = &domain.core.vcpus[v].lapic;
+    lapic.hw_enabled() && gpa & !0xFFF == lapic.base()
+}
+
+/// Carries out interrupt command `icr` of vCPU `from`: the targets of the
+/// same domain get the interrupt (and wake up), or INIT and start-up.
+pub fn send_ipi(domain: &mut HvmDomain, from: usize, icr: Icr) {
+    let id = domain.core.id;
+    for t in 0..domain.core.vcpus.len() {
+        let lapic = &domain.core.vcpus[t].lapic;
+        let target = match icr.shorthand {
+            Shorthand::None => lapic.accepts(icr.dest, icr.logical),
+            Shorthand::SelfOnly => t == from,
+            Shorthand::All => true,
+            Shorthand::AllButSelf => t != from,
+        };
+        if !target {
+            continue;
+        }
+        let vcpu = &mut domain.core.vcpus[t];
+        match icr.mode {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                if vcpu.lapic.enabled() && vcpu.lapic.set_irq(icr.vector) {
+                    vcpu.blocked = None;
+                }
+                if icr.mode == DeliveryMode::LowestPriority {
+                    // Lowest priority: one target (the first that matches).
+                    return;
+                }
+            }
+            DeliveryMode::Nmi => {
+                vcpu.lapic.set_nmi();
+                vcpu.blocked = None;
+            }
+            DeliveryMode::Init => {
+                if vcpu.up || t == from {
+                    log!(
+                        Info,
+                        "d{id}v{from}: INIT to running vCPU {t} ignored (not emulated)"
+                    );
+                    continue;
+                }
+                vcpu.lapic.reset();
+                vcpu.lapic.wait_for_sipi = true;
+            }
+            DeliveryMode::Startup => {
+                if vcpu.up || !vcpu.lapic.wait_for_sipi || domain.running_on[t].is_some() {
+                    continue;
+                }
+                vcpu.lapic.wait_for_sipi = false;
+                vcpu.up = true;
+                vcpu.initialised = true;
+                vcpu.blocked = None;
+                vcpu.pending_context = None;
+                domain.vcpus[t].start_real_mode(icr.vector);
+                printk!(
+                    "d{id}v{t}: started by v{from} in real mode at {:#x}",
+                    u32::from(icr.vector) << 12
+                );
+            }
+            DeliveryMode::InitDeassert => {}
+            DeliveryMode::Smi | DeliveryMode::Reserved => {
+                log!(
+                    Info,
+                    "d{id}v{from}: interrupt command {:?} not emulated",
+                    icr.mode
+                );
+            }
+        }
+    }
+}
+
+/// Asks for an exit as soon as the guest can take an interrupt (V_IRQ at
+/// top priority ignoring V_TPR, and the VINTR intercept).
+fn request_window(vmcb: &mut rxen_x86::svm::vmcb::Vmcb) {
+    let v_intr = vmcb.read64(control::V_INTR);
+    vmcb.write64(control::V_INTR, v_intr | (1 << 8) | (0xF << 16) | (1 << 20));
+    let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+    vmcb.write32(control::INTERCEPT_MISC1, misc1 | (1 << 4));
+}
+
+/// Injects what vCPU `v` should take now: an NMI, else the callback vector
+/// of HVM_PARAM_CALLBACK_IRQ while an upcall is pending (`callback`, which
+/// does not go through the APIC, as on Xen), else the highest vector the
+/// APIC lets through (it goes in service). When the guest cannot take an
+/// interrupt now, an interrupt window is requested instead.
+pub fn inject(domain: &mut HvmDomain, v: usize, callback: Option<u8>) {
+    let lapic = &mut domain.core.vcpus[v].lapic;
+    let vmcb = &mut domain.vcpus[v].vmcb;
+    let busy = vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0;
+    let shadow = vmcb.read64(control::INTERRUPT_SHADOW) & 1 != 0;
+    if lapic.nmi_pending() {
+        if !busy && !shadow {
+            lapic.take_nmi();
+            vmcb.write64(control::EVENT_INJ, 2 | (2 << 8) | (1 << 31));
+        } else {
+            request_window(vmcb);
+        }
+        return;
+    }
+    let vector = callback.or_else(|| lapic.pending_vector());
+    let Some(vector) = vector else {
+        return;
+    };
+    let interruptible = vmcb.read64(save::RFLAGS) & (1 << 9) != 0 && !shadow;
+    if interruptible && !busy {
+        if callback.is_none() {
+            lapic.acknowledge(vector);
+        }
+        vmcb.write64(control::EVENT_INJ, vector as u64 | (1 << 31));
+    } else {
+        // Another event is being injected (an exception, or an interrupted
+        // delivery again) or interrupts are off: come back when the guest
+        // can take it.
+        request_window(vmcb);
+    }
+}
