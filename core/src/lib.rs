@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod domain;
+pub mod acpi_tables;
 pub mod bzimage;
 pub mod elf;
 pub mod event_channel;
