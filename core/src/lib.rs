@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod acpi_tables;
 pub mod bzimage;
 pub mod cmdline;
 pub mod domain;

@@ -67,10 +67,37 @@ fn dom0_and_a_domu_on_one_cpu() {
     no_hypervisor_trouble(&out)
         .assert_line_contains_all(&["d0: PVH domain: 32 MiB"])
         .assert_line_contains_all(&["d1: PVH domain: 16 MiB"])
+        .assert_not_contains("d0: ACPI tables")
+        .assert_contains("d1: ACPI tables at 0xfc000-0xfffff (RSDP at 0xfc000), 1 local APIC(s)")
         .assert_contains("(d0) Test result: SUCCESS")
         .assert_contains("(d1) Test result: SUCCESS")
         .assert_contains("d0: shut down (poweroff)")
         .assert_contains("d1: shut down (poweroff)")
+        .assert_normal_stop();
+}
+
+/// Every domU gets ACPI tables (RSDP through the start info, in an e820 ACPI entry; XSDT,
+/// hardware-reduced FADT, DSDT, MADT) with one local APIC per vCPU: 1, 2 and 8 vCPUs.
+#[test]
+fn domus_get_acpi_tables() {
+    let out = machine(
+        "domains-acpi",
+        1,
+        "dom0less domu=0,mem=16M domu=1,mem=16M,vcpus=2 domu=2,mem=16M,vcpus=8",
+    )
+    .module(guest("domu_acpi"), "vcpus=1")
+    .module(guest("domu_acpi"), "vcpus=2")
+    .module(guest("domu_acpi"), "vcpus=8")
+    .run();
+    no_hypervisor_trouble(&out);
+    for (id, n) in [(1, 1), (2, 2), (3, 8)] {
+        out.assert_contains(&format!(
+            "d{id}: ACPI tables at 0xfc000-0xfffff (RSDP at 0xfc000), {n} local APIC(s)"
+        ))
+        .assert_contains(&format!("(d{id}) rsdp at 0xfc000, expecting {n} vCPU(s)"))
+        .assert_contains(&format!("(d{id}) Test result: SUCCESS"));
+    }
+    out.assert_contains("(d3) local APIC: processor 7 APIC ID 7 flags 0x1")
         .assert_normal_stop();
 }
 

@@ -93,8 +93,10 @@ fn corrupted_kernel_is_refused() {
         .assert_status(Status::DebugExit(EXIT_DOMAIN_END));
 }
 
-/// Debian's kernel is unpacked and started at its PVH entry, and Linux prints its
-/// version banner through `earlyprintk=xen` (console_io).
+/// Debian's kernel is unpacked and started at its PVH entry, Linux prints its
+/// version banner through `earlyprintk=xen` (console_io), finds the ACPI tables the
+/// builder made (the RSDP from the start info, in an e820 "ACPI data" entry) and
+/// counts the CPUs of the MADT.
 #[test]
 fn debian_kernel_starts() {
     let initramfs = busybox_initramfs(INIT_SCRIPT);
@@ -102,12 +104,47 @@ fn debian_kernel_starts() {
         .append("domu=0+1,mem=256M")
         .module(debian_kernel(), LINUX_ARGS)
         .module(&initramfs, "")
-        .stop_on("] Linux version 6.")
+        .stop_on("] smpboot: Allowing")
         .run();
     no_hypervisor_trouble(&out)
         .assert_contains("kernel: bzImage (boot protocol 2.15), xz payload")
         .assert_line_contains_all(&["d1: PVH domain: 256 MiB"])
-        .assert_line_contains_all(&["(d1) [", "] Linux version 6."]);
+        .assert_line_contains_all(&["(d1) [", "] Linux version 6."])
+        .assert_line_contains_all(&[
+            "(d1) [",
+            "BIOS-e820: [mem 0x00000000000fc000-0x00000000000fffff] ACPI data",
+        ])
+        .assert_not_contains("A valid RSDP was not found")
+        .assert_line_contains_all(&[
+            "(d1) [",
+            "ACPI: RSDP 0x00000000000FC000 000024 (v02 Xen   )",
+        ])
+        .assert_line_contains_all(&["(d1) [", "ACPI: FACP 0x", "(v06 Xen    HVM "])
+        .assert_line_contains_all(&["(d1) [", "ACPI: DSDT 0x"])
+        .assert_line_contains_all(&["(d1) [", "ACPI: APIC 0x", "(v04 Xen    HVM "])
+        .assert_not_contains("APIC: ACPI MADT or MP tables are not detected")
+        .assert_line_contains_all(&[
+            "(d1) [",
+            "ACPI: Using ACPI for processor (LAPIC) configuration information",
+        ])
+        .assert_line_contains_all(&["(d1) [", "smpboot: Allowing 1 CPUs, 0 hotplug CPUs"]);
+}
+
+/// With two vCPUs the MADT lists two local APICs and Linux allows two CPUs.
+#[test]
+fn debian_kernel_sees_two_vcpus() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let out = machine("linux-2vcpus")
+        .append("domu=0+1,mem=256M,vcpus=2")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .stop_on("] smpboot: Allowing")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_line_contains_all(&["d1: PVH domain: 256 MiB", "2 vCPU(s)"])
+        .assert_contains("d1: ACPI tables at 0xfc000-0xfffff (RSDP at 0xfc000), 2 local APIC(s)")
+        .assert_line_contains_all(&["(d1) [", "ACPI: APIC 0x", " 00003C (v04 Xen    HVM "])
+        .assert_line_contains_all(&["(d1) [", "smpboot: Allowing 2 CPUs, 0 hotplug CPUs"]);
 }
 
 /// The number after `key ` in the domain's line with `marker`.

@@ -3,6 +3,13 @@
 //! (version 1) in guest memory, and sets the vCPU's initial state as
 //! `docs/misc/pvh.pandoc` describes.
 //!
+//! A domU also gets ACPI tables ([`rxen_core::acpi_tables`]: RSDP, XSDT,
+//! hardware-reduced FADT, DSDT, MADT with its vCPUs' local APICs), as Xen's
+//! toolstack builds them for a PVH guest: they sit at [`ACPI_TABLES_BASE`],
+//! the top 16 KiB of the legacy hole below 1 MiB, which the memory map marks
+//! ACPI (E820 type 3); `hvm_start_info.rsdp_paddr` points at the RSDP. Dom0
+//! gets none (Xen hands dom0 a rewritten copy of the host's tables).
+//!
 //! The kernel is a PVH ELF, or a Linux bzImage as distributions ship it:
 //! then the ELF inside is decompressed first ([`rxen_core::bzimage`]) into
 //! frames taken from the frame allocator for the time of the build (a
@@ -14,8 +21,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use rxen_abi::start_info::{
-    HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE,
+    HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, SIF_INITDOMAIN, XEN_HVM_START_MAGIC_VALUE,
 };
+use rxen_core::acpi_tables::{self, AcpiError};
 use rxen_core::bzimage::{self, BzImageError};
 use rxen_core::domain::GuestMemRegion;
 use rxen_core::elf::{self, ElfError};
@@ -41,6 +49,20 @@ pub struct BootSpec {
     pub vcpus: u32,
 }
 
+impl BootSpec {
+    /// Whether the domain gets ACPI tables built for it (domUs do, dom0 not).
+    pub fn builds_acpi_tables(&self) -> bool {
+        self.flags & SIF_INITDOMAIN == 0
+    }
+}
+
+/// Where a domU's ACPI tables go: the top of the legacy hole, below 1 MiB.
+pub const ACPI_TABLES_BASE: u64 = 0xFC000;
+/// The size of the area kept for them (the memory map's ACPI entry).
+pub const ACPI_TABLES_SIZE: u64 = 0x10_0000 - ACPI_TABLES_BASE;
+/// The start of the legacy hole (VGA memory, option ROMs, BIOS).
+const LEGACY_HOLE: u64 = 0xA0000;
+
 /// Where things went in the guest.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
@@ -48,6 +70,8 @@ pub struct Layout {
     pub entry: u32,
     /// Guest-physical address of `hvm_start_info`.
     pub start_info: u64,
+    /// Guest-physical address of the ACPI RSDP (0: no ACPI tables).
+    pub rsdp: u64,
 }
 
 /// Why a domain could not be built.
@@ -61,6 +85,8 @@ pub enum BuildError {
     NoMemory(&'static str),
     /// The image or its modules do not fit in the domain's memory.
     DoesNotFit(&'static str),
+    /// No ACPI tables for this domain.
+    Acpi(AcpiError),
 }
 
 impl core::fmt::Display for BuildError {
@@ -70,23 +96,35 @@ impl core::fmt::Display for BuildError {
             Self::BzImage(e) => write!(f, "kernel image: {e}"),
             Self::NoMemory(what) => write!(f, "no free frames for {what}"),
             Self::DoesNotFit(what) => write!(f, "{what} does not fit in the domain's memory"),
+            Self::Acpi(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// The guest's memory map: RAM below the legacy hole, the hole, RAM above.
-pub fn guest_memory_map(memory_bytes: u64) -> Vec<GuestMemRegion> {
+/// The guest's memory map: RAM below the legacy hole, the hole (reserved;
+/// with `acpi`, its top [`ACPI_TABLES_SIZE`] bytes are ACPI, where the tables
+/// go), RAM above. The hole is backed by the domain's memory but is not
+/// counted as RAM.
+pub fn guest_memory_map(memory_bytes: u64, acpi: bool) -> Vec<GuestMemRegion> {
     let mut map = Vec::new();
     map.push(GuestMemRegion {
         addr: 0,
-        size: 0xA0000,
+        size: LEGACY_HOLE,
         kind: 1,
     });
+    let reserved_end = if acpi { ACPI_TABLES_BASE } else { 0x10_0000 };
     map.push(GuestMemRegion {
-        addr: 0xA0000,
-        size: 0x60000,
+        addr: LEGACY_HOLE,
+        size: reserved_end - LEGACY_HOLE,
         kind: 2,
     });
+    if acpi {
+        map.push(GuestMemRegion {
+            addr: ACPI_TABLES_BASE,
+            size: ACPI_TABLES_SIZE,
+            kind: 3,
+        });
+    }
     if memory_bytes > 0x10_0000 {
         map.push(GuestMemRegion {
             addr: 0x10_0000,
@@ -178,7 +216,14 @@ pub fn load(
     if kernel_end > memory.ram_bytes {
         return Err(BuildError::DoesNotFit("the kernel"));
     }
+    let acpi = spec.builds_acpi_tables();
     for segment in &image.segments {
+        if acpi && segment.paddr < 0x10_0000 && segment.paddr + segment.mem_size > ACPI_TABLES_BASE
+        {
+            return Err(BuildError::DoesNotFit(
+                "a kernel segment (over the ACPI tables)",
+            ));
+        }
         let start = segment.offset as usize;
         let bytes = &image_bytes[start..start + segment.file_size as usize];
         memory
@@ -230,6 +275,19 @@ pub fn load(
         return Err(BuildError::DoesNotFit("the start info"));
     }
 
+    let rsdp_paddr = if acpi {
+        let tables = acpi_tables::build(ACPI_TABLES_BASE, spec.vcpus).map_err(BuildError::Acpi)?;
+        if tables.bytes.len() as u64 > ACPI_TABLES_SIZE {
+            return Err(BuildError::DoesNotFit("the ACPI tables"));
+        }
+        memory
+            .write_phys(tables.base, &tables.bytes)
+            .map_err(|_| BuildError::DoesNotFit("the ACPI tables"))?;
+        tables.rsdp
+    } else {
+        0
+    };
+
     let start_info = HvmStartInfo {
         magic: XEN_HVM_START_MAGIC_VALUE,
         version: 1,
@@ -237,7 +295,7 @@ pub fn load(
         nr_modules: modlist.len() as u32,
         modlist_paddr: if modlist.is_empty() { 0 } else { modlist_at },
         cmdline_paddr: cmdline_at,
-        rsdp_paddr: 0,
+        rsdp_paddr,
         memmap_paddr: memmap_at,
         memmap_entries: map.len() as u32,
         reserved: 0,
@@ -267,5 +325,6 @@ pub fn load(
     Ok(Layout {
         entry: image.phys32_entry,
         start_info: start_info_at,
+        rsdp: rsdp_paddr,
     })
 }

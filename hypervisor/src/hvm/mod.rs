@@ -72,7 +72,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let heap_before = crate::heap::used();
     let mut memory = GuestMemory::new(spec.memory_bytes)
         .map_err(|_| alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20))?;
-    let map = build::guest_memory_map(spec.memory_bytes);
+    let map = build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables());
     let layout = build::load(spec, &mut memory, &map).map_err(|e| alloc::format!("{e}"))?;
     let now = crate::time::now_ns();
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
@@ -114,6 +114,15 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
         layout.entry,
         layout.start_info,
     );
+    if layout.rsdp != 0 {
+        printk!(
+            "d{domid}: ACPI tables at {:#x}-{:#x} (RSDP at {:#x}), {} local APIC(s)",
+            build::ACPI_TABLES_BASE,
+            build::ACPI_TABLES_BASE + build::ACPI_TABLES_SIZE - 1,
+            layout.rsdp,
+            spec.vcpus
+        );
+    }
     // What the hypervisor spends on the domain besides its RAM.
     printk!(
         "d{domid}: memory cost: {} heap bytes, {} frames for nested page tables and control pages",

@@ -114,8 +114,9 @@ pub fn initrd_module() -> PathBuf {
 pub const INITRD_ARGS: &str = "initrd-arg";
 
 /// Guests that need several domains (a peer, or other domains to compete with) and a
-/// command line, or (`smp_ipi`) a second vCPU and `VCPUOP_initialise`; their own tests
-/// run them, not this single-dom0 suite.
+/// command line, or (`smp_ipi`) a second vCPU and `VCPUOP_initialise`, or (`domu_acpi`,
+/// in `tests/domains.rs`) to be a domU; their own tests run them, not this single-dom0
+/// suite.
 pub const MULTI_DOMAIN: &[&str] = &[
     "evtchn_pingpong",
     "cpu_hog",
@@ -125,6 +126,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "grant_bench",
     "dom_exc",
     "fpu_switch",
+    "domu_acpi",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
