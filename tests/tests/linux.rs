@@ -187,7 +187,6 @@ fn debian_kernel_reaches_init() {
 /// Then `sleep 2` takes about 2 s of the guest's clock and `poweroff -f` ends the
 /// domain with every frame back.
 #[test]
-#[ignore = "sleep never returns: Linux sets up no clock event device without a local APIC (emulating it is the next step)"]
 fn debian_kernel_sleeps_and_powers_off() {
     let initramfs = busybox_initramfs(INIT_SCRIPT);
     let out = machine("linux-poweroff")
@@ -212,4 +211,94 @@ fn debian_kernel_sleeps_and_powers_off() {
         "sleep 2 took {:.2} s",
         t1 - t0
     );
+}
+
+/// With two vCPUs: Linux starts the second one through the emulated local APIC
+/// (INIT, then SIPI into real mode), uses both, and runs `/init`.
+#[test]
+fn debian_kernel_runs_on_two_vcpus() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let out = machine("linux-smp")
+        .smp(2)
+        .append("domu=0+1,mem=256M,vcpus=2")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .stop_on("rxen-linux: clocksource")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("d1v1: started by v0 in real mode")
+        .assert_line_contains_all(&["(d1) [", "smp: Brought up 1 node, 2 CPUs"])
+        .assert_contains("(d1) rxen-linux: init is running")
+        .assert_contains("(d1) rxen-linux: cpus 2");
+}
+
+/// Two Linux domUs at once, on two CPUs: each reaches its own `/init` and powers off.
+#[test]
+fn two_linux_domus_at_once() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let out = machine("linux-two")
+        .smp(2)
+        .memory_mb(1024)
+        .append("domu=0+1,mem=192M domu=2+3,mem=192M")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .timeout(Duration::from_secs(300))
+        .run();
+    no_hypervisor_trouble(&out);
+    for id in [1, 2] {
+        out.assert_contains(&format!("(d{id}) rxen-linux: init is running"))
+            .assert_contains(&format!("d{id}: shut down (poweroff)"));
+    }
+    out.assert_normal_stop();
+}
+
+/// `reboot -f` inside Linux restarts the domain: rxen rebuilds it from its modules and
+/// it boots to `/init` again.
+#[test]
+fn reboot_from_inside_linux_restarts_it() {
+    let initramfs = busybox_initramfs(
+        "#!/bin/sh
+echo rxen-linux: init is running, rebooting
+reboot -f
+",
+    );
+    let out = machine("linux-reboot")
+        .append("domu=0+1,mem=256M")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .stop_on("d1: rebooting (reboot 2)")
+        .timeout(Duration::from_secs(300))
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("d1: shut down (reboot)")
+        .assert_contains("d1: rebooting (reboot 1)")
+        .assert_count("(d1) rxen-linux: init is running, rebooting", 2);
+}
+
+/// A kernel panic (here: `/init` exits, "Attempted to kill init!") crashes only that
+/// domain: Linux reports SHUTDOWN_crash, rxen ends it, and the other domain goes on.
+#[test]
+fn a_linux_panic_crashes_only_its_domain() {
+    let panicking = busybox_initramfs(
+        "#!/bin/sh
+echo rxen-linux: init is running, exiting
+exit 1
+",
+    );
+    let out = machine("linux-panic")
+        .smp(2)
+        .append("domu=0+1,mem=192M domu=2,mem=8M")
+        .module(debian_kernel(), "console=hvc0 panic=0")
+        .module(&panicking, "")
+        .module(rxen_tests::guest("cpu_hog"), "until_ms=60000")
+        .stop_on("d1: shut down (crash)")
+        .timeout(Duration::from_secs(300))
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("(d1) rxen-linux: init is running, exiting")
+        .assert_line_contains_all(&["(d1) [", "Kernel panic - not syncing"])
+        .assert_contains("d1: shut down (crash)")
+        .assert_not_contains("d2: shut down");
 }
