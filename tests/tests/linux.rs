@@ -1,6 +1,9 @@
 //! Debian's Linux kernel, as Debian ships it (a bzImage with an xz payload), as a
 //! boot-time domU: the builder unpacks it and loads its PVH entry, or refuses a
-//! truncated or corrupted image with the reason and builds no domain.
+//! truncated or corrupted image with the reason and builds no domain. Linux finds its
+//! ACPI tables, starts its second vCPU through the emulated local APIC, runs the
+//! busybox initramfs's `/init` with its output on the PV console (hvc0), sleeps on the
+//! Xen timer, powers off, reboots, and a panic crashes only its own domain.
 //!
 //! The kernel is fetched once with `apt-get download` and cached under
 //! `target/rxen/cache/linux` (see `rxen_tests::debian_kernel`); `RXEN_LINUX` names
