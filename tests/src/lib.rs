@@ -123,30 +123,10 @@ pub fn xen_image() -> PathBuf {
     let work = dir.join(format!("tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     create_dir(&work);
-    let run = |cmd: &mut Command| {
-        let out = cmd
-            .current_dir(&work)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        if !out.status.success() {
-            panic!(
-                "{cmd:?} failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out.stdout
-    };
-    run(Command::new("apt-get").args(["download", XEN_PACKAGE]));
-    let deb = fs::read_dir(&work)
-        .expect("cannot list the download directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .unwrap_or_else(|| panic!("apt-get download {XEN_PACKAGE} left no .deb"));
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg("root"));
+    let deb = apt_download(&work, XEN_PACKAGE);
+    run_in(&work, Command::new("dpkg").arg("-x").arg(&deb).arg("root"));
     let gz = work.join("root/boot/xen-4.17-amd64.gz");
-    let elf = run(Command::new("gzip").arg("-dc").arg(&gz));
+    let elf = run_in(&work, Command::new("gzip").arg("-dc").arg(&gz));
     let tmp = dir.join(format!(".xen.{}", std::process::id()));
     fs::write(&tmp, elf).unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
     fs::rename(&tmp, &xen).unwrap_or_else(|e| panic!("cannot rename to {}: {e}", xen.display()));
