@@ -101,6 +101,9 @@ pub struct Vcpu {
     pub upcall_vector: Option<u8>,
     /// Blocked until an event or this deadline (None: no timeout).
     pub blocked: Option<Option<u64>>,
+    /// Ports a SCHEDOP_poll waits on (empty when not polling): one of them
+    /// becoming pending ends the block even when it is masked.
+    pub poll_ports: alloc::vec::Vec<u32>,
     /// Its local APIC (APIC ID = vCPU ID, as CPUID leaf 1 reports).
     pub lapic: crate::vlapic::Vlapic,
 }
@@ -125,6 +128,7 @@ impl Vcpu {
             periodic: None,
             upcall_vector: None,
             blocked: None,
+            poll_ports: alloc::vec::Vec::new(),
             lapic: crate::vlapic::Vlapic::new(id as u8, id == 0),
         }
     }

@@ -440,6 +440,7 @@ fn sched_op(
             // As Xen's do_block: event delivery on, and no sleep if an event
             // is already waiting.
             set_upcall_mask(domain, vcpu, env, 0);
+            domain.vcpus[vcpu].poll_ports.clear();
             if upcall_pending(domain, vcpu, env) {
                 Outcome::value(0)
             } else {
@@ -466,11 +467,12 @@ fn sched_op(
             }
             Err(e) => Outcome::error(e),
         },
-        sched::SCHEDOP_POLL => match poll(env, arg) {
-            Ok(deadline) => Outcome {
+        sched::SCHEDOP_POLL => match poll(domain, vcpu, env, arg) {
+            Ok(Some(deadline)) => Outcome {
                 ret: 0,
                 next: Next::Block(deadline),
             },
+            Ok(None) => Outcome::value(0),
             Err(e) => Outcome::error(e),
         },
         sched::SCHEDOP_REMOTE_SHUTDOWN => {
@@ -496,19 +498,57 @@ fn sched_op(
 }
 
 /// Validates a `sched_poll`; returns the deadline (None: wait forever).
-fn poll(env: &mut dyn GuestEnv, arg: u64) -> Result<Option<u64>, Errno> {
+/// SCHEDOP_poll, as Xen's `do_poll`: -EINVAL for too many ports or a port
+/// beyond the ABI's range; no sleep when an upcall is due or a polled port
+/// is already pending; otherwise the vCPU blocks until one of the ports
+/// becomes pending (masked or not), any event is delivered to it, or the
+/// timeout passes. Returns the block's deadline, or None when it returns at
+/// once.
+fn poll(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    arg: u64,
+) -> Result<Option<Option<u64>>, Errno> {
     let request: sched::SchedPoll = read_guest(env, arg)?;
     if request.nr_ports > MAX_POLL_PORTS {
         return Err(errno::EINVAL);
     }
-    let mut ports = vec![0u8; request.nr_ports as usize * 4];
-    env.copy_from_guest(request.ports, &mut ports)?;
-    // Event channels come with the next layer: no port can be pending or
-    // valid yet, so any listed port is invalid.
-    if request.nr_ports > 0 {
+    let mut bytes = vec![0u8; request.nr_ports as usize * 4];
+    env.copy_from_guest(request.ports, &mut bytes)?;
+    let ports: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if ports.iter().any(|&port| port >= domain.events.max_ports()) {
         return Err(errno::EINVAL);
     }
-    Ok((request.timeout != 0).then_some(request.timeout))
+    if upcall_pending(domain, vcpu, env) {
+        return Ok(None);
+    }
+    for &port in &ports {
+        let pending = if domain.events.is_fifo() {
+            event_fifo::is_pending(&domain.events, env, port)
+        } else {
+            crate::event_channel::is_pending(env.shared_info_page(), port)
+        };
+        if pending {
+            return Ok(None);
+        }
+    }
+    domain.vcpus[vcpu].poll_ports = ports;
+    Ok(Some((request.timeout != 0).then_some(request.timeout)))
+}
+
+/// Ends the poll of every vCPU of `domain` that waits on `port` (Xen's
+/// `evtchn_check_pollers`).
+fn wake_pollers(domain: &mut Domain, port: u32) {
+    for v in domain.vcpus.iter_mut() {
+        if v.blocked.is_some() && v.poll_ports.contains(&port) {
+            v.blocked = None;
+            v.poll_ports.clear();
+        }
+    }
 }
 
 fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64, Errno> {
@@ -1104,6 +1144,7 @@ fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
     let Some(p) = domain.events.port(port) else {
         return;
     };
+    wake_pollers(domain, port);
     if domain.events.is_fifo() {
         if let Some(vcpu) = event_fifo::set_pending(&mut domain.events, env, port) {
             mark_events_pending(domain, vcpu as usize, env);
@@ -2965,5 +3006,73 @@ pub(crate) mod tests {
         let status: ev::EvtchnStatus = env.get(0x300);
         assert_eq!(status.status, ev::EVTCHNSTAT_INTERDOMAIN);
         assert_eq!(status.u[..2], xen::DOMID_XEN.to_le_bytes());
+    }
+
+    #[test]
+    fn poll_waits_for_its_ports_even_masked() {
+        use rxen_abi::event_channel as ev;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let a = d.events.bind_ipi(0).unwrap();
+        let b = d.events.bind_ipi(0).unwrap();
+        let poll = |d: &mut Domain, env: &mut FakeEnv, ports: &[u32], timeout: u64| {
+            for (i, p) in ports.iter().enumerate() {
+                env.put(0x500 + 4 * i as u64, p);
+            }
+            env.put(
+                0x400,
+                &sched::SchedPoll {
+                    ports: 0x500,
+                    nr_ports: ports.len() as u32,
+                    timeout,
+                    ..sched::SchedPoll::new_zeroed()
+                },
+            );
+            call(
+                d,
+                env,
+                xen::HYPERVISOR_SCHED_OP,
+                [sched::SCHEDOP_POLL as u64, 0x400, 0, 0, 0],
+            )
+        };
+        // Nothing pending: the vCPU blocks until the timeout.
+        let out = poll(&mut d, &mut env, &[a], 5_000_000);
+        assert_eq!(
+            out,
+            Outcome {
+                ret: 0,
+                next: Next::Block(Some(5_000_000))
+            }
+        );
+        d.vcpus[0].blocked = Some(Some(5_000_000));
+        // A send on the polled port, masked, ends the poll; no upcall.
+        let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
+        env.shared_info[mask_at] = (1 << a) as u8;
+        env.put(0x300, &ev::EvtchnSend { port: a });
+        call(
+            &mut d,
+            &mut env,
+            xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            [ev::EVTCHNOP_SEND as u64, 0x300, 0, 0, 0],
+        );
+        assert_eq!(d.vcpus[0].blocked, None, "the polled port woke it");
+        assert!(!upcall_pending(&d, 0, &mut env));
+        // Already pending: returns at once.
+        assert_eq!(poll(&mut d, &mut env, &[b, a], 0), Outcome::value(0));
+        // A send on another port does not end a poll on `b`... unless it is
+        // delivered as an upcall (it is not masked): any event ends it.
+        assert_eq!(
+            poll(&mut d, &mut env, &[b], 0),
+            Outcome {
+                ret: 0,
+                next: Next::Block(None)
+            }
+        );
+        // Bad input.
+        assert_eq!(poll(&mut d, &mut env, &[4096], 0).ret, ret(errno::EINVAL));
+        assert_eq!(
+            poll(&mut d, &mut env, &[1; 129], 0).ret,
+            ret(errno::EINVAL),
+            "too many ports"
+        );
     }
 }
