@@ -1261,6 +1261,19 @@ pub fn reset_event_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
     domain.events.leave_fifo();
 }
 
+/// Notifies a domain's PV console port (bound to the hypervisor's console
+/// backend) that input arrived in its ring; nothing without such a port.
+pub fn notify_console(domain: &mut Domain, env: &mut dyn GuestEnv) {
+    let console = domain
+        .events
+        .allocated_ports()
+        .into_iter()
+        .find(|&port| domain.events.port(port).map(|p| p.state) == Some(PortState::Console));
+    if let Some(port) = console {
+        deliver(domain, port, env);
+    }
+}
+
 /// Closes every interdomain channel of a domain that is going away, so
 /// that its peers see their ends unbound (Xen's `evtchn_destroy`).
 pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {

@@ -20,6 +20,7 @@ use rxen_core::sched::{SchedParams, Scheduler, VcpuRef};
 use rxen_core::time::RunstateKind;
 use rxen_x86::{apic, cpu, printk, stop};
 
+use crate::console_input::{InputFocus, Typed};
 use crate::hvm::build::BootSpec;
 use crate::hvm::exits::{self, Flow};
 use crate::hvm::grant::Platform;
@@ -50,6 +51,8 @@ struct Machine {
     baseline_free: u64,
     /// How the last domain to end ended.
     last_end: Option<ShutdownReason>,
+    /// Where serial input goes.
+    input: InputFocus,
 }
 
 static MACHINE: spin::Mutex<Option<Machine>> = spin::Mutex::new(None);
@@ -67,6 +70,7 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
         boot: BTreeMap::new(),
         baseline_free,
         last_end: None,
+        input: InputFocus::new(None),
     };
     printk!("Scheduler: {}", machine.sched.name());
     for boot in domains {
@@ -79,6 +83,9 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
         printk!("No domain could be built: halting");
         stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED)
     }
+    // Input goes to dom0 first, or to the first domU without one (as Xen).
+    machine.input = InputFocus::new(machine.domains.keys().next().copied());
+    machine.announce_input();
     *MACHINE.lock() = Some(machine);
     STARTED.store(true, Ordering::Release);
     // Wake the other CPUs out of their idle HLT.
@@ -206,28 +213,90 @@ impl Machine {
     }
 
     /// Raises VIRQ_DOM_EXC in dom0, as Xen does when a domain shuts down or
-    /// is destroyed (the toolstack then looks at which one). dom0 gets it on
-    /// the vCPU it bound the VIRQ to; without dom0 (or while dom0 itself is
-    /// served) nobody does.
+    /// is destroyed (the toolstack then looks at which one).
     fn send_dom_exc(&mut self) {
-        let Some(mut dom0) = self.domains.remove(&0) else {
+        self.raise_global_virq(rxen_abi::xen::VIRQ_DOM_EXC);
+    }
+
+    /// Raises the global VIRQ `virq` in dom0, on the vCPU it bound it to;
+    /// without dom0 (or while dom0 itself is served) nobody gets it.
+    fn raise_global_virq(&mut self, virq: u32) {
+        self.with_domain(0, |core, env| {
+            let bound =
+                (0..core.vcpus.len()).find(|&v| core.events.virq_port(virq, v as u32).is_some());
+            if let Some(v) = bound {
+                rxen_core::hypercall::raise_virq(core, v, virq, env);
+            }
+        });
+    }
+
+    /// Runs `f` on live domain `id` with an environment over the machine
+    /// (nothing if there is no such domain, or it is being served).
+    fn with_domain(
+        &mut self,
+        id: DomId,
+        f: impl FnOnce(&mut rxen_core::domain::Domain, &mut crate::hvm::env::Env),
+    ) {
+        let Some(mut domain) = self.domains.remove(&id) else {
             return;
         };
-        if dom0.dying.is_none() {
+        if domain.dying.is_none() {
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
             };
-            exits::with_domain_env(&mut dom0, world, |core, env| {
-                let virq = rxen_abi::xen::VIRQ_DOM_EXC;
-                let bound = (0..core.vcpus.len())
-                    .find(|&v| core.events.virq_port(virq, v as u32).is_some());
-                if let Some(v) = bound {
-                    rxen_core::hypercall::raise_virq(core, v, virq, env);
-                }
-            });
+            exits::with_domain_env(&mut domain, world, f);
         }
-        self.domains.insert(0, dom0);
+        self.domains.insert(id, domain);
+    }
+
+    /// Says where serial input goes now.
+    fn announce_input(&self) {
+        match self.input.domain {
+            None => printk!("*** Serial input to rxen (type 'CTRL-a' three times to switch input)"),
+            Some(id) => {
+                printk!("*** Serial input to d{id} (type 'CTRL-a' three times to switch input)")
+            }
+        }
+    }
+
+    /// Takes what was typed on the serial console: switches the input, or
+    /// hands the bytes to the domain that has it.
+    fn take_console_input(&mut self) {
+        while let Some(byte) = rxen_x86::console::try_read_byte() {
+            match self.input.typed(byte) {
+                Typed::Nothing | Typed::Byte(None, _) => {}
+                Typed::Switch => {
+                    let ids: Vec<DomId> = self
+                        .domains
+                        .iter()
+                        .filter(|(_, d)| d.dying.is_none())
+                        .map(|(id, _)| *id)
+                        .collect();
+                    self.input.switch(&ids);
+                    self.announce_input();
+                }
+                Typed::Byte(Some(id), byte) => self.console_input_to(id, byte),
+            }
+        }
+    }
+
+    /// One typed byte for domain `id`: into its PV console ring (a domU) or
+    /// dom0's CONSOLEIO_read queue, and a notification.
+    fn console_input_to(&mut self, id: DomId, byte: u8) {
+        let Some(domain) = self.domains.get_mut(&id) else {
+            return;
+        };
+        if let Some(page) = domain.memory.console_page() {
+            if crate::hvm::env::ring_input(page, byte) {
+                self.with_domain(id, |core, env| {
+                    rxen_core::hypercall::notify_console(core, env)
+                });
+            }
+        } else if domain.core.privileged {
+            crate::console_input::push_dom0(byte);
+            self.raise_global_virq(rxen_abi::xen::VIRQ_CONSOLE);
+        }
     }
 
     /// Kicks the CPUs running a vCPU that has an unmasked upcall or a
@@ -437,6 +506,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             machine.kick_running_with_upcalls();
         }
         let now = crate::time::now_ns();
+        if cpu_index == 0 {
+            machine.take_console_input();
+        }
         machine.expire_timers(now);
         machine.sync_runnable(now);
         machine.reap();

@@ -769,6 +769,8 @@ pub struct Qemu {
     timeout: Duration,
     extra: Vec<OsString>,
     stop_on: Option<String>,
+    /// Bytes typed on the serial port once the log shows a marker, in order.
+    inputs: Vec<(String, Vec<u8>)>,
 }
 
 impl Qemu {
@@ -787,6 +789,7 @@ impl Qemu {
             timeout: Duration::from_secs(60),
             extra: Vec::new(),
             stop_on: None,
+            inputs: Vec::new(),
         }
     }
 
@@ -867,6 +870,13 @@ impl Qemu {
     /// contains `marker`.
     pub fn stop_on(mut self, marker: &str) -> Qemu {
         self.stop_on = Some(marker.to_string());
+        self
+    }
+
+    /// Types `bytes` on the serial port (QEMU's standard input) once the log contains
+    /// `marker` (after the previous input was typed).
+    pub fn type_after(mut self, marker: &str, bytes: &[u8]) -> Qemu {
+        self.inputs.push((marker.to_string(), bytes.to_vec()));
         self
     }
 
@@ -973,7 +983,11 @@ impl Qemu {
         let start = Instant::now();
         let child = Command::new(program)
             .args(&args)
-            .stdin(Stdio::null())
+            .stdin(if self.inputs.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -994,7 +1008,25 @@ impl Qemu {
 
         let deadline = start + self.timeout;
         let mut checked = 0; // bytes of stdout already searched for the stop marker
+        let mut stdin = guard.0.stdin.take();
+        let mut inputs = self.inputs.iter();
+        let mut next_input = inputs.next();
         let status = loop {
+            if let Some((marker, bytes)) = next_input {
+                let seen =
+                    String::from_utf8_lossy(&stdout.lock().unwrap()).contains(marker.as_str());
+                if seen {
+                    if let Some(pipe) = stdin.as_mut() {
+                        use std::io::Write;
+                        // Slowly, as a person types: the UART holds one byte.
+                        for &b in bytes {
+                            let _ = pipe.write_all(&[b]).and_then(|()| pipe.flush());
+                            thread::sleep(Duration::from_millis(30));
+                        }
+                    }
+                    next_input = inputs.next();
+                }
+            }
             match guard.0.try_wait() {
                 Ok(Some(exit)) => break Status::from_exit_code(exit.code()),
                 Ok(None) => {}

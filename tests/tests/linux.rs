@@ -305,3 +305,35 @@ exit 1
         .assert_contains("d1: shut down (crash)")
         .assert_not_contains("d2: shut down");
 }
+
+/// Console input: what is typed on the serial port goes to the domain that has the
+/// input; CTRL-a three times moves it on (as on Xen), here from d1 (a test guest) to d2
+/// (Linux), whose `/init` reads a line from hvc0 and echoes it.
+#[test]
+fn serial_input_switches_to_a_linux_domu() {
+    let initramfs = busybox_initramfs(
+        "#!/bin/sh
+echo rxen-linux: waiting for input
+read line
+echo rxen-linux: got $line
+poweroff -f
+",
+    );
+    let out = machine("linux-input")
+        .smp(2)
+        .append("domu=0,mem=8M domu=1+2,mem=256M")
+        .module(rxen_tests::guest("cpu_hog"), "until_ms=120000")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .type_after("(d2) rxen-linux: waiting for input", b"\x01\x01\x01")
+        .type_after("*** Serial input to d2", b"hello rxen\n")
+        .stop_on("(d2) rxen-linux: got")
+        .timeout(Duration::from_secs(300))
+        .run();
+    no_hypervisor_trouble(&out).assert_in_order(&[
+        "*** Serial input to d1",
+        "(d2) rxen-linux: waiting for input",
+        "*** Serial input to d2",
+        "(d2) rxen-linux: got hello rxen",
+    ]);
+}

@@ -24,6 +24,11 @@ pub fn init_serial(settings: &SerialSettings) {
     *SERIAL.lock() = Some(serial);
 }
 
+/// A byte typed on the serial console, if one is waiting.
+pub fn try_read_byte() -> Option<u8> {
+    SERIAL.lock().as_ref()?.try_get_byte()
+}
+
 /// Turns serial output on or off (`console=none`).
 pub fn set_serial_enabled(on: bool) {
     SERIAL_ENABLED.store(on, Ordering::Relaxed);

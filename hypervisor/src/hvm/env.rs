@@ -84,8 +84,8 @@ impl GuestEnv for Env<'_> {
         }
     }
 
-    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
-        0
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        crate::console_input::read_dom0(buf)
     }
 
     fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
@@ -246,6 +246,34 @@ impl GuestEnv for Env<'_> {
         f(unsafe { &*(hpa as *const AtomicU32) });
         Ok(())
     }
+}
+
+/// Puts a typed byte into the input half of a PV console ring page
+/// (`xencons_interface.in`, `in_prod`); false when the ring is full.
+pub fn ring_input(page: &mut [u8], byte: u8) -> bool {
+    use rxen_abi::console::{XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
+    let at = |i: usize| XENCONS_IN_SIZE + XENCONS_OUT_SIZE + 4 * i;
+    // SAFETY: in_cons and in_prod are 4-byte aligned inside the page; the
+    // guest writes in_cons concurrently, hence volatile.
+    let (cons, prod) = unsafe {
+        (
+            core::ptr::read_volatile(page[at(0)..].as_ptr().cast::<u32>()),
+            core::ptr::read_volatile(page[at(1)..].as_ptr().cast::<u32>()),
+        )
+    };
+    if prod.wrapping_sub(cons) as usize >= XENCONS_IN_SIZE {
+        return false;
+    }
+    page[prod as usize % XENCONS_IN_SIZE] = byte;
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: as above, for the write of in_prod.
+    unsafe {
+        core::ptr::write_volatile(
+            page[at(1)..].as_mut_ptr().cast::<u32>(),
+            prod.wrapping_add(1),
+        )
+    };
+    true
 }
 
 /// Prints a guest console line with the domain's prefix.

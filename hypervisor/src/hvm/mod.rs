@@ -3,7 +3,7 @@
 
 pub mod build;
 mod emulate;
-mod env;
+pub mod env;
 pub mod exits;
 pub mod grant;
 pub mod memory;

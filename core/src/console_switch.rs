@@ -1,0 +1,105 @@
+//! Where serial console input goes, as Xen switches it: typing the switch
+//! character (CTRL-a) three times in a row moves the input to the next of the
+//! hypervisor itself and the live domains; switch characters are swallowed.
+//! The hypervisor reads the UART and delivers; this is the decision.
+
+use crate::domain::DomId;
+
+/// The switch character (Xen's default `conswitch=a`: CTRL-a).
+pub const SWITCH_CHAR: u8 = 0x01;
+
+/// Where serial input goes, and the switch characters seen in a row.
+pub struct InputFocus {
+    /// The domain that gets input (None: the hypervisor, which ignores it).
+    pub domain: Option<DomId>,
+    switch_count: u8,
+}
+
+/// What to do with one typed byte.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Typed {
+    /// Give it to the domain with the focus (None: dropped).
+    Byte(Option<DomId>, u8),
+    /// The third switch character: move the focus on.
+    Switch,
+    /// Swallowed (a first or second switch character).
+    Nothing,
+}
+
+impl InputFocus {
+    /// Input for `domain` first.
+    pub const fn new(domain: Option<DomId>) -> Self {
+        Self {
+            domain,
+            switch_count: 0,
+        }
+    }
+
+    /// Classifies a typed byte (Xen swallows switch characters, three in a
+    /// row switch).
+    pub fn typed(&mut self, byte: u8) -> Typed {
+        if byte == SWITCH_CHAR {
+            self.switch_count += 1;
+            if self.switch_count == 3 {
+                self.switch_count = 0;
+                return Typed::Switch;
+            }
+            return Typed::Nothing;
+        }
+        self.switch_count = 0;
+        Typed::Byte(self.domain, byte)
+    }
+
+    /// Moves the focus to the next of: the hypervisor, then `domains` in
+    /// order (the IDs of the live domains, ascending).
+    pub fn switch(&mut self, domains: &[DomId]) {
+        self.domain = match self.domain {
+            None => domains.first().copied(),
+            Some(current) => domains.iter().copied().find(|&d| d > current),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_switch_characters_in_a_row_switch() {
+        let mut focus = InputFocus::new(Some(1));
+        assert_eq!(focus.typed(b'x'), Typed::Byte(Some(1), b'x'));
+        assert_eq!(focus.typed(SWITCH_CHAR), Typed::Nothing);
+        assert_eq!(focus.typed(SWITCH_CHAR), Typed::Nothing);
+        assert_eq!(focus.typed(SWITCH_CHAR), Typed::Switch);
+        // Two, then something else: swallowed, and the count starts again.
+        assert_eq!(focus.typed(SWITCH_CHAR), Typed::Nothing);
+        assert_eq!(focus.typed(SWITCH_CHAR), Typed::Nothing);
+        assert_eq!(focus.typed(b'y'), Typed::Byte(Some(1), b'y'));
+        assert_eq!(focus.typed(SWITCH_CHAR), Typed::Nothing);
+        assert_eq!(focus.typed(b'z'), Typed::Byte(Some(1), b'z'));
+    }
+
+    #[test]
+    fn the_focus_cycles_through_the_hypervisor_and_the_domains() {
+        let mut focus = InputFocus::new(Some(0));
+        let live = [0, 1, 3];
+        focus.switch(&live);
+        assert_eq!(focus.domain, Some(1));
+        focus.switch(&live);
+        assert_eq!(focus.domain, Some(3));
+        focus.switch(&live);
+        assert_eq!(focus.domain, None, "then the hypervisor");
+        assert_eq!(focus.typed(b'a'), Typed::Byte(None, b'a'));
+        focus.switch(&live);
+        assert_eq!(focus.domain, Some(0));
+        // A domain that went away: on to the next live one.
+        let mut focus = InputFocus::new(Some(2));
+        focus.switch(&live);
+        assert_eq!(focus.domain, Some(3));
+        // Nothing live: the hypervisor keeps it.
+        focus.switch(&[]);
+        assert_eq!(focus.domain, None);
+        focus.switch(&[]);
+        assert_eq!(focus.domain, None);
+    }
+}
