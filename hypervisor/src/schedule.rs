@@ -486,6 +486,9 @@ fn arm_timer(deadline: Option<u64>, now: u64) {
     apic::arm_oneshot_ns(delta);
 }
 
+/// Times the scheduler offered a vCPU that another CPU was running.
+static DOUBLE_PICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The scheduling loop of CPU `cpu_index`; never returns.
 pub fn run_cpu(cpu_index: usize) -> ! {
     x86_64::instructions::interrupts::disable();
@@ -539,6 +542,18 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         };
         let v = next.vcpu as usize;
         if v >= domain.vcpus.len() || domain.dying.is_some() {
+            continue;
+        }
+        if let Some(other) = domain.running_on[v] {
+            // Never enter a vCPU twice: its VMCB belongs to the CPU running
+            // it. The scheduler should not offer it; if it does, skip it.
+            let count = DOUBLE_PICKS.fetch_add(1, Ordering::Relaxed);
+            if count < 10 || count.is_power_of_two() {
+                printk!(
+                    "CPU{cpu_index}: d{}v{v} picked while it runs on CPU{other}: skipped",
+                    next.domain
+                );
+            }
             continue;
         }
         domain.running_on[v] = Some(cpu_index);

@@ -72,13 +72,22 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let heap_before = crate::heap::used();
     let mut memory = GuestMemory::new(spec.memory_bytes)
         .map_err(|_| alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20))?;
-    let map = build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables());
+    let is_domu = spec.flags & rxen_abi::start_info::SIF_INITDOMAIN == 0;
+    let mut map = build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables());
+    if is_domu {
+        // The PV console page (below), reserved in the map the guest gets.
+        map.push(rxen_core::domain::GuestMemRegion {
+            addr: CONSOLE_GFN * 4096,
+            size: 4096,
+            kind: 2,
+        });
+    }
     let layout = build::load(spec, &mut memory, &map).map_err(|e| alloc::format!("{e}"))?;
     let now = crate::time::now_ns();
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
     let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
     core.memory_map = map;
-    if spec.flags & rxen_abi::start_info::SIF_INITDOMAIN == 0 {
+    if is_domu {
         // A domU's PV console: a ring page outside RAM and a port to the
         // hypervisor's console backend, found through the HVM params as a
         // domU finds the ones its toolstack sets up.
@@ -89,11 +98,6 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
             .events
             .bind_console()
             .map_err(|_| String::from("no port for the console"))?;
-        core.memory_map.push(rxen_core::domain::GuestMemRegion {
-            addr: CONSOLE_GFN * 4096,
-            size: 4096,
-            kind: 2,
-        });
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN;
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_EVTCHN as usize] = port as u64;
     }
