@@ -98,7 +98,15 @@ pub fn started() -> bool {
     STARTED.load(Ordering::Acquire)
 }
 
+/// Set when another CPU wants this one to make a scheduling pass (it may
+/// not go straight back into its guest).
+static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
+
 fn kick(cpu_index: usize) {
+    if let Some(flag) = NEED_RESCHED.get(cpu_index) {
+        flag.store(true, Ordering::Release);
+    }
     if cpu_index == cpu::current_index() {
         return;
     }
@@ -181,24 +189,42 @@ impl Machine {
     }
 
     /// Serves the exit vCPU `r` took on this CPU.
-    fn serve_exit(&mut self, r: VcpuRef) {
+    /// Returns whether the vCPU may go straight back into the guest without
+    /// a scheduling pass: a CPUID or hypercall exit of the machine's only
+    /// domain, with one vCPU, that stays runnable (nothing else can have
+    /// been woken, ended or re-timed by it).
+    fn serve_exit(&mut self, r: VcpuRef) -> bool {
         let v = r.vcpu as usize;
         let Some(mut domain) = self.domains.remove(&r.domain) else {
-            return;
+            return false;
         };
         domain.running_on[v] = None;
+        let mut fast = false;
         if domain.dying.is_none() {
+            let code = domain.vcpus[v]
+                .vmcb
+                .read64(rxen_x86::svm::vmcb::control::EXIT_CODE);
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
             };
             match exits::handle_exit(&mut domain, v, world) {
-                Flow::Continue => {}
+                Flow::Continue => {
+                    use rxen_x86::svm::vmcb::exit;
+                    let state = &domain.core.vcpus[v];
+                    fast = matches!(code, exit::VMMCALL | exit::CPUID)
+                        && self.domains.is_empty()
+                        && domain.vcpus.len() == 1
+                        && domain.dying.is_none()
+                        && state.up
+                        && state.blocked.is_none();
+                }
                 Flow::Yield => self.sched.yield_now(r, crate::time::now_ns()),
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
             }
         }
         self.domains.insert(r.domain, domain);
+        fast
     }
 
     /// Marks `domain` as ending: its vCPUs stop being scheduled, and the
@@ -496,6 +522,8 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     // whose FPU state is in this CPU's registers.
     let mut current: Option<VcpuRef> = None;
     let mut fpu_owner: Option<VcpuRef> = None;
+    // When this CPU's timer fires (the slice end or the earliest timer).
+    let mut armed_until = 0u64;
     loop {
         let mut guard = MACHINE.lock();
         let Some(machine) = guard.as_mut() else {
@@ -505,7 +533,35 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             continue;
         };
         if let Some(r) = current.take() {
-            machine.serve_exit(r);
+            let fast = machine.serve_exit(r);
+            let now = crate::time::now_ns();
+            // Straight back in: no other vCPU can have changed, the slice and
+            // the armed timer are not over, no timer of this vCPU is due
+            // sooner, and no other CPU asked this one to look again.
+            let resched = NEED_RESCHED
+                .get(cpu_index)
+                .is_some_and(|f| f.swap(false, Ordering::AcqRel));
+            if fast && !resched && now < armed_until {
+                if let Some(domain) = machine.domains.get_mut(&r.domain) {
+                    let v = r.vcpu as usize;
+                    let watchdog = domain.core.watchdogs.iter().flatten().map(|(_, at)| *at);
+                    let due = domain.core.vcpus[v]
+                        .next_deadline()
+                        .into_iter()
+                        .chain(watchdog)
+                        .min();
+                    if due.is_none_or(|d| d >= armed_until) {
+                        domain.running_on[v] = Some(cpu_index);
+                        exits::inject_upcall(domain, v);
+                        let vcpu: *mut hvm::vcpu::SvmVcpu = &mut domain.vcpus[v];
+                        drop(guard);
+                        // SAFETY: as below: this CPU owns the running vCPU.
+                        unsafe { (*vcpu).run() };
+                        current = Some(r);
+                        continue;
+                    }
+                }
+            }
             machine.kick_running_with_upcalls();
         }
         let now = crate::time::now_ns();
@@ -530,6 +586,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             .into_iter()
             .flatten()
             .min();
+        armed_until = deadline
+            .unwrap_or(now + HOUSEKEEPING_NS)
+            .min(now + HOUSEKEEPING_NS);
         let Some(next) = decision.next else {
             drop(guard);
             arm_timer(deadline, now);
