@@ -365,4 +365,72 @@ mod tests {
     fn rtds_common_behaviour() {
         common("rtds");
     }
+
+    /// The hypervisor's calling pattern, at random: CPUs take exits of the vCPU they
+    /// run (which may yield or block), other CPUs wake blocked vCPUs, and every CPU
+    /// asks for its next vCPU; a vCPU is never handed to a CPU while another runs it.
+    #[test]
+    fn never_two_cpus_for_one_vcpu_under_the_loops_calling_pattern() {
+        for name in SCHEDULERS {
+            let nr_cpus = 2;
+            let mut sched = create(name, nr_cpus).unwrap();
+            let vcpus: Vec<VcpuRef> = (1..=3).map(|d| VcpuRef { domain: d, vcpu: 0 }).collect();
+            for v in &vcpus {
+                sched.add_domain(v.domain, SchedParams::default()).unwrap();
+                sched.add_vcpu(*v, 0);
+                sched.wake(*v, 0);
+            }
+            let mut running: Vec<Option<VcpuRef>> = vec![None; nr_cpus];
+            let mut blocked: Vec<bool> = vec![false; vcpus.len()];
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            let mut now = 0u64;
+            for step in 0..200_000u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                now += x % 50_000;
+                let cpu = (x % nr_cpus as u64) as usize;
+                match (x >> 8) % 4 {
+                    // An exit on `cpu`: the vCPU may yield or block.
+                    0 | 1 => {
+                        if let Some(r) = running[cpu] {
+                            let i = (r.domain - 1) as usize;
+                            match (x >> 16) % 3 {
+                                0 => sched.yield_now(r, now),
+                                1 => {
+                                    blocked[i] = true;
+                                    sched.sleep(r, now);
+                                }
+                                _ => {}
+                            }
+                        }
+                        let d = sched.do_schedule(cpu, now);
+                        running[cpu] = d.next;
+                    }
+                    // Another CPU wakes a blocked vCPU (an event for it).
+                    2 => {
+                        let i = ((x >> 20) % vcpus.len() as u64) as usize;
+                        if blocked[i] {
+                            blocked[i] = false;
+                            sched.wake(vcpus[i], now);
+                        }
+                    }
+                    // A pass without an exit (a kick, a timer while idle).
+                    _ => {
+                        let d = sched.do_schedule(cpu, now);
+                        running[cpu] = d.next;
+                    }
+                }
+                if let (Some(a), Some(b)) = (running[0], running[1]) {
+                    assert_ne!(a, b, "{name}: step {step}: {a:?} on both CPUs");
+                }
+                for r in running.iter().flatten() {
+                    assert!(
+                        !blocked[(r.domain - 1) as usize],
+                        "{name}: step {step}: blocked {r:?} picked"
+                    );
+                }
+            }
+        }
+    }
 }
