@@ -1,13 +1,16 @@
-//! `cargo xtask run`: boot the image in QEMU with demo modules, stream the serial console.
+//! `cargo xtask run`: the main demo. rxen boots in QEMU without dom0 and runs three
+//! domUs side by side: two test guests that ping-pong over an interdomain event channel,
+//! and Debian's own Linux kernel (fetched once with `apt-get download`) with two vCPUs
+//! and a busybox initramfs whose `/init` reports what it sees through the PV console and
+//! powers off. The serial console is streamed; rxen stops when the last domain ends.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::deps::{self, Task};
-use crate::{display_command, fail, image, rxen_dir};
+use crate::{display_command, fail, image};
 
 /// Arguments the hypervisor always gets from `cargo xtask run`.
 pub const BASE_APPEND: &str = "console=com1 loglvl=all isa_debug_exit";
@@ -34,7 +37,7 @@ impl Options {
         let mut options = Options {
             smp: 2,
             append: String::new(),
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(300),
         };
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -74,31 +77,39 @@ impl Options {
     /// The full hypervisor command line.
     pub fn cmdline(&self) -> String {
         if self.append.trim().is_empty() {
-            BASE_APPEND.to_string()
+            format!("{BASE_APPEND} {DEMO_APPEND}")
         } else {
-            format!("{BASE_APPEND} {}", self.append.trim())
+            format!("{BASE_APPEND} {DEMO_APPEND} {}", self.append.trim())
         }
     }
 }
 
-/// Writes the two demo modules (a "dom0 kernel" and an "initrd" with known contents)
-/// and returns their paths.
-fn demo_modules() -> (PathBuf, PathBuf) {
-    let dir = rxen_dir().join("demo");
-    fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
-    let write = |name: &str, contents: Vec<u8>| -> PathBuf {
-        let path = dir.join(name);
-        fs::write(&path, contents)
-            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
-        path
-    };
-    let mut kernel = b"rxen demo dom0 kernel placeholder\n".to_vec();
-    kernel.resize(4096, 0xAA);
-    let mut initrd = b"rxen demo initrd placeholder\n".to_vec();
-    initrd.resize(8192, 0x55);
-    (write("dom0-kernel", kernel), write("initrd", initrd))
+/// The demo Linux domU's `/init`.
+const DEMO_INIT: &str = "#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo
+echo rxen demo: Linux $(uname -r) is running as a PVH domU of rxen
+echo rxen demo: $(nproc) vCPUs, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
+echo rxen demo: memory $(grep MemTotal /proc/meminfo)
+echo rxen demo: powering off
+poweroff -f
+";
+
+/// The demo's modules: the ping-pong pair, then Linux and its initramfs.
+fn demo_modules() -> Vec<(PathBuf, &'static str)> {
+    let guests = image::build_guests();
+    let pingpong = guests.join("evtchn_pingpong");
+    vec![
+        (pingpong.clone(), "role=server peer=2 rounds=500"),
+        (pingpong, "role=client peer=1 rounds=500"),
+        (rxen_tests::debian_kernel(), "console=hvc0 loglevel=4"),
+        (rxen_tests::busybox_initramfs(DEMO_INIT), ""),
+    ]
 }
+
+/// The domUs of the demo: d1 and d2 ping-pong, d3 is Linux with two vCPUs.
+pub const DEMO_APPEND: &str = "dom0less domu=0,mem=16M domu=1,mem=16M domu=2+3,mem=256M,vcpus=2";
 
 /// Builds the QEMU command line for `image` with the given modules.
 fn qemu_command(image: &Path, options: &Options, modules: &[(PathBuf, &str)]) -> Command {
@@ -138,8 +149,7 @@ pub fn run(options: &Options) -> i32 {
     deps::ensure_rust_target();
     deps::ensure_packages(Task::Run);
     let image = image::build();
-    let (kernel, initrd) = demo_modules();
-    let modules = [(kernel, "dom0-arg1 root=/dev/xvda"), (initrd, "initrd-arg")];
+    let modules = demo_modules();
     let mut cmd = qemu_command(&image, options, &modules);
     println!("{}", display_command(&cmd));
     // stdin is not QEMU's: with -serial stdio on a terminal QEMU would switch it to raw mode.
@@ -201,8 +211,8 @@ mod tests {
     fn parse_defaults() {
         let o = Options::parse(&[]).unwrap();
         assert_eq!(o.smp, 2);
-        assert_eq!(o.timeout, Duration::from_secs(60));
-        assert_eq!(o.cmdline(), BASE_APPEND);
+        assert_eq!(o.timeout, Duration::from_secs(300));
+        assert_eq!(o.cmdline(), format!("{BASE_APPEND} {DEMO_APPEND}"));
     }
 
     #[test]
@@ -217,7 +227,10 @@ mod tests {
         .unwrap();
         assert_eq!(o.smp, 4);
         assert_eq!(o.timeout, Duration::from_secs(5));
-        assert_eq!(o.cmdline(), format!("{BASE_APPEND} dom0_mem=256M noreboot"));
+        assert_eq!(
+            o.cmdline(),
+            format!("{BASE_APPEND} {DEMO_APPEND} dom0_mem=256M noreboot")
+        );
         assert!(Options::parse(&strings(&["--smp"])).is_err());
         assert!(Options::parse(&strings(&["--smp", "0"])).is_err());
         assert!(Options::parse(&strings(&["--bogus"])).is_err());
