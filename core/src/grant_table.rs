@@ -1082,12 +1082,10 @@ pub fn grant_table_op(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::GuestMemRegion;
+    use crate::hypercall::tests::MEM;
     use crate::hypercall::GuestEnv;
-    use crate::time::TimeScale;
     use alloc::vec;
     use rxen_abi::grant_table::GNTST_BAD_DOMAIN;
-    use zerocopy::{FromBytes, Immutable, IntoBytes};
 
     /// Guest memory pages, grant frames and foreign mappings, by domain.
     struct Fake {
@@ -1957,89 +1955,8 @@ mod tests {
         assert_eq!(fake.flags(FRONT, 1), GTF_PERMIT_ACCESS, "swapped back");
     }
 
-    /// A guest whose linear addresses are 64 KiB of memory.
-    struct Env {
-        mem: Vec<u8>,
-    }
-
-    const MEM: usize = 64 * 1024;
-
-    impl Env {
-        fn new() -> Self {
-            Self { mem: vec![0; MEM] }
-        }
-
-        fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
-            let start = usize::try_from(addr).map_err(|_| errno::EFAULT)?;
-            let end = start.checked_add(len).ok_or(errno::EFAULT)?;
-            if end > self.mem.len() {
-                return Err(errno::EFAULT);
-            }
-            Ok(start..end)
-        }
-
-        fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
-            let range = self.range(addr, value.as_bytes().len()).unwrap();
-            self.mem[range].copy_from_slice(value.as_bytes());
-        }
-
-        fn get<T: FromBytes + IntoBytes + Immutable>(&self, addr: u64) -> T {
-            let mut value = T::new_zeroed();
-            let range = self.range(addr, value.as_bytes().len()).unwrap();
-            value.as_mut_bytes().copy_from_slice(&self.mem[range]);
-            value
-        }
-    }
-
-    impl GuestEnv for Env {
-        fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-            let range = self.range(addr, buf.len())?;
-            buf.copy_from_slice(&self.mem[range]);
-            Ok(())
-        }
-        fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-            let range = self.range(addr, buf.len())?;
-            self.mem[range].copy_from_slice(buf);
-            Ok(())
-        }
-        fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
-            self.copy_to_guest(gpa, buf)
-        }
-        fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
-            self.copy_from_guest(gpa, buf)
-        }
-        fn shared_info_page(&mut self) -> &mut [u8] {
-            &mut self.mem[..4096]
-        }
-        fn now_ns(&self) -> u64 {
-            0
-        }
-        fn time_snapshot(&self) -> (u64, u64) {
-            (0, 0)
-        }
-        fn time_scale(&self) -> TimeScale {
-            TimeScale::from_hz(1_000_000_000)
-        }
-        fn wallclock_base(&self) -> (u64, u32) {
-            (0, 0)
-        }
-        fn console_write(&mut self, _domid: DomId, _text: &[u8]) {}
-        fn console_read(&mut self, _buf: &mut [u8]) -> usize {
-            0
-        }
-        fn map_shared_info(&mut self, _gfn: u64) -> Result<(), Errno> {
-            Ok(())
-        }
-        fn hypervisor_cmdline(&self) -> &str {
-            ""
-        }
-        fn host_memory_map(&self) -> Vec<GuestMemRegion> {
-            Vec::new()
-        }
-        fn host_max_page(&self) -> u64 {
-            0
-        }
-    }
+    /// The caller's guest memory: the hypercall layer's fake guest.
+    use crate::hypercall::tests::FakeEnv as Env;
 
     fn op(
         caller: DomId,
