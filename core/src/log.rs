@@ -2,7 +2,8 @@
 //!
 //! This module owns the log levels, the parsing of Xen's level names and of
 //! the `<lower>[/<upper>]` threshold syntax, and the decision whether one
-//! message is printed. It does not print anything itself.
+//! message is printed, including the rate limit for messages a guest can
+//! trigger at will. It does not print anything itself.
 
 use core::fmt;
 
@@ -161,6 +162,29 @@ impl fmt::Display for LogThresholds {
     }
 }
 
+/// A rate limit for a message a guest can trigger as often as it likes: the
+/// first ten are printed, then only the 16th, 32nd, 64th, ... occurrence.
+pub struct RateLimit(core::sync::atomic::AtomicU64);
+
+impl RateLimit {
+    /// A limit that has let nothing through yet.
+    pub const fn new() -> Self {
+        Self(core::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// Counts one occurrence; returns whether to print it.
+    pub fn allow(&self) -> bool {
+        let count = self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        count < 10 || count.is_power_of_two()
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +295,12 @@ mod tests {
         assert!(t.should_print(LogLevel::Info, true));
         assert!(!t.should_print(LogLevel::Info, false));
         assert_eq!(t.classify(LogLevel::All), Verdict::Never);
+    }
+
+    #[test]
+    fn rate_limit_lets_the_first_ten_then_powers_of_two_through() {
+        let limit = RateLimit::new();
+        let allowed: Vec<u64> = (0..200).filter(|_| limit.allow()).collect();
+        assert_eq!(allowed, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 64, 128]);
     }
 }

@@ -513,7 +513,7 @@ fn arm_timer(deadline: Option<u64>, now: u64) {
 }
 
 /// Times the scheduler offered a vCPU that another CPU was running.
-static DOUBLE_PICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static DOUBLE_PICKS: rxen_core::log::RateLimit = rxen_core::log::RateLimit::new();
 
 /// The scheduling loop of CPU `cpu_index`; never returns.
 pub fn run_cpu(cpu_index: usize) -> ! {
@@ -606,8 +606,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if let Some(other) = domain.running_on[v] {
             // Never enter a vCPU twice: its VMCB belongs to the CPU running
             // it. The scheduler should not offer it; if it does, skip it.
-            let count = DOUBLE_PICKS.fetch_add(1, Ordering::Relaxed);
-            if count < 10 || count.is_power_of_two() {
+            if DOUBLE_PICKS.allow() {
                 printk!(
                     "CPU{cpu_index}: d{}v{v} picked while it runs on CPU{other}: skipped",
                     next.domain

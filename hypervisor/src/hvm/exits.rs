@@ -4,6 +4,7 @@
 
 use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
+use rxen_core::log::RateLimit;
 use rxen_x86::cpuid_policy::{self, CpuidContext, HYPERCALL_PAGE_MSR};
 use rxen_x86::svm::vmcb::{control, exit, save};
 use rxen_x86::{apic, log, printk};
@@ -557,10 +558,10 @@ fn xsetbv(vcpu: &mut SvmVcpu) {
 }
 
 /// Counts unbacked accesses, to rate-limit their log lines.
-static UNBACKED_LOGGED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static UNBACKED_LOGGED: RateLimit = RateLimit::new();
 
 /// Writes to read-only grant mappings logged so far (rate limit).
-static GRANT_RO_LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static GRANT_RO_LOGGED: RateLimit = RateLimit::new();
 
 fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     let HvmDomain {
@@ -575,8 +576,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     if memory.is_foreign(gpa / 4096) && fault & 2 != 0 {
         // As Xen for a write to a read-only grant mapping: a warning and #GP
         // for the guest, which goes on.
-        let count = GRANT_RO_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        if count < 10 || count.is_power_of_two() {
+        if GRANT_RO_LOGGED.allow() {
             log!(
                 Warning,
                 "d{}v{v}: trying to write to read-only grant mapping at {gpa:#x}",
@@ -610,8 +610,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
         &mut emulate::Unbacked,
     ) {
         Ok(_) => {
-            let count = UNBACKED_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            if count < 10 || count.is_power_of_two() {
+            if UNBACKED_LOGGED.allow() {
                 let kind = if fault & 2 != 0 {
                     "write dropped"
                 } else {
