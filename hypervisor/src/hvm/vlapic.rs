@@ -22,11 +22,10 @@ pub struct LapicPage<'a> {
 }
 
 /// Accesses other than aligned 32-bit ones logged so far (rate limit).
-static ODD_ACCESSES: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static ODD_ACCESSES: rxen_core::log::RateLimit = rxen_core::log::RateLimit::new();
 
 fn odd_access(gpa: u64, size: u32, write: bool) {
-    let count = ODD_ACCESSES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    if count < 10 {
+    if ODD_ACCESSES.allow() {
         log!(
             Info,
             "vlapic: {size}-byte {} at {gpa:#x} ignored",
