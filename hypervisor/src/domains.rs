@@ -155,7 +155,7 @@ pub fn run_boot_domains(
     let nr_cpus = rxen_x86::cpu::online_count().max(1) as usize;
     let sched = rxen_core::sched::create(name, nr_cpus).unwrap_or_else(|| {
         printk!("sched={name}: unknown scheduler (credit, rtds): using credit");
-        rxen_core::sched::create("credit", nr_cpus).expect("the credit scheduler always exists")
+        alloc::boxed::Box::new(rxen_core::sched::credit::Credit::new(nr_cpus))
     });
     crate::schedule::start(sched, domains)
 }

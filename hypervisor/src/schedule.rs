@@ -342,20 +342,21 @@ impl Machine {
         }
     }
 
-    /// Fires due timers of every vCPU of every live domain.
+    /// Fires the due timers of every live domain.
     fn expire_timers(&mut self, now: u64) {
-        let ids: Vec<DomId> = self.domains.keys().copied().collect();
-        for id in ids {
+        // Most passes find nothing due: no list, no domain moved.
+        let due: Vec<DomId> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.dying.is_none() && exits::next_due(d).is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
             let Some(mut domain) = self.domains.remove(&id) else {
                 continue;
             };
-            if domain.dying.is_none() {
-                for v in 0..domain.vcpus.len() {
-                    if let Some(reason) = exits::expire_timers(&mut domain, v, now) {
-                        self.end_domain(&mut domain, reason);
-                        break;
-                    }
-                }
+            if let Some(reason) = exits::expire_timers(&mut domain, now) {
+                self.end_domain(&mut domain, reason);
             }
             self.domains.insert(id, domain);
         }
@@ -407,11 +408,7 @@ impl Machine {
         self.domains
             .values()
             .filter(|d| d.dying.is_none())
-            .flat_map(|d| {
-                let timers = d.core.vcpus.iter().filter_map(|v| v.next_deadline());
-                let watchdogs = d.core.watchdogs.iter().flatten().map(|(_, at)| *at);
-                timers.chain(watchdogs)
-            })
+            .filter_map(|d| exits::next_due(d))
             .min()
     }
 
@@ -515,6 +512,20 @@ fn arm_timer(deadline: Option<u64>, now: u64) {
 /// Times the scheduler offered a vCPU that another CPU was running.
 static DOUBLE_PICKS: rxen_core::log::RateLimit = rxen_core::log::RateLimit::new();
 
+/// Makes vCPU `v` of `domain` this CPU's to run (under the lock): marks it
+/// running here and queues its pending upcall. The pointer stays valid and
+/// exclusive to this CPU after the lock is dropped: the domain is boxed in
+/// the table and is destroyed only once `running_on` of all its vCPUs is
+/// None; this CPU clears `running_on[v]` only when it serves the exit under
+/// the lock; the scheduling loop never enters a vCPU another CPU runs; and
+/// nothing else touches a running vCPU's VMCB or registers (other CPUs only
+/// set flags in the core state under the lock).
+fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> *mut hvm::vcpu::SvmVcpu {
+    domain.running_on[v] = Some(cpu_index);
+    exits::inject_upcall(domain, v);
+    &mut domain.vcpus[v]
+}
+
 /// The scheduling loop of CPU `cpu_index`; never returns.
 pub fn run_cpu(cpu_index: usize) -> ! {
     x86_64::instructions::interrupts::disable();
@@ -543,19 +554,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 .is_some_and(|f| f.swap(false, Ordering::AcqRel));
             if fast && !resched && now < armed_until {
                 if let Some(domain) = machine.domains.get_mut(&r.domain) {
-                    let v = r.vcpu as usize;
-                    let watchdog = domain.core.watchdogs.iter().flatten().map(|(_, at)| *at);
-                    let due = domain.core.vcpus[v]
-                        .next_deadline()
-                        .into_iter()
-                        .chain(watchdog)
-                        .min();
-                    if due.is_none_or(|d| d >= armed_until) {
-                        domain.running_on[v] = Some(cpu_index);
-                        exits::inject_upcall(domain, v);
-                        let vcpu: *mut hvm::vcpu::SvmVcpu = &mut domain.vcpus[v];
+                    if exits::next_due(domain).is_none_or(|due| due >= armed_until) {
+                        let vcpu = claim(domain, r.vcpu as usize, cpu_index);
                         drop(guard);
-                        // SAFETY: as below: this CPU owns the running vCPU.
+                        // SAFETY: see `claim`.
                         unsafe { (*vcpu).run() };
                         current = Some(r);
                         continue;
@@ -614,7 +616,6 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             }
             continue;
         }
-        domain.running_on[v] = Some(cpu_index);
         rxen_core::hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
         if fpu_owner != Some(next) {
             let vcpu = &mut domain.vcpus[v];
@@ -623,16 +624,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             vcpu.flush_tlb = true;
             fpu_owner = Some(next);
         }
-        exits::inject_upcall(domain, v);
-        let vcpu: *mut hvm::vcpu::SvmVcpu = &mut domain.vcpus[v];
+        let vcpu = claim(domain, v, cpu_index);
         drop(guard);
         arm_timer(deadline, now);
-        // SAFETY: the domain is boxed in the table and is destroyed only
-        // once `running_on` of all its vCPUs is None; this CPU set
-        // `running_on[v]` and clears it only when it serves this exit under
-        // the lock. The scheduler never gives a running vCPU to another CPU,
-        // and nothing else touches a running vCPU's VMCB or registers
-        // (other CPUs only set flags in the core state under the lock).
+        // SAFETY: see `claim`.
         unsafe { (*vcpu).run() };
         current = Some(next);
     }

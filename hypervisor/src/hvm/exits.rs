@@ -117,23 +117,42 @@ pub fn end(domain: &mut HvmDomain, reason: ShutdownReason) -> ShutdownReason {
     reason
 }
 
-/// Fires vCPU `v`'s due timers and the domain's watchdogs; returns a
-/// shutdown if a watchdog expired.
-pub fn expire_timers(domain: &mut HvmDomain, v: usize, now: u64) -> Option<ShutdownReason> {
-    with_env(domain, v, None, |core, env| {
-        hypercall::expire_timers(core, v, now, env)
-    });
-    let expired = domain
-        .core
-        .watchdogs
-        .iter()
-        .flatten()
-        .any(|(_, deadline)| *deadline <= now);
-    if expired {
+/// Fires the due timers of the domain's vCPUs (only those with one due)
+/// and checks its watchdogs; returns a shutdown if a watchdog expired.
+pub fn expire_timers(domain: &mut HvmDomain, now: u64) -> Option<ShutdownReason> {
+    for v in 0..domain.vcpus.len() {
+        if domain.core.vcpus[v]
+            .next_deadline()
+            .is_some_and(|due| due <= now)
+        {
+            with_env(domain, v, None, |core, env| {
+                hypercall::expire_timers(core, v, now, env)
+            });
+        }
+    }
+    if watchdog_due(domain, now) {
         printk!("d{}: watchdog timeout", domain.core.id);
         return Some(ShutdownReason::Watchdog);
     }
     None
+}
+
+/// Whether a watchdog of the domain has run out.
+fn watchdog_due(domain: &HvmDomain, now: u64) -> bool {
+    domain
+        .core
+        .watchdogs
+        .iter()
+        .flatten()
+        .any(|(_, deadline)| *deadline <= now)
+}
+
+/// The earliest time something of the domain is due: a vCPU timer, the end
+/// of a timed block, a local APIC timer or a watchdog.
+pub fn next_due(domain: &HvmDomain) -> Option<u64> {
+    let timers = domain.core.vcpus.iter().filter_map(|v| v.next_deadline());
+    let watchdogs = domain.core.watchdogs.iter().flatten().map(|(_, at)| *at);
+    timers.chain(watchdogs).min()
 }
 
 /// Serves the exit vCPU `v` just took; `others` are the machine's other
