@@ -28,8 +28,23 @@ const DOMID_SELF: DomId = 0x7FF0;
 const MEMOP_CMD_MASK: u64 = 0x3F;
 /// Most ports SCHEDOP_poll takes.
 const MAX_POLL_PORTS: u32 = 128;
+/// Xen's `STIME_DELTA_MAX`: the longest period or timer delta it takes.
+pub const STIME_DELTA_MAX: u64 = u64::MAX >> 2;
+/// Shortest period of VCPUOP_set_periodic_timer (Xen's `MILLISECS(1)`).
+const MIN_PERIODIC_NS: u64 = 1_000_000;
+/// set_timer_op: a timeout this far ahead or more (about 13 days) is a
+/// guest's wrapped jiffies, as Xen reads it.
+const HUGE_TIMEOUT_NS: u64 = 1 << 50;
+/// set_timer_op: where Xen puts a huge or negative timeout instead.
+const HUGE_TIMEOUT_RETRY_NS: u64 = 100_000_000;
 /// Largest console write copied per chunk.
 const CONSOLE_CHUNK: usize = 256;
+/// Most bytes of a console write emitted per exit; the rest continues
+/// (Xen's `guest_console_write` preempts between its 127-byte chunks).
+pub const CONSOLE_WRITE_BATCH: u64 = 4096;
+/// Most multicall entries run per exit; the rest continues (Xen checks for
+/// preemption before every entry but the first).
+pub const MULTICALL_BATCH: u64 = 64;
 
 /// What the platform provides to hypercall handlers for the calling vCPU.
 pub trait GuestEnv {
@@ -121,6 +136,16 @@ pub enum Next {
     Block(Option<u64>),
     /// The domain shut down.
     Shutdown(ShutdownReason),
+    /// Xen's `hypercall_create_continuation`: the hypercall stopped after a
+    /// bounded amount of work. The platform puts `args` into the guest's
+    /// argument registers and leaves its instruction pointer on the
+    /// hypercall instruction, so that the guest issues the same hypercall
+    /// again with these arguments (after any interrupt it takes first);
+    /// the outcome's `ret` is not the guest's result and is not written.
+    Continuation {
+        /// The hypercall's five arguments for the next round.
+        args: [u64; 5],
+    },
 }
 
 /// The result of a hypercall.
@@ -133,6 +158,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Re-issue the hypercall with `args` (its number stays in RAX).
+    fn continuation(nr: u64, args: [u64; 5]) -> Self {
+        Self {
+            ret: nr as i64,
+            next: Next::Continuation { args },
+        }
+    }
+
     fn value(ret: i64) -> Self {
         Self {
             ret,
@@ -208,7 +241,7 @@ pub fn dispatch(
     }
     match nr {
         // Xen takes `unsigned int nr_calls`.
-        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args[0], args[1] as u32 as u64),
+        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args),
         _ => call(domain, vcpu, env, nr, args),
     }
 }
@@ -222,9 +255,7 @@ fn call(
 ) -> Outcome {
     match nr {
         xen::HYPERVISOR_XEN_VERSION => from_result(xen_version(domain, env, args[0], args[1])),
-        xen::HYPERVISOR_CONSOLE_IO => {
-            from_result(console_io(domain, env, args[0], args[1], args[2]))
-        }
+        xen::HYPERVISOR_CONSOLE_IO => console_io(domain, env, args),
         xen::HYPERVISOR_SCHED_OP => sched_op(domain, vcpu, env, args[0], args[1]),
         xen::HYPERVISOR_MEMORY_OP => from_result(memory_op(domain, env, args[0], args[1])),
         xen::HYPERVISOR_HVM_OP => from_result(hvm_op(domain, env, args[0], args[1])),
@@ -260,21 +291,34 @@ fn call(
 }
 
 /// `multicall(call_list, nr_calls)`: each entry's result is written back;
-/// a shutdown ends the batch.
-fn multicall(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    list: u64,
-    count: u64,
-) -> Outcome {
+/// a shutdown ends the batch. At most [`MULTICALL_BATCH`] entries run per
+/// exit, then the multicall continues with `call_list` advanced and
+/// `nr_calls` reduced, as Xen's `do_multicall` does when preempted. An
+/// entry that itself continues has its arguments rewritten in the guest's
+/// list and the multicall continues at that entry (Xen copies the sub-call
+/// continuation back the same way). An entry that blocks ends the batch:
+/// the vCPU blocks and the rest of the list runs when it wakes (in Xen the
+/// block raises the scheduler softirq, which preempts the multicall).
+fn multicall(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcome {
+    let (list, count) = (args[0], args[1] as u32 as u64);
     let entry_size = core::mem::size_of::<xen::MulticallEntry>() as u64;
-    let mut next = Next::Continue;
+    // Entry `index`'s address (`index` < 2^32: the product cannot overflow).
+    let entry_at = |index: u64| list.checked_add(index * entry_size);
+    // The multicall's own continuation: the list from entry `index` on.
+    let rest = |index: u64| match entry_at(index) {
+        Some(at) => {
+            let mut next = args;
+            next[0] = at;
+            next[1] = count - index;
+            Outcome::continuation(xen::HYPERVISOR_MULTICALL, next)
+        }
+        None => Outcome::error(errno::EFAULT),
+    };
     for index in 0..count {
-        let Some(addr) = index
-            .checked_mul(entry_size)
-            .and_then(|off| list.checked_add(off))
-        else {
+        if index == MULTICALL_BATCH {
+            return rest(index);
+        }
+        let Some(addr) = entry_at(index) else {
             return Outcome::error(errno::EFAULT);
         };
         let mut entry: xen::MulticallEntry = match read_guest(env, addr) {
@@ -290,22 +334,42 @@ fn multicall(
         ];
         // A nested multicall is refused per entry, as Xen does.
         let outcome = call(domain, vcpu, env, entry.op, args);
+        if let Next::Continuation { args } = outcome.next {
+            // The entry continues: its new arguments go back to the list,
+            // and the multicall resumes at this entry.
+            entry.args[..5].copy_from_slice(&args);
+            if let Err(e) = write_guest(env, addr, &entry) {
+                return Outcome::error(e);
+            }
+            return rest(index);
+        }
         entry.result = outcome.ret as u64;
         if let Err(e) = write_guest(env, addr, &entry) {
             return Outcome::error(e);
         }
+        let more = index + 1 < count;
         match outcome.next {
-            Next::Continue => {}
+            Next::Continue | Next::Continuation { .. } => {}
             Next::Shutdown(_) => {
                 return Outcome {
                     ret: 0,
                     next: outcome.next,
                 }
             }
-            other => next = other,
+            Next::Block(deadline) if more => {
+                domain.vcpus[vcpu].blocked = Some(deadline);
+                return rest(index + 1);
+            }
+            Next::Yield if more => return rest(index + 1),
+            other => {
+                return Outcome {
+                    ret: 0,
+                    next: other,
+                }
+            }
         }
     }
-    Outcome { ret: 0, next }
+    Outcome::value(0)
 }
 
 fn copy_str(dst: &mut [u8], text: &str) {
@@ -390,36 +454,44 @@ fn xen_version(domain: &Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> R
     }
 }
 
-fn console_io(
-    domain: &Domain,
-    env: &mut dyn GuestEnv,
-    cmd: u64,
-    count: u64,
-    buffer: u64,
-) -> Result<i64, Errno> {
-    match cmd as u32 {
+/// `console_io(cmd, count, buffer)`. Xen takes `unsigned int` for both
+/// `cmd` and `count`. A write emits at most [`CONSOLE_WRITE_BATCH`] bytes per
+/// exit and continues with the rest, as Xen's `guest_console_write` does;
+/// the part before a fault is written, then the call fails with -EFAULT.
+fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcome {
+    let (cmd, count, buffer) = (args[0] as u32, args[1] as u32 as u64, args[2]);
+    match cmd {
         xen::CONSOLEIO_WRITE => {
             let mut done = 0u64;
             let mut chunk = [0u8; CONSOLE_CHUNK];
             while done < count {
+                let Some(at) = buffer.checked_add(done) else {
+                    return Outcome::error(errno::EFAULT);
+                };
+                if done == CONSOLE_WRITE_BATCH {
+                    let mut next = args;
+                    next[1] = count - done;
+                    next[2] = at;
+                    return Outcome::continuation(xen::HYPERVISOR_CONSOLE_IO, next);
+                }
                 let n = (count - done).min(CONSOLE_CHUNK as u64) as usize;
-                let at = buffer.checked_add(done).ok_or(errno::EFAULT)?;
-                env.copy_from_guest(at, &mut chunk[..n])?;
+                if let Err(e) = env.copy_from_guest(at, &mut chunk[..n]) {
+                    return Outcome::error(e);
+                }
                 env.console_write(domain.id, &chunk[..n]);
                 done += n as u64;
             }
-            Ok(0)
+            Outcome::value(0)
         }
         xen::CONSOLEIO_READ => {
             if !domain.privileged {
-                return Err(errno::EPERM);
+                return Outcome::error(errno::EPERM);
             }
             let mut data = vec![0u8; count.min(4096) as usize];
             let n = env.console_read(&mut data);
-            env.copy_to_guest(buffer, &data[..n])?;
-            Ok(n as i64)
+            from_result(env.copy_to_guest(buffer, &data[..n]).map(|_| n as i64))
         }
-        _ => Err(errno::ENOSYS),
+        _ => Outcome::error(errno::ENOSYS),
     }
 }
 
@@ -865,7 +937,9 @@ fn vcpu_op(
         }
         vcpu::VCPUOP_SET_PERIODIC_TIMER => {
             let request: vcpu::VcpuSetPeriodicTimer = read_guest(env, arg)?;
-            if request.period_ns < 1_000_000 {
+            // As Xen: at least 1 ms, at most STIME_DELTA_MAX (a longer
+            // period would overflow the expiry arithmetic).
+            if request.period_ns < MIN_PERIODIC_NS || request.period_ns > STIME_DELTA_MAX {
                 return Err(errno::EINVAL);
             }
             // Xen: the first tick is due at once.
@@ -923,9 +997,18 @@ fn runstate_info(vcpu: &crate::domain::Vcpu, now: u64) -> vcpu::VcpuRunstateInfo
     info
 }
 
+/// `set_timer_op(timeout)`: 0 stops the single-shot timer; a negative
+/// timeout or one 2^50 ns or more ahead fires in 100 ms instead, as Xen
+/// does for Linux's wrapped jiffies.
 fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeout: u64) {
-    let _ = env;
-    domain.vcpus[vcpu].singleshot_deadline = (timeout != 0).then_some(timeout);
+    let now = env.now_ns();
+    domain.vcpus[vcpu].singleshot_deadline = if timeout == 0 {
+        None
+    } else if (timeout as i64) < 0 || timeout.saturating_sub(now) >= HUGE_TIMEOUT_NS {
+        Some(now.saturating_add(HUGE_TIMEOUT_RETRY_NS))
+    } else {
+        Some(timeout)
+    };
 }
 
 /// Where a vCPU's `vcpu_info` lives.
@@ -1059,8 +1142,15 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn G
     }
     if let (Some((period, next)), None) = (v.periodic, v.blocked) {
         if next <= now {
-            let missed = (now - next) / period + 1;
-            v.periodic = Some((period, next + missed * period));
+            // Missed periods are skipped; the period is never 0 (checked
+            // when set) and the sum saturates rather than wrap into the
+            // past, which would fire the timer on every pass.
+            let missed = (now - next) / period.max(1) + 1;
+            let due = missed
+                .checked_mul(period)
+                .and_then(|skip| next.checked_add(skip))
+                .unwrap_or(u64::MAX);
+            v.periodic = Some((period, due));
             fired = true;
         }
     }
@@ -1675,6 +1765,30 @@ pub(crate) mod tests {
         e.to_hypercall_ret()
     }
 
+    /// Issues hypercall `nr` as the platform does: again with the new
+    /// arguments for as long as it continues. Returns the final outcome and
+    /// the arguments of every round after the first.
+    fn call_to_end(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        nr: u64,
+        mut args: [u64; 5],
+    ) -> (Outcome, Vec<[u64; 5]>) {
+        let mut rounds = Vec::new();
+        loop {
+            let out = call(d, env, nr, args);
+            match out.next {
+                Next::Continuation { args: next } => {
+                    assert_eq!(out.ret, nr as i64, "a continuation keeps the number in RAX");
+                    assert!(rounds.len() < 1 << 20, "the hypercall never ends");
+                    rounds.push(next);
+                    args = next;
+                }
+                _ => return (out, rounds),
+            }
+        }
+    }
+
     const BAD: u64 = 0xdead_0000_0000;
 
     #[test]
@@ -1824,7 +1938,7 @@ pub(crate) mod tests {
             ret(errno::EFAULT)
         );
         // A count running past the end of guest memory faults after the part that exists.
-        let huge = call(
+        let (huge, _) = call_to_end(
             &mut d,
             &mut env,
             nr,
@@ -2418,12 +2532,13 @@ pub(crate) mod tests {
         assert_eq!(back[2].result as i64, ret(errno::EFAULT));
         // A list running off guest memory faults.
         assert_eq!(
-            call(
+            call_to_end(
                 &mut d,
                 &mut env,
                 xen::HYPERVISOR_MULTICALL,
                 [0x1000, u32::MAX as u64, 0, 0, 0]
             )
+            .0
             .ret,
             ret(errno::EFAULT)
         );
@@ -2433,6 +2548,218 @@ pub(crate) mod tests {
             call(&mut d, &mut env, xen::HYPERVISOR_MULTICALL, one).ret,
             0
         );
+    }
+
+    #[test]
+    fn a_console_write_continues_after_each_batch() {
+        // Defect 4: a write of any length ran to its end in one exit.
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let text: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        env.mem[0x2000..0x2000 + text.len()].copy_from_slice(&text);
+        let nr = xen::HYPERVISOR_CONSOLE_IO;
+        let write = xen::CONSOLEIO_WRITE as u64;
+        let first = call(&mut d, &mut env, nr, [write, 10_000, 0x2000, 7, 8]);
+        let batch = CONSOLE_WRITE_BATCH;
+        assert_eq!(
+            first.next,
+            Next::Continuation {
+                args: [write, 10_000 - batch, 0x2000 + batch, 7, 8]
+            }
+        );
+        assert_eq!(env.console.len() as u64, batch, "one batch per exit");
+        let (last, rounds) = call_to_end(
+            &mut d,
+            &mut env,
+            nr,
+            [write, 10_000 - batch, 0x2000 + batch, 0, 0],
+        );
+        assert_eq!(last, Outcome::value(0));
+        assert_eq!(rounds.len(), 1, "10000 bytes: three exits in all");
+        assert_eq!(env.console, text);
+        // Xen takes `unsigned int count`: 2^32 + 5 writes five bytes.
+        env.console.clear();
+        let out = call(&mut d, &mut env, nr, [write, (1 << 32) + 5, 0x2000, 0, 0]);
+        assert_eq!(out, Outcome::value(0));
+        assert_eq!(env.console, b"abcde");
+        // 1 GiB from a 64 KiB guest: what exists is written, then -EFAULT,
+        // each exit bounded.
+        env.console.clear();
+        let (out, rounds) = call_to_end(&mut d, &mut env, nr, [write, 1 << 30, 0, 0, 0]);
+        assert_eq!(out.ret, ret(errno::EFAULT));
+        assert_eq!(env.console.len(), MEM);
+        assert_eq!(rounds.len() as u64, MEM as u64 / batch);
+        // A buffer at the top of the address space faults, never wraps.
+        let top = u64::MAX - 100;
+        let (out, _) = call_to_end(&mut d, &mut env, nr, [write, 1 << 20, top, 0, 0]);
+        assert_eq!(out.ret, ret(errno::EFAULT));
+    }
+
+    #[test]
+    fn a_multicall_continues_after_each_batch() {
+        // Defect 4: 2^32 - 1 entries ran in one exit.
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let list = 0x1000u64;
+        let mut entries = vec![xen::MulticallEntry::new_zeroed(); 200];
+        for e in &mut entries {
+            e.op = xen::HYPERVISOR_XEN_VERSION;
+            e.result = 0xAAAA;
+        }
+        for (i, e) in entries.iter().enumerate() {
+            env.put(list + 64 * i as u64, e);
+        }
+        let nr = xen::HYPERVISOR_MULTICALL;
+        let first = call(&mut d, &mut env, nr, [list, 200, 5, 6, 7]);
+        assert_eq!(
+            first.next,
+            Next::Continuation {
+                args: [list + 64 * MULTICALL_BATCH, 200 - MULTICALL_BATCH, 5, 6, 7]
+            }
+        );
+        let result = |env: &FakeEnv, i: u64| env.get::<xen::MulticallEntry>(list + 64 * i).result;
+        assert_eq!(result(&env, MULTICALL_BATCH - 1), 0x0004_0011);
+        assert_eq!(result(&env, MULTICALL_BATCH), 0xAAAA, "not run yet");
+        let (last, rounds) = call_to_end(
+            &mut d,
+            &mut env,
+            nr,
+            [list + 64 * MULTICALL_BATCH, 200 - MULTICALL_BATCH, 0, 0, 0],
+        );
+        assert_eq!(last, Outcome::value(0));
+        assert_eq!(rounds.len(), 2, "200 entries: four exits in all");
+        assert!((0..200).all(|i| result(&env, i) == 0x0004_0011));
+        // 2^32 - 1 entries: the list runs off the guest's memory after at
+        // most 1024 of them; -EFAULT, each exit bounded.
+        let (out, rounds) = call_to_end(&mut d, &mut env, nr, [list, u32::MAX as u64, 0, 0, 0]);
+        assert_eq!(out.ret, ret(errno::EFAULT));
+        let entries_in_memory = (MEM as u64 - list) / 64;
+        assert_eq!(rounds.len() as u64, entries_in_memory / MULTICALL_BATCH);
+        assert_eq!(rounds[0][1], u32::MAX as u64 - MULTICALL_BATCH);
+        // A list at the top of the address space faults, never wraps.
+        let top = u64::MAX - 64 * 10;
+        let (out, _) = call_to_end(&mut d, &mut env, nr, [top, 100, 0, 0, 0]);
+        assert_eq!(out.ret, ret(errno::EFAULT));
+    }
+
+    #[test]
+    fn a_continuing_entry_resumes_the_multicall_at_that_entry() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let text: Vec<u8> = (0..10_000u32).map(|i| b'A' + (i % 26) as u8).collect();
+        env.mem[0x4000..0x4000 + text.len()].copy_from_slice(&text);
+        let list = 0x1000u64;
+        let mut entries = [xen::MulticallEntry::new_zeroed(); 3];
+        entries[0].op = xen::HYPERVISOR_XEN_VERSION;
+        entries[1].op = xen::HYPERVISOR_CONSOLE_IO;
+        entries[1].args[..3].copy_from_slice(&[xen::CONSOLEIO_WRITE as u64, 10_000, 0x4000]);
+        entries[2].op = xen::HYPERVISOR_XEN_VERSION;
+        env.put(list, &entries);
+        let nr = xen::HYPERVISOR_MULTICALL;
+        let first = call(&mut d, &mut env, nr, [list, 3, 0, 0, 0]);
+        assert_eq!(
+            first.next,
+            Next::Continuation {
+                args: [list + 64, 2, 0, 0, 0]
+            },
+            "the multicall resumes at the entry that continues"
+        );
+        let entry: xen::MulticallEntry = env.get(list + 64);
+        assert_eq!(entry.op, xen::HYPERVISOR_CONSOLE_IO);
+        let batch = CONSOLE_WRITE_BATCH;
+        assert_eq!(
+            entry.args[..3],
+            [xen::CONSOLEIO_WRITE as u64, 10_000 - batch, 0x4000 + batch],
+            "the entry's arguments are its continuation's"
+        );
+        let (last, rounds) = call_to_end(&mut d, &mut env, nr, [list + 64, 2, 0, 0, 0]);
+        assert_eq!(last, Outcome::value(0));
+        assert_eq!(rounds.len(), 1);
+        assert_eq!(env.console, text);
+        let back: [xen::MulticallEntry; 3] = env.get(list);
+        assert_eq!(
+            [back[0].result, back[1].result, back[2].result],
+            [0x0004_0011, 0, 0x0004_0011]
+        );
+    }
+
+    #[test]
+    fn a_blocking_entry_ends_the_multicall_round() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let list = 0x1000u64;
+        let mut entries = [xen::MulticallEntry::new_zeroed(); 2];
+        entries[0].op = xen::HYPERVISOR_SCHED_OP;
+        entries[0].args[0] = sched::SCHEDOP_BLOCK as u64;
+        entries[1].op = xen::HYPERVISOR_XEN_VERSION;
+        entries[1].result = 0xAAAA;
+        env.put(list, &entries);
+        let nr = xen::HYPERVISOR_MULTICALL;
+        let out = call(&mut d, &mut env, nr, [list, 2, 0, 0, 0]);
+        assert_eq!(
+            out.next,
+            Next::Continuation {
+                args: [list + 64, 1, 0, 0, 0]
+            }
+        );
+        assert_eq!(d.vcpus[0].blocked, Some(None), "the vCPU blocks first");
+        assert_eq!(env.get::<xen::MulticallEntry>(list + 64).result, 0xAAAA);
+        // Blocking in the last entry blocks with the multicall's result.
+        let out = call(&mut d, &mut env, nr, [list, 1, 0, 0, 0]);
+        assert_eq!(out.next, Next::Block(None));
+        assert_eq!(out.ret, 0);
+    }
+
+    #[test]
+    fn periodic_timers_take_xens_range_and_never_wrap() {
+        // Defect 9: a period near 2^64 wrapped the expiry into the past, so
+        // the timer fired on every pass.
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_VCPU_OP;
+        let set = [vcpu::VCPUOP_SET_PERIODIC_TIMER as u64, 0, 0x100, 0, 0];
+        for (period_ns, expected) in [
+            (u64::MAX, ret(errno::EINVAL)),
+            (u64::MAX - 1_000_000, ret(errno::EINVAL)),
+            (STIME_DELTA_MAX + 1, ret(errno::EINVAL)),
+            (999_999, ret(errno::EINVAL)),
+            (1_000_000, 0),
+            (STIME_DELTA_MAX, 0),
+        ] {
+            env.put(0x100, &vcpu::VcpuSetPeriodicTimer { period_ns });
+            assert_eq!(
+                call(&mut d, &mut env, nr, set).ret,
+                expected,
+                "{period_ns:#x}"
+            );
+        }
+        // The longest period: one tick now, the next one far ahead.
+        let now = env.now;
+        assert!(expire_timers(&mut d, 0, now, &mut env));
+        assert_eq!(
+            d.vcpus[0].periodic,
+            Some((STIME_DELTA_MAX, now + STIME_DELTA_MAX))
+        );
+        assert!(!expire_timers(&mut d, 0, now + 1, &mut env));
+        // Even a period past the limit (not settable) saturates, never wraps.
+        d.vcpus[0].periodic = Some((u64::MAX - 5, now));
+        assert!(expire_timers(&mut d, 0, now, &mut env));
+        assert!(!expire_timers(&mut d, 0, now + 1, &mut env));
+        assert_eq!(d.vcpus[0].periodic, Some((u64::MAX - 5, u64::MAX)));
+    }
+
+    #[test]
+    fn set_timer_op_moves_huge_timeouts_to_100_ms_as_xen() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_SET_TIMER_OP;
+        let now = env.now;
+        for (timeout, deadline) in [
+            (now + 5, Some(now + 5)),
+            (5, Some(5)),
+            (0, None),
+            (u64::MAX, Some(now + 100_000_000)),
+            (1 << 63, Some(now + 100_000_000)),
+            (now + (1 << 50), Some(now + 100_000_000)),
+            (now + (1 << 50) - 1, Some(now + (1 << 50) - 1)),
+        ] {
+            assert_eq!(call(&mut d, &mut env, nr, [timeout, 0, 0, 0, 0]).ret, 0);
+            assert_eq!(d.vcpus[0].singleshot_deadline, deadline, "{timeout:#x}");
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub const TIMER_PERIODIC: u32 = 1 << 17;
 pub const SVR_ENABLE: u32 = 1 << 8;
 /// Nanoseconds per bus clock tick (Xen's vlapic: a 1 GHz bus).
 pub const BUS_CYCLE_NS: u64 = 1;
+/// Shortest interval between two ticks of a periodic timer (Xen's
+/// `create_periodic_time`: "Periodic timer must be at least 0.1ms").
+pub const MIN_TIMER_PERIOD_NS: u64 = 100_000;
 
 /// Bits of each LVT that software may write, in [`reg::LVT_TIMER`] order.
 const LVT_WRITABLE: [u32; 6] = [
@@ -457,6 +460,9 @@ impl Vlapic {
         let lvt = self.lvt[0];
         let period = self.timer_period();
         if lvt & TIMER_PERIODIC != 0 && period > 0 {
+            // As Xen's periodic timers: at least 100 µs apart, however
+            // short the programmed period (the first tick is not delayed).
+            let period = period.max(MIN_TIMER_PERIOD_NS);
             let missed = (now - deadline) / period;
             self.timer_start = deadline + missed * period;
             self.timer_deadline = Some(self.timer_start + period);
@@ -659,12 +665,41 @@ mod tests {
         let mut l = enabled();
         l.write(reg::TIMER_DIVIDE, 0xB, 0); // divide by 1
         l.write(reg::LVT_TIMER, TIMER_PERIODIC | 0x41, 0);
-        l.write(reg::TIMER_INITIAL, 100, 0);
-        assert!(l.expire_timer(100));
-        assert_eq!(l.timer_deadline(), Some(200));
-        assert_eq!(l.read(reg::TIMER_CURRENT, 150), 50);
-        assert!(l.expire_timer(555));
-        assert_eq!(l.timer_deadline(), Some(600));
+        l.write(reg::TIMER_INITIAL, 1_000_000, 0);
+        assert!(l.expire_timer(1_000_000));
+        assert_eq!(l.timer_deadline(), Some(2_000_000));
+        assert_eq!(l.read(reg::TIMER_CURRENT, 1_500_000), 500_000);
+        assert!(l.expire_timer(5_550_000));
+        assert_eq!(l.timer_deadline(), Some(6_000_000));
+    }
+
+    #[test]
+    fn a_periodic_timer_ticks_at_most_every_100_microseconds() {
+        // Defect 9: a 1 ns period re-armed the timer 1 ns ahead, so it was due
+        // on every pass of the scheduling loop (a storm of exits and vectors).
+        let mut l = enabled();
+        l.write(reg::TIMER_DIVIDE, 0xB, 0); // divide by 1
+        l.write(reg::LVT_TIMER, TIMER_PERIODIC | 0x41, 0);
+        l.write(reg::TIMER_INITIAL, 1, 1_000);
+        assert_eq!(
+            l.timer_deadline(),
+            Some(1_001),
+            "the first tick is not delayed"
+        );
+        assert!(l.expire_timer(1_001));
+        assert_eq!(l.timer_deadline(), Some(1_001 + MIN_TIMER_PERIOD_NS));
+        l.acknowledge(0x41);
+        l.eoi();
+        assert!(!l.expire_timer(1_002), "not due again 1 ns later");
+        // However late the pass, one tick, and the next 100 µs on.
+        assert!(l.expire_timer(10_000_000));
+        let next = l.timer_deadline().unwrap();
+        assert!(next > 10_000_000 && next <= 10_000_000 + MIN_TIMER_PERIOD_NS);
+        // The largest programmable period is unchanged.
+        l.write(reg::TIMER_DIVIDE, 0xA, 0); // divide by 128
+        l.write(reg::TIMER_INITIAL, u32::MAX, 0);
+        assert!(l.expire_timer(128 * u64::from(u32::MAX)));
+        assert_eq!(l.timer_deadline(), Some(256 * u64::from(u32::MAX)));
     }
 
     #[test]

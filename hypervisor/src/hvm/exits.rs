@@ -333,7 +333,6 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
 
 fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
     let vcpu = &mut domain.vcpus[v];
-    advance_rip(&mut vcpu.vmcb, 3);
     let nr = vcpu.vmcb.read64(save::RAX);
     let r = &vcpu.regs;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
@@ -341,7 +340,18 @@ fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow
     let outcome = with_env(domain, v, Some(world), |core, env| {
         hypercall::dispatch(core, v, env, nr, args, cpl)
     });
-    domain.vcpus[v].vmcb.write64(save::RAX, outcome.ret as u64);
+    let vcpu = &mut domain.vcpus[v];
+    if let Next::Continuation { args } = outcome.next {
+        // Xen's hypercall continuation: the new arguments go into the
+        // argument registers, RAX keeps the hypercall number and RIP stays
+        // on the VMMCALL, which the guest executes again (after taking any
+        // interrupt that is pending).
+        let r = &mut vcpu.regs;
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8] = args;
+        return Flow::Continue;
+    }
+    advance_rip(&mut vcpu.vmcb, 3);
+    vcpu.vmcb.write64(save::RAX, outcome.ret as u64);
     match outcome.next {
         Next::Continue => Flow::Continue,
         Next::Yield => Flow::Yield,
@@ -350,6 +360,7 @@ fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow
             Flow::Continue
         }
         Next::Shutdown(reason) => Flow::End(reason),
+        Next::Continuation { .. } => Flow::Continue,
     }
 }
 
