@@ -402,6 +402,9 @@ pub struct Options {
     pub domus: Vec<DomUSpec>,
     /// rxen: boot without dom0 (`dom0less`); the modules only make domUs.
     pub dom0less: bool,
+    /// Size of the serial transmit ring in bytes (`serial_tx_buffer=`, a
+    /// size; no unit means KiB as in Xen). Default 16 KiB.
+    pub serial_tx_buffer: u64,
     /// Xen options accepted but ignored (see [`IGNORED_OPTIONS`]), each as
     /// written, so the caller can report them.
     pub ignored: Vec<String>,
@@ -521,6 +524,7 @@ impl Default for Options {
             crash_test: None,
             domus: Vec::new(),
             dom0less: false,
+            serial_tx_buffer: crate::console::DEFAULT_TX_BUFFER as u64,
             ignored: Vec::new(),
         }
     }
@@ -666,9 +670,10 @@ enum Known {
     CrashTest,
     DomU,
     Dom0less,
+    SerialTxBuffer,
 }
 
-const KNOWN: [(&str, Known); 14] = [
+const KNOWN: [(&str, Known); 15] = [
     ("console", Known::Console),
     ("com1", Known::Com1),
     ("com2", Known::Com2),
@@ -683,6 +688,7 @@ const KNOWN: [(&str, Known); 14] = [
     ("crash_test", Known::CrashTest),
     ("domu", Known::DomU),
     ("dom0less", Known::Dom0less),
+    ("serial_tx_buffer", Known::SerialTxBuffer),
 ];
 
 fn lookup(name: &str) -> Option<Known> {
@@ -853,6 +859,10 @@ fn apply(
         }
         Known::Sched => {
             opts.sched = Some(value.to_string());
+            Ok(())
+        }
+        Known::SerialTxBuffer => {
+            opts.serial_tx_buffer = parse_size(value).ok_or_else(|| bad(value, "not a size"))?;
             Ok(())
         }
         Known::Maxcpus => {
@@ -1121,6 +1131,17 @@ mod tests {
         // A bad later value keeps the earlier good one.
         let (o, _) = parse_warn("com1=9600 com1=bogus");
         assert_eq!(o.com1.baud, Some(9600));
+    }
+
+    #[test]
+    fn serial_tx_buffer() {
+        assert_eq!(Options::default().serial_tx_buffer, 16 * 1024);
+        assert_eq!(parse_ok("serial_tx_buffer=64k").serial_tx_buffer, 64 * 1024);
+        assert_eq!(parse_ok("serial_tx_buffer=32").serial_tx_buffer, 32 * 1024);
+        assert_eq!(parse_ok("serial-tx-buffer=1M").serial_tx_buffer, 1 << 20);
+        let (o, w) = parse_warn("serial_tx_buffer=lots");
+        assert_eq!(o.serial_tx_buffer, 16 * 1024);
+        assert_eq!(w.len(), 1);
     }
 
     #[test]

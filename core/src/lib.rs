@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod acpi_tables;
 pub mod bzimage;
 pub mod cmdline;
+pub mod console;
 pub mod console_switch;
 pub mod domain;
 pub mod elf;

@@ -28,6 +28,9 @@ use crate::hvm::{self, DomainTable, GrantMap, HvmDomain, World};
 
 /// The longest a CPU runs or idles without looking at timers.
 const HOUSEKEEPING_NS: u64 = 100_000_000;
+/// How soon a CPU looks again while console output waits for the UART
+/// (about what a 16-byte FIFO takes at 115200 baud).
+const CONSOLE_DRAIN_NS: u64 = 1_000_000;
 /// Most reboots in a row before rxen gives up on a domain.
 const MAX_REBOOTS: u32 = 16;
 
@@ -502,10 +505,16 @@ impl Machine {
 /// Arms this CPU's timer for `deadline` (at most the housekeeping interval
 /// away, at least 1 µs).
 fn arm_timer(deadline: Option<u64>, now: u64) {
+    // Console output waiting for the UART is drained on the next pass.
+    let limit = if rxen_x86::console::pending() {
+        CONSOLE_DRAIN_NS
+    } else {
+        HOUSEKEEPING_NS
+    };
     let delta = deadline
         .map(|d| d.saturating_sub(now))
         .unwrap_or(HOUSEKEEPING_NS)
-        .clamp(1_000, HOUSEKEEPING_NS);
+        .clamp(1_000, limit);
     apic::arm_oneshot_ns(delta);
 }
 
@@ -536,6 +545,8 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     // When this CPU's timer fires (the slice end or the earliest timer).
     let mut armed_until = 0u64;
     loop {
+        // Queued console output, a bounded slice per pass.
+        rxen_x86::console::poll();
         let mut guard = MACHINE.lock();
         let Some(machine) = guard.as_mut() else {
             drop(guard);

@@ -160,6 +160,8 @@ fn apply_console_options(options: &Options) {
     console::init_serial(&settings);
     console::set_serial_enabled(options.console.contains(&cmdline::ConsoleKind::Com1));
     console::set_thresholds(&options.log);
+    console::set_guest_thresholds(&options.guest_log);
+    console::set_tx_buffer(usize::try_from(options.serial_tx_buffer).unwrap_or(usize::MAX));
 }
 
 /// Keeps the modules that make sense and says why the others do not.

@@ -36,7 +36,8 @@ impl Default for SerialSettings {
     }
 }
 
-/// One 16550 UART, polled (no interrupts).
+/// One 16550 UART, polled (no interrupts); the console drains its
+/// transmit ring into it while it reports room.
 pub struct Serial {
     base: u16,
 }
@@ -82,6 +83,18 @@ impl Serial {
             }
             core::hint::spin_loop();
         }
+        self.out(0, byte);
+    }
+
+    /// Whether the transmitter holding register (and FIFO) is empty: the
+    /// UART takes a FIFO's worth of bytes now.
+    pub fn tx_empty(&self) -> bool {
+        self.read(5) & 0x20 != 0
+    }
+
+    /// Sends one byte without looking at the transmitter (the caller saw
+    /// it empty and sends at most a FIFO's worth).
+    pub fn put_byte_now(&self, byte: u8) {
         self.out(0, byte);
     }
 

@@ -81,6 +81,8 @@ fn stop_other_cpus() {
 }
 
 fn debug_exit(code: u8) {
+    // Everything queued for the serial line goes out before QEMU ends.
+    crate::console::flush();
     let port = DEBUG_EXIT_PORT.load(Ordering::Relaxed);
     if port != 0 {
         // SAFETY: the operator named this port as QEMU's isa-debug-exit

@@ -1,15 +1,14 @@
 //! The platform side of hypercalls: [`GuestEnv`] for one vCPU of an
 //! [`HvmDomain`](super::HvmDomain), over its memory and paging registers.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
+use rxen_core::console::GuestConsole;
 use rxen_core::domain::{DomId, GuestMemRegion};
 use rxen_core::hypercall::GuestEnv;
 use rxen_core::time::TimeScale;
-use rxen_x86::printk;
 use rxen_x86::svm::guest_walk::PagingRegs;
 
 use super::grant::{Caller, Platform};
@@ -21,8 +20,8 @@ pub struct Env<'a> {
     pub memory: &'a mut GuestMemory,
     /// The calling vCPU's paging registers.
     pub paging: PagingRegs,
-    /// The domain's partial console line.
-    pub console_line: &'a mut String,
+    /// The domain's console output (partial line, budget).
+    pub console: &'a mut GuestConsole,
     /// Set when the nested page table changed (TLB flush needed).
     pub npt_changed: bool,
     /// Whether the domain is the control domain.
@@ -71,17 +70,7 @@ impl GuestEnv for Env<'_> {
     }
 
     fn console_write(&mut self, domid: DomId, text: &[u8]) {
-        for &byte in text {
-            match byte {
-                b'\n' => flush_line(domid, self.console_line),
-                b'\r' => {}
-                0x20..=0x7E | b'\t' => self.console_line.push(byte as char),
-                _ => self.console_line.push('.'),
-            }
-            if self.console_line.len() >= 256 {
-                flush_line(domid, self.console_line);
-            }
-        }
+        write_console(domid, self.console, text);
     }
 
     fn console_read(&mut self, buf: &mut [u8]) -> usize {
@@ -123,13 +112,13 @@ impl GuestEnv for Env<'_> {
             core,
             memory,
             vcpus,
-            console_line,
+            console,
             ..
         } = &mut **domain;
         let mut env = Env {
             memory,
             paging: super::emulate::paging_regs(&vcpus[0].vmcb),
-            console_line,
+            console,
             npt_changed: false,
             privileged: core.privileged,
             others: None,
@@ -276,10 +265,25 @@ pub fn ring_input(page: &mut [u8], byte: u8) -> bool {
     true
 }
 
-/// Prints a guest console line with the domain's prefix.
-pub fn flush_line(domid: DomId, line: &mut String) {
-    if !line.is_empty() {
-        printk!("(d{domid}) {line}");
-        line.clear();
-    }
+/// Takes console output of domain `domid` (console_io, its PV console
+/// ring or port 0xE9): complete lines go to the hypervisor console within
+/// the domain's budget.
+pub fn write_console(domid: DomId, console: &mut GuestConsole, text: &[u8]) {
+    let limited = rxen_x86::console::guest_output_limited();
+    console.write(
+        text,
+        crate::time::now_ns(),
+        limited,
+        &mut |line, dropped| {
+            rxen_x86::console::print_guest_line(domid, line, dropped);
+        },
+    );
+}
+
+/// Prints the domain's partial console line and what it had dropped.
+pub fn flush_console(domid: DomId, console: &mut GuestConsole) {
+    let limited = rxen_x86::console::guest_output_limited();
+    console.flush(crate::time::now_ns(), limited, &mut |line, dropped| {
+        rxen_x86::console::print_guest_line(domid, line, dropped);
+    });
 }

@@ -10,7 +10,7 @@ use rxen_x86::svm::vmcb::{control, exit, save};
 use rxen_x86::{apic, log, printk};
 
 use super::emulate;
-use super::env::{flush_line, Env};
+use super::env::{write_console, Env};
 use super::regs::advance_rip;
 use super::vcpu::SvmVcpu;
 use super::vlapic;
@@ -36,14 +36,14 @@ fn with_env<R>(
         core,
         memory,
         vcpus,
-        console_line,
+        console,
         ..
     } = domain;
     let vcpu = &mut vcpus[v];
     let mut env = Env {
         memory,
         paging: emulate::paging_regs(&vcpu.vmcb),
-        console_line,
+        console,
         npt_changed: false,
         privileged: core.privileged,
         others,
@@ -393,7 +393,7 @@ fn ioio(domain: &mut HvmDomain, v: usize) {
     let HvmDomain {
         core,
         vcpus,
-        console_line,
+        console,
         ..
     } = domain;
     let vcpu = &mut vcpus[v];
@@ -423,12 +423,10 @@ fn ioio(domain: &mut HvmDomain, v: usize) {
             };
             vcpu.vmcb.write64(save::RAX, value);
         } else if port == DEBUG_PORT {
+            // As Xen's hvm_print_line: a line ends at its newline or at
+            // DOMAIN_PBUF_SIZE - 1 characters, so a flood holds no memory.
             let byte = vcpu.vmcb.read64(save::RAX) as u8;
-            match byte {
-                b'\n' => flush_line(core.id, console_line),
-                0x20..=0x7E => console_line.push(byte as char),
-                _ => {}
-            }
+            write_console(core.id, console, &[byte]);
         }
     }
     vcpu.vmcb.write64(save::RIP, next_rip);

@@ -32,8 +32,8 @@ pub struct HvmDomain {
     pub memory: GuestMemory,
     /// The vCPUs.
     pub vcpus: Vec<SvmVcpu>,
-    /// Partial line of console output per domain.
-    pub console_line: String,
+    /// The domain's console output: its partial line and output budget.
+    pub console: rxen_core::console::GuestConsole,
     /// Guest frame of the hypercall page, once installed.
     pub hypercall_page: Option<u64>,
     /// The physical CPU each vCPU is running on right now.
@@ -137,7 +137,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
         core,
         memory,
         vcpus,
-        console_line: String::new(),
+        console: rxen_core::console::GuestConsole::new(crate::time::now_ns()),
         hypercall_page: None,
         running_on: alloc::vec![None; nr_vcpus],
         sched_runnable: alloc::vec![false; nr_vcpus],
@@ -146,8 +146,8 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
 }
 
 impl HvmDomain {
-    /// Prints a pending partial console line.
+    /// Prints a pending partial console line (and what was dropped).
     pub fn flush_console(&mut self) {
-        env::flush_line(self.core.id, &mut self.console_line);
+        env::flush_console(self.core.id, &mut self.console);
     }
 }
