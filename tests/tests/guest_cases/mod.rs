@@ -127,6 +127,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "dom_exc",
     "fpu_switch",
     "domu_acpi",
+    "hostile_bounded",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
