@@ -355,7 +355,7 @@ mod tests {
                 printed += 1;
             }
         }
-        assert!(printed >= OutputBudget::RATE - 1 && printed <= OutputBudget::RATE);
+        assert!((OutputBudget::RATE - 1..=OutputBudget::RATE).contains(&printed));
     }
 
     #[test]

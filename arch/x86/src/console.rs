@@ -125,17 +125,19 @@ impl Console {
     /// One byte of a hypervisor message: into the ring, making room by
     /// waiting for the UART if it is full; straight out without a ring.
     fn put_hypervisor(&mut self, byte: u8) {
-        match (self.serial.as_ref(), self.ring.as_mut()) {
-            (Some(serial), Some(ring)) => {
-                if !ring.push(Source::Hypervisor, &[byte]) {
-                    if let Some(old) = ring.pop() {
-                        serial.put_byte(old);
-                    }
-                    ring.push(Source::Hypervisor, &[byte]);
-                }
+        let Some(serial) = self.serial.as_ref() else {
+            return;
+        };
+        let Some(ring) = self.ring.as_mut() else {
+            serial.put_byte(byte);
+            return;
+        };
+        if !ring.push(Source::Hypervisor, &[byte]) {
+            // Full: the oldest byte goes out now to make room.
+            if let Some(old) = ring.pop() {
+                serial.put_byte(old);
             }
-            (Some(serial), None) => serial.put_byte(byte),
-            _ => {}
+            ring.push(Source::Hypervisor, &[byte]);
         }
     }
 }
