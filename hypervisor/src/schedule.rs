@@ -50,6 +50,10 @@ struct Machine {
     grants: GrantMap,
     sched: alloc::boxed::Box<dyn Scheduler>,
     boot: BTreeMap<DomId, (BootDomain, u32)>,
+    /// Rebooted domains waiting to be built again (with their reboot count):
+    /// a CPU builds them outside the lock (unpacking a distribution kernel
+    /// takes seconds), see [`run_cpu`].
+    rebuilds: Vec<(BootDomain, u32)>,
     /// Free frames before the first domain was built.
     baseline_free: u64,
     /// How the last domain to end ended.
@@ -71,6 +75,7 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
         grants: GrantMap::new(),
         sched,
         boot: BTreeMap::new(),
+        rebuilds: Vec::new(),
         baseline_free,
         last_end: None,
         input: InputFocus::new(None),
@@ -147,8 +152,15 @@ fn reason_text(reason: ShutdownReason) -> String {
 impl Machine {
     /// Builds boot domain `boot` and hands its vCPUs to the scheduler.
     fn build(&mut self, boot: &BootDomain) -> Result<(), ()> {
+        let created = hvm::create(boot.id, &boot.spec);
+        self.install(boot, created)
+    }
+
+    /// Hands a domain built from `boot` (or the reason it could not be
+    /// built) to the machine: the domain table, the scheduler, a grant table.
+    fn install(&mut self, boot: &BootDomain, created: Result<HvmDomain, String>) -> Result<(), ()> {
         let id = boot.id;
-        let domain = match hvm::create(id, &boot.spec) {
+        let domain = match created {
             Ok(domain) => domain,
             Err(why) => {
                 printk!("d{id}: cannot build the domain: {why}");
@@ -476,7 +488,7 @@ impl Machine {
                 self.reboot(id);
             }
         }
-        if self.domains.is_empty() {
+        if self.domains.is_empty() && self.rebuilds.is_empty() {
             printk!("No domain left: halting");
             match self.last_end {
                 Some(ShutdownReason::Poweroff) => stop::machine_stop(),
@@ -496,8 +508,23 @@ impl Machine {
         }
         reboots += 1;
         printk!("d{id}: rebooting (reboot {reboots})");
-        if self.build(&boot).is_ok() {
-            self.boot.insert(id, (boot, reboots));
+        self.rebuilds.push((boot, reboots));
+    }
+
+    /// Installs a domain rebuilt outside the lock; stops the machine if it
+    /// could not be built and nothing else is left.
+    fn finish_rebuild(
+        &mut self,
+        boot: BootDomain,
+        reboots: u32,
+        created: Result<HvmDomain, String>,
+    ) {
+        if self.install(&boot, created).is_ok() {
+            self.boot.insert(boot.id, (boot, reboots));
+        }
+        if self.domains.is_empty() && self.rebuilds.is_empty() {
+            printk!("No domain left: halting");
+            stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED);
         }
     }
 }
@@ -584,6 +611,25 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         machine.expire_timers(now);
         machine.sync_runnable(now);
         machine.reap();
+        if let Some((boot, reboots)) = machine.rebuilds.pop() {
+            // A rebooted domain is built without the lock: loading (and
+            // unpacking) its kernel takes long, and the other CPUs keep
+            // scheduling meanwhile. Nothing else creates domains, and the
+            // id stays out of the table until the domain is installed.
+            drop(guard);
+            let started = crate::time::now_ns();
+            let created = hvm::create(boot.id, &boot.spec);
+            let took_us = crate::time::now_ns().saturating_sub(started) / 1000;
+            rxen_x86::log!(
+                Info,
+                "d{}: rebuilt in {took_us} us outside the machine lock",
+                boot.id
+            );
+            if let Some(machine) = MACHINE.lock().as_mut() {
+                machine.finish_rebuild(boot, reboots, created);
+            }
+            continue;
+        }
         let decision = machine.sched.do_schedule(cpu_index, now);
         // The FPU state of the vCPU this CPU ran goes to memory before any
         // other CPU may pick that vCPU up (the lock is still held).

@@ -280,6 +280,44 @@ reboot -f
         .assert_count("(d1) rxen-linux: init is running, rebooting", 2);
 }
 
+/// A rebooting Linux domU is rebuilt (its bzImage unpacked again, which takes
+/// seconds) without the machine lock: on two CPUs, a domain that watches the clock
+/// keeps running and printing while the other CPU rebuilds.
+#[test]
+fn a_linux_reboot_does_not_stop_the_other_domains() {
+    let initramfs = busybox_initramfs(
+        "#!/bin/sh
+echo rxen-linux: init is running, rebooting
+reboot -f
+",
+    );
+    let out = machine("linux-reboot-unlocked")
+        .smp(2)
+        .append("domu=0+1,mem=256M domu=2,mem=16M")
+        .module(debian_kernel(), LINUX_ARGS)
+        .module(&initramfs, "")
+        .module(rxen_tests::guest("hostile_bounded"), "watch for_ms=600000")
+        .stop_on("d1: rebooting (reboot 2)")
+        .timeout(Duration::from_secs(300))
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("d1: rebooting (reboot 1)")
+        .assert_contains("outside the machine lock")
+        .assert_count("(d1) rxen-linux: init is running, rebooting", 2);
+    // The watching domain printed while the kernel was being unpacked again.
+    let lines: Vec<&str> = out.log.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| out.fail(&format!("no line {needle:?}")))
+    };
+    let (from, to) = (at("d1: rebooting (reboot 1)"), at("outside the machine lock"));
+    if !lines[from..to].iter().any(|l| l.contains("(d2) watch: tick")) {
+        out.fail("the watching domain printed nothing while d1 was rebuilt");
+    }
+}
+
 /// A kernel panic (here: `/init` exits, "Attempted to kill init!") crashes only that
 /// domain: Linux reports SHUTDOWN_crash, rxen ends it, and the other domain goes on.
 #[test]
