@@ -405,6 +405,12 @@ pub struct Options {
     /// Size of the serial transmit ring in bytes (`serial_tx_buffer=`, a
     /// size; no unit means KiB as in Xen). Default 16 KiB.
     pub serial_tx_buffer: u64,
+    /// Most grant-table frames per domain (`gnttab_max_frames`, Xen's
+    /// default 64).
+    pub gnttab_max_frames: u32,
+    /// Most maptrack frames (256 grant mappings each) per domain
+    /// (`gnttab_max_maptrack_frames`, Xen's default 1024).
+    pub gnttab_max_maptrack_frames: u32,
     /// Xen options accepted but ignored (see [`IGNORED_OPTIONS`]), each as
     /// written, so the caller can report them.
     pub ignored: Vec<String>,
@@ -525,6 +531,8 @@ impl Default for Options {
             domus: Vec::new(),
             dom0less: false,
             serial_tx_buffer: crate::console::DEFAULT_TX_BUFFER as u64,
+            gnttab_max_frames: crate::grant_table::DEFAULT_MAX_FRAMES,
+            gnttab_max_maptrack_frames: crate::grant_table::DEFAULT_MAX_MAPTRACK_FRAMES,
             ignored: Vec::new(),
         }
     }
@@ -671,9 +679,11 @@ enum Known {
     DomU,
     Dom0less,
     SerialTxBuffer,
+    GnttabMaxFrames,
+    GnttabMaxMaptrackFrames,
 }
 
-const KNOWN: [(&str, Known); 15] = [
+const KNOWN: [(&str, Known); 17] = [
     ("console", Known::Console),
     ("com1", Known::Com1),
     ("com2", Known::Com2),
@@ -689,6 +699,8 @@ const KNOWN: [(&str, Known); 15] = [
     ("domu", Known::DomU),
     ("dom0less", Known::Dom0less),
     ("serial_tx_buffer", Known::SerialTxBuffer),
+    ("gnttab_max_frames", Known::GnttabMaxFrames),
+    ("gnttab_max_maptrack_frames", Known::GnttabMaxMaptrackFrames),
 ];
 
 fn lookup(name: &str) -> Option<Known> {
@@ -881,6 +893,19 @@ fn apply(
                 .push(DomUSpec::parse(value).map_err(|why| bad(value, why))?);
             Ok(())
         }
+        Known::GnttabMaxFrames | Known::GnttabMaxMaptrackFrames => {
+            // As Xen's parse_gnttab_limit: a number up to INT_MAX.
+            let n = parse_uint(value)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n <= i32::MAX as u32)
+                .ok_or_else(|| bad(value, "not a number up to 2147483647"))?;
+            if known == Known::GnttabMaxFrames {
+                opts.gnttab_max_frames = n;
+            } else {
+                opts.gnttab_max_maptrack_frames = n;
+            }
+            Ok(())
+        }
         // Handled above.
         Known::Noreboot | Known::IsaDebugExit | Known::Dom0less => Ok(()),
     }
@@ -934,6 +959,30 @@ mod tests {
         assert_eq!(o.guest_log.upper, LogLevel::Warning);
         assert!(!o.noreboot);
         assert_eq!(parse_ok("  \t \n "), Options::default());
+    }
+
+    #[test]
+    fn grant_table_limits() {
+        let o = parse_ok("");
+        assert_eq!(
+            (o.gnttab_max_frames, o.gnttab_max_maptrack_frames),
+            (64, 1024)
+        );
+        let o = parse_ok("gnttab_max_frames=32 gnttab-max-maptrack-frames=0x10");
+        assert_eq!(
+            (o.gnttab_max_frames, o.gnttab_max_maptrack_frames),
+            (32, 16)
+        );
+        let o = parse_ok("gnttab_max_maptrack_frames=0");
+        assert_eq!(o.gnttab_max_maptrack_frames, 0);
+        for bad in [
+            "gnttab_max_frames=x",
+            "gnttab_max_frames=2147483648",
+            "gnttab_max_frames=",
+        ] {
+            let (o, _) = parse_warn(bad);
+            assert_eq!(o.gnttab_max_frames, 64, "{bad}");
+        }
     }
 
     #[test]

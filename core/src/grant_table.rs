@@ -15,14 +15,30 @@
 //!
 //! The hypervisor owns the memory. Through [`GrantPlatform`] it provides the
 //! shared grant frames (read and updated here with atomic operations, as
-//! the granting guest writes them concurrently), answers whether a frame is
-//! RAM, and changes nested page tables and copies bytes on request. Every
-//! check is made here, before the platform is asked.
+//! the granting guest writes them concurrently), answers which machine
+//! frame backs a domain's RAM page, and changes nested page tables and
+//! copies bytes on request. Every check is made here, before the platform
+//! is asked.
 //!
-//! All frame numbers are guest frame numbers (gfns); a mapping's `host_addr`
-//! is a guest-physical address of the mapping domain. Grant entries are
-//! `grant_entry_v1` (8 bytes, 512 per 4 KiB frame): the first 32-bit word
-//! holds `flags` (low half) and `domid` (high half), the second `frame`.
+//! Frames are named two ways: a domain's guest frame numbers (gfns), and
+//! machine frames ([`Mfn`]) for the pages behind them. A grant names a gfn
+//! of the granter; the first pin of a reference looks up the machine frame
+//! behind it and the active entry keeps that frame (Xen's
+//! `active_grant_entry.mfn`) until the last pin goes, so every mapping and
+//! copy of the reference reaches that frame, whatever the granter puts at
+//! the gfn meanwhile. A mapping's `host_addr` is a guest-physical address
+//! of the mapping domain. Grant entries are `grant_entry_v1` (8 bytes, 512
+//! per 4 KiB frame): the first 32-bit word holds `flags` (low half) and
+//! `domid` (high half), the second `frame`.
+//!
+//! Memory: the active entries are allocated with the table's frames (512
+//! per grant frame, up to `max_frames`), the maptrack one maptrack frame
+//! ([`MAPTRACK_PER_FRAME`] handles) at a time up to `max_maptrack_frames`,
+//! each allocation fallible: running out is `GNTST_no_space` for a map (as
+//! Xen when it cannot get a maptrack frame) and `GNTST_general_error` for
+//! setup_table, never a panic. Nothing else here allocates per mapping, so
+//! a domain's grant heap use is bounded by its two limits
+//! ([`GrantTable::heap_bytes`]).
 //!
 //! Choices, where Xen leaves room or rxen differs:
 //! - A table starts with one frame ([`INITIAL_NR_FRAMES`], as Xen's
@@ -42,17 +58,25 @@
 //!   (Xen checks the p2m entry at that gfn holds the same frame); as in
 //!   Xen, a `host_addr` of 0 unmaps nothing and succeeds.
 //! - Mapping a grant at a gfn that already holds a grant mapping fails with
-//!   `GNTST_general_error` (Xen crashes the domain).
+//!   `GNTST_general_error` (the platform refuses it; Xen crashes the
+//!   domain). Unmapping puts back what the gfn held before (Xen leaves it
+//!   empty).
 //! - Destroying a domain ([`release_domain`]) unmaps both the mappings it
 //!   made and those other domains made of its grants; Xen leaves the
-//!   latter until the mappers unmap them. Their handles become unused.
-//! - A whole batch runs in one call (no continuations); elements are read
-//!   one at a time, so an absurd `count` allocates nothing and ends at the
-//!   first element that cannot be read (`-EFAULT`).
+//!   latter until the mappers unmap them (holding a reference on each
+//!   frame). Their handles become unused. The hypervisor frees the
+//!   domain's frames only after that, once every CPU has flushed the
+//!   mappers' TLB entries.
+//! - Batches (map, unmap, unmap_and_replace, copy, swap) stop after
+//!   [`GNTTAB_BATCH`] elements and continue as Xen's preempted batches do
+//!   ([`Progress::More`]: `arg` advanced, `count` reduced); Xen checks for
+//!   preemption at every element instead of a fixed batch. Elements are
+//!   read one at a time, so an absurd `count` allocates nothing.
 //! - Not supported (`-ENOSYS`): `GNTTABOP_transfer`, `dump_table`,
 //!   `get_status_frames` (v2 only), `cache_flush` (Arm only in Xen).
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -87,21 +111,32 @@ pub const INITIAL_NR_FRAMES: u32 = 1;
 pub const DEFAULT_MAX_FRAMES: u32 = 64;
 /// Maptrack entries per maptrack frame in Xen (4096 / 16).
 pub const MAPTRACK_PER_FRAME: u32 = 256;
-/// Default most mappings a domain holds: Xen's `gnttab_max_maptrack_frames`
-/// (1024) frames of [`MAPTRACK_PER_FRAME`] entries.
-pub const DEFAULT_MAX_MAPTRACK: u32 = 1024 * MAPTRACK_PER_FRAME;
+/// Default most maptrack frames per domain (Xen's
+/// `gnttab_max_maptrack_frames`): 1024 frames of [`MAPTRACK_PER_FRAME`]
+/// handles.
+pub const DEFAULT_MAX_MAPTRACK_FRAMES: u32 = 1024;
 /// The gfn setup_table reports for a grant frame not in the guest's
 /// physmap (Xen's `INVALID_M2P_ENTRY`).
 pub const INVALID_GFN: u64 = u64::MAX;
 /// Low bits of a grant_table_op command that select the sub-op; the rest
 /// is continuation state that guests may pass only to cache_flush.
 pub const GNTTABOP_CMD_MASK: u32 = (1 << 12) - 1;
+/// Most elements of a batch (map, unmap, copy, swap) handled in one call;
+/// the rest continues ([`Progress::More`]).
+pub const GNTTAB_BATCH: u32 = 256;
 
 /// Times a grant entry update is retried when the guest changes the entry
 /// under it, before giving up (as Xen).
 const SET_STATUS_RETRIES: u32 = 4;
 /// The `flags` word bits this module sets in a granter's entry.
 const IN_USE: u16 = GTF_READING | GTF_WRITING;
+/// End of the maptrack free list.
+const NO_HANDLE: GrantHandle = GrantHandle::MAX;
+
+/// A machine frame number (Xen's `mfn_t`): a host page as the platform
+/// names it. Only the platform knows how to reach it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mfn(pub u64);
 
 /// What the hypervisor provides: the shared grant frames, the guests'
 /// memory and nested page tables, and domain privilege. It only moves bytes
@@ -114,29 +149,30 @@ pub trait GrantPlatform: GuestCopy {
     /// Allocates zeroed grant frames for `domid` until it has `nr` (`-ENOMEM`
     /// when memory runs out; frames already there stay).
     fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno>;
-    /// Whether `gfn` is ordinary, writable RAM of `domid` (can be granted,
-    /// or be a copy's own frame).
-    fn is_ram(&self, domid: DomId, gfn: u64) -> bool;
-    /// Maps `granter`'s `src` at `mapper`'s `dst` (a foreign grant mapping),
-    /// read-only or writable; the frame must stay allocated while mapped.
+    /// The machine frame behind `domid`'s `gfn` if that is the domain's own
+    /// ordinary, writable RAM (can be granted, or be a copy's own frame):
+    /// not a grant mapping, grant-table or shared-info page. Such a frame
+    /// stays allocated until the domain is destroyed.
+    fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn>;
+    /// Maps machine frame `mfn` (a pinned grant) at `mapper`'s `dst`,
+    /// read-only or writable. Fails if `dst` already holds a grant mapping
+    /// or cannot be mapped. Returns what [`GrantPlatform::unmap_foreign`]
+    /// needs to put back what `dst` held before.
     fn map_foreign(
         &mut self,
         mapper: DomId,
         dst: u64,
-        granter: DomId,
-        src: u64,
+        mfn: Mfn,
         readonly: bool,
-    ) -> Result<(), Errno>;
-    /// Removes the grant mapping at `mapper`'s `dst`.
-    fn unmap_foreign(&mut self, mapper: DomId, dst: u64) -> Result<(), Errno>;
-    /// Copies `len` bytes from (domain, gfn, offset) `src` to `dst`; both
-    /// frames were checked to be RAM and the ranges to lie within a page.
-    fn copy(
-        &mut self,
-        src: (DomId, u64, u16),
-        dst: (DomId, u64, u16),
-        len: u16,
-    ) -> Result<(), Errno>;
+    ) -> Result<u64, Errno>;
+    /// Removes the grant mapping at `mapper`'s `dst`, putting back
+    /// `restore` (from [`GrantPlatform::map_foreign`]). The mapper's TLBs
+    /// are flushed before the hypercall returns or the frame is freed.
+    fn unmap_foreign(&mut self, mapper: DomId, dst: u64, restore: u64) -> Result<(), Errno>;
+    /// Copies `len` bytes from (frame, offset) `src` to `dst`; both frames
+    /// were pinned or checked to be RAM and both ranges to lie within a
+    /// page.
+    fn copy(&mut self, src: (Mfn, u16), dst: (Mfn, u16), len: u16) -> Result<(), Errno>;
     /// Whether `domid` is the control domain (may act on other domains'
     /// tables: setup_table, query_size, get_version).
     fn is_privileged(&self, domid: DomId) -> bool;
@@ -158,16 +194,24 @@ impl GrantTables for BTreeMap<DomId, GrantTable> {
 
 /// A granted reference in use (Xen's `active_grant_entry`): pinned by maps
 /// and, during a copy, by the copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActiveEntry {
     /// The one domain using the grant.
     pub user: DomId,
-    /// The granter's frame, fixed while the entry is pinned.
+    /// The granter's gfn the entry named at the first pin.
     pub gfn: u64,
+    /// The machine frame behind it then, fixed while the entry is pinned.
+    pub mfn: Mfn,
     /// Read-only pins.
     pub readers: u32,
     /// Writable pins.
     pub writers: u32,
+}
+
+impl ActiveEntry {
+    fn pinned(&self) -> bool {
+        self.readers != 0 || self.writers != 0
+    }
 }
 
 /// A grant mapping (Xen's maptrack entry), found by its handle.
@@ -181,6 +225,17 @@ pub struct Mapping {
     pub readonly: bool,
     /// Where it is mapped in the mapping domain's physmap.
     pub gfn: u64,
+    /// The platform's note of what the gfn held before (for the unmap).
+    pub restore: u64,
+}
+
+/// A maptrack slot: on the free list, taken by a map in progress, or a
+/// mapping.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Free { next: GrantHandle },
+    Reserved,
+    InUse(Mapping),
 }
 
 /// Where to put a grant frame for `XENMEM_add_to_physmap`
@@ -203,27 +258,27 @@ pub struct GrantTable {
     max_frames: u32,
     /// Per grant frame in use, the gfn where the guest mapped it.
     frame_gfns: Vec<Option<u64>>,
-    /// Pinned references.
-    active: BTreeMap<GrantRef, ActiveEntry>,
-    /// gfn -> number of active entries pinning it.
-    pinned_gfns: BTreeMap<u64, u32>,
-    /// Handle -> mapping (None: free or being set up).
-    maptrack: Vec<Option<Mapping>>,
-    /// Free handles below `maptrack.len()`.
-    free_handles: Vec<GrantHandle>,
-    /// Mapping gfn -> handle.
-    by_gfn: BTreeMap<u64, GrantHandle>,
-    max_maptrack: u32,
+    /// One entry per grant reference of the frames in use.
+    active: Vec<ActiveEntry>,
+    /// Maptrack frames of [`MAPTRACK_PER_FRAME`] slots; handle `h` is slot
+    /// `h % MAPTRACK_PER_FRAME` of frame `h / MAPTRACK_PER_FRAME`.
+    maptrack: Vec<Box<[Slot]>>,
+    /// First free handle ([`NO_HANDLE`]: none; another frame may be added).
+    free_head: GrantHandle,
+    /// Handles holding a mapping.
+    in_use: usize,
+    max_maptrack_frames: u32,
 }
 
 impl GrantTable {
     /// The table of `domid` with [`INITIAL_NR_FRAMES`] frames (allocated
-    /// through `platform`), growing to at most `max_frames`, holding at most
-    /// `max_maptrack` mappings. `max_frames` below 1 is `-EINVAL`.
+    /// through `platform`), growing to at most `max_frames`, with at most
+    /// `max_maptrack_frames` maptrack frames ([`MAPTRACK_PER_FRAME`]
+    /// mappings each). `max_frames` below 1 is `-EINVAL`, as in Xen.
     pub fn new(
         domid: DomId,
         max_frames: u32,
-        max_maptrack: u32,
+        max_maptrack_frames: u32,
         platform: &mut dyn GrantPlatform,
     ) -> Result<Self, Errno> {
         if max_frames < INITIAL_NR_FRAMES {
@@ -234,12 +289,11 @@ impl GrantTable {
             version: 1,
             max_frames,
             frame_gfns: Vec::new(),
-            active: BTreeMap::new(),
-            pinned_gfns: BTreeMap::new(),
+            active: Vec::new(),
             maptrack: Vec::new(),
-            free_handles: Vec::new(),
-            by_gfn: BTreeMap::new(),
-            max_maptrack,
+            free_head: NO_HANDLE,
+            in_use: 0,
+            max_maptrack_frames,
         };
         table.grow(platform, INITIAL_NR_FRAMES)?;
         Ok(table)
@@ -265,6 +319,11 @@ impl GrantTable {
         self.max_frames
     }
 
+    /// Most maptrack frames.
+    pub fn max_maptrack_frames(&self) -> u32 {
+        self.max_maptrack_frames
+    }
+
     /// Grant entries in use (frames times [`ENTRIES_PER_FRAME`]).
     pub fn nr_entries(&self) -> u32 {
         self.nr_frames().saturating_mul(ENTRIES_PER_FRAME)
@@ -277,30 +336,47 @@ impl GrantTable {
 
     /// The active entry of `gref`, if it is pinned.
     pub fn active(&self, gref: GrantRef) -> Option<ActiveEntry> {
-        self.active.get(&gref).copied()
+        self.active
+            .get(gref as usize)
+            .copied()
+            .filter(ActiveEntry::pinned)
     }
 
     /// The mapping `handle` stands for, if it is in use.
     pub fn mapping(&self, handle: GrantHandle) -> Option<Mapping> {
-        self.maptrack.get(handle as usize).copied().flatten()
+        match self.slot(handle)? {
+            Slot::InUse(mapping) => Some(*mapping),
+            _ => None,
+        }
     }
 
     /// Mappings this domain holds.
     pub fn nr_mappings(&self) -> usize {
-        self.by_gfn.len()
+        self.in_use
+    }
+
+    /// Heap bytes the table holds: the active entries, the grant frame
+    /// list and the maptrack. At most [`GrantTable::heap_bound`].
+    pub fn heap_bytes(&self) -> usize {
+        self.active.capacity() * size_of::<ActiveEntry>()
+            + self.frame_gfns.capacity() * size_of::<Option<u64>>()
+            + self.maptrack.capacity() * size_of::<Box<[Slot]>>()
+            + self.maptrack.len() * MAPTRACK_PER_FRAME as usize * size_of::<Slot>()
+    }
+
+    /// The most heap a table with these limits can hold.
+    pub fn heap_bound(max_frames: u32, max_maptrack_frames: u32) -> usize {
+        let (frames, maptrack) = (max_frames as usize, max_maptrack_frames as usize);
+        frames * ENTRIES_PER_FRAME as usize * size_of::<ActiveEntry>()
+            + frames * size_of::<Option<u64>>()
+            + maptrack
+                * (size_of::<Box<[Slot]>>() + MAPTRACK_PER_FRAME as usize * size_of::<Slot>())
     }
 
     /// Whether this domain's frame `gfn` is granted and in use by another
-    /// domain (mapped or being copied): it must not be freed or reused
-    /// until unmapped (ask before XENMEM_decrease_reservation and the like).
+    /// domain (mapped or being copied).
     pub fn frame_in_use(&self, gfn: u64) -> bool {
-        self.pinned_gfns.contains_key(&gfn)
-    }
-
-    /// Whether this domain has a grant mapping at its `gfn` (such a gfn is
-    /// not RAM of this domain; it goes away only by unmapping).
-    pub fn has_mapping_at(&self, gfn: u64) -> bool {
-        self.by_gfn.contains_key(&gfn)
+        self.active.iter().any(|a| a.pinned() && a.gfn == gfn)
     }
 
     /// `GNTTABOP_set_version`: 1 is accepted (no change); 2 is `-ENOSYS`
@@ -361,7 +437,7 @@ impl GrantTable {
         if a == b {
             return Ok(());
         }
-        if self.active.contains_key(&a) || self.active.contains_key(&b) {
+        if self.active(a).is_some() || self.active(b).is_some() {
             return Err(GNTST_EAGAIN);
         }
         let (a_header, a_frame) =
@@ -394,7 +470,7 @@ impl GrantTable {
     }
 
     /// Grows to `nr` frames (no-op if it has them); beyond `max_frames` is
-    /// `-EINVAL`.
+    /// `-EINVAL`, no memory for the bookkeeping `-ENOMEM`.
     fn grow(&mut self, platform: &mut dyn GrantPlatform, nr: u32) -> Result<(), Errno> {
         if nr > self.max_frames {
             return Err(errno::EINVAL);
@@ -402,126 +478,184 @@ impl GrantTable {
         if nr <= self.nr_frames() {
             return Ok(());
         }
+        let entries = nr as usize * ENTRIES_PER_FRAME as usize;
+        self.frame_gfns
+            .try_reserve_exact(nr as usize - self.frame_gfns.len())
+            .map_err(|_| errno::ENOMEM)?;
+        self.active
+            .try_reserve_exact(entries - self.active.len())
+            .map_err(|_| errno::ENOMEM)?;
         platform.grow_grant_frames(self.domid, nr)?;
         self.frame_gfns.resize(nr as usize, None);
+        self.active.resize(entries, ActiveEntry::default());
         Ok(())
     }
 
-    /// Takes a free handle, if the maptrack has room; it stays unused
-    /// until [`GrantTable::set_mapping`] or [`GrantTable::free_handle`].
-    fn alloc_handle(&mut self) -> Option<GrantHandle> {
-        if let Some(handle) = self.free_handles.pop() {
-            return Some(handle);
+    fn slot(&self, handle: GrantHandle) -> Option<&Slot> {
+        let per = MAPTRACK_PER_FRAME as usize;
+        let handle = handle as usize;
+        self.maptrack.get(handle / per)?.get(handle % per)
+    }
+
+    fn slot_mut(&mut self, handle: GrantHandle) -> Option<&mut Slot> {
+        let per = MAPTRACK_PER_FRAME as usize;
+        let handle = handle as usize;
+        self.maptrack.get_mut(handle / per)?.get_mut(handle % per)
+    }
+
+    /// Handles the maptrack has now (in use or not).
+    fn nr_handles(&self) -> GrantHandle {
+        (self.maptrack.len() * MAPTRACK_PER_FRAME as usize) as GrantHandle
+    }
+
+    /// Takes a free handle, adding a maptrack frame if none is free and the
+    /// limit allows. `GNTST_no_space` when the limit is reached or there is
+    /// no memory for another frame (Xen's answer to both). The handle stays
+    /// reserved until [`GrantTable::set_mapping`] or
+    /// [`GrantTable::free_handle`].
+    fn alloc_handle(&mut self) -> Result<GrantHandle, i16> {
+        if self.free_head == NO_HANDLE {
+            self.add_maptrack_frame().ok_or(GNTST_NO_SPACE)?;
         }
-        if self.maptrack.len() >= self.max_maptrack as usize {
+        let handle = self.free_head;
+        let slot = self.slot_mut(handle).ok_or(GNTST_NO_SPACE)?;
+        let Slot::Free { next } = *slot else {
+            return Err(GNTST_GENERAL_ERROR);
+        };
+        *slot = Slot::Reserved;
+        self.free_head = next;
+        Ok(handle)
+    }
+
+    /// Adds one maptrack frame of free handles, if the limit and memory
+    /// allow.
+    fn add_maptrack_frame(&mut self) -> Option<()> {
+        if self.maptrack.len() >= self.max_maptrack_frames as usize {
             return None;
         }
-        self.maptrack.push(None);
-        Some(self.maptrack.len() as GrantHandle - 1)
+        let base = self.nr_handles();
+        let per = MAPTRACK_PER_FRAME;
+        let (len, most) = (self.maptrack.len(), self.max_maptrack_frames as usize);
+        if len == self.maptrack.capacity() {
+            // Double, but never beyond the limit (see `heap_bound`).
+            let want = (len * 2).max(4).min(most);
+            self.maptrack.try_reserve_exact(want - len).ok()?;
+        }
+        let mut frame: Vec<Slot> = Vec::new();
+        frame.try_reserve_exact(per as usize).ok()?;
+        frame.extend((0..per).map(|i| Slot::Free {
+            next: if i + 1 < per {
+                base + i + 1
+            } else {
+                self.free_head
+            },
+        }));
+        // Capacity equals length: no reallocation.
+        self.maptrack.push(frame.into_boxed_slice());
+        self.free_head = base;
+        Some(())
     }
 
     fn set_mapping(&mut self, handle: GrantHandle, mapping: Mapping) {
-        if let Some(slot) = self.maptrack.get_mut(handle as usize) {
-            *slot = Some(mapping);
-            self.by_gfn.insert(mapping.gfn, handle);
+        if let Some(slot) = self.slot_mut(handle) {
+            *slot = Slot::InUse(mapping);
+            self.in_use += 1;
         }
     }
 
-    /// Frees `handle`, returning the mapping it held.
+    /// Frees `handle` (reserved or in use), returning the mapping it held.
     fn free_handle(&mut self, handle: GrantHandle) -> Option<Mapping> {
-        let slot = self.maptrack.get_mut(handle as usize)?;
-        let mapping = slot.take();
-        if let Some(m) = mapping {
-            self.by_gfn.remove(&m.gfn);
+        let next = self.free_head;
+        let slot = self.slot_mut(handle)?;
+        let previous = core::mem::replace(slot, Slot::Free { next });
+        match previous {
+            Slot::Free { next } => {
+                // Already free: leave the list as it was.
+                *slot = Slot::Free { next };
+                None
+            }
+            Slot::Reserved => {
+                self.free_head = handle;
+                None
+            }
+            Slot::InUse(mapping) => {
+                self.free_head = handle;
+                self.in_use -= 1;
+                Some(mapping)
+            }
         }
-        self.free_handles.push(handle);
-        mapping
-    }
-
-    /// Frees the handles of every mapping `take` selects, returning them.
-    fn take_mappings(&mut self, mut take: impl FnMut(&Mapping) -> bool) -> Vec<Mapping> {
-        let handles: Vec<GrantHandle> = self
-            .maptrack
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.as_ref().is_some_and(&mut take))
-            .map(|(h, _)| h as GrantHandle)
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| self.free_handle(h))
-            .collect()
     }
 
     /// Pins `gref` for `user` (a map or a copy), read-only or writable,
     /// setting `GTF_reading`/`GTF_writing` in the entry as needed. Returns
-    /// the granted frame.
+    /// the granted machine frame: found at the first pin, kept until the
+    /// last pin goes.
     fn pin(
         &mut self,
         platform: &dyn GrantPlatform,
         gref: GrantRef,
         user: DomId,
         readonly: bool,
-    ) -> Result<u64, i16> {
+    ) -> Result<Mfn, i16> {
         if gref >= self.nr_entries() {
             return Err(GNTST_BAD_GNTREF);
         }
-        let current = self.active.get(&gref).copied();
-        if let Some(act) = current {
+        let mut act = self
+            .active
+            .get(gref as usize)
+            .copied()
+            .ok_or(GNTST_BAD_GNTREF)?;
+        let pinned = act.pinned();
+        if pinned {
             let count = if readonly { act.readers } else { act.writers };
             if act.user != user || count == u32::MAX {
                 return Err(GNTST_GENERAL_ERROR);
             }
         }
         let (header, frame) = entry_words(platform, self.domid, gref).ok_or(GNTST_GENERAL_ERROR)?;
-        let needs_status = match current {
-            None => true,
-            Some(act) => !readonly && act.writers == 0,
-        };
-        if needs_status {
-            set_status(header, user, readonly, current.is_some())?;
+        if !pinned || (!readonly && act.writers == 0) {
+            set_status(header, user, readonly, pinned)?;
         }
-        let mut act = match current {
-            Some(act) => act,
-            None => {
-                let gfn = u64::from(frame.load(Ordering::Acquire));
-                if !platform.is_ram(self.domid, gfn) {
-                    let clear = if readonly { GTF_READING } else { IN_USE };
-                    header.fetch_and(!u32::from(clear), Ordering::AcqRel);
-                    return Err(GNTST_BAD_PAGE);
-                }
-                *self.pinned_gfns.entry(gfn).or_insert(0) += 1;
-                ActiveEntry {
-                    user,
-                    gfn,
-                    readers: 0,
-                    writers: 0,
-                }
-            }
-        };
+        if !pinned {
+            let gfn = u64::from(frame.load(Ordering::Acquire));
+            let Some(mfn) = platform.ram_frame(self.domid, gfn) else {
+                let clear = if readonly { GTF_READING } else { IN_USE };
+                header.fetch_and(!u32::from(clear), Ordering::AcqRel);
+                return Err(GNTST_BAD_PAGE);
+            };
+            act = ActiveEntry {
+                user,
+                gfn,
+                mfn,
+                readers: 0,
+                writers: 0,
+            };
+        }
         if readonly {
             act.readers += 1;
         } else {
             act.writers += 1;
         }
-        self.active.insert(gref, act);
-        Ok(act.gfn)
+        self.active[gref as usize] = act;
+        Ok(act.mfn)
     }
 
     /// Drops one pin of `gref`, clearing `GTF_writing` when no writable
     /// pin is left and `GTF_reading` when no pin is.
     fn unpin(&mut self, platform: &dyn GrantPlatform, gref: GrantRef, readonly: bool) {
-        let Some(mut act) = self.active.get(&gref).copied() else {
+        let Some(act) = self.active.get_mut(gref as usize) else {
             return;
         };
+        if !act.pinned() {
+            return;
+        }
         if readonly {
             act.readers = act.readers.saturating_sub(1);
         } else {
             act.writers = act.writers.saturating_sub(1);
         }
-        let idle = act.readers == 0 && act.writers == 0;
         let mut clear = 0;
-        if idle {
+        if !act.pinned() {
             clear |= GTF_READING;
         }
         if !readonly && act.writers == 0 {
@@ -532,16 +666,23 @@ impl GrantTable {
                 header.fetch_and(!u32::from(clear), Ordering::AcqRel);
             }
         }
-        if idle {
-            self.active.remove(&gref);
-            if let Some(count) = self.pinned_gfns.get_mut(&act.gfn) {
-                *count -= 1;
-                if *count == 0 {
-                    self.pinned_gfns.remove(&act.gfn);
+    }
+
+    /// A domain that pins one of this table's entries, if any does.
+    fn first_user(&self) -> Option<DomId> {
+        self.active.iter().find(|a| a.pinned()).map(|a| a.user)
+    }
+
+    /// Drops every pin `user` holds, clearing the entries' marks.
+    fn drop_pins_of(&mut self, platform: &dyn GrantPlatform, user: DomId) {
+        for gref in 0..self.active.len() {
+            let act = &mut self.active[gref];
+            if act.pinned() && act.user == user {
+                *act = ActiveEntry::default();
+                if let Some((header, _)) = entry_words(platform, self.domid, gref as GrantRef) {
+                    header.fetch_and(!u32::from(IN_USE), Ordering::AcqRel);
                 }
             }
-        } else {
-            self.active.insert(gref, act);
         }
     }
 }
@@ -596,16 +737,18 @@ fn resolve(caller: DomId, dom: DomId) -> DomId {
 }
 
 /// `GNTTABOP_setup_table` for `dom` (DOMID_SELF or a domain the caller may
-/// act on): grows the table to `nr_frames` and returns the gfn of each of
-/// its first `nr_frames` frames, [`INVALID_GFN`] for a frame the guest has
-/// not mapped with add_to_physmap (as Xen reports for translated guests).
+/// act on): grows the table to `nr_frames`; the caller then reads the gfn
+/// of each of its first `nr_frames` frames with [`GrantTable::frame_gfn`]
+/// ([`INVALID_GFN`] for a frame the guest has not mapped with
+/// add_to_physmap, as Xen reports for translated guests). Returns the
+/// table's domain.
 pub fn setup_table(
     caller: DomId,
     dom: DomId,
     nr_frames: u32,
     tables: &mut dyn GrantTables,
     platform: &mut dyn GrantPlatform,
-) -> Result<Vec<u64>, i16> {
+) -> Result<DomId, i16> {
     let target = resolve(caller, dom);
     let privileged = platform.is_privileged(caller);
     let table = tables.table(target).ok_or(GNTST_BAD_DOMAIN)?;
@@ -618,9 +761,7 @@ pub fn setup_table(
     table
         .grow(platform, nr_frames)
         .map_err(|_| GNTST_GENERAL_ERROR)?;
-    Ok((0..nr_frames)
-        .map(|i| table.frame_gfn(i).unwrap_or(INVALID_GFN))
-        .collect())
+    Ok(target)
 }
 
 /// `GNTTABOP_query_size` for `dom`: (frames in use, most frames).
@@ -657,7 +798,10 @@ pub fn get_version(
 /// `GNTTABOP_map_grant_ref`, one element: maps `op.dom`'s grant `op.ref_`
 /// at the caller's gfn `op.host_addr >> 12` and returns its handle, or a
 /// `GNTST_*` status. Only `GNTMAP_host_map`, optionally with
-/// `GNTMAP_readonly`, is possible for a translated guest.
+/// `GNTMAP_readonly`, is possible for a translated guest. The mapping is of
+/// the machine frame the reference is pinned to, writable only if the
+/// mapper asked for it and the grant allowed it when first pinned for
+/// writing.
 pub fn map_grant_ref(
     caller: DomId,
     op: &GnttabMapGrantRef,
@@ -681,8 +825,7 @@ pub fn map_grant_ref(
     let handle = tables
         .table(caller)
         .ok_or(GNTST_GENERAL_ERROR)?
-        .alloc_handle()
-        .ok_or(GNTST_NO_SPACE)?;
+        .alloc_handle()?;
     let free = |tables: &mut dyn GrantTables| {
         if let Some(table) = tables.table(caller) {
             table.free_handle(handle);
@@ -693,31 +836,31 @@ pub fn map_grant_ref(
         Some(table) => table.pin(platform, op.ref_, caller, readonly),
         None => Err(GNTST_BAD_DOMAIN),
     };
-    let src = match pinned {
-        Ok(src) => src,
+    let mfn = match pinned {
+        Ok(mfn) => mfn,
         Err(status) => {
             free(tables);
             return Err(status);
         }
     };
 
-    let occupied = tables
-        .table(caller)
-        .is_none_or(|table| table.has_mapping_at(gfn));
-    let mapped = if flags & !(GNTMAP_HOST_MAP | GNTMAP_READONLY) != 0 || occupied {
+    let mapped = if flags & !(GNTMAP_HOST_MAP | GNTMAP_READONLY) != 0 {
         Err(GNTST_GENERAL_ERROR)
     } else {
         platform
-            .map_foreign(caller, gfn, granter, src, readonly)
+            .map_foreign(caller, gfn, mfn, readonly)
             .map_err(|_| GNTST_GENERAL_ERROR)
     };
-    if let Err(status) = mapped {
-        if let Some(table) = tables.table(granter) {
-            table.unpin(platform, op.ref_, readonly);
+    let restore = match mapped {
+        Ok(restore) => restore,
+        Err(status) => {
+            if let Some(table) = tables.table(granter) {
+                table.unpin(platform, op.ref_, readonly);
+            }
+            free(tables);
+            return Err(status);
         }
-        free(tables);
-        return Err(status);
-    }
+    };
     if let Some(table) = tables.table(caller) {
         table.set_mapping(
             handle,
@@ -726,6 +869,7 @@ pub fn map_grant_ref(
                 gref: op.ref_,
                 readonly,
                 gfn,
+                restore,
             },
         );
     }
@@ -751,7 +895,7 @@ pub fn unmap_grant_ref(
         return Err(GNTST_GENERAL_ERROR);
     }
     platform
-        .unmap_foreign(caller, mapping.gfn)
+        .unmap_foreign(caller, mapping.gfn, mapping.restore)
         .map_err(|_| GNTST_GENERAL_ERROR)?;
     table.free_handle(handle);
     if let Some(granter) = tables.table(mapping.granter) {
@@ -764,7 +908,7 @@ pub fn unmap_grant_ref(
 #[derive(Clone, Copy)]
 struct Claim {
     domid: DomId,
-    gfn: u64,
+    mfn: Mfn,
     gref: Option<GrantRef>,
     readonly: bool,
 }
@@ -787,8 +931,8 @@ fn copy_domain(
     Ok(domid)
 }
 
-/// Claims one side of a copy: pins the grant (for the caller) or checks
-/// the caller's own frame is RAM.
+/// Claims one side of a copy: pins the grant (for the caller) or finds the
+/// caller's own RAM frame.
 fn claim(
     caller: DomId,
     domid: DomId,
@@ -800,22 +944,23 @@ fn claim(
 ) -> Result<Claim, i16> {
     if is_gref {
         let table = tables.table(domid).ok_or(GNTST_BAD_DOMAIN)?;
-        let gfn = table.pin(platform, ptr.gref(), caller, readonly)?;
+        let mfn = table.pin(platform, ptr.gref(), caller, readonly)?;
         Ok(Claim {
             domid,
-            gfn,
+            mfn,
             gref: Some(ptr.gref()),
             readonly,
         })
-    } else if platform.is_ram(domid, ptr.gmfn()) {
+    } else {
+        let mfn = platform
+            .ram_frame(domid, ptr.gmfn())
+            .ok_or(GNTST_BAD_PAGE)?;
         Ok(Claim {
             domid,
-            gfn: ptr.gmfn(),
+            mfn,
             gref: None,
             readonly,
         })
-    } else {
-        Err(GNTST_BAD_PAGE)
     }
 }
 
@@ -860,8 +1005,8 @@ pub fn copy(
     } else {
         platform
             .copy(
-                (src.domid, src.gfn, op.source.offset),
-                (dst.domid, dst.gfn, op.dest.offset),
+                (src.mfn, op.source.offset),
+                (dst.mfn, op.dest.offset),
                 op.len,
             )
             .map_err(|_| GNTST_GENERAL_ERROR)
@@ -876,7 +1021,9 @@ pub fn copy(
 /// granters' pins dropped and their `GTF_reading`/`GTF_writing` cleared)
 /// and those other domains made of its grants (unmapped from the mappers'
 /// physmaps, their handles freed). Returns how many mappings went. The
-/// hypervisor then drops the table and frees the grant frames.
+/// hypervisor then flushes the mappers' TLBs, drops the table and frees
+/// the domain's frames. Allocates nothing; the work is bounded by the
+/// maptrack sizes of the domain and of its grants' users.
 pub fn release_domain(
     domid: DomId,
     tables: &mut dyn GrantTables,
@@ -885,35 +1032,38 @@ pub fn release_domain(
     let Some(table) = tables.table(domid) else {
         return 0;
     };
-    let own = table.take_mappings(|_| true);
-    let mut released = own.len();
-    for m in own {
-        let _ = platform.unmap_foreign(domid, m.gfn);
-        if let Some(granter) = tables.table(m.granter) {
-            granter.unpin(platform, m.gref, m.readonly);
-        }
-    }
-    let users: BTreeSet<DomId> = match tables.table(domid) {
-        Some(table) => table.active.values().map(|a| a.user).collect(),
-        None => return released,
-    };
-    for user in users {
-        let Some(mapper) = tables.table(user) else {
+    let mut released = 0;
+    for handle in 0..table.nr_handles() {
+        let Some(mapping) = tables.table(domid).and_then(|t| t.free_handle(handle)) else {
             continue;
         };
-        let gone = mapper.take_mappings(|m| m.granter == domid);
-        released += gone.len();
-        for m in gone {
-            let _ = platform.unmap_foreign(user, m.gfn);
+        let _ = platform.unmap_foreign(domid, mapping.gfn, mapping.restore);
+        if let Some(granter) = tables.table(mapping.granter) {
+            granter.unpin(platform, mapping.gref, mapping.readonly);
         }
+        released += 1;
     }
-    if let Some(table) = tables.table(domid) {
-        let active = core::mem::take(&mut table.active);
-        table.pinned_gfns.clear();
-        for gref in active.keys() {
-            if let Some((header, _)) = entry_words(platform, domid, *gref) {
-                header.fetch_and(!u32::from(IN_USE), Ordering::AcqRel);
+    // Each round removes every pin of one user of the domain's grants.
+    while let Some(user) = tables.table(domid).and_then(|t| t.first_user()) {
+        let handles = tables.table(user).map_or(0, |t| t.nr_handles());
+        for handle in 0..handles {
+            let Some(mapper) = tables.table(user) else {
+                break;
+            };
+            if mapper.mapping(handle).is_none_or(|m| m.granter != domid) {
+                continue;
             }
+            let Some(mapping) = mapper.free_handle(handle) else {
+                continue;
+            };
+            let _ = platform.unmap_foreign(user, mapping.gfn, mapping.restore);
+            if let Some(table) = tables.table(domid) {
+                table.unpin(platform, mapping.gref, mapping.readonly);
+            }
+            released += 1;
+        }
+        if let Some(table) = tables.table(domid) {
+            table.drop_pins_of(platform, user);
         }
     }
     released
@@ -931,17 +1081,63 @@ fn status_of(result: Result<(), i16>) -> i16 {
     result.err().unwrap_or(GNTST_OKAY)
 }
 
+/// How far a `grant_table_op` call got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Finished: the hypercall returns this value.
+    Done(i64),
+    /// A batch stopped after [`GNTTAB_BATCH`] elements: the hypercall
+    /// continues with the same command, this `arg` (advanced past the
+    /// elements done) and this `count` (those left), as Xen's
+    /// `hypercall_create_continuation` re-issues it.
+    More {
+        /// The argument array from the first element not done.
+        arg: u64,
+        /// Elements left.
+        count: u32,
+    },
+}
+
+/// Runs `one` on each `T` of the guest array at `arg` (`count` elements),
+/// writing back what it returns at its offset in the element, for at most
+/// [`GNTTAB_BATCH`] elements.
+fn batch<T, W>(
+    arg: u64,
+    count: u32,
+    platform: &mut dyn GrantPlatform,
+    mut one: impl FnMut(&mut dyn GrantPlatform, &mut T) -> (usize, W),
+) -> Result<Progress, Errno>
+where
+    T: zerocopy::FromBytes + zerocopy::IntoBytes,
+    W: zerocopy::IntoBytes + zerocopy::Immutable,
+{
+    for i in 0..count {
+        if i == GNTTAB_BATCH {
+            return Ok(Progress::More {
+                arg: element(arg, i, size_of::<T>())?,
+                count: count - i,
+            });
+        }
+        let at = element(arg, i, size_of::<T>())?;
+        let mut op: T = read_guest(platform, at)?;
+        let (offset, value) = one(platform, &mut op);
+        write_guest(platform, at + offset as u64, &value)?;
+    }
+    Ok(Progress::Done(0))
+}
+
 /// `__HYPERVISOR_grant_table_op(cmd, arg, count)` for `caller`: reads the
 /// argument (array) from guest memory, runs the sub-op and writes back the
 /// results as Xen does (the whole element for map and query_size, only the
 /// status field for unmap, copy and setup_table, only `version` for
 /// get_version, the current version for set_version; only the status for
-/// swap_grant_ref). Per-element failures
-/// are `GNTST_*` statuses; the return value is Xen's: 0 or a negative
-/// errno. A negative `count` (as `int`) is `-EINVAL`, as are continuation
-/// bits in `cmd`; setup_table and query_size take a `count` of 1; unknown
-/// or unsupported sub-ops are `-ENOSYS`, as is any call from a domain
-/// without a grant table.
+/// swap_grant_ref). Per-element failures are `GNTST_*` statuses; the return
+/// value is Xen's: 0 or a negative errno. A batch longer than
+/// [`GNTTAB_BATCH`] returns [`Progress::More`] after that many elements. A
+/// negative `count` (as `int`) is `-EINVAL`, as are continuation bits in
+/// `cmd`; setup_table and query_size take a `count` of 1; unknown or
+/// unsupported sub-ops are `-ENOSYS`, as is any call from a domain without
+/// a grant table.
 pub fn grant_table_op(
     caller: DomId,
     cmd: u32,
@@ -949,7 +1145,7 @@ pub fn grant_table_op(
     count: u32,
     tables: &mut dyn GrantTables,
     platform: &mut dyn GrantPlatform,
-) -> Result<i64, Errno> {
+) -> Result<Progress, Errno> {
     if (count as i32) < 0 {
         return Err(errno::EINVAL);
     }
@@ -961,11 +1157,12 @@ pub fn grant_table_op(
         return Err(errno::ENOSYS);
     }
     match op {
-        GNTTABOP_MAP_GRANT_REF => {
-            for i in 0..count {
-                let at = element(arg, i, size_of::<GnttabMapGrantRef>())?;
-                let mut m: GnttabMapGrantRef = read_guest(platform, at)?;
-                match map_grant_ref(caller, &m, tables, platform) {
+        GNTTABOP_MAP_GRANT_REF => batch(
+            arg,
+            count,
+            platform,
+            |platform, m: &mut GnttabMapGrantRef| {
+                match map_grant_ref(caller, m, tables, platform) {
                     Ok(handle) => {
                         m.status = GNTST_OKAY;
                         m.handle = handle;
@@ -973,67 +1170,65 @@ pub fn grant_table_op(
                     }
                     Err(status) => m.status = status,
                 }
-                write_guest(platform, at, &m)?;
-            }
-            Ok(0)
-        }
-        GNTTABOP_UNMAP_GRANT_REF => {
-            for i in 0..count {
-                let at = element(arg, i, size_of::<GnttabUnmapGrantRef>())?;
-                let u: GnttabUnmapGrantRef = read_guest(platform, at)?;
+                (0, *m)
+            },
+        ),
+        GNTTABOP_UNMAP_GRANT_REF => batch(
+            arg,
+            count,
+            platform,
+            |platform, u: &mut GnttabUnmapGrantRef| {
                 let result = unmap_grant_ref(caller, u.host_addr, u.handle, tables, platform);
-                let status_at = at + offset_of!(GnttabUnmapGrantRef, status) as u64;
-                write_guest(platform, status_at, &status_of(result))?;
-            }
-            Ok(0)
-        }
+                (offset_of!(GnttabUnmapGrantRef, status), status_of(result))
+            },
+        ),
         GNTTABOP_UNMAP_AND_REPLACE => {
-            for i in 0..count {
-                let at = element(arg, i, size_of::<GnttabUnmapAndReplace>())?;
-                let u: GnttabUnmapAndReplace = read_guest(platform, at)?;
-                // A translated guest cannot put another mapping in place.
-                let result = if u.new_addr != 0 {
-                    Err(GNTST_GENERAL_ERROR)
-                } else {
-                    unmap_grant_ref(caller, u.host_addr, u.handle, tables, platform)
+            batch(
+                arg,
+                count,
+                platform,
+                |platform, u: &mut GnttabUnmapAndReplace| {
+                    // A translated guest cannot put another mapping in place.
+                    let result = if u.new_addr != 0 {
+                        Err(GNTST_GENERAL_ERROR)
+                    } else {
+                        unmap_grant_ref(caller, u.host_addr, u.handle, tables, platform)
+                    };
+                    (offset_of!(GnttabUnmapAndReplace, status), status_of(result))
+                },
+            )
+        }
+        GNTTABOP_COPY => batch(arg, count, platform, |platform, c: &mut GnttabCopy| {
+            let result = copy(caller, c, tables, platform);
+            (offset_of!(GnttabCopy, status), status_of(result))
+        }),
+        GNTTABOP_SWAP_GRANT_REF => batch(
+            arg,
+            count,
+            platform,
+            |platform, w: &mut GnttabSwapGrantRef| {
+                let result = match tables.table(caller) {
+                    Some(table) => table.swap_grant_ref(platform, w.ref_a, w.ref_b),
+                    None => Err(GNTST_GENERAL_ERROR),
                 };
-                let status_at = at + offset_of!(GnttabUnmapAndReplace, status) as u64;
-                write_guest(platform, status_at, &status_of(result))?;
-            }
-            Ok(0)
-        }
-        GNTTABOP_COPY => {
-            for i in 0..count {
-                let at = element(arg, i, size_of::<GnttabCopy>())?;
-                let c: GnttabCopy = read_guest(platform, at)?;
-                let result = copy(caller, &c, tables, platform);
-                let status_at = at + offset_of!(GnttabCopy, status) as u64;
-                write_guest(platform, status_at, &status_of(result))?;
-            }
-            Ok(0)
-        }
-        GNTTABOP_SWAP_GRANT_REF => {
-            for i in 0..count {
-                let at = element(arg, i, size_of::<GnttabSwapGrantRef>())?;
-                let w: GnttabSwapGrantRef = read_guest(platform, at)?;
-                let table = tables.table(caller).ok_or(errno::ENOSYS)?;
-                let result = table.swap_grant_ref(platform, w.ref_a, w.ref_b);
-                let status_at = at + offset_of!(GnttabSwapGrantRef, status) as u64;
-                write_guest(platform, status_at, &status_of(result))?;
-            }
-            Ok(0)
-        }
+                (offset_of!(GnttabSwapGrantRef, status), status_of(result))
+            },
+        ),
         GNTTABOP_SETUP_TABLE => {
             if count != 1 {
                 return Err(errno::EINVAL);
             }
             let s: GnttabSetupTable = read_guest(platform, arg)?;
             let status = match setup_table(caller, s.dom, s.nr_frames, tables, platform) {
-                Ok(frames) => {
+                Ok(target) => {
                     let mut status = GNTST_OKAY;
-                    for (i, gfn) in frames.iter().enumerate() {
-                        let written = element(s.frame_list, i as u32, size_of::<u64>())
-                            .and_then(|at| write_guest(platform, at, gfn));
+                    for i in 0..s.nr_frames {
+                        let gfn = tables
+                            .table(target)
+                            .and_then(|t| t.frame_gfn(i))
+                            .unwrap_or(INVALID_GFN);
+                        let written = element(s.frame_list, i, size_of::<u64>())
+                            .and_then(|at| write_guest(platform, at, &gfn));
                         if written.is_err() {
                             status = GNTST_BAD_VIRT_ADDR;
                             break;
@@ -1044,7 +1239,7 @@ pub fn grant_table_op(
                 Err(status) => status,
             };
             let status_at = arg + offset_of!(GnttabSetupTable, status) as u64;
-            write_guest(platform, status_at, &status).map(|_| 0)
+            write_guest(platform, status_at, &status).map(|_| Progress::Done(0))
         }
         GNTTABOP_QUERY_SIZE => {
             if count != 1 {
@@ -1059,7 +1254,7 @@ pub fn grant_table_op(
                 }
                 Err(status) => q.status = status,
             }
-            write_guest(platform, arg, &q).map(|_| 0)
+            write_guest(platform, arg, &q).map(|_| Progress::Done(0))
         }
         GNTTABOP_SET_VERSION => {
             let mut v: GnttabSetVersion = read_guest(platform, arg)?;
@@ -1067,13 +1262,13 @@ pub fn grant_table_op(
             let result = table.set_version(v.version);
             v.version = table.version();
             write_guest(platform, arg, &v)?;
-            result.map(|_| 0)
+            result.map(|_| Progress::Done(0))
         }
         GNTTABOP_GET_VERSION => {
             let g: GnttabGetVersion = read_guest(platform, arg)?;
             let version = get_version(caller, g.dom, tables, platform)?;
             let version_at = arg + offset_of!(GnttabGetVersion, version) as u64;
-            write_guest(platform, version_at, &version).map(|_| 0)
+            write_guest(platform, version_at, &version).map(|_| Progress::Done(0))
         }
         _ => Err(errno::ENOSYS),
     }
@@ -1087,12 +1282,14 @@ mod tests {
     use alloc::vec;
     use rxen_abi::grant_table::GNTST_BAD_DOMAIN;
 
-    /// Guest memory pages, grant frames and foreign mappings, by domain.
+    /// Machine frames, each domain's RAM (gfn -> frame), grant frames and
+    /// foreign mappings.
     struct Fake {
-        ram: BTreeMap<(DomId, u64), Vec<u8>>,
+        mem: BTreeMap<Mfn, Vec<u8>>,
+        ram: BTreeMap<(DomId, u64), Mfn>,
         frames: BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
-        /// (mapper, gfn) -> (granter, gfn, readonly).
-        foreign: BTreeMap<(DomId, u64), (DomId, u64, bool)>,
+        /// (mapper, gfn) -> (frame, readonly).
+        foreign: BTreeMap<(DomId, u64), (Mfn, bool)>,
         /// Most grant frames the fake can allocate per domain.
         frame_limit: u32,
         /// Highest gfn a foreign mapping may use.
@@ -1106,15 +1303,28 @@ mod tests {
     const RAM_PAGES: u64 = 16;
     const MAP_AT: u64 = 0x100;
 
+    /// The machine frame the fake puts behind `d`'s RAM page `gfn`.
+    fn mfn_of(d: DomId, gfn: u64) -> Mfn {
+        Mfn(0x10_000 + u64::from(d) * 0x1000 + gfn)
+    }
+
+    /// What the fake's map_foreign returns for `dst`, checked on unmap.
+    fn restore_of(dst: u64) -> u64 {
+        dst ^ 0x5A5A
+    }
+
     impl Fake {
         fn new() -> Self {
             let mut ram = BTreeMap::new();
+            let mut mem = BTreeMap::new();
             for d in DOM0..=OTHER {
                 for gfn in 0..RAM_PAGES {
-                    ram.insert((d, gfn), vec![0u8; PAGE_SIZE as usize]);
+                    ram.insert((d, gfn), mfn_of(d, gfn));
+                    mem.insert(mfn_of(d, gfn), vec![0u8; PAGE_SIZE as usize]);
                 }
             }
             Self {
+                mem,
                 ram,
                 frames: BTreeMap::new(),
                 foreign: BTreeMap::new(),
@@ -1138,22 +1348,23 @@ mod tests {
             self.words(d, gref).0.load(Ordering::Acquire) as u16
         }
 
+        /// `d`'s own RAM page `gfn`.
         fn page(&self, d: DomId, gfn: u64) -> &[u8] {
-            &self.ram[&(d, gfn)]
+            &self.mem[&mfn_of(d, gfn)]
         }
 
         fn page_mut(&mut self, d: DomId, gfn: u64) -> &mut [u8] {
-            self.ram.get_mut(&(d, gfn)).expect("RAM page")
+            self.mem.get_mut(&mfn_of(d, gfn)).expect("RAM page")
         }
 
         /// A guest write to its gfn, through a grant mapping if there is one.
         fn write_via(&mut self, d: DomId, gfn: u64, at: usize, data: &[u8]) -> Result<(), ()> {
-            let (owner, frame) = match self.foreign.get(&(d, gfn)) {
-                Some(&(_, _, true)) => return Err(()),
-                Some(&(granter, src, false)) => (granter, src),
-                None => (d, gfn),
+            let mfn = match self.foreign.get(&(d, gfn)) {
+                Some(&(_, true)) => return Err(()),
+                Some(&(mfn, false)) => mfn,
+                None => *self.ram.get(&(d, gfn)).ok_or(())?,
             };
-            let page = self.ram.get_mut(&(owner, frame)).ok_or(())?;
+            let page = self.mem.get_mut(&mfn).ok_or(())?;
             page[at..at + data.len()].copy_from_slice(data);
             Ok(())
         }
@@ -1176,39 +1387,38 @@ mod tests {
             }
             Ok(())
         }
-        fn is_ram(&self, domid: DomId, gfn: u64) -> bool {
-            self.ram.contains_key(&(domid, gfn))
+        fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn> {
+            if self.foreign.contains_key(&(domid, gfn)) {
+                return None;
+            }
+            self.ram.get(&(domid, gfn)).copied()
         }
         fn map_foreign(
             &mut self,
             mapper: DomId,
             dst: u64,
-            granter: DomId,
-            src: u64,
+            mfn: Mfn,
             readonly: bool,
-        ) -> Result<(), Errno> {
+        ) -> Result<u64, Errno> {
             if dst > self.max_gfn || self.foreign.contains_key(&(mapper, dst)) {
                 return Err(errno::EINVAL);
             }
-            self.foreign.insert((mapper, dst), (granter, src, readonly));
-            Ok(())
+            self.foreign.insert((mapper, dst), (mfn, readonly));
+            Ok(restore_of(dst))
         }
-        fn unmap_foreign(&mut self, mapper: DomId, dst: u64) -> Result<(), Errno> {
+        fn unmap_foreign(&mut self, mapper: DomId, dst: u64, restore: u64) -> Result<(), Errno> {
+            if restore != restore_of(dst) {
+                return Err(errno::EINVAL);
+            }
             self.foreign
                 .remove(&(mapper, dst))
                 .map(|_| ())
                 .ok_or(errno::EINVAL)
         }
-        fn copy(
-            &mut self,
-            src: (DomId, u64, u16),
-            dst: (DomId, u64, u16),
-            len: u16,
-        ) -> Result<(), Errno> {
-            let (s, d, n) = (src.2 as usize, dst.2 as usize, len as usize);
-            let data = self.ram.get(&(src.0, src.1)).ok_or(errno::EINVAL)?[s..s + n].to_vec();
-            self.ram.get_mut(&(dst.0, dst.1)).ok_or(errno::EINVAL)?[d..d + n]
-                .copy_from_slice(&data);
+        fn copy(&mut self, src: (Mfn, u16), dst: (Mfn, u16), len: u16) -> Result<(), Errno> {
+            let (s, d, n) = (src.1 as usize, dst.1 as usize, len as usize);
+            let data = self.mem.get(&src.0).ok_or(errno::EINVAL)?[s..s + n].to_vec();
+            self.mem.get_mut(&dst.0).ok_or(errno::EINVAL)?[d..d + n].copy_from_slice(&data);
             Ok(())
         }
         fn is_privileged(&self, domid: DomId) -> bool {
@@ -1261,14 +1471,14 @@ mod tests {
         let (mut fake, mut tables) = setup();
         fake.grant(FRONT, 10, BACK, 5, GTF_PERMIT_ACCESS);
         let h = map(&mut fake, &mut tables, BACK, FRONT, 10, MAP_AT, RW).unwrap();
-        assert_eq!(fake.foreign[&(BACK, MAP_AT)], (FRONT, 5, false));
+        assert_eq!(fake.foreign[&(BACK, MAP_AT)], (mfn_of(FRONT, 5), false));
         assert_eq!(
             fake.flags(FRONT, 10),
             GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING,
             "the granter sees its page in use for writing"
         );
         assert!(tables[&FRONT].frame_in_use(5));
-        assert!(tables[&BACK].has_mapping_at(MAP_AT));
+        assert_eq!(tables[&BACK].nr_mappings(), 1);
         fake.write_via(BACK, MAP_AT, 100, b"hello").unwrap();
         assert_eq!(&fake.page(FRONT, 5)[100..105], b"hello");
 
@@ -1283,6 +1493,49 @@ mod tests {
         assert_eq!(tables[&BACK].nr_mappings(), 0);
     }
 
+    /// Issue 14, defect 1: a pin keeps the frame, not the gfn. A domain maps
+    /// its own grant, puts another domain's read-only grant at the granted
+    /// gfn, and maps its own grant again: the second mapping must be of its
+    /// own frame, never a writable mapping of the other domain's page.
+    #[test]
+    fn a_pin_keeps_the_frame_not_the_gfn() {
+        let (mut fake, mut tables) = setup();
+        const VICTIM: DomId = OTHER;
+        const ATTACKER: DomId = BACK;
+        fake.grant(ATTACKER, 1, ATTACKER, 5, GTF_PERMIT_ACCESS);
+        fake.grant(VICTIM, 2, ATTACKER, 7, GTF_PERMIT_ACCESS | GTF_READONLY);
+        fake.page_mut(VICTIM, 7)[0] = 0x55;
+        let first = map(&mut fake, &mut tables, ATTACKER, ATTACKER, 1, MAP_AT, RW).unwrap();
+        let victim = map(&mut fake, &mut tables, ATTACKER, VICTIM, 2, 5, RO).unwrap();
+        let second = map(
+            &mut fake,
+            &mut tables,
+            ATTACKER,
+            ATTACKER,
+            1,
+            MAP_AT + 1,
+            RW,
+        )
+        .unwrap();
+        // A write through the second mapping lands in the attacker's frame.
+        assert_eq!(fake.write_via(ATTACKER, MAP_AT + 1, 0, &[0xAA]), Ok(()));
+        assert_eq!(
+            fake.page(VICTIM, 7)[0],
+            0x55,
+            "the victim's read-only page is untouched"
+        );
+        assert_eq!(
+            fake.page(ATTACKER, 5)[0],
+            0xAA,
+            "the pinned frame was written"
+        );
+        for (handle, gfn) in [(second, MAP_AT + 1), (victim, 5), (first, MAP_AT)] {
+            unmap_grant_ref(ATTACKER, gfn << 12, handle, &mut tables, &mut fake).unwrap();
+        }
+        assert!(fake.foreign.is_empty());
+        assert_eq!(fake.flags(VICTIM, 2), GTF_PERMIT_ACCESS | GTF_READONLY);
+    }
+
     #[test]
     fn read_only_grants_map_only_read_only() {
         let (mut fake, mut tables) = setup();
@@ -1295,7 +1548,7 @@ mod tests {
         assert_eq!(fake.flags(FRONT, 3), GTF_PERMIT_ACCESS | GTF_READONLY);
         assert!(fake.foreign.is_empty());
         let h = map(&mut fake, &mut tables, BACK, FRONT, 3, MAP_AT, RO).unwrap();
-        assert_eq!(fake.foreign[&(BACK, MAP_AT)], (FRONT, 7, true));
+        assert_eq!(fake.foreign[&(BACK, MAP_AT)], (mfn_of(FRONT, 7), true));
         assert_eq!(
             fake.flags(FRONT, 3),
             GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING
@@ -1691,7 +1944,13 @@ mod tests {
         );
         assert_eq!(
             setup_table(FRONT, DOMID_SELF, 3, &mut tables, &mut fake),
-            Ok(vec![INVALID_GFN; 3]),
+            Ok(FRONT)
+        );
+        assert_eq!(
+            (0..3)
+                .map(|i| tables[&FRONT].frame_gfn(i))
+                .collect::<Vec<_>>(),
+            vec![None; 3],
             "frames not in the physmap have no gfn"
         );
         assert_eq!(tables[&FRONT].nr_entries(), 3 * ENTRIES_PER_FRAME);
@@ -1704,11 +1963,12 @@ mod tests {
         assert_eq!(placed.index, 1);
         assert_eq!(
             setup_table(FRONT, FRONT, 2, &mut tables, &mut fake),
-            Ok(vec![INVALID_GFN, 0x200])
+            Ok(FRONT)
         );
+        assert_eq!(tables[&FRONT].frame_gfn(1), Some(0x200));
         assert_eq!(
             setup_table(FRONT, FRONT, 1, &mut tables, &mut fake),
-            Ok(vec![INVALID_GFN]),
+            Ok(FRONT),
             "a smaller request does not shrink"
         );
         assert_eq!(query_size(FRONT, FRONT, &mut tables, &fake), Ok((3, 4)));
@@ -1875,27 +2135,197 @@ mod tests {
 
     #[test]
     fn maptrack_exhaustion_is_a_status() {
-        let (mut fake, mut tables) = setup_with(2);
-        for gref in 1..=3 {
-            fake.grant(FRONT, gref, BACK, 5, GTF_PERMIT_ACCESS);
+        // One maptrack frame: MAPTRACK_PER_FRAME mappings.
+        let (mut fake, mut tables) = setup_with(1);
+        fake.max_gfn = 0x10_000;
+        fake.grant(FRONT, 1, BACK, 5, GTF_PERMIT_ACCESS);
+        fake.grant(FRONT, 3, BACK, 5, GTF_PERMIT_ACCESS);
+        let per = u64::from(MAPTRACK_PER_FRAME);
+        for i in 0..per {
+            assert_eq!(
+                map(&mut fake, &mut tables, BACK, FRONT, 1, MAP_AT + i, RO),
+                Ok(i as GrantHandle)
+            );
         }
-        let first = map(&mut fake, &mut tables, BACK, FRONT, 1, MAP_AT, RO).unwrap();
-        map(&mut fake, &mut tables, BACK, FRONT, 2, MAP_AT + 1, RO).unwrap();
         assert_eq!(
-            map(&mut fake, &mut tables, BACK, FRONT, 3, MAP_AT + 2, RO),
-            Err(GNTST_NO_SPACE)
+            tables[&FRONT].active(1).unwrap().readers,
+            MAPTRACK_PER_FRAME
         );
         assert_eq!(
-            map(&mut fake, &mut tables, BACK, FRONT, 999, MAP_AT + 2, RO),
+            map(&mut fake, &mut tables, BACK, FRONT, 3, MAP_AT + per, RO),
+            Err(GNTST_NO_SPACE),
+            "Xen 4.17's answer to a full maptrack"
+        );
+        assert_eq!(
+            map(&mut fake, &mut tables, BACK, FRONT, 999, MAP_AT + per, RO),
             Err(GNTST_NO_SPACE),
             "the handle is taken before the reference is looked at, as in Xen"
         );
         assert_eq!(fake.flags(FRONT, 3), GTF_PERMIT_ACCESS);
-        unmap_grant_ref(BACK, MAP_AT << 12, first, &mut tables, &mut fake).unwrap();
+        unmap_grant_ref(BACK, MAP_AT << 12, 0, &mut tables, &mut fake).unwrap();
         assert_eq!(
-            map(&mut fake, &mut tables, BACK, FRONT, 3, MAP_AT + 2, RO),
-            Ok(first),
+            map(&mut fake, &mut tables, BACK, FRONT, 3, MAP_AT + per, RO),
+            Ok(0),
             "a freed handle is reused"
+        );
+        assert_eq!(tables[&BACK].nr_mappings(), MAPTRACK_PER_FRAME as usize);
+        let (mut fake, mut tables) = setup_with(0);
+        fake.grant(FRONT, 1, BACK, 5, GTF_PERMIT_ACCESS);
+        assert_eq!(
+            map(&mut fake, &mut tables, BACK, FRONT, 1, MAP_AT, RO),
+            Err(GNTST_NO_SPACE),
+            "no maptrack at all"
+        );
+    }
+
+    /// Heap bytes allocated and not freed by this thread, and the most
+    /// there were since [`reset_peak`].
+    mod heap {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        std::thread_local! {
+            static LIVE: Cell<usize> = const { Cell::new(0) };
+            static PEAK: Cell<usize> = const { Cell::new(0) };
+        }
+
+        /// The system allocator, counting per thread.
+        pub struct Counting;
+
+        // SAFETY: every call is passed to the system allocator unchanged;
+        // the counters are plain thread-local cells.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                // SAFETY: forwarded with the caller's guarantees.
+                let ptr = unsafe { System.alloc(layout) };
+                if !ptr.is_null() {
+                    let _ = LIVE.try_with(|live| {
+                        live.set(live.get() + layout.size());
+                        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+                    });
+                }
+                ptr
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(layout.size())));
+                // SAFETY: forwarded with the caller's guarantees.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        /// Heap bytes this thread holds now.
+        pub fn live() -> usize {
+            LIVE.with(Cell::get)
+        }
+
+        /// Starts a new peak from now.
+        pub fn reset_peak() {
+            PEAK.with(|peak| peak.set(live()));
+        }
+
+        /// The most heap bytes this thread held since [`reset_peak`].
+        pub fn peak() -> usize {
+            PEAK.with(Cell::get)
+        }
+    }
+
+    /// The fake without its own bookkeeping of foreign mappings, so that
+    /// only the core's allocations are counted.
+    struct Lean<'a>(&'a mut Fake);
+
+    impl GuestCopy for Lean<'_> {
+        fn copy_in(&mut self, _addr: u64, _buf: &mut [u8]) -> Result<(), Errno> {
+            Err(errno::EFAULT)
+        }
+        fn copy_out(&mut self, _addr: u64, _buf: &[u8]) -> Result<(), Errno> {
+            Err(errno::EFAULT)
+        }
+    }
+
+    impl GrantPlatform for Lean<'_> {
+        fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+            self.0.grant_frame(domid, index)
+        }
+        fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
+            self.0.grow_grant_frames(domid, nr)
+        }
+        fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn> {
+            self.0.ram_frame(domid, gfn)
+        }
+        fn map_foreign(&mut self, _: DomId, dst: u64, _: Mfn, _: bool) -> Result<u64, Errno> {
+            Ok(restore_of(dst))
+        }
+        fn unmap_foreign(&mut self, _: DomId, dst: u64, restore: u64) -> Result<(), Errno> {
+            (restore == restore_of(dst))
+                .then_some(())
+                .ok_or(errno::EINVAL)
+        }
+        fn copy(&mut self, _: (Mfn, u16), _: (Mfn, u16), _: u16) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn is_privileged(&self, domid: DomId) -> bool {
+            self.0.is_privileged(domid)
+        }
+    }
+
+    /// Issue 14, defect 3 (grant part): one domU filling its maptrack at
+    /// Xen's default limits held 22.8 MiB of the hypervisor's 16 MiB heap.
+    /// Now the table's heap is bounded by its limits (under 8 MiB at the
+    /// defaults: 24 bytes per handle, 32 per grant entry), the maptrack
+    /// full is `GNTST_no_space`, and unmapping everything gives it back.
+    #[test]
+    fn a_full_maptrack_stays_within_its_heap_bound() {
+        const STATED_BOUND: usize = 8 << 20;
+        assert_eq!(size_of::<Slot>(), 24, "bytes per maptrack handle");
+        assert_eq!(size_of::<ActiveEntry>(), 32, "bytes per grant entry");
+        let bound = GrantTable::heap_bound(DEFAULT_MAX_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES);
+        assert!(bound < STATED_BOUND, "{bound} bytes");
+        let mut fake = Fake::new();
+        fake.frame_limit = DEFAULT_MAX_FRAMES;
+        let mut tables = Tables::new();
+        for d in [FRONT, BACK] {
+            let table = GrantTable::new(
+                d,
+                DEFAULT_MAX_FRAMES,
+                DEFAULT_MAX_MAPTRACK_FRAMES,
+                &mut fake,
+            );
+            tables.insert(d, table.unwrap());
+        }
+        fake.grant(FRONT, 1, BACK, 5, GTF_PERMIT_ACCESS);
+        let most = DEFAULT_MAX_MAPTRACK_FRAMES * MAPTRACK_PER_FRAME;
+        let mut lean = Lean(&mut fake);
+        let before = heap::live();
+        heap::reset_peak();
+        for i in 0..most {
+            let op = map_op(FRONT, 1, 0x10_0000 + u64::from(i), RO);
+            assert_eq!(map_grant_ref(BACK, &op, &mut tables, &mut lean), Ok(i));
+        }
+        let op = map_op(FRONT, 1, 0x10_0000 + u64::from(most), RO);
+        assert_eq!(
+            map_grant_ref(BACK, &op, &mut tables, &mut lean),
+            Err(GNTST_NO_SPACE)
+        );
+        let grown = heap::peak() - before;
+        std::eprintln!("{most} mappings: {grown} bytes of heap at the peak (bound {bound})");
+        assert!(
+            grown <= bound,
+            "{grown} bytes of heap for {most} mappings (bound {bound})"
+        );
+        assert!(tables[&BACK].heap_bytes() <= bound);
+        for i in 0..most {
+            let gfn = 0x10_0000 + u64::from(i);
+            unmap_grant_ref(BACK, gfn << 12, i, &mut tables, &mut lean).unwrap();
+        }
+        assert_eq!(tables[&BACK].nr_mappings(), 0);
+        assert_eq!(tables[&FRONT].active(1), None);
+        assert_eq!(
+            release_domain(BACK, &mut tables, &mut lean),
+            0,
+            "nothing left to tear down"
         );
     }
 
@@ -1945,7 +2375,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         let out: [GnttabSwapGrantRef; 2] = env.get(0x1000);
         assert_eq!(
@@ -1966,7 +2396,7 @@ mod tests {
         env: &mut Env,
         tables: &mut Tables,
         fake: &mut Fake,
-    ) -> Result<i64, Errno> {
+    ) -> Result<Progress, Errno> {
         grant_table_op(caller, cmd, arg, count, tables, &mut Both { env, fake })
     }
 
@@ -1992,28 +2422,22 @@ mod tests {
         fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
             self.fake.grow_grant_frames(domid, nr)
         }
-        fn is_ram(&self, domid: DomId, gfn: u64) -> bool {
-            self.fake.is_ram(domid, gfn)
+        fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn> {
+            self.fake.ram_frame(domid, gfn)
         }
         fn map_foreign(
             &mut self,
             mapper: DomId,
             dst: u64,
-            granter: DomId,
-            src: u64,
+            mfn: Mfn,
             readonly: bool,
-        ) -> Result<(), Errno> {
-            self.fake.map_foreign(mapper, dst, granter, src, readonly)
+        ) -> Result<u64, Errno> {
+            self.fake.map_foreign(mapper, dst, mfn, readonly)
         }
-        fn unmap_foreign(&mut self, mapper: DomId, dst: u64) -> Result<(), Errno> {
-            self.fake.unmap_foreign(mapper, dst)
+        fn unmap_foreign(&mut self, mapper: DomId, dst: u64, restore: u64) -> Result<(), Errno> {
+            self.fake.unmap_foreign(mapper, dst, restore)
         }
-        fn copy(
-            &mut self,
-            src: (DomId, u64, u16),
-            dst: (DomId, u64, u16),
-            len: u16,
-        ) -> Result<(), Errno> {
+        fn copy(&mut self, src: (Mfn, u16), dst: (Mfn, u16), len: u16) -> Result<(), Errno> {
             self.fake.copy(src, dst, len)
         }
         fn is_privileged(&self, domid: DomId) -> bool {
@@ -2055,7 +2479,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         let out: [GnttabMapGrantRef; 3] = env.get(0x1000);
         assert_eq!(
@@ -2099,7 +2523,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         let out: [GnttabUnmapGrantRef; 3] = env.get(0x2000);
         assert_eq!(
@@ -2127,7 +2551,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         assert_eq!(
             env.get::<GnttabUnmapAndReplace>(0x3000).status,
@@ -2157,7 +2581,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         let out: [GnttabCopy; 3] = env.get(0x1000);
         assert_eq!(
@@ -2167,6 +2591,78 @@ mod tests {
         assert_eq!(&fake.page(BACK, 2)[..3], b"abc");
         assert_eq!(&fake.page(BACK, 2)[100..103], b"abc");
         assert_eq!(fake.flags(FRONT, 1), GTF_PERMIT_ACCESS);
+    }
+
+    /// Issue 14, defect 4 (grant part): a batch stops after GNTTAB_BATCH
+    /// elements and continues with `arg` advanced and `count` reduced;
+    /// the elements of every round are done exactly once.
+    #[test]
+    fn dispatcher_batches_continue_where_they_stopped() {
+        let (mut fake, mut tables) = setup();
+        let mut env = Env::new();
+        fake.grant(FRONT, 1, BACK, 5, GTF_PERMIT_ACCESS);
+        for (i, byte) in fake.page_mut(FRONT, 5).iter_mut().enumerate() {
+            *byte = i as u8;
+        }
+        // 600 one-byte copies from the grant, byte i to offset i of gfn 2
+        // (600 copies of 40 bytes lie within the fake guest's memory).
+        const N: u32 = 600;
+        let size = size_of::<GnttabCopy>() as u64;
+        for i in 0..u64::from(N) {
+            let c = copy_op(
+                gref_ptr(FRONT, 1, i as u16),
+                gfn_ptr(DOMID_SELF, 2, i as u16),
+                1,
+                GNTCOPY_SOURCE_GREF,
+            );
+            env.put(0x800 + i * size, &GnttabCopy { status: 99, ..c });
+        }
+        let mut calls = vec![(0x800u64, N)];
+        loop {
+            let (arg, count) = *calls.last().unwrap();
+            match op(
+                BACK,
+                GNTTABOP_COPY,
+                arg,
+                count,
+                &mut env,
+                &mut tables,
+                &mut fake,
+            ) {
+                Ok(Progress::More { arg, count }) => calls.push((arg, count)),
+                done => {
+                    assert_eq!(done, Ok(Progress::Done(0)));
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            calls,
+            vec![
+                (0x800, N),
+                (0x800 + 256 * size, N - 256),
+                (0x800 + 512 * size, N - 512)
+            ]
+        );
+        for i in 0..u64::from(N) {
+            assert_eq!(env.get::<GnttabCopy>(0x800 + i * size).status, GNTST_OKAY);
+        }
+        let expected: Vec<u8> = (0..N).map(|i| i as u8).collect();
+        assert_eq!(&fake.page(BACK, 2)[..N as usize], &expected[..]);
+        assert_eq!(tables[&FRONT].active(1), None, "no pin left between rounds");
+        // Exactly a batch: no continuation.
+        assert_eq!(
+            op(
+                BACK,
+                GNTTABOP_COPY,
+                0x800,
+                GNTTAB_BATCH,
+                &mut env,
+                &mut tables,
+                &mut fake
+            ),
+            Ok(Progress::Done(0))
+        );
     }
 
     #[test]
@@ -2192,7 +2688,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         assert_eq!(env.get::<GnttabSetupTable>(0x1000).status, GNTST_OKAY);
         assert_eq!(env.get::<[u64; 3]>(0x2000), [INVALID_GFN, INVALID_GFN, 7]);
@@ -2225,7 +2721,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         assert_eq!(
             env.get::<GnttabSetupTable>(0x1000).status,
@@ -2251,7 +2747,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         let q: GnttabQuerySize = env.get(0x1000);
         assert_eq!((q.nr_frames, q.max_nr_frames, q.status), (2, 4, GNTST_OKAY));
@@ -2281,7 +2777,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         env.put(
             0x1000,
@@ -2301,7 +2797,7 @@ mod tests {
                 &mut tables,
                 &mut fake
             ),
-            Ok(0)
+            Ok(Progress::Done(0))
         );
         assert_eq!(env.get::<GnttabGetVersion>(0x1000).version, 1);
     }
@@ -2321,7 +2817,7 @@ mod tests {
             ),
             (GNTTABOP_CACHE_FLUSH | 1 << 12, 1, Err(errno::ENOSYS)),
             (99, 1, Err(errno::ENOSYS)),
-            (GNTTABOP_MAP_GRANT_REF, 0, Ok(0)),
+            (GNTTABOP_MAP_GRANT_REF, 0, Ok(Progress::Done(0))),
         ] {
             assert_eq!(
                 op(BACK, cmd, 0x1000, count, &mut env, &mut tables, &mut fake),
@@ -2329,21 +2825,36 @@ mod tests {
                 "cmd {cmd:#x} count {count:#x}"
             );
         }
-        // An absurd count ends at the end of guest memory, having handled
-        // (and answered) every element up to there.
-        assert_eq!(
-            op(
+        // An absurd count is done a batch at a time; the continuations end
+        // at the end of guest memory, every element up to there answered.
+        let size = size_of::<GnttabUnmapGrantRef>() as u64;
+        let (mut arg, mut count, mut rounds) = (0u64, 0x7FFF_FFFFu32, 0);
+        let end = loop {
+            match op(
                 BACK,
                 GNTTABOP_UNMAP_GRANT_REF,
-                0,
-                0x7FFF_FFFF,
+                arg,
+                count,
                 &mut env,
                 &mut tables,
-                &mut fake
-            ),
-            Err(errno::EFAULT)
-        );
+                &mut fake,
+            ) {
+                Ok(Progress::More { arg: a, count: c }) => {
+                    assert_eq!((a, c), (arg + 256 * size, count - 256));
+                    (arg, count) = (a, c);
+                    rounds += 1;
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(end, Err(errno::EFAULT));
+        assert_eq!(rounds, MEM as u64 / size / 256);
         assert_eq!(env.get::<GnttabUnmapGrantRef>(24).status, GNTST_BAD_HANDLE);
+        assert_eq!(
+            env.get::<GnttabUnmapGrantRef>((MEM as u64 / size - 1) * size)
+                .status,
+            GNTST_BAD_HANDLE
+        );
         assert_eq!(
             op(
                 BACK,

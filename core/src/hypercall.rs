@@ -97,7 +97,7 @@ pub trait GuestEnv {
         cmd: u32,
         arg: u64,
         count: u32,
-    ) -> Result<i64, Errno> {
+    ) -> Result<crate::grant_table::Progress, Errno> {
         let _ = (caller, cmd, arg, count);
         Err(errno::ENOSYS)
     }
@@ -276,7 +276,18 @@ fn call(
         }
         // Xen takes `unsigned int cmd, ..., unsigned int count`.
         xen::HYPERVISOR_GRANT_TABLE_OP => {
-            from_result(env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32))
+            use crate::grant_table::Progress;
+            match env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32) {
+                Ok(Progress::Done(ret)) => Outcome::value(ret),
+                // A preempted batch: the same command on the rest.
+                Ok(Progress::More { arg, count }) => {
+                    let mut next = args;
+                    next[1] = arg;
+                    next[2] = u64::from(count);
+                    Outcome::continuation(nr, next)
+                }
+                Err(e) => Outcome::error(e),
+            }
         }
         xen::HYPERVISOR_SET_TIMER_OP => {
             set_timer_op(domain, vcpu, env, args[0]);

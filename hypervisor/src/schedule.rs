@@ -123,16 +123,6 @@ fn kick(cpu_index: usize) {
     }
 }
 
-/// Kicks the CPUs running vCPUs of `domid` (after its nested page table
-/// changed, so that they flush their TLBs before going on).
-pub fn kick_domain(domains: &mut DomainTable, domid: DomId) {
-    if let Some(domain) = domains.get(&domid) {
-        for cpu_index in domain.running_on.iter().flatten() {
-            kick(*cpu_index);
-        }
-    }
-}
-
 fn kick_all_others() {
     let me = cpu::current_index();
     for (index, apic_id) in cpu::online_apic_ids() {
@@ -186,10 +176,13 @@ impl Machine {
             );
         }
         self.domains.insert(id, alloc::boxed::Box::new(domain));
+        // Every domain gets the command line's limits (Xen's defaults for
+        // domains whose toolstack sets none).
+        let (options, _) = rxen_core::cmdline::parse(crate::start::hypervisor_cmdline());
         let table = rxen_core::grant_table::GrantTable::new(
             id,
-            rxen_core::grant_table::DEFAULT_MAX_FRAMES,
-            rxen_core::grant_table::DEFAULT_MAX_MAPTRACK,
+            options.gnttab_max_frames,
+            options.gnttab_max_maptrack_frames,
             &mut Platform::new(None, &mut self.domains),
         );
         match table {
@@ -454,21 +447,28 @@ impl Machine {
             let mut platform = Platform::new(None, &mut self.domains);
             let torn_down =
                 rxen_core::grant_table::release_domain(id, &mut self.grants, &mut platform);
-            let changed = platform.changed;
-            for other in changed {
-                kick_domain(&mut self.domains, other);
-            }
+            // No CPU may use a mapping of the domain's frames once they are
+            // freed: the mappers' TLBs are flushed first, synchronously.
+            let flushed = platform.flush_changed();
             self.grants.remove(&id);
             let Some(domain) = self.domains.remove(&id) else {
                 continue;
             };
+
             if torn_down > 0 {
                 printk!("d{id}: {torn_down} grant mappings torn down");
             }
             self.sched.remove_domain(id);
             let frames = domain.memory.frames_in_use() as u64;
             let free_before = crate::memory::free_frame_count();
-            drop(domain);
+            if flushed {
+                drop(domain);
+            } else {
+                // A CPU did not acknowledge the flush (it stopped?): never
+                // free a frame it may still reach. The memory is lost.
+                printk!("d{id}: memory kept (not freed): a TLB flush was not acknowledged");
+                core::mem::forget(domain);
+            }
             let returned = crate::memory::free_frame_count().saturating_sub(free_before);
             // Alone, the whole machine can be checked: everything since
             // the first build must be back. Otherwise the domain's own count.

@@ -312,8 +312,14 @@ reboot -f
             .position(|l| l.contains(needle))
             .unwrap_or_else(|| out.fail(&format!("no line {needle:?}")))
     };
-    let (from, to) = (at("d1: rebooting (reboot 1)"), at("outside the machine lock"));
-    if !lines[from..to].iter().any(|l| l.contains("(d2) watch: tick")) {
+    let (from, to) = (
+        at("d1: rebooting (reboot 1)"),
+        at("outside the machine lock"),
+    );
+    if !lines[from..to]
+        .iter()
+        .any(|l| l.contains("(d2) watch: tick"))
+    {
         out.fail("the watching domain printed nothing while d1 was rebuilt");
     }
 }

@@ -150,6 +150,26 @@ impl Mmio for Unbacked {
     fn write(&mut self, _gpa: u64, _size: u32, _value: u64) {}
 }
 
+/// A read-only page (a read-only grant mapping): loads read it, stores are
+/// dropped, as Xen's write-discard pages.
+pub struct DiscardWrites<'a> {
+    /// The memory the page is mapped in.
+    pub memory: &'a GuestMemory,
+}
+
+impl Mmio for DiscardWrites<'_> {
+    fn read(&mut self, gpa: u64, size: u32) -> u64 {
+        let mut bytes = [0u8; 8];
+        let len = (size as usize).min(8);
+        match self.memory.read_phys(gpa, &mut bytes[..len]) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => ones(len),
+        }
+    }
+
+    fn write(&mut self, _gpa: u64, _size: u32, _value: u64) {}
+}
+
 /// The value a store's source operand (a register or an immediate) holds.
 fn store_value(vmcb: &Vmcb, regs: &GuestRegs, instruction: &Instruction) -> Option<u64> {
     match instruction.op1_kind() {

@@ -168,7 +168,7 @@ impl GuestEnv for Env<'_> {
         cmd: u32,
         arg: u64,
         count: u32,
-    ) -> Result<i64, Errno> {
+    ) -> Result<rxen_core::grant_table::Progress, Errno> {
         let world = self.others.as_mut().ok_or(errno::ENOSYS)?;
         let mut platform = Platform::new(
             Some(Caller {
@@ -187,11 +187,10 @@ impl GuestEnv for Env<'_> {
             &mut *world.grants,
             &mut platform,
         );
-        let (caller_changed, changed) = (platform.caller_npt_changed, platform.changed);
-        self.npt_changed |= caller_changed;
-        for domid in changed {
-            crate::schedule::kick_domain(world.domains, domid);
-        }
+        // Other mappers stop using unmapped frames now; the caller's vCPUs
+        // when the exit is done (see `exits::with_env`), before it returns.
+        platform.flush_changed();
+        self.npt_changed |= platform.caller_npt_changed;
         result
     }
 

@@ -24,8 +24,9 @@ pub type Others<'a> = Option<super::World<'a>>;
 
 /// Runs `f` on the domain's core state with the hypercall environment of
 /// vCPU `v` (its memory, paging registers and console, and the other
-/// domains when given), flushing the vCPU's TLB afterwards if the nested
-/// page table changed.
+/// domains when given). If the nested page table changed, every vCPU of the
+/// domain has stopped using its old TLB entries when this returns (those
+/// running on other CPUs are made to flush now, see `tlb`).
 fn with_env<R>(
     domain: &mut HvmDomain,
     v: usize,
@@ -37,12 +38,12 @@ fn with_env<R>(
         memory,
         vcpus,
         console,
+        running_on,
         ..
     } = domain;
-    let vcpu = &mut vcpus[v];
     let mut env = Env {
         memory,
-        paging: emulate::paging_regs(&vcpu.vmcb),
+        paging: emulate::paging_regs(&vcpus[v].vmcb),
         console,
         npt_changed: false,
         privileged: core.privileged,
@@ -50,7 +51,7 @@ fn with_env<R>(
     };
     let result = f(core, &mut env);
     if env.npt_changed {
-        vcpu.flush_tlb = true;
+        super::tlb::flush_domain(core.id, vcpus, running_on);
     }
     result
 }
@@ -601,21 +602,42 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     let vcpu = &mut vcpus[v];
     let gpa = vcpu.vmcb.read64(control::EXIT_INFO2);
     let fault = vcpu.vmcb.read64(control::EXIT_INFO1);
-    if memory.is_foreign(gpa / 4096) && fault & 2 != 0 {
-        // As Xen for a write to a read-only grant mapping: a warning and #GP
-        // for the guest, which goes on.
+    let write = fault & 2 != 0;
+    if memory.host_address(gpa, write).is_some() {
+        // The access is allowed now: the nested page table changed between
+        // the fault and this exit being served (another vCPU mapped or
+        // unmapped a grant meanwhile). As Xen for a spurious fault: retry
+        // the instruction against the current mapping.
+        return Flow::Continue;
+    }
+    if write && memory.is_foreign(gpa / 4096) {
+        // As Xen (a read-only grant mapping is a write-discard type): the
+        // instruction is emulated with its write dropped, and the guest
+        // goes on; what cannot be emulated gets #GP. A fault in the guest's
+        // own page walk (bit 33) is not the instruction's access: #GP.
         if GRANT_RO_LOGGED.allow() {
             log!(
                 Warning,
-                "d{}v{v}: trying to write to read-only grant mapping at {gpa:#x}",
+                "d{}v{v}: write to read-only grant mapping at {gpa:#x} dropped",
                 core.id
             );
         }
-        vcpu.inject_exception(13, Some(0));
+        let emulated = fault & (1 << 33) == 0
+            && emulate::mmio_access(
+                &mut vcpu.vmcb,
+                &mut vcpu.regs,
+                memory,
+                gpa,
+                &mut emulate::DiscardWrites { memory },
+            )
+            .is_ok();
+        if !emulated {
+            vcpu.inject_exception(13, Some(0));
+        }
         return Flow::Continue;
     }
     if memory.host_address(gpa, false).is_some() {
-        // A mapped page: only a write to a read-only mapping gets here.
+        // Only grant mappings are read-only: nothing else gets here.
         let why = alloc::format!("write to read-only guest page {gpa:#x} (NPF {fault:#x})");
         report_guest_failure(domain, v, &why);
         return Flow::End(ShutdownReason::Crash);

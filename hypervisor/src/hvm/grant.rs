@@ -1,13 +1,18 @@
 //! The platform side of grant tables: [`GrantPlatform`] over the machine's
 //! domains, so that the core's grant-table code can reach the granting and
 //! the mapping domain's memory (grant frames, RAM, nested page tables).
+//!
+//! Machine frames ([`Mfn`]) are host frame numbers (host memory is
+//! identity-mapped). A granted frame is the granter's RAM, which is freed
+//! only when the granter is destroyed, after every mapping of it is gone
+//! and the mappers' TLBs are flushed ([`Platform::flush_changed`]).
 
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
-use rxen_core::grant_table::GrantPlatform;
+use rxen_core::grant_table::{GrantPlatform, Mfn};
 use rxen_core::hypercall::GuestCopy;
 use rxen_x86::svm::guest_walk::PagingRegs;
 
@@ -77,23 +82,30 @@ impl<'a> Platform<'a> {
         match &self.caller {
             Some(caller) if caller.id == domid => self.caller_npt_changed = true,
             _ => {
-                if let Some(domain) = self.domains.get_mut(&domid) {
-                    domain.vcpus.iter_mut().for_each(|v| v.flush_tlb = true);
-                }
                 if !self.changed.contains(&domid) {
-                    self.changed.push(domid);
+                    // At most one entry per domain: bounded by the table.
+                    if self.changed.try_reserve(1).is_ok() {
+                        self.changed.push(domid);
+                    } else if let Some(domain) = self.domains.get_mut(&domid) {
+                        super::tlb::flush_domain(domid, &mut domain.vcpus, &domain.running_on);
+                    }
                 }
             }
         }
     }
 
-    /// Host address of byte `offset` of `domid`'s frame `gfn`.
-    fn host_address(&self, domid: DomId, gfn: u64, offset: u16, write: bool) -> Result<u64, Errno> {
-        let memory = self.memory(domid).ok_or(errno::ESRCH)?;
-        let gpa = gfn.checked_mul(4096).ok_or(errno::EINVAL)?;
-        memory
-            .host_address(gpa + offset as u64, write)
-            .ok_or(errno::EFAULT)
+    /// Makes every domain (other than the caller) whose nested page table
+    /// lost or changed a mapping stop using its old TLB entries, on every
+    /// CPU, before this returns. Returns false if a CPU did not acknowledge
+    /// (see `tlb`).
+    pub fn flush_changed(&mut self) -> bool {
+        let mut done = true;
+        for domid in core::mem::take(&mut self.changed) {
+            if let Some(domain) = self.domains.get_mut(&domid) {
+                done &= super::tlb::flush_domain(domid, &mut domain.vcpus, &domain.running_on);
+            }
+        }
+        done
     }
 }
 
@@ -120,51 +132,55 @@ impl GrantPlatform for Platform<'_> {
             .grow_grant_frames(nr)
     }
 
-    fn is_ram(&self, domid: DomId, gfn: u64) -> bool {
-        self.memory(domid).is_some_and(|m| m.is_own_ram(gfn))
+    fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn> {
+        let hpa = self.memory(domid)?.ram_frame(gfn)?;
+        Some(Mfn(hpa >> 12))
     }
 
     fn map_foreign(
         &mut self,
         mapper: DomId,
         dst: u64,
-        granter: DomId,
-        src: u64,
+        mfn: Mfn,
         readonly: bool,
-    ) -> Result<(), Errno> {
-        let hpa = self.host_address(granter, src, 0, false)?;
-        self.memory_mut(mapper)
+    ) -> Result<u64, Errno> {
+        let hpa = mfn.0.checked_mul(4096).ok_or(errno::EINVAL)?;
+        let restore = self
+            .memory_mut(mapper)
             .ok_or(errno::ESRCH)?
             .map_foreign(dst, hpa, readonly)?;
         self.npt_changed(mapper);
-        Ok(())
+        Ok(restore)
     }
 
-    fn unmap_foreign(&mut self, mapper: DomId, dst: u64) -> Result<(), Errno> {
+    fn unmap_foreign(&mut self, mapper: DomId, dst: u64, restore: u64) -> Result<(), Errno> {
         self.memory_mut(mapper)
             .ok_or(errno::ESRCH)?
-            .unmap_foreign(dst)?;
+            .unmap_foreign(dst, restore)?;
         self.npt_changed(mapper);
         Ok(())
     }
 
-    fn copy(
-        &mut self,
-        src: (DomId, u64, u16),
-        dst: (DomId, u64, u16),
-        len: u16,
-    ) -> Result<(), Errno> {
+    fn copy(&mut self, src: (Mfn, u16), dst: (Mfn, u16), len: u16) -> Result<(), Errno> {
         if len == 0 {
             return Ok(());
         }
-        let from = self.host_address(src.0, src.1, src.2, false)?;
-        let to = self.host_address(dst.0, dst.1, dst.2, true)?;
-        if src.2 as usize + len as usize > 4096 || dst.2 as usize + len as usize > 4096 {
+        if src.1 as usize + len as usize > 4096 || dst.1 as usize + len as usize > 4096 {
             return Err(errno::EINVAL);
         }
-        // SAFETY: both ranges lie within one mapped (and, for the target,
-        // writable) guest page each, checked above; they may overlap (a copy
-        // within one page), which `copy` allows.
+        let address = |(mfn, offset): (Mfn, u16)| {
+            mfn.0
+                .checked_mul(4096)
+                .map(|hpa| hpa + u64::from(offset))
+                .ok_or(errno::EINVAL)
+        };
+        let (from, to) = (address(src)?, address(dst)?);
+        // SAFETY: both frames are RAM of live domains, found by the core
+        // through `ram_frame` (its own or a pinned grant's) under the
+        // machine lock, so neither is freed during the copy; host memory is
+        // identity-mapped; both ranges lie within their page (checked
+        // above); they may overlap (a copy within one page), which `copy`
+        // allows.
         unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len as usize) };
         Ok(())
     }

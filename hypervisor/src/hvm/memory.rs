@@ -2,8 +2,11 @@
 //! table, its grant-table frames, the foreign (granted) pages mapped into
 //! it, and copies to and from guest-physical and guest-linear addresses
 //! (through the guest's own page tables).
+//!
+//! A foreign page is marked in the nested page table itself (no heap per
+//! mapping); what its gfn held before is kept by the grant table's maptrack
+//! as the `restore` value [`GuestMemory::map_foreign`] returns.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
@@ -32,10 +35,12 @@ pub struct GuestMemory {
     /// Host frame of the PV console ring page, for a domU whose console
     /// the hypervisor serves.
     console: Option<u64>,
-    /// Guest frames where a foreign page is mapped, with what the nested
-    /// page table held there before (put back on unmap).
-    foreign: BTreeMap<u64, Option<(u64, Access)>>,
 }
+
+/// `restore` bits: something was mapped (else the gfn was empty), and it
+/// was writable; the rest is its host address.
+const RESTORE_PRESENT: u64 = 1;
+const RESTORE_WRITABLE: u64 = 2;
 
 /// Why memory could not be set up.
 #[derive(Debug)]
@@ -63,7 +68,6 @@ impl GuestMemory {
             shared_info: 0,
             grant_frames: Vec::new(),
             console: None,
-            foreign: BTreeMap::new(),
         };
         // The shared-info page exists from the start (events are recorded in
         // it); the guest maps it where it likes with XENMEM_add_to_physmap.
@@ -112,18 +116,24 @@ impl GuestMemory {
     /// grant-table or shared-info page mapped over it), so it can be
     /// granted.
     pub fn is_own_ram(&self, gfn: u64) -> bool {
-        let Some(gpa) = gfn.checked_mul(4096).filter(|&gpa| gpa < self.ram_bytes) else {
-            return false;
-        };
-        if self.foreign.contains_key(&gfn) {
-            return false;
+        self.ram_frame(gfn).is_some()
+    }
+
+    /// The host address of the domain's own RAM page at `gfn` (see
+    /// [`GuestMemory::is_own_ram`]). The frame stays the domain's until the
+    /// domain is destroyed.
+    pub fn ram_frame(&self, gfn: u64) -> Option<u64> {
+        let gpa = gfn.checked_mul(4096).filter(|&gpa| gpa < self.ram_bytes)?;
+        if self.npt.is_foreign(gpa) {
+            return None;
         }
         let Some((hpa, Access::ReadWrite)) = self.npt.translate(gpa) else {
-            return false;
+            return None;
         };
         self.backing
             .iter()
             .any(|&(start, n)| start <= hpa && hpa < start + n as u64 * 4096)
+            .then_some(hpa)
     }
 
     /// Gives the domain a zeroed PV console ring page at guest frame `gfn`
@@ -150,7 +160,8 @@ impl GuestMemory {
 
     /// Whether a foreign (granted) page is mapped at `gfn`.
     pub fn is_foreign(&self, gfn: u64) -> bool {
-        self.foreign.contains_key(&gfn)
+        gfn.checked_mul(4096)
+            .is_some_and(|gpa| self.npt.is_foreign(gpa))
     }
 
     /// Adds zeroed grant-table frames until there are `nr`.
@@ -183,7 +194,7 @@ impl GuestMemory {
     ) -> Result<(), Errno> {
         let hpa = *self.grant_frames.get(index as usize).ok_or(errno::EINVAL)?;
         let gpa = gfn.checked_mul(4096).ok_or(errno::EINVAL)?;
-        if self.foreign.contains_key(&gfn) {
+        if self.is_foreign(gfn) {
             return Err(errno::EBUSY);
         }
         self.npt
@@ -195,36 +206,50 @@ impl GuestMemory {
         Ok(())
     }
 
-    /// Maps host frame `hpa` (another domain's granted page) at `gfn`,
-    /// read-only or writable, remembering what was there.
-    pub fn map_foreign(&mut self, gfn: u64, hpa: u64, readonly: bool) -> Result<(), Errno> {
+    /// Maps host frame `hpa` (a granted page) at `gfn`, read-only or
+    /// writable; `-EBUSY` if a foreign page is mapped there already.
+    /// Returns what [`GuestMemory::unmap_foreign`] puts back.
+    pub fn map_foreign(&mut self, gfn: u64, hpa: u64, readonly: bool) -> Result<u64, Errno> {
         let gpa = gfn
             .checked_mul(4096)
             .filter(|&gpa| gpa < 1 << 46)
             .ok_or(errno::EINVAL)?;
-        if self.foreign.contains_key(&gfn) {
+        if self.npt.is_foreign(gpa) {
             return Err(errno::EBUSY);
         }
-        let previous = self.npt.translate(gpa);
+        let restore = match self.npt.translate(gpa) {
+            None => 0,
+            Some((previous, Access::ReadOnly)) => previous | RESTORE_PRESENT,
+            Some((previous, Access::ReadWrite)) => previous | RESTORE_PRESENT | RESTORE_WRITABLE,
+        };
         let access = if readonly {
             Access::ReadOnly
         } else {
             Access::ReadWrite
         };
         self.npt
-            .map_4k(gpa, hpa, access, &mut alloc_frame)
+            .map_4k_foreign(gpa, hpa, access, &mut alloc_frame)
             .map_err(|_| errno::ENOMEM)?;
-        self.foreign.insert(gfn, previous);
-        Ok(())
+        Ok(restore)
     }
 
-    /// Removes the foreign page at `gfn` and puts back what was there.
-    pub fn unmap_foreign(&mut self, gfn: u64) -> Result<(), Errno> {
-        let previous = self.foreign.remove(&gfn).ok_or(errno::EINVAL)?;
-        let gpa = gfn * 4096;
-        let result = match previous {
-            Some((hpa, access)) => self.npt.map_4k(gpa, hpa, access, &mut alloc_frame),
-            None => self.npt.unmap_4k(gpa, &mut alloc_frame),
+    /// Removes the foreign page at `gfn` and puts back `restore` (from
+    /// [`GuestMemory::map_foreign`]). If something else was mapped over the
+    /// foreign page meanwhile, that stays.
+    pub fn unmap_foreign(&mut self, gfn: u64, restore: u64) -> Result<(), Errno> {
+        let gpa = gfn.checked_mul(4096).ok_or(errno::EINVAL)?;
+        if !self.npt.is_foreign(gpa) {
+            return Ok(());
+        }
+        let hpa = restore & !0xFFF;
+        let result = match (restore & RESTORE_PRESENT, restore & RESTORE_WRITABLE) {
+            (0, _) => self.npt.unmap_4k(gpa, &mut alloc_frame),
+            (_, 0) => self
+                .npt
+                .map_4k(gpa, hpa, Access::ReadOnly, &mut alloc_frame),
+            _ => self
+                .npt
+                .map_4k(gpa, hpa, Access::ReadWrite, &mut alloc_frame),
         };
         result.map_err(|_| errno::ENOMEM)
     }

@@ -8,6 +8,7 @@ pub mod exits;
 pub mod grant;
 pub mod memory;
 mod regs;
+pub mod tlb;
 pub mod vcpu;
 pub mod vlapic;
 pub mod xsave;

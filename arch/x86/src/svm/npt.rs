@@ -9,6 +9,9 @@ const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
 const HUGE: u64 = 1 << 7;
+/// Software bit (AVL, ignored by the walk) marking a grant mapping of
+/// another page at this gfn.
+const FOREIGN: u64 = 1 << 9;
 const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 const PAGE_2M: u64 = 2 << 20;
 
@@ -159,6 +162,41 @@ impl NestedPageTable {
         let pt = self.table_for(gpa, 1, alloc_frame)?;
         write_entry(pt, (gpa >> 12) & 511, hpa | flags(access));
         Ok(())
+    }
+
+    /// Maps the 4 KiB guest page at `gpa` to `hpa` as a foreign (grant)
+    /// mapping: as [`NestedPageTable::map_4k`], marked so that
+    /// [`NestedPageTable::is_foreign`] tells it apart.
+    pub fn map_4k_foreign(
+        &mut self,
+        gpa: u64,
+        hpa: u64,
+        access: Access,
+        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+    ) -> Result<(), NptError> {
+        self.map_4k(gpa, hpa, access, alloc_frame)?;
+        let pt = self.table_for(gpa, 1, alloc_frame)?;
+        let index = (gpa >> 12) & 511;
+        write_entry(pt, index, read_entry(pt, index) | FOREIGN);
+        Ok(())
+    }
+
+    /// Whether `gpa` is mapped by [`NestedPageTable::map_4k_foreign`] (and
+    /// not replaced since).
+    pub fn is_foreign(&self, gpa: u64) -> bool {
+        if gpa >= 1 << 48 {
+            return false;
+        }
+        let mut table = self.root;
+        for level in (2..=4u32).rev() {
+            let entry = read_entry(table, (gpa >> (12 + 9 * (level - 1))) & 511);
+            if entry & PRESENT == 0 || entry & HUGE != 0 {
+                return false;
+            }
+            table = entry & ADDRESS_MASK;
+        }
+        let entry = read_entry(table, (gpa >> 12) & 511);
+        entry & PRESENT != 0 && entry & FOREIGN != 0
     }
 
     /// Removes the 4 KiB mapping of `gpa` (splitting a 2 MiB leaf first, so
