@@ -332,3 +332,58 @@ fn a_hostile_domu_does_not_stall_the_other() {
         out.fail(&format!("0xE9 lines are not bounded: {} lines", e9.len()));
     }
 }
+
+/// Issue 14, defect 7: a domU with two vCPUs on two CPUs; vCPU 1 reads through a
+/// grant mapping while vCPU 0 unmaps it and then rewrites the page: once the unmap has
+/// returned, vCPU 1 never sees the page through the old address (its CPU flushed its
+/// TLB before the unmap returned), only the unbacked frame (all ones).
+#[test]
+fn grant_unmap_flushes_the_other_vcpus_tlb() {
+    let out = machine("domains-grant-tlb", 2, "dom0less domu=0,mem=16M,vcpus=2")
+        .module(guest("grant_hostile"), "domid=1 mode=tlb")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d1) grant_hostile: tlb: 20 rounds")
+        .assert_contains("(d1) grant_hostile: tlb done")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("0 frames not returned")
+        .assert_normal_stop();
+}
+
+/// Issue 14, defect 12a: writes through a read-only grant mapping that race its unmap
+/// (vCPU 1 writes, vCPU 0 maps and unmaps 300 times, on two CPUs): the domain lives,
+/// the writes to the read-only mapping are dropped without #GP (Xen's write-discard
+/// type) and the granted page is unchanged.
+#[test]
+fn writes_racing_a_grant_unmap_do_not_crash_the_domain() {
+    let out = machine("domains-grant-race", 2, "dom0less domu=0,mem=16M,vcpus=2")
+        .module(guest("grant_hostile"), "domid=1 mode=race")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_not_contains("d1: shut down (crash)")
+        .assert_contains("(d1) grant_hostile: race: 300 rounds")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("0 frames not returned")
+        .assert_normal_stop();
+}
+
+/// Issue 14, defect 4 (grants): one GNTTABOP_copy of 2^20 elements beside a CPU hog on
+/// one CPU: the results are right, and the batch continues in bounded pieces (Xen's
+/// continuations), so the hog runs meanwhile (the copier's vCPU is preempted).
+#[test]
+fn a_huge_grant_copy_batch_is_preempted() {
+    let out = machine(
+        "domains-grant-batch",
+        1,
+        "dom0less domu=0,mem=64M domu=1,mem=8M",
+    )
+    .module(guest("grant_hostile"), "domid=1 mode=batch")
+    .module(guest("cpu_hog"), "until_ms=4000")
+    .timeout(Duration::from_secs(300))
+    .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d1) grant_hostile: batch: 1048576 copies")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_normal_stop();
+}

@@ -124,6 +124,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "smp_ipi",
     "grant_share",
     "grant_bench",
+    "grant_hostile",
     "dom_exc",
     "fpu_switch",
     "domu_acpi",
