@@ -15,7 +15,7 @@
 //! - `batch` (defect 4): one `GNTTABOP_copy` of 2^20 elements (40 MiB of arguments at
 //!   16 MiB: needs `mem=64M`), 8 bytes each from G into 8 of our pages. Every status is
 //!   GNTST_okay and the pages hold G; beside a CPU hog on one CPU, the vCPU was runnable
-//!   (preempted) during the call, so the batch did not hold the CPU.
+//!   (preempted) for at least a quarter of the call, so the batch did not hold the CPU.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -306,9 +306,11 @@ fn batch(domid: DomId) {
         took / MS,
         runnable / MS
     );
+    // Beside a CPU hog on one CPU, a fair share is half; one exit for the whole batch
+    // would leave it running (runnable only around the call).
     check!(
-        runnable >= 10 * MS,
-        "the vCPU was preempted during the batch (another domain ran)"
+        runnable >= took / 4,
+        "the vCPU was preempted during the batch for a quarter of it at least (another domain ran)"
     );
 }
 
