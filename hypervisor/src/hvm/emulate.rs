@@ -1,6 +1,7 @@
 //! Emulation of guest accesses to guest-physical addresses with no RAM
 //! behind them: an emulated device (the local APIC) or nothing, where, as on
-//! Xen, reads return all ones and writes are dropped ([`Unbacked`]).
+//! Xen, reads return all ones and writes are dropped ([`Unbacked`]); and of
+//! writes to read-only grant mappings, which Xen drops ([`DiscardWrites`]).
 //! The faulting instruction is fetched through the guest's page tables and
 //! decoded (QEMU gives no decode assists); only moves are emulated, anything
 //! else is reported so the domain can be crashed.
