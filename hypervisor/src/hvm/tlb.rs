@@ -39,21 +39,20 @@ static FLUSH: [AtomicBool; cpu::MAX_CPUS] = [const { AtomicBool::new(false) }; c
 /// matters if a CPU has stopped.
 const WAIT_NS: u64 = 1_000_000_000;
 
-/// This CPU is about to enter a guest: returns whether that VMRUN must
-/// flush the whole TLB (another CPU asked).
-pub fn enter() -> bool {
-    let me = cpu::current_index();
+/// CPU `me` (this one) is about to enter a guest: returns whether that
+/// VMRUN must flush the whole TLB (another CPU asked).
+pub fn enter(me: usize) -> bool {
     if let Some(generation) = GENERATION.get(me) {
         generation.fetch_add(1, Ordering::SeqCst);
     }
     FLUSH
         .get(me)
-        .is_some_and(|flag| flag.swap(false, Ordering::SeqCst))
+        .is_some_and(|flag| flag.load(Ordering::SeqCst) && flag.swap(false, Ordering::SeqCst))
 }
 
-/// This CPU has left its guest.
-pub fn exit() {
-    if let Some(generation) = GENERATION.get(cpu::current_index()) {
+/// CPU `me` (this one) has left its guest.
+pub fn exit(me: usize) {
+    if let Some(generation) = GENERATION.get(me) {
         generation.fetch_add(1, Ordering::SeqCst);
     }
 }

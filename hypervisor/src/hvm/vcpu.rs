@@ -313,12 +313,13 @@ impl SvmVcpu {
     /// Runs the guest until the next exit, with the guest's XCR0 loaded.
     pub fn run(&mut self) {
         // Another CPU may have asked this one to flush (see `tlb`).
-        let flush = crate::hvm::tlb::enter() | core::mem::take(&mut self.flush_tlb);
+        let cpu = rxen_x86::cpu::current_index();
+        let flush = crate::hvm::tlb::enter(cpu) | core::mem::take(&mut self.flush_tlb);
         self.vmcb.set_tlb_control(if flush { 1 } else { 0 });
         let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
         // Interrupts go on inside, between CLGI and VMRUN.
         rxen_x86::svm::run(&mut self.vmcb, &mut self.regs);
-        crate::hvm::tlb::exit();
+        crate::hvm::tlb::exit(cpu);
         x86_64::instructions::interrupts::disable();
         self.xcr0 = crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
     }
