@@ -440,6 +440,9 @@ pub struct DomUSpec {
     pub budget_us: Option<u32>,
     /// RTDS extra time beyond the budget (`extratime=`).
     pub extratime: Option<bool>,
+    /// Paging pool (nested page tables) in MiB (`shadow_memory=`, xl.cfg's
+    /// name; unset: 256 pages per vCPU + 1 per MiB of RAM, as Xen).
+    pub shadow_memory: Option<u64>,
 }
 
 impl DomUSpec {
@@ -504,8 +507,15 @@ impl DomUSpec {
                 "extratime" => {
                     spec.extratime = Some(parse_bool(v).ok_or("extratime= is a boolean")?)
                 }
+                "shadow_memory" => {
+                    spec.shadow_memory = Some(
+                        number(1 << 20)
+                            .filter(|&n| n > 0)
+                            .ok_or("shadow_memory= is in MiB, at least 1")?,
+                    )
+                }
                 _ => {
-                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime)")
+                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime, shadow_memory)")
                 }
             }
         }
@@ -1467,6 +1477,10 @@ mod tests {
         assert_eq!(opts.domus[2].budget_us, Some(3000));
         assert_eq!(opts.domus[2].extratime, Some(false));
         assert!(!parse("").0.dom0less);
+        assert_eq!(opts.domus[0].shadow_memory, None);
+        let (opts, warnings) = parse("domu=1,shadow_memory=4");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(opts.domus[0].shadow_memory, Some(4));
     }
 
     #[test]
@@ -1479,6 +1493,8 @@ mod tests {
             "domu=1,vcpus=0",
             "domu=1,weight=0",
             "domu=1,weight=70000",
+            "domu=1,shadow_memory=0",
+            "domu=1,shadow_memory=lots",
             "domu=1,color=red",
             "domu=1,mem",
             "domu=99999",

@@ -12,6 +12,7 @@
 //! never handed out.
 
 use crate::memmap::{MemoryMap, PAGE_SIZE};
+use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
@@ -332,6 +333,124 @@ impl<'a> FrameAllocator<'a> {
     }
 }
 
+/// Pages in a domain's paging pool (Xen's HAP pool) unless configured:
+/// 256 pages per vCPU plus one page per MiB of RAM, rounded up to whole
+/// MiB, as Xen's `dom0_paging_pages` and libxl's
+/// `libxl__get_required_paging_memory` compute it for a HAP guest.
+pub fn default_paging_pages(vcpus: u32, ram_bytes: u64) -> u64 {
+    let kib = 4 * (256 * u64::from(vcpus) + ram_bytes / (1 << 20));
+    kib.div_ceil(1024) * 256
+}
+
+/// Why the paging pool refused an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// No heap for the pool's bookkeeping.
+    NoMemory,
+    /// The pool already holds every frame it was sized for.
+    Full,
+    /// More frames came back than were handed out.
+    NotInUse(u64),
+}
+
+/// A domain's paging pool (Xen's HAP pool, `d->arch.paging.hap`): frames
+/// taken from the machine when the domain is made, from which its nested
+/// page tables are built. A table that maps nothing any more goes back to
+/// the pool, never to the machine, so another domain never gets a frame
+/// that a stale walk of this domain's tables may still reach; the frames
+/// leave the pool only when the domain is gone. When the pool is empty the
+/// guest's request fails with `-ENOMEM`.
+///
+/// The bookkeeping is allocated once, at [`PagingPool::new`]; nothing
+/// allocates afterwards.
+#[derive(Debug)]
+pub struct PagingPool {
+    /// Frames not in use.
+    free: Vec<u64>,
+    /// Frames the pool was sized for.
+    size: usize,
+    /// Frames the pool holds (free or in use).
+    total: usize,
+    /// Allocations refused since the pool was made.
+    failures: u64,
+}
+
+impl PagingPool {
+    /// An empty pool for `pages` frames (fill it with [`PagingPool::add`]).
+    pub fn new(pages: usize) -> Result<Self, PoolError> {
+        let mut free = Vec::new();
+        free.try_reserve_exact(pages)
+            .map_err(|_| PoolError::NoMemory)?;
+        Ok(Self {
+            free,
+            size: pages,
+            total: 0,
+            failures: 0,
+        })
+    }
+
+    /// Adds a frame of the machine to the pool; gives it back when the pool
+    /// is already at its size.
+    pub fn add(&mut self, frame: u64) -> Result<(), PoolError> {
+        if self.total >= self.size {
+            return Err(PoolError::Full);
+        }
+        self.free.push(frame);
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Takes a frame for a page table; `None` when every frame is in use.
+    pub fn alloc(&mut self) -> Option<u64> {
+        let frame = self.free.pop();
+        if frame.is_none() {
+            self.failures = self.failures.saturating_add(1);
+        }
+        frame
+    }
+
+    /// Gives back a frame [`PagingPool::alloc`] handed out.
+    pub fn free(&mut self, frame: u64) -> Result<(), PoolError> {
+        if self.free.len() >= self.total {
+            return Err(PoolError::NotInUse(frame));
+        }
+        self.free.push(frame);
+        Ok(())
+    }
+
+    /// Empties the pool when the domain is gone: `give_back` gets every free
+    /// frame. Returns how many frames were still in use (not given back to
+    /// the pool: lost to the machine).
+    pub fn release(&mut self, give_back: &mut dyn FnMut(u64)) -> usize {
+        let in_use = self.in_use();
+        for frame in self.free.drain(..) {
+            give_back(frame);
+        }
+        self.total = 0;
+        in_use
+    }
+
+    /// Frames the pool was sized for.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Frames the pool holds, free or in use.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Frames in use as page tables.
+    pub fn in_use(&self) -> usize {
+        self.total - self.free.len()
+    }
+
+    /// Allocations refused (the pool was empty).
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::single_range_in_vec_init)]
 mod tests {
@@ -612,5 +731,71 @@ mod tests {
         assert!(!got.contains(&0x10000) && !got.contains(&0));
         while a.alloc().is_some() {}
         assert_eq!(a.free_frames(), 0);
+    }
+
+    #[test]
+    fn paging_pool_default_size_is_xens() {
+        // 256 per vCPU + 1 per MiB, rounded up to a MiB (256 pages).
+        assert_eq!(default_paging_pages(1, 16 << 20), 512);
+        assert_eq!(default_paging_pages(1, 0), 256);
+        assert_eq!(default_paging_pages(2, 256 << 20), 768);
+        assert_eq!(default_paging_pages(4, 1 << 30), 2048);
+        assert_eq!(default_paging_pages(1, 256 << 20), 512);
+        assert_eq!(default_paging_pages(1, 257 << 20), 768);
+        assert_eq!(default_paging_pages(1, (1 << 20) - 1), 256);
+    }
+
+    #[test]
+    fn paging_pool_accounting() {
+        let mut pool = PagingPool::new(3).unwrap();
+        assert_eq!((pool.size(), pool.total(), pool.in_use()), (3, 0, 0));
+        assert_eq!(pool.alloc(), None, "an empty pool hands out nothing");
+        for frame in [0x1000, 0x2000, 0x3000] {
+            pool.add(frame).unwrap();
+        }
+        assert_eq!(pool.add(0x4000), Err(PoolError::Full));
+        assert_eq!(pool.total(), 3);
+        let a = pool.alloc().unwrap();
+        let b = pool.alloc().unwrap();
+        let c = pool.alloc().unwrap();
+        assert_eq!(pool.in_use(), 3);
+        assert_eq!(pool.alloc(), None, "beyond the pool: -ENOMEM for the guest");
+        assert_eq!(pool.failures(), 2);
+        // A freed table is reused.
+        pool.free(b).unwrap();
+        assert_eq!(pool.alloc(), Some(b));
+        pool.free(a).unwrap();
+        pool.free(b).unwrap();
+        pool.free(c).unwrap();
+        assert_eq!(
+            pool.free(c),
+            Err(PoolError::NotInUse(c)),
+            "more back than out"
+        );
+        assert_eq!(pool.in_use(), 0);
+        let mut back = Vec::new();
+        assert_eq!(pool.release(&mut |f| back.push(f)), 0);
+        back.sort_unstable();
+        assert_eq!(back, [0x1000, 0x2000, 0x3000]);
+        assert_eq!(pool.total(), 0);
+    }
+
+    #[test]
+    fn paging_pool_release_counts_frames_still_in_use() {
+        let mut pool = PagingPool::new(2).unwrap();
+        pool.add(0x1000).unwrap();
+        pool.add(0x2000).unwrap();
+        let kept = pool.alloc().unwrap();
+        let mut back = Vec::new();
+        assert_eq!(pool.release(&mut |f| back.push(f)), 1);
+        assert_eq!(back.len(), 1);
+        assert_ne!(back[0], kept);
+    }
+
+    #[test]
+    fn paging_pool_bookkeeping_failure_is_an_error_not_an_abort() {
+        let failed = crate::test_alloc::failing_allocations(|| PagingPool::new(1 << 16).err());
+        assert_eq!(failed, Some(PoolError::NoMemory));
+        assert!(PagingPool::new(1 << 16).is_ok());
     }
 }

@@ -2178,59 +2178,9 @@ mod tests {
         );
     }
 
-    /// Heap bytes allocated and not freed by this thread, and the most
-    /// there were since [`reset_peak`].
-    mod heap {
-        use std::alloc::{GlobalAlloc, Layout, System};
-        use std::cell::Cell;
-
-        std::thread_local! {
-            static LIVE: Cell<usize> = const { Cell::new(0) };
-            static PEAK: Cell<usize> = const { Cell::new(0) };
-        }
-
-        /// The system allocator, counting per thread.
-        pub struct Counting;
-
-        // SAFETY: every call is passed to the system allocator unchanged;
-        // the counters are plain thread-local cells.
-        unsafe impl GlobalAlloc for Counting {
-            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-                // SAFETY: forwarded with the caller's guarantees.
-                let ptr = unsafe { System.alloc(layout) };
-                if !ptr.is_null() {
-                    let _ = LIVE.try_with(|live| {
-                        live.set(live.get() + layout.size());
-                        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
-                    });
-                }
-                ptr
-            }
-            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-                let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(layout.size())));
-                // SAFETY: forwarded with the caller's guarantees.
-                unsafe { System.dealloc(ptr, layout) }
-            }
-        }
-
-        #[global_allocator]
-        static COUNTING: Counting = Counting;
-
-        /// Heap bytes this thread holds now.
-        pub fn live() -> usize {
-            LIVE.with(Cell::get)
-        }
-
-        /// Starts a new peak from now.
-        pub fn reset_peak() {
-            PEAK.with(|peak| peak.set(live()));
-        }
-
-        /// The most heap bytes this thread held since [`reset_peak`].
-        pub fn peak() -> usize {
-            PEAK.with(Cell::get)
-        }
-    }
+    /// Heap bytes allocated and not freed by this thread (the test
+    /// binary's one global allocator, in `test_alloc`).
+    use crate::test_alloc as heap;
 
     /// The fake without its own bookkeeping of foreign mappings, so that
     /// only the core's allocations are counted.

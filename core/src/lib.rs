@@ -25,5 +25,7 @@ pub mod hypercall;
 pub mod log;
 pub mod memmap;
 pub mod sched;
+#[cfg(test)]
+mod test_alloc;
 pub mod time;
 pub mod vlapic;

@@ -19,9 +19,13 @@ use crate::schedule::BootDomain;
 const DOMU_DEFAULT_MEMORY: u64 = 64 << 20;
 
 /// Dom0's memory: `dom0_mem=` or, as Xen, all but 1/16 (at most 128 MiB)
-/// of what the domUs leave.
-fn dom0_memory(options: &Options, host_bytes: u64, domus_bytes: u64) -> u64 {
+/// of what the domUs leave (`domus_bytes`: their RAM and paging pools),
+/// less dom0's own paging pool (as Xen's `dom0_compute_nr_pages`).
+fn dom0_memory(options: &Options, host_bytes: u64, domus_bytes: u64, vcpus: u32) -> u64 {
     let free = (crate::memory::free_frame_count() * 4096).saturating_sub(domus_bytes);
+    let free = free.saturating_sub(
+        rxen_core::frame_alloc::default_paging_pages(vcpus, free).saturating_mul(4096),
+    );
     let requested = options.dom0_mem.target.map(|amount| match amount {
         MemAmount::Bytes(bytes) => bytes,
         MemAmount::Percent(p) => host_bytes / 100 * p as u64,
@@ -80,6 +84,7 @@ fn domu_spec(
         memory_bytes: (spec.memory.unwrap_or(DOMU_DEFAULT_MEMORY) & !0xFFF).max(1 << 20),
         flags: 0,
         vcpus: spec.vcpus.unwrap_or(1),
+        shadow_memory_mb: spec.shadow_memory,
     })
 }
 
@@ -122,7 +127,15 @@ pub fn run_boot_domains(
         let Some((_, kernel)) = modules.first() else {
             stop::machine_stop()
         };
-        let domus_bytes: u64 = domains.iter().map(|d| d.spec.memory_bytes).sum();
+        let domus_bytes: u64 = domains
+            .iter()
+            .map(|d| d.spec.memory_bytes + d.spec.paging_pages() * 4096)
+            .sum();
+        // dom0_max_vcpus=<min>-<max>: as many as allowed, at most one per CPU.
+        let vcpus = options
+            .dom0_max_vcpus
+            .map(|(_, max)| max.min(rxen_x86::cpu::online_count()).max(1))
+            .unwrap_or(1);
         let dom0 = BootSpec {
             kernel: (kernel.start, kernel.end),
             // The kernel's command line without the file name (as Xen cooks
@@ -134,13 +147,10 @@ pub fn run_boot_domains(
                 .filter(|(i, _)| !claimed.contains(i))
                 .map(|(_, m)| ((m.start, m.end), m.cmdline.clone()))
                 .collect::<Vec<_>>(),
-            memory_bytes: dom0_memory(options, host_bytes, domus_bytes),
+            memory_bytes: dom0_memory(options, host_bytes, domus_bytes, vcpus),
             flags: rxen_abi::start_info::SIF_PRIVILEGED | rxen_abi::start_info::SIF_INITDOMAIN,
-            // dom0_max_vcpus=<min>-<max>: as many as allowed, at most one per CPU.
-            vcpus: options
-                .dom0_max_vcpus
-                .map(|(_, max)| max.min(rxen_x86::cpu::online_count()).max(1))
-                .unwrap_or(1),
+            vcpus,
+            shadow_memory_mb: None,
         };
         domains.insert(
             0,

@@ -47,12 +47,24 @@ pub struct BootSpec {
     pub flags: u32,
     /// Number of vCPUs (vCPU 0 starts; the others wait for VCPUOP_up).
     pub vcpus: u32,
+    /// Size of the paging pool in MiB (xl.cfg's `shadow_memory`); unset:
+    /// Xen's default for the vCPUs and RAM.
+    pub shadow_memory_mb: Option<u64>,
 }
 
 impl BootSpec {
     /// Whether the domain gets ACPI tables built for it (domUs do, dom0 not).
     pub fn builds_acpi_tables(&self) -> bool {
         self.flags & SIF_INITDOMAIN == 0
+    }
+
+    /// Frames of the domain's paging pool (its nested page tables).
+    pub fn paging_pages(&self) -> u64 {
+        self.shadow_memory_mb
+            .map(|mb| mb.saturating_mul(256))
+            .unwrap_or_else(|| {
+                rxen_core::frame_alloc::default_paging_pages(self.vcpus, self.memory_bytes)
+            })
     }
 }
 

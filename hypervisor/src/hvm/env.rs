@@ -208,10 +208,7 @@ impl GuestEnv for Env<'_> {
         );
         let placed = table.add_to_physmap(&mut platform, idx, gpfn)?;
         drop(platform);
-        if let Err(e) = self
-            .memory
-            .map_grant_frame(placed.index, placed.gfn, placed.previous_gfn)
-        {
+        if let Err(e) = self.memory.map_grant_frame(placed.index, placed.gfn) {
             table.forget_frame_gfn(placed.gfn);
             return Err(e);
         }

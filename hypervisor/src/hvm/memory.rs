@@ -1,18 +1,27 @@
 //! A domain's memory: the host frames backing its RAM, its nested page
-//! table, its grant-table frames, the foreign (granted) pages mapped into
-//! it, and copies to and from guest-physical and guest-linear addresses
-//! (through the guest's own page tables).
+//! table and the paging pool the table is built from, its grant-table
+//! frames, the foreign (granted) pages mapped into it, and copies to and
+//! from guest-physical and guest-linear addresses (through the guest's own
+//! page tables).
 //!
 //! A foreign page is marked in the nested page table itself (no heap per
 //! mapping); what its gfn held before is kept by the grant table's maptrack
-//! as the `restore` value [`GuestMemory::map_foreign`] returns.
+//! as the `restore` value [`GuestMemory::map_foreign`] returns. Shared info
+//! and grant frames move on `XENMEM_add_to_physmap`, as in Xen: the place
+//! they leave gets back what is underneath (the special page the guest put
+//! there, else its own RAM, else nothing). Page tables are paid from the domain's paging pool (Xen's
+//! HAP pool): when it is empty the guest gets `-ENOMEM`, and tables that no
+//! longer map anything go back to it.
 
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
+use rxen_core::domain::DomId;
+use rxen_core::frame_alloc::PagingPool;
+use rxen_x86::printk;
 use rxen_x86::svm::guest_walk::{self, PagingRegs};
-use rxen_x86::svm::npt::{Access, NestedPageTable};
+use rxen_x86::svm::npt::{Access, NestedPageTable, NptError};
 
 use crate::memory::{alloc_frame, free_frames};
 
@@ -22,19 +31,28 @@ const PAGE_2M: u64 = 2 << 20;
 pub struct GuestMemory {
     /// Nested page table.
     pub npt: NestedPageTable,
+    /// The frames the nested page table is built from.
+    pool: PagingPool,
+    /// The domain (for log lines).
+    domid: DomId,
     /// Bytes of RAM from guest-physical 0.
     pub ram_bytes: u64,
-    /// Host frames backing RAM: (host address, number of 4 KiB frames).
-    backing: Vec<(u64, usize)>,
+    /// Host frames backing RAM, in guest-physical order: (guest-physical
+    /// start, host address, number of 4 KiB frames).
+    backing: Vec<(u64, u64, usize)>,
     /// Extra frames the domain owns (shared info page...).
     extra: Vec<u64>,
     /// Host frame of the shared-info page.
     shared_info: u64,
+    /// Guest frame the shared-info page is mapped at, if any.
+    shared_info_gfn: Option<u64>,
     /// Host frames of the grant table, in table order.
     grant_frames: Vec<u64>,
-    /// Host frame of the PV console ring page, for a domU whose console
-    /// the hypervisor serves.
-    console: Option<u64>,
+    /// Guest frame each grant-table frame is mapped at, if any.
+    grant_frame_gfns: Vec<Option<u64>>,
+    /// Host frame and guest frame of the PV console ring page, for a domU
+    /// whose console the hypervisor serves.
+    console: Option<(u64, Option<u64>)>,
 }
 
 /// `restore` bits: something was mapped (else the gfn was empty), and it
@@ -45,8 +63,10 @@ const RESTORE_WRITABLE: u64 = 2;
 /// Why memory could not be set up.
 #[derive(Debug)]
 pub enum MemoryError {
-    /// The frame allocator ran out.
+    /// The frame allocator (or the heap) ran out.
     OutOfMemory,
+    /// The paging pool is too small to map the domain's RAM.
+    PoolTooSmall,
 }
 
 fn zero(hpa: u64, bytes: u64) {
@@ -55,22 +75,59 @@ fn zero(hpa: u64, bytes: u64) {
     unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, bytes as usize) };
 }
 
+/// Xen's errno for a nested-page-table failure.
+fn npt_errno(error: NptError) -> Errno {
+    match error {
+        NptError::OutOfMemory => errno::ENOMEM,
+        NptError::Unaligned | NptError::OutOfRange => errno::EINVAL,
+    }
+}
+
+fn gpa_of(gfn: u64) -> Result<u64, Errno> {
+    gfn.checked_mul(4096)
+        .filter(|&gpa| gpa < 1 << 48)
+        .ok_or(errno::EINVAL)
+}
+
 impl GuestMemory {
     /// Allocates and maps `ram_bytes` (a multiple of 4 KiB) of zeroed RAM
-    /// at guest-physical 0, with 2 MiB pages where the allocator can.
-    pub fn new(ram_bytes: u64) -> Result<Self, MemoryError> {
-        let npt = NestedPageTable::new(&mut alloc_frame).map_err(|_| MemoryError::OutOfMemory)?;
+    /// at guest-physical 0, with 2 MiB pages where the allocator can, from
+    /// a paging pool of `pool_pages` frames taken now.
+    pub fn new(domid: DomId, ram_bytes: u64, pool_pages: u64) -> Result<Self, MemoryError> {
+        let pool_pages = usize::try_from(pool_pages).map_err(|_| MemoryError::OutOfMemory)?;
+        let mut pool = PagingPool::new(pool_pages).map_err(|_| MemoryError::OutOfMemory)?;
+        for _ in 0..pool_pages {
+            let Some(frame) = alloc_frame() else {
+                pool.release(&mut |frame| free_frames(frame, 1));
+                return Err(MemoryError::OutOfMemory);
+            };
+            // Cannot be full: sized for `pool_pages`.
+            let _ = pool.add(frame);
+        }
+        let Ok(npt) = NestedPageTable::new(&mut pool) else {
+            pool.release(&mut |frame| free_frames(frame, 1));
+            return Err(MemoryError::PoolTooSmall);
+        };
         let mut memory = Self {
             npt,
+            pool,
+            domid,
             ram_bytes,
             backing: Vec::new(),
             extra: Vec::new(),
             shared_info: 0,
+            shared_info_gfn: None,
             grant_frames: Vec::new(),
+            grant_frame_gfns: Vec::new(),
             console: None,
         };
+        // From here on, dropping `memory` gives everything back.
         // The shared-info page exists from the start (events are recorded in
         // it); the guest maps it where it likes with XENMEM_add_to_physmap.
+        memory
+            .extra
+            .try_reserve(2)
+            .map_err(|_| MemoryError::OutOfMemory)?;
         let shared_info = alloc_frame().ok_or(MemoryError::OutOfMemory)?;
         zero(shared_info, 4096);
         memory.extra.push(shared_info);
@@ -79,37 +136,147 @@ impl GuestMemory {
         while gpa < ram_bytes {
             if ram_bytes - gpa >= PAGE_2M && gpa % PAGE_2M == 0 {
                 if let Some(hpa) = crate::memory::alloc_frames_aligned(512, 512) {
-                    memory.backing.push((hpa, 512));
+                    memory.add_backing(gpa, hpa, 512)?;
                     zero(hpa, PAGE_2M);
                     memory
                         .npt
-                        .map_2m(gpa, hpa, Access::ReadWrite, &mut alloc_frame)
-                        .map_err(|_| MemoryError::OutOfMemory)?;
+                        .map_2m(gpa, hpa, Access::ReadWrite, &mut memory.pool)
+                        .map_err(|_| MemoryError::PoolTooSmall)?;
                     gpa += PAGE_2M;
                     continue;
                 }
             }
             let hpa = alloc_frame().ok_or(MemoryError::OutOfMemory)?;
-            memory.backing.push((hpa, 1));
+            memory.add_backing(gpa, hpa, 1)?;
             zero(hpa, 4096);
             memory
                 .npt
-                .map_4k(gpa, hpa, Access::ReadWrite, &mut alloc_frame)
-                .map_err(|_| MemoryError::OutOfMemory)?;
+                .map_4k(gpa, hpa, Access::ReadWrite, &mut memory.pool)
+                .map_err(|_| MemoryError::PoolTooSmall)?;
             gpa += 4096;
         }
         Ok(memory)
     }
 
-    /// Frames used for the domain: RAM, page tables, grant frames and extras.
-    pub fn frames_in_use(&self) -> usize {
-        self.backing.iter().map(|(_, n)| n).sum::<usize>() + self.overhead_frames()
+    /// Records RAM frames (extending the last run when they follow it).
+    fn add_backing(&mut self, gpa: u64, hpa: u64, count: usize) -> Result<(), MemoryError> {
+        if let Some(last) = self.backing.last_mut() {
+            let frames = last.2 as u64 * 4096;
+            if last.0 + frames == gpa && last.1 + frames == hpa {
+                last.2 += count;
+                return Ok(());
+            }
+        }
+        if self.backing.try_reserve(1).is_err() {
+            free_frames(hpa, count);
+            return Err(MemoryError::OutOfMemory);
+        }
+        self.backing.push((gpa, hpa, count));
+        Ok(())
     }
 
-    /// Frames used for control structures (page tables, grant frames,
+    /// The host frame backing RAM frame `gfn`, if `gfn` is RAM (whatever is
+    /// mapped there now).
+    fn backing_frame(&self, gfn: u64) -> Option<u64> {
+        let gpa = gfn.checked_mul(4096).filter(|&gpa| gpa < self.ram_bytes)?;
+        let run = self.backing.partition_point(|&(start, _, _)| start <= gpa);
+        let &(start, hpa, count) = self.backing.get(run.checked_sub(1)?)?;
+        (gpa - start < count as u64 * 4096).then(|| hpa + (gpa - start))
+    }
+
+    /// What guest frame `gfn` holds under any foreign mapping: a special
+    /// page placed there, else the domain's own RAM, else nothing.
+    fn underlying(&self, gfn: u64) -> Option<(u64, Access)> {
+        if self.shared_info_gfn == Some(gfn) {
+            return Some((self.shared_info, Access::ReadWrite));
+        }
+        if let Some(index) = self.grant_frame_gfns.iter().position(|&g| g == Some(gfn)) {
+            return Some((*self.grant_frames.get(index)?, Access::ReadWrite));
+        }
+        if let Some((hpa, Some(console_gfn))) = self.console {
+            if console_gfn == gfn {
+                return Some((hpa, Access::ReadWrite));
+            }
+        }
+        self.backing_frame(gfn).map(|hpa| (hpa, Access::ReadWrite))
+    }
+
+    /// Puts back at `gfn` what [`GuestMemory::underlying`] says is there.
+    fn restore(&mut self, gfn: u64) -> Result<(), Errno> {
+        let gpa = gpa_of(gfn)?;
+        let result = match self.underlying(gfn) {
+            Some((hpa, access)) => self.npt.map_4k(gpa, hpa, access, &mut self.pool),
+            None => self.npt.unmap_4k(gpa, &mut self.pool),
+        };
+        result.map_err(|e| self.npt_failed(e))
+    }
+
+    /// The guest's errno for `error`; logs the first time the pool runs dry
+    /// (as Xen's "failed to allocate from HAP pool").
+    fn npt_failed(&self, error: NptError) -> Errno {
+        if error == NptError::OutOfMemory && self.pool.failures() == 1 {
+            printk!(
+                "d{}: paging pool exhausted ({} pages): -ENOMEM",
+                self.domid,
+                self.pool.size()
+            );
+        }
+        npt_errno(error)
+    }
+
+    /// Places host frame `hpa` (a special page of the domain) at `gfn` for
+    /// XENMEM_add_to_physmap: refused over a foreign mapping; a special page
+    /// that was at `gfn` is no longer there.
+    fn place_special(&mut self, gfn: u64, hpa: u64) -> Result<(), Errno> {
+        let gpa = gpa_of(gfn)?;
+        if self.npt.is_foreign(gpa) {
+            return Err(errno::EBUSY);
+        }
+        self.npt
+            .map_4k(gpa, hpa, Access::ReadWrite, &mut self.pool)
+            .map_err(|e| self.npt_failed(e))?;
+        if self.shared_info_gfn == Some(gfn) && hpa != self.shared_info {
+            self.shared_info_gfn = None;
+        }
+        for (slot, &frame) in self.grant_frame_gfns.iter_mut().zip(&self.grant_frames) {
+            if *slot == Some(gfn) && frame != hpa {
+                *slot = None;
+            }
+        }
+        if let Some((console, at)) = &mut self.console {
+            if *at == Some(gfn) && *console != hpa {
+                *at = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// After special page `hpa` moved from `old` to elsewhere, puts back at
+    /// `old` what is underneath, unless something else is mapped there now.
+    fn vacate(&mut self, old: u64, hpa: u64) {
+        let Ok(gpa) = gpa_of(old) else { return };
+        if self.npt.is_foreign(gpa) || self.npt.translate(gpa).map(|(at, _)| at) != Some(hpa) {
+            return;
+        }
+        // Needs no new table: the path to `old` exists.
+        let _ = self.restore(old);
+    }
+
+    /// Frames used for the domain: RAM, its paging pool, grant frames and
+    /// extras.
+    pub fn frames_in_use(&self) -> usize {
+        self.backing.iter().map(|&(_, _, n)| n).sum::<usize>() + self.overhead_frames()
+    }
+
+    /// Frames used for control structures (the paging pool, grant frames,
     /// extras).
     pub fn overhead_frames(&self) -> usize {
-        self.npt.table_frames().len() + self.extra.len() + self.grant_frames.len()
+        self.pool.total() + self.extra.len() + self.grant_frames.len()
+    }
+
+    /// The paging pool: (frames, frames in use as page tables).
+    pub fn paging_pool(&self) -> (usize, usize) {
+        (self.pool.total(), self.pool.in_use())
     }
 
     /// Whether `gfn` is one of the domain's own RAM frames (not a foreign,
@@ -123,35 +290,28 @@ impl GuestMemory {
     /// [`GuestMemory::is_own_ram`]). The frame stays the domain's until the
     /// domain is destroyed.
     pub fn ram_frame(&self, gfn: u64) -> Option<u64> {
-        let gpa = gfn.checked_mul(4096).filter(|&gpa| gpa < self.ram_bytes)?;
-        if self.npt.is_foreign(gpa) {
-            return None;
-        }
-        let Some((hpa, Access::ReadWrite)) = self.npt.translate(gpa) else {
-            return None;
-        };
-        self.backing
-            .iter()
-            .any(|&(start, n)| start <= hpa && hpa < start + n as u64 * 4096)
-            .then_some(hpa)
+        let frame = self.backing_frame(gfn)?;
+        let gpa = gfn * 4096;
+        (!self.npt.is_foreign(gpa) && self.npt.translate(gpa) == Some((frame, Access::ReadWrite)))
+            .then_some(frame)
     }
 
     /// Gives the domain a zeroed PV console ring page at guest frame `gfn`
     /// (outside its RAM).
     pub fn add_console_page(&mut self, gfn: u64) -> Result<(), Errno> {
+        self.extra.try_reserve(1).map_err(|_| errno::ENOMEM)?;
         let hpa = alloc_frame().ok_or(errno::ENOMEM)?;
         zero(hpa, 4096);
         self.extra.push(hpa);
-        self.npt
-            .map_4k(gfn * 4096, hpa, Access::ReadWrite, &mut alloc_frame)
-            .map_err(|_| errno::ENOMEM)?;
-        self.console = Some(hpa);
+        self.console = Some((hpa, None));
+        self.place_special(gfn, hpa)?;
+        self.console = Some((hpa, Some(gfn)));
         Ok(())
     }
 
     /// The PV console ring page, if the domain has one.
     pub fn console_page(&mut self) -> Option<&mut [u8]> {
-        let hpa = self.console?;
+        let (hpa, _) = self.console?;
         // SAFETY: the frame was allocated for this domain's console and
         // lives as long as `self`; the guest writes it concurrently, which
         // only affects the bytes read, never memory safety.
@@ -160,16 +320,23 @@ impl GuestMemory {
 
     /// Whether a foreign (granted) page is mapped at `gfn`.
     pub fn is_foreign(&self, gfn: u64) -> bool {
-        gfn.checked_mul(4096)
-            .is_some_and(|gpa| self.npt.is_foreign(gpa))
+        gpa_of(gfn).is_ok_and(|gpa| self.npt.is_foreign(gpa))
     }
 
     /// Adds zeroed grant-table frames until there are `nr`.
     pub fn grow_grant_frames(&mut self, nr: u32) -> Result<(), Errno> {
+        let more = (nr as usize).saturating_sub(self.grant_frames.len());
+        self.grant_frames
+            .try_reserve(more)
+            .map_err(|_| errno::ENOMEM)?;
+        self.grant_frame_gfns
+            .try_reserve(more)
+            .map_err(|_| errno::ENOMEM)?;
         while self.grant_frames.len() < nr as usize {
             let frame = alloc_frame().ok_or(errno::ENOMEM)?;
             zero(frame, 4096);
             self.grant_frames.push(frame);
+            self.grant_frame_gfns.push(None);
         }
         Ok(())
     }
@@ -184,31 +351,26 @@ impl GuestMemory {
         Some(unsafe { core::slice::from_raw_parts(hpa as *const AtomicU32, 1024) })
     }
 
-    /// Maps grant-table frame `index` at guest frame `gfn` (and removes it
-    /// from `previous`, where it was before).
-    pub fn map_grant_frame(
-        &mut self,
-        index: u32,
-        gfn: u64,
-        previous: Option<u64>,
-    ) -> Result<(), Errno> {
+    /// Maps grant-table frame `index` at guest frame `gfn`, moving it from
+    /// where it was (XENMEM_add_to_physmap).
+    pub fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
         let hpa = *self.grant_frames.get(index as usize).ok_or(errno::EINVAL)?;
-        let gpa = gfn.checked_mul(4096).ok_or(errno::EINVAL)?;
-        if self.is_foreign(gfn) {
-            return Err(errno::EBUSY);
-        }
-        self.npt
-            .map_4k(gpa, hpa, Access::ReadWrite, &mut alloc_frame)
-            .map_err(|_| errno::EINVAL)?;
-        if let Some(old) = previous.filter(|&old| old != gfn) {
-            let _ = self.npt.unmap_4k(old * 4096, &mut alloc_frame);
+        self.place_special(gfn, hpa)?;
+        let slot = self
+            .grant_frame_gfns
+            .get_mut(index as usize)
+            .ok_or(errno::EINVAL)?;
+        let old = slot.replace(gfn);
+        if let Some(old) = old.filter(|&old| old != gfn) {
+            self.vacate(old, hpa);
         }
         Ok(())
     }
 
     /// Maps host frame `hpa` (a granted page) at `gfn`, read-only or
-    /// writable; `-EBUSY` if a foreign page is mapped there already.
-    /// Returns what [`GuestMemory::unmap_foreign`] puts back.
+    /// writable; `-EBUSY` if a foreign page is mapped there already,
+    /// `-ENOMEM` when the paging pool has no table for it. Returns what
+    /// [`GuestMemory::unmap_foreign`] puts back.
     pub fn map_foreign(&mut self, gfn: u64, hpa: u64, readonly: bool) -> Result<u64, Errno> {
         let gpa = gfn
             .checked_mul(4096)
@@ -228,45 +390,39 @@ impl GuestMemory {
             Access::ReadWrite
         };
         self.npt
-            .map_4k_foreign(gpa, hpa, access, &mut alloc_frame)
-            .map_err(|_| errno::ENOMEM)?;
+            .map_4k_foreign(gpa, hpa, access, &mut self.pool)
+            .map_err(|e| self.npt_failed(e))?;
         Ok(restore)
     }
 
     /// Removes the foreign page at `gfn` and puts back `restore` (from
-    /// [`GuestMemory::map_foreign`]). If something else was mapped over the
-    /// foreign page meanwhile, that stays.
+    /// [`GuestMemory::map_foreign`]); a table left mapping nothing goes back
+    /// to the pool. If something else was mapped over the foreign page
+    /// meanwhile, that stays.
     pub fn unmap_foreign(&mut self, gfn: u64, restore: u64) -> Result<(), Errno> {
-        let gpa = gfn.checked_mul(4096).ok_or(errno::EINVAL)?;
+        let gpa = gpa_of(gfn)?;
         if !self.npt.is_foreign(gpa) {
             return Ok(());
         }
         let hpa = restore & !0xFFF;
         let result = match (restore & RESTORE_PRESENT, restore & RESTORE_WRITABLE) {
-            (0, _) => self.npt.unmap_4k(gpa, &mut alloc_frame),
-            (_, 0) => self
-                .npt
-                .map_4k(gpa, hpa, Access::ReadOnly, &mut alloc_frame),
-            _ => self
-                .npt
-                .map_4k(gpa, hpa, Access::ReadWrite, &mut alloc_frame),
+            (0, _) => self.npt.unmap_4k(gpa, &mut self.pool),
+            (_, 0) => self.npt.map_4k(gpa, hpa, Access::ReadOnly, &mut self.pool),
+            _ => self.npt.map_4k(gpa, hpa, Access::ReadWrite, &mut self.pool),
         };
-        result.map_err(|_| errno::ENOMEM)
+        result.map_err(|e| self.npt_failed(e))
     }
 
-    /// Maps the domain's shared-info page at guest frame `gfn`, replacing
-    /// what was there (XENMEM_add_to_physmap). The page keeps its contents
-    /// when moved.
+    /// Maps the domain's shared-info page at guest frame `gfn`, moving it
+    /// from where it was (XENMEM_add_to_physmap). The page keeps its
+    /// contents when moved.
     pub fn map_shared_info(&mut self, gfn: u64) -> Result<u64, Errno> {
         let hpa = self.shared_info;
-        self.npt
-            .map_4k(
-                gfn.checked_mul(4096).ok_or(errno::EINVAL)?,
-                hpa,
-                Access::ReadWrite,
-                &mut alloc_frame,
-            )
-            .map_err(|_| errno::EINVAL)?;
+        self.place_special(gfn, hpa)?;
+        let old = self.shared_info_gfn.replace(gfn);
+        if let Some(old) = old.filter(|&old| old != gfn) {
+            self.vacate(old, hpa);
+        }
         Ok(hpa)
     }
 
@@ -370,15 +526,18 @@ impl GuestMemory {
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
-        for &(hpa, count) in &self.backing {
+        self.npt.destroy(&mut self.pool);
+        let lost = self.pool.release(&mut |frame| free_frames(frame, 1));
+        if lost > 0 {
+            printk!(
+                "d{}: {lost} page-table frames not back in the paging pool",
+                self.domid
+            );
+        }
+        for &(_, hpa, count) in &self.backing {
             free_frames(hpa, count);
         }
-        for &frame in self
-            .extra
-            .iter()
-            .chain(&self.grant_frames)
-            .chain(self.npt.table_frames())
-        {
+        for &frame in self.extra.iter().chain(&self.grant_frames) {
             free_frames(frame, 1);
         }
     }

@@ -71,8 +71,16 @@ pub const CONSOLE_GFN: u64 = 0xFEFFF;
 pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let pages = spec.memory_bytes / 4096;
     let heap_before = crate::heap::used();
-    let mut memory = GuestMemory::new(spec.memory_bytes)
-        .map_err(|_| alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20))?;
+    let pool_pages = spec.paging_pages();
+    let mut memory =
+        GuestMemory::new(domid, spec.memory_bytes, pool_pages).map_err(|error| match error {
+            memory::MemoryError::OutOfMemory => {
+                alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20)
+            }
+            memory::MemoryError::PoolTooSmall => {
+                alloc::format!("a paging pool of {pool_pages} pages cannot map the domain's RAM")
+            }
+        })?;
     let is_domu = spec.flags & rxen_abi::start_info::SIF_INITDOMAIN == 0;
     let mut map = build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables());
     if is_domu {
@@ -129,11 +137,13 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
         );
     }
     // What the hypervisor spends on the domain besides its RAM.
+    let (pool, tables) = memory.paging_pool();
     printk!(
         "d{domid}: memory cost: {} heap bytes, {} frames for nested page tables and control pages",
         crate::heap::used().saturating_sub(heap_before),
         memory.overhead_frames()
     );
+    printk!("d{domid}: paging pool: {pool} pages, {tables} in use");
     Ok(HvmDomain {
         core,
         memory,
