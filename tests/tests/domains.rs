@@ -387,3 +387,35 @@ fn a_huge_grant_copy_batch_is_preempted() {
         .assert_contains("(d2) Test result: SUCCESS")
         .assert_normal_stop();
 }
+
+/// Defect 8 of issue 14: a domU makes rxen build nested page tables for guest frames it
+/// scatters (shared info moved 2000 times, its own grant mapped at frames 1 GiB apart):
+/// its paging pool (Xen's HAP pool, 256 pages per vCPU + 1 per MiB, rounded up to a
+/// MiB: 512 pages here) bounds them, the guest gets `GNTST_general_error` and `-ENOMEM`
+/// beyond it, tables that map nothing go back to the pool, a second domain runs to the
+/// end beside it, and every frame comes back.
+#[test]
+fn paging_pool_bounds_a_hostile_domu() {
+    let out = machine(
+        "domains-paging-pool",
+        2,
+        "dom0less domu=0,mem=16M domu=1,mem=16M",
+    )
+    .module(guest("paging_pool"), "domid=1")
+    .module(guest("pvclock"), "")
+    .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("d1: paging pool: 512 pages")
+        .assert_contains("(d1) paging_pool: shared info moved 2000 times")
+        .assert_contains("d1: paging pool exhausted (512 pages): -ENOMEM")
+        .assert_count("paging pool exhausted", 1)
+        .assert_contains("(d1) paging_pool: done");
+    for id in 1..=2 {
+        out.assert_contains(&format!("(d{id}) Test result: SUCCESS"))
+            .assert_contains(&format!("d{id}: shut down (poweroff)"));
+    }
+    out.assert_count("0 frames not returned", 2)
+        .assert_not_contains("page-table frames not back")
+        .assert_in_order(&["frames not returned", "No domain left: halting"])
+        .assert_normal_stop();
+}

@@ -129,6 +129,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "fpu_switch",
     "domu_acpi",
     "hostile_bounded",
+    "paging_pool",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
