@@ -597,12 +597,19 @@ fn poll(
     if request.nr_ports > MAX_POLL_PORTS {
         return Err(errno::EINVAL);
     }
-    let mut bytes = vec![0u8; request.nr_ports as usize * 4];
-    env.copy_from_guest(request.ports, &mut bytes)?;
-    let ports: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let mut bytes = [0u8; MAX_POLL_PORTS as usize * 4];
+    let bytes = &mut bytes[..request.nr_ports as usize * 4];
+    env.copy_from_guest(request.ports, bytes)?;
+    // Kept while the vCPU blocks: a heap allocation, which may fail.
+    let mut ports: Vec<u32> = Vec::new();
+    ports
+        .try_reserve_exact(request.nr_ports as usize)
+        .map_err(|_| errno::ENOMEM)?;
+    ports.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
     if ports.iter().any(|&port| port >= domain.events.max_ports()) {
         return Err(errno::EINVAL);
     }
@@ -3357,6 +3364,32 @@ pub(crate) mod tests {
         let status: ev::EvtchnStatus = env.get(0x300);
         assert_eq!(status.status, ev::EVTCHNSTAT_INTERDOMAIN);
         assert_eq!(status.u[..2], xen::DOMID_XEN.to_le_bytes());
+    }
+
+    #[test]
+    fn poll_without_heap_is_enomem_not_a_crash() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let port = d.events.bind_ipi(0).unwrap();
+        env.put(0x500, &port);
+        env.put(
+            0x400,
+            &sched::SchedPoll {
+                ports: 0x500,
+                nr_ports: 1,
+                timeout: 5_000_000,
+                ..sched::SchedPoll::new_zeroed()
+            },
+        );
+        let args = [sched::SCHEDOP_POLL as u64, 0x400, 0, 0, 0];
+        let out = crate::test_alloc::failing_allocations(|| {
+            call(&mut d, &mut env, xen::HYPERVISOR_SCHED_OP, args)
+        });
+        assert_eq!(out, Outcome::error(errno::ENOMEM));
+        assert!(d.vcpus[0].poll_ports.is_empty());
+        // With a heap, the same call blocks.
+        let out = call(&mut d, &mut env, xen::HYPERVISOR_SCHED_OP, args);
+        assert_eq!(out.next, Next::Block(Some(5_000_000)));
+        assert_eq!(d.vcpus[0].poll_ports, [port]);
     }
 
     #[test]
