@@ -373,6 +373,8 @@ pub struct PagingPool {
     total: usize,
     /// Allocations refused since the pool was made.
     failures: u64,
+    /// Most frames in use at once.
+    peak: usize,
 }
 
 impl PagingPool {
@@ -386,6 +388,7 @@ impl PagingPool {
             size: pages,
             total: 0,
             failures: 0,
+            peak: 0,
         })
     }
 
@@ -406,6 +409,7 @@ impl PagingPool {
         if frame.is_none() {
             self.failures = self.failures.saturating_add(1);
         }
+        self.peak = self.peak.max(self.in_use());
         frame
     }
 
@@ -448,6 +452,11 @@ impl PagingPool {
     /// Allocations refused (the pool was empty).
     pub fn failures(&self) -> u64 {
         self.failures
+    }
+
+    /// Most frames in use at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak
     }
 }
 
@@ -760,6 +769,7 @@ mod tests {
         let c = pool.alloc().unwrap();
         assert_eq!(pool.in_use(), 3);
         assert_eq!(pool.alloc(), None, "beyond the pool: -ENOMEM for the guest");
+        assert_eq!(pool.peak(), 3);
         assert_eq!(pool.failures(), 2);
         // A freed table is reused.
         pool.free(b).unwrap();

@@ -526,6 +526,13 @@ impl GuestMemory {
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
+        printk!(
+            "d{}: paging pool: at most {} of {} pages used, {} requests refused",
+            self.domid,
+            self.pool.peak(),
+            self.pool.total(),
+            self.pool.failures()
+        );
         self.npt.destroy(&mut self.pool);
         let lost = self.pool.release(&mut |frame| free_frames(frame, 1));
         if lost > 0 {
