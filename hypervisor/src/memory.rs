@@ -118,6 +118,10 @@ pub fn init_frames_and_heap(map: &MemoryMap, mut reserved: Vec<Range<u64>>) -> b
     };
     // SAFETY: the frames were just taken from the allocator for the heap.
     unsafe { crate::heap::init_main(heap_at, heap_size as usize) };
+    // It may grow by up to a quarter of what is left, when every domain's
+    // bounded structures together need more than the main heap.
+    let growth = (frames.free_frames() * 4096 / 4) as usize;
+    crate::heap::allow_growth(growth, grow_heap);
     printk!(
         "Frames: {} of {} free ({} MiB); heap {} MiB at {:#x}; bitmap at {:#x}",
         frames.free_frames(),
@@ -160,13 +164,37 @@ pub fn alloc_frames_aligned(count: usize, align: usize) -> Option<u64> {
 /// Returns `count` frames starting at `start` to the allocator. A frame the
 /// allocator refuses (double free) is reported, never silently reused.
 pub fn free_frames(start: u64, count: usize) {
-    let mut guard = FRAMES.lock();
-    let Some(frames) = guard.as_mut() else { return };
-    for index in 0..count as u64 {
-        if let Err(error) = frames.free(start + index * 4096) {
-            printk!("Frame allocator: {error}");
+    let mut refused = 0u64;
+    let mut first_error = None;
+    {
+        let mut guard = FRAMES.lock();
+        let Some(frames) = guard.as_mut() else { return };
+        for index in 0..count as u64 {
+            if let Err(error) = frames.free(start + index * 4096) {
+                refused += 1;
+                first_error.get_or_insert(error);
+            }
         }
     }
+    // Printed without the lock: nothing may allocate from the heap while it
+    // is held (the heap grows from the frame allocator, see `grow_heap`).
+    if let Some(error) = first_error {
+        printk!("Frame allocator: {error} ({refused} frames refused)");
+    }
+}
+
+/// Frames for the heap to grow by ([`crate::heap::GrowFrames`]): nothing
+/// allocates from the heap while the frame allocator's lock is held, so
+/// waiting for that lock from inside an allocation cannot deadlock.
+fn grow_heap(count: usize) -> Option<u64> {
+    let at = alloc_frames(count)?;
+    log!(
+        Info,
+        "Heap: grown by {} MiB to {} MiB",
+        (count * 4096) >> 20,
+        ((HEAP_SIZE as usize) + crate::heap::grown() + count * 4096) >> 20
+    );
+    Some(at)
 }
 
 /// Free frames now (for reports and tests).

@@ -419,3 +419,38 @@ fn paging_pool_bounds_a_hostile_domu() {
         .assert_in_order(&["frames not returned", "No domain left: halting"])
         .assert_normal_stop();
 }
+
+/// Issue 14, defect 3: four domUs fill their maptracks (Xen's default
+/// `gnttab_max_maptrack_frames`, 1024 frames = 262144 mappings, about 6 MiB of heap
+/// each, more than the 16 MiB main heap and the 2 MiB early heap together) while an event ping-pong pair runs:
+/// each gets all its mappings and then GNTST_no_space, the heap grows from free frames
+/// instead of running out, the pair finishes, and every frame comes back.
+#[test]
+fn full_maptracks_of_four_domains_do_not_exhaust_the_heap() {
+    let mut q = machine(
+        "domains-grant-fill",
+        2,
+        "dom0less domu=0,mem=16M domu=1,mem=16M domu=2,mem=16M,shadow_memory=8 \
+         domu=3,mem=16M,shadow_memory=8 domu=4,mem=16M,shadow_memory=8 \
+         domu=5,mem=16M,shadow_memory=8",
+    )
+    .timeout(Duration::from_secs(240))
+    .module(guest("evtchn_pingpong"), "role=server peer=2 rounds=20000")
+    .module(guest("evtchn_pingpong"), "role=client peer=1 rounds=20000");
+    for domid in 3..=6 {
+        q = q.module(guest("grant_hostile"), &format!("domid={domid} mode=fill"));
+    }
+    let out = q.run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_contains("Heap: grown by")
+        .assert_count("0 frames not returned", 6)
+        .assert_normal_stop();
+    for domid in 3..=6 {
+        out.assert_contains(&format!(
+            "(d{domid}) grant_hostile: fill: 262144 mappings, then status -13"
+        ))
+        .assert_contains(&format!("(d{domid}) Test result: SUCCESS"));
+    }
+}

@@ -16,6 +16,11 @@
 //!   16 MiB: needs `mem=64M`), 8 bytes each from G into 8 of our pages. Every status is
 //!   GNTST_okay and the pages hold G; beside a CPU hog on one CPU, the vCPU was runnable
 //!   (preempted) for at least a quarter of the call, so the batch did not hold the CPU.
+//! - `fill` (defect 3): maps G at consecutive free frames above RAM, 512 mappings a call,
+//!   until an element fails; prints how many succeeded and the first failing status
+//!   (`grant_hostile: fill: <n> mappings, then status <s>`). A full maptrack is
+//!   GNTST_no_space; the host test checks the count against the limit. The mappings go
+//!   with the domain.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -314,10 +319,60 @@ fn batch(domid: DomId) {
     );
 }
 
+/// Map operations of one `fill` call.
+static mut FILL_OPS: [gt::GnttabMapGrantRef; 512] = [const {
+    gt::GnttabMapGrantRef {
+        host_addr: 0,
+        flags: 0,
+        ref_: 0,
+        dom: 0,
+        status: 0,
+        handle: 0,
+        dev_bus_addr: 0,
+    }
+}; 512];
+
+/// Defect 3: maps G until the hypervisor refuses; returns without unmapping.
+fn fill(domid: DomId, first_gfn: u64) {
+    const MOST: u64 = 1 << 20;
+    let mut mapped = 0u64;
+    let t0 = now();
+    while mapped < MOST {
+        // SAFETY: our own static array, used by this vCPU alone.
+        let ops = unsafe { &mut *addr_of_mut!(FILL_OPS) };
+        for (i, op) in ops.iter_mut().enumerate() {
+            *op = gt::GnttabMapGrantRef {
+                host_addr: (first_gfn + mapped + i as u64) * PAGE_SIZE,
+                flags: gt::GNTMAP_HOST_MAP,
+                ref_: REF,
+                dom: domid,
+                status: 99,
+                ..Default::default()
+            };
+        }
+        // SAFETY: 512 `gnttab_map_grant_ref` structures in FILL_OPS.
+        let rc =
+            unsafe { grant_table_op(gt::GNTTABOP_MAP_GRANT_REF, ops.as_mut_ptr() as u64, 512) };
+        check_eq!(rc, 0, "GNTTABOP_map_grant_ref of 512 elements");
+        if let Some(failed) = ops.iter().find(|op| op.status != gt::GNTST_OKAY) {
+            let ok = ops.iter().filter(|op| op.status == gt::GNTST_OKAY).count() as u64;
+            println!(
+                "grant_hostile: fill: {} mappings, then status {} ({} ms)",
+                mapped + ok,
+                failed.status,
+                (now() - t0) / MS
+            );
+            return;
+        }
+        mapped += 512;
+    }
+    error!("{MOST} mappings and no refusal");
+}
+
 fn main(si: &StartInfo) {
     let (Some(domid), Some(mode)) = (si.arg_u64("domid"), si.arg_value("mode")) else {
         error!(
-            "usage: domid=<our id> mode=tlb|race|batch (got {:?})",
+            "usage: domid=<our id> mode=tlb|race|batch|fill (got {:?})",
             si.cmdline()
         );
     };
@@ -340,6 +395,11 @@ fn main(si: &StartInfo) {
         "tlb" => tlb(domid, free_gfn_above_ram(si.memmap(), 1)),
         "race" => race(domid),
         "batch" => batch(domid),
+        "fill" => {
+            fill(domid, free_gfn_above_ram(si.memmap(), 2));
+            println!("grant_hostile: {mode} done");
+            return;
+        }
         other => error!("unknown mode {other}"),
     }
     check!(table.end_access(REF), "G no longer in use");
