@@ -20,6 +20,8 @@ pub mod elf;
 pub mod event_channel;
 pub mod event_fifo;
 pub mod frame_alloc;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod grant_table;
 pub mod hypercall;
 pub mod log;
