@@ -13,6 +13,9 @@
 //!   `/init`: as a PVH domU on rxen against QEMU's direct boot of the same kernel and
 //!   initramfs without any hypervisor.
 //! - rxenstored's operations per second (its own `bench` subcommand).
+//! - The hostile-guest fuzzer (issue 14): 10^6 random hypercalls beside an
+//!   event-channel ping-pong pair on two CPUs, with the time and calls per second
+//!   (the pair must finish and every frame come back, as in `tests/tests/fuzz.rs`).
 
 use std::time::Duration;
 
@@ -94,6 +97,7 @@ pub fn bench() -> i32 {
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
     ok &= between_domains();
+    ok &= fuzz();
     ok &= linux_boot();
     println!("\nxtask: rxenstored: read, write and small-transaction throughput");
     let mut cmd = crate::cargo_command();
@@ -214,6 +218,54 @@ fn between_domains() -> bool {
         println!("grant copy throughput: {mib_s:.1} MiB/s (one 4 KiB copy per hypercall; null hypercall {b} ns)");
     }
     ok
+}
+
+/// The fuzzer's known-defect skip list, as in `tests/tests/fuzz.rs`.
+const FUZZ_SKIP: &str = "18.0";
+
+/// 10^6 fuzzer calls beside a ping-pong pair; prints the time and the rate.
+fn fuzz() -> bool {
+    let calls = 1_000_000u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    println!("\nxtask: hostile-guest fuzzer, {calls} calls beside a ping-pong pair (two CPUs), seed {seed}");
+    let out = Qemu::new("bench-fuzz")
+        .smp(2)
+        .append("console=com1 isa_debug_exit")
+        .append("dom0less domu=0,mem=16M domu=1,mem=16M domu=2,mem=16M")
+        .module(guest("evtchn_pingpong"), "role=server peer=2 rounds=2000")
+        .module(guest("evtchn_pingpong"), "role=client peer=1 rounds=2000")
+        .module(
+            guest("fuzz"),
+            &format!("seed={seed} calls={calls} skip={FUZZ_SKIP} domid=3"),
+        )
+        .timeout(Duration::from_secs(900))
+        .run();
+    let done = out
+        .lines_containing("fuzz: done:")
+        .first()
+        .map(|l| l.to_string());
+    let healthy = out.count_lines("Test result: SUCCESS") == 3
+        && out.count_lines("0 frames not returned") == 3
+        && !out.contains("FATAL TRAP")
+        && !out.contains("Panic on CPU");
+    match (done, healthy) {
+        (Some(line), true) => {
+            let ms = number_after(&out, "fuzz: done:", "in").unwrap_or(0);
+            let rate = number_after(&out, "fuzz: done:", "ms,").unwrap_or(0);
+            println!("fuzzer: {calls} calls in {:.1} s, {rate} calls/s; all domains passed, every frame back", ms as f64 / 1000.0);
+            println!("({})", line.split("(d3) ").nth(1).unwrap_or(&line));
+            true
+        }
+        _ => {
+            eprintln!(
+                "xtask: the fuzzer run failed (seed {seed}); log tail:\n{}",
+                out.tail(40)
+            );
+            false
+        }
+    }
 }
 
 /// The initramfs's `/init` for the boot-time benchmark: a marker, then power off.
