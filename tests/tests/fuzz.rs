@@ -5,7 +5,8 @@
 //!
 //! The seed is `RXEN_FUZZ_SEED` if set, else new for every run; it is printed, so that
 //! a failing run can be replayed with `RXEN_FUZZ_SEED=<seed>` (and `RXEN_FUZZ_TRACE=<n>`
-//! to print every call from call `n` on). `RXEN_FUZZ_CALLS` overrides the call count,
+//! to print every call from call `n` on; `RXEN_FUZZ_EXTRA` adds words to the fuzzer's
+//! command line, e.g. `progress=1000`). `RXEN_FUZZ_CALLS` overrides the call count,
 //! `RXEN_FUZZ_SKIP` the list of skipped hypercalls (see [`SKIP`]).
 //!
 //! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
@@ -49,9 +50,12 @@ pub fn fuzz_beside_pingpong(name: &str, calls: u64, timeout: Duration) -> (Outco
     let seed = seed();
     let calls = env_or("RXEN_FUZZ_CALLS", &calls.to_string());
     let skip = env_or("RXEN_FUZZ_SKIP", SKIP);
-    let trace = std::env::var("RXEN_FUZZ_TRACE")
+    let mut trace = std::env::var("RXEN_FUZZ_TRACE")
         .map(|n| format!(" trace={n}"))
         .unwrap_or_default();
+    if let Ok(extra) = std::env::var("RXEN_FUZZ_EXTRA") {
+        trace = format!("{trace} {extra}");
+    }
     eprintln!("fuzz: seed {seed} (replay with RXEN_FUZZ_SEED={seed})");
     let out = Qemu::new(name)
         .smp(2)

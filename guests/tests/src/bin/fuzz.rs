@@ -62,6 +62,9 @@ static mut ARENA: Pages<4> = Pages([[0; 4096]; 4]);
 /// Pages the fuzzer gives away: shared info, grant frames, FIFO blocks, vcpu_info, grant
 /// mappings go here (or above RAM); nothing of the fuzzer's own lives in them.
 static mut SACRIFICE: Pages<16> = Pages([[0; 4096]; 16]);
+/// SCHEDOP_poll's argument: never pointed at otherwise, so that no output of an
+/// earlier multicall entry can turn its deadline into 0 (wait forever).
+static mut POLL: [u64; 3] = [0; 3];
 /// The page tables, saved around a call that points the hypervisor into them.
 static mut PT_SAVE: Pages<6> = Pages([[0; 4096]; 6]);
 
@@ -880,8 +883,8 @@ impl Fuzzer {
                         put32(b, i * 4, f.port());
                     }
                 });
-                // The ports array and the poll structure: the second in the arena.
-                let poll_at = self.arena.0 + 3 * PAGE;
+                // The ports array goes anywhere; the poll structure in POLL.
+                let poll_at = &raw mut POLL as u64;
                 let nr = if self.rng.one_in(8) {
                     self.val()
                 } else {
@@ -892,7 +895,7 @@ impl Fuzzer {
                 } else {
                     now() + 1 + self.rng.below(1_000_000)
                 };
-                // SAFETY: the arena's last page is not used by `place`.
+                // SAFETY: POLL is ours and three u64s long.
                 unsafe {
                     let p = poll_at as *mut u64;
                     p.write_volatile(ports);
