@@ -62,6 +62,9 @@ static mut ARENA: Pages<4> = Pages([[0; 4096]; 4]);
 /// Pages the fuzzer gives away: shared info, grant frames, FIFO blocks, vcpu_info, grant
 /// mappings go here (or above RAM); nothing of the fuzzer's own lives in them.
 static mut SACRIFICE: Pages<16> = Pages([[0; 4096]; 16]);
+/// Where multicall lists end: the end of the RAM below the legacy VGA hole.
+const MULTICALL_END: u64 = 0xA0000;
+
 /// SCHEDOP_poll's argument: never pointed at otherwise, so that no output of an
 /// earlier multicall entry can turn its deadline into 0 (wait forever).
 static mut POLL: [u64; 3] = [0; 3];
@@ -359,7 +362,8 @@ impl Fuzzer {
         for g in f.sacrifice.0..f.sacrifice.1 {
             f.add_gfn(g);
         }
-        for g in [0u64, 1, 2, 0x10, 0x11, 0x50, 0x9e, 0x9f] {
+        // (Not 0x9f: the multicall list lives there.)
+        for g in [0u64, 1, 2, 0x10, 0x11, 0x50, 0x9d, 0x9e] {
             f.add_gfn(g);
         }
         let above = ram_top / PAGE;
@@ -1332,7 +1336,11 @@ impl Fuzzer {
     fn multicall(&mut self, call: &mut Call) {
         let n = self.rng.below(8);
         let entry = 64u64;
-        let at = self.ram_top - n * entry;
+        // At the end of the RAM below the legacy hole (a wild count runs into
+        // unbacked memory), in a page no pointer and no frame number the fuzzer
+        // draws names: an entry's output cannot rewrite a later entry into, say,
+        // SCHEDOP_shutdown.
+        let at = MULTICALL_END - n * entry;
         for i in 0..n {
             let sub = self.generate(true);
             // The sub-call's structure is written now; its place is its own.
