@@ -62,8 +62,6 @@ static mut ARENA: Pages<4> = Pages([[0; 4096]; 4]);
 /// Pages the fuzzer gives away: shared info, grant frames, FIFO blocks, vcpu_info, grant
 /// mappings go here (or above RAM); nothing of the fuzzer's own lives in them.
 static mut SACRIFICE: Pages<16> = Pages([[0; 4096]; 16]);
-/// Where multicall lists end: the end of the RAM below the legacy VGA hole.
-const MULTICALL_END: u64 = 0xA0000;
 
 /// SCHEDOP_poll's argument: never pointed at otherwise, so that no output of an
 /// earlier multicall entry can turn its deadline into 0 (wait forever).
@@ -282,6 +280,8 @@ struct Fuzzer {
     /// The next structure goes into the arena (the fuzzer must know what the
     /// hypervisor read: where a grant frame went, a watchdog's timeout).
     force_arena: bool,
+    /// A multicall's entries are being drawn.
+    in_multicall: bool,
 }
 
 fn put(body: &mut [u8], off: usize, bytes: &[u8]) {
@@ -356,14 +356,14 @@ impl Fuzzer {
             grant_gfns: [0; 64],
             ngrant: 0,
             force_arena: false,
+            in_multicall: false,
         };
         // Sacrificial frames: our own 16 pages, low RAM below the legacy hole (the
         // runtime keeps nothing there), and 16 frames above RAM.
         for g in f.sacrifice.0..f.sacrifice.1 {
             f.add_gfn(g);
         }
-        // (Not 0x9f: the multicall list lives there.)
-        for g in [0u64, 1, 2, 0x10, 0x11, 0x50, 0x9d, 0x9e] {
+        for g in [0u64, 1, 2, 0x10, 0x11, 0x50, 0x9e, 0x9f] {
             f.add_gfn(g);
         }
         let above = ram_top / PAGE;
@@ -409,6 +409,20 @@ impl Fuzzer {
             self.arena.0 + (self.rng.below(2048) & !7)
         } else {
             addr
+        }
+    }
+
+    /// The end of the RAM for crossing pointers, batches and frame lists: the end
+    /// of RAM, except while a multicall is drawn, whose list (at most 512 bytes at
+    /// the end of RAM, so that a wild count runs off RAM and not through the
+    /// fuzzer's image) has the last page to itself: an entry's output must not
+    /// rewrite a later entry into, say, SCHEDOP_shutdown.
+    fn top(&self) -> u64 {
+        if self.in_multicall {
+            // Below the list by more than the largest output (2 KiB).
+            self.ram_top - PAGE
+        } else {
+            self.ram_top
         }
     }
 
@@ -555,7 +569,7 @@ impl Fuzzer {
         match self.rng.below(16) {
             0..=5 => a & !7,
             6 => a,
-            7 => self.ram_top - 1 - self.rng.below(64),
+            7 => self.top() - 1 - self.rng.below(64),
             8 => self.rng.pick(&[
                 0,
                 u64::MAX,
@@ -631,7 +645,7 @@ impl Fuzzer {
                     at
                 }
             }
-            Place::Crossing => self.ram_top - 1 - self.rng.below(size.max(1)),
+            Place::Crossing => self.top() - 1 - self.rng.below(size.max(1)),
             Place::PageTables => self.pt_ptr(),
             Place::Shared => {
                 let g = self.rng.pick(&self.shared[..self.nshared]);
@@ -704,7 +718,7 @@ impl Fuzzer {
             Place::Crossing | Place::Shared | Place::Sacrificial => {
                 for (i, &b) in bytes.iter().enumerate() {
                     let at = addr + i as u64;
-                    if place == Place::Crossing && at >= self.ram_top {
+                    if place == Place::Crossing && at >= self.top() {
                         break;
                     }
                     if probe_write(at, u64::from(b), 1) {
@@ -965,7 +979,7 @@ impl Fuzzer {
     /// An array of 8 frame numbers from [`Self::gfn`] at the end of RAM (a wild
     /// count runs into unmapped memory).
     fn gfn_list(&mut self) -> u64 {
-        let at = self.ram_top - 64;
+        let at = self.top() - 64;
         for i in 0..8 {
             let g = self.gfn();
             probe_write(at + 8 * i, g, 8);
@@ -1322,7 +1336,7 @@ impl Fuzzer {
         if call.at.is_some() && count > 1 {
             let n = count.min(4);
             let size = call.size as u64;
-            let at = self.ram_top - n * size;
+            let at = self.top() - n * size;
             for i in 0..n {
                 for (j, &b) in call.body[..call.size].iter().enumerate() {
                     probe_write(at + i * size + j as u64, u64::from(b), 1);
@@ -1336,15 +1350,14 @@ impl Fuzzer {
     fn multicall(&mut self, call: &mut Call) {
         let n = self.rng.below(8);
         let entry = 64u64;
-        // At the end of the RAM below the legacy hole (a wild count runs into
-        // unbacked memory), in a page no pointer and no frame number the fuzzer
-        // draws names: an entry's output cannot rewrite a later entry into, say,
-        // SCHEDOP_shutdown.
-        let at = MULTICALL_END - n * entry;
+        // At the end of RAM (see `top`).
+        let at = self.ram_top - n * entry;
         for i in 0..n {
+            self.in_multicall = true;
             let sub = self.generate(true);
             // The sub-call's structure is written now; its place is its own.
             self.emit(&sub);
+            self.in_multicall = false;
             // Its result is not seen: a grant frame may have gone where it asked.
             if sub.nr == hc::MEMORY_OP && sub.sub == Some(7) && sub.body[4] == 1 {
                 self.add_grant_frame(get64(&sub.body, 16));
