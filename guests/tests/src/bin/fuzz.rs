@@ -63,6 +63,10 @@ static mut ARENA: Pages<4> = Pages([[0; 4096]; 4]);
 /// mappings go here (or above RAM); nothing of the fuzzer's own lives in them.
 static mut SACRIFICE: Pages<16> = Pages([[0; 4096]; 16]);
 
+/// Linear addresses mapped by the page-directory entries that pointers into the
+/// page tables may overwrite (1 GiB to 1.5 GiB): never drawn as a value.
+const PT_HOLE: core::ops::Range<u64> = 0x4000_0000..0x6000_0000;
+
 /// SCHEDOP_poll's argument: never pointed at otherwise, so that no output of an
 /// earlier multicall entry can turn its deadline into 0 (wait forever).
 static mut POLL: [u64; 3] = [0; 3];
@@ -466,7 +470,8 @@ impl Fuzzer {
         let sacrificial = (v >= self.sacrifice.0 && v < self.sacrifice.1)
             || (v >= self.sacrifice.0 * PAGE && v < self.sacrifice.1 * PAGE)
             || (v >= self.arena.0 && v < self.arena.1);
-        if (in_image_frames || in_image_bytes) && !sacrificial {
+        let in_pt_hole = PT_HOLE.contains(&v);
+        if (in_image_frames || in_image_bytes) && !sacrificial || in_pt_hole {
             self.gfn()
         } else {
             v
@@ -599,19 +604,18 @@ impl Fuzzer {
         }
     }
 
-    /// A pointer into the page tables where entries the fuzzer uses are not: PML4
-    /// entries 1.., PDPT entries 4.., PD entries 8.. of the first GiB, the second and
-    /// third GiB; below offset 2048 so that 2 KiB of output stays in the page.
+    /// A pointer into the page tables: the first half of the second page directory,
+    /// whose entries map [`PT_HOLE`], a range no other pointer or value the fuzzer
+    /// draws lies in (the junk written there would otherwise make the hypervisor's
+    /// walk of another argument land anywhere in the fuzzer, as the CPU's would);
+    /// below offset 2048 so that 2 KiB of output stays in the page.
     fn pt_ptr(&mut self) -> u64 {
         if !self.pt_dirty {
             // Saved before anything of this call is written there.
             self.save_page_tables();
             self.pt_dirty = true;
         }
-        let (page, lowest) = self
-            .rng
-            .pick(&[(0u64, 8u64), (1, 32), (2, 64), (3, 0), (4, 0)]);
-        self.pml4 + page * PAGE + lowest + self.rng.below(2048 - lowest)
+        self.pml4 + 3 * PAGE + self.rng.below(2048)
     }
 
     /// Where a structure of `size` bytes goes, and its address.
