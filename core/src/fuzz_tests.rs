@@ -33,7 +33,7 @@ use rxen_abi::xen;
 
 use crate::domain::{DomId, Domain};
 use crate::event_channel::PortState;
-use crate::grant_table::{self, GrantPlatform, GrantTable, WORDS_PER_FRAME};
+use crate::grant_table::{self, GrantPlatform, GrantTable, Mfn, WORDS_PER_FRAME};
 use crate::hypercall::tests::{domu, FakeEnv};
 use crate::hypercall::{dispatch, GuestCopy};
 
@@ -383,7 +383,7 @@ const MAP_BASE: u64 = 0x100;
 struct GrantFake {
     frames: BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
     /// (mapper, gfn) -> (granter, gfn, readonly).
-    foreign: BTreeMap<(DomId, u64), (DomId, u64, bool)>,
+    foreign: BTreeMap<(DomId, u64), (Mfn, bool)>,
 }
 
 impl GuestCopy for GrantFake {
@@ -409,32 +409,32 @@ impl GrantPlatform for GrantFake {
         }
         Ok(())
     }
-    fn is_ram(&self, _domid: DomId, gfn: u64) -> bool {
-        gfn < RAM_PAGES
+    fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn> {
+        // Distinct machine frames per domain and gfn.
+        (gfn < RAM_PAGES).then_some(Mfn(((domid as u64) << 32) | gfn))
     }
     fn map_foreign(
         &mut self,
         mapper: DomId,
         dst: u64,
-        granter: DomId,
-        src: u64,
+        mfn: Mfn,
         readonly: bool,
-    ) -> Result<(), Errno> {
+    ) -> Result<u64, Errno> {
         assert!(
             self.foreign
-                .insert((mapper, dst), (granter, src, readonly))
+                .insert((mapper, dst), (mfn, readonly))
                 .is_none(),
             "d{mapper} gfn {dst:#x} mapped twice"
         );
-        Ok(())
+        Ok(0)
     }
-    fn unmap_foreign(&mut self, mapper: DomId, dst: u64) -> Result<(), Errno> {
+    fn unmap_foreign(&mut self, mapper: DomId, dst: u64, _restore: u64) -> Result<(), Errno> {
         self.foreign
             .remove(&(mapper, dst))
             .map(|_| ())
             .ok_or(errno::EINVAL)
     }
-    fn copy(&mut self, _: (DomId, u64, u16), _: (DomId, u64, u16), _: u16) -> Result<(), Errno> {
+    fn copy(&mut self, _: (Mfn, u16), _: (Mfn, u16), _: u16) -> Result<(), Errno> {
         Ok(())
     }
     fn is_privileged(&self, _domid: DomId) -> bool {
