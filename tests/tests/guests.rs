@@ -155,6 +155,7 @@ guest_tests!(
     ring3,
     lapic,
     bad_memory,
+    ctrl_regs,
     shutdown_poweroff,
     shutdown_reboot,
     shutdown_crash,

@@ -55,6 +55,23 @@ fn run(name: &str) -> Outcome {
     out
 }
 
+/// Hostile control-register writes: Xen 4.17 answers every one with #GP as rxen does,
+/// but the last, CR0.NW without CD, which `hvm_set_cr0` does not check: VMRUN then
+/// refuses the state and Xen crashes the domain (rxen injects #GP, as the SDM and APM
+/// say).
+#[test]
+fn ctrl_regs() {
+    let out = Qemu::xen("xen-ctrl_regs")
+        .timeout(Duration::from_secs(90))
+        .stop_on("Hardware Dom0")
+        .module(guest("ctrl_regs"), "")
+        .run();
+    out.assert_not_contains("FAIL ")
+        .assert_contains("ctrl_regs: every other bad write took #GP; now CR0.NW without CD")
+        .assert_contains("Unexpected vmexit: reason 0xffffffff")
+        .assert_contains(xen_end_message("crash"));
+}
+
 macro_rules! xen_tests {
     ($($name:ident),* $(,)?) => {
         $(

@@ -1,7 +1,9 @@
 //! What a PVH guest sees of CPUID: Xen's leaves at 0x40000000 (signature
 //! "XenVMMXenVMM", version, hypercall page, time, HVM features) and a
 //! filtered view of the host's leaves: no SVM, no features rxen does not
-//! virtualize, the hypervisor bit set, the vCPU's own APIC ID.
+//! virtualize, the hypervisor bit set, the vCPU's own APIC ID, and leaf 0xD
+//! limited to the XCR0 components the guest's features use (see
+//! [`crate::ctrlreg::GuestFeatures::xcr0_max`]).
 
 use rxen_abi::cpuid::{
     XEN_CPUID_FIRST_LEAF as XEN_CPUID_BASE, XEN_CPUID_MAX_NUM_LEAVES, XEN_CPUID_SIGNATURE_EBX,
@@ -46,11 +48,18 @@ const L1_EDX_PBE: u32 = 1 << 31;
 // Leaf 0x80000001 ECX bits hidden.
 const EXT_ECX_SVM: u32 = 1 << 2;
 const EXT_ECX_SKINIT: u32 = 1 << 12;
+const EXT_ECX_LWP: u32 = 1 << 15;
 const EXT_ECX_WDT: u32 = 1 << 13;
 const EXT_ECX_PERFCTR_CORE: u32 = 1 << 23;
 // Leaf 7 EBX/ECX bits hidden.
 const L7_EBX_INVPCID: u32 = 1 << 10;
 const L7_ECX_WAITPKG: u32 = 1 << 5;
+// CET (shadow stacks, indirect branch tracking): not offered to HVM guests
+// by Xen 4.17 either; its state lives in XSS and MSRs rxen does not switch.
+const L7_ECX_CET_SS: u32 = 1 << 7;
+const L7_EDX_CET_IBT: u32 = 1 << 20;
+// Leaf 0xD sub-leaf 1: XSAVES (needs MSR_XSS, which rxen does not offer).
+const XSTATE1_EAX_XSAVES: u32 = 1 << 3;
 
 /// The guest's view of CPUID leaf `leaf`, sub-leaf `subleaf`, given the
 /// host's answers through `host`.
@@ -77,15 +86,57 @@ pub fn guest_cpuid(
         0x5 | 0x6 | 0xA | 0xB | 0x1F => [a, b, c, d] = [0; 4],
         0x7 if subleaf == 0 => {
             b &= !L7_EBX_INVPCID;
-            c &= !L7_ECX_WAITPKG;
+            c &= !(L7_ECX_WAITPKG | L7_ECX_CET_SS);
+            d &= !L7_EDX_CET_IBT;
         }
+        0xD => [a, b, c, d] = xstate_leaf(subleaf, [a, b, c, d], ctx, host),
         0x8000_0001 => {
-            c &= !(EXT_ECX_SVM | EXT_ECX_SKINIT | EXT_ECX_WDT | EXT_ECX_PERFCTR_CORE);
+            c &= !(EXT_ECX_SVM | EXT_ECX_SKINIT | EXT_ECX_WDT | EXT_ECX_PERFCTR_CORE | EXT_ECX_LWP);
         }
         0x8000_000A => [a, b, c, d] = [0; 4],
         _ => {}
     }
     [a, b, c, d]
+}
+
+/// The XCR0 components a guest may enable: those of its CPUID features
+/// that the host supports.
+pub fn guest_xcr0_max(ctx: &CpuidContext, host: &dyn Fn(u32, u32) -> Regs) -> u64 {
+    let features =
+        crate::ctrlreg::GuestFeatures::from_cpuid(&|leaf, sub| guest_cpuid(leaf, sub, ctx, host));
+    let [a, _, _, d] = host(0xD, 0);
+    features.xcr0_max(u64::from(a) | u64::from(d) << 32)
+}
+
+/// Leaf 0xD (extended state) as Xen's `recalculate_xstate` gives it: sub-leaf
+/// 0 lists only the guest's XCR0 components and the largest area they need
+/// (EBX, the size for the XCR0 in force, is the host's answer with the
+/// guest's XCR0 loaded); sub-leaf 1 without XSAVES and supervisor states;
+/// the sub-leaves of components the guest may not enable are empty.
+fn xstate_leaf(
+    subleaf: u32,
+    host_regs: Regs,
+    ctx: &CpuidContext,
+    host: &dyn Fn(u32, u32) -> Regs,
+) -> Regs {
+    let max = guest_xcr0_max(ctx, host);
+    let [a, b, _, _] = host_regs;
+    match subleaf {
+        0 => {
+            // 512 bytes of legacy area and the 64-byte header at least.
+            let size = (2..63)
+                .filter(|i| max & (1 << i) != 0)
+                .map(|i| {
+                    let [size, offset, _, _] = host(0xD, i);
+                    size.saturating_add(offset)
+                })
+                .fold(576, u32::max);
+            [max as u32, b, size, (max >> 32) as u32]
+        }
+        1 => [a & !XSTATE1_EAX_XSAVES, 0, 0, 0],
+        2..=62 if max & (1 << subleaf) != 0 => host_regs,
+        _ => [0; 4],
+    }
 }
 
 fn xen_leaf(index: u32, subleaf: u32, ctx: &CpuidContext) -> Regs {
@@ -129,11 +180,22 @@ fn xen_leaf(index: u32, subleaf: u32, ctx: &CpuidContext) -> Regs {
 mod tests {
     use super::*;
 
-    fn host(leaf: u32, _sub: u32) -> Regs {
+    fn host(leaf: u32, sub: u32) -> Regs {
         match leaf {
+            // x87, SSE, AVX, AVX-512 (3), PKRU, LWP; 2 KiB of area per component.
+            0xD => match sub {
+                0 => [0x2E7, 0x240, 0x2A00, 1 << 30],
+                1 => [0xF, 0, 0x1800, 0],
+                2..=9 | 62 => [0x100, 0x200 * sub, 0, 0],
+                _ => [0; 4],
+            },
             0x1 => [0x00a2_0f12, 0x0102_0800, !L1_ECX_HYPERVISOR, 0xffff_ffff],
             0x8000_0001 => [0, 0, 0xffff_ffff, 0xffff_ffff],
             0x8000_000A => [1, 16, 0, 0xff],
+            0x0 => [0xD, 0, 0, 0],
+            0x8000_0000 => [0x8000_0001, 0, 0, 0],
+            // Zen 4: AVX-512 (F), PKU, CET_SS and CET_IBT.
+            0x7 => [0, 1 << 16, (1 << 3) | (1 << 7), 1 << 20],
             _ => [leaf, 1, 2, 3],
         }
     }
@@ -176,5 +238,36 @@ mod tests {
         assert_ne!(l1[2] & L1_ECX_HYPERVISOR, 0);
         assert_eq!(l1[2] & (L1_ECX_X2APIC | L1_ECX_MONITOR | L1_ECX_VMX), 0);
         assert_eq!(l1[1] >> 24, 1, "APIC ID is the vCPU id");
+        let l7 = guest_cpuid(7, 0, &ctx(), &host);
+        assert_eq!(l7[2] & L7_ECX_CET_SS, 0);
+        assert_eq!(l7[3] & L7_EDX_CET_IBT, 0);
+        assert_eq!(
+            guest_cpuid(0x8000_0001, 0, &ctx(), &host)[2] & EXT_ECX_LWP,
+            0
+        );
+    }
+
+    #[test]
+    fn xstate_leaf_lists_only_the_guests_components() {
+        // Leaf 1 of the fake host has XSAVE and AVX (all ECX bits but the
+        // hypervisor bit); leaf 7 AVX-512F and PKU; LWP is hidden.
+        let max = guest_xcr0_max(&ctx(), &host);
+        assert_eq!(max, 0x2E7);
+        let [a, b, c, d] = guest_cpuid(0xD, 0, &ctx(), &host);
+        assert_eq!((a, d), (0x2E7, 0), "no LWP (bit 62)");
+        assert_eq!(b, 0x240, "size for the XCR0 in force: the host's");
+        assert_eq!(
+            c,
+            0x200 * 9 + 0x100,
+            "the largest component in the guest's mask"
+        );
+        assert_eq!(guest_cpuid(0xD, 1, &ctx(), &host)[0], 0x7, "no XSAVES");
+        assert_eq!(guest_cpuid(0xD, 2, &ctx(), &host)[0], 0x100);
+        assert_eq!(
+            guest_cpuid(0xD, 8, &ctx(), &host),
+            [0; 4],
+            "not a component"
+        );
+        assert_eq!(guest_cpuid(0xD, 62, &ctx(), &host), [0; 4], "LWP");
     }
 }

@@ -13,6 +13,7 @@ pub mod bootinfo;
 pub mod console;
 pub mod cpu;
 pub mod cpuid_policy;
+pub mod ctrlreg;
 pub mod paging;
 pub mod pic;
 pub mod rtc;

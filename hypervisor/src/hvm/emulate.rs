@@ -42,7 +42,10 @@ pub fn paging_regs(vmcb: &Vmcb) -> PagingRegs {
     }
 }
 
-fn fetch(vmcb: &Vmcb, memory: &GuestMemory) -> Result<([u8; 15], usize, u32), EmulationError> {
+pub(super) fn fetch(
+    vmcb: &Vmcb,
+    memory: &GuestMemory,
+) -> Result<([u8; 15], usize, u32), EmulationError> {
     let cs = vmcb.segment(save::CS);
     let rip = vmcb.read64(save::RIP);
     let long_mode = vmcb.read64(save::EFER) & (1 << 10) != 0 && cs.attrib & (1 << 9) != 0;
@@ -77,7 +80,7 @@ fn fetch(vmcb: &Vmcb, memory: &GuestMemory) -> Result<([u8; 15], usize, u32), Em
 }
 
 /// (GPR, width in bytes, high byte?) of an iced register.
-fn gpr_of(register: Register) -> Option<(Gpr, u32, bool)> {
+pub(super) fn gpr_of(register: Register) -> Option<(Gpr, u32, bool)> {
     let full = register.full_register();
     let index = match full {
         Register::RAX => 0,

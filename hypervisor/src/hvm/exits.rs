@@ -196,6 +196,20 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
             xsetbv(&mut domain.vcpus[v]);
             Flow::Continue
         }
+        exit::WRITE_CR0 | exit::WRITE_CR4 => {
+            let cr = (code - exit::WRITE_CR0) as u8;
+            let id = domain.core.id;
+            let HvmDomain { memory, vcpus, .. } = domain;
+            match super::ctrlreg::write_cr(&mut vcpus[v], memory, id, v, cr) {
+                Ok(()) => Flow::Continue,
+                Err(_) => {
+                    let why =
+                        alloc::format!("write to CR{cr} by an instruction rxen cannot decode");
+                    report_guest_failure(domain, v, &why);
+                    Flow::End(ShutdownReason::Crash)
+                }
+            }
+        }
         exit::INVD => {
             advance_rip(&mut domain.vcpus[v].vmcb, 2);
             Flow::Continue
@@ -221,8 +235,15 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
                 domain.core.hvm_params[rxen_abi::hvm::HVM_PARAM_TRIPLE_FAULT_REASON as usize];
             Flow::End(ShutdownReason::from_code(action as u32))
         }
-        exit::INVALID => {
-            report_guest_failure(domain, v, "VMRUN refused the VMCB (VMEXIT_INVALID)");
+        exit::INVALID | exit::INVALID_32 => {
+            // Guest control-register writes are checked on the way in, so
+            // this is rxen's bug, not the guest's; still only this domain
+            // ends.
+            report_guest_failure(
+                domain,
+                v,
+                "VMRUN refused the guest state (VMEXIT_INVALID): crashing the domain",
+            );
             Flow::End(ShutdownReason::Crash)
         }
         other => {
@@ -477,18 +498,9 @@ fn msr(domain: &mut HvmDomain, v: usize) {
                 }
                 valid
             }
-            0xC000_0080 => {
-                // EFER: SCE, LME, LMA (read-only, kept), NXE, FFXSR; SVME stays on.
-                let allowed = 1 | (1 << 8) | (1 << 10) | (1 << 11) | (1 << 14);
-                if value & !allowed != 0 {
-                    false
-                } else {
-                    let lma = vcpu.vmcb.read64(save::EFER) & (1 << 10);
-                    vcpu.vmcb
-                        .write64(save::EFER, (value & !(1 << 10)) | lma | (1 << 12));
-                    true
-                }
-            }
+            // EFER: Xen's rules (features of the policy, LME fixed while
+            // paging is on, LMA kept); SVME stays on underneath.
+            0xC000_0080 => super::ctrlreg::write_efer(vcpu, domain.core.id, v, value),
             0x1A0 | 0xC001_1029 | 0x8B => true, // MISC_ENABLE, DE_CFG, ucode revision: ignored
             // MCG_STATUS: only 0 (nothing in progress).
             MSR_MCG_STATUS => value == 0,

@@ -2,6 +2,7 @@
 //! their exits and hypercalls, and ending them (poweroff, reboot, crash).
 
 pub mod build;
+pub mod ctrlreg;
 mod emulate;
 pub mod env;
 pub mod exits;

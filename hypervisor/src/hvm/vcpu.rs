@@ -1,6 +1,7 @@
 //! An SVM vCPU: its VMCB (set up for the PVH entry state of pvh.pandoc),
 //! the shared I/O and MSR permission maps, the MSR policy, event injection
-//! and the XCR0 the guest chose.
+//! and the XCR0 the guest chose. Writes to CR0 and CR4 exit (as on Xen) so
+//! that `ctrlreg` can check them before they reach the VMCB.
 
 use alloc::boxed::Box;
 
@@ -33,6 +34,9 @@ const INTERCEPT_MISC2: u32 = (1 << 0)
     | (1 << 10)
     | (1 << 11)
     | (1 << 13);
+
+/// CR intercepts: writes to CR0 and CR4 (bits 16 + n of the vector).
+const INTERCEPT_CR: u32 = (1 << 16) | (1 << 20);
 
 /// MSRs the guest reads and writes without an exit: they live in the VMCB
 /// and are switched by VMLOAD/VMSAVE (syscall, FS/GS bases, SYSENTER).
@@ -141,6 +145,7 @@ impl SvmVcpu {
     pub fn new_pvh(entry: u32, start_info: u64, ncr3: u64, asid: u32) -> Option<Self> {
         let maps = maps()?;
         let mut vmcb = Box::new(Vmcb::zeroed());
+        vmcb.write32(control::INTERCEPT_CR, INTERCEPT_CR);
         vmcb.write32(control::INTERCEPT_MISC1, INTERCEPT_MISC1);
         vmcb.write32(control::INTERCEPT_MISC2, INTERCEPT_MISC2);
         vmcb.write64(control::IOPM_BASE_PA, maps.iopm);
@@ -191,8 +196,13 @@ impl SvmVcpu {
 
     /// Loads the initial state a guest gave with VCPUOP_initialise (already
     /// checked by the core): registers, control registers and, in 64-bit
-    /// mode, flat long-mode segments as Xen sets them.
+    /// mode, flat long-mode segments as Xen sets them. The vCPU starts
+    /// afresh: XCR0 = x87 and the FPU in its initial state. Control
+    /// register bits the guest's policy does not allow are dropped, so that
+    /// VMRUN cannot refuse the state.
     pub fn load_hvm_context(&mut self, context: &VcpuHvmContext) {
+        self.xcr0 = 1;
+        self.fpu.reset();
         let vmcb = &mut self.vmcb;
         if context.mode == VCPU_HVM_MODE_64B {
             let r = context.x86_64();
@@ -254,6 +264,7 @@ impl SvmVcpu {
             };
         }
         vmcb.set_cpl(0);
+        crate::hvm::ctrlreg::sanitize_initial(vmcb);
         self.flush_tlb = true;
     }
 
@@ -295,7 +306,11 @@ impl SvmVcpu {
         let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
         vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
         self.regs = GuestRegs::default();
+        // As Xen's hvm_vcpu_reset_state: XCR0 = x87 and an empty XSAVE
+        // image (XRSTOR with XCR0 = 1 faults on an image that still has
+        // the AVX state the vCPU saved before).
         self.xcr0 = 1;
+        self.fpu.reset();
         self.mtrr_def_type = 0x806;
         self.flush_tlb = true;
     }

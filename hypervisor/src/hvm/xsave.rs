@@ -3,8 +3,14 @@
 //! contents stay in the CPU across exits; what must be switched is XCR0,
 //! which VMRUN does not swap, and the whole state ([`FpuState`]) when a
 //! CPU switches from one vCPU to another.
+//!
+//! No XCR0 a guest chose reaches `XSETBV` unchecked ([`valid_xcr0`] has
+//! Xen's rules and the guest's CPUID policy), and no saved image reaches
+//! `XRSTOR` unless its header agrees with the XCR0 in force: either would
+//! fault in the hypervisor.
 
 use raw_cpuid::cpuid;
+use spin::Once;
 
 /// Whether the CPU has XSAVE (and rxen turned on CR4.OSXSAVE).
 fn xsave_enabled() -> bool {
@@ -47,18 +53,53 @@ fn xsetbv(value: u64) {
     };
 }
 
-/// Whether `value` is an XCR0 a guest may set (SDM/APM rules: x87 always,
-/// AVX needs SSE, only supported components).
-pub fn valid_xcr0(value: u64) -> bool {
-    let supported = supported_xcr0();
-    value & 1 != 0 && value & !supported == 0 && (value & 0b100 == 0 || value & 0b010 != 0)
+/// The XCR0 components guests may enable: those of the guest CPUID policy
+/// (the same for every domain) that this host supports.
+fn guest_xcr0_max() -> u64 {
+    static MAX: Once<u64> = Once::new();
+    *MAX.call_once(|| {
+        if !xsave_enabled() {
+            return 0;
+        }
+        let ctx = rxen_x86::cpuid_policy::CpuidContext {
+            vcpu_id: 0,
+            domid: 0,
+            tsc_khz: 0,
+            nr_vcpus: 1,
+        };
+        let host = |leaf: u32, sub: u32| {
+            let r = cpuid!(leaf, sub);
+            [r.eax, r.ebx, r.ecx, r.edx]
+        };
+        rxen_x86::cpuid_policy::guest_xcr0_max(&ctx, &host) & supported_xcr0()
+    })
 }
 
-/// Loads the guest's XCR0 before VMRUN; returns the host's.
+/// Whether `value` is an XCR0 a guest may set (Xen's `handle_xsetbv`):
+/// only components of its CPUID policy, x87 always, AVX with SSE, the
+/// AVX-512 components all or none and with AVX, MPX's two together.
+pub fn valid_xcr0(value: u64) -> bool {
+    rxen_x86::ctrlreg::guest_xcr0_ok(value, guest_xcr0_max())
+}
+
+/// XCR0 values refused on the way into the CPU (rate limit of the log).
+static BAD_XCR0_LOGGED: rxen_core::log::RateLimit = rxen_core::log::RateLimit::new();
+
+/// Loads the guest's XCR0 before VMRUN; returns the host's. A value the
+/// CPU would refuse (which no path should produce) loads as x87 only
+/// instead of faulting in the hypervisor.
 pub fn load_guest_xcr0(guest: u64) -> u64 {
     if !xsave_enabled() {
         return 1;
     }
+    let guest = if guest & !supported_xcr0() == 0 && rxen_x86::ctrlreg::valid_xcr0(guest) {
+        guest
+    } else {
+        if BAD_XCR0_LOGGED.allow() {
+            rxen_x86::log!(Error, "refused to load invalid guest XCR0 {guest:#x}");
+        }
+        1
+    };
     let host = xgetbv();
     if host != guest {
         xsetbv(guest);
@@ -81,11 +122,20 @@ pub fn restore_host_xcr0(host: u64, guest: u64) -> u64 {
     current
 }
 
+/// Offset of the XSAVE header (XSTATE_BV, XCOMP_BV, reserved) in the area.
+const XSAVE_HEADER: u64 = 512;
+/// Offset of MXCSR in the legacy area.
+const MXCSR: u64 = 24;
+/// FCW after FNINIT / reset.
+const FCW_RESET: u16 = 0x37F;
+/// MXCSR after reset: all exceptions masked.
+const MXCSR_RESET: u32 = 0x1F80;
+
 /// A vCPU's FPU/SSE/AVX state while it is off the CPU: an XSAVE area (or
 /// an FXSAVE area without XSAVE) in frames of its own. A vCPU's state is
 /// saved when its CPU switches to another vCPU or goes idle, and restored
 /// when a CPU switches to it, so that vCPUs can share and move between
-/// CPUs.
+/// CPUs. The area is in the standard (not compacted) format.
 pub struct FpuState {
     area: u64,
     frames: usize,
@@ -103,17 +153,40 @@ impl FpuState {
         .max(512);
         let frames = bytes.div_ceil(4096);
         let area = crate::memory::alloc_frames(frames)?;
-        // SAFETY: frames just allocated for this area, identity-mapped.
-        unsafe { core::ptr::write_bytes(area as *mut u8, 0, frames * 4096) };
-        if !xsave_enabled() {
-            // FXRSTOR needs a valid MXCSR and FCW: the reset values.
-            // SAFETY: inside the area just zeroed.
-            unsafe {
-                core::ptr::write_unaligned(area as *mut u16, 0x37F);
-                core::ptr::write_unaligned((area + 24) as *mut u32, 0x1F80);
-            }
+        let mut state = Self { area, frames };
+        state.reset();
+        Some(state)
+    }
+
+    /// Puts the area in the architectural initial state (INIT, or a vCPU
+    /// given a new context): an empty XSTATE_BV, so that XRSTOR initializes
+    /// every component whatever the XCR0 then, and the reset FCW and MXCSR
+    /// (which FXRSTOR, and XRSTOR for MXCSR, load from the image).
+    pub fn reset(&mut self) {
+        // SAFETY: the area's frames belong to it, identity-mapped; the
+        // offsets are inside its first 576 bytes.
+        unsafe {
+            core::ptr::write_bytes(self.area as *mut u8, 0, self.frames * 4096);
+            core::ptr::write_unaligned(self.area as *mut u16, FCW_RESET);
+            core::ptr::write_unaligned((self.area + MXCSR) as *mut u32, MXCSR_RESET);
         }
-        Some(Self { area, frames })
+    }
+
+    /// Makes the XSAVE header agree with `xcr0` before XRSTOR: XSTATE_BV
+    /// only with components of `xcr0` (XSAVE leaves the bits of components
+    /// outside the XCR0 it ran with as they were, so an image saved with a
+    /// larger XCR0 keeps them), XCOMP_BV and the reserved bytes zero
+    /// (standard format). Either mismatch makes XRSTOR raise #GP.
+    fn sanitize_header(&mut self, xcr0: u64) {
+        let header = self.area + XSAVE_HEADER;
+        // SAFETY: the header is inside the area (which is at least 576
+        // bytes with XSAVE), 8-byte aligned, and only this vCPU's CPU
+        // touches the area while it is off the CPU.
+        unsafe {
+            let bv = core::ptr::read(header as *const u64);
+            core::ptr::write(header as *mut u64, bv & xcr0);
+            core::ptr::write_bytes((header + 8) as *mut u8, 0, 56);
+        }
     }
 
     /// Saves this CPU's FPU registers, which belong to a vCPU whose XCR0 is
@@ -134,11 +207,15 @@ impl FpuState {
     }
 
     /// Loads the saved state into this CPU's FPU registers.
-    pub fn restore(&self, xcr0: u64) {
+    pub fn restore(&mut self, xcr0: u64) {
         if xsave_enabled() {
             let host = load_guest_xcr0(xcr0);
-            // SAFETY: the area holds a valid XSAVE image (zeroed or written
-            // by `save` with the same XCR0 rules); XRSTOR checks the header.
+            // The XCR0 now in force (a refused value loads as x87 only).
+            let xcr0 = xgetbv();
+            self.sanitize_header(xcr0);
+            // SAFETY: the area holds an XSAVE image whose header was just
+            // made to agree with the XCR0 in force; its MXCSR is the reset
+            // value or one XSAVE stored from the CPU.
             unsafe {
                 core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };

@@ -69,6 +69,7 @@ pub const CASES: &[Case] = &[
     case("ring3"),
     case("lapic"),
     case("bad_memory"),
+    case("ctrl_regs"),
     Case {
         end: End::Shutdown("poweroff"),
         ..case("shutdown_poweroff")

@@ -114,6 +114,10 @@ pub mod save {
 
 /// Exit codes (APM vol. 2, table C-1) rxen handles.
 pub mod exit {
+    /// Write to CR0 (MOV, CLTS, LMSW).
+    pub const WRITE_CR0: u64 = 0x10;
+    /// Write to CR4.
+    pub const WRITE_CR4: u64 = 0x14;
     /// First exception exit (vector n is EXCP_BASE + n).
     pub const EXCP_BASE: u64 = 0x40;
     /// Physical interrupt.
@@ -170,6 +174,8 @@ pub mod exit {
     pub const NPF: u64 = 0x400;
     /// VMRUN consistency check failed.
     pub const INVALID: u64 = u64::MAX;
+    /// The same as QEMU 7.2 stores it (its exit code is 32 bits wide).
+    pub const INVALID_32: u64 = 0xFFFF_FFFF;
 }
 
 /// One segment register as the VMCB stores it.
