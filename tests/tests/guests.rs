@@ -109,6 +109,27 @@ fn dom0_max_vcpus_sizes_dom0() {
         .assert_normal_stop();
 }
 
+/// INIT/SIPI of a vCPU whose saved FPU image has AVX state (issue 14, defect 6): the
+/// vCPU restarts in real mode with XCR0 = x87 and runs; before the fix the hypervisor's
+/// XRSTOR of the old image faulted (a host crash). dom0 with two vCPUs on two CPUs.
+#[test]
+fn init_sipi_xsave() {
+    let out = Qemu::new("guest-init_sipi_xsave")
+        .smp(2)
+        .append(APPEND)
+        .append("dom0_max_vcpus=2")
+        .timeout(Duration::from_secs(120))
+        .module(guest("init_sipi_xsave"), "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_not_contains("(d0) FAIL ")
+        .assert_line_contains_all(&["d0: PVH domain: 64 MiB", "2 vCPU(s)"])
+        .assert_contains("d0v1: started by v0 in real mode at 0x8000")
+        .assert_contains("(d0) init_sipi_xsave: vCPU 1 restarted in real mode and halted")
+        .assert_contains("(d0) Test result: SUCCESS")
+        .assert_normal_stop();
+}
+
 #[test]
 fn every_guest_has_a_case() {
     guest_cases::assert_all_listed();

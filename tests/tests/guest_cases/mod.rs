@@ -115,7 +115,7 @@ pub fn initrd_module() -> PathBuf {
 pub const INITRD_ARGS: &str = "initrd-arg";
 
 /// Guests that need several domains (a peer, or other domains to compete with) and a
-/// command line, or (`smp_ipi`) a second vCPU and `VCPUOP_initialise`, or (`domu_acpi`,
+/// command line, or (`smp_ipi`, `init_sipi_xsave`) a second vCPU and `VCPUOP_initialise`, or (`domu_acpi`,
 /// in `tests/domains.rs`) to be a domU; their own tests run them, not this single-dom0
 /// suite.
 pub const MULTI_DOMAIN: &[&str] = &[
@@ -131,6 +131,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "domu_acpi",
     "hostile_bounded",
     "paging_pool",
+    "init_sipi_xsave",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
