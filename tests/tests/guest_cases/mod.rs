@@ -132,6 +132,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "hostile_bounded",
     "paging_pool",
     "init_sipi_xsave",
+    "fuzz",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
