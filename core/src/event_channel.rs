@@ -72,6 +72,18 @@ fn virq_is_per_vcpu(virq: u32) -> bool {
     )
 }
 
+/// The vCPU whose VIRQ table holds `virq` bound on a port notifying
+/// `vcpu`: a global VIRQ stays registered on vCPU 0 wherever
+/// EVTCHNOP_bind_vcpu sends its notifications (Xen's `virq_to_evtchn` of
+/// vCPU 0 and `notify_vcpu_id`).
+fn virq_table_vcpu(virq: u32, vcpu: u32) -> usize {
+    if virq_is_per_vcpu(virq) {
+        vcpu as usize
+    } else {
+        0
+    }
+}
+
 impl EventChannels {
     /// The table of a domain with `nr_vcpus` vCPUs (port 0 is never used).
     pub fn new(nr_vcpus: usize) -> Self {
@@ -125,9 +137,12 @@ impl EventChannels {
         self.fifo = Some(Box::new(fifo));
     }
 
-    /// Back to the 2-level ABI (EVTCHNOP_reset, after every port closed).
+    /// Back to the 2-level ABI (EVTCHNOP_reset, after every port closed):
+    /// the table shrinks to the 2-level limit, so no port the 2-level
+    /// bitmaps cannot hold is ever allocated again.
     pub fn leave_fifo(&mut self) {
         self.fifo = None;
+        self.ports.truncate(EVTCHN_2L_NR_CHANNELS as usize);
     }
 
     /// Every allocated port, in order.
@@ -141,6 +156,7 @@ impl EventChannels {
         let free = self
             .ports
             .iter()
+            .take(self.max_ports() as usize)
             .skip(1)
             .position(|p| p.state == PortState::Free)
             .map(|i| i + 1);
@@ -212,7 +228,7 @@ impl EventChannels {
     pub fn close(&mut self, port: u32) -> Result<PortState, Errno> {
         let p = self.port(port).ok_or(errno::EINVAL)?;
         if let PortState::Virq(virq) = p.state {
-            self.virqs[p.vcpu as usize][virq as usize] = None;
+            self.virqs[virq_table_vcpu(virq, p.vcpu)][virq as usize] = None;
         }
         self.ports[port as usize] = Port {
             state: PortState::Free,
@@ -291,9 +307,9 @@ impl EventChannels {
         let p = self.port(port).ok_or(errno::EINVAL)?;
         match p.state {
             PortState::Virq(virq) if virq_is_per_vcpu(virq) => Err(errno::EINVAL),
-            PortState::Virq(virq) => {
-                self.virqs[p.vcpu as usize][virq as usize] = None;
-                self.virqs[vcpu as usize][virq as usize] = Some(port);
+            // A global VIRQ stays bound on vCPU 0 (so it cannot be bound a
+            // second time there); only its notifications move.
+            PortState::Virq(_) => {
                 self.ports[port as usize].vcpu = vcpu;
                 Ok(())
             }
@@ -400,6 +416,49 @@ mod tests {
         assert_eq!(ec.close(timer0), Err(errno::EINVAL));
         assert_eq!(ec.close(0), Err(errno::EINVAL));
         assert_eq!(ec.bind_ipi(0), Ok(1), "a closed port is reused");
+    }
+
+    #[test]
+    fn a_global_virq_moved_to_another_vcpu_stays_bound_once() {
+        let mut ev = EventChannels::new(2);
+        let port = ev.bind_virq(xen::VIRQ_DOM_EXC, 0).unwrap();
+        ev.bind_vcpu(port, 1).unwrap();
+        assert_eq!(ev.port(port).unwrap().vcpu, 1);
+        // Xen: still bound (on vCPU 0's table): a second bind is -EEXIST.
+        assert_eq!(ev.bind_virq(xen::VIRQ_DOM_EXC, 0), Err(errno::EEXIST));
+        assert_eq!(ev.virq_port(xen::VIRQ_DOM_EXC, 0), Some(port));
+        // Closing it frees the VIRQ again.
+        ev.close(port).unwrap();
+        assert_eq!(ev.virq_port(xen::VIRQ_DOM_EXC, 0), None);
+        assert!(ev.bind_virq(xen::VIRQ_DOM_EXC, 0).is_ok());
+        // A per-vCPU VIRQ does not move.
+        let timer = ev.bind_virq(xen::VIRQ_TIMER, 1).unwrap();
+        assert_eq!(ev.bind_vcpu(timer, 0), Err(errno::EINVAL));
+    }
+
+    #[test]
+    fn after_fifo_and_reset_only_2l_ports_exist() {
+        let mut ev = EventChannels::new(1);
+        ev.switch_to_fifo(Fifo::new(1));
+        for _ in 1..5000 {
+            ev.alloc_unbound(0).unwrap();
+        }
+        assert!(ev.port_limit() > EVTCHN_2L_NR_CHANNELS);
+        for port in ev.allocated_ports() {
+            ev.close(port).unwrap();
+        }
+        ev.leave_fifo();
+        // Every port allocated now fits the 2-level bitmaps, up to the limit.
+        let mut last = 0;
+        while let Ok(port) = ev.alloc_unbound(0) {
+            assert!(
+                port < EVTCHN_2L_NR_CHANNELS,
+                "port {port} beyond the 2-level ABI"
+            );
+            last = port;
+        }
+        assert_eq!(last, EVTCHN_2L_NR_CHANNELS - 1);
+        assert!(ev.port(4096).is_none() && ev.port(4999).is_none());
     }
 
     #[test]

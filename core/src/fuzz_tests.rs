@@ -93,14 +93,6 @@ const PORTS: u64 = 0x2000;
 /// Frames of the fake memory used as FIFO control block and event array.
 const FIFO_GFNS: [u64; 3] = [4, 5, 6];
 
-/// Things the event-channel sequences leave out because they hit a known
-/// defect of issue 14 on the current tree (each is fixed on its own branch):
-/// `EVTCHNOP_bind_vcpu` of a port bound to a global VIRQ (item 12: the VIRQ
-/// ends up bound twice), and unmasking or sending on a port at or above 4096
-/// after EVTCHNOP_reset left FIFO (item 2: the 2-level bitmap is indexed past
-/// the shared-info page, a panic).
-const SKIP_KNOWN_DEFECTS: bool = true;
-
 fn pair() -> (Domain, FakeEnv) {
     let mut me = domu();
     me.id = ME;
@@ -212,17 +204,6 @@ fn event_call(rng: &mut Rng, me: &mut Domain, env: &mut FakeEnv) -> i64 {
         }
         _ => {}
     }
-    if SKIP_KNOWN_DEFECTS {
-        let p = u32::from_le_bytes(env.mem[ARG as usize..ARG as usize + 4].try_into().unwrap());
-        let virq_port = matches!(me.events.port(p).map(|p| p.state), Some(PortState::Virq(_)));
-        if (cmd == ev::EVTCHNOP_BIND_VCPU && virq_port)
-            || (matches!(cmd, ev::EVTCHNOP_UNMASK | ev::EVTCHNOP_SEND)
-                && !me.events.is_fifo()
-                && p >= ev::EVTCHN_2L_NR_CHANNELS)
-        {
-            return 0;
-        }
-    }
     // Now and then a poll or another event-related call.
     let (nr, args) = match rng.below(12) {
         0 => {
@@ -322,11 +303,10 @@ fn event_case(seed: u64) {
     let mut rng = Rng(seed);
     let (mut me, mut env) = pair();
     // One case in 32 also fills the port space once (beyond the 2-level
-    // ABI's 4096 ports under FIFO; in 2-level too unless known defects are
-    // skipped).
+    // ABI's 4096 ports under FIFO, up to them in 2-level).
     let mut bulk = seed.is_multiple_of(32);
     for step in 0..200 {
-        if bulk && rng.below(20) == 0 && (me.events.is_fifo() || !SKIP_KNOWN_DEFECTS) {
+        if bulk && rng.below(20) == 0 {
             bulk = false;
             for _ in 0..4200 {
                 env.put(ARG, &xen::DOMID_SELF);
