@@ -443,6 +443,9 @@ pub struct DomUSpec {
     /// Paging pool (nested page tables) in MiB (`shadow_memory=`, xl.cfg's
     /// name; unset: 256 pages per vCPU + 1 per MiB of RAM, as Xen).
     pub shadow_memory: Option<u64>,
+    /// Most event channels (`max_event_channels=`, xl.cfg's name: the
+    /// highest port the domain may use; unset: 1023, as xl).
+    pub max_event_channels: Option<u32>,
 }
 
 impl DomUSpec {
@@ -514,8 +517,16 @@ impl DomUSpec {
                             .ok_or("shadow_memory= is in MiB, at least 1")?,
                     )
                 }
+                "max_event_channels" => {
+                    spec.max_event_channels = Some(
+                        number(u32::MAX as u64)
+                            .filter(|&n| n > 0)
+                            .ok_or("max_event_channels= must be at least 1")?
+                            as u32,
+                    )
+                }
                 _ => {
-                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime, shadow_memory)")
+                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime, shadow_memory, max_event_channels)")
                 }
             }
         }
@@ -1478,6 +1489,10 @@ mod tests {
         assert_eq!(opts.domus[2].extratime, Some(false));
         assert!(!parse("").0.dom0less);
         assert_eq!(opts.domus[0].shadow_memory, None);
+        let (opts, _) = parse("domu=1,max_event_channels=4095");
+        assert_eq!(opts.domus[0].max_event_channels, Some(4095));
+        let (opts, warnings) = parse("domu=1,max_event_channels=0");
+        assert!(opts.domus.is_empty() && !warnings.is_empty());
         let (opts, warnings) = parse("domu=1,shadow_memory=4");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(opts.domus[0].shadow_memory, Some(4));

@@ -62,6 +62,9 @@ pub struct EventChannels {
     /// The FIFO ABI's state, once the domain switched to it
     /// (EVTCHNOP_init_control); 2-level until then.
     fifo: Option<Box<Fifo>>,
+    /// The highest port the domain may use (Xen's `max_evtchn_port`, from
+    /// xl's `max_event_channels`); the ABI's own limit applies too.
+    max_port: u32,
 }
 
 /// VIRQs bound per vCPU (the others are global and live on vCPU 0).
@@ -94,7 +97,16 @@ impl EventChannels {
             }],
             virqs: vec![[None; NR_VIRQS as usize]; nr_vcpus],
             fifo: None,
+            max_port: u32::MAX,
         }
+    }
+
+    /// Limits the domain to ports up to `max_port` (Xen's
+    /// `max_evtchn_port`; xl's `max_event_channels`, 1023 by default for a
+    /// domU). Ports beyond it are refused with `-ENOSPC`, as Xen's
+    /// `get_free_port`.
+    pub fn set_max_port(&mut self, max_port: u32) {
+        self.max_port = max_port;
     }
 
     /// The number of vCPUs the table was made for.
@@ -107,14 +119,16 @@ impl EventChannels {
         self.ports.len() as u32
     }
 
-    /// The most ports the domain may have: 4096 with the 2-level ABI,
-    /// 2^17 with FIFO (Xen's `max_evtchns`).
+    /// The most ports the domain may have (port 0 included): 4096 with the
+    /// 2-level ABI, 2^17 with FIFO (Xen's `max_evtchns`), and no more than
+    /// its own limit allows ([`EventChannels::set_max_port`]).
     pub fn max_ports(&self) -> u32 {
-        if self.fifo.is_some() {
+        let abi = if self.fifo.is_some() {
             EVTCHN_FIFO_NR_CHANNELS
         } else {
             EVTCHN_2L_NR_CHANNELS
-        }
+        };
+        abi.min(self.max_port.saturating_add(1))
     }
 
     /// Whether the domain uses the FIFO ABI.
@@ -434,6 +448,22 @@ mod tests {
         // A per-vCPU VIRQ does not move.
         let timer = ev.bind_virq(xen::VIRQ_TIMER, 1).unwrap();
         assert_eq!(ev.bind_vcpu(timer, 0), Err(errno::EINVAL));
+    }
+
+    #[test]
+    fn a_domain_limit_caps_the_ports_under_both_abis() {
+        let mut ev = EventChannels::new(1);
+        ev.set_max_port(1023);
+        let mut last = 0;
+        while let Ok(port) = ev.alloc_unbound(0) {
+            last = port;
+        }
+        assert_eq!(last, 1023);
+        assert_eq!(ev.alloc_unbound(0), Err(errno::ENOSPC));
+        ev.switch_to_fifo(Fifo::new(1));
+        assert_eq!(ev.alloc_unbound(0), Err(errno::ENOSPC));
+        ev.close(5).unwrap();
+        assert_eq!(ev.alloc_unbound(0), Ok(5));
     }
 
     #[test]

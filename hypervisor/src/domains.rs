@@ -85,6 +85,9 @@ fn domu_spec(
         flags: 0,
         vcpus: spec.vcpus.unwrap_or(1),
         shadow_memory_mb: spec.shadow_memory,
+        max_evtchn_port: spec
+            .max_event_channels
+            .unwrap_or(crate::hvm::build::DOMU_MAX_EVTCHN_PORT),
     })
 }
 
@@ -151,6 +154,8 @@ pub fn run_boot_domains(
             flags: rxen_abi::start_info::SIF_PRIVILEGED | rxen_abi::start_info::SIF_INITDOMAIN,
             vcpus,
             shadow_memory_mb: None,
+            // Xen 4.17 gives dom0 no limit but the ABI's.
+            max_evtchn_port: u32::MAX,
         };
         domains.insert(
             0,

@@ -454,3 +454,26 @@ fn full_maptracks_of_four_domains_do_not_exhaust_the_heap() {
         .assert_contains(&format!("(d{domid}) Test result: SUCCESS"));
     }
 }
+
+/// Issue 14, per-domain limits: a domU may use ports up to xl's default
+/// `max_event_channels` (1023) unless its `domu=` option says otherwise, then gets
+/// `-ENOSPC` (Xen's `get_free_port`); binding, reset and binding again still work.
+#[test]
+fn a_domus_event_channels_stop_at_its_limit() {
+    let out = machine(
+        "domains-evtchn-limit",
+        2,
+        "dom0less domu=0,mem=16M domu=1,mem=16M,max_event_channels=2047",
+    )
+    .module(guest("evtchn_reset"), "")
+    .module(guest("evtchn_reset"), "")
+    .run();
+    // Port 1 is each domU's PV console.
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d1) evtchn_reset: 1022 IPI ports bound (last 1023), then -28")
+        .assert_contains("(d2) evtchn_reset: 2046 IPI ports bound (last 2047), then -28")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("(d2) Test result: SUCCESS")
+        .assert_count("0 frames not returned", 2)
+        .assert_normal_stop();
+}

@@ -50,7 +50,13 @@ pub struct BootSpec {
     /// Size of the paging pool in MiB (xl.cfg's `shadow_memory`); unset:
     /// Xen's default for the vCPUs and RAM.
     pub shadow_memory_mb: Option<u64>,
+    /// The highest event-channel port the domain may use (Xen's
+    /// `max_evtchn_port`; xl's `max_event_channels`).
+    pub max_evtchn_port: u32,
 }
+
+/// xl's default `max_event_channels` for a domU.
+pub const DOMU_MAX_EVTCHN_PORT: u32 = 1023;
 
 impl BootSpec {
     /// Whether the domain gets ACPI tables built for it (domUs do, dom0 not).

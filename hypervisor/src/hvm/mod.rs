@@ -96,6 +96,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let now = crate::time::now_ns();
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
     let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
+    core.events.set_max_port(spec.max_evtchn_port);
     core.memory_map = map;
     if is_domu {
         // A domU's PV console: a ring page outside RAM and a port to the
