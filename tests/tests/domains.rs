@@ -477,3 +477,27 @@ fn a_domus_event_channels_stop_at_its_limit() {
         .assert_count("0 frames not returned", 2)
         .assert_normal_stop();
 }
+
+/// Debug registers are per vCPU (issue 14, defect 10): two domUs that set DR0-DR3
+/// (and arm an execution breakpoint on a function of the shared image) and one that
+/// only reads them share one CPU and switch thousands of times; each keeps its own
+/// values and the reader sees 0 and takes no #DB. Without the switch the reader saw the
+/// setters' addresses.
+#[test]
+fn debug_registers_stay_with_their_vcpu() {
+    let out = machine(
+        "domains-debug-regs",
+        1,
+        "dom0less domu=0,mem=8M domu=1,mem=8M domu=2,mem=8M",
+    )
+    .module(guest("debug_regs"), "role=set seed=1")
+    .module(guest("debug_regs"), "role=set seed=2")
+    .module(guest("debug_regs"), "role=read")
+    .run();
+    no_hypervisor_trouble(&out)
+        .assert_count("debug_regs: set, 500 yields, 0 bad registers", 2)
+        .assert_count("debug_regs: read, 500 yields, 0 bad registers", 1)
+        .assert_count("Test result: SUCCESS", 3)
+        .assert_count("0 frames not returned", 3)
+        .assert_normal_stop();
+}

@@ -124,3 +124,21 @@ pub fn init_tables() {
     #[cfg(target_os = "none")]
     crate::traps::load_idt();
 }
+
+/// Loads the breakpoint addresses DR0-DR3 of this CPU (a guest's, before it
+/// enters with breakpoints enabled in its DR7; the hypervisor itself sets no
+/// breakpoints and #VMEXIT disables all of them in the host's DR7).
+pub fn load_debug_addresses(dr: &[u64; 4]) {
+    // SAFETY: writing DR0-DR3 only changes breakpoint addresses; whether
+    // they are armed is DR7's business, and the host's DR7 arms none.
+    unsafe {
+        core::arch::asm!(
+            "mov dr0, {0}",
+            "mov dr1, {1}",
+            "mov dr2, {2}",
+            "mov dr3, {3}",
+            in(reg) dr[0], in(reg) dr[1], in(reg) dr[2], in(reg) dr[3],
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+}

@@ -42,6 +42,8 @@ pub fn paging_regs(vmcb: &Vmcb) -> PagingRegs {
     }
 }
 
+/// The bytes at the guest's CS:RIP (up to 15), how many could be read, and
+/// the code size in bits.
 pub(super) fn fetch(
     vmcb: &Vmcb,
     memory: &GuestMemory,
@@ -110,7 +112,12 @@ pub(super) fn gpr_of(register: Register) -> Option<(Gpr, u32, bool)> {
 
 /// Writes `value` (of the register's width) into `register` with x86's
 /// rules: 32-bit writes zero the upper half, 8/16-bit writes keep the rest.
-fn set_register(vmcb: &mut Vmcb, regs: &mut GuestRegs, register: Register, value: u64) -> bool {
+pub(super) fn set_register(
+    vmcb: &mut Vmcb,
+    regs: &mut GuestRegs,
+    register: Register,
+    value: u64,
+) -> bool {
     let Some((gpr, width, high)) = gpr_of(register) else {
         return false;
     };

@@ -210,6 +210,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
                 }
             }
         }
+        code @ exit::DR_READ..=0x3F => debug_register(domain, v, code),
         exit::INVD => {
             advance_rip(&mut domain.vcpus[v].vmcb, 2);
             Flow::Continue
@@ -452,6 +453,28 @@ fn ioio(domain: &mut HvmDomain, v: usize) {
         }
     }
     vcpu.vmcb.write64(save::RIP, next_rip);
+}
+
+/// A MOV to or from a debug register, emulated on the vCPU's own copy.
+fn debug_register(domain: &mut HvmDomain, v: usize, code: u64) -> Flow {
+    let HvmDomain { memory, vcpus, .. } = domain;
+    let vcpu = &mut vcpus[v];
+    match super::debugreg::mov_dr(&mut vcpu.vmcb, &mut vcpu.regs, &mut vcpu.dr, memory) {
+        Ok(Ok(())) => Flow::Continue,
+        Ok(Err(super::debugreg::DrFault::GeneralProtection)) => {
+            vcpu.inject_exception(13, Some(0));
+            Flow::Continue
+        }
+        Ok(Err(super::debugreg::DrFault::InvalidOpcode)) => {
+            vcpu.inject_exception(6, None);
+            Flow::Continue
+        }
+        Err(_) => {
+            let why = alloc::format!("debug register access (exit {code:#x}) rxen cannot decode");
+            report_guest_failure(domain, v, &why);
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
 }
 
 /// Model-specific registers a PVH guest may use (others raise #GP, as on Xen).

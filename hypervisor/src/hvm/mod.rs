@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod ctrlreg;
+pub mod debugreg;
 mod emulate;
 pub mod env;
 pub mod exits;

@@ -127,6 +127,8 @@ pub struct SvmVcpu {
     /// The guest's TSC_AUX (RDTSCP/RDPID still read the host's: not
     /// switched yet).
     pub tsc_aux: u64,
+    /// The guest's DR0-DR3 (DR6 and DR7 are in the VMCB).
+    pub dr: crate::hvm::debugreg::DebugRegs,
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -148,6 +150,8 @@ impl SvmVcpu {
         vmcb.write32(control::INTERCEPT_CR, INTERCEPT_CR);
         vmcb.write32(control::INTERCEPT_MISC1, INTERCEPT_MISC1);
         vmcb.write32(control::INTERCEPT_MISC2, INTERCEPT_MISC2);
+        // Every MOV to or from a debug register (see `debugreg`).
+        vmcb.write32(control::INTERCEPT_DR, u32::MAX);
         vmcb.write64(control::IOPM_BASE_PA, maps.iopm);
         vmcb.write64(control::MSRPM_BASE_PA, maps.msrpm);
         vmcb.write32(control::GUEST_ASID, asid);
@@ -191,6 +195,7 @@ impl SvmVcpu {
             // Enabled, write-back.
             mtrr_def_type: 0x806,
             tsc_aux: 0,
+            dr: Default::default(),
         })
     }
 
@@ -306,6 +311,7 @@ impl SvmVcpu {
         let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
         vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
         self.regs = GuestRegs::default();
+        self.dr = Default::default();
         // As Xen's hvm_vcpu_reset_state: XCR0 = x87 and an empty XSAVE
         // image (XRSTOR with XCR0 = 1 faults on an image that still has
         // the AVX state the vCPU saved before).
@@ -332,6 +338,7 @@ impl SvmVcpu {
         let flush = crate::hvm::tlb::enter(cpu) | core::mem::take(&mut self.flush_tlb);
         self.vmcb.set_tlb_control(if flush { 1 } else { 0 });
         let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
+        self.dr.load_if_armed(&self.vmcb);
         // Interrupts go on inside, between CLGI and VMRUN.
         rxen_x86::svm::run(&mut self.vmcb, &mut self.regs);
         crate::hvm::tlb::exit(cpu);

@@ -133,6 +133,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "paging_pool",
     "init_sipi_xsave",
     "fuzz",
+    "debug_regs",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not

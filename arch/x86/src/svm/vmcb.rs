@@ -6,6 +6,8 @@
 pub mod control {
     /// CR read intercepts (low 16 bits) and CR write intercepts (high 16).
     pub const INTERCEPT_CR: usize = 0x000;
+    /// DR read intercepts (low 16 bits) and DR write intercepts (high 16).
+    pub const INTERCEPT_DR: usize = 0x004;
     /// Exception intercept bitmap.
     pub const INTERCEPT_EXCEPTIONS: usize = 0x008;
     /// Miscellaneous intercepts, vector 3 (INTR ... SHUTDOWN).
@@ -118,6 +120,10 @@ pub mod exit {
     pub const WRITE_CR0: u64 = 0x10;
     /// Write to CR4.
     pub const WRITE_CR4: u64 = 0x14;
+    /// MOV from DRn (exit code DR_READ + n).
+    pub const DR_READ: u64 = 0x20;
+    /// MOV to DRn (exit code DR_WRITE + n).
+    pub const DR_WRITE: u64 = 0x30;
     /// First exception exit (vector n is EXCP_BASE + n).
     pub const EXCP_BASE: u64 = 0x40;
     /// Physical interrupt.
