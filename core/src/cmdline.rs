@@ -411,9 +411,81 @@ pub struct Options {
     /// Most maptrack frames (256 grant mappings each) per domain
     /// (`gnttab_max_maptrack_frames`, Xen's default 1024).
     pub gnttab_max_maptrack_frames: u32,
+    /// Speculative-execution mitigations (`spec-ctrl=`).
+    pub spec_ctrl: SpecCtrl,
     /// Xen options accepted but ignored (see [`IGNORED_OPTIONS`]), each as
     /// written, so the caller can report them.
     pub ignored: Vec<String>,
+}
+
+/// Xen's `spec-ctrl=` choices that rxen implements, each `None` for "the
+/// default for this CPU". `spec-ctrl=no` turns all of them off (as Xen, a
+/// positive top-level boolean is refused); the rest is a comma-separated
+/// list of `name=<bool>` or `no-name`: `rsb`, `ibpb`, `ibpb-entry`,
+/// `msr-sc`, `ibrs`, `ssbd`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpecCtrl {
+    /// Overwrite the return stack buffer on every #VMEXIT (`rsb=`).
+    pub rsb: Option<bool>,
+    /// IBPB when a CPU switches to another domain's vCPU (`ibpb=`).
+    pub ibpb: Option<bool>,
+    /// IBPB on every #VMEXIT (`ibpb-entry=`).
+    pub ibpb_entry: Option<bool>,
+    /// Virtualize MSR_SPEC_CTRL for guests: offer it, switch it around
+    /// VMRUN (`msr-sc=`).
+    pub msr_sc: Option<bool>,
+    /// The hypervisor runs with SPEC_CTRL.IBRS set (`ibrs=`).
+    pub ibrs: Option<bool>,
+    /// The hypervisor runs with SPEC_CTRL.SSBD set (`ssbd=`).
+    pub ssbd: Option<bool>,
+}
+
+impl SpecCtrl {
+    /// Everything off (`spec-ctrl=no`).
+    pub const OFF: SpecCtrl = SpecCtrl {
+        rsb: Some(false),
+        ibpb: Some(false),
+        ibpb_entry: Some(false),
+        msr_sc: Some(false),
+        ibrs: Some(false),
+        ssbd: Some(false),
+    };
+
+    /// Applies a `spec-ctrl=` value on top of `self`; the error says why it
+    /// is refused (then nothing of it applies).
+    pub fn parse(self, value: &str) -> Result<SpecCtrl, &'static str> {
+        let mut out = self;
+        for item in value.split(',') {
+            if let Some(on) = parse_bool(item) {
+                if on {
+                    return Err("only a negative boolean is allowed at the top level");
+                }
+                out = SpecCtrl::OFF;
+                continue;
+            }
+            let (name, on) = match item.split_once('=') {
+                Some((name, v)) => (name, parse_bool(v).ok_or("not a boolean")?),
+                None => match item.strip_prefix("no-") {
+                    Some(name) => (name, false),
+                    None => (item, true),
+                },
+            };
+            let slot =
+                match () {
+                    _ if names_equal(name, "rsb") => &mut out.rsb,
+                    _ if names_equal(name, "ibpb") => &mut out.ibpb,
+                    _ if names_equal(name, "ibpb-entry") => &mut out.ibpb_entry,
+                    _ if names_equal(name, "msr-sc") => &mut out.msr_sc,
+                    _ if names_equal(name, "ibrs") => &mut out.ibrs,
+                    _ if names_equal(name, "ssbd") => &mut out.ssbd,
+                    _ => return Err(
+                        "unknown sub-option (rxen has rsb, ibpb, ibpb-entry, msr-sc, ibrs, ssbd)",
+                    ),
+                };
+            *slot = Some(on);
+        }
+        Ok(out)
+    }
 }
 
 /// One boot-time domU (`domu=<kernel>[+<initrd>][,key=value...]`): its
@@ -554,6 +626,7 @@ impl Default for Options {
             serial_tx_buffer: crate::console::DEFAULT_TX_BUFFER as u64,
             gnttab_max_frames: crate::grant_table::DEFAULT_MAX_FRAMES,
             gnttab_max_maptrack_frames: crate::grant_table::DEFAULT_MAX_MAPTRACK_FRAMES,
+            spec_ctrl: SpecCtrl::default(),
             ignored: Vec::new(),
         }
     }
@@ -702,9 +775,10 @@ enum Known {
     SerialTxBuffer,
     GnttabMaxFrames,
     GnttabMaxMaptrackFrames,
+    SpecCtrl,
 }
 
-const KNOWN: [(&str, Known); 17] = [
+const KNOWN: [(&str, Known); 18] = [
     ("console", Known::Console),
     ("com1", Known::Com1),
     ("com2", Known::Com2),
@@ -722,6 +796,7 @@ const KNOWN: [(&str, Known); 17] = [
     ("serial_tx_buffer", Known::SerialTxBuffer),
     ("gnttab_max_frames", Known::GnttabMaxFrames),
     ("gnttab_max_maptrack_frames", Known::GnttabMaxMaptrackFrames),
+    ("spec-ctrl", Known::SpecCtrl),
 ];
 
 fn lookup(name: &str) -> Option<Known> {
@@ -927,6 +1002,10 @@ fn apply(
             }
             Ok(())
         }
+        Known::SpecCtrl => {
+            opts.spec_ctrl = opts.spec_ctrl.parse(value).map_err(|why| bad(value, why))?;
+            Ok(())
+        }
         // Handled above.
         Known::Noreboot | Known::IsaDebugExit | Known::Dom0less => Ok(()),
     }
@@ -980,6 +1059,36 @@ mod tests {
         assert_eq!(o.guest_log.upper, LogLevel::Warning);
         assert!(!o.noreboot);
         assert_eq!(parse_ok("  \t \n "), Options::default());
+    }
+
+    #[test]
+    fn spec_ctrl() {
+        assert_eq!(parse_ok("").spec_ctrl, SpecCtrl::default());
+        assert_eq!(parse_ok("spec-ctrl=no").spec_ctrl, SpecCtrl::OFF);
+        assert_eq!(parse_ok("spec_ctrl=0").spec_ctrl, SpecCtrl::OFF);
+        let s = parse_ok("spec-ctrl=rsb=no,no-ibpb,ibpb-entry,msr-sc=off").spec_ctrl;
+        assert_eq!(s.rsb, Some(false));
+        assert_eq!(s.ibpb, Some(false));
+        assert_eq!(s.ibpb_entry, Some(true));
+        assert_eq!(s.msr_sc, Some(false));
+        assert_eq!((s.ibrs, s.ssbd), (None, None));
+        // Later items and later options override earlier ones.
+        let s = parse_ok("spec-ctrl=no,rsb spec-ctrl=ssbd=1").spec_ctrl;
+        assert_eq!(s.rsb, Some(true));
+        assert_eq!(s.ssbd, Some(true));
+        assert_eq!(s.ibpb, Some(false));
+        // As Xen: a positive top-level boolean and unknown names are refused,
+        // and nothing of the refused value applies.
+        for bad in [
+            "spec-ctrl=yes",
+            "spec-ctrl=rsb=no,bogus",
+            "spec-ctrl=ibpb=maybe",
+        ] {
+            let (opts, warnings) = parse_warn(bad);
+            assert_eq!(opts.spec_ctrl, SpecCtrl::default(), "{bad}");
+            assert_eq!(warnings.len(), 1, "{bad}");
+            assert_eq!(warnings[0].option, "spec-ctrl");
+        }
     }
 
     #[test]

@@ -676,6 +676,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             continue;
         }
         rxen_core::hypercall::set_runstate(&mut domain.core, v, RunstateKind::Running, now);
+        // Spectre v2 between domains: an IBPB when this CPU last ran
+        // another domain (`spec-ctrl=ibpb`).
+        rxen_x86::spec_ctrl::switch_to_domain(cpu_index, next.domain);
         if fpu_owner != Some(next) {
             let vcpu = &mut domain.vcpus[v];
             vcpu.fpu.restore(vcpu.xcr0);

@@ -125,6 +125,10 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
             if !info.nrips || !info.decode_assists {
                 log!(Info, "HVM: no next-RIP save or decode assists: instruction lengths come from our decoder");
             }
+            for line in rxen_x86::spec_ctrl::init(&options.spec_ctrl).report() {
+                printk!("{line}");
+            }
+            rxen_x86::spec_ctrl::init_this_cpu();
         }
         Err(why) => {
             printk!("SVM not available: {why}. rxen needs AMD SVM with nested paging; halting.");

@@ -177,6 +177,7 @@ guest_tests!(
     lapic,
     bad_memory,
     ctrl_regs,
+    spec_ctrl,
     shutdown_poweroff,
     shutdown_reboot,
     shutdown_crash,

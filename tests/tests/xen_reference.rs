@@ -105,6 +105,7 @@ xen_tests!(
     ring3,
     lapic,
     bad_memory,
+    spec_ctrl,
     shutdown_poweroff,
     shutdown_reboot,
     shutdown_crash,

@@ -26,6 +26,8 @@ pub struct CpuidContext {
     pub tsc_khz: u32,
     /// Number of vCPUs of the domain.
     pub nr_vcpus: u32,
+    /// The speculation controls guests are offered.
+    pub spec: crate::spec_ctrl::GuestOffer,
 }
 
 /// Registers of one CPUID answer: [EAX, EBX, ECX, EDX].
@@ -88,8 +90,10 @@ pub fn guest_cpuid(
             b &= !L7_EBX_INVPCID;
             c &= !(L7_ECX_WAITPKG | L7_ECX_CET_SS);
             d &= !L7_EDX_CET_IBT;
+            d = ctx.spec.filter_l7_edx(d);
         }
         0xD => [a, b, c, d] = xstate_leaf(subleaf, [a, b, c, d], ctx, host),
+        0x8000_0008 => b = ctx.spec.filter_ext8_ebx(b),
         0x8000_0001 => {
             c &= !(EXT_ECX_SVM | EXT_ECX_SKINIT | EXT_ECX_WDT | EXT_ECX_PERFCTR_CORE | EXT_ECX_LWP);
         }
@@ -206,6 +210,7 @@ mod tests {
             domid: 7,
             tsc_khz: 2_000_000,
             nr_vcpus: 2,
+            spec: Default::default(),
         }
     }
 
@@ -225,6 +230,25 @@ mod tests {
         );
         let hvm = guest_cpuid(0x4000_0004, 0, &ctx(), &host);
         assert_eq!((hvm[1], hvm[2]), (1, 7));
+    }
+
+    #[test]
+    fn speculation_controls_follow_the_offer() {
+        use crate::spec_ctrl::{GuestOffer, EXT8_EBX_IBPB, EXT8_EBX_VIRT_SSBD, L7_EDX_IBRSB};
+        let none = guest_cpuid(0x8000_0008, 0, &ctx(), &|_, _| [0, u32::MAX, 0, 0]);
+        assert_eq!(none[1] & (EXT8_EBX_IBPB | EXT8_EBX_VIRT_SSBD), 0);
+        assert_eq!(
+            guest_cpuid(7, 0, &ctx(), &|_, _| [0, 0, 0, u32::MAX])[3] & L7_EDX_IBRSB,
+            0
+        );
+        let mut c = ctx();
+        c.spec = GuestOffer {
+            ibpb: true,
+            virt_ssbd: true,
+            ..GuestOffer::default()
+        };
+        let some = guest_cpuid(0x8000_0008, 0, &c, &|_, _| [0, EXT8_EBX_IBPB, 0, 0]);
+        assert_eq!(some[1], EXT8_EBX_IBPB | EXT8_EBX_VIRT_SSBD);
     }
 
     #[test]

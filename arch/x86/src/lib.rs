@@ -20,6 +20,7 @@ pub mod rtc;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;
+pub mod spec_ctrl;
 pub mod stop;
 pub mod svm;
 #[cfg(target_os = "none")]

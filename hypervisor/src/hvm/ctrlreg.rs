@@ -28,6 +28,7 @@ pub fn guest_features() -> &'static GuestFeatures {
             domid: 0,
             tsc_khz: 0,
             nr_vcpus: 1,
+            spec: rxen_x86::spec_ctrl::active().offer(),
         };
         let host = |leaf: u32, sub: u32| {
             let r = raw_cpuid::cpuid!(leaf, sub);

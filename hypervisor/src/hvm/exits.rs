@@ -321,6 +321,7 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
     let leaf = vcpu.vmcb.read64(save::RAX) as u32;
     let subleaf = vcpu.regs.rcx as u32;
     let ctx = CpuidContext {
+        spec: rxen_x86::spec_ctrl::active().offer(),
         vcpu_id: v as u32,
         domid,
         tsc_khz: apic::tsc_per_ms() as u32,
@@ -490,8 +491,12 @@ const MSR_MC_BANKS_END: u32 = MSR_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
 const MSR_TSC_AUX: u32 = 0xC000_0103;
 const MSR_APIC_BASE: u32 = 0x1B;
 const MSR_K8_HWCR: u32 = 0xC001_0015;
+use rxen_x86::spec_ctrl::{MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_VIRT_SPEC_CTRL};
 
 fn msr(domain: &mut HvmDomain, v: usize) {
+    // As Xen's guest_{rd,wr}msr: the speculation MSRs exist as far as the
+    // guest is offered them (`spec_ctrl`), with Xen's valid bits.
+    let offer = rxen_x86::spec_ctrl::active().offer();
     let hypercall_page = &mut domain.hypercall_page;
     let vcpu = &mut domain.vcpus[v];
     let index = vcpu.regs.rcx as u32;
@@ -545,6 +550,25 @@ fn msr(domain: &mut HvmDomain, v: usize) {
             }
             // IA32_APIC_BASE: enable/disable only (no relocation, no x2APIC).
             MSR_APIC_BASE => domain.core.vcpus[v].lapic.write_base_msr(value),
+            MSR_SPEC_CTRL if offer.spec_ctrl => {
+                let valid = value & !offer.spec_ctrl_valid_bits() == 0;
+                if valid {
+                    vcpu.spec_ctrl = value;
+                }
+                valid
+            }
+            MSR_PRED_CMD if offer.ibpb => {
+                let valid = value & !rxen_x86::spec_ctrl::PRED_CMD_IBPB == 0;
+                if valid && value != 0 {
+                    rxen_x86::spec_ctrl::ibpb();
+                }
+                valid
+            }
+            // Only SSBD; Xen ignores the other bits.
+            MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => {
+                vcpu.virt_spec_ctrl = value & rxen_x86::spec_ctrl::SPEC_CTRL_SSBD;
+                true
+            }
             _ => false,
         }
     } else {
@@ -570,6 +594,8 @@ fn msr(domain: &mut HvmDomain, v: usize) {
             // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
             // Xen reports it.
             MSR_K8_HWCR => Some(1 << 24),
+            MSR_SPEC_CTRL if offer.spec_ctrl => Some(vcpu.spec_ctrl),
+            MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => Some(vcpu.virt_spec_ctrl),
             _ => None,
         };
         if let Some(value) = read {

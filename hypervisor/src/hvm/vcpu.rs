@@ -8,7 +8,7 @@ use alloc::boxed::Box;
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_64B};
 
 use rxen_x86::svm::vmcb::{control, save, Segment, Vmcb};
-use rxen_x86::svm::GuestRegs;
+use rxen_x86::svm::{EntryCtl, GuestRegs};
 use spin::Once;
 
 /// Misc intercepts (vector 3): INTR, NMI, CPUID, INVD, HLT, INVLPGA, IOIO,
@@ -129,6 +129,10 @@ pub struct SvmVcpu {
     pub tsc_aux: u64,
     /// The guest's DR0-DR3 (DR6 and DR7 are in the VMCB).
     pub dr: crate::hvm::debugreg::DebugRegs,
+    /// The guest's MSR_SPEC_CTRL (in the CPU only while it runs).
+    pub spec_ctrl: u64,
+    /// The guest's MSR_VIRT_SPEC_CTRL.
+    pub virt_spec_ctrl: u64,
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -196,6 +200,8 @@ impl SvmVcpu {
             mtrr_def_type: 0x806,
             tsc_aux: 0,
             dr: Default::default(),
+            spec_ctrl: 0,
+            virt_spec_ctrl: 0,
         })
     }
 
@@ -331,6 +337,31 @@ impl SvmVcpu {
         self.vmcb.write64(control::EVENT_INJ, event);
     }
 
+    /// What the entry path does about speculation for this vCPU: its
+    /// SPEC_CTRL value (with VIRT_SPEC_CTRL.SSBD folded in where the CPU has
+    /// SSBD in SPEC_CTRL) and the mitigations in force (see `spec_ctrl`).
+    fn entry_ctl(&self, active: &rxen_x86::spec_ctrl::Active) -> EntryCtl {
+        let mut guest = self.spec_ctrl;
+        if active.hw.ssbd {
+            guest |= self.virt_spec_ctrl & rxen_x86::spec_ctrl::SPEC_CTRL_SSBD;
+        }
+        let mut flags = 0;
+        if active.msr_sc && guest != active.host_spec_ctrl {
+            flags |= EntryCtl::SWITCH_SPEC_CTRL;
+        }
+        if active.rsb {
+            flags |= EntryCtl::OVERWRITE_RSB;
+        }
+        if active.ibpb_entry {
+            flags |= EntryCtl::IBPB_ON_EXIT;
+        }
+        EntryCtl {
+            guest_spec_ctrl: guest,
+            host_spec_ctrl: active.host_spec_ctrl,
+            flags,
+        }
+    }
+
     /// Runs the guest until the next exit, with the guest's XCR0 loaded.
     pub fn run(&mut self) {
         // Another CPU may have asked this one to flush (see `tlb`).
@@ -339,8 +370,19 @@ impl SvmVcpu {
         self.vmcb.set_tlb_control(if flush { 1 } else { 0 });
         let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
         self.dr.load_if_armed(&self.vmcb);
+        let active = rxen_x86::spec_ctrl::active();
+        let ctl = self.entry_ctl(&active);
+        // Only under a hypervisor that offers VIRT_SSBD without SSBD in
+        // SPEC_CTRL (`spec_ctrl`): the guest's choice around VMRUN.
+        let virt_ssbd = active.msr_sc && !active.hw.ssbd && self.virt_spec_ctrl != 0;
+        if virt_ssbd {
+            rxen_x86::spec_ctrl::write_virt_spec_ctrl(self.virt_spec_ctrl);
+        }
         // Interrupts go on inside, between CLGI and VMRUN.
-        rxen_x86::svm::run(&mut self.vmcb, &mut self.regs);
+        rxen_x86::svm::run(&mut self.vmcb, &mut self.regs, &ctl);
+        if virt_ssbd {
+            rxen_x86::spec_ctrl::write_virt_spec_ctrl(0);
+        }
         crate::hvm::tlb::exit(cpu);
         x86_64::instructions::interrupts::disable();
         self.xcr0 = crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);

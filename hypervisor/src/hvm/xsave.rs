@@ -66,6 +66,7 @@ fn guest_xcr0_max() -> u64 {
             domid: 0,
             tsc_khz: 0,
             nr_vcpus: 1,
+            spec: rxen_x86::spec_ctrl::active().offer(),
         };
         let host = |leaf: u32, sub: u32| {
             let r = cpuid!(leaf, sub);

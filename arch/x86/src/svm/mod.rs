@@ -8,7 +8,7 @@ pub mod vmcb;
 #[cfg(target_os = "none")]
 mod vmrun;
 #[cfg(target_os = "none")]
-pub use vmrun::{enable_this_cpu_full, run, GuestRegs};
+pub use vmrun::{enable_this_cpu_full, run, EntryCtl, GuestRegs};
 
 use raw_cpuid::cpuid;
 use x86_64::registers::model_specific::Msr;

@@ -1,6 +1,9 @@
-//! Entering a guest: CLGI, VMLOAD the guest's hidden state, VMRUN, VMSAVE it
-//! again, VMLOAD the host's (TR, FS/GS, syscall MSRs), STGI. The general
-//! registers the VMCB does not hold travel through [`GuestRegs`].
+//! Entering a guest: CLGI, the guest's MSR_SPEC_CTRL, VMLOAD the guest's
+//! hidden state, VMRUN, VMSAVE it again, overwrite the return stack buffer,
+//! the host's MSR_SPEC_CTRL (and an IBPB if asked), VMLOAD the host's (TR,
+//! FS/GS, syscall MSRs), STGI. No `ret` between VMRUN and the RSB overwrite
+//! (see `spec_ctrl`). The general registers the VMCB does not hold travel
+//! through [`GuestRegs`], the speculation controls through [`EntryCtl`].
 
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +36,28 @@ pub struct GuestRegs {
     pub r15: u64,
 }
 
+/// What the entry path does about speculation (see `spec_ctrl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryCtl {
+    /// MSR_SPEC_CTRL while the guest runs.
+    pub guest_spec_ctrl: u64,
+    /// MSR_SPEC_CTRL in the hypervisor.
+    pub host_spec_ctrl: u64,
+    /// [`EntryCtl::SWITCH_SPEC_CTRL`], [`EntryCtl::OVERWRITE_RSB`],
+    /// [`EntryCtl::IBPB_ON_EXIT`].
+    pub flags: u64,
+}
+
+impl EntryCtl {
+    /// Write the guest's SPEC_CTRL before VMRUN and the host's after.
+    pub const SWITCH_SPEC_CTRL: u64 = 1 << 0;
+    /// Overwrite the RSB after #VMEXIT.
+    pub const OVERWRITE_RSB: u64 = 1 << 1;
+    /// IBPB after #VMEXIT.
+    pub const IBPB_ON_EXIT: u64 = 1 << 2;
+}
+
 /// Physical address of each CPU's host VMSAVE area.
 static HOST_VMCB: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
@@ -57,7 +82,7 @@ pub fn enable_this_cpu_full() {
 }
 
 extern "C" {
-    fn svm_vmrun(vmcb_pa: u64, regs: *mut GuestRegs, host_vmcb_pa: u64);
+    fn svm_vmrun(vmcb_pa: u64, regs: *mut GuestRegs, host_vmcb_pa: u64, ctl: *const EntryCtl);
 }
 
 core::arch::global_asm!(
@@ -70,9 +95,26 @@ core::arch::global_asm!(
     "push r13",
     "push r14",
     "push r15",
+    "push rcx", // [rsp+24] after the next three pushes: entry control
     "push rsi", // [rsp+16] after the next two pushes: regs
     "push rdx", // host VMCB
     "push rdi", // guest VMCB
+    // GIF off first: from here to STGI not even an NMI runs host code with
+    // the guest's SPEC_CTRL or before the RSB is overwritten. Then IF on:
+    // an interrupt that is already pending (a timer armed to fire at once)
+    // stays pending until VMRUN sets GIF for the guest, and then makes it
+    // exit at once, instead of being taken by the host just before VMRUN
+    // and lost to the guest. With V_INTR_MASKING the host's IF=1 is what
+    // lets physical interrupts reach the guest.
+    "clgi",
+    "test qword ptr [rcx + 16], 1", // SWITCH_SPEC_CTRL
+    "jz 40f",
+    "mov r8, rcx",
+    "mov ecx, 0x48",
+    "mov eax, [r8]",
+    "mov edx, [r8 + 4]",
+    "wrmsr",
+    "40:",
     "mov rax, rdi",
     "mov rbx, [rsi + 0]",
     "mov rcx, [rsi + 8]",
@@ -88,12 +130,6 @@ core::arch::global_asm!(
     "mov r14, [rsi + 96]",
     "mov r15, [rsi + 104]",
     "mov rsi, [rsi + 24]",
-    // GIF off first, then IF on: an interrupt that is already pending (a
-    // timer armed to fire at once) stays pending until VMRUN sets GIF for
-    // the guest, and then makes it exit at once, instead of being taken by
-    // the host just before VMRUN and lost to the guest. With V_INTR_MASKING
-    // the host's IF=1 is what lets physical interrupts reach the guest.
-    "clgi",
     "sti",
     "vmload rax",
     "vmrun rax",
@@ -113,10 +149,45 @@ core::arch::global_asm!(
     "mov [rax + 88], r13",
     "mov [rax + 96], r14",
     "mov [rax + 104], r15",
+    "mov r8, [rsp + 24]",
+    // SpectreRSB: replace the guest's return predictions with 32 entries
+    // that point at speculation traps (two calls per round, 16 rounds),
+    // then drop them from the stack.
+    "test qword ptr [r8 + 16], 2", // OVERWRITE_RSB
+    "jz 42f",
+    "mov ecx, 16",
+    "43:",
+    "call 44f",
+    "int3",
+    "lfence",
+    "44:",
+    "call 45f",
+    "int3",
+    "lfence",
+    "45:",
+    "dec ecx",
+    "jnz 43b",
+    "add rsp, 256",
+    "42:",
+    "test qword ptr [r8 + 16], 1", // SWITCH_SPEC_CTRL
+    "jz 46f",
+    "mov ecx, 0x48",
+    "mov eax, [r8 + 8]",
+    "mov edx, [r8 + 12]",
+    "wrmsr",
+    "46:",
+    "test qword ptr [r8 + 16], 4", // IBPB_ON_EXIT
+    "jz 47f",
+    "mov ecx, 0x49",
+    "mov eax, 1",
+    "xor edx, edx",
+    "wrmsr",
+    "47:",
     "pop rax", // guest VMCB (already saved)
     "pop rax", // host VMCB
     "vmload rax",
     "pop rsi",
+    "pop rcx",
     "stgi",
     "pop r15",
     "pop r14",
@@ -130,7 +201,7 @@ core::arch::global_asm!(
 /// Runs the guest described by `vmcb` until the next #VMEXIT. Returns with
 /// interrupts enabled (an interrupt that made the guest exit is taken by the
 /// host at STGI); the caller disables them again.
-pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs) {
+pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs, ctl: &EntryCtl) {
     let index = crate::cpu::current_index();
     let host = HOST_VMCB
         .get(index)
@@ -139,6 +210,8 @@ pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs) {
     assert!(host != 0, "SVM is not enabled on CPU {index}");
     // SAFETY: the VMCB is a page-aligned, identity-mapped page this vCPU
     // owns and its intercepts include VMRUN; the host VMCB was filled by
-    // VMSAVE on this CPU; `regs` outlives the call.
-    unsafe { svm_vmrun(vmcb as *mut Vmcb as u64, regs, host) };
+    // VMSAVE on this CPU; `regs` and `ctl` outlive the call; the caller
+    // sets SWITCH_SPEC_CTRL and IBPB_ON_EXIT only where the CPU has
+    // MSR_SPEC_CTRL and IBPB, with SPEC_CTRL values of enumerated bits.
+    unsafe { svm_vmrun(vmcb as *mut Vmcb as u64, regs, host, ctl) };
 }
