@@ -142,3 +142,27 @@ pub fn load_debug_addresses(dr: &[u64; 4]) {
         );
     }
 }
+
+/// MSR_TSC_AUX (what RDTSCP and RDPID return in ECX).
+const MSR_TSC_AUX: u32 = 0xC000_0103;
+/// The TSC_AUX value each CPU holds (u64::MAX: unknown).
+static TSC_AUX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+
+/// Whether the CPU has MSR_TSC_AUX (RDTSCP or RDPID).
+pub fn has_tsc_aux() -> bool {
+    raw_cpuid::cpuid!(0x8000_0001).edx & (1 << 27) != 0
+        || raw_cpuid::cpuid!(7, 0).ecx & (1 << 22) != 0
+}
+
+/// Makes this CPU's TSC_AUX `value` (a guest's, before VMRUN: VMRUN does
+/// not switch it and the hypervisor does not use it), writing the MSR only
+/// when it holds another value. The caller checked [`has_tsc_aux`].
+pub fn load_tsc_aux(value: u32) {
+    let Some(slot) = TSC_AUX.get(current_index()) else {
+        return;
+    };
+    if slot.swap(u64::from(value), Ordering::Relaxed) != u64::from(value) {
+        // SAFETY: the CPU has MSR_TSC_AUX (caller); any 32-bit value is valid.
+        unsafe { x86_64::registers::model_specific::Msr::new(MSR_TSC_AUX).write(u64::from(value)) };
+    }
+}

@@ -493,6 +493,10 @@ const MSR_APIC_BASE: u32 = 0x1B;
 const MSR_K8_HWCR: u32 = 0xC001_0015;
 use rxen_x86::spec_ctrl::{MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_VIRT_SPEC_CTRL};
 
+fn has_tsc_aux() -> bool {
+    *super::vcpu::HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux)
+}
+
 fn msr(domain: &mut HvmDomain, v: usize) {
     // As Xen's guest_{rd,wr}msr: the speculation MSRs exist as far as the
     // guest is offered them (`spec_ctrl`), with Xen's valid bits.
@@ -544,9 +548,13 @@ fn msr(domain: &mut HvmDomain, v: usize) {
                 }
                 valid
             }
-            MSR_TSC_AUX => {
-                vcpu.tsc_aux = value & 0xFFFF_FFFF;
-                value >> 32 == 0
+            // As Xen: only with RDTSCP or RDPID, 32 bits.
+            MSR_TSC_AUX if has_tsc_aux() => {
+                let valid = value >> 32 == 0;
+                if valid {
+                    vcpu.tsc_aux = value;
+                }
+                valid
             }
             // IA32_APIC_BASE: enable/disable only (no relocation, no x2APIC).
             MSR_APIC_BASE => domain.core.vcpus[v].lapic.write_base_msr(value),
@@ -590,7 +598,7 @@ fn msr(domain: &mut HvmDomain, v: usize) {
             // No variable or fixed ranges, no write-combining.
             MSR_MTRR_CAP => Some(0),
             MSR_MTRR_DEF_TYPE => Some(vcpu.mtrr_def_type),
-            MSR_TSC_AUX => Some(vcpu.tsc_aux),
+            MSR_TSC_AUX if has_tsc_aux() => Some(vcpu.tsc_aux),
             // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
             // Xen reports it.
             MSR_K8_HWCR => Some(1 << 24),

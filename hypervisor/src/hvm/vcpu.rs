@@ -53,6 +53,9 @@ const PASSTHROUGH_MSRS: [u32; 10] = [
     0x176,       // SYSENTER_EIP
 ];
 
+/// Whether the CPU has MSR_TSC_AUX (asked once).
+pub static HAS_TSC_AUX: Once<bool> = Once::new();
+
 /// Power-on PAT value.
 pub const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 const EFER_SVME: u64 = 1 << 12;
@@ -124,8 +127,8 @@ pub struct SvmVcpu {
     pub fpu: crate::hvm::xsave::FpuState,
     /// The guest's MTRR default type (IA32_MTRR_DEF_TYPE).
     pub mtrr_def_type: u64,
-    /// The guest's TSC_AUX (RDTSCP/RDPID still read the host's: not
-    /// switched yet).
+    /// The guest's TSC_AUX (loaded into the CPU before VMRUN, where the
+    /// CPU has it: RDTSCP and RDPID read it without an exit).
     pub tsc_aux: u64,
     /// The guest's DR0-DR3 (DR6 and DR7 are in the VMCB).
     pub dr: crate::hvm::debugreg::DebugRegs,
@@ -370,6 +373,9 @@ impl SvmVcpu {
         self.vmcb.set_tlb_control(if flush { 1 } else { 0 });
         let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
         self.dr.load_if_armed(&self.vmcb);
+        if *HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux) {
+            rxen_x86::cpu::load_tsc_aux(self.tsc_aux as u32);
+        }
         let active = rxen_x86::spec_ctrl::active();
         let ctl = self.entry_ctl(&active);
         // Only under a hypervisor that offers VIRT_SSBD without SSBD in

@@ -7,11 +7,14 @@
 //! reader. Run beside each other on one physical CPU (boot-time domUs), a setter and a
 //! reader catch a hypervisor that leaves one guest's DR0-DR3 in the CPU for the next
 //! (a reader would see the setter's addresses) or lets one guest's breakpoint fire in
-//! another (a reader would take #DB in `probe` and report ERROR). Prints
-//! `debug_regs: <role>, <n> yields, <m> bad registers`.
+//! another (a reader would take #DB in `probe` and report ERROR). Where the CPU has
+//! RDTSCP, the setter also writes MSR_TSC_AUX (0x100 + seed) and both check what RDTSCP
+//! returns in ECX: their own value, or 0 for a reader (TSC_AUX is another register
+//! VMRUN does not switch). Prints `debug_regs: <role>, <n> yields, <m> bad registers`.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use rxen_guest::cpu::{cpuid, wrmsr};
 use rxen_guest::hypercall::sched_op;
 use rxen_guest::xen::sched;
 use rxen_guest::{check_eq, println, StartInfo};
@@ -63,6 +66,19 @@ fn write_drs(v: &[u64; 5]) {
     }
 }
 
+/// MSR_TSC_AUX.
+const MSR_TSC_AUX: u32 = 0xC000_0103;
+
+/// ECX of RDTSCP: this CPU's TSC_AUX.
+fn rdtscp_aux() -> u32 {
+    let aux: u32;
+    // SAFETY: RDTSCP only reads the TSC and TSC_AUX (the caller checked CPUID).
+    unsafe {
+        core::arch::asm!("rdtscp", out("eax") _, out("edx") _, out("ecx") aux, options(nomem, nostack))
+    };
+    aux
+}
+
 fn main(si: &StartInfo) {
     let setter = si.arg_value("role") == Some("set");
     let seed = si.arg_u64("seed").unwrap_or(1);
@@ -81,6 +97,12 @@ fn main(si: &StartInfo) {
     } else {
         [0, 0, 0, 0, DR7_RESET]
     };
+    let rdtscp = cpuid(0x8000_0001, 0).edx & (1 << 27) != 0;
+    let want_aux = if setter { 0x100 + seed as u32 } else { 0 };
+    if rdtscp && setter {
+        // SAFETY: the CPU has RDTSCP, so MSR_TSC_AUX exists; a 32-bit value.
+        unsafe { wrmsr(MSR_TSC_AUX, u64::from(want_aux)) };
+    }
     let mut bad = 0u32;
     let mut x = seed;
     for _ in 0..yields {
@@ -102,13 +124,21 @@ fn main(si: &StartInfo) {
                 bad += 1;
             }
         }
+        if rdtscp {
+            let aux = rdtscp_aux();
+            if aux != want_aux {
+                println!("TSC_AUX is {aux:#x}, expected {want_aux:#x}");
+                bad += 1;
+            }
+        }
         if bad > 0 {
             break;
         }
     }
     println!(
-        "debug_regs: {}, {yields} yields, {bad} bad registers",
-        if setter { "set" } else { "read" }
+        "debug_regs: {}, {yields} yields, {bad} bad registers (TSC_AUX checked: {})",
+        if setter { "set" } else { "read" },
+        if rdtscp { "yes" } else { "no" }
     );
     check_eq!(bad, 0, "the debug registers kept this vCPU's values");
 }
