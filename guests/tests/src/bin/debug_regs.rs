@@ -10,10 +10,16 @@
 //! another (a reader would take #DB in `probe` and report ERROR). Where the CPU has
 //! RDTSCP, the setter also writes MSR_TSC_AUX (0x100 + seed) and both check what RDTSCP
 //! returns in ECX: their own value, or 0 for a reader (TSC_AUX is another register
-//! VMRUN does not switch). Prints `debug_regs: <role>, <n> yields, <m> bad registers`.
+//! VMRUN does not switch). A reader first checks the architectural answers (which
+//! rxen emulates): MOV to DR7 with bits 63:32 set takes #GP, DR5 reads as DR7 with
+//! CR4.DE clear and takes #UD with CR4.DE set. Prints `debug_regs: <role>, <n> yields,
+//! <m> bad registers`.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use rxen_guest::boot::{set_trap_hook, TrapFrame};
 use rxen_guest::cpu::{cpuid, wrmsr};
 use rxen_guest::hypercall::sched_op;
 use rxen_guest::xen::sched;
@@ -66,6 +72,71 @@ fn write_drs(v: &[u64; 5]) {
     }
 }
 
+/// The last vector the hook caught (each skips its 3-byte MOV DR).
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+
+fn hook(frame: &mut TrapFrame) -> bool {
+    if frame.vector == 13 || frame.vector == 6 {
+        CAUGHT.store(frame.vector, Ordering::SeqCst);
+        frame.rip += 3;
+        return true;
+    }
+    false
+}
+
+/// MOV DR7, `value`; the vector it took (0 for none).
+fn write_dr7(value: u64) -> u64 {
+    CAUGHT.store(0, Ordering::SeqCst);
+    // SAFETY: ring 0; the value arms no breakpoint; a fault is caught by the hook.
+    unsafe { core::arch::asm!("mov dr7, {}", in(reg) value, options(nostack)) };
+    CAUGHT.load(Ordering::SeqCst)
+}
+
+/// MOV from DR5; (value, vector taken).
+fn read_dr5() -> (u64, u64) {
+    CAUGHT.store(0, Ordering::SeqCst);
+    let mut value = 0u64;
+    // SAFETY: ring 0; a fault is caught by the hook.
+    unsafe { core::arch::asm!("mov {}, dr5", inout(reg) value, options(nostack)) };
+    (value, CAUGHT.load(Ordering::SeqCst))
+}
+
+fn set_cr4_de(on: bool) {
+    // SAFETY: ring 0; CR4.DE only changes how DR4/DR5 behave.
+    unsafe {
+        core::arch::asm!(
+            "mov {t}, cr4",
+            "and {t}, ~8",
+            "or {t}, {de}",
+            "mov cr4, {t}",
+            t = out(reg) _,
+            de = in(reg) if on { 8u64 } else { 0 },
+            options(nostack),
+        )
+    };
+}
+
+fn architectural_answers() {
+    set_trap_hook(Some(hook));
+    check_eq!(write_dr7(1 << 32), 13, "DR7 bit 32: #GP");
+    check_eq!(read_dr7(), DR7_RESET, "DR7 unchanged after the #GP");
+    check_eq!(write_dr7(DR7_RESET | (1 << 8)), 0, "DR7.LE");
+    check_eq!(
+        read_dr5(),
+        (DR7_RESET | (1 << 8), 0),
+        "DR5 is DR7 with CR4.DE clear"
+    );
+    check_eq!(write_dr7(DR7_RESET), 0, "DR7 back");
+    set_cr4_de(true);
+    check_eq!(read_dr5().1, 6, "DR5 with CR4.DE: #UD");
+    set_cr4_de(false);
+    set_trap_hook(None);
+}
+
+fn read_dr7() -> u64 {
+    read_drs()[4]
+}
+
 /// MSR_TSC_AUX.
 const MSR_TSC_AUX: u32 = 0xC000_0103;
 
@@ -95,6 +166,7 @@ fn main(si: &StartInfo) {
         write_drs(&v);
         v
     } else {
+        architectural_answers();
         [0, 0, 0, 0, DR7_RESET]
     };
     let rdtscp = cpuid(0x8000_0001, 0).edx & (1 << 27) != 0;
