@@ -513,6 +513,15 @@ impl Machine {
         self.rebuilds.push((boot, reboots));
     }
 
+    /// Saves the FPU state of vCPU `owner`, which is in this CPU's registers.
+    fn save_fpu(&mut self, owner: VcpuRef) {
+        if let Some(domain) = self.domains.get_mut(&owner.domain) {
+            let vcpu = &mut domain.vcpus[owner.vcpu as usize];
+            let xcr0 = vcpu.xcr0;
+            vcpu.fpu.save(xcr0);
+        }
+    }
+
     /// Installs a domain rebuilt outside the lock; stops the machine if it
     /// could not be built and nothing else is left.
     fn finish_rebuild(
@@ -618,6 +627,11 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             // unpacking) its kernel takes long, and the other CPUs keep
             // scheduling meanwhile. Nothing else creates domains, and the
             // id stays out of the table until the domain is installed.
+            // The FPU state this CPU holds goes to memory first: another CPU
+            // may pick its vCPU up meanwhile.
+            if let Some(owner) = fpu_owner.take() {
+                machine.save_fpu(owner);
+            }
             drop(guard);
             let started = crate::time::now_ns();
             let created = hvm::create(boot.id, &boot.spec);
@@ -636,11 +650,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         // The FPU state of the vCPU this CPU ran goes to memory before any
         // other CPU may pick that vCPU up (the lock is still held).
         if let Some(owner) = fpu_owner.filter(|o| Some(*o) != decision.next) {
-            if let Some(domain) = machine.domains.get_mut(&owner.domain) {
-                let vcpu = &mut domain.vcpus[owner.vcpu as usize];
-                let xcr0 = vcpu.xcr0;
-                vcpu.fpu.save(xcr0);
-            }
+            machine.save_fpu(owner);
             fpu_owner = None;
         }
         let deadline = [Some(decision.until), machine.earliest_deadline()]
