@@ -81,6 +81,18 @@ pub(super) fn fetch(
     Ok((bytes, len, bitness))
 }
 
+/// Whether the guest's next instruction (at RIP) is one that always exits
+/// to the hypervisor here: HLT or VMMCALL (both intercepted). False when it
+/// cannot be read.
+pub fn next_instruction_exits(vmcb: &Vmcb, memory: &GuestMemory) -> bool {
+    match fetch(vmcb, memory) {
+        Ok((bytes, len, _)) => {
+            (len >= 1 && bytes[0] == 0xF4) || (len >= 3 && bytes[..3] == [0x0F, 0x01, 0xD9])
+        }
+        Err(_) => false,
+    }
+}
+
 /// (GPR, width in bytes, high byte?) of an iced register.
 pub(super) fn gpr_of(register: Register) -> Option<(Gpr, u32, bool)> {
     let full = register.full_register();

@@ -159,7 +159,13 @@ pub fn next_due(domain: &HvmDomain) -> Option<u64> {
 /// Serves the exit vCPU `v` just took; `others` are the machine's other
 /// domains.
 pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
-    let vmcb = &mut domain.vcpus[v].vmcb;
+    let vcpu = &mut domain.vcpus[v];
+    // The interrupt shadow holds until the guest has gone past its
+    // instruction (an exit there may not show it again under QEMU).
+    let rip = vcpu.vmcb.read64(save::RIP);
+    let shadow = vcpu.vmcb.read64(control::INTERRUPT_SHADOW) & 1 != 0;
+    vcpu.shadow_rip = (shadow || vcpu.shadow_rip == Some(rip)).then_some(rip);
+    let vmcb = &mut vcpu.vmcb;
     // An event whose delivery the exit interrupted is delivered again.
     let interrupted = vmcb.read64(control::EXIT_INT_INFO);
     if interrupted & (1 << 31) != 0 {
@@ -404,8 +410,10 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
         }
         return Flow::Continue;
     }
-    // An interrupt the APIC already holds ends the halt at once.
-    if domain.core.vcpus[v].lapic.has_pending() {
+    // An interrupt the APIC already holds, or an upcall the guest has not
+    // masked, ends the halt at once (Xen's hvm_hlt blocks as SCHEDOP_block,
+    // which does not sleep while `local_events_need_delivery`).
+    if interrupt_pending(domain, v) {
         return Flow::Continue;
     }
     let deadline = domain.core.vcpus[v].next_deadline();

@@ -1,7 +1,7 @@
 //! A vCPU's full register file as exit handlers see it: the general
 //! registers saved by the VMRUN path plus RAX, RSP and RIP from the VMCB.
 
-use rxen_x86::svm::vmcb::{save, Vmcb};
+use rxen_x86::svm::vmcb::{control, save, Vmcb};
 use rxen_x86::svm::GuestRegs;
 
 /// General-purpose register numbers in x86 encoding order.
@@ -52,9 +52,13 @@ pub fn write_gpr(vmcb: &mut Vmcb, regs: &mut GuestRegs, reg: Gpr, value: u64) {
     }
 }
 
-/// Advances RIP by `len` bytes (no next-RIP save under QEMU: lengths are
-/// known per exit or decoded).
+/// Advances RIP by `len` bytes past an instruction the hypervisor carried
+/// out (no next-RIP save under QEMU: lengths are known per exit or
+/// decoded). The interrupt shadow of a preceding STI or MOV SS covered that
+/// instruction and ends with it, as Xen's `__update_guest_eip` clears it.
 pub fn advance_rip(vmcb: &mut Vmcb, len: u64) {
     let rip = vmcb.read64(save::RIP);
     vmcb.write64(save::RIP, rip.wrapping_add(len));
+    let shadow = vmcb.read64(control::INTERRUPT_SHADOW);
+    vmcb.write64(control::INTERRUPT_SHADOW, shadow & !1);
 }

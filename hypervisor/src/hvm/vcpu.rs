@@ -136,6 +136,11 @@ pub struct SvmVcpu {
     pub spec_ctrl: u64,
     /// The guest's MSR_VIRT_SPEC_CTRL.
     pub virt_spec_ctrl: u64,
+    /// The RIP of an instruction in the interrupt shadow of an STI or MOV
+    /// SS, as an exit reported it, until the guest has gone past it: QEMU's
+    /// VMRUN does not load the VMCB's shadow bit, so the next exit there
+    /// may no longer show it (see [`super::vlapic::inject`]).
+    pub shadow_rip: Option<u64>,
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -205,6 +210,7 @@ impl SvmVcpu {
             dr: Default::default(),
             spec_ctrl: 0,
             virt_spec_ctrl: 0,
+            shadow_rip: None,
         })
     }
 
@@ -315,6 +321,7 @@ impl SvmVcpu {
         vmcb.write64(save::G_PAT, DEFAULT_PAT);
         vmcb.write64(control::EVENT_INJ, 0);
         vmcb.write64(control::INTERRUPT_SHADOW, 0);
+        self.shadow_rip = None;
         let v_intr = vmcb.read64(control::V_INTR);
         vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
         let misc1 = vmcb.read32(control::INTERCEPT_MISC1);

@@ -143,16 +143,48 @@ fn request_window(vmcb: &mut rxen_x86::svm::vmcb::Vmcb) {
     vmcb.write32(control::INTERCEPT_MISC1, misc1 | (1 << 4));
 }
 
+/// Withdraws a request for an interrupt window.
+fn clear_window(vmcb: &mut rxen_x86::svm::vmcb::Vmcb) {
+    let v_intr = vmcb.read64(control::V_INTR);
+    vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
+    let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+    vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+}
+
 /// Injects what vCPU `v` should take now: an NMI, else the callback vector
 /// of HVM_PARAM_CALLBACK_IRQ while an upcall is pending (`callback`, which
 /// does not go through the APIC, as on Xen), else the highest vector the
 /// APIC lets through (it goes in service). When the guest cannot take an
 /// interrupt now, an interrupt window is requested instead.
+///
+/// The interrupt shadow of an STI (or MOV SS) is kept across the entry by
+/// the hypervisor itself: QEMU's VMRUN does not load the VMCB's interrupt
+/// shadow, so a window requested while the guest is in one opens one
+/// instruction early, before the instruction the STI protects. A guest
+/// that checks for events with interrupts off and then sleeps with
+/// `sti; hlt` or `sti; vmmcall` (SCHEDOP_block) would then take the
+/// upcall just before it sleeps and sleep with nothing left to wake it (a
+/// lost wake-up: issue 14, defect 14). When that instruction is HLT or
+/// VMMCALL, which exit anyway, nothing is injected or requested now: the
+/// exit right after it does (and does not block with the upcall pending).
 pub fn inject(domain: &mut HvmDomain, v: usize, callback: Option<u8>) {
+    let vcpu = &mut domain.vcpus[v];
+    let rip = vcpu.vmcb.read64(save::RIP);
+    let shadow = vcpu.vmcb.read64(control::INTERRUPT_SHADOW) & 1 != 0;
+    let busy = vcpu.vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0;
+    let lapic = &domain.core.vcpus[v].lapic;
+    let wanted = callback.is_some() || lapic.nmi_pending() || lapic.pending_vector().is_some();
+    if (shadow || vcpu.shadow_rip == Some(rip))
+        && wanted
+        && !busy
+        && super::emulate::next_instruction_exits(&vcpu.vmcb, &domain.memory)
+    {
+        // No window either (one requested earlier would open at once).
+        clear_window(&mut vcpu.vmcb);
+        return;
+    }
     let lapic = &mut domain.core.vcpus[v].lapic;
     let vmcb = &mut domain.vcpus[v].vmcb;
-    let busy = vmcb.read64(control::EVENT_INJ) & (1 << 31) != 0;
-    let shadow = vmcb.read64(control::INTERRUPT_SHADOW) & 1 != 0;
     if lapic.nmi_pending() {
         if !busy && !shadow {
             lapic.take_nmi();
