@@ -17,6 +17,7 @@ use rxen_abi::xen::{self, NR_VIRQS};
 
 use crate::domain::DomId;
 use crate::event_fifo::Fifo;
+use crate::shared_page::SharedPage;
 
 /// What a port is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +160,13 @@ impl EventChannels {
         self.ports.truncate(EVTCHN_2L_NR_CHANNELS as usize);
     }
 
+    /// The next allocated port after `after` (0 to start), in order: lets
+    /// callers visit every port without allocating a list.
+    pub fn next_allocated(&self, after: u32) -> Option<u32> {
+        let start = after.checked_add(1)?.max(1);
+        (start..self.ports.len() as u32).find(|&port| self.port(port).is_some())
+    }
+
     /// Every allocated port, in order.
     pub fn allocated_ports(&self) -> Vec<u32> {
         (1..self.ports.len() as u32)
@@ -166,17 +174,22 @@ impl EventChannels {
             .collect()
     }
 
+    /// Xen's `get_free_port` + `evtchn_allocate_port`: the lowest free
+    /// port; `-ENOSPC` past the ABI's limit or the domain's
+    /// `max_evtchn_port`, `-ENOMEM` when the table cannot grow.
     fn allocate(&mut self, state: PortState, vcpu: u32) -> Result<u32, Errno> {
+        let limit = self.max_ports() as usize;
         let free = self
             .ports
             .iter()
-            .take(self.max_ports() as usize)
+            .take(limit)
             .skip(1)
             .position(|p| p.state == PortState::Free)
             .map(|i| i + 1);
         let index = match free {
             Some(index) => index,
-            None if self.ports.len() < self.max_ports() as usize => {
+            None if self.ports.len() < limit => {
+                self.ports.try_reserve(1).map_err(|_| errno::ENOMEM)?;
                 self.ports.push(Port {
                     state: PortState::Free,
                     vcpu: 0,
@@ -185,10 +198,10 @@ impl EventChannels {
             }
             None => return Err(errno::ENOSPC),
         };
-        self.ports[index] = Port { state, vcpu };
         if let Some(fifo) = self.fifo.as_deref_mut() {
-            fifo.port_allocated(index as u32);
+            fifo.port_allocated(index as u32)?;
         }
+        self.ports[index] = Port { state, vcpu };
         Ok(index as u32)
     }
 
@@ -297,6 +310,22 @@ impl EventChannels {
         }
     }
 
+    /// The next interdomain channel after port `after` (0 to start):
+    /// (local port, remote domain, remote port).
+    pub fn next_interdomain(&self, after: u32) -> Option<(u32, DomId, u32)> {
+        let mut port = after;
+        loop {
+            port = self.next_allocated(port)?;
+            if let Some(PortState::Interdomain {
+                remote_dom,
+                remote_port,
+            }) = self.port(port).map(|p| p.state)
+            {
+                return Some((port, remote_dom, remote_port));
+            }
+        }
+    }
+
     /// Every interdomain channel of this table: (local port, remote domain,
     /// remote port).
     pub fn interdomain_ports(&self) -> Vec<(u32, DomId, u32)> {
@@ -313,7 +342,12 @@ impl EventChannels {
             .collect()
     }
 
-    /// EVTCHNOP_bind_vcpu: only global VIRQs, IPIs and unbound ports move.
+    /// EVTCHNOP_bind_vcpu, as Xen's `evtchn_bind_vcpu`: a global VIRQ
+    /// (`virq_is_global`), an unbound or an interdomain port notifies `vcpu`
+    /// from now on; per-vCPU VIRQs, IPIs and anything else are `-EINVAL`.
+    /// A global VIRQ stays bound on vCPU 0 (Xen's `virq_to_evtchn` of vCPU
+    /// 0, where `send_global_virq` looks): only its notified vCPU changes,
+    /// so it cannot be bound a second time.
     pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Errno> {
         if vcpu as usize >= self.virqs.len() {
             return Err(errno::ENOENT);
@@ -321,16 +355,14 @@ impl EventChannels {
         let p = self.port(port).ok_or(errno::EINVAL)?;
         match p.state {
             PortState::Virq(virq) if virq_is_per_vcpu(virq) => Err(errno::EINVAL),
-            // A global VIRQ stays bound on vCPU 0 (so it cannot be bound a
-            // second time there); only its notifications move.
-            PortState::Virq(_) => {
+            PortState::Virq(_)
+            | PortState::Unbound { .. }
+            | PortState::Interdomain { .. }
+            | PortState::Console => {
                 self.ports[port as usize].vcpu = vcpu;
                 Ok(())
             }
-            _ => {
-                self.ports[port as usize].vcpu = vcpu;
-                Ok(())
-            }
+            PortState::Ipi | PortState::Free => Err(errno::EINVAL),
         }
     }
 
@@ -344,61 +376,60 @@ impl EventChannels {
     }
 }
 
-/// Byte offsets in the shared-info page.
-fn pending_word_at(word: usize) -> usize {
-    core::mem::offset_of!(xen::SharedInfo, evtchn_pending) + word * 8
+/// Byte offset of `evtchn_pending` in the shared-info page.
+const PENDING_AT: usize = core::mem::offset_of!(xen::SharedInfo, evtchn_pending);
+/// Byte offset of `evtchn_mask` in the shared-info page.
+const MASK_AT: usize = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
+
+/// Whether `port` has a bit in the 2-level bitmaps (4096 ports): every
+/// index into the shared-info page is checked against it, so a port of
+/// another ABI never reaches past the bitmaps.
+fn in_bitmap(port: u32) -> bool {
+    port < EVTCHN_2L_NR_CHANNELS
 }
 
-fn mask_word_at(word: usize) -> usize {
-    core::mem::offset_of!(xen::SharedInfo, evtchn_mask) + word * 8
-}
-
-fn read_u64(page: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&page[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
-fn write_u64(page: &mut [u8], at: usize, value: u64) {
-    page[at..at + 8].copy_from_slice(&value.to_le_bytes());
-}
-
-/// Sets `port` pending in the shared-info page `page` (4096 bytes). Returns
-/// the selector word to signal to the notified vCPU when the port was not
-/// pending before and is not masked; `None` when nothing more is due (a
-/// masked event only sets its pending bit).
-pub fn set_pending(page: &mut [u8], port: u32) -> Option<usize> {
-    let (word, bit) = (port as usize / 64, port % 64);
-    let pending = read_u64(page, pending_word_at(word));
-    if pending & (1 << bit) != 0 {
+/// Sets `port` pending in the shared-info page, with one atomic bit
+/// operation as Xen's `evtchn_2l_set_pending`. Returns the selector word to
+/// signal to the notified vCPU when the port was not pending before and is
+/// not masked; `None` when nothing more is due (a masked event only sets
+/// its pending bit) or the port has no bit.
+pub fn set_pending(page: &SharedPage<'_>, port: u32) -> Option<usize> {
+    if !in_bitmap(port) {
         return None;
     }
-    write_u64(page, pending_word_at(word), pending | (1 << bit));
-    (read_u64(page, mask_word_at(word)) & (1 << bit) == 0).then_some(word)
+    if page.test_and_set_bit(PENDING_AT, port as usize)? {
+        return None;
+    }
+    (!page.test_bit(MASK_AT, port as usize)?).then_some(port as usize / 64)
 }
 
-/// EVTCHNOP_unmask: clears the mask bit. Returns the selector word to
-/// signal when the port is pending (unmasking delivers it, as on Xen).
-pub fn unmask(page: &mut [u8], port: u32) -> Option<usize> {
-    let (word, bit) = (port as usize / 64, port % 64);
-    let mask = read_u64(page, mask_word_at(word));
-    write_u64(page, mask_word_at(word), mask & !(1 << bit));
-    (read_u64(page, pending_word_at(word)) & (1 << bit) != 0).then_some(word)
+/// EVTCHNOP_unmask (Xen's `evtchn_2l_unmask`): clears the mask bit.
+/// Returns the selector word to signal when the port was masked and is
+/// pending (unmasking delivers it, as on Xen).
+pub fn unmask(page: &SharedPage<'_>, port: u32) -> Option<usize> {
+    if !in_bitmap(port) {
+        return None;
+    }
+    let was_masked = page.test_and_clear_bit(MASK_AT, port as usize)?;
+    (was_masked && page.test_bit(PENDING_AT, port as usize)?).then_some(port as usize / 64)
 }
 
-/// Clears `port`'s pending bit in the shared-info page `page` (a closed
-/// port has nothing pending, as Xen's `evtchn_2l_clear_pending`).
-pub fn clear_pending(page: &mut [u8], port: u32) {
-    let (word, bit) = (port as usize / 64, port % 64);
-    if word < 64 {
-        let pending = read_u64(page, pending_word_at(word));
-        write_u64(page, pending_word_at(word), pending & !(1 << bit));
+/// Clears `port`'s pending bit (a closed port has nothing pending, as Xen's
+/// `evtchn_2l_clear_pending`).
+pub fn clear_pending(page: &SharedPage<'_>, port: u32) {
+    if in_bitmap(port) {
+        let _ = page.test_and_clear_bit(PENDING_AT, port as usize);
     }
 }
 
-/// Whether `port` is pending in `page`.
-pub fn is_pending(page: &[u8], port: u32) -> bool {
-    read_u64(page, pending_word_at(port as usize / 64)) & (1 << (port % 64)) != 0
+/// Whether `port` is pending in the shared-info page.
+pub fn is_pending(page: &SharedPage<'_>, port: u32) -> bool {
+    in_bitmap(port) && page.test_bit(PENDING_AT, port as usize) == Some(true)
+}
+
+/// Whether `port` is masked in the shared-info page.
+pub fn is_masked(page: &SharedPage<'_>, port: u32) -> bool {
+    in_bitmap(port) && page.test_bit(MASK_AT, port as usize) == Some(true)
 }
 
 #[cfg(test)]
@@ -553,25 +584,73 @@ mod tests {
 
     #[test]
     fn masked_events_only_set_pending_until_unmasked() {
-        let mut page = vec![0u8; 4096];
-        write_u64(&mut page, mask_word_at(1), 1 << 3);
-        assert_eq!(set_pending(&mut page, 67), None, "masked: no upcall");
+        let words = crate::shared_page::zeroed_words();
+        let page = SharedPage::new(&words);
+        page.test_and_set_bit(MASK_AT, 67);
+        assert_eq!(set_pending(&page, 67), None, "masked: no upcall");
         assert!(is_pending(&page, 67));
         assert_eq!(
-            unmask(&mut page, 67),
+            unmask(&page, 67),
             Some(1),
             "unmasking a pending port delivers it"
         );
+        assert_eq!(unmask(&page, 67), None, "not masked any more");
+        assert_eq!(set_pending(&page, 67), None, "already pending: nothing new");
         assert_eq!(
-            set_pending(&mut page, 67),
-            None,
-            "already pending: nothing new"
-        );
-        assert_eq!(
-            unmask(&mut page, 5),
+            unmask(&page, 5),
             None,
             "unmasking an idle port does nothing"
         );
-        assert_eq!(set_pending(&mut page, 5), Some(0));
+        assert_eq!(set_pending(&page, 5), Some(0));
+        clear_pending(&page, 5);
+        assert!(!is_pending(&page, 5));
+    }
+
+    #[test]
+    fn ports_past_the_bitmaps_touch_nothing() {
+        // A port of the FIFO ABI (>= 4096) has no 2-level bit: before the
+        // check, bit 4096 of the pending bitmap was bit 0 of the mask bitmap
+        // and larger ports ran past the page (issue 14, defect 2).
+        let words = crate::shared_page::zeroed_words();
+        let page = SharedPage::new(&words);
+        for port in [
+            EVTCHN_2L_NR_CHANNELS,
+            4097,
+            40_000,
+            EVTCHN_FIFO_NR_CHANNELS,
+            u32::MAX,
+        ] {
+            assert_eq!(set_pending(&page, port), None);
+            assert_eq!(unmask(&page, port), None);
+            clear_pending(&page, port);
+            assert!(!is_pending(&page, port));
+            assert!(!is_masked(&page, port));
+        }
+        assert!(words
+            .iter()
+            .all(|w| w.load(core::sync::atomic::Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn a_mask_the_guest_sets_meanwhile_is_not_lost() {
+        // The guest masks ports with `lock bts` while the hypervisor unmasks
+        // another port of the same word: with a read-modify-write of plain
+        // bytes the guest's mask bits could vanish (issue 14, defect 11).
+        let words = crate::shared_page::zeroed_words();
+        let page = SharedPage::new(&words);
+        let done = std::thread::scope(|s| {
+            let guest = s.spawn(|| {
+                for port in 2..64 {
+                    page.test_and_set_bit(MASK_AT, port);
+                }
+            });
+            for _ in 0..20_000 {
+                page.test_and_set_bit(MASK_AT, 1);
+                unmask(&page, 1);
+            }
+            guest.join()
+        });
+        assert!(done.is_ok());
+        assert!((2..64).all(|port| is_masked(&page, port)));
     }
 }

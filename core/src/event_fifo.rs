@@ -158,21 +158,26 @@ impl Fifo {
         self.ports.get(port as usize).copied().unwrap_or_default()
     }
 
-    fn port_mut(&mut self, port: u32) -> &mut PortFifo {
+    /// The FIFO state of `port`, grown to it on demand (`None` when the
+    /// heap cannot hold it: ports are bounded by the domain's limit, and
+    /// [`Fifo::port_allocated`] grew the table when the port was made).
+    fn port_mut(&mut self, port: u32) -> Option<&mut PortFifo> {
         let index = port as usize;
         if index >= self.ports.len() {
+            self.ports.try_reserve(index + 1 - self.ports.len()).ok()?;
             self.ports.resize(index + 1, PortFifo::default());
         }
-        &mut self.ports[index]
+        self.ports.get_mut(index)
     }
 
     /// A port was (re)allocated: default priority and nothing pending, as
     /// Xen's `evtchn_fifo_init`. The queue it was last in is kept (it may
-    /// still be that queue's tail).
-    pub(crate) fn port_allocated(&mut self, port: u32) {
-        let p = self.port_mut(port);
+    /// still be that queue's tail). `-ENOMEM` when the table cannot grow.
+    pub(crate) fn port_allocated(&mut self, port: u32) -> Result<(), Errno> {
+        let p = self.port_mut(port).ok_or(errno::ENOMEM)?;
         p.priority = EVTCHN_FIFO_PRIORITY_DEFAULT as u8;
         p.pending = false;
+        Ok(())
     }
 }
 
@@ -231,10 +236,17 @@ pub fn init_control(
         + u64::from(offset);
     if !events.is_fifo() {
         let mut fifo = Fifo::new(events.nr_vcpus());
-        let page = env.shared_info_page();
-        for port in 1..events.port_limit() {
-            if events.port(port).is_some() && crate::event_channel::is_pending(page, port) {
-                fifo.port_mut(port).pending = true;
+        let pending: Vec<u32> = crate::hypercall::with_shared_info(env, |page| {
+            (1..events.port_limit())
+                .filter(|&port| {
+                    events.port(port).is_some() && crate::event_channel::is_pending(&page, port)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+        for port in pending {
+            if let Some(p) = fifo.port_mut(port) {
+                p.pending = true;
             }
         }
         events.switch_to_fifo(fifo);
@@ -268,6 +280,7 @@ pub fn expand_array(
         .filter(|_| gfn_is_ram)
         .ok_or(errno::EINVAL)?;
     let first = fifo.nr_event_words();
+    fifo.array.try_reserve(1).map_err(|_| errno::ENOMEM)?;
     fifo.array.push(gpa);
     let end = fifo.nr_event_words().min(events.port_limit());
     let mut notify = Vec::new();
@@ -295,7 +308,7 @@ pub fn set_priority(events: &mut EventChannels, port: u32, priority: u32) -> Res
     if priority > EVTCHN_FIFO_PRIORITY_MIN {
         return Err(errno::EINVAL);
     }
-    fifo.port_mut(port).priority = priority as u8;
+    fifo.port_mut(port).ok_or(errno::ENOMEM)?.priority = priority as u8;
     Ok(())
 }
 
@@ -312,10 +325,10 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
     let vcpu = events.port(port)?.vcpu;
     let fifo = events.fifo_mut()?;
     let Some(word_at) = fifo.word_address(port) else {
-        fifo.port_mut(port).pending = true;
+        fifo.port_mut(port)?.pending = true;
         return None;
     };
-    fifo.port_mut(port).pending = false;
+    fifo.port_mut(port)?.pending = false;
     let control_block = fifo.control_block(vcpu);
     // PENDING, and LINKED (with an empty LINK field) if it is to be queued,
     // in one step.
@@ -342,7 +355,7 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
             q.tail[last_priority as usize] = 0;
         }
     }
-    fifo.port_mut(port).last = (vcpu, priority);
+    fifo.port_mut(port)?.last = (vcpu, priority);
     let queue = &mut fifo.vcpus[vcpu as usize];
     let tail = core::mem::replace(&mut queue.tail[priority as usize], port);
     let linked = tail != 0
@@ -407,7 +420,9 @@ pub fn clear_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u
     let Some(fifo) = events.fifo_mut() else {
         return;
     };
-    fifo.port_mut(port).pending = false;
+    if let Some(p) = fifo.port_mut(port) {
+        p.pending = false;
+    }
     if let Some(word_at) = fifo.word_address(port) {
         let _ = with_word(env, word_at, |word| {
             word.fetch_and(!PENDING, Ordering::SeqCst)
@@ -520,7 +535,7 @@ mod tests {
     fn upcall_flag_clear(d: &Domain, env: &mut FakeEnv) {
         let at = core::mem::offset_of!(rxen_abi::xen::SharedInfo, vcpu_info)
             + core::mem::offset_of!(rxen_abi::xen::VcpuInfo, evtchn_upcall_pending);
-        env.shared_info[at] = 0;
+        env.si().store_u8(at, 0);
         assert!(!upcall_pending(d, 0, env));
     }
 
@@ -816,7 +831,7 @@ mod tests {
         let (mut d, mut env) = (domu(), FakeEnv::new());
         let (a, b) = (d.events.bind_ipi(0).unwrap(), d.events.bind_ipi(0).unwrap());
         assert_eq!(send(&mut d, &mut env, b), 0);
-        assert!(crate::event_channel::is_pending(&env.shared_info, b));
+        assert!(crate::event_channel::is_pending(&env.si(), b));
         make_fifo(&mut d, &mut env, 0);
         assert!(d.events.fifo().unwrap().waits_for_word(b));
         assert!(!d.events.fifo().unwrap().waits_for_word(a));
@@ -899,8 +914,8 @@ mod tests {
         );
         let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
         // 2-level side: the bind-time event in the bitmap.
-        assert!(crate::event_channel::is_pending(&env.shared_info, local));
-        env.shared_info.fill(0);
+        assert!(crate::event_channel::is_pending(&env.si(), local));
+        env.si_clear();
         // 2-level -> FIFO.
         assert_eq!(send(&mut d1, &mut env, local), 0);
         let (d2, env2) = peer(&mut env);
@@ -914,7 +929,7 @@ mod tests {
         let back = ev::EvtchnSend { port: offered };
         assert_eq!(evtchn(&mut d2, &mut env2, ev::EVTCHNOP_SEND, &back), 0);
         let (d1, env1) = peer(&mut env2);
-        assert!(crate::event_channel::is_pending(&env1.shared_info, local));
+        assert!(crate::event_channel::is_pending(&env1.si(), local));
         assert!(upcall_pending(d1, 0, env1));
         assert!(!d1.events.is_fifo());
     }

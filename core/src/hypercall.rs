@@ -19,6 +19,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
 use crate::event_channel::PortState;
 use crate::event_fifo;
+use crate::shared_page::SharedPage;
 use crate::time::RunstateKind;
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 
@@ -52,12 +53,19 @@ pub trait GuestEnv {
     fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
     /// Copies to the guest's linear address `addr`.
     fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
-    /// Writes guest-physical memory (shared info, vcpu_info).
+    /// Writes guest-physical memory (a plain copy: for memory the guest
+    /// does not share with the hypervisor at that moment).
     fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
     /// Reads guest-physical memory.
     fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno>;
-    /// The domain's shared-info page (4096 bytes), mapped into the guest or not.
-    fn shared_info_page(&mut self) -> &mut [u8];
+    /// Runs `f` once on the domain's shared-info page (mapped into the
+    /// guest or not), which the guest's vCPUs may be writing meanwhile.
+    fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>));
+    /// Runs `f` once on guest frame `gfn` of the domain's own RAM (a
+    /// registered `vcpu_info`), which the guest's vCPUs may be writing
+    /// meanwhile: `-EFAULT` if `gfn` is not (or no longer) the domain's
+    /// own RAM.
+    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
     /// System time in nanoseconds since boot.
     fn now_ns(&self) -> u64;
     /// The guest's TSC now and the system time at that instant.
@@ -620,7 +628,8 @@ fn poll(
         let pending = if domain.events.is_fifo() {
             event_fifo::is_pending(&domain.events, env, port)
         } else {
-            crate::event_channel::is_pending(env.shared_info_page(), port)
+            with_shared_info(env, |page| crate::event_channel::is_pending(&page, port))
+                .unwrap_or(false)
         };
         if pending {
             return Ok(None);
@@ -1051,7 +1060,49 @@ fn vcpu_info_at(domain: &Domain, vcpu: usize) -> Option<VcpuInfoAt> {
     })
 }
 
-/// Writes `bytes` at `offset` of vCPU `vcpu`'s `vcpu_info`.
+/// Runs `f` once on the domain's shared-info page; `None` only from a
+/// platform that broke that promise.
+pub(crate) fn with_shared_info<R>(
+    env: &mut dyn GuestEnv,
+    f: impl FnOnce(SharedPage<'_>) -> R,
+) -> Option<R> {
+    let (mut f, mut result) = (Some(f), None);
+    env.shared_info(&mut |page| {
+        if let Some(f) = f.take() {
+            result = Some(f(page));
+        }
+    });
+    result
+}
+
+/// Runs `f` on the page holding vCPU `vcpu`'s `vcpu_info` and the byte
+/// offset of the `vcpu_info` in it; `None` when the vCPU has none (or its
+/// registered frame is gone).
+fn with_vcpu_info<R>(
+    domain: &Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    f: impl FnOnce(SharedPage<'_>, usize) -> R,
+) -> Option<R> {
+    match vcpu_info_at(domain, vcpu)? {
+        VcpuInfoAt::SharedInfo(base) => with_shared_info(env, |page| f(page, base)),
+        VcpuInfoAt::Guest(gpa) => {
+            // Registration keeps the whole vcpu_info inside one page.
+            let (mut f, mut result) = (Some(f), None);
+            let at = (gpa % 4096) as usize;
+            env.guest_page(gpa / 4096, &mut |page| {
+                if let Some(f) = f.take() {
+                    result = Some(f(page, at));
+                }
+            })
+            .ok()?;
+            result
+        }
+    }
+}
+
+/// Writes `bytes` at `offset` of vCPU `vcpu`'s `vcpu_info` (changing no
+/// other byte of it).
 fn vcpu_info_write(
     domain: &Domain,
     vcpu: usize,
@@ -1059,37 +1110,9 @@ fn vcpu_info_write(
     offset: usize,
     bytes: &[u8],
 ) {
-    match vcpu_info_at(domain, vcpu) {
-        Some(VcpuInfoAt::SharedInfo(base)) => env.shared_info_page()
-            [base + offset..base + offset + bytes.len()]
-            .copy_from_slice(bytes),
-        // The area was checked to be RAM when registered.
-        Some(VcpuInfoAt::Guest(gpa)) => {
-            let _ = env.write_guest_phys(gpa + offset as u64, bytes);
-        }
-        None => {}
-    }
-}
-
-/// Reads `buf.len()` bytes at `offset` of vCPU `vcpu`'s `vcpu_info` (zeros
-/// where there is none).
-fn vcpu_info_read(
-    domain: &Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    offset: usize,
-    buf: &mut [u8],
-) {
-    buf.fill(0);
-    match vcpu_info_at(domain, vcpu) {
-        Some(VcpuInfoAt::SharedInfo(base)) => {
-            buf.copy_from_slice(&env.shared_info_page()[base + offset..base + offset + buf.len()])
-        }
-        Some(VcpuInfoAt::Guest(gpa)) => {
-            let _ = env.read_guest_phys(gpa + offset as u64, buf);
-        }
-        None => {}
-    }
+    with_vcpu_info(domain, vcpu, env, |page, base| {
+        page.write(base + offset, bytes)
+    });
 }
 
 /// Publishes the pvclock of vCPU `vcpu` with the odd/even version protocol.
@@ -1127,18 +1150,18 @@ fn next_version() -> u32 {
 /// Publishes the wall clock and every vCPU's time in the shared-info page.
 pub fn write_shared_info_time(domain: &Domain, env: &mut dyn GuestEnv) {
     let (sec, nsec) = env.wallclock_base();
-    let page = env.shared_info_page();
-    let mut put = |at: usize, value: u32| page[at..at + 4].copy_from_slice(&value.to_le_bytes());
     let version_at = core::mem::offset_of!(xen::SharedInfo, wc_version);
     let version = next_version();
-    put(version_at, version - 1);
-    put(core::mem::offset_of!(xen::SharedInfo, wc_sec), sec as u32);
-    put(core::mem::offset_of!(xen::SharedInfo, wc_nsec), nsec);
-    put(
-        core::mem::offset_of!(xen::SharedInfo, wc_sec_hi),
-        (sec >> 32) as u32,
-    );
-    put(version_at, version);
+    with_shared_info(env, |page| {
+        page.store_u32(version_at, version - 1);
+        page.store_u32(core::mem::offset_of!(xen::SharedInfo, wc_sec), sec as u32);
+        page.store_u32(core::mem::offset_of!(xen::SharedInfo, wc_nsec), nsec);
+        page.store_u32(
+            core::mem::offset_of!(xen::SharedInfo, wc_sec_hi),
+            (sec >> 32) as u32,
+        );
+        page.store_u32(version_at, version);
+    });
     for vcpu in 0..domain.vcpus.len() {
         write_vcpu_time(domain, vcpu, env);
     }
@@ -1194,47 +1217,50 @@ pub fn raise_virq(domain: &mut Domain, vcpu: usize, virq: u32, env: &mut dyn Gue
     }
 }
 
-fn vcpu_info_byte(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv, offset: usize) -> u8 {
-    let mut byte = [0u8];
-    vcpu_info_read(domain, vcpu, env, offset, &mut byte);
-    byte[0]
-}
+/// Byte offset of `evtchn_upcall_pending` in a `vcpu_info`.
+const UPCALL_PENDING_AT: usize = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
+/// Byte offset of `evtchn_upcall_mask` in a `vcpu_info`.
+const UPCALL_MASK_AT: usize = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
+/// Byte offset of `evtchn_pending_sel` in a `vcpu_info`.
+const PENDING_SEL_AT: usize = core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel);
 
 /// Whether vCPU `vcpu` has an upcall pending that it has not masked.
 pub fn upcall_pending(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) -> bool {
-    let pending = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
-    let mask = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
-    vcpu_info_byte(domain, vcpu, env, pending) != 0 && vcpu_info_byte(domain, vcpu, env, mask) == 0
+    with_vcpu_info(domain, vcpu, env, |page, base| {
+        page.load_u8(base + UPCALL_PENDING_AT).unwrap_or(0) != 0
+            && page.load_u8(base + UPCALL_MASK_AT).unwrap_or(0) == 0
+    })
+    .unwrap_or(false)
 }
 
 fn set_upcall_mask(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv, value: u8) {
-    let mask = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_mask);
-    vcpu_info_write(domain, vcpu, env, mask, &[value]);
+    with_vcpu_info(domain, vcpu, env, |page, base| {
+        page.store_u8(base + UPCALL_MASK_AT, value)
+    });
 }
 
-/// Tells vCPU `vcpu` that selector word `word` has events: the selector bit,
-/// `evtchn_upcall_pending`, and the end of its block.
+/// Tells vCPU `vcpu` that selector word `word` has events, as Xen's
+/// `evtchn_2l_set_pending`: the selector bit with one atomic operation and,
+/// when it was clear, `evtchn_upcall_pending` and the end of its block.
 fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv) {
-    let sel_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_pending_sel);
-    let mut sel = [0u8; 8];
-    vcpu_info_read(domain, vcpu, env, sel_at, &mut sel);
-    let sel = u64::from_le_bytes(sel) | (1 << word);
-    vcpu_info_write(domain, vcpu, env, sel_at, &sel.to_le_bytes());
-    mark_events_pending(domain, vcpu, env);
+    let was_set = with_vcpu_info(domain, vcpu, env, |page, base| {
+        page.test_and_set_bit(base + PENDING_SEL_AT, word)
+    })
+    .flatten();
+    if was_set != Some(true) {
+        mark_events_pending(domain, vcpu, env);
+    }
 }
 
-/// Sets `evtchn_upcall_pending` of vCPU `vcpu` and ends its block (Xen's
-/// `vcpu_mark_events_pending`; all the FIFO ABI signals).
+/// Sets `evtchn_upcall_pending` of vCPU `vcpu` (one atomic bit operation,
+/// as Xen's `vcpu_mark_events_pending`; all the FIFO ABI signals) and ends
+/// its block.
 fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv) {
-    let pending_at = core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending);
-    let was_pending = vcpu_info_byte(domain, vcpu, env, pending_at) != 0;
-    vcpu_info_write(
-        domain,
-        vcpu,
-        env,
-        core::mem::offset_of!(xen::VcpuInfo, evtchn_upcall_pending),
-        &[1],
-    );
+    let was_pending = with_vcpu_info(domain, vcpu, env, |page, base| {
+        page.test_and_set_bit(base + UPCALL_PENDING_AT, 0)
+    })
+    .flatten()
+    .unwrap_or(false);
     if let Some(v) = domain.vcpus.get_mut(vcpu) {
         v.blocked = None;
         // As Xen's hvm_assert_evtchn_irq: the per-vCPU upcall vector is an
@@ -1259,7 +1285,8 @@ fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
         }
         return;
     }
-    if let Some(word) = crate::event_channel::set_pending(env.shared_info_page(), port) {
+    let word = with_shared_info(env, |page| crate::event_channel::set_pending(&page, port));
+    if let Some(word) = word.flatten() {
         notify(domain, p.vcpu as usize, word, env);
     }
 }
@@ -1345,19 +1372,27 @@ fn disconnect_remote(
     }
 }
 
+/// A closed port has nothing pending, with the domain's ABI (Xen's
+/// `evtchn_port_clear_pending` on close).
+fn clear_pending(domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+    if domain.events.is_fifo() {
+        event_fifo::clear_pending(&mut domain.events, env, port);
+    } else {
+        with_shared_info(env, |page| crate::event_channel::clear_pending(&page, port));
+    }
+}
+
 /// EVTCHNOP_reset (Xen's `evtchn_reset`): closes every port (the peers of
 /// interdomain channels see their ends unbound again, nothing stays
 /// pending) and returns to the 2-level ABI.
 pub fn reset_event_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
-    for port in domain.events.allocated_ports() {
+    let mut next = domain.events.next_allocated(0);
+    while let Some(port) = next {
+        next = domain.events.next_allocated(port);
         let Ok(state) = domain.events.close(port) else {
             continue;
         };
-        if domain.events.is_fifo() {
-            event_fifo::clear_pending(&mut domain.events, env, port);
-        } else {
-            crate::event_channel::clear_pending(env.shared_info_page(), port);
-        }
+        clear_pending(domain, env, port);
         if let PortState::Interdomain {
             remote_dom,
             remote_port,
@@ -1372,11 +1407,13 @@ pub fn reset_event_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
 /// Notifies a domain's PV console port (bound to the hypervisor's console
 /// backend) that input arrived in its ring; nothing without such a port.
 pub fn notify_console(domain: &mut Domain, env: &mut dyn GuestEnv) {
-    let console = domain
-        .events
-        .allocated_ports()
-        .into_iter()
-        .find(|&port| domain.events.port(port).map(|p| p.state) == Some(PortState::Console));
+    let mut console = domain.events.next_allocated(0);
+    while let Some(port) = console {
+        if domain.events.port(port).map(|p| p.state) == Some(PortState::Console) {
+            break;
+        }
+        console = domain.events.next_allocated(port);
+    }
     if let Some(port) = console {
         deliver(domain, port, env);
     }
@@ -1385,7 +1422,9 @@ pub fn notify_console(domain: &mut Domain, env: &mut dyn GuestEnv) {
 /// Closes every interdomain channel of a domain that is going away, so
 /// that its peers see their ends unbound (Xen's `evtchn_destroy`).
 pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
-    for (port, remote_dom, remote_port) in domain.events.interdomain_ports() {
+    let mut next = domain.events.next_interdomain(0);
+    while let Some((port, remote_dom, remote_port)) = next {
+        next = domain.events.next_interdomain(port);
         let _ = domain.events.close(port);
         disconnect_remote(domain, env, port, remote_dom, remote_port);
     }
@@ -1441,7 +1480,7 @@ fn event_channel_op(
         ev::EVTCHNOP_CLOSE => {
             let op: ev::EvtchnClose = read_guest(env, arg)?;
             let state = domain.events.close(op.port)?;
-            event_fifo::clear_pending(&mut domain.events, env, op.port);
+            clear_pending(domain, env, op.port);
             if let PortState::Interdomain {
                 remote_dom,
                 remote_port,
@@ -1544,7 +1583,8 @@ fn event_channel_op(
                 if let Some(vcpu) = event_fifo::unmask(&mut domain.events, env, op.port) {
                     mark_events_pending(domain, vcpu as usize, env);
                 }
-            } else if let Some(word) = crate::event_channel::unmask(env.shared_info_page(), op.port)
+            } else if let Some(Some(word)) =
+                with_shared_info(env, |page| crate::event_channel::unmask(&page, op.port))
             {
                 notify(domain, port.vcpu as usize, word, env);
             }
@@ -1627,7 +1667,8 @@ pub(crate) mod tests {
         console: Vec<u8>,
         now: u64,
         shared_info_at: Option<u64>,
-        pub(crate) shared_info: Vec<u8>,
+        pub(crate) shared_info:
+            Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>,
         /// Another domain with its own memory, for interdomain calls.
         pub(crate) peer: Option<Box<(Domain, FakeEnv)>>,
         /// Console backend kicks seen, and whether the backend takes output.
@@ -1644,7 +1685,7 @@ pub(crate) mod tests {
                 console: Vec::new(),
                 now: 1_000_000,
                 shared_info_at: None,
-                shared_info: vec![0; 4096],
+                shared_info: Box::new(crate::shared_page::zeroed_words()),
                 peer: None,
                 console_kicks: 0,
                 console_takes: false,
@@ -1658,6 +1699,25 @@ pub(crate) mod tests {
                 return Err(errno::EFAULT);
             }
             Ok(start..end)
+        }
+
+        /// The shared-info page.
+        pub(crate) fn si(&self) -> SharedPage<'_> {
+            SharedPage::new(&self.shared_info)
+        }
+
+        /// A copy of the shared-info page's bytes.
+        pub(crate) fn si_bytes(&self) -> Vec<u8> {
+            let mut bytes = vec![0u8; 4096];
+            assert!(self.si().read(0, &mut bytes));
+            bytes
+        }
+
+        /// Zeroes the shared-info page.
+        pub(crate) fn si_clear(&self) {
+            for at in (0..4096).step_by(8) {
+                self.si().store(at, 0);
+            }
         }
 
         pub(crate) fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
@@ -1690,8 +1750,20 @@ pub(crate) mod tests {
         fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
             self.copy_from_guest(gpa, buf)
         }
-        fn shared_info_page(&mut self) -> &mut [u8] {
-            &mut self.shared_info
+        fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>)) {
+            f(SharedPage::new(&self.shared_info));
+        }
+        fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
+            let range = self.range(gfn.checked_mul(4096).ok_or(errno::EFAULT)?, 4096)?;
+            let ptr = self.mem[range].as_mut_ptr();
+            if !(ptr as usize).is_multiple_of(8) {
+                return Err(errno::EFAULT);
+            }
+            // SAFETY: 4096 bytes of `self.mem`, 8-byte aligned (checked),
+            // exclusively borrowed for the call.
+            let words = unsafe { &*ptr.cast::<[core::sync::atomic::AtomicU64; 512]>() };
+            f(SharedPage::new(words));
+            Ok(())
         }
         fn now_ns(&self) -> u64 {
             self.now
@@ -2230,7 +2302,7 @@ pub(crate) mod tests {
         assert_eq!(env.shared_info_at, Some(0x8000));
         let mut info = xen::SharedInfo::new_zeroed();
         info.as_mut_bytes()
-            .copy_from_slice(&env.shared_info[..core::mem::size_of::<xen::SharedInfo>()]);
+            .copy_from_slice(&env.si_bytes()[..core::mem::size_of::<xen::SharedInfo>()]);
         assert_ne!(info.wc_version, 0, "the wall clock was published");
         assert_eq!(
             info.wc_version % 2,
@@ -2803,10 +2875,7 @@ pub(crate) mod tests {
         assert!(expire_timers(&mut d, 0, 200, &mut env));
         assert_eq!(d.vcpus[0].periodic, Some((10, 140)));
         assert_eq!(d.vcpus[0].blocked, None);
-        assert!(crate::event_channel::is_pending(
-            env.shared_info_page(),
-            port
-        ));
+        assert!(crate::event_channel::is_pending(&env.si(), port));
         assert!(upcall_pending(&d, 0, &mut env));
     }
 
@@ -2819,10 +2888,7 @@ pub(crate) mod tests {
         d.vcpus[0].singleshot_deadline = Some(10);
         d.vcpus[0].blocked = Some(None);
         assert!(expire_timers(&mut d, 0, 10, &mut env));
-        assert!(crate::event_channel::is_pending(
-            env.shared_info_page(),
-            port
-        ));
+        assert!(crate::event_channel::is_pending(&env.si(), port));
         assert_eq!(d.vcpus[0].blocked, None, "the event ends the block");
         assert_eq!(d.vcpus[0].lapic.pending_vector(), Some(0xF3));
         d.vcpus[0].lapic.acknowledge(0xF3);
@@ -2962,7 +3028,7 @@ pub(crate) mod tests {
         let port = d.events.bind_ipi(0).unwrap();
         // Masked: a send only sets the pending bit.
         let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
-        env.shared_info[mask_at] = 1 << port;
+        env.si().test_and_set_bit(mask_at, port as usize);
         env.put(0x300, &ev::EvtchnSend { port });
         let nr = xen::HYPERVISOR_EVENT_CHANNEL_OP;
         assert_eq!(
@@ -2994,7 +3060,7 @@ pub(crate) mod tests {
         assert!(upcall_pending(&d, 0, &mut env));
         // Nothing landed in the shared-info page's own vcpu_info slot.
         let slot = core::mem::offset_of!(xen::SharedInfo, vcpu_info);
-        assert_eq!(env.shared_info[slot], 0);
+        assert_eq!(env.si().load_u8(slot), Some(0));
     }
 
     pub(crate) fn evtchn(
@@ -3053,8 +3119,8 @@ pub(crate) mod tests {
         );
         let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
         assert_eq!(local, 1);
-        assert!(crate::event_channel::is_pending(&env.shared_info, local));
-        env.shared_info.fill(0);
+        assert!(crate::event_channel::is_pending(&env.si(), local));
+        env.si_clear();
         // Binding the same remote port again: it is no longer unbound.
         assert_eq!(
             evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
@@ -3065,12 +3131,9 @@ pub(crate) mod tests {
         let send = ev::EvtchnSend { port: local };
         assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_SEND, &send), 0);
         let (d2, env2) = peer(&mut env);
-        assert!(crate::event_channel::is_pending(
-            &env2.shared_info,
-            offered.port
-        ));
+        assert!(crate::event_channel::is_pending(&env2.si(), offered.port));
         assert_eq!(d2.vcpus[0].blocked, None, "the event ended the block");
-        assert!(!crate::event_channel::is_pending(&env.shared_info, local));
+        assert!(!crate::event_channel::is_pending(&env.si(), local));
         // The peer's end points back at ours (its sends take the same path).
         assert_eq!(
             peer(&mut env).0.events.port(offered.port).map(|p| p.state),
@@ -3235,7 +3298,7 @@ pub(crate) mod tests {
             0
         );
         let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
-        env.shared_info.fill(0);
+        env.si_clear();
         assert_eq!(
             evtchn(
                 &mut d1,
@@ -3245,7 +3308,7 @@ pub(crate) mod tests {
             ),
             0
         );
-        assert!(crate::event_channel::is_pending(&env.shared_info, own));
+        assert!(crate::event_channel::is_pending(&env.si(), own));
         // A channel to the peer, then domain 1 goes away: the peer's end is
         // unbound again.
         let theirs = peer(&mut env).0.events.alloc_unbound(1).unwrap();
@@ -3268,6 +3331,181 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn closing_a_two_level_port_clears_its_pending_bit() {
+        use rxen_abi::event_channel as ev;
+        // Xen's evtchn_close calls evtchn_port_clear_pending: a port
+        // allocated again must not start pending (issue 14, defect 11).
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let port = d.events.bind_ipi(0).unwrap();
+        let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
+        env.si().test_and_set_bit(mask_at, port as usize);
+        let send = ev::EvtchnSend { port };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_SEND, &send), 0);
+        assert!(crate::event_channel::is_pending(&env.si(), port));
+        let close = ev::EvtchnClose { port };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_CLOSE, &close), 0);
+        assert!(!crate::event_channel::is_pending(&env.si(), port));
+        assert_eq!(d.events.bind_ipi(0), Ok(port), "reused");
+        assert!(!crate::event_channel::is_pending(&env.si(), port));
+    }
+
+    #[test]
+    fn reset_from_fifo_leaves_only_two_level_ports() {
+        use rxen_abi::event_channel as ev;
+        // Issue 14, defect 2, the exact sequence: FIFO, ports far past 4096,
+        // EVTCHNOP_reset back to 2-level, allocate again, unmask the port
+        // past the bitmaps. Before the fix the freed FIFO ports stayed
+        // allocatable and the unmask indexed past the shared-info page
+        // (a host panic).
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let init = ev::EvtchnInitControl {
+            control_gfn: 1,
+            offset: 0,
+            vcpu: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d, &mut env, ev::EVTCHNOP_INIT_CONTROL, &init),
+            0
+        );
+        let high = 5_000;
+        for expected in 1..=high {
+            assert_eq!(d.events.bind_ipi(0), Ok(expected));
+        }
+        let reset = ev::EvtchnReset { dom: DOMID_SELF };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_RESET, &reset), 0);
+        assert!(!d.events.is_fifo());
+        assert_eq!(
+            d.events.port_limit(),
+            ev::EVTCHN_2L_NR_CHANNELS,
+            "table shrunk"
+        );
+        for expected in 1..ev::EVTCHN_2L_NR_CHANNELS {
+            assert_eq!(d.events.bind_ipi(0), Ok(expected));
+        }
+        assert_eq!(
+            d.events.bind_ipi(0),
+            Err(errno::ENOSPC),
+            "2-level ports only"
+        );
+        for port in [ev::EVTCHN_2L_NR_CHANNELS, high - 1, high] {
+            let unmask = ev::EvtchnUnmask { port };
+            assert_eq!(
+                evtchn(&mut d, &mut env, ev::EVTCHNOP_UNMASK, &unmask),
+                ret(errno::EINVAL)
+            );
+            let status = ev::EvtchnStatus {
+                dom: DOMID_SELF,
+                port,
+                ..Default::default()
+            };
+            assert_eq!(
+                evtchn(&mut d, &mut env, ev::EVTCHNOP_STATUS, &status),
+                ret(errno::EINVAL)
+            );
+        }
+        // The last 2-level port works as any other.
+        let last = ev::EVTCHN_2L_NR_CHANNELS - 1;
+        let send = ev::EvtchnSend { port: last };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_SEND, &send), 0);
+        assert!(crate::event_channel::is_pending(&env.si(), last));
+    }
+
+    #[test]
+    fn a_global_virq_moved_to_another_vcpu_is_still_bound_once() {
+        use rxen_abi::event_channel as ev;
+        // Issue 14, defect 12b: Xen's evtchn_bind_vcpu only changes the
+        // notified vCPU of a global VIRQ; the binding stays on vCPU 0, so a
+        // second EVTCHNOP_bind_virq is -EEXIST.
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let bind = ev::EvtchnBindVirq {
+            virq: xen::VIRQ_CONSOLE,
+            vcpu: 0,
+            port: 0,
+        };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_BIND_VIRQ, &bind), 0);
+        let port = env.get::<ev::EvtchnBindVirq>(0x300).port;
+        let to_1 = ev::EvtchnBindVcpu { port, vcpu: 1 };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_BIND_VCPU, &to_1), 0);
+        assert_eq!(
+            evtchn(&mut d, &mut env, ev::EVTCHNOP_BIND_VIRQ, &bind),
+            ret(errno::EEXIST),
+            "bound once"
+        );
+        assert_eq!(d.events.virq_port(xen::VIRQ_CONSOLE, 0), Some(port));
+        assert_eq!(d.events.port(port).map(|p| p.vcpu), Some(1));
+        // Raised (as the platform raises global VIRQs, through vCPU 0), it
+        // notifies vCPU 1.
+        raise_virq(&mut d, 0, xen::VIRQ_CONSOLE, &mut env);
+        assert!(upcall_pending(&d, 1, &mut env));
+        assert!(!upcall_pending(&d, 0, &mut env));
+        // Closed, it can be bound again.
+        let close = ev::EvtchnClose { port };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_CLOSE, &close), 0);
+        assert_eq!(d.events.virq_port(xen::VIRQ_CONSOLE, 0), None);
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_BIND_VIRQ, &bind), 0);
+        // IPIs do not move (Xen: -EINVAL), per-vCPU VIRQs neither.
+        let ipi = d.events.bind_ipi(0).unwrap();
+        let move_ipi = ev::EvtchnBindVcpu { port: ipi, vcpu: 1 };
+        assert_eq!(
+            evtchn(&mut d, &mut env, ev::EVTCHNOP_BIND_VCPU, &move_ipi),
+            ret(errno::EINVAL)
+        );
+        let bad_vcpu = ev::EvtchnBindVcpu { port: ipi, vcpu: 9 };
+        assert_eq!(
+            evtchn(&mut d, &mut env, ev::EVTCHNOP_BIND_VCPU, &bad_vcpu),
+            ret(errno::ENOENT)
+        );
+    }
+
+    #[test]
+    fn ports_stop_at_the_domains_max_event_channels() {
+        use rxen_abi::event_channel as ev;
+        // Xen's evtchn_allocate_port: `port > d->max_evtchn_port` is
+        // -ENOSPC, whatever the ABI; the table never grows past it.
+        for fifo in [false, true] {
+            let (mut d, mut env) = (domu(), FakeEnv::new());
+            d.events.set_max_port(1023);
+            if fifo {
+                let init = ev::EvtchnInitControl {
+                    control_gfn: 1,
+                    offset: 0,
+                    vcpu: 0,
+                    ..Default::default()
+                };
+                assert_eq!(
+                    evtchn(&mut d, &mut env, ev::EVTCHNOP_INIT_CONTROL, &init),
+                    0
+                );
+            }
+            for expected in 1..=1023 {
+                assert_eq!(d.events.bind_ipi(0), Ok(expected));
+            }
+            let alloc = ev::EvtchnAllocUnbound {
+                dom: DOMID_SELF,
+                remote_dom: DOMID_SELF,
+                port: 0,
+            };
+            for _ in 0..10_000 {
+                assert_eq!(
+                    evtchn(&mut d, &mut env, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc),
+                    ret(errno::ENOSPC)
+                );
+            }
+            assert_eq!(d.events.port_limit(), 1024, "bounded table");
+            let status = ev::EvtchnStatus {
+                dom: DOMID_SELF,
+                port: 1024,
+                ..Default::default()
+            };
+            assert_eq!(
+                evtchn(&mut d, &mut env, ev::EVTCHNOP_STATUS, &status),
+                ret(errno::EINVAL)
+            );
+        }
+    }
+
+    #[test]
     fn reset_closes_every_port_and_unbinds_the_peers() {
         use rxen_abi::event_channel as ev;
         let (mut d1, mut env) = two_domains();
@@ -3284,7 +3522,7 @@ pub(crate) mod tests {
             0
         );
         let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
-        assert!(crate::event_channel::is_pending(&env.shared_info, local));
+        assert!(crate::event_channel::is_pending(&env.si(), local));
         // Another domain's channels: not while it runs (Xen: only paused).
         let other = ev::EvtchnReset { dom: 2 };
         assert_eq!(
@@ -3312,7 +3550,7 @@ pub(crate) mod tests {
         for port in [timer, ipi, local] {
             assert_eq!(d1.events.port(port), None, "port {port} closed");
         }
-        assert!(!crate::event_channel::is_pending(&env.shared_info, local));
+        assert!(!crate::event_channel::is_pending(&env.si(), local));
         assert_eq!(peer(&mut env).0.events.check_offered(theirs, 1), Ok(()));
         // Everything binds again from port 1.
         assert_eq!(d1.events.bind_virq(xen::VIRQ_TIMER, 0), Ok(1));
@@ -3338,12 +3576,12 @@ pub(crate) mod tests {
         // The backend found nothing to take: no answer.
         assert_eq!(send(&mut d, &mut env), 0);
         assert_eq!(env.console_kicks, 1);
-        assert!(!crate::event_channel::is_pending(&env.shared_info, port));
+        assert!(!crate::event_channel::is_pending(&env.si(), port));
         // It took output: the guest is notified back on the same port.
         env.console_takes = true;
         assert_eq!(send(&mut d, &mut env), 0);
         assert_eq!(env.console_kicks, 2);
-        assert!(crate::event_channel::is_pending(&env.shared_info, port));
+        assert!(crate::event_channel::is_pending(&env.si(), port));
         // Status: interdomain, to the hypervisor.
         let status = ev::EvtchnStatus {
             dom: DOMID_SELF,
@@ -3430,7 +3668,7 @@ pub(crate) mod tests {
         d.vcpus[0].blocked = Some(Some(5_000_000));
         // A send on the polled port, masked, ends the poll; no upcall.
         let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
-        env.shared_info[mask_at] = (1 << a) as u8;
+        env.si().test_and_set_bit(mask_at, a as usize);
         env.put(0x300, &ev::EvtchnSend { port: a });
         call(
             &mut d,

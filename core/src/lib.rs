@@ -27,6 +27,7 @@ pub mod hypercall;
 pub mod log;
 pub mod memmap;
 pub mod sched;
+pub mod shared_page;
 #[cfg(test)]
 mod test_alloc;
 pub mod time;

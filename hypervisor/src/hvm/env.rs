@@ -8,6 +8,7 @@ use rxen_abi::errno::{self, Errno};
 use rxen_core::console::GuestConsole;
 use rxen_core::domain::{DomId, GuestMemRegion};
 use rxen_core::hypercall::GuestEnv;
+use rxen_core::shared_page::SharedPage;
 use rxen_core::time::TimeScale;
 use rxen_x86::svm::guest_walk::PagingRegs;
 
@@ -48,8 +49,13 @@ impl GuestEnv for Env<'_> {
         self.memory.read_phys(gpa, buf)
     }
 
-    fn shared_info_page(&mut self) -> &mut [u8] {
-        self.memory.shared_info_page()
+    fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>)) {
+        f(self.memory.shared_info_page());
+    }
+
+    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
+        f(self.memory.own_page(gfn).ok_or(errno::EFAULT)?);
+        Ok(())
     }
 
     fn now_ns(&self) -> u64 {

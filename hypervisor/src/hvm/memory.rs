@@ -14,11 +14,12 @@
 //! longer map anything go back to it.
 
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
 use rxen_core::frame_alloc::PagingPool;
+use rxen_core::shared_page::{SharedPage, PAGE_WORDS};
 use rxen_x86::printk;
 use rxen_x86::svm::guest_walk::{self, PagingRegs};
 use rxen_x86::svm::npt::{Access, NestedPageTable, NptError};
@@ -426,13 +427,32 @@ impl GuestMemory {
         Ok(hpa)
     }
 
-    /// The shared-info page, whether or not the guest mapped it.
-    pub fn shared_info_page(&mut self) -> &mut [u8] {
-        let hpa = self.shared_info;
-        // SAFETY: the frame was allocated for this domain at creation, is
-        // identity-mapped and lives as long as `self`; the borrow of `self`
-        // keeps the slice unique.
-        unsafe { core::slice::from_raw_parts_mut(hpa as *mut u8, 4096) }
+    /// The shared-info page, whether or not the guest mapped it, as the
+    /// atomic words the core's [`SharedPage`] works on (the guest writes it
+    /// concurrently: never a `&mut [u8]`).
+    pub fn shared_info_page(&self) -> SharedPage<'_> {
+        // SAFETY: the frame was allocated for this domain at creation,
+        // page-aligned, identity-mapped and alive as long as `self` (the
+        // borrow); it is only ever accessed atomically by the hypervisor, as
+        // the guest's own accesses are atomic or plain stores to it.
+        SharedPage::new(unsafe { &*(self.shared_info as *const [AtomicU64; PAGE_WORDS]) })
+    }
+
+    /// Guest frame `gfn` of the domain's own RAM (not a foreign, grant or
+    /// shared-info frame mapped over it) as a [`SharedPage`], for memory
+    /// the guest shares with the hypervisor by address (a registered
+    /// `vcpu_info`).
+    pub fn own_page(&self, gfn: u64) -> Option<SharedPage<'_>> {
+        if !self.is_own_ram(gfn) {
+            return None;
+        }
+        let hpa = self.host_address(gfn.checked_mul(4096)?, true)?;
+        // SAFETY: `hpa` is the page-aligned host frame (the gfn's offset is
+        // 0) of a writable page of the domain's own RAM, identity-mapped and
+        // alive while `self` is borrowed; accessed only atomically.
+        Some(SharedPage::new(unsafe {
+            &*(hpa as *const [AtomicU64; PAGE_WORDS])
+        }))
     }
 
     /// Host address of guest-physical `gpa`, if mapped (and writable when
