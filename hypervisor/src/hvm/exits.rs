@@ -410,10 +410,12 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
         }
         return Flow::Continue;
     }
-    // An interrupt the APIC already holds, or an upcall the guest has not
-    // masked, ends the halt at once (Xen's hvm_hlt blocks as SCHEDOP_block,
-    // which does not sleep while `local_events_need_delivery`).
-    if interrupt_pending(domain, v) {
+    // An interrupt the APIC already holds, or an unmasked upcall with a
+    // callback vector to deliver it, ends the halt at once (Xen's hvm_hlt
+    // blocks as SCHEDOP_block, which does not sleep while
+    // `local_events_need_delivery`, i.e. `hvm_vcpu_has_pending_irq`).
+    let upcall = callback_vector(domain, v).is_some() && upcall_pending(domain, v);
+    if domain.core.vcpus[v].lapic.has_pending() || upcall {
         return Flow::Continue;
     }
     let deadline = domain.core.vcpus[v].next_deadline();
