@@ -14,6 +14,7 @@ pub mod acpi_tables;
 pub mod bzimage;
 pub mod cmdline;
 pub mod console;
+pub mod console_ring;
 pub mod console_switch;
 pub mod domain;
 pub mod elf;

@@ -323,7 +323,7 @@ impl Machine {
             return;
         };
         if let Some(page) = domain.memory.console_page() {
-            if crate::hvm::env::ring_input(page, byte) {
+            if rxen_core::console_ring::put_input(page, byte) {
                 self.with_domain(id, |core, env| {
                     rxen_core::hypercall::notify_console(core, env)
                 });

@@ -137,33 +137,14 @@ impl GuestEnv for Env<'_> {
     }
 
     fn console_ring_kick(&mut self, domid: DomId) -> bool {
-        use rxen_abi::console::{XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
+        let mut bytes = [0u8; rxen_abi::console::XENCONS_OUT_SIZE];
         let Some(page) = self.memory.console_page() else {
             return false;
         };
-        // struct xencons_interface: in[1024], out[2048], then in_cons,
-        // in_prod, out_cons, out_prod.
-        let at = |i: usize| XENCONS_IN_SIZE + XENCONS_OUT_SIZE + 4 * i;
-        let word = |page: &[u8], i: usize| {
-            // SAFETY: `at(i)` is 4-byte aligned inside the page; a volatile
-            // read, as the guest writes the index concurrently.
-            unsafe { core::ptr::read_volatile(page[at(i)..].as_ptr().cast::<u32>()) }
-        };
-        let (cons, prod) = (word(page, 2), word(page, 3));
-        // A guest that claims more than the ring holds gets the ring's worth.
-        let len = (prod.wrapping_sub(cons) as usize).min(XENCONS_OUT_SIZE);
+        let len = rxen_core::console_ring::take_output(page, &mut bytes);
         if len == 0 {
             return false;
         }
-        let mut bytes = [0u8; XENCONS_OUT_SIZE];
-        for (i, byte) in bytes[..len].iter_mut().enumerate() {
-            let index = (cons as usize).wrapping_add(i) % XENCONS_OUT_SIZE;
-            *byte = page[XENCONS_IN_SIZE + index];
-        }
-        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        let new_cons = cons.wrapping_add(len as u32);
-        // SAFETY: as above, for the write of out_cons.
-        unsafe { core::ptr::write_volatile(page[at(2)..].as_mut_ptr().cast::<u32>(), new_cons) };
         self.console_write(domid, &bytes[..len]);
         true
     }
@@ -237,34 +218,6 @@ impl GuestEnv for Env<'_> {
         f(unsafe { &*(hpa as *const AtomicU32) });
         Ok(())
     }
-}
-
-/// Puts a typed byte into the input half of a PV console ring page
-/// (`xencons_interface.in`, `in_prod`); false when the ring is full.
-pub fn ring_input(page: &mut [u8], byte: u8) -> bool {
-    use rxen_abi::console::{XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
-    let at = |i: usize| XENCONS_IN_SIZE + XENCONS_OUT_SIZE + 4 * i;
-    // SAFETY: in_cons and in_prod are 4-byte aligned inside the page; the
-    // guest writes in_cons concurrently, hence volatile.
-    let (cons, prod) = unsafe {
-        (
-            core::ptr::read_volatile(page[at(0)..].as_ptr().cast::<u32>()),
-            core::ptr::read_volatile(page[at(1)..].as_ptr().cast::<u32>()),
-        )
-    };
-    if prod.wrapping_sub(cons) as usize >= XENCONS_IN_SIZE {
-        return false;
-    }
-    page[prod as usize % XENCONS_IN_SIZE] = byte;
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-    // SAFETY: as above, for the write of in_prod.
-    unsafe {
-        core::ptr::write_volatile(
-            page[at(1)..].as_mut_ptr().cast::<u32>(),
-            prod.wrapping_add(1),
-        )
-    };
-    true
 }
 
 /// Takes console output of domain `domid` (console_io, its PV console

@@ -310,13 +310,16 @@ impl GuestMemory {
         Ok(())
     }
 
-    /// The PV console ring page, if the domain has one.
-    pub fn console_page(&mut self) -> Option<&mut [u8]> {
+    /// The PV console ring page, if the domain has one, as the atomic words
+    /// the core's [`SharedPage`] works on (the guest writes it concurrently).
+    pub fn console_page(&self) -> Option<SharedPage<'_>> {
         let (hpa, _) = self.console?;
-        // SAFETY: the frame was allocated for this domain's console and
-        // lives as long as `self`; the guest writes it concurrently, which
-        // only affects the bytes read, never memory safety.
-        Some(unsafe { core::slice::from_raw_parts_mut(hpa as *mut u8, 4096) })
+        // SAFETY: the frame was allocated page-aligned for this domain's
+        // console, is identity-mapped and lives as long as `self` (the
+        // borrow); it is only ever accessed atomically by the hypervisor.
+        Some(SharedPage::new(unsafe {
+            &*(hpa as *const [AtomicU64; PAGE_WORDS])
+        }))
     }
 
     /// Whether a foreign (granted) page is mapped at `gfn`.
