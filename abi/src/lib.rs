@@ -13,6 +13,7 @@
 //! bit-number macros (`_GTF_readonly`) get a `_SHIFT` suffix
 //! ([`grant_table::GTF_READONLY_SHIFT`]).
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod console;
 pub mod cpuid;

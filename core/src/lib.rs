@@ -7,6 +7,9 @@
 //! dispatch and validation, event channels (2-level and FIFO), grant tables and the schedulers
 //! (`sched`: the scheduler interface, credit and RTDS).
 #![cfg_attr(not(test), no_std)]
+// The core touches no hardware: no unsafe code outside its tests (whose
+// fake platforms build shared pages from raw pointers).
+#![cfg_attr(not(test), forbid(unsafe_code))]
 
 extern crate alloc;
 

@@ -9,6 +9,26 @@
 //! the scheduler never picks a vCPU that another CPU is running. A CPU that
 //! must look again (an event woke a vCPU it should run, a domain it runs is
 //! ending) gets a kick IPI, which makes its guest exit or ends its HLT.
+//!
+//! The machine lock is a plain spin lock, not a ticket lock: a fair lock was
+//! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
+//! the host may deschedule, the hand-off to a descheduled waiter stalled
+//! every CPU behind it (the domains test took twice as long and an event
+//! ping-pong beside four busy domains missed its deadline). Fairness belongs
+//! with finer locks (per domain), not with one lock every exit takes.
+//!
+//! Lock order (take only in this order; never wait for an earlier one while
+//! holding a later one):
+//! 1. `MACHINE` (here): domains, scheduler, grant tables.
+//! 2. `console_input::DOM0_INPUT`: typed bytes for dom0 (taken under 1).
+//! 3. The heap's growth lock (`heap::DualHeap::growing`, only `try_lock`:
+//!    an allocation that finds it busy does not wait).
+//! 4. `memory::FRAMES`, the frame allocator (under 1 and 3; nothing
+//!    allocates from the heap while it is held).
+//! 5. The heap's arena locks (early, main, each extension): inside every
+//!    allocation, leaves.
+//! 6. `rxen_x86::console::SERIAL`: the UART and its buffer, a leaf (nothing
+//!    allocates or takes another lock under it).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

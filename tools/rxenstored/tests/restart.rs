@@ -99,6 +99,7 @@ fn binary_keeps_state_across_sigterm_and_live_update() {
     c.write(0, "/persist/a", b"alpha").unwrap();
     c.set_perms(0, "/persist/a", &["n0", "r5"]).unwrap();
     // SAFETY: plain kill(2) on our own child.
+    // SAFETY: kill(2) on our own child process; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let mut child = spawn(dir.path());
@@ -133,6 +134,7 @@ fn binary_keeps_state_across_sigterm_and_live_update() {
         "same process after exec"
     );
     assert_eq!(c.read(0, "/persist/a").unwrap(), b"alpha");
+    // SAFETY: kill(2) on our own child process; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }

@@ -1684,8 +1684,8 @@ fn main(si: &StartInfo) {
     // SAFETY: SCHEDOP_shutdown_code reads a u32.
     unsafe { rxen_guest::hypercall::sched_op(5, &raw const code as u64) };
     // The hypervisor still answers as Xen does.
-    // SAFETY: XENVER_version takes no argument.
     check_eq!(
+        // SAFETY: XENVER_version takes no argument.
         unsafe { rxen_guest::hypercall::xen_version(0, 0) },
         0x0004_0011
     );

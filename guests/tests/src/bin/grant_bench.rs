@@ -111,8 +111,8 @@ fn mapper(peer: DomId, n: u32, link: &mut Link) {
     let null = null_hypercall_ns(n);
     check_eq!(failed, 0, "copies that failed");
     check!(null.is_some(), "xen_version calls failed");
-    // SAFETY: our own static page.
     check_eq!(
+        // SAFETY: our own static page.
         unsafe { mismatches(own * PAGE_SIZE, SEED) },
         0,
         "the granted page copied"

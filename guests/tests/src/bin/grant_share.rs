@@ -183,8 +183,8 @@ fn granter(si: &StartInfo, peer: DomId, link: &mut Link) {
 
     // Step 3.
     link.wait("the mapper's maps");
-    // SAFETY: our own static page.
     check_eq!(
+        // SAFETY: our own static page.
         unsafe { mismatches(a as u64, SEED_REPLY) },
         0,
         "page A holds the mapper's reply"
@@ -443,8 +443,8 @@ fn copies(peer: DomId) {
     )];
     check_eq!(copy(&mut op), 0, "GNTTABOP_copy from ref 10");
     check_eq!(op[0].status, gt::GNTST_OKAY, "copy from ref 10");
-    // SAFETY: our own static page.
     check_eq!(
+        // SAFETY: our own static page.
         unsafe { mismatches(own * PAGE_SIZE, SEED_C) },
         0,
         "page C copied into our page"
@@ -491,8 +491,8 @@ fn copies(peer: DomId) {
         [gt::GNTST_OKAY, gt::GNTST_BAD_COPY_ARG, gt::GNTST_OKAY],
         "batch statuses"
     );
-    // SAFETY: our own static page.
     check_eq!(
+        // SAFETY: our own static page.
         unsafe { mismatches(dst * PAGE_SIZE, SEED_MAPPER) },
         0,
         "our copy is back from ref 10"

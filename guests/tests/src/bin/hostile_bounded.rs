@@ -110,8 +110,8 @@ fn main(si: &StartInfo) {
         err::EINVAL,
         "period STIME_DELTA_MAX + 1"
     );
-    // SAFETY: VCPUOP_stop_periodic_timer takes no argument.
     check_eq!(
+        // SAFETY: VCPUOP_stop_periodic_timer takes no argument.
         unsafe { vcpu_op(vcpu::STOP_PERIODIC_TIMER, 0, 0) },
         0,
         "stop periodic"

@@ -111,14 +111,14 @@ fn main(_si: &StartInfo) {
         index: hvm::PARAM_CALLBACK_IRQ,
         ..Default::default()
     };
-    // SAFETY: a valid xen_hvm_param.
     check_eq!(
+        // SAFETY: a valid xen_hvm_param.
         unsafe { hvm_op(hvm::GET_PARAM, ptr(&p)) },
         err::ESRCH,
         "no such domain"
     );
-    // SAFETY: Xen validates the pointer.
     check_eq!(
+        // SAFETY: Xen validates the pointer.
         unsafe { hvm_op(hvm::GET_PARAM, UNMAPPED) },
         err::EFAULT,
         "bad pointer"

@@ -43,8 +43,8 @@ fn main(_si: &StartInfo) {
     let msr = rxen_guest::cpu::cpuid(0x4000_0002, 0).ebx;
     // SAFETY: the MSR Xen named; our own page again.
     unsafe { rxen_guest::cpu::wrmsr(msr, p) };
-    // SAFETY: no pointer arguments.
     check_eq!(
+        // SAFETY: no pointer arguments.
         unsafe { hypercall_via_page(p, nr::XEN_VERSION, [xenver::VERSION, 0, 0, 0, 0]) },
         0x0004_0011
     );

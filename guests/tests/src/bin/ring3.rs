@@ -20,8 +20,8 @@ fn main(_si: &StartInfo) {
     let rc = user_vmmcall(nr::SCHED_OP, 2, 0x10_0000);
     check_eq!(rc, err::EPERM, "sched_op from ring 3");
     // Ring 0 still works afterwards.
-    // SAFETY: no pointer.
     check_eq!(
+        // SAFETY: no pointer.
         unsafe { rxen_guest::hypercall::xen_version(xenver::VERSION, 0) },
         0x0004_0011
     );
