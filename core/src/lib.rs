@@ -19,7 +19,6 @@ pub mod console_switch;
 pub mod domain;
 pub mod elf;
 pub mod event_channel;
-pub mod event_fifo;
 pub mod frame_alloc;
 #[cfg(test)]
 mod fuzz_tests;

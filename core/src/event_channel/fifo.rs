@@ -239,7 +239,8 @@ pub fn init_control(
         let pending: Vec<u32> = crate::hypercall::with_shared_info(env, |page| {
             (1..events.port_limit())
                 .filter(|&port| {
-                    events.port(port).is_some() && crate::event_channel::is_pending(&page, port)
+                    events.port(port).is_some()
+                        && crate::event_channel::two_level::is_pending(&page, port)
                 })
                 .collect()
         })
@@ -831,7 +832,7 @@ mod tests {
         let (mut d, mut env) = (domu(), FakeEnv::new());
         let (a, b) = (d.events.bind_ipi(0).unwrap(), d.events.bind_ipi(0).unwrap());
         assert_eq!(send(&mut d, &mut env, b), 0);
-        assert!(crate::event_channel::is_pending(&env.si(), b));
+        assert!(crate::event_channel::two_level::is_pending(&env.si(), b));
         make_fifo(&mut d, &mut env, 0);
         assert!(d.events.fifo().unwrap().waits_for_word(b));
         assert!(!d.events.fifo().unwrap().waits_for_word(a));
@@ -914,7 +915,10 @@ mod tests {
         );
         let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
         // 2-level side: the bind-time event in the bitmap.
-        assert!(crate::event_channel::is_pending(&env.si(), local));
+        assert!(crate::event_channel::two_level::is_pending(
+            &env.si(),
+            local
+        ));
         env.si_clear();
         // 2-level -> FIFO.
         assert_eq!(send(&mut d1, &mut env, local), 0);
@@ -929,7 +933,10 @@ mod tests {
         let back = ev::EvtchnSend { port: offered };
         assert_eq!(evtchn(&mut d2, &mut env2, ev::EVTCHNOP_SEND, &back), 0);
         let (d1, env1) = peer(&mut env2);
-        assert!(crate::event_channel::is_pending(&env1.si(), local));
+        assert!(crate::event_channel::two_level::is_pending(
+            &env1.si(),
+            local
+        ));
         assert!(upcall_pending(d1, 0, env1));
         assert!(!d1.events.is_fifo());
     }

@@ -1,0 +1,612 @@
+//! Hypercall dispatch: the table from hypercall number to handler, the
+//! outcome of a hypercall ([`Outcome`], [`Next`]), and the copies to and from
+//! the calling guest ([`GuestCopy`], [`read_guest`], [`write_guest`]). The
+//! handlers live in one module per Xen family, under Xen's names:
+//! `multicall` (common/multicall.c), `version` (xen_version, common/version.c),
+//! `console` (console_io, drivers/char/console.c), `memory` (memory_op,
+//! common/memory.c), `hvm` (hvm_op, arch/x86/hvm/hvm.c), `vcpu` (vcpu_op and
+//! runstate, common/domain.c), `sched_op` (sched_op, poll, watchdog,
+//! set_timer_op and the timers, common/sched/core.c) and `shared_info` (the
+//! shared-info page, `vcpu_info` and pvclock time, arch/x86/time.c);
+//! event_channel_op is [`crate::event_channel`]'s and grant_table_op
+//! [`crate::grant_table`]'s. Every argument comes from the guest and is
+//! validated; every failure is a Xen errno, never a panic.
+//!
+//! The platform gives access to the calling guest through [`GuestEnv`]:
+//! copies by guest linear address (the guest's own page tables), the clock,
+//! the console and the few changes to the nested page tables that
+//! hypercalls make.
+
+mod console;
+mod hvm;
+mod memory;
+mod multicall;
+mod sched_op;
+pub(crate) mod shared_info;
+mod vcpu;
+mod version;
+
+use alloc::vec::Vec;
+use core::sync::atomic::AtomicU32;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_abi::xen;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
+use crate::shared_page::SharedPage;
+
+// The hypervisor reaches these through `hypercall::`.
+pub use crate::event_channel::{
+    close_interdomain_channels, notify_console, raise_virq, reset_event_channels,
+};
+pub use console::CONSOLE_WRITE_BATCH;
+pub use multicall::MULTICALL_BATCH;
+pub use sched_op::{expire_timers, STIME_DELTA_MAX};
+pub(crate) use shared_info::with_shared_info;
+pub use shared_info::{upcall_pending, write_shared_info_time, write_vcpu_time};
+pub use vcpu::set_runstate;
+pub use version::feature_submap0;
+
+use crate::event_channel::event_channel_op;
+use console::console_io;
+use hvm::hvm_op;
+use memory::memory_op;
+use multicall::multicall;
+use sched_op::{sched_op, set_timer_op};
+use vcpu::vcpu_op;
+use version::xen_version;
+
+/// `DOMID_SELF`.
+pub(crate) const DOMID_SELF: DomId = 0x7FF0;
+
+/// What the platform provides to hypercall handlers for the calling vCPU.
+pub trait GuestEnv {
+    /// Copies from the guest's linear address `addr`.
+    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Copies to the guest's linear address `addr`.
+    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// Writes guest-physical memory (a plain copy: for memory the guest
+    /// does not share with the hypervisor at that moment).
+    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// Reads guest-physical memory.
+    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Runs `f` once on the domain's shared-info page (mapped into the
+    /// guest or not), which the guest's vCPUs may be writing meanwhile.
+    fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>));
+    /// Runs `f` once on guest frame `gfn` of the domain's own RAM (a
+    /// registered `vcpu_info`), which the guest's vCPUs may be writing
+    /// meanwhile: `-EFAULT` if `gfn` is not (or no longer) the domain's
+    /// own RAM.
+    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
+    /// System time in nanoseconds since boot.
+    fn now_ns(&self) -> u64;
+    /// The guest's TSC now and the system time at that instant.
+    fn time_snapshot(&self) -> (u64, u64);
+    /// The TSC-to-ns scale.
+    fn time_scale(&self) -> crate::time::TimeScale;
+    /// Wall-clock time (seconds, nanoseconds) at system time 0.
+    fn wallclock_base(&self) -> (u64, u32);
+    /// Writes guest console output (the platform prefixes the domain).
+    fn console_write(&mut self, domid: DomId, text: &[u8]);
+    /// Reads pending console input.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// Maps the domain's shared-info page at `gfn` in its physical map.
+    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno>;
+    /// The hypervisor command line (XENVER_commandline).
+    fn hypervisor_cmdline(&self) -> &str;
+    /// The host's memory map (XENMEM_machine_memory_map).
+    fn host_memory_map(&self) -> Vec<GuestMemRegion>;
+    /// The highest host RAM page + 1.
+    fn host_max_page(&self) -> u64;
+    /// Runs `f` on another domain `domid` (never the caller) with an
+    /// environment over that domain's memory; `-ESRCH` if there is none.
+    fn with_domain(
+        &mut self,
+        domid: DomId,
+        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+    ) -> Result<(), Errno> {
+        let _ = (domid, f);
+        Err(errno::ESRCH)
+    }
+    /// `grant_table_op(cmd, arg, count)` of domain `caller`: the platform
+    /// runs [`crate::grant_table::grant_table_op`] with the machine's grant
+    /// tables and memory (`-ENOSYS` where there are none).
+    fn grant_table_op(
+        &mut self,
+        caller: DomId,
+        cmd: u32,
+        arg: u64,
+        count: u32,
+    ) -> Result<crate::grant_table::Progress, Errno> {
+        let _ = (caller, cmd, arg, count);
+        Err(errno::ENOSYS)
+    }
+    /// The guest notified the hypervisor's console backend: take what it
+    /// wrote to its PV console ring. Returns whether anything was taken (the
+    /// guest is then notified back, as xenconsoled does).
+    fn console_ring_kick(&mut self, domid: DomId) -> bool {
+        let _ = domid;
+        false
+    }
+    /// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: maps grant
+    /// frame `idx` of `caller` at `gpfn` (through
+    /// [`crate::grant_table::GrantTable::add_to_physmap`]).
+    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
+        let _ = (caller, idx, gpfn);
+        Err(errno::EINVAL)
+    }
+    /// Runs `f` on the aligned 32-bit word of guest-physical memory at
+    /// `gpa`, which the guest may be writing at the same time (FIFO event
+    /// words and control blocks): `-EFAULT` if `gpa` is not 4-byte aligned
+    /// or not the domain's RAM.
+    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
+        let _ = (gpa, f);
+        Err(errno::EFAULT)
+    }
+}
+
+/// What the vCPU does after the hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Return to the guest.
+    Continue,
+    /// Give up the CPU, then continue.
+    Yield,
+    /// Block until an event or the deadline (system time).
+    Block(Option<u64>),
+    /// The domain shut down.
+    Shutdown(ShutdownReason),
+    /// Xen's `hypercall_create_continuation`: the hypercall stopped after a
+    /// bounded amount of work. The platform puts `args` into the guest's
+    /// argument registers and leaves its instruction pointer on the
+    /// hypercall instruction, so that the guest issues the same hypercall
+    /// again with these arguments (after any interrupt it takes first);
+    /// the outcome's `ret` is not the guest's result and is not written.
+    Continuation {
+        /// The hypercall's five arguments for the next round.
+        args: [u64; 5],
+    },
+}
+
+/// The result of a hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Value for the guest's RAX.
+    pub ret: i64,
+    /// What happens next.
+    pub next: Next,
+}
+
+impl Outcome {
+    /// Re-issue the hypercall with `args` (its number stays in RAX).
+    fn continuation(nr: u64, args: [u64; 5]) -> Self {
+        Self {
+            ret: nr as i64,
+            next: Next::Continuation { args },
+        }
+    }
+
+    fn value(ret: i64) -> Self {
+        Self {
+            ret,
+            next: Next::Continue,
+        }
+    }
+
+    fn error(e: Errno) -> Self {
+        Self::value(e.to_hypercall_ret())
+    }
+}
+
+fn from_result(result: Result<i64, Errno>) -> Outcome {
+    match result {
+        Ok(value) => Outcome::value(value),
+        Err(e) => Outcome::error(e),
+    }
+}
+
+/// Copies between the hypervisor and the calling vCPU's linear memory: all
+/// that reading and writing hypercall arguments needs. Every [`GuestEnv`]
+/// is one; other environments (the grant-table platform) can be one too.
+pub trait GuestCopy {
+    /// Copies from guest linear memory (`-EFAULT` if unmapped).
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Copies to guest linear memory (`-EFAULT` if unmapped or read-only).
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
+}
+
+impl<E: GuestEnv + ?Sized> GuestCopy for E {
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.copy_from_guest(addr, buf)
+    }
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.copy_to_guest(addr, buf)
+    }
+}
+
+/// Reads a `T` from guest linear address `addr`.
+pub fn read_guest<T: FromBytes + IntoBytes>(
+    env: &mut (impl GuestCopy + ?Sized),
+    addr: u64,
+) -> Result<T, Errno> {
+    let mut value = T::new_zeroed();
+    env.copy_in(addr, value.as_mut_bytes())?;
+    Ok(value)
+}
+
+/// Writes `value` to guest linear address `addr`.
+pub fn write_guest<T: IntoBytes + Immutable>(
+    env: &mut (impl GuestCopy + ?Sized),
+    addr: u64,
+    value: &T,
+) -> Result<(), Errno> {
+    env.copy_out(addr, value.as_bytes())
+}
+
+/// Runs hypercall `nr` with `args` for vCPU `vcpu` of `domain`, called at
+/// privilege level `cpl`.
+pub fn dispatch(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    nr: u64,
+    args: [u64; 5],
+    cpl: u8,
+) -> Outcome {
+    if cpl != 0 {
+        return Outcome::error(errno::EPERM);
+    }
+    if vcpu >= domain.vcpus.len() {
+        return Outcome::error(errno::EINVAL);
+    }
+    match nr {
+        // Xen takes `unsigned int nr_calls`.
+        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args),
+        _ => call(domain, vcpu, env, nr, args),
+    }
+}
+
+fn call(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    nr: u64,
+    args: [u64; 5],
+) -> Outcome {
+    match nr {
+        xen::HYPERVISOR_XEN_VERSION => from_result(xen_version(domain, env, args[0], args[1])),
+        xen::HYPERVISOR_CONSOLE_IO => console_io(domain, env, args),
+        xen::HYPERVISOR_SCHED_OP => sched_op(domain, vcpu, env, args[0], args[1]),
+        xen::HYPERVISOR_MEMORY_OP => from_result(memory_op(domain, env, args[0], args[1])),
+        xen::HYPERVISOR_HVM_OP => from_result(hvm_op(domain, env, args[0], args[1])),
+        xen::HYPERVISOR_VCPU_OP => {
+            let running = domain.shutdown.is_none();
+            let outcome = from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]));
+            match domain.shutdown {
+                // VCPUOP_down of the last vCPU powered the domain off.
+                Some(reason) if running => Outcome {
+                    ret: outcome.ret,
+                    next: Next::Shutdown(reason),
+                },
+                _ => outcome,
+            }
+        }
+        xen::HYPERVISOR_EVENT_CHANNEL_OP => {
+            from_result(event_channel_op(domain, env, args[0], args[1]))
+        }
+        // Xen takes `unsigned int cmd, ..., unsigned int count`.
+        xen::HYPERVISOR_GRANT_TABLE_OP => {
+            use crate::grant_table::Progress;
+            match env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32) {
+                Ok(Progress::Done(ret)) => Outcome::value(ret),
+                // A preempted batch: the same command on the rest.
+                Ok(Progress::More { arg, count }) => {
+                    let mut next = args;
+                    next[1] = arg;
+                    next[2] = u64::from(count);
+                    Outcome::continuation(nr, next)
+                }
+                Err(e) => Outcome::error(e),
+            }
+        }
+        xen::HYPERVISOR_SET_TIMER_OP => {
+            set_timer_op(domain, vcpu, env, args[0]);
+            Outcome::value(0)
+        }
+        xen::HYPERVISOR_MULTICALL => Outcome::error(errno::EINVAL),
+        // No VM assist type is valid for HVM/PVH guests: every request is
+        // -EINVAL, as on Xen.
+        xen::HYPERVISOR_VM_ASSIST => Outcome::error(errno::EINVAL),
+        _ => Outcome::error(errno::ENOSYS),
+    }
+}
+
+/// Resolves a `domid_t` argument to the caller itself.
+fn own_domain(domain: &Domain, domid: DomId) -> Result<(), Errno> {
+    if domid == DOMID_SELF || domid == domain.id {
+        Ok(())
+    } else if domain.privileged {
+        Err(errno::ESRCH)
+    } else {
+        Err(errno::EPERM)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::time::TimeScale;
+
+    /// A guest whose linear and physical addresses are the same 64 KiB.
+    pub(crate) struct FakeEnv {
+        pub(crate) mem: Vec<u8>,
+        pub(crate) console: Vec<u8>,
+        pub(crate) now: u64,
+        pub(crate) shared_info_at: Option<u64>,
+        pub(crate) shared_info:
+            Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>,
+        /// Another domain with its own memory, for interdomain calls.
+        pub(crate) peer: Option<Box<(Domain, FakeEnv)>>,
+        /// Console backend kicks seen, and whether the backend takes output.
+        pub(crate) console_kicks: u32,
+        pub(crate) console_takes: bool,
+    }
+
+    pub(crate) const MEM: usize = 64 * 1024;
+
+    impl FakeEnv {
+        pub(crate) fn new() -> Self {
+            Self {
+                mem: vec![0; MEM],
+                console: Vec::new(),
+                now: 1_000_000,
+                shared_info_at: None,
+                shared_info: Box::new(crate::shared_page::zeroed_words()),
+                peer: None,
+                console_kicks: 0,
+                console_takes: false,
+            }
+        }
+
+        fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
+            let start = usize::try_from(addr).map_err(|_| errno::EFAULT)?;
+            let end = start.checked_add(len).ok_or(errno::EFAULT)?;
+            if end > self.mem.len() {
+                return Err(errno::EFAULT);
+            }
+            Ok(start..end)
+        }
+
+        /// The shared-info page.
+        pub(crate) fn si(&self) -> SharedPage<'_> {
+            SharedPage::new(&self.shared_info)
+        }
+
+        /// A copy of the shared-info page's bytes.
+        pub(crate) fn si_bytes(&self) -> Vec<u8> {
+            let mut bytes = vec![0u8; 4096];
+            assert!(self.si().read(0, &mut bytes));
+            bytes
+        }
+
+        /// Zeroes the shared-info page.
+        pub(crate) fn si_clear(&self) {
+            for at in (0..4096).step_by(8) {
+                self.si().store(at, 0);
+            }
+        }
+
+        pub(crate) fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
+            let range = self.range(addr, value.as_bytes().len()).unwrap();
+            self.mem[range].copy_from_slice(value.as_bytes());
+        }
+
+        pub(crate) fn get<T: FromBytes + IntoBytes + Immutable>(&self, addr: u64) -> T {
+            let mut value = T::new_zeroed();
+            let range = self.range(addr, value.as_bytes().len()).unwrap();
+            value.as_mut_bytes().copy_from_slice(&self.mem[range]);
+            value
+        }
+    }
+
+    impl GuestEnv for FakeEnv {
+        fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            let range = self.range(addr, buf.len())?;
+            buf.copy_from_slice(&self.mem[range]);
+            Ok(())
+        }
+        fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+            let range = self.range(addr, buf.len())?;
+            self.mem[range].copy_from_slice(buf);
+            Ok(())
+        }
+        fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+            self.copy_to_guest(gpa, buf)
+        }
+        fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            self.copy_from_guest(gpa, buf)
+        }
+        fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>)) {
+            f(SharedPage::new(&self.shared_info));
+        }
+        fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
+            let range = self.range(gfn.checked_mul(4096).ok_or(errno::EFAULT)?, 4096)?;
+            let ptr = self.mem[range].as_mut_ptr();
+            if !(ptr as usize).is_multiple_of(8) {
+                return Err(errno::EFAULT);
+            }
+            // SAFETY: 4096 bytes of `self.mem`, 8-byte aligned (checked),
+            // exclusively borrowed for the call.
+            let words = unsafe { &*ptr.cast::<[core::sync::atomic::AtomicU64; 512]>() };
+            f(SharedPage::new(words));
+            Ok(())
+        }
+        fn now_ns(&self) -> u64 {
+            self.now
+        }
+        fn time_snapshot(&self) -> (u64, u64) {
+            (self.now * 2, self.now)
+        }
+        fn time_scale(&self) -> TimeScale {
+            TimeScale::from_hz(2_000_000_000)
+        }
+        fn wallclock_base(&self) -> (u64, u32) {
+            (1_700_000_000, 5)
+        }
+        fn console_write(&mut self, _domid: DomId, text: &[u8]) {
+            self.console.extend_from_slice(text);
+        }
+        fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+            0
+        }
+        fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
+            self.shared_info_at = Some(gfn * 4096);
+            Ok(())
+        }
+        fn hypervisor_cmdline(&self) -> &str {
+            "console=com1"
+        }
+        fn host_memory_map(&self) -> Vec<GuestMemRegion> {
+            vec![GuestMemRegion {
+                addr: 0,
+                size: 1 << 30,
+                kind: 1,
+            }]
+        }
+        fn host_max_page(&self) -> u64 {
+            1 << 18
+        }
+        fn with_domain(
+            &mut self,
+            domid: DomId,
+            f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+        ) -> Result<(), Errno> {
+            match self.peer.as_deref_mut() {
+                Some((d, env)) if d.id == domid => {
+                    f(d, env);
+                    Ok(())
+                }
+                _ => Err(errno::ESRCH),
+            }
+        }
+        fn console_ring_kick(&mut self, _domid: DomId) -> bool {
+            self.console_kicks += 1;
+            self.console_takes
+        }
+        fn guest_atomic_u32(
+            &mut self,
+            gpa: u64,
+            f: &mut dyn FnMut(&AtomicU32),
+        ) -> Result<(), Errno> {
+            if !gpa.is_multiple_of(4) {
+                return Err(errno::EFAULT);
+            }
+            let range = self.range(gpa, 4)?;
+            let ptr = self.mem[range].as_mut_ptr();
+            if !(ptr as usize).is_multiple_of(4) {
+                return Err(errno::EFAULT);
+            }
+            // SAFETY: four bytes of `self.mem`, 4-byte aligned (checked),
+            // exclusively borrowed for the call.
+            f(unsafe { AtomicU32::from_ptr(ptr.cast()) });
+            Ok(())
+        }
+    }
+
+    pub(crate) fn domu() -> Domain {
+        let mut d = Domain::new(1, false, 16, 2, 0);
+        d.memory_map = vec![GuestMemRegion {
+            addr: 0,
+            size: MEM as u64,
+            kind: 1,
+        }];
+        d
+    }
+
+    pub(crate) fn call(d: &mut Domain, env: &mut FakeEnv, nr: u64, args: [u64; 5]) -> Outcome {
+        dispatch(d, 0, env, nr, args, 0)
+    }
+
+    pub(crate) fn ret(e: Errno) -> i64 {
+        e.to_hypercall_ret()
+    }
+
+    /// Issues hypercall `nr` as the platform does: again with the new
+    /// arguments for as long as it continues. Returns the final outcome and
+    /// the arguments of every round after the first.
+    pub(crate) fn call_to_end(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        nr: u64,
+        mut args: [u64; 5],
+    ) -> (Outcome, Vec<[u64; 5]>) {
+        let mut rounds = Vec::new();
+        loop {
+            let out = call(d, env, nr, args);
+            match out.next {
+                Next::Continuation { args: next } => {
+                    assert_eq!(out.ret, nr as i64, "a continuation keeps the number in RAX");
+                    assert!(rounds.len() < 1 << 20, "the hypercall never ends");
+                    rounds.push(next);
+                    args = next;
+                }
+                _ => return (out, rounds),
+            }
+        }
+    }
+
+    pub(crate) const BAD: u64 = 0xdead_0000_0000;
+
+    pub(crate) fn evtchn(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        cmd: u32,
+        op: &(impl IntoBytes + Immutable),
+    ) -> i64 {
+        let bytes = op.as_bytes();
+        env.mem[0x300..0x300 + bytes.len()].copy_from_slice(bytes);
+        call(
+            d,
+            env,
+            xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            [cmd as u64, 0x300, 0, 0, 0],
+        )
+        .ret
+    }
+
+    /// Domain 1 calling, with domain 2 (unprivileged) beside it.
+    pub(crate) fn two_domains() -> (Domain, FakeEnv) {
+        let mut env = FakeEnv::new();
+        let mut peer = domu();
+        peer.id = 2;
+        env.peer = Some(Box::new((peer, FakeEnv::new())));
+        (domu(), env)
+    }
+
+    pub(crate) fn peer(env: &mut FakeEnv) -> &mut (Domain, FakeEnv) {
+        env.peer.as_deref_mut().unwrap()
+    }
+
+    #[test]
+    fn user_mode_and_unknown_calls() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let out = dispatch(&mut d, 0, &mut env, xen::HYPERVISOR_XEN_VERSION, [0; 5], 3);
+        assert_eq!(out.ret, ret(errno::EPERM));
+        for nr in [1u64, 23, 42, 127, 128, u64::MAX] {
+            assert_eq!(
+                call(&mut d, &mut env, nr, [0; 5]).ret,
+                ret(errno::ENOSYS),
+                "hypercall {nr}"
+            );
+        }
+        assert_eq!(
+            call(&mut d, &mut env, xen::HYPERVISOR_VM_ASSIST, [0, 0, 0, 0, 0]).ret,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            dispatch(&mut d, 7, &mut env, xen::HYPERVISOR_XEN_VERSION, [0; 5], 0).ret,
+            ret(errno::EINVAL)
+        );
+    }
+}
