@@ -39,7 +39,8 @@ use rxen_abi::event_channel::{
     EVTCHN_FIFO_PRIORITY_DEFAULT, EVTCHN_FIFO_PRIORITY_MIN,
 };
 
-use crate::event_channel::EventChannels;
+use super::{mark_events_pending, EventChannels, PortOps};
+use crate::domain::Domain;
 use crate::hypercall::GuestEnv;
 
 /// Event words (32 bits) in one event-array page (Xen's
@@ -178,6 +179,55 @@ impl Fifo {
         p.priority = EVTCHN_FIFO_PRIORITY_DEFAULT as u8;
         p.pending = false;
         Ok(())
+    }
+}
+
+/// The FIFO ABI's port operations (Xen's `evtchn_port_ops_fifo`).
+pub struct FifoOps;
+
+impl PortOps for FifoOps {
+    fn nr_channels(&self) -> u32 {
+        EVTCHN_FIFO_NR_CHANNELS
+    }
+
+    fn init(&self, events: &mut EventChannels, port: u32) -> Result<(), Errno> {
+        match events.fifo_mut() {
+            Some(fifo) => fifo.port_allocated(port),
+            None => Ok(()),
+        }
+    }
+
+    fn set_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        if let Some(vcpu) = set_pending(&mut domain.events, env, port) {
+            mark_events_pending(domain, vcpu as usize, env);
+        }
+    }
+
+    fn clear_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        clear_pending(&mut domain.events, env, port);
+    }
+
+    fn unmask(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        if let Some(vcpu) = unmask(&mut domain.events, env, port) {
+            mark_events_pending(domain, vcpu as usize, env);
+        }
+    }
+
+    fn is_pending(&self, domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool {
+        is_pending(&domain.events, env, port)
+    }
+
+    fn is_masked(&self, domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool {
+        is_masked(&domain.events, env, port)
+    }
+
+    fn set_priority(
+        &self,
+        events: &mut EventChannels,
+        port: u32,
+        priority: u32,
+    ) -> Result<(), Errno> {
+        set_priority(events, port, priority)
     }
 }
 
@@ -442,6 +492,15 @@ pub fn is_pending(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> 
         }
         None => fifo.waits_for_word(port),
     }
+}
+
+/// Whether `port` is masked (FIFO mode): its MASKED bit, and a port
+/// without event word counts as masked (Xen's `evtchn_fifo_is_masked`).
+pub fn is_masked(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> bool {
+    let Some(at) = events.fifo().and_then(|fifo| fifo.word_address(port)) else {
+        return true;
+    };
+    with_word(env, at, |word| word.load(Ordering::SeqCst) & MASKED != 0).unwrap_or(true)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! 2-level ([`two_level`], bits in the shared-info page) until the domain
 //! switches to FIFO ([`fifo`], EVTCHNOP_init_control), whose state lives
 //! beside the table and whose ports go up to `EVTCHN_FIFO_NR_CHANNELS`.
+//! Everything that depends on the ABI goes through its [`PortOps`] (Xen's
+//! `struct evtchn_port_ops`), chosen in one place: [`EventChannels::ops`].
 
 pub mod fifo;
 pub mod two_level;
@@ -16,12 +18,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rxen_abi::errno::{self, Errno};
-use rxen_abi::event_channel::{EVTCHN_2L_NR_CHANNELS, EVTCHN_FIFO_NR_CHANNELS};
+use rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
 use rxen_abi::xen::{self, NR_VIRQS};
 
 use crate::domain::{DomId, Domain};
-use crate::hypercall::shared_info::{with_vcpu_info, PENDING_SEL_AT, UPCALL_PENDING_AT};
-use crate::hypercall::{read_guest, with_shared_info, write_guest, GuestEnv, DOMID_SELF};
+use crate::hypercall::shared_info::{with_vcpu_info, UPCALL_PENDING_AT};
+use crate::hypercall::{read_guest, write_guest, GuestEnv, DOMID_SELF};
 use fifo::Fifo;
 
 /// What a port is bound to.
@@ -71,6 +73,40 @@ pub struct EventChannels {
     /// The highest port the domain may use (Xen's `max_evtchn_port`, from
     /// xl's `max_event_channels`); the ABI's own limit applies too.
     max_port: u32,
+}
+
+/// What depends on a domain's event channel ABI, as Xen's
+/// `struct evtchn_port_ops`: implemented once per ABI
+/// ([`two_level::TwoLevelOps`], [`fifo::FifoOps`]).
+/// [`EventChannels::ops`] gives a domain's current one, the only place
+/// where the ABI is chosen. No method has a default: an ABI implements
+/// every one (an ABI without priorities refuses them itself).
+pub trait PortOps: Sync {
+    /// The ABI's number of ports (Xen's `max_evtchns`).
+    fn nr_channels(&self) -> u32;
+    /// A port was (re)allocated (Xen's `init`): `-ENOMEM` when the ABI's
+    /// state cannot grow to it.
+    fn init(&self, events: &mut EventChannels, port: u32) -> Result<(), Errno>;
+    /// Sets allocated port `port` pending and notifies its vCPU unless it
+    /// is masked (Xen's `set_pending`).
+    fn set_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32);
+    /// Clears `port`'s pending state (Xen's `clear_pending`, on close).
+    fn clear_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32);
+    /// EVTCHNOP_unmask of allocated port `port`: a pending port is
+    /// delivered (Xen's `unmask`).
+    fn unmask(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32);
+    /// Whether `port` is pending (Xen's `is_pending`).
+    fn is_pending(&self, domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool;
+    /// Whether `port` is masked (Xen's `is_masked`).
+    fn is_masked(&self, domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool;
+    /// EVTCHNOP_set_priority of allocated port `port` (Xen's
+    /// `set_priority`; `-ENOSYS` for an ABI without priorities).
+    fn set_priority(
+        &self,
+        events: &mut EventChannels,
+        port: u32,
+        priority: u32,
+    ) -> Result<(), Errno>;
 }
 
 /// VIRQs bound per vCPU (the others are global and live on vCPU 0).
@@ -129,12 +165,20 @@ impl EventChannels {
     /// 2-level ABI, 2^17 with FIFO (Xen's `max_evtchns`), and no more than
     /// its own limit allows ([`EventChannels::set_max_port`]).
     pub fn max_ports(&self) -> u32 {
-        let abi = if self.fifo.is_some() {
-            EVTCHN_FIFO_NR_CHANNELS
-        } else {
-            EVTCHN_2L_NR_CHANNELS
-        };
+        let abi = self.ops().nr_channels();
         abi.min(self.max_port.saturating_add(1))
+    }
+
+    /// The port operations of the domain's current ABI (Xen's
+    /// `d->evtchn_port_ops`): FIFO once the domain switched to it, 2-level
+    /// before and after EVTCHNOP_reset. Every operation whose effect
+    /// depends on the ABI goes through them.
+    pub fn ops(&self) -> &'static dyn PortOps {
+        if self.fifo.is_some() {
+            &fifo::FifoOps
+        } else {
+            &two_level::TwoLevelOps
+        }
     }
 
     /// Whether the domain uses the FIFO ABI.
@@ -203,9 +247,7 @@ impl EventChannels {
             }
             None => return Err(errno::ENOSPC),
         };
-        if let Some(fifo) = self.fifo.as_deref_mut() {
-            fifo.port_allocated(index as u32)?;
-        }
+        self.ops().init(self, index as u32)?;
         self.ports[index] = Port { state, vcpu };
         Ok(index as u32)
     }
@@ -399,23 +441,10 @@ fn wake_pollers(domain: &mut Domain, port: u32) {
     }
 }
 
-/// Tells vCPU `vcpu` that selector word `word` has events, as Xen's
-/// `evtchn_2l_set_pending`: the selector bit with one atomic operation and,
-/// when it was clear, `evtchn_upcall_pending` and the end of its block.
-fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv) {
-    let was_set = with_vcpu_info(domain, vcpu, env, |page, base| {
-        page.test_and_set_bit(base + PENDING_SEL_AT, word)
-    })
-    .flatten();
-    if was_set != Some(true) {
-        mark_events_pending(domain, vcpu, env);
-    }
-}
-
 /// Sets `evtchn_upcall_pending` of vCPU `vcpu` (one atomic bit operation,
 /// as Xen's `vcpu_mark_events_pending`; all the FIFO ABI signals) and ends
 /// its block.
-fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv) {
+pub(crate) fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv) {
     let was_pending = with_vcpu_info(domain, vcpu, env, |page, base| {
         page.test_and_set_bit(base + UPCALL_PENDING_AT, 0)
     })
@@ -435,20 +464,11 @@ fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv)
 /// Sets `port` pending and notifies its vCPU unless it is masked, with the
 /// domain's ABI (2-level bitmap or FIFO queues).
 fn deliver(domain: &mut Domain, port: u32, env: &mut dyn GuestEnv) {
-    let Some(p) = domain.events.port(port) else {
+    if domain.events.port(port).is_none() {
         return;
-    };
+    }
     wake_pollers(domain, port);
-    if domain.events.is_fifo() {
-        if let Some(vcpu) = fifo::set_pending(&mut domain.events, env, port) {
-            mark_events_pending(domain, vcpu as usize, env);
-        }
-        return;
-    }
-    let word = with_shared_info(env, |page| two_level::set_pending(&page, port));
-    if let Some(word) = word.flatten() {
-        notify(domain, p.vcpu as usize, word, env);
-    }
+    domain.events.ops().set_pending(domain, env, port);
 }
 
 /// As Xen looks up the target of an operation on `target`'s channels: the
@@ -535,11 +555,7 @@ fn disconnect_remote(
 /// A closed port has nothing pending, with the domain's ABI (Xen's
 /// `evtchn_port_clear_pending` on close).
 fn clear_pending(domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
-    if domain.events.is_fifo() {
-        fifo::clear_pending(&mut domain.events, env, port);
-    } else {
-        with_shared_info(env, |page| two_level::clear_pending(&page, port));
-    }
+    domain.events.ops().clear_pending(domain, env, port);
 }
 
 /// EVTCHNOP_reset (Xen's `evtchn_reset`): closes every port (the peers of
@@ -738,16 +754,8 @@ pub(crate) fn event_channel_op(
         }
         ev::EVTCHNOP_UNMASK => {
             let op: ev::EvtchnUnmask = read_guest(env, arg)?;
-            let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
-            if domain.events.is_fifo() {
-                if let Some(vcpu) = fifo::unmask(&mut domain.events, env, op.port) {
-                    mark_events_pending(domain, vcpu as usize, env);
-                }
-            } else if let Some(Some(word)) =
-                with_shared_info(env, |page| two_level::unmask(&page, op.port))
-            {
-                notify(domain, port.vcpu as usize, word, env);
-            }
+            domain.events.port(op.port).ok_or(errno::EINVAL)?;
+            domain.events.ops().unmask(domain, env, op.port);
             Ok(0)
         }
         ev::EVTCHNOP_BIND_VCPU => {
@@ -801,7 +809,10 @@ pub(crate) fn event_channel_op(
         }
         ev::EVTCHNOP_SET_PRIORITY => {
             let op: ev::EvtchnSetPriority = read_guest(env, arg)?;
-            fifo::set_priority(&mut domain.events, op.port, op.priority).map(|_| 0)
+            domain.events.port(op.port).ok_or(errno::EINVAL)?;
+            let ops = domain.events.ops();
+            ops.set_priority(&mut domain.events, op.port, op.priority)
+                .map(|_| 0)
         }
         _ => Err(errno::ENOSYS),
     }
@@ -813,6 +824,82 @@ mod tests {
     use crate::hypercall::tests::*;
     use crate::hypercall::{expire_timers, upcall_pending, Next};
     use rxen_abi::{sched, vcpu};
+
+    #[test]
+    fn the_two_level_abi_answers_through_its_port_ops() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let port = d.events.bind_ipi(0).unwrap();
+        let ops = d.events.ops();
+        assert_eq!(ops.nr_channels(), EVTCHN_2L_NR_CHANNELS);
+        assert!(!ops.is_pending(&d, &mut env, port));
+        assert!(!ops.is_masked(&d, &mut env, port));
+        let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
+        env.si().test_and_set_bit(mask_at, port as usize);
+        assert!(ops.is_masked(&d, &mut env, port));
+        ops.set_pending(&mut d, &mut env, port);
+        assert!(ops.is_pending(&d, &mut env, port));
+        assert!(
+            two_level::is_pending(&env.si(), port),
+            "the shared-info bit"
+        );
+        assert!(!upcall_pending(&d, 0, &mut env), "masked: no upcall");
+        ops.unmask(&mut d, &mut env, port);
+        assert!(!ops.is_masked(&d, &mut env, port));
+        assert!(upcall_pending(&d, 0, &mut env), "unmasking delivers it");
+        ops.clear_pending(&mut d, &mut env, port);
+        assert!(!ops.is_pending(&d, &mut env, port));
+        assert_eq!(ops.set_priority(&mut d.events, port, 1), Err(errno::ENOSYS));
+    }
+
+    #[test]
+    fn the_fifo_abi_answers_through_its_port_ops_until_reset() {
+        use rxen_abi::event_channel as ev;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let port = d.events.bind_ipi(0).unwrap();
+        // Control block at frame 1, then one event-array page at frame 2.
+        let init = ev::EvtchnInitControl {
+            control_gfn: 1,
+            offset: 0,
+            vcpu: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d, &mut env, ev::EVTCHNOP_INIT_CONTROL, &init),
+            0
+        );
+        let ops = d.events.ops();
+        assert_eq!(ops.nr_channels(), ev::EVTCHN_FIFO_NR_CHANNELS);
+        assert!(
+            ops.is_masked(&d, &mut env, port),
+            "no event word yet: masked, as Xen"
+        );
+        let expand = ev::EvtchnExpandArray { array_gfn: 2 };
+        assert_eq!(
+            evtchn(&mut d, &mut env, ev::EVTCHNOP_EXPAND_ARRAY, &expand),
+            0
+        );
+        let word_at = 2 * 4096 + u64::from(port) * 4;
+        assert!(!ops.is_masked(&d, &mut env, port));
+        env.put(word_at, &(1u32 << ev::EVTCHN_FIFO_MASKED));
+        assert!(ops.is_masked(&d, &mut env, port));
+        ops.set_pending(&mut d, &mut env, port);
+        assert!(ops.is_pending(&d, &mut env, port));
+        assert!(!upcall_pending(&d, 0, &mut env), "masked: no upcall");
+        ops.unmask(&mut d, &mut env, port);
+        assert!(!ops.is_masked(&d, &mut env, port));
+        assert!(upcall_pending(&d, 0, &mut env), "unmasking queues it");
+        ops.clear_pending(&mut d, &mut env, port);
+        assert!(!ops.is_pending(&d, &mut env, port));
+        assert_eq!(ops.set_priority(&mut d.events, port, 1), Ok(()));
+        assert_eq!(
+            ops.set_priority(&mut d.events, port, ev::EVTCHN_FIFO_PRIORITY_MIN + 1),
+            Err(errno::EINVAL)
+        );
+        // EVTCHNOP_reset goes back to the 2-level operations.
+        let reset = ev::EvtchnReset { dom: DOMID_SELF };
+        assert_eq!(evtchn(&mut d, &mut env, ev::EVTCHNOP_RESET, &reset), 0);
+        assert_eq!(d.events.ops().nr_channels(), EVTCHN_2L_NR_CHANNELS);
+    }
 
     #[test]
     fn virq_binding_rules() {

@@ -1,11 +1,84 @@
 //! Event channels, 2-level ABI (Xen's common/event_2l.c): one pending and
 //! one mask bit per port in the shared-info page, and a selector word per
-//! vCPU in its `vcpu_info`.
+//! vCPU in its `vcpu_info`; [`TwoLevelOps`] is the ABI's [`PortOps`].
 
+use rxen_abi::errno::{self, Errno};
 use rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
 use rxen_abi::xen;
 
+use super::{mark_events_pending, EventChannels, PortOps};
+use crate::domain::Domain;
+use crate::hypercall::shared_info::{with_vcpu_info, PENDING_SEL_AT};
+use crate::hypercall::{with_shared_info, GuestEnv};
 use crate::shared_page::SharedPage;
+
+/// The 2-level ABI's port operations (Xen's `evtchn_port_ops_2l`).
+pub struct TwoLevelOps;
+
+impl PortOps for TwoLevelOps {
+    fn nr_channels(&self) -> u32 {
+        EVTCHN_2L_NR_CHANNELS
+    }
+
+    fn init(&self, _events: &mut EventChannels, _port: u32) -> Result<(), Errno> {
+        // Nothing per port beyond the bitmaps.
+        Ok(())
+    }
+
+    fn set_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        let Some(p) = domain.events.port(port) else {
+            return;
+        };
+        let word = with_shared_info(env, |page| set_pending(&page, port));
+        if let Some(word) = word.flatten() {
+            notify(domain, p.vcpu as usize, word, env);
+        }
+    }
+
+    fn clear_pending(&self, _domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        with_shared_info(env, |page| clear_pending(&page, port));
+    }
+
+    fn unmask(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        let Some(p) = domain.events.port(port) else {
+            return;
+        };
+        if let Some(Some(word)) = with_shared_info(env, |page| unmask(&page, port)) {
+            notify(domain, p.vcpu as usize, word, env);
+        }
+    }
+
+    fn is_pending(&self, _domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool {
+        with_shared_info(env, |page| is_pending(&page, port)).unwrap_or(false)
+    }
+
+    fn is_masked(&self, _domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool {
+        with_shared_info(env, |page| is_masked(&page, port)).unwrap_or(false)
+    }
+
+    fn set_priority(
+        &self,
+        _events: &mut EventChannels,
+        _port: u32,
+        _priority: u32,
+    ) -> Result<(), Errno> {
+        // The 2-level ABI has no priorities (Xen: no `set_priority`).
+        Err(errno::ENOSYS)
+    }
+}
+
+/// Tells vCPU `vcpu` that selector word `word` has events, as Xen's
+/// `evtchn_2l_set_pending`: the selector bit with one atomic operation and,
+/// when it was clear, `evtchn_upcall_pending` and the end of its block.
+fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv) {
+    let was_set = with_vcpu_info(domain, vcpu, env, |page, base| {
+        page.test_and_set_bit(base + PENDING_SEL_AT, word)
+    })
+    .flatten();
+    if was_set != Some(true) {
+        mark_events_pending(domain, vcpu, env);
+    }
+}
 
 /// Byte offset of `evtchn_pending` in the shared-info page.
 const PENDING_AT: usize = core::mem::offset_of!(xen::SharedInfo, evtchn_pending);

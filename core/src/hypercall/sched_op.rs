@@ -8,11 +8,8 @@ use rxen_abi::errno::{self, Errno};
 use rxen_abi::{sched, xen};
 
 use super::shared_info::set_upcall_mask;
-use super::{
-    from_result, raise_virq, read_guest, upcall_pending, with_shared_info, GuestEnv, Next, Outcome,
-};
+use super::{from_result, raise_virq, read_guest, upcall_pending, GuestEnv, Next, Outcome};
 use crate::domain::{Domain, ShutdownReason};
-use crate::event_channel::fifo;
 
 /// Most ports SCHEDOP_poll takes.
 const MAX_POLL_PORTS: u32 = 128;
@@ -137,16 +134,9 @@ fn poll(
     if upcall_pending(domain, vcpu, env) {
         return Ok(None);
     }
+    let ops = domain.events.ops();
     for &port in &ports {
-        let pending = if domain.events.is_fifo() {
-            fifo::is_pending(&domain.events, env, port)
-        } else {
-            with_shared_info(env, |page| {
-                crate::event_channel::two_level::is_pending(&page, port)
-            })
-            .unwrap_or(false)
-        };
-        if pending {
+        if ops.is_pending(domain, env, port) {
             return Ok(None);
         }
     }
