@@ -30,5 +30,7 @@ pub mod sched;
 pub mod shared_page;
 #[cfg(test)]
 mod test_alloc;
+#[cfg(test)]
+mod test_support;
 pub mod time;
 pub mod vlapic;

@@ -507,8 +507,8 @@ pub fn is_masked(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> b
 mod tests {
     use super::*;
     use crate::domain::Domain;
-    use crate::hypercall::tests::{domu, evtchn, peer, ret, two_domains, FakeEnv, MEM};
     use crate::hypercall::upcall_pending;
+    use crate::test_support::{domu, evtchn, peer, ret, two_domains, FakeEnv, MEM};
     use rxen_abi::event_channel as ev;
 
     /// vCPU 0's control block: frame 1, offset 0.

@@ -821,8 +821,8 @@ pub(crate) fn event_channel_op(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::*;
     use crate::hypercall::{expire_timers, upcall_pending, Next};
+    use crate::test_support::{call, domu, evtchn, peer, ret, two_domains, FakeEnv, BAD};
     use rxen_abi::{sched, vcpu};
 
     #[test]

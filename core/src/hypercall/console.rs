@@ -60,8 +60,8 @@ pub(super) fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::*;
     use crate::hypercall::Next;
+    use crate::test_support::{call, call_to_end, domu, ret, FakeEnv, BAD, MEM};
 
     #[test]
     fn console_io_copies_checks_and_refuses() {

@@ -99,7 +99,7 @@ pub(super) fn hvm_op(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD};
     use rxen_abi::xen;
 
     #[test]

@@ -103,7 +103,7 @@ fn copy_memory_map(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD, MEM};
     use rxen_abi::xen;
     use zerocopy::{FromZeros, IntoBytes};
 

@@ -101,9 +101,8 @@ pub(super) fn multicall(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::call;
-    use crate::hypercall::tests::*;
     use crate::hypercall::CONSOLE_WRITE_BATCH;
+    use crate::test_support::{call, call_to_end, domu, ret, FakeEnv, BAD, MEM};
     use rxen_abi::{sched, version};
     use zerocopy::FromZeros;
 

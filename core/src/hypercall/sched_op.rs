@@ -228,7 +228,7 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn G
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD};
     use rxen_abi::vcpu;
     use zerocopy::FromZeros;
 

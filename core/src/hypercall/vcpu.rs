@@ -194,7 +194,7 @@ pub fn set_runstate(domain: &mut Domain, vcpu: usize, state: RunstateKind, now: 
 mod tests {
     use super::*;
     use crate::hypercall::expire_timers;
-    use crate::hypercall::tests::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD};
 
     #[test]
     fn vcpu_op_validates_every_argument() {

@@ -98,7 +98,7 @@ pub(super) fn xen_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD};
     use rxen_abi::xen;
 
     #[test]
