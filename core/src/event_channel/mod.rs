@@ -23,7 +23,7 @@ use rxen_abi::xen::{self, NR_VIRQS};
 
 use crate::domain::{DomId, Domain};
 use crate::hypercall::shared_info::{with_vcpu_info, UPCALL_PENDING_AT};
-use crate::hypercall::{read_guest, write_guest, GuestEnv, DOMID_SELF};
+use crate::hypercall::{from_result, read_guest, write_guest, GuestEnv, Outcome, DOMID_SELF};
 use fifo::Fifo;
 
 /// What a port is bound to.
@@ -606,7 +606,17 @@ pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
     }
 }
 
-pub(crate) fn event_channel_op(
+/// `event_channel_op(cmd, arg)`.
+pub(crate) fn do_event_channel_op(
+    domain: &mut Domain,
+    _vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    from_result(event_channel_op(domain, env, args[0], args[1]))
+}
+
+fn event_channel_op(
     domain: &mut Domain,
     env: &mut dyn GuestEnv,
     cmd: u64,

@@ -20,7 +20,16 @@ pub const CONSOLE_WRITE_BATCH: u64 = 4096;
 /// `cmd` and `count`. A write emits at most [`CONSOLE_WRITE_BATCH`] bytes per
 /// exit and continues with the rest, as Xen's `guest_console_write` does;
 /// the part before a fault is written, then the call fails with -EFAULT.
-pub(super) fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcome {
+pub(super) fn do_console_io(
+    domain: &mut Domain,
+    _vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    console_io(domain, env, args)
+}
+
+fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcome {
     let (cmd, count, buffer) = (args[0] as u32, args[1] as u32 as u64, args[2]);
     match cmd {
         xen::CONSOLEIO_WRITE => {

@@ -6,13 +6,25 @@ use alloc::vec::Vec;
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::memory;
 
-use super::{own_domain, read_guest, write_guest, write_shared_info_time, GuestEnv};
+use super::{
+    from_result, own_domain, read_guest, write_guest, write_shared_info_time, GuestEnv, Outcome,
+};
 use crate::domain::{Domain, GuestMemRegion};
 
 /// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
 const MEMOP_CMD_MASK: u64 = 0x3F;
 
-pub(super) fn memory_op(
+/// `memory_op(cmd, arg)`.
+pub(super) fn do_memory_op(
+    domain: &mut Domain,
+    _vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    from_result(memory_op(domain, env, args[0], args[1]))
+}
+
+fn memory_op(
     domain: &mut Domain,
     env: &mut dyn GuestEnv,
     cmd: u64,

@@ -48,15 +48,6 @@ pub use shared_info::{upcall_pending, write_shared_info_time, write_vcpu_time};
 pub use vcpu::set_runstate;
 pub use version::feature_submap0;
 
-use crate::event_channel::event_channel_op;
-use console::console_io;
-use hvm::hvm_op;
-use memory::memory_op;
-use multicall::multicall;
-use sched_op::{sched_op, set_timer_op};
-use vcpu::vcpu_op;
-use version::xen_version;
-
 /// `DOMID_SELF`.
 pub(crate) const DOMID_SELF: DomId = 0x7FF0;
 
@@ -199,7 +190,7 @@ impl Outcome {
     }
 }
 
-fn from_result(result: Result<i64, Errno>) -> Outcome {
+pub(crate) fn from_result(result: Result<i64, Errno>) -> Outcome {
     match result {
         Ok(value) => Outcome::value(value),
         Err(e) => Outcome::error(e),
@@ -260,13 +251,34 @@ pub fn dispatch(
     if vcpu >= domain.vcpus.len() {
         return Outcome::error(errno::EINVAL);
     }
-    match nr {
-        // Xen takes `unsigned int nr_calls`.
-        xen::HYPERVISOR_MULTICALL => multicall(domain, vcpu, env, args),
-        _ => call(domain, vcpu, env, nr, args),
-    }
+    call(domain, vcpu, env, nr, args)
 }
 
+/// A hypercall handler: the calling domain, the calling vCPU (one that
+/// exists), the platform and the five argument registers.
+type Handler = fn(&mut Domain, usize, &mut dyn GuestEnv, [u64; 5]) -> Outcome;
+
+/// The hypercall table (Xen's `hvm_hypercall_table`), by number: a number
+/// that is not in it is `-ENOSYS`.
+const HYPERCALLS: [(u64, Handler); 11] = [
+    (xen::HYPERVISOR_MEMORY_OP, memory::do_memory_op),
+    // Xen takes `unsigned int nr_calls`.
+    (xen::HYPERVISOR_MULTICALL, multicall::multicall),
+    (xen::HYPERVISOR_SET_TIMER_OP, sched_op::do_set_timer_op),
+    (xen::HYPERVISOR_XEN_VERSION, version::do_xen_version),
+    (xen::HYPERVISOR_CONSOLE_IO, console::do_console_io),
+    (xen::HYPERVISOR_GRANT_TABLE_OP, do_grant_table_op),
+    (xen::HYPERVISOR_VM_ASSIST, do_vm_assist),
+    (xen::HYPERVISOR_VCPU_OP, vcpu::do_vcpu_op),
+    (xen::HYPERVISOR_SCHED_OP, sched_op::do_sched_op),
+    (
+        xen::HYPERVISOR_EVENT_CHANNEL_OP,
+        crate::event_channel::do_event_channel_op,
+    ),
+    (xen::HYPERVISOR_HVM_OP, hvm::do_hvm_op),
+];
+
+/// Runs hypercall `nr` through [`HYPERCALLS`].
 fn call(
     domain: &mut Domain,
     vcpu: usize,
@@ -274,52 +286,39 @@ fn call(
     nr: u64,
     args: [u64; 5],
 ) -> Outcome {
-    match nr {
-        xen::HYPERVISOR_XEN_VERSION => from_result(xen_version(domain, env, args[0], args[1])),
-        xen::HYPERVISOR_CONSOLE_IO => console_io(domain, env, args),
-        xen::HYPERVISOR_SCHED_OP => sched_op(domain, vcpu, env, args[0], args[1]),
-        xen::HYPERVISOR_MEMORY_OP => from_result(memory_op(domain, env, args[0], args[1])),
-        xen::HYPERVISOR_HVM_OP => from_result(hvm_op(domain, env, args[0], args[1])),
-        xen::HYPERVISOR_VCPU_OP => {
-            let running = domain.shutdown.is_none();
-            let outcome = from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]));
-            match domain.shutdown {
-                // VCPUOP_down of the last vCPU powered the domain off.
-                Some(reason) if running => Outcome {
-                    ret: outcome.ret,
-                    next: Next::Shutdown(reason),
-                },
-                _ => outcome,
-            }
-        }
-        xen::HYPERVISOR_EVENT_CHANNEL_OP => {
-            from_result(event_channel_op(domain, env, args[0], args[1]))
-        }
-        // Xen takes `unsigned int cmd, ..., unsigned int count`.
-        xen::HYPERVISOR_GRANT_TABLE_OP => {
-            use crate::grant_table::Progress;
-            match env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32) {
-                Ok(Progress::Done(ret)) => Outcome::value(ret),
-                // A preempted batch: the same command on the rest.
-                Ok(Progress::More { arg, count }) => {
-                    let mut next = args;
-                    next[1] = arg;
-                    next[2] = u64::from(count);
-                    Outcome::continuation(nr, next)
-                }
-                Err(e) => Outcome::error(e),
-            }
-        }
-        xen::HYPERVISOR_SET_TIMER_OP => {
-            set_timer_op(domain, vcpu, env, args[0]);
-            Outcome::value(0)
-        }
-        xen::HYPERVISOR_MULTICALL => Outcome::error(errno::EINVAL),
-        // No VM assist type is valid for HVM/PVH guests: every request is
-        // -EINVAL, as on Xen.
-        xen::HYPERVISOR_VM_ASSIST => Outcome::error(errno::EINVAL),
-        _ => Outcome::error(errno::ENOSYS),
+    match HYPERCALLS.iter().find(|(number, _)| *number == nr) {
+        Some((_, handler)) => handler(domain, vcpu, env, args),
+        None => Outcome::error(errno::ENOSYS),
     }
+}
+
+/// `grant_table_op(cmd, arg, count)`: the platform runs
+/// [`crate::grant_table::grant_table_op`]. Xen takes `unsigned int cmd,
+/// ..., unsigned int count`.
+fn do_grant_table_op(
+    domain: &mut Domain,
+    _vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    use crate::grant_table::Progress;
+    match env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32) {
+        Ok(Progress::Done(ret)) => Outcome::value(ret),
+        // A preempted batch: the same command on the rest.
+        Ok(Progress::More { arg, count }) => {
+            let mut next = args;
+            next[1] = arg;
+            next[2] = u64::from(count);
+            Outcome::continuation(xen::HYPERVISOR_GRANT_TABLE_OP, next)
+        }
+        Err(e) => Outcome::error(e),
+    }
+}
+
+/// `vm_assist`: no VM assist type is valid for HVM/PVH guests, every
+/// request is -EINVAL, as on Xen.
+fn do_vm_assist(_: &mut Domain, _: usize, _: &mut dyn GuestEnv, _: [u64; 5]) -> Outcome {
+    Outcome::error(errno::EINVAL)
 }
 
 /// Resolves a `domid_t` argument to the caller itself.
@@ -337,6 +336,12 @@ fn own_domain(domain: &Domain, domid: DomId) -> Result<(), Errno> {
 mod tests {
     use super::*;
     use crate::test_support::{call, domu, ret, FakeEnv};
+
+    #[test]
+    fn the_hypercall_table_has_each_number_once_in_order() {
+        // A second entry for a number would never be reached.
+        assert!(HYPERCALLS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 
     #[test]
     fn user_mode_and_unknown_calls() {

@@ -59,7 +59,11 @@ pub(super) fn multicall(
             entry.args[4],
         ];
         // A nested multicall is refused per entry, as Xen does.
-        let outcome = call(domain, vcpu, env, entry.op, args);
+        let outcome = if entry.op == xen::HYPERVISOR_MULTICALL {
+            Outcome::error(errno::EINVAL)
+        } else {
+            call(domain, vcpu, env, entry.op, args)
+        };
         if let Next::Continuation { args } = outcome.next {
             // The entry continues: its new arguments go back to the list,
             // and the multicall resumes at this entry.

@@ -24,7 +24,17 @@ const HUGE_TIMEOUT_NS: u64 = 1 << 50;
 /// set_timer_op: where Xen puts a huge or negative timeout instead.
 const HUGE_TIMEOUT_RETRY_NS: u64 = 100_000_000;
 
-pub(super) fn sched_op(
+/// `sched_op(cmd, arg)`.
+pub(super) fn do_sched_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    sched_op(domain, vcpu, env, args[0], args[1])
+}
+
+fn sched_op(
     domain: &mut Domain,
     vcpu: usize,
     env: &mut dyn GuestEnv,
@@ -171,7 +181,17 @@ fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64
 /// `set_timer_op(timeout)`: 0 stops the single-shot timer; a negative
 /// timeout or one 2^50 ns or more ahead fires in 100 ms instead, as Xen
 /// does for Linux's wrapped jiffies.
-pub(super) fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeout: u64) {
+pub(super) fn do_set_timer_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    set_timer_op(domain, vcpu, env, args[0]);
+    Outcome::value(0)
+}
+
+fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeout: u64) {
     let now = env.now_ns();
     domain.vcpus[vcpu].singleshot_deadline = if timeout == 0 {
         None

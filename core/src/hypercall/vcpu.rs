@@ -7,7 +7,9 @@ use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 use rxen_abi::{vcpu, xen};
 use zerocopy::{FromZeros, IntoBytes};
 
-use super::{read_guest, write_guest, write_vcpu_time, GuestEnv, STIME_DELTA_MAX};
+use super::{
+    from_result, read_guest, write_guest, write_vcpu_time, GuestEnv, Next, Outcome, STIME_DELTA_MAX,
+};
 use crate::domain::{Domain, ShutdownReason};
 use crate::time::RunstateKind;
 
@@ -50,7 +52,27 @@ fn check_hvm_context(context: &VcpuHvmContext) -> Result<(), Errno> {
     }
 }
 
-pub(super) fn vcpu_op(
+/// `vcpu_op(cmd, vcpuid, arg)`: VCPUOP_down of the last vCPU up powers the
+/// domain off, and the vCPU's next step is the shutdown.
+pub(super) fn do_vcpu_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    let running = domain.shutdown.is_none();
+    let outcome = from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]));
+    match domain.shutdown {
+        // VCPUOP_down of the last vCPU powered the domain off.
+        Some(reason) if running => Outcome {
+            ret: outcome.ret,
+            next: Next::Shutdown(reason),
+        },
+        _ => outcome,
+    }
+}
+
+fn vcpu_op(
     domain: &mut Domain,
     current: usize,
     env: &mut dyn GuestEnv,
