@@ -162,3 +162,63 @@ pub(super) fn set_upcall_mask(domain: &Domain, vcpu: usize, env: &mut dyn GuestE
         page.store_u8(base + UPCALL_MASK_AT, value)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{domu, FakeEnv};
+    use crate::time::TimeScale;
+    use zerocopy::FromBytes;
+
+    fn shared_info(env: &FakeEnv) -> xen::SharedInfo {
+        let bytes = env.si_bytes();
+        xen::SharedInfo::read_from_prefix(&bytes).unwrap().0
+    }
+
+    /// The pvclock FakeEnv's clock gives: TSC twice the system time, 2 GHz.
+    fn assert_pvclock(time: &xen::VcpuTimeInfo, now: u64) {
+        assert!(
+            time.version != 0 && time.version.is_multiple_of(2),
+            "published"
+        );
+        assert_eq!((time.system_time, time.tsc_timestamp), (now, now * 2));
+        let scale = TimeScale::from_hz(2_000_000_000);
+        assert_eq!(
+            (time.tsc_to_system_mul, time.tsc_shift),
+            (scale.mul_frac, scale.shift)
+        );
+        assert_ne!(time.flags & xen::XEN_PVCLOCK_TSC_STABLE_BIT, 0);
+    }
+
+    #[test]
+    fn the_wall_clock_and_every_vcpus_time_are_published() {
+        let (d, mut env) = (domu(), FakeEnv::new());
+        write_shared_info_time(&d, &mut env);
+        let si = shared_info(&env);
+        assert!(si.wc_version != 0 && si.wc_version.is_multiple_of(2));
+        assert_eq!((si.wc_sec, si.wc_sec_hi, si.wc_nsec), (1_700_000_000, 0, 5));
+        for vcpu in 0..d.vcpus.len() {
+            assert_pvclock(&si.vcpu_info[vcpu].time, env.now);
+        }
+        assert_eq!(si.vcpu_info[2].time.version, 0, "no third vCPU");
+    }
+
+    #[test]
+    fn a_registered_vcpu_info_replaces_the_shared_info_slot() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let gpa = 3 * 4096 + 64;
+        d.vcpus[1].vcpu_info_gpa = Some(gpa);
+        write_vcpu_time(&d, 1, &mut env);
+        let info: xen::VcpuInfo = env.get(gpa);
+        assert_pvclock(&info.time, env.now);
+        assert_eq!(shared_info(&env).vcpu_info[1].time.version, 0);
+        // The upcall flag and mask are read and written there too.
+        assert!(!upcall_pending(&d, 1, &mut env));
+        env.put(gpa + UPCALL_PENDING_AT as u64, &1u8);
+        assert!(upcall_pending(&d, 1, &mut env));
+        set_upcall_mask(&d, 1, &mut env, 1);
+        assert_eq!(env.get::<u8>(gpa + UPCALL_MASK_AT as u64), 1);
+        assert!(!upcall_pending(&d, 1, &mut env), "masked");
+        assert!(!upcall_pending(&d, 0, &mut env), "vCPU 0 untouched");
+    }
+}
