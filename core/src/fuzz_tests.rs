@@ -34,8 +34,8 @@ use rxen_abi::xen;
 use crate::domain::{DomId, Domain};
 use crate::event_channel::PortState;
 use crate::grant_table::{self, GrantPlatform, GrantTable, Mfn, WORDS_PER_FRAME};
-use crate::hypercall::tests::{domu, FakeEnv};
 use crate::hypercall::{dispatch, GuestCopy};
+use crate::test_support::{domu, FakeEnv};
 
 /// splitmix64.
 struct Rng(u64);

@@ -1277,8 +1277,8 @@ pub fn grant_table_op(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::tests::MEM;
     use crate::hypercall::GuestEnv;
+    use crate::test_support::MEM;
     use alloc::vec;
     use rxen_abi::grant_table::GNTST_BAD_DOMAIN;
 
@@ -2336,7 +2336,7 @@ mod tests {
     }
 
     /// The caller's guest memory: the hypercall layer's fake guest.
-    use crate::hypercall::tests::FakeEnv as Env;
+    use crate::test_support::FakeEnv as Env;
 
     fn op(
         caller: DomId,

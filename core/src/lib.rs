@@ -22,7 +22,6 @@ pub mod console_switch;
 pub mod domain;
 pub mod elf;
 pub mod event_channel;
-pub mod event_fifo;
 pub mod frame_alloc;
 #[cfg(test)]
 mod fuzz_tests;
@@ -34,5 +33,7 @@ pub mod sched;
 pub mod shared_page;
 #[cfg(test)]
 mod test_alloc;
+#[cfg(test)]
+mod test_support;
 pub mod time;
 pub mod vlapic;

@@ -39,7 +39,8 @@ use rxen_abi::event_channel::{
     EVTCHN_FIFO_PRIORITY_DEFAULT, EVTCHN_FIFO_PRIORITY_MIN,
 };
 
-use crate::event_channel::EventChannels;
+use super::{mark_events_pending, EventChannels, PortOps};
+use crate::domain::Domain;
 use crate::hypercall::GuestEnv;
 
 /// Event words (32 bits) in one event-array page (Xen's
@@ -181,6 +182,55 @@ impl Fifo {
     }
 }
 
+/// The FIFO ABI's port operations (Xen's `evtchn_port_ops_fifo`).
+pub struct FifoOps;
+
+impl PortOps for FifoOps {
+    fn nr_channels(&self) -> u32 {
+        EVTCHN_FIFO_NR_CHANNELS
+    }
+
+    fn init(&self, events: &mut EventChannels, port: u32) -> Result<(), Errno> {
+        match events.fifo_mut() {
+            Some(fifo) => fifo.port_allocated(port),
+            None => Ok(()),
+        }
+    }
+
+    fn set_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        if let Some(vcpu) = set_pending(&mut domain.events, env, port) {
+            mark_events_pending(domain, vcpu as usize, env);
+        }
+    }
+
+    fn clear_pending(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        clear_pending(&mut domain.events, env, port);
+    }
+
+    fn unmask(&self, domain: &mut Domain, env: &mut dyn GuestEnv, port: u32) {
+        if let Some(vcpu) = unmask(&mut domain.events, env, port) {
+            mark_events_pending(domain, vcpu as usize, env);
+        }
+    }
+
+    fn is_pending(&self, domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool {
+        is_pending(&domain.events, env, port)
+    }
+
+    fn is_masked(&self, domain: &Domain, env: &mut dyn GuestEnv, port: u32) -> bool {
+        is_masked(&domain.events, env, port)
+    }
+
+    fn set_priority(
+        &self,
+        events: &mut EventChannels,
+        port: u32,
+        priority: u32,
+    ) -> Result<(), Errno> {
+        set_priority(events, port, priority)
+    }
+}
+
 /// Runs `f` on the guest's 32-bit word at `gpa`; `None` when it is not
 /// there (the guest moved something over its page).
 fn with_word<R>(env: &mut dyn GuestEnv, gpa: u64, f: impl FnOnce(&AtomicU32) -> R) -> Option<R> {
@@ -239,7 +289,8 @@ pub fn init_control(
         let pending: Vec<u32> = crate::hypercall::with_shared_info(env, |page| {
             (1..events.port_limit())
                 .filter(|&port| {
-                    events.port(port).is_some() && crate::event_channel::is_pending(&page, port)
+                    events.port(port).is_some()
+                        && crate::event_channel::two_level::is_pending(&page, port)
                 })
                 .collect()
         })
@@ -443,12 +494,21 @@ pub fn is_pending(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> 
     }
 }
 
+/// Whether `port` is masked (FIFO mode): its MASKED bit, and a port
+/// without event word counts as masked (Xen's `evtchn_fifo_is_masked`).
+pub fn is_masked(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> bool {
+    let Some(at) = events.fifo().and_then(|fifo| fifo.word_address(port)) else {
+        return true;
+    };
+    with_word(env, at, |word| word.load(Ordering::SeqCst) & MASKED != 0).unwrap_or(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::Domain;
-    use crate::hypercall::tests::{domu, evtchn, peer, ret, two_domains, FakeEnv, MEM};
     use crate::hypercall::upcall_pending;
+    use crate::test_support::{domu, evtchn, peer, ret, two_domains, FakeEnv, MEM};
     use rxen_abi::event_channel as ev;
 
     /// vCPU 0's control block: frame 1, offset 0.
@@ -831,7 +891,7 @@ mod tests {
         let (mut d, mut env) = (domu(), FakeEnv::new());
         let (a, b) = (d.events.bind_ipi(0).unwrap(), d.events.bind_ipi(0).unwrap());
         assert_eq!(send(&mut d, &mut env, b), 0);
-        assert!(crate::event_channel::is_pending(&env.si(), b));
+        assert!(crate::event_channel::two_level::is_pending(&env.si(), b));
         make_fifo(&mut d, &mut env, 0);
         assert!(d.events.fifo().unwrap().waits_for_word(b));
         assert!(!d.events.fifo().unwrap().waits_for_word(a));
@@ -914,7 +974,10 @@ mod tests {
         );
         let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
         // 2-level side: the bind-time event in the bitmap.
-        assert!(crate::event_channel::is_pending(&env.si(), local));
+        assert!(crate::event_channel::two_level::is_pending(
+            &env.si(),
+            local
+        ));
         env.si_clear();
         // 2-level -> FIFO.
         assert_eq!(send(&mut d1, &mut env, local), 0);
@@ -929,7 +992,10 @@ mod tests {
         let back = ev::EvtchnSend { port: offered };
         assert_eq!(evtchn(&mut d2, &mut env2, ev::EVTCHNOP_SEND, &back), 0);
         let (d1, env1) = peer(&mut env2);
-        assert!(crate::event_channel::is_pending(&env1.si(), local));
+        assert!(crate::event_channel::two_level::is_pending(
+            &env1.si(),
+            local
+        ));
         assert!(upcall_pending(d1, 0, env1));
         assert!(!d1.events.is_fifo());
     }

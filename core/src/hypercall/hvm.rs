@@ -1,0 +1,209 @@
+//! `hvm_op` (Xen's arch/x86/hvm/hvm.c): HVM parameters, the time, the
+//! per-vCPU upcall vector.
+
+use rxen_abi::errno::{self, Errno};
+use rxen_abi::hvm;
+
+use super::{
+    from_result, own_domain, read_guest, upcall_pending, write_guest, GuestEnv, Outcome, DOMID_SELF,
+};
+use crate::domain::Domain;
+
+/// May a guest set HVM param `index` on itself (Xen's hvm_allow_set_param)?
+fn guest_may_set_param(index: u32) -> bool {
+    matches!(
+        index,
+        hvm::HVM_PARAM_CALLBACK_IRQ
+            | hvm::HVM_PARAM_VM86_TSS
+            | hvm::HVM_PARAM_VM86_TSS_SIZED
+            | hvm::HVM_PARAM_ACPI_IOPORTS_LOCATION
+            | hvm::HVM_PARAM_VM_GENERATION_ID_ADDR
+            | hvm::HVM_PARAM_STORE_EVTCHN
+            | hvm::HVM_PARAM_CONSOLE_EVTCHN
+            | hvm::HVM_PARAM_X87_FIP_WIDTH
+    )
+}
+
+/// May a guest read HVM param `index` of itself (Xen's hvm_allow_get_param)?
+fn guest_may_get_param(index: u32) -> bool {
+    guest_may_set_param(index)
+        || matches!(
+            index,
+            hvm::HVM_PARAM_STORE_PFN | hvm::HVM_PARAM_CONSOLE_PFN | hvm::HVM_PARAM_ALTP2M
+        )
+}
+
+/// `hvm_op(op, arg)`.
+pub(super) fn do_hvm_op(
+    domain: &mut Domain,
+    _vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    from_result(hvm_op(domain, env, args[0], args[1]))
+}
+
+fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    // Xen takes `unsigned long op`: a value above 32 bits is no operation.
+    let cmd = u32::try_from(cmd).map_err(|_| errno::ENOSYS)?;
+    match cmd {
+        hvm::HVMOP_SET_PARAM | hvm::HVMOP_GET_PARAM => {
+            let mut param: hvm::XenHvmParam = read_guest(env, arg)?;
+            own_domain(domain, param.domid)?;
+            // NESTEDHVM is refused outright (Xen: nested virtualization of a
+            // PVH domain cannot be changed or read by it).
+            if param.index >= hvm::HVM_NR_PARAMS || param.index == hvm::HVM_PARAM_NESTEDHVM {
+                return Err(errno::EINVAL);
+            }
+            if cmd == hvm::HVMOP_SET_PARAM {
+                if !guest_may_set_param(param.index) {
+                    return Err(errno::EPERM);
+                }
+                domain.hvm_params[param.index as usize] = param.value;
+                Ok(0)
+            } else {
+                if !guest_may_get_param(param.index) {
+                    return Err(errno::EPERM);
+                }
+                param.value = domain.hvm_params[param.index as usize];
+                write_guest(env, arg, &param).map(|_| 0)
+            }
+        }
+        hvm::HVMOP_PAGETABLE_DYING => {
+            let request: hvm::XenHvmPagetableDying = read_guest(env, arg)?;
+            if request.domid != DOMID_SELF && request.domid != domain.id {
+                return Err(errno::EINVAL);
+            }
+            // A shadow-paging hint: with nested paging (HAP) Xen 4.17 refuses
+            // it with -EINVAL.
+            Err(errno::EINVAL)
+        }
+        hvm::HVMOP_GET_TIME => {
+            let now = env.now_ns();
+            write_guest(env, arg, &now).map(|_| 0)
+        }
+        hvm::HVMOP_SET_EVTCHN_UPCALL_VECTOR => {
+            let request: hvm::XenHvmEvtchnUpcallVector = read_guest(env, arg)?;
+            if request.vector < 0x10 {
+                return Err(errno::EINVAL);
+            }
+            let vcpu = domain
+                .vcpus
+                .get_mut(request.vcpu as usize)
+                .ok_or(errno::ENOENT)?;
+            vcpu.upcall_vector = Some(request.vector);
+            // An upcall already pending is raised on the new vector.
+            let target = request.vcpu as usize;
+            if upcall_pending(domain, target, env) {
+                domain.vcpus[target].lapic.set_irq(request.vector);
+            }
+            Ok(0)
+        }
+        _ => Err(errno::ENOSYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD};
+    use rxen_abi::xen;
+
+    #[test]
+    fn hvm_params_follow_xens_rules() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_HVM_OP;
+        let mut param = hvm::XenHvmParam {
+            domid: 0x7FF0,
+            pad: 0,
+            index: hvm::HVM_PARAM_CALLBACK_IRQ,
+            value: 2 << 56 | 0xf3,
+        };
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_SET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        param.value = 0;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(env.get::<hvm::XenHvmParam>(0x100).value, 2 << 56 | 0xf3);
+        // Only the toolstack sets the console page; a guest gets -EPERM.
+        param.index = hvm::HVM_PARAM_CONSOLE_PFN;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_SET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        param.index = hvm::HVM_NR_PARAMS;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        param.index = hvm::HVM_PARAM_CALLBACK_IRQ;
+        param.domid = 0;
+        env.put(0x100, &param);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_GET_PARAM as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [hvm::HVMOP_SET_PARAM as u64, BAD, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        assert_eq!(
+            call(&mut d, &mut env, nr, [1 << 32, 0, 0, 0, 0]).ret,
+            ret(errno::ENOSYS)
+        );
+    }
+}

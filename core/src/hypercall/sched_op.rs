@@ -1,0 +1,589 @@
+//! `sched_op` and `set_timer_op` (Xen's common/sched/core.c): yield,
+//! block, shutdown, poll, the watchdog, and the single-shot and periodic
+//! timers that raise VIRQ_TIMER.
+
+use alloc::vec::Vec;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_abi::{sched, xen};
+
+use super::shared_info::set_upcall_mask;
+use super::{from_result, raise_virq, read_guest, upcall_pending, GuestEnv, Next, Outcome};
+use crate::domain::{Domain, ShutdownReason};
+
+/// Most ports SCHEDOP_poll takes.
+const MAX_POLL_PORTS: u32 = 128;
+
+/// Xen's `STIME_DELTA_MAX`: the longest period or timer delta it takes.
+pub const STIME_DELTA_MAX: u64 = u64::MAX >> 2;
+
+/// set_timer_op: a timeout this far ahead or more (about 13 days) is a
+/// guest's wrapped jiffies, as Xen reads it.
+const HUGE_TIMEOUT_NS: u64 = 1 << 50;
+
+/// set_timer_op: where Xen puts a huge or negative timeout instead.
+const HUGE_TIMEOUT_RETRY_NS: u64 = 100_000_000;
+
+/// `sched_op(cmd, arg)`.
+pub(super) fn do_sched_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    sched_op(domain, vcpu, env, args[0], args[1])
+}
+
+fn sched_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    cmd: u64,
+    arg: u64,
+) -> Outcome {
+    // Xen takes `int cmd`.
+    match cmd as u32 {
+        sched::SCHEDOP_YIELD => Outcome {
+            ret: 0,
+            next: Next::Yield,
+        },
+        sched::SCHEDOP_BLOCK => {
+            // As Xen's do_block: event delivery on, and no sleep if an event
+            // is already waiting.
+            set_upcall_mask(domain, vcpu, env, 0);
+            domain.vcpus[vcpu].poll_ports.clear();
+            if upcall_pending(domain, vcpu, env) {
+                Outcome::value(0)
+            } else {
+                Outcome {
+                    ret: 0,
+                    next: Next::Block(None),
+                }
+            }
+        }
+        sched::SCHEDOP_SHUTDOWN => match read_guest::<sched::SchedShutdown>(env, arg) {
+            Ok(request) => {
+                let reason = domain.shut_down(ShutdownReason::from_code(request.reason));
+                Outcome {
+                    ret: 0,
+                    next: Next::Shutdown(reason),
+                }
+            }
+            Err(e) => Outcome::error(e),
+        },
+        sched::SCHEDOP_SHUTDOWN_CODE => match read_guest::<sched::SchedShutdown>(env, arg) {
+            Ok(request) => {
+                domain.shutdown_code = Some(request.reason as u8);
+                Outcome::value(0)
+            }
+            Err(e) => Outcome::error(e),
+        },
+        sched::SCHEDOP_POLL => match poll(domain, vcpu, env, arg) {
+            Ok(Some(deadline)) => Outcome {
+                ret: 0,
+                next: Next::Block(deadline),
+            },
+            Ok(None) => Outcome::value(0),
+            Err(e) => Outcome::error(e),
+        },
+        sched::SCHEDOP_REMOTE_SHUTDOWN => {
+            match read_guest::<sched::SchedRemoteShutdown>(env, arg) {
+                Err(e) => Outcome::error(e),
+                Ok(_) if !domain.privileged => Outcome::error(errno::EPERM),
+                Ok(request) if request.domain_id == domain.id => {
+                    let reason = domain.shut_down(ShutdownReason::from_code(request.reason));
+                    Outcome {
+                        ret: 0,
+                        next: Next::Shutdown(reason),
+                    }
+                }
+                Ok(_) => Outcome::error(errno::ESRCH),
+            }
+        }
+        sched::SCHEDOP_WATCHDOG => from_result(watchdog(domain, env, arg)),
+        _ => {
+            let _ = vcpu;
+            Outcome::error(errno::ENOSYS)
+        }
+    }
+}
+
+/// Validates a `sched_poll`; returns the deadline (None: wait forever).
+/// SCHEDOP_poll, as Xen's `do_poll`: -EINVAL for too many ports or a port
+/// beyond the ABI's range; no sleep when an upcall is due or a polled port
+/// is already pending; otherwise the vCPU blocks until one of the ports
+/// becomes pending (masked or not), any event is delivered to it, or the
+/// timeout passes. Returns the block's deadline, or None when it returns at
+/// once.
+fn poll(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    arg: u64,
+) -> Result<Option<Option<u64>>, Errno> {
+    let request: sched::SchedPoll = read_guest(env, arg)?;
+    if request.nr_ports > MAX_POLL_PORTS {
+        return Err(errno::EINVAL);
+    }
+    let mut bytes = [0u8; MAX_POLL_PORTS as usize * 4];
+    let bytes = &mut bytes[..request.nr_ports as usize * 4];
+    env.copy_from_guest(request.ports, bytes)?;
+    // Kept while the vCPU blocks: a heap allocation, which may fail.
+    let mut ports: Vec<u32> = Vec::new();
+    ports
+        .try_reserve_exact(request.nr_ports as usize)
+        .map_err(|_| errno::ENOMEM)?;
+    ports.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    if ports.iter().any(|&port| port >= domain.events.max_ports()) {
+        return Err(errno::EINVAL);
+    }
+    if upcall_pending(domain, vcpu, env) {
+        return Ok(None);
+    }
+    let ops = domain.events.ops();
+    for &port in &ports {
+        if ops.is_pending(domain, env, port) {
+            return Ok(None);
+        }
+    }
+    domain.vcpus[vcpu].poll_ports = ports;
+    Ok(Some((request.timeout != 0).then_some(request.timeout)))
+}
+
+fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64, Errno> {
+    let request: sched::SchedWatchdog = read_guest(env, arg)?;
+    let now = env.now_ns();
+    let timeout_ns = request.timeout as u64 * crate::time::NSEC_PER_SEC;
+    if request.id == 0 {
+        let slot = domain
+            .watchdogs
+            .iter()
+            .position(Option::is_none)
+            .ok_or(errno::ENOSPC)?;
+        domain.watchdogs[slot] = Some((timeout_ns, now + timeout_ns));
+        return Ok(slot as i64 + 1);
+    }
+    let slot = (request.id as usize)
+        .checked_sub(1)
+        .filter(|s| *s < domain.watchdogs.len())
+        .ok_or(errno::EINVAL)?;
+    if domain.watchdogs[slot].is_none() {
+        return Err(errno::EINVAL);
+    }
+    domain.watchdogs[slot] = (request.timeout != 0).then_some((timeout_ns, now + timeout_ns));
+    Ok(0)
+}
+
+/// `set_timer_op(timeout)`: 0 stops the single-shot timer; a negative
+/// timeout or one 2^50 ns or more ahead fires in 100 ms instead, as Xen
+/// does for Linux's wrapped jiffies.
+pub(super) fn do_set_timer_op(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    args: [u64; 5],
+) -> Outcome {
+    set_timer_op(domain, vcpu, env, args[0]);
+    Outcome::value(0)
+}
+
+fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeout: u64) {
+    let now = env.now_ns();
+    domain.vcpus[vcpu].singleshot_deadline = if timeout == 0 {
+        None
+    } else if (timeout as i64) < 0 || timeout.saturating_sub(now) >= HUGE_TIMEOUT_NS {
+        Some(now.saturating_add(HUGE_TIMEOUT_RETRY_NS))
+    } else {
+        Some(timeout)
+    };
+}
+
+/// Fires expired timers of vCPU `vcpu` at `now`, raising VIRQ_TIMER for
+/// them (which wakes the vCPU if the VIRQ is bound, as on Xen), and ends a
+/// poll whose deadline passed. As Xen stops a periodic timer while its vCPU
+/// is not running, a blocked vCPU's periodic timer waits until it runs.
+/// Returns whether a timer fired.
+pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn GuestEnv) -> bool {
+    let Some(v) = domain.vcpus.get_mut(vcpu) else {
+        return false;
+    };
+    let mut fired = false;
+    if v.singleshot_deadline.is_some_and(|d| d <= now) {
+        v.singleshot_deadline = None;
+        fired = true;
+    }
+    if let (Some((period, next)), None) = (v.periodic, v.blocked) {
+        if next <= now {
+            // Missed periods are skipped; the period is never 0 (checked
+            // when set) and the sum saturates rather than wrap into the
+            // past, which would fire the timer on every pass.
+            let missed = (now - next) / period.max(1) + 1;
+            let due = missed
+                .checked_mul(period)
+                .and_then(|skip| next.checked_add(skip))
+                .unwrap_or(u64::MAX);
+            v.periodic = Some((period, due));
+            fired = true;
+        }
+    }
+    if let Some(Some(deadline)) = v.blocked {
+        if deadline <= now {
+            v.blocked = None;
+        }
+    }
+    // The local APIC's timer: its vector ends a block (HLT).
+    if v.lapic.expire_timer(now) && v.lapic.has_pending() {
+        v.blocked = None;
+    }
+    if fired {
+        raise_virq(domain, vcpu, xen::VIRQ_TIMER, env);
+    }
+    fired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{call, domu, ret, FakeEnv, BAD};
+    use rxen_abi::vcpu;
+    use zerocopy::FromZeros;
+
+    #[test]
+    fn sched_op_shutdown_poll_and_watchdog() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_SCHED_OP;
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_YIELD as u64, 0, 0, 0, 0]
+            )
+            .next,
+            Next::Yield
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_SHUTDOWN as u64, BAD, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        assert_eq!(d.shutdown, None, "a bad pointer shuts nothing down");
+        // Too many ports.
+        env.put(
+            0x500,
+            &sched::SchedPoll {
+                ports: 0x600,
+                nr_ports: 129,
+                ..sched::SchedPoll::new_zeroed()
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_POLL as u64, 0x500, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        // No ports, a timeout: block until then.
+        env.put(
+            0x500,
+            &sched::SchedPoll {
+                ports: 0x600,
+                nr_ports: 0,
+                timeout: 5_000_000,
+                ..sched::SchedPoll::new_zeroed()
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_POLL as u64, 0x500, 0, 0, 0]
+            )
+            .next,
+            Next::Block(Some(5_000_000))
+        );
+        // Watchdogs: two slots, then -ENOSPC; an unknown id is -EINVAL.
+        env.put(0x700, &sched::SchedWatchdog { id: 0, timeout: 10 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            1
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            2
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::ENOSPC)
+        );
+        env.put(0x700, &sched::SchedWatchdog { id: 9, timeout: 0 });
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_WATCHDOG as u64, 0x700, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        // Shutdown with an odd code: accepted as a byte, first one wins.
+        env.put(0x800, &sched::SchedShutdown { reason: 3 });
+        let out = call(
+            &mut d,
+            &mut env,
+            nr,
+            [sched::SCHEDOP_SHUTDOWN as u64, 0x800, 0, 0, 0],
+        );
+        assert_eq!(out.next, Next::Shutdown(ShutdownReason::Crash));
+        // A domU cannot shut down others.
+        env.put(
+            0x900,
+            &sched::SchedRemoteShutdown {
+                domain_id: 0,
+                _pad0: [0; 2],
+                reason: 0,
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                nr,
+                [sched::SCHEDOP_REMOTE_SHUTDOWN as u64, 0x900, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+    }
+
+    #[test]
+    fn periodic_timers_take_xens_range_and_never_wrap() {
+        // Defect 9: a period near 2^64 wrapped the expiry into the past, so
+        // the timer fired on every pass.
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_VCPU_OP;
+        let set = [vcpu::VCPUOP_SET_PERIODIC_TIMER as u64, 0, 0x100, 0, 0];
+        for (period_ns, expected) in [
+            (u64::MAX, ret(errno::EINVAL)),
+            (u64::MAX - 1_000_000, ret(errno::EINVAL)),
+            (STIME_DELTA_MAX + 1, ret(errno::EINVAL)),
+            (999_999, ret(errno::EINVAL)),
+            (1_000_000, 0),
+            (STIME_DELTA_MAX, 0),
+        ] {
+            env.put(0x100, &vcpu::VcpuSetPeriodicTimer { period_ns });
+            assert_eq!(
+                call(&mut d, &mut env, nr, set).ret,
+                expected,
+                "{period_ns:#x}"
+            );
+        }
+        // The longest period: one tick now, the next one far ahead.
+        let now = env.now;
+        assert!(expire_timers(&mut d, 0, now, &mut env));
+        assert_eq!(
+            d.vcpus[0].periodic,
+            Some((STIME_DELTA_MAX, now + STIME_DELTA_MAX))
+        );
+        assert!(!expire_timers(&mut d, 0, now + 1, &mut env));
+        // Even a period past the limit (not settable) saturates, never wraps.
+        d.vcpus[0].periodic = Some((u64::MAX - 5, now));
+        assert!(expire_timers(&mut d, 0, now, &mut env));
+        assert!(!expire_timers(&mut d, 0, now + 1, &mut env));
+        assert_eq!(d.vcpus[0].periodic, Some((u64::MAX - 5, u64::MAX)));
+    }
+
+    #[test]
+    fn set_timer_op_moves_huge_timeouts_to_100_ms_as_xen() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_SET_TIMER_OP;
+        let now = env.now;
+        for (timeout, deadline) in [
+            (now + 5, Some(now + 5)),
+            (5, Some(5)),
+            (0, None),
+            (u64::MAX, Some(now + 100_000_000)),
+            (1 << 63, Some(now + 100_000_000)),
+            (now + (1 << 50), Some(now + 100_000_000)),
+            (now + (1 << 50) - 1, Some(now + (1 << 50) - 1)),
+        ] {
+            assert_eq!(call(&mut d, &mut env, nr, [timeout, 0, 0, 0, 0]).ret, 0);
+            assert_eq!(d.vcpus[0].singleshot_deadline, deadline, "{timeout:#x}");
+        }
+    }
+
+    #[test]
+    fn timers_raise_virq_timer_and_wake_only_through_it() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        d.vcpus[0].periodic = Some((10, 100));
+        d.vcpus[0].singleshot_deadline = Some(150);
+        assert!(!expire_timers(&mut d, 0, 99, &mut env));
+        assert!(expire_timers(&mut d, 0, 135, &mut env));
+        assert_eq!(
+            d.vcpus[0].periodic,
+            Some((10, 140)),
+            "missed periods are skipped, not replayed"
+        );
+        // Blocked, VIRQ_TIMER not bound: the single-shot fires but wakes nothing (Xen).
+        d.vcpus[0].blocked = Some(None);
+        assert!(expire_timers(&mut d, 0, 150, &mut env));
+        assert_eq!(d.vcpus[0].blocked, Some(None));
+        // Bound: the event is pending, the upcall flagged, the vCPU woken.
+        let port = d.events.bind_virq(xen::VIRQ_TIMER, 0).unwrap();
+        d.vcpus[0].singleshot_deadline = Some(160);
+        // The periodic timer is stopped while the vCPU is blocked (Xen).
+        assert!(expire_timers(&mut d, 0, 200, &mut env));
+        assert_eq!(d.vcpus[0].periodic, Some((10, 140)));
+        assert_eq!(d.vcpus[0].blocked, None);
+        assert!(crate::event_channel::two_level::is_pending(&env.si(), port));
+        assert!(upcall_pending(&d, 0, &mut env));
+    }
+
+    #[test]
+    fn the_local_apic_timer_ends_a_halt() {
+        use crate::vlapic::reg;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let lapic = &mut d.vcpus[0].lapic;
+        lapic.write(reg::SVR, 0x1FF, 0);
+        lapic.write(reg::TIMER_DIVIDE, 0xB, 0);
+        lapic.write(reg::LVT_TIMER, 0x40, 0);
+        lapic.write(reg::TIMER_INITIAL, 500, 100);
+        assert_eq!(d.vcpus[0].next_deadline(), Some(600));
+        d.vcpus[0].blocked = Some(Some(10_000));
+        assert!(!expire_timers(&mut d, 0, 599, &mut env));
+        assert!(d.vcpus[0].blocked.is_some());
+        assert!(
+            !expire_timers(&mut d, 0, 600, &mut env),
+            "no Xen timer fired"
+        );
+        assert_eq!(d.vcpus[0].blocked, None);
+        assert_eq!(d.vcpus[0].lapic.pending_vector(), Some(0x40));
+    }
+
+    #[test]
+    fn poll_without_heap_is_enomem_not_a_crash() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let port = d.events.bind_ipi(0).unwrap();
+        env.put(0x500, &port);
+        env.put(
+            0x400,
+            &sched::SchedPoll {
+                ports: 0x500,
+                nr_ports: 1,
+                timeout: 5_000_000,
+                ..sched::SchedPoll::new_zeroed()
+            },
+        );
+        let args = [sched::SCHEDOP_POLL as u64, 0x400, 0, 0, 0];
+        let out = crate::test_alloc::failing_allocations(|| {
+            call(&mut d, &mut env, xen::HYPERVISOR_SCHED_OP, args)
+        });
+        assert_eq!(out, Outcome::error(errno::ENOMEM));
+        assert!(d.vcpus[0].poll_ports.is_empty());
+        // With a heap, the same call blocks.
+        let out = call(&mut d, &mut env, xen::HYPERVISOR_SCHED_OP, args);
+        assert_eq!(out.next, Next::Block(Some(5_000_000)));
+        assert_eq!(d.vcpus[0].poll_ports, [port]);
+    }
+
+    #[test]
+    fn poll_waits_for_its_ports_even_masked() {
+        use rxen_abi::event_channel as ev;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let a = d.events.bind_ipi(0).unwrap();
+        let b = d.events.bind_ipi(0).unwrap();
+        let poll = |d: &mut Domain, env: &mut FakeEnv, ports: &[u32], timeout: u64| {
+            for (i, p) in ports.iter().enumerate() {
+                env.put(0x500 + 4 * i as u64, p);
+            }
+            env.put(
+                0x400,
+                &sched::SchedPoll {
+                    ports: 0x500,
+                    nr_ports: ports.len() as u32,
+                    timeout,
+                    ..sched::SchedPoll::new_zeroed()
+                },
+            );
+            call(
+                d,
+                env,
+                xen::HYPERVISOR_SCHED_OP,
+                [sched::SCHEDOP_POLL as u64, 0x400, 0, 0, 0],
+            )
+        };
+        // Nothing pending: the vCPU blocks until the timeout.
+        let out = poll(&mut d, &mut env, &[a], 5_000_000);
+        assert_eq!(
+            out,
+            Outcome {
+                ret: 0,
+                next: Next::Block(Some(5_000_000))
+            }
+        );
+        d.vcpus[0].blocked = Some(Some(5_000_000));
+        // A send on the polled port, masked, ends the poll; no upcall.
+        let mask_at = core::mem::offset_of!(xen::SharedInfo, evtchn_mask);
+        env.si().test_and_set_bit(mask_at, a as usize);
+        env.put(0x300, &ev::EvtchnSend { port: a });
+        call(
+            &mut d,
+            &mut env,
+            xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            [ev::EVTCHNOP_SEND as u64, 0x300, 0, 0, 0],
+        );
+        assert_eq!(d.vcpus[0].blocked, None, "the polled port woke it");
+        assert!(!upcall_pending(&d, 0, &mut env));
+        // Already pending: returns at once.
+        assert_eq!(poll(&mut d, &mut env, &[b, a], 0), Outcome::value(0));
+        // A send on another port does not end a poll on `b`... unless it is
+        // delivered as an upcall (it is not masked): any event ends it.
+        assert_eq!(
+            poll(&mut d, &mut env, &[b], 0),
+            Outcome {
+                ret: 0,
+                next: Next::Block(None)
+            }
+        );
+        // Bad input.
+        assert_eq!(poll(&mut d, &mut env, &[4096], 0).ret, ret(errno::EINVAL));
+        assert_eq!(
+            poll(&mut d, &mut env, &[1; 129], 0).ret,
+            ret(errno::EINVAL),
+            "too many ports"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The fake platform the core's unit tests run on: [`FakeEnv`], a guest
+//! whose linear and physical addresses are the same 64 KiB of memory, with
+//! its own shared-info page, console and clock, and optionally a second
+//! domain beside it for interdomain calls; and the helpers that issue
+//! hypercalls the way the platform does. Every module's tests (and the
+//! property tests in `fuzz_tests`) use this one copy.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::AtomicU32;
+
+use rxen_abi::errno::{self, Errno};
+use rxen_abi::xen;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::domain::{DomId, Domain, GuestMemRegion};
+use crate::hypercall::{dispatch, GuestEnv, Next, Outcome};
+use crate::shared_page::SharedPage;
+use crate::time::TimeScale;
+
+/// A guest whose linear and physical addresses are the same 64 KiB.
+pub(crate) struct FakeEnv {
+    /// The guest's memory, [`MEM`] bytes.
+    pub(crate) mem: Vec<u8>,
+    /// What the guest wrote with console_io.
+    pub(crate) console: Vec<u8>,
+    /// System time (ns).
+    pub(crate) now: u64,
+    /// Where XENMAPSPACE_shared_info put the shared-info page.
+    pub(crate) shared_info_at: Option<u64>,
+    /// The shared-info page.
+    pub(crate) shared_info: Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>,
+    /// Another domain with its own memory, for interdomain calls.
+    pub(crate) peer: Option<Box<(Domain, FakeEnv)>>,
+    /// Console backend kicks seen, and whether the backend takes output.
+    pub(crate) console_kicks: u32,
+    pub(crate) console_takes: bool,
+}
+
+/// Bytes of guest memory in a [`FakeEnv`].
+pub(crate) const MEM: usize = 64 * 1024;
+
+impl FakeEnv {
+    pub(crate) fn new() -> Self {
+        Self {
+            mem: vec![0; MEM],
+            console: Vec::new(),
+            now: 1_000_000,
+            shared_info_at: None,
+            shared_info: Box::new(crate::shared_page::zeroed_words()),
+            peer: None,
+            console_kicks: 0,
+            console_takes: false,
+        }
+    }
+
+    fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
+        let start = usize::try_from(addr).map_err(|_| errno::EFAULT)?;
+        let end = start.checked_add(len).ok_or(errno::EFAULT)?;
+        if end > self.mem.len() {
+            return Err(errno::EFAULT);
+        }
+        Ok(start..end)
+    }
+
+    /// The shared-info page.
+    pub(crate) fn si(&self) -> SharedPage<'_> {
+        SharedPage::new(&self.shared_info)
+    }
+
+    /// A copy of the shared-info page's bytes.
+    pub(crate) fn si_bytes(&self) -> Vec<u8> {
+        let mut bytes = vec![0u8; 4096];
+        assert!(self.si().read(0, &mut bytes));
+        bytes
+    }
+
+    /// Zeroes the shared-info page.
+    pub(crate) fn si_clear(&self) {
+        for at in (0..4096).step_by(8) {
+            self.si().store(at, 0);
+        }
+    }
+
+    pub(crate) fn put<T: IntoBytes + Immutable>(&mut self, addr: u64, value: &T) {
+        let range = self.range(addr, value.as_bytes().len()).unwrap();
+        self.mem[range].copy_from_slice(value.as_bytes());
+    }
+
+    pub(crate) fn get<T: FromBytes + IntoBytes + Immutable>(&self, addr: u64) -> T {
+        let mut value = T::new_zeroed();
+        let range = self.range(addr, value.as_bytes().len()).unwrap();
+        value.as_mut_bytes().copy_from_slice(&self.mem[range]);
+        value
+    }
+}
+
+impl GuestEnv for FakeEnv {
+    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let range = self.range(addr, buf.len())?;
+        buf.copy_from_slice(&self.mem[range]);
+        Ok(())
+    }
+    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        let range = self.range(addr, buf.len())?;
+        self.mem[range].copy_from_slice(buf);
+        Ok(())
+    }
+    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.copy_to_guest(gpa, buf)
+    }
+    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.copy_from_guest(gpa, buf)
+    }
+    fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>)) {
+        f(SharedPage::new(&self.shared_info));
+    }
+    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
+        let range = self.range(gfn.checked_mul(4096).ok_or(errno::EFAULT)?, 4096)?;
+        let ptr = self.mem[range].as_mut_ptr();
+        if !(ptr as usize).is_multiple_of(8) {
+            return Err(errno::EFAULT);
+        }
+        // SAFETY: 4096 bytes of `self.mem`, 8-byte aligned (checked),
+        // exclusively borrowed for the call.
+        let words = unsafe { &*ptr.cast::<[core::sync::atomic::AtomicU64; 512]>() };
+        f(SharedPage::new(words));
+        Ok(())
+    }
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+    fn time_snapshot(&self) -> (u64, u64) {
+        (self.now * 2, self.now)
+    }
+    fn time_scale(&self) -> TimeScale {
+        TimeScale::from_hz(2_000_000_000)
+    }
+    fn wallclock_base(&self) -> (u64, u32) {
+        (1_700_000_000, 5)
+    }
+    fn console_write(&mut self, _domid: DomId, text: &[u8]) {
+        self.console.extend_from_slice(text);
+    }
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
+        self.shared_info_at = Some(gfn * 4096);
+        Ok(())
+    }
+    fn hypervisor_cmdline(&self) -> &str {
+        "console=com1"
+    }
+    fn host_memory_map(&self) -> Vec<GuestMemRegion> {
+        vec![GuestMemRegion {
+            addr: 0,
+            size: 1 << 30,
+            kind: 1,
+        }]
+    }
+    fn host_max_page(&self) -> u64 {
+        1 << 18
+    }
+    fn with_domain(
+        &mut self,
+        domid: DomId,
+        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+    ) -> Result<(), Errno> {
+        match self.peer.as_deref_mut() {
+            Some((d, env)) if d.id == domid => {
+                f(d, env);
+                Ok(())
+            }
+            _ => Err(errno::ESRCH),
+        }
+    }
+    fn console_ring_kick(&mut self, _domid: DomId) -> bool {
+        self.console_kicks += 1;
+        self.console_takes
+    }
+    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
+        if !gpa.is_multiple_of(4) {
+            return Err(errno::EFAULT);
+        }
+        let range = self.range(gpa, 4)?;
+        let ptr = self.mem[range].as_mut_ptr();
+        if !(ptr as usize).is_multiple_of(4) {
+            return Err(errno::EFAULT);
+        }
+        // SAFETY: four bytes of `self.mem`, 4-byte aligned (checked),
+        // exclusively borrowed for the call.
+        f(unsafe { AtomicU32::from_ptr(ptr.cast()) });
+        Ok(())
+    }
+}
+
+/// Domain 1, unprivileged, 2 vCPUs, its RAM the fake's [`MEM`] bytes.
+pub(crate) fn domu() -> Domain {
+    let mut d = Domain::new(1, false, 16, 2, 0);
+    d.memory_map = vec![GuestMemRegion {
+        addr: 0,
+        size: MEM as u64,
+        kind: 1,
+    }];
+    d
+}
+
+/// Hypercall `nr` from vCPU 0 in kernel mode.
+pub(crate) fn call(d: &mut Domain, env: &mut FakeEnv, nr: u64, args: [u64; 5]) -> Outcome {
+    dispatch(d, 0, env, nr, args, 0)
+}
+
+/// What the guest sees in RAX for `e`.
+pub(crate) fn ret(e: Errno) -> i64 {
+    e.to_hypercall_ret()
+}
+
+/// Issues hypercall `nr` as the platform does: again with the new
+/// arguments for as long as it continues. Returns the final outcome and
+/// the arguments of every round after the first.
+pub(crate) fn call_to_end(
+    d: &mut Domain,
+    env: &mut FakeEnv,
+    nr: u64,
+    mut args: [u64; 5],
+) -> (Outcome, Vec<[u64; 5]>) {
+    let mut rounds = Vec::new();
+    loop {
+        let out = call(d, env, nr, args);
+        match out.next {
+            Next::Continuation { args: next } => {
+                assert_eq!(out.ret, nr as i64, "a continuation keeps the number in RAX");
+                assert!(rounds.len() < 1 << 20, "the hypercall never ends");
+                rounds.push(next);
+                args = next;
+            }
+            _ => return (out, rounds),
+        }
+    }
+}
+
+/// A guest address the fake does not map.
+pub(crate) const BAD: u64 = 0xdead_0000_0000;
+
+/// event_channel_op `cmd` with `op` copied to guest address 0x300;
+/// returns RAX.
+pub(crate) fn evtchn(
+    d: &mut Domain,
+    env: &mut FakeEnv,
+    cmd: u32,
+    op: &(impl IntoBytes + Immutable),
+) -> i64 {
+    let bytes = op.as_bytes();
+    env.mem[0x300..0x300 + bytes.len()].copy_from_slice(bytes);
+    call(
+        d,
+        env,
+        xen::HYPERVISOR_EVENT_CHANNEL_OP,
+        [cmd as u64, 0x300, 0, 0, 0],
+    )
+    .ret
+}
+
+/// Domain 1 calling, with domain 2 (unprivileged) beside it.
+pub(crate) fn two_domains() -> (Domain, FakeEnv) {
+    let mut env = FakeEnv::new();
+    let mut peer = domu();
+    peer.id = 2;
+    env.peer = Some(Box::new((peer, FakeEnv::new())));
+    (domu(), env)
+}
+
+/// The domain beside the caller, with its memory.
+pub(crate) fn peer(env: &mut FakeEnv) -> &mut (Domain, FakeEnv) {
+    env.peer.as_deref_mut().unwrap()
+}
