@@ -2,8 +2,13 @@
 //!
 //! This module owns [`cook`] (stripping what the boot loader puts before the
 //! options), [`parse`] (turning the options into [`Options`], with a
-//! [`Warning`] for everything it could not use) and the value syntaxes the
-//! options share, such as Xen's sizes ([`parse_size`]).
+//! [`Warning`] for everything it could not use), the table of options
+//! ([`PARAMS`], one [`Param`] per option: name, parser and destination, help;
+//! Xen's `boolean_param`/`size_param`/`custom_param`/`ignore_param`) and the
+//! value syntaxes the options share, such as Xen's sizes ([`parse_size`]).
+//!
+//! A new option is a field of [`Options`] with its default, one entry in
+//! [`PARAMS`] and a row in the README's option table (a test checks it).
 //!
 //! Syntax, as in Xen: options are separated by spaces; each is `name` or
 //! `name=value`; in names `-` and `_` are equivalent; boolean options also
@@ -353,23 +358,6 @@ impl CrashTest {
 /// The default I/O port of QEMU's isa-debug-exit device.
 pub const ISA_DEBUG_EXIT_PORT: u16 = 0xf4;
 
-/// Xen options rxen accepts and ignores without a warning.
-pub const IGNORED_OPTIONS: [&str; 13] = [
-    "dom0",
-    "iommu",
-    "hap",
-    "ucode",
-    "smt",
-    "vga",
-    "no-real-mode",
-    "edd",
-    "conring_size",
-    "sync_console",
-    "console_to_ring",
-    "console_timestamps",
-    "dom0_vcpus_pin",
-];
-
 /// The parsed command line. `Default` gives Xen's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -413,7 +401,7 @@ pub struct Options {
     pub gnttab_max_maptrack_frames: u32,
     /// Speculative-execution mitigations (`spec-ctrl=`).
     pub spec_ctrl: SpecCtrl,
-    /// Xen options accepted but ignored (see [`IGNORED_OPTIONS`]), each as
+    /// Xen options accepted but ignored ([`ParamKind::Ignore`]), each as
     /// written, so the caller can report them.
     pub ignored: Vec<String>,
 }
@@ -755,65 +743,357 @@ fn parse_vcpus(s: &str) -> Result<(u32, u32), &'static str> {
     Ok((min, max))
 }
 
-/// One option the parser knows.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Known {
-    Console,
-    Com1,
-    Com2,
-    Loglvl,
-    GuestLoglvl,
-    Dom0Mem,
-    Dom0MaxVcpus,
-    Sched,
-    Noreboot,
-    Maxcpus,
-    IsaDebugExit,
-    CrashTest,
-    DomU,
-    Dom0less,
-    SerialTxBuffer,
-    GnttabMaxFrames,
-    GnttabMaxMaptrackFrames,
-    SpecCtrl,
+/// One hypervisor option: its name, how its value is parsed and where it
+/// goes, and a line of help. The entry of Xen's `struct kernel_param`
+/// (`xen/include/xen/param.h`), which `parse` looks names up in.
+#[derive(Clone, Copy)]
+pub struct Param {
+    /// The option's name (`-` and `_` are equivalent when matching).
+    pub name: &'static str,
+    /// How the value is parsed and where it goes.
+    pub kind: ParamKind,
+    /// What the option does, in one line.
+    pub help: &'static str,
 }
 
-const KNOWN: [(&str, Known); 18] = [
-    ("console", Known::Console),
-    ("com1", Known::Com1),
-    ("com2", Known::Com2),
-    ("loglvl", Known::Loglvl),
-    ("guest_loglvl", Known::GuestLoglvl),
-    ("dom0_mem", Known::Dom0Mem),
-    ("dom0_max_vcpus", Known::Dom0MaxVcpus),
-    ("sched", Known::Sched),
-    ("noreboot", Known::Noreboot),
-    ("maxcpus", Known::Maxcpus),
-    ("isa_debug_exit", Known::IsaDebugExit),
-    ("crash_test", Known::CrashTest),
-    ("domu", Known::DomU),
-    ("dom0less", Known::Dom0less),
-    ("serial_tx_buffer", Known::SerialTxBuffer),
-    ("gnttab_max_frames", Known::GnttabMaxFrames),
-    ("gnttab_max_maptrack_frames", Known::GnttabMaxMaptrackFrames),
-    ("spec-ctrl", Known::SpecCtrl),
+/// How an option takes its value and where the value goes: Xen's `OPT_*`
+/// kinds. A value that does not parse gives a [`Warning`] and leaves the
+/// option at its earlier setting.
+#[derive(Clone, Copy)]
+pub enum ParamKind {
+    /// Xen's `boolean_param`: `name`, `no-name` or `name=<bool>`, stored in
+    /// the field the function returns.
+    Bool(fn(&mut Options) -> &mut bool),
+    /// Xen's `size_param`: `name=<size>` ([`parse_size`]: no unit means
+    /// KiB), stored in the field the function returns.
+    Size(fn(&mut Options) -> &mut u64),
+    /// Xen's `custom_param`: `name=<value>` (a value is required, `no-` is
+    /// refused); the function parses the value and stores it, or says why
+    /// not.
+    Custom(fn(&mut Options, &str) -> Result<(), &'static str>),
+    /// A `custom_param` with a syntax of its own (a boolean form, or several
+    /// warnings for one value): the function gets the whole [`Arg`].
+    Raw(fn(&mut Options, &Arg<'_>) -> Result<(), Vec<Warning>>),
+    /// Xen's `ignore_param`: a Xen option rxen accepts (also with `no-`) and
+    /// ignores without a warning, listed in [`Options::ignored`].
+    Ignore,
+}
+
+/// One option as written on the command line, for a [`ParamKind::Raw`]
+/// parser.
+pub struct Arg<'a> {
+    /// The whole option, e.g. `no-com1=x`.
+    pub token: &'a str,
+    /// The name as written, with any `no-`.
+    pub name: &'a str,
+    /// Whether the name had a `no-` prefix.
+    pub negated: bool,
+    /// What follows the first `=`, if there is one.
+    pub value: Option<&'a str>,
+}
+
+impl Arg<'_> {
+    /// The warning for a bad value of this option.
+    pub fn bad(&self, value: &str, why: &str) -> Warning {
+        Warning::bad_value(self.name, value, why)
+    }
+
+    /// The value of a non-boolean option: it must be given and not be empty,
+    /// and `no-` does not apply.
+    pub fn required_value(&self) -> Result<&str, Vec<Warning>> {
+        if self.negated {
+            return Err(vec![self.bad(
+                self.value.unwrap_or(""),
+                "not a boolean option, so 'no-' does not apply",
+            )]);
+        }
+        match self.value {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(vec![self.bad("", "a value is required")]),
+        }
+    }
+}
+
+impl Param {
+    /// Applies this option as written in `arg` to `opts`; returns the
+    /// warnings it produced (as `Err`, possibly alongside partial success
+    /// for `console=`).
+    fn apply(&self, opts: &mut Options, arg: &Arg<'_>) -> Result<(), Vec<Warning>> {
+        match self.kind {
+            ParamKind::Bool(field) => {
+                let on = match arg.value {
+                    None => true,
+                    Some(v) => parse_bool(v).ok_or_else(|| vec![arg.bad(v, "not a boolean")])?,
+                };
+                *field(opts) = on != arg.negated;
+            }
+            ParamKind::Size(field) => {
+                let v = arg.required_value()?;
+                *field(opts) = parse_size(v).ok_or_else(|| vec![arg.bad(v, "not a size")])?;
+            }
+            ParamKind::Custom(parse) => {
+                let v = arg.required_value()?;
+                parse(opts, v).map_err(|why| vec![arg.bad(v, why)])?;
+            }
+            ParamKind::Raw(parse) => parse(opts, arg)?,
+            ParamKind::Ignore => opts.ignored.push(arg.token.to_string()),
+        }
+        Ok(())
+    }
+}
+
+/// Why a `loglvl=`/`guest_loglvl=` value is refused.
+const LOGLVL_SYNTAX: &str =
+    "expected <level>[/<level>] with levels none, error, warning, info, debug, all";
+
+/// Every option rxen knows, in the order of the README's table.
+pub const PARAMS: &[Param] = &[
+    raw_param(
+        "console",
+        parse_console,
+        "console outputs: com1, com2, vga, none (default com1,vga)",
+    ),
+    custom_param(
+        "com1",
+        |o, v| SerialConfig::parse(v, SerialConfig::COM1_DEFAULT).map(|c| o.com1 = c),
+        "COM1: <baud>[/<base-baud>][,DPS[,<io-base>[,<irq>]]]",
+    ),
+    custom_param(
+        "com2",
+        |o, v| SerialConfig::parse(v, SerialConfig::COM2_DEFAULT).map(|c| o.com2 = c),
+        "COM2: <baud>[/<base-baud>][,DPS[,<io-base>[,<irq>]]]",
+    ),
+    custom_param(
+        "loglvl",
+        |o, v| {
+            LogThresholds::parse(v)
+                .map(|t| o.log = t)
+                .ok_or(LOGLVL_SYNTAX)
+        },
+        "thresholds for the hypervisor's messages: <level>[/<level>]",
+    ),
+    custom_param(
+        "guest_loglvl",
+        |o, v| {
+            LogThresholds::parse(v)
+                .map(|t| o.guest_log = t)
+                .ok_or(LOGLVL_SYNTAX)
+        },
+        "thresholds for guest-triggered messages: <level>[/<level>]",
+    ),
+    size_param(
+        "serial_tx_buffer",
+        |o| &mut o.serial_tx_buffer,
+        "size of the serial transmit ring (default 16k)",
+    ),
+    custom_param(
+        "spec-ctrl",
+        |o, v| o.spec_ctrl.parse(v).map(|s| o.spec_ctrl = s),
+        "speculative-execution mitigations: no, or rsb, ibpb, ibpb-entry, msr-sc, ibrs, ssbd",
+    ),
+    custom_param(
+        "gnttab_max_frames",
+        |o, v| parse_gnttab_limit(v).map(|n| o.gnttab_max_frames = n),
+        "grant-table frames per domain (default 64)",
+    ),
+    custom_param(
+        "gnttab_max_maptrack_frames",
+        |o, v| parse_gnttab_limit(v).map(|n| o.gnttab_max_maptrack_frames = n),
+        "maptrack frames per domain (default 1024)",
+    ),
+    boolean_param(
+        "noreboot",
+        |o| &mut o.noreboot,
+        "after a crash, stay halted instead of rebooting",
+    ),
+    custom_param(
+        "maxcpus",
+        |o, v| {
+            parse_u32(v)
+                .map(|n| o.maxcpus = Some(n))
+                .ok_or("not a 32-bit number")
+        },
+        "bring up at most this many CPUs",
+    ),
+    custom_param(
+        "dom0_mem",
+        |o, v| Dom0Mem::parse(v).map(|m| o.dom0_mem = m),
+        "dom0's memory: [min:<amt>,][max:<amt>,][<amt>], amounts a size or <n>%",
+    ),
+    custom_param(
+        "dom0_max_vcpus",
+        |o, v| parse_vcpus(v).map(|n| o.dom0_max_vcpus = Some(n)),
+        "dom0's vCPUs: <n>, <min>-<max>, <min>- or -<max>",
+    ),
+    custom_param(
+        "sched",
+        |o, v| {
+            o.sched = Some(v.to_string());
+            Ok(())
+        },
+        "the scheduler: credit or rtds",
+    ),
+    custom_param(
+        "domu",
+        |o, v| DomUSpec::parse(v).map(|d| o.domus.push(d)),
+        "rxen: one boot-time domU, <kernel>[+<initrd>][,key=value...]",
+    ),
+    boolean_param(
+        "dom0less",
+        |o| &mut o.dom0less,
+        "rxen: boot without dom0; the modules only make domUs",
+    ),
+    raw_param(
+        "isa_debug_exit",
+        parse_isa_debug_exit,
+        "rxen, tests: leave QEMU through isa-debug-exit at this port (default 0xf4)",
+    ),
+    custom_param(
+        "crash_test",
+        |o, v| CrashTest::parse(v).map(|c| o.crash_test = Some(c)),
+        "rxen, tests: raise a fault on purpose, <kind>[@<cpu>]",
+    ),
+    ignore_param("dom0", "Xen's dom0 mode"),
+    ignore_param("iommu", "Xen's IOMMU settings"),
+    ignore_param("hap", "Xen's hardware-assisted paging switch"),
+    ignore_param("ucode", "Xen's microcode loading"),
+    ignore_param("smt", "Xen's SMT switch"),
+    ignore_param("vga", "Xen's VGA mode"),
+    ignore_param("no-real-mode", "Xen's skipping of real-mode boot code"),
+    ignore_param("edd", "Xen's EDD probing"),
+    ignore_param("conring_size", "Xen's console ring size"),
+    ignore_param("sync_console", "Xen's synchronous console"),
+    ignore_param("console_to_ring", "Xen's copy of the console to the ring"),
+    ignore_param("console_timestamps", "Xen's console timestamps"),
+    ignore_param("dom0_vcpus_pin", "Xen's pinning of dom0's vCPUs"),
 ];
 
-fn lookup(name: &str) -> Option<Known> {
-    KNOWN
-        .iter()
-        .find(|(n, _)| names_equal(n, name))
-        .map(|&(_, k)| k)
+/// Xen's `boolean_param`: an entry of kind [`ParamKind::Bool`].
+const fn boolean_param(
+    name: &'static str,
+    field: fn(&mut Options) -> &mut bool,
+    help: &'static str,
+) -> Param {
+    let kind = ParamKind::Bool(field);
+    Param { name, kind, help }
 }
 
-fn is_ignored(name: &str) -> bool {
-    IGNORED_OPTIONS.iter().any(|n| names_equal(n, name))
+/// Xen's `size_param`: an entry of kind [`ParamKind::Size`].
+const fn size_param(
+    name: &'static str,
+    field: fn(&mut Options) -> &mut u64,
+    help: &'static str,
+) -> Param {
+    let kind = ParamKind::Size(field);
+    Param { name, kind, help }
+}
+
+/// Xen's `custom_param`: an entry of kind [`ParamKind::Custom`].
+const fn custom_param(
+    name: &'static str,
+    parse: fn(&mut Options, &str) -> Result<(), &'static str>,
+    help: &'static str,
+) -> Param {
+    let kind = ParamKind::Custom(parse);
+    Param { name, kind, help }
+}
+
+/// An entry of kind [`ParamKind::Raw`].
+const fn raw_param(
+    name: &'static str,
+    parse: fn(&mut Options, &Arg<'_>) -> Result<(), Vec<Warning>>,
+    help: &'static str,
+) -> Param {
+    let kind = ParamKind::Raw(parse);
+    Param { name, kind, help }
+}
+
+/// Xen's `ignore_param`: an entry of kind [`ParamKind::Ignore`].
+const fn ignore_param(name: &'static str, help: &'static str) -> Param {
+    let kind = ParamKind::Ignore;
+    Param { name, kind, help }
+}
+
+/// `console=`: a comma-separated list; unknown entries are skipped with a
+/// warning each, and a list without a known entry keeps the earlier setting.
+fn parse_console(opts: &mut Options, arg: &Arg<'_>) -> Result<(), Vec<Warning>> {
+    let value = arg.required_value()?;
+    let name = arg.name;
+    let mut kinds = Vec::new();
+    let mut warnings = Vec::new();
+    for entry in value.split(',') {
+        match ConsoleKind::parse(entry) {
+            Some(k) => kinds.push(k),
+            None => warnings.push(Warning {
+                option: name.to_string(),
+                message: format!(
+                    "bad value '{entry}' for '{name}': unknown console; entry ignored"
+                ),
+            }),
+        }
+    }
+    if kinds.is_empty() {
+        warnings.push(arg.bad(value, "no known console"));
+    } else {
+        opts.console = kinds;
+    }
+    if warnings.is_empty() {
+        Ok(())
+    } else {
+        Err(warnings)
+    }
+}
+
+/// `isa_debug_exit[=<port>]`, also a boolean: `isa_debug_exit` and
+/// `=<true>` mean the default port, `=<false>` and `no-isa_debug_exit` off,
+/// `no-isa_debug_exit=<false>` the default port.
+fn parse_isa_debug_exit(opts: &mut Options, arg: &Arg<'_>) -> Result<(), Vec<Warning>> {
+    let port = match arg.value {
+        None => Some(ISA_DEBUG_EXIT_PORT),
+        Some(v) if !arg.negated && v.starts_with(|c: char| c.is_ascii_digit()) => {
+            match parse_uint(v).and_then(|p| u16::try_from(p).ok()) {
+                Some(0) | None => return Err(vec![arg.bad(v, "port must be 1 to 0xffff")]),
+                Some(p) => Some(p),
+            }
+        }
+        Some(v) => match parse_bool(v) {
+            Some(on) => on.then_some(ISA_DEBUG_EXIT_PORT),
+            None => return Err(vec![arg.bad(v, "not a port number or boolean")]),
+        },
+    };
+    opts.isa_debug_exit = if arg.negated {
+        match port {
+            Some(_) => None,
+            None => Some(ISA_DEBUG_EXIT_PORT),
+        }
+    } else {
+        port
+    };
+    Ok(())
+}
+
+/// A number ([`parse_uint`]) that fits 32 bits.
+fn parse_u32(v: &str) -> Option<u32> {
+    parse_uint(v).and_then(|n| u32::try_from(n).ok())
+}
+
+/// As Xen's `parse_gnttab_limit`: a number up to `INT_MAX`.
+fn parse_gnttab_limit(v: &str) -> Result<u32, &'static str> {
+    parse_uint(v)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n <= i32::MAX as u32)
+        .ok_or("not a number up to 2147483647")
+}
+
+/// The table entry for `name`, if any.
+fn lookup(name: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| names_equal(p.name, name))
 }
 
 /// Parses a (cooked) command line. Unknown options and malformed values
 /// produce a [`Warning`] and leave the option at its default (or at an
-/// earlier valid setting); options in [`IGNORED_OPTIONS`] (also with `no-`)
-/// are collected in [`Options::ignored`]. Never fails.
+/// earlier valid setting); ignored Xen options ([`ParamKind::Ignore`], also
+/// with `no-`) are collected in [`Options::ignored`]. Never fails.
 pub fn parse(cmdline: &str) -> (Options, Vec<Warning>) {
     let mut opts = Options::default();
     let mut warnings = Vec::new();
@@ -822,193 +1102,29 @@ pub fn parse(cmdline: &str) -> (Options, Vec<Warning>) {
             Some((n, v)) => (n, Some(v)),
             None => (token, None),
         };
-        if is_ignored(name) {
-            opts.ignored.push(token.to_string());
-            continue;
-        }
-        let (negated, base) = match name.strip_prefix("no-") {
-            Some(base) => (true, base),
-            None => (false, name),
+        // A name that itself starts with `no-` (`no-real-mode`) matches as
+        // written; otherwise `no-` negates the option after it.
+        let (param, negated) = match lookup(name) {
+            Some(p) => (p, false),
+            None => match name.strip_prefix("no-").and_then(lookup) {
+                Some(p) => (p, true),
+                None => {
+                    warnings.push(Warning::unknown(name));
+                    continue;
+                }
+            },
         };
-        if negated && is_ignored(base) {
-            opts.ignored.push(token.to_string());
-            continue;
-        }
-        let Some(known) = lookup(base) else {
-            warnings.push(Warning::unknown(name));
-            continue;
+        let arg = Arg {
+            token,
+            name,
+            negated,
+            value,
         };
-        if let Err(w) = apply(&mut opts, known, name, negated, value) {
+        if let Err(w) = param.apply(&mut opts, &arg) {
             warnings.extend(w);
         }
     }
     (opts, warnings)
-}
-
-/// Applies one recognised option; returns the warnings it produced (as
-/// `Err`, possibly alongside partial success for `console=`).
-fn apply(
-    opts: &mut Options,
-    known: Known,
-    name: &str,
-    negated: bool,
-    value: Option<&str>,
-) -> Result<(), Vec<Warning>> {
-    let bad = |v: &str, why: &str| vec![Warning::bad_value(name, v, why)];
-    // Booleans (and the boolean-like isa_debug_exit) accept `no-`.
-    match known {
-        Known::Noreboot | Known::Dom0less => {
-            let v = match value {
-                None => true,
-                Some(v) => parse_bool(v).ok_or_else(|| bad(v, "not a boolean"))?,
-            };
-            if known == Known::Noreboot {
-                opts.noreboot = v != negated;
-            } else {
-                opts.dom0less = v != negated;
-            }
-            return Ok(());
-        }
-        Known::IsaDebugExit => {
-            let port = match value {
-                None => Some(ISA_DEBUG_EXIT_PORT),
-                Some(v) if !negated && v.starts_with(|c: char| c.is_ascii_digit()) => {
-                    match parse_uint(v).and_then(|p| u16::try_from(p).ok()) {
-                        Some(0) | None => return Err(bad(v, "port must be 1 to 0xffff")),
-                        Some(p) => Some(p),
-                    }
-                }
-                Some(v) => match parse_bool(v) {
-                    Some(on) => on.then_some(ISA_DEBUG_EXIT_PORT),
-                    None => return Err(bad(v, "not a port number or boolean")),
-                },
-            };
-            opts.isa_debug_exit = if negated {
-                match port {
-                    Some(_) => None,
-                    None => Some(ISA_DEBUG_EXIT_PORT),
-                }
-            } else {
-                port
-            };
-            return Ok(());
-        }
-        _ => {}
-    }
-    if negated {
-        return Err(bad(
-            value.unwrap_or(""),
-            "not a boolean option, so 'no-' does not apply",
-        ));
-    }
-    let Some(value) = value else {
-        return Err(bad("", "a value is required"));
-    };
-    if value.is_empty() {
-        return Err(bad("", "a value is required"));
-    }
-    match known {
-        Known::Console => {
-            let mut kinds = Vec::new();
-            let mut warnings = Vec::new();
-            for entry in value.split(',') {
-                match ConsoleKind::parse(entry) {
-                    Some(k) => kinds.push(k),
-                    None => warnings.push(Warning {
-                        option: name.to_string(),
-                        message: format!(
-                            "bad value '{entry}' for '{name}': unknown console; entry ignored"
-                        ),
-                    }),
-                }
-            }
-            if kinds.is_empty() {
-                warnings.push(Warning::bad_value(name, value, "no known console"));
-            } else {
-                opts.console = kinds;
-            }
-            if warnings.is_empty() {
-                Ok(())
-            } else {
-                Err(warnings)
-            }
-        }
-        Known::Com1 => {
-            opts.com1 = SerialConfig::parse(value, SerialConfig::COM1_DEFAULT)
-                .map_err(|why| bad(value, why))?;
-            Ok(())
-        }
-        Known::Com2 => {
-            opts.com2 = SerialConfig::parse(value, SerialConfig::COM2_DEFAULT)
-                .map_err(|why| bad(value, why))?;
-            Ok(())
-        }
-        Known::Loglvl | Known::GuestLoglvl => {
-            let t = LogThresholds::parse(value).ok_or_else(|| {
-                bad(
-                    value,
-                    "expected <level>[/<level>] with levels none, error, warning, info, debug, all",
-                )
-            })?;
-            if known == Known::Loglvl {
-                opts.log = t;
-            } else {
-                opts.guest_log = t;
-            }
-            Ok(())
-        }
-        Known::Dom0Mem => {
-            opts.dom0_mem = Dom0Mem::parse(value).map_err(|why| bad(value, why))?;
-            Ok(())
-        }
-        Known::Dom0MaxVcpus => {
-            opts.dom0_max_vcpus = Some(parse_vcpus(value).map_err(|why| bad(value, why))?);
-            Ok(())
-        }
-        Known::Sched => {
-            opts.sched = Some(value.to_string());
-            Ok(())
-        }
-        Known::SerialTxBuffer => {
-            opts.serial_tx_buffer = parse_size(value).ok_or_else(|| bad(value, "not a size"))?;
-            Ok(())
-        }
-        Known::Maxcpus => {
-            let n = parse_uint(value)
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| bad(value, "not a 32-bit number"))?;
-            opts.maxcpus = Some(n);
-            Ok(())
-        }
-        Known::CrashTest => {
-            opts.crash_test = Some(CrashTest::parse(value).map_err(|why| bad(value, why))?);
-            Ok(())
-        }
-        Known::DomU => {
-            opts.domus
-                .push(DomUSpec::parse(value).map_err(|why| bad(value, why))?);
-            Ok(())
-        }
-        Known::GnttabMaxFrames | Known::GnttabMaxMaptrackFrames => {
-            // As Xen's parse_gnttab_limit: a number up to INT_MAX.
-            let n = parse_uint(value)
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|&n| n <= i32::MAX as u32)
-                .ok_or_else(|| bad(value, "not a number up to 2147483647"))?;
-            if known == Known::GnttabMaxFrames {
-                opts.gnttab_max_frames = n;
-            } else {
-                opts.gnttab_max_maptrack_frames = n;
-            }
-            Ok(())
-        }
-        Known::SpecCtrl => {
-            opts.spec_ctrl = opts.spec_ctrl.parse(value).map_err(|why| bad(value, why))?;
-            Ok(())
-        }
-        // Handled above.
-        Known::Noreboot | Known::IsaDebugExit | Known::Dom0less => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -1516,6 +1632,39 @@ mod tests {
         assert_eq!(o.isa_debug_exit, Some(0xf4));
         assert_eq!(o.ignored, vec!["iommu=0".to_string()]);
         assert_eq!(o.crash_test.map(|c| c.cpu), Some(1));
+    }
+
+    #[test]
+    fn table_names_unique_and_help_given() {
+        for (i, p) in PARAMS.iter().enumerate() {
+            assert!(!p.name.is_empty(), "entry {i} has no name");
+            assert!(!p.help.trim().is_empty(), "{} has no help", p.name);
+            for q in &PARAMS[i + 1..] {
+                assert!(!names_equal(p.name, q.name), "{} twice", p.name);
+            }
+        }
+    }
+
+    /// The README's "Hypervisor options" section names every option of the
+    /// table, as `` `name` ``, `` `name=`` or `` `name[``.
+    #[test]
+    fn readme_lists_every_option() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let start = readme
+            .find("\n## Hypervisor options\n")
+            .expect("README has a Hypervisor options section");
+        let section = &readme[start + 1..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let missing: Vec<&str> = PARAMS
+            .iter()
+            .map(|p| p.name)
+            .filter(|name| {
+                !["`", "=", "["]
+                    .iter()
+                    .any(|end| section.contains(&format!("`{name}{end}")))
+            })
+            .collect();
+        assert!(missing.is_empty(), "README misses {missing:?}");
     }
 
     /// Deterministic garbage never panics.
