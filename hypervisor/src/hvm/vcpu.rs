@@ -7,6 +7,8 @@ use alloc::boxed::Box;
 
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_64B};
 
+use rxen_x86::ctrlreg::{cr0, efer};
+use rxen_x86::msr;
 use rxen_x86::svm::vmcb::{control, save, Segment, Vmcb};
 use rxen_x86::svm::{EntryCtl, GuestRegs};
 use spin::Once;
@@ -41,16 +43,16 @@ const INTERCEPT_CR: u32 = (1 << 16) | (1 << 20);
 /// MSRs the guest reads and writes without an exit: they live in the VMCB
 /// and are switched by VMLOAD/VMSAVE (syscall, FS/GS bases, SYSENTER).
 const PASSTHROUGH_MSRS: [u32; 10] = [
-    0xC000_0081, // STAR
-    0xC000_0082, // LSTAR
-    0xC000_0083, // CSTAR
-    0xC000_0084, // SFMASK
-    0xC000_0100, // FS_BASE
-    0xC000_0101, // GS_BASE
-    0xC000_0102, // KERNEL_GS_BASE
-    0x174,       // SYSENTER_CS
-    0x175,       // SYSENTER_ESP
-    0x176,       // SYSENTER_EIP
+    msr::MSR_STAR,
+    msr::MSR_LSTAR,
+    msr::MSR_CSTAR,
+    msr::MSR_SYSCALL_MASK,
+    msr::MSR_FS_BASE,
+    msr::MSR_GS_BASE,
+    msr::MSR_SHADOW_GS_BASE,
+    msr::MSR_IA32_SYSENTER_CS,
+    msr::MSR_IA32_SYSENTER_ESP,
+    msr::MSR_IA32_SYSENTER_EIP,
 ];
 
 /// Whether the CPU has MSR_TSC_AUX (asked once).
@@ -58,8 +60,8 @@ pub static HAS_TSC_AUX: Once<bool> = Once::new();
 
 /// Power-on PAT value.
 pub const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
-const EFER_SVME: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
+const EFER_SVME: u64 = efer::SVME;
+const EFER_LMA: u64 = efer::LMA;
 
 /// The permission maps shared by all vCPUs (read-only after creation).
 struct PermissionMaps {
@@ -184,7 +186,7 @@ impl SvmVcpu {
         vmcb.set_segment(save::IDTR, segment(0, 0, 0));
         vmcb.set_cpl(0);
         vmcb.write64(save::EFER, EFER_SVME);
-        vmcb.write64(save::CR0, 0x11); // PE | ET
+        vmcb.write64(save::CR0, cr0::PE | cr0::ET);
         vmcb.write64(save::CR4, 0);
         vmcb.write64(save::CR3, 0);
         vmcb.write64(save::DR6, 0xFFFF_0FF0);
@@ -309,7 +311,7 @@ impl SvmVcpu {
         vmcb.set_segment(save::IDTR, real(0, 0));
         vmcb.set_cpl(0);
         vmcb.write64(save::EFER, EFER_SVME);
-        vmcb.write64(save::CR0, 0x10); // ET
+        vmcb.write64(save::CR0, cr0::ET);
         vmcb.write64(save::CR3, 0);
         vmcb.write64(save::CR4, 0);
         vmcb.write64(save::DR6, 0xFFFF_0FF0);

@@ -10,17 +10,18 @@
 //! fault in the hypervisor.
 
 use raw_cpuid::cpuid;
+use rxen_x86::ctrlreg::cr4;
 use spin::Once;
 
 /// Whether the CPU has XSAVE (and rxen turned on CR4.OSXSAVE).
 fn xsave_enabled() -> bool {
-    x86_64::registers::control::Cr4::read_raw() & (1 << 18) != 0
+    x86_64::registers::control::Cr4::read_raw() & cr4::OSXSAVE != 0
 }
 
 /// Turns on CR4.OSXSAVE on this CPU if the CPU supports XSAVE.
 pub fn enable_this_cpu() {
     if cpuid!(1).ecx & (1 << 26) != 0 {
-        let cr4 = x86_64::registers::control::Cr4::read_raw() | (1 << 18);
+        let cr4 = x86_64::registers::control::Cr4::read_raw() | cr4::OSXSAVE;
         // SAFETY: the CPU supports XSAVE (CPUID.1:ECX.XSAVE), so setting
         // CR4.OSXSAVE is valid; it only enables XGETBV/XSETBV/XSAVE.
         unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
