@@ -71,26 +71,17 @@ struct PermissionMaps {
 
 static MAPS: Once<Option<PermissionMaps>> = Once::new();
 
-fn fill(address: u64, bytes: usize, value: u8) {
-    // SAFETY: the range is frames freshly allocated for the map, identity
-    // mapped and owned by it.
-    unsafe { core::ptr::write_bytes(address as *mut u8, value, bytes) };
-}
-
 /// Clears the read and write intercept bits of `msr` in the MSR map.
-fn pass_through(msrpm: u64, msr: u32) {
+fn pass_through(msrpm: &mut [u8], msr: u32) {
     let (base, index) = match msr {
-        0..=0x1FFF => (0u64, msr as u64),
-        0xC000_0000..=0xC000_1FFF => (0x800, (msr - 0xC000_0000) as u64),
-        0xC001_0000..=0xC001_1FFF => (0x1000, (msr - 0xC001_0000) as u64),
+        0..=0x1FFF => (0usize, msr as usize),
+        0xC000_0000..=0xC000_1FFF => (0x800, (msr - 0xC000_0000) as usize),
+        0xC001_0000..=0xC001_1FFF => (0x1000, (msr - 0xC001_0000) as usize),
         _ => return,
     };
-    let byte = msrpm + base + index / 4;
     let shift = (index % 4) * 2;
-    // SAFETY: `byte` is inside the 8 KiB MSR map (offsets above < 0x1800).
-    unsafe {
-        let value = core::ptr::read_volatile(byte as *const u8);
-        core::ptr::write_volatile(byte as *mut u8, value & !(0b11 << shift));
+    if let Some(byte) = msrpm.get_mut(base + index / 4) {
+        *byte &= !(0b11 << shift);
     }
 }
 
@@ -103,14 +94,18 @@ pub fn init_permission_maps() -> bool {
 fn maps() -> Option<&'static PermissionMaps> {
     MAPS.call_once(|| {
         // The IOPM is 12 KiB, the MSRPM 8 KiB; both physically contiguous.
-        let iopm = crate::memory::alloc_frames(3)?;
-        let msrpm = crate::memory::alloc_frames(2)?;
-        fill(iopm, 3 * 4096, 0xFF);
-        fill(msrpm, 2 * 4096, 0xFF);
+        let mut iopm = crate::memory::alloc_owned(3)?;
+        let mut msrpm = crate::memory::alloc_owned(2)?;
+        iopm.as_bytes_mut().fill(0xFF);
+        msrpm.as_bytes_mut().fill(0xFF);
         for msr in PASSTHROUGH_MSRS {
-            pass_through(msrpm, msr);
+            pass_through(msrpm.as_bytes_mut(), msr);
         }
-        Some(PermissionMaps { iopm, msrpm })
+        // Kept for the hypervisor's lifetime.
+        Some(PermissionMaps {
+            iopm: iopm.into_raw().0,
+            msrpm: msrpm.into_raw().0,
+        })
     })
     .as_ref()
 }

@@ -11,6 +11,7 @@
 
 use raw_cpuid::cpuid;
 use rxen_x86::ctrlreg::cr4;
+use rxen_x86::frame::HostFrames;
 use spin::Once;
 
 /// Whether the CPU has XSAVE (and rxen turned on CR4.OSXSAVE).
@@ -125,9 +126,9 @@ pub fn restore_host_xcr0(host: u64, guest: u64) -> u64 {
 }
 
 /// Offset of the XSAVE header (XSTATE_BV, XCOMP_BV, reserved) in the area.
-const XSAVE_HEADER: u64 = 512;
+const XSAVE_HEADER: usize = 512;
 /// Offset of MXCSR in the legacy area.
-const MXCSR: u64 = 24;
+const MXCSR: usize = 24;
 /// FCW after FNINIT / reset.
 const FCW_RESET: u16 = 0x37F;
 /// MXCSR after reset: all exceptions masked.
@@ -139,8 +140,7 @@ const MXCSR_RESET: u32 = 0x1F80;
 /// when a CPU switches to it, so that vCPUs can share and move between
 /// CPUs. The area is in the standard (not compacted) format.
 pub struct FpuState {
-    area: u64,
-    frames: usize,
+    area: HostFrames,
 }
 
 impl FpuState {
@@ -153,9 +153,8 @@ impl FpuState {
             512
         }
         .max(512);
-        let frames = bytes.div_ceil(4096);
-        let area = crate::memory::alloc_frames(frames)?;
-        let mut state = Self { area, frames };
+        let area = crate::memory::alloc_owned(bytes.div_ceil(4096))?;
+        let mut state = Self { area };
         state.reset();
         Some(state)
     }
@@ -165,13 +164,10 @@ impl FpuState {
     /// every component whatever the XCR0 then, and the reset FCW and MXCSR
     /// (which FXRSTOR, and XRSTOR for MXCSR, load from the image).
     pub fn reset(&mut self) {
-        // SAFETY: the area's frames belong to it, identity-mapped; the
-        // offsets are inside its first 576 bytes.
-        unsafe {
-            core::ptr::write_bytes(self.area as *mut u8, 0, self.frames * 4096);
-            core::ptr::write_unaligned(self.area as *mut u16, FCW_RESET);
-            core::ptr::write_unaligned((self.area + MXCSR) as *mut u32, MXCSR_RESET);
-        }
+        let bytes = self.area.as_bytes_mut();
+        bytes.fill(0);
+        bytes[..2].copy_from_slice(&FCW_RESET.to_le_bytes());
+        bytes[MXCSR..MXCSR + 4].copy_from_slice(&MXCSR_RESET.to_le_bytes());
     }
 
     /// Makes the XSAVE header agree with `xcr0` before XRSTOR: XSTATE_BV
@@ -180,15 +176,13 @@ impl FpuState {
     /// larger XCR0 keeps them), XCOMP_BV and the reserved bytes zero
     /// (standard format). Either mismatch makes XRSTOR raise #GP.
     fn sanitize_header(&mut self, xcr0: u64) {
-        let header = self.area + XSAVE_HEADER;
-        // SAFETY: the header is inside the area (which is at least 576
-        // bytes with XSAVE), 8-byte aligned, and only this vCPU's CPU
-        // touches the area while it is off the CPU.
-        unsafe {
-            let bv = core::ptr::read(header as *const u64);
-            core::ptr::write(header as *mut u64, bv & xcr0);
-            core::ptr::write_bytes((header + 8) as *mut u8, 0, 56);
-        }
+        // The area is at least one frame, so the 64-byte header is in it.
+        let header = &mut self.area.as_bytes_mut()[XSAVE_HEADER..XSAVE_HEADER + 64];
+        let mut bv = [0u8; 8];
+        bv.copy_from_slice(&header[..8]);
+        let bv = u64::from_le_bytes(bv) & xcr0;
+        header[..8].copy_from_slice(&bv.to_le_bytes());
+        header[8..].fill(0);
     }
 
     /// Saves this CPU's FPU registers, which belong to a vCPU whose XCR0 is
@@ -199,12 +193,14 @@ impl FpuState {
             // SAFETY: the area is 4 KiB-aligned, large enough for every
             // component CPUID reports, and owned by this vCPU.
             unsafe {
-                core::arch::asm!("xsave64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+                core::arch::asm!("xsave64 [{}]", in(reg) self.area.start(), in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };
             let _ = restore_host_xcr0(host, xcr0);
         } else {
             // SAFETY: the area is 16-byte aligned and 512 bytes or more.
-            unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) self.area, options(nostack)) };
+            unsafe {
+                core::arch::asm!("fxsave64 [{}]", in(reg) self.area.start(), options(nostack))
+            };
         }
     }
 
@@ -219,18 +215,14 @@ impl FpuState {
             // made to agree with the XCR0 in force; its MXCSR is the reset
             // value or one XSAVE stored from the CPU.
             unsafe {
-                core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+                core::arch::asm!("xrstor64 [{}]", in(reg) self.area.start(), in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };
             let _ = restore_host_xcr0(host, xcr0);
         } else {
             // SAFETY: the area holds a valid FXSAVE image.
-            unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.area, options(nostack)) };
+            unsafe {
+                core::arch::asm!("fxrstor64 [{}]", in(reg) self.area.start(), options(nostack))
+            };
         }
-    }
-}
-
-impl Drop for FpuState {
-    fn drop(&mut self) {
-        crate::memory::free_frames(self.area, self.frames);
     }
 }
