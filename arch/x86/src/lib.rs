@@ -27,3 +27,4 @@ pub mod stop;
 pub mod svm;
 #[cfg(target_os = "none")]
 pub mod traps;
+pub mod xsave;

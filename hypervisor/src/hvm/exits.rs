@@ -338,9 +338,9 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
     let guest_xcr0 = vcpu.xcr0;
     let host = |leaf: u32, sub: u32| {
         let r = if leaf == 0xD {
-            let host_xcr0 = super::xsave::load_guest_xcr0(guest_xcr0);
+            let host_xcr0 = rxen_x86::xsave::load_guest_xcr0(guest_xcr0);
             let r = raw_cpuid::cpuid!(leaf, sub);
-            let _ = super::xsave::restore_host_xcr0(host_xcr0, guest_xcr0);
+            let _ = rxen_x86::xsave::restore_host_xcr0(host_xcr0, guest_xcr0);
             r
         } else {
             raw_cpuid::cpuid!(leaf, sub)
@@ -656,7 +656,7 @@ fn write_hypercall_page(memory: &mut super::memory::GuestMemory, gfn: u64) -> bo
 fn xsetbv(vcpu: &mut SvmVcpu) {
     let index = vcpu.regs.rcx as u32;
     let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
-    if index != 0 || vcpu.vmcb.cpl() != 0 || !super::xsave::valid_xcr0(value) {
+    if index != 0 || vcpu.vmcb.cpl() != 0 || !rxen_x86::xsave::valid_xcr0(value) {
         vcpu.inject_exception(13, Some(0));
         return;
     }

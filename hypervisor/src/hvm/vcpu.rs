@@ -121,7 +121,7 @@ pub struct SvmVcpu {
     /// Whether the next VMRUN must flush the guest's TLB entries.
     pub flush_tlb: bool,
     /// FPU/SSE/AVX state while the vCPU is off its CPU.
-    pub fpu: crate::hvm::xsave::FpuState,
+    pub fpu: rxen_x86::xsave::FpuState,
     /// The guest's MTRR default type (IA32_MTRR_DEF_TYPE).
     pub mtrr_def_type: u64,
     /// The guest's TSC_AUX (loaded into the CPU before VMRUN, where the
@@ -200,7 +200,7 @@ impl SvmVcpu {
             regs,
             xcr0: 1,
             flush_tlb: true,
-            fpu: crate::hvm::xsave::FpuState::new()?,
+            fpu: rxen_x86::xsave::FpuState::new(crate::memory::alloc_owned)?,
             // Enabled, write-back.
             mtrr_def_type: 0x806,
             tsc_aux: 0,
@@ -375,7 +375,7 @@ impl SvmVcpu {
         let cpu = rxen_x86::cpu::current_index();
         let flush = crate::hvm::tlb::enter(cpu) | core::mem::take(&mut self.flush_tlb);
         self.vmcb.set_tlb_control(if flush { 1 } else { 0 });
-        let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
+        let host_xcr0 = rxen_x86::xsave::load_guest_xcr0(self.xcr0);
         self.dr.load_if_armed(&self.vmcb);
         if *HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux) {
             rxen_x86::cpu::load_tsc_aux(self.tsc_aux as u32);
@@ -395,6 +395,6 @@ impl SvmVcpu {
         }
         crate::hvm::tlb::exit(cpu);
         x86_64::instructions::interrupts::disable();
-        self.xcr0 = crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
+        self.xcr0 = rxen_x86::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
     }
 }

@@ -2,7 +2,9 @@
 //! the FPU/SSE/AVX registers (its target disables SSE), so guest register
 //! contents stay in the CPU across exits; what must be switched is XCR0,
 //! which VMRUN does not swap, and the whole state ([`FpuState`]) when a
-//! CPU switches from one vCPU to another.
+//! CPU switches from one vCPU to another. Nothing here is SVM's: VT-x
+//! switches XCR0 and the XSAVE image the same way, so this module sits
+//! beside `svm/`, not in it.
 //!
 //! No XCR0 a guest chose reaches `XSETBV` unchecked ([`valid_xcr0`] has
 //! Xen's rules and the guest's CPUID policy), and no saved image reaches
@@ -10,9 +12,10 @@
 //! fault in the hypervisor.
 
 use raw_cpuid::cpuid;
-use rxen_x86::ctrlreg::cr4;
-use rxen_x86::frame::HostFrames;
 use spin::Once;
+
+use crate::ctrlreg::cr4;
+use crate::frame::HostFrames;
 
 /// Whether the CPU has XSAVE (and rxen turned on CR4.OSXSAVE).
 fn xsave_enabled() -> bool {
@@ -63,18 +66,18 @@ fn guest_xcr0_max() -> u64 {
         if !xsave_enabled() {
             return 0;
         }
-        let ctx = rxen_x86::cpuid_policy::CpuidContext {
+        let ctx = crate::cpuid_policy::CpuidContext {
             vcpu_id: 0,
             domid: 0,
             tsc_khz: 0,
             nr_vcpus: 1,
-            spec: rxen_x86::spec_ctrl::active().offer(),
+            spec: crate::spec_ctrl::active().offer(),
         };
         let host = |leaf: u32, sub: u32| {
             let r = cpuid!(leaf, sub);
             [r.eax, r.ebx, r.ecx, r.edx]
         };
-        rxen_x86::cpuid_policy::guest_xcr0_max(&ctx, &host) & supported_xcr0()
+        crate::cpuid_policy::guest_xcr0_max(&ctx, &host) & supported_xcr0()
     })
 }
 
@@ -82,7 +85,7 @@ fn guest_xcr0_max() -> u64 {
 /// only components of its CPUID policy, x87 always, AVX with SSE, the
 /// AVX-512 components all or none and with AVX, MPX's two together.
 pub fn valid_xcr0(value: u64) -> bool {
-    rxen_x86::ctrlreg::guest_xcr0_ok(value, guest_xcr0_max())
+    crate::ctrlreg::guest_xcr0_ok(value, guest_xcr0_max())
 }
 
 /// XCR0 values refused on the way into the CPU (rate limit of the log).
@@ -95,11 +98,11 @@ pub fn load_guest_xcr0(guest: u64) -> u64 {
     if !xsave_enabled() {
         return 1;
     }
-    let guest = if guest & !supported_xcr0() == 0 && rxen_x86::ctrlreg::valid_xcr0(guest) {
+    let guest = if guest & !supported_xcr0() == 0 && crate::ctrlreg::valid_xcr0(guest) {
         guest
     } else {
         if BAD_XCR0_LOGGED.allow() {
-            rxen_x86::log!(Error, "refused to load invalid guest XCR0 {guest:#x}");
+            crate::log!(Error, "refused to load invalid guest XCR0 {guest:#x}");
         }
         1
     };
@@ -145,15 +148,16 @@ pub struct FpuState {
 
 impl FpuState {
     /// An area in the initial state (XRSTOR of a zero header initializes
-    /// every component); None when out of memory.
-    pub fn new() -> Option<Self> {
+    /// every component), in frames from `alloc(count)`; None when out of
+    /// memory.
+    pub fn new(alloc: impl FnOnce(usize) -> Option<HostFrames>) -> Option<Self> {
         let bytes = if xsave_enabled() {
             cpuid!(0xD, 0).ecx as usize
         } else {
             512
         }
         .max(512);
-        let area = crate::memory::alloc_owned(bytes.div_ceil(4096))?;
+        let area = alloc(bytes.div_ceil(4096))?;
         let mut state = Self { area };
         state.reset();
         Some(state)
