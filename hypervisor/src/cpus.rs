@@ -93,7 +93,7 @@ extern "C" fn ap_entry(cpu_index: u64) -> ! {
     cpu::init_tables();
     apic::init_this_cpu();
     svm::enable_this_cpu_full();
-    crate::hvm::xsave::enable_this_cpu();
+    rxen_x86::xsave::enable_this_cpu();
     rxen_x86::spec_ctrl::init_this_cpu();
     let apic_id = apic::id();
     cpu::mark_online();

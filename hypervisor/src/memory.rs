@@ -163,6 +163,16 @@ pub fn alloc_frames_aligned(count: usize, align: usize) -> Option<u64> {
 
 /// Returns `count` frames starting at `start` to the allocator. A frame the
 /// allocator refuses (double free) is reported, never silently reused.
+/// Takes `count` contiguous frames that only the returned owner uses (no
+/// guest sees them); they go back to the allocator when it is dropped.
+pub fn alloc_owned(count: usize) -> Option<rxen_x86::frame::HostFrames> {
+    let start = alloc_frames(count)?;
+    // SAFETY: the allocator just handed out these frames, page-aligned RAM
+    // in the identity map, to this caller alone; `free_frames` takes them
+    // back once, when the owner is dropped.
+    Some(unsafe { rxen_x86::frame::HostFrames::from_raw(start, count, free_frames) })
+}
+
 pub fn free_frames(start: u64, count: usize) {
     let mut refused = 0u64;
     let mut first_error = None;

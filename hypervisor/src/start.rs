@@ -115,7 +115,7 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
     match svm::detect() {
         Ok(info) => {
             svm::enable_this_cpu_full();
-            crate::hvm::xsave::enable_this_cpu();
+            rxen_x86::xsave::enable_this_cpu();
             printk!(
                 "HVM: SVM enabled (revision {}, {} ASIDs)",
                 info.revision,

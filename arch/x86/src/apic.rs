@@ -6,6 +6,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
+use crate::msr::{APICBASE_ADDR_MASK, APICBASE_ENABLE, MSR_IA32_APICBASE};
+
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0xF0;
 /// Vector of the IPI that makes another CPU reschedule (a "kick").
@@ -13,7 +15,6 @@ pub const KICK_VECTOR: u8 = 0xF1;
 /// Vector of the local APIC spurious interrupt.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
-const IA32_APIC_BASE: u32 = 0x1B;
 const REG_ID: usize = 0x20;
 const REG_EOI: usize = 0xB0;
 const REG_SVR: usize = 0xF0;
@@ -58,13 +59,13 @@ pub fn base() -> u64 {
 
 /// Enables this CPU's local APIC in xAPIC mode with the spurious vector.
 pub fn init_this_cpu() {
-    let mut msr = Msr::new(IA32_APIC_BASE);
-    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting bit 11
-    // (global enable) keeps the APIC at its current base.
+    let mut msr = Msr::new(MSR_IA32_APICBASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting the
+    // global enable bit keeps the APIC at its current base.
     let base = unsafe {
         let value = msr.read();
-        msr.write(value | (1 << 11));
-        value & 0x000F_FFFF_FFFF_F000
+        msr.write(value | APICBASE_ENABLE);
+        value & APICBASE_ADDR_MASK
     };
     APIC_BASE.store(base, Ordering::Relaxed);
     write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);

@@ -94,17 +94,17 @@ _start32:
 
     /* Long mode: PAE, CR3, EFER.LME|NXE, then paging. */
     movl %cr4, %eax
-    orl $0x20, %eax
+    orl ${cr4_pae}, %eax
     movl %eax, %cr4
     movl $boot_pml4, %eax
     movl %eax, %cr3
-    movl $0xC0000080, %ecx
+    movl ${msr_efer}, %ecx
     rdmsr
-    orl $0x900, %eax
+    orl ${efer_lme_nxe}, %eax
     wrmsr
     movl %cr0, %eax
-    orl $0x80010001, %eax
-    andl $0x9FFFFFFF, %eax
+    orl ${cr0_pg_wp_pe}, %eax
+    andl ${cr0_not_cd_nw}, %eax
     movl %eax, %cr0
 
     lgdt boot_gdt_ptr
@@ -169,5 +169,10 @@ boot_stack_bottom:
     .global boot_stack_top
 boot_stack_top:
     "#,
+    msr_efer = const crate::msr::MSR_EFER,
+    cr4_pae = const crate::ctrlreg::cr4::PAE as u32,
+    efer_lme_nxe = const (crate::ctrlreg::efer::LME | crate::ctrlreg::efer::NXE) as u32,
+    cr0_pg_wp_pe = const (crate::ctrlreg::cr0::PG | crate::ctrlreg::cr0::WP | crate::ctrlreg::cr0::PE) as u32,
+    cr0_not_cd_nw = const !(crate::ctrlreg::cr0::CD | crate::ctrlreg::cr0::NW) as u32,
     options(att_syntax)
 );

@@ -143,8 +143,6 @@ pub fn load_debug_addresses(dr: &[u64; 4]) {
     }
 }
 
-/// MSR_TSC_AUX (what RDTSCP and RDPID return in ECX).
-const MSR_TSC_AUX: u32 = 0xC000_0103;
 /// The TSC_AUX value each CPU holds (u64::MAX: unknown).
 static TSC_AUX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 
@@ -163,6 +161,9 @@ pub fn load_tsc_aux(value: u32) {
     };
     if slot.swap(u64::from(value), Ordering::Relaxed) != u64::from(value) {
         // SAFETY: the CPU has MSR_TSC_AUX (caller); any 32-bit value is valid.
-        unsafe { x86_64::registers::model_specific::Msr::new(MSR_TSC_AUX).write(u64::from(value)) };
+        unsafe {
+            x86_64::registers::model_specific::Msr::new(crate::msr::MSR_TSC_AUX)
+                .write(u64::from(value))
+        };
     }
 }

@@ -14,6 +14,8 @@ pub mod console;
 pub mod cpu;
 pub mod cpuid_policy;
 pub mod ctrlreg;
+pub mod frame;
+pub mod msr;
 pub mod paging;
 pub mod pic;
 pub mod rtc;
@@ -25,3 +27,4 @@ pub mod stop;
 pub mod svm;
 #[cfg(target_os = "none")]
 pub mod traps;
+pub mod xsave;

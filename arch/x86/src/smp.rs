@@ -33,17 +33,17 @@ tramp32:
     movw %ax, %es
     movw %ax, %ss
     movl %cr4, %eax
-    orl $0x20, %eax
+    orl ${cr4_pae}, %eax
     movl %eax, %cr4
     movl (tramp_cr3 - ap_trampoline_start + 0x8000), %eax
     movl %eax, %cr3
-    movl $0xC0000080, %ecx
+    movl ${msr_efer}, %ecx
     rdmsr
-    orl $0x900, %eax
+    orl ${efer_lme_nxe}, %eax
     wrmsr
     movl %cr0, %eax
-    orl $0x80010001, %eax
-    andl $0x9FFFFFFF, %eax
+    orl ${cr0_pg_wp_pe}, %eax
+    andl ${cr0_not_cd_nw}, %eax
     movl %eax, %cr0
     ljmpl $0x18, $(tramp64 - ap_trampoline_start + 0x8000)
 
@@ -84,6 +84,11 @@ tramp_entry:
 ap_trampoline_end:
     .text
     "#,
+    msr_efer = const crate::msr::MSR_EFER,
+    cr4_pae = const crate::ctrlreg::cr4::PAE as u32,
+    efer_lme_nxe = const (crate::ctrlreg::efer::LME | crate::ctrlreg::efer::NXE) as u32,
+    cr0_pg_wp_pe = const (crate::ctrlreg::cr0::PG | crate::ctrlreg::cr0::WP | crate::ctrlreg::cr0::PE) as u32,
+    cr0_not_cd_nw = const !(crate::ctrlreg::cr0::CD | crate::ctrlreg::cr0::NW) as u32,
     options(att_syntax)
 );
 

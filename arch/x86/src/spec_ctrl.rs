@@ -40,12 +40,7 @@ use spin::Once;
 
 use crate::cpu::MAX_CPUS;
 
-/// MSR_SPEC_CTRL.
-pub const MSR_SPEC_CTRL: u32 = 0x48;
-/// MSR_PRED_CMD (write-only).
-pub const MSR_PRED_CMD: u32 = 0x49;
-/// AMD's MSR_VIRT_SPEC_CTRL.
-pub const MSR_VIRT_SPEC_CTRL: u32 = 0xC001_011F;
+use crate::msr::{MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_VIRT_SPEC_CTRL};
 /// SPEC_CTRL.IBRS.
 pub const SPEC_CTRL_IBRS: u64 = 1 << 0;
 /// SPEC_CTRL.STIBP.

@@ -160,35 +160,22 @@ fn host_bytes(range: (u64, u64)) -> &'static [u8] {
 }
 
 /// Contiguous frames borrowed from the frame allocator, returned on drop.
-struct ScratchFrames {
-    start: u64,
-    count: usize,
-}
+struct ScratchFrames(Option<rxen_x86::frame::HostFrames>);
 
 impl ScratchFrames {
     fn new(bytes: usize, what: &'static str) -> Result<Self, BuildError> {
         let count = bytes.div_ceil(4096);
         if count == 0 {
-            return Ok(Self { start: 0, count: 0 });
+            return Ok(Self(None));
         }
-        let start = crate::memory::alloc_frames(count).ok_or(BuildError::NoMemory(what))?;
-        Ok(Self { start, count })
+        let frames = crate::memory::alloc_owned(count).ok_or(BuildError::NoMemory(what))?;
+        Ok(Self(Some(frames)))
     }
 
     fn bytes(&mut self) -> &mut [u8] {
-        if self.count == 0 {
-            return &mut [];
-        }
-        // SAFETY: the frames were taken from the allocator for this value
-        // alone, are identity-mapped RAM, and go back only on drop.
-        unsafe { core::slice::from_raw_parts_mut(self.start as *mut u8, self.count * 4096) }
-    }
-}
-
-impl Drop for ScratchFrames {
-    fn drop(&mut self) {
-        if self.count > 0 {
-            crate::memory::free_frames(self.start, self.count);
+        match &mut self.0 {
+            Some(frames) => frames.as_bytes_mut(),
+            None => &mut [],
         }
     }
 }

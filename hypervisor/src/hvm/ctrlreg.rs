@@ -17,7 +17,7 @@ use super::regs::{advance_rip, read_gpr};
 use super::vcpu::SvmVcpu;
 
 /// EFER.SVME, which must stay set in the VMCB (and which guests never see).
-const EFER_SVME: u64 = 1 << 12;
+const EFER_SVME: u64 = efer::SVME;
 
 /// The features of the guest CPUID policy (the same for every domain).
 pub fn guest_features() -> &'static GuestFeatures {

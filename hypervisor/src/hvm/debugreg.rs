@@ -33,7 +33,7 @@ const DR7_FIXED_1: u64 = 0x400;
 /// DR7's enable bits (L0, G0 ... L3, G3).
 const DR7_ENABLES: u64 = 0xFF;
 /// CR4.DE: DR4/DR5 are not aliases of DR6/DR7 but #UD.
-const CR4_DE: u64 = 1 << 3;
+const CR4_DE: u64 = rxen_x86::ctrlreg::cr4::DE;
 
 /// A vCPU's breakpoint addresses (DR0-DR3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -50,7 +50,8 @@ pub(super) fn fetch(
 ) -> Result<([u8; 15], usize, u32), EmulationError> {
     let cs = vmcb.segment(save::CS);
     let rip = vmcb.read64(save::RIP);
-    let long_mode = vmcb.read64(save::EFER) & (1 << 10) != 0 && cs.attrib & (1 << 9) != 0;
+    let long_mode =
+        vmcb.read64(save::EFER) & rxen_x86::ctrlreg::efer::LMA != 0 && cs.attrib & (1 << 9) != 0;
     let linear = if long_mode {
         rip
     } else {

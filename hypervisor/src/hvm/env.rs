@@ -206,16 +206,7 @@ impl GuestEnv for Env<'_> {
     fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
         // Only the domain's own RAM: not a foreign or grant frame mapped
         // over it since the FIFO page was registered.
-        if !gpa.is_multiple_of(4) || !self.memory.is_own_ram(gpa / 4096) {
-            return Err(errno::EFAULT);
-        }
-        let hpa = self.memory.host_address(gpa, true).ok_or(errno::EFAULT)?;
-        // SAFETY: `hpa` is a 4-byte aligned word (gpa and hpa share the page
-        // offset) of a writable page of the domain's own RAM, identity-mapped
-        // in the hypervisor and alive while `self.memory` is borrowed, which
-        // outlives the call; the guest writes it concurrently, hence the
-        // atomic.
-        f(unsafe { &*(hpa as *const AtomicU32) });
+        f(self.memory.own_atomic_u32(gpa).ok_or(errno::EFAULT)?);
         Ok(())
     }
 }

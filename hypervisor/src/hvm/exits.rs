@@ -6,6 +6,7 @@ use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
 use rxen_core::log::RateLimit;
 use rxen_x86::cpuid_policy::{self, CpuidContext, HYPERCALL_PAGE_MSR};
+use rxen_x86::ctrlreg::efer;
 use rxen_x86::svm::vmcb::{control, exit, save};
 use rxen_x86::{apic, log, printk};
 
@@ -337,9 +338,9 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
     let guest_xcr0 = vcpu.xcr0;
     let host = |leaf: u32, sub: u32| {
         let r = if leaf == 0xD {
-            let host_xcr0 = super::xsave::load_guest_xcr0(guest_xcr0);
+            let host_xcr0 = rxen_x86::xsave::load_guest_xcr0(guest_xcr0);
             let r = raw_cpuid::cpuid!(leaf, sub);
-            let _ = super::xsave::restore_host_xcr0(host_xcr0, guest_xcr0);
+            let _ = rxen_x86::xsave::restore_host_xcr0(host_xcr0, guest_xcr0);
             r
         } else {
             raw_cpuid::cpuid!(leaf, sub)
@@ -488,20 +489,17 @@ fn debug_register(domain: &mut HvmDomain, v: usize, code: u64) -> Flow {
     }
 }
 
-/// Model-specific registers a PVH guest may use (others raise #GP, as on Xen).
-const MSR_MTRR_CAP: u32 = 0xFE;
-const MSR_MCG_CAP: u32 = 0x179;
-const MSR_MCG_STATUS: u32 = 0x17A;
-const MSR_MTRR_DEF_TYPE: u32 = 0x2FF;
-const MSR_MC0_CTL: u32 = 0x400;
+// Model-specific registers a PVH guest may use (others raise #GP, as on Xen).
+use rxen_x86::msr::{
+    AMD64_DE_CFG_LFENCE_SERIALISE, K8_HWCR_TSC_FREQ_SEL, MSR_AMD64_DE_CFG, MSR_EFER,
+    MSR_IA32_APICBASE, MSR_IA32_CR_PAT, MSR_IA32_MC0_CTL, MSR_IA32_MCG_CAP, MSR_IA32_MCG_STATUS,
+    MSR_IA32_MISC_ENABLE, MSR_IA32_TSC, MSR_IA32_UCODE_REV, MSR_K8_HWCR, MSR_MTRR_CAP,
+    MSR_MTRR_DEF_TYPE, MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_TSC_AUX, MSR_VIRT_SPEC_CTRL,
+};
 /// Banks of the virtual machine-check architecture (Xen's GUEST_MC_BANK_NUM).
 const GUEST_MC_BANKS: u64 = 2;
 /// One past the last MSR of the virtual banks (four MSRs each).
-const MSR_MC_BANKS_END: u32 = MSR_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
-const MSR_TSC_AUX: u32 = 0xC000_0103;
-const MSR_APIC_BASE: u32 = 0x1B;
-const MSR_K8_HWCR: u32 = 0xC001_0015;
-use rxen_x86::spec_ctrl::{MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_VIRT_SPEC_CTRL};
+const MSR_MC_BANKS_END: u32 = MSR_IA32_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
 
 fn has_tsc_aux() -> bool {
     *super::vcpu::HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux)
@@ -531,7 +529,7 @@ fn msr(domain: &mut HvmDomain, v: usize) {
                     ok
                 }
             }
-            0x277 => {
+            MSR_IA32_CR_PAT => {
                 // PAT: every entry must be a valid memory type.
                 let valid =
                     (0..8).all(|i| matches!((value >> (i * 8)) & 0xFF, 0 | 1 | 4 | 5 | 6 | 7));
@@ -542,13 +540,14 @@ fn msr(domain: &mut HvmDomain, v: usize) {
             }
             // EFER: Xen's rules (features of the policy, LME fixed while
             // paging is on, LMA kept); SVME stays on underneath.
-            0xC000_0080 => super::ctrlreg::write_efer(vcpu, domain.core.id, v, value),
-            0x1A0 | 0xC001_1029 | 0x8B => true, // MISC_ENABLE, DE_CFG, ucode revision: ignored
+            MSR_EFER => super::ctrlreg::write_efer(vcpu, domain.core.id, v, value),
+            // Ignored.
+            MSR_IA32_MISC_ENABLE | MSR_AMD64_DE_CFG | MSR_IA32_UCODE_REV => true,
             // MCG_STATUS: only 0 (nothing in progress).
-            MSR_MCG_STATUS => value == 0,
+            MSR_IA32_MCG_STATUS => value == 0,
             // Bank control and status of the virtual banks: accepted and
             // dropped (no machine check is ever reported to a guest).
-            MSR_MC0_CTL..MSR_MC_BANKS_END => true,
+            MSR_IA32_MC0_CTL..MSR_MC_BANKS_END => true,
             // MTRR default type: the guest sees all memory write-back, as
             // the nested page tables map it; its choices are kept.
             MSR_MTRR_DEF_TYPE => {
@@ -567,7 +566,7 @@ fn msr(domain: &mut HvmDomain, v: usize) {
                 valid
             }
             // IA32_APIC_BASE: enable/disable only (no relocation, no x2APIC).
-            MSR_APIC_BASE => domain.core.vcpus[v].lapic.write_base_msr(value),
+            MSR_IA32_APICBASE => domain.core.vcpus[v].lapic.write_base_msr(value),
             MSR_SPEC_CTRL if offer.spec_ctrl => {
                 let valid = value & !offer.spec_ctrl_valid_bits() == 0;
                 if valid {
@@ -591,27 +590,27 @@ fn msr(domain: &mut HvmDomain, v: usize) {
         }
     } else {
         let read = match index {
-            0x10 => Some(apic::rdtsc()),
-            MSR_APIC_BASE => Some(domain.core.vcpus[v].lapic.base_msr()),
-            0x277 => Some(vcpu.vmcb.read64(save::G_PAT)),
-            0xC000_0080 => Some(vcpu.vmcb.read64(save::EFER) & !(1 << 12)),
-            0x1A0 => Some(1),            // MISC_ENABLE: fast strings
-            0xC001_1029 => Some(1 << 1), // DE_CFG: LFENCE serializing
-            0x8B => Some(0),
+            MSR_IA32_TSC => Some(apic::rdtsc()),
+            MSR_IA32_APICBASE => Some(domain.core.vcpus[v].lapic.base_msr()),
+            MSR_IA32_CR_PAT => Some(vcpu.vmcb.read64(save::G_PAT)),
+            MSR_EFER => Some(vcpu.vmcb.read64(save::EFER) & !efer::SVME),
+            MSR_IA32_MISC_ENABLE => Some(1), // fast strings
+            MSR_AMD64_DE_CFG => Some(AMD64_DE_CFG_LFENCE_SERIALISE),
+            MSR_IA32_UCODE_REV => Some(0),
             HYPERCALL_PAGE_MSR => Some(0),
             // A virtual machine-check architecture as Xen's vMCE gives HVM
             // guests: MCG_CAP with two banks and nothing else, no machine
             // check in progress, banks empty.
-            MSR_MCG_CAP => Some(GUEST_MC_BANKS),
-            MSR_MCG_STATUS => Some(0),
-            MSR_MC0_CTL..MSR_MC_BANKS_END => Some(0),
+            MSR_IA32_MCG_CAP => Some(GUEST_MC_BANKS),
+            MSR_IA32_MCG_STATUS => Some(0),
+            MSR_IA32_MC0_CTL..MSR_MC_BANKS_END => Some(0),
             // No variable or fixed ranges, no write-combining.
             MSR_MTRR_CAP => Some(0),
             MSR_MTRR_DEF_TYPE => Some(vcpu.mtrr_def_type),
             MSR_TSC_AUX if has_tsc_aux() => Some(vcpu.tsc_aux),
             // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
             // Xen reports it.
-            MSR_K8_HWCR => Some(1 << 24),
+            MSR_K8_HWCR => Some(K8_HWCR_TSC_FREQ_SEL),
             MSR_SPEC_CTRL if offer.spec_ctrl => Some(vcpu.spec_ctrl),
             MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => Some(vcpu.virt_spec_ctrl),
             _ => None,
@@ -657,7 +656,7 @@ fn write_hypercall_page(memory: &mut super::memory::GuestMemory, gfn: u64) -> bo
 fn xsetbv(vcpu: &mut SvmVcpu) {
     let index = vcpu.regs.rcx as u32;
     let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
-    if index != 0 || vcpu.vmcb.cpl() != 0 || !super::xsave::valid_xcr0(value) {
+    if index != 0 || vcpu.vmcb.cpl() != 0 || !rxen_x86::xsave::valid_xcr0(value) {
         vcpu.inject_exception(13, Some(0));
         return;
     }

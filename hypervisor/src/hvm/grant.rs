@@ -14,6 +14,7 @@ use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
 use rxen_core::grant_table::{GrantPlatform, Mfn};
 use rxen_core::hypercall::GuestCopy;
+use rxen_x86::frame::{FrameRef, PAGE_SIZE};
 use rxen_x86::svm::guest_walk::PagingRegs;
 
 use super::memory::GuestMemory;
@@ -168,21 +169,15 @@ impl GrantPlatform for Platform<'_> {
         if src.1 as usize + len as usize > 4096 || dst.1 as usize + len as usize > 4096 {
             return Err(errno::EINVAL);
         }
-        let address = |(mfn, offset): (Mfn, u16)| {
-            mfn.0
-                .checked_mul(4096)
-                .map(|hpa| hpa + u64::from(offset))
-                .ok_or(errno::EINVAL)
-        };
-        let (from, to) = (address(src)?, address(dst)?);
+        let hpa = |mfn: Mfn| mfn.0.checked_mul(4096).ok_or(errno::EINVAL);
+        let (from, to) = (hpa(src.0)?, hpa(dst.0)?);
         // SAFETY: both frames are RAM of live domains, found by the core
         // through `ram_frame` (its own or a pinned grant's) under the
         // machine lock, so neither is freed during the copy; host memory is
-        // identity-mapped; both ranges lie within their page (checked
-        // above); they may overlap (a copy within one page), which `copy`
-        // allows.
-        unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len as usize) };
-        Ok(())
+        // identity-mapped; the views only copy.
+        let (from, to) = unsafe { (FrameRef::new(from, PAGE_SIZE), FrameRef::new(to, PAGE_SIZE)) };
+        from.copy_to(src.1.into(), &to, dst.1.into(), len.into())
+            .map_err(|_| errno::EINVAL)
     }
 
     fn is_privileged(&self, domid: DomId) -> bool {

@@ -14,12 +14,13 @@
 //! longer map anything go back to it.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
 use rxen_core::frame_alloc::PagingPool;
-use rxen_core::shared_page::{SharedPage, PAGE_WORDS};
+use rxen_core::shared_page::SharedPage;
+use rxen_x86::frame::{FrameRef, OutOfRange, PAGE_SIZE};
 use rxen_x86::printk;
 use rxen_x86::svm::guest_walk::{self, PagingRegs};
 use rxen_x86::svm::npt::{Access, NestedPageTable, NptError};
@@ -70,12 +71,6 @@ pub enum MemoryError {
     PoolTooSmall,
 }
 
-fn zero(hpa: u64, bytes: u64) {
-    // SAFETY: `hpa` is a frame range just taken from the allocator for this
-    // domain; it is identity-mapped and nobody else uses it.
-    unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, bytes as usize) };
-}
-
 /// Xen's errno for a nested-page-table failure.
 fn npt_errno(error: NptError) -> Errno {
     match error {
@@ -91,6 +86,21 @@ fn gpa_of(gfn: u64) -> Result<u64, Errno> {
 }
 
 impl GuestMemory {
+    /// The `len` bytes of host memory at `hpa`, for as long as `self` is
+    /// borrowed. Every host address this type works on comes from it: the
+    /// frames backing the domain's RAM, its extra and grant-table frames
+    /// (also one just allocated for it and not yet recorded), and what its
+    /// nested page table maps (a foreign frame stays allocated while it is
+    /// mapped: the grant table pins it until the unmap).
+    fn host(&self, hpa: u64, len: usize) -> FrameRef<'_> {
+        // SAFETY: as above, `hpa..hpa+len` is RAM of this domain's (or a
+        // page granted to it), identity-mapped in the hypervisor; frames are
+        // freed only in `drop` or after an unmap, both of which need
+        // `&mut self`, so not while this borrow lives. The guest shares the
+        // memory, and the view gives only copies and atomics.
+        unsafe { FrameRef::new(hpa, len) }
+    }
+
     /// Allocates and maps `ram_bytes` (a multiple of 4 KiB) of zeroed RAM
     /// at guest-physical 0, with 2 MiB pages where the allocator can, from
     /// a paging pool of `pool_pages` frames taken now.
@@ -130,7 +140,7 @@ impl GuestMemory {
             .try_reserve(2)
             .map_err(|_| MemoryError::OutOfMemory)?;
         let shared_info = alloc_frame().ok_or(MemoryError::OutOfMemory)?;
-        zero(shared_info, 4096);
+        memory.host(shared_info, PAGE_SIZE).fill(0);
         memory.extra.push(shared_info);
         memory.shared_info = shared_info;
         let mut gpa = 0;
@@ -138,7 +148,7 @@ impl GuestMemory {
             if ram_bytes - gpa >= PAGE_2M && gpa % PAGE_2M == 0 {
                 if let Some(hpa) = crate::memory::alloc_frames_aligned(512, 512) {
                     memory.add_backing(gpa, hpa, 512)?;
-                    zero(hpa, PAGE_2M);
+                    memory.host(hpa, PAGE_2M as usize).fill(0);
                     memory
                         .npt
                         .map_2m(gpa, hpa, Access::ReadWrite, &mut memory.pool)
@@ -149,7 +159,7 @@ impl GuestMemory {
             }
             let hpa = alloc_frame().ok_or(MemoryError::OutOfMemory)?;
             memory.add_backing(gpa, hpa, 1)?;
-            zero(hpa, 4096);
+            memory.host(hpa, PAGE_SIZE).fill(0);
             memory
                 .npt
                 .map_4k(gpa, hpa, Access::ReadWrite, &mut memory.pool)
@@ -302,7 +312,7 @@ impl GuestMemory {
     pub fn add_console_page(&mut self, gfn: u64) -> Result<(), Errno> {
         self.extra.try_reserve(1).map_err(|_| errno::ENOMEM)?;
         let hpa = alloc_frame().ok_or(errno::ENOMEM)?;
-        zero(hpa, 4096);
+        self.host(hpa, PAGE_SIZE).fill(0);
         self.extra.push(hpa);
         self.console = Some((hpa, None));
         self.place_special(gfn, hpa)?;
@@ -314,12 +324,10 @@ impl GuestMemory {
     /// the core's [`SharedPage`] works on (the guest writes it concurrently).
     pub fn console_page(&self) -> Option<SharedPage<'_>> {
         let (hpa, _) = self.console?;
-        // SAFETY: the frame was allocated page-aligned for this domain's
-        // console, is identity-mapped and lives as long as `self` (the
-        // borrow); it is only ever accessed atomically by the hypervisor.
-        Some(SharedPage::new(unsafe {
-            &*(hpa as *const [AtomicU64; PAGE_WORDS])
-        }))
+        self.host(hpa, PAGE_SIZE)
+            .atomic_page()
+            .ok()
+            .map(SharedPage::new)
     }
 
     /// Whether a foreign (granted) page is mapped at `gfn`.
@@ -338,7 +346,7 @@ impl GuestMemory {
             .map_err(|_| errno::ENOMEM)?;
         while self.grant_frames.len() < nr as usize {
             let frame = alloc_frame().ok_or(errno::ENOMEM)?;
-            zero(frame, 4096);
+            self.host(frame, PAGE_SIZE).fill(0);
             self.grant_frames.push(frame);
             self.grant_frame_gfns.push(None);
         }
@@ -349,10 +357,7 @@ impl GuestMemory {
     /// concurrently.
     pub fn grant_frame(&self, index: u32) -> Option<&[AtomicU32]> {
         let hpa = *self.grant_frames.get(index as usize)?;
-        // SAFETY: the frame belongs to this domain's grant table for as long
-        // as `self` lives, is identity-mapped and 4 KiB-aligned; atomics make
-        // the guest's concurrent writes sound.
-        Some(unsafe { core::slice::from_raw_parts(hpa as *const AtomicU32, 1024) })
+        self.host(hpa, PAGE_SIZE).atomic_u32s().ok()
     }
 
     /// Maps grant-table frame `index` at guest frame `gfn`, moving it from
@@ -434,11 +439,8 @@ impl GuestMemory {
     /// atomic words the core's [`SharedPage`] works on (the guest writes it
     /// concurrently: never a `&mut [u8]`).
     pub fn shared_info_page(&self) -> SharedPage<'_> {
-        // SAFETY: the frame was allocated for this domain at creation,
-        // page-aligned, identity-mapped and alive as long as `self` (the
-        // borrow); it is only ever accessed atomically by the hypervisor, as
-        // the guest's own accesses are atomic or plain stores to it.
-        SharedPage::new(unsafe { &*(self.shared_info as *const [AtomicU64; PAGE_WORDS]) })
+        let page = self.host(self.shared_info, PAGE_SIZE).atomic_page();
+        SharedPage::new(page.expect("the shared-info frame is one page-aligned frame"))
     }
 
     /// Guest frame `gfn` of the domain's own RAM (not a foreign, grant or
@@ -450,12 +452,21 @@ impl GuestMemory {
             return None;
         }
         let hpa = self.host_address(gfn.checked_mul(4096)?, true)?;
-        // SAFETY: `hpa` is the page-aligned host frame (the gfn's offset is
-        // 0) of a writable page of the domain's own RAM, identity-mapped and
-        // alive while `self` is borrowed; accessed only atomically.
-        Some(SharedPage::new(unsafe {
-            &*(hpa as *const [AtomicU64; PAGE_WORDS])
-        }))
+        self.host(hpa, PAGE_SIZE)
+            .atomic_page()
+            .ok()
+            .map(SharedPage::new)
+    }
+
+    /// The 32-bit word at guest-physical `gpa` (4-byte aligned) of the
+    /// domain's own RAM (not a foreign or grant frame mapped over it), as
+    /// an atomic: the guest writes it concurrently.
+    pub fn own_atomic_u32(&self, gpa: u64) -> Option<&AtomicU32> {
+        if !gpa.is_multiple_of(4) || !self.is_own_ram(gpa / 4096) {
+            return None;
+        }
+        let hpa = self.host_address(gpa, true)?;
+        self.host(hpa, 4).atomic_u32(0).ok()
     }
 
     /// Host address of guest-physical `gpa`, if mapped (and writable when
@@ -468,18 +479,14 @@ impl GuestMemory {
     /// Copies guest-physical memory into `buf`, page by page.
     pub fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.for_each_page(gpa, buf.len(), false, |hpa, offset, len| {
-            // SAFETY: `hpa..hpa+len` lies in one mapped page of this domain.
-            unsafe {
-                core::ptr::copy_nonoverlapping(hpa as *const u8, buf[offset..].as_mut_ptr(), len)
-            };
+            self.host(hpa, len).read(0, &mut buf[offset..offset + len])
         })
     }
 
     /// Copies `buf` into guest-physical memory, page by page.
     pub fn write_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
         self.for_each_page(gpa, buf.len(), true, |hpa, offset, len| {
-            // SAFETY: `hpa..hpa+len` lies in one writable page of this domain.
-            unsafe { core::ptr::copy_nonoverlapping(buf[offset..].as_ptr(), hpa as *mut u8, len) };
+            self.host(hpa, len).write(0, &buf[offset..offset + len])
         })
     }
 
@@ -488,7 +495,7 @@ impl GuestMemory {
         gpa: u64,
         len: usize,
         write: bool,
-        mut step: impl FnMut(u64, usize, usize),
+        mut step: impl FnMut(u64, usize, usize) -> Result<(), OutOfRange>,
     ) -> Result<(), Errno> {
         gpa.checked_add(len as u64).ok_or(errno::EFAULT)?;
         let mut done = 0;
@@ -496,7 +503,7 @@ impl GuestMemory {
             let at = gpa + done as u64;
             let chunk = ((4096 - at % 4096) as usize).min(len - done);
             let hpa = self.host_address(at, write).ok_or(errno::EFAULT)?;
-            step(hpa, done, chunk);
+            step(hpa, done, chunk).map_err(|_| errno::EFAULT)?;
             done += chunk;
         }
         Ok(())

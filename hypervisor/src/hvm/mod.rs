@@ -13,7 +13,6 @@ mod regs;
 pub mod tlb;
 pub mod vcpu;
 pub mod vlapic;
-pub mod xsave;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;

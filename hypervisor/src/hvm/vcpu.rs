@@ -7,6 +7,8 @@ use alloc::boxed::Box;
 
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_64B};
 
+use rxen_x86::ctrlreg::{cr0, efer};
+use rxen_x86::msr;
 use rxen_x86::svm::vmcb::{control, save, Segment, Vmcb};
 use rxen_x86::svm::{EntryCtl, GuestRegs};
 use spin::Once;
@@ -41,16 +43,16 @@ const INTERCEPT_CR: u32 = (1 << 16) | (1 << 20);
 /// MSRs the guest reads and writes without an exit: they live in the VMCB
 /// and are switched by VMLOAD/VMSAVE (syscall, FS/GS bases, SYSENTER).
 const PASSTHROUGH_MSRS: [u32; 10] = [
-    0xC000_0081, // STAR
-    0xC000_0082, // LSTAR
-    0xC000_0083, // CSTAR
-    0xC000_0084, // SFMASK
-    0xC000_0100, // FS_BASE
-    0xC000_0101, // GS_BASE
-    0xC000_0102, // KERNEL_GS_BASE
-    0x174,       // SYSENTER_CS
-    0x175,       // SYSENTER_ESP
-    0x176,       // SYSENTER_EIP
+    msr::MSR_STAR,
+    msr::MSR_LSTAR,
+    msr::MSR_CSTAR,
+    msr::MSR_SYSCALL_MASK,
+    msr::MSR_FS_BASE,
+    msr::MSR_GS_BASE,
+    msr::MSR_SHADOW_GS_BASE,
+    msr::MSR_IA32_SYSENTER_CS,
+    msr::MSR_IA32_SYSENTER_ESP,
+    msr::MSR_IA32_SYSENTER_EIP,
 ];
 
 /// Whether the CPU has MSR_TSC_AUX (asked once).
@@ -58,8 +60,8 @@ pub static HAS_TSC_AUX: Once<bool> = Once::new();
 
 /// Power-on PAT value.
 pub const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
-const EFER_SVME: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
+const EFER_SVME: u64 = efer::SVME;
+const EFER_LMA: u64 = efer::LMA;
 
 /// The permission maps shared by all vCPUs (read-only after creation).
 struct PermissionMaps {
@@ -69,26 +71,17 @@ struct PermissionMaps {
 
 static MAPS: Once<Option<PermissionMaps>> = Once::new();
 
-fn fill(address: u64, bytes: usize, value: u8) {
-    // SAFETY: the range is frames freshly allocated for the map, identity
-    // mapped and owned by it.
-    unsafe { core::ptr::write_bytes(address as *mut u8, value, bytes) };
-}
-
 /// Clears the read and write intercept bits of `msr` in the MSR map.
-fn pass_through(msrpm: u64, msr: u32) {
+fn pass_through(msrpm: &mut [u8], msr: u32) {
     let (base, index) = match msr {
-        0..=0x1FFF => (0u64, msr as u64),
-        0xC000_0000..=0xC000_1FFF => (0x800, (msr - 0xC000_0000) as u64),
-        0xC001_0000..=0xC001_1FFF => (0x1000, (msr - 0xC001_0000) as u64),
+        0..=0x1FFF => (0usize, msr as usize),
+        0xC000_0000..=0xC000_1FFF => (0x800, (msr - 0xC000_0000) as usize),
+        0xC001_0000..=0xC001_1FFF => (0x1000, (msr - 0xC001_0000) as usize),
         _ => return,
     };
-    let byte = msrpm + base + index / 4;
     let shift = (index % 4) * 2;
-    // SAFETY: `byte` is inside the 8 KiB MSR map (offsets above < 0x1800).
-    unsafe {
-        let value = core::ptr::read_volatile(byte as *const u8);
-        core::ptr::write_volatile(byte as *mut u8, value & !(0b11 << shift));
+    if let Some(byte) = msrpm.get_mut(base + index / 4) {
+        *byte &= !(0b11 << shift);
     }
 }
 
@@ -101,14 +94,18 @@ pub fn init_permission_maps() -> bool {
 fn maps() -> Option<&'static PermissionMaps> {
     MAPS.call_once(|| {
         // The IOPM is 12 KiB, the MSRPM 8 KiB; both physically contiguous.
-        let iopm = crate::memory::alloc_frames(3)?;
-        let msrpm = crate::memory::alloc_frames(2)?;
-        fill(iopm, 3 * 4096, 0xFF);
-        fill(msrpm, 2 * 4096, 0xFF);
+        let mut iopm = crate::memory::alloc_owned(3)?;
+        let mut msrpm = crate::memory::alloc_owned(2)?;
+        iopm.as_bytes_mut().fill(0xFF);
+        msrpm.as_bytes_mut().fill(0xFF);
         for msr in PASSTHROUGH_MSRS {
-            pass_through(msrpm, msr);
+            pass_through(msrpm.as_bytes_mut(), msr);
         }
-        Some(PermissionMaps { iopm, msrpm })
+        // Kept for the hypervisor's lifetime.
+        Some(PermissionMaps {
+            iopm: iopm.into_raw().0,
+            msrpm: msrpm.into_raw().0,
+        })
     })
     .as_ref()
 }
@@ -124,7 +121,7 @@ pub struct SvmVcpu {
     /// Whether the next VMRUN must flush the guest's TLB entries.
     pub flush_tlb: bool,
     /// FPU/SSE/AVX state while the vCPU is off its CPU.
-    pub fpu: crate::hvm::xsave::FpuState,
+    pub fpu: rxen_x86::xsave::FpuState,
     /// The guest's MTRR default type (IA32_MTRR_DEF_TYPE).
     pub mtrr_def_type: u64,
     /// The guest's TSC_AUX (loaded into the CPU before VMRUN, where the
@@ -184,7 +181,7 @@ impl SvmVcpu {
         vmcb.set_segment(save::IDTR, segment(0, 0, 0));
         vmcb.set_cpl(0);
         vmcb.write64(save::EFER, EFER_SVME);
-        vmcb.write64(save::CR0, 0x11); // PE | ET
+        vmcb.write64(save::CR0, cr0::PE | cr0::ET);
         vmcb.write64(save::CR4, 0);
         vmcb.write64(save::CR3, 0);
         vmcb.write64(save::DR6, 0xFFFF_0FF0);
@@ -203,7 +200,7 @@ impl SvmVcpu {
             regs,
             xcr0: 1,
             flush_tlb: true,
-            fpu: crate::hvm::xsave::FpuState::new()?,
+            fpu: rxen_x86::xsave::FpuState::new(crate::memory::alloc_owned)?,
             // Enabled, write-back.
             mtrr_def_type: 0x806,
             tsc_aux: 0,
@@ -309,7 +306,7 @@ impl SvmVcpu {
         vmcb.set_segment(save::IDTR, real(0, 0));
         vmcb.set_cpl(0);
         vmcb.write64(save::EFER, EFER_SVME);
-        vmcb.write64(save::CR0, 0x10); // ET
+        vmcb.write64(save::CR0, cr0::ET);
         vmcb.write64(save::CR3, 0);
         vmcb.write64(save::CR4, 0);
         vmcb.write64(save::DR6, 0xFFFF_0FF0);
@@ -378,7 +375,7 @@ impl SvmVcpu {
         let cpu = rxen_x86::cpu::current_index();
         let flush = crate::hvm::tlb::enter(cpu) | core::mem::take(&mut self.flush_tlb);
         self.vmcb.set_tlb_control(if flush { 1 } else { 0 });
-        let host_xcr0 = crate::hvm::xsave::load_guest_xcr0(self.xcr0);
+        let host_xcr0 = rxen_x86::xsave::load_guest_xcr0(self.xcr0);
         self.dr.load_if_armed(&self.vmcb);
         if *HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux) {
             rxen_x86::cpu::load_tsc_aux(self.tsc_aux as u32);
@@ -398,6 +395,6 @@ impl SvmVcpu {
         }
         crate::hvm::tlb::exit(cpu);
         x86_64::instructions::interrupts::disable();
-        self.xcr0 = crate::hvm::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
+        self.xcr0 = rxen_x86::xsave::restore_host_xcr0(host_xcr0, self.xcr0);
     }
 }

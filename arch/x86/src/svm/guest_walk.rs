@@ -29,11 +29,9 @@ pub enum WalkError {
     NonCanonical,
 }
 
-const CR0_PG: u64 = 1 << 31;
-const CR0_WP: u64 = 1 << 16;
-const CR4_PSE: u64 = 1 << 4;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LMA: u64 = 1 << 10;
+use crate::ctrlreg::cr0::{PG as CR0_PG, WP as CR0_WP};
+use crate::ctrlreg::cr4::{PAE as CR4_PAE, PSE as CR4_PSE};
+use crate::ctrlreg::efer::LMA as EFER_LMA;
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 2;
 const HUGE: u64 = 1 << 7;
@@ -144,7 +142,7 @@ mod tests {
             cr0: CR0_PG | CR0_WP | 1,
             cr3: 0x1000,
             cr4: CR4_PAE,
-            efer: EFER_LMA | (1 << 8),
+            efer: EFER_LMA | crate::ctrlreg::efer::LME,
         }
     }
 

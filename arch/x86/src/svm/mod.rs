@@ -13,10 +13,7 @@ pub use vmrun::{enable_this_cpu_full, run, EntryCtl, GuestRegs};
 use raw_cpuid::cpuid;
 use x86_64::registers::model_specific::Msr;
 
-const MSR_VM_CR: u32 = 0xC001_0114;
-const MSR_EFER: u32 = 0xC000_0080;
-const VM_CR_SVMDIS: u64 = 1 << 4;
-const EFER_SVME: u64 = 1 << 12;
+use crate::msr::{K8_VMCR_SVME_DISABLE, MSR_EFER, MSR_K8_VM_CR};
 
 /// What the CPU offers for hardware virtualization.
 #[derive(Clone, Copy, Debug)]
@@ -61,8 +58,8 @@ pub fn detect() -> Result<SvmInfo, SvmUnavailable> {
         return Err(SvmUnavailable::NotSupported);
     }
     // SAFETY: VM_CR exists on every CPU that reports SVM.
-    let vm_cr = unsafe { Msr::new(MSR_VM_CR).read() };
-    if vm_cr & VM_CR_SVMDIS != 0 {
+    let vm_cr = unsafe { Msr::new(MSR_K8_VM_CR).read() };
+    if vm_cr & K8_VMCR_SVME_DISABLE != 0 {
         return Err(SvmUnavailable::DisabledByFirmware);
     }
     let leaf = cpuid!(0x8000_000A);
@@ -84,5 +81,5 @@ pub fn enable_this_cpu() {
     let mut efer = Msr::new(MSR_EFER);
     // SAFETY: detect() confirmed SVM is supported and not disabled, so
     // setting EFER.SVME is allowed and changes nothing else.
-    unsafe { efer.write(efer.read() | EFER_SVME) };
+    unsafe { efer.write(efer.read() | crate::ctrlreg::efer::SVME) };
 }

@@ -13,7 +13,7 @@ use x86_64::registers::model_specific::Msr;
 use super::vmcb::Vmcb;
 use crate::cpu::MAX_CPUS;
 
-const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+use crate::msr::MSR_K8_VM_HSAVE_PA;
 
 /// Guest general registers that VMRUN does not switch (RAX, RSP, RIP live
 /// in the VMCB).
@@ -72,7 +72,7 @@ pub fn enable_this_cpu_full() {
     // identity-mapped and owned by this CPU for good. VMSAVE writes only the
     // host VMCB page given in RAX.
     unsafe {
-        Msr::new(MSR_VM_HSAVE_PA).write(hsave as *mut Vmcb as u64);
+        Msr::new(MSR_K8_VM_HSAVE_PA).write(hsave as *mut Vmcb as u64);
         core::arch::asm!("vmsave rax", in("rax") host_pa);
     }
     let index = crate::cpu::current_index();
@@ -110,7 +110,7 @@ core::arch::global_asm!(
     "test qword ptr [rcx + 16], 1", // SWITCH_SPEC_CTRL
     "jz 40f",
     "mov r8, rcx",
-    "mov ecx, 0x48",
+    "mov ecx, {spec_ctrl}",
     "mov eax, [r8]",
     "mov edx, [r8 + 4]",
     "wrmsr",
@@ -171,14 +171,14 @@ core::arch::global_asm!(
     "42:",
     "test qword ptr [r8 + 16], 1", // SWITCH_SPEC_CTRL
     "jz 46f",
-    "mov ecx, 0x48",
+    "mov ecx, {spec_ctrl}",
     "mov eax, [r8 + 8]",
     "mov edx, [r8 + 12]",
     "wrmsr",
     "46:",
     "test qword ptr [r8 + 16], 4", // IBPB_ON_EXIT
     "jz 47f",
-    "mov ecx, 0x49",
+    "mov ecx, {pred_cmd}",
     "mov eax, 1",
     "xor edx, edx",
     "wrmsr",
@@ -196,6 +196,8 @@ core::arch::global_asm!(
     "pop rbx",
     "pop rbp",
     "ret",
+    spec_ctrl = const crate::msr::MSR_SPEC_CTRL,
+    pred_cmd = const crate::msr::MSR_PRED_CMD,
 );
 
 /// Runs the guest described by `vmcb` until the next #VMEXIT. Returns with

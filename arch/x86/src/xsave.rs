@@ -2,7 +2,9 @@
 //! the FPU/SSE/AVX registers (its target disables SSE), so guest register
 //! contents stay in the CPU across exits; what must be switched is XCR0,
 //! which VMRUN does not swap, and the whole state ([`FpuState`]) when a
-//! CPU switches from one vCPU to another.
+//! CPU switches from one vCPU to another. Nothing here is SVM's: VT-x
+//! switches XCR0 and the XSAVE image the same way, so this module sits
+//! beside `svm/`, not in it.
 //!
 //! No XCR0 a guest chose reaches `XSETBV` unchecked ([`valid_xcr0`] has
 //! Xen's rules and the guest's CPUID policy), and no saved image reaches
@@ -12,15 +14,18 @@
 use raw_cpuid::cpuid;
 use spin::Once;
 
+use crate::ctrlreg::cr4;
+use crate::frame::HostFrames;
+
 /// Whether the CPU has XSAVE (and rxen turned on CR4.OSXSAVE).
 fn xsave_enabled() -> bool {
-    x86_64::registers::control::Cr4::read_raw() & (1 << 18) != 0
+    x86_64::registers::control::Cr4::read_raw() & cr4::OSXSAVE != 0
 }
 
 /// Turns on CR4.OSXSAVE on this CPU if the CPU supports XSAVE.
 pub fn enable_this_cpu() {
     if cpuid!(1).ecx & (1 << 26) != 0 {
-        let cr4 = x86_64::registers::control::Cr4::read_raw() | (1 << 18);
+        let cr4 = x86_64::registers::control::Cr4::read_raw() | cr4::OSXSAVE;
         // SAFETY: the CPU supports XSAVE (CPUID.1:ECX.XSAVE), so setting
         // CR4.OSXSAVE is valid; it only enables XGETBV/XSETBV/XSAVE.
         unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
@@ -61,18 +66,18 @@ fn guest_xcr0_max() -> u64 {
         if !xsave_enabled() {
             return 0;
         }
-        let ctx = rxen_x86::cpuid_policy::CpuidContext {
+        let ctx = crate::cpuid_policy::CpuidContext {
             vcpu_id: 0,
             domid: 0,
             tsc_khz: 0,
             nr_vcpus: 1,
-            spec: rxen_x86::spec_ctrl::active().offer(),
+            spec: crate::spec_ctrl::active().offer(),
         };
         let host = |leaf: u32, sub: u32| {
             let r = cpuid!(leaf, sub);
             [r.eax, r.ebx, r.ecx, r.edx]
         };
-        rxen_x86::cpuid_policy::guest_xcr0_max(&ctx, &host) & supported_xcr0()
+        crate::cpuid_policy::guest_xcr0_max(&ctx, &host) & supported_xcr0()
     })
 }
 
@@ -80,7 +85,7 @@ fn guest_xcr0_max() -> u64 {
 /// only components of its CPUID policy, x87 always, AVX with SSE, the
 /// AVX-512 components all or none and with AVX, MPX's two together.
 pub fn valid_xcr0(value: u64) -> bool {
-    rxen_x86::ctrlreg::guest_xcr0_ok(value, guest_xcr0_max())
+    crate::ctrlreg::guest_xcr0_ok(value, guest_xcr0_max())
 }
 
 /// XCR0 values refused on the way into the CPU (rate limit of the log).
@@ -93,11 +98,11 @@ pub fn load_guest_xcr0(guest: u64) -> u64 {
     if !xsave_enabled() {
         return 1;
     }
-    let guest = if guest & !supported_xcr0() == 0 && rxen_x86::ctrlreg::valid_xcr0(guest) {
+    let guest = if guest & !supported_xcr0() == 0 && crate::ctrlreg::valid_xcr0(guest) {
         guest
     } else {
         if BAD_XCR0_LOGGED.allow() {
-            rxen_x86::log!(Error, "refused to load invalid guest XCR0 {guest:#x}");
+            crate::log!(Error, "refused to load invalid guest XCR0 {guest:#x}");
         }
         1
     };
@@ -124,9 +129,9 @@ pub fn restore_host_xcr0(host: u64, guest: u64) -> u64 {
 }
 
 /// Offset of the XSAVE header (XSTATE_BV, XCOMP_BV, reserved) in the area.
-const XSAVE_HEADER: u64 = 512;
+const XSAVE_HEADER: usize = 512;
 /// Offset of MXCSR in the legacy area.
-const MXCSR: u64 = 24;
+const MXCSR: usize = 24;
 /// FCW after FNINIT / reset.
 const FCW_RESET: u16 = 0x37F;
 /// MXCSR after reset: all exceptions masked.
@@ -138,23 +143,22 @@ const MXCSR_RESET: u32 = 0x1F80;
 /// when a CPU switches to it, so that vCPUs can share and move between
 /// CPUs. The area is in the standard (not compacted) format.
 pub struct FpuState {
-    area: u64,
-    frames: usize,
+    area: HostFrames,
 }
 
 impl FpuState {
     /// An area in the initial state (XRSTOR of a zero header initializes
-    /// every component); None when out of memory.
-    pub fn new() -> Option<Self> {
+    /// every component), in frames from `alloc(count)`; None when out of
+    /// memory.
+    pub fn new(alloc: impl FnOnce(usize) -> Option<HostFrames>) -> Option<Self> {
         let bytes = if xsave_enabled() {
             cpuid!(0xD, 0).ecx as usize
         } else {
             512
         }
         .max(512);
-        let frames = bytes.div_ceil(4096);
-        let area = crate::memory::alloc_frames(frames)?;
-        let mut state = Self { area, frames };
+        let area = alloc(bytes.div_ceil(4096))?;
+        let mut state = Self { area };
         state.reset();
         Some(state)
     }
@@ -164,13 +168,10 @@ impl FpuState {
     /// every component whatever the XCR0 then, and the reset FCW and MXCSR
     /// (which FXRSTOR, and XRSTOR for MXCSR, load from the image).
     pub fn reset(&mut self) {
-        // SAFETY: the area's frames belong to it, identity-mapped; the
-        // offsets are inside its first 576 bytes.
-        unsafe {
-            core::ptr::write_bytes(self.area as *mut u8, 0, self.frames * 4096);
-            core::ptr::write_unaligned(self.area as *mut u16, FCW_RESET);
-            core::ptr::write_unaligned((self.area + MXCSR) as *mut u32, MXCSR_RESET);
-        }
+        let bytes = self.area.as_bytes_mut();
+        bytes.fill(0);
+        bytes[..2].copy_from_slice(&FCW_RESET.to_le_bytes());
+        bytes[MXCSR..MXCSR + 4].copy_from_slice(&MXCSR_RESET.to_le_bytes());
     }
 
     /// Makes the XSAVE header agree with `xcr0` before XRSTOR: XSTATE_BV
@@ -179,15 +180,13 @@ impl FpuState {
     /// larger XCR0 keeps them), XCOMP_BV and the reserved bytes zero
     /// (standard format). Either mismatch makes XRSTOR raise #GP.
     fn sanitize_header(&mut self, xcr0: u64) {
-        let header = self.area + XSAVE_HEADER;
-        // SAFETY: the header is inside the area (which is at least 576
-        // bytes with XSAVE), 8-byte aligned, and only this vCPU's CPU
-        // touches the area while it is off the CPU.
-        unsafe {
-            let bv = core::ptr::read(header as *const u64);
-            core::ptr::write(header as *mut u64, bv & xcr0);
-            core::ptr::write_bytes((header + 8) as *mut u8, 0, 56);
-        }
+        // The area is at least one frame, so the 64-byte header is in it.
+        let header = &mut self.area.as_bytes_mut()[XSAVE_HEADER..XSAVE_HEADER + 64];
+        let mut bv = [0u8; 8];
+        bv.copy_from_slice(&header[..8]);
+        let bv = u64::from_le_bytes(bv) & xcr0;
+        header[..8].copy_from_slice(&bv.to_le_bytes());
+        header[8..].fill(0);
     }
 
     /// Saves this CPU's FPU registers, which belong to a vCPU whose XCR0 is
@@ -198,12 +197,14 @@ impl FpuState {
             // SAFETY: the area is 4 KiB-aligned, large enough for every
             // component CPUID reports, and owned by this vCPU.
             unsafe {
-                core::arch::asm!("xsave64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+                core::arch::asm!("xsave64 [{}]", in(reg) self.area.start(), in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };
             let _ = restore_host_xcr0(host, xcr0);
         } else {
             // SAFETY: the area is 16-byte aligned and 512 bytes or more.
-            unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) self.area, options(nostack)) };
+            unsafe {
+                core::arch::asm!("fxsave64 [{}]", in(reg) self.area.start(), options(nostack))
+            };
         }
     }
 
@@ -218,18 +219,14 @@ impl FpuState {
             // made to agree with the XCR0 in force; its MXCSR is the reset
             // value or one XSAVE stored from the CPU.
             unsafe {
-                core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+                core::arch::asm!("xrstor64 [{}]", in(reg) self.area.start(), in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
             };
             let _ = restore_host_xcr0(host, xcr0);
         } else {
             // SAFETY: the area holds a valid FXSAVE image.
-            unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.area, options(nostack)) };
+            unsafe {
+                core::arch::asm!("fxrstor64 [{}]", in(reg) self.area.start(), options(nostack))
+            };
         }
-    }
-}
-
-impl Drop for FpuState {
-    fn drop(&mut self) {
-        crate::memory::free_frames(self.area, self.frames);
     }
 }

@@ -1,0 +1,334 @@
+//! Host frames: the one place where a machine address of identity-mapped
+//! RAM becomes memory that Rust reads and writes.
+//!
+//! The hypervisor's page tables map all host RAM at its physical address
+//! (`paging`), so a machine address is also a pointer. Two types turn one
+//! into the other, and only they build raw pointers or slices from it:
+//!
+//! - [`HostFrames`] owns contiguous frames taken from the frame allocator
+//!   that no guest sees (scratch buffers, the SVM permission maps, an
+//!   XSAVE area): plain slices, given back to the allocator on drop.
+//! - [`FrameRef`] borrows memory that someone else owns and that a guest
+//!   may write while the hypervisor looks (guest RAM, shared info, grant
+//!   frames, a page another domain granted). It hands out no plain
+//!   reference to its bytes: only copies in and out, bounds-checked, and
+//!   atomic views (the guest's `lock` instructions pair with them).
+//!
+//! Whoever makes one vouches once, in its `unsafe` constructor, that the
+//! range is identity-mapped RAM that stays alive (and, for
+//! [`HostFrames`], is used by nothing else) for as long as the value.
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// Bytes in a frame.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Contiguous host frames owned by this value alone, identity-mapped and
+/// shared with no guest; given back through `free` on drop.
+pub struct HostFrames {
+    start: u64,
+    count: usize,
+    free: fn(u64, usize),
+}
+
+impl HostFrames {
+    /// Takes ownership of `count` frames from machine address `start`;
+    /// `free(start, count)` gives them back on drop.
+    ///
+    /// # Safety
+    /// `start` is page-aligned; the `count` frames from it are RAM,
+    /// identity-mapped in the hypervisor, and used by nothing else until
+    /// this value is dropped or [`into_raw`](Self::into_raw)ed.
+    pub unsafe fn from_raw(start: u64, count: usize, free: fn(u64, usize)) -> Self {
+        Self { start, count, free }
+    }
+
+    /// Machine address of the first frame (for hardware structures that
+    /// point at it, such as the VMCB's permission map bases).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Number of frames.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The frames' bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.count == 0 {
+            return &[];
+        }
+        // SAFETY: `from_raw`'s contract: the frames are identity-mapped RAM
+        // owned by this value; the shared borrow of `self` excludes writers.
+        unsafe { core::slice::from_raw_parts(self.start as *const u8, self.count * PAGE_SIZE) }
+    }
+
+    /// The frames' bytes, to write.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        if self.count == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `as_bytes`; the exclusive borrow of `self` makes
+        // this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(self.start as *mut u8, self.count * PAGE_SIZE) }
+    }
+
+    /// Gives up ownership without freeing: (start, count).
+    pub fn into_raw(self) -> (u64, usize) {
+        let raw = (self.start, self.count);
+        core::mem::forget(self);
+        raw
+    }
+}
+
+impl Drop for HostFrames {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            (self.free)(self.start, self.count);
+        }
+    }
+}
+
+/// Why a [`FrameRef`] access was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfRange;
+
+/// A borrowed view of `len` bytes of identity-mapped host memory that a
+/// guest may write concurrently: copies and atomics only.
+#[derive(Clone, Copy)]
+pub struct FrameRef<'a> {
+    hpa: u64,
+    len: usize,
+    _borrow: PhantomData<&'a [AtomicU32]>,
+}
+
+impl<'a> FrameRef<'a> {
+    /// A view of `len` bytes at machine address `hpa`.
+    ///
+    /// # Safety
+    /// The range is RAM, identity-mapped in the hypervisor, not freed for
+    /// `'a`, and nobody holds a plain (`&`/`&mut`) reference into it for
+    /// `'a` (others reach it through copies, atomics or the guest).
+    pub unsafe fn new(hpa: u64, len: usize) -> Self {
+        Self {
+            hpa,
+            len,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Machine address of the first byte.
+    pub fn hpa(&self) -> u64 {
+        self.hpa
+    }
+
+    /// Bytes in the view.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn range(&self, offset: usize, len: usize) -> Result<*mut u8, OutOfRange> {
+        let end = offset.checked_add(len).ok_or(OutOfRange)?;
+        if end > self.len {
+            return Err(OutOfRange);
+        }
+        Ok((self.hpa as usize + offset) as *mut u8)
+    }
+
+    /// Copies `buf.len()` bytes from `offset` into `buf`.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        let from = self.range(offset, buf.len())?;
+        // SAFETY: the range lies inside the view (checked), which `new`'s
+        // contract keeps mapped and alive; `buf` is the caller's own memory
+        // and cannot overlap memory nobody holds a reference into.
+        unsafe { core::ptr::copy_nonoverlapping(from, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `buf` to `offset`.
+    pub fn write(&self, offset: usize, buf: &[u8]) -> Result<(), OutOfRange> {
+        let to = self.range(offset, buf.len())?;
+        // SAFETY: as in `read`, the other way.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), to, buf.len()) };
+        Ok(())
+    }
+
+    /// Sets every byte of the view to `byte`.
+    pub fn fill(&self, byte: u8) {
+        // SAFETY: the whole view, which `new`'s contract keeps mapped.
+        unsafe { core::ptr::write_bytes(self.hpa as *mut u8, byte, self.len) };
+    }
+
+    /// Copies `len` bytes from `offset` of this view to `to_offset` of
+    /// `dst` (the ranges may overlap: a copy within one page).
+    pub fn copy_to(
+        &self,
+        offset: usize,
+        dst: &FrameRef<'_>,
+        to_offset: usize,
+        len: usize,
+    ) -> Result<(), OutOfRange> {
+        let from = self.range(offset, len)?;
+        let to = dst.range(to_offset, len)?;
+        // SAFETY: both ranges lie inside their views (checked), which
+        // `new`'s contract keeps mapped and alive; `copy` allows overlap.
+        unsafe { core::ptr::copy(from, to, len) };
+        Ok(())
+    }
+
+    /// The 32-bit word at `offset` (4-byte aligned), as an atomic.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&'a AtomicU32, OutOfRange> {
+        let at = self.range(offset, 4)?;
+        if !(at as usize).is_multiple_of(4) {
+            return Err(OutOfRange);
+        }
+        // SAFETY: an aligned word inside the view, alive for 'a (`new`);
+        // only atomic or unreferenced accesses reach it.
+        Ok(unsafe { &*(at as *const AtomicU32) })
+    }
+
+    /// The view as 32-bit atomic words (a whole number of them, aligned).
+    pub fn atomic_u32s(&self) -> Result<&'a [AtomicU32], OutOfRange> {
+        if !self.hpa.is_multiple_of(4) || !self.len.is_multiple_of(4) {
+            return Err(OutOfRange);
+        }
+        // SAFETY: aligned words covering the view exactly, alive for 'a
+        // (`new`); only atomic or unreferenced accesses reach them.
+        Ok(unsafe { core::slice::from_raw_parts(self.hpa as *const AtomicU32, self.len / 4) })
+    }
+
+    /// The view as one page of 64-bit atomic words (it must be one
+    /// page-aligned page).
+    pub fn atomic_page(&self) -> Result<&'a [AtomicU64; PAGE_SIZE / 8], OutOfRange> {
+        if !self.hpa.is_multiple_of(PAGE_SIZE as u64) || self.len != PAGE_SIZE {
+            return Err(OutOfRange);
+        }
+        // SAFETY: one aligned page, alive for 'a (`new`); only atomic or
+        // unreferenced accesses reach it.
+        Ok(unsafe { &*(self.hpa as *const [AtomicU64; PAGE_SIZE / 8]) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+    use core::sync::atomic::Ordering;
+
+    const LAYOUT: Layout = match Layout::from_size_align(2 * PAGE_SIZE, PAGE_SIZE) {
+        Ok(layout) => layout,
+        Err(_) => panic!(),
+    };
+
+    /// Two page-aligned pages of the test's heap standing in for host RAM.
+    fn pages() -> u64 {
+        // SAFETY: a non-zero-sized layout.
+        let at = unsafe { alloc_zeroed(LAYOUT) } as u64;
+        assert_ne!(at, 0);
+        at
+    }
+
+    fn free(start: u64, count: usize) {
+        assert_eq!(count, 2);
+        // SAFETY: allocated by `pages` with LAYOUT, freed once.
+        unsafe { dealloc(start as *mut u8, LAYOUT) };
+    }
+
+    #[test]
+    fn frame_ref_copies_are_bounded() {
+        let at = pages();
+        {
+            // SAFETY: the test's own pages, alive in this block.
+            let view = unsafe { FrameRef::new(at + 16, 32) };
+            assert_eq!(view.write(30, &[1, 2]), Ok(()));
+            assert_eq!(view.write(31, &[1, 2]), Err(OutOfRange));
+            assert_eq!(view.write(usize::MAX, &[1]), Err(OutOfRange));
+            let mut buf = [0u8; 3];
+            assert_eq!(view.read(29, &mut buf), Ok(()));
+            assert_eq!(buf, [0, 1, 2]);
+            assert_eq!(view.read(30, &mut buf), Err(OutOfRange));
+            view.fill(0xAA);
+            // SAFETY: as above.
+            let page = unsafe { FrameRef::new(at, PAGE_SIZE) };
+            let mut around = [0u8; 18];
+            page.read(15, &mut around).unwrap();
+            assert_eq!(around[0], 0, "nothing before the view");
+            assert_eq!(around[1..17], [0xAA; 16]);
+        }
+        free(at, 2);
+    }
+
+    #[test]
+    fn frame_ref_copy_to_overlapping() {
+        let at = pages();
+        {
+            // SAFETY: the test's own pages, alive in this block.
+            let page = unsafe { FrameRef::new(at, PAGE_SIZE) };
+            page.write(0, &[1, 2, 3, 4]).unwrap();
+            page.copy_to(0, &page, 2, 4).unwrap();
+            let mut buf = [0u8; 6];
+            page.read(0, &mut buf).unwrap();
+            assert_eq!(buf, [1, 2, 1, 2, 3, 4]);
+            assert_eq!(page.copy_to(4094, &page, 0, 3), Err(OutOfRange));
+            assert_eq!(page.copy_to(0, &page, 4094, 3), Err(OutOfRange));
+        }
+        free(at, 2);
+    }
+
+    #[test]
+    fn frame_ref_atomic_views_check_alignment() {
+        let at = pages();
+        {
+            // SAFETY: the test's own pages, alive in this block.
+            let page = unsafe { FrameRef::new(at, PAGE_SIZE) };
+            page.atomic_u32(8)
+                .unwrap()
+                .store(0x1234_5678, Ordering::Relaxed);
+            assert_eq!(
+                page.atomic_u32s().unwrap()[2].load(Ordering::Relaxed),
+                0x1234_5678
+            );
+            assert_eq!(
+                page.atomic_page().unwrap()[1].load(Ordering::Relaxed),
+                0x1234_5678
+            );
+            assert!(page.atomic_u32(2).is_err());
+            assert!(page.atomic_u32(4093).is_err());
+            // SAFETY: as above.
+            let unaligned = unsafe { FrameRef::new(at + 8, PAGE_SIZE) };
+            assert!(unaligned.atomic_page().is_err());
+            // SAFETY: as above.
+            let odd = unsafe { FrameRef::new(at, 6) };
+            assert!(odd.atomic_u32s().is_err());
+        }
+        free(at, 2);
+    }
+
+    #[test]
+    fn host_frames_free_on_drop_only() {
+        use std::sync::atomic::AtomicUsize;
+        static FREED: AtomicUsize = AtomicUsize::new(0);
+        fn count_and_free(start: u64, n: usize) {
+            FREED.fetch_add(1, Ordering::Relaxed);
+            free(start, n);
+        }
+        let at = pages();
+        // SAFETY: the test's own pages, handed over whole.
+        let mut frames = unsafe { HostFrames::from_raw(at, 2, count_and_free) };
+        assert_eq!(frames.as_bytes().len(), 2 * PAGE_SIZE);
+        frames.as_bytes_mut()[PAGE_SIZE] = 7;
+        assert_eq!(frames.as_bytes()[PAGE_SIZE], 7);
+        let (start, count) = frames.into_raw();
+        assert_eq!(FREED.load(Ordering::Relaxed), 0, "into_raw does not free");
+        // SAFETY: taken back from `into_raw`.
+        drop(unsafe { HostFrames::from_raw(start, count, count_and_free) });
+        assert_eq!(FREED.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,77 @@
+//! Model-specific register numbers, under the names of Xen's
+//! `xen/arch/x86/include/asm/msr-index.h` (which follow the Intel SDM and
+//! the AMD APM), and the few MSR bit fields rxen uses. Every MSR number in
+//! the platform layer and the hypervisor comes from here. The bits of
+//! CR0, CR4, EFER and XCR0 are in [`crate::ctrlreg`].
+
+/// Time-stamp counter.
+pub const MSR_IA32_TSC: u32 = 0x0000_0010;
+/// Local APIC base address and mode.
+pub const MSR_IA32_APICBASE: u32 = 0x0000_001B;
+/// IA32_APIC_BASE: the APIC is globally enabled.
+pub const APICBASE_ENABLE: u64 = 1 << 11;
+/// IA32_APIC_BASE: the base address (bits 12 to 51).
+pub const APICBASE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+/// Speculation control (IBRS, STIBP, SSBD).
+pub const MSR_SPEC_CTRL: u32 = 0x0000_0048;
+/// Prediction command (write-only: IBPB).
+pub const MSR_PRED_CMD: u32 = 0x0000_0049;
+/// Microcode revision.
+pub const MSR_IA32_UCODE_REV: u32 = 0x0000_008B;
+/// MTRR capabilities (Xen's `MSR_MTRRcap`).
+pub const MSR_MTRR_CAP: u32 = 0x0000_00FE;
+/// SYSENTER code segment.
+pub const MSR_IA32_SYSENTER_CS: u32 = 0x0000_0174;
+/// SYSENTER stack pointer.
+pub const MSR_IA32_SYSENTER_ESP: u32 = 0x0000_0175;
+/// SYSENTER entry point.
+pub const MSR_IA32_SYSENTER_EIP: u32 = 0x0000_0176;
+/// Machine-check capabilities (bank count in bits 7:0).
+pub const MSR_IA32_MCG_CAP: u32 = 0x0000_0179;
+/// Machine-check status.
+pub const MSR_IA32_MCG_STATUS: u32 = 0x0000_017A;
+/// Miscellaneous features (fast strings...).
+pub const MSR_IA32_MISC_ENABLE: u32 = 0x0000_01A0;
+/// Page attribute table.
+pub const MSR_IA32_CR_PAT: u32 = 0x0000_0277;
+/// MTRR default type (Xen's `MSR_MTRRdefType`).
+pub const MSR_MTRR_DEF_TYPE: u32 = 0x0000_02FF;
+/// Control of machine-check bank 0; each bank has four MSRs (CTL,
+/// STATUS, ADDR, MISC) from here on.
+pub const MSR_IA32_MC0_CTL: u32 = 0x0000_0400;
+
+/// Extended feature enable (bits in [`crate::ctrlreg::efer`]).
+pub const MSR_EFER: u32 = 0xC000_0080;
+/// SYSCALL/SYSRET segments and legacy target.
+pub const MSR_STAR: u32 = 0xC000_0081;
+/// SYSCALL target in 64-bit mode.
+pub const MSR_LSTAR: u32 = 0xC000_0082;
+/// SYSCALL target in compatibility mode.
+pub const MSR_CSTAR: u32 = 0xC000_0083;
+/// RFLAGS mask of SYSCALL (the APM's SFMASK).
+pub const MSR_SYSCALL_MASK: u32 = 0xC000_0084;
+/// FS base.
+pub const MSR_FS_BASE: u32 = 0xC000_0100;
+/// GS base.
+pub const MSR_GS_BASE: u32 = 0xC000_0101;
+/// The GS base SWAPGS exchanges (KERNEL_GS_BASE).
+pub const MSR_SHADOW_GS_BASE: u32 = 0xC000_0102;
+/// What RDTSCP and RDPID return.
+pub const MSR_TSC_AUX: u32 = 0xC000_0103;
+
+/// AMD hardware configuration.
+pub const MSR_K8_HWCR: u32 = 0xC001_0015;
+/// HWCR.TscFreqSel: the TSC counts at the P0 frequency.
+pub const K8_HWCR_TSC_FREQ_SEL: u64 = 1 << 24;
+/// AMD VM_CR (SVM lock and disable).
+pub const MSR_K8_VM_CR: u32 = 0xC001_0114;
+/// VM_CR.SVMDIS: the firmware disabled SVM.
+pub const K8_VMCR_SVME_DISABLE: u64 = 1 << 4;
+/// AMD host save area of VMRUN.
+pub const MSR_K8_VM_HSAVE_PA: u32 = 0xC001_0117;
+/// AMD's virtualized speculation control (SSBD) that a hypervisor offers.
+pub const MSR_VIRT_SPEC_CTRL: u32 = 0xC001_011F;
+/// AMD decode configuration.
+pub const MSR_AMD64_DE_CFG: u32 = 0xC001_1029;
+/// DE_CFG: LFENCE is dispatch-serializing.
+pub const AMD64_DE_CFG_LFENCE_SERIALISE: u64 = 1 << 1;
