@@ -1277,7 +1277,6 @@ pub fn grant_table_op(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::GuestEnv;
     use crate::test_support::MEM;
     use alloc::vec;
     use rxen_abi::grant_table::GNTST_BAD_DOMAIN;
@@ -2358,10 +2357,10 @@ mod tests {
 
     impl GuestCopy for Both<'_> {
         fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-            self.env.copy_from_guest(addr, buf)
+            self.env.copy_in(addr, buf)
         }
         fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-            self.env.copy_to_guest(addr, buf)
+            self.env.copy_out(addr, buf)
         }
     }
 

@@ -29,6 +29,7 @@ pub mod grant_table;
 pub mod hypercall;
 pub mod log;
 pub mod memmap;
+pub mod platform;
 pub mod sched;
 pub mod shared_page;
 #[cfg(test)]

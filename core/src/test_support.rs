@@ -15,7 +15,10 @@ use rxen_abi::xen;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
-use crate::hypercall::{dispatch, GuestEnv, Next, Outcome};
+use crate::hypercall::{dispatch, Next, Outcome};
+use crate::platform::{
+    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
+};
 use crate::shared_page::SharedPage;
 use crate::time::TimeScale;
 
@@ -96,22 +99,25 @@ impl FakeEnv {
     }
 }
 
-impl GuestEnv for FakeEnv {
-    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+impl GuestCopy for FakeEnv {
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let range = self.range(addr, buf.len())?;
         buf.copy_from_slice(&self.mem[range]);
         Ok(())
     }
-    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
         let range = self.range(addr, buf.len())?;
         self.mem[range].copy_from_slice(buf);
         Ok(())
     }
+}
+
+impl GuestAccess for FakeEnv {
     fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.copy_to_guest(gpa, buf)
+        self.copy_out(gpa, buf)
     }
     fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.copy_from_guest(gpa, buf)
+        self.copy_in(gpa, buf)
     }
     fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>)) {
         f(SharedPage::new(&self.shared_info));
@@ -128,58 +134,6 @@ impl GuestEnv for FakeEnv {
         f(SharedPage::new(words));
         Ok(())
     }
-    fn now_ns(&self) -> u64 {
-        self.now
-    }
-    fn time_snapshot(&self) -> (u64, u64) {
-        (self.now * 2, self.now)
-    }
-    fn time_scale(&self) -> TimeScale {
-        TimeScale::from_hz(2_000_000_000)
-    }
-    fn wallclock_base(&self) -> (u64, u32) {
-        (1_700_000_000, 5)
-    }
-    fn console_write(&mut self, _domid: DomId, text: &[u8]) {
-        self.console.extend_from_slice(text);
-    }
-    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
-        0
-    }
-    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
-        self.shared_info_at = Some(gfn * 4096);
-        Ok(())
-    }
-    fn hypervisor_cmdline(&self) -> &str {
-        "console=com1"
-    }
-    fn host_memory_map(&self) -> Vec<GuestMemRegion> {
-        vec![GuestMemRegion {
-            addr: 0,
-            size: 1 << 30,
-            kind: 1,
-        }]
-    }
-    fn host_max_page(&self) -> u64 {
-        1 << 18
-    }
-    fn with_domain(
-        &mut self,
-        domid: DomId,
-        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
-    ) -> Result<(), Errno> {
-        match self.peer.as_deref_mut() {
-            Some((d, env)) if d.id == domid => {
-                f(d, env);
-                Ok(())
-            }
-            _ => Err(errno::ESRCH),
-        }
-    }
-    fn console_ring_kick(&mut self, _domid: DomId) -> bool {
-        self.console_kicks += 1;
-        self.console_takes
-    }
     fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
         if !gpa.is_multiple_of(4) {
             return Err(errno::EFAULT);
@@ -193,6 +147,87 @@ impl GuestEnv for FakeEnv {
         // exclusively borrowed for the call.
         f(unsafe { AtomicU32::from_ptr(ptr.cast()) });
         Ok(())
+    }
+}
+
+impl Clock for FakeEnv {
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+    fn time_snapshot(&self) -> (u64, u64) {
+        (self.now * 2, self.now)
+    }
+    fn time_scale(&self) -> TimeScale {
+        TimeScale::from_hz(2_000_000_000)
+    }
+    fn wallclock_base(&self) -> (u64, u32) {
+        (1_700_000_000, 5)
+    }
+}
+
+impl Console for FakeEnv {
+    fn console_write(&mut self, _domid: DomId, text: &[u8]) {
+        self.console.extend_from_slice(text);
+    }
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+    fn console_ring_kick(&mut self, _domid: DomId) -> bool {
+        self.console_kicks += 1;
+        self.console_takes
+    }
+}
+
+impl HostInfo for FakeEnv {
+    fn hypervisor_cmdline(&self) -> &str {
+        "console=com1"
+    }
+    fn host_memory_map(&self) -> Vec<GuestMemRegion> {
+        vec![GuestMemRegion {
+            addr: 0,
+            size: 1 << 30,
+            kind: 1,
+        }]
+    }
+    fn host_max_page(&self) -> u64 {
+        1 << 18
+    }
+}
+
+impl Physmap for FakeEnv {
+    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
+        self.shared_info_at = Some(gfn * 4096);
+        Ok(())
+    }
+    /// The fake has no grant tables (as a platform without them).
+    fn map_grant_frame(&mut self, _caller: DomId, _idx: u64, _gpfn: u64) -> Result<(), Errno> {
+        Err(errno::EINVAL)
+    }
+}
+
+impl Domains for FakeEnv {
+    fn with_domain(
+        &mut self,
+        domid: DomId,
+        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+    ) -> Result<(), Errno> {
+        match self.peer.as_deref_mut() {
+            Some((d, env)) if d.id == domid => {
+                f(d, env);
+                Ok(())
+            }
+            _ => Err(errno::ESRCH),
+        }
+    }
+    /// The fake has no grant tables (as a platform without them).
+    fn grant_table_op(
+        &mut self,
+        _caller: DomId,
+        _cmd: u32,
+        _arg: u64,
+        _count: u32,
+    ) -> Result<crate::grant_table::Progress, Errno> {
+        Err(errno::ENOSYS)
     }
 }
 

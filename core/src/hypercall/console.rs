@@ -46,7 +46,7 @@ fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcom
                     return Outcome::continuation(xen::HYPERVISOR_CONSOLE_IO, next);
                 }
                 let n = (count - done).min(CONSOLE_CHUNK as u64) as usize;
-                if let Err(e) = env.copy_from_guest(at, &mut chunk[..n]) {
+                if let Err(e) = env.copy_in(at, &mut chunk[..n]) {
                     return Outcome::error(e);
                 }
                 env.console_write(domain.id, &chunk[..n]);
@@ -60,7 +60,7 @@ fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcom
             }
             let mut data = vec![0u8; count.min(4096) as usize];
             let n = env.console_read(&mut data);
-            from_result(env.copy_to_guest(buffer, &data[..n]).map(|_| n as i64))
+            from_result(env.copy_out(buffer, &data[..n]).map(|_| n as i64))
         }
         _ => Outcome::error(errno::ENOSYS),
     }

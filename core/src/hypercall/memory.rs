@@ -34,7 +34,7 @@ fn memory_op(
     match op {
         memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION => {
             let mut domid = [0u8; 2];
-            env.copy_from_guest(arg, &mut domid)?;
+            env.copy_in(arg, &mut domid)?;
             own_domain(domain, u16::from_le_bytes(domid))?;
             Ok(if op == memory::XENMEM_CURRENT_RESERVATION {
                 domain.tot_pages as i64

@@ -1,6 +1,6 @@
 //! Hypercall dispatch: the table from hypercall number to handler, the
 //! outcome of a hypercall ([`Outcome`], [`Next`]), and the copies to and from
-//! the calling guest ([`GuestCopy`], [`read_guest`], [`write_guest`]). The
+//! the calling guest ([`read_guest`], [`write_guest`]). The
 //! handlers live in one module per Xen family, under Xen's names:
 //! `multicall` (common/multicall.c), `version` (xen_version, common/version.c),
 //! `console` (console_io, drivers/char/console.c), `memory` (memory_op,
@@ -12,10 +12,9 @@
 //! [`crate::grant_table`]'s. Every argument comes from the guest and is
 //! validated; every failure is a Xen errno, never a panic.
 //!
-//! The platform gives access to the calling guest through [`GuestEnv`]:
-//! copies by guest linear address (the guest's own page tables), the clock,
-//! the console and the few changes to the nested page tables that
-//! hypercalls make.
+//! The platform gives access to the calling guest through the narrow
+//! traits of [`crate::platform`] (guest memory, clock, console, host facts,
+//! physmap changes, the other domains), whose sum is [`GuestEnv`].
 
 mod console;
 mod hvm;
@@ -26,19 +25,18 @@ pub(crate) mod shared_info;
 mod vcpu;
 mod version;
 
-use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
-
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::xen;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::domain::{DomId, Domain, GuestMemRegion, ShutdownReason};
-use crate::shared_page::SharedPage;
+use crate::domain::{DomId, Domain, ShutdownReason};
 
 // The hypervisor reaches these through `hypercall::`.
 pub use crate::event_channel::{
     close_interdomain_channels, notify_console, raise_virq, reset_event_channels,
+};
+pub use crate::platform::{
+    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
 };
 pub use console::CONSOLE_WRITE_BATCH;
 pub use multicall::MULTICALL_BATCH;
@@ -50,92 +48,6 @@ pub use version::feature_submap0;
 
 /// `DOMID_SELF`.
 pub(crate) const DOMID_SELF: DomId = 0x7FF0;
-
-/// What the platform provides to hypercall handlers for the calling vCPU.
-pub trait GuestEnv {
-    /// Copies from the guest's linear address `addr`.
-    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
-    /// Copies to the guest's linear address `addr`.
-    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
-    /// Writes guest-physical memory (a plain copy: for memory the guest
-    /// does not share with the hypervisor at that moment).
-    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
-    /// Reads guest-physical memory.
-    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno>;
-    /// Runs `f` once on the domain's shared-info page (mapped into the
-    /// guest or not), which the guest's vCPUs may be writing meanwhile.
-    fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>));
-    /// Runs `f` once on guest frame `gfn` of the domain's own RAM (a
-    /// registered `vcpu_info`), which the guest's vCPUs may be writing
-    /// meanwhile: `-EFAULT` if `gfn` is not (or no longer) the domain's
-    /// own RAM.
-    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
-    /// System time in nanoseconds since boot.
-    fn now_ns(&self) -> u64;
-    /// The guest's TSC now and the system time at that instant.
-    fn time_snapshot(&self) -> (u64, u64);
-    /// The TSC-to-ns scale.
-    fn time_scale(&self) -> crate::time::TimeScale;
-    /// Wall-clock time (seconds, nanoseconds) at system time 0.
-    fn wallclock_base(&self) -> (u64, u32);
-    /// Writes guest console output (the platform prefixes the domain).
-    fn console_write(&mut self, domid: DomId, text: &[u8]);
-    /// Reads pending console input.
-    fn console_read(&mut self, buf: &mut [u8]) -> usize;
-    /// Maps the domain's shared-info page at `gfn` in its physical map.
-    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno>;
-    /// The hypervisor command line (XENVER_commandline).
-    fn hypervisor_cmdline(&self) -> &str;
-    /// The host's memory map (XENMEM_machine_memory_map).
-    fn host_memory_map(&self) -> Vec<GuestMemRegion>;
-    /// The highest host RAM page + 1.
-    fn host_max_page(&self) -> u64;
-    /// Runs `f` on another domain `domid` (never the caller) with an
-    /// environment over that domain's memory; `-ESRCH` if there is none.
-    fn with_domain(
-        &mut self,
-        domid: DomId,
-        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
-    ) -> Result<(), Errno> {
-        let _ = (domid, f);
-        Err(errno::ESRCH)
-    }
-    /// `grant_table_op(cmd, arg, count)` of domain `caller`: the platform
-    /// runs [`crate::grant_table::grant_table_op`] with the machine's grant
-    /// tables and memory (`-ENOSYS` where there are none).
-    fn grant_table_op(
-        &mut self,
-        caller: DomId,
-        cmd: u32,
-        arg: u64,
-        count: u32,
-    ) -> Result<crate::grant_table::Progress, Errno> {
-        let _ = (caller, cmd, arg, count);
-        Err(errno::ENOSYS)
-    }
-    /// The guest notified the hypervisor's console backend: take what it
-    /// wrote to its PV console ring. Returns whether anything was taken (the
-    /// guest is then notified back, as xenconsoled does).
-    fn console_ring_kick(&mut self, domid: DomId) -> bool {
-        let _ = domid;
-        false
-    }
-    /// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: maps grant
-    /// frame `idx` of `caller` at `gpfn` (through
-    /// [`crate::grant_table::GrantTable::add_to_physmap`]).
-    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
-        let _ = (caller, idx, gpfn);
-        Err(errno::EINVAL)
-    }
-    /// Runs `f` on the aligned 32-bit word of guest-physical memory at
-    /// `gpa`, which the guest may be writing at the same time (FIFO event
-    /// words and control blocks): `-EFAULT` if `gpa` is not 4-byte aligned
-    /// or not the domain's RAM.
-    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
-        let _ = (gpa, f);
-        Err(errno::EFAULT)
-    }
-}
 
 /// What the vCPU does after the hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,25 +106,6 @@ pub(crate) fn from_result(result: Result<i64, Errno>) -> Outcome {
     match result {
         Ok(value) => Outcome::value(value),
         Err(e) => Outcome::error(e),
-    }
-}
-
-/// Copies between the hypervisor and the calling vCPU's linear memory: all
-/// that reading and writing hypercall arguments needs. Every [`GuestEnv`]
-/// is one; other environments (the grant-table platform) can be one too.
-pub trait GuestCopy {
-    /// Copies from guest linear memory (`-EFAULT` if unmapped).
-    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
-    /// Copies to guest linear memory (`-EFAULT` if unmapped or read-only).
-    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
-}
-
-impl<E: GuestEnv + ?Sized> GuestCopy for E {
-    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.copy_from_guest(addr, buf)
-    }
-    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.copy_to_guest(addr, buf)
     }
 }
 

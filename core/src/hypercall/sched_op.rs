@@ -127,7 +127,7 @@ fn poll(
     }
     let mut bytes = [0u8; MAX_POLL_PORTS as usize * 4];
     let bytes = &mut bytes[..request.nr_ports as usize * 4];
-    env.copy_from_guest(request.ports, bytes)?;
+    env.copy_in(request.ports, bytes)?;
     // Kept while the vCPU blocks: a heap allocation, which may fail.
     let mut ports: Vec<u32> = Vec::new();
     ports

@@ -1,4 +1,5 @@
-//! The platform side of hypercalls: [`GuestEnv`] for one vCPU of an
+//! The platform side of hypercalls: the core's platform traits
+//! ([`rxen_core::platform`], summed up as [`GuestEnv`]) for one vCPU of an
 //! [`HvmDomain`](super::HvmDomain), over its memory and paging registers.
 
 use alloc::vec::Vec;
@@ -7,7 +8,9 @@ use core::sync::atomic::AtomicU32;
 use rxen_abi::errno::{self, Errno};
 use rxen_core::console::GuestConsole;
 use rxen_core::domain::{DomId, GuestMemRegion};
-use rxen_core::hypercall::GuestEnv;
+use rxen_core::platform::{
+    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
+};
 use rxen_core::shared_page::SharedPage;
 use rxen_core::time::TimeScale;
 use rxen_x86::svm::guest_walk::PagingRegs;
@@ -32,15 +35,17 @@ pub struct Env<'a> {
     pub others: Option<super::World<'a>>,
 }
 
-impl GuestEnv for Env<'_> {
-    fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+impl GuestCopy for Env<'_> {
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.memory.read_linear(&self.paging, addr, buf)
     }
 
-    fn copy_to_guest(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
         self.memory.write_linear(&self.paging, addr, buf)
     }
+}
 
+impl GuestAccess for Env<'_> {
     fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
         self.memory.write_phys(gpa, buf)
     }
@@ -58,6 +63,15 @@ impl GuestEnv for Env<'_> {
         Ok(())
     }
 
+    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
+        // Only the domain's own RAM: not a foreign or grant frame mapped
+        // over it since the FIFO page was registered.
+        f(self.memory.own_atomic_u32(gpa).ok_or(errno::EFAULT)?);
+        Ok(())
+    }
+}
+
+impl Clock for Env<'_> {
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
     }
@@ -74,7 +88,9 @@ impl GuestEnv for Env<'_> {
     fn wallclock_base(&self) -> (u64, u32) {
         (crate::time::wallclock_at_boot(), 0)
     }
+}
 
+impl Console for Env<'_> {
     fn console_write(&mut self, domid: DomId, text: &[u8]) {
         write_console(domid, self.console, text);
     }
@@ -83,6 +99,21 @@ impl GuestEnv for Env<'_> {
         crate::console_input::read_dom0(buf)
     }
 
+    fn console_ring_kick(&mut self, domid: DomId) -> bool {
+        let mut bytes = [0u8; rxen_abi::console::XENCONS_OUT_SIZE];
+        let Some(page) = self.memory.console_page() else {
+            return false;
+        };
+        let len = rxen_core::console_ring::take_output(page, &mut bytes);
+        if len == 0 {
+            return false;
+        }
+        self.console_write(domid, &bytes[..len]);
+        true
+    }
+}
+
+impl Physmap for Env<'_> {
     fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
         if gfn >= self.memory.ram_bytes.max(1 << 32) / 4096 {
             return Err(errno::EINVAL);
@@ -92,6 +123,30 @@ impl GuestEnv for Env<'_> {
         Ok(())
     }
 
+    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
+        let world = self.others.as_mut().ok_or(errno::EINVAL)?;
+        let table = world.grants.get_mut(&caller).ok_or(errno::EINVAL)?;
+        let mut platform = Platform::new(
+            Some(Caller {
+                id: caller,
+                privileged: self.privileged,
+                memory: &mut *self.memory,
+                paging: self.paging,
+            }),
+            &mut *world.domains,
+        );
+        let placed = table.add_to_physmap(&mut platform, idx, gpfn)?;
+        drop(platform);
+        if let Err(e) = self.memory.map_grant_frame(placed.index, placed.gfn) {
+            table.forget_frame_gfn(placed.gfn);
+            return Err(e);
+        }
+        self.npt_changed = true;
+        Ok(())
+    }
+}
+
+impl HostInfo for Env<'_> {
     fn hypervisor_cmdline(&self) -> &str {
         crate::start::hypervisor_cmdline()
     }
@@ -103,7 +158,9 @@ impl GuestEnv for Env<'_> {
     fn host_max_page(&self) -> u64 {
         crate::memory::host_max_page()
     }
+}
 
+impl Domains for Env<'_> {
     fn with_domain(
         &mut self,
         domid: DomId,
@@ -136,19 +193,6 @@ impl GuestEnv for Env<'_> {
         Ok(())
     }
 
-    fn console_ring_kick(&mut self, domid: DomId) -> bool {
-        let mut bytes = [0u8; rxen_abi::console::XENCONS_OUT_SIZE];
-        let Some(page) = self.memory.console_page() else {
-            return false;
-        };
-        let len = rxen_core::console_ring::take_output(page, &mut bytes);
-        if len == 0 {
-            return false;
-        }
-        self.console_write(domid, &bytes[..len]);
-        true
-    }
-
     fn grant_table_op(
         &mut self,
         caller: DomId,
@@ -179,35 +223,6 @@ impl GuestEnv for Env<'_> {
         platform.flush_changed();
         self.npt_changed |= platform.caller_npt_changed;
         result
-    }
-
-    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
-        let world = self.others.as_mut().ok_or(errno::EINVAL)?;
-        let table = world.grants.get_mut(&caller).ok_or(errno::EINVAL)?;
-        let mut platform = Platform::new(
-            Some(Caller {
-                id: caller,
-                privileged: self.privileged,
-                memory: &mut *self.memory,
-                paging: self.paging,
-            }),
-            &mut *world.domains,
-        );
-        let placed = table.add_to_physmap(&mut platform, idx, gpfn)?;
-        drop(platform);
-        if let Err(e) = self.memory.map_grant_frame(placed.index, placed.gfn) {
-            table.forget_frame_gfn(placed.gfn);
-            return Err(e);
-        }
-        self.npt_changed = true;
-        Ok(())
-    }
-
-    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
-        // Only the domain's own RAM: not a foreign or grant frame mapped
-        // over it since the FIFO page was registered.
-        f(self.memory.own_atomic_u32(gpa).ok_or(errno::EFAULT)?);
-        Ok(())
     }
 }
 

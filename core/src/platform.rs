@@ -1,0 +1,131 @@
+//! What the platform (the hypervisor crate, or a test fake) provides to the
+//! core's hypercall and event code, as narrow traits, one per kind of
+//! service: guest memory ([`GuestCopy`], [`GuestAccess`]), the clock
+//! ([`Clock`]), the console ([`Console`]), facts about the host
+//! ([`HostInfo`]), changes to the caller's physical map ([`Physmap`]) and
+//! the other domains of the machine ([`Domains`]). [`GuestEnv`] is their
+//! sum and nothing more.
+//!
+//! No method has a default body: a platform that lacks a service says so
+//! explicitly in its implementation (and with Xen's errno), it cannot
+//! forget one and compile.
+//!
+//! Memory the guest shares with the hypervisor is never a `&mut [u8]`:
+//! pages are [`SharedPage`] views (atomic words) and FIFO event words an
+//! [`AtomicU32`], because another vCPU writes them while we look.
+
+use alloc::vec::Vec;
+use core::sync::atomic::AtomicU32;
+
+use rxen_abi::errno::Errno;
+
+use crate::domain::{DomId, Domain, GuestMemRegion};
+use crate::shared_page::SharedPage;
+use crate::time::TimeScale;
+
+/// Copies between the hypervisor and the calling vCPU's linear memory (the
+/// guest's own page tables): all that reading and writing hypercall
+/// arguments needs.
+pub trait GuestCopy {
+    /// Copies from guest linear memory (`-EFAULT` if unmapped).
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Copies to guest linear memory (`-EFAULT` if unmapped or read-only).
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
+}
+
+/// The calling domain's memory beyond argument copies: guest-physical
+/// copies and the views of pages the guest shares with the hypervisor.
+pub trait GuestAccess: GuestCopy {
+    /// Writes guest-physical memory (a plain copy: for memory the guest
+    /// does not share with the hypervisor at that moment).
+    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// Reads guest-physical memory.
+    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Runs `f` once on the domain's shared-info page (mapped into the
+    /// guest or not), which the guest's vCPUs may be writing meanwhile.
+    fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>));
+    /// Runs `f` once on guest frame `gfn` of the domain's own RAM (a
+    /// registered `vcpu_info`), which the guest's vCPUs may be writing
+    /// meanwhile: `-EFAULT` if `gfn` is not (or no longer) the domain's
+    /// own RAM.
+    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
+    /// Runs `f` on the aligned 32-bit word of guest-physical memory at
+    /// `gpa`, which the guest may be writing at the same time (FIFO event
+    /// words and control blocks): `-EFAULT` if `gpa` is not 4-byte aligned
+    /// or not the domain's RAM.
+    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno>;
+}
+
+/// System time and the guest's view of it.
+pub trait Clock {
+    /// System time in nanoseconds since boot.
+    fn now_ns(&self) -> u64;
+    /// The guest's TSC now and the system time at that instant.
+    fn time_snapshot(&self) -> (u64, u64);
+    /// The TSC-to-ns scale.
+    fn time_scale(&self) -> TimeScale;
+    /// Wall-clock time (seconds, nanoseconds) at system time 0.
+    fn wallclock_base(&self) -> (u64, u32);
+}
+
+/// The hypervisor console, as guests reach it.
+pub trait Console {
+    /// Writes guest console output (the platform prefixes the domain).
+    fn console_write(&mut self, domid: DomId, text: &[u8]);
+    /// Reads pending console input.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// The guest notified the hypervisor's console backend: take what it
+    /// wrote to its PV console ring. Returns whether anything was taken (the
+    /// guest is then notified back, as xenconsoled does).
+    fn console_ring_kick(&mut self, domid: DomId) -> bool;
+}
+
+/// Facts about the host that hypercalls report.
+pub trait HostInfo {
+    /// The hypervisor command line (XENVER_commandline).
+    fn hypervisor_cmdline(&self) -> &str;
+    /// The host's memory map (XENMEM_machine_memory_map).
+    fn host_memory_map(&self) -> Vec<GuestMemRegion>;
+    /// The highest host RAM page + 1.
+    fn host_max_page(&self) -> u64;
+}
+
+/// The changes hypercalls make to the calling domain's physical map (its
+/// nested page tables).
+pub trait Physmap {
+    /// Maps the domain's shared-info page at `gfn` in its physical map.
+    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno>;
+    /// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: maps grant
+    /// frame `idx` of `caller` at `gpfn` (through
+    /// [`crate::grant_table::GrantTable::add_to_physmap`]); `-EINVAL` where
+    /// there are no grant tables.
+    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno>;
+}
+
+/// The machine's other domains, as a hypercall of one domain reaches them.
+pub trait Domains {
+    /// Runs `f` on another domain `domid` (never the caller) with an
+    /// environment over that domain's memory; `-ESRCH` if there is none.
+    fn with_domain(
+        &mut self,
+        domid: DomId,
+        f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
+    ) -> Result<(), Errno>;
+    /// `grant_table_op(cmd, arg, count)` of domain `caller`: the platform
+    /// runs [`crate::grant_table::grant_table_op`] with the machine's grant
+    /// tables and memory (`-ENOSYS` where there are none).
+    fn grant_table_op(
+        &mut self,
+        caller: DomId,
+        cmd: u32,
+        arg: u64,
+        count: u32,
+    ) -> Result<crate::grant_table::Progress, Errno>;
+}
+
+/// Everything the platform provides for one calling vCPU: the sum of the
+/// narrow traits, with no method of its own. Implemented for every type
+/// that implements them all.
+pub trait GuestEnv: GuestAccess + Clock + Console + HostInfo + Physmap + Domains {}
+
+impl<T: GuestAccess + Clock + Console + HostInfo + Physmap + Domains + ?Sized> GuestEnv for T {}
