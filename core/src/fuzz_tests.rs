@@ -34,7 +34,7 @@ use rxen_abi::xen;
 use crate::domain::{DomId, Domain};
 use crate::event_channel::PortState;
 use crate::grant_table::{self, GrantPlatform, GrantTable, Mfn, WORDS_PER_FRAME};
-use crate::hypercall::{dispatch, GuestCopy};
+use crate::hypercall::{dispatch, Ctx, GuestCopy};
 use crate::test_support::{domu, FakeEnv};
 
 /// splitmix64.
@@ -219,7 +219,7 @@ fn event_call(rng: &mut Rng, me: &mut Domain, env: &mut FakeEnv) -> i64 {
             [u64::from(cmd), ARG, 0, 0, 0],
         ),
     };
-    let out = dispatch(me, 0, env, nr, args, 0);
+    let out = dispatch(&mut Ctx::new(me, 0, env), nr, args, 0);
     // A blocked vCPU is woken for the next call (the scheduler would).
     me.vcpus[0].blocked = None;
     out.ret
@@ -313,9 +313,7 @@ fn event_case(seed: u64) {
                 env.put(ARG + 2, &ME);
                 let op = u64::from(ev::EVTCHNOP_ALLOC_UNBOUND);
                 dispatch(
-                    &mut me,
-                    0,
-                    &mut env,
+                    &mut Ctx::new(&mut me, 0, &mut env),
                     xen::HYPERVISOR_EVENT_CHANNEL_OP,
                     [op, ARG, 0, 0, 0],
                     0,

@@ -15,7 +15,7 @@ use rxen_abi::xen;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
-use crate::hypercall::{dispatch, Next, Outcome};
+use crate::hypercall::{dispatch, Ctx, Next, Outcome};
 use crate::platform::{
     Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
 };
@@ -244,7 +244,7 @@ pub(crate) fn domu() -> Domain {
 
 /// Hypercall `nr` from vCPU 0 in kernel mode.
 pub(crate) fn call(d: &mut Domain, env: &mut FakeEnv, nr: u64, args: [u64; 5]) -> Outcome {
-    dispatch(d, 0, env, nr, args, 0)
+    dispatch(&mut Ctx::new(d, 0, env), nr, args, 0)
 }
 
 /// What the guest sees in RAX for `e`.

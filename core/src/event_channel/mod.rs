@@ -23,7 +23,7 @@ use rxen_abi::xen::{self, NR_VIRQS};
 
 use crate::domain::{DomId, Domain};
 use crate::hypercall::shared_info::{with_vcpu_info, UPCALL_PENDING_AT};
-use crate::hypercall::{from_result, read_guest, write_guest, GuestEnv, Outcome, DOMID_SELF};
+use crate::hypercall::{from_result, read_guest, write_guest, Ctx, GuestEnv, Outcome, DOMID_SELF};
 use fifo::Fifo;
 
 /// What a port is bound to.
@@ -607,21 +607,12 @@ pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
 }
 
 /// `event_channel_op(cmd, arg)`.
-pub(crate) fn do_event_channel_op(
-    domain: &mut Domain,
-    _vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    from_result(event_channel_op(domain, env, args[0], args[1]))
+pub(crate) fn do_event_channel_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    from_result(event_channel_op(ctx, args[0], args[1]))
 }
 
-fn event_channel_op(
-    domain: &mut Domain,
-    env: &mut dyn GuestEnv,
-    cmd: u64,
-    arg: u64,
-) -> Result<i64, Errno> {
+fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    let (domain, env) = (&mut *ctx.domain, &mut *ctx.env);
     use rxen_abi::event_channel as ev;
     // Xen takes `int cmd` and copies the argument in before anything else.
     match cmd as u32 {

@@ -6,8 +6,7 @@ use alloc::vec;
 use rxen_abi::errno;
 use rxen_abi::xen;
 
-use super::{from_result, GuestEnv, Outcome};
-use crate::domain::Domain;
+use super::{from_result, Ctx, Outcome};
 
 /// Largest console write copied per chunk.
 const CONSOLE_CHUNK: usize = 256;
@@ -20,16 +19,12 @@ pub const CONSOLE_WRITE_BATCH: u64 = 4096;
 /// `cmd` and `count`. A write emits at most [`CONSOLE_WRITE_BATCH`] bytes per
 /// exit and continues with the rest, as Xen's `guest_console_write` does;
 /// the part before a fault is written, then the call fails with -EFAULT.
-pub(super) fn do_console_io(
-    domain: &mut Domain,
-    _vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    console_io(domain, env, args)
+pub(super) fn do_console_io(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    console_io(ctx, args)
 }
 
-fn console_io(domain: &Domain, env: &mut dyn GuestEnv, args: [u64; 5]) -> Outcome {
+fn console_io(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    let (domain, env) = (&*ctx.domain, &mut *ctx.env);
     let (cmd, count, buffer) = (args[0] as u32, args[1] as u32 as u64, args[2]);
     match cmd {
         xen::CONSOLEIO_WRITE => {

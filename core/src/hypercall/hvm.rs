@@ -4,10 +4,10 @@
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::hvm;
 
+use super::Ctx;
 use super::{
-    from_result, own_domain, read_guest, upcall_pending, write_guest, GuestEnv, Outcome, DOMID_SELF,
+    from_result, own_domain, read_guest, upcall_pending, write_guest, Outcome, DOMID_SELF,
 };
-use crate::domain::Domain;
 
 /// May a guest set HVM param `index` on itself (Xen's hvm_allow_set_param)?
 fn guest_may_set_param(index: u32) -> bool {
@@ -34,16 +34,12 @@ fn guest_may_get_param(index: u32) -> bool {
 }
 
 /// `hvm_op(op, arg)`.
-pub(super) fn do_hvm_op(
-    domain: &mut Domain,
-    _vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    from_result(hvm_op(domain, env, args[0], args[1]))
+pub(super) fn do_hvm_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    from_result(hvm_op(ctx, args[0], args[1]))
 }
 
-fn hvm_op(domain: &mut Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Result<i64, Errno> {
+fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    let (domain, env) = (&mut *ctx.domain, &mut *ctx.env);
     // Xen takes `unsigned long op`: a value above 32 bits is no operation.
     let cmd = u32::try_from(cmd).map_err(|_| errno::ENOSYS)?;
     match cmd {

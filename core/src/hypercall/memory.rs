@@ -6,30 +6,22 @@ use alloc::vec::Vec;
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::memory;
 
+use super::Ctx;
 use super::{
     from_result, own_domain, read_guest, write_guest, write_shared_info_time, GuestEnv, Outcome,
 };
-use crate::domain::{Domain, GuestMemRegion};
+use crate::domain::GuestMemRegion;
 
 /// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
 const MEMOP_CMD_MASK: u64 = 0x3F;
 
 /// `memory_op(cmd, arg)`.
-pub(super) fn do_memory_op(
-    domain: &mut Domain,
-    _vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    from_result(memory_op(domain, env, args[0], args[1]))
+pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    from_result(memory_op(ctx, args[0], args[1]))
 }
 
-fn memory_op(
-    domain: &mut Domain,
-    env: &mut dyn GuestEnv,
-    cmd: u64,
-    arg: u64,
-) -> Result<i64, Errno> {
+fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    let (domain, env) = (&mut *ctx.domain, &mut *ctx.env);
     let op = (cmd & MEMOP_CMD_MASK) as u32;
     match op {
         memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION => {

@@ -12,11 +12,14 @@
 //! [`crate::grant_table`]'s. Every argument comes from the guest and is
 //! validated; every failure is a Xen errno, never a panic.
 //!
+//! Every handler in the table gets one [`Ctx`] (the calling domain, the
+//! calling vCPU and the platform) and the five argument registers.
 //! The platform gives access to the calling guest through the narrow
 //! traits of [`crate::platform`] (guest memory, clock, console, host facts,
 //! physmap changes, the other domains), whose sum is [`GuestEnv`].
 
 mod console;
+mod context;
 mod hvm;
 mod memory;
 mod multicall;
@@ -39,6 +42,7 @@ pub use crate::platform::{
     Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
 };
 pub use console::CONSOLE_WRITE_BATCH;
+pub use context::Ctx;
 pub use multicall::MULTICALL_BATCH;
 pub use sched_op::{expire_timers, STIME_DELTA_MAX};
 pub(crate) use shared_info::with_shared_info;
@@ -128,28 +132,22 @@ pub fn write_guest<T: IntoBytes + Immutable>(
     env.copy_out(addr, value.as_bytes())
 }
 
-/// Runs hypercall `nr` with `args` for vCPU `vcpu` of `domain`, called at
-/// privilege level `cpl`.
-pub fn dispatch(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    nr: u64,
-    args: [u64; 5],
-    cpl: u8,
-) -> Outcome {
+/// Runs hypercall `nr` with `args` for the calling vCPU of `ctx`, called
+/// at privilege level `cpl`.
+pub fn dispatch(ctx: &mut Ctx<'_>, nr: u64, args: [u64; 5], cpl: u8) -> Outcome {
     if cpl != 0 {
         return Outcome::error(errno::EPERM);
     }
-    if vcpu >= domain.vcpus.len() {
+    if ctx.vcpu >= ctx.domain.vcpus.len() {
         return Outcome::error(errno::EINVAL);
     }
-    call(domain, vcpu, env, nr, args)
+    call(ctx, nr, args)
 }
 
-/// A hypercall handler: the calling domain, the calling vCPU (one that
-/// exists), the platform and the five argument registers.
-type Handler = fn(&mut Domain, usize, &mut dyn GuestEnv, [u64; 5]) -> Outcome;
+/// A hypercall handler: the call's context (the calling domain, its
+/// calling vCPU, one that exists, and the platform) and the five argument
+/// registers.
+type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Outcome;
 
 /// The hypercall table (Xen's `hvm_hypercall_table`), by number: a number
 /// that is not in it is `-ENOSYS`.
@@ -172,15 +170,9 @@ const HYPERCALLS: [(u64, Handler); 11] = [
 ];
 
 /// Runs hypercall `nr` through [`HYPERCALLS`].
-fn call(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    nr: u64,
-    args: [u64; 5],
-) -> Outcome {
+fn call(ctx: &mut Ctx<'_>, nr: u64, args: [u64; 5]) -> Outcome {
     match HYPERCALLS.iter().find(|(number, _)| *number == nr) {
-        Some((_, handler)) => handler(domain, vcpu, env, args),
+        Some((_, handler)) => handler(ctx, args),
         None => Outcome::error(errno::ENOSYS),
     }
 }
@@ -188,14 +180,12 @@ fn call(
 /// `grant_table_op(cmd, arg, count)`: the platform runs
 /// [`crate::grant_table::grant_table_op`]. Xen takes `unsigned int cmd,
 /// ..., unsigned int count`.
-fn do_grant_table_op(
-    domain: &mut Domain,
-    _vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
+fn do_grant_table_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     use crate::grant_table::Progress;
-    match env.grant_table_op(domain.id, args[0] as u32, args[1], args[2] as u32) {
+    match ctx
+        .env
+        .grant_table_op(ctx.domain.id, args[0] as u32, args[1], args[2] as u32)
+    {
         Ok(Progress::Done(ret)) => Outcome::value(ret),
         // A preempted batch: the same command on the rest.
         Ok(Progress::More { arg, count }) => {
@@ -210,7 +200,7 @@ fn do_grant_table_op(
 
 /// `vm_assist`: no VM assist type is valid for HVM/PVH guests, every
 /// request is -EINVAL, as on Xen.
-fn do_vm_assist(_: &mut Domain, _: usize, _: &mut dyn GuestEnv, _: [u64; 5]) -> Outcome {
+fn do_vm_assist(_: &mut Ctx<'_>, _: [u64; 5]) -> Outcome {
     Outcome::error(errno::EINVAL)
 }
 
@@ -239,7 +229,8 @@ mod tests {
     #[test]
     fn user_mode_and_unknown_calls() {
         let (mut d, mut env) = (domu(), FakeEnv::new());
-        let out = dispatch(&mut d, 0, &mut env, xen::HYPERVISOR_XEN_VERSION, [0; 5], 3);
+        let mut ctx = Ctx::new(&mut d, 0, &mut env);
+        let out = dispatch(&mut ctx, xen::HYPERVISOR_XEN_VERSION, [0; 5], 3);
         assert_eq!(out.ret, ret(errno::EPERM));
         for nr in [1u64, 23, 42, 127, 128, u64::MAX] {
             assert_eq!(
@@ -252,8 +243,9 @@ mod tests {
             call(&mut d, &mut env, xen::HYPERVISOR_VM_ASSIST, [0, 0, 0, 0, 0]).ret,
             ret(errno::EINVAL)
         );
+        let mut ctx = Ctx::new(&mut d, 7, &mut env);
         assert_eq!(
-            dispatch(&mut d, 7, &mut env, xen::HYPERVISOR_XEN_VERSION, [0; 5], 0).ret,
+            dispatch(&mut ctx, xen::HYPERVISOR_XEN_VERSION, [0; 5], 0).ret,
             ret(errno::EINVAL)
         );
     }

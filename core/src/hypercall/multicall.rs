@@ -4,8 +4,7 @@
 use rxen_abi::errno;
 use rxen_abi::xen;
 
-use super::{call, read_guest, write_guest, GuestEnv, Next, Outcome};
-use crate::domain::Domain;
+use super::{call, read_guest, write_guest, Ctx, Next, Outcome};
 
 /// Most multicall entries run per exit; the rest continues (Xen checks for
 /// preemption before every entry but the first).
@@ -20,12 +19,7 @@ pub const MULTICALL_BATCH: u64 = 64;
 /// continuation back the same way). An entry that blocks ends the batch:
 /// the vCPU blocks and the rest of the list runs when it wakes (in Xen the
 /// block raises the scheduler softirq, which preempts the multicall).
-pub(super) fn multicall(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
+pub(super) fn multicall(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     let (list, count) = (args[0], args[1] as u32 as u64);
     let entry_size = core::mem::size_of::<xen::MulticallEntry>() as u64;
     // Entry `index`'s address (`index` < 2^32: the product cannot overflow).
@@ -47,7 +41,7 @@ pub(super) fn multicall(
         let Some(addr) = entry_at(index) else {
             return Outcome::error(errno::EFAULT);
         };
-        let mut entry: xen::MulticallEntry = match read_guest(env, addr) {
+        let mut entry: xen::MulticallEntry = match read_guest(ctx.env, addr) {
             Ok(entry) => entry,
             Err(e) => return Outcome::error(e),
         };
@@ -62,19 +56,19 @@ pub(super) fn multicall(
         let outcome = if entry.op == xen::HYPERVISOR_MULTICALL {
             Outcome::error(errno::EINVAL)
         } else {
-            call(domain, vcpu, env, entry.op, args)
+            call(ctx, entry.op, args)
         };
         if let Next::Continuation { args } = outcome.next {
             // The entry continues: its new arguments go back to the list,
             // and the multicall resumes at this entry.
             entry.args[..5].copy_from_slice(&args);
-            if let Err(e) = write_guest(env, addr, &entry) {
+            if let Err(e) = write_guest(ctx.env, addr, &entry) {
                 return Outcome::error(e);
             }
             return rest(index);
         }
         entry.result = outcome.ret as u64;
-        if let Err(e) = write_guest(env, addr, &entry) {
+        if let Err(e) = write_guest(ctx.env, addr, &entry) {
             return Outcome::error(e);
         }
         let more = index + 1 < count;
@@ -87,7 +81,7 @@ pub(super) fn multicall(
                 }
             }
             Next::Block(deadline) if more => {
-                domain.vcpus[vcpu].blocked = Some(deadline);
+                ctx.domain.vcpus[ctx.vcpu].blocked = Some(deadline);
                 return rest(index + 1);
             }
             Next::Yield if more => return rest(index + 1),

@@ -8,6 +8,7 @@ use rxen_abi::errno::{self, Errno};
 use rxen_abi::{sched, xen};
 
 use super::shared_info::set_upcall_mask;
+use super::Ctx;
 use super::{from_result, raise_virq, read_guest, upcall_pending, GuestEnv, Next, Outcome};
 use crate::domain::{Domain, ShutdownReason};
 
@@ -25,22 +26,12 @@ const HUGE_TIMEOUT_NS: u64 = 1 << 50;
 const HUGE_TIMEOUT_RETRY_NS: u64 = 100_000_000;
 
 /// `sched_op(cmd, arg)`.
-pub(super) fn do_sched_op(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    sched_op(domain, vcpu, env, args[0], args[1])
+pub(super) fn do_sched_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    sched_op(ctx, args[0], args[1])
 }
 
-fn sched_op(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    cmd: u64,
-    arg: u64,
-) -> Outcome {
+fn sched_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
+    let (domain, vcpu, env) = (&mut *ctx.domain, ctx.vcpu, &mut *ctx.env);
     // Xen takes `int cmd`.
     match cmd as u32 {
         sched::SCHEDOP_YIELD => Outcome {
@@ -181,13 +172,8 @@ fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64
 /// `set_timer_op(timeout)`: 0 stops the single-shot timer; a negative
 /// timeout or one 2^50 ns or more ahead fires in 100 ms instead, as Xen
 /// does for Linux's wrapped jiffies.
-pub(super) fn do_set_timer_op(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    set_timer_op(domain, vcpu, env, args[0]);
+pub(super) fn do_set_timer_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    set_timer_op(ctx.domain, ctx.vcpu, ctx.env, args[0]);
     Outcome::value(0)
 }
 

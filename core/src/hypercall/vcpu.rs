@@ -7,8 +7,9 @@ use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
 use rxen_abi::{vcpu, xen};
 use zerocopy::{FromZeros, IntoBytes};
 
+use super::Ctx;
 use super::{
-    from_result, read_guest, write_guest, write_vcpu_time, GuestEnv, Next, Outcome, STIME_DELTA_MAX,
+    from_result, read_guest, write_guest, write_vcpu_time, Next, Outcome, STIME_DELTA_MAX,
 };
 use crate::domain::{Domain, ShutdownReason};
 use crate::time::RunstateKind;
@@ -54,15 +55,10 @@ fn check_hvm_context(context: &VcpuHvmContext) -> Result<(), Errno> {
 
 /// `vcpu_op(cmd, vcpuid, arg)`: VCPUOP_down of the last vCPU up powers the
 /// domain off, and the vCPU's next step is the shutdown.
-pub(super) fn do_vcpu_op(
-    domain: &mut Domain,
-    vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    let running = domain.shutdown.is_none();
-    let outcome = from_result(vcpu_op(domain, vcpu, env, args[0], args[1], args[2]));
-    match domain.shutdown {
+pub(super) fn do_vcpu_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    let running = ctx.domain.shutdown.is_none();
+    let outcome = from_result(vcpu_op(ctx, args[0], args[1], args[2]));
+    match ctx.domain.shutdown {
         // VCPUOP_down of the last vCPU powered the domain off.
         Some(reason) if running => Outcome {
             ret: outcome.ret,
@@ -72,14 +68,8 @@ pub(super) fn do_vcpu_op(
     }
 }
 
-fn vcpu_op(
-    domain: &mut Domain,
-    current: usize,
-    env: &mut dyn GuestEnv,
-    cmd: u64,
-    vcpuid: u64,
-    arg: u64,
-) -> Result<i64, Errno> {
+fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Errno> {
+    let (domain, current, env) = (&mut *ctx.domain, ctx.vcpu, &mut *ctx.env);
     // Xen takes `int cmd, unsigned int vcpuid`.
     let target = vcpuid as u32 as usize;
     if target >= domain.vcpus.len() {

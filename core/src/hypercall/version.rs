@@ -5,7 +5,8 @@ use rxen_abi::errno::{self, Errno};
 use rxen_abi::version;
 use zerocopy::FromZeros;
 
-use super::{from_result, read_guest, write_guest, GuestEnv, Outcome};
+use super::Ctx;
+use super::{from_result, read_guest, write_guest, Outcome};
 use crate::domain::Domain;
 
 fn copy_str(dst: &mut [u8], text: &str) {
@@ -29,16 +30,12 @@ pub fn feature_submap0(domain: &Domain) -> u32 {
 }
 
 /// `xen_version(cmd, arg)`.
-pub(super) fn do_xen_version(
-    domain: &mut Domain,
-    _vcpu: usize,
-    env: &mut dyn GuestEnv,
-    args: [u64; 5],
-) -> Outcome {
-    from_result(xen_version(domain, env, args[0], args[1]))
+pub(super) fn do_xen_version(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    from_result(xen_version(ctx, args[0], args[1]))
 }
 
-fn xen_version(domain: &Domain, env: &mut dyn GuestEnv, cmd: u64, arg: u64) -> Result<i64, Errno> {
+fn xen_version(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    let (domain, env) = (&*ctx.domain, &mut *ctx.env);
     // Xen takes `int cmd`: the upper half of the register is ignored.
     match cmd as u32 {
         version::XENVER_VERSION => Ok(rxen_abi::version::xen_version_word() as i64),

@@ -369,7 +369,7 @@ fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let cpl = vcpu.vmcb.cpl();
     let outcome = with_env(domain, v, Some(world), |core, env| {
-        hypercall::dispatch(core, v, env, nr, args, cpl)
+        hypercall::dispatch(&mut hypercall::Ctx::new(core, v, env), nr, args, cpl)
     });
     let vcpu = &mut domain.vcpus[v];
     if let Next::Continuation { args } = outcome.next {
