@@ -26,6 +26,7 @@ pub mod frame_alloc;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod grant_table;
+pub mod guest_handle;
 pub mod hypercall;
 pub mod log;
 pub mod memmap;

@@ -22,8 +22,9 @@ use rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
 use rxen_abi::xen::{self, NR_VIRQS};
 
 use crate::domain::{DomId, Domain};
+use crate::guest_handle::GuestHandle;
 use crate::hypercall::shared_info::{with_vcpu_info, UPCALL_PENDING_AT};
-use crate::hypercall::{from_result, read_guest, write_guest, Ctx, GuestEnv, Outcome, DOMID_SELF};
+use crate::hypercall::{from_result, Ctx, GuestEnv, Outcome, DOMID_SELF};
 use fifo::Fifo;
 
 /// What a port is bound to.
@@ -617,17 +618,17 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
     // Xen takes `int cmd` and copies the argument in before anything else.
     match cmd as u32 {
         ev::EVTCHNOP_BIND_VIRQ => {
-            let mut op: ev::EvtchnBindVirq = read_guest(env, arg)?;
+            let mut op = GuestHandle::<ev::EvtchnBindVirq>::new(arg).read(env)?;
             op.port = domain.events.bind_virq(op.virq, op.vcpu)?;
-            write_guest(env, arg, &op).map(|_| 0)
+            GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_BIND_IPI => {
-            let mut op: ev::EvtchnBindIpi = read_guest(env, arg)?;
+            let mut op = GuestHandle::<ev::EvtchnBindIpi>::new(arg).read(env)?;
             op.port = domain.events.bind_ipi(op.vcpu)?;
-            write_guest(env, arg, &op).map(|_| 0)
+            GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_ALLOC_UNBOUND => {
-            let mut op: ev::EvtchnAllocUnbound = read_guest(env, arg)?;
+            let mut op = GuestHandle::<ev::EvtchnAllocUnbound>::new(arg).read(env)?;
             let target = if op.dom == DOMID_SELF {
                 domain.id
             } else {
@@ -647,15 +648,15 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
                 env.with_domain(target, &mut |d, _| port = d.events.alloc_unbound(remote))?;
                 port?
             };
-            write_guest(env, arg, &op).map(|_| 0)
+            GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_BIND_INTERDOMAIN => {
-            let mut op: ev::EvtchnBindInterdomain = read_guest(env, arg)?;
+            let mut op = GuestHandle::<ev::EvtchnBindInterdomain>::new(arg).read(env)?;
             op.local_port = bind_interdomain(domain, env, op.remote_dom, op.remote_port)?;
-            write_guest(env, arg, &op).map(|_| 0)
+            GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_CLOSE => {
-            let op: ev::EvtchnClose = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnClose>::new(arg).read(env)?;
             let state = domain.events.close(op.port)?;
             clear_pending(domain, env, op.port);
             if let PortState::Interdomain {
@@ -668,7 +669,7 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
             Ok(0)
         }
         ev::EVTCHNOP_SEND => {
-            let op: ev::EvtchnSend = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnSend>::new(arg).read(env)?;
             let port = domain.events.port(op.port).ok_or(errno::EINVAL)?;
             match port.state {
                 PortState::Ipi => deliver(domain, op.port, env),
@@ -696,7 +697,7 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
             Ok(0)
         }
         ev::EVTCHNOP_STATUS => {
-            let mut op: ev::EvtchnStatus = read_guest(env, arg)?;
+            let mut op = GuestHandle::<ev::EvtchnStatus>::new(arg).read(env)?;
             let target = if op.dom == DOMID_SELF {
                 domain.id
             } else {
@@ -751,25 +752,25 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
                 }
                 Some(PortState::Free) => ev::EVTCHNSTAT_CLOSED,
             };
-            write_guest(env, arg, &op).map(|_| 0)
+            GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_UNMASK => {
-            let op: ev::EvtchnUnmask = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnUnmask>::new(arg).read(env)?;
             domain.events.port(op.port).ok_or(errno::EINVAL)?;
             domain.events.ops().unmask(domain, env, op.port);
             Ok(0)
         }
         ev::EVTCHNOP_BIND_VCPU => {
-            let op: ev::EvtchnBindVcpu = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnBindVcpu>::new(arg).read(env)?;
             domain.events.bind_vcpu(op.port, op.vcpu).map(|_| 0)
         }
         // Physical IRQs and reset come later: the argument is still
         // checked first.
-        ev::EVTCHNOP_BIND_PIRQ => {
-            read_guest::<ev::EvtchnBindPirq>(env, arg).and(Err(errno::ENOSYS))
-        }
+        ev::EVTCHNOP_BIND_PIRQ => GuestHandle::<ev::EvtchnBindPirq>::new(arg)
+            .read(env)
+            .and(Err(errno::ENOSYS)),
         ev::EVTCHNOP_RESET => {
-            let op: ev::EvtchnReset = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnReset>::new(arg).read(env)?;
             let target = if op.dom == DOMID_SELF {
                 domain.id
             } else {
@@ -785,7 +786,7 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
             Ok(0)
         }
         ev::EVTCHNOP_INIT_CONTROL => {
-            let mut op: ev::EvtchnInitControl = read_guest(env, arg)?;
+            let mut op = GuestHandle::<ev::EvtchnInitControl>::new(arg).read(env)?;
             // Xen fills in link_bits before it checks anything, but copies
             // the structure back only on success.
             op.link_bits = fifo::LINK_BITS;
@@ -798,10 +799,10 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
                 op.offset,
                 ram,
             )?;
-            write_guest(env, arg, &op).map(|_| 0)
+            GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_EXPAND_ARRAY => {
-            let op: ev::EvtchnExpandArray = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnExpandArray>::new(arg).read(env)?;
             let ram = domain.gfn_is_ram(op.array_gfn);
             for vcpu in fifo::expand_array(&mut domain.events, env, op.array_gfn, ram)? {
                 mark_events_pending(domain, vcpu as usize, env);
@@ -809,7 +810,7 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
             Ok(0)
         }
         ev::EVTCHNOP_SET_PRIORITY => {
-            let op: ev::EvtchnSetPriority = read_guest(env, arg)?;
+            let op = GuestHandle::<ev::EvtchnSetPriority>::new(arg).read(env)?;
             domain.events.port(op.port).ok_or(errno::EINVAL)?;
             let ops = domain.events.ops();
             ops.set_priority(&mut domain.events, op.port, op.priority)

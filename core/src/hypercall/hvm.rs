@@ -5,9 +5,8 @@ use rxen_abi::errno::{self, Errno};
 use rxen_abi::hvm;
 
 use super::Ctx;
-use super::{
-    from_result, own_domain, read_guest, upcall_pending, write_guest, Outcome, DOMID_SELF,
-};
+use super::{from_result, own_domain, upcall_pending, Outcome, DOMID_SELF};
+use crate::guest_handle::GuestHandle;
 
 /// May a guest set HVM param `index` on itself (Xen's hvm_allow_set_param)?
 fn guest_may_set_param(index: u32) -> bool {
@@ -44,7 +43,7 @@ fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
     let cmd = u32::try_from(cmd).map_err(|_| errno::ENOSYS)?;
     match cmd {
         hvm::HVMOP_SET_PARAM | hvm::HVMOP_GET_PARAM => {
-            let mut param: hvm::XenHvmParam = read_guest(env, arg)?;
+            let mut param = GuestHandle::<hvm::XenHvmParam>::new(arg).read(env)?;
             own_domain(domain, param.domid)?;
             // NESTEDHVM is refused outright (Xen: nested virtualization of a
             // PVH domain cannot be changed or read by it).
@@ -62,11 +61,11 @@ fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
                     return Err(errno::EPERM);
                 }
                 param.value = domain.hvm_params[param.index as usize];
-                write_guest(env, arg, &param).map(|_| 0)
+                GuestHandle::new(arg).write(env, &param).map(|_| 0)
             }
         }
         hvm::HVMOP_PAGETABLE_DYING => {
-            let request: hvm::XenHvmPagetableDying = read_guest(env, arg)?;
+            let request = GuestHandle::<hvm::XenHvmPagetableDying>::new(arg).read(env)?;
             if request.domid != DOMID_SELF && request.domid != domain.id {
                 return Err(errno::EINVAL);
             }
@@ -76,10 +75,10 @@ fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
         }
         hvm::HVMOP_GET_TIME => {
             let now = env.now_ns();
-            write_guest(env, arg, &now).map(|_| 0)
+            GuestHandle::new(arg).write(env, &now).map(|_| 0)
         }
         hvm::HVMOP_SET_EVTCHN_UPCALL_VECTOR => {
-            let request: hvm::XenHvmEvtchnUpcallVector = read_guest(env, arg)?;
+            let request = GuestHandle::<hvm::XenHvmEvtchnUpcallVector>::new(arg).read(env)?;
             if request.vector < 0x10 {
                 return Err(errno::EINVAL);
             }

@@ -6,11 +6,9 @@ use alloc::vec::Vec;
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::memory;
 
-use super::Ctx;
-use super::{
-    from_result, own_domain, read_guest, write_guest, write_shared_info_time, GuestEnv, Outcome,
-};
+use super::{from_result, own_domain, write_shared_info_time, Ctx, GuestEnv, Outcome};
 use crate::domain::GuestMemRegion;
+use crate::guest_handle::GuestHandle;
 
 /// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
 const MEMOP_CMD_MASK: u64 = 0x3F;
@@ -25,9 +23,9 @@ fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
     let op = (cmd & MEMOP_CMD_MASK) as u32;
     match op {
         memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION => {
-            let mut domid = [0u8; 2];
-            env.copy_in(arg, &mut domid)?;
-            own_domain(domain, u16::from_le_bytes(domid))?;
+            // A `domid_t`.
+            let domid = GuestHandle::<u16>::new(arg).read(env)?;
+            own_domain(domain, domid)?;
             Ok(if op == memory::XENMEM_CURRENT_RESERVATION {
                 domain.tot_pages as i64
             } else {
@@ -56,7 +54,7 @@ fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
             copy_memory_map(env, arg, &entries)
         }
         memory::XENMEM_ADD_TO_PHYSMAP => {
-            let request: memory::XenAddToPhysmap = read_guest(env, arg)?;
+            let request = GuestHandle::<memory::XenAddToPhysmap>::new(arg).read(env)?;
             own_domain(domain, request.domid)?;
             match request.space {
                 memory::XENMAPSPACE_SHARED_INFO => {
@@ -84,10 +82,12 @@ fn copy_memory_map(
     arg: u64,
     entries: &[GuestMemRegion],
 ) -> Result<i64, Errno> {
-    let mut map: memory::XenMemoryMap = read_guest(env, arg)?;
+    let handle = GuestHandle::<memory::XenMemoryMap>::new(arg);
+    let mut map = handle.read(env)?;
     if entries.is_empty() {
         return Err(errno::ENOSYS);
     }
+    let buffer = GuestHandle::<memory::E820Entry>::new(map.buffer);
     let n = (map.nr_entries as usize).min(entries.len());
     for (index, region) in entries.iter().take(n).enumerate() {
         let entry = memory::E820Entry {
@@ -95,13 +95,10 @@ fn copy_memory_map(
             size: region.size,
             type_: region.kind,
         };
-        let at = map
-            .buffer
-            .checked_add(index as u64 * core::mem::size_of::<memory::E820Entry>() as u64);
-        write_guest(env, at.ok_or(errno::EFAULT)?, &entry)?;
+        buffer.offset(index as u64)?.write(env, &entry)?;
     }
     map.nr_entries = n as u32;
-    write_guest(env, arg, &map).map(|_| 0)
+    handle.write(env, &map).map(|_| 0)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Hypercall dispatch: the table from hypercall number to handler, the
 //! outcome of a hypercall ([`Outcome`], [`Next`]), and the copies to and from
-//! the calling guest ([`read_guest`], [`write_guest`]). The
+//! the calling guest by untyped address ([`read_guest`], [`write_guest`];
+//! the handlers use typed [`crate::guest_handle::GuestHandle`]s). The
 //! handlers live in one module per Xen family, under Xen's names:
 //! `multicall` (common/multicall.c), `version` (xen_version, common/version.c),
 //! `console` (console_io, drivers/char/console.c), `memory` (memory_op,

@@ -4,7 +4,8 @@
 use rxen_abi::errno;
 use rxen_abi::xen;
 
-use super::{call, read_guest, write_guest, Ctx, Next, Outcome};
+use super::{call, Ctx, Next, Outcome};
+use crate::guest_handle::GuestHandle;
 
 /// Most multicall entries run per exit; the rest continues (Xen checks for
 /// preemption before every entry but the first).
@@ -20,28 +21,27 @@ pub const MULTICALL_BATCH: u64 = 64;
 /// the vCPU blocks and the rest of the list runs when it wakes (in Xen the
 /// block raises the scheduler softirq, which preempts the multicall).
 pub(super) fn multicall(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
-    let (list, count) = (args[0], args[1] as u32 as u64);
-    let entry_size = core::mem::size_of::<xen::MulticallEntry>() as u64;
-    // Entry `index`'s address (`index` < 2^32: the product cannot overflow).
-    let entry_at = |index: u64| list.checked_add(index * entry_size);
+    let list = GuestHandle::<xen::MulticallEntry>::new(args[0]);
+    let count = args[1] as u32 as u64;
     // The multicall's own continuation: the list from entry `index` on.
-    let rest = |index: u64| match entry_at(index) {
-        Some(at) => {
+    let rest = |index: u64| match list.offset(index) {
+        Ok(at) => {
             let mut next = args;
-            next[0] = at;
+            next[0] = at.addr();
             next[1] = count - index;
             Outcome::continuation(xen::HYPERVISOR_MULTICALL, next)
         }
-        None => Outcome::error(errno::EFAULT),
+        Err(e) => Outcome::error(e),
     };
     for index in 0..count {
         if index == MULTICALL_BATCH {
             return rest(index);
         }
-        let Some(addr) = entry_at(index) else {
-            return Outcome::error(errno::EFAULT);
+        let handle = match list.offset(index) {
+            Ok(handle) => handle,
+            Err(e) => return Outcome::error(e),
         };
-        let mut entry: xen::MulticallEntry = match read_guest(ctx.env, addr) {
+        let mut entry = match handle.read(ctx.env) {
             Ok(entry) => entry,
             Err(e) => return Outcome::error(e),
         };
@@ -62,13 +62,13 @@ pub(super) fn multicall(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
             // The entry continues: its new arguments go back to the list,
             // and the multicall resumes at this entry.
             entry.args[..5].copy_from_slice(&args);
-            if let Err(e) = write_guest(ctx.env, addr, &entry) {
+            if let Err(e) = handle.write(ctx.env, &entry) {
                 return Outcome::error(e);
             }
             return rest(index);
         }
         entry.result = outcome.ret as u64;
-        if let Err(e) = write_guest(ctx.env, addr, &entry) {
+        if let Err(e) = handle.write(ctx.env, &entry) {
             return Outcome::error(e);
         }
         let more = index + 1 < count;

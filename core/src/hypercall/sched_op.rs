@@ -9,8 +9,9 @@ use rxen_abi::{sched, xen};
 
 use super::shared_info::set_upcall_mask;
 use super::Ctx;
-use super::{from_result, raise_virq, read_guest, upcall_pending, GuestEnv, Next, Outcome};
+use super::{from_result, raise_virq, upcall_pending, GuestEnv, Next, Outcome};
 use crate::domain::{Domain, ShutdownReason};
+use crate::guest_handle::GuestHandle;
 
 /// Most ports SCHEDOP_poll takes.
 const MAX_POLL_PORTS: u32 = 128;
@@ -52,7 +53,7 @@ fn sched_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
                 }
             }
         }
-        sched::SCHEDOP_SHUTDOWN => match read_guest::<sched::SchedShutdown>(env, arg) {
+        sched::SCHEDOP_SHUTDOWN => match GuestHandle::<sched::SchedShutdown>::new(arg).read(env) {
             Ok(request) => {
                 let reason = domain.shut_down(ShutdownReason::from_code(request.reason));
                 Outcome {
@@ -62,13 +63,15 @@ fn sched_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
             }
             Err(e) => Outcome::error(e),
         },
-        sched::SCHEDOP_SHUTDOWN_CODE => match read_guest::<sched::SchedShutdown>(env, arg) {
-            Ok(request) => {
-                domain.shutdown_code = Some(request.reason as u8);
-                Outcome::value(0)
+        sched::SCHEDOP_SHUTDOWN_CODE => {
+            match GuestHandle::<sched::SchedShutdown>::new(arg).read(env) {
+                Ok(request) => {
+                    domain.shutdown_code = Some(request.reason as u8);
+                    Outcome::value(0)
+                }
+                Err(e) => Outcome::error(e),
             }
-            Err(e) => Outcome::error(e),
-        },
+        }
         sched::SCHEDOP_POLL => match poll(domain, vcpu, env, arg) {
             Ok(Some(deadline)) => Outcome {
                 ret: 0,
@@ -78,7 +81,7 @@ fn sched_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
             Err(e) => Outcome::error(e),
         },
         sched::SCHEDOP_REMOTE_SHUTDOWN => {
-            match read_guest::<sched::SchedRemoteShutdown>(env, arg) {
+            match GuestHandle::<sched::SchedRemoteShutdown>::new(arg).read(env) {
                 Err(e) => Outcome::error(e),
                 Ok(_) if !domain.privileged => Outcome::error(errno::EPERM),
                 Ok(request) if request.domain_id == domain.id => {
@@ -112,7 +115,7 @@ fn poll(
     env: &mut dyn GuestEnv,
     arg: u64,
 ) -> Result<Option<Option<u64>>, Errno> {
-    let request: sched::SchedPoll = read_guest(env, arg)?;
+    let request = GuestHandle::<sched::SchedPoll>::new(arg).read(env)?;
     if request.nr_ports > MAX_POLL_PORTS {
         return Err(errno::EINVAL);
     }
@@ -146,7 +149,7 @@ fn poll(
 }
 
 fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64, Errno> {
-    let request: sched::SchedWatchdog = read_guest(env, arg)?;
+    let request = GuestHandle::<sched::SchedWatchdog>::new(arg).read(env)?;
     let now = env.now_ns();
     let timeout_ns = request.timeout as u64 * crate::time::NSEC_PER_SEC;
     if request.id == 0 {

@@ -8,10 +8,9 @@ use rxen_abi::{vcpu, xen};
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::Ctx;
-use super::{
-    from_result, read_guest, write_guest, write_vcpu_time, Next, Outcome, STIME_DELTA_MAX,
-};
+use super::{from_result, write_vcpu_time, Next, Outcome, STIME_DELTA_MAX};
 use crate::domain::{Domain, ShutdownReason};
+use crate::guest_handle::GuestHandle;
 use crate::time::RunstateKind;
 
 /// Shortest period of VCPUOP_set_periodic_timer (Xen's `MILLISECS(1)`).
@@ -83,7 +82,7 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
             if domain.vcpus[target].initialised {
                 return Err(errno::EEXIST);
             }
-            let context: VcpuHvmContext = read_guest(env, arg)?;
+            let context = GuestHandle::<VcpuHvmContext>::new(arg).read(env)?;
             check_hvm_context(&context)?;
             let v = &mut domain.vcpus[target];
             v.initialised = true;
@@ -119,20 +118,20 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
         }
         vcpu::VCPUOP_GET_RUNSTATE_INFO => {
             let info = runstate_info(&domain.vcpus[target], now);
-            write_guest(env, arg, &info).map(|_| 0)
+            GuestHandle::new(arg).write(env, &info).map(|_| 0)
         }
         vcpu::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => {
-            let area: vcpu::VcpuRegisterRunstateMemoryArea = read_guest(env, arg)?;
+            let area = GuestHandle::<vcpu::VcpuRegisterRunstateMemoryArea>::new(arg).read(env)?;
             let info = runstate_info(&domain.vcpus[target], now);
             if area.addr != 0 {
                 // Xen ignores a failed first write; so do we.
-                let _ = write_guest(env, area.addr, &info);
+                let _ = GuestHandle::new(area.addr).write(env, &info);
             }
             domain.vcpus[target].runstate_area = (area.addr != 0).then_some(area.addr);
             Ok(0)
         }
         vcpu::VCPUOP_SET_PERIODIC_TIMER => {
-            let request: vcpu::VcpuSetPeriodicTimer = read_guest(env, arg)?;
+            let request = GuestHandle::<vcpu::VcpuSetPeriodicTimer>::new(arg).read(env)?;
             // As Xen: at least 1 ms, at most STIME_DELTA_MAX (a longer
             // period would overflow the expiry arithmetic).
             if request.period_ns < MIN_PERIODIC_NS || request.period_ns > STIME_DELTA_MAX {
@@ -150,7 +149,7 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
             if target != current {
                 return Err(errno::EINVAL);
             }
-            let request: vcpu::VcpuSetSingleshotTimer = read_guest(env, arg)?;
+            let request = GuestHandle::<vcpu::VcpuSetSingleshotTimer>::new(arg).read(env)?;
             // Xen 4.17.7 no longer answers -ETIME for VCPU_SSHOTTMR_future with
             // a time in the past: the timer fires at once.
             domain.vcpus[target].singleshot_deadline = Some(request.timeout_abs_ns);
@@ -164,7 +163,7 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
             Ok(0)
         }
         vcpu::VCPUOP_REGISTER_VCPU_INFO => {
-            let request: vcpu::VcpuRegisterVcpuInfo = read_guest(env, arg)?;
+            let request = GuestHandle::<vcpu::VcpuRegisterVcpuInfo>::new(arg).read(env)?;
             let size = core::mem::size_of::<xen::VcpuInfo>() as u64;
             if request.offset as u64 > 4096 - size {
                 return Err(errno::ENXIO);

@@ -6,8 +6,9 @@ use rxen_abi::version;
 use zerocopy::FromZeros;
 
 use super::Ctx;
-use super::{from_result, read_guest, write_guest, Outcome};
+use super::{from_result, Outcome};
 use crate::domain::Domain;
+use crate::guest_handle::GuestHandle;
 
 fn copy_str(dst: &mut [u8], text: &str) {
     let n = text.len().min(dst.len().saturating_sub(1));
@@ -42,7 +43,7 @@ fn xen_version(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
         version::XENVER_EXTRAVERSION => {
             let mut extra = version::XenExtraversion::default();
             copy_str(&mut extra.0, "-rxen");
-            write_guest(env, arg, &extra).map(|_| 0)
+            GuestHandle::new(arg).write(env, &extra).map(|_| 0)
         }
         version::XENVER_COMPILE_INFO => {
             let mut info = version::XenCompileInfo::new_zeroed();
@@ -50,12 +51,12 @@ fn xen_version(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
             copy_str(&mut info.compile_by, "rxen");
             copy_str(&mut info.compile_domain, "rxen.invalid");
             copy_str(&mut info.compile_date, env!("CARGO_PKG_VERSION"));
-            write_guest(env, arg, &info).map(|_| 0)
+            GuestHandle::new(arg).write(env, &info).map(|_| 0)
         }
         version::XENVER_CAPABILITIES => {
             let mut caps = version::XenCapabilitiesInfo::new_zeroed();
             copy_str(&mut caps.0, "hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
-            write_guest(env, arg, &caps).map(|_| 0)
+            GuestHandle::new(arg).write(env, &caps).map(|_| 0)
         }
         version::XENVER_CHANGESET => {
             let mut changeset = version::XenChangesetInfo::new_zeroed();
@@ -63,26 +64,26 @@ fn xen_version(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
                 &mut changeset.0,
                 concat!("rxen ", env!("CARGO_PKG_VERSION")),
             );
-            write_guest(env, arg, &changeset).map(|_| 0)
+            GuestHandle::new(arg).write(env, &changeset).map(|_| 0)
         }
         version::XENVER_PLATFORM_PARAMETERS => {
             let params = version::XenPlatformParameters {
                 virt_start: 0xFFFF_8000_0000_0000,
             };
-            write_guest(env, arg, &params).map(|_| 0)
+            GuestHandle::new(arg).write(env, &params).map(|_| 0)
         }
         version::XENVER_GET_FEATURES => {
-            let mut info: version::XenFeatureInfo = read_guest(env, arg)?;
+            let mut info = GuestHandle::<version::XenFeatureInfo>::new(arg).read(env)?;
             if info.submap_idx >= rxen_abi::features::XENFEAT_NR_SUBMAPS {
                 return Err(errno::EINVAL);
             }
             info.submap = feature_submap0(domain);
-            write_guest(env, arg, &info).map(|_| 0)
+            GuestHandle::new(arg).write(env, &info).map(|_| 0)
         }
         version::XENVER_PAGESIZE => Ok(4096),
         version::XENVER_GUEST_HANDLE => {
             let handle = version::XenDomainHandle(domain.handle);
-            write_guest(env, arg, &handle).map(|_| 0)
+            GuestHandle::new(arg).write(env, &handle).map(|_| 0)
         }
         version::XENVER_COMMANDLINE => {
             if !domain.privileged {
@@ -91,7 +92,7 @@ fn xen_version(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
             let mut line = version::XenCommandline::new_zeroed();
             let text = alloc::string::String::from(env.hypervisor_cmdline());
             copy_str(&mut line.0, &text);
-            write_guest(env, arg, &line).map(|_| 0)
+            GuestHandle::new(arg).write(env, &line).map(|_| 0)
         }
         _ => Err(errno::ENOSYS),
     }
