@@ -19,6 +19,10 @@
 //! frame backs a domain's RAM page, and changes nested page tables and
 //! copies bytes on request. Every check is made here, before the platform
 //! is asked.
+//! The hypercall layer calls [`grant_table_op`] (and
+//! [`GrantTable::add_to_physmap`]) itself, on the tables and the platform
+//! that the domain registry ([`crate::platform::Domains::with_grants`])
+//! lends it.
 //!
 //! Frames are named two ways: a domain's guest frame numbers (gfns), and
 //! machine frames ([`Mfn`]) for the pages behind them. A grant names a gfn

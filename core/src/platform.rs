@@ -20,6 +20,7 @@ use core::sync::atomic::AtomicU32;
 use rxen_abi::errno::Errno;
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
+use crate::grant_table::{GrantPlatform, GrantTables};
 use crate::shared_page::SharedPage;
 use crate::time::TimeScale;
 
@@ -95,11 +96,10 @@ pub trait HostInfo {
 pub trait Physmap {
     /// Maps the domain's shared-info page at `gfn` in its physical map.
     fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno>;
-    /// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: maps grant
-    /// frame `idx` of `caller` at `gpfn` (through
-    /// [`crate::grant_table::GrantTable::add_to_physmap`]); `-EINVAL` where
-    /// there are no grant tables.
-    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno>;
+    /// Maps frame `index` of the domain's grant table (one it has, placed
+    /// by [`crate::grant_table::GrantTable::add_to_physmap`]) at `gfn` in
+    /// its physical map.
+    fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno>;
 }
 
 /// The machine's other domains, as a hypercall of one domain reaches them.
@@ -111,16 +111,17 @@ pub trait Domains {
         domid: DomId,
         f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno>;
-    /// `grant_table_op(cmd, arg, count)` of domain `caller`: the platform
-    /// runs [`crate::grant_table::grant_table_op`] with the machine's grant
-    /// tables and memory (`-ENOSYS` where there are none).
-    fn grant_table_op(
+    /// Lends `f` every domain's grant table and the grant platform over
+    /// the machine's memory, for a grant operation of `caller` (whose
+    /// linear memory the platform copies arguments from). Whatever `f`
+    /// changed in other domains' physical maps is flushed from their TLBs
+    /// before this returns. Returns false, without calling `f`, where there
+    /// are no grant tables.
+    fn with_grants(
         &mut self,
         caller: DomId,
-        cmd: u32,
-        arg: u64,
-        count: u32,
-    ) -> Result<crate::grant_table::Progress, Errno>;
+        f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
+    ) -> bool;
 }
 
 /// Everything the platform provides for one calling vCPU: the sum of the

@@ -1,11 +1,13 @@
 //! The fake platform the core's unit tests run on: [`FakeEnv`], a guest
 //! whose linear and physical addresses are the same 64 KiB of memory, with
 //! its own shared-info page, console and clock, and optionally a second
-//! domain beside it for interdomain calls; and the helpers that issue
+//! domain beside it for interdomain calls and optionally grant tables
+//! ([`FakeGrants`]); and the helpers that issue
 //! hypercalls the way the platform does. Every module's tests (and the
 //! property tests in `fuzz_tests`) use this one copy.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
@@ -15,6 +17,7 @@ use rxen_abi::xen;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
+use crate::grant_table::{GrantPlatform, GrantTable, GrantTables, Mfn, WORDS_PER_FRAME};
 use crate::hypercall::{dispatch, Ctx, Next, Outcome};
 use crate::platform::{
     Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
@@ -39,6 +42,96 @@ pub(crate) struct FakeEnv {
     /// Console backend kicks seen, and whether the backend takes output.
     pub(crate) console_kicks: u32,
     pub(crate) console_takes: bool,
+    /// The machine's grant tables, if it has them.
+    pub(crate) grants: Option<Box<FakeGrants>>,
+    /// Grant frames mapped into the physical map: (frame index, gfn).
+    pub(crate) grant_frames_mapped: Vec<(u32, u64)>,
+    /// Whether the physical map refuses grant frames.
+    pub(crate) refuse_grant_frames: bool,
+}
+
+/// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
+/// frames live here; the caller's memory is the fake's.
+#[derive(Default)]
+pub(crate) struct FakeGrants {
+    pub(crate) tables: BTreeMap<DomId, GrantTable>,
+    frames: BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
+}
+
+impl FakeGrants {
+    /// Grant tables for `domids`, at most `max_frames` frames each.
+    pub(crate) fn new(domids: &[DomId], max_frames: u32) -> Box<Self> {
+        let mut grants = Box::new(Self::default());
+        for &id in domids {
+            let mut lend = GrantLend {
+                mem: &mut Vec::new(),
+                frames: &mut grants.frames,
+            };
+            let table = GrantTable::new(id, max_frames, 1, &mut lend).unwrap();
+            grants.tables.insert(id, table);
+        }
+        grants
+    }
+}
+
+/// The grant platform a [`FakeEnv`] lends: the caller's memory and every
+/// domain's grant frames (no RAM to grant).
+struct GrantLend<'a> {
+    mem: &'a mut Vec<u8>,
+    frames: &'a mut BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
+}
+
+impl GuestCopy for GrantLend<'_> {
+    fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let range = mem_range(self.mem, addr, buf.len())?;
+        buf.copy_from_slice(&self.mem[range]);
+        Ok(())
+    }
+    fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        let range = mem_range(self.mem, addr, buf.len())?;
+        self.mem[range].copy_from_slice(buf);
+        Ok(())
+    }
+}
+
+impl GrantPlatform for GrantLend<'_> {
+    fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+        self.frames
+            .get(&domid)?
+            .get(index as usize)
+            .map(Vec::as_slice)
+    }
+    fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
+        let frames = self.frames.entry(domid).or_default();
+        while frames.len() < nr as usize {
+            frames.push((0..WORDS_PER_FRAME).map(|_| AtomicU32::new(0)).collect());
+        }
+        Ok(())
+    }
+    fn ram_frame(&self, _domid: DomId, _gfn: u64) -> Option<Mfn> {
+        None
+    }
+    fn map_foreign(&mut self, _: DomId, _: u64, _: Mfn, _: bool) -> Result<u64, Errno> {
+        Err(errno::EINVAL)
+    }
+    fn unmap_foreign(&mut self, _: DomId, _: u64, _: u64) -> Result<(), Errno> {
+        Err(errno::EINVAL)
+    }
+    fn copy(&mut self, _: (Mfn, u16), _: (Mfn, u16), _: u16) -> Result<(), Errno> {
+        Err(errno::EINVAL)
+    }
+    fn is_privileged(&self, _domid: DomId) -> bool {
+        false
+    }
+}
+
+fn mem_range(mem: &[u8], addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
+    let start = usize::try_from(addr).map_err(|_| errno::EFAULT)?;
+    let end = start.checked_add(len).ok_or(errno::EFAULT)?;
+    if end > mem.len() {
+        return Err(errno::EFAULT);
+    }
+    Ok(start..end)
 }
 
 /// Bytes of guest memory in a [`FakeEnv`].
@@ -55,16 +148,14 @@ impl FakeEnv {
             peer: None,
             console_kicks: 0,
             console_takes: false,
+            grants: None,
+            grant_frames_mapped: Vec::new(),
+            refuse_grant_frames: false,
         }
     }
 
     fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
-        let start = usize::try_from(addr).map_err(|_| errno::EFAULT)?;
-        let end = start.checked_add(len).ok_or(errno::EFAULT)?;
-        if end > self.mem.len() {
-            return Err(errno::EFAULT);
-        }
-        Ok(start..end)
+        mem_range(&self.mem, addr, len)
     }
 
     /// The shared-info page.
@@ -199,9 +290,12 @@ impl Physmap for FakeEnv {
         self.shared_info_at = Some(gfn * 4096);
         Ok(())
     }
-    /// The fake has no grant tables (as a platform without them).
-    fn map_grant_frame(&mut self, _caller: DomId, _idx: u64, _gpfn: u64) -> Result<(), Errno> {
-        Err(errno::EINVAL)
+    fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
+        if self.refuse_grant_frames {
+            return Err(errno::ENOMEM);
+        }
+        self.grant_frames_mapped.push((index, gfn));
+        Ok(())
     }
 }
 
@@ -219,15 +313,20 @@ impl Domains for FakeEnv {
             _ => Err(errno::ESRCH),
         }
     }
-    /// The fake has no grant tables (as a platform without them).
-    fn grant_table_op(
+    fn with_grants(
         &mut self,
         _caller: DomId,
-        _cmd: u32,
-        _arg: u64,
-        _count: u32,
-    ) -> Result<crate::grant_table::Progress, Errno> {
-        Err(errno::ENOSYS)
+        f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
+    ) -> bool {
+        let Some(grants) = self.grants.as_deref_mut() else {
+            return false;
+        };
+        let mut lend = GrantLend {
+            mem: &mut self.mem,
+            frames: &mut grants.frames,
+        };
+        f(&mut grants.tables, &mut lend);
+        true
     }
 }
 

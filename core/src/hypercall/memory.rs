@@ -65,14 +65,40 @@ fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
                     write_shared_info_time(domain, env);
                     Ok(0)
                 }
-                memory::XENMAPSPACE_GRANT_TABLE => env
-                    .map_grant_frame(domain.id, request.idx, request.gpfn)
-                    .map(|_| 0),
+                memory::XENMAPSPACE_GRANT_TABLE => {
+                    map_grant_frame(ctx, request.idx, request.gpfn).map(|_| 0)
+                }
                 _ => Err(errno::EINVAL),
             }
         }
         _ => Err(errno::ENOSYS),
     }
+}
+
+/// XENMEM_add_to_physmap, space `XENMAPSPACE_grant_table`: places grant
+/// frame `idx` of the caller's table at `gpfn`
+/// ([`crate::grant_table::GrantTable::add_to_physmap`], which may grow the
+/// table) and maps it there; `-EINVAL` without grant tables. A frame the
+/// physical map refuses is not left recorded at `gpfn`.
+fn map_grant_frame(ctx: &mut Ctx<'_>, idx: u64, gpfn: u64) -> Result<(), Errno> {
+    let caller = ctx.domain.id;
+    let mut placed = Err(errno::EINVAL);
+    ctx.env.with_grants(caller, &mut |tables, platform| {
+        placed = match tables.table(caller) {
+            Some(table) => table.add_to_physmap(platform, idx, gpfn),
+            None => Err(errno::EINVAL),
+        };
+    });
+    let placed = placed?;
+    if let Err(e) = ctx.env.map_grant_frame(placed.index, placed.gfn) {
+        ctx.env.with_grants(caller, &mut |tables, _| {
+            if let Some(table) = tables.table(caller) {
+                table.forget_frame_gfn(placed.gfn);
+            }
+        });
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// XENMEM_memory_map / machine_memory_map: copies at most `nr_entries`
@@ -236,5 +262,61 @@ mod tests {
             call(&mut d, &mut env, nr, [63, 0, 0, 0, 0]).ret,
             ret(errno::ENOSYS)
         );
+    }
+
+    #[test]
+    fn grant_frames_are_placed_by_core_and_mapped_by_the_platform() {
+        use crate::test_support::FakeGrants;
+        use rxen_abi::grant_table as gnt;
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let nr = xen::HYPERVISOR_MEMORY_OP;
+        let add = [memory::XENMEM_ADD_TO_PHYSMAP as u64, 0x400, 0, 0, 0];
+        let mut xatp = memory::XenAddToPhysmap::new_zeroed();
+        xatp.domid = 0x7FF0;
+        xatp.space = memory::XENMAPSPACE_GRANT_TABLE;
+        xatp.idx = 2;
+        xatp.gpfn = 0x50;
+        env.put(0x400, &xatp);
+        let query = gnt::GnttabQuerySize {
+            dom: 0x7FF0,
+            ..gnt::GnttabQuerySize::new_zeroed()
+        };
+        env.put(0x500, &query);
+        let query_size = [u64::from(gnt::GNTTABOP_QUERY_SIZE), 0x500, 1, 0, 0];
+        // Without grant tables: -EINVAL and -ENOSYS, as before.
+        assert_eq!(call(&mut d, &mut env, nr, add).ret, ret(errno::EINVAL));
+        let gnttab = xen::HYPERVISOR_GRANT_TABLE_OP;
+        assert_eq!(
+            call(&mut d, &mut env, gnttab, query_size).ret,
+            ret(errno::ENOSYS)
+        );
+        assert!(env.grant_frames_mapped.is_empty());
+
+        env.grants = Some(FakeGrants::new(&[d.id], 4));
+        // The table grows to frame 2, which is placed and mapped at 0x50.
+        assert_eq!(call(&mut d, &mut env, nr, add).ret, 0);
+        assert_eq!(env.grant_frames_mapped, [(2, 0x50)]);
+        fn table(env: &FakeEnv) -> &crate::grant_table::GrantTable {
+            &env.grants.as_ref().unwrap().tables[&1]
+        }
+        assert_eq!(table(&env).nr_frames(), 3);
+        assert_eq!(table(&env).frame_gfn(2), Some(0x50));
+        // grant_table_op reaches the same table through the registry.
+        assert_eq!(call(&mut d, &mut env, gnttab, query_size).ret, 0);
+        let answer: gnt::GnttabQuerySize = env.get(0x500);
+        assert_eq!((answer.nr_frames, answer.max_nr_frames), (3, 4));
+        // Beyond the table's limit: -EINVAL, nothing mapped.
+        xatp.idx = 4;
+        env.put(0x400, &xatp);
+        assert_eq!(call(&mut d, &mut env, nr, add).ret, ret(errno::EINVAL));
+        assert_eq!(env.grant_frames_mapped.len(), 1);
+        // A frame the physical map refuses is not left recorded there.
+        env.refuse_grant_frames = true;
+        xatp.idx = 1;
+        xatp.gpfn = 0x60;
+        env.put(0x400, &xatp);
+        assert_eq!(call(&mut d, &mut env, nr, add).ret, ret(errno::ENOMEM));
+        assert_eq!(table(&env).frame_gfn(1), None);
+        assert_eq!(table(&env).frame_gfn(2), Some(0x50));
     }
 }

@@ -178,15 +178,18 @@ fn call(ctx: &mut Ctx<'_>, nr: u64, args: [u64; 5]) -> Outcome {
     }
 }
 
-/// `grant_table_op(cmd, arg, count)`: the platform runs
-/// [`crate::grant_table::grant_table_op`]. Xen takes `unsigned int cmd,
-/// ..., unsigned int count`.
+/// `grant_table_op(cmd, arg, count)`: [`crate::grant_table::grant_table_op`]
+/// on the grant tables and memory the registry lends (`-ENOSYS` where there
+/// are none). Xen takes `unsigned int cmd, ..., unsigned int count`.
 fn do_grant_table_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
-    use crate::grant_table::Progress;
-    match ctx
-        .env
-        .grant_table_op(ctx.domain.id, args[0] as u32, args[1], args[2] as u32)
-    {
+    use crate::grant_table::{grant_table_op, Progress};
+    let caller = ctx.domain.id;
+    let (cmd, arg, count) = (args[0] as u32, args[1], args[2] as u32);
+    let mut result = Err(errno::ENOSYS);
+    ctx.env.with_grants(caller, &mut |tables, platform| {
+        result = grant_table_op(caller, cmd, arg, count, tables, platform);
+    });
+    match result {
         Ok(Progress::Done(ret)) => Outcome::value(ret),
         // A preempted batch: the same command on the rest.
         Ok(Progress::More { arg, count }) => {

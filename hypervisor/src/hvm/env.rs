@@ -8,6 +8,7 @@ use core::sync::atomic::AtomicU32;
 use rxen_abi::errno::{self, Errno};
 use rxen_core::console::GuestConsole;
 use rxen_core::domain::{DomId, GuestMemRegion};
+use rxen_core::grant_table::{GrantPlatform, GrantTables};
 use rxen_core::platform::{
     Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
 };
@@ -123,24 +124,8 @@ impl Physmap for Env<'_> {
         Ok(())
     }
 
-    fn map_grant_frame(&mut self, caller: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
-        let world = self.others.as_mut().ok_or(errno::EINVAL)?;
-        let table = world.grants.get_mut(&caller).ok_or(errno::EINVAL)?;
-        let mut platform = Platform::new(
-            Some(Caller {
-                id: caller,
-                privileged: self.privileged,
-                memory: &mut *self.memory,
-                paging: self.paging,
-            }),
-            &mut *world.domains,
-        );
-        let placed = table.add_to_physmap(&mut platform, idx, gpfn)?;
-        drop(platform);
-        if let Err(e) = self.memory.map_grant_frame(placed.index, placed.gfn) {
-            table.forget_frame_gfn(placed.gfn);
-            return Err(e);
-        }
+    fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
+        self.memory.map_grant_frame(index, gfn)?;
         self.npt_changed = true;
         Ok(())
     }
@@ -193,14 +178,14 @@ impl Domains for Env<'_> {
         Ok(())
     }
 
-    fn grant_table_op(
+    fn with_grants(
         &mut self,
         caller: DomId,
-        cmd: u32,
-        arg: u64,
-        count: u32,
-    ) -> Result<rxen_core::grant_table::Progress, Errno> {
-        let world = self.others.as_mut().ok_or(errno::ENOSYS)?;
+        f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
+    ) -> bool {
+        let Some(world) = self.others.as_mut() else {
+            return false;
+        };
         let mut platform = Platform::new(
             Some(Caller {
                 id: caller,
@@ -210,19 +195,12 @@ impl Domains for Env<'_> {
             }),
             &mut *world.domains,
         );
-        let result = rxen_core::grant_table::grant_table_op(
-            caller,
-            cmd,
-            arg,
-            count,
-            &mut *world.grants,
-            &mut platform,
-        );
+        f(&mut *world.grants, &mut platform);
         // Other mappers stop using unmapped frames now; the caller's vCPUs
         // when the exit is done (see `exits::with_env`), before it returns.
         platform.flush_changed();
         self.npt_changed |= platform.caller_npt_changed;
-        result
+        true
     }
 }
 
