@@ -124,9 +124,57 @@ pub trait Domains {
     ) -> bool;
 }
 
+/// Runs `f` on domain `id` with an environment over its memory, whichever
+/// it is: the calling `domain` itself (with its own `env`) or another
+/// domain the registry ([`Domains::with_domain`]) lends beside it, so that
+/// an operation on "the target domain" has one path for both. `-ESRCH` if
+/// there is no such domain.
+pub fn lend_domain<R>(
+    domain: &mut Domain,
+    env: &mut dyn GuestEnv,
+    id: DomId,
+    f: impl FnOnce(&mut Domain, &mut dyn GuestEnv) -> R,
+) -> Result<R, Errno> {
+    if id == domain.id {
+        return Ok(f(domain, env));
+    }
+    let mut f = Some(f);
+    let mut result = None;
+    env.with_domain(id, &mut |other, other_env| {
+        if let Some(f) = f.take() {
+            result = Some(f(other, other_env));
+        }
+    })?;
+    result.ok_or(rxen_abi::errno::ESRCH)
+}
+
 /// Everything the platform provides for one calling vCPU: the sum of the
 /// narrow traits, with no method of its own. Implemented for every type
 /// that implements them all.
 pub trait GuestEnv: GuestAccess + Clock + Console + HostInfo + Physmap + Domains {}
 
 impl<T: GuestAccess + Clock + Console + HostInfo + Physmap + Domains + ?Sized> GuestEnv for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{peer, two_domains};
+    use rxen_abi::errno;
+
+    #[test]
+    fn lend_domain_lends_the_caller_or_another_domain() {
+        let (mut d, mut env) = two_domains();
+        assert_eq!(lend_domain(&mut d, &mut env, 1, |d, _| d.id), Ok(1));
+        assert_eq!(lend_domain(&mut d, &mut env, 2, |d, _| d.id), Ok(2));
+        assert_eq!(
+            lend_domain(&mut d, &mut env, 3, |d, _| d.id),
+            Err(errno::ESRCH)
+        );
+        // The other domain's environment is its own memory.
+        lend_domain(&mut d, &mut env, 2, |_, e| e.copy_out(0x10, &[7]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(peer(&mut env).1.mem[0x10], 7);
+        assert_eq!(env.mem[0x10], 0);
+    }
+}

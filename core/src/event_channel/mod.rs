@@ -25,6 +25,7 @@ use crate::domain::{DomId, Domain};
 use crate::guest_handle::GuestHandle;
 use crate::hypercall::shared_info::{with_vcpu_info, UPCALL_PENDING_AT};
 use crate::hypercall::{from_result, Ctx, GuestEnv, Outcome, DOMID_SELF};
+use crate::platform::lend_domain;
 use fifo::Fifo;
 
 /// What a port is bound to.
@@ -544,13 +545,9 @@ fn disconnect_remote(
     remote_port: u32,
 ) {
     let me = domain.id;
-    if remote_dom == me {
-        domain.events.disconnect(remote_port, me, port);
-    } else {
-        let _ = env.with_domain(remote_dom, &mut |d, _| {
-            d.events.disconnect(remote_port, me, port)
-        });
-    }
+    let _ = lend_domain(domain, env, remote_dom, |d, _| {
+        d.events.disconnect(remote_port, me, port)
+    });
 }
 
 /// A closed port has nothing pending, with the domain's ABI (Xen's
@@ -641,13 +638,7 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
             } else {
                 op.remote_dom
             };
-            op.port = if target == domain.id {
-                domain.events.alloc_unbound(remote)?
-            } else {
-                let mut port = Err(errno::ESRCH);
-                env.with_domain(target, &mut |d, _| port = d.events.alloc_unbound(remote))?;
-                port?
-            };
+            op.port = lend_domain(domain, env, target, |d, _| d.events.alloc_unbound(remote))??;
             GuestHandle::new(arg).write(env, &op).map(|_| 0)
         }
         ev::EVTCHNOP_BIND_INTERDOMAIN => {
@@ -682,14 +673,10 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
                 PortState::Interdomain {
                     remote_dom,
                     remote_port,
-                } if remote_dom == domain.id => deliver(domain, remote_port, env),
-                PortState::Interdomain {
-                    remote_dom,
-                    remote_port,
                 } => {
                     // A channel is torn down before its peer goes away; a
                     // vanished peer drops the event, as a closed port would.
-                    let _ = env.with_domain(remote_dom, &mut |d, e| deliver(d, remote_port, e));
+                    let _ = lend_domain(domain, env, remote_dom, |d, e| deliver(d, remote_port, e));
                 }
                 // Xen drops a send on an unbound port silently.
                 PortState::Unbound { .. } | PortState::Free => {}
@@ -704,24 +691,12 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
                 op.dom
             };
             other_domain_access(domain, env, target)?;
-            let port = if target == domain.id {
-                domain.events.port(op.port)
-            } else {
-                let mut port = None;
-                env.with_domain(target, &mut |d, _| port = d.events.port(op.port))?;
-                port
-            };
+            let port = lend_domain(domain, env, target, |d, _| d.events.port(op.port))?;
             op.vcpu = port.map(|p| p.vcpu).unwrap_or(0);
             op.u = [0; 8];
             op.status = match port.map(|p| p.state) {
                 None => {
-                    let limit = if target == domain.id {
-                        domain.events.max_ports()
-                    } else {
-                        let mut limit = ev::EVTCHN_2L_NR_CHANNELS;
-                        env.with_domain(target, &mut |d, _| limit = d.events.max_ports())?;
-                        limit
-                    };
+                    let limit = lend_domain(domain, env, target, |d, _| d.events.max_ports())?;
                     if op.port >= limit {
                         return Err(errno::EINVAL);
                     }
