@@ -10,8 +10,8 @@ use rxen_abi::hvm::HVM_NR_PARAMS;
 
 use crate::time::{Runstate, RunstateKind};
 
-/// A domain ID (`domid_t`).
-pub type DomId = u16;
+/// A domain ID (`domid_t`), as the ABI defines it.
+pub use rxen_abi::xen::DomId;
 
 /// Why a domain shut down (`SHUTDOWN_*` of sched.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

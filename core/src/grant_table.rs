@@ -137,10 +137,9 @@ const IN_USE: u16 = GTF_READING | GTF_WRITING;
 /// End of the maptrack free list.
 const NO_HANDLE: GrantHandle = GrantHandle::MAX;
 
-/// A machine frame number (Xen's `mfn_t`): a host page as the platform
-/// names it. Only the platform knows how to reach it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mfn(pub u64);
+/// A machine frame: a host page as the platform names it. Only the
+/// platform knows how to reach it.
+pub use crate::mm::Mfn;
 
 /// What the hypervisor provides: the shared grant frames, the guests'
 /// memory and nested page tables, and domain privilege. It only moves bytes

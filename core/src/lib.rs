@@ -30,6 +30,7 @@ pub mod guest_handle;
 pub mod hypercall;
 pub mod log;
 pub mod memmap;
+pub mod mm;
 pub mod platform;
 pub mod sched;
 pub mod shared_page;

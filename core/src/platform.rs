@@ -21,6 +21,7 @@ use rxen_abi::errno::Errno;
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
 use crate::grant_table::{GrantPlatform, GrantTables};
+use crate::mm::{Gfn, Gpa};
 use crate::shared_page::SharedPage;
 use crate::time::TimeScale;
 
@@ -39,9 +40,9 @@ pub trait GuestCopy {
 pub trait GuestAccess: GuestCopy {
     /// Writes guest-physical memory (a plain copy: for memory the guest
     /// does not share with the hypervisor at that moment).
-    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno>;
+    fn write_guest_phys(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), Errno>;
     /// Reads guest-physical memory.
-    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    fn read_guest_phys(&mut self, gpa: Gpa, buf: &mut [u8]) -> Result<(), Errno>;
     /// Runs `f` once on the domain's shared-info page (mapped into the
     /// guest or not), which the guest's vCPUs may be writing meanwhile.
     fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>));
@@ -49,12 +50,12 @@ pub trait GuestAccess: GuestCopy {
     /// registered `vcpu_info`), which the guest's vCPUs may be writing
     /// meanwhile: `-EFAULT` if `gfn` is not (or no longer) the domain's
     /// own RAM.
-    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
+    fn guest_page(&mut self, gfn: Gfn, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
     /// Runs `f` on the aligned 32-bit word of guest-physical memory at
     /// `gpa`, which the guest may be writing at the same time (FIFO event
     /// words and control blocks): `-EFAULT` if `gpa` is not 4-byte aligned
     /// or not the domain's RAM.
-    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno>;
+    fn guest_atomic_u32(&mut self, gpa: Gpa, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno>;
 }
 
 /// System time and the guest's view of it.
@@ -95,11 +96,11 @@ pub trait HostInfo {
 /// nested page tables).
 pub trait Physmap {
     /// Maps the domain's shared-info page at `gfn` in its physical map.
-    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno>;
+    fn map_shared_info(&mut self, gfn: Gfn) -> Result<(), Errno>;
     /// Maps frame `index` of the domain's grant table (one it has, placed
     /// by [`crate::grant_table::GrantTable::add_to_physmap`]) at `gfn` in
     /// its physical map.
-    fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno>;
+    fn map_grant_frame(&mut self, index: u32, gfn: Gfn) -> Result<(), Errno>;
 }
 
 /// The machine's other domains, as a hypercall of one domain reaches them.

@@ -19,6 +19,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::domain::{DomId, Domain, GuestMemRegion};
 use crate::grant_table::{GrantPlatform, GrantTable, GrantTables, Mfn, WORDS_PER_FRAME};
 use crate::hypercall::{dispatch, Ctx, Next, Outcome};
+use crate::mm::{Gfn, Gpa};
 use crate::platform::{
     Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
 };
@@ -204,17 +205,17 @@ impl GuestCopy for FakeEnv {
 }
 
 impl GuestAccess for FakeEnv {
-    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.copy_out(gpa, buf)
+    fn write_guest_phys(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), Errno> {
+        self.copy_out(gpa.0, buf)
     }
-    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.copy_in(gpa, buf)
+    fn read_guest_phys(&mut self, gpa: Gpa, buf: &mut [u8]) -> Result<(), Errno> {
+        self.copy_in(gpa.0, buf)
     }
     fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>)) {
         f(SharedPage::new(&self.shared_info));
     }
-    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
-        let range = self.range(gfn.checked_mul(4096).ok_or(errno::EFAULT)?, 4096)?;
+    fn guest_page(&mut self, gfn: Gfn, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
+        let range = self.range(gfn.gpa().ok_or(errno::EFAULT)?.0, 4096)?;
         let ptr = self.mem[range].as_mut_ptr();
         if !(ptr as usize).is_multiple_of(8) {
             return Err(errno::EFAULT);
@@ -225,11 +226,11 @@ impl GuestAccess for FakeEnv {
         f(SharedPage::new(words));
         Ok(())
     }
-    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
-        if !gpa.is_multiple_of(4) {
+    fn guest_atomic_u32(&mut self, gpa: Gpa, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
+        if !gpa.0.is_multiple_of(4) {
             return Err(errno::EFAULT);
         }
-        let range = self.range(gpa, 4)?;
+        let range = self.range(gpa.0, 4)?;
         let ptr = self.mem[range].as_mut_ptr();
         if !(ptr as usize).is_multiple_of(4) {
             return Err(errno::EFAULT);
@@ -286,15 +287,15 @@ impl HostInfo for FakeEnv {
 }
 
 impl Physmap for FakeEnv {
-    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
-        self.shared_info_at = Some(gfn * 4096);
+    fn map_shared_info(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        self.shared_info_at = Some(gfn.0 * 4096);
         Ok(())
     }
-    fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
+    fn map_grant_frame(&mut self, index: u32, gfn: Gfn) -> Result<(), Errno> {
         if self.refuse_grant_frames {
             return Err(errno::ENOMEM);
         }
-        self.grant_frames_mapped.push((index, gfn));
+        self.grant_frames_mapped.push((index, gfn.0));
         Ok(())
     }
 }

@@ -42,6 +42,7 @@ use rxen_abi::event_channel::{
 use super::{mark_events_pending, EventChannels, PortOps};
 use crate::domain::Domain;
 use crate::hypercall::GuestEnv;
+use crate::mm::Gpa;
 
 /// Event words (32 bits) in one event-array page (Xen's
 /// `EVTCHN_FIFO_EVENT_WORDS_PER_PAGE`).
@@ -236,7 +237,7 @@ impl PortOps for FifoOps {
 fn with_word<R>(env: &mut dyn GuestEnv, gpa: u64, f: impl FnOnce(&AtomicU32) -> R) -> Option<R> {
     let mut f = Some(f);
     let mut result = None;
-    env.guest_atomic_u32(gpa, &mut |word| {
+    env.guest_atomic_u32(Gpa(gpa), &mut |word| {
         if let Some(f) = f.take() {
             result = Some(f(word));
         }

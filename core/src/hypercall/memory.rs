@@ -9,6 +9,7 @@ use rxen_abi::memory;
 use super::{from_result, own_domain, write_shared_info_time, Ctx, GuestEnv, Outcome};
 use crate::domain::GuestMemRegion;
 use crate::guest_handle::GuestHandle;
+use crate::mm::Gfn;
 
 /// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
 const MEMOP_CMD_MASK: u64 = 0x3F;
@@ -61,7 +62,7 @@ fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
                     if request.idx != 0 {
                         return Err(errno::EINVAL);
                     }
-                    env.map_shared_info(request.gpfn)?;
+                    env.map_shared_info(Gfn(request.gpfn))?;
                     write_shared_info_time(domain, env);
                     Ok(0)
                 }
@@ -90,7 +91,7 @@ fn map_grant_frame(ctx: &mut Ctx<'_>, idx: u64, gpfn: u64) -> Result<(), Errno> 
         };
     });
     let placed = placed?;
-    if let Err(e) = ctx.env.map_grant_frame(placed.index, placed.gfn) {
+    if let Err(e) = ctx.env.map_grant_frame(placed.index, Gfn(placed.gfn)) {
         ctx.env.with_grants(caller, &mut |tables, _| {
             if let Some(table) = tables.table(caller) {
                 table.forget_frame_gfn(placed.gfn);

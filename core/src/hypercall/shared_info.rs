@@ -7,6 +7,7 @@ use zerocopy::IntoBytes;
 
 use super::GuestEnv;
 use crate::domain::Domain;
+use crate::mm::Gpa;
 use crate::shared_page::SharedPage;
 
 /// Where a vCPU's `vcpu_info` lives.
@@ -60,8 +61,8 @@ pub(crate) fn with_vcpu_info<R>(
         VcpuInfoAt::Guest(gpa) => {
             // Registration keeps the whole vcpu_info inside one page.
             let (mut f, mut result) = (Some(f), None);
-            let at = (gpa % 4096) as usize;
-            env.guest_page(gpa / 4096, &mut |page| {
+            let at = Gpa(gpa).page_offset() as usize;
+            env.guest_page(Gpa(gpa).gfn(), &mut |page| {
                 if let Some(f) = f.take() {
                     result = Some(f(page, at));
                 }

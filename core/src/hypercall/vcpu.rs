@@ -11,6 +11,7 @@ use super::Ctx;
 use super::{from_result, write_vcpu_time, Next, Outcome, STIME_DELTA_MAX};
 use crate::domain::{Domain, ShutdownReason};
 use crate::guest_handle::GuestHandle;
+use crate::mm::Gfn;
 use crate::time::RunstateKind;
 
 /// Shortest period of VCPUOP_set_periodic_timer (Xen's `MILLISECS(1)`).
@@ -174,9 +175,12 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
             if !domain.gfn_is_ram(request.mfn) {
                 return Err(errno::EINVAL);
             }
-            let gpa = request.mfn * 4096 + request.offset as u64;
+            let gpa = Gfn(request.mfn)
+                .gpa()
+                .and_then(|page| page.checked_add(u64::from(request.offset)))
+                .ok_or(errno::EINVAL)?;
             env.write_guest_phys(gpa, xen::VcpuInfo::new_zeroed().as_bytes())?;
-            domain.vcpus[target].vcpu_info_gpa = Some(gpa);
+            domain.vcpus[target].vcpu_info_gpa = Some(gpa.0);
             write_vcpu_time(domain, target, env);
             Ok(0)
         }

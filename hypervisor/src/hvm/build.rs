@@ -27,6 +27,7 @@ use rxen_core::acpi_tables::{self, AcpiError};
 use rxen_core::bzimage::{self, BzImageError};
 use rxen_core::domain::GuestMemRegion;
 use rxen_core::elf::{self, ElfError};
+use rxen_core::mm::Gpa;
 use rxen_x86::printk;
 use zerocopy::IntoBytes;
 
@@ -232,7 +233,7 @@ pub fn load(
         let start = segment.offset as usize;
         let bytes = &image_bytes[start..start + segment.file_size as usize];
         memory
-            .write_phys(segment.paddr, bytes)
+            .write_phys(Gpa(segment.paddr), bytes)
             .map_err(|_| BuildError::DoesNotFit("a kernel segment"))?;
     }
     drop(unpacked);
@@ -243,7 +244,7 @@ pub fn load(
     for (range, _) in &spec.modules {
         let bytes = host_bytes(*range);
         memory
-            .write_phys(next, bytes)
+            .write_phys(Gpa(next), bytes)
             .map_err(|_| BuildError::DoesNotFit("a module"))?;
         modlist.push(HvmModlistEntry {
             paddr: next,
@@ -286,7 +287,7 @@ pub fn load(
             return Err(BuildError::DoesNotFit("the ACPI tables"));
         }
         memory
-            .write_phys(tables.base, &tables.bytes)
+            .write_phys(Gpa(tables.base), &tables.bytes)
             .map_err(|_| BuildError::DoesNotFit("the ACPI tables"))?;
         tables.rsdp
     } else {
@@ -307,10 +308,10 @@ pub fn load(
     };
     let fail = |_| BuildError::DoesNotFit("the start info");
     memory
-        .write_phys(start_info_at, start_info.as_bytes())
+        .write_phys(Gpa(start_info_at), start_info.as_bytes())
         .map_err(fail)?;
     memory
-        .write_phys(modlist_at, modlist.as_bytes())
+        .write_phys(Gpa(modlist_at), modlist.as_bytes())
         .map_err(fail)?;
     let entries: Vec<HvmMemmapTableEntry> = map
         .iter()
@@ -322,10 +323,10 @@ pub fn load(
         })
         .collect();
     memory
-        .write_phys(memmap_at, entries.as_bytes())
+        .write_phys(Gpa(memmap_at), entries.as_bytes())
         .map_err(fail)?;
     memory
-        .write_phys(memmap_at + entries.as_bytes().len() as u64, &strings)
+        .write_phys(Gpa(memmap_at + entries.as_bytes().len() as u64), &strings)
         .map_err(fail)?;
     Ok(Layout {
         entry: image.phys32_entry,

@@ -7,6 +7,7 @@
 //! else is reported so the domain can be crashed.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use rxen_core::mm::Gpa;
 use rxen_x86::svm::guest_walk::PagingRegs;
 use rxen_x86::svm::vmcb::{save, Vmcb};
 use rxen_x86::svm::GuestRegs;
@@ -185,7 +186,7 @@ impl Mmio for DiscardWrites<'_> {
     fn read(&mut self, gpa: u64, size: u32) -> u64 {
         let mut bytes = [0u8; 8];
         let len = (size as usize).min(8);
-        match self.memory.read_phys(gpa, &mut bytes[..len]) {
+        match self.memory.read_phys(Gpa(gpa), &mut bytes[..len]) {
             Ok(()) => u64::from_le_bytes(bytes),
             Err(_) => ones(len),
         }

@@ -9,6 +9,7 @@ use rxen_abi::errno::{self, Errno};
 use rxen_core::console::GuestConsole;
 use rxen_core::domain::{DomId, GuestMemRegion};
 use rxen_core::grant_table::{GrantPlatform, GrantTables};
+use rxen_core::mm::{Gfn, Gpa};
 use rxen_core::platform::{
     Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
 };
@@ -47,11 +48,11 @@ impl GuestCopy for Env<'_> {
 }
 
 impl GuestAccess for Env<'_> {
-    fn write_guest_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+    fn write_guest_phys(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), Errno> {
         self.memory.write_phys(gpa, buf)
     }
 
-    fn read_guest_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    fn read_guest_phys(&mut self, gpa: Gpa, buf: &mut [u8]) -> Result<(), Errno> {
         self.memory.read_phys(gpa, buf)
     }
 
@@ -59,12 +60,12 @@ impl GuestAccess for Env<'_> {
         f(self.memory.shared_info_page());
     }
 
-    fn guest_page(&mut self, gfn: u64, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
+    fn guest_page(&mut self, gfn: Gfn, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
         f(self.memory.own_page(gfn).ok_or(errno::EFAULT)?);
         Ok(())
     }
 
-    fn guest_atomic_u32(&mut self, gpa: u64, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
+    fn guest_atomic_u32(&mut self, gpa: Gpa, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
         // Only the domain's own RAM: not a foreign or grant frame mapped
         // over it since the FIFO page was registered.
         f(self.memory.own_atomic_u32(gpa).ok_or(errno::EFAULT)?);
@@ -115,8 +116,8 @@ impl Console for Env<'_> {
 }
 
 impl Physmap for Env<'_> {
-    fn map_shared_info(&mut self, gfn: u64) -> Result<(), Errno> {
-        if gfn >= self.memory.ram_bytes.max(1 << 32) / 4096 {
+    fn map_shared_info(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        if gfn.0 >= self.memory.ram_bytes.max(1 << 32) / 4096 {
             return Err(errno::EINVAL);
         }
         self.memory.map_shared_info(gfn)?;
@@ -124,7 +125,7 @@ impl Physmap for Env<'_> {
         Ok(())
     }
 
-    fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
+    fn map_grant_frame(&mut self, index: u32, gfn: Gfn) -> Result<(), Errno> {
         self.memory.map_grant_frame(index, gfn)?;
         self.npt_changed = true;
         Ok(())

@@ -5,6 +5,7 @@
 use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
 use rxen_core::log::RateLimit;
+use rxen_core::mm::{Gfn, Gpa};
 use rxen_x86::cpuid_policy::{self, CpuidContext, HYPERCALL_PAGE_MSR};
 use rxen_x86::ctrlreg::efer;
 use rxen_x86::svm::vmcb::{control, exit, save};
@@ -650,7 +651,9 @@ fn write_hypercall_page(memory: &mut super::memory::GuestMemory, gfn: u64) -> bo
         stub[5..8].copy_from_slice(&[0x0F, 0x01, 0xD9]);
         stub[8] = 0xC3;
     }
-    memory.write_phys(gfn.saturating_mul(4096), &page).is_ok()
+    Gfn(gfn)
+        .gpa()
+        .is_some_and(|gpa| memory.write_phys(gpa, &page).is_ok())
 }
 
 fn xsetbv(vcpu: &mut SvmVcpu) {
@@ -681,14 +684,14 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     let gpa = vcpu.vmcb.read64(control::EXIT_INFO2);
     let fault = vcpu.vmcb.read64(control::EXIT_INFO1);
     let write = fault & 2 != 0;
-    if memory.host_address(gpa, write).is_some() {
+    if memory.host_address(Gpa(gpa), write).is_some() {
         // The access is allowed now: the nested page table changed between
         // the fault and this exit being served (another vCPU mapped or
         // unmapped a grant meanwhile). As Xen for a spurious fault: retry
         // the instruction against the current mapping.
         return Flow::Continue;
     }
-    if write && memory.is_foreign(gpa / 4096) {
+    if write && memory.is_foreign(Gpa(gpa).gfn()) {
         // As Xen (a read-only grant mapping is a write-discard type): the
         // instruction is emulated with its write dropped, and the guest
         // goes on; what cannot be emulated gets #GP. A fault in the guest's
@@ -714,7 +717,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
         }
         return Flow::Continue;
     }
-    if memory.host_address(gpa, false).is_some() {
+    if memory.host_address(Gpa(gpa), false).is_some() {
         // Only grant mappings are read-only: nothing else gets here.
         let why = alloc::format!("write to read-only guest page {gpa:#x} (NPF {fault:#x})");
         report_guest_failure(domain, v, &why);

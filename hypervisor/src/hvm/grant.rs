@@ -14,6 +14,7 @@ use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
 use rxen_core::grant_table::{GrantPlatform, Mfn};
 use rxen_core::hypercall::GuestCopy;
+use rxen_core::mm::Gfn;
 use rxen_x86::frame::{FrameRef, PAGE_SIZE};
 use rxen_x86::svm::guest_walk::PagingRegs;
 
@@ -134,8 +135,8 @@ impl GrantPlatform for Platform<'_> {
     }
 
     fn ram_frame(&self, domid: DomId, gfn: u64) -> Option<Mfn> {
-        let hpa = self.memory(domid)?.ram_frame(gfn)?;
-        Some(Mfn(hpa >> 12))
+        let hpa = self.memory(domid)?.ram_frame(Gfn(gfn))?;
+        Some(hpa.mfn())
     }
 
     fn map_foreign(
@@ -145,11 +146,11 @@ impl GrantPlatform for Platform<'_> {
         mfn: Mfn,
         readonly: bool,
     ) -> Result<u64, Errno> {
-        let hpa = mfn.0.checked_mul(4096).ok_or(errno::EINVAL)?;
-        let restore = self
-            .memory_mut(mapper)
-            .ok_or(errno::ESRCH)?
-            .map_foreign(dst, hpa, readonly)?;
+        let hpa = mfn.hpa().ok_or(errno::EINVAL)?;
+        let restore =
+            self.memory_mut(mapper)
+                .ok_or(errno::ESRCH)?
+                .map_foreign(Gfn(dst), hpa, readonly)?;
         self.npt_changed(mapper);
         Ok(restore)
     }
@@ -157,7 +158,7 @@ impl GrantPlatform for Platform<'_> {
     fn unmap_foreign(&mut self, mapper: DomId, dst: u64, restore: u64) -> Result<(), Errno> {
         self.memory_mut(mapper)
             .ok_or(errno::ESRCH)?
-            .unmap_foreign(dst, restore)?;
+            .unmap_foreign(Gfn(dst), restore)?;
         self.npt_changed(mapper);
         Ok(())
     }

@@ -19,6 +19,7 @@ use core::sync::atomic::AtomicU32;
 use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
 use rxen_core::frame_alloc::PagingPool;
+use rxen_core::mm::{Gfn, Gpa, Hpa};
 use rxen_core::shared_page::SharedPage;
 use rxen_x86::frame::{FrameRef, OutOfRange, PAGE_SIZE};
 use rxen_x86::printk;
@@ -47,14 +48,14 @@ pub struct GuestMemory {
     /// Host frame of the shared-info page.
     shared_info: u64,
     /// Guest frame the shared-info page is mapped at, if any.
-    shared_info_gfn: Option<u64>,
+    shared_info_gfn: Option<Gfn>,
     /// Host frames of the grant table, in table order.
     grant_frames: Vec<u64>,
     /// Guest frame each grant-table frame is mapped at, if any.
-    grant_frame_gfns: Vec<Option<u64>>,
+    grant_frame_gfns: Vec<Option<Gfn>>,
     /// Host frame and guest frame of the PV console ring page, for a domU
     /// whose console the hypervisor serves.
-    console: Option<(u64, Option<u64>)>,
+    console: Option<(u64, Option<Gfn>)>,
 }
 
 /// `restore` bits: something was mapped (else the gfn was empty), and it
@@ -79,8 +80,11 @@ fn npt_errno(error: NptError) -> Errno {
     }
 }
 
-fn gpa_of(gfn: u64) -> Result<u64, Errno> {
-    gfn.checked_mul(4096)
+/// The nested page table's input address of `gfn` (`-EINVAL` beyond the
+/// 48 bits it translates).
+fn gpa_of(gfn: Gfn) -> Result<u64, Errno> {
+    gfn.gpa()
+        .map(|gpa| gpa.0)
         .filter(|&gpa| gpa < 1 << 48)
         .ok_or(errno::EINVAL)
 }
@@ -188,8 +192,11 @@ impl GuestMemory {
 
     /// The host frame backing RAM frame `gfn`, if `gfn` is RAM (whatever is
     /// mapped there now).
-    fn backing_frame(&self, gfn: u64) -> Option<u64> {
-        let gpa = gfn.checked_mul(4096).filter(|&gpa| gpa < self.ram_bytes)?;
+    fn backing_frame(&self, gfn: Gfn) -> Option<u64> {
+        let gpa = gfn.gpa()?.0;
+        if gpa >= self.ram_bytes {
+            return None;
+        }
         let run = self.backing.partition_point(|&(start, _, _)| start <= gpa);
         let &(start, hpa, count) = self.backing.get(run.checked_sub(1)?)?;
         (gpa - start < count as u64 * 4096).then(|| hpa + (gpa - start))
@@ -197,7 +204,7 @@ impl GuestMemory {
 
     /// What guest frame `gfn` holds under any foreign mapping: a special
     /// page placed there, else the domain's own RAM, else nothing.
-    fn underlying(&self, gfn: u64) -> Option<(u64, Access)> {
+    fn underlying(&self, gfn: Gfn) -> Option<(u64, Access)> {
         if self.shared_info_gfn == Some(gfn) {
             return Some((self.shared_info, Access::ReadWrite));
         }
@@ -213,7 +220,7 @@ impl GuestMemory {
     }
 
     /// Puts back at `gfn` what [`GuestMemory::underlying`] says is there.
-    fn restore(&mut self, gfn: u64) -> Result<(), Errno> {
+    fn restore(&mut self, gfn: Gfn) -> Result<(), Errno> {
         let gpa = gpa_of(gfn)?;
         let result = match self.underlying(gfn) {
             Some((hpa, access)) => self.npt.map_4k(gpa, hpa, access, &mut self.pool),
@@ -238,7 +245,7 @@ impl GuestMemory {
     /// Places host frame `hpa` (a special page of the domain) at `gfn` for
     /// XENMEM_add_to_physmap: refused over a foreign mapping; a special page
     /// that was at `gfn` is no longer there.
-    fn place_special(&mut self, gfn: u64, hpa: u64) -> Result<(), Errno> {
+    fn place_special(&mut self, gfn: Gfn, hpa: u64) -> Result<(), Errno> {
         let gpa = gpa_of(gfn)?;
         if self.npt.is_foreign(gpa) {
             return Err(errno::EBUSY);
@@ -264,7 +271,7 @@ impl GuestMemory {
 
     /// After special page `hpa` moved from `old` to elsewhere, puts back at
     /// `old` what is underneath, unless something else is mapped there now.
-    fn vacate(&mut self, old: u64, hpa: u64) {
+    fn vacate(&mut self, old: Gfn, hpa: u64) {
         let Ok(gpa) = gpa_of(old) else { return };
         if self.npt.is_foreign(gpa) || self.npt.translate(gpa).map(|(at, _)| at) != Some(hpa) {
             return;
@@ -293,23 +300,23 @@ impl GuestMemory {
     /// Whether `gfn` is one of the domain's own RAM frames (not a foreign,
     /// grant-table or shared-info page mapped over it), so it can be
     /// granted.
-    pub fn is_own_ram(&self, gfn: u64) -> bool {
+    pub fn is_own_ram(&self, gfn: Gfn) -> bool {
         self.ram_frame(gfn).is_some()
     }
 
     /// The host address of the domain's own RAM page at `gfn` (see
     /// [`GuestMemory::is_own_ram`]). The frame stays the domain's until the
     /// domain is destroyed.
-    pub fn ram_frame(&self, gfn: u64) -> Option<u64> {
+    pub fn ram_frame(&self, gfn: Gfn) -> Option<Hpa> {
         let frame = self.backing_frame(gfn)?;
-        let gpa = gfn * 4096;
+        let gpa = gpa_of(gfn).ok()?;
         (!self.npt.is_foreign(gpa) && self.npt.translate(gpa) == Some((frame, Access::ReadWrite)))
-            .then_some(frame)
+            .then_some(Hpa(frame))
     }
 
     /// Gives the domain a zeroed PV console ring page at guest frame `gfn`
     /// (outside its RAM).
-    pub fn add_console_page(&mut self, gfn: u64) -> Result<(), Errno> {
+    pub fn add_console_page(&mut self, gfn: Gfn) -> Result<(), Errno> {
         self.extra.try_reserve(1).map_err(|_| errno::ENOMEM)?;
         let hpa = alloc_frame().ok_or(errno::ENOMEM)?;
         self.host(hpa, PAGE_SIZE).fill(0);
@@ -331,7 +338,7 @@ impl GuestMemory {
     }
 
     /// Whether a foreign (granted) page is mapped at `gfn`.
-    pub fn is_foreign(&self, gfn: u64) -> bool {
+    pub fn is_foreign(&self, gfn: Gfn) -> bool {
         gpa_of(gfn).is_ok_and(|gpa| self.npt.is_foreign(gpa))
     }
 
@@ -362,7 +369,7 @@ impl GuestMemory {
 
     /// Maps grant-table frame `index` at guest frame `gfn`, moving it from
     /// where it was (XENMEM_add_to_physmap).
-    pub fn map_grant_frame(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
+    pub fn map_grant_frame(&mut self, index: u32, gfn: Gfn) -> Result<(), Errno> {
         let hpa = *self.grant_frames.get(index as usize).ok_or(errno::EINVAL)?;
         self.place_special(gfn, hpa)?;
         let slot = self
@@ -380,9 +387,10 @@ impl GuestMemory {
     /// writable; `-EBUSY` if a foreign page is mapped there already,
     /// `-ENOMEM` when the paging pool has no table for it. Returns what
     /// [`GuestMemory::unmap_foreign`] puts back.
-    pub fn map_foreign(&mut self, gfn: u64, hpa: u64, readonly: bool) -> Result<u64, Errno> {
+    pub fn map_foreign(&mut self, gfn: Gfn, hpa: Hpa, readonly: bool) -> Result<u64, Errno> {
         let gpa = gfn
-            .checked_mul(4096)
+            .gpa()
+            .map(|gpa| gpa.0)
             .filter(|&gpa| gpa < 1 << 46)
             .ok_or(errno::EINVAL)?;
         if self.npt.is_foreign(gpa) {
@@ -399,7 +407,7 @@ impl GuestMemory {
             Access::ReadWrite
         };
         self.npt
-            .map_4k_foreign(gpa, hpa, access, &mut self.pool)
+            .map_4k_foreign(gpa, hpa.0, access, &mut self.pool)
             .map_err(|e| self.npt_failed(e))?;
         Ok(restore)
     }
@@ -408,7 +416,7 @@ impl GuestMemory {
     /// [`GuestMemory::map_foreign`]); a table left mapping nothing goes back
     /// to the pool. If something else was mapped over the foreign page
     /// meanwhile, that stays.
-    pub fn unmap_foreign(&mut self, gfn: u64, restore: u64) -> Result<(), Errno> {
+    pub fn unmap_foreign(&mut self, gfn: Gfn, restore: u64) -> Result<(), Errno> {
         let gpa = gpa_of(gfn)?;
         if !self.npt.is_foreign(gpa) {
             return Ok(());
@@ -425,14 +433,14 @@ impl GuestMemory {
     /// Maps the domain's shared-info page at guest frame `gfn`, moving it
     /// from where it was (XENMEM_add_to_physmap). The page keeps its
     /// contents when moved.
-    pub fn map_shared_info(&mut self, gfn: u64) -> Result<u64, Errno> {
+    pub fn map_shared_info(&mut self, gfn: Gfn) -> Result<Hpa, Errno> {
         let hpa = self.shared_info;
         self.place_special(gfn, hpa)?;
         let old = self.shared_info_gfn.replace(gfn);
         if let Some(old) = old.filter(|&old| old != gfn) {
             self.vacate(old, hpa);
         }
-        Ok(hpa)
+        Ok(Hpa(hpa))
     }
 
     /// The shared-info page, whether or not the guest mapped it, as the
@@ -447,12 +455,12 @@ impl GuestMemory {
     /// shared-info frame mapped over it) as a [`SharedPage`], for memory
     /// the guest shares with the hypervisor by address (a registered
     /// `vcpu_info`).
-    pub fn own_page(&self, gfn: u64) -> Option<SharedPage<'_>> {
+    pub fn own_page(&self, gfn: Gfn) -> Option<SharedPage<'_>> {
         if !self.is_own_ram(gfn) {
             return None;
         }
-        let hpa = self.host_address(gfn.checked_mul(4096)?, true)?;
-        self.host(hpa, PAGE_SIZE)
+        let hpa = self.host_address(gfn.gpa()?, true)?;
+        self.host(hpa.0, PAGE_SIZE)
             .atomic_page()
             .ok()
             .map(SharedPage::new)
@@ -461,30 +469,30 @@ impl GuestMemory {
     /// The 32-bit word at guest-physical `gpa` (4-byte aligned) of the
     /// domain's own RAM (not a foreign or grant frame mapped over it), as
     /// an atomic: the guest writes it concurrently.
-    pub fn own_atomic_u32(&self, gpa: u64) -> Option<&AtomicU32> {
-        if !gpa.is_multiple_of(4) || !self.is_own_ram(gpa / 4096) {
+    pub fn own_atomic_u32(&self, gpa: Gpa) -> Option<&AtomicU32> {
+        if !gpa.0.is_multiple_of(4) || !self.is_own_ram(gpa.gfn()) {
             return None;
         }
         let hpa = self.host_address(gpa, true)?;
-        self.host(hpa, 4).atomic_u32(0).ok()
+        self.host(hpa.0, 4).atomic_u32(0).ok()
     }
 
     /// Host address of guest-physical `gpa`, if mapped (and writable when
     /// `write`).
-    pub fn host_address(&self, gpa: u64, write: bool) -> Option<u64> {
-        let (hpa, access) = self.npt.translate(gpa)?;
-        (!write || access == Access::ReadWrite).then_some(hpa)
+    pub fn host_address(&self, gpa: Gpa, write: bool) -> Option<Hpa> {
+        let (hpa, access) = self.npt.translate(gpa.0)?;
+        (!write || access == Access::ReadWrite).then_some(Hpa(hpa))
     }
 
     /// Copies guest-physical memory into `buf`, page by page.
-    pub fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    pub fn read_phys(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), Errno> {
         self.for_each_page(gpa, buf.len(), false, |hpa, offset, len| {
             self.host(hpa, len).read(0, &mut buf[offset..offset + len])
         })
     }
 
     /// Copies `buf` into guest-physical memory, page by page.
-    pub fn write_phys(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+    pub fn write_phys(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), Errno> {
         self.for_each_page(gpa, buf.len(), true, |hpa, offset, len| {
             self.host(hpa, len).write(0, &buf[offset..offset + len])
         })
@@ -492,7 +500,7 @@ impl GuestMemory {
 
     fn for_each_page(
         &self,
-        gpa: u64,
+        gpa: Gpa,
         len: usize,
         write: bool,
         mut step: impl FnMut(u64, usize, usize) -> Result<(), OutOfRange>,
@@ -500,17 +508,17 @@ impl GuestMemory {
         gpa.checked_add(len as u64).ok_or(errno::EFAULT)?;
         let mut done = 0;
         while done < len {
-            let at = gpa + done as u64;
-            let chunk = ((4096 - at % 4096) as usize).min(len - done);
+            let at = Gpa(gpa.0 + done as u64);
+            let chunk = ((4096 - at.page_offset()) as usize).min(len - done);
             let hpa = self.host_address(at, write).ok_or(errno::EFAULT)?;
-            step(hpa, done, chunk).map_err(|_| errno::EFAULT)?;
+            step(hpa.0, done, chunk).map_err(|_| errno::EFAULT)?;
             done += chunk;
         }
         Ok(())
     }
 
     /// Reads a u64 of guest-physical memory (for page walks).
-    pub fn read_u64(&self, gpa: u64) -> Option<u64> {
+    pub fn read_u64(&self, gpa: Gpa) -> Option<u64> {
         let mut word = [0u8; 8];
         self.read_phys(gpa, &mut word).ok()?;
         Some(u64::from_le_bytes(word))
@@ -522,8 +530,9 @@ impl GuestMemory {
         regs: &PagingRegs,
         linear: u64,
         write: bool,
-    ) -> Result<u64, Errno> {
-        guest_walk::translate(regs, linear, write, &|gpa| self.read_u64(gpa))
+    ) -> Result<Gpa, Errno> {
+        guest_walk::translate(regs, linear, write, &|gpa| self.read_u64(Gpa(gpa)))
+            .map(Gpa)
             .map_err(|_| errno::EFAULT)
     }
 

@@ -20,6 +20,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use rxen_core::domain::{DomId, Domain, ShutdownReason};
+use rxen_core::mm::Gfn;
 use rxen_x86::printk;
 
 use self::build::BootSpec;
@@ -66,7 +67,7 @@ pub struct World<'a> {
 
 /// Guest frame of a domU's PV console ring page: in the hole below 4 GiB,
 /// where Xen's HVM special pages are.
-pub const CONSOLE_GFN: u64 = 0xFEFFF;
+pub const CONSOLE_GFN: Gfn = Gfn(0xFEFFF);
 
 /// Builds a PVH domain `domid` from `spec`.
 pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
@@ -87,7 +88,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     if is_domu {
         // The PV console page (below), reserved in the map the guest gets.
         map.push(rxen_core::domain::GuestMemRegion {
-            addr: CONSOLE_GFN * 4096,
+            addr: CONSOLE_GFN.0 * 4096,
             size: 4096,
             kind: 2,
         });
@@ -109,7 +110,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
             .events
             .bind_console()
             .map_err(|_| String::from("no port for the console"))?;
-        core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN;
+        core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN.0;
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_EVTCHN as usize] = port as u64;
     }
     let asid = 1 + domid as u32 % 15;
