@@ -82,11 +82,8 @@ fn npt_errno(error: NptError) -> Errno {
 
 /// The nested page table's input address of `gfn` (`-EINVAL` beyond the
 /// 48 bits it translates).
-fn gpa_of(gfn: Gfn) -> Result<u64, Errno> {
-    gfn.gpa()
-        .map(|gpa| gpa.0)
-        .filter(|&gpa| gpa < 1 << 48)
-        .ok_or(errno::EINVAL)
+fn gpa_of(gfn: Gfn) -> Result<Gpa, Errno> {
+    gfn.gpa().filter(|gpa| gpa.0 < 1 << 48).ok_or(errno::EINVAL)
 }
 
 impl GuestMemory {
@@ -155,7 +152,7 @@ impl GuestMemory {
                     memory.host(hpa, PAGE_2M as usize).fill(0);
                     memory
                         .npt
-                        .map_2m(gpa, hpa, Access::ReadWrite, &mut memory.pool)
+                        .map_2m(Gpa(gpa), Hpa(hpa), Access::ReadWrite, &mut memory.pool)
                         .map_err(|_| MemoryError::PoolTooSmall)?;
                     gpa += PAGE_2M;
                     continue;
@@ -166,7 +163,7 @@ impl GuestMemory {
             memory.host(hpa, PAGE_SIZE).fill(0);
             memory
                 .npt
-                .map_4k(gpa, hpa, Access::ReadWrite, &mut memory.pool)
+                .map_4k(Gpa(gpa), Hpa(hpa), Access::ReadWrite, &mut memory.pool)
                 .map_err(|_| MemoryError::PoolTooSmall)?;
             gpa += 4096;
         }
@@ -223,7 +220,7 @@ impl GuestMemory {
     fn restore(&mut self, gfn: Gfn) -> Result<(), Errno> {
         let gpa = gpa_of(gfn)?;
         let result = match self.underlying(gfn) {
-            Some((hpa, access)) => self.npt.map_4k(gpa, hpa, access, &mut self.pool),
+            Some((hpa, access)) => self.npt.map_4k(gpa, Hpa(hpa), access, &mut self.pool),
             None => self.npt.unmap_4k(gpa, &mut self.pool),
         };
         result.map_err(|e| self.npt_failed(e))
@@ -251,7 +248,7 @@ impl GuestMemory {
             return Err(errno::EBUSY);
         }
         self.npt
-            .map_4k(gpa, hpa, Access::ReadWrite, &mut self.pool)
+            .map_4k(gpa, Hpa(hpa), Access::ReadWrite, &mut self.pool)
             .map_err(|e| self.npt_failed(e))?;
         if self.shared_info_gfn == Some(gfn) && hpa != self.shared_info {
             self.shared_info_gfn = None;
@@ -273,7 +270,7 @@ impl GuestMemory {
     /// `old` what is underneath, unless something else is mapped there now.
     fn vacate(&mut self, old: Gfn, hpa: u64) {
         let Ok(gpa) = gpa_of(old) else { return };
-        if self.npt.is_foreign(gpa) || self.npt.translate(gpa).map(|(at, _)| at) != Some(hpa) {
+        if self.npt.is_foreign(gpa) || self.npt.translate(gpa).map(|(at, _)| at) != Some(Hpa(hpa)) {
             return;
         }
         // Needs no new table: the path to `old` exists.
@@ -310,8 +307,9 @@ impl GuestMemory {
     pub fn ram_frame(&self, gfn: Gfn) -> Option<Hpa> {
         let frame = self.backing_frame(gfn)?;
         let gpa = gpa_of(gfn).ok()?;
-        (!self.npt.is_foreign(gpa) && self.npt.translate(gpa) == Some((frame, Access::ReadWrite)))
-            .then_some(Hpa(frame))
+        (!self.npt.is_foreign(gpa)
+            && self.npt.translate(gpa) == Some((Hpa(frame), Access::ReadWrite)))
+        .then_some(Hpa(frame))
     }
 
     /// Gives the domain a zeroed PV console ring page at guest frame `gfn`
@@ -390,16 +388,15 @@ impl GuestMemory {
     pub fn map_foreign(&mut self, gfn: Gfn, hpa: Hpa, readonly: bool) -> Result<u64, Errno> {
         let gpa = gfn
             .gpa()
-            .map(|gpa| gpa.0)
-            .filter(|&gpa| gpa < 1 << 46)
+            .filter(|gpa| gpa.0 < 1 << 46)
             .ok_or(errno::EINVAL)?;
         if self.npt.is_foreign(gpa) {
             return Err(errno::EBUSY);
         }
         let restore = match self.npt.translate(gpa) {
             None => 0,
-            Some((previous, Access::ReadOnly)) => previous | RESTORE_PRESENT,
-            Some((previous, Access::ReadWrite)) => previous | RESTORE_PRESENT | RESTORE_WRITABLE,
+            Some((previous, Access::ReadOnly)) => previous.0 | RESTORE_PRESENT,
+            Some((previous, Access::ReadWrite)) => previous.0 | RESTORE_PRESENT | RESTORE_WRITABLE,
         };
         let access = if readonly {
             Access::ReadOnly
@@ -407,7 +404,7 @@ impl GuestMemory {
             Access::ReadWrite
         };
         self.npt
-            .map_4k_foreign(gpa, hpa.0, access, &mut self.pool)
+            .map_4k_foreign(gpa, hpa, access, &mut self.pool)
             .map_err(|e| self.npt_failed(e))?;
         Ok(restore)
     }
@@ -421,7 +418,7 @@ impl GuestMemory {
         if !self.npt.is_foreign(gpa) {
             return Ok(());
         }
-        let hpa = restore & !0xFFF;
+        let hpa = Hpa(restore & !0xFFF);
         let result = match (restore & RESTORE_PRESENT, restore & RESTORE_WRITABLE) {
             (0, _) => self.npt.unmap_4k(gpa, &mut self.pool),
             (_, 0) => self.npt.map_4k(gpa, hpa, Access::ReadOnly, &mut self.pool),
@@ -480,8 +477,8 @@ impl GuestMemory {
     /// Host address of guest-physical `gpa`, if mapped (and writable when
     /// `write`).
     pub fn host_address(&self, gpa: Gpa, write: bool) -> Option<Hpa> {
-        let (hpa, access) = self.npt.translate(gpa.0)?;
-        (!write || access == Access::ReadWrite).then_some(Hpa(hpa))
+        let (hpa, access) = self.npt.translate(gpa)?;
+        (!write || access == Access::ReadWrite).then_some(hpa)
     }
 
     /// Copies guest-physical memory into `buf`, page by page.

@@ -9,6 +9,7 @@
 //! keeps no list of its frames: the tree itself is the list.
 
 use rxen_core::frame_alloc::PagingPool;
+use rxen_core::mm::{Gpa, Hpa};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -218,11 +219,12 @@ impl NestedPageTable {
     /// table that was there goes back to the pool).
     pub fn map_2m(
         &mut self,
-        gpa: u64,
-        hpa: u64,
+        gpa: Gpa,
+        hpa: Hpa,
         access: Access,
         frames: &mut dyn TableFrames,
     ) -> Result<(), NptError> {
+        let (gpa, hpa) = (gpa.0, hpa.0);
         if !gpa.is_multiple_of(PAGE_2M) || !hpa.is_multiple_of(PAGE_2M) {
             return Err(NptError::Unaligned);
         }
@@ -254,11 +256,12 @@ impl NestedPageTable {
     /// Maps the 4 KiB guest page at `gpa` to `hpa` (splitting a 2 MiB leaf).
     pub fn map_4k(
         &mut self,
-        gpa: u64,
-        hpa: u64,
+        gpa: Gpa,
+        hpa: Hpa,
         access: Access,
         frames: &mut dyn TableFrames,
     ) -> Result<(), NptError> {
+        let (gpa, hpa) = (gpa.0, hpa.0);
         if !hpa.is_multiple_of(4096) {
             return Err(NptError::Unaligned);
         }
@@ -269,11 +272,12 @@ impl NestedPageTable {
     /// [`NestedPageTable::is_foreign`]).
     pub fn map_4k_foreign(
         &mut self,
-        gpa: u64,
-        hpa: u64,
+        gpa: Gpa,
+        hpa: Hpa,
         access: Access,
         frames: &mut dyn TableFrames,
     ) -> Result<(), NptError> {
+        let (gpa, hpa) = (gpa.0, hpa.0);
         if !hpa.is_multiple_of(4096) {
             return Err(NptError::Unaligned);
         }
@@ -283,7 +287,8 @@ impl NestedPageTable {
     /// Removes the 4 KiB mapping of `gpa` (splitting a 2 MiB leaf first, so
     /// its other pages stay mapped); tables left mapping nothing go back to
     /// the pool. Nothing mapped there: nothing to do.
-    pub fn unmap_4k(&mut self, gpa: u64, frames: &mut dyn TableFrames) -> Result<(), NptError> {
+    pub fn unmap_4k(&mut self, gpa: Gpa, frames: &mut dyn TableFrames) -> Result<(), NptError> {
+        let gpa = gpa.0;
         check_4k(gpa)?;
         let (path, depth) = self.path(gpa);
         if depth < 3 {
@@ -323,7 +328,8 @@ impl NestedPageTable {
     }
 
     /// The host address and access for `gpa`, if mapped.
-    pub fn translate(&self, gpa: u64) -> Option<(u64, Access)> {
+    pub fn translate(&self, gpa: Gpa) -> Option<(Hpa, Access)> {
+        let gpa = gpa.0;
         let (entry, shift) = self.leaf(gpa)?;
         let access = if entry & WRITABLE != 0 {
             Access::ReadWrite
@@ -332,14 +338,14 @@ impl NestedPageTable {
         };
         let offset = gpa & ((1 << shift) - 1);
         Some((
-            (entry & ADDRESS_MASK & !((1 << shift) - 1)) + offset,
+            Hpa((entry & ADDRESS_MASK & !((1 << shift) - 1)) + offset),
             access,
         ))
     }
 
     /// Whether another domain's page is mapped at `gpa`.
-    pub fn is_foreign(&self, gpa: u64) -> bool {
-        self.leaf(gpa)
+    pub fn is_foreign(&self, gpa: Gpa) -> bool {
+        self.leaf(gpa.0)
             .is_some_and(|(entry, _)| entry & FOREIGN != 0)
     }
 
@@ -431,19 +437,25 @@ mod tests {
     fn tables_are_counted_and_all_given_back() {
         let mut frames = HostFrames::new(64);
         let mut npt = NestedPageTable::new(&mut frames).unwrap();
-        npt.map_2m(0, RAM, Access::ReadWrite, &mut frames).unwrap();
-        npt.map_4k(0x20_0000, RAM + 0x20_0000, Access::ReadWrite, &mut frames)
+        npt.map_2m(Gpa(0), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
-        npt.map_4k(1 << 40, RAM, Access::ReadOnly, &mut frames)
+        npt.map_4k(
+            Gpa(0x20_0000),
+            Hpa(RAM + 0x20_0000),
+            Access::ReadWrite,
+            &mut frames,
+        )
+        .unwrap();
+        npt.map_4k(Gpa(1 << 40), Hpa(RAM), Access::ReadOnly, &mut frames)
             .unwrap();
         assert_eq!(npt.table_count(), frames.out.len());
         assert_eq!(
-            npt.translate(0x1234),
-            Some((RAM + 0x1234, Access::ReadWrite))
+            npt.translate(Gpa(0x1234)),
+            Some((Hpa(RAM + 0x1234), Access::ReadWrite))
         );
         assert_eq!(
-            npt.translate((1 << 40) + 8),
-            Some((RAM + 8, Access::ReadOnly))
+            npt.translate(Gpa((1 << 40) + 8)),
+            Some((Hpa(RAM + 8), Access::ReadOnly))
         );
         npt.destroy(&mut frames);
         assert!(frames.out.is_empty(), "every table back");
@@ -454,24 +466,27 @@ mod tests {
     fn unmapping_the_last_page_gives_its_tables_back() {
         let mut frames = HostFrames::new(64);
         let mut npt = NestedPageTable::new(&mut frames).unwrap();
-        npt.map_4k(0x1000, RAM, Access::ReadWrite, &mut frames)
+        npt.map_4k(Gpa(0x1000), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
         let base = frames.out.len();
         // Far away: a PDPT, a PD and a PT of its own.
         let far = 3 * 0x80_0000_0000 + 0x5000;
-        npt.map_4k(far, RAM, Access::ReadWrite, &mut frames)
+        npt.map_4k(Gpa(far), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
-        npt.map_4k(far + 0x1000, RAM, Access::ReadWrite, &mut frames)
+        npt.map_4k(Gpa(far + 0x1000), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
         assert_eq!(frames.out.len(), base + 3);
-        npt.unmap_4k(far, &mut frames).unwrap();
+        npt.unmap_4k(Gpa(far), &mut frames).unwrap();
         assert_eq!(frames.out.len(), base + 3, "the PT still maps a page");
-        npt.unmap_4k(far + 0x1000, &mut frames).unwrap();
+        npt.unmap_4k(Gpa(far + 0x1000), &mut frames).unwrap();
         assert_eq!(frames.out.len(), base, "PT, PD and PDPT back");
-        assert_eq!(npt.translate(far + 0x1000), None);
-        assert_eq!(npt.translate(0x1000), Some((RAM, Access::ReadWrite)));
+        assert_eq!(npt.translate(Gpa(far + 0x1000)), None);
+        assert_eq!(
+            npt.translate(Gpa(0x1000)),
+            Some((Hpa(RAM), Access::ReadWrite))
+        );
         // Unmapping what is not mapped takes nothing.
-        npt.unmap_4k(1 << 45, &mut frames).unwrap();
+        npt.unmap_4k(Gpa(1 << 45), &mut frames).unwrap();
         assert_eq!(frames.out.len(), base);
         npt.destroy(&mut frames);
         assert!(frames.out.is_empty());
@@ -483,7 +498,7 @@ mod tests {
         let mut npt = NestedPageTable::new(&mut frames).unwrap();
         // Root + PDPT + PD fit; the PT does not.
         assert_eq!(
-            npt.map_4k(0x1000, RAM, Access::ReadWrite, &mut frames),
+            npt.map_4k(Gpa(0x1000), Hpa(RAM), Access::ReadWrite, &mut frames),
             Err(NptError::OutOfMemory)
         );
         assert_eq!(
@@ -492,7 +507,7 @@ mod tests {
             "the PDPT and PD made on the way are back"
         );
         assert_eq!(npt.table_count(), 1);
-        assert_eq!(npt.translate(0x1000), None);
+        assert_eq!(npt.translate(Gpa(0x1000)), None);
         npt.destroy(&mut frames);
         assert!(frames.out.is_empty());
     }
@@ -501,17 +516,17 @@ mod tests {
     fn unmapping_in_a_2m_page_splits_it() {
         let mut frames = HostFrames::new(8);
         let mut npt = NestedPageTable::new(&mut frames).unwrap();
-        npt.map_2m(0x20_0000, RAM, Access::ReadWrite, &mut frames)
+        npt.map_2m(Gpa(0x20_0000), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
-        npt.unmap_4k(0x20_1000, &mut frames).unwrap();
-        assert_eq!(npt.translate(0x20_1000), None);
+        npt.unmap_4k(Gpa(0x20_1000), &mut frames).unwrap();
+        assert_eq!(npt.translate(Gpa(0x20_1000)), None);
         assert_eq!(
-            npt.translate(0x20_2000),
-            Some((RAM + 0x2000, Access::ReadWrite))
+            npt.translate(Gpa(0x20_2000)),
+            Some((Hpa(RAM + 0x2000), Access::ReadWrite))
         );
         // Mapping a 2 MiB page over the split one gives its PT back.
         let before = frames.out.len();
-        npt.map_2m(0x20_0000, RAM, Access::ReadOnly, &mut frames)
+        npt.map_2m(Gpa(0x20_0000), Hpa(RAM), Access::ReadOnly, &mut frames)
             .unwrap();
         assert_eq!(frames.out.len(), before - 1);
         npt.destroy(&mut frames);
@@ -522,20 +537,25 @@ mod tests {
     fn foreign_leaves_are_marked() {
         let mut frames = HostFrames::new(8);
         let mut npt = NestedPageTable::new(&mut frames).unwrap();
-        npt.map_4k(0x1000, RAM, Access::ReadWrite, &mut frames)
+        npt.map_4k(Gpa(0x1000), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
-        npt.map_4k_foreign(0x2000, RAM + 0x5000, Access::ReadOnly, &mut frames)
-            .unwrap();
-        assert!(!npt.is_foreign(0x1000));
-        assert!(npt.is_foreign(0x2000));
-        assert!(!npt.is_foreign(0x3000));
+        npt.map_4k_foreign(
+            Gpa(0x2000),
+            Hpa(RAM + 0x5000),
+            Access::ReadOnly,
+            &mut frames,
+        )
+        .unwrap();
+        assert!(!npt.is_foreign(Gpa(0x1000)));
+        assert!(npt.is_foreign(Gpa(0x2000)));
+        assert!(!npt.is_foreign(Gpa(0x3000)));
         assert_eq!(
-            npt.translate(0x2000),
-            Some((RAM + 0x5000, Access::ReadOnly))
+            npt.translate(Gpa(0x2000)),
+            Some((Hpa(RAM + 0x5000), Access::ReadOnly))
         );
-        npt.map_4k(0x2000, RAM, Access::ReadWrite, &mut frames)
+        npt.map_4k(Gpa(0x2000), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
-        assert!(!npt.is_foreign(0x2000));
+        assert!(!npt.is_foreign(Gpa(0x2000)));
         npt.destroy(&mut frames);
         assert!(frames.out.is_empty());
     }
