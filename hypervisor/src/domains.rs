@@ -62,16 +62,25 @@ fn module(modules: &[(usize, BootModule)], index: usize) -> Option<&BootModule> 
     modules.iter().find(|(i, _)| *i == index).map(|(_, m)| m)
 }
 
+/// Why a `domu=` option names no domain that can be built: the module it
+/// names (kernel or initrd) is not there or not usable.
+struct NoUsableModule(usize);
+
+impl core::fmt::Display for NoUsableModule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "no usable module {}", self.0)
+    }
+}
+
 /// A domU from its `domu=` option, or why it cannot be built.
 fn domu_spec(
     spec: &DomUSpec,
     modules: &[(usize, BootModule)],
     loader: &str,
-) -> Result<BootSpec, String> {
-    let kernel = module(modules, spec.kernel)
-        .ok_or_else(|| alloc::format!("no usable module {}", spec.kernel))?;
+) -> Result<BootSpec, NoUsableModule> {
+    let kernel = module(modules, spec.kernel).ok_or(NoUsableModule(spec.kernel))?;
     let initrd = match spec.initrd {
-        Some(i) => Some(module(modules, i).ok_or_else(|| alloc::format!("no usable module {i}"))?),
+        Some(i) => Some(module(modules, i).ok_or(NoUsableModule(i))?),
         None => None,
     };
     Ok(BootSpec {

@@ -44,7 +44,7 @@ use crate::console_input::{InputFocus, Typed};
 use crate::hvm::build::BootSpec;
 use crate::hvm::exits::{self, Flow};
 use crate::hvm::grant::Platform;
-use crate::hvm::{self, DomainTable, GrantMap, HvmDomain, World};
+use crate::hvm::{self, CreateError, DomainTable, GrantMap, HvmDomain, World};
 
 /// The longest a CPU runs or idles without looking at timers.
 const HOUSEKEEPING_NS: u64 = 100_000_000;
@@ -162,21 +162,25 @@ fn reason_text(reason: ShutdownReason) -> String {
 
 impl Machine {
     /// Builds boot domain `boot` and hands its vCPUs to the scheduler.
-    fn build(&mut self, boot: &BootDomain) -> Result<(), ()> {
+    fn build(&mut self, boot: &BootDomain) -> Result<(), CreateError> {
         let created = hvm::create(boot.id, &boot.spec);
         self.install(boot, created)
     }
 
     /// Hands a domain built from `boot` (or the reason it could not be
     /// built) to the machine: the domain table, the scheduler, a grant table.
-    fn install(&mut self, boot: &BootDomain, created: Result<HvmDomain, String>) -> Result<(), ()> {
+    fn install(
+        &mut self,
+        boot: &BootDomain,
+        created: Result<HvmDomain, CreateError>,
+    ) -> Result<(), CreateError> {
         let id = boot.id;
         let domain = match created {
             Ok(domain) => domain,
             Err(why) => {
                 printk!("d{id}: cannot build the domain: {why}");
                 self.last_end = Some(ShutdownReason::Crash);
-                return Err(());
+                return Err(why);
             }
         };
         if let Err(e) = self.sched.add_domain(id, boot.params) {
@@ -548,7 +552,7 @@ impl Machine {
         &mut self,
         boot: BootDomain,
         reboots: u32,
-        created: Result<HvmDomain, String>,
+        created: Result<HvmDomain, CreateError>,
     ) {
         if self.install(&boot, created).is_ok() {
             self.boot.insert(boot.id, (boot, reboots));

@@ -16,7 +16,6 @@ pub mod vlapic;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use rxen_core::domain::{DomId, Domain, ShutdownReason};
@@ -69,19 +68,48 @@ pub struct World<'a> {
 /// where Xen's HVM special pages are.
 pub const CONSOLE_GFN: Gfn = Gfn(0xFEFFF);
 
+/// Why a domain could not be built.
+#[derive(Debug)]
+pub enum CreateError {
+    /// No memory for the domain's RAM (of this many MiB).
+    OutOfMemory(u64),
+    /// The paging pool (of this many pages) cannot map the domain's RAM.
+    PoolTooSmall(u64),
+    /// The kernel, its modules or the boot structures could not be loaded.
+    Build(build::BuildError),
+    /// No memory for the PV console ring page.
+    ConsolePage,
+    /// No event channel for the console.
+    ConsolePort,
+    /// No memory for the vCPUs' control blocks.
+    Vcpus,
+}
+
+impl core::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfMemory(mib) => write!(f, "out of memory for {mib} MiB"),
+            Self::PoolTooSmall(pages) => write!(
+                f,
+                "a paging pool of {pages} pages cannot map the domain's RAM"
+            ),
+            Self::Build(e) => write!(f, "{e}"),
+            Self::ConsolePage => write!(f, "out of memory for the console page"),
+            Self::ConsolePort => write!(f, "no port for the console"),
+            Self::Vcpus => write!(f, "out of memory for the vCPUs"),
+        }
+    }
+}
+
 /// Builds a PVH domain `domid` from `spec`.
-pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
+pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
     let pages = spec.memory_bytes / 4096;
     let heap_before = crate::heap::used();
     let pool_pages = spec.paging_pages();
     let mut memory =
         GuestMemory::new(domid, spec.memory_bytes, pool_pages).map_err(|error| match error {
-            memory::MemoryError::OutOfMemory => {
-                alloc::format!("out of memory for {} MiB", spec.memory_bytes >> 20)
-            }
-            memory::MemoryError::PoolTooSmall => {
-                alloc::format!("a paging pool of {pool_pages} pages cannot map the domain's RAM")
-            }
+            memory::MemoryError::OutOfMemory => CreateError::OutOfMemory(spec.memory_bytes >> 20),
+            memory::MemoryError::PoolTooSmall => CreateError::PoolTooSmall(pool_pages),
         })?;
     let is_domu = spec.flags & rxen_abi::start_info::SIF_INITDOMAIN == 0;
     let mut map = build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables());
@@ -93,7 +121,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
             kind: 2,
         });
     }
-    let layout = build::load(spec, &mut memory, &map).map_err(|e| alloc::format!("{e}"))?;
+    let layout = build::load(spec, &mut memory, &map).map_err(CreateError::Build)?;
     let now = crate::time::now_ns();
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
     let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
@@ -105,11 +133,11 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
         // domU finds the ones its toolstack sets up.
         memory
             .add_console_page(CONSOLE_GFN)
-            .map_err(|_| String::from("out of memory for the console page"))?;
+            .map_err(|_| CreateError::ConsolePage)?;
         let port = core
             .events
             .bind_console()
-            .map_err(|_| String::from("no port for the console"))?;
+            .map_err(|_| CreateError::ConsolePort)?;
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN.0;
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_EVTCHN as usize] = port as u64;
     }
@@ -120,7 +148,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, String> {
     let mut vcpus = Vec::with_capacity(nr_vcpus);
     for _ in 0..nr_vcpus {
         let vcpu = SvmVcpu::new_pvh(layout.entry, layout.start_info, memory.npt.root(), asid)
-            .ok_or_else(|| String::from("out of memory for the vCPUs"))?;
+            .ok_or(CreateError::Vcpus)?;
         vcpus.push(vcpu);
     }
     printk!(
