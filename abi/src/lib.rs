@@ -25,6 +25,8 @@ pub mod grant_table;
 pub mod hvm;
 pub mod hvm_vcpu;
 pub mod memory;
+pub mod physdev;
+pub mod platform;
 pub mod ring;
 pub mod sched;
 pub mod start_info;

@@ -31,6 +31,7 @@ pub mod hypercall;
 pub mod log;
 pub mod memmap;
 pub mod mm;
+pub mod pci;
 pub mod platform;
 pub mod sched;
 pub mod shared_page;

@@ -2,8 +2,9 @@
 //! core's hypercall and event code, as narrow traits, one per kind of
 //! service: guest memory ([`GuestCopy`], [`GuestAccess`]), the clock
 //! ([`Clock`]), the console ([`Console`]), facts about the host
-//! ([`HostInfo`]), changes to the caller's physical map ([`Physmap`]) and
-//! the other domains of the machine ([`Domains`]). [`GuestEnv`] is their
+//! ([`HostInfo`]), the host's PCI devices ([`HostPci`]), changes to the
+//! caller's physical map ([`Physmap`]) and the other domains of the machine
+//! ([`Domains`]). [`GuestEnv`] is their
 //! sum and nothing more.
 //!
 //! No method has a default body: a platform that lacks a service says so
@@ -22,6 +23,7 @@ use rxen_abi::errno::Errno;
 use crate::domain::{DomId, Domain, GuestMemRegion};
 use crate::grant_table::{GrantPlatform, GrantTables};
 use crate::mm::{Gfn, Gpa};
+use crate::pci::PciRegistry;
 use crate::shared_page::SharedPage;
 use crate::time::TimeScale;
 
@@ -68,6 +70,9 @@ pub trait Clock {
     fn time_scale(&self) -> TimeScale;
     /// Wall-clock time (seconds, nanoseconds) at system time 0.
     fn wallclock_base(&self) -> (u64, u32);
+    /// Sets the wall-clock time at system time 0 for the whole machine
+    /// (`XENPF_settime`: the control domain keeps the clock).
+    fn set_wallclock_base(&mut self, sec: u64, nsec: u32);
 }
 
 /// The hypervisor console, as guests reach it.
@@ -90,6 +95,28 @@ pub trait HostInfo {
     fn host_memory_map(&self) -> Vec<GuestMemRegion>;
     /// The highest host RAM page + 1.
     fn host_max_page(&self) -> u64;
+    /// Physical CPU `cpu` (the hypervisor's CPU number), if present.
+    fn physical_cpu(&self, cpu: u32) -> Option<PhysicalCpu>;
+    /// The highest physical CPU number present.
+    fn max_present_cpu(&self) -> u32;
+}
+
+/// A physical CPU, as `XENPF_get_cpuinfo` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhysicalCpu {
+    /// Its local APIC ID.
+    pub apic_id: u32,
+    /// Its ACPI processor ID.
+    pub acpi_id: u32,
+    /// Whether it runs (was brought up).
+    pub online: bool,
+}
+
+/// The host's PCI devices as the control domain reports them
+/// (`physdev_op`); one registry for the machine.
+pub trait HostPci {
+    /// Runs `f` on the machine's [`PciRegistry`].
+    fn with_pci(&mut self, f: &mut dyn FnMut(&mut PciRegistry));
 }
 
 /// The changes hypercalls make to the calling domain's physical map (its
@@ -123,6 +150,8 @@ pub trait Domains {
         caller: DomId,
         f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
     ) -> bool;
+    /// The ids of the machine's other domains (never the caller's).
+    fn other_domains(&self) -> Vec<DomId>;
 }
 
 /// Runs `f` on domain `id` with an environment over its memory, whichever
@@ -152,9 +181,12 @@ pub fn lend_domain<R>(
 /// Everything the platform provides for one calling vCPU: the sum of the
 /// narrow traits, with no method of its own. Implemented for every type
 /// that implements them all.
-pub trait GuestEnv: GuestAccess + Clock + Console + HostInfo + Physmap + Domains {}
+pub trait GuestEnv: GuestAccess + Clock + Console + HostInfo + HostPci + Physmap + Domains {}
 
-impl<T: GuestAccess + Clock + Console + HostInfo + Physmap + Domains + ?Sized> GuestEnv for T {}
+impl<T: GuestAccess + Clock + Console + HostInfo + HostPci + Physmap + Domains + ?Sized> GuestEnv
+    for T
+{
+}
 
 #[cfg(test)]
 mod tests {

@@ -20,8 +20,10 @@ use crate::domain::{DomId, Domain, GuestMemRegion};
 use crate::grant_table::{GrantPlatform, GrantTable, GrantTables, Mfn, WORDS_PER_FRAME};
 use crate::hypercall::{dispatch, Ctx, Next, Outcome};
 use crate::mm::{Gfn, Gpa};
+use crate::pci::{McfgRegion, PciRegistry};
 use crate::platform::{
-    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
+    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, HostPci, PhysicalCpu,
+    Physmap,
 };
 use crate::shared_page::SharedPage;
 use crate::time::TimeScale;
@@ -49,6 +51,10 @@ pub(crate) struct FakeEnv {
     pub(crate) grant_frames_mapped: Vec<(u32, u64)>,
     /// Whether the physical map refuses grant frames.
     pub(crate) refuse_grant_frames: bool,
+    /// Wall-clock time at system time 0 (seconds, nanoseconds).
+    pub(crate) wallclock: (u64, u32),
+    /// The machine's PCI registry (q35's one MCFG window).
+    pub(crate) pci: PciRegistry,
 }
 
 /// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
@@ -152,6 +158,13 @@ impl FakeEnv {
             grants: None,
             grant_frames_mapped: Vec::new(),
             refuse_grant_frames: false,
+            wallclock: (1_700_000_000, 5),
+            pci: PciRegistry::new(&[McfgRegion {
+                address: 0xB000_0000,
+                segment: 0,
+                start_bus: 0,
+                end_bus: 255,
+            }]),
         }
     }
 
@@ -253,7 +266,13 @@ impl Clock for FakeEnv {
         TimeScale::from_hz(2_000_000_000)
     }
     fn wallclock_base(&self) -> (u64, u32) {
-        (1_700_000_000, 5)
+        self.wallclock
+    }
+    fn set_wallclock_base(&mut self, sec: u64, nsec: u32) {
+        self.wallclock = (sec, nsec);
+        if let Some((_, peer)) = self.peer.as_deref_mut() {
+            peer.wallclock = (sec, nsec);
+        }
     }
 }
 
@@ -283,6 +302,23 @@ impl HostInfo for FakeEnv {
     }
     fn host_max_page(&self) -> u64 {
         1 << 18
+    }
+    /// Two CPUs, APIC IDs 0 and 2.
+    fn physical_cpu(&self, cpu: u32) -> Option<PhysicalCpu> {
+        (cpu < 2).then(|| PhysicalCpu {
+            apic_id: cpu * 2,
+            acpi_id: cpu,
+            online: true,
+        })
+    }
+    fn max_present_cpu(&self) -> u32 {
+        1
+    }
+}
+
+impl HostPci for FakeEnv {
+    fn with_pci(&mut self, f: &mut dyn FnMut(&mut PciRegistry)) {
+        f(&mut self.pci);
     }
 }
 
@@ -328,6 +364,9 @@ impl Domains for FakeEnv {
         };
         f(&mut grants.tables, &mut lend);
         true
+    }
+    fn other_domains(&self) -> Vec<DomId> {
+        self.peer.iter().map(|p| p.0.id).collect()
     }
 }
 

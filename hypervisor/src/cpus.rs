@@ -49,6 +49,9 @@ pub fn bring_up_aps(boot: &BootInfo, options: &Options, pml4: u64) {
         }
     };
     printk!("ACPI: {} CPUs in the MADT", cpus.len());
+    if let Some(bsp) = cpus.iter().find(|c| c.apic_id == bsp_apic) {
+        cpu::set_acpi_id(0, bsp.processor_uid);
+    }
     let max = options
         .maxcpus
         .map(|m| m as usize)
@@ -74,6 +77,7 @@ pub fn bring_up_aps(boot: &BootInfo, options: &Options, pml4: u64) {
         };
         let stack_top = stack + (AP_STACK_FRAMES as u64) * 4096;
         cpu::register(next_index, apic_id, stack, stack_top);
+        cpu::set_acpi_id(next_index, entry.processor_uid);
         if smp::start_ap(apic_id, next_index, pml4, stack_top, ap_entry) {
             next_index += 1;
         } else {

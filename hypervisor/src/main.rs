@@ -20,6 +20,8 @@ mod hvm;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
+mod pci;
+#[cfg(target_os = "none")]
 mod schedule;
 #[cfg(target_os = "none")]
 mod start;

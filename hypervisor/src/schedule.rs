@@ -21,6 +21,8 @@
 //! holding a later one):
 //! 1. `MACHINE` (here): domains, scheduler, grant tables.
 //! 2. `console_input::DOM0_INPUT`: typed bytes for dom0 (taken under 1).
+//!    `pci::PCI`, the PCI registry, is a leaf at the same rank (taken under
+//!    1 by physdev_op, nothing taken under it).
 //! 3. The heap's growth lock (`heap::DualHeap::growing`, only `try_lock`:
 //!    an allocation that finds it busy does not wait).
 //! 4. `memory::FRAMES`, the frame allocator (under 1 and 3; nothing

@@ -130,6 +130,21 @@ fn init_sipi_xsave() {
         .assert_normal_stop();
 }
 
+/// The platform_op guest as an unprivileged domain: platform_op is `-EPERM`, the PCI
+/// reports of physdev_op `-ENOSYS`, and the wall clock does not move.
+#[test]
+fn platform_op_from_a_domu() {
+    let out = Qemu::new("guest-platform_op-domu")
+        .append(APPEND)
+        .append("dom0less domu=0")
+        .module(guest("platform_op"), "")
+        .run();
+    out.assert_not_contains("(d1) FAIL ")
+        .assert_contains("(d1) control domain: false")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("d1: shut down (poweroff)");
+}
+
 #[test]
 fn every_guest_has_a_case() {
     guest_cases::assert_all_listed();
@@ -165,6 +180,7 @@ guest_tests!(
     memory_op,
     shared_info,
     hvm_op,
+    platform_op,
     vcpu_op,
     timers,
     event_channel_bad_input,

@@ -93,6 +93,7 @@ xen_tests!(
     memory_op,
     shared_info,
     hvm_op,
+    platform_op,
     vcpu_op,
     timers,
     multicall,

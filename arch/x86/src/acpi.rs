@@ -1,10 +1,13 @@
-//! The CPUs of the machine, from the ACPI MADT (through the `acpi` crate).
+//! The host's ACPI tables (through the `acpi` crate): the CPUs of the MADT
+//! and the PCI ECAM windows of the MCFG.
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use acpi::madt::{Madt, MadtEntry};
+use acpi::mcfg::Mcfg;
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use rxen_core::pci::McfgRegion;
 
 use crate::bootinfo::AcpiRoot;
 
@@ -58,11 +61,11 @@ pub struct MadtCpu {
 #[derive(Debug)]
 pub struct AcpiFailure(pub acpi::AcpiError);
 
-/// Lists the enabled (or online-capable) CPUs of the MADT, boot CPU included.
-pub fn madt_cpus(root: AcpiRoot) -> Result<Vec<MadtCpu>, AcpiFailure> {
+/// The host's ACPI tables from `root`.
+fn tables(root: AcpiRoot) -> Result<AcpiTables<IdentityMap>, AcpiFailure> {
     // SAFETY: the addresses come from the loader or the BIOS search; the
     // acpi crate validates signatures and checksums before using a table.
-    let tables = unsafe {
+    unsafe {
         match root {
             AcpiRoot::SearchBios => AcpiTables::search_for_rsdp_bios(IdentityMap),
             AcpiRoot::Rsdp(address) => AcpiTables::from_rsdp(IdentityMap, address as usize),
@@ -71,7 +74,33 @@ pub fn madt_cpus(root: AcpiRoot) -> Result<Vec<MadtCpu>, AcpiFailure> {
             }
         }
     }
-    .map_err(AcpiFailure)?;
+    .map_err(AcpiFailure)
+}
+
+/// The ECAM windows of the MCFG table (none without one).
+pub fn mcfg_regions(root: AcpiRoot) -> Result<Vec<McfgRegion>, AcpiFailure> {
+    let tables = tables(root)?;
+    let mcfg = match tables.find_table::<Mcfg>() {
+        Ok(mcfg) => mcfg,
+        Err(acpi::AcpiError::TableMissing(_)) => return Ok(Vec::new()),
+        Err(error) => return Err(AcpiFailure(error)),
+    };
+    Ok(mcfg
+        .get()
+        .entries()
+        .iter()
+        .map(|e| McfgRegion {
+            address: e.base_address,
+            segment: e.pci_segment_group,
+            start_bus: e.bus_number_start,
+            end_bus: e.bus_number_end,
+        })
+        .collect())
+}
+
+/// Lists the enabled (or online-capable) CPUs of the MADT, boot CPU included.
+pub fn madt_cpus(root: AcpiRoot) -> Result<Vec<MadtCpu>, AcpiFailure> {
+    let tables = tables(root)?;
     let madt = tables.find_table::<Madt>().map_err(AcpiFailure)?;
     let mut cpus = Vec::new();
     for entry in madt.get().entries() {

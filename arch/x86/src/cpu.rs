@@ -31,6 +31,11 @@ static ONLINE: AtomicU32 = AtomicU32::new(0);
 static ONLINE_MASK: AtomicU64 = AtomicU64::new(0);
 /// APIC ID of each CPU index.
 static INDEX_TO_APIC: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Bit n set: CPU index n was registered (is present).
+static PRESENT_MASK: AtomicU64 = AtomicU64::new(0);
+/// ACPI processor UID of each CPU index (from the MADT; the boot CPU's is
+/// set when the MADT is read).
+static INDEX_TO_ACPI: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Stack bounds of each CPU (low, high), for stack traces.
 static STACK_BOUNDS: [(AtomicU64, AtomicU64); MAX_CPUS] =
     [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_CPUS];
@@ -55,7 +60,33 @@ pub fn register(index: usize, apic_id: u8, stack_low: u64, stack_high: u64) {
         INDEX_TO_APIC[index].store(apic_id, Ordering::Relaxed);
         STACK_BOUNDS[index].0.store(stack_low, Ordering::Relaxed);
         STACK_BOUNDS[index].1.store(stack_high, Ordering::Relaxed);
+        PRESENT_MASK.fetch_or(1 << index, Ordering::AcqRel);
     }
+}
+
+/// Records the ACPI processor UID of CPU `index`.
+pub fn set_acpi_id(index: usize, acpi_id: u32) {
+    if let Some(slot) = INDEX_TO_ACPI.get(index) {
+        slot.store(acpi_id, Ordering::Relaxed);
+    }
+}
+
+/// A present CPU: (APIC ID, ACPI processor UID, online).
+pub fn present(index: usize) -> Option<(u8, u32, bool)> {
+    let bit = 1u64.checked_shl(u32::try_from(index).ok()?)?;
+    if PRESENT_MASK.load(Ordering::Acquire) & bit == 0 {
+        return None;
+    }
+    Some((
+        INDEX_TO_APIC[index].load(Ordering::Relaxed),
+        INDEX_TO_ACPI[index].load(Ordering::Relaxed),
+        ONLINE_MASK.load(Ordering::Acquire) & bit != 0,
+    ))
+}
+
+/// The highest CPU index present.
+pub fn max_present() -> u32 {
+    63u32.saturating_sub(PRESENT_MASK.load(Ordering::Acquire).leading_zeros())
 }
 
 /// The running CPU's stack bounds (low, high), or (0, 0) if unknown.

@@ -24,6 +24,8 @@ mod context;
 mod hvm;
 mod memory;
 mod multicall;
+mod physdev;
+mod platform_op;
 mod sched_op;
 pub(crate) mod shared_info;
 mod vcpu;
@@ -152,7 +154,8 @@ type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Outcome;
 
 /// The hypercall table (Xen's `hvm_hypercall_table`), by number: a number
 /// that is not in it is `-ENOSYS`.
-const HYPERCALLS: [(u64, Handler); 11] = [
+const HYPERCALLS: [(u64, Handler); 13] = [
+    (xen::HYPERVISOR_PLATFORM_OP, platform_op::do_platform_op),
     (xen::HYPERVISOR_MEMORY_OP, memory::do_memory_op),
     // Xen takes `unsigned int nr_calls`.
     (xen::HYPERVISOR_MULTICALL, multicall::multicall),
@@ -167,6 +170,7 @@ const HYPERCALLS: [(u64, Handler); 11] = [
         xen::HYPERVISOR_EVENT_CHANNEL_OP,
         crate::event_channel::do_event_channel_op,
     ),
+    (xen::HYPERVISOR_PHYSDEV_OP, physdev::do_physdev_op),
     (xen::HYPERVISOR_HVM_OP, hvm::do_hvm_op),
 ];
 

@@ -121,6 +121,15 @@ fn next_version() -> u32 {
 
 /// Publishes the wall clock and every vCPU's time in the shared-info page.
 pub fn write_shared_info_time(domain: &Domain, env: &mut dyn GuestEnv) {
+    write_wallclock(env);
+    for vcpu in 0..domain.vcpus.len() {
+        write_vcpu_time(domain, vcpu, env);
+    }
+}
+
+/// Publishes the wall clock in the shared-info page (Xen's
+/// `update_domain_wallclock_time`).
+pub(crate) fn write_wallclock(env: &mut dyn GuestEnv) {
     let (sec, nsec) = env.wallclock_base();
     let version_at = core::mem::offset_of!(xen::SharedInfo, wc_version);
     let version = next_version();
@@ -134,9 +143,6 @@ pub fn write_shared_info_time(domain: &Domain, env: &mut dyn GuestEnv) {
         );
         page.store_u32(version_at, version);
     });
-    for vcpu in 0..domain.vcpus.len() {
-        write_vcpu_time(domain, vcpu, env);
-    }
 }
 
 /// Byte offset of `evtchn_upcall_pending` in a `vcpu_info`.

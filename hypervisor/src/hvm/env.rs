@@ -11,7 +11,8 @@ use rxen_core::domain::{DomId, GuestMemRegion};
 use rxen_core::grant_table::{GrantPlatform, GrantTables};
 use rxen_core::mm::{Gfn, Gpa};
 use rxen_core::platform::{
-    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, Physmap,
+    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, HostPci, PhysicalCpu,
+    Physmap,
 };
 use rxen_core::shared_page::SharedPage;
 use rxen_core::time::TimeScale;
@@ -88,7 +89,11 @@ impl Clock for Env<'_> {
     }
 
     fn wallclock_base(&self) -> (u64, u32) {
-        (crate::time::wallclock_at_boot(), 0)
+        crate::time::wallclock_base()
+    }
+
+    fn set_wallclock_base(&mut self, sec: u64, nsec: u32) {
+        crate::time::set_wallclock_base(sec, nsec);
     }
 }
 
@@ -143,6 +148,25 @@ impl HostInfo for Env<'_> {
 
     fn host_max_page(&self) -> u64 {
         crate::memory::host_max_page()
+    }
+
+    fn physical_cpu(&self, cpu: u32) -> Option<PhysicalCpu> {
+        let (apic_id, acpi_id, online) = rxen_x86::cpu::present(cpu as usize)?;
+        Some(PhysicalCpu {
+            apic_id: u32::from(apic_id),
+            acpi_id,
+            online,
+        })
+    }
+
+    fn max_present_cpu(&self) -> u32 {
+        rxen_x86::cpu::max_present()
+    }
+}
+
+impl HostPci for Env<'_> {
+    fn with_pci(&mut self, f: &mut dyn FnMut(&mut rxen_core::pci::PciRegistry)) {
+        crate::pci::with(|registry| f(registry));
     }
 }
 
@@ -202,6 +226,13 @@ impl Domains for Env<'_> {
         platform.flush_changed();
         self.npt_changed |= platform.caller_npt_changed;
         true
+    }
+
+    fn other_domains(&self) -> Vec<DomId> {
+        self.others
+            .as_ref()
+            .map(|world| world.domains.keys().copied().collect())
+            .unwrap_or_default()
     }
 }
 

@@ -57,6 +57,7 @@ pub const CASES: &[Case] = &[
     case("memory_op"),
     case("shared_info"),
     case("hvm_op"),
+    case("platform_op"),
     case("vcpu_op"),
     case("timers"),
     case("multicall"),
