@@ -1,0 +1,79 @@
+//! Debian's Linux as dom0 (issue 10): the hypervisor builds it from the first module,
+//! it runs the busybox initramfs's `/init` on hvc0 (console_io) and finds what a
+//! control domain finds. (Its poweroff goes through ACPI, which dom0 does not get yet:
+//! the runs stop at `/init`'s last line.)
+//!
+//! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
+//! dom0`.
+
+use std::time::Duration;
+
+use rxen_tests::{busybox_initramfs, debian_kernel, Qemu};
+
+/// dom0's kernel command line.
+const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen loglevel=8 ignore_loglevel";
+
+/// dom0's `/init`: what it is and what it sees, then power off.
+const INIT_SCRIPT: &str = "#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo rxen-dom0: init is running
+echo rxen-dom0: cpus $(nproc)
+echo rxen-dom0: caps $(cat /sys/hypervisor/properties/capabilities 2>/dev/null)
+echo rxen-dom0: features $(cat /sys/hypervisor/properties/features 2>/dev/null)
+echo rxen-dom0: memtotal $(grep MemTotal /proc/meminfo)
+echo rxen-dom0: pci $(ls /sys/bus/pci/devices 2>/dev/null | wc -l)
+echo rxen-dom0: date $(date +%s)
+echo rxen-dom0: done
+poweroff -f
+";
+
+fn machine(name: &str) -> Qemu {
+    Qemu::new(name)
+        .memory_mb(1024)
+        .append("console=com1 loglvl=all guest_loglvl=all isa_debug_exit dom0_mem=256M")
+        .timeout(Duration::from_secs(180))
+}
+
+/// The value after `key ` on dom0's `/init` line for `key`.
+fn value<'a>(out: &'a rxen_tests::Outcome, key: &str) -> &'a str {
+    let marker = format!("(d0) rxen-dom0: {key} ");
+    out.log
+        .lines()
+        .find_map(|l| l.split_once(&marker).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| out.fail(&format!("no {marker:?} line")))
+}
+
+/// Linux boots as dom0 and reaches `/init`; it knows it is the control domain
+/// (XENFEAT_dom0 in the features the hypervisor reports) and its wall clock is the
+/// RTC's (the host's date, give or take the boot).
+#[test]
+fn debian_linux_boots_as_dom0() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = machine("dom0-linux-boot")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .stop_on("rxen-dom0: done")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("(d0) rxen-dom0: init is running")
+        .assert_line_contains_all(&["(d0) [", "Booting kernel on Xen PVH"])
+        .assert_contains("(d0) rxen-dom0: caps hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
+    let features = u32::from_str_radix(value(&out, "features"), 16)
+        .unwrap_or_else(|_| out.fail("features are not hex"));
+    assert!(
+        features & (1 << 11) != 0,
+        "XENFEAT_dom0 missing: {features:#x}"
+    );
+    let date: u64 = value(&out, "date")
+        .parse()
+        .unwrap_or_else(|_| out.fail("date is not a number"));
+    assert!(
+        date + 600 > started && date < started + 600,
+        "dom0's date {date} is not the host's {started}"
+    );
+}
