@@ -1,13 +1,17 @@
 //! The boot domains: dom0 from the first module (its initrd and further
-//! modules from the ones no domU claims), unless `dom0less`, and one domU
+//! modules from the ones no domU claims), unless `dom0less`, its RAM mapped
+//! 1:1 where the boot left room ([`plan_dom0`]), and one domU
 //! per `domu=` option, each from its own modules, with its memory, vCPUs
 //! and scheduling parameters. They are handed to the scheduling loop
 //! ([`crate::schedule`]), which runs them until none is left.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use rxen_core::cmdline::{DomUSpec, MemAmount, Options};
+use rxen_core::dom0_memory::{Dom0Memory, DOM0_KERNEL_BASE};
+use rxen_core::memmap::MemoryMap;
 use rxen_core::sched::SchedParams;
 use rxen_x86::bootinfo::BootModule;
 use rxen_x86::{printk, stop};
@@ -18,7 +22,8 @@ use crate::schedule::BootDomain;
 /// A domU's memory when `mem=` is not given.
 const DOMU_DEFAULT_MEMORY: u64 = 64 << 20;
 
-/// Dom0's memory: `dom0_mem=` or, as Xen, all but 1/16 (at most 128 MiB)
+/// Dom0's memory when it cannot be 1:1 (its RAM then comes from the frame
+/// allocator): `dom0_mem=` or, as Xen, all but 1/16 (at most 128 MiB)
 /// of what the domUs leave (`domus_bytes`: their RAM and paging pools),
 /// less dom0's own paging pool (as Xen's `dom0_compute_nr_pages`).
 fn dom0_memory(options: &Options, host_bytes: u64, domus_bytes: u64, vcpus: u32) -> u64 {
@@ -43,6 +48,104 @@ fn dom0_memory(options: &Options, host_bytes: u64, domus_bytes: u64, vcpus: u32)
         );
     }
     (wanted.min(cap) & !0x1F_FFFF).max(2 << 20)
+}
+
+/// Where dom0's RAM is (mapped 1:1) and its memory map, laid out at boot
+/// before the frame allocator exists ([`plan_dom0`]).
+static DOM0_MEMORY: spin::Once<Dom0Memory> = spin::Once::new();
+
+/// Bytes a boot domU takes: its RAM and its paging pool.
+fn domu_bytes(spec: &DomUSpec) -> u64 {
+    let ram = domu_ram(spec);
+    let vcpus = spec.vcpus.unwrap_or(1);
+    let pool = spec
+        .shadow_memory
+        .map(|mb| mb.saturating_mul(1 << 20))
+        .unwrap_or_else(|| rxen_core::frame_alloc::default_paging_pages(vcpus, ram) * 4096);
+    ram.saturating_add(pool)
+}
+
+/// A boot domU's RAM.
+fn domu_ram(spec: &DomUSpec) -> u64 {
+    (spec.memory.unwrap_or(DOMU_DEFAULT_MEMORY) & !0xFFF).max(1 << 20)
+}
+
+/// Lays out dom0's 1:1 memory in the host map `map`, around the `taken`
+/// ranges (image, boot data, modules), before the frame allocator exists;
+/// returns the ranges to keep out of the allocator. `dom0_mem=` is honoured
+/// where it fits; by default dom0 gets what the boot domUs and the
+/// hypervisor (heap, frame bitmap, a reserve as Xen keeps: 1/16 of RAM, at
+/// most 128 MiB) leave. Nothing (and a message) when dom0 cannot be laid
+/// out: it is then not built.
+pub fn plan_dom0(
+    options: &Options,
+    map: &MemoryMap,
+    taken: &[Range<u64>],
+    kernel: &[u8],
+) -> Vec<Range<u64>> {
+    if !kernel_loads_high(kernel) {
+        printk!("dom0: its kernel loads below 16 MiB: RAM not mapped 1:1");
+        return Vec::new();
+    }
+    let total = map.total_usable();
+    let above: u64 = map
+        .usable()
+        .map(|r| r.end.saturating_sub(r.start.max(DOM0_KERNEL_BASE)))
+        .sum();
+    let domus: u64 = options.domus.iter().map(domu_bytes).sum();
+    let reserve = crate::memory::HEAP_SIZE
+        + rxen_core::frame_alloc::bitmap_words(map) as u64 * 8
+        + (total / 16).min(128 << 20)
+        + (8 << 20);
+    let available = above.saturating_sub(domus).saturating_sub(reserve);
+    let vcpus = 1;
+    let available = available.saturating_sub(
+        rxen_core::frame_alloc::default_paging_pages(vcpus, available).saturating_mul(4096),
+    );
+    let requested = options.dom0_mem.target.map(|amount| match amount {
+        MemAmount::Bytes(bytes) => bytes,
+        MemAmount::Percent(p) => total / 100 * p as u64,
+    });
+    let wanted = requested.unwrap_or(available);
+    if wanted > available {
+        printk!(
+            "dom0_mem: {} MiB requested, {} MiB available: using {} MiB",
+            wanted >> 20,
+            available >> 20,
+            available >> 20
+        );
+    }
+    let bytes = (wanted.min(available) & !0x1F_FFFF).max(2 << 20);
+    match rxen_core::dom0_memory::layout(map, taken, bytes) {
+        Ok(dom0) => {
+            for r in &dom0.ram {
+                printk!("dom0: RAM {:#x} - {:#x} (1:1)", r.start, r.end);
+            }
+            let keep = dom0.ram.clone();
+            DOM0_MEMORY.call_once(|| dom0);
+            keep
+        }
+        Err(why) => {
+            printk!("dom0: cannot lay out its memory 1:1: {why}");
+            Vec::new()
+        }
+    }
+}
+
+/// Whether the kernel `image` loads at [`DOM0_KERNEL_BASE`] or above, so
+/// that its RAM there can be the host's: a Linux bzImage (its preferred load
+/// address) or a PVH ELF whose segments start there. A small test kernel
+/// linked at 1 MiB gets RAM from the frame allocator instead.
+fn kernel_loads_high(image: &[u8]) -> bool {
+    /// `pref_address` in the bzImage setup header.
+    const PREF_ADDRESS_AT: usize = 0x258;
+    if rxen_core::bzimage::is_bzimage(image) {
+        return image
+            .get(PREF_ADDRESS_AT..PREF_ADDRESS_AT + 8)
+            .and_then(|b| b.try_into().ok())
+            .is_some_and(|b| u64::from_le_bytes(b) >= DOM0_KERNEL_BASE);
+    }
+    rxen_core::elf::parse_pvh(image).is_ok_and(|elf| elf.extent().0 >= DOM0_KERNEL_BASE)
 }
 
 /// The scheduling parameters a `domu=` option asks for (the rest default).
@@ -90,13 +193,14 @@ fn domu_spec(
             .map(|m| ((m.start, m.end), m.cmdline.clone()))
             .into_iter()
             .collect(),
-        memory_bytes: (spec.memory.unwrap_or(DOMU_DEFAULT_MEMORY) & !0xFFF).max(1 << 20),
+        memory_bytes: domu_ram(spec),
         flags: 0,
         vcpus: spec.vcpus.unwrap_or(1),
         shadow_memory_mb: spec.shadow_memory,
         max_evtchn_port: spec
             .max_event_channels
             .unwrap_or(crate::hvm::build::DOMU_MAX_EVTCHN_PORT),
+        direct: None,
     })
 }
 
@@ -159,7 +263,11 @@ pub fn run_boot_domains(
                 .filter(|(i, _)| !claimed.contains(i))
                 .map(|(_, m)| ((m.start, m.end), m.cmdline.clone()))
                 .collect::<Vec<_>>(),
-            memory_bytes: dom0_memory(options, host_bytes, domus_bytes, vcpus),
+            memory_bytes: match DOM0_MEMORY.get() {
+                Some(direct) => direct.bytes(),
+                None => dom0_memory(options, host_bytes, domus_bytes, vcpus),
+            },
+            direct: DOM0_MEMORY.get().cloned(),
             flags: rxen_abi::start_info::SIF_PRIVILEGED | rxen_abi::start_info::SIF_INITDOMAIN,
             vcpus,
             shadow_memory_mb: None,

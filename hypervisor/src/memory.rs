@@ -15,7 +15,7 @@ use spin::Mutex;
 /// Everything below 1 MiB stays with the firmware and the AP trampoline.
 const LOW_MEMORY: Range<u64> = 0..(1 << 20);
 /// Main heap size.
-const HEAP_SIZE: u64 = 16 << 20;
+pub const HEAP_SIZE: u64 = 16 << 20;
 
 /// The host memory map (for XENMEM_machine_memory_map).
 static HOST_MAP: spin::Once<Vec<GuestMemRegion>> = spin::Once::new();
@@ -25,6 +25,14 @@ static HOST_MAX_PAGE: core::sync::atomic::AtomicU64 = core::sync::atomic::Atomic
 /// The host memory map as E820 entries.
 pub fn host_memory_map() -> Vec<GuestMemRegion> {
     HOST_MAP.get().cloned().unwrap_or_default()
+}
+
+/// Whether host-physical `addr` is device memory that a 1:1 dom0 may reach
+/// directly ([`rxen_core::dom0_memory::is_device_memory`] on the host map).
+pub fn is_device_memory(addr: u64) -> bool {
+    HOST_MAP
+        .get()
+        .is_some_and(|map| rxen_core::dom0_memory::is_device_memory(map, addr))
 }
 
 /// Highest host RAM frame + 1.

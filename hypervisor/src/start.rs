@@ -86,6 +86,17 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
     let modules = check_modules(&boot, &map);
     let mut reserved = boot.occupied.clone();
     reserved.extend(modules.iter().map(|(_, m)| m.start..m.end));
+    // dom0's 1:1 RAM is laid out before the frame allocator exists. The boot
+    // page tables map the first 4 GiB, where the kernel module is read.
+    if let Some((_, kernel)) = modules
+        .first()
+        .filter(|(_, k)| !options.dom0less && k.end <= 1 << 32)
+    {
+        let mut taken = reserved.clone();
+        taken.push(memory::image_range());
+        let kernel = crate::hvm::build::host_bytes((kernel.start, kernel.end));
+        reserved.extend(crate::domains::plan_dom0(&options, &map, &taken, kernel));
+    }
     if !memory::init_frames_and_heap(&map, reserved) {
         panic!("no memory for the hypervisor");
     }

@@ -22,7 +22,10 @@ echo rxen-dom0: cpus $(nproc)
 echo rxen-dom0: caps $(cat /sys/hypervisor/properties/capabilities 2>/dev/null)
 echo rxen-dom0: features $(cat /sys/hypervisor/properties/features 2>/dev/null)
 echo rxen-dom0: memtotal $(grep MemTotal /proc/meminfo)
-echo rxen-dom0: pci $(ls /sys/bus/pci/devices 2>/dev/null | wc -l)
+mount -t devtmpfs dev /dev
+echo rxen-dom0: pci $(ls /sys/bus/pci/devices)
+echo rxen-dom0: host bridge $(cat /sys/bus/pci/devices/0000:00:00.0/vendor) $(cat /sys/bus/pci/devices/0000:00:00.0/device)
+echo rxen-dom0: reset vector $(busybox devmem 0xffff0 8)
 echo rxen-dom0: date $(date +%s)
 echo rxen-dom0: done
 poweroff -f
@@ -46,7 +49,10 @@ fn value<'a>(out: &'a rxen_tests::Outcome, key: &str) -> &'a str {
 
 /// Linux boots as dom0 and reaches `/init`; it knows it is the control domain
 /// (XENFEAT_dom0 in the features the hypervisor reports) and its wall clock is the
-/// RTC's (the host's date, give or take the boot).
+/// RTC's (the host's date, give or take the boot). Its RAM is the host's at the same
+/// addresses (1:1) from 16 MiB, where Linux loads; what the hypervisor keeps is
+/// unusable in its memory map; the machine's device memory is its own: it finds the
+/// PCI devices through the host's ECAM (MMCONFIG) and reads the BIOS ROM.
 #[test]
 fn debian_linux_boots_as_dom0() {
     let initramfs = busybox_initramfs(INIT_SCRIPT);
@@ -63,6 +69,23 @@ fn debian_linux_boots_as_dom0() {
         .assert_contains("(d0) rxen-dom0: init is running")
         .assert_line_contains_all(&["(d0) [", "Booting kernel on Xen PVH"])
         .assert_contains("(d0) rxen-dom0: caps hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
+    out.assert_contains("dom0: RAM 0x1000000 - 0x11000000 (1:1)")
+        .assert_line_contains_all(&[
+            "(d0) [",
+            "BIOS-e820: [mem 0x0000000000100000-0x0000000000ffffff] unusable",
+        ])
+        .assert_line_contains_all(&[
+            "(d0) [",
+            "BIOS-e820: [mem 0x0000000001000000-0x0000000010ffffff] usable",
+        ])
+        .assert_line_contains_all(&["(d0) [", "pci 0000:00:00.0: [8086:29c0]"])
+        .assert_contains("(d0) rxen-dom0: host bridge 0x8086 0x29c0");
+    let pci = value(&out, "pci");
+    for device in ["0000:00:00.0", "0000:00:1f.0"] {
+        assert!(pci.contains(device), "dom0 does not list {device}: {pci}");
+    }
+    // The BIOS's reset vector (a far jump, 0xEA) is the host's ROM, seen 1:1.
+    assert_eq!(value(&out, "reset vector"), "0xEA");
     let features = u32::from_str_radix(value(&out, "features"), 16)
         .unwrap_or_else(|_| out.fail("features are not hex"));
     assert!(

@@ -54,6 +54,9 @@ pub struct BootSpec {
     /// The highest event-channel port the domain may use (Xen's
     /// `max_evtchn_port`; xl's `max_event_channels`).
     pub max_evtchn_port: u32,
+    /// For a 1:1 dom0: its RAM (host ranges at the same guest address) and
+    /// memory map; `None`: RAM from the frame allocator from address 0.
+    pub direct: Option<rxen_core::dom0_memory::Dom0Memory>,
 }
 
 /// xl's default `max_event_channels` for a domU.
@@ -154,7 +157,8 @@ pub fn guest_memory_map(memory_bytes: u64, acpi: bool) -> Vec<GuestMemRegion> {
     map
 }
 
-fn host_bytes(range: (u64, u64)) -> &'static [u8] {
+/// The bytes of a boot module at host range `range`.
+pub fn host_bytes(range: (u64, u64)) -> &'static [u8] {
     // SAFETY: boot modules are identity-mapped RAM that the frame allocator
     // never hands out (they are reserved at boot) and nobody writes.
     unsafe { core::slice::from_raw_parts(range.0 as *const u8, (range.1 - range.0) as usize) }

@@ -726,6 +726,14 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     if vlapic::is_lapic_page(domain, v, gpa) {
         return lapic_access(domain, v, gpa);
     }
+    if domain.memory.is_direct()
+        && crate::memory::is_device_memory(gpa)
+        && domain.memory.map_identity(Gpa(gpa)).is_ok()
+    {
+        // A 1:1 dom0 reaches the machine's device memory directly: mapped
+        // now, the instruction runs again.
+        return Flow::Continue;
+    }
     let HvmDomain {
         memory,
         vcpus,

@@ -56,6 +56,9 @@ pub struct GuestMemory {
     /// Host frame and guest frame of the PV console ring page, for a domU
     /// whose console the hypervisor serves.
     console: Option<(u64, Option<Gfn>)>,
+    /// The RAM is host RAM mapped 1:1 (a dom0), not the frame allocator's:
+    /// it is not given back when the domain goes.
+    direct: bool,
 }
 
 /// `restore` bits: something was mapped (else the gfn was empty), and it
@@ -102,10 +105,10 @@ impl GuestMemory {
         unsafe { FrameRef::new(hpa, len) }
     }
 
-    /// Allocates and maps `ram_bytes` (a multiple of 4 KiB) of zeroed RAM
-    /// at guest-physical 0, with 2 MiB pages where the allocator can, from
-    /// a paging pool of `pool_pages` frames taken now.
-    pub fn new(domid: DomId, ram_bytes: u64, pool_pages: u64) -> Result<Self, MemoryError> {
+    /// A domain memory without RAM yet: its paging pool of `pool_pages`
+    /// frames (taken now), an empty nested page table and the shared-info
+    /// page. Dropping it gives everything back.
+    fn empty(domid: DomId, ram_bytes: u64, pool_pages: u64) -> Result<Self, MemoryError> {
         let pool_pages = usize::try_from(pool_pages).map_err(|_| MemoryError::OutOfMemory)?;
         let mut pool = PagingPool::new(pool_pages).map_err(|_| MemoryError::OutOfMemory)?;
         for _ in 0..pool_pages {
@@ -132,6 +135,7 @@ impl GuestMemory {
             grant_frames: Vec::new(),
             grant_frame_gfns: Vec::new(),
             console: None,
+            direct: false,
         };
         // From here on, dropping `memory` gives everything back.
         // The shared-info page exists from the start (events are recorded in
@@ -144,6 +148,14 @@ impl GuestMemory {
         memory.host(shared_info, PAGE_SIZE).fill(0);
         memory.extra.push(shared_info);
         memory.shared_info = shared_info;
+        Ok(memory)
+    }
+
+    /// Allocates and maps `ram_bytes` (a multiple of 4 KiB) of zeroed RAM
+    /// at guest-physical 0, with 2 MiB pages where the allocator can, from
+    /// a paging pool of `pool_pages` frames taken now.
+    pub fn new(domid: DomId, ram_bytes: u64, pool_pages: u64) -> Result<Self, MemoryError> {
+        let mut memory = Self::empty(domid, ram_bytes, pool_pages)?;
         let mut gpa = 0;
         while gpa < ram_bytes {
             if ram_bytes - gpa >= PAGE_2M && gpa % PAGE_2M == 0 {
@@ -170,6 +182,69 @@ impl GuestMemory {
         Ok(memory)
     }
 
+    /// Maps the host RAM `ram` (page-aligned ranges, sorted, kept out of the
+    /// frame allocator for this domain) at the same guest-physical
+    /// addresses: a 1:1 dom0 ([`rxen_core::dom0_memory`]). RAM from 1 MiB up
+    /// is zeroed; the low RAM keeps what the firmware left there (the BIOS
+    /// data area Linux reads), as Xen copies it into a PVH dom0.
+    pub fn new_direct(
+        domid: DomId,
+        ram: &[core::ops::Range<u64>],
+        pool_pages: u64,
+    ) -> Result<Self, MemoryError> {
+        let end = ram.last().map_or(0, |r| r.end);
+        let mut memory = Self::empty(domid, end, pool_pages)?;
+        memory.direct = true;
+        for range in ram {
+            let count = ((range.end - range.start) / 4096) as usize;
+            if count == 0 {
+                continue;
+            }
+            if range.start >= 1 << 20 {
+                memory.host(range.start, count * PAGE_SIZE).fill(0);
+            }
+            memory.add_backing(range.start, range.start, count)?;
+            let mut at = range.start;
+            while at < range.end {
+                let result = if at % PAGE_2M == 0 && range.end - at >= PAGE_2M {
+                    let r =
+                        memory
+                            .npt
+                            .map_2m(Gpa(at), Hpa(at), Access::ReadWrite, &mut memory.pool);
+                    at += PAGE_2M;
+                    r
+                } else {
+                    let r =
+                        memory
+                            .npt
+                            .map_4k(Gpa(at), Hpa(at), Access::ReadWrite, &mut memory.pool);
+                    at += 4096;
+                    r
+                };
+                result.map_err(|_| MemoryError::PoolTooSmall)?;
+            }
+        }
+        Ok(memory)
+    }
+
+    /// Whether the RAM is host RAM mapped 1:1 (a dom0).
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Maps the page at `gpa` to the same host page (device memory of a 1:1
+    /// dom0, mapped on first touch as Xen maps its hardware domain's MMIO).
+    /// The caller checked that the host page is device memory.
+    pub fn map_identity(&mut self, gpa: Gpa) -> Result<(), Errno> {
+        let page = Gpa(gpa.0 & !0xFFF);
+        if !self.direct || self.npt.translate(page).is_some() {
+            return Err(errno::EINVAL);
+        }
+        self.npt
+            .map_4k(page, Hpa(page.0), Access::ReadWrite, &mut self.pool)
+            .map_err(|e| self.npt_failed(e))
+    }
+
     /// Records RAM frames (extending the last run when they follow it).
     fn add_backing(&mut self, gpa: u64, hpa: u64, count: usize) -> Result<(), MemoryError> {
         if let Some(last) = self.backing.last_mut() {
@@ -180,7 +255,9 @@ impl GuestMemory {
             }
         }
         if self.backing.try_reserve(1).is_err() {
-            free_frames(hpa, count);
+            if !self.direct {
+                free_frames(hpa, count);
+            }
             return Err(MemoryError::OutOfMemory);
         }
         self.backing.push((gpa, hpa, count));
@@ -577,8 +654,10 @@ impl Drop for GuestMemory {
                 self.domid
             );
         }
-        for &(_, hpa, count) in &self.backing {
-            free_frames(hpa, count);
+        if !self.direct {
+            for &(_, hpa, count) in &self.backing {
+                free_frames(hpa, count);
+            }
         }
         for &frame in self.extra.iter().chain(&self.grant_frames) {
             free_frames(frame, 1);

@@ -106,13 +106,19 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
     let pages = spec.memory_bytes / 4096;
     let heap_before = crate::heap::used();
     let pool_pages = spec.paging_pages();
-    let mut memory =
-        GuestMemory::new(domid, spec.memory_bytes, pool_pages).map_err(|error| match error {
-            memory::MemoryError::OutOfMemory => CreateError::OutOfMemory(spec.memory_bytes >> 20),
-            memory::MemoryError::PoolTooSmall => CreateError::PoolTooSmall(pool_pages),
-        })?;
+    let memory = match &spec.direct {
+        Some(direct) => GuestMemory::new_direct(domid, &direct.ram, pool_pages),
+        None => GuestMemory::new(domid, spec.memory_bytes, pool_pages),
+    };
+    let mut memory = memory.map_err(|error| match error {
+        memory::MemoryError::OutOfMemory => CreateError::OutOfMemory(spec.memory_bytes >> 20),
+        memory::MemoryError::PoolTooSmall => CreateError::PoolTooSmall(pool_pages),
+    })?;
     let is_domu = spec.flags & rxen_abi::start_info::SIF_INITDOMAIN == 0;
-    let mut map = build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables());
+    let mut map = match &spec.direct {
+        Some(direct) => direct.map.clone(),
+        None => build::guest_memory_map(spec.memory_bytes, spec.builds_acpi_tables()),
+    };
     if is_domu {
         // The PV console page (below), reserved in the map the guest gets.
         map.push(rxen_core::domain::GuestMemRegion {
