@@ -8,6 +8,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod acpi;
+#[cfg(target_os = "none")]
 mod console_input;
 #[cfg(target_os = "none")]
 mod cpus;

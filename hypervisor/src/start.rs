@@ -149,6 +149,7 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
 
     cpus::bring_up_aps(&boot, &options, pml4);
     crate::pci::init(boot.acpi);
+    crate::acpi::init(boot.acpi);
     printk!("Brought up {} CPUs", cpu::online_count());
     run_crash_test(&options, 0);
 

@@ -1,7 +1,7 @@
 //! Debian's Linux as dom0 (issue 10): the hypervisor builds it from the first module,
-//! it runs the busybox initramfs's `/init` on hvc0 (console_io) and finds what a
-//! control domain finds. (Its poweroff goes through ACPI, which dom0 does not get yet:
-//! the runs stop at `/init`'s last line.)
+//! it runs the busybox initramfs's `/init` on hvc0 (console_io), finds what a
+//! control domain finds, and powers off through ACPI (PM1 control, SLP_EN), which
+//! ends the hypervisor.
 //!
 //! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
 //! dom0`.
@@ -52,7 +52,9 @@ fn value<'a>(out: &'a rxen_tests::Outcome, key: &str) -> &'a str {
 /// RTC's (the host's date, give or take the boot). Its RAM is the host's at the same
 /// addresses (1:1) from 16 MiB, where Linux loads; what the hypervisor keeps is
 /// unusable in its memory map; the machine's device memory is its own: it finds the
-/// PCI devices through the host's ECAM (MMCONFIG) and reads the BIOS ROM.
+/// PCI devices through the host's ECAM (MMCONFIG) and reads the BIOS ROM. Its
+/// poweroff writes SLP_EN to the FADT's PM1a control port, which ends dom0 and the
+/// machine.
 #[test]
 fn debian_linux_boots_as_dom0() {
     let initramfs = busybox_initramfs(INIT_SCRIPT);
@@ -63,9 +65,11 @@ fn debian_linux_boots_as_dom0() {
     let out = machine("dom0-linux-boot")
         .module(debian_kernel(), DOM0_ARGS)
         .module(&initramfs, "")
-        .stop_on("rxen-dom0: done")
         .run();
     out.assert_not_contains("FATAL TRAP")
+        .assert_line_contains_all(&["d0: ACPI sleep request", "powering off"])
+        .assert_contains("d0: shut down (poweroff)")
+        .assert_normal_stop()
         .assert_contains("(d0) rxen-dom0: init is running")
         .assert_line_contains_all(&["(d0) [", "Booting kernel on Xen PVH"])
         .assert_contains("(d0) rxen-dom0: caps hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
@@ -99,4 +103,25 @@ fn debian_linux_boots_as_dom0() {
         date + 600 > started && date < started + 600,
         "dom0's date {date} is not the host's {started}"
     );
+}
+
+/// A boot-time domU beside the 1:1 dom0: its RAM comes from the frame allocator, out
+/// of dom0's; both run, and the domU gives every frame back.
+#[test]
+fn a_domu_runs_beside_a_linux_dom0() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let out = machine("dom0-linux-and-domu")
+        .append("domu=2,mem=16M")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .module(rxen_tests::guest("platform_op"), "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("dom0: RAM 0x1000000 - 0x11000000 (1:1)")
+        .assert_contains("(d1) control domain: false")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_line_contains_all(&["d1: shut down (poweroff)", " 0 frames not returned"])
+        .assert_contains("(d0) rxen-dom0: done")
+        .assert_contains("d0: shut down (poweroff)")
+        .assert_normal_stop();
 }

@@ -98,6 +98,36 @@ pub fn mcfg_regions(root: AcpiRoot) -> Result<Vec<McfgRegion>, AcpiFailure> {
         .collect())
 }
 
+/// The ACPI fixed-hardware I/O ports of the FADT the hypervisor watches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmPorts {
+    /// PM1a control (SLP_TYP, SLP_EN: how the OS powers the machine off).
+    pub pm1a_control: Option<u16>,
+    /// PM1b control, if the machine has one.
+    pub pm1b_control: Option<u16>,
+    /// The PM timer.
+    pub pm_timer: Option<u16>,
+}
+
+/// The FADT's PM1 control and PM timer ports (those in I/O space).
+pub fn pm_ports(root: AcpiRoot) -> Result<PmPorts, AcpiFailure> {
+    use acpi::address::{AddressSpace, GenericAddress};
+    use acpi::fadt::Fadt;
+    let io = |a: GenericAddress| {
+        (a.address_space == AddressSpace::SystemIo)
+            .then(|| u16::try_from(a.address).ok())
+            .flatten()
+    };
+    let tables = tables(root)?;
+    let fadt = tables.find_table::<Fadt>().map_err(AcpiFailure)?;
+    let fadt = fadt.get();
+    Ok(PmPorts {
+        pm1a_control: fadt.pm1a_control_block().ok().and_then(io),
+        pm1b_control: fadt.pm1b_control_block().ok().flatten().and_then(io),
+        pm_timer: fadt.pm_timer_block().ok().flatten().and_then(io),
+    })
+}
+
 /// Lists the enabled (or online-capable) CPUs of the MADT, boot CPU included.
 pub fn madt_cpus(root: AcpiRoot) -> Result<Vec<MadtCpu>, AcpiFailure> {
     let tables = tables(root)?;

@@ -191,10 +191,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
         }
         exit::VMMCALL => hypercall_exit(domain, v, world),
         exit::HLT => hlt(domain, v),
-        exit::IOIO => {
-            ioio(domain, v);
-            Flow::Continue
-        }
+        exit::IOIO => ioio(domain, v),
         exit::MSR => {
             msr(domain, v);
             Flow::Continue
@@ -425,7 +422,7 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
     Flow::Continue
 }
 
-fn ioio(domain: &mut HvmDomain, v: usize) {
+fn ioio(domain: &mut HvmDomain, v: usize) -> Flow {
     let HvmDomain {
         core,
         vcpus,
@@ -463,9 +460,24 @@ fn ioio(domain: &mut HvmDomain, v: usize) {
             // DOMAIN_PBUF_SIZE - 1 characters, so a flood holds no memory.
             let byte = vcpu.vmcb.read64(save::RAX) as u8;
             write_console(core.id, console, &[byte]);
+        } else if core.privileged && size >= 2 {
+            // dom0 powering the machine off through ACPI (PM1 control,
+            // SLP_EN): the hypervisor ends with it, as Xen halts the host
+            // when its hardware domain powers off.
+            let value = vcpu.vmcb.read64(save::RAX) as u16;
+            if crate::acpi::is_sleep_request(port, value) {
+                vcpu.vmcb.write64(save::RIP, next_rip);
+                printk!(
+                    "d{}: ACPI sleep request (SLP_TYP {}) on port {port:#x}: powering off",
+                    core.id,
+                    (value >> 10) & 7
+                );
+                return Flow::End(ShutdownReason::Poweroff);
+            }
         }
     }
     vcpu.vmcb.write64(save::RIP, next_rip);
+    Flow::Continue
 }
 
 /// A MOV to or from a debug register, emulated on the vCPU's own copy.

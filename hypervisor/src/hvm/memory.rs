@@ -354,10 +354,16 @@ impl GuestMemory {
         let _ = self.restore(old);
     }
 
-    /// Frames used for the domain: RAM, its paging pool, grant frames and
-    /// extras.
+    /// Frames of the frame allocator used for the domain: RAM (unless it is
+    /// the host's 1:1, kept out of the allocator), its paging pool, grant
+    /// frames and extras.
     pub fn frames_in_use(&self) -> usize {
-        self.backing.iter().map(|&(_, _, n)| n).sum::<usize>() + self.overhead_frames()
+        let ram = if self.direct {
+            0
+        } else {
+            self.backing.iter().map(|&(_, _, n)| n).sum::<usize>()
+        };
+        ram + self.overhead_frames()
     }
 
     /// Frames used for control structures (the paging pool, grant frames,
