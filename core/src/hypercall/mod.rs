@@ -53,8 +53,7 @@ pub use shared_info::{upcall_pending, write_shared_info_time, write_vcpu_time};
 pub use vcpu::set_runstate;
 pub use version::feature_submap0;
 
-/// `DOMID_SELF`.
-pub(crate) const DOMID_SELF: DomId = 0x7FF0;
+pub(crate) use rxen_abi::xen::DOMID_SELF;
 
 /// What the vCPU does after the hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -187,8 +187,7 @@ pub mod memory {
     pub const MAPSPACE_SHARED_INFO: u32 = 0;
     /// `XENMAPSPACE_grant_table`.
     pub const MAPSPACE_GRANT_TABLE: u32 = 1;
-    /// `DOMID_SELF`.
-    pub const DOMID_SELF: u16 = 0x7ff0;
+    pub use rxen_abi::xen::DOMID_SELF;
 }
 
 /// `struct xen_memory_map` (`memory.h`).

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 /// Identifies a connection for the daemon's lifetime.
 pub type ConnId = u64;
 
-/// `DOMID_SELF`.
-pub const DOMID_SELF: u32 = 0x7FF0;
+/// `DOMID_SELF` (xen.h), as the wire's 32-bit domain ids carry it.
+pub const DOMID_SELF: u32 = rxen_abi::xen::DOMID_SELF as u32;
 /// First reserved domain id: ids at or above it are not domains.
-pub const DOMID_FIRST_RESERVED: u32 = 0x7FF0;
+pub const DOMID_FIRST_RESERVED: u32 = rxen_abi::xen::DOMID_FIRST_RESERVED as u32;
 
 /// Queued output of one connection, drained by its transport.
 pub struct Outbox {
