@@ -16,6 +16,7 @@ pub mod cpuid_policy;
 pub mod ctrlreg;
 pub mod frame;
 pub mod msr;
+pub mod msr_policy;
 pub mod paging;
 pub mod pic;
 pub mod rtc;

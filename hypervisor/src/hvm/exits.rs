@@ -6,8 +6,9 @@ use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
-use rxen_x86::cpuid_policy::{self, CpuidContext, HYPERCALL_PAGE_MSR};
+use rxen_x86::cpuid_policy::{self, CpuidContext};
 use rxen_x86::ctrlreg::efer;
+use rxen_x86::msr_policy::{self, Gp, MsrCaps, MsrHost, WriteEffect};
 use rxen_x86::svm::vmcb::{control, exit, save};
 use rxen_x86::{apic, log, printk};
 
@@ -502,138 +503,83 @@ fn debug_register(domain: &mut HvmDomain, v: usize, code: u64) -> Flow {
     }
 }
 
-// Model-specific registers a PVH guest may use (others raise #GP, as on Xen).
-use rxen_x86::msr::{
-    AMD64_DE_CFG_LFENCE_SERIALISE, K8_HWCR_TSC_FREQ_SEL, MSR_AMD64_DE_CFG, MSR_EFER,
-    MSR_IA32_APICBASE, MSR_IA32_CR_PAT, MSR_IA32_MC0_CTL, MSR_IA32_MCG_CAP, MSR_IA32_MCG_STATUS,
-    MSR_IA32_MISC_ENABLE, MSR_IA32_TSC, MSR_IA32_UCODE_REV, MSR_K8_HWCR, MSR_MTRR_CAP,
-    MSR_MTRR_DEF_TYPE, MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_TSC_AUX, MSR_VIRT_SPEC_CTRL,
-};
-/// Banks of the virtual machine-check architecture (Xen's GUEST_MC_BANK_NUM).
-const GUEST_MC_BANKS: u64 = 2;
-/// One past the last MSR of the virtual banks (four MSRs each).
-const MSR_MC_BANKS_END: u32 = MSR_IA32_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
+/// The MSR values only the hypervisor has, for [`msr_policy`].
+struct VcpuMsrs<'a> {
+    vcpu: &'a SvmVcpu,
+    lapic: &'a rxen_core::vlapic::Vlapic,
+}
+
+impl MsrHost for VcpuMsrs<'_> {
+    fn tsc(&self) -> u64 {
+        apic::rdtsc()
+    }
+    fn apic_base(&self) -> u64 {
+        self.lapic.base_msr()
+    }
+    fn pat(&self) -> u64 {
+        self.vcpu.vmcb.read64(save::G_PAT)
+    }
+    fn efer(&self) -> u64 {
+        self.vcpu.vmcb.read64(save::EFER) & !efer::SVME
+    }
+}
 
 fn has_tsc_aux() -> bool {
     *super::vcpu::HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux)
 }
 
+/// RDMSR/WRMSR: [`msr_policy`] decides (as Xen's guest_{rd,wr}msr, the
+/// speculation MSRs as far as the guest is offered them); what it hands
+/// back (PAT, EFER, the APIC base, the hypercall page, an IBPB) is done
+/// here. A refused access raises #GP.
 fn msr(domain: &mut HvmDomain, v: usize) {
-    // As Xen's guest_{rd,wr}msr: the speculation MSRs exist as far as the
-    // guest is offered them (`spec_ctrl`), with Xen's valid bits.
-    let offer = rxen_x86::spec_ctrl::active().offer();
-    let hypercall_page = &mut domain.hypercall_page;
+    let caps = MsrCaps {
+        offer: rxen_x86::spec_ctrl::active().offer(),
+        tsc_aux: has_tsc_aux(),
+    };
     let vcpu = &mut domain.vcpus[v];
     let index = vcpu.regs.rcx as u32;
     let is_write = vcpu.vmcb.read64(control::EXIT_INFO1) & 1 != 0;
     let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
     let ok = if is_write {
-        match index {
-            HYPERCALL_PAGE_MSR => {
-                let gfn = value >> 12;
-                let page_index = value & 0xFFF;
-                if page_index != 0 {
-                    false
-                } else {
-                    let ok = write_hypercall_page(&mut domain.memory, gfn);
-                    if ok {
-                        *hypercall_page = Some(gfn);
-                    }
-                    ok
-                }
-            }
-            MSR_IA32_CR_PAT => {
-                // PAT: every entry must be a valid memory type.
-                let valid =
-                    (0..8).all(|i| matches!((value >> (i * 8)) & 0xFF, 0 | 1 | 4 | 5 | 6 | 7));
-                if valid {
-                    vcpu.vmcb.write64(save::G_PAT, value);
-                }
-                valid
-            }
-            // EFER: Xen's rules (features of the policy, LME fixed while
-            // paging is on, LMA kept); SVME stays on underneath.
-            MSR_EFER => super::ctrlreg::write_efer(vcpu, domain.core.id, v, value),
-            // Ignored.
-            MSR_IA32_MISC_ENABLE | MSR_AMD64_DE_CFG | MSR_IA32_UCODE_REV => true,
-            // MCG_STATUS: only 0 (nothing in progress).
-            MSR_IA32_MCG_STATUS => value == 0,
-            // Bank control and status of the virtual banks: accepted and
-            // dropped (no machine check is ever reported to a guest).
-            MSR_IA32_MC0_CTL..MSR_MC_BANKS_END => true,
-            // MTRR default type: the guest sees all memory write-back, as
-            // the nested page tables map it; its choices are kept.
-            MSR_MTRR_DEF_TYPE => {
-                let valid = value & !0xCFF == 0 && matches!(value & 0xFF, 0 | 1 | 4 | 5 | 6);
-                if valid {
-                    vcpu.mtrr_def_type = value;
-                }
-                valid
-            }
-            // As Xen: only with RDTSCP or RDPID, 32 bits.
-            MSR_TSC_AUX if has_tsc_aux() => {
-                let valid = value >> 32 == 0;
-                if valid {
-                    vcpu.tsc_aux = value;
-                }
-                valid
-            }
-            // IA32_APIC_BASE: enable/disable only (no relocation, no x2APIC).
-            MSR_IA32_APICBASE => domain.core.vcpus[v].lapic.write_base_msr(value),
-            MSR_SPEC_CTRL if offer.spec_ctrl => {
-                let valid = value & !offer.spec_ctrl_valid_bits() == 0;
-                if valid {
-                    vcpu.spec_ctrl = value;
-                }
-                valid
-            }
-            MSR_PRED_CMD if offer.ibpb => {
-                let valid = value & !rxen_x86::spec_ctrl::PRED_CMD_IBPB == 0;
-                if valid && value != 0 {
-                    rxen_x86::spec_ctrl::ibpb();
-                }
-                valid
-            }
-            // Only SSBD; Xen ignores the other bits.
-            MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => {
-                vcpu.virt_spec_ctrl = value & rxen_x86::spec_ctrl::SPEC_CTRL_SSBD;
+        match msr_policy::write(index, value, &mut vcpu.msrs, &caps) {
+            Ok(WriteEffect::None) => true,
+            Ok(WriteEffect::Pat(pat)) => {
+                vcpu.vmcb.write64(save::G_PAT, pat);
                 true
             }
-            _ => false,
+            Ok(WriteEffect::Efer(efer)) => {
+                super::ctrlreg::write_efer(vcpu, domain.core.id, v, efer)
+            }
+            Ok(WriteEffect::ApicBase(base)) => domain.core.vcpus[v].lapic.write_base_msr(base),
+            Ok(WriteEffect::HypercallPage(gfn)) => {
+                let ok = write_hypercall_page(&mut domain.memory, gfn);
+                if ok {
+                    domain.hypercall_page = Some(gfn);
+                }
+                ok
+            }
+            Ok(WriteEffect::Ibpb) => {
+                rxen_x86::spec_ctrl::ibpb();
+                true
+            }
+            Err(Gp) => false,
         }
     } else {
-        let read = match index {
-            MSR_IA32_TSC => Some(apic::rdtsc()),
-            MSR_IA32_APICBASE => Some(domain.core.vcpus[v].lapic.base_msr()),
-            MSR_IA32_CR_PAT => Some(vcpu.vmcb.read64(save::G_PAT)),
-            MSR_EFER => Some(vcpu.vmcb.read64(save::EFER) & !efer::SVME),
-            MSR_IA32_MISC_ENABLE => Some(1), // fast strings
-            MSR_AMD64_DE_CFG => Some(AMD64_DE_CFG_LFENCE_SERIALISE),
-            MSR_IA32_UCODE_REV => Some(0),
-            HYPERCALL_PAGE_MSR => Some(0),
-            // A virtual machine-check architecture as Xen's vMCE gives HVM
-            // guests: MCG_CAP with two banks and nothing else, no machine
-            // check in progress, banks empty.
-            MSR_IA32_MCG_CAP => Some(GUEST_MC_BANKS),
-            MSR_IA32_MCG_STATUS => Some(0),
-            MSR_IA32_MC0_CTL..MSR_MC_BANKS_END => Some(0),
-            // No variable or fixed ranges, no write-combining.
-            MSR_MTRR_CAP => Some(0),
-            MSR_MTRR_DEF_TYPE => Some(vcpu.mtrr_def_type),
-            MSR_TSC_AUX if has_tsc_aux() => Some(vcpu.tsc_aux),
-            // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
-            // Xen reports it.
-            MSR_K8_HWCR => Some(K8_HWCR_TSC_FREQ_SEL),
-            MSR_SPEC_CTRL if offer.spec_ctrl => Some(vcpu.spec_ctrl),
-            MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => Some(vcpu.virt_spec_ctrl),
-            _ => None,
+        let host = VcpuMsrs {
+            vcpu,
+            lapic: &domain.core.vcpus[v].lapic,
         };
-        if let Some(value) = read {
-            vcpu.vmcb.write64(save::RAX, value & 0xFFFF_FFFF);
-            vcpu.regs.rdx = value >> 32;
+        match msr_policy::read(index, &vcpu.msrs, &caps, &host) {
+            Ok(value) => {
+                vcpu.vmcb.write64(save::RAX, value & 0xFFFF_FFFF);
+                vcpu.regs.rdx = value >> 32;
+                true
+            }
+            Err(Gp) => false,
         }
-        read.is_some()
     };
+    let vcpu = &mut domain.vcpus[v];
     if ok {
         advance_rip(&mut vcpu.vmcb, 2);
     } else {

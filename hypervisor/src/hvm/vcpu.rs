@@ -4,6 +4,7 @@
 //! that `ctrlreg` can check them before they reach the VMCB.
 
 use alloc::boxed::Box;
+use rxen_x86::msr_policy::MsrState;
 
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_64B};
 
@@ -122,17 +123,12 @@ pub struct SvmVcpu {
     pub flush_tlb: bool,
     /// FPU/SSE/AVX state while the vCPU is off its CPU.
     pub fpu: rxen_x86::xsave::FpuState,
-    /// The guest's MTRR default type (IA32_MTRR_DEF_TYPE).
-    pub mtrr_def_type: u64,
-    /// The guest's TSC_AUX (loaded into the CPU before VMRUN, where the
-    /// CPU has it: RDTSCP and RDPID read it without an exit).
-    pub tsc_aux: u64,
+    /// The guest's MSRs the hypervisor keeps (MTRR default type, TSC_AUX,
+    /// loaded into the CPU before VMRUN where the CPU has it, SPEC_CTRL, in
+    /// the CPU only while it runs, VIRT_SPEC_CTRL).
+    pub msrs: MsrState,
     /// The guest's DR0-DR3 (DR6 and DR7 are in the VMCB).
     pub dr: crate::hvm::debugreg::DebugRegs,
-    /// The guest's MSR_SPEC_CTRL (in the CPU only while it runs).
-    pub spec_ctrl: u64,
-    /// The guest's MSR_VIRT_SPEC_CTRL.
-    pub virt_spec_ctrl: u64,
     /// The RIP of an instruction in the interrupt shadow of an STI or MOV
     /// SS, as an exit reported it, until the guest has gone past it: QEMU's
     /// VMRUN does not load the VMCB's shadow bit, so the next exit there
@@ -202,11 +198,11 @@ impl SvmVcpu {
             flush_tlb: true,
             fpu: rxen_x86::xsave::FpuState::new(crate::memory::alloc_owned)?,
             // Enabled, write-back.
-            mtrr_def_type: 0x806,
-            tsc_aux: 0,
+            msrs: MsrState {
+                mtrr_def_type: 0x806,
+                ..MsrState::default()
+            },
             dr: Default::default(),
-            spec_ctrl: 0,
-            virt_spec_ctrl: 0,
             shadow_rip: None,
         })
     }
@@ -330,7 +326,7 @@ impl SvmVcpu {
         // the AVX state the vCPU saved before).
         self.xcr0 = 1;
         self.fpu.reset();
-        self.mtrr_def_type = 0x806;
+        self.msrs.mtrr_def_type = 0x806;
         self.flush_tlb = true;
     }
 
@@ -348,9 +344,9 @@ impl SvmVcpu {
     /// SPEC_CTRL value (with VIRT_SPEC_CTRL.SSBD folded in where the CPU has
     /// SSBD in SPEC_CTRL) and the mitigations in force (see `spec_ctrl`).
     fn entry_ctl(&self, active: &rxen_x86::spec_ctrl::Active) -> EntryCtl {
-        let mut guest = self.spec_ctrl;
+        let mut guest = self.msrs.spec_ctrl;
         if active.hw.ssbd {
-            guest |= self.virt_spec_ctrl & rxen_x86::spec_ctrl::SPEC_CTRL_SSBD;
+            guest |= self.msrs.virt_spec_ctrl & rxen_x86::spec_ctrl::SPEC_CTRL_SSBD;
         }
         let mut flags = 0;
         if active.msr_sc && guest != active.host_spec_ctrl {
@@ -378,15 +374,15 @@ impl SvmVcpu {
         let host_xcr0 = rxen_x86::xsave::load_guest_xcr0(self.xcr0);
         self.dr.load_if_armed(&self.vmcb);
         if *HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux) {
-            rxen_x86::cpu::load_tsc_aux(self.tsc_aux as u32);
+            rxen_x86::cpu::load_tsc_aux(self.msrs.tsc_aux as u32);
         }
         let active = rxen_x86::spec_ctrl::active();
         let ctl = self.entry_ctl(&active);
         // Only under a hypervisor that offers VIRT_SSBD without SSBD in
         // SPEC_CTRL (`spec_ctrl`): the guest's choice around VMRUN.
-        let virt_ssbd = active.msr_sc && !active.hw.ssbd && self.virt_spec_ctrl != 0;
+        let virt_ssbd = active.msr_sc && !active.hw.ssbd && self.msrs.virt_spec_ctrl != 0;
         if virt_ssbd {
-            rxen_x86::spec_ctrl::write_virt_spec_ctrl(self.virt_spec_ctrl);
+            rxen_x86::spec_ctrl::write_virt_spec_ctrl(self.msrs.virt_spec_ctrl);
         }
         // Interrupts go on inside, between CLGI and VMRUN.
         rxen_x86::svm::run(&mut self.vmcb, &mut self.regs, &ctl);

@@ -1,0 +1,331 @@
+//! The model-specific registers a PVH guest may read and write, and what
+//! each access does (Xen's `guest_rdmsr`/`guest_wrmsr` for an HVM guest):
+//! pure logic over the guest's MSR state, tested on the host. What needs
+//! the hypervisor (the TSC, the local APIC, EFER and PAT in the vendor's
+//! control block, the hypercall page, an IBPB) goes through [`MsrHost`] or
+//! comes back as a [`WriteEffect`] the caller performs. Anything not listed
+//! raises #GP, as on Xen.
+
+use crate::cpuid_policy::HYPERCALL_PAGE_MSR;
+use crate::msr::{
+    AMD64_DE_CFG_LFENCE_SERIALISE, K8_HWCR_TSC_FREQ_SEL, MSR_AMD64_DE_CFG, MSR_EFER,
+    MSR_IA32_APICBASE, MSR_IA32_CR_PAT, MSR_IA32_MC0_CTL, MSR_IA32_MCG_CAP, MSR_IA32_MCG_STATUS,
+    MSR_IA32_MISC_ENABLE, MSR_IA32_TSC, MSR_IA32_UCODE_REV, MSR_K8_HWCR, MSR_MTRR_CAP,
+    MSR_MTRR_DEF_TYPE, MSR_PRED_CMD, MSR_SPEC_CTRL, MSR_TSC_AUX, MSR_VIRT_SPEC_CTRL,
+};
+use crate::spec_ctrl::{GuestOffer, PRED_CMD_IBPB, SPEC_CTRL_SSBD};
+
+/// Banks of the virtual machine-check architecture (Xen's GUEST_MC_BANK_NUM).
+pub const GUEST_MC_BANKS: u64 = 2;
+/// One past the last MSR of the virtual banks (four MSRs each).
+const MSR_MC_BANKS_END: u32 = MSR_IA32_MC0_CTL + 4 * GUEST_MC_BANKS as u32;
+
+/// The guest's MSRs kept by the hypervisor (outside the vendor's block).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsrState {
+    /// IA32_MTRR_DEF_TYPE.
+    pub mtrr_def_type: u64,
+    /// TSC_AUX.
+    pub tsc_aux: u64,
+    /// MSR_SPEC_CTRL.
+    pub spec_ctrl: u64,
+    /// MSR_VIRT_SPEC_CTRL.
+    pub virt_spec_ctrl: u64,
+}
+
+/// What the guest is offered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsrCaps {
+    /// The speculation controls offered (`spec_ctrl`).
+    pub offer: GuestOffer,
+    /// Whether the CPU has TSC_AUX (RDTSCP or RDPID).
+    pub tsc_aux: bool,
+}
+
+/// Values only the hypervisor has.
+pub trait MsrHost {
+    /// The TSC now.
+    fn tsc(&self) -> u64;
+    /// The local APIC's IA32_APIC_BASE.
+    fn apic_base(&self) -> u64;
+    /// The guest's PAT (in the vendor's control block).
+    fn pat(&self) -> u64;
+    /// The guest's EFER as the guest sees it.
+    fn efer(&self) -> u64;
+}
+
+/// What a write the policy accepts asks of the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// Nothing more (the state was updated, or the write is ignored).
+    None,
+    /// Load this PAT (every entry a valid memory type).
+    Pat(u64),
+    /// EFER: the caller applies Xen's rules (may still #GP).
+    Efer(u64),
+    /// IA32_APIC_BASE: the caller's local APIC decides (may still #GP).
+    ApicBase(u64),
+    /// Fill the hypercall page at this guest frame (may still fail).
+    HypercallPage(u64),
+    /// Issue an indirect branch prediction barrier.
+    Ibpb,
+}
+
+/// The #GP a refused access raises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gp;
+
+/// RDMSR of `index`: its value, or #GP.
+pub fn read(index: u32, state: &MsrState, caps: &MsrCaps, host: &dyn MsrHost) -> Result<u64, Gp> {
+    let offer = caps.offer;
+    Ok(match index {
+        MSR_IA32_TSC => host.tsc(),
+        MSR_IA32_APICBASE => host.apic_base(),
+        MSR_IA32_CR_PAT => host.pat(),
+        MSR_EFER => host.efer(),
+        MSR_IA32_MISC_ENABLE => 1, // fast strings
+        MSR_AMD64_DE_CFG => AMD64_DE_CFG_LFENCE_SERIALISE,
+        MSR_IA32_UCODE_REV => 0,
+        HYPERCALL_PAGE_MSR => 0,
+        // A virtual machine-check architecture as Xen's vMCE gives HVM
+        // guests: MCG_CAP with two banks and nothing else, no machine
+        // check in progress, banks empty.
+        MSR_IA32_MCG_CAP => GUEST_MC_BANKS,
+        MSR_IA32_MCG_STATUS => 0,
+        MSR_IA32_MC0_CTL..MSR_MC_BANKS_END => 0,
+        // No variable or fixed ranges, no write-combining.
+        MSR_MTRR_CAP => 0,
+        MSR_MTRR_DEF_TYPE => state.mtrr_def_type,
+        MSR_TSC_AUX if caps.tsc_aux => state.tsc_aux,
+        // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
+        // Xen reports it.
+        MSR_K8_HWCR => K8_HWCR_TSC_FREQ_SEL,
+        MSR_SPEC_CTRL if offer.spec_ctrl => state.spec_ctrl,
+        MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => state.virt_spec_ctrl,
+        _ => return Err(Gp),
+    })
+}
+
+/// WRMSR of `value` to `index`: updates `state` or says what the caller
+/// must do; #GP for what the guest may not write.
+pub fn write(
+    index: u32,
+    value: u64,
+    state: &mut MsrState,
+    caps: &MsrCaps,
+) -> Result<WriteEffect, Gp> {
+    let offer = caps.offer;
+    let check = |valid: bool| if valid { Ok(()) } else { Err(Gp) };
+    Ok(match index {
+        HYPERCALL_PAGE_MSR => {
+            // The low 12 bits select a page of the area: only page 0.
+            check(value & 0xFFF == 0)?;
+            WriteEffect::HypercallPage(value >> 12)
+        }
+        MSR_IA32_CR_PAT => {
+            // Every entry must be a valid memory type.
+            check((0..8).all(|i| matches!((value >> (i * 8)) & 0xFF, 0 | 1 | 4 | 5 | 6 | 7)))?;
+            WriteEffect::Pat(value)
+        }
+        // EFER: Xen's rules (features of the policy, LME fixed while paging
+        // is on, LMA kept) are the caller's, which knows the vCPU state.
+        MSR_EFER => WriteEffect::Efer(value),
+        // Ignored.
+        MSR_IA32_MISC_ENABLE | MSR_AMD64_DE_CFG | MSR_IA32_UCODE_REV => WriteEffect::None,
+        // MCG_STATUS: only 0 (nothing in progress).
+        MSR_IA32_MCG_STATUS => {
+            check(value == 0)?;
+            WriteEffect::None
+        }
+        // Bank control and status of the virtual banks: accepted and
+        // dropped (no machine check is ever reported to a guest).
+        MSR_IA32_MC0_CTL..MSR_MC_BANKS_END => WriteEffect::None,
+        // MTRR default type: the guest sees all memory write-back, as the
+        // nested page tables map it; its choices are kept.
+        MSR_MTRR_DEF_TYPE => {
+            check(value & !0xCFF == 0 && matches!(value & 0xFF, 0 | 1 | 4 | 5 | 6))?;
+            state.mtrr_def_type = value;
+            WriteEffect::None
+        }
+        // As Xen: only with RDTSCP or RDPID, 32 bits.
+        MSR_TSC_AUX if caps.tsc_aux => {
+            check(value >> 32 == 0)?;
+            state.tsc_aux = value;
+            WriteEffect::None
+        }
+        // IA32_APIC_BASE: enable/disable only; the local APIC checks.
+        MSR_IA32_APICBASE => WriteEffect::ApicBase(value),
+        MSR_SPEC_CTRL if offer.spec_ctrl => {
+            check(value & !offer.spec_ctrl_valid_bits() == 0)?;
+            state.spec_ctrl = value;
+            WriteEffect::None
+        }
+        MSR_PRED_CMD if offer.ibpb => {
+            check(value & !PRED_CMD_IBPB == 0)?;
+            if value == 0 {
+                WriteEffect::None
+            } else {
+                WriteEffect::Ibpb
+            }
+        }
+        // Only SSBD; Xen ignores the other bits.
+        MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => {
+            state.virt_spec_ctrl = value & SPEC_CTRL_SSBD;
+            WriteEffect::None
+        }
+        _ => return Err(Gp),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec_ctrl::{SPEC_CTRL_IBRS, SPEC_CTRL_STIBP};
+
+    struct Host;
+    impl MsrHost for Host {
+        fn tsc(&self) -> u64 {
+            123
+        }
+        fn apic_base(&self) -> u64 {
+            0xFEE0_0900
+        }
+        fn pat(&self) -> u64 {
+            0x0007_0406_0007_0406
+        }
+        fn efer(&self) -> u64 {
+            0x500
+        }
+    }
+
+    fn all() -> MsrCaps {
+        MsrCaps {
+            offer: GuestOffer {
+                ibpb: true,
+                spec_ctrl: true,
+                stibp: true,
+                ssbd: true,
+                virt_ssbd: true,
+            },
+            tsc_aux: true,
+        }
+    }
+
+    #[test]
+    fn reads_as_xen_answers_them() {
+        let state = MsrState {
+            mtrr_def_type: 0xC06,
+            tsc_aux: 7,
+            spec_ctrl: 1,
+            virt_spec_ctrl: 4,
+        };
+        let caps = all();
+        let r = |index| read(index, &state, &caps, &Host);
+        assert_eq!(r(MSR_IA32_TSC), Ok(123));
+        assert_eq!(r(MSR_IA32_APICBASE), Ok(0xFEE0_0900));
+        assert_eq!(r(MSR_IA32_CR_PAT), Ok(0x0007_0406_0007_0406));
+        assert_eq!(r(MSR_EFER), Ok(0x500));
+        assert_eq!(r(MSR_IA32_MISC_ENABLE), Ok(1));
+        assert_eq!(r(MSR_IA32_MCG_CAP), Ok(GUEST_MC_BANKS));
+        assert_eq!(r(MSR_IA32_MC0_CTL), Ok(0));
+        assert_eq!(r(MSR_MC_BANKS_END - 1), Ok(0));
+        assert_eq!(r(MSR_MTRR_CAP), Ok(0));
+        assert_eq!(r(MSR_MTRR_DEF_TYPE), Ok(0xC06));
+        assert_eq!(r(MSR_TSC_AUX), Ok(7));
+        assert_eq!(r(MSR_K8_HWCR), Ok(K8_HWCR_TSC_FREQ_SEL));
+        assert_eq!(r(MSR_SPEC_CTRL), Ok(1));
+        assert_eq!(r(MSR_VIRT_SPEC_CTRL), Ok(4));
+        assert_eq!(r(HYPERCALL_PAGE_MSR), Ok(0));
+        // Not there: #GP.
+        for index in [
+            0,
+            MSR_MC_BANKS_END,
+            MSR_PRED_CMD,
+            0xC001_0010,
+            0x4000_0001,
+            u32::MAX,
+        ] {
+            assert_eq!(r(index), Err(Gp), "{index:#x}");
+        }
+    }
+
+    #[test]
+    fn what_the_guest_is_not_offered_is_not_there() {
+        let state = MsrState::default();
+        let caps = MsrCaps::default();
+        for index in [MSR_TSC_AUX, MSR_SPEC_CTRL, MSR_VIRT_SPEC_CTRL] {
+            assert_eq!(read(index, &state, &caps, &Host), Err(Gp), "{index:#x}");
+        }
+        let mut state = MsrState::default();
+        for index in [MSR_TSC_AUX, MSR_SPEC_CTRL, MSR_VIRT_SPEC_CTRL, MSR_PRED_CMD] {
+            assert_eq!(write(index, 0, &mut state, &caps), Err(Gp), "{index:#x}");
+        }
+        assert_eq!(state, MsrState::default());
+    }
+
+    #[test]
+    fn writes_are_checked_as_xen_checks_them() {
+        let caps = all();
+        let mut s = MsrState::default();
+        let mut w = |index, value| write(index, value, &mut s, &caps);
+        // PAT: every byte a memory type (0, 1, 4, 5, 6, 7).
+        assert_eq!(
+            w(MSR_IA32_CR_PAT, 0x0007_0406_0007_0406),
+            Ok(WriteEffect::Pat(0x0007_0406_0007_0406))
+        );
+        assert_eq!(w(MSR_IA32_CR_PAT, 0x02), Err(Gp));
+        assert_eq!(w(MSR_IA32_CR_PAT, 0x08 << 56), Err(Gp));
+        // The hypercall page: page 0 of the area only.
+        assert_eq!(
+            w(HYPERCALL_PAGE_MSR, 0x1234_5000),
+            Ok(WriteEffect::HypercallPage(0x12345))
+        );
+        assert_eq!(w(HYPERCALL_PAGE_MSR, 0x1234_5001), Err(Gp));
+        // MCG_STATUS only 0; the banks take anything.
+        assert_eq!(w(MSR_IA32_MCG_STATUS, 0), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_IA32_MCG_STATUS, 1), Err(Gp));
+        assert_eq!(w(MSR_IA32_MC0_CTL + 7, u64::MAX), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_MC_BANKS_END, 0), Err(Gp));
+        // MTRR default type: E, FE and a valid type.
+        assert_eq!(w(MSR_MTRR_DEF_TYPE, 0xC06), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_MTRR_DEF_TYPE, 0x1006), Err(Gp));
+        assert_eq!(w(MSR_MTRR_DEF_TYPE, 0x02), Err(Gp));
+        // TSC_AUX: 32 bits.
+        assert_eq!(w(MSR_TSC_AUX, 0xFFFF_FFFF), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_TSC_AUX, 1 << 32), Err(Gp));
+        // SPEC_CTRL: IBRS, STIBP, SSBD.
+        assert_eq!(
+            w(
+                MSR_SPEC_CTRL,
+                SPEC_CTRL_IBRS | SPEC_CTRL_STIBP | SPEC_CTRL_SSBD
+            ),
+            Ok(WriteEffect::None)
+        );
+        assert_eq!(w(MSR_SPEC_CTRL, 1 << 3), Err(Gp));
+        // PRED_CMD: IBPB or nothing.
+        assert_eq!(w(MSR_PRED_CMD, 1), Ok(WriteEffect::Ibpb));
+        assert_eq!(w(MSR_PRED_CMD, 0), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_PRED_CMD, 2), Err(Gp));
+        // VIRT_SPEC_CTRL keeps SSBD only.
+        assert_eq!(w(MSR_VIRT_SPEC_CTRL, u64::MAX), Ok(WriteEffect::None));
+        // EFER and APIC base go to the caller.
+        assert_eq!(w(MSR_EFER, 0xD01), Ok(WriteEffect::Efer(0xD01)));
+        assert_eq!(
+            w(MSR_IA32_APICBASE, 0xFEE0_0800),
+            Ok(WriteEffect::ApicBase(0xFEE0_0800))
+        );
+        // Ignored ones; unknown ones #GP.
+        assert_eq!(w(MSR_IA32_MISC_ENABLE, 5), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_IA32_TSC, 0), Err(Gp));
+        assert_eq!(w(u32::MAX, 0), Err(Gp));
+        assert_eq!(
+            s,
+            MsrState {
+                mtrr_def_type: 0xC06,
+                tsc_aux: 0xFFFF_FFFF,
+                spec_ctrl: SPEC_CTRL_IBRS | SPEC_CTRL_STIBP | SPEC_CTRL_SSBD,
+                virt_spec_ctrl: SPEC_CTRL_SSBD,
+            }
+        );
+    }
+}
