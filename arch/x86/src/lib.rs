@@ -14,6 +14,7 @@ pub mod console;
 pub mod cpu;
 pub mod cpuid_policy;
 pub mod ctrlreg;
+pub mod exit;
 pub mod frame;
 pub mod msr;
 pub mod msr_policy;

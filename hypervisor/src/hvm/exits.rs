@@ -8,8 +8,10 @@ use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
 use rxen_x86::cpuid_policy::{self, CpuidContext};
 use rxen_x86::ctrlreg::efer;
+use rxen_x86::exit::{Exit, IoAccess, NestedFault};
 use rxen_x86::msr_policy::{self, Gp, MsrCaps, MsrHost, WriteEffect};
-use rxen_x86::svm::vmcb::{control, exit, save};
+use rxen_x86::svm::exit::{self as svm_exit, ExitInfo};
+use rxen_x86::svm::vmcb::{control, save};
 use rxen_x86::{apic, log, printk};
 
 use super::emulate;
@@ -174,36 +176,38 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
     if interrupted & (1 << 31) != 0 {
         vmcb.write64(control::EVENT_INJ, interrupted);
     }
-    let code = vmcb.read64(control::EXIT_CODE);
-    match code {
-        exit::INTR | exit::NMI => Flow::Continue,
-        exit::VINTR => {
+    let info = ExitInfo {
+        code: vmcb.read64(control::EXIT_CODE),
+        info1: vmcb.read64(control::EXIT_INFO1),
+        info2: vmcb.read64(control::EXIT_INFO2),
+        rax: vmcb.read64(save::RAX),
+        rcx: vcpu.regs.rcx,
+        rdx: vcpu.regs.rdx,
+    };
+    match svm_exit::decode(&info) {
+        Exit::Interrupt => Flow::Continue,
+        Exit::InterruptWindow => {
             // The interrupt window is open: drop the request, inject next.
-            let vmcb = &mut domain.vcpus[v].vmcb;
-            let v_intr = vmcb.read64(control::V_INTR);
-            vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
-            let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
-            vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+            domain.vcpus[v].close_interrupt_window();
             Flow::Continue
         }
-        exit::CPUID => {
+        Exit::Cpuid => {
             cpuid(domain, v);
             Flow::Continue
         }
-        exit::VMMCALL => hypercall_exit(domain, v, world),
-        exit::HLT => hlt(domain, v),
-        exit::IOIO => ioio(domain, v),
-        exit::MSR => {
-            msr(domain, v);
+        Exit::Hypercall => hypercall_exit(domain, v, world),
+        Exit::Hlt => hlt(domain, v),
+        Exit::Io(io) => ioio(domain, v, io),
+        Exit::Msr { index, write } => {
+            msr(domain, v, index, write);
             Flow::Continue
         }
-        exit::NPF => nested_page_fault(domain, v),
-        exit::XSETBV => {
-            xsetbv(&mut domain.vcpus[v]);
+        Exit::NestedPageFault(fault) => nested_page_fault(domain, v, fault),
+        Exit::Xsetbv { index, value } => {
+            xsetbv(&mut domain.vcpus[v], index, value);
             Flow::Continue
         }
-        exit::WRITE_CR0 | exit::WRITE_CR4 => {
-            let cr = (code - exit::WRITE_CR0) as u8;
+        Exit::CrWrite(cr) => {
             let id = domain.core.id;
             let HvmDomain { memory, vcpus, .. } = domain;
             match super::ctrlreg::write_cr(&mut vcpus[v], memory, id, v, cr) {
@@ -216,25 +220,17 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
                 }
             }
         }
-        code @ exit::DR_READ..=0x3F => debug_register(domain, v, code),
-        exit::INVD => {
+        Exit::DebugRegister(code) => debug_register(domain, v, code),
+        Exit::Invd => {
             advance_rip(&mut domain.vcpus[v].vmcb, 2);
             Flow::Continue
         }
-        exit::VMRUN
-        | exit::VMLOAD
-        | exit::VMSAVE
-        | exit::STGI
-        | exit::CLGI
-        | exit::SKINIT
-        | exit::INVLPGA
-        | exit::MONITOR
-        | exit::MWAIT => {
+        Exit::VirtualizationInstruction => {
             // SVM is not offered to guests (CPUID hides it): #UD.
             domain.vcpus[v].inject_exception(6, None);
             Flow::Continue
         }
-        exit::SHUTDOWN => {
+        Exit::TripleFault => {
             // As Xen: report the registers, then take the domain's triple
             // fault action (HVM_PARAM_TRIPLE_FAULT_REASON, reboot by default).
             report_guest_failure(domain, v, "triple fault");
@@ -242,7 +238,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
                 domain.core.hvm_params[rxen_abi::hvm::HVM_PARAM_TRIPLE_FAULT_REASON as usize];
             Flow::End(ShutdownReason::from_code(action as u32))
         }
-        exit::INVALID | exit::INVALID_32 => {
+        Exit::InvalidState => {
             // Guest control-register writes are checked on the way in, so
             // this is rxen's bug, not the guest's; still only this domain
             // ends.
@@ -253,7 +249,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
             );
             Flow::End(ShutdownReason::Crash)
         }
-        other => {
+        Exit::Unknown(other) => {
             report_guest_failure(domain, v, &alloc::format!("unhandled exit code {other:#x}"));
             Flow::End(ShutdownReason::Crash)
         }
@@ -423,7 +419,7 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
     Flow::Continue
 }
 
-fn ioio(domain: &mut HvmDomain, v: usize) -> Flow {
+fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
     let HvmDomain {
         core,
         vcpus,
@@ -431,53 +427,34 @@ fn ioio(domain: &mut HvmDomain, v: usize) -> Flow {
         ..
     } = domain;
     let vcpu = &mut vcpus[v];
-    let info = vcpu.vmcb.read64(control::EXIT_INFO1);
-    let next_rip = vcpu.vmcb.read64(control::EXIT_INFO2);
-    let port = (info >> 16) as u16;
-    let size = match (info >> 4) & 7 {
-        1 => 1,
-        2 => 2,
-        _ => 4,
-    };
-    let is_in = info & 1 != 0;
-    let is_string = info & (1 << 2) != 0;
-    if !is_string {
-        if is_in {
+    if !io.string {
+        if io.is_in {
             // No device behind any port: all ones, as an empty bus reads.
             let rax = vcpu.vmcb.read64(save::RAX);
-            let mask: u64 = if size == 4 {
-                0xFFFF_FFFF
-            } else {
-                (1 << (size * 8)) - 1
-            };
-            let value = if size == 4 {
-                mask
-            } else {
-                (rax & !mask) | mask
-            };
-            vcpu.vmcb.write64(save::RAX, value);
-        } else if port == DEBUG_PORT {
+            vcpu.vmcb.write64(save::RAX, io.empty_bus_read(rax));
+        } else if io.port == DEBUG_PORT {
             // As Xen's hvm_print_line: a line ends at its newline or at
             // DOMAIN_PBUF_SIZE - 1 characters, so a flood holds no memory.
             let byte = vcpu.vmcb.read64(save::RAX) as u8;
             write_console(core.id, console, &[byte]);
-        } else if core.privileged && size >= 2 {
+        } else if core.privileged && io.size >= 2 {
             // dom0 powering the machine off through ACPI (PM1 control,
             // SLP_EN): the hypervisor ends with it, as Xen halts the host
             // when its hardware domain powers off.
             let value = vcpu.vmcb.read64(save::RAX) as u16;
-            if crate::acpi::is_sleep_request(port, value) {
-                vcpu.vmcb.write64(save::RIP, next_rip);
+            if crate::acpi::is_sleep_request(io.port, value) {
+                vcpu.vmcb.write64(save::RIP, io.next_rip);
                 printk!(
-                    "d{}: ACPI sleep request (SLP_TYP {}) on port {port:#x}: powering off",
+                    "d{}: ACPI sleep request (SLP_TYP {}) on port {:#x}: powering off",
                     core.id,
-                    (value >> 10) & 7
+                    (value >> 10) & 7,
+                    io.port
                 );
                 return Flow::End(ShutdownReason::Poweroff);
             }
         }
     }
-    vcpu.vmcb.write64(save::RIP, next_rip);
+    vcpu.vmcb.write64(save::RIP, io.next_rip);
     Flow::Continue
 }
 
@@ -532,16 +509,14 @@ fn has_tsc_aux() -> bool {
 /// speculation MSRs as far as the guest is offered them); what it hands
 /// back (PAT, EFER, the APIC base, the hypercall page, an IBPB) is done
 /// here. A refused access raises #GP.
-fn msr(domain: &mut HvmDomain, v: usize) {
+fn msr(domain: &mut HvmDomain, v: usize, index: u32, write: Option<u64>) {
     let caps = MsrCaps {
         offer: rxen_x86::spec_ctrl::active().offer(),
         tsc_aux: has_tsc_aux(),
     };
     let vcpu = &mut domain.vcpus[v];
-    let index = vcpu.regs.rcx as u32;
-    let is_write = vcpu.vmcb.read64(control::EXIT_INFO1) & 1 != 0;
-    let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
-    let ok = if is_write {
+    let is_write = write.is_some();
+    let ok = if let Some(value) = write {
         match msr_policy::write(index, value, &mut vcpu.msrs, &caps) {
             Ok(WriteEffect::None) => true,
             Ok(WriteEffect::Pat(pat)) => {
@@ -614,9 +589,7 @@ fn write_hypercall_page(memory: &mut super::memory::GuestMemory, gfn: u64) -> bo
         .is_some_and(|gpa| memory.write_phys(gpa, &page).is_ok())
 }
 
-fn xsetbv(vcpu: &mut SvmVcpu) {
-    let index = vcpu.regs.rcx as u32;
-    let value = (vcpu.regs.rdx << 32) | (vcpu.vmcb.read64(save::RAX) & 0xFFFF_FFFF);
+fn xsetbv(vcpu: &mut SvmVcpu, index: u32, value: u64) {
     if index != 0 || vcpu.vmcb.cpl() != 0 || !rxen_x86::xsave::valid_xcr0(value) {
         vcpu.inject_exception(13, Some(0));
         return;
@@ -631,7 +604,7 @@ static UNBACKED_LOGGED: RateLimit = RateLimit::new();
 /// Writes to read-only grant mappings logged so far (rate limit).
 static GRANT_RO_LOGGED: RateLimit = RateLimit::new();
 
-fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
+fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow {
     let HvmDomain {
         memory,
         vcpus,
@@ -639,9 +612,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
         ..
     } = domain;
     let vcpu = &mut vcpus[v];
-    let gpa = vcpu.vmcb.read64(control::EXIT_INFO2);
-    let fault = vcpu.vmcb.read64(control::EXIT_INFO1);
-    let write = fault & 2 != 0;
+    let (gpa, fault, write) = (npf.gpa, npf.raw, npf.write);
     if memory.host_address(Gpa(gpa), write).is_some() {
         // The access is allowed now: the nested page table changed between
         // the fault and this exit being served (another vCPU mapped or
@@ -661,7 +632,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
                 core.id
             );
         }
-        let emulated = fault & (1 << 33) == 0
+        let emulated = !npf.in_guest_walk
             && emulate::mmio_access(
                 &mut vcpu.vmcb,
                 &mut vcpu.regs,
@@ -708,7 +679,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize) -> Flow {
     ) {
         Ok(_) => {
             if UNBACKED_LOGGED.allow() {
-                let kind = if fault & 2 != 0 {
+                let kind = if write {
                     "write dropped"
                 } else {
                     "read as all ones"

@@ -146,6 +146,17 @@ fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
 }
 
 impl SvmVcpu {
+    /// The interrupt window asked for opened: stop asking (clear V_IRQ and
+    /// the VINTR intercept); what is pending is injected before the next
+    /// entry.
+    pub fn close_interrupt_window(&mut self) {
+        let v_intr = self.vmcb.read64(control::V_INTR);
+        self.vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
+        let misc1 = self.vmcb.read32(control::INTERCEPT_MISC1);
+        self.vmcb
+            .write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+    }
+
     /// A vCPU about to enter a PVH kernel at `entry` with EBX = `start_info`
     /// (32-bit flat protected mode, paging off), in the NPT rooted at `ncr3`,
     /// tagged with `asid`.

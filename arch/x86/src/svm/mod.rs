@@ -1,7 +1,14 @@
 //! AMD SVM: detection, per-CPU enabling (EFER.SVME, the host save area and
-//! the host's VMSAVE area), the VMCB layout, nested page tables, and the
-//! VMRUN path that enters a guest and comes back on #VMEXIT.
+//! the host's VMSAVE area), the VMCB layout, nested page tables, the VMRUN
+//! path that enters a guest and comes back on #VMEXIT, and the decoding of
+//! an exit into the vendor-neutral [`crate::exit::Exit`] (`exit.rs`).
+//!
+//! The vendor boundary: everything AMD-specific is here; the hypervisor's
+//! HVM layer handles `Exit`s. Intel VT-x is to be a sibling module, `vmx/`
+//! (VMCS, VMLAUNCH/VMRESUME, EPT), decoding its exit reasons into the same
+//! `Exit`.
 
+pub mod exit;
 pub mod guest_walk;
 pub mod npt;
 pub mod vmcb;
