@@ -8,6 +8,12 @@
 //! waits for the UART when it is full, which only a burst of its own
 //! messages can cause); guest lines may use all but the last quarter of it
 //! and are dropped, and counted, when they do not fit.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::string::String;
 use alloc::vec;
@@ -101,16 +107,23 @@ impl OutputBudget {
     pub fn charge(&mut self, now: u64, chars: u64) -> Option<u64> {
         let elapsed = now.saturating_sub(self.last_ns);
         // Earned in whole characters; the rest of the interval counts later.
-        let earned = elapsed.min(u64::MAX / Self::RATE) * Self::RATE / 1_000_000_000;
+        // (`elapsed` is capped so that the product fits.)
+        let earned = elapsed
+            .min(u64::MAX / Self::RATE)
+            .saturating_mul(Self::RATE)
+            / 1_000_000_000;
         if self.tokens.saturating_add(earned) >= Self::BURST {
             self.tokens = Self::BURST;
             self.last_ns = now;
         } else if earned > 0 {
-            self.tokens += earned;
-            self.last_ns += earned * 1_000_000_000 / Self::RATE;
+            // Below BURST, so far from overflowing.
+            self.tokens = self.tokens.saturating_add(earned);
+            self.last_ns = self
+                .last_ns
+                .saturating_add(earned.saturating_mul(1_000_000_000) / Self::RATE);
         }
-        if self.tokens >= chars {
-            self.tokens -= chars;
+        if let Some(left) = self.tokens.checked_sub(chars) {
+            self.tokens = left;
             Some(core::mem::take(&mut self.dropped))
         } else {
             self.drop_chars(chars);
@@ -156,7 +169,8 @@ impl TxRing {
     /// within [`MIN_TX_BUFFER`]..=[`MAX_TX_BUFFER`], as Xen rounds it.
     pub fn new(size: usize) -> Self {
         let size = size.clamp(MIN_TX_BUFFER, MAX_TX_BUFFER);
-        let size = 1 << (usize::BITS - 1 - size.leading_zeros());
+        // The highest power of two not above `size` (at least MIN_TX_BUFFER).
+        let size = 1usize << size.ilog2();
         Self {
             buf: vec![0; size],
             read: 0,
@@ -183,7 +197,7 @@ impl TxRing {
     /// Room for `source`: guests may not use the last quarter, which stays
     /// for the hypervisor's own messages.
     pub fn room(&self, source: Source) -> usize {
-        let free = self.capacity() - self.len;
+        let free = self.capacity().saturating_sub(self.len);
         match source {
             Source::Hypervisor => free,
             Source::Guest => free.saturating_sub(self.capacity() / 4),
@@ -199,11 +213,16 @@ impl TxRing {
             }
             return false;
         }
-        let mask = self.capacity() - 1;
+        // The capacity is a power of two: indices wrap with the mask.
+        let mask = self.capacity().wrapping_sub(1);
+        let tail = self.read.wrapping_add(self.len);
         for (i, &byte) in bytes.iter().enumerate() {
-            self.buf[(self.read + self.len + i) & mask] = byte;
+            if let Some(slot) = self.buf.get_mut(tail.wrapping_add(i) & mask) {
+                *slot = byte;
+            }
         }
-        self.len += bytes.len();
+        // Within the room checked above.
+        self.len = self.len.saturating_add(bytes.len());
         true
     }
 
@@ -217,9 +236,9 @@ impl TxRing {
         if self.len == 0 {
             return None;
         }
-        let byte = self.buf[self.read];
-        self.read = (self.read + 1) & (self.capacity() - 1);
-        self.len -= 1;
+        let byte = *self.buf.get(self.read)?;
+        self.read = self.read.wrapping_add(1) & self.capacity().wrapping_sub(1);
+        self.len = self.len.saturating_sub(1);
         Some(byte)
     }
 }
@@ -281,7 +300,7 @@ impl GuestConsole {
             return;
         }
         // The newline counts too.
-        let chars = line.len() as u64 + 1;
+        let chars = (line.len() as u64).saturating_add(1);
         let allowed = if limited {
             self.budget.charge(now, chars)
         } else {

@@ -10,6 +10,12 @@
 //! is clamped to the ring's size; the bytes are copied out before the
 //! consumer index moves (as xenconsoled's `buffer_append`), so whatever the
 //! guest does meanwhile changes only which bytes it gets printed.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::console::{mask_xencons_idx, XenconsInterface, XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
 

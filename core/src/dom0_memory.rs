@@ -13,6 +13,12 @@
 //!
 //! What 1:1 without an IOMMU does not protect against: a device dom0 drives
 //! can DMA anywhere, hypervisor included.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -43,7 +49,10 @@ pub struct Dom0Memory {
 impl Dom0Memory {
     /// Bytes of RAM dom0 has.
     pub fn bytes(&self) -> u64 {
-        self.ram.iter().map(|r| r.end - r.start).sum()
+        self.ram
+            .iter()
+            .map(|r| r.end.saturating_sub(r.start))
+            .fold(0, u64::saturating_add)
     }
 
     /// The end of dom0's highest RAM.
@@ -97,8 +106,16 @@ pub fn is_device_memory(host: &[GuestMemRegion], addr: u64) -> bool {
     addr < 1 << 48
         && !INTERRUPT_CONTROLLERS.iter().any(|r| r.contains(&addr))
         && !host.iter().any(|r| {
-            r.kind == RegionKind::Usable.to_e820() && r.addr <= addr && addr - r.addr < r.size
+            r.kind == RegionKind::Usable.to_e820()
+                && r.addr <= addr
+                && addr.wrapping_sub(r.addr) < r.size
         })
+}
+
+/// `addr` rounded up to a page (addresses near the top stay in the last
+/// page: memory maps end below 2^52).
+fn page_up(addr: u64) -> u64 {
+    addr.saturating_add(0xFFF) & !0xFFF
 }
 
 /// The free parts of `range`: without any of `taken`.
@@ -140,13 +157,14 @@ pub fn layout(
             ram.extend(
                 free_parts(r.start..end, taken)
                     .into_iter()
-                    .map(|p| ((p.start + 0xFFF) & !0xFFF)..(p.end & !0xFFF))
+                    .map(|p| page_up(p.start)..(p.end & !0xFFF))
                     .filter(|p| p.start < p.end),
             );
         }
     }
     // From the kernel's base up: the window must be free RAM.
-    let window = DOM0_KERNEL_BASE..DOM0_KERNEL_BASE + DOM0_KERNEL_WINDOW.min(wanted.max(1 << 20));
+    let window = DOM0_KERNEL_BASE
+        ..DOM0_KERNEL_BASE.saturating_add(DOM0_KERNEL_WINDOW.min(wanted.max(1 << 20)));
     let window_free: Vec<_> = map
         .usable()
         .flat_map(|r| {
@@ -170,25 +188,27 @@ pub fn layout(
         return Err(Dom0MemoryError::KernelWindowTaken(covered..window.end));
     }
     let mut left = wanted;
-    let mut free = 0;
+    let mut free: u64 = 0;
     for r in map.usable() {
-        let start = (r.start.max(DOM0_KERNEL_BASE) + 0xFFF) & !0xFFF;
+        let start = page_up(r.start.max(DOM0_KERNEL_BASE));
         let end = r.end & !0xFFF;
         if start >= end {
             continue;
         }
         for part in free_parts(start..end, taken) {
-            let part = ((part.start + 0xFFF) & !0xFFF)..(part.end & !0xFFF);
+            let part = page_up(part.start)..(part.end & !0xFFF);
             if part.start >= part.end {
                 continue;
             }
-            free += part.end - part.start;
+            // Non-empty: start < end.
+            let len = part.end.wrapping_sub(part.start);
+            free = free.saturating_add(len);
             if left == 0 {
                 continue;
             }
-            let take = left.min(part.end - part.start);
-            ram.push(part.start..part.start + take);
-            left -= take;
+            let take = left.min(len);
+            ram.push(part.start..part.start.wrapping_add(take));
+            left = left.wrapping_sub(take);
         }
     }
     if left > 0 {
@@ -209,14 +229,14 @@ fn e820(map: &MemoryMap, ram: &[Range<u64>]) -> Vec<GuestMemRegion> {
             return;
         }
         if let Some(last) = out.last_mut() {
-            if last.kind == kind && last.addr + last.size == addr {
-                last.size += end - addr;
+            if last.kind == kind && last.addr.checked_add(last.size) == Some(addr) {
+                last.size = last.size.saturating_add(end.wrapping_sub(addr));
                 return;
             }
         }
         out.push(GuestMemRegion {
             addr,
-            size: end - addr,
+            size: end.wrapping_sub(addr),
             kind,
         });
     };

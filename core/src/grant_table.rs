@@ -78,6 +78,12 @@
 //!   read one at a time, so an absurd `count` allocates nothing.
 //! - Not supported (`-ENOSYS`): `GNTTABOP_transfer`, `dump_table`,
 //!   `get_status_frames` (v2 only), `cache_flush` (Arm only in Xen).
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -361,19 +367,39 @@ impl GrantTable {
     /// Heap bytes the table holds: the active entries, the grant frame
     /// list and the maptrack. At most [`GrantTable::heap_bound`].
     pub fn heap_bytes(&self) -> usize {
-        self.active.capacity() * size_of::<ActiveEntry>()
-            + self.frame_gfns.capacity() * size_of::<Option<u64>>()
-            + self.maptrack.capacity() * size_of::<Box<[Slot]>>()
-            + self.maptrack.len() * MAPTRACK_PER_FRAME as usize * size_of::<Slot>()
+        // Saturating: a report, bounded by `heap_bound` anyway.
+        let maptrack_slots = self
+            .maptrack
+            .len()
+            .saturating_mul(MAPTRACK_PER_FRAME as usize);
+        [
+            self.active
+                .capacity()
+                .saturating_mul(size_of::<ActiveEntry>()),
+            self.frame_gfns
+                .capacity()
+                .saturating_mul(size_of::<Option<u64>>()),
+            self.maptrack
+                .capacity()
+                .saturating_mul(size_of::<Box<[Slot]>>()),
+            maptrack_slots.saturating_mul(size_of::<Slot>()),
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
     }
 
     /// The most heap a table with these limits can hold.
     pub fn heap_bound(max_frames: u32, max_maptrack_frames: u32) -> usize {
         let (frames, maptrack) = (max_frames as usize, max_maptrack_frames as usize);
-        frames * ENTRIES_PER_FRAME as usize * size_of::<ActiveEntry>()
-            + frames * size_of::<Option<u64>>()
-            + maptrack
-                * (size_of::<Box<[Slot]>>() + MAPTRACK_PER_FRAME as usize * size_of::<Slot>())
+        let per_frame = (ENTRIES_PER_FRAME as usize)
+            .saturating_mul(size_of::<ActiveEntry>())
+            .saturating_add(size_of::<Option<u64>>());
+        let per_maptrack_frame = (MAPTRACK_PER_FRAME as usize)
+            .saturating_mul(size_of::<Slot>())
+            .saturating_add(size_of::<Box<[Slot]>>());
+        frames
+            .saturating_mul(per_frame)
+            .saturating_add(maptrack.saturating_mul(per_maptrack_frame))
     }
 
     /// Whether this domain's frame `gfn` is granted and in use by another
@@ -409,14 +435,18 @@ impl GrantTable {
         let index = u32::try_from(idx).map_err(|_| errno::EINVAL)?;
         if index >= self.nr_frames() && index < self.max_frames {
             // A failure shows as the frame still missing.
-            let _ = self.grow(platform, index + 1);
+            let _ = self.grow(platform, index.saturating_add(1));
         }
         if index >= self.nr_frames() {
             return Err(errno::EINVAL);
         }
         // Whatever grant frame was at gpfn is replaced there.
         self.forget_frame_gfn(gpfn);
-        let previous_gfn = self.frame_gfns[index as usize].replace(gpfn);
+        let previous_gfn = self
+            .frame_gfns
+            .get_mut(index as usize)
+            .ok_or(errno::EINVAL)?
+            .replace(gpfn);
         Ok(GrantFrameMap {
             index,
             gfn: gpfn,
@@ -481,12 +511,13 @@ impl GrantTable {
         if nr <= self.nr_frames() {
             return Ok(());
         }
-        let entries = nr as usize * ENTRIES_PER_FRAME as usize;
+        // `nr` is at most `max_frames` (checked above).
+        let entries = (nr as usize).saturating_mul(ENTRIES_PER_FRAME as usize);
         self.frame_gfns
-            .try_reserve_exact(nr as usize - self.frame_gfns.len())
+            .try_reserve_exact((nr as usize).saturating_sub(self.frame_gfns.len()))
             .map_err(|_| errno::ENOMEM)?;
         self.active
-            .try_reserve_exact(entries - self.active.len())
+            .try_reserve_exact(entries.saturating_sub(self.active.len()))
             .map_err(|_| errno::ENOMEM)?;
         platform.grow_grant_frames(self.domid, nr)?;
         self.frame_gfns.resize(nr as usize, None);
@@ -497,18 +528,25 @@ impl GrantTable {
     fn slot(&self, handle: GrantHandle) -> Option<&Slot> {
         let per = MAPTRACK_PER_FRAME as usize;
         let handle = handle as usize;
-        self.maptrack.get(handle / per)?.get(handle % per)
+        self.maptrack
+            .get(handle.checked_div(per)?)?
+            .get(handle.checked_rem(per)?)
     }
 
     fn slot_mut(&mut self, handle: GrantHandle) -> Option<&mut Slot> {
         let per = MAPTRACK_PER_FRAME as usize;
         let handle = handle as usize;
-        self.maptrack.get_mut(handle / per)?.get_mut(handle % per)
+        self.maptrack
+            .get_mut(handle.checked_div(per)?)?
+            .get_mut(handle.checked_rem(per)?)
     }
 
     /// Handles the maptrack has now (in use or not).
     fn nr_handles(&self) -> GrantHandle {
-        (self.maptrack.len() * MAPTRACK_PER_FRAME as usize) as GrantHandle
+        // At most max_maptrack_frames * 512 handles, which fit (see new()).
+        self.maptrack
+            .len()
+            .saturating_mul(MAPTRACK_PER_FRAME as usize) as GrantHandle
     }
 
     /// Takes a free handle, adding a maptrack frame if none is free and the
@@ -541,14 +579,17 @@ impl GrantTable {
         let (len, most) = (self.maptrack.len(), self.max_maptrack_frames as usize);
         if len == self.maptrack.capacity() {
             // Double, but never beyond the limit (see `heap_bound`).
-            let want = (len * 2).max(4).min(most);
-            self.maptrack.try_reserve_exact(want - len).ok()?;
+            let want = len.saturating_mul(2).max(4).min(most);
+            self.maptrack
+                .try_reserve_exact(want.saturating_sub(len))
+                .ok()?;
         }
         let mut frame: Vec<Slot> = Vec::new();
         frame.try_reserve_exact(per as usize).ok()?;
+        // Handles base..base+per: below the maptrack limit, so they fit.
         frame.extend((0..per).map(|i| Slot::Free {
-            next: if i + 1 < per {
-                base + i + 1
+            next: if i.wrapping_add(1) < per {
+                base.wrapping_add(i).wrapping_add(1)
             } else {
                 self.free_head
             },
@@ -562,7 +603,7 @@ impl GrantTable {
     fn set_mapping(&mut self, handle: GrantHandle, mapping: Mapping) {
         if let Some(slot) = self.slot_mut(handle) {
             *slot = Slot::InUse(mapping);
-            self.in_use += 1;
+            self.in_use = self.in_use.saturating_add(1);
         }
     }
 
@@ -583,7 +624,7 @@ impl GrantTable {
             }
             Slot::InUse(mapping) => {
                 self.free_head = handle;
-                self.in_use -= 1;
+                self.in_use = self.in_use.saturating_sub(1);
                 Some(mapping)
             }
         }
@@ -634,12 +675,14 @@ impl GrantTable {
                 writers: 0,
             };
         }
+        // Pins are bounded by the mappers' maptrack handles.
         if readonly {
-            act.readers += 1;
+            act.readers = act.readers.saturating_add(1);
         } else {
-            act.writers += 1;
+            act.writers = act.writers.saturating_add(1);
         }
-        self.active[gref as usize] = act;
+        let slot = self.active.get_mut(gref as usize).ok_or(GNTST_BAD_GNTREF)?;
+        *slot = act;
         Ok(act.mfn)
     }
 
@@ -678,8 +721,7 @@ impl GrantTable {
 
     /// Drops every pin `user` holds, clearing the entries' marks.
     fn drop_pins_of(&mut self, platform: &dyn GrantPlatform, user: DomId) {
-        for gref in 0..self.active.len() {
-            let act = &mut self.active[gref];
+        for (gref, act) in self.active.iter_mut().enumerate() {
             if act.pinned() && act.user == user {
                 *act = ActiveEntry::default();
                 if let Some((header, _)) = entry_words(platform, self.domid, gref as GrantRef) {
@@ -697,8 +739,9 @@ fn entry_words(
     gref: GrantRef,
 ) -> Option<(&AtomicU32, &AtomicU32)> {
     let frame = platform.grant_frame(domid, gref / ENTRIES_PER_FRAME)?;
-    let at = (gref % ENTRIES_PER_FRAME) as usize * 2;
-    Some((frame.get(at)?, frame.get(at + 1)?))
+    // Two words per entry, within the frame.
+    let at = ((gref % ENTRIES_PER_FRAME) as usize).wrapping_mul(2);
+    Some((frame.get(at)?, frame.get(at.wrapping_add(1))?))
 }
 
 /// Marks a v1 entry in use by `user` (`GTF_reading`, and `GTF_writing` for
@@ -1001,8 +1044,8 @@ pub fn copy(
         }
     };
     let len = u32::from(op.len);
-    let result = if u32::from(op.source.offset) + len > PAGE_SIZE
-        || u32::from(op.dest.offset) + len > PAGE_SIZE
+    let result = if u32::from(op.source.offset).saturating_add(len) > PAGE_SIZE
+        || u32::from(op.dest.offset).saturating_add(len) > PAGE_SIZE
     {
         Err(GNTST_BAD_COPY_ARG)
     } else {
@@ -1035,7 +1078,7 @@ pub fn release_domain(
     let Some(table) = tables.table(domid) else {
         return 0;
     };
-    let mut released = 0;
+    let mut released: usize = 0;
     for handle in 0..table.nr_handles() {
         let Some(mapping) = tables.table(domid).and_then(|t| t.free_handle(handle)) else {
             continue;
@@ -1044,7 +1087,7 @@ pub fn release_domain(
         if let Some(granter) = tables.table(mapping.granter) {
             granter.unpin(platform, mapping.gref, mapping.readonly);
         }
-        released += 1;
+        released = released.saturating_add(1);
     }
     // Each round removes every pin of one user of the domain's grants.
     while let Some(user) = tables.table(domid).and_then(|t| t.first_user()) {
@@ -1063,7 +1106,7 @@ pub fn release_domain(
             if let Some(table) = tables.table(domid) {
                 table.unpin(platform, mapping.gref, mapping.readonly);
             }
-            released += 1;
+            released = released.saturating_add(1);
         }
         if let Some(table) = tables.table(domid) {
             table.drop_pins_of(platform, user);
@@ -1118,13 +1161,14 @@ where
         if i == GNTTAB_BATCH {
             return Ok(Progress::More {
                 arg: element(arg, i, size_of::<T>())?,
-                count: count - i,
+                count: count.saturating_sub(i),
             });
         }
         let at = element(arg, i, size_of::<T>())?;
         let mut op: T = read_guest(platform, at)?;
         let (offset, value) = one(platform, &mut op);
-        write_guest(platform, at + offset as u64, &value)?;
+        let status_at = at.checked_add(offset as u64).ok_or(errno::EFAULT)?;
+        write_guest(platform, status_at, &value)?;
     }
     Ok(Progress::Done(0))
 }
@@ -1241,7 +1285,9 @@ pub fn grant_table_op(
                 }
                 Err(status) => status,
             };
-            let status_at = arg + offset_of!(GnttabSetupTable, status) as u64;
+            let status_at = arg
+                .checked_add(offset_of!(GnttabSetupTable, status) as u64)
+                .ok_or(errno::EFAULT)?;
             write_guest(platform, status_at, &status).map(|_| Progress::Done(0))
         }
         GNTTABOP_QUERY_SIZE => {
@@ -1270,7 +1316,9 @@ pub fn grant_table_op(
         GNTTABOP_GET_VERSION => {
             let g: GnttabGetVersion = read_guest(platform, arg)?;
             let version = get_version(caller, g.dom, tables, platform)?;
-            let version_at = arg + offset_of!(GnttabGetVersion, version) as u64;
+            let version_at = arg
+                .checked_add(offset_of!(GnttabGetVersion, version) as u64)
+                .ok_or(errno::EFAULT)?;
             write_guest(platform, version_at, &version).map(|_| Progress::Done(0))
         }
         _ => Err(errno::ENOSYS),

@@ -4,6 +4,12 @@
 //! hypervisor trusts (sorted, disjoint, usable memory 4 KiB aligned), and
 //! [`sanitize`], which turns whatever the firmware or boot loader handed over
 //! into such a map, reporting each repair through a callback.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -382,7 +388,7 @@ pub fn sanitize(raw: &[RawEntry], warn: &mut dyn FnMut(SanitizeWarning)) -> Memo
 
     // Pass 2: report overlaps between entries of different kinds.
     for (i, (ia, a)) in clamped.iter().enumerate() {
-        for (ib, b) in clamped.iter().skip(i + 1) {
+        for (ib, b) in clamped.iter().skip(i.saturating_add(1)) {
             if a.kind != b.kind && a.start < b.end && b.start < a.end {
                 let kept = if a.kind.restrictiveness() >= b.kind.restrictiveness() {
                     a.kind
@@ -436,7 +442,7 @@ pub fn sanitize(raw: &[RawEntry], warn: &mut dyn FnMut(SanitizeWarning)) -> Memo
 
     // Pass 4: cut the address space at every boundary and give each piece
     // the most restrictive kind covering it.
-    let mut bounds: Vec<u64> = Vec::with_capacity(aligned.len() * 2);
+    let mut bounds: Vec<u64> = Vec::with_capacity(aligned.len().saturating_mul(2));
     for r in &aligned {
         bounds.push(r.start);
         bounds.push(r.end);

@@ -3,6 +3,12 @@
 //! address, a machine (host) frame and a host-physical address are four
 //! types, so one is never passed where another is meant. Conversions that
 //! can overflow on a guest's value are checked.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use core::fmt;
 

@@ -11,6 +11,12 @@
 //! segment 0), each a fixed bitmap of its 65536 (bus, devfn) slots. Xen
 //! allocates a segment for any number dom0 names; rxen answers `-ENODEV`
 //! for one the firmware does not describe.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 

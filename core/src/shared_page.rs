@@ -16,6 +16,12 @@
 //! Offsets are checked: an access beyond the page does nothing and reports
 //! `None` (or `false`), it never panics. The platform builds the view over
 //! the host mapping of the page (the only `unsafe` part, outside the core).
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,7 +48,35 @@ fn bit_position(at: usize, bit: usize) -> Option<(usize, u32)> {
     if byte >= PAGE_BYTES {
         return None;
     }
-    Some((byte / 8, ((byte % 8) * 8 + bit % 8) as u32))
+    // Bit within the little-endian word: 8 per byte below it, plus `bit % 8`
+    // (all below 64).
+    let shift = (byte % 8).wrapping_mul(8).wrapping_add(bit % 8);
+    Some((byte / 8, shift as u32))
+}
+
+/// The pieces of the `len` bytes from byte `at` of a page (which the
+/// caller checked lie within it), word by word: the word's index, the bytes
+/// within the word, the bytes within the caller's buffer.
+fn pieces(
+    at: usize,
+    len: usize,
+) -> impl Iterator<Item = (usize, core::ops::Range<usize>, core::ops::Range<usize>)> {
+    let mut done = 0usize;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let byte = at.checked_add(done)?;
+        let offset = byte % 8;
+        let n = 8usize.wrapping_sub(offset).min(len.wrapping_sub(done));
+        let piece = (
+            byte / 8,
+            offset..offset.wrapping_add(n),
+            done..done.wrapping_add(n),
+        );
+        done = done.wrapping_add(n);
+        Some(piece)
+    })
 }
 
 impl<'a> SharedPage<'a> {
@@ -111,7 +145,7 @@ impl<'a> SharedPage<'a> {
     /// The byte at `at`.
     pub fn load_u8(&self, at: usize) -> Option<u8> {
         let word = self.word(at / 8)?.load(Ordering::SeqCst);
-        Some(word.to_le_bytes()[at % 8])
+        word.to_le_bytes().get(at % 8).copied()
     }
 
     /// Reads `buf.len()` bytes from `at` (each word read once); false (and
@@ -120,17 +154,15 @@ impl<'a> SharedPage<'a> {
         if at.checked_add(buf.len()).is_none_or(|end| end > PAGE_BYTES) {
             return false;
         }
-        let mut done = 0;
-        while done < buf.len() {
-            let byte = at + done;
-            let (index, offset) = (byte / 8, byte % 8);
-            let n = (8 - offset).min(buf.len() - done);
+        for (index, in_word, in_buf) in pieces(at, buf.len()) {
             let Some(word) = self.word(index) else {
                 return false;
             };
             let bytes = word.load(Ordering::SeqCst).to_le_bytes();
-            buf[done..done + n].copy_from_slice(&bytes[offset..offset + n]);
-            done += n;
+            match (buf.get_mut(in_buf), bytes.get(in_word)) {
+                (Some(dst), Some(src)) => dst.copy_from_slice(src),
+                _ => return false,
+            }
         }
         true
     }
@@ -144,21 +176,15 @@ impl<'a> SharedPage<'a> {
         {
             return false;
         }
-        let mut done = 0;
-        while done < bytes.len() {
-            let byte = at + done;
-            let (index, offset) = (byte / 8, byte % 8);
-            let n = (8 - offset).min(bytes.len() - done);
-            let Some(word) = self.word(index) else {
+        for (index, in_word, in_buf) in pieces(at, bytes.len()) {
+            let (Some(word), Some(part)) = (self.word(index), bytes.get(in_buf)) else {
                 return false;
             };
-            let part = &bytes[done..done + n];
             let _ = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
                 let mut b = w.to_le_bytes();
-                b[offset..offset + n].copy_from_slice(part);
+                b.get_mut(in_word.clone())?.copy_from_slice(part);
                 Some(u64::from_le_bytes(b))
             });
-            done += n;
         }
         true
     }

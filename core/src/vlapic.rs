@@ -10,6 +10,12 @@
 //! (hidden), level-triggered interrupts (TMR reads 0), error reporting (ESR
 //! reads 0), the thermal, performance and LINT pins (their LVTs are only
 //! stored), remote read, SMI, and writes to the APIC ID (ignored).
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 /// Default physical base of the APIC page.
 pub const DEFAULT_BASE: u64 = 0xFEE0_0000;
@@ -173,30 +179,38 @@ pub struct VectorBits([u32; 8]);
 impl VectorBits {
     /// Sets bit `v`.
     pub fn set(&mut self, v: u8) {
-        self.0[v as usize / 32] |= 1 << (v % 32);
+        if let Some(word) = self.0.get_mut(usize::from(v / 32)) {
+            *word |= 1 << (v % 32);
+        }
     }
 
     /// Clears bit `v`.
     pub fn clear(&mut self, v: u8) {
-        self.0[v as usize / 32] &= !(1 << (v % 32));
+        if let Some(word) = self.0.get_mut(usize::from(v / 32)) {
+            *word &= !(1 << (v % 32));
+        }
     }
 
     /// Whether bit `v` is set.
     pub fn test(&self, v: u8) -> bool {
-        self.0[v as usize / 32] & (1 << (v % 32)) != 0
+        self.word(usize::from(v / 32)) & (1 << (v % 32)) != 0
     }
 
     /// The highest set bit.
     pub fn highest(&self) -> Option<u8> {
-        (0..8).rev().find_map(|i| {
-            let word = self.0[i];
-            (word != 0).then(|| (i * 32 + 31 - word.leading_zeros() as usize) as u8)
+        (0..8u8).rev().find_map(|i| {
+            let word = self.word(usize::from(i));
+            // Below 256: word i holds vectors 32i..32i+31.
+            (word != 0).then(|| {
+                i.wrapping_mul(32)
+                    .wrapping_add(31u8.wrapping_sub(word.leading_zeros() as u8))
+            })
         })
     }
 
     /// Word `i` (0-7) as the register at offset `base + 0x10 * i` reads.
     pub fn word(&self, i: usize) -> u32 {
-        self.0[i]
+        self.0.get(i).copied().unwrap_or(0)
     }
 }
 
@@ -431,7 +445,9 @@ impl Vlapic {
 
     /// One timer period in ns.
     fn timer_period(&self) -> u64 {
-        u64::from(self.timer_initial) * self.timer_divisor() * BUS_CYCLE_NS
+        u64::from(self.timer_initial)
+            .saturating_mul(self.timer_divisor())
+            .saturating_mul(BUS_CYCLE_NS)
     }
 
     /// When the timer fires next (system time), if it runs.
@@ -445,7 +461,9 @@ impl Vlapic {
             return 0;
         };
         let left = deadline.saturating_sub(now);
-        let ticks = left / (self.timer_divisor() * BUS_CYCLE_NS);
+        let ticks = left
+            .checked_div(self.timer_divisor().saturating_mul(BUS_CYCLE_NS))
+            .unwrap_or(0);
         ticks.min(u64::from(self.timer_initial)) as u32
     }
 
@@ -463,9 +481,12 @@ impl Vlapic {
             // As Xen's periodic timers: at least 100 µs apart, however
             // short the programmed period (the first tick is not delayed).
             let period = period.max(MIN_TIMER_PERIOD_NS);
-            let missed = (now - deadline) / period;
-            self.timer_start = deadline + missed * period;
-            self.timer_deadline = Some(self.timer_start + period);
+            let missed = now
+                .saturating_sub(deadline)
+                .checked_div(period)
+                .unwrap_or(0);
+            self.timer_start = deadline.saturating_add(missed.saturating_mul(period));
+            self.timer_deadline = Some(self.timer_start.saturating_add(period));
         } else {
             self.timer_deadline = None;
         }
@@ -475,13 +496,13 @@ impl Vlapic {
     fn lvt_index(offset: u32) -> Option<usize> {
         (reg::LVT_TIMER..=reg::LVT_ERROR)
             .contains(&offset)
-            .then(|| ((offset - reg::LVT_TIMER) / 0x10) as usize)
+            .then(|| (offset.wrapping_sub(reg::LVT_TIMER) / 0x10) as usize)
     }
 
     /// Reads the 32-bit register at `offset` (16-byte aligned; other
     /// offsets and write-only registers read 0) at system time `now`.
     pub fn read(&self, offset: u32, now: u64) -> u32 {
-        let vector_word = |base: u32| ((offset - base) / 0x10) as usize;
+        let vector_word = |base: u32| (offset.wrapping_sub(base) / 0x10) as usize;
         match offset {
             reg::ID => u32::from(self.id) << 24,
             reg::VERSION => VERSION,
@@ -499,7 +520,7 @@ impl Vlapic {
             reg::TIMER_CURRENT => self.timer_current(now),
             reg::TIMER_DIVIDE => self.timer_divide,
             _ => match Self::lvt_index(offset) {
-                Some(i) if offset.is_multiple_of(0x10) => self.lvt[i],
+                Some(i) if offset.is_multiple_of(0x10) => self.lvt.get(i).copied().unwrap_or(0),
                 _ => 0,
             },
         }
@@ -534,17 +555,19 @@ impl Vlapic {
                 self.timer_initial = value;
                 self.timer_start = now;
                 let period = self.timer_period();
-                self.timer_deadline = (period > 0).then(|| now + period);
+                self.timer_deadline = (period > 0).then(|| now.saturating_add(period));
                 return WriteEffect::TimerChanged;
             }
             reg::TIMER_DIVIDE => self.timer_divide = value & 0xB,
             _ => {
                 if let Some(i) = Self::lvt_index(offset).filter(|_| offset.is_multiple_of(0x10)) {
-                    let mut lvt = value & LVT_WRITABLE[i];
+                    let mut lvt = value & LVT_WRITABLE.get(i).copied().unwrap_or(0);
                     if self.svr & SVR_ENABLE == 0 {
                         lvt |= LVT_MASKED;
                     }
-                    self.lvt[i] = lvt;
+                    if let Some(slot) = self.lvt.get_mut(i) {
+                        *slot = lvt;
+                    }
                 }
             }
         }
