@@ -27,6 +27,12 @@
 //! to clear) does not race its later tries. Each of our updates is a single
 //! compare-and-exchange, so there is nothing for the guest to wait for: we
 //! never set BUSY, and keep whatever value the guest left in it.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -128,7 +134,8 @@ impl Fifo {
 
     /// Ports that have an event word.
     pub fn nr_event_words(&self) -> u32 {
-        self.array.len() as u32 * EVENT_WORDS_PER_PAGE
+        // At most EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES pages: fits.
+        (self.array.len() as u32).saturating_mul(EVENT_WORDS_PER_PAGE)
     }
 
     /// The priority of `port`.
@@ -153,7 +160,7 @@ impl Fifo {
     /// Guest-physical address of `port`'s event word, if its page exists.
     pub fn word_address(&self, port: u32) -> Option<u64> {
         let page = self.array.get((port / EVENT_WORDS_PER_PAGE) as usize)?;
-        Some(page + u64::from(port % EVENT_WORDS_PER_PAGE) * 4)
+        page.checked_add(u64::from(port % EVENT_WORDS_PER_PAGE).wrapping_mul(4))
     }
 
     fn port(&self, port: u32) -> PortFifo {
@@ -166,8 +173,11 @@ impl Fifo {
     fn port_mut(&mut self, port: u32) -> Option<&mut PortFifo> {
         let index = port as usize;
         if index >= self.ports.len() {
-            self.ports.try_reserve(index + 1 - self.ports.len()).ok()?;
-            self.ports.resize(index + 1, PortFifo::default());
+            let len = index.checked_add(1)?;
+            self.ports
+                .try_reserve(len.saturating_sub(self.ports.len()))
+                .ok()?;
+            self.ports.resize(len, PortFifo::default());
         }
         self.ports.get_mut(index)
     }
@@ -271,7 +281,7 @@ pub fn init_control(
         return Err(errno::ENOENT);
     }
     let size = core::mem::size_of::<EvtchnFifoControlBlock>() as u32;
-    if offset > 4096 - size || !offset.is_multiple_of(8) {
+    if offset > 4096u32.saturating_sub(size) || !offset.is_multiple_of(8) {
         return Err(errno::EINVAL);
     }
     if events
@@ -283,8 +293,8 @@ pub fn init_control(
     let gpa = gfn
         .checked_mul(4096)
         .filter(|_| gfn_is_ram)
-        .ok_or(errno::EINVAL)?
-        + u64::from(offset);
+        .and_then(|page| page.checked_add(u64::from(offset)))
+        .ok_or(errno::EINVAL)?;
     if !events.is_fifo() {
         let mut fifo = Fifo::new(events.nr_vcpus());
         let pending: Vec<u32> = crate::hypercall::with_shared_info(env, |page| {
@@ -303,8 +313,11 @@ pub fn init_control(
         }
         events.switch_to_fifo(fifo);
     }
-    if let Some(fifo) = events.fifo_mut() {
-        fifo.vcpus[vcpu as usize].control_block = Some(gpa);
+    if let Some(queues) = events
+        .fifo_mut()
+        .and_then(|fifo| fifo.vcpus.get_mut(vcpu as usize))
+    {
+        queues.control_block = Some(gpa);
     }
     Ok(())
 }
@@ -402,14 +415,22 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
     // queue's tail, the queue is empty now, and a port queued there later
     // must not be linked after this one.
     let (last_vcpu, last_priority) = fifo.port(port).last;
-    if let Some(q) = fifo.vcpus.get_mut(last_vcpu as usize) {
-        if q.tail[last_priority as usize] == port {
-            q.tail[last_priority as usize] = 0;
+    if let Some(tail) = fifo
+        .vcpus
+        .get_mut(last_vcpu as usize)
+        .and_then(|q| q.tail.get_mut(last_priority as usize))
+    {
+        if *tail == port {
+            *tail = 0;
         }
     }
     fifo.port_mut(port)?.last = (vcpu, priority);
-    let queue = &mut fifo.vcpus[vcpu as usize];
-    let tail = core::mem::replace(&mut queue.tail[priority as usize], port);
+    let queue_tail = fifo
+        .vcpus
+        .get_mut(vcpu as usize)?
+        .tail
+        .get_mut(priority as usize)?;
+    let tail = core::mem::replace(queue_tail, port);
     let linked = tail != 0
         && fifo
             .word_address(tail)
@@ -418,9 +439,12 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
         return None;
     }
     // The queue was empty: the port is its head.
-    let head_at = control_block + HEAD_AT + u64::from(priority) * 4;
+    // Within the control block (checked at EVTCHNOP_init_control).
+    let head_at = control_block
+        .wrapping_add(HEAD_AT)
+        .wrapping_add(u64::from(priority).wrapping_mul(4));
     with_word(env, head_at, |head| head.store(port, Ordering::SeqCst))?;
-    let ready_was = with_word(env, control_block + READY_AT, |ready| {
+    let ready_was = with_word(env, control_block.wrapping_add(READY_AT), |ready| {
         ready.fetch_or(1 << priority, Ordering::SeqCst)
     })?;
     (ready_was & (1 << priority) == 0).then_some(vcpu)

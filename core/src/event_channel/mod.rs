@@ -9,6 +9,12 @@
 //! beside the table and whose ports go up to `EVTCHN_FIFO_NR_CHANNELS`.
 //! Everything that depends on the ABI goes through its [`PortOps`] (Xen's
 //! `struct evtchn_port_ops`), chosen in one place: [`EventChannels::ops`].
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 pub mod fifo;
 pub mod two_level;
@@ -236,7 +242,7 @@ impl EventChannels {
             .take(limit)
             .skip(1)
             .position(|p| p.state == PortState::Free)
-            .map(|i| i + 1);
+            .map(|i| i.wrapping_add(1));
         let index = match free {
             Some(index) => index,
             None if self.ports.len() < limit => {
@@ -245,12 +251,12 @@ impl EventChannels {
                     state: PortState::Free,
                     vcpu: 0,
                 });
-                self.ports.len() - 1
+                self.ports.len().wrapping_sub(1)
             }
             None => return Err(errno::ENOSPC),
         };
         self.ops().init(self, index as u32)?;
-        self.ports[index] = Port { state, vcpu };
+        *self.ports.get_mut(index).ok_or(errno::ENOSPC)? = Port { state, vcpu };
         Ok(index as u32)
     }
 
@@ -271,11 +277,17 @@ impl EventChannels {
             return Err(errno::EINVAL);
         }
         let slot = self.virqs.get(vcpu as usize).ok_or(errno::ENOENT)?;
-        if slot[virq as usize].is_some() {
+        if slot.get(virq as usize).is_none_or(|bound| bound.is_some()) {
             return Err(errno::EEXIST);
         }
         let port = self.allocate(PortState::Virq(virq), vcpu)?;
-        self.virqs[vcpu as usize][virq as usize] = Some(port);
+        if let Some(bound) = self
+            .virqs
+            .get_mut(vcpu as usize)
+            .and_then(|slot| slot.get_mut(virq as usize))
+        {
+            *bound = Some(port);
+        }
         Ok(port)
     }
 
@@ -304,12 +316,20 @@ impl EventChannels {
     pub fn close(&mut self, port: u32) -> Result<PortState, Errno> {
         let p = self.port(port).ok_or(errno::EINVAL)?;
         if let PortState::Virq(virq) = p.state {
-            self.virqs[virq_table_vcpu(virq, p.vcpu)][virq as usize] = None;
+            if let Some(bound) = self
+                .virqs
+                .get_mut(virq_table_vcpu(virq, p.vcpu))
+                .and_then(|slot| slot.get_mut(virq as usize))
+            {
+                *bound = None;
+            }
         }
-        self.ports[port as usize] = Port {
-            state: PortState::Free,
-            vcpu: 0,
-        };
+        if let Some(slot) = self.ports.get_mut(port as usize) {
+            *slot = Port {
+                state: PortState::Free,
+                vcpu: 0,
+            };
+        }
         Ok(p.state)
     }
 
@@ -339,7 +359,10 @@ impl EventChannels {
     /// to (`remote_dom`, `remote_port`).
     pub fn connect(&mut self, port: u32, remote_dom: DomId, remote_port: u32) -> Result<(), Errno> {
         self.check_offered(port, remote_dom)?;
-        self.ports[port as usize].state = PortState::Interdomain {
+        self.ports
+            .get_mut(port as usize)
+            .ok_or(errno::EINVAL)?
+            .state = PortState::Interdomain {
             remote_dom,
             remote_port,
         };
@@ -354,8 +377,12 @@ impl EventChannels {
             remote_dom,
             remote_port,
         };
-        if self.port(port).map(|p| p.state) == Some(connected) {
-            self.ports[port as usize].state = PortState::Unbound { remote: remote_dom };
+        if let Some(p) = self
+            .ports
+            .get_mut(port as usize)
+            .filter(|p| p.state == connected)
+        {
+            p.state = PortState::Unbound { remote: remote_dom };
         }
     }
 
@@ -408,7 +435,7 @@ impl EventChannels {
             | PortState::Unbound { .. }
             | PortState::Interdomain { .. }
             | PortState::Console => {
-                self.ports[port as usize].vcpu = vcpu;
+                self.ports.get_mut(port as usize).ok_or(errno::EINVAL)?.vcpu = vcpu;
                 Ok(())
             }
             PortState::Ipi | PortState::Free => Err(errno::EINVAL),

@@ -1,6 +1,12 @@
 //! Event channels, 2-level ABI (Xen's common/event_2l.c): one pending and
 //! one mask bit per port in the shared-info page, and a selector word per
 //! vCPU in its `vcpu_info`; [`TwoLevelOps`] is the ABI's [`PortOps`].
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
@@ -72,7 +78,7 @@ impl PortOps for TwoLevelOps {
 /// when it was clear, `evtchn_upcall_pending` and the end of its block.
 fn notify(domain: &mut Domain, vcpu: usize, word: usize, env: &mut dyn GuestEnv) {
     let was_set = with_vcpu_info(domain, vcpu, env, |page, base| {
-        page.test_and_set_bit(base + PENDING_SEL_AT, word)
+        page.test_and_set_bit(base.saturating_add(PENDING_SEL_AT), word)
     })
     .flatten();
     if was_set != Some(true) {

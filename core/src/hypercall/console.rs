@@ -1,5 +1,11 @@
 //! `console_io` (Xen's drivers/char/console.c): the hypervisor console,
 //! written by any guest, read by the privileged one.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec;
 
@@ -36,16 +42,20 @@ fn console_io(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
                 };
                 if done == CONSOLE_WRITE_BATCH {
                     let mut next = args;
-                    next[1] = count - done;
+                    next[1] = count.saturating_sub(done);
                     next[2] = at;
                     return Outcome::continuation(xen::HYPERVISOR_CONSOLE_IO, next);
                 }
-                let n = (count - done).min(CONSOLE_CHUNK as u64) as usize;
-                if let Err(e) = env.copy_in(at, &mut chunk[..n]) {
+                let n = count.saturating_sub(done).min(CONSOLE_CHUNK as u64) as usize;
+                let Some(part) = chunk.get_mut(..n) else {
+                    return Outcome::error(errno::EFAULT);
+                };
+                if let Err(e) = env.copy_in(at, part) {
                     return Outcome::error(e);
                 }
-                env.console_write(domain.id, &chunk[..n]);
-                done += n as u64;
+                env.console_write(domain.id, part);
+                // n >= 1 while done < count: the loop ends.
+                done = done.saturating_add(n as u64);
             }
             Outcome::value(0)
         }
@@ -55,7 +65,8 @@ fn console_io(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
             }
             let mut data = vec![0u8; count.min(4096) as usize];
             let n = env.console_read(&mut data);
-            from_result(env.copy_out(buffer, &data[..n]).map(|_| n as i64))
+            let data = data.get(..n).unwrap_or(&[]);
+            from_result(env.copy_out(buffer, data).map(|_| data.len() as i64))
         }
         _ => Outcome::error(errno::ENOSYS),
     }

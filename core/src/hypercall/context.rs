@@ -2,6 +2,12 @@
 //! the calling vCPU and the platform, through which it reaches guest
 //! memory, the clock, the console, host facts, the caller's physical map
 //! and the machine's other domains (the traits of [`crate::platform`]).
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use crate::domain::Domain;
 use crate::platform::GuestEnv;

@@ -1,5 +1,11 @@
 //! `hvm_op` (Xen's arch/x86/hvm/hvm.c): HVM parameters, the time, the
 //! per-vCPU upcall vector.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::hvm;
@@ -54,13 +60,19 @@ fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
                 if !guest_may_set_param(param.index) {
                     return Err(errno::EPERM);
                 }
-                domain.hvm_params[param.index as usize] = param.value;
+                *domain
+                    .hvm_params
+                    .get_mut(param.index as usize)
+                    .ok_or(errno::EINVAL)? = param.value;
                 Ok(0)
             } else {
                 if !guest_may_get_param(param.index) {
                     return Err(errno::EPERM);
                 }
-                param.value = domain.hvm_params[param.index as usize];
+                param.value = *domain
+                    .hvm_params
+                    .get(param.index as usize)
+                    .ok_or(errno::EINVAL)?;
                 GuestHandle::new(arg).write(env, &param).map(|_| 0)
             }
         }
@@ -90,7 +102,9 @@ fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
             // An upcall already pending is raised on the new vector.
             let target = request.vcpu as usize;
             if upcall_pending(domain, target, env) {
-                domain.vcpus[target].lapic.set_irq(request.vector);
+                if let Some(vcpu) = domain.vcpus.get_mut(target) {
+                    vcpu.lapic.set_irq(request.vector);
+                }
             }
             Ok(0)
         }

@@ -1,5 +1,11 @@
 //! `memory_op` (Xen's common/memory.c and the x86 sub-ops of
 //! arch/x86/mm.c): reservations, memory maps and add_to_physmap.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 

@@ -18,6 +18,12 @@
 //! The platform gives access to the calling guest through the narrow
 //! traits of [`crate::platform`] (guest memory, clock, console, host facts,
 //! physmap changes, the other domains), whose sum is [`GuestEnv`].
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 mod console;
 mod context;

@@ -1,5 +1,11 @@
 //! `multicall` (Xen's common/multicall.c): a batch of hypercalls from a
 //! list in guest memory, each entry's result written back.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno;
 use rxen_abi::xen;
@@ -28,7 +34,7 @@ pub(super) fn multicall(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
         Ok(at) => {
             let mut next = args;
             next[0] = at.addr();
-            next[1] = count - index;
+            next[1] = count.saturating_sub(index);
             Outcome::continuation(xen::HYPERVISOR_MULTICALL, next)
         }
         Err(e) => Outcome::error(e),
@@ -71,7 +77,9 @@ pub(super) fn multicall(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
         if let Err(e) = handle.write(ctx.env, &entry) {
             return Outcome::error(e);
         }
-        let more = index + 1 < count;
+        // index < count <= u32::MAX: no overflow.
+        let next_index = index.saturating_add(1);
+        let more = next_index < count;
         match outcome.next {
             Next::Continue | Next::Continuation { .. } => {}
             Next::Shutdown(_) => {
@@ -81,10 +89,12 @@ pub(super) fn multicall(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
                 }
             }
             Next::Block(deadline) if more => {
-                ctx.domain.vcpus[ctx.vcpu].blocked = Some(deadline);
-                return rest(index + 1);
+                if let Some(vcpu) = ctx.domain.vcpus.get_mut(ctx.vcpu) {
+                    vcpu.blocked = Some(deadline);
+                }
+                return rest(next_index);
             }
-            Next::Yield if more => return rest(index + 1),
+            Next::Yield if more => return rest(next_index),
             other => {
                 return Outcome {
                     ret: 0,

@@ -4,6 +4,12 @@
 //! sub-ops are `-ENOSYS`, as on Xen; the control domain reports the PCI
 //! devices and MMCONFIG regions it finds ([`crate::pci::PciRegistry`]);
 //! everything else is `-ENOSYS`.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::physdev::*;

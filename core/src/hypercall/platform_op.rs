@@ -8,6 +8,12 @@
 //! for an unknown one; of those Xen implements (MTRR memtypes, microcode,
 //! power management, CPU hotplug, `resource_op`, `get_symbol`...) none is
 //! needed to run dom0, and Linux's callers take the error.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::platform::*;
@@ -110,7 +116,10 @@ fn write_union<T: IntoBytes + zerocopy::Immutable>(op: &mut XenPlatformOp, value
 /// clock. Xen computes this modulo 2^64 whatever dom0 passes; rxen refuses
 /// with `-EINVAL` a time before system time 0 or beyond 2^64 seconds.
 fn settime(ctx: &mut Ctx<'_>, secs: u64, nsecs: u32, system_time: u64) -> Result<(), Errno> {
-    let at_zero = (u128::from(secs) * NS_PER_SEC + u128::from(nsecs))
+    // At most 2^64 * 10^9 + 2^32: fits in 128 bits.
+    let at_zero = u128::from(secs)
+        .saturating_mul(NS_PER_SEC)
+        .saturating_add(u128::from(nsecs))
         .checked_sub(u128::from(system_time))
         .ok_or(errno::EINVAL)?;
     let sec = u64::try_from(at_zero / NS_PER_SEC).map_err(|_| errno::EINVAL)?;

@@ -1,6 +1,12 @@
 //! `sched_op` and `set_timer_op` (Xen's common/sched/core.c): yield,
 //! block, shutdown, poll, the watchdog, and the single-shot and periodic
 //! timers that raise VIRQ_TIMER.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 
@@ -43,7 +49,9 @@ fn sched_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
             // As Xen's do_block: event delivery on, and no sleep if an event
             // is already waiting.
             set_upcall_mask(domain, vcpu, env, 0);
-            domain.vcpus[vcpu].poll_ports.clear();
+            if let Some(v) = domain.vcpus.get_mut(vcpu) {
+                v.poll_ports.clear();
+            }
             if upcall_pending(domain, vcpu, env) {
                 Outcome::value(0)
             } else {
@@ -120,7 +128,10 @@ fn poll(
         return Err(errno::EINVAL);
     }
     let mut bytes = [0u8; MAX_POLL_PORTS as usize * 4];
-    let bytes = &mut bytes[..request.nr_ports as usize * 4];
+    // nr_ports <= MAX_POLL_PORTS (checked above).
+    let bytes = bytes
+        .get_mut(..(request.nr_ports as usize).saturating_mul(4))
+        .ok_or(errno::EINVAL)?;
     env.copy_in(request.ports, bytes)?;
     // Kept while the vCPU blocks: a heap allocation, which may fail.
     let mut ports: Vec<u32> = Vec::new();
@@ -130,7 +141,7 @@ fn poll(
     ports.extend(
         bytes
             .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes)),
     );
     if ports.iter().any(|&port| port >= domain.events.max_ports()) {
         return Err(errno::EINVAL);
@@ -144,31 +155,36 @@ fn poll(
             return Ok(None);
         }
     }
-    domain.vcpus[vcpu].poll_ports = ports;
+    domain.vcpus.get_mut(vcpu).ok_or(errno::EINVAL)?.poll_ports = ports;
     Ok(Some((request.timeout != 0).then_some(request.timeout)))
 }
 
 fn watchdog(domain: &mut Domain, env: &mut dyn GuestEnv, arg: u64) -> Result<i64, Errno> {
     let request = GuestHandle::<sched::SchedWatchdog>::new(arg).read(env)?;
     let now = env.now_ns();
-    let timeout_ns = request.timeout as u64 * crate::time::NSEC_PER_SEC;
+    // A u32 of seconds: fits in 64 bits of nanoseconds.
+    let timeout_ns = u64::from(request.timeout).saturating_mul(crate::time::NSEC_PER_SEC);
+    let deadline = now.saturating_add(timeout_ns);
     if request.id == 0 {
         let slot = domain
             .watchdogs
             .iter()
             .position(Option::is_none)
             .ok_or(errno::ENOSPC)?;
-        domain.watchdogs[slot] = Some((timeout_ns, now + timeout_ns));
-        return Ok(slot as i64 + 1);
+        *domain.watchdogs.get_mut(slot).ok_or(errno::ENOSPC)? = Some((timeout_ns, deadline));
+        // At most NR_WATCHDOGS.
+        return Ok((slot as i64).saturating_add(1));
     }
     let slot = (request.id as usize)
         .checked_sub(1)
         .filter(|s| *s < domain.watchdogs.len())
         .ok_or(errno::EINVAL)?;
-    if domain.watchdogs[slot].is_none() {
-        return Err(errno::EINVAL);
-    }
-    domain.watchdogs[slot] = (request.timeout != 0).then_some((timeout_ns, now + timeout_ns));
+    let watchdog = domain
+        .watchdogs
+        .get_mut(slot)
+        .filter(|w| w.is_some())
+        .ok_or(errno::EINVAL)?;
+    *watchdog = (request.timeout != 0).then_some((timeout_ns, deadline));
     Ok(0)
 }
 
@@ -182,7 +198,10 @@ pub(super) fn do_set_timer_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
 
 fn set_timer_op(domain: &mut Domain, vcpu: usize, env: &mut dyn GuestEnv, timeout: u64) {
     let now = env.now_ns();
-    domain.vcpus[vcpu].singleshot_deadline = if timeout == 0 {
+    let Some(v) = domain.vcpus.get_mut(vcpu) else {
+        return;
+    };
+    v.singleshot_deadline = if timeout == 0 {
         None
     } else if (timeout as i64) < 0 || timeout.saturating_sub(now) >= HUGE_TIMEOUT_NS {
         Some(now.saturating_add(HUGE_TIMEOUT_RETRY_NS))
@@ -210,7 +229,11 @@ pub fn expire_timers(domain: &mut Domain, vcpu: usize, now: u64, env: &mut dyn G
             // Missed periods are skipped; the period is never 0 (checked
             // when set) and the sum saturates rather than wrap into the
             // past, which would fire the timer on every pass.
-            let missed = (now - next) / period.max(1) + 1;
+            let missed = now
+                .saturating_sub(next)
+                .checked_div(period)
+                .unwrap_or(0)
+                .saturating_add(1);
             let due = missed
                 .checked_mul(period)
                 .and_then(|skip| next.checked_add(skip))

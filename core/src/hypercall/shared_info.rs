@@ -1,6 +1,12 @@
 //! The shared-info page and each vCPU's `vcpu_info` (in the shared-info
 //! page or registered by VCPUOP_register_vcpu_info): the wall clock and the
 //! pvclock time (Xen's arch/x86/time.c), and the upcall flag and mask.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::xen;
 use zerocopy::IntoBytes;
@@ -26,8 +32,9 @@ fn vcpu_info_at(domain: &Domain, vcpu: usize) -> Option<VcpuInfoAt> {
     }
     (vcpu < xen::XEN_LEGACY_MAX_VCPUS).then(|| {
         VcpuInfoAt::SharedInfo(
+            // vcpu < XEN_LEGACY_MAX_VCPUS: within the page.
             core::mem::offset_of!(xen::SharedInfo, vcpu_info)
-                + vcpu * core::mem::size_of::<xen::VcpuInfo>(),
+                .wrapping_add(vcpu.wrapping_mul(core::mem::size_of::<xen::VcpuInfo>())),
         )
     })
 }
@@ -83,7 +90,7 @@ fn vcpu_info_write(
     bytes: &[u8],
 ) {
     with_vcpu_info(domain, vcpu, env, |page, base| {
-        page.write(base + offset, bytes)
+        page.write(base.saturating_add(offset), bytes)
     });
 }
 
@@ -104,8 +111,16 @@ pub fn write_vcpu_time(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) {
     };
     // Version odd while updating, even when done; the guest retries on odd.
     let version = next_version();
-    vcpu_info_write(domain, vcpu, env, at, &(version - 1).to_le_bytes());
-    vcpu_info_write(domain, vcpu, env, at + 4, &time.as_bytes()[4..]);
+    // Versions are even and at least 2 (next_version).
+    vcpu_info_write(
+        domain,
+        vcpu,
+        env,
+        at,
+        &version.wrapping_sub(1).to_le_bytes(),
+    );
+    let after_version = time.as_bytes().get(4..).unwrap_or(&[]);
+    vcpu_info_write(domain, vcpu, env, at.wrapping_add(4), after_version);
     vcpu_info_write(domain, vcpu, env, at, &version.to_le_bytes());
 }
 
@@ -134,7 +149,7 @@ pub(crate) fn write_wallclock(env: &mut dyn GuestEnv) {
     let version_at = core::mem::offset_of!(xen::SharedInfo, wc_version);
     let version = next_version();
     with_shared_info(env, |page| {
-        page.store_u32(version_at, version - 1);
+        page.store_u32(version_at, version.wrapping_sub(1));
         page.store_u32(core::mem::offset_of!(xen::SharedInfo, wc_sec), sec as u32);
         page.store_u32(core::mem::offset_of!(xen::SharedInfo, wc_nsec), nsec);
         page.store_u32(
@@ -158,15 +173,20 @@ pub(crate) const PENDING_SEL_AT: usize = core::mem::offset_of!(xen::VcpuInfo, ev
 /// Whether vCPU `vcpu` has an upcall pending that it has not masked.
 pub fn upcall_pending(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv) -> bool {
     with_vcpu_info(domain, vcpu, env, |page, base| {
-        page.load_u8(base + UPCALL_PENDING_AT).unwrap_or(0) != 0
-            && page.load_u8(base + UPCALL_MASK_AT).unwrap_or(0) == 0
+        page.load_u8(base.saturating_add(UPCALL_PENDING_AT))
+            .unwrap_or(0)
+            != 0
+            && page
+                .load_u8(base.saturating_add(UPCALL_MASK_AT))
+                .unwrap_or(0)
+                == 0
     })
     .unwrap_or(false)
 }
 
 pub(super) fn set_upcall_mask(domain: &Domain, vcpu: usize, env: &mut dyn GuestEnv, value: u8) {
     with_vcpu_info(domain, vcpu, env, |page, base| {
-        page.store_u8(base + UPCALL_MASK_AT, value)
+        page.store_u8(base.saturating_add(UPCALL_MASK_AT), value)
     });
 }
 

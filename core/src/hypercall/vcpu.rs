@@ -1,6 +1,12 @@
 //! `vcpu_op` (Xen's common/domain.c): bringing vCPUs up and down, their
 //! timers, the runstate area and the registered `vcpu_info`; runstate
 //! accounting.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B};
@@ -77,21 +83,26 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
     }
     let now = env.now_ns();
     match cmd as u32 {
-        vcpu::VCPUOP_IS_UP => Ok(domain.vcpus[target].up as i64),
+        vcpu::VCPUOP_IS_UP => Ok(domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?.up as i64),
         vcpu::VCPUOP_INITIALISE => {
             // As Xen: a vCPU gets its initial state once.
-            if domain.vcpus[target].initialised {
+            if domain
+                .vcpus
+                .get_mut(target)
+                .ok_or(errno::ENOENT)?
+                .initialised
+            {
                 return Err(errno::EEXIST);
             }
             let context = GuestHandle::<VcpuHvmContext>::new(arg).read(env)?;
             check_hvm_context(&context)?;
-            let v = &mut domain.vcpus[target];
+            let v = domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?;
             v.initialised = true;
             v.pending_context = Some(context);
             Ok(0)
         }
         vcpu::VCPUOP_UP => {
-            let v = &mut domain.vcpus[target];
+            let v = domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?;
             if !v.initialised {
                 return Err(errno::EINVAL);
             }
@@ -99,7 +110,7 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
             Ok(0)
         }
         vcpu::VCPUOP_DOWN => {
-            if !domain.vcpus[target].up {
+            if !domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?.up {
                 return Ok(0);
             }
             // As Xen: the last vCPU going down powers the domain off.
@@ -112,23 +123,27 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
                 domain.shut_down(ShutdownReason::Poweroff);
                 return Ok(0);
             }
-            let v = &mut domain.vcpus[target];
+            let v = domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?;
             v.up = false;
             v.blocked = None;
             Ok(0)
         }
         vcpu::VCPUOP_GET_RUNSTATE_INFO => {
-            let info = runstate_info(&domain.vcpus[target], now);
+            let info = runstate_info(domain.vcpus.get(target).ok_or(errno::ENOENT)?, now);
             GuestHandle::new(arg).write(env, &info).map(|_| 0)
         }
         vcpu::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => {
             let area = GuestHandle::<vcpu::VcpuRegisterRunstateMemoryArea>::new(arg).read(env)?;
-            let info = runstate_info(&domain.vcpus[target], now);
+            let info = runstate_info(domain.vcpus.get(target).ok_or(errno::ENOENT)?, now);
             if area.addr != 0 {
                 // Xen ignores a failed first write; so do we.
                 let _ = GuestHandle::new(area.addr).write(env, &info);
             }
-            domain.vcpus[target].runstate_area = (area.addr != 0).then_some(area.addr);
+            domain
+                .vcpus
+                .get_mut(target)
+                .ok_or(errno::ENOENT)?
+                .runstate_area = (area.addr != 0).then_some(area.addr);
             Ok(0)
         }
         vcpu::VCPUOP_SET_PERIODIC_TIMER => {
@@ -139,11 +154,12 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
                 return Err(errno::EINVAL);
             }
             // Xen: the first tick is due at once.
-            domain.vcpus[target].periodic = Some((request.period_ns, now));
+            domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?.periodic =
+                Some((request.period_ns, now));
             Ok(0)
         }
         vcpu::VCPUOP_STOP_PERIODIC_TIMER => {
-            domain.vcpus[target].periodic = None;
+            domain.vcpus.get_mut(target).ok_or(errno::ENOENT)?.periodic = None;
             Ok(0)
         }
         vcpu::VCPUOP_SET_SINGLESHOT_TIMER => {
@@ -153,23 +169,37 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
             let request = GuestHandle::<vcpu::VcpuSetSingleshotTimer>::new(arg).read(env)?;
             // Xen 4.17.7 no longer answers -ETIME for VCPU_SSHOTTMR_future with
             // a time in the past: the timer fires at once.
-            domain.vcpus[target].singleshot_deadline = Some(request.timeout_abs_ns);
+            domain
+                .vcpus
+                .get_mut(target)
+                .ok_or(errno::ENOENT)?
+                .singleshot_deadline = Some(request.timeout_abs_ns);
             Ok(0)
         }
         vcpu::VCPUOP_STOP_SINGLESHOT_TIMER => {
             if target != current {
                 return Err(errno::EINVAL);
             }
-            domain.vcpus[target].singleshot_deadline = None;
+            domain
+                .vcpus
+                .get_mut(target)
+                .ok_or(errno::ENOENT)?
+                .singleshot_deadline = None;
             Ok(0)
         }
         vcpu::VCPUOP_REGISTER_VCPU_INFO => {
             let request = GuestHandle::<vcpu::VcpuRegisterVcpuInfo>::new(arg).read(env)?;
             let size = core::mem::size_of::<xen::VcpuInfo>() as u64;
-            if request.offset as u64 > 4096 - size {
+            if request.offset as u64 > 4096u64.saturating_sub(size) {
                 return Err(errno::ENXIO);
             }
-            if domain.vcpus[target].vcpu_info_gpa.is_some() {
+            if domain
+                .vcpus
+                .get_mut(target)
+                .ok_or(errno::ENOENT)?
+                .vcpu_info_gpa
+                .is_some()
+            {
                 return Err(errno::EINVAL);
             }
             if !domain.gfn_is_ram(request.mfn) {
@@ -180,7 +210,11 @@ fn vcpu_op(ctx: &mut Ctx<'_>, cmd: u64, vcpuid: u64, arg: u64) -> Result<i64, Er
                 .and_then(|page| page.checked_add(u64::from(request.offset)))
                 .ok_or(errno::EINVAL)?;
             env.write_guest_phys(gpa, xen::VcpuInfo::new_zeroed().as_bytes())?;
-            domain.vcpus[target].vcpu_info_gpa = Some(gpa.0);
+            domain
+                .vcpus
+                .get_mut(target)
+                .ok_or(errno::ENOENT)?
+                .vcpu_info_gpa = Some(gpa.0);
             write_vcpu_time(domain, target, env);
             Ok(0)
         }

@@ -1,5 +1,11 @@
 //! `xen_version` (Xen's common/version.c): the version, build facts, the
 //! feature bits and the hypervisor command line.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::version;
@@ -10,9 +16,12 @@ use super::{from_result, Outcome};
 use crate::domain::Domain;
 use crate::guest_handle::GuestHandle;
 
+/// Copies `text` into `dst`, leaving at least one NUL at the end.
 fn copy_str(dst: &mut [u8], text: &str) {
     let n = text.len().min(dst.len().saturating_sub(1));
-    dst[..n].copy_from_slice(&text.as_bytes()[..n]);
+    if let (Some(dst), Some(src)) = (dst.get_mut(..n), text.as_bytes().get(..n)) {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// Feature bits of submap 0 for a PVH/HVM guest, as Xen 4.17 sets them.
