@@ -44,6 +44,8 @@ pub struct Dom0Memory {
     pub ram: Vec<Range<u64>>,
     /// dom0's memory map (E820 entries, sorted, merged).
     pub map: Vec<GuestMemRegion>,
+    /// Where dom0's ACPI tables go ([`Dom0Memory::take_acpi_page`]).
+    pub acpi_page: Option<u64>,
 }
 
 impl Dom0Memory {
@@ -58,6 +60,49 @@ impl Dom0Memory {
     /// The end of dom0's highest RAM.
     pub fn end(&self) -> u64 {
         self.ram.last().map_or(0, |r| r.end)
+    }
+
+    /// Takes the last page of dom0's highest RAM below 4 GiB for the ACPI
+    /// tables built for it (as Xen's `pvh_steal_ram`): still dom0's memory,
+    /// mapped 1:1, but ACPI in its memory map. Returns its address (`None`
+    /// without RAM from 16 MiB below 4 GiB).
+    pub fn take_acpi_page(&mut self) -> Option<u64> {
+        let range = self
+            .ram
+            .iter()
+            .rfind(|r| r.start >= DOM0_KERNEL_BASE && r.end <= 1 << 32)?;
+        let page = range.end.checked_sub(0x1000)?;
+        if page < range.start {
+            return None;
+        }
+        let mut map = Vec::with_capacity(self.map.len().saturating_add(2));
+        for r in &self.map {
+            let end = r.addr.saturating_add(r.size);
+            if r.kind == RegionKind::Usable.to_e820() && r.addr <= page && page < end {
+                let before = page.saturating_sub(r.addr);
+                let after = end.saturating_sub(page.saturating_add(0x1000));
+                if before > 0 {
+                    map.push(GuestMemRegion { size: before, ..*r });
+                }
+                map.push(GuestMemRegion {
+                    addr: page,
+                    size: 0x1000,
+                    kind: RegionKind::AcpiReclaimable.to_e820(),
+                });
+                if after > 0 {
+                    map.push(GuestMemRegion {
+                        addr: page.saturating_add(0x1000),
+                        size: after,
+                        kind: r.kind,
+                    });
+                }
+            } else {
+                map.push(*r);
+            }
+        }
+        self.map = map;
+        self.acpi_page = Some(page);
+        Some(page)
     }
 }
 
@@ -217,6 +262,7 @@ pub fn layout(
     Ok(Dom0Memory {
         map: e820(map, &ram),
         ram,
+        acpi_page: None,
     })
 }
 
@@ -407,6 +453,31 @@ mod tests {
         ] {
             assert!(!is_device_memory(&host, addr), "{addr:#x}");
         }
+    }
+
+    #[test]
+    fn the_last_ram_page_below_4_gib_holds_the_acpi_tables() {
+        let mut d = layout(&q35(), &TAKEN, 256 << 20).unwrap();
+        assert_eq!(d.take_acpi_page(), Some((272 << 20) - 0x1000));
+        // Still RAM of dom0's, 1:1; its memory map says ACPI.
+        assert_eq!(d.bytes(), (256 << 20) + 0x9F000);
+        let around: Vec<_> = d
+            .map
+            .iter()
+            .filter(|r| r.addr >= 16 << 20 && r.addr < 272 << 20)
+            .map(|r| (r.addr, r.size, r.kind))
+            .collect();
+        assert_eq!(
+            around,
+            [
+                (16 << 20, (256 << 20) - 0x1000, 1),
+                ((272 << 20) - 0x1000, 0x1000, 3)
+            ]
+        );
+        // Without RAM from 16 MiB there is no page for them.
+        let mut low = layout(&q35(), &TAKEN, 0).unwrap();
+        low.ram.truncate(1);
+        assert_eq!(low.take_acpi_page(), None);
     }
 
     #[test]

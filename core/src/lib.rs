@@ -19,6 +19,7 @@ pub mod cmdline;
 pub mod console;
 pub mod console_ring;
 pub mod console_switch;
+pub mod dom0_acpi;
 pub mod dom0_memory;
 pub mod domain;
 pub mod elf;

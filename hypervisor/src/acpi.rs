@@ -1,7 +1,8 @@
 //! What the hypervisor keeps of the host's ACPI tables after boot: the
 //! FADT's PM1 control ports, through which a dom0 powers the machine off
 //! (Linux as a PVH dom0 writes SLP_TYP|SLP_EN there itself: Xen's
-//! `xen_acpi_sleep_register` is PV-only), and the PM timer port.
+//! `xen_acpi_sleep_register` is PV-only), the PM timer port, and the RSDP
+//! dom0's own tables are built from ([`rxen_core::dom0_acpi`]).
 
 use rxen_x86::acpi::PmPorts;
 use rxen_x86::bootinfo::AcpiRoot;
@@ -9,9 +10,41 @@ use rxen_x86::printk;
 use spin::Once;
 
 static PM_PORTS: Once<PmPorts> = Once::new();
+/// The host RSDP's address, when the boot gave (or the BIOS search found)
+/// one: where dom0's tables are built from.
+static RSDP: Once<Option<u64>> = Once::new();
 
-/// Reads the FADT's ports.
+/// The host's RSDP, if known.
+pub fn rsdp() -> Option<u64> {
+    RSDP.get().copied().flatten()
+}
+
+/// Host-physical memory below 4 GiB, read through the hypervisor's
+/// identity map (the firmware's tables live there).
+pub struct HostPhys;
+
+impl rxen_core::dom0_acpi::HostMemory for HostPhys {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        if addr
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > 1 << 32)
+        {
+            return false;
+        }
+        // SAFETY: the hypervisor's page tables identity-map the low 4 GiB
+        // (checked above); the firmware's ACPI tables and the BIOS area are
+        // read, never written, and belong to no domain's RAM.
+        let frame = unsafe { rxen_x86::frame::FrameRef::new(addr, buf.len()) };
+        frame.read(0, buf).is_ok()
+    }
+}
+
+/// Reads the FADT's ports and keeps the RSDP's address.
 pub fn init(root: AcpiRoot) {
+    RSDP.call_once(|| match root {
+        AcpiRoot::Rsdp(address) => Some(address),
+        _ => None,
+    });
     let ports = rxen_x86::acpi::pm_ports(root).unwrap_or_else(|error| {
         printk!("ACPI: no usable FADT ({:?})", error.0);
         PmPorts::default()

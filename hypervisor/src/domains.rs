@@ -117,7 +117,8 @@ pub fn plan_dom0(
     }
     let bytes = (wanted.min(available) & !0x1F_FFFF).max(2 << 20);
     match rxen_core::dom0_memory::layout(map, taken, bytes) {
-        Ok(dom0) => {
+        Ok(mut dom0) => {
+            dom0.take_acpi_page();
             for r in &dom0.ram {
                 printk!("dom0: RAM {:#x} - {:#x} (1:1)", r.start, r.end);
             }

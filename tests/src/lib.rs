@@ -766,6 +766,7 @@ pub struct Qemu {
     memory_mb: u32,
     cpu: String,
     machine: String,
+    accel: String,
     timeout: Duration,
     extra: Vec<OsString>,
     stop_on: Option<String>,
@@ -786,11 +787,20 @@ impl Qemu {
             memory_mb: 512,
             cpu: "max".into(),
             machine: "q35".into(),
+            accel: "tcg".into(),
             timeout: Duration::from_secs(60),
             extra: Vec::new(),
             stop_on: None,
             inputs: Vec::new(),
         }
+    }
+
+    /// Runs the virtual CPUs on one host thread (`-accel tcg,thread=single`):
+    /// QEMU 10.0's multi-threaded TCG crashes (SIGSEGV) when a guest moves a PCI
+    /// BAR (Linux sizing BARs) while another virtual CPU runs.
+    pub fn single_threaded_tcg(mut self) -> Qemu {
+        self.accel = "tcg,thread=single".into();
+        self
     }
 
     /// Boots `path` with `-kernel` instead of the rxen image.
@@ -910,7 +920,7 @@ impl Qemu {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
         push("-accel");
-        push("tcg");
+        push(&self.accel);
         push("-cpu");
         push(&self.cpu);
         push("-machine");

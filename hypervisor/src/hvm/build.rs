@@ -7,8 +7,10 @@
 //! hardware-reduced FADT, DSDT, MADT with its vCPUs' local APICs), as Xen's
 //! toolstack builds them for a PVH guest: they sit at [`ACPI_TABLES_BASE`],
 //! the top 16 KiB of the legacy hole below 1 MiB, which the memory map marks
-//! ACPI (E820 type 3); `hvm_start_info.rsdp_paddr` points at the RSDP. Dom0
-//! gets none (Xen hands dom0 a rewritten copy of the host's tables).
+//! ACPI (E820 type 3); `hvm_start_info.rsdp_paddr` points at the RSDP. A 1:1
+//! dom0 gets the host's tables through a new RSDP, XSDT and MADT
+//! ([`rxen_core::dom0_acpi`], as Xen builds them for a PVH dom0), in the
+//! last page of its RAM below 4 GiB.
 //!
 //! The kernel is a PVH ELF, or a Linux bzImage as distributions ship it:
 //! then the ELF inside is decompressed first ([`rxen_core::bzimage`]) into
@@ -157,6 +159,36 @@ pub fn guest_memory_map(memory_bytes: u64, acpi: bool) -> Vec<GuestMemRegion> {
     map
 }
 
+/// Builds a 1:1 dom0's ACPI tables from the host's ([`rxen_core::dom0_acpi`])
+/// into its page at `page`; returns the RSDP's address, or 0 when there are
+/// none (no host RSDP known, or tables that do not check out: dom0 then
+/// finds the host's by itself, as without a hypervisor).
+fn dom0_acpi(memory: &mut GuestMemory, page: u64, vcpus: u32) -> u64 {
+    let Some(rsdp) = crate::acpi::rsdp() else {
+        printk!("d0: no host RSDP known: no ACPI tables built for dom0");
+        return 0;
+    };
+    match rxen_core::dom0_acpi::build(&crate::acpi::HostPhys, rsdp, vcpus, page) {
+        Ok(tables) if tables.bytes.len() <= 4096 => {
+            if memory.write_phys(Gpa(page), &tables.bytes).is_err() {
+                return 0;
+            }
+            printk!(
+                "d0: ACPI tables at {page:#x} (RSDP, XSDT of the host's tables, MADT with {vcpus} local APIC(s))"
+            );
+            tables.rsdp
+        }
+        Ok(_) => {
+            printk!("d0: ACPI tables larger than a page: none built");
+            0
+        }
+        Err(why) => {
+            printk!("d0: no ACPI tables built from the host's: {why}");
+            0
+        }
+    }
+}
+
 /// The bytes of a boot module at host range `range`.
 pub fn host_bytes(range: (u64, u64)) -> &'static [u8] {
     // SAFETY: boot modules are identity-mapped RAM that the frame allocator
@@ -294,6 +326,8 @@ pub fn load(
             .write_phys(Gpa(tables.base), &tables.bytes)
             .map_err(|_| BuildError::DoesNotFit("the ACPI tables"))?;
         tables.rsdp
+    } else if let Some(page) = spec.direct.as_ref().and_then(|d| d.acpi_page) {
+        dom0_acpi(memory, page, spec.vcpus)
     } else {
         0
     };

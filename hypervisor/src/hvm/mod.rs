@@ -164,7 +164,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         layout.entry,
         layout.start_info,
     );
-    if layout.rsdp != 0 {
+    if layout.rsdp != 0 && is_domu {
         printk!(
             "d{domid}: ACPI tables at {:#x}-{:#x} (RSDP at {:#x}), {} local APIC(s)",
             build::ACPI_TABLES_BASE,

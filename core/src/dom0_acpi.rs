@@ -1,0 +1,608 @@
+//! The ACPI tables a PVH dom0 gets, as Xen 4.17 builds them
+//! (`arch/x86/hvm/dom0_build.c`: `pvh_setup_acpi_madt`, `pvh_setup_acpi_xsdt`,
+//! `pvh_setup_acpi`): the host's own tables, reached through a new RSDP and
+//! XSDT, with a new MADT.
+//!
+//! - MADT: the host MADT's header (revision at most 4), the local APIC at
+//!   0xFEE00000, flags 0 (no 8259: dom0 gets no PIC), the host's IO-APICs and
+//!   interrupt source overrides as they are, and one enabled local APIC per
+//!   dom0 vCPU, APIC ID and processor UID the vCPU number (as rxen's emulated
+//!   local APIC and CPUID leaf 1 number them; Xen numbers them 2n and uses
+//!   x2APIC entries, which Linux reads the same way).
+//! - XSDT (revision 1): the new MADT first, then the host tables dom0 may
+//!   see (`FACP SSDT PSDT SBST MCFG SLIC MSDM WDAT FPDT S3PT`, the DSDT and
+//!   FACS coming through the FADT); the others (the host MADT, DMAR, IVRS,
+//!   HPET, SRAT, SLIT, WAET, ...) hidden. Built from the host's XSDT, or from
+//!   its RSDT's 32-bit entries on a machine without one (QEMU's q35: RSDP
+//!   revision 0), as Xen does from 4.20.
+//! - RSDP (revision 2): the host's OEM ID, the new XSDT.
+//!
+//! The host's tables are read through [`HostMemory`]; every length, count
+//! and checksum is checked, and what does not check out is an error, never
+//! a panic. The host tables stay where they are: dom0 reaches them 1:1.
+// Firmware input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
+
+use alloc::vec::Vec;
+
+/// Reads host-physical memory.
+pub trait HostMemory {
+    /// Fills `buf` from host-physical `addr`; false if that is not readable.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool;
+}
+
+/// Why dom0's tables could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dom0AcpiError {
+    /// No valid RSDP at the given address.
+    BadRsdp,
+    /// The RSDT/XSDT is unreadable or fails its checks.
+    BadRoot,
+    /// The host has no usable MADT.
+    NoMadt,
+    /// More than the tables can describe (vCPUs, IO-APICs, entries).
+    TooMany,
+}
+
+impl core::fmt::Display for Dom0AcpiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::BadRsdp => "no valid RSDP",
+            Self::BadRoot => "the RSDT/XSDT is not valid",
+            Self::NoMadt => "the host has no valid MADT",
+            Self::TooMany => "too many entries",
+        })
+    }
+}
+
+/// The tables, to be placed at `base` in dom0's memory (an ACPI range of
+/// its memory map).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dom0Acpi {
+    /// Where the bytes go (guest-physical = host-physical for dom0).
+    pub base: u64,
+    /// RSDP, XSDT and MADT, at `base`.
+    pub bytes: Vec<u8>,
+    /// The RSDP's address (for `hvm_start_info.rsdp_paddr`).
+    pub rsdp: u64,
+}
+
+/// Signatures of the host tables dom0 sees (Xen's
+/// `pvh_acpi_xsdt_table_allowed`).
+const ALLOWED: [&[u8; 4]; 10] = [
+    b"FACP", b"SSDT", b"PSDT", b"SBST", b"MCFG", b"SLIC", b"MSDM", b"WDAT", b"FPDT", b"S3PT",
+];
+/// The common table header's size.
+const HEADER: usize = 36;
+/// Most entries read from a root table, and most IO-APICs and overrides
+/// copied (far beyond real machines; bounds the work and the output).
+const MAX_ENTRIES: usize = 256;
+/// Most vCPUs (8-bit APIC IDs, 0xFF being broadcast).
+pub const MAX_VCPUS: u32 = 255;
+/// Largest host MADT read.
+const MAX_MADT: usize = 64 * 1024;
+
+fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0
+}
+
+fn fix_checksum(bytes: &mut [u8], at: usize) {
+    if let Some(slot) = bytes.get_mut(at) {
+        *slot = 0;
+    }
+    let sum = bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    if let Some(slot) = bytes.get_mut(at) {
+        *slot = 0u8.wrapping_sub(sum);
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        bytes.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// A whole table at `addr`, its length and checksum checked, at most `max`
+/// bytes.
+fn read_table(mem: &dyn HostMemory, addr: u64, max: usize) -> Option<Vec<u8>> {
+    let mut header = [0u8; HEADER];
+    if !mem.read(addr, &mut header) {
+        return None;
+    }
+    let len = u32_at(&header, 4)? as usize;
+    if !(HEADER..=max).contains(&len) {
+        return None;
+    }
+    let mut table = alloc::vec![0u8; len];
+    (mem.read(addr, &mut table) && checksum_ok(&table)).then_some(table)
+}
+
+/// A table's signature, read without the rest.
+fn signature(mem: &dyn HostMemory, addr: u64) -> Option<[u8; 4]> {
+    let mut sig = [0u8; 4];
+    mem.read(addr, &mut sig).then_some(sig)
+}
+
+/// What the host's RSDP and root table give.
+struct HostRoot {
+    /// The tables the root table lists.
+    entries: Vec<u64>,
+    /// The RSDP's OEM ID.
+    oem: [u8; 6],
+    /// The root table (for its OEM fields).
+    table: Vec<u8>,
+}
+
+/// Reads the host's RSDP and its root table (the XSDT, else the RSDT).
+fn host_root(mem: &dyn HostMemory, rsdp_at: u64) -> Result<HostRoot, Dom0AcpiError> {
+    let mut rsdp = [0u8; 36];
+    if !mem.read(rsdp_at, &mut rsdp[..20]) || rsdp.get(..8) != Some(b"RSD PTR ") {
+        return Err(Dom0AcpiError::BadRsdp);
+    }
+    if !checksum_ok(rsdp.get(..20).unwrap_or(&[1])) {
+        return Err(Dom0AcpiError::BadRsdp);
+    }
+    let mut oem = [0u8; 6];
+    oem.copy_from_slice(rsdp.get(9..15).ok_or(Dom0AcpiError::BadRsdp)?);
+    let revision = rsdp.get(15).copied().unwrap_or(0);
+    let xsdt = if revision >= 2 {
+        if !mem.read(rsdp_at, &mut rsdp) || !checksum_ok(&rsdp) {
+            return Err(Dom0AcpiError::BadRsdp);
+        }
+        u64_at(&rsdp, 24).filter(|&a| a != 0)
+    } else {
+        None
+    };
+    let (root_at, entry_size) = match xsdt {
+        Some(at) => (at, 8),
+        None => (
+            u64::from(u32_at(&rsdp, 16).ok_or(Dom0AcpiError::BadRsdp)?),
+            4,
+        ),
+    };
+    let max = HEADER.saturating_add(MAX_ENTRIES.saturating_mul(entry_size));
+    let root = read_table(mem, root_at, max).ok_or(Dom0AcpiError::BadRoot)?;
+    let expected: &[u8; 4] = if entry_size == 8 { b"XSDT" } else { b"RSDT" };
+    if root.get(..4) != Some(&expected[..]) {
+        return Err(Dom0AcpiError::BadRoot);
+    }
+    let entries = root
+        .get(HEADER..)
+        .unwrap_or(&[])
+        .chunks_exact(entry_size)
+        .map(|e| {
+            if entry_size == 8 {
+                u64_at(e, 0).unwrap_or(0)
+            } else {
+                u64::from(u32_at(e, 0).unwrap_or(0))
+            }
+        })
+        .filter(|&a| a != 0)
+        .collect();
+    Ok(HostRoot {
+        entries,
+        oem,
+        table: root,
+    })
+}
+
+/// A table header for `signature`, `len` bytes, with the host table's
+/// OEM fields (`host`: a host table header).
+fn new_header(signature: &[u8; 4], len: usize, revision: u8, host: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(len);
+    h.extend_from_slice(signature);
+    h.extend_from_slice(&(len as u32).to_le_bytes());
+    h.push(revision);
+    h.push(0); // checksum, fixed last
+               // OEM ID, OEM table ID, OEM revision: the host's.
+    h.extend_from_slice(host.get(10..28).unwrap_or(&[b' '; 18]));
+    h.extend_from_slice(b"RXEN");
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h
+}
+
+/// Builds dom0's RSDP, XSDT and MADT from the host's tables (RSDP at host
+/// `rsdp_at`) for `vcpus` vCPUs, to sit at `base`.
+pub fn build(
+    mem: &dyn HostMemory,
+    rsdp_at: u64,
+    vcpus: u32,
+    base: u64,
+) -> Result<Dom0Acpi, Dom0AcpiError> {
+    if vcpus == 0 || vcpus > MAX_VCPUS {
+        return Err(Dom0AcpiError::TooMany);
+    }
+    let HostRoot {
+        entries,
+        oem,
+        table: root,
+    } = host_root(mem, rsdp_at)?;
+    // The host MADT, and the tables dom0 may see, in the host's order.
+    let mut madt = None;
+    let mut allowed = Vec::new();
+    for &at in &entries {
+        let Some(sig) = signature(mem, at) else {
+            continue;
+        };
+        if &sig == b"APIC" && madt.is_none() {
+            madt = read_table(mem, at, MAX_MADT);
+        } else if ALLOWED.contains(&&sig) {
+            allowed.push(at);
+        }
+    }
+    let host_madt = madt.ok_or(Dom0AcpiError::NoMadt)?;
+    // The host's IO-APICs (type 1) and interrupt source overrides (type 2).
+    let mut copied = Vec::new();
+    let mut at = 44usize;
+    let mut count = 0usize;
+    while let Some(&[kind, len]) = host_madt.get(at..at.saturating_add(2)) {
+        let len = usize::from(len);
+        let Some(entry) = host_madt
+            .get(at..at.saturating_add(len))
+            .filter(|_| len >= 2)
+        else {
+            break;
+        };
+        if (kind == 1 && len == 12) || (kind == 2 && len == 10) {
+            count = count.saturating_add(1);
+            if count > MAX_ENTRIES {
+                return Err(Dom0AcpiError::TooMany);
+            }
+            copied.extend_from_slice(entry);
+        }
+        at = at.saturating_add(len);
+    }
+    let rsdp_len = 36usize;
+    let xsdt_at = 48usize; // after the RSDP, 16-byte aligned
+    let xsdt_len = HEADER.saturating_add(8usize.saturating_mul(allowed.len().saturating_add(1)));
+    let madt_at = xsdt_at.saturating_add(xsdt_len).next_multiple_of(16);
+    let madt_len = 44usize
+        .saturating_add(copied.len())
+        .saturating_add(8usize.saturating_mul(vcpus as usize));
+    let base_of = |offset: usize| base.saturating_add(offset as u64);
+
+    // MADT.
+    let revision = host_madt.get(8).copied().unwrap_or(1).min(4);
+    let mut new_madt = new_header(b"APIC", madt_len, revision, &host_madt);
+    new_madt.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
+    new_madt.extend_from_slice(&0u32.to_le_bytes()); // flags: no PCAT_COMPAT
+    for v in 0..vcpus {
+        // Processor local APIC: UID, APIC ID, enabled.
+        new_madt.extend_from_slice(&[0, 8, v as u8, v as u8, 1, 0, 0, 0]);
+    }
+    new_madt.extend_from_slice(&copied);
+    fix_checksum(&mut new_madt, 9);
+
+    // XSDT: the new MADT, then the allowed host tables.
+    let mut xsdt = new_header(b"XSDT", xsdt_len, 1, &root);
+    xsdt.extend_from_slice(&base_of(madt_at).to_le_bytes());
+    for &table in &allowed {
+        xsdt.extend_from_slice(&table.to_le_bytes());
+    }
+    fix_checksum(&mut xsdt, 9);
+
+    // RSDP revision 2.
+    let mut rsdp = Vec::with_capacity(rsdp_len);
+    rsdp.extend_from_slice(b"RSD PTR ");
+    rsdp.push(0);
+    rsdp.extend_from_slice(&oem);
+    rsdp.push(2);
+    rsdp.extend_from_slice(&0u32.to_le_bytes()); // no RSDT
+    rsdp.extend_from_slice(&(rsdp_len as u32).to_le_bytes());
+    rsdp.extend_from_slice(&base_of(xsdt_at).to_le_bytes());
+    rsdp.extend_from_slice(&[0; 4]);
+    if let Some(first) = rsdp.get_mut(..20) {
+        fix_checksum(first, 8);
+    }
+    fix_checksum(&mut rsdp, 32);
+
+    let mut bytes = alloc::vec![0u8; madt_at.saturating_add(madt_len)];
+    for (at, table) in [(0, &rsdp), (xsdt_at, &xsdt), (madt_at, &new_madt)] {
+        if let Some(dst) = bytes.get_mut(at..at.saturating_add(table.len())) {
+            dst.copy_from_slice(table);
+        }
+    }
+    Ok(Dom0Acpi {
+        base,
+        bytes,
+        rsdp: base,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use core::ptr::NonNull;
+
+    /// Host memory made of tables at addresses.
+    #[derive(Default)]
+    struct Host(BTreeMap<u64, Vec<u8>>);
+
+    impl HostMemory for Host {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            for (&at, bytes) in &self.0 {
+                if addr >= at && addr - at + buf.len() as u64 <= bytes.len() as u64 {
+                    let off = (addr - at) as usize;
+                    buf.copy_from_slice(&bytes[off..off + buf.len()]);
+                    return true;
+                }
+            }
+            false
+        }
+    }
+
+    fn table(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut t = sig.to_vec();
+        t.extend_from_slice(&((HEADER + body.len()) as u32).to_le_bytes());
+        t.push(1);
+        t.push(0);
+        t.extend_from_slice(b"BOCHS BXPC    ");
+        t.extend_from_slice(&1u32.to_le_bytes());
+        t.extend_from_slice(b"BXPC");
+        t.extend_from_slice(&1u32.to_le_bytes());
+        t.extend_from_slice(body);
+        fix_checksum(&mut t, 9);
+        t
+    }
+
+    const RSDP_AT: u64 = 0xF59E0;
+    const RSDT_AT: u64 = 0x3FFE_22E1;
+    const FACP_AT: u64 = 0x3FFE_20D9;
+    const APIC_AT: u64 = 0x3FFE_21CD;
+    const HPET_AT: u64 = 0x3FFE_2245;
+    const MCFG_AT: u64 = 0x3FFE_227D;
+    const WAET_AT: u64 = 0x3FFE_22B9;
+    const BASE: u64 = 0x10FF_F000;
+
+    /// The host MADT of QEMU q35 with one CPU: a local APIC, the IO-APIC,
+    /// five overrides and a local APIC NMI.
+    fn host_madt() -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes()); // PCAT_COMPAT
+        body.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]);
+        body.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xC0, 0xFE, 0, 0, 0, 0]);
+        for (src, gsi, flags) in [
+            (0u8, 2u32, 0u16),
+            (5, 5, 0xD),
+            (9, 9, 0xD),
+            (10, 10, 0xD),
+            (11, 11, 0xD),
+        ] {
+            body.extend_from_slice(&[2, 10, 0, src]);
+            body.extend_from_slice(&gsi.to_le_bytes());
+            body.extend_from_slice(&flags.to_le_bytes());
+        }
+        body.extend_from_slice(&[4, 6, 0xFF, 0, 0, 1]);
+        table(b"APIC", &body)
+    }
+
+    fn q35() -> Host {
+        let mut h = Host::default();
+        let mut rsdp = b"RSD PTR ".to_vec();
+        rsdp.push(0);
+        rsdp.extend_from_slice(b"BOCHS ");
+        rsdp.push(0);
+        rsdp.extend_from_slice(&(RSDT_AT as u32).to_le_bytes());
+        fix_checksum(&mut rsdp, 8);
+        h.0.insert(RSDP_AT, rsdp);
+        let mut entries = Vec::new();
+        for at in [FACP_AT, APIC_AT, HPET_AT, MCFG_AT, WAET_AT] {
+            entries.extend_from_slice(&(at as u32).to_le_bytes());
+        }
+        h.0.insert(RSDT_AT, table(b"RSDT", &entries));
+        h.0.insert(FACP_AT, table(b"FACP", &[0; 80]));
+        h.0.insert(APIC_AT, host_madt());
+        h.0.insert(HPET_AT, table(b"HPET", &[0; 20]));
+        h.0.insert(MCFG_AT, table(b"MCFG", &[0; 24]));
+        h.0.insert(WAET_AT, table(b"WAET", &[0; 4]));
+        h
+    }
+
+    #[derive(Clone)]
+    struct InBuffer {
+        base: u64,
+        ptr: usize,
+        len: usize,
+    }
+
+    impl acpi::AcpiHandler for InBuffer {
+        unsafe fn map_physical_region<T>(
+            &self,
+            physical_address: usize,
+            size: usize,
+        ) -> acpi::PhysicalMapping<Self, T> {
+            let off = physical_address - self.base as usize;
+            assert!(off + size <= self.len, "mapping outside the tables");
+            // SAFETY: in the buffer (checked above), alive for the test.
+            unsafe {
+                acpi::PhysicalMapping::new(
+                    physical_address,
+                    NonNull::new((self.ptr + off) as *mut T).unwrap(),
+                    size,
+                    size,
+                    self.clone(),
+                )
+            }
+        }
+
+        fn unmap_physical_region<T>(_region: &acpi::PhysicalMapping<Self, T>) {}
+    }
+
+    #[test]
+    fn dom0_gets_an_xsdt_of_the_allowed_host_tables_and_a_new_madt() {
+        let t = build(&q35(), RSDP_AT, 2, BASE).unwrap();
+        assert_eq!(t.rsdp, BASE);
+        // RSDP: revision 2, host OEM, both checksums.
+        assert_eq!(&t.bytes[..8], b"RSD PTR ");
+        assert_eq!(&t.bytes[9..15], b"BOCHS ");
+        assert_eq!(t.bytes[15], 2);
+        assert!(checksum_ok(&t.bytes[..20]) && checksum_ok(&t.bytes[..36]));
+        let xsdt_at = u64_at(&t.bytes, 24).unwrap();
+        let xsdt = &t.bytes[(xsdt_at - BASE) as usize..];
+        assert_eq!(&xsdt[..4], b"XSDT");
+        let len = u32_at(xsdt, 4).unwrap() as usize;
+        assert!(checksum_ok(&xsdt[..len]));
+        let entries: Vec<u64> = xsdt[HEADER..len]
+            .chunks(8)
+            .map(|e| u64_at(e, 0).unwrap())
+            .collect();
+        // The new MADT, then FACP and MCFG; HPET, WAET and the host MADT hidden.
+        assert_eq!(entries[1..], [FACP_AT, MCFG_AT]);
+        let madt = &t.bytes[(entries[0] - BASE) as usize..];
+        assert_eq!(&madt[..4], b"APIC");
+        let mlen = u32_at(madt, 4).unwrap() as usize;
+        assert!(checksum_ok(&madt[..mlen]));
+        assert_eq!(u32_at(madt, 36), Some(0xFEE0_0000));
+        assert_eq!(u32_at(madt, 40), Some(0), "no PCAT_COMPAT");
+        // Two local APICs, the IO-APIC, five overrides; no NMI entry.
+        let mut kinds = Vec::new();
+        let mut at = 44;
+        while at < mlen {
+            kinds.push((madt[at], madt[at + 2], madt[at + 3]));
+            at += madt[at + 1] as usize;
+        }
+        assert_eq!(at, mlen);
+        assert_eq!(
+            kinds,
+            [
+                (0, 0, 0),
+                (0, 1, 1),
+                (1, 0, 0),
+                (2, 0, 0),
+                (2, 0, 5),
+                (2, 0, 9),
+                (2, 0, 10),
+                (2, 0, 11)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_acpi_crate_reads_dom0s_tables() {
+        let host = q35();
+        let t = build(&host, RSDP_AT, 4, BASE).unwrap();
+        // Only the new tables are in this buffer: check them alone (the XSDT's
+        // host entries point outside it, so the crate is given the MADT).
+        let handler = InBuffer {
+            base: t.base,
+            ptr: t.bytes.as_ptr() as usize,
+            len: t.bytes.len(),
+        };
+        let madt_at = {
+            let xsdt_at = u64_at(&t.bytes, 24).unwrap();
+            u64_at(&t.bytes, (xsdt_at - BASE) as usize + HEADER).unwrap()
+        };
+        // SAFETY: as above.
+        let mapping = unsafe {
+            acpi::AcpiHandler::map_physical_region::<acpi::madt::Madt>(
+                &handler,
+                madt_at as usize,
+                core::mem::size_of::<acpi::madt::Madt>(),
+            )
+        };
+        let madt = mapping.get();
+        assert!(!madt.supports_8259());
+        let lapics = madt
+            .entries()
+            .filter(|e| matches!(e, acpi::madt::MadtEntry::LocalApic(_)))
+            .count();
+        assert_eq!(lapics, 4);
+    }
+
+    #[test]
+    fn an_xsdt_host_is_read_through_its_xsdt() {
+        let mut h = q35();
+        let mut entries = Vec::new();
+        for at in [APIC_AT, FACP_AT, 0x1_2345_6000u64] {
+            entries.extend_from_slice(&at.to_le_bytes());
+        }
+        h.0.insert(0x3FFE_3000, table(b"XSDT", &entries));
+        let mut rsdp = b"RSD PTR ".to_vec();
+        rsdp.push(0);
+        rsdp.extend_from_slice(b"OEMOEM");
+        rsdp.push(2);
+        rsdp.extend_from_slice(&(RSDT_AT as u32).to_le_bytes());
+        rsdp.extend_from_slice(&36u32.to_le_bytes());
+        rsdp.extend_from_slice(&0x3FFE_3000u64.to_le_bytes());
+        rsdp.extend_from_slice(&[0; 4]);
+        fix_checksum(&mut rsdp[..20], 8);
+        fix_checksum(&mut rsdp, 32);
+        h.0.insert(0xE0000, rsdp);
+        let t = build(&h, 0xE0000, 1, BASE).unwrap();
+        assert_eq!(&t.bytes[9..15], b"OEMOEM");
+        let xsdt = &t.bytes[48..];
+        let len = u32_at(xsdt, 4).unwrap() as usize;
+        // The unreadable third entry is skipped; FACP kept.
+        assert_eq!(u64_at(xsdt, HEADER + 8), Some(FACP_AT));
+        assert_eq!(len, HEADER + 16);
+    }
+
+    #[test]
+    fn bad_host_tables_are_errors_not_panics() {
+        // No RSDP, a bad checksum, a root that is not one.
+        assert_eq!(build(&q35(), 0x1234, 1, BASE), Err(Dom0AcpiError::BadRsdp));
+        let mut h = q35();
+        h.0.get_mut(&RSDP_AT).unwrap()[8] ^= 1;
+        assert_eq!(build(&h, RSDP_AT, 1, BASE), Err(Dom0AcpiError::BadRsdp));
+        let mut h = q35();
+        h.0.get_mut(&RSDT_AT).unwrap()[20] ^= 1;
+        assert_eq!(build(&h, RSDP_AT, 1, BASE), Err(Dom0AcpiError::BadRoot));
+        // A root whose length runs past the memory, or is absurd.
+        let mut h = q35();
+        let rsdt = h.0.get_mut(&RSDT_AT).unwrap();
+        rsdt[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(build(&h, RSDP_AT, 1, BASE), Err(Dom0AcpiError::BadRoot));
+        // No MADT.
+        let mut h = q35();
+        h.0.remove(&APIC_AT);
+        assert_eq!(build(&h, RSDP_AT, 1, BASE), Err(Dom0AcpiError::NoMadt));
+        // A MADT whose entries lie about their lengths: stops, no panic.
+        let mut h = q35();
+        let mut body = 0xFEE0_0000u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&[1, 200, 0, 0, 1, 0, 0, 0, 2, 0, 9, 9]);
+        h.0.insert(APIC_AT, table(b"APIC", &body));
+        let t = build(&h, RSDP_AT, 1, BASE).unwrap();
+        assert!(!t.bytes.is_empty());
+        // vCPU counts the tables cannot describe.
+        assert_eq!(build(&q35(), RSDP_AT, 0, BASE), Err(Dom0AcpiError::TooMany));
+        assert_eq!(
+            build(&q35(), RSDP_AT, 256, BASE),
+            Err(Dom0AcpiError::TooMany)
+        );
+        assert!(build(&q35(), RSDP_AT, 255, BASE).is_ok());
+    }
+
+    #[test]
+    fn a_madt_with_thousands_of_io_apics_is_refused() {
+        let mut h = q35();
+        let mut body = 0xFEE0_0000u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 4]);
+        for i in 0..1000u32 {
+            body.extend_from_slice(&[1, 12, i as u8, 0]);
+            body.extend_from_slice(&(0xFEC0_0000u32 + i * 0x1000).to_le_bytes());
+            body.extend_from_slice(&(i * 24).to_le_bytes());
+        }
+        // Far from the other tables, which it would cover.
+        h.0.remove(&APIC_AT);
+        h.0.insert(0x5000_0000, table(b"APIC", &body));
+        let mut entries = Vec::new();
+        for at in [FACP_AT, 0x5000_0000] {
+            entries.extend_from_slice(&(at as u32).to_le_bytes());
+        }
+        h.0.insert(RSDT_AT, table(b"RSDT", &entries));
+        assert_eq!(build(&h, RSDP_AT, 1, BASE), Err(Dom0AcpiError::TooMany));
+    }
+}
