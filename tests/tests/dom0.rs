@@ -74,13 +74,30 @@ fn debian_linux_boots_as_dom0() {
         .assert_line_contains_all(&["(d0) [", "Booting kernel on Xen PVH"])
         .assert_contains("(d0) rxen-dom0: caps hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
     out.assert_contains("dom0: RAM 0x1000000 - 0x11000000 (1:1)")
+        // Its own ACPI tables in its last page below 4 GiB: a new RSDP and XSDT
+        // of the host's tables, and a MADT of its vCPU; the host's HPET hidden.
+        .assert_contains("d0: ACPI tables at 0x10fff000")
+        .assert_line_contains_all(&[
+            "(d0) [",
+            "ACPI: RSDP 0x0000000010FFF000 000024 (v02 BOCHS )",
+        ])
+        .assert_line_contains_all(&["(d0) [", "ACPI: XSDT 0x0000000010FFF030"])
+        .assert_line_contains_all(&["(d0) [", "ACPI: APIC 0x0000000010FFF"])
+        .assert_line_contains_all(&["(d0) [", "ACPI: FACP 0x"])
+        .assert_line_contains_all(&["(d0) [", "ACPI: MCFG 0x"])
+        .assert_not_contains("ACPI: HPET 0x")
+        .assert_line_contains_all(&["(d0) [", "smpboot: Allowing 1 CPUs, 0 hotplug CPUs"])
         .assert_line_contains_all(&[
             "(d0) [",
             "BIOS-e820: [mem 0x0000000000100000-0x0000000000ffffff] unusable",
         ])
         .assert_line_contains_all(&[
             "(d0) [",
-            "BIOS-e820: [mem 0x0000000001000000-0x0000000010ffffff] usable",
+            "BIOS-e820: [mem 0x0000000001000000-0x0000000010ffefff] usable",
+        ])
+        .assert_line_contains_all(&[
+            "(d0) [",
+            "BIOS-e820: [mem 0x0000000010fff000-0x0000000010ffffff] ACPI data",
         ])
         .assert_line_contains_all(&["(d0) [", "pci 0000:00:00.0: [8086:29c0]"])
         .assert_contains("(d0) rxen-dom0: host bridge 0x8086 0x29c0");
@@ -122,6 +139,34 @@ fn a_domu_runs_beside_a_linux_dom0() {
         .assert_contains("(d1) Test result: SUCCESS")
         .assert_line_contains_all(&["d1: shut down (poweroff)", " 0 frames not returned"])
         .assert_contains("(d0) rxen-dom0: done")
+        .assert_contains("d0: shut down (poweroff)")
+        .assert_normal_stop();
+}
+
+/// `dom0_max_vcpus=2` on a machine with two CPUs: dom0's MADT lists two local APICs
+/// and Linux runs on both vCPUs (its second started by INIT/SIPI into its own low
+/// memory, 1:1). QEMU runs its CPUs on one thread here: with several, QEMU 10.0
+/// crashes when Linux sizes the PCI BARs while the other CPU runs.
+///
+/// Ignored: it passes most runs, but about one in four dom0's Linux dies of a
+/// recursive page fault in its entry trampoline (`%gs`-relative loads faulting: a
+/// GS base wrong after a vCPU moved between physical CPUs?) or hangs; not yet
+/// understood. Run with `cargo test -p rxen-tests --test dom0 -- --ignored`.
+#[test]
+#[ignore = "intermittent: dom0 Linux on two vCPUs sometimes dies of a recursive page fault (issue 10 note)"]
+fn linux_dom0_runs_on_two_vcpus() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let out = machine("dom0-linux-2vcpus")
+        .smp(2)
+        .single_threaded_tcg()
+        .append("dom0_max_vcpus=2")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("MADT with 2 local APIC(s)")
+        .assert_line_contains_all(&["(d0) [", "smpboot: Allowing 2 CPUs, 0 hotplug CPUs"])
+        .assert_contains("(d0) rxen-dom0: cpus 2")
         .assert_contains("d0: shut down (poweroff)")
         .assert_normal_stop();
 }
