@@ -42,4 +42,5 @@ mod test_alloc;
 #[cfg(test)]
 mod test_support;
 pub mod time;
+pub mod vioapic;
 pub mod vlapic;
