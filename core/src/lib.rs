@@ -20,6 +20,7 @@ pub mod console;
 pub mod console_ring;
 pub mod console_switch;
 pub mod dom0_acpi;
+pub mod dom0_build;
 pub mod dom0_memory;
 pub mod domain;
 pub mod elf;
