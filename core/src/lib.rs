@@ -31,6 +31,7 @@ mod fuzz_tests;
 pub mod grant_table;
 pub mod guest_handle;
 pub mod hypercall;
+pub mod ioport_policy;
 pub mod log;
 pub mod memmap;
 pub mod mm;
