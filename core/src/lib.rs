@@ -46,3 +46,4 @@ mod test_support;
 pub mod time;
 pub mod vioapic;
 pub mod vlapic;
+pub mod vpci;
