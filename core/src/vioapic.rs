@@ -139,6 +139,8 @@ pub enum Action {
     /// dom0 ended the level interrupt of `gsi` (EOI broadcast or the
     /// level-to-edge switch): end the physical interrupt, i.e. unmask the
     /// physical pin kept masked since it fired (Xen's `hvm_dpci_eoi`).
+    /// Only for GSIs bound level-triggered: the platform ends an edge
+    /// GSI's physical interrupt when it fires.
     EoiPhysical {
         /// The GSI.
         gsi: u32,
