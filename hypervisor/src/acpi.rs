@@ -39,8 +39,55 @@ impl rxen_core::dom0_acpi::HostMemory for HostPhys {
     }
 }
 
-/// Reads the FADT's ports and keeps the RSDP's address.
+/// The host's IO-APICs, as dom0's emulated ones copy them.
+static IOAPICS: Once<alloc::vec::Vec<rxen_core::vioapic::HostIoApic>> = Once::new();
+
+/// The host's IO-APICs (none before [`init`]).
+pub fn host_ioapics() -> &'static [rxen_core::vioapic::HostIoApic] {
+    IOAPICS.get().map_or(&[], |v| v.as_slice())
+}
+
+/// The number of pins of the IO-APIC at `address`: its version register's
+/// maximum redirection entry plus one. Selecting a register has no other
+/// effect; the hypervisor does not use the IO-APIC otherwise.
+fn ioapic_pins(address: u32) -> u32 {
+    let base = u64::from(address);
+    // SAFETY: the IO-APIC's registers (IOREGSEL at +0, IOWIN at +0x10) are
+    // in the low 4 GiB the hypervisor's page tables identity-map, as
+    // uncached MMIO; no domain maps the IO-APIC pages (see `memory.rs`).
+    unsafe {
+        core::ptr::write_volatile(base as *mut u32, 1);
+        let version = core::ptr::read_volatile((base + 0x10) as *const u32);
+        ((version >> 16) & 0xFF) + 1
+    }
+}
+
+/// Reads the FADT's ports, the MADT's IO-APICs, and keeps the RSDP's address.
 pub fn init(root: AcpiRoot) {
+    IOAPICS.call_once(|| {
+        let found = rxen_x86::acpi::madt_ioapics(root).unwrap_or_default();
+        found
+            .iter()
+            .filter(|io| u64::from(io.address) < (1 << 32) - 0x20)
+            .map(|io| {
+                let pins = ioapic_pins(io.address);
+                printk!(
+                    "IO-APIC {}: {} pins, GSI {}-{} at {:#x}",
+                    io.id,
+                    pins,
+                    io.gsi_base,
+                    io.gsi_base.saturating_add(pins).saturating_sub(1),
+                    io.address
+                );
+                rxen_core::vioapic::HostIoApic {
+                    id: io.id,
+                    base: rxen_core::mm::Gpa(u64::from(io.address)),
+                    gsi_base: io.gsi_base,
+                    pins,
+                }
+            })
+            .collect()
+    });
     RSDP.call_once(|| match root {
         AcpiRoot::Rsdp(address) => Some(address),
         _ => None,

@@ -86,6 +86,15 @@ fn debian_linux_boots_as_dom0() {
         .assert_line_contains_all(&["(d0) [", "ACPI: FACP 0x"])
         .assert_line_contains_all(&["(d0) [", "ACPI: MCFG 0x"])
         .assert_not_contains("ACPI: HPET 0x")
+        // An emulated IO-APIC at the host's address, as Xen's (version 0x11); dom0
+        // unmasks the SCI's pin (GSI 9, level), which is not routed yet.
+        .assert_contains("IO-APIC 0: 24 pins, GSI 0-23 at 0xfec00000")
+        .assert_line_contains_all(&[
+            "(d0) [",
+            "IOAPIC[0]: apic_id 0, version 17, address 0xfec00000, GSI 0-23",
+        ])
+        .assert_not_contains("registers return all ones")
+        .assert_contains("d0: IO-APIC pin of GSI 9 unmasked (Level, High)")
         .assert_line_contains_all(&["(d0) [", "smpboot: Allowing 1 CPUs, 0 hotplug CPUs"])
         .assert_line_contains_all(&[
             "(d0) [",

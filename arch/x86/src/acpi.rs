@@ -128,6 +128,35 @@ pub fn pm_ports(root: AcpiRoot) -> Result<PmPorts, AcpiFailure> {
     })
 }
 
+/// One IO-APIC of the MADT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MadtIoApic {
+    /// Its id.
+    pub id: u8,
+    /// Its registers' physical address.
+    pub address: u32,
+    /// Its first GSI.
+    pub gsi_base: u32,
+}
+
+/// The MADT's IO-APICs.
+pub fn madt_ioapics(root: AcpiRoot) -> Result<Vec<MadtIoApic>, AcpiFailure> {
+    let tables = tables(root)?;
+    let madt = tables.find_table::<Madt>().map_err(AcpiFailure)?;
+    Ok(madt
+        .get()
+        .entries()
+        .filter_map(|entry| match entry {
+            MadtEntry::IoApic(io) => Some(MadtIoApic {
+                id: io.io_apic_id,
+                address: io.io_apic_address,
+                gsi_base: io.global_system_interrupt_base,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Lists the enabled (or online-capable) CPUs of the MADT, boot CPU included.
 pub fn madt_cpus(root: AcpiRoot) -> Result<Vec<MadtCpu>, AcpiFailure> {
     let tables = tables(root)?;

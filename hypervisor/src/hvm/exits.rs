@@ -655,6 +655,13 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
     if vlapic::is_lapic_page(domain, v, gpa) {
         return lapic_access(domain, v, gpa);
     }
+    if domain
+        .vioapics
+        .as_mut()
+        .is_some_and(|apics| apics.at(Gpa(gpa)).is_some())
+    {
+        return ioapic_access(domain, v, gpa);
+    }
     if domain.memory.is_direct()
         && crate::memory::is_device_memory(gpa)
         && domain.memory.map_identity(Gpa(gpa)).is_ok()
@@ -693,6 +700,84 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
         }
         Err(error) => {
             let why = alloc::format!("access to unbacked guest-physical {gpa:#x} by an instruction rxen cannot emulate ({error})");
+            report_guest_failure(domain, v, &why);
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
+}
+
+/// dom0's emulated IO-APICs' registers, as MMIO (32-bit accesses; others
+/// read all ones and are dropped).
+struct IoApicPage<'a> {
+    apics: &'a mut rxen_core::vioapic::VIoApics,
+    domid: rxen_core::domain::DomId,
+}
+
+/// Odd IO-APIC accesses logged so far (rate limit).
+static IOAPIC_LOGGED: RateLimit = RateLimit::new();
+
+impl emulate::Mmio for IoApicPage<'_> {
+    fn read(&mut self, gpa: u64, size: u32) -> u64 {
+        if size != 4 {
+            return u64::MAX;
+        }
+        self.apics.read(Gpa(gpa)).map_or(u64::MAX, u64::from)
+    }
+
+    fn write(&mut self, gpa: u64, size: u32, value: u64) {
+        use rxen_core::vioapic::Action;
+        if size != 4 {
+            return;
+        }
+        let Some(actions) = self.apics.write(Gpa(gpa), value as u32) else {
+            return;
+        };
+        for action in actions.iter() {
+            match action {
+                // No physical IO-APIC driver yet: the GSI is not routed.
+                Action::Bind {
+                    gsi,
+                    trigger,
+                    polarity,
+                } => log!(
+                    Info,
+                    "d{}: IO-APIC pin of GSI {gsi} unmasked ({trigger:?}, {polarity:?}): not routed yet",
+                    self.domid
+                ),
+                Action::Ignored(why) if IOAPIC_LOGGED.allow() => log!(
+                    Info,
+                    "d{}: IO-APIC write at {gpa:#x} ignored: {why:?}",
+                    self.domid
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// An access to dom0's emulated IO-APIC registers at `gpa`.
+fn ioapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
+    let HvmDomain {
+        memory,
+        vcpus,
+        core,
+        vioapics,
+        ..
+    } = domain;
+    let Some(apics) = vioapics.as_mut() else {
+        return Flow::Continue;
+    };
+    let vcpu = &mut vcpus[v];
+    let mut page = IoApicPage {
+        apics,
+        domid: core.id,
+    };
+    match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut page) {
+        Ok(_) => Flow::Continue,
+        Err(error) => {
+            let why = alloc::format!(
+                "access to the IO-APIC at {gpa:#x} by an instruction rxen cannot emulate ({error})"
+            );
             report_guest_failure(domain, v, &why);
             Flow::End(ShutdownReason::Crash)
         }

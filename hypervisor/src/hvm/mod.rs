@@ -45,6 +45,9 @@ pub struct HvmDomain {
     /// Set once the domain has ended: it is destroyed when none of its
     /// vCPUs is on a CPU any more.
     pub dying: Option<ShutdownReason>,
+    /// A 1:1 dom0's emulated IO-APICs, at the host's addresses (registers
+    /// only for now: no interrupt reaches them yet).
+    pub vioapics: Option<rxen_core::vioapic::VIoApics>,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -147,6 +150,22 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN.0;
         core.hvm_params[rxen_abi::hvm::HVM_PARAM_CONSOLE_EVTCHN as usize] = port as u64;
     }
+    // A 1:1 dom0 gets an emulated IO-APIC per host IO-APIC, as Xen's
+    // hardware domain does.
+    let vioapics =
+        spec.direct
+            .as_ref()
+            .and_then(|_| {
+                match rxen_core::vioapic::VIoApics::for_hardware_domain(crate::acpi::host_ioapics())
+                {
+                    Ok(apics) if !apics.apics().is_empty() => Some(apics),
+                    Ok(_) => None,
+                    Err(why) => {
+                        printk!("d{domid}: no emulated IO-APIC: {why:?}");
+                        None
+                    }
+                }
+            });
     let asid = 1 + domid as u32 % 15;
     // Every vCPU exists from the start: vCPU 0 at the PVH entry, the others
     // offline until VCPUOP_initialise gives them a state and VCPUOP_up.
@@ -190,6 +209,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         running_on: alloc::vec![None; nr_vcpus],
         sched_runnable: alloc::vec![false; nr_vcpus],
         dying: None,
+        vioapics,
     })
 }
 
