@@ -157,10 +157,11 @@ fn a_domu_runs_beside_a_linux_dom0() {
 /// memory, 1:1). QEMU runs its CPUs on one thread here: with several, QEMU 10.0
 /// crashes when Linux sizes the PCI BARs while the other CPU runs.
 ///
-/// Ignored: it passes most runs, but about one in four dom0's Linux dies of a
-/// recursive page fault in its entry trampoline (`%gs`-relative loads faulting: a
-/// GS base wrong after a vCPU moved between physical CPUs?) or hangs; not yet
-/// understood. Run with `cargo test -p rxen-tests --test dom0 -- --ignored`.
+/// Ignored: it passed every run on an idle host (7 of 7), but on a host loaded by
+/// other work dom0's Linux once died of a recursive page fault in its entry
+/// trampoline (an interrupt taken where the kernel runs on the user's GS base, as if
+/// delivered with interrupts off) and once hung (2 of 6 runs); not yet understood.
+/// Run with `cargo test -p rxen-tests --test dom0 -- --ignored`.
 #[test]
 #[ignore = "intermittent: dom0 Linux on two vCPUs sometimes dies of a recursive page fault (issue 10 note)"]
 fn linux_dom0_runs_on_two_vcpus() {
