@@ -20,6 +20,8 @@ mod heap;
 #[cfg(target_os = "none")]
 mod hvm;
 #[cfg(target_os = "none")]
+mod ioports;
+#[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
 mod pci;

@@ -150,6 +150,11 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
     cpus::bring_up_aps(&boot, &options, pml4);
     crate::pci::init(boot.acpi);
     crate::acpi::init(boot.acpi);
+    let uart = options
+        .console
+        .contains(&cmdline::ConsoleKind::Com1)
+        .then_some(options.com1.io_base);
+    crate::ioports::init(uart);
     printk!("Brought up {} CPUs", cpu::online_count());
     run_crash_test(&options, 0);
 

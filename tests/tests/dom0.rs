@@ -95,6 +95,14 @@ fn debian_linux_boots_as_dom0() {
         ])
         .assert_not_contains("registers return all ones")
         .assert_contains("d0: IO-APIC pin of GSI 9 unmasked (Level, High)")
+        // Its I/O ports are the machine's (the RTC, the keyboard controller) but
+        // those rxen keeps, as Xen: the PM timer (read as all ones, so Linux
+        // refuses it) and rxen's own UART (no ttyS0 at 0x3f8 for dom0).
+        .assert_contains("d0: I/O ports: the machine's, but those rxen traps")
+        .assert_line_contains_all(&["(d0) [", "rtc_cmos 00:04: registered as rtc0"])
+        .assert_line_contains_all(&["(d0) [", "serio: i8042 KBD port at 0x60,0x64"])
+        .assert_line_contains_all(&["(d0) [", "PM-Timer failed consistency check"])
+        .assert_not_contains("ttyS0 at I/O 0x3f8")
         .assert_line_contains_all(&["(d0) [", "smpboot: Allowing 1 CPUs, 0 hotplug CPUs"])
         .assert_line_contains_all(&[
             "(d0) [",

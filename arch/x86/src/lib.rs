@@ -20,6 +20,7 @@ pub mod msr;
 pub mod msr_policy;
 pub mod paging;
 pub mod pic;
+pub mod port_io;
 pub mod rtc;
 pub mod serial;
 #[cfg(target_os = "none")]

@@ -4,6 +4,7 @@
 
 use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
+use rxen_core::ioport_policy::PortPolicy;
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
 use rxen_x86::cpuid_policy::{self, CpuidContext};
@@ -420,6 +421,7 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
 }
 
 fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
+    let direct = domain.memory.is_direct();
     let HvmDomain {
         core,
         vcpus,
@@ -427,30 +429,62 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
         ..
     } = domain;
     let vcpu = &mut vcpus[v];
+    // A 1:1 dom0's trapped ports: what the policy says (the others do not
+    // exit, see `ioports`).
+    let policy = direct
+        .then(|| crate::ioports::policy(io.port, io.size))
+        .flatten();
     if !io.string {
+        let rax = vcpu.vmcb.read64(save::RAX);
+        let owned = matches!(
+            policy,
+            Some(
+                PortPolicy::Watched(_)
+                    | PortPolicy::Rtc
+                    | PortPolicy::PciConfigAddress
+                    | PortPolicy::PciConfigData
+                    | PortPolicy::Passthrough
+            )
+        );
         if io.is_in {
-            // No device behind any port: all ones, as an empty bus reads.
-            let rax = vcpu.vmcb.read64(save::RAX);
-            vcpu.vmcb.write64(save::RAX, io.empty_bus_read(rax));
+            let value = if owned {
+                // dom0's port: read on the hardware, into the access's size.
+                let read = rxen_x86::port_io::dom0_access(io.port, io.size, true, 0);
+                let mask = match io.size {
+                    4 => 0xFFFF_FFFF,
+                    size => (1u64 << (u32::from(size) * 8)) - 1,
+                };
+                if io.size == 4 {
+                    u64::from(read)
+                } else {
+                    (rax & !mask) | (u64::from(read) & mask)
+                }
+            } else {
+                // No device behind the port: all ones, as an empty bus reads.
+                io.empty_bus_read(rax)
+            };
+            vcpu.vmcb.write64(save::RAX, value);
         } else if io.port == DEBUG_PORT {
             // As Xen's hvm_print_line: a line ends at its newline or at
             // DOMAIN_PBUF_SIZE - 1 characters, so a flood holds no memory.
-            let byte = vcpu.vmcb.read64(save::RAX) as u8;
-            write_console(core.id, console, &[byte]);
-        } else if core.privileged && io.size >= 2 {
+            write_console(core.id, console, &[rax as u8]);
+        } else {
             // dom0 powering the machine off through ACPI (PM1 control,
             // SLP_EN): the hypervisor ends with it, as Xen halts the host
             // when its hardware domain powers off.
-            let value = vcpu.vmcb.read64(save::RAX) as u16;
-            if crate::acpi::is_sleep_request(io.port, value) {
+            if core.privileged && io.size >= 2 && crate::acpi::is_sleep_request(io.port, rax as u16)
+            {
                 vcpu.vmcb.write64(save::RIP, io.next_rip);
                 printk!(
                     "d{}: ACPI sleep request (SLP_TYP {}) on port {:#x}: powering off",
                     core.id,
-                    (value >> 10) & 7,
+                    (rax as u16 >> 10) & 7,
                     io.port
                 );
                 return Flow::End(ShutdownReason::Poweroff);
+            }
+            if owned {
+                rxen_x86::port_io::dom0_access(io.port, io.size, false, rax as u32);
             }
         }
     }

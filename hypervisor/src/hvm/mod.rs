@@ -176,6 +176,17 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
             .ok_or(CreateError::Vcpus)?;
         vcpus.push(vcpu);
     }
+    // A 1:1 dom0 reaches the machine's I/O ports but those rxen traps.
+    if let Some(iopm) = spec
+        .direct
+        .as_ref()
+        .and_then(|_| crate::ioports::dom0_iopm())
+    {
+        for vcpu in &mut vcpus {
+            vcpu.set_iopm(iopm);
+        }
+        printk!("d{domid}: I/O ports: the machine's, but those rxen traps (PIC, PIT, PM timer, its UART, ...)");
+    }
     printk!(
         "d{domid}: PVH domain: {} MiB, {} vCPU(s), entry {:#x}, start info at {:#x}",
         spec.memory_bytes >> 20,

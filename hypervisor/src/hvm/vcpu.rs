@@ -149,6 +149,12 @@ impl SvmVcpu {
     /// The interrupt window asked for opened: stop asking (clear V_IRQ and
     /// the VINTR intercept); what is pending is injected before the next
     /// entry.
+    /// Uses the I/O permission map at host-physical `iopm` (12 KiB,
+    /// physically contiguous, kept for the hypervisor's lifetime).
+    pub fn set_iopm(&mut self, iopm: u64) {
+        self.vmcb.write64(control::IOPM_BASE_PA, iopm);
+    }
+
     pub fn close_interrupt_window(&mut self) {
         let v_intr = self.vmcb.read64(control::V_INTR);
         self.vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
