@@ -12,8 +12,7 @@
 
 use alloc::vec::Vec;
 
-/// `XEN_ELFNOTE_PHYS32_ENTRY` (elfnote.h).
-pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+pub use rxen_abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY;
 
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
