@@ -90,6 +90,20 @@ pub struct HvmMemmapTableEntry {
     pub reserved: u32,
 }
 
+impl From<crate::memory::E820Entry> for HvmMemmapTableEntry {
+    /// The start info's 24-byte entry for one 20-byte packed entry of
+    /// `XENMEM_memory_map` (the `XEN_HVM_MEMMAP_TYPE_*` values are the e820
+    /// types).
+    fn from(e: crate::memory::E820Entry) -> Self {
+        Self {
+            addr: e.addr,
+            size: e.size,
+            type_: e.type_,
+            reserved: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +140,23 @@ mod tests {
         assert_layout!(HvmMemmapTableEntry, size = 24, {
             addr: 0, size: 8, type_: 16, reserved: 20,
         });
+    }
+
+    #[test]
+    fn e820_entry_converts() {
+        let e = crate::memory::E820Entry {
+            addr: 0x10_0000,
+            size: 0x20_0000,
+            type_: crate::memory::E820_UNUSABLE,
+        };
+        assert_eq!(
+            HvmMemmapTableEntry::from(e),
+            HvmMemmapTableEntry {
+                addr: 0x10_0000,
+                size: 0x20_0000,
+                type_: XEN_HVM_MEMMAP_TYPE_UNUSABLE,
+                reserved: 0,
+            }
+        );
     }
 }

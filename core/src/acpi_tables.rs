@@ -16,6 +16,12 @@
 //! reports; its ACPI processor UID is the vCPU number too (the `_UID` of its
 //! processor device). Local APIC entries carry 8-bit IDs, and 0xFF is the
 //! broadcast ID, so there are at most [`MAX_VCPUS`] vCPUs.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 
@@ -108,10 +114,16 @@ fn checksum(bytes: &[u8]) -> u8 {
     0u8.wrapping_sub(bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)))
 }
 
+/// Sets the checksum byte at `at` so that `table` sums to zero.
+fn seal_at(table: &mut [u8], at: usize) {
+    put(table, at, &[0]);
+    let sum = checksum(table);
+    put(table, at, &[sum]);
+}
+
 /// Sets the checksum byte (offset 9) of the table in `table`.
 fn seal(table: &mut [u8]) {
-    table[9] = 0;
-    table[9] = checksum(table);
+    seal_at(table, 9);
 }
 
 /// A table header for `signature`, `length` bytes long, checksum left 0.
@@ -129,31 +141,52 @@ fn header(signature: &[u8; 4], length: usize, revision: u8) -> Vec<u8> {
     t
 }
 
+/// Writes `v` at `at` in `t`. Every caller's offset is a fixed layout
+/// position inside a table it sized itself (the tests read each back), so
+/// the write always fits; one that did not would be a bug, caught in debug
+/// builds and otherwise dropped rather than panicking.
+fn put(t: &mut [u8], at: usize, v: &[u8]) {
+    let dst = at.checked_add(v.len()).and_then(|end| t.get_mut(at..end));
+    debug_assert!(dst.is_some(), "ACPI table write past its end");
+    if let Some(dst) = dst {
+        dst.copy_from_slice(v);
+    }
+}
+
 fn put_u16(t: &mut [u8], at: usize, v: u16) {
-    t[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    put(t, at, &v.to_le_bytes());
 }
 
 fn put_u32(t: &mut [u8], at: usize, v: u32) {
-    t[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    put(t, at, &v.to_le_bytes());
 }
 
 fn put_u64(t: &mut [u8], at: usize, v: u64) {
-    t[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(t, at, &v.to_le_bytes());
 }
 
 /// An AML package length for a package whose contents (after the encoded
 /// length itself) are `body` bytes.
 fn aml_pkg_length(body: usize) -> Vec<u8> {
-    // The encoded length counts its own bytes.
-    if body + 1 < 0x40 {
-        return alloc::vec![(body + 1) as u8];
-    }
-    for extra in 1..=3usize {
-        let total = body + 1 + extra;
-        if total < 1 << (4 + 8 * extra) {
+    // The encoded length counts its own bytes: one byte of 6 bits alone, or
+    // a first byte of 4 bits followed by `extra` whole bytes (1 to 3), so a
+    // total below 1 << (4 + 8 * extra).
+    for (extra, limit) in [
+        (0usize, 0x40usize),
+        (1, 1 << 12),
+        (2, 1 << 20),
+        (3, 1 << 28),
+    ] {
+        let Some(total) = body.checked_add(1).and_then(|t| t.checked_add(extra)) else {
+            break;
+        };
+        if total < limit {
+            if extra == 0 {
+                return alloc::vec![total as u8];
+            }
             let mut out = alloc::vec![((extra as u8) << 6) | (total & 0xF) as u8];
-            for i in 0..extra {
-                out.push((total >> (4 + 8 * i)) as u8);
+            for shift in [4, 12, 20].into_iter().take(extra) {
+                out.push((total >> shift) as u8);
             }
             return out;
         }
@@ -170,7 +203,9 @@ fn dsdt_body(nr_vcpus: u32) -> Vec<u8> {
         // Name "Cxxx" (three hex digits).
         dev.push(b'C');
         for shift in [8, 4, 0] {
-            dev.push(HEX[(vcpu as usize >> shift) & 0xF]);
+            // Masked to 0..=15: the lookup always hits.
+            let digit = HEX.get((vcpu as usize >> shift) & 0xF);
+            dev.push(digit.copied().unwrap_or(b'0'));
         }
         // Name (_HID, "ACPI0007")
         dev.push(0x08);
@@ -213,21 +248,29 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
     if !base.is_multiple_of(16) {
         return Err(AcpiError::Placement(base));
     }
+    // Sizes are small (at most MAX_VCPUS processors) but `base` is the
+    // caller's: every sum is checked, an overflow is a bad placement.
+    let add = |a: usize, b: usize| a.checked_add(b).ok_or(AcpiError::Placement(base));
     let align = |at: usize| at.next_multiple_of(16);
     let xsdt_len = HEADER_LEN + 2 * 8;
     let dsdt_aml = dsdt_body(nr_vcpus);
-    let dsdt_len = HEADER_LEN + dsdt_aml.len();
-    let madt_len = HEADER_LEN + 8 + 8 * nr_vcpus as usize;
+    let dsdt_len = add(HEADER_LEN, dsdt_aml.len())?;
+    let madt_entries = (nr_vcpus as usize)
+        .checked_mul(8)
+        .ok_or(AcpiError::Placement(base))?;
+    let madt_len = add(HEADER_LEN + 8, madt_entries)?;
 
     let xsdt_off = align(RSDP_LEN);
-    let fadt_off = align(xsdt_off + xsdt_len);
-    let dsdt_off = align(fadt_off + FADT_LEN);
-    let madt_off = align(dsdt_off + dsdt_len);
-    let total = madt_off + madt_len;
-    if base + total as u64 > 1 << 32 {
-        return Err(AcpiError::Placement(base));
+    let fadt_off = align(add(xsdt_off, xsdt_len)?);
+    let dsdt_off = align(add(fadt_off, FADT_LEN)?);
+    let madt_off = align(add(dsdt_off, dsdt_len)?);
+    let total = add(madt_off, madt_len)?;
+    match base.checked_add(total as u64) {
+        Some(end) if end <= 1 << 32 => {}
+        _ => return Err(AcpiError::Placement(base)),
     }
-    let at = |off: usize| base + off as u64;
+    // Below 4 GiB, checked just above.
+    let at = |off: usize| base.saturating_add(off as u64);
 
     // RSDP.
     let mut rsdp = Vec::with_capacity(RSDP_LEN);
@@ -239,8 +282,10 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
     rsdp.extend_from_slice(&(RSDP_LEN as u32).to_le_bytes());
     rsdp.extend_from_slice(&at(xsdt_off).to_le_bytes());
     rsdp.extend_from_slice(&[0; 4]); // extended checksum, reserved
-    rsdp[8] = checksum(&rsdp[..20]);
-    rsdp[32] = checksum(&rsdp);
+    if let Some(v1) = rsdp.get_mut(..20) {
+        seal_at(v1, 8);
+    }
+    seal_at(&mut rsdp, 32);
 
     // XSDT.
     let mut xsdt = header(b"XSDT", xsdt_len, 1);
@@ -262,10 +307,10 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
         112,
         FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_HW_REDUCED_ACPI,
     );
-    fadt[131] = FADT_REVISION.1;
+    put(&mut fadt, 131, &[FADT_REVISION.1]);
     put_u64(&mut fadt, 140, at(dsdt_off)); // X_DSDT
                                            // Hypervisor vendor identity (8 bytes).
-    fadt[268..276].copy_from_slice(b"XenVMM\0\0");
+    put(&mut fadt, 268, b"XenVMM\0\0");
     seal(&mut fadt);
 
     // DSDT.
@@ -291,7 +336,7 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
         (dsdt_off, &dsdt),
         (madt_off, &madt),
     ] {
-        bytes[off..off + table.len()].copy_from_slice(table);
+        put(&mut bytes, off, table);
     }
     Ok(AcpiTables {
         base,
@@ -433,6 +478,17 @@ mod tests {
         );
         let high = build(0xFC00_0000, 4).unwrap();
         parse(&high);
+    }
+
+    #[test]
+    fn a_base_near_the_top_of_the_address_space_is_refused() {
+        // base + size wraps around: refused, not placed at a wrapped address.
+        let top = !15u64;
+        assert_eq!(build(top, 1).unwrap_err(), AcpiError::Placement(top));
+        assert_eq!(
+            build(top - 0x100, 255).unwrap_err(),
+            AcpiError::Placement(top - 0x100)
+        );
     }
 
     #[test]

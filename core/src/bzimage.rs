@@ -18,6 +18,12 @@
 //! [`decode`] returns the ELF in a `Vec`; [`decompress_into`] writes it into
 //! a caller's buffer (the hypervisor uses frames from its frame allocator,
 //! not its heap, for the tens of MiB a distribution kernel unpacks to).
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -127,11 +133,15 @@ pub struct Payload<'a> {
 }
 
 fn le16(data: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        data.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn le32(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// Whether `image` starts with a Linux x86 boot protocol header.
@@ -148,13 +158,17 @@ pub fn payload(image: &[u8]) -> Result<Payload<'_>, BzImageError> {
     if protocol < MIN_PROTOCOL {
         return Err(BzImageError::UnsupportedProtocol(protocol));
     }
-    let setup_sects = match image[SETUP_SECTS] {
+    let setup_sects = match image.get(SETUP_SECTS).ok_or(BzImageError::Truncated)? {
         0 => 4,
-        n => n as usize,
+        &n => n as usize,
     };
     let offset = le32(image, PAYLOAD_OFFSET_AT).ok_or(BzImageError::Truncated)? as usize;
     let length = le32(image, PAYLOAD_LENGTH_AT).ok_or(BzImageError::Truncated)? as usize;
-    let start = (setup_sects + 1) * 512 + offset;
+    let start = setup_sects
+        .checked_add(1)
+        .and_then(|sects| sects.checked_mul(512))
+        .and_then(|setup| setup.checked_add(offset))
+        .ok_or(BzImageError::Truncated)?;
     let end = start.checked_add(length).ok_or(BzImageError::Truncated)?;
     let bytes = image.get(start..end).ok_or(BzImageError::Truncated)?;
     let compression = if bytes.starts_with(XZ_MAGIC) {
@@ -173,7 +187,9 @@ pub fn payload(image: &[u8]) -> Result<Payload<'_>, BzImageError> {
     if bytes.len() < 4 + 8 {
         return Err(BzImageError::Truncated);
     }
-    let size = le32(bytes, bytes.len() - 4).ok_or(BzImageError::Truncated)? as usize;
+    // Everything but the size word appended at the end.
+    let body_len = bytes.len().checked_sub(4).ok_or(BzImageError::Truncated)?;
+    let size = le32(bytes, body_len).ok_or(BzImageError::Truncated)? as usize;
     if size > MAX_DECOMPRESSED {
         return Err(BzImageError::TooLarge(size as u64));
     }
@@ -184,7 +200,9 @@ pub fn payload(image: &[u8]) -> Result<Payload<'_>, BzImageError> {
     }
     let data = match compression {
         Compression::Gzip => bytes,
-        Compression::Xz | Compression::Zstd => &bytes[..bytes.len() - 4],
+        Compression::Xz | Compression::Zstd => {
+            bytes.get(..body_len).ok_or(BzImageError::Truncated)?
+        }
     };
     Ok(Payload {
         protocol,
@@ -234,7 +252,9 @@ pub fn decompress_into(
     if out.len() < payload.size || scratch.len() < payload.scratch_size()? {
         return Err(BzImageError::BufferTooSmall);
     }
-    let out = &mut out[..payload.size];
+    let out = out
+        .get_mut(..payload.size)
+        .ok_or(BzImageError::BufferTooSmall)?;
     let written = match payload.compression {
         Compression::Xz => unxz(payload.data, out, scratch)?,
         Compression::Gzip => gunzip(payload.data, out)?,
@@ -258,10 +278,11 @@ fn xz_error(e: xz4rust::XzError) -> BzImageError {
 /// Reads an xz variable-length integer at `*at`.
 fn xz_vli(data: &[u8], at: &mut usize) -> Result<u64, BzImageError> {
     let mut value = 0u64;
-    for i in 0..9 {
+    // Nine groups of 7 bits: shifts 0, 7, ..., 56.
+    for shift in (0..63).step_by(7) {
         let byte = *data.get(*at).ok_or(BzImageError::Truncated)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << (7 * i);
+        *at = at.checked_add(1).ok_or(BzImageError::Truncated)?;
+        value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(value);
         }
@@ -276,12 +297,16 @@ fn xz_dictionary_size(data: &[u8]) -> Result<u64, BzImageError> {
     const STREAM_HEADER: usize = 12;
     let header_size = match *data.get(STREAM_HEADER).ok_or(BzImageError::Truncated)? {
         0 => return Ok(0), // the index: no block
-        b => (b as usize + 1) * 4,
+        b => (usize::from(b))
+            .checked_add(1)
+            .and_then(|words| words.checked_mul(4))
+            .ok_or(BzImageError::Truncated)?,
     };
-    let header = data
-        .get(STREAM_HEADER..STREAM_HEADER + header_size)
+    let header = STREAM_HEADER
+        .checked_add(header_size)
+        .and_then(|end| data.get(STREAM_HEADER..end))
         .ok_or(BzImageError::Truncated)?;
-    let flags = header[1];
+    let flags = *header.get(1).ok_or(BzImageError::Truncated)?;
     let mut at = 2;
     if flags & 0x40 != 0 {
         xz_vli(header, &mut at)?;
@@ -289,14 +314,12 @@ fn xz_dictionary_size(data: &[u8]) -> Result<u64, BzImageError> {
     if flags & 0x80 != 0 {
         xz_vli(header, &mut at)?;
     }
-    for _ in 0..(flags & 3) + 1 {
+    for _ in 0..=(flags & 3) {
         let id = xz_vli(header, &mut at)?;
         let props_size = xz_vli(header, &mut at)? as usize;
-        let props = at
-            .checked_add(props_size)
-            .and_then(|end| header.get(at..end))
-            .ok_or(BzImageError::Truncated)?;
-        at += props_size;
+        let end = at.checked_add(props_size).ok_or(BzImageError::Truncated)?;
+        let props = header.get(at..end).ok_or(BzImageError::Truncated)?;
+        at = end;
         if id == 0x21 {
             let bits = *props.first().ok_or_else(|| {
                 BzImageError::Corrupt(String::from("xz: LZMA2 filter without properties"))
@@ -309,7 +332,7 @@ fn xz_dictionary_size(data: &[u8]) -> Result<u64, BzImageError> {
             if bits == 40 {
                 return Ok(u32::MAX as u64);
             }
-            return Ok((2 | u64::from(bits & 1)) << (bits / 2 + 11));
+            return Ok((2 | u64::from(bits & 1)) << (bits / 2) << 11);
         }
     }
     Err(BzImageError::Corrupt(String::from(
@@ -322,13 +345,18 @@ fn unxz(data: &[u8], out: &mut [u8], dict: &mut [u8]) -> Result<usize, BzImageEr
     let mut decoder = Box::new(xz4rust::XzDecoder::with_fixed_size_dict(dict));
     let (mut read, mut written) = (0, 0);
     loop {
-        match decoder.decode(&data[read..], &mut out[written..]) {
+        // The decoder never reports more than it was given; checked anyway.
+        let input = data.get(read..).ok_or(BzImageError::Truncated)?;
+        let output = out.get_mut(written..).ok_or(BzImageError::Truncated)?;
+        match decoder.decode(input, output) {
             Ok(xz4rust::XzNextBlockResult::EndOfStream(_, produced)) => {
-                return Ok(written + produced);
+                return written.checked_add(produced).ok_or(BzImageError::Truncated);
             }
             Ok(xz4rust::XzNextBlockResult::NeedMoreData(consumed, produced)) => {
-                read += consumed;
-                written += produced;
+                read = read.checked_add(consumed).ok_or(BzImageError::Truncated)?;
+                written = written
+                    .checked_add(produced)
+                    .ok_or(BzImageError::Truncated)?;
                 if consumed == 0 && produced == 0 {
                     return Err(if written == out.len() {
                         BzImageError::Corrupt(format!(
@@ -348,6 +376,9 @@ fn unxz(data: &[u8], out: &mut [u8], dict: &mut [u8]) -> Result<usize, BzImageEr
 
 // ---- gzip ----
 
+// Evaluated at compile time only (for `CRC32`): an overflow or a bad index
+// here would fail the build, not run.
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 const fn crc32_table() -> [u32; 256] {
     let mut table = [0u32; 256];
     let mut n = 0;
@@ -373,7 +404,9 @@ static CRC32: [u32; 256] = crc32_table();
 /// The CRC-32 of gzip (and zlib, PNG, ...).
 pub fn crc32(data: &[u8]) -> u32 {
     !data.iter().fold(!0u32, |crc, &byte| {
-        CRC32[((crc ^ byte as u32) & 0xff) as usize] ^ (crc >> 8)
+        // The index is masked to 0..=255: the lookup always hits.
+        let entry = CRC32.get(((crc ^ byte as u32) & 0xff) as usize);
+        entry.copied().unwrap_or(0) ^ (crc >> 8)
     })
 }
 
@@ -384,20 +417,24 @@ fn skip_cstr(data: &[u8], at: &mut usize) -> Result<(), BzImageError> {
         .iter()
         .position(|&b| b == 0)
         .ok_or(BzImageError::Truncated)?;
-    *at += nul + 1;
+    *at = nul
+        .checked_add(1)
+        .and_then(|len| at.checked_add(len))
+        .ok_or(BzImageError::Truncated)?;
     Ok(())
 }
 
 fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, BzImageError> {
     use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
     use miniz_oxide::inflate::TINFLStatus;
-    let header = data.get(..10).ok_or(BzImageError::Truncated)?;
-    if header[2] != 8 {
+    let Some(&[_, _, method, flags, ..]) = data.get(..10) else {
+        return Err(BzImageError::Truncated);
+    };
+    if method != 8 {
         return Err(BzImageError::Corrupt(String::from(
             "gzip: compression method is not deflate",
         )));
     }
-    let flags = header[3];
     if flags & 0xE0 != 0 {
         return Err(BzImageError::Corrupt(String::from(
             "gzip: reserved header flags set",
@@ -406,7 +443,10 @@ fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, BzImageError> {
     let mut at = 10;
     if flags & 0x04 != 0 {
         let extra = le16(data, at).ok_or(BzImageError::Truncated)? as usize;
-        at += 2 + extra;
+        at = extra
+            .checked_add(2)
+            .and_then(|len| at.checked_add(len))
+            .ok_or(BzImageError::Truncated)?;
     }
     if flags & 0x08 != 0 {
         skip_cstr(data, &mut at)?;
@@ -415,7 +455,7 @@ fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, BzImageError> {
         skip_cstr(data, &mut at)?;
     }
     if flags & 0x02 != 0 {
-        at += 2;
+        at = at.checked_add(2).ok_or(BzImageError::Truncated)?;
     }
     let deflate = data.get(at..).ok_or(BzImageError::Truncated)?;
     let mut state = Box::<DecompressorOxide>::default();
@@ -439,12 +479,14 @@ fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, BzImageError> {
         }
         other => return Err(BzImageError::Corrupt(format!("gzip: deflate: {other:?}"))),
     }
-    let trailer = deflate
-        .get(consumed..consumed + 8)
+    let trailer = consumed
+        .checked_add(8)
+        .and_then(|end| deflate.get(consumed..end))
         .ok_or(BzImageError::Truncated)?;
     let crc = le32(trailer, 0).ok_or(BzImageError::Truncated)?;
     let isize = le32(trailer, 4).ok_or(BzImageError::Truncated)?;
-    if crc != crc32(&out[..produced]) {
+    let produced_bytes = out.get(..produced).ok_or(BzImageError::Truncated)?;
+    if crc != crc32(produced_bytes) {
         return Err(BzImageError::Corrupt(String::from("gzip: CRC-32 mismatch")));
     }
     if isize != produced as u32 {

@@ -23,6 +23,8 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use rxen_abi::memory::E820_UNUSABLE;
+
 use crate::domain::GuestMemRegion;
 use crate::memmap::{MemoryMap, RegionKind};
 
@@ -34,8 +36,6 @@ pub const DOM0_KERNEL_BASE: u64 = 16 << 20;
 pub const DOM0_KERNEL_WINDOW: u64 = 64 << 20;
 /// The legacy hole (VGA, option ROMs, BIOS) starts here.
 const LEGACY_HOLE: u64 = 0xA_0000;
-/// E820 type of RAM dom0 must not use.
-const E820_UNUSABLE: u32 = 5;
 
 /// Where dom0's RAM is and the memory map it gets.
 #[derive(Clone, Debug, PartialEq, Eq)]

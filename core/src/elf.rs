@@ -3,11 +3,16 @@
 //! address and the entry point from the `XEN_ELFNOTE_PHYS32_ENTRY` note.
 //! Everything is bounds-checked: a corrupt or truncated image gives an
 //! error, never a panic.
+// Guest or firmware input is parsed here: no unchecked arithmetic, no
+// indexing that can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
 
 use alloc::vec::Vec;
 
-/// `XEN_ELFNOTE_PHYS32_ENTRY` (elfnote.h).
-pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+pub use rxen_abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY;
 
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
@@ -90,32 +95,36 @@ fn bytes(data: &[u8], offset: u64, len: u64) -> Result<&[u8], ElfError> {
 
 fn u16_at(data: &[u8], offset: u64) -> Result<u16, ElfError> {
     let b = bytes(data, offset, 2)?;
-    Ok(u16::from_le_bytes([b[0], b[1]]))
+    Ok(u16::from_le_bytes(
+        b.try_into().map_err(|_| ElfError::Truncated)?,
+    ))
 }
 
 fn u32_at(data: &[u8], offset: u64) -> Result<u32, ElfError> {
     let b = bytes(data, offset, 4)?;
-    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    Ok(u32::from_le_bytes(
+        b.try_into().map_err(|_| ElfError::Truncated)?,
+    ))
 }
 
 fn u64_at(data: &[u8], offset: u64) -> Result<u64, ElfError> {
     let b = bytes(data, offset, 8)?;
-    let mut word = [0; 8];
-    word.copy_from_slice(b);
-    Ok(u64::from_le_bytes(word))
+    Ok(u64::from_le_bytes(
+        b.try_into().map_err(|_| ElfError::Truncated)?,
+    ))
 }
 
 /// Parses `data` as a PVH kernel.
 pub fn parse_pvh(data: &[u8]) -> Result<PvhImage, ElfError> {
-    if data.len() < 16 || &data[..4] != b"\x7fELF" {
+    if data.len() < 16 || data.get(..4) != Some(b"\x7fELF".as_slice()) {
         return Err(ElfError::NotElf);
     }
-    let is_64bit = match data[4] {
-        1 => false,
-        2 => true,
+    let is_64bit = match data.get(4) {
+        Some(1) => false,
+        Some(2) => true,
         _ => return Err(ElfError::NotElf),
     };
-    if data[5] != 1 {
+    if data.get(5) != Some(&1) {
         return Err(ElfError::WrongArchitecture);
     }
     let machine = u16_at(data, 18)?;
@@ -140,25 +149,31 @@ pub fn parse_pvh(data: &[u8]) -> Result<PvhImage, ElfError> {
         return Err(ElfError::Truncated);
     }
     bytes(data, phoff, phentsize.saturating_mul(phnum))?;
+    // The table fits in `data` (checked just above), so these offsets
+    // cannot overflow; checked all the same.
+    let at = |base: u64, off: u64| base.checked_add(off).ok_or(ElfError::Truncated);
 
     let mut segments = Vec::new();
     let mut entry = None;
     for index in 0..phnum {
-        let ph = phoff + index * phentsize;
+        let ph = at(
+            phoff,
+            index.checked_mul(phentsize).ok_or(ElfError::Truncated)?,
+        )?;
         let kind = u32_at(data, ph)?;
         let (offset, paddr, file_size, mem_size) = if is_64bit {
             (
-                u64_at(data, ph + 8)?,
-                u64_at(data, ph + 24)?,
-                u64_at(data, ph + 32)?,
-                u64_at(data, ph + 40)?,
+                u64_at(data, at(ph, 8)?)?,
+                u64_at(data, at(ph, 24)?)?,
+                u64_at(data, at(ph, 32)?)?,
+                u64_at(data, at(ph, 40)?)?,
             )
         } else {
             (
-                u32_at(data, ph + 4)? as u64,
-                u32_at(data, ph + 12)? as u64,
-                u32_at(data, ph + 16)? as u64,
-                u32_at(data, ph + 20)? as u64,
+                u32_at(data, at(ph, 4)?)? as u64,
+                u32_at(data, at(ph, 12)?)? as u64,
+                u32_at(data, at(ph, 16)?)? as u64,
+                u32_at(data, at(ph, 20)?)? as u64,
             )
         };
         match kind {
@@ -197,20 +212,22 @@ pub fn parse_pvh(data: &[u8]) -> Result<PvhImage, ElfError> {
 fn find_phys32_entry(notes: &[u8]) -> Result<Option<u32>, ElfError> {
     let mut at = 0u64;
     let total = notes.len() as u64;
-    while at + 12 <= total {
+    // Every offset is checked: a note's sizes come from the image.
+    let add = |a: u64, b: u64| a.checked_add(b).ok_or(ElfError::Truncated);
+    while at.saturating_add(12) <= total {
         let name_size = u32_at(notes, at)? as u64;
-        let desc_size = u32_at(notes, at + 4)? as u64;
-        let kind = u32_at(notes, at + 8)?;
-        let name_at = at + 12;
-        let desc_at = name_at + name_size.next_multiple_of(4);
+        let desc_size = u32_at(notes, add(at, 4)?)? as u64;
+        let kind = u32_at(notes, add(at, 8)?)?;
+        let name_at = add(at, 12)?;
+        let desc_at = add(name_at, name_size.next_multiple_of(4))?;
         let name = bytes(notes, name_at, name_size)?;
         let desc = bytes(notes, desc_at, desc_size)?;
-        if kind == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") && desc.len() >= 4 {
-            return Ok(Some(u32::from_le_bytes([
-                desc[0], desc[1], desc[2], desc[3],
-            ])));
+        if kind == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") {
+            if let Some(&[a, b, c, d]) = desc.first_chunk::<4>() {
+                return Ok(Some(u32::from_le_bytes([a, b, c, d])));
+            }
         }
-        at = desc_at + desc_size.next_multiple_of(4);
+        at = add(desc_at, desc_size.next_multiple_of(4))?;
     }
     Ok(None)
 }

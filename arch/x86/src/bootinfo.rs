@@ -12,7 +12,7 @@ pub const MULTIBOOT1_BOOT_MAGIC: u32 = 0x2BAD_B002;
 /// Multiboot2 magic that the loader leaves in EAX.
 pub const MULTIBOOT2_BOOT_MAGIC: u32 = 0x36D7_6289;
 /// Magic of `hvm_start_info` (the PVH entry stub puts it in EAX).
-pub const PVH_BOOT_MAGIC: u32 = 0x336E_C578;
+pub const PVH_BOOT_MAGIC: u32 = rxen_abi::start_info::XEN_HVM_START_MAGIC_VALUE;
 
 /// Longest command line we read from loader memory.
 const MAX_STRING: usize = 4096;

@@ -106,7 +106,7 @@ pub fn place_frame(idx: u64, gfn: u64) -> i64 {
 pub fn free_gfn_above_ram(map: &[HvmMemmapEntry], n: u64) -> u64 {
     let top = map
         .iter()
-        .filter(|e| e.kind == E820_RAM)
+        .filter(|e| e.type_ == E820_RAM)
         .map(|e| e.addr + e.size)
         .max()
         .unwrap_or(0);
@@ -261,7 +261,7 @@ mod tests {
         HvmMemmapEntry {
             addr,
             size,
-            kind,
+            type_: kind,
             reserved: 0,
         }
     }

@@ -238,7 +238,7 @@ pub fn memory_map(out: &mut [crate::xen::HvmMemmapEntry]) -> Result<usize, i64> 
     let n = out.len().min(raw.len());
     let mut mm = crate::xen::MemoryMap {
         nr_entries: n as u32,
-        _pad: 0,
+        _pad0: [0; 4],
         buffer: raw.as_mut_ptr() as u64,
     };
     // SAFETY: `mm` names a buffer of `nr_entries` e820 entries.

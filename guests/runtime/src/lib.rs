@@ -114,7 +114,7 @@ pub mod err {
     /// `-EOPNOTSUPP`.
     pub const EOPNOTSUPP: i64 = errno::EOPNOTSUPP.to_hypercall_ret();
     /// `-ETIME`.
-    pub const ETIME: i64 = -crate::xen::errno_extra::ETIME;
+    pub const ETIME: i64 = errno::ETIME.to_hypercall_ret();
 }
 
 /// Declares the test's entry: `entry!(main)` with `fn main(si: &StartInfo)`.

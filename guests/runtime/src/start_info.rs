@@ -141,7 +141,7 @@ pub unsafe fn c_string(paddr: u64) -> &'static str {
 /// Total bytes of e820 RAM (type 1) in `map`.
 pub fn ram_bytes(map: &[HvmMemmapEntry]) -> u64 {
     map.iter()
-        .filter(|e| e.kind == crate::xen::E820_RAM)
+        .filter(|e| e.type_ == crate::xen::E820_RAM)
         .map(|e| e.size)
         .sum()
 }
@@ -162,26 +162,26 @@ mod tests {
             HvmMemmapEntry {
                 addr: 0,
                 size: 0x9f000,
-                kind: 1,
+                type_: 1,
                 reserved: 0,
             },
             HvmMemmapEntry {
                 addr: 0x100000,
                 size: 0x100000,
-                kind: 1,
+                type_: 1,
                 reserved: 0,
             },
             HvmMemmapEntry {
                 addr: 0xf0000,
                 size: 0x10000,
-                kind: 2,
+                type_: 2,
                 reserved: 0,
             },
         ];
         assert_eq!(ram_bytes(&map), 0x9f000 + 0x100000);
         assert_eq!(entry_at(&map, 0x1fffff).unwrap().addr, 0x100000);
         assert_eq!(entry_at(&map, 0x200000), None);
-        assert_eq!(entry_at(&map, 0xf8000).unwrap().kind, 2);
+        assert_eq!(entry_at(&map, 0xf8000).unwrap().type_, 2);
     }
 
     #[test]
@@ -217,7 +217,7 @@ mod tests {
         static MAP: [HvmMemmapEntry; 1] = [HvmMemmapEntry {
             addr: 0,
             size: 4096,
-            kind: 1,
+            type_: 1,
             reserved: 0,
         }];
         let si = std::boxed::Box::leak(std::boxed::Box::new(HvmStartInfo {

@@ -130,7 +130,7 @@ pub fn set_singleshot_timer(timeout_abs_ns: u64) -> i64 {
     let t = crate::xen::SetSingleshotTimer {
         timeout_abs_ns,
         flags: 0,
-        _pad: 0,
+        _pad0: [0; 4],
     };
     // SAFETY: `t` is a `vcpu_set_singleshot_timer`, only read by Xen.
     unsafe {

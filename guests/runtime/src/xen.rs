@@ -1,8 +1,7 @@
 //! The Xen ABI under the short names the test guests use (`hypercall::MEMORY_OP`,
-//! `hvm::PARAM_CALLBACK_IRQ`, ...). Every number is `rxen-abi`'s, the one copy of Xen
-//! 4.17's public headers; what `rxen-abi` does not have yet (a few lengths and the
-//! guest-side structs laid out for the guests' own use, checked against the real Xen by
-//! the guests themselves, see `guests/README.md`) is defined here until it moves there.
+//! `hvm::PARAM_CALLBACK_IRQ`, `HvmParam`, ...). Every number and struct is `rxen-abi`'s,
+//! the one copy of Xen 4.17's public headers, re-exported here under the runtime's
+//! names. The one struct kept here is [`MulticallEntry`], on purpose (see there).
 
 /// Hypercall numbers (`xen.h`, `__HYPERVISOR_*`).
 pub mod hypercall {
@@ -61,9 +60,9 @@ pub mod xenver {
     /// Size of the `XENVER_extraversion` buffer.
     pub const EXTRAVERSION_LEN: usize = rxen_abi::version::XEN_EXTRAVERSION_LEN;
     /// Size of the `XENVER_capabilities` buffer.
-    pub const CAPABILITIES_LEN: usize = 1024;
+    pub const CAPABILITIES_LEN: usize = rxen_abi::version::XEN_CAPABILITIES_INFO_LEN;
     /// Size of the `XENVER_changeset` buffer.
-    pub const CHANGESET_LEN: usize = 64;
+    pub const CHANGESET_LEN: usize = rxen_abi::version::XEN_CHANGESET_INFO_LEN;
     /// Size of the `XENVER_commandline` buffer.
     pub const COMMANDLINE_LEN: usize = rxen_abi::version::XEN_COMMANDLINE_LEN;
 }
@@ -175,40 +174,11 @@ pub mod memory {
 }
 
 /// `struct xen_memory_map` (`memory.h`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct MemoryMap {
-    /// IN: entries in `buffer`; OUT: entries written.
-    pub nr_entries: u32,
-    /// Padding (the handle is 8-byte aligned).
-    pub _pad: u32,
-    /// Guest handle of an array of e820 entries.
-    pub buffer: u64,
-}
+pub use rxen_abi::memory::XenMemoryMap as MemoryMap;
 
 /// `struct e820entry` as `XENMEM_memory_map` writes it: **packed, 20 bytes** (unlike
-/// the 24-byte `hvm_memmap_table_entry` of the start info).
-#[repr(C, packed)]
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct E820Entry {
-    /// Start address.
-    pub addr: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// e820 type.
-    pub kind: u32,
-}
-
-impl From<E820Entry> for HvmMemmapEntry {
-    fn from(e: E820Entry) -> Self {
-        HvmMemmapEntry {
-            addr: e.addr,
-            size: e.size,
-            kind: e.kind,
-            reserved: 0,
-        }
-    }
-}
+/// the 24-byte `hvm_memmap_table_entry` of the start info, which it converts into).
+pub use rxen_abi::memory::E820Entry;
 
 /// `struct xen_add_to_physmap` (`memory.h`).
 pub use rxen_abi::memory::XenAddToPhysmap as AddToPhysmap;
@@ -251,30 +221,10 @@ pub mod hvm {
 }
 
 /// `struct xen_hvm_param` (`hvm/hvm_op.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct HvmParam {
-    /// Domain (`DOMID_SELF`).
-    pub domid: u16,
-    /// Padding.
-    pub _pad: u16,
-    /// `HVM_PARAM_*`.
-    pub index: u32,
-    /// The value (IN for set, OUT for get).
-    pub value: u64,
-}
+pub use rxen_abi::hvm::XenHvmParam as HvmParam;
 
 /// `struct xen_hvm_pagetable_dying` (`hvm/hvm_op.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct HvmPagetableDying {
-    /// Domain (`DOMID_SELF`).
-    pub domid: u16,
-    /// Padding.
-    pub _pad: [u16; 3],
-    /// Guest physical address of the top-level page table.
-    pub gpa: u64,
-}
+pub use rxen_abi::hvm::XenHvmPagetableDying as HvmPagetableDying;
 
 /// `VCPUOP_*` commands (`vcpu.h`).
 pub mod vcpu {
@@ -314,33 +264,13 @@ pub mod vcpu {
 }
 
 /// `struct vcpu_runstate_info` (`vcpu.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub struct RunstateInfo {
-    /// `RUNSTATE_*`.
-    pub state: i32,
-    /// Padding.
-    pub _pad: u32,
-    /// System time when `state` was entered.
-    pub state_entry_time: u64,
-    /// Time spent in each state (ns), up to `state_entry_time`.
-    pub time: [u64; 4],
-}
+pub use rxen_abi::vcpu::VcpuRunstateInfo as RunstateInfo;
 
 /// `struct vcpu_set_periodic_timer` (`vcpu.h`).
 pub use rxen_abi::vcpu::VcpuSetPeriodicTimer as SetPeriodicTimer;
 
 /// `struct vcpu_set_singleshot_timer` (`vcpu.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct SetSingleshotTimer {
-    /// Absolute system time of expiry (ns).
-    pub timeout_abs_ns: u64,
-    /// `VCPU_SSHOTTMR_*`.
-    pub flags: u32,
-    /// Padding.
-    pub _pad: u32,
-}
+pub use rxen_abi::vcpu::VcpuSetSingleshotTimer as SetSingleshotTimer;
 
 /// `struct vcpu_register_vcpu_info` (`vcpu.h`).
 pub use rxen_abi::vcpu::VcpuRegisterVcpuInfo as RegisterVcpuInfo;
@@ -374,68 +304,16 @@ pub struct MulticallEntry {
 }
 
 /// `struct vcpu_time_info` (`xen.h`): the pvclock.
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub struct VcpuTimeInfo {
-    /// Odd while Xen updates the record.
-    pub version: u32,
-    /// Padding.
-    pub _pad0: u32,
-    /// TSC at the last update.
-    pub tsc_timestamp: u64,
-    /// System time (ns) at the last update.
-    pub system_time: u64,
-    /// TSC-to-ns multiplier (32.32 fixed point after the shift).
-    pub tsc_to_system_mul: u32,
-    /// TSC shift (negative: right).
-    pub tsc_shift: i8,
-    /// `XEN_PVCLOCK_*` flags.
-    pub flags: u8,
-    /// Padding.
-    pub _pad1: [u8; 2],
-}
+pub use rxen_abi::xen::VcpuTimeInfo;
 
 /// `struct vcpu_info` (`xen.h`, x86_64 layout: 64 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub struct VcpuInfo {
-    /// Set by Xen when an event is pending for this vCPU.
-    pub evtchn_upcall_pending: u8,
-    /// Set by the guest to mask upcalls (PV).
-    pub evtchn_upcall_mask: u8,
-    /// Padding.
-    pub _pad: [u8; 6],
-    /// Selector of the `evtchn_pending` words with pending bits.
-    pub evtchn_pending_sel: u64,
-    /// `arch_vcpu_info`: cr2 (PV).
-    pub cr2: u64,
-    /// `arch_vcpu_info`: padding.
-    pub _arch_pad: u64,
-    /// The pvclock.
-    pub time: VcpuTimeInfo,
-}
+pub use rxen_abi::xen::VcpuInfo;
 
 /// Number of `vcpu_info` slots in the shared-info page (`XEN_LEGACY_MAX_VCPUS`).
-pub const LEGACY_MAX_VCPUS: usize = 32;
+pub use rxen_abi::xen::XEN_LEGACY_MAX_VCPUS as LEGACY_MAX_VCPUS;
 
-/// `struct shared_info` (`xen.h`, x86_64 layout), up to the wallclock.
-#[repr(C)]
-pub struct SharedInfo {
-    /// Per-vCPU info for the first 32 vCPUs.
-    pub vcpu_info: [VcpuInfo; LEGACY_MAX_VCPUS],
-    /// 2-level event channel pending bits.
-    pub evtchn_pending: [u64; 64],
-    /// 2-level event channel mask bits.
-    pub evtchn_mask: [u64; 64],
-    /// Odd while Xen updates the wallclock.
-    pub wc_version: u32,
-    /// Wallclock seconds (low 32 bits).
-    pub wc_sec: u32,
-    /// Wallclock nanoseconds.
-    pub wc_nsec: u32,
-    /// Wallclock seconds (high 32 bits).
-    pub wc_sec_hi: u32,
-}
+/// `struct shared_info` (`xen.h`, x86_64 layout).
+pub use rxen_abi::xen::SharedInfo;
 
 /// `struct hvm_start_info` (`arch-x86/hvm/start_info.h`, version 1).
 pub use rxen_abi::start_info::HvmStartInfo;
@@ -444,37 +322,14 @@ pub use rxen_abi::start_info::HvmStartInfo;
 pub use rxen_abi::start_info::HvmModlistEntry;
 
 /// `struct hvm_memmap_table_entry` (an e820 entry).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HvmMemmapEntry {
-    /// Start address.
-    pub addr: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// `XEN_HVM_MEMMAP_TYPE_*` (e820 types).
-    pub kind: u32,
-    /// Reserved.
-    pub reserved: u32,
-}
+pub use rxen_abi::start_info::HvmMemmapTableEntry as HvmMemmapEntry;
 
+/// e820 types.
+pub use rxen_abi::memory::{E820_RAM, E820_RESERVED, E820_UNUSABLE};
 /// `XEN_HVM_START_MAGIC_VALUE`.
-pub const HVM_START_MAGIC: u32 = 0x336e_c578;
-/// `SIF_PRIVILEGED`.
-pub const SIF_PRIVILEGED: u32 = 1 << 0;
-/// `SIF_INITDOMAIN`.
-pub const SIF_INITDOMAIN: u32 = 1 << 1;
-/// e820 RAM.
-pub const E820_RAM: u32 = 1;
-/// e820 reserved.
-pub const E820_RESERVED: u32 = 2;
-/// e820 unusable.
-pub const E820_UNUSABLE: u32 = 5;
-
-/// Xen errno values the guests compare against (`errno.h`) not in `rxen_abi::errno` yet.
-pub mod errno_extra {
-    /// `ETIME`: timer expired.
-    pub const ETIME: i64 = 62;
-}
+pub use rxen_abi::start_info::XEN_HVM_START_MAGIC_VALUE as HVM_START_MAGIC;
+/// `SIF_PRIVILEGED`, `SIF_INITDOMAIN`.
+pub use rxen_abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED};
 
 #[cfg(test)]
 mod tests {

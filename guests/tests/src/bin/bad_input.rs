@@ -114,7 +114,7 @@ fn main(_si: &StartInfo) {
     );
     let mut mm = rxen_guest::xen::MemoryMap {
         nr_entries: u32::MAX,
-        _pad: 0,
+        _pad0: [0; 4],
         buffer: UNMAPPED,
     };
     let rc = call(

@@ -22,7 +22,7 @@ fn main(_si: &StartInfo) {
     // 256 MiB and 384 MiB: beyond dom0's 64 MiB of RAM, inside QEMU's 512 MiB (so host
     // RAM, but not this domain's), not RAM in the domain's map.
     for addr in [0x1000_0000u64, 0x1800_0000] {
-        let kind = entry_at(map, addr).map(|e| e.kind);
+        let kind = entry_at(map, addr).map(|e| e.type_);
         println!("probing {addr:#x} (e820 type {kind:?})");
         if kind == Some(E820_RAM) {
             error!("{addr:#x} is RAM in the domain's map");

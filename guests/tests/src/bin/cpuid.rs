@@ -3,15 +3,13 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use rxen_guest::abi::cpuid::{
+    XEN_HVM_CPUID_DOMID_PRESENT as DOMID_PRESENT, XEN_HVM_CPUID_VCPU_ID_PRESENT as VCPU_ID_PRESENT,
+};
 use rxen_guest::cpu::{cpuid, signature, xen_cpuid_base};
 use rxen_guest::{check, check_eq, error, println, StartInfo};
 
 rxen_guest::entry!(main);
-
-/// `XEN_HVM_CPUID_VCPU_ID_PRESENT`.
-const VCPU_ID_PRESENT: u32 = 1 << 3;
-/// `XEN_HVM_CPUID_DOMID_PRESENT`.
-const DOMID_PRESENT: u32 = 1 << 4;
 
 fn main(_si: &StartInfo) {
     let Some(base) = xen_cpuid_base() else {

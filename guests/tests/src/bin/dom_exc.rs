@@ -7,6 +7,7 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use rxen_guest::abi::xen::VIRQ_DOM_EXC;
 use rxen_guest::events::{block_once, count, enable_callback_vector, TRACKED_PORTS};
 use rxen_guest::hypercall::{event_channel_op, mut_ptr};
 use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
@@ -14,9 +15,6 @@ use rxen_guest::xen::{evtchn, EvtchnBindVirq};
 use rxen_guest::{check, check_eq, err, error, println, StartInfo};
 
 rxen_guest::entry!(main);
-
-/// VIRQ_DOM_EXC (xen.h).
-const VIRQ_DOM_EXC: u32 = 3;
 
 fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, i64> {
     let mut b = EvtchnBindVirq {

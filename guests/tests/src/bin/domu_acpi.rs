@@ -69,10 +69,10 @@ fn main(si: &StartInfo) {
             "e820 {:#012x}-{:#012x} type {}",
             e.addr,
             e.addr + e.size,
-            e.kind
+            e.type_
         );
     }
-    let kind = rxen_guest::start_info::entry_at(map, rsdp).map(|e| e.kind);
+    let kind = rxen_guest::start_info::entry_at(map, rsdp).map(|e| e.type_);
     check!(
         kind == Some(3) || kind == Some(2),
         "RSDP in an ACPI or reserved e820 entry (type {kind:?})"

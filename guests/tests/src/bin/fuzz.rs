@@ -314,7 +314,7 @@ impl Fuzzer {
         let ram_top = si
             .memmap()
             .iter()
-            .filter(|e| e.kind == E820_RAM)
+            .filter(|e| e.type_ == E820_RAM)
             .map(|e| e.addr + e.size)
             .max()
             .unwrap_or(0);

@@ -148,7 +148,7 @@ fn main(si: &StartInfo) {
     let Some(ram) = si
         .memmap()
         .iter()
-        .find(|e| e.kind == E820_RAM && e.addr <= FLOOD_BASE && FLOOD_BASE - e.addr < e.size)
+        .find(|e| e.type_ == E820_RAM && e.addr <= FLOOD_BASE && FLOOD_BASE - e.addr < e.size)
     else {
         error!("no RAM at {FLOOD_BASE:#x}");
     };

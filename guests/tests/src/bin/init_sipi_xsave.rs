@@ -108,7 +108,7 @@ fn main(si: &StartInfo) {
         r => error!("VCPUOP_is_up(1) = {r}"),
     }
     let low_ram = si.memmap().iter().any(|e| {
-        e.kind == E820_RAM && e.addr <= MARKER_AT && e.addr + e.size >= TRAMPOLINE + 0x1000
+        e.type_ == E820_RAM && e.addr <= MARKER_AT && e.addr + e.size >= TRAMPOLINE + 0x1000
     });
     if !low_ram {
         skip!("no RAM at {MARKER_AT:#x}-{:#x}", TRAMPOLINE + 0xFFF);

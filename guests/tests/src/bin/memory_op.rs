@@ -20,7 +20,7 @@ fn op(cmd: u64, arg: u64) -> i64 {
 fn memory_map(buf: &mut [E820Entry], nr: u32) -> (i64, u32) {
     let mut mm = MemoryMap {
         nr_entries: nr,
-        _pad: 0,
+        _pad0: [0; 4],
         buffer: buf.as_mut_ptr() as u64,
     };
     let rc = op(memory::MEMORY_MAP, mut_ptr(&mut mm));
@@ -40,7 +40,7 @@ fn main(_si: &StartInfo) {
     let ram_pages: u64 = rxen_guest::start_info::ram_bytes(&map[..n]) / 4096;
     let top_ram = map[..n]
         .iter()
-        .filter(|e| e.kind == 1)
+        .filter(|e| e.type_ == 1)
         .map(|e| e.addr + e.size)
         .max()
         .unwrap_or(0);
@@ -71,7 +71,7 @@ fn main(_si: &StartInfo) {
     );
     let mut bad = MemoryMap {
         nr_entries: 16,
-        _pad: 0,
+        _pad0: [0; 4],
         buffer: UNMAPPED,
     };
     check_eq!(

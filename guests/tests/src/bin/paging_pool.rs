@@ -27,7 +27,7 @@ use rxen_guest::{check, check_eq, error, println, StartInfo};
 rxen_guest::entry!(main);
 
 /// `-ENOMEM`.
-const ENOMEM: i64 = -12;
+const ENOMEM: i64 = rxen_guest::abi::errno::ENOMEM.to_hypercall_ret();
 /// Shared-info moves, 2 MiB apart from 16 MiB up (all below 4 GiB).
 const MOVES: u64 = 2000;
 /// Most grant maps tried: far more than any default pool allows.

@@ -80,7 +80,7 @@ fn main(si: &StartInfo) {
             "e820 {:#012x}-{:#012x} type {}",
             e.addr,
             e.addr + e.size,
-            e.kind
+            e.type_
         );
     }
     let ram = rxen_guest::start_info::ram_bytes(&map[..n]);
@@ -93,7 +93,7 @@ fn main(si: &StartInfo) {
     );
     let image = 0x10_0000u64;
     check!(
-        rxen_guest::start_info::entry_at(&map[..n], image).is_some_and(|e| e.kind == 1),
+        rxen_guest::start_info::entry_at(&map[..n], image).is_some_and(|e| e.type_ == 1),
         "our image at 1 MiB is in e820 RAM"
     );
     if si.version() >= 1 {

@@ -80,7 +80,7 @@ fn main(_si: &StartInfo) {
     let sst = SetSingleshotTimer {
         timeout_abs_ns: deadline,
         flags: 0,
-        _pad: 0,
+        _pad0: [0; 4],
     };
     check_eq!(
         op(vcpu::SET_SINGLESHOT_TIMER, ptr(&sst)),
@@ -119,7 +119,7 @@ fn main(_si: &StartInfo) {
         let past = SetSingleshotTimer {
             timeout_abs_ns: now() - MS,
             flags,
-            _pad: 0,
+            _pad0: [0; 4],
         };
         check_eq!(
             op(vcpu::SET_SINGLESHOT_TIMER, ptr(&past)),
@@ -173,7 +173,7 @@ fn main(_si: &StartInfo) {
     let sst = SetSingleshotTimer {
         timeout_abs_ns: now() + 60 * MS,
         flags: 0,
-        _pad: 0,
+        _pad0: [0; 4],
     };
     let tb = now();
     check_eq!(op(vcpu::SET_SINGLESHOT_TIMER, ptr(&sst)), 0);
@@ -203,7 +203,7 @@ fn main(_si: &StartInfo) {
     let sst = SetSingleshotTimer {
         timeout_abs_ns: now() + 30 * MS,
         flags: 0,
-        _pad: 0,
+        _pad0: [0; 4],
     };
     check_eq!(op(vcpu::SET_SINGLESHOT_TIMER, ptr(&sst)), 0);
     wait_for(port, after + 1);

@@ -37,7 +37,7 @@ static mut VCPU_INFO_PAGE: Page = Page([0; 4096]);
 
 static mut RUNSTATE_AREA: RunstateInfo = RunstateInfo {
     state: -1,
-    _pad: 0,
+    _pad0: [0; 4],
     state_entry_time: 0,
     time: [0; 4],
 };
