@@ -60,7 +60,7 @@ fn xsetbv(value: u64) {
 
 /// The XCR0 components guests may enable: those of the guest CPUID policy
 /// (the same for every domain) that this host supports.
-fn guest_xcr0_max() -> u64 {
+pub fn guest_xcr0_max() -> u64 {
     static MAX: Once<u64> = Once::new();
     *MAX.call_once(|| {
         if !xsave_enabled() {

@@ -7,23 +7,19 @@ use rxen_core::hypercall::{self, Next};
 use rxen_core::ioport_policy::PortPolicy;
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
-use rxen_x86::cpuid_policy::{self, CpuidContext};
-use rxen_x86::ctrlreg::efer;
+use rxen_x86::cpuid_policy::CpuidContext;
+use rxen_x86::exit::handle::{self as exit_handle, IoEffect, MsrEnv};
 use rxen_x86::exit::{Exit, IoAccess, NestedFault};
-use rxen_x86::msr_policy::{self, Gp, MsrCaps, MsrHost, WriteEffect};
+use rxen_x86::msr_policy::{Gp, MsrCaps};
 use rxen_x86::svm::exit::{self as svm_exit, ExitInfo};
 use rxen_x86::svm::vmcb::{control, save};
 use rxen_x86::{apic, log, printk};
 
 use super::emulate;
 use super::env::{write_console, Env};
-use super::regs::advance_rip;
-use super::vcpu::SvmVcpu;
+use super::regs::{advance_rip, ExitView};
 use super::vlapic;
 use super::HvmDomain;
-
-/// Port of Xen's HVM debug console (guest writes appear in the log).
-const DEBUG_PORT: u16 = 0xE9;
 
 /// The rest of the machine, which interdomain hypercalls reach.
 pub type Others<'a> = Option<super::World<'a>>;
@@ -205,7 +201,12 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
         }
         Exit::NestedPageFault(fault) => nested_page_fault(domain, v, fault),
         Exit::Xsetbv { index, value } => {
-            xsetbv(&mut domain.vcpus[v], index, value);
+            let view = &mut ExitView {
+                vcpu: &mut domain.vcpus[v],
+                domid: domain.core.id,
+                v,
+            };
+            exit_handle::xsetbv(view, index, value, rxen_x86::xsave::guest_xcr0_max());
             Flow::Continue
         }
         Exit::CrWrite(cr) => {
@@ -317,12 +318,11 @@ fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
     );
 }
 
+/// CPUID, served by [`exit_handle::cpuid`] with this CPU's answers.
 fn cpuid(domain: &mut HvmDomain, v: usize) {
     let nr_vcpus = domain.core.vcpus.len() as u32;
     let domid = domain.core.id;
     let vcpu = &mut domain.vcpus[v];
-    let leaf = vcpu.vmcb.read64(save::RAX) as u32;
-    let subleaf = vcpu.regs.rcx as u32;
     let ctx = CpuidContext {
         spec: rxen_x86::spec_ctrl::active().offer(),
         vcpu_id: v as u32,
@@ -343,19 +343,7 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
         };
         [r.eax, r.ebx, r.ecx, r.edx]
     };
-    let [a, b, mut c, d] = cpuid_policy::guest_cpuid(leaf, subleaf, &ctx, &host);
-    // OSXSAVE and OSPKE mirror the guest's own CR4, not the host's.
-    let cr4 = vcpu.vmcb.read64(save::CR4);
-    match (leaf, subleaf) {
-        (0x1, _) => c = (c & !(1 << 27)) | (((cr4 >> 18) & 1) as u32) << 27,
-        (0x7, 0) => c = (c & !(1 << 4)) | (((cr4 >> 22) & 1) as u32) << 4,
-        _ => {}
-    }
-    vcpu.vmcb.write64(save::RAX, a as u64);
-    vcpu.regs.rbx = b as u64;
-    vcpu.regs.rcx = c as u64;
-    vcpu.regs.rdx = d as u64;
-    advance_rip(&mut vcpu.vmcb, 2);
+    exit_handle::cpuid(&mut ExitView { vcpu, domid, v }, &ctx, &host);
 }
 
 fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
@@ -420,6 +408,8 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
     Flow::Continue
 }
 
+/// Port I/O: [`exit_handle::io`] (an empty bus, the debug console port,
+/// dom0's own ports read on the hardware); what it hands back is done here.
 fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
     let direct = domain.memory.is_direct();
     let HvmDomain {
@@ -428,67 +418,53 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
         console,
         ..
     } = domain;
-    let vcpu = &mut vcpus[v];
     // A 1:1 dom0's trapped ports: what the policy says (the others do not
-    // exit, see `ioports`).
+    // exit, see `ioports`); the ports dom0 owns are served on the hardware.
     let policy = direct
         .then(|| crate::ioports::policy(io.port, io.size))
         .flatten();
-    if !io.string {
-        let rax = vcpu.vmcb.read64(save::RAX);
-        let owned = matches!(
-            policy,
-            Some(
-                PortPolicy::Watched(_)
-                    | PortPolicy::Rtc
-                    | PortPolicy::PciConfigAddress
-                    | PortPolicy::PciConfigData
-                    | PortPolicy::Passthrough
-            )
-        );
-        if io.is_in {
-            let value = if owned {
-                // dom0's port: read on the hardware, into the access's size.
-                let read = rxen_x86::port_io::dom0_access(io.port, io.size, true, 0);
-                let mask = match io.size {
-                    4 => 0xFFFF_FFFF,
-                    size => (1u64 << (u32::from(size) * 8)) - 1,
-                };
-                if io.size == 4 {
-                    u64::from(read)
-                } else {
-                    (rax & !mask) | (u64::from(read) & mask)
-                }
-            } else {
-                // No device behind the port: all ones, as an empty bus reads.
-                io.empty_bus_read(rax)
-            };
-            vcpu.vmcb.write64(save::RAX, value);
-        } else if io.port == DEBUG_PORT {
+    let owned = matches!(
+        policy,
+        Some(
+            PortPolicy::Watched(_)
+                | PortPolicy::Rtc
+                | PortPolicy::PciConfigAddress
+                | PortPolicy::PciConfigData
+                | PortPolicy::Passthrough
+        )
+    );
+    let view = &mut ExitView {
+        vcpu: &mut vcpus[v],
+        domid: core.id,
+        v,
+    };
+    let read = |port, size| owned.then(|| rxen_x86::port_io::dom0_access(port, size, true, 0));
+    match exit_handle::io(view, &io, read) {
+        IoEffect::None => {}
+        IoEffect::DebugConsole(byte) => {
             // As Xen's hvm_print_line: a line ends at its newline or at
             // DOMAIN_PBUF_SIZE - 1 characters, so a flood holds no memory.
-            write_console(core.id, console, &[rax as u8]);
-        } else {
+            write_console(core.id, console, &[byte]);
+        }
+        IoEffect::Out { port, size, value } => {
             // dom0 powering the machine off through ACPI (PM1 control,
             // SLP_EN): the hypervisor ends with it, as Xen halts the host
             // when its hardware domain powers off.
-            if core.privileged && io.size >= 2 && crate::acpi::is_sleep_request(io.port, rax as u16)
-            {
-                vcpu.vmcb.write64(save::RIP, io.next_rip);
+            let value16 = value as u16;
+            if core.privileged && size >= 2 && crate::acpi::is_sleep_request(port, value16) {
                 printk!(
                     "d{}: ACPI sleep request (SLP_TYP {}) on port {:#x}: powering off",
                     core.id,
-                    (rax as u16 >> 10) & 7,
-                    io.port
+                    (value16 >> 10) & 7,
+                    port
                 );
                 return Flow::End(ShutdownReason::Poweroff);
             }
             if owned {
-                rxen_x86::port_io::dom0_access(io.port, io.size, false, rax as u32);
+                rxen_x86::port_io::dom0_access(port, size, false, value);
             }
         }
     }
-    vcpu.vmcb.write64(save::RIP, io.next_rip);
     Flow::Continue
 }
 
@@ -514,24 +490,33 @@ fn debug_register(domain: &mut HvmDomain, v: usize, code: u64) -> Flow {
     }
 }
 
-/// The MSR values only the hypervisor has, for [`msr_policy`].
-struct VcpuMsrs<'a> {
-    vcpu: &'a SvmVcpu,
-    lapic: &'a rxen_core::vlapic::Vlapic,
+/// What the MSR exit needs of the machine: the TSC, the vCPU's local
+/// APIC, the guest's memory for the hypercall page, the IBPB.
+struct MsrMachine<'a> {
+    lapic: &'a mut rxen_core::vlapic::Vlapic,
+    memory: &'a mut super::memory::GuestMemory,
+    hypercall_page: &'a mut Option<u64>,
 }
 
-impl MsrHost for VcpuMsrs<'_> {
+impl MsrEnv for MsrMachine<'_> {
     fn tsc(&self) -> u64 {
         apic::rdtsc()
     }
     fn apic_base(&self) -> u64 {
         self.lapic.base_msr()
     }
-    fn pat(&self) -> u64 {
-        self.vcpu.vmcb.read64(save::G_PAT)
+    fn write_apic_base(&mut self, value: u64) -> bool {
+        self.lapic.write_base_msr(value)
     }
-    fn efer(&self) -> u64 {
-        self.vcpu.vmcb.read64(save::EFER) & !efer::SVME
+    fn write_hypercall_page(&mut self, gfn: u64) -> bool {
+        let ok = write_hypercall_page(self.memory, gfn);
+        if ok {
+            *self.hypercall_page = Some(gfn);
+        }
+        ok
+    }
+    fn ibpb(&mut self) {
+        rxen_x86::spec_ctrl::ibpb();
     }
 }
 
@@ -539,66 +524,40 @@ fn has_tsc_aux() -> bool {
     *super::vcpu::HAS_TSC_AUX.call_once(rxen_x86::cpu::has_tsc_aux)
 }
 
-/// RDMSR/WRMSR: [`msr_policy`] decides (as Xen's guest_{rd,wr}msr, the
-/// speculation MSRs as far as the guest is offered them); what it hands
-/// back (PAT, EFER, the APIC base, the hypercall page, an IBPB) is done
-/// here. A refused access raises #GP.
+/// RDMSR/WRMSR: [`exit_handle::msr`] over [`rxen_x86::msr_policy`] (as
+/// Xen's guest_{rd,wr}msr, the speculation MSRs as far as the guest is
+/// offered them), with what it hands back (PAT, EFER, the APIC base, the
+/// hypercall page, an IBPB) done by the vCPU and [`MsrMachine`]. A refused
+/// access raises #GP and is logged.
 fn msr(domain: &mut HvmDomain, v: usize, index: u32, write: Option<u64>) {
     let caps = MsrCaps {
         offer: rxen_x86::spec_ctrl::active().offer(),
         tsc_aux: has_tsc_aux(),
     };
-    let vcpu = &mut domain.vcpus[v];
-    let is_write = write.is_some();
-    let ok = if let Some(value) = write {
-        match msr_policy::write(index, value, &mut vcpu.msrs, &caps) {
-            Ok(WriteEffect::None) => true,
-            Ok(WriteEffect::Pat(pat)) => {
-                vcpu.vmcb.write64(save::G_PAT, pat);
-                true
-            }
-            Ok(WriteEffect::Efer(efer)) => {
-                super::ctrlreg::write_efer(vcpu, domain.core.id, v, efer)
-            }
-            Ok(WriteEffect::ApicBase(base)) => domain.core.vcpus[v].lapic.write_base_msr(base),
-            Ok(WriteEffect::HypercallPage(gfn)) => {
-                let ok = write_hypercall_page(&mut domain.memory, gfn);
-                if ok {
-                    domain.hypercall_page = Some(gfn);
-                }
-                ok
-            }
-            Ok(WriteEffect::Ibpb) => {
-                rxen_x86::spec_ctrl::ibpb();
-                true
-            }
-            Err(Gp) => false,
-        }
-    } else {
-        let host = VcpuMsrs {
-            vcpu,
-            lapic: &domain.core.vcpus[v].lapic,
-        };
-        match msr_policy::read(index, &vcpu.msrs, &caps, &host) {
-            Ok(value) => {
-                vcpu.vmcb.write64(save::RAX, value & 0xFFFF_FFFF);
-                vcpu.regs.rdx = value >> 32;
-                true
-            }
-            Err(Gp) => false,
-        }
+    let HvmDomain {
+        core,
+        vcpus,
+        memory,
+        hypercall_page,
+        ..
+    } = domain;
+    let view = &mut ExitView {
+        vcpu: &mut vcpus[v],
+        domid: core.id,
+        v,
     };
-    let vcpu = &mut domain.vcpus[v];
-    if ok {
-        advance_rip(&mut vcpu.vmcb, 2);
-    } else {
+    let machine = &mut MsrMachine {
+        lapic: &mut core.vcpus[v].lapic,
+        memory,
+        hypercall_page,
+    };
+    if let Err(Gp) = exit_handle::msr(view, index, write, &caps, machine) {
         log!(
             Info,
             "d{}v{v}: {} of unhandled MSR {index:#x}: #GP",
-            domain.core.id,
-            if is_write { "write" } else { "read" }
+            core.id,
+            if write.is_some() { "write" } else { "read" }
         );
-        vcpu.inject_exception(13, Some(0));
     }
 }
 
@@ -621,15 +580,6 @@ fn write_hypercall_page(memory: &mut super::memory::GuestMemory, gfn: u64) -> bo
     Gfn(gfn)
         .gpa()
         .is_some_and(|gpa| memory.write_phys(gpa, &page).is_ok())
-}
-
-fn xsetbv(vcpu: &mut SvmVcpu, index: u32, value: u64) {
-    if index != 0 || vcpu.vmcb.cpl() != 0 || !rxen_x86::xsave::valid_xcr0(value) {
-        vcpu.inject_exception(13, Some(0));
-        return;
-    }
-    vcpu.xcr0 = value;
-    advance_rip(&mut vcpu.vmcb, 3);
 }
 
 /// Counts unbacked accesses, to rate-limit their log lines.

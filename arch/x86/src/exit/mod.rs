@@ -1,7 +1,15 @@
 //! Why a vCPU left the guest, in vendor-neutral terms: the vendor code
 //! (`svm/`, and a `vmx/` sibling for Intel VT-x later) decodes its exit
 //! information into an [`Exit`], and the hypervisor's HVM layer handles
-//! `Exit`s without knowing the vendor.
+//! `Exit`s without knowing the vendor. The exits a vCPU's own state
+//! answers (CPUID, XSETBV, MSR, port I/O) are served here too, over the
+//! [`ExitVcpu`] trait (`vcpu.rs`, `handle.rs`), so that they run in host
+//! tests against a fake vCPU.
+
+pub mod handle;
+pub mod vcpu;
+
+pub use vcpu::{ExitVcpu, Gpr};
 
 /// A port I/O access that exited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,18 +29,22 @@ pub struct IoAccess {
 }
 
 impl IoAccess {
-    /// What an IN of this size reads from a port with nothing behind it
-    /// (all ones in the access size), merged into `rax` as the CPU does:
-    /// an 8- or 16-bit IN keeps the rest of RAX, a 32-bit one zeroes the
+    /// RAX after an IN of this size read `value`, as the CPU merges it: an
+    /// 8- or 16-bit IN keeps the rest of RAX, a 32-bit one zeroes the
     /// upper half.
+    pub fn in_result(&self, rax: u64, value: u32) -> u64 {
+        let mask = match self.size {
+            1 => 0xFF,
+            2 => 0xFFFF,
+            _ => return u64::from(value),
+        };
+        (rax & !mask) | (u64::from(value) & mask)
+    }
+
+    /// What an IN of this size reads from a port with nothing behind it
+    /// (all ones in the access size), merged into `rax`.
     pub fn empty_bus_read(&self, rax: u64) -> u64 {
-        match self.size {
-            4 => 0xFFFF_FFFF,
-            size => {
-                let mask = (1u64 << (u32::from(size) * 8)) - 1;
-                (rax & !mask) | mask
-            }
-        }
+        self.in_result(rax, u32::MAX)
     }
 }
 
@@ -119,5 +131,13 @@ mod tests {
         assert_eq!(io(1).empty_bus_read(rax), 0x1122_3344_5566_77FF);
         assert_eq!(io(2).empty_bus_read(rax), 0x1122_3344_5566_FFFF);
         assert_eq!(io(4).empty_bus_read(rax), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn an_in_merges_as_the_cpu_does() {
+        let rax = 0x1122_3344_5566_7788;
+        assert_eq!(io(1).in_result(rax, 0xAABB_CCDD), 0x1122_3344_5566_77DD);
+        assert_eq!(io(2).in_result(rax, 0xAABB_CCDD), 0x1122_3344_5566_CCDD);
+        assert_eq!(io(4).in_result(rax, 0xAABB_CCDD), 0xAABB_CCDD);
     }
 }
