@@ -264,6 +264,76 @@ mod tests {
     }
 
     #[test]
+    fn the_edges_of_each_check() {
+        let caps = all();
+        let mut s = MsrState::default();
+        let mut w = |index, value| write(index, value, &mut s, &caps);
+        // PAT: each of the eight entries, each of the 256 byte values.
+        for entry in 0..8 {
+            for ty in 0..=0xFFu64 {
+                let valid = matches!(ty, 0 | 1 | 4 | 5 | 6 | 7);
+                let value = ty << (entry * 8);
+                let expect = if valid {
+                    Ok(WriteEffect::Pat(value))
+                } else {
+                    Err(Gp)
+                };
+                assert_eq!(
+                    w(MSR_IA32_CR_PAT, value),
+                    expect,
+                    "entry {entry} type {ty:#x}"
+                );
+            }
+        }
+        // MTRR default type: types 0, 1, 4, 5, 6 only (7, UC-, is a PAT
+        // type only); bits 8, 9 and from 12 up reserved.
+        for ty in 0..=0xFFu64 {
+            let valid = matches!(ty, 0 | 1 | 4 | 5 | 6);
+            assert_eq!(w(MSR_MTRR_DEF_TYPE, ty).is_ok(), valid, "type {ty:#x}");
+        }
+        for bit in 8..64 {
+            let valid = bit == 10 || bit == 11;
+            assert_eq!(
+                w(MSR_MTRR_DEF_TYPE, (1 << bit) | 6).is_ok(),
+                valid,
+                "bit {bit}"
+            );
+        }
+        // MTRR_CAP is read-only.
+        assert_eq!(w(MSR_MTRR_CAP, 0), Err(Gp));
+        // TSC_AUX: bit 31 in, bit 32 out.
+        assert_eq!(w(MSR_TSC_AUX, 1 << 31), Ok(WriteEffect::None));
+        assert_eq!(w(MSR_TSC_AUX, u64::MAX), Err(Gp));
+        // SPEC_CTRL: each bit above SSBD refused.
+        for bit in 3..64 {
+            assert_eq!(w(MSR_SPEC_CTRL, 1 << bit), Err(Gp), "bit {bit}");
+        }
+        // MCG_STATUS: any bit refused.
+        for bit in 0..64 {
+            assert_eq!(w(MSR_IA32_MCG_STATUS, 1 << bit), Err(Gp), "bit {bit}");
+        }
+        // The banks: MC0_CTL (0x400) to MC1_MISC (0x407), the last MSR of
+        // the second bank, no further either way.
+        assert_eq!(w(0x3FF, 0), Err(Gp));
+        assert_eq!(w(0x400, 0), Ok(WriteEffect::None));
+        assert_eq!(w(0x407, 0), Ok(WriteEffect::None));
+        assert_eq!(w(0x408, 0), Err(Gp));
+        let r = |index| read(index, &MsrState::default(), &caps, &Host);
+        assert_eq!(r(0x3FF), Err(Gp));
+        assert_eq!(r(0x400), Ok(0));
+        assert_eq!(r(0x407), Ok(0));
+        assert_eq!(r(0x408), Err(Gp));
+        // The hypercall page: any offset within the page refused.
+        for bit in 0..12 {
+            assert_eq!(w(HYPERCALL_PAGE_MSR, 1 << bit), Err(Gp), "bit {bit}");
+        }
+        assert_eq!(
+            w(HYPERCALL_PAGE_MSR, u64::MAX << 12),
+            Ok(WriteEffect::HypercallPage(u64::MAX >> 12))
+        );
+    }
+
+    #[test]
     fn writes_are_checked_as_xen_checks_them() {
         let caps = all();
         let mut s = MsrState::default();
