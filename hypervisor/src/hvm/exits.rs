@@ -8,7 +8,7 @@ use rxen_core::ioport_policy::PortPolicy;
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
 use rxen_x86::cpuid_policy::CpuidContext;
-use rxen_x86::exit::handle::{self as exit_handle, IoEffect, MsrEnv};
+use rxen_x86::exit::handle::{self as exit_handle, HltKind, IoEffect, MsrEnv};
 use rxen_x86::exit::{Exit, IoAccess, NestedFault};
 use rxen_x86::msr_policy::{Gp, MsrCaps};
 use rxen_x86::svm::exit::{self as svm_exit, ExitInfo};
@@ -346,27 +346,26 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
     exit_handle::cpuid(&mut ExitView { vcpu, domid, v }, &ctx, &host);
 }
 
+/// A hypercall: the registers through [`exit_handle`], the work by core's
+/// dispatch.
 fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
+    let domid = domain.core.id;
     let vcpu = &mut domain.vcpus[v];
-    let nr = vcpu.vmcb.read64(save::RAX);
-    let r = &vcpu.regs;
-    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
-    let cpl = vcpu.vmcb.cpl();
+    let (nr, args) = exit_handle::hypercall_args(&ExitView { vcpu, domid, v });
+    let cpl = domain.vcpus[v].vmcb.cpl();
     let outcome = with_env(domain, v, Some(world), |core, env| {
         hypercall::dispatch(&mut hypercall::Ctx::new(core, v, env), nr, args, cpl)
     });
-    let vcpu = &mut domain.vcpus[v];
+    let view = &mut ExitView {
+        vcpu: &mut domain.vcpus[v],
+        domid,
+        v,
+    };
     if let Next::Continuation { args } = outcome.next {
-        // Xen's hypercall continuation: the new arguments go into the
-        // argument registers, RAX keeps the hypercall number and RIP stays
-        // on the VMMCALL, which the guest executes again (after taking any
-        // interrupt that is pending).
-        let r = &mut vcpu.regs;
-        [r.rdi, r.rsi, r.rdx, r.r10, r.r8] = args;
+        exit_handle::hypercall_continue(view, args);
         return Flow::Continue;
     }
-    advance_rip(&mut vcpu.vmcb, 3);
-    vcpu.vmcb.write64(save::RAX, outcome.ret as u64);
+    exit_handle::hypercall_return(view, outcome.ret);
     match outcome.next {
         Next::Continue => Flow::Continue,
         Next::Yield => Flow::Yield,
@@ -380,9 +379,12 @@ fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow
 }
 
 fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
-    let vcpu = &mut domain.vcpus[v];
-    advance_rip(&mut vcpu.vmcb, 1);
-    if vcpu.vmcb.read64(save::RFLAGS) & (1 << 9) == 0 {
+    let view = &mut ExitView {
+        vcpu: &mut domain.vcpus[v],
+        domid: domain.core.id,
+        v,
+    };
+    if exit_handle::hlt(view) == HltKind::Down {
         // As Xen: HLT with interrupts off takes the vCPU down; with no vCPU
         // left up the domain is powered off.
         domain.core.vcpus[v].up = false;

@@ -91,6 +91,9 @@ impl ExitVcpu for ExitView<'_> {
     fn advance_rip(&mut self, len: u64) {
         advance_rip(&mut self.vcpu.vmcb, len);
     }
+    fn rflags(&self) -> u64 {
+        self.vcpu.vmcb.read64(save::RFLAGS)
+    }
     fn cpl(&self) -> u8 {
         self.vcpu.vmcb.cpl()
     }

@@ -1,10 +1,11 @@
 //! The exits a vCPU's own state answers, served over [`ExitVcpu`] so that
 //! the same code runs for any vendor and in host tests against a fake:
 //! CPUID (Xen's `hvm_cpuid` path), XSETBV (`handle_xsetbv`), RDMSR/WRMSR
-//! (`hvm_msr_{read,write}_intercept` over [`crate::msr_policy`]) and port
-//! I/O without a device model. What needs the rest of the machine comes in
-//! as a parameter ([`MsrEnv`], the host's CPUID) or goes back to the caller
-//! ([`IoEffect`], a refused MSR access to log).
+//! (`hvm_msr_{read,write}_intercept` over [`crate::msr_policy`]), port
+//! I/O without a device model, and the register side of a hypercall and
+//! of HLT. What needs the rest of the machine comes in as a parameter
+//! ([`MsrEnv`], the host's CPUID) or goes back to the caller ([`IoEffect`],
+//! [`HltKind`], a refused MSR access to log).
 
 use crate::cpuid_policy::{self, CpuidContext};
 use crate::ctrlreg::{cr4, guest_xcr0_ok};
@@ -20,6 +21,11 @@ pub const GP: u8 = 13;
 
 /// Port of Xen's HVM debug console (guest writes appear in the log).
 pub const DEBUG_PORT: u16 = 0xE9;
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+/// Length of VMMCALL (and of VT-x's VMCALL).
+const HYPERCALL_INSN_LEN: u64 = 3;
 
 /// CPUID.1:ECX.OSXSAVE.
 const CPUID1_ECX_OSXSAVE: u32 = 1 << 27;
@@ -57,6 +63,53 @@ pub fn xsetbv(vcpu: &mut impl ExitVcpu, index: u32, value: u64, xcr0_max: u64) {
     }
     vcpu.set_xcr0(value);
     vcpu.advance_rip(3);
+}
+
+/// A hypercall's number (RAX) and five arguments (RDI, RSI, RDX, R10, R8):
+/// the 64-bit register convention of Xen's `hvm_hypercall`, read in every
+/// guest mode (Xen reads EBX, ECX, EDX, ESI, EDI from a 32-bit guest; rxen
+/// does not yet).
+pub fn hypercall_args(vcpu: &impl ExitVcpu) -> (u64, [u64; 5]) {
+    let args = [Gpr::RDI, Gpr::RSI, Gpr::RDX, Gpr::R10, Gpr::R8].map(|reg| vcpu.gpr(reg));
+    (vcpu.gpr(Gpr::RAX), args)
+}
+
+/// A hypercall done: RAX = `ret`, RIP past the instruction.
+pub fn hypercall_return(vcpu: &mut impl ExitVcpu, ret: i64) {
+    vcpu.advance_rip(HYPERCALL_INSN_LEN);
+    vcpu.set_gpr(Gpr::RAX, ret as u64);
+}
+
+/// Xen's hypercall continuation: the new arguments go into the argument
+/// registers, RAX keeps the hypercall number and RIP stays on the
+/// instruction, which the guest executes again (after taking any interrupt
+/// that is pending).
+pub fn hypercall_continue(vcpu: &mut impl ExitVcpu, args: [u64; 5]) {
+    for (reg, value) in [Gpr::RDI, Gpr::RSI, Gpr::RDX, Gpr::R10, Gpr::R8]
+        .into_iter()
+        .zip(args)
+    {
+        vcpu.set_gpr(reg, value);
+    }
+}
+
+/// What a HLT asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HltKind {
+    /// Interrupts off: the vCPU goes down (as on Xen).
+    Down,
+    /// Wait for an interrupt.
+    Wait,
+}
+
+/// HLT: RIP moves past it; with RFLAGS.IF clear nothing can wake the vCPU.
+pub fn hlt(vcpu: &mut impl ExitVcpu) -> HltKind {
+    vcpu.advance_rip(1);
+    if vcpu.rflags() & RFLAGS_IF == 0 {
+        HltKind::Down
+    } else {
+        HltKind::Wait
+    }
 }
 
 /// What the MSR exit needs from the rest of the machine.
@@ -215,6 +268,7 @@ mod tests {
         gprs: [u64; 16],
         rip: u64,
         shadow: bool,
+        rflags: u64,
         cpl: u8,
         cr4: u64,
         xcr0: u64,
@@ -238,6 +292,9 @@ mod tests {
         fn advance_rip(&mut self, len: u64) {
             self.rip += len;
             self.shadow = false;
+        }
+        fn rflags(&self) -> u64 {
+            self.rflags
         }
         fn cpl(&self) -> u8 {
             self.cpl
@@ -501,6 +558,56 @@ mod tests {
             (v.efer, env.apic_base, env.hypercall_page),
             (0xD01, 0xFEE0_0800, Some(0x42))
         );
+    }
+
+    #[test]
+    fn hypercalls_take_the_64_bit_registers_and_return_in_rax() {
+        let mut v = vcpu();
+        v.gprs[RAX] = 29; // sched_op
+        let (rdi, rsi, r10, r8) = (7, 6, 10, 8);
+        assert_eq!(
+            hypercall_args(&v),
+            (
+                29,
+                [
+                    v.gprs[rdi],
+                    v.gprs[rsi],
+                    v.gprs[RDX],
+                    v.gprs[r10],
+                    v.gprs[r8]
+                ]
+            )
+        );
+        hypercall_return(&mut v, -22);
+        assert_eq!(
+            (v.gprs[RAX], v.rip, v.shadow),
+            ((-22i64) as u64, 0x1003, false)
+        );
+    }
+
+    #[test]
+    fn a_continuation_reissues_the_same_hypercall() {
+        let mut v = vcpu();
+        v.gprs[RAX] = 12; // memory_op
+        let before = v.gprs;
+        hypercall_continue(&mut v, [1, 2, 3, 4, 5]);
+        assert_eq!(hypercall_args(&v), (12, [1, 2, 3, 4, 5]));
+        assert_eq!((v.rip, v.shadow), (0x1000, true), "RIP stays");
+        // Nothing but the five argument registers changed.
+        for r in [0, 1, 3, 4, 5, 9, 11, 12, 13, 14, 15] {
+            assert_eq!(v.gprs[r], before[r], "register {r}");
+        }
+    }
+
+    #[test]
+    fn hlt_with_interrupts_off_takes_the_vcpu_down() {
+        let mut v = vcpu();
+        assert_eq!(hlt(&mut v), HltKind::Down);
+        assert_eq!((v.rip, v.shadow), (0x1001, false));
+        let mut v = vcpu();
+        v.rflags = 0x202;
+        assert_eq!(hlt(&mut v), HltKind::Wait);
+        assert_eq!(v.rip, 0x1001);
     }
 
     fn access(port: u16, size: u8, is_in: bool, string: bool) -> IoAccess {

@@ -20,6 +20,14 @@ impl Gpr {
     pub const RDX: Gpr = Gpr(2);
     /// RBX.
     pub const RBX: Gpr = Gpr(3);
+    /// RSI.
+    pub const RSI: Gpr = Gpr(6);
+    /// RDI.
+    pub const RDI: Gpr = Gpr(7);
+    /// R8.
+    pub const R8: Gpr = Gpr(8);
+    /// R10.
+    pub const R10: Gpr = Gpr(10);
 }
 
 /// The vCPU state exit handling reads and changes.
@@ -35,6 +43,8 @@ pub trait ExitVcpu {
     /// carried out; the interrupt shadow of a preceding STI or MOV SS ends
     /// with it (Xen's `__update_guest_eip`).
     fn advance_rip(&mut self, len: u64);
+    /// The guest's RFLAGS.
+    fn rflags(&self) -> u64;
     /// The current privilege level.
     fn cpl(&self) -> u8;
     /// The guest's CR4.
