@@ -229,7 +229,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
         }
         Exit::VirtualizationInstruction => {
             // SVM is not offered to guests (CPUID hides it): #UD.
-            domain.vcpus[v].inject_exception(6, None);
+            domain.vcpus[v].inject_exception(exit_handle::UD, None);
             Flow::Continue
         }
         Exit::TripleFault => {
@@ -477,11 +477,11 @@ fn debug_register(domain: &mut HvmDomain, v: usize, code: u64) -> Flow {
     match super::debugreg::mov_dr(&mut vcpu.vmcb, &mut vcpu.regs, &mut vcpu.dr, memory) {
         Ok(Ok(())) => Flow::Continue,
         Ok(Err(super::debugreg::DrFault::GeneralProtection)) => {
-            vcpu.inject_exception(13, Some(0));
+            vcpu.inject_exception(exit_handle::GP, Some(0));
             Flow::Continue
         }
         Ok(Err(super::debugreg::DrFault::InvalidOpcode)) => {
-            vcpu.inject_exception(6, None);
+            vcpu.inject_exception(exit_handle::UD, None);
             Flow::Continue
         }
         Err(_) => {
@@ -628,7 +628,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
             )
             .is_ok();
         if !emulated {
-            vcpu.inject_exception(13, Some(0));
+            vcpu.inject_exception(exit_handle::GP, Some(0));
         }
         return Flow::Continue;
     }
