@@ -352,7 +352,7 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::ptr::NonNull;
+    use crate::test_support::InBuffer;
 
     const BASE: u64 = 0xFC000;
 
@@ -549,37 +549,6 @@ mod tests {
 
     /// The `acpi` crate (what arch/x86 reads the host's tables with) accepts
     /// the tables too.
-    #[derive(Clone)]
-    struct InBuffer {
-        base: u64,
-        ptr: usize,
-        len: usize,
-    }
-
-    impl acpi::AcpiHandler for InBuffer {
-        unsafe fn map_physical_region<T>(
-            &self,
-            physical_address: usize,
-            size: usize,
-        ) -> acpi::PhysicalMapping<Self, T> {
-            let off = physical_address - self.base as usize;
-            assert!(off + size <= self.len, "mapping outside the tables");
-            // SAFETY: in the buffer (checked above), which outlives the test's
-            // use of the tables.
-            unsafe {
-                acpi::PhysicalMapping::new(
-                    physical_address,
-                    NonNull::new((self.ptr + off) as *mut T).unwrap(),
-                    size,
-                    size,
-                    self.clone(),
-                )
-            }
-        }
-
-        fn unmap_physical_region<T>(_region: &acpi::PhysicalMapping<Self, T>) {}
-    }
-
     #[test]
     fn acpi_crate_reads_the_tables() {
         for n in [1u32, 2, 8] {

@@ -322,8 +322,8 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::InBuffer;
     use alloc::collections::BTreeMap;
-    use core::ptr::NonNull;
 
     /// Host memory made of tables at addresses.
     #[derive(Default)]
@@ -408,36 +408,6 @@ mod tests {
         h.0.insert(MCFG_AT, table(b"MCFG", &[0; 24]));
         h.0.insert(WAET_AT, table(b"WAET", &[0; 4]));
         h
-    }
-
-    #[derive(Clone)]
-    struct InBuffer {
-        base: u64,
-        ptr: usize,
-        len: usize,
-    }
-
-    impl acpi::AcpiHandler for InBuffer {
-        unsafe fn map_physical_region<T>(
-            &self,
-            physical_address: usize,
-            size: usize,
-        ) -> acpi::PhysicalMapping<Self, T> {
-            let off = physical_address - self.base as usize;
-            assert!(off + size <= self.len, "mapping outside the tables");
-            // SAFETY: in the buffer (checked above), alive for the test.
-            unsafe {
-                acpi::PhysicalMapping::new(
-                    physical_address,
-                    NonNull::new((self.ptr + off) as *mut T).unwrap(),
-                    size,
-                    size,
-                    self.clone(),
-                )
-            }
-        }
-
-        fn unmap_physical_region<T>(_region: &acpi::PhysicalMapping<Self, T>) {}
     }
 
     #[test]

@@ -30,11 +30,11 @@
 //! reserved or ACPI range (Xen's `pvh_add_mem_range(.., E820_ACPI)`) are
 //! not handled here: that belongs with dom0's ACPI tables.
 //!
-//! Not wired yet: the hypervisor lays dom0 out with
-//! [`crate::dom0_memory::layout`] and its own sizing, and maps device memory
-//! on first touch ([`crate::dom0_memory::is_device_memory`]); using
-//! [`dom0_nr_bytes`] and mapping [`Dom0Build::identity`] at build time is a
-//! later step of issue 10.
+//! The hypervisor sizes dom0 with [`dom0_nr_bytes`] and
+//! [`dom0_paging_bytes`], lays it out with [`crate::dom0_memory::layout`] and
+//! maps device memory on first touch
+//! ([`crate::dom0_memory::is_device_memory`]); mapping
+//! [`Dom0Build::identity`] at build time instead is not wired yet.
 // Firmware input is parsed here: no unchecked arithmetic, no indexing that
 // can panic (tests exempt).
 #![cfg_attr(

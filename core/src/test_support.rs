@@ -450,3 +450,36 @@ pub(crate) fn two_domains() -> (Domain, FakeEnv) {
 pub(crate) fn peer(env: &mut FakeEnv) -> &mut (Domain, FakeEnv) {
     env.peer.as_deref_mut().unwrap()
 }
+
+/// Tables built in a buffer, as the `acpi` crate maps them: physical
+/// address `base` is the buffer's first byte (for the ACPI builders' tests).
+#[derive(Clone)]
+pub(crate) struct InBuffer {
+    pub(crate) base: u64,
+    pub(crate) ptr: usize,
+    pub(crate) len: usize,
+}
+
+impl acpi::AcpiHandler for InBuffer {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> acpi::PhysicalMapping<Self, T> {
+        let off = physical_address - self.base as usize;
+        assert!(off + size <= self.len, "mapping outside the tables");
+        // SAFETY: in the buffer (checked above), which outlives the test's
+        // use of the tables.
+        unsafe {
+            acpi::PhysicalMapping::new(
+                physical_address,
+                core::ptr::NonNull::new((self.ptr + off) as *mut T).unwrap(),
+                size,
+                size,
+                self.clone(),
+            )
+        }
+    }
+
+    fn unmap_physical_region<T>(_region: &acpi::PhysicalMapping<Self, T>) {}
+}

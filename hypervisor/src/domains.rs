@@ -72,11 +72,12 @@ fn domu_ram(spec: &DomUSpec) -> u64 {
 
 /// Lays out dom0's 1:1 memory in the host map `map`, around the `taken`
 /// ranges (image, boot data, modules), before the frame allocator exists;
-/// returns the ranges to keep out of the allocator. `dom0_mem=` is honoured
-/// where it fits; by default dom0 gets what the boot domUs and the
-/// hypervisor (heap, frame bitmap, a reserve as Xen keeps: 1/16 of RAM, at
-/// most 128 MiB) leave. Nothing (and a message) when dom0 cannot be laid
-/// out: it is then not built.
+/// returns the ranges to keep out of the allocator. Its size is Xen's
+/// `dom0_compute_nr_pages` ([`rxen_core::dom0_build::dom0_nr_bytes`]: the
+/// `dom0_mem=` target, at least `min:`, at most `max:`; by default all but
+/// 1/16, at most 128 MiB) of what the boot domUs, the hypervisor's heap and
+/// frame bitmap and dom0's paging pool leave above 16 MiB. Nothing (and a
+/// message) when dom0 cannot be laid out: it then gets allocated RAM.
 pub fn plan_dom0(
     options: &Options,
     map: &MemoryMap,
@@ -87,35 +88,31 @@ pub fn plan_dom0(
         printk!("dom0: its kernel loads below 16 MiB: RAM not mapped 1:1");
         return Vec::new();
     }
-    let total = map.total_usable();
     let above: u64 = map
         .usable()
         .map(|r| r.end.saturating_sub(r.start.max(DOM0_KERNEL_BASE)))
         .sum();
     let domus: u64 = options.domus.iter().map(domu_bytes).sum();
-    let reserve = crate::memory::HEAP_SIZE
-        + rxen_core::frame_alloc::bitmap_words(map) as u64 * 8
-        + (total / 16).min(128 << 20)
-        + (8 << 20);
+    // The hypervisor's own needs; the reserve Xen keeps (1/16 of what is
+    // left, at most 128 MiB) is `dom0_nr_bytes`'s default.
+    let reserve =
+        crate::memory::HEAP_SIZE + rxen_core::frame_alloc::bitmap_words(map) as u64 * 8 + (8 << 20);
+    let vcpus = options.dom0_max_vcpus.map_or(1, |(_, max)| max.max(1));
     let available = above.saturating_sub(domus).saturating_sub(reserve);
-    let vcpus = 1;
-    let available = available.saturating_sub(
-        rxen_core::frame_alloc::default_paging_pages(vcpus, available).saturating_mul(4096),
-    );
-    let requested = options.dom0_mem.target.map(|amount| match amount {
-        MemAmount::Bytes(bytes) => bytes,
-        MemAmount::Percent(p) => total / 100 * p as u64,
-    });
-    let wanted = requested.unwrap_or(available);
-    if wanted > available {
-        printk!(
-            "dom0_mem: {} MiB requested, {} MiB available: using {} MiB",
-            wanted >> 20,
-            available >> 20,
-            available >> 20
-        );
+    let available =
+        available.saturating_sub(rxen_core::dom0_build::dom0_paging_bytes(vcpus, available));
+    if let Some(wanted) = options.dom0_mem.target.map(|t| t.resolve(available)) {
+        if wanted > available {
+            printk!(
+                "dom0_mem: {} MiB requested, {} MiB available: using {} MiB",
+                wanted >> 20,
+                available >> 20,
+                available >> 20
+            );
+        }
     }
-    let bytes = (wanted.min(available) & !0x1F_FFFF).max(2 << 20);
+    let bytes = (rxen_core::dom0_build::dom0_nr_bytes(&options.dom0_mem, available) & !0x1F_FFFF)
+        .max(2 << 20);
     match rxen_core::dom0_memory::layout(map, taken, bytes) {
         Ok(mut dom0) => {
             dom0.take_acpi_page();
