@@ -360,6 +360,28 @@ impl Machine {
         }
     }
 
+    /// Delivers the device interrupts that arrived on any CPU to the
+    /// domains whose MSIs hold their vectors (an interrupt on a vector just
+    /// unbound is dropped). Returns whether any was delivered.
+    fn route_device_interrupts(&mut self) -> bool {
+        if !rxen_x86::irq::any_pending() {
+            return false;
+        }
+        let mut delivered = false;
+        let domains = &mut self.domains;
+        rxen_x86::irq::take_pending(|vector| {
+            let target = domains.values_mut().find_map(|d| {
+                let (_, message) = d.pci.as_ref()?.binding(vector)?;
+                Some((d, message))
+            });
+            if let Some((domain, message)) = target {
+                hvm::vpci::deliver(domain, message);
+                delivered = true;
+            }
+        });
+        delivered
+    }
+
     /// Kicks the CPUs running a vCPU that has an unmasked upcall or a
     /// deliverable APIC interrupt pending (an event or IPI from this CPU),
     /// so that they inject it now.
@@ -618,8 +640,13 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             x86_64::instructions::interrupts::disable();
             continue;
         };
+        // Device interrupts first: a vCPU they wake is not passed over.
+        let routed = machine.route_device_interrupts();
+        if routed {
+            machine.kick_running_with_upcalls();
+        }
         if let Some(r) = current.take() {
-            let fast = machine.serve_exit(r);
+            let fast = machine.serve_exit(r) && !routed;
             let now = crate::time::now_ns();
             // Straight back in: no other vCPU can have changed, the slice and
             // the armed timer are not over, no timer of this vCPU is due

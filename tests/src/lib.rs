@@ -239,6 +239,122 @@ pub fn debian_kernel() -> PathBuf {
     path
 }
 
+/// Debian's kernel modules `names` and every module they depend on, from the package of
+/// the kernel [`debian_kernel`] returns, in an order `insmod` can load them (dependencies
+/// first). Each is cached at `target/rxen/cache/linux/modules-<version>/<name>.ko`; on
+/// first use the package is `apt-get download`ed once more and only the modules needed are
+/// unpacked. Safe to call from parallel tests.
+///
+/// # Panics
+/// If the kernel's version cannot be told from its file name, the package cannot be
+/// fetched, or a module (or one it depends on) is not in it.
+pub fn debian_modules(names: &[&str]) -> Vec<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let kernel = debian_kernel();
+    let version = kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or_else(|| panic!("no version in {}", kernel.display()))
+        .to_string();
+    let dir = rxen_dir()
+        .join("cache")
+        .join("linux")
+        .join(format!("modules-{version}"));
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    create_dir(&dir);
+    // The package, fetched at most once per call that misses a module.
+    let mut package: Option<(PathBuf, Vec<String>)> = None;
+    let mut order: Vec<String> = Vec::new();
+    let mut visiting: Vec<String> = Vec::new();
+    fn key(name: &str) -> String {
+        name.replace('-', "_")
+    }
+    fn visit(
+        name: &str,
+        dir: &Path,
+        version: &str,
+        package: &mut Option<(PathBuf, Vec<String>)>,
+        order: &mut Vec<String>,
+        visiting: &mut Vec<String>,
+    ) {
+        let name = key(name);
+        if order.contains(&name) || visiting.contains(&name) {
+            return;
+        }
+        visiting.push(name.clone());
+        let path = dir.join(format!("{name}.ko"));
+        if !path.is_file() {
+            let (deb, members) = package.get_or_insert_with(|| {
+                let work = dir.join(format!("tmp-{}", std::process::id()));
+                let _ = fs::remove_dir_all(&work);
+                create_dir(&work);
+                let deb = apt_download(&work, &format!("linux-image-{version}"));
+                let list = run_in(&work, Command::new("dpkg-deb").arg("-c").arg(&deb));
+                let members = String::from_utf8_lossy(&list)
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().last())
+                    .filter(|m| m.ends_with(".ko"))
+                    .map(str::to_string)
+                    .collect();
+                (deb, members)
+            });
+            let member = members
+                .iter()
+                .find(|m| {
+                    m.rsplit('/')
+                        .next()
+                        .and_then(|f| f.strip_suffix(".ko"))
+                        .is_some_and(|f| key(f) == name)
+                })
+                .unwrap_or_else(|| panic!("no module {name} in linux-image-{version}"))
+                .clone();
+            let work = deb.parent().expect("the download directory").to_path_buf();
+            run_in(
+                &work,
+                Command::new("sh").arg("-c").arg(format!(
+                    "dpkg-deb --fsys-tarfile '{}' | tar -x '{member}'",
+                    deb.display()
+                )),
+            );
+            fs::rename(work.join(&member), &path)
+                .unwrap_or_else(|e| panic!("cannot move {member}: {e}"));
+        }
+        let bytes =
+            fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        // The `depends=` string of the module's .modinfo section.
+        let depends = bytes
+            .split(|&b| b == 0)
+            .find_map(|field| field.strip_prefix(b"depends="))
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default();
+        for dep in depends.split(',').filter(|d| !d.is_empty()) {
+            visit(dep, dir, version, package, order, visiting);
+        }
+        visiting.retain(|v| *v != name);
+        order.push(name);
+    }
+    for name in names {
+        visit(
+            name,
+            &dir,
+            &version,
+            &mut package,
+            &mut order,
+            &mut visiting,
+        );
+    }
+    if let Some((deb, _)) = package {
+        if let Some(work) = deb.parent() {
+            let _ = fs::remove_dir_all(work);
+        }
+    }
+    order
+        .iter()
+        .map(|name| dir.join(format!("{name}.ko")))
+        .collect()
+}
+
 /// The Debian package whose `/bin/busybox` goes into [`busybox_initramfs`].
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 
@@ -269,7 +385,7 @@ pub fn busybox() -> PathBuf {
 /// The commands [`busybox_initramfs`] links to busybox in `/bin`.
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "echo", "uname", "cat", "poweroff", "reboot", "sleep", "mount", "ls", "dmesg", "grep",
-    "cut", "nproc", "head",
+    "cut", "nproc", "head", "insmod", "dd", "md5sum", "ip", "ping", "sync", "seq", "test",
 ];
 
 /// An initramfs (a cpio archive in the "newc" format, uncompressed) with Debian's static
@@ -280,10 +396,32 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 /// # Panics
 /// If busybox cannot be fetched or the archive cannot be written.
 pub fn busybox_initramfs(init_script: &str) -> PathBuf {
+    busybox_initramfs_with(init_script, &[])
+}
+
+/// [`busybox_initramfs`] with the files `extra` too: each `(path in the archive, file on
+/// the host)`, e.g. kernel modules under `lib/modules/`. Their directories are created.
+///
+/// # Panics
+/// As [`busybox_initramfs`], or if a file of `extra` cannot be read.
+pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) -> PathBuf {
     let dir = rxen_dir().join("cache").join("initramfs");
-    // The key covers the script and the applets, so that a change of either
-    // makes a new archive.
-    let key = fnv1a(format!("{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).as_bytes());
+    let extra: Vec<(&str, Vec<u8>)> = extra
+        .iter()
+        .map(|(name, file)| {
+            let bytes =
+                fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+            (name.as_str(), bytes)
+        })
+        .collect();
+    // The key covers the script, the applets and the extra files, so that a
+    // change of any makes a new archive.
+    let mut keyed = format!("{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
+    for (name, bytes) in &extra {
+        keyed.extend_from_slice(name.as_bytes());
+        keyed.extend_from_slice(&fnv1a(bytes).to_le_bytes());
+    }
+    let key = fnv1a(&keyed);
     let path = dir.join(format!("{key:016x}.cpio"));
     if path.is_file() {
         return path;
@@ -299,6 +437,31 @@ pub fn busybox_initramfs(init_script: &str) -> PathBuf {
         cpio.entry(&format!("bin/{applet}"), 0o120777, 0, b"busybox");
     }
     cpio.entry("init", 0o100755, 0, init_script.as_bytes());
+    let mut dirs: Vec<String> = Vec::new();
+    for (name, bytes) in &extra {
+        let mut parent = String::new();
+        for part in name
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            parent = if parent.is_empty() {
+                part.to_string()
+            } else {
+                format!("{parent}/{part}")
+            };
+            if !dirs.contains(&parent)
+                && !["bin", "dev", "proc", "sys", "tmp"].contains(&parent.as_str())
+            {
+                cpio.entry(&parent, 0o040755, 0, b"");
+                dirs.push(parent.clone());
+            }
+        }
+        cpio.entry(name, 0o100644, 0, bytes);
+    }
     create_dir(&dir);
     let tmp = dir.join(format!(
         ".{}.{:?}",

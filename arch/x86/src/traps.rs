@@ -68,7 +68,29 @@ isr_stubs!(
     8 err, 9 noerr, 10 err, 11 err, 12 err, 13 err, 14 err, 15 noerr,
     16 noerr, 17 err, 18 noerr, 19 noerr, 20 noerr, 21 err, 22 noerr, 23 noerr,
     24 noerr, 25 noerr, 26 noerr, 27 noerr, 28 noerr, 29 err, 30 err, 31 noerr,
-    39 noerr, 47 noerr, 240 noerr, 255 noerr, 241 noerr,
+);
+
+/// Size of each interrupt stub of vectors 32-255 (`irq_stubs`): the stub of
+/// vector `v` is at `irq_stubs + (v - 32) * IRQ_STUB_SIZE`.
+const IRQ_STUB_SIZE: u64 = 16;
+
+// One stub per vector from 32 up, each 16 bytes (push 0, push the vector,
+// jump: at most 12 bytes): every vector a device or a stray MSI can raise
+// reaches `rxen_trap_handler`, none faults for want of a gate.
+core::arch::global_asm!(
+    ".text",
+    ".balign 16",
+    ".global irq_stubs",
+    "irq_stubs:",
+    ".set irq_vector, 32",
+    ".rept 224",
+    ".balign 16",
+    "pushq $0",
+    "pushq $irq_vector",
+    "jmp trap_common",
+    ".set irq_vector, irq_vector + 1",
+    ".endr",
+    options(att_syntax),
 );
 
 core::arch::global_asm!(
@@ -112,7 +134,8 @@ core::arch::global_asm!(
 );
 
 extern "C" {
-    static isr_table: [u64; 37];
+    static isr_table: [u64; 32];
+    static irq_stubs: u8;
 }
 
 /// One 16-byte IDT gate.
@@ -159,10 +182,10 @@ fn gate(handler: u64, ist: u8) -> Gate {
 pub fn load_idt() {
     let idt = IDT.call_once(|| {
         let mut gates = [EMPTY_GATE; 256];
-        // SAFETY: `isr_table` is a read-only table of 37 stub addresses
+        // SAFETY: `isr_table` is a read-only table of 32 stub addresses
         // emitted by the assembly above.
         let table = unsafe { &*core::ptr::addr_of!(isr_table) };
-        for (vector, handler) in table.iter().take(32).enumerate() {
+        for (vector, handler) in table.iter().enumerate() {
             let ist = match vector {
                 8 => cpu::IST_DOUBLE_FAULT,
                 2 => cpu::IST_NMI,
@@ -171,11 +194,10 @@ pub fn load_idt() {
             };
             gates[vector] = gate(*handler, ist);
         }
-        gates[PIC_SPURIOUS[0] as usize] = gate(table[32], 0);
-        gates[PIC_SPURIOUS[1] as usize] = gate(table[33], 0);
-        gates[TIMER_VECTOR as usize] = gate(table[34], 0);
-        gates[SPURIOUS_VECTOR as usize] = gate(table[35], 0);
-        gates[KICK_VECTOR as usize] = gate(table[36], 0);
+        let stubs = core::ptr::addr_of!(irq_stubs) as u64;
+        for (vector, gate_slot) in gates.iter_mut().enumerate().skip(32) {
+            *gate_slot = gate(stubs + (vector as u64 - 32) * IRQ_STUB_SIZE, 0);
+        }
         Idt(gates)
     });
     let pointer = x86_64::structures::DescriptorTablePointer {
@@ -238,6 +260,12 @@ extern "C" fn rxen_trap_handler(frame: &mut TrapFrame) {
         v if v == KICK_VECTOR as u64 => apic::eoi(),
         v if v == SPURIOUS_VECTOR as u64 || PIC_SPURIOUS.contains(&(v as u8)) => {}
         2 if stop::stopping() => stop::park_this_cpu(),
+        // A device's interrupt (or a stray one): noted for the scheduling
+        // loop, which delivers it to the domain that holds the vector.
+        v @ 32..=255 => {
+            crate::irq::note(v as u8);
+            apic::eoi();
+        }
         _ => fatal_trap(frame),
     }
 }

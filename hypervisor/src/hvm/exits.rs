@@ -418,29 +418,35 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
         core,
         vcpus,
         console,
+        pci,
         ..
     } = domain;
     // A 1:1 dom0's trapped ports: what the policy says (the others do not
-    // exit, see `ioports`); the ports dom0 owns are served on the hardware.
+    // exit, see `ioports`); the ports dom0 owns are served on the hardware,
+    // the PCI configuration ports through its vPCI.
     let policy = direct
         .then(|| crate::ioports::policy(io.port, io.size))
         .flatten();
     let owned = matches!(
         policy,
-        Some(
-            PortPolicy::Watched(_)
-                | PortPolicy::Rtc
-                | PortPolicy::PciConfigAddress
-                | PortPolicy::PciConfigData
-                | PortPolicy::Passthrough
-        )
+        Some(PortPolicy::Watched(_) | PortPolicy::Rtc | PortPolicy::Passthrough)
     );
+    let mut pci = pci.as_mut().filter(|_| {
+        matches!(
+            policy,
+            Some(PortPolicy::PciConfigAddress | PortPolicy::PciConfigData)
+        )
+    });
+    let id = core.id;
     let view = &mut ExitView {
         vcpu: &mut vcpus[v],
-        domid: core.id,
+        domid: id,
         v,
     };
-    let read = |port, size| owned.then(|| rxen_x86::port_io::dom0_access(port, size, true, 0));
+    let read = |port, size| match pci.as_deref_mut() {
+        Some(pci) => Some(super::vpci::port_access(pci, id, port, size, true, 0)),
+        None => owned.then(|| rxen_x86::port_io::dom0_access(port, size, true, 0)),
+    };
     match exit_handle::io(view, &io, read) {
         IoEffect::None => {}
         IoEffect::DebugConsole(byte) => {
@@ -462,7 +468,9 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
                 );
                 return Flow::End(ShutdownReason::Poweroff);
             }
-            if owned {
+            if let Some(pci) = pci {
+                super::vpci::port_access(pci, id, port, size, false, value);
+            } else if owned {
                 rxen_x86::port_io::dom0_access(port, size, false, value);
             }
         }

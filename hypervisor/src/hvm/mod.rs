@@ -13,6 +13,7 @@ mod regs;
 pub mod tlb;
 pub mod vcpu;
 pub mod vlapic;
+pub mod vpci;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -48,6 +49,9 @@ pub struct HvmDomain {
     /// A 1:1 dom0's emulated IO-APICs, at the host's addresses (registers
     /// only for now: no interrupt reaches them yet).
     pub vioapics: Option<rxen_core::vioapic::VIoApics>,
+    /// A 1:1 dom0's PCI configuration space mediation (its conf1 latch,
+    /// its MSI messages).
+    pub pci: Option<vpci::Dom0Pci>,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -221,6 +225,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         sched_runnable: alloc::vec![false; nr_vcpus],
         dying: None,
         vioapics,
+        pci: spec.direct.as_ref().map(|_| vpci::Dom0Pci::default()),
     })
 }
 

@@ -15,11 +15,12 @@
 //! nothing, and so does the data window while the enable bit is clear (Xen
 //! answers them with its null handler).
 //!
-//! Not here yet: what a configuration access does (Xen's `vpci_read` /
-//! `vpci_write`: the header, BAR and MSI/MSI-X handlers of pvh-dom0.md §2.3;
-//! until they exist the platform passes the decoded access to the hardware),
-//! and ECAM (`vpci_mmcfg_*`). Not wired yet: the hypervisor lets dom0 reach
-//! these ports today; [`crate::ioport_policy`] says when to use this.
+//! What a configuration access does is [`Vpci`]'s ([`msi`]): the device's
+//! own bytes but for dom0's MSI messages, kept in a copy (Xen's `vpci_read`
+//! / `vpci_write` with the MSI handlers of pvh-dom0.md §2.3). The
+//! hypervisor carries the access out on the host (`hvm/vpci.rs`). Not here
+//! yet: the BAR handlers, MSI-X, and ECAM (`vpci_mmcfg_*`): dom0 reaches
+//! ECAM directly, which Linux uses only for registers above 0xFF.
 // Guest input is decoded here: no unchecked arithmetic, no indexing that can
 // panic (tests exempt).
 #![cfg_attr(
@@ -29,12 +30,16 @@
 
 use crate::ioport_policy::{PCI_CONF_ADDRESS, PCI_CONF_DATA};
 
+pub mod msi;
+
+pub use msi::{ConfigSpace, MsiEvent, MsiMessage, Vpci};
+
 /// Latch bit 31: configuration cycles enabled (`CF8_ENABLED`).
 pub const CF8_ENABLE: u32 = 1 << 31;
 
 /// A PCI function: segment, bus, device (0-31), function (0-7) (Xen's
 /// `pci_sbdf_t`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sbdf {
     /// Segment.
     pub seg: u16,
