@@ -170,6 +170,9 @@ pub enum WriteEffect {
     SendIpi(Icr),
     /// The timer was (re)programmed or stopped: its deadline changed.
     TimerChanged,
+    /// An EOI ended this level-triggered vector (its TMR bit was set): the
+    /// IO-APIC that sent it gets the EOI broadcast.
+    EoiLevel(u8),
 }
 
 /// One 256-bit vector register (ISR, TMR, IRR) as eight 32-bit words.
@@ -226,6 +229,8 @@ pub struct Vlapic {
     svr: u32,
     isr: VectorBits,
     irr: VectorBits,
+    /// Trigger mode of the requested and in-service vectors (set: level).
+    tmr: VectorBits,
     icr_low: u32,
     icr_high: u32,
     lvt: [u32; 6],
@@ -255,6 +260,7 @@ impl Vlapic {
             svr: 0,
             isr: VectorBits::default(),
             irr: VectorBits::default(),
+            tmr: VectorBits::default(),
             icr_low: 0,
             icr_high: 0,
             lvt: [0; 6],
@@ -278,6 +284,7 @@ impl Vlapic {
         self.svr = 0xFF;
         self.isr = VectorBits::default();
         self.irr = VectorBits::default();
+        self.tmr = VectorBits::default();
         self.icr_low = 0;
         self.icr_high = 0;
         self.lvt = [LVT_MASKED; 6];
@@ -360,6 +367,21 @@ impl Vlapic {
             return false;
         }
         self.irr.set(vector);
+        true
+    }
+
+    /// Marks vector `vector` requested with its trigger mode (an IO-APIC's
+    /// level-triggered pin sets the TMR bit; its EOI is then
+    /// [`WriteEffect::EoiLevel`]). As [`Vlapic::set_irq`] otherwise.
+    pub fn set_irq_trigger(&mut self, vector: u8, level: bool) -> bool {
+        if !self.set_irq(vector) {
+            return false;
+        }
+        if level {
+            self.tmr.set(vector);
+        } else {
+            self.tmr.clear(vector);
+        }
         true
     }
 
@@ -513,6 +535,7 @@ impl Vlapic {
             reg::DFR => self.dfr,
             reg::SVR => self.svr,
             0x100..=0x170 if offset.is_multiple_of(0x10) => self.isr.word(vector_word(reg::ISR)),
+            0x180..=0x1F0 if offset.is_multiple_of(0x10) => self.tmr.word(vector_word(reg::TMR)),
             0x200..=0x270 if offset.is_multiple_of(0x10) => self.irr.word(vector_word(reg::IRR)),
             reg::ICR_LO => self.icr_low,
             reg::ICR_HI => self.icr_high,
@@ -532,7 +555,10 @@ impl Vlapic {
         match offset {
             reg::TPR => self.tpr = value & 0xFF,
             reg::EOI => {
-                self.eoi();
+                if let Some(vector) = self.eoi().filter(|&v| self.tmr.test(v)) {
+                    self.tmr.clear(vector);
+                    return WriteEffect::EoiLevel(vector);
+                }
             }
             reg::LDR => self.ldr = value & 0xFF00_0000,
             reg::DFR => self.dfr = value | 0x0FFF_FFFF,
@@ -583,6 +609,27 @@ mod tests {
         let mut l = Vlapic::new(3, false);
         l.write(reg::SVR, SVR_ENABLE | 0xFF, 0);
         l
+    }
+
+    /// A level-triggered vector shows in the TMR and its EOI asks for the
+    /// IO-APIC's; an edge one (even the same vector later) does not.
+    #[test]
+    fn level_vectors_end_with_an_eoi_broadcast() {
+        let mut l = enabled();
+        assert!(l.set_irq_trigger(0x61, true));
+        assert_eq!(l.read(reg::TMR + 0x30, 0), 1 << 1);
+        let v = l.pending_vector().expect("pending");
+        l.acknowledge(v);
+        assert_eq!(l.write(reg::EOI, 0, 0), WriteEffect::EoiLevel(0x61));
+        assert_eq!(l.read(reg::TMR + 0x30, 0), 0);
+        assert!(l.set_irq_trigger(0x61, false));
+        l.acknowledge(0x61);
+        assert_eq!(l.write(reg::EOI, 0, 0), WriteEffect::None);
+        // An EOI with nothing in service ends nothing.
+        assert_eq!(l.write(reg::EOI, 0, 0), WriteEffect::None);
+        // Illegal vectors are not requested, TMR untouched.
+        assert!(!l.set_irq_trigger(3, true));
+        assert_eq!(l.read(reg::TMR, 0), 0);
     }
 
     #[test]

@@ -47,21 +47,6 @@ pub fn host_ioapics() -> &'static [rxen_core::vioapic::HostIoApic] {
     IOAPICS.get().map_or(&[], |v| v.as_slice())
 }
 
-/// The number of pins of the IO-APIC at `address`: its version register's
-/// maximum redirection entry plus one. Selecting a register has no other
-/// effect; the hypervisor does not use the IO-APIC otherwise.
-fn ioapic_pins(address: u32) -> u32 {
-    let base = u64::from(address);
-    // SAFETY: the IO-APIC's registers (IOREGSEL at +0, IOWIN at +0x10) are
-    // in the low 4 GiB the hypervisor's page tables identity-map, as
-    // uncached MMIO; no domain maps the IO-APIC pages (see `memory.rs`).
-    unsafe {
-        core::ptr::write_volatile(base as *mut u32, 1);
-        let version = core::ptr::read_volatile((base + 0x10) as *const u32);
-        ((version >> 16) & 0xFF) + 1
-    }
-}
-
 /// Reads the FADT's ports, the MADT's IO-APICs, and keeps the RSDP's address.
 pub fn init(root: AcpiRoot) {
     IOAPICS.call_once(|| {
@@ -70,7 +55,12 @@ pub fn init(root: AcpiRoot) {
             .iter()
             .filter(|io| u64::from(io.address) < (1 << 32) - 0x20)
             .map(|io| {
-                let pins = ioapic_pins(io.address);
+                let apic = rxen_x86::ioapic::IoApic::new(u64::from(io.address));
+                let pins = apic.pins();
+                // Every pin masked until rxen binds it for dom0.
+                for pin in 0..pins {
+                    apic.mask(pin, true);
+                }
                 printk!(
                     "IO-APIC {}: {} pins, GSI {}-{} at {:#x}",
                     io.id,

@@ -16,6 +16,8 @@ mod cpus;
 #[cfg(target_os = "none")]
 mod domains;
 #[cfg(target_os = "none")]
+mod gsi;
+#[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod hvm;

@@ -360,9 +360,10 @@ impl Machine {
         }
     }
 
-    /// Delivers the device interrupts that arrived on any CPU to the
-    /// domains whose MSIs hold their vectors (an interrupt on a vector just
-    /// unbound is dropped). Returns whether any was delivered.
+    /// Delivers the device interrupts that arrived on any CPU: to the
+    /// domain whose MSI holds the vector, or on dom0's IO-APIC pin of the
+    /// GSI bound to it (an interrupt on a vector just unbound is dropped).
+    /// Returns whether any was delivered.
     fn route_device_interrupts(&mut self) -> bool {
         if !rxen_x86::irq::any_pending() {
             return false;
@@ -376,6 +377,25 @@ impl Machine {
             });
             if let Some((domain, message)) = target {
                 hvm::vpci::deliver(domain, message);
+                delivered = true;
+                return;
+            }
+            // A GSI bound to dom0: asserted on its emulated IO-APIC pin (and
+            // let go at once: a level line's host pin stays masked until
+            // dom0's EOI, and fires again then if still asserted).
+            let Some(gsi) = crate::gsi::gsi_of(vector) else {
+                return;
+            };
+            let Some(domain) = domains.values_mut().find(|d| d.vioapics.is_some()) else {
+                return;
+            };
+            let Some(apics) = domain.vioapics.as_mut() else {
+                return;
+            };
+            let action = apics.assert_gsi(gsi);
+            apics.deassert_gsi(gsi);
+            if let Some(action) = action {
+                hvm::vlapic::deliver_ioapic(domain, action);
                 delivered = true;
             }
         });

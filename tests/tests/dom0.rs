@@ -87,14 +87,14 @@ fn debian_linux_boots_as_dom0() {
         .assert_line_contains_all(&["(d0) [", "ACPI: MCFG 0x"])
         .assert_not_contains("ACPI: HPET 0x")
         // An emulated IO-APIC at the host's address, as Xen's (version 0x11); dom0
-        // unmasks the SCI's pin (GSI 9, level), which is not routed yet.
+        // unmasks the SCI's pin (GSI 9, level), and the host's pin is bound to it.
         .assert_contains("IO-APIC 0: 24 pins, GSI 0-23 at 0xfec00000")
         .assert_line_contains_all(&[
             "(d0) [",
             "IOAPIC[0]: apic_id 0, version 17, address 0xfec00000, GSI 0-23",
         ])
         .assert_not_contains("registers return all ones")
-        .assert_contains("d0: IO-APIC pin of GSI 9 unmasked (Level, High)")
+        .assert_contains("d0: IO-APIC pin of GSI 9 unmasked (Level, High): host vector 0x")
         // Its I/O ports are the machine's (the RTC, the keyboard controller) but
         // those rxen keeps, as Xen: the PM timer (read as all ones, so Linux
         // refuses it) and rxen's own UART (no ttyS0 at 0x3f8 for dom0).
@@ -231,8 +231,9 @@ fn host_md5(path: &std::path::Path, len: usize) -> String {
         .to_string()
 }
 
-/// dom0 drives the machine's SATA controller and NIC with Debian's own modules (q35's
-/// AHCI with `ahci`, a VMware vmxnet3 with `vmxnet3`). Each device's MSI, programmed by
+/// dom0 drives the machine's SATA controller and NICs with Debian's own modules (q35's
+/// AHCI with `ahci`, a VMware vmxnet3 with `vmxnet3`, an Intel e1000 with `e1000` on a
+/// second user network, whose INTx goes through the IO-APIC). Each device's MSI, programmed by
 /// dom0 with its own vector, is bound by rxen to a host vector and delivered to dom0 as
 /// dom0's (the vmxnet3's MSI-X is kept out of its capability list, so the driver takes
 /// MSI; QEMU's e1000e would not do: it fails Linux's MSI self-test, its IMS drops the
@@ -240,11 +241,11 @@ fn host_md5(path: &std::path::Path, len: usize) -> String {
 /// that lands in the image (DMA into dom0's 1:1 RAM both ways), and pings QEMU's
 /// user-network gateway with no loss.
 #[test]
-fn dom0_drives_sata_and_ethernet_with_msi() {
+fn dom0_drives_sata_and_ethernet_with_msi_and_intx() {
     const READ: usize = 4 << 20;
     const MARK: &str = "rxen-dom0-wrote-this-block";
     let image = pattern_file("dom0-sata", 8 << 20, 0x5EED_D15C);
-    let modules = rxen_tests::debian_modules(&["ahci", "sd_mod", "vmxnet3"]);
+    let modules = rxen_tests::debian_modules(&["ahci", "sd_mod", "vmxnet3", "e1000"]);
     let mut script = String::from("#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n");
     let mut files = Vec::new();
     for m in &modules {
@@ -263,6 +264,10 @@ ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 echo rxen-dom0: ping $(ping -c 4 -W 5 10.0.2.2 | grep 'packets transmitted')
 echo rxen-dom0: nic irq $(grep -c 'PCI-MSI.*eth0' /proc/interrupts) $(grep -c 'MSIX' /proc/interrupts)
+ip link set eth1 up
+ip addr add 10.0.3.15/24 dev eth1
+echo rxen-dom0: intx ping $(ping -c 4 -W 5 10.0.3.2 | grep 'packets transmitted')
+echo rxen-dom0: intx irq $(grep 'IO-APIC.*fasteoi.*eth1' /proc/interrupts)
 echo rxen-dom0: done
 poweroff -f
 ",
@@ -280,6 +285,8 @@ poweroff -f
         .arg("ide-hd,drive=disk0,bus=ide.0")
         .arg("-nic")
         .arg("user,model=vmxnet3")
+        .arg("-nic")
+        .arg("user,model=e1000,net=10.0.3.0/24")
         .module(debian_kernel(), DOM0_ARGS)
         .module(&initramfs, "")
         .run();
@@ -320,4 +327,19 @@ poweroff -f
     );
     // eth0 on one MSI, none on MSI-X.
     assert_eq!(value(&out, "nic irq"), "1 0");
+    // The e1000 has no MSI: its INTx line (a level-triggered GSI) reaches dom0
+    // through the host IO-APIC pin rxen bound when dom0 unmasked its own, masked
+    // from each interrupt until dom0's EOI.
+    out.assert_line_contains_all(&["d0: IO-APIC pin of GSI", "(Level, High): host vector"]);
+    assert_eq!(
+        value(&out, "intx ping"),
+        "4 packets transmitted, 4 packets received, 0% packet loss"
+    );
+    let intx = value(&out, "intx irq");
+    let count: u64 = intx
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| out.fail(&format!("no interrupt count in {intx:?}")));
+    assert!(count >= 4, "eth1 took {count} interrupts: {intx}");
 }

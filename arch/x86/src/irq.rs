@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(allocated(), 0);
         // All of them, then none left.
         let all: alloc::vec::Vec<u8> = core::iter::from_fn(alloc_vector).collect();
-        assert_eq!(all.len(), usize::from(LAST_DEVICE_VECTOR - FIRST_DEVICE_VECTOR) + 1);
+        assert_eq!(
+            all.len(),
+            usize::from(LAST_DEVICE_VECTOR - FIRST_DEVICE_VECTOR) + 1
+        );
         assert_eq!(alloc_vector(), None);
         all.into_iter().for_each(free_vector);
     }

@@ -16,6 +16,7 @@ pub mod cpuid_policy;
 pub mod ctrlreg;
 pub mod exit;
 pub mod frame;
+pub mod ioapic;
 pub mod irq;
 pub mod msr;
 pub mod msr_policy;

@@ -263,6 +263,7 @@ extern "C" fn rxen_trap_handler(frame: &mut TrapFrame) {
         // A device's interrupt (or a stray one): noted for the scheduling
         // loop, which delivers it to the domain that holds the vector.
         v @ 32..=255 => {
+            crate::ioapic::mask_level_source(v as u8);
             crate::irq::note(v as u8);
             apic::eoi();
         }

@@ -705,6 +705,9 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
 struct IoApicPage<'a> {
     apics: &'a mut rxen_core::vioapic::VIoApics,
     domid: rxen_core::domain::DomId,
+    /// Interrupts to deliver after the access (an unmask of an asserted
+    /// line).
+    deliveries: alloc::vec::Vec<rxen_core::vioapic::Action>,
 }
 
 /// Odd IO-APIC accesses logged so far (rate limit).
@@ -728,16 +731,24 @@ impl emulate::Mmio for IoApicPage<'_> {
         };
         for action in actions.iter() {
             match action {
-                // No physical IO-APIC driver yet: the GSI is not routed.
+                // The host pin of the same GSI is bound to dom0.
                 Action::Bind {
                     gsi,
                     trigger,
                     polarity,
-                } => log!(
-                    Info,
-                    "d{}: IO-APIC pin of GSI {gsi} unmasked ({trigger:?}, {polarity:?}): not routed yet",
-                    self.domid
-                ),
+                } => match crate::gsi::bind(gsi, trigger, polarity) {
+                    Ok(vector) => log!(
+                        Info,
+                        "d{}: IO-APIC pin of GSI {gsi} unmasked ({trigger:?}, {polarity:?}): host vector {vector:#x}",
+                        self.domid
+                    ),
+                    Err(why) => log!(
+                        Info,
+                        "d{}: IO-APIC pin of GSI {gsi} unmasked ({trigger:?}, {polarity:?}): not routed ({why:?})",
+                        self.domid
+                    ),
+                },
+                Action::Deliver { .. } => self.deliveries.push(action),
                 Action::Ignored(why) if IOAPIC_LOGGED.allow() => log!(
                     Info,
                     "d{}: IO-APIC write at {gpa:#x} ignored: {why:?}",
@@ -765,9 +776,15 @@ fn ioapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
     let mut page = IoApicPage {
         apics,
         domid: core.id,
+        deliveries: alloc::vec::Vec::new(),
     };
     match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut page) {
-        Ok(_) => Flow::Continue,
+        Ok(_) => {
+            for action in core::mem::take(&mut page.deliveries) {
+                vlapic::deliver_ioapic(domain, action);
+            }
+            Flow::Continue
+        }
         Err(error) => {
             let why = alloc::format!(
                 "access to the IO-APIC at {gpa:#x} by an instruction rxen cannot emulate ({error})"
@@ -791,11 +808,16 @@ fn lapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
         lapic: &mut core.vcpus[v].lapic,
         now: crate::time::now_ns(),
         ipi: None,
+        eoi_level: None,
     };
     match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut page) {
         Ok(_) => {
-            if let Some(icr) = page.ipi {
+            let (ipi, eoi_level) = (page.ipi, page.eoi_level);
+            if let Some(icr) = ipi {
                 vlapic::send_ipi(domain, v, icr);
+            }
+            if let Some(vector) = eoi_level {
+                vlapic::eoi_level(domain, vector);
             }
             Flow::Continue
         }

@@ -19,6 +19,8 @@ pub struct LapicPage<'a> {
     pub now: u64,
     /// An interrupt command written, to be carried out after the access.
     pub ipi: Option<Icr>,
+    /// A level-triggered vector ended by an EOI, for the IO-APIC.
+    pub eoi_level: Option<u8>,
 }
 
 /// Accesses other than aligned 32-bit ones logged so far (rate limit).
@@ -55,6 +57,7 @@ impl Mmio for LapicPage<'_> {
         }
         match self.lapic.write(offset, value as u32, self.now) {
             WriteEffect::SendIpi(icr) => self.ipi = Some(icr),
+            WriteEffect::EoiLevel(vector) => self.eoi_level = Some(vector),
             WriteEffect::TimerChanged | WriteEffect::None => {}
         }
     }
@@ -131,6 +134,76 @@ pub fn send_ipi(domain: &mut HvmDomain, from: usize, icr: Icr) {
                 );
             }
         }
+    }
+}
+
+/// Delivers a device interrupt (an MSI, an IO-APIC pin) to the local APICs
+/// of `domain` that `dest` and `logical` select: fixed to each, lowest
+/// priority to the first, NMI (Xen's `vmsi_deliver`, `vioapic_deliver`).
+/// A level-triggered vector is marked in the TMR (its EOI comes back as
+/// [`WriteEffect::EoiLevel`]). Targets blocked in HLT wake up.
+pub fn deliver_device(
+    domain: &mut HvmDomain,
+    dest: u8,
+    logical: bool,
+    mode: DeliveryMode,
+    vector: u8,
+    level: bool,
+) {
+    for vcpu in &mut domain.core.vcpus {
+        if !vcpu.lapic.accepts(dest, logical) {
+            continue;
+        }
+        match mode {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                if vcpu.lapic.enabled() && vcpu.lapic.set_irq_trigger(vector, level) {
+                    vcpu.blocked = None;
+                }
+                if mode == DeliveryMode::LowestPriority {
+                    return;
+                }
+            }
+            DeliveryMode::Nmi => {
+                vcpu.lapic.set_nmi();
+                vcpu.blocked = None;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// dom0's local APIC ended level-triggered `vector`: its emulated IO-APICs
+/// clear the remote IRR of the pins with that vector (Xen's
+/// `vioapic_update_EOI`), whose host pins are unmasked; a line still
+/// asserted is delivered again.
+pub fn eoi_level(domain: &mut HvmDomain, vector: u8) {
+    use rxen_core::vioapic::Action;
+    let Some(apics) = domain.vioapics.as_mut() else {
+        return;
+    };
+    let mut again = alloc::vec::Vec::new();
+    apics.eoi(vector, &mut |action| match action {
+        Action::EoiPhysical { gsi } => crate::gsi::end(gsi),
+        Action::Deliver { .. } => again.push(action),
+        _ => {}
+    });
+    for action in again {
+        deliver_ioapic(domain, action);
+    }
+}
+
+/// Carries out an emulated IO-APIC's delivery.
+pub fn deliver_ioapic(domain: &mut HvmDomain, action: rxen_core::vioapic::Action) {
+    if let rxen_core::vioapic::Action::Deliver {
+        vector,
+        dest,
+        logical,
+        mode,
+        level,
+        ..
+    } = action
+    {
+        deliver_device(domain, dest, logical, mode, vector, level);
     }
 }
 

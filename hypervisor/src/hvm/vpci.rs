@@ -8,7 +8,7 @@
 //! message to its local APICs ([`deliver`]).
 
 use rxen_abi::xen::DomId;
-use rxen_core::vlapic::{DeliveryMode, Icr, Shorthand};
+use rxen_core::vlapic::DeliveryMode;
 use rxen_core::vpci::{Cf8Latch, ConfigSpace, MsiEvent, MsiMessage, PortRead, Sbdf, Vpci};
 use rxen_x86::{log, printk};
 
@@ -138,12 +138,12 @@ pub fn deliver(domain: &mut HvmDomain, message: MsiMessage) {
         );
         return;
     }
-    let icr = Icr {
-        vector: message.vector(),
+    super::vlapic::deliver_device(
+        domain,
+        message.dest(),
+        message.logical(),
         mode,
-        logical: message.logical(),
-        shorthand: Shorthand::None,
-        dest: message.dest(),
-    };
-    super::vlapic::send_ipi(domain, 0, icr);
+        message.vector(),
+        false,
+    );
 }
