@@ -36,6 +36,58 @@ pub struct McfgRegion {
     pub end_bus: u8,
 }
 
+impl McfgRegion {
+    /// Bytes of the window: 1 MiB per bus (`None` if `end_bus` is below
+    /// `start_bus`).
+    pub fn window_len(&self) -> Option<u64> {
+        let buses = self.end_bus.checked_sub(self.start_bus)?;
+        Some((u64::from(buses) + 1) << 20)
+    }
+
+    /// Whether host-physical `addr` is in the window.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.window_len()
+            .is_some_and(|len| addr.checked_sub(self.address).is_some_and(|off| off < len))
+    }
+
+    /// The configuration access a `size`-byte access at `addr` in the window
+    /// makes (Xen's `vpci_mmcfg_decode_addr`): bus, device and function from
+    /// the offset's bits 20-27 and 12-19, the register from bits 0-11. Only
+    /// 1, 2 and 4-byte accesses aligned to their size (an 8-byte access is
+    /// two 4-byte ones, for the caller to split).
+    pub fn decode(&self, addr: u64, size: u8) -> Option<crate::vpci::ConfigAccess> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let offset = addr.checked_sub(self.address)?;
+        let bus = self
+            .start_bus
+            .checked_add(u8::try_from(offset >> 20).ok()?)?;
+        let devfn = ((offset >> 12) & 0xFF) as u8;
+        let reg = (offset & 0xFFF) as u16;
+        crate::vpci::vpci_access_allowed(reg, size).then_some(crate::vpci::ConfigAccess {
+            sbdf: crate::vpci::Sbdf::from_bdf(self.segment, u16::from_be_bytes([bus, devfn])),
+            reg,
+            size,
+        })
+    }
+
+    /// The address of register `reg` (below 0x1000) of `sbdf` in the
+    /// window, if the function's bus is in it.
+    pub fn address_of(&self, sbdf: crate::vpci::Sbdf, reg: u16) -> Option<u64> {
+        if sbdf.seg != self.segment
+            || !(self.start_bus..=self.end_bus).contains(&sbdf.bus)
+            || reg > 0xFFF
+        {
+            return None;
+        }
+        let bus = u64::from(sbdf.bus.checked_sub(self.start_bus)?);
+        let devfn = u64::from(sbdf.bdf() & 0xFF);
+        self.address
+            .checked_add(bus << 20 | devfn << 12 | u64::from(reg))
+    }
+}
+
 /// Words of one segment's device bitmap: 256 buses × 256 functions.
 const SLOT_WORDS: usize = 65536 / 64;
 
@@ -169,6 +221,20 @@ impl PciRegistry {
             .is_some_and(|w| w & bit != 0)
     }
 
+    /// The MCFG region whose window holds host-physical `addr`.
+    pub fn mcfg_region_at(&self, addr: u64) -> Option<McfgRegion> {
+        self.mmcfg
+            .iter()
+            .map(|(r, _)| *r)
+            .find(|r| r.contains(addr))
+    }
+
+    /// The ECAM address of register `reg` of `sbdf`, if an MCFG region has
+    /// its bus.
+    pub fn ecam_address(&self, sbdf: crate::vpci::Sbdf, reg: u16) -> Option<u64> {
+        self.mmcfg.iter().find_map(|(r, _)| r.address_of(sbdf, reg))
+    }
+
     /// How many functions were reported.
     pub fn nr_devices(&self) -> usize {
         self.segments
@@ -181,6 +247,80 @@ impl PciRegistry {
 
 #[cfg(test)]
 mod tests {
+    use crate::vpci::{ConfigAccess, Sbdf};
+
+    /// QEMU q35's window: segment 0, buses 0-255 at 0xB0000000.
+    const Q35: McfgRegion = McfgRegion {
+        address: 0xB000_0000,
+        segment: 0,
+        start_bus: 0,
+        end_bus: 0xFF,
+    };
+
+    #[test]
+    fn ecam_addresses_decode_as_xen() {
+        let ahci = Sbdf {
+            seg: 0,
+            bus: 0,
+            dev: 0x1F,
+            func: 2,
+        };
+        assert_eq!(Q35.address_of(ahci, 0x100), Some(0xB00F_A100));
+        assert_eq!(
+            Q35.decode(0xB00F_A100, 4),
+            Some(ConfigAccess {
+                sbdf: ahci,
+                reg: 0x100,
+                size: 4
+            })
+        );
+        // The last register of the last function of the last bus.
+        let last = Sbdf::from_bdf(0, 0xFFFF);
+        assert_eq!(Q35.address_of(last, 0xFFF), Some(0xBFFF_FFFF));
+        assert_eq!(
+            Q35.decode(0xBFFF_FFFF, 1).map(|a| (a.sbdf, a.reg)),
+            Some((last, 0xFFF))
+        );
+        // Outside, unaligned, odd sizes.
+        assert_eq!(Q35.decode(0xC000_0000, 1), None);
+        assert_eq!(Q35.decode(0xAFFF_FFFF, 1), None);
+        assert_eq!(Q35.decode(0xB000_0002, 4), None);
+        assert_eq!(Q35.decode(0xB000_0000, 3), None);
+        assert_eq!(Q35.decode(0xB000_0000, 8), None);
+        assert_eq!(Q35.address_of(ahci, 0x1000), None);
+        // A window of buses 0x10-0x1F: bus 0x10 is its first MiB.
+        let w = McfgRegion {
+            address: 0xE000_0000,
+            segment: 1,
+            start_bus: 0x10,
+            end_bus: 0x1F,
+        };
+        assert_eq!(w.window_len(), Some(16 << 20));
+        let f = Sbdf::from_bdf(1, 0x1008);
+        assert_eq!(w.address_of(f, 4), Some(0xE000_8004));
+        assert_eq!(w.decode(0xE000_8004, 2).map(|a| a.sbdf), Some(f));
+        assert_eq!(
+            w.address_of(Sbdf::from_bdf(0, 0x1008), 4),
+            None,
+            "other segment"
+        );
+        assert_eq!(
+            w.address_of(Sbdf::from_bdf(1, 0x2008), 4),
+            None,
+            "other bus"
+        );
+        assert!(!w.contains(0xE100_0000));
+        // A broken table entry (end below start) has no window.
+        let broken = McfgRegion { end_bus: 0, ..w };
+        assert_eq!(broken.window_len(), None);
+        assert_eq!(broken.decode(0xE000_0000, 4), None);
+        // The registry finds the window.
+        let r = PciRegistry::new(&[Q35, w]);
+        assert_eq!(r.mcfg_region_at(0xE000_8004), Some(w));
+        assert_eq!(r.mcfg_region_at(0xD000_0000), None);
+        assert_eq!(r.ecam_address(f, 4), Some(0xE000_8004));
+    }
+
     use super::*;
 
     /// QEMU q35's MCFG: one window at 0xB0000000 for buses 0-255.

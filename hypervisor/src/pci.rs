@@ -25,6 +25,11 @@ pub fn init(root: AcpiRoot) {
             r.address
         );
     }
+    let windows: alloc::vec::Vec<(u64, u64)> = regions
+        .iter()
+        .filter_map(|r| Some((r.address, r.window_len()?)))
+        .collect();
+    rxen_x86::pci::set_ecam_windows(&windows);
     PCI.call_once(|| Mutex::new(PciRegistry::new(&regions)));
 }
 

@@ -385,7 +385,8 @@ pub fn busybox() -> PathBuf {
 /// The commands [`busybox_initramfs`] links to busybox in `/bin`.
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "echo", "uname", "cat", "poweroff", "reboot", "sleep", "mount", "ls", "dmesg", "grep",
-    "cut", "nproc", "head", "insmod", "dd", "md5sum", "ip", "ping", "sync", "seq", "test",
+    "cut", "nproc", "head", "insmod", "dd", "md5sum", "ip", "ping", "sync", "seq", "test", "wc",
+    "basename",
 ];
 
 /// An initramfs (a cpio archive in the "newc" format, uncompressed) with Debian's static

@@ -94,6 +94,8 @@ fn debian_linux_boots_as_dom0() {
             "IOAPIC[0]: apic_id 0, version 17, address 0xfec00000, GSI 0-23",
         ])
         .assert_not_contains("registers return all ones")
+        // Its ECAM accesses go through rxen's vPCI.
+        .assert_contains("d0: ECAM window at 0xb0000000 (segment 0, buses 0x0-0xff): mediated")
         .assert_contains("d0: IO-APIC pin of GSI 9 unmasked (Level, High): host vector 0x")
         // Its I/O ports are the machine's (the RTC, the keyboard controller) but
         // those rxen keeps, as Xen: the PM timer (read as all ones, so Linux
@@ -268,6 +270,7 @@ ip link set eth1 up
 ip addr add 10.0.3.15/24 dev eth1
 echo rxen-dom0: intx ping $(ping -c 4 -W 5 10.0.3.2 | grep 'packets transmitted')
 echo rxen-dom0: intx irq $(grep 'IO-APIC.*fasteoi.*eth1' /proc/interrupts)
+echo rxen-dom0: config sizes $(for d in /sys/bus/pci/devices/*; do echo $(basename $d)=$(wc -c < $d/config); done)
 echo rxen-dom0: done
 poweroff -f
 ",
@@ -342,4 +345,12 @@ poweroff -f
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| out.fail(&format!("no interrupt count in {intx:?}")));
     assert!(count >= 4, "eth1 took {count} interrupts: {intx}");
+    // The vmxnet3 is PCI Express: Linux reads its extended configuration space
+    // (above register 0xFF, only through ECAM), which rxen mediates.
+    out.assert_contains("d0: ECAM window at 0xb0000000 (segment 0, buses 0x0-0xff): mediated");
+    let sizes = value(&out, "config sizes");
+    assert!(
+        sizes.contains("0000:00:02.0=4096") && sizes.contains("0000:00:1f.2=256"),
+        "configuration space sizes: {sizes}"
+    );
 }

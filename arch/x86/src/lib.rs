@@ -21,6 +21,7 @@ pub mod irq;
 pub mod msr;
 pub mod msr_policy;
 pub mod paging;
+pub mod pci;
 pub mod pic;
 pub mod port_io;
 pub mod rtc;

@@ -32,28 +32,3 @@ pub fn dom0_access(port: u16, size: u8, is_in: bool, value: u32) -> u32 {
         }
     }
 }
-
-/// The host's conf1 mechanism (`0xCF8`/`0xCFC`): one latch for the whole
-/// machine, so every configuration access rxen makes for dom0 sets it and
-/// uses it under this lock.
-static CONF1: spin::Mutex<()> = spin::Mutex::new(());
-
-fn conf1_address(bdf: u16, reg: u16) -> u32 {
-    (1 << 31) | u32::from(bdf) << 8 | u32::from(reg & 0xFC)
-}
-
-/// Reads `size` (1, 2 or 4) bytes at register `reg` (below 0x100, aligned
-/// to the size) of function `bdf` of segment 0 through conf1.
-pub fn pci_conf1_read(bdf: u16, reg: u16, size: u8) -> u32 {
-    let _latch = CONF1.lock();
-    dom0_access(0xCF8, 4, false, conf1_address(bdf, reg));
-    dom0_access(0xCFC | (reg & 3), size, true, 0)
-}
-
-/// Writes the low `size` bytes of `value` at register `reg` of `bdf`
-/// through conf1 (as [`pci_conf1_read`]).
-pub fn pci_conf1_write(bdf: u16, reg: u16, size: u8, value: u32) {
-    let _latch = CONF1.lock();
-    dom0_access(0xCF8, 4, false, conf1_address(bdf, reg));
-    dom0_access(0xCFC | (reg & 3), size, false, value);
-}

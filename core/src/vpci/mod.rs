@@ -18,9 +18,9 @@
 //! What a configuration access does is [`Vpci`]'s ([`msi`]): the device's
 //! own bytes but for dom0's MSI messages, kept in a copy (Xen's `vpci_read`
 //! / `vpci_write` with the MSI handlers of pvh-dom0.md §2.3). The
-//! hypervisor carries the access out on the host (`hvm/vpci.rs`). Not here
-//! yet: the BAR handlers, MSI-X, and ECAM (`vpci_mmcfg_*`): dom0 reaches
-//! ECAM directly, which Linux uses only for registers above 0xFF.
+//! hypervisor carries the access out on the host (`hvm/vpci.rs`). ECAM
+//! accesses are decoded by [`crate::pci::McfgRegion::decode`] and served the
+//! same way. Not here yet: the BAR handlers, MSI-X.
 // Guest input is decoded here: no unchecked arithmetic, no indexing that can
 // panic (tests exempt).
 #![cfg_attr(

@@ -656,6 +656,11 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
     {
         return ioapic_access(domain, v, gpa);
     }
+    if domain.pci.is_some() {
+        if let Some(region) = crate::pci::with(|r| r.mcfg_region_at(gpa)) {
+            return ecam_access(domain, v, gpa, region);
+        }
+    }
     if domain.memory.is_direct()
         && crate::memory::is_device_memory(gpa)
         && domain.memory.map_identity(Gpa(gpa)).is_ok()
@@ -788,6 +793,54 @@ fn ioapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
         Err(error) => {
             let why = alloc::format!(
                 "access to the IO-APIC at {gpa:#x} by an instruction rxen cannot emulate ({error})"
+            );
+            report_guest_failure(domain, v, &why);
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
+}
+
+/// Whether dom0 touched an ECAM window yet (logged once).
+static ECAM_SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// dom0's access to an ECAM window at `gpa`: through its vPCI.
+fn ecam_access(
+    domain: &mut HvmDomain,
+    v: usize,
+    gpa: u64,
+    region: rxen_core::pci::McfgRegion,
+) -> Flow {
+    let HvmDomain {
+        memory,
+        vcpus,
+        core,
+        pci,
+        ..
+    } = domain;
+    let Some(pci) = pci.as_mut() else {
+        return Flow::Continue;
+    };
+    if !ECAM_SEEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        printk!(
+            "d{}: ECAM window at {:#x} (segment {}, buses {:#x}-{:#x}): mediated, first access at {gpa:#x}",
+            core.id,
+            region.address,
+            region.segment,
+            region.start_bus,
+            region.end_bus
+        );
+    }
+    let vcpu = &mut vcpus[v];
+    let mut window = super::vpci::EcamWindow {
+        pci,
+        id: core.id,
+        region,
+    };
+    match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut window) {
+        Ok(_) => Flow::Continue,
+        Err(error) => {
+            let why = alloc::format!(
+                "access to ECAM at {gpa:#x} by an instruction rxen cannot emulate ({error})"
             );
             report_guest_failure(domain, v, &why);
             Flow::End(ShutdownReason::Crash)

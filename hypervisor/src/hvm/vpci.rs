@@ -1,15 +1,19 @@
 //! dom0's PCI configuration space through rxen (Xen's vPCI for a PVH
 //! hardware domain, `arch/x86/hvm/io.c` and `drivers/vpci/`): dom0's
-//! `0xCF8` latch is its own ([`Cf8Latch`]), each access to `0xCFC-0xCFF` is
-//! carried out on the host's conf1 ports under one lock, through
+//! `0xCF8` latch is its own ([`Cf8Latch`]), each access to `0xCFC-0xCFF`
+//! and to the MCFG's ECAM windows ([`EcamWindow`], never mapped into dom0)
+//! is carried out on the host (conf1 under one lock, or ECAM), through
 //! [`Vpci`], which keeps dom0's MSI messages in a copy. When dom0 enables a
 //! device's MSI, a host vector is bound ([`rxen_x86::irq`]) and the device
 //! programmed with it; an interrupt on that vector is delivered as dom0's
 //! message to its local APICs ([`deliver`]).
 
 use rxen_abi::xen::DomId;
+use rxen_core::pci::McfgRegion;
 use rxen_core::vlapic::DeliveryMode;
-use rxen_core::vpci::{Cf8Latch, ConfigSpace, MsiEvent, MsiMessage, PortRead, Sbdf, Vpci};
+use rxen_core::vpci::{
+    Cf8Latch, ConfigAccess, ConfigSpace, MsiEvent, MsiMessage, PortRead, Sbdf, Vpci,
+};
 use rxen_x86::{log, printk};
 
 use super::HvmDomain;
@@ -28,20 +32,26 @@ impl Dom0Pci {
     }
 }
 
-/// The host's configuration space, segment 0, through conf1.
+/// The host's configuration space: conf1 for the registers below 0x100 of
+/// segment 0, the MCFG's ECAM windows for the rest.
 struct HostConfig;
 
 impl ConfigSpace for HostConfig {
     fn read(&mut self, sbdf: Sbdf, reg: u16, size: u8) -> u32 {
-        if sbdf.seg != 0 || reg > 0xFF {
-            return u32::MAX;
+        if sbdf.seg == 0 && reg <= 0xFF {
+            return rxen_x86::pci::pci_conf1_read(sbdf.bdf(), reg, size);
         }
-        rxen_x86::port_io::pci_conf1_read(sbdf.bdf(), reg, size)
+        match crate::pci::with(|r| r.ecam_address(sbdf, reg)) {
+            Some(address) => rxen_x86::pci::ecam_read(address, size),
+            None => u32::MAX,
+        }
     }
 
     fn write(&mut self, sbdf: Sbdf, reg: u16, size: u8, value: u32) {
         if sbdf.seg == 0 && reg <= 0xFF {
-            rxen_x86::port_io::pci_conf1_write(sbdf.bdf(), reg, size, value);
+            rxen_x86::pci::pci_conf1_write(sbdf.bdf(), reg, size, value);
+        } else if let Some(address) = crate::pci::with(|r| r.ecam_address(sbdf, reg)) {
+            rxen_x86::pci::ecam_write(address, size, value);
         }
     }
 }
@@ -63,11 +73,57 @@ pub fn port_access(
         };
     }
     if let Some((access, value)) = pci.latch.write(port, size, value) {
-        if let Some(event) = pci.vpci.write(&mut HostConfig, access, value) {
-            msi_event(id, pci, access.sbdf, event);
-        }
+        config_write(pci, id, access, value);
     }
     0
+}
+
+/// dom0's configuration write, and what it does to MSI.
+fn config_write(pci: &mut Dom0Pci, id: DomId, access: ConfigAccess, value: u32) {
+    if let Some(event) = pci.vpci.write(&mut HostConfig, access, value) {
+        msi_event(id, pci, access.sbdf, event);
+    }
+}
+
+/// dom0's accesses to an ECAM window of the MCFG table, as MMIO (Xen's
+/// `vpci_mmcfg_read` / `vpci_mmcfg_write`): decoded to a configuration
+/// access of 1, 2 or 4 bytes (8 as two of 4) and served like conf1's.
+/// Anything else reads all ones and is dropped.
+pub struct EcamWindow<'a> {
+    /// dom0's vPCI.
+    pub pci: &'a mut Dom0Pci,
+    /// dom0's id.
+    pub id: DomId,
+    /// The window.
+    pub region: McfgRegion,
+}
+
+impl super::emulate::Mmio for EcamWindow<'_> {
+    fn read(&mut self, gpa: u64, size: u32) -> u64 {
+        if size == 8 {
+            let high = gpa
+                .checked_add(4)
+                .map_or(u64::from(u32::MAX), |g| self.read(g, 4));
+            return self.read(gpa, 4) | high << 32;
+        }
+        match self.region.decode(gpa, size as u8) {
+            Some(access) => u64::from(self.pci.vpci.read(&mut HostConfig, access)),
+            None => u64::MAX >> (64 - 8 * size.clamp(1, 8)),
+        }
+    }
+
+    fn write(&mut self, gpa: u64, size: u32, value: u64) {
+        if size == 8 {
+            self.write(gpa, 4, value & 0xFFFF_FFFF);
+            if let Some(g) = gpa.checked_add(4) {
+                self.write(g, 4, value >> 32);
+            }
+            return;
+        }
+        if let Some(access) = self.region.decode(gpa, size as u8) {
+            config_write(self.pci, self.id, access, value as u32);
+        }
+    }
 }
 
 /// Binds or unbinds a host vector for dom0's MSI change of `sbdf`.
