@@ -208,8 +208,7 @@ pub fn layout(
         }
     }
     // From the kernel's base up: the window must be free RAM.
-    let window = DOM0_KERNEL_BASE
-        ..DOM0_KERNEL_BASE.saturating_add(DOM0_KERNEL_WINDOW.min(wanted.max(1 << 20)));
+    let window = kernel_window(wanted);
     let window_free: Vec<_> = map
         .usable()
         .flat_map(|r| {
@@ -304,10 +303,103 @@ fn e820(map: &MemoryMap, ram: &[Range<u64>]) -> Vec<GuestMemRegion> {
     out
 }
 
+/// dom0's kernel window for a dom0 of `bytes`: what [`layout`] needs free.
+pub fn kernel_window(bytes: u64) -> Range<u64> {
+    let wanted = bytes & !0xFFF;
+    DOM0_KERNEL_BASE..DOM0_KERNEL_BASE.saturating_add(DOM0_KERNEL_WINDOW.min(wanted.max(1 << 20)))
+}
+
+/// Where the boot modules that lie in `window` (dom0's kernel window) move
+/// to, as Xen moves its boot modules out of the way in `__start_xen`: each
+/// such module, in order, to the highest page-aligned place below 4 GiB in
+/// usable RAM that is clear of the window, of `taken` (the hypervisor's
+/// image and boot data, every module where it is now) and of the places
+/// given so far. `None`: the module stays (it is not in the window, or
+/// there is no room: [`layout`] then says why dom0 cannot be 1:1).
+pub fn relocate_modules(
+    map: &MemoryMap,
+    taken: &[Range<u64>],
+    modules: &[Range<u64>],
+    window: Range<u64>,
+) -> Vec<Option<u64>> {
+    let mut busy: Vec<Range<u64>> = taken.to_vec();
+    busy.extend(modules.iter().cloned());
+    busy.push(window.clone());
+    modules
+        .iter()
+        .map(|m| {
+            let size = page_up(m.end.checked_sub(m.start)?);
+            if m.end <= window.start || window.end <= m.start || size == 0 {
+                return None;
+            }
+            let place = map
+                .usable()
+                .filter(|r| r.start < 1 << 32)
+                .flat_map(|r| free_parts(r.start..r.end.min(1 << 32), &busy))
+                .filter_map(|p| {
+                    let start = p.end.checked_sub(size)? & !0xFFF;
+                    (start >= p.start).then_some(start)
+                })
+                .max()?;
+            busy.push(place..place.saturating_add(size));
+            Some(place)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memmap::{sanitize, RawEntry};
+
+    /// QEMU's multiboot loader puts the modules right after the image; with
+    /// a big initramfs they reach into the kernel window, and move to the
+    /// top of RAM below 4 GiB, the first highest; then dom0 is 1:1 again.
+    #[test]
+    fn modules_in_the_kernel_window_move_to_the_top_of_ram() {
+        let window = kernel_window(256 << 20);
+        assert_eq!(window, (16 << 20)..(80 << 20));
+        let image = 0x10_0000..0x30_0000;
+        let kernel = 0x30_0000..0xB2_0000;
+        let initrd = 0xB2_0000..0x10E_4230;
+        let low = 0x20_0000_u64..0x20_1000; // below the window: stays
+        let modules = [kernel.clone(), initrd.clone(), low.clone()];
+        let moved = relocate_modules(
+            &q35(),
+            core::slice::from_ref(&image),
+            &modules,
+            window.clone(),
+        );
+        let initrd_size = page_up(initrd.end - initrd.start);
+        assert_eq!(
+            moved,
+            [None, Some((0x3FEE_0000 - initrd_size) & !0xFFF), None]
+        );
+        // Before: no 1:1 dom0; after: yes.
+        let before = [image.clone(), kernel.clone(), initrd.clone()];
+        assert!(layout(&q35(), &before, 256 << 20).is_err());
+        let place = moved[1].unwrap();
+        let after = [image, kernel, place..place + initrd_size];
+        let d = layout(&q35(), &after, 256 << 20).unwrap();
+        assert_eq!(d.ram[1].start, 16 << 20);
+        // Two modules in the window: the second goes below the first.
+        let modules = [(20 << 20)..(21 << 20), (21 << 20)..(23 << 20)];
+        let moved = relocate_modules(&q35(), &[], &modules, window.clone());
+        assert_eq!(
+            moved,
+            [Some(0x3FEE_0000 - (1 << 20)), Some(0x3FEE_0000 - (3 << 20))]
+        );
+        // No room: stays.
+        let huge = (20 << 20)..(2 << 30);
+        assert_eq!(
+            relocate_modules(&q35(), &[], core::slice::from_ref(&huge), window.clone()),
+            [None]
+        );
+        // Broken ranges are left alone.
+        #[allow(clippy::reversed_empty_ranges)]
+        let broken = [(30 << 20)..(20 << 20), (20 << 20)..(20 << 20)];
+        assert_eq!(relocate_modules(&q35(), &[], &broken, window), [None, None]);
+    }
 
     /// QEMU q35 (SeaBIOS) with 1 GiB.
     fn q35() -> MemoryMap {

@@ -54,6 +54,42 @@ pub fn image_range() -> Range<u64> {
     core::ptr::addr_of!(__image_start) as u64..core::ptr::addr_of!(__image_end) as u64
 }
 
+/// Moves the boot modules that lie in dom0's kernel window out of it, to the
+/// top of RAM below 4 GiB ([`rxen_core::dom0_memory::relocate_modules`], as
+/// Xen moves its modules in `__start_xen`): a loader that puts a big
+/// initramfs right after the hypervisor reaches past 16 MiB, where a 1:1
+/// dom0's Linux loads. Runs at boot on one CPU, before anything allocates.
+pub fn relocate_boot_modules(
+    modules: &mut [(usize, rxen_x86::bootinfo::BootModule)],
+    map: &MemoryMap,
+    occupied: &[Range<u64>],
+) {
+    use rxen_core::dom0_memory::{kernel_window, relocate_modules, DOM0_KERNEL_WINDOW};
+    let mut taken = occupied.to_vec();
+    taken.push(image_range());
+    let ranges: Vec<Range<u64>> = modules.iter().map(|(_, m)| m.start..m.end).collect();
+    let places = relocate_modules(map, &taken, &ranges, kernel_window(DOM0_KERNEL_WINDOW));
+    for ((index, module), place) in modules.iter_mut().zip(places) {
+        let Some(to) = place else {
+            continue;
+        };
+        let len = module.end - module.start;
+        // SAFETY: boot time on the boot CPU, before the frame allocator or
+        // any other CPU exists; the boot page tables identity-map the first
+        // 4 GiB writable. The source is the module as the loader placed it;
+        // the destination is usable RAM below 4 GiB clear of the image, the
+        // boot data and every module (`relocate_modules`); `copy` allows
+        // the two to overlap.
+        unsafe { core::ptr::copy(module.start as *const u8, to as *mut u8, len as usize) };
+        printk!(
+            "Module {index}: moved to {to:#x} - {:#x}, out of dom0's kernel window",
+            to + len
+        );
+        module.start = to;
+        module.end = to + len;
+    }
+}
+
 /// Sanitizes and prints the firmware memory map.
 pub fn memory_map(boot: &BootInfo) -> MemoryMap {
     let raw: Vec<RawEntry> = boot
@@ -85,6 +121,13 @@ pub fn memory_map(boot: &BootInfo) -> MemoryMap {
             })
             .collect()
     });
+    let ram: Vec<(u64, u64)> = map
+        .regions()
+        .iter()
+        .filter(|r| r.kind.to_e820() == rxen_core::memmap::RegionKind::Usable.to_e820())
+        .map(|r| (r.start, r.end))
+        .collect();
+    rxen_x86::pci::set_ram(&ram);
     HOST_MAX_PAGE.store(
         map.max_usable_end() / 4096,
         core::sync::atomic::Ordering::Relaxed,

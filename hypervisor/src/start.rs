@@ -83,7 +83,10 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
         }
     }
     let map = memory::memory_map(&boot);
-    let modules = check_modules(&boot, &map);
+    let mut modules = check_modules(&boot, &map);
+    if !options.dom0less {
+        memory::relocate_boot_modules(&mut modules, &map, &boot.occupied);
+    }
     let mut reserved = boot.occupied.clone();
     reserved.extend(modules.iter().map(|(_, m)| m.start..m.end));
     // dom0's 1:1 RAM is laid out before the frame allocator exists. The boot

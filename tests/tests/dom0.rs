@@ -233,21 +233,21 @@ fn host_md5(path: &std::path::Path, len: usize) -> String {
         .to_string()
 }
 
-/// dom0 drives the machine's SATA controller and NICs with Debian's own modules (q35's
-/// AHCI with `ahci`, a VMware vmxnet3 with `vmxnet3`, an Intel e1000 with `e1000` on a
-/// second user network, whose INTx goes through the IO-APIC). Each device's MSI, programmed by
-/// dom0 with its own vector, is bound by rxen to a host vector and delivered to dom0 as
-/// dom0's (the vmxnet3's MSI-X is kept out of its capability list, so the driver takes
-/// MSI; QEMU's e1000e would not do: it fails Linux's MSI self-test, its IMS drops the
-/// RXSEQ cause the test raises, and Linux falls back to INTx). dom0 reads a disk with a known pattern (its MD5 is the host's), writes a block
-/// that lands in the image (DMA into dom0's 1:1 RAM both ways), and pings QEMU's
-/// user-network gateway with no loss.
+/// dom0 drives the machine's disks and NICs with Debian's own modules: q35's AHCI
+/// (`ahci`, MSI), an NVMe disk (`nvme`, MSI-X, its table in BAR 0 beside the
+/// doorbells), a VMware vmxnet3 (`vmxnet3`, MSI-X), an Intel e1000 (`e1000`, INTx
+/// through the IO-APIC) on a second user network. Each MSI or MSI-X entry, programmed
+/// by dom0 with its own vector, is bound by rxen to a host vector and delivered to dom0
+/// as dom0's. dom0 reads both disks' known patterns (their MD5s are the host's), writes a
+/// block that lands in the SATA image (DMA into dom0's 1:1 RAM both ways), and pings
+/// each network's gateway with no loss.
 #[test]
-fn dom0_drives_sata_and_ethernet_with_msi_and_intx() {
+fn dom0_drives_disks_and_nics_with_msi_msix_and_intx() {
     const READ: usize = 4 << 20;
     const MARK: &str = "rxen-dom0-wrote-this-block";
     let image = pattern_file("dom0-sata", 8 << 20, 0x5EED_D15C);
-    let modules = rxen_tests::debian_modules(&["ahci", "sd_mod", "vmxnet3", "e1000"]);
+    let nvme = pattern_file("dom0-nvme", 8 << 20, 0x0E1F_0A55);
+    let modules = rxen_tests::debian_modules(&["ahci", "sd_mod", "nvme", "vmxnet3", "e1000"]);
     let mut script = String::from("#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n");
     let mut files = Vec::new();
     for m in &modules {
@@ -265,7 +265,10 @@ echo rxen-dom0: irq $(grep -i ahci /proc/interrupts)
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 echo rxen-dom0: ping $(ping -c 4 -W 5 10.0.2.2 | grep 'packets transmitted')
-echo rxen-dom0: nic irq $(grep -c 'PCI-MSI.*eth0' /proc/interrupts) $(grep -c 'MSIX' /proc/interrupts)
+echo rxen-dom0: nic irq $(grep -c 'PCI-MSI.*eth0' /proc/interrupts) $(grep 'eth0-rxtx' /proc/interrupts)
+for i in $(seq 1 100); do test -e /sys/block/nvme0n1 && break; sleep 0.1; done
+echo rxen-dom0: nvme md5 $(dd if=/dev/nvme0n1 bs=65536 count={} 2>/dev/null | md5sum)
+echo rxen-dom0: nvme irq $(grep -c 'PCI-MSI.*nvme0q' /proc/interrupts)
 ip link set eth1 up
 ip addr add 10.0.3.15/24 dev eth1
 echo rxen-dom0: intx ping $(ping -c 4 -W 5 10.0.3.2 | grep 'packets transmitted')
@@ -275,7 +278,8 @@ echo rxen-dom0: done
 poweroff -f
 ",
         READ / 65536,
-        READ / 512
+        READ / 512,
+        READ / 65536,
     ));
     let initramfs = rxen_tests::busybox_initramfs_with(&script, &files);
     let out = machine("dom0-sata-ethernet-msi")
@@ -286,6 +290,13 @@ poweroff -f
         ))
         .arg("-device")
         .arg("ide-hd,drive=disk0,bus=ide.0")
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=disk1,format=raw",
+            nvme.display()
+        ))
+        .arg("-device")
+        .arg("nvme,serial=rxen-nvme,drive=disk1")
         .arg("-nic")
         .arg("user,model=vmxnet3")
         .arg("-nic")
@@ -295,8 +306,14 @@ poweroff -f
         .run();
     let written = std::fs::read(&image).expect("cannot read the image back");
     let expected = host_md5(&image, READ);
+    let expected_nvme = host_md5(&nvme, READ);
     let _ = std::fs::remove_file(&image);
+    let _ = std::fs::remove_file(&nvme);
     out.assert_not_contains("FATAL TRAP")
+        // QEMU loads the 4.8 MB initramfs right after the kernel, into the 16 MiB
+        // where dom0's Linux loads: rxen moves it away and dom0 is still 1:1.
+        .assert_line_contains_all(&["Module 1: moved to", "out of dom0's kernel window"])
+        .assert_contains("dom0: RAM 0x1000000 - 0x11000000 (1:1)")
         .assert_contains("(d0) rxen-dom0: done")
         .assert_contains("d0: shut down (poweroff)")
         .assert_normal_stop()
@@ -323,13 +340,37 @@ poweroff -f
     assert!(count > 0, "no AHCI interrupt reached dom0: {irq}");
     assert!(irq.contains("PCI-MSI"), "AHCI is not on MSI: {irq}");
     out.assert_line_contains_all(&["(d0) [", "vmxnet3 0000:00:02.0 eth0: NIC Link is Up"])
-        .assert_line_contains_all(&["d0: 0000:00:02.0: MSI vector", "on host vector"]);
+        .assert_line_contains_all(&["d0: 0000:00:02.0: MSI-X entry 0 vector", "on host vector"])
+        .assert_line_contains_all(&["(d0) [", "vmxnet3 0000:00:02.0 eth0: intr type 3"]);
     assert_eq!(
         value(&out, "ping"),
         "4 packets transmitted, 4 packets received, 0% packet loss"
     );
-    // eth0 on one MSI, none on MSI-X.
-    assert_eq!(value(&out, "nic irq"), "1 0");
+    // eth0 on MSI-X (type 3): its queue vector took the ping's interrupts.
+    let nic = value(&out, "nic irq");
+    let rxtx: u64 = nic
+        .split_whitespace()
+        .nth(2)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| out.fail(&format!("no eth0-rxtx count in {nic:?}")));
+    assert!(
+        rxtx >= 4,
+        "eth0's MSI-X queue vector took {rxtx} interrupts: {nic}"
+    );
+    // The NVMe disk: MSI-X with its table in BAR 0 beside the doorbells.
+    out.assert_line_contains_all(&["d0: 0000:00:04.0: MSI-X entry 0 vector", "on host vector"]);
+    let nvme_md5 = value(&out, "nvme md5");
+    assert!(
+        nvme_md5.starts_with(&expected_nvme),
+        "dom0 read {nvme_md5} from the NVMe disk, the image holds {expected_nvme}"
+    );
+    let queues: u32 = value(&out, "nvme irq")
+        .parse()
+        .unwrap_or_else(|_| out.fail("no NVMe interrupt count"));
+    assert!(
+        queues >= 2,
+        "NVMe has {queues} MSI-X vectors (admin and I/O queues)"
+    );
     // The e1000 has no MSI: its INTx line (a level-triggered GSI) reaches dom0
     // through the host IO-APIC pin rxen bound when dom0 unmasked its own, masked
     // from each interrupt until dom0's EOI.

@@ -91,6 +91,74 @@ pub fn ecam_write(address: u64, size: u8, value: u32) {
     }
 }
 
+/// The host's RAM (start, end), recorded at boot: device-memory accesses on
+/// dom0's behalf never touch it.
+static RAM: spin::Once<alloc::vec::Vec<(u64, u64)>> = spin::Once::new();
+
+/// The local APIC and IO-APIC pages: rxen's own, never a device's.
+const INTERRUPT_CONTROLLERS: [(u64, u64); 2] =
+    [(0xFEC0_0000, 0xFED0_0000), (0xFEE0_0000, 0xFEF0_0000)];
+
+/// Records the host's RAM ranges (start, end) once, at boot.
+pub fn set_ram(ranges: &[(u64, u64)]) {
+    RAM.call_once(|| ranges.to_vec());
+}
+
+/// Whether a `size`-byte access at `addr` is to device memory rxen may
+/// touch: aligned, below 4 GiB (identity-mapped uncached), not RAM, not the
+/// interrupt controllers.
+fn is_device(addr: u64, size: u32) -> bool {
+    let Some(ram) = RAM.get() else {
+        return false;
+    };
+    let Some(end) = addr.checked_add(u64::from(size)) else {
+        return false;
+    };
+    matches!(size, 1 | 2 | 4 | 8)
+        && addr.is_multiple_of(u64::from(size))
+        && end <= 1 << 32
+        && !ram
+            .iter()
+            .chain(INTERRUPT_CONTROLLERS.iter())
+            .any(|&(start, stop)| addr < stop && start < end)
+}
+
+/// Reads `size` bytes of device memory at `addr` (an MSI-X table's page);
+/// all ones where [`is_device`] refuses.
+pub fn device_read(addr: u64, size: u32) -> u64 {
+    if !is_device(addr, size) {
+        return u64::MAX >> (64 - 8 * size.clamp(1, 8));
+    }
+    // SAFETY: `addr` is aligned device memory below 4 GiB, neither RAM nor
+    // rxen's interrupt controllers (checked above), identity-mapped uncached;
+    // dom0 owns the device.
+    unsafe {
+        match size {
+            1 => u64::from(core::ptr::read_volatile(addr as *const u8)),
+            2 => u64::from(core::ptr::read_volatile(addr as *const u16)),
+            4 => u64::from(core::ptr::read_volatile(addr as *const u32)),
+            _ => core::ptr::read_volatile(addr as *const u64),
+        }
+    }
+}
+
+/// Writes `size` bytes of `value` to device memory at `addr`; dropped where
+/// [`is_device`] refuses.
+pub fn device_write(addr: u64, size: u32, value: u64) {
+    if !is_device(addr, size) {
+        return;
+    }
+    // SAFETY: as in `device_read`.
+    unsafe {
+        match size {
+            1 => core::ptr::write_volatile(addr as *mut u8, value as u8),
+            2 => core::ptr::write_volatile(addr as *mut u16, value as u16),
+            4 => core::ptr::write_volatile(addr as *mut u32, value as u32),
+            _ => core::ptr::write_volatile(addr as *mut u64, value),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +191,29 @@ mod tests {
         assert_eq!(ecam_read(0x1_0000_0000, 4), u32::MAX);
         assert_eq!(ecam_read(0xB000_0001, 2), u32::MAX, "unaligned");
         ecam_write(0xE000_0000, 4, 0);
+    }
+
+    /// Device memory is what RAM and the interrupt controllers are not,
+    /// below 4 GiB, aligned.
+    #[test]
+    fn device_accesses_stay_off_ram() {
+        assert!(
+            !is_device(0xFEBD_1000, 4),
+            "nothing before the RAM is known"
+        );
+        set_ram(&[(0, 0x9_F000), (0x10_0000, 0x8000_0000)]);
+        assert!(is_device(0xFEBD_1000, 4));
+        assert!(is_device(0xA_0000, 8));
+        assert!(!is_device(0x9_EFFC, 4));
+        assert!(!is_device(0x7FFF_FFF8, 8));
+        assert!(is_device(0x8000_0000, 8));
+        assert!(!is_device(0xFEBD_1002, 4), "unaligned");
+        assert!(!is_device(0xFEBD_1000, 3));
+        assert!(!is_device(0xFEC0_0000, 4), "IO-APIC");
+        assert!(!is_device(0xFEE0_00B0, 4), "local APIC");
+        assert!(!is_device(0xFFFF_FFFC, 8), "past 4 GiB");
+        assert!(!is_device(u64::MAX - 3, 4));
+        assert_eq!(device_read(0x10_0000, 4), 0xFFFF_FFFF);
+        device_write(0x10_0000, 4, 0);
     }
 }

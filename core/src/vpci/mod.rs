@@ -31,8 +31,10 @@
 use crate::ioport_policy::{PCI_CONF_ADDRESS, PCI_CONF_DATA};
 
 pub mod msi;
+pub mod msix;
 
 pub use msi::{ConfigSpace, MsiEvent, MsiMessage, Vpci};
+pub use msix::{DeviceMemory, Msix, MsixChange};
 
 /// Latch bit 31: configuration cycles enabled (`CF8_ENABLED`).
 pub const CF8_ENABLE: u32 = 1 << 31;

@@ -24,6 +24,7 @@
 
 use alloc::collections::BTreeMap;
 
+use super::msix::Msix;
 use super::{ConfigAccess, Sbdf};
 
 /// Capability ID of MSI.
@@ -147,13 +148,17 @@ pub enum MsiEvent {
     Update(MsiMessage),
     /// dom0 disabled MSI: unbind.
     Disable,
+    /// MSI-X went off with host vectors bound: [`Msix::release`] them.
+    MsixOff,
 }
 
 /// One function as dom0 sees it: the bytes of its configuration space that
 /// are dom0's copy rather than the device's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Device {
     msi: Option<MsiState>,
+    /// The MSI-X capability, when its table is reachable (else hidden).
+    msix: Option<Msix>,
     /// The capability pointer that leads to MSI-X and the MSI-X
     /// capability's own next pointer, which dom0 reads there instead.
     hide_msix: Option<(u16, u8)>,
@@ -231,8 +236,11 @@ impl Device {
                         host_enabled: enabled,
                     });
                 }
-                PCI_CAP_ID_MSIX if device.hide_msix.is_none() => {
-                    device.hide_msix = Some((pointer_reg, next));
+                PCI_CAP_ID_MSIX if device.hide_msix.is_none() && device.msix.is_none() => {
+                    match Msix::discover(hw, sbdf, pos) {
+                        Some(msix) => device.msix = Some(msix),
+                        None => device.hide_msix = Some((pointer_reg, next)),
+                    }
                 }
                 _ => {}
             }
@@ -376,6 +384,18 @@ impl Vpci {
             device.store(reg, (byte & v.mask) | (v.guest & !v.mask));
         }
         hw.write(access.sbdf, access.reg, access.size, forward);
+        if let Some(msix) = device.msix.as_mut() {
+            msix.config_written(hw, access.sbdf, access.reg);
+            let control = msix.control_reg();
+            let covers = access.reg <= control.wrapping_add(1)
+                && control < access.reg.wrapping_add(u16::from(access.size));
+            if covers
+                && hw.read(access.sbdf, control, 2) & super::msix::MSIX_ENABLE == 0
+                && msix.has_vectors()
+            {
+                return Some(MsiEvent::MsixOff);
+            }
+        }
         let (Some(before), Some(after)) = (before, device.msi) else {
             return None;
         };
@@ -425,9 +445,28 @@ impl Vpci {
     /// dom0's message to deliver for it.
     pub fn binding(&self, vector: u8) -> Option<(Sbdf, MsiMessage)> {
         self.devices.iter().find_map(|(sbdf, d)| {
-            let msi = d.msi.as_ref()?;
-            (msi.host_enabled && msi.host.vector() == vector).then_some((*sbdf, msi.guest))
+            let msi = d
+                .msi
+                .as_ref()
+                .filter(|msi| msi.host_enabled && msi.host.vector() == vector)
+                .map(|msi| msi.guest);
+            let message = msi.or_else(|| d.msix.as_ref()?.binding(vector))?;
+            Some((*sbdf, message))
         })
+    }
+
+    /// The MSI-X table of `sbdf`, if it has one rxen mediates.
+    pub fn msix_mut(&mut self, sbdf: Sbdf) -> Option<&mut Msix> {
+        self.devices.get_mut(&sbdf)?.msix.as_mut()
+    }
+
+    /// The function whose MSI-X table or PBA is on the page of
+    /// host-physical `addr` (dom0's accesses there are trapped).
+    pub fn msix_at(&self, addr: u64) -> Option<Sbdf> {
+        self.devices
+            .iter()
+            .find(|(_, d)| d.msix.as_ref().is_some_and(|m| m.traps(addr)))
+            .map(|(sbdf, _)| *sbdf)
     }
 
     /// The host vector rxen enabled `sbdf`'s MSI with, if any.

@@ -661,6 +661,9 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
             return ecam_access(domain, v, gpa, region);
         }
     }
+    if let Some(sbdf) = domain.pci.as_ref().and_then(|p| p.msix_at(gpa)) {
+        return msix_access(domain, v, gpa, sbdf);
+    }
     if domain.memory.is_direct()
         && crate::memory::is_device_memory(gpa)
         && domain.memory.map_identity(Gpa(gpa)).is_ok()
@@ -841,6 +844,36 @@ fn ecam_access(
         Err(error) => {
             let why = alloc::format!(
                 "access to ECAM at {gpa:#x} by an instruction rxen cannot emulate ({error})"
+            );
+            report_guest_failure(domain, v, &why);
+            Flow::End(ShutdownReason::Crash)
+        }
+    }
+}
+
+/// dom0's access to the page of an MSI-X table or PBA at `gpa`.
+fn msix_access(domain: &mut HvmDomain, v: usize, gpa: u64, sbdf: rxen_core::vpci::Sbdf) -> Flow {
+    let HvmDomain {
+        memory,
+        vcpus,
+        core,
+        pci,
+        ..
+    } = domain;
+    let Some(pci) = pci.as_mut() else {
+        return Flow::Continue;
+    };
+    let vcpu = &mut vcpus[v];
+    let mut window = super::vpci::MsixWindow {
+        pci,
+        id: core.id,
+        sbdf,
+    };
+    match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut window) {
+        Ok(_) => Flow::Continue,
+        Err(error) => {
+            let why = alloc::format!(
+                "access to an MSI-X table at {gpa:#x} by an instruction rxen cannot emulate ({error})"
             );
             report_guest_failure(domain, v, &why);
             Flow::End(ShutdownReason::Crash)

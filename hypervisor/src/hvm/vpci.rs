@@ -12,7 +12,8 @@ use rxen_abi::xen::DomId;
 use rxen_core::pci::McfgRegion;
 use rxen_core::vlapic::DeliveryMode;
 use rxen_core::vpci::{
-    Cf8Latch, ConfigAccess, ConfigSpace, MsiEvent, MsiMessage, PortRead, Sbdf, Vpci,
+    Cf8Latch, ConfigAccess, ConfigSpace, DeviceMemory, MsiEvent, MsiMessage, MsixChange, PortRead,
+    Sbdf, Vpci,
 };
 use rxen_x86::{log, printk};
 
@@ -29,6 +30,77 @@ impl Dom0Pci {
     /// The host vector's binding: the function and dom0's message.
     pub fn binding(&self, vector: u8) -> Option<(Sbdf, MsiMessage)> {
         self.vpci.binding(vector)
+    }
+
+    /// The function whose MSI-X table or PBA is on `gpa`'s page.
+    pub fn msix_at(&self, gpa: u64) -> Option<Sbdf> {
+        self.vpci.msix_at(gpa)
+    }
+}
+
+/// The host's device memory (an MSI-X table's page), through the platform's
+/// checked accessors.
+struct HostMemory;
+
+impl DeviceMemory for HostMemory {
+    fn read(&mut self, addr: u64, size: u32) -> u64 {
+        rxen_x86::pci::device_read(addr, size)
+    }
+
+    fn write(&mut self, addr: u64, size: u32, value: u64) {
+        rxen_x86::pci::device_write(addr, size, value);
+    }
+}
+
+/// dom0's accesses to the page(s) of a function's MSI-X table and PBA, as
+/// MMIO (Xen's `msix_read` / `msix_write`): its entries are a copy, an
+/// unmasked entry gets a host vector.
+pub struct MsixWindow<'a> {
+    /// dom0's vPCI.
+    pub pci: &'a mut Dom0Pci,
+    /// dom0's id.
+    pub id: DomId,
+    /// The function.
+    pub sbdf: Sbdf,
+}
+
+impl super::emulate::Mmio for MsixWindow<'_> {
+    fn read(&mut self, gpa: u64, size: u32) -> u64 {
+        match self.pci.vpci.msix_mut(self.sbdf) {
+            Some(msix) => msix.read(&mut HostMemory, gpa, size),
+            None => u64::MAX,
+        }
+    }
+
+    fn write(&mut self, gpa: u64, size: u32, value: u64) {
+        let (id, sbdf) = (self.id, self.sbdf);
+        let Some(msix) = self.pci.vpci.msix_mut(sbdf) else {
+            return;
+        };
+        match msix.write(&mut HostMemory, gpa, size, value) {
+            Some(MsixChange::Unmask { entry, guest }) => {
+                let vector = match msix.vector(entry) {
+                    Some(vector) => vector,
+                    None => {
+                        let Some(vector) = rxen_x86::irq::alloc_vector() else {
+                            printk!("d{id}: {sbdf}: MSI-X entry {entry} left masked: no free host vector");
+                            return;
+                        };
+                        printk!(
+                            "d{id}: {sbdf}: MSI-X entry {entry} vector {:#x} to {} APIC {:#x} on host vector {vector:#x}",
+                            guest.vector(),
+                            if guest.logical() { "logical" } else { "physical" },
+                            guest.dest()
+                        );
+                        vector
+                    }
+                };
+                let host = MsiMessage::fixed(rxen_x86::apic::id(), vector);
+                msix.program(&mut HostMemory, entry, host);
+            }
+            Some(MsixChange::Mask { entry }) => msix.mask(&mut HostMemory, entry),
+            None => {}
+        }
     }
 }
 
@@ -158,6 +230,18 @@ fn msi_event(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, event: MsiEvent) {
             },
             message.dest()
         ),
+        MsiEvent::MsixOff => {
+            if let Some(msix) = pci.vpci.msix_mut(sbdf) {
+                let vectors = msix.release(&mut HostMemory);
+                for &vector in &vectors {
+                    rxen_x86::irq::free_vector(vector);
+                }
+                printk!(
+                    "d{id}: {sbdf}: MSI-X off, {} host vector(s) freed",
+                    vectors.len()
+                );
+            }
+        }
         MsiEvent::Disable => {
             let vector = pci.vpci.host_vector(sbdf);
             pci.vpci.program_host(&mut HostConfig, sbdf, None);
