@@ -247,7 +247,16 @@ fn dom0_drives_disks_and_nics_with_msi_msix_and_intx() {
     const MARK: &str = "rxen-dom0-wrote-this-block";
     let image = pattern_file("dom0-sata", 8 << 20, 0x5EED_D15C);
     let nvme = pattern_file("dom0-nvme", 8 << 20, 0x0E1F_0A55);
-    let modules = rxen_tests::debian_modules(&["ahci", "sd_mod", "nvme", "vmxnet3", "e1000"]);
+    let virtio = pattern_file("dom0-virtio", 8 << 20, 0x7172_7105);
+    let modules = rxen_tests::debian_modules(&[
+        "ahci",
+        "sd_mod",
+        "nvme",
+        "virtio_pci",
+        "virtio_blk",
+        "vmxnet3",
+        "e1000",
+    ]);
     let mut script = String::from("#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n");
     let mut files = Vec::new();
     for m in &modules {
@@ -262,8 +271,23 @@ echo rxen-dom0: md5 $(dd if=/dev/sda bs=65536 count={} 2>/dev/null | md5sum)
 echo {MARK} | dd of=/dev/sda bs=512 seek={} conv=sync,fsync 2>/dev/null
 sync
 echo rxen-dom0: irq $(grep -i ahci /proc/interrupts)
+for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
+echo rxen-dom0: virtio md5 $(dd if=/dev/vda bs=65536 count={} 2>/dev/null | md5sum)
+echo {MARK} | dd of=/dev/vda bs=512 seek={} conv=sync,fsync 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+echo rxen-dom0: virtio readback $(dd if=/dev/vda bs=512 skip={} count=1 2>/dev/null | head -c {})
+echo rxen-dom0: virtio irq $(grep -c 'PCI-MSI.*virtio' /proc/interrupts)
+echo rxen-dom0: clocksources $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource)
+cat > /tmp/dhcp.sh <<'SCRIPT'
+#!/bin/sh
+if test \"$1\" = bound; then
+  ip addr add $ip/${{mask:-24}} dev $interface
+  echo rxen-dom0: dhcp $interface $ip router $router > /dev/console
+fi
+SCRIPT
+chmod +x /tmp/dhcp.sh
 ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
+udhcpc -i eth0 -n -q -t 10 -s /tmp/dhcp.sh >/dev/null 2>&1
 echo rxen-dom0: ping $(ping -c 4 -W 5 10.0.2.2 | grep 'packets transmitted')
 echo rxen-dom0: nic irq $(grep -c 'PCI-MSI.*eth0' /proc/interrupts) $(grep 'eth0-rxtx' /proc/interrupts)
 for i in $(seq 1 100); do test -e /sys/block/nvme0n1 && break; sleep 0.1; done
@@ -279,6 +303,10 @@ poweroff -f
 ",
         READ / 65536,
         READ / 512,
+        READ / 65536,
+        READ / 512,
+        READ / 512,
+        MARK.len(),
         READ / 65536,
     ));
     let initramfs = rxen_tests::busybox_initramfs_with(&script, &files);
@@ -297,6 +325,13 @@ poweroff -f
         ))
         .arg("-device")
         .arg("nvme,serial=rxen-nvme,drive=disk1")
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=disk2,format=raw",
+            virtio.display()
+        ))
+        .arg("-device")
+        .arg("virtio-blk-pci,drive=disk2")
         .arg("-nic")
         .arg("user,model=vmxnet3")
         .arg("-nic")
@@ -307,8 +342,11 @@ poweroff -f
     let written = std::fs::read(&image).expect("cannot read the image back");
     let expected = host_md5(&image, READ);
     let expected_nvme = host_md5(&nvme, READ);
+    let expected_virtio = host_md5(&virtio, READ);
+    let virtio_written = std::fs::read(&virtio).expect("cannot read the virtio image back");
     let _ = std::fs::remove_file(&image);
     let _ = std::fs::remove_file(&nvme);
+    let _ = std::fs::remove_file(&virtio);
     out.assert_not_contains("FATAL TRAP")
         // QEMU loads the 4.8 MB initramfs right after the kernel, into the 16 MiB
         // where dom0's Linux loads: rxen moves it away and dom0 is still 1:1.
@@ -371,6 +409,29 @@ poweroff -f
         queues >= 2,
         "NVMe has {queues} MSI-X vectors (admin and I/O queues)"
     );
+    // The virtio disk (virtio-pci's MSI-X in BAR 1): the pattern, a block written,
+    // caches dropped, read back from the disk, and found in the image.
+    let virtio_md5 = value(&out, "virtio md5");
+    assert!(
+        virtio_md5.starts_with(&expected_virtio),
+        "dom0 read {virtio_md5} from the virtio disk, the image holds {expected_virtio}"
+    );
+    assert_eq!(value(&out, "virtio readback"), MARK);
+    assert_eq!(&virtio_written[READ..READ + MARK.len()], MARK.as_bytes());
+    let virtio_irqs: u32 = value(&out, "virtio irq")
+        .parse()
+        .unwrap_or_else(|_| out.fail("no virtio interrupt count"));
+    assert!(virtio_irqs >= 1, "virtio-blk has no MSI-X vector");
+    // Xen's PV clock is there; Linux prefers the TSC in dom0 (`xen_time_init`
+    // rates the xen clocksource 275 in the initial domain, on Xen as here).
+    assert!(
+        value(&out, "clocksources")
+            .split_whitespace()
+            .any(|c| c == "xen"),
+        "no xen clocksource"
+    );
+    // dom0 gets its address from QEMU's DHCP server.
+    assert_eq!(value(&out, "dhcp"), "eth0 10.0.2.15 router 10.0.2.2");
     // The e1000 has no MSI: its INTx line (a level-triggered GSI) reaches dom0
     // through the host IO-APIC pin rxen bound when dom0 unmasked its own, masked
     // from each interrupt until dom0's EOI.
