@@ -456,3 +456,72 @@ poweroff -f
         "configuration space sizes: {sizes}"
     );
 }
+
+/// dom0 misbehaves, as root in its own userspace can: it reads and writes rxen's UART
+/// through `/dev/port`, selects an IO-APIC register that does not exist and writes it,
+/// sends interrupt commands the local APIC does not emulate, enables the AHCI's MSI with
+/// a garbage message and too many vectors through sysfs, and reads ECAM with 8-byte and
+/// unaligned accesses. Each gets a log line or the hardware's answer; rxen stays up, dom0
+/// keeps running and powers off.
+#[test]
+fn dom0_bad_input_gets_a_log_line_not_a_crash() {
+    const AHCI: &str = "/sys/bus/pci/devices/0000:00:1f.2/config";
+    let script = format!(
+        "#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs dev /dev
+echo rxen-dom0: uart lsr $(dd if=/dev/port bs=1 skip=1021 count=1 2>/dev/null | od -An -tx1)
+echo -n X | dd of=/dev/port bs=1 seek=1016 2>/dev/null
+busybox devmem 0xfec00000 32 0x50
+busybox devmem 0xfec00010 32 0x30
+echo rxen-dom0: ioapic pin 32 $(busybox devmem 0xfec00010 32)
+busybox devmem 0xfee00300 32 0x40700
+busybox devmem 0xfee00300 32 0x40200
+echo -ne '\x78\x56\x34\x12' | dd of={AHCI} bs=1 seek=132 conv=notrunc 2>/dev/null
+echo -ne '\x71\x00' | dd of={AHCI} bs=1 seek=130 conv=notrunc 2>/dev/null
+echo rxen-dom0: msi control $(dd if={AHCI} bs=1 skip=130 count=1 2>/dev/null | od -An -tx1)
+echo rxen-dom0: msi address $(dd if={AHCI} bs=4 skip=33 count=1 2>/dev/null | od -An -tx4)
+dd if=/dev/zero of={AHCI} bs=1 seek=130 count=2 conv=notrunc 2>/dev/null
+echo rxen-dom0: ecam 64 $(busybox devmem 0xb00fa000 64)
+echo rxen-dom0: ecam unaligned $(busybox devmem 0xb00fa001 16)
+echo rxen-dom0: still here
+poweroff -f
+"
+    );
+    let initramfs = busybox_initramfs(&script);
+    // `iomem=relaxed`: /dev/mem reaches the MMIO ranges Linux's drivers claimed.
+    let out = machine("dom0-bad-input")
+        .module(debian_kernel(), &format!("{DOM0_ARGS} iomem=relaxed"))
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("(d0) rxen-dom0: still here")
+        .assert_contains("d0: shut down (poweroff)")
+        .assert_normal_stop()
+        // rxen's UART: denied with a line, reads all ones.
+        .assert_contains("d0: read of port 0x3fd (1 bytes) denied (RxenUart)")
+        .assert_contains("d0: write to port 0x3f8 (1 bytes) denied (RxenUart)")
+        // An IO-APIC register past the last pin.
+        .assert_line_contains_all(&["d0: IO-APIC write at 0xfec00010 ignored", "NoSuchRegister"])
+        // Interrupt commands the local APIC does not emulate.
+        .assert_contains("interrupt command Reserved not emulated")
+        .assert_contains("interrupt command Smi not emulated")
+        // The garbage MSI is bound (the device holds rxen's message) and let go.
+        .assert_line_contains_all(&["d0: 0000:00:1f.2: MSI vector", "on host vector"])
+        .assert_line_contains_all(&["d0: 0000:00:1f.2: MSI off, host vector", "freed"]);
+    assert_eq!(value(&out, "uart lsr"), "ff");
+    // A register past the last pin reads 0, as Xen's `vioapic_read_indirect`.
+    assert_eq!(value(&out, "ioapic pin 32"), "0x00000000");
+    // dom0 sees its own address back, one vector (MMC 0) and MME refused (0).
+    assert_eq!(value(&out, "msi address"), "12345678");
+    let control = u8::from_str_radix(value(&out, "msi control"), 16)
+        .unwrap_or_else(|_| out.fail("msi control is not hex"));
+    assert_eq!(control & 0x7F, 0x01, "MSI control {control:#x}");
+    // ECAM: an 8-byte read is two 4-byte ones (vendor 8086, device 2922 below);
+    // an unaligned one reads all ones.
+    let ecam = u64::from_str_radix(value(&out, "ecam 64").trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| out.fail("ecam 64 is not hex"));
+    assert_eq!(ecam & 0xFFFF_FFFF, 0x2922_8086);
+    assert_eq!(value(&out, "ecam unaligned"), "0xFFFF");
+}

@@ -4,7 +4,7 @@
 
 use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
-use rxen_core::ioport_policy::PortPolicy;
+use rxen_core::ioport_policy::{DenyReason, PortPolicy};
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
 use rxen_x86::cpuid_policy::CpuidContext;
@@ -431,6 +431,18 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
         policy,
         Some(PortPolicy::Watched(_) | PortPolicy::Rtc | PortPolicy::Passthrough)
     );
+    if let Some(PortPolicy::Denied(why @ (DenyReason::RxenUart | DenyReason::Disabled))) = policy {
+        if OWN_PORTS_LOGGED.allow() {
+            log!(
+                Info,
+                "d{}: {} port {:#x} ({} bytes) denied ({why:?}): reads all ones, writes dropped",
+                core.id,
+                if io.is_in { "read of" } else { "write to" },
+                io.port,
+                io.size
+            );
+        }
+    }
     let mut pci = pci.as_mut().filter(|_| {
         matches!(
             policy,
@@ -720,6 +732,10 @@ struct IoApicPage<'a> {
 
 /// Odd IO-APIC accesses logged so far (rate limit).
 static IOAPIC_LOGGED: RateLimit = RateLimit::new();
+
+/// dom0's accesses to ports rxen keeps (its UART, `dom0_ioports_disable=`)
+/// logged so far (rate limit).
+static OWN_PORTS_LOGGED: RateLimit = RateLimit::new();
 
 impl emulate::Mmio for IoApicPage<'_> {
     fn read(&mut self, gpa: u64, size: u32) -> u64 {
