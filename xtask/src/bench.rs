@@ -12,6 +12,9 @@
 //! - Debian's Linux kernel with a busybox initramfs, wall time from QEMU's start to
 //!   `/init`: as a PVH domU on rxen against QEMU's direct boot of the same kernel and
 //!   initramfs without any hypervisor.
+//! - Debian's Linux as dom0 (1:1, owning a virtio disk) against QEMU's direct boot of
+//!   the same kernel and initramfs: wall time to `/init` and a 64 MiB `O_DIRECT`
+//!   sequential read, three alternating runs each, min and median, ratio of medians.
 //! - rxenstored's operations per second (its own `bench` subcommand).
 //! - The hostile-guest fuzzer (issue 14): 10^6 random hypercalls beside an
 //!   event-channel ping-pong pair on two CPUs, with the time and calls per second
@@ -44,8 +47,41 @@ fn run_guest(hypervisor: &str) -> Outcome {
         .run()
 }
 
-/// Runs the benchmarks; returns the process exit status.
-pub fn bench() -> i32 {
+/// The benchmark sections, by the names `cargo xtask bench NAME...` takes.
+pub const SECTIONS: [&str; 6] = ["hypercall", "domains", "fuzz", "linux", "dom0", "xenstore"];
+
+/// Runs the benchmark sections named in `only` (all when empty); returns the
+/// process exit status.
+pub fn bench(only: &[String]) -> i32 {
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut ok = true;
+    if wanted("hypercall") {
+        ok &= hypercall();
+    }
+    if wanted("domains") {
+        ok &= between_domains();
+    }
+    if wanted("fuzz") {
+        ok &= fuzz();
+    }
+    if wanted("linux") {
+        ok &= linux_boot();
+    }
+    if wanted("dom0") {
+        ok &= dom0();
+    }
+    if wanted("xenstore") {
+        ok &= xenstore();
+    }
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// The null hypercall on rxen and on Xen 4.17, and rxen's per-domain cost.
+fn hypercall() -> bool {
     println!(
         "xtask: running bench_hypercall on rxen and on Xen 4.17 (QEMU TCG, -cpu EPYC,+svm,+npt)"
     );
@@ -96,9 +132,11 @@ pub fn bench() -> i32 {
         );
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
-    ok &= between_domains();
-    ok &= fuzz();
-    ok &= linux_boot();
+    ok
+}
+
+/// rxenstored's own throughput benchmark.
+fn xenstore() -> bool {
     println!("\nxtask: rxenstored: read, write and small-transaction throughput");
     let mut cmd = crate::cargo_command();
     cmd.current_dir(crate::workspace_root()).args([
@@ -114,12 +152,7 @@ pub fn bench() -> i32 {
         "--seconds",
         "1",
     ]);
-    ok &= cmd.status().is_ok_and(|status| status.success());
-    if ok {
-        0
-    } else {
-        1
-    }
+    cmd.status().is_ok_and(|status| status.success())
 }
 
 /// The number after `key ` in the first line containing `marker`.
@@ -312,6 +345,193 @@ fn linux_boot() -> bool {
         println!(
             "rxen / direct: {:.2}",
             rxen.elapsed.as_secs_f64() / direct.elapsed.as_secs_f64().max(0.001)
+        );
+    }
+    ok
+}
+
+/// dom0's kernel command line in the benchmarks (QEMU's direct boot uses ttyS0).
+const DOM0_BENCH_ARGS: &str = "console=hvc0 loglevel=4";
+
+/// The `/init` of the disk benchmark: the virtio modules, then four 64 MiB sequential
+/// reads of the virtio disk with O_DIRECT, timed together by the guest's uptime (its
+/// 10 ms steps are then under 5 % of the time).
+fn disk_init(modules: &[std::path::PathBuf]) -> String {
+    let mut script = String::from(
+        "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n",
+    );
+    for m in modules {
+        let name = m
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        script.push_str(&format!("insmod /lib/modules/{name}\n"));
+    }
+    script.push_str(
+        "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
+start=$(cut -d' ' -f1 /proc/uptime)
+for pass in 1 2 3 4; do dd if=/dev/vda of=/dev/null bs=1M count=64 iflag=direct 2>/dev/null; done
+end=$(cut -d' ' -f1 /proc/uptime)
+echo rxen-bench: disk read from $start to $end
+poweroff -f
+",
+    );
+    script
+}
+
+/// Seconds between `from` and `to` on the guest's `rxen-bench: disk read` line.
+fn disk_seconds(out: &Outcome) -> Option<f64> {
+    let line = out
+        .log
+        .lines()
+        .find(|l| l.contains("rxen-bench: disk read from"))?;
+    let rest = line.split("rxen-bench: disk read from ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let start: f64 = words.next()?.parse().ok()?;
+    let end: f64 = words.nth(1)?.parse().ok()?;
+    Some(end - start)
+}
+
+/// Min and median of `values` (sorted in place); `None` if empty.
+fn min_median(values: &mut [f64]) -> Option<(f64, f64)> {
+    values.sort_by(f64::total_cmp);
+    Some((*values.first()?, values[values.len() / 2]))
+}
+
+/// Debian's Linux as dom0 against QEMU's direct boot of the same kernel and
+/// initramfs: wall time from QEMU's start to `/init`, and a 64 MiB O_DIRECT read of a
+/// virtio disk; three alternating runs of each, min and median.
+fn dom0() -> bool {
+    const RUNS: usize = 3;
+    println!("\nxtask: Debian's Linux as dom0 against QEMU's direct boot (same kernel and initramfs, {RUNS} alternating runs)");
+    let kernel = rxen_tests::debian_kernel();
+    let boot_initramfs = rxen_tests::busybox_initramfs(BOOT_INIT);
+    let modules = rxen_tests::debian_modules(&["virtio_pci", "virtio_blk"]);
+    let files: Vec<(String, std::path::PathBuf)> = modules
+        .iter()
+        .map(|m| {
+            let name = m
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (format!("lib/modules/{name}"), m.clone())
+        })
+        .collect();
+    let disk_initramfs = rxen_tests::busybox_initramfs_with(&disk_init(&modules), &files);
+    let dir = rxen_tests::rxen_dir().join("tmp");
+    let _ = std::fs::create_dir_all(&dir);
+    let image = dir.join(format!("bench-disk-{}.img", std::process::id()));
+    let data: Vec<u8> = (0..72u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    if let Err(e) = std::fs::write(&image, data) {
+        eprintln!("xtask: cannot write {}: {e}", image.display());
+        return false;
+    }
+    let disk = |q: Qemu| {
+        q.arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=vd,format=raw,cache=none",
+                image.display()
+            ))
+            .arg("-device")
+            .arg("virtio-blk-pci,drive=vd")
+    };
+    let native = |name: &str, initramfs: &std::path::Path| {
+        Qemu::new(name)
+            .memory_mb(1024)
+            .kernel(&kernel)
+            .append("console=ttyS0 loglevel=4")
+            .module(initramfs, "")
+            .timeout(Duration::from_secs(300))
+    };
+    let on_rxen = |name: &str, initramfs: &std::path::Path| {
+        Qemu::new(name)
+            .memory_mb(1024)
+            .append("console=com1 isa_debug_exit dom0_mem=512M")
+            .module(&kernel, DOM0_BENCH_ARGS)
+            .module(initramfs, "")
+            .timeout(Duration::from_secs(300))
+    };
+    let marker = "rxen-linux: init is running";
+    let (mut boot_native, mut boot_rxen) = (Vec::new(), Vec::new());
+    let (mut read_native, mut read_rxen) = (Vec::new(), Vec::new());
+    let mut ok = true;
+    for run in 0..RUNS {
+        let n = native(&format!("bench-dom0-boot-direct-{run}"), &boot_initramfs)
+            .stop_on(marker)
+            .run();
+        let r = on_rxen(&format!("bench-dom0-boot-rxen-{run}"), &boot_initramfs)
+            .stop_on(marker)
+            .run();
+        for (out, into) in [(&n, &mut boot_native), (&r, &mut boot_rxen)] {
+            if out.contains(marker) {
+                into.push(out.elapsed.as_secs_f64());
+            } else {
+                eprintln!(
+                    "xtask: {} did not reach /init; log tail:\n{}",
+                    out.name,
+                    out.tail(30)
+                );
+                ok = false;
+            }
+        }
+        let n = disk(native(
+            &format!("bench-dom0-disk-direct-{run}"),
+            &disk_initramfs,
+        ))
+        .run();
+        let r = disk(on_rxen(
+            &format!("bench-dom0-disk-rxen-{run}"),
+            &disk_initramfs,
+        ))
+        .run();
+        for (out, into) in [(&n, &mut read_native), (&r, &mut read_rxen)] {
+            match disk_seconds(out) {
+                Some(s) if s > 0.0 => into.push(256.0 / s),
+                _ => {
+                    eprintln!(
+                        "xtask: no disk figure from {}; log tail:\n{}",
+                        out.name,
+                        out.tail(30)
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&image);
+    let rows = [
+        ("QEMU start to /init, direct boot (s)", &mut boot_native),
+        ("QEMU start to /init, rxen dom0 (s)", &mut boot_rxen),
+        (
+            "64 MiB O_DIRECT virtio read, direct (MiB/s)",
+            &mut read_native,
+        ),
+        (
+            "64 MiB O_DIRECT virtio read, rxen dom0 (MiB/s)",
+            &mut read_rxen,
+        ),
+    ];
+    let mut medians = Vec::new();
+    println!("{:<48} {:>10} {:>10}", "", "min", "median");
+    for (label, values) in rows {
+        match min_median(values) {
+            Some((min, median)) => {
+                println!("{label:<48} {min:>10.2} {median:>10.2}");
+                medians.push(median);
+            }
+            None => ok = false,
+        }
+    }
+    if let [boot_n, boot_r, read_n, read_r] = medians[..] {
+        println!(
+            "dom0 boot, rxen / direct (medians): {:.2}",
+            boot_r / boot_n.max(0.001)
+        );
+        println!(
+            "dom0 disk read, rxen / direct (medians): {:.2}",
+            read_r / read_n.max(0.001)
         );
     }
     ok

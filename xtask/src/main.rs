@@ -30,8 +30,9 @@ commands:
       --timeout SECS       kill QEMU after SECS seconds (default 60)
   test [-- ARGS]           install host tools, build, run
                            `cargo test --workspace --no-fail-fast ARGS`
-  bench                    build, then measure rxen against Xen 4.17 (hypercall
-                           round trip, per-domain memory cost)
+  bench [SECTION...]       build, then measure rxen against Xen 4.17 and QEMU
+                           without a hypervisor; SECTION is one of hypercall,
+                           domains, fuzz, linux, dom0, xenstore (default: all)
   help                     print this message";
 
 fn main() {
@@ -62,11 +63,13 @@ fn main() {
             process::exit(test(extra));
         }
         "bench" => {
-            no_extra_args(rest);
+            if let Some(bad) = rest.iter().find(|r| !bench::SECTIONS.contains(&r.as_str())) {
+                usage_error(&format!("unknown benchmark section `{bad}`"));
+            }
             deps::ensure_rust_target();
             deps::ensure_packages(deps::Task::Test);
             image::build();
-            process::exit(bench::bench());
+            process::exit(bench::bench(rest));
         }
         "help" | "-h" | "--help" => println!("{USAGE}"),
         other => usage_error(&format!("unknown command `{other}`")),
