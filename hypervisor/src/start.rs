@@ -95,7 +95,11 @@ extern "C" fn rxen_start64(magic: u32, info: u32) -> ! {
         .first()
         .filter(|(_, k)| !options.dom0less && k.end <= 1 << 32)
     {
-        let mut taken = reserved.clone();
+        // The loader's own data (`boot.occupied`: the multiboot information,
+        // its strings and lists) was read into `boot` and is not looked at
+        // again: GRUB puts it right after the modules, which may be in the
+        // kernel window, so it does not count as taken there.
+        let mut taken: Vec<_> = modules.iter().map(|(_, m)| m.start..m.end).collect();
         taken.push(memory::image_range());
         let kernel = crate::hvm::build::host_bytes((kernel.start, kernel.end));
         reserved.extend(crate::domains::plan_dom0(&options, &map, &taken, kernel));

@@ -525,3 +525,31 @@ poweroff -f
     assert_eq!(ecam & 0xFFFF_FFFF, 0x2922_8086);
     assert_eq!(value(&out, "ecam unaligned"), "0xFFFF");
 }
+
+/// GRUB 2 boots rxen (`multiboot2`) with Debian's kernel and the initramfs as modules
+/// (`module2`), as on hardware: dom0 is built 1:1 from them and reaches `/init`, and
+/// its poweroff ends the machine.
+#[test]
+fn grub_boots_rxen_with_a_linux_dom0() {
+    let initramfs = busybox_initramfs(INIT_SCRIPT);
+    let iso = rxen_tests::grub_iso(
+        "grub-dom0-linux",
+        "console=com1 loglvl=all guest_loglvl=all isa_debug_exit dom0_mem=256M",
+        &[
+            (debian_kernel(), DOM0_ARGS.to_string()),
+            (initramfs, String::new()),
+        ],
+    );
+    let out = Qemu::new("grub-dom0-linux")
+        .cdrom(&iso)
+        .memory_mb(1024)
+        .timeout(Duration::from_secs(180))
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_line_contains_all(&["Bootloader: GRUB 2", "(Multiboot2)"])
+        .assert_contains("dom0: RAM 0x1000000 - 0x11000000 (1:1)")
+        .assert_contains("(d0) rxen-dom0: init is running")
+        .assert_contains("(d0) rxen-dom0: done")
+        .assert_contains("d0: shut down (poweroff)")
+        .assert_normal_stop();
+}
