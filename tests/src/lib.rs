@@ -960,8 +960,8 @@ impl Qemu {
     }
 
     /// Runs the virtual CPUs on one host thread (`-accel tcg,thread=single`):
-    /// QEMU 10.0's multi-threaded TCG crashes (SIGSEGV) when a guest moves a PCI
-    /// BAR (Linux sizing BARs) while another virtual CPU runs.
+    /// QEMU's multi-threaded TCG (seen with 7.2 and 10.0) crashes (SIGSEGV) when a
+    /// guest moves a PCI BAR (Linux sizing BARs) while another virtual CPU runs.
     pub fn single_threaded_tcg(mut self) -> Qemu {
         self.accel = "tcg,thread=single".into();
         self

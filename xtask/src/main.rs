@@ -27,7 +27,8 @@ commands:
   run [options]            build, then boot the image in QEMU with two demo modules
       --smp N              number of CPUs (default 2)
       --append ARGS        extra hypervisor command-line arguments
-      --timeout SECS       kill QEMU after SECS seconds (default 60)
+      --timeout SECS       kill QEMU after SECS seconds (default 300)
+      --shell              dom0 ends in a shell on the serial console
   test [-- ARGS]           install host tools, build, run
                            `cargo test --workspace --no-fail-fast ARGS`
   bench [SECTION...]       build, then measure rxen against Xen 4.17 and QEMU

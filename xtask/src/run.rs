@@ -1,8 +1,11 @@
-//! `cargo xtask run`: the main demo. rxen boots in QEMU without dom0 and runs three
-//! domUs side by side: two test guests that ping-pong over an interdomain event channel,
-//! and Debian's own Linux kernel (fetched once with `apt-get download`) with two vCPUs
-//! and a busybox initramfs whose `/init` reports what it sees through the PV console and
-//! powers off. The serial console is streamed; rxen stops when the last domain ends.
+//! `cargo xtask run`: the main demo. rxen boots in QEMU with Debian's own Linux kernel
+//! (fetched once with `apt-get download`) as dom0, which owns the machine's virtio disk
+//! and NIC with Debian's own modules: it reads the disk, gets an address from QEMU's
+//! DHCP server and pings the gateway, and reports it all on its console. Beside it run
+//! three boot-time domUs: two test guests that ping-pong over an interdomain event
+//! channel, and the same Linux kernel with two vCPUs whose `/init` reports what it sees
+//! and powers off. dom0 then powers the machine off, or with `--shell` gives a shell on
+//! the serial console (`poweroff -f` ends it). The serial console is streamed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,6 +32,8 @@ pub struct Options {
     pub append: String,
     /// Kill QEMU after this long.
     pub timeout: Duration,
+    /// dom0 ends in a shell on the serial console instead of powering off.
+    pub shell: bool,
 }
 
 impl Options {
@@ -38,6 +43,7 @@ impl Options {
             smp: 2,
             append: String::new(),
             timeout: Duration::from_secs(300),
+            shell: false,
         };
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -52,6 +58,7 @@ impl Options {
                     .ok_or_else(|| format!("`{name}` needs a value"))
             };
             match name {
+                "--shell" if inline.is_none() => options.shell = true,
                 "--smp" => {
                     let v = value()?;
                     options.smp = v
@@ -96,23 +103,120 @@ echo rxen demo: powering off
 poweroff -f
 ";
 
-/// The demo's modules: the ping-pong pair, then Linux and its initramfs.
-fn demo_modules() -> Vec<(PathBuf, &'static str)> {
+/// dom0's modules in the demo (and what they need): the virtio disk and NIC.
+const DOM0_MODULES: [&str; 3] = ["virtio_pci", "virtio_blk", "virtio_net"];
+
+/// dom0's `/init`: its modules, what it owns, DHCP, a ping, then a shell or poweroff.
+fn dom0_init(modules: &[PathBuf]) -> String {
+    let mut script = String::from(
+        "#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs dev /dev
+",
+    );
+    for m in modules {
+        let name = m
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        script.push_str(&format!(
+            "insmod /lib/modules/{name}
+"
+        ));
+    }
+    script.push_str(
+        "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
+echo
+echo rxen demo: Linux $(uname -r) is dom0, the control domain, on $(nproc) vCPU
+echo rxen demo: dom0 owns the PCI devices $(ls /sys/bus/pci/devices)
+echo rxen demo: its disk vda says: $(head -c 64 /dev/vda)
+cat > /tmp/dhcp.sh <<'SCRIPT'
+#!/bin/sh
+if test \"$1\" = bound; then
+  ip addr add $ip/${mask:-24} dev $interface
+  echo rxen demo: DHCP gave $interface $ip, gateway $router > /dev/console
+fi
+SCRIPT
+chmod +x /tmp/dhcp.sh
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 10 -s /tmp/dhcp.sh >/dev/null 2>&1
+echo rxen demo: ping the gateway: $(ping -c 3 -W 5 10.0.2.2 | grep 'packets transmitted')
+echo rxen demo: device interrupts in dom0:
+grep -E 'PCI-MSI|IO-APIC' /proc/interrupts
+if test -n \"$demo_shell\"; then
+  echo \"rxen demo: a dom0 shell on the serial console (poweroff -f ends the machine)\"
+  sh -i
+  echo rxen demo: the shell ended with status $?
+fi
+sleep 5
+echo rxen demo: dom0 powers the machine off
+poweroff -f
+",
+    );
+    script
+}
+
+/// The demo's modules: dom0's kernel and initramfs, the ping-pong pair, then the Linux
+/// domU and its initramfs.
+fn demo_modules(shell: bool) -> Vec<(PathBuf, String)> {
     let guests = image::build_guests();
     let pingpong = guests.join("evtchn_pingpong");
+    let kernel = rxen_tests::debian_kernel();
+    let modules = rxen_tests::debian_modules(&DOM0_MODULES);
+    let files: Vec<(String, PathBuf)> = modules
+        .iter()
+        .map(|m| {
+            let name = m
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (format!("lib/modules/{name}"), m.clone())
+        })
+        .collect();
+    let dom0_initramfs = rxen_tests::busybox_initramfs_with(&dom0_init(&modules), &files);
+    let dom0_args = if shell {
+        "console=hvc0 loglevel=4 demo_shell=1"
+    } else {
+        "console=hvc0 loglevel=4"
+    };
     vec![
-        (pingpong.clone(), "role=server peer=2 rounds=500"),
-        (pingpong, "role=client peer=1 rounds=500"),
-        (rxen_tests::debian_kernel(), "console=hvc0 loglevel=4"),
-        (rxen_tests::busybox_initramfs(DEMO_INIT), ""),
+        (kernel.clone(), dom0_args.to_string()),
+        (dom0_initramfs, String::new()),
+        (
+            pingpong.clone(),
+            "role=server peer=2 rounds=500".to_string(),
+        ),
+        (pingpong, "role=client peer=1 rounds=500".to_string()),
+        (kernel, "console=hvc0 loglevel=4".to_string()),
+        (rxen_tests::busybox_initramfs(DEMO_INIT), String::new()),
     ]
 }
 
-/// The domUs of the demo: d1 and d2 ping-pong, d3 is Linux with two vCPUs.
-pub const DEMO_APPEND: &str = "dom0less domu=0,mem=16M domu=1,mem=16M domu=2+3,mem=256M,vcpus=2";
+/// The domUs beside dom0: d1 and d2 ping-pong, d3 is Linux with two vCPUs.
+pub const DEMO_APPEND: &str =
+    "dom0_mem=256M domu=2,mem=16M domu=3,mem=16M domu=4+5,mem=256M,vcpus=2";
+
+/// The demo's virtio disk: a small image whose first bytes dom0 prints.
+fn demo_disk() -> PathBuf {
+    let dir = rxen_tests::rxen_dir().join("cache");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("demo-disk.img");
+    let mut data = b"Hello from the virtio disk that dom0 owns on rxen.\n".to_vec();
+    data.resize(4 << 20, 0);
+    if let Err(e) = std::fs::write(&path, data) {
+        fail(&format!("cannot write {}: {e}", path.display()));
+    }
+    path
+}
 
 /// Builds the QEMU command line for `image` with the given modules.
-fn qemu_command(image: &Path, options: &Options, modules: &[(PathBuf, &str)]) -> Command {
+fn qemu_command(
+    image: &Path,
+    options: &Options,
+    modules: &[(PathBuf, String)],
+    disk: &Path,
+) -> Command {
     let initrd = modules
         .iter()
         .map(|(path, args)| {
@@ -127,8 +231,17 @@ fn qemu_command(image: &Path, options: &Options, modules: &[(PathBuf, &str)]) ->
         .collect::<Vec<_>>()
         .join(",");
     let mut cmd = Command::new("qemu-system-x86_64");
+    // One host thread for all virtual CPUs: QEMU's multi-threaded TCG crashes
+    // (SIGSEGV) when dom0's Linux sizes a PCI BAR while another virtual CPU runs.
     cmd.args([
-        "-accel", "tcg", "-cpu", "max", "-machine", "q35", "-m", "512M",
+        "-accel",
+        "tcg,thread=single",
+        "-cpu",
+        "max",
+        "-machine",
+        "q35",
+        "-m",
+        "1024M",
     ])
     .arg("-smp")
     .arg(options.smp.to_string())
@@ -140,7 +253,14 @@ fn qemu_command(image: &Path, options: &Options, modules: &[(PathBuf, &str)]) ->
     .arg("-append")
     .arg(options.cmdline())
     .arg("-initrd")
-    .arg(initrd);
+    .arg(initrd)
+    .arg("-drive")
+    .arg(format!(
+        "file={},if=none,id=disk,format=raw",
+        disk.display()
+    ))
+    .args(["-device", "virtio-blk-pci,drive=disk"])
+    .args(["-nic", "user,model=virtio-net-pci"]);
     cmd
 }
 
@@ -149,11 +269,17 @@ pub fn run(options: &Options) -> i32 {
     deps::ensure_rust_target();
     deps::ensure_packages(Task::Run);
     let image = image::build();
-    let modules = demo_modules();
-    let mut cmd = qemu_command(&image, options, &modules);
+    let modules = demo_modules(options.shell);
+    let mut cmd = qemu_command(&image, options, &modules, &demo_disk());
     println!("{}", display_command(&cmd));
-    // stdin is not QEMU's: with -serial stdio on a terminal QEMU would switch it to raw mode.
-    cmd.stdin(Stdio::null())
+    // stdin is QEMU's only for the dom0 shell: with -serial stdio on a terminal QEMU
+    // switches it to raw mode.
+    let stdin = if options.shell {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     let mut child = cmd
@@ -234,6 +360,9 @@ mod tests {
         assert!(Options::parse(&strings(&["--smp"])).is_err());
         assert!(Options::parse(&strings(&["--smp", "0"])).is_err());
         assert!(Options::parse(&strings(&["--bogus"])).is_err());
+        assert!(Options::parse(&strings(&["--shell"])).unwrap().shell);
+        assert!(!Options::parse(&[]).unwrap().shell);
+        assert!(Options::parse(&strings(&["--shell=1"])).is_err());
     }
 
     #[test]
@@ -252,7 +381,11 @@ mod tests {
         let cmd = qemu_command(
             Path::new("/x/rxen"),
             &o,
-            &[("/a/k".into(), "x=1,2"), ("/a/i".into(), "")],
+            &[
+                ("/a/k".into(), "x=1,2".into()),
+                ("/a/i".into(), String::new()),
+            ],
+            Path::new("/d.img"),
         );
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
         let i = args.iter().position(|a| a == "-initrd").unwrap();
