@@ -161,6 +161,9 @@ pub fn next_due(domain: &HvmDomain) -> Option<u64> {
 /// Serves the exit vCPU `v` just took; `others` are the machine's other
 /// domains.
 pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
+    // Whether the guest took the interrupt offered at entry, before any
+    // handler looks at the APIC (an EOI of it, say).
+    vlapic::reconcile_offer(domain, v);
     let vcpu = &mut domain.vcpus[v];
     // The interrupt shadow holds until the guest has gone past its
     // instruction (an exit there may not show it again under QEMU).

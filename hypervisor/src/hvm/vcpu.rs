@@ -134,6 +134,11 @@ pub struct SvmVcpu {
     /// VMRUN does not load the VMCB's shadow bit, so the next exit there
     /// may no longer show it (see [`super::vlapic::inject`]).
     pub shadow_rip: Option<u64>,
+    /// The interrupt offered to the guest as a virtual interrupt (V_IRQ)
+    /// at the last entry: its vector and whether it is the callback vector
+    /// (no APIC acknowledge). The next exit finds out whether it was taken
+    /// ([`super::vlapic::reconcile_offer`]).
+    pub virq_offer: Option<(u8, bool)>,
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -221,6 +226,7 @@ impl SvmVcpu {
             },
             dr: Default::default(),
             shadow_rip: None,
+            virq_offer: None,
         })
     }
 
@@ -332,6 +338,7 @@ impl SvmVcpu {
         vmcb.write64(control::EVENT_INJ, 0);
         vmcb.write64(control::INTERRUPT_SHADOW, 0);
         self.shadow_rip = None;
+        self.virq_offer = None;
         let v_intr = vmcb.read64(control::V_INTR);
         vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
         let misc1 = vmcb.read32(control::INTERCEPT_MISC1);

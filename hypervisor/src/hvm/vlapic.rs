@@ -207,21 +207,76 @@ pub fn deliver_ioapic(domain: &mut HvmDomain, action: rxen_core::vioapic::Action
     }
 }
 
+/// V_INTR (int_ctl) bits: V_IRQ, V_INTR_PRIO (16-19), V_IGN_TPR (20), and
+/// the vector (V_INTR_VECTOR, the next 32-bit word).
+const V_IRQ: u64 = 1 << 8;
+const V_INTR_PRIO_SHIFT: u64 = 16;
+const V_IGN_TPR: u64 = 1 << 20;
+const V_INTR_VECTOR_SHIFT: u64 = 32;
+
+/// Offers `vector` as a virtual interrupt (V_IRQ): the CPU delivers it as
+/// soon as the guest can take it (RFLAGS.IF set, no interrupt shadow),
+/// ignoring V_TPR (the vLAPIC already chose it over its PPR).
+///
+/// Why not EVENT_INJ for external interrupts: QEMU's VMRUN (7.2 to 10.0,
+/// `helper_vmrun`) delivers an injected INTR and leaves it in
+/// `exception_index`, so the next exit request of the emulated CPU
+/// (another vCPU's turn, a kick) delivers it a second time, at the first
+/// instruction of the handler with interrupts off. From user mode that
+/// second entry runs on the user's GS and Linux dies of recursive page
+/// faults in its entry trampoline. Virtual interrupts go through QEMU's
+/// interrupt path, which delivers once.
+fn offer(vmcb: &mut rxen_x86::svm::vmcb::Vmcb, vector: u8) {
+    let v_intr =
+        vmcb.read64(control::V_INTR) & !(0xFF << V_INTR_VECTOR_SHIFT) & !(0xF << V_INTR_PRIO_SHIFT);
+    vmcb.write64(
+        control::V_INTR,
+        v_intr
+            | V_IRQ
+            | V_IGN_TPR
+            | u64::from(vector >> 4) << V_INTR_PRIO_SHIFT
+            | u64::from(vector) << V_INTR_VECTOR_SHIFT,
+    );
+    let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+    vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+}
+
 /// Asks for an exit as soon as the guest can take an interrupt (V_IRQ at
 /// top priority ignoring V_TPR, and the VINTR intercept).
 fn request_window(vmcb: &mut rxen_x86::svm::vmcb::Vmcb) {
     let v_intr = vmcb.read64(control::V_INTR);
-    vmcb.write64(control::V_INTR, v_intr | (1 << 8) | (0xF << 16) | (1 << 20));
+    vmcb.write64(
+        control::V_INTR,
+        v_intr | V_IRQ | (0xF << V_INTR_PRIO_SHIFT) | V_IGN_TPR,
+    );
     let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
     vmcb.write32(control::INTERCEPT_MISC1, misc1 | (1 << 4));
 }
 
-/// Withdraws a request for an interrupt window.
+/// Withdraws a request for an interrupt window or an offered interrupt.
 fn clear_window(vmcb: &mut rxen_x86::svm::vmcb::Vmcb) {
     let v_intr = vmcb.read64(control::V_INTR);
-    vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
+    vmcb.write64(control::V_INTR, v_intr & !V_IRQ);
     let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
     vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+}
+
+/// At an exit of vCPU `v`, before anything else looks at its APIC: the
+/// interrupt offered at the last entry was taken (V_IRQ cleared by the
+/// CPU: an APIC vector goes in service now) or is withdrawn (the next
+/// entry offers what is pending then).
+pub fn reconcile_offer(domain: &mut HvmDomain, v: usize) {
+    let vcpu = &mut domain.vcpus[v];
+    let Some((vector, callback)) = vcpu.virq_offer.take() else {
+        return;
+    };
+    if vcpu.vmcb.read64(control::V_INTR) & V_IRQ == 0 {
+        if !callback {
+            domain.core.vcpus[v].lapic.acknowledge(vector);
+        }
+    } else {
+        clear_window(&mut vcpu.vmcb);
+    }
 }
 
 /// Injects what vCPU `v` should take now: an NMI, else the callback vector
@@ -271,16 +326,9 @@ pub fn inject(domain: &mut HvmDomain, v: usize, callback: Option<u8>) {
     let Some(vector) = vector else {
         return;
     };
-    let interruptible = vmcb.read64(save::RFLAGS) & (1 << 9) != 0 && !shadow;
-    if interruptible && !busy {
-        if callback.is_none() {
-            lapic.acknowledge(vector);
-        }
-        vmcb.write64(control::EVENT_INJ, vector as u64 | (1 << 31));
-    } else {
-        // Another event is being injected (an exception, or an interrupted
-        // delivery again) or interrupts are off: come back when the guest
-        // can take it.
-        request_window(vmcb);
-    }
+    // Offered as a virtual interrupt, taken when the guest can (after an
+    // event being injected now, once interrupts are on); the next exit
+    // looks whether it was (`reconcile_offer`).
+    offer(vmcb, vector);
+    domain.vcpus[v].virq_offer = Some((vector, callback.is_some()));
 }
