@@ -355,6 +355,26 @@ pub fn debian_modules(names: &[&str]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A [`busybox_initramfs_with`] whose `/init` mounts `/proc`, `/sys` and a devtmpfs on
+/// `/dev`, loads Debian's modules `names` and those they depend on ([`debian_modules`],
+/// carried in `/lib/modules`) in order, then runs the shell lines `script`.
+///
+/// # Panics
+/// As [`debian_modules`] and [`busybox_initramfs_with`].
+pub fn modules_initramfs(names: &[&str], script: &str) -> PathBuf {
+    let mut init = String::from(
+        "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n",
+    );
+    let mut files = Vec::new();
+    for module in debian_modules(names) {
+        let name = file_name(&module);
+        init.push_str(&format!("insmod /lib/modules/{name}\n"));
+        files.push((format!("lib/modules/{name}"), module));
+    }
+    init.push_str(script);
+    busybox_initramfs_with(&init, &files)
+}
+
 /// The Debian package whose `/bin/busybox` goes into [`busybox_initramfs`].
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 

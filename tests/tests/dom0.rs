@@ -249,23 +249,7 @@ fn dom0_drives_disks_and_nics_with_msi_msix_and_intx() {
     let image = pattern_file("dom0-sata", 8 << 20, 0x5EED_D15C);
     let nvme = pattern_file("dom0-nvme", 8 << 20, 0x0E1F_0A55);
     let virtio = pattern_file("dom0-virtio", 8 << 20, 0x7172_7105);
-    let modules = rxen_tests::debian_modules(&[
-        "ahci",
-        "sd_mod",
-        "nvme",
-        "virtio_pci",
-        "virtio_blk",
-        "vmxnet3",
-        "e1000",
-    ]);
-    let mut script = String::from("#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n");
-    let mut files = Vec::new();
-    for m in &modules {
-        let name = m.file_name().unwrap().to_string_lossy().to_string();
-        script.push_str(&format!("insmod /lib/modules/{name}\n"));
-        files.push((format!("lib/modules/{name}"), m.clone()));
-    }
-    script.push_str(&format!(
+    let script = format!(
         "for i in $(seq 1 100); do test -e /sys/block/sda && break; sleep 0.1; done
 echo rxen-dom0: disk $(cat /sys/block/sda/size)
 echo rxen-dom0: md5 $(dd if=/dev/sda bs=65536 count={} 2>/dev/null | md5sum)
@@ -309,8 +293,19 @@ poweroff -f
         READ / 512,
         MARK.len(),
         READ / 65536,
-    ));
-    let initramfs = rxen_tests::busybox_initramfs_with(&script, &files);
+    );
+    let initramfs = rxen_tests::modules_initramfs(
+        &[
+            "ahci",
+            "sd_mod",
+            "nvme",
+            "virtio_pci",
+            "virtio_blk",
+            "vmxnet3",
+            "e1000",
+        ],
+        &script,
+    );
     let out = machine("dom0-sata-ethernet-msi")
         .arg("-drive")
         .arg(format!(

@@ -353,31 +353,16 @@ fn linux_boot() -> bool {
 /// dom0's kernel command line in the benchmarks (QEMU's direct boot uses ttyS0).
 const DOM0_BENCH_ARGS: &str = "console=hvc0 loglevel=4";
 
-/// The `/init` of the disk benchmark: the virtio modules, then four 64 MiB sequential
+/// The `/init` of the disk benchmark, after the virtio modules: four 64 MiB sequential
 /// reads of the virtio disk with O_DIRECT, timed together by the guest's uptime (its
 /// 10 ms steps are then under 5 % of the time).
-fn disk_init(modules: &[std::path::PathBuf]) -> String {
-    let mut script = String::from(
-        "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n",
-    );
-    for m in modules {
-        let name = m
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        script.push_str(&format!("insmod /lib/modules/{name}\n"));
-    }
-    script.push_str(
-        "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
+const DISK_INIT: &str = "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
 start=$(cut -d' ' -f1 /proc/uptime)
 for pass in 1 2 3 4; do dd if=/dev/vda of=/dev/null bs=1M count=64 iflag=direct 2>/dev/null; done
 end=$(cut -d' ' -f1 /proc/uptime)
 echo rxen-bench: disk read from $start to $end
 poweroff -f
-",
-    );
-    script
-}
+";
 
 /// Seconds between `from` and `to` on the guest's `rxen-bench: disk read` line.
 fn disk_seconds(out: &Outcome) -> Option<f64> {
@@ -406,18 +391,7 @@ fn dom0() -> bool {
     println!("\nxtask: Debian's Linux as dom0 against QEMU's direct boot (same kernel and initramfs, {RUNS} alternating runs)");
     let kernel = rxen_tests::debian_kernel();
     let boot_initramfs = rxen_tests::busybox_initramfs(BOOT_INIT);
-    let modules = rxen_tests::debian_modules(&["virtio_pci", "virtio_blk"]);
-    let files: Vec<(String, std::path::PathBuf)> = modules
-        .iter()
-        .map(|m| {
-            let name = m
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (format!("lib/modules/{name}"), m.clone())
-        })
-        .collect();
-    let disk_initramfs = rxen_tests::busybox_initramfs_with(&disk_init(&modules), &files);
+    let disk_initramfs = rxen_tests::modules_initramfs(&["virtio_pci", "virtio_blk"], DISK_INIT);
     let dir = rxen_tests::rxen_dir().join("tmp");
     let _ = std::fs::create_dir_all(&dir);
     let image = dir.join(format!("bench-disk-{}.img", std::process::id()));

@@ -106,27 +106,8 @@ poweroff -f
 /// dom0's modules in the demo (and what they need): the virtio disk and NIC.
 const DOM0_MODULES: [&str; 3] = ["virtio_pci", "virtio_blk", "virtio_net"];
 
-/// dom0's `/init`: its modules, what it owns, DHCP, a ping, then a shell or poweroff.
-fn dom0_init(modules: &[PathBuf]) -> String {
-    let mut script = String::from(
-        "#!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs dev /dev
-",
-    );
-    for m in modules {
-        let name = m
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        script.push_str(&format!(
-            "insmod /lib/modules/{name}
-"
-        ));
-    }
-    script.push_str(
-        "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
+/// dom0's `/init` after its modules: what it owns, DHCP, a ping, then a shell or poweroff.
+const DOM0_INIT: &str = "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
 echo
 echo rxen demo: Linux $(uname -r) is dom0, the control domain, on $(nproc) vCPU
 echo rxen demo: dom0 owns the PCI devices $(ls /sys/bus/pci/devices)
@@ -152,10 +133,7 @@ fi
 sleep 5
 echo rxen demo: dom0 powers the machine off
 poweroff -f
-",
-    );
-    script
-}
+";
 
 /// The demo's modules: dom0's kernel and initramfs, the ping-pong pair, then the Linux
 /// domU and its initramfs.
@@ -163,18 +141,7 @@ fn demo_modules(shell: bool) -> Vec<(PathBuf, String)> {
     let guests = image::build_guests();
     let pingpong = guests.join("evtchn_pingpong");
     let kernel = rxen_tests::debian_kernel();
-    let modules = rxen_tests::debian_modules(&DOM0_MODULES);
-    let files: Vec<(String, PathBuf)> = modules
-        .iter()
-        .map(|m| {
-            let name = m
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (format!("lib/modules/{name}"), m.clone())
-        })
-        .collect();
-    let dom0_initramfs = rxen_tests::busybox_initramfs_with(&dom0_init(&modules), &files);
+    let dom0_initramfs = rxen_tests::modules_initramfs(&DOM0_MODULES, DOM0_INIT);
     let dom0_args = if shell {
         "console=hvc0 loglevel=4 demo_shell=1"
     } else {

@@ -492,11 +492,20 @@ mod tests {
                 }
             })
         );
-        // A change while unmasked is an Unmask again (same host vector).
-        assert!(matches!(
-            msix.write(&mut probe, BAR1 + 0x14, 4, 0),
-            None | Some(MsixChange::Unmask { .. })
-        ));
+        // A change while unmasked is an Unmask again (the host vector stays); writing
+        // what is there already is nothing.
+        assert_eq!(msix.write(&mut probe, BAR1 + 0x14, 4, 0), None);
+        assert_eq!(
+            msix.write(&mut probe, BAR1 + 0x18, 4, 0x61),
+            Some(MsixChange::Unmask {
+                entry: 1,
+                guest: MsiMessage {
+                    data: 0x61,
+                    ..moved
+                }
+            })
+        );
+        assert_eq!(msix.vector(1), Some(0x33));
         // Odd accesses to the table: all ones, nothing stored.
         assert_eq!(msix.read(&mut probe, BAR1 + 0x10, 2), 0xFFFF);
         assert_eq!(msix.write(&mut probe, BAR1 + 0x11, 1, 0xAA), None);

@@ -715,11 +715,7 @@ fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow
             }
             Flow::Continue
         }
-        Err(error) => {
-            let why = alloc::format!("access to unbacked guest-physical {gpa:#x} by an instruction rxen cannot emulate ({error})");
-            report_guest_failure(domain, v, &why);
-            Flow::End(ShutdownReason::Crash)
-        }
+        Err(error) => cannot_emulate(domain, v, gpa, "unbacked guest-physical", error),
     }
 }
 
@@ -812,13 +808,7 @@ fn ioapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
             }
             Flow::Continue
         }
-        Err(error) => {
-            let why = alloc::format!(
-                "access to the IO-APIC at {gpa:#x} by an instruction rxen cannot emulate ({error})"
-            );
-            report_guest_failure(domain, v, &why);
-            Flow::End(ShutdownReason::Crash)
-        }
+        Err(error) => cannot_emulate(domain, v, gpa, "the IO-APIC", error),
     }
 }
 
@@ -860,13 +850,7 @@ fn ecam_access(
     };
     match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut window) {
         Ok(_) => Flow::Continue,
-        Err(error) => {
-            let why = alloc::format!(
-                "access to ECAM at {gpa:#x} by an instruction rxen cannot emulate ({error})"
-            );
-            report_guest_failure(domain, v, &why);
-            Flow::End(ShutdownReason::Crash)
-        }
+        Err(error) => cannot_emulate(domain, v, gpa, "ECAM", error),
     }
 }
 
@@ -890,14 +874,24 @@ fn msix_access(domain: &mut HvmDomain, v: usize, gpa: u64, sbdf: rxen_core::vpci
     };
     match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut window) {
         Ok(_) => Flow::Continue,
-        Err(error) => {
-            let why = alloc::format!(
-                "access to an MSI-X table at {gpa:#x} by an instruction rxen cannot emulate ({error})"
-            );
-            report_guest_failure(domain, v, &why);
-            Flow::End(ShutdownReason::Crash)
-        }
+        Err(error) => cannot_emulate(domain, v, gpa, "an MSI-X table", error),
     }
+}
+
+/// Crashes the domain whose vCPU `v` accessed `what` at `gpa` with an
+/// instruction rxen cannot emulate (`error`), with a report.
+fn cannot_emulate(
+    domain: &mut HvmDomain,
+    v: usize,
+    gpa: u64,
+    what: &str,
+    error: emulate::EmulationError,
+) -> Flow {
+    let why = alloc::format!(
+        "access to {what} at {gpa:#x} by an instruction rxen cannot emulate ({error})"
+    );
+    report_guest_failure(domain, v, &why);
+    Flow::End(ShutdownReason::Crash)
 }
 
 /// An access to vCPU `v`'s local APIC page at `gpa`.
@@ -926,12 +920,6 @@ fn lapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
             }
             Flow::Continue
         }
-        Err(error) => {
-            let why = alloc::format!(
-                "access to the local APIC at {gpa:#x} by an instruction rxen cannot emulate ({error})"
-            );
-            report_guest_failure(domain, v, &why);
-            Flow::End(ShutdownReason::Crash)
-        }
+        Err(error) => cannot_emulate(domain, v, gpa, "the local APIC", error),
     }
 }
