@@ -1175,22 +1175,37 @@ impl Qemu {
         eprintln!("[{}] {command_line}", self.name);
 
         let start = Instant::now();
-        let child = Command::new(program)
-            .args(&args)
-            .stdin(if self.inputs.is_empty() {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} ({e}): install qemu-system-x86 (`cargo xtask test` does)",
-                    program.to_string_lossy()
-                )
-            });
+        let spawn = || {
+            Command::new(program)
+                .args(&args)
+                .stdin(if self.inputs.is_empty() {
+                    Stdio::null()
+                } else {
+                    Stdio::piped()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // A program written just now (the harness self-tests' fake QEMUs) can be
+        // "busy" for a moment: another test thread's fork may still hold the
+        // writer's descriptor until its exec. Tried again for up to a second.
+        let mut attempt = spawn();
+        for _ in 0..100 {
+            match &attempt {
+                Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy => {
+                    thread::sleep(Duration::from_millis(10));
+                    attempt = spawn();
+                }
+                _ => break,
+            }
+        }
+        let child = attempt.unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): install qemu-system-x86 (`cargo xtask test` does)",
+                program.to_string_lossy()
+            )
+        });
         let mut guard = ChildGuard(child);
         let echo = std::env::var_os("RXEN_TEST_ECHO").is_some_and(|v| v != "0" && !v.is_empty());
         let stdout = Arc::new(Mutex::new(Vec::new()));
