@@ -4,11 +4,12 @@
 //! panic) and every frame must come back when the last domain is gone.
 //!
 //! The seed is `RXEN_FUZZ_SEED` if set (`random`: new for every run), else the fixed
-//! [`SEED`], so that the suite gives the same run every time (the fuzzer still breaks
-//! its own memory with some seeds: see the README's Security model); it is printed, so
+//! [`SEED`], so that the suite gives the same run every time; it is printed, so
 //! that a failing run can be replayed with `RXEN_FUZZ_SEED=<seed>` (and `RXEN_FUZZ_TRACE=<n>`
 //! to print every call from call `n` on; `RXEN_FUZZ_EXTRA` adds words to the fuzzer's
-//! command line, e.g. `progress=1000`). `RXEN_FUZZ_CALLS` overrides the call count,
+//! command line, e.g. `progress=1000`). The fuzzer runs with `watch=1`: after every
+//! call its page tables must be as they were before the first (the hypervisor wrote
+//! nowhere it was not pointed). `RXEN_FUZZ_CALLS` overrides the call count,
 //! `RXEN_FUZZ_SKIP` the list of skipped hypercalls (see [`SKIP`]).
 //!
 //! Run with `cargo xtask test`, or `cargo xtask build && cargo test -p rxen-tests --test
@@ -68,7 +69,7 @@ pub fn fuzz_beside_pingpong(name: &str, calls: u64, timeout: Duration) -> (Outco
         .module(guest("evtchn_pingpong"), "role=client peer=1 rounds=2000")
         .module(
             guest("fuzz"),
-            &format!("seed={seed} calls={calls} skip={skip} domid={FUZZ_DOMID}{trace}"),
+            &format!("seed={seed} calls={calls} skip={skip} domid={FUZZ_DOMID} watch=1{trace}"),
         )
         .timeout(timeout)
         .run();

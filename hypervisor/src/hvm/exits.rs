@@ -312,6 +312,23 @@ fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
         vmcb.read64(save::CR4),
         vmcb.read64(save::EFER)
     );
+    let regs = super::emulate::paging_regs(vmcb);
+    for (name, linear) in [
+        ("RIP", vmcb.read64(save::RIP)),
+        ("CR2", vmcb.read64(save::CR2)),
+    ] {
+        let (entries, n) = rxen_x86::svm::guest_walk::long_mode_entries(&regs, linear, &|gpa| {
+            domain.memory.read_u64(Gpa(gpa))
+        });
+        if n > 0 {
+            printk!(
+                "d{id}v{v}: page walk of {name} {linear:#x}: {:x?}",
+                &entries[..n]
+            );
+        } else if regs.cr0 & rxen_x86::ctrlreg::cr0::PG != 0 {
+            printk!("d{id}v{v}: page walk of {name} {linear:#x}: the PML4 is not RAM");
+        }
+    }
     printk!(
         "d{id}v{v}: exit {:#x} info1 {:#x} info2 {:#x} intinfo {:#x}",
         vmcb.read64(control::EXIT_CODE),

@@ -132,6 +132,34 @@ pub fn translate(
     }
 }
 
+/// The entries a 4-level long-mode walk of `linear` reads, from the PML4
+/// entry down, for a crash report (Xen's `show_page_walk`): it stops after a
+/// non-present or huge entry or a table outside the guest's memory. Empty
+/// when the guest is not in long mode with paging.
+pub fn long_mode_entries(
+    regs: &PagingRegs,
+    linear: u64,
+    read_u64: &dyn Fn(u64) -> Option<u64>,
+) -> ([u64; 4], usize) {
+    let mut entries = [0u64; 4];
+    if regs.cr0 & CR0_PG == 0 || regs.efer & EFER_LMA == 0 {
+        return (entries, 0);
+    }
+    let mut table = regs.cr3 & ADDR;
+    for (n, level) in (1..=4u32).rev().enumerate() {
+        let shift = 12 + 9 * (level - 1);
+        let Some(entry) = read_u64(table + ((linear >> shift) & 511) * 8) else {
+            return (entries, n);
+        };
+        entries[n] = entry;
+        if entry & PRESENT == 0 || level == 1 || (level <= 3 && entry & HUGE != 0) {
+            return (entries, n + 1);
+        }
+        table = entry & ADDR;
+    }
+    (entries, 4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +198,32 @@ mod tests {
             translate(&regs, 0x0000_8000_0000_0000, false, &read),
             Err(WalkError::NonCanonical)
         );
+    }
+
+    #[test]
+    fn crash_report_lists_the_entries_walked() {
+        let mut mem = HashMap::new();
+        mem.insert(0x1000u64, 0x2000 | PRESENT | WRITABLE); // PML4[0]
+        mem.insert(0x2000, 0x3000 | PRESENT | WRITABLE); // PDPT[0]
+        mem.insert(0x3000, 0x4000 | PRESENT | WRITABLE); // PD[0] -> PT
+        mem.insert(0x3008, 0x0060_0000 | PRESENT | HUGE); // PD[1]: 2 MiB
+        mem.insert(0x4000 + 5 * 8, 0x9000 | PRESENT); // PT[5]
+        mem.insert(0x1008, 0xFFFD_0000_2000 | PRESENT); // PML4[1]: reserved bits
+        let read = |a: u64| Some(*mem.get(&a).unwrap_or(&0));
+        let regs = long_mode();
+        let walk = |linear| {
+            let (entries, n) = long_mode_entries(&regs, linear, &read);
+            entries[..n].to_vec()
+        };
+        assert_eq!(walk(0x5000), [0x2003, 0x3003, 0x4003, 0x9001]);
+        assert_eq!(walk(0x20_0000), [0x2003, 0x3003, 0x60_0081]);
+        assert_eq!(walk(0x6000), [0x2003, 0x3003, 0x4003, 0]);
+        // A reserved bit is shown, not interpreted: the walk goes on from the address.
+        assert_eq!(walk(0x80_0000_0000)[0], 0xFFFD_0000_2001);
+        // Not RAM at CR3: nothing; paging off: nothing.
+        assert!(long_mode_entries(&regs, 0, &|_| None).1 == 0);
+        let off = PagingRegs { cr0: 1, ..regs };
+        assert!(long_mode_entries(&off, 0x5000, &read).1 == 0);
     }
 
     #[test]

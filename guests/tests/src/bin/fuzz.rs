@@ -68,11 +68,20 @@ static mut SACRIFICE: Pages<16> = Pages([[0; 4096]; 16]);
 /// page tables may overwrite (1 GiB to 1.5 GiB): never drawn as a value.
 const PT_HOLE: core::ops::Range<u64> = 0x4000_0000..0x6000_0000;
 
+/// The one page where areas the hypervisor keeps writing on its own (a runstate
+/// area, a vcpu_time area) are registered: nothing else of the fuzzer's is ever
+/// placed there. (In the arena, the times written there at every vCPU switch
+/// rewrote later calls' structures: a runstate time of 1.4 ms is the pointer
+/// 0x155cc0, into the fuzzer's own stack.)
+static mut LIVE: Pages<2> = Pages([[0; 4096]; 2]);
+
 /// SCHEDOP_poll's argument: never pointed at otherwise, so that no output of an
 /// earlier multicall entry can turn its deadline into 0 (wait forever).
 static mut POLL: [u64; 3] = [0; 3];
 /// The page tables, saved around a call that points the hypervisor into them.
 static mut PT_SAVE: Pages<6> = Pages([[0; 4096]; 6]);
+/// The page tables as they were before the first call (`watch=1`).
+static mut PT_PRISTINE: Pages<6> = Pages([[0; 4096]; 6]);
 
 extern "C" {
     static __image_start: u8;
@@ -287,6 +296,8 @@ struct Fuzzer {
     force_arena: bool,
     /// A multicall's entries are being drawn.
     in_multicall: bool,
+    /// Check after every call that the page tables are unchanged (`watch=1`).
+    watch: bool,
 }
 
 fn put(body: &mut [u8], off: usize, bytes: &[u8]) {
@@ -362,6 +373,7 @@ impl Fuzzer {
             ngrant: 0,
             force_arena: false,
             in_multicall: false,
+            watch: si.arg_u64("watch") == Some(1),
         };
         // Sacrificial frames: our own 16 pages, low RAM below the legacy hole (the
         // runtime keeps nothing there), and 16 frames above RAM.
@@ -567,8 +579,20 @@ impl Fuzzer {
         }
     }
 
-    /// A pointer of any class (`safe`: no page tables; for areas the hypervisor keeps
-    /// writing later).
+    /// A pointer for an area the hypervisor keeps writing later: in [`LIVE`]'s first
+    /// page, now and then misaligned or crossing into its second, or a bad one.
+    fn live_ptr(&mut self) -> u64 {
+        let live = &raw const LIVE as u64;
+        match self.rng.below(8) {
+            0 => self
+                .rng
+                .pick(&[0, u64::MAX - 7, 0xFFFF_8000_0000_0000, 1 << 32]),
+            1 => live + self.rng.below(PAGE),
+            _ => live + (self.rng.below(PAGE - 64) & !7),
+        }
+    }
+
+    /// A pointer of any class (`safe`: no page tables).
     fn ptr(&mut self, safe: bool) -> u64 {
         // Offsets leave room for 2 KiB of output in the same page or area.
         let a = self.arena.0 + self.rng.below(3 * PAGE);
@@ -731,6 +755,33 @@ impl Fuzzer {
                     }
                 }
             }
+        }
+    }
+
+    /// `watch=1`: the page tables must be as before the first call.
+    fn check_watch(&mut self, call: &Call, ret: i64) {
+        // SAFETY: the six page-table pages and our pristine copy of them.
+        let (now, pristine) = unsafe {
+            (
+                core::slice::from_raw_parts(self.pml4 as *const u64, 6 * 512),
+                core::slice::from_raw_parts((&raw const PT_PRISTINE) as *const u64, 6 * 512),
+            )
+        };
+        // The CPU sets Accessed and Dirty (bits 5 and 6) as it walks.
+        const AD: u64 = 0x60;
+        if let Some(i) = (0..now.len()).find(|&i| (now[i] ^ pristine[i]) & !AD != 0) {
+            error!(
+                "call {}: nr {} sub {:?} args {:x?} struct {:x?} {:x?} returned {ret}: page-table word at {:#x} is {:#x}, was {:#x}",
+                self.index,
+                call.nr,
+                call.sub,
+                call.args,
+                call.at,
+                &call.body[..call.size],
+                self.pml4 + 8 * i as u64,
+                now[i],
+                pristine[i]
+            );
         }
     }
 
@@ -1102,7 +1153,7 @@ impl Fuzzer {
                 put32(b, 0, f.rng.below(3));
             }),
             5 | 13 => {
-                let p = self.ptr(true);
+                let p = self.live_ptr();
                 self.structure(call, 8, |_, b| put64(b, 0, p))
             }
             6 => self.structure(call, 8, |f, b| {
@@ -1195,12 +1246,19 @@ impl Fuzzer {
     }
 
     fn grant_op(&mut self, call: &mut Call, sub: u32) {
-        let count = match self.rng.below(8) {
+        let mut count = match self.rng.below(8) {
             0 => 0,
             1 => self.val(),
             2 => self.rng.below(4) + 1,
             _ => 1,
         };
+        if self.in_multicall && count > 4 {
+            // A batch in a multicall lies just below the multicall's list (see
+            // `top`): a wild count would run its elements through the list, and the
+            // statuses written into them would turn later entries into any call
+            // with any pointer (seen: a status written into the page tables).
+            count = 4;
+        }
         call.args[2] = count;
         let elem = |f: &mut Fuzzer,
                     call: &mut Call,
@@ -1439,6 +1497,9 @@ impl Fuzzer {
         if self.pt_dirty {
             self.restore_page_tables();
         }
+        if self.watch {
+            self.check_watch(&call, ret);
+        }
         if self.index >= self.trace_from {
             println!("fuzz: call {}: returned {ret}", self.index);
         }
@@ -1665,6 +1726,14 @@ fn main(si: &StartInfo) {
         f.remember(port);
     }
     f.set_up(console_gfn.filter(|&g| g != 0));
+    // SAFETY: the six page-table pages and our copy of them.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            f.pml4 as *const u8,
+            (&raw mut PT_PRISTINE) as *mut u8,
+            6 * PAGE as usize,
+        )
+    };
     let start = now();
     while f.index < calls {
         f.step();
@@ -1677,6 +1746,12 @@ fn main(si: &StartInfo) {
         }
     }
     let elapsed = now() - start;
+    // Our random console output may have spent the domain's output budget (64 KiB
+    // burst, 8 KiB/s): a second of silence earns the report its place.
+    let quiet = now() + 1_000_000_000;
+    while now() < quiet {
+        core::hint::spin_loop();
+    }
     set_trap_hook(None);
     // SCHEDOP_shutdown_code drawn above would be the reason of our poweroff (as in
     // Xen's domain_shutdown): make it poweroff again.
