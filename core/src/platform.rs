@@ -11,12 +11,12 @@
 //! explicitly in its implementation (and with Xen's errno), it cannot
 //! forget one and compile.
 //!
-//! Memory the guest shares with the hypervisor is never a `&mut [u8]`:
-//! pages are [`SharedPage`] views (atomic words) and FIFO event words an
-//! [`AtomicU32`], because another vCPU writes them while we look.
+//! Memory the guest shares with the hypervisor is never a `&mut [u8]`: it
+//! is seen only as [`SharedPage`] views (atomic words) — the shared-info
+//! page, a registered `vcpu_info`, FIFO event words and control blocks —
+//! because another vCPU writes it while we look.
 
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::Errno;
 
@@ -49,15 +49,10 @@ pub trait GuestAccess: GuestCopy {
     /// guest or not), which the guest's vCPUs may be writing meanwhile.
     fn shared_info(&mut self, f: &mut dyn FnMut(SharedPage<'_>));
     /// Runs `f` once on guest frame `gfn` of the domain's own RAM (a
-    /// registered `vcpu_info`), which the guest's vCPUs may be writing
+    /// registered `vcpu_info`, FIFO event words and control blocks), which the guest's vCPUs may be writing
     /// meanwhile: `-EFAULT` if `gfn` is not (or no longer) the domain's
     /// own RAM.
     fn guest_page(&mut self, gfn: Gfn, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno>;
-    /// Runs `f` on the aligned 32-bit word of guest-physical memory at
-    /// `gpa`, which the guest may be writing at the same time (FIFO event
-    /// words and control blocks): `-EFAULT` if `gpa` is not 4-byte aligned
-    /// or not the domain's RAM.
-    fn guest_atomic_u32(&mut self, gpa: Gpa, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno>;
 }
 
 /// System time and the guest's view of it.

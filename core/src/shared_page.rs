@@ -1,7 +1,8 @@
 //! Memory the hypervisor shares with a guest: the one type through which
 //! the core reads and writes a page that the guest (on another CPU) may be
 //! writing at the same moment — the shared-info page, a registered
-//! `vcpu_info` — never as a `&mut [u8]`.
+//! `vcpu_info`, the PV console ring, FIFO event words and control blocks —
+//! never as a `&mut [u8]`.
 //!
 //! [`SharedPage`] is a view over one 4 KiB page as aligned 64-bit atomic
 //! words. Every access is one atomic operation on one word, the same
@@ -12,6 +13,16 @@
 //! operations count them (bit `n` of the field at `at` is bit `n % 8` of the
 //! byte `at + n / 8`), so fields need no alignment. Narrow stores and byte
 //! copies change only their own bytes (a compare-and-exchange on the word).
+//!
+//! 32-bit fields (FIFO event words, control-block `ready` and `head`) are
+//! the halves of their word and must be 4-byte aligned (little-endian:
+//! `at % 8 == 4` is the high half): [`SharedPage::fetch_or_u32`] and
+//! [`SharedPage::fetch_and_u32`] are one `lock or`/`lock and` on the word
+//! with the other half's bits left alone; [`SharedPage::compare_exchange_u32`]
+//! and [`SharedPage::fetch_update_u32`] compare-and-exchange the whole
+//! word, trying again when only the other half changed, so they behave as
+//! the `AtomicU32` operations of the same names and never undo what the
+//! guest wrote to the neighbouring field.
 //!
 //! Offsets are checked: an access beyond the page does nothing and reports
 //! `None` (or `false`), it never panics. The platform builds the view over
@@ -194,10 +205,106 @@ impl<'a> SharedPage<'a> {
         self.write(at, &[value])
     }
 
-    /// Stores the little-endian `value` at `at`; false beyond the page.
-    pub fn store_u32(&self, at: usize, value: u32) -> bool {
-        self.write(at, &value.to_le_bytes())
+    /// The enclosing word of the 4-byte-aligned 32-bit field at `at` and
+    /// the field's shift within it (little-endian: `at % 8 == 4` is the
+    /// high half).
+    fn half(&self, at: usize) -> Option<(&'a AtomicU64, u32)> {
+        if !at.is_multiple_of(4) {
+            return None;
+        }
+        let shift = if at % 8 == 4 { 32 } else { 0 };
+        Some((self.word(at / 8)?, shift))
     }
+
+    /// The aligned 32-bit field at byte `at` (`None`: beyond the page or
+    /// not 4-byte aligned).
+    pub fn load_u32(&self, at: usize) -> Option<u32> {
+        let (word, shift) = self.half(at)?;
+        Some(field(word.load(Ordering::SeqCst), shift))
+    }
+
+    /// Stores the little-endian `value` in the aligned 32-bit field at
+    /// `at`, leaving the other half of its word as it is; false beyond the
+    /// page or not 4-byte aligned.
+    pub fn store_u32(&self, at: usize, value: u32) -> bool {
+        self.fetch_update_u32(at, |_| Some(value)).is_some()
+    }
+
+    /// ORs `bits` into the aligned 32-bit field at `at` (one atomic
+    /// operation); returns its old value.
+    pub fn fetch_or_u32(&self, at: usize, bits: u32) -> Option<u32> {
+        let (word, shift) = self.half(at)?;
+        let old = word.fetch_or(u64::from(bits) << shift, Ordering::SeqCst);
+        Some(field(old, shift))
+    }
+
+    /// ANDs `bits` into the aligned 32-bit field at `at` (one atomic
+    /// operation; the other half of the word is ANDed with ones); returns
+    /// its old value.
+    pub fn fetch_and_u32(&self, at: usize, bits: u32) -> Option<u32> {
+        let (word, shift) = self.half(at)?;
+        let mask = !(u64::from(!bits) << shift);
+        Some(field(word.fetch_and(mask, Ordering::SeqCst), shift))
+    }
+
+    /// Replaces the aligned 32-bit field at `at` with `new` if it holds
+    /// `current`, as `AtomicU32::compare_exchange`: `Ok(current)` when
+    /// replaced, `Err(value)` with the value found otherwise (`None`:
+    /// beyond the page or not 4-byte aligned). The exchange is on the
+    /// whole word; when it fails only because the other half changed, it
+    /// is tried again, so a failure always means this field differed.
+    pub fn compare_exchange_u32(
+        &self,
+        at: usize,
+        current: u32,
+        new: u32,
+    ) -> Option<Result<u32, u32>> {
+        let (word, shift) = self.half(at)?;
+        let mut w = word.load(Ordering::SeqCst);
+        loop {
+            let found = field(w, shift);
+            if found != current {
+                return Some(Err(found));
+            }
+            match word.compare_exchange(
+                w,
+                with_field(w, shift, new),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Ok(current)),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Updates the aligned 32-bit field at `at` with `f`, as
+    /// `AtomicU32::fetch_update`: `f` gets the field's value and returns the
+    /// new one (`None`: leave it), and is called again whenever the word
+    /// changed meanwhile (either half). Returns `Ok(old)` when updated,
+    /// `Err(old)` when `f` declined (`None`: beyond the page or not 4-byte
+    /// aligned).
+    pub fn fetch_update_u32(
+        &self,
+        at: usize,
+        mut f: impl FnMut(u32) -> Option<u32>,
+    ) -> Option<Result<u32, u32>> {
+        let (word, shift) = self.half(at)?;
+        let result = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            Some(with_field(w, shift, f(field(w, shift))?))
+        });
+        Some(result.map(|w| field(w, shift)).map_err(|w| field(w, shift)))
+    }
+}
+
+/// The 32-bit field at `shift` (0 or 32) of `word`.
+fn field(word: u64, shift: u32) -> u32 {
+    (word >> shift) as u32
+}
+
+/// `word` with its 32-bit field at `shift` (0 or 32) replaced by `value`.
+fn with_field(word: u64, shift: u32, value: u32) -> u64 {
+    (word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift)
 }
 
 /// A page of zeroed atomic words, for tests and for building pages.
@@ -262,6 +369,101 @@ mod tests {
         assert_eq!(page.load_u8(9), Some(0xAA));
         assert_eq!(page.fetch_and(0, 0xFF), Some(0xAAAA_5678_FFFF_00FF));
         assert_eq!(page.fetch_or(0, 0x100), Some(0xFF));
+    }
+
+    #[test]
+    fn u32_fields_are_the_halves_of_their_word() {
+        let words = zeroed_words();
+        let page = SharedPage::new(&words);
+        assert!(page.store(16, 0x1111_2222_3333_4444));
+        assert_eq!(page.load_u32(16), Some(0x3333_4444));
+        assert_eq!(page.load_u32(20), Some(0x1111_2222));
+        assert!(page.store_u32(20, 0xAAAA_BBBB));
+        assert_eq!(page.load(16), Some(0xAAAA_BBBB_3333_4444));
+        assert!(page.store_u32(16, 0x5));
+        assert_eq!(page.load(16), Some(0xAAAA_BBBB_0000_0005));
+        // fetch_or / fetch_and change their half only.
+        assert_eq!(page.fetch_or_u32(16, 0xF0), Some(0x5));
+        assert_eq!(page.fetch_or_u32(20, 0x4), Some(0xAAAA_BBBB));
+        assert_eq!(page.load(16), Some(0xAAAA_BBBF_0000_00F5));
+        assert_eq!(page.fetch_and_u32(20, 0xFFFF_0000), Some(0xAAAA_BBBF));
+        assert_eq!(page.fetch_and_u32(16, !0x1), Some(0xF5));
+        assert_eq!(page.load(16), Some(0xAAAA_0000_0000_00F4));
+        // compare_exchange: Ok(current) when it matched, Err(found) when not.
+        assert_eq!(
+            page.compare_exchange_u32(20, 0xAAAA_0000, 7),
+            Some(Ok(0xAAAA_0000))
+        );
+        assert_eq!(page.compare_exchange_u32(20, 0xAAAA_0000, 8), Some(Err(7)));
+        assert_eq!(
+            page.compare_exchange_u32(16, 0xF4, 0x1_0000),
+            Some(Ok(0xF4))
+        );
+        assert_eq!(page.load(16), Some(0x0000_0007_0001_0000));
+        // fetch_update: Ok(old) when updated, Err(old) when declined.
+        assert_eq!(page.fetch_update_u32(20, |v| Some(v * 3)), Some(Ok(7)));
+        assert_eq!(page.fetch_update_u32(16, |_| None), Some(Err(0x1_0000)));
+        assert_eq!(page.load(16), Some(0x0000_0015_0001_0000));
+        // The last field of the page.
+        assert!(page.store_u32(4092, 0xDEAD_BEEF));
+        assert_eq!(page.load_u32(4092), Some(0xDEAD_BEEF));
+        assert_eq!(page.load(4088), Some(0xDEAD_BEEF_0000_0000));
+    }
+
+    #[test]
+    fn u32_fields_are_aligned_and_in_the_page() {
+        let words = zeroed_words();
+        let page = SharedPage::new(&words);
+        for at in [1, 2, 3, 6, 4094, 4096, 4100, usize::MAX - 3, usize::MAX] {
+            assert_eq!(page.load_u32(at), None, "load_u32({at})");
+            assert!(!page.store_u32(at, 1), "store_u32({at})");
+            assert_eq!(page.fetch_or_u32(at, 1), None, "fetch_or_u32({at})");
+            assert_eq!(page.fetch_and_u32(at, 0), None, "fetch_and_u32({at})");
+            assert_eq!(
+                page.compare_exchange_u32(at, 0, 1),
+                None,
+                "compare_exchange_u32({at})"
+            );
+            assert_eq!(
+                page.fetch_update_u32(at, |_| Some(1)),
+                None,
+                "fetch_update_u32({at})"
+            );
+        }
+        assert!(words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn a_u32_exchange_keeps_what_the_other_half_got_meanwhile() {
+        // One side compare-exchanges (and updates) the low half of a word
+        // again and again while the other sets bits in the high half: no
+        // exchange undoes a bit, and each exchange of the low half counts.
+        const ROUNDS: u32 = 20_000;
+        let words = zeroed_words();
+        let page = SharedPage::new(&words);
+        let other = std::thread::scope(|s| {
+            let g = s.spawn(|| {
+                for i in 0..ROUNDS {
+                    page.fetch_or_u32(12, 1 << (i % 32));
+                    page.fetch_and_u32(12, !(1 << ((i + 16) % 32)) | 1 << 31);
+                    page.fetch_or_u32(12, 1 << ((i + 16) % 32));
+                }
+            });
+            let mut value = 0u32;
+            for _ in 0..ROUNDS {
+                assert_eq!(
+                    page.compare_exchange_u32(8, value, value + 1),
+                    Some(Ok(value))
+                );
+                value += 1;
+                assert_eq!(page.fetch_update_u32(8, |v| Some(v + 1)), Some(Ok(value)));
+                value += 1;
+            }
+            g.join()
+        });
+        assert!(other.is_ok());
+        assert_eq!(page.load_u32(8), Some(2 * ROUNDS));
+        assert_eq!(page.load_u32(12), Some(u32::MAX));
     }
 
     #[test]

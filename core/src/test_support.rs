@@ -239,20 +239,6 @@ impl GuestAccess for FakeEnv {
         f(SharedPage::new(words));
         Ok(())
     }
-    fn guest_atomic_u32(&mut self, gpa: Gpa, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
-        if !gpa.0.is_multiple_of(4) {
-            return Err(errno::EFAULT);
-        }
-        let range = self.range(gpa.0, 4)?;
-        let ptr = self.mem[range].as_mut_ptr();
-        if !(ptr as usize).is_multiple_of(4) {
-            return Err(errno::EFAULT);
-        }
-        // SAFETY: four bytes of `self.mem`, 4-byte aligned (checked),
-        // exclusively borrowed for the call.
-        f(unsafe { AtomicU32::from_ptr(ptr.cast()) });
-        Ok(())
-    }
 }
 
 impl Clock for FakeEnv {

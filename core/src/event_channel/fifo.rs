@@ -13,8 +13,9 @@
 //!
 //! Concurrency: the guest writes event words and the control block while
 //! the hypervisor does, so every access to them is one atomic operation on
-//! guest memory ([`GuestEnv::guest_atomic_u32`]), and every update of an
-//! event word is one compare-and-exchange:
+//! guest memory, through the [`SharedPage`] of its page (the domain's own
+//! RAM only: [`guest_page`](crate::platform::GuestAccess::guest_page)), and
+//! every update of an event word is one compare-and-exchange:
 //! - queuing a port sets PENDING and (when neither MASKED nor LINKED) LINKED
 //!   with a zero LINK field in one step (Xen uses separate bit operations);
 //! - linking a port after the queue's tail sets the tail's LINK field only
@@ -36,7 +37,6 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::event_channel::{
@@ -49,6 +49,7 @@ use super::{mark_events_pending, EventChannels, PortOps};
 use crate::domain::Domain;
 use crate::hypercall::GuestEnv;
 use crate::mm::Gpa;
+use crate::shared_page::SharedPage;
 
 /// Event words (32 bits) in one event-array page (Xen's
 /// `EVTCHN_FIFO_EVENT_WORDS_PER_PAGE`).
@@ -242,14 +243,23 @@ impl PortOps for FifoOps {
     }
 }
 
-/// Runs `f` on the guest's 32-bit word at `gpa`; `None` when it is not
-/// there (the guest moved something over its page).
-fn with_word<R>(env: &mut dyn GuestEnv, gpa: u64, f: impl FnOnce(&AtomicU32) -> R) -> Option<R> {
+/// Runs `f` on the page of the guest's 32-bit word at `gpa`, with the
+/// word's offset in it; `None` when the page is not the domain's own RAM
+/// (the guest moved something over it), or when `f` gives `None` (the
+/// [`SharedPage`] refuses a word that is not 4-byte aligned).
+fn with_word<R>(
+    env: &mut dyn GuestEnv,
+    gpa: u64,
+    f: impl FnOnce(SharedPage<'_>, usize) -> Option<R>,
+) -> Option<R> {
     let mut f = Some(f);
     let mut result = None;
-    env.guest_atomic_u32(Gpa(gpa), &mut |word| {
+    let gpa = Gpa(gpa);
+    // Below 4096: fits.
+    let at = gpa.page_offset() as usize;
+    env.guest_page(gpa.gfn(), &mut |page| {
         if let Some(f) = f.take() {
-            result = Some(f(word));
+            result = f(page, at);
         }
     })
     .ok()?;
@@ -397,17 +407,18 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
     let control_block = fifo.control_block(vcpu);
     // PENDING, and LINKED (with an empty LINK field) if it is to be queued,
     // in one step.
-    let link = with_word(env, word_at, |word| {
+    let link = with_word(env, word_at, |page, at| {
         let mut link = false;
-        let _ = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+        // Always updated (`f` never declines): `Ok`.
+        let _ = page.fetch_update_u32(at, |w| {
             link = w & (MASKED | LINKED) == 0 && control_block.is_some();
             Some(if link {
                 (w | PENDING | LINKED) & !EVTCHN_FIFO_LINK_MASK
             } else {
                 w | PENDING
             })
-        });
-        link
+        })?;
+        Some(link)
     })?;
     let control_block = control_block.filter(|_| link)?;
     let priority = fifo.port(port).priority;
@@ -443,9 +454,11 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
     let head_at = control_block
         .wrapping_add(HEAD_AT)
         .wrapping_add(u64::from(priority).wrapping_mul(4));
-    with_word(env, head_at, |head| head.store(port, Ordering::SeqCst))?;
-    let ready_was = with_word(env, control_block.wrapping_add(READY_AT), |ready| {
-        ready.fetch_or(1 << priority, Ordering::SeqCst)
+    with_word(env, head_at, |page, at| {
+        page.store_u32(at, port).then_some(())
+    })?;
+    let ready_was = with_word(env, control_block.wrapping_add(READY_AT), |page, at| {
+        page.fetch_or_u32(at, 1 << priority)
     })?;
     (ready_was & (1 << priority) == 0).then_some(vcpu)
 }
@@ -456,19 +469,19 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
 /// compare-and-exchange: after [`SET_LINK_TRIES`] the port is taken as
 /// linked (as Xen does; the guest loses that event).
 fn set_link(env: &mut dyn GuestEnv, tail_at: u64, port: u32) -> bool {
-    with_word(env, tail_at, |word| {
-        let mut w = word.load(Ordering::SeqCst);
+    with_word(env, tail_at, |page, at| {
+        let mut w = page.load_u32(at)?;
         for _ in 0..SET_LINK_TRIES {
             if w & LINKED == 0 {
-                return false;
+                return Some(false);
             }
             let new = (w & !EVTCHN_FIFO_LINK_MASK) | port;
-            match word.compare_exchange(w, new, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return true,
+            match page.compare_exchange_u32(at, w, new)? {
+                Ok(_) => return Some(true),
                 Err(now) => w = now,
             }
         }
-        true
+        Some(true)
     })
     .unwrap_or(false)
 }
@@ -478,9 +491,7 @@ fn set_link(env: &mut dyn GuestEnv, tail_at: u64, port: u32) -> bool {
 /// event word has nothing to unmask.
 pub fn unmask(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32) -> Option<u32> {
     let word_at = events.fifo()?.word_address(port)?;
-    let was = with_word(env, word_at, |word| {
-        word.fetch_and(!MASKED, Ordering::SeqCst)
-    })?;
+    let was = with_word(env, word_at, |page, at| page.fetch_and_u32(at, !MASKED))?;
     if was & PENDING != 0 {
         set_pending(events, env, port)
     } else {
@@ -500,9 +511,7 @@ pub fn clear_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u
         p.pending = false;
     }
     if let Some(word_at) = fifo.word_address(port) {
-        let _ = with_word(env, word_at, |word| {
-            word.fetch_and(!PENDING, Ordering::SeqCst)
-        });
+        let _ = with_word(env, word_at, |page, at| page.fetch_and_u32(at, !PENDING));
     }
 }
 
@@ -513,7 +522,7 @@ pub fn is_pending(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> 
     };
     match fifo.word_address(port) {
         Some(at) => {
-            with_word(env, at, |word| word.load(Ordering::SeqCst) & PENDING != 0).unwrap_or(false)
+            with_word(env, at, |page, at| Some(page.load_u32(at)? & PENDING != 0)).unwrap_or(false)
         }
         None => fifo.waits_for_word(port),
     }
@@ -525,7 +534,7 @@ pub fn is_masked(events: &EventChannels, env: &mut dyn GuestEnv, port: u32) -> b
     let Some(at) = events.fifo().and_then(|fifo| fifo.word_address(port)) else {
         return true;
     };
-    with_word(env, at, |word| word.load(Ordering::SeqCst) & MASKED != 0).unwrap_or(true)
+    with_word(env, at, |page, at| Some(page.load_u32(at)? & MASKED != 0)).unwrap_or(true)
 }
 
 #[cfg(test)]

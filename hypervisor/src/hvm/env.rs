@@ -3,7 +3,6 @@
 //! [`HvmDomain`](super::HvmDomain), over its memory and paging registers.
 
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_core::console::GuestConsole;
@@ -62,14 +61,9 @@ impl GuestAccess for Env<'_> {
     }
 
     fn guest_page(&mut self, gfn: Gfn, f: &mut dyn FnMut(SharedPage<'_>)) -> Result<(), Errno> {
-        f(self.memory.own_page(gfn).ok_or(errno::EFAULT)?);
-        Ok(())
-    }
-
-    fn guest_atomic_u32(&mut self, gpa: Gpa, f: &mut dyn FnMut(&AtomicU32)) -> Result<(), Errno> {
         // Only the domain's own RAM: not a foreign or grant frame mapped
-        // over it since the FIFO page was registered.
-        f(self.memory.own_atomic_u32(gpa).ok_or(errno::EFAULT)?);
+        // over it since the page was registered.
+        f(self.memory.own_page(gfn).ok_or(errno::EFAULT)?);
         Ok(())
     }
 }

@@ -534,7 +534,7 @@ impl GuestMemory {
     /// Guest frame `gfn` of the domain's own RAM (not a foreign, grant or
     /// shared-info frame mapped over it) as a [`SharedPage`], for memory
     /// the guest shares with the hypervisor by address (a registered
-    /// `vcpu_info`).
+    /// `vcpu_info`, FIFO event words and control blocks).
     pub fn own_page(&self, gfn: Gfn) -> Option<SharedPage<'_>> {
         if !self.is_own_ram(gfn) {
             return None;
@@ -544,17 +544,6 @@ impl GuestMemory {
             .atomic_page()
             .ok()
             .map(SharedPage::new)
-    }
-
-    /// The 32-bit word at guest-physical `gpa` (4-byte aligned) of the
-    /// domain's own RAM (not a foreign or grant frame mapped over it), as
-    /// an atomic: the guest writes it concurrently.
-    pub fn own_atomic_u32(&self, gpa: Gpa) -> Option<&AtomicU32> {
-        if !gpa.0.is_multiple_of(4) || !self.is_own_ram(gpa.gfn()) {
-            return None;
-        }
-        let hpa = self.host_address(gpa, true)?;
-        self.host(hpa.0, 4).atomic_u32(0).ok()
     }
 
     /// Host address of guest-physical `gpa`, if mapped (and writable when
