@@ -602,7 +602,31 @@ extern "C" fn rxen_guest_trap(frame: &mut TrapFrame) {
         frame.rsp,
         cr2
     );
+    dump_around(frame.rip, frame.rsp);
     report(TestResult::Error);
+}
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The code bytes around `rip` and the words on top of the stack, where they
+/// lie in the image (for finding what overwrote the code or a return address).
+fn dump_around(rip: u64, rsp: u64) {
+    let image = &raw const __image_start as u64..&raw const __image_end as u64;
+    let mut code = [0u8; 32];
+    let from = rip.wrapping_sub(16);
+    if image.contains(&from) && image.contains(&(from + 32)) {
+        // SAFETY: inside our own image, read-only.
+        unsafe { core::ptr::copy_nonoverlapping(from as *const u8, code.as_mut_ptr(), 32) };
+        crate::println!("EXCEPTION: code at {from:#x}: {code:02x?}");
+    }
+    if image.contains(&rsp) && image.contains(&(rsp + 64)) {
+        // SAFETY: inside our own image (the stack), read-only.
+        let words = unsafe { core::ptr::read_volatile(rsp as *const [u64; 8]) };
+        crate::println!("EXCEPTION: stack at {rsp:#x}: {words:x?}");
+    }
 }
 
 /// Runs user-mode (ring 3) code at `entry` with RAX, RDI, RSI, R9 set, until it executes

@@ -86,6 +86,18 @@ static mut PT_PRISTINE: Pages<6> = Pages([[0; 4096]; 6]);
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __readonly_end: u8;
+}
+
+/// `watch=1`: one word of every 64 bytes of the code and read-only data, as at the
+/// start (1 KiB per 64 KiB of image).
+static mut CODE_SAMPLES: [u64; 4096] = [0; 4096];
+
+/// The sampled words of the code and read-only data: (address, count).
+fn code_samples() -> (u64, usize) {
+    let start = &raw const __image_start as u64;
+    let end = &raw const __readonly_end as u64;
+    (start, (((end - start) / 64) as usize).min(4096))
 }
 
 /// Where a probed write resumes if it faults (0: no probe running).
@@ -223,8 +235,6 @@ enum Place {
     Crossing,
     /// Into the page tables (saved and restored around the call).
     PageTables,
-    /// Into a shared page (shared info, grant frame, ...).
-    Shared,
     /// Into a sacrificial page.
     Sacrificial,
     /// Unmapped, non-canonical or the hypervisor's half: nothing is written.
@@ -592,11 +602,30 @@ impl Fuzzer {
         }
     }
 
+    /// A sacrificial page the hypervisor does not write on its own (none shared
+    /// with it): structures placed there stay as written until the call.
+    fn quiet_sacrificial(&mut self) -> Option<u64> {
+        let g = self.sacrifice.0 + self.rng.below(16);
+        (!self.shared[..self.nshared].contains(&g) && !self.is_grant_frame(g)).then_some(g)
+    }
+
     /// A pointer of any class (`safe`: no page tables).
     fn ptr(&mut self, safe: bool) -> u64 {
         // Offsets leave room for 2 KiB of output in the same page or area.
         let a = self.arena.0 + self.rng.below(3 * PAGE);
-        match self.rng.below(16) {
+        let class = self.rng.below(16);
+        if self.in_multicall && class <= 7 {
+            // A multicall's entries keep their structures in the arena and their
+            // batches just below the last page: an earlier entry's output must not
+            // land on a later entry's structure (seen: the times of
+            // VCPUOP_get_runstate_info became the frame list pointer of a later
+            // GNTTABOP_setup_table, which wrote its frames over our code).
+            return match self.quiet_sacrificial() {
+                Some(g) => g * PAGE + (self.rng.below(2048) & !self.rng.pick(&[0, 7])),
+                None => 0,
+            };
+        }
+        match class {
             0..=5 => a & !7,
             6 => a,
             7 => self.top() - 1 - self.rng.below(64),
@@ -651,12 +680,16 @@ impl Fuzzer {
         } else {
             self.rng.below(20)
         };
+        // Not in a page the hypervisor writes on its own (shared info, vcpu_info,
+        // FIFO pages, a runstate area): a pending bit or a time written there
+        // between our write and the call can turn a field into any pointer. In a
+        // multicall only the arena (see `ptr`).
         let place = match roll {
             0..=11 => Place::Arena,
             12 => Place::Misaligned,
+            _ if self.in_multicall => Place::Arena,
             13 => Place::Crossing,
             14 => Place::PageTables,
-            15 if self.nshared > 0 => Place::Shared,
             16 => Place::Sacrificial,
             17 => Place::Bad,
             _ => Place::Arena,
@@ -676,13 +709,10 @@ impl Fuzzer {
             }
             Place::Crossing => self.top() - 1 - self.rng.below(size.max(1)),
             Place::PageTables => self.pt_ptr(),
-            Place::Shared => {
-                let g = self.rng.pick(&self.shared[..self.nshared]);
-                g * PAGE + (self.rng.below(2048) & !7)
-            }
-            Place::Sacrificial => {
-                (self.sacrifice.0 + self.rng.below(16)) * PAGE + self.rng.below(2048)
-            }
+            Place::Sacrificial => match self.quiet_sacrificial() {
+                Some(g) => g * PAGE + self.rng.below(2048),
+                None => return (Place::Bad, 0),
+            },
             Place::Bad => self.rng.pick(&[
                 0,
                 1 << 32,
@@ -691,14 +721,6 @@ impl Fuzzer {
                 u64::MAX - 7,
             ]),
         };
-        if matches!(place, Place::Shared | Place::Sacrificial) && self.is_grant_frame(addr / PAGE) {
-            let at = self.arena.0 + self.arena_used;
-            self.arena_used = (self.arena_used + size + 64).next_multiple_of(64);
-            if self.arena_used > 3 * PAGE {
-                self.arena_used = 0;
-            }
-            return (Place::Arena, at);
-        }
         (place, addr)
     }
 
@@ -744,7 +766,7 @@ impl Fuzzer {
                     core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len())
                 };
             }
-            Place::Crossing | Place::Shared | Place::Sacrificial => {
+            Place::Crossing | Place::Sacrificial => {
                 for (i, &b) in bytes.iter().enumerate() {
                     let at = addr + i as u64;
                     if place == Place::Crossing && at >= self.top() {
@@ -769,6 +791,32 @@ impl Fuzzer {
         };
         // The CPU sets Accessed and Dirty (bits 5 and 6) as it walks.
         const AD: u64 = 0x60;
+        let (code, n) = code_samples();
+        for i in 0..n {
+            let at = code + 64 * i as u64;
+            // SAFETY: inside our code and read-only data; our own samples.
+            let (word, was) = unsafe {
+                (
+                    core::ptr::read_volatile(at as *const u64),
+                    (*(&raw const CODE_SAMPLES))[i],
+                )
+            };
+            if word != was {
+                // Plain integers only: the formatting code may be what was overwritten.
+                let a = call.args;
+                let (place, addr) = call.at.map_or((99, 0), |(p, a)| (p as u32, a));
+                let b = |i: usize| get64(&call.body, i * 8);
+                error!(
+                    "call {} nr {} sub {} args {:#x} {:#x} {:#x} {:#x} {:#x} place {} at {:#x} body {:#x} {:#x} {:#x} {:#x} returned {}: code word at {:#x} is {:#x}, was {:#x}",
+                    self.index,
+                    call.nr,
+                    call.sub.unwrap_or(u32::MAX),
+                    a[0], a[1], a[2], a[3], a[4],
+                    place, addr, b(0), b(1), b(2), b(3),
+                    ret, at, word, was
+                );
+            }
+        }
         if let Some(i) = (0..now.len()).find(|&i| (now[i] ^ pristine[i]) & !AD != 0) {
             error!(
                 "call {}: nr {} sub {:?} args {:x?} struct {:x?} {:x?} returned {ret}: page-table word at {:#x} is {:#x}, was {:#x}",
@@ -1726,6 +1774,14 @@ fn main(si: &StartInfo) {
         f.remember(port);
     }
     f.set_up(console_gfn.filter(|&g| g != 0));
+    let (code, n) = code_samples();
+    for i in 0..n {
+        // SAFETY: inside our code and read-only data; our own samples, before any call.
+        unsafe {
+            (*(&raw mut CODE_SAMPLES))[i] =
+                core::ptr::read_volatile((code + 64 * i as u64) as *const u64)
+        };
+    }
     // SAFETY: the six page-table pages and our copy of them.
     unsafe {
         core::ptr::copy_nonoverlapping(
