@@ -17,6 +17,7 @@
 
 pub mod console;
 pub mod cpuid;
+pub mod domctl;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
@@ -30,6 +31,7 @@ pub mod platform;
 pub mod ring;
 pub mod sched;
 pub mod start_info;
+pub mod sysctl;
 pub mod vcpu;
 pub mod version;
 pub mod xen;

@@ -46,6 +46,19 @@ impl ShutdownReason {
         }
     }
 
+    /// The code Xen reports for it (`SHUTDOWN_*`, a byte).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Poweroff => 0,
+            Self::Reboot => 1,
+            Self::Suspend => 2,
+            Self::Crash => 3,
+            Self::Watchdog => 4,
+            Self::SoftReset => 5,
+            Self::Other(code) => code,
+        }
+    }
+
     /// Xen's name for the reason.
     pub fn name(self) -> &'static str {
         match self {
@@ -179,6 +192,13 @@ pub struct Domain {
     pub handle: [u8; 16],
     /// Name for logs.
     pub name: String,
+    /// Pauses by the control domain (`XEN_DOMCTL_pausedomain`, Xen's
+    /// `controller_pause_count`): its vCPUs run only while this is 0.
+    pub controller_pause_count: u32,
+    /// The control domain destroyed it (`XEN_DOMCTL_destroydomain`): the
+    /// hypervisor tears it down at its next scheduling pass, and never
+    /// rebuilds it.
+    pub destroy_requested: bool,
 }
 
 impl Domain {
@@ -203,6 +223,8 @@ impl Domain {
             events: crate::event_channel::EventChannels::new(nr_vcpus.max(1) as usize),
             handle: [0; 16],
             name: alloc::format!("d{id}"),
+            controller_pause_count: 0,
+            destroy_requested: false,
         }
     }
 

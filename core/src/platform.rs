@@ -94,6 +94,27 @@ pub trait HostInfo {
     fn physical_cpu(&self, cpu: u32) -> Option<PhysicalCpu>;
     /// The highest physical CPU number present.
     fn max_present_cpu(&self) -> u32;
+    /// Machine-wide figures for `XEN_SYSCTL_physinfo` and `sched_id`.
+    fn machine_facts(&self) -> MachineFacts;
+}
+
+/// Machine-wide figures the control domain asks for (`sysctl`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineFacts {
+    /// CPUs online.
+    pub nr_cpus: u32,
+    /// The TSC's frequency in kHz.
+    pub cpu_khz: u32,
+    /// Host RAM in pages.
+    pub total_pages: u64,
+    /// Pages the hypervisor has free.
+    pub free_pages: u64,
+    /// The CPU's feature words in Xen's featureset order.
+    pub hw_cap: [u32; 8],
+    /// The scheduler (`XEN_SCHEDULER_*`).
+    pub sched_id: u32,
+    /// Guest-physical address bits of a domain.
+    pub gpaddr_bits: u8,
 }
 
 /// A physical CPU, as `XENPF_get_cpuinfo` reports it.

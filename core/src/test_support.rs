@@ -300,6 +300,17 @@ impl HostInfo for FakeEnv {
     fn max_present_cpu(&self) -> u32 {
         1
     }
+    fn machine_facts(&self) -> crate::platform::MachineFacts {
+        crate::platform::MachineFacts {
+            nr_cpus: 2,
+            cpu_khz: 2_000_000,
+            total_pages: 1 << 18,
+            free_pages: 1000,
+            hw_cap: [1, 2, 3, 4, 5, 6, 7, 8],
+            sched_id: 5,
+            gpaddr_bits: 48,
+        }
+    }
 }
 
 impl HostPci for FakeEnv {

@@ -104,6 +104,13 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
         input: InputFocus::new(None),
     };
     printk!("Scheduler: {}", machine.sched.name());
+    SCHED_ID.store(
+        match machine.sched.name() {
+            "rtds" => rxen_abi::sysctl::XEN_SCHEDULER_RTDS,
+            _ => rxen_abi::sysctl::XEN_SCHEDULER_CREDIT,
+        },
+        Ordering::Relaxed,
+    );
     for boot in domains {
         let id = boot.id;
         if machine.build(&boot).is_ok() {
@@ -122,6 +129,14 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
     // Wake the other CPUs out of their idle HLT.
     kick_all_others();
     run_cpu(cpu::current_index())
+}
+
+/// The scheduler's `XEN_SCHEDULER_*` id (`sysctl sched_id`), set at start.
+static SCHED_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// The running scheduler's `XEN_SCHEDULER_*` id.
+pub fn sched_id() -> u32 {
+    SCHED_ID.load(Ordering::Relaxed)
 }
 
 /// Whether the domains exist (the other CPUs then call [`run_cpu`]).
@@ -439,6 +454,24 @@ impl Machine {
         }
     }
 
+    /// Ends the domains the control domain destroyed (`XEN_DOMCTL_destroydomain`):
+    /// their vCPUs stop now, and the reap tears them down.
+    fn end_destroyed(&mut self) {
+        let destroyed: Vec<DomId> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.core.destroy_requested && d.dying.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in destroyed {
+            if let Some(mut domain) = self.domains.remove(&id) {
+                let reason = domain.core.shutdown.unwrap_or(ShutdownReason::Poweroff);
+                self.end_domain(&mut domain, reason);
+                self.domains.insert(id, domain);
+            }
+        }
+    }
+
     /// Tells the scheduler about vCPUs that became runnable or stopped
     /// being runnable, kicks the CPUs it wants to reschedule, and keeps
     /// every vCPU's runstate true.
@@ -451,7 +484,10 @@ impl Machine {
                     domain.vcpus[v].load_hvm_context(&context);
                 }
                 let state = &domain.core.vcpus[v];
-                let runnable = domain.dying.is_none() && state.up && state.blocked.is_none();
+                let runnable = domain.dying.is_none()
+                    && domain.core.controller_pause_count == 0
+                    && state.up
+                    && state.blocked.is_none();
                 let r = VcpuRef {
                     domain: *id,
                     vcpu: v as u32,
@@ -464,6 +500,10 @@ impl Machine {
                         }
                     } else {
                         self.sched.sleep(r, now);
+                        // Paused while on a CPU: off it now.
+                        if let Some(cpu_index) = domain.running_on[v] {
+                            kick(cpu_index);
+                        }
                     }
                 }
                 let runstate = if domain.running_on[v].is_some() {
@@ -503,6 +543,7 @@ impl Machine {
                 continue;
             };
             let reason = domain.dying.unwrap_or(ShutdownReason::Crash);
+            let destroyed = domain.core.destroy_requested;
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
@@ -548,13 +589,15 @@ impl Machine {
             } else {
                 frames.saturating_sub(returned)
             };
-            printk!(
-                "d{id}: shut down ({}); {frames} frames returned, {leaked} frames not returned",
-                reason_text(reason)
-            );
+            let how = if destroyed {
+                String::from("destroyed by the control domain")
+            } else {
+                alloc::format!("shut down ({})", reason_text(reason))
+            };
+            printk!("d{id}: {how}; {frames} frames returned, {leaked} frames not returned");
             self.last_end = Some(reason);
             self.send_dom_exc();
-            if reason == ShutdownReason::Reboot {
+            if reason == ShutdownReason::Reboot && !destroyed {
                 self.reboot(id);
             }
         }
@@ -693,6 +736,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             machine.take_console_input();
         }
         machine.expire_timers(now);
+        machine.end_destroyed();
         machine.sync_runnable(now);
         machine.reap();
         if let Some((boot, reboots)) = machine.rebuilds.pop() {

@@ -273,6 +273,31 @@ fn dom0_gets_virq_dom_exc_when_a_domu_ends() {
         .assert_normal_stop();
 }
 
+/// The control plane's hypercalls (issue 13): dom0 lists the machine and its domains,
+/// pauses and unpauses a running domU (its CPU time stops and resumes), changes its
+/// limit and handle and destroys it; every frame of it comes back. The domU gets
+/// `-EPERM` for each domctl and sysctl.
+#[test]
+fn dom0_controls_a_domu_with_domctl_and_sysctl() {
+    let out = machine("domains-domctl", 2, "dom0_mem=32M domu=1,mem=16M")
+        .module(guest("domctl"), "role=dom0")
+        .module(guest("domctl"), "role=domu")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d1) domctl: domU refused; spinning until destroyed")
+        .assert_not_contains("(d1) Test result")
+        .assert_contains("(d0) domctl: physinfo: 2 CPUs")
+        .assert_contains("(d0) domctl: d1 has 4096 pages (max 4096), 1 vCPU(s)")
+        .assert_in_order(&[
+            "(d0) domctl: d1 has",
+            "d1: destroyed by the control domain; ",
+            "(d0) domctl: done",
+            "(d0) Test result: SUCCESS",
+        ])
+        .assert_contains("d1: destroyed by the control domain; 4611 frames returned, 0 frames not returned")
+        .assert_normal_stop();
+}
+
 /// Issue 14, bounded work per exit: a hostile domU (a 1 GiB console write and a
 /// multicall of 2^32 - 1 entries, both running off the end of its RAM; a 2^64 ns
 /// periodic timer; a 1 ns local-APIC period; a port 0xE9 flood) beside a domU that

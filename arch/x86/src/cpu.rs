@@ -198,3 +198,34 @@ pub fn load_tsc_aux(value: u32) {
         };
     }
 }
+
+/// The CPU's feature words in Xen's featureset order (1.EDX, 1.ECX,
+/// 0x80000001.EDX, 0x80000001.ECX, 0xD.1.EAX, 7.0.EBX, 7.0.ECX,
+/// 0x80000007.EDX), 0 where the leaf is missing.
+pub fn featureset() -> [u32; 8] {
+    let max = raw_cpuid::cpuid!(0).eax;
+    let max_ext = raw_cpuid::cpuid!(0x8000_0000).eax;
+    let basic = |leaf: u32, sub: u32| (max >= leaf).then(|| raw_cpuid::cpuid!(leaf, sub));
+    let ext = |leaf: u32| (max_ext >= leaf).then(|| raw_cpuid::cpuid!(leaf, 0));
+    let l1 = basic(1, 0);
+    let e1 = ext(0x8000_0001);
+    [
+        l1.map_or(0, |r| r.edx),
+        l1.map_or(0, |r| r.ecx),
+        e1.map_or(0, |r| r.edx),
+        e1.map_or(0, |r| r.ecx),
+        basic(0xD, 1).map_or(0, |r| r.eax),
+        basic(7, 0).map_or(0, |r| r.ebx),
+        basic(7, 0).map_or(0, |r| r.ecx),
+        ext(0x8000_0007).map_or(0, |r| r.edx),
+    ]
+}
+
+/// Physical address bits (CPUID 0x80000008 EAX[7:0]; 36 without the leaf).
+pub fn phys_addr_bits() -> u8 {
+    if raw_cpuid::cpuid!(0x8000_0000).eax >= 0x8000_0008 {
+        (raw_cpuid::cpuid!(0x8000_0008).eax & 0xFF) as u8
+    } else {
+        36
+    }
+}

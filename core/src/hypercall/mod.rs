@@ -27,6 +27,7 @@
 
 mod console;
 mod context;
+mod domctl;
 mod hvm;
 mod memory;
 mod multicall;
@@ -34,6 +35,7 @@ mod physdev;
 mod platform_op;
 mod sched_op;
 pub(crate) mod shared_info;
+mod sysctl;
 mod vcpu;
 mod version;
 
@@ -159,7 +161,7 @@ type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Outcome;
 
 /// The hypercall table (Xen's `hvm_hypercall_table`), by number: a number
 /// that is not in it is `-ENOSYS`.
-const HYPERCALLS: [(u64, Handler); 13] = [
+const HYPERCALLS: [(u64, Handler); 15] = [
     (xen::HYPERVISOR_PLATFORM_OP, platform_op::do_platform_op),
     (xen::HYPERVISOR_MEMORY_OP, memory::do_memory_op),
     // Xen takes `unsigned int nr_calls`.
@@ -177,6 +179,8 @@ const HYPERCALLS: [(u64, Handler); 13] = [
     ),
     (xen::HYPERVISOR_PHYSDEV_OP, physdev::do_physdev_op),
     (xen::HYPERVISOR_HVM_OP, hvm::do_hvm_op),
+    (xen::HYPERVISOR_SYSCTL, sysctl::do_sysctl),
+    (xen::HYPERVISOR_DOMCTL, domctl::do_domctl),
 ];
 
 /// Runs hypercall `nr` through [`HYPERCALLS`].

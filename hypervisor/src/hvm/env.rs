@@ -156,6 +156,24 @@ impl HostInfo for Env<'_> {
     fn max_present_cpu(&self) -> u32 {
         rxen_x86::cpu::max_present()
     }
+
+    fn machine_facts(&self) -> rxen_core::platform::MachineFacts {
+        let total_pages = crate::memory::host_memory_map()
+            .iter()
+            .filter(|r| r.kind == 1)
+            .map(|r| r.size / 4096)
+            .sum();
+        rxen_core::platform::MachineFacts {
+            nr_cpus: rxen_x86::cpu::online_count(),
+            cpu_khz: (rxen_x86::apic::tsc_per_ms().min(u64::from(u32::MAX))) as u32,
+            total_pages,
+            free_pages: crate::memory::free_frame_count(),
+            hw_cap: rxen_x86::cpu::featureset(),
+            sched_id: crate::schedule::sched_id(),
+            // Nested paging with four levels, as Xen's HAP: at most 48 bits.
+            gpaddr_bits: rxen_x86::cpu::phys_addr_bits().min(48),
+        }
+    }
 }
 
 impl HostPci for Env<'_> {

@@ -11,7 +11,9 @@
 //!   defects (e.g. `skip=18.0,32.10` skips console_io write and EVTCHNOP_reset);
 //! - `domid=<n>`: this domain's id (for grants to itself; optional);
 //! - `trace=<n>`: print every call from call number `n` on (replaying a crash);
-//! - `progress=<n>`: a progress line every `n` calls (default calls / 10).
+//! - `progress=<n>`: a progress line every `n` calls (default calls / 10);
+//! - `watch=1`: after every call, check that the page tables and the code are as
+//!   before the first call (the first call that changed them is reported).
 //!
 //! What is drawn: every hypercall number 0..64 (and now and then a wild one), mostly
 //! the ones Xen has with their known sub-ops; arguments from small integers, boundary
@@ -19,7 +21,10 @@
 //! earlier (ports, handles), and pointers: valid, misaligned, crossing the end of RAM,
 //! unmapped or in the hypervisor's part of the address space, into the guest's own page
 //! tables (saved and restored around the call), its shared-info page and other shared
-//! pages. Structure arguments are filled field by field from the same mix. Between
+//! pages (for output). Structure arguments are filled field by field from the same mix
+//! and never placed where the hypervisor writes on its own (a pending bit or a time
+//! written there before the call would make a field any pointer, into the fuzzer's own
+//! code); in a multicall an entry's output never lands on a later entry. Between
 //! calls it writes random values into the shared-info page, vcpu_info, its grant table
 //! frames, FIFO control blocks and event arrays, the PV console ring and a read-only
 //! grant mapping of its own page (Xen drops such writes; a fault would be caught and

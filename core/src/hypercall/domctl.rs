@@ -1,0 +1,391 @@
+//! `domctl` (Xen's common/domctl.c): the control domain's operations on one
+//! domain. rxen serves, with Xen 4.17's interface version (0x15), structure
+//! layouts, errnos and privilege rule (a wrong version is `-EACCES` before
+//! anything else; a domain other than the control domain gets `-EPERM`):
+//! - `getdomaininfo`: the first domain whose id is at least the one asked
+//!   (Xen's quirk, which tools use to walk the list), `-ESRCH` past the last;
+//! - `pausedomain` / `unpausedomain`: the controller's pause count (not of
+//!   the caller itself: `-EINVAL`; unpausing a domain not paused: `-EINVAL`);
+//! - `destroydomain`: the domain is torn down at the hypervisor's next
+//!   scheduling pass (its vCPUs stop at once) and never rebuilt;
+//! - `max_mem` (KiB, as Xen: lowering it below the current size is allowed)
+//!   and `setdomainhandle`.
+//!
+//! Every other command is `-ENOSYS` for now (domain building from dom0 —
+//! `createdomain`, `max_vcpus`, `sethvmcontext` — is the next step).
+//! `shared_info_frame` is reported as 0: rxen does not hand host frame
+//! numbers to guests.
+// Guest input is parsed here: no unchecked arithmetic, no indexing that
+// can panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
+
+use alloc::vec::Vec;
+
+use rxen_abi::domctl::*;
+use rxen_abi::errno::{self, Errno};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::{from_result, Ctx, Outcome};
+use crate::domain::{DomId, Domain};
+use crate::guest_handle::GuestHandle;
+use crate::platform::{lend_domain, MachineFacts};
+use crate::time::RunstateKind;
+
+/// `domctl(op)`.
+pub(super) fn do_domctl(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
+    from_result(domctl(ctx, args[0]))
+}
+
+fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
+    let handle = GuestHandle::<XenDomctl>::new(arg);
+    let mut op = handle.read(ctx.env)?;
+    if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
+        return Err(errno::EACCES);
+    }
+    if !ctx.domain.privileged {
+        return Err(errno::EPERM);
+    }
+    let target = op.domain;
+    let caller = ctx.domain.id;
+    match op.cmd {
+        XEN_DOMCTL_GETDOMAININFO => {
+            let info = first_info_from(ctx, target)?;
+            op.domain = info.domain;
+            write_union(&mut op, &info);
+            handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
+        XEN_DOMCTL_PAUSEDOMAIN => {
+            if target == caller {
+                return Err(errno::EINVAL);
+            }
+            on_domain(ctx, target, |d| {
+                d.controller_pause_count = d
+                    .controller_pause_count
+                    .checked_add(1)
+                    .ok_or(errno::EOVERFLOW)?;
+                Ok(0)
+            })
+        }
+        XEN_DOMCTL_UNPAUSEDOMAIN => on_domain(ctx, target, |d| {
+            d.controller_pause_count = d
+                .controller_pause_count
+                .checked_sub(1)
+                .ok_or(errno::EINVAL)?;
+            Ok(0)
+        }),
+        XEN_DOMCTL_DESTROYDOMAIN => {
+            if target == caller {
+                return Err(errno::EINVAL);
+            }
+            on_domain(ctx, target, |d| {
+                d.destroy_requested = true;
+                Ok(0)
+            })
+        }
+        XEN_DOMCTL_MAX_MEM => {
+            let request = read_union::<XenDomctlMaxMem>(&op);
+            // Xen keeps max_pages in an unsigned int.
+            let pages = (request.max_memkb >> 2).min(u64::from(u32::MAX));
+            on_domain(ctx, target, |d| {
+                d.max_pages = pages;
+                Ok(0)
+            })
+        }
+        XEN_DOMCTL_SETDOMAINHANDLE => {
+            let handle = read_union::<[u8; 16]>(&op);
+            on_domain(ctx, target, |d| {
+                d.handle = handle;
+                Ok(0)
+            })
+        }
+        _ => Err(errno::ENOSYS),
+    }
+}
+
+/// Runs `f` on domain `id` (the caller or another); `-ESRCH` if there is
+/// none, or it is being destroyed.
+fn on_domain(
+    ctx: &mut Ctx<'_>,
+    id: DomId,
+    f: impl FnOnce(&mut Domain) -> Result<i64, Errno>,
+) -> Result<i64, Errno> {
+    lend_domain(ctx.domain, ctx.env, id, |d, _| {
+        if d.destroy_requested {
+            Err(errno::ESRCH)
+        } else {
+            f(d)
+        }
+    })?
+}
+
+/// The machine's domain ids (the caller's and the others'), ascending.
+pub(super) fn domain_ids(ctx: &mut Ctx<'_>) -> Vec<DomId> {
+    let mut ids = ctx.env.other_domains();
+    ids.push(ctx.domain.id);
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// `getdomaininfo` of domain `id`, if it exists and is not being destroyed.
+pub(super) fn info_of(ctx: &mut Ctx<'_>, id: DomId) -> Option<XenDomctlGetdomaininfo> {
+    let now = ctx.env.now_ns();
+    let facts = ctx.env.machine_facts();
+    lend_domain(ctx.domain, ctx.env, id, |d, _| {
+        (!d.destroy_requested).then(|| domain_info(d, &facts, now))
+    })
+    .ok()
+    .flatten()
+}
+
+/// The info of the first domain whose id is at least `from` (Xen's
+/// `getdomaininfo` walks on to the next one); `-ESRCH` past the last.
+fn first_info_from(ctx: &mut Ctx<'_>, from: DomId) -> Result<XenDomctlGetdomaininfo, Errno> {
+    domain_ids(ctx)
+        .into_iter()
+        .filter(|&id| id >= from)
+        .find_map(|id| info_of(ctx, id))
+        .ok_or(errno::ESRCH)
+}
+
+/// Xen's `getdomaininfo` of `d` at system time `now`.
+pub fn domain_info(d: &Domain, facts: &MachineFacts, now: u64) -> XenDomctlGetdomaininfo {
+    let online: Vec<_> = d.vcpus.iter().filter(|v| v.up).collect();
+    let running = d
+        .vcpus
+        .iter()
+        .any(|v| v.runstate.state == RunstateKind::Running);
+    let blocked = !online.is_empty() && !running && online.iter().all(|v| v.blocked.is_some());
+    let cpu_time = d.vcpus.iter().fold(0u64, |sum, v| {
+        let times = v.runstate.times_at(now);
+        sum.saturating_add(times.first().copied().unwrap_or(0))
+    });
+    let mut flags = XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP;
+    if let Some(reason) = d.shutdown {
+        flags |= XEN_DOMINF_SHUTDOWN | (u32::from(reason.code()) << XEN_DOMINF_SHUTDOWNSHIFT);
+    }
+    if d.destroy_requested {
+        flags |= XEN_DOMINF_DYING;
+    }
+    if d.controller_pause_count > 0 {
+        flags |= XEN_DOMINF_PAUSED;
+    }
+    if blocked {
+        flags |= XEN_DOMINF_BLOCKED;
+    }
+    if running {
+        flags |= XEN_DOMINF_RUNNING;
+    }
+    // A PVH domU has an emulated local APIC; a PVH dom0 also IO-APICs and
+    // PCI config space (Xen's create flags for each).
+    let emulation_flags = if d.privileged {
+        XEN_X86_EMU_LAPIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_VPCI
+    } else {
+        XEN_X86_EMU_LAPIC
+    };
+    XenDomctlGetdomaininfo {
+        domain: d.id,
+        flags,
+        tot_pages: d.tot_pages,
+        max_pages: d.max_pages,
+        cpu_time,
+        nr_online_vcpus: online.len() as u32,
+        max_vcpu_id: (d.vcpus.len() as u32).checked_sub(1).unwrap_or(u32::MAX),
+        handle: d.handle,
+        gpaddr_bits: facts.gpaddr_bits,
+        arch_config: XenArchDomainconfig {
+            emulation_flags,
+            misc_flags: 0,
+        },
+        ..Default::default()
+    }
+}
+
+/// Reads a `T` from the start of the op's union.
+fn read_union<T: FromBytes>(op: &XenDomctl) -> T {
+    // The union is 128 bytes, larger than every argument read here.
+    T::read_from_prefix(&op.u)
+        .map(|(t, _)| t)
+        .unwrap_or_else(|_| T::new_zeroed())
+}
+
+/// Writes `value` at the start of the op's union.
+fn write_union<T: IntoBytes + Immutable>(op: &mut XenDomctl, value: &T) {
+    let bytes = value.as_bytes();
+    if let Some(dst) = op.u.get_mut(..bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{call, peer, ret, two_domains, FakeEnv, BAD};
+    use rxen_abi::xen::HYPERVISOR_DOMCTL;
+
+    const AT: u64 = 0x400;
+
+    fn op(cmd: u32, domain: DomId) -> XenDomctl {
+        XenDomctl {
+            cmd,
+            interface_version: XEN_DOMCTL_INTERFACE_VERSION,
+            domain,
+            pad: [0; 3],
+            u: [0; XEN_DOMCTL_UNION_SIZE],
+        }
+    }
+
+    fn domctl(d: &mut Domain, env: &mut FakeEnv, op: &XenDomctl) -> i64 {
+        env.put(AT, op);
+        call(d, env, HYPERVISOR_DOMCTL, [AT, 0, 0, 0, 0]).ret
+    }
+
+    fn info(env: &FakeEnv) -> XenDomctlGetdomaininfo {
+        let op: XenDomctl = env.get(AT);
+        XenDomctlGetdomaininfo::read_from_prefix(&op.u).unwrap().0
+    }
+
+    /// dom0 (privileged, id 0) calling, with domain 2 beside it.
+    fn dom0_and_domu() -> (Domain, FakeEnv) {
+        let (mut d, env) = two_domains();
+        d.id = 0;
+        d.privileged = true;
+        (d, env)
+    }
+
+    #[test]
+    fn version_first_then_privilege() {
+        let (mut d, mut env) = two_domains();
+        let mut bad = op(XEN_DOMCTL_GETDOMAININFO, 1);
+        bad.interface_version = 0x14;
+        assert_eq!(domctl(&mut d, &mut env, &bad), ret(errno::EACCES));
+        let good = op(XEN_DOMCTL_GETDOMAININFO, 1);
+        assert_eq!(domctl(&mut d, &mut env, &good), ret(errno::EPERM));
+        assert_eq!(
+            call(&mut d, &mut env, HYPERVISOR_DOMCTL, [BAD, 0, 0, 0, 0]).ret,
+            ret(errno::EFAULT)
+        );
+        let (mut d0, mut env) = dom0_and_domu();
+        assert_eq!(domctl(&mut d0, &mut env, &op(9999, 2)), ret(errno::ENOSYS));
+    }
+
+    #[test]
+    fn getdomaininfo_answers_the_next_domain_and_esrch_past_the_last() {
+        let (mut d, mut env) = dom0_and_domu();
+        env.now = 5_000;
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 0)), 0);
+        let i = info(&env);
+        assert_eq!(i.domain, 0);
+        assert_eq!(env.get::<XenDomctl>(AT).domain, 0);
+        assert_eq!(
+            i.arch_config.emulation_flags,
+            XEN_X86_EMU_LAPIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_VPCI
+        );
+        // Domain 1 does not exist: the answer is domain 2.
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)), 0);
+        let i = info(&env);
+        assert_eq!((i.domain, env.get::<XenDomctl>(AT).domain), (2, 2));
+        assert_eq!(i.tot_pages, 16);
+        assert_eq!((i.nr_online_vcpus, i.max_vcpu_id), (1, 1));
+        assert_eq!(i.arch_config.emulation_flags, XEN_X86_EMU_LAPIC);
+        assert_eq!(i.flags & XEN_DOMINF_HVM_GUEST, XEN_DOMINF_HVM_GUEST);
+        assert_eq!(i.flags & (XEN_DOMINF_PAUSED | XEN_DOMINF_SHUTDOWN), 0);
+        assert_eq!(i.gpaddr_bits, 48);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 3)),
+            ret(errno::ESRCH)
+        );
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 0xFFFF)),
+            ret(errno::ESRCH)
+        );
+    }
+
+    #[test]
+    fn cpu_time_counts_running_time_only() {
+        let (mut d, mut env) = dom0_and_domu();
+        let v = &mut peer(&mut env).0.vcpus[0];
+        v.runstate.change(RunstateKind::Running, 1_000);
+        v.runstate.change(RunstateKind::Runnable, 4_000);
+        v.runstate.change(RunstateKind::Running, 10_000);
+        env.now = 12_000;
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)), 0);
+        let i = info(&env);
+        assert_eq!(i.cpu_time, 3_000 + 2_000);
+        assert_eq!(i.flags & XEN_DOMINF_RUNNING, XEN_DOMINF_RUNNING);
+        assert_eq!(i.flags & XEN_DOMINF_BLOCKED, 0);
+    }
+
+    #[test]
+    fn pause_counts_and_unpause_below_zero_is_einval() {
+        let (mut d, mut env) = dom0_and_domu();
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 2)), 0);
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 2)), 0);
+        assert_eq!(peer(&mut env).0.controller_pause_count, 2);
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)), 0);
+        assert_eq!(info(&env).flags & XEN_DOMINF_PAUSED, XEN_DOMINF_PAUSED);
+        for _ in 0..2 {
+            assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_UNPAUSEDOMAIN, 2)), 0);
+        }
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_UNPAUSEDOMAIN, 2)),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(peer(&mut env).0.controller_pause_count, 0);
+        // Not itself; not a domain that is not there.
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 0)),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 7)),
+            ret(errno::ESRCH)
+        );
+        peer(&mut env).0.controller_pause_count = u32::MAX;
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 2)),
+            ret(errno::EOVERFLOW)
+        );
+    }
+
+    #[test]
+    fn destroy_marks_the_domain_and_hides_it() {
+        let (mut d, mut env) = dom0_and_domu();
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 0)),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 2)), 0);
+        assert!(peer(&mut env).0.destroy_requested);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)),
+            ret(errno::ESRCH)
+        );
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 2)),
+            ret(errno::ESRCH)
+        );
+    }
+
+    #[test]
+    fn max_mem_and_handle() {
+        let (mut d, mut env) = dom0_and_domu();
+        let mut m = op(XEN_DOMCTL_MAX_MEM, 2);
+        m.u[..8].copy_from_slice(&(256u64 * 1024).to_le_bytes());
+        assert_eq!(domctl(&mut d, &mut env, &m), 0);
+        assert_eq!(peer(&mut env).0.max_pages, 65536);
+        m.u[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(domctl(&mut d, &mut env, &m), 0);
+        assert_eq!(peer(&mut env).0.max_pages, u64::from(u32::MAX));
+        let mut h = op(XEN_DOMCTL_SETDOMAINHANDLE, 2);
+        h.u[..16].copy_from_slice(&[7; 16]);
+        assert_eq!(domctl(&mut d, &mut env, &h), 0);
+        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)), 0);
+        assert_eq!(info(&env).handle, [7; 16]);
+        assert_eq!(info(&env).max_pages, u64::from(u32::MAX));
+    }
+}

@@ -1,0 +1,273 @@
+//! `domctl` and `sysctl` as Xen 4.17 serves them to the control domain (issue 13).
+//! Command line: `role=dom0` (the default) or `role=domu`.
+//!
+//! As dom0, beside a domU started as `role=domu` (domain 1): a wrong interface
+//! version is `-EACCES`; `physinfo`, `sched_id` and `getdomaininfolist` describe the
+//! machine and both domains; `getdomaininfo` answers the next domain up and `-ESRCH`
+//! past the last; pausing the domU stops its CPU time (and shows `paused`),
+//! unpausing lets it run again; `max_mem` and `setdomainhandle` show in its info;
+//! `destroydomain` makes it disappear. Bad input: unpausing what is not paused,
+//! pausing or destroying itself, an unknown command, an unmapped argument.
+//!
+//! As a domU: every domctl and sysctl is `-EPERM` (after `-EACCES` for a wrong
+//! version), then it spins, printing nothing, until dom0 destroys it (an error
+//! after 60 s).
+#![no_main]
+#![cfg_attr(target_os = "none", no_std)]
+
+use rxen_guest::abi::domctl::*;
+use rxen_guest::abi::sysctl::*;
+use rxen_guest::abi::xen::{HYPERVISOR_DOMCTL, HYPERVISOR_SYSCTL};
+use rxen_guest::hypercall::{hypercall, mut_ptr};
+use rxen_guest::time::{map_shared_info, now};
+use rxen_guest::{check, check_eq, err, error, println, StartInfo};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+rxen_guest::entry!(main);
+
+const EACCES: i64 = rxen_guest::abi::errno::EACCES.to_hypercall_ret();
+const ESRCH: i64 = rxen_guest::abi::errno::ESRCH.to_hypercall_ret();
+/// An address no page table maps.
+const UNMAPPED: u64 = 0x10_0000_0000;
+
+fn domctl(op: &mut XenDomctl) -> i64 {
+    // SAFETY: the argument is a live, writable `xen_domctl`.
+    unsafe { hypercall(HYPERVISOR_DOMCTL, mut_ptr(op), 0, 0, 0, 0) }
+}
+
+fn sysctl(op: &mut XenSysctl) -> i64 {
+    // SAFETY: the argument is a live, writable `xen_sysctl`.
+    unsafe { hypercall(HYPERVISOR_SYSCTL, mut_ptr(op), 0, 0, 0, 0) }
+}
+
+fn dop(cmd: u32, domain: u16, arg: &[u8]) -> XenDomctl {
+    let mut op = XenDomctl::new_zeroed();
+    op.cmd = cmd;
+    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    op.domain = domain;
+    op.u[..arg.len()].copy_from_slice(arg);
+    op
+}
+
+fn sop(cmd: u32, arg: &[u8]) -> XenSysctl {
+    let mut op = XenSysctl::new_zeroed();
+    op.cmd = cmd;
+    op.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+    op.u[..arg.len()].copy_from_slice(arg);
+    op
+}
+
+/// `getdomaininfo` from `domain` up: the info, or the errno.
+fn info(domain: u16) -> Result<XenDomctlGetdomaininfo, i64> {
+    let mut op = dop(XEN_DOMCTL_GETDOMAININFO, domain, &[]);
+    match domctl(&mut op) {
+        0 => Ok(XenDomctlGetdomaininfo::read_from_prefix(&op.u).unwrap().0),
+        e => Err(e),
+    }
+}
+
+fn simple(cmd: u32, domain: u16) -> i64 {
+    domctl(&mut dop(cmd, domain, &[]))
+}
+
+/// Spins until `ms` milliseconds of system time passed.
+fn spin_ms(ms: u64) {
+    let until = now() + ms * 1_000_000;
+    while now() < until {
+        core::hint::spin_loop();
+    }
+}
+
+/// The domU's CPU time.
+fn cpu_time(domain: u16) -> u64 {
+    match info(domain) {
+        Ok(i) if i.domain == domain => i.cpu_time,
+        other => error!("getdomaininfo({domain}): {other:?}"),
+    }
+}
+
+fn main(si: &StartInfo) {
+    if map_shared_info() != 0 {
+        error!("cannot map shared info");
+    }
+    match si.arg_value("role").unwrap_or("dom0") {
+        "domu" => domu(),
+        _ => dom0(),
+    }
+}
+
+fn domu() {
+    let mut bad = dop(XEN_DOMCTL_GETDOMAININFO, 0, &[]);
+    bad.interface_version = 0x14;
+    check_eq!(domctl(&mut bad), EACCES, "domctl, wrong version");
+    for cmd in [
+        XEN_DOMCTL_GETDOMAININFO,
+        XEN_DOMCTL_PAUSEDOMAIN,
+        XEN_DOMCTL_DESTROYDOMAIN,
+        XEN_DOMCTL_MAX_MEM,
+    ] {
+        check_eq!(simple(cmd, 0), err::EPERM, "domctl {cmd} from a domU");
+    }
+    for cmd in [XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_GETDOMAININFOLIST] {
+        check_eq!(
+            sysctl(&mut sop(cmd, &[])),
+            err::EPERM,
+            "sysctl {cmd} from a domU"
+        );
+    }
+    println!("domctl: domU refused; spinning until destroyed");
+    // Not for ever: a dom0 that failed would leave the machine running.
+    spin_ms(60_000);
+    error!("not destroyed within 60 s");
+}
+
+fn dom0() {
+    // Version first, then the rest.
+    let mut bad = sop(XEN_SYSCTL_PHYSINFO, &[]);
+    bad.interface_version = 0x14;
+    check_eq!(sysctl(&mut bad), EACCES, "sysctl, wrong version");
+    let mut bad = dop(XEN_DOMCTL_GETDOMAININFO, 0, &[]);
+    bad.interface_version = 0x16;
+    check_eq!(domctl(&mut bad), EACCES, "domctl, wrong version");
+    check_eq!(
+        // SAFETY: an unmapped argument; the hypervisor must refuse it.
+        unsafe { hypercall(HYPERVISOR_DOMCTL, UNMAPPED, 0, 0, 0, 0) },
+        err::EFAULT,
+        "domctl at an unmapped address"
+    );
+    check_eq!(simple(999, 1), err::ENOSYS, "an unknown domctl");
+
+    let mut op = sop(XEN_SYSCTL_PHYSINFO, &[]);
+    check_eq!(sysctl(&mut op), 0, "physinfo");
+    let p = XenSysctlPhysinfo::read_from_prefix(&op.u).unwrap().0;
+    println!(
+        "domctl: physinfo: {} CPUs, {} kHz, {} pages, {} free, caps {:#x}, hw_cap[0] {:#x}",
+        p.nr_cpus, p.cpu_khz, p.total_pages, p.free_pages, p.capabilities, p.hw_cap[0]
+    );
+    check!(p.nr_cpus >= 1 && p.max_cpu_id == p.nr_cpus - 1, "CPUs");
+    check!(p.cpu_khz > 100_000, "a TSC faster than 100 MHz");
+    check!(
+        p.total_pages > 0 && p.free_pages < p.total_pages,
+        "host and free pages"
+    );
+    check!(
+        p.capabilities & XEN_SYSCTL_PHYSCAP_GNTTAB_V1 != 0
+            && p.capabilities & XEN_SYSCTL_PHYSCAP_HVM != 0,
+        "hvm and gnttab_v1"
+    );
+    check!(p.hw_cap[0] & 1 != 0, "FPU in CPUID 1.EDX");
+    let mut op = sop(XEN_SYSCTL_SCHED_ID, &[]);
+    check_eq!(sysctl(&mut op), 0, "sched_id");
+    check_eq!(
+        u32::from_le_bytes(op.u[..4].try_into().unwrap()),
+        XEN_SCHEDULER_CREDIT,
+        "the credit scheduler"
+    );
+
+    // Both domains in the list, in order, dom0 running (it is the caller).
+    static mut LIST: [XenDomctlGetdomaininfo; 4] = [XenDomctlGetdomaininfo {
+        domain: 0xFFFF,
+        pad0: 0,
+        flags: 0,
+        tot_pages: 0,
+        max_pages: 0,
+        outstanding_pages: 0,
+        shr_pages: 0,
+        paged_pages: 0,
+        shared_info_frame: 0,
+        cpu_time: 0,
+        nr_online_vcpus: 0,
+        max_vcpu_id: 0,
+        ssidref: 0,
+        handle: [0; 16],
+        cpupool: 0,
+        gpaddr_bits: 0,
+        pad1: [0; 7],
+        arch_config: XenArchDomainconfig {
+            emulation_flags: 0,
+            misc_flags: 0,
+        },
+    }; 4];
+    let request = XenSysctlGetdomaininfolist {
+        first_domain: 0,
+        max_domains: 4,
+        buffer: (&raw mut LIST) as u64,
+        ..Default::default()
+    };
+    let mut op = sop(XEN_SYSCTL_GETDOMAININFOLIST, request.as_bytes());
+    check_eq!(sysctl(&mut op), 0, "getdomaininfolist");
+    let got = XenSysctlGetdomaininfolist::read_from_prefix(&op.u).unwrap().0;
+    check_eq!(got.num_domains, 2, "two domains");
+    // SAFETY: written by the hypervisor through the handle above.
+    let list = unsafe { *(&raw const LIST) };
+    check_eq!((list[0].domain, list[1].domain), (0, 1), "dom0, then the domU");
+    check!(
+        list[0].flags & XEN_DOMINF_RUNNING != 0 && list[0].flags & XEN_DOMINF_HVM_GUEST != 0,
+        "dom0 runs (flags {:#x})",
+        list[0].flags
+    );
+    check_eq!(
+        list[1].arch_config.emulation_flags,
+        XEN_X86_EMU_LAPIC,
+        "a PVH domU: an emulated local APIC only"
+    );
+    println!(
+        "domctl: d1 has {} pages (max {}), {} vCPU(s), flags {:#x}",
+        list[1].tot_pages, list[1].max_pages, list[1].nr_online_vcpus, list[1].flags
+    );
+    check_eq!(info(1).map(|i| i.domain), Ok(1), "getdomaininfo(1)");
+    check_eq!(info(2).map(|i| i.domain), Err(ESRCH), "none past the last");
+
+    // The domU runs; paused, its CPU time stands still; unpaused, it goes on.
+    let start = cpu_time(1);
+    spin_ms(100);
+    check!(cpu_time(1) > start, "the domU runs");
+    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 1), 0, "pause d1");
+    check!(
+        info(1).is_ok_and(|i| i.flags & XEN_DOMINF_PAUSED != 0),
+        "d1 shows paused"
+    );
+    spin_ms(20);
+    let paused_at = cpu_time(1);
+    spin_ms(300);
+    check_eq!(cpu_time(1), paused_at, "a paused domain's CPU time stands still");
+    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 1), 0, "pause d1 twice");
+    check_eq!(simple(XEN_DOMCTL_UNPAUSEDOMAIN, 1), 0, "unpause once");
+    spin_ms(100);
+    check_eq!(cpu_time(1), paused_at, "still paused once");
+    check_eq!(simple(XEN_DOMCTL_UNPAUSEDOMAIN, 1), 0, "unpause d1");
+    spin_ms(100);
+    check!(cpu_time(1) > paused_at, "unpaused, d1 runs again");
+    check_eq!(
+        simple(XEN_DOMCTL_UNPAUSEDOMAIN, 1),
+        err::EINVAL,
+        "unpause what is not paused"
+    );
+    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 0), err::EINVAL, "pause itself");
+    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 7), ESRCH, "pause nobody");
+
+    // max_mem and the handle.
+    check_eq!(
+        domctl(&mut dop(XEN_DOMCTL_MAX_MEM, 1, &(8u64 * 1024).to_le_bytes())),
+        0,
+        "max_mem 8 MiB"
+    );
+    check_eq!(
+        domctl(&mut dop(XEN_DOMCTL_SETDOMAINHANDLE, 1, &[0xAB; 16])),
+        0,
+        "setdomainhandle"
+    );
+    let i = info(1).unwrap_or_default();
+    check_eq!((i.max_pages, i.handle), (2048, [0xAB; 16]), "max_pages and handle");
+
+    // Destroyed, it goes away.
+    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 0), err::EINVAL, "destroy itself");
+    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 1), 0, "destroy d1");
+    let until = now() + 5_000_000_000;
+    while info(1).is_ok() && now() < until {
+        spin_ms(10);
+    }
+    check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "d1 is gone");
+    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 1), ESRCH, "destroy it again");
+    println!("domctl: done");
+}
