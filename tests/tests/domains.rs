@@ -294,7 +294,9 @@ fn dom0_controls_a_domu_with_domctl_and_sysctl() {
             "(d0) domctl: done",
             "(d0) Test result: SUCCESS",
         ])
-        .assert_contains("d1: destroyed by the control domain; 4611 frames returned, 0 frames not returned")
+        .assert_contains(
+            "d1: destroyed by the control domain; 4611 frames returned, 0 frames not returned",
+        )
         .assert_normal_stop();
 }
 

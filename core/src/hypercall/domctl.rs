@@ -277,7 +277,10 @@ mod tests {
     fn getdomaininfo_answers_the_next_domain_and_esrch_past_the_last() {
         let (mut d, mut env) = dom0_and_domu();
         env.now = 5_000;
-        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 0)), 0);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 0)),
+            0
+        );
         let i = info(&env);
         assert_eq!(i.domain, 0);
         assert_eq!(env.get::<XenDomctl>(AT).domain, 0);
@@ -286,7 +289,10 @@ mod tests {
             XEN_X86_EMU_LAPIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_VPCI
         );
         // Domain 1 does not exist: the answer is domain 2.
-        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)), 0);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)),
+            0
+        );
         let i = info(&env);
         assert_eq!((i.domain, env.get::<XenDomctl>(AT).domain), (2, 2));
         assert_eq!(i.tot_pages, 16);
@@ -313,7 +319,10 @@ mod tests {
         v.runstate.change(RunstateKind::Runnable, 4_000);
         v.runstate.change(RunstateKind::Running, 10_000);
         env.now = 12_000;
-        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)), 0);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)),
+            0
+        );
         let i = info(&env);
         assert_eq!(i.cpu_time, 3_000 + 2_000);
         assert_eq!(i.flags & XEN_DOMINF_RUNNING, XEN_DOMINF_RUNNING);
@@ -326,10 +335,16 @@ mod tests {
         assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 2)), 0);
         assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_PAUSEDOMAIN, 2)), 0);
         assert_eq!(peer(&mut env).0.controller_pause_count, 2);
-        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)), 0);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)),
+            0
+        );
         assert_eq!(info(&env).flags & XEN_DOMINF_PAUSED, XEN_DOMINF_PAUSED);
         for _ in 0..2 {
-            assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_UNPAUSEDOMAIN, 2)), 0);
+            assert_eq!(
+                domctl(&mut d, &mut env, &op(XEN_DOMCTL_UNPAUSEDOMAIN, 2)),
+                0
+            );
         }
         assert_eq!(
             domctl(&mut d, &mut env, &op(XEN_DOMCTL_UNPAUSEDOMAIN, 2)),
@@ -359,7 +374,10 @@ mod tests {
             domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 0)),
             ret(errno::EINVAL)
         );
-        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 2)), 0);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 2)),
+            0
+        );
         assert!(peer(&mut env).0.destroy_requested);
         assert_eq!(
             domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)),
@@ -384,7 +402,10 @@ mod tests {
         let mut h = op(XEN_DOMCTL_SETDOMAINHANDLE, 2);
         h.u[..16].copy_from_slice(&[7; 16]);
         assert_eq!(domctl(&mut d, &mut env, &h), 0);
-        assert_eq!(domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)), 0);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)),
+            0
+        );
         assert_eq!(info(&env).handle, [7; 16]);
         assert_eq!(info(&env).max_pages, u64::from(u32::MAX));
     }

@@ -84,9 +84,7 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 let Some(info) = info_of(ctx, id) else {
                     continue;
                 };
-                buffer
-                    .offset(u64::from(written))?
-                    .write(ctx.env, &info)?;
+                buffer.offset(u64::from(written))?.write(ctx.env, &info)?;
                 // At most the number of domains: below max_domains (u32).
                 written = written.saturating_add(1);
             }

@@ -196,11 +196,17 @@ fn dom0() {
     };
     let mut op = sop(XEN_SYSCTL_GETDOMAININFOLIST, request.as_bytes());
     check_eq!(sysctl(&mut op), 0, "getdomaininfolist");
-    let got = XenSysctlGetdomaininfolist::read_from_prefix(&op.u).unwrap().0;
+    let got = XenSysctlGetdomaininfolist::read_from_prefix(&op.u)
+        .unwrap()
+        .0;
     check_eq!(got.num_domains, 2, "two domains");
     // SAFETY: written by the hypervisor through the handle above.
     let list = unsafe { *(&raw const LIST) };
-    check_eq!((list[0].domain, list[1].domain), (0, 1), "dom0, then the domU");
+    check_eq!(
+        (list[0].domain, list[1].domain),
+        (0, 1),
+        "dom0, then the domU"
+    );
     check!(
         list[0].flags & XEN_DOMINF_RUNNING != 0 && list[0].flags & XEN_DOMINF_HVM_GUEST != 0,
         "dom0 runs (flags {:#x})",
@@ -230,7 +236,11 @@ fn dom0() {
     spin_ms(20);
     let paused_at = cpu_time(1);
     spin_ms(300);
-    check_eq!(cpu_time(1), paused_at, "a paused domain's CPU time stands still");
+    check_eq!(
+        cpu_time(1),
+        paused_at,
+        "a paused domain's CPU time stands still"
+    );
     check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 1), 0, "pause d1 twice");
     check_eq!(simple(XEN_DOMCTL_UNPAUSEDOMAIN, 1), 0, "unpause once");
     spin_ms(100);
@@ -243,12 +253,20 @@ fn dom0() {
         err::EINVAL,
         "unpause what is not paused"
     );
-    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 0), err::EINVAL, "pause itself");
+    check_eq!(
+        simple(XEN_DOMCTL_PAUSEDOMAIN, 0),
+        err::EINVAL,
+        "pause itself"
+    );
     check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 7), ESRCH, "pause nobody");
 
     // max_mem and the handle.
     check_eq!(
-        domctl(&mut dop(XEN_DOMCTL_MAX_MEM, 1, &(8u64 * 1024).to_le_bytes())),
+        domctl(&mut dop(
+            XEN_DOMCTL_MAX_MEM,
+            1,
+            &(8u64 * 1024).to_le_bytes()
+        )),
         0,
         "max_mem 8 MiB"
     );
@@ -258,16 +276,28 @@ fn dom0() {
         "setdomainhandle"
     );
     let i = info(1).unwrap_or_default();
-    check_eq!((i.max_pages, i.handle), (2048, [0xAB; 16]), "max_pages and handle");
+    check_eq!(
+        (i.max_pages, i.handle),
+        (2048, [0xAB; 16]),
+        "max_pages and handle"
+    );
 
     // Destroyed, it goes away.
-    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 0), err::EINVAL, "destroy itself");
+    check_eq!(
+        simple(XEN_DOMCTL_DESTROYDOMAIN, 0),
+        err::EINVAL,
+        "destroy itself"
+    );
     check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 1), 0, "destroy d1");
     let until = now() + 5_000_000_000;
     while info(1).is_ok() && now() < until {
         spin_ms(10);
     }
     check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "d1 is gone");
-    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 1), ESRCH, "destroy it again");
+    check_eq!(
+        simple(XEN_DOMCTL_DESTROYDOMAIN, 1),
+        ESRCH,
+        "destroy it again"
+    );
     println!("domctl: done");
 }

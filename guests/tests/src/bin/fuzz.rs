@@ -80,6 +80,9 @@ const PT_HOLE: core::ops::Range<u64> = 0x4000_0000..0x6000_0000;
 /// 0x155cc0, into the fuzzer's own stack.)
 static mut LIVE: Pages<2> = Pages([[0; 4096]; 2]);
 
+/// An address the guest's page tables do not map (beyond their 4 GiB).
+const UNMAPPED: u64 = 0x10_0000_0000;
+
 /// SCHEDOP_poll's argument: never pointed at otherwise, so that no output of an
 /// earlier multicall entry can turn its deadline into 0 (wait forever).
 static mut POLL: [u64; 3] = [0; 3];
@@ -599,9 +602,11 @@ impl Fuzzer {
     fn live_ptr(&mut self) -> u64 {
         let live = &raw const LIVE as u64;
         match self.rng.below(8) {
+            // Not 0: page 0 is mapped, and the times written there would lie
+            // under structures read from address 0 later.
             0 => self
                 .rng
-                .pick(&[0, u64::MAX - 7, 0xFFFF_8000_0000_0000, 1 << 32]),
+                .pick(&[UNMAPPED, u64::MAX - 7, 0xFFFF_8000_0000_0000, 1 << 32]),
             1 => live + self.rng.below(PAGE),
             _ => live + (self.rng.below(PAGE - 64) & !7),
         }
@@ -622,12 +627,12 @@ impl Fuzzer {
         if self.in_multicall && class <= 7 {
             // A multicall's entries keep their structures in the arena and their
             // batches just below the last page: an earlier entry's output must not
-            // land on a later entry's structure (seen: the times of
-            // VCPUOP_get_runstate_info became the frame list pointer of a later
-            // GNTTABOP_setup_table, which wrote its frames over our code).
+            // land on a later entry's structure (seen: frame numbers written over
+            // our code by a two-entry multicall, most likely an output of the
+            // first that became the frame-list pointer of the second).
             return match self.quiet_sacrificial() {
                 Some(g) => g * PAGE + (self.rng.below(2048) & !self.rng.pick(&[0, 7])),
-                None => 0,
+                None => UNMAPPED,
             };
         }
         match class {
@@ -716,10 +721,13 @@ impl Fuzzer {
             Place::PageTables => self.pt_ptr(),
             Place::Sacrificial => match self.quiet_sacrificial() {
                 Some(g) => g * PAGE + self.rng.below(2048),
-                None => return (Place::Bad, 0),
+                None => return (Place::Bad, UNMAPPED),
             },
+            // Not 0: the guest maps page 0, and what earlier calls wrote there
+            // would be read as the structure (seen: a runstate area pointer
+            // into the fuzzer's code).
             Place::Bad => self.rng.pick(&[
-                0,
+                UNMAPPED,
                 1 << 32,
                 0xFFFF_8000_0000_0000,
                 0x0000_8000_0000_0000,
