@@ -25,10 +25,11 @@ pub const XEN_SYSCTL_PHYSCAP_HVM: u32 = 1 << 0;
 pub const XEN_SYSCTL_PHYSCAP_PV: u32 = 1 << 1;
 /// `XEN_SYSCTL_PHYSCAP_hap`: hardware-assisted paging.
 pub const XEN_SYSCTL_PHYSCAP_HAP: u32 = 1 << 3;
-/// `XEN_SYSCTL_PHYSCAP_gnttab_v1`: grant tables version 1.
-pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V1: u32 = 1 << 7;
+/// `XEN_SYSCTL_PHYSCAP_gnttab_v1`: grant tables version 1 (bit 8 in 4.17, after
+/// `vmtrace` and `vpmu`; Xen 4.17 under QEMU reports 0x33f).
+pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V1: u32 = 1 << 8;
 /// `XEN_SYSCTL_PHYSCAP_gnttab_v2`: grant tables version 2.
-pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V2: u32 = 1 << 8;
+pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V2: u32 = 1 << 9;
 
 /// `XEN_SCHEDULER_CREDIT` (domctl.h).
 pub const XEN_SCHEDULER_CREDIT: u32 = 5;

@@ -181,6 +181,7 @@ guest_tests!(
     shared_info,
     hvm_op,
     platform_op,
+    domctl,
     vcpu_op,
     timers,
     event_channel_bad_input,

@@ -94,6 +94,7 @@ xen_tests!(
     shared_info,
     hvm_op,
     platform_op,
+    domctl,
     vcpu_op,
     timers,
     multicall,

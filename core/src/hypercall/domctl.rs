@@ -11,7 +11,9 @@
 //! - `max_mem` (KiB, as Xen: lowering it below the current size is allowed)
 //!   and `setdomainhandle`.
 //!
-//! Every other command is `-ENOSYS` for now (domain building from dom0 —
+//! The target domain is looked up first (`-ESRCH`), as Xen does, for every
+//! command but `createdomain` and `getdomaininfo`. Every other command is
+//! `-ENOSYS` for now (domain building from dom0 —
 //! `createdomain`, `max_vcpus`, `sethvmcontext` — is the next step).
 //! `shared_info_frame` is reported as 0: rxen does not hand host frame
 //! numbers to guests.
@@ -50,6 +52,13 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
     }
     let target = op.domain;
     let caller = ctx.domain.id;
+    // Xen looks the target up before the command: every command but
+    // createdomain and getdomaininfo needs an existing one.
+    if !matches!(op.cmd, XEN_DOMCTL_CREATEDOMAIN | XEN_DOMCTL_GETDOMAININFO)
+        && info_of(ctx, target).is_none()
+    {
+        return Err(errno::ESRCH);
+    }
     match op.cmd {
         XEN_DOMCTL_GETDOMAININFO => {
             let info = first_info_from(ctx, target)?;
@@ -165,9 +174,14 @@ pub fn domain_info(d: &Domain, facts: &MachineFacts, now: u64) -> XenDomctlGetdo
         sum.saturating_add(times.first().copied().unwrap_or(0))
     });
     let mut flags = XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP;
-    if let Some(reason) = d.shutdown {
-        flags |= XEN_DOMINF_SHUTDOWN | (u32::from(reason.code()) << XEN_DOMINF_SHUTDOWNSHIFT);
+    if d.shutdown.is_some() {
+        flags |= XEN_DOMINF_SHUTDOWN;
     }
+    // Xen ORs in `shutdown_code << 16`, which is ~0 until the domain shuts
+    // down: bits 16-31 are all set for a domain that has not (as Xen 4.17
+    // reports dom0: flags 0xffff0122).
+    let code = d.shutdown.map_or(u32::MAX, |r| u32::from(r.code()));
+    flags |= code.wrapping_shl(XEN_DOMINF_SHUTDOWNSHIFT);
     if d.destroy_requested {
         flags |= XEN_DOMINF_DYING;
     }
@@ -271,6 +285,8 @@ mod tests {
         );
         let (mut d0, mut env) = dom0_and_domu();
         assert_eq!(domctl(&mut d0, &mut env, &op(9999, 2)), ret(errno::ENOSYS));
+        // The target is looked up first, as Xen does.
+        assert_eq!(domctl(&mut d0, &mut env, &op(9999, 5)), ret(errno::ESRCH));
     }
 
     #[test]
@@ -300,6 +316,20 @@ mod tests {
         assert_eq!(i.arch_config.emulation_flags, XEN_X86_EMU_LAPIC);
         assert_eq!(i.flags & XEN_DOMINF_HVM_GUEST, XEN_DOMINF_HVM_GUEST);
         assert_eq!(i.flags & (XEN_DOMINF_PAUSED | XEN_DOMINF_SHUTDOWN), 0);
+        assert_eq!(
+            i.flags >> XEN_DOMINF_SHUTDOWNSHIFT,
+            0xFFFF,
+            "no shutdown code yet"
+        );
+        peer(&mut env).0.shutdown = Some(crate::domain::ShutdownReason::Crash);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 2)),
+            0
+        );
+        let flags = info(&env).flags;
+        assert_eq!(flags & XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWN);
+        assert_eq!(flags >> XEN_DOMINF_SHUTDOWNSHIFT, 3, "SHUTDOWN_crash");
+        peer(&mut env).0.shutdown = None;
         assert_eq!(i.gpaddr_bits, 48);
         assert_eq!(
             domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 3)),

@@ -58,6 +58,10 @@ pub const CASES: &[Case] = &[
     case("shared_info"),
     case("hvm_op"),
     case("platform_op"),
+    Case {
+        args: "role=dom0 alone=1",
+        ..case("domctl")
+    },
     case("vcpu_op"),
     case("timers"),
     case("multicall"),

@@ -9,6 +9,10 @@
 //! `destroydomain` makes it disappear. Bad input: unpausing what is not paused,
 //! pausing or destroying itself, an unknown command, an unmapped argument.
 //!
+//! With `alone=1` (dom0 with no other domain; also run on Xen 4.17 as the reference):
+//! what needs no domU — the version, privilege and lookup answers, `physinfo`,
+//! `sched_id` (credit, credit2 or RTDS), a list of one with dom0's own flags.
+//!
 //! As a domU: every domctl and sysctl is `-EPERM` (after `-EACCES` for a wrong
 //! version), then it spins, printing nothing, until dom0 destroys it (an error
 //! after 60 s).
@@ -92,7 +96,7 @@ fn main(si: &StartInfo) {
     }
     match si.arg_value("role").unwrap_or("dom0") {
         "domu" => domu(),
-        _ => dom0(),
+        _ => dom0(si),
     }
 }
 
@@ -121,7 +125,7 @@ fn domu() {
     error!("not destroyed within 60 s");
 }
 
-fn dom0() {
+fn dom0(si: &StartInfo) {
     // Version first, then the rest.
     let mut bad = sop(XEN_SYSCTL_PHYSINFO, &[]);
     bad.interface_version = 0x14;
@@ -135,8 +139,67 @@ fn dom0() {
         err::EFAULT,
         "domctl at an unmapped address"
     );
-    check_eq!(simple(999, 1), err::ENOSYS, "an unknown domctl");
+    check_eq!(simple(999, 0), err::ENOSYS, "an unknown domctl on itself");
+    check_eq!(
+        simple(999, 7),
+        ESRCH,
+        "an unknown domctl on nobody: the target is looked up first"
+    );
+    check_eq!(
+        simple(XEN_DOMCTL_PAUSEDOMAIN, 0),
+        err::EINVAL,
+        "pause itself"
+    );
+    check_eq!(
+        simple(XEN_DOMCTL_UNPAUSEDOMAIN, 0),
+        err::EINVAL,
+        "unpause itself, not paused"
+    );
+    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 7), ESRCH, "pause nobody");
+    let alone = si.arg_u64("alone") == Some(1);
+    let list = machine_checks(if alone { 1 } else { 2 });
+    let d0 = list[0];
+    println!(
+        "domctl: d0: flags {:#x}, {} vCPU(s), emulation {:#x}, gpaddr_bits {}",
+        d0.flags, d0.nr_online_vcpus, d0.arch_config.emulation_flags, d0.gpaddr_bits
+    );
+    check_eq!(d0.domain, 0, "dom0 first");
+    check_eq!(
+        d0.flags >> XEN_DOMINF_SHUTDOWNSHIFT,
+        0xFFFF,
+        "no shutdown code: Xen's ~0 in bits 16-31"
+    );
+    check!(
+        d0.flags & XEN_DOMINF_RUNNING != 0 && d0.flags & XEN_DOMINF_HVM_GUEST != 0,
+        "dom0 runs (it is the caller), HVM"
+    );
+    check_eq!(
+        d0.arch_config.emulation_flags,
+        XEN_X86_EMU_LAPIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_VPCI,
+        "a PVH dom0's emulation flags"
+    );
+    if alone {
+        check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "none past dom0");
+        println!("domctl: done");
+        return;
+    }
+    let d1 = list[1];
+    check_eq!(d1.domain, 1, "then the domU");
+    check_eq!(
+        d1.arch_config.emulation_flags,
+        XEN_X86_EMU_LAPIC,
+        "a PVH domU: an emulated local APIC only"
+    );
+    println!(
+        "domctl: d1 has {} pages (max {}), {} vCPU(s), flags {:#x}",
+        d1.tot_pages, d1.max_pages, d1.nr_online_vcpus, d1.flags
+    );
+    control_domu();
+}
 
+/// physinfo, sched_id and getdomaininfolist, which must list `domains` domains;
+/// returns the list.
+fn machine_checks(domains: u32) -> [XenDomctlGetdomaininfo; 4] {
     let mut op = sop(XEN_SYSCTL_PHYSINFO, &[]);
     check_eq!(sysctl(&mut op), 0, "physinfo");
     let p = XenSysctlPhysinfo::read_from_prefix(&op.u).unwrap().0;
@@ -158,13 +221,14 @@ fn dom0() {
     check!(p.hw_cap[0] & 1 != 0, "FPU in CPUID 1.EDX");
     let mut op = sop(XEN_SYSCTL_SCHED_ID, &[]);
     check_eq!(sysctl(&mut op), 0, "sched_id");
-    check_eq!(
-        u32::from_le_bytes(op.u[..4].try_into().unwrap()),
-        XEN_SCHEDULER_CREDIT,
-        "the credit scheduler"
+    let sched = u32::from_le_bytes(op.u[..4].try_into().unwrap());
+    println!("domctl: scheduler {sched}");
+    // rxen's default is credit (5), Xen 4.17's credit2 (6).
+    check!(
+        matches!(sched, XEN_SCHEDULER_CREDIT | 6 | XEN_SCHEDULER_RTDS),
+        "a known scheduler"
     );
 
-    // Both domains in the list, in order, dom0 running (it is the caller).
     static mut LIST: [XenDomctlGetdomaininfo; 4] = [XenDomctlGetdomaininfo {
         domain: 0xFFFF,
         pad0: 0,
@@ -199,28 +263,13 @@ fn dom0() {
     let got = XenSysctlGetdomaininfolist::read_from_prefix(&op.u)
         .unwrap()
         .0;
-    check_eq!(got.num_domains, 2, "two domains");
+    check_eq!(got.num_domains, domains, "the domains");
     // SAFETY: written by the hypervisor through the handle above.
-    let list = unsafe { *(&raw const LIST) };
-    check_eq!(
-        (list[0].domain, list[1].domain),
-        (0, 1),
-        "dom0, then the domU"
-    );
-    check!(
-        list[0].flags & XEN_DOMINF_RUNNING != 0 && list[0].flags & XEN_DOMINF_HVM_GUEST != 0,
-        "dom0 runs (flags {:#x})",
-        list[0].flags
-    );
-    check_eq!(
-        list[1].arch_config.emulation_flags,
-        XEN_X86_EMU_LAPIC,
-        "a PVH domU: an emulated local APIC only"
-    );
-    println!(
-        "domctl: d1 has {} pages (max {}), {} vCPU(s), flags {:#x}",
-        list[1].tot_pages, list[1].max_pages, list[1].nr_online_vcpus, list[1].flags
-    );
+    unsafe { *(&raw const LIST) }
+}
+
+/// Pause, unpause, limits and destroy of the domU (domain 1).
+fn control_domu() {
     check_eq!(info(1).map(|i| i.domain), Ok(1), "getdomaininfo(1)");
     check_eq!(info(2).map(|i| i.domain), Err(ESRCH), "none past the last");
 
@@ -253,12 +302,6 @@ fn dom0() {
         err::EINVAL,
         "unpause what is not paused"
     );
-    check_eq!(
-        simple(XEN_DOMCTL_PAUSEDOMAIN, 0),
-        err::EINVAL,
-        "pause itself"
-    );
-    check_eq!(simple(XEN_DOMCTL_PAUSEDOMAIN, 7), ESRCH, "pause nobody");
 
     // max_mem and the handle.
     check_eq!(
