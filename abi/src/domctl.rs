@@ -33,6 +33,28 @@ pub const XEN_DOMCTL_GETHVMCONTEXT: u32 = 33;
 /// `XEN_DOMCTL_sethvmcontext`.
 pub const XEN_DOMCTL_SETHVMCONTEXT: u32 = 34;
 
+/// `XEN_DOMCTL_CDF_hvm`: an HVM or PVH guest.
+pub const XEN_DOMCTL_CDF_HVM: u32 = 1 << 0;
+/// `XEN_DOMCTL_CDF_hap`: hardware-assisted paging.
+pub const XEN_DOMCTL_CDF_HAP: u32 = 1 << 1;
+/// `XEN_DOMCTL_CDF_s3_integrity`: tboot checks memory over S3.
+pub const XEN_DOMCTL_CDF_S3_INTEGRITY: u32 = 1 << 2;
+/// `XEN_DOMCTL_CDF_oos_off`: no out-of-sync shadow page tables.
+pub const XEN_DOMCTL_CDF_OOS_OFF: u32 = 1 << 3;
+/// `XEN_DOMCTL_CDF_xs_domain`: a xenstore domain.
+pub const XEN_DOMCTL_CDF_XS_DOMAIN: u32 = 1 << 4;
+/// `XEN_DOMCTL_CDF_iommu`: the domain gets devices behind an IOMMU.
+pub const XEN_DOMCTL_CDF_IOMMU: u32 = 1 << 5;
+/// `XEN_DOMCTL_CDF_nested_virt`: nested virtualization.
+pub const XEN_DOMCTL_CDF_NESTED_VIRT: u32 = 1 << 6;
+/// `XEN_DOMCTL_CDF_vpmu`: a virtual PMU.
+pub const XEN_DOMCTL_CDF_VPMU: u32 = 1 << 7;
+/// `XEN_DOMCTL_GRANT_version_mask` (4.17): the grant version in `grant_opts`.
+pub const XEN_DOMCTL_GRANT_VERSION_MASK: u32 = 0xF;
+
+/// `struct xen_domctl_max_vcpus`: the number of vCPUs (as created).
+pub const XEN_DOMCTL_MAX_VCPUS_SIZE: usize = 4;
+
 /// `XEN_DOMINF_dying`: the domain is being destroyed.
 pub const XEN_DOMINF_DYING: u32 = 1 << 0;
 /// `XEN_DOMINF_hvm_guest`: an HVM or PVH guest.

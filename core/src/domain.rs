@@ -195,6 +195,9 @@ pub struct Domain {
     /// Pauses by the control domain (`XEN_DOMCTL_pausedomain`, Xen's
     /// `controller_pause_count`): its vCPUs run only while this is 0.
     pub controller_pause_count: u32,
+    /// vCPUs it may have (`createdomain`'s `max_vcpus`; `max_vcpus`
+    /// creates them).
+    pub max_vcpus: u32,
     /// The control domain destroyed it (`XEN_DOMCTL_destroydomain`): the
     /// hypervisor tears it down at its next scheduling pass, and never
     /// rebuilds it.
@@ -225,6 +228,32 @@ impl Domain {
             name: alloc::format!("d{id}"),
             controller_pause_count: 0,
             destroy_requested: false,
+            max_vcpus: nr_vcpus.max(1),
+        }
+    }
+
+    /// A domain the control domain creates (`XEN_DOMCTL_createdomain`):
+    /// born paused, with no memory and no vCPU until `max_vcpus` creates
+    /// `max_vcpus` of them.
+    pub fn created(id: DomId, max_vcpus: u32, max_evtchn_port: u32, now: u64) -> Self {
+        let mut d = Self::new(id, false, 0, 1, now);
+        d.vcpus.clear();
+        d.max_pages = 0;
+        d.max_vcpus = max_vcpus;
+        d.controller_pause_count = 1;
+        d.events.set_max_port(max_evtchn_port);
+        d
+    }
+
+    /// Creates the vCPUs up to `max_vcpus` (all down, as Xen's `vcpu_create`
+    /// leaves them until a context is set) at system time `now`.
+    pub fn create_vcpus(&mut self, now: u64) {
+        if self.vcpus.len() as u32 >= self.max_vcpus {
+            return;
+        }
+        self.events.grow_vcpus(self.max_vcpus as usize);
+        for id in self.vcpus.len() as u32..self.max_vcpus {
+            self.vcpus.push(Vcpu::new(id, false, now));
         }
     }
 
@@ -248,9 +277,82 @@ impl Domain {
     }
 }
 
+/// Xen's choice of a new domain's id (`domain_create`'s rover): `requested`
+/// if not 0 (`-EINVAL` if reserved, `-EEXIST` if taken), else the first free
+/// id after the last one handed out (`rover`, updated), wrapping below
+/// `DOMID_FIRST_RESERVED`; `-ENOMEM` when every id is taken. An id is not
+/// reused at once, which libxl relies on.
+pub fn allocate_domid(
+    requested: DomId,
+    rover: &mut DomId,
+    exists: impl Fn(DomId) -> bool,
+) -> Result<DomId, rxen_abi::errno::Errno> {
+    use rxen_abi::errno;
+    use rxen_abi::xen::DOMID_FIRST_RESERVED;
+    if requested != 0 {
+        if requested >= DOMID_FIRST_RESERVED {
+            return Err(errno::EINVAL);
+        }
+        if exists(requested) {
+            return Err(errno::EEXIST);
+        }
+        return Ok(requested);
+    }
+    let mut candidate = *rover;
+    for _ in 1..DOMID_FIRST_RESERVED {
+        candidate = match candidate.checked_add(1) {
+            Some(next) if next < DOMID_FIRST_RESERVED => next,
+            _ => 1,
+        };
+        if !exists(candidate) {
+            *rover = candidate;
+            return Ok(candidate);
+        }
+    }
+    Err(errno::ENOMEM)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domids_come_from_a_rover() {
+        use rxen_abi::errno;
+        let taken = [0u16, 1, 3];
+        let exists = |id| taken.contains(&id);
+        let mut rover = 0;
+        assert_eq!(allocate_domid(0, &mut rover, exists), Ok(2));
+        // Not 2 again: the rover moved on (libxl refuses a recently used id).
+        assert_eq!(allocate_domid(0, &mut rover, exists), Ok(4));
+        assert_eq!(allocate_domid(5, &mut rover, exists), Ok(5));
+        assert_eq!(allocate_domid(3, &mut rover, exists), Err(errno::EEXIST));
+        assert_eq!(
+            allocate_domid(0x7FF0, &mut rover, exists),
+            Err(errno::EINVAL)
+        );
+        let mut rover = 0x7FEF;
+        assert_eq!(
+            allocate_domid(0, &mut rover, exists),
+            Ok(2),
+            "wraps to 1, taken, then 2"
+        );
+        let mut rover = 0;
+        assert_eq!(allocate_domid(0, &mut rover, |_| true), Err(errno::ENOMEM));
+    }
+
+    #[test]
+    fn a_created_domain_is_paused_empty_and_gets_its_vcpus_later() {
+        let mut d = Domain::created(4, 3, 1023, 0);
+        assert_eq!((d.vcpus.len(), d.tot_pages, d.max_pages), (0, 0, 0));
+        assert_eq!(d.controller_pause_count, 1);
+        d.create_vcpus(10);
+        assert_eq!(d.vcpus.len(), 3);
+        assert!(d.vcpus.iter().all(|v| !v.up));
+        assert_eq!(d.events.nr_vcpus(), 3);
+        d.create_vcpus(20);
+        assert_eq!(d.vcpus.len(), 3, "once");
+    }
 
     #[test]
     fn first_shutdown_wins() {

@@ -168,6 +168,26 @@ pub trait Domains {
     ) -> bool;
     /// The ids of the machine's other domains (never the caller's).
     fn other_domains(&self) -> Vec<DomId>;
+    /// Creates an empty domain (`XEN_DOMCTL_createdomain`, checked by the
+    /// core): id `requested`, or one from Xen's rover when 0
+    /// ([`crate::domain::allocate_domid`]); born paused, no memory, no vCPU.
+    fn create_domain(&mut self, requested: DomId, config: &DomainConfig) -> Result<DomId, Errno>;
+}
+
+/// What the control domain asks of a domain it creates (the checked
+/// `xen_domctl_createdomain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// vCPUs it may have.
+    pub max_vcpus: u32,
+    /// Its highest event-channel port.
+    pub max_evtchn_port: u32,
+    /// Grant-table frames (`None`: the machine's default).
+    pub max_grant_frames: Option<u32>,
+    /// Maptrack frames (`None`: the machine's default).
+    pub max_maptrack_frames: Option<u32>,
+    /// Its 16-byte handle.
+    pub handle: [u8; 16],
 }
 
 /// Runs `f` on domain `id` with an environment over its memory, whichever

@@ -55,6 +55,9 @@ pub(crate) struct FakeEnv {
     pub(crate) wallclock: (u64, u32),
     /// The machine's PCI registry (q35's one MCFG window).
     pub(crate) pci: PciRegistry,
+    /// The domain-id rover, and the configs of the domains created.
+    pub(crate) rover: DomId,
+    pub(crate) created: Vec<(DomId, crate::platform::DomainConfig)>,
 }
 
 /// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
@@ -159,6 +162,8 @@ impl FakeEnv {
             grant_frames_mapped: Vec::new(),
             refuse_grant_frames: false,
             wallclock: (1_700_000_000, 5),
+            rover: 0,
+            created: Vec::new(),
             pci: PciRegistry::new(&[McfgRegion {
                 address: 0xB000_0000,
                 segment: 0,
@@ -364,6 +369,24 @@ impl Domains for FakeEnv {
     }
     fn other_domains(&self) -> Vec<DomId> {
         self.peer.iter().map(|p| p.0.id).collect()
+    }
+    /// Domain 0 (the caller in the control tests) and the peer exist; a
+    /// created domain becomes the peer if there is none.
+    fn create_domain(
+        &mut self,
+        requested: DomId,
+        config: &crate::platform::DomainConfig,
+    ) -> Result<DomId, Errno> {
+        let peer = self.peer.as_ref().map(|p| p.0.id);
+        let id = crate::domain::allocate_domid(requested, &mut self.rover, |id| {
+            id == 0 || Some(id) == peer
+        })?;
+        if self.peer.is_none() {
+            let d = Domain::created(id, config.max_vcpus, config.max_evtchn_port, self.now);
+            self.peer = Some(Box::new((d, FakeEnv::new())));
+        }
+        self.created.push((id, *config));
+        Ok(id)
     }
 }
 

@@ -218,13 +218,18 @@ impl Machine {
             );
         }
         self.domains.insert(id, alloc::boxed::Box::new(domain));
-        // Every domain gets the command line's limits (Xen's defaults for
-        // domains whose toolstack sets none).
+        self.add_grant_table(id, None, None);
+        Ok(())
+    }
+
+    /// Gives domain `id` a grant table: the command line's limits (Xen's
+    /// defaults for domains whose toolstack sets none) unless given.
+    fn add_grant_table(&mut self, id: DomId, frames: Option<u32>, maptrack: Option<u32>) {
         let (options, _) = rxen_core::cmdline::parse(crate::start::hypervisor_cmdline());
         let table = rxen_core::grant_table::GrantTable::new(
             id,
-            options.gnttab_max_frames,
-            options.gnttab_max_maptrack_frames,
+            frames.unwrap_or(options.gnttab_max_frames),
+            maptrack.unwrap_or(options.gnttab_max_maptrack_frames),
             &mut Platform::new(None, &mut self.domains),
         );
         match table {
@@ -235,7 +240,41 @@ impl Machine {
             // -ENOSYS).
             Err(e) => printk!("d{id}: no grant table ({e:?})"),
         }
-        Ok(())
+    }
+
+    /// Hands the domains the control domain created, and the vCPUs
+    /// `max_vcpus` gave them, to the scheduler (and a new domain a grant
+    /// table).
+    fn adopt_created(&mut self, now: u64) {
+        let pending: Vec<DomId> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.to_adopt.is_some() || d.sched_vcpus < d.vcpus.len())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pending {
+            let Some(domain) = self.domains.get_mut(&id) else {
+                continue;
+            };
+            let config = domain.to_adopt.take();
+            let (known, total) = (domain.sched_vcpus, domain.vcpus.len());
+            domain.sched_vcpus = total;
+            if let Some(config) = config {
+                if let Err(e) = self.sched.add_domain(id, SchedParams::default()) {
+                    printk!("d{id}: the scheduler refused the domain ({e:?})");
+                }
+                self.add_grant_table(id, config.max_grant_frames, config.max_maptrack_frames);
+            }
+            for v in known..total {
+                self.sched.add_vcpu(
+                    VcpuRef {
+                        domain: id,
+                        vcpu: v as u32,
+                    },
+                    now,
+                );
+            }
+        }
     }
 
     /// Serves the exit vCPU `r` took on this CPU.
@@ -737,6 +776,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         }
         machine.expire_timers(now);
         machine.end_destroyed();
+        machine.adopt_created(now);
         machine.sync_runnable(now);
         machine.reap();
         if let Some((boot, reboots)) = machine.rebuilds.pop() {

@@ -276,7 +276,9 @@ fn dom0_gets_virq_dom_exc_when_a_domu_ends() {
 /// The control plane's hypercalls (issue 13): dom0 lists the machine and its domains,
 /// pauses and unpauses a running domU (its CPU time stops and resumes), changes its
 /// limit and handle and destroys it; every frame of it comes back. The domU gets
-/// `-EPERM` for each domctl and sysctl.
+/// `-EPERM` for each domctl and sysctl. Then dom0 creates domains (ids from Xen's
+/// rover; bad configs refused), gives one its vCPUs, unpauses it (nothing runs: no
+/// vCPU is up) and destroys them, before and after max_vcpus, leaking nothing.
 #[test]
 fn dom0_controls_a_domu_with_domctl_and_sysctl() {
     let out = machine("domains-domctl", 2, "dom0_mem=32M domu=1,mem=16M")
@@ -297,6 +299,18 @@ fn dom0_controls_a_domu_with_domctl_and_sysctl() {
         .assert_contains(
             "d1: destroyed by the control domain; 4611 frames returned, 0 frames not returned",
         )
+        // Created by dom0: born paused and empty, destroyed with nothing left.
+        .assert_in_order(&[
+            "d1: created by d0: paused, no memory, 2 vCPU(s) to come",
+            "d2: created by d0: paused, no memory, 1 vCPU(s) to come",
+            "d2: destroyed by the control domain; ",
+            "d1: destroyed by the control domain; ",
+            "d3: created by d0",
+            "d3: destroyed by the control domain; ",
+            "(d0) domctl: created and destroyed d1, d2 and d3",
+        ])
+        .assert_count("frames not returned", 5)
+        .assert_count(" 0 frames not returned", 5)
         .assert_normal_stop();
 }
 

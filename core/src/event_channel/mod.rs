@@ -159,6 +159,14 @@ impl EventChannels {
         self.max_port = max_port;
     }
 
+    /// Makes room for `nr_vcpus` vCPUs' VIRQs (a created domain's vCPUs
+    /// come with `XEN_DOMCTL_max_vcpus`); never shrinks.
+    pub fn grow_vcpus(&mut self, nr_vcpus: usize) {
+        if nr_vcpus > self.virqs.len() {
+            self.virqs.resize(nr_vcpus, [None; NR_VIRQS as usize]);
+        }
+    }
+
     /// The number of vCPUs the table was made for.
     pub fn nr_vcpus(&self) -> usize {
         self.virqs.len()

@@ -9,12 +9,17 @@
 //! - `destroydomain`: the domain is torn down at the hypervisor's next
 //!   scheduling pass (its vCPUs stop at once) and never rebuilt;
 //! - `max_mem` (KiB, as Xen: lowering it below the current size is allowed)
-//!   and `setdomainhandle`.
+//!   and `setdomainhandle`;
+//! - `createdomain` (checked as Xen's `sanitise_domain_config`, for PVH
+//!   guests on nested paging): an empty domain, born paused, with an id from
+//!   Xen's rover; `max_vcpus` (the number createdomain gave) creates its
+//!   vCPUs, all down.
 //!
 //! The target domain is looked up first (`-ESRCH`), as Xen does, for every
 //! command but `createdomain` and `getdomaininfo`. Every other command is
-//! `-ENOSYS` for now (domain building from dom0 —
-//! `createdomain`, `max_vcpus`, `sethvmcontext` — is the next step).
+//! `-ENOSYS` for now (filling a created domain's memory and setting its
+//! vCPUs' state — `populate_physmap` for another domain, foreign maps,
+//! `sethvmcontext` — is the next step).
 //! `shared_info_frame` is reported as 0: rxen does not hand host frame
 //! numbers to guests.
 // Guest input is parsed here: no unchecked arithmetic, no indexing that
@@ -33,7 +38,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use super::{from_result, Ctx, Outcome};
 use crate::domain::{DomId, Domain};
 use crate::guest_handle::GuestHandle;
-use crate::platform::{lend_domain, MachineFacts};
+use crate::platform::{lend_domain, DomainConfig, MachineFacts};
 use crate::time::RunstateKind;
 
 /// `domctl(op)`.
@@ -60,6 +65,28 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
         return Err(errno::ESRCH);
     }
     match op.cmd {
+        XEN_DOMCTL_CREATEDOMAIN => {
+            let config = check_create(&read_union::<XenDomctlCreatedomain>(&op))?;
+            let id = ctx.env.create_domain(target, &config)?;
+            op.domain = id;
+            handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
+        XEN_DOMCTL_MAX_VCPUS => {
+            let max = read_union::<u32>(&op);
+            if target == caller {
+                return Err(errno::EINVAL);
+            }
+            let now = ctx.env.now_ns();
+            on_domain(ctx, target, |d| {
+                // As createdomain said (Xen 4.17: this creates them).
+                if max != d.max_vcpus {
+                    return Err(errno::EINVAL);
+                }
+                d.create_vcpus(now);
+                Ok(0)
+            })
+        }
         XEN_DOMCTL_GETDOMAININFO => {
             let info = first_info_from(ctx, target)?;
             op.domain = info.domain;
@@ -113,6 +140,48 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
         }
         _ => Err(errno::ENOSYS),
     }
+}
+
+/// Most vCPUs a created domain may have (Xen's `HVM_MAX_VCPUS`).
+pub const MAX_VCPUS: u32 = 128;
+
+/// The `createdomain` flags rxen takes: a PVH guest on nested paging (HVM
+/// without device models is not served), optionally a xenstore domain.
+const CREATE_FLAGS: u32 =
+    XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP | XEN_DOMCTL_CDF_OOS_OFF | XEN_DOMCTL_CDF_XS_DOMAIN;
+
+/// Xen's `sanitise_domain_config` for what rxen can build: `-EINVAL` for a
+/// PV guest (no `hvm` flag), no `hap`, flags rxen has no use for (IOMMU,
+/// nested virtualization, vPMU, S3 integrity), emulation other than a PVH
+/// guest's (the local APIC alone), 0 or more than [`MAX_VCPUS`] vCPUs, a
+/// processor-trace buffer, IOMMU options, a grant version other than 1 (or
+/// 0, the default) or other grant options; `-ENOENT` for a CPU pool other
+/// than 0.
+fn check_create(c: &XenDomctlCreatedomain) -> Result<DomainConfig, Errno> {
+    let pvh = XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP;
+    if c.flags & !CREATE_FLAGS != 0 || c.flags & pvh != pvh {
+        return Err(errno::EINVAL);
+    }
+    if c.arch.emulation_flags != XEN_X86_EMU_LAPIC || c.iommu_opts != 0 || c.vmtrace_size != 0 {
+        return Err(errno::EINVAL);
+    }
+    if c.max_vcpus == 0 || c.max_vcpus > MAX_VCPUS {
+        return Err(errno::EINVAL);
+    }
+    if c.grant_opts & !XEN_DOMCTL_GRANT_VERSION_MASK != 0 || c.grant_opts > 1 {
+        return Err(errno::EINVAL);
+    }
+    if c.cpupool_id != 0 {
+        return Err(errno::ENOENT);
+    }
+    // A negative frame count asks for the machine's default.
+    Ok(DomainConfig {
+        max_vcpus: c.max_vcpus,
+        max_evtchn_port: c.max_evtchn_port,
+        max_grant_frames: u32::try_from(c.max_grant_frames).ok(),
+        max_maptrack_frames: u32::try_from(c.max_maptrack_frames).ok(),
+        handle: c.handle,
+    })
 }
 
 /// Runs `f` on domain `id` (the caller or another); `-ESRCH` if there is
@@ -417,6 +486,117 @@ mod tests {
             domctl(&mut d, &mut env, &op(XEN_DOMCTL_DESTROYDOMAIN, 2)),
             ret(errno::ESRCH)
         );
+    }
+
+    fn create(requested: DomId, edit: impl FnOnce(&mut XenDomctlCreatedomain)) -> XenDomctl {
+        let mut c = XenDomctlCreatedomain {
+            flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
+            max_vcpus: 2,
+            max_evtchn_port: 1023,
+            max_grant_frames: -1,
+            max_maptrack_frames: 1024,
+            grant_opts: 1,
+            arch: XenArchDomainconfig {
+                emulation_flags: XEN_X86_EMU_LAPIC,
+                misc_flags: 0,
+            },
+            ..Default::default()
+        };
+        edit(&mut c);
+        let mut o = op(XEN_DOMCTL_CREATEDOMAIN, requested);
+        o.u[..64].copy_from_slice(c.as_bytes());
+        o
+    }
+
+    #[test]
+    fn createdomain_checks_the_config_as_xen() {
+        let mut d = crate::test_support::domu();
+        d.id = 0;
+        d.privileged = true;
+        let mut env = FakeEnv::new();
+        let bad: [&dyn Fn(&mut XenDomctlCreatedomain); 10] = [
+            &|c| c.flags = XEN_DOMCTL_CDF_HAP,
+            &|c| c.flags = XEN_DOMCTL_CDF_HVM,
+            &|c| c.flags |= XEN_DOMCTL_CDF_IOMMU,
+            &|c| c.flags |= 1 << 20,
+            &|c| c.arch.emulation_flags = 0x7FF,
+            &|c| c.max_vcpus = 0,
+            &|c| c.max_vcpus = MAX_VCPUS + 1,
+            &|c| c.vmtrace_size = 4096,
+            &|c| c.grant_opts = 2,
+            &|c| c.iommu_opts = 1,
+        ];
+        for edit in bad {
+            assert_eq!(
+                domctl(&mut d, &mut env, &create(0, edit)),
+                ret(errno::EINVAL)
+            );
+        }
+        assert_eq!(
+            domctl(&mut d, &mut env, &create(0, |c| c.cpupool_id = 3)),
+            ret(errno::ENOENT)
+        );
+        assert!(env.created.is_empty(), "nothing created");
+        // Good: an id from the rover, written back; born paused, empty.
+        assert_eq!(
+            domctl(&mut d, &mut env, &create(0, |c| c.handle = [9; 16])),
+            0
+        );
+        assert_eq!(env.get::<XenDomctl>(AT).domain, 1);
+        let (id, config) = env.created[0];
+        assert_eq!(id, 1);
+        assert_eq!(config.max_vcpus, 2);
+        assert_eq!(config.max_grant_frames, None, "-1: the default");
+        assert_eq!(config.max_maptrack_frames, Some(1024));
+        assert_eq!(config.handle, [9; 16]);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)),
+            0
+        );
+        let i = info(&env);
+        assert_eq!(
+            (i.tot_pages, i.nr_online_vcpus, i.max_vcpu_id),
+            (0, 0, u32::MAX)
+        );
+        assert_eq!(i.flags & XEN_DOMINF_PAUSED, XEN_DOMINF_PAUSED);
+        // A taken or reserved id.
+        assert_eq!(
+            domctl(&mut d, &mut env, &create(1, |_| ())),
+            ret(errno::EEXIST)
+        );
+        assert_eq!(
+            domctl(&mut d, &mut env, &create(0x7FF0, |_| ())),
+            ret(errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn max_vcpus_creates_what_createdomain_said() {
+        let mut d = crate::test_support::domu();
+        d.id = 0;
+        d.privileged = true;
+        let mut env = FakeEnv::new();
+        assert_eq!(domctl(&mut d, &mut env, &create(0, |c| c.max_vcpus = 3)), 0);
+        let max = |n: u32| {
+            let mut o = op(XEN_DOMCTL_MAX_VCPUS, 1);
+            o.u[..4].copy_from_slice(&n.to_le_bytes());
+            o
+        };
+        assert_eq!(domctl(&mut d, &mut env, &max(2)), ret(errno::EINVAL));
+        assert_eq!(domctl(&mut d, &mut env, &max(u32::MAX)), ret(errno::EINVAL));
+        assert_eq!(domctl(&mut d, &mut env, &max(3)), 0);
+        assert_eq!(peer(&mut env).0.vcpus.len(), 3);
+        assert_eq!(domctl(&mut d, &mut env, &max(3)), 0, "again: nothing more");
+        assert_eq!(peer(&mut env).0.vcpus.len(), 3);
+        assert_eq!(
+            domctl(&mut d, &mut env, &op(XEN_DOMCTL_GETDOMAININFO, 1)),
+            0
+        );
+        assert_eq!((info(&env).nr_online_vcpus, info(&env).max_vcpu_id), (0, 2));
+        // Not of itself.
+        let mut own = max(2);
+        own.domain = 0;
+        assert_eq!(domctl(&mut d, &mut env, &own), ret(errno::EINVAL));
     }
 
     #[test]

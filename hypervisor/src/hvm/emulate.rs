@@ -34,6 +34,22 @@ impl core::fmt::Display for EmulationError {
 }
 
 /// The guest's paging registers from its VMCB.
+/// The paging registers of vCPU `v` of `vcpus`, or paging off if there is
+/// no such vCPU (a created domain before `max_vcpus`): guest-linear is
+/// guest-physical then.
+pub fn vcpu_paging_regs(vcpus: &[super::vcpu::SvmVcpu], v: usize) -> PagingRegs {
+    vcpus.get(v).map_or(
+        PagingRegs {
+            cr0: 0,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+        },
+        |vcpu| paging_regs(&vcpu.vmcb),
+    )
+}
+
+/// The guest's paging registers in `vmcb`.
 pub fn paging_regs(vmcb: &Vmcb) -> PagingRegs {
     PagingRegs {
         cr0: vmcb.read64(save::CR0),

@@ -15,6 +15,7 @@ use rxen_core::platform::{
 };
 use rxen_core::shared_page::SharedPage;
 use rxen_core::time::TimeScale;
+use rxen_x86::printk;
 use rxen_x86::svm::guest_walk::PagingRegs;
 
 use super::grant::{Caller, Platform};
@@ -32,6 +33,8 @@ pub struct Env<'a> {
     pub npt_changed: bool,
     /// Whether the domain is the control domain.
     pub privileged: bool,
+    /// The domain's id.
+    pub domid: DomId,
     /// The rest of the machine (for interdomain operations), if the caller
     /// can reach it.
     pub others: Option<super::World<'a>>,
@@ -182,6 +185,9 @@ impl HostPci for Env<'_> {
     }
 }
 
+/// Xen's domain-id rover: the last id handed out by `createdomain`.
+static DOMID_ROVER: spin::Mutex<DomId> = spin::Mutex::new(0);
+
 impl Domains for Env<'_> {
     fn with_domain(
         &mut self,
@@ -198,21 +204,59 @@ impl Domains for Env<'_> {
             memory,
             vcpus,
             console,
+            running_on,
+            sched_runnable,
             ..
         } = &mut **domain;
         let mut env = Env {
             memory,
-            paging: super::emulate::paging_regs(&vcpus[0].vmcb),
+            paging: super::emulate::vcpu_paging_regs(vcpus, 0),
             console,
             npt_changed: false,
             privileged: core.privileged,
+            domid,
             others: None,
         };
         f(core, &mut env);
         if env.npt_changed {
             vcpus.iter_mut().for_each(|v| v.flush_tlb = true);
         }
+        // XEN_DOMCTL_max_vcpus created vCPUs in the core: their SVM state
+        // now (the scheduler learns of them at its next pass).
+        while vcpus.len() < core.vcpus.len() {
+            let asid = super::asid_of(domid);
+            let vcpu = super::vcpu::SvmVcpu::new_pvh(0, 0, memory.npt.root(), asid)
+                .ok_or(errno::ENOMEM)?;
+            vcpus.push(vcpu);
+            running_on.push(None);
+            sched_runnable.push(false);
+        }
         Ok(())
+    }
+
+    fn create_domain(
+        &mut self,
+        requested: DomId,
+        config: &rxen_core::platform::DomainConfig,
+    ) -> Result<DomId, Errno> {
+        let caller = self.domid;
+        let world = self.others.as_mut().ok_or(errno::EPERM)?;
+        let id = {
+            let mut rover = DOMID_ROVER.lock();
+            rxen_core::domain::allocate_domid(requested, &mut rover, |id| {
+                id == caller || world.domains.contains_key(&id)
+            })?
+        };
+        let domain = super::create_empty(id, config).map_err(|why| {
+            printk!("d{id}: cannot create the domain: {why}");
+            errno::ENOMEM
+        })?;
+        world.domains.insert(id, alloc::boxed::Box::new(domain));
+        printk!(
+            "d{id}: created by d{caller}: paused, no memory, {} vCPU(s) to come",
+            config.max_vcpus
+        );
+        Ok(id)
     }
 
     fn with_grants(

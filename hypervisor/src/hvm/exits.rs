@@ -45,10 +45,11 @@ fn with_env<R>(
     } = domain;
     let mut env = Env {
         memory,
-        paging: emulate::paging_regs(&vcpus[v].vmcb),
+        paging: emulate::vcpu_paging_regs(vcpus, v),
         console,
         npt_changed: false,
         privileged: core.privileged,
+        domid: core.id,
         others,
     };
     let result = f(core, &mut env);

@@ -52,6 +52,12 @@ pub struct HvmDomain {
     /// A 1:1 dom0's PCI configuration space mediation (its conf1 latch,
     /// its MSI messages).
     pub pci: Option<vpci::Dom0Pci>,
+    /// A domain the control domain created, not yet known to the
+    /// scheduler and the grant tables: its config (the next scheduling pass
+    /// adopts it).
+    pub to_adopt: Option<rxen_core::platform::DomainConfig>,
+    /// vCPUs handed to the scheduler (`max_vcpus` adds vCPUs later).
+    pub sched_vcpus: usize,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -106,6 +112,42 @@ impl core::fmt::Display for CreateError {
             Self::Vcpus => write!(f, "out of memory for the vCPUs"),
         }
     }
+}
+
+/// The ASID of domain `domid`'s vCPUs.
+pub fn asid_of(domid: DomId) -> u32 {
+    1 + domid as u32 % 15
+}
+
+/// An empty domain `domid` for the control domain (`XEN_DOMCTL_createdomain`):
+/// no RAM, no vCPU yet (`max_vcpus` adds them), born paused, with a paging
+/// pool for the RAM it may get later.
+pub fn create_empty(
+    domid: DomId,
+    config: &rxen_core::platform::DomainConfig,
+) -> Result<HvmDomain, CreateError> {
+    let pool_pages = rxen_core::frame_alloc::default_paging_pages(config.max_vcpus, 0);
+    let memory = GuestMemory::new(domid, 0, pool_pages).map_err(|error| match error {
+        memory::MemoryError::OutOfMemory => CreateError::OutOfMemory(0),
+        memory::MemoryError::PoolTooSmall => CreateError::PoolTooSmall(pool_pages),
+    })?;
+    let now = crate::time::now_ns();
+    let mut core = Domain::created(domid, config.max_vcpus, config.max_evtchn_port, now);
+    core.handle = config.handle;
+    Ok(HvmDomain {
+        core,
+        memory,
+        vcpus: Vec::new(),
+        console: rxen_core::console::GuestConsole::new(now),
+        hypercall_page: None,
+        running_on: Vec::new(),
+        sched_runnable: Vec::new(),
+        dying: None,
+        vioapics: None,
+        pci: None,
+        to_adopt: Some(*config),
+        sched_vcpus: 0,
+    })
 }
 
 /// Builds a PVH domain `domid` from `spec`.
@@ -170,7 +212,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
                     }
                 }
             });
-    let asid = 1 + domid as u32 % 15;
+    let asid = asid_of(domid);
     // Every vCPU exists from the start: vCPU 0 at the PVH entry, the others
     // offline until VCPUOP_initialise gives them a state and VCPUOP_up.
     let nr_vcpus = core.vcpus.len();
@@ -226,6 +268,8 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         dying: None,
         vioapics,
         pci: spec.direct.as_ref().map(|_| vpci::Dom0Pci::default()),
+        to_adopt: None,
+        sched_vcpus: nr_vcpus,
     })
 }
 

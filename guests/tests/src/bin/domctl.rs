@@ -31,6 +31,7 @@ rxen_guest::entry!(main);
 
 const EACCES: i64 = rxen_guest::abi::errno::EACCES.to_hypercall_ret();
 const ESRCH: i64 = rxen_guest::abi::errno::ESRCH.to_hypercall_ret();
+const EEXIST: i64 = rxen_guest::abi::errno::EEXIST.to_hypercall_ret();
 /// An address no page table maps.
 const UNMAPPED: u64 = 0x10_0000_0000;
 
@@ -265,7 +266,7 @@ fn machine_checks(domains: u32) -> [XenDomctlGetdomaininfo; 4] {
         .0;
     check_eq!(got.num_domains, domains, "the domains");
     // SAFETY: written by the hypervisor through the handle above.
-    unsafe { *(&raw const LIST) }
+    unsafe { LIST }
 }
 
 /// Pause, unpause, limits and destroy of the domU (domain 1).
@@ -342,5 +343,103 @@ fn control_domu() {
         ESRCH,
         "destroy it again"
     );
+    create_and_destroy();
     println!("domctl: done");
+}
+
+fn create(requested: u16, edit: impl FnOnce(&mut XenDomctlCreatedomain)) -> Result<u16, i64> {
+    let mut c = XenDomctlCreatedomain {
+        flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
+        max_vcpus: 2,
+        max_evtchn_port: 1023,
+        max_grant_frames: 32,
+        max_maptrack_frames: 1024,
+        grant_opts: 1,
+        arch: XenArchDomainconfig {
+            emulation_flags: XEN_X86_EMU_LAPIC,
+            misc_flags: 0,
+        },
+        ..Default::default()
+    };
+    edit(&mut c);
+    let mut op = dop(XEN_DOMCTL_CREATEDOMAIN, requested, c.as_bytes());
+    match domctl(&mut op) {
+        0 => Ok(op.domain),
+        e => Err(e),
+    }
+}
+
+fn max_vcpus(domain: u16, n: u32) -> i64 {
+    domctl(&mut dop(XEN_DOMCTL_MAX_VCPUS, domain, &n.to_le_bytes()))
+}
+
+/// createdomain as libxl issues it (PVH: hvm|hap, the local APIC emulated), with
+/// bad configs first; max_vcpus; the new domain paused and empty; destroyed.
+fn create_and_destroy() {
+    check_eq!(
+        create(0, |c| c.flags = XEN_DOMCTL_CDF_HAP),
+        Err(err::EINVAL),
+        "a PV guest"
+    );
+    check_eq!(create(0, |c| c.max_vcpus = 0), Err(err::EINVAL), "no vCPU");
+    check_eq!(
+        create(0, |c| c.arch.emulation_flags = 0x7FF),
+        Err(err::EINVAL),
+        "full HVM emulation"
+    );
+    check_eq!(
+        create(0, |c| c.vmtrace_size = 1 << 20),
+        Err(err::EINVAL),
+        "vmtrace"
+    );
+    check_eq!(create(0x7FF0, |_| ()), Err(err::EINVAL), "a reserved id");
+    // The rover starts at 0 and boot-time domains do not move it (as on Xen): 1,
+    // free again since d1 was destroyed.
+    check_eq!(create(0, |_| ()), Ok(1), "an id from the rover");
+    check_eq!(create(1, |_| ()), Err(EEXIST), "a taken id");
+    let i = info(1).unwrap_or_default();
+    check_eq!(
+        (i.domain, i.tot_pages, i.nr_online_vcpus, i.max_vcpu_id),
+        (1, 0, 0, u32::MAX),
+        "born empty, no vCPU"
+    );
+    check!(i.flags & XEN_DOMINF_PAUSED != 0, "born paused");
+    check_eq!(
+        max_vcpus(1, 3),
+        err::EINVAL,
+        "max_vcpus other than createdomain's"
+    );
+    check_eq!(max_vcpus(1, 2), 0, "max_vcpus");
+    check_eq!(max_vcpus(1, 2), 0, "max_vcpus again");
+    let i = info(1).unwrap_or_default();
+    check_eq!(
+        (i.nr_online_vcpus, i.max_vcpu_id),
+        (0, 1),
+        "two vCPUs, down"
+    );
+    // Unpaused, nothing runs: no vCPU is up.
+    check_eq!(
+        simple(XEN_DOMCTL_UNPAUSEDOMAIN, 1),
+        0,
+        "unpause the new domain"
+    );
+    spin_ms(50);
+    check_eq!(cpu_time(1), 0, "no vCPU up, no CPU time");
+    // The next one gets id 2; destroyed before max_vcpus.
+    check_eq!(create(0, |c| c.max_vcpus = 1), Ok(2), "the rover moves on");
+    check_eq!(
+        simple(XEN_DOMCTL_DESTROYDOMAIN, 2),
+        0,
+        "destroy d2 (no vCPU yet)"
+    );
+    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 1), 0, "destroy d1");
+    let until = now() + 5_000_000_000;
+    while info(1).is_ok() && now() < until {
+        spin_ms(10);
+    }
+    check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "both gone");
+    // Not 1 or 2 again at once: the rover moved on.
+    check_eq!(create(0, |c| c.max_vcpus = 1), Ok(3), "then 3");
+    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, 3), 0, "destroy d3");
+    println!("domctl: created and destroyed d1, d2 and d3");
 }

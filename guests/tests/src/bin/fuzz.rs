@@ -805,13 +805,15 @@ impl Fuzzer {
         // The CPU sets Accessed and Dirty (bits 5 and 6) as it walks.
         const AD: u64 = 0x60;
         let (code, n) = code_samples();
+        let samples = (&raw const CODE_SAMPLES).cast::<u64>();
         for i in 0..n {
             let at = code + 64 * i as u64;
-            // SAFETY: inside our code and read-only data; our own samples.
+            // SAFETY: inside our code and read-only data; our own samples
+            // (n is at most their number), written once before the first call.
             let (word, was) = unsafe {
                 (
                     core::ptr::read_volatile(at as *const u64),
-                    (*(&raw const CODE_SAMPLES))[i],
+                    samples.add(i).read(),
                 )
             };
             if word != was {
@@ -1788,11 +1790,14 @@ fn main(si: &StartInfo) {
     }
     f.set_up(console_gfn.filter(|&g| g != 0));
     let (code, n) = code_samples();
+    let samples = (&raw mut CODE_SAMPLES).cast::<u64>();
     for i in 0..n {
-        // SAFETY: inside our code and read-only data; our own samples, before any call.
+        // SAFETY: inside our code and read-only data; our own samples (n is at
+        // most their number), before any call.
         unsafe {
-            (*(&raw mut CODE_SAMPLES))[i] =
-                core::ptr::read_volatile((code + 64 * i as u64) as *const u64)
+            samples.add(i).write(core::ptr::read_volatile(
+                (code + 64 * i as u64) as *const u64,
+            ))
         };
     }
     // SAFETY: the six page-table pages and our copy of them.
