@@ -21,7 +21,6 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::event_channel as ev;
@@ -33,7 +32,7 @@ use rxen_abi::xen;
 
 use crate::domain::{DomId, Domain};
 use crate::event_channel::PortState;
-use crate::grant_table::{self, GrantPlatform, GrantTable, Mfn, WORDS_PER_FRAME};
+use crate::grant_table::{self, GrantPlatform, GrantTable, Mfn};
 use crate::hypercall::{dispatch, Ctx, GuestCopy};
 use crate::test_support::{domu, FakeEnv};
 
@@ -359,7 +358,8 @@ const MAP_BASE: u64 = 0x100;
 
 /// Grant frames, RAM and foreign mappings by domain; a mapping pins a frame.
 struct GrantFake {
-    frames: BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
+    frames:
+        BTreeMap<DomId, Vec<Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>>>,
     /// (mapper, gfn) -> (granter, gfn, readonly).
     foreign: BTreeMap<(DomId, u64), (Mfn, bool)>,
 }
@@ -374,16 +374,16 @@ impl GuestCopy for GrantFake {
 }
 
 impl GrantPlatform for GrantFake {
-    fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+    fn grant_frame(&self, domid: DomId, index: u32) -> Option<crate::shared_page::SharedPage<'_>> {
         self.frames
             .get(&domid)?
             .get(index as usize)
-            .map(Vec::as_slice)
+            .map(|f| crate::shared_page::SharedPage::new(f))
     }
     fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
         let frames = self.frames.entry(domid).or_default();
         while frames.len() < nr as usize {
-            frames.push((0..WORDS_PER_FRAME).map(|_| AtomicU32::new(0)).collect());
+            frames.push(Box::new(crate::shared_page::zeroed_words()));
         }
         Ok(())
     }
@@ -420,10 +420,15 @@ impl GrantPlatform for GrantFake {
     }
 }
 
-fn entry_words(fake: &GrantFake, d: DomId, gref: GrantRef) -> (&AtomicU32, &AtomicU32) {
-    let frame = fake.grant_frame(d, gref / 512).expect("frame 0");
-    let i = (gref % 512) as usize * 2;
-    (&frame[i], &frame[i + 1])
+fn entry_words(
+    fake: &GrantFake,
+    d: DomId,
+    gref: GrantRef,
+) -> (
+    crate::grant_table::EntryWord<'_>,
+    crate::grant_table::EntryWord<'_>,
+) {
+    crate::grant_table::entry_words(fake, d, gref).expect("entry exists")
 }
 
 /// The invariants: pins equal the mappings that use them, flags agree, the
@@ -465,7 +470,7 @@ fn check_grants(fake: &GrantFake, tables: &mut BTreeMap<DomId, GrantTable>, step
                 (r, w),
                 "step {step}: d{d} gref {gref}: pins vs mappings"
             );
-            let flags = entry_words(fake, d, gref).0.load(Ordering::Acquire) as u16;
+            let flags = entry_words(fake, d, gref).0.load() as u16;
             assert_eq!(
                 flags & GTF_WRITING != 0,
                 w > 0,
@@ -502,16 +507,13 @@ fn grant_case(seed: u64) {
                 let to = rng.pick(&DOMS);
                 let mut flags = rng.pick(&[0, GTF_PERMIT_ACCESS, GTF_PERMIT_ACCESS | GTF_READONLY]);
                 let (header, frame) = entry_words(&fake, d, gref);
-                let in_use = header.load(Ordering::Acquire) as u16 & (GTF_READING | GTF_WRITING);
+                let in_use = header.load() as u16 & (GTF_READING | GTF_WRITING);
                 if in_use != 0 {
-                    flags = (header.load(Ordering::Acquire) as u16) & !(GTF_READING | GTF_WRITING);
+                    flags = (header.load() as u16) & !(GTF_READING | GTF_WRITING);
                 } else {
-                    frame.store(rng.below(RAM_PAGES + 2) as u32, Ordering::Release);
+                    frame.store(rng.below(RAM_PAGES + 2) as u32);
                 }
-                header.store(
-                    u32::from(flags | in_use) | u32::from(to) << 16,
-                    Ordering::Release,
-                );
+                header.store(u32::from(flags | in_use) | u32::from(to) << 16);
             }
             1 | 2 => {
                 let (mapper, granter) = (rng.pick(&DOMS), rng.pick(&DOMS));

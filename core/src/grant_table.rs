@@ -85,11 +85,11 @@
     deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
 )]
 
+use crate::shared_page::SharedPage;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::grant_table::{
@@ -113,8 +113,6 @@ use crate::hypercall::{read_guest, write_guest, GuestCopy};
 pub const PAGE_SIZE: u32 = 4096;
 /// v1 grant entries per grant frame (4096 / 8).
 pub const ENTRIES_PER_FRAME: u32 = PAGE_SIZE / 8;
-/// 32-bit words per grant frame, as [`GrantPlatform::grant_frame`] gives them.
-pub const WORDS_PER_FRAME: usize = (PAGE_SIZE / 4) as usize;
 /// Frames a table has from its creation (Xen's `INITIAL_NR_GRANT_FRAMES`).
 pub const INITIAL_NR_FRAMES: u32 = 1;
 /// Default most grant frames per domain (Xen's `gnttab_max_frames`).
@@ -151,10 +149,10 @@ pub use crate::mm::Mfn;
 /// memory and nested page tables, and domain privilege. It only moves bytes
 /// and page-table entries; every check is made by this module first.
 pub trait GrantPlatform: GuestCopy {
-    /// Grant frame `index` of `domid`'s table as [`WORDS_PER_FRAME`]
-    /// native-endian words, if the frame exists. The granting guest writes
-    /// these concurrently, hence atomics.
-    fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]>;
+    /// Grant frame `index` of `domid`'s table, if the frame exists, as the
+    /// one view of memory shared with a guest ([`SharedPage`]): the
+    /// granting guest writes its entries concurrently.
+    fn grant_frame(&self, domid: DomId, index: u32) -> Option<SharedPage<'_>>;
     /// Allocates zeroed grant frames for `domid` until it has `nr` (`-ENOMEM`
     /// when memory runs out; frames already there stay).
     fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno>;
@@ -477,18 +475,12 @@ impl GrantTable {
             entry_words(platform, self.domid, a).ok_or(GNTST_GENERAL_ERROR)?;
         let (b_header, b_frame) =
             entry_words(platform, self.domid, b).ok_or(GNTST_GENERAL_ERROR)?;
-        let a_entry = (
-            a_header.load(Ordering::Acquire),
-            a_frame.load(Ordering::Acquire),
-        );
-        let b_entry = (
-            b_header.load(Ordering::Acquire),
-            b_frame.load(Ordering::Acquire),
-        );
-        a_frame.store(b_entry.1, Ordering::Release);
-        a_header.store(b_entry.0, Ordering::Release);
-        b_frame.store(a_entry.1, Ordering::Release);
-        b_header.store(a_entry.0, Ordering::Release);
+        let a_entry = (a_header.load(), a_frame.load());
+        let b_entry = (b_header.load(), b_frame.load());
+        a_frame.store(b_entry.1);
+        a_header.store(b_entry.0);
+        b_frame.store(a_entry.1);
+        b_header.store(a_entry.0);
         Ok(())
     }
 
@@ -658,13 +650,13 @@ impl GrantTable {
         }
         let (header, frame) = entry_words(platform, self.domid, gref).ok_or(GNTST_GENERAL_ERROR)?;
         if !pinned || (!readonly && act.writers == 0) {
-            set_status(header, user, readonly, pinned)?;
+            set_status(&header, user, readonly, pinned)?;
         }
         if !pinned {
-            let gfn = u64::from(frame.load(Ordering::Acquire));
+            let gfn = u64::from(frame.load());
             let Some(mfn) = platform.ram_frame(self.domid, gfn) else {
                 let clear = if readonly { GTF_READING } else { IN_USE };
-                header.fetch_and(!u32::from(clear), Ordering::AcqRel);
+                header.fetch_and(!u32::from(clear));
                 return Err(GNTST_BAD_PAGE);
             };
             act = ActiveEntry {
@@ -709,7 +701,7 @@ impl GrantTable {
         }
         if clear != 0 {
             if let Some((header, _)) = entry_words(platform, self.domid, gref) {
-                header.fetch_and(!u32::from(clear), Ordering::AcqRel);
+                header.fetch_and(!u32::from(clear));
             }
         }
     }
@@ -725,23 +717,63 @@ impl GrantTable {
             if act.pinned() && act.user == user {
                 *act = ActiveEntry::default();
                 if let Some((header, _)) = entry_words(platform, self.domid, gref as GrantRef) {
-                    header.fetch_and(!u32::from(IN_USE), Ordering::AcqRel);
+                    header.fetch_and(!u32::from(IN_USE));
                 }
             }
         }
     }
 }
 
+/// One 32-bit word of a grant entry in the granter's frame, which the
+/// granter writes concurrently: every access is one atomic operation
+/// through the frame's [`SharedPage`] view.
+#[derive(Clone, Copy)]
+pub(crate) struct EntryWord<'a> {
+    page: SharedPage<'a>,
+    at: usize,
+}
+
+impl EntryWord<'_> {
+    /// The word (0 if it were beyond the page, which entry offsets never are).
+    pub(crate) fn load(&self) -> u32 {
+        self.page.load_u32(self.at).unwrap_or(0)
+    }
+
+    /// Sets the word.
+    pub(crate) fn store(&self, value: u32) {
+        self.page.store_u32(self.at, value);
+    }
+
+    /// ANDs `bits` into the word; returns the old value.
+    pub(crate) fn fetch_and(&self, bits: u32) -> u32 {
+        self.page.fetch_and_u32(self.at, bits).unwrap_or(0)
+    }
+
+    /// Replaces `current` by `new` if the word still holds `current`; the
+    /// value seen otherwise.
+    fn compare_exchange(&self, current: u32, new: u32) -> Result<u32, u32> {
+        self.page
+            .compare_exchange_u32(self.at, current, new)
+            .unwrap_or(Err(current))
+    }
+}
+
 /// The two words of `domid`'s entry `gref`: flags+domid, frame.
-fn entry_words(
+pub(crate) fn entry_words(
     platform: &dyn GrantPlatform,
     domid: DomId,
     gref: GrantRef,
-) -> Option<(&AtomicU32, &AtomicU32)> {
-    let frame = platform.grant_frame(domid, gref / ENTRIES_PER_FRAME)?;
-    // Two words per entry, within the frame.
-    let at = ((gref % ENTRIES_PER_FRAME) as usize).wrapping_mul(2);
-    Some((frame.get(at)?, frame.get(at.wrapping_add(1))?))
+) -> Option<(EntryWord<'_>, EntryWord<'_>)> {
+    let page = platform.grant_frame(domid, gref / ENTRIES_PER_FRAME)?;
+    // 8 bytes per entry, within the frame (fewer than 512 entries a frame).
+    let at = ((gref % ENTRIES_PER_FRAME) as usize).wrapping_mul(8);
+    Some((
+        EntryWord { page, at },
+        EntryWord {
+            page,
+            at: at.wrapping_add(4),
+        },
+    ))
 }
 
 /// Marks a v1 entry in use by `user` (`GTF_reading`, and `GTF_writing` for
@@ -749,8 +781,13 @@ fn entry_words(
 /// grant at the same time either sees the marks or wins. An entry not yet
 /// pinned must grant access to `user`; write access needs a grant that is
 /// not read-only.
-fn set_status(header: &AtomicU32, user: DomId, readonly: bool, pinned: bool) -> Result<(), i16> {
-    let mut current = header.load(Ordering::Acquire);
+fn set_status(
+    header: &EntryWord<'_>,
+    user: DomId,
+    readonly: bool,
+    pinned: bool,
+) -> Result<(), i16> {
+    let mut current = header.load();
     for _ in 0..=SET_STATUS_RETRIES {
         let flags = current as u16;
         let domid = (current >> 16) as u16;
@@ -765,7 +802,7 @@ fn set_status(header: &AtomicU32, user: DomId, readonly: bool, pinned: bool) -> 
             new |= GTF_WRITING;
         }
         let new = (current & 0xFFFF_0000) | u32::from(new);
-        match header.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire) {
+        match header.compare_exchange(current, new) {
             Ok(_) => return Ok(()),
             Err(seen) => current = seen,
         }
@@ -1328,8 +1365,10 @@ pub fn grant_table_op(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared_page::{zeroed_words, PAGE_WORDS};
     use crate::test_support::MEM;
     use alloc::vec;
+    use core::sync::atomic::AtomicU64;
     use rxen_abi::grant_table::GNTST_BAD_DOMAIN;
 
     /// Machine frames, each domain's RAM (gfn -> frame), grant frames and
@@ -1337,7 +1376,7 @@ mod tests {
     struct Fake {
         mem: BTreeMap<Mfn, Vec<u8>>,
         ram: BTreeMap<(DomId, u64), Mfn>,
-        frames: BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
+        frames: BTreeMap<DomId, Vec<Box<[AtomicU64; PAGE_WORDS]>>>,
         /// (mapper, gfn) -> (frame, readonly).
         foreign: BTreeMap<(DomId, u64), (Mfn, bool)>,
         /// Most grant frames the fake can allocate per domain.
@@ -1383,19 +1422,19 @@ mod tests {
             }
         }
 
-        fn words(&self, d: DomId, gref: GrantRef) -> (&AtomicU32, &AtomicU32) {
+        fn words(&self, d: DomId, gref: GrantRef) -> (EntryWord<'_>, EntryWord<'_>) {
             entry_words(self, d, gref).expect("entry exists")
         }
 
         /// Writes `d`'s entry `gref` as a guest would.
         fn grant(&self, d: DomId, gref: GrantRef, to: DomId, gfn: u32, flags: u16) {
             let (header, frame) = self.words(d, gref);
-            frame.store(gfn, Ordering::Release);
-            header.store(u32::from(flags) | u32::from(to) << 16, Ordering::Release);
+            frame.store(gfn);
+            header.store(u32::from(flags) | u32::from(to) << 16);
         }
 
         fn flags(&self, d: DomId, gref: GrantRef) -> u16 {
-            self.words(d, gref).0.load(Ordering::Acquire) as u16
+            self.words(d, gref).0.load() as u16
         }
 
         /// `d`'s own RAM page `gfn`.
@@ -1421,11 +1460,11 @@ mod tests {
     }
 
     impl GrantPlatform for Fake {
-        fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+        fn grant_frame(&self, domid: DomId, index: u32) -> Option<SharedPage<'_>> {
             self.frames
                 .get(&domid)?
                 .get(index as usize)
-                .map(|f| f.as_slice())
+                .map(|f| SharedPage::new(f))
         }
         fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
             if nr > self.frame_limit {
@@ -1433,7 +1472,7 @@ mod tests {
             }
             let frames = self.frames.entry(domid).or_default();
             while frames.len() < nr as usize {
-                frames.push((0..WORDS_PER_FRAME).map(|_| AtomicU32::new(0)).collect());
+                frames.push(Box::new(zeroed_words()));
             }
             Ok(())
         }
@@ -2246,7 +2285,7 @@ mod tests {
     }
 
     impl GrantPlatform for Lean<'_> {
-        fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+        fn grant_frame(&self, domid: DomId, index: u32) -> Option<SharedPage<'_>> {
             self.0.grant_frame(domid, index)
         }
         fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
@@ -2337,8 +2376,8 @@ mod tests {
         let t = tables.get_mut(&FRONT).unwrap();
         assert_eq!(t.swap_grant_ref(&fake, 1, 2), Ok(()));
         assert_eq!(fake.flags(FRONT, 1), GTF_PERMIT_ACCESS | GTF_READONLY);
-        assert_eq!(fake.words(FRONT, 1).1.load(Ordering::Relaxed), 6);
-        assert_eq!(fake.words(FRONT, 2).1.load(Ordering::Relaxed), 5);
+        assert_eq!(fake.words(FRONT, 1).1.load(), 6);
+        assert_eq!(fake.words(FRONT, 2).1.load(), 5);
         assert_eq!(t.swap_grant_ref(&fake, 1, 1), Ok(()));
         assert_eq!(t.swap_grant_ref(&fake, 1, 512), Err(GNTST_BAD_GNTREF));
         let h = map(&mut fake, &mut tables, BACK, FRONT, 2, MAP_AT, RW).unwrap();
@@ -2416,7 +2455,7 @@ mod tests {
     }
 
     impl GrantPlatform for Both<'_> {
-        fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+        fn grant_frame(&self, domid: DomId, index: u32) -> Option<SharedPage<'_>> {
             self.fake.grant_frame(domid, index)
         }
         fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {

@@ -1,8 +1,8 @@
 //! Memory the hypervisor shares with a guest: the one type through which
 //! the core reads and writes a page that the guest (on another CPU) may be
 //! writing at the same moment — the shared-info page, a registered
-//! `vcpu_info`, the PV console ring, FIFO event words and control blocks —
-//! never as a `&mut [u8]`.
+//! `vcpu_info`, the PV console ring, FIFO event words and control blocks,
+//! grant-table entries — never as a `&mut [u8]`.
 //!
 //! [`SharedPage`] is a view over one 4 KiB page as aligned 64-bit atomic
 //! words. Every access is one atomic operation on one word, the same
@@ -14,7 +14,8 @@
 //! byte `at + n / 8`), so fields need no alignment. Narrow stores and byte
 //! copies change only their own bytes (a compare-and-exchange on the word).
 //!
-//! 32-bit fields (FIFO event words, control-block `ready` and `head`) are
+//! 32-bit fields (FIFO event words, control-block `ready` and `head`, the
+//! flags+domid and frame words of a grant entry) are
 //! the halves of their word and must be 4-byte aligned (little-endian:
 //! `at % 8 == 4` is the high half): [`SharedPage::fetch_or_u32`] and
 //! [`SharedPage::fetch_and_u32`] are one `lock or`/`lock and` on the word

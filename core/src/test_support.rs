@@ -10,14 +10,13 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::xen;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
-use crate::grant_table::{GrantPlatform, GrantTable, GrantTables, Mfn, WORDS_PER_FRAME};
+use crate::grant_table::{GrantPlatform, GrantTable, GrantTables, Mfn};
 use crate::hypercall::{dispatch, Ctx, Next, Outcome};
 use crate::mm::{Gfn, Gpa};
 use crate::pci::{McfgRegion, PciRegistry};
@@ -65,7 +64,8 @@ pub(crate) struct FakeEnv {
 #[derive(Default)]
 pub(crate) struct FakeGrants {
     pub(crate) tables: BTreeMap<DomId, GrantTable>,
-    frames: BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
+    frames:
+        BTreeMap<DomId, Vec<Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>>>,
 }
 
 impl FakeGrants {
@@ -88,7 +88,10 @@ impl FakeGrants {
 /// domain's grant frames (no RAM to grant).
 struct GrantLend<'a> {
     mem: &'a mut Vec<u8>,
-    frames: &'a mut BTreeMap<DomId, Vec<Vec<AtomicU32>>>,
+    frames: &'a mut BTreeMap<
+        DomId,
+        Vec<Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>>,
+    >,
 }
 
 impl GuestCopy for GrantLend<'_> {
@@ -105,16 +108,16 @@ impl GuestCopy for GrantLend<'_> {
 }
 
 impl GrantPlatform for GrantLend<'_> {
-    fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+    fn grant_frame(&self, domid: DomId, index: u32) -> Option<crate::shared_page::SharedPage<'_>> {
         self.frames
             .get(&domid)?
             .get(index as usize)
-            .map(Vec::as_slice)
+            .map(|f| crate::shared_page::SharedPage::new(f))
     }
     fn grow_grant_frames(&mut self, domid: DomId, nr: u32) -> Result<(), Errno> {
         let frames = self.frames.entry(domid).or_default();
         while frames.len() < nr as usize {
-            frames.push((0..WORDS_PER_FRAME).map(|_| AtomicU32::new(0)).collect());
+            frames.push(Box::new(crate::shared_page::zeroed_words()));
         }
         Ok(())
     }

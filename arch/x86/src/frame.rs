@@ -183,27 +183,6 @@ impl<'a> FrameRef<'a> {
         Ok(())
     }
 
-    /// The 32-bit word at `offset` (4-byte aligned), as an atomic.
-    pub fn atomic_u32(&self, offset: usize) -> Result<&'a AtomicU32, OutOfRange> {
-        let at = self.range(offset, 4)?;
-        if !(at as usize).is_multiple_of(4) {
-            return Err(OutOfRange);
-        }
-        // SAFETY: an aligned word inside the view, alive for 'a (`new`);
-        // only atomic or unreferenced accesses reach it.
-        Ok(unsafe { &*(at as *const AtomicU32) })
-    }
-
-    /// The view as 32-bit atomic words (a whole number of them, aligned).
-    pub fn atomic_u32s(&self) -> Result<&'a [AtomicU32], OutOfRange> {
-        if !self.hpa.is_multiple_of(4) || !self.len.is_multiple_of(4) {
-            return Err(OutOfRange);
-        }
-        // SAFETY: aligned words covering the view exactly, alive for 'a
-        // (`new`); only atomic or unreferenced accesses reach them.
-        Ok(unsafe { core::slice::from_raw_parts(self.hpa as *const AtomicU32, self.len / 4) })
-    }
-
     /// The view as one page of 64-bit atomic words (it must be one
     /// page-aligned page).
     pub fn atomic_page(&self) -> Result<&'a [AtomicU64; PAGE_SIZE / 8], OutOfRange> {
@@ -283,30 +262,21 @@ mod tests {
     }
 
     #[test]
-    fn frame_ref_atomic_views_check_alignment() {
+    fn frame_ref_atomic_page_checks_alignment() {
         let at = pages();
         {
             // SAFETY: the test's own pages, alive in this block.
             let page = unsafe { FrameRef::new(at, PAGE_SIZE) };
-            page.atomic_u32(8)
-                .unwrap()
-                .store(0x1234_5678, Ordering::Relaxed);
-            assert_eq!(
-                page.atomic_u32s().unwrap()[2].load(Ordering::Relaxed),
-                0x1234_5678
-            );
-            assert_eq!(
-                page.atomic_page().unwrap()[1].load(Ordering::Relaxed),
-                0x1234_5678
-            );
-            assert!(page.atomic_u32(2).is_err());
-            assert!(page.atomic_u32(4093).is_err());
+            page.atomic_page().unwrap()[1].store(0x1234_5678, Ordering::Relaxed);
+            let mut word = [0u8; 8];
+            page.read(8, &mut word).unwrap();
+            assert_eq!(u64::from_le_bytes(word), 0x1234_5678);
             // SAFETY: as above.
             let unaligned = unsafe { FrameRef::new(at + 8, PAGE_SIZE) };
             assert!(unaligned.atomic_page().is_err());
             // SAFETY: as above.
-            let odd = unsafe { FrameRef::new(at, 6) };
-            assert!(odd.atomic_u32s().is_err());
+            let short = unsafe { FrameRef::new(at, 6) };
+            assert!(short.atomic_page().is_err());
         }
         free(at, 2);
     }

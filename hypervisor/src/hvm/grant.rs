@@ -8,7 +8,7 @@
 //! and the mappers' TLBs are flushed ([`Platform::flush_changed`]).
 
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
+use rxen_core::shared_page::SharedPage;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
@@ -124,7 +124,7 @@ impl GuestCopy for Platform<'_> {
 }
 
 impl GrantPlatform for Platform<'_> {
-    fn grant_frame(&self, domid: DomId, index: u32) -> Option<&[AtomicU32]> {
+    fn grant_frame(&self, domid: DomId, index: u32) -> Option<SharedPage<'_>> {
         self.memory(domid)?.grant_frame(index)
     }
 

@@ -14,7 +14,6 @@
 //! longer map anything go back to it.
 
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
 
 use rxen_abi::errno::{self, Errno};
 use rxen_core::domain::DomId;
@@ -441,11 +440,13 @@ impl GuestMemory {
         Ok(())
     }
 
-    /// Grant-table frame `index` as 32-bit words the guest writes
-    /// concurrently.
-    pub fn grant_frame(&self, index: u32) -> Option<&[AtomicU32]> {
+    /// Grant-table frame `index`, which the guest writes concurrently.
+    pub fn grant_frame(&self, index: u32) -> Option<SharedPage<'_>> {
         let hpa = *self.grant_frames.get(index as usize)?;
-        self.host(hpa, PAGE_SIZE).atomic_u32s().ok()
+        self.host(hpa, PAGE_SIZE)
+            .atomic_page()
+            .ok()
+            .map(SharedPage::new)
     }
 
     /// Maps grant-table frame `index` at guest frame `gfn`, moving it from
