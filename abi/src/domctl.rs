@@ -187,6 +187,57 @@ pub struct XenDomctlGetdomaininfo {
     pub arch_config: XenArchDomainconfig,
 }
 
+/// `XEN_DOMCTL_SCHEDOP_putinfo`: set the domain's parameters.
+pub const XEN_DOMCTL_SCHEDOP_PUTINFO: u32 = 0;
+/// `XEN_DOMCTL_SCHEDOP_getinfo`: the domain's parameters.
+pub const XEN_DOMCTL_SCHEDOP_GETINFO: u32 = 1;
+/// `XEN_DOMCTL_SCHEDOP_putvcpuinfo`: per-vCPU parameters (RTDS).
+pub const XEN_DOMCTL_SCHEDOP_PUTVCPUINFO: u32 = 2;
+/// `XEN_DOMCTL_SCHEDOP_getvcpuinfo`: per-vCPU parameters (RTDS).
+pub const XEN_DOMCTL_SCHEDOP_GETVCPUINFO: u32 = 3;
+/// `XEN_DOMCTL_SCHEDRT_extra`: an RTDS vCPU may run beyond its budget.
+pub const XEN_DOMCTL_SCHEDRT_EXTRA: u32 = 1;
+
+/// `struct xen_domctl_getvcpuinfo`, 24 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlGetvcpuinfo {
+    /// IN: the vCPU.
+    pub vcpu: u32,
+    /// Up (not hot-unplugged or never started).
+    pub online: u8,
+    /// Waiting for an event.
+    pub blocked: u8,
+    /// On a CPU now.
+    pub running: u8,
+    /// Padding.
+    pub pad0: u8,
+    /// CPU time it ran, in ns.
+    pub cpu_time: u64,
+    /// The physical CPU it runs on, or last ran on.
+    pub cpu: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+
+/// `struct xen_domctl_scheduler_op`, 24 bytes: the scheduler, the command
+/// and its parameters (credit: weight and cap as two `u16`; RTDS: period,
+/// budget in µs and flags as three `u32`), kept as bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlSchedulerOp {
+    /// `XEN_SCHEDULER_*` of the scheduler the caller means.
+    pub sched_id: u32,
+    /// `XEN_DOMCTL_SCHEDOP_*`.
+    pub cmd: u32,
+    /// The parameters.
+    pub u: [u8; 16],
+}
+
 /// `struct xen_domctl_max_mem`, 8 bytes.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -207,6 +258,11 @@ mod tests {
         assert_eq!(size_of::<XenDomctl>(), 144);
         assert_eq!(offset_of!(XenDomctl, domain), 8);
         assert_eq!(offset_of!(XenDomctl, u), 16);
+        assert_eq!(size_of::<XenDomctlGetvcpuinfo>(), 24);
+        assert_eq!(offset_of!(XenDomctlGetvcpuinfo, cpu_time), 8);
+        assert_eq!(offset_of!(XenDomctlGetvcpuinfo, cpu), 16);
+        assert_eq!(size_of::<XenDomctlSchedulerOp>(), 24);
+        assert_eq!(offset_of!(XenDomctlSchedulerOp, u), 8);
         assert_eq!(size_of::<XenDomctlCreatedomain>(), 64);
         assert_eq!(offset_of!(XenDomctlCreatedomain, handle), 4);
         assert_eq!(offset_of!(XenDomctlCreatedomain, flags), 20);

@@ -119,6 +119,8 @@ pub struct Vcpu {
     pub poll_ports: alloc::vec::Vec<u32>,
     /// Its local APIC (APIC ID = vCPU ID, as CPUID leaf 1 reports).
     pub lapic: crate::vlapic::Vlapic,
+    /// The physical CPU it runs on, or last ran on (Xen's `v->processor`).
+    pub processor: u32,
 }
 
 impl Vcpu {
@@ -143,6 +145,7 @@ impl Vcpu {
             blocked: None,
             poll_ports: alloc::vec::Vec::new(),
             lapic: crate::vlapic::Vlapic::new(id as u8, id == 0),
+            processor: 0,
         }
     }
 

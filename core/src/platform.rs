@@ -172,6 +172,15 @@ pub trait Domains {
     /// core): id `requested`, or one from Xen's rover when 0
     /// ([`crate::domain::allocate_domid`]); born paused, no memory, no vCPU.
     fn create_domain(&mut self, requested: DomId, config: &DomainConfig) -> Result<DomId, Errno>;
+    /// Domain `domid`'s scheduling parameters, if the scheduler knows it.
+    fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams>;
+    /// Changes domain `domid`'s scheduling parameters (`-EINVAL` for values
+    /// the scheduler refuses, `-ESRCH` for a domain it does not know).
+    fn set_sched_params(
+        &mut self,
+        domid: DomId,
+        params: crate::sched::SchedParams,
+    ) -> Result<(), Errno>;
 }
 
 /// What the control domain asks of a domain it creates (the checked

@@ -54,6 +54,8 @@ pub(crate) struct FakeEnv {
     pub(crate) wallclock: (u64, u32),
     /// The machine's PCI registry (q35's one MCFG window).
     pub(crate) pci: PciRegistry,
+    /// Scheduling parameters by domain (what the scheduler knows).
+    pub(crate) sched: BTreeMap<DomId, crate::sched::SchedParams>,
     /// The domain-id rover, and the configs of the domains created.
     pub(crate) rover: DomId,
     pub(crate) created: Vec<(DomId, crate::platform::DomainConfig)>,
@@ -165,6 +167,7 @@ impl FakeEnv {
             grant_frames_mapped: Vec::new(),
             refuse_grant_frames: false,
             wallclock: (1_700_000_000, 5),
+            sched: BTreeMap::new(),
             rover: 0,
             created: Vec::new(),
             pci: PciRegistry::new(&[McfgRegion {
@@ -390,6 +393,26 @@ impl Domains for FakeEnv {
         }
         self.created.push((id, *config));
         Ok(id)
+    }
+    fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams> {
+        self.sched.get(&domid).copied()
+    }
+    /// Credit's and RTDS's rules: weight 1..=65535, budget within the period,
+    /// periods from 100 µs to 10 s.
+    fn set_sched_params(
+        &mut self,
+        domid: DomId,
+        params: crate::sched::SchedParams,
+    ) -> Result<(), Errno> {
+        let known = self.sched.get_mut(&domid).ok_or(errno::ESRCH)?;
+        if params.weight == 0
+            || params.budget_us > params.period_us
+            || !(100..=10_000_000).contains(&params.period_us)
+        {
+            return Err(errno::EINVAL);
+        }
+        *known = params;
+        Ok(())
     }
 }
 

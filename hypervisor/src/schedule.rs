@@ -296,6 +296,7 @@ impl Machine {
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
+                sched: &mut *self.sched,
             };
             match exits::handle_exit(&mut domain, v, world) {
                 Flow::Continue => {
@@ -359,6 +360,7 @@ impl Machine {
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
+                sched: &mut *self.sched,
             };
             exits::with_domain_env(&mut domain, world, f);
         }
@@ -586,6 +588,7 @@ impl Machine {
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
+                sched: &mut *self.sched,
             };
             exits::with_domain_env(&mut domain, world, |core, env| {
                 rxen_core::hypercall::close_interdomain_channels(core, env)
@@ -719,6 +722,7 @@ static DOUBLE_PICKS: rxen_core::log::RateLimit = rxen_core::log::RateLimit::new(
 /// set flags in the core state under the lock).
 fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> *mut hvm::vcpu::SvmVcpu {
     domain.running_on[v] = Some(cpu_index);
+    domain.core.vcpus[v].processor = cpu_index as u32;
     exits::inject_upcall(domain, v);
     &mut domain.vcpus[v]
 }

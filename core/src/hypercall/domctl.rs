@@ -10,6 +10,8 @@
 //!   scheduling pass (its vCPUs stop at once) and never rebuilt;
 //! - `max_mem` (KiB, as Xen: lowering it below the current size is allowed)
 //!   and `setdomainhandle`;
+//! - `getvcpuinfo` and `scheduler_op` (credit's weight and cap, RTDS's
+//!   period, budget and extra time; see [`scheduler_op`]);
 //! - `createdomain` (checked as Xen's `sanitise_domain_config`, for PVH
 //!   guests on nested paging): an empty domain, born paused, with an id from
 //!   Xen's rover; `max_vcpus` (the number createdomain gave) creates its
@@ -87,6 +89,38 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 Ok(0)
             })
         }
+        XEN_DOMCTL_GETVCPUINFO => {
+            let mut request = read_union::<XenDomctlGetvcpuinfo>(&op);
+            let now = ctx.env.now_ns();
+            let vcpu = request.vcpu;
+            let answer = lend_domain(ctx.domain, ctx.env, target, |d, _| {
+                if vcpu >= d.max_vcpus {
+                    return Err(errno::EINVAL);
+                }
+                let v = d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?;
+                Ok((
+                    v.up,
+                    v.blocked.is_some(),
+                    v.runstate.state == RunstateKind::Running,
+                    v.runstate.times_at(now).first().copied().unwrap_or(0),
+                    v.processor,
+                ))
+            })??;
+            (request.online, request.blocked, request.running) =
+                (answer.0.into(), answer.1.into(), answer.2.into());
+            request.cpu_time = answer.3;
+            request.cpu = answer.4;
+            write_union(&mut op, &request);
+            handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
+        XEN_DOMCTL_SCHEDULER_OP => {
+            let mut request = read_union::<XenDomctlSchedulerOp>(&op);
+            scheduler_op(ctx, target, &mut request)?;
+            write_union(&mut op, &request);
+            handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
         XEN_DOMCTL_GETDOMAININFO => {
             let info = first_info_from(ctx, target)?;
             op.domain = info.domain;
@@ -139,6 +173,84 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             })
         }
         _ => Err(errno::ENOSYS),
+    }
+}
+
+/// `XEN_DOMCTL_scheduler_op` on domain `id`, as Xen's `sched_adjust`: the
+/// caller names the running scheduler (else `-EINVAL`); `getinfo` fills in
+/// the domain's parameters, `putinfo` changes them (credit: a weight of 0
+/// and a cap of 0xffff leave each as it was; RTDS: period and budget in µs,
+/// neither 0, and the extra-time flag), refused with `-EINVAL` where the
+/// scheduler refuses the values. Per-vCPU parameters: `-EINVAL` under
+/// credit (as Xen); RTDS's are per domain in rxen: `-EOPNOTSUPP`.
+fn scheduler_op(ctx: &mut Ctx<'_>, id: DomId, op: &mut XenDomctlSchedulerOp) -> Result<(), Errno> {
+    use rxen_abi::sysctl::{XEN_SCHEDULER_CREDIT, XEN_SCHEDULER_RTDS};
+    let running = ctx.env.machine_facts().sched_id;
+    if op.sched_id != running {
+        return Err(errno::EINVAL);
+    }
+    let mut params = ctx.env.sched_params(id).ok_or(errno::ESRCH)?;
+    let word16 = |u: &[u8; 16], at: usize| {
+        u16::from_le_bytes([
+            u.get(at).copied().unwrap_or(0),
+            u.get(at.wrapping_add(1)).copied().unwrap_or(0),
+        ])
+    };
+    let word32 = |u: &[u8; 16], at: usize| {
+        u32::read_from_prefix(u.get(at..).unwrap_or(&[]))
+            .map(|(v, _)| v)
+            .unwrap_or(0)
+    };
+    match (op.cmd, running) {
+        (XEN_DOMCTL_SCHEDOP_GETINFO, XEN_SCHEDULER_CREDIT) => {
+            op.u = [0; 16];
+            put(&mut op.u, 0, &params.weight.to_le_bytes());
+            put(&mut op.u, 2, &params.cap.to_le_bytes());
+            Ok(())
+        }
+        (XEN_DOMCTL_SCHEDOP_GETINFO, XEN_SCHEDULER_RTDS) => {
+            op.u = [0; 16];
+            put(&mut op.u, 0, &params.period_us.to_le_bytes());
+            put(&mut op.u, 4, &params.budget_us.to_le_bytes());
+            let flags = if params.extratime {
+                XEN_DOMCTL_SCHEDRT_EXTRA
+            } else {
+                0
+            };
+            put(&mut op.u, 8, &flags.to_le_bytes());
+            Ok(())
+        }
+        (XEN_DOMCTL_SCHEDOP_PUTINFO, XEN_SCHEDULER_CREDIT) => {
+            let (weight, cap) = (word16(&op.u, 0), word16(&op.u, 2));
+            if weight != 0 {
+                params.weight = weight;
+            }
+            if cap != u16::MAX {
+                params.cap = cap;
+            }
+            ctx.env.set_sched_params(id, params)
+        }
+        (XEN_DOMCTL_SCHEDOP_PUTINFO, XEN_SCHEDULER_RTDS) => {
+            let (period, budget) = (word32(&op.u, 0), word32(&op.u, 4));
+            if period == 0 || budget == 0 {
+                return Err(errno::EINVAL);
+            }
+            params.period_us = period;
+            params.budget_us = budget;
+            params.extratime = word32(&op.u, 8) & XEN_DOMCTL_SCHEDRT_EXTRA != 0;
+            ctx.env.set_sched_params(id, params)
+        }
+        (XEN_DOMCTL_SCHEDOP_PUTVCPUINFO | XEN_DOMCTL_SCHEDOP_GETVCPUINFO, XEN_SCHEDULER_RTDS) => {
+            Err(errno::EOPNOTSUPP)
+        }
+        _ => Err(errno::EINVAL),
+    }
+}
+
+/// Copies `bytes` into `u` at `at` (within it).
+fn put(u: &mut [u8; 16], at: usize, bytes: &[u8]) {
+    if let Some(dst) = u.get_mut(at..at.saturating_add(bytes.len())) {
+        dst.copy_from_slice(bytes);
     }
 }
 
@@ -597,6 +709,81 @@ mod tests {
         let mut own = max(2);
         own.domain = 0;
         assert_eq!(domctl(&mut d, &mut env, &own), ret(errno::EINVAL));
+    }
+
+    #[test]
+    fn getvcpuinfo_reports_each_vcpu() {
+        let (mut d, mut env) = dom0_and_domu();
+        {
+            let v = &mut peer(&mut env).0.vcpus[0];
+            v.processor = 1;
+            v.runstate.change(RunstateKind::Running, 1_000);
+        }
+        env.now = 4_000;
+        let ask = |vcpu: u32| {
+            let mut o = op(XEN_DOMCTL_GETVCPUINFO, 2);
+            o.u[..4].copy_from_slice(&vcpu.to_le_bytes());
+            o
+        };
+        assert_eq!(domctl(&mut d, &mut env, &ask(0)), 0);
+        let o: XenDomctl = env.get(AT);
+        let i = XenDomctlGetvcpuinfo::read_from_prefix(&o.u).unwrap().0;
+        assert_eq!((i.online, i.blocked, i.running), (1, 0, 1));
+        assert_eq!((i.cpu_time, i.cpu), (3_000, 1));
+        // vCPU 1 exists, down; vCPU 2 is past max_vcpus.
+        assert_eq!(domctl(&mut d, &mut env, &ask(1)), 0);
+        let o: XenDomctl = env.get(AT);
+        let i = XenDomctlGetvcpuinfo::read_from_prefix(&o.u).unwrap().0;
+        assert_eq!((i.online, i.running, i.cpu_time), (0, 0, 0));
+        assert_eq!(domctl(&mut d, &mut env, &ask(2)), ret(errno::EINVAL));
+        assert_eq!(domctl(&mut d, &mut env, &ask(u32::MAX)), ret(errno::EINVAL));
+    }
+
+    fn sched_op(sched_id: u32, cmd: u32, params: &[u8]) -> XenDomctl {
+        let mut s = XenDomctlSchedulerOp {
+            sched_id,
+            cmd,
+            u: [0; 16],
+        };
+        s.u[..params.len()].copy_from_slice(params);
+        let mut o = op(XEN_DOMCTL_SCHEDULER_OP, 2);
+        o.u[..24].copy_from_slice(s.as_bytes());
+        o
+    }
+
+    fn sched_answer(env: &FakeEnv) -> [u8; 16] {
+        let o: XenDomctl = env.get(AT);
+        XenDomctlSchedulerOp::read_from_prefix(&o.u).unwrap().0.u
+    }
+
+    #[test]
+    fn scheduler_op_credit_as_xen() {
+        use rxen_abi::sysctl::{XEN_SCHEDULER_CREDIT, XEN_SCHEDULER_RTDS};
+        let (mut d, mut env) = dom0_and_domu();
+        // Not known to the scheduler yet.
+        let get = sched_op(XEN_SCHEDULER_CREDIT, XEN_DOMCTL_SCHEDOP_GETINFO, &[]);
+        assert_eq!(domctl(&mut d, &mut env, &get), ret(errno::ESRCH));
+        env.sched.insert(2, crate::sched::SchedParams::default());
+        assert_eq!(domctl(&mut d, &mut env, &get), 0);
+        assert_eq!(sched_answer(&env)[..4], [0, 1, 0, 0], "weight 256, cap 0");
+        // Weight 512, cap 50; then weight 0 and cap 0xffff change nothing.
+        let put = |w: u16, c: u16| {
+            let mut b = [0u8; 4];
+            b[..2].copy_from_slice(&w.to_le_bytes());
+            b[2..].copy_from_slice(&c.to_le_bytes());
+            sched_op(XEN_SCHEDULER_CREDIT, XEN_DOMCTL_SCHEDOP_PUTINFO, &b)
+        };
+        assert_eq!(domctl(&mut d, &mut env, &put(512, 50)), 0);
+        assert_eq!(domctl(&mut d, &mut env, &put(0, 0xFFFF)), 0);
+        let p = env.sched[&2];
+        assert_eq!((p.weight, p.cap), (512, 50));
+        // The wrong scheduler named; per-vCPU ops under credit; a bad command.
+        let rtds = sched_op(XEN_SCHEDULER_RTDS, XEN_DOMCTL_SCHEDOP_GETINFO, &[]);
+        assert_eq!(domctl(&mut d, &mut env, &rtds), ret(errno::EINVAL));
+        let vcpu = sched_op(XEN_SCHEDULER_CREDIT, XEN_DOMCTL_SCHEDOP_GETVCPUINFO, &[]);
+        assert_eq!(domctl(&mut d, &mut env, &vcpu), ret(errno::EINVAL));
+        let bad = sched_op(XEN_SCHEDULER_CREDIT, 77, &[]);
+        assert_eq!(domctl(&mut d, &mut env, &bad), ret(errno::EINVAL));
     }
 
     #[test]

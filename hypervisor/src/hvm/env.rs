@@ -234,6 +234,19 @@ impl Domains for Env<'_> {
         Ok(())
     }
 
+    fn sched_params(&self, domid: DomId) -> Option<rxen_core::sched::SchedParams> {
+        self.others.as_ref()?.sched.params(domid)
+    }
+
+    fn set_sched_params(
+        &mut self,
+        domid: DomId,
+        params: rxen_core::sched::SchedParams,
+    ) -> Result<(), Errno> {
+        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        world.sched.set_params(domid, params)
+    }
+
     fn create_domain(
         &mut self,
         requested: DomId,

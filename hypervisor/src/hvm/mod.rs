@@ -75,6 +75,8 @@ pub struct World<'a> {
     pub domains: &'a mut DomainTable,
     /// Every domain's grant table.
     pub grants: &'a mut GrantMap,
+    /// The scheduler (for the control domain's `scheduler_op`).
+    pub sched: &'a mut (dyn rxen_core::sched::Scheduler + 'static),
 }
 
 /// Guest frame of a domU's PV console ring page: in the hole below 4 GiB,

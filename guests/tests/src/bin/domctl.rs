@@ -179,6 +179,7 @@ fn dom0(si: &StartInfo) {
         XEN_X86_EMU_LAPIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_VPCI,
         "a PVH dom0's emulation flags"
     );
+    own_vcpu_and_scheduler();
     if alone {
         check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "none past dom0");
         println!("domctl: done");
@@ -196,6 +197,81 @@ fn dom0(si: &StartInfo) {
         d1.tot_pages, d1.max_pages, d1.nr_online_vcpus, d1.flags
     );
     control_domu();
+}
+
+/// The running scheduler's id.
+fn sched_id() -> u32 {
+    let mut op = sop(XEN_SYSCTL_SCHED_ID, &[]);
+    check_eq!(sysctl(&mut op), 0, "sched_id");
+    u32::from_le_bytes(op.u[..4].try_into().unwrap())
+}
+
+/// `scheduler_op` `cmd` on `domain` with `params`: the answer's parameters.
+fn sched_op(domain: u16, cmd: u32, params: &[u8]) -> Result<[u8; 16], i64> {
+    let mut s = XenDomctlSchedulerOp {
+        sched_id: sched_id(),
+        cmd,
+        u: [0; 16],
+    };
+    s.u[..params.len()].copy_from_slice(params);
+    let mut op = dop(XEN_DOMCTL_SCHEDULER_OP, domain, s.as_bytes());
+    match domctl(&mut op) {
+        0 => Ok(XenDomctlSchedulerOp::read_from_prefix(&op.u).unwrap().0.u),
+        e => Err(e),
+    }
+}
+
+/// `getvcpuinfo` of `domain`'s `vcpu`.
+fn vcpu_info(domain: u16, vcpu: u32) -> Result<XenDomctlGetvcpuinfo, i64> {
+    let mut op = dop(XEN_DOMCTL_GETVCPUINFO, domain, &vcpu.to_le_bytes());
+    match domctl(&mut op) {
+        0 => Ok(XenDomctlGetvcpuinfo::read_from_prefix(&op.u).unwrap().0),
+        e => Err(e),
+    }
+}
+
+/// dom0's own vCPU and scheduling parameters (the same on Xen's credit2: weight
+/// and cap have credit's layout).
+fn own_vcpu_and_scheduler() {
+    match vcpu_info(0, 0) {
+        Ok(v) => {
+            println!(
+                "domctl: d0v0: online {} running {} cpu {} cpu_time {}",
+                v.online, v.running, v.cpu, v.cpu_time
+            );
+            check!(
+                v.online == 1 && v.running == 1 && v.cpu_time > 0,
+                "dom0's vCPU 0 runs"
+            );
+        }
+        Err(e) => error!("getvcpuinfo(0, 0): {e}"),
+    }
+    check_eq!(
+        vcpu_info(0, 1).map(|v| v.vcpu),
+        Err(err::EINVAL),
+        "no vCPU 1"
+    );
+    match sched_op(0, XEN_DOMCTL_SCHEDOP_GETINFO, &[]) {
+        Ok(u) => {
+            let weight_cap = (
+                u16::from_le_bytes([u[0], u[1]]),
+                u16::from_le_bytes([u[2], u[3]]),
+            );
+            check_eq!(weight_cap, (256, 0), "dom0's weight and cap: the defaults");
+        }
+        Err(e) => error!("scheduler_op getinfo: {e}"),
+    }
+    let mut wrong = XenDomctlSchedulerOp {
+        sched_id: 99,
+        cmd: XEN_DOMCTL_SCHEDOP_GETINFO,
+        u: [0; 16],
+    };
+    wrong.sched_id = if sched_id() == 8 { 5 } else { 8 };
+    check_eq!(
+        domctl(&mut dop(XEN_DOMCTL_SCHEDULER_OP, 0, wrong.as_bytes())),
+        err::EINVAL,
+        "scheduler_op naming another scheduler"
+    );
 }
 
 /// physinfo, sched_id and getdomaininfolist, which must list `domains` domains;
@@ -274,6 +350,24 @@ fn control_domu() {
     check_eq!(info(1).map(|i| i.domain), Ok(1), "getdomaininfo(1)");
     check_eq!(info(2).map(|i| i.domain), Err(ESRCH), "none past the last");
 
+    // Its weight and cap, as `xl sched-credit -d 1 -w 512 -c 60` sets them.
+    let mut wc = [0u8; 4];
+    wc[..2].copy_from_slice(&512u16.to_le_bytes());
+    wc[2..].copy_from_slice(&60u16.to_le_bytes());
+    check_eq!(
+        sched_op(1, XEN_DOMCTL_SCHEDOP_PUTINFO, &wc).map(|_| ()),
+        Ok(()),
+        "putinfo"
+    );
+    check_eq!(
+        sched_op(1, XEN_DOMCTL_SCHEDOP_GETINFO, &[]).map(|u| [u[0], u[1], u[2], u[3]]),
+        Ok(wc),
+        "weight 512, cap 60"
+    );
+    check!(
+        vcpu_info(1, 0).is_ok_and(|v| v.online == 1),
+        "the domU's vCPU 0 is online"
+    );
     // The domU runs; paused, its CPU time stands still; unpaused, it goes on.
     let start = cpu_time(1);
     spin_ms(100);
