@@ -19,7 +19,7 @@
 //! [`HostFrames`], is used by nothing else) for as long as the value.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::AtomicU64;
 
 /// Bytes in a frame.
 pub const PAGE_SIZE: usize = 4096;
@@ -101,7 +101,7 @@ pub struct OutOfRange;
 pub struct FrameRef<'a> {
     hpa: u64,
     len: usize,
-    _borrow: PhantomData<&'a [AtomicU32]>,
+    _borrow: PhantomData<&'a [AtomicU64]>,
 }
 
 impl<'a> FrameRef<'a> {
