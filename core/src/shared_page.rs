@@ -192,7 +192,7 @@ impl<'a> SharedPage<'a> {
             let (Some(word), Some(part)) = (self.word(index), bytes.get(in_buf)) else {
                 return false;
             };
-            let _ = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            let _ = update_word(word, |w| {
                 let mut b = w.to_le_bytes();
                 b.get_mut(in_word.clone())?.copy_from_slice(part);
                 Some(u64::from_le_bytes(b))
@@ -253,7 +253,8 @@ impl<'a> SharedPage<'a> {
     /// replaced, `Err(value)` with the value found otherwise (`None`:
     /// beyond the page or not 4-byte aligned). The exchange is on the
     /// whole word; when it fails only because the other half changed, it
-    /// is tried again, so a failure always means this field differed.
+    /// is tried again (at most [`CAS_TRIES`] rounds: after that the failure
+    /// reports this field as found, unchanged, and nothing is written).
     pub fn compare_exchange_u32(
         &self,
         at: usize,
@@ -261,22 +262,10 @@ impl<'a> SharedPage<'a> {
         new: u32,
     ) -> Option<Result<u32, u32>> {
         let (word, shift) = self.half(at)?;
-        let mut w = word.load(Ordering::SeqCst);
-        loop {
-            let found = field(w, shift);
-            if found != current {
-                return Some(Err(found));
-            }
-            match word.compare_exchange(
-                w,
-                with_field(w, shift, new),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return Some(Ok(current)),
-                Err(now) => w = now,
-            }
-        }
+        let result = update_word(word, |w| {
+            (field(w, shift) == current).then(|| with_field(w, shift, new))
+        });
+        Some(result.map(|_| current).map_err(|w| field(w, shift)))
     }
 
     /// Updates the aligned 32-bit field at `at` with `f`, as
@@ -291,11 +280,29 @@ impl<'a> SharedPage<'a> {
         mut f: impl FnMut(u32) -> Option<u32>,
     ) -> Option<Result<u32, u32>> {
         let (word, shift) = self.half(at)?;
-        let result = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-            Some(with_field(w, shift, f(field(w, shift))?))
-        });
+        let result = update_word(word, |w| Some(with_field(w, shift, f(field(w, shift))?)));
         Some(result.map(|w| field(w, shift)).map_err(|w| field(w, shift)))
     }
+}
+
+/// Compare-and-exchange rounds one update of a shared word may take.
+pub const CAS_TRIES: usize = 1024;
+
+/// `AtomicU64::fetch_update` with at most [`CAS_TRIES`] rounds: `Ok(old)`
+/// when `f`'s value went in, `Err(seen)` when `f` declined, or when the
+/// guest changed the word under every round (then the update is not made:
+/// a guest that rewrites its own shared word that fast loses its own update,
+/// and the hypervisor's work stays bounded).
+fn update_word(word: &AtomicU64, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+    let mut w = word.load(Ordering::SeqCst);
+    for _ in 0..CAS_TRIES {
+        let new = f(w).ok_or(w)?;
+        match word.compare_exchange(w, new, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(old) => return Ok(old),
+            Err(seen) => w = seen,
+        }
+    }
+    Err(w)
 }
 
 /// The 32-bit field at `shift` (0 or 32) of `word`.
@@ -316,6 +323,26 @@ pub fn zeroed_words() -> [AtomicU64; PAGE_WORDS] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_the_guest_keeps_racing_gives_up_after_cas_tries() {
+        let word = AtomicU64::new(5);
+        let mut rounds = 0;
+        // The "guest" changes the word between every load and exchange.
+        let result = update_word(&word, |w| {
+            rounds += 1;
+            word.fetch_add(1 << 40, Ordering::SeqCst);
+            Some(w + 1)
+        });
+        assert!(result.is_err());
+        assert_eq!(rounds, CAS_TRIES);
+        assert_eq!(word.load(Ordering::SeqCst) & 0xFFFF, 5, "nothing written");
+        // Undisturbed, one round.
+        assert_eq!(
+            update_word(&word, |w| Some(w + 1)).map(|old| old & 0xFFFF),
+            Ok(5)
+        );
+    }
 
     #[test]
     fn bits_count_from_a_byte_offset_as_x86_does() {
