@@ -225,8 +225,12 @@ impl Domains for Env<'_> {
         // now (the scheduler learns of them at its next pass).
         while vcpus.len() < core.vcpus.len() {
             let asid = super::asid_of(domid);
-            let vcpu = super::vcpu::SvmVcpu::new_pvh(0, 0, memory.npt.root(), asid)
-                .ok_or(errno::ENOMEM)?;
+            let Some(vcpu) = super::vcpu::SvmVcpu::new_pvh(0, 0, memory.npt.root(), asid) else {
+                // Out of memory: the core forgets the vCPUs that got no SVM
+                // state, and the caller gets -ENOMEM (it may try again).
+                core.vcpus.truncate(vcpus.len());
+                return Err(errno::ENOMEM);
+            };
             vcpus.push(vcpu);
             running_on.push(None);
             sched_runnable.push(false);
