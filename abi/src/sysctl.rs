@@ -36,6 +36,57 @@ pub const XEN_SCHEDULER_CREDIT: u32 = 5;
 /// `XEN_SCHEDULER_RTDS` (domctl.h).
 pub const XEN_SCHEDULER_RTDS: u32 = 8;
 
+/// `XEN_SYSCTL_CPUPOOL_OP_CREATE`.
+pub const XEN_SYSCTL_CPUPOOL_OP_CREATE: u32 = 1;
+/// `XEN_SYSCTL_CPUPOOL_OP_DESTROY`.
+pub const XEN_SYSCTL_CPUPOOL_OP_DESTROY: u32 = 2;
+/// `XEN_SYSCTL_CPUPOOL_OP_INFO`: the first pool from `cpupool_id` up.
+pub const XEN_SYSCTL_CPUPOOL_OP_INFO: u32 = 3;
+/// `XEN_SYSCTL_CPUPOOL_OP_ADDCPU`.
+pub const XEN_SYSCTL_CPUPOOL_OP_ADDCPU: u32 = 4;
+/// `XEN_SYSCTL_CPUPOOL_OP_RMCPU`.
+pub const XEN_SYSCTL_CPUPOOL_OP_RMCPU: u32 = 5;
+/// `XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN`.
+pub const XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN: u32 = 6;
+/// `XEN_SYSCTL_CPUPOOL_OP_FREEINFO`: the CPUs in no pool.
+pub const XEN_SYSCTL_CPUPOOL_OP_FREEINFO: u32 = 7;
+
+/// `struct xenctl_bitmap` (xen.h), 16 bytes: a guest buffer of bits.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenctlBitmap {
+    /// Guest handle of the bytes.
+    pub bitmap: u64,
+    /// Bits the buffer holds.
+    pub nr_bits: u32,
+    /// Padding.
+    pub pad: u32,
+}
+
+/// `struct xen_sysctl_cpupool_op`, 40 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenSysctlCpupoolOp {
+    /// `XEN_SYSCTL_CPUPOOL_OP_*`.
+    pub op: u32,
+    /// IN/OUT: the pool.
+    pub cpupool_id: u32,
+    /// OUT: its scheduler.
+    pub sched_id: u32,
+    /// IN: a domain (MOVEDOMAIN).
+    pub domid: u32,
+    /// IN: a CPU (ADDCPU, RMCPU).
+    pub cpu: u32,
+    /// OUT: its domains.
+    pub n_dom: u32,
+    /// OUT: its CPUs.
+    pub cpumap: XenctlBitmap,
+}
+
 /// Bytes of the union `u` of [`XenSysctl`] (its `pad[128]`).
 pub const XEN_SYSCTL_UNION_SIZE: usize = 128;
 
@@ -128,6 +179,9 @@ mod tests {
         assert_eq!(offset_of!(XenSysctlPhysinfo, total_pages), 40);
         assert_eq!(offset_of!(XenSysctlPhysinfo, max_mfn), 72);
         assert_eq!(offset_of!(XenSysctlPhysinfo, hw_cap), 80);
+        assert_eq!(size_of::<XenSysctlCpupoolOp>(), 40);
+        assert_eq!(offset_of!(XenSysctlCpupoolOp, n_dom), 20);
+        assert_eq!(offset_of!(XenSysctlCpupoolOp, cpumap), 24);
         assert_eq!(size_of::<XenSysctlGetdomaininfolist>(), 24);
         assert_eq!(offset_of!(XenSysctlGetdomaininfolist, max_domains), 4);
         assert_eq!(offset_of!(XenSysctlGetdomaininfolist, buffer), 8);

@@ -7,7 +7,8 @@
 //!   PVH guests on nested paging and has grant tables v1 only);
 //! - `sched_id`: credit (5) or RTDS (8);
 //! - `getdomaininfolist`: the domains from `first_domain` on, at most
-//!   `max_domains` of them, as `domctl getdomaininfo` reports each.
+//!   `max_domains` of them, as `domctl getdomaininfo` reports each;
+//! - `cpupool_op` `INFO` and `FREEINFO` of the one pool (see [`cpupool_op`]).
 //!
 //! Every other command is `-ENOSYS`.
 // Guest input is parsed here: no unchecked arithmetic, no indexing that
@@ -93,8 +94,50 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
+        XEN_SYSCTL_CPUPOOL_OP => {
+            let mut pool = read_union::<XenSysctlCpupoolOp>(&op);
+            cpupool_op(ctx, &mut pool)?;
+            write_union(&mut op, &pool);
+            handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
         _ => Err(errno::ENOSYS),
     }
+}
+
+/// Most bytes of a CPU map rxen writes (64 CPUs need 8; Xen's maps are as
+/// long as the caller says, up to its CPU count).
+const MAX_CPUMAP_BYTES: usize = 512;
+
+/// `XEN_SYSCTL_cpupool_op`: rxen has one pool, Pool-0, with every CPU and
+/// every domain. `INFO` answers it for any id up to 0 (as Xen, the first
+/// pool from the id asked) and `-ENOENT` past it; `FREEINFO` an empty map.
+/// Creating, destroying or changing pools is `-EOPNOTSUPP`.
+fn cpupool_op(ctx: &mut Ctx<'_>, pool: &mut XenSysctlCpupoolOp) -> Result<(), Errno> {
+    let nr_cpus = ctx.env.machine_facts().nr_cpus;
+    let cpus = match pool.op {
+        XEN_SYSCTL_CPUPOOL_OP_INFO => {
+            if pool.cpupool_id != 0 {
+                return Err(errno::ENOENT);
+            }
+            pool.sched_id = ctx.env.machine_facts().sched_id;
+            pool.n_dom = u32::try_from(domain_ids(ctx).len()).unwrap_or(u32::MAX);
+            nr_cpus
+        }
+        XEN_SYSCTL_CPUPOOL_OP_FREEINFO => 0,
+        _ => return Err(errno::EOPNOTSUPP),
+    };
+    // Xen's cpumask_to_xenctl_bitmap: the caller's bytes, the CPUs' bits set,
+    // the rest zero.
+    let bytes = (pool.cpumap.nr_bits.div_ceil(8) as usize).min(MAX_CPUMAP_BYTES);
+    let mut map = [0u8; MAX_CPUMAP_BYTES];
+    for cpu in 0..cpus {
+        if let Some(byte) = map.get_mut((cpu / 8) as usize) {
+            *byte |= 1 << (cpu % 8);
+        }
+    }
+    let out = map.get(..bytes).unwrap_or(&[]);
+    ctx.env.copy_out(pool.cpumap.bitmap, out)
 }
 
 /// Reads a `T` from the start of the op's union.
@@ -193,6 +236,76 @@ mod tests {
         assert_eq!(p.capabilities & XEN_SYSCTL_PHYSCAP_PV, 0);
         assert_eq!(sysctl(&mut d, &mut env, &op(XEN_SYSCTL_SCHED_ID)), 0);
         assert_eq!(env.get::<u32>(AT + 8), XEN_SCHEDULER_CREDIT);
+    }
+
+    fn pool_op(op_: u32, id: u32, nr_bits: u32) -> XenSysctl {
+        let mut o = op(XEN_SYSCTL_CPUPOOL_OP);
+        let p = XenSysctlCpupoolOp {
+            op: op_,
+            cpupool_id: id,
+            cpumap: XenctlBitmap {
+                bitmap: BUFFER,
+                nr_bits,
+                pad: 0,
+            },
+            ..Default::default()
+        };
+        o.u[..40].copy_from_slice(p.as_bytes());
+        o
+    }
+
+    #[test]
+    fn one_cpupool_with_every_cpu() {
+        let (mut d, mut env) = dom0_and_domu();
+        env.mem[BUFFER as usize..BUFFER as usize + 4].fill(0xEE);
+        assert_eq!(
+            sysctl(
+                &mut d,
+                &mut env,
+                &pool_op(XEN_SYSCTL_CPUPOOL_OP_INFO, 0, 16)
+            ),
+            0
+        );
+        let o: XenSysctl = env.get(AT);
+        let p = XenSysctlCpupoolOp::read_from_prefix(&o.u).unwrap().0;
+        assert_eq!(
+            (p.cpupool_id, p.sched_id, p.n_dom),
+            (0, XEN_SCHEDULER_CREDIT, 2)
+        );
+        // Two CPUs: bits 0 and 1 of a 2-byte map; the byte after it untouched.
+        assert_eq!(
+            env.mem[BUFFER as usize..BUFFER as usize + 3],
+            [0b11, 0, 0xEE]
+        );
+        assert_eq!(
+            sysctl(
+                &mut d,
+                &mut env,
+                &pool_op(XEN_SYSCTL_CPUPOOL_OP_INFO, 1, 16)
+            ),
+            ret(errno::ENOENT)
+        );
+        assert_eq!(
+            sysctl(
+                &mut d,
+                &mut env,
+                &pool_op(XEN_SYSCTL_CPUPOOL_OP_FREEINFO, 0, 8)
+            ),
+            0
+        );
+        assert_eq!(env.mem[BUFFER as usize], 0, "no free CPU");
+        assert_eq!(
+            sysctl(
+                &mut d,
+                &mut env,
+                &pool_op(XEN_SYSCTL_CPUPOOL_OP_CREATE, 0, 8)
+            ),
+            ret(errno::EOPNOTSUPP)
+        );
+        // A map the caller does not have.
+        let mut bad = pool_op(XEN_SYSCTL_CPUPOOL_OP_INFO, 0, 8);
+        bad.u[24..32].copy_from_slice(&crate::test_support::BAD.to_le_bytes());
+        assert_eq!(sysctl(&mut d, &mut env, &bad), ret(errno::EFAULT));
     }
 
     #[test]

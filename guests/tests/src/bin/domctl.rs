@@ -32,6 +32,7 @@ rxen_guest::entry!(main);
 const EACCES: i64 = rxen_guest::abi::errno::EACCES.to_hypercall_ret();
 const ESRCH: i64 = rxen_guest::abi::errno::ESRCH.to_hypercall_ret();
 const EEXIST: i64 = rxen_guest::abi::errno::EEXIST.to_hypercall_ret();
+const ENOENT: i64 = rxen_guest::abi::errno::ENOENT.to_hypercall_ret();
 /// An address no page table maps.
 const UNMAPPED: u64 = 0x10_0000_0000;
 
@@ -274,6 +275,53 @@ fn own_vcpu_and_scheduler() {
     );
 }
 
+/// Pool-0 as `xen-init-dom0` asks for it (`cpupool_op INFO(0)`, then `INFO(1)`):
+/// every CPU in it, `nr_cpus` of them, and `domains` domains.
+fn cpupool(nr_cpus: u32, domains: u32) {
+    static mut MAP: [u8; 8] = [0xEE; 8];
+    let pool = |id: u32| {
+        let p = XenSysctlCpupoolOp {
+            op: XEN_SYSCTL_CPUPOOL_OP_INFO,
+            cpupool_id: id,
+            cpumap: XenctlBitmap {
+                bitmap: (&raw mut MAP) as u64,
+                nr_bits: 32,
+                pad: 0,
+            },
+            ..Default::default()
+        };
+        let mut op = sop(XEN_SYSCTL_CPUPOOL_OP, p.as_bytes());
+        match sysctl(&mut op) {
+            0 => Ok(XenSysctlCpupoolOp::read_from_prefix(&op.u).unwrap().0),
+            e => Err(e),
+        }
+    };
+    match pool(0) {
+        Ok(p) => {
+            // SAFETY: written by the hypervisor through the handle above.
+            let map = unsafe { MAP };
+            println!(
+                "domctl: Pool-0: id {} sched {} n_dom {} cpumap {:02x?}",
+                p.cpupool_id, p.sched_id, p.n_dom, map
+            );
+            check_eq!(p.cpupool_id, 0, "Pool-0");
+            check_eq!(p.n_dom, domains, "its domains");
+            let want = if nr_cpus >= 8 {
+                0xFF
+            } else {
+                (1u8 << nr_cpus) - 1
+            };
+            check_eq!(
+                (map[0], map[3], map[4]),
+                (want, 0, 0xEE),
+                "every CPU, a 4-byte map, nothing past it"
+            );
+        }
+        Err(e) => error!("cpupool_op INFO(0): {e}"),
+    }
+    check_eq!(pool(1).map(|p| p.cpupool_id), Err(ENOENT), "no Pool-1");
+}
+
 /// physinfo, sched_id and getdomaininfolist, which must list `domains` domains;
 /// returns the list.
 fn machine_checks(domains: u32) -> [XenDomctlGetdomaininfo; 4] {
@@ -296,6 +344,7 @@ fn machine_checks(domains: u32) -> [XenDomctlGetdomaininfo; 4] {
         "hvm and gnttab_v1"
     );
     check!(p.hw_cap[0] & 1 != 0, "FPU in CPUID 1.EDX");
+    cpupool(p.nr_cpus, domains);
     let mut op = sop(XEN_SYSCTL_SCHED_ID, &[]);
     check_eq!(sysctl(&mut op), 0, "sched_id");
     let sched = u32::from_le_bytes(op.u[..4].try_into().unwrap());
