@@ -641,6 +641,19 @@ impl Machine {
             self.send_dom_exc();
             if reason == ShutdownReason::Reboot && !destroyed {
                 self.reboot(id);
+            } else if id == 0 && !destroyed && !self.domains.is_empty() {
+                // Xen's hwdom_shutdown: the machine ends with its hardware
+                // domain, whatever domUs still run ("Hardware Dom0 halted").
+                printk!(
+                    "d0, the hardware domain, ended ({}): stopping the machine with it, as Xen does",
+                    reason_text(reason)
+                );
+                // Nothing is freed: the other CPUs may still be in their
+                // guests; the machine stops under them.
+                match reason {
+                    ShutdownReason::Poweroff => stop::machine_stop(),
+                    _ => stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED),
+                }
             }
         }
         if self.domains.is_empty() && self.rebuilds.is_empty() {

@@ -57,11 +57,12 @@ fn three_domus_without_dom0() {
 }
 
 /// dom0 and a domU side by side on one CPU: the domU is unprivileged (the guest's
-/// start info says so) and both run to the end.
+/// start info says so) and both run to the end (dom0 waits for the domU's end through
+/// VIRQ_DOM_EXC).
 #[test]
 fn dom0_and_a_domu_on_one_cpu() {
     let out = machine("domains-dom0-domu", 1, "dom0_mem=32M domu=1,mem=16M")
-        .module(guest("shutdown_poweroff"), "")
+        .module(guest("dom_exc"), "")
         .module(guest("pvclock"), "")
         .run();
     no_hypervisor_trouble(&out)
@@ -71,9 +72,33 @@ fn dom0_and_a_domu_on_one_cpu() {
         .assert_contains("d1: ACPI tables at 0xfc000-0xfffff (RSDP at 0xfc000), 1 local APIC(s)")
         .assert_contains("(d0) Test result: SUCCESS")
         .assert_contains("(d1) Test result: SUCCESS")
-        .assert_contains("d0: shut down (poweroff)")
-        .assert_contains("d1: shut down (poweroff)")
+        .assert_in_order(&["d1: shut down (poweroff)", "d0: shut down (poweroff)"])
         .assert_normal_stop();
+}
+
+/// The machine ends with its hardware domain, as on Xen (`hwdom_shutdown`): dom0
+/// powers off while a domU still runs, and rxen stops (a normal stop for a poweroff);
+/// a crashing dom0 stops it as a crash.
+#[test]
+fn the_machine_ends_with_dom0() {
+    let out = machine("domains-dom0-ends", 1, "dom0_mem=32M domu=1,mem=16M")
+        .module(guest("shutdown_poweroff"), "")
+        .module(guest("cpu_hog"), "until_ms=60000")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_contains("(d0) Test result: SUCCESS")
+        .assert_in_order(&[
+            "d0: shut down (poweroff)",
+            "d0, the hardware domain, ended (poweroff): stopping the machine with it",
+        ])
+        .assert_not_contains("(d1) Test result")
+        .assert_normal_stop();
+    let out = machine("domains-dom0-crashes", 1, "dom0_mem=32M domu=1,mem=16M")
+        .module(guest("shutdown_crash"), "")
+        .module(guest("cpu_hog"), "until_ms=60000")
+        .run();
+    out.assert_contains("d0, the hardware domain, ended (crash): stopping the machine with it")
+        .assert_status(Status::DebugExit(EXIT_DOMAIN_END));
 }
 
 /// Every domU gets ACPI tables (RSDP through the start info, in an e820 ACPI entry; XSDT,
