@@ -51,6 +51,28 @@ pub const XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN: u32 = 6;
 /// `XEN_SYSCTL_CPUPOOL_OP_FREEINFO`: the CPUs in no pool.
 pub const XEN_SYSCTL_CPUPOOL_OP_FREEINFO: u32 = 7;
 
+/// `struct xen_sysctl_readconsole`, 24 bytes (`xl dmesg`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenSysctlReadconsole {
+    /// IN: non-zero: clear the history after reading.
+    pub clear: u8,
+    /// IN: non-zero: start at `index`.
+    pub incremental: u8,
+    /// Padding.
+    pub pad: [u8; 2],
+    /// IN: where to start (incremental); OUT: the index after what was read.
+    pub index: u32,
+    /// IN: guest handle of the buffer.
+    pub buffer: u64,
+    /// IN: the buffer's size; OUT: bytes written.
+    pub count: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+
 /// `struct xenctl_bitmap` (xen.h), 16 bytes: a guest buffer of bits.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -179,6 +201,10 @@ mod tests {
         assert_eq!(offset_of!(XenSysctlPhysinfo, total_pages), 40);
         assert_eq!(offset_of!(XenSysctlPhysinfo, max_mfn), 72);
         assert_eq!(offset_of!(XenSysctlPhysinfo, hw_cap), 80);
+        assert_eq!(size_of::<XenSysctlReadconsole>(), 24);
+        assert_eq!(offset_of!(XenSysctlReadconsole, index), 4);
+        assert_eq!(offset_of!(XenSysctlReadconsole, buffer), 8);
+        assert_eq!(offset_of!(XenSysctlReadconsole, count), 16);
         assert_eq!(size_of::<XenSysctlCpupoolOp>(), 40);
         assert_eq!(offset_of!(XenSysctlCpupoolOp, n_dom), 20);
         assert_eq!(offset_of!(XenSysctlCpupoolOp, cpumap), 24);

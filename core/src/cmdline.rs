@@ -379,6 +379,9 @@ pub struct Options {
     pub sched: Option<String>,
     /// Do not reboot on a crash (`noreboot`).
     pub noreboot: bool,
+    /// Keep guests' console output in the console history too
+    /// (`console_to_ring`, Xen's option; off by default, as on Xen).
+    pub console_to_ring: bool,
     /// Maximum number of CPUs to bring up (`maxcpus=`).
     pub maxcpus: Option<u32>,
     /// rxen: the I/O port of QEMU's isa-debug-exit device through which the
@@ -606,6 +609,7 @@ impl Default for Options {
             dom0_max_vcpus: None,
             sched: None,
             noreboot: false,
+            console_to_ring: false,
             maxcpus: None,
             isa_debug_exit: None,
             crash_test: None,
@@ -906,6 +910,11 @@ pub const PARAMS: &[Param] = &[
         |o| &mut o.noreboot,
         "after a crash, stay halted instead of rebooting",
     ),
+    boolean_param(
+        "console_to_ring",
+        |o| &mut o.console_to_ring,
+        "keep guests' console output in the console history (xl dmesg) too",
+    ),
     custom_param(
         "maxcpus",
         |o, v| {
@@ -963,7 +972,6 @@ pub const PARAMS: &[Param] = &[
     ignore_param("edd", "Xen's EDD probing"),
     ignore_param("conring_size", "Xen's console ring size"),
     ignore_param("sync_console", "Xen's synchronous console"),
-    ignore_param("console_to_ring", "Xen's copy of the console to the ring"),
     ignore_param("console_timestamps", "Xen's console timestamps"),
     ignore_param("dom0_vcpus_pin", "Xen's pinning of dom0's vCPUs"),
 ];
@@ -1273,6 +1281,12 @@ mod tests {
     #[test]
     fn booleans() {
         assert!(parse_ok("noreboot").noreboot);
+        assert!(parse_ok("console_to_ring").console_to_ring);
+        assert!(
+            parse_ok("console-to-ring").console_to_ring,
+            "Xen's dash spelling"
+        );
+        assert!(!parse_ok("").console_to_ring);
         assert!(!parse_ok("no-noreboot").noreboot);
         for v in ["yes", "on", "true", "enable", "1"] {
             assert!(parse_ok(&format!("noreboot={v}")).noreboot, "{v}");
@@ -1324,14 +1338,14 @@ mod tests {
     fn ignored_options() {
         let o = parse_ok(
             "dom0=pvh iommu=off no-hap ucode=scan smt=0 vga=text-80x25 no-real-mode edd=off \
-             conring_size=64k sync_console console-to-ring console_timestamps=boot \
+             conring_size=64k sync_console console_timestamps=boot \
              dom0_vcpus_pin no-smt",
         );
-        assert_eq!(o.ignored.len(), 14);
+        assert_eq!(o.ignored.len(), 13);
         assert_eq!(o.ignored[0], "dom0=pvh");
         assert_eq!(o.ignored[2], "no-hap");
         assert_eq!(o.ignored[6], "no-real-mode");
-        assert_eq!(o.ignored[10], "console-to-ring");
+        assert_eq!(o.ignored[10], "console_timestamps=boot");
         let mut rest = o.clone();
         rest.ignored.clear();
         assert_eq!(rest, Options::default());

@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod acpi_tables;
 pub mod bzimage;
 pub mod cmdline;
+pub mod conring;
 pub mod console;
 pub mod console_ring;
 pub mod console_switch;

@@ -80,6 +80,8 @@ pub trait Console {
     /// wrote to its PV console ring. Returns whether anything was taken (the
     /// guest is then notified back, as xenconsoled does).
     fn console_ring_kick(&mut self, domid: DomId) -> bool;
+    /// Runs `f` on the console history ([`crate::conring::ConRing`]).
+    fn with_conring(&mut self, f: &mut dyn FnMut(&mut crate::conring::ConRing));
 }
 
 /// Facts about the host that hypercalls report.

@@ -54,6 +54,8 @@ pub(crate) struct FakeEnv {
     pub(crate) wallclock: (u64, u32),
     /// The machine's PCI registry (q35's one MCFG window).
     pub(crate) pci: PciRegistry,
+    /// The console history.
+    pub(crate) conring: Box<crate::conring::ConRing>,
     /// Scheduling parameters by domain (what the scheduler knows).
     pub(crate) sched: BTreeMap<DomId, crate::sched::SchedParams>,
     /// The domain-id rover, and the configs of the domains created.
@@ -167,6 +169,7 @@ impl FakeEnv {
             grant_frames_mapped: Vec::new(),
             refuse_grant_frames: false,
             wallclock: (1_700_000_000, 5),
+            conring: Box::new(crate::conring::ConRing::new()),
             sched: BTreeMap::new(),
             rover: 0,
             created: Vec::new(),
@@ -274,6 +277,9 @@ impl Clock for FakeEnv {
 }
 
 impl Console for FakeEnv {
+    fn with_conring(&mut self, f: &mut dyn FnMut(&mut crate::conring::ConRing)) {
+        f(&mut self.conring);
+    }
     fn console_write(&mut self, _domid: DomId, text: &[u8]) {
         self.console.extend_from_slice(text);
     }

@@ -191,6 +191,7 @@ fn apply_console_options(options: &Options) {
     console::set_thresholds(&options.log);
     console::set_guest_thresholds(&options.guest_log);
     console::set_tx_buffer(usize::try_from(options.serial_tx_buffer).unwrap_or(usize::MAX));
+    console::set_console_to_ring(options.console_to_ring);
 }
 
 /// Keeps the modules that make sense and says why the others do not.

@@ -41,6 +41,31 @@ static SERIAL: Mutex<Console> = Mutex::new(Console {
 });
 /// Whether serial output is on (`console=` lists `com1`).
 static SERIAL_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// The console history (`xl dmesg`): what was printed, without the CRs.
+/// Taken inside `SERIAL` (never the other way round), interrupts off.
+static CONRING: Mutex<rxen_core::conring::ConRing> = Mutex::new(rxen_core::conring::ConRing::new());
+
+/// Whether guests' lines go into the console history too (`console_to_ring`).
+static CONSOLE_TO_RING: AtomicBool = AtomicBool::new(false);
+
+/// `console_to_ring`: keep guests' console output in the history too.
+pub fn set_console_to_ring(on: bool) {
+    CONSOLE_TO_RING.store(on, Ordering::Relaxed);
+}
+
+/// Keeps `bytes` in the console history (CRs left out).
+fn remember(bytes: &[u8]) {
+    let mut ring = CONRING.lock();
+    for piece in bytes.split(|&b| b == b'\r') {
+        ring.put(piece);
+    }
+}
+
+/// Runs `f` on the console history (`XEN_SYSCTL_readconsole`).
+pub fn with_conring(f: &mut dyn FnMut(&mut rxen_core::conring::ConRing)) {
+    x86_64::instructions::interrupts::without_interrupts(|| f(&mut CONRING.lock()));
+}
 /// Threshold: messages at or below this level are printed.
 static THRESHOLD: AtomicU8 = AtomicU8::new(LogLevel::Warning as u8);
 /// Whether guest console lines are subject to their domain's budget
@@ -125,6 +150,14 @@ impl Console {
     /// One byte of a hypervisor message: into the ring, making room by
     /// waiting for the UART if it is full; straight out without a ring.
     fn put_hypervisor(&mut self, byte: u8) {
+        self.put_byte(byte, true);
+    }
+
+    /// Queues `byte` (kept in the history if `keep`).
+    fn put_byte(&mut self, byte: u8, keep: bool) {
+        if keep && byte != b'\r' {
+            remember(&[byte]);
+        }
         let Some(serial) = self.serial.as_ref() else {
             return;
         };
@@ -214,7 +247,8 @@ pub fn print_guest_line(domid: u16, line: &str, dropped: u64) -> bool {
                 );
             }
             if !line.is_empty() {
-                text.bytes().iter().for_each(|&b| console.put_hypervisor(b));
+                let keep = CONSOLE_TO_RING.load(Ordering::Relaxed);
+                text.bytes().iter().for_each(|&b| console.put_byte(b, keep));
             }
             return true;
         }
@@ -238,6 +272,9 @@ pub fn print_guest_line(domid: u16, line: &str, dropped: u64) -> bool {
                 .ring
                 .as_mut()
                 .is_some_and(|ring| ring.push(Source::Guest, text.bytes()));
+        if queued && !line.is_empty() && CONSOLE_TO_RING.load(Ordering::Relaxed) {
+            remember(text.bytes());
+        }
         console.drain_some();
         queued
     })

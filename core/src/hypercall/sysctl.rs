@@ -8,7 +8,9 @@
 //! - `sched_id`: credit (5) or RTDS (8);
 //! - `getdomaininfolist`: the domains from `first_domain` on, at most
 //!   `max_domains` of them, as `domctl getdomaininfo` reports each;
-//! - `cpupool_op` `INFO` and `FREEINFO` of the one pool (see [`cpupool_op`]).
+//! - `cpupool_op` `INFO` and `FREEINFO` of the one pool (see [`cpupool_op`]);
+//! - `readconsole` (`xl dmesg`): the console history, whole or from an index
+//!   an earlier read returned, optionally cleared ([`crate::conring`]).
 //!
 //! Every other command is `-ENOSYS`.
 // Guest input is parsed here: no unchecked arithmetic, no indexing that
@@ -91,6 +93,30 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             }
             list.num_domains = written;
             write_union(&mut op, &list);
+            handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
+        XEN_SYSCTL_READCONSOLE => {
+            let mut request = read_union::<XenSysctlReadconsole>(&op);
+            let buffer = request.buffer;
+            let max = request.count as usize;
+            let from = (request.incremental != 0).then_some(request.index);
+            let clear = request.clear != 0;
+            let mut result = Err(errno::EFAULT);
+            // The copy goes through a bounce buffer: the ring's lock is not
+            // held across guest copies.
+            let mut copied = alloc::vec::Vec::new();
+            ctx.env.with_conring(&mut |ring| {
+                result = ring.read(from, max, clear, &mut |_, bytes| {
+                    copied.extend_from_slice(bytes);
+                    Ok(())
+                });
+            });
+            let (count, index) = result?;
+            ctx.env.copy_out(buffer, &copied)?;
+            request.count = u32::try_from(count).unwrap_or(u32::MAX);
+            request.index = index;
+            write_union(&mut op, &request);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
@@ -216,10 +242,7 @@ mod tests {
             ret(errno::EPERM)
         );
         let (mut d0, mut env) = dom0_and_domu();
-        assert_eq!(
-            sysctl(&mut d0, &mut env, &op(XEN_SYSCTL_READCONSOLE)),
-            ret(errno::ENOSYS)
-        );
+        assert_eq!(sysctl(&mut d0, &mut env, &op(9999)), ret(errno::ENOSYS));
     }
 
     #[test]
@@ -252,6 +275,58 @@ mod tests {
         };
         o.u[..40].copy_from_slice(p.as_bytes());
         o
+    }
+
+    fn readconsole(incremental: Option<u32>, count: u32, clear: bool) -> XenSysctl {
+        let mut o = op(XEN_SYSCTL_READCONSOLE);
+        let r = XenSysctlReadconsole {
+            clear: clear.into(),
+            incremental: incremental.is_some().into(),
+            index: incremental.unwrap_or(0),
+            buffer: BUFFER,
+            count,
+            ..Default::default()
+        };
+        o.u[..24].copy_from_slice(r.as_bytes());
+        o
+    }
+
+    fn read_back(env: &FakeEnv) -> (Vec<u8>, u32) {
+        let o: XenSysctl = env.get(AT);
+        let r = XenSysctlReadconsole::read_from_prefix(&o.u).unwrap().0;
+        let at = BUFFER as usize;
+        (env.mem[at..at + r.count as usize].to_vec(), r.index)
+    }
+
+    #[test]
+    fn readconsole_as_xl_dmesg() {
+        let (mut d, mut env) = dom0_and_domu();
+        env.conring.put(b"(XEN) boot\n");
+        assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4096, false)), 0);
+        let (text, index) = read_back(&env);
+        assert_eq!((text.as_slice(), index), (&b"(XEN) boot\n"[..], 11));
+        env.conring.put(b"(d1) hi\n");
+        assert_eq!(
+            sysctl(&mut d, &mut env, &readconsole(Some(index), 4096, false)),
+            0
+        );
+        assert_eq!(read_back(&env).0, b"(d1) hi\n");
+        // A 4-byte buffer gets 4 bytes; clear empties the history.
+        assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4, true)), 0);
+        assert_eq!(read_back(&env), (b"(XEN".to_vec(), 4));
+        assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4096, false)), 0);
+        assert!(read_back(&env).0.is_empty());
+        // A buffer the caller does not have.
+        env.conring.put(b"x");
+        let mut bad = readconsole(None, 16, false);
+        bad.u[8..16].copy_from_slice(&crate::test_support::BAD.to_le_bytes());
+        assert_eq!(sysctl(&mut d, &mut env, &bad), ret(errno::EFAULT));
+        // Not for a domU.
+        let (mut u, mut env) = two_domains();
+        assert_eq!(
+            sysctl(&mut u, &mut env, &readconsole(None, 16, false)),
+            ret(errno::EPERM)
+        );
     }
 
     #[test]

@@ -103,6 +103,10 @@ impl Console for Env<'_> {
         crate::console_input::read_dom0(buf)
     }
 
+    fn with_conring(&mut self, f: &mut dyn FnMut(&mut rxen_core::conring::ConRing)) {
+        rxen_x86::console::with_conring(f);
+    }
+
     fn console_ring_kick(&mut self, domid: DomId) -> bool {
         let mut bytes = [0u8; rxen_abi::console::XENCONS_OUT_SIZE];
         let Some(page) = self.memory.console_page() else {

@@ -322,6 +322,56 @@ fn cpupool(nr_cpus: u32, domains: u32) {
     check_eq!(pool(1).map(|p| p.cpupool_id), Err(ENOENT), "no Pool-1");
 }
 
+/// `readconsole` as `xl dmesg` issues it: the history, then only what came after an
+/// index (nothing: a guest's own lines are not kept, as on Xen without
+/// `console_to_ring`).
+fn dmesg() {
+    static mut BUF: [u8; 16384] = [0; 16384];
+    let read = |from: Option<u32>| {
+        let r = XenSysctlReadconsole {
+            incremental: from.is_some().into(),
+            index: from.unwrap_or(0),
+            buffer: (&raw mut BUF) as u64,
+            count: 16384,
+            ..Default::default()
+        };
+        let mut op = sop(XEN_SYSCTL_READCONSOLE, r.as_bytes());
+        match sysctl(&mut op) {
+            0 => Ok(XenSysctlReadconsole::read_from_prefix(&op.u).unwrap().0),
+            e => Err(e),
+        }
+    };
+    let first = match read(None) {
+        Ok(r) => r,
+        Err(e) => error!("readconsole: {e}"),
+    };
+    check!(first.count > 0, "a console history");
+    // Guests' output stays out of the history unless `console_to_ring` (as on Xen):
+    // nothing new since.
+    println!("domctl: dmesg: {} bytes of history", first.count);
+    match read(Some(first.index)) {
+        Ok(r) => {
+            check_eq!(
+                (r.count, r.index),
+                (0, first.index),
+                "nothing after the index: a guest line is not kept"
+            );
+        }
+        Err(e) => error!("readconsole incremental: {e}"),
+    }
+    // SAFETY: written by the hypervisor through the handle above.
+    let buf = unsafe { core::slice::from_raw_parts((&raw const BUF).cast::<u8>(), 16384) };
+    let text = &buf[..(first.count as usize).min(buf.len())];
+    check!(
+        !text.windows(14).any(|w| w == b"domctl: physin"),
+        "no guest line in the history"
+    );
+    check!(
+        text.windows(6).any(|w| w == b"(rxen)" || w == b"(XEN) "),
+        "the hypervisor's own lines are"
+    );
+}
+
 /// physinfo, sched_id and getdomaininfolist, which must list `domains` domains;
 /// returns the list.
 fn machine_checks(domains: u32) -> [XenDomctlGetdomaininfo; 4] {
@@ -345,6 +395,7 @@ fn machine_checks(domains: u32) -> [XenDomctlGetdomaininfo; 4] {
     );
     check!(p.hw_cap[0] & 1 != 0, "FPU in CPUID 1.EDX");
     cpupool(p.nr_cpus, domains);
+    dmesg();
     let mut op = sop(XEN_SYSCTL_SCHED_ID, &[]);
     check_eq!(sysctl(&mut op), 0, "sched_id");
     let sched = u32::from_le_bytes(op.u[..4].try_into().unwrap());
