@@ -222,6 +222,34 @@ pub struct XenDomctlGetvcpuinfo {
     pub pad1: u32,
 }
 
+/// `struct xen_domctl_sched_credit`, the credit part of
+/// [`XenDomctlSchedulerOp::u`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlSchedCredit {
+    /// Relative share (0 in a putinfo: unchanged).
+    pub weight: u16,
+    /// Percent of a CPU, 0 = none (0xffff in a putinfo: unchanged).
+    pub cap: u16,
+}
+
+/// `struct xen_domctl_sched_rtds`, the RTDS part of
+/// [`XenDomctlSchedulerOp::u`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlSchedRtds {
+    /// Period in µs.
+    pub period: u32,
+    /// Budget per period in µs.
+    pub budget: u32,
+    /// `XEN_DOMCTL_SCHEDRT_*`.
+    pub flags: u32,
+}
+
 /// `struct xen_domctl_scheduler_op`, 24 bytes: the scheduler, the command
 /// and its parameters (credit: weight and cap as two `u16`; RTDS: period,
 /// budget in µs and flags as three `u32`), kept as bytes.

@@ -11,13 +11,10 @@
     deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
 )]
 
-use rxen_abi::errno::Errno;
+use alloc::vec::Vec;
 
 /// Bytes of history (Xen's default `conring_size`, 16 KiB).
 pub const CONRING_SIZE: usize = 16 * 1024;
-
-/// Where a read puts its bytes: (offset in the reader's buffer, bytes).
-pub type Sink<'a> = dyn FnMut(usize, &[u8]) -> Result<(), Errno> + 'a;
 
 /// The ring: a fixed buffer and two free-running indices.
 pub struct ConRing {
@@ -57,23 +54,16 @@ impl ConRing {
         }
     }
 
-    /// Xen's `read_console_ring`: up to `max` bytes from the oldest kept, or
-    /// from `from` (an index an earlier read returned) if that is newer,
-    /// handed to `sink` as (offset in the caller's buffer, bytes); with
-    /// `clear`, what was read is dropped from the history. Returns the bytes
-    /// read and the index after them (for the next incremental read).
-    pub fn read(
-        &mut self,
-        from: Option<u32>,
-        max: usize,
-        clear: bool,
-        sink: &mut Sink<'_>,
-    ) -> Result<(usize, u32), Errno> {
+    /// Xen's `read_console_ring`: appends to `out` up to `max` bytes from
+    /// the oldest kept, or from `from` (an index an earlier read returned)
+    /// if that is newer; returns the index after them (for the next
+    /// incremental read, and for [`ConRing::clear_to`]).
+    pub fn read(&self, from: Option<u32>, max: usize, out: &mut Vec<u8>) -> u32 {
         let mut c = self.cons;
         if let Some(index) = from {
-            // Newer than the oldest byte kept (and not past the end).
-            let ahead = index.wrapping_sub(c) as i32;
-            if ahead > 0 && index.wrapping_sub(c) <= self.prod.wrapping_sub(c) {
+            // Newer than the oldest byte kept, and not past the end.
+            let ahead = index.wrapping_sub(c);
+            if ahead as i32 > 0 && ahead <= self.prod.wrapping_sub(c) {
                 c = index;
             }
         }
@@ -83,15 +73,19 @@ impl ConRing {
             let len = (self.prod.wrapping_sub(c) as usize)
                 .min(CONRING_SIZE.saturating_sub(at))
                 .min(max.saturating_sub(done));
-            let bytes = self.buf.get(at..at.saturating_add(len)).unwrap_or(&[]);
-            sink(done, bytes)?;
+            out.extend_from_slice(self.buf.get(at..at.saturating_add(len)).unwrap_or(&[]));
             done = done.saturating_add(len);
             c = c.wrapping_add(len as u32);
         }
-        if clear {
-            self.cons = self.prod;
+        c
+    }
+
+    /// Drops the history up to `index` (a read's result; as Xen's `clear`,
+    /// only what the reader got, and nothing outside what is kept).
+    pub fn clear_to(&mut self, index: u32) {
+        if index.wrapping_sub(self.cons) <= self.prod.wrapping_sub(self.cons) {
+            self.cons = index;
         }
-        Ok((done, c))
     }
 }
 
@@ -99,15 +93,9 @@ impl ConRing {
 mod tests {
     use super::*;
 
-    fn read_all(ring: &mut ConRing, from: Option<u32>, max: usize) -> (Vec<u8>, u32) {
-        let mut out = vec![0u8; max];
-        let (n, index) = ring
-            .read(from, max, false, &mut |at, bytes| {
-                out[at..at + bytes.len()].copy_from_slice(bytes);
-                Ok(())
-            })
-            .unwrap();
-        out.truncate(n);
+    fn read_all(ring: &ConRing, from: Option<u32>, max: usize) -> (Vec<u8>, u32) {
+        let mut out = Vec::new();
+        let index = ring.read(from, max, &mut out);
         (out, index)
     }
 
@@ -115,15 +103,15 @@ mod tests {
     fn reads_what_was_printed_and_continues_from_an_index() {
         let mut ring = ConRing::new();
         ring.put(b"hello ");
-        let (text, index) = read_all(&mut ring, None, 100);
+        let (text, index) = read_all(&ring, None, 100);
         assert_eq!((text.as_slice(), index), (&b"hello "[..], 6));
         ring.put(b"world");
-        assert_eq!(read_all(&mut ring, Some(index), 100).0, b"world");
-        assert_eq!(read_all(&mut ring, None, 100).0, b"hello world");
+        assert_eq!(read_all(&ring, Some(index), 100).0, b"world");
+        assert_eq!(read_all(&ring, None, 100).0, b"hello world");
         // A small buffer: the first bytes, and where to go on.
-        assert_eq!(read_all(&mut ring, None, 3), (b"hel".to_vec(), 3));
+        assert_eq!(read_all(&ring, None, 3), (b"hel".to_vec(), 3));
         // An index past the end, or older than the history, reads it all.
-        assert_eq!(read_all(&mut ring, Some(9999), 100).0, b"hello world");
+        assert_eq!(read_all(&ring, Some(9999), 100).0, b"hello world");
     }
 
     #[test]
@@ -131,21 +119,23 @@ mod tests {
         let mut ring = ConRing::new();
         let text: Vec<u8> = (0..CONRING_SIZE + 1000).map(|i| (i % 251) as u8).collect();
         ring.put(&text);
-        let (all, index) = read_all(&mut ring, None, 2 * CONRING_SIZE);
+        let (all, index) = read_all(&ring, None, 2 * CONRING_SIZE);
         assert_eq!(all.len(), CONRING_SIZE);
         assert_eq!(all, text[1000..]);
         assert_eq!(index as usize, CONRING_SIZE + 1000);
     }
 
     #[test]
-    fn clear_drops_what_was_read_and_errors_stop_the_read() {
+    fn clear_drops_only_what_was_read() {
         let mut ring = ConRing::new();
-        ring.put(b"abc");
-        let _ = ring.read(None, 10, true, &mut |_, _| Ok(())).unwrap();
-        assert!(read_all(&mut ring, None, 10).0.is_empty());
-        ring.put(b"def");
-        let failed = ring.read(None, 10, false, &mut |_, _| Err(rxen_abi::errno::EFAULT));
-        assert_eq!(failed, Err(rxen_abi::errno::EFAULT));
-        assert_eq!(read_all(&mut ring, None, 10).0, b"def");
+        ring.put(b"abcdef");
+        let (_, index) = read_all(&ring, None, 3);
+        ring.clear_to(index);
+        assert_eq!(read_all(&ring, None, 10).0, b"def");
+        // An index outside the history clears nothing.
+        ring.clear_to(9999);
+        assert_eq!(read_all(&ring, None, 10).0, b"def");
+        ring.clear_to(6);
+        assert!(read_all(&ring, None, 10).0.is_empty());
     }
 }

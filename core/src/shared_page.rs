@@ -180,7 +180,9 @@ impl<'a> SharedPage<'a> {
     }
 
     /// Writes `bytes` at `at`, changing no other byte (one atomic update per
-    /// word); false when the range leaves the page (nothing written then).
+    /// word, at most [`CAS_TRIES`] rounds each: a guest racing a word that
+    /// long loses that word's bytes); false when the range leaves the page
+    /// (nothing written then).
     pub fn write(&self, at: usize, bytes: &[u8]) -> bool {
         if at
             .checked_add(bytes.len())
@@ -226,7 +228,9 @@ impl<'a> SharedPage<'a> {
 
     /// Stores the little-endian `value` in the aligned 32-bit field at
     /// `at`, leaving the other half of its word as it is; false beyond the
-    /// page or not 4-byte aligned.
+    /// page or not 4-byte aligned. (A guest that rewrites the other half
+    /// through all [`CAS_TRIES`] rounds loses the store, as with
+    /// [`SharedPage::write`].)
     pub fn store_u32(&self, at: usize, value: u32) -> bool {
         self.fetch_update_u32(at, |_| Some(value)).is_some()
     }

@@ -56,6 +56,8 @@ pub(crate) struct FakeEnv {
     pub(crate) pci: PciRegistry,
     /// The console history.
     pub(crate) conring: Box<crate::conring::ConRing>,
+    /// The scheduler `machine_facts` reports (credit unless a test says).
+    pub(crate) sched_id: u32,
     /// Scheduling parameters by domain (what the scheduler knows).
     pub(crate) sched: BTreeMap<DomId, crate::sched::SchedParams>,
     /// The domain-id rover, and the configs of the domains created.
@@ -170,6 +172,7 @@ impl FakeEnv {
             refuse_grant_frames: false,
             wallclock: (1_700_000_000, 5),
             conring: Box::new(crate::conring::ConRing::new()),
+            sched_id: rxen_abi::sysctl::XEN_SCHEDULER_CREDIT,
             sched: BTreeMap::new(),
             rover: 0,
             created: Vec::new(),
@@ -324,7 +327,7 @@ impl HostInfo for FakeEnv {
             total_pages: 1 << 18,
             free_pages: 1000,
             hw_cap: [1, 2, 3, 4, 5, 6, 7, 8],
-            sched_id: 5,
+            sched_id: self.sched_id,
             gpaddr_bits: 48,
         }
     }

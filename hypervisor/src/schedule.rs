@@ -134,6 +134,16 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
 /// The scheduler's `XEN_SCHEDULER_*` id (`sysctl sched_id`), set at start.
 static SCHED_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
+/// The control domain created or destroyed a domain, or gave one vCPUs:
+/// the next scheduling pass ends, adopts or extends it (and only then walks
+/// the domains for it, not at every exit).
+static CONTROL_CHANGED: AtomicBool = AtomicBool::new(false);
+
+/// Asks the next scheduling pass to act on a control-domain change.
+pub fn note_control_change() {
+    CONTROL_CHANGED.store(true, Ordering::Release);
+}
+
 /// The running scheduler's `XEN_SCHEDULER_*` id.
 pub fn sched_id() -> u32 {
     SCHED_ID.load(Ordering::Relaxed)
@@ -792,8 +802,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             machine.take_console_input();
         }
         machine.expire_timers(now);
-        machine.end_destroyed();
-        machine.adopt_created(now);
+        if CONTROL_CHANGED.swap(false, Ordering::AcqRel) {
+            machine.end_destroyed();
+            machine.adopt_created(now);
+        }
         machine.sync_runnable(now);
         machine.reap();
         if let Some((boot, reboots)) = machine.rebuilds.pop() {

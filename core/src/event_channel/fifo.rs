@@ -409,8 +409,10 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
     // in one step.
     let link = with_word(env, word_at, |page, at| {
         let mut link = false;
-        // Always updated (`f` never declines): `Ok`.
-        let _ = page.fetch_update_u32(at, |w| {
+        // `f` never declines: an `Err` means the guest kept rewriting the
+        // word's other half through every round (see `SharedPage`), and the
+        // event is lost to it; nothing is linked then.
+        let updated = page.fetch_update_u32(at, |w| {
             link = w & (MASKED | LINKED) == 0 && control_block.is_some();
             Some(if link {
                 (w | PENDING | LINKED) & !EVTCHN_FIFO_LINK_MASK
@@ -418,7 +420,7 @@ pub fn set_pending(events: &mut EventChannels, env: &mut dyn GuestEnv, port: u32
                 w | PENDING
             })
         })?;
-        Some(link)
+        Some(link && updated.is_ok())
     })?;
     let control_block = control_block.filter(|_| link)?;
     let priority = fifo.port(port).priority;

@@ -35,9 +35,8 @@ use alloc::vec::Vec;
 
 use rxen_abi::domctl::*;
 use rxen_abi::errno::{self, Errno};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::{from_result, Ctx, Outcome};
+use super::{from_result, read_prefix, write_prefix, Ctx, Outcome};
 use crate::domain::{DomId, Domain};
 use crate::guest_handle::GuestHandle;
 use crate::platform::{lend_domain, DomainConfig, MachineFacts};
@@ -61,21 +60,19 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
     let caller = ctx.domain.id;
     // Xen looks the target up before the command: every command but
     // createdomain and getdomaininfo needs an existing one.
-    if !matches!(op.cmd, XEN_DOMCTL_CREATEDOMAIN | XEN_DOMCTL_GETDOMAININFO)
-        && info_of(ctx, target).is_none()
-    {
-        return Err(errno::ESRCH);
+    if !matches!(op.cmd, XEN_DOMCTL_CREATEDOMAIN | XEN_DOMCTL_GETDOMAININFO) {
+        on_domain(ctx, target, |_| Ok(0))?;
     }
     match op.cmd {
         XEN_DOMCTL_CREATEDOMAIN => {
-            let config = check_create(&read_union::<XenDomctlCreatedomain>(&op))?;
+            let config = check_create(&read_prefix::<XenDomctlCreatedomain>(&op.u))?;
             let id = ctx.env.create_domain(target, &config)?;
             op.domain = id;
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_DOMCTL_MAX_VCPUS => {
-            let max = read_union::<u32>(&op);
+            let max = read_prefix::<u32>(&op.u);
             if target == caller {
                 return Err(errno::EINVAL);
             }
@@ -90,41 +87,35 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             })
         }
         XEN_DOMCTL_GETVCPUINFO => {
-            let mut request = read_union::<XenDomctlGetvcpuinfo>(&op);
+            let mut request = read_prefix::<XenDomctlGetvcpuinfo>(&op.u);
             let now = ctx.env.now_ns();
-            let vcpu = request.vcpu;
-            let answer = lend_domain(ctx.domain, ctx.env, target, |d, _| {
-                if vcpu >= d.max_vcpus {
+            on_domain(ctx, target, |d| {
+                if request.vcpu >= d.max_vcpus {
                     return Err(errno::EINVAL);
                 }
-                let v = d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?;
-                Ok((
-                    v.up,
-                    v.blocked.is_some(),
-                    v.runstate.state == RunstateKind::Running,
-                    v.runstate.times_at(now).first().copied().unwrap_or(0),
-                    v.processor,
-                ))
-            })??;
-            (request.online, request.blocked, request.running) =
-                (answer.0.into(), answer.1.into(), answer.2.into());
-            request.cpu_time = answer.3;
-            request.cpu = answer.4;
-            write_union(&mut op, &request);
+                let v = d.vcpus.get(request.vcpu as usize).ok_or(errno::ESRCH)?;
+                request.online = v.up.into();
+                request.blocked = v.blocked.is_some().into();
+                request.running = (v.runstate.state == RunstateKind::Running).into();
+                request.cpu_time = v.runstate.times_at(now).first().copied().unwrap_or(0);
+                request.cpu = v.processor;
+                Ok(0)
+            })?;
+            write_prefix(&mut op.u, &request);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_DOMCTL_SCHEDULER_OP => {
-            let mut request = read_union::<XenDomctlSchedulerOp>(&op);
+            let mut request = read_prefix::<XenDomctlSchedulerOp>(&op.u);
             scheduler_op(ctx, target, &mut request)?;
-            write_union(&mut op, &request);
+            write_prefix(&mut op.u, &request);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_DOMCTL_GETDOMAININFO => {
             let info = first_info_from(ctx, target)?;
             op.domain = info.domain;
-            write_union(&mut op, &info);
+            write_prefix(&mut op.u, &info);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
@@ -157,7 +148,7 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             })
         }
         XEN_DOMCTL_MAX_MEM => {
-            let request = read_union::<XenDomctlMaxMem>(&op);
+            let request = read_prefix::<XenDomctlMaxMem>(&op.u);
             // Xen keeps max_pages in an unsigned int.
             let pages = (request.max_memkb >> 2).min(u64::from(u32::MAX));
             on_domain(ctx, target, |d| {
@@ -166,7 +157,7 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             })
         }
         XEN_DOMCTL_SETDOMAINHANDLE => {
-            let handle = read_union::<[u8; 16]>(&op);
+            let handle = read_prefix::<[u8; 16]>(&op.u);
             on_domain(ctx, target, |d| {
                 d.handle = handle;
                 Ok(0)
@@ -190,67 +181,54 @@ fn scheduler_op(ctx: &mut Ctx<'_>, id: DomId, op: &mut XenDomctlSchedulerOp) -> 
         return Err(errno::EINVAL);
     }
     let mut params = ctx.env.sched_params(id).ok_or(errno::ESRCH)?;
-    let word16 = |u: &[u8; 16], at: usize| {
-        u16::from_le_bytes([
-            u.get(at).copied().unwrap_or(0),
-            u.get(at.wrapping_add(1)).copied().unwrap_or(0),
-        ])
-    };
-    let word32 = |u: &[u8; 16], at: usize| {
-        u32::read_from_prefix(u.get(at..).unwrap_or(&[]))
-            .map(|(v, _)| v)
-            .unwrap_or(0)
-    };
     match (op.cmd, running) {
         (XEN_DOMCTL_SCHEDOP_GETINFO, XEN_SCHEDULER_CREDIT) => {
             op.u = [0; 16];
-            put(&mut op.u, 0, &params.weight.to_le_bytes());
-            put(&mut op.u, 2, &params.cap.to_le_bytes());
+            let credit = XenDomctlSchedCredit {
+                weight: params.weight,
+                cap: params.cap,
+            };
+            write_prefix(&mut op.u, &credit);
             Ok(())
         }
         (XEN_DOMCTL_SCHEDOP_GETINFO, XEN_SCHEDULER_RTDS) => {
             op.u = [0; 16];
-            put(&mut op.u, 0, &params.period_us.to_le_bytes());
-            put(&mut op.u, 4, &params.budget_us.to_le_bytes());
-            let flags = if params.extratime {
-                XEN_DOMCTL_SCHEDRT_EXTRA
-            } else {
-                0
+            let rtds = XenDomctlSchedRtds {
+                period: params.period_us,
+                budget: params.budget_us,
+                flags: if params.extratime {
+                    XEN_DOMCTL_SCHEDRT_EXTRA
+                } else {
+                    0
+                },
             };
-            put(&mut op.u, 8, &flags.to_le_bytes());
+            write_prefix(&mut op.u, &rtds);
             Ok(())
         }
         (XEN_DOMCTL_SCHEDOP_PUTINFO, XEN_SCHEDULER_CREDIT) => {
-            let (weight, cap) = (word16(&op.u, 0), word16(&op.u, 2));
-            if weight != 0 {
-                params.weight = weight;
+            let credit = read_prefix::<XenDomctlSchedCredit>(&op.u);
+            if credit.weight != 0 {
+                params.weight = credit.weight;
             }
-            if cap != u16::MAX {
-                params.cap = cap;
+            if credit.cap != u16::MAX {
+                params.cap = credit.cap;
             }
             ctx.env.set_sched_params(id, params)
         }
         (XEN_DOMCTL_SCHEDOP_PUTINFO, XEN_SCHEDULER_RTDS) => {
-            let (period, budget) = (word32(&op.u, 0), word32(&op.u, 4));
-            if period == 0 || budget == 0 {
+            let rtds = read_prefix::<XenDomctlSchedRtds>(&op.u);
+            if rtds.period == 0 || rtds.budget == 0 {
                 return Err(errno::EINVAL);
             }
-            params.period_us = period;
-            params.budget_us = budget;
-            params.extratime = word32(&op.u, 8) & XEN_DOMCTL_SCHEDRT_EXTRA != 0;
+            params.period_us = rtds.period;
+            params.budget_us = rtds.budget;
+            params.extratime = rtds.flags & XEN_DOMCTL_SCHEDRT_EXTRA != 0;
             ctx.env.set_sched_params(id, params)
         }
         (XEN_DOMCTL_SCHEDOP_PUTVCPUINFO | XEN_DOMCTL_SCHEDOP_GETVCPUINFO, XEN_SCHEDULER_RTDS) => {
             Err(errno::EOPNOTSUPP)
         }
         _ => Err(errno::EINVAL),
-    }
-}
-
-/// Copies `bytes` into `u` at `at` (within it).
-fn put(u: &mut [u8; 16], at: usize, bytes: &[u8]) {
-    if let Some(dst) = u.get_mut(at..at.saturating_add(bytes.len())) {
-        dst.copy_from_slice(bytes);
     }
 }
 
@@ -321,12 +299,17 @@ pub(super) fn domain_ids(ctx: &mut Ctx<'_>) -> Vec<DomId> {
     ids
 }
 
-/// `getdomaininfo` of domain `id`, if it exists and is not being destroyed.
-pub(super) fn info_of(ctx: &mut Ctx<'_>, id: DomId) -> Option<XenDomctlGetdomaininfo> {
-    let now = ctx.env.now_ns();
-    let facts = ctx.env.machine_facts();
+/// `getdomaininfo` of domain `id`, if it exists and is not being destroyed,
+/// at system time `now` with the machine's `facts` (both taken once by a
+/// caller that walks several domains).
+pub(super) fn info_of(
+    ctx: &mut Ctx<'_>,
+    id: DomId,
+    facts: &MachineFacts,
+    now: u64,
+) -> Option<XenDomctlGetdomaininfo> {
     lend_domain(ctx.domain, ctx.env, id, |d, _| {
-        (!d.destroy_requested).then(|| domain_info(d, &facts, now))
+        (!d.destroy_requested).then(|| domain_info(d, facts, now))
     })
     .ok()
     .flatten()
@@ -335,21 +318,23 @@ pub(super) fn info_of(ctx: &mut Ctx<'_>, id: DomId) -> Option<XenDomctlGetdomain
 /// The info of the first domain whose id is at least `from` (Xen's
 /// `getdomaininfo` walks on to the next one); `-ESRCH` past the last.
 fn first_info_from(ctx: &mut Ctx<'_>, from: DomId) -> Result<XenDomctlGetdomaininfo, Errno> {
+    let (facts, now) = (ctx.env.machine_facts(), ctx.env.now_ns());
     domain_ids(ctx)
         .into_iter()
         .filter(|&id| id >= from)
-        .find_map(|id| info_of(ctx, id))
+        .find_map(|id| info_of(ctx, id, &facts, now))
         .ok_or(errno::ESRCH)
 }
 
 /// Xen's `getdomaininfo` of `d` at system time `now`.
 pub fn domain_info(d: &Domain, facts: &MachineFacts, now: u64) -> XenDomctlGetdomaininfo {
-    let online: Vec<_> = d.vcpus.iter().filter(|v| v.up).collect();
+    let online = d.vcpus.iter().filter(|v| v.up);
+    let nr_online = online.clone().count();
     let running = d
         .vcpus
         .iter()
         .any(|v| v.runstate.state == RunstateKind::Running);
-    let blocked = !online.is_empty() && !running && online.iter().all(|v| v.blocked.is_some());
+    let blocked = nr_online > 0 && !running && online.clone().all(|v| v.blocked.is_some());
     let cpu_time = d.vcpus.iter().fold(0u64, |sum, v| {
         let times = v.runstate.times_at(now);
         sum.saturating_add(times.first().copied().unwrap_or(0))
@@ -388,7 +373,7 @@ pub fn domain_info(d: &Domain, facts: &MachineFacts, now: u64) -> XenDomctlGetdo
         tot_pages: d.tot_pages,
         max_pages: d.max_pages,
         cpu_time,
-        nr_online_vcpus: online.len() as u32,
+        nr_online_vcpus: nr_online as u32,
         max_vcpu_id: (d.vcpus.len() as u32).checked_sub(1).unwrap_or(u32::MAX),
         handle: d.handle,
         gpaddr_bits: facts.gpaddr_bits,
@@ -400,27 +385,12 @@ pub fn domain_info(d: &Domain, facts: &MachineFacts, now: u64) -> XenDomctlGetdo
     }
 }
 
-/// Reads a `T` from the start of the op's union.
-fn read_union<T: FromBytes>(op: &XenDomctl) -> T {
-    // The union is 128 bytes, larger than every argument read here.
-    T::read_from_prefix(&op.u)
-        .map(|(t, _)| t)
-        .unwrap_or_else(|_| T::new_zeroed())
-}
-
-/// Writes `value` at the start of the op's union.
-fn write_union<T: IntoBytes + Immutable>(op: &mut XenDomctl, value: &T) {
-    let bytes = value.as_bytes();
-    if let Some(dst) = op.u.get_mut(..bytes.len()) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::{call, peer, ret, two_domains, FakeEnv, BAD};
     use rxen_abi::xen::HYPERVISOR_DOMCTL;
+    use zerocopy::{FromBytes, IntoBytes};
 
     const AT: u64 = 0x400;
 
@@ -784,6 +754,53 @@ mod tests {
         assert_eq!(domctl(&mut d, &mut env, &vcpu), ret(errno::EINVAL));
         let bad = sched_op(XEN_SCHEDULER_CREDIT, 77, &[]);
         assert_eq!(domctl(&mut d, &mut env, &bad), ret(errno::EINVAL));
+    }
+
+    #[test]
+    fn scheduler_op_rtds_as_xen() {
+        use rxen_abi::sysctl::XEN_SCHEDULER_RTDS;
+        let (mut d, mut env) = dom0_and_domu();
+        env.sched_id = XEN_SCHEDULER_RTDS;
+        env.sched.insert(2, crate::sched::SchedParams::default());
+        let get = sched_op(XEN_SCHEDULER_RTDS, XEN_DOMCTL_SCHEDOP_GETINFO, &[]);
+        assert_eq!(domctl(&mut d, &mut env, &get), 0);
+        let rtds = XenDomctlSchedRtds::read_from_prefix(&sched_answer(&env))
+            .unwrap()
+            .0;
+        assert_eq!(
+            (rtds.period, rtds.budget, rtds.flags),
+            (10_000, 4_000, XEN_DOMCTL_SCHEDRT_EXTRA)
+        );
+        let put = |period: u32, budget: u32, flags: u32| {
+            let r = XenDomctlSchedRtds {
+                period,
+                budget,
+                flags,
+            };
+            sched_op(XEN_SCHEDULER_RTDS, XEN_DOMCTL_SCHEDOP_PUTINFO, r.as_bytes())
+        };
+        assert_eq!(domctl(&mut d, &mut env, &put(20_000, 5_000, 0)), 0);
+        let p = env.sched[&2];
+        assert_eq!(
+            (p.period_us, p.budget_us, p.extratime),
+            (20_000, 5_000, false)
+        );
+        // Zero period or budget (Xen), a budget over the period (the scheduler).
+        assert_eq!(
+            domctl(&mut d, &mut env, &put(0, 5_000, 0)),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            domctl(&mut d, &mut env, &put(20_000, 0, 0)),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            domctl(&mut d, &mut env, &put(1_000, 5_000, 0)),
+            ret(errno::EINVAL)
+        );
+        assert_eq!(env.sched[&2].period_us, 20_000, "unchanged by the refusals");
+        let vcpu = sched_op(XEN_SCHEDULER_RTDS, XEN_DOMCTL_SCHEDOP_PUTVCPUINFO, &[]);
+        assert_eq!(domctl(&mut d, &mut env, &vcpu), ret(errno::EOPNOTSUPP));
     }
 
     #[test]

@@ -123,6 +123,23 @@ pub(crate) fn from_result(result: Result<i64, Errno>) -> Outcome {
     }
 }
 
+/// The `T` at the start of `bytes` (the union of a `platform_op`, `domctl`
+/// or `sysctl`, larger than every argument read from it), zeros where
+/// `bytes` is shorter.
+pub(crate) fn read_prefix<T: FromBytes>(bytes: &[u8]) -> T {
+    T::read_from_prefix(bytes)
+        .map(|(t, _)| t)
+        .unwrap_or_else(|_| T::new_zeroed())
+}
+
+/// Writes `value` at the start of `bytes` (nothing if it does not fit).
+pub(crate) fn write_prefix<T: IntoBytes + Immutable>(bytes: &mut [u8], value: &T) {
+    let value = value.as_bytes();
+    if let Some(dst) = bytes.get_mut(..value.len()) {
+        dst.copy_from_slice(value);
+    }
+}
+
 /// Reads a `T` from guest linear address `addr`.
 pub fn read_guest<T: FromBytes + IntoBytes>(
     env: &mut (impl GuestCopy + ?Sized),

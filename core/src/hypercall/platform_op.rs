@@ -17,11 +17,10 @@
 
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::platform::*;
-use zerocopy::{FromBytes, IntoBytes};
 
 use super::shared_info::write_wallclock;
 use super::Ctx;
-use super::{from_result, Outcome};
+use super::{from_result, read_prefix, write_prefix, Outcome};
 use crate::guest_handle::GuestHandle;
 use crate::platform::lend_domain;
 
@@ -45,12 +44,12 @@ fn platform_op(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
     }
     match op.cmd {
         XENPF_SETTIME32 => {
-            let t = read_union::<XenpfSettime32>(&op);
+            let t = read_prefix::<XenpfSettime32>(&op.u);
             settime(ctx, u64::from(t.secs), t.nsecs, t.system_time)?;
             Ok(0)
         }
         XENPF_SETTIME64 => {
-            let t = read_union::<XenpfSettime64>(&op);
+            let t = read_prefix::<XenpfSettime64>(&op.u);
             if t.mbz != 0 {
                 return Err(errno::EINVAL);
             }
@@ -58,7 +57,7 @@ fn platform_op(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             Ok(0)
         }
         XENPF_GET_CPUINFO => {
-            let mut info = read_union::<XenpfPcpuinfo>(&op);
+            let mut info = read_prefix::<XenpfPcpuinfo>(&op.u);
             match ctx.env.physical_cpu(info.xen_cpuid) {
                 Some(cpu) => {
                     info.apic_id = cpu.apic_id;
@@ -68,12 +67,12 @@ fn platform_op(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 None => info.flags = XEN_PCPU_FLAGS_INVALID,
             }
             info.max_present = ctx.env.max_present_cpu();
-            write_union(&mut op, &info);
+            write_prefix(&mut op.u, &info);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XENPF_FIRMWARE_INFO => {
-            let info = read_union::<XenpfFirmwareInfo>(&op);
+            let info = read_prefix::<XenpfFirmwareInfo>(&op.u);
             match info.type_ {
                 // No BIOS disk (EDD) or EDID facts were gathered at boot.
                 XEN_FW_DISK_INFO | XEN_FW_DISK_MBR_SIGNATURE | XEN_FW_VBEDDC_INFO => {
@@ -92,22 +91,6 @@ fn platform_op(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             }
         }
         _ => Err(errno::ENOSYS),
-    }
-}
-
-/// The `T` at the start of the op's union.
-fn read_union<T: FromBytes>(op: &XenPlatformOp) -> T {
-    // The union is 128 bytes, larger than every argument read here.
-    T::read_from_prefix(&op.u)
-        .map(|(t, _)| t)
-        .unwrap_or_else(|_| T::new_zeroed())
-}
-
-/// Writes `value` at the start of the op's union.
-fn write_union<T: IntoBytes + zerocopy::Immutable>(op: &mut XenPlatformOp, value: &T) {
-    let bytes = value.as_bytes();
-    if let Some(dst) = op.u.get_mut(..bytes.len()) {
-        dst.copy_from_slice(bytes);
     }
 }
 
@@ -141,6 +124,7 @@ mod tests {
     use crate::test_support::{two_domains, FakeEnv};
     use rxen_abi::xen::{SharedInfo, HYPERVISOR_PLATFORM_OP};
     use zerocopy::FromZeros;
+    use zerocopy::IntoBytes;
 
     const OP_AT: u64 = 0x800;
 
@@ -293,7 +277,7 @@ mod tests {
             let mut op = XenPlatformOp::new_zeroed();
             op.as_mut_bytes()
                 .copy_from_slice(&env.mem[OP_AT as usize..][..136]);
-            read_union::<XenpfPcpuinfo>(&op)
+            read_prefix::<XenpfPcpuinfo>(&op.u)
         };
         for cpu in 0..2 {
             let q = XenpfPcpuinfo {

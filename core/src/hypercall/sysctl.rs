@@ -23,10 +23,9 @@
 use rxen_abi::domctl::XenDomctlGetdomaininfo;
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::sysctl::*;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::domctl::{domain_ids, info_of};
-use super::{from_result, Ctx, Outcome};
+use super::{from_result, read_prefix, write_prefix, Ctx, Outcome};
 use crate::guest_handle::GuestHandle;
 
 /// `sysctl(op)`.
@@ -64,19 +63,20 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 hw_cap: facts.hw_cap,
                 ..Default::default()
             };
-            write_union(&mut op, &info);
+            write_prefix(&mut op.u, &info);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_SYSCTL_SCHED_ID => {
-            write_union(&mut op, &ctx.env.machine_facts().sched_id);
+            write_prefix(&mut op.u, &ctx.env.machine_facts().sched_id);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_SYSCTL_GETDOMAININFOLIST => {
-            let mut list = read_union::<XenSysctlGetdomaininfolist>(&op);
+            let mut list = read_prefix::<XenSysctlGetdomaininfolist>(&op.u);
             let buffer = GuestHandle::<XenDomctlGetdomaininfo>::new(list.buffer);
             let mut written = 0u32;
+            let (facts, now) = (ctx.env.machine_facts(), ctx.env.now_ns());
             for id in domain_ids(ctx) {
                 if written >= list.max_domains {
                     break;
@@ -84,7 +84,7 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 if id < list.first_domain {
                     continue;
                 }
-                let Some(info) = info_of(ctx, id) else {
+                let Some(info) = info_of(ctx, id, &facts, now) else {
                     continue;
                 };
                 buffer.offset(u64::from(written))?.write(ctx.env, &info)?;
@@ -92,38 +92,36 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 written = written.saturating_add(1);
             }
             list.num_domains = written;
-            write_union(&mut op, &list);
+            write_prefix(&mut op.u, &list);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_SYSCTL_READCONSOLE => {
-            let mut request = read_union::<XenSysctlReadconsole>(&op);
+            let mut request = read_prefix::<XenSysctlReadconsole>(&op.u);
             let buffer = request.buffer;
             let max = request.count as usize;
             let from = (request.incremental != 0).then_some(request.index);
-            let clear = request.clear != 0;
-            let mut result = Err(errno::EFAULT);
-            // The copy goes through a bounce buffer: the ring's lock is not
-            // held across guest copies.
+            // Read into a bounce buffer (the ring's lock is not held across
+            // guest copies); cleared only once the caller has the bytes.
             let mut copied = alloc::vec::Vec::new();
-            ctx.env.with_conring(&mut |ring| {
-                result = ring.read(from, max, clear, &mut |_, bytes| {
-                    copied.extend_from_slice(bytes);
-                    Ok(())
-                });
-            });
-            let (count, index) = result?;
+            let mut index = 0;
+            ctx.env
+                .with_conring(&mut |ring| index = ring.read(from, max, &mut copied));
             ctx.env.copy_out(buffer, &copied)?;
+            if request.clear != 0 {
+                ctx.env.with_conring(&mut |ring| ring.clear_to(index));
+            }
+            let count = copied.len();
             request.count = u32::try_from(count).unwrap_or(u32::MAX);
             request.index = index;
-            write_union(&mut op, &request);
+            write_prefix(&mut op.u, &request);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
         XEN_SYSCTL_CPUPOOL_OP => {
-            let mut pool = read_union::<XenSysctlCpupoolOp>(&op);
+            let mut pool = read_prefix::<XenSysctlCpupoolOp>(&op.u);
             cpupool_op(ctx, &mut pool)?;
-            write_union(&mut op, &pool);
+            write_prefix(&mut op.u, &pool);
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
@@ -166,27 +164,13 @@ fn cpupool_op(ctx: &mut Ctx<'_>, pool: &mut XenSysctlCpupoolOp) -> Result<(), Er
     ctx.env.copy_out(pool.cpumap.bitmap, out)
 }
 
-/// Reads a `T` from the start of the op's union.
-fn read_union<T: FromBytes>(op: &XenSysctl) -> T {
-    T::read_from_prefix(&op.u)
-        .map(|(t, _)| t)
-        .unwrap_or_else(|_| T::new_zeroed())
-}
-
-/// Writes `value` at the start of the op's union.
-fn write_union<T: IntoBytes + Immutable>(op: &mut XenSysctl, value: &T) {
-    let bytes = value.as_bytes();
-    if let Some(dst) = op.u.get_mut(..bytes.len()) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::Domain;
     use crate::test_support::{call, ret, two_domains, FakeEnv};
     use rxen_abi::xen::HYPERVISOR_SYSCTL;
+    use zerocopy::{FromBytes, IntoBytes};
 
     const AT: u64 = 0x400;
     const BUFFER: u64 = 0x1000;
@@ -311,16 +295,20 @@ mod tests {
             0
         );
         assert_eq!(read_back(&env).0, b"(d1) hi\n");
-        // A 4-byte buffer gets 4 bytes; clear empties the history.
+        // A 4-byte buffer gets 4 bytes; clear drops those (as Xen), not the rest.
         assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4, true)), 0);
         assert_eq!(read_back(&env), (b"(XEN".to_vec(), 4));
+        assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4096, true)), 0);
+        assert_eq!(read_back(&env).0, b") boot\n(d1) hi\n");
         assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4096, false)), 0);
         assert!(read_back(&env).0.is_empty());
-        // A buffer the caller does not have.
+        // A buffer the caller does not have: nothing is cleared.
         env.conring.put(b"x");
-        let mut bad = readconsole(None, 16, false);
+        let mut bad = readconsole(None, 16, true);
         bad.u[8..16].copy_from_slice(&crate::test_support::BAD.to_le_bytes());
         assert_eq!(sysctl(&mut d, &mut env, &bad), ret(errno::EFAULT));
+        assert_eq!(sysctl(&mut d, &mut env, &readconsole(None, 4096, false)), 0);
+        assert_eq!(read_back(&env).0, b"x");
         // Not for a domU.
         let (mut u, mut env) = two_domains();
         assert_eq!(

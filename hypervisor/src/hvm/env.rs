@@ -225,8 +225,12 @@ impl Domains for Env<'_> {
         if env.npt_changed {
             vcpus.iter_mut().for_each(|v| v.flush_tlb = true);
         }
-        // XEN_DOMCTL_max_vcpus created vCPUs in the core: their SVM state
-        // now (the scheduler learns of them at its next pass).
+        // XEN_DOMCTL_destroydomain and max_vcpus: the next scheduling pass
+        // ends the domain, or hands the scheduler the new vCPUs.
+        if core.destroy_requested || vcpus.len() < core.vcpus.len() {
+            crate::schedule::note_control_change();
+        }
+        // max_vcpus created vCPUs in the core: their SVM state now.
         while vcpus.len() < core.vcpus.len() {
             let asid = super::asid_of(domid);
             let Some(vcpu) = super::vcpu::SvmVcpu::new_pvh(0, 0, memory.npt.root(), asid) else {
@@ -273,6 +277,7 @@ impl Domains for Env<'_> {
             errno::ENOMEM
         })?;
         world.domains.insert(id, alloc::boxed::Box::new(domain));
+        crate::schedule::note_control_change();
         printk!(
             "d{id}: created by d{caller}: paused, no memory, {} vCPU(s) to come",
             config.max_vcpus
