@@ -146,6 +146,16 @@ pub trait Physmap {
     /// by [`crate::grant_table::GrantTable::add_to_physmap`]) at `gfn` in
     /// its physical map.
     fn map_grant_frame(&mut self, index: u32, gfn: Gfn) -> Result<(), Errno>;
+    /// Gives the domain `pages` zeroed frames of RAM from `gfn`
+    /// (`XENMEM_populate_physmap`; the core checked `max_pages`): `-EBUSY`
+    /// if a page of the range is mapped, `-ENOMEM`, `-EINVAL` beyond the
+    /// guest-physical space, `-EPERM` for a 1:1 dom0. Nothing is left of a
+    /// range that failed.
+    fn populate(&mut self, gfn: Gfn, pages: u64) -> Result<(), Errno>;
+    /// Removes the foreign page [`Domains::map_foreign_gmfn`] mapped at
+    /// `gfn`, putting back what was there (`XENMEM_remove_from_physmap`):
+    /// `-ENOENT` where nothing is mapped, `-EINVAL` for any other page.
+    fn remove_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno>;
 }
 
 /// The machine's other domains, as a hypercall of one domain reaches them.
@@ -170,6 +180,12 @@ pub trait Domains {
     ) -> bool;
     /// The ids of the machine's other domains (never the caller's).
     fn other_domains(&self) -> Vec<DomId>;
+    /// Maps RAM frame `owner_gfn` of domain `owner` (another domain, not
+    /// being destroyed: `-ESRCH`) writable at the caller's `gfn`
+    /// (`XENMAPSPACE_gmfn_foreign`, checked by the core): `-EINVAL` if the
+    /// frame is not the owner's RAM, `-EBUSY` over another foreign page.
+    /// The mapping lasts until removed or until the owner is destroyed.
+    fn map_foreign_gmfn(&mut self, owner: DomId, owner_gfn: Gfn, gfn: Gfn) -> Result<(), Errno>;
     /// Creates an empty domain (`XEN_DOMCTL_createdomain`, checked by the
     /// core): id `requested`, or one from Xen's rover when 0
     /// ([`crate::domain::allocate_domid`]); born paused, no memory, no vCPU.

@@ -63,6 +63,11 @@ pub(crate) struct FakeEnv {
     /// The domain-id rover, and the configs of the domains created.
     pub(crate) rover: DomId,
     pub(crate) created: Vec<(DomId, crate::platform::DomainConfig)>,
+    /// Frames given by populate_physmap, and how many more it may give.
+    pub(crate) populated: alloc::collections::BTreeSet<u64>,
+    pub(crate) populate_left: u64,
+    /// Foreign pages mapped by gmfn: gfn -> (owner, owner's gfn).
+    pub(crate) foreign: BTreeMap<u64, (DomId, u64)>,
 }
 
 /// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
@@ -176,6 +181,9 @@ impl FakeEnv {
             sched: BTreeMap::new(),
             rover: 0,
             created: Vec::new(),
+            populated: Default::default(),
+            populate_left: u64::MAX,
+            foreign: BTreeMap::new(),
             pci: PciRegistry::new(&[McfgRegion {
                 address: 0xB000_0000,
                 segment: 0,
@@ -351,6 +359,27 @@ impl Physmap for FakeEnv {
         self.grant_frames_mapped.push((index, gfn.0));
         Ok(())
     }
+    /// The fake's guest-physical space is the populated frames (its `mem`
+    /// is reached by linear address only).
+    fn populate(&mut self, gfn: Gfn, pages: u64) -> Result<(), Errno> {
+        let end = gfn.0.checked_add(pages).ok_or(errno::EINVAL)?;
+        if self.populated.range(gfn.0..end).next().is_some() {
+            return Err(errno::EBUSY);
+        }
+        if self.populate_left < pages {
+            return Err(errno::ENOMEM);
+        }
+        self.populate_left -= pages;
+        self.populated.extend(gfn.0..end);
+        Ok(())
+    }
+    fn remove_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        match self.foreign.remove(&gfn.0) {
+            Some(_) => Ok(()),
+            None if self.populated.contains(&gfn.0) => Err(errno::EINVAL),
+            None => Err(errno::ENOENT),
+        }
+    }
 }
 
 impl Domains for FakeEnv {
@@ -384,6 +413,22 @@ impl Domains for FakeEnv {
     }
     fn other_domains(&self) -> Vec<DomId> {
         self.peer.iter().map(|p| p.0.id).collect()
+    }
+    fn map_foreign_gmfn(&mut self, owner: DomId, owner_gfn: Gfn, gfn: Gfn) -> Result<(), Errno> {
+        let (d, env) = self
+            .peer
+            .as_deref()
+            .filter(|(d, _)| d.id == owner && !d.destroy_requested)
+            .ok_or(errno::ESRCH)?;
+        if !env.populated.contains(&owner_gfn.0) {
+            return Err(errno::EINVAL);
+        }
+        let _ = d;
+        if self.foreign.contains_key(&gfn.0) {
+            return Err(errno::EBUSY);
+        }
+        self.foreign.insert(gfn.0, (owner, owner_gfn.0));
+        Ok(())
     }
     /// Domain 0 (the caller in the control tests) and the peer exist; a
     /// created domain becomes the peer if there is none.

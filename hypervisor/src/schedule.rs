@@ -611,7 +611,13 @@ impl Machine {
                 rxen_core::grant_table::release_domain(id, &mut self.grants, &mut platform);
             // No CPU may use a mapping of the domain's frames once they are
             // freed: the mappers' TLBs are flushed first, synchronously.
-            let flushed = platform.flush_changed();
+            let mut flushed = platform.flush_changed();
+            // The control domain's foreign maps of its RAM (privcmd) go too.
+            let (revoked, all_revoked) = self.revoke_foreign_maps_of(id);
+            flushed &= all_revoked;
+            if revoked > 0 {
+                printk!("d{id}: {revoked} foreign mappings of its memory removed");
+            }
             self.grants.remove(&id);
             let Some(domain) = self.domains.remove(&id) else {
                 continue;
@@ -673,6 +679,38 @@ impl Machine {
                 _ => stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED),
             }
         }
+    }
+
+    /// Removes every other domain's `XENMAPSPACE_gmfn_foreign` mapping of
+    /// domain `id`'s RAM and flushes those domains' TLBs. Returns how many
+    /// went, and false if one could not be removed or flushed (the frames
+    /// must then never be freed).
+    fn revoke_foreign_maps_of(&mut self, id: DomId) -> (usize, bool) {
+        let Some(runs) = self.domains.get(&id).map(|d| d.memory.host_runs()) else {
+            return (0, true);
+        };
+        let Ok(runs) = runs else {
+            // No heap for the list: keep the frames rather than guess.
+            return (0, false);
+        };
+        let (mut revoked, mut all) = (0, true);
+        for (&other, domain) in self.domains.iter_mut() {
+            if other == id {
+                continue;
+            }
+            let n = match domain.memory.revoke_foreign_gmfn(&runs) {
+                Ok(n) => n,
+                Err(n) => {
+                    all = false;
+                    n
+                }
+            };
+            if n > 0 {
+                revoked += n;
+                all &= crate::hvm::tlb::flush_domain(other, &mut domain.vcpus, &domain.running_on);
+            }
+        }
+        (revoked, all)
     }
 
     fn reboot(&mut self, id: DomId) {

@@ -12,17 +12,223 @@ use alloc::vec::Vec;
 use rxen_abi::errno::{self, Errno};
 use rxen_abi::memory;
 
-use super::{from_result, own_domain, write_shared_info_time, Ctx, GuestEnv, Outcome};
-use crate::domain::GuestMemRegion;
+use super::{from_result, own_domain, write_shared_info_time, Ctx, GuestEnv, Outcome, DOMID_SELF};
+use crate::domain::{DomId, GuestMemRegion};
 use crate::guest_handle::GuestHandle;
 use crate::mm::Gfn;
+use crate::platform::lend_domain;
 
 /// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
 const MEMOP_CMD_MASK: u64 = 0x3F;
 
+/// `MEMOP_EXTENT_SHIFT`: where a continued memory_op keeps the extent it
+/// goes on from, above the command.
+const MEMOP_EXTENT_SHIFT: u32 = 6;
+
+/// Xen's largest extent order for a domU (`CONFIG_DOMU_MAX_ORDER`) and for
+/// the control domain (`CONFIG_CTLDOM_MAX_ORDER`).
+const DOMU_MAX_ORDER: u32 = 9;
+const CTLDOM_MAX_ORDER: u32 = 12;
+
+/// Pages one `populate_physmap` call gives before it continues (at least
+/// one extent): the zeroing of 4 MiB bounds the work of one exit.
+const POPULATE_BATCH_PAGES: u64 = 1024;
+
+/// Entries one `add_to_physmap_batch` call maps before it continues.
+const PHYSMAP_BATCH: u64 = 256;
+
+/// `E820MAX` in Xen: the most entries `XENMEM_set_memory_map` takes.
+const E820_MAX: u32 = 128;
+
 /// `memory_op(cmd, arg)`.
 pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
-    from_result(memory_op(ctx, args[0], args[1]))
+    let (cmd, arg) = (args[0], args[1]);
+    match (cmd & MEMOP_CMD_MASK) as u32 {
+        memory::XENMEM_POPULATE_PHYSMAP => populate_physmap(ctx, cmd, arg),
+        memory::XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(ctx, cmd, arg),
+        // The others take no continuation: extent bits are -EINVAL (Xen).
+        _ if cmd >> MEMOP_EXTENT_SHIFT != 0 => Outcome::error(errno::EINVAL),
+        _ => from_result(memory_op(ctx, cmd, arg)),
+    }
+}
+
+/// `XENMEM_populate_physmap`: gives the domain (the caller's own, or any
+/// for the control domain) zeroed RAM at the guest frames listed, one
+/// extent of 2^`extent_order` pages each, within its `max_pages`. Returns
+/// the number of extents done, as Xen: a bad argument, an unknown or
+/// forbidden domain, an order above Xen's limit, populate-on-demand, an
+/// extent already (partly) mapped, or no memory, all stop the walk there.
+/// Continued after [`POPULATE_BATCH_PAGES`] pages, the next extent in the
+/// command's upper bits as Xen's `MEMOP_EXTENT_SHIFT`.
+fn populate_physmap(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
+    let start = cmd >> MEMOP_EXTENT_SHIFT;
+    let done = |n: u64| Outcome::value(i64::try_from(n).unwrap_or(i64::MAX));
+    let Ok(r) = GuestHandle::<memory::XenMemoryReservation>::new(arg).read(ctx.env) else {
+        return done(start);
+    };
+    if r.nr_extents > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT) || start >= r.nr_extents {
+        return done(start);
+    }
+    let caller = ctx.domain.id;
+    let target = if r.domid == DOMID_SELF {
+        caller
+    } else {
+        r.domid
+    };
+    let max_order = if ctx.domain.privileged {
+        CTLDOM_MAX_ORDER
+    } else {
+        DOMU_MAX_ORDER
+    };
+    if (target != caller && !ctx.domain.privileged)
+        || r.extent_order > max_order
+        || r.mem_flags & memory::XENMEMF_POPULATE_ON_DEMAND != 0
+    {
+        return done(start);
+    }
+    let pages = 1u64 << r.extent_order;
+    let end = r
+        .nr_extents
+        .min(start.saturating_add(POPULATE_BATCH_PAGES.checked_div(pages).unwrap_or(1).max(1)));
+    // The frame numbers come from the caller's memory, the frames go to
+    // the target's: read this round's first.
+    let list = GuestHandle::<u64>::new(r.extent_start);
+    let mut gfns = Vec::new();
+    if gfns
+        .try_reserve(usize::try_from(end.saturating_sub(start)).unwrap_or(0))
+        .is_err()
+    {
+        return done(start);
+    }
+    for i in start..end {
+        match list.offset(i).and_then(|h| h.read(ctx.env)) {
+            Ok(gfn) => gfns.push(gfn),
+            Err(_) => break,
+        }
+    }
+    let mut next = start;
+    let _ = lend_domain(ctx.domain, ctx.env, target, |d, env| {
+        if d.destroy_requested {
+            return;
+        }
+        for &gfn in &gfns {
+            // Xen's assign_pages: never past max_pages.
+            let Some(total) = d.tot_pages.checked_add(pages) else {
+                return;
+            };
+            if total > d.max_pages || env.populate(Gfn(gfn), pages).is_err() {
+                return;
+            }
+            d.tot_pages = total;
+            next = next.saturating_add(1);
+        }
+    });
+    if next == end && end < r.nr_extents {
+        let op = cmd & MEMOP_CMD_MASK;
+        Outcome::continuation(
+            rxen_abi::xen::HYPERVISOR_MEMORY_OP,
+            [op | (end << MEMOP_EXTENT_SHIFT), arg, 0, 0, 0],
+        )
+    } else {
+        done(next)
+    }
+}
+
+/// `XENMEM_add_to_physmap_batch`: for `XENMAPSPACE_gmfn_foreign`, the
+/// control domain maps pages of another domain's RAM (`idxs`, its frame
+/// numbers) into its own physical map (`gpfns`), as privcmd's
+/// `MMAPBATCH_V2` asks; each entry's result goes to `errs` (0, or `-EINVAL`
+/// for a frame that is not the owner's RAM, `-EBUSY` over another foreign
+/// page, `-ENOMEM`...). The call itself fails for a bad domain (`-ESRCH`),
+/// a domU (`-EPERM`), the caller's own pages (`-EPERM`, as Xen's "remote"
+/// lookup), a continuation past the batch (`-EILSEQ`) or unreadable arrays
+/// (`-EFAULT`). rxen changes only the caller's own physical map this way,
+/// and only for foreign pages: other domains and spaces are `-EOPNOTSUPP`.
+fn add_to_physmap_batch(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
+    match physmap_batch(ctx, cmd, arg) {
+        Ok(None) => Outcome::value(0),
+        Ok(Some(next)) => Outcome::continuation(
+            rxen_abi::xen::HYPERVISOR_MEMORY_OP,
+            [
+                (cmd & MEMOP_CMD_MASK) | (next << MEMOP_EXTENT_SHIFT),
+                arg,
+                0,
+                0,
+                0,
+            ],
+        ),
+        Err(e) => Outcome::error(e),
+    }
+}
+
+/// [`add_to_physmap_batch`]'s work: `Some(next entry)` when it stopped
+/// after [`PHYSMAP_BATCH`] entries.
+fn physmap_batch(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<Option<u64>, Errno> {
+    let start = cmd >> MEMOP_EXTENT_SHIFT;
+    if start > u64::from(u16::MAX) {
+        return Err(errno::EDOM);
+    }
+    let batch = GuestHandle::<memory::XenAddToPhysmapBatch>::new(arg).read(ctx.env)?;
+    if u32::from(batch.space) == memory::XENMAPSPACE_GMFN_RANGE {
+        return Err(errno::EOPNOTSUPP);
+    }
+    let caller = ctx.domain.id;
+    if batch.domid != DOMID_SELF && batch.domid != caller {
+        if !ctx.domain.privileged {
+            return Err(errno::EPERM);
+        }
+        if !ctx.env.other_domains().contains(&batch.domid) {
+            return Err(errno::ESRCH);
+        }
+        return Err(errno::EOPNOTSUPP);
+    }
+    if u32::from(batch.space) != memory::XENMAPSPACE_GMFN_FOREIGN {
+        return Err(errno::EOPNOTSUPP);
+    }
+    let size = u64::from(batch.size);
+    if size < start || (size == start && start != 0) {
+        return Err(errno::EILSEQ);
+    }
+    let owner = batch.u;
+    let (idxs, gpfns) = (
+        GuestHandle::<u64>::new(batch.idxs),
+        GuestHandle::<u64>::new(batch.gpfns),
+    );
+    let errs = GuestHandle::<i32>::new(batch.errs);
+    for i in start..size {
+        if i.saturating_sub(start) == PHYSMAP_BATCH {
+            return Ok(Some(i));
+        }
+        let idx = idxs.offset(i)?.read(ctx.env)?;
+        let gpfn = gpfns.offset(i)?.read(ctx.env)?;
+        if gpfn == u64::MAX {
+            return Err(errno::EINVAL);
+        }
+        let rc = match map_foreign_one(ctx, owner, idx, gpfn) {
+            Ok(()) => 0,
+            Err(e) => i32::try_from(e.to_hypercall_ret()).unwrap_or(i32::MIN),
+        };
+        errs.offset(i)?.write(ctx.env, &rc)?;
+    }
+    Ok(None)
+}
+
+/// One `XENMAPSPACE_gmfn_foreign` entry (Xen's `p2m_add_foreign`): the
+/// owner is another domain (`-EPERM` for the caller itself, `-ESRCH` for
+/// none), the caller is the control domain (`-EPERM`), and `idx` is the
+/// owner's RAM (`-EINVAL`).
+fn map_foreign_one(ctx: &mut Ctx<'_>, owner: DomId, idx: u64, gpfn: u64) -> Result<(), Errno> {
+    if owner == ctx.domain.id || owner == DOMID_SELF {
+        return Err(errno::EPERM);
+    }
+    if !ctx.domain.privileged {
+        return Err(if ctx.env.other_domains().contains(&owner) {
+            errno::EPERM
+        } else {
+            errno::ESRCH
+        });
+    }
+    ctx.env.map_foreign_gmfn(owner, Gfn(idx), Gfn(gpfn))
 }
 
 fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
@@ -30,14 +236,74 @@ fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
     let op = (cmd & MEMOP_CMD_MASK) as u32;
     match op {
         memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION => {
-            // A `domid_t`.
+            // A `domid_t`: the caller's own, or any for the control domain.
             let domid = GuestHandle::<u16>::new(arg).read(env)?;
-            own_domain(domain, domid)?;
-            Ok(if op == memory::XENMEM_CURRENT_RESERVATION {
-                domain.tot_pages as i64
+            let target = if domid == DOMID_SELF {
+                domain.id
             } else {
-                domain.max_pages as i64
-            })
+                domid
+            };
+            if target != domain.id && !domain.privileged {
+                return Err(errno::EPERM);
+            }
+            let pages = lend_domain(domain, env, target, |d, _| {
+                if op == memory::XENMEM_CURRENT_RESERVATION {
+                    d.tot_pages
+                } else {
+                    d.max_pages
+                }
+            })?;
+            Ok(i64::try_from(pages).unwrap_or(i64::MAX))
+        }
+        memory::XENMEM_SET_MEMORY_MAP => {
+            // The control domain gives a domain it builds its memory map
+            // (libxl's xc_domain_set_memory_map), at most E820MAX entries.
+            let map = GuestHandle::<memory::XenForeignMemoryMap>::new(arg).read(env)?;
+            if !domain.privileged {
+                return Err(errno::EPERM);
+            }
+            if map.map.nr_entries > E820_MAX {
+                return Err(errno::EINVAL);
+            }
+            let buffer = GuestHandle::<memory::E820Entry>::new(map.map.buffer);
+            let mut entries = Vec::new();
+            entries
+                .try_reserve(map.map.nr_entries as usize)
+                .map_err(|_| errno::ENOMEM)?;
+            for i in 0..u64::from(map.map.nr_entries) {
+                let e = buffer.offset(i)?.read(env)?;
+                entries.push(GuestMemRegion {
+                    addr: e.addr,
+                    size: e.size,
+                    kind: e.type_,
+                });
+            }
+            let target = if map.domid == DOMID_SELF {
+                domain.id
+            } else {
+                map.domid
+            };
+            lend_domain(domain, env, target, |d, _| d.memory_map = entries)?;
+            Ok(0)
+        }
+        memory::XENMEM_REMOVE_FROM_PHYSMAP => {
+            // Takes out a page the caller (or, for the control domain, any
+            // domain) mapped by XENMAPSPACE_gmfn_foreign; -ENOENT where
+            // nothing is mapped. Other pages are -EINVAL on rxen (Xen would
+            // free RAM or unhook a special page there).
+            let request = GuestHandle::<memory::XenRemoveFromPhysmap>::new(arg).read(env)?;
+            let target = if request.domid == DOMID_SELF {
+                domain.id
+            } else {
+                request.domid
+            };
+            if target != domain.id && !domain.privileged {
+                return Err(errno::EPERM);
+            }
+            lend_domain(domain, env, target, |_, env| {
+                env.remove_foreign_gmfn(Gfn(request.gpfn))
+            })??;
+            Ok(0)
         }
         memory::XENMEM_MAXIMUM_RAM_PAGE => Ok(env.host_max_page() as i64),
         memory::XENMEM_MAXIMUM_GPFN => {
@@ -325,5 +591,517 @@ mod tests {
         assert_eq!(call(&mut d, &mut env, nr, add).ret, ret(errno::ENOMEM));
         assert_eq!(table(&env).frame_gfn(1), None);
         assert_eq!(table(&env).frame_gfn(2), Some(0x50));
+    }
+
+    use crate::test_support::{call_to_end, peer, two_domains};
+
+    /// populate_physmap of `n` extents of `order` for `domid`, the frame
+    /// numbers at 0x1000: the final result and the rounds it took.
+    fn populate(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        domid: u16,
+        gfns: &[u64],
+        order: u32,
+    ) -> (i64, usize) {
+        for (i, gfn) in gfns.iter().enumerate() {
+            env.put(0x1000 + 8 * i as u64, gfn);
+        }
+        env.put(
+            0x100,
+            &memory::XenMemoryReservation {
+                extent_start: 0x1000,
+                nr_extents: gfns.len() as u64,
+                extent_order: order,
+                mem_flags: 0,
+                domid,
+                _pad0: [0; 6],
+            },
+        );
+        let (out, rounds) = call_to_end(
+            d,
+            env,
+            xen::HYPERVISOR_MEMORY_OP,
+            [memory::XENMEM_POPULATE_PHYSMAP as u64, 0x100, 0, 0, 0],
+        );
+        assert_eq!(out.next, crate::hypercall::Next::Continue);
+        (out.ret, rounds.len())
+    }
+
+    use crate::domain::Domain;
+
+    #[test]
+    fn populate_physmap_gives_frames_within_max_pages() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        d.tot_pages = 0;
+        d.max_pages = 1024 + 3;
+        // Two 2 MiB extents, then 4 KiB pages: the fourth is over max_pages.
+        assert_eq!(
+            populate(&mut d, &mut env, DOMID_SELF, &[0, 0x200], 9),
+            (2, 0)
+        );
+        assert_eq!(d.tot_pages, 1024);
+        assert_eq!(
+            populate(
+                &mut d,
+                &mut env,
+                DOMID_SELF,
+                &[0x400, 0x401, 0x402, 0x403],
+                0
+            ),
+            (3, 0)
+        );
+        assert_eq!(d.tot_pages, 1027);
+        assert_eq!(env.populated.len(), 1027);
+        // A frame already there stops the walk at that extent.
+        d.max_pages = 2000;
+        assert_eq!(
+            populate(&mut d, &mut env, DOMID_SELF, &[0x500, 0x401, 0x501], 0),
+            (1, 0)
+        );
+        // Out of memory: stops, nothing counted.
+        env.populate_left = 1;
+        assert_eq!(
+            populate(&mut d, &mut env, DOMID_SELF, &[0x600, 0x601], 0),
+            (1, 0)
+        );
+        assert_eq!(d.tot_pages, 1029);
+        // A domU: order 10 is above its limit, populate-on-demand refused,
+        // another domain's reservation refused; all report 0 extents done.
+        env.populate_left = u64::MAX;
+        assert_eq!(populate(&mut d, &mut env, DOMID_SELF, &[0x800], 10), (0, 0));
+        assert_eq!(populate(&mut d, &mut env, 2, &[0x800], 0), (0, 0));
+        env.put(
+            0x100,
+            &memory::XenMemoryReservation {
+                extent_start: 0x1000,
+                nr_extents: 1,
+                extent_order: 0,
+                mem_flags: memory::XENMEMF_POPULATE_ON_DEMAND,
+                domid: DOMID_SELF,
+                _pad0: [0; 6],
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [6, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        // A bad list is 0 done; a continuation past the end returns it.
+        env.put(
+            0x100,
+            &memory::XenMemoryReservation {
+                extent_start: BAD,
+                nr_extents: 4,
+                extent_order: 0,
+                mem_flags: 0,
+                domid: DOMID_SELF,
+                _pad0: [0; 6],
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [6, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [6 | (9 << 6), 0x100, 0, 0, 0]
+            )
+            .ret,
+            9
+        );
+        // A count too large to continue, and an unreadable argument.
+        env.put(
+            0x100,
+            &memory::XenMemoryReservation {
+                extent_start: 0x1000,
+                nr_extents: 1 << 60,
+                extent_order: 0,
+                mem_flags: 0,
+                domid: DOMID_SELF,
+                _pad0: [0; 6],
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [6, 0x100, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [6, BAD, 0, 0, 0]
+            )
+            .ret,
+            0
+        );
+        assert_eq!(d.tot_pages, 1029);
+        // Other commands take no extent bits.
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [memory::XENMEM_MAXIMUM_RAM_PAGE as u64 | 1 << 6, 0, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn the_control_domain_populates_another_domain_in_rounds() {
+        let (mut d, mut env) = two_domains();
+        d.privileged = true;
+        peer(&mut env).0.tot_pages = 0;
+        peer(&mut env).0.max_pages = 4096;
+        // 4096 pages in order-0 extents: four rounds of 1024.
+        let gfns: Vec<u64> = (0..4096).collect();
+        assert_eq!(populate(&mut d, &mut env, 2, &gfns[..4000], 0), (4000, 3));
+        assert_eq!(peer(&mut env).0.tot_pages, 4000);
+        assert_eq!(peer(&mut env).1.populated.len(), 4000);
+        assert!(env.populated.is_empty());
+        // Order 12 is the control domain's limit, one extent per round.
+        peer(&mut env).0.max_pages = 4000 + 2 * 4096;
+        assert_eq!(
+            populate(&mut d, &mut env, 2, &[0x10000, 0x20000], 12),
+            (2, 1)
+        );
+        assert_eq!(populate(&mut d, &mut env, 2, &[0x40000], 13), (0, 0));
+        // An unknown domain, or one being destroyed: nothing done.
+        assert_eq!(populate(&mut d, &mut env, 7, &[0x50000], 0), (0, 0));
+        peer(&mut env).0.destroy_requested = true;
+        assert_eq!(populate(&mut d, &mut env, 2, &[0x50000], 0), (0, 0));
+        assert_eq!(peer(&mut env).0.tot_pages, 4000 + 2 * 4096);
+    }
+
+    /// add_to_physmap_batch, gmfn_foreign from `owner`: the call's result
+    /// and each entry's.
+    fn map_batch(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        domid: u16,
+        owner: u16,
+        pairs: &[(u64, u64)],
+    ) -> (i64, Vec<i32>) {
+        for (i, &(idx, gpfn)) in pairs.iter().enumerate() {
+            env.put(0x2000 + 8 * i as u64, &idx);
+            env.put(0x4000 + 8 * i as u64, &gpfn);
+            env.put(0x6000 + 4 * i as u64, &0x5555_5555i32);
+        }
+        env.put(
+            0x100,
+            &memory::XenAddToPhysmapBatch {
+                domid,
+                space: memory::XENMAPSPACE_GMFN_FOREIGN as u16,
+                size: pairs.len() as u16,
+                u: owner,
+                idxs: 0x2000,
+                gpfns: 0x4000,
+                errs: 0x6000,
+            },
+        );
+        let (out, _) = call_to_end(
+            d,
+            env,
+            xen::HYPERVISOR_MEMORY_OP,
+            [memory::XENMEM_ADD_TO_PHYSMAP_BATCH as u64, 0x100, 0, 0, 0],
+        );
+        let errs = (0..pairs.len())
+            .map(|i| env.get::<i32>(0x6000 + 4 * i as u64))
+            .collect();
+        (out.ret, errs)
+    }
+
+    fn remove(d: &mut Domain, env: &mut FakeEnv, domid: u16, gpfn: u64) -> i64 {
+        env.put(
+            0x100,
+            &memory::XenRemoveFromPhysmap {
+                domid,
+                _pad0: [0; 6],
+                gpfn,
+            },
+        );
+        call(
+            d,
+            env,
+            xen::HYPERVISOR_MEMORY_OP,
+            [memory::XENMEM_REMOVE_FROM_PHYSMAP as u64, 0x100, 0, 0, 0],
+        )
+        .ret
+    }
+
+    #[test]
+    fn the_control_domain_maps_another_domains_ram_by_frame_number() {
+        let (mut d, mut env) = two_domains();
+        d.privileged = true;
+        peer(&mut env).1.populated.extend(0..8);
+        let e = |x| ret(x) as i32;
+        let (rc, errs) = map_batch(
+            &mut d,
+            &mut env,
+            DOMID_SELF,
+            2,
+            &[(0, 0x1_0000), (7, 0x1_0001), (8, 0x1_0002), (1, 0x1_0000)],
+        );
+        assert_eq!(rc, 0);
+        // Not RAM of the owner, and over a foreign page: per-entry errors.
+        assert_eq!(errs, [0, 0, e(errno::EINVAL), e(errno::EBUSY)]);
+        assert_eq!(env.foreign.get(&0x1_0001), Some(&(2, 7)));
+        // Its own pages, an unknown owner: per entry, as Xen.
+        let (rc, errs) = map_batch(&mut d, &mut env, DOMID_SELF, 1, &[(0, 0x2_0000)]);
+        assert_eq!((rc, errs), (0, vec![e(errno::EPERM)]));
+        let (rc, errs) = map_batch(&mut d, &mut env, DOMID_SELF, 9, &[(0, 0x2_0000)]);
+        assert_eq!((rc, errs), (0, vec![e(errno::ESRCH)]));
+        // An invalid gfn fails the call; another domain's physmap is not
+        // changed this way.
+        assert_eq!(
+            map_batch(&mut d, &mut env, DOMID_SELF, 2, &[(0, u64::MAX)]).0,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            map_batch(&mut d, &mut env, 2, 2, &[(0, 0x3_0000)]).0,
+            ret(errno::EOPNOTSUPP)
+        );
+        assert_eq!(
+            map_batch(&mut d, &mut env, 9, 2, &[(0, 0x3_0000)]).0,
+            ret(errno::ESRCH)
+        );
+        // 600 entries: three rounds, every entry done.
+        peer(&mut env).1.populated.extend(0..600);
+        let pairs: Vec<(u64, u64)> = (0..600).map(|i| (i, 0x5_0000 + i)).collect();
+        let (rc, errs) = map_batch(&mut d, &mut env, DOMID_SELF, 2, &pairs);
+        assert_eq!(rc, 0);
+        assert!(errs.iter().all(|&e| e == 0));
+        assert_eq!(env.foreign.len(), 602);
+        // Continuations that do not fit the batch are -EILSEQ; too large -EDOM.
+        let cont = |n: u64| memory::XENMEM_ADD_TO_PHYSMAP_BATCH as u64 | (n << 6);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [cont(601), 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EILSEQ)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [cont(600), 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EILSEQ)
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [cont(1 << 16), 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EDOM)
+        );
+        // Unmapped again one by one; nothing there is -ENOENT.
+        assert_eq!(remove(&mut d, &mut env, DOMID_SELF, 0x1_0001), 0);
+        assert_eq!(
+            remove(&mut d, &mut env, DOMID_SELF, 0x1_0001),
+            ret(errno::ENOENT)
+        );
+        assert!(!env.foreign.contains_key(&0x1_0001));
+    }
+
+    #[test]
+    fn a_domu_maps_no_foreign_page_and_changes_no_other_physmap() {
+        let (mut d, mut env) = two_domains();
+        peer(&mut env).1.populated.extend(0..8);
+        let e = |x| ret(x) as i32;
+        let (rc, errs) = map_batch(&mut d, &mut env, DOMID_SELF, 2, &[(0, 0x1_0000)]);
+        assert_eq!((rc, errs), (0, vec![e(errno::EPERM)]));
+        let (rc, errs) = map_batch(&mut d, &mut env, DOMID_SELF, 9, &[(0, 0x1_0000)]);
+        assert_eq!((rc, errs), (0, vec![e(errno::ESRCH)]));
+        assert!(env.foreign.is_empty());
+        assert_eq!(
+            map_batch(&mut d, &mut env, 2, 2, &[(0, 0x1_0000)]).0,
+            ret(errno::EPERM)
+        );
+        assert_eq!(remove(&mut d, &mut env, 2, 0), ret(errno::EPERM));
+        // Its own RAM is not removed this way on rxen.
+        env.populated.insert(5);
+        assert_eq!(remove(&mut d, &mut env, DOMID_SELF, 5), ret(errno::EINVAL));
+        // Another domain's reservation and memory map are the control domain's.
+        env.put(0x100, &2u16);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [memory::XENMEM_CURRENT_RESERVATION as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+        env.put(
+            0x100,
+            &memory::XenForeignMemoryMap {
+                domid: 2,
+                _pad0: [0; 6],
+                map: memory::XenMemoryMap {
+                    nr_entries: 0,
+                    _pad0: [0; 4],
+                    buffer: 0x200,
+                },
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                [memory::XENMEM_SET_MEMORY_MAP as u64, 0x100, 0, 0, 0]
+            )
+            .ret,
+            ret(errno::EPERM)
+        );
+    }
+
+    #[test]
+    fn the_control_domain_sets_and_reads_another_domains_memory() {
+        let (mut d, mut env) = two_domains();
+        d.privileged = true;
+        peer(&mut env).0.tot_pages = 77;
+        peer(&mut env).0.max_pages = 88;
+        env.put(0x100, &2u16);
+        let op = |cmd: u32| [cmd as u64, 0x100, 0, 0, 0];
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                op(memory::XENMEM_CURRENT_RESERVATION)
+            )
+            .ret,
+            77
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                op(memory::XENMEM_MAXIMUM_RESERVATION)
+            )
+            .ret,
+            88
+        );
+        env.put(0x100, &9u16);
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                op(memory::XENMEM_CURRENT_RESERVATION)
+            )
+            .ret,
+            ret(errno::ESRCH)
+        );
+        // A memory map of two entries for domain 2; then too many entries.
+        let entries = [
+            memory::E820Entry {
+                addr: 0,
+                size: 0x1000_0000,
+                type_: 1,
+            },
+            memory::E820Entry {
+                addr: 0xfc00_0000,
+                size: 0x400_0000,
+                type_: 2,
+            },
+        ];
+        env.put(0x200, &entries);
+        let map = |domid, nr_entries| memory::XenForeignMemoryMap {
+            domid,
+            _pad0: [0; 6],
+            map: memory::XenMemoryMap {
+                nr_entries,
+                _pad0: [0; 4],
+                buffer: 0x200,
+            },
+        };
+        env.put(0x100, &map(2, 2));
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                op(memory::XENMEM_SET_MEMORY_MAP)
+            )
+            .ret,
+            0
+        );
+        assert_eq!(
+            peer(&mut env).0.memory_map[1],
+            GuestMemRegion {
+                addr: 0xfc00_0000,
+                size: 0x400_0000,
+                kind: 2
+            }
+        );
+        env.put(0x100, &map(2, E820_MAX + 1));
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                op(memory::XENMEM_SET_MEMORY_MAP)
+            )
+            .ret,
+            ret(errno::EINVAL)
+        );
+        env.put(
+            0x100,
+            &memory::XenForeignMemoryMap {
+                map: memory::XenMemoryMap {
+                    buffer: BAD,
+                    ..map(2, 2).map
+                },
+                ..map(2, 2)
+            },
+        );
+        assert_eq!(
+            call(
+                &mut d,
+                &mut env,
+                xen::HYPERVISOR_MEMORY_OP,
+                op(memory::XENMEM_SET_MEMORY_MAP)
+            )
+            .ret,
+            ret(errno::EFAULT)
+        );
+        assert_eq!(peer(&mut env).0.memory_map.len(), 2);
     }
 }

@@ -136,6 +136,17 @@ impl Physmap for Env<'_> {
         self.npt_changed = true;
         Ok(())
     }
+
+    fn populate(&mut self, gfn: Gfn, pages: u64) -> Result<(), Errno> {
+        // Only empty pages are filled: no TLB holds a translation to flush.
+        self.memory.populate(gfn, pages)
+    }
+
+    fn remove_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        self.memory.unmap_foreign_gmfn(gfn)?;
+        self.npt_changed = true;
+        Ok(())
+    }
 }
 
 impl HostInfo for Env<'_> {
@@ -308,6 +319,21 @@ impl Domains for Env<'_> {
         platform.flush_changed();
         self.npt_changed |= platform.caller_npt_changed;
         true
+    }
+
+    fn map_foreign_gmfn(&mut self, owner: DomId, owner_gfn: Gfn, gfn: Gfn) -> Result<(), Errno> {
+        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let domain = world
+            .domains
+            .get(&owner)
+            .filter(|d| d.dying.is_none() && !d.core.destroy_requested)
+            .ok_or(errno::ESRCH)?;
+        // The owner's RAM stays allocated until the owner is torn down,
+        // which revokes this mapping first (`schedule`).
+        let hpa = domain.memory.ram_frame(owner_gfn).ok_or(errno::EINVAL)?;
+        self.memory.map_foreign_gmfn(gfn, hpa)?;
+        self.npt_changed = true;
+        Ok(())
     }
 
     fn other_domains(&self) -> Vec<DomId> {

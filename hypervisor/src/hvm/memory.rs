@@ -244,7 +244,9 @@ impl GuestMemory {
             .map_err(|e| self.npt_failed(e))
     }
 
-    /// Records RAM frames (extending the last run when they follow it).
+    /// Records RAM frames at `gpa` (above every recorded run only; see
+    /// [`GuestMemory::insert_backing`]), extending the last run when they
+    /// follow it.
     fn add_backing(&mut self, gpa: u64, hpa: u64, count: usize) -> Result<(), MemoryError> {
         if let Some(last) = self.backing.last_mut() {
             let frames = last.2 as u64 * 4096;
@@ -263,13 +265,243 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// Records RAM frames at `gpa` anywhere in the guest-physical space
+    /// (no run covers it: the caller checked), merging with the runs
+    /// before and after when they are contiguous on both sides. Needs one
+    /// free slot in `backing` (reserved by the caller).
+    fn insert_backing(&mut self, gpa: u64, hpa: u64, count: usize) {
+        let at = self.backing.partition_point(|&(start, _, _)| start < gpa);
+        let bytes = count as u64 * 4096;
+        if let Some(before) = at.checked_sub(1).and_then(|i| self.backing.get_mut(i)) {
+            let frames = before.2 as u64 * 4096;
+            if before.0 + frames == gpa && before.1 + frames == hpa {
+                before.2 += count;
+                // The run after may now follow on.
+                if let Some(&(next_gpa, next_hpa, next_count)) = self.backing.get(at) {
+                    let before = &mut self.backing[at - 1];
+                    let frames = before.2 as u64 * 4096;
+                    if before.0 + frames == next_gpa && before.1 + frames == next_hpa {
+                        before.2 += next_count;
+                        self.backing.remove(at);
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(after) = self.backing.get_mut(at) {
+            if gpa + bytes == after.0 && hpa + bytes == after.1 {
+                *after = (gpa, hpa, after.2 + count);
+                return;
+            }
+        }
+        self.backing.insert(at, (gpa, hpa, count));
+    }
+
+    /// Gives the domain `pages` zeroed frames of RAM from guest frame `gfn`
+    /// (`XENMEM_populate_physmap`): 2 MiB pages where `gfn` and the
+    /// allocator allow, else 4 KiB ones. Every page of the range must be
+    /// unmapped (`-EBUSY`); a 1:1 domain's RAM is the host's and cannot
+    /// grow (`-EPERM`). On failure (`-ENOMEM` from the allocator, the heap
+    /// or the paging pool) nothing of the range is left.
+    pub fn populate(&mut self, gfn: Gfn, pages: u64) -> Result<(), Errno> {
+        if self.direct {
+            return Err(errno::EPERM);
+        }
+        let start = gpa_of(gfn)?.0;
+        let end = pages
+            .checked_mul(4096)
+            .and_then(|bytes| start.checked_add(bytes))
+            .filter(|&end| end <= 1 << 48)
+            .ok_or(errno::EINVAL)?;
+        let mut at = start;
+        while at < end {
+            if self.npt.translate(Gpa(at)).is_some() {
+                return Err(errno::EBUSY);
+            }
+            at += 4096;
+        }
+        // At most one new run per page: reserved now, so that recording
+        // cannot fail half-way.
+        let runs = usize::try_from(pages).map_err(|_| errno::ENOMEM)?;
+        self.backing.try_reserve(runs).map_err(|_| errno::ENOMEM)?;
+        let mut at = start;
+        let result = loop {
+            if at == end {
+                break Ok(());
+            }
+            if at % PAGE_2M == 0 && end - at >= PAGE_2M {
+                if let Some(hpa) = crate::memory::alloc_frames_aligned(512, 512) {
+                    self.host(hpa, PAGE_2M as usize).fill(0);
+                    if let Err(e) =
+                        self.npt
+                            .map_2m(Gpa(at), Hpa(hpa), Access::ReadWrite, &mut self.pool)
+                    {
+                        free_frames(hpa, 512);
+                        break Err(self.npt_failed(e));
+                    }
+                    self.insert_backing(at, hpa, 512);
+                    at += PAGE_2M;
+                    continue;
+                }
+            }
+            let Some(hpa) = alloc_frame() else {
+                break Err(errno::ENOMEM);
+            };
+            self.host(hpa, PAGE_SIZE).fill(0);
+            if let Err(e) = self
+                .npt
+                .map_4k(Gpa(at), Hpa(hpa), Access::ReadWrite, &mut self.pool)
+            {
+                free_frames(hpa, 1);
+                break Err(self.npt_failed(e));
+            }
+            self.insert_backing(at, hpa, 1);
+            at += 4096;
+        };
+        if result.is_err() {
+            // Take back what this call gave.
+            let mut undo = start;
+            while undo < at {
+                let _ = self.depopulate(Gpa(undo).gfn());
+                undo += 4096;
+            }
+        }
+        result
+    }
+
+    /// Takes RAM frame `gfn` back from the domain and frees it: unmapped,
+    /// out of the runs. Only for frames nothing else can reach: the caller
+    /// knows no other domain maps it (a frame populated by this very call).
+    fn depopulate(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        let hpa = self.ram_frame(gfn).ok_or(errno::ENOENT)?.0;
+        let gpa = gpa_of(gfn)?.0;
+        let run = self
+            .backing
+            .partition_point(|&(start, _, _)| start <= gpa)
+            .checked_sub(1)
+            .ok_or(errno::ENOENT)?;
+        let (start, run_hpa, count) = self.backing[run];
+        let index = ((gpa - start) / 4096) as usize;
+        if index + 1 < count && index > 0 {
+            // A frame inside the run: split it in two.
+            self.backing.try_reserve(1).map_err(|_| errno::ENOMEM)?;
+        }
+        self.npt
+            .unmap_4k(Gpa(gpa), &mut self.pool)
+            .map_err(|e| self.npt_failed(e))?;
+        match (index, count - index - 1) {
+            (0, 0) => {
+                self.backing.remove(run);
+            }
+            (0, _) => self.backing[run] = (start + 4096, run_hpa + 4096, count - 1),
+            (_, 0) => self.backing[run].2 = count - 1,
+            (_, after) => {
+                self.backing[run].2 = index;
+                self.backing
+                    .insert(run + 1, (gpa + 4096, hpa + 4096, after));
+            }
+        }
+        free_frames(hpa, 1);
+        Ok(())
+    }
+
+    /// Maps another domain's RAM frame `hpa` at `gfn`, writable, for the
+    /// control domain's `XENMAPSPACE_gmfn_foreign` (privcmd's foreign
+    /// maps): `-EBUSY` over another foreign page; over anything else, that
+    /// comes back when the foreign page is removed. The owner's frame is
+    /// freed only after [`GuestMemory::revoke_foreign_gmfn`] took it out.
+    pub fn map_foreign_gmfn(&mut self, gfn: Gfn, hpa: Hpa) -> Result<(), Errno> {
+        let gpa = gfn
+            .gpa()
+            .filter(|gpa| gpa.0 < 1 << 46)
+            .ok_or(errno::EINVAL)?;
+        if self.npt.is_foreign(gpa) {
+            return Err(errno::EBUSY);
+        }
+        self.npt
+            .map_4k_foreign_gmfn(gpa, hpa, &mut self.pool)
+            .map_err(|e| self.npt_failed(e))
+    }
+
+    /// Removes the page [`GuestMemory::map_foreign_gmfn`] mapped at `gfn`
+    /// (`XENMEM_remove_from_physmap`), putting back what is underneath;
+    /// `-ENOENT` where nothing is mapped, `-EINVAL` for anything else (a
+    /// grant mapping goes with its grant unmap).
+    pub fn unmap_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        let gpa = gpa_of(gfn)?;
+        if self.npt.translate(gpa).is_none() {
+            return Err(errno::ENOENT);
+        }
+        if !self.npt.is_foreign_gmfn(gpa) {
+            return Err(errno::EINVAL);
+        }
+        self.restore(gfn)
+    }
+
+    /// The host runs of the domain's RAM (host address, bytes), sorted by
+    /// host address, to find whether a host frame is the domain's.
+    pub fn host_runs(&self) -> Result<Vec<(u64, u64)>, Errno> {
+        let mut runs = Vec::new();
+        runs.try_reserve(self.backing.len())
+            .map_err(|_| errno::ENOMEM)?;
+        runs.extend(
+            self.backing
+                .iter()
+                .map(|&(_, hpa, count)| (hpa, count as u64 * 4096)),
+        );
+        runs.sort_unstable();
+        Ok(runs)
+    }
+
+    /// Removes every page mapped by [`GuestMemory::map_foreign_gmfn`] whose
+    /// frame lies in `runs` (another domain's RAM, from
+    /// [`GuestMemory::host_runs`], which is going away), putting back what
+    /// is underneath. Returns how many went (`Err` if one could not be
+    /// removed: the owner's frames must then never be freed); the caller
+    /// flushes this domain's TLBs before the frames are freed.
+    pub fn revoke_foreign_gmfn(&mut self, runs: &[(u64, u64)]) -> Result<usize, usize> {
+        let mut revoked = 0;
+        // Rounds of at most `ROUND` pages (no allocation); each round
+        // removes what it found, so the next walk finds the rest.
+        const ROUND: usize = 256;
+        loop {
+            let mut found = [Gfn(0); ROUND];
+            let mut n = 0;
+            self.npt.for_each_foreign_gmfn(&mut |gpa, hpa| {
+                let run = runs.partition_point(|&(start, _)| start <= hpa.0);
+                let owned = run
+                    .checked_sub(1)
+                    .and_then(|r| runs.get(r))
+                    .is_some_and(|&(start, bytes)| hpa.0 - start < bytes);
+                if owned && n < ROUND {
+                    found[n] = gpa.gfn();
+                    n += 1;
+                }
+            });
+            for &gfn in &found[..n] {
+                if self.restore(gfn).is_err() {
+                    // No table to put back the page underneath: leave the
+                    // gfn empty, never the foreign frame.
+                    let gone =
+                        gpa_of(gfn).is_ok_and(|gpa| self.npt.unmap_4k(gpa, &mut self.pool).is_ok());
+                    if !gone {
+                        // Cannot happen (a 4 KiB leaf's tables exist), and
+                        // would loop: the caller keeps the owner's frames.
+                        return Err(revoked);
+                    }
+                }
+                revoked += 1;
+            }
+            if n < ROUND {
+                return Ok(revoked);
+            }
+        }
+    }
+
     /// The host frame backing RAM frame `gfn`, if `gfn` is RAM (whatever is
     /// mapped there now).
     fn backing_frame(&self, gfn: Gfn) -> Option<u64> {
         let gpa = gfn.gpa()?.0;
-        if gpa >= self.ram_bytes {
-            return None;
-        }
         let run = self.backing.partition_point(|&(start, _, _)| start <= gpa);
         let &(start, hpa, count) = self.backing.get(run.checked_sub(1)?)?;
         (gpa - start < count as u64 * 4096).then(|| hpa + (gpa - start))

@@ -18,6 +18,10 @@ const HUGE: u64 = 1 << 7;
 /// A software bit (AVL, ignored by the walk): the leaf maps another
 /// domain's page (a grant mapping).
 const FOREIGN: u64 = 1 << 9;
+/// A software bit, with [`FOREIGN`]: the foreign page was mapped by the
+/// control domain by its owner's frame number (`XENMAPSPACE_gmfn_foreign`),
+/// not through a grant.
+const FOREIGN_GMFN: u64 = 1 << 10;
 const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 const PAGE_2M: u64 = 2 << 20;
 const ENTRIES: u64 = 512;
@@ -284,6 +288,23 @@ impl NestedPageTable {
         self.map_leaf(gpa, hpa | flags(access) | FOREIGN, frames)
     }
 
+    /// Maps another domain's page `hpa` at `gpa` for the control domain's
+    /// `XENMAPSPACE_gmfn_foreign` (see [`NestedPageTable::is_foreign_gmfn`]),
+    /// writable.
+    pub fn map_4k_foreign_gmfn(
+        &mut self,
+        gpa: Gpa,
+        hpa: Hpa,
+        frames: &mut dyn TableFrames,
+    ) -> Result<(), NptError> {
+        let (gpa, hpa) = (gpa.0, hpa.0);
+        if !hpa.is_multiple_of(4096) {
+            return Err(NptError::Unaligned);
+        }
+        let flags = flags(Access::ReadWrite) | FOREIGN | FOREIGN_GMFN;
+        self.map_leaf(gpa, hpa | flags, frames)
+    }
+
     /// Removes the 4 KiB mapping of `gpa` (splitting a 2 MiB leaf first, so
     /// its other pages stay mapped); tables left mapping nothing go back to
     /// the pool. Nothing mapped there: nothing to do.
@@ -347,6 +368,45 @@ impl NestedPageTable {
     pub fn is_foreign(&self, gpa: Gpa) -> bool {
         self.leaf(gpa.0)
             .is_some_and(|(entry, _)| entry & FOREIGN != 0)
+    }
+
+    /// Whether a page mapped by [`NestedPageTable::map_4k_foreign_gmfn`] is
+    /// at `gpa` (not a grant mapping).
+    pub fn is_foreign_gmfn(&self, gpa: Gpa) -> bool {
+        self.leaf(gpa.0)
+            .is_some_and(|(entry, _)| entry & FOREIGN_GMFN != 0)
+    }
+
+    /// Calls `f` with the guest-physical and host address of every page
+    /// mapped by [`NestedPageTable::map_4k_foreign_gmfn`]. The walk visits
+    /// every table once (bounded by the paging pool).
+    pub fn for_each_foreign_gmfn(&self, f: &mut dyn FnMut(Gpa, Hpa)) {
+        let root = self.root;
+        for i4 in 0..ENTRIES {
+            let e4 = read_entry(root, i4);
+            if e4 & PRESENT == 0 {
+                continue;
+            }
+            for i3 in 0..ENTRIES {
+                let e3 = read_entry(e4 & ADDRESS_MASK, i3);
+                if e3 & PRESENT == 0 || e3 & HUGE != 0 {
+                    continue;
+                }
+                for i2 in 0..ENTRIES {
+                    let e2 = read_entry(e3 & ADDRESS_MASK, i2);
+                    if e2 & PRESENT == 0 || e2 & HUGE != 0 {
+                        continue;
+                    }
+                    for i1 in 0..ENTRIES {
+                        let e1 = read_entry(e2 & ADDRESS_MASK, i1);
+                        if e1 & PRESENT != 0 && e1 & FOREIGN_GMFN != 0 {
+                            let gpa = (i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12);
+                            f(Gpa(gpa), Hpa(e1 & ADDRESS_MASK));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Gives back every table frame, the root last. The table is unusable
@@ -556,6 +616,42 @@ mod tests {
         npt.map_4k(Gpa(0x2000), Hpa(RAM), Access::ReadWrite, &mut frames)
             .unwrap();
         assert!(!npt.is_foreign(Gpa(0x2000)));
+        npt.destroy(&mut frames);
+        assert!(frames.out.is_empty());
+    }
+
+    #[test]
+    fn gmfn_foreign_leaves_are_found_apart_from_grant_mappings() {
+        let mut frames = HostFrames::new(16);
+        let mut npt = NestedPageTable::new(&mut frames).unwrap();
+        npt.map_2m(Gpa(0), Hpa(0x4000_0000), Access::ReadWrite, &mut frames)
+            .unwrap();
+        npt.map_4k_foreign(Gpa(0x40_0000), Hpa(RAM), Access::ReadWrite, &mut frames)
+            .unwrap();
+        let far = Gpa((3 << 39) | (5 << 30) | (7 << 21) | (9 << 12));
+        for (gpa, hpa) in [(Gpa(0x40_1000), RAM + 0x1000), (far, RAM + 0x2000)] {
+            npt.map_4k_foreign_gmfn(gpa, Hpa(hpa), &mut frames).unwrap();
+        }
+        assert!(npt.is_foreign(far) && npt.is_foreign_gmfn(far));
+        assert!(npt.is_foreign(Gpa(0x40_0000)) && !npt.is_foreign_gmfn(Gpa(0x40_0000)));
+        assert!(!npt.is_foreign_gmfn(Gpa(0x1000)));
+        assert_eq!(
+            npt.translate(far),
+            Some((Hpa(RAM + 0x2000), Access::ReadWrite))
+        );
+        let mut seen = Vec::new();
+        npt.for_each_foreign_gmfn(&mut |gpa, hpa| seen.push((gpa, hpa)));
+        assert_eq!(
+            seen,
+            [
+                (Gpa(0x40_1000), Hpa(RAM + 0x1000)),
+                (far, Hpa(RAM + 0x2000))
+            ]
+        );
+        npt.unmap_4k(far, &mut frames).unwrap();
+        seen.clear();
+        npt.for_each_foreign_gmfn(&mut |gpa, hpa| seen.push((gpa, hpa)));
+        assert_eq!(seen, [(Gpa(0x40_1000), Hpa(RAM + 0x1000))]);
         npt.destroy(&mut frames);
         assert!(frames.out.is_empty());
     }
