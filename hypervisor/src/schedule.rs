@@ -331,6 +331,21 @@ impl Machine {
     /// CPUs running them are kicked out.
     fn end_domain(&mut self, domain: &mut HvmDomain, reason: ShutdownReason) {
         let reason = exits::end(domain, reason);
+        if domain.toolstack && !domain.core.destroy_requested {
+            // Xen: the toolstack sees the shutdown (VIRQ_DOM_EXC, then
+            // getdomaininfo's flags and code) and destroys the domain; its
+            // vCPUs run no more (`sync_runnable`), its memory stays until then.
+            printk!(
+                "d{}: shut down ({}); kept for its toolstack to destroy",
+                domain.core.id,
+                reason_text(reason)
+            );
+            for cpu_index in domain.running_on.iter().flatten() {
+                kick(*cpu_index);
+            }
+            self.send_dom_exc();
+            return;
+        }
         domain.dying = Some(reason);
         for cpu_index in domain.running_on.iter().flatten() {
             kick(*cpu_index);
@@ -536,6 +551,7 @@ impl Machine {
                 }
                 let state = &domain.core.vcpus[v];
                 let runnable = domain.dying.is_none()
+                    && domain.core.shutdown.is_none()
                     && domain.core.controller_pause_count == 0
                     && state.up
                     && state.blocked.is_none();

@@ -11,8 +11,9 @@ use rxen_abi::errno::{self, Errno};
 use rxen_abi::hvm;
 
 use super::Ctx;
-use super::{from_result, own_domain, upcall_pending, Outcome, DOMID_SELF};
+use super::{from_result, upcall_pending, Outcome, DOMID_SELF};
 use crate::guest_handle::GuestHandle;
+use crate::platform::lend_domain;
 
 /// May a guest set HVM param `index` on itself (Xen's hvm_allow_set_param)?
 fn guest_may_set_param(index: u32) -> bool {
@@ -50,11 +51,31 @@ fn hvm_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
     match cmd {
         hvm::HVMOP_SET_PARAM | hvm::HVMOP_GET_PARAM => {
             let mut param = GuestHandle::<hvm::XenHvmParam>::new(arg).read(env)?;
-            own_domain(domain, param.domid)?;
             // NESTEDHVM is refused outright (Xen: nested virtualization of a
             // PVH domain cannot be changed or read by it).
             if param.index >= hvm::HVM_NR_PARAMS || param.index == hvm::HVM_PARAM_NESTEDHVM {
                 return Err(errno::EINVAL);
+            }
+            if param.domid != DOMID_SELF && param.domid != domain.id {
+                // The toolstack sets and reads a domain it builds (the
+                // store and console pages and ports...).
+                if !domain.privileged {
+                    return Err(errno::EPERM);
+                }
+                let slot = param.index as usize;
+                let value = param.value;
+                let read = lend_domain(domain, env, param.domid, |d, _| {
+                    let p = d.hvm_params.get_mut(slot).ok_or(errno::EINVAL)?;
+                    if cmd == hvm::HVMOP_SET_PARAM {
+                        *p = value;
+                    }
+                    Ok::<u64, Errno>(*p)
+                })??;
+                if cmd == hvm::HVMOP_GET_PARAM {
+                    param.value = read;
+                    GuestHandle::new(arg).write(env, &param)?;
+                }
+                return Ok(0);
             }
             if cmd == hvm::HVMOP_SET_PARAM {
                 if !guest_may_set_param(param.index) {
@@ -213,6 +234,63 @@ mod tests {
         assert_eq!(
             call(&mut d, &mut env, nr, [1 << 32, 0, 0, 0, 0]).ret,
             ret(errno::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn the_toolstack_sets_and_reads_a_domains_params() {
+        use crate::test_support::{peer, two_domains};
+        let nr = xen::HYPERVISOR_HVM_OP;
+        let (mut d, mut env) = two_domains();
+        let mut op = |d: &mut crate::domain::Domain,
+                      env: &mut FakeEnv,
+                      cmd: u32,
+                      param: hvm::XenHvmParam| {
+            env.put(0x100, &param);
+            let rc = call(d, env, nr, [cmd as u64, 0x100, 0, 0, 0]).ret;
+            (rc, env.get::<hvm::XenHvmParam>(0x100).value)
+        };
+        let store = |domid, value| hvm::XenHvmParam {
+            domid,
+            index: hvm::HVM_PARAM_STORE_PFN,
+            value,
+            ..Default::default()
+        };
+        // A domU cannot reach another domain's params.
+        assert_eq!(
+            op(&mut d, &mut env, hvm::HVMOP_SET_PARAM, store(2, 0xfeffc)).0,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            op(&mut d, &mut env, hvm::HVMOP_GET_PARAM, store(2, 0)).0,
+            ret(errno::EPERM)
+        );
+        d.privileged = true;
+        assert_eq!(
+            op(&mut d, &mut env, hvm::HVMOP_SET_PARAM, store(2, 0xfeffc)),
+            (0, 0xfeffc)
+        );
+        assert_eq!(
+            peer(&mut env).0.hvm_params[hvm::HVM_PARAM_STORE_PFN as usize],
+            0xfeffc
+        );
+        assert_eq!(
+            op(&mut d, &mut env, hvm::HVMOP_GET_PARAM, store(2, 0)),
+            (0, 0xfeffc)
+        );
+        assert_eq!(d.hvm_params[hvm::HVM_PARAM_STORE_PFN as usize], 0);
+        // An unknown domain, a bad index.
+        assert_eq!(
+            op(&mut d, &mut env, hvm::HVMOP_SET_PARAM, store(9, 1)).0,
+            ret(errno::ESRCH)
+        );
+        let bad = hvm::XenHvmParam {
+            index: hvm::HVM_NR_PARAMS,
+            ..store(2, 1)
+        };
+        assert_eq!(
+            op(&mut d, &mut env, hvm::HVMOP_SET_PARAM, bad).0,
+            ret(errno::EINVAL)
         );
     }
 }

@@ -56,6 +56,10 @@ pub struct HvmDomain {
     /// scheduler and the grant tables: its config (the next scheduling pass
     /// adopts it).
     pub to_adopt: Option<rxen_core::platform::DomainConfig>,
+    /// Built by the control domain's toolstack (`XEN_DOMCTL_createdomain`):
+    /// when it shuts down it stays, shut down, until the toolstack destroys
+    /// it, as on Xen (boot-time domains are torn down at once).
+    pub toolstack: bool,
     /// vCPUs handed to the scheduler (`max_vcpus` adds vCPUs later).
     pub sched_vcpus: usize,
 }
@@ -148,6 +152,7 @@ pub fn create_empty(
         vioapics: None,
         pci: None,
         to_adopt: Some(*config),
+        toolstack: true,
         sched_vcpus: 0,
     })
 }
@@ -271,6 +276,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         vioapics,
         pci: spec.direct.as_ref().map(|_| vpci::Dom0Pci::default()),
         to_adopt: None,
+        toolstack: false,
         sched_vcpus: nr_vcpus,
     })
 }
