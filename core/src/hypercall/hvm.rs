@@ -242,7 +242,7 @@ mod tests {
         use crate::test_support::{peer, two_domains};
         let nr = xen::HYPERVISOR_HVM_OP;
         let (mut d, mut env) = two_domains();
-        let mut op = |d: &mut crate::domain::Domain,
+        let op = |d: &mut crate::domain::Domain,
                       env: &mut FakeEnv,
                       cmd: u32,
                       param: hvm::XenHvmParam| {
