@@ -73,6 +73,7 @@ pub mod boot {
     }
 }
 pub mod console;
+pub mod control;
 pub mod cpu;
 pub mod events;
 pub mod grant;
