@@ -494,6 +494,17 @@ impl GrantTable {
         }
     }
 
+    /// Makes sure the table has frames `0..nr`, growing it as Xen's
+    /// `gnttab_get_shared_frame_mfn` does for `XENMEM_acquire_resource`:
+    /// beyond `max_frames` is `-EINVAL`, no memory `-ENOMEM`.
+    pub fn ensure_frames(
+        &mut self,
+        platform: &mut dyn GrantPlatform,
+        nr: u32,
+    ) -> Result<(), Errno> {
+        self.grow(platform, nr)
+    }
+
     /// Grows to `nr` frames (no-op if it has them); beyond `max_frames` is
     /// `-EINVAL`, no memory for the bookkeeping `-ENOMEM`.
     fn grow(&mut self, platform: &mut dyn GrantPlatform, nr: u32) -> Result<(), Errno> {

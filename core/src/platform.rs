@@ -180,12 +180,13 @@ pub trait Domains {
     ) -> bool;
     /// The ids of the machine's other domains (never the caller's).
     fn other_domains(&self) -> Vec<DomId>;
-    /// Maps RAM frame `owner_gfn` of domain `owner` (another domain, not
-    /// being destroyed: `-ESRCH`) writable at the caller's `gfn`
-    /// (`XENMAPSPACE_gmfn_foreign`, checked by the core): `-EINVAL` if the
-    /// frame is not the owner's RAM, `-EBUSY` over another foreign page.
-    /// The mapping lasts until removed or until the owner is destroyed.
-    fn map_foreign_gmfn(&mut self, owner: DomId, owner_gfn: Gfn, gfn: Gfn) -> Result<(), Errno>;
+    /// Maps `frame` of domain `owner` (another domain, not being
+    /// destroyed: `-ESRCH`) writable at the caller's `gfn`
+    /// (`XENMAPSPACE_gmfn_foreign` and `XENMEM_acquire_resource`, checked
+    /// by the core): `-EINVAL` if the owner has no such frame, `-EBUSY` over
+    /// another foreign page. The mapping lasts until removed or until the
+    /// owner is destroyed.
+    fn map_foreign(&mut self, owner: DomId, frame: ForeignFrame, gfn: Gfn) -> Result<(), Errno>;
     /// Creates an empty domain (`XEN_DOMCTL_createdomain`, checked by the
     /// core): id `requested`, or one from Xen's rover when 0
     /// ([`crate::domain::allocate_domid`]); born paused, no memory, no vCPU.
@@ -199,6 +200,15 @@ pub trait Domains {
         domid: DomId,
         params: crate::sched::SchedParams,
     ) -> Result<(), Errno>;
+}
+
+/// A frame of another domain the control domain maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignFrame {
+    /// The owner's RAM at this guest frame.
+    Ram(Gfn),
+    /// Frame `n` of the owner's grant table (shared entries).
+    GrantTable(u32),
 }
 
 /// What the control domain asks of a domain it creates (the checked

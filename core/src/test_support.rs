@@ -161,6 +161,9 @@ fn mem_range(mem: &[u8], addr: u64, len: usize) -> Result<core::ops::Range<usize
 /// Bytes of guest memory in a [`FakeEnv`].
 pub(crate) const MEM: usize = 64 * 1024;
 
+/// [`FakeEnv::foreign`]'s mark of a grant frame mapped by number.
+pub(crate) const GRANT_FRAME_TAG: u64 = 1 << 63;
+
 impl FakeEnv {
     pub(crate) fn new() -> Self {
         Self {
@@ -414,20 +417,37 @@ impl Domains for FakeEnv {
     fn other_domains(&self) -> Vec<DomId> {
         self.peer.iter().map(|p| p.0.id).collect()
     }
-    fn map_foreign_gmfn(&mut self, owner: DomId, owner_gfn: Gfn, gfn: Gfn) -> Result<(), Errno> {
-        let (d, env) = self
+    /// The peer's RAM is its populated frames; its grant frames those the
+    /// machine's grant tables gave it. Recorded as (owner, frame): RAM by
+    /// gfn, grant frame `n` as `GRANT_FRAME_TAG | n`.
+    fn map_foreign(
+        &mut self,
+        owner: DomId,
+        frame: crate::platform::ForeignFrame,
+        gfn: Gfn,
+    ) -> Result<(), Errno> {
+        use crate::platform::ForeignFrame;
+        let (_, env) = self
             .peer
             .as_deref()
             .filter(|(d, _)| d.id == owner && !d.destroy_requested)
             .ok_or(errno::ESRCH)?;
-        if !env.populated.contains(&owner_gfn.0) {
-            return Err(errno::EINVAL);
+        let recorded = match frame {
+            ForeignFrame::Ram(owner_gfn) => {
+                env.populated.contains(&owner_gfn.0).then_some(owner_gfn.0)
+            }
+            ForeignFrame::GrantTable(n) => self
+                .grants
+                .as_ref()
+                .and_then(|g| g.frames.get(&owner))
+                .is_some_and(|frames| (n as usize) < frames.len())
+                .then_some(GRANT_FRAME_TAG | u64::from(n)),
         }
-        let _ = d;
+        .ok_or(errno::EINVAL)?;
         if self.foreign.contains_key(&gfn.0) {
             return Err(errno::EBUSY);
         }
-        self.foreign.insert(gfn.0, (owner, owner_gfn.0));
+        self.foreign.insert(gfn.0, (owner, recorded));
         Ok(())
     }
     /// Domain 0 (the caller in the control tests) and the peer exist; a

@@ -337,6 +337,38 @@ fn dom0_controls_a_domu_with_domctl_and_sysctl() {
         .assert_normal_stop();
 }
 
+/// Issue 13, a domain built by dom0 as Xen's toolstack builds it: created, its RAM
+/// populated in 2 MiB extents, mapped into dom0 by frame number and loaded with a
+/// test guest's ELF image and `hvm_start_info`, unmapped, its vCPU set with
+/// `sethvmcontext`, unpaused. It runs and powers off; it stays, shut down, until dom0
+/// destroys it, and every frame comes back. A second one is destroyed while dom0
+/// still maps 1024 of its pages: rxen removes those mappings before freeing the
+/// frames, and when dom0 ends nothing of the machine is missing.
+#[test]
+fn dom0_builds_and_starts_a_domain() {
+    let out = machine("domains-dombuild", 2, "dom0_mem=32M")
+        .module(guest("dombuild"), "")
+        .module(guest("xen_version"), "")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_count("created by d0: paused, no memory, 1 vCPU(s) to come", 2)
+        .assert_in_order(&[
+            "(d0) dombuild: d1 built (4096 pages); unpausing it",
+            "(d1) Test result: SUCCESS",
+            "d1: shut down (poweroff); kept for its toolstack to destroy",
+            "(d0) dombuild: d1 shut down (poweroff); destroying it",
+            "d1: destroyed by the control domain; ",
+            "d2: 1024 foreign mappings of its memory removed",
+            "d2: destroyed by the control domain; ",
+            "(d0) dombuild: d2 destroyed while dom0 mapped 1024 of its pages",
+            "(d0) dombuild: done",
+            "(d0) Test result: SUCCESS",
+        ])
+        .assert_count("frames not returned", 3)
+        .assert_count(" 0 frames not returned", 3)
+        .assert_normal_stop();
+}
+
 /// Issue 14, bounded work per exit: a hostile domU (a 1 GiB console write and a
 /// multicall of 2^32 - 1 entries, both running off the end of its RAM; a 2^64 ns
 /// periodic timer; a 1 ns local-APIC period; a port 0xE9 flood) beside a domU that

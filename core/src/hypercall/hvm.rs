@@ -243,9 +243,9 @@ mod tests {
         let nr = xen::HYPERVISOR_HVM_OP;
         let (mut d, mut env) = two_domains();
         let op = |d: &mut crate::domain::Domain,
-                      env: &mut FakeEnv,
-                      cmd: u32,
-                      param: hvm::XenHvmParam| {
+                  env: &mut FakeEnv,
+                  cmd: u32,
+                  param: hvm::XenHvmParam| {
             env.put(0x100, &param);
             let rc = call(d, env, nr, [cmd as u64, 0x100, 0, 0, 0]).ret;
             (rc, env.get::<hvm::XenHvmParam>(0x100).value)

@@ -16,7 +16,7 @@ use super::{from_result, own_domain, write_shared_info_time, Ctx, GuestEnv, Outc
 use crate::domain::{DomId, GuestMemRegion};
 use crate::guest_handle::GuestHandle;
 use crate::mm::Gfn;
-use crate::platform::lend_domain;
+use crate::platform::{lend_domain, ForeignFrame};
 
 /// `MEMOP_CMD_MASK`: the low bits of a memory_op command.
 const MEMOP_CMD_MASK: u64 = 0x3F;
@@ -46,6 +46,20 @@ pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     match (cmd & MEMOP_CMD_MASK) as u32 {
         memory::XENMEM_POPULATE_PHYSMAP => populate_physmap(ctx, cmd, arg),
         memory::XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(ctx, cmd, arg),
+        memory::XENMEM_ACQUIRE_RESOURCE => match acquire_resource(ctx, cmd, arg) {
+            Ok(None) => Outcome::value(0),
+            Ok(Some(next)) => Outcome::continuation(
+                rxen_abi::xen::HYPERVISOR_MEMORY_OP,
+                [
+                    (cmd & MEMOP_CMD_MASK) | (next << MEMOP_EXTENT_SHIFT),
+                    arg,
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+            Err(e) => Outcome::error(e),
+        },
         // The others take no continuation: extent bits are -EINVAL (Xen).
         _ if cmd >> MEMOP_EXTENT_SHIFT != 0 => Outcome::error(errno::EINVAL),
         _ => from_result(memory_op(ctx, cmd, arg)),
@@ -213,6 +227,99 @@ fn physmap_batch(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<Option<u64>, E
     Ok(None)
 }
 
+/// Frames one `acquire_resource` call maps before it continues (Xen's
+/// stride).
+const ACQUIRE_BATCH: u64 = 32;
+
+/// `XENMEM_acquire_resource` (privcmd's `MMAP_RESOURCE`): the control
+/// domain maps frames of another domain's resource at its own frames
+/// (`frame_list`); with a null list it learns the resource's size in
+/// `nr_frames`. rxen serves Xen's grant-table resource, shared frames (id
+/// 0), which the toolstack seeds a new domain's table through, growing
+/// the table as needed. As Xen: `-EINVAL` for a nonzero pad, a range past
+/// 32 bits, another type or id (status frames need grant table v2), a size
+/// query with frames, frames past the table's maximum; `-EPERM` for the
+/// caller's own domain or a domU; `-ESRCH` for no domain; `-EIO` when a
+/// later frame of a round fails. Continued every [`ACQUIRE_BATCH`] frames.
+fn acquire_resource(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<Option<u64>, Errno> {
+    let start = cmd >> MEMOP_EXTENT_SHIFT;
+    let handle = GuestHandle::<memory::XenMemAcquireResource>::new(arg);
+    let mut r = handle.read(ctx.env)?;
+    if r.pad != 0 {
+        return Err(errno::EINVAL);
+    }
+    let end = r
+        .frame
+        .checked_add(u64::from(r.nr_frames))
+        .ok_or(errno::EINVAL)?;
+    if r.frame >> 32 != 0 || end >> 32 != 0 {
+        return Err(errno::EINVAL);
+    }
+    let owner = r.domid;
+    if owner == ctx.domain.id {
+        return Err(errno::EPERM);
+    }
+    if !ctx.env.other_domains().contains(&owner) {
+        return Err(errno::ESRCH);
+    }
+    if !ctx.domain.privileged {
+        return Err(errno::EPERM);
+    }
+    let mut max_frames = 0;
+    if r.type_ == memory::XENMEM_RESOURCE_GRANT_TABLE
+        && r.id == memory::XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED
+    {
+        let caller = ctx.domain.id;
+        ctx.env.with_grants(caller, &mut |tables, _| {
+            max_frames = tables.table(owner).map_or(0, |t| t.max_frames());
+        });
+    }
+    if max_frames == 0 {
+        return Err(errno::EINVAL);
+    }
+    if r.frame_list == 0 {
+        if r.nr_frames != 0 || start != 0 {
+            return Err(errno::EINVAL);
+        }
+        r.nr_frames = max_frames;
+        handle.write(ctx.env, &r)?;
+        return Ok(None);
+    }
+    let nr = u64::from(r.nr_frames);
+    if start >= nr || nr > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT) {
+        return Err(errno::EINVAL);
+    }
+    let todo = nr.saturating_sub(start).min(ACQUIRE_BATCH);
+    let first = r.frame.saturating_add(start);
+    // Both below 2^32 (checked above).
+    let (first, last) = (first as u32, first.saturating_add(todo) as u32);
+    let caller = ctx.domain.id;
+    let mut grown = Err(errno::EINVAL);
+    ctx.env.with_grants(caller, &mut |tables, platform| {
+        grown = match tables.table(owner) {
+            Some(table) => table.ensure_frames(platform, last),
+            None => Err(errno::EINVAL),
+        };
+    });
+    grown?;
+    let list = GuestHandle::<u64>::new(r.frame_list);
+    for (i, index) in (first..last).enumerate() {
+        let at = start.saturating_add(i as u64);
+        let mapped = list
+            .offset(at)
+            .and_then(|h| h.read(ctx.env))
+            .and_then(|gfn| {
+                ctx.env
+                    .map_foreign(owner, ForeignFrame::GrantTable(index), Gfn(gfn))
+            });
+        if let Err(e) = mapped {
+            return Err(if i == 0 { e } else { errno::EIO });
+        }
+    }
+    let next = start.saturating_add(todo);
+    Ok((next < nr).then_some(next))
+}
+
 /// One `XENMAPSPACE_gmfn_foreign` entry (Xen's `p2m_add_foreign`): the
 /// owner is another domain (`-EPERM` for the caller itself, `-ESRCH` for
 /// none), the caller is the control domain (`-EPERM`), and `idx` is the
@@ -228,7 +335,8 @@ fn map_foreign_one(ctx: &mut Ctx<'_>, owner: DomId, idx: u64, gpfn: u64) -> Resu
             errno::ESRCH
         });
     }
-    ctx.env.map_foreign_gmfn(owner, Gfn(idx), Gfn(gpfn))
+    ctx.env
+        .map_foreign(owner, ForeignFrame::Ram(Gfn(idx)), Gfn(gpfn))
 }
 
 fn memory_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
@@ -1103,5 +1211,130 @@ mod tests {
             ret(errno::EFAULT)
         );
         assert_eq!(peer(&mut env).0.memory_map.len(), 2);
+    }
+
+    fn acquire(d: &mut Domain, env: &mut FakeEnv, r: memory::XenMemAcquireResource) -> (i64, u32) {
+        env.put(0x100, &r);
+        let (out, _) = call_to_end(
+            d,
+            env,
+            xen::HYPERVISOR_MEMORY_OP,
+            [memory::XENMEM_ACQUIRE_RESOURCE as u64, 0x100, 0, 0, 0],
+        );
+        (
+            out.ret,
+            env.get::<memory::XenMemAcquireResource>(0x100).nr_frames,
+        )
+    }
+
+    #[test]
+    fn the_control_domain_maps_another_domains_grant_frames() {
+        use crate::test_support::{FakeGrants, GRANT_FRAME_TAG};
+        let (mut d, mut env) = two_domains();
+        d.privileged = true;
+        env.grants = Some(FakeGrants::new(&[1, 2], 40));
+        let grant = |nr_frames, frame, frame_list| memory::XenMemAcquireResource {
+            domid: 2,
+            type_: memory::XENMEM_RESOURCE_GRANT_TABLE,
+            id: memory::XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+            nr_frames,
+            pad: 0,
+            frame,
+            frame_list,
+        };
+        // The size query: the table's maximum.
+        assert_eq!(acquire(&mut d, &mut env, grant(0, 0, 0)), (0, 40));
+        assert_eq!(
+            acquire(&mut d, &mut env, grant(1, 0, 0)).0,
+            ret(errno::EINVAL)
+        );
+        // Frames 0..40 at gfns 0x9000.. in two rounds; the table grows.
+        let gfns: [u64; 40] = core::array::from_fn(|i| 0x9000 + i as u64);
+        env.put(0x3000, &gfns);
+        assert_eq!(acquire(&mut d, &mut env, grant(40, 0, 0x3000)).0, 0);
+        assert_eq!(env.foreign.get(&0x9000), Some(&(2, GRANT_FRAME_TAG)));
+        assert_eq!(env.foreign.get(&0x9027), Some(&(2, GRANT_FRAME_TAG | 39)));
+        let table = |env: &mut FakeEnv| {
+            env.grants
+                .as_mut()
+                .unwrap()
+                .tables
+                .get(&2)
+                .unwrap()
+                .nr_frames()
+        };
+        assert_eq!(table(&mut env), 40);
+        // Past the maximum, an offset past 32 bits, a nonzero pad: -EINVAL.
+        assert_eq!(
+            acquire(&mut d, &mut env, grant(1, 40, 0x3000)).0,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            acquire(&mut d, &mut env, grant(1, 1 << 32, 0x3000)).0,
+            ret(errno::EINVAL)
+        );
+        assert_eq!(
+            acquire(
+                &mut d,
+                &mut env,
+                memory::XenMemAcquireResource {
+                    pad: 1,
+                    ..grant(1, 0, 0x3000)
+                }
+            )
+            .0,
+            ret(errno::EINVAL)
+        );
+        // Status frames (v1 table), another type: -EINVAL.
+        let status = memory::XenMemAcquireResource {
+            id: memory::XENMEM_RESOURCE_GRANT_TABLE_ID_STATUS,
+            ..grant(0, 0, 0)
+        };
+        assert_eq!(acquire(&mut d, &mut env, status).0, ret(errno::EINVAL));
+        let ioreq = memory::XenMemAcquireResource {
+            type_: memory::XENMEM_RESOURCE_IOREQ_SERVER,
+            ..grant(0, 0, 0)
+        };
+        assert_eq!(acquire(&mut d, &mut env, ioreq).0, ret(errno::EINVAL));
+        // Over pages already mapped: the first frame's error; a later one's is -EIO.
+        assert_eq!(
+            acquire(&mut d, &mut env, grant(1, 0, 0x3000)).0,
+            ret(errno::EBUSY)
+        );
+        env.put(0x3000, &[0xa000u64, 0x9000]);
+        assert_eq!(
+            acquire(&mut d, &mut env, grant(2, 0, 0x3000)).0,
+            ret(errno::EIO)
+        );
+        // Its own domain, an unknown one; a domU.
+        assert_eq!(
+            acquire(
+                &mut d,
+                &mut env,
+                memory::XenMemAcquireResource {
+                    domid: 1,
+                    ..grant(0, 0, 0)
+                }
+            )
+            .0,
+            ret(errno::EPERM)
+        );
+        assert_eq!(
+            acquire(
+                &mut d,
+                &mut env,
+                memory::XenMemAcquireResource {
+                    domid: 9,
+                    ..grant(0, 0, 0)
+                }
+            )
+            .0,
+            ret(errno::ESRCH)
+        );
+        d.privileged = false;
+        assert_eq!(
+            acquire(&mut d, &mut env, grant(0, 0, 0)).0,
+            ret(errno::EPERM)
+        );
     }
 }

@@ -8,9 +8,10 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::abi::domctl::*;
 use crate::abi::memory::{
-    E820Entry, XenAddToPhysmapBatch, XenForeignMemoryMap, XenMemoryMap, XenMemoryReservation,
-    XenRemoveFromPhysmap, XENMAPSPACE_GMFN_FOREIGN, XENMEM_ADD_TO_PHYSMAP_BATCH,
-    XENMEM_CURRENT_RESERVATION, XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP,
+    E820Entry, XenAddToPhysmapBatch, XenForeignMemoryMap, XenMemAcquireResource, XenMemoryMap,
+    XenMemoryReservation, XenRemoveFromPhysmap, XENMAPSPACE_GMFN_FOREIGN, XENMEM_ACQUIRE_RESOURCE,
+    XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION, XENMEM_POPULATE_PHYSMAP,
+    XENMEM_REMOVE_FROM_PHYSMAP, XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
     XENMEM_SET_MEMORY_MAP,
 };
 use crate::abi::xen::{DomId, HYPERVISOR_DOMCTL, HYPERVISOR_MEMORY_OP};
@@ -164,4 +165,28 @@ pub fn set_memory_map(domain: DomId, entries: &[E820Entry]) -> i64 {
     };
     // SAFETY: a live map whose buffer holds `nr_entries` entries.
     unsafe { memory_op(XENMEM_SET_MEMORY_MAP, ptr(&map)) }
+}
+
+/// `XENMEM_acquire_resource` of `domain`'s shared grant-table frames from `frame`,
+/// mapped at the caller's `gfns` (libxc's grant-table seeding); with no `gfns`, the
+/// size query: `Ok(frames)` the table may have.
+pub fn acquire_grant_frames(domain: DomId, frame: u64, gfns: &[u64]) -> Result<u32, i64> {
+    let mut r = XenMemAcquireResource {
+        domid: domain,
+        type_: XENMEM_RESOURCE_GRANT_TABLE,
+        id: XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+        nr_frames: gfns.len() as u32,
+        pad: 0,
+        frame,
+        frame_list: if gfns.is_empty() {
+            0
+        } else {
+            gfns.as_ptr() as u64
+        },
+    };
+    // SAFETY: a live request whose list holds `nr_frames` frames.
+    match unsafe { memory_op(XENMEM_ACQUIRE_RESOURCE, mut_ptr(&mut r)) } {
+        0 => Ok(r.nr_frames),
+        e => Err(e),
+    }
 }

@@ -10,8 +10,8 @@ use rxen_core::domain::{DomId, GuestMemRegion};
 use rxen_core::grant_table::{GrantPlatform, GrantTables};
 use rxen_core::mm::{Gfn, Gpa};
 use rxen_core::platform::{
-    Clock, Console, Domains, GuestAccess, GuestCopy, GuestEnv, HostInfo, HostPci, PhysicalCpu,
-    Physmap,
+    Clock, Console, Domains, ForeignFrame, GuestAccess, GuestCopy, GuestEnv, HostInfo, HostPci,
+    PhysicalCpu, Physmap,
 };
 use rxen_core::shared_page::SharedPage;
 use rxen_core::time::TimeScale;
@@ -321,16 +321,20 @@ impl Domains for Env<'_> {
         true
     }
 
-    fn map_foreign_gmfn(&mut self, owner: DomId, owner_gfn: Gfn, gfn: Gfn) -> Result<(), Errno> {
+    fn map_foreign(&mut self, owner: DomId, frame: ForeignFrame, gfn: Gfn) -> Result<(), Errno> {
         let world = self.others.as_mut().ok_or(errno::ESRCH)?;
         let domain = world
             .domains
             .get(&owner)
             .filter(|d| d.dying.is_none() && !d.core.destroy_requested)
             .ok_or(errno::ESRCH)?;
-        // The owner's RAM stays allocated until the owner is torn down,
-        // which revokes this mapping first (`schedule`).
-        let hpa = domain.memory.ram_frame(owner_gfn).ok_or(errno::EINVAL)?;
+        // The owner's RAM and grant frames stay allocated until the owner
+        // is torn down, which revokes this mapping first (`schedule`).
+        let hpa = match frame {
+            ForeignFrame::Ram(owner_gfn) => domain.memory.ram_frame(owner_gfn),
+            ForeignFrame::GrantTable(index) => domain.memory.grant_frame_address(index),
+        }
+        .ok_or(errno::EINVAL)?;
         self.memory.map_foreign_gmfn(gfn, hpa)?;
         self.npt_changed = true;
         Ok(())

@@ -438,17 +438,19 @@ impl GuestMemory {
         self.restore(gfn)
     }
 
-    /// The host runs of the domain's RAM (host address, bytes), sorted by
-    /// host address, to find whether a host frame is the domain's.
+    /// The host runs (host address, bytes) of the domain's frames another
+    /// domain may map by number (its RAM and grant-table frames), sorted
+    /// by host address, to find whether a host frame is the domain's.
     pub fn host_runs(&self) -> Result<Vec<(u64, u64)>, Errno> {
         let mut runs = Vec::new();
-        runs.try_reserve(self.backing.len())
+        runs.try_reserve(self.backing.len() + self.grant_frames.len())
             .map_err(|_| errno::ENOMEM)?;
         runs.extend(
             self.backing
                 .iter()
                 .map(|&(_, hpa, count)| (hpa, count as u64 * 4096)),
         );
+        runs.extend(self.grant_frames.iter().map(|&hpa| (hpa, PAGE_SIZE as u64)));
         runs.sort_unstable();
         Ok(runs)
     }
@@ -679,6 +681,11 @@ impl GuestMemory {
             .atomic_page()
             .ok()
             .map(SharedPage::new)
+    }
+
+    /// The host address of grant-table frame `index`, if the table has it.
+    pub fn grant_frame_address(&self, index: u32) -> Option<Hpa> {
+        self.grant_frames.get(index as usize).map(|&hpa| Hpa(hpa))
     }
 
     /// Maps grant-table frame `index` at guest frame `gfn`, moving it from
