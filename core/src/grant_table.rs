@@ -494,6 +494,18 @@ impl GrantTable {
         }
     }
 
+    /// Adds to `out` the host address of every frame this table's grants
+    /// pin now (mapped or being copied by another domain): frames the
+    /// granter cannot give back (`XENMEM_decrease_reservation`). `Err` if
+    /// `out` cannot grow.
+    pub fn pinned_frames(&self, out: &mut Vec<u64>) -> Result<(), Errno> {
+        for act in self.active.iter().filter(|a| a.pinned()) {
+            out.try_reserve(1).map_err(|_| errno::ENOMEM)?;
+            out.push(act.mfn.0.saturating_mul(crate::mm::PAGE_SIZE));
+        }
+        Ok(())
+    }
+
     /// Makes sure the table has frames `0..nr`, growing it as Xen's
     /// `gnttab_get_shared_frame_mfn` does for `XENMEM_acquire_resource`:
     /// beyond `max_frames` is `-EINVAL`, no memory `-ENOMEM`.

@@ -180,6 +180,15 @@ pub trait Domains {
     ) -> bool;
     /// The ids of the machine's other domains (never the caller's).
     fn other_domains(&self) -> Vec<DomId>;
+    /// Takes RAM back from domain `target`, the caller or another
+    /// (`XENMEM_decrease_reservation`, checked by the core): the 2^`order`
+    /// pages from each frame of `gfns` are unmapped and freed, stopping at
+    /// the first page that is not the domain's own RAM, that another
+    /// domain reaches (a pinned grant, a foreign map) or that cannot be
+    /// removed. Returns the extents done and the pages freed (a partly done
+    /// extent counts its pages, not itself, as Xen). Frames are freed only
+    /// once no vCPU of the target can reach them through its TLB.
+    fn decrease_reservation(&mut self, target: DomId, gfns: &[u64], order: u32) -> (u64, u64);
     /// Maps `frame` of domain `owner` (another domain, not being
     /// destroyed: `-ESRCH`) writable at the caller's `gfn`
     /// (`XENMAPSPACE_gmfn_foreign` and `XENMEM_acquire_resource`, checked

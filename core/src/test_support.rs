@@ -68,6 +68,8 @@ pub(crate) struct FakeEnv {
     pub(crate) populate_left: u64,
     /// Foreign pages mapped by gmfn: gfn -> (owner, owner's gfn).
     pub(crate) foreign: BTreeMap<u64, (DomId, u64)>,
+    /// Frames another domain maps (decrease_reservation stops there).
+    pub(crate) busy: alloc::collections::BTreeSet<u64>,
 }
 
 /// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
@@ -187,6 +189,7 @@ impl FakeEnv {
             populated: Default::default(),
             populate_left: u64::MAX,
             foreign: BTreeMap::new(),
+            busy: Default::default(),
             pci: PciRegistry::new(&[McfgRegion {
                 address: 0xB000_0000,
                 segment: 0,
@@ -416,6 +419,27 @@ impl Domains for FakeEnv {
     }
     fn other_domains(&self) -> Vec<DomId> {
         self.peer.iter().map(|p| p.0.id).collect()
+    }
+    /// The fake's RAM is its populated frames; those in `busy` are mapped
+    /// by another domain.
+    fn decrease_reservation(&mut self, target: DomId, gfns: &[u64], order: u32) -> (u64, u64) {
+        let busy = self.busy.clone();
+        let populated = if self.peer.as_ref().is_some_and(|p| p.0.id == target) {
+            &mut self.peer.as_deref_mut().unwrap().1.populated
+        } else {
+            &mut self.populated
+        };
+        let (mut done, mut freed) = (0, 0);
+        for &gfn in gfns {
+            for page in gfn..gfn + (1 << order) {
+                if busy.contains(&page) || !populated.remove(&page) {
+                    return (done, freed);
+                }
+                freed += 1;
+            }
+            done += 1;
+        }
+        (done, freed)
     }
     /// The peer's RAM is its populated frames; its grant frames those the
     /// machine's grant tables gave it. Recorded as (owner, frame): RAM by

@@ -44,7 +44,9 @@ const E820_MAX: u32 = 128;
 pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     let (cmd, arg) = (args[0], args[1]);
     match (cmd & MEMOP_CMD_MASK) as u32 {
-        memory::XENMEM_POPULATE_PHYSMAP => populate_physmap(ctx, cmd, arg),
+        memory::XENMEM_POPULATE_PHYSMAP | memory::XENMEM_DECREASE_RESERVATION => {
+            reservation_op(ctx, cmd, arg)
+        }
         memory::XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(ctx, cmd, arg),
         memory::XENMEM_ACQUIRE_RESOURCE => match acquire_resource(ctx, cmd, arg) {
             Ok(None) => Outcome::value(0),
@@ -66,15 +68,19 @@ pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     }
 }
 
-/// `XENMEM_populate_physmap`: gives the domain (the caller's own, or any
-/// for the control domain) zeroed RAM at the guest frames listed, one
-/// extent of 2^`extent_order` pages each, within its `max_pages`. Returns
-/// the number of extents done, as Xen: a bad argument, an unknown or
-/// forbidden domain, an order above Xen's limit, populate-on-demand, an
-/// extent already (partly) mapped, or no memory, all stop the walk there.
-/// Continued after [`POPULATE_BATCH_PAGES`] pages, the next extent in the
-/// command's upper bits as Xen's `MEMOP_EXTENT_SHIFT`.
-fn populate_physmap(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
+/// `XENMEM_populate_physmap` and `XENMEM_decrease_reservation` (Linux's
+/// balloon driver): the domain (the caller's own, or any for the control
+/// domain) gets zeroed RAM at the guest frames listed, one extent of
+/// 2^`extent_order` pages each, within its `max_pages`; or gives back the
+/// RAM at those frames (not a page another domain maps: that stops the
+/// walk, where Xen would free it when the last mapping goes). Returns the
+/// number of extents done, as Xen: a bad argument, an unknown or forbidden
+/// domain, an order above Xen's limit, populate-on-demand, an extent
+/// already (partly) mapped or not RAM, or no memory, all stop the walk
+/// there. Continued after [`POPULATE_BATCH_PAGES`] pages, the next extent
+/// in the command's upper bits as Xen's `MEMOP_EXTENT_SHIFT`.
+fn reservation_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
+    let decrease = (cmd & MEMOP_CMD_MASK) as u32 == memory::XENMEM_DECREASE_RESERVATION;
     let start = cmd >> MEMOP_EXTENT_SHIFT;
     let done = |n: u64| Outcome::value(i64::try_from(n).unwrap_or(i64::MAX));
     let Ok(r) = GuestHandle::<memory::XenMemoryReservation>::new(arg).read(ctx.env) else {
@@ -121,22 +127,30 @@ fn populate_physmap(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
         }
     }
     let mut next = start;
-    let _ = lend_domain(ctx.domain, ctx.env, target, |d, env| {
-        if d.destroy_requested {
-            return;
-        }
-        for &gfn in &gfns {
-            // Xen's assign_pages: never past max_pages.
-            let Some(total) = d.tot_pages.checked_add(pages) else {
-                return;
-            };
-            if total > d.max_pages || env.populate(Gfn(gfn), pages).is_err() {
+    if decrease {
+        let (extents, freed) = ctx.env.decrease_reservation(target, &gfns, r.extent_order);
+        let _ = lend_domain(ctx.domain, ctx.env, target, |d, _| {
+            d.tot_pages = d.tot_pages.saturating_sub(freed);
+        });
+        next = next.saturating_add(extents);
+    } else {
+        let _ = lend_domain(ctx.domain, ctx.env, target, |d, env| {
+            if d.destroy_requested {
                 return;
             }
-            d.tot_pages = total;
-            next = next.saturating_add(1);
-        }
-    });
+            for &gfn in &gfns {
+                // Xen's assign_pages: never past max_pages.
+                let Some(total) = d.tot_pages.checked_add(pages) else {
+                    return;
+                };
+                if total > d.max_pages || env.populate(Gfn(gfn), pages).is_err() {
+                    return;
+                }
+                d.tot_pages = total;
+                next = next.saturating_add(1);
+            }
+        });
+    }
     if next == end && end < r.nr_extents {
         let op = cmd & MEMOP_CMD_MASK;
         Outcome::continuation(
@@ -1336,5 +1350,73 @@ mod tests {
             acquire(&mut d, &mut env, grant(0, 0, 0)).0,
             ret(errno::EPERM)
         );
+    }
+
+    /// decrease_reservation of `gfns` (extents of `order`) for `domid`.
+    fn decrease(d: &mut Domain, env: &mut FakeEnv, domid: u16, gfns: &[u64], order: u32) -> i64 {
+        for (i, gfn) in gfns.iter().enumerate() {
+            env.put(0x1000 + 8 * i as u64, gfn);
+        }
+        env.put(
+            0x100,
+            &memory::XenMemoryReservation {
+                extent_start: 0x1000,
+                nr_extents: gfns.len() as u64,
+                extent_order: order,
+                mem_flags: 0,
+                domid,
+                _pad0: [0; 6],
+            },
+        );
+        let (out, _) = call_to_end(
+            d,
+            env,
+            xen::HYPERVISOR_MEMORY_OP,
+            [memory::XENMEM_DECREASE_RESERVATION as u64, 0x100, 0, 0, 0],
+        );
+        out.ret
+    }
+
+    #[test]
+    fn decrease_reservation_gives_back_ram_nobody_else_maps() {
+        let (mut d, mut env) = two_domains();
+        d.tot_pages = 0;
+        d.max_pages = 2048;
+        assert_eq!(
+            populate(&mut d, &mut env, DOMID_SELF, &[0, 0x200], 9),
+            (2, 0)
+        );
+        // A 2 MiB extent back, then single pages; a page another domain
+        // maps stops the walk there (its extent not done, pages before it
+        // freed, as Xen counts).
+        assert_eq!(decrease(&mut d, &mut env, DOMID_SELF, &[0x200], 9), 1);
+        assert_eq!(d.tot_pages, 512);
+        env.busy.insert(0x12);
+        assert_eq!(
+            decrease(&mut d, &mut env, DOMID_SELF, &[0x4, 0x8, 0x10], 2),
+            2
+        );
+        assert_eq!(d.tot_pages, 512 - 8 - 2);
+        // Not its RAM (already given back, never populated): stops.
+        assert_eq!(decrease(&mut d, &mut env, DOMID_SELF, &[0x5, 0x20], 0), 0);
+        // Given back, it can be populated again.
+        assert_eq!(populate(&mut d, &mut env, DOMID_SELF, &[0x5], 0), (1, 0));
+        assert_eq!(d.tot_pages, 503);
+        // A domU cannot shrink another domain; order above its limit.
+        peer(&mut env).1.populated.extend(0..4);
+        assert_eq!(decrease(&mut d, &mut env, 2, &[0], 0), 0);
+        assert_eq!(decrease(&mut d, &mut env, DOMID_SELF, &[0x400], 10), 0);
+        // The control domain can.
+        d.privileged = true;
+        peer(&mut env).0.tot_pages = 4;
+        assert_eq!(decrease(&mut d, &mut env, 2, &[0, 1], 0), 2);
+        assert_eq!(peer(&mut env).0.tot_pages, 2);
+        assert_eq!(peer(&mut env).1.populated.len(), 2);
+        // Rounds of 1024 pages: 2000 single pages in two.
+        d.max_pages = 4096;
+        let gfns: Vec<u64> = (0x1000..0x1000 + 2000).collect();
+        assert_eq!(populate(&mut d, &mut env, DOMID_SELF, &gfns, 0).0, 2000);
+        assert_eq!(decrease(&mut d, &mut env, DOMID_SELF, &gfns, 0), 2000);
+        assert_eq!(d.tot_pages, 503);
     }
 }

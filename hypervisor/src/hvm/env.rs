@@ -138,8 +138,11 @@ impl Physmap for Env<'_> {
     }
 
     fn populate(&mut self, gfn: Gfn, pages: u64) -> Result<(), Errno> {
-        // Only empty pages are filled: no TLB holds a translation to flush.
-        self.memory.populate(gfn, pages)
+        // Only empty pages are filled: no TLB holds a translation to flush,
+        // unless a failure took back pages this call had mapped.
+        let result = self.memory.populate(gfn, pages);
+        self.npt_changed |= result.is_err();
+        result
     }
 
     fn remove_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno> {
@@ -233,8 +236,8 @@ impl Domains for Env<'_> {
             others: None,
         };
         f(core, &mut env);
-        if env.npt_changed {
-            vcpus.iter_mut().for_each(|v| v.flush_tlb = true);
+        if env.npt_changed && super::tlb::flush_domain(domid, vcpus, running_on) {
+            env.memory.free_released();
         }
         // XEN_DOMCTL_destroydomain and max_vcpus: the next scheduling pass
         // ends the domain, or hands the scheduler the new vCPUs.
@@ -338,6 +341,78 @@ impl Domains for Env<'_> {
         self.memory.map_foreign_gmfn(gfn, hpa)?;
         self.npt_changed = true;
         Ok(())
+    }
+
+    fn decrease_reservation(&mut self, target: DomId, gfns: &[u64], order: u32) -> (u64, u64) {
+        let caller = self.domid;
+        let Some(world) = self.others.as_mut() else {
+            return (0, 0);
+        };
+        // The frames other domains reach: the target's pinned grants and
+        // every page mapped by number (foreign) anywhere.
+        let mut busy: Vec<u64> = Vec::new();
+        if let Some(table) = world.grants.get(&target) {
+            if table.pinned_frames(&mut busy).is_err() {
+                return (0, 0);
+            }
+        }
+        let mut complete = true;
+        let mut collect = |memory: &GuestMemory| {
+            memory.npt.for_each_foreign_gmfn(&mut |_, hpa| {
+                if busy.try_reserve(1).is_ok() {
+                    busy.push(hpa.0);
+                } else {
+                    complete = false;
+                }
+            });
+        };
+        for (&id, domain) in world.domains.iter() {
+            if id != target {
+                collect(&domain.memory);
+            }
+        }
+        if target != caller {
+            collect(self.memory);
+        }
+        if !complete {
+            return (0, 0);
+        }
+        busy.sort_unstable();
+        let memory = if target == caller {
+            &mut *self.memory
+        } else {
+            match world.domains.get_mut(&target) {
+                Some(d) if d.dying.is_none() && !d.core.destroy_requested => &mut d.memory,
+                _ => return (0, 0),
+            }
+        };
+        let (mut done, mut freed) = (0, 0);
+        'extents: for &gfn in gfns {
+            for page in 0..1u64 << order {
+                let Some(gfn) = gfn.checked_add(page).map(Gfn) else {
+                    break 'extents;
+                };
+                let Some(hpa) = memory.ram_frame(gfn) else {
+                    break 'extents;
+                };
+                if busy.binary_search(&hpa.0).is_ok() || memory.take_ram(gfn).is_err() {
+                    break 'extents;
+                }
+                freed += 1;
+            }
+            done += 1;
+        }
+        if freed > 0 {
+            if target == caller {
+                // Freed after this exit's flush (`exits::with_env`).
+                self.npt_changed = true;
+            } else if let Some(d) = world.domains.get_mut(&target) {
+                if super::tlb::flush_domain(target, &mut d.vcpus, &d.running_on) {
+                    d.memory.free_released();
+                }
+            }
+        }
+        (done, freed)
     }
 
     fn other_domains(&self) -> Vec<DomId> {

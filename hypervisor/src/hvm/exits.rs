@@ -53,8 +53,9 @@ fn with_env<R>(
         others,
     };
     let result = f(core, &mut env);
-    if env.npt_changed {
-        super::tlb::flush_domain(core.id, vcpus, running_on);
+    if env.npt_changed && super::tlb::flush_domain(core.id, vcpus, running_on) {
+        // No vCPU reaches the frames the domain gave back any more.
+        env.memory.free_released();
     }
     result
 }

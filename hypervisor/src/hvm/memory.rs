@@ -52,6 +52,8 @@ pub struct GuestMemory {
     grant_frames: Vec<u64>,
     /// Guest frame each grant-table frame is mapped at, if any.
     grant_frame_gfns: Vec<Option<Gfn>>,
+    /// RAM frames taken from the domain, freed after a TLB flush.
+    released: Vec<u64>,
     /// Host frame and guest frame of the PV console ring page, for a domU
     /// whose console the hypervisor serves.
     console: Option<(u64, Option<Gfn>)>,
@@ -133,6 +135,7 @@ impl GuestMemory {
             shared_info_gfn: None,
             grant_frames: Vec::new(),
             grant_frame_gfns: Vec::new(),
+            released: Vec::new(),
             console: None,
             direct: false,
         };
@@ -359,21 +362,28 @@ impl GuestMemory {
             at += 4096;
         };
         if result.is_err() {
-            // Take back what this call gave.
+            // Take back what this call gave (freed after the flush that
+            // follows a failed populate: a CPU may have walked the tables).
             let mut undo = start;
             while undo < at {
-                let _ = self.depopulate(Gpa(undo).gfn());
+                let _ = self.take_ram(Gpa(undo).gfn());
                 undo += 4096;
             }
         }
         result
     }
 
-    /// Takes RAM frame `gfn` back from the domain and frees it: unmapped,
-    /// out of the runs. Only for frames nothing else can reach: the caller
-    /// knows no other domain maps it (a frame populated by this very call).
-    fn depopulate(&mut self, gfn: Gfn) -> Result<(), Errno> {
+    /// Takes RAM frame `gfn` back from the domain: unmapped, out of the
+    /// runs, kept among the released frames until [`GuestMemory::free_released`]
+    /// (after the domain's TLBs are flushed). The caller knows no other
+    /// domain maps the frame (grants and foreign maps). `-ENOENT` if `gfn`
+    /// is not the domain's own RAM, `-ENOMEM`, `-EPERM` for a 1:1 dom0.
+    pub fn take_ram(&mut self, gfn: Gfn) -> Result<(), Errno> {
+        if self.direct {
+            return Err(errno::EPERM);
+        }
         let hpa = self.ram_frame(gfn).ok_or(errno::ENOENT)?.0;
+        self.released.try_reserve(1).map_err(|_| errno::ENOMEM)?;
         let gpa = gpa_of(gfn)?.0;
         let run = self
             .backing
@@ -401,8 +411,16 @@ impl GuestMemory {
                     .insert(run + 1, (gpa + 4096, hpa + 4096, after));
             }
         }
-        free_frames(hpa, 1);
+        self.released.push(hpa);
         Ok(())
+    }
+
+    /// Frees the frames [`GuestMemory::take_ram`] took, once no vCPU of
+    /// the domain can reach them through its TLB any more.
+    pub fn free_released(&mut self) {
+        for hpa in self.released.drain(..) {
+            free_frames(hpa, 1);
+        }
     }
 
     /// Maps another domain's RAM frame `hpa` at `gfn`, writable, for the
@@ -596,7 +614,7 @@ impl GuestMemory {
         } else {
             self.backing.iter().map(|&(_, _, n)| n).sum::<usize>()
         };
-        ram + self.overhead_frames()
+        ram + self.released.len() + self.overhead_frames()
     }
 
     /// Frames used for control structures (the paging pool, grant frames,
@@ -897,5 +915,6 @@ impl Drop for GuestMemory {
         for &frame in self.extra.iter().chain(&self.grant_frames) {
             free_frames(frame, 1);
         }
+        self.free_released();
     }
 }
