@@ -266,6 +266,22 @@ pub struct XenDomctlSchedulerOp {
     pub u: [u8; 16],
 }
 
+/// `struct xen_domctl_hvmcontext`, 16 bytes: the caller's buffer for the
+/// HVM context ([`crate::hvm_save`]) of `gethvmcontext` and `sethvmcontext`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlHvmcontext {
+    /// IN: the buffer's size (or the context's, to set); OUT (get): the
+    /// bytes written, or the size needed when `buffer` is null.
+    pub size: u32,
+    /// Padding to the handle.
+    pub pad: u32,
+    /// `XEN_GUEST_HANDLE_64(uint8)`: the buffer (0: only ask the size).
+    pub buffer: u64,
+}
+
 /// `struct xen_domctl_max_mem`, 8 bytes.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -298,6 +314,9 @@ mod tests {
         assert_eq!(offset_of!(XenDomctlCreatedomain, grant_opts), 44);
         assert_eq!(offset_of!(XenDomctlCreatedomain, cpupool_id), 52);
         assert_eq!(offset_of!(XenDomctlCreatedomain, arch), 56);
+        assert_eq!(size_of::<XenDomctlHvmcontext>(), 16);
+        assert_eq!(offset_of!(XenDomctlHvmcontext, size), 0);
+        assert_eq!(offset_of!(XenDomctlHvmcontext, buffer), 8);
         assert_eq!(size_of::<XenDomctlGetdomaininfo>(), 112);
         assert_eq!(offset_of!(XenDomctlGetdomaininfo, flags), 4);
         assert_eq!(offset_of!(XenDomctlGetdomaininfo, tot_pages), 8);

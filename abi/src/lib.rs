@@ -24,6 +24,7 @@ pub mod event_channel;
 pub mod features;
 pub mod grant_table;
 pub mod hvm;
+pub mod hvm_save;
 pub mod hvm_vcpu;
 pub mod memory;
 pub mod physdev;
