@@ -308,6 +308,9 @@ mod tests {
             msr_pat_cr: 0, msr_mtrr_var: 8, msr_mtrr_fixed: 136, msr_mtrr_cap: 224,
             msr_mtrr_def_type: 232,
         });
-        assert_eq!(HEADER_LENGTH as usize, core::mem::size_of::<HvmSaveHeader>());
+        assert_eq!(
+            HEADER_LENGTH as usize,
+            core::mem::size_of::<HvmSaveHeader>()
+        );
     }
 }
