@@ -134,6 +134,13 @@ const XSAVE_HEADER: usize = 512;
 const MXCSR: usize = 24;
 /// FCW after FNINIT / reset.
 const FCW_RESET: u16 = 0x37F;
+/// The end of the x87 state in an FXSAVE image (control words, ST0-ST7;
+/// MXCSR and its mask at 24-31 are SSE's).
+const X87_END: usize = 160;
+/// The XMM registers in an FXSAVE image.
+const XMM_START: usize = 160;
+const XMM_END: usize = 416;
+
 /// Bytes of an FXSAVE image (the legacy region of an XSAVE area).
 pub const FXSAVE_SIZE: usize = 512;
 
@@ -205,7 +212,21 @@ impl FpuState {
     pub fn fxsave_image(&self) -> [u8; FXSAVE_SIZE] {
         let mut image = [0u8; FXSAVE_SIZE];
         // The area is at least one frame.
-        image.copy_from_slice(&self.area.as_bytes()[..FXSAVE_SIZE]);
+        let bytes = self.area.as_bytes();
+        image.copy_from_slice(&bytes[..FXSAVE_SIZE]);
+        if xsave_enabled() {
+            // A component XSTATE_BV marks initial is, whatever the region
+            // still holds: x87 (FCW reset, the rest 0) and the XMM registers.
+            let bv = bytes[XSAVE_HEADER];
+            if bv & 1 == 0 {
+                image[..MXCSR].fill(0);
+                image[MXCSR + 8..X87_END].fill(0);
+                image[..2].copy_from_slice(&FCW_RESET.to_le_bytes());
+            }
+            if bv & 2 == 0 {
+                image[XMM_START..XMM_END].fill(0);
+            }
+        }
         image
     }
 
