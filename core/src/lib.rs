@@ -31,6 +31,7 @@ pub mod frame_alloc;
 mod fuzz_tests;
 pub mod grant_table;
 pub mod guest_handle;
+pub mod hvm_save;
 pub mod hypercall;
 pub mod ioport_policy;
 pub mod log;

@@ -19,6 +19,7 @@
 use alloc::vec::Vec;
 
 use rxen_abi::errno::Errno;
+use rxen_abi::hvm_save::{HvmHwCpu, HvmHwMtrr};
 
 use crate::domain::{DomId, Domain, GuestMemRegion};
 use crate::grant_table::{GrantPlatform, GrantTables};
@@ -117,6 +118,12 @@ pub struct MachineFacts {
     pub sched_id: u32,
     /// Guest-physical address bits of a domain.
     pub gpaddr_bits: u8,
+    /// The host's CPUID leaf 1 EAX (family, model, stepping).
+    pub cpuid_1_eax: u32,
+    /// CR4 bits a guest may set (its CPUID policy's).
+    pub guest_cr4_valid: u64,
+    /// EFER bits a guest may set (its CPUID policy's).
+    pub guest_efer_valid: u64,
 }
 
 /// A physical CPU, as `XENPF_get_cpuinfo` reports it.
@@ -200,6 +207,31 @@ pub trait Domains {
     /// core): id `requested`, or one from Xen's rover when 0
     /// ([`crate::domain::allocate_domid`]); born paused, no memory, no vCPU.
     fn create_domain(&mut self, requested: DomId, config: &DomainConfig) -> Result<DomId, Errno>;
+    /// Whether a vCPU of domain `domid` (never the caller) is on a CPU now
+    /// (false if there is no such domain).
+    fn domain_on_cpu(&self, domid: DomId) -> bool;
+    /// The registers of vCPU `vcpu` of domain `domid` (never the caller),
+    /// which is not on a CPU, as Xen's `hvm_save_cpu_ctxt` gives them;
+    /// `-ESRCH` if there is no such domain, `-ENOENT` no such vCPU,
+    /// `-EBUSY` while it is on a CPU.
+    fn save_hvm_cpu(&mut self, domid: DomId, vcpu: u32, cpu: &mut HvmHwCpu) -> Result<(), Errno>;
+    /// The PAT and MTRRs of that vCPU, as Xen's `hvm_save_mtrr_msr` gives
+    /// them (errnos as [`Domains::save_hvm_cpu`]).
+    fn save_hvm_mtrr(&mut self, domid: DomId, vcpu: u32, mtrr: &mut HvmHwMtrr)
+        -> Result<(), Errno>;
+    /// Loads a CPU record the core checked ([`crate::hvm_save::check_cpu`])
+    /// into vCPU `vcpu` of domain `domid` (never the caller), which is not on
+    /// a CPU (errnos as [`Domains::save_hvm_cpu`]). The core marks the vCPU
+    /// up.
+    fn load_hvm_cpu(&mut self, domid: DomId, vcpu: u32, cpu: &HvmHwCpu) -> Result<(), Errno>;
+    /// Loads what rxen keeps of an MTRR record into that vCPU (errnos as
+    /// [`Domains::save_hvm_cpu`]).
+    fn load_hvm_mtrr(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        mtrr: &crate::hvm_save::MtrrLoad,
+    ) -> Result<(), Errno>;
     /// Domain `domid`'s scheduling parameters, if the scheduler knows it.
     fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams>;
     /// Changes domain `domid`'s scheduling parameters (`-EINVAL` for values

@@ -70,6 +70,11 @@ pub(crate) struct FakeEnv {
     pub(crate) foreign: BTreeMap<u64, (DomId, u64)>,
     /// Frames another domain maps (decrease_reservation stops there).
     pub(crate) busy: alloc::collections::BTreeSet<u64>,
+    /// The "hardware" state of other domains' vCPUs (registers, PAT and
+    /// MTRR default type), by domain and vCPU; absent: all zero.
+    pub(crate) hvm: BTreeMap<(DomId, u32), (rxen_abi::hvm_save::HvmHwCpu, (u64, u64))>,
+    /// Whether a vCPU of the peer is on a CPU.
+    pub(crate) peer_on_cpu: bool,
 }
 
 /// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
@@ -190,6 +195,8 @@ impl FakeEnv {
             populate_left: u64::MAX,
             foreign: BTreeMap::new(),
             busy: Default::default(),
+            hvm: BTreeMap::new(),
+            peer_on_cpu: false,
             pci: PciRegistry::new(&[McfgRegion {
                 address: 0xB000_0000,
                 segment: 0,
@@ -197,6 +204,23 @@ impl FakeEnv {
                 end_bus: 255,
             }]),
         }
+    }
+
+    /// `-ESRCH` unless `domid` is the peer, `-ENOENT` unless it has vCPU
+    /// `vcpu`, `-EBUSY` while the peer is on a CPU.
+    fn fake_vcpu(&self, domid: DomId, vcpu: u32) -> Result<(), Errno> {
+        let (d, _) = self
+            .peer
+            .as_deref()
+            .filter(|p| p.0.id == domid)
+            .ok_or(errno::ESRCH)?;
+        if vcpu as usize >= d.vcpus.len() {
+            return Err(errno::ENOENT);
+        }
+        if self.peer_on_cpu {
+            return Err(errno::EBUSY);
+        }
+        Ok(())
     }
 
     fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
@@ -343,6 +367,11 @@ impl HostInfo for FakeEnv {
             hw_cap: [1, 2, 3, 4, 5, 6, 7, 8],
             sched_id: self.sched_id,
             gpaddr_bits: 48,
+            cpuid_1_eax: 0x00A0_0F11,
+            // VME..PCE, OSFXSR, OSXMMEXCPT, OSXSAVE.
+            guest_cr4_valid: 0x1FF | (3 << 9) | (1 << 18),
+            // SCE, LME, LMA, NXE.
+            guest_efer_valid: 1 | (1 << 8) | (1 << 10) | (1 << 11),
         }
     }
 }
@@ -494,6 +523,68 @@ impl Domains for FakeEnv {
     }
     fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams> {
         self.sched.get(&domid).copied()
+    }
+    fn domain_on_cpu(&self, domid: DomId) -> bool {
+        self.peer_on_cpu && self.peer.as_ref().is_some_and(|p| p.0.id == domid)
+    }
+    fn save_hvm_cpu(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        cpu: &mut rxen_abi::hvm_save::HvmHwCpu,
+    ) -> Result<(), Errno> {
+        self.fake_vcpu(domid, vcpu)?;
+        *cpu = self
+            .hvm
+            .get(&(domid, vcpu))
+            .map(|s| s.0)
+            .unwrap_or_default();
+        Ok(())
+    }
+    fn save_hvm_mtrr(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        mtrr: &mut rxen_abi::hvm_save::HvmHwMtrr,
+    ) -> Result<(), Errno> {
+        self.fake_vcpu(domid, vcpu)?;
+        let (pat, def_type) = self
+            .hvm
+            .get(&(domid, vcpu))
+            .map(|s| s.1)
+            .unwrap_or_default();
+        *mtrr = rxen_abi::hvm_save::HvmHwMtrr {
+            msr_pat_cr: pat,
+            msr_mtrr_def_type: def_type,
+            ..Default::default()
+        };
+        Ok(())
+    }
+    fn load_hvm_cpu(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        cpu: &rxen_abi::hvm_save::HvmHwCpu,
+    ) -> Result<(), Errno> {
+        self.fake_vcpu(domid, vcpu)?;
+        self.hvm.entry((domid, vcpu)).or_default().0 = *cpu;
+        Ok(())
+    }
+    fn load_hvm_mtrr(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        mtrr: &crate::hvm_save::MtrrLoad,
+    ) -> Result<(), Errno> {
+        self.fake_vcpu(domid, vcpu)?;
+        let state = &mut self.hvm.entry((domid, vcpu)).or_default().1;
+        if let Some(pat) = mtrr.pat {
+            state.0 = pat;
+        }
+        if let Some(def_type) = mtrr.def_type {
+            state.1 = def_type;
+        }
+        Ok(())
     }
     /// Credit's and RTDS's rules: weight 1..=65535, budget within the period,
     /// periods from 100 µs to 10 s.

@@ -332,8 +332,22 @@ fn dom0_controls_a_domu_with_domctl_and_sysctl() {
             "(d0) domctl: created and destroyed three domains",
             "(d0) Test result: SUCCESS",
         ])
-        .assert_count("frames not returned", 5)
-        .assert_count(" 0 frames not returned", 5)
+        // gethvmcontext and sethvmcontext of a fourth created domain (2 vCPUs,
+        // both down: no CPU record; only rxen's records), libxc's boot context
+        // loaded into vCPU 0 and read back; destroyed, never unpaused.
+        .assert_in_order(&[
+            "(d0) domctl: created and destroyed three domains",
+            "(d0) domctl: hvmcontext: size 2616, 536 bytes: 0 CPU, 2 MTRR, 0 other",
+            "v0: HVM context loaded by d0: rip 0x100000, cr0 0x11",
+            "(d0) domctl: hvmcontext: vCPU 0 at rip 0x100000 rbx 0x2000 cr0 0x11 cs 0xc9b, \
+             MTRR default 0x806",
+            "(d0) domctl: hvmcontext: done",
+            "(d0) Test result: SUCCESS",
+        ])
+        .assert_count("HVM context loaded by d0", 1)
+        .assert_count("created by d0: paused, no memory, 2 vCPU(s) to come", 2)
+        .assert_count("frames not returned", 6)
+        .assert_count(" 0 frames not returned", 6)
         .assert_normal_stop();
 }
 

@@ -134,6 +134,39 @@ const XSAVE_HEADER: usize = 512;
 const MXCSR: usize = 24;
 /// FCW after FNINIT / reset.
 const FCW_RESET: u16 = 0x37F;
+/// The end of the x87 state in an FXSAVE image (control words, ST0-ST7;
+/// MXCSR and its mask at 24-31 are SSE's).
+const X87_END: usize = 160;
+/// The XMM registers in an FXSAVE image.
+const XMM_START: usize = 160;
+const XMM_END: usize = 416;
+
+/// Bytes of an FXSAVE image (the legacy region of an XSAVE area).
+pub const FXSAVE_SIZE: usize = 512;
+
+/// The MXCSR bits this CPU has (FXSAVE's MXCSR_MASK, or 0xFFBF when it
+/// reports 0, as the SDM says).
+fn mxcsr_mask() -> u32 {
+    static MASK: Once<u32> = Once::new();
+    *MASK.call_once(|| {
+        #[repr(C, align(16))]
+        struct Image([u8; FXSAVE_SIZE]);
+        let mut image = Image([0; FXSAVE_SIZE]);
+        // SAFETY: a 16-byte aligned 512-byte buffer of our own; FXSAVE only
+        // stores the FPU registers into it (the hypervisor does not use
+        // them, whichever guest's they are).
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", in(reg) image.0.as_mut_ptr(), options(nostack))
+        };
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&image.0[MXCSR + 4..MXCSR + 8]);
+        match u32::from_le_bytes(mask) {
+            0 => 0xFFBF,
+            mask => mask,
+        }
+    })
+}
+
 /// MXCSR after reset: all exceptions masked.
 const MXCSR_RESET: u32 = 0x1F80;
 
@@ -172,6 +205,48 @@ impl FpuState {
         bytes.fill(0);
         bytes[..2].copy_from_slice(&FCW_RESET.to_le_bytes());
         bytes[MXCSR..MXCSR + 4].copy_from_slice(&MXCSR_RESET.to_le_bytes());
+    }
+
+    /// The legacy (FXSAVE-format) region of the saved state: x87 and SSE,
+    /// as Xen's `hvm_hw_cpu.fpu_regs` carries them.
+    pub fn fxsave_image(&self) -> [u8; FXSAVE_SIZE] {
+        let mut image = [0u8; FXSAVE_SIZE];
+        // The area is at least one frame.
+        let bytes = self.area.as_bytes();
+        image.copy_from_slice(&bytes[..FXSAVE_SIZE]);
+        if xsave_enabled() {
+            // A component XSTATE_BV marks initial is, whatever the region
+            // still holds: x87 (FCW reset, the rest 0) and the XMM registers.
+            let bv = bytes[XSAVE_HEADER];
+            if bv & 1 == 0 {
+                image[..MXCSR].fill(0);
+                image[MXCSR + 8..X87_END].fill(0);
+                image[..2].copy_from_slice(&FCW_RESET.to_le_bytes());
+            }
+            if bv & 2 == 0 {
+                image[XMM_START..XMM_END].fill(0);
+            }
+        }
+        image
+    }
+
+    /// Sets the state from FXSAVE image `image`: x87 and SSE from it,
+    /// every other component initial. MXCSR bits the CPU does not have are
+    /// dropped, so that the restore cannot fault.
+    pub fn load_fxsave_image(&mut self, image: &[u8; FXSAVE_SIZE]) {
+        self.reset();
+        let bytes = self.area.as_bytes_mut();
+        bytes[..FXSAVE_SIZE].copy_from_slice(image);
+        let mut mxcsr = [0u8; 4];
+        mxcsr.copy_from_slice(&bytes[MXCSR..MXCSR + 4]);
+        let mxcsr = u32::from_le_bytes(mxcsr) & mxcsr_mask();
+        bytes[MXCSR..MXCSR + 4].copy_from_slice(&mxcsr.to_le_bytes());
+        // MXCSR_MASK is not loaded; the rest of the region is software's.
+        bytes[MXCSR + 4..MXCSR + 8].fill(0);
+        if xsave_enabled() {
+            // XSTATE_BV: x87 and SSE from the image.
+            bytes[XSAVE_HEADER..XSAVE_HEADER + 8].copy_from_slice(&3u64.to_le_bytes());
+        }
     }
 
     /// Makes the XSAVE header agree with `xcr0` before XRSTOR: XSTATE_BV

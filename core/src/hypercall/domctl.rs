@@ -15,13 +15,19 @@
 //! - `createdomain` (checked as Xen's `sanitise_domain_config`, for PVH
 //!   guests on nested paging): an empty domain, born paused, with an id from
 //!   Xen's rover; `max_vcpus` (the number createdomain gave) creates its
-//!   vCPUs, all down.
+//!   vCPUs, all down;
+//! - `gethvmcontext` and `sethvmcontext` (as libxc's `vcpu_hvm` uses them to
+//!   start a PVH domain it built): the HEADER, CPU and MTRR records of Xen's
+//!   save format ([`crate::hvm_save`]; the records rxen does not model —
+//!   LAPIC, IOAPIC, PIT, CPU_XSAVE... — are neither saved nor loaded), not
+//!   of the caller itself (`-EINVAL`). Xen pauses the target meanwhile; rxen
+//!   instead answers `-EBUSY` while a vCPU of the target is on a CPU (a
+//!   domain just created, or paused, never is).
 //!
 //! The target domain is looked up first (`-ESRCH`), as Xen does, for every
 //! command but `createdomain` and `getdomaininfo`. Every other command is
-//! `-ENOSYS` for now (filling a created domain's memory and setting its
-//! vCPUs' state — `populate_physmap` for another domain, foreign maps,
-//! `sethvmcontext` — is the next step).
+//! `-ENOSYS` for now (filling a created domain's memory — `populate_physmap`
+//! for another domain, foreign maps — is the next step).
 //! `shared_info_frame` is reported as 0: rxen does not hand host frame
 //! numbers to guests.
 // Guest input is parsed here: no unchecked arithmetic, no indexing that
@@ -41,6 +47,7 @@ use crate::domain::{DomId, Domain};
 use crate::guest_handle::GuestHandle;
 use crate::platform::{lend_domain, DomainConfig, MachineFacts};
 use crate::time::RunstateKind;
+use zerocopy::IntoBytes;
 
 /// `domctl(op)`.
 pub(super) fn do_domctl(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
@@ -156,6 +163,18 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
                 Ok(0)
             })
         }
+        XEN_DOMCTL_GETHVMCONTEXT => {
+            let mut request = read_prefix::<XenDomctlHvmcontext>(&op.u);
+            let result = gethvmcontext(ctx, target, &mut request);
+            // Xen copies the argument back whatever the outcome.
+            write_prefix(&mut op.u, &request);
+            handle.write(ctx.env, &op)?;
+            result.map(|()| 0)
+        }
+        XEN_DOMCTL_SETHVMCONTEXT => {
+            let request = read_prefix::<XenDomctlHvmcontext>(&op.u);
+            sethvmcontext(ctx, target, &request).map(|()| 0)
+        }
         XEN_DOMCTL_SETDOMAINHANDLE => {
             let handle = read_prefix::<[u8; 16]>(&op.u);
             on_domain(ctx, target, |d| {
@@ -230,6 +249,162 @@ fn scheduler_op(ctx: &mut Ctx<'_>, id: DomId, op: &mut XenDomctlSchedulerOp) -> 
         }
         _ => Err(errno::EINVAL),
     }
+}
+
+/// `XEN_DOMCTL_gethvmcontext` of domain `target` into `request`'s buffer
+/// ([`crate::hvm_save`]): with a null buffer only the size (as Xen's
+/// `hvm_save_size`: every vCPU counted up); `-ENOSPC` for a smaller
+/// buffer; otherwise the records and, in `size`, the bytes written. Not of
+/// the caller itself (`-EINVAL`, as Xen, which cannot pause it); `-EBUSY`
+/// while a vCPU of the target is on a CPU (Xen pauses the domain instead).
+fn gethvmcontext(
+    ctx: &mut Ctx<'_>,
+    target: DomId,
+    request: &mut XenDomctlHvmcontext,
+) -> Result<(), Errno> {
+    use crate::hvm_save::{descriptor, header, save_size};
+    use rxen_abi::hvm_save::*;
+    if target == ctx.domain.id {
+        return Err(errno::EINVAL);
+    }
+    let up: Vec<bool> = lend_domain(ctx.domain, ctx.env, target, |d, _| {
+        d.vcpus.iter().map(|v| v.up).collect()
+    })?;
+    let size = save_size(up.len() as u32);
+    if request.buffer == 0 {
+        request.size = size;
+        return Ok(());
+    }
+    if request.size < size {
+        return Err(errno::ENOSPC);
+    }
+    if ctx.env.domain_on_cpu(target) {
+        return Err(errno::EBUSY);
+    }
+    let facts = ctx.env.machine_facts();
+    let mut out = ContextWriter {
+        buffer: request.buffer,
+        written: 0,
+    };
+    out.record(
+        ctx,
+        &descriptor(HVM_SAVE_CODE_HEADER, 0, HEADER_LENGTH),
+        header(facts.cpuid_1_eax, facts.cpu_khz).as_bytes(),
+    )?;
+    // As Xen: no CPU record of a vCPU that is down.
+    let mut cpu = HvmHwCpu::default();
+    for (v, _) in (0u32..).zip(&up).filter(|(_, &up)| up) {
+        ctx.env.save_hvm_cpu(target, v, &mut cpu)?;
+        out.record(
+            ctx,
+            &descriptor(HVM_SAVE_CODE_CPU, v, CPU_LENGTH),
+            cpu.as_bytes(),
+        )?;
+    }
+    let mut mtrr = HvmHwMtrr::default();
+    for (v, _) in (0u32..).zip(&up) {
+        ctx.env.save_hvm_mtrr(target, v, &mut mtrr)?;
+        out.record(
+            ctx,
+            &descriptor(HVM_SAVE_CODE_MTRR, v, MTRR_LENGTH),
+            mtrr.as_bytes(),
+        )?;
+    }
+    out.record(ctx, &descriptor(HVM_SAVE_CODE_END, 0, 0), &[])?;
+    request.size = out.written;
+    Ok(())
+}
+
+/// Writes context records one after another into a caller's buffer.
+struct ContextWriter {
+    buffer: u64,
+    written: u32,
+}
+
+impl ContextWriter {
+    fn put(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) -> Result<(), Errno> {
+        let addr = self
+            .buffer
+            .checked_add(u64::from(self.written))
+            .ok_or(errno::EFAULT)?;
+        ctx.env.copy_out(addr, bytes)?;
+        self.written = u32::try_from(bytes.len())
+            .ok()
+            .and_then(|n| self.written.checked_add(n))
+            .ok_or(errno::EFAULT)?;
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        desc: &rxen_abi::hvm_save::HvmSaveDescriptor,
+        payload: &[u8],
+    ) -> Result<(), Errno> {
+        self.put(ctx, desc.as_bytes())?;
+        self.put(ctx, payload)
+    }
+}
+
+/// `XEN_DOMCTL_sethvmcontext` of domain `target` from `request`'s buffer,
+/// as Xen's `hvm_load`: checked whole first ([`crate::hvm_save::check`];
+/// nothing applied of a bad context); then every vCPU goes down and each
+/// one with a CPU record gets its registers and comes up, initialised;
+/// MTRR records set the PAT and MTRR default type. Not of the caller itself
+/// (`-EINVAL`); a context over [`crate::hvm_save::MAX_CONTEXT`] bytes is
+/// `-ENOMEM` before anything is allocated; `-EBUSY` (after the checks)
+/// while a vCPU of the target is on a CPU.
+fn sethvmcontext(
+    ctx: &mut Ctx<'_>,
+    target: DomId,
+    request: &XenDomctlHvmcontext,
+) -> Result<(), Errno> {
+    use crate::hvm_save::{check, for_each_record, read_cpu, CpuPolicy, Record, MAX_CONTEXT};
+    if target == ctx.domain.id {
+        return Err(errno::EINVAL);
+    }
+    if request.size > MAX_CONTEXT {
+        return Err(errno::ENOMEM);
+    }
+    let size = request.size as usize;
+    let mut blob = Vec::new();
+    blob.try_reserve_exact(size).map_err(|_| errno::ENOMEM)?;
+    blob.resize(size, 0);
+    ctx.env.copy_in(request.buffer, &mut blob)?;
+    let nr_vcpus = lend_domain(ctx.domain, ctx.env, target, |d, _| d.vcpus.len() as u32)?;
+    let facts = ctx.env.machine_facts();
+    let policy = CpuPolicy {
+        cr4_valid: facts.guest_cr4_valid,
+        efer_valid: facts.guest_efer_valid,
+        maxphysaddr: facts.gpaddr_bits,
+    };
+    check(&blob, nr_vcpus, &policy)?;
+    if ctx.env.domain_on_cpu(target) {
+        return Err(errno::EBUSY);
+    }
+    let mut loaded = alloc::vec![false; nr_vcpus as usize];
+    let env = &mut *ctx.env;
+    for_each_record(&blob, nr_vcpus, &policy, &mut |record| match record {
+        Record::Cpu(v, payload) => {
+            env.load_hvm_cpu(target, v, &read_cpu(payload)?)?;
+            if let Some(flag) = loaded.get_mut(v as usize) {
+                *flag = true;
+            }
+            Ok(())
+        }
+        Record::Mtrr(v, mtrr) => env.load_hvm_mtrr(target, v, &mtrr),
+    })?;
+    lend_domain(ctx.domain, ctx.env, target, |d, _| {
+        for (v, &loaded) in d.vcpus.iter_mut().zip(&loaded) {
+            v.up = loaded;
+            v.blocked = None;
+            if loaded {
+                v.initialised = true;
+                // The record replaces any VCPUOP_initialise state.
+                v.pending_context = None;
+            }
+        }
+    })
 }
 
 /// Most vCPUs a created domain may have (Xen's `HVM_MAX_VCPUS`).
@@ -822,5 +997,243 @@ mod tests {
         );
         assert_eq!(info(&env).handle, [7; 16]);
         assert_eq!(info(&env).max_pages, u64::from(u32::MAX));
+    }
+
+    /// A get or set of domain `domain`'s HVM context with buffer `buffer`
+    /// of `size` bytes.
+    fn hvmcontext(cmd: u32, domain: DomId, size: u32, buffer: u64) -> XenDomctl {
+        let mut o = op(cmd, domain);
+        let c = XenDomctlHvmcontext {
+            size,
+            pad: 0,
+            buffer,
+        };
+        o.u[..16].copy_from_slice(c.as_bytes());
+        o
+    }
+
+    fn answered_size(env: &FakeEnv) -> u32 {
+        let o: XenDomctl = env.get(AT);
+        XenDomctlHvmcontext::read_from_prefix(&o.u).unwrap().0.size
+    }
+
+    /// The records of a context: (typecode, instance, payload).
+    fn parse(bytes: &[u8]) -> Vec<(u16, u16, Vec<u8>)> {
+        use rxen_abi::hvm_save::HvmSaveDescriptor;
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Ok((d, after)) = HvmSaveDescriptor::read_from_prefix(rest) {
+            let (payload, next) = after.split_at(d.length as usize);
+            out.push((d.typecode, d.instance, payload.to_vec()));
+            rest = next;
+            if d.typecode == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    const BUF: u64 = 0x1000;
+
+    #[test]
+    fn gethvmcontext_sizes_refuses_small_buffers_and_saves_in_xens_order() {
+        use rxen_abi::hvm_save::*;
+        let (mut d, mut env) = dom0_and_domu();
+        peer(&mut env).0.vcpus[1].up = true;
+        for (v, rip) in [(0u32, 0x1111u64), (1, 0x2222)] {
+            let cpu = HvmHwCpu {
+                rip,
+                cr0: 0x11,
+                ..Default::default()
+            };
+            env.hvm
+                .insert((2, v), (cpu, (0x0007_0406_0007_0406, 0xC06)));
+        }
+        // Size query: a null buffer.
+        let get = |size: u32, buffer: u64| hvmcontext(XEN_DOMCTL_GETHVMCONTEXT, 2, size, buffer);
+        assert_eq!(domctl(&mut d, &mut env, &get(0, 0)), 0);
+        let size = answered_size(&env);
+        assert_eq!(size, 8 + 24 + 2 * (8 + 1032) + 2 * (8 + 240) + 8);
+        // Too small a buffer: -ENOSPC, nothing written.
+        assert_eq!(
+            domctl(&mut d, &mut env, &get(size - 1, BUF)),
+            ret(errno::ENOSPC)
+        );
+        assert!(env.mem[BUF as usize..][..64].iter().all(|&b| b == 0));
+        // HEADER, CPU 0 and 1, MTRR 0 and 1, END; the size written.
+        assert_eq!(domctl(&mut d, &mut env, &get(size + 100, BUF)), 0);
+        assert_eq!(answered_size(&env), size);
+        let records = parse(&env.mem[BUF as usize..][..size as usize]);
+        let order: Vec<(u16, u16)> = records.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(order, [(1, 0), (2, 0), (2, 1), (14, 0), (14, 1), (0, 0)]);
+        let h = HvmSaveHeader::read_from_bytes(&records[0].2).unwrap();
+        assert_eq!(
+            (h.magic, h.version, h.cpuid, h.gtsc_khz),
+            (HVM_FILE_MAGIC, 1, 0x00A0_0F11, 2_000_000)
+        );
+        let cpu1 = HvmHwCpu::read_from_bytes(&records[2].2).unwrap();
+        assert_eq!(cpu1.rip, 0x2222);
+        let mtrr = HvmHwMtrr::read_from_bytes(&records[3].2).unwrap();
+        assert_eq!(mtrr.msr_mtrr_def_type, 0xC06);
+        // A vCPU that is down has no CPU record (as Xen); the size query
+        // still counts it.
+        peer(&mut env).0.vcpus[1].up = false;
+        assert_eq!(domctl(&mut d, &mut env, &get(size, BUF)), 0);
+        assert_eq!(answered_size(&env), size - (8 + 1032));
+        let records = parse(&env.mem[BUF as usize..][..(size - 1040) as usize]);
+        let order: Vec<(u16, u16)> = records.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(order, [(1, 0), (2, 0), (14, 0), (14, 1), (0, 0)]);
+        // Not of itself; not while a vCPU runs; not of nobody.
+        assert_eq!(
+            domctl(
+                &mut d,
+                &mut env,
+                &hvmcontext(XEN_DOMCTL_GETHVMCONTEXT, 0, 0, 0)
+            ),
+            ret(errno::EINVAL)
+        );
+        env.peer_on_cpu = true;
+        assert_eq!(domctl(&mut d, &mut env, &get(size, BUF)), ret(errno::EBUSY));
+        assert_eq!(
+            domctl(
+                &mut d,
+                &mut env,
+                &hvmcontext(XEN_DOMCTL_GETHVMCONTEXT, 5, 0, 0)
+            ),
+            ret(errno::ESRCH)
+        );
+    }
+
+    /// A libxc-shaped context: HEADER, CPU 0 (entry `rip`, start info in
+    /// EBX), MTRR 0 (write-back, enabled), END.
+    fn libxc_context(rip: u64, rbx: u64) -> Vec<u8> {
+        use crate::hvm_save::tests::{blob, boot_cpu};
+        use rxen_abi::hvm_save::*;
+        let mtrr = HvmHwMtrr {
+            msr_pat_cr: 0x0007_0406_0007_0406,
+            msr_mtrr_def_type: MTRR_TYPE_WRBACK | MTRR_DEF_TYPE_ENABLE,
+            ..Default::default()
+        };
+        blob(&[
+            (HVM_SAVE_CODE_CPU, 0, boot_cpu(rip, rbx).as_bytes()),
+            (HVM_SAVE_CODE_MTRR, 0, mtrr.as_bytes()),
+        ])
+    }
+
+    fn set_from(env: &mut FakeEnv, domain: DomId, bytes: &[u8]) -> XenDomctl {
+        env.mem[BUF as usize..][..bytes.len()].copy_from_slice(bytes);
+        hvmcontext(XEN_DOMCTL_SETHVMCONTEXT, domain, bytes.len() as u32, BUF)
+    }
+
+    #[test]
+    fn sethvmcontext_brings_vcpu0_up_as_libxc_asks() {
+        let (mut d, mut env) = dom0_and_domu();
+        {
+            let v = &mut peer(&mut env).0.vcpus;
+            v[0].up = false;
+            v[0].initialised = false;
+            v[1].up = true;
+        }
+        let set = set_from(&mut env, 2, &libxc_context(0x10_0000, 0x7000));
+        assert_eq!(domctl(&mut d, &mut env, &set), 0);
+        let (cpu, (pat, def_type)) = env.hvm[&(2, 0)];
+        assert_eq!(
+            (cpu.rip, cpu.rbx, cpu.cs_arbytes),
+            (0x10_0000, 0x7000, 0xC9B)
+        );
+        assert_eq!((pat, def_type), (0x0007_0406_0007_0406, 0x806));
+        let v = &peer(&mut env).0.vcpus;
+        assert!(v[0].up && v[0].initialised);
+        assert!(
+            !v[1].up,
+            "every vCPU without a CPU record goes down, as on Xen"
+        );
+        // What was set is what a get gives back.
+        assert_eq!(
+            domctl(
+                &mut d,
+                &mut env,
+                &hvmcontext(XEN_DOMCTL_GETHVMCONTEXT, 2, 0x4000, BUF)
+            ),
+            0
+        );
+        let size = answered_size(&env) as usize;
+        let records = parse(&env.mem[BUF as usize..][..size]);
+        let cpu = rxen_abi::hvm_save::HvmHwCpu::read_from_bytes(&records[1].2).unwrap();
+        assert_eq!((records[1].0, cpu.rip, cpu.rbx), (2, 0x10_0000, 0x7000));
+        // And it loads again as it came.
+        let again = env.mem[BUF as usize..][..size].to_vec();
+        let set = set_from(&mut env, 2, &again);
+        assert_eq!(domctl(&mut d, &mut env, &set), 0);
+        // libxc 4.17 sends each vCPU's MTRR on its own (no CPU record):
+        // every vCPU goes down until the boot CPU's context comes.
+        let mtrr_only = crate::hvm_save::tests::blob(&[(
+            14,
+            1,
+            rxen_abi::hvm_save::HvmHwMtrr::default().as_bytes(),
+        )]);
+        let set = set_from(&mut env, 2, &mtrr_only);
+        assert_eq!(domctl(&mut d, &mut env, &set), 0);
+        assert!(!peer(&mut env).0.vcpus[0].up);
+    }
+
+    #[test]
+    fn sethvmcontext_refuses_bad_contexts_and_applies_nothing() {
+        use crate::hvm_save::tests::{blob, boot_cpu};
+        let (mut d, mut env) = dom0_and_domu();
+        let good = libxc_context(0x10_0000, 0x7000);
+        let cpu = boot_cpu(0x10_0000, 0);
+        let mut bad_magic = good.clone();
+        bad_magic[8] ^= 0xFF;
+        let mut bad_version = good.clone();
+        bad_version[12] = 2;
+        let mut past_end = good.clone();
+        past_end[36..40].copy_from_slice(&0x1_0000u32.to_le_bytes());
+        let mut long_cpu = good.clone();
+        long_cpu[36..40].copy_from_slice(&1040u32.to_le_bytes());
+        let no_end = good[..good.len() - 8].to_vec();
+        let mut bad_cr0 = cpu;
+        bad_cr0.cr0 = 1;
+        let mut bad_efer = cpu;
+        bad_efer.msr_efer = 1 << 10;
+        let cases: [(Vec<u8>, Errno); 11] = [
+            (bad_magic, errno::EINVAL),
+            (bad_version, errno::EINVAL),
+            (good[..20].to_vec(), errno::ENODATA),
+            (no_end, errno::ENODATA),
+            (past_end, errno::EINVAL),
+            (long_cpu, errno::EINVAL),
+            (blob(&[(99, 0, &[0; 16])]), errno::EINVAL),
+            (blob(&[(5, 0, &[0; 8])]), errno::EINVAL),
+            (blob(&[(2, 2, cpu.as_bytes())]), errno::EINVAL),
+            (blob(&[(2, 0, bad_cr0.as_bytes())]), errno::EINVAL),
+            (
+                blob(&[(2, 0, cpu.as_bytes()), (2, 0, bad_efer.as_bytes())]),
+                errno::EINVAL,
+            ),
+        ];
+        for (bytes, want) in cases {
+            let set = set_from(&mut env, 2, &bytes);
+            assert_eq!(domctl(&mut d, &mut env, &set), ret(want), "{bytes:x?}");
+            assert!(env.hvm.is_empty(), "nothing loaded");
+            let v = &peer(&mut env).0.vcpus;
+            assert!(v[0].up && !v[1].up, "no vCPU changed");
+        }
+        // Too big to take: refused before anything is read.
+        let huge = hvmcontext(XEN_DOMCTL_SETHVMCONTEXT, 2, u32::MAX, BUF);
+        assert_eq!(domctl(&mut d, &mut env, &huge), ret(errno::ENOMEM));
+        let unmapped = hvmcontext(XEN_DOMCTL_SETHVMCONTEXT, 2, good.len() as u32, BAD);
+        assert_eq!(domctl(&mut d, &mut env, &unmapped), ret(errno::EFAULT));
+        // Not its own; not while a vCPU of the target runs.
+        let own = set_from(&mut env, 0, &good);
+        assert_eq!(domctl(&mut d, &mut env, &own), ret(errno::EINVAL));
+        env.peer_on_cpu = true;
+        let set = set_from(&mut env, 2, &good);
+        assert_eq!(domctl(&mut d, &mut env, &set), ret(errno::EBUSY));
+        assert!(env.hvm.is_empty());
+        // A domU may not.
+        let (mut domu, mut env) = two_domains();
+        let set = set_from(&mut env, 2, &good);
+        assert_eq!(domctl(&mut domu, &mut env, &set), ret(errno::EPERM));
     }
 }

@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 
 use rxen_abi::errno::{self, Errno};
+use rxen_abi::hvm_save::{HvmHwCpu, HvmHwMtrr};
 use rxen_core::console::GuestConsole;
 use rxen_core::domain::{DomId, GuestMemRegion};
 use rxen_core::grant_table::{GrantPlatform, GrantTables};
@@ -193,6 +194,9 @@ impl HostInfo for Env<'_> {
             sched_id: crate::schedule::sched_id(),
             // Nested paging with four levels, as Xen's HAP: at most 48 bits.
             gpaddr_bits: rxen_x86::cpu::phys_addr_bits().min(48),
+            cpuid_1_eax: raw_cpuid::cpuid!(1, 0).eax,
+            guest_cr4_valid: super::ctrlreg::guest_features().cr4_valid_bits(),
+            guest_efer_valid: guest_efer_valid(),
         }
     }
 }
@@ -257,6 +261,49 @@ impl Domains for Env<'_> {
             running_on.push(None);
             sched_runnable.push(false);
         }
+        Ok(())
+    }
+
+    fn domain_on_cpu(&self, domid: DomId) -> bool {
+        self.others
+            .as_ref()
+            .and_then(|world| world.domains.get(&domid))
+            .is_some_and(|d| d.running_on.iter().any(Option::is_some))
+    }
+
+    fn save_hvm_cpu(&mut self, domid: DomId, vcpu: u32, cpu: &mut HvmHwCpu) -> Result<(), Errno> {
+        self.idle_vcpu(domid, vcpu)?.save_hw_cpu(cpu);
+        Ok(())
+    }
+
+    fn save_hvm_mtrr(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        mtrr: &mut HvmHwMtrr,
+    ) -> Result<(), Errno> {
+        self.idle_vcpu(domid, vcpu)?.save_mtrr(mtrr);
+        Ok(())
+    }
+
+    fn load_hvm_cpu(&mut self, domid: DomId, vcpu: u32, cpu: &HvmHwCpu) -> Result<(), Errno> {
+        self.idle_vcpu(domid, vcpu)?.load_hw_cpu(cpu);
+        printk!(
+            "d{domid}v{vcpu}: HVM context loaded by d{}: rip {:#x}, cr0 {:#x}",
+            self.domid,
+            cpu.rip,
+            cpu.cr0
+        );
+        Ok(())
+    }
+
+    fn load_hvm_mtrr(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        mtrr: &rxen_core::hvm_save::MtrrLoad,
+    ) -> Result<(), Errno> {
+        self.idle_vcpu(domid, vcpu)?.load_mtrr(mtrr);
         Ok(())
     }
 
@@ -421,6 +468,43 @@ impl Domains for Env<'_> {
             .map(|world| world.domains.keys().copied().collect())
             .unwrap_or_default()
     }
+}
+
+impl Env<'_> {
+    /// The SVM state of vCPU `vcpu` of another live domain `domid`, which no
+    /// CPU runs: its VMCB is free to read and write under the machine lock
+    /// (and its FPU state is in memory: a CPU keeps a vCPU's FPU registers
+    /// only while it runs it). `-ESRCH` no such domain, `-ENOENT` no such
+    /// vCPU, `-EBUSY` on a CPU now.
+    fn idle_vcpu(&mut self, domid: DomId, vcpu: u32) -> Result<&mut super::vcpu::SvmVcpu, Errno> {
+        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
+        if domain.dying.is_some() {
+            return Err(errno::ESRCH);
+        }
+        let v = vcpu as usize;
+        match domain.running_on.get(v) {
+            None => Err(errno::ENOENT),
+            Some(Some(_)) => Err(errno::EBUSY),
+            Some(None) => domain.vcpus.get_mut(v).ok_or(errno::ENOENT),
+        }
+    }
+}
+
+/// The EFER bits a guest may set: SCE, LME/LMA, NXE and FFXSE as its
+/// CPUID policy has them (SVME never: no nested virtualization).
+fn guest_efer_valid() -> u64 {
+    use rxen_x86::ctrlreg::efer;
+    let f = super::ctrlreg::guest_features();
+    [
+        (f.syscall, efer::SCE),
+        (f.lm, efer::LME | efer::LMA),
+        (f.nx, efer::NXE),
+        (f.ffxsr, efer::FFXSE),
+    ]
+    .iter()
+    .filter(|(has, _)| *has)
+    .fold(0, |bits, (_, bit)| bits | bit)
 }
 
 /// Takes console output of domain `domid` (console_io, its PV console

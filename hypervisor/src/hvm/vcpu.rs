@@ -6,7 +6,9 @@
 use alloc::boxed::Box;
 use rxen_x86::msr_policy::MsrState;
 
+use rxen_abi::hvm_save::{HvmHwCpu, HvmHwMtrr, XEN_X86_FPU_INITIALISED};
 use rxen_abi::hvm_vcpu::{VcpuHvmContext, VCPU_HVM_MODE_64B};
+use rxen_core::hvm_save::{event_needs_reinjection, MtrrLoad};
 
 use rxen_x86::ctrlreg::{cr0, efer};
 use rxen_x86::msr;
@@ -302,6 +304,261 @@ impl SvmVcpu {
         vmcb.set_cpl(0);
         crate::hvm::ctrlreg::sanitize_initial(vmcb);
         self.flush_tlb = true;
+    }
+
+    /// The vCPU (off its CPU) as Xen's `hvm_save_cpu_ctxt` saves it: all
+    /// registers from the VMCB and `regs`, DR0-DR3, the FPU's FXSAVE image,
+    /// TSC_AUX, the host TSC (rxen does not offset the guest's) and an
+    /// event about to be injected that must be injected again.
+    pub fn save_hw_cpu(&self, c: &mut HvmHwCpu) {
+        let vmcb = &self.vmcb;
+        let r = &self.regs;
+        *c = HvmHwCpu {
+            fpu_regs: self.fpu.fxsave_image(),
+            rax: vmcb.read64(save::RAX),
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rbp: r.rbp,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rsp: vmcb.read64(save::RSP),
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: vmcb.read64(save::RIP),
+            rflags: vmcb.read64(save::RFLAGS),
+            cr0: vmcb.read64(save::CR0),
+            cr2: vmcb.read64(save::CR2),
+            cr3: vmcb.read64(save::CR3),
+            cr4: vmcb.read64(save::CR4),
+            dr0: self.dr.0[0],
+            dr1: self.dr.0[1],
+            dr2: self.dr.0[2],
+            dr3: self.dr.0[3],
+            dr6: vmcb.read64(save::DR6),
+            dr7: vmcb.read64(save::DR7),
+            sysenter_cs: vmcb.read64(save::SYSENTER_CS),
+            sysenter_esp: vmcb.read64(save::SYSENTER_ESP),
+            sysenter_eip: vmcb.read64(save::SYSENTER_EIP),
+            shadow_gs: vmcb.read64(save::KERNEL_GS_BASE),
+            msr_lstar: vmcb.read64(save::LSTAR),
+            msr_star: vmcb.read64(save::STAR),
+            msr_cstar: vmcb.read64(save::CSTAR),
+            msr_syscall_mask: vmcb.read64(save::SFMASK),
+            msr_efer: vmcb.read64(save::EFER) & !EFER_SVME,
+            msr_tsc_aux: self.msrs.tsc_aux,
+            tsc: rxen_x86::apic::rdtsc(),
+            flags: XEN_X86_FPU_INITIALISED,
+            ..HvmHwCpu::default()
+        };
+        let segments: [(usize, &mut u32, &mut u32, &mut u64, &mut u32); 8] = [
+            (
+                save::CS,
+                &mut c.cs_sel,
+                &mut c.cs_limit,
+                &mut c.cs_base,
+                &mut c.cs_arbytes,
+            ),
+            (
+                save::DS,
+                &mut c.ds_sel,
+                &mut c.ds_limit,
+                &mut c.ds_base,
+                &mut c.ds_arbytes,
+            ),
+            (
+                save::ES,
+                &mut c.es_sel,
+                &mut c.es_limit,
+                &mut c.es_base,
+                &mut c.es_arbytes,
+            ),
+            (
+                save::FS,
+                &mut c.fs_sel,
+                &mut c.fs_limit,
+                &mut c.fs_base,
+                &mut c.fs_arbytes,
+            ),
+            (
+                save::GS,
+                &mut c.gs_sel,
+                &mut c.gs_limit,
+                &mut c.gs_base,
+                &mut c.gs_arbytes,
+            ),
+            (
+                save::SS,
+                &mut c.ss_sel,
+                &mut c.ss_limit,
+                &mut c.ss_base,
+                &mut c.ss_arbytes,
+            ),
+            (
+                save::TR,
+                &mut c.tr_sel,
+                &mut c.tr_limit,
+                &mut c.tr_base,
+                &mut c.tr_arbytes,
+            ),
+            (
+                save::LDTR,
+                &mut c.ldtr_sel,
+                &mut c.ldtr_limit,
+                &mut c.ldtr_base,
+                &mut c.ldtr_arbytes,
+            ),
+        ];
+        for (offset, sel, limit, base, attr) in segments {
+            let s = vmcb.segment(offset);
+            (*sel, *limit, *base, *attr) = (s.selector.into(), s.limit, s.base, s.attrib.into());
+        }
+        let idtr = vmcb.segment(save::IDTR);
+        (c.idtr_limit, c.idtr_base) = (idtr.limit, idtr.base);
+        let gdtr = vmcb.segment(save::GDTR);
+        (c.gdtr_limit, c.gdtr_base) = (gdtr.limit, gdtr.base);
+        let event = vmcb.read64(control::EVENT_INJ);
+        if event & (1 << 31) != 0 && event_needs_reinjection(event as u32) {
+            c.pending_event = event as u32;
+            c.error_code = (event >> 32) as u32;
+        }
+    }
+
+    /// Loads a CPU record the core checked (Xen's `hvm_load_cpu_ctxt` and
+    /// `svm_load_vmcb_ctxt`) into the vCPU, which is off its CPU: every
+    /// register, segment and MSR the record has and the VMCB keeps; the
+    /// FPU from its FXSAVE image if the record says it holds one, else
+    /// reset; an event to inject again; the PAT reset (an MTRR record sets
+    /// it). The TSC is not loaded (rxen does not offset the guest's).
+    /// Control register bits VMRUN would refuse are dropped, as for
+    /// VCPUOP_initialise.
+    pub fn load_hw_cpu(&mut self, c: &HvmHwCpu) {
+        // Older Xen saved VMX attributes unpacked: fold them (as Xen does).
+        let attr = |a: u32| -> u16 {
+            let a = if a & 0xF000 != 0 && a & 0x0F00 == 0 {
+                (a & 0xFF) | ((a >> 4) & 0xF00)
+            } else {
+                a
+            };
+            (a & 0xFFF) as u16
+        };
+        let seg = |sel: u32, limit: u32, base: u64, ar: u32| Segment {
+            selector: sel as u16,
+            attrib: attr(ar),
+            limit,
+            base,
+        };
+        let vmcb = &mut self.vmcb;
+        vmcb.set_segment(save::CS, seg(c.cs_sel, c.cs_limit, c.cs_base, c.cs_arbytes));
+        vmcb.set_segment(save::DS, seg(c.ds_sel, c.ds_limit, c.ds_base, c.ds_arbytes));
+        vmcb.set_segment(save::ES, seg(c.es_sel, c.es_limit, c.es_base, c.es_arbytes));
+        vmcb.set_segment(save::FS, seg(c.fs_sel, c.fs_limit, c.fs_base, c.fs_arbytes));
+        vmcb.set_segment(save::GS, seg(c.gs_sel, c.gs_limit, c.gs_base, c.gs_arbytes));
+        vmcb.set_segment(save::SS, seg(c.ss_sel, c.ss_limit, c.ss_base, c.ss_arbytes));
+        vmcb.set_segment(save::TR, seg(c.tr_sel, c.tr_limit, c.tr_base, c.tr_arbytes));
+        vmcb.set_segment(
+            save::LDTR,
+            seg(c.ldtr_sel, c.ldtr_limit, c.ldtr_base, c.ldtr_arbytes),
+        );
+        vmcb.set_segment(save::IDTR, seg(0, c.idtr_limit, c.idtr_base, 0));
+        vmcb.set_segment(save::GDTR, seg(0, c.gdtr_limit, c.gdtr_base, 0));
+        // The CPL is SS's DPL.
+        vmcb.set_cpl(((attr(c.ss_arbytes) >> 5) & 3) as u8);
+        vmcb.write64(save::CR0, c.cr0 | cr0::ET);
+        vmcb.write64(save::CR2, c.cr2);
+        vmcb.write64(save::CR3, c.cr3);
+        vmcb.write64(save::CR4, c.cr4);
+        vmcb.write64(save::EFER, c.msr_efer | EFER_SVME);
+        // VMRUN refuses DR6 and DR7 with upper bits set.
+        vmcb.write64(save::DR6, c.dr6 & 0xFFFF_FFFF);
+        vmcb.write64(save::DR7, c.dr7 & 0xFFFF_FFFF);
+        vmcb.write64(save::RFLAGS, c.rflags | 2);
+        vmcb.write64(save::RIP, c.rip);
+        vmcb.write64(save::RSP, c.rsp);
+        vmcb.write64(save::RAX, c.rax);
+        vmcb.write64(save::SYSENTER_CS, c.sysenter_cs);
+        vmcb.write64(save::SYSENTER_ESP, c.sysenter_esp);
+        vmcb.write64(save::SYSENTER_EIP, c.sysenter_eip);
+        vmcb.write64(save::KERNEL_GS_BASE, c.shadow_gs);
+        vmcb.write64(save::LSTAR, c.msr_lstar);
+        vmcb.write64(save::STAR, c.msr_star);
+        vmcb.write64(save::CSTAR, c.msr_cstar);
+        vmcb.write64(save::SFMASK, c.msr_syscall_mask);
+        vmcb.write64(save::G_PAT, DEFAULT_PAT);
+        let event = u64::from(c.pending_event);
+        let inject = if event & (1 << 31) != 0 && event_needs_reinjection(c.pending_event) {
+            if event & (1 << 11) != 0 {
+                event | u64::from(c.error_code) << 32
+            } else {
+                event
+            }
+        } else {
+            0
+        };
+        vmcb.write64(control::EVENT_INJ, inject);
+        vmcb.write64(control::INTERRUPT_SHADOW, 0);
+        let v_intr = vmcb.read64(control::V_INTR);
+        vmcb.write64(control::V_INTR, v_intr & !(1 << 8));
+        let misc1 = vmcb.read32(control::INTERCEPT_MISC1);
+        vmcb.write32(control::INTERCEPT_MISC1, misc1 & !(1 << 4));
+        crate::hvm::ctrlreg::sanitize_initial(vmcb);
+        self.shadow_rip = None;
+        self.virq_offer = None;
+        self.regs = GuestRegs {
+            rbx: c.rbx,
+            rcx: c.rcx,
+            rdx: c.rdx,
+            rsi: c.rsi,
+            rdi: c.rdi,
+            rbp: c.rbp,
+            r8: c.r8,
+            r9: c.r9,
+            r10: c.r10,
+            r11: c.r11,
+            r12: c.r12,
+            r13: c.r13,
+            r14: c.r14,
+            r15: c.r15,
+        };
+        self.dr = crate::hvm::debugreg::DebugRegs([c.dr0, c.dr1, c.dr2, c.dr3]);
+        self.msrs.tsc_aux = c.msr_tsc_aux;
+        if c.flags & XEN_X86_FPU_INITIALISED != 0 {
+            // x87 and SSE, so that the restore loads both from the image.
+            self.xcr0 = 3;
+            self.fpu.load_fxsave_image(&c.fpu_regs);
+        } else {
+            self.xcr0 = 1;
+            self.fpu.reset();
+        }
+        self.flush_tlb = true;
+    }
+
+    /// The PAT and MTRRs as Xen's `hvm_save_mtrr_msr` saves them: rxen
+    /// has no variable or fixed ranges (MTRRcap reads 0), only the default
+    /// type the guest wrote.
+    pub fn save_mtrr(&self, m: &mut HvmHwMtrr) {
+        *m = HvmHwMtrr {
+            msr_pat_cr: self.vmcb.read64(save::G_PAT),
+            msr_mtrr_def_type: self.msrs.mtrr_def_type,
+            ..HvmHwMtrr::default()
+        };
+    }
+
+    /// Loads what rxen keeps of an MTRR record (values the core found
+    /// valid).
+    pub fn load_mtrr(&mut self, m: &MtrrLoad) {
+        if let Some(pat) = m.pat {
+            self.vmcb.write64(save::G_PAT, pat);
+        }
+        if let Some(def_type) = m.def_type {
+            self.msrs.mtrr_def_type = def_type;
+        }
     }
 
     /// The state after INIT and a start-up IPI with vector `vector`: real

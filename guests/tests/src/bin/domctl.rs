@@ -13,6 +13,12 @@
 //! what needs no domU — the version, privilege and lookup answers, `physinfo`,
 //! `sched_id` (credit, credit2 or RTDS), a list of one with dom0's own flags.
 //!
+//! Both ways, `gethvmcontext` and `sethvmcontext` of a domain created for it, as
+//! libxc's `vcpu_hvm` starts a PVH domain: the size, `-ENOSPC` for a small buffer, the
+//! records (HEADER, a CPU record per vCPU up, an MTRR record per vCPU, END; Xen has
+//! more that rxen does not model), bad contexts refused, a libxc-shaped context that
+//! brings vCPU 0 up at its entry, read back. The domain is destroyed, never unpaused.
+//!
 //! As a domU: every domctl and sysctl is `-EPERM` (after `-EACCES` for a wrong
 //! version), then it spins, printing nothing, until dom0 destroys it (an error
 //! after 60 s).
@@ -20,6 +26,7 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 use rxen_guest::abi::domctl::*;
+use rxen_guest::abi::hvm_save::*;
 use rxen_guest::abi::sysctl::*;
 use rxen_guest::abi::xen::{HYPERVISOR_DOMCTL, HYPERVISOR_SYSCTL};
 use rxen_guest::hypercall::{hypercall, mut_ptr};
@@ -33,6 +40,7 @@ const EACCES: i64 = rxen_guest::abi::errno::EACCES.to_hypercall_ret();
 const ESRCH: i64 = rxen_guest::abi::errno::ESRCH.to_hypercall_ret();
 const EEXIST: i64 = rxen_guest::abi::errno::EEXIST.to_hypercall_ret();
 const ENOENT: i64 = rxen_guest::abi::errno::ENOENT.to_hypercall_ret();
+const ENODATA: i64 = rxen_guest::abi::errno::ENODATA.to_hypercall_ret();
 /// An address no page table maps.
 const UNMAPPED: u64 = 0x10_0000_0000;
 
@@ -183,6 +191,7 @@ fn dom0(si: &StartInfo) {
     own_vcpu_and_scheduler();
     if alone {
         check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "none past dom0");
+        hvm_context();
         println!("domctl: done");
         return;
     }
@@ -538,6 +547,7 @@ fn control_domu() {
         "destroy it again"
     );
     create_and_destroy();
+    hvm_context();
     println!("domctl: done");
 }
 
@@ -648,4 +658,307 @@ fn create_and_destroy() {
     }
     check_eq!(info(1).map(|i| i.domain), Err(ESRCH), "all gone");
     println!("domctl: created and destroyed three domains");
+}
+
+/// A context buffer (Xen's context for 2 vCPUs is a few KiB, rxen's 2616 bytes).
+static mut CONTEXT: [u8; 32768] = [0; 32768];
+/// A context to load.
+static mut LOAD: [u8; 4096] = [0; 4096];
+
+/// `gethvmcontext` of `domain` into [`CONTEXT`] (`size` bytes of it, or a null
+/// buffer): the size answered, or the errno.
+fn get_context(domain: u16, size: u32, null: bool) -> Result<u32, i64> {
+    let c = XenDomctlHvmcontext {
+        size,
+        pad: 0,
+        buffer: if null { 0 } else { (&raw mut CONTEXT) as u64 },
+    };
+    let mut op = dop(XEN_DOMCTL_GETHVMCONTEXT, domain, c.as_bytes());
+    match domctl(&mut op) {
+        0 => Ok(XenDomctlHvmcontext::read_from_prefix(&op.u).unwrap().0.size),
+        e => Err(e),
+    }
+}
+
+/// `sethvmcontext` of `domain` from `bytes`.
+fn set_context(domain: u16, bytes: &[u8]) -> i64 {
+    // SAFETY: this guest's only user of LOAD, single-threaded.
+    let load = unsafe { core::slice::from_raw_parts_mut((&raw mut LOAD).cast::<u8>(), 4096) };
+    load[..bytes.len()].copy_from_slice(bytes);
+    let c = XenDomctlHvmcontext {
+        size: bytes.len() as u32,
+        pad: 0,
+        buffer: (&raw mut LOAD) as u64,
+    };
+    domctl(&mut dop(XEN_DOMCTL_SETHVMCONTEXT, domain, c.as_bytes()))
+}
+
+/// The records of a context: typecode, instance and payload offset and length,
+/// in order up to END (at most 64).
+fn records(bytes: &[u8]) -> ([(u16, u16, usize, usize); 64], usize) {
+    let mut out = [(0u16, 0u16, 0usize, 0usize); 64];
+    let (mut at, mut n) = (0usize, 0usize);
+    while n < out.len() {
+        let Ok((d, _)) = HvmSaveDescriptor::read_from_prefix(&bytes[at.min(bytes.len())..]) else {
+            error!("context: no descriptor at {at}");
+        };
+        let start = at + 8;
+        let end = start + d.length as usize;
+        check!(end <= bytes.len(), "a record within the context");
+        out[n] = (d.typecode, d.instance, start, d.length as usize);
+        n += 1;
+        at = end;
+        if d.typecode == HVM_SAVE_CODE_END {
+            break;
+        }
+    }
+    (out, n)
+}
+
+/// A context in `out`: the header `header` (descriptor and payload), then `body`,
+/// then END; its length.
+fn context(out: &mut [u8; 4096], header: &[u8], body: &[&[u8]]) -> usize {
+    let mut at = 0;
+    for part in [header].iter().chain(body.iter()) {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    out[at..at + 8].fill(0);
+    at + 8
+}
+
+fn descriptor(typecode: u16, instance: u16, length: u32) -> HvmSaveDescriptor {
+    HvmSaveDescriptor {
+        typecode,
+        instance,
+        length,
+    }
+}
+
+/// A bad context: what it is, its records after the header, the header, the errno.
+type BadContext<'a> = (&'a str, &'a [&'a [u8]], &'a [u8], i64);
+
+/// libxc's `vcpu_hvm` boot CPU: flat 32-bit protected mode at `rip`, EBX = `rbx`.
+fn boot_cpu(rip: u64, rbx: u64) -> HvmHwCpu {
+    let mut c = HvmHwCpu::new_zeroed();
+    c.rip = rip;
+    c.rbx = rbx;
+    c.cr0 = 0x11;
+    (c.cs_limit, c.ds_limit, c.es_limit, c.ss_limit, c.tr_limit) = (!0, !0, !0, !0, 0x67);
+    (c.cs_arbytes, c.ds_arbytes, c.es_arbytes, c.ss_arbytes) = (0xC9B, 0xC93, 0xC93, 0xC93);
+    c.tr_arbytes = 0x8B;
+    (c.dr6, c.dr7) = (0xFFFF_0FF0, 0x400);
+    c
+}
+
+/// The HVM context of a created domain with two vCPUs, as libxc's `vcpu_hvm`
+/// handles it: size, full context, bad contexts, the boot context, read back.
+fn hvm_context() {
+    let d = match create(0, |_| ()) {
+        Ok(id) => id,
+        Err(e) => error!("createdomain: {e}"),
+    };
+    check_eq!(max_vcpus(d, 2), 0, "max_vcpus 2");
+    check!(
+        info(d).is_ok_and(|i| i.flags & XEN_DOMINF_PAUSED != 0),
+        "born paused"
+    );
+    let size = match get_context(d, 0, true) {
+        Ok(size) => size,
+        Err(e) => error!("gethvmcontext size: {e}"),
+    };
+    check!(size > 40 && size as usize <= 32768, "a context size");
+    check_eq!(
+        get_context(d, 8, false),
+        Err(err::ENOSPC),
+        "gethvmcontext into 8 bytes"
+    );
+    check_eq!(
+        get_context(0, 0, true),
+        Err(err::EINVAL),
+        "gethvmcontext of itself"
+    );
+    let written = match get_context(d, size, false) {
+        Ok(n) => n,
+        Err(e) => error!("gethvmcontext: {e}"),
+    };
+    check!(written <= size, "no more than the size");
+    // SAFETY: written by the hypervisor through the handle above.
+    let ctx = unsafe { core::slice::from_raw_parts((&raw const CONTEXT).cast::<u8>(), 32768) };
+    let ctx = &ctx[..written as usize];
+    let (recs, n) = records(ctx);
+    let recs = &recs[..n];
+    check_eq!(
+        (recs[0].0, recs[0].3),
+        (HVM_SAVE_CODE_HEADER, 24),
+        "the header first"
+    );
+    let header = HvmSaveHeader::read_from_prefix(&ctx[8..]).unwrap().0;
+    check_eq!(
+        (header.magic, header.version),
+        (HVM_FILE_MAGIC, HVM_FILE_VERSION),
+        "Xen's magic and version"
+    );
+    check_eq!(recs[n - 1].0, HVM_SAVE_CODE_END, "END last");
+    let count = |code: u16| recs.iter().filter(|r| r.0 == code).count();
+    let mtrr: [u16; 2] = core::array::from_fn(|i| {
+        recs.iter()
+            .filter(|r| r.0 == HVM_SAVE_CODE_MTRR)
+            .nth(i)
+            .map_or(99, |r| r.1)
+    });
+    let others = n - 2 - count(HVM_SAVE_CODE_CPU) - count(HVM_SAVE_CODE_MTRR);
+    println!(
+        "domctl: hvmcontext: size {size}, {written} bytes: {} CPU, {} MTRR, {others} other",
+        count(HVM_SAVE_CODE_CPU),
+        count(HVM_SAVE_CODE_MTRR)
+    );
+    check_eq!(
+        count(HVM_SAVE_CODE_CPU),
+        0,
+        "no CPU record: both vCPUs down"
+    );
+    check_eq!(mtrr, [0, 1], "an MTRR record per vCPU");
+    let cpu_at = recs.iter().position(|r| r.0 == HVM_SAVE_CODE_CPU);
+    let mtrr_at = recs.iter().position(|r| r.0 == HVM_SAVE_CODE_MTRR);
+    check!(
+        cpu_at.is_none_or(|c| mtrr_at.is_some_and(|m| c < m)),
+        "CPU records before MTRR records"
+    );
+
+    // What libxc keeps: the header and vCPU 0's MTRR record.
+    let header_bytes = &ctx[..32];
+    let mtrr_rec = recs.iter().find(|r| r.0 == HVM_SAVE_CODE_MTRR).unwrap();
+    let mut mtrr0 = HvmHwMtrr::read_from_prefix(&ctx[mtrr_rec.2..]).unwrap().0;
+    mtrr0.msr_mtrr_def_type = MTRR_TYPE_WRBACK | MTRR_DEF_TYPE_ENABLE;
+    let cpu = boot_cpu(0x10_0000, 0x2000);
+    let cpu_d = descriptor(HVM_SAVE_CODE_CPU, 0, CPU_LENGTH);
+    let mut buf = [0u8; 4096];
+
+    // Bad contexts: refused, as Xen refuses them.
+    let mut bad_magic = [0u8; 32];
+    bad_magic.copy_from_slice(header_bytes);
+    bad_magic[8] ^= 0xFF;
+    let mut short_header = [0u8; 32];
+    short_header.copy_from_slice(header_bytes);
+    short_header[4] = 16;
+    let mut no_et = cpu;
+    no_et.cr0 = 1;
+    let past = descriptor(HVM_SAVE_CODE_CPU, 0, 0x10_0000);
+    let vcpu5 = descriptor(HVM_SAVE_CODE_CPU, 5, CPU_LENGTH);
+    let unknown = descriptor(99, 0, 0);
+    let len = context(&mut buf, header_bytes, &[cpu_d.as_bytes(), cpu.as_bytes()]);
+    check_eq!(
+        set_context(0, &buf[..len]),
+        err::EINVAL,
+        "sethvmcontext of itself"
+    );
+    let cases: [BadContext<'_>; 7] = [
+        ("a bad magic", &[], &bad_magic, err::EINVAL),
+        ("a short header", &[], &short_header, ENODATA),
+        (
+            "an unknown typecode",
+            &[unknown.as_bytes()],
+            header_bytes,
+            err::EINVAL,
+        ),
+        (
+            "a vCPU it does not have",
+            &[vcpu5.as_bytes(), cpu.as_bytes()],
+            header_bytes,
+            err::EINVAL,
+        ),
+        (
+            "CR0 without ET",
+            &[cpu_d.as_bytes(), no_et.as_bytes()],
+            header_bytes,
+            err::EINVAL,
+        ),
+        (
+            "a record past the end",
+            &[past.as_bytes(), cpu.as_bytes()],
+            header_bytes,
+            err::EINVAL,
+        ),
+        ("no END", &[], header_bytes, ENODATA),
+    ];
+    for (what, body, header, want) in cases {
+        let mut len = context(&mut buf, header, body);
+        if what == "no END" {
+            len -= 8;
+        }
+        check_eq!(
+            set_context(d, &buf[..len]),
+            want,
+            "sethvmcontext with {what}"
+        );
+    }
+
+    // As libxc 4.17: each vCPU's MTRR on its own, then the boot CPU.
+    let mtrr1_d = descriptor(HVM_SAVE_CODE_MTRR, 1, MTRR_LENGTH);
+    let len = context(
+        &mut buf,
+        header_bytes,
+        &[mtrr1_d.as_bytes(), mtrr0.as_bytes()],
+    );
+    check_eq!(
+        set_context(d, &buf[..len]),
+        0,
+        "sethvmcontext: vCPU 1's MTRR"
+    );
+    let mtrr0_d = descriptor(HVM_SAVE_CODE_MTRR, 0, MTRR_LENGTH);
+    let len = context(
+        &mut buf,
+        header_bytes,
+        &[
+            cpu_d.as_bytes(),
+            cpu.as_bytes(),
+            mtrr0_d.as_bytes(),
+            mtrr0.as_bytes(),
+        ],
+    );
+    check_eq!(
+        set_context(d, &buf[..len]),
+        0,
+        "sethvmcontext: the boot CPU"
+    );
+    check!(vcpu_info(d, 0).is_ok_and(|v| v.online == 1), "vCPU 0 is up");
+    check!(
+        vcpu_info(d, 1).is_ok_and(|v| v.online == 0),
+        "vCPU 1 is still down"
+    );
+
+    // Read back.
+    let written = match get_context(d, size, false) {
+        Ok(n) => n,
+        Err(e) => error!("gethvmcontext after the set: {e}"),
+    };
+    // SAFETY: written by the hypervisor through the handle above.
+    let ctx = unsafe { core::slice::from_raw_parts((&raw const CONTEXT).cast::<u8>(), 32768) };
+    let ctx = &ctx[..written as usize];
+    let (recs, n) = records(ctx);
+    let recs = &recs[..n];
+    let cpus = recs.iter().filter(|r| r.0 == HVM_SAVE_CODE_CPU).count();
+    check_eq!(cpus, 1, "one CPU record: vCPU 0's");
+    let rec = recs.iter().find(|r| r.0 == HVM_SAVE_CODE_CPU).unwrap();
+    let got = HvmHwCpu::read_from_prefix(&ctx[rec.2..]).unwrap().0;
+    let rec = recs.iter().find(|r| r.0 == HVM_SAVE_CODE_MTRR).unwrap();
+    let mtrr = HvmHwMtrr::read_from_prefix(&ctx[rec.2..]).unwrap().0;
+    println!(
+        "domctl: hvmcontext: vCPU 0 at rip {:#x} rbx {:#x} cr0 {:#x} cs {:#x}, MTRR default {:#x}",
+        got.rip, got.rbx, got.cr0, got.cs_arbytes, mtrr.msr_mtrr_def_type
+    );
+    check_eq!(
+        (got.rip, got.rbx, got.cr0, mtrr.msr_mtrr_def_type),
+        (0x10_0000, 0x2000, 0x11, 0x806),
+        "the boot state read back"
+    );
+    // Not unpaused (it has no memory): destroyed.
+    check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0, "destroy it");
+    let until = now() + 5_000_000_000;
+    while info(d).is_ok_and(|i| i.domain == d) && now() < until {
+        spin_ms(10);
+    }
+    check!(info(d).is_err(), "it is gone");
+    println!("domctl: hvmcontext: done");
 }
