@@ -362,7 +362,7 @@ fn dom0_controls_a_domu_with_domctl_and_sysctl() {
 fn dom0_builds_and_starts_a_domain() {
     let out = machine("domains-dombuild", 2, "dom0_mem=32M")
         .module(guest("dombuild"), "")
-        .module(guest("xen_version"), "")
+        .module(guest("pvclock"), "")
         .run();
     no_hypervisor_trouble(&out)
         .assert_count("created by d0: paused, no memory, 1 vCPU(s) to come", 2)

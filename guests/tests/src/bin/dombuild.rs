@@ -29,7 +29,7 @@ use rxen_guest::control::{
     acquire_grant_frames, create, current_reservation, domctl, dop, info, map_foreign, max_mem,
     max_vcpus, populate, remove_from_physmap, set_memory_map, simple, MAP_BATCH,
 };
-use rxen_guest::events::sleep_until;
+use rxen_guest::events::{set_up_timer_events, sleep_until};
 use rxen_guest::grant;
 use rxen_guest::time::{map_shared_info, now};
 use rxen_guest::{check, check_eq, err, error, println, StartInfo};
@@ -55,6 +55,7 @@ fn main(si: &StartInfo) {
     if map_shared_info() != 0 {
         error!("cannot map shared info");
     }
+    set_up_timer_events();
     let Some(module) = si.modules().first() else {
         error!("no module: the new domain's kernel is the first module");
     };
