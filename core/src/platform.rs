@@ -199,9 +199,10 @@ pub trait Domains {
     /// Maps `frame` of domain `owner` (another domain, not being
     /// destroyed: `-ESRCH`) writable at the caller's `gfn`
     /// (`XENMAPSPACE_gmfn_foreign` and `XENMEM_acquire_resource`, checked
-    /// by the core): `-EINVAL` if the owner has no such frame, `-EBUSY` over
-    /// another foreign page. The mapping lasts until removed or until the
-    /// owner is destroyed.
+    /// by the core): `-EINVAL` if the owner has no such frame or `gfn` is
+    /// beyond the guest-physical space, `-ENXIO` over another foreign page
+    /// (as Xen 4.17). The mapping lasts until removed or until the owner is
+    /// destroyed.
     fn map_foreign(&mut self, owner: DomId, frame: ForeignFrame, gfn: Gfn) -> Result<(), Errno>;
     /// Creates an empty domain (`XEN_DOMCTL_createdomain`, checked by the
     /// core): id `requested`, or one from Xen's rover when 0

@@ -498,7 +498,7 @@ impl Domains for FakeEnv {
         }
         .ok_or(errno::EINVAL)?;
         if self.foreign.contains_key(&gfn.0) {
-            return Err(errno::EBUSY);
+            return Err(errno::ENXIO);
         }
         self.foreign.insert(gfn.0, (owner, recorded));
         Ok(())

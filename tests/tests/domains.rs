@@ -374,7 +374,7 @@ fn dom0_builds_and_starts_a_domain() {
             "d1: destroyed by the control domain; ",
             "d2: 1024 foreign mappings of its memory removed",
             "d2: destroyed by the control domain; ",
-            "(d0) dombuild: d2 destroyed while dom0 mapped 1024 of its pages",
+            "(d0) dombuild: d2 destroyed while dom0 mapped 1024 of its pages; dom0 then removed 0",
             "(d0) dombuild: done",
             "(d0) Test result: SUCCESS",
         ])

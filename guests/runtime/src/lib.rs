@@ -102,6 +102,8 @@ pub mod err {
     pub const ESRCH: i64 = errno::ESRCH.to_hypercall_ret();
     /// `-EFAULT`.
     pub const EFAULT: i64 = errno::EFAULT.to_hypercall_ret();
+    /// `-ENXIO`.
+    pub const ENXIO: i64 = errno::ENXIO.to_hypercall_ret();
     /// `-EBUSY`.
     pub const EBUSY: i64 = errno::EBUSY.to_hypercall_ret();
     /// `-EEXIST`.

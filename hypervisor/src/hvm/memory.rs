@@ -425,16 +425,17 @@ impl GuestMemory {
 
     /// Maps another domain's RAM frame `hpa` at `gfn`, writable, for the
     /// control domain's `XENMAPSPACE_gmfn_foreign` (privcmd's foreign
-    /// maps): `-EBUSY` over another foreign page; over anything else, that
-    /// comes back when the foreign page is removed. The owner's frame is
-    /// freed only after [`GuestMemory::revoke_foreign_gmfn`] took it out.
+    /// maps): `-ENXIO` over another foreign page (Xen 4.17's answer);
+    /// anything else comes back when the foreign page is removed. The
+    /// owner's frame is freed only after [`GuestMemory::revoke_foreign_gmfn`]
+    /// took it out.
     pub fn map_foreign_gmfn(&mut self, gfn: Gfn, hpa: Hpa) -> Result<(), Errno> {
         let gpa = gfn
             .gpa()
             .filter(|gpa| gpa.0 < 1 << 46)
             .ok_or(errno::EINVAL)?;
         if self.npt.is_foreign(gpa) {
-            return Err(errno::EBUSY);
+            return Err(errno::ENXIO);
         }
         self.npt
             .map_4k_foreign_gmfn(gpa, hpa, &mut self.pool)

@@ -127,8 +127,8 @@ pub const INITRD_ARGS: &str = "initrd-arg";
 
 /// Guests that need several domains (a peer, or other domains to compete with) and a
 /// command line, or (`smp_ipi`, `init_sipi_xsave`) a second vCPU and `VCPUOP_initialise`, or (`domu_acpi`,
-/// in `tests/domains.rs`) to be a domU; their own tests run them, not this single-dom0
-/// suite.
+/// in `tests/domains.rs`) to be a domU, or (`dombuild`) another guest to start; their own
+/// tests run them, not this single-dom0 suite.
 pub const MULTI_DOMAIN: &[&str] = &[
     "evtchn_pingpong",
     "cpu_hog",
@@ -145,6 +145,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "init_sipi_xsave",
     "fuzz",
     "debug_regs",
+    "dombuild",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not

@@ -81,7 +81,13 @@ fn main(si: &StartInfo) {
         0,
         "shut down by poweroff"
     );
-    check_eq!(i.tot_pages, pages, "its memory stays until it is destroyed");
+    // Its memory stays until it is destroyed. Xen frees the RAM page the guest put
+    // its shared-info page over (rxen keeps it under the page): one less there.
+    check!(
+        i.tot_pages == pages || i.tot_pages == pages - 1,
+        "its memory stays until it is destroyed: {} pages",
+        i.tot_pages
+    );
     println!("dombuild: d{domid} shut down (poweroff); destroying it");
     check_eq!(simple(XEN_DOMCTL_DESTROYDOMAIN, domid), 0, "destroy");
     if !wait_for(10_000, || info(domid).map_or(true, |i| i.domain != domid)) {
@@ -261,18 +267,18 @@ fn seed_grant_table(domid: u16) {
 /// Foreign maps the hypervisor refuses, entry by entry.
 fn bad_maps(domid: u16, pages: u64) {
     let gpfn = WINDOW / 4096;
-    let mut errs = [0i32; 3];
+    let mut errs = [0x5555; 3];
     check_eq!(
         map_foreign(domid, &[0, pages, 1], &[gpfn, gpfn + 1, gpfn], &mut errs),
         0,
-        "a batch with bad entries"
+        "a batch with a bad entry"
     );
     check_eq!(
         errs,
-        [0, err::EINVAL as i32, err::EBUSY as i32],
-        "a frame past its RAM, over a mapped page"
+        [0, err::EINVAL as i32, err::ENXIO as i32],
+        "a frame past its RAM, a foreign page over another"
     );
-    let mut own = [0i32; 1];
+    let mut own = [0x5555; 1];
     check_eq!(
         map_foreign(0, &[0x100], &[gpfn + 2], &mut own),
         0,
@@ -284,6 +290,7 @@ fn bad_maps(domid: u16, pages: u64) {
         "dom0's own frames are not foreign"
     );
     check_eq!(remove_from_physmap(gpfn), 0, "unmapped");
+    check_eq!(remove_from_physmap(gpfn), err::ENOENT, "nothing left");
     check_eq!(remove_from_physmap(gpfn + 1), err::ENOENT, "never mapped");
 }
 
@@ -338,8 +345,9 @@ fn load_elf(image: &[u8], ram: &mut [u8]) -> u64 {
     entry.unwrap_or_else(|| error!("no XEN_ELFNOTE_PHYS32_ENTRY note"))
 }
 
-/// The context buffer (one vCPU: a few records).
-static mut CONTEXT: [u8; 4096] = [0; 4096];
+/// The context buffer (one vCPU: 1.3 KiB on rxen, about 5 KiB on Xen 4.17, which
+/// saves more records).
+static mut CONTEXT: [u8; 16384] = [0; 16384];
 
 /// libxc's `vcpu_hvm`: the full context (its size first), its HEADER and vCPU 0's
 /// MTRR kept, a new context of HEADER, CPU (32-bit flat protected mode at `entry`,
@@ -428,7 +436,9 @@ fn set_vcpu_context(domid: u16, entry: u64, start_info: u64) {
 }
 
 /// A second domain, populated, mapped by dom0 and written, destroyed while the
-/// mappings are still there: it disappears and dom0 goes on.
+/// mappings are still there. rxen removes them at once (dom0's later removals find
+/// nothing) and frees the domain; Xen keeps the domain, dying, until dom0 removes
+/// them. Either way dom0 goes on and the domain goes.
 fn destroyed_while_mapped() {
     let domid = new_domain(4);
     map_window(domid, 0, 1024);
@@ -438,8 +448,22 @@ fn destroyed_while_mapped() {
         0,
         "destroy while mapped"
     );
+    let (mut removed, mut gone) = (0, 0);
+    for i in 0..1024 {
+        match remove_from_physmap(WINDOW / 4096 + i) {
+            0 => removed += 1,
+            e if e == err::ENOENT => gone += 1,
+            e => error!("remove_from_physmap of page {i} of a destroyed domain: {e}"),
+        }
+    }
+    check!(
+        removed == 1024 || gone == 1024,
+        "all removed by dom0 or all gone before"
+    );
     if !wait_for(10_000, || info(domid).map_or(true, |i| i.domain != domid)) {
         error!("d{domid} still there 10 s after destroydomain");
     }
-    println!("dombuild: d{domid} destroyed while dom0 mapped 1024 of its pages");
+    println!(
+        "dombuild: d{domid} destroyed while dom0 mapped 1024 of its pages; dom0 then removed {removed}"
+    );
 }
