@@ -29,6 +29,7 @@ use rxen_guest::abi::domctl::*;
 use rxen_guest::abi::hvm_save::*;
 use rxen_guest::abi::sysctl::*;
 use rxen_guest::abi::xen::{HYPERVISOR_DOMCTL, HYPERVISOR_SYSCTL};
+use rxen_guest::control::{self, domctl, dop, info, max_vcpus, simple};
 use rxen_guest::hypercall::{hypercall, mut_ptr};
 use rxen_guest::time::{map_shared_info, now};
 use rxen_guest::{check, check_eq, err, error, println, StartInfo};
@@ -44,23 +45,9 @@ const ENODATA: i64 = rxen_guest::abi::errno::ENODATA.to_hypercall_ret();
 /// An address no page table maps.
 const UNMAPPED: u64 = 0x10_0000_0000;
 
-fn domctl(op: &mut XenDomctl) -> i64 {
-    // SAFETY: the argument is a live, writable `xen_domctl`.
-    unsafe { hypercall(HYPERVISOR_DOMCTL, mut_ptr(op), 0, 0, 0, 0) }
-}
-
 fn sysctl(op: &mut XenSysctl) -> i64 {
     // SAFETY: the argument is a live, writable `xen_sysctl`.
     unsafe { hypercall(HYPERVISOR_SYSCTL, mut_ptr(op), 0, 0, 0, 0) }
-}
-
-fn dop(cmd: u32, domain: u16, arg: &[u8]) -> XenDomctl {
-    let mut op = XenDomctl::new_zeroed();
-    op.cmd = cmd;
-    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
-    op.domain = domain;
-    op.u[..arg.len()].copy_from_slice(arg);
-    op
 }
 
 fn sop(cmd: u32, arg: &[u8]) -> XenSysctl {
@@ -69,19 +56,6 @@ fn sop(cmd: u32, arg: &[u8]) -> XenSysctl {
     op.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
     op.u[..arg.len()].copy_from_slice(arg);
     op
-}
-
-/// `getdomaininfo` from `domain` up: the info, or the errno.
-fn info(domain: u16) -> Result<XenDomctlGetdomaininfo, i64> {
-    let mut op = dop(XEN_DOMCTL_GETDOMAININFO, domain, &[]);
-    match domctl(&mut op) {
-        0 => Ok(XenDomctlGetdomaininfo::read_from_prefix(&op.u).unwrap().0),
-        e => Err(e),
-    }
-}
-
-fn simple(cmd: u32, domain: u16) -> i64 {
-    domctl(&mut dop(cmd, domain, &[]))
 }
 
 /// Spins until `ms` milliseconds of system time passed.
@@ -551,30 +525,9 @@ fn control_domu() {
     println!("domctl: done");
 }
 
+/// createdomain as libxl issues it for a PVH guest with 2 vCPUs, after `edit`.
 fn create(requested: u16, edit: impl FnOnce(&mut XenDomctlCreatedomain)) -> Result<u16, i64> {
-    let mut c = XenDomctlCreatedomain {
-        flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
-        max_vcpus: 2,
-        max_evtchn_port: 1023,
-        max_grant_frames: 32,
-        max_maptrack_frames: 1024,
-        grant_opts: 1,
-        arch: XenArchDomainconfig {
-            emulation_flags: XEN_X86_EMU_LAPIC,
-            misc_flags: 0,
-        },
-        ..Default::default()
-    };
-    edit(&mut c);
-    let mut op = dop(XEN_DOMCTL_CREATEDOMAIN, requested, c.as_bytes());
-    match domctl(&mut op) {
-        0 => Ok(op.domain),
-        e => Err(e),
-    }
-}
-
-fn max_vcpus(domain: u16, n: u32) -> i64 {
-    domctl(&mut dop(XEN_DOMCTL_MAX_VCPUS, domain, &n.to_le_bytes()))
+    control::create(requested, 2, edit)
 }
 
 /// createdomain as libxl issues it (PVH: hvm|hap, the local APIC emulated), with
