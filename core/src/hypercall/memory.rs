@@ -62,8 +62,17 @@ pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
             ),
             Err(e) => Outcome::error(e),
         },
-        // The others take no continuation: extent bits are -EINVAL (Xen).
-        _ if cmd >> MEMOP_EXTENT_SHIFT != 0 => Outcome::error(errno::EINVAL),
+        // Those Xen's common code serves take no continuation: extent bits
+        // are -EINVAL there; an unknown op is -ENOSYS whatever they hold.
+        memory::XENMEM_CURRENT_RESERVATION
+        | memory::XENMEM_MAXIMUM_RESERVATION
+        | memory::XENMEM_MAXIMUM_GPFN
+        | memory::XENMEM_MAXIMUM_RAM_PAGE
+        | memory::XENMEM_REMOVE_FROM_PHYSMAP
+            if cmd >> MEMOP_EXTENT_SHIFT != 0 =>
+        {
+            Outcome::error(errno::EINVAL)
+        }
         _ => from_result(memory_op(ctx, cmd, arg)),
     }
 }
