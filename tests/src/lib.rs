@@ -362,10 +362,22 @@ pub fn debian_modules(names: &[&str]) -> Vec<PathBuf> {
 /// # Panics
 /// As [`debian_modules`] and [`busybox_initramfs_with`].
 pub fn modules_initramfs(names: &[&str], script: &str) -> PathBuf {
+    modules_initramfs_with(names, script, &[])
+}
+
+/// [`modules_initramfs`] with the files `extra` too (as [`busybox_initramfs_with`]).
+///
+/// # Panics
+/// As [`modules_initramfs`].
+pub fn modules_initramfs_with(
+    names: &[&str],
+    script: &str,
+    extra: &[(String, PathBuf)],
+) -> PathBuf {
     let mut init = String::from(
         "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\n",
     );
-    let mut files = Vec::new();
+    let mut files = extra.to_vec();
     for module in debian_modules(names) {
         let name = file_name(&module);
         init.push_str(&format!("insmod /lib/modules/{name}\n"));
@@ -373,6 +385,21 @@ pub fn modules_initramfs(names: &[&str], script: &str) -> PathBuf {
     }
     init.push_str(script);
     busybox_initramfs_with(&init, &files)
+}
+
+/// The dom0 tool `name` (`rxl`...), as `cargo xtask build` leaves it in
+/// `target/rxen/dom0/`.
+///
+/// # Panics
+/// If it is not there (run `cargo xtask build` first).
+pub fn dom0_tool(name: &str) -> PathBuf {
+    let path = rxen_dir().join("dom0").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build` first",
+        path.display()
+    );
+    path
 }
 
 /// The Debian package whose `/bin/busybox` goes into [`busybox_initramfs`].
@@ -421,7 +448,8 @@ pub fn busybox_initramfs(init_script: &str) -> PathBuf {
 }
 
 /// [`busybox_initramfs`] with the files `extra` too: each `(path in the archive, file on
-/// the host)`, e.g. kernel modules under `lib/modules/`. Their directories are created.
+/// the host)`, e.g. kernel modules under `lib/modules/`. Their directories are created;
+/// files under `bin/` are executable.
 ///
 /// # Panics
 /// As [`busybox_initramfs`], or if a file of `extra` cannot be read.
@@ -437,7 +465,8 @@ pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) ->
         .collect();
     // The key covers the script, the applets and the extra files, so that a
     // change of any makes a new archive.
-    let mut keyed = format!("{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
+    // v2: programs under bin/ are executable.
+    let mut keyed = format!("v2\0{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
     for (name, bytes) in &extra {
         keyed.extend_from_slice(name.as_bytes());
         keyed.extend_from_slice(&fnv1a(bytes).to_le_bytes());
@@ -481,7 +510,13 @@ pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) ->
                 dirs.push(parent.clone());
             }
         }
-        cpio.entry(name, 0o100644, 0, bytes);
+        // Programs (under bin/) are executable; other files are data.
+        let mode = if name.starts_with("bin/") {
+            0o100755
+        } else {
+            0o100644
+        };
+        cpio.entry(name, mode, 0, bytes);
     }
     create_dir(&dir);
     let tmp = dir.join(format!(

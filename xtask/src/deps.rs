@@ -10,6 +10,8 @@ use crate::{run_checked, workspace_root};
 
 /// The Rust target the hypervisor image is built for.
 pub const TARGET: &str = "x86_64-unknown-none";
+/// The target of the dom0 tools: static Linux binaries that run in any dom0.
+pub const DOM0_TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// Which task needs a requirement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +109,14 @@ pub fn find_in_path(name: &str) -> bool {
     })
 }
 
-/// Makes sure `rustup` has the hypervisor's target installed.
+/// Makes sure `rustup` has the hypervisor's target and the dom0 tools' installed.
 pub fn ensure_rust_target() {
+    for target in [TARGET, DOM0_TARGET] {
+        ensure_one_target(target);
+    }
+}
+
+fn ensure_one_target(target: &str) {
     let root = workspace_root();
     let output = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -117,20 +125,20 @@ pub fn ensure_rust_target() {
     match output {
         Ok(out) if out.status.success() => {
             let installed = String::from_utf8_lossy(&out.stdout);
-            if installed.lines().any(|l| l.trim() == TARGET) {
+            if installed.lines().any(|l| l.trim() == target) {
                 return;
             }
-            eprintln!("xtask: installing the Rust target {TARGET}");
+            eprintln!("xtask: installing the Rust target {target}");
             let mut cmd = Command::new("rustup");
-            cmd.args(["target", "add", TARGET]).current_dir(&root);
+            cmd.args(["target", "add", target]).current_dir(&root);
             run_checked(&mut cmd);
         }
         Ok(out) => eprintln!(
-            "xtask: warning: `rustup target list --installed` failed ({}); assuming {TARGET} is available",
+            "xtask: warning: `rustup target list --installed` failed ({}); assuming {target} is available",
             out.status
         ),
         Err(e) => eprintln!(
-            "xtask: warning: cannot run rustup ({e}); assuming {TARGET} is available"
+            "xtask: warning: cannot run rustup ({e}); assuming {target} is available"
         ),
     }
 }

@@ -4,7 +4,7 @@ use std::env;
 use std::fs;
 use std::path::PathBuf;
 
-use crate::deps::TARGET;
+use crate::deps::{DOM0_TARGET, TARGET};
 use crate::{
     cargo_command, display_command, repo_target_dir, run_checked, rxen_dir, workspace_root,
 };
@@ -90,6 +90,40 @@ pub fn build_guests() -> PathBuf {
     for name in guest_names() {
         let from = built.join(&name);
         let to = out_dir.join(&name);
+        fs::copy(&from, &to).unwrap_or_else(|e| {
+            crate::fail(&format!(
+                "cannot copy {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        });
+    }
+    out_dir
+}
+
+/// The dom0 tools: (package, binary), built as static binaries.
+pub const DOM0_TOOLS: &[(&str, &str)] = &[("rxl", "rxl")];
+
+/// Builds the dom0 tools ([`DOM0_TOOLS`]) as static Linux binaries (release,
+/// [`DOM0_TARGET`]) and copies each to `target/rxen/dom0/<name>`, ready to be put
+/// into any dom0. Exits xtask on failure; returns the directory.
+pub fn build_dom0_tools() -> PathBuf {
+    let mut cmd = cargo_command();
+    // Small binaries for an initramfs: no debug information.
+    cmd.args(["build", "--release", "--target", DOM0_TARGET])
+        .args(["--config", "profile.release.strip=\"debuginfo\""]);
+    for (package, _) in DOM0_TOOLS {
+        cmd.args(["-p", package]);
+    }
+    cmd.current_dir(workspace_root());
+    eprintln!("xtask: {}", display_command(&cmd));
+    run_checked(&mut cmd);
+    let built = cargo_target_dir().join(DOM0_TARGET).join("release");
+    let out_dir = rxen_dir().join("dom0");
+    fs::create_dir_all(&out_dir)
+        .unwrap_or_else(|e| crate::fail(&format!("cannot create {}: {e}", out_dir.display())));
+    for (_, name) in DOM0_TOOLS {
+        let (from, to) = (built.join(name), out_dir.join(name));
         fs::copy(&from, &to).unwrap_or_else(|e| {
             crate::fail(&format!(
                 "cannot copy {} to {}: {e}",

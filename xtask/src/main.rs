@@ -48,8 +48,10 @@ fn main() {
             deps::ensure_rust_target();
             let path = image::build();
             let guests = image::build_guests();
+            let tools = image::build_dom0_tools();
             println!("{}", path.display());
             println!("{}", guests.display());
+            println!("{}", tools.display());
         }
         "run" => {
             let options = run::Options::parse(rest).unwrap_or_else(|e| usage_error(&e));
@@ -96,6 +98,8 @@ fn test(extra: &[String]) -> i32 {
     eprintln!("xtask: image at {}", path.display());
     let guests = image::build_guests();
     eprintln!("xtask: test guests in {}", guests.display());
+    let tools = image::build_dom0_tools();
+    eprintln!("xtask: dom0 tools in {}", tools.display());
     let mut cmd = cargo_command();
     // --no-fail-fast: report every failing test binary, not only the first.
     cmd.args(["test", "--workspace", "--no-fail-fast"])

@@ -1,0 +1,343 @@
+//! The calls a toolstack makes on domains (Xen's libxenctrl, `xc_*`): `domctl` and
+//! `sysctl` with Xen 4.17's interface versions, reservations and memory maps of
+//! another domain (`memory_op`), HVM parameters and context, and event channels
+//! offered to a new domain. Each copies its argument into a hypercall buffer, makes
+//! the call through [`Xencall`] and copies the answer back.
+
+use rxen_abi::domctl::*;
+use rxen_abi::event_channel::{EvtchnAllocUnbound, EVTCHNOP_ALLOC_UNBOUND};
+use rxen_abi::hvm::{XenHvmParam, HVMOP_SET_PARAM};
+use rxen_abi::memory::{
+    E820Entry, XenForeignMemoryMap, XenMemoryMap, XenMemoryReservation, XENMEM_POPULATE_PHYSMAP,
+    XENMEM_SET_MEMORY_MAP,
+};
+use rxen_abi::sysctl::*;
+use rxen_abi::xen::{
+    DomId, HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP,
+    HYPERVISOR_SYSCTL,
+};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
+
+use crate::call::Xencall;
+use crate::{Error, Result};
+
+/// A domain as `getdomaininfo` describes it.
+pub type DomainInfo = XenDomctlGetdomaininfo;
+
+/// The toolstack's handle on the hypervisor.
+#[derive(Debug)]
+pub struct Xc {
+    call: Xencall,
+}
+
+impl Xc {
+    /// Opens the hypercall channel.
+    pub fn open() -> Result<Self> {
+        Ok(Self {
+            call: Xencall::open()?,
+        })
+    }
+
+    /// The hypercall channel (its privcmd file makes foreign maps).
+    pub fn call(&self) -> &Xencall {
+        &self.call
+    }
+
+    /// Issues hypercall `op` with `value` in a buffer as its argument number `at`
+    /// (others: `args`), and copies the buffer back into `value`.
+    fn with_arg<T: FromBytes + IntoBytes + Immutable>(
+        &self,
+        op: u64,
+        mut args: [u64; 5],
+        at: usize,
+        value: &mut T,
+        what: &str,
+    ) -> Result<i64> {
+        let buffer = self.call.buffer_with(value)?;
+        args[at] = buffer.addr();
+        // SAFETY: the only address argument is the buffer, sized for `T`.
+        let ret = unsafe { self.call.hypercall(op, args, what) };
+        *value = buffer.read(0);
+        ret
+    }
+
+    /// `domctl(op)`.
+    pub fn domctl(&self, op: &mut XenDomctl, what: &str) -> Result<()> {
+        self.with_arg(HYPERVISOR_DOMCTL, [0; 5], 0, op, what)
+            .map(|_| ())
+    }
+
+    /// `sysctl(op)`.
+    pub fn sysctl(&self, op: &mut XenSysctl, what: &str) -> Result<()> {
+        self.with_arg(HYPERVISOR_SYSCTL, [0; 5], 0, op, what)
+            .map(|_| ())
+    }
+
+    fn dop(cmd: u32, domain: DomId, arg: &[u8]) -> XenDomctl {
+        let mut op = XenDomctl::new_zeroed();
+        op.cmd = cmd;
+        op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+        op.domain = domain;
+        op.u[..arg.len()].copy_from_slice(arg);
+        op
+    }
+
+    fn sop(cmd: u32, arg: &[u8]) -> XenSysctl {
+        let mut op = XenSysctl::new_zeroed();
+        op.cmd = cmd;
+        op.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+        op.u[..arg.len()].copy_from_slice(arg);
+        op
+    }
+
+    /// `createdomain` of a PVH guest (hvm and hap, the local APIC emulated, as
+    /// libxl asks) with `max_vcpus` and `handle`: its id.
+    pub fn create_pvh(&self, max_vcpus: u32, handle: [u8; 16]) -> Result<DomId> {
+        let config = XenDomctlCreatedomain {
+            flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
+            handle,
+            max_vcpus,
+            max_evtchn_port: 1023,
+            max_grant_frames: 32,
+            max_maptrack_frames: 1024,
+            grant_opts: 1,
+            arch: XenArchDomainconfig {
+                emulation_flags: XEN_X86_EMU_LAPIC,
+                misc_flags: 0,
+            },
+            ..Default::default()
+        };
+        let mut op = Self::dop(XEN_DOMCTL_CREATEDOMAIN, 0, config.as_bytes());
+        self.domctl(&mut op, "createdomain")?;
+        Ok(op.domain)
+    }
+
+    /// A domctl without argument on `domain`.
+    fn simple(&self, cmd: u32, domain: DomId, what: &str) -> Result<()> {
+        self.domctl(
+            &mut Self::dop(cmd, domain, &[]),
+            &format!("{what} d{domain}"),
+        )
+    }
+
+    /// `max_vcpus`: creates the domain's vCPUs.
+    pub fn max_vcpus(&self, domain: DomId, n: u32) -> Result<()> {
+        let mut op = Self::dop(XEN_DOMCTL_MAX_VCPUS, domain, &n.to_le_bytes());
+        self.domctl(&mut op, "max_vcpus")
+    }
+
+    /// `max_mem` in KiB.
+    pub fn max_mem(&self, domain: DomId, kib: u64) -> Result<()> {
+        let mut op = Self::dop(XEN_DOMCTL_MAX_MEM, domain, &kib.to_le_bytes());
+        self.domctl(&mut op, "max_mem")
+    }
+
+    /// `pausedomain`.
+    pub fn pause(&self, domain: DomId) -> Result<()> {
+        self.simple(XEN_DOMCTL_PAUSEDOMAIN, domain, "pause")
+    }
+
+    /// `unpausedomain`.
+    pub fn unpause(&self, domain: DomId) -> Result<()> {
+        self.simple(XEN_DOMCTL_UNPAUSEDOMAIN, domain, "unpause")
+    }
+
+    /// `destroydomain`.
+    pub fn destroy(&self, domain: DomId) -> Result<()> {
+        self.simple(XEN_DOMCTL_DESTROYDOMAIN, domain, "destroy")
+    }
+
+    /// `getdomaininfo` of exactly `domain` (`None` if there is none).
+    pub fn domain_info(&self, domain: DomId) -> Result<Option<DomainInfo>> {
+        let mut op = Self::dop(XEN_DOMCTL_GETDOMAININFO, domain, &[]);
+        match self.domctl(&mut op, "getdomaininfo") {
+            Ok(()) => {
+                let info = DomainInfo::read_from_prefix(&op.u)
+                    .map(|(info, _)| info)
+                    .map_err(|_| Error::new(5, "getdomaininfo"))?;
+                Ok((info.domain == domain).then_some(info))
+            }
+            Err(e) if e.errno == 3 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every domain (`getdomaininfolist`), ascending ids.
+    pub fn domains(&self) -> Result<Vec<DomainInfo>> {
+        const BATCH: usize = 64;
+        let mut all = Vec::new();
+        let mut first = 0u16;
+        loop {
+            let mut buffer = self.call.buffer(BATCH * size_of::<DomainInfo>())?;
+            let list = XenSysctlGetdomaininfolist {
+                first_domain: first,
+                max_domains: BATCH as u32,
+                buffer: buffer.addr(),
+                ..Default::default()
+            };
+            let mut op = Self::sop(XEN_SYSCTL_GETDOMAININFOLIST, list.as_bytes());
+            self.sysctl(&mut op, "getdomaininfolist")?;
+            let got = XenSysctlGetdomaininfolist::read_from_prefix(&op.u)
+                .map(|(l, _)| l.num_domains as usize)
+                .unwrap_or(0)
+                .min(BATCH);
+            let bytes = buffer.bytes_mut();
+            for i in 0..got {
+                all.push(
+                    DomainInfo::read_from_prefix(&bytes[i * size_of::<DomainInfo>()..])
+                        .map(|(info, _)| info)
+                        .map_err(|_| Error::new(5, "getdomaininfolist"))?,
+                );
+            }
+            match all.last() {
+                Some(last) if got == BATCH && last.domain < u16::MAX => first = last.domain + 1,
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// `physinfo`.
+    pub fn physinfo(&self) -> Result<XenSysctlPhysinfo> {
+        let mut op = Self::sop(XEN_SYSCTL_PHYSINFO, &[]);
+        self.sysctl(&mut op, "physinfo")?;
+        XenSysctlPhysinfo::read_from_prefix(&op.u)
+            .map(|(info, _)| info)
+            .map_err(|_| Error::new(5, "physinfo"))
+    }
+
+    /// `readconsole`: the hypervisor's console history (cleared after if
+    /// `clear`).
+    pub fn readconsole(&self, clear: bool) -> Result<String> {
+        const SIZE: usize = 64 * 1024;
+        let buffer = self.call.buffer(SIZE)?;
+        let request = XenSysctlReadconsole {
+            clear: u8::from(clear),
+            buffer: buffer.addr(),
+            count: SIZE as u32,
+            ..Default::default()
+        };
+        let mut op = Self::sop(XEN_SYSCTL_READCONSOLE, request.as_bytes());
+        self.sysctl(&mut op, "readconsole")?;
+        let count = XenSysctlReadconsole::read_from_prefix(&op.u)
+            .map(|(r, _)| r.count as usize)
+            .unwrap_or(0)
+            .min(SIZE);
+        Ok(String::from_utf8_lossy(&buffer.bytes()[..count]).into_owned())
+    }
+
+    /// `XENMEM_populate_physmap` for `domain`: an extent of 2^`order` pages at
+    /// each of `gfns`; the number of extents done.
+    pub fn populate_physmap(&self, domain: DomId, gfns: &[u64], order: u32) -> Result<usize> {
+        let mut list = self.call.buffer(size_of_val(gfns))?;
+        list.bytes_mut()[..size_of_val(gfns)].copy_from_slice(gfns.as_bytes());
+        let mut r = XenMemoryReservation {
+            extent_start: list.addr(),
+            nr_extents: gfns.len() as u64,
+            extent_order: order,
+            mem_flags: 0,
+            domid: domain,
+            _pad0: [0; 6],
+        };
+        let done = self.with_arg(
+            HYPERVISOR_MEMORY_OP,
+            [u64::from(XENMEM_POPULATE_PHYSMAP), 0, 0, 0, 0],
+            1,
+            &mut r,
+            "populate_physmap",
+        )?;
+        Ok(usize::try_from(done).unwrap_or(0))
+    }
+
+    /// `XENMEM_set_memory_map` of `domain`.
+    pub fn set_memory_map(&self, domain: DomId, entries: &[E820Entry]) -> Result<()> {
+        let mut list = self.call.buffer(size_of_val(entries))?;
+        list.bytes_mut()[..size_of_val(entries)].copy_from_slice(entries.as_bytes());
+        let mut map = XenForeignMemoryMap {
+            domid: domain,
+            _pad0: [0; 6],
+            map: XenMemoryMap {
+                nr_entries: entries.len() as u32,
+                _pad0: [0; 4],
+                buffer: list.addr(),
+            },
+        };
+        self.with_arg(
+            HYPERVISOR_MEMORY_OP,
+            [u64::from(XENMEM_SET_MEMORY_MAP), 0, 0, 0, 0],
+            1,
+            &mut map,
+            "set_memory_map",
+        )
+        .map(|_| ())
+    }
+
+    /// `HVMOP_set_param` of `domain`.
+    pub fn set_hvm_param(&self, domain: DomId, index: u32, value: u64) -> Result<()> {
+        let mut param = XenHvmParam {
+            domid: domain,
+            pad: 0,
+            index,
+            value,
+        };
+        self.with_arg(
+            HYPERVISOR_HVM_OP,
+            [u64::from(HVMOP_SET_PARAM), 0, 0, 0, 0],
+            1,
+            &mut param,
+            "HVMOP_set_param",
+        )
+        .map(|_| ())
+    }
+
+    /// `EVTCHNOP_alloc_unbound`: a port of `domain` offered to `remote`.
+    pub fn alloc_unbound(&self, domain: DomId, remote: DomId) -> Result<u32> {
+        let mut op = EvtchnAllocUnbound {
+            dom: domain,
+            remote_dom: remote,
+            port: 0,
+        };
+        self.with_arg(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            [u64::from(EVTCHNOP_ALLOC_UNBOUND), 0, 0, 0, 0],
+            1,
+            &mut op,
+            "EVTCHNOP_alloc_unbound",
+        )?;
+        Ok(op.port)
+    }
+
+    /// `gethvmcontext`: the whole HVM context of `domain`.
+    pub fn hvm_context(&self, domain: DomId) -> Result<Vec<u8>> {
+        let mut op = Self::dop(XEN_DOMCTL_GETHVMCONTEXT, domain, &[0; 16]);
+        self.domctl(&mut op, "gethvmcontext (size)")?;
+        let size = XenDomctlHvmcontext::read_from_prefix(&op.u)
+            .map(|(c, _)| c.size as usize)
+            .unwrap_or(0);
+        let buffer = self.call.buffer(size)?;
+        let ask = XenDomctlHvmcontext {
+            size: size as u32,
+            pad: 0,
+            buffer: buffer.addr(),
+        };
+        let mut op = Self::dop(XEN_DOMCTL_GETHVMCONTEXT, domain, ask.as_bytes());
+        self.domctl(&mut op, "gethvmcontext")?;
+        let got = XenDomctlHvmcontext::read_from_prefix(&op.u)
+            .map(|(c, _)| c.size as usize)
+            .unwrap_or(0)
+            .min(size);
+        Ok(buffer.bytes()[..got].to_vec())
+    }
+
+    /// `sethvmcontext` of `domain` with `context`.
+    pub fn set_hvm_context(&self, domain: DomId, context: &[u8]) -> Result<()> {
+        let mut buffer = self.call.buffer(context.len())?;
+        buffer.bytes_mut()[..context.len()].copy_from_slice(context);
+        let set = XenDomctlHvmcontext {
+            size: context.len() as u32,
+            pad: 0,
+            buffer: buffer.addr(),
+        };
+        let mut op = Self::dop(XEN_DOMCTL_SETHVMCONTEXT, domain, set.as_bytes());
+        self.domctl(&mut op, "sethvmcontext")
+    }
+}

@@ -1,0 +1,268 @@
+//! `rxl`, rxen's toolstack command, after Xen's `xl`: runs in dom0 and drives the
+//! hypervisor through `/dev/xen/privcmd` (the `rxen-ctrl` library).
+//!
+//! Commands: `create [-p] <cfg> [key=value ...]`, `list [-l]`, `info`, `dmesg [-c]`,
+//! `pause`, `unpause`, `destroy`, `vcpu-list`. A domain is named by id or by name.
+//! Names live in `/run/rxl/names/<id>` until xenstore runs in dom0.
+
+mod config;
+mod create;
+
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rxen_abi::domctl::*;
+use rxen_ctrl::xc::{DomainInfo, Xc};
+
+/// Where rxl keeps the names it gave domains.
+const NAMES: &str = "/run/rxl/names";
+
+#[derive(Parser)]
+#[command(name = "rxl", about = "rxen's toolstack (xl's commands)", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a domain from a config file (xl.cfg syntax).
+    Create {
+        /// Leave it paused.
+        #[arg(short = 'p')]
+        paused: bool,
+        /// The config file.
+        config: String,
+        /// `key=value` settings that override the file.
+        overrides: Vec<String>,
+    },
+    /// List domains: Name ID Mem VCPUs State Time(s).
+    List {
+        /// Long format (every getdomaininfo field).
+        #[arg(short = 'l')]
+        long: bool,
+    },
+    /// The hypervisor and the machine.
+    Info,
+    /// The hypervisor's console history.
+    Dmesg {
+        /// Clear it after reading.
+        #[arg(short = 'c')]
+        clear: bool,
+    },
+    /// Pause a domain.
+    Pause { domain: String },
+    /// Unpause a domain.
+    Unpause { domain: String },
+    /// Destroy a domain at once.
+    Destroy { domain: String },
+    /// The vCPUs of every domain.
+    VcpuList,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rxl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    if let Command::Create {
+        paused,
+        config,
+        overrides,
+    } = &command
+    {
+        return create(*paused, config, overrides);
+    }
+    let xc = Xc::open().map_err(|e| e.to_string())?;
+    let e = |e: rxen_ctrl::Error| e.to_string();
+    match command {
+        Command::Create { .. } => unreachable!("handled above"),
+        Command::List { long } => {
+            let domains = xc.domains().map_err(e)?;
+            print!("{}", list(&domains, long));
+        }
+        Command::Info => {
+            let p = xc.physinfo().map_err(e)?;
+            println!("nr_cpus                : {}", p.nr_cpus);
+            println!("cpu_mhz                : {}", p.cpu_khz / 1000);
+            println!("total_memory           : {}", p.total_pages / 256);
+            println!("free_memory            : {}", p.free_pages / 256);
+            println!(
+                "virt_caps              : {}",
+                if p.capabilities & rxen_abi::sysctl::XEN_SYSCTL_PHYSCAP_HAP != 0 {
+                    "hvm hap"
+                } else {
+                    "hvm"
+                }
+            );
+        }
+        Command::Dmesg { clear } => print!("{}", xc.readconsole(clear).map_err(e)?),
+        Command::Pause { domain } => xc.pause(lookup(&xc, &domain)?).map_err(e)?,
+        Command::Unpause { domain } => xc.unpause(lookup(&xc, &domain)?).map_err(e)?,
+        Command::Destroy { domain } => {
+            let id = lookup(&xc, &domain)?;
+            xc.destroy(id).map_err(e)?;
+            let _ = fs::remove_file(Path::new(NAMES).join(id.to_string()));
+        }
+        Command::VcpuList => {
+            println!("Name                                ID  VCPU   CPU State   Time(s)");
+            for d in xc.domains().map_err(e)? {
+                for v in 0..=d.max_vcpu_id.min(d.nr_online_vcpus.saturating_sub(1)) {
+                    println!("{:<32} {:>5} {:>5}", name_of(&d), d.domain, v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create(paused: bool, path: &str, overrides: &[String]) -> Result<(), String> {
+    println!("Parsing config from {path}");
+    let text = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let (config, warnings) =
+        config::domain_config(path, &text, overrides).map_err(|e| e.to_string())?;
+    for w in warnings {
+        eprintln!("rxl: warning: {w}");
+    }
+    let kernel = fs::read(&config.kernel).map_err(|e| format!("{}: {e}", config.kernel))?;
+    let ramdisk = match &config.ramdisk {
+        Some(r) => Some(fs::read(r).map_err(|e| format!("{r}: {e}"))?),
+        None => None,
+    };
+    let xc = Xc::open().map_err(|e| e.to_string())?;
+    if xc
+        .domains()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|d| name_of(d) == config.name)
+    {
+        return Err(format!(
+            "domain with name \"{}\" already exists",
+            config.name
+        ));
+    }
+    let built = create::build(&xc, &config, &kernel, ramdisk.as_deref())?;
+    let _ = fs::create_dir_all(NAMES);
+    let _ = fs::write(Path::new(NAMES).join(built.domid.to_string()), &config.name);
+    if !paused {
+        xc.unpause(built.domid).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "Domain {} \"{}\" created{} (console port {}, xenstore port {})",
+        built.domid,
+        config.name,
+        if paused { ", paused" } else { "" },
+        built.console_port,
+        built.store_port
+    );
+    Ok(())
+}
+
+/// A domain's name: `Domain-0`, the one rxl gave it, or `(null)` as xl shows a
+/// domain without one.
+fn name_of(d: &DomainInfo) -> String {
+    if d.domain == 0 {
+        return "Domain-0".into();
+    }
+    fs::read_to_string(Path::new(NAMES).join(d.domain.to_string()))
+        .map(|n| n.trim().to_string())
+        .unwrap_or_else(|_| "(null)".into())
+}
+
+/// The domain named `what` (an id or a name).
+fn lookup(xc: &Xc, what: &str) -> Result<u16, String> {
+    let domains = xc.domains().map_err(|e| e.to_string())?;
+    let found = match what.parse::<u16>() {
+        Ok(id) => domains.iter().find(|d| d.domain == id),
+        Err(_) => domains.iter().find(|d| name_of(d) == what),
+    };
+    found
+        .map(|d| d.domain)
+        .ok_or_else(|| format!("{what} is an invalid domain identifier"))
+}
+
+/// xl's state letters: running, blocked, paused, shutdown, crashed, dying.
+fn state(d: &DomainInfo) -> String {
+    let shutdown = d.flags & XEN_DOMINF_SHUTDOWN != 0;
+    let code = (d.flags >> XEN_DOMINF_SHUTDOWNSHIFT) & 0xff;
+    [
+        (d.flags & XEN_DOMINF_RUNNING != 0, 'r'),
+        (d.flags & XEN_DOMINF_BLOCKED != 0, 'b'),
+        (d.flags & XEN_DOMINF_PAUSED != 0, 'p'),
+        (shutdown && code != 2, 's'),
+        (shutdown && code == 2, 'c'),
+        (d.flags & XEN_DOMINF_DYING != 0, 'd'),
+    ]
+    .iter()
+    .map(|&(on, c)| if on { c } else { '-' })
+    .collect()
+}
+
+/// `xl list`'s table.
+fn list(domains: &[DomainInfo], long: bool) -> String {
+    let mut out = String::from(
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)\n",
+    );
+    for d in domains {
+        out.push_str(&format!(
+            "{:<40} {:>5} {:>5} {:>5}     {}  {:>8.1}\n",
+            name_of(d),
+            d.domain,
+            d.tot_pages / 256,
+            d.nr_online_vcpus,
+            state(d),
+            d.cpu_time as f64 / 1e9
+        ));
+        if long {
+            out.push_str(&format!(
+                "    max_pages {} max_vcpu_id {} flags {:#x} cpupool {} gpaddr_bits {}\n",
+                d.max_pages, d.max_vcpu_id, d.flags, d.cpupool, d.gpaddr_bits
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerocopy::FromZeros;
+
+    #[test]
+    fn list_prints_xls_columns() {
+        let mut d = DomainInfo::new_zeroed();
+        d.domain = 0;
+        d.tot_pages = 8192;
+        d.nr_online_vcpus = 2;
+        d.flags = XEN_DOMINF_RUNNING;
+        d.cpu_time = 12_345_000_000;
+        let text = list(&[d], false);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("Name                                        ID   Mem VCPUs\tState\tTime(s)")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("Domain-0                                     0    32     2     r-----      12.3")
+        );
+    }
+
+    #[test]
+    fn state_letters_follow_xl() {
+        let mut d = DomainInfo::new_zeroed();
+        d.flags = XEN_DOMINF_PAUSED | XEN_DOMINF_SHUTDOWN | (2 << XEN_DOMINF_SHUTDOWNSHIFT);
+        assert_eq!(state(&d), "--p-c-");
+        d.flags = XEN_DOMINF_BLOCKED | XEN_DOMINF_SHUTDOWN;
+        assert_eq!(state(&d), "-b-s--");
+    }
+}
