@@ -110,10 +110,15 @@ impl Fired {
     }
 }
 
-/// An open transaction: a private overlay plus the generations it observed.
+/// An open transaction, isolated as in Xen (`access_node`): every node it accesses is
+/// copied at first access, later accesses see that copy or the transaction's own
+/// changes, never another connection's; the commit fails with `EAGAIN` if any accessed
+/// node's generation changed meanwhile. Nodes it never accessed are not checked.
 #[derive(Debug, Clone, Default)]
 pub struct Transaction {
-    observed: HashMap<String, u64>,
+    /// Each accessed node as first seen (`None`: it did not exist).
+    accessed: HashMap<String, Option<Node>>,
+    /// The transaction's changes (`None`: removed), applied at commit.
     overlay: HashMap<String, Option<Node>>,
     owned_delta: HashMap<u32, i64>,
     events: Vec<Fired>,
@@ -122,7 +127,7 @@ pub struct Transaction {
 impl Transaction {
     /// Number of nodes this transaction has touched (read or written).
     pub fn touched(&self) -> usize {
-        self.observed.len()
+        self.accessed.len()
     }
 }
 
@@ -219,35 +224,38 @@ impl View<'_> {
         match self.tx.as_deref_mut() {
             None => self.store.nodes.get(path).cloned(),
             Some(tx) => {
-                if let Some(n) = tx.overlay.get(path) {
+                if let Some(n) = tx.overlay.get(path).or_else(|| tx.accessed.get(path)) {
                     return n.clone();
                 }
-                let n = self.store.nodes.get(path);
-                tx.observed
-                    .entry(path.to_string())
-                    .or_insert(n.map_or(0, |n| n.gen));
-                n.cloned()
+                let n = self.store.nodes.get(path).cloned();
+                tx.accessed.insert(path.to_string(), n.clone());
+                n
             }
         }
     }
 
+    /// Records a first access by a change (the operations read a node before changing
+    /// it, so this only matters if one does not).
     fn observe(&mut self, path: &str) {
         if let Some(tx) = self.tx.as_deref_mut() {
-            let g = self.store.nodes.get(path).map_or(0, |n| n.gen);
-            tx.observed.entry(path.to_string()).or_insert(g);
+            if !tx.accessed.contains_key(path) {
+                let n = self.store.nodes.get(path).cloned();
+                tx.accessed.insert(path.to_string(), n);
+            }
         }
     }
 
     fn put(&mut self, path: &str, mut node: Node) {
         self.observe(path);
+        // Every change takes a fresh generation, in a transaction too (as Xen's global
+        // counter), so `XS_DIRECTORY_PART` sees a transaction's own changes.
+        self.store.gen += 1;
+        node.gen = self.store.gen;
         match self.tx.as_deref_mut() {
             None => {
-                self.store.gen += 1;
-                node.gen = self.store.gen;
                 self.store.nodes.insert(path.to_string(), node);
             }
             Some(tx) => {
-                node.gen = self.store.gen.wrapping_add(1);
                 tx.overlay.insert(path.to_string(), Some(node));
             }
         }
@@ -604,12 +612,13 @@ impl Store {
         Transaction::default()
     }
 
-    /// Commits a transaction: `EAGAIN` if any node it read or wrote changed since,
-    /// `ENOSPC` if it would push an unprivileged caller over its node quota.
-    /// On success returns the watch events queued during the transaction.
+    /// Commits a transaction: `EAGAIN` if any node it accessed changed (or appeared, or
+    /// went away) since its first access, `ENOSPC` if it would push an unprivileged
+    /// caller over its node quota. On success returns the watch events queued during
+    /// the transaction.
     pub fn tx_commit(&mut self, tx: Transaction, caller: &Caller) -> Result<Vec<Fired>, XsError> {
-        for (p, g) in &tx.observed {
-            if self.nodes.get(p).map_or(0, |n| n.gen) != *g {
+        for (p, n) in &tx.accessed {
+            if self.nodes.get(p).map(|n| n.gen) != n.as_ref().map(|n| n.gen) {
                 return Err(XsError::Again);
             }
         }
