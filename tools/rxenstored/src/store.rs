@@ -234,6 +234,20 @@ impl View<'_> {
         }
     }
 
+    /// A node's permissions as the caller sees them, without recording an access: for
+    /// the parent's permissions in watch events (Xen looks at the parent only when it
+    /// fires the event, so writing a node does not access its parent).
+    fn peek_perms(&self, path: &str) -> Option<Perms> {
+        let n = match self.tx.as_deref() {
+            Some(tx) => match tx.overlay.get(path).or_else(|| tx.accessed.get(path)) {
+                Some(n) => n.as_ref(),
+                None => self.store.nodes.get(path),
+            },
+            None => self.store.nodes.get(path),
+        };
+        n.map(|n| n.perms.clone())
+    }
+
     /// Records a first access by a change (the operations read a node before changing
     /// it, so this only matters if one does not).
     fn observe(&mut self, path: &str) {
@@ -462,7 +476,7 @@ impl Store {
             Ok(mut node) => {
                 node.value = value.to_vec();
                 v.store.check_size(caller, &node)?;
-                let parent_perms = v.get(parent_of(&name)).map(|p| p.perms);
+                let parent_perms = v.peek_perms(parent_of(&name));
                 let perms = node.perms.clone();
                 v.put(&name, node);
                 v.fire(
@@ -590,7 +604,7 @@ impl Store {
         let parent_perms = if name.starts_with('@') || name == "/" {
             None
         } else {
-            v.get(parent_of(&name)).map(|p| p.perms)
+            v.peek_perms(parent_of(&name))
         };
         v.put(&name, node);
         let mut events = Vec::new();

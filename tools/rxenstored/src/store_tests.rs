@@ -419,6 +419,26 @@ fn transaction_sees_outside_changes_until_first_access() {
 }
 
 #[test]
+fn transaction_checks_only_accessed_nodes() {
+    let mut s = Store::default();
+    s.write(None, &D0, "/k/x", b"0").unwrap();
+    s.write(None, &D0, "/k/gone", b"0").unwrap();
+    s.write(None, &D0, "/other/y", b"0").unwrap();
+    let mut t = s.tx_start();
+    s.read(Some(&mut t), &D0, "/k/x").unwrap();
+    s.write(Some(&mut t), &D0, "/k/x", b"1").unwrap();
+    // Created, changed and removed outside, never accessed: no conflict (the parent
+    // /k changes too, but the transaction did not access it).
+    s.write(None, &D0, "/k/new", b"").unwrap();
+    s.write(None, &D0, "/other/y", b"1").unwrap();
+    s.rm(None, &D0, "/k/gone").unwrap();
+    s.tx_commit(t, &D0).unwrap();
+    assert_eq!(s.read(None, &D0, "/k/x").unwrap(), b"1");
+    assert_eq!(s.directory(None, &D0, "/k").unwrap().1, vec!["x", "new"]);
+    s.check().unwrap();
+}
+
+#[test]
 fn transaction_read_node_removed_outside() {
     let mut s = Store::default();
     s.write(None, &D0, "/r/a/b", b"v").unwrap();
