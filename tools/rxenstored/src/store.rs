@@ -658,7 +658,7 @@ impl Store {
             let e = self.owned.entry(d).or_insert(0);
             *e = (*e as i64 + delta).max(0) as usize;
         }
-        Ok(tx.events)
+        Ok(merge_events(tx.events))
     }
 
     /// Checks the tree's invariants (every listed child exists and every node is listed
@@ -695,6 +695,38 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A transaction's events as Xen fires them at commit (`queue_watches`): one per node,
+/// in the order of the first change, matching the subtree if any change did. A node
+/// whose permissions changed keeps its first ones as old permissions, so watchers who
+/// could read it before or after hear of it.
+fn merge_events(events: Vec<Fired>) -> Vec<Fired> {
+    if events.len() < 2 {
+        return events;
+    }
+    let mut out: Vec<Fired> = Vec::with_capacity(events.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for f in events {
+        match at.get(&f.path) {
+            None => {
+                at.insert(f.path.clone(), out.len());
+                out.push(f);
+            }
+            Some(&i) => {
+                let o = &mut out[i];
+                o.kind = o.kind.min(f.kind);
+                if o.perms != f.perms {
+                    let first = std::mem::replace(&mut o.perms, f.perms);
+                    o.old_perms.get_or_insert(first);
+                }
+                if f.parent_perms.is_some() {
+                    o.parent_perms = f.parent_perms;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Xen's `create_node`: creates `name` and any missing ancestors, inheriting the
