@@ -301,6 +301,76 @@ fn domain_management() {
     assert!(t.core.conn(g3.id).is_none());
 }
 
+fn tx_start(t: &mut T, c: &C) -> u32 {
+    let id = String::from_utf8(t.ok(c, TransactionStart, 0, &[""])).unwrap();
+    id.trim_end_matches('\0').parse().unwrap()
+}
+
+#[test]
+fn transaction_isolation_and_commit_events() {
+    let mut t = T::new();
+    let a = t.sock();
+    let b = t.sock();
+    let w = t.sock();
+    t.ok(&a, Write, 0, &["/i/x", "old"]);
+    t.ok(&w, Watch, 0, &["/i", "tok"]);
+    t.events(&w);
+
+    // Another connection's write does not show through; the commit fails.
+    let id = tx_start(&mut t, &a);
+    assert_eq!(t.ok(&a, Read, id, &["/i/x"]), b"old");
+    assert_eq!(t.ok(&a, Directory, id, &["/i"]), b"x\0");
+    let part = t.ok(&a, DirectoryPart, id, &["/i", "0"]);
+    t.ok(&a, Write, id, &["/i/mine", "1"]);
+    t.ok(&b, Write, 0, &["/i/x", "new"]);
+    t.ok(&b, Write, 0, &["/i/y", "new"]);
+    assert_eq!(t.events(&w), vec![ev("/i/x", "tok"), ev("/i/y", "tok")]);
+    assert_eq!(t.ok(&a, Read, id, &["/i/x"]), b"old");
+    assert_eq!(t.ok(&b, Read, 0, &["/i/x"]), b"new");
+    assert_eq!(t.ok(&a, Directory, id, &["/i"]), b"x\0mine\0");
+    assert_ne!(t.ok(&a, DirectoryPart, id, &["/i", "0"]), part);
+    // Not accessed before: its first access shows the current value (as in Xen).
+    assert_eq!(t.ok(&a, Read, id, &["/i/y"]), b"new");
+    assert_eq!(t.err(&a, TransactionEnd, id, &["T"]), "EAGAIN");
+    assert!(t.events(&w).is_empty(), "a failed commit fires nothing");
+    assert_eq!(t.err(&a, Read, 0, &["/i/mine"]), "ENOENT");
+
+    // Events only at commit, one per node changed (Xen's queue_watches).
+    let id = tx_start(&mut t, &a);
+    t.ok(&a, Write, id, &["/i/x", "1"]);
+    t.ok(&a, Write, id, &["/i/x", "2"]);
+    t.ok(&a, Write, id, &["/i/z", "3"]);
+    t.ok(&a, Rm, id, &["/i/z"]);
+    t.ok(&b, Write, 0, &["/elsewhere", ""]);
+    assert!(t.events(&w).is_empty(), "nothing before the commit");
+    t.ok(&a, TransactionEnd, id, &["T"]);
+    assert_eq!(t.events(&w), vec![ev("/i/x", "tok"), ev("/i/z", "tok")]);
+    assert_eq!(t.ok(&b, Read, 0, &["/i/x"]), b"2");
+    assert_eq!(t.err(&b, Read, 0, &["/i/z"]), "ENOENT");
+
+    // "F" discards the changes and fires nothing, even when a conflict is pending.
+    let id = tx_start(&mut t, &a);
+    assert_eq!(t.ok(&a, Read, id, &["/i/x"]), b"2");
+    t.ok(&a, Write, id, &["/i/x", "3"]);
+    t.ok(&b, Write, 0, &["/i/x", "b"]);
+    t.events(&w);
+    t.ok(&a, TransactionEnd, id, &["F"]);
+    assert!(t.events(&w).is_empty());
+    assert_eq!(t.ok(&a, Read, 0, &["/i/x"]), b"b");
+    assert_eq!(t.err(&a, TransactionEnd, id, &["F"]), "ENOENT");
+
+    // Two connections' transactions on disjoint nodes both commit.
+    let ta = tx_start(&mut t, &a);
+    let tb = tx_start(&mut t, &b);
+    assert_eq!(t.ok(&a, Read, ta, &["/i/x"]), b"b");
+    assert_eq!(t.ok(&b, Read, tb, &["/i/y"]), b"new");
+    t.ok(&a, Write, ta, &["/i/x", "ta"]);
+    t.ok(&b, Write, tb, &["/i/y", "tb"]);
+    t.ok(&a, TransactionEnd, ta, &["T"]);
+    t.ok(&b, TransactionEnd, tb, &["T"]);
+    assert_eq!(t.events(&w), vec![ev("/i/x", "tok"), ev("/i/y", "tok")]);
+}
+
 #[test]
 fn transactions_across_connections() {
     let mut t = T::new();

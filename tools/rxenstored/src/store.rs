@@ -110,10 +110,15 @@ impl Fired {
     }
 }
 
-/// An open transaction: a private overlay plus the generations it observed.
+/// An open transaction, isolated as in Xen (`access_node`): every node it accesses is
+/// copied at first access, later accesses see that copy or the transaction's own
+/// changes, never another connection's; the commit fails with `EAGAIN` if any accessed
+/// node's generation changed meanwhile. Nodes it never accessed are not checked.
 #[derive(Debug, Clone, Default)]
 pub struct Transaction {
-    observed: HashMap<String, u64>,
+    /// Each accessed node as first seen (`None`: it did not exist).
+    accessed: HashMap<String, Option<Node>>,
+    /// The transaction's changes (`None`: removed), applied at commit.
     overlay: HashMap<String, Option<Node>>,
     owned_delta: HashMap<u32, i64>,
     events: Vec<Fired>,
@@ -122,7 +127,7 @@ pub struct Transaction {
 impl Transaction {
     /// Number of nodes this transaction has touched (read or written).
     pub fn touched(&self) -> usize {
-        self.observed.len()
+        self.accessed.len()
     }
 }
 
@@ -219,35 +224,52 @@ impl View<'_> {
         match self.tx.as_deref_mut() {
             None => self.store.nodes.get(path).cloned(),
             Some(tx) => {
-                if let Some(n) = tx.overlay.get(path) {
+                if let Some(n) = tx.overlay.get(path).or_else(|| tx.accessed.get(path)) {
                     return n.clone();
                 }
-                let n = self.store.nodes.get(path);
-                tx.observed
-                    .entry(path.to_string())
-                    .or_insert(n.map_or(0, |n| n.gen));
-                n.cloned()
+                let n = self.store.nodes.get(path).cloned();
+                tx.accessed.insert(path.to_string(), n.clone());
+                n
             }
         }
     }
 
+    /// A node's permissions as the caller sees them, without recording an access: for
+    /// the parent's permissions in watch events (Xen looks at the parent only when it
+    /// fires the event, so writing a node does not access its parent).
+    fn peek_perms(&self, path: &str) -> Option<Perms> {
+        let n = match self.tx.as_deref() {
+            Some(tx) => match tx.overlay.get(path).or_else(|| tx.accessed.get(path)) {
+                Some(n) => n.as_ref(),
+                None => self.store.nodes.get(path),
+            },
+            None => self.store.nodes.get(path),
+        };
+        n.map(|n| n.perms.clone())
+    }
+
+    /// Records a first access by a change (the operations read a node before changing
+    /// it, so this only matters if one does not).
     fn observe(&mut self, path: &str) {
         if let Some(tx) = self.tx.as_deref_mut() {
-            let g = self.store.nodes.get(path).map_or(0, |n| n.gen);
-            tx.observed.entry(path.to_string()).or_insert(g);
+            if !tx.accessed.contains_key(path) {
+                let n = self.store.nodes.get(path).cloned();
+                tx.accessed.insert(path.to_string(), n);
+            }
         }
     }
 
     fn put(&mut self, path: &str, mut node: Node) {
         self.observe(path);
+        // Every change takes a fresh generation, in a transaction too (as Xen's global
+        // counter), so `XS_DIRECTORY_PART` sees a transaction's own changes.
+        self.store.gen += 1;
+        node.gen = self.store.gen;
         match self.tx.as_deref_mut() {
             None => {
-                self.store.gen += 1;
-                node.gen = self.store.gen;
                 self.store.nodes.insert(path.to_string(), node);
             }
             Some(tx) => {
-                node.gen = self.store.gen.wrapping_add(1);
                 tx.overlay.insert(path.to_string(), Some(node));
             }
         }
@@ -454,7 +476,7 @@ impl Store {
             Ok(mut node) => {
                 node.value = value.to_vec();
                 v.store.check_size(caller, &node)?;
-                let parent_perms = v.get(parent_of(&name)).map(|p| p.perms);
+                let parent_perms = v.peek_perms(parent_of(&name));
                 let perms = node.perms.clone();
                 v.put(&name, node);
                 v.fire(
@@ -582,7 +604,7 @@ impl Store {
         let parent_perms = if name.starts_with('@') || name == "/" {
             None
         } else {
-            v.get(parent_of(&name)).map(|p| p.perms)
+            v.peek_perms(parent_of(&name))
         };
         v.put(&name, node);
         let mut events = Vec::new();
@@ -604,12 +626,13 @@ impl Store {
         Transaction::default()
     }
 
-    /// Commits a transaction: `EAGAIN` if any node it read or wrote changed since,
-    /// `ENOSPC` if it would push an unprivileged caller over its node quota.
-    /// On success returns the watch events queued during the transaction.
+    /// Commits a transaction: `EAGAIN` if any node it accessed changed (or appeared, or
+    /// went away) since its first access, `ENOSPC` if it would push an unprivileged
+    /// caller over its node quota. On success returns the watch events queued during
+    /// the transaction.
     pub fn tx_commit(&mut self, tx: Transaction, caller: &Caller) -> Result<Vec<Fired>, XsError> {
-        for (p, g) in &tx.observed {
-            if self.nodes.get(p).map_or(0, |n| n.gen) != *g {
+        for (p, n) in &tx.accessed {
+            if self.nodes.get(p).map(|n| n.gen) != n.as_ref().map(|n| n.gen) {
                 return Err(XsError::Again);
             }
         }
@@ -635,7 +658,7 @@ impl Store {
             let e = self.owned.entry(d).or_insert(0);
             *e = (*e as i64 + delta).max(0) as usize;
         }
-        Ok(tx.events)
+        Ok(merge_events(tx.events))
     }
 
     /// Checks the tree's invariants (every listed child exists and every node is listed
@@ -672,6 +695,38 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A transaction's events as Xen fires them at commit (`queue_watches`): one per node,
+/// in the order of the first change, matching the subtree if any change did. A node
+/// whose permissions changed keeps its first ones as old permissions, so watchers who
+/// could read it before or after hear of it.
+fn merge_events(events: Vec<Fired>) -> Vec<Fired> {
+    if events.len() < 2 {
+        return events;
+    }
+    let mut out: Vec<Fired> = Vec::with_capacity(events.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for f in events {
+        match at.get(&f.path) {
+            None => {
+                at.insert(f.path.clone(), out.len());
+                out.push(f);
+            }
+            Some(&i) => {
+                let o = &mut out[i];
+                o.kind = o.kind.min(f.kind);
+                if o.perms != f.perms {
+                    let first = std::mem::replace(&mut o.perms, f.perms);
+                    o.old_perms.get_or_insert(first);
+                }
+                if f.parent_perms.is_some() {
+                    o.parent_perms = f.parent_perms;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Xen's `create_node`: creates `name` and any missing ancestors, inheriting the

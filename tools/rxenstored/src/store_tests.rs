@@ -313,6 +313,215 @@ fn transaction_conflicts_give_eagain() {
 }
 
 #[test]
+fn transaction_reads_are_stable() {
+    // Xen's `access_node`: the first access in a transaction copies the node into the
+    // transaction; later reads see that copy whatever happens outside, and the commit
+    // fails because the node's generation changed.
+    let mut s = Store::default();
+    s.write(None, &D0, "/a", b"old").unwrap();
+    let mut t = s.tx_start();
+    assert_eq!(s.read(Some(&mut t), &D0, "/a").unwrap(), b"old");
+    s.write(None, &D0, "/a", b"new").unwrap();
+    assert_eq!(s.read(Some(&mut t), &D0, "/a").unwrap(), b"old");
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    assert_eq!(s.read(None, &D0, "/a").unwrap(), b"new");
+
+    // Permissions read in the transaction stay as read.
+    let mut t = s.tx_start();
+    assert_eq!(
+        s.get_perms(Some(&mut t), &D0, "/a").unwrap(),
+        perms(&["n0"])
+    );
+    s.set_perms(None, &D0, "/a", perms(&["n0", "r1"])).unwrap();
+    assert_eq!(
+        s.get_perms(Some(&mut t), &D0, "/a").unwrap(),
+        perms(&["n0"])
+    );
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+
+    // A node seen missing stays missing.
+    let mut t = s.tx_start();
+    assert_eq!(err(s.read(Some(&mut t), &D0, "/late")), NoEnt);
+    s.write(None, &D0, "/late", b"x").unwrap();
+    assert_eq!(err(s.read(Some(&mut t), &D0, "/late")), NoEnt);
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+
+    // The transaction's own change wins over an outside one, but cannot commit.
+    let mut t = s.tx_start();
+    s.write(Some(&mut t), &D0, "/a", b"mine").unwrap();
+    s.write(None, &D0, "/a", b"theirs").unwrap();
+    assert_eq!(s.read(Some(&mut t), &D0, "/a").unwrap(), b"mine");
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    assert_eq!(s.read(None, &D0, "/a").unwrap(), b"theirs");
+    s.check().unwrap();
+}
+
+#[test]
+fn transaction_directory_is_stable() {
+    let mut s = Store::default();
+    s.write(None, &D0, "/d/one", b"").unwrap();
+    let mut t = s.tx_start();
+    let (gen, kids) = s.directory(Some(&mut t), &D0, "/d").unwrap();
+    assert_eq!(kids, vec!["one"]);
+    // A child added outside changes the parent: not seen, and the commit fails.
+    s.write(None, &D0, "/d/two", b"").unwrap();
+    assert_eq!(
+        s.directory(Some(&mut t), &D0, "/d").unwrap(),
+        (gen, vec!["one".to_string()])
+    );
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    // The transaction's own child shows, with a new generation.
+    let mut t = s.tx_start();
+    let (gen, _) = s.directory(Some(&mut t), &D0, "/d").unwrap();
+    s.write(Some(&mut t), &D0, "/d/three", b"").unwrap();
+    let (gen2, kids) = s.directory(Some(&mut t), &D0, "/d").unwrap();
+    assert_eq!(kids, vec!["one", "two", "three"]);
+    assert_ne!(gen, gen2);
+    s.write(Some(&mut t), &D0, "/d/four", b"").unwrap();
+    assert_ne!(s.directory(Some(&mut t), &D0, "/d").unwrap().0, gen2);
+    s.tx_commit(t, &D0).unwrap();
+    assert_eq!(
+        s.directory(None, &D0, "/d").unwrap().1,
+        vec!["one", "two", "three", "four"]
+    );
+    s.check().unwrap();
+}
+
+#[test]
+fn transaction_sees_outside_changes_until_first_access() {
+    // Xen copies a node at first access, not at the start: a change made outside
+    // before that shows, and does not fail the commit.
+    let mut s = Store::default();
+    s.write(None, &D0, "/a", b"0").unwrap();
+    s.write(None, &D0, "/b", b"0").unwrap();
+    let mut t = s.tx_start();
+    s.read(Some(&mut t), &D0, "/b").unwrap();
+    s.write(None, &D0, "/a", b"1").unwrap();
+    assert_eq!(s.read(Some(&mut t), &D0, "/a").unwrap(), b"1");
+    s.write(Some(&mut t), &D0, "/b", b"2").unwrap();
+    s.tx_commit(t, &D0).unwrap();
+    assert_eq!(s.read(None, &D0, "/b").unwrap(), b"2");
+
+    // Writing a node never read: the write itself is the first access (Xen's
+    // `do_write` reads the node first). An outside write before it is overwritten...
+    let mut t = s.tx_start();
+    s.write(None, &D0, "/a", b"outside").unwrap();
+    s.write(Some(&mut t), &D0, "/a", b"tx").unwrap();
+    s.tx_commit(t, &D0).unwrap();
+    assert_eq!(s.read(None, &D0, "/a").unwrap(), b"tx");
+    // ...an outside write after it fails the commit.
+    let mut t = s.tx_start();
+    s.write(Some(&mut t), &D0, "/a", b"tx").unwrap();
+    s.write(None, &D0, "/a", b"outside").unwrap();
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    assert_eq!(s.read(None, &D0, "/a").unwrap(), b"outside");
+    s.check().unwrap();
+}
+
+#[test]
+fn transaction_checks_only_accessed_nodes() {
+    let mut s = Store::default();
+    s.write(None, &D0, "/k/x", b"0").unwrap();
+    s.write(None, &D0, "/k/gone", b"0").unwrap();
+    s.write(None, &D0, "/other/y", b"0").unwrap();
+    let mut t = s.tx_start();
+    s.read(Some(&mut t), &D0, "/k/x").unwrap();
+    s.write(Some(&mut t), &D0, "/k/x", b"1").unwrap();
+    // Created, changed and removed outside, never accessed: no conflict (the parent
+    // /k changes too, but the transaction did not access it).
+    s.write(None, &D0, "/k/new", b"").unwrap();
+    s.write(None, &D0, "/other/y", b"1").unwrap();
+    s.rm(None, &D0, "/k/gone").unwrap();
+    s.tx_commit(t, &D0).unwrap();
+    assert_eq!(s.read(None, &D0, "/k/x").unwrap(), b"1");
+    assert_eq!(s.directory(None, &D0, "/k").unwrap().1, vec!["x", "new"]);
+    s.check().unwrap();
+}
+
+#[test]
+fn transaction_read_node_removed_outside() {
+    let mut s = Store::default();
+    s.write(None, &D0, "/r/a/b", b"v").unwrap();
+    s.write(None, &D0, "/r/c", b"w").unwrap();
+    let mut t = s.tx_start();
+    assert_eq!(s.read(Some(&mut t), &D0, "/r/a/b").unwrap(), b"v");
+    s.write(Some(&mut t), &D0, "/r/c", b"x").unwrap();
+    s.rm(None, &D0, "/r/a").unwrap();
+    assert_eq!(s.read(Some(&mut t), &D0, "/r/a/b").unwrap(), b"v");
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    assert_eq!(s.read(None, &D0, "/r/c").unwrap(), b"w");
+    // Removed and recreated with the same value: a new generation, still a conflict.
+    s.write(None, &D0, "/r/a/b", b"v").unwrap();
+    let mut t = s.tx_start();
+    s.read(Some(&mut t), &D0, "/r/a/b").unwrap();
+    s.rm(None, &D0, "/r/a/b").unwrap();
+    s.write(None, &D0, "/r/a/b", b"v").unwrap();
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    s.check().unwrap();
+}
+
+#[test]
+fn transaction_nested_paths() {
+    let mut s = Store::default();
+    s.write(None, &D0, "/n/a/b", b"0").unwrap();
+    // Reading a deep node accesses only that node: changes to its parent (a sibling
+    // added) do not conflict.
+    let mut t = s.tx_start();
+    s.read(Some(&mut t), &D0, "/n/a/b").unwrap();
+    s.write(None, &D0, "/n/a/sib", b"").unwrap();
+    s.write(Some(&mut t), &D0, "/n/a/b", b"1").unwrap();
+    s.tx_commit(t, &D0).unwrap();
+    // Creating a deep path accesses each missing node and the existing ancestor that
+    // gains a child: a change there conflicts, a change elsewhere does not.
+    let mut t = s.tx_start();
+    s.write(Some(&mut t), &D0, "/n/x/y/z", b"deep").unwrap();
+    assert_eq!(t.touched(), 4, "/n/x/y/z, /n/x/y, /n/x and /n");
+    s.write(None, &D0, "/n/a/b", b"2").unwrap();
+    assert_eq!(s.read(Some(&mut t), &D0, "/n/x/y/z").unwrap(), b"deep");
+    assert_eq!(err(s.read(None, &D0, "/n/x")), NoEnt);
+    s.tx_commit(t, &D0).unwrap();
+    assert_eq!(s.read(None, &D0, "/n/x/y/z").unwrap(), b"deep");
+    let mut t = s.tx_start();
+    s.write(Some(&mut t), &D0, "/n/p/q", b"").unwrap();
+    s.write(None, &D0, "/n/other", b"").unwrap();
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    // Removing a subtree accesses every node in it: a change deep inside conflicts.
+    let mut t = s.tx_start();
+    s.rm(Some(&mut t), &D0, "/n/x").unwrap();
+    assert_eq!(err(s.read(Some(&mut t), &D0, "/n/x/y/z")), NoEnt);
+    s.write(None, &D0, "/n/x/y/z", b"changed").unwrap();
+    assert_eq!(err(s.tx_commit(t, &D0)), Again);
+    assert_eq!(s.read(None, &D0, "/n/x/y/z").unwrap(), b"changed");
+    s.check().unwrap();
+}
+
+#[test]
+fn concurrent_transactions_on_disjoint_nodes_commit() {
+    let mut s = Store::default();
+    s.write(None, &D0, "/p/a", b"0").unwrap();
+    s.write(None, &D0, "/p/b", b"0").unwrap();
+    let mut t1 = s.tx_start();
+    let mut t2 = s.tx_start();
+    s.read(Some(&mut t1), &D0, "/p/a").unwrap();
+    s.read(Some(&mut t2), &D0, "/p/b").unwrap();
+    s.write(Some(&mut t1), &D0, "/p/a", b"1").unwrap();
+    s.write(Some(&mut t2), &D0, "/p/b", b"2").unwrap();
+    // Neither sees the other's change, before or after the first commit.
+    assert_eq!(s.read(Some(&mut t2), &D0, "/p/a").unwrap(), b"0");
+    s.tx_commit(t1, &D0).unwrap();
+    s.tx_commit(t2, &D0).unwrap_err(); // t2 read /p/a, which t1 changed
+    let mut t1 = s.tx_start();
+    let mut t2 = s.tx_start();
+    s.write(Some(&mut t1), &D0, "/p/a", b"1").unwrap();
+    s.write(Some(&mut t2), &D0, "/p/b", b"2").unwrap();
+    s.tx_commit(t1, &D0).unwrap();
+    s.tx_commit(t2, &D0).unwrap();
+    assert_eq!(s.read(None, &D0, "/p/a").unwrap(), b"1");
+    assert_eq!(s.read(None, &D0, "/p/b").unwrap(), b"2");
+    s.check().unwrap();
+}
+
+#[test]
 fn quotas_apply_to_guests_only() {
     let q = Quotas {
         max_nodes: 5,

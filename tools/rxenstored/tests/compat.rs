@@ -138,8 +138,11 @@ fn xenstore_utils_transaction_conflict() {
     let mut c = Client::connect(&s).unwrap();
     let t = c.tx_start().unwrap();
     assert_eq!(c.read(t, "/t/v").unwrap(), b"0");
-    c.write(t, "/t/v", b"mine").unwrap();
     ok(&s, "xenstore-write", &["/t/v", "theirs"]);
+    // The tool's write does not show through to the transaction.
+    assert_eq!(c.read(t, "/t/v").unwrap(), b"0");
+    c.write(t, "/t/v", b"mine").unwrap();
+    assert_eq!(c.read(t, "/t/v").unwrap(), b"mine");
     assert_eq!(c.tx_end(t, true).unwrap_err().xs(), Some(XsError::Again));
     assert_eq!(ok(&s, "xenstore-read", &["/t/v"]), "theirs\n");
     // Conflicts are per node: a tool changing a node our transaction did not touch

@@ -47,6 +47,67 @@ fn basic_operations_over_the_socket() {
 }
 
 #[test]
+fn transactions_are_isolated_over_the_socket() {
+    let dir = common::TempDir::new("txiso");
+    let server = common::start(dir.path());
+    let sock = dir.path().join("socket");
+    let mut a = Client::connect(&sock).unwrap();
+    let mut b = Client::connect(&sock).unwrap();
+    let mut w = Client::connect(&sock).unwrap();
+    a.write(0, "/a", b"old").unwrap();
+    w.watch("/a", "tok").unwrap();
+    let ev = |w: &mut Client<UnixStream>| w.next_event(Duration::from_millis(300)).unwrap();
+    assert_eq!(ev(&mut w), Some(("/a".into(), "tok".into())));
+
+    // A transaction reads /a; another connection writes /a; the transaction still
+    // reads the old value, and its commit fails with EAGAIN.
+    let t = a.tx_start().unwrap();
+    assert_eq!(a.read(t, "/a").unwrap(), b"old");
+    assert_eq!(a.directory(t, "/a").unwrap(), Vec::<String>::new());
+    b.write(0, "/a", b"new").unwrap();
+    b.write(0, "/a/child", b"").unwrap();
+    assert_eq!(ev(&mut w), Some(("/a".into(), "tok".into())));
+    assert_eq!(ev(&mut w), Some(("/a/child".into(), "tok".into())));
+    assert_eq!(a.read(t, "/a").unwrap(), b"old");
+    assert_eq!(a.directory(t, "/a").unwrap(), Vec::<String>::new());
+    assert_eq!(a.read(0, "/a").unwrap(), b"new", "outside the transaction");
+    assert_eq!(xs(a.tx_end(t, true).unwrap_err()), XsError::Again);
+    assert_eq!(xs(a.read(t, "/a").unwrap_err()), XsError::NoEnt, "ended");
+
+    // The retry sees the new value, and its write fires the watch only at commit.
+    let t = a.tx_start().unwrap();
+    assert_eq!(a.read(t, "/a").unwrap(), b"new");
+    a.write(t, "/a", b"retry").unwrap();
+    assert_eq!(ev(&mut w), None, "no event before the commit");
+    assert_eq!(
+        b.read(0, "/a").unwrap(),
+        b"new",
+        "not visible before the commit"
+    );
+    a.tx_end(t, true).unwrap();
+    assert_eq!(ev(&mut w), Some(("/a".into(), "tok".into())));
+    assert_eq!(ev(&mut w), None);
+    assert_eq!(b.read(0, "/a").unwrap(), b"retry");
+
+    // Two connections' transactions on disjoint nodes both commit; an abort discards.
+    let ta = a.tx_start().unwrap();
+    let tb = b.tx_start().unwrap();
+    a.write(ta, "/a/child", b"ta").unwrap();
+    b.write(tb, "/b", b"tb").unwrap();
+    a.tx_end(ta, true).unwrap();
+    b.tx_end(tb, true).unwrap();
+    let t = a.tx_start().unwrap();
+    a.write(t, "/a", b"aborted").unwrap();
+    a.tx_end(t, false).unwrap();
+    assert_eq!(a.read(0, "/a").unwrap(), b"retry");
+    assert_eq!(a.read(0, "/a/child").unwrap(), b"ta");
+    assert_eq!(a.read(0, "/b").unwrap(), b"tb");
+    assert_eq!(ev(&mut w), Some(("/a/child".into(), "tok".into())));
+    assert_eq!(ev(&mut w), None);
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let dir = common::TempDir::new("pipe");
     let server = common::start(dir.path());
