@@ -383,6 +383,26 @@ fn dom0_builds_and_starts_a_domain() {
         .assert_normal_stop();
 }
 
+/// A domU's PV console ring, served by rxen's own backend for a boot-time domU:
+/// the guest finds its page and port in the HVM params, writes several rings' worth
+/// of lines with flow control, and every line comes out, in order.
+#[test]
+fn a_boot_time_domus_console_ring_is_served() {
+    let out = machine("domains-console-ring", 1, "dom0less domu=0,mem=16M")
+        .module(guest("console_ring"), "")
+        .run();
+    no_hypervisor_trouble(&out)
+        .assert_in_order(&[
+            "(d1) console_ring: line 1 of 50",
+            "(d1) console_ring: line 2 of 50",
+            "(d1) console_ring: line 50 of 50",
+            "(d1) console_ring: 50 lines consumed by the backend",
+            "(d1) Test result: SUCCESS",
+        ])
+        .assert_count("(d1) console_ring: line ", 50)
+        .assert_normal_stop();
+}
+
 /// Issue 14, bounded work per exit: a hostile domU (a 1 GiB console write and a
 /// multicall of 2^32 - 1 entries, both running off the end of its RAM; a 2^64 ns
 /// periodic timer; a 1 ns local-APIC period; a port 0xE9 flood) beside a domU that

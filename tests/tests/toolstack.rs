@@ -28,10 +28,13 @@ fn guest_config(name: &str, guest: &str, extra: &str) -> String {
     )
 }
 
-/// The initramfs: busybox, xen-privcmd, rxl, the test guests `guests` and the files
+/// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, rxl, rxenconsoled, the test guests `guests` and the files
 /// `etc` (in `/etc/rxen/`), with `script` after the modules are loaded.
 fn initramfs(script: &str, guests: &[&str], etc: &[(&str, String)]) -> PathBuf {
-    let mut files = vec![("bin/rxl".to_string(), dom0_tool("rxl"))];
+    let mut files = vec![
+        ("bin/rxl".to_string(), dom0_tool("rxl")),
+        ("bin/rxenconsoled".to_string(), dom0_tool("rxenconsoled")),
+    ];
     for g in guests {
         files.push((format!("guests/{g}"), guest(g)));
     }
@@ -39,7 +42,7 @@ fn initramfs(script: &str, guests: &[&str], etc: &[(&str, String)]) -> PathBuf {
         let path = write_module(&format!("toolstack-{name}"), text.as_bytes());
         files.push((format!("etc/rxen/{name}"), path));
     }
-    modules_initramfs_with(&["xen-privcmd"], script, &files)
+    modules_initramfs_with(&["xen-privcmd", "xen-evtchn", "xen-gntdev"], script, &files)
 }
 
 /// `rxl` in Linux dom0 drives the hypervisor: `info` and `list` describe the machine
@@ -114,4 +117,51 @@ poweroff -f
             " 0 frames not returned",
         ])
         .assert_count("created by d0", 1);
+}
+
+/// rxenconsoled in dom0 serves the PV console of a domU that rxl created: it maps
+/// the ring through grant reference 0 (gntdev), binds the console port (evtchn) and
+/// logs every line to `/var/log/xen/console/guest-<name>.log` as xenconsoled
+/// `--log=guest` does; the guest writes several rings' worth with flow control, so
+/// the daemon must keep up. After the domain is destroyed the daemon drops it and a
+/// second domain of the same name is served again.
+#[test]
+fn rxenconsoled_logs_a_domus_console_ring() {
+    let script = "\
+rxenconsoled -i --log=guest &
+for round in 1 2; do
+  rxl create /etc/rxen/ring.cfg
+  for i in $(seq 1 150); do rxl list | grep -q '^ring .*s-' && break; sleep 0.2; done
+  sleep 0.5
+  rxl destroy ring
+  sleep 0.5
+done
+grep -c 'console_ring: line' /var/log/xen/console/guest-ring.log | sed 's/^/rxl-test: logged lines /'
+sed 's/^/ringlog: /' /var/log/xen/console/guest-ring.log | tail -n 3
+echo rxl-test: done
+poweroff -f
+";
+    let etc = [("ring.cfg", guest_config("ring", "console_ring", ""))];
+    let initramfs = initramfs(script, &["console_ring"], &etc);
+    let out = machine("toolstack-consoled")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_in_order(&[
+            "(d1) console_ring: ring at gfn 0xfefff",
+            "(d1) console_ring: 50 lines consumed by the backend",
+            "(d1) Test result: SUCCESS",
+            "d1: destroyed by the control domain; ",
+            "(d2) console_ring: 50 lines consumed by the backend",
+            "(d2) Test result: SUCCESS",
+            "d2: destroyed by the control domain; ",
+            "(d0) rxl-test: logged lines 100",
+            "(d0) ringlog: console_ring: line 48 of 50",
+            "(d0) ringlog: console_ring: line 49 of 50",
+            "(d0) ringlog: console_ring: line 50 of 50",
+            "(d0) rxl-test: done",
+        ])
+        // The two domUs, then dom0 (the last: the whole machine is checked).
+        .assert_count(" 0 frames not returned", 3);
 }

@@ -102,7 +102,7 @@ pub fn build_guests() -> PathBuf {
 }
 
 /// The dom0 tools: (package, binary), built as static binaries.
-pub const DOM0_TOOLS: &[(&str, &str)] = &[("rxl", "rxl")];
+pub const DOM0_TOOLS: &[(&str, &str)] = &[("rxl", "rxl"), ("rxenconsoled", "rxenconsoled")];
 
 /// Builds the dom0 tools ([`DOM0_TOOLS`]) as static Linux binaries (release,
 /// [`DOM0_TARGET`]) and copies each to `target/rxen/dom0/<name>`, ready to be put

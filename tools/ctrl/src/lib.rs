@@ -5,13 +5,18 @@
 //! - [`foreignmemory`]: another domain's frames mapped into this process (Xen's
 //!   libxenforeignmemory: privcmd's `MMAPBATCH_V2` and `MMAP_RESOURCE`);
 //! - [`xc`]: `domctl`, `sysctl`, `memory_op` and the other calls a toolstack makes
-//!   on domains (Xen's libxenctrl), typed with the ABI crate's structures.
+//!   on domains (Xen's libxenctrl), typed with the ABI crate's structures;
+//! - [`evtchn`]: event channels (Xen's libxenevtchn, `/dev/xen/evtchn`);
+//! - [`gnttab`]: other domains' grants mapped here (Xen's libxengnttab,
+//!   `/dev/xen/gntdev`).
 //!
 //! Errors are Xen's errno values ([`Error`]): Linux's privcmd hands back the
 //! hypervisor's negative return as the ioctl's errno.
 
 pub mod call;
+pub mod evtchn;
 pub mod foreignmemory;
+pub mod gnttab;
 pub mod xc;
 
 use std::fmt;

@@ -6,7 +6,7 @@
 
 use rxen_abi::domctl::*;
 use rxen_abi::event_channel::{EvtchnAllocUnbound, EVTCHNOP_ALLOC_UNBOUND};
-use rxen_abi::hvm::{XenHvmParam, HVMOP_SET_PARAM};
+use rxen_abi::hvm::{XenHvmParam, HVMOP_GET_PARAM, HVMOP_SET_PARAM};
 use rxen_abi::memory::{
     E820Entry, XenForeignMemoryMap, XenMemoryMap, XenMemoryReservation, XENMEM_POPULATE_PHYSMAP,
     XENMEM_SET_MEMORY_MAP,
@@ -287,6 +287,24 @@ impl Xc {
             "HVMOP_set_param",
         )
         .map(|_| ())
+    }
+
+    /// `HVMOP_get_param` of `domain`.
+    pub fn hvm_param(&self, domain: DomId, index: u32) -> Result<u64> {
+        let mut param = XenHvmParam {
+            domid: domain,
+            pad: 0,
+            index,
+            value: 0,
+        };
+        self.with_arg(
+            HYPERVISOR_HVM_OP,
+            [u64::from(HVMOP_GET_PARAM), 0, 0, 0, 0],
+            1,
+            &mut param,
+            "HVMOP_get_param",
+        )?;
+        Ok(param.value)
     }
 
     /// `EVTCHNOP_alloc_unbound`: a port of `domain` offered to `remote`.
