@@ -25,6 +25,48 @@
 
 use alloc::vec::Vec;
 
+/// Where a domU's ACPI tables go: the top of the legacy hole, below 1 MiB (the
+/// hypervisor's boot-time builder and the toolstack both put them there).
+pub const ACPI_TABLES_BASE: u64 = 0xFC000;
+/// The size of the area kept for them (the memory map's ACPI entry).
+pub const ACPI_TABLES_SIZE: u64 = 0x10_0000 - ACPI_TABLES_BASE;
+/// The start of the legacy hole (VGA memory, option ROMs, BIOS).
+const LEGACY_HOLE: u64 = 0xA0000;
+
+/// The guest's memory map: RAM below the legacy hole, the hole (reserved;
+/// with `acpi`, its top [`ACPI_TABLES_SIZE`] bytes are ACPI, where the tables
+/// go), RAM above. The hole is backed by the domain's memory but is not
+/// counted as RAM.
+pub fn guest_memory_map(memory_bytes: u64, acpi: bool) -> Vec<crate::domain::GuestMemRegion> {
+    let mut map = Vec::new();
+    map.push(crate::domain::GuestMemRegion {
+        addr: 0,
+        size: LEGACY_HOLE,
+        kind: 1,
+    });
+    let reserved_end = if acpi { ACPI_TABLES_BASE } else { 0x10_0000 };
+    map.push(crate::domain::GuestMemRegion {
+        addr: LEGACY_HOLE,
+        size: reserved_end.saturating_sub(LEGACY_HOLE),
+        kind: 2,
+    });
+    if acpi {
+        map.push(crate::domain::GuestMemRegion {
+            addr: ACPI_TABLES_BASE,
+            size: ACPI_TABLES_SIZE,
+            kind: 3,
+        });
+    }
+    if memory_bytes > 0x10_0000 {
+        map.push(crate::domain::GuestMemRegion {
+            addr: 0x10_0000,
+            size: memory_bytes.saturating_sub(0x10_0000),
+            kind: 1,
+        });
+    }
+    map
+}
+
 /// The most vCPUs the tables describe (APIC IDs 0 to 254).
 pub const MAX_VCPUS: u32 = 255;
 

@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rxen_tests::{debian_kernel, dom0_tool, guest, modules_initramfs_with, write_module, Qemu};
+use rxen_tests::{
+    busybox_initramfs, debian_kernel, dom0_tool, guest, modules_initramfs_with, write_module, Qemu,
+};
 
 /// dom0's kernel command line.
 const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen loglevel=8 ignore_loglevel";
@@ -28,13 +30,25 @@ fn guest_config(name: &str, guest: &str, extra: &str) -> String {
     )
 }
 
-/// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, rxl, rxenconsoled, the test guests `guests` and the files
-/// `etc` (in `/etc/rxen/`), with `script` after the modules are loaded.
+/// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, rxl, rxenconsoled,
+/// the test guests `guests` and the files `etc` (in `/etc/rxen/`), with `script`
+/// after the modules are loaded.
 fn initramfs(script: &str, guests: &[&str], etc: &[(&str, String)]) -> PathBuf {
-    let mut files = vec![
+    initramfs_with(script, guests, etc, Vec::new())
+}
+
+/// [`initramfs`] with more files (path in the archive, file on the host).
+fn initramfs_with(
+    script: &str,
+    guests: &[&str],
+    etc: &[(&str, String)],
+    more: Vec<(String, PathBuf)>,
+) -> PathBuf {
+    let mut files = more;
+    files.extend([
         ("bin/rxl".to_string(), dom0_tool("rxl")),
         ("bin/rxenconsoled".to_string(), dom0_tool("rxenconsoled")),
-    ];
+    ]);
     for g in guests {
         files.push((format!("guests/{g}"), guest(g)));
     }
@@ -164,4 +178,60 @@ poweroff -f
         ])
         // The two domUs, then dom0 (the last: the whole machine is checked).
         .assert_count(" 0 frames not returned", 3);
+}
+
+/// Debian's own Linux as a domU that rxl builds in dom0 (a bzImage unpacked by rxl,
+/// its busybox initramfs as the ramdisk, 2 vCPUs, ACPI tables as for a boot-time
+/// domU): it boots to `/init`, whose output on `hvc0` reaches rxenconsoled's log
+/// through the PV console ring; it powers off, stays shut down until `rxl destroy`,
+/// and every frame comes back.
+#[test]
+fn rxl_creates_a_linux_domu() {
+    let domu_init = "#!/bin/sh
+mount -t proc proc /proc
+echo rxen-domU: init is running
+echo rxen-domU: cpus $(nproc)
+echo rxen-domU: memtotal $(grep MemTotal /proc/meminfo)
+poweroff -f
+";
+    let domu_initrd = busybox_initramfs(domu_init);
+    let script = "\
+rxenconsoled -i --log=guest &
+rxl create /etc/rxen/linux.cfg
+for i in $(seq 1 600); do rxl list | grep -q '^linux .*s-' && break; sleep 0.5; done
+rxl list
+sed 's/^/domUlog: /' /var/log/xen/console/guest-linux.log | grep 'rxen-domU'
+rxl destroy linux
+echo rxl-test: done
+poweroff -f
+";
+    let config = "name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 earlyprintk=xen\"\nmemory = 256\nvcpus = 2\n";
+    let initramfs = initramfs_with(
+        script,
+        &[],
+        &[("linux.cfg", config.to_string())],
+        vec![
+            ("guests/vmlinuz".to_string(), debian_kernel()),
+            ("guests/initrd".to_string(), domu_initrd),
+        ],
+    );
+    let out = machine("toolstack-linux-domu")
+        .timeout(Duration::from_secs(480))
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_in_order(&[
+            "(d0) Domain 1 \"linux\" created",
+            "(d1) [",
+            "d1: shut down (poweroff); kept for its toolstack to destroy",
+            "(d0) domUlog: rxen-domU: init is running",
+            "(d0) domUlog: rxen-domU: cpus 2",
+            "d1: destroyed by the control domain; ",
+            "(d0) rxl-test: done",
+        ])
+        .assert_line_contains_all(&[
+            "d1: destroyed by the control domain",
+            " 0 frames not returned",
+        ]);
 }

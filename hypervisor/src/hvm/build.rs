@@ -80,12 +80,7 @@ impl BootSpec {
     }
 }
 
-/// Where a domU's ACPI tables go: the top of the legacy hole, below 1 MiB.
-pub const ACPI_TABLES_BASE: u64 = 0xFC000;
-/// The size of the area kept for them (the memory map's ACPI entry).
-pub const ACPI_TABLES_SIZE: u64 = 0x10_0000 - ACPI_TABLES_BASE;
-/// The start of the legacy hole (VGA memory, option ROMs, BIOS).
-const LEGACY_HOLE: u64 = 0xA0000;
+pub use rxen_core::acpi_tables::{guest_memory_map, ACPI_TABLES_BASE, ACPI_TABLES_SIZE};
 
 /// Where things went in the guest.
 #[derive(Clone, Copy, Debug)]
@@ -123,40 +118,6 @@ impl core::fmt::Display for BuildError {
             Self::Acpi(e) => write!(f, "{e}"),
         }
     }
-}
-
-/// The guest's memory map: RAM below the legacy hole, the hole (reserved;
-/// with `acpi`, its top [`ACPI_TABLES_SIZE`] bytes are ACPI, where the tables
-/// go), RAM above. The hole is backed by the domain's memory but is not
-/// counted as RAM.
-pub fn guest_memory_map(memory_bytes: u64, acpi: bool) -> Vec<GuestMemRegion> {
-    let mut map = Vec::new();
-    map.push(GuestMemRegion {
-        addr: 0,
-        size: LEGACY_HOLE,
-        kind: 1,
-    });
-    let reserved_end = if acpi { ACPI_TABLES_BASE } else { 0x10_0000 };
-    map.push(GuestMemRegion {
-        addr: LEGACY_HOLE,
-        size: reserved_end - LEGACY_HOLE,
-        kind: 2,
-    });
-    if acpi {
-        map.push(GuestMemRegion {
-            addr: ACPI_TABLES_BASE,
-            size: ACPI_TABLES_SIZE,
-            kind: 3,
-        });
-    }
-    if memory_bytes > 0x10_0000 {
-        map.push(GuestMemRegion {
-            addr: 0x10_0000,
-            size: memory_bytes - 0x10_0000,
-            kind: 1,
-        });
-    }
-    map
 }
 
 /// Builds a 1:1 dom0's ACPI tables from the host's ([`rxen_core::dom0_acpi`])

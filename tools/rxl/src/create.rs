@@ -2,10 +2,12 @@
 //! libxl's create (`libxl_create.c`, `libxl_dom.c`) and libxc's PVH builder
 //! (`xg_dom_x86.c`): `createdomain`, `max_vcpus`, `max_mem`; the RAM and the special
 //! pages populated (2 MiB extents where aligned); event channels for the console
-//! and xenstore offered to dom0; the kernel's ELF segments (parsed by the same
-//! loader the hypervisor uses for boot-time domains, `rxen_core::elf`), the ramdisk,
-//! `hvm_start_info` (v1: command line, module, memory map) written through foreign
-//! maps; the HVM params; the grant table seeded (entries 0 and 1 for the console
+//! and xenstore offered to dom0; the kernel (a bzImage unpacked and its ELF
+//! segments parsed by the same code the hypervisor uses for boot-time domains,
+//! `rxen_core::bzimage` and `rxen_core::elf`), the ACPI tables and memory map of a
+//! PVH guest (`rxen_core::acpi_tables`, as for boot-time domUs), the ramdisk,
+//! `hvm_start_info` (v1: command line, module, memory map, RSDP) written through
+//! foreign maps; the HVM params; the grant table seeded (entries 0 and 1 for the console
 //! and xenstore pages, through `XENMEM_acquire_resource`); the memory map set; the
 //! vCPU's state set (`gethvmcontext`/`sethvmcontext`); then unpaused. A failure
 //! after `createdomain` destroys the half-built domain.
@@ -22,6 +24,8 @@ use rxen_abi::start_info::{
     HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE,
 };
 use rxen_abi::xen::DomId;
+use rxen_core::acpi_tables::{self, ACPI_TABLES_BASE, ACPI_TABLES_SIZE};
+use rxen_core::domain::GuestMemRegion;
 use rxen_ctrl::foreignmemory;
 use rxen_ctrl::xc::Xc;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -60,7 +64,18 @@ pub fn build(
     config: &DomainConfig,
     kernel: &[u8],
     ramdisk: Option<&[u8]>,
+    xenstore: bool,
 ) -> Result<Built, String> {
+    // A distribution's bzImage is unpacked here, as libxc does, by the same
+    // code the hypervisor uses for boot-time domains.
+    let unpacked;
+    let kernel = if rxen_core::bzimage::is_bzimage(kernel) {
+        unpacked =
+            rxen_core::bzimage::decode(kernel).map_err(|e| format!("{}: {e}", config.kernel))?;
+        &unpacked[..]
+    } else {
+        kernel
+    };
     let image = rxen_core::elf::parse_pvh(kernel)
         .map_err(|e| format!("{}: not a PVH kernel: {e:?}", config.kernel))?;
     let ram = config.memory_mib << 20;
@@ -74,7 +89,7 @@ pub fn build(
     let domid = xc
         .create_pvh(config.vcpus, [0; 16])
         .map_err(|e| e.to_string())?;
-    match fill(xc, config, &image, kernel, ramdisk, domid) {
+    match fill(xc, config, &image, kernel, ramdisk, domid, xenstore) {
         Ok(built) => Ok(built),
         Err(e) => {
             let _ = xc.destroy(domid);
@@ -90,6 +105,7 @@ fn fill(
     kernel: &[u8],
     ramdisk: Option<&[u8]>,
     domid: DomId,
+    xenstore: bool,
 ) -> Result<Built, String> {
     let e = |e: rxen_ctrl::Error| e.to_string();
     let ram = config.memory_mib << 20;
@@ -113,68 +129,95 @@ fn fill(
     let console_port = xc.alloc_unbound(domid, 0).map_err(e)?;
     let store_port = xc.alloc_unbound(domid, 0).map_err(e)?;
 
-    // Where things go: the kernel's segments; then, page-aligned, the ramdisk,
-    // the start info, the command line, the module list and the memory map.
-    let (_, kernel_end) = image.extent();
+    // Where things go: the ACPI tables at the top of the legacy hole (as the
+    // hypervisor's builder puts them); the kernel's segments; then,
+    // page-aligned, the ramdisk, the start info, the command line, the module
+    // list and the memory map.
+    let (kernel_low, kernel_end) = image.extent();
+    if kernel_low < ACPI_TABLES_BASE + ACPI_TABLES_SIZE {
+        return Err(format!(
+            "{}: the kernel loads at {kernel_low:#x}, below 1 MiB",
+            config.kernel
+        ));
+    }
+    let acpi = acpi_tables::build(ACPI_TABLES_BASE, config.vcpus)
+        .map_err(|e| format!("d{domid}: ACPI tables: {e}"))?;
+    let mut map = acpi_tables::guest_memory_map(ram, true);
+    map.push(GuestMemRegion {
+        addr: SPECIAL_START * PAGE,
+        size: (0xff000 - SPECIAL_START) * PAGE,
+        kind: 2,
+    });
     let ramdisk_at = kernel_end.next_multiple_of(PAGE);
     let ramdisk_len = ramdisk.map_or(0, |r| r.len() as u64);
     let info_at = (ramdisk_at + ramdisk_len).next_multiple_of(PAGE);
     let cmdline_at = info_at + size_of::<HvmStartInfo>() as u64;
     let modlist_at = (cmdline_at + config.cmdline.len() as u64 + 1).next_multiple_of(8);
     let memmap_at = modlist_at + size_of::<HvmModlistEntry>() as u64;
-    let end = memmap_at + 2 * size_of::<HvmMemmapTableEntry>() as u64;
+    let end = memmap_at + (map.len() * size_of::<HvmMemmapTableEntry>()) as u64;
     if end > ram {
         return Err(format!(
             "d{domid}: kernel, ramdisk and start info need {end:#x} bytes, more than {} MiB",
             config.memory_mib
         ));
     }
-    let map_pages: Vec<u64> = (0..end.div_ceil(PAGE)).collect();
+    // Only the pages written are mapped: the ACPI area, then from the kernel up.
+    let acpi_pages = ACPI_TABLES_BASE / PAGE..(ACPI_TABLES_BASE + ACPI_TABLES_SIZE) / PAGE;
+    let map_pages: Vec<u64> = acpi_pages
+        .clone()
+        .chain(kernel_low / PAGE..end.div_ceil(PAGE))
+        .collect();
     let (mut mapping, errs) =
         foreignmemory::map(xc.call().privcmd(), domid, &map_pages).map_err(e)?;
     if let Some(bad) = errs.iter().position(|&err| err != 0) {
         return Err(format!(
-            "d{domid}: frame {bad:#x} could not be mapped: {}",
-            errs[bad]
+            "d{domid}: frame {:#x} could not be mapped: {}",
+            map_pages[bad], errs[bad]
         ));
     }
+    // The mapping's offset of guest-physical `gpa` (in the ranges above).
+    let window = (acpi_pages.end - acpi_pages.start) * PAGE;
+    let at = |gpa: u64| -> usize {
+        if gpa < ACPI_TABLES_BASE + ACPI_TABLES_SIZE {
+            (gpa - ACPI_TABLES_BASE) as usize
+        } else {
+            (window + gpa - (kernel_low & !(PAGE - 1))) as usize
+        }
+    };
     let memory = mapping.bytes_mut();
+    memory[at(acpi.base)..][..acpi.bytes.len()].copy_from_slice(&acpi.bytes);
     for s in &image.segments {
-        let (at, from, len) = (s.paddr as usize, s.offset as usize, s.file_size as usize);
+        let (start, from, len) = (at(s.paddr), s.offset as usize, s.file_size as usize);
         let bytes = kernel
             .get(from..from + len)
             .ok_or_else(|| format!("{}: a segment past the file", config.kernel))?;
-        memory[at..at + len].copy_from_slice(bytes);
-        memory[at + len..at + s.mem_size as usize].fill(0);
+        memory[start..start + len].copy_from_slice(bytes);
+        memory[start + len..start + s.mem_size as usize].fill(0);
     }
     if let Some(r) = ramdisk {
-        memory[ramdisk_at as usize..][..r.len()].copy_from_slice(r);
+        memory[at(ramdisk_at)..][..r.len()].copy_from_slice(r);
     }
     let cmdline = config.cmdline.as_bytes();
-    memory[cmdline_at as usize..][..cmdline.len()].copy_from_slice(cmdline);
-    memory[cmdline_at as usize + cmdline.len()] = 0;
+    memory[at(cmdline_at)..][..cmdline.len()].copy_from_slice(cmdline);
+    memory[at(cmdline_at) + cmdline.len()] = 0;
     let module = HvmModlistEntry {
         paddr: ramdisk_at,
         size: ramdisk_len,
         ..Default::default()
     };
-    memory[modlist_at as usize..][..size_of_val(&module)].copy_from_slice(module.as_bytes());
-    let e820 = [
-        E820Entry {
-            addr: 0,
-            size: ram,
-            type_: 1,
-        },
-        E820Entry {
-            addr: SPECIAL_START * PAGE,
-            size: (0xff000 - SPECIAL_START) * PAGE,
-            type_: 2,
-        },
-    ];
+    memory[at(modlist_at)..][..size_of_val(&module)].copy_from_slice(module.as_bytes());
+    let e820: Vec<E820Entry> = map
+        .iter()
+        .map(|r| E820Entry {
+            addr: r.addr,
+            size: r.size,
+            type_: r.kind,
+        })
+        .collect();
     for (i, entry) in e820.iter().enumerate() {
         let table = HvmMemmapTableEntry::from(*entry);
-        let at = memmap_at as usize + i * size_of::<HvmMemmapTableEntry>();
-        memory[at..][..size_of_val(&table)].copy_from_slice(table.as_bytes());
+        let offset = at(memmap_at) + i * size_of::<HvmMemmapTableEntry>();
+        memory[offset..][..size_of_val(&table)].copy_from_slice(table.as_bytes());
     }
     let info = HvmStartInfo {
         magic: XEN_HVM_START_MAGIC_VALUE,
@@ -182,21 +225,27 @@ fn fill(
         nr_modules: u32::from(ramdisk.is_some()),
         modlist_paddr: if ramdisk.is_some() { modlist_at } else { 0 },
         cmdline_paddr: cmdline_at,
+        rsdp_paddr: acpi.rsdp,
         memmap_paddr: memmap_at,
         memmap_entries: e820.len() as u32,
         ..Default::default()
     };
-    memory[info_at as usize..][..size_of_val(&info)].copy_from_slice(info.as_bytes());
+    memory[at(info_at)..][..size_of_val(&info)].copy_from_slice(info.as_bytes());
     drop(mapping);
 
     // The console and xenstore pages start zeroed (populated so); the params and
-    // the grant entries tell the guest and dom0's daemons where they are.
-    for (index, value) in [
+    // the grant entries tell the guest and dom0's daemons where they are. The
+    // xenstore page is announced only when a xenstore daemon will serve it (a
+    // guest whose xenstore never answers waits for it forever).
+    let mut params = vec![
         (HVM_PARAM_CONSOLE_PFN, CONSOLE_GFN),
-        (HVM_PARAM_STORE_PFN, XENSTORE_GFN),
         (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
-        (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
-    ] {
+    ];
+    if xenstore {
+        params.push((HVM_PARAM_STORE_PFN, XENSTORE_GFN));
+        params.push((HVM_PARAM_STORE_EVTCHN, u64::from(store_port)));
+    }
+    for (index, value) in params {
         xc.set_hvm_param(domid, index, value).map_err(e)?;
     }
     seed_grants(xc, domid)?;

@@ -18,6 +18,8 @@ use rxen_ctrl::xc::{DomainInfo, Xc};
 
 /// Where rxl keeps the names it gave domains.
 const NAMES: &str = "/run/rxl/names";
+/// The xenstore daemon's socket (Xen's default path).
+const XENSTORED_SOCKET: &str = "/var/run/xenstored/socket";
 
 #[derive(Parser)]
 #[command(name = "rxl", about = "rxen's toolstack (xl's commands)", version)]
@@ -150,7 +152,14 @@ fn create(paused: bool, path: &str, overrides: &[String]) -> Result<(), String> 
             config.name
         ));
     }
-    let built = create::build(&xc, &config, &kernel, ramdisk.as_deref())?;
+    let xenstore = Path::new(XENSTORED_SOCKET).exists();
+    if !xenstore {
+        eprintln!(
+            "rxl: warning: no xenstore daemon ({XENSTORED_SOCKET}): {} gets no xenstore",
+            config.name
+        );
+    }
+    let built = create::build(&xc, &config, &kernel, ramdisk.as_deref(), xenstore)?;
     let _ = fs::create_dir_all(NAMES);
     let _ = fs::write(Path::new(NAMES).join(built.domid.to_string()), &config.name);
     if !paused {
