@@ -184,7 +184,8 @@ poweroff -f
 /// its busybox initramfs as the ramdisk, 2 vCPUs, ACPI tables as for a boot-time
 /// domU): it boots to `/init`, whose output on `hvc0` reaches rxenconsoled's log
 /// through the PV console ring; it powers off, stays shut down until `rxl destroy`,
-/// and every frame comes back.
+/// and every frame comes back. `rxl pause` stops it (its heartbeat stops, `list`
+/// shows `p`) and `rxl unpause` lets it go on.
 #[test]
 fn rxl_creates_a_linux_domu() {
     let domu_init = "#!/bin/sh
@@ -192,12 +193,23 @@ mount -t proc proc /proc
 echo rxen-domU: init is running
 echo rxen-domU: cpus $(nproc)
 echo rxen-domU: memtotal $(grep MemTotal /proc/meminfo)
+for i in $(seq 1 40); do echo rxen-domU: beat $i; sleep 0.1; done
 poweroff -f
 ";
     let domu_initrd = busybox_initramfs(domu_init);
     let script = "\
 rxenconsoled -i --log=guest &
 rxl create /etc/rxen/linux.cfg
+log=/var/log/xen/console/guest-linux.log
+beats() { grep -c 'rxen-domU: beat' $log 2>/dev/null || echo 0; }
+for i in $(seq 1 600); do [ $(beats) -ge 3 ] && break; sleep 0.2; done
+rxl pause linux
+rxl list | grep '^linux' | sed 's/^/rxl-test: paused: /'
+sleep 0.5; a=$(beats); sleep 2; b=$(beats)
+echo rxl-test: beats while paused $a $b
+rxl unpause linux
+sleep 2; c=$(beats)
+[ $c -gt $b ] && echo rxl-test: beats again after unpause
 for i in $(seq 1 600); do rxl list | grep -q '^linux .*s-' && break; sleep 0.5; done
 rxl list
 sed 's/^/domUlog: /' /var/log/xen/console/guest-linux.log | grep 'rxen-domU'
@@ -224,16 +236,27 @@ poweroff -f
         .assert_in_order(&[
             "(d0) Domain 1 \"linux\" created",
             "(d1) [",
+            "(d0) rxl-test: beats again after unpause",
             "d1: shut down (poweroff); kept for its toolstack to destroy",
             "(d0) domUlog: rxen-domU: init is running",
             "(d0) domUlog: rxen-domU: cpus 2",
+            "(d0) domUlog: rxen-domU: beat 40",
             "d1: destroyed by the control domain; ",
             "(d0) rxl-test: done",
         ])
         .assert_line_contains_all(&[
             "d1: destroyed by the control domain",
             " 0 frames not returned",
-        ]);
+        ])
+        .assert_line_contains_all(&["(d0) rxl-test: paused: linux", "--p---"]);
+    // Not one heartbeat while paused.
+    let line = out
+        .log
+        .lines()
+        .find(|l| l.contains("rxl-test: beats while paused"))
+        .unwrap_or_else(|| out.fail("no beats-while-paused line"));
+    let counts: Vec<&str> = line.split_whitespace().rev().take(2).collect();
+    assert_eq!(counts[0], counts[1], "the domU ran while paused: {line}");
 }
 
 /// Two domUs at once, created and destroyed by rxl ten times over (some still
