@@ -88,7 +88,10 @@ echo rxl-test: done
 poweroff -f
 ";
     let etc = [
-        ("pvclock.cfg", guest_config("pvclock", "pvclock", "")),
+        (
+            "pvclock.cfg",
+            guest_config("pvclock", "pvclock", "on_poweroff = \"preserve\"\n"),
+        ),
         (
             "bad.cfg",
             guest_config("bad", "pvclock", "vcpus = \"many\"\n"),
@@ -155,7 +158,10 @@ sed 's/^/ringlog: /' /var/log/xen/console/guest-ring.log | tail -n 3
 echo rxl-test: done
 poweroff -f
 ";
-    let etc = [("ring.cfg", guest_config("ring", "console_ring", ""))];
+    let etc = [(
+        "ring.cfg",
+        guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
+    )];
     let initramfs = initramfs(script, &["console_ring"], &etc);
     let out = machine("toolstack-consoled")
         .module(debian_kernel(), DOM0_ARGS)
@@ -217,7 +223,7 @@ rxl destroy linux
 echo rxl-test: done
 poweroff -f
 ";
-    let config = "name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 earlyprintk=xen\"\nmemory = 256\nvcpus = 2\n";
+    let config = "name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 earlyprintk=xen\"\nmemory = 256\nvcpus = 2\non_poweroff = \"preserve\"\n";
     let initramfs = initramfs_with(
         script,
         &[],
@@ -300,4 +306,61 @@ poweroff -f
         .assert_count(" 0 frames not returned", 21)
         .assert_count("frames not returned", 21)
         .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"]);
+}
+
+/// What happens when a domain shuts down is its config's, acted on by the process
+/// `rxl create` leaves behind (as xl's): by default a powered-off domain is
+/// destroyed; `on_reboot = "restart"` builds it again each time it reboots (three
+/// times at least here, until that process is stopped); `on_crash = "preserve"`
+/// leaves it, shown crashed (`c`) in `rxl list`.
+#[test]
+fn rxl_acts_on_shutdown_as_configured() {
+    let script = "\
+rxl create /etc/rxen/off.cfg
+rxl create /etc/rxen/again.cfg
+rxl create /etc/rxen/crash.cfg
+sleep 6
+killall rxl
+sleep 0.5
+rxl list | sed 's/^/rxl-test: list: /'
+rxl destroy again
+rxl destroy crash
+echo rxl-test: done
+poweroff -f
+";
+    let etc = [
+        ("off.cfg", guest_config("off", "pvclock", "")),
+        (
+            "again.cfg",
+            guest_config("again", "shutdown_reboot", "on_reboot = \"restart\"\n"),
+        ),
+        (
+            "crash.cfg",
+            guest_config("crash", "shutdown_crash", "on_crash = \"preserve\"\n"),
+        ),
+    ];
+    let initramfs = initramfs(
+        script,
+        &["pvclock", "shutdown_reboot", "shutdown_crash"],
+        &etc,
+    );
+    let out = machine("toolstack-on-shutdown")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("(d0) Domain 1 \"off\" shut down (poweroff)")
+        .assert_contains("d1: destroyed by the control domain; ")
+        .assert_in_order(&[
+            "\"again\" shut down (reboot)",
+            "\"again\" created",
+            "\"again\" shut down (reboot)",
+            "\"again\" created",
+        ])
+        .assert_contains("\"crash\" shut down (crash)")
+        .assert_line_contains_all(&["(d0) rxl-test: list: crash", "----c-"])
+        .assert_not_contains("(d0) rxl-test: list: off")
+        .assert_contains("(d0) rxl-test: done");
+    let again = out.log.matches("\"again\" created").count();
+    assert!(again >= 3, "again was built {again} times");
 }

@@ -5,7 +5,7 @@
 //! `HVM_PARAM_CONSOLE_EVTCHN`), and logs what each guest writes to
 //! `<log-dir>/guest-<name>.log` (`--log=guest`, as xenconsoled). Domains are found
 //! with `getdomaininfolist` (new ones served, gone ones dropped) whenever a domain
-//! changes (`VIRQ_DOM_EXC`) and every 200 ms.
+//! changes (`VIRQ_DOM_EXC`, if no other daemon bound it first) and every 200 ms.
 //!
 //! Options as xenconsoled's: `--log=none|guest|hv|all`, `--log-dir=DIR`,
 //! `-i`/`--interactive` (stay in the foreground; otherwise it detaches).
@@ -93,7 +93,9 @@ fn serve(args: &Args) -> Result<(), String> {
         fs::create_dir_all(&args.log_dir)
             .map_err(|e| format!("{}: {e}", args.log_dir.display()))?;
     }
-    let dom_exc = evtchn.bind_virq(VIRQ_DOM_EXC).map_err(e)?;
+    // VIRQ_DOM_EXC can be bound once in dom0 (xenstored takes it when it runs
+    // first, as on Xen): without it the 200 ms scan alone finds the changes.
+    let dom_exc = evtchn.bind_virq(VIRQ_DOM_EXC).ok();
     let mut consoles: BTreeMap<u16, Console> = BTreeMap::new();
     loop {
         scan(
@@ -109,7 +111,7 @@ fn serve(args: &Args) -> Result<(), String> {
         };
         if ready > 0 {
             let port = evtchn.pending().map_err(e)?;
-            if port != dom_exc {
+            if Some(port) != dom_exc {
                 if let Some(c) = consoles.values_mut().find(|c| c.port == port) {
                     drain(c);
                     let _ = evtchn.notify(c.port);

@@ -1,7 +1,8 @@
 //! `rxl`, rxen's toolstack command, after Xen's `xl`: runs in dom0 and drives the
 //! hypervisor through `/dev/xen/privcmd` (the `rxen-ctrl` library).
 //!
-//! Commands: `create [-p] <cfg> [key=value ...]`, `list [-l]`, `info`, `dmesg [-c]`,
+//! Commands: `create [-p] [-F] <cfg> [key=value ...]` (a process stays to act on the
+//! domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's), `list [-l]`, `info`, `dmesg [-c]`,
 //! `pause`, `unpause`, `destroy`, `vcpu-list`. A domain is named by id or by name.
 //! Names live in `/run/rxl/names/<id>` until xenstore runs in dom0.
 
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rxen_abi::domctl::*;
+use rxen_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_WATCHDOG};
 use rxen_ctrl::xc::{DomainInfo, Xc};
 
 /// Where rxl keeps the names it gave domains.
@@ -35,6 +37,9 @@ enum Command {
         /// Leave it paused.
         #[arg(short = 'p')]
         paused: bool,
+        /// Stay in the foreground watching the domain (on_poweroff...), as xl -F.
+        #[arg(short = 'F')]
+        foreground: bool,
         /// The config file.
         config: String,
         /// `key=value` settings that override the file.
@@ -78,11 +83,12 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), String> {
     if let Command::Create {
         paused,
+        foreground,
         config,
         overrides,
     } = &command
     {
-        return create(*paused, config, overrides);
+        return create(*paused, *foreground, config, overrides);
     }
     let xc = Xc::open().map_err(|e| e.to_string())?;
     let e = |e: rxen_ctrl::Error| e.to_string();
@@ -127,7 +133,7 @@ fn run(command: Command) -> Result<(), String> {
     Ok(())
 }
 
-fn create(paused: bool, path: &str, overrides: &[String]) -> Result<(), String> {
+fn create(paused: bool, foreground: bool, path: &str, overrides: &[String]) -> Result<(), String> {
     println!("Parsing config from {path}");
     let text = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let (config, warnings) =
@@ -152,6 +158,37 @@ fn create(paused: bool, path: &str, overrides: &[String]) -> Result<(), String> 
             config.name
         ));
     }
+    let domid = start(&xc, &config, &kernel, ramdisk.as_deref(), paused)?;
+    // As xl: a process stays behind to act on the domain's shutdown
+    // (on_poweroff, on_reboot, on_crash); in the foreground with -F.
+    if foreground {
+        return monitor(&xc, &config, &kernel, ramdisk.as_deref(), domid);
+    }
+    // SAFETY: single-threaded here; the child only continues this program.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::setsid();
+            let _ = monitor(&xc, &config, &kernel, ramdisk.as_deref(), domid);
+            std::process::exit(0);
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => Ok(()),
+        Err(e) => {
+            eprintln!(
+                "rxl: warning: no process to watch d{domid} ({e}): on_* actions will not run"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Builds and (unless `paused`) starts `config`'s domain; records its name.
+fn start(
+    xc: &Xc,
+    config: &config::DomainConfig,
+    kernel: &[u8],
+    ramdisk: Option<&[u8]>,
+    paused: bool,
+) -> Result<u16, String> {
     let xenstore = Path::new(XENSTORED_SOCKET).exists();
     if !xenstore {
         eprintln!(
@@ -159,7 +196,7 @@ fn create(paused: bool, path: &str, overrides: &[String]) -> Result<(), String> 
             config.name
         );
     }
-    let built = create::build(&xc, &config, &kernel, ramdisk.as_deref(), xenstore)?;
+    let built = create::build(xc, config, kernel, ramdisk, xenstore)?;
     let _ = fs::create_dir_all(NAMES);
     let _ = fs::write(Path::new(NAMES).join(built.domid.to_string()), &config.name);
     if !paused {
@@ -173,7 +210,57 @@ fn create(paused: bool, path: &str, overrides: &[String]) -> Result<(), String> 
         built.console_port,
         built.store_port
     );
-    Ok(())
+    Ok(built.domid)
+}
+
+/// xl's domain watch: when the domain shuts down, does what its config says for
+/// the reason (destroy, restart: destroy and build it again, preserve: leave it);
+/// returns when the domain is gone or preserved.
+fn monitor(
+    xc: &Xc,
+    config: &config::DomainConfig,
+    kernel: &[u8],
+    ramdisk: Option<&[u8]>,
+    mut domid: u16,
+) -> Result<(), String> {
+    use config::Action;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let info = match xc.domain_info(domid) {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if info.flags & XEN_DOMINF_SHUTDOWN == 0 || info.flags & XEN_DOMINF_DYING != 0 {
+            continue;
+        }
+        let code = (info.flags >> XEN_DOMINF_SHUTDOWNSHIFT) & 0xff;
+        let (reason, action) = match code {
+            SHUTDOWN_POWEROFF => ("poweroff", config.on_poweroff),
+            SHUTDOWN_REBOOT => ("reboot", config.on_reboot),
+            SHUTDOWN_CRASH => ("crash", config.on_crash),
+            SHUTDOWN_WATCHDOG => ("watchdog", config.on_crash),
+            // Suspend and soft reset are the toolstack's own doing.
+            _ => continue,
+        };
+        println!("Domain {domid} \"{}\" shut down ({reason})", config.name);
+        match action {
+            Action::Preserve => return Ok(()),
+            Action::Destroy => {
+                let _ = fs::remove_file(Path::new(NAMES).join(domid.to_string()));
+                return xc.destroy(domid).map_err(|e| e.to_string());
+            }
+            Action::Restart => {
+                let _ = fs::remove_file(Path::new(NAMES).join(domid.to_string()));
+                xc.destroy(domid).map_err(|e| e.to_string())?;
+                // The old one must be gone before its name is taken again.
+                while xc.domain_info(domid).ok().flatten().is_some() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                domid = start(xc, config, kernel, ramdisk, false)?;
+            }
+        }
+    }
 }
 
 /// A domain's name: `Domain-0`, the one rxl gave it, or `(null)` as xl shows a
@@ -207,8 +294,8 @@ fn state(d: &DomainInfo) -> String {
         (d.flags & XEN_DOMINF_RUNNING != 0, 'r'),
         (d.flags & XEN_DOMINF_BLOCKED != 0, 'b'),
         (d.flags & XEN_DOMINF_PAUSED != 0, 'p'),
-        (shutdown && code != 2, 's'),
-        (shutdown && code == 2, 'c'),
+        (shutdown && code != SHUTDOWN_CRASH, 's'),
+        (shutdown && code == SHUTDOWN_CRASH, 'c'),
         (d.flags & XEN_DOMINF_DYING != 0, 'd'),
     ]
     .iter()
@@ -269,7 +356,7 @@ mod tests {
     #[test]
     fn state_letters_follow_xl() {
         let mut d = DomainInfo::new_zeroed();
-        d.flags = XEN_DOMINF_PAUSED | XEN_DOMINF_SHUTDOWN | (2 << XEN_DOMINF_SHUTDOWNSHIFT);
+        d.flags = XEN_DOMINF_PAUSED | XEN_DOMINF_SHUTDOWN | (3 << XEN_DOMINF_SHUTDOWNSHIFT);
         assert_eq!(state(&d), "--p-c-");
         d.flags = XEN_DOMINF_BLOCKED | XEN_DOMINF_SHUTDOWN;
         assert_eq!(state(&d), "-b-s--");
