@@ -8,6 +8,7 @@
 
 mod config;
 mod create;
+mod xenstore;
 
 use std::fs;
 use std::path::Path;
@@ -21,7 +22,7 @@ use rxen_ctrl::xc::{DomainInfo, Xc};
 /// Where rxl keeps the names it gave domains.
 const NAMES: &str = "/run/rxl/names";
 /// The xenstore daemon's socket (Xen's default path).
-const XENSTORED_SOCKET: &str = "/var/run/xenstored/socket";
+const XENSTORED_SOCKET: &str = xenstore::SOCKET;
 
 #[derive(Parser)]
 #[command(name = "rxl", about = "rxen's toolstack (xl's commands)", version)]
@@ -65,6 +66,18 @@ enum Command {
     Unpause { domain: String },
     /// Destroy a domain at once.
     Destroy { domain: String },
+    /// Ask a domain to power off (through xenstore's control/shutdown).
+    Shutdown {
+        /// Wait until it is gone.
+        #[arg(short = 'w')]
+        wait: bool,
+        domain: String,
+    },
+    /// Ask a domain to reboot (through xenstore's control/shutdown).
+    Reboot { domain: String },
+    /// Set a domain's memory target (MiB, or with a k/m/g suffix); its balloon
+    /// driver follows.
+    MemSet { domain: String, size: String },
     /// The vCPUs of every domain.
     VcpuList,
 }
@@ -119,7 +132,28 @@ fn run(command: Command) -> Result<(), String> {
         Command::Destroy { domain } => {
             let id = lookup(&xc, &domain)?;
             xc.destroy(id).map_err(e)?;
-            let _ = fs::remove_file(Path::new(NAMES).join(id.to_string()));
+            forget(id);
+        }
+        Command::Shutdown { wait, domain } => {
+            let id = lookup(&xc, &domain)?;
+            request_shutdown(id, "poweroff")?;
+            if wait {
+                while xc.domain_info(id).map_err(e)?.is_some() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                println!("Domain {id} has been destroyed.");
+            }
+        }
+        Command::Reboot { domain } => request_shutdown(lookup(&xc, &domain)?, "reboot")?,
+        Command::MemSet { domain, size } => {
+            let id = lookup(&xc, &domain)?;
+            let kib = parse_size_kib(&size)?;
+            let mut xs = xenstore::Xenstore::connect()
+                .ok_or_else(|| "no xenstore daemon: mem-set needs one".to_string())?;
+            xs.write(
+                &format!("/local/domain/{id}/memory/target"),
+                &kib.to_string(),
+            )?;
         }
         Command::VcpuList => {
             println!("Name                                ID  VCPU   CPU State   Time(s)");
@@ -199,6 +233,13 @@ fn start(
     let built = create::build(xc, config, kernel, ramdisk, xenstore)?;
     let _ = fs::create_dir_all(NAMES);
     let _ = fs::write(Path::new(NAMES).join(built.domid.to_string()), &config.name);
+    if let Some(mut xs) = xenstore.then(xenstore::Xenstore::connect).flatten() {
+        if let Err(err) = xs.add_domain(config, &built, &uuid()) {
+            let _ = xc.destroy(built.domid);
+            forget(built.domid);
+            return Err(err);
+        }
+    }
     if !paused {
         xc.unpause(built.domid).map_err(|e| e.to_string())?;
     }
@@ -247,12 +288,13 @@ fn monitor(
         match action {
             Action::Preserve => return Ok(()),
             Action::Destroy => {
-                let _ = fs::remove_file(Path::new(NAMES).join(domid.to_string()));
-                return xc.destroy(domid).map_err(|e| e.to_string());
+                let result = xc.destroy(domid).map_err(|e| e.to_string());
+                forget(domid);
+                return result;
             }
             Action::Restart => {
-                let _ = fs::remove_file(Path::new(NAMES).join(domid.to_string()));
                 xc.destroy(domid).map_err(|e| e.to_string())?;
+                forget(domid);
                 // The old one must be gone before its name is taken again.
                 while xc.domain_info(domid).ok().flatten().is_some() {
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -263,15 +305,77 @@ fn monitor(
     }
 }
 
-/// A domain's name: `Domain-0`, the one rxl gave it, or `(null)` as xl shows a
-/// domain without one.
+/// A domain's name: xenstore's, else `Domain-0` for dom0 or the one rxl gave it,
+/// else `(null)` as xl shows a domain without one.
 fn name_of(d: &DomainInfo) -> String {
+    if let Some(name) = xenstore::Xenstore::connect().and_then(|mut xs| xs.name(d.domain)) {
+        return name;
+    }
     if d.domain == 0 {
         return "Domain-0".into();
     }
     fs::read_to_string(Path::new(NAMES).join(d.domain.to_string()))
         .map(|n| n.trim().to_string())
         .unwrap_or_else(|_| "(null)".into())
+}
+
+/// Forgets a destroyed domain: its name and its xenstore directories.
+fn forget(domid: u16) {
+    let _ = fs::remove_file(Path::new(NAMES).join(domid.to_string()));
+    if let Some(mut xs) = xenstore::Xenstore::connect() {
+        xs.remove_domain(domid);
+    }
+}
+
+/// Asks the guest to `what` (poweroff, reboot) through `control/shutdown`, as xl
+/// does for a guest that announced `control/feature-poweroff`.
+fn request_shutdown(domid: u16, what: &str) -> Result<(), String> {
+    let mut xs = xenstore::Xenstore::connect()
+        .ok_or_else(|| "no xenstore daemon: the guest cannot be asked".to_string())?;
+    let control = format!("/local/domain/{domid}/control");
+    if xs.read(&format!("{control}/feature-poweroff")).as_deref() != Some("1") {
+        return Err(format!(
+            "d{domid} has no PV control interface (control/feature-poweroff): use destroy"
+        ));
+    }
+    xs.write(&format!("{control}/shutdown"), what)
+}
+
+/// A size for mem-set: MiB by default, or with a `k`, `m` or `g` suffix; in KiB.
+fn parse_size_kib(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, shift) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 0),
+        Some('m') => (&t[..t.len() - 1], 10),
+        Some('g') => (&t[..t.len() - 1], 20),
+        _ => (&t[..], 10),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|&kib| kib > 0)
+        .ok_or_else(|| format!("{text}: not a memory size"))
+}
+
+/// A random UUID (version 4) for the domain's `/vm` entry.
+fn uuid() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..].concat()
+    )
 }
 
 /// The domain named `what` (an id or a name).
@@ -351,6 +455,23 @@ mod tests {
             lines.next(),
             Some("Domain-0                                     0    32     2     r-----      12.3")
         );
+    }
+
+    #[test]
+    fn mem_set_sizes_are_mib_unless_suffixed() {
+        assert_eq!(parse_size_kib("256"), Ok(256 << 10));
+        assert_eq!(parse_size_kib("512k"), Ok(512));
+        assert_eq!(parse_size_kib("1G"), Ok(1 << 20));
+        assert!(parse_size_kib("0").is_err());
+        assert!(parse_size_kib("lots").is_err());
+        assert!(parse_size_kib("99999999999999999g").is_err());
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let u = uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
     }
 
     #[test]

@@ -38,7 +38,8 @@
 //! (each one armed is disarmed at once), and handing the hypervisor frame numbers or
 //! pointers of its own code, stack or page tables to map things over or register as
 //! shared areas (frame numbers always come from its sacrificial pages, frames above
-//! RAM, or invalid ones). Interrupts stay off throughout, so a random callback vector
+//! RAM, or invalid ones), and giving back RAM it uses (decrease_reservation gets only
+//! frames it never touches). Interrupts stay off throughout, so a random callback vector
 //! is never delivered.
 //!
 //! At the end it prints the number of calls, the count of each return class, the
@@ -57,6 +58,11 @@ use rxen_guest::xen::{hvm, hypercall as hc, E820_RAM};
 use rxen_guest::{check, check_eq, error, println, StartInfo};
 
 rxen_guest::entry!(main);
+
+/// Low frames below the legacy hole that the fuzzer gives back to the hypervisor
+/// (`XENMEM_decrease_reservation`) and never uses itself; populate may bring them
+/// back.
+const BALLOON: core::ops::Range<u64> = 0x20..0x30;
 
 const PAGE: u64 = 4096;
 
@@ -1095,6 +1101,29 @@ impl Fuzzer {
         })
     }
 
+    /// XENMEM_decrease_reservation: the hypervisor frees what it is given, so only
+    /// the [`BALLOON`] frames, which the fuzzer never touches itself, in extents of
+    /// one or two pages (or orders the hypervisor refuses), or frames that are not
+    /// RAM. Freeing its own code or structures would end the fuzzer legitimately.
+    fn decrease_reservation(&mut self, call: &mut Call) -> u64 {
+        let at = self.top() - 64;
+        for i in 0..8 {
+            let g = if self.rng.one_in(5) {
+                self.gfn() | 1 << 40
+            } else {
+                (BALLOON.start + self.rng.below(BALLOON.end - BALLOON.start)) & !1
+            };
+            probe_write(at + 8 * i, g, 8);
+        }
+        self.structure(call, 32, |f, b| {
+            put64(b, 0, at);
+            put64(b, 8, f.rng.below(9));
+            put32(b, 16, f.rng.pick(&[0, 0, 1, 18, 63, u32::MAX as u64]));
+            put32(b, 20, f.val());
+            put16(b, 24, f.domid());
+        })
+    }
+
     /// An array of 8 frame numbers from [`Self::gfn`] at the end of RAM (a wild
     /// count runs into unmapped memory).
     fn gfn_list(&mut self) -> u64 {
@@ -1112,7 +1141,8 @@ impl Fuzzer {
             call.args[0] |= self.val() << 6;
         }
         call.args[1] = match sub {
-            0 | 1 | 6 => self.reservation(call),
+            0 | 6 => self.reservation(call),
+            1 => self.decrease_reservation(call),
             3 | 4 => self.structure(call, 2, |f, b| put16(b, 0, f.domid())),
             7 => {
                 self.force_arena = true;
