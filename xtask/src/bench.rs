@@ -16,6 +16,11 @@
 //!   the same kernel and initramfs: wall time to `/init` and a 64 MiB `O_DIRECT`
 //!   sequential read, three alternating runs each, min and median, ratio of medians.
 //! - rxenstored's operations per second (its own `bench` subcommand).
+//! - The toolstack in Linux dom0: `rxl create` of Debian's Linux as a PVH domU
+//!   (256 MiB, 2 vCPUs, its busybox initramfs) until `rxl` returns and until the
+//!   domU's `/init` (its line in rxenconsoled's log), and `rxl destroy`, by dom0's
+//!   uptime; three runs, min and median, beside Xen 4.17's figures on this QEMU
+//!   (`xl create`, as measured for issue 13).
 //! - The hostile-guest fuzzer (issue 14): 10^6 random hypercalls beside an
 //!   event-channel ping-pong pair on two CPUs, with the time and calls per second
 //!   (the pair must finish and every frame come back, as in `tests/tests/fuzz.rs`).
@@ -48,7 +53,15 @@ fn run_guest(hypervisor: &str) -> Outcome {
 }
 
 /// The benchmark sections, by the names `cargo xtask bench NAME...` takes.
-pub const SECTIONS: [&str; 6] = ["hypercall", "domains", "fuzz", "linux", "dom0", "xenstore"];
+pub const SECTIONS: [&str; 7] = [
+    "hypercall",
+    "domains",
+    "fuzz",
+    "linux",
+    "dom0",
+    "xenstore",
+    "toolstack",
+];
 
 /// Runs the benchmark sections named in `only` (all when empty); returns the
 /// process exit status.
@@ -72,6 +85,9 @@ pub fn bench(only: &[String]) -> i32 {
     }
     if wanted("xenstore") {
         ok &= xenstore();
+    }
+    if wanted("toolstack") {
+        ok &= toolstack();
     }
     if ok {
         0
@@ -512,4 +528,126 @@ fn dom0() -> bool {
         );
     }
     ok
+}
+
+/// Xen 4.17's figures for the same domU on this QEMU (Debian's Xen, PV dom0,
+/// `xl create`), as measured for issue 13: `xl create` returned after 9.5 s and the
+/// domU reached `/init` 22.4 s after it was started.
+const XEN_XL_CREATE_S: (f64, f64) = (9.5, 22.4);
+
+/// dom0's `/init` for the toolstack benchmark: `rxl create` of a Linux domU, timed
+/// by dom0's uptime until rxl returns and until the domU's `/init` line reaches
+/// rxenconsoled's log, then `rxl destroy` until the domain is gone.
+const TOOLSTACK_SCRIPT: &str = "\
+rxenconsoled -i --log=guest &
+log=/var/log/xen/console/guest-linux.log
+now() { cut -d' ' -f1 /proc/uptime; }
+t0=$(now)
+rxl -v create /etc/rxen/linux.cfg 2>&1 | grep 'rxl: ' | sed 's/^/rxen-bench: step /'
+t1=$(now)
+until grep -q 'rxen-domU: init is running' $log 2>/dev/null; do sleep 0.05; done
+t2=$(now)
+rxl destroy linux
+until ! rxl list | grep -q '^linux '; do sleep 0.05; done
+t3=$(now)
+echo rxen-bench: toolstack $t0 $t1 $t2 $t3
+poweroff -f
+";
+
+/// `rxl create` to the domU's `/init`, and `rxl destroy`, in Linux dom0.
+fn toolstack() -> bool {
+    const RUNS: usize = 3;
+    println!("\nxtask: rxl in Linux dom0: create of a Linux PVH domU (256 MiB, 2 vCPUs) and destroy, {RUNS} runs");
+    crate::image::build_dom0_tools();
+    let kernel = rxen_tests::debian_kernel();
+    let domu_initrd =
+        rxen_tests::busybox_initramfs("#!/bin/sh\necho rxen-domU: init is running\nsleep 1000\n");
+    let config = rxen_tests::write_module(
+        "bench-linux.cfg",
+        b"name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 loglevel=4\"\nmemory = 256\nvcpus = 2\n",
+    );
+    let files = vec![
+        ("bin/rxl".to_string(), rxen_tests::dom0_tool("rxl")),
+        (
+            "bin/rxenconsoled".to_string(),
+            rxen_tests::dom0_tool("rxenconsoled"),
+        ),
+        ("guests/vmlinuz".to_string(), kernel.clone()),
+        ("guests/initrd".to_string(), domu_initrd),
+        ("etc/rxen/linux.cfg".to_string(), config),
+    ];
+    let initramfs = rxen_tests::modules_initramfs_with(
+        &["xen-privcmd", "xen-evtchn", "xen-gntdev"],
+        TOOLSTACK_SCRIPT,
+        &files,
+    );
+    let (mut create, mut init, mut destroy) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_steps = String::new();
+    for run in 0..RUNS {
+        let out = Qemu::new(&format!("bench-toolstack-{run}"))
+            .memory_mb(1024)
+            .append("console=com1 isa_debug_exit dom0_mem=256M")
+            .module(&kernel, DOM0_BENCH_ARGS)
+            .module(&initramfs, "")
+            .stop_on("rxen-bench: toolstack")
+            .timeout(Duration::from_secs(300))
+            .run();
+        last_steps = out
+            .log
+            .lines()
+            .filter_map(|l| l.split("rxen-bench: step ").nth(1))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let times: Option<Vec<f64>> = out.log.lines().find_map(|l| {
+            let rest = l.split("rxen-bench: toolstack ").nth(1)?;
+            rest.split_whitespace().map(|w| w.parse().ok()).collect()
+        });
+        match times.as_deref() {
+            Some(&[t0, t1, t2, t3]) => {
+                create.push(t1 - t0);
+                init.push(t2 - t0);
+                destroy.push(t3 - t2);
+            }
+            _ => {
+                eprintln!(
+                    "xtask: run {run} gave no figures; log tail:\n{}",
+                    out.tail(30)
+                );
+                return false;
+            }
+        }
+    }
+    println!("\nxtask: where rxl create's time goes (last run):");
+    for line in last_steps.lines() {
+        println!("  {line}");
+    }
+    println!();
+    println!(
+        "{:<34} {:>8} {:>8} {:>14} {:>8}",
+        "", "min (s)", "median", "Xen 4.17 (s)", "ratio"
+    );
+    for (label, values, xen) in [
+        ("rxl create returns", &mut create, Some(XEN_XL_CREATE_S.0)),
+        (
+            "create to the domU's /init",
+            &mut init,
+            Some(XEN_XL_CREATE_S.1),
+        ),
+        ("rxl destroy until gone", &mut destroy, None),
+    ] {
+        let Some((min, median)) = min_median(values) else {
+            return false;
+        };
+        match xen {
+            Some(x) => println!(
+                "{label:<34} {min:>8.2} {median:>8.2} {x:>14.1} {:>8.2}",
+                median / x
+            ),
+            None => println!(
+                "{label:<34} {min:>8.2} {median:>8.2} {:>14} {:>8}",
+                "-", "-"
+            ),
+        }
+    }
+    true
 }

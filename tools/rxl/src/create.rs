@@ -46,6 +46,16 @@ const MAXMEM_SLACK_KIB: u64 = 1024;
 const CR0_PE_ET: u64 = 0x11;
 const PAGE: u64 = 4096;
 
+/// With `rxl -v`: the time since `create` started at each step, on stderr (as
+/// xl -v says what it does).
+pub static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn step(started: std::time::Instant, what: &str) {
+    if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("rxl: {:8.3} s  {what}", started.elapsed().as_secs_f64());
+    }
+}
+
 /// What was built.
 #[derive(Debug)]
 pub struct Built {
@@ -66,6 +76,7 @@ pub fn build(
     ramdisk: Option<&[u8]>,
     xenstore: bool,
 ) -> Result<Built, String> {
+    let started = std::time::Instant::now();
     // A distribution's bzImage is unpacked here, as libxc does, by the same
     // code the hypervisor uses for boot-time domains.
     let unpacked;
@@ -76,6 +87,7 @@ pub fn build(
     } else {
         kernel
     };
+    step(started, "kernel unpacked");
     let image = rxen_core::elf::parse_pvh(kernel)
         .map_err(|e| format!("{}: not a PVH kernel: {e:?}", config.kernel))?;
     let ram = config.memory_mib << 20;
@@ -89,7 +101,13 @@ pub fn build(
     let domid = xc
         .create_pvh(config.vcpus, [0; 16])
         .map_err(|e| e.to_string())?;
-    match fill(xc, config, &image, kernel, ramdisk, domid, xenstore) {
+    step(started, "domain created");
+    let images = Images {
+        image: &image,
+        kernel,
+        ramdisk,
+    };
+    match fill(xc, config, &images, domid, xenstore, started) {
         Ok(built) => Ok(built),
         Err(e) => {
             let _ = xc.destroy(domid);
@@ -98,15 +116,26 @@ pub fn build(
     }
 }
 
+/// The kernel (parsed and raw) and the ramdisk to load.
+struct Images<'a> {
+    image: &'a rxen_core::elf::PvhImage,
+    kernel: &'a [u8],
+    ramdisk: Option<&'a [u8]>,
+}
+
 fn fill(
     xc: &Xc,
     config: &DomainConfig,
-    image: &rxen_core::elf::PvhImage,
-    kernel: &[u8],
-    ramdisk: Option<&[u8]>,
+    images: &Images,
     domid: DomId,
     xenstore: bool,
+    started: std::time::Instant,
 ) -> Result<Built, String> {
+    let Images {
+        image,
+        kernel,
+        ramdisk,
+    } = *images;
     let e = |e: rxen_ctrl::Error| e.to_string();
     let ram = config.memory_mib << 20;
     let pages = ram / PAGE;
@@ -126,6 +155,7 @@ fn fill(
             config.memory_mib
         ));
     }
+    step(started, "memory populated");
     let console_port = xc.alloc_unbound(domid, 0).map_err(e)?;
     let store_port = xc.alloc_unbound(domid, 0).map_err(e)?;
 
@@ -184,6 +214,7 @@ fn fill(
             (window + gpa - (kernel_low & !(PAGE - 1))) as usize
         }
     };
+    step(started, "memory mapped");
     let memory = mapping.bytes_mut();
     memory[at(acpi.base)..][..acpi.bytes.len()].copy_from_slice(&acpi.bytes);
     for s in &image.segments {
@@ -231,7 +262,9 @@ fn fill(
         ..Default::default()
     };
     memory[at(info_at)..][..size_of_val(&info)].copy_from_slice(info.as_bytes());
+    step(started, "kernel, ramdisk and start info written");
     drop(mapping);
+    step(started, "memory unmapped");
 
     // The console and xenstore pages start zeroed (populated so); the params and
     // the grant entries tell the guest and dom0's daemons where they are. The
@@ -251,6 +284,7 @@ fn fill(
     seed_grants(xc, domid)?;
     xc.set_memory_map(domid, &e820).map_err(e)?;
     set_vcpu(xc, domid, u64::from(image.phys32_entry), info_at)?;
+    step(started, "grants, params, memory map and vCPU set");
     Ok(Built {
         domid,
         console_port,

@@ -27,6 +27,9 @@ const XENSTORED_SOCKET: &str = xenstore::SOCKET;
 #[derive(Parser)]
 #[command(name = "rxl", about = "rxen's toolstack (xl's commands)", version)]
 struct Cli {
+    /// Say what is done, with times (as xl -v).
+    #[arg(short = 'v', global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +87,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    create::VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
