@@ -19,9 +19,12 @@ struct Cli {
     /// The daemon's socket (default: $XENSTORED_PATH or /var/run/xenstored/socket).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Talk through the kernel's xenstore device instead (default /dev/xen/xenbus).
-    #[arg(long, num_args = 0..=1, default_missing_value = XenbusDev::PATH)]
-    xenbus: Option<PathBuf>,
+    /// Talk through the dom0 kernel's xenstore device instead of the socket.
+    #[arg(long)]
+    xenbus: bool,
+    /// The kernel's device, for --xenbus.
+    #[arg(long, default_value = XenbusDev::PATH)]
+    xenbus_path: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -58,11 +61,11 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let r = match &cli.xenbus {
-        Some(p) => XenbusDev::open(p)
-            .map_err(|e| format!("{}: {e}", p.display()))
+    let r = match cli.xenbus {
+        true => XenbusDev::open(&cli.xenbus_path)
+            .map_err(|e| format!("{}: {e}", cli.xenbus_path.display()))
             .and_then(|d| run(Client::new(d), cli.cmd)),
-        None => {
+        false => {
             let path = cli
                 .socket
                 .or_else(|| std::env::var_os("XENSTORED_PATH").map(PathBuf::from))
