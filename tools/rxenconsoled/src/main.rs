@@ -93,7 +93,9 @@ fn serve(args: &Args) -> Result<(), String> {
         fs::create_dir_all(&args.log_dir)
             .map_err(|e| format!("{}: {e}", args.log_dir.display()))?;
     }
-    let dom_exc = evtchn.bind_virq(VIRQ_DOM_EXC).map_err(e)?;
+    // A VIRQ binds once per domain: with xenstored running (it owns VIRQ_DOM_EXC,
+    // as in Xen) the 200 ms scan finds the domains gone.
+    let dom_exc = evtchn.bind_virq(VIRQ_DOM_EXC).ok();
     let mut consoles: BTreeMap<u16, Console> = BTreeMap::new();
     loop {
         scan(
@@ -109,7 +111,7 @@ fn serve(args: &Args) -> Result<(), String> {
         };
         if ready > 0 {
             let port = evtchn.pending().map_err(e)?;
-            if port != dom_exc {
+            if Some(port) != dom_exc {
                 if let Some(c) = consoles.values_mut().find(|c| c.port == port) {
                     drain(c);
                     let _ = evtchn.notify(c.port);
