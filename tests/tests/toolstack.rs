@@ -30,9 +30,9 @@ fn guest_config(name: &str, guest: &str, extra: &str) -> String {
     )
 }
 
-/// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, rxl, rxenconsoled,
-/// the test guests `guests` and the files `etc` (in `/etc/rxen/`), with `script`
-/// after the modules are loaded.
+/// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, xenfs, rxl,
+/// rxenconsoled, rxenstored, rxenstore, the test guests `guests` and the files `etc`
+/// (in `/etc/rxen/`), with `script` after the modules are loaded.
 fn initramfs(script: &str, guests: &[&str], etc: &[(&str, String)]) -> PathBuf {
     initramfs_with(script, guests, etc, Vec::new())
 }
@@ -48,6 +48,8 @@ fn initramfs_with(
     files.extend([
         ("bin/rxl".to_string(), dom0_tool("rxl")),
         ("bin/rxenconsoled".to_string(), dom0_tool("rxenconsoled")),
+        ("bin/rxenstored".to_string(), dom0_tool("rxenstored")),
+        ("bin/rxenstore".to_string(), dom0_tool("rxenstore")),
     ]);
     for g in guests {
         files.push((format!("guests/{g}"), guest(g)));
@@ -56,7 +58,11 @@ fn initramfs_with(
         let path = write_module(&format!("toolstack-{name}"), text.as_bytes());
         files.push((format!("etc/rxen/{name}"), path));
     }
-    modules_initramfs_with(&["xen-privcmd", "xen-evtchn", "xen-gntdev"], script, &files)
+    modules_initramfs_with(
+        &["xen-privcmd", "xen-evtchn", "xen-gntdev", "xenfs"],
+        script,
+        &files,
+    )
 }
 
 /// `rxl` in Linux dom0 drives the hypervisor: `info` and `list` describe the machine
@@ -363,4 +369,85 @@ poweroff -f
         .assert_contains("(d0) rxl-test: done");
     let again = out.log.matches("\"again\" created").count();
     assert!(again >= 3, "again was built {again} times");
+}
+
+/// rxenstored in dom0, started as Xen's init script starts xenstored: it maps the ring
+/// the dom0 kernel allocated (`/proc/xen/xsd_kva`), binds the kernel's port
+/// (`/proc/xen/xsd_port`, a same-domain binding) and writes what xen-init-dom0 writes.
+/// The kernel's xenbus connects: `/dev/xen/xenbus` reads `Domain-0`, a socket write is
+/// read back through it and the other way round, a watch set on the socket fires for a
+/// write through the kernel. A domU rxl created is introduced (its ring mapped through
+/// grant reference 1, its port bound): `@introduceDomain` fires; it shuts down and is
+/// destroyed: `@releaseDomain` fires for each. An introduce of a domain that does not
+/// exist is refused.
+#[test]
+fn rxenstored_serves_dom0s_kernel_and_a_domu() {
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+echo xs-test: xenfs $(ls /proc/xen) port $(cat /proc/xen/xsd_port)
+rxenstored --log-level info &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+for i in $(seq 1 50); do rxenstore --xenbus read /local/domain/0/name >/tmp/name 2>/tmp/err && break; sleep 0.2; done
+cat /tmp/err
+echo xs-test: xenbus name $(cat /tmp/name)
+echo xs-test: xenbus domid $(rxenstore --xenbus read /local/domain/0/domid)
+rxenstore write /test/a from-socket
+echo xs-test: xenbus reads $(rxenstore --xenbus read /test/a)
+rxenstore --xenbus write /test/b from-xenbus
+echo xs-test: socket reads $(rxenstore read /test/b)
+rxenstore watch -n 2 /test/w >/tmp/watch &
+sleep 0.5
+rxenstore --xenbus write /test/w/x 1
+sleep 0.5
+sed 's/^/xs-test: watch /' /tmp/watch
+rxenstore ls /local/domain/0 | sed 's/^/xs-ls: /'
+rxenconsoled -i --log=none &
+rxenstore watch -n 2 @introduceDomain >/tmp/intro &
+rxenstore watch -n 3 @releaseDomain >/tmp/release &
+sleep 0.5
+rxl create /etc/rxen/ring.cfg
+rxenstore introduce 1
+echo xs-test: introduce exit $?
+sleep 0.5
+sed 's/^/xs-test: intro /' /tmp/intro
+rxenstore introduce 42 1 5
+echo xs-test: introduce d42 exit $?
+for i in $(seq 1 150); do rxl list | grep -q '^ring .*s-' && break; sleep 0.2; done
+sleep 1
+rxl destroy ring
+sleep 1.5
+sed 's/^/xs-test: release /' /tmp/release
+echo xs-test: done
+poweroff -f
+";
+    let etc = [("ring.cfg", guest_config("ring", "console_ring", ""))];
+    let initramfs = initramfs(script, &["console_ring"], &etc);
+    let out = machine("toolstack-xenstored")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_in_order(&[
+            "(d0) xs-test: xenfs",
+            "(d0) xs-test: xenbus name Domain-0",
+            "(d0) xs-test: xenbus domid 0",
+            "(d0) xs-test: xenbus reads from-socket",
+            "(d0) xs-test: socket reads from-xenbus",
+            "(d0) xs-test: watch /test/w",
+            "(d0) xs-test: watch /test/w/x",
+            "(d0) xs-test: introduce exit 0",
+            "(d0) xs-test: intro @introduceDomain",
+            "(d0) xs-test: intro @introduceDomain",
+            "(d0) xs-test: introduce d42 exit 1",
+            "d1: destroyed by the control domain; ",
+            "(d0) xs-test: release @releaseDomain",
+            "(d0) xs-test: release @releaseDomain",
+            "(d0) xs-test: release @releaseDomain",
+            "(d0) xs-test: done",
+        ])
+        // The kernel's xenbus wrote its control features through the ring.
+        .assert_contains("(d0) xs-ls:  feature-poweroff = \"1\"")
+        .assert_contains("(d1) Test result: SUCCESS")
+        .assert_contains("dom1: Gone: released");
 }

@@ -102,7 +102,12 @@ pub fn build_guests() -> PathBuf {
 }
 
 /// The dom0 tools: (package, binary), built as static binaries.
-pub const DOM0_TOOLS: &[(&str, &str)] = &[("rxl", "rxl"), ("rxenconsoled", "rxenconsoled")];
+pub const DOM0_TOOLS: &[(&str, &str)] = &[
+    ("rxl", "rxl"),
+    ("rxenconsoled", "rxenconsoled"),
+    ("rxenstored", "rxenstored"),
+    ("rxenstored", "rxenstore"),
+];
 
 /// Builds the dom0 tools ([`DOM0_TOOLS`]) as static Linux binaries (release,
 /// [`DOM0_TARGET`]) and copies each to `target/rxen/dom0/<name>`, ready to be put
@@ -112,7 +117,9 @@ pub fn build_dom0_tools() -> PathBuf {
     // Small binaries for an initramfs: no debug information.
     cmd.args(["build", "--release", "--target", DOM0_TARGET])
         .args(["--config", "profile.release.strip=\"debuginfo\""]);
-    for (package, _) in DOM0_TOOLS {
+    let mut packages: Vec<&str> = DOM0_TOOLS.iter().map(|(p, _)| *p).collect();
+    packages.dedup();
+    for package in packages {
         cmd.args(["-p", package]);
     }
     cmd.current_dir(workspace_root());

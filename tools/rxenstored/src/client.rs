@@ -109,6 +109,51 @@ impl Link for GuestRing {
     }
 }
 
+/// The dom0 kernel's xenstore device (`/dev/xen/xenbus`): the same messages on a
+/// file, carried over the kernel's own ring.
+pub struct XenbusDev(std::fs::File);
+
+impl XenbusDev {
+    /// The kernel's device path.
+    pub const PATH: &'static str = "/dev/xen/xenbus";
+
+    /// Opens the device.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        Ok(XenbusDev(f))
+    }
+}
+
+impl Link for XenbusDev {
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(data)
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut b = [0u8; 8192];
+        let n = self.0.read(&mut b)?;
+        buf.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+}
+
 /// A xenstore client over some [`Link`].
 pub struct Client<L: Link> {
     link: L,

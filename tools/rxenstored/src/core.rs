@@ -194,6 +194,20 @@ impl DomainBackend for NoRings {
     }
 }
 
+/// What the hypervisor says of an introduced domain (Xen's `check_domains` reads
+/// `getdomaininfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomState {
+    /// Running, paused or blocked.
+    Running,
+    /// Shut down or crashed, not yet dying (the toolstack still has it).
+    Shutdown,
+    /// Being destroyed.
+    Dying,
+    /// No such domain.
+    Gone,
+}
+
 /// Work for the transport layer, produced while handling a message.
 pub enum Action {
     /// Run a ring for this (domain) connection.
@@ -368,6 +382,94 @@ impl Core {
             Err(e) => xlog!(Level::Error, Some(domid), "cannot reconnect ring: {e}"),
         }
         actions
+    }
+
+    /// Connects the local domain's own ring (dom0's kernel: Xen's `dom0_init`): a
+    /// privileged connection of domain 0. No `@introduceDomain` fires for it.
+    pub fn connect_local(&mut self, t: Box<dyn RingTransport>) -> (ConnId, Vec<Action>) {
+        let (id, _) = self.add_conn(Caller::DOM0, ConnKind::Domain(0));
+        xlog!(Level::Info, Some(0), "local ring connected");
+        (id, vec![Action::StartRing(id, t)])
+    }
+
+    /// Xen's `check_domains` (on `VIRQ_DOM_EXC`): `state` tells what became of each
+    /// introduced domain (`None`: unknown, left alone). A domain dying or gone is
+    /// released: its connection closes, the nodes it owns are removed (Xen's
+    /// `domain_tree_remove`; what dom0 owns below its path stays, for the toolstack's
+    /// `xs_rm`) and `@releaseDomain` fires. A domain newly shut down or crashed fires
+    /// `@releaseDomain` once (unless a release fired anyway).
+    pub fn check_domains(&mut self, mut state: impl FnMut(u32) -> Option<DomState>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut notify = false;
+        let mut released = false;
+        let ids: Vec<u32> = self.domains.keys().copied().collect();
+        for domid in ids {
+            match state(domid) {
+                None | Some(DomState::Running) => {}
+                Some(DomState::Shutdown) => {
+                    if let Some(d) = self.domains.get_mut(&domid) {
+                        if !d.shutdown {
+                            d.shutdown = true;
+                            notify = true;
+                        }
+                    }
+                }
+                Some(s @ (DomState::Dying | DomState::Gone)) => {
+                    xlog!(Level::Info, Some(domid), "{s:?}: released");
+                    let (a, fired) = self.release_domain(domid);
+                    actions.extend(a);
+                    self.fire(&fired);
+                    self.fire_special(RELEASE_DOMAIN, domid);
+                    released = true;
+                }
+            }
+        }
+        if notify && !released {
+            self.fire_special(RELEASE_DOMAIN, 0);
+        }
+        actions
+    }
+
+    /// Forgets an introduced domain (Xen's `destroy_domain`): its connection and the
+    /// nodes it owns. The caller fires the returned events, then `@releaseDomain`.
+    fn release_domain(&mut self, domid: u32) -> (Vec<Action>, Vec<Fired>) {
+        let Some(d) = self.domains.remove(&domid) else {
+            return (Vec::new(), Vec::new());
+        };
+        self.remove_conn(d.conn);
+        let fired = self.remove_orphans(domid);
+        (vec![Action::StopRing(d.conn)], fired)
+    }
+
+    /// Removes the nodes `domid` owns (Xen 4.17 without `--keep-orphans`), each with
+    /// its subtree, as an rm by dom0 would.
+    fn remove_orphans(&mut self, domid: u32) -> Vec<Fired> {
+        if self.store.owned_by(domid) == 0 {
+            return Vec::new();
+        }
+        let mut paths: Vec<String> = self
+            .store
+            .nodes()
+            .filter(|(_, n)| n.perms.owner_id() == domid)
+            .map(|(p, _)| p.clone())
+            .collect();
+        paths.sort();
+        let mut fired = Vec::new();
+        let mut last: Option<String> = None;
+        for p in paths {
+            // Below a path removed already.
+            if last.as_ref().is_some_and(|l| {
+                p.starts_with(l.as_str()) && p.as_bytes().get(l.len()) == Some(&b'/')
+            }) {
+                continue;
+            }
+            match self.store.rm(None, &Caller::DOM0, &p) {
+                Ok(f) => fired.extend(f),
+                Err(e) => xlog!(Level::Warn, Some(domid), "cannot remove orphan {p}: {e}"),
+            }
+            last = Some(p);
+        }
+        fired
     }
 
     /// Handles one request from connection `id`: the reply and any watch events are
@@ -615,10 +717,13 @@ impl Core {
                 if domid == 0 {
                     return Err(XsError::Inval);
                 }
-                let d = self.domains.remove(&domid).ok_or(XsError::NoEnt)?;
-                self.remove_conn(d.conn);
-                fx.actions.push(Action::StopRing(d.conn));
+                if !self.domains.contains_key(&domid) {
+                    return Err(XsError::NoEnt);
+                }
                 xlog!(Level::Info, Some(domid), "released");
+                let (actions, fired) = self.release_domain(domid);
+                fx.actions.extend(actions);
+                fx.fired.extend(fired);
                 fx.special.push((RELEASE_DOMAIN, domid));
                 Ok(OK.to_vec())
             }

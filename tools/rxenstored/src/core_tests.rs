@@ -562,3 +562,134 @@ fn random_frames_never_break_the_core() {
     assert!(decoded > INPUTS / 2, "{decoded}");
     println!("fed {INPUTS} random frames, {decoded} decoded and handled");
 }
+
+/// Xen's `check_domains` against a fake hypervisor: a domain shut down fires
+/// `@releaseDomain` once and stays; one dying or gone is released (connection closed,
+/// the nodes it owns removed, dom0's kept) and fires it again; an unknown state
+/// changes nothing.
+#[test]
+fn check_domains_releases_dying_and_gone_domains() {
+    use crate::core::DomState;
+    let mut t = T::new();
+    let d0 = t.sock();
+    let g3 = t.guest(&d0, 3);
+    let _g4 = t.guest(&d0, 4);
+    // As libxl makes it: dom0 owns the home, the guest may read it; it owns data/.
+    t.ok(&d0, SetPerms, 0, &["/local/domain/3", "n0", "r3"]);
+    t.ok(&d0, Mkdir, 0, &["/local/domain/3/data"]);
+    t.ok(&d0, SetPerms, 0, &["/local/domain/3/data", "n3"]);
+    t.ok(&g3, Write, 0, &["data/x", "1"]);
+    t.ok(&d0, Write, 0, &["/local/domain/3/name", "three"]);
+    t.ok(&d0, Watch, 0, &["@releaseDomain", "rel"]);
+    t.ok(&d0, Watch, 0, &["/local/domain/3", "home"]);
+    t.events(&d0);
+    let before = t.core.conn_count();
+
+    // Unknown and running: nothing.
+    let a = t.core.check_domains(|_| None);
+    assert!(a.is_empty());
+    t.core.check_domains(|_| Some(DomState::Running));
+    assert_eq!(t.events(&d0), vec![]);
+
+    // Shut down: one event, the domain stays; a second check says nothing new.
+    t.core.check_domains(|d| {
+        Some(if d == 3 {
+            DomState::Shutdown
+        } else {
+            DomState::Running
+        })
+    });
+    assert_eq!(t.events(&d0), vec![ev("@releaseDomain", "rel")]);
+    t.core.check_domains(|d| {
+        Some(if d == 3 {
+            DomState::Shutdown
+        } else {
+            DomState::Running
+        })
+    });
+    assert_eq!(t.events(&d0), vec![]);
+    assert!(t.core.domains().any(|d| d.domid == 3 && d.shutdown));
+
+    // Gone: released, its own nodes removed (with events), dom0's left.
+    let a = t.core.check_domains(|d| {
+        Some(if d == 3 {
+            DomState::Gone
+        } else {
+            DomState::Running
+        })
+    });
+    assert!(matches!(a.as_slice(), [crate::core::Action::StopRing(id)] if *id == g3.id));
+    assert_eq!(
+        t.events(&d0),
+        vec![
+            ev("/local/domain/3/data", "home"),
+            ev("@releaseDomain", "rel")
+        ]
+    );
+    assert!(!t.core.domains().any(|d| d.domid == 3));
+    assert!(t.core.conn(g3.id).is_none());
+    assert_eq!(t.core.conn_count(), before - 1);
+    assert_eq!(t.ok(&d0, Read, 0, &["/local/domain/3/name"]), b"three");
+    assert_eq!(t.err(&d0, Read, 0, &["/local/domain/3/data/x"]), "ENOENT");
+    assert_eq!(t.ok(&d0, IsDomainIntroduced, 0, &["3"]), b"F\0");
+
+    // Dying counts as gone; the check goes on with other domains.
+    t.core.check_domains(|_| Some(DomState::Dying));
+    assert_eq!(t.events(&d0), vec![ev("@releaseDomain", "rel")]);
+    assert_eq!(t.core.domains().count(), 0);
+    // And may introduce again.
+    t.guest(&d0, 3);
+}
+
+/// A backend that refuses (as the real one does for a domain that does not exist):
+/// the introduce fails, nothing is recorded, no event fires.
+#[test]
+fn refused_introduce_records_nothing() {
+    struct Refuse;
+    impl crate::core::DomainBackend for Refuse {
+        fn connect(
+            &self,
+            _: u32,
+            _: u64,
+            _: u32,
+        ) -> Result<Option<Box<dyn crate::ring::RingTransport>>, crate::wire::XsError> {
+            Err(crate::wire::XsError::Inval)
+        }
+    }
+    let mut t = T {
+        core: Core::new(Quotas::default(), Arc::new(Refuse)),
+        stash: Default::default(),
+    };
+    let d0 = t.sock();
+    t.ok(&d0, Watch, 0, &["@introduceDomain", "i"]);
+    t.events(&d0);
+    assert_eq!(t.err(&d0, Introduce, 0, &["42", "1", "5"]), "EINVAL");
+    assert_eq!(t.events(&d0), vec![]);
+    assert_eq!(t.core.domains().count(), 0);
+    assert_eq!(t.ok(&d0, IsDomainIntroduced, 0, &["42"]), b"F\0");
+}
+
+/// dom0's own ring is a privileged connection of domain 0, not an introduced domain.
+#[test]
+fn local_ring_is_privileged_dom0() {
+    let (_guest, page, ev) = crate::ring::GuestRing::new_pair();
+    let mut t = T::new();
+    let d0 = t.sock();
+    t.ok(&d0, Watch, 0, &["@introduceDomain", "i"]);
+    t.events(&d0);
+    let (id, actions) = t
+        .core
+        .connect_local(Box::new(crate::ring::SharedRing::new(page, ev)));
+    assert!(matches!(actions.as_slice(), [crate::core::Action::StartRing(i, _)] if *i == id));
+    let c = t.core.conn(id).unwrap();
+    assert!(c.caller.privileged);
+    assert_eq!(c.kind, crate::core::ConnKind::Domain(0));
+    assert_eq!(t.core.domains().count(), 0);
+    assert_eq!(t.events(&d0), vec![]);
+    let k = C {
+        id,
+        out: t.core.conn(id).unwrap().out.clone(),
+    };
+    t.ok(&k, Write, 0, &["memory/target", "1"]);
+    assert_eq!(t.ok(&d0, Read, 0, &["/local/domain/0/memory/target"]), b"1");
+}

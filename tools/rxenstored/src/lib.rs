@@ -9,6 +9,7 @@
 //! - [`core`]: connections, domains and request dispatch (transport independent);
 //! - [`ring`]: the per-domain shared ring and event channel, behind a small trait;
 //! - [`server`]: Unix sockets and ring threads around the core;
+//! - [`xen`]: the backend in a Linux dom0 (gntdev, evtchn, xenfs, `getdomaininfo`);
 //! - [`state`]: saving and restoring state across restarts (live update);
 //! - [`client`]: a minimal client for tests and the benchmark;
 //! - [`bench`]: the throughput benchmark behind `rxenstored bench`;
@@ -25,6 +26,7 @@ pub mod state;
 pub mod store;
 pub mod watch;
 pub mod wire;
+pub mod xen;
 
 #[cfg(test)]
 mod core_tests;

@@ -1,10 +1,12 @@
 //! `rxenstored`: run the xenstore daemon (foreground or detached) or benchmark it.
 
 use clap::{Args, Parser, Subcommand};
-use rxenstored::core::NoRings;
+use rxenstored::core::{DomainBackend, NoRings};
 use rxenstored::log::{self, Level};
+use rxenstored::perms::Caller;
 use rxenstored::server::{Config, Server};
 use rxenstored::store::Quotas;
+use rxenstored::xen;
 use rxenstored::xlog;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -72,6 +74,13 @@ struct RunArgs {
     /// Permission entries per node for guests.
     #[arg(long, default_value_t = Quotas::default().max_perms)]
     quota_perms: usize,
+    /// Serve domain rings through Xen's devices: auto (if /dev/xen/privcmd exists),
+    /// on, or off (domains are recorded only).
+    #[arg(long, default_value = "auto")]
+    xen: String,
+    /// Do not connect dom0's own ring (Xen's --no-domain-init).
+    #[arg(short = 'D', long)]
+    no_domain_init: bool,
 }
 
 #[derive(Args)]
@@ -172,16 +181,77 @@ fn run(a: RunArgs) -> ExitCode {
             max_perms: a.quota_perms,
         },
     };
-    let server = match Server::start(cfg, Arc::new(NoRings)) {
+    let use_xen = match a.xen.as_str() {
+        "on" => true,
+        "off" => false,
+        "auto" => std::path::Path::new(xen::PRIVCMD).exists(),
+        other => {
+            eprintln!("rxenstored: --xen {other}: auto, on or off");
+            return ExitCode::from(2);
+        }
+    };
+    let xen = if use_xen {
+        match xen::XenBackend::open() {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                eprintln!("rxenstored: cannot open Xen's devices: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let backend: Arc<dyn DomainBackend> = match &xen {
+        Some(b) => b.clone(),
+        None => Arc::new(NoRings),
+    };
+    // As Xen's xenstored: VIRQ_DOM_EXC first; failing to set up dom0 is fatal.
+    let dom_exc = match xen
+        .as_ref()
+        .map(|_| xen::XenEvtchn::bind_virq(xen::VIRQ_DOM_EXC))
+    {
+        Some(Err(e)) => {
+            eprintln!("rxenstored: cannot bind VIRQ_DOM_EXC: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(v)) => Some(v),
+        None => None,
+    };
+    let restored = a.state_file.as_ref().is_some_and(|p| p.exists());
+    let server = match Server::start(cfg, backend) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("rxenstored: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if xen.is_some() && !a.no_domain_init {
+        if !restored {
+            server.with_core(init_dom0);
+        }
+        match xen::connect_local() {
+            Ok(t) => server.connect_local(t),
+            Err(e) => {
+                eprintln!("rxenstored: cannot connect dom0's ring: {e}");
+                let _ = server.shutdown();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     xlog!(Level::Info, None, "serving {}", a.socket.display());
+    let mut last_check = std::time::Instant::now();
     while !STOP.load(Ordering::SeqCst) && !server.live_update_requested() {
-        std::thread::sleep(Duration::from_millis(50));
+        match (&xen, &dom_exc) {
+            (Some(b), Some(v)) => {
+                // On VIRQ_DOM_EXC, and every second in case an event was lost.
+                let fired = v.wait_event(Duration::from_millis(50));
+                if fired || last_check.elapsed() >= Duration::from_secs(1) {
+                    server.check_domains(|d| b.state(d));
+                    last_check = std::time::Instant::now();
+                }
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
     // A termination request wins over a pending live update.
     let live_update = server.live_update_requested() && !STOP.load(Ordering::SeqCst);
@@ -207,6 +277,26 @@ fn run(a: RunArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// What Xen's `xen-init-dom0` writes: dom0's `name` and `domid`, unless both are
+/// there already.
+fn init_dom0(core: &mut rxenstored::core::Core) {
+    let c = Caller::DOM0;
+    let name = core.store.read(None, &c, DOMNAME_PATH);
+    let domid = core.store.read(None, &c, DOMID_PATH);
+    if name.is_ok() && domid.is_ok() {
+        return;
+    }
+    for (path, value) in [(DOMID_PATH, "0"), (DOMNAME_PATH, "Domain-0")] {
+        if let Err(e) = core.store.write(None, &c, path, value.as_bytes()) {
+            xlog!(Level::Error, Some(0), "cannot write {path}: {e}");
+        }
+    }
+}
+
+/// xen-init-dom0's nodes.
+const DOMNAME_PATH: &str = "/local/domain/0/name";
+const DOMID_PATH: &str = "/local/domain/0/domid";
 
 fn bench(b: BenchArgs) -> ExitCode {
     let dir = std::env::temp_dir().join(format!("rxenstored-bench-{}", std::process::id()));

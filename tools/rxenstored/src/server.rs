@@ -3,7 +3,7 @@
 //! ring. Also start-up (fresh or from a state file) and orderly shutdown, which writes
 //! the state file.
 
-use crate::core::{Action, ConnId, Core, DomainBackend, Outbox, Popped};
+use crate::core::{Action, ConnId, Core, DomState, DomainBackend, Outbox, Popped};
 use crate::log::Level;
 use crate::ring::{RingError, RingTransport, ERROR_PROTO, ERROR_RINGIDX};
 use crate::state;
@@ -316,6 +316,19 @@ impl Server {
             listeners,
             cfg,
         })
+    }
+
+    /// Serves the local domain's own ring (dom0's kernel) as a privileged connection.
+    pub fn connect_local(&self, t: Box<dyn RingTransport>) {
+        let (_, actions) = lock(&self.shared.core).connect_local(t);
+        self.shared.run_actions(actions);
+    }
+
+    /// Xen's `check_domains`: releases the introduced domains `state` says are dying
+    /// or gone, notes those shut down ([`Core::check_domains`]).
+    pub fn check_domains(&self, state: impl FnMut(u32) -> Option<DomState>) {
+        let actions = lock(&self.shared.core).check_domains(state);
+        self.shared.run_actions(actions);
     }
 
     /// Runs `f` on the daemon state (tests, diagnostics).
