@@ -376,9 +376,11 @@ poweroff -f
 /// (`/proc/xen/xsd_port`, a same-domain binding) and writes what xen-init-dom0 writes.
 /// The kernel's xenbus connects: `/dev/xen/xenbus` reads `Domain-0`, a socket write is
 /// read back through it and the other way round, a watch set on the socket fires for a
-/// write through the kernel. A domU rxl created is introduced (its ring mapped through
-/// grant reference 1, its port bound): `@introduceDomain` fires; it shuts down and is
-/// destroyed: `@releaseDomain` fires for each. An introduce of a domain that does not
+/// write through the kernel. rxl creates a domU and, as libxl, writes its xenstore
+/// directory (its name, its store ring) and introduces it (the daemon maps its ring
+/// through grant reference 1 and binds its port; introducing it again is accepted):
+/// `@introduceDomain` fires; it shuts down and is destroyed: `@releaseDomain` fires for
+/// each. An introduce of a domain that does not
 /// exist is refused.
 #[test]
 fn rxenstored_serves_dom0s_kernel_and_a_domu() {
@@ -407,6 +409,8 @@ rxenstore watch -n 2 @introduceDomain >/tmp/intro &
 rxenstore watch -n 3 @releaseDomain >/tmp/release &
 sleep 0.5
 rxl create /etc/rxen/ring.cfg
+rxenstore read /local/domain/1/name | sed 's/^/xs-test: rxl wrote name /'
+rxenstore read /local/domain/1/store/ring-ref | sed 's/^/xs-test: rxl wrote store ring-ref /'
 rxenstore introduce 1
 echo xs-test: introduce exit $?
 sleep 0.5
@@ -421,7 +425,10 @@ sed 's/^/xs-test: release /' /tmp/release
 echo xs-test: done
 poweroff -f
 ";
-    let etc = [("ring.cfg", guest_config("ring", "console_ring", ""))];
+    let etc = [(
+        "ring.cfg",
+        guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
+    )];
     let initramfs = initramfs(script, &["console_ring"], &etc);
     let out = machine("toolstack-xenstored")
         .module(debian_kernel(), DOM0_ARGS)
@@ -436,6 +443,8 @@ poweroff -f
             "(d0) xs-test: socket reads from-xenbus",
             "(d0) xs-test: watch /test/w",
             "(d0) xs-test: watch /test/w/x",
+            "(d0) xs-test: rxl wrote name ring",
+            "(d0) xs-test: rxl wrote store ring-ref 1044476",
             "(d0) xs-test: introduce exit 0",
             "(d0) xs-test: intro @introduceDomain",
             "(d0) xs-test: intro @introduceDomain",
