@@ -449,7 +449,7 @@ pub fn busybox_initramfs(init_script: &str) -> PathBuf {
 
 /// [`busybox_initramfs`] with the files `extra` too: each `(path in the archive, file on
 /// the host)`, e.g. kernel modules under `lib/modules/`. Their directories are created;
-/// files under `bin/` are executable.
+/// files under `bin/` and `sbin/` are executable.
 ///
 /// # Panics
 /// As [`busybox_initramfs`], or if a file of `extra` cannot be read.
@@ -465,8 +465,8 @@ pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) ->
         .collect();
     // The key covers the script, the applets and the extra files, so that a
     // change of any makes a new archive.
-    // v2: programs under bin/ are executable.
-    let mut keyed = format!("v2\0{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
+    // v3: programs under bin/ and sbin/ are executable.
+    let mut keyed = format!("v3\0{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
     for (name, bytes) in &extra {
         keyed.extend_from_slice(name.as_bytes());
         keyed.extend_from_slice(&fnv1a(bytes).to_le_bytes());
@@ -510,8 +510,8 @@ pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) ->
                 dirs.push(parent.clone());
             }
         }
-        // Programs (under bin/) are executable; other files are data.
-        let mode = if name.starts_with("bin/") {
+        // Programs (under bin/ and sbin/) are executable; other files are data.
+        let mode = if name.starts_with("bin/") || name.starts_with("sbin/") {
             0o100755
         } else {
             0o100644

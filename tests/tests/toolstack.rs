@@ -460,3 +460,106 @@ poweroff -f
         .assert_contains("(d1) Test result: SUCCESS")
         .assert_contains("dom1: Gone: released");
 }
+
+/// The control plane with Linux on both sides: rxenstored and rxenconsoled in dom0;
+/// rxl creates Debian's Linux as a domU with a xenstore page. Its xenbus connects
+/// (dom0 reads the `control/feature-poweroff` its kernel wrote); `rxl mem-set` to
+/// half its memory makes its balloon driver give pages back
+/// (`XENMEM_decrease_reservation`), which `rxl list` shows; `rxl shutdown -w` asks
+/// it through `control/shutdown`, it powers off, and rxl waits until it is gone.
+#[test]
+fn a_linux_domu_with_xenstore_balloons_and_shuts_down_on_request() {
+    let domu_init = "#!/bin/sh
+mount -t proc proc /proc
+echo rxen-domU: init is running
+while true; do sleep 1; done
+";
+    let poweroff = write_module("domu-sbin-poweroff", b"#!/bin/sh\n/bin/poweroff -f\n");
+    let domu_initrd =
+        rxen_tests::busybox_initramfs_with(domu_init, &[("sbin/poweroff".to_string(), poweroff)]);
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+rxenconsoled -i --log=guest &
+rxl create /etc/rxen/linux.cfg
+log=/var/log/xen/console/guest-linux.log
+for i in $(seq 1 600); do grep -q 'rxen-domU: init is running' $log 2>/dev/null && break; sleep 0.2; done
+for i in $(seq 1 100); do [ \"$(rxenstore read /local/domain/1/control/feature-poweroff 2>/dev/null)\" = 1 ] && break; sleep 0.2; done
+echo xs-test: feature-poweroff $(rxenstore read /local/domain/1/control/feature-poweroff)
+rxl list | grep '^linux' | sed 's/^/xs-test: before: /'
+rxl mem-set linux 128
+for i in $(seq 1 300); do rxl list | grep -q '^linux  *1  *1[23][0-9] ' && break; sleep 0.2; done
+rxl list | grep '^linux' | sed 's/^/xs-test: after mem-set: /'
+rxl shutdown -w linux
+echo xs-test: shutdown exit $?
+rxl list | grep -c '^linux' | sed 's/^/xs-test: linux domains left /'
+grep 'rxen-domU' $log | sed 's/^/domUlog: /'
+echo xs-test: done
+poweroff -f
+";
+    let config = "name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0\"\nmemory = 256\nvcpus = 2\n";
+    let initramfs = initramfs_with(
+        script,
+        &[],
+        &[("linux.cfg", config.to_string())],
+        vec![
+            ("guests/vmlinuz".to_string(), debian_kernel()),
+            ("guests/initrd".to_string(), domu_initrd),
+        ],
+    );
+    let out = machine("toolstack-linux-xenstore")
+        .timeout(Duration::from_secs(480))
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_in_order(&[
+            "(d0) Domain 1 \"linux\" created",
+            "(d0) xs-test: feature-poweroff 1",
+            "(d0) xs-test: before: linux",
+            "(d0) xs-test: after mem-set: linux",
+            "(d0) Domain 1 has been destroyed.",
+            "(d0) xs-test: shutdown exit 0",
+            "(d0) xs-test: linux domains left 0",
+            "(d0) domUlog: rxen-domU: init is running",
+            "(d0) xs-test: done",
+        ])
+        // Its /init loops for ever: only the requested poweroff (the kernel runs
+        // /sbin/poweroff) ended it.
+        .assert_contains("d1: shut down (poweroff)")
+        // dom0 ends last: the whole machine's memory is back, ballooned pages too.
+        .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"])
+        .assert_line_contains_all(&[
+            "d1: destroyed by the control domain",
+            " 0 frames not returned",
+        ]);
+    // The balloon gave back half of the 256 MiB.
+    let mem = |marker: &str| -> u64 {
+        let line = out
+            .log
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| out.fail(&format!("no {marker:?} line")));
+        let words: Vec<&str> = line
+            .split(marker)
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        words
+            .get(2)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| out.fail(&format!("no memory in {line:?}")))
+    };
+    let (before, after) = (mem("xs-test: before: "), mem("xs-test: after mem-set: "));
+    assert!(
+        (250..=260).contains(&before),
+        "memory before mem-set: {before} MiB"
+    );
+    assert!(
+        (120..=140).contains(&after),
+        "memory after mem-set 128: {after} MiB"
+    );
+}
