@@ -2,10 +2,12 @@
 //! (fetched once with `apt-get download`) as dom0, which owns the machine's virtio disk
 //! and NIC with Debian's own modules: it reads the disk, gets an address from QEMU's
 //! DHCP server and pings the gateway, and reports it all on its console. Beside it run
-//! three boot-time domUs: two test guests that ping-pong over an interdomain event
-//! channel, and the same Linux kernel with two vCPUs whose `/init` reports what it sees
-//! and powers off. dom0 then powers the machine off, or with `--shell` gives a shell on
-//! the serial console (`poweroff -f` ends it). The serial console is streamed.
+//! two boot-time domUs, test guests that ping-pong over an interdomain event channel.
+//! Then dom0 starts the toolstack (rxenstored, rxenconsoled) and `rxl create`s the same
+//! Linux kernel as a PVH domU with two vCPUs, whose `/init` reports what it sees and
+//! powers off; dom0 shows `rxl list` and the domU's console log. dom0 then powers the
+//! machine off, or with `--shell` gives a shell on the serial console (`rxl` works
+//! there; `poweroff -f` ends it). The serial console is streamed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -103,8 +105,27 @@ echo rxen demo: powering off
 poweroff -f
 ";
 
-/// dom0's modules in the demo (and what they need): the virtio disk and NIC.
-const DOM0_MODULES: [&str; 3] = ["virtio_pci", "virtio_blk", "virtio_net"];
+/// dom0's modules in the demo (and what they need): the virtio disk and NIC, and the
+/// Xen devices the toolstack uses.
+const DOM0_MODULES: [&str; 7] = [
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "xen-privcmd",
+    "xen-evtchn",
+    "xen-gntdev",
+    "xenfs",
+];
+
+/// The demo domU's config for `rxl create`.
+const DEMO_DOMU_CFG: &str = "name = \"linux\"
+type = \"pvh\"
+kernel = \"/guests/vmlinuz\"
+ramdisk = \"/guests/initrd\"
+cmdline = \"console=hvc0 loglevel=4\"
+memory = 256
+vcpus = 2
+";
 
 /// dom0's `/init` after its modules: what it owns, DHCP, a ping, then a shell or poweroff.
 const DOM0_INIT: &str = "for i in $(seq 1 100); do test -e /sys/block/vda && break; sleep 0.1; done
@@ -125,6 +146,22 @@ udhcpc -i eth0 -n -q -t 10 -s /tmp/dhcp.sh >/dev/null 2>&1
 echo rxen demo: ping the gateway: $(ping -c 3 -W 5 10.0.2.2 | grep 'packets transmitted')
 echo rxen demo: device interrupts in dom0:
 grep -E 'PCI-MSI|IO-APIC' /proc/interrupts
+echo rxen demo: starting the toolstack in dom0: rxenstored, rxenconsoled
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+rxenconsoled -i --log=guest &
+echo rxen demo: rxl create /etc/rxen/linux.cfg
+rxl create /etc/rxen/linux.cfg
+rxl list
+log=/var/log/xen/console/guest-linux.log
+for i in $(seq 1 900); do grep -q 'rxen demo: powering off' $log 2>/dev/null && break; sleep 0.2; done
+echo rxen demo: the console of the domU, as rxenconsoled logged it:
+grep 'rxen demo' $log
+sleep 1
+echo rxen demo: rxl list after the domU powered off:
+rxl list
 if test -n \"$demo_shell\"; then
   echo \"rxen demo: a dom0 shell on the serial console (poweroff -f ends the machine)\"
   sh -i
@@ -135,13 +172,28 @@ echo rxen demo: dom0 powers the machine off
 poweroff -f
 ";
 
-/// The demo's modules: dom0's kernel and initramfs, the ping-pong pair, then the Linux
-/// domU and its initramfs.
+/// The demo's modules: dom0's kernel and initramfs (with the dom0 tools, and the
+/// Linux domU's kernel, initramfs and config for `rxl create`), then the ping-pong
+/// pair.
 fn demo_modules(shell: bool) -> Vec<(PathBuf, String)> {
     let guests = image::build_guests();
+    let tools = image::build_dom0_tools();
     let pingpong = guests.join("evtchn_pingpong");
     let kernel = rxen_tests::debian_kernel();
-    let dom0_initramfs = rxen_tests::modules_initramfs(&DOM0_MODULES, DOM0_INIT);
+    let mut files: Vec<(String, PathBuf)> = ["rxl", "rxenstored", "rxenstore", "rxenconsoled"]
+        .iter()
+        .map(|t| (format!("bin/{t}"), tools.join(t)))
+        .collect();
+    files.push(("guests/vmlinuz".to_string(), kernel.clone()));
+    files.push((
+        "guests/initrd".to_string(),
+        rxen_tests::busybox_initramfs(DEMO_INIT),
+    ));
+    files.push((
+        "etc/rxen/linux.cfg".to_string(),
+        rxen_tests::write_module("demo-linux.cfg", DEMO_DOMU_CFG.as_bytes()),
+    ));
+    let dom0_initramfs = rxen_tests::modules_initramfs_with(&DOM0_MODULES, DOM0_INIT, &files);
     let dom0_args = if shell {
         "console=hvc0 loglevel=4 demo_shell=1"
     } else {
@@ -155,14 +207,11 @@ fn demo_modules(shell: bool) -> Vec<(PathBuf, String)> {
             "role=server peer=2 rounds=500".to_string(),
         ),
         (pingpong, "role=client peer=1 rounds=500".to_string()),
-        (kernel, "console=hvc0 loglevel=4".to_string()),
-        (rxen_tests::busybox_initramfs(DEMO_INIT), String::new()),
     ]
 }
 
-/// The domUs beside dom0: d1 and d2 ping-pong, d3 is Linux with two vCPUs.
-pub const DEMO_APPEND: &str =
-    "dom0_mem=256M domu=2,mem=16M domu=3,mem=16M domu=4+5,mem=256M,vcpus=2";
+/// The boot-time domUs beside dom0: d1 and d2 ping-pong (dom0 creates d3 with rxl).
+pub const DEMO_APPEND: &str = "dom0_mem=256M domu=2,mem=16M domu=3,mem=16M";
 
 /// The demo's virtio disk: a small image whose first bytes dom0 prints.
 fn demo_disk() -> PathBuf {
