@@ -315,7 +315,7 @@ poweroff -f
 }
 
 /// What happens when a domain shuts down is its config's, acted on by the process
-/// `rxl create` leaves behind (as xl's): by default a powered-off domain is
+/// `rxl create` leaves behind (as xl's, logging to `/var/log/xen/rxl-<name>.log`): by default a powered-off domain is
 /// destroyed; `on_reboot = "restart"` builds it again each time it reboots (three
 /// times at least here, until that process is stopped); `on_crash = "preserve"`
 /// leaves it, shown crashed (`c`) in `rxl list`.
@@ -329,6 +329,7 @@ sleep 6
 killall rxl
 sleep 0.5
 rxl list | sed 's/^/rxl-test: list: /'
+cat /var/log/xen/rxl-off.log /var/log/xen/rxl-again.log /var/log/xen/rxl-crash.log | sed 's/^/rxl-log: /'
 rxl destroy again
 rxl destroy crash
 echo rxl-test: done
@@ -355,7 +356,7 @@ poweroff -f
         .module(&initramfs, "")
         .run();
     out.assert_not_contains("FATAL TRAP")
-        .assert_contains("(d0) Domain 1 \"off\" shut down (poweroff)")
+        .assert_contains("(d0) rxl-log: Domain 1 \"off\" shut down (poweroff)")
         .assert_contains("d1: destroyed by the control domain; ")
         .assert_in_order(&[
             "\"again\" shut down (reboot)",
@@ -363,7 +364,7 @@ poweroff -f
             "\"again\" shut down (reboot)",
             "\"again\" created",
         ])
-        .assert_contains("\"crash\" shut down (crash)")
+        .assert_contains("(d0) rxl-log: Domain 3 \"crash\" shut down (crash)")
         .assert_line_contains_all(&["(d0) rxl-test: list: crash", "----c-"])
         .assert_not_contains("(d0) rxl-test: list: off")
         .assert_contains("(d0) rxl-test: done");

@@ -196,6 +196,36 @@ impl Xc {
         }
     }
 
+    /// `sched_id`: the scheduler (`XEN_SCHEDULER_*`).
+    pub fn sched_id(&self) -> Result<u32> {
+        let mut op = Self::sop(XEN_SYSCTL_SCHED_ID, &[]);
+        self.sysctl(&mut op, "sched_id")?;
+        Ok(u32::from_le_bytes([op.u[0], op.u[1], op.u[2], op.u[3]]))
+    }
+
+    /// `scheduler_op` on `domain`: `cmd` (`XEN_DOMCTL_SCHEDOP_getinfo` or
+    /// `putinfo`) with the scheduler's parameters `params` (credit's or RTDS's
+    /// structure), which a getinfo fills.
+    pub fn sched_op(
+        &self,
+        domain: DomId,
+        sched_id: u32,
+        cmd: u32,
+        params: &mut [u8; 16],
+    ) -> Result<()> {
+        let op = XenDomctlSchedulerOp {
+            sched_id,
+            cmd,
+            u: *params,
+        };
+        let mut d = Self::dop(XEN_DOMCTL_SCHEDULER_OP, domain, op.as_bytes());
+        self.domctl(&mut d, "scheduler_op")?;
+        if let Ok((back, _)) = XenDomctlSchedulerOp::read_from_prefix(&d.u) {
+            *params = back.u;
+        }
+        Ok(())
+    }
+
     /// `physinfo`.
     pub fn physinfo(&self) -> Result<XenSysctlPhysinfo> {
         let mut op = Self::sop(XEN_SYSCTL_PHYSINFO, &[]);

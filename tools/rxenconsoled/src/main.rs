@@ -21,6 +21,7 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 use clap::Parser;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use rxen_abi::domctl::XEN_DOMINF_PAUSED;
 use rxen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
 use rxen_ctrl::evtchn::Evtchn;
 use rxen_ctrl::gnttab::{Gnttab, GrantMapping};
@@ -146,7 +147,9 @@ fn scan<'a>(
         live
     });
     for d in domains.iter().filter(|d| d.domain != 0) {
-        if consoles.contains_key(&d.domain) {
+        // A domain still paused may be one its toolstack is building: its name
+        // and console come with its first unpause.
+        if consoles.contains_key(&d.domain) || d.flags & XEN_DOMINF_PAUSED != 0 {
             continue;
         }
         // A domain its toolstack has not finished building has no console yet.

@@ -1,10 +1,12 @@
 //! `rxl`, rxen's toolstack command, after Xen's `xl`: runs in dom0 and drives the
 //! hypervisor through `/dev/xen/privcmd` (the `rxen-ctrl` library).
 //!
-//! Commands: `create [-p] [-F] <cfg> [key=value ...]` (a process stays to act on the
-//! domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's), `list [-l]`, `info`, `dmesg [-c]`,
-//! `pause`, `unpause`, `destroy`, `vcpu-list`. A domain is named by id or by name.
-//! Names live in `/run/rxl/names/<id>` until xenstore runs in dom0.
+//! Commands: `create [-p] [-F] <cfg> [key=value ...]` (a process stays to act on
+//! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
+//! `list [-l]`, `info`, `dmesg [-c]`, `pause`, `unpause`, `destroy`,
+//! `shutdown [-w]`, `reboot`, `mem-set`, `mem-max`, `vcpu-list`, `sched-credit`,
+//! `sched-rtds`. A domain is named by id or by name: xenstore's, or the names kept
+//! in `/run/rxl/names/<id>` when no xenstore daemon runs.
 
 mod config;
 mod create;
@@ -83,6 +85,32 @@ enum Command {
     MemSet { domain: String, size: String },
     /// The vCPUs of every domain.
     VcpuList,
+    /// Set a domain's maximum memory (MiB, or with a k/m/g suffix).
+    MemMax { domain: String, size: String },
+    /// Credit scheduler parameters: list every domain's, or set a domain's.
+    SchedCredit {
+        /// The domain (all when absent).
+        #[arg(short = 'd')]
+        domain: Option<String>,
+        /// Its weight (1-65535).
+        #[arg(short = 'w')]
+        weight: Option<u16>,
+        /// Its cap (percent of a CPU, 0: none).
+        #[arg(short = 'c')]
+        cap: Option<u16>,
+    },
+    /// RTDS scheduler parameters: list every domain's, or set a domain's.
+    SchedRtds {
+        /// The domain (all when absent).
+        #[arg(short = 'd')]
+        domain: Option<String>,
+        /// Its period (µs).
+        #[arg(short = 'p')]
+        period: Option<u32>,
+        /// Its budget per period (µs).
+        #[arg(short = 'b')]
+        budget: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -159,6 +187,27 @@ fn run(command: Command) -> Result<(), String> {
                 &kib.to_string(),
             )?;
         }
+        Command::MemMax { domain, size } => {
+            let id = lookup(&xc, &domain)?;
+            xc.max_mem(id, parse_size_kib(&size)?).map_err(e)?;
+            if let Some(mut xs) = xenstore::Xenstore::connect() {
+                let kib = parse_size_kib(&size)?;
+                xs.write(
+                    &format!("/local/domain/{id}/memory/static-max"),
+                    &kib.to_string(),
+                )?;
+            }
+        }
+        Command::SchedCredit {
+            domain,
+            weight,
+            cap,
+        } => sched_credit(&xc, domain, weight, cap)?,
+        Command::SchedRtds {
+            domain,
+            period,
+            budget,
+        } => sched_rtds(&xc, domain, period, budget)?,
         Command::VcpuList => {
             println!("Name                                ID  VCPU   CPU State   Time(s)");
             for d in xc.domains().map_err(e)? {
@@ -206,6 +255,11 @@ fn create(paused: bool, foreground: bool, path: &str, overrides: &[String]) -> R
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             let _ = nix::unistd::setsid();
+            // As xl's: its output goes to a log of its own, not the caller's
+            // terminal or pipe (which would stay open as long as it runs).
+            let _ = fs::create_dir_all(LOG_DIR);
+            let log = Path::new(LOG_DIR).join(format!("rxl-{}.log", config.name));
+            redirect_output(&log);
             let _ = monitor(&xc, &config, &kernel, ramdisk.as_deref(), domid);
             std::process::exit(0);
         }
@@ -216,6 +270,21 @@ fn create(paused: bool, foreground: bool, path: &str, overrides: &[String]) -> R
             );
             Ok(())
         }
+    }
+}
+
+/// Where the watching process of `create` logs (as xl's `xl-<name>.log`).
+const LOG_DIR: &str = "/var/log/xen";
+
+/// Points stdin at /dev/null and stdout and stderr at `log` (appended).
+fn redirect_output(log: &Path) {
+    use std::os::fd::AsRawFd;
+    let null = fs::File::open("/dev/null");
+    let out = fs::OpenOptions::new().create(true).append(true).open(log);
+    if let (Ok(null), Ok(out)) = (null, out) {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        let _ = nix::unistd::dup2(out.as_raw_fd(), 1);
+        let _ = nix::unistd::dup2(out.as_raw_fd(), 2);
     }
 }
 
@@ -307,6 +376,136 @@ fn monitor(
             }
         }
     }
+}
+
+/// The domains named by `domain`, or every domain.
+fn targets(xc: &Xc, domain: &Option<String>) -> Result<Vec<DomainInfo>, String> {
+    let all = xc.domains().map_err(|e| e.to_string())?;
+    match domain {
+        None => Ok(all),
+        Some(d) => {
+            let id = lookup(xc, d)?;
+            Ok(all.into_iter().filter(|i| i.domain == id).collect())
+        }
+    }
+}
+
+/// `xl sched-credit`: sets a domain's weight and cap, or lists them.
+fn sched_credit(
+    xc: &Xc,
+    domain: Option<String>,
+    weight: Option<u16>,
+    cap: Option<u16>,
+) -> Result<(), String> {
+    use rxen_abi::sysctl::XEN_SCHEDULER_CREDIT;
+    use zerocopy::{FromBytes, IntoBytes};
+    if xc.sched_id().map_err(|e| e.to_string())? != XEN_SCHEDULER_CREDIT {
+        return Err("the hypervisor does not run the credit scheduler".into());
+    }
+    if weight.is_some() || cap.is_some() {
+        let d = domain.as_deref().ok_or("-w/-c need -d <domain>")?;
+        let id = lookup(xc, d)?;
+        let set = XenDomctlSchedCredit {
+            // 0 and 0xffff leave the value as it is, as in Xen.
+            weight: weight.unwrap_or(0),
+            cap: cap.unwrap_or(0xffff),
+        };
+        let mut params = [0u8; 16];
+        params[..4].copy_from_slice(set.as_bytes());
+        return xc
+            .sched_op(
+                id,
+                XEN_SCHEDULER_CREDIT,
+                XEN_DOMCTL_SCHEDOP_PUTINFO,
+                &mut params,
+            )
+            .map_err(|e| e.to_string());
+    }
+    println!("Name                                ID Weight  Cap");
+    for d in targets(xc, &domain)? {
+        let mut params = [0u8; 16];
+        xc.sched_op(
+            d.domain,
+            XEN_SCHEDULER_CREDIT,
+            XEN_DOMCTL_SCHEDOP_GETINFO,
+            &mut params,
+        )
+        .map_err(|e| e.to_string())?;
+        let (c, _) = XenDomctlSchedCredit::read_from_prefix(&params).map_err(|_| "scheduler_op")?;
+        println!(
+            "{:<32} {:>5} {:>6} {:>4}",
+            name_of(&d),
+            d.domain,
+            c.weight,
+            c.cap
+        );
+    }
+    Ok(())
+}
+
+/// `xl sched-rtds`: sets a domain's period and budget, or lists them.
+fn sched_rtds(
+    xc: &Xc,
+    domain: Option<String>,
+    period: Option<u32>,
+    budget: Option<u32>,
+) -> Result<(), String> {
+    use rxen_abi::sysctl::XEN_SCHEDULER_RTDS;
+    use zerocopy::{FromBytes, IntoBytes};
+    if xc.sched_id().map_err(|e| e.to_string())? != XEN_SCHEDULER_RTDS {
+        return Err("the hypervisor does not run the RTDS scheduler".into());
+    }
+    let get = |id: u16| -> Result<XenDomctlSchedRtds, String> {
+        let mut params = [0u8; 16];
+        xc.sched_op(
+            id,
+            XEN_SCHEDULER_RTDS,
+            XEN_DOMCTL_SCHEDOP_GETINFO,
+            &mut params,
+        )
+        .map_err(|e| e.to_string())?;
+        XenDomctlSchedRtds::read_from_prefix(&params)
+            .map(|(r, _)| r)
+            .map_err(|_| "scheduler_op".to_string())
+    };
+    if period.is_some() || budget.is_some() {
+        let d = domain.as_deref().ok_or("-p/-b need -d <domain>")?;
+        let id = lookup(xc, d)?;
+        let now = get(id)?;
+        let set = XenDomctlSchedRtds {
+            period: period.unwrap_or(now.period),
+            budget: budget.unwrap_or(now.budget),
+            flags: now.flags,
+        };
+        let mut params = [0u8; 16];
+        params[..12].copy_from_slice(set.as_bytes());
+        return xc
+            .sched_op(
+                id,
+                XEN_SCHEDULER_RTDS,
+                XEN_DOMCTL_SCHEDOP_PUTINFO,
+                &mut params,
+            )
+            .map_err(|e| e.to_string());
+    }
+    println!("Name                                ID    Period    Budget  Extratime");
+    for d in targets(xc, &domain)? {
+        let r = get(d.domain)?;
+        let extra = if r.flags & XEN_DOMCTL_SCHEDRT_EXTRA != 0 {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "{:<32} {:>5} {:>9} {:>9} {:>10}",
+            name_of(&d),
+            d.domain,
+            r.period,
+            r.budget,
+            extra
+        );
+    }
+    Ok(())
 }
 
 /// A domain's name: xenstore's, else `Domain-0` for dom0 or the one rxl gave it,
