@@ -81,6 +81,12 @@ rxl list
 rxl create /etc/rxen/pvclock.cfg
 for i in $(seq 1 150); do rxl list | grep -q '^pvclock .*s-' && break; sleep 0.2; done
 rxl list
+rxl sched-credit -d pvclock -w 512 -c 50
+rxl sched-credit | sed 's/^/rxl-test: credit: /'
+rxl sched-credit -d pvclock -w 0
+echo rxl-test: weight 0 exit $?
+rxl mem-max pvclock 64
+rxl list -l | grep max_pages | sed 's/^/rxl-test: long: /'
 rxl destroy pvclock
 sleep 0.5
 rxl list
@@ -134,6 +140,13 @@ poweroff -f
             "(d0) rxl-test: done",
         ])
         .assert_line_contains_all(&["(d0) pvclock", " 1 ", "16", "s-"])
+        // The credit scheduler's parameters, set and listed (Xen's default 256 for
+        // dom0); weight 0 leaves the weight as it is, as in Xen.
+        .assert_line_contains_all(&["(d0) rxl-test: credit: Domain-0", " 0 ", " 256 "])
+        .assert_line_contains_all(&["(d0) rxl-test: credit: pvclock", " 1 ", " 512 ", " 50"])
+        .assert_contains("(d0) rxl-test: weight 0 exit 0")
+        // mem-max 64 MiB: max_pages 16384 (+1 MiB of slack is create's only).
+        .assert_line_contains_all(&["(d0) rxl-test: long:", "max_pages 16384"])
         .assert_contains("d1: destroyed by the control domain; ")
         .assert_line_contains_all(&[
             "d1: destroyed by the control domain",
