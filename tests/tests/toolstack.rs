@@ -577,3 +577,50 @@ poweroff -f
         "memory after mem-set 128: {after} MiB"
     );
 }
+
+/// `rxl console` attaches to a domU's console through the pty rxenconsoled gives it
+/// (its path in xenstore's `console/tty`, as xenconsoled): what the guest wrote
+/// comes out, a line typed goes into the guest's input ring and the guest says it
+/// back (on its console and through console_io), and CTRL-] detaches.
+#[test]
+fn rxl_console_attaches_to_a_domus_console() {
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+rxenconsoled -i --log=guest &
+rxl create /etc/rxen/echo.cfg
+sleep 1
+(sleep 2; echo hello-from-dom0; sleep 2; printf '\\035') | rxl console echo > /tmp/con.out
+echo rxl-test: console exit $?
+grep 'console_ring: ' /tmp/con.out | tail -n 3 | sed 's/^/con: /'
+echo rxl-test: tty $(rxenstore read /local/domain/1/console/tty)
+echo rxl-test: done
+poweroff -f
+";
+    let etc = [(
+        "echo.cfg",
+        guest_config(
+            "echo",
+            "console_ring",
+            "cmdline = \"echo=1 wait_ms=60000\"\non_poweroff = \"preserve\"\n",
+        ),
+    )];
+    let initramfs = initramfs(script, &["console_ring"], &etc);
+    let out = machine("toolstack-console")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP").assert_in_order(&[
+        "(d1) console_ring: 50 lines consumed by the backend",
+        "(d1) console_ring: got hello-from-dom0",
+        "(d1) Test result: SUCCESS",
+        "(d0) rxl-test: console exit 0",
+        "(d0) con: console_ring: line 50 of 50",
+        "(d0) con: console_ring: type a line",
+        "(d0) con: console_ring: you typed hello-from-dom0",
+        "(d0) rxl-test: tty /dev/pts/",
+        "(d0) rxl-test: done",
+    ]);
+}

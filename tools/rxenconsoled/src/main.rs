@@ -7,6 +7,11 @@
 //! with `getdomaininfolist` (new ones served, gone ones dropped) whenever a domain
 //! changes (`VIRQ_DOM_EXC`, if no other daemon bound it first) and every 200 ms.
 //!
+//! Each console also gets a pty, as xenconsoled gives one: its path goes to
+//! xenstore's `/local/domain/<id>/console/tty` (and `/run/xen/console/<id>.tty`);
+//! what the guest writes goes there too, and what is typed there goes into the
+//! guest's input ring. `rxl console` attaches to it.
+//!
 //! Options as xenconsoled's: `--log=none|guest|hv|all`, `--log-dir=DIR`,
 //! `-i`/`--interactive` (stay in the foreground; otherwise it detaches).
 //! Names come from rxl (`/run/rxl/names/<id>`) until xenstore runs in dom0.
@@ -14,24 +19,36 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 use clap::Parser;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::pty::openpty;
+use nix::sys::termios;
 use rxen_abi::domctl::XEN_DOMINF_PAUSED;
 use rxen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
 use rxen_ctrl::evtchn::Evtchn;
 use rxen_ctrl::gnttab::{Gnttab, GrantMapping};
 use rxen_ctrl::xc::Xc;
+use rxenstored::client::Client;
+
+/// The xenstore daemon's socket (Xen's default path).
+const XENSTORED_SOCKET: &str = "/var/run/xenstored/socket";
+/// Where each console's pty path is written besides xenstore.
+const TTY_DIR: &str = "/run/xen/console";
 
 /// `VIRQ_DOM_EXC`: a domain shut down or went away.
 const VIRQ_DOM_EXC: u32 = 3;
 /// The console's grant reference (libxc seeds it as `GNTTAB_RESERVED_CONSOLE`).
 const CONSOLE_GREF: u32 = 0;
 /// `struct xencons_interface`: `in[1024]`, `out[2048]`, then the four indices.
+const IN_SIZE: u32 = 1024;
+const IN_CONS: usize = 3072;
+const IN_PROD: usize = 3072 + 4;
 const OUT_OFFSET: usize = 1024;
 const OUT_SIZE: u32 = 2048;
 const OUT_CONS: usize = 3072 + 8;
@@ -60,6 +77,9 @@ struct Console<'a> {
     port: u32,
     log: Option<File>,
     line: Vec<u8>,
+    /// The pty `rxl console` attaches to: its master (non-blocking) and the slave,
+    /// kept open so the master never reads end-of-file.
+    pty: Option<(OwnedFd, OwnedFd)>,
 }
 
 fn main() -> ExitCode {
@@ -106,11 +126,39 @@ fn serve(args: &Args) -> Result<(), String> {
             &mut consoles,
             logging.then_some(&args.log_dir),
         );
-        let ready = {
-            let mut fds = [PollFd::new(evtchn.as_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, PollTimeout::from(200u16)).map_err(|e| format!("poll: {e}"))?
+        // The event channel, and every pty a user may type into.
+        let (ready, typed) = {
+            let mut fds = vec![PollFd::new(evtchn.as_fd(), PollFlags::POLLIN)];
+            let ids: Vec<u16> = consoles
+                .iter()
+                .filter(|(_, c)| c.pty.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                if let Some((master, _)) = consoles.get(id).and_then(|c| c.pty.as_ref()) {
+                    fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let n = poll(&mut fds, PollTimeout::from(200u16)).map_err(|e| format!("poll: {e}"))?;
+            let evtchn_ready = fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
+            let typed: Vec<u16> = ids
+                .iter()
+                .zip(&fds[1..])
+                .filter(|(_, fd)| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+                .map(|(id, _)| *id)
+                .collect();
+            (n > 0 && evtchn_ready, typed)
         };
-        if ready > 0 {
+        for id in typed {
+            if let Some(c) = consoles.get_mut(&id) {
+                if feed(c) {
+                    let _ = evtchn.notify(c.port);
+                }
+            }
+        }
+        if ready {
             let port = evtchn.pending().map_err(e)?;
             if Some(port) != dom_exc {
                 if let Some(c) = consoles.values_mut().find(|c| c.port == port) {
@@ -176,22 +224,90 @@ fn scan<'a>(
                 .open(dir.join(format!("guest-{name}.log")))
                 .ok()
         });
+        let pty = open_pty(d.domain);
         let mut console = Console {
             ring,
             port,
             log,
             line: Vec::new(),
+            pty,
         };
         drain(&mut console);
         consoles.insert(d.domain, console);
     }
 }
 
-/// The domain's name (rxl's, until xenstore), else its id.
+/// The domain's name: xenstore's, else rxl's, else its id.
 fn domain_name(id: u16) -> String {
+    if let Ok(mut xs) = Client::connect(Path::new(XENSTORED_SOCKET)) {
+        if let Ok(name) = xs.read(0, &format!("/local/domain/{id}/name")) {
+            return String::from_utf8_lossy(&name).into_owned();
+        }
+    }
     fs::read_to_string(Path::new("/run/rxl/names").join(id.to_string()))
         .map(|n| n.trim().to_string())
         .unwrap_or_else(|_| format!("d{id}"))
+}
+
+/// A pty for the domain's console, its slave's path published where `rxl console`
+/// looks (xenstore's `console/tty`, as xenconsoled; and `/run/xen/console/<id>.tty`).
+fn open_pty(id: u16) -> Option<(OwnedFd, OwnedFd)> {
+    let pty = openpty(None, None).ok()?;
+    // Raw: the guest's bytes pass as they are, no echo, no line editing.
+    if let Ok(mut t) = termios::tcgetattr(&pty.slave) {
+        termios::cfmakeraw(&mut t);
+        let _ = termios::tcsetattr(&pty.slave, termios::SetArg::TCSANOW, &t);
+    }
+    let flags = fcntl(pty.master.as_raw_fd(), FcntlArg::F_GETFL).ok()?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(pty.master.as_raw_fd(), FcntlArg::F_SETFL(flags)).ok()?;
+    let path = fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).ok()?;
+    let path = path.to_string_lossy().into_owned();
+    let _ = fs::create_dir_all(TTY_DIR);
+    let _ = fs::write(Path::new(TTY_DIR).join(format!("{id}.tty")), &path);
+    if let Ok(mut xs) = Client::connect(Path::new(XENSTORED_SOCKET)) {
+        let _ = xs.write(
+            0,
+            &format!("/local/domain/{id}/console/tty"),
+            path.as_bytes(),
+        );
+    }
+    Some((pty.master, pty.slave))
+}
+
+/// Moves what a user typed on the pty into the guest's input ring (as much as
+/// fits); true if anything went in.
+fn feed(c: &mut Console) -> bool {
+    let Some((master, _)) = c.pty.as_ref() else {
+        return false;
+    };
+    let prod = index(c, IN_PROD).load(Ordering::Relaxed);
+    let cons = index(c, IN_CONS).load(Ordering::Acquire);
+    let used = prod.wrapping_sub(cons);
+    if used >= IN_SIZE {
+        // Full, or a guest's index not believed: nothing goes in now.
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    let room = (IN_SIZE - used) as usize;
+    let n = match nix::unistd::read(master.as_raw_fd(), &mut buf[..room]) {
+        Ok(n) if n > 0 => n,
+        _ => return false,
+    };
+    let mut prod = prod;
+    for &b in &buf[..n] {
+        // SAFETY: inside the mapped page's `in` array; the guest reads it.
+        unsafe {
+            c.ring
+                .ptr()
+                .add((prod % IN_SIZE) as usize)
+                .write_volatile(b)
+        };
+        prod = prod.wrapping_add(1);
+    }
+    fence(Ordering::Release);
+    index(c, IN_PROD).store(prod, Ordering::Release);
+    true
 }
 
 /// The ring's index word at `offset`.
@@ -228,6 +344,10 @@ fn flush(c: &mut Console) {
     if let Some(log) = c.log.as_mut() {
         let _ = log.write_all(&c.line);
         let _ = log.flush();
+    }
+    if let Some((master, _)) = c.pty.as_ref() {
+        // Non-blocking: with nobody attached what does not fit is dropped.
+        let _ = nix::unistd::write(master, &c.line);
     }
     c.line.clear();
 }

@@ -4,8 +4,8 @@
 //! Commands: `create [-p] [-F] <cfg> [key=value ...]` (a process stays to act on
 //! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
 //! `list [-l]`, `info`, `dmesg [-c]`, `pause`, `unpause`, `destroy`,
-//! `shutdown [-w]`, `reboot`, `mem-set`, `mem-max`, `vcpu-list`, `sched-credit`,
-//! `sched-rtds`. A domain is named by id or by name: xenstore's, or the names kept
+//! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
+//! `vcpu-list`, `sched-credit`, `sched-rtds`. A domain is named by id or by name: xenstore's, or the names kept
 //! in `/run/rxl/names/<id>` when no xenstore daemon runs.
 
 mod config;
@@ -85,6 +85,8 @@ enum Command {
     MemSet { domain: String, size: String },
     /// The vCPUs of every domain.
     VcpuList,
+    /// Attach to a domain's console (rxenconsoled's pty); CTRL-] detaches.
+    Console { domain: String },
     /// Set a domain's maximum memory (MiB, or with a k/m/g suffix).
     MemMax { domain: String, size: String },
     /// Credit scheduler parameters: list every domain's, or set a domain's.
@@ -187,6 +189,7 @@ fn run(command: Command) -> Result<(), String> {
                 &kib.to_string(),
             )?;
         }
+        Command::Console { domain } => console(lookup(&xc, &domain)?)?,
         Command::MemMax { domain, size } => {
             let id = lookup(&xc, &domain)?;
             xc.max_mem(id, parse_size_kib(&size)?).map_err(e)?;
@@ -376,6 +379,82 @@ fn monitor(
             }
         }
     }
+}
+
+/// `xl console`: relays the terminal to the domain's console pty (raw when the
+/// terminal is one) until CTRL-] or the end of input.
+fn console(domid: u16) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::termios;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let path = xenstore::Xenstore::connect()
+        .and_then(|mut xs| xs.read(&format!("/local/domain/{domid}/console/tty")))
+        .or_else(|| fs::read_to_string(format!("/run/xen/console/{domid}.tty")).ok())
+        .ok_or_else(|| format!("d{domid} has no console pty (is rxenconsoled running?)"))?;
+    let mut tty = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.trim())
+        .map_err(|e| format!("{}: {e}", path.trim()))?;
+    let stdin = std::io::stdin();
+    let saved = termios::tcgetattr(&stdin).ok();
+    if let Some(mut raw) = saved.clone() {
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+    }
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 4096];
+    let mut input_open = true;
+    let result = loop {
+        let mut fds = vec![PollFd::new(tty.as_fd(), PollFlags::POLLIN)];
+        if input_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        if poll(&mut fds, PollTimeout::from(1000u16)).is_err() {
+            break Ok(());
+        }
+        let ready = |fd: &PollFd| {
+            fd.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+        };
+        let (tty_ready, in_ready) = (ready(&fds[0]), fds.get(1).is_some_and(ready));
+        if tty_ready {
+            match tty.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+                _ => break Ok(()),
+            }
+        }
+        if in_ready {
+            match stdin.lock().read(&mut buf) {
+                Ok(0) | Err(_) => input_open = false,
+                Ok(n) => {
+                    // CTRL-] (0x1d) detaches, as in xl.
+                    let (typed, detach) = match buf[..n].iter().position(|&b| b == 0x1d) {
+                        Some(at) => (&buf[..at], true),
+                        None => (&buf[..n], false),
+                    };
+                    if tty.write_all(typed).is_err() {
+                        break Err(format!("d{domid}'s console went away"));
+                    }
+                    if detach {
+                        break Ok(());
+                    }
+                }
+            }
+        }
+        if !input_open && !tty_ready {
+            // Input ended: what the guest says until a second without output.
+            break Ok(());
+        }
+    };
+    if let Some(saved) = saved {
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &saved);
+    }
+    result
 }
 
 /// The domains named by `domain`, or every domain.

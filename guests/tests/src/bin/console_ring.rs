@@ -5,7 +5,9 @@
 //! 2 KiB, so the backend must keep consuming) with flow control, notifying the
 //! backend after each, and checks that the backend consumed everything within
 //! `wait_ms` (default 10000). The backend (rxen's own, or rxenconsoled in dom0)
-//! shows the lines; the test's result goes out through console_io.
+//! shows the lines; the test's result goes out through console_io. With `echo=1` it
+//! then waits (same deadline) for a line typed on its console (the input ring) and
+//! says it back, on the ring and through console_io.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -21,6 +23,9 @@ rxen_guest::entry!(main);
 
 /// `struct xencons_interface`: `in[1024]`, `out[2048]`, then `in_cons`, `in_prod`,
 /// `out_cons`, `out_prod`.
+const IN_SIZE: u32 = 1024;
+const IN_CONS: usize = 3072;
+const IN_PROD: usize = 3072 + 4;
 const OUT: usize = 1024;
 const OUT_SIZE: u32 = 2048;
 const OUT_CONS: usize = 3072 + 8;
@@ -108,6 +113,48 @@ fn main(si: &StartInfo) {
         "the backend consumed every byte"
     );
     println!("console_ring: {lines} lines consumed by the backend");
+    if si.arg_u64("echo") == Some(1) {
+        echo(&ring, deadline);
+    }
+}
+
+/// Reads a line typed on the console (the input ring) and says it back, on the
+/// ring and through console_io.
+fn echo(ring: &Ring, deadline: u64) {
+    let _ = ring.write(b"console_ring: type a line\n", deadline);
+    let mut line = [0u8; 64];
+    let mut len = 0;
+    loop {
+        let prod = ring.index(IN_PROD).load(Ordering::Acquire);
+        let mut cons = ring.index(IN_CONS).load(Ordering::Relaxed);
+        // A backend more than a ring ahead is not believed.
+        if prod.wrapping_sub(cons) > IN_SIZE {
+            error!("the backend's input index is {prod}, consumer at {cons}");
+        }
+        while cons != prod {
+            // SAFETY: inside the mapped ring page's `in` array.
+            let b = unsafe { ring.base.add((cons % IN_SIZE) as usize).read_volatile() };
+            cons = cons.wrapping_add(1);
+            if b == b'\n' || b == b'\r' {
+                ring.index(IN_CONS).store(cons, Ordering::Release);
+                let text = core::str::from_utf8(&line[..len]).unwrap_or("?");
+                println!("console_ring: got {text}");
+                let _ = ring.write(b"console_ring: you typed ", deadline);
+                let _ = ring.write(&line[..len], deadline);
+                let _ = ring.write(b"\n", deadline);
+                return;
+            }
+            if len < line.len() {
+                line[len] = b;
+                len += 1;
+            }
+        }
+        ring.index(IN_CONS).store(cons, Ordering::Release);
+        if now() > deadline {
+            error!("no line typed on the console");
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// A `fmt::Write` into a byte buffer (position in `.1`).
