@@ -89,8 +89,6 @@ pub const MSR_K7_PERFCTR3: u32 = 0xC001_0007;
 pub const MSR_K8_SYSCFG: u32 = 0xC001_0010;
 /// AMD hardware configuration.
 pub const MSR_K8_HWCR: u32 = 0xC001_0015;
-/// HWCR.TscFreqSel: the TSC counts at the P0 frequency.
-pub const K8_HWCR_TSC_FREQ_SEL: u64 = 1 << 24;
 /// AMD top of memory below 4 GiB.
 pub const MSR_K8_TOP_MEM1: u32 = 0xC001_001A;
 /// AMD top of memory above 4 GiB.

@@ -8,8 +8,8 @@
 
 use crate::cpuid_policy::HYPERCALL_PAGE_MSR;
 use crate::msr::{
-    AMD64_DE_CFG_LFENCE_SERIALISE, K8_HWCR_TSC_FREQ_SEL, MC_MISC_LOCKED, MSR_AMD64_DE_CFG,
-    MSR_AMD64_EX_CFG, MSR_AMD64_NB_CFG, MSR_AMD_FAM15H_EVNTSEL0, MSR_AMD_FAM15H_PERFCTR5, MSR_EFER,
+    AMD64_DE_CFG_LFENCE_SERIALISE, MC_MISC_LOCKED, MSR_AMD64_DE_CFG, MSR_AMD64_EX_CFG,
+    MSR_AMD64_NB_CFG, MSR_AMD_FAM15H_EVNTSEL0, MSR_AMD_FAM15H_PERFCTR5, MSR_EFER,
     MSR_F10_MC4_MISC1, MSR_F10_MC4_MISC3, MSR_IA32_APICBASE, MSR_IA32_CR_PAT, MSR_IA32_MC0_CTL,
     MSR_IA32_MC0_CTL2, MSR_IA32_MCG_CAP, MSR_IA32_MCG_CTL, MSR_IA32_MCG_STATUS,
     MSR_IA32_MC_BANKS_END, MSR_IA32_MISC_ENABLE, MSR_IA32_TSC, MSR_IA32_UCODE_REV, MSR_K7_EVNTSEL0,
@@ -138,9 +138,11 @@ pub fn read(index: u32, state: &MsrState, caps: &MsrCaps, host: &dyn MsrHost) ->
         MSR_MTRR_CAP => 0,
         MSR_MTRR_DEF_TYPE => state.mtrr_def_type,
         MSR_TSC_AUX if caps.tsc_aux => state.tsc_aux,
-        // AMD HWCR: the TSC counts at the P0 frequency (TscFreqSel), as
-        // Xen reports it.
-        MSR_K8_HWCR => K8_HWCR_TSC_FREQ_SEL,
+        // AMD HWCR: 0, as Xen 4.17.3 and later (msr.c guest_rdmsr; commit
+        // e4ca4e261d "x86/amd: do not expose HWCR.TscFreqSel to guests": a
+        // guest told the TSC counts at P0 goes on to read PSTATE0, which
+        // #GPs). Writes #GP (svm_msr_write_intercept's default).
+        MSR_K8_HWCR => 0,
         MSR_SPEC_CTRL if offer.spec_ctrl => state.spec_ctrl,
         MSR_VIRT_SPEC_CTRL if offer.virt_ssbd => state.virt_spec_ctrl,
         _ => return Err(Gp),
@@ -297,7 +299,7 @@ mod tests {
         assert_eq!(r(MSR_MTRR_CAP), Ok(0));
         assert_eq!(r(MSR_MTRR_DEF_TYPE), Ok(0xC06));
         assert_eq!(r(MSR_TSC_AUX), Ok(7));
-        assert_eq!(r(MSR_K8_HWCR), Ok(K8_HWCR_TSC_FREQ_SEL));
+        assert_eq!(r(MSR_K8_HWCR), Ok(0));
         assert_eq!(r(MSR_SPEC_CTRL), Ok(1));
         assert_eq!(r(MSR_VIRT_SPEC_CTRL), Ok(4));
         assert_eq!(r(HYPERCALL_PAGE_MSR), Ok(0));
@@ -495,6 +497,14 @@ mod tests {
         assert_eq!(fresh_read(MSR_K8_ENABLE_C1E), Ok(0));
         assert_eq!(dropped_or_refused(MSR_K8_ENABLE_C1E, 0), Err(Gp));
         assert_eq!(dropped_or_refused(MSR_K8_ENABLE_C1E, 1 << 27), Err(Gp));
+    }
+
+    #[test]
+    fn hwcr_reads_0_and_refuses_writes() {
+        // msr.c guest_rdmsr (4.17.3 on); no write path but the default #GP.
+        assert_eq!(fresh_read(MSR_K8_HWCR), Ok(0));
+        assert_eq!(dropped_or_refused(MSR_K8_HWCR, 0), Err(Gp));
+        assert_eq!(dropped_or_refused(MSR_K8_HWCR, 1 << 6), Err(Gp));
     }
 
     #[test]

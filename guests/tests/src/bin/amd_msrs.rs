@@ -8,7 +8,8 @@
 //! two banks, MCG_CTL 0, each MCi_CTL all ones, STATUS/ADDR/MISC 0 and only 0 written,
 //! the MSRs of absent banks 0 and written freely, MCG_STATUS as written, no
 //! MCG_EXT_CTL; family 10h's MC4_MISC1-3 locked; no OSVW (CPUID and MSRs); the
-//! Pentium MC MSRs read 0 and #GP on writes. Skips on a CPU that is not AMD.
+//! Pentium MC MSRs read 0 and #GP on writes; HWCR reads 0 (4.17.3 and later: no
+//! TscFreqSel), writes #GP. Skips on a CPU that is not AMD.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -32,6 +33,7 @@ const MSR_F10_MC4_MISC3: u32 = 0xC000_040A;
 const MSR_K7_EVNTSEL0: u32 = 0xC001_0000;
 const MSR_K7_PERFCTR3: u32 = 0xC001_0007;
 const MSR_K8_SYSCFG: u32 = 0xC001_0010;
+const MSR_K8_HWCR: u32 = 0xC001_0015;
 const MSR_AMD64_NB_CFG: u32 = 0xC001_001F;
 const MSR_K8_ENABLE_C1E: u32 = 0xC001_0055;
 const MSR_K8_VM_CR: u32 = 0xC001_0114;
@@ -91,6 +93,10 @@ fn main(_si: &StartInfo) {
     check!(wrmsr(MSR_AMD64_NB_CFG, 1 << 46), "NB_CFG write dropped");
     check_eq!(rdmsr(MSR_AMD64_NB_CFG), Some(0), "NB_CFG still 0");
     check_eq!(rdmsr(MSR_K8_ENABLE_C1E + 1), None, "0xC001_0056 #GP");
+
+    // HWCR: 0 (no TscFreqSel since Xen 4.17.3), writes #GP.
+    check_eq!(rdmsr(MSR_K8_HWCR), Some(0), "HWCR reads 0");
+    check!(!wrmsr(MSR_K8_HWCR, 1 << 6), "HWCR write #GP");
 
     // Read-only to the guest: writes dropped.
     println!("amd_msrs: SYSCFG {:x?}", rdmsr(MSR_K8_SYSCFG));
