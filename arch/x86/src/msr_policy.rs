@@ -28,7 +28,7 @@ const MSR_MC_CTL2_END: u32 = MSR_IA32_MC0_CTL2 + 32;
 
 /// Whether `index` (in the banks' range) is a bank's MCi_CTL.
 fn is_mc_ctl(index: u32) -> bool {
-    index.wrapping_sub(MSR_IA32_MC0_CTL) % 4 == 0
+    index.wrapping_sub(MSR_IA32_MC0_CTL).is_multiple_of(4)
 }
 
 /// The guest's MSRs kept by the hypervisor (outside the vendor's block).
