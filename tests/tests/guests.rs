@@ -195,6 +195,7 @@ guest_tests!(
     bad_memory,
     ctrl_regs,
     spec_ctrl,
+    amd_msrs,
     shutdown_poweroff,
     shutdown_reboot,
     shutdown_crash,

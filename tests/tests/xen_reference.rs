@@ -133,6 +133,7 @@ xen_tests!(
     lapic,
     bad_memory,
     spec_ctrl,
+    amd_msrs,
     shutdown_poweroff,
     shutdown_reboot,
     shutdown_crash,

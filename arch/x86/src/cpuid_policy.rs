@@ -49,6 +49,10 @@ const L1_EDX_TM: u32 = 1 << 29;
 const L1_EDX_PBE: u32 = 1 << 31;
 // Leaf 0x80000001 ECX bits hidden.
 const EXT_ECX_SVM: u32 = 1 << 2;
+// OS visible workarounds: not offered by Xen 4.17 (no annotation in
+// cpufeatureset.h), so the OSVW MSRs #GP; a guest shown the bit reads them
+// without a fixup (Linux's cpu_has_amd_erratum).
+const EXT_ECX_OSVW: u32 = 1 << 9;
 const EXT_ECX_SKINIT: u32 = 1 << 12;
 const EXT_ECX_LWP: u32 = 1 << 15;
 const EXT_ECX_WDT: u32 = 1 << 13;
@@ -95,7 +99,12 @@ pub fn guest_cpuid(
         0xD => [a, b, c, d] = xstate_leaf(subleaf, [a, b, c, d], ctx, host),
         0x8000_0008 => b = ctx.spec.filter_ext8_ebx(b),
         0x8000_0001 => {
-            c &= !(EXT_ECX_SVM | EXT_ECX_SKINIT | EXT_ECX_WDT | EXT_ECX_PERFCTR_CORE | EXT_ECX_LWP);
+            c &= !(EXT_ECX_SVM
+                | EXT_ECX_OSVW
+                | EXT_ECX_SKINIT
+                | EXT_ECX_WDT
+                | EXT_ECX_PERFCTR_CORE
+                | EXT_ECX_LWP);
         }
         0x8000_000A => [a, b, c, d] = [0; 4],
         _ => {}
@@ -267,6 +276,10 @@ mod tests {
         assert_eq!(l7[3] & L7_EDX_CET_IBT, 0);
         assert_eq!(
             guest_cpuid(0x8000_0001, 0, &ctx(), &host)[2] & EXT_ECX_LWP,
+            0
+        );
+        assert_eq!(
+            guest_cpuid(0x8000_0001, 0, &ctx(), &host)[2] & EXT_ECX_OSVW,
             0
         );
     }

@@ -30,6 +30,15 @@ pub const MSR_IA32_SYSENTER_EIP: u32 = 0x0000_0176;
 pub const MSR_IA32_MCG_CAP: u32 = 0x0000_0179;
 /// Machine-check status.
 pub const MSR_IA32_MCG_STATUS: u32 = 0x0000_017A;
+/// Machine-check global control (present with MCG_CAP.MCG_CTL_P).
+pub const MSR_IA32_MCG_CTL: u32 = 0x0000_017B;
+/// Pentium machine-check address and type (Xen's `MSR_P5_MC_ADDR`,
+/// `MSR_P5_MC_TYPE`).
+pub const MSR_P5_MC_ADDR: u32 = 0x0000_0000;
+/// See [`MSR_P5_MC_ADDR`].
+pub const MSR_P5_MC_TYPE: u32 = 0x0000_0001;
+/// CMCI control of machine-check bank 0; one per bank up to bank 31.
+pub const MSR_IA32_MC0_CTL2: u32 = 0x0000_0280;
 /// Miscellaneous features (fast strings...).
 pub const MSR_IA32_MISC_ENABLE: u32 = 0x0000_01A0;
 /// Page attribute table.
@@ -39,6 +48,18 @@ pub const MSR_MTRR_DEF_TYPE: u32 = 0x0000_02FF;
 /// Control of machine-check bank 0; each bank has four MSRs (CTL,
 /// STATUS, ADDR, MISC) from here on.
 pub const MSR_IA32_MC0_CTL: u32 = 0x0000_0400;
+/// One past the last MSR of machine-check bank 31 (Xen's
+/// `MSR_IA32_MCx_MISC(31)` + 1).
+pub const MSR_IA32_MC_BANKS_END: u32 = 0x0000_0480;
+/// Local machine-check control.
+pub const MSR_IA32_MCG_EXT_CTL: u32 = 0x0000_04D0;
+/// MC4_MISC of family 10h, the thresholds of the northbridge bank's
+/// further blocks (Xen's `MSR_F10_MC4_MISC1` to `MSR_F10_MC4_MISC3`).
+pub const MSR_F10_MC4_MISC1: u32 = 0xC000_0408;
+/// See [`MSR_F10_MC4_MISC1`].
+pub const MSR_F10_MC4_MISC3: u32 = 0xC000_040A;
+/// MCi_MISC.Locked: the threshold counter belongs to the firmware.
+pub const MC_MISC_LOCKED: u64 = 1 << 61;
 
 /// Extended feature enable (bits in [`crate::ctrlreg::efer`]).
 pub const MSR_EFER: u32 = 0xC000_0080;
@@ -59,10 +80,33 @@ pub const MSR_SHADOW_GS_BASE: u32 = 0xC000_0102;
 /// What RDTSCP and RDPID return.
 pub const MSR_TSC_AUX: u32 = 0xC000_0103;
 
+/// AMD performance event select 0 (K7 layout: four selects, then four
+/// counters).
+pub const MSR_K7_EVNTSEL0: u32 = 0xC001_0000;
+/// AMD performance counter 3, the last of the K7 layout.
+pub const MSR_K7_PERFCTR3: u32 = 0xC001_0007;
+/// AMD system configuration (Xen's `MSR_K8_SYSCFG`).
+pub const MSR_K8_SYSCFG: u32 = 0xC001_0010;
 /// AMD hardware configuration.
 pub const MSR_K8_HWCR: u32 = 0xC001_0015;
-/// HWCR.TscFreqSel: the TSC counts at the P0 frequency.
-pub const K8_HWCR_TSC_FREQ_SEL: u64 = 1 << 24;
+/// AMD top of memory below 4 GiB.
+pub const MSR_K8_TOP_MEM1: u32 = 0xC001_001A;
+/// AMD top of memory above 4 GiB.
+pub const MSR_K8_TOP_MEM2: u32 = 0xC001_001D;
+/// AMD northbridge configuration.
+pub const MSR_AMD64_NB_CFG: u32 = 0xC001_001F;
+/// AMD interrupt pending message / C1E enable (Xen's `MSR_K8_ENABLE_C1E`,
+/// Linux's `MSR_K8_INT_PENDING_MSG`).
+pub const MSR_K8_ENABLE_C1E: u32 = 0xC001_0055;
+/// AMD OS visible workaround: the number of valid status bits.
+pub const MSR_AMD_OSVW_ID_LENGTH: u32 = 0xC001_0140;
+/// AMD OS visible workaround: status bits (the first register).
+pub const MSR_AMD_OSVW_STATUS: u32 = 0xC001_0141;
+/// AMD performance event select 0 of the family 15h layout (select and
+/// counter interleaved, six of each).
+pub const MSR_AMD_FAM15H_EVNTSEL0: u32 = 0xC001_0200;
+/// AMD performance counter 5 of the family 15h layout, the last.
+pub const MSR_AMD_FAM15H_PERFCTR5: u32 = 0xC001_020B;
 /// AMD VM_CR (SVM lock and disable).
 pub const MSR_K8_VM_CR: u32 = 0xC001_0114;
 /// VM_CR.SVMDIS: the firmware disabled SVM.
@@ -75,3 +119,5 @@ pub const MSR_VIRT_SPEC_CTRL: u32 = 0xC001_011F;
 pub const MSR_AMD64_DE_CFG: u32 = 0xC001_1029;
 /// DE_CFG: LFENCE is dispatch-serializing.
 pub const AMD64_DE_CFG_LFENCE_SERIALISE: u64 = 1 << 1;
+/// AMD execution unit configuration.
+pub const MSR_AMD64_EX_CFG: u32 = 0xC001_102C;

@@ -81,6 +81,7 @@ pub const CASES: &[Case] = &[
         args: "virt_ssbd_set=no",
         ..case("spec_ctrl")
     },
+    case("amd_msrs"),
     Case {
         end: End::Shutdown("poweroff"),
         ..case("shutdown_poweroff")

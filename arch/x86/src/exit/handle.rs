@@ -502,7 +502,7 @@ mod tests {
     fn a_refused_msr_access_raises_gp_and_stays_on_the_instruction() {
         let mut v = vcpu();
         let before = v.gprs;
-        assert_eq!(rdmsr(&mut v, 0xC001_0010), Err(Gp));
+        assert_eq!(rdmsr(&mut v, 0xC001_0011), Err(Gp));
         assert_eq!(v.injected, Some((GP, Some(0))));
         assert_eq!((v.rip, v.shadow), (0x1000, true));
         assert_eq!(v.gprs[RAX], before[RAX], "RAX untouched");
