@@ -585,8 +585,9 @@ poweroff -f
 #[test]
 fn rxl_console_attaches_to_a_domus_console() {
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored
+mkdir -p /proc/xen /var/run/xenstored /dev/pts
 mount -t xenfs xenfs /proc/xen
+mount -t devpts devpts /dev/pts
 rxenstored &
 for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
 rxenconsoled -i --log=guest &

@@ -252,7 +252,13 @@ fn domain_name(id: u16) -> String {
 /// A pty for the domain's console, its slave's path published where `rxl console`
 /// looks (xenstore's `console/tty`, as xenconsoled; and `/run/xen/console/<id>.tty`).
 fn open_pty(id: u16) -> Option<(OwnedFd, OwnedFd)> {
-    let pty = openpty(None, None).ok()?;
+    let pty = match openpty(None, None) {
+        Ok(pty) => pty,
+        Err(e) => {
+            eprintln!("rxenconsoled: no pty for d{id} ({e}; is devpts mounted?)");
+            return None;
+        }
+    };
     // Raw: the guest's bytes pass as they are, no echo, no line editing.
     if let Ok(mut t) = termios::tcgetattr(&pty.slave) {
         termios::cfmakeraw(&mut t);
