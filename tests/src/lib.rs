@@ -449,7 +449,7 @@ pub fn busybox_initramfs(init_script: &str) -> PathBuf {
 
 /// [`busybox_initramfs`] with the files `extra` too: each `(path in the archive, file on
 /// the host)`, e.g. kernel modules under `lib/modules/`. Their directories are created;
-/// files under `bin/` and `sbin/` are executable.
+/// files under `bin/`, `sbin/`, `lib/` and `lib64/` are executable.
 ///
 /// # Panics
 /// As [`busybox_initramfs`], or if a file of `extra` cannot be read.
@@ -465,8 +465,8 @@ pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) ->
         .collect();
     // The key covers the script, the applets and the extra files, so that a
     // change of any makes a new archive.
-    // v3: programs under bin/ and sbin/ are executable.
-    let mut keyed = format!("v3\0{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
+    // v4: programs and libraries (bin/, sbin/, lib/, lib64/) are executable.
+    let mut keyed = format!("v4\0{init_script}\0{}", BUSYBOX_APPLETS.join(" ")).into_bytes();
     for (name, bytes) in &extra {
         keyed.extend_from_slice(name.as_bytes());
         keyed.extend_from_slice(&fnv1a(bytes).to_le_bytes());
@@ -510,8 +510,12 @@ pub fn busybox_initramfs_with(init_script: &str, extra: &[(String, PathBuf)]) ->
                 dirs.push(parent.clone());
             }
         }
-        // Programs (under bin/ and sbin/) are executable; other files are data.
-        let mode = if name.starts_with("bin/") || name.starts_with("sbin/") {
+        // Programs (under bin/ and sbin/) and shared libraries and the dynamic
+        // loader (under lib/ and lib64/) are executable; other files are data.
+        let mode = if ["bin/", "sbin/", "lib/", "lib64/"]
+            .iter()
+            .any(|dir| name.starts_with(dir))
+        {
             0o100755
         } else {
             0o100644

@@ -625,3 +625,87 @@ poweroff -f
         "(d0) rxl-test: done",
     ]);
 }
+
+/// Debian's `xenstore-*` tools (the host's, with the libraries `ldd` names) for
+/// dom0's initramfs: (path in the archive, file on the host).
+fn debian_xenstore_utils() -> Vec<(String, PathBuf)> {
+    let tool = PathBuf::from("/usr/bin/xenstore");
+    assert!(
+        tool.is_file(),
+        "Debian's xenstore-utils are missing (cargo xtask test installs them)"
+    );
+    let mut files: Vec<(String, PathBuf)> = ["read", "write", "ls", "exists", "rm", "list"]
+        .iter()
+        .map(|t| (format!("bin/xenstore-{t}"), tool.clone()))
+        .collect();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&tool)
+        .output()
+        .expect("cannot run ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libx.so.4 => /lib/x86_64-linux-gnu/libx.so.4 (0x...)" or the loader's
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)".
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        if let Some(path) = path {
+            files.push((
+                path.trim_start_matches('/').to_string(),
+                PathBuf::from(path),
+            ));
+        }
+    }
+    files
+}
+
+/// Xen's own tools against rxen: Debian's C `xenstore-*` tools (libxenstore) in dom0
+/// talk to rxenstored over its socket, and over `/dev/xen/xenbus` through dom0's
+/// kernel ring: what they write rxen's client reads and the other way round; they
+/// list dom0's directory and read a domU's name that rxl wrote.
+#[test]
+fn debians_xenstore_tools_work_with_rxenstored_in_dom0() {
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+xenstore-write /tool/a from-xen-tools
+echo xs-c: xenstore-read $(xenstore-read /tool/a)
+echo xs-c: rxenstore reads $(rxenstore read /tool/a)
+rxenstore write /tool/b from-rxenstore
+echo xs-c: xenstore-read of rxenstore $(xenstore-read /tool/b)
+xenstore-ls /local/domain/0 | sed 's/^/xs-c-ls: /'
+echo xs-c: through the kernel $(XENSTORED_PATH=/dev/xen/xenbus xenstore-read /local/domain/0/name)
+rxl create /etc/rxen/ring.cfg
+echo xs-c: domU name $(xenstore-read /local/domain/1/name)
+xenstore-exists /local/domain/1/store/ring-ref && echo xs-c: store ring-ref exists
+xenstore-rm /tool/a
+xenstore-exists /tool/a || echo xs-c: removed
+echo xs-c: done
+poweroff -f
+";
+    let etc = [(
+        "ring.cfg",
+        guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
+    )];
+    let initramfs = initramfs_with(script, &["console_ring"], &etc, debian_xenstore_utils());
+    let out = machine("toolstack-xenstore-utils")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP").assert_in_order(&[
+        "(d0) xs-c: xenstore-read from-xen-tools",
+        "(d0) xs-c: rxenstore reads from-xen-tools",
+        "(d0) xs-c: xenstore-read of rxenstore from-rxenstore",
+        "(d0) xs-c-ls: name = \"Domain-0\"",
+        "(d0) xs-c: through the kernel Domain-0",
+        "(d0) xs-c: domU name ring",
+        "(d0) xs-c: store ring-ref exists",
+        "(d0) xs-c: removed",
+        "(d0) xs-c: done",
+    ]);
+}
