@@ -387,6 +387,78 @@ pub fn modules_initramfs_with(
     busybox_initramfs_with(&init, &files)
 }
 
+/// Debian's packages that hold Xen 4.17's `xenconsoled` and the libraries it needs
+/// beyond what `xenstore-utils` brings.
+pub const XENCONSOLED_PACKAGES: &[&str] = &[
+    "xen-utils-4.17",
+    "libxenmisc4.17",
+    "libxenevtchn1",
+    "libxengnttab1",
+    "libxenforeignmemory1",
+    "libxencall1",
+    "libxentoollog1",
+    "libxendevicemodel1",
+];
+
+/// Debian's Xen 4.17 `xenconsoled` for a dom0 initramfs: the program as
+/// `bin/xenconsoled` and every library `ldd` names, under the paths the dynamic
+/// loader searches, as (path in the archive, file on the host). The packages
+/// ([`XENCONSOLED_PACKAGES`]) are fetched with `apt-get download` once and unpacked
+/// into `target/rxen/cache/xen-utils/`.
+///
+/// # Panics
+/// If they cannot be fetched or unpacked, or `ldd` cannot resolve a library.
+pub fn debian_xenconsoled() -> Vec<(String, PathBuf)> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let dir = rxen_dir().join("cache").join("xen-utils");
+    let root = dir.join("root");
+    let program = root.join("usr/lib/xen-4.17/bin/xenconsoled");
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !program.is_file() {
+        let work = dir.join(format!("tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&work);
+        for package in XENCONSOLED_PACKAGES {
+            let one = work.join(package);
+            create_dir(&one);
+            let deb = apt_download(&one, package);
+            run_in(&dir, Command::new("dpkg").arg("-x").arg(&deb).arg(&root));
+        }
+        let _ = fs::remove_dir_all(&work);
+    }
+    let libs = root.join("usr/lib/x86_64-linux-gnu");
+    let out = Command::new("ldd")
+        .arg(&program)
+        .env("LD_LIBRARY_PATH", &libs)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ldd: {e}"));
+    let mut files = vec![("bin/xenconsoled".to_string(), program.clone())];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line.contains("not found") {
+            panic!("xenconsoled: {}", line.trim());
+        }
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        let Some(path) = path else { continue };
+        let path = PathBuf::from(path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let at = if name.starts_with("ld-linux") {
+            format!("lib64/{name}")
+        } else {
+            format!("lib/x86_64-linux-gnu/{name}")
+        };
+        files.push((at, path));
+    }
+    files
+}
+
 /// The dom0 tool `name` (`rxl`...), as `cargo xtask build` leaves it in
 /// `target/rxen/dom0/`.
 ///

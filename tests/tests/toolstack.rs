@@ -709,3 +709,46 @@ poweroff -f
         "(d0) xs-c: done",
     ]);
 }
+
+/// Xen's own console daemon against rxen: Debian's Xen 4.17 `xenconsoled` (C,
+/// libxenctrl, libxengnttab, libxenevtchn) in dom0 finds a domU rxl created through
+/// xenstore (`@introduceDomain`, `console/ring-ref` and `port`), maps its ring (grant
+/// reference 0), binds its port and logs every line it writes with `--log=guest`, as
+/// it does on Xen: it speaks only the ABI.
+#[test]
+fn debians_xenconsoled_serves_a_domus_console() {
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console /var/lib/xen /dev/pts
+mount -t xenfs xenfs /proc/xen
+mount -t devpts devpts /dev/pts
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+xenconsoled -i --log=guest --log-dir=/var/log/xen/console &
+sleep 1
+rxl create /etc/rxen/ring.cfg
+for i in $(seq 1 150); do rxl list | grep -q '^ring .*s-' && break; sleep 0.2; done
+sleep 1
+grep -c 'console_ring: line' /var/log/xen/console/guest-ring.log | sed 's/^/xc-test: logged lines /'
+tail -n 1 /var/log/xen/console/guest-ring.log | sed 's/^/xc-log: /'
+echo xc-test: done
+poweroff -f
+";
+    let etc = [(
+        "ring.cfg",
+        guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
+    )];
+    let mut more = debian_xenstore_utils();
+    more.extend(rxen_tests::debian_xenconsoled());
+    let initramfs = initramfs_with(script, &["console_ring"], &etc, more);
+    let out = machine("toolstack-xenconsoled")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP").assert_in_order(&[
+        "(d1) console_ring: 50 lines consumed by the backend",
+        "(d1) Test result: SUCCESS",
+        "(d0) xc-test: logged lines 50",
+        "(d0) xc-log: console_ring: line 50 of 50",
+        "(d0) xc-test: done",
+    ]);
+}
