@@ -752,3 +752,43 @@ poweroff -f
         "(d0) xc-test: done",
     ]);
 }
+
+/// Destroying a domain while rxl is still building it (populating, mapping and
+/// writing its Linux kernel) ends the build with an error, leaves no half-built
+/// domain and no frame behind; the machine's memory is whole when dom0 ends.
+#[test]
+fn destroying_a_domain_while_rxl_builds_it_leaks_nothing() {
+    let script = "\
+rxl create /etc/rxen/linux.cfg > /tmp/create.out 2>&1 &
+for i in $(seq 1 100); do rxl list | grep -q '^(null) *1 ' && break; sleep 0.05; done
+rxl destroy 1
+echo rxl-test: destroy exit $?
+wait
+sed 's/^/create: /' /tmp/create.out
+rxl list | grep -c -v Name | sed 's/^/rxl-test: domains after /'
+echo rxl-test: done
+poweroff -f
+";
+    let config =
+        "name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nmemory = 256\nvcpus = 2\n";
+    let initramfs = initramfs_with(
+        script,
+        &[],
+        &[("linux.cfg", config.to_string())],
+        vec![("guests/vmlinuz".to_string(), debian_kernel())],
+    );
+    let out = machine("toolstack-destroy-while-building")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("(d0) rxl-test: destroy exit 0")
+        .assert_line_contains_all(&["(d0) create: rxl: ", "d1"])
+        .assert_contains("(d0) rxl-test: domains after 1")
+        .assert_line_contains_all(&[
+            "d1: destroyed by the control domain",
+            " 0 frames not returned",
+        ])
+        .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"])
+        .assert_not_contains("(d0) Domain 1 \"linux\" created");
+}
