@@ -87,6 +87,7 @@ rxl sched-credit -d pvclock -w 0
 echo rxl-test: weight 0 exit $?
 rxl mem-max pvclock 64
 rxl list -l | grep max_pages | sed 's/^/rxl-test: long: /'
+rxl top -b -d 1 -i 2 | sed 's/^/rxl-test: top: /'
 rxl destroy pvclock
 sleep 0.5
 rxl list
@@ -147,6 +148,12 @@ poweroff -f
         .assert_contains("(d0) rxl-test: weight 0 exit 0")
         // mem-max 64 MiB: max_pages 16384 (+1 MiB of slack is create's only).
         .assert_line_contains_all(&["(d0) rxl-test: long:", "max_pages 16384"])
+        // xentop's view, twice: dom0 busy, the domU shut down with its 16 MiB.
+        .assert_count(
+            "NAME  STATE   CPU(sec) CPU(%)     MEM(k) MEM(%)  MAXMEM(k) VCPUS",
+            2,
+        )
+        .assert_line_contains_all(&["(d0) rxl-test: top:", " pvclock ---s--", " 65536 "])
         .assert_contains("d1: destroyed by the control domain; ")
         .assert_line_contains_all(&[
             "d1: destroyed by the control domain",

@@ -5,7 +5,7 @@
 //! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
 //! `list [-l]`, `info`, `dmesg [-c]`, `pause`, `unpause`, `destroy`,
 //! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
-//! `vcpu-list`, `sched-credit`, `sched-rtds`. A domain is named by id or by name: xenstore's, or the names kept
+//! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop; `-b` batch). A domain is named by id or by name: xenstore's, or the names kept
 //! in `/run/rxl/names/<id>` when no xenstore daemon runs.
 
 mod config;
@@ -87,6 +87,18 @@ enum Command {
     VcpuList,
     /// Attach to a domain's console (rxenconsoled's pty); CTRL-] detaches.
     Console { domain: String },
+    /// A live view of the domains (as xentop): CPU and memory, refreshed.
+    Top {
+        /// Batch mode: plain tables one after the other, no screen control.
+        #[arg(short = 'b')]
+        batch: bool,
+        /// Seconds between refreshes.
+        #[arg(short = 'd', default_value_t = 3)]
+        delay: u64,
+        /// Refreshes before exiting (default: until interrupted).
+        #[arg(short = 'i')]
+        iterations: Option<u64>,
+    },
     /// Set a domain's maximum memory (MiB, or with a k/m/g suffix).
     MemMax { domain: String, size: String },
     /// Credit scheduler parameters: list every domain's, or set a domain's.
@@ -190,6 +202,11 @@ fn run(command: Command) -> Result<(), String> {
             )?;
         }
         Command::Console { domain } => console(lookup(&xc, &domain)?)?,
+        Command::Top {
+            batch,
+            delay,
+            iterations,
+        } => top(&xc, batch, delay, iterations)?,
         Command::MemMax { domain, size } => {
             let id = lookup(&xc, &domain)?;
             xc.max_mem(id, parse_size_kib(&size)?).map_err(e)?;
@@ -455,6 +472,58 @@ fn console(domid: u16) -> Result<(), String> {
         let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &saved);
     }
     result
+}
+
+/// `xentop`: every `delay` seconds, each domain's state, CPU time and share of a
+/// CPU since the last refresh, memory and its share of the host's, maximum memory
+/// and vCPUs.
+fn top(xc: &Xc, batch: bool, delay: u64, iterations: Option<u64>) -> Result<(), String> {
+    let e = |e: rxen_ctrl::Error| e.to_string();
+    let total_kib = xc.physinfo().map_err(e)?.total_pages.max(1) * 4;
+    let mut last: std::collections::BTreeMap<u16, u64> = Default::default();
+    let mut then = std::time::Instant::now();
+    let mut round = 0;
+    loop {
+        let domains = xc.domains().map_err(e)?;
+        let now = std::time::Instant::now();
+        let wall_ns = now.duration_since(then).as_nanos().max(1) as f64;
+        let mut table = format!(
+            "{:>18} {:>6} {:>10} {:>6} {:>10} {:>6} {:>10} {:>5}\n",
+            "NAME", "STATE", "CPU(sec)", "CPU(%)", "MEM(k)", "MEM(%)", "MAXMEM(k)", "VCPUS"
+        );
+        for d in &domains {
+            let busy = last.get(&d.domain).map_or(0.0, |&before| {
+                d.cpu_time.saturating_sub(before) as f64 / wall_ns * 100.0
+            });
+            let mem = d.tot_pages * 4;
+            table.push_str(&format!(
+                "{:>18} {:>6} {:>10} {:>6.1} {:>10} {:>6.1} {:>10} {:>5}\n",
+                name_of(d),
+                state(d),
+                d.cpu_time / 1_000_000_000,
+                busy,
+                mem,
+                mem as f64 * 100.0 / total_kib as f64,
+                d.max_pages * 4,
+                d.nr_online_vcpus
+            ));
+        }
+        last = domains.iter().map(|d| (d.domain, d.cpu_time)).collect();
+        then = now;
+        if batch {
+            print!("{table}");
+        } else {
+            // Home and clear, as xentop's screen.
+            print!("\x1b[H\x1b[2J{table}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        round += 1;
+        if iterations.is_some_and(|n| round >= n) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(delay));
+    }
 }
 
 /// The domains named by `domain`, or every domain.
