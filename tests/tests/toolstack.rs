@@ -516,6 +516,8 @@ rxl list | grep '^linux' | sed 's/^/xs-test: after mem-set: /'
 rxl shutdown -w linux
 echo xs-test: shutdown exit $?
 rxl list | grep -c '^linux' | sed 's/^/xs-test: linux domains left /'
+sleep 0.5
+rxenstore read /local/domain/1/name >/dev/null 2>&1 || echo xs-test: /local/domain/1 gone from xenstore
 grep 'rxen-domU' $log | sed 's/^/domUlog: /'
 echo xs-test: done
 poweroff -f
@@ -544,6 +546,7 @@ poweroff -f
             "(d0) Domain 1 has been destroyed.",
             "(d0) xs-test: shutdown exit 0",
             "(d0) xs-test: linux domains left 0",
+            "(d0) xs-test: /local/domain/1 gone from xenstore",
             "(d0) domUlog: rxen-domU: init is running",
             "(d0) xs-test: done",
         ])
