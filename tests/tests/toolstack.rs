@@ -802,3 +802,39 @@ poweroff -f
         .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"])
         .assert_not_contains("(d0) Domain 1 \"linux\" created");
 }
+
+/// A domU's own xenstore ring, served by rxenstored in dom0: the guest (built by rxl,
+/// which wrote its directory and introduced it) writes and reads back nodes under its
+/// `data/` 200 times over its ring, each reply waited for on its event channel; a
+/// node of dom0's is refused with `EACCES`. It prints the round trips per second.
+#[test]
+fn a_domu_talks_to_rxenstored_over_its_ring() {
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+rxl create /etc/rxen/xs.cfg
+for i in $(seq 1 300); do rxl list | grep -q '^xs .*s-' && break; sleep 0.2; done
+echo xs-test: last value $(rxenstore read /local/domain/1/data/xs-ring/7)
+echo xs-test: done
+poweroff -f
+";
+    let etc = [(
+        "xs.cfg",
+        guest_config("xs", "xs_ring", "on_poweroff = \"preserve\"\n"),
+    )];
+    let initramfs = initramfs(script, &["xs_ring"], &etc);
+    let out = machine("toolstack-xs-ring")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP").assert_in_order(&[
+        "(d1) xs_ring: ring at gfn 0xfeffc",
+        "(d1) xs_ring: 200 round trips in ",
+        "(d1) Test result: SUCCESS",
+        // The last write to node 7 was round 199 (199 % 16 == 7).
+        "(d0) xs-test: last value value-199",
+        "(d0) xs-test: done",
+    ]);
+}

@@ -20,7 +20,8 @@
 //!   (256 MiB, 2 vCPUs, its busybox initramfs) until `rxl` returns and until the
 //!   domU's `/init` (its line in rxenconsoled's log), and `rxl destroy`, by dom0's
 //!   uptime; three runs, min and median, beside Xen 4.17's figures on this QEMU
-//!   (`xl create`, as measured for issue 13).
+//!   (`xl create`, as measured for issue 13); and xenstore write+read round trips
+//!   per second over a domU's own ring, served by rxenstored in dom0.
 //! - The hostile-guest fuzzer (issue 14): 10^6 random hypercalls beside an
 //!   event-channel ping-pong pair on two CPUs, with the time and calls per second
 //!   (the pair must finish and every frame come back, as in `tests/tests/fuzz.rs`).
@@ -560,6 +561,7 @@ fn toolstack() -> bool {
     const RUNS: usize = 3;
     println!("\nxtask: rxl in Linux dom0: create of a Linux PVH domU (256 MiB, 2 vCPUs) and destroy, {RUNS} runs");
     crate::image::build_dom0_tools();
+    crate::image::build_guests();
     let kernel = rxen_tests::debian_kernel();
     let domu_initrd =
         rxen_tests::busybox_initramfs("#!/bin/sh\nmount -t proc proc /proc\necho rxen-domU: init is running at $(cut -d' ' -f1 /proc/uptime)\nsleep 1000\n");
@@ -621,6 +623,7 @@ fn toolstack() -> bool {
             }
         }
     }
+    let ring = xenstore_ring(&kernel);
     println!("\nxtask: where rxl create's time goes (last run):");
     for line in last_steps.lines() {
         println!("  {line}");
@@ -653,5 +656,60 @@ fn toolstack() -> bool {
             ),
         }
     }
+    match ring {
+        Some(line) => println!("\nxenstore over a domU's ring (rxenstored in dom0): {line}"),
+        None => return false,
+    }
     true
+}
+
+/// rxenstored's round trips over a domU's own ring: the `xs_ring` guest, built by
+/// rxl in Linux dom0, writes and reads back 1000 nodes; its figure line.
+fn xenstore_ring(kernel: &std::path::Path) -> Option<String> {
+    let config = rxen_tests::write_module(
+        "bench-xs.cfg",
+        b"name = \"xs\"\ntype = \"pvh\"\nkernel = \"/guests/xs_ring\"\ncmdline = \"ops=1000\"\nmemory = 16\non_poweroff = \"preserve\"\n",
+    );
+    let files = vec![
+        ("bin/rxl".to_string(), rxen_tests::dom0_tool("rxl")),
+        (
+            "bin/rxenstored".to_string(),
+            rxen_tests::dom0_tool("rxenstored"),
+        ),
+        ("guests/xs_ring".to_string(), guest("xs_ring")),
+        ("etc/rxen/xs.cfg".to_string(), config),
+    ];
+    let script = "\
+mkdir -p /proc/xen /var/run/xenstored
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+rxl create /etc/rxen/xs.cfg
+sleep 1000
+";
+    let initramfs = rxen_tests::modules_initramfs_with(
+        &["xen-privcmd", "xen-evtchn", "xen-gntdev", "xenfs"],
+        script,
+        &files,
+    );
+    let out = Qemu::new("bench-xs-ring")
+        .memory_mb(1024)
+        .append("console=com1 isa_debug_exit dom0_mem=256M")
+        .module(kernel, DOM0_BENCH_ARGS)
+        .module(&initramfs, "")
+        .stop_on("Test result:")
+        .timeout(Duration::from_secs(300))
+        .run();
+    let line = out.log.lines().find_map(|l| {
+        l.split("xs_ring: ")
+            .nth(1)
+            .filter(|r| r.contains("per second"))
+    });
+    if line.is_none() || !out.log.contains("Test result: SUCCESS") {
+        eprintln!(
+            "xtask: the xs_ring guest gave no figure; log tail:\n{}",
+            out.tail(30)
+        );
+    }
+    line.map(str::to_string)
 }
