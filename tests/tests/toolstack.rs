@@ -123,6 +123,10 @@ poweroff -f
         .assert_contains("(d0) rxl-test: privcmd")
         .assert_line_contains_all(&["(d0) nr_cpus", ": 1"])
         .assert_line_contains_all(&["(d0) virt_caps", "hvm hap"])
+        .assert_line_contains_all(&["(d0) xen_version", ": 4.17-rxen"])
+        .assert_line_contains_all(&["(d0) xen_caps", "hvm-3.0-x86_64"])
+        .assert_line_contains_all(&["(d0) xen_scheduler", ": credit"])
+        .assert_line_contains_all(&["(d0) xen_commandline", "dom0_mem=256M"])
         .assert_line_contains_all(&["(d0) Domain-0", " 0 ", "r-----"])
         .assert_in_order(&[
             "(d0) Parsing config from /etc/rxen/pvclock.cfg",

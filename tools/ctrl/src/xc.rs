@@ -196,6 +196,24 @@ impl Xc {
         }
     }
 
+    /// `xen_version(cmd)` into a buffer of `len` bytes: the call's return value and
+    /// the buffer's bytes up to the first NUL (the string sub-ops).
+    pub fn xen_version(&self, cmd: u32, len: usize) -> Result<(i64, String)> {
+        let buffer = self.call.buffer(len.max(1))?;
+        let arg = if len == 0 { 0 } else { buffer.addr() };
+        // SAFETY: the only address argument is the buffer, `len` bytes or more.
+        let ret = unsafe {
+            self.call.hypercall(
+                rxen_abi::xen::HYPERVISOR_XEN_VERSION,
+                [u64::from(cmd), arg, 0, 0, 0],
+                "xen_version",
+            )
+        }?;
+        let bytes = &buffer.bytes()[..len];
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(len);
+        Ok((ret, String::from_utf8_lossy(&bytes[..end]).into_owned()))
+    }
+
     /// `sched_id`: the scheduler (`XEN_SCHEDULER_*`).
     pub fn sched_id(&self) -> Result<u32> {
         let mut op = Self::sop(XEN_SYSCTL_SCHED_ID, &[]);

@@ -158,7 +158,32 @@ fn run(command: Command) -> Result<(), String> {
             print!("{}", list(&domains, long));
         }
         Command::Info => {
+            use rxen_abi::version::{
+                XENVER_CAPABILITIES, XENVER_COMMANDLINE, XENVER_EXTRAVERSION, XENVER_VERSION,
+            };
             let p = xc.physinfo().map_err(e)?;
+            let (version, _) = xc.xen_version(XENVER_VERSION, 0).map_err(e)?;
+            let (_, extra) = xc.xen_version(XENVER_EXTRAVERSION, 16).map_err(e)?;
+            let (_, caps) = xc.xen_version(XENVER_CAPABILITIES, 1024).map_err(e)?;
+            let (_, cmdline) = xc.xen_version(XENVER_COMMANDLINE, 1024).map_err(e)?;
+            let scheduler = match xc.sched_id().map_err(e)? {
+                rxen_abi::sysctl::XEN_SCHEDULER_CREDIT => "credit",
+                rxen_abi::sysctl::XEN_SCHEDULER_RTDS => "rtds",
+                _ => "unknown",
+            };
+            let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            println!("host                   : {}", host.trim());
+            println!("xen_major              : {}", version >> 16);
+            println!("xen_minor              : {}", version & 0xffff);
+            println!("xen_extra              : {extra}");
+            println!(
+                "xen_version            : {}.{}{extra}",
+                version >> 16,
+                version & 0xffff
+            );
+            println!("xen_caps               : {caps}");
+            println!("xen_scheduler          : {scheduler}");
+            println!("xen_commandline        : {cmdline}");
             println!("nr_cpus                : {}", p.nr_cpus);
             println!("cpu_mhz                : {}", p.cpu_khz / 1000);
             println!("total_memory           : {}", p.total_pages / 256);
