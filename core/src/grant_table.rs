@@ -240,9 +240,17 @@ pub struct Mapping {
 /// mapping.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
-    Free { next: GrantHandle },
+    Free {
+        next: GrantHandle,
+    },
     Reserved,
     InUse(Mapping),
+    /// A mapping whose granter was destroyed: the page was unmapped then, the
+    /// handle stays until the mapper unmaps it, which succeeds as on Xen (where
+    /// the granter lingers until its pages are unmapped).
+    Orphan {
+        gfn: u64,
+    },
 }
 
 /// Where to put a grant frame for `XENMEM_add_to_physmap`
@@ -622,7 +630,27 @@ impl GrantTable {
         }
     }
 
-    /// Frees `handle` (reserved or in use), returning the mapping it held.
+    /// Turns in-use `handle` into an orphan (its granter is gone, its page
+    /// unmapped); returns the mapping it held.
+    fn orphan_handle(&mut self, handle: GrantHandle) -> Option<Mapping> {
+        let slot = self.slot_mut(handle)?;
+        let Slot::InUse(mapping) = *slot else {
+            return None;
+        };
+        *slot = Slot::Orphan { gfn: mapping.gfn };
+        Some(mapping)
+    }
+
+    /// The gfn of orphaned `handle` ([`Slot::Orphan`]), if it is one.
+    fn orphan_gfn(&self, handle: GrantHandle) -> Option<u64> {
+        match self.slot(handle)? {
+            Slot::Orphan { gfn } => Some(*gfn),
+            _ => None,
+        }
+    }
+
+    /// Frees `handle` (reserved, in use or orphaned), returning the mapping it
+    /// held if it was in use.
     fn free_handle(&mut self, handle: GrantHandle) -> Option<Mapping> {
         let next = self.free_head;
         let slot = self.slot_mut(handle)?;
@@ -641,6 +669,11 @@ impl GrantTable {
                 self.free_head = handle;
                 self.in_use = self.in_use.saturating_sub(1);
                 Some(mapping)
+            }
+            Slot::Orphan { .. } => {
+                self.free_head = handle;
+                self.in_use = self.in_use.saturating_sub(1);
+                None
             }
         }
     }
@@ -993,6 +1026,15 @@ pub fn unmap_grant_ref(
     platform: &mut dyn GrantPlatform,
 ) -> Result<(), i16> {
     let table = tables.table(caller).ok_or(GNTST_GENERAL_ERROR)?;
+    if let Some(gfn) = table.orphan_gfn(handle) {
+        // Its granter is gone and the page was unmapped then: the unmap of it
+        // succeeds, as on Xen, and the handle is free again.
+        if host_addr != 0 && host_addr >> 12 != gfn {
+            return Err(GNTST_GENERAL_ERROR);
+        }
+        table.free_handle(handle);
+        return Ok(());
+    }
     let mapping = table.mapping(handle).ok_or(GNTST_BAD_HANDLE)?;
     if host_addr == 0 {
         return Ok(());
@@ -1126,7 +1168,8 @@ pub fn copy(
 /// those it made of others' grants (unmapped from its physmap, the
 /// granters' pins dropped and their `GTF_reading`/`GTF_writing` cleared)
 /// and those other domains made of its grants (unmapped from the mappers'
-/// physmaps, their handles freed). Returns how many mappings went. The
+/// physmaps; their handles stay, orphaned, until the mappers unmap them,
+/// which then succeeds as on Xen, where the granter lingers until then). Returns how many mappings went. The
 /// hypervisor then flushes the mappers' TLBs, drops the table and frees
 /// the domain's frames. Allocates nothing; the work is bounded by the
 /// maptrack sizes of the domain and of its grants' users.
@@ -1159,7 +1202,8 @@ pub fn release_domain(
             if mapper.mapping(handle).is_none_or(|m| m.granter != domid) {
                 continue;
             }
-            let Some(mapping) = mapper.free_handle(handle) else {
+            // The handle stays, orphaned, for the mapper's own unmap.
+            let Some(mapping) = mapper.orphan_handle(handle) else {
                 continue;
             };
             let _ = platform.unmap_foreign(user, mapping.gfn, mapping.restore);
@@ -2210,12 +2254,29 @@ mod tests {
         assert_eq!(fake.flags(FRONT, 1), GTF_PERMIT_ACCESS);
         assert_eq!(fake.flags(FRONT, 2), GTF_PERMIT_ACCESS | GTF_READONLY);
         assert!(!tables[&FRONT].frame_in_use(5));
-        assert_eq!(tables[&OTHER].nr_mappings(), 0);
-        assert_eq!(tables[&BACK].nr_mappings(), 1);
+        // The mappers' handles stay, orphaned, until they unmap them.
+        assert_eq!(tables[&OTHER].nr_mappings(), 1);
+        assert_eq!(tables[&BACK].nr_mappings(), 3);
+        assert_eq!(
+            unmap_grant_ref(BACK, (MAP_AT + 5) << 12, back_h, &mut tables, &mut fake),
+            Err(GNTST_GENERAL_ERROR),
+            "an orphan is unmapped at its own address only"
+        );
+        assert_eq!(
+            unmap_grant_ref(BACK, MAP_AT << 12, back_h, &mut tables, &mut fake),
+            Ok(()),
+            "the mapper's unmap succeeds, as on Xen"
+        );
         assert_eq!(
             unmap_grant_ref(BACK, MAP_AT << 12, back_h, &mut tables, &mut fake),
             Err(GNTST_BAD_HANDLE),
-            "the mapper's handle is gone"
+            "then the handle is free"
+        );
+        assert_eq!(tables[&BACK].nr_mappings(), 2);
+        assert_eq!(
+            fake.foreign.keys().copied().collect::<Vec<_>>(),
+            vec![(BACK, MAP_AT + 2)],
+            "an orphan's unmap touches no page"
         );
         assert_eq!(
             unmap_grant_ref(BACK, (MAP_AT + 2) << 12, own_h, &mut tables, &mut fake),
