@@ -99,6 +99,24 @@ pub struct XenDomctl {
     pub u: [u8; XEN_DOMCTL_UNION_SIZE],
 }
 
+impl XenDomctl {
+    /// A domctl `cmd` on `domain` with Xen 4.17's interface version and `arg` at
+    /// the start of its union (at most [`XEN_DOMCTL_UNION_SIZE`] bytes; more are
+    /// cut off).
+    pub fn new(cmd: u32, domain: u16, arg: &[u8]) -> Self {
+        let mut u = [0; XEN_DOMCTL_UNION_SIZE];
+        let n = arg.len().min(XEN_DOMCTL_UNION_SIZE);
+        u[..n].copy_from_slice(&arg[..n]);
+        Self {
+            cmd,
+            interface_version: XEN_DOMCTL_INTERFACE_VERSION,
+            domain,
+            pad: [0; 3],
+            u,
+        }
+    }
+}
+
 /// `struct xen_arch_domainconfig` (arch-x86/xen.h), 8 bytes.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -141,6 +159,27 @@ pub struct XenDomctlCreatedomain {
     pub cpupool_id: u32,
     /// Architecture part.
     pub arch: XenArchDomainconfig,
+}
+
+impl XenDomctlCreatedomain {
+    /// What libxl asks for a PVH guest with `max_vcpus` (`libxl_x86.c`): an HVM
+    /// container on hardware-assisted paging, the local APIC emulated, grant
+    /// table v1 with 32 frames and 1024 maptrack frames, ports up to 1023.
+    pub fn pvh(max_vcpus: u32) -> Self {
+        Self {
+            flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
+            max_vcpus,
+            max_evtchn_port: 1023,
+            max_grant_frames: 32,
+            max_maptrack_frames: 1024,
+            grant_opts: 1,
+            arch: XenArchDomainconfig {
+                emulation_flags: XEN_X86_EMU_LAPIC,
+                misc_flags: 0,
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// `struct xen_domctl_getdomaininfo` (4.17), 112 bytes.
@@ -329,5 +368,24 @@ mod tests {
         assert_eq!(offset_of!(XenDomctlGetdomaininfo, cpupool), 92);
         assert_eq!(offset_of!(XenDomctlGetdomaininfo, gpaddr_bits), 96);
         assert_eq!(offset_of!(XenDomctlGetdomaininfo, arch_config), 104);
+    }
+
+    #[test]
+    fn a_domctl_carries_its_version_and_argument() {
+        let op = XenDomctl::new(XEN_DOMCTL_MAX_VCPUS, 7, &4u32.to_le_bytes());
+        assert_eq!(
+            (op.cmd, op.interface_version, op.domain),
+            (XEN_DOMCTL_MAX_VCPUS, 0x15, 7)
+        );
+        assert_eq!(&op.u[..5], &[4, 0, 0, 0, 0]);
+        // An argument longer than the union is cut off, not a panic.
+        let op = XenDomctl::new(XEN_DOMCTL_SETDOMAINHANDLE, 1, &[0xab; 200]);
+        assert!(op.u.iter().all(|&b| b == 0xab));
+        let pvh = XenDomctlCreatedomain::pvh(2);
+        assert_eq!(pvh.flags, XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP);
+        assert_eq!(
+            (pvh.max_vcpus, pvh.arch.emulation_flags),
+            (2, XEN_X86_EMU_LAPIC)
+        );
     }
 }

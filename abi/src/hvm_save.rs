@@ -235,6 +235,29 @@ pub struct HvmHwCpu {
     pub pad0: u32,
 }
 
+impl HvmHwCpu {
+    /// The state a PVH vCPU starts in, as libxc's `vcpu_hvm` sets it: 32-bit
+    /// flat protected mode (CR0 = PE|ET, code and data segments of 4 GiB, a
+    /// busy TSS) at `entry`, RBX = the `hvm_start_info` address, the rest zero.
+    pub fn pvh_start(entry: u64, start_info: u64) -> Self {
+        let mut cpu = Self::new_zeroed();
+        cpu.rip = entry;
+        cpu.rbx = start_info;
+        cpu.cr0 = 0x11;
+        cpu.cs_limit = !0;
+        cpu.ds_limit = !0;
+        cpu.es_limit = !0;
+        cpu.ss_limit = !0;
+        cpu.tr_limit = 0x67;
+        cpu.cs_arbytes = 0xc9b;
+        cpu.ds_arbytes = 0xc93;
+        cpu.es_arbytes = 0xc93;
+        cpu.ss_arbytes = 0xc93;
+        cpu.tr_arbytes = 0x8b;
+        cpu
+    }
+}
+
 impl Default for HvmHwCpu {
     fn default() -> Self {
         Self::new_zeroed()

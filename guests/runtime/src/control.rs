@@ -4,7 +4,7 @@
 //! the memory map of a domain being built. Thin wrappers: each returns Xen's answer
 //! as the hypercall gave it.
 
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::abi::domctl::*;
 use crate::abi::memory::{
@@ -30,12 +30,7 @@ pub fn domctl(op: &mut XenDomctl) -> i64 {
 /// A `xen_domctl` for `cmd` on `domain` with Xen 4.17's interface version and
 /// `arg` at the start of its union.
 pub fn dop(cmd: u32, domain: DomId, arg: &[u8]) -> XenDomctl {
-    let mut op = XenDomctl::new_zeroed();
-    op.cmd = cmd;
-    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
-    op.domain = domain;
-    op.u[..arg.len()].copy_from_slice(arg);
-    op
+    XenDomctl::new(cmd, domain, arg)
 }
 
 /// A domctl without argument (pause, unpause, destroy...).
@@ -61,19 +56,7 @@ pub fn create(
     max_vcpus: u32,
     edit: impl FnOnce(&mut XenDomctlCreatedomain),
 ) -> Result<DomId, i64> {
-    let mut c = XenDomctlCreatedomain {
-        flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
-        max_vcpus,
-        max_evtchn_port: 1023,
-        max_grant_frames: 32,
-        max_maptrack_frames: 1024,
-        grant_opts: 1,
-        arch: XenArchDomainconfig {
-            emulation_flags: XEN_X86_EMU_LAPIC,
-            misc_flags: 0,
-        },
-        ..Default::default()
-    };
+    let mut c = XenDomctlCreatedomain::pvh(max_vcpus);
     edit(&mut c);
     let mut op = dop(XEN_DOMCTL_CREATEDOMAIN, requested, c.as_bytes());
     match domctl(&mut op) {

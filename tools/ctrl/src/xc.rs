@@ -74,12 +74,7 @@ impl Xc {
     }
 
     fn dop(cmd: u32, domain: DomId, arg: &[u8]) -> XenDomctl {
-        let mut op = XenDomctl::new_zeroed();
-        op.cmd = cmd;
-        op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
-        op.domain = domain;
-        op.u[..arg.len()].copy_from_slice(arg);
-        op
+        XenDomctl::new(cmd, domain, arg)
     }
 
     fn sop(cmd: u32, arg: &[u8]) -> XenSysctl {
@@ -94,18 +89,8 @@ impl Xc {
     /// libxl asks) with `max_vcpus` and `handle`: its id.
     pub fn create_pvh(&self, max_vcpus: u32, handle: [u8; 16]) -> Result<DomId> {
         let config = XenDomctlCreatedomain {
-            flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
             handle,
-            max_vcpus,
-            max_evtchn_port: 1023,
-            max_grant_frames: 32,
-            max_maptrack_frames: 1024,
-            grant_opts: 1,
-            arch: XenArchDomainconfig {
-                emulation_flags: XEN_X86_EMU_LAPIC,
-                misc_flags: 0,
-            },
-            ..Default::default()
+            ..XenDomctlCreatedomain::pvh(max_vcpus)
         };
         let mut op = Self::dop(XEN_DOMCTL_CREATEDOMAIN, 0, config.as_bytes());
         self.domctl(&mut op, "createdomain")?;
@@ -124,6 +109,18 @@ impl Xc {
     pub fn max_vcpus(&self, domain: DomId, n: u32) -> Result<()> {
         let mut op = Self::dop(XEN_DOMCTL_MAX_VCPUS, domain, &n.to_le_bytes());
         self.domctl(&mut op, "max_vcpus")
+    }
+
+    /// `getvcpuinfo` of `vcpu` of `domain` (`None` past its last vCPU).
+    pub fn vcpu_info(&self, domain: DomId, vcpu: u32) -> Result<Option<XenDomctlGetvcpuinfo>> {
+        let mut op = Self::dop(XEN_DOMCTL_GETVCPUINFO, domain, &vcpu.to_le_bytes());
+        match self.domctl(&mut op, "getvcpuinfo") {
+            Ok(()) => Ok(XenDomctlGetvcpuinfo::read_from_prefix(&op.u)
+                .ok()
+                .map(|(info, _)| info)),
+            Err(e) if e.errno == 22 || e.errno == 3 => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `max_mem` in KiB.

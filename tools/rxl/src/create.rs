@@ -28,7 +28,7 @@ use rxen_core::acpi_tables::{self, ACPI_TABLES_BASE, ACPI_TABLES_SIZE};
 use rxen_core::domain::GuestMemRegion;
 use rxen_ctrl::foreignmemory;
 use rxen_ctrl::xc::Xc;
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::config::DomainConfig;
 
@@ -42,8 +42,6 @@ pub const XENSTORE_GFN: u64 = 0xfeffc;
 /// `LIBXL_MAXMEM_CONSTANT`: KiB libxl adds to `max_mem` for what a domain needs
 /// beyond its RAM.
 const MAXMEM_SLACK_KIB: u64 = 1024;
-/// `X86_CR0_PE | X86_CR0_ET`.
-const CR0_PE_ET: u64 = 0x11;
 const PAGE: u64 = 4096;
 
 /// With `rxl -v`: the time since `create` started at each step, on stderr (as
@@ -341,24 +339,7 @@ fn set_vcpu(xc: &Xc, domid: DomId, entry: u64, start_info: u64) -> Result<(), St
             "d{domid}: its HVM context has no HEADER or MTRR record"
         ));
     };
-    let mut cpu = HvmHwCpu::new_zeroed();
-    cpu.rip = entry;
-    cpu.rbx = start_info;
-    cpu.cr0 = CR0_PE_ET;
-    for limit in [
-        &mut cpu.cs_limit,
-        &mut cpu.ds_limit,
-        &mut cpu.es_limit,
-        &mut cpu.ss_limit,
-    ] {
-        *limit = !0;
-    }
-    cpu.tr_limit = 0x67;
-    cpu.cs_arbytes = 0xc9b;
-    cpu.ds_arbytes = 0xc93;
-    cpu.es_arbytes = 0xc93;
-    cpu.ss_arbytes = 0xc93;
-    cpu.tr_arbytes = 0x8b;
+    let cpu = HvmHwCpu::pvh_start(entry, start_info);
     mtrr.msr_mtrr_def_type = MTRR_TYPE_WRBACK | MTRR_DEF_TYPE_ENABLE;
     let mut blob = Vec::new();
     let mut put = |typecode: u16, body: &[u8]| {

@@ -48,8 +48,6 @@ const MEMMAP: u64 = 0x1c00;
 /// seeds the console and xenstore pages), and what dom0 writes there.
 const SEEDED: u64 = 3;
 const SEED_TEXT: &[u8] = b"seeded by dom0";
-/// `X86_CR0_PE | X86_CR0_ET`, as libxc starts a PVH vCPU.
-const CR0_PE_ET: u64 = 0x11;
 
 fn main(si: &StartInfo) {
     if map_shared_info() != 0 {
@@ -393,20 +391,7 @@ fn set_vcpu_context(domid: u16, entry: u64, start_info: u64) {
         error!("gethvmcontext: no HEADER or no MTRR record");
     };
     check_eq!(header.magic, HVM_FILE_MAGIC, "the header's magic");
-    let mut cpu = HvmHwCpu::new_zeroed();
-    cpu.rip = entry;
-    cpu.rbx = start_info;
-    cpu.cr0 = CR0_PE_ET;
-    cpu.cs_limit = !0;
-    cpu.ds_limit = !0;
-    cpu.es_limit = !0;
-    cpu.ss_limit = !0;
-    cpu.tr_limit = 0x67;
-    cpu.cs_arbytes = 0xc9b;
-    cpu.ds_arbytes = 0xc93;
-    cpu.es_arbytes = 0xc93;
-    cpu.ss_arbytes = 0xc93;
-    cpu.tr_arbytes = 0x8b;
+    let cpu = HvmHwCpu::pvh_start(entry, start_info);
     mtrr.msr_mtrr_def_type = MTRR_TYPE_WRBACK | MTRR_DEF_TYPE_ENABLE;
     let mut len = 0;
     let mut put = |typecode: u16, body: &[u8]| {
