@@ -23,6 +23,19 @@ fn machine(name: &str) -> Qemu {
         .timeout(Duration::from_secs(240))
 }
 
+/// What every dom0 here does first, as a dom0's init does: xenfs on `/proc/xen`,
+/// devpts (for console ptys), and `start_xenstored [options]`, which starts rxenstored
+/// and waits for its socket.
+const DOM0_PRELUDE: &str = "\
+mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console /var/lib/xen /dev/pts
+mount -t xenfs xenfs /proc/xen
+mount -t devpts devpts /dev/pts
+start_xenstored() {
+  rxenstored \"$@\" &
+  for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+}
+";
+
 /// A config file for the test guest `guest` (in `/guests/` of dom0's initramfs).
 fn guest_config(name: &str, guest: &str, extra: &str) -> String {
     format!(
@@ -32,7 +45,7 @@ fn guest_config(name: &str, guest: &str, extra: &str) -> String {
 
 /// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, xenfs, rxl,
 /// rxenconsoled, rxenstored, rxenstore, the test guests `guests` and the files `etc`
-/// (in `/etc/rxen/`), with `script` after the modules are loaded.
+/// (in `/etc/rxen/`), with [`DOM0_PRELUDE`] and `script` after the modules are loaded.
 fn initramfs(script: &str, guests: &[&str], etc: &[(&str, String)]) -> PathBuf {
     initramfs_with(script, guests, etc, Vec::new())
 }
@@ -60,7 +73,7 @@ fn initramfs_with(
     }
     modules_initramfs_with(
         &["xen-privcmd", "xen-evtchn", "xen-gntdev", "xenfs"],
-        script,
+        &[DOM0_PRELUDE, script].concat(),
         &files,
     )
 }
@@ -88,6 +101,7 @@ echo rxl-test: weight 0 exit $?
 rxl mem-max pvclock 64
 rxl list -l | grep max_pages | sed 's/^/rxl-test: long: /'
 rxl top -b -d 1 -i 2 | sed 's/^/rxl-test: top: /'
+rxl vcpu-list | sed 's/^/rxl-test: vcpus: /'
 rxl destroy pvclock
 sleep 0.5
 rxl list
@@ -158,6 +172,9 @@ poweroff -f
             2,
         )
         .assert_line_contains_all(&["(d0) rxl-test: top:", " pvclock ---s--", " 65536 "])
+        // dom0's one vCPU runs vcpu-list itself; the shut-down domU's is offline.
+        .assert_line_contains_all(&["(d0) rxl-test: vcpus: Domain-0", " 0     0     0   r--"])
+        .assert_line_contains_all(&["(d0) rxl-test: vcpus: pvclock", " 1     0     -   --p"])
         .assert_contains("d1: destroyed by the control domain; ")
         .assert_line_contains_all(&[
             "d1: destroyed by the control domain",
@@ -410,11 +427,8 @@ poweroff -f
 #[test]
 fn rxenstored_serves_dom0s_kernel_and_a_domu() {
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored
-mount -t xenfs xenfs /proc/xen
 echo xs-test: xenfs $(ls /proc/xen) port $(cat /proc/xen/xsd_port)
-rxenstored --log-level info &
-for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+start_xenstored --log-level info
 for i in $(seq 1 50); do rxenstore --xenbus read /local/domain/0/name >/tmp/name 2>/tmp/err && break; sleep 0.2; done
 cat /tmp/err
 echo xs-test: xenbus name $(cat /tmp/name)
@@ -506,10 +520,7 @@ while true; do sleep 1; done
     let domu_initrd =
         rxen_tests::busybox_initramfs_with(domu_init, &[("sbin/poweroff".to_string(), poweroff)]);
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored
-mount -t xenfs xenfs /proc/xen
-rxenstored &
-for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+start_xenstored
 rxenconsoled -i --log=guest &
 rxl create /etc/rxen/linux.cfg
 log=/var/log/xen/console/guest-linux.log
@@ -602,11 +613,7 @@ poweroff -f
 #[test]
 fn rxl_console_attaches_to_a_domus_console() {
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored /dev/pts
-mount -t xenfs xenfs /proc/xen
-mount -t devpts devpts /dev/pts
-rxenstored &
-for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+start_xenstored
 rxenconsoled -i --log=guest &
 rxl create /etc/rxen/echo.cfg
 sleep 1
@@ -686,10 +693,7 @@ fn debian_xenstore_utils() -> Vec<(String, PathBuf)> {
 #[test]
 fn debians_xenstore_tools_work_with_rxenstored_in_dom0() {
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored
-mount -t xenfs xenfs /proc/xen
-rxenstored &
-for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+start_xenstored
 xenstore-write /tool/a from-xen-tools
 echo xs-c: xenstore-read $(xenstore-read /tool/a)
 echo xs-c: rxenstore reads $(rxenstore read /tool/a)
@@ -735,11 +739,7 @@ poweroff -f
 #[test]
 fn debians_xenconsoled_serves_a_domus_console() {
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console /var/lib/xen /dev/pts
-mount -t xenfs xenfs /proc/xen
-mount -t devpts devpts /dev/pts
-rxenstored &
-for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+start_xenstored
 xenconsoled -i --log=guest --log-dir=/var/log/xen/console &
 sleep 1
 rxl create /etc/rxen/ring.cfg
@@ -817,10 +817,7 @@ poweroff -f
 #[test]
 fn a_domu_talks_to_rxenstored_over_its_ring() {
     let script = "\
-mkdir -p /proc/xen /var/run/xenstored
-mount -t xenfs xenfs /proc/xen
-rxenstored &
-for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+start_xenstored
 rxl create /etc/rxen/xs.cfg
 for i in $(seq 1 300); do rxl list | grep -q '^xs .*s-' && break; sleep 0.2; done
 echo xs-test: last value $(rxenstore read /local/domain/1/data/xs-ring/7)

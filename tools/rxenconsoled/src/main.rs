@@ -12,7 +12,8 @@
 //! what the guest writes goes there too, and what is typed there goes into the
 //! guest's input ring. `rxl console` attaches to it.
 //!
-//! Options as xenconsoled's: `--log=none|guest|hv|all`, `--log-dir=DIR`,
+//! Options as xenconsoled's: `--log=none|guest` (`hv` and `all`, the hypervisor's
+//! log, are refused: not kept yet), `--log-dir=DIR`,
 //! `-i`/`--interactive` (stay in the foreground; otherwise it detaches).
 //! Names come from rxl (`/run/rxl/names/<id>`) until xenstore runs in dom0.
 
@@ -60,7 +61,7 @@ const OUT_PROD: usize = 3072 + 12;
     about = "rxen's console daemon (xenconsoled's options)"
 )]
 struct Args {
-    /// What to log: none, guest, hv or all (xenconsoled's --log).
+    /// What to log: none or guest (xenconsoled's --log; hv and all are refused).
     #[arg(long, default_value = "guest")]
     log: String,
     /// Where the logs go.
@@ -84,9 +85,19 @@ struct Console<'a> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !["none", "guest", "hv", "all"].contains(&args.log.as_str()) {
-        eprintln!("rxenconsoled: --log={}: none, guest, hv or all", args.log);
-        return ExitCode::FAILURE;
+    match args.log.as_str() {
+        "none" | "guest" => {}
+        "hv" | "all" => {
+            eprintln!(
+                "rxenconsoled: --log={}: the hypervisor's log is not kept yet (rxl dmesg reads it)",
+                args.log
+            );
+            return ExitCode::FAILURE;
+        }
+        other => {
+            eprintln!("rxenconsoled: --log={other}: none, guest, hv or all");
+            return ExitCode::FAILURE;
+        }
     }
     if !args.interactive {
         // Called before any thread exists.

@@ -254,10 +254,33 @@ fn run(command: Command) -> Result<(), String> {
             budget,
         } => sched_rtds(&xc, domain, period, budget)?,
         Command::VcpuList => {
+            // xl's columns; the state is r(unning), b(locked) or -(runnable),
+            // p when the vCPU is offline (xl: "--p").
             println!("Name                                ID  VCPU   CPU State   Time(s)");
             for d in xc.domains().map_err(e)? {
-                for v in 0..=d.max_vcpu_id.min(d.nr_online_vcpus.saturating_sub(1)) {
-                    println!("{:<32} {:>5} {:>5}", name_of(&d), d.domain, v);
+                for v in 0..=d.max_vcpu_id {
+                    let Some(i) = xc.vcpu_info(d.domain, v).map_err(e)? else {
+                        break;
+                    };
+                    let state = match (i.online != 0, i.running != 0, i.blocked != 0) {
+                        (false, _, _) => "--p",
+                        (true, true, _) => "r--",
+                        (true, false, true) => "-b-",
+                        (true, false, false) => "---",
+                    };
+                    let cpu = if i.online != 0 {
+                        i.cpu.to_string()
+                    } else {
+                        "-".into()
+                    };
+                    println!(
+                        "{:<32} {:>5} {:>5} {:>5}   {state}   {:>7.1}",
+                        name_of(&d),
+                        d.domain,
+                        v,
+                        cpu,
+                        i.cpu_time as f64 / 1e9
+                    );
                 }
             }
         }
