@@ -123,3 +123,47 @@ pub fn install_hypercall_page() -> Option<u32> {
     crate::hypercall::set_page(page);
     Some(base)
 }
+
+/// #GPs the MSR probes below took.
+static MSR_GP: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// A trap hook ([`crate::boot::set_trap_hook`]) that counts a #GP and skips its
+/// 2-byte RDMSR/WRMSR, for [`try_rdmsr`] and [`try_wrmsr`]; other traps are not
+/// its own.
+pub fn msr_gp_hook(frame: &mut crate::boot::TrapFrame) -> bool {
+    if frame.vector == 13 {
+        MSR_GP.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        frame.rip += 2;
+        return true;
+    }
+    false
+}
+
+/// RDMSR of `msr`; `None` if it took #GP. Needs [`msr_gp_hook`] installed.
+pub fn try_rdmsr(msr: u32) -> Option<u64> {
+    use core::sync::atomic::Ordering;
+    let before = MSR_GP.load(Ordering::SeqCst);
+    let (lo, hi): (u32, u32);
+    // SAFETY: ring 0; reading an MSR changes nothing, and a #GP is caught by
+    // `msr_gp_hook`, which skips the instruction (EDX:EAX then stay zero).
+    unsafe {
+        core::arch::asm!("xor eax, eax", "xor edx, edx", "rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack))
+    };
+    (MSR_GP.load(Ordering::SeqCst) == before).then_some(u64::from(hi) << 32 | u64::from(lo))
+}
+
+/// WRMSR of `value` to `msr`; false if it took #GP. Needs [`msr_gp_hook`].
+///
+/// # Safety
+/// The write must not change what the guest relies on (the tests write MSRs the
+/// hypervisor drops, refuses, or keeps per vCPU).
+pub unsafe fn try_wrmsr(msr: u32, value: u64) -> bool {
+    use core::sync::atomic::Ordering;
+    let before = MSR_GP.load(Ordering::SeqCst);
+    // SAFETY: ring 0; the caller vouches for the write, and a #GP is caught by
+    // `msr_gp_hook`.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    };
+    MSR_GP.load(Ordering::SeqCst) == before
+}

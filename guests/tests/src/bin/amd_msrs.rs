@@ -13,10 +13,9 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-use rxen_guest::boot::{set_trap_hook, TrapFrame};
+use rxen_guest::boot::set_trap_hook;
 use rxen_guest::cpu::cpuid;
+use rxen_guest::cpu::{msr_gp_hook, try_rdmsr, try_wrmsr};
 use rxen_guest::{check, check_eq, println, StartInfo};
 
 rxen_guest::entry!(main);
@@ -43,38 +42,15 @@ const MSR_AMD_FAM15H_EVNTSEL0: u32 = 0xC001_0200;
 const MSR_AMD_FAM15H_PERFCTR5: u32 = 0xC001_020B;
 const MSR_AMD64_EX_CFG: u32 = 0xC001_102C;
 
-/// #GPs taken (each skips its 2-byte RDMSR/WRMSR).
-static GP: AtomicU32 = AtomicU32::new(0);
-
-fn hook(frame: &mut TrapFrame) -> bool {
-    if frame.vector == 13 {
-        GP.fetch_add(1, Ordering::SeqCst);
-        frame.rip += 2;
-        return true;
-    }
-    false
-}
-
 /// RDMSR; None if it took #GP.
 fn rdmsr(msr: u32) -> Option<u64> {
-    let before = GP.load(Ordering::SeqCst);
-    let (lo, hi): (u32, u32);
-    // SAFETY: ring 0; a #GP is caught by the hook, which skips the instruction.
-    unsafe {
-        core::arch::asm!("xor eax, eax", "xor edx, edx", "rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack))
-    };
-    (GP.load(Ordering::SeqCst) == before).then_some(u64::from(hi) << 32 | u64::from(lo))
+    try_rdmsr(msr)
 }
 
 /// WRMSR; false if it took #GP.
 fn wrmsr(msr: u32, value: u64) -> bool {
-    let before = GP.load(Ordering::SeqCst);
-    // SAFETY: ring 0; the hypervisor drops or refuses these writes (none reaches a
-    // host MSR), and a #GP is caught by the hook.
-    unsafe {
-        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
-    };
-    GP.load(Ordering::SeqCst) == before
+    // SAFETY: the hypervisor drops or refuses these writes (none reaches a host MSR).
+    unsafe { try_wrmsr(msr, value) }
 }
 
 fn main(_si: &StartInfo) {
@@ -84,7 +60,7 @@ fn main(_si: &StartInfo) {
         println!("amd_msrs: not an AMD CPU, skipped");
         return;
     }
-    set_trap_hook(Some(hook));
+    set_trap_hook(Some(msr_gp_hook));
 
     // Erratum 400's MSR and the northbridge configuration.
     check_eq!(rdmsr(MSR_K8_ENABLE_C1E), Some(0), "ENABLE_C1E reads 0");
