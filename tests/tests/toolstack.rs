@@ -172,9 +172,10 @@ poweroff -f
             2,
         )
         .assert_line_contains_all(&["(d0) rxl-test: top:", " pvclock ---s--", " 65536 "])
-        // dom0's one vCPU runs vcpu-list itself; the shut-down domU's is offline.
+        // dom0's one vCPU runs vcpu-list itself; the shut-down domU's is neither
+        // running nor blocked (and still online, as Xen reports it).
         .assert_line_contains_all(&["(d0) rxl-test: vcpus: Domain-0", " 0     0     0   r--"])
-        .assert_line_contains_all(&["(d0) rxl-test: vcpus: pvclock", " 1     0     -   --p"])
+        .assert_line_contains_all(&["(d0) rxl-test: vcpus: pvclock", " 1     0     0   ---"])
         .assert_contains("d1: destroyed by the control domain; ")
         .assert_line_contains_all(&[
             "d1: destroyed by the control domain",
