@@ -28,6 +28,8 @@
 
 #![warn(missing_docs)]
 
+pub mod dom0;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;

@@ -9,74 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rxen_tests::{
-    busybox_initramfs, debian_kernel, dom0_tool, guest, modules_initramfs_with, write_module, Qemu,
-};
-
-/// dom0's kernel command line.
-const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen loglevel=8 ignore_loglevel";
-
-fn machine(name: &str) -> Qemu {
-    Qemu::new(name)
-        .memory_mb(1024)
-        .append("console=com1 loglvl=all guest_loglvl=all isa_debug_exit dom0_mem=256M")
-        .timeout(Duration::from_secs(240))
-}
-
-/// What every dom0 here does first, as a dom0's init does: xenfs on `/proc/xen`,
-/// devpts (for console ptys), and `start_xenstored [options]`, which starts rxenstored
-/// and waits for its socket.
-const DOM0_PRELUDE: &str = "\
-mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console /var/lib/xen /dev/pts
-mount -t xenfs xenfs /proc/xen
-mount -t devpts devpts /dev/pts
-start_xenstored() {
-  rxenstored \"$@\" &
-  for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
-}
-";
-
-/// A config file for the test guest `guest` (in `/guests/` of dom0's initramfs).
-fn guest_config(name: &str, guest: &str, extra: &str) -> String {
-    format!(
-        "# {name}: rxen's test guest {guest}\nname = \"{name}\"\ntype = \"pvh\"\nkernel = \"/guests/{guest}\"\nmemory = 16\nvcpus = 1\n{extra}"
-    )
-}
-
-/// The initramfs: busybox, xen-privcmd, xen-evtchn, xen-gntdev, xenfs, rxl,
-/// rxenconsoled, rxenstored, rxenstore, the test guests `guests` and the files `etc`
-/// (in `/etc/rxen/`), with [`DOM0_PRELUDE`] and `script` after the modules are loaded.
-fn initramfs(script: &str, guests: &[&str], etc: &[(&str, String)]) -> PathBuf {
-    initramfs_with(script, guests, etc, Vec::new())
-}
-
-/// [`initramfs`] with more files (path in the archive, file on the host).
-fn initramfs_with(
-    script: &str,
-    guests: &[&str],
-    etc: &[(&str, String)],
-    more: Vec<(String, PathBuf)>,
-) -> PathBuf {
-    let mut files = more;
-    files.extend([
-        ("bin/rxl".to_string(), dom0_tool("rxl")),
-        ("bin/rxenconsoled".to_string(), dom0_tool("rxenconsoled")),
-        ("bin/rxenstored".to_string(), dom0_tool("rxenstored")),
-        ("bin/rxenstore".to_string(), dom0_tool("rxenstore")),
-    ]);
-    for g in guests {
-        files.push((format!("guests/{g}"), guest(g)));
-    }
-    for (name, text) in etc {
-        let path = write_module(&format!("toolstack-{name}"), text.as_bytes());
-        files.push((format!("etc/rxen/{name}"), path));
-    }
-    modules_initramfs_with(
-        &["xen-privcmd", "xen-evtchn", "xen-gntdev", "xenfs"],
-        &[DOM0_PRELUDE, script].concat(),
-        &files,
-    )
-}
+use rxen_tests::dom0::{guest_config, initramfs, initramfs_with, machine, DOM0_ARGS};
+use rxen_tests::{busybox_initramfs, debian_kernel, write_module};
 
 /// `rxl` in Linux dom0 drives the hypervisor: `info` and `list` describe the machine
 /// and dom0; `create` builds a PVH domU from a config file (the pvclock test guest:

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::disk::{parse_disk, DiskSpec};
+
 /// A value of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -74,6 +76,8 @@ pub struct DomainConfig {
     pub on_reboot: Action,
     /// As xl: `destroy`.
     pub on_crash: Action,
+    /// `disk`: the disks dom0's blkback serves the guest.
+    pub disks: Vec<DiskSpec>,
 }
 
 /// The keys rxl understands (others are warned about).
@@ -90,6 +94,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "on_poweroff",
     "on_reboot",
     "on_crash",
+    "disk",
 ];
 
 /// Parses the text of a configuration file into its keys (the last setting of a
@@ -273,6 +278,21 @@ pub fn domain_config(
             format!("maxmem = {maxmem_mib} is below memory = {memory_mib}"),
         ));
     }
+    let mut disks: Vec<DiskSpec> = Vec::new();
+    match keys.get("disk") {
+        None => {}
+        Some((line, Value::List(items))) => {
+            for item in items {
+                let disk =
+                    parse_disk(item).map_err(|reason| err(*line, format!("disk: {reason}")))?;
+                if disks.iter().any(|d| d.devid() == disk.devid()) {
+                    return Err(err(*line, format!("disk: vdev {} given twice", disk.vdev)));
+                }
+                disks.push(disk);
+            }
+        }
+        Some((line, _)) => return Err(err(*line, "disk must be a list".to_string())),
+    }
     let cmdline = match string("cmdline")? {
         Some(c) => c,
         None => string("extra")?.unwrap_or_default(),
@@ -289,6 +309,7 @@ pub fn domain_config(
             on_poweroff: action("on_poweroff", Action::Destroy)?,
             on_reboot: action("on_reboot", Action::Restart)?,
             on_crash: action("on_crash", Action::Destroy)?,
+            disks,
         },
         warnings,
     ))
@@ -324,7 +345,13 @@ disk = [ 'format=raw, vdev=xvda, target=/a',
             (c.on_poweroff, c.on_reboot, c.on_crash),
             (Action::Destroy, Action::Restart, Action::Preserve)
         );
-        assert_eq!(warnings, ["g.cfg:11: unknown key `disk` ignored"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let vdevs: Vec<(&str, &str)> = c
+            .disks
+            .iter()
+            .map(|d| (d.vdev.as_str(), d.target.as_str()))
+            .collect();
+        assert_eq!(vdevs, [("xvda", "/a"), ("xvdb", "/b")]);
         let keys = parse("g.cfg", GOOD).unwrap();
         assert_eq!(
             keys["disk"].1,
@@ -382,6 +409,22 @@ disk = [ 'format=raw, vdev=xvda, target=/a',
         assert_eq!(
             e("name = \"a\"\nkernel = \"/k\"\ndisk = [ 'x',\n"),
             "bad.cfg:3: list of `disk` not closed"
+        );
+        assert_eq!(
+            e(&format!(
+                "{base}disk = [ 'vdev=xvda, target=/a', 'xvda,target=/b' ]\n"
+            )),
+            "bad.cfg:3: disk: target given twice"
+        );
+        assert_eq!(
+            e(&format!(
+                "{base}disk = [ 'vdev=xvda, target=/a', 'vdev=51712, target=/b' ]\n"
+            )),
+            "bad.cfg:3: disk: vdev 51712 given twice"
+        );
+        assert_eq!(
+            e(&format!("{base}disk = \"/a\"\n")),
+            "bad.cfg:3: disk must be a list"
         );
         assert_eq!(
             e("name = \"a/b\"\nkernel = \"/k\"\n"),

@@ -5,11 +5,16 @@
 //! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
 //! `list [-l]`, `info`, `dmesg [-c]`, `pause`, `unpause`, `destroy`,
 //! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
-//! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop; `-b` batch). A domain is named by id or by name: xenstore's, or the names kept
-//! in `/run/rxl/names/<id>` when no xenstore daemon runs.
+//! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop; `-b` batch),
+//! `block-attach`, `block-detach`, `block-list` (disks served by dom0's blkback).
+//! A domain is named by id or by name: xenstore's, or the names kept in
+//! `/run/rxl/names/<id>` when no xenstore daemon runs.
 
 mod config;
 mod create;
+mod device;
+mod disk;
+mod hotplug;
 mod xenstore;
 
 use std::fs;
@@ -113,6 +118,27 @@ enum Command {
         #[arg(short = 'c')]
         cap: Option<u16>,
     },
+    /// Give a running domain a disk: `<domain> <disk-spec>...` (xl-disk-configuration,
+    /// the parts joined with commas).
+    BlockAttach {
+        domain: String,
+        #[arg(required = true)]
+        spec: Vec<String>,
+    },
+    /// Take a disk from a domain (asking the guest first; by force after 10 s).
+    BlockDetach {
+        /// Do not ask the guest.
+        #[arg(long)]
+        force: bool,
+        domain: String,
+        /// The disk's vdev (`xvdb`) or device id.
+        vdev: String,
+    },
+    /// A domain's disks: Vdev BE handle state evt-ch ring-ref BE-path.
+    BlockList {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
     /// RTDS scheduler parameters: list every domain's, or set a domain's.
     SchedRtds {
         /// The domain (all when absent).
@@ -200,10 +226,33 @@ fn run(command: Command) -> Result<(), String> {
         Command::Dmesg { clear } => print!("{}", xc.readconsole(clear).map_err(e)?),
         Command::Pause { domain } => xc.pause(lookup(&xc, &domain)?).map_err(e)?,
         Command::Unpause { domain } => xc.unpause(lookup(&xc, &domain)?).map_err(e)?,
-        Command::Destroy { domain } => {
+        Command::Destroy { domain } => destroy(&xc, lookup(&xc, &domain)?)?,
+        Command::BlockAttach { domain, spec } => {
             let id = lookup(&xc, &domain)?;
-            xc.destroy(id).map_err(e)?;
-            forget(id);
+            let disk = disk::parse_disk(&spec.join(","))?;
+            device::disk_add(&mut need_xenstore("block-attach")?, id, &disk)?;
+        }
+        Command::BlockDetach {
+            force,
+            domain,
+            vdev,
+        } => {
+            let id = lookup(&xc, &domain)?;
+            let devid = disk::vdev_number(&vdev)
+                .ok_or_else(|| format!("{vdev} is not a virtual device name"))?;
+            device::remove(
+                &mut need_xenstore("block-detach")?,
+                device::VBD,
+                id,
+                devid,
+                force,
+            )?;
+        }
+        Command::BlockList { domains } => {
+            let mut xs = need_xenstore("block-list")?;
+            for d in domains {
+                print!("{}", device::block_list(&mut xs, lookup(&xc, &d)?));
+            }
         }
         Command::Shutdown { wait, domain } => {
             let id = lookup(&xc, &domain)?;
@@ -219,8 +268,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::MemSet { domain, size } => {
             let id = lookup(&xc, &domain)?;
             let kib = parse_size_kib(&size)?;
-            let mut xs = xenstore::Xenstore::connect()
-                .ok_or_else(|| "no xenstore daemon: mem-set needs one".to_string())?;
+            let mut xs = need_xenstore("mem-set")?;
             xs.write(
                 &format!("/local/domain/{id}/memory/target"),
                 &kib.to_string(),
@@ -301,6 +349,13 @@ fn create(paused: bool, foreground: bool, path: &str, overrides: &[String]) -> R
         Some(r) => Some(fs::read(r).map_err(|e| format!("{r}: {e}"))?),
         None => None,
     };
+    device::check_disks(&config.disks)?;
+    if !config.disks.is_empty() && !Path::new(XENSTORED_SOCKET).exists() {
+        return Err(format!(
+            "{}: disks need a xenstore daemon ({XENSTORED_SOCKET})",
+            config.name
+        ));
+    }
     let xc = Xc::open().map_err(|e| e.to_string())?;
     if xc
         .domains()
@@ -375,9 +430,14 @@ fn start(
     let _ = fs::create_dir_all(NAMES);
     let _ = fs::write(Path::new(NAMES).join(built.domid.to_string()), &config.name);
     if let Some(mut xs) = xenstore.then(xenstore::Xenstore::connect).flatten() {
-        if let Err(err) = xs.add_domain(config, &built, &uuid()) {
-            let _ = xc.destroy(built.domid);
-            forget(built.domid);
+        let added = xs.add_domain(config, &built, &uuid()).and_then(|()| {
+            config
+                .disks
+                .iter()
+                .try_for_each(|disk| device::disk_add(&mut xs, built.domid, disk))
+        });
+        if let Err(err) = added {
+            let _ = destroy(xc, built.domid);
             return Err(err);
         }
     }
@@ -428,14 +488,9 @@ fn monitor(
         println!("Domain {domid} \"{}\" shut down ({reason})", config.name);
         match action {
             Action::Preserve => return Ok(()),
-            Action::Destroy => {
-                let result = xc.destroy(domid).map_err(|e| e.to_string());
-                forget(domid);
-                return result;
-            }
+            Action::Destroy => return destroy(xc, domid),
             Action::Restart => {
-                xc.destroy(domid).map_err(|e| e.to_string())?;
-                forget(domid);
+                destroy(xc, domid)?;
                 // The old one must be gone before its name is taken again.
                 while xc.domain_info(domid).ok().flatten().is_some() {
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -716,6 +771,26 @@ fn name_of(d: &DomainInfo) -> String {
     fs::read_to_string(Path::new(NAMES).join(d.domain.to_string()))
         .map(|n| n.trim().to_string())
         .unwrap_or_else(|_| "(null)".into())
+}
+
+/// Destroys domain `domid` as libxl does: its devices first (by force: the
+/// backends let go of its grants, loop devices are freed), then the domain, then
+/// its name and xenstore directories.
+fn destroy(xc: &Xc, domid: u16) -> Result<(), String> {
+    let _ = xc.pause(domid);
+    let devices = match xenstore::Xenstore::connect() {
+        Some(mut xs) => device::remove_all(&mut xs, domid),
+        None => Ok(()),
+    };
+    let result = xc.destroy(domid).map_err(|e| e.to_string());
+    forget(domid);
+    result.and(devices)
+}
+
+/// A connection to the xenstore daemon, which `what` needs.
+fn need_xenstore(what: &str) -> Result<xenstore::Xenstore, String> {
+    xenstore::Xenstore::connect()
+        .ok_or_else(|| format!("no xenstore daemon ({XENSTORED_SOCKET}): {what} needs one"))
 }
 
 /// Forgets a destroyed domain: its name and its xenstore directories.

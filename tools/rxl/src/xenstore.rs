@@ -18,6 +18,19 @@ use crate::create::{Built, CONSOLE_GFN, XENSTORE_GFN};
 /// The xenstore daemon's socket (Xen's default path).
 pub const SOCKET: &str = "/var/run/xenstored/socket";
 
+/// A directory to write: its nodes get the directory's permissions.
+pub struct Dir {
+    /// Its path.
+    pub path: String,
+    /// Its permissions: `n<owner>`, then `r<reader>`...
+    pub perms: Vec<String>,
+    /// Its nodes (name, value).
+    pub nodes: Nodes,
+}
+
+/// Nodes of a directory: name, value.
+pub type Nodes = Vec<(&'static str, String)>;
+
 /// A connection to the xenstore daemon.
 pub struct Xenstore {
     client: Client<UnixStream>,
@@ -44,6 +57,51 @@ impl Xenstore {
         self.client
             .write(0, path, value.as_bytes())
             .map_err(|e| format!("xenstore write {path}: {e}"))
+    }
+
+    /// The entries of the directory `path` (none if it does not exist).
+    pub fn directory(&mut self, path: &str) -> Vec<String> {
+        self.client.directory(0, path).unwrap_or_default()
+    }
+
+    /// Removes `path` and everything under it (nothing if it does not exist).
+    pub fn rm(&mut self, path: &str) {
+        let _ = self.client.rm(0, path);
+    }
+
+    /// Writes the directories `dirs` in one transaction.
+    pub fn write_dirs(&mut self, dirs: &[Dir]) -> Result<(), String> {
+        let e =
+            |what: &str, err: rxenstored::client::ClientError| format!("xenstore {what}: {err}");
+        // A transaction that meets another writer is tried again, as libxl.
+        for _ in 0..8 {
+            let tx = self
+                .client
+                .tx_start()
+                .map_err(|err| e("transaction", err))?;
+            for Dir { path, perms, nodes } in dirs {
+                let perms: Vec<&str> = perms.iter().map(String::as_str).collect();
+                self.client.mkdir(tx, path).map_err(|err| e(path, err))?;
+                self.client
+                    .set_perms(tx, path, &perms)
+                    .map_err(|err| e(path, err))?;
+                for (name, value) in nodes {
+                    let node = format!("{path}/{name}");
+                    self.client
+                        .write(tx, &node, value.as_bytes())
+                        .map_err(|err| e(&node, err))?;
+                    self.client
+                        .set_perms(tx, &node, &perms)
+                        .map_err(|err| e(&node, err))?;
+                }
+            }
+            match self.client.tx_end(tx, true) {
+                Ok(()) => return Ok(()),
+                Err(err) if err.xs() == Some(rxenstored::wire::XsError::Again) => continue,
+                Err(err) => return Err(e("commit", err)),
+            }
+        }
+        Err("xenstore: transaction kept failing with EAGAIN".to_string())
     }
 
     /// The name of domain `domid`, if xenstore has one.
