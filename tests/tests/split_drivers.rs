@@ -242,3 +242,151 @@ poweroff -f
         "the file the first domU wrote ({wrote:?}) is not what the second found ({kept:?})"
     );
 }
+
+/// Debian's Linux as two domUs with network interfaces from dom0's netback: `vif =
+/// [ 'mac=..., bridge=xenbr0' ]` (and one with xl's defaults: a generated MAC in Xen's
+/// OUI, `xenbr0`); rxl adds each backend interface `vif<domid>.0` to the bridge as
+/// Xen's vif-bridge script does. The first domU pings dom0's bridge address with no
+/// loss and sends 64 MiB of random data over TCP to dom0, which arrives intact (same
+/// MD5); the second pings the first across the bridge. `network-attach` gives the first
+/// a second interface at run time, which its netfront connects; `network-detach` takes
+/// it away. Destroying both leaves no backend interface, no backend device and no
+/// xenstore entry behind, and rxen gets every frame back. A bridge that does not exist
+/// is refused before anything is created.
+#[test]
+fn linux_domus_get_networks_from_dom0s_netback() {
+    let domu_init = "\
+ip=$(sed 's/.*rxen_ip=\\([0-9.]*\\).*/\\1/' /proc/cmdline)
+echo rxen-domU: init is running at $ip
+for i in $(seq 1 100); do test -e /sys/class/net/eth0 && break; sleep 0.1; done
+ip link set lo up
+ip link set eth0 up
+ip addr add $ip/24 dev eth0
+echo rxen-domU: $ip mac $(cat /sys/class/net/eth0/address)
+ping -c 5 -w 30 10.0.0.1 | grep 'packet loss' | sed \"s/^/rxen-domU: $ip dom0 ping: /\"
+if [ $ip = 10.0.0.2 ]; then
+  dd if=/dev/urandom of=/tmp/data bs=1M count=64 2>/dev/null
+  echo rxen-domU: data $(md5sum /tmp/data | cut -d' ' -f1)
+  nc -l -p 5000 -e cat /tmp/data &
+  sleep 0.5
+  echo rxen-domU: serving
+  for i in $(seq 1 600); do test -e /sys/class/net/eth1 && break; sleep 0.1; done
+  test -e /sys/class/net/eth1 && echo rxen-domU: eth1 appeared
+else
+  ping -c 5 -w 30 10.0.0.2 | grep 'packet loss' | sed \"s/^/rxen-domU: $ip peer ping: /\"
+fi
+while true; do sleep 1; done
+";
+    let domu_initrd = modules_initramfs_with(&["xen-netfront"], domu_init, &[]);
+    let script = "\
+start_xenstored
+rxenconsoled -i --log=guest &
+logs=/var/log/xen/console
+waitlog() {
+  for i in $(seq 1 900); do grep -q \"$2\" $logs/guest-$1.log 2>/dev/null && return 0; sleep 0.2; done
+  echo net-test: timed out waiting for \"$2\"
+}
+state() {
+  echo net-test: $1: vifs $(ls /sys/class/net | grep -c '^vif') \
+backends $(ls /sys/bus/xen-backend/devices | wc -l) \
+xenstore $(rxenstore ls /local/domain/0/backend 2>/dev/null | grep -c 'frontend =')
+}
+rxl create /etc/rxen/web.cfg
+echo net-test: no bridge exit $?
+ip link add xenbr0 type bridge
+ip addr add 10.0.0.1/24 dev xenbr0
+ip link set xenbr0 up
+state start
+rxl create /etc/rxen/web.cfg
+rxl network-list web | sed 's/^/net-test: list: /'
+ls /sys/class/net/xenbr0/brif | sed 's/^/net-test: bridge port: /'
+waitlog web 'rxen-domU: serving'
+nc 10.0.0.2 5000 | md5sum | sed 's/^/net-test: received /'
+rxl create /etc/rxen/peer.cfg
+waitlog peer 'peer ping'
+rxl network-attach web bridge=xenbr0
+echo net-test: attach exit $?
+waitlog web 'eth1 appeared'
+for i in $(seq 1 100); do rxl network-list web | grep -q '^1 .* 4 ' && break; sleep 0.1; done
+rxl network-list web | sed 's/^/net-test: attached: /'
+rxl network-detach web 1
+echo net-test: detach exit $?
+rxl network-list web | sed 's/^/net-test: detached: /'
+rxl destroy peer
+rxl destroy web
+echo net-test: destroy exit $?
+state destroyed
+cat $logs/guest-web.log $logs/guest-peer.log | grep 'rxen-domU' | sed 's/^/domUlog: /'
+echo net-test: done
+poweroff -f
+";
+    let config = |name: &str, ip: &str, vif: &str| {
+        format!("name = \"{name}\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 rxen_ip={ip}\"\nmemory = 256\nvcpus = 1\nvif = [ '{vif}' ]\n")
+    };
+    let initramfs = initramfs_with_modules(
+        &["bridge", "xen-netback"],
+        script,
+        &[],
+        &[
+            (
+                "web.cfg",
+                config("web", "10.0.0.2", "mac=00:16:3e:0a:00:02, bridge=xenbr0"),
+            ),
+            ("peer.cfg", config("peer", "10.0.0.3", "")),
+        ],
+        vec![
+            ("guests/vmlinuz".to_string(), debian_kernel()),
+            ("guests/initrd".to_string(), domu_initrd),
+        ],
+    );
+    let out = machine("split-drivers-net")
+        .memory_mb(1536)
+        .timeout(Duration::from_secs(600))
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_in_order(&[
+            "(d0) rxl: bridge xenbr0 does not exist in dom0",
+            "(d0) net-test: no bridge exit 1",
+            "(d0) net-test: start: vifs 0 backends 0 xenstore 0",
+            "(d0) Domain 1 \"web\" created",
+            "(d0) net-test: list: 0   0  00:16:3e:0a:00:02 0",
+            "(d0) net-test: bridge port: vif1.0",
+            "(d0) net-test: received ",
+            "(d0) Domain 2 \"peer\" created",
+            "(d0) net-test: attach exit 0",
+            "(d0) net-test: attached: 1   0  00:16:3e:",
+            "(d0) net-test: detach exit 0",
+            "(d0) net-test: destroy exit 0",
+            "(d0) net-test: destroyed: vifs 0 backends 0 xenstore 0",
+            "(d0) domUlog: rxen-domU: 10.0.0.2 mac 00:16:3e:0a:00:02",
+            "(d0) domUlog: rxen-domU: 10.0.0.2 dom0 ping: 5 packets transmitted, 5 packets received, 0% packet loss",
+            "(d0) domUlog: rxen-domU: eth1 appeared",
+            "(d0) domUlog: rxen-domU: 10.0.0.3 mac 00:16:3e:",
+            "(d0) domUlog: rxen-domU: 10.0.0.3 dom0 ping: 5 packets transmitted, 5 packets received, 0% packet loss",
+            "(d0) domUlog: rxen-domU: 10.0.0.3 peer ping: 5 packets transmitted, 5 packets received, 0% packet loss",
+            "(d0) net-test: done",
+        ])
+        .assert_line_contains_all(&["d1: destroyed by the control domain", " 0 frames not returned"])
+        .assert_line_contains_all(&["d2: destroyed by the control domain", " 0 frames not returned"])
+        .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"]);
+    // The detached interface is gone from the list; the 64 MiB arrived intact.
+    assert!(
+        !out.log.contains("net-test: detached: 1 "),
+        "vif 1 still listed after network-detach"
+    );
+    let after = |marker: &str| -> String {
+        out.log
+            .lines()
+            .find_map(|l| l.split(marker).nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| out.fail(&format!("no {marker:?} line")))
+            .to_string()
+    };
+    assert_eq!(
+        after("net-test: received "),
+        after("rxen-domU: data "),
+        "the data dom0 received is not what the domU sent"
+    );
+}

@@ -22,6 +22,9 @@
 //!   uptime; three runs, min and median, beside Xen 4.17's figures on this QEMU
 //!   (`xl create`, as measured for issue 13); and xenstore write+read round trips
 //!   per second over a domU's own ring, served by rxenstored in dom0.
+//! - Split drivers: sequential read of a domU's `xvda` (dom0's blkback over a loop
+//!   device) against the same image file read in dom0, and TCP from the domU to dom0
+//!   (netback, dom0's bridge) against dom0's loopback, 64 MiB each, three runs.
 //! - The hostile-guest fuzzer (issue 14): 10^6 random hypercalls beside an
 //!   event-channel ping-pong pair on two CPUs, with the time and calls per second
 //!   (the pair must finish and every frame come back, as in `tests/tests/fuzz.rs`).
@@ -54,7 +57,7 @@ fn run_guest(hypervisor: &str) -> Outcome {
 }
 
 /// The benchmark sections, by the names `cargo xtask bench NAME...` takes.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "hypercall",
     "domains",
     "fuzz",
@@ -62,6 +65,7 @@ pub const SECTIONS: [&str; 7] = [
     "dom0",
     "xenstore",
     "toolstack",
+    "devices",
 ];
 
 /// Runs the benchmark sections named in `only` (all when empty); returns the
@@ -89,6 +93,9 @@ pub fn bench(only: &[String]) -> i32 {
     }
     if wanted("toolstack") {
         ok &= toolstack();
+    }
+    if wanted("devices") {
+        ok &= devices();
     }
     if ok {
         0
@@ -712,4 +719,162 @@ sleep 1000
         );
     }
     line.map(str::to_string)
+}
+
+/// The domU's `/init` for the split-driver benchmark (after blkfront and netfront):
+/// `xvda` read whole (busybox `dd` says bytes and seconds), then 64 MiB served over
+/// TCP to dom0.
+const DEVICES_DOMU_INIT: &str = "\
+for i in $(seq 1 100); do test -b /dev/xvda && test -e /sys/class/net/eth0 && break; sleep 0.1; done
+ip link set eth0 up
+ip addr add 10.0.0.2/24 dev eth0
+dd if=/dev/xvda of=/dev/null bs=1M 2>&1 | grep copied | sed 's/^/rxen-bench: domU disk /'
+nc -l -p 5000 -e dd if=/dev/zero bs=1M count=64 &
+sleep 0.5
+echo rxen-bench: domU serving
+while true; do sleep 1; done
+";
+
+/// dom0's `/init` for the split-driver benchmark: the same image file read in
+/// dom0, 64 MiB over TCP through dom0's loopback, `rxl create` of the domU with the
+/// file as `xvda` and a vif on `xenbr0`, then 64 MiB from the domU over TCP.
+const DEVICES_SCRIPT: &str = "\
+mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console
+mount -t xenfs xenfs /proc/xen
+rxenstored &
+for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
+rxenconsoled -i --log=guest &
+log=/var/log/xen/console/guest-linux.log
+now() { cut -d' ' -f1 /proc/uptime; }
+dd if=/dev/zero of=/images/disk.img bs=1M count=64 2>/dev/null
+dd if=/images/disk.img of=/dev/null bs=1M 2>&1 | grep copied | sed 's/^/rxen-bench: dom0 disk /'
+nc -l -p 5001 -e dd if=/dev/zero bs=1M count=64 &
+sleep 0.5
+t0=$(now); nc 127.0.0.1 5001 > /dev/null; t1=$(now)
+echo rxen-bench: dom0 tcp $t0 $t1
+ip link add xenbr0 type bridge
+ip addr add 10.0.0.1/24 dev xenbr0
+ip link set xenbr0 up
+rxl create /etc/rxen/linux.cfg
+until grep -q 'rxen-bench: domU serving' $log 2>/dev/null; do sleep 0.5; done
+t0=$(now); nc 10.0.0.2 5000 > /dev/null; t1=$(now)
+echo rxen-bench: domU tcp $t0 $t1
+grep 'rxen-bench: domU disk' $log
+echo rxen-bench: devices done
+poweroff -f
+";
+
+/// MiB/s from a busybox `dd` line ("N bytes (...) copied, S seconds, ...").
+fn dd_rate(line: &str) -> Option<f64> {
+    let bytes: f64 = line
+        .split(" bytes")
+        .next()?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()?;
+    let seconds: f64 = line
+        .split("copied, ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    (seconds > 0.0).then(|| bytes / seconds / (1 << 20) as f64)
+}
+
+/// Split drivers (issue 11): sequential read of `xvda` in a domU (dom0's blkback,
+/// a loop device over an image file) against the same file read in dom0, and TCP
+/// from the domU to dom0 (netback, netfront, dom0's bridge) against dom0's
+/// loopback; 64 MiB each, three runs, min and median of the rates (MiB/s).
+fn devices() -> bool {
+    const RUNS: usize = 3;
+    println!("\nxtask: split drivers: xvda read and TCP domU -> dom0 against dom0's own, 64 MiB, {RUNS} runs");
+    crate::image::build_dom0_tools();
+    let kernel = rxen_tests::debian_kernel();
+    let domu_initrd = rxen_tests::modules_initramfs_with(
+        &["xen-blkfront", "xen-netfront"],
+        DEVICES_DOMU_INIT,
+        &[],
+    );
+    let config = rxen_tests::write_module(
+        "bench-devices.cfg",
+        b"name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 loglevel=4\"\nmemory = 256\nvcpus = 1\ndisk = [ 'format=raw, vdev=xvda, access=ro, target=/images/disk.img' ]\nvif = [ 'bridge=xenbr0' ]\n",
+    );
+    let mut files: Vec<(String, std::path::PathBuf)> = ["rxl", "rxenstored", "rxenconsoled"]
+        .iter()
+        .map(|t| (format!("bin/{t}"), rxen_tests::dom0_tool(t)))
+        .collect();
+    files.extend([
+        ("guests/vmlinuz".to_string(), kernel.clone()),
+        ("guests/initrd".to_string(), domu_initrd),
+        ("etc/rxen/linux.cfg".to_string(), config),
+    ]);
+    let initramfs = rxen_tests::modules_initramfs_with(
+        &[
+            "xen-privcmd",
+            "xen-evtchn",
+            "xen-gntdev",
+            "xenfs",
+            "loop",
+            "xen-blkback",
+            "bridge",
+            "xen-netback",
+        ],
+        &format!("mkdir -p /images\n{DEVICES_SCRIPT}"),
+        &files,
+    );
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    for run in 0..RUNS {
+        let out = Qemu::new(&format!("bench-devices-{run}"))
+            .memory_mb(1024)
+            .append("console=com1 isa_debug_exit dom0_mem=384M")
+            .module(&kernel, DOM0_BENCH_ARGS)
+            .module(&initramfs, "")
+            .stop_on("rxen-bench: devices done")
+            .timeout(Duration::from_secs(400))
+            .run();
+        let line = |marker: &str| out.log.lines().find_map(|l| l.split(marker).nth(1));
+        let tcp = |marker: &str| -> Option<f64> {
+            let t: Vec<f64> = line(marker)?
+                .split_whitespace()
+                .map(|w| w.parse().ok())
+                .collect::<Option<_>>()?;
+            let secs = t.get(1)? - t.first()?;
+            (secs > 0.0).then(|| 64.0 / secs)
+        };
+        let figures = [
+            line("rxen-bench: dom0 disk ").and_then(dd_rate),
+            line("rxen-bench: domU disk ").and_then(dd_rate),
+            tcp("rxen-bench: dom0 tcp "),
+            tcp("rxen-bench: domU tcp "),
+        ];
+        if figures.iter().any(Option::is_none) {
+            eprintln!(
+                "xtask: run {run} gave no figures; log tail:\n{}",
+                out.tail(30)
+            );
+            return false;
+        }
+        for (all, f) in rates.iter_mut().zip(figures.into_iter().flatten()) {
+            all.push(f);
+        }
+    }
+    println!(
+        "\n{:<40} {:>10} {:>10} {:>8}",
+        "", "min MiB/s", "median", "ratio"
+    );
+    let [dom0_disk, domu_disk, dom0_tcp, domu_tcp] = &mut rates;
+    for (label, own, guest) in [
+        ("xvda read in the domU / file in dom0", dom0_disk, domu_disk),
+        ("TCP domU -> dom0 / dom0 loopback", dom0_tcp, domu_tcp),
+    ] {
+        let (Some((own_min, own_med)), Some((min, med))) = (min_median(own), min_median(guest))
+        else {
+            return false;
+        };
+        println!("{label:<40} {min:>10.1} {med:>10.1} {:>8.2}", med / own_med);
+        println!("{:<40} {own_min:>10.1} {own_med:>10.1}", "  (dom0's own)");
+    }
+    true
 }

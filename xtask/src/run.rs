@@ -4,8 +4,10 @@
 //! DHCP server and pings the gateway, and reports it all on its console. Beside it run
 //! two boot-time domUs, test guests that ping-pong over an interdomain event channel.
 //! Then dom0 starts the toolstack (rxenstored, rxenconsoled) and `rxl create`s the same
-//! Linux kernel as a PVH domU with two vCPUs, whose `/init` reports what it sees and
-//! powers off; dom0 shows `rxl list` and the domU's console log. dom0 then powers the
+//! Linux kernel as a PVH domU with two vCPUs, a disk (an image file in dom0, served
+//! by dom0's blkback) and a network interface (dom0's netback, on the bridge xenbr0),
+//! whose `/init` reads its disk, pings dom0 and powers off; dom0 shows `rxl list`,
+//! the devices and the domU's console log. dom0 then powers the
 //! machine off, or with `--shell` gives a shell on the serial console (`rxl` works
 //! there; `poweroff -f` ends it). The serial console is streamed.
 
@@ -93,21 +95,24 @@ impl Options {
     }
 }
 
-/// The demo Linux domU's `/init`.
-const DEMO_INIT: &str = "#!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-echo
+/// The demo Linux domU's `/init` (after its modules: blkfront, netfront).
+const DEMO_INIT: &str = "echo
 echo rxen demo: Linux $(uname -r) is running as a PVH domU of rxen
 echo rxen demo: $(nproc) vCPUs, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
 echo rxen demo: memory $(grep MemTotal /proc/meminfo)
+for i in $(seq 1 100); do test -b /dev/xvda && test -e /sys/class/net/eth0 && break; sleep 0.1; done
+echo rxen demo: its disk xvda, served by dom0's blkback, says: $(head -c 48 /dev/xvda)
+ip link set eth0 up
+ip addr add 10.0.0.2/24 dev eth0
+echo rxen demo: its eth0 $(cat /sys/class/net/eth0/address), served by dom0's netback, pings dom0: $(ping -c 3 -w 20 10.0.0.1 | grep 'packets transmitted')
 echo rxen demo: powering off
 poweroff -f
 ";
 
-/// dom0's modules in the demo (and what they need): the virtio disk and NIC, and the
-/// Xen devices the toolstack uses.
-const DOM0_MODULES: [&str; 7] = [
+/// dom0's modules in the demo (and what they need): the virtio disk and NIC, the
+/// Xen devices the toolstack uses, and the backends with what they need (loop
+/// devices, the bridge).
+const DOM0_MODULES: [&str; 11] = [
     "virtio_pci",
     "virtio_blk",
     "virtio_net",
@@ -115,7 +120,14 @@ const DOM0_MODULES: [&str; 7] = [
     "xen-evtchn",
     "xen-gntdev",
     "xenfs",
+    "loop",
+    "xen-blkback",
+    "bridge",
+    "xen-netback",
 ];
+
+/// The demo domU's modules: the frontends.
+const DOMU_MODULES: [&str; 2] = ["xen-blkfront", "xen-netfront"];
 
 /// The demo domU's config for `rxl create`.
 const DEMO_DOMU_CFG: &str = "name = \"linux\"
@@ -125,6 +137,8 @@ ramdisk = \"/guests/initrd\"
 cmdline = \"console=hvc0 loglevel=4\"
 memory = 256
 vcpus = 2
+disk = [ 'format=raw, vdev=xvda, access=rw, target=/var/lib/xen/images/linux.img' ]
+vif = [ 'bridge=xenbr0' ]
 ";
 
 /// dom0's `/init` after its modules: what it owns, DHCP, a ping, then a shell or poweroff.
@@ -152,9 +166,18 @@ mount -t xenfs xenfs /proc/xen
 rxenstored &
 for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
 rxenconsoled -i --log=guest &
+echo rxen demo: a disk image and a bridge for the domU: xenbr0 at 10.0.0.1
+mkdir -p /var/lib/xen/images
+echo 'Hello from the image file dom0 serves the domU.' > /var/lib/xen/images/linux.img
+dd if=/dev/zero bs=1M count=8 >> /var/lib/xen/images/linux.img 2>/dev/null
+ip link add xenbr0 type bridge
+ip addr add 10.0.0.1/24 dev xenbr0
+ip link set xenbr0 up
 echo rxen demo: rxl create /etc/rxen/linux.cfg
 rxl create /etc/rxen/linux.cfg
 rxl list
+rxl block-list linux
+rxl network-list linux
 log=/var/log/xen/console/guest-linux.log
 for i in $(seq 1 900); do grep -q 'rxen demo: powering off' $log 2>/dev/null && break; sleep 0.2; done
 echo rxen demo: the console of the domU, as rxenconsoled logged it:
@@ -187,7 +210,7 @@ fn demo_modules(shell: bool) -> Vec<(PathBuf, String)> {
     files.push(("guests/vmlinuz".to_string(), kernel.clone()));
     files.push((
         "guests/initrd".to_string(),
-        rxen_tests::busybox_initramfs(DEMO_INIT),
+        rxen_tests::modules_initramfs_with(&DOMU_MODULES, DEMO_INIT, &[]),
     ));
     files.push((
         "etc/rxen/linux.cfg".to_string(),

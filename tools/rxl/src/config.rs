@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::disk::{parse_disk, DiskSpec};
+use crate::nic::{parse_nic, random3, NicSpec};
 
 /// A value of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub struct DomainConfig {
     pub on_crash: Action,
     /// `disk`: the disks dom0's blkback serves the guest.
     pub disks: Vec<DiskSpec>,
+    /// `vif`: the network interfaces dom0's netback serves the guest.
+    pub nics: Vec<NicSpec>,
 }
 
 /// The keys rxl understands (others are warned about).
@@ -95,6 +98,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "on_reboot",
     "on_crash",
     "disk",
+    "vif",
 ];
 
 /// Parses the text of a configuration file into its keys (the last setting of a
@@ -293,6 +297,24 @@ pub fn domain_config(
         }
         Some((line, _)) => return Err(err(*line, "disk must be a list".to_string())),
     }
+    let mut nics: Vec<NicSpec> = Vec::new();
+    match keys.get("vif") {
+        None => {}
+        Some((line, Value::List(items))) => {
+            for item in items {
+                let nic = parse_nic(item, random3)
+                    .map_err(|reason| err(*line, format!("vif: {reason}")))?;
+                if nics.iter().any(|n| n.mac == nic.mac) {
+                    return Err(err(
+                        *line,
+                        format!("vif: mac {} given twice", nic.mac_text()),
+                    ));
+                }
+                nics.push(nic);
+            }
+        }
+        Some((line, _)) => return Err(err(*line, "vif must be a list".to_string())),
+    }
     let cmdline = match string("cmdline")? {
         Some(c) => c,
         None => string("extra")?.unwrap_or_default(),
@@ -310,6 +332,7 @@ pub fn domain_config(
             on_reboot: action("on_reboot", Action::Restart)?,
             on_crash: action("on_crash", Action::Destroy)?,
             disks,
+            nics,
         },
         warnings,
     ))
@@ -331,6 +354,7 @@ vcpus = 2
 on_crash = "preserve"
 disk = [ 'format=raw, vdev=xvda, target=/a',
          'format=raw, vdev=xvdb, target=/b' ]
+vif = [ 'mac=00:16:3e:00:00:01, bridge=xenbr1', '' ]
 "#;
 
     #[test]
@@ -352,6 +376,13 @@ disk = [ 'format=raw, vdev=xvda, target=/a',
             .map(|d| (d.vdev.as_str(), d.target.as_str()))
             .collect();
         assert_eq!(vdevs, [("xvda", "/a"), ("xvdb", "/b")]);
+        assert_eq!(c.nics.len(), 2);
+        assert_eq!(c.nics[0].mac_text(), "00:16:3e:00:00:01");
+        assert_eq!(c.nics[0].bridge, "xenbr1");
+        assert_eq!(
+            (&c.nics[1].mac[..3], c.nics[1].bridge.as_str()),
+            (&[0x00, 0x16, 0x3e][..], "xenbr0")
+        );
         let keys = parse("g.cfg", GOOD).unwrap();
         assert_eq!(
             keys["disk"].1,
@@ -421,6 +452,16 @@ disk = [ 'format=raw, vdev=xvda, target=/a',
                 "{base}disk = [ 'vdev=xvda, target=/a', 'vdev=51712, target=/b' ]\n"
             )),
             "bad.cfg:3: disk: vdev 51712 given twice"
+        );
+        assert_eq!(
+            e(&format!("{base}vif = [ 'mac=00:16:3e:0:0:1' ]\n")),
+            "bad.cfg:3: vif: mac=00:16:3e:0:0:1 is not a MAC address (xx:xx:xx:xx:xx:xx)"
+        );
+        assert_eq!(
+            e(&format!(
+                "{base}vif = [ 'mac=00:16:3e:00:00:01', 'mac=00:16:3e:00:00:01' ]\n"
+            )),
+            "bad.cfg:3: vif: mac 00:16:3e:00:00:01 given twice"
         );
         assert_eq!(
             e(&format!("{base}disk = \"/a\"\n")),

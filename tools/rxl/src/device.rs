@@ -1,4 +1,5 @@
 //! Split-driver devices as libxl sets them up (`libxl_device.c`, `libxl_disk.c`,
+//! `libxl_nic.c`,
 //! `docs/misc/xenstore-paths.pandoc`): the backend directory
 //! `/local/domain/0/backend/<kind>/<domid>/<devid>` (dom0's, readable by the guest),
 //! the frontend directory `/local/domain/<domid>/device/<kind>/<devid>` (the guest's,
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::disk::DiskSpec;
 use crate::hotplug;
+use crate::nic::NicSpec;
 use crate::xenstore::{Dir, Nodes, Xenstore};
 
 /// xenbus states (`io/xenbus.h`).
@@ -32,6 +34,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A virtual block device's kind in xenstore paths.
 pub const VBD: &str = "vbd";
+/// A virtual network interface's kind in xenstore paths.
+pub const VIF: &str = "vif";
 
 /// The backend directory of device `devid` of `kind` of domain `domid`.
 pub fn backend_path(kind: &str, domid: u16, devid: u32) -> String {
@@ -48,11 +52,14 @@ fn backend_sysfs(kind: &str, domid: u16, devid: u32) -> String {
     format!("/sys/bus/xen-backend/devices/{kind}-{domid}-{devid}")
 }
 
-/// Checks the disks of a domain to be created: every target usable (nothing is
-/// created otherwise).
-pub fn check_disks(disks: &[DiskSpec]) -> Result<(), String> {
+/// Checks the devices of a domain to be created: every disk target usable, every
+/// bridge there (nothing is created otherwise).
+pub fn check_devices(disks: &[DiskSpec], nics: &[NicSpec]) -> Result<(), String> {
     for disk in disks.iter().filter(|d| !d.target.is_empty()) {
         hotplug::check_target(&disk.target, disk.writable)?;
+    }
+    for nic in nics {
+        hotplug::check_bridge(&nic.bridge)?;
     }
     Ok(())
 }
@@ -101,13 +108,66 @@ fn disk_nodes(domid: u16, disk: &DiskSpec, dev: &hotplug::LoopDevice) -> (Nodes,
 /// directories, and dom0's blkback taking it.
 pub fn disk_add(xs: &mut Xenstore, domid: u16, disk: &DiskSpec) -> Result<(), String> {
     let devid = disk.devid();
-    let back_path = backend_path(VBD, domid, devid);
-    if xs.read(&format!("{back_path}/state")).is_some() {
+    if xs
+        .read(&format!("{}/state", backend_path(VBD, domid, devid)))
+        .is_some()
+    {
         return Err(format!("d{domid} already has a disk {}", disk.vdev));
     }
     hotplug::check_target(&disk.target, disk.writable)?;
     let dev = hotplug::loop_attach(&disk.target, disk.writable)?;
     let (back, front) = disk_nodes(domid, disk, &dev);
+    add(xs, VBD, domid, devid, back, front).inspect_err(|_| {
+        let _ = hotplug::loop_detach(&dev.path);
+    })
+}
+
+/// Adds network interface `nic` to domain `domid` as device `devid`: the
+/// xenstore directories, dom0's netback creating its interface, which joins the
+/// bridge (the `vif-bridge` script's work), then `hotplug-status`.
+pub fn nic_add(xs: &mut Xenstore, domid: u16, devid: u32, nic: &NicSpec) -> Result<(), String> {
+    if xs
+        .read(&format!("{}/state", backend_path(VIF, domid, devid)))
+        .is_some()
+    {
+        return Err(format!("d{domid} already has a vif {devid}"));
+    }
+    hotplug::check_bridge(&nic.bridge)?;
+    let (back, front) = nic_nodes(domid, devid, nic);
+    add(xs, VIF, domid, devid, back, front)?;
+    // netback answers InitWait before its interface exists.
+    let ifname = format!("vif{domid}.{devid}");
+    let start = Instant::now();
+    while !Path::new(&format!("/sys/class/net/{ifname}")).exists() && start.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let online =
+        hotplug::vif_online(&ifname, nic.vifname.as_deref(), &nic.bridge).and_then(|name| {
+            let back = backend_path(VIF, domid, devid);
+            xs.write(&format!("{back}/vifname"), &name)?;
+            xs.write(&format!("{back}/hotplug-status"), "connected")
+        });
+    if let Err(e) = online {
+        let _ = remove(xs, VIF, domid, devid, true);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes a device's backend and frontend directories (the backend dom0's and
+/// readable by the guest, the frontend the guest's and readable by dom0) and
+/// waits for dom0's backend driver to take the device (`InitWait`); undone on
+/// failure.
+fn add(
+    xs: &mut Xenstore,
+    kind: &str,
+    domid: u16,
+    devid: u32,
+    back: Nodes,
+    front: Nodes,
+) -> Result<(), String> {
+    let back_path = backend_path(kind, domid, devid);
+    let front_path = frontend_path(kind, domid, devid);
     let dirs = [
         Dir {
             path: back_path.clone(),
@@ -115,33 +175,69 @@ pub fn disk_add(xs: &mut Xenstore, domid: u16, disk: &DiskSpec) -> Result<(), St
             nodes: back,
         },
         Dir {
-            path: frontend_path(VBD, domid, devid),
+            path: front_path.clone(),
             perms: vec![format!("n{domid}"), "r0".into()],
             nodes: front,
         },
     ];
     let undo = |xs: &mut Xenstore| {
-        xs.rm(&dirs[1].path);
+        xs.rm(&front_path);
         xs.rm(&back_path);
-        let _ = hotplug::loop_detach(&dev.path);
+        let sysfs = backend_sysfs(kind, domid, devid);
+        let start = Instant::now();
+        while Path::new(&sysfs).exists() && start.elapsed() < TIMEOUT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
     if let Err(e) = xs.write_dirs(&dirs) {
         undo(xs);
         return Err(e);
     }
-    // dom0's blkback answers InitWait once it has the device.
     let state = wait_state(xs, &format!("{back_path}/state"), |s| {
         s >= XENBUS_STATE_INIT_WAIT
     });
     if state.is_none_or(|s| s != XENBUS_STATE_INIT_WAIT) {
         undo(xs);
+        let driver = if kind == VBD {
+            "xen-blkback"
+        } else {
+            "xen-netback"
+        };
         return Err(format!(
-            "dom0's blkback did not take disk {} of d{domid} (state {}): is xen-blkback loaded?",
-            disk.vdev,
+            "dom0's backend did not take {kind} {devid} of d{domid} (state {}): is {driver} loaded?",
             state.map_or("unchanged".to_string(), |s| s.to_string())
         ));
     }
     Ok(())
+}
+
+/// The xenstore nodes of a network interface's backend and frontend (libxl's
+/// `libxl__set_xenstore_nic` and the generic device nodes).
+fn nic_nodes(domid: u16, devid: u32, nic: &NicSpec) -> (Nodes, Nodes) {
+    let mut back = vec![
+        ("frontend", frontend_path(VIF, domid, devid)),
+        ("frontend-id", domid.to_string()),
+        ("online", "1".into()),
+        ("state", XENBUS_STATE_INITIALISING.to_string()),
+        ("script", "vif-bridge (rxl)".into()),
+        ("mac", nic.mac_text()),
+        ("bridge", nic.bridge.clone()),
+        ("handle", devid.to_string()),
+        ("type", "vif".into()),
+        ("mtu", "1500".into()),
+    ];
+    if let Some(ip) = &nic.ip {
+        back.push(("ip", ip.clone()));
+    }
+    let front = vec![
+        ("backend", backend_path(VIF, domid, devid)),
+        ("backend-id", "0".into()),
+        ("state", XENBUS_STATE_INITIALISING.to_string()),
+        ("handle", devid.to_string()),
+        ("mac", nic.mac_text()),
+        ("mtu", "1500".into()),
+    ];
+    (back, front)
 }
 
 /// Waits until the number at `path` satisfies `done`; the last value read, or
@@ -230,14 +326,58 @@ pub fn remove(
 /// the first failure, after trying them all.
 pub fn remove_all(xs: &mut Xenstore, domid: u16) -> Result<(), String> {
     let mut result = Ok(());
-    for devid in devices(xs, VBD, domid) {
-        if let Err(e) = remove(xs, VBD, domid, devid, true) {
-            result = result.and(Err(e));
+    for kind in [VBD, VIF] {
+        for devid in devices(xs, kind, domid) {
+            if let Err(e) = remove(xs, kind, domid, devid, true) {
+                result = result.and(Err(e));
+            }
         }
+        // The (now empty) per-domain backend directory.
+        xs.rm(&format!("/local/domain/0/backend/{kind}/{domid}"));
     }
-    // The (now empty) per-domain backend directories.
-    xs.rm(&format!("/local/domain/0/backend/{VBD}/{domid}"));
     result
+}
+
+/// `network-list`'s lines for domain `domid`, as xl prints them.
+pub fn network_list(xs: &mut Xenstore, domid: u16) -> String {
+    let mut out =
+        String::from("Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path\n");
+    for devid in devices(xs, VIF, domid) {
+        let front = frontend_path(VIF, domid, devid);
+        let mut get = |name: &str| {
+            xs.read(&format!("{front}/{name}"))
+                .unwrap_or_else(|| "-1".into())
+        };
+        let (be, mac, state, evtchn, tx, rx) = (
+            get("backend-id"),
+            get("mac"),
+            get("state"),
+            get("event-channel"),
+            get("tx-ring-ref"),
+            get("rx-ring-ref"),
+        );
+        out.push_str(&format!(
+            "{devid:<3} {be:<2} {mac:<17} {devid:<6} {state:<5} {evtchn:<6} {tx:>5}/{rx:<5}    {}\n",
+            backend_path(VIF, domid, devid)
+        ));
+    }
+    out
+}
+
+/// The device id of domain `domid`'s network interface with MAC address `mac`.
+pub fn nic_by_mac(xs: &mut Xenstore, domid: u16, mac: &str) -> Option<u32> {
+    let mac = mac.to_ascii_lowercase();
+    devices(xs, VIF, domid).into_iter().find(|devid| {
+        xs.read(&format!("{}/mac", backend_path(VIF, domid, *devid)))
+            .is_some_and(|m| m.to_ascii_lowercase() == mac)
+    })
+}
+
+/// The device id the next network interface of domain `domid` gets.
+pub fn next_nic_devid(xs: &mut Xenstore, domid: u16) -> u32 {
+    devices(xs, VIF, domid)
+        .last()
+        .map_or(0, |last| last.saturating_add(1))
 }
 
 /// `block-list`'s lines for domain `domid`, as xl prints them.
@@ -277,6 +417,11 @@ mod tests {
             minor: 3,
         };
         let (back, front) = disk_nodes(4, &disk, &dev);
+        let (nback, nfront) = nic_nodes(
+            4,
+            1,
+            &crate::nic::parse_nic("mac=00:16:3e:00:00:01, bridge=br9", || [0; 3]).unwrap(),
+        );
         let get = |nodes: &[(&str, String)], k: &str| {
             nodes
                 .iter()
@@ -295,6 +440,11 @@ mod tests {
         );
         assert_eq!(get(&front, "virtual-device"), "51728");
         assert_eq!(get(&front, "device-type"), "disk");
+        assert_eq!(get(&nback, "frontend"), "/local/domain/4/device/vif/1");
+        assert_eq!(get(&nback, "handle"), "1");
+        assert_eq!(get(&nback, "bridge"), "br9");
+        assert_eq!(get(&nfront, "mac"), "00:16:3e:00:00:01");
+        assert_eq!(get(&nfront, "backend"), "/local/domain/0/backend/vif/4/1");
         // Major and minor are hexadecimal, as blkback parses them.
         let big = hotplug::LoopDevice {
             path: "/dev/loop300".into(),

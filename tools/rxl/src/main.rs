@@ -6,7 +6,9 @@
 //! `list [-l]`, `info`, `dmesg [-c]`, `pause`, `unpause`, `destroy`,
 //! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
 //! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop; `-b` batch),
-//! `block-attach`, `block-detach`, `block-list` (disks served by dom0's blkback).
+//! `block-attach`, `block-detach`, `block-list` (disks served by dom0's blkback),
+//! `network-attach`, `network-detach`, `network-list` (interfaces served by dom0's
+//! netback, on a bridge in dom0).
 //! A domain is named by id or by name: xenstore's, or the names kept in
 //! `/run/rxl/names/<id>` when no xenstore daemon runs.
 
@@ -15,6 +17,7 @@ mod create;
 mod device;
 mod disk;
 mod hotplug;
+mod nic;
 mod xenstore;
 
 use std::fs;
@@ -139,6 +142,23 @@ enum Command {
         #[arg(required = true)]
         domains: Vec<String>,
     },
+    /// Give a running domain a network interface: `<domain> [<vif-spec>...]`
+    /// (xl-network-configuration, the parts joined with commas).
+    NetworkAttach { domain: String, spec: Vec<String> },
+    /// Take a network interface from a domain (by its index or MAC address).
+    NetworkDetach {
+        /// Do not ask the guest.
+        #[arg(long)]
+        force: bool,
+        domain: String,
+        /// The interface's index (devid) or MAC address.
+        nic: String,
+    },
+    /// A domain's network interfaces.
+    NetworkList {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
     /// RTDS scheduler parameters: list every domain's, or set a domain's.
     SchedRtds {
         /// The domain (all when absent).
@@ -248,6 +268,29 @@ fn run(command: Command) -> Result<(), String> {
                 force,
             )?;
         }
+        Command::NetworkAttach { domain, spec } => {
+            let id = lookup(&xc, &domain)?;
+            let nic = nic::parse_nic(&spec.join(","), nic::random3)?;
+            let mut xs = need_xenstore("network-attach")?;
+            let devid = device::next_nic_devid(&mut xs, id);
+            device::nic_add(&mut xs, id, devid, &nic)?;
+        }
+        Command::NetworkDetach { force, domain, nic } => {
+            let id = lookup(&xc, &domain)?;
+            let mut xs = need_xenstore("network-detach")?;
+            let devid = match nic.parse::<u32>() {
+                Ok(devid) => devid,
+                Err(_) => device::nic_by_mac(&mut xs, id, &nic)
+                    .ok_or_else(|| format!("d{id} has no network interface {nic}"))?,
+            };
+            device::remove(&mut xs, device::VIF, id, devid, force)?;
+        }
+        Command::NetworkList { domains } => {
+            let mut xs = need_xenstore("network-list")?;
+            for d in domains {
+                print!("{}", device::network_list(&mut xs, lookup(&xc, &d)?));
+            }
+        }
         Command::BlockList { domains } => {
             let mut xs = need_xenstore("block-list")?;
             for d in domains {
@@ -349,10 +392,11 @@ fn create(paused: bool, foreground: bool, path: &str, overrides: &[String]) -> R
         Some(r) => Some(fs::read(r).map_err(|e| format!("{r}: {e}"))?),
         None => None,
     };
-    device::check_disks(&config.disks)?;
-    if !config.disks.is_empty() && !Path::new(XENSTORED_SOCKET).exists() {
+    device::check_devices(&config.disks, &config.nics)?;
+    let devices = !config.disks.is_empty() || !config.nics.is_empty();
+    if devices && !Path::new(XENSTORED_SOCKET).exists() {
         return Err(format!(
-            "{}: disks need a xenstore daemon ({XENSTORED_SOCKET})",
+            "{}: disks and network interfaces need a xenstore daemon ({XENSTORED_SOCKET})",
             config.name
         ));
     }
@@ -434,7 +478,10 @@ fn start(
             config
                 .disks
                 .iter()
-                .try_for_each(|disk| device::disk_add(&mut xs, built.domid, disk))
+                .try_for_each(|disk| device::disk_add(&mut xs, built.domid, disk))?;
+            (0u32..)
+                .zip(&config.nics)
+                .try_for_each(|(devid, nic)| device::nic_add(&mut xs, built.domid, devid, nic))
         });
         if let Err(err) = added {
             let _ = destroy(xc, built.domid);
@@ -832,13 +879,18 @@ fn parse_size_kib(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text}: not a memory size"))
 }
 
+/// Fills `buf` from `/dev/urandom`.
+fn random_bytes(buf: &mut [u8]) {
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(buf);
+    }
+}
+
 /// A random UUID (version 4) for the domain's `/vm` entry.
 fn uuid() -> String {
     let mut b = [0u8; 16];
-    if let Ok(mut f) = fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
+    random_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
