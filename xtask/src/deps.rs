@@ -94,6 +94,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         package: "mtools",
         needed_by: TEST_ONLY,
     },
+    Requirement {
+        // The split-driver tests give a domU an ext4 image (`mkfs.ext4 -d`).
+        check: Check::Path("/sbin/mkfs.ext4"),
+        package: "e2fsprogs",
+        needed_by: TEST_ONLY,
+    },
 ];
 
 /// Whether an executable called `name` is on `PATH`.

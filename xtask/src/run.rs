@@ -101,10 +101,10 @@ echo rxen demo: Linux $(uname -r) is running as a PVH domU of rxen
 echo rxen demo: $(nproc) vCPUs, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
 echo rxen demo: memory $(grep MemTotal /proc/meminfo)
 for i in $(seq 1 100); do test -b /dev/xvda && test -e /sys/class/net/eth0 && break; sleep 0.1; done
-echo rxen demo: its disk xvda, served by dom0's blkback, says: $(head -c 48 /dev/xvda)
+echo rxen demo: its disk xvda, served by the blkback of dom0, says: $(head -c 48 /dev/xvda)
 ip link set eth0 up
 ip addr add 10.0.0.2/24 dev eth0
-echo rxen demo: its eth0 $(cat /sys/class/net/eth0/address), served by dom0's netback, pings dom0: $(ping -c 3 -w 20 10.0.0.1 | grep 'packets transmitted')
+echo rxen demo: its eth0 $(cat /sys/class/net/eth0/address), served by the netback of dom0, pings dom0: $(ping -c 3 -w 20 10.0.0.1 | grep 'packets transmitted')
 echo rxen demo: powering off
 poweroff -f
 ";
@@ -161,8 +161,9 @@ echo rxen demo: ping the gateway: $(ping -c 3 -W 5 10.0.2.2 | grep 'packets tran
 echo rxen demo: device interrupts in dom0:
 grep -E 'PCI-MSI|IO-APIC' /proc/interrupts
 echo rxen demo: starting the toolstack in dom0: rxenstored, rxenconsoled
-mkdir -p /proc/xen /var/run/xenstored
+mkdir -p /proc/xen /var/run/xenstored /dev/pts
 mount -t xenfs xenfs /proc/xen
+mount -t devpts devpts /dev/pts
 rxenstored &
 for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
 rxenconsoled -i --log=guest &
