@@ -24,7 +24,7 @@
 //!   per second over a domU's own ring, served by rxenstored in dom0.
 //! - Split drivers: sequential read of a domU's `xvda` (dom0's blkback over a loop
 //!   device) against the same image file read in dom0, and TCP from the domU to dom0
-//!   (netback, dom0's bridge) against dom0's loopback, 64 MiB each, three runs.
+//!   (netback, dom0's bridge) against dom0's loopback, three runs.
 //! - The hostile-guest fuzzer (issue 14): 10^6 random hypercalls beside an
 //!   event-channel ping-pong pair on two CPUs, with the time and calls per second
 //!   (the pair must finish and every frame come back, as in `tests/tests/fuzz.rs`).
@@ -722,13 +722,16 @@ sleep 1000
 }
 
 /// The domU's `/init` for the split-driver benchmark (after blkfront and netfront):
-/// `xvda` read whole (busybox `dd` says bytes and seconds), then 64 MiB served over
-/// TCP to dom0.
+/// `xvda` (64 MiB) read whole four times with `O_DIRECT` (each read goes to the
+/// backend), timed by the domU's uptime, then 64 MiB served over TCP to dom0.
 const DEVICES_DOMU_INIT: &str = "\
+now() { cut -d' ' -f1 /proc/uptime; }
 for i in $(seq 1 100); do test -b /dev/xvda && test -e /sys/class/net/eth0 && break; sleep 0.1; done
 ip link set eth0 up
 ip addr add 10.0.0.2/24 dev eth0
-dd if=/dev/xvda of=/dev/null bs=1M 2>&1 | grep copied | sed 's/^/rxen-bench: domU disk /'
+t0=$(now)
+for i in 1 2 3 4; do dd if=/dev/xvda of=/dev/null bs=1M iflag=direct 2>/dev/null; done
+echo rxen-bench: domU disk 256 $t0 $(now)
 nc -l -p 5000 -e dd if=/dev/zero bs=1M count=64 &
 sleep 0.5
 echo rxen-bench: domU serving
@@ -736,10 +739,11 @@ while true; do sleep 1; done
 ";
 
 /// dom0's `/init` for the split-driver benchmark: the same image file read in
-/// dom0, 64 MiB over TCP through dom0's loopback, `rxl create` of the domU with the
-/// file as `xvda` and a vif on `xenbr0`, then 64 MiB from the domU over TCP.
+/// dom0 (four times), 256 MiB over TCP through dom0's loopback, `rxl create` of the
+/// domU with the file as `xvda` and a vif on `xenbr0`, then 64 MiB from the domU
+/// over TCP. Each figure line: MiB, then the uptime before and after.
 const DEVICES_SCRIPT: &str = "\
-mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console
+mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console /images
 mount -t xenfs xenfs /proc/xen
 rxenstored &
 for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
@@ -747,49 +751,47 @@ rxenconsoled -i --log=guest &
 log=/var/log/xen/console/guest-linux.log
 now() { cut -d' ' -f1 /proc/uptime; }
 dd if=/dev/zero of=/images/disk.img bs=1M count=64 2>/dev/null
-dd if=/images/disk.img of=/dev/null bs=1M 2>&1 | grep copied | sed 's/^/rxen-bench: dom0 disk /'
-nc -l -p 5001 -e dd if=/dev/zero bs=1M count=64 &
+t0=$(now)
+for i in 1 2 3 4; do dd if=/images/disk.img of=/dev/null bs=1M 2>/dev/null; done
+echo rxen-bench: dom0 disk 256 $t0 $(now)
+ip link set lo up
+nc -l -p 5001 -e dd if=/dev/zero bs=1M count=256 &
 sleep 0.5
-t0=$(now); nc 127.0.0.1 5001 > /dev/null; t1=$(now)
-echo rxen-bench: dom0 tcp $t0 $t1
+t0=$(now); nc 127.0.0.1 5001 > /dev/null
+echo rxen-bench: dom0 tcp 256 $t0 $(now)
 ip link add xenbr0 type bridge
 ip addr add 10.0.0.1/24 dev xenbr0
 ip link set xenbr0 up
 rxl create /etc/rxen/linux.cfg
 until grep -q 'rxen-bench: domU serving' $log 2>/dev/null; do sleep 0.5; done
-t0=$(now); nc 10.0.0.2 5000 > /dev/null; t1=$(now)
-echo rxen-bench: domU tcp $t0 $t1
+t0=$(now); nc 10.0.0.2 5000 > /dev/null
+echo rxen-bench: domU tcp 64 $t0 $(now)
 grep 'rxen-bench: domU disk' $log
 echo rxen-bench: devices done
 poweroff -f
 ";
 
-/// MiB/s from a busybox `dd` line ("N bytes (...) copied, S seconds, ...").
-fn dd_rate(line: &str) -> Option<f64> {
-    let bytes: f64 = line
-        .split(" bytes")
-        .next()?
+/// MiB/s from a figure line's words: MiB, then the uptime before and after.
+fn mib_rate(words: &str) -> Option<f64> {
+    let n: Vec<f64> = words
         .split_whitespace()
-        .last()?
-        .parse()
-        .ok()?;
-    let seconds: f64 = line
-        .split("copied, ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    (seconds > 0.0).then(|| bytes / seconds / (1 << 20) as f64)
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    match n[..] {
+        [mib, t0, t1] if t1 > t0 => Some(mib / (t1 - t0)),
+        _ => None,
+    }
 }
 
 /// Split drivers (issue 11): sequential read of `xvda` in a domU (dom0's blkback,
 /// a loop device over an image file) against the same file read in dom0, and TCP
 /// from the domU to dom0 (netback, netfront, dom0's bridge) against dom0's
-/// loopback; 64 MiB each, three runs, min and median of the rates (MiB/s).
+/// loopback; three runs, min and median of the rates (MiB/s).
 fn devices() -> bool {
     const RUNS: usize = 3;
-    println!("\nxtask: split drivers: xvda read and TCP domU -> dom0 against dom0's own, 64 MiB, {RUNS} runs");
+    println!(
+        "\nxtask: split drivers: xvda read and TCP domU -> dom0 against dom0's own, {RUNS} runs"
+    );
     crate::image::build_dom0_tools();
     let kernel = rxen_tests::debian_kernel();
     let domu_initrd = rxen_tests::modules_initramfs_with(
@@ -821,7 +823,7 @@ fn devices() -> bool {
             "bridge",
             "xen-netback",
         ],
-        &format!("mkdir -p /images\n{DEVICES_SCRIPT}"),
+        DEVICES_SCRIPT,
         &files,
     );
     let mut rates: [Vec<f64>; 4] = Default::default();
@@ -835,20 +837,13 @@ fn devices() -> bool {
             .timeout(Duration::from_secs(400))
             .run();
         let line = |marker: &str| out.log.lines().find_map(|l| l.split(marker).nth(1));
-        let tcp = |marker: &str| -> Option<f64> {
-            let t: Vec<f64> = line(marker)?
-                .split_whitespace()
-                .map(|w| w.parse().ok())
-                .collect::<Option<_>>()?;
-            let secs = t.get(1)? - t.first()?;
-            (secs > 0.0).then(|| 64.0 / secs)
-        };
         let figures = [
-            line("rxen-bench: dom0 disk ").and_then(dd_rate),
-            line("rxen-bench: domU disk ").and_then(dd_rate),
-            tcp("rxen-bench: dom0 tcp "),
-            tcp("rxen-bench: domU tcp "),
-        ];
+            "rxen-bench: dom0 disk ",
+            "rxen-bench: domU disk ",
+            "rxen-bench: dom0 tcp ",
+            "rxen-bench: domU tcp ",
+        ]
+        .map(|marker| line(marker).and_then(mib_rate));
         if figures.iter().any(Option::is_none) {
             eprintln!(
                 "xtask: run {run} gave no figures; log tail:\n{}",
