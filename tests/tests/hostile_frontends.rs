@@ -79,16 +79,17 @@ fn assert_quiet_about(out: &Outcome, d: u32) {
 }
 
 /// A test guest (`blk_hostile`) with three disks (files in dom0, loop devices, dom0's
-/// Debian blkback) attacks one disk per phase: a ring grant reference it never made
-/// (blkback cannot map it and closes the device), a producer index 10000 past the
+/// Debian blkback) attacks one disk per phase: rings blkback cannot use (grant
+/// references never made, a ring granted read-only or to another domain, an event
+/// channel that does not exist; blkback gives up on the device each time, and after
+/// the frontend starts again, offers it anew), a producer index 10000 past the
 /// responses (blkback halts the ring: no response, not even to a good request after
 /// it), then bad requests on a good ring (grants never made or read-only for a read,
 /// 0/12/255 segments, sectors outside the page or the disk, an unknown operation, a
 /// full ring of them at once), each answered with its error; grants wiped while
 /// blkback has them mapped (two CPUs, so that the guest can catch blkback in the act)
 /// are still answered; a good read of sector 0 returns the image's data, and the
-/// device closes with every grant given back.
-/// dom0 carries on: `rxl destroy` frees the loop devices and the backends (including
+/// device closes with every grant given back. dom0 carries on: `rxl destroy` frees the loop devices and the backends (including
 /// the halted one), a second guest reads the same disk, and neither domain leaves a
 /// frame behind. rxen logs nothing of its own about any of it.
 #[test]
@@ -182,8 +183,22 @@ poweroff -f
             "(d0) hostile-test: start: loops 0 backends 0 xenstore 0",
             "(rxen) d1: created by d0",
             "(d1) blk_hostile: 3 disk(s)",
-            // Phase 1: blkback cannot map the ring and gives up on the device.
-            "(d1) blk_hostile: xvda: garbage ring-ref 4000 (port ",
+            // Phase 1: blkback cannot use the ring and gives up on the device, each
+            // time (Linux's message: its errno, or the negated GNTST_* status of the
+            // map, which are Xen's: bad_gntref -3 for a reference beyond the table,
+            // general_error -1 for an entry that does not grant a writable page to
+            // dom0; -EINVAL for a port that does not exist).
+            "vbd vbd-1-51712: 3 mapping in shared page 4000 from domain 1",
+            "(d1) blk_hostile: xvda: ring-ref 4000 (beyond the table): backend state Some(5)",
+            "vbd vbd-1-51712: 1 mapping in shared page 300 from domain 1",
+            "(d1) blk_hostile: xvda: ring-ref 300 (never granted): backend state Some(5)",
+            "vbd vbd-1-51712: 1 mapping in shared page 12 from domain 1",
+            "(d1) blk_hostile: xvda: ring-ref 12 (granted read-only): backend state Some(5)",
+            "vbd vbd-1-51712: 1 mapping in shared page 13 from domain 1",
+            "(d1) blk_hostile: xvda: ring-ref 13 (granted to d7): backend state Some(5)",
+            "vbd vbd-1-51712: 22 mapping ring-ref port 4000",
+            "(d1) blk_hostile: xvda: event-channel 4000 (no such port): backend state Some(5)",
+            "(d1) blk_hostile: xvda: ring grants released [true, true, true]",
             // Phase 2: blkback halts the ring.
             "(d1) blk_hostile: xvdb: ring-ref 8 port ",
             "(d1) blk_hostile: xvdb: req_prod 10000 with rsp_prod 0: no response",
@@ -226,20 +241,13 @@ poweroff -f
         ])
         .assert_contains("(d0) hostile-test: create exit 0")
         .assert_contains("(d0) hostile-test: good create exit 0")
-        // Linux's own checks said why: the ring's grant is a bad reference (GNTST_bad_gntref,
-        // -3), so blkback gives up on the device (-ENOENT) ...
-        .assert_in_order(&[
-            "(d0) ",
-            "vbd vbd-1-51712: 3 mapping in shared page 4000 from domain 1",
-            "vbd vbd-1-51712: 2 mapping ring-ref port ",
-        ])
         // Each wiped grant was answered (Xen's rule: a mapping holds the page, wiping the
         // entry does not take it back; how many rounds caught it mapped is timing).
         .assert_line_contains_all(&[
             "(d1) blk_hostile: xvdc: grant wiped under the backend: ",
             " of 10 caught mapped, 10 answered",
         ])
-        // ... and the producer index is beyond the ring.
+        // Linux's own check of the producer index.
         .assert_line_contains_all(&[
             "(d0) ",
             "Frontend provided bogus ring requests (10000 - 0 = 10000)",
@@ -254,13 +262,6 @@ poweroff -f
             " 0 frames not returned",
         ])
         .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"]);
-    let phase1 = out.lines_containing("(d1) blk_hostile: xvda: garbage ring-ref 4000");
-    assert!(
-        phase1.len() == 1
-            && (phase1[0].ends_with("backend state Some(5)")
-                || phase1[0].ends_with("backend state Some(6)")),
-        "blkback did not close the device with the garbage ring: {phase1:?}"
-    );
     assert_quiet_about(&out, 1);
     assert_quiet_about(&out, 2);
     // blkback let go of every ring and data grant, the halted ring's too: what rxen

@@ -3,8 +3,11 @@
 //! (`public/io/blkif.h`, `io/ring.h`) itself over its own xenstore ring and feeds the
 //! backend garbage, one device per phase (in devid order):
 //!
-//! 1. `ring-ref` a grant reference it never made (4000) with a real event channel,
-//!    state Initialised: the backend cannot map the ring and closes (state 5 or 6);
+//! 1. rings the backend cannot use, one after the other (closing and starting again
+//!    in between): `ring-ref` a grant reference it never made (4000, beyond the
+//!    table; 300, inside it), a ring granted read-only or to another domain, a good
+//!    ring with an `event-channel` that does not exist: each time the backend gives
+//!    up on the device (state 5 or 6) and lets go of what it mapped;
 //! 2. a real ring, Connected, then `req_prod` 10000 past `rsp_prod`: the backend halts
 //!    that ring (no response, not even to a good request after it);
 //! 3. a real ring, Connected, then one request at a time: reads into grants never
@@ -42,6 +45,7 @@ use rxen_guest::{check, check_eq, error, println, StartInfo};
 rxen_guest::entry!(main);
 
 /// xenbus states (`io/xenbus.h`).
+const INITIALISING: u64 = 1;
 const INIT_WAIT: u64 = 2;
 const INITIALISED: u64 = 3;
 const CONNECTED: u64 = 4;
@@ -58,6 +62,12 @@ const GREF_RING_B: u32 = 8;
 const GREF_RING_C: u32 = 9;
 const GREF_DATA: u32 = 10;
 const GREF_DATA_RO: u32 = 11;
+/// Phase 1's ring page granted read-only, to d7, and properly.
+const GREF_RING_A_RO: u32 = 12;
+const GREF_RING_A_D7: u32 = 13;
+const GREF_RING_A: u32 = 14;
+/// An event channel port we never allocated.
+const GARBAGE_PORT: u32 = 4000;
 
 /// How long a backend gets to change state or answer (QEMU TCG is slow).
 const TIMEOUT_NS: u64 = 30_000_000_000;
@@ -70,6 +80,7 @@ const REQ_EVENT: usize = core::mem::offset_of!(BlkifSringHeader, req_event);
 const RSP_PROD: usize = core::mem::offset_of!(BlkifSringHeader, rsp_prod);
 const RSP_EVENT: usize = core::mem::offset_of!(BlkifSringHeader, rsp_event);
 
+static mut RING_A: Page = Page::new();
 static mut RING_B: Page = Page::new();
 static mut RING_C: Page = Page::new();
 static mut DATA: Page = Page::new();
@@ -350,26 +361,53 @@ fn main(si: &StartInfo) {
         serve_check(&mut xs, &table, disk(0), false);
         return;
     }
-    garbage_ring_ref(&mut xs, disk(0));
+    bad_rings(&mut xs, &table, disk(0));
     bogus_req_prod(&mut xs, &table, disk(1));
     serve_check(&mut xs, &table, disk(2), true);
 }
 
-/// Phase 1: a ring grant reference we never made.
-fn garbage_ring_ref(xs: &mut Store, d: &Disk) {
-    d.wait_init_wait(xs);
+/// Phase 1: rings the backend cannot use, one after the other on the same device
+/// (after each, the frontend closes and starts again: Closed, then Initialising, and
+/// blkback offers the device anew): grant references never made, a ring granted
+/// read-only or to another domain, and a good ring with an event channel that does
+/// not exist. Each time blkback must give up on the device (Closing or Closed), and
+/// a ring page it mapped must be unmapped again.
+fn bad_rings(xs: &mut Store, table: &Table, d: &Disk) {
+    let ring_frame = (&raw mut RING_A as u64 / PAGE_SIZE) as u32;
+    table.grant(GREF_RING_A_RO, 0, ring_frame, true);
+    table.grant(GREF_RING_A_D7, 7, ring_frame, false);
+    table.grant(GREF_RING_A, 0, ring_frame, false);
     let port = new_port(d.vdev);
-    d.publish(xs, GARBAGE_GREF, port);
-    let st = d.wait_backend(xs, TIMEOUT_NS, |s| s == CLOSING || s == CLOSED);
-    println!(
-        "blk_hostile: {}: garbage ring-ref {GARBAGE_GREF} (port {port}): backend state {st:?}",
-        d.vdev
-    );
-    check!(
-        st == Some(CLOSING) || st == Some(CLOSED),
-        "{}: the backend closed",
-        d.vdev
-    );
+    let attacks = [
+        ("ring-ref 4000 (beyond the table)", GARBAGE_GREF, port),
+        ("ring-ref 300 (never granted)", UNGRANTED_GREF, port),
+        ("ring-ref 12 (granted read-only)", GREF_RING_A_RO, port),
+        ("ring-ref 13 (granted to d7)", GREF_RING_A_D7, port),
+        (
+            "event-channel 4000 (no such port)",
+            GREF_RING_A,
+            GARBAGE_PORT,
+        ),
+    ];
+    for (what, gref, port) in attacks {
+        d.wait_init_wait(xs);
+        d.publish(xs, gref, port);
+        let st = d.wait_backend(xs, TIMEOUT_NS, |s| s == CLOSING || s == CLOSED);
+        println!("blk_hostile: {}: {what}: backend state {st:?}", d.vdev);
+        check!(
+            st == Some(CLOSING) || st == Some(CLOSED),
+            "{}: {what}: the backend closed",
+            d.vdev
+        );
+        // Start again.
+        d.set(xs, "state", format_args!("{CLOSED}"));
+        let st = d.wait_backend(xs, TIMEOUT_NS, |s| s == CLOSED);
+        check_eq!(st, Some(CLOSED), "{}: {what}: then Closed", d.vdev);
+        d.set(xs, "state", format_args!("{INITIALISING}"));
+    }
+    let released = [GREF_RING_A_RO, GREF_RING_A_D7, GREF_RING_A].map(|g| table.end_access(g));
+    println!("blk_hostile: {}: ring grants released {released:?}", d.vdev);
+    check_eq!(released, [true; 3], "{}: no ring grant left in use", d.vdev);
 }
 
 /// Connects a real ring on `d` at `page` (granted as `gref`): the ring, once the
