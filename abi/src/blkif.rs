@@ -20,6 +20,11 @@ pub const BLKIF_OP_INDIRECT: u8 = 6;
 /// `BLKIF_MAX_SEGMENTS_PER_REQUEST`: segments of a direct request.
 pub const BLKIF_MAX_SEGMENTS_PER_REQUEST: usize = 11;
 
+/// `BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST`: indirect pages an indirect request names.
+pub const BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST: usize = 8;
+/// Segments in one indirect page (`XEN_PAGE_SIZE / sizeof(blkif_request_segment)`).
+pub const BLKIF_SEGS_PER_INDIRECT_FRAME: usize = 512;
+
 /// `BLKIF_RSP_OKAY`.
 pub const BLKIF_RSP_OKAY: i16 = 0;
 /// `BLKIF_RSP_ERROR`.
@@ -66,6 +71,35 @@ pub struct BlkifRequest {
     pub sector_number: u64,
     /// `seg`: the segments.
     pub seg: [BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST],
+}
+
+/// `struct blkif_request_indirect`: a read or write whose segments are in granted
+/// pages of [`BlkifRequestSegment`]s (`BLKIF_OP_INDIRECT`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct BlkifRequestIndirect {
+    /// `operation`: [`BLKIF_OP_INDIRECT`].
+    pub operation: u8,
+    /// `indirect_op`: [`BLKIF_OP_READ`] or [`BLKIF_OP_WRITE`].
+    pub indirect_op: u8,
+    /// `nr_segments`: segments in the indirect pages.
+    pub nr_segments: u16,
+    /// C's implicit padding (`_pad1` on x86_64).
+    pub pad1: u32,
+    /// `id`: echoed in the response.
+    pub id: u64,
+    /// `sector_number`: start sector on the device.
+    pub sector_number: u64,
+    /// `handle`: `blkif_vdev_t`.
+    pub handle: u16,
+    /// `_pad2`.
+    pub pad2: u16,
+    /// `indirect_grefs`: the grants of the pages of segments.
+    pub indirect_grefs: [u32; BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST],
+    /// `_pad3` on x86_64.
+    pub pad3: u32,
 }
 
 /// `struct blkif_response`.
@@ -122,6 +156,12 @@ mod tests {
         // uint64_t id@8, blkif_sector_t sector_number@16, seg[11]@24 (8 each): 112.
         assert_layout!(BlkifRequest, size = 112, {
             operation: 0, nr_segments: 1, handle: 2, id: 8, sector_number: 16, seg: 24,
+        });
+        // uint8_t operation@0, indirect_op@1, uint16_t nr_segments@2, id@8,
+        // sector_number@16, handle@24, indirect_grefs[8]@28: 64.
+        assert_layout!(BlkifRequestIndirect, size = 64, {
+            operation: 0, indirect_op: 1, nr_segments: 2, id: 8, sector_number: 16,
+            handle: 24, indirect_grefs: 28,
         });
         assert_layout!(BlkifRequestSegment, size = 8, { gref: 0, first_sect: 4, last_sect: 5 });
         // uint64_t id@0, uint8_t operation@8, int16_t status@10: 16.
