@@ -86,7 +86,8 @@ fn assert_quiet_about(out: &Outcome, d: u32) {
 /// responses (blkback halts the ring: no response, not even to a good request after
 /// it), then bad requests on a good ring (grants never made or read-only for a read,
 /// 0/12/255 segments, sectors outside the page or the disk, an unknown operation, a
-/// full ring of them at once), each answered with its error; grants wiped while
+/// full ring of them at once; indirect requests whose page of segments is not granted,
+/// with too many segments or an unknown operation), each answered with its error; grants wiped while
 /// blkback has them mapped (two CPUs, so that the guest can catch blkback in the act)
 /// are still answered; a good read of sector 0 returns the image's data, and the
 /// device closes with every grant given back. dom0 carries on: `rxl destroy` frees the loop devices and the backends (including
@@ -217,6 +218,15 @@ poweroff -f
             "(d1) blk_hostile: xvdc: read beyond the disk: status -1",
             "(d1) blk_hostile: xvdc: operation 77: status -2",
             "(d1) blk_hostile: xvdc: 32 bad reads at once: 32 error responses",
+            // Indirect requests: bad pages of segments, counts and operations.
+            "(d1) blk_hostile: xvdc: the backend offers 256 indirect segments",
+            "(d1) blk_hostile: xvdc: indirect read, segments in gref 4000: status -1",
+            "(d1) blk_hostile: xvdc: indirect read, segments in gref 300: status -1",
+            "(d1) blk_hostile: xvdc: indirect read with 0 segments: status -1",
+            "(d1) blk_hostile: xvdc: indirect read with 4096 segments: status -1",
+            "(d1) blk_hostile: xvdc: indirect read, one segment more than offered: status -1",
+            "(d1) blk_hostile: xvdc: indirect operation 77: status -1",
+            "(d1) blk_hostile: xvdc: indirect read of sector 0: status 0",
             "(d1) blk_hostile: xvdc: grant wiped under the backend: ",
             "(d1) blk_hostile: xvdc: read of sector 0: status 0",
             &format!("(d1) blk_hostile: xvdc: {sector0}"),

@@ -13,10 +13,12 @@
 //! 3. a real ring, Connected, then one request at a time: reads into grants never
 //!    made, into a read-only grant, with 0, 12 and 255 segments, with sectors out of
 //!    the page, beyond the disk, an unknown operation, a full ring of bad requests at
-//!    once; each must get its error response; reads whose grant is wiped while the
-//!    backend has it mapped must still be answered; then a good read of sector 0 returns
-//!    the image's first page (its first bytes and FNV-1a checksum printed), and the
-//!    frontend closes the device and takes its grants back.
+//!    once, indirect requests with pages of segments never granted, too many segments
+//!    or an unknown operation; each must get its error response (and a good indirect
+//!    read its data); reads whose grant is wiped while the backend has it mapped must
+//!    still be answered; then a good read of sector 0 returns the image's first page
+//!    (its first bytes and FNV-1a checksum printed), and the frontend closes the
+//!    device and takes its grants back.
 //!
 //! With `good` on the command line it does only phase 3's good read, on its first
 //! disk (dom0's blkback still serves a newcomer after the hostile guest). Every
@@ -28,9 +30,10 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use rxen_guest::abi::blkif::{
-    BlkifRequest, BlkifRequestSegment, BlkifResponse, BlkifSringHeader,
-    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_RING_SIZE, BLKIF_RSP_EOPNOTSUPP,
-    BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BLKIF_SRING_ENTRY, BLKIF_SRING_HEADER,
+    BlkifRequest, BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse, BlkifSringHeader,
+    BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_INDIRECT,
+    BLKIF_OP_READ, BLKIF_RING_SIZE, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+    BLKIF_SEGS_PER_INDIRECT_FRAME, BLKIF_SRING_ENTRY, BLKIF_SRING_HEADER,
 };
 use rxen_guest::abi::grant_table::GTF_WRITING;
 use rxen_guest::events::{
@@ -66,6 +69,8 @@ const GREF_DATA_RO: u32 = 11;
 const GREF_RING_A_RO: u32 = 12;
 const GREF_RING_A_D7: u32 = 13;
 const GREF_RING_A: u32 = 14;
+/// The page of segments, granted read-only.
+const GREF_SEGS: u32 = 15;
 /// An event channel port we never allocated.
 const GARBAGE_PORT: u32 = 4000;
 
@@ -84,6 +89,8 @@ static mut RING_A: Page = Page::new();
 static mut RING_B: Page = Page::new();
 static mut RING_C: Page = Page::new();
 static mut DATA: Page = Page::new();
+/// The page of segments of indirect requests.
+static mut SEGS: Page = Page::new();
 
 /// The guest frame of [`DATA`].
 fn data_frame() -> u32 {
@@ -219,8 +226,10 @@ impl Ring {
     }
 
     /// Queues `req` (not yet visible to the backend).
-    fn queue(&mut self, req: &BlkifRequest) {
-        // SAFETY: a ring slot; volatile as the backend reads the page.
+    fn queue<T: Copy>(&mut self, req: &T) {
+        const { assert!(core::mem::size_of::<T>() <= BLKIF_SRING_ENTRY) };
+        // SAFETY: a ring slot (`T` fits, checked above); volatile as the backend reads
+        // the page.
         unsafe { core::ptr::write_volatile(self.slot(self.req_prod_pvt).cast(), *req) };
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
     }
@@ -472,6 +481,104 @@ fn bogus_req_prod(xs: &mut Store, table: &Table, d: &Disk) {
     );
 }
 
+/// Sends `req` (whose id is `id`) alone and checks that its response has status
+/// `want`.
+fn ask<T: Copy>(ring: &mut Ring, d: &Disk, what: &str, id: u64, req: &T, want: i16) {
+    ring.queue(req);
+    ring.push();
+    match ring.response(TIMEOUT_NS) {
+        Some(rsp) => {
+            println!("blk_hostile: {}: {what}: status {}", d.vdev, rsp.status);
+            check_eq!((rsp.id, rsp.status), (id, want), "{}: {what}", d.vdev);
+        }
+        None => {
+            println!("blk_hostile: {}: {what}: no response", d.vdev);
+            check!(false, "{}: {what}: a response", d.vdev);
+        }
+    }
+}
+
+/// Indirect requests (`BLKIF_OP_INDIRECT`): bad ones get their error, a good read
+/// of sector 0 through a granted page of segments succeeds.
+fn indirect(xs: &mut Store, ring: &mut Ring, table: &Table, d: &Disk) {
+    let offered = xs
+        .read_u64(text!("{}/feature-max-indirect-segments", d.back.as_str()).as_str())
+        .unwrap_or(0);
+    println!(
+        "blk_hostile: {}: the backend offers {offered} indirect segments",
+        d.vdev
+    );
+    // SAFETY: our own page, granted read-only below.
+    unsafe {
+        let segs = (&raw mut SEGS).cast::<BlkifRequestSegment>();
+        core::ptr::write_bytes(segs.cast::<u8>(), 0, PAGE_SIZE as usize);
+        segs.write_volatile(seg(GREF_DATA, 0, 7));
+    }
+    table.grant(
+        GREF_SEGS,
+        0,
+        (&raw mut SEGS as u64 / PAGE_SIZE) as u32,
+        true,
+    );
+    let req = |id: u64, op: u8, nr_segments: u16, page: u32| {
+        let mut r = BlkifRequestIndirect {
+            operation: BLKIF_OP_INDIRECT,
+            indirect_op: op,
+            nr_segments,
+            id,
+            ..Default::default()
+        };
+        r.indirect_grefs[0] = page;
+        r
+    };
+    let too_many = (BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * BLKIF_SEGS_PER_INDIRECT_FRAME) as u16;
+    let cases = [
+        (
+            "indirect read, segments in gref 4000",
+            req(3001, BLKIF_OP_READ, 1, GARBAGE_GREF),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect read, segments in gref 300",
+            req(3002, BLKIF_OP_READ, 1, UNGRANTED_GREF),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect read with 0 segments",
+            req(3003, BLKIF_OP_READ, 0, GREF_SEGS),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect read with 4096 segments",
+            req(3004, BLKIF_OP_READ, too_many, GREF_SEGS),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect read, one segment more than offered",
+            req(3007, BLKIF_OP_READ, (offered + 1) as u16, GREF_SEGS),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect operation 77",
+            req(3005, 77, 1, GREF_SEGS),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect read of sector 0",
+            req(3006, BLKIF_OP_READ, 1, GREF_SEGS),
+            BLKIF_RSP_OKAY,
+        ),
+    ];
+    for (what, r, want) in cases {
+        ask(ring, d, what, r.id, &r, want);
+    }
+    check!(
+        table.end_access(GREF_SEGS),
+        "{}: the page of segments let go",
+        d.vdev
+    );
+}
+
 /// Phase 3 (or, `hostile` false, only its good read): bad requests each get their error,
 /// a good read gets the image's data, the device closes cleanly.
 fn serve_check(xs: &mut Store, table: &Table, d: &Disk, hostile: bool) {
@@ -482,19 +589,7 @@ fn serve_check(xs: &mut Store, table: &Table, d: &Disk, hostile: bool) {
     let mut id = 100;
     let mut one = |ring: &mut Ring, what: &str, req: BlkifRequest, want: i16| {
         id += 1;
-        let req = BlkifRequest { id, ..req };
-        ring.queue(&req);
-        ring.push();
-        match ring.response(TIMEOUT_NS) {
-            Some(rsp) => {
-                println!("blk_hostile: {}: {what}: status {}", d.vdev, rsp.status);
-                check_eq!((rsp.id, rsp.status), (id, want), "{}: {what}", d.vdev);
-            }
-            None => {
-                println!("blk_hostile: {}: {what}: no response", d.vdev);
-                check!(false, "{}: {what}: a response", d.vdev);
-            }
-        }
+        ask(ring, d, what, id, &BlkifRequest { id, ..req }, want);
     };
     if hostile {
         let good = read_request(0, 0, 1, &[seg(GREF_DATA, 0, 7)]);
@@ -604,6 +699,7 @@ fn serve_check(xs: &mut Store, table: &Table, d: &Disk, hostile: bool) {
             "{}: a full ring of bad reads",
             d.vdev
         );
+        indirect(xs, &mut ring, table, d);
         revoke_while_mapped(&mut ring, table, d);
     }
     // The good read: sector 0, a whole page.
