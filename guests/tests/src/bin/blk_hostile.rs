@@ -92,9 +92,9 @@ static mut DATA: Page = Page::new();
 /// The page of segments of indirect requests.
 static mut SEGS: Page = Page::new();
 
-/// The guest frame of [`DATA`].
-fn data_frame() -> u32 {
-    (&raw mut DATA as u64 / PAGE_SIZE) as u32
+/// The guest frame of one of our pages (identity-mapped, below 4 GiB).
+fn frame_of(page: *mut Page) -> u32 {
+    (page as u64 / PAGE_SIZE) as u32
 }
 
 /// A short string built without allocation.
@@ -382,7 +382,7 @@ fn main(si: &StartInfo) {
 /// not exist. Each time blkback must give up on the device (Closing or Closed), and
 /// a ring page it mapped must be unmapped again.
 fn bad_rings(xs: &mut Store, table: &Table, d: &Disk) {
-    let ring_frame = (&raw mut RING_A as u64 / PAGE_SIZE) as u32;
+    let ring_frame = frame_of(&raw mut RING_A);
     table.grant(GREF_RING_A_RO, 0, ring_frame, true);
     table.grant(GREF_RING_A_D7, 7, ring_frame, false);
     table.grant(GREF_RING_A, 0, ring_frame, false);
@@ -425,7 +425,7 @@ fn connect(xs: &mut Store, table: &Table, d: &Disk, page: *mut Page, gref: u32) 
     d.wait_init_wait(xs);
     let port = new_port(d.vdev);
     let ring = Ring::new(page, port);
-    table.grant(gref, 0, (page as u64 / PAGE_SIZE) as u32, false);
+    table.grant(gref, 0, frame_of(page), false);
     d.publish(xs, gref, port);
     let st = d.wait_backend(xs, TIMEOUT_NS, |s| s == CONNECTED);
     if st != Some(CONNECTED) {
@@ -459,7 +459,7 @@ fn bogus_req_prod(xs: &mut Store, table: &Table, d: &Disk) {
     check!(!answered, "{}: no response to a bogus req_prod", d.vdev);
     // A good request after it: the backend has stopped looking at this ring.
     ring.req_prod_pvt = 0;
-    table.grant(GREF_DATA, 0, data_frame(), false);
+    table.grant(GREF_DATA, 0, frame_of(&raw mut DATA), false);
     ring.queue(&read_request(1, 0, 1, &[seg(GREF_DATA, 0, 7)]));
     ring.push();
     let answered = ring.response(SILENCE_NS).is_some();
@@ -514,12 +514,7 @@ fn indirect(xs: &mut Store, ring: &mut Ring, table: &Table, d: &Disk) {
         core::ptr::write_bytes(segs.cast::<u8>(), 0, PAGE_SIZE as usize);
         segs.write_volatile(seg(GREF_DATA, 0, 7));
     }
-    table.grant(
-        GREF_SEGS,
-        0,
-        (&raw mut SEGS as u64 / PAGE_SIZE) as u32,
-        true,
-    );
+    table.grant(GREF_SEGS, 0, frame_of(&raw mut SEGS), true);
     let req = |id: u64, op: u8, nr_segments: u16, page: u32| {
         let mut r = BlkifRequestIndirect {
             operation: BLKIF_OP_INDIRECT,
@@ -584,8 +579,8 @@ fn indirect(xs: &mut Store, ring: &mut Ring, table: &Table, d: &Disk) {
 fn serve_check(xs: &mut Store, table: &Table, d: &Disk, hostile: bool) {
     let mut ring = connect(xs, table, d, &raw mut RING_C, GREF_RING_C);
     let data = &raw mut DATA;
-    table.grant(GREF_DATA, 0, data_frame(), false);
-    table.grant(GREF_DATA_RO, 0, data_frame(), true);
+    table.grant(GREF_DATA, 0, frame_of(&raw mut DATA), false);
+    table.grant(GREF_DATA_RO, 0, frame_of(&raw mut DATA), true);
     let mut id = 100;
     let mut one = |ring: &mut Ring, what: &str, req: BlkifRequest, want: i16| {
         id += 1;
@@ -747,7 +742,7 @@ const REVOKE_ROUNDS: u64 = 10;
 /// the entry is wiped (flags, domain, frame), as a hostile guest may. Whatever status
 /// each read gets, the backend must answer; the grant is made again afterwards.
 fn revoke_while_mapped(ring: &mut Ring, table: &Table, d: &Disk) {
-    let frame = data_frame();
+    let frame = frame_of(&raw mut DATA);
     let (mut caught, mut answered, mut okay) = (0, 0, 0);
     for round in 0..REVOKE_ROUNDS {
         let id = 2000 + round;
