@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{dom0_tool, guest, modules_initramfs_with, write_module, Qemu};
+use crate::{dom0_tool, guest, modules_initramfs_with, write_module, Outcome, Qemu};
 
 /// dom0's kernel command line.
 pub const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen loglevel=8 ignore_loglevel";
@@ -81,4 +81,21 @@ pub fn initramfs_with_modules(
     let mut names = vec!["xen-privcmd", "xen-evtchn", "xen-gntdev", "xenfs"];
     names.extend_from_slice(modules);
     modules_initramfs_with(&names, &[DOM0_PRELUDE, script].concat(), &files)
+}
+
+/// The hypervisor's `dN: <n> grant mappings torn down` lines (what it still had to
+/// unmap when a domain died): each line with its count (`u32::MAX` if unreadable).
+pub fn grant_teardowns(out: &Outcome) -> Vec<(&str, u32)> {
+    out.lines_containing("grant mappings torn down")
+        .into_iter()
+        .map(|line| {
+            let n = line
+                .split(": ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u32::MAX);
+            (line, n)
+        })
+        .collect()
 }

@@ -268,6 +268,24 @@ pub fn sleep_until(deadline: u64) -> u64 {
     }
 }
 
+/// Waits until `done()` holds, blocking on events with a 1 ms single-shot timer each
+/// time (so that a condition nobody signals is still seen); gives up after
+/// `timeout_ns`. Whether `done()` held. Needs what [`sleep_until`] needs.
+pub fn wait_until(timeout_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = crate::time::now().saturating_add(timeout_ns);
+    loop {
+        if done() {
+            return true;
+        }
+        let t = crate::time::now();
+        if t > deadline {
+            return false;
+        }
+        crate::time::set_singleshot_timer(t + 1_000_000);
+        block_once();
+    }
+}
+
 pub use fifo::{event_word, expand_array, init_control, set_priority, unmask};
 
 /// The FIFO ABI, guest side.

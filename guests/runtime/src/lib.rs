@@ -83,6 +83,7 @@ pub mod smp;
 pub mod start_info;
 pub mod time;
 pub mod xen;
+pub mod xenstore;
 
 pub use report::{report, TestResult};
 pub use start_info::StartInfo;
