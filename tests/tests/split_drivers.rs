@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use rxen_tests::dom0::{initramfs_with_modules, machine, DOM0_ARGS};
+use rxen_tests::dom0::{grant_teardowns, initramfs_with_modules, machine, DOM0_ARGS};
 use rxen_tests::{debian_kernel, modules_initramfs_with, rxen_dir, write_module};
 
 /// A file of `len` bytes whose every byte is known (a simple sequence), so that a
@@ -210,17 +210,7 @@ poweroff -f
     // what rxen still had to tear down is at most the console's and xenstore's rings
     // (rxenconsoled and rxenstored let go once they hear the domain died); dom0 had
     // nothing mapped at its own end.
-    for line in out
-        .log
-        .lines()
-        .filter(|l| l.contains("grant mappings torn down"))
-    {
-        let n: u32 = line
-            .split(": ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u32::MAX);
+    for (line, n) in grant_teardowns(&out) {
         assert!(
             n <= 2 && !line.contains("d0: "),
             "blkback left grants mapped: {line}"
