@@ -16,6 +16,8 @@ pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
 pub const XEN_SYSCTL_SCHED_ID: u32 = 4;
 /// `XEN_SYSCTL_getdomaininfolist`: [`XenSysctlGetdomaininfolist`].
 pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
+/// `XEN_SYSCTL_debug_keys`: [`XenSysctlDebugKeys`] in (`xl debug-keys`).
+pub const XEN_SYSCTL_DEBUG_KEYS: u32 = 7;
 /// `XEN_SYSCTL_cpupool_op`.
 pub const XEN_SYSCTL_CPUPOOL_OP: u32 = 18;
 
@@ -50,6 +52,21 @@ pub const XEN_SYSCTL_CPUPOOL_OP_RMCPU: u32 = 5;
 pub const XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN: u32 = 6;
 /// `XEN_SYSCTL_CPUPOOL_OP_FREEINFO`: the CPUs in no pool.
 pub const XEN_SYSCTL_CPUPOOL_OP_FREEINFO: u32 = 7;
+
+/// `struct xen_sysctl_debug_keys`: the keys to press, as if typed on the
+/// hypervisor's console.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenSysctlDebugKeys {
+    /// IN: guest handle of the keys.
+    pub keys: u64,
+    /// IN: how many.
+    pub nr_keys: u32,
+    /// Padding.
+    pub pad: u32,
+}
 
 /// `struct xen_sysctl_readconsole`, 24 bytes (`xl dmesg`).
 #[derive(
@@ -201,6 +218,8 @@ mod tests {
         assert_eq!(offset_of!(XenSysctlPhysinfo, total_pages), 40);
         assert_eq!(offset_of!(XenSysctlPhysinfo, max_mfn), 72);
         assert_eq!(offset_of!(XenSysctlPhysinfo, hw_cap), 80);
+        assert_eq!(size_of::<XenSysctlDebugKeys>(), 16);
+        assert_eq!(offset_of!(XenSysctlDebugKeys, nr_keys), 8);
         assert_eq!(size_of::<XenSysctlReadconsole>(), 24);
         assert_eq!(offset_of!(XenSysctlReadconsole, index), 4);
         assert_eq!(offset_of!(XenSysctlReadconsole, buffer), 8);

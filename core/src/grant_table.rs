@@ -285,7 +285,47 @@ pub struct GrantTable {
     max_maptrack_frames: u32,
 }
 
+/// What the `g` debug key says of a grant table (Xen's
+/// `gnttab_usage_print`): frames, entries others use, mappings it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantUsage {
+    /// Grant table version.
+    pub version: u32,
+    /// Grant frames in use and the most it may have.
+    pub frames: (u32, u32),
+    /// Its entries another domain has pinned (mapped, or copying).
+    pub active: usize,
+    /// Its maptrack entries holding another domain's grant (mapped here), and
+    /// maptrack frames allocated.
+    pub maptrack: (usize, usize),
+}
+
+impl core::fmt::Display for GrantUsage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "grant table v{}: {} of {} frames, {} entries in use by others, {} mappings of others' grants ({} maptrack frames)",
+            self.version,
+            self.frames.0,
+            self.frames.1,
+            self.active,
+            self.maptrack.0,
+            self.maptrack.1
+        )
+    }
+}
+
 impl GrantTable {
+    /// What the `g` debug key reports of this table.
+    pub fn usage(&self) -> GrantUsage {
+        GrantUsage {
+            version: self.version,
+            frames: (self.nr_frames(), self.max_frames),
+            active: self.active.iter().filter(|a| a.pinned()).count(),
+            maptrack: (self.in_use, self.maptrack.len()),
+        }
+    }
+
     /// The table of `domid` with [`INITIAL_NR_FRAMES`] frames (allocated
     /// through `platform`), growing to at most `max_frames`, with at most
     /// `max_maptrack_frames` maptrack frames ([`MAPTRACK_PER_FRAME`]
@@ -1635,6 +1675,19 @@ mod tests {
         );
         assert!(tables[&FRONT].frame_in_use(5));
         assert_eq!(tables[&BACK].nr_mappings(), 1);
+        // What the `g` debug key says: the granter has one entry in use, the
+        // mapper one mapping.
+        assert_eq!(tables[&FRONT].usage().active, 1);
+        assert_eq!(tables[&FRONT].usage().maptrack.0, 0);
+        assert_eq!(tables[&BACK].usage().maptrack.0, 1);
+        assert_eq!(
+            tables[&BACK].usage().to_string(),
+            alloc::format!(
+                "grant table v1: {} of {} frames, 0 entries in use by others, 1 mappings of others' grants (1 maptrack frames)",
+                tables[&BACK].nr_frames(),
+                tables[&BACK].max_frames()
+            )
+        );
         fake.write_via(BACK, MAP_AT, 100, b"hello").unwrap();
         assert_eq!(&fake.page(FRONT, 5)[100..105], b"hello");
 
@@ -1647,6 +1700,8 @@ mod tests {
         assert!(!tables[&FRONT].frame_in_use(5));
         assert_eq!(tables[&FRONT].active(10), None);
         assert_eq!(tables[&BACK].nr_mappings(), 0);
+        assert_eq!(tables[&FRONT].usage().active, 0);
+        assert_eq!(tables[&BACK].usage().maptrack.0, 0);
     }
 
     /// Issue 14, defect 1: a pin keeps the frame, not the gfn. A domain maps

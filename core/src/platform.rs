@@ -83,6 +83,13 @@ pub trait Console {
     fn console_ring_kick(&mut self, domid: DomId) -> bool;
     /// Runs `f` on the console history ([`crate::conring::ConRing`]).
     fn with_conring(&mut self, f: &mut dyn FnMut(&mut crate::conring::ConRing));
+    /// `XEN_SYSCTL_debug_keys`: presses `keys` as if typed on the hypervisor's
+    /// console (their output goes to the console history). Without debug keys:
+    /// `-ENOSYS`.
+    fn debug_keys(&mut self, keys: &[u8]) -> Result<(), rxen_abi::errno::Errno> {
+        let _ = keys;
+        Err(rxen_abi::errno::ENOSYS)
+    }
 }
 
 /// Facts about the host that hypercalls report.

@@ -56,6 +56,8 @@ pub(crate) struct FakeEnv {
     pub(crate) pci: PciRegistry,
     /// The console history.
     pub(crate) conring: Box<crate::conring::ConRing>,
+    /// The debug keys pressed through `XEN_SYSCTL_debug_keys`.
+    pub(crate) debug_keys: Vec<u8>,
     /// The scheduler `machine_facts` reports (credit unless a test says).
     pub(crate) sched_id: u32,
     /// Scheduling parameters by domain (what the scheduler knows).
@@ -187,6 +189,7 @@ impl FakeEnv {
             refuse_grant_frames: false,
             wallclock: (1_700_000_000, 5),
             conring: Box::new(crate::conring::ConRing::new()),
+            debug_keys: Vec::new(),
             sched_id: rxen_abi::sysctl::XEN_SCHEDULER_CREDIT,
             sched: BTreeMap::new(),
             rover: 0,
@@ -320,6 +323,10 @@ impl Clock for FakeEnv {
 impl Console for FakeEnv {
     fn with_conring(&mut self, f: &mut dyn FnMut(&mut crate::conring::ConRing)) {
         f(&mut self.conring);
+    }
+    fn debug_keys(&mut self, keys: &[u8]) -> Result<(), rxen_abi::errno::Errno> {
+        self.debug_keys.extend_from_slice(keys);
+        Ok(())
     }
     fn console_write(&mut self, _domid: DomId, text: &[u8]) {
         self.console.extend_from_slice(text);

@@ -10,7 +10,10 @@
 //!   `max_domains` of them, as `domctl getdomaininfo` reports each;
 //! - `cpupool_op` `INFO` and `FREEINFO` of the one pool (see [`cpupool_op`]);
 //! - `readconsole` (`xl dmesg`): the console history, whole or from an index
-//!   an earlier read returned, optionally cleared ([`crate::conring`]).
+//!   an earlier read returned, optionally cleared ([`crate::conring`]);
+//! - `debug_keys` (`xl debug-keys`): the keys pressed as if typed on the
+//!   hypervisor's console, at most [`MAX_DEBUG_KEYS`] per call (Xen takes any
+//!   number; each key's work is bounded, their count is too).
 //!
 //! Every other command is `-ENOSYS`.
 // Guest input is parsed here: no unchecked arithmetic, no indexing that
@@ -118,6 +121,17 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             handle.write(ctx.env, &op)?;
             Ok(0)
         }
+        XEN_SYSCTL_DEBUG_KEYS => {
+            let request = read_prefix::<XenSysctlDebugKeys>(&op.u);
+            let n = request.nr_keys as usize;
+            if n > MAX_DEBUG_KEYS {
+                return Err(errno::E2BIG);
+            }
+            let mut keys = alloc::vec![0u8; n];
+            ctx.env.copy_in(request.keys, &mut keys)?;
+            ctx.env.debug_keys(&keys)?;
+            Ok(0)
+        }
         XEN_SYSCTL_CPUPOOL_OP => {
             let mut pool = read_prefix::<XenSysctlCpupoolOp>(&op.u);
             cpupool_op(ctx, &mut pool)?;
@@ -128,6 +142,9 @@ fn sysctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
         _ => Err(errno::ENOSYS),
     }
 }
+
+/// Most keys one `debug_keys` call presses.
+pub const MAX_DEBUG_KEYS: usize = 64;
 
 /// Most bytes of a CPU map rxen writes (64 CPUs need 8; Xen's maps are as
 /// long as the caller says, up to its CPU count).
@@ -280,6 +297,48 @@ mod tests {
         let r = XenSysctlReadconsole::read_from_prefix(&o.u).unwrap().0;
         let at = BUFFER as usize;
         (env.mem[at..at + r.count as usize].to_vec(), r.index)
+    }
+
+    fn debug_keys(keys: u64, nr_keys: u32) -> XenSysctl {
+        let mut o = op(XEN_SYSCTL_DEBUG_KEYS);
+        let k = XenSysctlDebugKeys {
+            keys,
+            nr_keys,
+            pad: 0,
+        };
+        o.u[..16].copy_from_slice(k.as_bytes());
+        o
+    }
+
+    #[test]
+    fn debug_keys_as_xl_debug_keys() {
+        let (mut d, mut env) = dom0_and_domu();
+        env.mem[BUFFER as usize..BUFFER as usize + 2].copy_from_slice(b"gq");
+        assert_eq!(sysctl(&mut d, &mut env, &debug_keys(BUFFER, 2)), 0);
+        assert_eq!(env.debug_keys, b"gq");
+        // None is fine; too many, or keys out of the guest's memory, are not,
+        // and press nothing.
+        assert_eq!(sysctl(&mut d, &mut env, &debug_keys(BUFFER, 0)), 0);
+        assert_eq!(
+            sysctl(&mut d, &mut env, &debug_keys(BUFFER, 65)),
+            ret(errno::E2BIG)
+        );
+        assert_eq!(
+            sysctl(&mut d, &mut env, &debug_keys(u64::MAX - 1, 2)),
+            ret(errno::EFAULT)
+        );
+        assert_eq!(
+            sysctl(&mut d, &mut env, &debug_keys(BUFFER, u32::MAX)),
+            ret(errno::E2BIG)
+        );
+        assert_eq!(env.debug_keys, b"gq");
+        // A domU may not.
+        let (mut domu, mut env) = two_domains();
+        assert_eq!(
+            sysctl(&mut domu, &mut env, &debug_keys(BUFFER, 1)),
+            ret(errno::EPERM)
+        );
+        assert!(env.debug_keys.is_empty());
     }
 
     #[test]

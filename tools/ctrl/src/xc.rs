@@ -270,6 +270,20 @@ impl Xc {
         Ok(String::from_utf8_lossy(&buffer.bytes()[..count]).into_owned())
     }
 
+    /// `debug_keys`: presses `keys` on the hypervisor's console (their output
+    /// goes to its history: [`Xc::readconsole`]).
+    pub fn debug_keys(&self, keys: &[u8]) -> Result<()> {
+        let mut buffer = self.call.buffer(keys.len().max(1))?;
+        buffer.bytes_mut()[..keys.len()].copy_from_slice(keys);
+        let request = XenSysctlDebugKeys {
+            keys: buffer.addr(),
+            nr_keys: keys.len() as u32,
+            pad: 0,
+        };
+        let mut op = Self::sop(XEN_SYSCTL_DEBUG_KEYS, request.as_bytes());
+        self.sysctl(&mut op, "debug_keys")
+    }
+
     /// `XENMEM_populate_physmap` for `domain`: an extent of 2^`order` pages at
     /// each of `gfns`; the number of extents done.
     pub fn populate_physmap(&self, domain: DomId, gfns: &[u64], order: u32) -> Result<usize> {

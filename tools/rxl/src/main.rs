@@ -3,7 +3,7 @@
 //!
 //! Commands: `create [-p] [-F] <cfg> [key=value ...]` (a process stays to act on
 //! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
-//! `list [-l]`, `info`, `dmesg [-c]`, `pause`, `unpause`, `destroy`,
+//! `list [-l]`, `info`, `dmesg [-c]`, `debug-keys`, `pause`, `unpause`, `destroy`,
 //! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
 //! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop; `-b` batch),
 //! `block-attach`, `block-detach`, `block-list` (disks served by dom0's blkback),
@@ -67,6 +67,9 @@ enum Command {
     },
     /// The hypervisor and the machine.
     Info,
+    /// Press debug keys on the hypervisor's console (`h` lists them); their
+    /// output is in `dmesg`.
+    DebugKeys { keys: String },
     /// The hypervisor's console history.
     Dmesg {
         /// Clear it after reading.
@@ -243,6 +246,7 @@ fn run(command: Command) -> Result<(), String> {
                 }
             );
         }
+        Command::DebugKeys { keys } => xc.debug_keys(keys.as_bytes()).map_err(e)?,
         Command::Dmesg { clear } => print!("{}", xc.readconsole(clear).map_err(e)?),
         Command::Pause { domain } => xc.pause(lookup(&xc, &domain)?).map_err(e)?,
         Command::Unpause { domain } => xc.unpause(lookup(&xc, &domain)?).map_err(e)?,
