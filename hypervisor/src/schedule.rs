@@ -42,7 +42,7 @@ use rxen_core::sched::{SchedParams, Scheduler, VcpuRef};
 use rxen_core::time::RunstateKind;
 use rxen_x86::{apic, cpu, printk, stop};
 
-use crate::console_input::{InputFocus, Typed};
+use crate::console_input::{DebugKey, InputFocus, Typed};
 use crate::hvm::build::BootSpec;
 use crate::hvm::exits::{self, Flow};
 use crate::hvm::grant::Platform;
@@ -82,6 +82,8 @@ struct Machine {
     last_end: Option<ShutdownReason>,
     /// Where serial input goes.
     input: InputFocus,
+    /// Print each domain's exit profile when it ends (`exit-stats`).
+    exit_stats: bool,
 }
 
 static MACHINE: spin::Mutex<Option<Machine>> = spin::Mutex::new(None);
@@ -102,6 +104,9 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
         baseline_free,
         last_end: None,
         input: InputFocus::new(None),
+        exit_stats: rxen_core::cmdline::parse(crate::start::hypervisor_cmdline())
+            .0
+            .exit_stats,
     };
     printk!("Scheduler: {}", machine.sched.name());
     SCHED_ID.store(
@@ -287,7 +292,8 @@ impl Machine {
         }
     }
 
-    /// Serves the exit vCPU `r` took on this CPU.
+    /// Serves the exit vCPU `r` took on this CPU, and counts it in the
+    /// domain's exit profile.
     /// Returns whether the vCPU may go straight back into the guest without
     /// a scheduling pass: a CPUID or hypercall exit of the machine's only
     /// domain, with one vCPU, that stays runnable (nothing else can have
@@ -308,7 +314,13 @@ impl Machine {
                 grants: &mut self.grants,
                 sched: &mut *self.sched,
             };
-            match exits::handle_exit(&mut domain, v, world) {
+            let started = crate::time::now_ns();
+            let flow = exits::handle_exit(&mut domain, v, world);
+            let took = crate::time::now_ns().saturating_sub(started);
+            domain
+                .exit_stats
+                .record(rxen_x86::svm::exit::reason(code), took);
+            match flow {
                 Flow::Continue => {
                     use rxen_x86::svm::vmcb::exit;
                     let state = &domain.core.vcpus[v];
@@ -407,7 +419,8 @@ impl Machine {
     fn take_console_input(&mut self) {
         while let Some(byte) = rxen_x86::console::try_read_byte() {
             match self.input.typed(byte) {
-                Typed::Nothing | Typed::Byte(None, _) => {}
+                Typed::Nothing => {}
+                Typed::Byte(None, byte) => self.debug_key(byte),
                 Typed::Switch => {
                     let ids: Vec<DomId> = self
                         .domains
@@ -420,6 +433,32 @@ impl Machine {
                 }
                 Typed::Byte(Some(id), byte) => self.console_input_to(id, byte),
             }
+        }
+    }
+
+    /// A key typed while rxen has the input: a debug key (Xen's keyhandlers)
+    /// or nothing.
+    fn debug_key(&mut self, byte: u8) {
+        match DebugKey::from_byte(byte) {
+            Some(DebugKey::Help) => {
+                printk!("'h' pressed -> showing installed handlers");
+                for (key, _, what) in DebugKey::ALL {
+                    printk!(" key '{}' (ascii '{key:02x}') => {what}", key as char);
+                }
+            }
+            Some(DebugKey::ExitStats) => {
+                printk!("'p' pressed -> dumping exit counters");
+                for domain in self.domains.values() {
+                    domain.print_exit_stats();
+                }
+            }
+            Some(DebugKey::ResetExitStats) => {
+                printk!("'P' pressed -> resetting exit counters");
+                for domain in self.domains.values_mut() {
+                    domain.exit_stats.reset();
+                }
+            }
+            None => {}
         }
     }
 
@@ -638,7 +677,9 @@ impl Machine {
             let Some(domain) = self.domains.remove(&id) else {
                 continue;
             };
-
+            if self.exit_stats {
+                domain.print_exit_stats();
+            }
             if torn_down > 0 {
                 printk!("d{id}: {torn_down} grant mappings torn down");
             }
