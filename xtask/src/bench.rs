@@ -5,6 +5,9 @@
 //!   empty handler (an unknown hypercall number), as measured by the `bench_hypercall`
 //!   guest running as dom0, with their ratio.
 //! - The hypervisor's memory cost for that domain (rxen's own report).
+//! - On rxen, the null hypercall of `bench_hypercall` as the only domU and beside three
+//!   idle (blocked) domUs on one CPU, three alternating runs each, min and median, and
+//!   the ratio of the medians (issue 12: goal ≤ 1.05).
 //! - Between domains, on rxen (boot-time domUs on one CPU; Xen 4.17 has no boot-time
 //!   domUs on x86, so there is no Xen column): an event-channel ping-pong round trip,
 //!   a 4 KiB grant copy, and a vCPU context switch (two domains yielding to each
@@ -54,8 +57,9 @@ fn run_guest(hypervisor: &str) -> Outcome {
 }
 
 /// The benchmark sections, by the names `cargo xtask bench NAME...` takes.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "hypercall",
+    "many-domains",
     "domains",
     "fuzz",
     "linux",
@@ -71,6 +75,9 @@ pub fn bench(only: &[String]) -> i32 {
     let mut ok = true;
     if wanted("hypercall") {
         ok &= hypercall();
+    }
+    if wanted("many-domains") {
+        ok &= many_domains();
     }
     if wanted("domains") {
         ok &= between_domains();
@@ -149,6 +156,70 @@ fn hypercall() -> bool {
         );
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
+    ok
+}
+
+/// Runs of each configuration in [`many_domains`].
+const MANY_DOMAINS_RUNS: usize = 3;
+
+/// `bench_hypercall` as domU 1 on one CPU, with `idle` more domUs that only block.
+fn hypercall_beside_idle(idle: usize, run: usize) -> Outcome {
+    let mut domus = vec!["domu=0,mem=16M".to_string()];
+    domus.extend((0..idle).map(|_| "domu=1,mem=8M".to_string()));
+    let mut q = Qemu::new(&format!("bench-hypercall-{}dom-{run}", idle + 1))
+        .smp(1)
+        .append("console=com1 isa_debug_exit dom0less")
+        .append(&domus.join(" "))
+        .module(guest("bench_hypercall"), "");
+    if idle > 0 {
+        q = q.module(guest("idle"), "");
+    }
+    q.stop_on("Test result:")
+        .timeout(Duration::from_secs(180))
+        .run()
+}
+
+/// The null hypercall with one domain and with four (three idle beside it), on rxen:
+/// alternating runs, min and median of each, and the ratio of the medians.
+fn many_domains() -> bool {
+    println!(
+        "\nxtask: null hypercall with 1 and with 4 domains (bench_hypercall as d1, 3 idle domUs; one CPU; {MANY_DOMAINS_RUNS} alternating runs)"
+    );
+    let mut figures: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut ok = true;
+    for run in 0..MANY_DOMAINS_RUNS {
+        for (slot, idle) in [(0, 0), (1, 3)] {
+            let out = hypercall_beside_idle(idle, run);
+            match figure(&out, "null_hypercall_ns") {
+                Some(ns) if out.contains("(d1) Test result: SUCCESS") => {
+                    figures[slot].push(ns as f64)
+                }
+                _ => {
+                    eprintln!(
+                        "xtask: no figure with {} domain(s); log tail:\n{}",
+                        idle + 1,
+                        out.tail(30)
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    println!("{:<36} {:>10} {:>10}", "", "min (ns)", "median (ns)");
+    let mut medians = Vec::new();
+    let labels = ["null hypercall, 1 domain", "null hypercall, 4 domains"];
+    for (label, values) in labels.into_iter().zip(figures.iter_mut()) {
+        if let Some((min, median)) = min_median(values) {
+            println!("{label:<36} {min:>10.0} {median:>10.0}   runs: {values:?}");
+            medians.push(median);
+        }
+    }
+    if let [one, four] = medians[..] {
+        println!(
+            "4 domains / 1 domain (medians): {:.3} (goal <= 1.05)",
+            four / one.max(1.0)
+        );
+    }
     ok
 }
 
