@@ -104,6 +104,39 @@ fn credit_weights_share_one_cpu() {
     }
 }
 
+/// A domain that does nothing but null hypercalls (each returns straight into it
+/// without a scheduling pass, issue 12) does not starve a CPU-bound domain of the same
+/// weight on the same CPU, nor take more than its share: each gets half within 10 %,
+/// and the hammer's calls all went through.
+#[test]
+fn hypercall_hammer_shares_one_cpu_fairly() {
+    let _serial = serial();
+    let out = machine(
+        "sched-hypercall-hammer",
+        1,
+        "dom0less domu=0,mem=8M domu=1,mem=8M",
+    )
+    .module(guest("cpu_hog"), "until_ms=4000 hypercalls=1")
+    .module(guest("cpu_hog"), "until_ms=4000")
+    .run();
+    no_trouble(&out).assert_count("Test result: SUCCESS", 2);
+    let calls = figure(&out, 1, "hypercalls", "cpu_hog:");
+    let times = running(&out, &[1, 2]);
+    let total: u64 = times.iter().sum();
+    println!("hammer: {calls} hypercalls; running times {times:?}");
+    assert!(calls > 10_000, "the hammer made only {calls} hypercalls");
+    for (i, &t) in times.iter().enumerate() {
+        let share = t as f64 / total as f64;
+        assert!(
+            (0.45..=0.55).contains(&share),
+            "d{}'s share is {:.1} % of one CPU, expected 50 % within 10 % (times {times:?})\n{}",
+            i + 1,
+            share * 100.0,
+            out.tail(20)
+        );
+    }
+}
+
 /// A domain capped at 25 % of a CPU stays under it (1 % slack for the accounting
 /// period at the end) beside an uncapped hog, which takes the rest.
 #[test]
