@@ -14,7 +14,8 @@
 //!   other), each with the null hypercall measured in the same guest and run.
 //! - Debian's Linux kernel with a busybox initramfs, wall time from QEMU's start to
 //!   `/init`: as a PVH domU on rxen against QEMU's direct boot of the same kernel and
-//!   initramfs without any hypervisor.
+//!   initramfs without any hypervisor; then the exit profile of that boot (a third run,
+//!   with `exit-stats`, until the domain powers off at `/init`).
 //! - Debian's Linux as dom0 (1:1, owning a virtio disk) against QEMU's direct boot of
 //!   the same kernel and initramfs: wall time to `/init` and a 64 MiB `O_DIRECT`
 //!   sequential read, three alternating runs each, min and median, ratio of medians.
@@ -438,7 +439,29 @@ fn linux_boot() -> bool {
             rxen.elapsed.as_secs_f64() / direct.elapsed.as_secs_f64().max(0.001)
         );
     }
-    ok
+    ok & linux_exit_profile(&kernel, &initramfs)
+}
+
+/// The exit profile of the same Linux boot on rxen: the table rxen prints (`exit-stats`)
+/// when the domain powers off at `/init`.
+fn linux_exit_profile(kernel: &std::path::Path, initramfs: &std::path::Path) -> bool {
+    println!("\nxtask: exit profile of that boot (rxen exit-stats, until /init powers off)");
+    let out = Qemu::new("bench-linux-rxen-exits")
+        .memory_mb(1024)
+        .append("console=com1 isa_debug_exit exit-stats dom0less domu=0+1,mem=256M")
+        .module(kernel, "console=hvc0 loglevel=4")
+        .module(initramfs, "")
+        .timeout(Duration::from_secs(300))
+        .run();
+    let table = out.lines_containing("d1 exits: ");
+    if table.is_empty() || !out.contains("d1 exits: total") {
+        eprintln!("xtask: no exit profile; log tail:\n{}", out.tail(30));
+        return false;
+    }
+    for line in table {
+        println!("{}", line.split("d1 exits: ").nth(1).unwrap_or(line));
+    }
+    true
 }
 
 /// dom0's kernel command line in the benchmarks (QEMU's direct boot uses ttyS0).
