@@ -10,6 +10,14 @@
 //! must look again (an event woke a vCPU it should run, a domain it runs is
 //! ending) gets a kick IPI, which makes its guest exit or ends its HLT.
 //!
+//! Most exits change nothing the scheduler knows: after one of those the
+//! vCPU goes straight back into its guest without the scheduling pass, with
+//! any number of domains (issue 12). The pass runs when something may have
+//! changed: the exit reached another domain, the grant tables or the
+//! scheduler (the hypercall environment then asks for it), woke or blocked
+//! a vCPU, another CPU kicked this one, a timer is due, a device interrupt
+//! came, the control domain changed the domains (see `serve_exit`).
+//!
 //! The machine lock is a plain spin lock, not a ticket lock: a fair lock was
 //! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
 //! the host may deschedule, the hand-off to a descheduled waiter stalled
@@ -160,7 +168,8 @@ pub fn started() -> bool {
 }
 
 /// Set when another CPU wants this one to make a scheduling pass (it may
-/// not go straight back into its guest).
+/// not go straight back into its guest), or the exit it serves reached
+/// beyond its domain ([`need_pass_here`]).
 static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
 
