@@ -6,7 +6,7 @@
 //!   guest running as dom0, with their ratio.
 //! - The hypervisor's memory cost for that domain (rxen's own report).
 //! - On rxen, the null hypercall of `bench_hypercall` as the only domU and beside three
-//!   idle (blocked) domUs on one CPU, three alternating runs each, min and median, and
+//!   idle (blocked) domUs on one CPU, five alternating runs each, min and median, and
 //!   the ratio of the medians (issue 12: goal ≤ 1.05).
 //! - Between domains, on rxen (boot-time domUs on one CPU; Xen 4.17 has no boot-time
 //!   domUs on x86, so there is no Xen column): an event-channel ping-pong round trip,
@@ -161,7 +161,7 @@ fn hypercall() -> bool {
 }
 
 /// Runs of each configuration in [`many_domains`].
-const MANY_DOMAINS_RUNS: usize = 3;
+const MANY_DOMAINS_RUNS: usize = 5;
 
 /// `bench_hypercall` as domU 1 on one CPU, with `idle` more domUs that only block.
 fn hypercall_beside_idle(idle: usize, run: usize) -> Outcome {
