@@ -267,6 +267,36 @@ fn pingpong_beside_a_spinning_domain() {
     }
 }
 
+/// An event-channel ping-pong on one CPU whose client waits for each reply spinning on
+/// null hypercalls instead of blocking: its send (an exit that reaches the other
+/// domain) must make a scheduling pass that wakes the server at once, although the
+/// client's null hypercalls return straight into it; a send that returned straight in
+/// would leave the server asleep until the client's time slice ends (milliseconds).
+#[test]
+fn an_event_wakes_its_peer_at_once_though_the_sender_spins() {
+    let _serial = serial();
+    let out = machine(
+        "sched-pingpong-spinning-client",
+        1,
+        "dom0less domu=0,mem=8M domu=1,mem=8M",
+    )
+    .module(guest("evtchn_pingpong"), "role=server peer=2 rounds=500")
+    .module(
+        guest("evtchn_pingpong"),
+        "role=client peer=1 rounds=500 spin=1",
+    )
+    .run();
+    no_trouble(&out)
+        .assert_count("Test result: SUCCESS", 2)
+        .assert_contains("(d2) pingpong: 500 round trips");
+    let mean = figure(&out, 2, "pingpong: 500 round trips", "mean");
+    println!("ping-pong round trip, client spinning on hypercalls: {mean} ns");
+    assert!(
+        mean < 2_000_000,
+        "round trip {mean} ns: the server waited for the spinning client's slice to end"
+    );
+}
+
 /// Each vCPU keeps its own FPU/SSE/AVX registers while the CPU switches between
 /// domains thousands of times (one CPU), and while vCPUs move between CPUs (two CPUs, a
 /// third domain to make them move): the state is saved with XSAVE and restored.
