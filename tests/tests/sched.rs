@@ -236,6 +236,33 @@ fn smp_domu_vcpus_share_and_move_between_cpus() {
     }
 }
 
+/// IPIs between the two vCPUs of a domU whose vCPU 0 waits for each answer spinning on
+/// null hypercalls (`smp_ipi spin=1`), on one physical CPU and on two: its IPI (an
+/// exit that stays in its domain) wakes vCPU 1, or makes the CPU running it take it,
+/// at once, although vCPU 0's hypercalls return straight into it.
+#[test]
+fn an_ipi_wakes_the_sibling_at_once_though_the_sender_spins() {
+    let _serial = serial();
+    for cpus in [1, 2] {
+        let out = machine(
+            &format!("sched-smp-spin-{cpus}"),
+            cpus,
+            "dom0less domu=0,mem=16M,vcpus=2",
+        )
+        .module(guest("smp_ipi"), "spin=1")
+        .run();
+        no_trouble(&out)
+            .assert_contains("(d1) smp_ipi: 100 IPI round trips")
+            .assert_contains("(d1) Test result: SUCCESS");
+        let mean = figure(&out, 1, "smp_ipi: 100 IPI round trips", "mean");
+        println!("IPI round trip on {cpus} CPU(s), sender spinning: {mean} ns");
+        assert!(
+            mean < 2_000_000,
+            "IPI round trip {mean} ns on {cpus} CPU(s): vCPU 1 waited for vCPU 0's slice"
+        );
+    }
+}
+
 /// Two domains ping-pong 2000 events while a CPU hog spins beside them on one CPU:
 /// blocked vCPUs wake on their events, and the hog never starves them; the same with
 /// a hog that spins on null hypercalls (each returns straight into it: a wake-up
