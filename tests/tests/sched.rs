@@ -263,6 +263,32 @@ fn an_ipi_wakes_the_sibling_at_once_though_the_sender_spins() {
     }
 }
 
+/// A vCPU that sets 1 ms single-shot timers and waits for each spinning on null
+/// hypercalls (`timer_spin`), beside an idle domain: the timers fire on time, although
+/// every one of those hypercalls, the one that set the timer too, returns straight into
+/// the guest.
+#[test]
+fn a_timer_fires_on_time_though_the_vcpu_spins_on_hypercalls() {
+    let _serial = serial();
+    let out = machine(
+        "sched-timer-spin",
+        1,
+        "dom0less domu=0,mem=8M domu=1,mem=8M",
+    )
+    .module(guest("timer_spin"), "rounds=100")
+    .module(guest("idle"), "")
+    .stop_on("(d1) Test result:")
+    .run();
+    no_trouble(&out).assert_contains("(d1) Test result: SUCCESS");
+    let mean = figure(&out, 1, "timer_spin: 100 timers", "lateness");
+    let worst = figure(&out, 1, "timer_spin: 100 timers", "worst");
+    println!("1 ms timers while spinning on hypercalls: mean lateness {mean} ns, worst {worst} ns");
+    assert!(
+        mean < 2_000_000,
+        "timers fire {mean} ns late on average (worst {worst} ns)"
+    );
+}
+
 /// Two domains ping-pong 2000 events while a CPU hog spins beside them on one CPU:
 /// blocked vCPUs wake on their events, and the hog never starves them; the same with
 /// a hog that spins on null hypercalls (each returns straight into it: a wake-up

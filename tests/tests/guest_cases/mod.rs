@@ -134,6 +134,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "evtchn_pingpong",
     "cpu_hog",
     "idle",
+    "timer_spin",
     "rt_periodic",
     "smp_ipi",
     "grant_share",
