@@ -404,6 +404,9 @@ pub struct Options {
     pub gnttab_max_maptrack_frames: u32,
     /// Speculative-execution mitigations (`spec-ctrl=`).
     pub spec_ctrl: SpecCtrl,
+    /// rxen: print each domain's exits by reason when it ends
+    /// (`exit-stats`; the `p` debug key prints them any time).
+    pub exit_stats: bool,
     /// Xen options accepted but ignored ([`ParamKind::Ignore`]), each as
     /// written, so the caller can report them.
     pub ignored: Vec<String>,
@@ -619,6 +622,7 @@ impl Default for Options {
             gnttab_max_frames: crate::grant_table::DEFAULT_MAX_FRAMES,
             gnttab_max_maptrack_frames: crate::grant_table::DEFAULT_MAX_MAPTRACK_FRAMES,
             spec_ctrl: SpecCtrl::default(),
+            exit_stats: false,
             ignored: Vec::new(),
         }
     }
@@ -909,6 +913,11 @@ pub const PARAMS: &[Param] = &[
         "noreboot",
         |o| &mut o.noreboot,
         "after a crash, stay halted instead of rebooting",
+    ),
+    boolean_param(
+        "exit-stats",
+        |o| &mut o.exit_stats,
+        "rxen: print each domain's exits by reason (count, time) when it ends",
     ),
     boolean_param(
         "console_to_ring",
@@ -1287,6 +1296,10 @@ mod tests {
             "Xen's dash spelling"
         );
         assert!(!parse_ok("").console_to_ring);
+        assert!(parse_ok("exit-stats").exit_stats);
+        assert!(parse_ok("exit_stats=1").exit_stats);
+        assert!(!parse_ok("").exit_stats);
+        assert!(!parse_ok("exit-stats no-exit-stats").exit_stats);
         assert!(!parse_ok("no-noreboot").noreboot);
         for v in ["yes", "on", "true", "enable", "1"] {
             assert!(parse_ok(&format!("noreboot={v}")).noreboot, "{v}");

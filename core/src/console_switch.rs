@@ -1,7 +1,9 @@
 //! Where serial console input goes, as Xen switches it: typing the switch
 //! character (CTRL-a) three times in a row moves the input to the next of the
 //! hypervisor itself and the live domains; switch characters are swallowed.
-//! The hypervisor reads the UART and delivers; this is the decision.
+//! While the hypervisor has the input, typed keys are its debug keys (Xen's
+//! keyhandlers). The hypervisor reads the UART and delivers; this is the
+//! decision.
 
 use crate::domain::DomId;
 
@@ -60,9 +62,57 @@ impl InputFocus {
     }
 }
 
+/// What a debug key typed while rxen has the input does (Xen's
+/// `keyhandler.c`; rxen has only a few of Xen's keys, under Xen's letters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugKey {
+    /// `h`: list the debug keys.
+    Help,
+    /// `p`: print every domain's exit profile (Xen's `p` prints its
+    /// performance counters).
+    ExitStats,
+    /// `P`: reset the exit profiles (Xen's `P` resets its counters).
+    ResetExitStats,
+}
+
+impl DebugKey {
+    /// Every key, with its letter and what it does (for `h`).
+    pub const ALL: [(u8, DebugKey, &'static str); 3] = [
+        (b'h', DebugKey::Help, "print this help"),
+        (
+            b'p',
+            DebugKey::ExitStats,
+            "print each domain's exits by reason (count, time)",
+        ),
+        (b'P', DebugKey::ResetExitStats, "reset the exit counters"),
+    ];
+
+    /// The debug key typed as `byte`, if it is one.
+    pub fn from_byte(byte: u8) -> Option<DebugKey> {
+        Self::ALL
+            .iter()
+            .find(|(key, _, _)| *key == byte)
+            .map(|(_, k, _)| *k)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_keys_are_xens_letters_and_others_are_none() {
+        assert_eq!(DebugKey::from_byte(b'p'), Some(DebugKey::ExitStats));
+        assert_eq!(DebugKey::from_byte(b'P'), Some(DebugKey::ResetExitStats));
+        assert_eq!(DebugKey::from_byte(b'h'), Some(DebugKey::Help));
+        assert_eq!(DebugKey::from_byte(b'x'), None);
+        assert_eq!(DebugKey::from_byte(SWITCH_CHAR), None);
+        // One entry per letter.
+        for (key, _, _) in DebugKey::ALL {
+            let n = DebugKey::ALL.iter().filter(|(k, _, _)| *k == key).count();
+            assert_eq!(n, 1, "{}", key as char);
+        }
+    }
 
     #[test]
     fn three_switch_characters_in_a_row_switch() {

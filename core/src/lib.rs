@@ -4,7 +4,8 @@
 //! It owns the parsing of the hypervisor command line, the sanitizing of the
 //! firmware memory map, the physical frame allocator, log-level filtering,
 //! the ELF/PVH loader, domains and vCPUs as bookkeeping, time, hypercall
-//! dispatch and validation, event channels (2-level and FIFO), grant tables and the schedulers
+//! dispatch and validation, event channels (2-level and FIFO), grant tables, exit
+//! accounting (`exit_stats`) and the schedulers
 //! (`sched`: the scheduler interface, credit and RTDS).
 #![cfg_attr(not(test), no_std)]
 // The core touches no hardware: no unsafe code outside its tests (whose
@@ -26,6 +27,7 @@ pub mod dom0_memory;
 pub mod domain;
 pub mod elf;
 pub mod event_channel;
+pub mod exit_stats;
 pub mod frame_alloc;
 #[cfg(test)]
 mod fuzz_tests;

@@ -2,13 +2,14 @@
 //! the input to the next of the hypervisor itself, dom0 and each domU; the
 //! bytes typed go to the domain that has it: dom0 reads them with
 //! CONSOLEIO_read (and is told by VIRQ_CONSOLE), a domU finds them in its PV
-//! console ring (and is told on its console port).
+//! console ring (and is told on its console port). While rxen has the
+//! input, the keys are its debug keys (`schedule` serves them).
 
 use alloc::collections::VecDeque;
 
 use spin::Mutex;
 
-pub use rxen_core::console_switch::{InputFocus, Typed};
+pub use rxen_core::console_switch::{DebugKey, InputFocus, Typed};
 
 /// Input typed for dom0 and not read yet (at most [`DOM0_BUFFER`] bytes).
 static DOM0_INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());

@@ -10,6 +10,14 @@
 //! must look again (an event woke a vCPU it should run, a domain it runs is
 //! ending) gets a kick IPI, which makes its guest exit or ends its HLT.
 //!
+//! Most exits change nothing the scheduler knows: after one of those the
+//! vCPU goes straight back into its guest without the scheduling pass, with
+//! any number of domains (issue 12). The pass runs when something may have
+//! changed: the exit reached another domain, the grant tables or the
+//! scheduler (the hypercall environment then asks for it), woke or blocked
+//! a vCPU, another CPU kicked this one, a timer is due, a device interrupt
+//! came, the control domain changed the domains (see `serve_exit`).
+//!
 //! The machine lock is a plain spin lock, not a ticket lock: a fair lock was
 //! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
 //! the host may deschedule, the hand-off to a descheduled waiter stalled
@@ -42,7 +50,7 @@ use rxen_core::sched::{SchedParams, Scheduler, VcpuRef};
 use rxen_core::time::RunstateKind;
 use rxen_x86::{apic, cpu, printk, stop};
 
-use crate::console_input::{InputFocus, Typed};
+use crate::console_input::{DebugKey, InputFocus, Typed};
 use crate::hvm::build::BootSpec;
 use crate::hvm::exits::{self, Flow};
 use crate::hvm::grant::Platform;
@@ -82,6 +90,8 @@ struct Machine {
     last_end: Option<ShutdownReason>,
     /// Where serial input goes.
     input: InputFocus,
+    /// Print each domain's exit profile when it ends (`exit-stats`).
+    exit_stats: bool,
 }
 
 static MACHINE: spin::Mutex<Option<Machine>> = spin::Mutex::new(None);
@@ -102,6 +112,9 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
         baseline_free,
         last_end: None,
         input: InputFocus::new(None),
+        exit_stats: rxen_core::cmdline::parse(crate::start::hypervisor_cmdline())
+            .0
+            .exit_stats,
     };
     printk!("Scheduler: {}", machine.sched.name());
     SCHED_ID.store(
@@ -155,7 +168,8 @@ pub fn started() -> bool {
 }
 
 /// Set when another CPU wants this one to make a scheduling pass (it may
-/// not go straight back into its guest).
+/// not go straight back into its guest), or the exit it serves reached
+/// beyond its domain ([`need_pass_here`]).
 static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
 
@@ -178,6 +192,83 @@ fn kick_all_others() {
             apic::send_ipi(apic_id, apic::ICR_KICK);
         }
     }
+}
+
+/// Asks this CPU for a scheduling pass after the exit it serves: the exit
+/// reached beyond its own domain (another domain, the grant tables, the
+/// scheduler), so it may have woken, paused, re-timed or notified a vCPU
+/// that the pass must see.
+pub fn need_pass_here() {
+    if let Some(flag) = NEED_RESCHED.get(cpu::current_index()) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+/// The exits that may return straight into the guest: those whose handlers
+/// touch only the calling domain (what they may do to the domain's other
+/// vCPUs [`siblings_settled`] checks; what they may do to other domains goes
+/// through the environment, which then asks for a pass). Not INTR (a host
+/// interrupt may have brought anything), HLT (it blocks), the ends of a
+/// domain, and the rare rest.
+const FAST_EXITS: [u64; 6] = {
+    use rxen_x86::svm::vmcb::exit;
+    [
+        exit::VMMCALL,
+        exit::CPUID,
+        exit::MSR,
+        exit::IOIO,
+        exit::NPF,
+        exit::VINTR,
+    ]
+};
+
+/// Whether vCPU `v` of `domain` can run: the domain alive, not shut down
+/// or paused, the vCPU up and not blocked.
+fn vcpu_runnable(domain: &HvmDomain, v: usize) -> bool {
+    let state = &domain.core.vcpus[v];
+    domain.dying.is_none()
+        && domain.core.shutdown.is_none()
+        && domain.core.controller_pause_count == 0
+        && state.up
+        && state.blocked.is_none()
+}
+
+/// The runstate vCPU `v` of `domain` is in, as the scheduling pass sets it.
+fn runstate_of(domain: &HvmDomain, v: usize) -> RunstateKind {
+    let state = &domain.core.vcpus[v];
+    if domain.running_on[v].is_some() {
+        RunstateKind::Running
+    } else if !state.up || domain.dying.is_some() {
+        RunstateKind::Offline
+    } else if state.blocked.is_some() {
+        RunstateKind::Blocked
+    } else {
+        RunstateKind::Runnable
+    }
+}
+
+/// Whether the exit vCPU `v` just took left the domain's other vCPUs as
+/// the last scheduling pass saw them: none woken, blocked, taken up or down
+/// or given a state to load (IPIs, events within the domain, VCPUOP_up),
+/// and none running on another CPU with an interrupt to take now (it needs
+/// a kick). Otherwise the full pass runs.
+fn siblings_settled(domain: &mut HvmDomain, v: usize) -> bool {
+    let me = cpu::current_index();
+    for w in 0..domain.vcpus.len() {
+        if w == v {
+            continue;
+        }
+        if domain.core.vcpus[w].pending_context.is_some()
+            || vcpu_runnable(domain, w) != domain.sched_runnable[w]
+            || runstate_of(domain, w) != domain.core.vcpus[w].runstate.state
+        {
+            return false;
+        }
+        if domain.running_on[w].is_some_and(|c| c != me) && exits::interrupt_pending(domain, w) {
+            return false;
+        }
+    }
+    true
 }
 
 fn reason_text(reason: ShutdownReason) -> String {
@@ -287,11 +378,15 @@ impl Machine {
         }
     }
 
-    /// Serves the exit vCPU `r` took on this CPU.
+    /// Serves the exit vCPU `r` took on this CPU, and counts it in the
+    /// domain's exit profile.
     /// Returns whether the vCPU may go straight back into the guest without
-    /// a scheduling pass: a CPUID or hypercall exit of the machine's only
-    /// domain, with one vCPU, that stays runnable (nothing else can have
-    /// been woken, ended or re-timed by it).
+    /// a scheduling pass, as far as this exit can tell: one of
+    /// [`FAST_EXITS`], served without reaching any other domain (the
+    /// environment then asks for a pass, see [`need_pass_here`]), that left
+    /// the vCPU runnable and its domain's other vCPUs as the scheduler
+    /// knows them ([`siblings_settled`]). The caller checks the rest: no
+    /// device interrupt, no pass asked for, no control change, no timer due.
     fn serve_exit(&mut self, r: VcpuRef) -> bool {
         let v = r.vcpu as usize;
         let Some(mut domain) = self.domains.remove(&r.domain) else {
@@ -308,16 +403,17 @@ impl Machine {
                 grants: &mut self.grants,
                 sched: &mut *self.sched,
             };
-            match exits::handle_exit(&mut domain, v, world) {
+            let started = crate::time::now_ns();
+            let flow = exits::handle_exit(&mut domain, v, world);
+            let took = crate::time::now_ns().saturating_sub(started);
+            domain
+                .exit_stats
+                .record(rxen_x86::svm::exit::reason(code), took);
+            match flow {
                 Flow::Continue => {
-                    use rxen_x86::svm::vmcb::exit;
-                    let state = &domain.core.vcpus[v];
-                    fast = matches!(code, exit::VMMCALL | exit::CPUID)
-                        && self.domains.is_empty()
-                        && domain.vcpus.len() == 1
-                        && domain.dying.is_none()
-                        && state.up
-                        && state.blocked.is_none();
+                    fast = FAST_EXITS.contains(&code)
+                        && vcpu_runnable(&domain, v)
+                        && siblings_settled(&mut domain, v);
                 }
                 Flow::Yield => self.sched.yield_now(r, crate::time::now_ns()),
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
@@ -407,7 +503,8 @@ impl Machine {
     fn take_console_input(&mut self) {
         while let Some(byte) = rxen_x86::console::try_read_byte() {
             match self.input.typed(byte) {
-                Typed::Nothing | Typed::Byte(None, _) => {}
+                Typed::Nothing => {}
+                Typed::Byte(None, byte) => self.debug_key(byte),
                 Typed::Switch => {
                     let ids: Vec<DomId> = self
                         .domains
@@ -420,6 +517,32 @@ impl Machine {
                 }
                 Typed::Byte(Some(id), byte) => self.console_input_to(id, byte),
             }
+        }
+    }
+
+    /// A key typed while rxen has the input: a debug key (Xen's keyhandlers)
+    /// or nothing.
+    fn debug_key(&mut self, byte: u8) {
+        match DebugKey::from_byte(byte) {
+            Some(DebugKey::Help) => {
+                printk!("'h' pressed -> showing installed handlers");
+                for (key, _, what) in DebugKey::ALL {
+                    printk!(" key '{}' (ascii '{key:02x}') => {what}", key as char);
+                }
+            }
+            Some(DebugKey::ExitStats) => {
+                printk!("'p' pressed -> dumping exit counters");
+                for domain in self.domains.values() {
+                    domain.print_exit_stats();
+                }
+            }
+            Some(DebugKey::ResetExitStats) => {
+                printk!("'P' pressed -> resetting exit counters");
+                for domain in self.domains.values_mut() {
+                    domain.exit_stats.reset();
+                }
+            }
+            None => {}
         }
     }
 
@@ -549,12 +672,7 @@ impl Machine {
                 if let Some(context) = domain.core.vcpus[v].pending_context.take() {
                     domain.vcpus[v].load_hvm_context(&context);
                 }
-                let state = &domain.core.vcpus[v];
-                let runnable = domain.dying.is_none()
-                    && domain.core.shutdown.is_none()
-                    && domain.core.controller_pause_count == 0
-                    && state.up
-                    && state.blocked.is_none();
+                let runnable = vcpu_runnable(domain, v);
                 let r = VcpuRef {
                     domain: *id,
                     vcpu: v as u32,
@@ -573,15 +691,7 @@ impl Machine {
                         }
                     }
                 }
-                let runstate = if domain.running_on[v].is_some() {
-                    RunstateKind::Running
-                } else if !state.up || domain.dying.is_some() {
-                    RunstateKind::Offline
-                } else if state.blocked.is_some() {
-                    RunstateKind::Blocked
-                } else {
-                    RunstateKind::Runnable
-                };
+                let runstate = runstate_of(domain, v);
                 rxen_core::hypercall::set_runstate(&mut domain.core, v, runstate, now);
             }
         }
@@ -638,7 +748,9 @@ impl Machine {
             let Some(domain) = self.domains.remove(&id) else {
                 continue;
             };
-
+            if self.exit_stats {
+                domain.print_exit_stats();
+            }
             if torn_down > 0 {
                 printk!("d{id}: {torn_down} grant mappings torn down");
             }
@@ -831,13 +943,15 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if let Some(r) = current.take() {
             let fast = machine.serve_exit(r) && !routed;
             let now = crate::time::now_ns();
-            // Straight back in: no other vCPU can have changed, the slice and
-            // the armed timer are not over, no timer of this vCPU is due
-            // sooner, and no other CPU asked this one to look again.
+            // Straight back in: no other vCPU can have changed (see
+            // `serve_exit`), the slice and the armed timer are not over, no
+            // timer of this domain is due sooner, and neither another CPU nor
+            // the exit (it reached another domain) asked for a pass.
             let resched = NEED_RESCHED
                 .get(cpu_index)
                 .is_some_and(|f| f.swap(false, Ordering::AcqRel));
-            if fast && !resched && now < armed_until {
+            // A control change asks for the pass too (its flag stays for it).
+            if fast && !resched && now < armed_until && !CONTROL_CHANGED.load(Ordering::Acquire) {
                 if let Some(domain) = machine.domains.get_mut(&r.domain) {
                     if exits::next_due(domain).is_none_or(|due| due >= armed_until) {
                         let vcpu = claim(domain, r.vcpu as usize, cpu_index);

@@ -686,3 +686,118 @@ fn pingpong_pairs_beside_hogs_lose_no_event() {
             .assert_normal_stop();
     }
 }
+
+/// The count in domain `id`'s exit-profile row `row` (`d<id> exits: <row> <count> ...`),
+/// or None when the table has no such row.
+fn exit_count(out: &Outcome, id: u32, row: &str) -> Option<u64> {
+    let prefix = format!("d{id} exits: {row} ");
+    let line = out.log.lines().find(|l| l.contains(&prefix))?;
+    line.split(&prefix)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// With `exit-stats`, each domain's exits by reason are printed when it ends: every
+/// hypercall a guest made is counted (the hog counts its own), its CPUIDs too, and the
+/// rows add up to the total.
+#[test]
+fn exit_stats_print_each_domains_exit_profile_at_its_end() {
+    let out = machine(
+        "domains-exit-stats",
+        1,
+        "exit-stats dom0less domu=0,mem=16M domu=1,mem=16M",
+    )
+    .module(guest("cpu_hog"), "until_ms=300 hypercalls=1")
+    .module(guest("pvclock"), "")
+    .run();
+    no_hypervisor_trouble(&out).assert_normal_stop();
+    for id in [1, 2] {
+        out.assert_contains(&format!("(d{id}) Test result: SUCCESS"))
+            .assert_in_order(&[
+                &format!("d{id} exits: reason"),
+                &format!("d{id} exits: total"),
+                &format!("d{id}: shut down (poweroff)"),
+            ]);
+        let total = exit_count(&out, id, "total").unwrap_or_else(|| out.fail("no total"));
+        let rows: u64 = [
+            "CPUID",
+            "hypercall",
+            "NPF (MMIO)",
+            "IOIO",
+            "MSR",
+            "INTR",
+            "VINTR",
+            "HLT",
+            "CR/DR/XSETBV",
+            "other",
+        ]
+        .iter()
+        .filter_map(|row| exit_count(&out, id, row))
+        .sum();
+        assert_eq!(rows, total, "d{id}'s rows add up to its total");
+    }
+    // The hog's null hypercalls, and a few more (console, runstate, shutdown).
+    let made = out
+        .lines_containing("(d1) cpu_hog: ")
+        .iter()
+        .find_map(|l| {
+            l.split("cpu_hog: ")
+                .nth(1)?
+                .strip_suffix(" hypercalls")?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| out.fail("the hog did not say how many hypercalls it made"));
+    let counted = exit_count(&out, 1, "hypercall").unwrap_or(0);
+    assert!(made > 100, "the hog made {made} hypercalls");
+    assert!(
+        (made..made + 100).contains(&counted),
+        "d1 made {made} null hypercalls, rxen counted {counted} hypercall exits"
+    );
+    // The guest runtime finds Xen's CPUID leaves.
+    let cpuids = exit_count(&out, 2, "CPUID").unwrap_or(0);
+    assert!(cpuids >= 1, "d2 ran {cpuids} CPUIDs");
+}
+
+/// The debug keys, typed while rxen has the serial input: `h` lists them, `p` prints
+/// every live domain's exit profile, `P` resets it.
+#[test]
+fn debug_keys_print_and_reset_the_exit_profile() {
+    let out = machine("domains-debug-keys", 1, "dom0less domu=0,mem=16M")
+        .module(guest("idle"), "")
+        .type_after("(d1) idle: blocking", b"\x01\x01\x01")
+        .type_after("*** Serial input to rxen", b"p")
+        .type_after("d1 exits: total", b"P")
+        .type_after("resetting exit counters", b"ph")
+        .stop_on("showing installed handlers")
+        .run();
+    no_hypervisor_trouble(&out).assert_in_order(&[
+        "*** Serial input to rxen",
+        "'p' pressed -> dumping exit counters",
+        "d1 exits: total",
+        "'P' pressed -> resetting exit counters",
+        "'p' pressed -> dumping exit counters",
+        "d1 exits: total",
+        "'h' pressed -> showing installed handlers",
+    ]);
+    // Before the reset the idle guest's console write and block were counted; after
+    // it, nothing (it sleeps).
+    let totals: Vec<u64> = out
+        .lines_containing("d1 exits: total")
+        .iter()
+        .filter_map(|l| {
+            l.split("total")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(totals.len(), 2, "two tables: {totals:?}");
+    assert!(totals[0] >= 2, "exits before the reset: {totals:?}");
+    assert_eq!(totals[1], 0, "none after it: {totals:?}");
+}

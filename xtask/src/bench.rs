@@ -5,13 +5,17 @@
 //!   empty handler (an unknown hypercall number), as measured by the `bench_hypercall`
 //!   guest running as dom0, with their ratio.
 //! - The hypervisor's memory cost for that domain (rxen's own report).
+//! - On rxen, the null hypercall of `bench_hypercall` as the only domU and beside three
+//!   idle (blocked) domUs on one CPU, five alternating runs each, min and median, and
+//!   the ratios of the medians and of the minima (issue 12: goal ≤ 1.05).
 //! - Between domains, on rxen (boot-time domUs on one CPU; Xen 4.17 has no boot-time
 //!   domUs on x86, so there is no Xen column): an event-channel ping-pong round trip,
 //!   a 4 KiB grant copy, and a vCPU context switch (two domains yielding to each
 //!   other), each with the null hypercall measured in the same guest and run.
 //! - Debian's Linux kernel with a busybox initramfs, wall time from QEMU's start to
 //!   `/init`: as a PVH domU on rxen against QEMU's direct boot of the same kernel and
-//!   initramfs without any hypervisor.
+//!   initramfs without any hypervisor; then the exit profile of that boot (a third run,
+//!   with `exit-stats`, until the domain powers off at `/init`).
 //! - Debian's Linux as dom0 (1:1, owning a virtio disk) against QEMU's direct boot of
 //!   the same kernel and initramfs: wall time to `/init` and a 64 MiB `O_DIRECT`
 //!   sequential read, three alternating runs each, min and median, ratio of medians.
@@ -57,8 +61,9 @@ fn run_guest(hypervisor: &str) -> Outcome {
 }
 
 /// The benchmark sections, by the names `cargo xtask bench NAME...` takes.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "hypercall",
+    "many-domains",
     "domains",
     "fuzz",
     "linux",
@@ -75,6 +80,9 @@ pub fn bench(only: &[String]) -> i32 {
     let mut ok = true;
     if wanted("hypercall") {
         ok &= hypercall();
+    }
+    if wanted("many-domains") {
+        ok &= many_domains();
     }
     if wanted("domains") {
         ok &= between_domains();
@@ -156,6 +164,71 @@ fn hypercall() -> bool {
         );
     }
     println!("(figures are per call, best of 5 x 5000 calls, under software emulation: the cost is dominated by QEMU's VMRUN/#VMEXIT emulation)");
+    ok
+}
+
+/// Runs of each configuration in [`many_domains`].
+const MANY_DOMAINS_RUNS: usize = 5;
+
+/// `bench_hypercall` as domU 1 on one CPU, with `idle` more domUs that only block.
+fn hypercall_beside_idle(idle: usize, run: usize) -> Outcome {
+    let mut domus = vec!["domu=0,mem=16M".to_string()];
+    domus.extend((0..idle).map(|_| "domu=1,mem=8M".to_string()));
+    let mut q = Qemu::new(&format!("bench-hypercall-{}dom-{run}", idle + 1))
+        .smp(1)
+        .append("console=com1 isa_debug_exit dom0less")
+        .append(&domus.join(" "))
+        .module(guest("bench_hypercall"), "");
+    if idle > 0 {
+        q = q.module(guest("idle"), "");
+    }
+    q.stop_on("Test result:")
+        .timeout(Duration::from_secs(180))
+        .run()
+}
+
+/// The null hypercall with one domain and with four (three idle beside it), on rxen:
+/// alternating runs, min and median of each, and the ratios of the medians and minima.
+fn many_domains() -> bool {
+    println!(
+        "\nxtask: null hypercall with 1 and with 4 domains (bench_hypercall as d1, 3 idle domUs; one CPU; {MANY_DOMAINS_RUNS} alternating runs)"
+    );
+    let mut figures: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut ok = true;
+    for run in 0..MANY_DOMAINS_RUNS {
+        for (slot, idle) in [(0, 0), (1, 3)] {
+            let out = hypercall_beside_idle(idle, run);
+            match figure(&out, "null_hypercall_ns") {
+                Some(ns) if out.contains("(d1) Test result: SUCCESS") => {
+                    figures[slot].push(ns as f64)
+                }
+                _ => {
+                    eprintln!(
+                        "xtask: no figure with {} domain(s); log tail:\n{}",
+                        idle + 1,
+                        out.tail(30)
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    println!("{:<36} {:>10} {:>10}", "", "min (ns)", "median (ns)");
+    let mut stats = Vec::new();
+    let labels = ["null hypercall, 1 domain", "null hypercall, 4 domains"];
+    for (label, values) in labels.into_iter().zip(figures.iter_mut()) {
+        if let Some((min, median)) = min_median(values) {
+            println!("{label:<36} {min:>10.0} {median:>10.0}   runs: {values:?}");
+            stats.push((min, median));
+        }
+    }
+    if let [(min1, median1), (min4, median4)] = stats[..] {
+        println!(
+            "4 domains / 1 domain: {:.3} (medians), {:.3} (minima) (goal <= 1.05)",
+            median4 / median1.max(1.0),
+            min4 / min1.max(1.0)
+        );
+    }
     ok
 }
 
@@ -374,7 +447,29 @@ fn linux_boot() -> bool {
             rxen.elapsed.as_secs_f64() / direct.elapsed.as_secs_f64().max(0.001)
         );
     }
-    ok
+    ok & linux_exit_profile(&kernel, &initramfs)
+}
+
+/// The exit profile of the same Linux boot on rxen: the table rxen prints (`exit-stats`)
+/// when the domain powers off at `/init`.
+fn linux_exit_profile(kernel: &std::path::Path, initramfs: &std::path::Path) -> bool {
+    println!("\nxtask: exit profile of that boot (rxen exit-stats, until /init powers off)");
+    let out = Qemu::new("bench-linux-rxen-exits")
+        .memory_mb(1024)
+        .append("console=com1 isa_debug_exit exit-stats dom0less domu=0+1,mem=256M")
+        .module(kernel, "console=hvc0 loglevel=4")
+        .module(initramfs, "")
+        .timeout(Duration::from_secs(300))
+        .run();
+    let table = out.lines_containing("d1 exits: ");
+    if table.is_empty() || !out.contains("d1 exits: total") {
+        eprintln!("xtask: no exit profile; log tail:\n{}", out.tail(30));
+        return false;
+    }
+    for line in table {
+        println!("{}", line.split("d1 exits: ").nth(1).unwrap_or(line));
+    }
+    true
 }
 
 /// dom0's kernel command line in the benchmarks (QEMU's direct boot uses ttyS0).

@@ -216,7 +216,7 @@ impl Domains for Env<'_> {
         domid: DomId,
         f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno> {
-        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
         let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
             return Err(errno::ESRCH);
@@ -316,7 +316,7 @@ impl Domains for Env<'_> {
         domid: DomId,
         params: rxen_core::sched::SchedParams,
     ) -> Result<(), Errno> {
-        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
         world.sched.set_params(domid, params)
     }
 
@@ -326,7 +326,7 @@ impl Domains for Env<'_> {
         config: &rxen_core::platform::DomainConfig,
     ) -> Result<DomId, Errno> {
         let caller = self.domid;
-        let world = self.others.as_mut().ok_or(errno::EPERM)?;
+        let world = reach(&mut self.others).ok_or(errno::EPERM)?;
         let id = {
             let mut rover = DOMID_ROVER.lock();
             rxen_core::domain::allocate_domid(requested, &mut rover, |id| {
@@ -351,7 +351,7 @@ impl Domains for Env<'_> {
         caller: DomId,
         f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
     ) -> bool {
-        let Some(world) = self.others.as_mut() else {
+        let Some(world) = reach(&mut self.others) else {
             return false;
         };
         let mut platform = Platform::new(
@@ -372,7 +372,7 @@ impl Domains for Env<'_> {
     }
 
     fn map_foreign(&mut self, owner: DomId, frame: ForeignFrame, gfn: Gfn) -> Result<(), Errno> {
-        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
         let domain = world
             .domains
             .get(&owner)
@@ -392,7 +392,7 @@ impl Domains for Env<'_> {
 
     fn decrease_reservation(&mut self, target: DomId, gfns: &[u64], order: u32) -> (u64, u64) {
         let caller = self.domid;
-        let Some(world) = self.others.as_mut() else {
+        let Some(world) = reach(&mut self.others) else {
             return (0, 0);
         };
         // The frames other domains reach: the target's pinned grants and
@@ -470,6 +470,16 @@ impl Domains for Env<'_> {
     }
 }
 
+/// The rest of the machine (`others` of an [`Env`]), to change: whatever
+/// is done there (an event sent, a domain paused, a grant mapped, a
+/// scheduler parameter set) may change what must run, so this CPU makes a
+/// scheduling pass after the exit (no straight return into the guest).
+fn reach<'w, 'a>(others: &'w mut Option<super::World<'a>>) -> Option<&'w mut super::World<'a>> {
+    let world = others.as_mut()?;
+    crate::schedule::need_pass_here();
+    Some(world)
+}
+
 impl Env<'_> {
     /// The SVM state of vCPU `vcpu` of another live domain `domid`, which no
     /// CPU runs: its VMCB is free to read and write under the machine lock
@@ -477,7 +487,7 @@ impl Env<'_> {
     /// only while it runs it). `-ESRCH` no such domain, `-ENOENT` no such
     /// vCPU, `-EBUSY` on a CPU now.
     fn idle_vcpu(&mut self, domid: DomId, vcpu: u32) -> Result<&mut super::vcpu::SvmVcpu, Errno> {
-        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
         let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
             return Err(errno::ESRCH);

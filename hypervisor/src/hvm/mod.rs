@@ -62,6 +62,9 @@ pub struct HvmDomain {
     pub toolstack: bool,
     /// vCPUs handed to the scheduler (`max_vcpus` adds vCPUs later).
     pub sched_vcpus: usize,
+    /// The domain's exits by reason, with the time spent serving them
+    /// (printed at its end with `exit-stats`, and by the `p` debug key).
+    pub exit_stats: rxen_core::exit_stats::ExitStats,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -154,6 +157,7 @@ pub fn create_empty(
         to_adopt: Some(*config),
         toolstack: true,
         sched_vcpus: 0,
+        exit_stats: rxen_core::exit_stats::ExitStats::new(),
     })
 }
 
@@ -278,6 +282,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         to_adopt: None,
         toolstack: false,
         sched_vcpus: nr_vcpus,
+        exit_stats: rxen_core::exit_stats::ExitStats::new(),
     })
 }
 
@@ -285,5 +290,12 @@ impl HvmDomain {
     /// Prints a pending partial console line (and what was dropped).
     pub fn flush_console(&mut self) {
         env::flush_console(self.core.id, &mut self.console);
+    }
+
+    /// Prints the domain's exits by reason ([`rxen_core::exit_stats`]).
+    pub fn print_exit_stats(&self) {
+        for line in self.exit_stats.table(self.core.id) {
+            printk!("{line}");
+        }
     }
 }

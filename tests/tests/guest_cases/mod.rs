@@ -133,6 +133,8 @@ pub const INITRD_ARGS: &str = "initrd-arg";
 pub const MULTI_DOMAIN: &[&str] = &[
     "evtchn_pingpong",
     "cpu_hog",
+    "idle",
+    "timer_spin",
     "rt_periodic",
     "smp_ipi",
     "grant_share",

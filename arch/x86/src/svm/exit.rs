@@ -2,6 +2,8 @@
 //! §15.6, 15.9-15.11, 15.25.6) decoded into the vendor-neutral
 //! [`crate::exit::Exit`]. Pure: the host tests feed raw values.
 
+use rxen_core::exit_stats::ExitReason;
+
 use super::vmcb::exit;
 use crate::exit::{Exit, IoAccess, NestedFault};
 
@@ -88,9 +90,51 @@ pub fn decode(e: &ExitInfo) -> Exit {
     }
 }
 
+/// The row of the exit accounting ([`rxen_core::exit_stats`]) that exit
+/// code `code` counts in: one match on the code, nothing decoded.
+pub fn reason(code: u64) -> ExitReason {
+    match code {
+        exit::VMMCALL => ExitReason::Hypercall,
+        exit::CPUID => ExitReason::Cpuid,
+        exit::NPF => ExitReason::NestedPageFault,
+        exit::IOIO => ExitReason::Io,
+        exit::MSR => ExitReason::Msr,
+        exit::INTR | exit::NMI => ExitReason::Interrupt,
+        exit::VINTR => ExitReason::InterruptWindow,
+        exit::HLT => ExitReason::Hlt,
+        exit::WRITE_CR0 | exit::WRITE_CR4 | exit::XSETBV => ExitReason::Registers,
+        exit::DR_READ..=0x3F => ExitReason::Registers,
+        _ => ExitReason::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_codes_count_under_their_reason() {
+        let cases = [
+            (exit::VMMCALL, ExitReason::Hypercall),
+            (exit::CPUID, ExitReason::Cpuid),
+            (exit::NPF, ExitReason::NestedPageFault),
+            (exit::IOIO, ExitReason::Io),
+            (exit::MSR, ExitReason::Msr),
+            (exit::INTR, ExitReason::Interrupt),
+            (exit::NMI, ExitReason::Interrupt),
+            (exit::VINTR, ExitReason::InterruptWindow),
+            (exit::HLT, ExitReason::Hlt),
+            (exit::WRITE_CR0, ExitReason::Registers),
+            (exit::XSETBV, ExitReason::Registers),
+            (exit::DR_READ + 7, ExitReason::Registers),
+            (exit::INVD, ExitReason::Other),
+            (exit::SHUTDOWN, ExitReason::Other),
+            (exit::INVALID, ExitReason::Other),
+        ];
+        for (code, want) in cases {
+            assert_eq!(reason(code), want, "exit code {code:#x}");
+        }
+    }
 
     fn info(code: u64, info1: u64, info2: u64) -> ExitInfo {
         ExitInfo {

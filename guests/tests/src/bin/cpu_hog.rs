@@ -1,8 +1,11 @@
 //! A CPU hog for the scheduler tests (several domains; not a test on its own).
 //!
-//! Command line: `until_ms=<n>`. Spins (arithmetic, interrupts on) until the pvclock's
-//! system time reaches `n` ms: absolute system time since boot, not since this guest
-//! started, so that every hog of a run stops at the same moment. Prints
+//! Command line: `until_ms=<n> [hypercalls=1]`. Spins (arithmetic, interrupts on) until
+//! the pvclock's system time reaches `n` ms: absolute system time since boot, not since
+//! this guest started, so that every hog of a run stops at the same moment. With
+//! `hypercalls=1` it spins on null hypercalls (`xen_version`) instead, so that nearly
+//! all its time is exits that return straight into it (issue 12's fast return), and
+//! prints how many it made (`cpu_hog: <k> hypercalls`). Prints
 //! `cpu_hog: <k> s` each second of system time while spinning, then its own runstate:
 //!
 //! `cpu_hog: running <ns> runnable <ns> blocked <ns> at <system time ns>`
@@ -11,6 +14,7 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use rxen_guest::hypercall::xen_version;
 use rxen_guest::time::{map_shared_info, now, runstate};
 use rxen_guest::xen::vcpu;
 use rxen_guest::{error, println, StartInfo};
@@ -44,11 +48,19 @@ fn main(si: &StartInfo) {
         "cpu_hog: spinning from {} ms to {until_ms} ms system time",
         start / MS
     );
+    let hypercalls = si.arg_u64("hypercalls").unwrap_or(0) != 0;
     rxen_guest::cpu::sti();
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut calls = 0u64;
     let mut next_report = start + S;
     loop {
-        x = churn(x);
+        if hypercalls {
+            // SAFETY: XENVER_version takes no pointer.
+            unsafe { xen_version(0, 0) };
+            calls += 1;
+        } else {
+            x = churn(x);
+        }
         let t = now();
         if t >= until {
             break;
@@ -60,6 +72,9 @@ fn main(si: &StartInfo) {
         }
     }
     rxen_guest::cpu::cli();
+    if hypercalls {
+        println!("cpu_hog: {calls} hypercalls");
+    }
     let r = match runstate(0) {
         Ok(r) => r,
         Err(e) => error!("VCPUOP_get_runstate_info: {e}"),

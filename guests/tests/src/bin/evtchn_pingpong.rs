@@ -3,7 +3,10 @@
 //!
 //! Command line: `role=server peer=<domid> rounds=<n>` or
 //! `role=client peer=<domid> rounds=<n> [port=<server's port, default: the first offered>]`; both take
-//! `timeout_ms=<ms>` (default 30000) for the whole exchange.
+//! `timeout_ms=<ms>` (default 30000) for the whole exchange. The client with `spin=1`
+//! waits for each reply spinning on null hypercalls (interrupts on) instead of
+//! blocking: its send must still wake the server at once, though the client's
+//! hypercalls return straight into it (issue 12).
 //!
 //! - server: `EVTCHNOP_alloc_unbound` {DOMID_SELF, peer} first (the first port it
 //!   offers the peer, which the client looks for), answers each event with `EVTCHNOP_send` on that port, `rounds` times,
@@ -48,6 +51,8 @@ struct Args {
     rounds: u32,
     timeout: u64,
     privileged: bool,
+    /// The client spins on null hypercalls while it waits for a reply.
+    spin: bool,
 }
 
 fn main(si: &StartInfo) {
@@ -66,6 +71,7 @@ fn main(si: &StartInfo) {
         rounds,
         timeout: si.arg_u64("timeout_ms").unwrap_or(30_000) * MS,
         privileged: si.flags() & SIF_PRIVILEGED != 0,
+        spin: si.arg_u64("spin").unwrap_or(0) != 0,
     };
     if map_shared_info() != 0 {
         error!("cannot map shared info");
@@ -88,6 +94,21 @@ fn main(si: &StartInfo) {
         }
         _ => error!("role must be server or client (got {:?})", si.cmdline()),
     }
+}
+
+/// Spins on null hypercalls, interrupts on, until `port` has seen more than `seen`
+/// events; ERROR after `deadline`.
+fn spin_for_event(port: u32, seen: u32, deadline: u64) {
+    rxen_guest::cpu::sti();
+    while count(port) <= seen {
+        if now() >= deadline {
+            rxen_guest::cpu::cli();
+            error!("timed out spinning for event {} on port {port}", seen + 1);
+        }
+        // SAFETY: XENVER_version takes no pointer.
+        unsafe { rxen_guest::hypercall::xen_version(0, 0) };
+    }
+    rxen_guest::cpu::cli();
 }
 
 /// Blocks until `port` has seen more than `seen` events; ERROR after `deadline` (a
@@ -204,7 +225,11 @@ fn client(a: &Args, rport: Option<u32>) {
     for i in 0..a.rounds {
         let t0 = now();
         check_eq!(send(lport), 0, "send {i}");
-        wait_event(lport, baseline + i, deadline);
+        if a.spin {
+            spin_for_event(lport, baseline + i, deadline);
+        } else {
+            wait_event(lport, baseline + i, deadline);
+        }
         total += now() - t0;
     }
     let mean = total.checked_div(u64::from(a.rounds)).unwrap_or(0);

@@ -1,0 +1,322 @@
+//! Exit accounting (issue 12), in the spirit of Xen's performance counters
+//! (`perfc`, the `p` debug key) and of `xentrace`'s exit records: for one
+//! domain, how many exits of each kind its vCPUs took and how long the
+//! hypervisor spent serving them. This module owns the grouping of exits
+//! into reasons, the table and its formatting; the platform maps its own
+//! exit codes onto [`ExitReason`] and records each exit with
+//! [`ExitStats::record`] (an index and two adds: no allocation, no lock of
+//! its own).
+
+use core::fmt;
+
+/// What an exit was for, grouped as someone tuning a guest looks at them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// CPUID.
+    Cpuid,
+    /// A hypercall (`VMMCALL`, `VMCALL`).
+    Hypercall,
+    /// A nested page fault: MMIO (the local APIC, IO-APICs, PCI
+    /// configuration) or a page not mapped yet.
+    NestedPageFault,
+    /// Port I/O (`IN`, `OUT`, string forms).
+    Io,
+    /// `RDMSR`, `WRMSR`.
+    Msr,
+    /// A physical interrupt or NMI arrived while the guest ran.
+    Interrupt,
+    /// The guest opened its interrupt window (an interrupt waited for it).
+    InterruptWindow,
+    /// `HLT`.
+    Hlt,
+    /// Control- and debug-register accesses, `XSETBV`.
+    Registers,
+    /// Everything else (`INVD`, virtualization instructions, faults).
+    Other,
+}
+
+impl ExitReason {
+    /// Every reason, in the order of the table.
+    pub const ALL: [ExitReason; 10] = [
+        ExitReason::Cpuid,
+        ExitReason::Hypercall,
+        ExitReason::NestedPageFault,
+        ExitReason::Io,
+        ExitReason::Msr,
+        ExitReason::Interrupt,
+        ExitReason::InterruptWindow,
+        ExitReason::Hlt,
+        ExitReason::Registers,
+        ExitReason::Other,
+    ];
+
+    /// How many reasons there are.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The reason's row name in the table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ExitReason::Cpuid => "CPUID",
+            ExitReason::Hypercall => "hypercall",
+            ExitReason::NestedPageFault => "NPF (MMIO)",
+            ExitReason::Io => "IOIO",
+            ExitReason::Msr => "MSR",
+            ExitReason::Interrupt => "INTR",
+            ExitReason::InterruptWindow => "VINTR",
+            ExitReason::Hlt => "HLT",
+            ExitReason::Registers => "CR/DR/XSETBV",
+            ExitReason::Other => "other",
+        }
+    }
+
+    /// The reason's row in [`ExitStats`].
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Count and time of one reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCounter {
+    /// Exits taken.
+    pub count: u64,
+    /// Nanoseconds the hypervisor spent serving them.
+    pub ns: u64,
+}
+
+/// The exits of one domain, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitStats {
+    rows: [ExitCounter; ExitReason::COUNT],
+}
+
+impl ExitStats {
+    /// No exit yet.
+    pub const fn new() -> Self {
+        Self {
+            rows: [ExitCounter { count: 0, ns: 0 }; ExitReason::COUNT],
+        }
+    }
+
+    /// Counts one exit for `reason` that took `ns` nanoseconds to serve
+    /// (wrapping: a counter does not stop the machine).
+    #[inline]
+    pub fn record(&mut self, reason: ExitReason, ns: u64) {
+        let row = &mut self.rows[reason.index()];
+        row.count = row.count.wrapping_add(1);
+        row.ns = row.ns.wrapping_add(ns);
+    }
+
+    /// Count and time of `reason`.
+    pub fn get(&self, reason: ExitReason) -> ExitCounter {
+        self.rows[reason.index()]
+    }
+
+    /// All exits together.
+    pub fn total(&self) -> ExitCounter {
+        self.rows
+            .iter()
+            .fold(ExitCounter::default(), |sum, row| ExitCounter {
+                count: sum.count.saturating_add(row.count),
+                ns: sum.ns.saturating_add(row.ns),
+            })
+    }
+
+    /// Forgets every exit (Xen's `P` key resets its counters).
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// The table for domain `domid`, one line each (without line ends):
+    /// a heading, the reasons that had exits (most time first), a total.
+    pub fn table(&self, domid: u16) -> impl Iterator<Item = Line<'_>> {
+        let mut order = ExitReason::ALL;
+        // Most time first; ties in the table's order (the sort is stable).
+        order.sort_by_key(|r| core::cmp::Reverse(self.get(*r).ns));
+        let total = self.total();
+        core::iter::once(Line::Heading(domid))
+            .chain(
+                order
+                    .into_iter()
+                    .filter(|r| self.get(*r).count > 0)
+                    .map(move |r| Line::Row {
+                        domid,
+                        name: r.name(),
+                        row: self.get(r),
+                        total,
+                    }),
+            )
+            .chain(core::iter::once(Line::Row {
+                domid,
+                name: "total",
+                row: total,
+                total,
+            }))
+    }
+}
+
+/// One line of [`ExitStats::table`]; `Display` formats it.
+#[derive(Clone, Copy, Debug)]
+pub enum Line<'a> {
+    /// The column names.
+    Heading(u16),
+    /// One reason, or the total.
+    Row {
+        /// The domain.
+        domid: u16,
+        /// The row's name.
+        name: &'a str,
+        /// Its count and time.
+        row: ExitCounter,
+        /// All exits of the domain (for the shares).
+        total: ExitCounter,
+    },
+}
+
+/// `part` as a percentage of `whole`, in tenths (0 when `whole` is 0).
+fn per_mille(part: u64, whole: u64) -> u64 {
+    if whole == 0 {
+        return 0;
+    }
+    (u128::from(part) * 1000 / u128::from(whole)) as u64
+}
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Line::Heading(domid) => write!(
+                f,
+                "d{domid} exits: {:<13} {:>10} {:>6} {:>12} {:>6} {:>9}",
+                "reason", "count", "%", "time (us)", "%", "ns/exit"
+            ),
+            Line::Row {
+                domid,
+                name,
+                row,
+                total,
+            } => {
+                let count_share = per_mille(row.count, total.count);
+                let time_share = per_mille(row.ns, total.ns);
+                let mean = row.ns.checked_div(row.count).unwrap_or(0);
+                write!(
+                    f,
+                    "d{domid} exits: {name:<13} {:>10} {:>4}.{} {:>12} {:>4}.{} {mean:>9}",
+                    row.count,
+                    count_share / 10,
+                    count_share % 10,
+                    row.ns / 1000,
+                    time_share / 10,
+                    time_share % 10,
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::{String, ToString};
+    use alloc::vec::Vec;
+
+    fn lines(stats: &ExitStats, domid: u16) -> Vec<String> {
+        stats.table(domid).map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn record_counts_and_adds_time_per_reason() {
+        let mut s = ExitStats::new();
+        s.record(ExitReason::Hypercall, 1_000);
+        s.record(ExitReason::Hypercall, 3_000);
+        s.record(ExitReason::Cpuid, 500);
+        assert_eq!(
+            s.get(ExitReason::Hypercall),
+            ExitCounter {
+                count: 2,
+                ns: 4_000
+            }
+        );
+        assert_eq!(s.get(ExitReason::Cpuid), ExitCounter { count: 1, ns: 500 });
+        assert_eq!(s.get(ExitReason::Msr), ExitCounter::default());
+        assert_eq!(
+            s.total(),
+            ExitCounter {
+                count: 3,
+                ns: 4_500
+            }
+        );
+        s.reset();
+        assert_eq!(s, ExitStats::new());
+        assert_eq!(s.total(), ExitCounter::default());
+    }
+
+    #[test]
+    fn counters_wrap_instead_of_overflowing() {
+        let mut s = ExitStats::new();
+        s.rows[ExitReason::Io.index()] = ExitCounter {
+            count: u64::MAX,
+            ns: u64::MAX,
+        };
+        s.record(ExitReason::Io, 2);
+        assert_eq!(s.get(ExitReason::Io), ExitCounter { count: 0, ns: 1 });
+        // The total saturates.
+        s.rows[ExitReason::Msr.index()] = ExitCounter {
+            count: u64::MAX,
+            ns: u64::MAX,
+        };
+        assert_eq!(s.total().count, u64::MAX);
+    }
+
+    #[test]
+    fn every_reason_has_its_own_row_and_name() {
+        for (i, r) in ExitReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+            let mut s = ExitStats::new();
+            s.record(*r, 7);
+            assert_eq!(s.total().count, 1);
+            assert_eq!(s.get(*r).count, 1);
+            let names: Vec<_> = ExitReason::ALL.iter().map(|r| r.name()).collect();
+            assert_eq!(names.iter().filter(|n| **n == r.name()).count(), 1);
+        }
+    }
+
+    #[test]
+    fn the_table_lists_reasons_with_exits_by_time_then_the_total() {
+        let mut s = ExitStats::new();
+        for _ in 0..3 {
+            s.record(ExitReason::Cpuid, 1_000);
+        }
+        s.record(ExitReason::NestedPageFault, 7_000);
+        let t = lines(&s, 3);
+        assert_eq!(t.len(), 4, "{t:#?}");
+        assert!(t[0].starts_with("d3 exits: reason"), "{}", t[0]);
+        assert!(t[0].contains("ns/exit"));
+        // NPF: 1 exit (25 %), 7 us (70 %), 7000 ns each; first by time.
+        let npf: Vec<&str> = t[1].split_whitespace().collect();
+        assert_eq!(
+            npf,
+            ["d3", "exits:", "NPF", "(MMIO)", "1", "25.0", "7", "70.0", "7000"]
+        );
+        let cpuid: Vec<&str> = t[2].split_whitespace().collect();
+        assert_eq!(
+            cpuid,
+            ["d3", "exits:", "CPUID", "3", "75.0", "3", "30.0", "1000"]
+        );
+        let total: Vec<&str> = t[3].split_whitespace().collect();
+        assert_eq!(
+            total,
+            ["d3", "exits:", "total", "4", "100.0", "10", "100.0", "2500"]
+        );
+    }
+
+    #[test]
+    fn an_empty_table_has_a_zero_total_and_no_division_by_zero() {
+        let t = lines(&ExitStats::new(), 0);
+        assert_eq!(t.len(), 2);
+        let total: Vec<&str> = t[1].split_whitespace().collect();
+        assert_eq!(
+            total,
+            ["d0", "exits:", "total", "0", "0.0", "0", "0.0", "0"]
+        );
+    }
+}
