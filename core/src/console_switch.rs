@@ -73,11 +73,15 @@ pub enum DebugKey {
     ExitStats,
     /// `P`: reset the exit profiles (Xen's `P` resets its counters).
     ResetExitStats,
+    /// `g`: print each domain's grant table usage (Xen's `g`).
+    GrantTables,
+    /// `e`: print each domain's event channels in use (Xen's `e`).
+    EventChannels,
 }
 
 impl DebugKey {
     /// Every key, with its letter and what it does (for `h`).
-    pub const ALL: [(u8, DebugKey, &'static str); 3] = [
+    pub const ALL: [(u8, DebugKey, &'static str); 5] = [
         (b'h', DebugKey::Help, "print this help"),
         (
             b'p',
@@ -85,6 +89,16 @@ impl DebugKey {
             "print each domain's exits by reason (count, time)",
         ),
         (b'P', DebugKey::ResetExitStats, "reset the exit counters"),
+        (
+            b'g',
+            DebugKey::GrantTables,
+            "print grant table usage (frames, entries in use, mappings)",
+        ),
+        (
+            b'e',
+            DebugKey::EventChannels,
+            "dump evtchn info (ports in use)",
+        ),
     ];
 
     /// The debug key typed as `byte`, if it is one.
@@ -105,6 +119,8 @@ mod tests {
         assert_eq!(DebugKey::from_byte(b'p'), Some(DebugKey::ExitStats));
         assert_eq!(DebugKey::from_byte(b'P'), Some(DebugKey::ResetExitStats));
         assert_eq!(DebugKey::from_byte(b'h'), Some(DebugKey::Help));
+        assert_eq!(DebugKey::from_byte(b'g'), Some(DebugKey::GrantTables));
+        assert_eq!(DebugKey::from_byte(b'e'), Some(DebugKey::EventChannels));
         assert_eq!(DebugKey::from_byte(b'x'), None);
         assert_eq!(DebugKey::from_byte(SWITCH_CHAR), None);
         // One entry per letter.

@@ -194,6 +194,30 @@ fn kick_all_others() {
     }
 }
 
+/// Debug keys the control domain pressed (`XEN_SYSCTL_debug_keys`), not
+/// served yet; at most [`MAX_PRESSED_KEYS`] wait.
+static PRESSED_KEYS: spin::Mutex<alloc::collections::VecDeque<u8>> =
+    spin::Mutex::new(alloc::collections::VecDeque::new());
+/// Most keys waiting to be served (more are refused with `-EBUSY`).
+const MAX_PRESSED_KEYS: usize = 256;
+
+/// Queues `keys` to be served as debug keys on this CPU's next scheduling
+/// pass (Xen runs most key handlers from a tasklet, after the sysctl too).
+pub fn press_keys(keys: &[u8]) -> Result<(), rxen_abi::errno::Errno> {
+    let mut queue = PRESSED_KEYS.lock();
+    if queue.len().saturating_add(keys.len()) > MAX_PRESSED_KEYS {
+        return Err(rxen_abi::errno::EBUSY);
+    }
+    queue.extend(keys.iter().copied());
+    drop(queue);
+    need_pass_here();
+    Ok(())
+}
+
+fn take_pressed_key() -> Option<u8> {
+    PRESSED_KEYS.lock().pop_front()
+}
+
 /// Asks this CPU for a scheduling pass after the exit it serves: the exit
 /// reached beyond its own domain (another domain, the grant tables, the
 /// scheduler), so it may have woken, paused, re-timed or notified a vCPU
@@ -540,6 +564,18 @@ impl Machine {
                 printk!("'P' pressed -> resetting exit counters");
                 for domain in self.domains.values_mut() {
                     domain.exit_stats.reset();
+                }
+            }
+            Some(DebugKey::GrantTables) => {
+                printk!("'g' pressed -> dumping grant table info");
+                for (id, table) in &self.grants {
+                    printk!("d{id}: {}", table.usage());
+                }
+            }
+            Some(DebugKey::EventChannels) => {
+                printk!("'e' pressed -> dumping event-channel info");
+                for (id, domain) in &self.domains {
+                    printk!("d{id}: {}", domain.core.events.usage());
                 }
             }
             None => {}
@@ -968,6 +1004,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         let now = crate::time::now_ns();
         if cpu_index == 0 {
             machine.take_console_input();
+        }
+        // Keys dom0 pressed (XEN_SYSCTL_debug_keys), served on this pass.
+        while let Some(key) = take_pressed_key() {
+            machine.debug_key(key);
         }
         machine.expire_timers(now);
         if CONTROL_CHANGED.swap(false, Ordering::AcqRel) {

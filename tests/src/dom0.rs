@@ -21,11 +21,18 @@ pub fn machine(name: &str) -> Qemu {
 
 /// What every dom0 here does first, as a dom0's init does: xenfs on `/proc/xen`,
 /// devpts (for console ptys), and `start_xenstored [options]`, which starts rxenstored
-/// and waits for its socket.
+/// and waits for its socket. `leakcheck <label>` prints what rxen's `g` and `e` debug
+/// keys say of dom0 (the grants of others it maps, its event channels in use) as
+/// `leak-check: <label>: ...`, for [`assert_no_leak`].
 pub const DOM0_PRELUDE: &str = "\
 mkdir -p /proc/xen /var/run/xenstored /var/log/xen/console /var/lib/xen /dev/pts
 mount -t xenfs xenfs /proc/xen
 mount -t devpts devpts /dev/pts
+leakcheck() {
+  rxl debug-keys ge
+  sleep 0.5
+  echo \"leak-check: $1: $(rxl dmesg | grep 'd0: grant table' | tail -n 1 | sed 's/.*frames, //; s/ (.*//') / $(rxl dmesg | grep 'd0: event channels' | tail -n 1 | sed 's/.*: \\([0-9]* ports in use\\).*/\\1/')\"
+}
 start_xenstored() {
   rxenstored \"$@\" &
   for i in $(seq 1 50); do test -S /var/run/xenstored/socket && break; sleep 0.1; done
@@ -98,4 +105,26 @@ pub fn grant_teardowns(out: &Outcome) -> Vec<(&str, u32)> {
             (line, n)
         })
         .collect()
+}
+
+/// Asserts that dom0's `leakcheck` lines `before` and `after` (see [`DOM0_PRELUDE`])
+/// are the same and that dom0 then maps no other domain's grant: every grant mapping
+/// and event channel the domUs in between needed is gone.
+pub fn assert_no_leak(out: &Outcome, before: &str, after: &str) {
+    let line = |label: &str| -> String {
+        let marker = format!("leak-check: {label}: ");
+        out.log
+            .lines()
+            .find_map(|l| l.split(&marker).nth(1))
+            .unwrap_or_else(|| out.fail(&format!("no {marker:?} line")))
+            .trim()
+            .to_string()
+    };
+    let (b, a) = (line(before), line(after));
+    if !a.starts_with("0 entries in use by others, 0 mappings of others' grants / ") {
+        out.fail(&format!("dom0 still maps grants or holds entries: {a:?}"));
+    }
+    if a != b {
+        out.fail(&format!("dom0's grants and ports went from {b:?} to {a:?}"));
+    }
 }

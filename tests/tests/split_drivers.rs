@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use rxen_tests::dom0::{grant_teardowns, initramfs_with_modules, machine, DOM0_ARGS};
+use rxen_tests::dom0::{
+    assert_no_leak, grant_teardowns, initramfs_with_modules, machine, DOM0_ARGS,
+};
 use rxen_tests::{debian_kernel, modules_initramfs_with, rxen_dir, write_module};
 
 /// A file of `len` bytes whose every byte is known (a simple sequence), so that a
@@ -113,6 +115,7 @@ backends $(ls /sys/bus/xen-backend/devices | wc -l) \
 xenstore $(rxenstore ls /local/domain/0/backend 2>/dev/null | grep -c 'frontend =')
 }
 state start
+leakcheck start
 rxl create /etc/rxen/missing.cfg
 echo disk-test: missing target exit $?
 rxl create /etc/rxen/blockdev.cfg
@@ -137,6 +140,8 @@ waitlog 'rxen-domU: kept'
 rxl shutdown -w linux
 echo disk-test: shutdown exit $?
 state shut-down
+sleep 1
+leakcheck end
 grep 'rxen-domU' $log | sed 's/^/domUlog: /'
 echo disk-test: done
 poweroff -f
@@ -216,6 +221,8 @@ poweroff -f
             "blkback left grants mapped: {line}"
         );
     }
+    // dom0 maps no grant and holds no more event channels than before.
+    assert_no_leak(&out, "start", "end");
     // What the first domU wrote, the second read back.
     let wrote: Vec<&str> = out
         .log
@@ -287,6 +294,7 @@ ip link add xenbr0 type bridge
 ip addr add 10.0.0.1/24 dev xenbr0
 ip link set xenbr0 up
 state start
+leakcheck start
 rxl create /etc/rxen/web.cfg
 rxl network-list web | sed 's/^/net-test: list: /'
 ls /sys/class/net/xenbr0/brif | sed 's/^/net-test: bridge port: /'
@@ -306,6 +314,8 @@ rxl destroy peer
 rxl destroy web
 echo net-test: destroy exit $?
 state destroyed
+sleep 1
+leakcheck end
 cat $logs/guest-web.log $logs/guest-peer.log | grep 'rxen-domU' | sed 's/^/domUlog: /'
 echo net-test: done
 poweroff -f
@@ -379,4 +389,6 @@ poweroff -f
         after("rxen-domU: data "),
         "the data dom0 received is not what the domU sent"
     );
+    // netback unmapped every grant; dom0's ports are what they were.
+    assert_no_leak(&out, "start", "end");
 }

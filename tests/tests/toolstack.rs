@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rxen_tests::dom0::{guest_config, initramfs, initramfs_with, machine, DOM0_ARGS};
+use rxen_tests::dom0::{
+    assert_no_leak, guest_config, initramfs, initramfs_with, machine, DOM0_ARGS,
+};
 use rxen_tests::{busybox_initramfs, debian_kernel, write_module};
 
 /// `rxl` in Linux dom0 drives the hypervisor: `info` and `list` describe the machine
@@ -250,11 +252,14 @@ poweroff -f
 /// Two domUs at once, created and destroyed by rxl ten times over (some still
 /// running when destroyed, with rxenconsoled mapping their consoles): nothing
 /// leaks. Every destroy returns all the domain's frames, and when dom0 ends last the
-/// whole machine's memory is back (the hypervisor checks it against the boot).
+/// whole machine's memory is back (the hypervisor checks it against the boot); dom0's
+/// grant mappings and event channels are what they were before the loop (rxen's `g`
+/// and `e` debug keys, pressed with `rxl debug-keys`).
 #[test]
 fn rxl_create_and_destroy_in_a_loop_leaks_nothing() {
     let script = "\
 rxenconsoled -i --log=guest &
+leakcheck start
 for round in $(seq 1 10); do
   rxl create /etc/rxen/a.cfg >/dev/null
   rxl create /etc/rxen/b.cfg >/dev/null
@@ -264,6 +269,7 @@ for round in $(seq 1 10); do
 done
 sleep 0.5
 rxl list | grep -c -v Name | sed 's/^/rxl-test: domains after /'
+leakcheck end
 echo rxl-test: done
 poweroff -f
 ";
@@ -288,6 +294,8 @@ poweroff -f
         .assert_count(" 0 frames not returned", 21)
         .assert_count("frames not returned", 21)
         .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"]);
+    // rxenconsoled unmapped every console ring and closed every port it bound.
+    assert_no_leak(&out, "start", "end");
 }
 
 /// What happens when a domain shuts down is its config's, acted on by the process

@@ -108,6 +108,10 @@ impl Console for Env<'_> {
         rxen_x86::console::with_conring(f);
     }
 
+    fn debug_keys(&mut self, keys: &[u8]) -> Result<(), rxen_abi::errno::Errno> {
+        crate::schedule::press_keys(keys)
+    }
+
     fn console_ring_kick(&mut self, domid: DomId) -> bool {
         let mut bytes = [0u8; rxen_abi::console::XENCONS_OUT_SIZE];
         let Some(page) = self.memory.console_page() else {
