@@ -128,7 +128,8 @@ pub const INITRD_ARGS: &str = "initrd-arg";
 
 /// Guests that need several domains (a peer, or other domains to compete with) and a
 /// command line, or (`smp_ipi`, `init_sipi_xsave`) a second vCPU and `VCPUOP_initialise`, or (`domu_acpi`,
-/// in `tests/domains.rs`; `console_ring`, `xs_ring`) to be a domU, or (`dombuild`) another guest to start; their own
+/// in `tests/domains.rs`; `console_ring`, `xs_ring`; `blk_hostile`, with disks from dom0's blkback, in
+/// `tests/hostile_frontends.rs`) to be a domU, or (`dombuild`) another guest to start; their own
 /// tests run them, not this single-dom0 suite.
 pub const MULTI_DOMAIN: &[&str] = &[
     "evtchn_pingpong",
@@ -151,6 +152,7 @@ pub const MULTI_DOMAIN: &[&str] = &[
     "dombuild",
     "console_ring",
     "xs_ring",
+    "blk_hostile",
 ];
 
 /// Every test binary in `guests/tests/src/bin` has a case (so a new guest is not
