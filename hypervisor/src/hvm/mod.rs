@@ -62,6 +62,9 @@ pub struct HvmDomain {
     pub toolstack: bool,
     /// vCPUs handed to the scheduler (`max_vcpus` adds vCPUs later).
     pub sched_vcpus: usize,
+    /// The emulated PIT channel 2 and port `0x61` (rxen's addition: Xen
+    /// gives PVH guests no PIT; see `rxen_core::i8254`).
+    pub pit: rxen_core::i8254::Pit,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -154,6 +157,7 @@ pub fn create_empty(
         to_adopt: Some(*config),
         toolstack: true,
         sched_vcpus: 0,
+        pit: rxen_core::i8254::Pit::new(),
     })
 }
 
@@ -278,6 +282,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         to_adopt: None,
         toolstack: false,
         sched_vcpus: nr_vcpus,
+        pit: rxen_core::i8254::Pit::new(),
     })
 }
 
