@@ -5,7 +5,8 @@
 //!
 //! As Xen: every port passes through to the hardware (its intercept bit
 //! clear) except
-//! * the PIC (`0x20-0x21`, `0xA0-0xA1`), the PIT (`0x40-0x43`, `0x61`), the
+//! * the PIC (`0x20-0x21`, `0xA0-0xA1`), the PIT's channels 0 and 1
+//!   (`0x40-0x41`, and `0x42`, `0x43`, `0x61` but for single bytes), the
 //!   ACPI PM timer (4 ports from the FADT), rxen's own UART (8 ports) and
 //!   `dom0_ioports_disable=` ranges: denied, reads return all ones and
 //!   writes are dropped (so `0x21` and `0xA1` read `0xFF`, which Linux's
@@ -14,7 +15,13 @@
 //!   vPCI data window (Xen's `vpci_portio_accept`);
 //! * `0x70-0x71`: the RTC/CMOS, mediated, 1-byte accesses only
 //!   (`hvm/rtc.c:hw_rtc_io`);
-//! * `0xE9`: the HVM debug console (1-byte).
+//! * `0xE9`: the HVM debug console (1-byte);
+//! * `0x42`, `0x43`, `0x61` (1-byte): rxen's emulated PIT channel 2
+//!   ([`crate::i8254`]). **Deviation from Xen**, which denies them to a
+//!   PVH dom0 too: Linux's `quick_pit_calibrate` spins 100,000 port reads
+//!   against an absent PIT, seconds of boot under emulation. rxen uses the
+//!   host's PIT only while it boots itself (calibrating its TSC), so the
+//!   hardware's PIT stays denied and dom0 gets the model.
 //!
 //! An access that a handler does not take whole, or that touches any
 //! trapped port without a handler, is denied (Xen's null handler): for
@@ -98,6 +105,9 @@ pub enum PortPolicy {
     /// The debug console (1-byte access to `0xE9`): writes are console
     /// output, reads return all ones.
     DebugConsole,
+    /// The emulated PIT channel 2 and port `0x61` (1-byte accesses to
+    /// `0x42`, `0x43`, `0x61`, [`crate::i8254`]).
+    Pit,
     /// Trapped and carried out on the hardware, watched.
     Watched(Watch),
 }
@@ -162,8 +172,13 @@ impl IoPortPolicy {
         ));
         entries.push(Entry::Deny(0x20..=0x21, DenyReason::Pic));
         entries.push(Entry::Deny(0xA0..=0xA1, DenyReason::Pic));
-        entries.push(Entry::Deny(0x40..=0x43, DenyReason::Pit));
-        entries.push(Entry::Deny(0x61..=0x61, DenyReason::Pit));
+        entries.push(Entry::Deny(0x40..=0x41, DenyReason::Pit));
+        entries.push(Entry::Handler(
+            crate::i8254::PIT_CH2..=crate::i8254::PIT_MODE,
+        ));
+        entries.push(Entry::Handler(
+            crate::i8254::SPEAKER_PORT..=crate::i8254::SPEAKER_PORT,
+        ));
         if let Some(base) = host.pm_timer {
             entries.push(Entry::Deny(block(base, 4), DenyReason::PmTimer));
         }
@@ -220,6 +235,7 @@ impl IoPortPolicy {
                 (0xCFC..=0xCFF, _) => return PortPolicy::PciConfigData,
                 (0x70 | 0x71, 1) => return PortPolicy::Rtc,
                 (XEN_HVM_DEBUGCONS_IOPORT, 1) => return PortPolicy::DebugConsole,
+                _ if crate::i8254::handles(port, size) => return PortPolicy::Pit,
                 _ => {}
             }
         }
@@ -269,8 +285,7 @@ mod tests {
             (0xA0, DenyReason::Pic),
             (0xA1, DenyReason::Pic),
             (0x40, DenyReason::Pit),
-            (0x43, DenyReason::Pit),
-            (0x61, DenyReason::Pit),
+            (0x41, DenyReason::Pit),
             (0x608, DenyReason::PmTimer),
             (0x60B, DenyReason::PmTimer),
             (0x3F8, DenyReason::RxenUart),
@@ -295,6 +310,13 @@ mod tests {
         assert_eq!(p.policy(0x70, 1), Rtc);
         assert_eq!(p.policy(0x71, 1), Rtc);
         assert_eq!(p.policy(0xE9, 1), DebugConsole);
+        // rxen's PIT channel 2, single bytes only (Xen: denied).
+        for port in [0x42, 0x43, 0x61] {
+            assert_eq!(p.policy(port, 1), PortPolicy::Pit, "{port:#x}");
+            assert!(p.is_trapped(port));
+            assert_eq!(p.policy(port, 2), Denied(DenyReason::Unhandled));
+        }
+        assert_eq!(p.policy(0x41, 2), Denied(DenyReason::Pit));
         assert_eq!(p.policy(0x604, 2), Watched(Watch::Pm1Control));
         assert_eq!(p.policy(0xCF9, 1), Watched(Watch::ResetControl));
         assert_eq!(p.policy(0x64, 1), Watched(Watch::KeyboardController));

@@ -35,6 +35,7 @@ pub mod grant_table;
 pub mod guest_handle;
 pub mod hvm_save;
 pub mod hypercall;
+pub mod i8254;
 pub mod ioport_policy;
 pub mod log;
 pub mod memmap;

@@ -924,6 +924,23 @@ impl Outcome {
         self.lines_containing(needle).len()
     }
 
+    /// The kernel timestamp (seconds, Linux's `[    1.234567]`) of the
+    /// first line containing both `prefix` (a domain's, e.g. `"(d1) ["`)
+    /// and `needle`; fails the test if there is none.
+    #[track_caller]
+    pub fn kernel_time(&self, prefix: &str, needle: &str) -> f64 {
+        self.log
+            .lines()
+            .filter(|l| l.contains(needle))
+            .find_map(|l| {
+                let (_, rest) = l.split_once(prefix)?;
+                rest.split_once(']')?.0.trim().parse().ok()
+            })
+            .unwrap_or_else(|| {
+                self.fail(&format!("no timestamped {prefix:?} line with {needle:?}"))
+            })
+    }
+
     /// Panics with `reason`, the run's status and the end of the log.
     #[track_caller]
     pub fn fail(&self, reason: &str) -> ! {

@@ -4,6 +4,7 @@
 
 use rxen_core::domain::ShutdownReason;
 use rxen_core::hypercall::{self, Next};
+use rxen_core::i8254;
 use rxen_core::ioport_policy::{DenyReason, PortPolicy};
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
@@ -433,7 +434,8 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
 }
 
 /// Port I/O: [`exit_handle::io`] (an empty bus, the debug console port,
-/// dom0's own ports read on the hardware); what it hands back is done here.
+/// the emulated PIT channel 2, dom0's own ports read on the hardware); what
+/// it hands back is done here.
 fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
     let direct = domain.memory.is_direct();
     let HvmDomain {
@@ -441,6 +443,7 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
         vcpus,
         console,
         pci,
+        pit,
         ..
     } = domain;
     // A 1:1 dom0's trapped ports: what the policy says (the others do not
@@ -471,6 +474,14 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
             Some(PortPolicy::PciConfigAddress | PortPolicy::PciConfigData)
         )
     });
+    // PIT channel 2 for every domain, in place of dom0's denied hardware
+    // PIT: rxen's addition, so that Linux's TSC calibration ends at once
+    // (Xen gives PVH guests no PIT, see `rxen_core::i8254`).
+    let vpit = match policy {
+        Some(p) => p == PortPolicy::Pit,
+        None => i8254::handles(io.port, io.size),
+    };
+    let now = if vpit { crate::time::now_ns() } else { 0 };
     let id = core.id;
     let view = &mut ExitView {
         vcpu: &mut vcpus[v],
@@ -479,6 +490,7 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
     };
     let read = |port, size| match pci.as_deref_mut() {
         Some(pci) => Some(super::vpci::port_access(pci, id, port, size, true, 0)),
+        None if vpit => Some(u32::from(pit.read(port, now))),
         None => owned.then(|| rxen_x86::port_io::dom0_access(port, size, true, 0)),
     };
     match exit_handle::io(view, &io, read) {
@@ -504,6 +516,9 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
             }
             if let Some(pci) = pci {
                 super::vpci::port_access(pci, id, port, size, false, value);
+            } else if vpit {
+                // Truncation intended: a one-byte port.
+                pit.write(port, value as u8, now);
             } else if owned {
                 rxen_x86::port_io::dom0_access(port, size, false, value);
             }

@@ -65,6 +65,9 @@ pub struct HvmDomain {
     /// The domain's exits by reason, with the time spent serving them
     /// (printed at its end with `exit-stats`, and by the `p` debug key).
     pub exit_stats: rxen_core::exit_stats::ExitStats,
+    /// The emulated PIT channel 2 and port `0x61` (rxen's addition: Xen
+    /// gives PVH guests no PIT; see `rxen_core::i8254`).
+    pub pit: rxen_core::i8254::Pit,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -158,6 +161,7 @@ pub fn create_empty(
         toolstack: true,
         sched_vcpus: 0,
         exit_stats: rxen_core::exit_stats::ExitStats::new(),
+        pit: rxen_core::i8254::Pit::new(),
     })
 }
 
@@ -283,6 +287,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         toolstack: false,
         sched_vcpus: nr_vcpus,
         exit_stats: rxen_core::exit_stats::ExitStats::new(),
+        pit: rxen_core::i8254::Pit::new(),
     })
 }
 
