@@ -169,7 +169,9 @@ pub fn started() -> bool {
 
 /// Set when another CPU wants this one to make a scheduling pass (it may
 /// not go straight back into its guest), or the exit it serves reached
-/// beyond its domain ([`need_pass_here`]).
+/// beyond its domain ([`need_pass_here`]). Set and cleared under the
+/// machine lock (a pass clears it before it chooses, since that choice
+/// answers every request made so far); the fast return consumes it too.
 static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
 
@@ -1039,6 +1041,16 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 machine.finish_rebuild(boot, reboots, created);
             }
             continue;
+        }
+        // This pass is what a request for one asked for: the requests made
+        // so far (an exit that reached another domain, a vCPU woken onto
+        // this CPU by `sync_runnable` just above, another CPU's kick) changed
+        // the machine under the lock this pass holds, and the choice below
+        // sees them. A request left standing would only send the next exit
+        // of the vCPU chosen here (typically its APIC EOI right after the
+        // event that woke it) through a second pass for nothing.
+        if let Some(flag) = NEED_RESCHED.get(cpu_index) {
+            flag.store(false, Ordering::Release);
         }
         let decision = machine.sched.do_schedule(cpu_index, now);
         // The FPU state of the vCPU this CPU ran goes to memory before any
