@@ -922,7 +922,7 @@ impl Machine {
 
 /// Arms this CPU's timer for `deadline` (at most the housekeeping interval
 /// away, at least 1 µs).
-fn arm_timer(deadline: Option<u64>, now: u64) {
+fn arm_timer(cpu_index: usize, deadline: Option<u64>, now: u64) {
     // Console output waiting for the UART is drained on the next pass.
     let limit = if rxen_x86::console::pending() {
         CONSOLE_DRAIN_NS
@@ -933,7 +933,7 @@ fn arm_timer(deadline: Option<u64>, now: u64) {
         .map(|d| d.saturating_sub(now))
         .unwrap_or(HOUSEKEEPING_NS)
         .clamp(1_000, limit);
-    apic::arm_oneshot_ns(delta);
+    apic::arm_oneshot_ns(cpu_index, delta);
 }
 
 /// Times the scheduler offered a vCPU that another CPU was running.
@@ -1068,7 +1068,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             .min(now + HOUSEKEEPING_NS);
         let Some(next) = decision.next else {
             drop(guard);
-            arm_timer(deadline, now);
+            arm_timer(cpu_index, deadline, now);
             x86_64::instructions::interrupts::enable_and_hlt();
             x86_64::instructions::interrupts::disable();
             continue;
@@ -1104,7 +1104,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         }
         let vcpu = claim(domain, v, cpu_index);
         drop(guard);
-        arm_timer(deadline, now);
+        arm_timer(cpu_index, deadline, now);
         // SAFETY: see `claim`.
         unsafe { (*vcpu).run() };
         current = Some(next);
