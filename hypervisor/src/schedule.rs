@@ -169,7 +169,9 @@ pub fn started() -> bool {
 
 /// Set when another CPU wants this one to make a scheduling pass (it may
 /// not go straight back into its guest), or the exit it serves reached
-/// beyond its domain ([`need_pass_here`]).
+/// beyond its domain ([`need_pass_here`]). Set and cleared under the
+/// machine lock (a pass clears it before it chooses, since that choice
+/// answers every request made so far); the fast return consumes it too.
 static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
 
@@ -920,7 +922,7 @@ impl Machine {
 
 /// Arms this CPU's timer for `deadline` (at most the housekeeping interval
 /// away, at least 1 µs).
-fn arm_timer(deadline: Option<u64>, now: u64) {
+fn arm_timer(cpu_index: usize, deadline: Option<u64>, now: u64) {
     // Console output waiting for the UART is drained on the next pass.
     let limit = if rxen_x86::console::pending() {
         CONSOLE_DRAIN_NS
@@ -931,7 +933,7 @@ fn arm_timer(deadline: Option<u64>, now: u64) {
         .map(|d| d.saturating_sub(now))
         .unwrap_or(HOUSEKEEPING_NS)
         .clamp(1_000, limit);
-    apic::arm_oneshot_ns(delta);
+    apic::arm_oneshot_ns(cpu_index, delta);
 }
 
 /// Times the scheduler offered a vCPU that another CPU was running.
@@ -1040,6 +1042,16 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             }
             continue;
         }
+        // This pass is what a request for one asked for: the requests made
+        // so far (an exit that reached another domain, a vCPU woken onto
+        // this CPU by `sync_runnable` just above, another CPU's kick) changed
+        // the machine under the lock this pass holds, and the choice below
+        // sees them. A request left standing would only send the next exit
+        // of the vCPU chosen here (typically its APIC EOI right after the
+        // event that woke it) through a second pass for nothing.
+        if let Some(flag) = NEED_RESCHED.get(cpu_index) {
+            flag.store(false, Ordering::Release);
+        }
         let decision = machine.sched.do_schedule(cpu_index, now);
         // The FPU state of the vCPU this CPU ran goes to memory before any
         // other CPU may pick that vCPU up (the lock is still held).
@@ -1056,7 +1068,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             .min(now + HOUSEKEEPING_NS);
         let Some(next) = decision.next else {
             drop(guard);
-            arm_timer(deadline, now);
+            arm_timer(cpu_index, deadline, now);
             x86_64::instructions::interrupts::enable_and_hlt();
             x86_64::instructions::interrupts::disable();
             continue;
@@ -1092,7 +1104,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         }
         let vcpu = claim(domain, v, cpu_index);
         drop(guard);
-        arm_timer(deadline, now);
+        arm_timer(cpu_index, deadline, now);
         // SAFETY: see `claim`.
         unsafe { (*vcpu).run() };
         current = Some(next);

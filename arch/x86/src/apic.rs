@@ -1,7 +1,7 @@
 //! The local APIC (xAPIC, MMIO): enabling it, EOI, IPIs, and its timer,
 //! calibrated together with the TSC against PIT channel 2.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
@@ -38,6 +38,16 @@ static APIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// APIC timer ticks (divide by 16) per millisecond.
 static APIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the timer LVT value [`arm_oneshot_ns`] last programmed there
+/// (with the divide configuration), tagged with [`TIMER_SETUP_KNOWN`]; 0 when
+/// unknown. Re-arming then writes only the initial count: each local APIC
+/// register access is an exit to the machine's emulator when rxen itself
+/// runs virtualized (three per scheduling pass were ~40 us of it under
+/// QEMU TCG).
+static TIMER_SETUP: [AtomicU32; crate::cpu::MAX_CPUS] =
+    [const { AtomicU32::new(0) }; crate::cpu::MAX_CPUS];
+/// Tag of a known [`TIMER_SETUP`] (bit 31 is reserved in the LVT).
+const TIMER_SETUP_KNOWN: u32 = 1 << 31;
 
 fn read(reg: usize) -> u32 {
     let address = APIC_BASE.load(Ordering::Relaxed) as usize + reg;
@@ -69,6 +79,7 @@ pub fn init_this_cpu() {
     };
     APIC_BASE.store(base, Ordering::Relaxed);
     write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    forget_timer_setup();
     write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
 }
 
@@ -149,6 +160,7 @@ pub fn calibrate() -> Option<Calibration> {
         pit_cmd.write(0xB0); // channel 2, lo/hi byte, mode 0, binary
         pit_ch2.write(count as u8);
         pit_ch2.write((count >> 8) as u8);
+        forget_timer_setup();
         write(REG_TIMER_DIVIDE, 0x3); // divide by 16
         write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
         port61.write(gate); // gate high: counting starts
@@ -192,22 +204,73 @@ pub fn assume_tsc_khz(tsc_khz: u64) {
 pub fn start_periodic_timer(hz: u64) {
     let per_ms = APIC_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
     let initial = (per_ms * 1000 / hz.max(1)).clamp(1, u32::MAX as u64) as u32;
+    forget_timer_setup();
     write(REG_TIMER_DIVIDE, 0x3);
     write(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
     write(REG_TIMER_INITIAL, initial);
 }
 
-/// Arms the APIC timer to fire once after `ns` nanoseconds.
-pub fn arm_oneshot_ns(ns: u64) {
+/// Arms the APIC timer of CPU `cpu_index` (this one) to fire once after
+/// `ns` nanoseconds. Writing the initial count starts a one-shot count
+/// (SDM 11.5.4); the divide and LVT registers are written only when this
+/// CPU's timer was last set up otherwise ([`TIMER_SETUP`]).
+pub fn arm_oneshot_ns(cpu_index: usize, ns: u64) {
     let per_ms = APIC_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
     let ticks = (ns.saturating_mul(per_ms) / 1_000_000).clamp(1, u32::MAX as u64) as u32;
-    write(REG_TIMER_DIVIDE, 0x3);
-    write(REG_LVT_TIMER, TIMER_VECTOR as u32);
+    let lvt = TIMER_VECTOR as u32;
+    let setup = TIMER_SETUP.get(cpu_index);
+    let last = setup.map_or(0, |s| s.load(Ordering::Relaxed));
+    if needs_timer_setup(last, lvt) {
+        write(REG_TIMER_DIVIDE, 0x3);
+        write(REG_LVT_TIMER, lvt);
+        if let Some(setup) = setup {
+            setup.store(lvt | TIMER_SETUP_KNOWN, Ordering::Relaxed);
+        }
+    }
     write(REG_TIMER_INITIAL, ticks);
+}
+
+/// Whether the divide and LVT registers must be written before arming
+/// with `lvt`, `last` being what [`TIMER_SETUP`] says of this CPU.
+fn needs_timer_setup(last: u32, lvt: u32) -> bool {
+    last != lvt | TIMER_SETUP_KNOWN
+}
+
+/// Forgets what every CPU's timer was set up as (a CPU that wrote its
+/// timer LVT otherwise): the next [`arm_oneshot_ns`] writes it in full.
+/// Clearing the other CPUs' too only costs them one full write.
+fn forget_timer_setup() {
+    for setup in &TIMER_SETUP {
+        setup.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Stops the APIC timer.
 pub fn stop_timer() {
+    forget_timer_setup();
     write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
     write(REG_TIMER_INITIAL, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_is_set_up_only_when_this_cpu_did_not_set_it_up_so() {
+        let oneshot = TIMER_VECTOR as u32;
+        // Unknown (boot, or forgotten after a stop, periodic mode, init).
+        assert!(needs_timer_setup(0, oneshot));
+        // Set up for one-shot: only the initial count is written.
+        assert!(!needs_timer_setup(oneshot | TIMER_SETUP_KNOWN, oneshot));
+        // Set up otherwise (masked, periodic): written in full.
+        let masked = LVT_MASKED | oneshot;
+        assert!(needs_timer_setup(masked | TIMER_SETUP_KNOWN, oneshot));
+        assert!(needs_timer_setup(
+            LVT_PERIODIC | oneshot | TIMER_SETUP_KNOWN,
+            oneshot
+        ));
+        // The tag matters: an untagged value equal to the LVT is unknown.
+        assert!(needs_timer_setup(oneshot, oneshot));
+    }
 }
