@@ -309,6 +309,17 @@ pub fn remove(
         }
     }
     let loop_dev = xs.read(&format!("{back}/physical-device-path"));
+    // netback's interface may outlive its device by a moment.
+    if let Some(ifname) = xs
+        .read(&format!("{back}/vifname"))
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+    {
+        let net = format!("/sys/class/net/{ifname}");
+        let start = Instant::now();
+        while Path::new(&net).exists() && start.elapsed() < TIMEOUT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     xs.rm(&front);
     xs.rm(&back);
     if Path::new(&sysfs).exists() {
