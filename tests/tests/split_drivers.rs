@@ -72,7 +72,9 @@ fn ext4_image() -> PathBuf {
 /// with `xvda` still attached: blkback lets go of every grant, the loop device is
 /// freed, the xenstore directories go. Created again, the domU finds the file it wrote
 /// (nothing lost), and `rxl shutdown -w` ends it the same clean way. Bad configs (a
-/// missing target, a block device as target) are refused before anything is created.
+/// missing target, a block device as target) are refused before anything is created;
+/// at run time, attaching over a vdev in use or a missing file, and detaching a disk
+/// the domain does not have, are refused and change nothing.
 #[test]
 fn a_linux_domu_gets_a_disk_from_dom0s_blkback() {
     let domu_init = "\
@@ -128,6 +130,14 @@ rxl block-attach linux format=raw vdev=xvdb access=ro target=/images/xvdb.img
 echo disk-test: attach exit $?
 waitlog 'rxen-domU: xvdb says'
 rxl block-list linux | sed 's/^/disk-test: attached: /'
+rxl block-attach linux format=raw vdev=xvda access=ro target=/images/xvdb.img
+echo disk-test: attach over xvda exit $?
+rxl block-attach linux format=raw vdev=xvdc target=/images/nowhere.img
+echo disk-test: attach missing target exit $?
+rxl block-detach linux xvdp
+echo disk-test: detach of no disk exit $?
+rxl block-detach linux vda
+echo disk-test: detach of a bad name exit $?
 rxl block-detach linux xvdb
 echo disk-test: detach exit $?
 waitlog 'rxen-domU: xvdb gone'
@@ -184,6 +194,14 @@ poweroff -f
             "(d0) disk-test: list: 51712 0   1",
             "(d0) disk-test: attach exit 0",
             "(d0) disk-test: attached: 51728 0   1      4",
+            "(d0) rxl: d1 already has a disk xvda",
+            "(d0) disk-test: attach over xvda exit 1",
+            "(d0) rxl: disk target /images/nowhere.img: No such file or directory",
+            "(d0) disk-test: attach missing target exit 1",
+            "(d0) rxl: d1 has no vbd device 51952",
+            "(d0) disk-test: detach of no disk exit 1",
+            "(d0) rxl: vda is not a virtual device name",
+            "(d0) disk-test: detach of a bad name exit 1",
             "(d0) disk-test: detach exit 0",
             "(d0) disk-test: detached: loops 1 backends 1",
             "d1: destroyed by the control domain",
