@@ -2,10 +2,10 @@
 //! its initramfs with rxen's dom0 tools and Xen's drivers, and the start of its init
 //! (xenfs, devpts, rxenstored).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{dom0_tool, guest, modules_initramfs_with, write_module, Outcome, Qemu};
+use crate::{debian_kernel, dom0_tool, guest, modules_initramfs_with, write_module, Outcome, Qemu};
 
 /// dom0's kernel command line.
 pub const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen loglevel=8 ignore_loglevel";
@@ -17,6 +17,23 @@ pub fn machine(name: &str) -> Qemu {
         .memory_mb(1024)
         .append("console=com1 loglvl=all guest_loglvl=all isa_debug_exit dom0_mem=256M")
         .timeout(Duration::from_secs(240))
+}
+
+/// Boots `machine` with Debian's kernel as dom0 ([`DOM0_ARGS`]) and `initramfs`.
+pub fn boot_dom0(machine: Qemu, initramfs: &Path) -> Outcome {
+    machine
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(initramfs, "")
+        .run()
+}
+
+/// The files a Linux domU config names (`/guests/vmlinuz`: Debian's kernel,
+/// `/guests/initrd`: `initrd`), for dom0's initramfs.
+pub fn linux_domu_files(initrd: PathBuf) -> Vec<(String, PathBuf)> {
+    vec![
+        ("guests/vmlinuz".to_string(), debian_kernel()),
+        ("guests/initrd".to_string(), initrd),
+    ]
 }
 
 /// What every dom0 here does first, as a dom0's init does: xenfs on `/proc/xen`,

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use rxen_tests::dom0::{grant_teardowns, guest_config, initramfs_with_modules, machine, DOM0_ARGS};
-use rxen_tests::{debian_kernel, write_module, Outcome};
+use rxen_tests::dom0::{boot_dom0, grant_teardowns, guest_config, initramfs_with_modules, machine};
+use rxen_tests::{write_module, Outcome};
 
 /// What sector 0 of the third disk begins with.
 const SECTOR0_TEXT: &str = "rxen-hostile-sector-0";
@@ -167,12 +167,12 @@ poweroff -f
             ),
         ],
     );
-    let out = machine("hostile-frontends-blk")
-        .smp(2)
-        .timeout(Duration::from_secs(600))
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(
+        machine("hostile-frontends-blk")
+            .smp(2)
+            .timeout(Duration::from_secs(600)),
+        &initramfs,
+    );
     let sector0 = format!(
         "sector 0 begins {SECTOR0_TEXT:?}, fnv1a {:#010x}",
         fnv1a(&image[..4096])

@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use rxen_tests::dom0::{
-    assert_no_leak, grant_teardowns, initramfs_with_modules, machine, DOM0_ARGS,
+    assert_no_leak, boot_dom0, grant_teardowns, initramfs_with_modules, linux_domu_files, machine,
 };
-use rxen_tests::{debian_kernel, modules_initramfs_with, rxen_dir, write_module};
+use rxen_tests::{modules_initramfs_with, rxen_dir, write_module};
 
 /// A file of `len` bytes whose every byte is known (a simple sequence), so that a
 /// reader can check all of it with one checksum.
@@ -169,18 +169,19 @@ poweroff -f
             ("missing.cfg", missing),
             ("blockdev.cfg", blockdev),
         ],
-        vec![
-            ("guests/vmlinuz".to_string(), debian_kernel()),
-            ("guests/initrd".to_string(), domu_initrd),
-            ("images/disk.img".to_string(), image),
-            ("images/xvdb.img".to_string(), small),
-        ],
+        [
+            linux_domu_files(domu_initrd),
+            vec![
+                ("images/disk.img".to_string(), image),
+                ("images/xvdb.img".to_string(), small),
+            ],
+        ]
+        .concat(),
     );
-    let out = machine("split-drivers-disk")
-        .timeout(Duration::from_secs(600))
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(
+        machine("split-drivers-disk").timeout(Duration::from_secs(600)),
+        &initramfs,
+    );
     let big = md5(&pattern(4 << 20));
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
@@ -352,17 +353,14 @@ poweroff -f
             ),
             ("peer.cfg", config("peer", "10.0.0.3", "")),
         ],
-        vec![
-            ("guests/vmlinuz".to_string(), debian_kernel()),
-            ("guests/initrd".to_string(), domu_initrd),
-        ],
+        linux_domu_files(domu_initrd),
     );
-    let out = machine("split-drivers-net")
-        .memory_mb(1536)
-        .timeout(Duration::from_secs(600))
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(
+        machine("split-drivers-net")
+            .memory_mb(1536)
+            .timeout(Duration::from_secs(600)),
+        &initramfs,
+    );
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
             "(d0) rxl: bridge xenbr0 does not exist in dom0",

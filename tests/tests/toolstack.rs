@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rxen_tests::dom0::{
-    assert_no_leak, guest_config, initramfs, initramfs_with, machine, DOM0_ARGS,
+    assert_no_leak, boot_dom0, guest_config, initramfs, initramfs_with, linux_domu_files, machine,
 };
 use rxen_tests::{busybox_initramfs, debian_kernel, write_module};
 
@@ -65,10 +65,7 @@ poweroff -f
         ),
     ];
     let initramfs = initramfs(script, &["pvclock"], &etc);
-    let out = machine("toolstack-rxl")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-rxl"), &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_contains("(d0) rxl-test: privcmd")
         .assert_line_contains_all(&["(d0) nr_cpus", ": 1"])
@@ -147,10 +144,7 @@ poweroff -f
         guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
     )];
     let initramfs = initramfs(script, &["console_ring"], &etc);
-    let out = machine("toolstack-consoled")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-consoled"), &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
             "(d1) console_ring: ring at gfn 0xfefff",
@@ -212,16 +206,12 @@ poweroff -f
         script,
         &[],
         &[("linux.cfg", config.to_string())],
-        vec![
-            ("guests/vmlinuz".to_string(), debian_kernel()),
-            ("guests/initrd".to_string(), domu_initrd),
-        ],
+        linux_domu_files(domu_initrd),
     );
-    let out = machine("toolstack-linux-domu")
-        .timeout(Duration::from_secs(480))
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(
+        machine("toolstack-linux-domu").timeout(Duration::from_secs(480)),
+        &initramfs,
+    );
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
             "(d0) Domain 1 \"linux\" created",
@@ -281,10 +271,7 @@ poweroff -f
         ("b.cfg", guest_config("b", "pvclock", "")),
     ];
     let initramfs = initramfs(script, &["console_ring", "pvclock"], &etc);
-    let out = machine("toolstack-loop")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-loop"), &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_contains("(d0) rxl-test: domains after 1")
         .assert_contains("(d0) rxl-test: done")
@@ -335,10 +322,7 @@ poweroff -f
         &["pvclock", "shutdown_reboot", "shutdown_crash"],
         &etc,
     );
-    let out = machine("toolstack-on-shutdown")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-on-shutdown"), &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_contains("(d0) rxl-log: Domain 1 \"off\" shut down (poweroff)")
         .assert_contains("d1: destroyed by the control domain; ")
@@ -412,10 +396,7 @@ poweroff -f
         guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
     )];
     let initramfs = initramfs(script, &["console_ring"], &etc);
-    let out = machine("toolstack-xenstored")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-xenstored"), &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
             "(d0) xs-test: xenfs",
@@ -488,16 +469,12 @@ poweroff -f
         script,
         &[],
         &[("linux.cfg", config.to_string())],
-        vec![
-            ("guests/vmlinuz".to_string(), debian_kernel()),
-            ("guests/initrd".to_string(), domu_initrd),
-        ],
+        linux_domu_files(domu_initrd),
     );
-    let out = machine("toolstack-linux-xenstore")
-        .timeout(Duration::from_secs(480))
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(
+        machine("toolstack-linux-xenstore").timeout(Duration::from_secs(480)),
+        &initramfs,
+    );
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
             "(d0) Domain 1 \"linux\" created",
@@ -576,10 +553,7 @@ poweroff -f
         ),
     )];
     let initramfs = initramfs(script, &["console_ring"], &etc);
-    let out = machine("toolstack-console")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-console"), &initramfs);
     out.assert_not_contains("FATAL TRAP").assert_in_order(&[
         "(d1) console_ring: 50 lines consumed by the backend",
         "(d1) console_ring: got hello-from-dom0",
@@ -657,10 +631,7 @@ poweroff -f
         guest_config("ring", "console_ring", "on_poweroff = \"preserve\"\n"),
     )];
     let initramfs = initramfs_with(script, &["console_ring"], &etc, debian_xenstore_utils());
-    let out = machine("toolstack-xenstore-utils")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-xenstore-utils"), &initramfs);
     out.assert_not_contains("FATAL TRAP").assert_in_order(&[
         "(d0) xs-c: xenstore-read from-xen-tools",
         "(d0) xs-c: rxenstore reads from-xen-tools",
@@ -700,10 +671,7 @@ poweroff -f
     let mut more = debian_xenstore_utils();
     more.extend(rxen_tests::debian_xenconsoled());
     let initramfs = initramfs_with(script, &["console_ring"], &etc, more);
-    let out = machine("toolstack-xenconsoled")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-xenconsoled"), &initramfs);
     out.assert_not_contains("FATAL TRAP").assert_in_order(&[
         "(d1) console_ring: 50 lines consumed by the backend",
         "(d1) Test result: SUCCESS",
@@ -737,10 +705,7 @@ poweroff -f
         &[("linux.cfg", config.to_string())],
         vec![("guests/vmlinuz".to_string(), debian_kernel())],
     );
-    let out = machine("toolstack-destroy-while-building")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-destroy-while-building"), &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_contains("(d0) rxl-test: destroy exit 0")
         .assert_line_contains_all(&["(d0) create: rxl: ", "d1"])
@@ -772,10 +737,7 @@ poweroff -f
         guest_config("xs", "xs_ring", "on_poweroff = \"preserve\"\n"),
     )];
     let initramfs = initramfs(script, &["xs_ring"], &etc);
-    let out = machine("toolstack-xs-ring")
-        .module(debian_kernel(), DOM0_ARGS)
-        .module(&initramfs, "")
-        .run();
+    let out = boot_dom0(machine("toolstack-xs-ring"), &initramfs);
     out.assert_not_contains("FATAL TRAP").assert_in_order(&[
         "(d1) xs_ring: ring at gfn 0xfeffc",
         "(d1) xs_ring: 200 round trips in ",
