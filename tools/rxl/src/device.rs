@@ -137,10 +137,8 @@ pub fn nic_add(xs: &mut Xenstore, domid: u16, devid: u32, nic: &NicSpec) -> Resu
     add(xs, VIF, domid, devid, back, front)?;
     // netback answers InitWait before its interface exists.
     let ifname = format!("vif{domid}.{devid}");
-    let start = Instant::now();
-    while !Path::new(&format!("/sys/class/net/{ifname}")).exists() && start.elapsed() < TIMEOUT {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let net = format!("/sys/class/net/{ifname}");
+    wait_until(|| Path::new(&net).exists());
     let online =
         hotplug::vif_online(&ifname, nic.vifname.as_deref(), &nic.bridge).and_then(|name| {
             let back = backend_path(VIF, domid, devid);
@@ -184,10 +182,7 @@ fn add(
         xs.rm(&front_path);
         xs.rm(&back_path);
         let sysfs = backend_sysfs(kind, domid, devid);
-        let start = Instant::now();
-        while Path::new(&sysfs).exists() && start.elapsed() < TIMEOUT {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(|| !Path::new(&sysfs).exists());
     };
     if let Err(e) = xs.write_dirs(&dirs) {
         undo(xs);
@@ -240,18 +235,29 @@ fn nic_nodes(domid: u16, devid: u32, nic: &NicSpec) -> (Nodes, Nodes) {
     (back, front)
 }
 
-/// Waits until the number at `path` satisfies `done`; the last value read, or
-/// `None` if the node never held a number.
-fn wait_state(xs: &mut Xenstore, path: &str, done: impl Fn(u32) -> bool) -> Option<u32> {
+/// Polls `done` every 20 ms for at most [`TIMEOUT`]; whether it came true.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
-    let mut last = None;
     loop {
-        last = xs.read(path).and_then(|v| v.trim().parse().ok()).or(last);
-        if last.is_some_and(&done) || start.elapsed() > TIMEOUT {
-            return last;
+        if done() {
+            return true;
+        }
+        if start.elapsed() > TIMEOUT {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until the number at `path` satisfies `done`; the last value read, or
+/// `None` if the node never held a number.
+fn wait_state(xs: &mut Xenstore, path: &str, done: impl Fn(u32) -> bool) -> Option<u32> {
+    let mut last = None;
+    wait_until(|| {
+        last = xs.read(path).and_then(|v| v.trim().parse().ok()).or(last);
+        last.is_some_and(&done)
+    });
+    last
 }
 
 /// The devices of `kind` domain `domid` has (their ids).
@@ -290,23 +296,13 @@ pub fn remove(
     if !force {
         xs.write(&format!("{back}/online"), "0")?;
         xs.write(&format!("{back}/state"), &XENBUS_STATE_CLOSING.to_string())?;
-        let start = Instant::now();
-        while start.elapsed() < TIMEOUT {
-            if gone(xs) {
-                released = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        released = wait_until(|| gone(xs));
     }
     if !released {
         // No frontend any more: the backend lets go of the device.
         let _ = xs.write(&format!("{back}/online"), "0");
         xs.rm(&front);
-        let start = Instant::now();
-        while Path::new(&sysfs).exists() && start.elapsed() < TIMEOUT {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(|| !Path::new(&sysfs).exists());
     }
     let loop_dev = xs.read(&format!("{back}/physical-device-path"));
     // netback's interface may outlive its device by a moment.
@@ -315,10 +311,7 @@ pub fn remove(
         .filter(|n| !n.is_empty() && !n.contains('/'))
     {
         let net = format!("/sys/class/net/{ifname}");
-        let start = Instant::now();
-        while Path::new(&net).exists() && start.elapsed() < TIMEOUT {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(|| !Path::new(&net).exists());
     }
     xs.rm(&front);
     xs.rm(&back);
@@ -349,23 +342,40 @@ pub fn remove_all(xs: &mut Xenstore, domid: u16) -> Result<(), String> {
     result
 }
 
+/// The frontend's nodes `names` of a device, `-1` for those missing (as xl lists
+/// them).
+fn frontend_nodes<const N: usize>(
+    xs: &mut Xenstore,
+    kind: &str,
+    domid: u16,
+    devid: u32,
+    names: [&str; N],
+) -> [String; N] {
+    let front = frontend_path(kind, domid, devid);
+    names.map(|name| {
+        xs.read(&format!("{front}/{name}"))
+            .unwrap_or_else(|| "-1".into())
+    })
+}
+
 /// `network-list`'s lines for domain `domid`, as xl prints them.
 pub fn network_list(xs: &mut Xenstore, domid: u16) -> String {
     let mut out =
         String::from("Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path\n");
     for devid in devices(xs, VIF, domid) {
-        let front = frontend_path(VIF, domid, devid);
-        let mut get = |name: &str| {
-            xs.read(&format!("{front}/{name}"))
-                .unwrap_or_else(|| "-1".into())
-        };
-        let (be, mac, state, evtchn, tx, rx) = (
-            get("backend-id"),
-            get("mac"),
-            get("state"),
-            get("event-channel"),
-            get("tx-ring-ref"),
-            get("rx-ring-ref"),
+        let [be, mac, state, evtchn, tx, rx] = frontend_nodes(
+            xs,
+            VIF,
+            domid,
+            devid,
+            [
+                "backend-id",
+                "mac",
+                "state",
+                "event-channel",
+                "tx-ring-ref",
+                "rx-ring-ref",
+            ],
         );
         out.push_str(&format!(
             "{devid:<3} {be:<2} {mac:<17} {devid:<6} {state:<5} {evtchn:<6} {tx:>5}/{rx:<5}    {}\n",
@@ -395,16 +405,12 @@ pub fn next_nic_devid(xs: &mut Xenstore, domid: u16) -> u32 {
 pub fn block_list(xs: &mut Xenstore, domid: u16) -> String {
     let mut out = String::from("Vdev  BE  handle state evt-ch ring-ref BE-path\n");
     for devid in devices(xs, VBD, domid) {
-        let front = frontend_path(VBD, domid, devid);
-        let mut get = |name: &str| {
-            xs.read(&format!("{front}/{name}"))
-                .unwrap_or_else(|| "-1".into())
-        };
-        let (be, state, evtchn, ring) = (
-            get("backend-id"),
-            get("state"),
-            get("event-channel"),
-            get("ring-ref"),
+        let [be, state, evtchn, ring] = frontend_nodes(
+            xs,
+            VBD,
+            domid,
+            devid,
+            ["backend-id", "state", "event-channel", "ring-ref"],
         );
         out.push_str(&format!(
             "{devid:<5} {be:<3} {domid:<6} {state:<5} {evtchn:<6} {ring:<8} {}\n",
