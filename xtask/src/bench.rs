@@ -889,11 +889,8 @@ fn devices() -> bool {
     );
     crate::image::build_dom0_tools();
     let kernel = rxen_tests::debian_kernel();
-    let domu_initrd = rxen_tests::modules_initramfs_with(
-        &["xen-blkfront", "xen-netfront"],
-        DEVICES_DOMU_INIT,
-        &[],
-    );
+    let domu_initrd =
+        rxen_tests::modules_initramfs_with(&crate::run::DOMU_MODULES, DEVICES_DOMU_INIT, &[]);
     let config = rxen_tests::write_module(
         "bench-devices.cfg",
         b"name = \"linux\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 loglevel=4\"\nmemory = 256\nvcpus = 1\ndisk = [ 'format=raw, vdev=xvda, access=ro, target=/images/disk.img' ]\nvif = [ 'bridge=xenbr0' ]\n",
@@ -907,20 +904,8 @@ fn devices() -> bool {
         ("guests/initrd".to_string(), domu_initrd),
         ("etc/rxen/linux.cfg".to_string(), config),
     ]);
-    let initramfs = rxen_tests::modules_initramfs_with(
-        &[
-            "xen-privcmd",
-            "xen-evtchn",
-            "xen-gntdev",
-            "xenfs",
-            "loop",
-            "xen-blkback",
-            "bridge",
-            "xen-netback",
-        ],
-        DEVICES_SCRIPT,
-        &files,
-    );
+    let initramfs =
+        rxen_tests::modules_initramfs_with(&crate::run::DOM0_XEN_MODULES, DEVICES_SCRIPT, &files);
     let mut rates: [Vec<f64>; 4] = Default::default();
     for run in 0..RUNS {
         let out = Qemu::new(&format!("bench-devices-{run}"))

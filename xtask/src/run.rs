@@ -109,13 +109,10 @@ echo rxen demo: powering off
 poweroff -f
 ";
 
-/// dom0's modules in the demo (and what they need): the virtio disk and NIC, the
-/// Xen devices the toolstack uses, and the backends with what they need (loop
-/// devices, the bridge).
-const DOM0_MODULES: [&str; 11] = [
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_net",
+/// dom0's modules for the toolstack and the split drivers (with what they need):
+/// the Xen devices the toolstack uses, and the backends with loop devices and the
+/// bridge. The demo adds the virtio disk and NIC.
+pub const DOM0_XEN_MODULES: [&str; 8] = [
     "xen-privcmd",
     "xen-evtchn",
     "xen-gntdev",
@@ -126,8 +123,8 @@ const DOM0_MODULES: [&str; 11] = [
     "xen-netback",
 ];
 
-/// The demo domU's modules: the frontends.
-const DOMU_MODULES: [&str; 2] = ["xen-blkfront", "xen-netfront"];
+/// A domU's modules for the split drivers: the frontends.
+pub const DOMU_MODULES: [&str; 2] = ["xen-blkfront", "xen-netfront"];
 
 /// The demo domU's config for `rxl create`.
 const DEMO_DOMU_CFG: &str = "name = \"linux\"
@@ -217,7 +214,12 @@ fn demo_modules(shell: bool) -> Vec<(PathBuf, String)> {
         "etc/rxen/linux.cfg".to_string(),
         rxen_tests::write_module("demo-linux.cfg", DEMO_DOMU_CFG.as_bytes()),
     ));
-    let dom0_initramfs = rxen_tests::modules_initramfs_with(&DOM0_MODULES, DOM0_INIT, &files);
+    let dom0_modules = [
+        &["virtio_pci", "virtio_blk", "virtio_net"][..],
+        &DOM0_XEN_MODULES,
+    ]
+    .concat();
+    let dom0_initramfs = rxen_tests::modules_initramfs_with(&dom0_modules, DOM0_INIT, &files);
     let dom0_args = if shell {
         "console=hvc0 loglevel=4 demo_shell=1"
     } else {
