@@ -428,16 +428,33 @@ pub fn debian_xenconsoled() -> Vec<(String, PathBuf)> {
         let _ = fs::remove_dir_all(&work);
     }
     let libs = root.join("usr/lib/x86_64-linux-gnu");
-    let out = Command::new("ldd")
-        .arg(&program)
-        .env("LD_LIBRARY_PATH", &libs)
+    let mut files = vec![("bin/xenconsoled".to_string(), program.clone())];
+    files.extend(shared_libraries(&program, Some(&libs)));
+    files
+}
+
+/// The shared libraries `program` needs (`ldd`, looking in `lib_path` first), each
+/// with where it goes in an initramfs (`lib64/` for the loader,
+/// `lib/x86_64-linux-gnu/` for the others).
+///
+/// # Panics
+/// If `ldd` cannot run or a library is not found.
+pub fn shared_libraries(program: &Path, lib_path: Option<&Path>) -> Vec<(String, PathBuf)> {
+    let mut ldd = Command::new("ldd");
+    ldd.arg(program);
+    if let Some(libs) = lib_path {
+        ldd.env("LD_LIBRARY_PATH", libs);
+    }
+    let out = ldd
         .output()
         .unwrap_or_else(|e| panic!("cannot run ldd: {e}"));
-    let mut files = vec![("bin/xenconsoled".to_string(), program.clone())];
+    let mut files = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if line.contains("not found") {
-            panic!("xenconsoled: {}", line.trim());
+            panic!("{}: {}", program.display(), line.trim());
         }
+        // "libx.so.4 => /lib/x86_64-linux-gnu/libx.so.4 (0x...)" or the loader's
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)".
         let path = match line.split_once("=>") {
             Some((_, right)) => right.split_whitespace().next(),
             None => line

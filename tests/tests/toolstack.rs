@@ -579,27 +579,7 @@ fn debian_xenstore_utils() -> Vec<(String, PathBuf)> {
         .iter()
         .map(|t| (format!("bin/xenstore-{t}"), tool.clone()))
         .collect();
-    let ldd = std::process::Command::new("ldd")
-        .arg(&tool)
-        .output()
-        .expect("cannot run ldd");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libx.so.4 => /lib/x86_64-linux-gnu/libx.so.4 (0x...)" or the loader's
-        // "/lib64/ld-linux-x86-64.so.2 (0x...)".
-        let path = match line.split_once("=>") {
-            Some((_, right)) => right.split_whitespace().next(),
-            None => line
-                .split_whitespace()
-                .next()
-                .filter(|p| p.starts_with('/')),
-        };
-        if let Some(path) = path {
-            files.push((
-                path.trim_start_matches('/').to_string(),
-                PathBuf::from(path),
-            ));
-        }
-    }
+    files.extend(rxen_tests::shared_libraries(&tool, None));
     files
 }
 
