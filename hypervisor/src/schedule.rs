@@ -202,6 +202,10 @@ static PRESSED_KEYS: spin::Mutex<alloc::collections::VecDeque<u8>> =
     spin::Mutex::new(alloc::collections::VecDeque::new());
 /// Most keys waiting to be served (more are refused with `-EBUSY`).
 const MAX_PRESSED_KEYS: usize = 256;
+/// Most pressed keys one scheduling pass serves (each may walk every domain).
+const KEYS_PER_PASS: usize = 8;
+/// Whether [`PRESSED_KEYS`] may hold keys (a pass looks at the queue only then).
+static KEYS_PRESSED: AtomicBool = AtomicBool::new(false);
 
 /// Queues `keys` to be served as debug keys on this CPU's next scheduling
 /// pass (Xen runs most key handlers from a tasklet, after the sysctl too).
@@ -211,13 +215,26 @@ pub fn press_keys(keys: &[u8]) -> Result<(), rxen_abi::errno::Errno> {
         return Err(rxen_abi::errno::EBUSY);
     }
     queue.extend(keys.iter().copied());
+    KEYS_PRESSED.store(!queue.is_empty(), Ordering::Release);
     drop(queue);
     need_pass_here();
     Ok(())
 }
 
-fn take_pressed_key() -> Option<u8> {
-    PRESSED_KEYS.lock().pop_front()
+/// Up to [`KEYS_PER_PASS`] pressed keys to serve now (the rest wait for the
+/// next pass, which this CPU is asked for).
+fn take_pressed_keys() -> alloc::vec::Vec<u8> {
+    if !KEYS_PRESSED.load(Ordering::Acquire) {
+        return alloc::vec::Vec::new();
+    }
+    let mut queue = PRESSED_KEYS.lock();
+    let n = queue.len().min(KEYS_PER_PASS);
+    let keys = queue.drain(..n).collect();
+    KEYS_PRESSED.store(!queue.is_empty(), Ordering::Release);
+    if !queue.is_empty() {
+        need_pass_here();
+    }
+    keys
 }
 
 /// Asks this CPU for a scheduling pass after the exit it serves: the exit
@@ -1008,7 +1025,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             machine.take_console_input();
         }
         // Keys dom0 pressed (XEN_SYSCTL_debug_keys), served on this pass.
-        while let Some(key) = take_pressed_key() {
+        for key in take_pressed_keys() {
             machine.debug_key(key);
         }
         machine.expire_timers(now);
