@@ -260,13 +260,13 @@ poweroff -f
 }
 
 /// Debian's Linux as two domUs with network interfaces from dom0's netback: `vif =
-/// [ 'mac=..., bridge=xenbr0' ]` (and one with xl's defaults: a generated MAC in Xen's
-/// OUI, `xenbr0`); rxl adds each backend interface `vif<domid>.0` to the bridge as
-/// Xen's vif-bridge script does. The first domU pings dom0's bridge address with no
+/// [ 'mac=..., bridge=xenbr0' ]` (and one with xl's defaults, a generated MAC in Xen's
+/// OUI and `xenbr0`, and `vifname=peer0`); rxl adds each backend interface
+/// (`vif<domid>.0`, or renamed `peer0`) to the bridge as Xen's vif-bridge script does. The first domU pings dom0's bridge address with no
 /// loss and sends 64 MiB of random data over TCP to dom0, which arrives intact (same
 /// MD5); the second pings the first across the bridge. `network-attach` gives the first
-/// a second interface at run time, which its netfront connects; `network-detach` takes
-/// it away. Destroying both leaves no backend interface, no backend device and no
+/// a second interface at run time, which its netfront connects; `network-detach` (by
+/// its MAC) takes it away. Destroying both leaves no backend interface, no backend device and no
 /// xenstore entry behind, and rxen gets every frame back. A bridge that does not exist
 /// is refused before anything is created.
 #[test]
@@ -303,7 +303,7 @@ waitlog() {
   echo net-test: timed out waiting for \"$2\"
 }
 state() {
-  echo net-test: $1: vifs $(ls /sys/class/net | grep -c '^vif') \
+  echo net-test: $1: vifs $(ls /sys/class/net | grep -c -e '^vif' -e '^peer0') \
 backends $(ls /sys/bus/xen-backend/devices | wc -l) \
 xenstore $(rxenstore ls /local/domain/0/backend 2>/dev/null | grep -c 'frontend =')
 }
@@ -321,12 +321,13 @@ waitlog web 'rxen-domU: serving'
 nc 10.0.0.2 5000 | md5sum | sed 's/^/net-test: received /'
 rxl create /etc/rxen/peer.cfg
 waitlog peer 'peer ping'
+ls /sys/class/net/xenbr0/brif | sed 's/^/net-test: ports: /'
 rxl network-attach web bridge=xenbr0
 echo net-test: attach exit $?
 waitlog web 'eth1 appeared'
 for i in $(seq 1 100); do rxl network-list web | grep -q '^1 .* 4 ' && break; sleep 0.1; done
 rxl network-list web | sed 's/^/net-test: attached: /'
-rxl network-detach web 1
+rxl network-detach web $(rxl network-list web | awk '$1 == 1 {print $3}')
 echo net-test: detach exit $?
 rxl network-list web | sed 's/^/net-test: detached: /'
 rxl destroy peer
@@ -351,7 +352,7 @@ poweroff -f
                 "web.cfg",
                 config("web", "10.0.0.2", "mac=00:16:3e:0a:00:02, bridge=xenbr0"),
             ),
-            ("peer.cfg", config("peer", "10.0.0.3", "")),
+            ("peer.cfg", config("peer", "10.0.0.3", "vifname=peer0")),
         ],
         linux_domu_files(domu_initrd),
     );
@@ -371,6 +372,7 @@ poweroff -f
             "(d0) net-test: bridge port: vif1.0",
             "(d0) net-test: received ",
             "(d0) Domain 2 \"peer\" created",
+            "(d0) net-test: ports: peer0",
             "(d0) net-test: attach exit 0",
             "(d0) net-test: attached: 1   0  00:16:3e:",
             "(d0) net-test: detach exit 0",
