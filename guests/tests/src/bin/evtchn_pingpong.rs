@@ -137,10 +137,12 @@ fn server(a: &Args, port: u32) {
         }
         Err(e) => error!("EVTCHNOP_status({port}): {e}"),
     }
-    // A second port offered to the peer, which the client never binds: a send on an
-    // unbound port is dropped silently (evtchn_send: ECS_UNBOUND -> 0); once closed, the
-    // port is ECS_FREE and send and close fail with -EINVAL.
-    match alloc_unbound(DOMID_SELF, a.peer) {
+    // A second, unbound port: a send on it is dropped silently (evtchn_send:
+    // ECS_UNBOUND -> 0); once closed, the port is ECS_FREE and send and close fail with
+    // -EINVAL. It is offered to ourselves, not to the peer: a client still scanning for
+    // the offered port would otherwise bind this one, and our close below would leave
+    // its end unbound.
+    match alloc_unbound(DOMID_SELF, DOMID_SELF) {
         Ok(spare) => {
             check_eq!(send(spare), 0, "send on an unbound port is dropped");
             check_eq!(close(spare), 0, "close an unbound port");
