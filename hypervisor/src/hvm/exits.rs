@@ -315,6 +315,9 @@ fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
         vmcb.read64(save::CR4),
         vmcb.read64(save::EFER)
     );
+    for (n, (code, rip, cpu)) in vcpu.trail.recent() {
+        printk!("d{id}v{v}: exit #{n}: code {code:#x} at RIP {rip:#x} on CPU{cpu}");
+    }
     let regs = super::emulate::paging_regs(vmcb);
     for (name, linear) in [
         ("RIP", vmcb.read64(save::RIP)),

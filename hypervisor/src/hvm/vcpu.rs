@@ -4,6 +4,7 @@
 //! that `ctrlreg` can check them before they reach the VMCB.
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU32, Ordering};
 use rxen_x86::msr_policy::MsrState;
 
 use rxen_abi::hvm_save::{HvmHwCpu, HvmHwMtrr, XEN_X86_FPU_INITIALISED};
@@ -141,6 +142,41 @@ pub struct SvmVcpu {
     /// (no APIC acknowledge). The next exit finds out whether it was taken
     /// ([`super::vlapic::reconcile_offer`]).
     pub virq_offer: Option<(u8, bool)>,
+    /// The CPU inside VMRUN with this vCPU (its index + 1), 0 when none:
+    /// a second CPU entering it would share its VMCB, a scheduler bug that
+    /// stops the machine at once rather than corrupt the guest.
+    entered: AtomicU32,
+    /// The vCPU's last exits, for the report when its domain fails.
+    pub trail: ExitTrail,
+}
+
+/// How many exits an [`ExitTrail`] keeps.
+const TRAIL_LEN: usize = 4;
+
+/// A vCPU's last [`TRAIL_LEN`] exits: exit code, the guest's RIP at the
+/// exit, and the CPU it ran on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitTrail {
+    exits: [(u64, u64, u32); TRAIL_LEN],
+    next: usize,
+    count: u64,
+}
+
+impl ExitTrail {
+    fn record(&mut self, code: u64, rip: u64, cpu: usize) {
+        self.exits[self.next] = (code, rip, cpu as u32);
+        self.next = (self.next + 1) % TRAIL_LEN;
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The exits kept, oldest first, with the number of each.
+    pub fn recent(&self) -> impl Iterator<Item = (u64, (u64, u64, u32))> + '_ {
+        let kept = self.count.min(TRAIL_LEN as u64);
+        (0..kept).map(move |i| {
+            let n = self.count - kept + i;
+            (n, self.exits[(n % TRAIL_LEN as u64) as usize])
+        })
+    }
 }
 
 fn segment(selector: u16, attrib: u16, limit: u32) -> Segment {
@@ -229,6 +265,8 @@ impl SvmVcpu {
             dr: Default::default(),
             shadow_rip: None,
             virq_offer: None,
+            entered: AtomicU32::new(0),
+            trail: ExitTrail::default(),
         })
     }
 
@@ -665,8 +703,21 @@ impl SvmVcpu {
         if virt_ssbd {
             rxen_x86::spec_ctrl::write_virt_spec_ctrl(self.msrs.virt_spec_ctrl);
         }
+        let me = cpu as u32 + 1;
+        if let Err(other) =
+            self.entered
+                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+        {
+            panic!("CPU{cpu} entering a vCPU that CPU{} is running", other - 1);
+        }
         // Interrupts go on inside, between CLGI and VMRUN.
         rxen_x86::svm::run(&mut self.vmcb, &mut self.regs, &ctl);
+        self.entered.store(0, Ordering::Release);
+        self.trail.record(
+            self.vmcb.read64(control::EXIT_CODE),
+            self.vmcb.read64(save::RIP),
+            cpu,
+        );
         if virt_ssbd {
             rxen_x86::spec_ctrl::write_virt_spec_ctrl(0);
         }

@@ -83,6 +83,21 @@ pub fn enable_this_cpu_full() {
 
 extern "C" {
     fn svm_vmrun(vmcb_pa: u64, regs: *mut GuestRegs, host_vmcb_pa: u64, ctl: *const EntryCtl);
+    /// The instruction after VMRUN in `svm_vmrun`: the RIP VMRUN saves as
+    /// the host's.
+    fn svm_after_vmrun();
+}
+
+/// Whether `vmcb`'s save area holds the state VMRUN saves for this CPU's
+/// host (its CR3 and the RIP after VMRUN) instead of a guest's. It would
+/// only get there through a bug (VMRUN's host save or a VMEXIT_INVALID's
+/// save landing in a guest's VMCB unnoticed); entering it would run the
+/// hypervisor's code as the guest.
+fn holds_host_state(vmcb: &Vmcb) -> bool {
+    let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+    let host_cr3 = frame.start_address().as_u64() | u64::from(flags);
+    vmcb.read64(super::vmcb::save::RIP) == svm_after_vmrun as *const () as u64
+        && vmcb.read64(super::vmcb::save::CR3) == host_cr3
 }
 
 core::arch::global_asm!(
@@ -133,6 +148,8 @@ core::arch::global_asm!(
     "sti",
     "vmload rax",
     "vmrun rax",
+    ".global svm_after_vmrun",
+    "svm_after_vmrun:",
     "vmsave rax",
     "mov rax, [rsp + 16]",
     "mov [rax + 0], rbx",
@@ -200,6 +217,10 @@ core::arch::global_asm!(
     pred_cmd = const crate::msr::MSR_PRED_CMD,
 );
 
+/// EXITINFO1 of the VMEXIT_INVALID [`run`] reports without entering a VMCB
+/// that holds the host's state (see `holds_host_state`).
+pub const HOST_STATE_REFUSED: u64 = 0x486f_7374; // "Host"
+
 /// Runs the guest described by `vmcb` until the next #VMEXIT. Returns with
 /// interrupts enabled (an interrupt that made the guest exit is taken by the
 /// host at STGI); the caller disables them again.
@@ -210,6 +231,14 @@ pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs, ctl: &EntryCtl) {
         .map(|h| h.load(Ordering::Acquire))
         .unwrap_or(0);
     assert!(host != 0, "SVM is not enabled on CPU {index}");
+    if holds_host_state(vmcb) {
+        // Not entered: the exit reads as VMRUN refusing the state, which
+        // ends the domain with its report; EXITINFO1 says why.
+        vmcb.write64(super::vmcb::control::EXIT_CODE, super::vmcb::exit::INVALID);
+        vmcb.write64(super::vmcb::control::EXIT_INFO1, HOST_STATE_REFUSED);
+        x86_64::instructions::interrupts::enable();
+        return;
+    }
     // SAFETY: the VMCB is a page-aligned, identity-mapped page this vCPU
     // owns and its intercepts include VMRUN; the host VMCB was filled by
     // VMSAVE on this CPU; `regs` and `ctl` outlive the call; the caller
