@@ -88,6 +88,9 @@ pub struct ExitCounter {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExitStats {
     rows: [ExitCounter; ExitReason::COUNT],
+    /// Exits after which the vCPU went straight back into the guest, without
+    /// a scheduling pass.
+    straight_back: u64,
 }
 
 impl ExitStats {
@@ -95,7 +98,20 @@ impl ExitStats {
     pub const fn new() -> Self {
         Self {
             rows: [ExitCounter { count: 0, ns: 0 }; ExitReason::COUNT],
+            straight_back: 0,
         }
+    }
+
+    /// Counts an exit after which the vCPU went straight back into the
+    /// guest (no scheduling pass; wrapping).
+    #[inline]
+    pub fn record_straight_back(&mut self) {
+        self.straight_back = self.straight_back.wrapping_add(1);
+    }
+
+    /// Exits after which the vCPU went straight back into the guest.
+    pub fn straight_back(&self) -> u64 {
+        self.straight_back
     }
 
     /// Counts one exit for `reason` that took `ns` nanoseconds to serve
@@ -128,7 +144,8 @@ impl ExitStats {
     }
 
     /// The table for domain `domid`, one line each (without line ends):
-    /// a heading, the reasons that had exits (most time first), a total.
+    /// a heading, the reasons that had exits (most time first), a total,
+    /// and how many exits went straight back into the guest.
     pub fn table(&self, domid: u16) -> impl Iterator<Item = Line<'_>> {
         let mut order = ExitReason::ALL;
         // Most time first; ties in the table's order (the sort is stable).
@@ -152,6 +169,11 @@ impl ExitStats {
                 row: total,
                 total,
             }))
+            .chain(core::iter::once(Line::StraightBack {
+                domid,
+                straight_back: self.straight_back,
+                total: total.count,
+            }))
     }
 }
 
@@ -170,6 +192,15 @@ pub enum Line<'a> {
         row: ExitCounter,
         /// All exits of the domain (for the shares).
         total: ExitCounter,
+    },
+    /// How many of the exits went straight back into the guest.
+    StraightBack {
+        /// The domain.
+        domid: u16,
+        /// Exits that went straight back.
+        straight_back: u64,
+        /// All exits of the domain.
+        total: u64,
     },
 }
 
@@ -207,6 +238,19 @@ impl fmt::Display for Line<'_> {
                     row.ns / 1000,
                     time_share / 10,
                     time_share % 10,
+                )
+            }
+            Line::StraightBack {
+                domid,
+                straight_back,
+                total,
+            } => {
+                let share = per_mille(straight_back, total);
+                write!(
+                    f,
+                    "d{domid} exits: {straight_back} of {total} ({}.{} %) straight back into the guest, the rest after a scheduling pass",
+                    share / 10,
+                    share % 10
                 )
             }
         }
@@ -287,8 +331,9 @@ mod tests {
             s.record(ExitReason::Cpuid, 1_000);
         }
         s.record(ExitReason::NestedPageFault, 7_000);
+        s.record_straight_back();
         let t = lines(&s, 3);
-        assert_eq!(t.len(), 4, "{t:#?}");
+        assert_eq!(t.len(), 5, "{t:#?}");
         assert!(t[0].starts_with("d3 exits: reason"), "{}", t[0]);
         assert!(t[0].contains("ns/exit"));
         // NPF: 1 exit (25 %), 7 us (70 %), 7000 ns each; first by time.
@@ -307,12 +352,19 @@ mod tests {
             total,
             ["d3", "exits:", "total", "4", "100.0", "10", "100.0", "2500"]
         );
+        assert_eq!(
+            t[4],
+            "d3 exits: 1 of 4 (25.0 %) straight back into the guest, the rest after a scheduling pass"
+        );
+        s.reset();
+        assert_eq!(s.straight_back(), 0);
     }
 
     #[test]
     fn an_empty_table_has_a_zero_total_and_no_division_by_zero() {
         let t = lines(&ExitStats::new(), 0);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 3);
+        assert!(t[2].starts_with("d0 exits: 0 of 0 (0.0 %)"), "{}", t[2]);
         let total: Vec<&str> = t[1].split_whitespace().collect();
         assert_eq!(
             total,
