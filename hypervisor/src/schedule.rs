@@ -13,10 +13,14 @@
 //! Most exits change nothing the scheduler knows: after one of those the
 //! vCPU goes straight back into its guest without the scheduling pass, with
 //! any number of domains (issue 12). The pass runs when something may have
-//! changed: the exit reached another domain, the grant tables or the
-//! scheduler (the hypercall environment then asks for it), woke or blocked
-//! a vCPU, another CPU kicked this one, a timer is due, a device interrupt
-//! came, the control domain changed the domains (see `serve_exit`).
+//! changed: the exit changed another domain as the scheduler sees it (woke,
+//! paused or re-timed one of its vCPUs, left an interrupt for one running
+//! elsewhere) or set scheduler parameters (the hypercall environment then
+//! asks for it; grant operations and foreign mappings, which change only
+//! memory, do not), woke or blocked a vCPU of its own domain, another CPU
+//! kicked this one, a timer is due, a device interrupt came, the control
+//! domain changed the domains (see `serve_exit`). The exit profile
+//! (`exit-stats`) counts the exits that went straight back.
 //!
 //! The machine lock is a plain spin lock, not a ticket lock: a fair lock was
 //! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
@@ -296,9 +300,18 @@ fn runstate_of(domain: &HvmDomain, v: usize) -> RunstateKind {
 /// and none running on another CPU with an interrupt to take now (it needs
 /// a kick). Otherwise the full pass runs.
 fn siblings_settled(domain: &mut HvmDomain, v: usize) -> bool {
+    settled(domain, Some(v))
+}
+
+/// Whether the vCPUs of `domain` (all but `except`) are as the last
+/// scheduling pass saw them, in the sense of [`siblings_settled`]: what an
+/// exit did to another domain needs no pass when this holds after it (an
+/// event to a vCPU that is already awake and not running elsewhere, a
+/// domctl that read something).
+pub fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
     let me = cpu::current_index();
     for w in 0..domain.vcpus.len() {
-        if w == v {
+        if Some(w) == except {
             continue;
         }
         if domain.core.vcpus[w].pending_context.is_some()
@@ -1009,6 +1022,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             if fast && !resched && now < armed_until && !CONTROL_CHANGED.load(Ordering::Acquire) {
                 if let Some(domain) = machine.domains.get_mut(&r.domain) {
                     if exits::next_due(domain).is_none_or(|due| due >= armed_until) {
+                        domain.exit_stats.record_straight_back();
                         let vcpu = claim(domain, r.vcpu as usize, cpu_index);
                         drop(guard);
                         // SAFETY: see `claim`.

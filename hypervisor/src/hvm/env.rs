@@ -220,52 +220,22 @@ impl Domains for Env<'_> {
         domid: DomId,
         f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno> {
-        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
+        // No pass unless the domain changed as the scheduler sees it (see
+        // the end): most calls send an event to a vCPU already awake.
+        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
         let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
             return Err(errno::ESRCH);
         }
-        let super::HvmDomain {
-            core,
-            memory,
-            vcpus,
-            console,
-            running_on,
-            sched_runnable,
-            ..
-        } = &mut **domain;
-        let mut env = Env {
-            memory,
-            paging: super::emulate::vcpu_paging_regs(vcpus, 0),
-            console,
-            npt_changed: false,
-            privileged: core.privileged,
-            domid,
-            others: None,
-        };
-        f(core, &mut env);
-        if env.npt_changed && super::tlb::flush_domain(domid, vcpus, running_on) {
-            env.memory.free_released();
+        let due = super::exits::next_due(domain);
+        let result = with_lent_domain(domid, domain, f);
+        if result.is_err()
+            || super::exits::next_due(domain) != due
+            || !crate::schedule::settled(domain, None)
+        {
+            crate::schedule::need_pass_here();
         }
-        // XEN_DOMCTL_destroydomain and max_vcpus: the next scheduling pass
-        // ends the domain, or hands the scheduler the new vCPUs.
-        if core.destroy_requested || vcpus.len() < core.vcpus.len() {
-            crate::schedule::note_control_change();
-        }
-        // max_vcpus created vCPUs in the core: their SVM state now.
-        while vcpus.len() < core.vcpus.len() {
-            let asid = super::asid_of(domid);
-            let Some(vcpu) = super::vcpu::SvmVcpu::new_pvh(0, 0, memory.npt.root(), asid) else {
-                // Out of memory: the core forgets the vCPUs that got no SVM
-                // state, and the caller gets -ENOMEM (it may try again).
-                core.vcpus.truncate(vcpus.len());
-                return Err(errno::ENOMEM);
-            };
-            vcpus.push(vcpu);
-            running_on.push(None);
-            sched_runnable.push(false);
-        }
-        Ok(())
+        result
     }
 
     fn domain_on_cpu(&self, domid: DomId) -> bool {
@@ -355,7 +325,7 @@ impl Domains for Env<'_> {
         caller: DomId,
         f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
     ) -> bool {
-        let Some(world) = reach(&mut self.others) else {
+        let Some(world) = self.others.as_mut() else {
             return false;
         };
         let mut platform = Platform::new(
@@ -376,7 +346,7 @@ impl Domains for Env<'_> {
     }
 
     fn map_foreign(&mut self, owner: DomId, frame: ForeignFrame, gfn: Gfn) -> Result<(), Errno> {
-        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
+        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
         let domain = world
             .domains
             .get(&owner)
@@ -396,7 +366,7 @@ impl Domains for Env<'_> {
 
     fn decrease_reservation(&mut self, target: DomId, gfns: &[u64], order: u32) -> (u64, u64) {
         let caller = self.domid;
-        let Some(world) = reach(&mut self.others) else {
+        let Some(world) = self.others.as_mut() else {
             return (0, 0);
         };
         // The frames other domains reach: the target's pinned grants and
@@ -474,10 +444,62 @@ impl Domains for Env<'_> {
     }
 }
 
-/// The rest of the machine (`others` of an [`Env`]), to change: whatever
-/// is done there (an event sent, a domain paused, a grant mapped, a
-/// scheduler parameter set) may change what must run, so this CPU makes a
-/// scheduling pass after the exit (no straight return into the guest).
+/// [`Domains::with_domain`]'s work on `domain` (id `domid`), lent to `f`.
+fn with_lent_domain(
+    domid: DomId,
+    domain: &mut super::HvmDomain,
+    f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
+) -> Result<(), Errno> {
+    let super::HvmDomain {
+        core,
+        memory,
+        vcpus,
+        console,
+        running_on,
+        sched_runnable,
+        ..
+    } = domain;
+    let mut env = Env {
+        memory,
+        paging: super::emulate::vcpu_paging_regs(vcpus, 0),
+        console,
+        npt_changed: false,
+        privileged: core.privileged,
+        domid,
+        others: None,
+    };
+    f(core, &mut env);
+    if env.npt_changed && super::tlb::flush_domain(domid, vcpus, running_on) {
+        env.memory.free_released();
+    }
+    // XEN_DOMCTL_destroydomain and max_vcpus: the next scheduling pass
+    // ends the domain, or hands the scheduler the new vCPUs.
+    if core.destroy_requested || vcpus.len() < core.vcpus.len() {
+        crate::schedule::note_control_change();
+    }
+    // max_vcpus created vCPUs in the core: their SVM state now.
+    while vcpus.len() < core.vcpus.len() {
+        let asid = super::asid_of(domid);
+        let Some(vcpu) = super::vcpu::SvmVcpu::new_pvh(0, 0, memory.npt.root(), asid) else {
+            // Out of memory: the core forgets the vCPUs that got no SVM
+            // state, and the caller gets -ENOMEM (it may try again).
+            core.vcpus.truncate(vcpus.len());
+            return Err(errno::ENOMEM);
+        };
+        vcpus.push(vcpu);
+        running_on.push(None);
+        sched_runnable.push(false);
+    }
+    Ok(())
+}
+
+/// The rest of the machine (`others` of an [`Env`]), to change what the
+/// scheduler decides on (a domain created, a scheduler parameter set,
+/// another domain's vCPU state): this CPU makes a scheduling pass after the
+/// exit (no straight return into the guest). What changes only memory (grant
+/// operations, foreign mappings, another domain's reservation) needs none;
+/// [`Domains::with_domain`] asks for one when the domain changed as the
+/// scheduler sees it.
 fn reach<'w, 'a>(others: &'w mut Option<super::World<'a>>) -> Option<&'w mut super::World<'a>> {
     let world = others.as_mut()?;
     crate::schedule::need_pass_here();

@@ -250,11 +250,16 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flo
             // Guest control-register writes are checked on the way in, so
             // this is rxen's bug, not the guest's; still only this domain
             // ends.
-            report_guest_failure(
-                domain,
-                v,
-                "VMRUN refused the guest state (VMEXIT_INVALID): crashing the domain",
-            );
+            let why = match domain.vcpus[v].vmcb.read64(control::EXIT_INFO1) {
+                rxen_x86::svm::HOST_STATE_REFUSED => {
+                    "not entered: its VMCB holds the host's state: crashing the domain"
+                }
+                rxen_x86::svm::HOST_STATE_AT_EXIT => {
+                    "the exit left the host's state in its VMCB: crashing the domain"
+                }
+                _ => "VMRUN refused the guest state (VMEXIT_INVALID): crashing the domain",
+            };
+            report_guest_failure(domain, v, why);
             Flow::End(ShutdownReason::Crash)
         }
         Exit::Unknown(other) => {

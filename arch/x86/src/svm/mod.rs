@@ -15,7 +15,9 @@ pub mod vmcb;
 #[cfg(target_os = "none")]
 mod vmrun;
 #[cfg(target_os = "none")]
-pub use vmrun::{enable_this_cpu_full, run, EntryCtl, GuestRegs};
+pub use vmrun::{
+    enable_this_cpu_full, run, EntryCtl, GuestRegs, HOST_STATE_AT_EXIT, HOST_STATE_REFUSED,
+};
 
 use raw_cpuid::cpuid;
 use x86_64::registers::model_specific::Msr;

@@ -220,6 +220,9 @@ core::arch::global_asm!(
 /// EXITINFO1 of the VMEXIT_INVALID [`run`] reports without entering a VMCB
 /// that holds the host's state (see `holds_host_state`).
 pub const HOST_STATE_REFUSED: u64 = 0x486f_7374; // "Host"
+/// EXITINFO1 of the VMEXIT_INVALID [`run`] reports in place of an exit
+/// that left the host's state in the guest's VMCB.
+pub const HOST_STATE_AT_EXIT: u64 = 0x4578_6974; // "Exit"
 
 /// Runs the guest described by `vmcb` until the next #VMEXIT. Returns with
 /// interrupts enabled (an interrupt that made the guest exit is taken by the
@@ -245,4 +248,10 @@ pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs, ctl: &EntryCtl) {
     // sets SWITCH_SPEC_CTRL and IBPB_ON_EXIT only where the CPU has
     // MSR_SPEC_CTRL and IBPB, with SPEC_CTRL values of enumerated bits.
     unsafe { svm_vmrun(vmcb as *mut Vmcb as u64, regs, host, ctl) };
+    if holds_host_state(vmcb) {
+        // The exit saved the host's state as the guest's: the guest's own
+        // is lost, so the exit must not be served as what it says.
+        vmcb.write64(super::vmcb::control::EXIT_CODE, super::vmcb::exit::INVALID);
+        vmcb.write64(super::vmcb::control::EXIT_INFO1, HOST_STATE_AT_EXIT);
+    }
 }
