@@ -75,6 +75,37 @@ impl ExitReason {
     }
 }
 
+/// The hypercalls counted one by one (Xen's `hypercalls` perf counters),
+/// with Xen's names; any other number is counted as `other`.
+const HYPERCALLS: [(u64, &str); 15] = {
+    use rxen_abi::xen::*;
+    [
+        (HYPERVISOR_PLATFORM_OP, "platform_op"),
+        (HYPERVISOR_MEMORY_OP, "memory_op"),
+        (HYPERVISOR_MULTICALL, "multicall"),
+        (HYPERVISOR_SET_TIMER_OP, "set_timer_op"),
+        (HYPERVISOR_XEN_VERSION, "xen_version"),
+        (HYPERVISOR_CONSOLE_IO, "console_io"),
+        (HYPERVISOR_GRANT_TABLE_OP, "grant_table_op"),
+        (HYPERVISOR_VM_ASSIST, "vm_assist"),
+        (HYPERVISOR_VCPU_OP, "vcpu_op"),
+        (HYPERVISOR_SCHED_OP, "sched_op"),
+        (HYPERVISOR_EVENT_CHANNEL_OP, "event_channel_op"),
+        (HYPERVISOR_PHYSDEV_OP, "physdev_op"),
+        (HYPERVISOR_HVM_OP, "hvm_op"),
+        (HYPERVISOR_SYSCTL, "sysctl"),
+        (HYPERVISOR_DOMCTL, "domctl"),
+    ]
+};
+
+/// Rows of the hypercall table: [`HYPERCALLS`], then `other`.
+const HYPERCALL_ROWS: usize = HYPERCALLS.len() + 1;
+
+/// The name of hypercall row `row`.
+fn hypercall_name(row: usize) -> &'static str {
+    HYPERCALLS.get(row).map_or("other", |(_, name)| name)
+}
+
 /// Count and time of one reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitCounter {
@@ -91,6 +122,8 @@ pub struct ExitStats {
     /// Exits after which the vCPU went straight back into the guest, without
     /// a scheduling pass.
     straight_back: u64,
+    /// The hypercall exits by hypercall (rows of `HYPERCALL_ROWS`).
+    calls: [ExitCounter; HYPERCALL_ROWS],
 }
 
 impl ExitStats {
@@ -99,7 +132,30 @@ impl ExitStats {
         Self {
             rows: [ExitCounter { count: 0, ns: 0 }; ExitReason::COUNT],
             straight_back: 0,
+            calls: [ExitCounter { count: 0, ns: 0 }; HYPERCALL_ROWS],
         }
+    }
+
+    /// Counts hypercall `nr` (the number the guest passed) that took `ns`
+    /// nanoseconds to serve, as well as its exit ([`ExitStats::record`]).
+    #[inline]
+    pub fn record_hypercall(&mut self, nr: u64, ns: u64) {
+        let row = HYPERCALLS
+            .iter()
+            .position(|(number, _)| *number == nr)
+            .unwrap_or(HYPERCALLS.len());
+        let call = &mut self.calls[row];
+        call.count = call.count.wrapping_add(1);
+        call.ns = call.ns.wrapping_add(ns);
+    }
+
+    /// Count and time of hypercall `nr` (`other` for one not counted alone).
+    pub fn hypercall(&self, nr: u64) -> ExitCounter {
+        let row = HYPERCALLS
+            .iter()
+            .position(|(number, _)| *number == nr)
+            .unwrap_or(HYPERCALLS.len());
+        self.calls[row]
     }
 
     /// Counts an exit after which the vCPU went straight back into the
@@ -145,7 +201,8 @@ impl ExitStats {
 
     /// The table for domain `domid`, one line each (without line ends):
     /// a heading, the reasons that had exits (most time first), a total,
-    /// and how many exits went straight back into the guest.
+    /// how many exits went straight back into the guest, and the hypercalls
+    /// made (most time first).
     pub fn table(&self, domid: u16) -> impl Iterator<Item = Line<'_>> {
         let mut order = ExitReason::ALL;
         // Most time first; ties in the table's order (the sort is stable).
@@ -174,6 +231,22 @@ impl ExitStats {
                 straight_back: self.straight_back,
                 total: total.count,
             }))
+            .chain(self.hypercall_rows(domid))
+    }
+
+    /// The hypercall lines of [`ExitStats::table`].
+    fn hypercall_rows(&self, domid: u16) -> impl Iterator<Item = Line<'_>> {
+        let mut rows: [usize; HYPERCALL_ROWS] = core::array::from_fn(|i| i);
+        rows.sort_by_key(|r| core::cmp::Reverse(self.calls[*r].ns));
+        let calls = self.get(ExitReason::Hypercall);
+        rows.into_iter()
+            .filter(|r| self.calls[*r].count > 0)
+            .map(move |r| Line::Hypercall {
+                domid,
+                name: hypercall_name(r),
+                row: self.calls[r],
+                total: calls,
+            })
     }
 }
 
@@ -191,6 +264,17 @@ pub enum Line<'a> {
         /// Its count and time.
         row: ExitCounter,
         /// All exits of the domain (for the shares).
+        total: ExitCounter,
+    },
+    /// One hypercall.
+    Hypercall {
+        /// The domain.
+        domid: u16,
+        /// Xen's name for it.
+        name: &'a str,
+        /// Its count and time.
+        row: ExitCounter,
+        /// All hypercall exits of the domain (for the shares).
         total: ExitCounter,
     },
     /// How many of the exits went straight back into the guest.
@@ -232,6 +316,26 @@ impl fmt::Display for Line<'_> {
                 write!(
                     f,
                     "d{domid} exits: {name:<13} {:>10} {:>4}.{} {:>12} {:>4}.{} {mean:>9}",
+                    row.count,
+                    count_share / 10,
+                    count_share % 10,
+                    row.ns / 1000,
+                    time_share / 10,
+                    time_share % 10,
+                )
+            }
+            Line::Hypercall {
+                domid,
+                name,
+                row,
+                total,
+            } => {
+                let count_share = per_mille(row.count, total.count);
+                let time_share = per_mille(row.ns, total.ns);
+                let mean = row.ns.checked_div(row.count).unwrap_or(0);
+                write!(
+                    f,
+                    "d{domid} hypercall: {name:<16} {:>10} {:>4}.{} {:>12} {:>4}.{} {mean:>9}",
                     row.count,
                     count_share / 10,
                     count_share % 10,
@@ -358,6 +462,63 @@ mod tests {
         );
         s.reset();
         assert_eq!(s.straight_back(), 0);
+    }
+
+    #[test]
+    fn hypercalls_are_counted_by_name_most_time_first() {
+        use rxen_abi::xen::{HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_GRANT_TABLE_OP};
+        let mut s = ExitStats::new();
+        for (nr, ns) in [
+            (HYPERVISOR_EVENT_CHANNEL_OP, 1_000),
+            (HYPERVISOR_EVENT_CHANNEL_OP, 1_000),
+            (HYPERVISOR_GRANT_TABLE_OP, 6_000),
+            (99, 2_000),
+            (u64::MAX, 0),
+        ] {
+            s.record(ExitReason::Hypercall, ns);
+            s.record_hypercall(nr, ns);
+        }
+        assert_eq!(
+            s.hypercall(HYPERVISOR_EVENT_CHANNEL_OP),
+            ExitCounter {
+                count: 2,
+                ns: 2_000
+            }
+        );
+        // Numbers without a row of their own share `other`.
+        assert_eq!(
+            s.hypercall(99),
+            ExitCounter {
+                count: 2,
+                ns: 2_000
+            }
+        );
+        assert_eq!(s.hypercall(12_345), s.hypercall(99));
+        let t = lines(&s, 0);
+        let calls: Vec<Vec<&str>> = t
+            .iter()
+            .filter(|l| l.starts_with("d0 hypercall: "))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(calls.len(), 3, "{t:#?}");
+        assert_eq!(
+            calls[0],
+            [
+                "d0",
+                "hypercall:",
+                "grant_table_op",
+                "1",
+                "20.0",
+                "6",
+                "60.0",
+                "6000"
+            ]
+        );
+        // A tie in time keeps the table's order: event_channel_op before other.
+        assert_eq!(calls[1][2], "event_channel_op");
+        assert_eq!(calls[2][2..4], ["other", "2"]);
+        s.reset();
+        assert!(lines(&s, 0).iter().all(|l| !l.contains("hypercall:")));
     }
 
     #[test]

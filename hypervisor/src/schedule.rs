@@ -459,12 +459,18 @@ impl Machine {
                 grants: &mut self.grants,
                 sched: &mut *self.sched,
             };
+            // The hypercall number, before the handler puts its result in RAX.
+            let hypercall = (code == rxen_x86::svm::vmcb::exit::VMMCALL)
+                .then(|| domain.vcpus[v].vmcb.read64(rxen_x86::svm::vmcb::save::RAX));
             let started = crate::time::now_ns();
             let flow = exits::handle_exit(&mut domain, v, world);
             let took = crate::time::now_ns().saturating_sub(started);
             domain
                 .exit_stats
                 .record(rxen_x86::svm::exit::reason(code), took);
+            if let Some(nr) = hypercall {
+                domain.exit_stats.record_hypercall(nr, took);
+            }
             match flow {
                 Flow::Continue => {
                     fast = FAST_EXITS.contains(&code)

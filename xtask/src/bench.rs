@@ -862,6 +862,8 @@ until grep -q 'rxen-bench: domU serving' $log 2>/dev/null; do sleep 0.5; done
 t0=$(now); nc 10.0.0.2 5000 > /dev/null
 echo rxen-bench: domU tcp 64 $t0 $(now)
 grep 'rxen-bench: domU disk' $log
+rxl debug-keys p
+sleep 1
 echo rxen-bench: devices done
 poweroff -f
 ";
@@ -933,6 +935,23 @@ fn devices() -> bool {
         }
         for (all, f) in rates.iter_mut().zip(figures.into_iter().flatten()) {
             all.push(f);
+        }
+        // The exit profiles dom0 asked for at the end (debug key `p`): how
+        // many exits of dom0 and the domU skipped the scheduling pass.
+        for line in out.lines_containing("straight back into the guest") {
+            println!(
+                "  run {run}: {}",
+                line.split("(rxen) ").last().unwrap_or(line)
+            );
+        }
+        // And, once, where their hypercall time goes.
+        if run + 1 == RUNS {
+            for line in out.lines_containing(" hypercall: ") {
+                println!(
+                    "  run {run}: {}",
+                    line.split("(rxen) ").last().unwrap_or(line)
+                );
+            }
         }
     }
     println!(
