@@ -37,6 +37,13 @@ echo rxl-test: weight 0 exit $?
 rxl mem-max pvclock 64
 rxl list -l | grep max_pages | sed 's/^/rxl-test: long: /'
 rxl top -b -d 1 -i 2 | sed 's/^/rxl-test: top: /'
+stty rows 12 cols 100 < /dev/hvc0
+setsid -c rxl top -d 1 -i 2 < /dev/hvc0 > /dev/hvc0 2>&1
+status=$?
+echo
+echo rxl-test: live top exit $status
+rxl top -d 1 -i 1 < /dev/null > /dev/null 2>&1
+echo rxl-test: top without a terminal exit $?
 rxl vcpu-list | sed 's/^/rxl-test: vcpus: /'
 rxl destroy pvclock
 sleep 0.5
@@ -114,7 +121,46 @@ poweroff -f
             "d1: destroyed by the control domain",
             " 0 frames not returned",
         ])
-        .assert_count("created by d0", 1);
+        .assert_count("created by d0", 1)
+        .assert_contains("(d0) rxl-test: live top exit 0")
+        .assert_contains("(d0) rxl-test: top without a terminal exit 0");
+    // The live screen (ratatui) on dom0's console, a real terminal of 12 x 100: what it
+    // wrote, with the console's line breaks taken out (rxen's console drops the ESC
+    // bytes of the control sequences, the rest stays). It enters the alternate screen,
+    // draws the summary and the table (heading reversed) with both domains, and
+    // restores the terminal; without a terminal it prints plain tables.
+    let screen: String = out
+        .log
+        .lines()
+        .filter_map(|l| l.strip_prefix("(rxen) (d0) "))
+        .collect();
+    let start = screen
+        .find("[?1049h")
+        .expect("the live screen was not entered");
+    let end = screen[start..]
+        .find("[?1049l")
+        .map(|n| start + n)
+        .expect("the terminal was not restored");
+    let drawn = &screen[start..end];
+    for part in [
+        "rxl",
+        "top",
+        "domains:",
+        "shutdown",
+        "Mem:",
+        "[7mNAME",
+        "MAXMEM(k)",
+        "Domain-0",
+        "r-----",
+        "pvclock",
+        "---s--",
+        "65536",
+    ] {
+        assert!(
+            drawn.contains(part),
+            "no {part:?} on the live screen: {drawn:?}"
+        );
+    }
 }
 
 /// rxenconsoled in dom0 serves the PV console of a domU that rxl created: it maps

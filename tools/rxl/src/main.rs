@@ -5,7 +5,7 @@
 //! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
 //! `list [-l]`, `info`, `dmesg [-c]`, `debug-keys`, `pause`, `unpause`, `destroy`,
 //! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
-//! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop; `-b` batch),
+//! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop: a live screen, `-b` batch),
 //! `block-attach`, `block-detach`, `block-list` (disks served by dom0's blkback),
 //! `network-attach`, `network-detach`, `network-list` (interfaces served by dom0's
 //! netback, on a bridge in dom0).
@@ -18,6 +18,7 @@ mod device;
 mod disk;
 mod hotplug;
 mod nic;
+mod top;
 mod xenstore;
 
 use std::fs;
@@ -628,56 +629,78 @@ fn console(domid: u16) -> Result<(), String> {
     result
 }
 
-/// `xentop`: every `delay` seconds, each domain's state, CPU time and share of a
-/// CPU since the last refresh, memory and its share of the host's, maximum memory
-/// and vCPUs.
+/// `xentop` (see [`top`]): a live screen on a terminal, plain tables in batch mode
+/// (`-b`) or when the output is not a terminal; `iterations` refreshes, or until
+/// interrupted (`q` on the live screen).
 fn top(xc: &Xc, batch: bool, delay: u64, iterations: Option<u64>) -> Result<(), String> {
+    use std::io::{IsTerminal, Write};
     let e = |e: rxen_ctrl::Error| e.to_string();
-    let total_kib = xc.physinfo().map_err(e)?.total_pages.max(1) * 4;
-    let mut last: std::collections::BTreeMap<u16, u64> = Default::default();
-    let mut then = std::time::Instant::now();
-    let mut round = 0;
-    loop {
-        let domains = xc.domains().map_err(e)?;
-        let now = std::time::Instant::now();
-        let wall_ns = now.duration_since(then).as_nanos().max(1) as f64;
-        let mut table = format!(
-            "{:>18} {:>6} {:>10} {:>6} {:>10} {:>6} {:>10} {:>5}\n",
-            "NAME", "STATE", "CPU(sec)", "CPU(%)", "MEM(k)", "MEM(%)", "MAXMEM(k)", "VCPUS"
-        );
-        for d in &domains {
-            let busy = last.get(&d.domain).map_or(0.0, |&before| {
-                d.cpu_time.saturating_sub(before) as f64 / wall_ns * 100.0
-            });
-            let mem = d.tot_pages * 4;
-            table.push_str(&format!(
-                "{:>18} {:>6} {:>10} {:>6.1} {:>10} {:>6.1} {:>10} {:>5}\n",
-                name_of(d),
-                state(d),
-                d.cpu_time / 1_000_000_000,
-                busy,
-                mem,
-                mem as f64 * 100.0 / total_kib as f64,
-                d.max_pages * 4,
-                d.nr_online_vcpus
-            ));
+    let sample = || -> Result<(Vec<top::Sample>, top::Host), String> {
+        let info = xc.physinfo().map_err(e)?;
+        let host = top::Host {
+            total_k: info.total_pages.saturating_mul(4),
+            free_k: info.free_pages.saturating_mul(4),
+            cpus: info.nr_cpus,
+        };
+        let samples = xc
+            .domains()
+            .map_err(e)?
+            .iter()
+            .map(|d| top::Sample {
+                domid: d.domain,
+                name: name_of(d),
+                state: state(d),
+                cpu_ns: d.cpu_time,
+                pages: d.tot_pages,
+                max_pages: d.max_pages,
+                vcpus: d.nr_online_vcpus,
+            })
+            .collect();
+        Ok((samples, host))
+    };
+    let mut tracker = top::Tracker::default();
+    let done = |round: u64| iterations.is_some_and(|n| round >= n);
+    if batch || !std::io::stdout().is_terminal() {
+        for round in 1.. {
+            let (samples, host) = sample()?;
+            print!(
+                "{}",
+                top::text(&tracker.rows(&samples, host, std::time::Instant::now()))
+            );
+            let _ = std::io::stdout().flush();
+            if done(round) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(delay));
         }
-        last = domains.iter().map(|d| (d.domain, d.cpu_time)).collect();
-        then = now;
-        if batch {
-            print!("{table}");
-        } else {
-            // Home and clear, as xentop's screen.
-            print!("\x1b[H\x1b[2J{table}");
-        }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        round += 1;
-        if iterations.is_some_and(|n| round >= n) {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_secs(delay));
+        return Ok(());
     }
+    let mut delay = delay.max(1);
+    let mut terminal = ratatui::try_init()
+        .map_err(|e| format!("rxl top: no terminal to draw on ({e}): use -b"))?;
+    let result = (|| {
+        for round in 1.. {
+            let (samples, host) = sample()?;
+            let rows = tracker.rows(&samples, host, std::time::Instant::now());
+            terminal
+                .draw(|frame| top::draw(frame, &rows, host, delay))
+                .map_err(|e| e.to_string())?;
+            if done(round) {
+                break;
+            }
+            match top::wait_for_key(std::time::Duration::from_secs(delay))
+                .map_err(|e| e.to_string())?
+            {
+                top::Key::Quit => break,
+                top::Key::Faster => delay = delay.saturating_sub(1).max(1),
+                top::Key::Slower => delay = delay.saturating_add(1).min(3600),
+                top::Key::Other => {}
+            }
+        }
+        Ok(())
+    })();
+    ratatui::restore();
+    result
 }
 
 /// The domains named by `domain`, or every domain.
