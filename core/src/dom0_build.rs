@@ -81,6 +81,16 @@ pub fn dom0_nr_bytes(mem: &Dom0Mem, avail: u64) -> u64 {
     bytes.min(avail) & !(PAGE_SIZE - 1)
 }
 
+/// dom0's `max_pages` (Xen's `dom0_compute_nr_pages`): `dom0_mem=max:` in
+/// pages (percentages of `avail`), else no limit but the ABI's 32-bit page
+/// count; what it may grow to with `XENMEM_populate_physmap` and
+/// `increase_reservation`.
+pub fn dom0_max_pages(mem: &Dom0Mem, avail: u64) -> u64 {
+    mem.max
+        .map_or(u64::from(u32::MAX), |max| max.resolve(avail) / PAGE_SIZE)
+        .min(u64::from(u32::MAX))
+}
+
 /// Bytes of the paging pool (HAP) of a dom0 with `vcpus` vCPUs and
 /// `ram_bytes` of RAM (Xen's `dom0_paging_pages`), saturating.
 pub fn dom0_paging_bytes(vcpus: u32, ram_bytes: u64) -> u64 {
@@ -319,6 +329,29 @@ mod tests {
     use super::*;
     use crate::cmdline::MemAmount;
     use crate::memmap::{sanitize, RawEntry};
+
+    #[test]
+    fn dom0_max_pages_is_unbounded_unless_max_is_given() {
+        const GIB: u64 = 1 << 30;
+        let none = Dom0Mem::default();
+        assert_eq!(dom0_max_pages(&none, 2 * GIB), u64::from(u32::MAX));
+        let max = Dom0Mem {
+            max: Some(MemAmount::Bytes(GIB)),
+            ..Dom0Mem::default()
+        };
+        assert_eq!(dom0_max_pages(&max, 2 * GIB), GIB / 4096);
+        let half = Dom0Mem {
+            max: Some(MemAmount::Percent(50)),
+            ..Dom0Mem::default()
+        };
+        assert_eq!(dom0_max_pages(&half, 2 * GIB), GIB / 4096);
+        // Beyond the ABI's 32-bit page count: clamped, as Xen's UINT_MAX.
+        let huge = Dom0Mem {
+            max: Some(MemAmount::Bytes(u64::MAX)),
+            ..Dom0Mem::default()
+        };
+        assert_eq!(dom0_max_pages(&huge, 2 * GIB), u64::from(u32::MAX));
+    }
 
     const RAM: u32 = 1;
     const RESERVED: u32 = 2;

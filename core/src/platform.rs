@@ -166,6 +166,12 @@ pub trait Physmap {
     /// guest-physical space, `-EPERM` for a 1:1 dom0. Nothing is left of a
     /// range that failed.
     fn populate(&mut self, gfn: Gfn, pages: u64) -> Result<(), Errno>;
+    /// Gives the domain `pages` frames that it cannot reach
+    /// (`XENMEM_increase_reservation` of a translated domain, as Xen: they
+    /// count in its pages and go back only when it is destroyed; the core
+    /// checked `max_pages`): `-ENOMEM`. Nothing is kept of a call that
+    /// failed.
+    fn allocate_unmapped(&mut self, pages: u64) -> Result<(), Errno>;
     /// Removes the foreign page [`Domains::map_foreign_gmfn`] mapped at
     /// `gfn`, putting back what was there (`XENMEM_remove_from_physmap`):
     /// `-ENOENT` where nothing is mapped, `-EINVAL` for any other page.

@@ -67,6 +67,8 @@ pub(crate) struct FakeEnv {
     pub(crate) created: Vec<(DomId, crate::platform::DomainConfig)>,
     /// Frames given by populate_physmap, and how many more it may give.
     pub(crate) populated: alloc::collections::BTreeSet<u64>,
+    /// Frames given by `allocate_unmapped` (XENMEM_increase_reservation).
+    pub(crate) unmapped: u64,
     pub(crate) populate_left: u64,
     /// Foreign pages mapped by gmfn: gfn -> (owner, owner's gfn).
     pub(crate) foreign: BTreeMap<u64, (DomId, u64)>,
@@ -195,6 +197,7 @@ impl FakeEnv {
             rover: 0,
             created: Vec::new(),
             populated: Default::default(),
+            unmapped: 0,
             populate_left: u64::MAX,
             foreign: BTreeMap::new(),
             busy: Default::default(),
@@ -413,6 +416,15 @@ impl Physmap for FakeEnv {
         }
         self.populate_left -= pages;
         self.populated.extend(gfn.0..end);
+        Ok(())
+    }
+    /// Unmapped frames come from the same budget as populated ones.
+    fn allocate_unmapped(&mut self, pages: u64) -> Result<(), Errno> {
+        if self.populate_left < pages {
+            return Err(errno::ENOMEM);
+        }
+        self.populate_left -= pages;
+        self.unmapped += pages;
         Ok(())
     }
     fn remove_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno> {

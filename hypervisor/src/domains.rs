@@ -195,6 +195,7 @@ fn domu_spec(
         flags: 0,
         vcpus: spec.vcpus.unwrap_or(1),
         shadow_memory_mb: spec.shadow_memory,
+        max_pages: None,
         max_evtchn_port: spec
             .max_event_channels
             .unwrap_or(crate::hvm::build::DOMU_MAX_EVTCHN_PORT),
@@ -271,6 +272,10 @@ pub fn run_boot_domains(
             shadow_memory_mb: None,
             // Xen 4.17 gives dom0 no limit but the ABI's.
             max_evtchn_port: u32::MAX,
+            max_pages: Some(rxen_core::dom0_build::dom0_max_pages(
+                &options.dom0_mem,
+                host_bytes,
+            )),
         };
         domains.insert(
             0,

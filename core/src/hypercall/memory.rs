@@ -44,9 +44,9 @@ const E820_MAX: u32 = 128;
 pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     let (cmd, arg) = (args[0], args[1]);
     match (cmd & MEMOP_CMD_MASK) as u32 {
-        memory::XENMEM_POPULATE_PHYSMAP | memory::XENMEM_DECREASE_RESERVATION => {
-            reservation_op(ctx, cmd, arg)
-        }
+        memory::XENMEM_INCREASE_RESERVATION
+        | memory::XENMEM_POPULATE_PHYSMAP
+        | memory::XENMEM_DECREASE_RESERVATION => reservation_op(ctx, cmd, arg),
         memory::XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(ctx, cmd, arg),
         memory::XENMEM_ACQUIRE_RESOURCE => match acquire_resource(ctx, cmd, arg) {
             Ok(None) => Outcome::value(0),
@@ -77,10 +77,13 @@ pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
     }
 }
 
-/// `XENMEM_populate_physmap` and `XENMEM_decrease_reservation` (Linux's
-/// balloon driver): the domain (the caller's own, or any for the control
-/// domain) gets zeroed RAM at the guest frames listed, one extent of
-/// 2^`extent_order` pages each, within its `max_pages`; or gives back the
+/// `XENMEM_populate_physmap`, `XENMEM_increase_reservation` and
+/// `XENMEM_decrease_reservation` (Linux's balloon driver uses the first and
+/// last): the domain (the caller's own, or any for the control domain) gets
+/// zeroed RAM at the guest frames listed, one extent of 2^`extent_order`
+/// pages each, within its `max_pages`; or gets extents it cannot reach
+/// (increase: a translated domain is given no frame number, as on Xen, and
+/// they go back when it is destroyed); or gives back the
 /// RAM at those frames (not a page another domain maps: that stops the
 /// walk, where Xen would free it when the last mapping goes). Returns the
 /// number of extents done, as Xen: a bad argument, an unknown or forbidden
@@ -89,7 +92,9 @@ pub(super) fn do_memory_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
 /// there. Continued after [`POPULATE_BATCH_PAGES`] pages, the next extent
 /// in the command's upper bits as Xen's `MEMOP_EXTENT_SHIFT`.
 fn reservation_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
-    let decrease = (cmd & MEMOP_CMD_MASK) as u32 == memory::XENMEM_DECREASE_RESERVATION;
+    let op = (cmd & MEMOP_CMD_MASK) as u32;
+    let decrease = op == memory::XENMEM_DECREASE_RESERVATION;
+    let increase = op == memory::XENMEM_INCREASE_RESERVATION;
     let start = cmd >> MEMOP_EXTENT_SHIFT;
     let done = |n: u64| Outcome::value(i64::try_from(n).unwrap_or(i64::MAX));
     let Ok(r) = GuestHandle::<memory::XenMemoryReservation>::new(arg).read(ctx.env) else {
@@ -129,14 +134,36 @@ fn reservation_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
     {
         return done(start);
     }
+    // increase_reservation reads no frame numbers: a translated domain is
+    // told none (Xen writes machine frames only for a PV guest's list).
     for i in start..end {
+        if increase {
+            gfns.push(0);
+            continue;
+        }
         match list.offset(i).and_then(|h| h.read(ctx.env)) {
             Ok(gfn) => gfns.push(gfn),
             Err(_) => break,
         }
     }
     let mut next = start;
-    if decrease {
+    if increase {
+        let _ = lend_domain(ctx.domain, ctx.env, target, |d, env| {
+            if d.destroy_requested {
+                return;
+            }
+            for _ in &gfns {
+                let Some(total) = d.tot_pages.checked_add(pages) else {
+                    return;
+                };
+                if total > d.max_pages || env.allocate_unmapped(pages).is_err() {
+                    return;
+                }
+                d.tot_pages = total;
+                next = next.saturating_add(1);
+            }
+        });
+    } else if decrease {
         let (extents, freed) = ctx.env.decrease_reservation(target, &gfns, r.extent_order);
         let _ = lend_domain(ctx.domain, ctx.env, target, |d, _| {
             d.tot_pages = d.tot_pages.saturating_sub(freed);
@@ -760,6 +787,70 @@ mod tests {
     }
 
     use crate::domain::Domain;
+
+    /// `XENMEM_increase_reservation` of `nr` extents of order `order` for `domid`,
+    /// its list at `list`, to the end: (extents done, rounds).
+    fn increase(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        domid: u16,
+        list: u64,
+        nr: u64,
+        order: u32,
+    ) -> (i64, usize) {
+        env.put(
+            0x100,
+            &memory::XenMemoryReservation {
+                extent_start: list,
+                nr_extents: nr,
+                extent_order: order,
+                mem_flags: 0,
+                domid,
+                _pad0: [0; 6],
+            },
+        );
+        let (out, rounds) = call_to_end(
+            d,
+            env,
+            xen::HYPERVISOR_MEMORY_OP,
+            [memory::XENMEM_INCREASE_RESERVATION as u64, 0x100, 0, 0, 0],
+        );
+        assert_eq!(out.next, crate::hypercall::Next::Continue);
+        (out.ret, rounds.len())
+    }
+
+    #[test]
+    fn increase_reservation_gives_unreachable_frames_within_max_pages() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        d.tot_pages = 100;
+        d.max_pages = 100 + 2 * 512 + 3;
+        env.put(0x1000, &[0xAAAA_AAAA_AAAA_AAAAu64; 8]);
+        // Two 2 MiB extents, counted in the domain's pages and mapped nowhere;
+        // the list is not written (a translated domain is given no frame).
+        assert_eq!(increase(&mut d, &mut env, DOMID_SELF, 0x1000, 2, 9), (2, 0));
+        assert_eq!((d.tot_pages, env.unmapped), (100 + 1024, 1024));
+        assert!(env.populated.is_empty());
+        assert_eq!(env.get::<[u64; 8]>(0x1000), [0xAAAA_AAAA_AAAA_AAAA; 8]);
+        // A null list is fine (the count is what matters); max_pages stops the
+        // walk after three pages.
+        assert_eq!(increase(&mut d, &mut env, DOMID_SELF, 0, 5, 0), (3, 0));
+        assert_eq!(d.tot_pages, d.max_pages);
+        // Out of memory stops it with nothing counted; a domU may not grow
+        // another domain nor ask above its order limit.
+        d.max_pages = u64::MAX;
+        env.populate_left = 1;
+        assert_eq!(increase(&mut d, &mut env, DOMID_SELF, 0, 2, 1), (0, 0));
+        env.populate_left = u64::MAX;
+        assert_eq!(increase(&mut d, &mut env, 2, 0, 1, 0), (0, 0));
+        assert_eq!(increase(&mut d, &mut env, DOMID_SELF, 0, 1, 10), (0, 0));
+        assert_eq!(env.unmapped, 1027);
+        // A huge count goes in bounded rounds (continuations).
+        let before = env.unmapped;
+        let (done, rounds) = increase(&mut d, &mut env, DOMID_SELF, 0, 3 * 4096, 0);
+        assert_eq!(done, 3 * 4096);
+        assert!(rounds >= 2, "{rounds} rounds");
+        assert_eq!(env.unmapped - before, 3 * 4096);
+    }
 
     #[test]
     fn populate_physmap_gives_frames_within_max_pages() {

@@ -156,6 +156,8 @@ pub mod sched {
 pub mod memory {
     /// `XENMEM_maximum_ram_page`.
     pub const MAXIMUM_RAM_PAGE: u64 = rxen_abi::memory::XENMEM_MAXIMUM_RAM_PAGE as u64;
+    /// `XENMEM_increase_reservation`.
+    pub const INCREASE_RESERVATION: u64 = rxen_abi::memory::XENMEM_INCREASE_RESERVATION as u64;
     /// `XENMEM_current_reservation`.
     pub const CURRENT_RESERVATION: u64 = rxen_abi::memory::XENMEM_CURRENT_RESERVATION as u64;
     /// `XENMEM_maximum_reservation`.
@@ -172,6 +174,9 @@ pub mod memory {
     pub const MAPSPACE_GRANT_TABLE: u32 = rxen_abi::memory::XENMAPSPACE_GRANT_TABLE;
     pub use rxen_abi::xen::DOMID_SELF;
 }
+
+/// `struct xen_memory_reservation` (`memory.h`).
+pub use rxen_abi::memory::XenMemoryReservation as MemoryReservation;
 
 /// `struct xen_memory_map` (`memory.h`).
 pub use rxen_abi::memory::XenMemoryMap as MemoryMap;

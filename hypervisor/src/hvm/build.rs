@@ -56,6 +56,9 @@ pub struct BootSpec {
     /// The highest event-channel port the domain may use (Xen's
     /// `max_evtchn_port`; xl's `max_event_channels`).
     pub max_evtchn_port: u32,
+    /// The most pages the domain may have (`max_pages`; dom0's from
+    /// `dom0_mem=max:`, as Xen); `None`: the pages it is built with.
+    pub max_pages: Option<u64>,
     /// For a 1:1 dom0: its RAM (host ranges at the same guest address) and
     /// memory map; `None`: RAM from the frame allocator from address 0.
     pub direct: Option<rxen_core::dom0_memory::Dom0Memory>,

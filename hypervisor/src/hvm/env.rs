@@ -150,6 +150,10 @@ impl Physmap for Env<'_> {
         result
     }
 
+    fn allocate_unmapped(&mut self, pages: u64) -> Result<(), Errno> {
+        self.memory.allocate_unmapped(pages)
+    }
+
     fn remove_foreign_gmfn(&mut self, gfn: Gfn) -> Result<(), Errno> {
         self.memory.unmap_foreign_gmfn(gfn)?;
         self.npt_changed = true;

@@ -647,6 +647,28 @@ impl GuestMemory {
         .then_some(Hpa(frame))
     }
 
+    /// Gives the domain `pages` frames it cannot reach, kept with its extras
+    /// until it is destroyed (`XENMEM_increase_reservation` of a translated
+    /// domain, as Xen: no frame number is given back). All or none.
+    pub fn allocate_unmapped(&mut self, pages: u64) -> Result<(), Errno> {
+        // A 1:1 dom0 too: the frames are nowhere in its physical map.
+        let count = usize::try_from(pages).map_err(|_| errno::ENOMEM)?;
+        self.extra.try_reserve(count).map_err(|_| errno::ENOMEM)?;
+        let kept = self.extra.len();
+        for _ in 0..count {
+            match alloc_frame() {
+                Some(hpa) => self.extra.push(hpa),
+                None => {
+                    for hpa in self.extra.drain(kept..) {
+                        free_frames(hpa, 1);
+                    }
+                    return Err(errno::ENOMEM);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Gives the domain a zeroed PV console ring page at guest frame `gfn`
     /// (outside its RAM).
     pub fn add_console_page(&mut self, gfn: Gfn) -> Result<(), Errno> {

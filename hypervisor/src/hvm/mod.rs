@@ -195,6 +195,9 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
     let now = crate::time::now_ns();
     let privileged = spec.flags & rxen_abi::start_info::SIF_PRIVILEGED != 0;
     let mut core = Domain::new(domid, privileged, pages, spec.vcpus, now);
+    if let Some(max) = spec.max_pages {
+        core.max_pages = max.max(pages);
+    }
     core.events.set_max_port(spec.max_evtchn_port);
     core.memory_map = map;
     if is_domu {

@@ -1,10 +1,14 @@
 //! `HYPERVISOR_memory_op`: memory_map (truncation, bad buffer), reservations of
-//! DOMID_SELF, maximum_ram_page, maximum_gpfn, add_to_physmap errors, unknown sub-ops.
+//! DOMID_SELF (increase_reservation: frames counted, none given to a translated
+//! domain; bad orders and lists), maximum_ram_page, maximum_gpfn, add_to_physmap
+//! errors, unknown sub-ops.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
 use rxen_guest::hypercall::{memory_op, mut_ptr, ptr};
-use rxen_guest::xen::{memory, AddToPhysmap, E820Entry, HvmMemmapEntry, MemoryMap};
+use rxen_guest::xen::{
+    memory, AddToPhysmap, E820Entry, HvmMemmapEntry, MemoryMap, MemoryReservation,
+};
 use rxen_guest::{check, check_eq, err, println, StartInfo};
 
 rxen_guest::entry!(main);
@@ -105,6 +109,41 @@ fn main(_si: &StartInfo) {
         err::ESRCH,
         "no such domain"
     );
+
+    // increase_reservation (as Xen's for a translated domain): four frames are
+    // allocated to us and counted, but not mapped anywhere, and the list gets no
+    // frame numbers; dom0 has no maximum but the ABI's (dom0_mem= has no max:).
+    check_eq!(max, u32::MAX as i64, "dom0's maximum reservation");
+    let mut list = [0x5a5a_5a5a_u64; 4];
+    let mut grow = |nr: u64, order: u32, list: u64| {
+        let r = MemoryReservation {
+            extent_start: list,
+            nr_extents: nr,
+            extent_order: order,
+            mem_flags: 0,
+            domid: me,
+            _pad0: [0; 6],
+        };
+        op(memory::INCREASE_RESERVATION, ptr(&r))
+    };
+    check_eq!(
+        grow(4, 0, list.as_mut_ptr() as u64),
+        4,
+        "increase by 4 pages"
+    );
+    check_eq!(
+        list,
+        [0x5a5a_5a5a; 4],
+        "no frame numbers for a translated domain"
+    );
+    let after = op(memory::CURRENT_RESERVATION, ptr(&me));
+    check_eq!(after, cur + 4, "the 4 pages count in the reservation");
+    // A null list is fine, and so is one nowhere mapped: for a translated domain
+    // Xen neither checks nor writes it. An order above the limit gets nothing done.
+    check_eq!(grow(1, 0, 0), 1, "increase with a null list");
+    check_eq!(grow(2, 0, UNMAPPED), 2, "increase with an unmapped list");
+    check_eq!(grow(1, 30, 0), 0, "order 30");
+    check_eq!(op(memory::CURRENT_RESERVATION, ptr(&me)), cur + 7);
 
     let max_ram = op(memory::MAXIMUM_RAM_PAGE, 0);
     println!("maximum_ram_page: {max_ram:#x}");
