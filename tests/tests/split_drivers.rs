@@ -266,7 +266,8 @@ poweroff -f
 /// loss and sends 64 MiB of random data over TCP to dom0, which arrives intact (same
 /// MD5); the second pings the first across the bridge. `network-attach` gives the first
 /// a second interface at run time, which its netfront connects; `network-detach` (by
-/// its MAC) takes it away. Destroying both leaves no backend interface, no backend device and no
+/// its MAC) takes it away; a disk attached to a domU without blkfront is detached by
+/// force at once, or after rxl's wait when asked gently. Destroying both leaves no backend interface, no backend device and no
 /// xenstore entry behind, and rxen gets every frame back. A bridge that does not exist
 /// is refused before anything is created.
 #[test]
@@ -330,6 +331,18 @@ rxl network-list web | sed 's/^/net-test: attached: /'
 rxl network-detach web $(rxl network-list web | awk '$1 == 1 {print $3}')
 echo net-test: detach exit $?
 rxl network-list web | sed 's/^/net-test: detached: /'
+mkdir -p /tmp && dd if=/dev/zero of=/tmp/spare.img bs=1M count=4 2>/dev/null
+rxl block-attach web 'format=raw, vdev=xvdc, access=ro, target=/tmp/spare.img'
+echo net-test: blk attach exit $?
+rxl block-list web | sed 's/^/net-test: blk: /'
+t0=$(cut -d. -f1 /proc/uptime)
+rxl block-detach --force web xvdc
+echo net-test: forced detach exit $? after $(( $(cut -d. -f1 /proc/uptime) - t0 )) s
+rxl block-attach web 'format=raw, vdev=xvdd, access=ro, target=/tmp/spare.img'
+t0=$(cut -d. -f1 /proc/uptime)
+rxl block-detach web xvdd
+echo net-test: unanswered detach exit $? after $(( $(cut -d. -f1 /proc/uptime) - t0 )) s
+echo net-test: blk left $(rxl block-list web | grep -c -v Vdev) loops $(cat /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l)
 rxl destroy peer
 rxl destroy web
 echo net-test: destroy exit $?
@@ -344,7 +357,7 @@ poweroff -f
         format!("name = \"{name}\"\ntype = \"pvh\"\nkernel = \"/guests/vmlinuz\"\nramdisk = \"/guests/initrd\"\ncmdline = \"console=hvc0 rxen_ip={ip}\"\nmemory = 256\nvcpus = 1\nvif = [ '{vif}' ]\n")
     };
     let initramfs = initramfs_with_modules(
-        &["bridge", "xen-netback"],
+        &["bridge", "xen-netback", "loop", "xen-blkback"],
         script,
         &[],
         &[
@@ -376,6 +389,11 @@ poweroff -f
             "(d0) net-test: attach exit 0",
             "(d0) net-test: attached: 1   0  00:16:3e:",
             "(d0) net-test: detach exit 0",
+            "(d0) net-test: blk attach exit 0",
+            "(d0) net-test: blk: 51744 ",
+            "(d0) net-test: forced detach exit 0 after ",
+            "(d0) net-test: unanswered detach exit 0 after ",
+            "(d0) net-test: blk left 0 loops 0",
             "(d0) net-test: destroy exit 0",
             "(d0) net-test: destroyed: vifs 0 backends 0 xenstore 0",
             "(d0) domUlog: rxen-domU: 10.0.0.2 mac 00:16:3e:0a:00:02",
@@ -389,6 +407,23 @@ poweroff -f
         .assert_line_contains_all(&["d1: destroyed by the control domain", " 0 frames not returned"])
         .assert_line_contains_all(&["d2: destroyed by the control domain", " 0 frames not returned"])
         .assert_line_contains_all(&["d0: shut down (poweroff)", " 0 frames not returned"]);
+    // A disk the domU has no blkfront for (it loads netfront only): taken by force
+    // at once, and taken after rxl's 10 s wait when the guest is asked and never
+    // answers, as libxl falls back to; neither leaves a backend or a loop device.
+    let seconds = |marker: &str| -> u64 {
+        out.log
+            .lines()
+            .find_map(|l| l.split(marker).nth(1))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {marker:?} line"))
+    };
+    let forced = seconds("net-test: forced detach exit 0 after ");
+    let unanswered = seconds("net-test: unanswered detach exit 0 after ");
+    assert!(forced < 5, "a forced detach took {forced} s");
+    assert!(
+        (9..60).contains(&unanswered),
+        "an unanswered detach took {unanswered} s (rxl waits 10 s)"
+    );
     // The detached interface is gone from the list; the 64 MiB arrived intact.
     assert!(
         !out.log.contains("net-test: detached: 1 "),

@@ -8,6 +8,8 @@
 //! - On rxen, the null hypercall of `bench_hypercall` as the only domU and beside three
 //!   idle (blocked) domUs on one CPU, five alternating runs each, min and median, and
 //!   the ratios of the medians and of the minima (issue 12: goal ≤ 1.05).
+//! - On rxen, two CPUs: the aggregate null-hypercall rate of two `bench_hypercall`
+//!   domUs at once against one alone, three alternating runs (issue 12: goal ≥ 1.8).
 //! - Between domains, on rxen (boot-time domUs on one CPU; Xen 4.17 has no boot-time
 //!   domUs on x86, so there is no Xen column): an event-channel ping-pong round trip,
 //!   a 4 KiB grant copy, and a vCPU context switch (two domains yielding to each
@@ -61,9 +63,10 @@ fn run_guest(hypervisor: &str) -> Outcome {
 }
 
 /// The benchmark sections, by the names `cargo xtask bench NAME...` takes.
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "hypercall",
     "many-domains",
+    "parallel",
     "domains",
     "fuzz",
     "linux",
@@ -83,6 +86,9 @@ pub fn bench(only: &[String]) -> i32 {
     }
     if wanted("many-domains") {
         ok &= many_domains();
+    }
+    if wanted("parallel") {
+        ok &= parallel();
     }
     if wanted("domains") {
         ok &= between_domains();
@@ -230,6 +236,61 @@ fn many_domains() -> bool {
         );
     }
     ok
+}
+
+/// Alternating runs of [`parallel`].
+const PARALLEL_RUNS: usize = 3;
+
+/// Two CPUs: null hypercalls per second of one `bench_hypercall` domU alone, and of
+/// two at once (the sum of their rates); min and median of each, and the ratio of
+/// the medians (issue 12, item 5: goal ≥ 1.8 while every exit takes one machine lock).
+fn parallel() -> bool {
+    println!(
+        "\nxtask: null hypercalls per second on two CPUs, one bench_hypercall domU against two at once ({PARALLEL_RUNS} alternating runs)"
+    );
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..PARALLEL_RUNS {
+        for (slot, domains) in [(0usize, 1usize), (1, 2)] {
+            let domus: Vec<String> = (0..domains).map(|_| "domu=0,mem=16M".into()).collect();
+            let out = Qemu::new(&format!("bench-parallel-{domains}dom-{run}"))
+                .smp(2)
+                .append("console=com1 isa_debug_exit dom0less")
+                .append(&domus.join(" "))
+                .module(guest("bench_hypercall"), "")
+                .timeout(Duration::from_secs(180))
+                .run();
+            let ns: Vec<f64> = out
+                .lines_containing("BENCH null_hypercall_ns ")
+                .iter()
+                .filter_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+                .collect();
+            if ns.len() != domains || out.count_lines("Test result: SUCCESS") != domains {
+                eprintln!(
+                    "xtask: no figure with {domains} domain(s); log tail:\n{}",
+                    out.tail(30)
+                );
+                return false;
+            }
+            rates[slot].push(ns.iter().map(|ns| 1e9 / ns.max(1.0)).sum());
+        }
+    }
+    println!("{:<36} {:>12} {:>12}", "", "min (1/s)", "median (1/s)");
+    let mut medians = Vec::new();
+    for (label, values) in ["one domU", "two domUs at once"]
+        .into_iter()
+        .zip(rates.iter_mut())
+    {
+        let Some((min, median)) = min_median(values) else {
+            return false;
+        };
+        println!("{label:<36} {min:>12.0} {median:>12.0}");
+        medians.push(median);
+    }
+    println!(
+        "two / one: {:.2} (medians; goal >= 1.8)",
+        medians[1] / medians[0].max(1.0)
+    );
+    true
 }
 
 /// rxenstored's own throughput benchmark.
