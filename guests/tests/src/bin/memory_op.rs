@@ -115,7 +115,7 @@ fn main(_si: &StartInfo) {
     // frame numbers; dom0 has no maximum but the ABI's (dom0_mem= has no max:).
     check_eq!(max, u32::MAX as i64, "dom0's maximum reservation");
     let mut list = [0x5a5a_5a5a_u64; 4];
-    let mut grow = |nr: u64, order: u32, list: u64| {
+    let grow = |nr: u64, order: u32, list: u64| {
         let r = MemoryReservation {
             extent_start: list,
             nr_extents: nr,
