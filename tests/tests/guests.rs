@@ -67,6 +67,10 @@ fn run_on(name: &str, cpus: u32) -> Outcome {
             // not crashed.
             out.assert_contains("(d0) triple_fault: loading an empty IDT")
                 .assert_line_contains_all(&["d0", "riple fault"])
+                // The report shows the descriptor tables and the gate of the
+                // event whose delivery failed (#UD, in the empty IDT).
+                .assert_line_contains_all(&["d0v0: GDTR ", " IDTR 0x0/0x0 TR "])
+                .assert_contains("d0v0: IDT gate 0x6 at 0x60: ")
                 .assert_contains("d0: shut down (reboot)")
                 .assert_not_contains("Test result:");
         }

@@ -347,6 +347,39 @@ fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
         vmcb.read64(control::EXIT_INFO2),
         vmcb.read64(control::EXIT_INT_INFO)
     );
+    let (gdtr, idtr, tr) = (
+        vmcb.segment(save::GDTR),
+        vmcb.segment(save::IDTR),
+        vmcb.segment(save::TR),
+    );
+    printk!(
+        "d{id}v{v}: GDTR {:#x}/{:#x} IDTR {:#x}/{:#x} TR {:#x} base {:#x} limit {:#x} attr {:#x}",
+        gdtr.base,
+        gdtr.limit,
+        idtr.base,
+        idtr.limit,
+        tr.selector,
+        tr.base,
+        tr.limit,
+        tr.attrib
+    );
+    // An event whose delivery failed: its gate in the guest's IDT (16 bytes
+    // in long mode), as the guest's page tables map it.
+    let event = vmcb.read64(control::EXIT_INT_INFO);
+    if event & (1 << 31) != 0 {
+        let vector = event & 0xff;
+        let gate_at = idtr.base.wrapping_add(vector * 16);
+        let read = |gpa: u64| domain.memory.read_u64(Gpa(gpa));
+        let words = rxen_x86::svm::guest_walk::translate(&regs, gate_at, false, &read)
+            .ok()
+            .and_then(|gpa| Some((read(gpa)?, read(gpa.checked_add(8)?)?)));
+        match words {
+            Some((low, high)) => {
+                printk!("d{id}v{v}: IDT gate {vector:#x} at {gate_at:#x}: {low:#018x} {high:#018x}")
+            }
+            None => printk!("d{id}v{v}: IDT gate {vector:#x} at {gate_at:#x}: not readable"),
+        }
+    }
 }
 
 /// CPUID, served by [`exit_handle::cpuid`] with this CPU's answers.
