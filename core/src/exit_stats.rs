@@ -101,6 +101,14 @@ const HYPERCALLS: [(u64, &str); 15] = {
 /// Rows of the hypercall table: [`HYPERCALLS`], then `other`.
 const HYPERCALL_ROWS: usize = HYPERCALLS.len() + 1;
 
+/// The row of hypercall number `nr` (`other` for one not counted alone).
+fn hypercall_row(nr: u64) -> usize {
+    HYPERCALLS
+        .iter()
+        .position(|(number, _)| *number == nr)
+        .unwrap_or(HYPERCALLS.len())
+}
+
 /// The name of hypercall row `row`.
 fn hypercall_name(row: usize) -> &'static str {
     HYPERCALLS.get(row).map_or("other", |(_, name)| name)
@@ -140,22 +148,14 @@ impl ExitStats {
     /// nanoseconds to serve, as well as its exit ([`ExitStats::record`]).
     #[inline]
     pub fn record_hypercall(&mut self, nr: u64, ns: u64) {
-        let row = HYPERCALLS
-            .iter()
-            .position(|(number, _)| *number == nr)
-            .unwrap_or(HYPERCALLS.len());
-        let call = &mut self.calls[row];
+        let call = &mut self.calls[hypercall_row(nr)];
         call.count = call.count.wrapping_add(1);
         call.ns = call.ns.wrapping_add(ns);
     }
 
     /// Count and time of hypercall `nr` (`other` for one not counted alone).
     pub fn hypercall(&self, nr: u64) -> ExitCounter {
-        let row = HYPERCALLS
-            .iter()
-            .position(|(number, _)| *number == nr)
-            .unwrap_or(HYPERCALLS.len());
-        self.calls[row]
+        self.calls[hypercall_row(nr)]
     }
 
     /// Counts an exit after which the vCPU went straight back into the
@@ -296,6 +296,29 @@ fn per_mille(part: u64, whole: u64) -> u64 {
     (u128::from(part) * 1000 / u128::from(whole)) as u64
 }
 
+/// A row of counts and times after `label`: count and its share of `total`'s,
+/// time (µs) and its share, mean ns.
+fn counter_row(
+    f: &mut fmt::Formatter<'_>,
+    label: &fmt::Arguments<'_>,
+    row: ExitCounter,
+    total: ExitCounter,
+) -> fmt::Result {
+    let count_share = per_mille(row.count, total.count);
+    let time_share = per_mille(row.ns, total.ns);
+    let mean = row.ns.checked_div(row.count).unwrap_or(0);
+    write!(
+        f,
+        "{label} {:>10} {:>4}.{} {:>12} {:>4}.{} {mean:>9}",
+        row.count,
+        count_share / 10,
+        count_share % 10,
+        row.ns / 1000,
+        time_share / 10,
+        time_share % 10,
+    )
+}
+
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -309,41 +332,18 @@ impl fmt::Display for Line<'_> {
                 name,
                 row,
                 total,
-            } => {
-                let count_share = per_mille(row.count, total.count);
-                let time_share = per_mille(row.ns, total.ns);
-                let mean = row.ns.checked_div(row.count).unwrap_or(0);
-                write!(
-                    f,
-                    "d{domid} exits: {name:<13} {:>10} {:>4}.{} {:>12} {:>4}.{} {mean:>9}",
-                    row.count,
-                    count_share / 10,
-                    count_share % 10,
-                    row.ns / 1000,
-                    time_share / 10,
-                    time_share % 10,
-                )
-            }
+            } => counter_row(f, &format_args!("d{domid} exits: {name:<13}"), row, total),
             Line::Hypercall {
                 domid,
                 name,
                 row,
                 total,
-            } => {
-                let count_share = per_mille(row.count, total.count);
-                let time_share = per_mille(row.ns, total.ns);
-                let mean = row.ns.checked_div(row.count).unwrap_or(0);
-                write!(
-                    f,
-                    "d{domid} hypercall: {name:<16} {:>10} {:>4}.{} {:>12} {:>4}.{} {mean:>9}",
-                    row.count,
-                    count_share / 10,
-                    count_share % 10,
-                    row.ns / 1000,
-                    time_share / 10,
-                    time_share % 10,
-                )
-            }
+            } => counter_row(
+                f,
+                &format_args!("d{domid} hypercall: {name:<16}"),
+                row,
+                total,
+            ),
             Line::StraightBack {
                 domid,
                 straight_back,

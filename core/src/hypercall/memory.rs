@@ -136,34 +136,19 @@ fn reservation_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
     }
     // increase_reservation reads no frame numbers: a translated domain is
     // told none (Xen writes machine frames only for a PV guest's list).
-    for i in start..end {
-        if increase {
-            gfns.push(0);
-            continue;
-        }
+    for i in (start..end).filter(|_| !increase) {
         match list.offset(i).and_then(|h| h.read(ctx.env)) {
             Ok(gfn) => gfns.push(gfn),
             Err(_) => break,
         }
     }
+    let grown = if increase {
+        end.saturating_sub(start)
+    } else {
+        gfns.len() as u64
+    };
     let mut next = start;
-    if increase {
-        let _ = lend_domain(ctx.domain, ctx.env, target, |d, env| {
-            if d.destroy_requested {
-                return;
-            }
-            for _ in &gfns {
-                let Some(total) = d.tot_pages.checked_add(pages) else {
-                    return;
-                };
-                if total > d.max_pages || env.allocate_unmapped(pages).is_err() {
-                    return;
-                }
-                d.tot_pages = total;
-                next = next.saturating_add(1);
-            }
-        });
-    } else if decrease {
+    if decrease {
         let (extents, freed) = ctx.env.decrease_reservation(target, &gfns, r.extent_order);
         let _ = lend_domain(ctx.domain, ctx.env, target, |d, _| {
             d.tot_pages = d.tot_pages.saturating_sub(freed);
@@ -174,12 +159,17 @@ fn reservation_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
             if d.destroy_requested {
                 return;
             }
-            for &gfn in &gfns {
+            for i in 0..grown {
                 // Xen's assign_pages: never past max_pages.
-                let Some(total) = d.tot_pages.checked_add(pages) else {
+                let Some(total) = d.tot_pages.checked_add(pages).filter(|&t| t <= d.max_pages)
+                else {
                     return;
                 };
-                if total > d.max_pages || env.populate(Gfn(gfn), pages).is_err() {
+                let given = match gfns.get(i as usize) {
+                    Some(&gfn) if !increase => env.populate(Gfn(gfn), pages),
+                    _ => env.allocate_unmapped(pages),
+                };
+                if given.is_err() {
                     return;
                 }
                 d.tot_pages = total;
@@ -753,50 +743,13 @@ mod tests {
 
     use crate::test_support::{call_to_end, peer, two_domains};
 
-    /// populate_physmap of `n` extents of `order` for `domid`, the frame
-    /// numbers at 0x1000: the final result and the rounds it took.
-    fn populate(
+    /// Reservation op `cmd` of `nr` extents of `order` for `domid`, the frame
+    /// list at `list`, run to the end: the final result and the rounds it took.
+    fn reservation(
         d: &mut Domain,
         env: &mut FakeEnv,
-        domid: u16,
-        gfns: &[u64],
-        order: u32,
-    ) -> (i64, usize) {
-        for (i, gfn) in gfns.iter().enumerate() {
-            env.put(0x1000 + 8 * i as u64, gfn);
-        }
-        env.put(
-            0x100,
-            &memory::XenMemoryReservation {
-                extent_start: 0x1000,
-                nr_extents: gfns.len() as u64,
-                extent_order: order,
-                mem_flags: 0,
-                domid,
-                _pad0: [0; 6],
-            },
-        );
-        let (out, rounds) = call_to_end(
-            d,
-            env,
-            xen::HYPERVISOR_MEMORY_OP,
-            [memory::XENMEM_POPULATE_PHYSMAP as u64, 0x100, 0, 0, 0],
-        );
-        assert_eq!(out.next, crate::hypercall::Next::Continue);
-        (out.ret, rounds.len())
-    }
-
-    use crate::domain::Domain;
-
-    /// `XENMEM_increase_reservation` of `nr` extents of order `order` for `domid`,
-    /// its list at `list`, to the end: (extents done, rounds).
-    fn increase(
-        d: &mut Domain,
-        env: &mut FakeEnv,
-        domid: u16,
-        list: u64,
-        nr: u64,
-        order: u32,
+        cmd: u32,
+        (domid, list, nr, order): (u16, u64, u64, u32),
     ) -> (i64, usize) {
         env.put(
             0x100,
@@ -813,10 +766,42 @@ mod tests {
             d,
             env,
             xen::HYPERVISOR_MEMORY_OP,
-            [memory::XENMEM_INCREASE_RESERVATION as u64, 0x100, 0, 0, 0],
+            [u64::from(cmd), 0x100, 0, 0, 0],
         );
         assert_eq!(out.next, crate::hypercall::Next::Continue);
         (out.ret, rounds.len())
+    }
+
+    /// populate_physmap of the frames `gfns` (written at 0x1000), each an
+    /// extent of `order`, for `domid`.
+    fn populate(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        domid: u16,
+        gfns: &[u64],
+        order: u32,
+    ) -> (i64, usize) {
+        for (i, gfn) in gfns.iter().enumerate() {
+            env.put(0x1000 + 8 * i as u64, gfn);
+        }
+        let args = (domid, 0x1000, gfns.len() as u64, order);
+        reservation(d, env, memory::XENMEM_POPULATE_PHYSMAP, args)
+    }
+
+    use crate::domain::Domain;
+
+    /// `XENMEM_increase_reservation` of `nr` extents of order `order` for `domid`,
+    /// its list at `list`.
+    fn increase(
+        d: &mut Domain,
+        env: &mut FakeEnv,
+        domid: u16,
+        list: u64,
+        nr: u64,
+        order: u32,
+    ) -> (i64, usize) {
+        let args = (domid, list, nr, order);
+        reservation(d, env, memory::XENMEM_INCREASE_RESERVATION, args)
     }
 
     #[test]
