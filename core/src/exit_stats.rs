@@ -114,6 +114,10 @@ fn hypercall_name(row: usize) -> &'static str {
     HYPERCALLS.get(row).map_or("other", |(_, name)| name)
 }
 
+/// Ports counted one by one, the first seen (a port after them is counted
+/// in the last row, `other`): enough to name the few a guest hammers.
+const PORT_ROWS: usize = 16;
+
 /// Count and time of one reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitCounter {
@@ -132,6 +136,13 @@ pub struct ExitStats {
     straight_back: u64,
     /// The hypercall exits by hypercall (rows of `HYPERCALL_ROWS`).
     calls: [ExitCounter; HYPERCALL_ROWS],
+    /// The port numbers of `port_rows` (the first `ports_seen` rows are
+    /// in use).
+    ports: [u16; PORT_ROWS],
+    /// How many of `ports` are in use.
+    ports_seen: usize,
+    /// The port I/O exits by port, then one row for all the others.
+    port_rows: [ExitCounter; PORT_ROWS + 1],
 }
 
 impl ExitStats {
@@ -141,7 +152,40 @@ impl ExitStats {
             rows: [ExitCounter { count: 0, ns: 0 }; ExitReason::COUNT],
             straight_back: 0,
             calls: [ExitCounter { count: 0, ns: 0 }; HYPERCALL_ROWS],
+            ports: [0; PORT_ROWS],
+            ports_seen: 0,
+            port_rows: [ExitCounter { count: 0, ns: 0 }; PORT_ROWS + 1],
         }
+    }
+
+    /// Counts a port I/O exit on `port` that took `ns` nanoseconds to
+    /// serve, as well as its exit ([`ExitStats::record`]): in the port's own
+    /// row if it has one or one is free, otherwise in `other`.
+    #[inline]
+    pub fn record_port(&mut self, port: u16, ns: u64) {
+        let seen = &self.ports[..self.ports_seen];
+        let row = match seen.iter().position(|p| *p == port) {
+            Some(row) => row,
+            None if self.ports_seen < PORT_ROWS => {
+                self.ports[self.ports_seen] = port;
+                self.ports_seen += 1;
+                self.ports_seen - 1
+            }
+            None => PORT_ROWS,
+        };
+        let counter = &mut self.port_rows[row];
+        counter.count = counter.count.wrapping_add(1);
+        counter.ns = counter.ns.wrapping_add(ns);
+    }
+
+    /// Count and time of port I/O exits on `port` (`None` when the port
+    /// has no row of its own: it was not seen, or came after the table
+    /// was full).
+    pub fn port(&self, port: u16) -> Option<ExitCounter> {
+        self.ports[..self.ports_seen]
+            .iter()
+            .position(|p| *p == port)
+            .map(|row| self.port_rows[row])
     }
 
     /// Counts hypercall `nr` (the number the guest passed) that took `ns`
@@ -232,6 +276,26 @@ impl ExitStats {
                 total: total.count,
             }))
             .chain(self.hypercall_rows(domid))
+            .chain(self.port_lines(domid))
+    }
+
+    /// The port lines of [`ExitStats::table`]: ports by time, most first,
+    /// then the ports without a row of their own.
+    fn port_lines(&self, domid: u16) -> impl Iterator<Item = Line<'_>> {
+        let mut rows: [usize; PORT_ROWS] = core::array::from_fn(|i| i);
+        rows.sort_by_key(|r| core::cmp::Reverse(self.port_rows[*r].ns));
+        let io = self.get(ExitReason::Io);
+        rows.into_iter()
+            .filter(move |r| *r < self.ports_seen)
+            .map(|r| (Some(self.ports[r]), self.port_rows[r]))
+            .chain(core::iter::once((None, self.port_rows[PORT_ROWS])))
+            .filter(|(_, row)| row.count > 0)
+            .map(move |(port, row)| Line::Port {
+                domid,
+                port,
+                row,
+                total: io,
+            })
     }
 
     /// The hypercall lines of [`ExitStats::table`].
@@ -275,6 +339,17 @@ pub enum Line<'a> {
         /// Its count and time.
         row: ExitCounter,
         /// All hypercall exits of the domain (for the shares).
+        total: ExitCounter,
+    },
+    /// Port I/O on one port (`None`: the ports without a row of their own).
+    Port {
+        /// The domain.
+        domid: u16,
+        /// The port.
+        port: Option<u16>,
+        /// Its count and time.
+        row: ExitCounter,
+        /// All port I/O exits of the domain (for the shares).
         total: ExitCounter,
     },
     /// How many of the exits went straight back into the guest.
@@ -341,6 +416,28 @@ impl fmt::Display for Line<'_> {
             } => counter_row(
                 f,
                 &format_args!("d{domid} hypercall: {name:<16}"),
+                row,
+                total,
+            ),
+            Line::Port {
+                domid,
+                port: Some(port),
+                row,
+                total,
+            } => counter_row(
+                f,
+                &format_args!("d{domid} port:      {port:<#16x}"),
+                row,
+                total,
+            ),
+            Line::Port {
+                domid,
+                port: None,
+                row,
+                total,
+            } => counter_row(
+                f,
+                &format_args!("d{domid} port:      {:<16}", "other"),
                 row,
                 total,
             ),
@@ -519,6 +616,51 @@ mod tests {
         assert_eq!(calls[2][2..4], ["other", "2"]);
         s.reset();
         assert!(lines(&s, 0).iter().all(|l| !l.contains("hypercall:")));
+    }
+
+    #[test]
+    fn ports_get_rows_of_their_own_until_the_table_is_full() {
+        let mut s = ExitStats::new();
+        s.record_port(0x42, 100);
+        s.record_port(0x42, 300);
+        s.record_port(0xcf8, 1_000);
+        assert_eq!(s.port(0x42), Some(ExitCounter { count: 2, ns: 400 }));
+        assert_eq!(
+            s.port(0xcf8),
+            Some(ExitCounter {
+                count: 1,
+                ns: 1_000
+            })
+        );
+        assert_eq!(s.port(0x61), None);
+        // Fill the table: the ports after it share `other`.
+        for port in 0..PORT_ROWS as u16 + 5 {
+            s.record_port(0x1000 + port, 1);
+        }
+        assert_eq!(s.port(0x1000), Some(ExitCounter { count: 1, ns: 1 }));
+        assert_eq!(s.port(0x1000 + PORT_ROWS as u16), None);
+        assert_eq!(s.port_rows[PORT_ROWS].count, 7);
+        for _ in 0..3 {
+            s.record(ExitReason::Io, 1);
+        }
+        let t = lines(&s, 3);
+        let ports: Vec<Vec<&str>> = t
+            .iter()
+            .filter(|l| l.contains(" port: "))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        // Most time first, `other` last.
+        assert_eq!(ports[0][..4], ["d3", "port:", "0xcf8", "1"]);
+        assert_eq!(ports[1][..4], ["d3", "port:", "0x42", "2"]);
+        assert_eq!(ports.last().unwrap()[..4], ["d3", "port:", "other", "7"]);
+        assert_eq!(ports.len(), PORT_ROWS + 1);
+        // A hostile stream of distinct ports never grows the table.
+        for port in 0..=u16::MAX {
+            s.record_port(port, 1);
+        }
+        assert_eq!(s.ports_seen, PORT_ROWS);
+        s.reset();
+        assert!(lines(&s, 3).iter().all(|l| !l.contains(" port: ")));
     }
 
     #[test]

@@ -462,6 +462,13 @@ impl Machine {
             // The hypercall number, before the handler puts its result in RAX.
             let hypercall = (code == rxen_x86::svm::vmcb::exit::VMMCALL)
                 .then(|| domain.vcpus[v].vmcb.read64(rxen_x86::svm::vmcb::save::RAX));
+            // The port of a port I/O exit (EXITINFO1 bits 31:16).
+            let port = (code == rxen_x86::svm::vmcb::exit::IOIO).then(|| {
+                (domain.vcpus[v]
+                    .vmcb
+                    .read64(rxen_x86::svm::vmcb::control::EXIT_INFO1)
+                    >> 16) as u16
+            });
             let started = crate::time::now_ns();
             let flow = exits::handle_exit(&mut domain, v, world);
             let took = crate::time::now_ns().saturating_sub(started);
@@ -470,6 +477,9 @@ impl Machine {
                 .record(rxen_x86::svm::exit::reason(code), took);
             if let Some(nr) = hypercall {
                 domain.exit_stats.record_hypercall(nr, took);
+            }
+            if let Some(port) = port {
+                domain.exit_stats.record_port(port, took);
             }
             match flow {
                 Flow::Continue => {
