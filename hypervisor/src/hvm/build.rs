@@ -186,6 +186,7 @@ const ZSTD_MAX_WINDOW: u64 = 8 << 20;
 
 /// Unpacks a bzImage's kernel into scratch frames; `.0` holds the ELF.
 fn unpack(image: &[u8]) -> Result<(ScratchFrames, usize), BuildError> {
+    let started = crate::time::now_ns();
     let payload = bzimage::payload(image).map_err(BuildError::BzImage)?;
     let mut dict = ScratchFrames::new(
         payload.scratch_size().map_err(BuildError::BzImage)?,
@@ -195,12 +196,13 @@ fn unpack(image: &[u8]) -> Result<(ScratchFrames, usize), BuildError> {
     let size = bzimage::decompress_into(&payload, out.bytes(), dict.bytes(), ZSTD_MAX_WINDOW)
         .map_err(BuildError::BzImage)?;
     printk!(
-        "kernel: bzImage (boot protocol {}.{:02}), {} payload: {} -> {} bytes",
+        "kernel: bzImage (boot protocol {}.{:02}), {} payload: {} -> {} bytes in {} ms",
         payload.protocol >> 8,
         payload.protocol & 0xff,
         payload.compression,
         payload.data.len(),
-        size
+        size,
+        crate::time::now_ns().saturating_sub(started) / 1_000_000
     );
     Ok((out, size))
 }
@@ -234,6 +236,15 @@ pub fn load(
         let bytes = &image_bytes[start..start + segment.file_size as usize];
         memory
             .write_phys(Gpa(segment.paddr), bytes)
+            .map_err(|_| BuildError::DoesNotFit("a kernel segment"))?;
+        // The rest of the segment (its BSS) is zero, as Xen's ELF loader
+        // leaves it: a 1:1 dom0's RAM is not zeroed beforehand.
+        // (`parse_pvh` checked file_size <= mem_size and paddr + mem_size.)
+        memory
+            .zero_phys(
+                Gpa(segment.paddr + segment.file_size),
+                (segment.mem_size - segment.file_size) as usize,
+            )
             .map_err(|_| BuildError::DoesNotFit("a kernel segment"))?;
     }
     drop(unpacked);

@@ -186,9 +186,13 @@ impl GuestMemory {
 
     /// Maps the host RAM `ram` (page-aligned ranges, sorted, kept out of the
     /// frame allocator for this domain) at the same guest-physical
-    /// addresses: a 1:1 dom0 ([`rxen_core::dom0_memory`]). RAM from 1 MiB up
-    /// is zeroed; the low RAM keeps what the firmware left there (the BIOS
-    /// data area Linux reads), as Xen copies it into a PVH dom0.
+    /// addresses: a 1:1 dom0 ([`rxen_core::dom0_memory`]). Nothing is
+    /// zeroed, as Xen populates a PVH dom0 with `MEMF_no_scrub`: the RAM is
+    /// the privileged domain's own, rxen has put nothing of its own there
+    /// (its heap and frames lie outside), and the low RAM keeps what the
+    /// firmware left (the BIOS data area Linux reads). The builder writes
+    /// or zeroes everything it hands over ([`GuestMemory::zero_phys`] for
+    /// the kernel's BSS).
     pub fn new_direct(
         domid: DomId,
         ram: &[core::ops::Range<u64>],
@@ -201,9 +205,6 @@ impl GuestMemory {
             let count = ((range.end - range.start) / 4096) as usize;
             if count == 0 {
                 continue;
-            }
-            if range.start >= 1 << 20 {
-                memory.host(range.start, count * PAGE_SIZE).fill(0);
             }
             memory.add_backing(range.start, range.start, count)?;
             let mut at = range.start;
@@ -845,6 +846,14 @@ impl GuestMemory {
     pub fn write_phys(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), Errno> {
         self.for_each_page(gpa, buf.len(), true, |hpa, offset, len| {
             self.host(hpa, len).write(0, &buf[offset..offset + len])
+        })
+    }
+
+    /// Zeroes `len` bytes of guest-physical memory from `gpa`, page by page.
+    pub fn zero_phys(&mut self, gpa: Gpa, len: usize) -> Result<(), Errno> {
+        self.for_each_page(gpa, len, true, |hpa, _, len| {
+            self.host(hpa, len).fill(0);
+            Ok(())
         })
     }
 
