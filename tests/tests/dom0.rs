@@ -466,10 +466,14 @@ poweroff -f
 /// sends interrupt commands the local APIC does not emulate, enables the AHCI's MSI with
 /// a garbage message and too many vectors through sysfs, and reads ECAM with 8-byte and
 /// unaligned accesses. Each gets a log line or the hardware's answer; rxen stays up, dom0
-/// keeps running and powers off.
+/// keeps running and powers off. It also moves a virtio NIC's MSI-X table (BAR 1, no
+/// driver bound) onto a page of device memory it had touched before (so rxen had mapped
+/// it): its writes to the table there are still rxen's to see (the page is unmapped when
+/// the BAR moves), and its unmasked entry is bound to a host vector.
 #[test]
 fn dom0_bad_input_gets_a_log_line_not_a_crash() {
     const AHCI: &str = "/sys/bus/pci/devices/0000:00:1f.2/config";
+    const NIC: &str = "/sys/bus/pci/devices/0000:00:05.0/config";
     let script = format!(
         "#!/bin/sh
 mount -t proc proc /proc
@@ -489,6 +493,15 @@ echo rxen-dom0: msi address $(dd if={AHCI} bs=4 skip=33 count=1 2>/dev/null | od
 dd if=/dev/zero of={AHCI} bs=1 seek=130 count=2 conv=notrunc 2>/dev/null
 echo rxen-dom0: ecam 64 $(busybox devmem 0xb00fa000 64)
 echo rxen-dom0: ecam unaligned $(busybox devmem 0xb00fa001 16)
+echo rxen-dom0: free page $(busybox devmem 0xf0000000 32)
+echo -ne '\\x01\\x00' | dd of={NIC} bs=2 seek=2 conv=notrunc 2>/dev/null
+echo -ne '\\x00\\x00\\x00\\xf0' | dd of={NIC} bs=4 seek=5 conv=notrunc 2>/dev/null
+echo -ne '\\x07\\x00' | dd of={NIC} bs=2 seek=2 conv=notrunc 2>/dev/null
+echo rxen-dom0: msix bar $(dd if={NIC} bs=4 skip=5 count=1 2>/dev/null | od -An -tx4)
+busybox devmem 0xf0000000 32 0xfee00000
+busybox devmem 0xf0000008 32 0x4055
+busybox devmem 0xf000000c 32 0
+echo rxen-dom0: msix entry 0 data $(busybox devmem 0xf0000008 32)
 echo rxen-dom0: still here
 poweroff -f
 "
@@ -498,6 +511,10 @@ poweroff -f
     let out = machine("dom0-bad-input")
         .module(debian_kernel(), &format!("{DOM0_ARGS} iomem=relaxed"))
         .module(&initramfs, "")
+        .arg("-device")
+        .arg("virtio-net-pci,addr=5,netdev=n0")
+        .arg("-netdev")
+        .arg("user,id=n0")
         .run();
     out.assert_not_contains("FATAL TRAP")
         .assert_contains("(d0) rxen-dom0: still here")
@@ -513,7 +530,17 @@ poweroff -f
         .assert_contains("interrupt command Smi not emulated")
         // The garbage MSI is bound (the device holds rxen's message) and let go.
         .assert_line_contains_all(&["d0: 0000:00:1f.2: MSI vector", "on host vector"])
-        .assert_line_contains_all(&["d0: 0000:00:1f.2: MSI off, host vector", "freed"]);
+        .assert_line_contains_all(&["d0: 0000:00:1f.2: MSI off, host vector", "freed"])
+        // The moved MSI-X table: dom0's unmasked entry 0 is rxen's to bind.
+        .assert_line_contains_all(&[
+            "d0: 0000:00:05.0: MSI-X entry 0 vector 0x55 to physical APIC",
+            "on host vector",
+        ]);
+    // The page was read (so mapped) before the BAR moved there; then the table is
+    // dom0's copy.
+    value(&out, "free page");
+    assert_eq!(value(&out, "msix bar"), "f0000000");
+    assert_eq!(value(&out, "msix entry 0 data"), "0x00004055");
     assert_eq!(value(&out, "uart lsr"), "ff");
     // A register past the last pin reads 0, as Xen's `vioapic_read_indirect`.
     assert_eq!(value(&out, "ioapic pin 32"), "0x00000000");

@@ -150,6 +150,10 @@ pub enum MsiEvent {
     Disable,
     /// MSI-X went off with host vectors bound: [`Msix::release`] them.
     MsixOff,
+    /// A BAR write moved the MSI-X table or PBA: whatever dom0 had mapped
+    /// on their new pages ([`Msix::trapped_pages`]) must be unmapped, so
+    /// that its accesses there are trapped again.
+    MsixMoved,
 }
 
 /// One function as dom0 sees it: the bytes of its configuration space that
@@ -385,7 +389,9 @@ impl Vpci {
         }
         hw.write(access.sbdf, access.reg, access.size, forward);
         if let Some(msix) = device.msix.as_mut() {
-            msix.config_written(hw, access.sbdf, access.reg);
+            if msix.config_written(hw, access.sbdf, access.reg) {
+                return Some(MsiEvent::MsixMoved);
+            }
             let control = msix.control_reg();
             let covers = access.reg <= control.wrapping_add(1)
                 && control < access.reg.wrapping_add(u16::from(access.size));

@@ -95,6 +95,9 @@ pub struct Msix {
     entries: Vec<Entry>,
 }
 
+/// The most pages a table can span: 2048 entries of 16 bytes, not aligned.
+pub const MAX_TRAPPED_PAGES: usize = 2048 * ENTRY_SIZE as usize / 4096 + 1;
+
 /// The address memory BAR `bir` of `sbdf` decodes now, if it is a memory BAR
 /// below 4 GiB with an address.
 fn bar_address(hw: &mut dyn ConfigSpace, sbdf: Sbdf, bir: u8) -> Option<u64> {
@@ -171,11 +174,29 @@ impl Msix {
     }
 
     /// dom0 wrote `size` bytes at `reg` of the function: a BAR write moves
-    /// the table (as Xen's `bar_write` updates the MSI-X regions).
-    pub fn config_written(&mut self, hw: &mut dyn ConfigSpace, sbdf: Sbdf, reg: u16) {
-        if (PCI_BAR0..PCI_BAR_END).contains(&reg) {
-            self.locate(hw, sbdf);
+    /// the table (as Xen's `bar_write` updates the MSI-X regions). True if
+    /// the table or the PBA is now somewhere else: the platform must then
+    /// unmap whatever dom0 mapped on their pages ([`Msix::trapped_pages`]),
+    /// or its accesses there would not be trapped.
+    pub fn config_written(&mut self, hw: &mut dyn ConfigSpace, sbdf: Sbdf, reg: u16) -> bool {
+        if !(PCI_BAR0..PCI_BAR_END).contains(&reg) {
+            return false;
         }
+        let before = (self.table, self.pba);
+        self.locate(hw, sbdf);
+        (self.table, self.pba) != before && self.table != 0
+    }
+
+    /// The pages holding the table and the PBA (at most
+    /// [`MAX_TRAPPED_PAGES`], the table's first), none while they are not
+    /// reachable.
+    pub fn trapped_pages(&self) -> impl Iterator<Item = u64> + '_ {
+        let table = self.table & !0xFFF;
+        let pba = self.pba & !0xFFF;
+        (0..MAX_TRAPPED_PAGES as u64)
+            .map(move |i| table.saturating_add(i.saturating_mul(4096)))
+            .chain([pba, pba.saturating_add(4096)])
+            .filter(move |&page| self.table != 0 && self.traps(page))
     }
 
     /// The control register's offset.
@@ -540,12 +561,27 @@ mod tests {
         assert_eq!(vpci.msix_at(BAR1), None, "not looked at yet");
         vpci.read(&mut hw, config(0, 4));
         assert_eq!(vpci.msix_at(BAR1), Some(DEV));
-        vpci.write(&mut hw, config(0x14, 4), 0xFE00_0000);
+        let pages: Vec<u64> = vpci.msix_mut(DEV).expect("MSI-X").trapped_pages().collect();
+        assert!(pages.iter().all(|p| *p == BAR1), "{pages:x?}");
+        // A move is reported, with the new pages to unmap.
+        assert_eq!(
+            vpci.write(&mut hw, config(0x14, 4), 0xFE00_0000),
+            Some(MsiEvent::MsixMoved)
+        );
         assert_eq!(vpci.msix_at(BAR1), None);
         assert_eq!(vpci.msix_at(0xFE00_0010), Some(DEV));
+        let pages: Vec<u64> = vpci.msix_mut(DEV).expect("MSI-X").trapped_pages().collect();
+        assert!(pages.contains(&0xFE00_0000) && pages.iter().all(|p| *p == 0xFE00_0000));
+        // The same value again, or another register, moves nothing.
+        assert_eq!(vpci.write(&mut hw, config(0x14, 4), 0xFE00_0000), None);
+        assert_eq!(vpci.write(&mut hw, config(0x10, 4), 0xC041), None);
         // Sizing (all ones) leaves nothing trapped below 4 GiB's end.
         vpci.write(&mut hw, config(0x14, 4), 0xFFFF_FFFF);
         assert_eq!(vpci.msix_at(0xFE00_0010), None);
+        assert_eq!(
+            vpci.msix_mut(DEV).expect("MSI-X").trapped_pages().count(),
+            0
+        );
         for (bar, value) in [
             (0x14u16, 0xC001u32), // I/O BAR
             (0x14, 0),            // unassigned
@@ -585,6 +621,12 @@ mod tests {
             0x98,
             "2048 × 16 bytes end at 4 GiB"
         );
+        // Its 8 pages are all trapped, and no page past 4 GiB (PBA at offset
+        // 0x800 of BAR 1, on the table's first page).
+        let pages: Vec<u64> = vpci.msix_mut(DEV).expect("MSI-X").trapped_pages().collect();
+        let want: Vec<u64> = (0..8).map(|i| 0xFFFF_8000 + i * 4096).collect();
+        assert!(want.iter().all(|p| pages.contains(p)), "{pages:x?}");
+        assert!(pages.iter().all(|p| want.contains(p)), "{pages:x?}");
         hw.config[0x9C] = 0x11; // offset 0x10 of BAR 1: past the end
         let mut vpci = Vpci::new();
         assert_eq!(vpci.read(&mut hw, config(0x34, 1)), 0);

@@ -481,10 +481,12 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
     let direct = domain.memory.is_direct();
     let HvmDomain {
         core,
+        memory,
         vcpus,
         console,
         pci,
         pit,
+        running_on,
         ..
     } = domain;
     // A 1:1 dom0's trapped ports: what the policy says (the others do not
@@ -557,6 +559,9 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
             }
             if let Some(pci) = pci {
                 super::vpci::port_access(pci, id, port, size, false, value);
+                if super::vpci::unmap_moved_msix(pci, memory) {
+                    super::tlb::flush_domain(id, vcpus, running_on);
+                }
             } else if vpit {
                 // Truncation intended: a one-byte port.
                 pit.write(port, value as u8, now);
@@ -924,7 +929,12 @@ fn ecam_access(
         region,
     };
     match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut window) {
-        Ok(_) => Flow::Continue,
+        Ok(_) => {
+            if super::vpci::unmap_moved_msix(pci, memory) {
+                super::tlb::flush_domain(core.id, vcpus, &domain.running_on);
+            }
+            Flow::Continue
+        }
         Err(error) => cannot_emulate(domain, v, gpa, "ECAM", error),
     }
 }

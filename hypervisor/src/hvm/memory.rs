@@ -248,6 +248,27 @@ impl GuestMemory {
             .map_err(|e| self.npt_failed(e))
     }
 
+    /// Unmaps the page at `gpa` if it is one [`GuestMemory::map_identity`]
+    /// mapped (a 1:1 dom0's device memory, never its RAM): the page of an
+    /// MSI-X table that dom0 moved there, whose accesses must trap again.
+    /// True if a mapping went (the caller flushes the domain's TLBs).
+    pub fn unmap_identity(&mut self, gpa: Gpa) -> bool {
+        let page = Gpa(gpa.0 & !0xFFF);
+        if !self.direct || self.ram_frame(Gfn(page.0 >> 12)).is_some() {
+            return false;
+        }
+        if self.npt.translate(page).map(|(hpa, _)| hpa.0) != Some(page.0) {
+            return false;
+        }
+        match self.npt.unmap_4k(page, &mut self.pool) {
+            Ok(()) => true,
+            Err(e) => {
+                self.npt_failed(e);
+                false
+            }
+        }
+    }
+
     /// Records RAM frames at `gpa` (above every recorded run only; see
     /// [`GuestMemory::insert_backing`]), extending the last run when they
     /// follow it.

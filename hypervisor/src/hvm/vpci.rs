@@ -24,6 +24,25 @@ use super::HvmDomain;
 pub struct Dom0Pci {
     latch: Cf8Latch,
     vpci: Vpci,
+    /// The function whose MSI-X table or PBA the last configuration write
+    /// moved ([`unmap_moved_msix`] unmaps dom0's pages there).
+    moved: Option<Sbdf>,
+}
+
+/// After dom0's configuration access: if it moved a function's MSI-X table
+/// or PBA (a BAR write), unmaps what dom0 had mapped on their new pages (it
+/// touched that device memory before), so that its accesses there trap
+/// again, as Xen keeps them out of a hardware domain's p2m. True if the
+/// nested page table changed: the caller flushes dom0's TLBs.
+pub fn unmap_moved_msix(pci: &mut Dom0Pci, memory: &mut super::memory::GuestMemory) -> bool {
+    let Some(msix) = pci.moved.take().and_then(|sbdf| pci.vpci.msix_mut(sbdf)) else {
+        return false;
+    };
+    let mut changed = false;
+    for page in msix.trapped_pages() {
+        changed |= memory.unmap_identity(rxen_core::mm::Gpa(page));
+    }
+    changed
 }
 
 impl Dom0Pci {
@@ -230,6 +249,7 @@ fn msi_event(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, event: MsiEvent) {
             },
             message.dest()
         ),
+        MsiEvent::MsixMoved => pci.moved = Some(sbdf),
         MsiEvent::MsixOff => {
             if let Some(msix) = pci.vpci.msix_mut(sbdf) {
                 let vectors = msix.release(&mut HostMemory);
