@@ -16,6 +16,14 @@
 //! reports; its ACPI processor UID is the vCPU number too (the `_UID` of its
 //! processor device). Local APIC entries carry 8-bit IDs, and 0xFF is the
 //! broadcast ID, so there are at most [`MAX_VCPUS`] vCPUs.
+//!
+//! The tables and the DSDT's AML are built with rust-vmm's `acpi_tables`
+//! crate (what Cloud Hypervisor uses); this module checks the vCPU count and
+//! the placement before calling it (the crate asserts on what it cannot
+//! encode), lays the tables out, and sets what the crate does not: the
+//! FADT's fields (its builder's are public) and the MADT's revision (the
+//! crate's is always 1). Every table's creator ID and revision are the
+//! crate's ([`CREATOR_ID`], [`CREATOR_REVISION`]).
 // Guest or firmware input is parsed here: no unchecked arithmetic, no
 // indexing that can panic (tests exempt).
 #![cfg_attr(
@@ -23,6 +31,13 @@
     deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
 )]
 
+use ::acpi_tables::aml::{Device, Name, Path, Scope};
+use ::acpi_tables::fadt::{FADTBuilder, Flags};
+use ::acpi_tables::madt::{EnabledStatus, LocalInterruptController, ProcessorLocalApic, MADT};
+use ::acpi_tables::rsdp::Rsdp;
+use ::acpi_tables::sdt::Sdt;
+use ::acpi_tables::xsdt::XSDT;
+use ::acpi_tables::Aml;
 use alloc::vec::Vec;
 
 /// Where a domU's ACPI tables go: the top of the legacy hole, below 1 MiB (the
@@ -77,10 +92,11 @@ pub const LAPIC_ADDRESS: u32 = 0xFEE0_0000;
 pub const OEM_ID: &[u8; 6] = b"Xen   ";
 /// The OEM table ID of every table.
 pub const OEM_TABLE_ID: &[u8; 8] = b"HVM     ";
-/// The creator ID of every table.
-pub const CREATOR_ID: &[u8; 4] = b"RXEN";
-/// The creator revision of every table.
-pub const CREATOR_REVISION: u32 = 1;
+/// The creator ID of every table: the `acpi_tables` crate's, which it
+/// writes in the XSDT and MADT headers with no way to change it ("RVAT").
+pub const CREATOR_ID: &[u8; 4] = &::acpi_tables::CREATOR_ID;
+/// The creator revision of every table: the crate's (bytes 0, 0, 0, 1).
+pub const CREATOR_REVISION: u32 = u32::from_le_bytes(::acpi_tables::CREATOR_REVISION);
 
 /// FADT flags: WBINVD works.
 pub const FADT_WBINVD: u32 = 1 << 0;
@@ -151,42 +167,35 @@ pub fn apic_id(vcpu: u32) -> u8 {
     vcpu as u8
 }
 
-/// Byte sum complement: the value that makes `bytes` sum to zero.
-fn checksum(bytes: &[u8]) -> u8 {
-    0u8.wrapping_sub(bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)))
+/// The OEM revision of every table.
+const OEM_REVISION: u32 = 1;
+
+/// The bytes of a table (or any AML object) built by the crate.
+fn bytes_of(table: &dyn Aml) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    table.to_aml_bytes(&mut bytes);
+    bytes
 }
 
-/// Sets the checksum byte at `at` so that `table` sums to zero.
-fn seal_at(table: &mut [u8], at: usize) {
-    put(table, at, &[0]);
-    let sum = checksum(table);
-    put(table, at, &[sum]);
+/// Sets the revision (offset 8) of the table in `table` and its checksum
+/// (offset 9) again: the crate's MADT is always revision 1.
+pub(crate) fn set_revision(table: &mut [u8], revision: u8) {
+    if let Some(slot) = table.get_mut(8) {
+        *slot = revision;
+    }
+    if let Some(slot) = table.get_mut(9) {
+        *slot = 0;
+    }
+    let sum = table.iter().fold(0u8, |sum, b| sum.wrapping_add(*b));
+    if let Some(slot) = table.get_mut(9) {
+        *slot = 0u8.wrapping_sub(sum);
+    }
 }
 
-/// Sets the checksum byte (offset 9) of the table in `table`.
-fn seal(table: &mut [u8]) {
-    seal_at(table, 9);
-}
-
-/// A table header for `signature`, `length` bytes long, checksum left 0.
-fn header(signature: &[u8; 4], length: usize, revision: u8) -> Vec<u8> {
-    let mut t = Vec::with_capacity(length);
-    t.extend_from_slice(signature);
-    t.extend_from_slice(&(length as u32).to_le_bytes());
-    t.push(revision);
-    t.push(0);
-    t.extend_from_slice(OEM_ID);
-    t.extend_from_slice(OEM_TABLE_ID);
-    t.extend_from_slice(&1u32.to_le_bytes());
-    t.extend_from_slice(CREATOR_ID);
-    t.extend_from_slice(&CREATOR_REVISION.to_le_bytes());
-    t
-}
-
-/// Writes `v` at `at` in `t`. Every caller's offset is a fixed layout
-/// position inside a table it sized itself (the tests read each back), so
-/// the write always fits; one that did not would be a bug, caught in debug
-/// builds and otherwise dropped rather than panicking.
+/// Writes `v` at `at` in `t`. Every caller's offset is a table's position
+/// in a buffer sized for them all (the tests read each back), so the write
+/// always fits; one that did not would be a bug, caught in debug builds and
+/// otherwise dropped rather than panicking.
 fn put(t: &mut [u8], at: usize, v: &[u8]) {
     let dst = at.checked_add(v.len()).and_then(|end| t.get_mut(at..end));
     debug_assert!(dst.is_some(), "ACPI table write past its end");
@@ -195,90 +204,23 @@ fn put(t: &mut [u8], at: usize, v: &[u8]) {
     }
 }
 
-fn put_u16(t: &mut [u8], at: usize, v: u16) {
-    put(t, at, &v.to_le_bytes());
-}
-
-fn put_u32(t: &mut [u8], at: usize, v: u32) {
-    put(t, at, &v.to_le_bytes());
-}
-
-fn put_u64(t: &mut [u8], at: usize, v: u64) {
-    put(t, at, &v.to_le_bytes());
-}
-
-/// An AML package length for a package whose contents (after the encoded
-/// length itself) are `body` bytes.
-fn aml_pkg_length(body: usize) -> Vec<u8> {
-    // The encoded length counts its own bytes: one byte of 6 bits alone, or
-    // a first byte of 4 bits followed by `extra` whole bytes (1 to 3), so a
-    // total below 1 << (4 + 8 * extra).
-    for (extra, limit) in [
-        (0usize, 0x40usize),
-        (1, 1 << 12),
-        (2, 1 << 20),
-        (3, 1 << 28),
-    ] {
-        let Some(total) = body.checked_add(1).and_then(|t| t.checked_add(extra)) else {
-            break;
-        };
-        if total < limit {
-            if extra == 0 {
-                return alloc::vec![total as u8];
-            }
-            let mut out = alloc::vec![((extra as u8) << 6) | (total & 0xF) as u8];
-            for shift in [4, 12, 20].into_iter().take(extra) {
-                out.push((total >> shift) as u8);
-            }
-            return out;
-        }
-    }
-    unreachable!("AML package too large")
-}
-
-/// The AML of `\_SB` with one processor device per vCPU.
+/// The AML of `\_SB` with one processor device per vCPU (at most
+/// [`MAX_VCPUS`]: the device names `C000` to `C0FE` have four characters).
 fn dsdt_body(nr_vcpus: u32) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut devices = Vec::new();
-    for vcpu in 0..nr_vcpus {
-        let mut dev = Vec::new();
-        // Name "Cxxx" (three hex digits).
-        dev.push(b'C');
-        for shift in [8, 4, 0] {
-            // Masked to 0..=15: the lookup always hits.
-            let digit = HEX.get((vcpu as usize >> shift) & 0xF);
-            dev.push(digit.copied().unwrap_or(b'0'));
-        }
-        // Name (_HID, "ACPI0007")
-        dev.push(0x08);
-        dev.extend_from_slice(b"_HID");
-        dev.push(0x0D);
-        dev.extend_from_slice(b"ACPI0007\0");
-        // Name (_UID, vcpu)
-        dev.push(0x08);
-        dev.extend_from_slice(b"_UID");
-        match vcpu {
-            0 => dev.push(0x00),
-            1 => dev.push(0x01),
-            2..=0xFF => dev.extend_from_slice(&[0x0A, vcpu as u8]),
-            _ => {
-                dev.push(0x0B);
-                dev.extend_from_slice(&(vcpu as u16).to_le_bytes());
-            }
-        }
-        // DeviceOp (ExtOpPrefix 0x5B, 0x82), PkgLength, the rest.
-        devices.extend_from_slice(&[0x5B, 0x82]);
-        devices.extend(aml_pkg_length(dev.len()));
-        devices.extend(dev);
-    }
-    // Scope (\_SB) { devices }
-    let mut scope_body = Vec::new();
-    scope_body.extend_from_slice(b"\\_SB_");
-    scope_body.extend(devices);
-    let mut aml = alloc::vec![0x10];
-    aml.extend(aml_pkg_length(scope_body.len()));
-    aml.extend(scope_body);
-    aml
+    let hid = Name::new(Path::new("_HID"), &"ACPI0007");
+    let uids: Vec<Name> = (0..nr_vcpus)
+        .map(|vcpu| Name::new(Path::new("_UID"), &vcpu))
+        .collect();
+    let devices: Vec<Device> = uids
+        .iter()
+        .zip(0..nr_vcpus)
+        .map(|(uid, vcpu)| {
+            let name = alloc::format!("C{:03X}", vcpu & 0xFFF);
+            Device::new(Path::new(&name), alloc::vec![&hid as &dyn Aml, uid])
+        })
+        .collect();
+    let children: Vec<&dyn Aml> = devices.iter().map(|d| d as &dyn Aml).collect();
+    bytes_of(&Scope::new(Path::new("\\_SB_"), children))
 }
 
 /// Builds the tables for `nr_vcpus` vCPUs, to be placed at `base`
@@ -290,23 +232,46 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
     if !base.is_multiple_of(16) {
         return Err(AcpiError::Placement(base));
     }
+    // The tables that do not hold addresses, for a vCPU count checked above
+    // (the crate asserts on what it cannot encode: nothing here).
+    // DSDT: \_SB with the processor devices.
+    let mut dsdt = Sdt::new(
+        *b"DSDT",
+        HEADER_LEN as u32,
+        DSDT_REVISION,
+        *OEM_ID,
+        *OEM_TABLE_ID,
+        OEM_REVISION,
+    );
+    dsdt.append_slice(&dsdt_body(nr_vcpus));
+    let dsdt = dsdt.as_slice();
+    // MADT: no PC-AT 8259s (flags 0), one enabled local APIC per vCPU.
+    let mut madt = MADT::new(
+        *OEM_ID,
+        *OEM_TABLE_ID,
+        OEM_REVISION,
+        LocalInterruptController::Address(LAPIC_ADDRESS),
+    );
+    for vcpu in 0..nr_vcpus {
+        madt.add_structure(ProcessorLocalApic::new(
+            vcpu as u8,
+            apic_id(vcpu),
+            EnabledStatus::Enabled,
+        ));
+    }
+    let mut madt = bytes_of(&madt);
+    set_revision(&mut madt, MADT_REVISION);
+
     // Sizes are small (at most MAX_VCPUS processors) but `base` is the
     // caller's: every sum is checked, an overflow is a bad placement.
     let add = |a: usize, b: usize| a.checked_add(b).ok_or(AcpiError::Placement(base));
     let align = |at: usize| at.next_multiple_of(16);
     let xsdt_len = HEADER_LEN + 2 * 8;
-    let dsdt_aml = dsdt_body(nr_vcpus);
-    let dsdt_len = add(HEADER_LEN, dsdt_aml.len())?;
-    let madt_entries = (nr_vcpus as usize)
-        .checked_mul(8)
-        .ok_or(AcpiError::Placement(base))?;
-    let madt_len = add(HEADER_LEN + 8, madt_entries)?;
-
     let xsdt_off = align(RSDP_LEN);
     let fadt_off = align(add(xsdt_off, xsdt_len)?);
     let dsdt_off = align(add(fadt_off, FADT_LEN)?);
-    let madt_off = align(add(dsdt_off, dsdt_len)?);
-    let total = add(madt_off, madt_len)?;
+    let madt_off = align(add(dsdt_off, dsdt.len())?);
+    let total = add(madt_off, madt.len())?;
     match base.checked_add(total as u64) {
         Some(end) if end <= 1 << 32 => {}
         _ => return Err(AcpiError::Placement(base)),
@@ -314,69 +279,37 @@ pub fn build(base: u64, nr_vcpus: u32) -> Result<AcpiTables, AcpiError> {
     // Below 4 GiB, checked just above.
     let at = |off: usize| base.saturating_add(off as u64);
 
-    // RSDP.
-    let mut rsdp = Vec::with_capacity(RSDP_LEN);
-    rsdp.extend_from_slice(b"RSD PTR ");
-    rsdp.push(0);
-    rsdp.extend_from_slice(OEM_ID);
-    rsdp.push(2);
-    rsdp.extend_from_slice(&0u32.to_le_bytes()); // no RSDT
-    rsdp.extend_from_slice(&(RSDP_LEN as u32).to_le_bytes());
-    rsdp.extend_from_slice(&at(xsdt_off).to_le_bytes());
-    rsdp.extend_from_slice(&[0; 4]); // extended checksum, reserved
-    if let Some(v1) = rsdp.get_mut(..20) {
-        seal_at(v1, 8);
-    }
-    seal_at(&mut rsdp, 32);
+    // FADT: everything fixed-hardware absent; the DSDT in both fields.
+    let mut fadt = FADTBuilder::new(*OEM_ID, *OEM_TABLE_ID, OEM_REVISION)
+        .flag(Flags::Wbinvd)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton)
+        .flag(Flags::HwReducedAcpi);
+    (fadt.major_version, fadt.fadt_minor_version) = FADT_REVISION;
+    fadt.dsdt = (at(dsdt_off) as u32).into();
+    fadt.x_dsdt = at(dsdt_off).into();
+    fadt.iapc_boot_arch = (BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_CMOS_RTC_NOT_PRESENT).into();
+    fadt.hypervisor_vendor_identity = u64::from_le_bytes(*b"XenVMM\0\0").into();
+    let fadt = bytes_of(&fadt.finalize());
 
-    // XSDT.
-    let mut xsdt = header(b"XSDT", xsdt_len, 1);
-    xsdt.extend_from_slice(&at(fadt_off).to_le_bytes());
-    xsdt.extend_from_slice(&at(madt_off).to_le_bytes());
-    seal(&mut xsdt);
+    let mut xsdt = XSDT::new(*OEM_ID, *OEM_TABLE_ID, OEM_REVISION);
+    xsdt.add_entry(at(fadt_off));
+    xsdt.add_entry(at(madt_off));
+    let xsdt = bytes_of(&xsdt);
 
-    // FADT: everything fixed-hardware absent.
-    let mut fadt = header(b"FACP", FADT_LEN, FADT_REVISION.0);
-    fadt.resize(FADT_LEN, 0);
-    put_u32(&mut fadt, 40, at(dsdt_off) as u32); // DSDT
-    put_u16(
-        &mut fadt,
-        109,
-        BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_CMOS_RTC_NOT_PRESENT,
+    let rsdp = bytes_of(&Rsdp::new(*OEM_ID, at(xsdt_off)));
+    debug_assert_eq!(
+        (rsdp.len(), xsdt.len(), fadt.len()),
+        (RSDP_LEN, xsdt_len, FADT_LEN)
     );
-    put_u32(
-        &mut fadt,
-        112,
-        FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_HW_REDUCED_ACPI,
-    );
-    put(&mut fadt, 131, &[FADT_REVISION.1]);
-    put_u64(&mut fadt, 140, at(dsdt_off)); // X_DSDT
-                                           // Hypervisor vendor identity (8 bytes).
-    put(&mut fadt, 268, b"XenVMM\0\0");
-    seal(&mut fadt);
-
-    // DSDT.
-    let mut dsdt = header(b"DSDT", dsdt_len, DSDT_REVISION);
-    dsdt.extend(dsdt_aml);
-    seal(&mut dsdt);
-
-    // MADT: no PC-AT 8259s, one enabled local APIC per vCPU.
-    let mut madt = header(b"APIC", madt_len, MADT_REVISION);
-    madt.extend_from_slice(&LAPIC_ADDRESS.to_le_bytes());
-    madt.extend_from_slice(&0u32.to_le_bytes());
-    for vcpu in 0..nr_vcpus {
-        madt.extend_from_slice(&[0, 8, vcpu as u8, apic_id(vcpu)]);
-        madt.extend_from_slice(&1u32.to_le_bytes());
-    }
-    seal(&mut madt);
 
     let mut bytes = alloc::vec![0u8; total];
     for (off, table) in [
-        (0, &rsdp),
-        (xsdt_off, &xsdt),
-        (fadt_off, &fadt),
-        (dsdt_off, &dsdt),
-        (madt_off, &madt),
+        (0, &rsdp[..]),
+        (xsdt_off, &xsdt[..]),
+        (fadt_off, &fadt[..]),
+        (dsdt_off, dsdt),
+        (madt_off, &madt[..]),
     ] {
         put(&mut bytes, off, table);
     }
@@ -428,6 +361,7 @@ mod tests {
         assert_eq!(&bytes[10..16], OEM_ID);
         assert_eq!(&bytes[16..24], OEM_TABLE_ID);
         assert_eq!(&bytes[28..32], CREATOR_ID);
+        assert_eq!(u32_at(bytes, 32), CREATOR_REVISION);
         bytes
     }
 
@@ -456,7 +390,11 @@ mod tests {
         assert_eq!((fadt[8], fadt[131]), FADT_REVISION);
         assert_eq!(u32_at(fadt, 40) as u64, t.dsdt);
         assert_eq!(u64_at(fadt, 140), t.dsdt);
-        assert_ne!(u32_at(fadt, 112) & FADT_HW_REDUCED_ACPI, 0);
+        assert_eq!(
+            u32_at(fadt, 112),
+            FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_HW_REDUCED_ACPI
+        );
+        assert_eq!(&fadt[268..276], b"XenVMM\0\0", "hypervisor vendor identity");
         assert_eq!(u32_at(fadt, 76), 0, "no PM timer");
         assert_eq!(u16_at(fadt, 46), 0, "no SCI");
         assert_eq!(
@@ -533,15 +471,36 @@ mod tests {
         );
     }
 
+    /// The crate encodes AML package lengths as the ACPI spec says (and as
+    /// rxen's own encoder did): the length counts its own bytes, one byte
+    /// up to 63, then a 4-bit lead byte and 1 to 3 more.
     #[test]
     fn aml_package_lengths() {
-        assert_eq!(aml_pkg_length(0), [1]);
-        assert_eq!(aml_pkg_length(62), [63]);
+        struct Raw(usize);
+        impl Aml for Raw {
+            fn to_aml_bytes(&self, sink: &mut dyn ::acpi_tables::AmlSink) {
+                sink.vec(&alloc::vec![0xA5; self.0]);
+            }
+        }
+        // The package length of a Scope whose contents (after the encoded
+        // length) are `body` bytes: its 5-byte path and raw filler.
+        let pkg_length = |body: usize| {
+            let raw = Raw(body - 5);
+            let aml = bytes_of(&Scope::new(
+                Path::new("\\_SB_"),
+                alloc::vec![&raw as &dyn Aml],
+            ));
+            assert_eq!(aml[0], 0x10, "ScopeOp");
+            let len = aml.len() - 1 - body;
+            aml[1..1 + len].to_vec()
+        };
+        assert_eq!(pkg_length(5), [6]);
+        assert_eq!(pkg_length(62), [63]);
         // 63 + 2 = 65 = 0x41: one extra byte.
-        assert_eq!(aml_pkg_length(63), [0x41, 0x04]);
+        assert_eq!(pkg_length(63), [0x41, 0x04]);
         // 4093 + 2 = 0xFFF is the most one extra byte holds; 4094 + 3 = 0x1001.
-        assert_eq!(aml_pkg_length(4093), [0x4F, 0xFF]);
-        assert_eq!(aml_pkg_length(4094), [0x81, 0x00, 0x01]);
+        assert_eq!(pkg_length(4093), [0x4F, 0xFF]);
+        assert_eq!(pkg_length(4094), [0x81, 0x00, 0x01]);
     }
 
     /// The DSDT body: `Scope (\_SB)` whose package holds one `Device` per

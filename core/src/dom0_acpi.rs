@@ -17,9 +17,17 @@
 //!   revision 0), as Xen does from 4.20.
 //! - RSDP (revision 2): the host's OEM ID, the new XSDT.
 //!
-//! The host's tables are read through [`HostMemory`]; every length, count
-//! and checksum is checked, and what does not check out is an error, never
-//! a panic. The host tables stay where they are: dom0 reaches them 1:1.
+//! The host's tables are read through [`HostMemory`] and parsed here; every
+//! length, count and checksum is checked, and what does not check out is an
+//! error, never a panic. The host tables stay where they are: dom0 reaches
+//! them 1:1.
+//!
+//! The new tables are built with rust-vmm's `acpi_tables` crate, given only
+//! what was checked and bounded (the crate asserts on what it cannot
+//! encode). The crate has no MADT interrupt source override: one is defined
+//! here as the crate defines its structures. Its MADT is always revision 1:
+//! the host's (at most 4) is set afterwards. The XSDT's and MADT's creator
+//! ID and revision are the crate's (`RVAT`, bytes 0, 0, 0, 1).
 // Firmware input is parsed here: no unchecked arithmetic, no indexing that
 // can panic (tests exempt).
 #![cfg_attr(
@@ -27,7 +35,16 @@
     deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
 )]
 
+use crate::acpi_tables::set_revision;
+use ::acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
+use ::acpi_tables::rsdp::Rsdp;
+use ::acpi_tables::xsdt::XSDT;
+use ::acpi_tables::{Aml, AmlSink};
 use alloc::vec::Vec;
+use zerocopy::byteorder::{LE, U16, U32};
+use zerocopy::{Immutable, IntoBytes};
 
 /// Reads host-physical memory.
 pub trait HostMemory {
@@ -90,6 +107,14 @@ fn checksum_ok(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0
 }
 
+/// The bytes of a table built by the crate.
+fn bytes_of(table: &dyn Aml) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    table.to_aml_bytes(&mut bytes);
+    bytes
+}
+
+#[cfg(test)]
 fn fix_checksum(bytes: &mut [u8], at: usize) {
     if let Some(slot) = bytes.get_mut(at) {
         *slot = 0;
@@ -196,19 +221,67 @@ fn host_root(mem: &dyn HostMemory, rsdp_at: u64) -> Result<HostRoot, Dom0AcpiErr
     })
 }
 
-/// A table header for `signature`, `len` bytes, with the host table's
-/// OEM fields (`host`: a host table header).
-fn new_header(signature: &[u8; 4], len: usize, revision: u8, host: &[u8]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(len);
-    h.extend_from_slice(signature);
-    h.extend_from_slice(&(len as u32).to_le_bytes());
-    h.push(revision);
-    h.push(0); // checksum, fixed last
-               // OEM ID, OEM table ID, OEM revision: the host's.
-    h.extend_from_slice(host.get(10..28).unwrap_or(&[b' '; 18]));
-    h.extend_from_slice(b"RXEN");
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h
+/// The OEM ID, OEM table ID and OEM revision of a host table header
+/// (`read_table` checked it holds a whole header).
+fn oem_fields(host: &[u8]) -> ([u8; 6], [u8; 8], u32) {
+    let mut oem_id = [b' '; 6];
+    let mut oem_table_id = [b' '; 8];
+    if let Some(id) = host.get(10..16) {
+        oem_id.copy_from_slice(id);
+    }
+    if let Some(id) = host.get(16..24) {
+        oem_table_id.copy_from_slice(id);
+    }
+    (oem_id, oem_table_id, u32_at(host, 24).unwrap_or(0))
+}
+
+/// A MADT Interrupt Source Override (type 2), which the `acpi_tables` crate
+/// does not have: built as the crate builds its own MADT structures.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, IntoBytes, Immutable)]
+struct InterruptSourceOverride {
+    kind: u8,
+    length: u8,
+    bus: u8,
+    source: u8,
+    gsi: U32<LE>,
+    flags: U16<LE>,
+}
+
+impl Aml for InterruptSourceOverride {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.as_bytes());
+    }
+}
+
+/// A host MADT entry dom0's MADT copies.
+enum HostEntry {
+    IoApic(IoApic),
+    Override(InterruptSourceOverride),
+}
+
+/// The host MADT entry `entry` (one whole entry: its length byte is the
+/// slice's length) as dom0 gets it, if dom0 gets it: IO-APICs and
+/// interrupt source overrides.
+fn host_entry(entry: &[u8]) -> Option<HostEntry> {
+    match *entry {
+        [1, 12, id, _reserved, ..] => Some(HostEntry::IoApic(IoApic::new(
+            id,
+            u32_at(entry, 4)?,
+            u32_at(entry, 8)?,
+        ))),
+        [2, 10, bus, source, _, _, _, _, f0, f1] => {
+            Some(HostEntry::Override(InterruptSourceOverride {
+                kind: 2,
+                length: 10,
+                bus,
+                source,
+                gsi: u32_at(entry, 4)?.into(),
+                flags: u16::from_le_bytes([f0, f1]).into(),
+            }))
+        }
+        _ => None,
+    }
 }
 
 /// Builds dom0's RSDP, XSDT and MADT from the host's tables (RSDP at host
@@ -244,8 +317,7 @@ pub fn build(
     // The host's IO-APICs (type 1) and interrupt source overrides (type 2).
     let mut copied = Vec::new();
     let mut at = 44usize;
-    let mut count = 0usize;
-    while let Some(&[kind, len]) = host_madt.get(at..at.saturating_add(2)) {
+    while let Some(&[_, len]) = host_madt.get(at..at.saturating_add(2)) {
         let len = usize::from(len);
         let Some(entry) = host_madt
             .get(at..at.saturating_add(len))
@@ -253,60 +325,62 @@ pub fn build(
         else {
             break;
         };
-        if (kind == 1 && len == 12) || (kind == 2 && len == 10) {
-            count = count.saturating_add(1);
-            if count > MAX_ENTRIES {
+        if let Some(entry) = host_entry(entry) {
+            if copied.len() >= MAX_ENTRIES {
                 return Err(Dom0AcpiError::TooMany);
             }
-            copied.extend_from_slice(entry);
+            copied.push(entry);
         }
         at = at.saturating_add(len);
     }
-    let rsdp_len = 36usize;
+    // Everything is bounded now (vCPUs, copied entries, allowed tables):
+    // the crate, which asserts on what it cannot encode, is given no more.
     let xsdt_at = 48usize; // after the RSDP, 16-byte aligned
-    let xsdt_len = HEADER.saturating_add(8usize.saturating_mul(allowed.len().saturating_add(1)));
-    let madt_at = xsdt_at.saturating_add(xsdt_len).next_multiple_of(16);
-    let madt_len = 44usize
-        .saturating_add(copied.len())
-        .saturating_add(8usize.saturating_mul(vcpus as usize));
     let base_of = |offset: usize| base.saturating_add(offset as u64);
 
-    // MADT.
-    let revision = host_madt.get(8).copied().unwrap_or(1).min(4);
-    let mut new_madt = new_header(b"APIC", madt_len, revision, &host_madt);
-    new_madt.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
-    new_madt.extend_from_slice(&0u32.to_le_bytes()); // flags: no PCAT_COMPAT
+    // MADT: the host's OEM fields, flags 0 (no PCAT_COMPAT), the local
+    // APICs, then the host's entries in its order.
+    let (oem_id, oem_table_id, oem_revision) = oem_fields(&host_madt);
+    let mut new_madt = MADT::new(
+        oem_id,
+        oem_table_id,
+        oem_revision,
+        LocalInterruptController::Address(0xFEE0_0000),
+    );
     for v in 0..vcpus {
-        // Processor local APIC: UID, APIC ID, enabled.
-        new_madt.extend_from_slice(&[0, 8, v as u8, v as u8, 1, 0, 0, 0]);
+        // Processor UID and APIC ID the vCPU number (below 255, checked).
+        new_madt.add_structure(ProcessorLocalApic::new(
+            v as u8,
+            v as u8,
+            EnabledStatus::Enabled,
+        ));
     }
-    new_madt.extend_from_slice(&copied);
-    fix_checksum(&mut new_madt, 9);
+    for entry in copied {
+        match entry {
+            HostEntry::IoApic(e) => new_madt.add_structure(e),
+            HostEntry::Override(e) => new_madt.add_structure(e),
+        }
+    }
+    let mut new_madt = bytes_of(&new_madt);
+    let revision = host_madt.get(8).copied().unwrap_or(1).min(4);
+    set_revision(&mut new_madt, revision);
 
-    // XSDT: the new MADT, then the allowed host tables.
-    let mut xsdt = new_header(b"XSDT", xsdt_len, 1, &root);
-    xsdt.extend_from_slice(&base_of(madt_at).to_le_bytes());
+    // XSDT (revision 1): the new MADT, then the allowed host tables.
+    let (oem_id, oem_table_id, oem_revision) = oem_fields(&root);
+    let mut xsdt = XSDT::new(oem_id, oem_table_id, oem_revision);
+    let xsdt_len = HEADER.saturating_add(8usize.saturating_mul(allowed.len().saturating_add(1)));
+    let madt_at = xsdt_at.saturating_add(xsdt_len).next_multiple_of(16);
+    xsdt.add_entry(base_of(madt_at));
     for &table in &allowed {
-        xsdt.extend_from_slice(&table.to_le_bytes());
+        xsdt.add_entry(table);
     }
-    fix_checksum(&mut xsdt, 9);
+    let xsdt = bytes_of(&xsdt);
+    debug_assert_eq!(xsdt.len(), xsdt_len);
 
-    // RSDP revision 2.
-    let mut rsdp = Vec::with_capacity(rsdp_len);
-    rsdp.extend_from_slice(b"RSD PTR ");
-    rsdp.push(0);
-    rsdp.extend_from_slice(&oem);
-    rsdp.push(2);
-    rsdp.extend_from_slice(&0u32.to_le_bytes()); // no RSDT
-    rsdp.extend_from_slice(&(rsdp_len as u32).to_le_bytes());
-    rsdp.extend_from_slice(&base_of(xsdt_at).to_le_bytes());
-    rsdp.extend_from_slice(&[0; 4]);
-    if let Some(first) = rsdp.get_mut(..20) {
-        fix_checksum(first, 8);
-    }
-    fix_checksum(&mut rsdp, 32);
+    // RSDP revision 2: the host's OEM ID, the new XSDT.
+    let rsdp = bytes_of(&Rsdp::new(oem, base_of(xsdt_at)));
 
-    let mut bytes = alloc::vec![0u8; madt_at.saturating_add(madt_len)];
+    let mut bytes = alloc::vec![0u8; madt_at.saturating_add(new_madt.len())];
     for (at, table) in [(0, &rsdp), (xsdt_at, &xsdt), (madt_at, &new_madt)] {
         if let Some(dst) = bytes.get_mut(at..at.saturating_add(table.len())) {
             dst.copy_from_slice(table);
@@ -389,24 +463,35 @@ mod tests {
     }
 
     fn q35() -> Host {
+        q35_at(
+            RSDP_AT,
+            RSDT_AT,
+            [FACP_AT, APIC_AT, HPET_AT, MCFG_AT, WAET_AT],
+        )
+    }
+
+    /// The q35 host's tables, at `rsdp_at`, `rsdt_at` and `[FACP, APIC,
+    /// HPET, MCFG, WAET]`.
+    fn q35_at(rsdp_at: u64, rsdt_at: u64, tables: [u64; 5]) -> Host {
+        let [facp_at, apic_at, hpet_at, mcfg_at, waet_at] = tables;
         let mut h = Host::default();
         let mut rsdp = b"RSD PTR ".to_vec();
         rsdp.push(0);
         rsdp.extend_from_slice(b"BOCHS ");
         rsdp.push(0);
-        rsdp.extend_from_slice(&(RSDT_AT as u32).to_le_bytes());
+        rsdp.extend_from_slice(&(rsdt_at as u32).to_le_bytes());
         fix_checksum(&mut rsdp, 8);
-        h.0.insert(RSDP_AT, rsdp);
+        h.0.insert(rsdp_at, rsdp);
         let mut entries = Vec::new();
-        for at in [FACP_AT, APIC_AT, HPET_AT, MCFG_AT, WAET_AT] {
+        for at in tables {
             entries.extend_from_slice(&(at as u32).to_le_bytes());
         }
-        h.0.insert(RSDT_AT, table(b"RSDT", &entries));
-        h.0.insert(FACP_AT, table(b"FACP", &[0; 80]));
-        h.0.insert(APIC_AT, host_madt());
-        h.0.insert(HPET_AT, table(b"HPET", &[0; 20]));
-        h.0.insert(MCFG_AT, table(b"MCFG", &[0; 24]));
-        h.0.insert(WAET_AT, table(b"WAET", &[0; 4]));
+        h.0.insert(rsdt_at, table(b"RSDT", &entries));
+        h.0.insert(facp_at, table(b"FACP", &[0; 80]));
+        h.0.insert(apic_at, host_madt());
+        h.0.insert(hpet_at, table(b"HPET", &[0; 20]));
+        h.0.insert(mcfg_at, table(b"MCFG", &[0; 24]));
+        h.0.insert(waet_at, table(b"WAET", &[0; 4]));
         h
     }
 
@@ -489,6 +574,99 @@ mod tests {
             .filter(|e| matches!(e, acpi::madt::MadtEntry::LocalApic(_)))
             .count();
         assert_eq!(lapics, 4);
+    }
+
+    /// The `acpi` crate walks dom0's tables from the new RSDP, with the
+    /// host's tables in the same memory: the XSDT lists the new MADT, the
+    /// FADT and the MCFG (the host MADT, HPET and WAET hidden), and the MADT
+    /// has the vCPUs' local APICs, the host's IO-APIC and its overrides.
+    #[test]
+    fn the_acpi_crate_walks_dom0s_tables_from_the_rsdp() {
+        use acpi::madt::MadtEntry;
+        const HOST: u64 = 0x1000_0000;
+        let h = q35_at(
+            HOST,
+            HOST + 0x40,
+            [0x100, 0x200, 0x300, 0x400, 0x500].map(|off| HOST + off),
+        );
+        let base = HOST + 0x1000;
+        let t = build(&h, HOST, 4, base).unwrap();
+        // Host memory: the host's tables, then dom0's.
+        let mut mem = alloc::vec![0u8; 0x2000];
+        for (&at, bytes) in &h.0 {
+            let off = (at - HOST) as usize;
+            mem[off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        mem[0x1000..0x1000 + t.bytes.len()].copy_from_slice(&t.bytes);
+        let handler = InBuffer {
+            base: HOST,
+            ptr: mem.as_ptr() as usize,
+            len: mem.len(),
+        };
+        // SAFETY: the handler maps into `mem`, alive for the block.
+        let tables = unsafe { acpi::AcpiTables::from_rsdp(handler, t.rsdp as usize) }.unwrap();
+        assert_eq!(tables.revision(), 2);
+        let signatures: Vec<[u8; 4]> = tables
+            .headers()
+            .map(|h| h.signature.as_str().as_bytes().try_into().unwrap())
+            .collect();
+        assert_eq!(signatures, [*b"APIC", *b"FACP", *b"MCFG"]);
+        assert!(tables.find_table::<acpi::hpet::HpetTable>().is_err());
+        let madt = tables.find_table::<acpi::madt::Madt>().unwrap();
+        // The new MADT, not the host's.
+        assert_eq!(madt.physical_start() as u64, {
+            let xsdt = (u64_at(&t.bytes, 24).unwrap() - base) as usize;
+            u64_at(&t.bytes, xsdt + HEADER).unwrap()
+        });
+        let madt = madt.get();
+        assert!(!madt.supports_8259());
+        assert_eq!({ madt.header.revision }, 1, "the host's revision");
+        assert_eq!(&madt.header.oem_id, b"BOCHS ");
+        let mut lapics = Vec::new();
+        let mut io_apics = Vec::new();
+        let mut overrides = Vec::new();
+        for entry in madt.entries() {
+            match entry {
+                MadtEntry::LocalApic(l) => lapics.push((l.processor_id, l.apic_id, { l.flags })),
+                MadtEntry::IoApic(io) => io_apics.push((io.io_apic_id, { io.io_apic_address }, {
+                    io.global_system_interrupt_base
+                })),
+                MadtEntry::InterruptSourceOverride(o) => {
+                    overrides.push((o.bus, o.irq, { o.global_system_interrupt }, { o.flags }))
+                }
+                _ => panic!("unexpected MADT entry"),
+            }
+        }
+        assert_eq!(lapics, [(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]);
+        assert_eq!(io_apics, [(0, 0xFEC0_0000, 0)]);
+        assert_eq!(
+            overrides,
+            [
+                (0, 0, 2, 0),
+                (0, 5, 5, 0xD),
+                (0, 9, 9, 0xD),
+                (0, 10, 10, 0xD),
+                (0, 11, 11, 0xD)
+            ]
+        );
+    }
+
+    /// A host MADT of revision 5 gives dom0 a revision 4 MADT (the crate's
+    /// is 1: set afterwards, the checksum with it).
+    #[test]
+    fn dom0s_madt_revision_is_the_hosts_at_most_4() {
+        for (host, expected) in [(1u8, 1u8), (3, 3), (4, 4), (5, 4)] {
+            let mut h = q35();
+            let madt = h.0.get_mut(&APIC_AT).unwrap();
+            madt[8] = host;
+            fix_checksum(madt, 9);
+            let t = build(&h, RSDP_AT, 1, BASE).unwrap();
+            let xsdt = (u64_at(&t.bytes, 24).unwrap() - BASE) as usize;
+            let at = (u64_at(&t.bytes, xsdt + HEADER).unwrap() - BASE) as usize;
+            let len = u32_at(&t.bytes, at + 4).unwrap() as usize;
+            assert_eq!(t.bytes[at + 8], expected, "host revision {host}");
+            assert!(checksum_ok(&t.bytes[at..at + len]));
+        }
     }
 
     #[test]
