@@ -86,6 +86,54 @@ pub struct Dom0Acpi {
     pub bytes: Vec<u8>,
     /// The RSDP's address (for `hvm_start_info.rsdp_paddr`).
     pub rsdp: u64,
+    /// The host tables the new ones lead to, as (address, length): the
+    /// allowed tables of the XSDT and the FADT's DSDT and FACS. A dom0 whose
+    /// RAM is not 1:1 needs them mapped at their host addresses (as Xen
+    /// identity-maps the ACPI regions into a PVH dom0).
+    pub host_tables: Vec<(u64, u32)>,
+}
+
+/// The most bytes of a host table listed in [`Dom0Acpi::host_tables`] (a
+/// DSDT of a big machine is a few hundred KiB).
+const MAX_HOST_TABLE: u32 = 4 << 20;
+
+/// The length of the table (or FACS) at `addr`, if readable and at most
+/// [`MAX_HOST_TABLE`].
+fn host_table(mem: &dyn HostMemory, addr: u64) -> Option<(u64, u32)> {
+    let mut header = [0u8; 8];
+    if addr == 0 || !mem.read(addr, &mut header) {
+        return None;
+    }
+    let len = u32_at(&header, 4)?;
+    (8..=MAX_HOST_TABLE).contains(&len).then_some((addr, len))
+}
+
+/// The host tables `allowed` leads to: each, and the DSDT and FACS of the
+/// FADT among them (the 64-bit addresses when set, else the 32-bit ones).
+fn host_tables(mem: &dyn HostMemory, allowed: &[u64]) -> Vec<(u64, u32)> {
+    let mut tables = Vec::new();
+    for &at in allowed {
+        let Some(table) = host_table(mem, at) else {
+            continue;
+        };
+        tables.push(table);
+        if signature(mem, at) != Some(*b"FACP") {
+            continue;
+        }
+        let Some(fadt) = read_table(mem, at, 4096) else {
+            continue;
+        };
+        let pick = |wide: usize, narrow: usize| {
+            u64_at(&fadt, wide)
+                .filter(|&a| a != 0)
+                .or_else(|| u32_at(&fadt, narrow).map(u64::from))
+        };
+        // FIRMWARE_CTRL at 36, DSDT at 40; X_FIRMWARE_CTRL at 132, X_DSDT at 140.
+        for address in [pick(132, 36), pick(140, 40)].into_iter().flatten() {
+            tables.extend(host_table(mem, address));
+        }
+    }
+    tables
 }
 
 /// Signatures of the host tables dom0 sees (Xen's
@@ -390,6 +438,7 @@ pub fn build(
         base,
         bytes,
         rsdp: base,
+        host_tables: host_tables(mem, &allowed),
     })
 }
 
@@ -493,6 +542,41 @@ mod tests {
         h.0.insert(mcfg_at, table(b"MCFG", &[0; 24]));
         h.0.insert(waet_at, table(b"WAET", &[0; 4]));
         h
+    }
+
+    /// The host tables a dom0 without 1:1 RAM needs mapped: the allowed ones,
+    /// and the FADT's DSDT (X_DSDT over DSDT) and FACS; none of the hidden ones.
+    #[test]
+    fn the_host_tables_behind_dom0s_are_listed() {
+        const DSDT_AT: u64 = 0x3FFE_0040;
+        const FACS_AT: u64 = 0x3FFE_0000;
+        let t = build(&q35(), RSDP_AT, 1, BASE).unwrap();
+        // The q35 FADT here has no DSDT or FACS.
+        assert_eq!(t.host_tables, [(FACP_AT, 116), (MCFG_AT, 60)]);
+        let mut host = q35();
+        let mut body = alloc::vec![0u8; 208];
+        body[0..4].copy_from_slice(&(FACS_AT as u32).to_le_bytes()); // FIRMWARE_CTRL
+        body[4..8].copy_from_slice(&0x1234_5000u32.to_le_bytes()); // DSDT (stale)
+        body[104..112].copy_from_slice(&DSDT_AT.to_le_bytes()); // X_DSDT
+        host.0.insert(FACP_AT, table(b"FACP", &body));
+        let mut facs = b"FACS".to_vec();
+        facs.extend_from_slice(&64u32.to_le_bytes());
+        facs.resize(64, 0);
+        host.0.insert(FACS_AT, facs);
+        host.0.insert(DSDT_AT, table(b"DSDT", &[0x10; 300]));
+        let t = build(&host, RSDP_AT, 1, BASE).unwrap();
+        assert_eq!(
+            t.host_tables,
+            [(FACP_AT, 244), (FACS_AT, 64), (DSDT_AT, 336), (MCFG_AT, 60)]
+        );
+        // A DSDT that claims to be huge is left out.
+        host.0.insert(DSDT_AT, {
+            let mut t = table(b"DSDT", &[0; 4]);
+            t[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+            t
+        });
+        let t = build(&host, RSDP_AT, 1, BASE).unwrap();
+        assert!(!t.host_tables.iter().any(|(at, _)| *at == DSDT_AT));
     }
 
     #[test]

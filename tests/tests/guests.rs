@@ -165,16 +165,8 @@ macro_rules! guest_tests {
     };
 }
 
-// Guests that pass on Xen (see xen_reference.rs) and need rxen work that has not
-// landed yet; run them with `cargo test -p rxen-tests --test guests -- --ignored`.
-
-#[test]
-#[ignore = "needs ACPI tables built for dom0 (Xen's PVH dom0 gets a rewritten copy): dom0 work"]
-fn dom0_acpi() {
-    run("dom0_acpi");
-}
-
 guest_tests!(
+    dom0_acpi,
     start_info,
     xen_version,
     console_io,

@@ -68,9 +68,17 @@ pub struct BootSpec {
 pub const DOMU_MAX_EVTCHN_PORT: u32 = 1023;
 
 impl BootSpec {
-    /// Whether the domain gets ACPI tables built for it (domUs do, dom0 not).
+    /// Whether the domain gets ACPI tables in the ACPI area of its memory
+    /// map ([`ACPI_TABLES_BASE`]): every domain whose RAM is not 1:1, a domU
+    /// a PVH domU's tables, a dom0 the host's rewritten. A 1:1 dom0's go in
+    /// its own RAM ([`rxen_core::dom0_memory::Dom0Memory::take_acpi_page`]).
     pub fn builds_acpi_tables(&self) -> bool {
-        self.flags & SIF_INITDOMAIN == 0
+        self.direct.is_none()
+    }
+
+    /// Whether the domain is dom0.
+    fn is_dom0(&self) -> bool {
+        self.flags & SIF_INITDOMAIN != 0
     }
 
     /// Frames of the domain's paging pool (its nested page tables).
@@ -137,6 +145,10 @@ fn dom0_acpi(memory: &mut GuestMemory, page: u64, vcpus: u32) -> u64 {
             if memory.write_phys(Gpa(page), &tables.bytes).is_err() {
                 return 0;
             }
+            if !memory.is_direct() && !map_host_tables(memory, &tables.host_tables) {
+                printk!("d0: the host's ACPI tables overlap its RAM: no ACPI tables built");
+                return 0;
+            }
             printk!(
                 "d0: ACPI tables at {page:#x} (RSDP, XSDT of the host's tables, MADT with {vcpus} local APIC(s))"
             );
@@ -151,6 +163,28 @@ fn dom0_acpi(memory: &mut GuestMemory, page: u64, vcpus: u32) -> u64 {
             0
         }
     }
+}
+
+/// Maps the pages of the host's ACPI tables `tables` (address, length)
+/// read-only at their addresses into a dom0 whose RAM is not 1:1; false if
+/// one of them is where the domain has RAM (its tables would then point at
+/// its own memory). At most 4 MiB per table ([`rxen_core::dom0_acpi`]).
+fn map_host_tables(memory: &mut GuestMemory, tables: &[(u64, u32)]) -> bool {
+    for &(at, len) in tables {
+        let (first, end) = (at & !0xFFF, at.saturating_add(u64::from(len)));
+        let mut page = first;
+        while page < end {
+            let mapped = memory.host_address(Gpa(page), false);
+            if mapped.is_some_and(|hpa| hpa.0 != page) {
+                return false;
+            }
+            if mapped.is_none() && !memory.map_host_readonly(Gpa(page)) {
+                return false;
+            }
+            page = page.saturating_add(4096);
+        }
+    }
+    true
 }
 
 /// The bytes of a boot module at host range `range`.
@@ -292,7 +326,9 @@ pub fn load(
         return Err(BuildError::DoesNotFit("the start info"));
     }
 
-    let rsdp_paddr = if acpi {
+    let rsdp_paddr = if acpi && spec.is_dom0() {
+        dom0_acpi(memory, ACPI_TABLES_BASE, spec.vcpus)
+    } else if acpi {
         let tables = acpi_tables::build(ACPI_TABLES_BASE, spec.vcpus).map_err(BuildError::Acpi)?;
         if tables.bytes.len() as u64 > ACPI_TABLES_SIZE {
             return Err(BuildError::DoesNotFit("the ACPI tables"));

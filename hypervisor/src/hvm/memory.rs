@@ -248,6 +248,31 @@ impl GuestMemory {
             .map_err(|e| self.npt_failed(e))
     }
 
+    /// Maps the host page at `gpa` read-only at the same guest address, for
+    /// a dom0 whose RAM is not 1:1: the pages of the host's ACPI tables its
+    /// own tables lead to (Xen identity-maps the ACPI regions into a PVH
+    /// dom0). Only a page that is not host RAM and not mapped in the domain
+    /// yet (none of its RAM); false otherwise.
+    pub fn map_host_readonly(&mut self, gpa: Gpa) -> bool {
+        let page = Gpa(gpa.0 & !0xFFF);
+        if self.direct
+            || !crate::memory::is_device_memory(page.0)
+            || self.npt.translate(page).is_some()
+        {
+            return false;
+        }
+        match self
+            .npt
+            .map_4k(page, Hpa(page.0), Access::ReadOnly, &mut self.pool)
+        {
+            Ok(()) => true,
+            Err(e) => {
+                self.npt_failed(e);
+                false
+            }
+        }
+    }
+
     /// Unmaps the page at `gpa` if it is one [`GuestMemory::map_identity`]
     /// mapped (a 1:1 dom0's device memory, never its RAM): the page of an
     /// MSI-X table that dom0 moved there, whose accesses must trap again.
