@@ -274,19 +274,27 @@ pub fn init_page_tables(map: &MemoryMap) -> Option<u64> {
         .map(|region| region.start..region.end)
         .collect();
     let limit = map.max_usable_end();
+    // Device memory above RAM (64-bit BARs) up to the physical address
+    // width, with 1 GiB pages where the CPU has them.
+    let device_limit = if rxen_x86::cpu::has_1g_pages() {
+        1u64 << rxen_x86::cpu::phys_addr_bits().min(48)
+    } else {
+        0
+    };
     let layout = rxen_x86::paging::Layout {
         limit,
         ram: &ram,
         image: image_range(),
+        device_limit,
     };
+    let (limit, device_limit) = rxen_x86::paging::mapped_limit(&layout);
     match rxen_x86::paging::build(&layout, &mut alloc_frame) {
         Ok(pml4) => {
             rxen_x86::paging::activate(pml4);
+            rxen_x86::pci::set_device_limit(device_limit);
             log!(
                 Info,
-                "Page tables: identity map up to {:#x}, PML4 at {:#x}",
-                limit.max(1 << 32),
-                pml4
+                "Page tables: identity map up to {limit:#x}, device memory up to {device_limit:#x}, PML4 at {pml4:#x}"
             );
             Some(pml4)
         }

@@ -461,6 +461,86 @@ poweroff -f
     );
 }
 
+/// A 64-bit BAR above 4 GiB: dom0 moves its NVMe disk's BAR 0 (the MSI-X table and
+/// PBA are in it, beside the doorbells) to 4 GiB, has Linux find the device again there
+/// (remove and rescan: the BAR is inside q35's 64-bit window), and drives it with
+/// MSI-X. rxen traps the table at its new place (device memory above 4 GiB, which its
+/// own page tables map with 1 GiB pages), binds each entry to a host vector and
+/// delivers dom0's; dom0 reads the disk's known pattern.
+#[test]
+fn dom0_drives_an_nvme_disk_whose_bar_is_above_4_gib() {
+    const READ: usize = 1 << 20;
+    const NVME: &str = "/sys/bus/pci/devices/0000:00:06.0";
+    let nvme = pattern_file("dom0-nvme-high", 4 << 20, 0x4B1C_0A55);
+    let modules = rxen_tests::debian_modules(&["nvme"]);
+    let mut insmod = String::new();
+    let mut files = Vec::new();
+    for module in &modules {
+        let name = module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        insmod.push_str(&format!("insmod /lib/modules/{name}\n"));
+        files.push((format!("lib/modules/{name}"), module.clone()));
+    }
+    let script = format!(
+        "echo -ne '\\x00\\x00' | dd of={NVME}/config bs=2 seek=2 conv=notrunc 2>/dev/null
+echo -ne '\\x04\\x00\\x00\\x00' | dd of={NVME}/config bs=4 seek=4 conv=notrunc 2>/dev/null
+echo -ne '\\x01\\x00\\x00\\x00' | dd of={NVME}/config bs=4 seek=5 conv=notrunc 2>/dev/null
+echo 1 > {NVME}/remove
+echo 1 > /sys/bus/pci/rescan
+echo rxen-dom0: nvme bar $(head -n 1 {NVME}/resource)
+{insmod}for i in $(seq 1 100); do test -e /sys/block/nvme0n1 && break; sleep 0.1; done
+echo rxen-dom0: nvme md5 $(dd if=/dev/nvme0n1 bs=65536 count={} 2>/dev/null | md5sum)
+echo rxen-dom0: nvme irq $(grep -c 'PCI-MSI.*nvme0q' /proc/interrupts)
+echo rxen-dom0: done
+poweroff -f
+",
+        READ / 65536
+    );
+    let initramfs = rxen_tests::modules_initramfs_with(&[], &script, &files);
+    let out = machine("dom0-nvme-above-4g")
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=disk1,format=raw",
+            nvme.display()
+        ))
+        .arg("-device")
+        .arg("nvme,serial=rxen-nvme,drive=disk1,addr=6")
+        .module(debian_kernel(), DOM0_ARGS)
+        .module(&initramfs, "")
+        .run();
+    let expected = host_md5(&nvme, READ);
+    let _ = std::fs::remove_file(&nvme);
+    out.assert_not_contains("FATAL TRAP")
+        .assert_contains("(d0) rxen-dom0: done")
+        .assert_normal_stop()
+        .assert_line_contains_all(&["d0: 0000:00:06.0: MSI-X entry 0 vector", "on host vector"]);
+    // Linux keeps or reassigns it in the 64-bit window, above 4 GiB either way.
+    let bar = value(&out, "nvme bar");
+    let start = u64::from_str_radix(
+        bar.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap_or(0);
+    assert!(start >= 1 << 32, "BAR 0 after the rescan: {bar}");
+    let md5 = value(&out, "nvme md5");
+    assert!(
+        md5.starts_with(&expected),
+        "dom0 read {md5} from the NVMe disk, the image holds {expected}"
+    );
+    let queues: u32 = value(&out, "nvme irq")
+        .parse()
+        .unwrap_or_else(|_| out.fail("nvme irq is not a number"));
+    assert!(
+        queues >= 1,
+        "NVMe MSI-X vectors in /proc/interrupts: {queues}"
+    );
+}
+
 /// dom0 misbehaves, as root in its own userspace can: it reads and writes rxen's UART
 /// through `/dev/port`, selects an IO-APIC register that does not exist and writes it,
 /// sends interrupt commands the local APIC does not emulate, enables the AHCI's MSI with

@@ -221,6 +221,12 @@ pub fn featureset() -> [u32; 8] {
     ]
 }
 
+/// Whether the CPU has 1 GiB pages (CPUID 0x80000001 EDX bit 26).
+pub fn has_1g_pages() -> bool {
+    raw_cpuid::cpuid!(0x8000_0000).eax >= 0x8000_0001
+        && raw_cpuid::cpuid!(0x8000_0001).edx & (1 << 26) != 0
+}
+
 /// Physical address bits (CPUID 0x80000008 EAX[7:0]; 36 without the leaf).
 pub fn phys_addr_bits() -> u8 {
     if raw_cpuid::cpuid!(0x8000_0000).eax >= 0x8000_0008 {

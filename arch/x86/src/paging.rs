@@ -1,7 +1,9 @@
 //! The hypervisor's own page tables: an identity map of RAM and of the
 //! low 4 GiB (MMIO such as the local APIC), with 2 MiB pages, no-execute
 //! everywhere but the image, uncached for what is not RAM, and the first
-//! 4 KiB page left unmapped so that null pointers fault.
+//! 4 KiB page left unmapped so that null pointers fault; above that, up to
+//! [`Layout::device_limit`], device memory (64-bit BARs: an MSI-X table rxen
+//! programs for dom0) with 1 GiB pages, uncached and no-execute.
 
 use core::ops::Range;
 
@@ -22,6 +24,18 @@ pub struct Layout<'a> {
     pub ram: &'a [Range<u64>],
     /// The hypervisor image (mapped executable).
     pub image: Range<u64>,
+    /// Identity-map device memory from the end of the above up to this
+    /// address with 1 GiB pages (no more than `limit` when the CPU has no
+    /// 1 GiB pages; at most 2^48).
+    pub device_limit: u64,
+}
+
+/// Where [`build`] maps device memory up to, for `layout`: the RAM map's end,
+/// or `device_limit` rounded down to 1 GiB (at most 2^48).
+pub fn mapped_limit(layout: &Layout) -> (u64, u64) {
+    let limit = layout.limit.max(1 << 32).next_multiple_of(PAGE_1G);
+    let device = (layout.device_limit.min(1 << 48) & !(PAGE_1G - 1)).max(limit);
+    (limit, device)
 }
 
 /// Why the page tables could not be built.
@@ -58,7 +72,7 @@ pub fn build(
     layout: &Layout,
     alloc_frame: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<u64, PagingError> {
-    let limit = layout.limit.max(1 << 32).next_multiple_of(PAGE_1G);
+    let (limit, device_limit) = mapped_limit(layout);
     let pml4 = new_table(alloc_frame)?;
     let mut pdpt = 0;
     let mut address = 0;
@@ -91,6 +105,20 @@ pub fn build(
                 set_entry(pd, index, page | flags | HUGE);
             }
         }
+        address += PAGE_1G;
+    }
+    // Device memory above: 1 GiB leaves in PDPTs of their own.
+    while address < device_limit {
+        let pml4_index = (address >> 39) & 511;
+        if address % (512 * PAGE_1G) == 0 {
+            pdpt = new_table(alloc_frame)?;
+            set_entry(pml4, pml4_index, pdpt | PRESENT | WRITABLE);
+        }
+        set_entry(
+            pdpt,
+            (address >> 30) & 511,
+            address | PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH | NO_EXECUTE | HUGE,
+        );
         address += PAGE_1G;
     }
     Ok(pml4)

@@ -99,14 +99,29 @@ static RAM: spin::Once<alloc::vec::Vec<(u64, u64)>> = spin::Once::new();
 const INTERRUPT_CONTROLLERS: [(u64, u64); 2] =
     [(0xFEC0_0000, 0xFED0_0000), (0xFEE0_0000, 0xFEF0_0000)];
 
+/// The end of the device memory the hypervisor's page tables map (at least
+/// 4 GiB; above, with 1 GiB pages: [`crate::paging`]).
+static DEVICE_LIMIT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1 << 32);
+
+/// Records where the identity map of device memory ends (at boot, once the
+/// page tables are active; never below 4 GiB).
+pub fn set_device_limit(end: u64) {
+    DEVICE_LIMIT.store(end.max(1 << 32), core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The end of the device memory rxen can reach ([`device_read`]).
+pub fn device_limit() -> u64 {
+    DEVICE_LIMIT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Records the host's RAM ranges (start, end) once, at boot.
 pub fn set_ram(ranges: &[(u64, u64)]) {
     RAM.call_once(|| ranges.to_vec());
 }
 
 /// Whether a `size`-byte access at `addr` is to device memory rxen may
-/// touch: aligned, below 4 GiB (identity-mapped uncached), not RAM, not the
-/// interrupt controllers.
+/// touch: aligned, below [`device_limit`] (identity-mapped uncached), not
+/// RAM, not the interrupt controllers.
 fn is_device(addr: u64, size: u32) -> bool {
     let Some(ram) = RAM.get() else {
         return false;
@@ -116,7 +131,7 @@ fn is_device(addr: u64, size: u32) -> bool {
     };
     matches!(size, 1 | 2 | 4 | 8)
         && addr.is_multiple_of(u64::from(size))
-        && end <= 1 << 32
+        && end <= device_limit()
         && !ram
             .iter()
             .chain(INTERRUPT_CONTROLLERS.iter())
@@ -129,9 +144,9 @@ pub fn device_read(addr: u64, size: u32) -> u64 {
     if !is_device(addr, size) {
         return u64::MAX >> (64 - 8 * size.clamp(1, 8));
     }
-    // SAFETY: `addr` is aligned device memory below 4 GiB, neither RAM nor
-    // rxen's interrupt controllers (checked above), identity-mapped uncached;
-    // dom0 owns the device.
+    // SAFETY: `addr` is aligned device memory below the mapped limit,
+    // neither RAM nor rxen's interrupt controllers (checked above),
+    // identity-mapped uncached; dom0 owns the device.
     unsafe {
         match size {
             1 => u64::from(core::ptr::read_volatile(addr as *const u8)),
@@ -215,5 +230,14 @@ mod tests {
         assert!(!is_device(u64::MAX - 3, 4));
         assert_eq!(device_read(0x10_0000, 4), 0xFFFF_FFFF);
         device_write(0x10_0000, 4, 0);
+        // With device memory mapped above 4 GiB (1 GiB pages), up to its end.
+        set_device_limit(1 << 40);
+        assert_eq!(device_limit(), 1 << 40);
+        assert!(is_device(0x1_0000_2000, 4));
+        assert!(is_device((1 << 40) - 8, 8));
+        assert!(!is_device((1 << 40) - 4, 8), "runs past the mapped end");
+        assert!(!is_device(1 << 40, 4));
+        set_device_limit(0);
+        assert_eq!(device_limit(), 1 << 32, "never below 4 GiB");
     }
 }

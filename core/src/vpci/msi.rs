@@ -58,6 +58,11 @@ pub trait ConfigSpace {
     fn read(&mut self, sbdf: Sbdf, reg: u16, size: u8) -> u32;
     /// Writes the low `size` bytes of `value` at `reg` of `sbdf`.
     fn write(&mut self, sbdf: Sbdf, reg: u16, size: u8, value: u32);
+    /// The end of the device memory the platform can reach for an MSI-X
+    /// table (4 GiB unless it maps device memory above).
+    fn device_memory_end(&self) -> u64 {
+        1 << 32
+    }
 }
 
 /// An MSI message: what a device writes, where (Intel SDM vol. 3 §11.11).

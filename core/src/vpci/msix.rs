@@ -99,7 +99,7 @@ pub struct Msix {
 pub const MAX_TRAPPED_PAGES: usize = 2048 * ENTRY_SIZE as usize / 4096 + 1;
 
 /// The address memory BAR `bir` of `sbdf` decodes now, if it is a memory BAR
-/// below 4 GiB with an address.
+/// with an address (below 4 GiB, or a 64-bit BAR anywhere).
 fn bar_address(hw: &mut dyn ConfigSpace, sbdf: Sbdf, bir: u8) -> Option<u64> {
     if bir > 5 {
         return None;
@@ -118,7 +118,7 @@ fn bar_address(hw: &mut dyn ConfigSpace, sbdf: Sbdf, bir: u8) -> Option<u64> {
         0
     };
     let address = u64::from(high) << 32 | u64::from(low & !0xF);
-    (address != 0 && address < 1 << 32).then_some(address)
+    (address != 0).then_some(address)
 }
 
 impl Msix {
@@ -155,8 +155,14 @@ impl Msix {
             .and_then(|b| b.checked_add(u64::from(self.table_offset)));
         let pba = bar_address(hw, sbdf, self.pba_bir)
             .and_then(|b| b.checked_add(u64::from(self.pba_offset)));
+        // Both where the platform reaches device memory.
+        let end = hw.device_memory_end();
+        let pba_end = pba.and_then(|p| p.checked_add(self.pba_bytes()));
         match (table, pba) {
-            (Some(table), Some(pba)) if self.table_end(table).is_some_and(|e| e <= 1 << 32) => {
+            (Some(table), Some(pba))
+                if self.table_end(table).is_some_and(|e| e <= end)
+                    && pba_end.is_some_and(|e| e <= end) =>
+            {
                 self.table = table;
                 self.pba = pba;
                 true
@@ -167,6 +173,11 @@ impl Msix {
                 false
             }
         }
+    }
+
+    /// The PBA's size: a bit per entry, in whole quadwords.
+    fn pba_bytes(&self) -> u64 {
+        (self.entries.len() as u64).div_ceil(64).saturating_mul(8)
     }
 
     fn table_end(&self, table: u64) -> Option<u64> {
@@ -217,9 +228,8 @@ impl Msix {
                 .unwrap_or(self.table)
                 .saturating_sub(1)
                 & !0xFFF;
-        let pba_bytes = (self.entries.len() as u64).div_ceil(64).saturating_mul(8);
-        let pba_pages =
-            self.pba & !0xFFF..=self.pba.saturating_add(pba_bytes).saturating_sub(1) & !0xFFF;
+        let pba_pages = self.pba & !0xFFF
+            ..=self.pba.saturating_add(self.pba_bytes()).saturating_sub(1) & !0xFFF;
         table_pages.contains(&page) || pba_pages.contains(&page)
     }
 
@@ -372,6 +382,8 @@ mod tests {
         config: [u8; 256],
         memory: BTreeMap<u64, u8>,
         memory_writes: usize,
+        /// What the platform reaches (0: the default, 4 GiB).
+        device_end: u64,
     }
 
     const DEV: Sbdf = Sbdf {
@@ -394,6 +406,12 @@ mod tests {
         fn write(&mut self, _: Sbdf, reg: u16, size: u8, value: u32) {
             for i in 0..size as usize {
                 self.config[(reg as usize + i) & 0xFF] = (value >> (8 * i)) as u8;
+            }
+        }
+        fn device_memory_end(&self) -> u64 {
+            match self.device_end {
+                0 => 1 << 32,
+                end => end,
             }
         }
     }
@@ -425,6 +443,7 @@ mod tests {
             config,
             memory: BTreeMap::new(),
             memory_writes: 0,
+            device_end: 0,
         };
         // The device's reset state: every entry masked.
         for i in 0..3 {
@@ -591,12 +610,32 @@ mod tests {
             let mut vpci = Vpci::new();
             assert_eq!(vpci.read(&mut hw, config(0x34, 1)), 0, "hidden: {value:#x}");
         }
-        // A 64-bit BAR above 4 GiB.
+        // A 64-bit BAR above 4 GiB: hidden where the platform reaches only
+        // the low 4 GiB, trapped where it maps device memory above.
         let mut hw = virtio();
         hw.config[0x14..0x18].copy_from_slice(&0xFEBD_1004u32.to_le_bytes());
         hw.config[0x18..0x1C].copy_from_slice(&1u32.to_le_bytes());
         let mut vpci = Vpci::new();
         assert_eq!(vpci.read(&mut hw, config(0x34, 1)), 0, "hidden above 4 GiB");
+        hw.device_end = 1 << 40;
+        let mut vpci = Vpci::new();
+        assert_eq!(vpci.read(&mut hw, config(0x34, 1)), 0x98, "reachable");
+        assert_eq!(vpci.msix_at(0x1_FEBD_1000), Some(DEV));
+        // Moved to the last page the platform reaches: the PBA (offset 0x800)
+        // still fits; one page up, neither is reachable.
+        assert_eq!(
+            vpci.write(&mut hw, config(0x18, 4), 0xFF),
+            Some(MsiEvent::MsixMoved)
+        );
+        assert_eq!(vpci.msix_at(0xFF_FEBD_1800), Some(DEV));
+        vpci.write(&mut hw, config(0x14, 4), 0xFFFF_F004);
+        assert_eq!(vpci.msix_at(0xFF_FFFF_F000), Some(DEV));
+        vpci.write(&mut hw, config(0x18, 4), 0x100);
+        assert_eq!(vpci.msix_at(0x100_FFFF_F000), None);
+        assert_eq!(
+            vpci.msix_mut(DEV).expect("MSI-X").trapped_pages().count(),
+            0
+        );
         // The same BAR below 4 GiB is fine.
         hw.config[0x18..0x1C].copy_from_slice(&0u32.to_le_bytes());
         let mut vpci = Vpci::new();

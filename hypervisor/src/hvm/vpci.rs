@@ -145,6 +145,10 @@ impl ConfigSpace for HostConfig {
             rxen_x86::pci::ecam_write(address, size, value);
         }
     }
+
+    fn device_memory_end(&self) -> u64 {
+        rxen_x86::pci::device_limit()
+    }
 }
 
 /// dom0's `size`-byte access to conf1 port `port` (`0xCF8`, `0xCFC-0xCFF`):
