@@ -104,7 +104,7 @@ const BLOCK: usize = 64;
 /// # Safety
 /// As `core::ptr::copy_nonoverlapping`.
 unsafe fn copy_nonoverlapping(from: *const u8, to: *mut u8, len: usize) {
-    if (from as usize | to as usize) % 8 == 0 && len % BLOCK == 0 {
+    if (from as usize | to as usize).is_multiple_of(8) && len.is_multiple_of(BLOCK) {
         // SAFETY: the caller's ranges, aligned to 8 and whole blocks.
         unsafe { copy_blocks(from.cast(), to.cast(), len / BLOCK) };
     } else {
@@ -214,7 +214,7 @@ impl<'a> FrameRef<'a> {
     /// Sets every byte of the view to `byte`.
     pub fn fill(&self, byte: u8) {
         let at = self.hpa as *mut u8;
-        if at as usize % 8 == 0 && self.len % BLOCK == 0 {
+        if (at as usize).is_multiple_of(8) && self.len.is_multiple_of(BLOCK) {
             // SAFETY: the whole view (aligned, whole blocks: checked), which
             // `new`'s contract keeps mapped.
             unsafe { fill_blocks(at.cast(), u64::from_ne_bytes([byte; 8]), self.len / BLOCK) };
