@@ -95,54 +95,25 @@ impl Drop for HostFrames {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutOfRange;
 
-/// Bytes moved per round of [`copy_blocks`] and [`fill_blocks`].
+/// Bytes written per round of [`fill_blocks`].
 const BLOCK: usize = 64;
 
-/// Copies `len` bytes from `from` to `to`, which do not overlap: aligned
-/// whole blocks by [`copy_blocks`], anything else by `copy_nonoverlapping`.
-///
-/// # Safety
-/// As `core::ptr::copy_nonoverlapping`.
-unsafe fn copy_nonoverlapping(from: *const u8, to: *mut u8, len: usize) {
-    if (from as usize | to as usize).is_multiple_of(8) && len.is_multiple_of(BLOCK) {
-        // SAFETY: the caller's ranges, aligned to 8 and whole blocks.
-        unsafe { copy_blocks(from.cast(), to.cast(), len / BLOCK) };
-    } else {
-        // SAFETY: the caller's contract.
-        unsafe { core::ptr::copy_nonoverlapping(from, to, len) };
-    }
-}
-
-/// Copies `blocks` blocks of eight words, as Linux's `copy_page_regs` and
-/// `clear_page` do without `rep` string instructions: an emulated CPU
-/// (QEMU's TCG, the test platform) runs those one iteration per translated
-/// block, several times slower than plain moves, while real CPUs run both
-/// at memory speed. Volatile, so that the compiler does not turn the loop
-/// back into a `memcpy` call.
-///
-/// # Safety
-/// `from` and `to` are 8-byte aligned, valid for `blocks * 64` bytes, and
-/// do not overlap.
-unsafe fn copy_blocks(from: *const u64, to: *mut u64, blocks: usize) {
-    for block in 0..blocks {
-        for word in 0..BLOCK / 8 {
-            let at = block * (BLOCK / 8) + word;
-            // SAFETY: inside both ranges (the caller's contract).
-            unsafe {
-                core::ptr::write_volatile(to.add(at), core::ptr::read_volatile(from.add(at)))
-            };
-        }
-    }
-}
-
-/// Writes `word` over `blocks` blocks of eight words (see [`copy_blocks`]).
+/// Writes `word` over `blocks` blocks of eight words, as Linux's
+/// `clear_page` does without `rep stos` where that is slow: an emulated CPU
+/// (QEMU's TCG, the test platform) runs a `rep` string instruction one
+/// iteration per translated block; zeroing a 256 MiB domain this way took
+/// 60 ms against 87 ms with `rep stosq` under TCG (real CPUs run both at
+/// memory speed). Volatile, so that the compiler does not turn the loop back
+/// into a `memset` call.
 ///
 /// # Safety
 /// `to` is 8-byte aligned and valid for `blocks * 64` bytes.
 unsafe fn fill_blocks(to: *mut u64, word: u64, blocks: usize) {
-    for at in 0..blocks * (BLOCK / 8) {
-        // SAFETY: inside the range (the caller's contract).
-        unsafe { core::ptr::write_volatile(to.add(at), word) };
+    for block in 0..blocks {
+        for i in 0..BLOCK / 8 {
+            // SAFETY: inside the range (the caller's contract).
+            unsafe { core::ptr::write_volatile(to.add(block * (BLOCK / 8) + i), word) };
+        }
     }
 }
 
@@ -199,7 +170,7 @@ impl<'a> FrameRef<'a> {
         // SAFETY: the range lies inside the view (checked), which `new`'s
         // contract keeps mapped and alive; `buf` is the caller's own memory
         // and cannot overlap memory nobody holds a reference into.
-        unsafe { copy_nonoverlapping(from, buf.as_mut_ptr(), buf.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(from, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
@@ -207,7 +178,7 @@ impl<'a> FrameRef<'a> {
     pub fn write(&self, offset: usize, buf: &[u8]) -> Result<(), OutOfRange> {
         let to = self.range(offset, buf.len())?;
         // SAFETY: as in `read`, the other way.
-        unsafe { copy_nonoverlapping(buf.as_ptr(), to, buf.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), to, buf.len()) };
         Ok(())
     }
 
@@ -235,17 +206,9 @@ impl<'a> FrameRef<'a> {
     ) -> Result<(), OutOfRange> {
         let from = self.range(offset, len)?;
         let to = dst.range(to_offset, len)?;
-        let apart = from as usize + len <= to as usize || to as usize + len <= from as usize;
         // SAFETY: both ranges lie inside their views (checked), which
-        // `new`'s contract keeps mapped and alive; `copy` allows overlap,
-        // `copy_nonoverlapping` gets ranges apart (checked).
-        unsafe {
-            if apart {
-                copy_nonoverlapping(from, to, len);
-            } else {
-                core::ptr::copy(from, to, len);
-            }
-        }
+        // `new`'s contract keeps mapped and alive; `copy` allows overlap.
+        unsafe { core::ptr::copy(from, to, len) };
         Ok(())
     }
 
@@ -327,10 +290,10 @@ mod tests {
         free(at, 2);
     }
 
-    /// Copies and fills in whole aligned blocks (word moves) and otherwise
-    /// (byte moves) give the same bytes, and touch nothing outside.
+    /// Copies give back what was written; fills in whole aligned blocks
+    /// (word stores) and otherwise (`write_bytes`) touch nothing outside.
     #[test]
-    fn block_moves_and_byte_moves_agree() {
+    fn copies_and_fills_stay_in_their_range() {
         let at = pages();
         {
             // SAFETY: the test's own pages, alive in this block.
