@@ -549,11 +549,14 @@ poweroff -f
 /// keeps running and powers off. It also moves a virtio NIC's MSI-X table (BAR 1, no
 /// driver bound) onto a page of device memory it had touched before (so rxen had mapped
 /// it): its writes to the table there are still rxen's to see (the page is unmapped when
-/// the BAR moves), and its unmasked entry is bound to a host vector.
+/// the BAR moves), and its unmasked entry is bound to a host vector. And it enables a
+/// USB controller's multiple-message MSI (4 of its 16 vectors, no driver bound): rxen
+/// binds an aligned block of 4 host vectors, and frees them when dom0 turns MSI off.
 #[test]
 fn dom0_bad_input_gets_a_log_line_not_a_crash() {
     const AHCI: &str = "/sys/bus/pci/devices/0000:00:1f.2/config";
     const NIC: &str = "/sys/bus/pci/devices/0000:00:05.0/config";
+    const USB: &str = "/sys/bus/pci/devices/0000:00:07.0/config";
     let script = format!(
         "#!/bin/sh
 mount -t proc proc /proc
@@ -582,6 +585,15 @@ busybox devmem 0xf0000000 32 0xfee00000
 busybox devmem 0xf0000008 32 0x4055
 busybox devmem 0xf000000c 32 0
 echo rxen-dom0: msix entry 0 data $(busybox devmem 0xf0000008 32)
+byte() {{ dd if=$1 bs=1 skip=$2 count=1 2>/dev/null | od -An -tu1 | tr -d ' '; }}
+m=$(byte {USB} 52)
+while [ \"$m\" -ne 0 ] && [ \"$(byte {USB} $m)\" -ne 5 ]; do m=$(byte {USB} $((m + 1))); done
+echo rxen-dom0: usb msi at $m
+echo -ne '\\x00\\x00\\xe0\\xfe' | dd of={USB} bs=4 seek=$(((m + 4) / 4)) conv=notrunc 2>/dev/null
+echo -ne '\\x60\\x00' | dd of={USB} bs=2 seek=$(((m + 12) / 2)) conv=notrunc 2>/dev/null
+echo -ne '\\x21' | dd of={USB} bs=1 seek=$((m + 2)) conv=notrunc 2>/dev/null
+echo rxen-dom0: usb msi control $(byte {USB} $((m + 2)))
+echo -ne '\\x00' | dd of={USB} bs=1 seek=$((m + 2)) conv=notrunc 2>/dev/null
 echo rxen-dom0: still here
 poweroff -f
 "
@@ -591,6 +603,8 @@ poweroff -f
     let out = machine("dom0-bad-input")
         .module(debian_kernel(), &format!("{DOM0_ARGS} iomem=relaxed"))
         .module(&initramfs, "")
+        .arg("-device")
+        .arg("nec-usb-xhci,addr=7,msi=on,msix=off")
         .arg("-device")
         .arg("virtio-net-pci,addr=5,netdev=n0")
         .arg("-netdev")
@@ -616,6 +630,35 @@ poweroff -f
             "d0: 0000:00:05.0: MSI-X entry 0 vector 0x55 to physical APIC",
             "on host vector",
         ]);
+    // The USB controller's MSI: 4 vectors from dom0's 0x60 on 4 aligned host ones,
+    // dom0 reading back 16 capable (MMC 4), 4 enabled (MME 2), on, 64-bit; then off.
+    out.assert_line_contains_all(&[
+        "d0: 0000:00:07.0: MSI vector 0x60 (+3) to physical APIC 0x0 on host vector",
+    ])
+    .assert_line_contains_all(&["d0: 0000:00:07.0: MSI off, host vector", "freed"]);
+    assert_eq!(
+        value(&out, "usb msi control"),
+        (0x80 | 0x20 | 0x08 | 1).to_string()
+    );
+    let bound = out.lines_containing("d0: 0000:00:07.0: MSI vector 0x60 (+3)")[0]
+        .split("on host vector ")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let first = u8::from_str_radix(
+        bound
+            .split('-')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap_or_else(|_| out.fail(&format!("host vectors {bound:?}")));
+    assert_eq!(first % 4, 0, "an aligned block: {bound}");
+    assert!(
+        bound.ends_with(&format!("-{:#x}", first + 3)),
+        "4 vectors: {bound}"
+    );
     // The page was read (so mapped) before the BAR moved there; then the table is
     // dom0's copy.
     value(&out, "free page");

@@ -62,6 +62,35 @@ pub fn alloc_vector() -> Option<u8> {
     (FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).find(|&v| ALLOCATED.insert(v))
 }
 
+/// Hands out `count` free device vectors in a block aligned to `count` (a
+/// power of two up to 32: a multiple-message MSI, whose device sets the low
+/// bits of the vector), returning the first; `None` when no such block is
+/// free or `count` is not a power of two up to 32.
+pub fn alloc_vectors(count: u8) -> Option<u8> {
+    if !count.is_power_of_two() || count > 32 {
+        return None;
+    }
+    let first = FIRST_DEVICE_VECTOR.next_multiple_of(count);
+    (first..=LAST_DEVICE_VECTOR)
+        .step_by(usize::from(count))
+        .filter(|&base| {
+            base.checked_add(count - 1)
+                .is_some_and(|l| l <= LAST_DEVICE_VECTOR)
+        })
+        .find(|&base| {
+            // Taken one by one; a block another CPU holds part of is let go.
+            for (i, v) in (base..base + count).enumerate() {
+                if !ALLOCATED.insert(v) {
+                    (base..base + i as u8).for_each(|v| {
+                        ALLOCATED.remove(v);
+                    });
+                    return false;
+                }
+            }
+            true
+        })
+}
+
 /// Gives `vector` back (an interrupt already pending on it is dropped).
 pub fn free_vector(vector: u8) {
     PENDING.remove(vector);
@@ -151,5 +180,39 @@ mod tests {
         );
         assert_eq!(alloc_vector(), None);
         all.into_iter().for_each(free_vector);
+        // Blocks: aligned, past what is held, refused when not a power of two.
+        let one = alloc_vector().expect("a vector");
+        let four = alloc_vectors(4).expect("four");
+        assert_eq!(four % 4, 0);
+        assert!(!(four..four + 4).contains(&one));
+        let sixteen = alloc_vectors(16).expect("sixteen");
+        assert_eq!(sixteen % 16, 0);
+        assert!(sixteen >= FIRST_DEVICE_VECTOR && sixteen + 15 <= LAST_DEVICE_VECTOR);
+        assert_eq!(allocated(), 1 + 4 + 16);
+        assert_eq!(alloc_vectors(3), None);
+        assert_eq!(alloc_vectors(0), None);
+        assert_eq!(alloc_vectors(64), None);
+        // 32-vector blocks fit from 0x40 to 0xDF: four, less the ones held.
+        let mut blocks = alloc::vec::Vec::new();
+        while let Some(b) = alloc_vectors(32) {
+            assert_eq!(b % 32, 0);
+            blocks.push(b);
+        }
+        assert!(!blocks.is_empty() && blocks.len() < 5, "{blocks:x?}");
+        // A failed try leaves nothing held: singles still fill every gap.
+        let held = allocated();
+        let singles: alloc::vec::Vec<u8> = core::iter::from_fn(alloc_vector).collect();
+        assert_eq!(
+            held + singles.len(),
+            usize::from(LAST_DEVICE_VECTOR - FIRST_DEVICE_VECTOR) + 1
+        );
+        singles.into_iter().for_each(free_vector);
+        for b in blocks {
+            (b..b + 32).for_each(free_vector);
+        }
+        (four..four + 4).for_each(free_vector);
+        (sixteen..sixteen + 16).for_each(free_vector);
+        free_vector(one);
+        assert_eq!(allocated(), 0);
     }
 }

@@ -49,8 +49,10 @@ const MSI_ENABLE: u8 = 1 << 0;
 /// MSI control: 64-bit address capable.
 const MSI_64BIT: u32 = 1 << 7;
 /// The control bits of the low byte that dom0 sees in its copy: enable,
-/// multiple message capable (reads 0: one vector) and enable.
+/// multiple message capable (the device's) and multiple message enable.
 const MSI_CONTROL_VIRTUAL: u8 = 0x7F;
+/// The most vectors a function's MSI can ask for, as a power of two (32).
+const MSI_MAX_LOG2: u8 = 5;
 
 /// The configuration space of the machine, as the platform reaches it.
 pub trait ConfigSpace {
@@ -134,12 +136,40 @@ impl MsiCap {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct MsiState {
     cap: MsiCap,
-    /// dom0's message and enable bit.
+    /// Multiple message capable: the device can send 2^capable vectors.
+    capable: u8,
+    /// dom0's message, enable bit and multiple message enable (2^mme
+    /// vectors, at most 2^capable).
     guest: MsiMessage,
     enabled: bool,
-    /// The message the device holds and whether it is enabled (rxen's).
+    mme: u8,
+    /// The message the device holds, whether it is enabled, and its
+    /// multiple message enable (rxen's: 2^host_mme host vectors from the
+    /// message's, aligned as the device sets the low data bits).
     host: MsiMessage,
     host_enabled: bool,
+    host_mme: u8,
+}
+
+impl MsiState {
+    /// The host vectors rxen enabled the device with: (first, count).
+    fn host_vectors(&self) -> Option<(u8, u8)> {
+        self.host_enabled
+            .then(|| (self.host.vector(), 1u8 << self.host_mme.min(MSI_MAX_LOG2)))
+    }
+
+    /// dom0's message for host vector `vector`, if it is one of the
+    /// device's: message `k` of a multiple-message MSI carries dom0's data
+    /// with its low bits set to `k` (PCI's rule for the data register).
+    fn guest_message(&self, vector: u8) -> Option<MsiMessage> {
+        let (first, count) = self.host_vectors()?;
+        let k = vector.checked_sub(first).filter(|&k| k < count)?;
+        let low = u16::from(count).saturating_sub(1);
+        Some(MsiMessage {
+            address: self.guest.address,
+            data: (self.guest.data & !low) | u16::from(k),
+        })
+    }
 }
 
 /// A change of dom0's MSI of one function, for the platform to act on.
@@ -153,6 +183,9 @@ pub enum MsiEvent {
     Update(MsiMessage),
     /// dom0 disabled MSI: unbind.
     Disable,
+    /// dom0 changed how many vectors its enabled MSI sends: unbind, then
+    /// bind as many as it asks for now with this message.
+    Rebind(MsiMessage),
     /// MSI-X went off with host vectors bound: [`Msix::release`] them.
     MsixOff,
     /// A BAR write moved the MSI-X table or PBA: whatever dom0 had mapped
@@ -236,13 +269,17 @@ impl Device {
                             },
                         data: (hw.read(sbdf, cap.data(), 2) & 0xFFFF) as u16,
                     };
-                    let enabled = control.to_le_bytes()[0] & MSI_ENABLE != 0;
+                    let [low, _, _, _] = control.to_le_bytes();
+                    let enabled = low & MSI_ENABLE != 0;
                     device.msi = Some(MsiState {
                         cap,
+                        capable: ((low >> 1) & 7).min(MSI_MAX_LOG2),
                         guest: message,
                         enabled: false,
+                        mme: 0,
                         host: message,
                         host_enabled: enabled,
+                        host_mme: (low >> 4) & 7,
                     });
                 }
                 PCI_CAP_ID_MSIX if device.hide_msix.is_none() && device.msix.is_none() => {
@@ -273,11 +310,12 @@ impl Device {
         let msi = self.msi.as_ref()?;
         let cap = msi.cap;
         if reg == cap.control() {
-            // Multiple message capable and enable read 0: one vector.
+            // The device's capability, dom0's or rxen's enable and count.
+            let capable = msi.capable << 1;
             return Some(VirtualByte {
                 mask: MSI_CONTROL_VIRTUAL,
-                guest: u8::from(msi.enabled),
-                host: u8::from(msi.host_enabled),
+                guest: u8::from(msi.enabled) | capable | msi.mme << 4,
+                host: u8::from(msi.host_enabled) | capable | msi.host_mme.min(MSI_MAX_LOG2) << 4,
             });
         }
         let address_bytes = if cap.is64 { 8 } else { 4 };
@@ -309,8 +347,9 @@ impl Device {
         let cap = msi.cap;
         let address_bytes = if cap.is64 { 8 } else { 4 };
         if reg == cap.control() {
-            // Multiple message enable stays 0 (one vector capable).
+            // More vectors than the device can send are as many as it can.
             msi.enabled = value & MSI_ENABLE != 0;
+            msi.mme = ((value >> 4) & 7).min(msi.capable);
         } else if let Some(i) = reg
             .checked_sub(cap.address())
             .filter(|&i| i < address_bytes)
@@ -413,13 +452,17 @@ impl Vpci {
         match (before.enabled, after.enabled) {
             (false, true) => Some(MsiEvent::Enable(after.guest)),
             (true, false) => Some(MsiEvent::Disable),
+            (true, true) if before.mme != after.mme => Some(MsiEvent::Rebind(after.guest)),
             (true, true) if before.guest != after.guest => Some(MsiEvent::Update(after.guest)),
             _ => None,
         }
     }
 
     /// Programs the device's MSI with rxen's `message` and enables it, or
-    /// disables it (`None`). The message is written while MSI is off.
+    /// disables it (`None`). The message is written while MSI is off; the
+    /// device sends as many vectors as dom0 enabled
+    /// ([`Vpci::guest_msi_vectors`]), which the platform allocated from
+    /// `message`'s, aligned.
     pub fn program_host(
         &mut self,
         hw: &mut dyn ConfigSpace,
@@ -447,20 +490,23 @@ impl Vpci {
             );
         }
         hw.write(sbdf, cap.data(), 2, u32::from(message.data));
-        hw.write(sbdf, cap.control(), 2, control | u32::from(MSI_ENABLE));
+        let mme = msi.mme.min(msi.capable);
+        hw.write(
+            sbdf,
+            cap.control(),
+            2,
+            control | u32::from(MSI_ENABLE) | u32::from(mme) << 4,
+        );
         msi.host = message;
         msi.host_enabled = true;
+        msi.host_mme = mme;
     }
 
     /// The function whose MSI rxen enabled with host vector `vector`, and
     /// dom0's message to deliver for it.
     pub fn binding(&self, vector: u8) -> Option<(Sbdf, MsiMessage)> {
         self.devices.iter().find_map(|(sbdf, d)| {
-            let msi = d
-                .msi
-                .as_ref()
-                .filter(|msi| msi.host_enabled && msi.host.vector() == vector)
-                .map(|msi| msi.guest);
+            let msi = d.msi.as_ref().and_then(|msi| msi.guest_message(vector));
             let message = msi.or_else(|| d.msix.as_ref()?.binding(vector))?;
             Some((*sbdf, message))
         })
@@ -480,10 +526,19 @@ impl Vpci {
             .map(|(sbdf, _)| *sbdf)
     }
 
-    /// The host vector rxen enabled `sbdf`'s MSI with, if any.
-    pub fn host_vector(&self, sbdf: Sbdf) -> Option<u8> {
-        let msi = self.devices.get(&sbdf)?.msi.as_ref()?;
-        msi.host_enabled.then_some(msi.host.vector())
+    /// The host vectors rxen enabled `sbdf`'s MSI with, if any: (first,
+    /// count).
+    pub fn host_vectors(&self, sbdf: Sbdf) -> Option<(u8, u8)> {
+        self.devices.get(&sbdf)?.msi.as_ref()?.host_vectors()
+    }
+
+    /// How many vectors dom0 enabled `sbdf`'s MSI with (multiple message
+    /// enable; 1 without MSI).
+    pub fn guest_msi_vectors(&self, sbdf: Sbdf) -> u8 {
+        self.devices
+            .get(&sbdf)
+            .and_then(|d| d.msi.as_ref())
+            .map_or(1, |msi| 1 << msi.mme.min(msi.capable))
     }
 
     /// dom0's MSI message of `sbdf` and whether dom0 enabled it.
@@ -565,15 +620,15 @@ mod tests {
     }
 
     /// Linux's `msi_capability_init` on a 64-bit MSI capability at 0x80
-    /// that can do 16 vectors: dom0 sees one vector, its message goes to its
-    /// copy only, and the device is enabled only with rxen's message.
+    /// that can do 16 vectors, enabling one: its message goes to its copy
+    /// only, and the device is enabled only with rxen's message.
     #[test]
     fn dom0s_message_stays_in_its_copy() {
         // Control: 64-bit, multiple message capable = 16 (4 << 1).
         let mut hw = machine(&[(0x01, 0x40, 0), (PCI_CAP_ID_MSI, 0x80, 0x0088)]);
         let mut vpci = Vpci::new();
         assert_eq!(vpci.read(&mut hw, at(0x80, 2)), 0x0005);
-        assert_eq!(vpci.read(&mut hw, at(0x82, 2)), 0x0080, "one vector, off");
+        assert_eq!(vpci.read(&mut hw, at(0x82, 2)), 0x0088, "16 capable, off");
         assert_eq!(vpci.write(&mut hw, at(0x84, 4), 0xFEE0_1000), None);
         assert_eq!(vpci.write(&mut hw, at(0x88, 4), 0), None);
         assert_eq!(vpci.write(&mut hw, at(0x8C, 2), 0x0041), None);
@@ -583,15 +638,15 @@ mod tests {
         // ...which never reached the device.
         assert_eq!(hw.read(AHCI, 0x84, 4), 0);
         assert_eq!(hw.read(AHCI, 0x8C, 2), 0);
-        // Enable (with multiple message enable = 4, which is refused).
-        let event = vpci.write(&mut hw, at(0x82, 2), 0x00C1);
+        // Enable, one vector.
+        let event = vpci.write(&mut hw, at(0x82, 2), 0x0089);
         let guest = MsiMessage {
             address: 0xFEE0_1000,
             data: 0x41,
         };
         assert_eq!(event, Some(MsiEvent::Enable(guest)));
         assert_eq!(hw.read(AHCI, 0x82, 2) & 0x71, 0, "device still off");
-        assert_eq!(vpci.read(&mut hw, at(0x82, 2)), 0x0081, "dom0 sees it on");
+        assert_eq!(vpci.read(&mut hw, at(0x82, 2)), 0x0089, "dom0 sees it on");
         assert_eq!(vpci.binding(0x30), None);
         // rxen binds host vector 0x30 on APIC 0.
         vpci.program_host(&mut hw, AHCI, Some(MsiMessage::fixed(0, 0x30)));
@@ -601,15 +656,15 @@ mod tests {
         assert_eq!(hw.read(AHCI, 0x82, 2) & 0x71, 1, "device on");
         assert_eq!(vpci.binding(0x30), Some((AHCI, guest)));
         assert_eq!(vpci.binding(0x31), None);
-        assert_eq!(vpci.host_vector(AHCI), Some(0x30));
+        assert_eq!(vpci.host_vectors(AHCI), Some((0x30, 1)));
         assert_eq!(vpci.guest_msi(AHCI), Some((guest, true)));
         // dom0's view is unchanged, whole capability read as dwords.
-        assert_eq!(vpci.read(&mut hw, at(0x80, 4)), 0x0081_0005);
+        assert_eq!(vpci.read(&mut hw, at(0x80, 4)), 0x0089_0005);
         assert_eq!(vpci.read(&mut hw, at(0x84, 4)), 0xFEE0_1000);
         assert_eq!(vpci.read(&mut hw, at(0x8C, 4)), 0x0041);
         // A control write that keeps it on (Linux's INTx/mask updates) and
         // leaves rxen's enable on the device.
-        assert_eq!(vpci.write(&mut hw, at(0x82, 2), 0x0081), None);
+        assert_eq!(vpci.write(&mut hw, at(0x82, 2), 0x0089), None);
         assert_eq!(hw.read(AHCI, 0x82, 2) & 1, 1);
         // A move to vCPU 1 with another vector, byte by byte.
         assert_eq!(
@@ -637,12 +692,73 @@ mod tests {
         vpci.program_host(&mut hw, AHCI, None);
         assert_eq!(hw.read(AHCI, 0x82, 2) & 1, 0);
         assert_eq!(vpci.binding(0x30), None);
-        assert_eq!(vpci.host_vector(AHCI), None);
+        assert_eq!(vpci.host_vectors(AHCI), None);
         // The device never held dom0's vectors.
         assert!(hw
             .writes
             .iter()
             .all(|&(_, reg, _, value)| !(reg == 0x8C && [0x41, 0x51].contains(&(value & 0xFF)))));
+    }
+
+    /// Multiple-message MSI (Xen's vPCI `msi.c`): dom0 enables 4 of 16
+    /// vectors; rxen's aligned block of 4 host vectors maps onto dom0's
+    /// data with its low bits the message number; more than the device can
+    /// send is as many as it can; a changed count while on is a rebind.
+    #[test]
+    fn multiple_messages_map_block_to_block() {
+        let mut hw = machine(&[(PCI_CAP_ID_MSI, 0x80, 0x0088)]);
+        let mut vpci = Vpci::new();
+        vpci.write(&mut hw, at(0x84, 4), 0xFEE0_0000);
+        vpci.write(&mut hw, at(0x8C, 2), 0x0060);
+        let guest = MsiMessage {
+            address: 0xFEE0_0000,
+            data: 0x60,
+        };
+        // MME = 2: four vectors.
+        assert_eq!(
+            vpci.write(&mut hw, at(0x82, 2), 0x00A9),
+            Some(MsiEvent::Enable(guest))
+        );
+        assert_eq!(vpci.guest_msi_vectors(AHCI), 4);
+        assert_eq!(vpci.read(&mut hw, at(0x82, 2)), 0x00A9);
+        vpci.program_host(&mut hw, AHCI, Some(MsiMessage::fixed(0, 0x40)));
+        assert_eq!(hw.read(AHCI, 0x82, 2) & 0x71, 0x21, "device on, 4 vectors");
+        assert_eq!(hw.read(AHCI, 0x8C, 2), 0x40);
+        assert_eq!(vpci.host_vectors(AHCI), Some((0x40, 4)));
+        for k in 0..4u8 {
+            let (sbdf, message) = vpci.binding(0x40 + k).expect("bound");
+            assert_eq!(sbdf, AHCI);
+            assert_eq!(message.vector(), 0x60 + k, "message {k}");
+        }
+        assert_eq!(vpci.binding(0x3F), None);
+        assert_eq!(vpci.binding(0x44), None);
+        // dom0's data with low bits set: they are the message number's.
+        vpci.write(&mut hw, at(0x8C, 2), 0x0063);
+        assert_eq!(vpci.binding(0x40).map(|(_, m)| m.vector()), Some(0x60));
+        assert_eq!(vpci.binding(0x43).map(|(_, m)| m.vector()), Some(0x63));
+        // MME = 7 while on: as many as the device can (16), a rebind.
+        assert_eq!(
+            vpci.write(&mut hw, at(0x82, 1), 0xF9),
+            Some(MsiEvent::Rebind(MsiMessage {
+                address: 0xFEE0_0000,
+                data: 0x63
+            }))
+        );
+        assert_eq!(vpci.guest_msi_vectors(AHCI), 16);
+        assert_eq!(
+            vpci.read(&mut hw, at(0x82, 1)),
+            0xC9,
+            "MME 4 (16) read back"
+        );
+        vpci.program_host(&mut hw, AHCI, Some(MsiMessage::fixed(0, 0x50)));
+        assert_eq!(vpci.host_vectors(AHCI), Some((0x50, 16)));
+        assert_eq!(hw.read(AHCI, 0x82, 2) & 0x71, 0x41);
+        // A device that can send one: MME is always 0.
+        let mut hw = machine(&[(PCI_CAP_ID_MSI, 0x80, 0x0080)]);
+        let mut vpci = Vpci::new();
+        vpci.write(&mut hw, at(0x82, 2), 0x00F1);
+        assert_eq!(vpci.read(&mut hw, at(0x82, 2)), 0x0081);
+        assert_eq!(vpci.guest_msi_vectors(AHCI), 1);
     }
 
     /// A 32-bit capability: data right after the address; the dword after

@@ -221,26 +221,13 @@ impl super::emulate::Mmio for EcamWindow<'_> {
     }
 }
 
-/// Binds or unbinds a host vector for dom0's MSI change of `sbdf`.
+/// Binds or unbinds host vectors for dom0's MSI change of `sbdf`.
 fn msi_event(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, event: MsiEvent) {
     match event {
-        MsiEvent::Enable(message) => {
-            let Some(vector) = rxen_x86::irq::alloc_vector() else {
-                printk!("d{id}: {sbdf}: MSI left off: no free host vector");
-                return;
-            };
-            let host = MsiMessage::fixed(rxen_x86::apic::id(), vector);
-            pci.vpci.program_host(&mut HostConfig, sbdf, Some(host));
-            printk!(
-                "d{id}: {sbdf}: MSI vector {:#x} to {} APIC {:#x} on host vector {vector:#x}",
-                message.vector(),
-                if message.logical() {
-                    "logical"
-                } else {
-                    "physical"
-                },
-                message.dest()
-            );
+        MsiEvent::Enable(message) => msi_bind(id, pci, sbdf, message),
+        MsiEvent::Rebind(message) => {
+            msi_unbind(id, pci, sbdf);
+            msi_bind(id, pci, sbdf, message);
         }
         MsiEvent::Update(message) => log!(
             Debug,
@@ -266,14 +253,65 @@ fn msi_event(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, event: MsiEvent) {
                 );
             }
         }
-        MsiEvent::Disable => {
-            let vector = pci.vpci.host_vector(sbdf);
-            pci.vpci.program_host(&mut HostConfig, sbdf, None);
-            if let Some(vector) = vector {
-                rxen_x86::irq::free_vector(vector);
-                printk!("d{id}: {sbdf}: MSI off, host vector {vector:#x} freed");
-            }
+        MsiEvent::Disable => msi_unbind(id, pci, sbdf),
+    }
+}
+
+/// dom0 enabled `sbdf`'s MSI with `message`: as many host vectors as it
+/// asked for (an aligned block for a multiple-message MSI), the device
+/// programmed with the first.
+fn msi_bind(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, message: MsiMessage) {
+    let count = pci.vpci.guest_msi_vectors(sbdf);
+    let first = match count {
+        1 => rxen_x86::irq::alloc_vector(),
+        n => rxen_x86::irq::alloc_vectors(n),
+    };
+    let Some(first) = first else {
+        printk!("d{id}: {sbdf}: MSI left off: no {count} free host vector(s)");
+        return;
+    };
+    let host = MsiMessage::fixed(rxen_x86::apic::id(), first);
+    pci.vpci.program_host(&mut HostConfig, sbdf, Some(host));
+    let last = first.saturating_add(count - 1);
+    printk!(
+        "d{id}: {sbdf}: MSI vector {:#x}{} to {} APIC {:#x} on host vector {first:#x}{}",
+        message.vector(),
+        if count > 1 {
+            alloc::format!(" (+{})", count - 1)
+        } else {
+            alloc::string::String::new()
+        },
+        if message.logical() {
+            "logical"
+        } else {
+            "physical"
+        },
+        message.dest(),
+        if count > 1 {
+            alloc::format!("-{last:#x}")
+        } else {
+            alloc::string::String::new()
         }
+    );
+}
+
+/// dom0 disabled `sbdf`'s MSI (or changes its count): the device off, its
+/// host vectors freed.
+fn msi_unbind(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf) {
+    let vectors = pci.vpci.host_vectors(sbdf);
+    pci.vpci.program_host(&mut HostConfig, sbdf, None);
+    if let Some((first, count)) = vectors {
+        for vector in first..first.saturating_add(count) {
+            rxen_x86::irq::free_vector(vector);
+        }
+        printk!(
+            "d{id}: {sbdf}: MSI off, host vector {first:#x}{} freed",
+            if count > 1 {
+                alloc::format!("-{:#x}", first.saturating_add(count - 1))
+            } else {
+                alloc::string::String::new()
+            }
+        );
     }
 }
 
