@@ -271,7 +271,13 @@ pub fn sleep_until(deadline: u64) -> u64 {
 /// Waits until `done()` holds, blocking on events with a 1 ms single-shot timer each
 /// time (so that a condition nobody signals is still seen); gives up after
 /// `timeout_ns`. Whether `done()` held. Needs what [`sleep_until`] needs.
-pub fn wait_until(timeout_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout_ns: u64, done: impl FnMut() -> bool) -> bool {
+    wait_until_every(timeout_ns, 1_000_000, done)
+}
+
+/// [`wait_until`], looking at `done` at least every `step_ns` (and on every
+/// event): a longer step for waits that expect nothing to come.
+pub fn wait_until_every(timeout_ns: u64, step_ns: u64, mut done: impl FnMut() -> bool) -> bool {
     let deadline = crate::time::now().saturating_add(timeout_ns);
     loop {
         if done() {
@@ -281,7 +287,7 @@ pub fn wait_until(timeout_ns: u64, mut done: impl FnMut() -> bool) -> bool {
         if t > deadline {
             return false;
         }
-        crate::time::set_singleshot_timer(t + 1_000_000);
+        crate::time::set_singleshot_timer(t.saturating_add(step_ns.max(1)));
         block_once();
     }
 }

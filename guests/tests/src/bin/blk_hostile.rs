@@ -37,7 +37,7 @@ use rxen_guest::abi::blkif::{
 };
 use rxen_guest::abi::grant_table::GTF_WRITING;
 use rxen_guest::events::{
-    alloc_unbound, send, set_up_timer_events, sleep_until, unmask, wait_until,
+    alloc_unbound, send, set_up_timer_events, sleep_until, unmask, wait_until, wait_until_every,
 };
 use rxen_guest::grant::{free_gfn_above_ram, place_frame, Page, Table, PAGE_SIZE};
 use rxen_guest::time::{map_shared_info, now};
@@ -241,12 +241,14 @@ impl Ring {
         send(self.port);
     }
 
-    /// The next response, waited for up to `timeout` ns.
+    /// The next response, waited for up to `timeout` ns: the backend signals it
+    /// (`rsp_event` asks for that), so the ring is looked at on each event and
+    /// otherwise every 20 ms (the silent waits last seconds).
     fn response(&mut self, timeout: u64) -> Option<BlkifResponse> {
         self.index(RSP_EVENT)
             .store(self.rsp_cons.wrapping_add(1), Ordering::Release);
         let cons = self.rsp_cons;
-        if !wait_until(timeout, || {
+        if !wait_until_every(timeout, 20_000_000, || {
             self.index(RSP_PROD).load(Ordering::Acquire) != cons
         }) {
             return None;
