@@ -277,7 +277,7 @@ pub fn init_page_tables(map: &MemoryMap) -> Option<u64> {
     // Device memory above RAM (64-bit BARs) up to the physical address
     // width, with 1 GiB pages where the CPU has them.
     let device_limit = if rxen_x86::cpu::has_1g_pages() {
-        1u64 << rxen_x86::cpu::phys_addr_bits().min(48)
+        1u64 << rxen_x86::cpu::phys_addr_bits().min(47)
     } else {
         0
     };

@@ -26,15 +26,17 @@ pub struct Layout<'a> {
     pub image: Range<u64>,
     /// Identity-map device memory from the end of the above up to this
     /// address with 1 GiB pages (no more than `limit` when the CPU has no
-    /// 1 GiB pages; at most 2^48).
+    /// 1 GiB pages; at most 2^47, the end of the lower canonical half that
+    /// an identity map can use).
     pub device_limit: u64,
 }
 
 /// Where [`build`] maps device memory up to, for `layout`: the RAM map's end,
-/// or `device_limit` rounded down to 1 GiB (at most 2^48).
+/// or `device_limit` rounded down to 1 GiB (at most 2^47: identity-mapped
+/// addresses at or above are not canonical).
 pub fn mapped_limit(layout: &Layout) -> (u64, u64) {
     let limit = layout.limit.max(1 << 32).next_multiple_of(PAGE_1G);
-    let device = (layout.device_limit.min(1 << 48) & !(PAGE_1G - 1)).max(limit);
+    let device = (layout.device_limit.min(1 << 47) & !(PAGE_1G - 1)).max(limit);
     (limit, device)
 }
 
@@ -129,4 +131,35 @@ pub fn activate(pml4: u64) {
     // SAFETY: `pml4` was built by `build`, which identity-maps everything
     // the hypervisor touches (image, stacks, heap, boot data, MMIO).
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(limit: u64, device_limit: u64) -> Layout<'static> {
+        Layout {
+            limit,
+            ram: &[],
+            image: 0..0,
+            device_limit,
+        }
+    }
+
+    /// RAM's map reaches 4 GiB at least, in whole GiB; device memory above it
+    /// stops at 2^47 (the canonical lower half), in whole GiB, and never
+    /// below the RAM's end (no 1 GiB pages: 0).
+    #[test]
+    fn the_mapped_limits_are_whole_gib_and_canonical() {
+        assert_eq!(mapped_limit(&layout(0x2000_0000, 0)), (1 << 32, 1 << 32));
+        assert_eq!(
+            mapped_limit(&layout(0x1_2000_0000, 1 << 40)),
+            (0x1_4000_0000, 1 << 40)
+        );
+        assert_eq!(mapped_limit(&layout(1 << 32, 1 << 48)), (1 << 32, 1 << 47));
+        assert_eq!(
+            mapped_limit(&layout(1 << 32, (1 << 40) + 12345)),
+            (1 << 32, 1 << 40)
+        );
+    }
 }
