@@ -171,10 +171,21 @@ pub fn apic_id(vcpu: u32) -> u8 {
 const OEM_REVISION: u32 = 1;
 
 /// The bytes of a table (or any AML object) built by the crate.
-fn bytes_of(table: &dyn Aml) -> Vec<u8> {
+pub(crate) fn bytes_of(table: &dyn Aml) -> Vec<u8> {
     let mut bytes = Vec::new();
     table.to_aml_bytes(&mut bytes);
     bytes
+}
+
+/// Sets the checksum byte at `at` so that `bytes` sum to zero.
+pub(crate) fn fix_checksum(bytes: &mut [u8], at: usize) {
+    if let Some(slot) = bytes.get_mut(at) {
+        *slot = 0;
+    }
+    let sum = bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b));
+    if let Some(slot) = bytes.get_mut(at) {
+        *slot = 0u8.wrapping_sub(sum);
+    }
 }
 
 /// Sets the revision (offset 8) of the table in `table` and its checksum
@@ -183,13 +194,7 @@ pub(crate) fn set_revision(table: &mut [u8], revision: u8) {
     if let Some(slot) = table.get_mut(8) {
         *slot = revision;
     }
-    if let Some(slot) = table.get_mut(9) {
-        *slot = 0;
-    }
-    let sum = table.iter().fold(0u8, |sum, b| sum.wrapping_add(*b));
-    if let Some(slot) = table.get_mut(9) {
-        *slot = 0u8.wrapping_sub(sum);
-    }
+    fix_checksum(table, 9);
 }
 
 /// Writes `v` at `at` in `t`. Every caller's offset is a table's position

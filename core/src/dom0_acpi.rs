@@ -35,7 +35,9 @@
     deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
 )]
 
-use crate::acpi_tables::set_revision;
+#[cfg(test)]
+use crate::acpi_tables::fix_checksum;
+use crate::acpi_tables::{bytes_of, set_revision};
 use ::acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
 };
@@ -97,15 +99,18 @@ pub struct Dom0Acpi {
 /// DSDT of a big machine is a few hundred KiB).
 const MAX_HOST_TABLE: u32 = 4 << 20;
 
-/// The length of the table (or FACS) at `addr`, if readable and at most
-/// [`MAX_HOST_TABLE`].
-fn host_table(mem: &dyn HostMemory, addr: u64) -> Option<(u64, u32)> {
+/// The signature and length of the table (or FACS) at `addr`, if readable
+/// and at most [`MAX_HOST_TABLE`] long.
+fn host_table(mem: &dyn HostMemory, addr: u64) -> Option<([u8; 4], u32)> {
     let mut header = [0u8; 8];
     if addr == 0 || !mem.read(addr, &mut header) {
         return None;
     }
+    let [s0, s1, s2, s3, ..] = header;
     let len = u32_at(&header, 4)?;
-    (8..=MAX_HOST_TABLE).contains(&len).then_some((addr, len))
+    (8..=MAX_HOST_TABLE)
+        .contains(&len)
+        .then_some(([s0, s1, s2, s3], len))
 }
 
 /// The host tables `allowed` leads to: each, and the DSDT and FACS of the
@@ -113,11 +118,11 @@ fn host_table(mem: &dyn HostMemory, addr: u64) -> Option<(u64, u32)> {
 fn host_tables(mem: &dyn HostMemory, allowed: &[u64]) -> Vec<(u64, u32)> {
     let mut tables = Vec::new();
     for &at in allowed {
-        let Some(table) = host_table(mem, at) else {
+        let Some((signature, len)) = host_table(mem, at) else {
             continue;
         };
-        tables.push(table);
-        if signature(mem, at) != Some(*b"FACP") {
+        tables.push((at, len));
+        if &signature != b"FACP" {
             continue;
         }
         let Some(fadt) = read_table(mem, at, 4096) else {
@@ -130,7 +135,7 @@ fn host_tables(mem: &dyn HostMemory, allowed: &[u64]) -> Vec<(u64, u32)> {
         };
         // FIRMWARE_CTRL at 36, DSDT at 40; X_FIRMWARE_CTRL at 132, X_DSDT at 140.
         for address in [pick(132, 36), pick(140, 40)].into_iter().flatten() {
-            tables.extend(host_table(mem, address));
+            tables.extend(host_table(mem, address).map(|(_, len)| (address, len)));
         }
     }
     tables
@@ -153,24 +158,6 @@ const MAX_MADT: usize = 64 * 1024;
 
 fn checksum_ok(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0
-}
-
-/// The bytes of a table built by the crate.
-fn bytes_of(table: &dyn Aml) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    table.to_aml_bytes(&mut bytes);
-    bytes
-}
-
-#[cfg(test)]
-fn fix_checksum(bytes: &mut [u8], at: usize) {
-    if let Some(slot) = bytes.get_mut(at) {
-        *slot = 0;
-    }
-    let sum = bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-    if let Some(slot) = bytes.get_mut(at) {
-        *slot = 0u8.wrapping_sub(sum);
-    }
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {

@@ -641,7 +641,7 @@ fn linux_boot() -> bool {
 }
 
 /// The exit profile of the same Linux boot on rxen: the table rxen prints (`exit-stats`)
-/// when the domain powers off at `/init`.
+/// when the domain powers off at `/init`, by reason, hypercall and port.
 fn linux_exit_profile(kernel: &std::path::Path, initramfs: &std::path::Path) -> bool {
     println!("\nxtask: exit profile of that boot (rxen exit-stats, until /init powers off)");
     let out = Qemu::new("bench-linux-rxen-exits")
@@ -651,13 +651,22 @@ fn linux_exit_profile(kernel: &std::path::Path, initramfs: &std::path::Path) -> 
         .module(initramfs, "")
         .timeout(Duration::from_secs(300))
         .run();
-    let table = out.lines_containing("d1 exits: ");
-    if table.is_empty() || !out.contains("d1 exits: total") {
+    print_exit_profile(&out, 1)
+}
+
+/// Prints domain `domid`'s exit profile from `out` (what rxen's `exit-stats`
+/// logs when it ends: exits by reason, then by hypercall and by port); false
+/// if there is none.
+fn print_exit_profile(out: &Outcome, domid: u16) -> bool {
+    if !out.contains(&format!("d{domid} exits: total")) {
         eprintln!("xtask: no exit profile; log tail:\n{}", out.tail(30));
         return false;
     }
-    for line in table {
-        println!("{}", line.split("d1 exits: ").nth(1).unwrap_or(line));
+    let rows = ["exits: ", "hypercall: ", "port: "].map(|kind| format!("d{domid} {kind}"));
+    for line in out.log.lines() {
+        if rows.iter().any(|row| line.contains(row.as_str())) {
+            println!("{}", line.split("(rxen) ").nth(1).unwrap_or(line));
+        }
     }
     true
 }
@@ -855,21 +864,7 @@ fn dom0_exit_profile(kernel: &std::path::Path, initramfs: &std::path::Path) -> b
         .module(initramfs, "")
         .timeout(Duration::from_secs(300))
         .run();
-    let table: Vec<&str> = out
-        .log
-        .lines()
-        .filter(|l| {
-            l.contains("d0 exits: ") || l.contains("d0 hypercall: ") || l.contains("d0 port: ")
-        })
-        .collect();
-    if !out.contains("d0 exits: total") {
-        eprintln!("xtask: no exit profile; log tail:\n{}", out.tail(30));
-        return false;
-    }
-    for line in table {
-        println!("{}", line.split("(rxen) ").nth(1).unwrap_or(line));
-    }
-    true
+    print_exit_profile(&out, 0)
 }
 
 /// Xen 4.17's figures for the same domU on this QEMU (Debian's Xen, PV dom0,

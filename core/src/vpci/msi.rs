@@ -136,10 +136,11 @@ impl MsiCap {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct MsiState {
     cap: MsiCap,
-    /// Multiple message capable: the device can send 2^capable vectors.
+    /// Multiple message capable: the device can send 2^capable vectors
+    /// (at most [`MSI_MAX_LOG2`]).
     capable: u8,
     /// dom0's message, enable bit and multiple message enable (2^mme
-    /// vectors, at most 2^capable).
+    /// vectors, at most 2^capable: clamped when dom0 writes it).
     guest: MsiMessage,
     enabled: bool,
     mme: u8,
@@ -155,7 +156,7 @@ impl MsiState {
     /// The host vectors rxen enabled the device with: (first, count).
     fn host_vectors(&self) -> Option<(u8, u8)> {
         self.host_enabled
-            .then(|| (self.host.vector(), 1u8 << self.host_mme.min(MSI_MAX_LOG2)))
+            .then(|| (self.host.vector(), 1u8 << self.host_mme))
     }
 
     /// dom0's message for host vector `vector`, if it is one of the
@@ -279,7 +280,7 @@ impl Device {
                         mme: 0,
                         host: message,
                         host_enabled: enabled,
-                        host_mme: (low >> 4) & 7,
+                        host_mme: ((low >> 4) & 7).min(MSI_MAX_LOG2),
                     });
                 }
                 PCI_CAP_ID_MSIX if device.hide_msix.is_none() && device.msix.is_none() => {
@@ -315,7 +316,7 @@ impl Device {
             return Some(VirtualByte {
                 mask: MSI_CONTROL_VIRTUAL,
                 guest: u8::from(msi.enabled) | capable | msi.mme << 4,
-                host: u8::from(msi.host_enabled) | capable | msi.host_mme.min(MSI_MAX_LOG2) << 4,
+                host: u8::from(msi.host_enabled) | capable | msi.host_mme << 4,
             });
         }
         let address_bytes = if cap.is64 { 8 } else { 4 };
@@ -490,16 +491,15 @@ impl Vpci {
             );
         }
         hw.write(sbdf, cap.data(), 2, u32::from(message.data));
-        let mme = msi.mme.min(msi.capable);
         hw.write(
             sbdf,
             cap.control(),
             2,
-            control | u32::from(MSI_ENABLE) | u32::from(mme) << 4,
+            control | u32::from(MSI_ENABLE) | u32::from(msi.mme) << 4,
         );
         msi.host = message;
         msi.host_enabled = true;
-        msi.host_mme = mme;
+        msi.host_mme = msi.mme;
     }
 
     /// The function whose MSI rxen enabled with host vector `vector`, and
@@ -538,7 +538,7 @@ impl Vpci {
         self.devices
             .get(&sbdf)
             .and_then(|d| d.msi.as_ref())
-            .map_or(1, |msi| 1 << msi.mme.min(msi.capable))
+            .map_or(1, |msi| 1 << msi.mme)
     }
 
     /// dom0's MSI message of `sbdf` and whether dom0 enabled it.

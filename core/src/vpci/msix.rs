@@ -95,9 +95,6 @@ pub struct Msix {
     entries: Vec<Entry>,
 }
 
-/// The most pages a table can span: 2048 entries of 16 bytes, not aligned.
-pub const MAX_TRAPPED_PAGES: usize = 2048 * ENTRY_SIZE as usize / 4096 + 1;
-
 /// The address memory BAR `bir` of `sbdf` decodes now, if it is a memory BAR
 /// with an address (below 4 GiB, or a 64-bit BAR anywhere).
 fn bar_address(hw: &mut dyn ConfigSpace, sbdf: Sbdf, bir: u8) -> Option<u64> {
@@ -198,16 +195,25 @@ impl Msix {
         (self.table, self.pba) != before && self.table != 0
     }
 
-    /// The pages holding the table and the PBA (at most
-    /// [`MAX_TRAPPED_PAGES`], the table's first), none while they are not
-    /// reachable.
-    pub fn trapped_pages(&self) -> impl Iterator<Item = u64> + '_ {
-        let table = self.table & !0xFFF;
-        let pba = self.pba & !0xFFF;
-        (0..MAX_TRAPPED_PAGES as u64)
-            .map(move |i| table.saturating_add(i.saturating_mul(4096)))
-            .chain([pba, pba.saturating_add(4096)])
-            .filter(move |&page| self.table != 0 && self.traps(page))
+    /// The pages holding the table, then those holding the PBA (at most 9
+    /// and 2: 2048 entries of 16 bytes, 256 bytes of pending bits, either
+    /// across a page boundary), none while they are not reachable.
+    pub fn trapped_pages(&self) -> impl Iterator<Item = u64> {
+        let ranges = (self.table != 0).then(|| self.page_ranges());
+        ranges
+            .into_iter()
+            .flatten()
+            .flat_map(|pages| pages.step_by(4096))
+    }
+
+    /// The first and last page of the table and of the PBA.
+    fn page_ranges(&self) -> [core::ops::RangeInclusive<u64>; 2] {
+        let last = |start: u64, bytes: u64| start.saturating_add(bytes).saturating_sub(1) & !0xFFF;
+        let table_bytes = (self.entries.len() as u64).saturating_mul(ENTRY_SIZE);
+        [
+            self.table & !0xFFF..=last(self.table, table_bytes),
+            self.pba & !0xFFF..=last(self.pba, self.pba_bytes()),
+        ]
     }
 
     /// The control register's offset.
@@ -222,15 +228,7 @@ impl Msix {
             return false;
         }
         let page = addr & !0xFFF;
-        let table_pages = self.table & !0xFFF
-            ..=self
-                .table_end(self.table)
-                .unwrap_or(self.table)
-                .saturating_sub(1)
-                & !0xFFF;
-        let pba_pages = self.pba & !0xFFF
-            ..=self.pba.saturating_add(self.pba_bytes()).saturating_sub(1) & !0xFFF;
-        table_pages.contains(&page) || pba_pages.contains(&page)
+        self.page_ranges().iter().any(|pages| pages.contains(&page))
     }
 
     /// The table entry and field of `addr`, if it is in the table.

@@ -72,6 +72,7 @@ pub mod boot {
         unreachable!("test guests run only on bare metal")
     }
 }
+pub mod acpi;
 pub mod console;
 pub mod control;
 pub mod cpu;

@@ -106,10 +106,8 @@ impl super::emulate::Mmio for MsixWindow<'_> {
                             return;
                         };
                         printk!(
-                            "d{id}: {sbdf}: MSI-X entry {entry} vector {:#x} to {} APIC {:#x} on host vector {vector:#x}",
-                            guest.vector(),
-                            if guest.logical() { "logical" } else { "physical" },
-                            guest.dest()
+                            "d{id}: {sbdf}: MSI-X entry {entry} {} on host vector {vector:#x}",
+                            describe(&guest, 1)
                         );
                         vector
                     }
@@ -229,17 +227,9 @@ fn msi_event(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, event: MsiEvent) {
             msi_unbind(id, pci, sbdf);
             msi_bind(id, pci, sbdf, message);
         }
-        MsiEvent::Update(message) => log!(
-            Debug,
-            "d{id}: {sbdf}: MSI now vector {:#x} to {} APIC {:#x}",
-            message.vector(),
-            if message.logical() {
-                "logical"
-            } else {
-                "physical"
-            },
-            message.dest()
-        ),
+        MsiEvent::Update(message) => {
+            log!(Debug, "d{id}: {sbdf}: MSI now {}", describe(&message, 1))
+        }
         MsiEvent::MsixMoved => pci.moved = Some(sbdf),
         MsiEvent::MsixOff => {
             if let Some(msix) = pci.vpci.msix_mut(sbdf) {
@@ -262,19 +252,24 @@ fn msi_event(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, event: MsiEvent) {
 /// programmed with the first.
 fn msi_bind(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, message: MsiMessage) {
     let count = pci.vpci.guest_msi_vectors(sbdf);
-    let first = match count {
-        1 => rxen_x86::irq::alloc_vector(),
-        n => rxen_x86::irq::alloc_vectors(n),
-    };
-    let Some(first) = first else {
+    let Some(first) = rxen_x86::irq::alloc_vectors(count) else {
         printk!("d{id}: {sbdf}: MSI left off: no {count} free host vector(s)");
         return;
     };
     let host = MsiMessage::fixed(rxen_x86::apic::id(), first);
     pci.vpci.program_host(&mut HostConfig, sbdf, Some(host));
-    let last = first.saturating_add(count - 1);
     printk!(
-        "d{id}: {sbdf}: MSI vector {:#x}{} to {} APIC {:#x} on host vector {first:#x}{}",
+        "d{id}: {sbdf}: MSI {} on host vector {}",
+        describe(&message, count),
+        vector_range(first, count)
+    );
+}
+
+/// dom0's `message` for the log: "vector V (+n-1) to logical|physical APIC
+/// D", for `count` vectors from V.
+fn describe(message: &MsiMessage, count: u8) -> alloc::string::String {
+    alloc::format!(
+        "vector {:#x}{} to {} APIC {:#x}",
         message.vector(),
         if count > 1 {
             alloc::format!(" (+{})", count - 1)
@@ -286,13 +281,16 @@ fn msi_bind(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf, message: MsiMessage) {
         } else {
             "physical"
         },
-        message.dest(),
-        if count > 1 {
-            alloc::format!("-{last:#x}")
-        } else {
-            alloc::string::String::new()
-        }
-    );
+        message.dest()
+    )
+}
+
+/// `count` host vectors from `first` for the log: "0x38" or "0x38-0x3b".
+fn vector_range(first: u8, count: u8) -> alloc::string::String {
+    match count {
+        0 | 1 => alloc::format!("{first:#x}"),
+        n => alloc::format!("{first:#x}-{:#x}", first.saturating_add(n - 1)),
+    }
 }
 
 /// dom0 disabled `sbdf`'s MSI (or changes its count): the device off, its
@@ -305,12 +303,8 @@ fn msi_unbind(id: DomId, pci: &mut Dom0Pci, sbdf: Sbdf) {
             rxen_x86::irq::free_vector(vector);
         }
         printk!(
-            "d{id}: {sbdf}: MSI off, host vector {first:#x}{} freed",
-            if count > 1 {
-                alloc::format!("-{:#x}", first.saturating_add(count - 1))
-            } else {
-                alloc::string::String::new()
-            }
+            "d{id}: {sbdf}: MSI off, host vector {} freed",
+            vector_range(first, count)
         );
     }
 }

@@ -7,33 +7,19 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use rxen_guest::acpi::{bytes, sum, u32_at, u64_at};
 use rxen_guest::{check, check_eq, println, StartInfo};
 
 rxen_guest::entry!(main);
 
-/// `len` bytes of guest-physical memory at `addr`.
-fn phys(addr: u64, len: usize) -> &'static [u8] {
-    // SAFETY: dom0's low 4 GiB are identity-mapped by the runtime; the callers read
-    // only the tables the RSDP leads to, which the hypervisor maps for dom0.
-    unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from(u32_at(b, at)) | u64::from(u32_at(b, at + 4)) << 32
-}
-
 /// The table at `addr` (header length, at most 64 KiB), if its checksum is valid.
 fn table(addr: u64) -> Option<&'static [u8]> {
-    let len = u32_at(phys(addr, 8), 4) as usize;
+    let len = u32_at(bytes(addr, 8), 4) as usize;
     if !(36..=65536).contains(&len) {
         return None;
     }
-    let t = phys(addr, len);
-    (t.iter().fold(0u8, |s, b| s.wrapping_add(*b)) == 0).then_some(t)
+    let t = bytes(addr, len);
+    (sum(t) == 0).then_some(t)
 }
 
 fn main(si: &StartInfo) {
@@ -42,7 +28,7 @@ fn main(si: &StartInfo) {
     if si.rsdp() == 0 {
         return;
     }
-    let rsdp = phys(si.rsdp(), 36);
+    let rsdp = bytes(si.rsdp(), 36);
     check_eq!(&rsdp[..8], b"RSD PTR ", "RSDP signature");
     // Revision 2 and up: the XSDT (64-bit entries); else the RSDT (32-bit).
     let (root_at, entry_size) = if rsdp[15] >= 2 && u64_at(rsdp, 24) != 0 {

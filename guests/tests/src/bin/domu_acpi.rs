@@ -7,28 +7,10 @@
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
+use rxen_guest::acpi::{bytes, sum, u32_at, u64_at};
 use rxen_guest::{check, check_eq, println, StartInfo};
 
 rxen_guest::entry!(main);
-
-fn bytes(addr: u64, len: usize) -> &'static [u8] {
-    // SAFETY: the domain's memory below 4 GiB is identity-mapped and the
-    // addresses come from the tables (each checked for being in the domain's
-    // memory below before it is read further).
-    unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from(u32_at(b, at)) | u64::from(u32_at(b, at + 4)) << 32
-}
-
-fn sum(b: &[u8]) -> u8 {
-    b.iter().fold(0u8, |s, x| s.wrapping_add(*x))
-}
 
 /// The table at `addr` if it has `signature` and a right checksum.
 fn table(addr: u64, signature: &[u8; 4]) -> Option<&'static [u8]> {
