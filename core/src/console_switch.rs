@@ -77,11 +77,16 @@ pub enum DebugKey {
     GrantTables,
     /// `e`: print each domain's event channels in use (Xen's `e`).
     EventChannels,
+    /// `l`: print the machine lock's profile (Xen's `l` prints its lock
+    /// profile).
+    LockProfile,
+    /// `L`: reset the lock profile (Xen's `L`).
+    ResetLockProfile,
 }
 
 impl DebugKey {
     /// Every key, with its letter and what it does (for `h`).
-    pub const ALL: [(u8, DebugKey, &'static str); 5] = [
+    pub const ALL: [(u8, DebugKey, &'static str); 7] = [
         (b'h', DebugKey::Help, "print this help"),
         (
             b'p',
@@ -99,6 +104,12 @@ impl DebugKey {
             DebugKey::EventChannels,
             "dump evtchn info (ports in use)",
         ),
+        (
+            b'l',
+            DebugKey::LockProfile,
+            "print lock profile info (the machine lock: holds, waits, local exits)",
+        ),
+        (b'L', DebugKey::ResetLockProfile, "reset lock profile info"),
     ];
 
     /// The debug key typed as `byte`, if it is one.
@@ -121,6 +132,8 @@ mod tests {
         assert_eq!(DebugKey::from_byte(b'h'), Some(DebugKey::Help));
         assert_eq!(DebugKey::from_byte(b'g'), Some(DebugKey::GrantTables));
         assert_eq!(DebugKey::from_byte(b'e'), Some(DebugKey::EventChannels));
+        assert_eq!(DebugKey::from_byte(b'l'), Some(DebugKey::LockProfile));
+        assert_eq!(DebugKey::from_byte(b'L'), Some(DebugKey::ResetLockProfile));
         assert_eq!(DebugKey::from_byte(b'x'), None);
         assert_eq!(DebugKey::from_byte(SWITCH_CHAR), None);
         // One entry per letter.

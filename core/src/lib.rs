@@ -37,6 +37,7 @@ pub mod hvm_save;
 pub mod hypercall;
 pub mod i8254;
 pub mod ioport_policy;
+pub mod lock_profile;
 pub mod log;
 pub mod memmap;
 pub mod mm;

@@ -79,6 +79,9 @@ pub(crate) struct FakeEnv {
     pub(crate) hvm: BTreeMap<(DomId, u32), (rxen_abi::hvm_save::HvmHwCpu, (u64, u64))>,
     /// Whether a vCPU of the peer is on a CPU.
     pub(crate) peer_on_cpu: bool,
+    /// Calls of a [`Domains`] method: the hypercall reached beyond its
+    /// domain (see `hypercall::LOCAL_HYPERCALLS`).
+    pub(crate) reached: core::cell::Cell<u32>,
 }
 
 /// Grant tables and their frames, for [`FakeEnv`]: the caller's table and
@@ -203,6 +206,7 @@ impl FakeEnv {
             busy: Default::default(),
             hvm: BTreeMap::new(),
             peer_on_cpu: false,
+            reached: core::cell::Cell::new(0),
             pci: PciRegistry::new(&[McfgRegion {
                 address: 0xB000_0000,
                 segment: 0,
@@ -442,6 +446,7 @@ impl Domains for FakeEnv {
         domid: DomId,
         f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         match self.peer.as_deref_mut() {
             Some((d, env)) if d.id == domid => {
                 f(d, env);
@@ -455,6 +460,7 @@ impl Domains for FakeEnv {
         _caller: DomId,
         f: &mut dyn FnMut(&mut dyn GrantTables, &mut dyn GrantPlatform),
     ) -> bool {
+        self.reached.set(self.reached.get() + 1);
         let Some(grants) = self.grants.as_deref_mut() else {
             return false;
         };
@@ -466,11 +472,13 @@ impl Domains for FakeEnv {
         true
     }
     fn other_domains(&self) -> Vec<DomId> {
+        self.reached.set(self.reached.get() + 1);
         self.peer.iter().map(|p| p.0.id).collect()
     }
     /// The fake's RAM is its populated frames; those in `busy` are mapped
     /// by another domain.
     fn decrease_reservation(&mut self, target: DomId, gfns: &[u64], order: u32) -> (u64, u64) {
+        self.reached.set(self.reached.get() + 1);
         let busy = self.busy.clone();
         let populated = if self.peer.as_ref().is_some_and(|p| p.0.id == target) {
             &mut self.peer.as_deref_mut().unwrap().1.populated
@@ -498,6 +506,7 @@ impl Domains for FakeEnv {
         frame: crate::platform::ForeignFrame,
         gfn: Gfn,
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         use crate::platform::ForeignFrame;
         let (_, env) = self
             .peer
@@ -529,6 +538,7 @@ impl Domains for FakeEnv {
         requested: DomId,
         config: &crate::platform::DomainConfig,
     ) -> Result<DomId, Errno> {
+        self.reached.set(self.reached.get() + 1);
         let peer = self.peer.as_ref().map(|p| p.0.id);
         let id = crate::domain::allocate_domid(requested, &mut self.rover, |id| {
             id == 0 || Some(id) == peer
@@ -541,9 +551,11 @@ impl Domains for FakeEnv {
         Ok(id)
     }
     fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams> {
+        self.reached.set(self.reached.get() + 1);
         self.sched.get(&domid).copied()
     }
     fn domain_on_cpu(&self, domid: DomId) -> bool {
+        self.reached.set(self.reached.get() + 1);
         self.peer_on_cpu && self.peer.as_ref().is_some_and(|p| p.0.id == domid)
     }
     fn save_hvm_cpu(
@@ -552,6 +564,7 @@ impl Domains for FakeEnv {
         vcpu: u32,
         cpu: &mut rxen_abi::hvm_save::HvmHwCpu,
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         self.fake_vcpu(domid, vcpu)?;
         *cpu = self
             .hvm
@@ -566,6 +579,7 @@ impl Domains for FakeEnv {
         vcpu: u32,
         mtrr: &mut rxen_abi::hvm_save::HvmHwMtrr,
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         self.fake_vcpu(domid, vcpu)?;
         let (pat, def_type) = self
             .hvm
@@ -585,6 +599,7 @@ impl Domains for FakeEnv {
         vcpu: u32,
         cpu: &rxen_abi::hvm_save::HvmHwCpu,
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         self.fake_vcpu(domid, vcpu)?;
         self.hvm.entry((domid, vcpu)).or_default().0 = *cpu;
         Ok(())
@@ -595,6 +610,7 @@ impl Domains for FakeEnv {
         vcpu: u32,
         mtrr: &crate::hvm_save::MtrrLoad,
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         self.fake_vcpu(domid, vcpu)?;
         let state = &mut self.hvm.entry((domid, vcpu)).or_default().1;
         if let Some(pat) = mtrr.pat {
@@ -612,6 +628,7 @@ impl Domains for FakeEnv {
         domid: DomId,
         params: crate::sched::SchedParams,
     ) -> Result<(), Errno> {
+        self.reached.set(self.reached.get() + 1);
         let known = self.sched.get_mut(&domid).ok_or(errno::ESRCH)?;
         if params.weight == 0
             || params.budget_us > params.period_us

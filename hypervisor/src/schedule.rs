@@ -3,12 +3,24 @@
 //! scheduler which vCPUs became runnable or blocked, destroy domains that
 //! ended, ask the scheduler what to run next, and enter that vCPU.
 //!
-//! One lock guards the domain table and the scheduler. A CPU holds it while
-//! it decides and while it serves an exit, and releases it while its guest
-//! runs or while it idles; a vCPU is entered by one CPU at a time because
-//! the scheduler never picks a vCPU that another CPU is running. A CPU that
+//! One lock, [`MACHINE`], guards the domain table and the scheduler. A CPU
+//! holds it exclusively while it decides and while it serves an exit that
+//! may reach beyond its domain, and releases it while its guest runs or
+//! while it idles; a vCPU is entered by one CPU at a time because the
+//! scheduler never picks a vCPU that another CPU is running. A CPU that
 //! must look again (an event woke a vCPU it should run, a domain it runs is
 //! ending) gets a kick IPI, which makes its guest exit or ends its HLT.
+//!
+//! Exits that stay within their domain (CPUID, MSRs, port I/O, nested page
+//! faults, the interrupt window and the hypercalls the core serves with the
+//! caller alone: `exits::is_local_exit`) are served with the machine held
+//! shared and the domain's own exit lock (`serve_local`): CPUs running
+//! different domains serve them side by side, and two vCPUs of one domain
+//! take turns. Such an exit that leaves nothing for the scheduler goes
+//! straight back into the guest; otherwise the CPU goes on to the
+//! scheduling pass with the machine held exclusively, handing over what the
+//! exit asked for. A CPU waiting to hold the machine exclusively keeps new
+//! local exits off it (they queue behind it), so it is not starved.
 //!
 //! Most exits change nothing the scheduler knows: after one of those the
 //! vCPU goes straight back into its guest without the scheduling pass, with
@@ -22,32 +34,39 @@
 //! domain changed the domains (see `serve_exit`). The exit profile
 //! (`exit-stats`) counts the exits that went straight back.
 //!
-//! The machine lock is a plain spin lock, not a ticket lock: a fair lock was
+//! The machine lock is a plain spin lock (`spin`'s reader-writer lock), not
+//! a ticket lock: a fair lock was
 //! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
 //! the host may deschedule, the hand-off to a descheduled waiter stalled
 //! every CPU behind it (the domains test took twice as long and an event
-//! ping-pong beside four busy domains missed its deadline). Fairness belongs
-//! with finer locks (per domain), not with one lock every exit takes.
+//! ping-pong beside four busy domains missed its deadline). The local exits
+//! above take the per-domain exit locks instead of waiting their turn.
 //!
 //! Lock order (take only in this order; never wait for an earlier one while
 //! holding a later one):
-//! 1. `MACHINE` (here): domains, scheduler, grant tables.
-//! 2. `console_input::DOM0_INPUT`: typed bytes for dom0 (taken under 1).
-//!    `pci::PCI`, the PCI registry, is a leaf at the same rank (taken under
-//!    1 by physdev_op, nothing taken under it).
-//! 3. The heap's growth lock (`heap::DualHeap::growing`, only `try_lock`:
+//! 1. `MACHINE` (here): domains, scheduler, grant tables; a reader-writer
+//!    lock (exclusive for the scheduling pass and every exit but the local
+//!    ones, shared for those).
+//! 2. A domain's exit lock (`HvmDomain::exit_lock`): taken only with the
+//!    machine held shared, by the CPU serving a local exit of that domain
+//!    (one at a time: nothing else under 1 shared takes another).
+//! 3. `console_input::DOM0_INPUT`: typed bytes for dom0 (taken under 1 and
+//!    2). `pci::PCI`, the PCI registry, is a leaf at the same rank (taken
+//!    under 1 by physdev_op, under 2 by dom0's PCI configuration exits,
+//!    nothing taken under it).
+//! 4. The heap's growth lock (`heap::DualHeap::growing`, only `try_lock`:
 //!    an allocation that finds it busy does not wait).
-//! 4. `memory::FRAMES`, the frame allocator (under 1 and 3; nothing
+//! 5. `memory::FRAMES`, the frame allocator (under 1, 2 and 4; nothing
 //!    allocates from the heap while it is held).
-//! 5. The heap's arena locks (early, main, each extension): inside every
+//! 6. The heap's arena locks (early, main, each extension): inside every
 //!    allocation, leaves.
-//! 6. `rxen_x86::console::SERIAL`: the UART and its buffer, a leaf (nothing
+//! 7. `rxen_x86::console::SERIAL`: the UART and its buffer, a leaf (nothing
 //!    allocates or takes another lock under it).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rxen_core::domain::{DomId, ShutdownReason};
 use rxen_core::sched::{SchedParams, Scheduler, VcpuRef};
@@ -98,7 +117,120 @@ struct Machine {
     exit_stats: bool,
 }
 
-static MACHINE: spin::Mutex<Option<Machine>> = spin::Mutex::new(None);
+/// The machine: held exclusively ([`lock_machine`]) by a CPU that
+/// schedules or serves an exit that may reach beyond its domain, shared by
+/// CPUs serving local exits ([`serve_local`]).
+static MACHINE: spin::RwLock<Option<Machine>> = spin::RwLock::new(None);
+/// CPUs waiting to hold [`MACHINE`] exclusively: while one waits, no local
+/// exit takes it shared (those exits go through the machine instead), so
+/// that local exits on other CPUs cannot keep it from the writer.
+static WRITERS_WAITING: AtomicU32 = AtomicU32::new(0);
+
+/// Holds the machine exclusively (counted in this CPU's lock profile).
+fn lock_machine() -> spin::RwLockWriteGuard<'static, Option<Machine>> {
+    let counts = LOCK_PROFILE.get(cpu::current_index());
+    if let Some(c) = counts {
+        c.holds.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(guard) = MACHINE.try_write() {
+        return guard;
+    }
+    let started = crate::time::now_ns();
+    WRITERS_WAITING.fetch_add(1, Ordering::AcqRel);
+    let guard = MACHINE.write();
+    WRITERS_WAITING.fetch_sub(1, Ordering::AcqRel);
+    if let Some(c) = counts {
+        c.waits.fetch_add(1, Ordering::Relaxed);
+        let waited = crate::time::now_ns().saturating_sub(started);
+        c.waited_ns.fetch_add(waited, Ordering::Relaxed);
+        c.longest_ns.fetch_max(waited, Ordering::Relaxed);
+    }
+    guard
+}
+
+/// Takes domain exit lock `lock` for a local exit (counted in this CPU's
+/// lock profile).
+fn lock_domain(lock: &spin::Mutex<()>) -> spin::MutexGuard<'_, ()> {
+    let counts = LOCK_PROFILE.get(cpu::current_index());
+    if let Some(c) = counts {
+        c.shared.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(guard) = lock.try_lock() {
+        return guard;
+    }
+    let started = crate::time::now_ns();
+    let guard = lock.lock();
+    if let Some(c) = counts {
+        c.domain_waits.fetch_add(1, Ordering::Relaxed);
+        let waited = crate::time::now_ns().saturating_sub(started);
+        c.domain_waited_ns.fetch_add(waited, Ordering::Relaxed);
+    }
+    guard
+}
+
+/// One CPU's lock profile counters (see [`rxen_core::lock_profile`]).
+struct LockCounters {
+    holds: core::sync::atomic::AtomicU64,
+    waits: core::sync::atomic::AtomicU64,
+    waited_ns: core::sync::atomic::AtomicU64,
+    longest_ns: core::sync::atomic::AtomicU64,
+    shared: core::sync::atomic::AtomicU64,
+    domain_waits: core::sync::atomic::AtomicU64,
+    domain_waited_ns: core::sync::atomic::AtomicU64,
+}
+
+impl LockCounters {
+    const fn new() -> Self {
+        use core::sync::atomic::AtomicU64;
+        Self {
+            holds: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+            longest_ns: AtomicU64::new(0),
+            shared: AtomicU64::new(0),
+            domain_waits: AtomicU64::new(0),
+            domain_waited_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The counts (zeroing them with `reset`).
+    fn take(&self, reset: bool) -> rxen_core::lock_profile::LockProfile {
+        let read = |c: &core::sync::atomic::AtomicU64| {
+            if reset {
+                c.swap(0, Ordering::Relaxed)
+            } else {
+                c.load(Ordering::Relaxed)
+            }
+        };
+        rxen_core::lock_profile::LockProfile {
+            holds: read(&self.holds),
+            waits: read(&self.waits),
+            waited_ns: read(&self.waited_ns),
+            longest_ns: read(&self.longest_ns),
+            shared: read(&self.shared),
+            domain_waits: read(&self.domain_waits),
+            domain_waited_ns: read(&self.domain_waited_ns),
+        }
+    }
+}
+
+/// Each CPU's lock profile counters.
+static LOCK_PROFILE: [LockCounters; cpu::MAX_CPUS] = [const { LockCounters::new() }; cpu::MAX_CPUS];
+
+/// Prints the machine lock's profile summed over the CPUs (debug key `l`,
+/// and at the end with `exit-stats`); `reset` zeroes it (`L`).
+fn print_lock_profile(reset: bool) {
+    let sum = LOCK_PROFILE
+        .iter()
+        .fold(rxen_core::lock_profile::LockProfile::default(), |sum, c| {
+            sum.plus(c.take(reset))
+        });
+    if !reset {
+        for line in sum.lines() {
+            printk!("{line}");
+        }
+    }
+}
 /// Set once the domains exist: every CPU then enters [`run_cpu`].
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -141,7 +273,7 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
     // Input goes to dom0 first, or to the first domU without one (as Xen).
     machine.input = InputFocus::new(machine.domains.keys().next().copied());
     machine.announce_input();
-    *MACHINE.lock() = Some(machine);
+    *lock_machine() = Some(machine);
     STARTED.store(true, Ordering::Release);
     // Wake the other CPUs out of their idle HLT.
     kick_all_others();
@@ -327,6 +459,32 @@ pub fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
     true
 }
 
+/// Serves the exit vCPU `v` of `domain` took (`world` the rest of the
+/// machine, None for a local exit) and counts it in the domain's exit
+/// profile; returns what the exit asks of the scheduler and its exit code.
+fn serve(domain: &mut HvmDomain, v: usize, world: exits::Others) -> (Flow, u64) {
+    use rxen_x86::svm::vmcb::{control, exit, save};
+    let vmcb = &domain.vcpus[v].vmcb;
+    let code = vmcb.read64(control::EXIT_CODE);
+    // The hypercall number, before the handler puts its result in RAX.
+    let hypercall = (code == exit::VMMCALL).then(|| vmcb.read64(save::RAX));
+    // The port of a port I/O exit (EXITINFO1 bits 31:16).
+    let port = (code == exit::IOIO).then(|| (vmcb.read64(control::EXIT_INFO1) >> 16) as u16);
+    let started = crate::time::now_ns();
+    let flow = exits::handle_exit(domain, v, world);
+    let took = crate::time::now_ns().saturating_sub(started);
+    domain
+        .exit_stats
+        .record(rxen_x86::svm::exit::reason(code), took);
+    if let Some(nr) = hypercall {
+        domain.exit_stats.record_hypercall(nr, took);
+    }
+    if let Some(port) = port {
+        domain.exit_stats.record_port(port, took);
+    }
+    (flow, code)
+}
+
 fn reason_text(reason: ShutdownReason) -> String {
     match reason {
         ShutdownReason::Other(code) => alloc::format!("unknown reason {code}"),
@@ -443,7 +601,7 @@ impl Machine {
     /// the vCPU runnable and its domain's other vCPUs as the scheduler
     /// knows them ([`siblings_settled`]). The caller checks the rest: no
     /// device interrupt, no pass asked for, no control change, no timer due.
-    fn serve_exit(&mut self, r: VcpuRef) -> bool {
+    fn serve_exit(&mut self, r: VcpuRef, served: Option<Flow>) -> bool {
         let v = r.vcpu as usize;
         let Some(mut domain) = self.domains.remove(&r.domain) else {
             return false;
@@ -451,42 +609,27 @@ impl Machine {
         domain.running_on[v] = None;
         let mut fast = false;
         if domain.dying.is_none() {
-            let code = domain.vcpus[v]
-                .vmcb
-                .read64(rxen_x86::svm::vmcb::control::EXIT_CODE);
-            let world = World {
-                domains: &mut self.domains,
-                grants: &mut self.grants,
-                sched: &mut *self.sched,
-            };
-            // The hypercall number, before the handler puts its result in RAX.
-            let hypercall = (code == rxen_x86::svm::vmcb::exit::VMMCALL)
-                .then(|| domain.vcpus[v].vmcb.read64(rxen_x86::svm::vmcb::save::RAX));
-            // The port of a port I/O exit (EXITINFO1 bits 31:16).
-            let port = (code == rxen_x86::svm::vmcb::exit::IOIO).then(|| {
-                (domain.vcpus[v]
-                    .vmcb
-                    .read64(rxen_x86::svm::vmcb::control::EXIT_INFO1)
-                    >> 16) as u16
-            });
-            let started = crate::time::now_ns();
-            let flow = exits::handle_exit(&mut domain, v, world);
-            let took = crate::time::now_ns().saturating_sub(started);
-            domain
-                .exit_stats
-                .record(rxen_x86::svm::exit::reason(code), took);
-            if let Some(nr) = hypercall {
-                domain.exit_stats.record_hypercall(nr, took);
-            }
-            if let Some(port) = port {
-                domain.exit_stats.record_port(port, took);
-            }
-            match flow {
-                Flow::Continue => {
-                    fast = FAST_EXITS.contains(&code)
-                        && vcpu_runnable(&domain, v)
-                        && siblings_settled(&mut domain, v);
+            // An exit served already without the machine lock held
+            // exclusively ([`serve_local`]) only needs its outcome here.
+            let flow = match served {
+                Some(flow) => flow,
+                None => {
+                    let world = World {
+                        domains: &mut self.domains,
+                        grants: &mut self.grants,
+                        sched: &mut *self.sched,
+                    };
+                    let (flow, code) = serve(&mut domain, v, Some(world));
+                    if matches!(flow, Flow::Continue) {
+                        fast = FAST_EXITS.contains(&code)
+                            && vcpu_runnable(&domain, v)
+                            && siblings_settled(&mut domain, v);
+                    }
+                    flow
                 }
+            };
+            match flow {
+                Flow::Continue => {}
                 Flow::Yield => self.sched.yield_now(r, crate::time::now_ns()),
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
             }
@@ -619,6 +762,14 @@ impl Machine {
                 for (id, table) in &self.grants {
                     printk!("d{id}: {}", table.usage());
                 }
+            }
+            Some(DebugKey::LockProfile) => {
+                printk!("'l' pressed -> dumping lock profile info");
+                print_lock_profile(false);
+            }
+            Some(DebugKey::ResetLockProfile) => {
+                printk!("'L' pressed -> resetting lock profile info");
+                print_lock_profile(true);
             }
             Some(DebugKey::EventChannels) => {
                 printk!("'e' pressed -> dumping event-channel info");
@@ -878,6 +1029,9 @@ impl Machine {
                 );
                 // Nothing is freed: the other CPUs may still be in their
                 // guests; the machine stops under them.
+                if self.exit_stats {
+                    print_lock_profile(false);
+                }
                 match reason {
                     ShutdownReason::Poweroff => stop::machine_stop(),
                     _ => stop::machine_stop_with(stop::DEBUG_EXIT_DOMAIN_CRASHED),
@@ -885,6 +1039,9 @@ impl Machine {
             }
         }
         if self.domains.is_empty() && self.rebuilds.is_empty() {
+            if self.exit_stats {
+                print_lock_profile(false);
+            }
             printk!("No domain left: halting");
             match self.last_end {
                 Some(ShutdownReason::Poweroff) => stop::machine_stop(),
@@ -985,19 +1142,100 @@ fn arm_timer(cpu_index: usize, deadline: Option<u64>, now: u64) {
 /// Times the scheduler offered a vCPU that another CPU was running.
 static DOUBLE_PICKS: rxen_core::log::RateLimit = rxen_core::log::RateLimit::new();
 
-/// Makes vCPU `v` of `domain` this CPU's to run (under the lock): marks it
-/// running here and queues its pending upcall. The pointer stays valid and
-/// exclusive to this CPU after the lock is dropped: the domain is boxed in
+/// The vCPU a CPU runs, as that CPU reaches it for a local exit without
+/// looking its domain up ([`serve_local`]).
+struct Claimed {
+    /// The vCPU's SVM state.
+    vcpu: *mut hvm::vcpu::SvmVcpu,
+    /// Its domain.
+    domain: *mut HvmDomain,
+    /// The domain's exit lock.
+    exit_lock: alloc::sync::Arc<spin::Mutex<()>>,
+}
+
+/// Makes vCPU `v` of `domain` this CPU's to run (under the machine lock
+/// held exclusively, or for a local exit its shared hold and the domain's
+/// exit lock): marks it running here and queues its pending upcall. The
+/// pointers stay valid after the locks are dropped: the domain is boxed in
 /// the table and is destroyed only once `running_on` of all its vCPUs is
-/// None; this CPU clears `running_on[v]` only when it serves the exit under
-/// the lock; the scheduling loop never enters a vCPU another CPU runs; and
-/// nothing else touches a running vCPU's VMCB or registers (other CPUs only
-/// set flags in the core state under the lock).
-fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> *mut hvm::vcpu::SvmVcpu {
+/// None, which for `v` this CPU sets only when it serves an exit with the
+/// machine held exclusively; the scheduling loop never enters a vCPU
+/// another CPU runs. The vCPU's VMCB and registers are this CPU's alone
+/// until then (other CPUs only set flags in the core state, under the
+/// locks). The domain is reached through `domain` only for a local exit
+/// ([`serve_local`]), with the machine held shared (so no CPU holds it
+/// exclusively, and no other CPU serves an exit of another domain that could
+/// reach this one) and the domain's exit lock (so no other CPU serves an
+/// exit of this domain).
+fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> Claimed {
     domain.running_on[v] = Some(cpu_index);
     domain.core.vcpus[v].processor = cpu_index as u32;
     exits::inject_upcall(domain, v);
-    &mut domain.vcpus[v]
+    Claimed {
+        vcpu: &mut domain.vcpus[v],
+        exit_lock: domain.exit_lock.clone(),
+        domain,
+    }
+}
+
+/// What [`serve_local`] did with an exit.
+enum Local {
+    /// Served; the vCPU goes straight back into its guest.
+    Back(*mut hvm::vcpu::SvmVcpu),
+    /// Served, with this outcome; the scheduling pass comes next.
+    Served(Flow),
+    /// Not served: not a local exit, or the machine is wanted exclusively.
+    Machine,
+}
+
+/// Serves the exit of vCPU `r`, which this CPU ran (`claimed`), without
+/// holding the machine exclusively, if the exit is one that stays within
+/// its domain ([`exits::is_local_exit`]): with the machine held shared and
+/// the domain's exit lock, so that CPUs running other domains serve their
+/// local exits at the same time. Goes straight back into the guest on the
+/// same conditions as the exclusive fast return in [`run_cpu`].
+fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64) -> Local {
+    // A writer waiting, a control change or a device interrupt: the
+    // machine's turn.
+    if WRITERS_WAITING.load(Ordering::Acquire) != 0
+        || CONTROL_CHANGED.load(Ordering::Acquire)
+        || rxen_x86::irq::any_pending()
+    {
+        return Local::Machine;
+    }
+    let Some(_shared) = MACHINE.try_read() else {
+        return Local::Machine;
+    };
+    let _own = lock_domain(&claimed.exit_lock);
+    // SAFETY: see `claim`: the domain lives while vCPU `r` is on this CPU,
+    // and the shared hold and the exit lock make this the only reference.
+    let domain = unsafe { &mut *claimed.domain };
+    let v = r.vcpu as usize;
+    if domain.dying.is_some() || !exits::is_local_exit(domain, v) {
+        return Local::Machine;
+    }
+    let (flow, code) = serve(domain, v, None);
+    if !matches!(flow, Flow::Continue) {
+        return Local::Served(flow);
+    }
+    let now = crate::time::now_ns();
+    let resched = NEED_RESCHED
+        .get(cpu_index)
+        .is_some_and(|f| f.swap(false, Ordering::AcqRel));
+    let back = FAST_EXITS.contains(&code)
+        && !resched
+        && now < armed_until
+        && !CONTROL_CHANGED.load(Ordering::Acquire)
+        && !rxen_x86::irq::any_pending()
+        && vcpu_runnable(domain, v)
+        && siblings_settled(domain, v)
+        && exits::next_due(domain).is_none_or(|due| due >= armed_until);
+    if !back {
+        return Local::Served(Flow::Continue);
+    }
+    domain.exit_stats.record_straight_back();
+    exits::inject_upcall(domain, v);
+    Local::Back(&mut domain.vcpus[v])
 }
 
 /// The scheduling loop of CPU `cpu_index`; never returns.
@@ -1007,12 +1245,28 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     // whose FPU state is in this CPU's registers.
     let mut current: Option<VcpuRef> = None;
     let mut fpu_owner: Option<VcpuRef> = None;
+    // How this CPU reaches `current` for its local exits.
+    let mut claimed: Option<Claimed> = None;
     // When this CPU's timer fires (the slice end or the earliest timer).
     let mut armed_until = 0u64;
     loop {
         // Queued console output, a bounded slice per pass.
         rxen_x86::console::poll();
-        let mut guard = MACHINE.lock();
+        // An exit that stays within its domain, served beside the other
+        // CPUs (`serve_local`); the machine exclusively for the rest.
+        let mut served = None;
+        if let (Some(r), Some(c)) = (current, claimed.as_ref()) {
+            match serve_local(cpu_index, r, c, armed_until) {
+                Local::Back(vcpu) => {
+                    // SAFETY: see `claim`.
+                    unsafe { (*vcpu).run() };
+                    continue;
+                }
+                Local::Served(flow) => served = Some(flow),
+                Local::Machine => {}
+            }
+        }
+        let mut guard = lock_machine();
         let Some(machine) = guard.as_mut() else {
             drop(guard);
             x86_64::instructions::interrupts::enable_and_hlt();
@@ -1025,7 +1279,8 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             machine.kick_running_with_upcalls();
         }
         if let Some(r) = current.take() {
-            let fast = machine.serve_exit(r) && !routed;
+            claimed = None;
+            let fast = machine.serve_exit(r, served) && !routed;
             let now = crate::time::now_ns();
             // Straight back in: no other vCPU can have changed (see
             // `serve_exit`), the slice and the armed timer are not over, no
@@ -1039,7 +1294,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 if let Some(domain) = machine.domains.get_mut(&r.domain) {
                     if exits::next_due(domain).is_none_or(|due| due >= armed_until) {
                         domain.exit_stats.record_straight_back();
-                        let vcpu = claim(domain, r.vcpu as usize, cpu_index);
+                        let c = claim(domain, r.vcpu as usize, cpu_index);
+                        let vcpu = c.vcpu;
+                        claimed = Some(c);
                         drop(guard);
                         // SAFETY: see `claim`.
                         unsafe { (*vcpu).run() };
@@ -1084,7 +1341,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 "d{}: rebuilt in {took_us} us outside the machine lock",
                 boot.id
             );
-            if let Some(machine) = MACHINE.lock().as_mut() {
+            if let Some(machine) = lock_machine().as_mut() {
                 machine.finish_rebuild(boot, reboots, created);
             }
             continue;
@@ -1149,7 +1406,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             vcpu.flush_tlb = true;
             fpu_owner = Some(next);
         }
-        let vcpu = claim(domain, v, cpu_index);
+        let c = claim(domain, v, cpu_index);
+        let vcpu = c.vcpu;
+        claimed = Some(c);
         drop(guard);
         arm_timer(cpu_index, deadline, now);
         // SAFETY: see `claim`.

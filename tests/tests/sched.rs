@@ -263,6 +263,52 @@ fn an_ipi_wakes_the_sibling_at_once_though_the_sender_spins() {
     }
 }
 
+/// Two domains spinning on null hypercalls on two CPUs: their exits stay within
+/// their domains and are served side by side, with the machine lock held shared
+/// (issue 12): the lock profile (`exit-stats`) counts nearly every hypercall as a
+/// local exit, and no CPU ever waited for a domain's exit lock (each domain has one
+/// vCPU, so no two CPUs serve one domain). Both domains' calls all went through and
+/// every frame came back.
+#[test]
+fn local_exits_of_two_domains_are_served_side_by_side() {
+    let _serial = serial();
+    let out = machine(
+        "sched-local-exits",
+        2,
+        "exit-stats dom0less domu=0,mem=16M domu=0,mem=16M",
+    )
+    .module(guest("cpu_hog"), "until_ms=2000 hypercalls=1")
+    .run();
+    no_trouble(&out)
+        .assert_count("Test result: SUCCESS", 2)
+        .assert_count("0 frames not returned", 2)
+        .assert_normal_stop();
+    let calls =
+        figure(&out, 1, "hypercalls", "cpu_hog:") + figure(&out, 2, "hypercalls", "cpu_hog:");
+    let line = out
+        .log
+        .lines()
+        .find(|l| l.contains("exits served shared (local)"))
+        .unwrap_or_else(|| out.fail("no lock profile at the end"));
+    let shared: u64 = line
+        .split("machine lock: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| out.fail(&format!("no count in {line:?}")));
+    println!("{calls} null hypercalls, {shared} local exits; {line}");
+    assert!(calls > 10_000, "only {calls} hypercalls");
+    assert!(
+        shared >= calls * 9 / 10,
+        "{shared} of {calls} hypercalls served as local exits\n{}",
+        out.tail(20)
+    );
+    assert!(
+        line.contains(", 0 waited for their domain's exit lock"),
+        "a CPU waited for a one-vCPU domain's exit lock: {line}"
+    );
+}
+
 /// A vCPU that sets 1 ms single-shot timers and waits for each spinning on null
 /// hypercalls (`timer_spin`), beside an idle domain: the timers fire on time, although
 /// every one of those hypercalls, the one that set the timer too, returns straight into

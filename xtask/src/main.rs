@@ -33,7 +33,8 @@ commands:
                            `cargo test --workspace --no-fail-fast ARGS`
   bench [SECTION...]       build, then measure rxen against Xen 4.17 and QEMU
                            without a hypervisor; SECTION is one of hypercall,
-                           domains, fuzz, linux, dom0, xenstore (default: all)
+                           many-domains, parallel, domains, fuzz, linux, dom0,
+                           xenstore, toolstack, devices (default: all)
   help                     print this message";
 
 fn main() {
@@ -71,7 +72,7 @@ fn main() {
             }
             deps::ensure_rust_target();
             deps::ensure_packages(deps::Task::Test);
-            image::build();
+            build_everything();
             process::exit(bench::bench(rest));
         }
         "help" | "-h" | "--help" => println!("{USAGE}"),
@@ -94,12 +95,7 @@ fn usage_error(message: &str) -> ! {
 fn test(extra: &[String]) -> i32 {
     deps::ensure_rust_target();
     deps::ensure_packages(deps::Task::Test);
-    let path = image::build();
-    eprintln!("xtask: image at {}", path.display());
-    let guests = image::build_guests();
-    eprintln!("xtask: test guests in {}", guests.display());
-    let tools = image::build_dom0_tools();
-    eprintln!("xtask: dom0 tools in {}", tools.display());
+    build_everything();
     let mut cmd = cargo_command();
     // --no-fail-fast: report every failing test binary, not only the first.
     cmd.args(["test", "--workspace", "--no-fail-fast"])
@@ -113,6 +109,17 @@ fn test(extra: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Builds what the tests and benchmarks boot: the image, the test guests and
+/// dom0's tools.
+fn build_everything() {
+    let path = image::build();
+    eprintln!("xtask: image at {}", path.display());
+    let guests = image::build_guests();
+    eprintln!("xtask: test guests in {}", guests.display());
+    let tools = image::build_dom0_tools();
+    eprintln!("xtask: dom0 tools in {}", tools.display());
 }
 
 /// The root of the Cargo workspace (the parent of the `xtask` package).

@@ -200,6 +200,26 @@ const HYPERCALLS: [(u64, Handler); 15] = [
     (xen::HYPERVISOR_DOMCTL, domctl::do_domctl),
 ];
 
+/// The hypercalls served with the calling domain alone: whatever their
+/// arguments, they never reach another domain, the grant tables or the
+/// scheduler (no [`crate::platform::Domains`] method), so a platform may
+/// serve them without the rest of the machine (rxen: without the machine
+/// lock, beside other CPUs serving other domains). A number the table does
+/// not have (`-ENOSYS`) is served alone too ([`is_local`]).
+pub const LOCAL_HYPERCALLS: [u64; 5] = [
+    xen::HYPERVISOR_SET_TIMER_OP,
+    xen::HYPERVISOR_XEN_VERSION,
+    xen::HYPERVISOR_CONSOLE_IO,
+    xen::HYPERVISOR_VM_ASSIST,
+    xen::HYPERVISOR_VCPU_OP,
+];
+
+/// Whether hypercall `nr` is served with the calling domain alone (see
+/// [`LOCAL_HYPERCALLS`]).
+pub fn is_local(nr: u64) -> bool {
+    LOCAL_HYPERCALLS.contains(&nr) || !HYPERCALLS.iter().any(|(number, _)| *number == nr)
+}
+
 /// Runs hypercall `nr` through [`HYPERCALLS`].
 fn call(ctx: &mut Ctx<'_>, nr: u64, args: [u64; 5]) -> Outcome {
     match HYPERCALLS.iter().find(|(number, _)| *number == nr) {
@@ -258,6 +278,66 @@ mod tests {
     fn the_hypercall_table_has_each_number_once_in_order() {
         // A second entry for a number would never be reached.
         assert!(HYPERCALLS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    /// The local hypercalls, with random sub-ops and arguments (pointers
+    /// mostly into the guest's memory, which holds random bytes), from a
+    /// domain beside another with grant tables, never reach beyond their
+    /// domain; an interdomain call does (the check can fail).
+    #[test]
+    fn local_hypercalls_never_reach_another_domain() {
+        use crate::test_support::{two_domains, FakeGrants};
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        assert!(is_local(xen::HYPERVISOR_XEN_VERSION) && is_local(42));
+        assert!(!is_local(xen::HYPERVISOR_EVENT_CHANNEL_OP) && !is_local(xen::HYPERVISOR_DOMCTL));
+        for &nr in &LOCAL_HYPERCALLS {
+            for round in 0..500 {
+                let (mut d, mut env) = two_domains();
+                env.grants = Some(FakeGrants::new(&[1, 2], 4));
+                for chunk in env.mem.chunks_mut(8) {
+                    chunk.copy_from_slice(&next().to_le_bytes()[..chunk.len()]);
+                }
+                let mut arg = || match next() % 4 {
+                    0 => next(),
+                    1 => next() % 64,
+                    _ => next() % (crate::test_support::MEM as u64),
+                };
+                let mut args = [arg(), arg(), arg(), arg(), arg()];
+                args[0] = if round % 2 == 0 {
+                    args[0] % 64
+                } else {
+                    args[0]
+                };
+                call(&mut d, &mut env, nr, args);
+                assert_eq!(
+                    env.reached.get(),
+                    0,
+                    "hypercall {nr} {args:x?} reached beyond"
+                );
+            }
+        }
+        // EVTCHNOP_bind_interdomain to the peer: not local, and seen.
+        let (mut d, mut env) = two_domains();
+        let op = rxen_abi::event_channel::EvtchnBindInterdomain {
+            remote_dom: 2,
+            _pad0: [0; 2],
+            remote_port: 1,
+            local_port: 0,
+        };
+        crate::test_support::evtchn(
+            &mut d,
+            &mut env,
+            rxen_abi::event_channel::EVTCHNOP_BIND_INTERDOMAIN,
+            &op,
+        );
+        assert!(env.reached.get() > 0);
     }
 
     #[test]

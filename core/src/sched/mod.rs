@@ -129,7 +129,7 @@ impl Decision {
 
 /// A scheduling algorithm. One instance schedules all pCPUs (0..nr_cpus);
 /// the caller serializes calls (one global lock).
-pub trait Scheduler: Send {
+pub trait Scheduler: Send + Sync {
     /// Xen's `sched=` name of the algorithm ("credit", "rtds").
     fn name(&self) -> &'static str;
 

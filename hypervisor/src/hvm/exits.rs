@@ -161,9 +161,29 @@ pub fn next_due(domain: &HvmDomain) -> Option<u64> {
     timers.chain(watchdogs).min()
 }
 
-/// Serves the exit vCPU `v` just took; `others` are the machine's other
-/// domains.
-pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
+/// Whether the exit vCPU `v` just took is served with its domain alone:
+/// CPUID, MSR, port I/O, nested page faults and the interrupt window,
+/// whose handlers reach only the domain, and the hypercalls the core serves
+/// without the other domains ([`hypercall::is_local`]). The caller may
+/// then serve it without the rest of the machine (`world` None in
+/// [`handle_exit`]).
+pub fn is_local_exit(domain: &mut HvmDomain, v: usize) -> bool {
+    use rxen_x86::svm::vmcb::exit;
+    let domid = domain.core.id;
+    let vcpu = &mut domain.vcpus[v];
+    match vcpu.vmcb.read64(control::EXIT_CODE) {
+        exit::CPUID | exit::MSR | exit::IOIO | exit::NPF | exit::VINTR => true,
+        exit::VMMCALL => {
+            let (nr, _) = exit_handle::hypercall_args(&ExitView { vcpu, domid, v });
+            hypercall::is_local(nr)
+        }
+        _ => false,
+    }
+}
+
+/// Serves the exit vCPU `v` just took; `world` is the rest of the machine,
+/// None for an exit [`is_local_exit`] says is the domain's alone.
+pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: Others) -> Flow {
     // Whether the guest took the interrupt offered at entry, before any
     // handler looks at the APIC (an EOI of it, say).
     vlapic::reconcile_offer(domain, v);
@@ -412,12 +432,12 @@ fn cpuid(domain: &mut HvmDomain, v: usize) {
 
 /// A hypercall: the registers through [`exit_handle`], the work by core's
 /// dispatch.
-fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: super::World) -> Flow {
+fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: Others) -> Flow {
     let domid = domain.core.id;
     let vcpu = &mut domain.vcpus[v];
     let (nr, args) = exit_handle::hypercall_args(&ExitView { vcpu, domid, v });
     let cpl = domain.vcpus[v].vmcb.cpl();
-    let outcome = with_env(domain, v, Some(world), |core, env| {
+    let outcome = with_env(domain, v, world, |core, env| {
         hypercall::dispatch(&mut hypercall::Ctx::new(core, v, env), nr, args, cpl)
     });
     let view = &mut ExitView {

@@ -68,6 +68,12 @@ pub struct HvmDomain {
     /// The emulated PIT channel 2 and port `0x61` (rxen's addition: Xen
     /// gives PVH guests no PIT; see `rxen_core::i8254`).
     pub pit: rxen_core::i8254::Pit,
+    /// Held by a CPU serving one of the domain's exits without the
+    /// machine lock held exclusively (an exit that stays within the domain,
+    /// see `schedule`): two of its vCPUs on two CPUs take turns, while other
+    /// domains' exits go on beside them. Shared with the CPUs running the
+    /// domain's vCPUs, which take it without looking the domain up.
+    pub exit_lock: alloc::sync::Arc<spin::Mutex<()>>,
 }
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
@@ -162,6 +168,7 @@ pub fn create_empty(
         sched_vcpus: 0,
         exit_stats: rxen_core::exit_stats::ExitStats::new(),
         pit: rxen_core::i8254::Pit::new(),
+        exit_lock: alloc::sync::Arc::new(spin::Mutex::new(())),
     })
 }
 
@@ -291,6 +298,7 @@ pub fn create(domid: DomId, spec: &BootSpec) -> Result<HvmDomain, CreateError> {
         sched_vcpus: nr_vcpus,
         exit_stats: rxen_core::exit_stats::ExitStats::new(),
         pit: rxen_core::i8254::Pit::new(),
+        exit_lock: alloc::sync::Arc::new(spin::Mutex::new(())),
     })
 }
 
