@@ -311,15 +311,42 @@ pub fn started() -> bool {
 static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
 
+/// Asks CPU `cpu_index` for a scheduling pass: its flag now, its kick IPI
+/// when this CPU lets the machine go ([`send_kicks`]), so that the CPU
+/// woken does not spin for the lock this one still holds (and this one
+/// does not send IPIs while others wait for it).
 fn kick(cpu_index: usize) {
     if let Some(flag) = NEED_RESCHED.get(cpu_index) {
         flag.store(true, Ordering::Release);
     }
-    if cpu_index == cpu::current_index() {
+    let me = cpu::current_index();
+    if cpu_index == me || cpu_index >= cpu::MAX_CPUS {
         return;
     }
-    if let Some((_, apic_id)) = cpu::online_apic_ids().find(|&(i, _)| i == cpu_index) {
-        apic::send_ipi(apic_id, apic::ICR_KICK);
+    if let Some(pending) = KICKS.get(me) {
+        pending.fetch_or(1 << cpu_index, Ordering::Relaxed);
+    }
+}
+
+/// Per CPU: the CPUs it kicked while it held the machine (a bit each).
+static KICKS: [core::sync::atomic::AtomicU64; cpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; cpu::MAX_CPUS];
+
+/// Sends the kick IPIs this CPU raised while it held the machine (call
+/// after letting it go, before entering a guest or idling).
+fn send_kicks() {
+    let Some(pending) = KICKS.get(cpu::current_index()) else {
+        return;
+    };
+    let mut mask = pending.swap(0, Ordering::Relaxed);
+    if mask == 0 {
+        return;
+    }
+    for (index, apic_id) in cpu::online_apic_ids() {
+        if index < cpu::MAX_CPUS && mask & (1 << index) != 0 {
+            mask &= !(1 << index);
+            apic::send_ipi(apic_id, apic::ICR_KICK);
+        }
     }
 }
 
@@ -1250,6 +1277,8 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     // When this CPU's timer fires (the slice end or the earliest timer).
     let mut armed_until = 0u64;
     loop {
+        // Kicks raised in the last pass (the machine is let go by now).
+        send_kicks();
         // Queued console output, a bounded slice per pass.
         rxen_x86::console::poll();
         // An exit that stays within its domain, served beside the other
@@ -1298,6 +1327,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                         let vcpu = c.vcpu;
                         claimed = Some(c);
                         drop(guard);
+                        send_kicks();
                         // SAFETY: see `claim`.
                         unsafe { (*vcpu).run() };
                         current = Some(r);
@@ -1333,6 +1363,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 machine.save_fpu(owner);
             }
             drop(guard);
+            send_kicks();
             let started = crate::time::now_ns();
             let created = hvm::create(boot.id, &boot.spec);
             let took_us = crate::time::now_ns().saturating_sub(started) / 1000;
@@ -1372,6 +1403,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             .min(now + HOUSEKEEPING_NS);
         let Some(next) = decision.next else {
             drop(guard);
+            send_kicks();
             arm_timer(cpu_index, deadline, now);
             x86_64::instructions::interrupts::enable_and_hlt();
             x86_64::instructions::interrupts::disable();
@@ -1410,6 +1442,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         let vcpu = c.vcpu;
         claimed = Some(c);
         drop(guard);
+        send_kicks();
         arm_timer(cpu_index, deadline, now);
         // SAFETY: see `claim`.
         unsafe { (*vcpu).run() };
