@@ -20,7 +20,7 @@
 //! straight back into the guest; otherwise the CPU goes on to the
 //! scheduling pass with the machine held exclusively, handing over what the
 //! exit asked for. A CPU waiting to hold the machine exclusively keeps new
-//! local exits off it (they queue behind it), so it is not starved.
+//! local exits off it (they wait until it is done), so it is not starved.
 //!
 //! Most exits change nothing the scheduler knows: after one of those the
 //! vCPU goes straight back into its guest without the scheduling pass, with
@@ -122,8 +122,8 @@ struct Machine {
 /// CPUs serving local exits ([`serve_local`]).
 static MACHINE: spin::RwLock<Option<Machine>> = spin::RwLock::new(None);
 /// CPUs waiting to hold [`MACHINE`] exclusively: while one waits, no local
-/// exit takes it shared (those exits go through the machine instead), so
-/// that local exits on other CPUs cannot keep it from the writer.
+/// exit takes it shared (those exits wait until it is done), so that local
+/// exits on other CPUs cannot keep it from the writer.
 static WRITERS_WAITING: AtomicU32 = AtomicU32::new(0);
 
 /// Holds the machine exclusively (counted in this CPU's lock profile).
@@ -1222,16 +1222,22 @@ enum Local {
 /// local exits at the same time. Goes straight back into the guest on the
 /// same conditions as the exclusive fast return in [`run_cpu`].
 fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64) -> Local {
-    // A writer waiting, a control change or a device interrupt: the
-    // machine's turn.
-    if WRITERS_WAITING.load(Ordering::Acquire) != 0
-        || CONTROL_CHANGED.load(Ordering::Acquire)
-        || rxen_x86::irq::any_pending()
-    {
+    // A control change or a device interrupt: the machine's turn.
+    if CONTROL_CHANGED.load(Ordering::Acquire) || rxen_x86::irq::any_pending() {
         return Local::Machine;
     }
-    let Some(_shared) = MACHINE.try_read() else {
-        return Local::Machine;
+    // While another CPU holds the machine exclusively or waits to (its
+    // scheduling pass), wait for it to finish rather than queue behind it:
+    // an exit that took the machine exclusively would make a whole pass
+    // of its own, and two CPUs would go on colliding pass after pass.
+    // Nothing is held while waiting.
+    let _shared = loop {
+        if WRITERS_WAITING.load(Ordering::Acquire) == 0 {
+            if let Some(shared) = MACHINE.try_read() {
+                break shared;
+            }
+        }
+        core::hint::spin_loop();
     };
     let _own = lock_domain(&claimed.exit_lock);
     // SAFETY: see `claim`: the domain lives while vCPU `r` is on this CPU,
