@@ -452,6 +452,15 @@ fn run_domus(name: &str, cpus: u32, modules: &[(&str, &str)]) -> Outcome {
 /// Alternating runs of [`between_domains`].
 const BETWEEN_RUNS: usize = 3;
 
+/// One figure of [`between_domains`]: its label, the benchmark's name, the two
+/// guests (image, arguments) and the marker of the line with the result.
+struct Between {
+    label: &'static str,
+    name: &'static str,
+    guests: [(&'static str, &'static str); 2],
+    marker: &'static str,
+}
+
 /// Event-channel ping-pong, grant copy and yield round trip between two domains on
 /// rxen, on one CPU and across two (issue 12's table): [`BETWEEN_RUNS`] alternating
 /// runs of each, min and median, and each against the null hypercall measured in the
@@ -460,40 +469,48 @@ fn between_domains() -> bool {
     println!(
         "\nxtask: between domains on rxen (boot-time domUs, one CPU and two; {BETWEEN_RUNS} alternating runs)"
     );
-    // (label, bench name, the two guests, the result line's marker)
-    let rows: [(&str, &str, [(&str, &str); 2], &str); 3] = [
-        (
-            "event channel ping-pong round trip",
-            "bench-pingpong",
-            [
+    let rows = [
+        Between {
+            label: "event channel ping-pong round trip",
+            name: "bench-pingpong",
+            guests: [
                 ("evtchn_pingpong", "role=server peer=2 rounds=2000"),
                 ("evtchn_pingpong", "role=client peer=1 rounds=2000"),
             ],
-            "pingpong: 2000 round trips",
-        ),
-        (
-            "grant copy of 4 KiB",
-            "bench-grant-copy",
-            [
+            marker: "pingpong: 2000 round trips",
+        },
+        Between {
+            label: "grant copy of 4 KiB",
+            name: "bench-grant-copy",
+            guests: [
                 ("grant_bench", "role=granter peer=2"),
                 ("grant_bench", "role=mapper peer=1 copies=2000"),
             ],
-            "grant_bench: 2000 copies",
-        ),
-        (
-            "yield round trip (2 vCPU switches)",
-            "bench-switch",
-            [
+            marker: "grant_bench: 2000 copies",
+        },
+        Between {
+            label: "yield round trip (2 vCPU switches)",
+            name: "bench-switch",
+            guests: [
                 ("bench_switch", "yields=2000"),
                 ("bench_switch", "yields=2000"),
             ],
-            "bench_switch: 2000 yields",
-        ),
+            marker: "bench_switch: 2000 yields",
+        },
     ];
     // Per row: the figures on one CPU and on two, and the null hypercalls.
     let mut figures: Vec<[Vec<f64>; 3]> = rows.iter().map(|_| Default::default()).collect();
     for run in 0..BETWEEN_RUNS {
-        for (row, (label, name, guests, marker)) in rows.iter().enumerate() {
+        for (
+            row,
+            Between {
+                label,
+                name,
+                guests,
+                marker,
+            },
+        ) in rows.iter().enumerate()
+        {
             for (slot, cpus) in [(0usize, 1u32), (1, 2)] {
                 let out = run_domus(&format!("{name}-{cpus}cpu-{run}"), cpus, guests);
                 match number_after(&out, marker, "mean") {
@@ -520,7 +537,7 @@ fn between_domains() -> bool {
         "{:<36} {:>20} {:>20} {:>10} {:>10}",
         "", "one CPU min / med", "two CPUs min / med", "null (ns)", "ratio"
     );
-    for ((label, ..), [one, two, null]) in rows.iter().zip(figures.iter_mut()) {
+    for (Between { label, .. }, [one, two, null]) in rows.iter().zip(figures.iter_mut()) {
         let (Some((min1, med1)), Some((min2, med2)), Some((_, null))) =
             (min_median(one), min_median(two), min_median(null))
         else {
