@@ -34,26 +34,7 @@ use crate::domain::{DomId, Domain};
 use crate::event_channel::PortState;
 use crate::grant_table::{self, GrantPlatform, GrantTable, Mfn};
 use crate::hypercall::{dispatch, Ctx, GuestCopy};
-use crate::test_support::{domu, FakeEnv};
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+use crate::test_support::{domu, FakeEnv, Rng};
 
 /// The seeds to run: `RXEN_PROPTEST_SEED` alone, or `cases` seeds from `base`.
 fn seeds(base: u64, cases: u64) -> Vec<u64> {

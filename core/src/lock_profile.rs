@@ -2,10 +2,11 @@
 //! and its `l` / `L` debug keys): how often the lock was taken, how often a
 //! CPU had to wait and for how long, and how many exits were served beside
 //! the other CPUs instead (with the machine held shared). The platform keeps
-//! the counters per CPU; this sums and prints them.
+//! one [`LockCounters`] per CPU; [`LockProfile`] sums and prints them.
 
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// One CPU's counts, or their sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +66,75 @@ impl LockProfile {
     }
 }
 
+/// One CPU's counts as it takes the locks (relaxed atomics: they are only
+/// read for the profile).
+#[derive(Debug, Default)]
+pub struct LockCounters {
+    holds: AtomicU64,
+    waits: AtomicU64,
+    waited_ns: AtomicU64,
+    longest_ns: AtomicU64,
+    shared: AtomicU64,
+    domain_waits: AtomicU64,
+    domain_waited_ns: AtomicU64,
+}
+
+impl LockCounters {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self {
+            holds: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+            longest_ns: AtomicU64::new(0),
+            shared: AtomicU64::new(0),
+            domain_waits: AtomicU64::new(0),
+            domain_waited_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The machine was taken exclusively, after waiting `waited` ns if it
+    /// was busy.
+    pub fn held(&self, waited: Option<u64>) {
+        self.holds.fetch_add(1, Ordering::Relaxed);
+        if let Some(ns) = waited {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            self.waited_ns.fetch_add(ns, Ordering::Relaxed);
+            self.longest_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// An exit was served with the machine shared, after waiting `waited` ns
+    /// for its domain's exit lock if another CPU held it.
+    pub fn served_shared(&self, waited: Option<u64>) {
+        self.shared.fetch_add(1, Ordering::Relaxed);
+        if let Some(ns) = waited {
+            self.domain_waits.fetch_add(1, Ordering::Relaxed);
+            self.domain_waited_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far, zeroing them with `reset`.
+    pub fn take(&self, reset: bool) -> LockProfile {
+        let read = |c: &AtomicU64| {
+            if reset {
+                c.swap(0, Ordering::Relaxed)
+            } else {
+                c.load(Ordering::Relaxed)
+            }
+        };
+        LockProfile {
+            holds: read(&self.holds),
+            waits: read(&self.waits),
+            waited_ns: read(&self.waited_ns),
+            longest_ns: read(&self.longest_ns),
+            shared: read(&self.shared),
+            domain_waits: read(&self.domain_waits),
+            domain_waited_ns: read(&self.domain_waited_ns),
+        }
+    }
+}
+
 /// `part` of `whole` in percent (0 for an empty whole).
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -77,6 +147,24 @@ fn percent(part: u64, whole: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_count_holds_waits_and_reset() {
+        let c = LockCounters::new();
+        c.held(None);
+        c.held(Some(300));
+        c.held(Some(100));
+        c.served_shared(None);
+        c.served_shared(Some(50));
+        let p = c.take(false);
+        assert_eq!(
+            (p.holds, p.waits, p.waited_ns, p.longest_ns),
+            (3, 2, 400, 300)
+        );
+        assert_eq!((p.shared, p.domain_waits, p.domain_waited_ns), (2, 1, 50));
+        assert_eq!(c.take(true), p, "reading does not reset");
+        assert_eq!(c.take(false), LockProfile::default(), "reset zeroes");
+    }
 
     #[test]
     fn sums_and_prints() {

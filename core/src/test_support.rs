@@ -641,6 +641,25 @@ impl Domains for FakeEnv {
     }
 }
 
+/// splitmix64: the deterministic generator of the property tests.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
 /// Domain 1, unprivileged, 2 vCPUs, its RAM the fake's [`MEM`] bytes.
 pub(crate) fn domu() -> Domain {
     let mut d = Domain::new(1, false, 16, 2, 0);

@@ -69,6 +69,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rxen_core::domain::{DomId, ShutdownReason};
+use rxen_core::lock_profile::{LockCounters, LockProfile};
 use rxen_core::sched::{SchedParams, Scheduler, VcpuRef};
 use rxen_core::time::RunstateKind;
 use rxen_x86::{apic, cpu, printk, stop};
@@ -126,92 +127,46 @@ static MACHINE: spin::RwLock<Option<Machine>> = spin::RwLock::new(None);
 /// exits on other CPUs cannot keep it from the writer.
 static WRITERS_WAITING: AtomicU32 = AtomicU32::new(0);
 
-/// Holds the machine exclusively (counted in this CPU's lock profile).
-fn lock_machine() -> spin::RwLockWriteGuard<'static, Option<Machine>> {
-    let counts = LOCK_PROFILE.get(cpu::current_index());
-    if let Some(c) = counts {
-        c.holds.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Some(guard) = MACHINE.try_write() {
-        return guard;
-    }
-    let started = crate::time::now_ns();
-    WRITERS_WAITING.fetch_add(1, Ordering::AcqRel);
-    let guard = MACHINE.write();
-    WRITERS_WAITING.fetch_sub(1, Ordering::AcqRel);
-    if let Some(c) = counts {
-        c.waits.fetch_add(1, Ordering::Relaxed);
-        let waited = crate::time::now_ns().saturating_sub(started);
-        c.waited_ns.fetch_add(waited, Ordering::Relaxed);
-        c.longest_ns.fetch_max(waited, Ordering::Relaxed);
+/// Holds the machine exclusively, from CPU `cpu_index` (counted in its lock
+/// profile).
+fn lock_machine(cpu_index: usize) -> spin::RwLockWriteGuard<'static, Option<Machine>> {
+    let (guard, waited) = take_timed(
+        || MACHINE.try_write(),
+        || {
+            WRITERS_WAITING.fetch_add(1, Ordering::AcqRel);
+            let guard = MACHINE.write();
+            WRITERS_WAITING.fetch_sub(1, Ordering::AcqRel);
+            guard
+        },
+    );
+    if let Some(counts) = LOCK_PROFILE.get(cpu_index) {
+        counts.held(waited);
     }
     guard
 }
 
-/// Takes domain exit lock `lock` for a local exit (counted in this CPU's
-/// lock profile).
-fn lock_domain(lock: &spin::Mutex<()>) -> spin::MutexGuard<'_, ()> {
-    let counts = LOCK_PROFILE.get(cpu::current_index());
-    if let Some(c) = counts {
-        c.shared.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Some(guard) = lock.try_lock() {
-        return guard;
-    }
-    let started = crate::time::now_ns();
-    let guard = lock.lock();
-    if let Some(c) = counts {
-        c.domain_waits.fetch_add(1, Ordering::Relaxed);
-        let waited = crate::time::now_ns().saturating_sub(started);
-        c.domain_waited_ns.fetch_add(waited, Ordering::Relaxed);
+/// Takes domain exit lock `lock` for a local exit on CPU `cpu_index`
+/// (counted in its lock profile).
+fn lock_domain(lock: &spin::Mutex<()>, cpu_index: usize) -> spin::MutexGuard<'_, ()> {
+    let (guard, waited) = take_timed(|| lock.try_lock(), || lock.lock());
+    if let Some(counts) = LOCK_PROFILE.get(cpu_index) {
+        counts.served_shared(waited);
     }
     guard
 }
 
-/// One CPU's lock profile counters (see [`rxen_core::lock_profile`]).
-struct LockCounters {
-    holds: core::sync::atomic::AtomicU64,
-    waits: core::sync::atomic::AtomicU64,
-    waited_ns: core::sync::atomic::AtomicU64,
-    longest_ns: core::sync::atomic::AtomicU64,
-    shared: core::sync::atomic::AtomicU64,
-    domain_waits: core::sync::atomic::AtomicU64,
-    domain_waited_ns: core::sync::atomic::AtomicU64,
-}
-
-impl LockCounters {
-    const fn new() -> Self {
-        use core::sync::atomic::AtomicU64;
-        Self {
-            holds: AtomicU64::new(0),
-            waits: AtomicU64::new(0),
-            waited_ns: AtomicU64::new(0),
-            longest_ns: AtomicU64::new(0),
-            shared: AtomicU64::new(0),
-            domain_waits: AtomicU64::new(0),
-            domain_waited_ns: AtomicU64::new(0),
-        }
+/// A lock taken at once with `try_take`, or else waited for with `take`;
+/// with how long the wait took (ns), if there was one.
+fn take_timed<G>(
+    try_take: impl FnOnce() -> Option<G>,
+    take: impl FnOnce() -> G,
+) -> (G, Option<u64>) {
+    if let Some(guard) = try_take() {
+        return (guard, None);
     }
-
-    /// The counts (zeroing them with `reset`).
-    fn take(&self, reset: bool) -> rxen_core::lock_profile::LockProfile {
-        let read = |c: &core::sync::atomic::AtomicU64| {
-            if reset {
-                c.swap(0, Ordering::Relaxed)
-            } else {
-                c.load(Ordering::Relaxed)
-            }
-        };
-        rxen_core::lock_profile::LockProfile {
-            holds: read(&self.holds),
-            waits: read(&self.waits),
-            waited_ns: read(&self.waited_ns),
-            longest_ns: read(&self.longest_ns),
-            shared: read(&self.shared),
-            domain_waits: read(&self.domain_waits),
-            domain_waited_ns: read(&self.domain_waited_ns),
-        }
-    }
+    let started = crate::time::now_ns();
+    let guard = take();
+    (guard, Some(crate::time::now_ns().saturating_sub(started)))
 }
 
 /// Each CPU's lock profile counters.
@@ -222,9 +177,7 @@ static LOCK_PROFILE: [LockCounters; cpu::MAX_CPUS] = [const { LockCounters::new(
 fn print_lock_profile(reset: bool) {
     let sum = LOCK_PROFILE
         .iter()
-        .fold(rxen_core::lock_profile::LockProfile::default(), |sum, c| {
-            sum.plus(c.take(reset))
-        });
+        .fold(LockProfile::default(), |sum, c| sum.plus(c.take(reset)));
     if !reset {
         for line in sum.lines() {
             printk!("{line}");
@@ -273,7 +226,7 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
     // Input goes to dom0 first, or to the first domU without one (as Xen).
     machine.input = InputFocus::new(machine.domains.keys().next().copied());
     machine.announce_input();
-    *lock_machine() = Some(machine);
+    *lock_machine(cpu::current_index()) = Some(machine);
     STARTED.store(true, Ordering::Release);
     // Wake the other CPUs out of their idle HLT.
     kick_all_others();
@@ -332,16 +285,17 @@ fn kick(cpu_index: usize) {
 static KICKS: [core::sync::atomic::AtomicU64; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; cpu::MAX_CPUS];
 
-/// Sends the kick IPIs this CPU raised while it held the machine (call
-/// after letting it go, before entering a guest or idling).
-fn send_kicks() {
-    let Some(pending) = KICKS.get(cpu::current_index()) else {
+/// Sends the kick IPIs CPU `cpu_index` (this one) raised while it held the
+/// machine (call after letting it go, before entering a guest or idling).
+fn send_kicks(cpu_index: usize) {
+    let Some(pending) = KICKS.get(cpu_index) else {
         return;
     };
-    let mut mask = pending.swap(0, Ordering::Relaxed);
-    if mask == 0 {
+    // A plain read first: most calls (every exit) find nothing.
+    if pending.load(Ordering::Relaxed) == 0 {
         return;
     }
+    let mut mask = pending.swap(0, Ordering::Relaxed);
     for (index, apic_id) in cpu::online_apic_ids() {
         if index < cpu::MAX_CPUS && mask & (1 << index) != 0 {
             mask &= !(1 << index);
@@ -409,24 +363,6 @@ pub fn need_pass_here() {
         flag.store(true, Ordering::Release);
     }
 }
-
-/// The exits that may return straight into the guest: those whose handlers
-/// touch only the calling domain (what they may do to the domain's other
-/// vCPUs [`siblings_settled`] checks; what they may do to other domains goes
-/// through the environment, which then asks for a pass). Not INTR (a host
-/// interrupt may have brought anything), HLT (it blocks), the ends of a
-/// domain, and the rare rest.
-const FAST_EXITS: [u64; 6] = {
-    use rxen_x86::svm::vmcb::exit;
-    [
-        exit::VMMCALL,
-        exit::CPUID,
-        exit::MSR,
-        exit::IOIO,
-        exit::NPF,
-        exit::VINTR,
-    ]
-};
 
 /// Whether vCPU `v` of `domain` can run: the domain alive, not shut down
 /// or paused, the vCPU up and not blocked.
@@ -622,12 +558,10 @@ impl Machine {
     /// Serves the exit vCPU `r` took on this CPU, and counts it in the
     /// domain's exit profile.
     /// Returns whether the vCPU may go straight back into the guest without
-    /// a scheduling pass, as far as this exit can tell: one of
-    /// [`FAST_EXITS`], served without reaching any other domain (the
-    /// environment then asks for a pass, see [`need_pass_here`]), that left
-    /// the vCPU runnable and its domain's other vCPUs as the scheduler
-    /// knows them ([`siblings_settled`]). The caller checks the rest: no
-    /// device interrupt, no pass asked for, no control change, no timer due.
+    /// a scheduling pass, as far as the kind of exit can tell: one of
+    /// [`exits::FAST_EXITS`] that asks nothing of the scheduler itself
+    /// (served here, not already by [`serve_local`]). What it did to the
+    /// machine the caller checks with [`straight_back`].
     fn serve_exit(&mut self, r: VcpuRef, served: Option<Flow>) -> bool {
         let v = r.vcpu as usize;
         let Some(mut domain) = self.domains.remove(&r.domain) else {
@@ -647,11 +581,7 @@ impl Machine {
                         sched: &mut *self.sched,
                     };
                     let (flow, code) = serve(&mut domain, v, Some(world));
-                    if matches!(flow, Flow::Continue) {
-                        fast = FAST_EXITS.contains(&code)
-                            && vcpu_runnable(&domain, v)
-                            && siblings_settled(&mut domain, v);
-                    }
+                    fast = matches!(flow, Flow::Continue) && exits::FAST_EXITS.contains(&code);
                     flow
                 }
             };
@@ -1205,6 +1135,32 @@ fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> Claimed {
     }
 }
 
+/// Whether vCPU `v` of `domain`, whose exit CPU `cpu_index` just served
+/// (one of [`exits::FAST_EXITS`], asking nothing of the scheduler itself),
+/// goes straight back into its guest without a scheduling pass: neither
+/// another CPU nor the exit (it reached another domain) asked this CPU for
+/// one (the request is taken), no control change or device interrupt waits,
+/// the slice and the armed timer (`armed_until`) are not over, no timer of
+/// the domain is due sooner, and the vCPU and its siblings are as the last
+/// pass saw them ([`siblings_settled`]). Counted in the exit profile.
+fn straight_back(domain: &mut HvmDomain, v: usize, cpu_index: usize, armed_until: u64) -> bool {
+    let resched = NEED_RESCHED
+        .get(cpu_index)
+        .is_some_and(|f| f.swap(false, Ordering::AcqRel));
+    // A control change asks for the pass too (its flag stays for it).
+    let back = !resched
+        && crate::time::now_ns() < armed_until
+        && !CONTROL_CHANGED.load(Ordering::Acquire)
+        && !rxen_x86::irq::any_pending()
+        && vcpu_runnable(domain, v)
+        && siblings_settled(domain, v)
+        && exits::next_due(domain).is_none_or(|due| due >= armed_until);
+    if back {
+        domain.exit_stats.record_straight_back();
+    }
+    back
+}
+
 /// What [`serve_local`] did with an exit.
 enum Local {
     /// Served; the vCPU goes straight back into its guest.
@@ -1219,11 +1175,15 @@ enum Local {
 /// holding the machine exclusively, if the exit is one that stays within
 /// its domain ([`exits::is_local_exit`]): with the machine held shared and
 /// the domain's exit lock, so that CPUs running other domains serve their
-/// local exits at the same time. Goes straight back into the guest on the
-/// same conditions as the exclusive fast return in [`run_cpu`].
+/// local exits at the same time. Goes straight back into the guest when
+/// [`straight_back`] says so, as the exclusive path does.
 fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64) -> Local {
-    // A control change or a device interrupt: the machine's turn.
-    if CONTROL_CHANGED.load(Ordering::Acquire) || rxen_x86::irq::any_pending() {
+    // SAFETY: see `claim`: the vCPU's VMCB is this CPU's alone until it
+    // serves the exit with the machine held exclusively.
+    let local = exits::is_local_exit(unsafe { &*claimed.vcpu });
+    // Not local, a control change or a device interrupt: the machine's turn
+    // (before any lock is taken).
+    if !local || CONTROL_CHANGED.load(Ordering::Acquire) || rxen_x86::irq::any_pending() {
         return Local::Machine;
     }
     // While another CPU holds the machine exclusively or waits to (its
@@ -1239,34 +1199,22 @@ fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64
         }
         core::hint::spin_loop();
     };
-    let _own = lock_domain(&claimed.exit_lock);
+    let _own = lock_domain(&claimed.exit_lock, cpu_index);
     // SAFETY: see `claim`: the domain lives while vCPU `r` is on this CPU,
     // and the shared hold and the exit lock make this the only reference.
     let domain = unsafe { &mut *claimed.domain };
     let v = r.vcpu as usize;
-    if domain.dying.is_some() || !exits::is_local_exit(domain, v) {
+    if domain.dying.is_some() {
         return Local::Machine;
     }
-    let (flow, code) = serve(domain, v, None);
+    // Every local exit is one of `exits::FAST_EXITS`.
+    let (flow, _) = serve(domain, v, None);
     if !matches!(flow, Flow::Continue) {
         return Local::Served(flow);
     }
-    let now = crate::time::now_ns();
-    let resched = NEED_RESCHED
-        .get(cpu_index)
-        .is_some_and(|f| f.swap(false, Ordering::AcqRel));
-    let back = FAST_EXITS.contains(&code)
-        && !resched
-        && now < armed_until
-        && !CONTROL_CHANGED.load(Ordering::Acquire)
-        && !rxen_x86::irq::any_pending()
-        && vcpu_runnable(domain, v)
-        && siblings_settled(domain, v)
-        && exits::next_due(domain).is_none_or(|due| due >= armed_until);
-    if !back {
+    if !straight_back(domain, v, cpu_index, armed_until) {
         return Local::Served(Flow::Continue);
     }
-    domain.exit_stats.record_straight_back();
     exits::inject_upcall(domain, v);
     Local::Back(&mut domain.vcpus[v])
 }
@@ -1284,7 +1232,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     let mut armed_until = 0u64;
     loop {
         // Kicks raised in the last pass (the machine is let go by now).
-        send_kicks();
+        send_kicks(cpu_index);
         // Queued console output, a bounded slice per pass.
         rxen_x86::console::poll();
         // An exit that stays within its domain, served beside the other
@@ -1301,7 +1249,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 Local::Machine => {}
             }
         }
-        let mut guard = lock_machine();
+        let mut guard = lock_machine(cpu_index);
         let Some(machine) = guard.as_mut() else {
             drop(guard);
             x86_64::instructions::interrupts::enable_and_hlt();
@@ -1316,24 +1264,14 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if let Some(r) = current.take() {
             claimed = None;
             let fast = machine.serve_exit(r, served) && !routed;
-            let now = crate::time::now_ns();
-            // Straight back in: no other vCPU can have changed (see
-            // `serve_exit`), the slice and the armed timer are not over, no
-            // timer of this domain is due sooner, and neither another CPU nor
-            // the exit (it reached another domain) asked for a pass.
-            let resched = NEED_RESCHED
-                .get(cpu_index)
-                .is_some_and(|f| f.swap(false, Ordering::AcqRel));
-            // A control change asks for the pass too (its flag stays for it).
-            if fast && !resched && now < armed_until && !CONTROL_CHANGED.load(Ordering::Acquire) {
+            if fast {
                 if let Some(domain) = machine.domains.get_mut(&r.domain) {
-                    if exits::next_due(domain).is_none_or(|due| due >= armed_until) {
-                        domain.exit_stats.record_straight_back();
+                    if straight_back(domain, r.vcpu as usize, cpu_index, armed_until) {
                         let c = claim(domain, r.vcpu as usize, cpu_index);
                         let vcpu = c.vcpu;
                         claimed = Some(c);
                         drop(guard);
-                        send_kicks();
+                        send_kicks(cpu_index);
                         // SAFETY: see `claim`.
                         unsafe { (*vcpu).run() };
                         current = Some(r);
@@ -1369,7 +1307,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 machine.save_fpu(owner);
             }
             drop(guard);
-            send_kicks();
+            send_kicks(cpu_index);
             let started = crate::time::now_ns();
             let created = hvm::create(boot.id, &boot.spec);
             let took_us = crate::time::now_ns().saturating_sub(started) / 1000;
@@ -1378,7 +1316,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 "d{}: rebuilt in {took_us} us outside the machine lock",
                 boot.id
             );
-            if let Some(machine) = lock_machine().as_mut() {
+            if let Some(machine) = lock_machine(cpu_index).as_mut() {
                 machine.finish_rebuild(boot, reboots, created);
             }
             continue;
@@ -1409,7 +1347,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             .min(now + HOUSEKEEPING_NS);
         let Some(next) = decision.next else {
             drop(guard);
-            send_kicks();
+            send_kicks(cpu_index);
             arm_timer(cpu_index, deadline, now);
             x86_64::instructions::interrupts::enable_and_hlt();
             x86_64::instructions::interrupts::disable();
@@ -1448,7 +1386,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         let vcpu = c.vcpu;
         claimed = Some(c);
         drop(guard);
-        send_kicks();
+        send_kicks(cpu_index);
         arm_timer(cpu_index, deadline, now);
         // SAFETY: see `claim`.
         unsafe { (*vcpu).run() };

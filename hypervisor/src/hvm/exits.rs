@@ -161,23 +161,33 @@ pub fn next_due(domain: &HvmDomain) -> Option<u64> {
     timers.chain(watchdogs).min()
 }
 
-/// Whether the exit vCPU `v` just took is served with its domain alone:
-/// CPUID, MSR, port I/O, nested page faults and the interrupt window,
-/// whose handlers reach only the domain, and the hypercalls the core serves
-/// without the other domains ([`hypercall::is_local`]). The caller may
-/// then serve it without the rest of the machine (`world` None in
-/// [`handle_exit`]).
-pub fn is_local_exit(domain: &mut HvmDomain, v: usize) -> bool {
+/// The exits that may return straight into the guest: those whose handlers
+/// touch only the calling domain (what they may do to the domain's other
+/// vCPUs the scheduler checks; what a hypercall may do to other domains
+/// goes through the environment, which then asks for a pass). Not INTR (a
+/// host interrupt may have brought anything), HLT (it blocks), the ends of
+/// a domain, and the rare rest.
+pub const FAST_EXITS: [u64; 6] = {
     use rxen_x86::svm::vmcb::exit;
-    let domid = domain.core.id;
-    let vcpu = &mut domain.vcpus[v];
+    [
+        exit::VMMCALL,
+        exit::CPUID,
+        exit::MSR,
+        exit::IOIO,
+        exit::NPF,
+        exit::VINTR,
+    ]
+};
+
+/// Whether the exit `vcpu` just took is served with its domain alone: one of
+/// [`FAST_EXITS`], and for a hypercall (its number in RAX) one the core
+/// serves without the other domains ([`hypercall::is_local`]). The caller may
+/// then serve it without the rest of the machine (`world` None in
+/// [`handle_exit`]). Reads only the vCPU's VMCB.
+pub fn is_local_exit(vcpu: &super::vcpu::SvmVcpu) -> bool {
     match vcpu.vmcb.read64(control::EXIT_CODE) {
-        exit::CPUID | exit::MSR | exit::IOIO | exit::NPF | exit::VINTR => true,
-        exit::VMMCALL => {
-            let (nr, _) = exit_handle::hypercall_args(&ExitView { vcpu, domid, v });
-            hypercall::is_local(nr)
-        }
-        _ => false,
+        rxen_x86::svm::vmcb::exit::VMMCALL => hypercall::is_local(vcpu.vmcb.read64(save::RAX)),
+        code => FAST_EXITS.contains(&code),
     }
 }
 
