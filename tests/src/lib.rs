@@ -936,6 +936,22 @@ impl Outcome {
         self.log.lines().filter(|l| l.contains(needle)).collect()
     }
 
+    /// On each line containing `needle`, the number that starts the first
+    /// word after `after` (lines without one are left out).
+    pub fn numbers_after(&self, needle: &str, after: &str) -> Vec<u64> {
+        self.lines_containing(needle)
+            .iter()
+            .filter_map(|l| {
+                l.split(after)
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
     /// How many lines of the serial log contain `needle`.
     pub fn count_lines(&self, needle: &str) -> usize {
         self.lines_containing(needle).len()

@@ -783,18 +783,54 @@ fn exit_stats_print_each_domains_exit_profile_at_its_end() {
     assert!(cpuids >= 1, "d2 ran {cpuids} CPUIDs");
 }
 
+/// An idle domU; once it sleeps, the serial input goes to rxen and the debug keys
+/// `print`, then (after `printed` shows) `reset`, then `print` and `h` are typed.
+fn print_reset_print(name: &str, print: u8, printed: &str, reset: u8) -> Outcome {
+    machine(name, 1, "dom0less domu=0,mem=16M")
+        .module(guest("idle"), "")
+        .type_after("(d1) idle: blocking", b"\x01\x01\x01")
+        .type_after("*** Serial input to rxen", &[print])
+        .type_after(printed, &[reset])
+        .type_after(&format!("'{}' pressed", reset as char), &[print, b'h'])
+        .stop_on("showing installed handlers")
+        .run()
+}
+
+/// The lock profile's debug keys: `l` prints the machine lock's holds and the exits
+/// served with it shared (the idle guest's boot made both), `L` resets them, and
+/// the next `l` counts only what came since (the guest sleeps: no local exit).
+#[test]
+fn debug_keys_print_and_reset_the_lock_profile() {
+    let out = print_reset_print("domains-lock-keys", b'l', "exits served shared", b'L');
+    no_hypervisor_trouble(&out).assert_in_order(&[
+        "'l' pressed -> dumping lock profile info",
+        "'L' pressed -> resetting lock profile info",
+        "'l' pressed -> dumping lock profile info",
+        "'h' pressed -> showing installed handlers",
+    ]);
+    let holds = out.numbers_after("exclusive holds", "machine lock: ");
+    let shared = out.numbers_after("exits served shared", "machine lock: ");
+    assert_eq!(
+        (holds.len(), shared.len()),
+        (2, 2),
+        "two profiles: {holds:?} {shared:?}"
+    );
+    assert!(
+        holds[0] > holds[1],
+        "holds before and after the reset: {holds:?}"
+    );
+    assert!(
+        shared[0] >= 1,
+        "the guest's boot made no local exit: {shared:?}"
+    );
+    assert_eq!(shared[1], 0, "local exits after the reset: {shared:?}");
+}
+
 /// The debug keys, typed while rxen has the serial input: `h` lists them, `p` prints
 /// every live domain's exit profile, `P` resets it.
 #[test]
 fn debug_keys_print_and_reset_the_exit_profile() {
-    let out = machine("domains-debug-keys", 1, "dom0less domu=0,mem=16M")
-        .module(guest("idle"), "")
-        .type_after("(d1) idle: blocking", b"\x01\x01\x01")
-        .type_after("*** Serial input to rxen", b"p")
-        .type_after("d1 exits: total", b"P")
-        .type_after("resetting exit counters", b"ph")
-        .stop_on("showing installed handlers")
-        .run();
+    let out = print_reset_print("domains-debug-keys", b'p', "d1 exits: total", b'P');
     no_hypervisor_trouble(&out).assert_in_order(&[
         "*** Serial input to rxen",
         "'p' pressed -> dumping exit counters",
@@ -806,18 +842,7 @@ fn debug_keys_print_and_reset_the_exit_profile() {
     ]);
     // Before the reset the idle guest's console write and block were counted; after
     // it, nothing (it sleeps).
-    let totals: Vec<u64> = out
-        .lines_containing("d1 exits: total")
-        .iter()
-        .filter_map(|l| {
-            l.split("total")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let totals = out.numbers_after("d1 exits: total", "total");
     assert_eq!(totals.len(), 2, "two tables: {totals:?}");
     assert!(totals[0] >= 2, "exits before the reset: {totals:?}");
     assert_eq!(totals[1], 0, "none after it: {totals:?}");

@@ -290,11 +290,10 @@ fn local_exits_of_two_domains_are_served_side_by_side() {
         .lines()
         .find(|l| l.contains("exits served shared (local)"))
         .unwrap_or_else(|| out.fail("no lock profile at the end"));
-    let shared: u64 = line
-        .split("machine lock: ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    let shared = out
+        .numbers_after("exits served shared (local)", "machine lock: ")
+        .first()
+        .copied()
         .unwrap_or_else(|| out.fail(&format!("no count in {line:?}")));
     println!("{calls} null hypercalls, {shared} local exits; {line}");
     assert!(calls > 10_000, "only {calls} hypercalls");
