@@ -19,6 +19,8 @@ pub struct LockProfile {
     pub waited_ns: u64,
     /// The longest wait (ns).
     pub longest_ns: u64,
+    /// Time the machine was held exclusively (ns).
+    pub held_ns: u64,
     /// Exits served with the machine held shared (local exits).
     pub shared: u64,
     /// Of those, times the domain's exit lock was busy (another vCPU of the
@@ -36,20 +38,22 @@ impl LockProfile {
             waits: self.waits.saturating_add(other.waits),
             waited_ns: self.waited_ns.saturating_add(other.waited_ns),
             longest_ns: self.longest_ns.max(other.longest_ns),
+            held_ns: self.held_ns.saturating_add(other.held_ns),
             shared: self.shared.saturating_add(other.shared),
             domain_waits: self.domain_waits.saturating_add(other.domain_waits),
             domain_waited_ns: self.domain_waited_ns.saturating_add(other.domain_waited_ns),
         }
     }
 
-    /// The lines the `l` key prints: the machine lock's holds, waits and
-    /// mean wait, and the exits served beside other CPUs.
+    /// The lines the `l` key prints: the machine lock's holds, time held,
+    /// waits and mean wait, and the exits served beside other CPUs.
     pub fn lines(&self) -> [String; 2] {
         let mean = |ns: u64, n: u64| ns.checked_div(n).unwrap_or(0);
         [
             format!(
-                "machine lock: {} exclusive holds, {} waited ({:.1} %), {} us in all, {} ns per wait, longest {} us",
+                "machine lock: {} exclusive holds ({} ns each), {} waited ({:.1} %), {} us in all, {} ns per wait, longest {} us",
                 self.holds,
+                mean(self.held_ns, self.holds),
                 self.waits,
                 percent(self.waits, self.holds),
                 self.waited_ns / 1000,
@@ -74,6 +78,7 @@ pub struct LockCounters {
     waits: AtomicU64,
     waited_ns: AtomicU64,
     longest_ns: AtomicU64,
+    held_ns: AtomicU64,
     shared: AtomicU64,
     domain_waits: AtomicU64,
     domain_waited_ns: AtomicU64,
@@ -87,6 +92,7 @@ impl LockCounters {
             waits: AtomicU64::new(0),
             waited_ns: AtomicU64::new(0),
             longest_ns: AtomicU64::new(0),
+            held_ns: AtomicU64::new(0),
             shared: AtomicU64::new(0),
             domain_waits: AtomicU64::new(0),
             domain_waited_ns: AtomicU64::new(0),
@@ -102,6 +108,11 @@ impl LockCounters {
             self.waited_ns.fetch_add(ns, Ordering::Relaxed);
             self.longest_ns.fetch_max(ns, Ordering::Relaxed);
         }
+    }
+
+    /// The machine, taken exclusively, was let go after `ns` ns.
+    pub fn released(&self, ns: u64) {
+        self.held_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// An exit was served with the machine shared, after waiting `waited` ns
@@ -128,6 +139,7 @@ impl LockCounters {
             waits: read(&self.waits),
             waited_ns: read(&self.waited_ns),
             longest_ns: read(&self.longest_ns),
+            held_ns: read(&self.held_ns),
             shared: read(&self.shared),
             domain_waits: read(&self.domain_waits),
             domain_waited_ns: read(&self.domain_waited_ns),
@@ -154,6 +166,8 @@ mod tests {
         c.held(None);
         c.held(Some(300));
         c.held(Some(100));
+        c.released(700);
+        c.released(200);
         c.served_shared(None);
         c.served_shared(Some(50));
         let p = c.take(false);
@@ -161,6 +175,7 @@ mod tests {
             (p.holds, p.waits, p.waited_ns, p.longest_ns),
             (3, 2, 400, 300)
         );
+        assert_eq!(p.held_ns, 900);
         assert_eq!((p.shared, p.domain_waits, p.domain_waited_ns), (2, 1, 50));
         assert_eq!(c.take(true), p, "reading does not reset");
         assert_eq!(c.take(false), LockProfile::default(), "reset zeroes");
@@ -173,6 +188,7 @@ mod tests {
             waits: 2,
             waited_ns: 3_000,
             longest_ns: 2_000,
+            held_ns: 40_000,
             shared: 100,
             domain_waits: 1,
             domain_waited_ns: 500,
@@ -183,7 +199,7 @@ mod tests {
         let [first, second] = sum.lines();
         assert_eq!(
             first,
-            "machine lock: 20 exclusive holds, 4 waited (20.0 %), 6 us in all, 1500 ns per wait, longest 2 us"
+            "machine lock: 20 exclusive holds (4000 ns each), 4 waited (20.0 %), 6 us in all, 1500 ns per wait, longest 2 us"
         );
         assert_eq!(
             second,

@@ -127,9 +127,38 @@ static MACHINE: spin::RwLock<Option<Machine>> = spin::RwLock::new(None);
 /// exits on other CPUs cannot keep it from the writer.
 static WRITERS_WAITING: AtomicU32 = AtomicU32::new(0);
 
+/// The machine held exclusively by one CPU; the time it is held goes to that
+/// CPU's lock profile when it is let go.
+struct MachineGuard {
+    guard: spin::RwLockWriteGuard<'static, Option<Machine>>,
+    cpu_index: usize,
+    since: u64,
+}
+
+impl core::ops::Deref for MachineGuard {
+    type Target = Option<Machine>;
+    fn deref(&self) -> &Option<Machine> {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for MachineGuard {
+    fn deref_mut(&mut self) -> &mut Option<Machine> {
+        &mut self.guard
+    }
+}
+
+impl Drop for MachineGuard {
+    fn drop(&mut self) {
+        if let Some(counts) = LOCK_PROFILE.get(self.cpu_index) {
+            counts.released(crate::time::now_ns().saturating_sub(self.since));
+        }
+    }
+}
+
 /// Holds the machine exclusively, from CPU `cpu_index` (counted in its lock
-/// profile).
-fn lock_machine(cpu_index: usize) -> spin::RwLockWriteGuard<'static, Option<Machine>> {
+/// profile, with the time it is held).
+fn lock_machine(cpu_index: usize) -> MachineGuard {
     let (guard, waited) = take_timed(
         || MACHINE.try_write(),
         || {
@@ -142,7 +171,11 @@ fn lock_machine(cpu_index: usize) -> spin::RwLockWriteGuard<'static, Option<Mach
     if let Some(counts) = LOCK_PROFILE.get(cpu_index) {
         counts.held(waited);
     }
-    guard
+    MachineGuard {
+        guard,
+        cpu_index,
+        since: crate::time::now_ns(),
+    }
 }
 
 /// Takes domain exit lock `lock` for a local exit on CPU `cpu_index`

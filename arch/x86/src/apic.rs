@@ -46,6 +46,12 @@ static APIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// QEMU TCG).
 static TIMER_SETUP: [AtomicU32; crate::cpu::MAX_CPUS] =
     [const { AtomicU32::new(0) }; crate::cpu::MAX_CPUS];
+/// Per CPU: the TSC value at which the one-shot timer [`arm_oneshot_ns`]
+/// armed there fires, while it has not fired; 0 when none is known to be
+/// armed (cleared by the timer interrupt, [`timer_fired`], and whenever the
+/// timer is set up otherwise).
+static ONESHOT_DUE: [AtomicU64; crate::cpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::cpu::MAX_CPUS];
 /// Tag of a known [`TIMER_SETUP`] (bit 31 is reserved in the LVT).
 const TIMER_SETUP_KNOWN: u32 = 1 << 31;
 
@@ -210,11 +216,22 @@ pub fn start_periodic_timer(hz: u64) {
     write(REG_TIMER_INITIAL, initial);
 }
 
-/// Arms the APIC timer of CPU `cpu_index` (this one) to fire once after
-/// `ns` nanoseconds. Writing the initial count starts a one-shot count
-/// (SDM 11.5.4); the divide and LVT registers are written only when this
-/// CPU's timer was last set up otherwise ([`TIMER_SETUP`]).
+/// Arms the APIC timer of CPU `cpu_index` (this one) to fire once within
+/// `ns` nanoseconds. A timer armed there already that fires no later is
+/// kept, as Xen's timer code reprograms only a changed deadline: under QEMU
+/// a write of the initial count costs ~10 µs (it reschedules QEMU's own
+/// timer and wakes its main loop), and most scheduling passes would only
+/// push the deadline a little further. Writing the initial count starts a
+/// one-shot count (SDM 11.5.4); the divide and LVT registers are written
+/// only when this CPU's timer was last set up otherwise ([`TIMER_SETUP`]).
 pub fn arm_oneshot_ns(cpu_index: usize, ns: u64) {
+    let now = rdtsc();
+    let due = now.saturating_add(ns.saturating_mul(tsc_per_ms()) / 1_000_000);
+    let armed = ONESHOT_DUE.get(cpu_index);
+    let armed_due = armed.map_or(0, |a| a.load(Ordering::Relaxed));
+    if keeps_armed_timer(armed_due, now, due) {
+        return;
+    }
     let per_ms = APIC_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
     let ticks = (ns.saturating_mul(per_ms) / 1_000_000).clamp(1, u32::MAX as u64) as u32;
     let lvt = TIMER_VECTOR as u32;
@@ -228,6 +245,25 @@ pub fn arm_oneshot_ns(cpu_index: usize, ns: u64) {
         }
     }
     write(REG_TIMER_INITIAL, ticks);
+    if let Some(armed) = armed {
+        armed.store(due.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Whether a one-shot timer armed to fire at TSC `armed_due` (0: none
+/// armed) still serves a deadline at `due`, the TSC being `now`: it has not
+/// fired, and fires no later (earlier only costs a scheduling pass).
+fn keeps_armed_timer(armed_due: u64, now: u64, due: u64) -> bool {
+    armed_due != 0 && armed_due > now && armed_due <= due
+}
+
+/// The timer interrupt came on this CPU: its one-shot timer is no longer
+/// armed (it may fire before the TSC reaches what [`arm_oneshot_ns`]
+/// computed, the two clocks being calibrated against each other).
+pub fn timer_fired() {
+    if let Some(armed) = ONESHOT_DUE.get(crate::cpu::current_index()) {
+        armed.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Whether the divide and LVT registers must be written before arming
@@ -242,6 +278,9 @@ fn needs_timer_setup(last: u32, lvt: u32) -> bool {
 fn forget_timer_setup() {
     for setup in &TIMER_SETUP {
         setup.store(0, Ordering::Relaxed);
+    }
+    for armed in &ONESHOT_DUE {
+        armed.store(0, Ordering::Relaxed);
     }
 }
 
@@ -272,5 +311,19 @@ mod tests {
         ));
         // The tag matters: an untagged value equal to the LVT is unknown.
         assert!(needs_timer_setup(oneshot, oneshot));
+    }
+
+    #[test]
+    fn an_armed_timer_is_kept_only_while_it_fires_in_time() {
+        // None armed: write.
+        assert!(!keeps_armed_timer(0, 100, 500));
+        // Armed for 400, now 100: serves a deadline at 500 or at 400.
+        assert!(keeps_armed_timer(400, 100, 500));
+        assert!(keeps_armed_timer(400, 100, 400));
+        // A deadline before it: write (it would fire late).
+        assert!(!keeps_armed_timer(400, 100, 399));
+        // Its time has come: it fired or is about to; write.
+        assert!(!keeps_armed_timer(400, 400, 500));
+        assert!(!keeps_armed_timer(400, 401, 900));
     }
 }

@@ -253,6 +253,7 @@ extern "C" fn rxen_trap_handler(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == TIMER_VECTOR as u64 => {
             TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
+            apic::timer_fired();
             apic::eoi();
         }
         // A kick only has to interrupt the guest or the idle HLT: the CPU
