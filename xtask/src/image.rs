@@ -27,16 +27,24 @@ fn cargo_target_dir() -> PathBuf {
     }
 }
 
+/// Cargo profile of the hypervisor image (the workspace's `Cargo.toml`:
+/// release with whole-program LTO).
+const HYPERVISOR_PROFILE: &str = "hypervisor";
+
 /// Builds the `rxen` package for the bare-metal target and copies the binary to
 /// `target/rxen/rxen`. Exits xtask on failure; returns the image path.
 pub fn build() -> PathBuf {
     let mut cmd = cargo_command();
-    cmd.args(["build", "-p", "rxen", "--release", "--target", TARGET])
+    cmd.args(["build", "-p", "rxen", "--profile", HYPERVISOR_PROFILE])
+        .args(["--target", TARGET])
         .current_dir(workspace_root());
     eprintln!("xtask: {}", display_command(&cmd));
     run_checked(&mut cmd);
 
-    let built = cargo_target_dir().join(TARGET).join("release").join("rxen");
+    let built = cargo_target_dir()
+        .join(TARGET)
+        .join(HYPERVISOR_PROFILE)
+        .join("rxen");
     let out_dir = rxen_dir();
     fs::create_dir_all(&out_dir)
         .unwrap_or_else(|e| crate::fail(&format!("cannot create {}: {e}", out_dir.display())));
