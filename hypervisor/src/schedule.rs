@@ -1181,8 +1181,11 @@ fn straight_back(domain: &mut HvmDomain, v: usize, cpu_index: usize, armed_until
         .get(cpu_index)
         .is_some_and(|f| f.swap(false, Ordering::AcqRel));
     // A control change asks for the pass too (its flag stays for it).
+    // The timer kept from an earlier pass may fire before `armed_until`
+    // (and be taken while this exit was served): then a pass arms it again.
     let back = !resched
         && crate::time::now_ns() < armed_until
+        && apic::oneshot_armed(cpu_index)
         && !CONTROL_CHANGED.load(Ordering::Acquire)
         && !rxen_x86::irq::any_pending()
         && vcpu_runnable(domain, v)

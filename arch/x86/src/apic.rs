@@ -266,6 +266,15 @@ pub fn timer_fired() {
     }
 }
 
+/// Whether CPU `cpu_index`'s one-shot timer is armed and has not fired (a
+/// CPU whose timer fired, maybe early, while it served an exit must not go
+/// back into its guest without a scheduling pass that arms it again).
+pub fn oneshot_armed(cpu_index: usize) -> bool {
+    ONESHOT_DUE
+        .get(cpu_index)
+        .is_some_and(|armed| armed.load(Ordering::Relaxed) != 0)
+}
+
 /// Whether the divide and LVT registers must be written before arming
 /// with `lvt`, `last` being what [`TIMER_SETUP`] says of this CPU.
 fn needs_timer_setup(last: u32, lvt: u32) -> bool {
