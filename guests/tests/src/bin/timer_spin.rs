@@ -3,16 +3,25 @@
 //! the guest (issue 12), and the timer set by one of them must still fire when due, not
 //! when the hypervisor next happens to look.
 //!
-//! Command line: `[rounds=<n>]` (default 100). Each round sets a single-shot timer 1 ms
-//! ahead and spins on `xen_version` with interrupts on until `VIRQ_TIMER` arrives; then
-//! prints `timer_spin: <n> timers, mean lateness <ns> ns, worst <ns> ns`.
+//! Command line: `[rounds=<n>] [kept=1]` (default 100 rounds). Each round sets a
+//! single-shot timer 1 ms ahead and spins on `xen_version` with interrupts on until
+//! `VIRQ_TIMER` arrives; then prints
+//! `timer_spin: <n> timers, mean lateness <ns> ns, worst <ns> ns`.
+//!
+//! With `kept=1` each round leaves the hypervisor's own timer armed earlier than the
+//! guest's: it sets its timer 1 ms ahead (a pass arms the CPU's timer for it), moves it
+//! to 3 ms ahead (that hypercall returns straight in, the CPU's timer stays at 1 ms),
+//! yields (a scheduling pass that wants 3 ms and may keep the earlier timer, which then
+//! fires early), spins on `xen_version` past the 1 ms mark (the early timer often fires
+//! while one of those exits is served), and then waits for its timer without making any
+//! exit: only a CPU timer armed again after the early one fired can end that wait.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
 use rxen_guest::events::{bind_virq_timer, count, enable_callback_vector};
-use rxen_guest::hypercall::{vcpu_op, xen_version};
+use rxen_guest::hypercall::{sched_op, vcpu_op, xen_version};
 use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
-use rxen_guest::xen::vcpu;
+use rxen_guest::xen::{sched, vcpu};
 use rxen_guest::{check_eq, error, println, StartInfo};
 
 rxen_guest::entry!(main);
@@ -23,6 +32,7 @@ const GIVE_UP: u64 = 5_000 * MS;
 
 fn main(si: &StartInfo) {
     let rounds = si.arg_u64("rounds").unwrap_or(100);
+    let kept = si.arg_u64("kept").unwrap_or(0) != 0;
     if map_shared_info() != 0 {
         error!("cannot map shared info");
     }
@@ -37,8 +47,13 @@ fn main(si: &StartInfo) {
     let (mut total, mut worst) = (0u64, 0u64);
     for i in 0..rounds {
         let seen = count(port);
-        let due = now() + MS;
-        check_eq!(set_singleshot_timer(due), 0, "VCPUOP_set_singleshot_timer");
+        let due = if kept {
+            leave_an_earlier_timer_armed(port, seen)
+        } else {
+            let due = now() + MS;
+            check_eq!(set_singleshot_timer(due), 0, "VCPUOP_set_singleshot_timer");
+            due
+        };
         rxen_guest::cpu::sti();
         while count(port) == seen {
             if now() > due + GIVE_UP {
@@ -57,4 +72,44 @@ fn main(si: &StartInfo) {
         "timer_spin: {rounds} timers, mean lateness {} ns, worst {worst} ns",
         total.checked_div(rounds).unwrap_or(0)
     );
+}
+
+/// The `kept=1` round's first part (see the module comment): returns the deadline of
+/// the guest's timer, which has not fired yet, with interrupts on.
+fn leave_an_earlier_timer_armed(port: u32, seen: u32) -> u64 {
+    let early = now() + MS;
+    check_eq!(
+        set_singleshot_timer(early),
+        0,
+        "VCPUOP_set_singleshot_timer (1 ms)"
+    );
+    let due = now() + 3 * MS;
+    check_eq!(
+        set_singleshot_timer(due),
+        0,
+        "VCPUOP_set_singleshot_timer (3 ms)"
+    );
+    // SAFETY: SCHEDOP_yield takes no argument.
+    check_eq!(unsafe { sched_op(sched::YIELD, 0) }, 0, "SCHEDOP_yield");
+    rxen_guest::cpu::sti();
+    while now() < early + MS / 2 && count(port) == seen {
+        // SAFETY: XENVER_version takes no pointer.
+        unsafe { xen_version(0, 0) };
+    }
+    check_eq!(
+        count(port),
+        seen,
+        "the timer moved to 3 ms fired before 1.5 ms"
+    );
+    // From here on the wait makes no exit (reading the pvclock and the event count
+    // needs none).
+    while count(port) == seen {
+        core::hint::spin_loop();
+        if now() > due + GIVE_UP {
+            rxen_guest::cpu::cli();
+            error!("the 3 ms timer did not fire within 5 s: the CPU's timer was lost");
+        }
+    }
+    rxen_guest::cpu::cli();
+    due
 }
