@@ -155,10 +155,10 @@ pub fn start_ap(
     core::sync::atomic::fence(Ordering::SeqCst);
 
     let vector = (TRAMPOLINE_BASE >> 12) as u32;
-    apic::send_ipi(apic_id, 0x0000_4500); // INIT, level assert
+    apic::send_ipi_and_wait(apic_id, 0x0000_4500); // INIT, level assert
     apic::delay_us(10_000);
     for _ in 0..2 {
-        apic::send_ipi(apic_id, 0x0000_4600 | vector); // STARTUP
+        apic::send_ipi_and_wait(apic_id, 0x0000_4600 | vector); // STARTUP
         apic::delay_us(200);
     }
     // Software emulation is slow: give the AP up to two seconds.
