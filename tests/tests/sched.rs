@@ -137,8 +137,11 @@ fn hypercall_hammer_shares_one_cpu_fairly() {
     }
 }
 
-/// A domain capped at 25 % of a CPU stays under it (1 % slack for the accounting
-/// period at the end) beside an uncapped hog, which takes the rest.
+/// A domain capped at 25 % of a CPU stays under it beside an uncapped hog, which takes
+/// the rest. Slack, in time: the 10 ms of initial credit, one 30 ms accounting period
+/// (a cap takes hold at the accounting after the credit runs out) and a 10 ms tick at
+/// the end of the window, 50 ms of about 3.9 s (1.3 %; a fixed 1 % failed runs at
+/// 26.01-26.12 % on a slow host, before and after the changes of 2026-12-06 alike).
 #[test]
 fn credit_cap_is_a_ceiling() {
     let _serial = serial();
@@ -160,7 +163,13 @@ fn credit_cap_is_a_ceiling() {
         window / 1_000_000,
         times[1] as f64 / 1e6
     );
-    assert!(capped <= 0.26, "capped domain got {:.2} %", capped * 100.0);
+    let slack = 50_000_000.0 / window as f64;
+    assert!(
+        capped <= 0.25 + slack,
+        "capped domain got {:.2} % (limit {:.2} %)",
+        capped * 100.0,
+        (0.25 + slack) * 100.0
+    );
     assert!(
         capped >= 0.20,
         "capped domain starved: {:.2} %",
