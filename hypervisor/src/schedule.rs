@@ -1173,16 +1173,16 @@ fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> Claimed {
 /// goes straight back into its guest without a scheduling pass: neither
 /// another CPU nor the exit (it reached another domain) asked this CPU for
 /// one (the request is taken), no control change or device interrupt waits,
-/// the slice and the armed timer (`armed_until`) are not over, no timer of
-/// the domain is due sooner, and the vCPU and its siblings are as the last
-/// pass saw them ([`siblings_settled`]). Counted in the exit profile.
+/// the slice and the armed timer (`armed_until`) are not over and this CPU's
+/// timer has not fired (one kept from an earlier pass may fire before
+/// `armed_until`, see [`apic::arm_oneshot_ns`]), no timer of the domain is
+/// due sooner, and the vCPU and its siblings are as the last pass saw them
+/// ([`siblings_settled`]). Counted in the exit profile.
 fn straight_back(domain: &mut HvmDomain, v: usize, cpu_index: usize, armed_until: u64) -> bool {
     let resched = NEED_RESCHED
         .get(cpu_index)
         .is_some_and(|f| f.swap(false, Ordering::AcqRel));
     // A control change asks for the pass too (its flag stays for it).
-    // The timer kept from an earlier pass may fire before `armed_until`
-    // (and be taken while this exit was served): then a pass arms it again.
     let back = !resched
         && crate::time::now_ns() < armed_until
         && apic::oneshot_armed(cpu_index)

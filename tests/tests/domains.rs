@@ -796,8 +796,8 @@ fn print_reset_print(name: &str, print: u8, printed: &str, reset: u8) -> Outcome
         .run()
 }
 
-/// The lock profile's debug keys: `l` prints the machine lock's holds and the exits
-/// served with it shared (the idle guest's boot made both), `L` resets them, and
+/// The lock profile's debug keys: `l` prints the machine lock's holds (with the mean
+/// time held) and the exits served with it shared (the idle guest's boot made both), `L` resets them, and
 /// the next `l` counts only what came since (the guest sleeps: no local exit).
 #[test]
 fn debug_keys_print_and_reset_the_lock_profile() {
@@ -824,6 +824,13 @@ fn debug_keys_print_and_reset_the_lock_profile() {
         "the guest's boot made no local exit: {shared:?}"
     );
     assert_eq!(shared[1], 0, "local exits after the reset: {shared:?}");
+    // The mean time a pass holds the machine: something, and not absurd (under
+    // emulation tens of microseconds).
+    let held = out.numbers_after("exclusive holds", "holds (");
+    assert!(
+        held.len() == 2 && (1..100_000_000).contains(&held[0]),
+        "mean time held: {held:?} ns"
+    );
 }
 
 /// The debug keys, typed while rxen has the serial input: `h` lists them, `p` prints

@@ -74,8 +74,8 @@ fn main(si: &StartInfo) {
     );
 }
 
-/// The `kept=1` round's first part (see the module comment): returns the deadline of
-/// the guest's timer, which has not fired yet, with interrupts on.
+/// A `kept=1` round (see the module comment) up to its timer's event: returns that
+/// timer's deadline, the event taken, interrupts off.
 fn leave_an_earlier_timer_armed(port: u32, seen: u32) -> u64 {
     let early = now() + MS;
     check_eq!(
