@@ -88,10 +88,10 @@ test -f /mnt/written.bin && echo rxen-domU: kept $(md5sum /mnt/written.bin | cut
 dd if=/dev/urandom of=/mnt/written.bin bs=64k count=32 2>/dev/null
 echo rxen-domU: wrote $(md5sum /mnt/written.bin | cut -d' ' -f1)
 umount /mnt && echo rxen-domU: unmounted
-for i in $(seq 1 300); do test -b /dev/xvdb && break; sleep 0.1; done
+until test -b /dev/xvdb; do sleep 0.1; done
 echo rxen-domU: xvdb says $(head -c 19 /dev/xvdb)
-for i in $(seq 1 300); do test -b /dev/xvdb || break; sleep 0.1; done
-test -b /dev/xvdb || echo rxen-domU: xvdb gone
+while test -b /dev/xvdb; do sleep 0.1; done
+echo rxen-domU: xvdb gone
 while true; do sleep 1; done
 ";
     let poweroff = write_module("disk-domu-poweroff", b"#!/bin/sh\n/bin/poweroff -f\n");
@@ -242,7 +242,8 @@ poweroff -f
     }
     // dom0 maps no grant and holds no more event channels than before.
     assert_no_leak(&out, "start", "end");
-    // What the first domU wrote, the second read back.
+    // What the first domU wrote, the second read back (the second may be shut down
+    // before it writes a file of its own).
     let wrote: Vec<&str> = out
         .log
         .lines()
@@ -254,8 +255,8 @@ poweroff -f
         .filter_map(|l| l.split("rxen-domU: kept ").nth(1))
         .collect();
     assert!(
-        wrote.len() == 2 && kept.len() == 1 && kept[0].trim() == wrote[0].trim(),
-        "the file the first domU wrote ({wrote:?}) is not what the second found ({kept:?})"
+        !wrote.is_empty() && kept.len() == 1 && kept[0].trim() == wrote[0].trim(),
+        "the file the first domU wrote (first of {wrote:?}) is not what the second found ({kept:?})"
     );
 }
 
@@ -287,8 +288,8 @@ if [ $ip = 10.0.0.2 ]; then
   nc -l -p 5000 -e cat /tmp/data &
   sleep 0.5
   echo rxen-domU: serving
-  for i in $(seq 1 600); do test -e /sys/class/net/eth1 && break; sleep 0.1; done
-  test -e /sys/class/net/eth1 && echo rxen-domU: eth1 appeared
+  until test -e /sys/class/net/eth1; do sleep 0.1; done
+  echo rxen-domU: eth1 appeared
 else
   ping -c 5 -w 30 10.0.0.2 | grep 'packet loss' | sed \"s/^/rxen-domU: $ip peer ping: /\"
 fi
