@@ -18,6 +18,8 @@ pub const XEN_DOMCTL_PAUSEDOMAIN: u32 = 3;
 pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 /// `XEN_DOMCTL_getdomaininfo`: [`XenDomctlGetdomaininfo`] out.
 pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+/// `XEN_DOMCTL_setvcpuaffinity`: [`XenDomctlVcpuaffinity`].
+pub const XEN_DOMCTL_SETVCPUAFFINITY: u32 = 9;
 /// `XEN_DOMCTL_max_mem`: [`XenDomctlMaxMem`].
 pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 /// `XEN_DOMCTL_getvcpuinfo`.
@@ -28,6 +30,8 @@ pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
 pub const XEN_DOMCTL_SCHEDULER_OP: u32 = 16;
 /// `XEN_DOMCTL_setdomainhandle`: the 16-byte handle.
 pub const XEN_DOMCTL_SETDOMAINHANDLE: u32 = 17;
+/// `XEN_DOMCTL_getvcpuaffinity`: [`XenDomctlVcpuaffinity`].
+pub const XEN_DOMCTL_GETVCPUAFFINITY: u32 = 25;
 /// `XEN_DOMCTL_gethvmcontext`.
 pub const XEN_DOMCTL_GETHVMCONTEXT: u32 = 33;
 /// `XEN_DOMCTL_sethvmcontext`.
@@ -237,6 +241,45 @@ pub const XEN_DOMCTL_SCHEDOP_GETVCPUINFO: u32 = 3;
 /// `XEN_DOMCTL_SCHEDRT_extra`: an RTDS vCPU may run beyond its budget.
 pub const XEN_DOMCTL_SCHEDRT_EXTRA: u32 = 1;
 
+/// `XEN_VCPUAFFINITY_HARD`: the pCPUs a vCPU may run on (pinning).
+pub const XEN_VCPUAFFINITY_HARD: u32 = 1 << 0;
+/// `XEN_VCPUAFFINITY_SOFT`: the pCPUs a vCPU prefers.
+pub const XEN_VCPUAFFINITY_SOFT: u32 = 1 << 1;
+/// `XEN_VCPUAFFINITY_FORCE`: undo a temporary pinning (`SCHEDOP_pin_override`)
+/// first.
+pub const XEN_VCPUAFFINITY_FORCE: u32 = 1 << 2;
+
+/// `struct xenctl_bitmap`, 16 bytes: a bitmap in the caller's memory, one bit
+/// per CPU (bit `n % 8` of byte `n / 8`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenctlBitmap {
+    /// Guest handle of the bytes.
+    pub bitmap: u64,
+    /// How many bits the caller's bytes hold.
+    pub nr_bits: u32,
+    /// Padding.
+    pub pad: u32,
+}
+
+/// `struct xen_domctl_vcpuaffinity`, 40 bytes (`XEN_DOMCTL_{set,get}vcpuaffinity`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlVcpuaffinity {
+    /// IN: the vCPU.
+    pub vcpu: u32,
+    /// IN: `XEN_VCPUAFFINITY_*`: which of the two maps to set or get.
+    pub flags: u32,
+    /// IN/OUT: the hard affinity (set: on return, the one in force).
+    pub cpumap_hard: XenctlBitmap,
+    /// IN/OUT: the soft affinity (set: on return, the one in force).
+    pub cpumap_soft: XenctlBitmap,
+}
+
 /// `struct xen_domctl_getvcpuinfo`, 24 bytes.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -344,6 +387,12 @@ mod tests {
         assert_eq!(size_of::<XenDomctlGetvcpuinfo>(), 24);
         assert_eq!(offset_of!(XenDomctlGetvcpuinfo, cpu_time), 8);
         assert_eq!(offset_of!(XenDomctlGetvcpuinfo, cpu), 16);
+        assert_eq!(size_of::<XenctlBitmap>(), 16);
+        assert_eq!(offset_of!(XenctlBitmap, nr_bits), 8);
+        assert_eq!(size_of::<XenDomctlVcpuaffinity>(), 40);
+        assert_eq!(offset_of!(XenDomctlVcpuaffinity, flags), 4);
+        assert_eq!(offset_of!(XenDomctlVcpuaffinity, cpumap_hard), 8);
+        assert_eq!(offset_of!(XenDomctlVcpuaffinity, cpumap_soft), 24);
         assert_eq!(size_of::<XenDomctlSchedulerOp>(), 24);
         assert_eq!(offset_of!(XenDomctlSchedulerOp, u), 8);
         assert_eq!(size_of::<XenDomctlCreatedomain>(), 64);

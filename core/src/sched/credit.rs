@@ -42,6 +42,10 @@
 //!   An overrun is carried to the next period as debt.
 //! - **Yield** makes the vCPU go behind every other eligible vCPU at its
 //!   pCPU's next reschedule.
+//! - **Affinity** ([`super::affinity`]): a pCPU picks only vCPUs whose hard
+//!   affinity names it, and within a priority one that prefers it (soft
+//!   affinity) before round-robin order; a woken vCPU tickles an idle pCPU
+//!   it may run on, a preferred one first (Xen's `__runq_tickle`).
 //!
 //! # Parameters
 //!
@@ -56,6 +60,7 @@ use core::cmp::Reverse;
 
 use rxen_abi::errno::{Errno, EEXIST, EINVAL, ESRCH};
 
+use super::affinity::{tickle_target, Affinity, CpuMask};
 use super::{Decision, SchedParams, Scheduler, VcpuRef};
 use crate::domain::DomId;
 
@@ -123,6 +128,8 @@ struct Vc {
     yielded: bool,
     /// Ran during the current accounting period.
     ran: bool,
+    /// Where it may run and where it prefers to.
+    affinity: Affinity,
 }
 
 impl Vc {
@@ -158,6 +165,8 @@ pub struct Credit {
     /// Start of the next accounting period.
     next_acct: u64,
     seq: u64,
+    /// pCPUs to reschedule, for [`Scheduler::take_tickles`].
+    tickles: CpuMask,
 }
 
 impl Credit {
@@ -169,6 +178,7 @@ impl Credit {
             cpus: vec![Cpu::default(); nr_cpus.max(1)],
             next_acct: 0,
             seq: 0,
+            tickles: CpuMask::empty(),
         }
     }
 
@@ -271,13 +281,43 @@ impl Credit {
         }
     }
 
-    /// The best eligible queued vCPU other than `exclude`.
-    fn best_queued(&self, exclude: Option<VcpuRef>) -> Option<(VcpuRef, Priority)> {
+    /// The best eligible queued vCPU other than `exclude` that may run on
+    /// `cpu`: the highest priority, then one that prefers `cpu`, then the
+    /// longest queued.
+    fn best_queued(&self, cpu: usize, exclude: Option<VcpuRef>) -> Option<(VcpuRef, Priority)> {
         self.vcpus
             .iter()
-            .filter(|(r, v)| v.queued && Some(**r) != exclude && !self.parked(r.domain))
-            .max_by_key(|(_, v)| (v.priority(), Reverse(v.seq)))
+            .filter(|(r, v)| {
+                v.queued
+                    && Some(**r) != exclude
+                    && v.affinity.hard.contains(cpu)
+                    && !self.parked(r.domain)
+            })
+            .max_by_key(|(_, v)| (v.priority(), v.affinity.prefers(cpu), Reverse(v.seq)))
             .map(|(r, v)| (*r, v.priority()))
+    }
+
+    /// The pCPU a queued `vcpu` should be run on now, marked tickled: an idle
+    /// one it may run on, else one running a lower priority.
+    fn tickle_for(&mut self, vcpu: VcpuRef) -> Option<usize> {
+        let v = self.vcpus.get(&vcpu)?;
+        let pri = v.priority();
+        let cpus = &self.cpus;
+        let cpu = tickle_target(
+            cpus.len(),
+            &v.affinity,
+            |c| cpus[c].curr.is_none() && !cpus[c].tickled,
+            |c| {
+                let cur = &cpus[c];
+                if cur.tickled {
+                    return None;
+                }
+                let p = cur.curr.and_then(|r| self.vcpus.get(&r))?.priority();
+                (p < pri).then_some((Reverse(p), Reverse(c)))
+            },
+        )?;
+        self.cpus[cpu].tickled = true;
+        Some(cpu)
     }
 
     /// Puts `vcpu` on `cpu` at `now`; `slice_end` None starts a new slice.
@@ -378,6 +418,7 @@ impl Scheduler for Credit {
         if self.doms.contains_key(&vcpu.domain) {
             self.vcpus.entry(vcpu).or_insert(Vc {
                 credit: INITIAL_CREDIT,
+                affinity: Affinity::all(self.cpus.len()),
                 ..Vc::default()
             });
         }
@@ -403,27 +444,9 @@ impl Scheduler for Credit {
             return None;
         }
         self.charge_all(now);
-        let pri = self.vcpus.get(&vcpu)?.priority();
         // An idle pCPU first, else the one running the lowest priority below
         // the woken vCPU's.
-        let cpu = self
-            .cpus
-            .iter()
-            .position(|c| c.curr.is_none() && !c.tickled)
-            .or_else(|| {
-                self.cpus
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| !c.tickled)
-                    .filter_map(|(i, c)| {
-                        let p = c.curr.and_then(|r| self.vcpus.get(&r))?.priority();
-                        (p < pri).then_some((p, i))
-                    })
-                    .min()
-                    .map(|(_, i)| i)
-            })?;
-        self.cpus[cpu].tickled = true;
-        Some(cpu)
+        self.tickle_for(vcpu)
     }
 
     fn sleep(&mut self, vcpu: VcpuRef, _now: u64) {
@@ -460,10 +483,12 @@ impl Scheduler for Credit {
                 let yielded = core::mem::take(&mut v.yielded);
                 if v.runnable {
                     let pri = v.priority();
+                    let allowed = v.affinity.hard.contains(cpu);
                     let keep = !yielded
+                        && allowed
                         && now < slice_end
                         && !self.parked(r.domain)
-                        && self.best_queued(None).is_none_or(|(_, p)| p <= pri);
+                        && self.best_queued(cpu, None).is_none_or(|(_, p)| p <= pri);
                     if keep {
                         return self.run(cpu, r, now, Some(slice_end));
                     }
@@ -471,11 +496,20 @@ impl Scheduler for Credit {
                     if yielded {
                         yielder = Some(r);
                     }
+                    if !allowed && !self.parked(r.domain) {
+                        // Pinned elsewhere: another pCPU takes it.
+                        if let Some(c) = self.tickle_for(r) {
+                            self.tickles.insert(c);
+                        }
+                    }
                 }
             }
         }
 
-        match self.best_queued(yielder).or_else(|| self.best_queued(None)) {
+        match self
+            .best_queued(cpu, yielder)
+            .or_else(|| self.best_queued(cpu, None))
+        {
             Some((r, _)) => self.run(cpu, r, now, None),
             None => {
                 // Parked vCPUs become eligible at the next accounting.
@@ -487,6 +521,38 @@ impl Scheduler for Credit {
 
     fn running_on(&self, cpu: usize) -> Option<VcpuRef> {
         self.cpus.get(cpu).and_then(|c| c.curr)
+    }
+
+    fn affinity(&self, vcpu: VcpuRef) -> Option<Affinity> {
+        self.vcpus.get(&vcpu).map(|v| v.affinity)
+    }
+
+    fn set_affinity(
+        &mut self,
+        vcpu: VcpuRef,
+        hard: Option<CpuMask>,
+        soft: Option<CpuMask>,
+    ) -> Result<(), Errno> {
+        let nr_cpus = self.cpus.len();
+        let v = self.vcpus.get_mut(&vcpu).ok_or(ESRCH)?;
+        v.affinity.set(hard, soft, nr_cpus)?;
+        let (on, queued, hard) = (v.on, v.queued, v.affinity.hard);
+        if let Some(c) = on.filter(|&c| !hard.contains(c)) {
+            // Its pCPU gives it up at once (and tickles one it may run on).
+            self.tickles.insert(c);
+            if let Some(cpu) = self.cpus.get_mut(c) {
+                cpu.tickled = true;
+            }
+        } else if queued && !self.parked(vcpu.domain) {
+            if let Some(c) = self.tickle_for(vcpu) {
+                self.tickles.insert(c);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_tickles(&mut self) -> CpuMask {
+        core::mem::take(&mut self.tickles)
     }
 }
 

@@ -16,7 +16,10 @@
 //!   or blocks or goes offline; when `wake` returns a pCPU, that pCPU must
 //!   call [`Scheduler::do_schedule`] soon (an IPI to it, as Xen's tickle);
 //! - [`Scheduler::do_schedule`] on a pCPU when its [`Decision::until`] comes,
-//!   when it was tickled, and when its vCPU blocked or yielded.
+//!   when it was tickled, and when its vCPU blocked or yielded;
+//! - [`Scheduler::set_affinity`] when the control domain pins a vCPU
+//!   ([`affinity`]); after it and after every `do_schedule`, the pCPUs
+//!   [`Scheduler::take_tickles`] returns must reschedule soon too.
 //!
 //! All times are nanoseconds of system time. Everything is deterministic and
 //! uses integer arithmetic only.
@@ -40,8 +43,11 @@ use rxen_abi::errno::Errno;
 
 use crate::domain::DomId;
 
+pub mod affinity;
 pub mod credit;
 pub mod rtds;
+
+pub use affinity::{Affinity, CpuMask};
 
 #[cfg(test)]
 mod sim;
@@ -172,6 +178,26 @@ pub trait Scheduler: Send + Sync {
 
     /// The vCPU `cpu` runs, as of its last `do_schedule`.
     fn running_on(&self, cpu: usize) -> Option<VcpuRef>;
+
+    /// A known vCPU's hard and soft affinity (every pCPU until set).
+    fn affinity(&self, vcpu: VcpuRef) -> Option<Affinity>;
+
+    /// Sets a vCPU's hard and/or soft affinity ([`Affinity::set`]'s rules:
+    /// `EINVAL` for a hard affinity with no pCPU, nothing changed; `ESRCH`
+    /// for an unknown vCPU). From then on the vCPU is picked only on its hard
+    /// affinity's pCPUs; a pCPU running it elsewhere, and an idle one where
+    /// it may now run, are left in [`Scheduler::take_tickles`].
+    fn set_affinity(
+        &mut self,
+        vcpu: VcpuRef,
+        hard: Option<CpuMask>,
+        soft: Option<CpuMask>,
+    ) -> Result<(), Errno>;
+
+    /// The pCPUs that must reschedule because of something other than a
+    /// wake-up (an affinity change, or a vCPU a pCPU gave up because it may
+    /// no longer run there), each once.
+    fn take_tickles(&mut self) -> CpuMask;
 }
 
 /// Builds the scheduler Xen's `sched=` option names, for `nr_cpus` pCPUs
@@ -356,6 +382,100 @@ mod tests {
         assert_eq!(sim.idle_with_work_ns, 0);
     }
 
+    /// Affinity as every scheduler keeps it: every pCPU to begin with, Xen's
+    /// errnos, pinned vCPUs only where they are pinned (the simulator checks
+    /// every decision) and still served there, a re-pinned running vCPU moved
+    /// at once.
+    fn affinity(name: &str) {
+        const MS: u64 = 1_000_000;
+        let mut s = create(name, 4).expect("scheduler");
+        s.add_domain(1, SchedParams::default()).expect("add");
+        s.add_vcpu(v(1, 0), 0);
+        assert_eq!(s.affinity(v(1, 0)), Some(Affinity::all(4)));
+        assert_eq!(s.affinity(v(1, 1)), None);
+        assert_eq!(
+            s.set_affinity(v(1, 1), Some(CpuMask::all(1)), None),
+            Err(ESRCH)
+        );
+        assert_eq!(
+            s.set_affinity(v(1, 0), Some(CpuMask::empty()), None),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            s.set_affinity(v(1, 0), Some(CpuMask::from_bits(1 << 7)), None),
+            Err(EINVAL),
+            "pCPU 7 does not exist"
+        );
+        assert_eq!(s.affinity(v(1, 0)), Some(Affinity::all(4)));
+        assert!(s.take_tickles().is_empty());
+
+        // Three hogs on four pCPUs: two pinned to pCPU 1, one free.
+        let mut sim = Sim::new(create(name, 4).expect("scheduler"), 4);
+        for d in 1..=3 {
+            sim.sched
+                .add_domain(d, SchedParams::default())
+                .expect("add");
+        }
+        let a = sim.add(v(1, 0), Load::Hog);
+        let b = sim.add(v(2, 0), Load::Hog);
+        let c = sim.add(v(3, 0), Load::Hog);
+        for i in [a, b] {
+            sim.pin(i, Some(CpuMask::from_bits(0b10)), None)
+                .expect("pin");
+        }
+        sim.run_until(300 * MS);
+        for i in [a, b] {
+            assert!(
+                sim.vcpus[i].run_in(0, 300 * MS) > 100 * MS,
+                "{name}: pinned {i} got {} ns",
+                sim.vcpus[i].run_ns
+            );
+        }
+        assert!(
+            sim.vcpus[c].run_in(0, 300 * MS) > 290 * MS,
+            "{name}: free hog"
+        );
+        assert_eq!(sim.idle_with_work_ns, 0, "{name}: a free pCPU idled");
+        // The free hog, wherever it runs, is pinned to pCPU 3: it is there at once.
+        sim.pin(c, Some(CpuMask::from_bits(0b1000)), None)
+            .expect("pin");
+        sim.run_until(300 * MS + 1);
+        assert_eq!(sim.sched.running_on(3), Some(v(3, 0)), "{name}");
+        sim.run_until(600 * MS);
+        assert!(sim.vcpus[c].run_in(300 * MS, 600 * MS) > 290 * MS, "{name}");
+        // Soft affinity is stored and reported, and changes no hard rule.
+        sim.pin(a, None, Some(CpuMask::from_bits(0b100)))
+            .expect("soft");
+        let got = sim.sched.affinity(v(1, 0)).expect("known");
+        assert_eq!(
+            (got.hard, got.soft),
+            (CpuMask::from_bits(0b10), CpuMask::from_bits(0b100))
+        );
+        sim.run_until(700 * MS);
+    }
+
+    #[test]
+    fn credit_affinity() {
+        affinity("credit");
+    }
+
+    #[test]
+    fn rtds_affinity() {
+        affinity("rtds");
+    }
+
+    /// Credit's soft affinity: a woken vCPU tickles the idle pCPU it prefers.
+    #[test]
+    fn credit_wakes_a_vcpu_on_the_idle_pcpu_it_prefers() {
+        let mut s = create("credit", 4).expect("scheduler");
+        s.add_domain(1, SchedParams::default()).expect("add");
+        s.add_vcpu(v(1, 0), 0);
+        s.set_affinity(v(1, 0), None, Some(CpuMask::from_bits(0b100)))
+            .expect("soft");
+        assert_eq!(s.wake(v(1, 0), 10), Some(2));
+        assert_eq!(s.do_schedule(2, 10).next, Some(v(1, 0)));
+    }
+
     #[test]
     fn credit_common_behaviour() {
         common("credit");
@@ -390,7 +510,7 @@ mod tests {
                 x ^= x << 17;
                 now += x % 50_000;
                 let cpu = (x % nr_cpus as u64) as usize;
-                match (x >> 8) % 4 {
+                match (x >> 8) % 5 {
                     // An exit on `cpu`: the vCPU may yield or block.
                     0 | 1 => {
                         if let Some(r) = running[cpu] {
@@ -415,10 +535,28 @@ mod tests {
                             sched.wake(vcpus[i], now);
                         }
                     }
+                    // The control domain pins a vCPU (to one CPU, or both).
+                    3 => {
+                        let i = ((x >> 20) % vcpus.len() as u64) as usize;
+                        let mask = CpuMask::from_bits((x >> 24) % 3 + 1);
+                        sched.set_affinity(vcpus[i], Some(mask), None).unwrap();
+                        for c in sched.take_tickles().iter() {
+                            running[c] = sched.do_schedule(c, now).next;
+                        }
+                    }
                     // A pass without an exit (a kick, a timer while idle).
                     _ => {
                         let d = sched.do_schedule(cpu, now);
                         running[cpu] = d.next;
+                    }
+                }
+                for c in sched.take_tickles().iter() {
+                    running[c] = sched.do_schedule(c, now).next;
+                }
+                for (c, r) in running.iter().enumerate() {
+                    if let Some(r) = r {
+                        let hard = sched.affinity(*r).unwrap().hard;
+                        assert!(hard.contains(c), "{name}: step {step}: {r:?} on CPU {c}");
                     }
                 }
                 if let (Some(a), Some(b)) = (running[0], running[1]) {

@@ -23,6 +23,9 @@
 //! - A pCPU is told to come back ([`Decision::until`]) at its vCPU's budget
 //!   exhaustion, at its deadline, and at the earliest deadline of any other
 //!   waiting vCPU (whose replenishment could preempt).
+//! - A vCPU runs only on the pCPUs of its hard affinity
+//!   ([`super::affinity`]); as Xen's RTDS, the soft affinity is kept and
+//!   reported but not used.
 //!
 //! # Parameters
 //!
@@ -36,6 +39,7 @@ use alloc::vec::Vec;
 
 use rxen_abi::errno::{Errno, EEXIST, EINVAL, ESRCH};
 
+use super::affinity::{tickle_target, Affinity, CpuMask};
 use super::{Decision, SchedParams, Scheduler, VcpuRef};
 use crate::domain::DomId;
 
@@ -78,6 +82,8 @@ struct Vc {
     left: u64,
     /// 0: within budget; n > 0: the n-th extratime round of this period.
     level: u32,
+    /// Where it may run.
+    affinity: Affinity,
 }
 
 impl Vc {
@@ -128,6 +134,8 @@ pub struct Rtds {
     vcpus: BTreeMap<VcpuRef, Vc>,
     cpus: Vec<Cpu>,
     seq: u64,
+    /// pCPUs to reschedule, for [`Scheduler::take_tickles`].
+    tickles: CpuMask,
 }
 
 impl Rtds {
@@ -138,6 +146,7 @@ impl Rtds {
             vcpus: BTreeMap::new(),
             cpus: vec![Cpu::default(); nr_cpus.max(1)],
             seq: 0,
+            tickles: CpuMask::empty(),
         }
     }
 
@@ -189,13 +198,48 @@ impl Rtds {
         }
     }
 
-    /// The most urgent eligible queued vCPU other than `exclude`.
-    fn best_queued(&self, exclude: Option<VcpuRef>) -> Option<VcpuRef> {
+    /// The most urgent eligible queued vCPU other than `exclude` that may
+    /// run on `cpu`.
+    fn best_queued(&self, cpu: usize, exclude: Option<VcpuRef>) -> Option<VcpuRef> {
         self.vcpus
             .iter()
-            .filter(|(r, v)| v.queued && Self::eligible(v) && Some(**r) != exclude)
+            .filter(|(r, v)| {
+                v.queued
+                    && Self::eligible(v)
+                    && Some(**r) != exclude
+                    && v.affinity.hard.contains(cpu)
+            })
             .min_by_key(|(_, v)| v.key())
             .map(|(r, _)| *r)
+    }
+
+    /// The pCPU an eligible queued `vcpu` should be run on now, marked
+    /// tickled: an idle one it may run on, else the one running the least
+    /// urgent vCPU if `vcpu` is more urgent.
+    fn tickle_for(&mut self, vcpu: VcpuRef) -> Option<usize> {
+        let v = self.vcpus.get(&vcpu)?;
+        let key = v.key();
+        // Soft affinity is not RTDS's: every allowed pCPU is as good.
+        let hard_only = Affinity {
+            hard: v.affinity.hard,
+            soft: v.affinity.hard,
+        };
+        let cpus = &self.cpus;
+        let cpu = tickle_target(
+            cpus.len(),
+            &hard_only,
+            |c| cpus[c].curr.is_none() && !cpus[c].tickled,
+            |c| {
+                let cur = &cpus[c];
+                if cur.tickled {
+                    return None;
+                }
+                let k = cur.curr.and_then(|r| self.vcpus.get(&r))?.key();
+                (k > key).then_some((k, c))
+            },
+        )?;
+        self.cpus[cpu].tickled = true;
+        Some(cpu)
     }
 
     /// Earliest deadline among waiting vCPUs: their replenishment may let
@@ -277,6 +321,7 @@ impl Scheduler for Rtds {
             Vc {
                 deadline: now.saturating_add(d.period),
                 left: d.budget,
+                affinity: Affinity::all(self.cpus.len()),
                 ..Vc::default()
             },
         );
@@ -296,30 +341,10 @@ impl Scheduler for Rtds {
         v.replenish(&dom, now);
         self.enqueue(vcpu);
         self.update(now);
-        let v = *self.vcpus.get(&vcpu)?;
-        if !Self::eligible(&v) {
+        if !Self::eligible(self.vcpus.get(&vcpu)?) {
             return None;
         }
-        // An idle pCPU first, else the one running the least urgent vCPU if
-        // the woken one is more urgent.
-        let cpu = self
-            .cpus
-            .iter()
-            .position(|c| c.curr.is_none() && !c.tickled)
-            .or_else(|| {
-                self.cpus
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| !c.tickled)
-                    .filter_map(|(i, c)| {
-                        let k = c.curr.and_then(|r| self.vcpus.get(&r))?.key();
-                        (k > v.key()).then_some((k, i))
-                    })
-                    .max()
-                    .map(|(_, i)| i)
-            })?;
-        self.cpus[cpu].tickled = true;
-        Some(cpu)
+        self.tickle_for(vcpu)
     }
 
     fn sleep(&mut self, vcpu: VcpuRef, _now: u64) {
@@ -350,16 +375,26 @@ impl Scheduler for Rtds {
             if let Some(v) = self.vcpus.get_mut(&r) {
                 v.on = None;
                 let yielded = core::mem::take(&mut v.yielded);
+                let allowed = v.affinity.hard.contains(cpu);
                 if v.runnable {
                     self.enqueue(r);
                     if yielded {
                         yielder = Some(r);
                     }
+                    if !allowed && self.vcpus.get(&r).is_some_and(Self::eligible) {
+                        // Pinned elsewhere: another pCPU takes it.
+                        if let Some(c) = self.tickle_for(r) {
+                            self.tickles.insert(c);
+                        }
+                    }
                 }
             }
         }
 
-        let Some(r) = self.best_queued(yielder).or_else(|| self.best_queued(None)) else {
+        let Some(r) = self
+            .best_queued(cpu, yielder)
+            .or_else(|| self.best_queued(cpu, None))
+        else {
             return Decision::idle(self.next_release());
         };
         let Some(v) = self.vcpus.get_mut(&r) else {
@@ -382,6 +417,38 @@ impl Scheduler for Rtds {
 
     fn running_on(&self, cpu: usize) -> Option<VcpuRef> {
         self.cpus.get(cpu).and_then(|c| c.curr)
+    }
+
+    fn affinity(&self, vcpu: VcpuRef) -> Option<Affinity> {
+        self.vcpus.get(&vcpu).map(|v| v.affinity)
+    }
+
+    fn set_affinity(
+        &mut self,
+        vcpu: VcpuRef,
+        hard: Option<CpuMask>,
+        soft: Option<CpuMask>,
+    ) -> Result<(), Errno> {
+        let nr_cpus = self.cpus.len();
+        let v = self.vcpus.get_mut(&vcpu).ok_or(ESRCH)?;
+        v.affinity.set(hard, soft, nr_cpus)?;
+        let (on, queued, hard, eligible) = (v.on, v.queued, v.affinity.hard, Self::eligible(v));
+        if let Some(c) = on.filter(|&c| !hard.contains(c)) {
+            // Its pCPU gives it up at once (and tickles one it may run on).
+            self.tickles.insert(c);
+            if let Some(cpu) = self.cpus.get_mut(c) {
+                cpu.tickled = true;
+            }
+        } else if queued && eligible {
+            if let Some(c) = self.tickle_for(vcpu) {
+                self.tickles.insert(c);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_tickles(&mut self) -> CpuMask {
+        core::mem::take(&mut self.tickles)
     }
 }
 

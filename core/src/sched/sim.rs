@@ -1,13 +1,16 @@
 //! A test-only simulator: drives any [`Scheduler`] as the hypervisor would
 //! (do_schedule at each `until`, at tickles and when a vCPU blocks), with
-//! CPU-bound and periodic vCPUs, checks the invariants on every decision and
-//! records what each vCPU got.
+//! CPU-bound and periodic vCPUs, checks the invariants on every decision
+//! (a vCPU on one pCPU at a time, only runnable ones, only on a pCPU of its
+//! hard affinity, `until` in the future) and records what each vCPU got.
 
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{Scheduler, VcpuRef};
+use rxen_abi::errno::Errno;
+
+use super::{CpuMask, Scheduler, VcpuRef};
 
 /// What a simulated vCPU does.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +73,8 @@ pub struct Sim {
     pub now: u64,
     cpus: Vec<SimCpu>,
     pub vcpus: Vec<SimVcpu>,
-    /// Time some pCPU idled while some vCPU was runnable and not running.
+    /// Time some pCPU idled while some vCPU that may run there was runnable
+    /// and not running.
     pub idle_with_work_ns: u64,
     /// Total idle pCPU time.
     pub idle_ns: u64,
@@ -138,6 +142,28 @@ impl Sim {
         }
     }
 
+    /// Sets the affinity of vCPU `i` (as the control domain's
+    /// `setvcpuaffinity`); the pCPUs the scheduler asks for reschedule.
+    pub fn pin(
+        &mut self,
+        i: usize,
+        hard: Option<CpuMask>,
+        soft: Option<CpuMask>,
+    ) -> Result<(), Errno> {
+        let r = self.vcpus[i].r;
+        let set = self.sched.set_affinity(r, hard, soft);
+        self.take_tickles();
+        set
+    }
+
+    fn take_tickles(&mut self) {
+        for c in self.sched.take_tickles().iter() {
+            if let Some(cpu) = self.cpus.get_mut(c) {
+                cpu.resched = true;
+            }
+        }
+    }
+
     /// Makes every pCPU reschedule now (after a domain was removed); pCPUs
     /// running a vCPU the simulator no longer has become idle first.
     pub fn reschedule_all(&mut self) {
@@ -186,13 +212,20 @@ impl Sim {
     }
 
     fn advance(&mut self, t: u64) {
-        let waiting = self
+        let waiting: Vec<VcpuRef> = self
             .vcpus
             .iter()
             .enumerate()
             .filter(|(i, v)| v.runnable && !self.cpus.iter().any(|c| c.curr == Some(*i)))
-            .count();
-        for c in &mut self.cpus {
+            .map(|(_, v)| v.r)
+            .collect();
+        let sched = &self.sched;
+        let could_run = |cpu: usize| {
+            waiting
+                .iter()
+                .any(|r| sched.affinity(*r).is_some_and(|a| a.hard.contains(cpu)))
+        };
+        for (index, c) in self.cpus.iter_mut().enumerate() {
             let dt = t - c.since;
             match c.curr {
                 Some(i) => {
@@ -208,7 +241,7 @@ impl Sim {
                 }
                 None => {
                     self.idle_ns += dt;
-                    if waiting > 0 {
+                    if could_run(index) {
                         self.idle_with_work_ns += dt;
                     }
                 }
@@ -271,6 +304,7 @@ impl Sim {
                 continue;
             }
             let d = self.sched.do_schedule(c, t);
+            self.take_tickles();
             self.decisions += 1;
             assert!(d.until > t, "until {} not after now {}", d.until, t);
             assert_eq!(self.sched.running_on(c), d.next);
@@ -286,6 +320,10 @@ impl Sim {
                     .position(|v| v.r == r)
                     .expect("scheduler picked an unknown vCPU");
                 assert!(self.vcpus[i].runnable, "picked a sleeping {r:?}");
+                assert!(
+                    self.sched.affinity(r).is_some_and(|a| a.hard.contains(c)),
+                    "{r:?} picked on pCPU {c}, outside its hard affinity"
+                );
                 for (o, oc) in self.cpus.iter().enumerate() {
                     assert!(o == c || oc.curr != Some(i), "{r:?} on two pCPUs");
                 }
