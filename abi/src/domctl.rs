@@ -5,6 +5,8 @@
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::sysctl::XenctlBitmap;
+
 /// `XEN_DOMCTL_INTERFACE_VERSION` in Xen 4.17: anything else is `-EACCES`.
 pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x15;
 
@@ -249,21 +251,6 @@ pub const XEN_VCPUAFFINITY_SOFT: u32 = 1 << 1;
 /// first.
 pub const XEN_VCPUAFFINITY_FORCE: u32 = 1 << 2;
 
-/// `struct xenctl_bitmap`, 16 bytes: a bitmap in the caller's memory, one bit
-/// per CPU (bit `n % 8` of byte `n / 8`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct XenctlBitmap {
-    /// Guest handle of the bytes.
-    pub bitmap: u64,
-    /// How many bits the caller's bytes hold.
-    pub nr_bits: u32,
-    /// Padding.
-    pub pad: u32,
-}
-
 /// `struct xen_domctl_vcpuaffinity`, 40 bytes (`XEN_DOMCTL_{set,get}vcpuaffinity`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -387,8 +374,7 @@ mod tests {
         assert_eq!(size_of::<XenDomctlGetvcpuinfo>(), 24);
         assert_eq!(offset_of!(XenDomctlGetvcpuinfo, cpu_time), 8);
         assert_eq!(offset_of!(XenDomctlGetvcpuinfo, cpu), 16);
-        assert_eq!(size_of::<XenctlBitmap>(), 16);
-        assert_eq!(offset_of!(XenctlBitmap, nr_bits), 8);
+        assert_eq!(size_of::<crate::sysctl::XenctlBitmap>(), 16);
         assert_eq!(size_of::<XenDomctlVcpuaffinity>(), 40);
         assert_eq!(offset_of!(XenDomctlVcpuaffinity, flags), 4);
         assert_eq!(offset_of!(XenDomctlVcpuaffinity, cpumap_hard), 8);

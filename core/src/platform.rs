@@ -248,6 +248,19 @@ pub trait Domains {
     ) -> Result<(), Errno>;
     /// Domain `domid`'s scheduling parameters, if the scheduler knows it.
     fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams>;
+    /// The hard and soft affinity of vCPU `vcpu` of domain `domid`
+    /// (`-ESRCH` if the scheduler does not know that vCPU).
+    fn vcpu_affinity(&self, domid: DomId, vcpu: u32) -> Result<crate::sched::Affinity, Errno>;
+    /// Sets the hard and/or soft affinity of that vCPU
+    /// ([`crate::sched::Scheduler::set_affinity`]'s rules and errnos); the
+    /// affinity now in force.
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        hard: Option<crate::sched::CpuMask>,
+        soft: Option<crate::sched::CpuMask>,
+    ) -> Result<crate::sched::Affinity, Errno>;
     /// Changes domain `domid`'s scheduling parameters (`-EINVAL` for values
     /// the scheduler refuses, `-ESRCH` for a domain it does not know).
     fn set_sched_params(

@@ -62,6 +62,8 @@ pub(crate) struct FakeEnv {
     pub(crate) sched_id: u32,
     /// Scheduling parameters by domain (what the scheduler knows).
     pub(crate) sched: BTreeMap<DomId, crate::sched::SchedParams>,
+    /// vCPU affinities the fake scheduler knows (of its 2 pCPUs).
+    pub(crate) affinity: BTreeMap<(DomId, u32), crate::sched::Affinity>,
     /// The domain-id rover, and the configs of the domains created.
     pub(crate) rover: DomId,
     pub(crate) created: Vec<(DomId, crate::platform::DomainConfig)>,
@@ -197,6 +199,7 @@ impl FakeEnv {
             debug_keys: Vec::new(),
             sched_id: rxen_abi::sysctl::XEN_SCHEDULER_CREDIT,
             sched: BTreeMap::new(),
+            affinity: BTreeMap::new(),
             rover: 0,
             created: Vec::new(),
             populated: Default::default(),
@@ -553,6 +556,22 @@ impl Domains for FakeEnv {
     fn sched_params(&self, domid: DomId) -> Option<crate::sched::SchedParams> {
         self.reached.set(self.reached.get() + 1);
         self.sched.get(&domid).copied()
+    }
+    fn vcpu_affinity(&self, domid: DomId, vcpu: u32) -> Result<crate::sched::Affinity, Errno> {
+        self.reached.set(self.reached.get() + 1);
+        self.affinity.get(&(domid, vcpu)).copied().ok_or(errno::ESRCH)
+    }
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        hard: Option<crate::sched::CpuMask>,
+        soft: Option<crate::sched::CpuMask>,
+    ) -> Result<crate::sched::Affinity, Errno> {
+        self.reached.set(self.reached.get() + 1);
+        let known = self.affinity.get_mut(&(domid, vcpu)).ok_or(errno::ESRCH)?;
+        known.set(hard, soft, 2)?;
+        Ok(*known)
     }
     fn domain_on_cpu(&self, domid: DomId) -> bool {
         self.reached.set(self.reached.get() + 1);

@@ -1368,6 +1368,13 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             flag.store(false, Ordering::Release);
         }
         let decision = machine.sched.do_schedule(cpu_index, now);
+        // Other pCPUs to look again: one that runs a vCPU pinned away from
+        // it, or where a vCPU this one gave up (or one just pinned) may run.
+        for other in machine.sched.take_tickles().iter() {
+            if other != cpu_index {
+                kick(other);
+            }
+        }
         // The FPU state of the vCPU this CPU ran goes to memory before any
         // other CPU may pick that vCPU up (the lock is still held).
         if let Some(owner) = fpu_owner.filter(|o| Some(*o) != decision.next) {

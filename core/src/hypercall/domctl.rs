@@ -12,6 +12,9 @@
 //!   and `setdomainhandle`;
 //! - `getvcpuinfo` and `scheduler_op` (credit's weight and cap, RTDS's
 //!   period, budget and extra time; see [`scheduler_op`]);
+//! - `setvcpuaffinity` and `getvcpuaffinity`: a vCPU's hard and soft
+//!   affinity ([`crate::sched::affinity`]), as Xen's `vcpu_affinity_domctl`
+//!   (see [`vcpu_affinity`]);
 //! - `createdomain` (checked as Xen's `sanitise_domain_config`, for PVH
 //!   guests on nested paging): an empty domain, born paused, with an id from
 //!   Xen's rover; `max_vcpus` (the number createdomain gave) creates its
@@ -110,6 +113,12 @@ fn domctl(ctx: &mut Ctx<'_>, arg: u64) -> Result<i64, Errno> {
             })?;
             write_prefix(&mut op.u, &request);
             handle.write(ctx.env, &op)?;
+            Ok(0)
+        }
+        XEN_DOMCTL_SETVCPUAFFINITY | XEN_DOMCTL_GETVCPUAFFINITY => {
+            // As Xen: the bitmaps are written back, not the domctl.
+            let request = read_prefix::<XenDomctlVcpuaffinity>(&op.u);
+            vcpu_affinity(ctx, target, op.cmd == XEN_DOMCTL_SETVCPUAFFINITY, &request)?;
             Ok(0)
         }
         XEN_DOMCTL_SCHEDULER_OP => {
@@ -249,6 +258,77 @@ fn scheduler_op(ctx: &mut Ctx<'_>, id: DomId, op: &mut XenDomctlSchedulerOp) -> 
         }
         _ => Err(errno::EINVAL),
     }
+}
+
+/// Most bytes rxen zero-fills at the end of a caller's `xenctl_bitmap`
+/// (Xen fills all of them, however large the caller says its map is): 8192
+/// CPUs' worth, more than any Xen build supports.
+const XENCTL_BITMAP_MAX_BYTES: usize = 1024;
+
+/// `XEN_DOMCTL_{set,get}vcpuaffinity` of vCPU `request.vcpu` of domain
+/// `id`, as Xen's `vcpu_affinity_domctl`: `-EINVAL` for a vCPU beyond
+/// `max_vcpus`, `-ESRCH` for one not created yet, `-EINVAL` for no flag or
+/// a null map of one asked for. Setting reads both maps first (`-EFAULT`
+/// changes nothing), sets them together (a hard affinity with no online
+/// pCPU: `-EINVAL`, nothing changed) and writes back what is in force: the
+/// hard affinity on the online pCPUs, the soft one within it. Getting
+/// writes the maps asked for. `XEN_VCPUAFFINITY_FORCE` (undo a temporary
+/// pin, which rxen never makes) changes nothing more.
+fn vcpu_affinity(
+    ctx: &mut Ctx<'_>,
+    id: DomId,
+    set: bool,
+    request: &XenDomctlVcpuaffinity,
+) -> Result<(), Errno> {
+    use crate::sched::CpuMask;
+    let vcpu = request.vcpu;
+    on_domain(ctx, id, |d| {
+        if vcpu >= d.max_vcpus {
+            return Err(errno::EINVAL);
+        }
+        d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?;
+        Ok(0)
+    })?;
+    let (hard, soft) = (
+        request.flags & XEN_VCPUAFFINITY_HARD != 0,
+        request.flags & XEN_VCPUAFFINITY_SOFT != 0,
+    );
+    if !(hard || soft)
+        || (hard && request.cpumap_hard.bitmap == 0)
+        || (soft && request.cpumap_soft.bitmap == 0)
+    {
+        return Err(errno::EINVAL);
+    }
+    let nr_cpus = ctx.env.machine_facts().nr_cpus as usize;
+    let maps = [(hard, &request.cpumap_hard), (soft, &request.cpumap_soft)];
+    let affinity = if set {
+        let mut read = [None, None];
+        for (slot, (wanted, map)) in read.iter_mut().zip(maps) {
+            if wanted {
+                let mut bytes = [0u8; 8];
+                let n = CpuMask::xenctl_copy_bytes(map.nr_bits, nr_cpus);
+                let bytes = bytes.get_mut(..n).ok_or(errno::EINVAL)?;
+                ctx.env.copy_in(map.bitmap, bytes)?;
+                *slot = Some(CpuMask::from_xenctl(bytes, map.nr_bits, nr_cpus));
+            }
+        }
+        ctx.env.set_vcpu_affinity(id, vcpu, read[0], read[1])?
+    } else {
+        ctx.env.vcpu_affinity(id, vcpu)?
+    };
+    let online = CpuMask::all(nr_cpus);
+    let (hard_map, soft_map) = if set {
+        (affinity.hard.and(online), affinity.effective_soft().and(online))
+    } else {
+        (affinity.hard, affinity.soft)
+    };
+    for ((wanted, map), mask) in maps.into_iter().zip([hard_map, soft_map]) {
+        if wanted {
+            let bytes = mask.to_xenctl(map.nr_bits, nr_cpus, XENCTL_BITMAP_MAX_BYTES);
+            ctx.env.copy_out(map.bitmap, &bytes)?;
+        }
+    }
+    Ok(())
 }
 
 /// `XEN_DOMCTL_gethvmcontext` of domain `target` into `request`'s buffer
@@ -882,6 +962,106 @@ mod tests {
         assert_eq!((i.online, i.running, i.cpu_time), (0, 0, 0));
         assert_eq!(domctl(&mut d, &mut env, &ask(2)), ret(errno::EINVAL));
         assert_eq!(domctl(&mut d, &mut env, &ask(u32::MAX)), ret(errno::EINVAL));
+    }
+
+    /// Where the affinity tests' bitmaps live.
+    const HARD_AT: u64 = 0x1000;
+    const SOFT_AT: u64 = 0x2000;
+
+    use rxen_abi::sysctl::XenctlBitmap;
+
+    fn affinity_op(cmd: u32, vcpu: u32, flags: u32, hard: (u64, u32), soft: (u64, u32)) -> XenDomctl {
+        let a = XenDomctlVcpuaffinity {
+            vcpu,
+            flags,
+            cpumap_hard: XenctlBitmap {
+                bitmap: hard.0,
+                nr_bits: hard.1,
+                pad: 0,
+            },
+            cpumap_soft: XenctlBitmap {
+                bitmap: soft.0,
+                nr_bits: soft.1,
+                pad: 0,
+            },
+        };
+        let mut o = op(cmd, 2);
+        o.u[..40].copy_from_slice(a.as_bytes());
+        o
+    }
+
+    #[test]
+    fn vcpu_affinity_as_xen() {
+        use crate::sched::{Affinity, CpuMask};
+        const BOTH: u32 = XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT;
+        const SET: u32 = XEN_DOMCTL_SETVCPUAFFINITY;
+        const GET: u32 = XEN_DOMCTL_GETVCPUAFFINITY;
+        let (mut d, mut env) = dom0_and_domu();
+        let maps = ((HARD_AT, 32), (SOFT_AT, 32));
+        // Beyond max_vcpus (2): EINVAL; a vCPU the scheduler does not know: ESRCH.
+        let get = affinity_op(GET, 2, BOTH, maps.0, maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &get), ret(errno::EINVAL));
+        let get = affinity_op(GET, 1, BOTH, maps.0, maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &get), ret(errno::ESRCH));
+        for v in 0..2 {
+            env.affinity.insert((2, v), Affinity::all(2));
+        }
+        // Both maps of a new vCPU: every pCPU (2), then zeros to the caller's 32 bits.
+        env.mem[HARD_AT as usize..][..8].fill(0xEE);
+        env.mem[SOFT_AT as usize..][..8].fill(0xEE);
+        assert_eq!(domctl(&mut d, &mut env, &get), 0);
+        assert_eq!(env.mem[HARD_AT as usize..][..5], [0b11, 0, 0, 0, 0xEE]);
+        assert_eq!(env.mem[SOFT_AT as usize..][..5], [0b11, 0, 0, 0, 0xEE]);
+        // No flag, or a null map asked for: EINVAL.
+        for bad in [
+            affinity_op(GET, 1, 0, maps.0, maps.1),
+            affinity_op(SET, 1, XEN_VCPUAFFINITY_HARD, (0, 8), maps.1),
+            affinity_op(GET, 1, XEN_VCPUAFFINITY_SOFT, maps.0, (0, 8)),
+        ] {
+            assert_eq!(domctl(&mut d, &mut env, &bad), ret(errno::EINVAL));
+        }
+        // Pin vCPU 0 to pCPU 1 (pCPUs 5 and 9 do not exist and are dropped):
+        // written back as in force.
+        env.mem[HARD_AT as usize..][..2].copy_from_slice(&[0b0010_0010, 0b10]);
+        let pin = affinity_op(SET, 0, XEN_VCPUAFFINITY_HARD, (HARD_AT, 16), maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &pin), 0);
+        assert_eq!(env.mem[HARD_AT as usize..][..2], [0b10, 0]);
+        assert_eq!(env.affinity[&(2, 0)].hard, CpuMask::from_bits(0b10));
+        // A hard affinity with no pCPU there: EINVAL, nothing changes.
+        env.mem[HARD_AT as usize] = 0b100;
+        assert_eq!(domctl(&mut d, &mut env, &pin), ret(errno::EINVAL));
+        assert_eq!(env.affinity[&(2, 0)].hard, CpuMask::from_bits(0b10));
+        // The caller's 1-bit map names pCPU 0 only, whatever its byte says.
+        env.mem[HARD_AT as usize] = 0b11;
+        let one_bit = affinity_op(SET, 1, XEN_VCPUAFFINITY_HARD, (HARD_AT, 1), maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &one_bit), 0);
+        assert_eq!(env.affinity[&(2, 1)].hard, CpuMask::from_bits(0b01));
+        assert_eq!(env.mem[HARD_AT as usize], 0b01);
+        // Soft affinity pCPU 0 for vCPU 0 (pinned to 1): kept, reported in force
+        // as nothing (outside the hard affinity), and read back as set.
+        env.mem[SOFT_AT as usize] = 0b01;
+        let soft = affinity_op(SET, 0, XEN_VCPUAFFINITY_SOFT, maps.0, (SOFT_AT, 8));
+        assert_eq!(domctl(&mut d, &mut env, &soft), 0);
+        assert_eq!(env.mem[SOFT_AT as usize], 0);
+        let get0 = affinity_op(GET, 0, BOTH, maps.0, maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &get0), 0);
+        assert_eq!(env.mem[HARD_AT as usize], 0b10);
+        assert_eq!(env.mem[SOFT_AT as usize], 0b01);
+        // A map the caller cannot read: EFAULT before anything changes.
+        env.mem[HARD_AT as usize] = 0b01;
+        let fault = affinity_op(SET, 0, BOTH, (HARD_AT, 8), (BAD, 8));
+        assert_eq!(domctl(&mut d, &mut env, &fault), ret(errno::EFAULT));
+        assert_eq!(env.affinity[&(2, 0)].hard, CpuMask::from_bits(0b10));
+        // A huge map on get: the first KiB is written (zeros after the pCPUs), no more.
+        env.mem[SOFT_AT as usize..][..1100].fill(0xEE);
+        let huge = affinity_op(GET, 0, XEN_VCPUAFFINITY_SOFT, maps.0, (SOFT_AT, u32::MAX));
+        assert_eq!(domctl(&mut d, &mut env, &huge), 0);
+        assert_eq!(env.mem[SOFT_AT as usize], 0b01);
+        assert!(env.mem[SOFT_AT as usize + 1..][..1023].iter().all(|b| *b == 0));
+        assert_eq!(env.mem[SOFT_AT as usize + 1024], 0xEE);
+        // A map of 0 bits reads as no pCPU: EINVAL for the hard affinity.
+        let none = affinity_op(SET, 0, XEN_VCPUAFFINITY_HARD, (HARD_AT, 0), maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &none), ret(errno::EINVAL));
     }
 
     fn sched_op(sched_id: u32, cmd: u32, params: &[u8]) -> XenDomctl {

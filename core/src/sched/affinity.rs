@@ -93,7 +93,7 @@ impl CpuMask {
         for (i, byte) in bytes.iter().take(n).enumerate() {
             bits |= u64::from(*byte) << (8 * i);
         }
-        if nr_bits % 8 != 0 && (nr_bits as usize).div_ceil(8) == n {
+        if !nr_bits.is_multiple_of(8) && (nr_bits as usize).div_ceil(8) == n {
             // The caller's last byte: only its first `nr_bits % 8` bits count.
             let last_bits = (n - 1) * 8 + (nr_bits % 8) as usize;
             bits &= Self::all(last_bits).0;

@@ -298,6 +298,29 @@ impl Domains for Env<'_> {
         world.sched.set_params(domid, params)
     }
 
+    fn vcpu_affinity(&self, domid: DomId, vcpu: u32) -> Result<rxen_core::sched::Affinity, Errno> {
+        let world = self.others.as_ref().ok_or(errno::ESRCH)?;
+        world
+            .sched
+            .affinity(rxen_core::sched::VcpuRef { domain: domid, vcpu })
+            .ok_or(errno::ESRCH)
+    }
+
+    /// The scheduler leaves the pCPUs to reschedule in its tickles, which
+    /// the pass this exit makes (`reach`) kicks.
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu: u32,
+        hard: Option<rxen_core::sched::CpuMask>,
+        soft: Option<rxen_core::sched::CpuMask>,
+    ) -> Result<rxen_core::sched::Affinity, Errno> {
+        let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
+        let r = rxen_core::sched::VcpuRef { domain: domid, vcpu };
+        world.sched.set_affinity(r, hard, soft)?;
+        world.sched.affinity(r).ok_or(errno::ESRCH)
+    }
+
     fn create_domain(
         &mut self,
         requested: DomId,

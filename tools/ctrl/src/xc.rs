@@ -123,6 +123,61 @@ impl Xc {
         }
     }
 
+    /// `setvcpuaffinity` of `vcpu` of `domain`: the hard and/or soft affinity
+    /// as pCPU bit masks (bit n: pCPU n; None leaves it); the two in force
+    /// after it, as the hypervisor reports them (the soft one within the hard).
+    pub fn set_vcpu_affinity(
+        &self,
+        domain: DomId,
+        vcpu: u32,
+        hard: Option<u64>,
+        soft: Option<u64>,
+    ) -> Result<(u64, u64)> {
+        let flags = hard.map_or(0, |_| XEN_VCPUAFFINITY_HARD)
+            | soft.map_or(0, |_| XEN_VCPUAFFINITY_SOFT);
+        self.affinity_op(
+            XEN_DOMCTL_SETVCPUAFFINITY,
+            domain,
+            vcpu,
+            flags,
+            [hard.unwrap_or(0), soft.unwrap_or(0)],
+        )
+    }
+
+    /// `getvcpuaffinity` of `vcpu` of `domain`: its hard and soft affinity as
+    /// pCPU bit masks.
+    pub fn vcpu_affinity(&self, domain: DomId, vcpu: u32) -> Result<(u64, u64)> {
+        let flags = XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT;
+        self.affinity_op(XEN_DOMCTL_GETVCPUAFFINITY, domain, vcpu, flags, [0, 0])
+    }
+
+    /// A vcpuaffinity domctl with two 64-bit maps in one hypercall buffer.
+    fn affinity_op(
+        &self,
+        cmd: u32,
+        domain: DomId,
+        vcpu: u32,
+        flags: u32,
+        maps: [u64; 2],
+    ) -> Result<(u64, u64)> {
+        let mut buffer = self.call.buffer(16)?;
+        buffer.bytes_mut()[..16].copy_from_slice(maps.as_bytes());
+        let map = |offset: u64| rxen_abi::sysctl::XenctlBitmap {
+            bitmap: buffer.addr() + offset,
+            nr_bits: 64,
+            pad: 0,
+        };
+        let request = XenDomctlVcpuaffinity {
+            vcpu,
+            flags,
+            cpumap_hard: map(0),
+            cpumap_soft: map(8),
+        };
+        let mut op = Self::dop(cmd, domain, request.as_bytes());
+        self.domctl(&mut op, "vcpuaffinity")?;
+        Ok((buffer.read::<u64>(0), buffer.read::<u64>(8)))
+    }
+
     /// `max_mem` in KiB.
     pub fn max_mem(&self, domain: DomId, kib: u64) -> Result<()> {
         let mut op = Self::dop(XEN_DOMCTL_MAX_MEM, domain, &kib.to_le_bytes());

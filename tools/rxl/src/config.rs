@@ -81,6 +81,30 @@ pub struct DomainConfig {
     pub disks: Vec<DiskSpec>,
     /// `vif`: the network interfaces dom0's netback serves the guest.
     pub nics: Vec<NicSpec>,
+    /// `cpus`: the vCPUs' hard affinity (CPU lists, checked against the
+    /// machine when the domain is built).
+    pub cpus: Option<Affinities>,
+    /// `cpus_soft`: their soft affinity.
+    pub cpus_soft: Option<Affinities>,
+}
+
+/// `cpus` or `cpus_soft` as xl.cfg gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Affinities {
+    /// `"2-3"`: one CPU list for every vCPU.
+    All(String),
+    /// `["2", "3"]`: vCPU n gets item n; the vCPUs past the list, every pCPU.
+    PerVcpu(Vec<String>),
+}
+
+impl Affinities {
+    /// The CPU list of vCPU `vcpu`.
+    pub fn of(&self, vcpu: usize) -> &str {
+        match self {
+            Self::All(list) => list,
+            Self::PerVcpu(lists) => lists.get(vcpu).map_or("all", String::as_str),
+        }
+    }
 }
 
 /// The keys rxl understands (others are warned about).
@@ -99,6 +123,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "on_crash",
     "disk",
     "vif",
+    "cpus",
+    "cpus_soft",
 ];
 
 /// Parses the text of a configuration file into its keys (the last setting of a
@@ -315,6 +341,33 @@ pub fn domain_config(
         }
         Some((line, _)) => return Err(err(*line, "vif must be a list".to_string())),
     }
+    // CPU lists, checked for syntax here (on a machine of the most pCPUs
+    // rxen runs), for the machine's pCPUs when the domain is built.
+    let affinities = |key: &str| -> Result<Option<Affinities>, ConfigError> {
+        let check = |line: usize, list: &str| {
+            crate::cpulist::parse(list, 64)
+                .map(|_| ())
+                .map_err(|reason| err(line, format!("{key}: {reason}")))
+        };
+        match keys.get(key) {
+            None => Ok(None),
+            Some((line, Value::Str(list))) => {
+                check(*line, list)?;
+                Ok(Some(Affinities::All(list.clone())))
+            }
+            Some((line, Value::List(lists))) => {
+                for list in lists {
+                    check(*line, list)?;
+                }
+                Ok(Some(Affinities::PerVcpu(lists.clone())))
+            }
+            Some((line, _)) => Err(err(
+                *line,
+                format!("{key} must be a CPU list or a list of them"),
+            )),
+        }
+    };
+    let (cpus, cpus_soft) = (affinities("cpus")?, affinities("cpus_soft")?);
     let cmdline = match string("cmdline")? {
         Some(c) => c,
         None => string("extra")?.unwrap_or_default(),
@@ -333,6 +386,8 @@ pub fn domain_config(
             on_crash: action("on_crash", Action::Destroy)?,
             disks,
             nics,
+            cpus,
+            cpus_soft,
         },
         warnings,
     ))
@@ -355,6 +410,8 @@ on_crash = "preserve"
 disk = [ 'format=raw, vdev=xvda, target=/a',
          'format=raw, vdev=xvdb, target=/b' ]
 vif = [ 'mac=00:16:3e:00:00:01, bridge=xenbr1', '' ]
+cpus = "1-2,^2"
+cpus_soft = [ "0", "1-3" ]
 "#;
 
     #[test]
@@ -370,6 +427,10 @@ vif = [ 'mac=00:16:3e:00:00:01, bridge=xenbr1', '' ]
             (Action::Destroy, Action::Restart, Action::Preserve)
         );
         assert!(warnings.is_empty(), "{warnings:?}");
+        // cpus: one list for every vCPU; cpus_soft: one per vCPU, then every pCPU.
+        let (cpus, soft) = (c.cpus.as_ref().unwrap(), c.cpus_soft.as_ref().unwrap());
+        assert_eq!((cpus.of(0), cpus.of(5)), ("1-2,^2", "1-2,^2"));
+        assert_eq!((soft.of(0), soft.of(1), soft.of(2)), ("0", "1-3", "all"));
         let vdevs: Vec<(&str, &str)> = c
             .disks
             .iter()
@@ -429,6 +490,18 @@ vif = [ 'mac=00:16:3e:00:00:01, bridge=xenbr1', '' ]
             "bad.cfg:3: on_reboot = \"explode\": destroy, restart or preserve"
         );
         assert_eq!(e("name = \"a\"\n"), "bad.cfg: no `kernel`");
+        assert_eq!(
+            e(&format!("{base}cpus = \"3-1\"\n")),
+            "bad.cfg:3: cpus: `3-1`: the range goes backwards"
+        );
+        assert_eq!(
+            e(&format!("{base}cpus_soft = [ \"0\", \"64\" ]\n")),
+            "bad.cfg:3: cpus_soft: pCPU 64 does not exist (this machine has 64)"
+        );
+        assert_eq!(
+            e(&format!("{base}cpus = 2\n")),
+            "bad.cfg:3: cpus must be a CPU list or a list of them"
+        );
         assert_eq!(
             e("kernel = \"/k\"\nthis is not a setting\n"),
             "bad.cfg:2: expected `key = value`, found `this is not a setting`"

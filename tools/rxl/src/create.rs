@@ -138,6 +138,7 @@ fn fill(
     let ram = config.memory_mib << 20;
     let pages = ram / PAGE;
     xc.max_vcpus(domid, config.vcpus).map_err(e)?;
+    set_affinities(xc, config, domid)?;
     xc.max_mem(domid, (config.maxmem_mib << 10) + MAXMEM_SLACK_KIB)
         .map_err(e)?;
     // RAM in 2 MiB extents, the rest in pages; then the special pages.
@@ -292,6 +293,29 @@ fn fill(
 
 /// libxc's `xc_dom_gnttab_seed`: grant entries 0 (console page) and 1 (xenstore
 /// page) of the new domain's table, for dom0.
+/// `cpus` and `cpus_soft` (xl's `libxl__build_pre`): each vCPU's hard and
+/// soft affinity, CPU lists checked against the machine's pCPUs; a list the
+/// machine cannot take fails the build.
+fn set_affinities(xc: &Xc, config: &DomainConfig, domid: DomId) -> Result<(), String> {
+    if config.cpus.is_none() && config.cpus_soft.is_none() {
+        return Ok(());
+    }
+    let nr_cpus = xc.physinfo().map_err(|e| e.to_string())?.nr_cpus;
+    for v in 0..config.vcpus {
+        let mask = |key: &str, a: &Option<crate::config::Affinities>| {
+            a.as_ref()
+                .map(|a| crate::cpulist::parse(a.of(v as usize), nr_cpus))
+                .transpose()
+                .map_err(|reason| format!("{key}: {reason}"))
+        };
+        let hard = mask("cpus", &config.cpus)?;
+        let soft = mask("cpus_soft", &config.cpus_soft)?;
+        xc.set_vcpu_affinity(domid, v, hard, soft)
+            .map_err(|e| format!("vCPU {v}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn seed_grants(xc: &Xc, domid: DomId) -> Result<(), String> {
     let mut frame = foreignmemory::map_resource(
         xc.call().privcmd(),

@@ -5,7 +5,7 @@
 //! the domain's shutdown as its `on_poweroff`/`on_reboot`/`on_crash` say, as xl's),
 //! `list [-l]`, `info`, `dmesg [-c]`, `debug-keys`, `pause`, `unpause`, `destroy`,
 //! `shutdown [-w]`, `reboot`, `console` (CTRL-] detaches), `mem-set`, `mem-max`,
-//! `vcpu-list`, `sched-credit`, `sched-rtds`, `top` (as xentop: a live screen, `-b` batch),
+//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `sched-rtds`, `top` (as xentop: a live screen, `-b` batch),
 //! `block-attach`, `block-detach`, `block-list` (disks served by dom0's blkback),
 //! `network-attach`, `network-detach`, `network-list` (interfaces served by dom0's
 //! netback, on a bridge in dom0).
@@ -13,6 +13,7 @@
 //! `/run/rxl/names/<id>` when no xenstore daemon runs.
 
 mod config;
+mod cpulist;
 mod create;
 mod device;
 mod disk;
@@ -95,8 +96,19 @@ enum Command {
     /// Set a domain's memory target (MiB, or with a k/m/g suffix); its balloon
     /// driver follows.
     MemSet { domain: String, size: String },
-    /// The vCPUs of every domain.
-    VcpuList,
+    /// The vCPUs of every domain (of one, if named), with their affinity.
+    VcpuList { domain: Option<String> },
+    /// Set the pCPUs a domain's vCPU may run on (hard affinity) and those it
+    /// prefers (soft): CPU lists as `0-2,^1` or `all`; `-` leaves one as it is.
+    VcpuPin {
+        domain: String,
+        /// The vCPU number, or `all`.
+        vcpu: String,
+        /// Hard affinity.
+        hard: String,
+        /// Soft affinity.
+        soft: Option<String>,
+    },
     /// Attach to a domain's console (rxenconsoled's pty); CTRL-] detaches.
     Console { domain: String },
     /// A live view of the domains (as xentop): CPU and memory, refreshed.
@@ -349,11 +361,20 @@ fn run(command: Command) -> Result<(), String> {
             period,
             budget,
         } => sched_rtds(&xc, domain, period, budget)?,
-        Command::VcpuList => {
+        Command::VcpuPin {
+            domain,
+            vcpu,
+            hard,
+            soft,
+        } => vcpu_pin(&xc, &domain, &vcpu, &hard, soft.as_deref())?,
+        Command::VcpuList { domain } => {
             // xl's columns; the state is r(unning), b(locked) or -(runnable),
             // p when the vCPU is offline (xl: "--p").
-            println!("Name                                ID  VCPU   CPU State   Time(s)");
-            for d in xc.domains().map_err(e)? {
+            let nr_cpus = xc.physinfo().map_err(e)?.nr_cpus;
+            println!(
+                "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)"
+            );
+            for d in targets(&xc, &domain)? {
                 for v in 0..=d.max_vcpu_id {
                     let Some(i) = xc.vcpu_info(d.domain, v).map_err(e)? else {
                         break;
@@ -369,13 +390,16 @@ fn run(command: Command) -> Result<(), String> {
                     } else {
                         "-".into()
                     };
+                    let (hard, soft) = xc.vcpu_affinity(d.domain, v).map_err(e)?;
                     println!(
-                        "{:<32} {:>5} {:>5} {:>5}   {state}   {:>7.1}",
+                        "{:<32} {:>5} {:>5} {:>5}   {state}   {:>7.1} {} / {}",
                         name_of(&d),
                         d.domain,
                         v,
                         cpu,
-                        i.cpu_time as f64 / 1e9
+                        i.cpu_time as f64 / 1e9,
+                        cpulist::format(hard, nr_cpus),
+                        cpulist::format(soft, nr_cpus)
                     );
                 }
             }
@@ -713,6 +737,47 @@ fn targets(xc: &Xc, domain: &Option<String>) -> Result<Vec<DomainInfo>, String> 
             Ok(all.into_iter().filter(|i| i.domain == id).collect())
         }
     }
+}
+
+/// `vcpu-pin <domain> <vcpu|all> <hard> [<soft>]`, as xl's: `-` leaves an
+/// affinity as it is.
+fn vcpu_pin(
+    xc: &Xc,
+    domain: &str,
+    vcpu: &str,
+    hard: &str,
+    soft: Option<&str>,
+) -> Result<(), String> {
+    let id = lookup(xc, domain)?;
+    let info = xc
+        .domain_info(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no domain {domain}"))?;
+    let nr_cpus = xc.physinfo().map_err(|e| e.to_string())?.nr_cpus;
+    let vcpus = if vcpu == "all" {
+        0..=info.max_vcpu_id
+    } else {
+        let v: u32 = vcpu
+            .parse()
+            .map_err(|_| format!("`{vcpu}` is not a vCPU number"))?;
+        if v > info.max_vcpu_id {
+            return Err(format!("{domain} has no vCPU {v}"));
+        }
+        v..=v
+    };
+    let mask = |list: Option<&str>| match list {
+        None | Some("-") => Ok(None),
+        Some(list) => cpulist::parse(list, nr_cpus).map(Some),
+    };
+    let (hard, soft) = (mask(Some(hard))?, mask(soft)?);
+    if hard.is_none() && soft.is_none() {
+        return Err("nothing to set: both affinities are `-`".into());
+    }
+    for v in vcpus {
+        xc.set_vcpu_affinity(id, v, hard, soft)
+            .map_err(|e| format!("vCPU {v}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `xl sched-credit`: sets a domain's weight and cap, or lists them.
