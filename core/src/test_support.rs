@@ -559,7 +559,10 @@ impl Domains for FakeEnv {
     }
     fn vcpu_affinity(&self, domid: DomId, vcpu: u32) -> Result<crate::sched::Affinity, Errno> {
         self.reached.set(self.reached.get() + 1);
-        self.affinity.get(&(domid, vcpu)).copied().ok_or(errno::ESRCH)
+        self.affinity
+            .get(&(domid, vcpu))
+            .copied()
+            .ok_or(errno::ESRCH)
     }
     fn set_vcpu_affinity(
         &mut self,

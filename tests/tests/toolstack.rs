@@ -163,6 +163,92 @@ poweroff -f
     }
 }
 
+/// vCPU affinity on two CPUs, as `xl vcpu-pin` and `cpus=` set it: a spinning domU
+/// created with `cpus = "1"` is seen only on CPU 1, re-pinned to CPU 0 while it runs
+/// it is seen only there; `vcpu-list` shows the affinities as xl does (`all / all`,
+/// `0 / 1` after `vcpu-pin <d> <v> - <soft>`); dom0 pins its own vCPU; a pCPU or vCPU that does not exist, or nothing to set, is refused; a config
+/// naming a pCPU the machine lacks fails the build and leaves no domain.
+#[test]
+fn rxl_pins_vcpus_to_cpus() {
+    let script = "\
+samples() {
+  for i in 1 2 3 4 5 6; do rxl vcpu-list hog | awk '$1 == \"hog\" {print $4}'; sleep 0.3; done | sort | uniq -c | tr -s ' \\n' ' '
+}
+rxl create /etc/rxen/hog.cfg
+for i in $(seq 1 100); do rxl vcpu-list hog | grep -q 'r--' && break; sleep 0.1; done
+echo pin-test: on 1: $(samples)
+rxl vcpu-list | sed 's/^/pin-test: list: /'
+rxl vcpu-pin hog 0 0
+echo pin-test: pin exit $?
+echo pin-test: on 0: $(samples)
+rxl vcpu-pin hog all 2
+echo pin-test: no such pCPU exit $?
+rxl vcpu-pin hog 1 0
+echo pin-test: no such vCPU exit $?
+rxl vcpu-pin hog 0 - -
+echo pin-test: nothing exit $?
+rxl vcpu-pin hog 0 - 1
+echo pin-test: soft exit $?
+rxl vcpu-pin Domain-0 0 1
+echo pin-test: dom0 exit $?
+rxl vcpu-list | sed 's/^/pin-test: after: /'
+rxl vcpu-pin hog all all all
+rxl vcpu-pin Domain-0 all all
+echo pin-test: unpinned: $(rxl vcpu-list hog | grep -c 'all / all')
+rxl destroy hog
+rxl create /etc/rxen/nowhere.cfg
+echo pin-test: missing pCPU exit $?
+rxl list | grep -c -v Name | sed 's/^/pin-test: domains /'
+echo pin-test: done
+poweroff -f
+";
+    let hog = |name: &str, cpus: &str| {
+        guest_config(
+            name,
+            "cpu_hog",
+            &format!("cmdline = \"until_ms=900000\"\ncpus = \"{cpus}\"\n"),
+        )
+    };
+    let etc = [
+        ("hog.cfg", hog("hog", "1")),
+        ("nowhere.cfg", hog("nowhere", "0,7")),
+    ];
+    let initramfs = initramfs(script, &["cpu_hog"], &etc);
+    let out = boot_dom0(machine("toolstack-pin").smp(2), &initramfs);
+    out.assert_not_contains("FATAL TRAP")
+        .assert_in_order(&[
+            "(d0) pin-test: on 1: 6 1",
+            "(d0) pin-test: pin exit 0",
+            "(d0) pin-test: on 0: 6 0",
+            "(d0) rxl: pCPU 2 does not exist (this machine has 2)",
+            "(d0) pin-test: no such pCPU exit 1",
+            "(d0) rxl: hog has no vCPU 1",
+            "(d0) pin-test: no such vCPU exit 1",
+            "(d0) rxl: nothing to set: both affinities are `-`",
+            "(d0) pin-test: nothing exit 1",
+            "(d0) pin-test: soft exit 0",
+            "(d0) pin-test: dom0 exit 0",
+            "(d0) pin-test: unpinned: 1",
+            "d1: destroyed by the control domain",
+            "(d0) rxl: cpus: pCPU 7 does not exist (this machine has 2)",
+            "(d0) pin-test: missing pCPU exit 1",
+            "(d0) pin-test: domains 1",
+            "(d0) pin-test: done",
+        ])
+        .assert_contains("Affinity (Hard / Soft)")
+        // As created: hard 1; dom0's vCPU anywhere.
+        .assert_line_contains_all(&["(d0) pin-test: list: hog", " 1     0     1   ", " 1 / all"])
+        .assert_line_contains_all(&["(d0) pin-test: list: Domain-0", " 0     0 ", " all / all"])
+        // Re-pinned to 0, preferring 1; dom0's vCPU 0 pinned to 1.
+        .assert_line_contains_all(&["(d0) pin-test: after: hog", " 0     0   ", " 0 / 1"])
+        .assert_line_contains_all(&[
+            "(d0) pin-test: after: Domain-0",
+            " 0     0     1 ",
+            " 1 / all",
+        ])
+        .assert_count("d2: destroyed by the control domain", 1);
+}
+
 /// rxenconsoled in dom0 serves the PV console of a domU that rxl created: it maps
 /// the ring through grant reference 0 (gntdev), binds the console port (evtchn) and
 /// logs every line to `/var/log/xen/console/guest-<name>.log` as xenconsoled

@@ -318,7 +318,10 @@ fn vcpu_affinity(
     };
     let online = CpuMask::all(nr_cpus);
     let (hard_map, soft_map) = if set {
-        (affinity.hard.and(online), affinity.effective_soft().and(online))
+        (
+            affinity.hard.and(online),
+            affinity.effective_soft().and(online),
+        )
     } else {
         (affinity.hard, affinity.soft)
     };
@@ -970,7 +973,13 @@ mod tests {
 
     use rxen_abi::sysctl::XenctlBitmap;
 
-    fn affinity_op(cmd: u32, vcpu: u32, flags: u32, hard: (u64, u32), soft: (u64, u32)) -> XenDomctl {
+    fn affinity_op(
+        cmd: u32,
+        vcpu: u32,
+        flags: u32,
+        hard: (u64, u32),
+        soft: (u64, u32),
+    ) -> XenDomctl {
         let a = XenDomctlVcpuaffinity {
             vcpu,
             flags,
@@ -1057,7 +1066,9 @@ mod tests {
         let huge = affinity_op(GET, 0, XEN_VCPUAFFINITY_SOFT, maps.0, (SOFT_AT, u32::MAX));
         assert_eq!(domctl(&mut d, &mut env, &huge), 0);
         assert_eq!(env.mem[SOFT_AT as usize], 0b01);
-        assert!(env.mem[SOFT_AT as usize + 1..][..1023].iter().all(|b| *b == 0));
+        assert!(env.mem[SOFT_AT as usize + 1..][..1023]
+            .iter()
+            .all(|b| *b == 0));
         assert_eq!(env.mem[SOFT_AT as usize + 1024], 0xEE);
         // A map of 0 bits reads as no pCPU: EINVAL for the hard affinity.
         let none = affinity_op(SET, 0, XEN_VCPUAFFINITY_HARD, (HARD_AT, 0), maps.1);

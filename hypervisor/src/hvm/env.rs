@@ -302,7 +302,10 @@ impl Domains for Env<'_> {
         let world = self.others.as_ref().ok_or(errno::ESRCH)?;
         world
             .sched
-            .affinity(rxen_core::sched::VcpuRef { domain: domid, vcpu })
+            .affinity(rxen_core::sched::VcpuRef {
+                domain: domid,
+                vcpu,
+            })
             .ok_or(errno::ESRCH)
     }
 
@@ -316,7 +319,10 @@ impl Domains for Env<'_> {
         soft: Option<rxen_core::sched::CpuMask>,
     ) -> Result<rxen_core::sched::Affinity, Errno> {
         let world = reach(&mut self.others).ok_or(errno::ESRCH)?;
-        let r = rxen_core::sched::VcpuRef { domain: domid, vcpu };
+        let r = rxen_core::sched::VcpuRef {
+            domain: domid,
+            vcpu,
+        };
         world.sched.set_affinity(r, hard, soft)?;
         world.sched.affinity(r).ok_or(errno::ESRCH)
     }

@@ -133,8 +133,8 @@ impl Xc {
         hard: Option<u64>,
         soft: Option<u64>,
     ) -> Result<(u64, u64)> {
-        let flags = hard.map_or(0, |_| XEN_VCPUAFFINITY_HARD)
-            | soft.map_or(0, |_| XEN_VCPUAFFINITY_SOFT);
+        let flags =
+            hard.map_or(0, |_| XEN_VCPUAFFINITY_HARD) | soft.map_or(0, |_| XEN_VCPUAFFINITY_SOFT);
         self.affinity_op(
             XEN_DOMCTL_SETVCPUAFFINITY,
             domain,
