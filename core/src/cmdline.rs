@@ -512,6 +512,27 @@ pub struct DomUSpec {
     /// Most event channels (`max_event_channels=`, xl.cfg's name: the
     /// highest port the domain may use; unset: 1023, as xl).
     pub max_event_channels: Option<u32>,
+    /// The pCPUs its vCPUs may run on (`cpus=`, xl.cfg's name: `all`, a pCPU
+    /// number or a range `a-b`; unset: all), as a mask (bit n: pCPU n).
+    pub cpus: Option<u64>,
+}
+
+/// A `cpus=` value of `domu=`: `all` (no pinning: None), a pCPU number or a
+/// range `a-b` of pCPUs below 64, as a mask; anything else is an error.
+fn parse_cpus(v: &str) -> Result<Option<u64>, &'static str> {
+    const WHAT: &str = "cpus= is all, a pCPU number or a range a-b (below 64)";
+    if v == "all" {
+        return Ok(None);
+    }
+    let cpu = |n: &str| parse_uint(n).filter(|&n| n < 64).ok_or(WHAT);
+    let (from, to) = match v.split_once('-') {
+        Some((a, b)) => (cpu(a)?, cpu(b)?),
+        None => (cpu(v)?, cpu(v)?),
+    };
+    if from > to {
+        return Err(WHAT);
+    }
+    Ok(Some((from..=to).fold(0, |m, c| m | 1 << c)))
 }
 
 impl DomUSpec {
@@ -591,8 +612,9 @@ impl DomUSpec {
                             as u32,
                     )
                 }
+                "cpus" => spec.cpus = parse_cpus(v)?,
                 _ => {
-                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime, shadow_memory, max_event_channels)")
+                    return Err("unknown key (mem, vcpus, weight, cap, period, budget, extratime, shadow_memory, max_event_channels, cpus)")
                 }
             }
         }
@@ -1774,6 +1796,10 @@ mod tests {
         assert_eq!(opts.domus[2].extratime, Some(false));
         assert!(!parse("").0.dom0less);
         assert_eq!(opts.domus[0].shadow_memory, None);
+        let (opts, warnings) = parse("domu=1,cpus=1 domu=2,cpus=0-2 domu=3,cpus=all");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let cpus: Vec<Option<u64>> = opts.domus.iter().map(|d| d.cpus).collect();
+        assert_eq!(cpus, [Some(0b10), Some(0b111), None]);
         let (opts, _) = parse("domu=1,max_event_channels=4095");
         assert_eq!(opts.domus[0].max_event_channels, Some(4095));
         let (opts, warnings) = parse("domu=1,max_event_channels=0");
@@ -1797,6 +1823,9 @@ mod tests {
             "domu=1,shadow_memory=lots",
             "domu=1,color=red",
             "domu=1,mem",
+            "domu=1,cpus=64",
+            "domu=1,cpus=2-1",
+            "domu=1,cpus=x",
             "domu=99999",
             "dom0less=maybe",
         ] {

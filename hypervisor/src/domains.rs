@@ -231,6 +231,7 @@ pub fn run_boot_domains(
                     id,
                     spec: boot,
                     params: sched_params(spec),
+                    cpus: spec.cpus.map(rxen_core::sched::CpuMask::from_bits),
                 });
             }
             Err(why) => printk!("d{id}: domu={}: {why}: skipped", spec.kernel),
@@ -283,6 +284,7 @@ pub fn run_boot_domains(
                 id: 0,
                 spec: dom0,
                 params: SchedParams::default(),
+                cpus: None,
             },
         );
     }

@@ -96,6 +96,8 @@ pub struct BootDomain {
     pub spec: BootSpec,
     /// Its scheduling parameters.
     pub params: SchedParams,
+    /// The pCPUs its vCPUs may run on (`cpus=`; None: all).
+    pub cpus: Option<rxen_core::sched::CpuMask>,
 }
 
 /// Everything behind the lock.
@@ -520,13 +522,16 @@ impl Machine {
         }
         let now = crate::time::now_ns();
         for v in 0..domain.vcpus.len() {
-            self.sched.add_vcpu(
-                VcpuRef {
-                    domain: id,
-                    vcpu: v as u32,
-                },
-                now,
-            );
+            let r = VcpuRef {
+                domain: id,
+                vcpu: v as u32,
+            };
+            self.sched.add_vcpu(r, now);
+            if let Some(cpus) = boot.cpus {
+                if self.sched.set_affinity(r, Some(cpus), None).is_err() && v == 0 {
+                    printk!("d{id}: cpus= names no CPU of this machine: its vCPUs run anywhere");
+                }
+            }
         }
         self.domains.insert(id, alloc::boxed::Box::new(domain));
         self.add_grant_table(id, None, None);

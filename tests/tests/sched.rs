@@ -104,6 +104,44 @@ fn credit_weights_share_one_cpu() {
     }
 }
 
+/// `cpus=` pins boot domains' vCPUs (hard affinity): of three CPU-bound domains on
+/// two CPUs, two pinned to CPU 1 share it (half each) and the one pinned to CPU 0
+/// has that CPU alone (twice as much as either), where the credit scheduler would
+/// otherwise give each two thirds of a CPU.
+#[test]
+fn pinned_domains_run_only_where_they_are_pinned() {
+    let _serial = serial();
+    let out = machine(
+        "sched-pinned",
+        2,
+        "dom0less domu=0,mem=8M,cpus=1 domu=0,mem=8M,cpus=1 domu=0,mem=8M,cpus=0",
+    )
+    .module(guest("cpu_hog"), "until_ms=4000")
+    .run();
+    no_trouble(&out).assert_count("Test result: SUCCESS", 3);
+    let times = running(&out, &[1, 2, 3]);
+    println!(
+        "running (ms): {:?}",
+        times.iter().map(|t| t / 1_000_000).collect::<Vec<_>>()
+    );
+    let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+    let shared = ratio(times[0], times[1]);
+    let alone = ratio(times[2], (times[0] + times[1]) / 2);
+    assert!(
+        (0.9..=1.1).contains(&shared),
+        "the two domains pinned to CPU 1 ran {} and {} ns\n{}",
+        times[0],
+        times[1],
+        out.tail(20)
+    );
+    assert!(
+        (1.7..=2.3).contains(&alone),
+        "the domain alone on CPU 0 ran {:.2} times as long as each of the two on CPU 1 ({times:?})\n{}",
+        alone,
+        out.tail(20)
+    );
+}
+
 /// A domain that does nothing but null hypercalls (each returns straight into it
 /// without a scheduling pass, issue 12) does not starve a CPU-bound domain of the same
 /// weight on the same CPU, nor take more than its share: each gets half within 10 %,
