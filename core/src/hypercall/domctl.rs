@@ -29,8 +29,8 @@
 //!
 //! The target domain is looked up first (`-ESRCH`), as Xen does, for every
 //! command but `createdomain` and `getdomaininfo`. Every other command is
-//! `-ENOSYS` for now (filling a created domain's memory — `populate_physmap`
-//! for another domain, foreign maps — is the next step).
+//! `-ENOSYS` (a created domain's memory is filled through `memory_op` and
+//! foreign maps, not here).
 //! `shared_info_frame` is reported as 0: rxen does not hand host frame
 //! numbers to guests.
 // Guest input is parsed here: no unchecked arithmetic, no indexing that
