@@ -3,9 +3,9 @@
 //!
 //! It owns the per-domain weights, caps and cap budgets, the per-vCPU credit
 //! and priority, and one global run queue (Xen keeps one queue per pCPU and
-//! steals work between them; with no affinity yet, one queue served in
-//! priority order by every pCPU is the same policy, and it is work
-//! conserving by construction).
+//! steals work between them; one queue served in priority order by every
+//! pCPU, each taking only the vCPUs whose hard affinity names it, is the
+//! same policy, and it is work conserving by construction).
 //!
 //! # How it maps to Xen's credit1
 //!
