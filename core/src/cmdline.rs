@@ -379,6 +379,8 @@ pub struct Options {
     pub sched: Option<String>,
     /// Do not reboot on a crash (`noreboot`).
     pub noreboot: bool,
+    /// Pin dom0's vCPU n to pCPU n (`dom0_vcpus_pin`, Xen's option).
+    pub dom0_vcpus_pin: bool,
     /// Keep guests' console output in the console history too
     /// (`console_to_ring`, Xen's option; off by default, as on Xen).
     pub console_to_ring: bool,
@@ -634,6 +636,7 @@ impl Default for Options {
             dom0_max_vcpus: None,
             sched: None,
             noreboot: false,
+            dom0_vcpus_pin: false,
             console_to_ring: false,
             maxcpus: None,
             isa_debug_exit: None,
@@ -937,6 +940,11 @@ pub const PARAMS: &[Param] = &[
         "after a crash, stay halted instead of rebooting",
     ),
     boolean_param(
+        "dom0_vcpus_pin",
+        |o| &mut o.dom0_vcpus_pin,
+        "pin dom0's vCPU n to CPU n",
+    ),
+    boolean_param(
         "exit-stats",
         |o| &mut o.exit_stats,
         "rxen: print each domain's exits by reason (count, time) when it ends",
@@ -1004,7 +1012,6 @@ pub const PARAMS: &[Param] = &[
     ignore_param("conring_size", "Xen's console ring size"),
     ignore_param("sync_console", "Xen's synchronous console"),
     ignore_param("console_timestamps", "Xen's console timestamps"),
-    ignore_param("dom0_vcpus_pin", "Xen's pinning of dom0's vCPUs"),
 ];
 
 /// Xen's `boolean_param`: an entry of kind [`ParamKind::Bool`].
@@ -1312,6 +1319,9 @@ mod tests {
     #[test]
     fn booleans() {
         assert!(parse_ok("noreboot").noreboot);
+        assert!(parse_ok("dom0_vcpus_pin").dom0_vcpus_pin);
+        assert!(!parse_ok("no-dom0_vcpus_pin").dom0_vcpus_pin);
+        assert!(!parse_ok("").dom0_vcpus_pin);
         assert!(parse_ok("console_to_ring").console_to_ring);
         assert!(
             parse_ok("console-to-ring").console_to_ring,
@@ -1374,9 +1384,9 @@ mod tests {
         let o = parse_ok(
             "dom0=pvh iommu=off no-hap ucode=scan smt=0 vga=text-80x25 no-real-mode edd=off \
              conring_size=64k sync_console console_timestamps=boot \
-             dom0_vcpus_pin no-smt",
+             no-smt",
         );
-        assert_eq!(o.ignored.len(), 13);
+        assert_eq!(o.ignored.len(), 12);
         assert_eq!(o.ignored[0], "dom0=pvh");
         assert_eq!(o.ignored[2], "no-hap");
         assert_eq!(o.ignored[6], "no-real-mode");

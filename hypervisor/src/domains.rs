@@ -232,6 +232,7 @@ pub fn run_boot_domains(
                     spec: boot,
                     params: sched_params(spec),
                     cpus: spec.cpus.map(rxen_core::sched::CpuMask::from_bits),
+                    pin_each: false,
                 });
             }
             Err(why) => printk!("d{id}: domu={}: {why}: skipped", spec.kernel),
@@ -285,6 +286,7 @@ pub fn run_boot_domains(
                 spec: dom0,
                 params: SchedParams::default(),
                 cpus: None,
+                pin_each: options.dom0_vcpus_pin,
             },
         );
     }

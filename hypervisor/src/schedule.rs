@@ -98,6 +98,8 @@ pub struct BootDomain {
     pub params: SchedParams,
     /// The pCPUs its vCPUs may run on (`cpus=`; None: all).
     pub cpus: Option<rxen_core::sched::CpuMask>,
+    /// vCPU n pinned to pCPU n instead (`dom0_vcpus_pin`).
+    pub pin_each: bool,
 }
 
 /// Everything behind the lock.
@@ -527,9 +529,16 @@ impl Machine {
                 vcpu: v as u32,
             };
             self.sched.add_vcpu(r, now);
-            if let Some(cpus) = boot.cpus {
-                if self.sched.set_affinity(r, Some(cpus), None).is_err() && v == 0 {
-                    printk!("d{id}: cpus= names no CPU of this machine: its vCPUs run anywhere");
+            let cpus = if boot.pin_each {
+                let mut own = rxen_core::sched::CpuMask::empty();
+                own.insert(v);
+                Some(own)
+            } else {
+                boot.cpus
+            };
+            if let Some(cpus) = cpus {
+                if self.sched.set_affinity(r, Some(cpus), None).is_err() {
+                    printk!("d{id}v{v}: pinned to no CPU of this machine: it runs anywhere");
                 }
             }
         }

@@ -166,7 +166,8 @@ poweroff -f
 /// vCPU affinity on two CPUs, as `xl vcpu-pin` and `cpus=` set it: a spinning domU
 /// created with `cpus = "1"` is seen only on CPU 1, re-pinned to CPU 0 while it runs
 /// it is seen only there; `vcpu-list` shows the affinities as xl does (`all / all`,
-/// `0 / 1` after `vcpu-pin <d> <v> - <soft>`); dom0 pins its own vCPU; a pCPU or vCPU that does not exist, or nothing to set, is refused; a config
+/// `0 / 1` after `vcpu-pin <d> <v> - <soft>`); dom0's two vCPUs start pinned one per
+/// CPU (`dom0_vcpus_pin`, Xen's option) and dom0 re-pins its own vCPU; a pCPU or vCPU that does not exist, or nothing to set, is refused; a config
 /// naming a pCPU the machine lacks fails the build and leaves no domain.
 #[test]
 fn rxl_pins_vcpus_to_cpus() {
@@ -214,7 +215,13 @@ poweroff -f
         ("nowhere.cfg", hog("nowhere", "0,7")),
     ];
     let initramfs = initramfs(script, &["cpu_hog"], &etc);
-    let out = boot_dom0(machine("toolstack-pin").smp(2), &initramfs);
+    // One host thread for both CPUs: QEMU's multi-threaded TCG crashes when dom0's
+    // Linux sizes a PCI BAR while the other CPU runs (see `single_threaded_tcg`).
+    let machine = machine("toolstack-pin")
+        .smp(2)
+        .single_threaded_tcg()
+        .append("dom0_max_vcpus=2 dom0_vcpus_pin");
+    let out = boot_dom0(machine, &initramfs);
     out.assert_not_contains("FATAL TRAP")
         .assert_in_order(&[
             "(d0) pin-test: on 1: 6 1",
@@ -236,9 +243,18 @@ poweroff -f
             "(d0) pin-test: done",
         ])
         .assert_contains("Affinity (Hard / Soft)")
-        // As created: hard 1; dom0's vCPU anywhere.
+        // As created: hard 1; dom0's vCPU n on CPU n (dom0_vcpus_pin).
         .assert_line_contains_all(&["(d0) pin-test: list: hog", " 1     0     1   ", " 1 / all"])
-        .assert_line_contains_all(&["(d0) pin-test: list: Domain-0", " 0     0 ", " all / all"])
+        .assert_line_contains_all(&[
+            "(d0) pin-test: list: Domain-0",
+            " 0     0     0 ",
+            " 0 / all",
+        ])
+        .assert_line_contains_all(&[
+            "(d0) pin-test: list: Domain-0",
+            " 0     1     1 ",
+            " 1 / all",
+        ])
         // Re-pinned to 0, preferring 1; dom0's vCPU 0 pinned to 1.
         .assert_line_contains_all(&["(d0) pin-test: after: hog", " 0     0   ", " 0 / 1"])
         .assert_line_contains_all(&[
