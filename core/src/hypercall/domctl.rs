@@ -267,8 +267,9 @@ const XENCTL_BITMAP_MAX_BYTES: usize = 1024;
 
 /// `XEN_DOMCTL_{set,get}vcpuaffinity` of vCPU `request.vcpu` of domain
 /// `id`, as Xen's `vcpu_affinity_domctl`: `-EINVAL` for a vCPU beyond
-/// `max_vcpus`, `-ESRCH` for one not created yet, `-EINVAL` for no flag or
-/// a null map of one asked for. Setting reads both maps first (`-EFAULT`
+/// `max_vcpus`, `-ESRCH` for one not created yet, `-EINVAL` for no flag at
+/// all or a null map of one asked for (other flag bits are ignored, as Xen
+/// does). Setting reads both maps first (`-EFAULT`
 /// changes nothing), sets them together (a hard affinity with no online
 /// pCPU: `-EINVAL`, nothing changed) and writes back what is in force: the
 /// hard affinity on the online pCPUs, the soft one within it. Getting
@@ -293,7 +294,7 @@ fn vcpu_affinity(
         request.flags & XEN_VCPUAFFINITY_HARD != 0,
         request.flags & XEN_VCPUAFFINITY_SOFT != 0,
     );
-    if !(hard || soft)
+    if request.flags == 0
         || (hard && request.cpumap_hard.bitmap == 0)
         || (soft && request.cpumap_soft.bitmap == 0)
     {
@@ -1007,6 +1008,14 @@ mod tests {
         const GET: u32 = XEN_DOMCTL_GETVCPUAFFINITY;
         let (mut d, mut env) = dom0_and_domu();
         let maps = ((HARD_AT, 32), (SOFT_AT, 32));
+        // FORCE alone (Xen: undo a temporary pin) is valid and changes nothing.
+        for v in 0..2 {
+            env.affinity.insert((2, v), Affinity::all(2));
+        }
+        let force = affinity_op(SET, 0, XEN_VCPUAFFINITY_FORCE, maps.0, maps.1);
+        assert_eq!(domctl(&mut d, &mut env, &force), 0);
+        assert_eq!(env.affinity[&(2, 0)], Affinity::all(2));
+        env.affinity.clear();
         // Beyond max_vcpus (2): EINVAL; a vCPU the scheduler does not know: ESRCH.
         let get = affinity_op(GET, 2, BOTH, maps.0, maps.1);
         assert_eq!(domctl(&mut d, &mut env, &get), ret(errno::EINVAL));
