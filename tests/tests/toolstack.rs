@@ -181,6 +181,8 @@ echo pin-test: on 1: $(samples)
 rxl vcpu-list | sed 's/^/pin-test: list: /'
 rxl vcpu-pin hog 0 0
 echo pin-test: pin exit $?
+# It moves when CPU 0 next schedules (dom0's vCPU 0 may hold it a moment).
+for i in $(seq 1 100); do rxl vcpu-list hog | awk '$1 == \"hog\" {print $4}' | grep -qx 0 && break; sleep 0.1; done
 echo pin-test: on 0: $(samples)
 rxl vcpu-pin hog all 2
 echo pin-test: no such pCPU exit $?
