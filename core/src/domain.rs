@@ -100,6 +100,9 @@ pub struct Vcpu {
     /// A context from VCPUOP_initialise that the platform has not loaded
     /// into the vCPU yet.
     pub pending_context: Option<rxen_abi::hvm_vcpu::VcpuHvmContext>,
+    /// The hard affinity to restore while `SCHEDOP_pin_override` holds the
+    /// vCPU on one pCPU (Xen's `affinity_broken` with the saved affinity).
+    pub pin_override: Option<crate::sched::CpuMask>,
     /// Runstate and accounting.
     pub runstate: Runstate,
     /// Guest linear address of a registered runstate area.
@@ -136,6 +139,7 @@ impl Vcpu {
             up,
             initialised: up,
             pending_context: None,
+            pin_override: None,
             runstate: Runstate::new(state, now),
             runstate_area: None,
             vcpu_info_gpa: None,

@@ -301,8 +301,10 @@ fn dom0_gets_virq_dom_exc_when_a_domu_ends() {
 
 /// The control plane's hypercalls (issue 13): dom0 lists the machine and its domains,
 /// pauses and unpauses a running domU (its CPU time stops and resumes), changes its
-/// limit and handle and destroys it; every frame of it comes back. The domU gets
-/// `-EPERM` for each domctl and sysctl. Then dom0 creates domains (ids from Xen's
+/// limit and handle and destroys it; every frame of it comes back. Before that, dom0
+/// pins its own vCPU with `SCHEDOP_pin_override` and `setvcpuaffinity` and the domU's
+/// to each CPU in turn, and sees them run there. The domU gets `-EPERM` for each
+/// domctl and sysctl and for `SCHEDOP_pin_override`. Then dom0 creates domains (ids from Xen's
 /// rover; bad configs refused), gives one its vCPUs, unpauses it (nothing runs: no
 /// vCPU is up) and destroys them, before and after max_vcpus, leaking nothing.
 #[test]
@@ -315,6 +317,12 @@ fn dom0_controls_a_domu_with_domctl_and_sysctl() {
         .assert_contains("(d1) domctl: domU refused; spinning until destroyed")
         .assert_not_contains("(d1) Test result")
         .assert_contains("(d0) domctl: physinfo: 2 CPUs")
+        // vCPU affinity and SCHEDOP_pin_override on the two CPUs (the guest checks
+        // each answer and where the vCPUs then run).
+        .assert_in_order(&[
+            "(d0) domctl: pinning done",
+            "d1: destroyed by the control domain",
+        ])
         .assert_contains("(d0) domctl: d1 has 4096 pages (max 4096), 1 vCPU(s)")
         .assert_in_order(&[
             "(d0) domctl: d1 has",

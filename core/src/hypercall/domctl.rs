@@ -273,8 +273,9 @@ const XENCTL_BITMAP_MAX_BYTES: usize = 1024;
 /// changes nothing), sets them together (a hard affinity with no online
 /// pCPU: `-EINVAL`, nothing changed) and writes back what is in force: the
 /// hard affinity on the online pCPUs, the soft one within it. Getting
-/// writes the maps asked for. `XEN_VCPUAFFINITY_FORCE` (undo a temporary
-/// pin, which rxen never makes) changes nothing more.
+/// writes the maps asked for. While `SCHEDOP_pin_override` holds the vCPU,
+/// setting is `-EBUSY` unless `XEN_VCPUAFFINITY_FORCE` undoes that pin first
+/// (its saved hard affinity back).
 fn vcpu_affinity(
     ctx: &mut Ctx<'_>,
     id: DomId,
@@ -283,11 +284,12 @@ fn vcpu_affinity(
 ) -> Result<(), Errno> {
     use crate::sched::CpuMask;
     let vcpu = request.vcpu;
+    let mut pinned = None;
     on_domain(ctx, id, |d| {
         if vcpu >= d.max_vcpus {
             return Err(errno::EINVAL);
         }
-        d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?;
+        pinned = d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?.pin_override;
         Ok(0)
     })?;
     let (hard, soft) = (
@@ -302,6 +304,18 @@ fn vcpu_affinity(
     }
     let nr_cpus = ctx.env.machine_facts().nr_cpus as usize;
     let maps = [(hard, &request.cpumap_hard), (soft, &request.cpumap_soft)];
+    if let (true, Some(saved)) = (set, pinned) {
+        if request.flags & XEN_VCPUAFFINITY_FORCE == 0 {
+            return Err(errno::EBUSY);
+        }
+        ctx.env.set_vcpu_affinity(id, vcpu, Some(saved), None)?;
+        on_domain(ctx, id, |d| {
+            if let Some(v) = d.vcpus.get_mut(vcpu as usize) {
+                v.pin_override = None;
+            }
+            Ok(0)
+        })?;
+    }
     let affinity = if set {
         let mut read = [None, None];
         for (slot, (wanted, map)) in read.iter_mut().zip(maps) {

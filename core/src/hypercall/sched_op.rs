@@ -103,11 +103,54 @@ fn sched_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Outcome {
             }
         }
         sched::SCHEDOP_WATCHDOG => from_result(watchdog(domain, env, arg)),
-        _ => {
-            let _ = vcpu;
-            Outcome::error(errno::ENOSYS)
-        }
+        sched::SCHEDOP_PIN_OVERRIDE => from_result(pin_override(domain, vcpu, env, arg)),
+        _ => Outcome::error(errno::ENOSYS),
     }
+}
+
+/// SCHEDOP_pin_override, as Xen's `vcpu_temporary_affinity` for the
+/// hardware domain's own vCPU (Linux's `xen_pin_vcpu`, for firmware calls
+/// that must run on one physical CPU): `pcpu` ≥ 0 pins the caller there
+/// until undone with a negative `pcpu`, which restores the hard affinity it
+/// had. `-EPERM` for any other domain, `-EINVAL` for a pCPU that is not
+/// online or an undo with nothing pinned, `-EBUSY` for a second pin. The
+/// vCPU moves when it next leaves the hypercall (the pass after it).
+fn pin_override(
+    domain: &mut Domain,
+    vcpu: usize,
+    env: &mut dyn GuestEnv,
+    arg: u64,
+) -> Result<i64, Errno> {
+    use crate::sched::CpuMask;
+    if !(domain.privileged && domain.id == 0) {
+        return Err(errno::EPERM);
+    }
+    let request = GuestHandle::<sched::SchedPinOverride>::new(arg).read(env)?;
+    let nr_cpus = env.machine_facts().nr_cpus as usize;
+    let id = domain.id;
+    let v = domain.vcpus.get_mut(vcpu).ok_or(errno::EINVAL)?;
+    let Ok(cpu) = usize::try_from(request.pcpu) else {
+        // Undo: the saved hard affinity back.
+        let saved = v.pin_override.ok_or(errno::EINVAL)?;
+        env.set_vcpu_affinity(id, vcpu as u32, Some(saved), None)?;
+        v.pin_override = None;
+        return Ok(0);
+    };
+    if cpu >= CpuMask::CAPACITY {
+        return Err(errno::EINVAL);
+    }
+    if v.pin_override.is_some() {
+        return Err(errno::EBUSY);
+    }
+    if cpu >= nr_cpus {
+        return Err(errno::EINVAL);
+    }
+    let saved = env.vcpu_affinity(id, vcpu as u32)?.hard;
+    let mut only = CpuMask::empty();
+    only.insert(cpu);
+    env.set_vcpu_affinity(id, vcpu as u32, Some(only), None)?;
+    v.pin_override = Some(saved);
+    Ok(0)
 }
 
 /// Validates a `sched_poll`; returns the deadline (None: wait forever).
@@ -263,6 +306,97 @@ mod tests {
     use crate::test_support::{call, domu, ret, FakeEnv, BAD};
     use rxen_abi::vcpu;
     use zerocopy::FromZeros;
+
+    /// SCHEDOP_pin_override as Xen's: the hardware domain only, a pCPU that
+    /// exists, one pin at a time, undone to the saved hard affinity; the control
+    /// domain's setvcpuaffinity is -EBUSY meanwhile unless it forces.
+    #[test]
+    fn pin_override_as_xen() {
+        use crate::sched::{Affinity, CpuMask};
+        use rxen_abi::domctl::*;
+        use zerocopy::IntoBytes;
+        let nr = xen::HYPERVISOR_SCHED_OP;
+        let pin = |d: &mut Domain, env: &mut FakeEnv, pcpu: i32| {
+            env.put(0x500, &sched::SchedPinOverride { pcpu });
+            call(
+                d,
+                env,
+                nr,
+                [sched::SCHEDOP_PIN_OVERRIDE as u64, 0x500, 0, 0, 0],
+            )
+            .ret
+        };
+        // A domU: -EPERM.
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        assert_eq!(pin(&mut d, &mut env, 0), ret(errno::EPERM));
+        // dom0, its vCPU 0 pinned to pCPU 1 and 0 before.
+        d.id = 0;
+        d.privileged = true;
+        let mut before = Affinity::all(2);
+        before.set(Some(CpuMask::from_bits(0b01)), None, 2).unwrap();
+        env.affinity.insert((0, 0), before);
+        let bad = call(
+            &mut d,
+            &mut env,
+            nr,
+            [sched::SCHEDOP_PIN_OVERRIDE as u64, BAD, 0, 0, 0],
+        );
+        assert_eq!(bad.ret, ret(errno::EFAULT));
+        // Undo with nothing pinned; a pCPU that does not exist.
+        assert_eq!(pin(&mut d, &mut env, -1), ret(errno::EINVAL));
+        assert_eq!(pin(&mut d, &mut env, 2), ret(errno::EINVAL));
+        assert_eq!(pin(&mut d, &mut env, i32::MAX), ret(errno::EINVAL));
+        assert_eq!(env.affinity[&(0, 0)], before);
+        // Pinned to pCPU 1; a second pin is -EBUSY, even to the same pCPU.
+        assert_eq!(pin(&mut d, &mut env, 1), 0);
+        assert_eq!(env.affinity[&(0, 0)].hard, CpuMask::from_bits(0b10));
+        assert_eq!(pin(&mut d, &mut env, 1), ret(errno::EBUSY));
+        assert_eq!(pin(&mut d, &mut env, 0), ret(errno::EBUSY));
+        // Undone: the hard affinity it had.
+        assert_eq!(pin(&mut d, &mut env, -1), 0);
+        assert_eq!(env.affinity[&(0, 0)], before);
+        assert_eq!(pin(&mut d, &mut env, -1), ret(errno::EINVAL));
+        // Pinned again, dom0's toolstack re-pins the vCPU: -EBUSY, unless forced
+        // (the pin undone, then the new affinity set).
+        assert_eq!(pin(&mut d, &mut env, 1), 0);
+        env.put(0x700, &0b11u8);
+        let affinity = |flags: u32| {
+            let a = XenDomctlVcpuaffinity {
+                vcpu: 0,
+                flags,
+                cpumap_hard: rxen_abi::sysctl::XenctlBitmap {
+                    bitmap: 0x700,
+                    nr_bits: 8,
+                    pad: 0,
+                },
+                cpumap_soft: Default::default(),
+            };
+            let mut op = XenDomctl {
+                cmd: XEN_DOMCTL_SETVCPUAFFINITY,
+                interface_version: XEN_DOMCTL_INTERFACE_VERSION,
+                domain: 0,
+                pad: [0; 3],
+                u: [0; XEN_DOMCTL_UNION_SIZE],
+            };
+            op.u[..40].copy_from_slice(a.as_bytes());
+            op
+        };
+        let domctl = xen::HYPERVISOR_DOMCTL;
+        env.put(0x600, &affinity(XEN_VCPUAFFINITY_HARD));
+        assert_eq!(
+            call(&mut d, &mut env, domctl, [0x600, 0, 0, 0, 0]).ret,
+            ret(errno::EBUSY)
+        );
+        assert_eq!(env.affinity[&(0, 0)].hard, CpuMask::from_bits(0b10));
+        env.put(
+            0x600,
+            &affinity(XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_FORCE),
+        );
+        assert_eq!(call(&mut d, &mut env, domctl, [0x600, 0, 0, 0, 0]).ret, 0);
+        assert_eq!(env.affinity[&(0, 0)].hard, CpuMask::from_bits(0b11));
+        assert_eq!(d.vcpus[0].pin_override, None);
+        assert_eq!(pin(&mut d, &mut env, -1), ret(errno::EINVAL));
+    }
 
     #[test]
     fn sched_op_shutdown_poll_and_watchdog() {

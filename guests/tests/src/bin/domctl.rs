@@ -6,7 +6,11 @@
 //! machine and both domains; `getdomaininfo` answers the next domain up and `-ESRCH`
 //! past the last; pausing the domU stops its CPU time (and shows `paused`),
 //! unpausing lets it run again; `max_mem` and `setdomainhandle` show in its info;
-//! `destroydomain` makes it disappear. Bad input: unpausing what is not paused,
+//! `destroydomain` makes it disappear. Before that, vCPU affinity on the two CPUs:
+//! `SCHEDOP_pin_override` of its own vCPU (it then runs on that CPU; `-EBUSY` for a
+//! second pin and for `setvcpuaffinity` unless forced; undone, the affinity before
+//! is back) and `setvcpuaffinity` of its own and the domU's vCPU (each then runs
+//! where it is pinned). Bad input: unpausing what is not paused,
 //! pausing or destroying itself, an unknown command, an unmapped argument.
 //!
 //! With `alone=1` (dom0 with no other domain; also run on Xen 4.17 as the reference):
@@ -20,7 +24,7 @@
 //! brings vCPU 0 up at its entry, read back. The domain is destroyed, never unpaused.
 //!
 //! As a domU: every domctl and sysctl is `-EPERM` (after `-EACCES` for a wrong
-//! version), then it spins, printing nothing, until dom0 destroys it (an error
+//! version), and `SCHEDOP_pin_override` too, then it spins, printing nothing, until dom0 destroys it (an error
 //! after 60 s).
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
@@ -103,6 +107,11 @@ fn domu() {
             "sysctl {cmd} from a domU"
         );
     }
+    check_eq!(
+        pin_override(0),
+        err::EPERM,
+        "SCHEDOP_pin_override from a domU"
+    );
     println!("domctl: domU refused; spinning until destroyed");
     // Not for ever: a dom0 that failed would leave the machine running.
     spin_ms(60_000);
@@ -180,7 +189,129 @@ fn dom0(si: &StartInfo) {
         "domctl: d1 has {} pages (max {}), {} vCPU(s), flags {:#x}",
         d1.tot_pages, d1.max_pages, d1.nr_online_vcpus, d1.flags
     );
+    pinning();
     control_domu();
+}
+
+/// `SCHEDOP_pin_override` of dom0's own vCPU (Xen's temporary pin) on `pcpu`, -1
+/// to undo.
+fn pin_override(pcpu: i32) -> i64 {
+    let mut request = rxen_guest::abi::sched::SchedPinOverride { pcpu };
+    // SAFETY: the argument is a live `sched_pin_override`.
+    unsafe {
+        hypercall(
+            rxen_guest::abi::xen::HYPERVISOR_SCHED_OP,
+            u64::from(rxen_guest::abi::sched::SCHEDOP_PIN_OVERRIDE),
+            mut_ptr(&mut request),
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// `setvcpuaffinity` (`set`) or `getvcpuaffinity` of `domain`'s `vcpu` with
+/// `flags` and one-byte maps (`hard`, `soft`): the maps after the call.
+fn vcpu_affinity(
+    domain: u16,
+    vcpu: u32,
+    set: bool,
+    flags: u32,
+    mut maps: [u8; 2],
+) -> Result<[u8; 2], i64> {
+    let map = |byte: &mut u8| XenctlBitmap {
+        bitmap: mut_ptr(byte),
+        nr_bits: 8,
+        pad: 0,
+    };
+    let [hard, soft] = &mut maps;
+    let request = XenDomctlVcpuaffinity {
+        vcpu,
+        flags,
+        cpumap_hard: map(hard),
+        cpumap_soft: map(soft),
+    };
+    let cmd = if set {
+        XEN_DOMCTL_SETVCPUAFFINITY
+    } else {
+        XEN_DOMCTL_GETVCPUAFFINITY
+    };
+    match domctl(&mut dop(cmd, domain, request.as_bytes())) {
+        0 => Ok(maps),
+        e => Err(e),
+    }
+}
+
+/// vCPU affinity on two CPUs: dom0 pins itself with `SCHEDOP_pin_override` (it then
+/// runs on that CPU; a second pin is `-EBUSY`, so is its toolstack's re-pinning
+/// unless forced; undone, the affinity before is back) and with
+/// `setvcpuaffinity`; the domU's vCPU pinned to a CPU runs there.
+fn pinning() {
+    const BOTH: u32 = XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT;
+    let get = |domain: u16| vcpu_affinity(domain, 0, false, BOTH, [0xEE; 2]);
+    let cpu = |domain: u16| vcpu_info(domain, 0).map(|v| v.cpu);
+    check_eq!(get(0), Ok([0b11, 0b11]), "dom0's vCPU 0: every CPU");
+    check_eq!(pin_override(1), 0, "pin_override to CPU 1");
+    check_eq!(
+        cpu(0),
+        Ok(1),
+        "dom0's vCPU 0 runs on CPU 1 once pinned there"
+    );
+    check_eq!(get(0), Ok([0b10, 0b11]), "the pin is the hard affinity");
+    check_eq!(pin_override(0), err::EBUSY, "a second pin_override");
+    check_eq!(
+        vcpu_affinity(0, 0, true, XEN_VCPUAFFINITY_HARD, [0b01, 0]),
+        Err(err::EBUSY),
+        "setvcpuaffinity while pinned"
+    );
+    check_eq!(pin_override(-1), 0, "pin_override undone");
+    check_eq!(get(0), Ok([0b11, 0b11]), "the affinity before the pin");
+    check_eq!(pin_override(-1), err::EINVAL, "undo with no pin");
+    check_eq!(
+        pin_override(2),
+        err::EINVAL,
+        "pin_override to a CPU not there"
+    );
+    check_eq!(pin_override(1), 0, "pin_override to CPU 1 again");
+    check_eq!(
+        vcpu_affinity(
+            0,
+            0,
+            true,
+            XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_FORCE,
+            [0b01, 0]
+        ),
+        Ok([0b01, 0]),
+        "forced setvcpuaffinity to CPU 0 (the pin undone)"
+    );
+    check_eq!(cpu(0), Ok(0), "dom0's vCPU 0 back on CPU 0");
+    check_eq!(pin_override(-1), err::EINVAL, "the forced pin is gone");
+    check_eq!(
+        vcpu_affinity(0, 0, true, XEN_VCPUAFFINITY_HARD, [0b100, 0]),
+        Err(err::EINVAL),
+        "a hard affinity with no CPU of the machine"
+    );
+    check_eq!(
+        vcpu_affinity(0, 0, true, XEN_VCPUAFFINITY_HARD, [0b11, 0]),
+        Ok([0b11, 0]),
+        "dom0 anywhere again"
+    );
+    // The spinning domU, pinned to one CPU then the other, runs there.
+    for (mask, want) in [(0b10u8, 1u32), (0b01, 0)] {
+        check_eq!(
+            vcpu_affinity(1, 0, true, XEN_VCPUAFFINITY_HARD, [mask, 0]),
+            Ok([mask, 0]),
+            "the domU pinned"
+        );
+        spin_ms(50);
+        check_eq!(cpu(1), Ok(want), "the domU on the CPU it is pinned to");
+    }
+    check_eq!(
+        vcpu_affinity(1, 0, true, XEN_VCPUAFFINITY_HARD, [0b11, 0]),
+        Ok([0b11, 0]),
+        "the domU anywhere again"
+    );
+    println!("domctl: pinning done");
 }
 
 /// The running scheduler's id.
