@@ -530,9 +530,7 @@ impl Machine {
             };
             self.sched.add_vcpu(r, now);
             let cpus = if boot.pin_each {
-                let mut own = rxen_core::sched::CpuMask::empty();
-                own.insert(v);
-                Some(own)
+                Some(rxen_core::sched::CpuMask::single(v))
             } else {
                 boot.cpus
             };

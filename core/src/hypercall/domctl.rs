@@ -284,12 +284,11 @@ fn vcpu_affinity(
 ) -> Result<(), Errno> {
     use crate::sched::CpuMask;
     let vcpu = request.vcpu;
-    let mut pinned = None;
     on_domain(ctx, id, |d| {
         if vcpu >= d.max_vcpus {
             return Err(errno::EINVAL);
         }
-        pinned = d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?.pin_override;
+        d.vcpus.get(vcpu as usize).ok_or(errno::ESRCH)?;
         Ok(0)
     })?;
     let (hard, soft) = (
@@ -304,17 +303,17 @@ fn vcpu_affinity(
     }
     let nr_cpus = ctx.env.machine_facts().nr_cpus as usize;
     let maps = [(hard, &request.cpumap_hard), (soft, &request.cpumap_soft)];
-    if let (true, Some(saved)) = (set, pinned) {
+    // Only the hardware domain pins itself (SCHEDOP_pin_override), and only
+    // the control domain (the same one) gets here: its own vCPU.
+    let own = (id == ctx.domain.id)
+        .then(|| ctx.domain.vcpus.get_mut(vcpu as usize))
+        .flatten()
+        .filter(|v| v.pin_override.is_some());
+    if let (true, Some(v)) = (set, own) {
         if request.flags & XEN_VCPUAFFINITY_FORCE == 0 {
             return Err(errno::EBUSY);
         }
-        ctx.env.set_vcpu_affinity(id, vcpu, Some(saved), None)?;
-        on_domain(ctx, id, |d| {
-            if let Some(v) = d.vcpus.get_mut(vcpu as usize) {
-                v.pin_override = None;
-            }
-            Ok(0)
-        })?;
+        super::sched_op::undo_pin_override(id, vcpu, v, &mut *ctx.env)?;
     }
     let affinity = if set {
         let mut read = [None, None];

@@ -130,11 +130,7 @@ fn pin_override(
     let id = domain.id;
     let v = domain.vcpus.get_mut(vcpu).ok_or(errno::EINVAL)?;
     let Ok(cpu) = usize::try_from(request.pcpu) else {
-        // Undo: the saved hard affinity back.
-        let saved = v.pin_override.ok_or(errno::EINVAL)?;
-        env.set_vcpu_affinity(id, vcpu as u32, Some(saved), None)?;
-        v.pin_override = None;
-        return Ok(0);
+        return undo_pin_override(id, vcpu as u32, v, env).map(|()| 0);
     };
     if cpu >= CpuMask::CAPACITY {
         return Err(errno::EINVAL);
@@ -146,11 +142,24 @@ fn pin_override(
         return Err(errno::EINVAL);
     }
     let saved = env.vcpu_affinity(id, vcpu as u32)?.hard;
-    let mut only = CpuMask::empty();
-    only.insert(cpu);
-    env.set_vcpu_affinity(id, vcpu as u32, Some(only), None)?;
+    env.set_vcpu_affinity(id, vcpu as u32, Some(CpuMask::single(cpu)), None)?;
     v.pin_override = Some(saved);
     Ok(0)
+}
+
+/// Ends the `SCHEDOP_pin_override` of vCPU `vcpu` (`v`) of domain `id`: its
+/// saved hard affinity back (`-EINVAL` if it has none). Also what
+/// `XEN_VCPUAFFINITY_FORCE` does first.
+pub(super) fn undo_pin_override(
+    id: crate::domain::DomId,
+    vcpu: u32,
+    v: &mut crate::domain::Vcpu,
+    env: &mut dyn GuestEnv,
+) -> Result<(), Errno> {
+    let saved = v.pin_override.ok_or(errno::EINVAL)?;
+    env.set_vcpu_affinity(id, vcpu, Some(saved), None)?;
+    v.pin_override = None;
+    Ok(())
 }
 
 /// Validates a `sched_poll`; returns the deadline (None: wait forever).

@@ -38,6 +38,15 @@ impl CpuMask {
         }
     }
 
+    /// pCPU `cpu` alone (beyond the capacity: no pCPU).
+    pub const fn single(cpu: usize) -> Self {
+        if cpu < Self::CAPACITY {
+            Self(1 << cpu)
+        } else {
+            Self(0)
+        }
+    }
+
     /// The mask with these bits.
     pub const fn from_bits(bits: u64) -> Self {
         Self(bits)
@@ -70,9 +79,17 @@ impl CpuMask {
         self.0 == 0
     }
 
-    /// The pCPUs in the set, lowest first.
+    /// The pCPUs in the set, lowest first (one step per pCPU in it: every
+    /// scheduling pass walks the empty set of tickles).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..Self::CAPACITY).filter(move |&c| self.contains(c))
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            let cpu = bits.trailing_zeros() as usize;
+            (bits != 0).then(|| {
+                bits &= bits - 1;
+                cpu
+            })
+        })
     }
 
     /// How many bytes of a caller's `xenctl_bitmap` of `nr_bits` bits rxen
@@ -223,6 +240,10 @@ mod tests {
         m.insert(64);
         assert!(m.contains(1) && m.contains(63) && !m.contains(0) && !m.contains(64));
         assert_eq!(m.iter().collect::<Vec<_>>(), [1, 63]);
+        assert_eq!(CpuMask::empty().iter().next(), None);
+        assert_eq!(CpuMask::all(64).iter().count(), 64);
+        assert_eq!(CpuMask::single(5), CpuMask::from_bits(1 << 5));
+        assert_eq!(CpuMask::single(64), CpuMask::empty());
         assert_eq!(m.and(CpuMask::all(4)), CpuMask::from_bits(0b10));
     }
 
