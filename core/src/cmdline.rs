@@ -519,22 +519,16 @@ pub struct DomUSpec {
     pub cpus: Option<u64>,
 }
 
-/// A `cpus=` value of `domu=`: `all` (no pinning: None), a pCPU number or a
-/// range `a-b` of pCPUs below 64, as a mask; anything else is an error.
+/// A `cpus=` value of `domu=`: `all` (no pinning: None), else a CPU list
+/// as xl reads one ([`CpuMask::parse_list`]; without commas here, which
+/// separate `domu=`'s items), of pCPUs below 64, as a mask.
 fn parse_cpus(v: &str) -> Result<Option<u64>, &'static str> {
-    const WHAT: &str = "cpus= is all, a pCPU number or a range a-b (below 64)";
     if v == "all" {
         return Ok(None);
     }
-    let cpu = |n: &str| parse_uint(n).filter(|&n| n < 64).ok_or(WHAT);
-    let (from, to) = match v.split_once('-') {
-        Some((a, b)) => (cpu(a)?, cpu(b)?),
-        None => (cpu(v)?, cpu(v)?),
-    };
-    if from > to {
-        return Err(WHAT);
-    }
-    Ok(Some((from..=to).fold(0, |m, c| m | 1 << c)))
+    crate::sched::CpuMask::parse_list(v, crate::sched::CpuMask::CAPACITY)
+        .map(|mask| Some(mask.bits()))
+        .map_err(|_| "cpus= is all, a pCPU number or a range a-b (below 64)")
 }
 
 impl DomUSpec {

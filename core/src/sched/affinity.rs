@@ -6,15 +6,44 @@
 //! This module owns the pCPU set type ([`CpuMask`]), the pair a scheduler
 //! keeps per vCPU ([`Affinity`]) with Xen's rules for changing it, the
 //! conversion from and to the caller's `xenctl_bitmap` bytes (Xen's
-//! `xenctl_bitmap_to_bitmap` and `bitmap_to_xenctl_bitmap`), and the choice
+//! `xenctl_bitmap_to_bitmap` and `bitmap_to_xenctl_bitmap`), CPU lists as xl
+//! writes them ([`CpuMask::parse_list`]: `all`, `0-2,5`, `^1`; the
+//! toolstack's `vcpu-pin` and `cpus=`, the hypervisor's `domu=...,cpus=`), and the choice
 //! of the pCPU to tickle for a woken vCPU that both schedulers share
 //! ([`tickle_target`]). The schedulers pick a vCPU only on a pCPU of its
 //! hard affinity, and among vCPUs of equal rank a pCPU takes first one that
 //! prefers it.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use rxen_abi::errno::{Errno, EINVAL};
+
+/// Why a CPU list was refused ([`CpuMask::parse_list`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuListError {
+    /// This item is not a pCPU number.
+    NotANumber(String),
+    /// pCPU `cpu` is not below `nr_cpus`.
+    NoSuchCpu { cpu: u64, nr_cpus: usize },
+    /// This range ends before it starts.
+    Backwards(String),
+    /// The list names no pCPU at all.
+    Empty(String),
+}
+
+impl core::fmt::Display for CpuListError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotANumber(text) => write!(f, "`{text}` is not a pCPU number"),
+            Self::NoSuchCpu { cpu, nr_cpus } => {
+                write!(f, "pCPU {cpu} does not exist (this machine has {nr_cpus})")
+            }
+            Self::Backwards(item) => write!(f, "`{item}`: the range goes backwards"),
+            Self::Empty(text) => write!(f, "`{text}` names no pCPU"),
+        }
+    }
+}
 
 /// A set of pCPUs: bit `n` for pCPU `n` (rxen runs at most 64).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,6 +119,53 @@ impl CpuMask {
                 cpu
             })
         })
+    }
+
+    /// A CPU list as xl reads one, for a machine of `nr_cpus` pCPUs: `all`,
+    /// or comma-separated pCPU numbers and ranges `a-b`, where `^n` (or
+    /// `^a-b`) takes pCPUs out again, in order. A pCPU the machine does not
+    /// have is refused, as is a list that names none.
+    pub fn parse_list(text: &str, nr_cpus: usize) -> Result<Self, CpuListError> {
+        let nr = nr_cpus.min(Self::CAPACITY);
+        let text = text.trim();
+        if text == "all" {
+            return Ok(Self::all(nr));
+        }
+        let cpu = |n: &str| -> Result<usize, CpuListError> {
+            let cpu: u64 = n
+                .trim()
+                .parse()
+                .map_err(|_| CpuListError::NotANumber(n.into()))?;
+            usize::try_from(cpu)
+                .ok()
+                .filter(|&c| c < nr)
+                .ok_or(CpuListError::NoSuchCpu { cpu, nr_cpus: nr })
+        };
+        let mut mask = Self::empty();
+        for item in text.split(',').map(str::trim) {
+            let (negate, range) = match item.strip_prefix('^') {
+                Some(rest) => (true, rest),
+                None => (false, item),
+            };
+            let (from, to) = match range.split_once('-') {
+                Some((a, b)) => (cpu(a)?, cpu(b)?),
+                None if range == "all" && !negate => (0, nr.saturating_sub(1)),
+                None => (cpu(range)?, cpu(range)?),
+            };
+            if from > to {
+                return Err(CpuListError::Backwards(item.into()));
+            }
+            let bits = Self::all(to + 1).0 & !Self::all(from).0;
+            mask.0 = if negate {
+                mask.0 & !bits
+            } else {
+                mask.0 | bits
+            };
+        }
+        if mask.is_empty() {
+            return Err(CpuListError::Empty(text.into()));
+        }
+        Ok(mask)
     }
 
     /// How many bytes of a caller's `xenctl_bitmap` of `nr_bits` bits rxen
@@ -245,6 +321,46 @@ mod tests {
         assert_eq!(CpuMask::single(5), CpuMask::from_bits(1 << 5));
         assert_eq!(CpuMask::single(64), CpuMask::empty());
         assert_eq!(m.and(CpuMask::all(4)), CpuMask::from_bits(0b10));
+    }
+
+    #[test]
+    fn cpu_lists_parse_as_xl_reads_them() {
+        let p = |text: &str, nr: usize| CpuMask::parse_list(text, nr).map(CpuMask::bits);
+        assert_eq!(p("all", 4), Ok(0b1111));
+        assert_eq!(p("1", 4), Ok(0b10));
+        assert_eq!(p("0-2", 4), Ok(0b111));
+        assert_eq!(p(" 0 , 3 ", 4), Ok(0b1001));
+        assert_eq!(p("0-3,^1", 4), Ok(0b1101));
+        assert_eq!(p("all,^0-1", 4), Ok(0b1100));
+        assert_eq!(p("all", 64), Ok(u64::MAX));
+        assert_eq!(p("0-63", 64), Ok(u64::MAX));
+        assert_eq!(p("63", 64), Ok(1 << 63));
+        assert_eq!(p("1", 200), Ok(0b10), "at most 64 pCPUs");
+        for bad in [
+            "4",
+            "2-1",
+            "x",
+            "",
+            "1-",
+            "^1",
+            "0,^0",
+            "-1",
+            "99999999999999999999",
+        ] {
+            assert!(p(bad, 4).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            CpuMask::parse_list("64", 64).map_err(|e| alloc::format!("{e}")),
+            Err("pCPU 64 does not exist (this machine has 64)".into())
+        );
+        assert_eq!(
+            CpuMask::parse_list("3-1", 4),
+            Err(CpuListError::Backwards("3-1".into()))
+        );
+        assert_eq!(
+            CpuMask::parse_list("0,^0", 4),
+            Err(CpuListError::Empty("0,^0".into()))
+        );
     }
 
     #[test]

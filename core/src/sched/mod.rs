@@ -47,7 +47,7 @@ pub mod affinity;
 pub mod credit;
 pub mod rtds;
 
-pub use affinity::{Affinity, CpuMask};
+pub use affinity::{Affinity, CpuListError, CpuMask};
 
 #[cfg(test)]
 mod sim;
