@@ -22,7 +22,7 @@ use rxen_guest::events::{bind_virq_timer, count, enable_callback_vector};
 use rxen_guest::hypercall::{sched_op, vcpu_op, xen_version};
 use rxen_guest::time::{map_shared_info, now, set_singleshot_timer};
 use rxen_guest::xen::{sched, vcpu};
-use rxen_guest::{check_eq, error, println, StartInfo};
+use rxen_guest::{check, check_eq, error, println, StartInfo};
 
 rxen_guest::entry!(main);
 
@@ -96,10 +96,13 @@ fn leave_an_earlier_timer_armed(port: u32, seen: u32) -> u64 {
         // SAFETY: XENVER_version takes no pointer.
         unsafe { xen_version(0, 0) };
     }
-    check_eq!(
-        count(port),
-        seen,
-        "the timer moved to 3 ms fired before 1.5 ms"
+    // An event seen before 3 ms came early; one seen later may be right (the
+    // host may have stalled this vCPU's thread past 3 ms in a hypercall).
+    let seen_at = now();
+    check!(
+        count(port) == seen || seen_at >= due,
+        "the timer moved to 3 ms fired early: seen {} us after arming it",
+        (seen_at + 3 * MS).saturating_sub(due) / 1000
     );
     // From here on the wait makes no exit (reading the pvclock and the event count
     // needs none).
