@@ -127,8 +127,11 @@ fn pinned_domains_run_only_where_they_are_pinned() {
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     let shared = ratio(times[0], times[1]);
     let alone = ratio(times[2], (times[0] + times[1]) / 2);
+    // Within a fifth: one host thread takes turns running both CPUs (single-threaded
+    // TCG), which moves this 4 s share by up to ~12 % (0.88 once, 0.92-1.09 in six
+    // runs after it); a domain starved by its partner is far outside.
     assert!(
-        (0.9..=1.1).contains(&shared),
+        (0.8..=1.25).contains(&shared),
         "the two domains pinned to CPU 1 ran {} and {} ns\n{}",
         times[0],
         times[1],
