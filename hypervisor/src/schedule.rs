@@ -436,11 +436,9 @@ fn siblings_settled(domain: &mut HvmDomain, v: usize) -> bool {
 }
 
 /// Whether the vCPUs of `domain` (all but `except`) are as the last
-/// scheduling pass saw them, in the sense of [`siblings_settled`]: what an
-/// exit did to another domain needs no pass when this holds after it (an
-/// event to a vCPU that is already awake and not running elsewhere, a
-/// domctl that read something).
-pub fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
+/// scheduling pass saw them, in the sense of [`siblings_settled`] (for what
+/// an exit did to another domain, see [`settle_lent`]).
+fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
     let me = cpu::current_index();
     for w in 0..domain.vcpus.len() {
         if Some(w) == except {
@@ -454,6 +452,48 @@ pub fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
         }
         if domain.running_on[w].is_some_and(|c| c != me) && exits::interrupt_pending(domain, w) {
             return false;
+        }
+    }
+    true
+}
+
+/// Brings the scheduler up to date with `domain` (`id`), which an exit of
+/// another domain just reached (an event, a domctl), without a scheduling
+/// pass where that is all it needs: a vCPU it woke is made runnable at once
+/// and the pCPU the scheduler names is kicked (this one only when the woken
+/// vCPU should preempt what runs here), and a vCPU running on another CPU
+/// with an interrupt to take now is kicked there. Returns whether the domain
+/// is then settled ([`settled`]); anything else it changed (a vCPU blocked,
+/// paused, taken down or given a state to load) needs this CPU's pass.
+pub fn settle_lent(sched: &mut dyn Scheduler, id: DomId, domain: &mut HvmDomain, now: u64) -> bool {
+    let me = cpu::current_index();
+    for w in 0..domain.vcpus.len() {
+        if domain.core.vcpus[w].pending_context.is_some() {
+            return false;
+        }
+        let runnable = vcpu_runnable(domain, w);
+        if runnable != domain.sched_runnable[w] {
+            if !runnable {
+                return false;
+            }
+            domain.sched_runnable[w] = true;
+            let r = VcpuRef {
+                domain: id,
+                vcpu: w as u32,
+            };
+            if let Some(cpu_index) = sched.wake(r, now) {
+                kick(cpu_index);
+            }
+            let state = runstate_of(domain, w);
+            rxen_core::hypercall::set_runstate(&mut domain.core, w, state, now);
+        }
+        if runstate_of(domain, w) != domain.core.vcpus[w].runstate.state {
+            return false;
+        }
+        if let Some(other) = domain.running_on[w].filter(|&c| c != me) {
+            if exits::interrupt_pending(domain, w) {
+                kick(other);
+            }
         }
     }
     true

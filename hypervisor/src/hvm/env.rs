@@ -225,7 +225,8 @@ impl Domains for Env<'_> {
         f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno> {
         // No pass unless the domain changed as the scheduler sees it (see
-        // the end): most calls send an event to a vCPU already awake.
+        // the end): most calls send an event to a vCPU already awake, and a
+        // vCPU woken on another CPU needs only that CPU's pass.
         let world = self.others.as_mut().ok_or(errno::ESRCH)?;
         let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
@@ -235,7 +236,12 @@ impl Domains for Env<'_> {
         let result = with_lent_domain(domid, domain, f);
         if result.is_err()
             || super::exits::next_due(domain) != due
-            || !crate::schedule::settled(domain, None)
+            || !crate::schedule::settle_lent(
+                &mut *world.sched,
+                domid,
+                domain,
+                crate::time::now_ns(),
+            )
         {
             crate::schedule::need_pass_here();
         }
