@@ -25,11 +25,14 @@
 //! Most exits change nothing the scheduler knows: after one of those the
 //! vCPU goes straight back into its guest without the scheduling pass, with
 //! any number of domains (issue 12). The pass runs when something may have
-//! changed: the exit changed another domain as the scheduler sees it (woke,
-//! paused or re-timed one of its vCPUs, left an interrupt for one running
-//! elsewhere) or set scheduler parameters (the hypercall environment then
-//! asks for it; grant operations and foreign mappings, which change only
-//! memory, do not), woke or blocked a vCPU of its own domain, another CPU
+//! changed: the exit changed another domain as the scheduler sees it
+//! (paused, blocked or re-timed one of its vCPUs, or woke one that should
+//! preempt the vCPU here; a vCPU it woke for another CPU is handed to the
+//! scheduler during the exit and that CPU kicked, and one running elsewhere
+//! with an interrupt to take is kicked, with no pass here: `settle_lent`)
+//! or set scheduler parameters (the hypercall environment then asks for it;
+//! grant operations and foreign mappings, which change only memory, do
+//! not), woke or blocked a vCPU of its own domain, another CPU
 //! kicked this one, a timer is due, a device interrupt came, the control
 //! domain changed the domains (see `serve_exit`). The exit profile
 //! (`exit-stats`) counts the exits that went straight back.
