@@ -124,6 +124,12 @@ pub struct Vcpu {
     pub lapic: crate::vlapic::Vlapic,
     /// The physical CPU it runs on, or last ran on (Xen's `v->processor`).
     pub processor: u32,
+    /// An event made `evtchn_upcall_pending` go from 0 to 1 since the vCPU
+    /// last entered its guest: a CPU running it must be made to exit and
+    /// offer the upcall. As Xen's `vcpu_mark_events_pending`, which kicks a
+    /// running vCPU only on that transition, not for every event while the
+    /// upcall waits to be taken. The platform clears it at each entry.
+    pub kick: bool,
 }
 
 impl Vcpu {
@@ -150,6 +156,7 @@ impl Vcpu {
             poll_ports: alloc::vec::Vec::new(),
             lapic: crate::vlapic::Vlapic::new(id as u8, id == 0),
             processor: 0,
+            kick: false,
         }
     }
 

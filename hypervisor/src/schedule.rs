@@ -29,7 +29,7 @@
 //! (paused, blocked or re-timed one of its vCPUs, or woke one that should
 //! preempt the vCPU here; a vCPU it woke for another CPU is handed to the
 //! scheduler during the exit and that CPU kicked, and one running elsewhere
-//! with an interrupt to take is kicked, with no pass here: `settle_lent`)
+//! with a kick due is kicked, with no pass here: `settle_lent`)
 //! or set scheduler parameters (the hypercall environment then asks for it;
 //! grant operations and foreign mappings, which change only memory, do
 //! not), woke or blocked a vCPU of its own domain, another CPU
@@ -432,8 +432,8 @@ fn runstate_of(domain: &HvmDomain, v: usize) -> RunstateKind {
 /// Whether the exit vCPU `v` just took left the domain's other vCPUs as
 /// the last scheduling pass saw them: none woken, blocked, taken up or down
 /// or given a state to load (IPIs, events within the domain, VCPUOP_up),
-/// and none running on another CPU with an interrupt to take now (it needs
-/// a kick). Otherwise the full pass runs.
+/// and none running on another CPU with a kick due (`exits::kick_due`).
+/// Otherwise the full pass runs.
 fn siblings_settled(domain: &mut HvmDomain, v: usize) -> bool {
     settled(domain, Some(v))
 }
@@ -453,7 +453,7 @@ fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
         {
             return false;
         }
-        if domain.running_on[w].is_some_and(|c| c != me) && exits::interrupt_pending(domain, w) {
+        if domain.running_on[w].is_some_and(|c| c != me) && exits::kick_due(domain, w) {
             return false;
         }
     }
@@ -465,7 +465,7 @@ fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
 /// pass where that is all it needs: a vCPU it woke is made runnable at once
 /// and the pCPU the scheduler names is kicked (this one only when the woken
 /// vCPU should preempt what runs here), and a vCPU running on another CPU
-/// with an interrupt to take now is kicked there. Returns whether the domain
+/// with a kick due (`exits::kick_due`) is kicked there. Returns whether the domain
 /// is then settled ([`settled`]); anything else it changed (a vCPU blocked,
 /// paused, taken down or given a state to load) needs this CPU's pass.
 pub fn settle_lent(sched: &mut dyn Scheduler, id: DomId, domain: &mut HvmDomain, now: u64) -> bool {
@@ -494,7 +494,8 @@ pub fn settle_lent(sched: &mut dyn Scheduler, id: DomId, domain: &mut HvmDomain,
             return false;
         }
         if let Some(other) = domain.running_on[w].filter(|&c| c != me) {
-            if exits::interrupt_pending(domain, w) {
+            if exits::kick_due(domain, w) {
+                domain.core.vcpus[w].kick = false;
                 kick(other);
             }
         }
@@ -886,9 +887,9 @@ impl Machine {
         delivered
     }
 
-    /// Kicks the CPUs running a vCPU that has an unmasked upcall or a
-    /// deliverable APIC interrupt pending (an event or IPI from this CPU),
-    /// so that they inject it now.
+    /// Kicks the CPUs running a vCPU with a kick due (`exits::kick_due`: an
+    /// upcall raised since it entered its guest, or a deliverable APIC
+    /// interrupt; an event or IPI from this CPU), so that they inject it now.
     fn kick_running_with_upcalls(&mut self) {
         let me = cpu::current_index();
         for domain in self.domains.values_mut() {
@@ -896,7 +897,8 @@ impl Machine {
                 let Some(cpu_index) = domain.running_on[v].filter(|&c| c != me) else {
                     continue;
                 };
-                if exits::interrupt_pending(domain, v) {
+                if exits::kick_due(domain, v) {
+                    domain.core.vcpus[v].kick = false;
                     kick(cpu_index);
                 }
             }

@@ -505,6 +505,7 @@ pub(crate) fn mark_events_pending(domain: &mut Domain, vcpu: usize, env: &mut dy
     .unwrap_or(false);
     if let Some(v) = domain.vcpus.get_mut(vcpu) {
         v.blocked = None;
+        v.kick |= !was_pending;
         // As Xen's hvm_assert_evtchn_irq: the per-vCPU upcall vector is an
         // edge-triggered interrupt of the local APIC, raised when
         // `evtchn_upcall_pending` goes from 0 to 1 (the guest EOIs it).
@@ -1101,6 +1102,30 @@ mod tests {
         assert!(expire_timers(&mut d, 0, 20, &mut env));
         assert!(!d.vcpus[0].lapic.requested(0xF3));
         assert!(d.vcpus[0].lapic.in_service(0xF3));
+    }
+
+    #[test]
+    fn a_running_vcpu_is_kicked_once_per_raised_upcall() {
+        let (mut d, mut env) = (domu(), FakeEnv::new());
+        let a = d.events.bind_ipi(0).unwrap();
+        let b = d.events.bind_ipi(0).unwrap();
+        deliver(&mut d, a, &mut env);
+        assert!(d.vcpus[0].kick, "the upcall went from 0 to 1");
+        // The platform offered the upcall as the vCPU entered its guest.
+        d.vcpus[0].kick = false;
+        deliver(&mut d, b, &mut env);
+        assert!(two_level::is_pending(&env.si(), b));
+        assert!(
+            !d.vcpus[0].kick,
+            "an event while the upcall waits to be taken needs no kick (Xen)"
+        );
+        // The guest took the upcall and handled both ports.
+        env.si_clear();
+        deliver(&mut d, a, &mut env);
+        assert!(
+            d.vcpus[0].kick,
+            "a new upcall once the guest cleared the last one"
+        );
     }
 
     #[test]

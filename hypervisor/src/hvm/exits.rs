@@ -90,17 +90,24 @@ pub fn upcall_pending(domain: &mut HvmDomain, v: usize) -> bool {
     })
 }
 
-/// Whether vCPU `v` has something to take: an unmasked upcall or an
-/// interrupt its local APIC lets through.
-pub fn interrupt_pending(domain: &mut HvmDomain, v: usize) -> bool {
-    domain.core.vcpus[v].lapic.has_pending() || upcall_pending(domain, v)
+/// Whether a CPU running vCPU `v` must be made to exit for it: an upcall
+/// raised since the vCPU last entered its guest (`Vcpu::kick`; one already
+/// offered waits in the guest's VMCB until it can be taken, and an event
+/// while it waits adds nothing, as on Xen) or an interrupt its local APIC
+/// lets through.
+pub fn kick_due(domain: &HvmDomain, v: usize) -> bool {
+    let state = &domain.core.vcpus[v];
+    state.kick || state.lapic.has_pending()
 }
 
 /// Injects what vCPU `v` should take before it runs: the callback vector
 /// while an upcall is pending, as Xen does (it is re-raised until the guest
 /// clears `evtchn_upcall_pending`), or what its local APIC delivers; or
-/// asks for an interrupt window when the guest cannot take it now.
+/// asks for an interrupt window when the guest cannot take it now. Every
+/// entry into the guest comes through here, so a kick due for the vCPU is
+/// done with.
 pub fn inject_upcall(domain: &mut HvmDomain, v: usize) {
+    domain.core.vcpus[v].kick = false;
     let callback = callback_vector(domain, v).filter(|_| upcall_pending(domain, v));
     vlapic::inject(domain, v, callback);
 }

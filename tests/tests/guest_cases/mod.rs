@@ -133,6 +133,7 @@ pub const INITRD_ARGS: &str = "initrd-arg";
 /// tests run them, not this single-dom0 suite.
 pub const MULTI_DOMAIN: &[&str] = &[
     "evtchn_pingpong",
+    "evtchn_deaf",
     "cpu_hog",
     "idle",
     "timer_spin",
