@@ -37,6 +37,13 @@
 //! domain changed the domains (see `serve_exit`). The exit profile
 //! (`exit-stats`) counts the exits that went straight back.
 //!
+//! Each CPU arms its timer for its slice and for the timers it owns: those of
+//! the vCPUs it runs or last ran (`Vcpu::processor`, a domain's watchdogs with
+//! its vCPU 0), as Xen keeps a vCPU's timers on its processor; a timer moved
+//! before its owner's armed time has the owner kicked (`kick_timer_owners`).
+//! A CPU's pass fires whatever is due machine-wide, so a vCPU that moved is
+//! never late; only the wake-ups are the owner's.
+//!
 //! The machine lock is a plain spin lock (`spin`'s reader-writer lock), not
 //! a ticket lock: a fair lock was
 //! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
@@ -303,6 +310,47 @@ pub fn started() -> bool {
 /// answers every request made so far); the fast return consumes it too.
 static NEED_RESCHED: [core::sync::atomic::AtomicBool; cpu::MAX_CPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; cpu::MAX_CPUS];
+
+/// Per CPU: when its timer fires at the latest (the `armed_until` of its last
+/// pass, published under the machine lock held exclusively; 0 before its first
+/// pass, which looks at everything). Each CPU arms its timer only for the
+/// timers of the vCPUs it runs or last ran (`Vcpu::processor`; a domain's
+/// watchdogs go with its vCPU 0), as Xen keeps a vCPU's timers on its
+/// processor: a timer that comes due before its CPU looks again has that CPU
+/// kicked ([`kick_timer_owners`]).
+static ARMED_UNTIL: [core::sync::atomic::AtomicU64; cpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; cpu::MAX_CPUS];
+
+/// Kicks each CPU that owns a timer of `domain` ([`ARMED_UNTIL`]) due before
+/// that CPU's timer fires, so that it arms its timer again (this CPU's kick is
+/// its own flag: the pass comes next). Called where a domain's timers may have
+/// moved earlier while its CPUs are elsewhere: after an exit that reached it,
+/// before an exit goes straight back, and for every domain in each pass (which
+/// passes `skip`: the CPU arming its own timer right then).
+pub fn kick_timer_owners(domain: &HvmDomain, skip: Option<usize>) {
+    for (w, state) in domain.core.vcpus.iter().enumerate() {
+        let watchdog = if w == 0 {
+            exits::next_watchdog(domain)
+        } else {
+            None
+        };
+        let Some(due) = [state.next_deadline(), watchdog]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            continue;
+        };
+        let owner = state.processor as usize;
+        if Some(owner) != skip
+            && ARMED_UNTIL
+                .get(owner)
+                .is_some_and(|armed| due < armed.load(Ordering::Acquire))
+        {
+            kick(owner);
+        }
+    }
+}
 
 /// Asks CPU `cpu_index` for a scheduling pass: its flag now, its kick IPI
 /// when this CPU lets the machine go ([`send_kicks`]), so that the CPU
@@ -979,13 +1027,21 @@ impl Machine {
         }
     }
 
-    /// The earliest timer of any live vCPU or watchdog.
-    fn earliest_deadline(&self) -> Option<u64> {
-        self.domains
-            .values()
-            .filter(|d| d.dying.is_none())
-            .filter_map(|d| exits::next_due(d))
-            .min()
+    /// The earliest timer CPU `cpu_index` owns ([`ARMED_UNTIL`]), and of the
+    /// vCPU `next` it is about to run (it becomes the owner as it enters it);
+    /// kicks the CPUs that own a timer due before they look again.
+    fn earliest_deadline(&self, cpu_index: usize, next: Option<VcpuRef>) -> Option<u64> {
+        let mut earliest: Option<u64> = None;
+        for (id, domain) in self.domains.iter().filter(|(_, d)| d.dying.is_none()) {
+            kick_timer_owners(domain, Some(cpu_index));
+            let mine = exits::next_due_on(domain, cpu_index as u32);
+            let next = next
+                .filter(|n| n.domain == *id)
+                .and_then(|n| domain.core.vcpus.get(n.vcpu as usize))
+                .and_then(|v| v.next_deadline());
+            earliest = [earliest, mine, next].into_iter().flatten().min();
+        }
+        earliest
     }
 
     /// Destroys every ended domain that no CPU is running any more, and
@@ -1233,9 +1289,12 @@ fn claim(domain: &mut HvmDomain, v: usize, cpu_index: usize) -> Claimed {
 /// the slice and the armed timer (`armed_until`) are not over and this CPU's
 /// timer has not fired (one kept from an earlier pass may fire before
 /// `armed_until`, see [`apic::arm_oneshot_ns`]), no timer of the domain is
-/// due sooner, and the vCPU and its siblings are as the last pass saw them
-/// ([`siblings_settled`]). Counted in the exit profile.
+/// due before the CPU that owns it looks again (that CPU is kicked, this one
+/// included: [`kick_timer_owners`]), and the vCPU and its siblings are as the
+/// last pass saw them ([`siblings_settled`]). Counted in the exit profile.
 fn straight_back(domain: &mut HvmDomain, v: usize, cpu_index: usize, armed_until: u64) -> bool {
+    // First: this CPU's own kick is the flag taken just below.
+    kick_timer_owners(domain, None);
     let resched = NEED_RESCHED
         .get(cpu_index)
         .is_some_and(|f| f.swap(false, Ordering::AcqRel));
@@ -1246,8 +1305,7 @@ fn straight_back(domain: &mut HvmDomain, v: usize, cpu_index: usize, armed_until
         && !CONTROL_CHANGED.load(Ordering::Acquire)
         && !rxen_x86::irq::any_pending()
         && vcpu_runnable(domain, v)
-        && siblings_settled(domain, v)
-        && exits::next_due(domain).is_none_or(|due| due >= armed_until);
+        && siblings_settled(domain, v);
     if back {
         domain.exit_stats.record_straight_back();
     }
@@ -1334,6 +1392,8 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if let (Some(r), Some(c)) = (current, claimed.as_ref()) {
             match serve_local(cpu_index, r, c, armed_until) {
                 Local::Back(vcpu) => {
+                    // A timer owner kicked by `straight_back`.
+                    send_kicks(cpu_index);
                     // SAFETY: see `claim`.
                     unsafe { (*vcpu).run() };
                     continue;
@@ -1438,13 +1498,19 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             machine.save_fpu(owner);
             fpu_owner = None;
         }
-        let deadline = [Some(decision.until), machine.earliest_deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            Some(decision.until),
+            machine.earliest_deadline(cpu_index, decision.next),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         armed_until = deadline
             .unwrap_or(now + HOUSEKEEPING_NS)
             .min(now + HOUSEKEEPING_NS);
+        if let Some(armed) = ARMED_UNTIL.get(cpu_index) {
+            armed.store(armed_until, Ordering::Release);
+        }
         let Some(next) = decision.next else {
             drop(guard);
             send_kicks(cpu_index);

@@ -234,8 +234,11 @@ impl Domains for Env<'_> {
         }
         let due = super::exits::next_due(domain);
         let result = with_lent_domain(domid, domain, f);
+        if super::exits::next_due(domain) != due {
+            // Its CPUs arm their timers again if they must (this one by a pass).
+            crate::schedule::kick_timer_owners(domain, None);
+        }
         if result.is_err()
-            || super::exits::next_due(domain) != due
             || !crate::schedule::settle_lent(
                 &mut *world.sched,
                 domid,

@@ -164,8 +164,35 @@ fn watchdog_due(domain: &HvmDomain, now: u64) -> bool {
 /// of a timed block, a local APIC timer or a watchdog.
 pub fn next_due(domain: &HvmDomain) -> Option<u64> {
     let timers = domain.core.vcpus.iter().filter_map(|v| v.next_deadline());
-    let watchdogs = domain.core.watchdogs.iter().flatten().map(|(_, at)| *at);
-    timers.chain(watchdogs).min()
+    timers.chain(next_watchdog(domain)).min()
+}
+
+/// The earliest watchdog of the domain.
+pub fn next_watchdog(domain: &HvmDomain) -> Option<u64> {
+    domain
+        .core
+        .watchdogs
+        .iter()
+        .flatten()
+        .map(|(_, at)| *at)
+        .min()
+}
+
+/// The earliest of [`next_due`] that CPU `cpu` owns: the timers of the
+/// vCPUs it runs or last ran (`Vcpu::processor`), and the watchdogs when it
+/// owns vCPU 0.
+pub fn next_due_on(domain: &HvmDomain, cpu: u32) -> Option<u64> {
+    let vcpus = domain.core.vcpus.iter().filter(|v| v.processor == cpu);
+    let watchdogs = domain
+        .core
+        .vcpus
+        .first()
+        .filter(|v| v.processor == cpu)
+        .and_then(|_| next_watchdog(domain));
+    vcpus
+        .filter_map(|v| v.next_deadline())
+        .chain(watchdogs)
+        .min()
 }
 
 /// The exits that may return straight into the guest: those whose handlers

@@ -2,6 +2,10 @@
 //! `idle: blocking`, then blocks (`SCHEDOP_block`) for as long as the machine runs,
 //! blocking again whenever an event wakes it. It never reports a result: the run stops
 //! on another guest's output.
+//!
+//! Command line: `[tick_us=<n>]`: with it, the domain wakes every `n` µs instead (a
+//! single-shot timer, then blocks until it fires), printing `idle: ticking every <n> us`
+//! first: a domain whose timers keep its CPU busy while doing nothing else.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -10,9 +14,19 @@ use rxen_guest::StartInfo;
 
 rxen_guest::entry!(main);
 
-fn main(_si: &StartInfo) {
-    println!("idle: blocking");
+fn main(si: &StartInfo) {
     rxen_guest::cpu::cli();
+    if let Some(tick) = si.arg_u64("tick_us").filter(|&t| t > 0) {
+        if rxen_guest::time::map_shared_info() != 0 {
+            rxen_guest::error!("cannot map shared info");
+        }
+        rxen_guest::events::set_up_timer_events();
+        println!("idle: ticking every {tick} us");
+        loop {
+            rxen_guest::events::sleep_until(rxen_guest::time::now() + tick * 1000);
+        }
+    }
+    println!("idle: blocking");
     loop {
         rxen_guest::events::block_once();
     }
