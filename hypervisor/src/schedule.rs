@@ -29,7 +29,8 @@
 //! (paused, blocked or re-timed one of its vCPUs, or woke one that should
 //! preempt the vCPU here; a vCPU it woke for another CPU is handed to the
 //! scheduler during the exit and that CPU kicked, and one running elsewhere
-//! with a kick due is kicked, with no pass here: `settle_lent`)
+//! with a kick due is kicked, with no pass here: `settle_lent`; a sibling
+//! running elsewhere with a kick due is kicked the same way)
 //! or set scheduler parameters (the hypercall environment then asks for it;
 //! grant operations and foreign mappings, which change only memory, do
 //! not), woke or blocked a vCPU of its own domain, another CPU
@@ -479,33 +480,11 @@ fn runstate_of(domain: &HvmDomain, v: usize) -> RunstateKind {
 
 /// Whether the exit vCPU `v` just took left the domain's other vCPUs as
 /// the last scheduling pass saw them: none woken, blocked, taken up or down
-/// or given a state to load (IPIs, events within the domain, VCPUOP_up),
-/// and none running on another CPU with a kick due (`exits::kick_due`).
-/// Otherwise the full pass runs.
+/// or given a state to load (IPIs, events within the domain, VCPUOP_up).
+/// A sibling running on another CPU with a kick due (`exits::kick_due`) is
+/// kicked there. Otherwise the full pass runs.
 fn siblings_settled(domain: &mut HvmDomain, v: usize) -> bool {
-    settled(domain, Some(v))
-}
-
-/// Whether the vCPUs of `domain` (all but `except`) are as the last
-/// scheduling pass saw them, in the sense of [`siblings_settled`] (for what
-/// an exit did to another domain, see [`settle_lent`]).
-fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
-    let me = cpu::current_index();
-    for w in 0..domain.vcpus.len() {
-        if Some(w) == except {
-            continue;
-        }
-        if domain.core.vcpus[w].pending_context.is_some()
-            || vcpu_runnable(domain, w) != domain.sched_runnable[w]
-            || runstate_of(domain, w) != domain.core.vcpus[w].runstate.state
-        {
-            return false;
-        }
-        if domain.running_on[w].is_some_and(|c| c != me) && exits::kick_due(domain, w) {
-            return false;
-        }
-    }
-    true
+    settle(domain, Some(v), None)
 }
 
 /// Brings the scheduler up to date with `domain` (`id`), which an exit of
@@ -513,30 +492,46 @@ fn settled(domain: &mut HvmDomain, except: Option<usize>) -> bool {
 /// pass where that is all it needs: a vCPU it woke is made runnable at once
 /// and the pCPU the scheduler names is kicked (this one only when the woken
 /// vCPU should preempt what runs here), and a vCPU running on another CPU
-/// with a kick due (`exits::kick_due`) is kicked there. Returns whether the domain
-/// is then settled ([`settled`]); anything else it changed (a vCPU blocked,
-/// paused, taken down or given a state to load) needs this CPU's pass.
+/// with a kick due is kicked there. Returns whether the domain is then as
+/// the last pass saw it; anything else it changed (a vCPU blocked, paused,
+/// taken down or given a state to load) needs this CPU's pass.
 pub fn settle_lent(sched: &mut dyn Scheduler, id: DomId, domain: &mut HvmDomain, now: u64) -> bool {
+    settle(domain, None, Some((sched, id, now)))
+}
+
+/// Whether the vCPUs of `domain` (all but `except`) are as the last pass saw
+/// them, after kicking those running on another CPU with a kick due and,
+/// given the scheduler (`wake`: it, the domain's id and the time), telling
+/// it of the vCPUs that became runnable ([`siblings_settled`],
+/// [`settle_lent`]).
+fn settle(
+    domain: &mut HvmDomain,
+    except: Option<usize>,
+    mut wake: Option<(&mut dyn Scheduler, DomId, u64)>,
+) -> bool {
     let me = cpu::current_index();
     for w in 0..domain.vcpus.len() {
+        if Some(w) == except {
+            continue;
+        }
         if domain.core.vcpus[w].pending_context.is_some() {
             return false;
         }
         let runnable = vcpu_runnable(domain, w);
         if runnable != domain.sched_runnable[w] {
-            if !runnable {
+            let Some((sched, id, now)) = wake.as_mut().filter(|_| runnable) else {
                 return false;
-            }
+            };
             domain.sched_runnable[w] = true;
             let r = VcpuRef {
-                domain: id,
+                domain: *id,
                 vcpu: w as u32,
             };
-            if let Some(cpu_index) = sched.wake(r, now) {
+            if let Some(cpu_index) = sched.wake(r, *now) {
                 kick(cpu_index);
             }
             let state = runstate_of(domain, w);
-            rxen_core::hypercall::set_runstate(&mut domain.core, w, state, now);
+            rxen_core::hypercall::set_runstate(&mut domain.core, w, state, *now);
         }
         if runstate_of(domain, w) != domain.core.vcpus[w].runstate.state {
             return false;

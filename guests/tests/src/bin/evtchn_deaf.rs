@@ -59,7 +59,7 @@ fn main(si: &StartInfo) {
             flood(
                 peer,
                 si.arg_u64("count").unwrap_or(1000),
-                si.arg_u64("gap_us").unwrap_or(0) * 1000,
+                si.arg_u64("gap_us").unwrap_or(0).saturating_mul(1000),
             );
         }
         _ => error!("role must be deaf or flood (got {:?})", si.cmdline()),
@@ -78,7 +78,7 @@ fn deaf(port: u32, ms: u64) {
     // Interrupts are off (the wait returns so). No exit from here until the end:
     // reading the pvclock needs none.
     let before = upcalls();
-    let end = now() + ms * MS;
+    let end = now().saturating_add(ms.saturating_mul(MS));
     while now() < end {
         core::hint::spin_loop();
     }
@@ -102,7 +102,7 @@ fn flood(peer: DomId, events: u64, gap: u64) {
     for i in 0..events {
         check_eq!(send(port), 0, "flood event {i}");
         if gap > 0 {
-            sleep_until(now() + gap);
+            sleep_until(now().saturating_add(gap));
         }
     }
     println!("flood: {events} events in {} ns", now() - start);

@@ -23,7 +23,9 @@ fn main(si: &StartInfo) {
         rxen_guest::events::set_up_timer_events();
         println!("idle: ticking every {tick} us");
         loop {
-            rxen_guest::events::sleep_until(rxen_guest::time::now() + tick * 1000);
+            rxen_guest::events::sleep_until(
+                rxen_guest::time::now().saturating_add(tick.saturating_mul(1000)),
+            );
         }
     }
     println!("idle: blocking");
