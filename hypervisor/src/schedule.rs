@@ -45,6 +45,16 @@
 //! A CPU's pass fires whatever is due machine-wide, so a vCPU that moved is
 //! never late; only the wake-ups are the owner's.
 //!
+//! A pass looks only at the domains that may have changed since a pass last
+//! looked at them (`DomainTable`): a domain none of whose vCPUs is on a CPU,
+//! with nothing waiting for the scheduler, is recorded as quiet, with its
+//! earliest timer and the CPU that owns it; later passes see only that record
+//! until the domain is reached mutably through the table (an event, a control
+//! operation, its vCPU picked) or its timer comes due. So a pass costs the
+//! same beside any number of blocked domains, as Xen's scheduler sees only its
+//! run queues and its timers (the lock profile counts the domains the passes
+//! looked at).
+//!
 //! The machine lock is a plain spin lock (`spin`'s reader-writer lock), not
 //! a ticket lock: a fair lock was
 //! tried (issue 9) and, under QEMU TCG where each CPU is a host thread that
@@ -226,12 +236,32 @@ fn print_lock_profile(reset: bool) {
     let sum = LOCK_PROFILE
         .iter()
         .fold(LockProfile::default(), |sum, c| sum.plus(c.take(reset)));
+    let take = |counter: &core::sync::atomic::AtomicU64| {
+        if reset {
+            counter.swap(0, Ordering::Relaxed)
+        } else {
+            counter.load(Ordering::Relaxed)
+        }
+    };
+    let (passes, looked_at) = (take(&PASSES), take(&LOOKED_AT));
     if !reset {
         for line in sum.lines() {
             printk!("{line}");
         }
+        let tenths = looked_at.saturating_mul(10) / passes.max(1);
+        printk!(
+            "scheduling passes: {passes} looked at {looked_at} domains ({}.{} a pass)",
+            tenths / 10,
+            tenths % 10
+        );
     }
 }
+
+/// Scheduling passes made, and the domains they looked at (those not quiet,
+/// see [`DomainTable`]): printed with the lock profile.
+static PASSES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// See [`PASSES`].
+static LOOKED_AT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 /// Set once the domains exist: every CPU then enters [`run_cpu`].
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -326,7 +356,7 @@ static ARMED_UNTIL: [core::sync::atomic::AtomicU64; cpu::MAX_CPUS] =
 /// that CPU's timer fires, so that it arms its timer again (this CPU's kick is
 /// its own flag: the pass comes next). Called where a domain's timers may have
 /// moved earlier while its CPUs are elsewhere: after an exit that reached it,
-/// before an exit goes straight back, and for every domain in each pass (which
+/// before an exit goes straight back, and for every domain a pass looks at (which
 /// passes `skip`: the CPU arming its own timer right then).
 pub fn kick_timer_owners(domain: &HvmDomain, skip: Option<usize>) {
     for (w, state) in domain.core.vcpus.iter().enumerate() {
@@ -549,6 +579,45 @@ fn settle(
 /// Serves the exit vCPU `v` of `domain` took (`world` the rest of the
 /// machine, None for a local exit) and counts it in the domain's exit
 /// profile; returns what the exit asks of the scheduler and its exit code.
+/// What a pass may record of `domain` so that the next passes need not look
+/// at it ([`hvm::Quiet`]), if it has nothing for the scheduler: not ending or
+/// destroyed, not waiting to be adopted, none of its vCPUs on a CPU or
+/// waiting for a context, and the scheduler told which are runnable (this
+/// pass's `sync_runnable`). None otherwise.
+fn quiet_summary(domain: &HvmDomain) -> Option<hvm::Quiet> {
+    let still = domain.dying.is_none()
+        && !domain.core.destroy_requested
+        && domain.to_adopt.is_none()
+        && domain.sched_vcpus == domain.vcpus.len()
+        && domain.running_on.iter().all(Option::is_none)
+        && (0..domain.vcpus.len()).all(|v| {
+            domain.core.vcpus[v].pending_context.is_none()
+                && domain.sched_runnable.get(v) == Some(&vcpu_runnable(domain, v))
+                && domain.core.vcpus[v].runstate.state == runstate_of(domain, v)
+        });
+    if !still {
+        return None;
+    }
+    let watchdog = exits::next_watchdog(domain);
+    let mut owners = domain
+        .core
+        .vcpus
+        .iter()
+        .filter(|v| v.next_deadline().is_some())
+        .map(|v| v.processor)
+        .chain(watchdog.and(domain.core.vcpus.first().map(|v| v.processor)));
+    let first = owners.next();
+    let owner = if owners.all(|o| Some(o) == first) {
+        first
+    } else {
+        None
+    };
+    Some(hvm::Quiet {
+        next_due: exits::next_due(domain),
+        owner,
+    })
+}
+
 fn serve(domain: &mut HvmDomain, v: usize, world: exits::Others) -> (Flow, u64) {
     use rxen_x86::svm::vmcb::{control, exit, save};
     let vmcb = &domain.vcpus[v].vmcb;
@@ -696,7 +765,7 @@ impl Machine {
     /// machine the caller checks with [`straight_back`].
     fn serve_exit(&mut self, r: VcpuRef, served: Option<Flow>) -> bool {
         let v = r.vcpu as usize;
-        let Some(mut domain) = self.domains.remove(&r.domain) else {
+        let Some(mut domain) = self.domains.take_out(&r.domain) else {
             return false;
         };
         domain.running_on[v] = None;
@@ -723,7 +792,7 @@ impl Machine {
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
             }
         }
-        self.domains.insert(r.domain, domain);
+        self.domains.put_back(r.domain, domain);
         fast
     }
 
@@ -778,7 +847,7 @@ impl Machine {
         id: DomId,
         f: impl FnOnce(&mut rxen_core::domain::Domain, &mut crate::hvm::env::Env),
     ) {
-        let Some(mut domain) = self.domains.remove(&id) else {
+        let Some(mut domain) = self.domains.take_out(&id) else {
             return;
         };
         if domain.dying.is_none() {
@@ -789,7 +858,7 @@ impl Machine {
             };
             exits::with_domain_env(&mut domain, world, f);
         }
-        self.domains.insert(id, domain);
+        self.domains.put_back(id, domain);
     }
 
     /// Says where serial input goes now.
@@ -862,7 +931,7 @@ impl Machine {
             }
             Some(DebugKey::EventChannels) => {
                 printk!("'e' pressed -> dumping event-channel info");
-                for (id, domain) in &self.domains {
+                for (id, domain) in self.domains.iter() {
                     printk!("d{id}: {}", domain.core.events.usage());
                 }
             }
@@ -935,7 +1004,12 @@ impl Machine {
     /// interrupt; an event or IPI from this CPU), so that they inject it now.
     fn kick_running_with_upcalls(&mut self) {
         let me = cpu::current_index();
-        for domain in self.domains.values_mut() {
+        // A quiet domain has no vCPU on a CPU.
+        for i in 0..self.domains.active().len() {
+            let id = self.domains.active()[i];
+            let Some(domain) = self.domains.get_mut(&id) else {
+                continue;
+            };
             for v in 0..domain.vcpus.len() {
                 let Some(cpu_index) = domain.running_on[v].filter(|&c| c != me) else {
                     continue;
@@ -950,21 +1024,28 @@ impl Machine {
 
     /// Fires the due timers of every live domain.
     fn expire_timers(&mut self, now: u64) {
-        // Most passes find nothing due: no list, no domain moved.
-        let due: Vec<DomId> = self
-            .domains
+        // Most passes find nothing due: no list, no domain moved. A quiet
+        // domain's earliest timer is known without looking at it.
+        let domains = &self.domains;
+        let active = domains.active().iter().filter(|id| {
+            domains
+                .get(id)
+                .is_some_and(|d| d.dying.is_none() && exits::next_due(d).is_some_and(|t| t <= now))
+        });
+        let quiet = domains
+            .quiet_timers()
             .iter()
-            .filter(|(_, d)| d.dying.is_none() && exits::next_due(d).is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
+            .filter(|(_, q)| q.next_due.is_some_and(|t| t <= now))
+            .map(|(id, _)| id);
+        let due: Vec<DomId> = active.chain(quiet).copied().collect();
         for id in due {
-            let Some(mut domain) = self.domains.remove(&id) else {
+            let Some(mut domain) = self.domains.take_out(&id) else {
                 continue;
             };
             if let Some(reason) = exits::expire_timers(&mut domain, now) {
                 self.end_domain(&mut domain, reason);
             }
-            self.domains.insert(id, domain);
+            self.domains.put_back(id, domain);
         }
     }
 
@@ -978,10 +1059,10 @@ impl Machine {
             .map(|(id, _)| *id)
             .collect();
         for id in destroyed {
-            if let Some(mut domain) = self.domains.remove(&id) {
+            if let Some(mut domain) = self.domains.take_out(&id) {
                 let reason = domain.core.shutdown.unwrap_or(ShutdownReason::Poweroff);
                 self.end_domain(&mut domain, reason);
-                self.domains.insert(id, domain);
+                self.domains.put_back(id, domain);
             }
         }
     }
@@ -990,7 +1071,15 @@ impl Machine {
     /// being runnable, kicks the CPUs it wants to reschedule, and keeps
     /// every vCPU's runstate true.
     fn sync_runnable(&mut self, now: u64) {
-        for (id, domain) in self.domains.iter_mut() {
+        // A quiet domain's vCPUs are as the scheduler knows them.
+        PASSES.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.domains.active().len() {
+            let id = self.domains.active()[i];
+            let Some(domain) = self.domains.get_mut(&id) else {
+                continue;
+            };
+            let id = &id;
+            LOOKED_AT.fetch_add(1, Ordering::Relaxed);
             for v in 0..domain.vcpus.len() {
                 // A state from VCPUOP_initialise goes into the (offline,
                 // so not running) vCPU before it can come up.
@@ -1025,16 +1114,40 @@ impl Machine {
     /// The earliest timer CPU `cpu_index` owns ([`ARMED_UNTIL`]), and of the
     /// vCPU `next` it is about to run (it becomes the owner as it enters it);
     /// kicks the CPUs that own a timer due before they look again.
-    fn earliest_deadline(&self, cpu_index: usize, next: Option<VcpuRef>) -> Option<u64> {
-        let mut earliest: Option<u64> = None;
-        for (id, domain) in self.domains.iter().filter(|(_, d)| d.dying.is_none()) {
+    ///
+    /// Then records as quiet each domain it looked at that has nothing for
+    /// the scheduler ([`quiet_summary`]): the next passes see only its
+    /// timers, until it is reached mutably. The domain of `next` is not: it
+    /// is about to run.
+    fn earliest_deadline(&mut self, cpu_index: usize, next: Option<VcpuRef>) -> Option<u64> {
+        // The quiet domains' timers have not moved since they went quiet:
+        // their owners were kicked then if they had to be.
+        let quiet = self
+            .domains
+            .quiet_timers()
+            .iter()
+            .filter_map(|(_, q)| q.due_on(cpu_index as u32));
+        // The vCPU about to run here (its domain may be quiet until then).
+        let next_due = next.and_then(|n| {
+            let domain = self.domains.get(&n.domain)?;
+            domain.core.vcpus.get(n.vcpu as usize)?.next_deadline()
+        });
+        let mut earliest = quiet.chain(next_due).min();
+        // From the last: a domain that goes quiet leaves the list, the last
+        // one (already seen) taking its place.
+        for i in (0..self.domains.active().len()).rev() {
+            let id = self.domains.active()[i];
+            let Some(domain) = self.domains.get(&id).filter(|d| d.dying.is_none()) else {
+                continue;
+            };
             kick_timer_owners(domain, Some(cpu_index));
             let mine = exits::next_due_on(domain, cpu_index as u32);
-            let next = next
-                .filter(|n| n.domain == *id)
-                .and_then(|n| domain.core.vcpus.get(n.vcpu as usize))
-                .and_then(|v| v.next_deadline());
-            earliest = [earliest, mine, next].into_iter().flatten().min();
+            earliest = [earliest, mine].into_iter().flatten().min();
+            if next.is_none_or(|n| n.domain != id) {
+                if let Some(q) = quiet_summary(domain) {
+                    self.domains.set_quiet(i, q);
+                }
+            }
         }
         earliest
     }
@@ -1042,14 +1155,20 @@ impl Machine {
     /// Destroys every ended domain that no CPU is running any more, and
     /// rebuilds those that rebooted. Stops the machine when none is left.
     fn reap(&mut self) {
-        let ended: Vec<DomId> = self
-            .domains
+        // A quiet domain is not ending.
+        let domains = &self.domains;
+        let ended: Vec<DomId> = domains
+            .active()
             .iter()
-            .filter(|(_, d)| d.dying.is_some() && d.running_on.iter().all(Option::is_none))
-            .map(|(id, _)| *id)
+            .filter(|id| {
+                domains
+                    .get(id)
+                    .is_some_and(|d| d.dying.is_some() && d.running_on.iter().all(Option::is_none))
+            })
+            .copied()
             .collect();
         for id in ended {
-            let Some(mut domain) = self.domains.remove(&id) else {
+            let Some(mut domain) = self.domains.take_out(&id) else {
                 continue;
             };
             let reason = domain.dying.unwrap_or(ShutdownReason::Crash);
@@ -1064,7 +1183,7 @@ impl Machine {
             });
             // Grant mappings both ways go before the memory does: the
             // domain's own mappings of others, and others' of its pages.
-            self.domains.insert(id, domain);
+            self.domains.put_back(id, domain);
             let mut platform = Platform::new(None, &mut self.domains);
             let torn_down =
                 rxen_core::grant_table::release_domain(id, &mut self.grants, &mut platform);

@@ -5,7 +5,9 @@
 //! and priority, and one global run queue (Xen keeps one queue per pCPU and
 //! steals work between them; one queue served in priority order by every
 //! pCPU, each taking only the vCPUs whose hard affinity names it, is the
-//! same policy, and it is work conserving by construction).
+//! same policy, and it is work conserving by construction). The queue holds
+//! only the vCPUs waiting to run, so a choice costs the same beside any
+//! number of blocked vCPUs.
 //!
 //! # How it maps to Xen's credit1
 //!
@@ -167,6 +169,10 @@ pub struct Credit {
     seq: u64,
     /// pCPUs to reschedule, for [`Scheduler::take_tickles`].
     tickles: CpuMask,
+    /// The run queue: the vCPUs marked `queued`, in no order (the choice
+    /// orders them by priority and `seq`). Its capacity covers every known
+    /// vCPU, so queueing never allocates.
+    runq: Vec<VcpuRef>,
 }
 
 impl Credit {
@@ -179,6 +185,7 @@ impl Credit {
             next_acct: 0,
             seq: 0,
             tickles: CpuMask::empty(),
+            runq: Vec::new(),
         }
     }
 
@@ -201,8 +208,21 @@ impl Credit {
     fn enqueue(&mut self, vcpu: VcpuRef) {
         self.seq += 1;
         if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            if !v.queued {
+                self.runq.push(vcpu);
+            }
             v.queued = true;
             v.seq = self.seq;
+        }
+    }
+
+    /// Takes `vcpu` off the run queue (it runs, sleeps or is gone).
+    fn dequeue(&mut self, vcpu: VcpuRef) {
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.queued = false;
+        }
+        if let Some(i) = self.runq.iter().position(|r| *r == vcpu) {
+            self.runq.swap_remove(i);
         }
     }
 
@@ -285,8 +305,9 @@ impl Credit {
     /// `cpu`: the highest priority, then one that prefers `cpu`, then the
     /// longest queued.
     fn best_queued(&self, cpu: usize, exclude: Option<VcpuRef>) -> Option<(VcpuRef, Priority)> {
-        self.vcpus
+        self.runq
             .iter()
+            .filter_map(|r| Some((r, self.vcpus.get(r)?)))
             .filter(|(r, v)| {
                 v.queued
                     && Some(**r) != exclude
@@ -328,10 +349,13 @@ impl Credit {
             .enumerate()
             .filter(|(i, c)| *i != cpu && c.curr.is_some_and(|r| r.domain == vcpu.domain))
             .count() as i64;
+        if !self.vcpus.contains_key(&vcpu) {
+            return Decision::idle(u64::MAX);
+        }
+        self.dequeue(vcpu);
         let Some(v) = self.vcpus.get_mut(&vcpu) else {
             return Decision::idle(u64::MAX);
         };
-        v.queued = false;
         v.on = Some(cpu);
         let pri = v.priority();
         let slice_end = slice_end.unwrap_or_else(|| now.saturating_add(TSLICE_NS));
@@ -394,6 +418,7 @@ impl Scheduler for Credit {
             .map(|(r, _)| *r)
             .collect();
         for r in gone {
+            self.dequeue(r);
             self.vcpus.remove(&r);
         }
     }
@@ -415,12 +440,18 @@ impl Scheduler for Credit {
     }
 
     fn add_vcpu(&mut self, vcpu: VcpuRef, _now: u64) {
-        if self.doms.contains_key(&vcpu.domain) {
-            self.vcpus.entry(vcpu).or_insert(Vc {
-                credit: INITIAL_CREDIT,
-                affinity: Affinity::all(self.cpus.len()),
-                ..Vc::default()
-            });
+        if self.doms.contains_key(&vcpu.domain) && !self.vcpus.contains_key(&vcpu) {
+            self.vcpus.insert(
+                vcpu,
+                Vc {
+                    credit: INITIAL_CREDIT,
+                    affinity: Affinity::all(self.cpus.len()),
+                    ..Vc::default()
+                },
+            );
+            // Room for every known vCPU in the run queue.
+            self.runq
+                .reserve(self.vcpus.len().saturating_sub(self.runq.len()));
         }
     }
 
@@ -450,9 +481,9 @@ impl Scheduler for Credit {
     }
 
     fn sleep(&mut self, vcpu: VcpuRef, _now: u64) {
+        self.dequeue(vcpu);
         if let Some(v) = self.vcpus.get_mut(&vcpu) {
             v.runnable = false;
-            v.queued = false;
             v.yielded = false;
         }
     }
@@ -513,7 +544,7 @@ impl Scheduler for Credit {
             Some((r, _)) => self.run(cpu, r, now, None),
             None => {
                 // Parked vCPUs become eligible at the next accounting.
-                let waiting = self.vcpus.values().any(|v| v.queued);
+                let waiting = !self.runq.is_empty();
                 Decision::idle(if waiting { self.next_acct } else { u64::MAX })
             }
         }
@@ -584,6 +615,35 @@ mod tests {
     /// Relative error of `got` against `want`, in per mille.
     fn err_permille(got: u64, want: u64) -> u64 {
         got.abs_diff(want) * 1000 / want.max(1)
+    }
+
+    #[test]
+    fn the_run_queue_holds_only_the_vcpus_waiting_to_run() {
+        // 40 domains asleep, two woken: the choice looks at those two only,
+        // and every way off the queue (run, sleep, the domain's end) leaves it.
+        let mut c = Credit::new(1);
+        for d in 1..=40 {
+            c.add_domain(d, SchedParams::default()).unwrap();
+            c.add_vcpu(v(d, 0), 0);
+        }
+        assert!(c.runq.is_empty());
+        assert!(c.runq.capacity() >= 40, "queueing must not allocate");
+        c.wake(v(7, 0), 10);
+        c.wake(v(30, 0), 20);
+        c.wake(v(30, 0), 25); // already runnable: queued once
+        assert_eq!(c.runq.len(), 2);
+        let first = c.do_schedule(0, 30).next;
+        assert_eq!(first, Some(v(7, 0)), "the longest queued of equal priority");
+        assert_eq!(c.runq, [v(30, 0)]);
+        c.sleep(v(30, 0), 40);
+        assert!(c.runq.is_empty());
+        c.wake(v(30, 0), 50);
+        c.remove_domain(30);
+        assert!(c.runq.is_empty());
+        // The vCPU it ran, blocked, is not queued again; nothing else waits.
+        c.sleep(v(7, 0), 60);
+        assert_eq!(c.do_schedule(0, 70), Decision::idle(u64::MAX));
+        assert!(c.runq.is_empty());
     }
 
     #[test]

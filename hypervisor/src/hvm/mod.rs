@@ -78,7 +78,217 @@ pub struct HvmDomain {
 
 /// Every domain of the machine, by ID. Boxed, so that a domain (and the
 /// vCPUs a CPU is running) stays put while the table changes.
-pub type DomainTable = BTreeMap<DomId, Box<HvmDomain>>;
+///
+/// Beside each domain the table keeps what the last scheduling pass found of
+/// it when it had nothing for the scheduler ([`Quiet`]), so that a pass looks
+/// only at the domains that may have changed, as Xen's scheduler sees only
+/// its run queues and its timers: a pass costs the same beside any number of
+/// blocked domains. Every mutable access to a domain through the table
+/// ([`DomainTable::get_mut`], [`DomainTable::iter_mut`], taking it out)
+/// forgets that, so the next pass looks at the domain again; shared access
+/// leaves it. A domain is quiet only while none of its vCPUs is on a CPU, so
+/// the exits a CPU serves of its own vCPU without the table (`schedule`'s
+/// local exits) never reach a quiet domain.
+#[derive(Default)]
+pub struct DomainTable {
+    entries: BTreeMap<DomId, Entry>,
+    /// The domains not quiet (a pass looks at these), in no order. Its
+    /// capacity covers every domain, so keeping it never allocates.
+    active: Vec<DomId>,
+    /// The quiet domains that have a timer, in no order (same capacity).
+    timers: Vec<(DomId, Quiet)>,
+}
+
+/// A domain in the table (None while taken out, [`DomainTable::take_out`]).
+struct Entry {
+    domain: Option<Box<HvmDomain>>,
+    quiet: Option<Quiet>,
+}
+
+/// What a scheduling pass found of a domain with nothing to do: it is not
+/// ending, none of its vCPUs is on a CPU or waits for a context, and the
+/// scheduler knows which of them are runnable. Only its timers can change
+/// that without an access through the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quiet {
+    /// Its earliest timer (vCPU timers and watchdogs), if any.
+    pub next_due: Option<u64>,
+    /// The CPU that owns all its timers (`Vcpu::processor`; the watchdogs go
+    /// with vCPU 0), or None if several do.
+    pub owner: Option<u32>,
+}
+
+impl Quiet {
+    /// The domain's earliest timer if CPU `cpu` must arm its timer for it:
+    /// it owns the timers, or they have several owners (then every CPU does).
+    pub fn due_on(&self, cpu: u32) -> Option<u64> {
+        self.next_due
+            .filter(|_| self.owner.is_none_or(|owner| owner == cpu))
+    }
+}
+
+impl DomainTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Domain `id`, to read.
+    pub fn get(&self, id: &DomId) -> Option<&HvmDomain> {
+        self.entries.get(id)?.domain.as_deref()
+    }
+
+    /// Domain `id`, to change: the next pass looks at it again.
+    pub fn get_mut(&mut self, id: &DomId) -> Option<&mut HvmDomain> {
+        let e = self.entries.get_mut(id)?;
+        if let Some(quiet) = e.quiet.take() {
+            Self::wake(&mut self.active, &mut self.timers, *id, quiet);
+        }
+        e.domain.as_deref_mut()
+    }
+
+    /// Takes domain `id` out for a while, so that the rest of the table can
+    /// be lent beside it (the next pass looks at it again); the caller puts
+    /// it back ([`Self::put_back`]). Until then the table does not show it.
+    /// Cheaper than [`Self::remove`] and [`Self::insert`]: the table's
+    /// shape does not change.
+    pub fn take_out(&mut self, id: &DomId) -> Option<Box<HvmDomain>> {
+        let e = self.entries.get_mut(id)?;
+        if let Some(quiet) = e.quiet.take() {
+            Self::wake(&mut self.active, &mut self.timers, *id, quiet);
+        }
+        e.domain.take()
+    }
+
+    /// Puts back domain `id` taken out by [`Self::take_out`].
+    pub fn put_back(&mut self, id: DomId, domain: Box<HvmDomain>) {
+        match self.entries.get_mut(&id) {
+            Some(e) if e.domain.is_none() => e.domain = Some(domain),
+            _ => self.insert(id, domain),
+        }
+    }
+
+    /// Moves quiet domain `id` back among the active ones.
+    fn wake(active: &mut Vec<DomId>, timers: &mut Vec<(DomId, Quiet)>, id: DomId, quiet: Quiet) {
+        if quiet.next_due.is_some() {
+            if let Some(i) = timers.iter().position(|(t, _)| *t == id) {
+                timers.swap_remove(i);
+            }
+        }
+        active.push(id);
+    }
+
+    /// Adds (or replaces) domain `id`.
+    pub fn insert(&mut self, id: DomId, domain: Box<HvmDomain>) {
+        // Room for every domain in the lists (so that keeping them never
+        // allocates), as the entry itself needs room.
+        let n = self.entries.len().saturating_add(1);
+        self.active.reserve(n.saturating_sub(self.active.len()));
+        self.timers.reserve(n.saturating_sub(self.timers.len()));
+        self.forget(&id);
+        self.entries.insert(
+            id,
+            Entry {
+                domain: Some(domain),
+                quiet: None,
+            },
+        );
+        self.active.push(id);
+    }
+
+    /// Takes domain `id` out.
+    pub fn remove(&mut self, id: &DomId) -> Option<Box<HvmDomain>> {
+        self.forget(id);
+        self.entries.remove(id)?.domain
+    }
+
+    /// Takes domain `id` off both lists.
+    fn forget(&mut self, id: &DomId) {
+        if let Some(i) = self.active.iter().position(|a| a == id) {
+            self.active.swap_remove(i);
+        }
+        if let Some(i) = self.timers.iter().position(|(t, _)| t == id) {
+            self.timers.swap_remove(i);
+        }
+        if let Some(e) = self.entries.get_mut(id) {
+            e.quiet = None;
+        }
+    }
+
+    /// Whether domain `id` is in the table.
+    pub fn contains_key(&self, id: &DomId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The domains' IDs, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &DomId> {
+        self.iter().map(|(id, _)| id)
+    }
+
+    /// Whether there is no domain.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// Every domain, to read.
+    pub fn iter(&self) -> impl Iterator<Item = (&DomId, &HvmDomain)> {
+        self.entries
+            .iter()
+            .filter_map(|(id, e)| Some((id, e.domain.as_deref()?)))
+    }
+
+    /// Every domain, to read.
+    pub fn values(&self) -> impl Iterator<Item = &HvmDomain> {
+        self.iter().map(|(_, d)| d)
+    }
+
+    /// Every domain, to change: the next pass looks at each one.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&DomId, &mut HvmDomain)> {
+        for (id, e) in self.entries.iter_mut() {
+            if let Some(quiet) = e.quiet.take() {
+                Self::wake(&mut self.active, &mut self.timers, *id, quiet);
+            }
+        }
+        self.entries
+            .iter_mut()
+            .filter_map(|(id, e)| Some((id, e.domain.as_deref_mut()?)))
+    }
+
+    /// Every domain, to change: the next pass looks at each one.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut HvmDomain> {
+        self.iter_mut().map(|(_, d)| d)
+    }
+
+    /// The domains a scheduling pass looks at (those not quiet), in no
+    /// order; [`Self::get_mut`] on them leaves this list as it is.
+    pub fn active(&self) -> &[DomId] {
+        &self.active
+    }
+
+    /// The quiet domains that have a timer, with what the pass found.
+    pub fn quiet_timers(&self) -> &[(DomId, Quiet)] {
+        &self.timers
+    }
+
+    /// Records what a pass found of active domain `id`, the `index`th of
+    /// [`Self::active`]: it leaves that list (the last one takes its
+    /// place), and the passes look only at its timers until it is reached
+    /// mutably.
+    pub fn set_quiet(&mut self, index: usize, quiet: Quiet) {
+        let Some(&id) = self.active.get(index) else {
+            return;
+        };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        self.active.swap_remove(index);
+        e.quiet = Some(quiet);
+        if quiet.next_due.is_some() {
+            // Within the capacity reserved for every domain.
+            self.timers.push((id, quiet));
+        }
+    }
+}
 
 /// Every domain's grant table, by ID (beside the domain table, so that the
 /// core's grant code can hold a table and the domains' memory at once).
