@@ -967,14 +967,18 @@ impl Machine {
         }
         let mut delivered = false;
         let domains = &mut self.domains;
+        // Found by reading, then reached mutably: only the domain that gets
+        // the interrupt is looked at again by the next pass.
         rxen_x86::irq::take_pending(|vector| {
-            let target = domains.values_mut().find_map(|d| {
+            let target = domains.iter().find_map(|(id, d)| {
                 let (_, message) = d.pci.as_ref()?.binding(vector)?;
-                Some((d, message))
+                Some((*id, message))
             });
-            if let Some((domain, message)) = target {
-                hvm::vpci::deliver(domain, message);
-                delivered = true;
+            if let Some((id, message)) = target {
+                if let Some(domain) = domains.get_mut(&id) {
+                    hvm::vpci::deliver(domain, message);
+                    delivered = true;
+                }
                 return;
             }
             // A GSI bound to dom0: asserted on its emulated IO-APIC pin (and
@@ -983,7 +987,14 @@ impl Machine {
             let Some(gsi) = crate::gsi::gsi_of(vector) else {
                 return;
             };
-            let Some(domain) = domains.values_mut().find(|d| d.vioapics.is_some()) else {
+            let Some(id) = domains
+                .iter()
+                .find(|(_, d)| d.vioapics.is_some())
+                .map(|(id, _)| *id)
+            else {
+                return;
+            };
+            let Some(domain) = domains.get_mut(&id) else {
                 return;
             };
             let Some(apics) = domain.vioapics.as_mut() else {
