@@ -277,15 +277,8 @@ fn pingpong_beside_sleepers() -> bool {
                 .module(guest("idle"), "until_ms=3000")
                 .timeout(Duration::from_secs(120))
                 .run();
-            let mean = out.log.lines().find_map(|l| {
-                l.split("pingpong: 2000 round trips, mean ")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<f64>()
-                    .ok()
-            });
-            let Some(ns) = mean.filter(|_| out.count_lines("Test result: SUCCESS") == 2 + sleepers)
+            let Some(ns) = pingpong_mean(&out)
+                .filter(|_| out.count_lines("Test result: SUCCESS") == 2 + sleepers)
             else {
                 eprintln!(
                     "xtask: no ping-pong figure beside {sleepers} sleepers; log tail:\n{}",
@@ -437,6 +430,18 @@ fn parallel() -> bool {
     pingpong_spread()
 }
 
+/// The mean round trip (ns) an `evtchn_pingpong rounds=2000` client reported.
+fn pingpong_mean(out: &Outcome) -> Option<f64> {
+    out.log.lines().find_map(|l| {
+        l.split("pingpong: 2000 round trips, mean ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse::<f64>()
+            .ok()
+    })
+}
+
 /// Runs of [`pingpong_spread`] for each CPU count.
 const PINGPONG_RUNS: usize = 5;
 
@@ -470,15 +475,7 @@ fn pingpong_spread() -> bool {
                     .module(guest("evtchn_pingpong"), "role=client peer=1 rounds=2000")
                     .timeout(Duration::from_secs(60))
                     .run();
-                let mean = out.log.lines().find_map(|l| {
-                    l.split("pingpong: 2000 round trips, mean ")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .parse::<f64>()
-                        .ok()
-                });
-                match mean {
+                match pingpong_mean(&out) {
                     Some(ns) if out.count_lines("Test result: SUCCESS") == 2 => break ns,
                     _ if attempt < 2 => {
                         let why = out
