@@ -576,15 +576,12 @@ fn settle(
     true
 }
 
-/// Serves the exit vCPU `v` of `domain` took (`world` the rest of the
-/// machine, None for a local exit) and counts it in the domain's exit
-/// profile; returns what the exit asks of the scheduler and its exit code.
 /// What a pass may record of `domain` so that the next passes need not look
 /// at it ([`hvm::Quiet`]), if it has nothing for the scheduler: not ending or
 /// destroyed, not waiting to be adopted, none of its vCPUs on a CPU or
 /// waiting for a context, and the scheduler told which are runnable (this
 /// pass's `sync_runnable`). None otherwise.
-fn quiet_summary(domain: &HvmDomain) -> Option<hvm::Quiet> {
+fn quiet_summary(domain: &HvmDomain, timers: &TimerScan) -> Option<hvm::Quiet> {
     let still = domain.dying.is_none()
         && !domain.core.destroy_requested
         && domain.to_adopt.is_none()
@@ -595,29 +592,69 @@ fn quiet_summary(domain: &HvmDomain) -> Option<hvm::Quiet> {
                 && domain.sched_runnable.get(v) == Some(&vcpu_runnable(domain, v))
                 && domain.core.vcpus[v].runstate.state == runstate_of(domain, v)
         });
-    if !still {
-        return None;
-    }
-    let watchdog = exits::next_watchdog(domain);
-    let mut owners = domain
-        .core
-        .vcpus
-        .iter()
-        .filter(|v| v.next_deadline().is_some())
-        .map(|v| v.processor)
-        .chain(watchdog.and(domain.core.vcpus.first().map(|v| v.processor)));
-    let first = owners.next();
-    let owner = if owners.all(|o| Some(o) == first) {
-        first
-    } else {
-        None
-    };
-    Some(hvm::Quiet {
-        next_due: exits::next_due(domain),
-        owner,
+    still.then_some(hvm::Quiet {
+        next_due: timers.next_due,
+        owner: timers.owner,
     })
 }
 
+/// What one look at a domain's timers found ([`scan_timers`]).
+struct TimerScan {
+    /// The earliest timer CPU `cpu` owns.
+    mine: Option<u64>,
+    /// The earliest of all ([`exits::next_due`]).
+    next_due: Option<u64>,
+    /// The CPU that owns every timer, or None if several do (or none).
+    owner: Option<u32>,
+}
+
+/// One look at `domain`'s timers for a pass on CPU `cpu` (those it owns, as Xen
+/// keeps a vCPU's timers on its processor, the earliest of all as
+/// [`exits::next_due`], and who owns them), kicking as [`kick_timer_owners`]
+/// (`cpu` itself excepted) each other owner of a timer due before it looks again.
+fn scan_timers(domain: &HvmDomain, cpu: usize) -> TimerScan {
+    let mut scan = TimerScan {
+        mine: None,
+        next_due: None,
+        owner: None,
+    };
+    let mut owners = 0u32;
+    for (w, state) in domain.core.vcpus.iter().enumerate() {
+        let watchdog = if w == 0 {
+            exits::next_watchdog(domain)
+        } else {
+            None
+        };
+        let Some(due) = [state.next_deadline(), watchdog]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            continue;
+        };
+        let owner = state.processor;
+        if owner as usize == cpu {
+            scan.mine = Some(scan.mine.map_or(due, |m| m.min(due)));
+        } else if ARMED_UNTIL
+            .get(owner as usize)
+            .is_some_and(|armed| due < armed.load(Ordering::Acquire))
+        {
+            kick(owner as usize);
+        }
+        scan.next_due = Some(scan.next_due.map_or(due, |m| m.min(due)));
+        if owners == 0 || scan.owner == Some(owner) {
+            scan.owner = Some(owner);
+        } else {
+            scan.owner = None;
+        }
+        owners += 1;
+    }
+    scan
+}
+
+/// Serves the exit vCPU `v` of `domain` took (`world` the rest of the
+/// machine, None for a local exit) and counts it in the domain's exit
+/// profile; returns what the exit asks of the scheduler and its exit code.
 fn serve(domain: &mut HvmDomain, v: usize, world: exits::Others) -> (Flow, u64) {
     use rxen_x86::svm::vmcb::{control, exit, save};
     let vmcb = &domain.vcpus[v].vmcb;
@@ -1151,11 +1188,10 @@ impl Machine {
             let Some(domain) = self.domains.get(&id).filter(|d| d.dying.is_none()) else {
                 continue;
             };
-            kick_timer_owners(domain, Some(cpu_index));
-            let mine = exits::next_due_on(domain, cpu_index as u32);
-            earliest = [earliest, mine].into_iter().flatten().min();
+            let timers = scan_timers(domain, cpu_index);
+            earliest = [earliest, timers.mine].into_iter().flatten().min();
             if next.is_none_or(|n| n.domain != id) {
-                if let Some(q) = quiet_summary(domain) {
+                if let Some(q) = quiet_summary(domain, &timers) {
                     self.domains.set_quiet(i, q);
                 }
             }

@@ -178,23 +178,6 @@ pub fn next_watchdog(domain: &HvmDomain) -> Option<u64> {
         .min()
 }
 
-/// The earliest of [`next_due`] that CPU `cpu` owns: the timers of the
-/// vCPUs it runs or last ran (`Vcpu::processor`), and the watchdogs when it
-/// owns vCPU 0.
-pub fn next_due_on(domain: &HvmDomain, cpu: u32) -> Option<u64> {
-    let vcpus = domain.core.vcpus.iter().filter(|v| v.processor == cpu);
-    let watchdogs = domain
-        .core
-        .vcpus
-        .first()
-        .filter(|v| v.processor == cpu)
-        .and_then(|_| next_watchdog(domain));
-    vcpus
-        .filter_map(|v| v.next_deadline())
-        .chain(watchdogs)
-        .min()
-}
-
 /// The exits that may return straight into the guest: those whose handlers
 /// touch only the calling domain (what they may do to the domain's other
 /// vCPUs the scheduler checks; what a hypercall may do to other domains
