@@ -359,27 +359,45 @@ static ARMED_UNTIL: [core::sync::atomic::AtomicU64; cpu::MAX_CPUS] =
 /// before an exit goes straight back, and for every domain a pass looks at (which
 /// passes `skip`: the CPU arming its own timer right then).
 pub fn kick_timer_owners(domain: &HvmDomain, skip: Option<usize>) {
-    for (w, state) in domain.core.vcpus.iter().enumerate() {
-        let watchdog = if w == 0 {
-            exits::next_watchdog(domain)
-        } else {
-            None
-        };
-        let Some(due) = [state.next_deadline(), watchdog]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
-            continue;
-        };
-        let owner = state.processor as usize;
-        if Some(owner) != skip
-            && ARMED_UNTIL
-                .get(owner)
-                .is_some_and(|armed| due < armed.load(Ordering::Acquire))
-        {
-            kick(owner);
+    for (owner, due) in timer_dues(domain) {
+        if Some(owner as usize) != skip {
+            kick_if_late(owner, due);
         }
+    }
+}
+
+/// Each vCPU of `domain` with a timer: the CPU that owns it
+/// (`Vcpu::processor`) and its earliest timer (vCPU 0's with the domain's
+/// watchdogs).
+fn timer_dues(domain: &HvmDomain) -> impl Iterator<Item = (u32, u64)> + '_ {
+    domain
+        .core
+        .vcpus
+        .iter()
+        .enumerate()
+        .filter_map(|(w, state)| {
+            let watchdog = if w == 0 {
+                exits::next_watchdog(domain)
+            } else {
+                None
+            };
+            let due = [state.next_deadline(), watchdog]
+                .into_iter()
+                .flatten()
+                .min()?;
+            Some((state.processor, due))
+        })
+}
+
+/// Kicks CPU `owner` if a timer it owns is due (`due`) before its timer fires
+/// ([`ARMED_UNTIL`]).
+fn kick_if_late(owner: u32, due: u64) {
+    let owner = owner as usize;
+    if ARMED_UNTIL
+        .get(owner)
+        .is_some_and(|armed| due < armed.load(Ordering::Acquire))
+    {
+        kick(owner);
     }
 }
 
@@ -618,36 +636,15 @@ fn scan_timers(domain: &HvmDomain, cpu: usize) -> TimerScan {
         next_due: None,
         owner: None,
     };
-    let mut owners = 0u32;
-    for (w, state) in domain.core.vcpus.iter().enumerate() {
-        let watchdog = if w == 0 {
-            exits::next_watchdog(domain)
-        } else {
-            None
-        };
-        let Some(due) = [state.next_deadline(), watchdog]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
-            continue;
-        };
-        let owner = state.processor;
+    for (n, (owner, due)) in timer_dues(domain).enumerate() {
         if owner as usize == cpu {
             scan.mine = Some(scan.mine.map_or(due, |m| m.min(due)));
-        } else if ARMED_UNTIL
-            .get(owner as usize)
-            .is_some_and(|armed| due < armed.load(Ordering::Acquire))
-        {
-            kick(owner as usize);
+        } else {
+            kick_if_late(owner, due);
         }
         scan.next_due = Some(scan.next_due.map_or(due, |m| m.min(due)));
-        if owners == 0 || scan.owner == Some(owner) {
-            scan.owner = Some(owner);
-        } else {
-            scan.owner = None;
-        }
-        owners += 1;
+        // One owner while every timer so far had it.
+        scan.owner = (n == 0 || scan.owner == Some(owner)).then_some(owner);
     }
     scan
 }
