@@ -622,8 +622,10 @@ fn fpu_state_follows_each_vcpu() {
 /// CPUs beside 12 domains asleep on a timer. The passes look at about the two
 /// ping-pong domains each (every domain each pass before: 14), and the sleepers'
 /// timers, which only the table's record of them shows while they are quiet, still
-/// wake each of them on time (within 100 ms of their deadline at 2.5 s of system
-/// time, whichever CPU owns the timer).
+/// wake them on time: the first within 20 ms of their common deadline at 2.5 s of
+/// system time (a CPU armed its timer for them), every one within 500 ms (the 12 wake
+/// at once on two CPUs and take turns behind each other's console output, up to about
+/// 90 ms under multi-threaded TCG).
 #[test]
 fn a_pass_looks_only_at_the_domains_that_may_have_changed() {
     const SLEEPERS: usize = 12;
@@ -646,8 +648,14 @@ fn a_pass_looks_only_at_the_domains_that_may_have_changed() {
     if woke.len() != SLEEPERS {
         out.fail(&format!("{} of {SLEEPERS} sleepers woke", woke.len()));
     }
+    let first = woke.iter().copied().min().unwrap_or(0);
+    if !(UNTIL_MS..UNTIL_MS + 20).contains(&first) {
+        out.fail(&format!(
+            "the first sleeper woke at {first} ms for {UNTIL_MS} ms"
+        ));
+    }
     for ms in &woke {
-        if !(UNTIL_MS..UNTIL_MS + 100).contains(ms) {
+        if !(UNTIL_MS..UNTIL_MS + 500).contains(ms) {
             out.fail(&format!("a sleeper woke at {ms} ms for {UNTIL_MS} ms"));
         }
     }
