@@ -1118,13 +1118,13 @@ impl Machine {
     fn sync_runnable(&mut self, now: u64) {
         // A quiet domain's vCPUs are as the scheduler knows them.
         PASSES.fetch_add(1, Ordering::Relaxed);
+        LOOKED_AT.fetch_add(self.domains.active().len() as u64, Ordering::Relaxed);
         for i in 0..self.domains.active().len() {
             let id = self.domains.active()[i];
             let Some(domain) = self.domains.get_mut(&id) else {
                 continue;
             };
             let id = &id;
-            LOOKED_AT.fetch_add(1, Ordering::Relaxed);
             for v in 0..domain.vcpus.len() {
                 // A state from VCPUOP_initialise goes into the (offline,
                 // so not running) vCPU before it can come up.

@@ -349,9 +349,6 @@ impl Credit {
             .enumerate()
             .filter(|(i, c)| *i != cpu && c.curr.is_some_and(|r| r.domain == vcpu.domain))
             .count() as i64;
-        if !self.vcpus.contains_key(&vcpu) {
-            return Decision::idle(u64::MAX);
-        }
         self.dequeue(vcpu);
         let Some(v) = self.vcpus.get_mut(&vcpu) else {
             return Decision::idle(u64::MAX);
