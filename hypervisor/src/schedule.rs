@@ -244,6 +244,7 @@ fn print_lock_profile(reset: bool) {
         }
     };
     let (passes, looked_at) = (take(&PASSES), take(&LOOKED_AT));
+    let cr4_changes = rxen_x86::svm::host_cr4_changes(reset);
     if !reset {
         for line in sum.lines() {
             printk!("{line}");
@@ -253,6 +254,9 @@ fn print_lock_profile(reset: bool) {
             "scheduling passes: {passes} looked at {looked_at} domains ({}.{} a pass)",
             tenths / 10,
             tenths % 10
+        );
+        printk!(
+            "host CR4: changed {cr4_changes} times to follow its guests' PSE, PGE, SMEP and SMAP"
         );
     }
 }

@@ -409,6 +409,23 @@ pub fn set_efer(
     Ok((value | (state.efer & LMA), clear_cs_l))
 }
 
+/// The CR4 bits the host takes over from the guest it enters
+/// ([`host_cr4_for`]).
+pub const HOST_MIRRORED: u64 = cr4::PSE | cr4::PGE | cr4::SMEP | cr4::SMAP;
+
+/// The host's CR4 for entering a guest whose CR4 is `guest`: `host` with the
+/// [`HOST_MIRRORED`] bits the CPU has (`supported`) as the guest has them,
+/// every other bit as the host has it. None of these bits changes what rxen
+/// does: its page tables hold no user and no global pages, and long mode
+/// ignores PSE. But an emulated CPU that drops its whole TLB when one of
+/// them changes (QEMU's `cpu_x86_update_cr4`) otherwise does so at every
+/// VMRUN and every #VMEXIT of a guest that sets them (Linux sets all four),
+/// beside the flush the CR3 switch costs anyway.
+pub fn host_cr4_for(host: u64, guest: u64, supported: u64) -> u64 {
+    let mirrored = HOST_MIRRORED & supported;
+    (host & !mirrored) | (guest & mirrored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +640,31 @@ mod tests {
             ..state
         };
         assert_eq!(set_efer(efer::LME, &cs_l, &f), Ok((efer::LME, true)));
+    }
+
+    #[test]
+    fn the_host_takes_the_guests_paging_bits_and_keeps_its_own() {
+        let host = cr4::PAE | cr4::OSXSAVE | cr4::OSFXSR;
+        let linux = cr4::PAE | cr4::PSE | cr4::PGE | cr4::SMEP | cr4::SMAP | cr4::OSXSAVE;
+        let all = HOST_MIRRORED;
+        // Entering Linux: the four bits on, the host's own kept (OSFXSR),
+        // nothing else of the guest's taken (its OSXSAVE is the host's too).
+        let entering_linux = host_cr4_for(host, linux, all);
+        assert_eq!(
+            entering_linux,
+            host | cr4::PSE | cr4::PGE | cr4::SMEP | cr4::SMAP
+        );
+        // Then a guest with PAE alone: the four go again.
+        assert_eq!(host_cr4_for(entering_linux, cr4::PAE, all), host);
+        // A guest's other bits never reach the host.
+        let odd = cr4::PAE | cr4::VME | cr4::TSD | cr4::PCIDE | cr4::FSGSBASE | cr4::LA57;
+        assert_eq!(host_cr4_for(host, odd, all), host);
+        // Bits the CPU lacks are never set, whatever the guest holds.
+        assert_eq!(
+            host_cr4_for(host, linux, cr4::PGE | cr4::PSE),
+            host | cr4::PGE | cr4::PSE
+        );
+        // A host that has a bit the CPU lacks (cannot happen) keeps it.
+        assert_eq!(host_cr4_for(host | cr4::SMEP, 0, 0), host | cr4::SMEP);
     }
 }

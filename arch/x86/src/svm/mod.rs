@@ -16,7 +16,8 @@ pub mod vmcb;
 mod vmrun;
 #[cfg(target_os = "none")]
 pub use vmrun::{
-    enable_this_cpu_full, run, EntryCtl, GuestRegs, HOST_STATE_AT_EXIT, HOST_STATE_REFUSED,
+    enable_this_cpu_full, host_cr4_changes, run, EntryCtl, GuestRegs, HOST_STATE_AT_EXIT,
+    HOST_STATE_REFUSED,
 };
 
 use raw_cpuid::cpuid;

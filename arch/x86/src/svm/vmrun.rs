@@ -224,6 +224,60 @@ pub const HOST_STATE_REFUSED: u64 = 0x486f_7374; // "Host"
 /// that left the host's state in the guest's VMCB.
 pub const HOST_STATE_AT_EXIT: u64 = 0x4578_6974; // "Exit"
 
+/// The [`crate::ctrlreg::HOST_MIRRORED`] bits this CPU has: PSE and PGE
+/// (CPUID 1 EDX bits 3 and 13), SMEP and SMAP (CPUID 7.0 EBX bits 7 and 20).
+fn mirrorable_cr4() -> u64 {
+    use crate::ctrlreg::cr4;
+    static MIRRORABLE: spin::Once<u64> = spin::Once::new();
+    *MIRRORABLE.call_once(|| {
+        let l1 = raw_cpuid::cpuid!(1).edx;
+        let l7 = if raw_cpuid::cpuid!(0).eax >= 7 {
+            raw_cpuid::cpuid!(7, 0).ebx
+        } else {
+            0
+        };
+        [
+            (l1 & (1 << 3) != 0, cr4::PSE),
+            (l1 & (1 << 13) != 0, cr4::PGE),
+            (l7 & (1 << 7) != 0, cr4::SMEP),
+            (l7 & (1 << 20) != 0, cr4::SMAP),
+        ]
+        .into_iter()
+        .filter(|(has, _)| *has)
+        .fold(0, |mask, (_, bit)| mask | bit)
+    })
+}
+
+/// Times a CPU changed its CR4 to follow a guest's ([`follow_guest_cr4`]).
+static HOST_CR4_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// Times the CPUs changed their CR4 to follow the guests they entered: when a
+/// CPU goes from one kind of guest to another or a guest changes those bits,
+/// not at every entry; `reset` zeroes the count.
+pub fn host_cr4_changes(reset: bool) -> u64 {
+    if reset {
+        HOST_CR4_CHANGES.swap(0, Ordering::Relaxed)
+    } else {
+        HOST_CR4_CHANGES.load(Ordering::Relaxed)
+    }
+}
+
+/// Gives this CPU's CR4 the guest's PSE, PGE, SMEP and SMAP before VMRUN
+/// ([`crate::ctrlreg::host_cr4_for`]), writing it only when one differs.
+fn follow_guest_cr4(guest: u64) {
+    use x86_64::registers::control::Cr4;
+    let host = Cr4::read_raw();
+    let wanted = crate::ctrlreg::host_cr4_for(host, guest, mirrorable_cr4());
+    if wanted != host {
+        HOST_CR4_CHANGES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: only PSE, PGE, SMEP and SMAP change, and only those the
+        // CPU has; none changes a translation of the hypervisor's page
+        // tables, which hold no user or global pages (long mode ignores
+        // PSE), so nothing the hypervisor runs or touches moves.
+        unsafe { Cr4::write_raw(wanted) };
+    }
+}
+
 /// Runs the guest described by `vmcb` until the next #VMEXIT. Returns with
 /// interrupts enabled (an interrupt that made the guest exit is taken by the
 /// host at STGI); the caller disables them again.
@@ -242,6 +296,7 @@ pub fn run(vmcb: &mut Vmcb, regs: &mut GuestRegs, ctl: &EntryCtl) {
         x86_64::instructions::interrupts::enable();
         return;
     }
+    follow_guest_cr4(vmcb.read64(super::vmcb::save::CR4));
     // SAFETY: the VMCB is a page-aligned, identity-mapped page this vCPU
     // owns and its intercepts include VMRUN; the host VMCB was filled by
     // VMSAVE on this CPU; `regs` and `ctl` outlive the call; the caller
