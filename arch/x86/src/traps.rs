@@ -77,8 +77,10 @@ const IRQ_STUB_SIZE: u64 = 16;
 // One stub per vector from 32 up, each 16 bytes (push 0, push the vector,
 // jump: at most 12 bytes): every vector a device or a stray MSI can raise
 // reaches `rxen_trap_handler`, none faults for want of a gate.
+// Among the code exits run (`linker.ld`): the host takes its timer and kick
+// interrupts through here.
 core::arch::global_asm!(
-    ".text",
+    ".pushsection .text.hot.irq_stubs, \"ax\"",
     ".balign 16",
     ".global irq_stubs",
     "irq_stubs:",
@@ -90,11 +92,12 @@ core::arch::global_asm!(
     "jmp trap_common",
     ".set irq_vector, irq_vector + 1",
     ".endr",
+    ".popsection",
     options(att_syntax),
 );
 
 core::arch::global_asm!(
-    ".text",
+    ".pushsection .text.hot.trap_common, \"ax\"",
     "trap_common:",
     "push rax",
     "push rbx",
@@ -131,6 +134,7 @@ core::arch::global_asm!(
     "pop rax",
     "add rsp, 16",
     "iretq",
+    ".popsection",
 );
 
 extern "C" {

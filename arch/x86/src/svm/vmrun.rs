@@ -101,7 +101,8 @@ fn holds_host_state(vmcb: &Vmcb) -> bool {
 }
 
 core::arch::global_asm!(
-    ".text",
+    // Among the code every exit runs (`linker.ld`).
+    ".pushsection .text.hot.svm_vmrun, \"ax\"",
     ".global svm_vmrun",
     "svm_vmrun:",
     "push rbp",
@@ -213,6 +214,7 @@ core::arch::global_asm!(
     "pop rbx",
     "pop rbp",
     "ret",
+    ".popsection",
     spec_ctrl = const crate::msr::MSR_SPEC_CTRL,
     pred_cmd = const crate::msr::MSR_PRED_CMD,
 );

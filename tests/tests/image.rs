@@ -1,0 +1,147 @@
+//! The hypervisor image's layout: the code exits run is packed at the start of
+//! `.text`, in the order `hypervisor/linker.ld` lists it (issue 12). Under QEMU every
+//! VMRUN and #VMEXIT drops the emulated TLB, so each code page an exit runs through
+//! costs a refill; the list names functions by their mangled names without the hash,
+//! so a renamed function would silently fall back to its place among the rest.
+
+use elf::endian::AnyEndian;
+use elf::ElfBytes;
+use rxen_tests::{image, workspace_root};
+
+/// The functions of `.text` (name, address, size), by address.
+fn functions() -> Vec<(String, u64, u64)> {
+    let data = std::fs::read(image()).expect("read the image");
+    let file = ElfBytes::<AnyEndian>::minimal_parse(&data).expect("an ELF image");
+    let (symbols, strings) = file
+        .symbol_table()
+        .expect("a symbol table")
+        .expect("the image keeps its symbols");
+    let mut out: Vec<(String, u64, u64)> = symbols
+        .iter()
+        .filter(|s| matches!(s.st_symtype(), elf::abi::STT_FUNC | elf::abi::STT_NOTYPE))
+        .filter_map(|s| {
+            let name = strings.get(s.st_name as usize).ok()?;
+            Some((name.to_string(), s.st_value, s.st_size))
+        })
+        .collect();
+    out.sort_by_key(|f| f.1);
+    out
+}
+
+/// Whether `name` matches the linker-script glob `pattern` (`*` and nothing else).
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len()).any(|skip| glob(rest, &name[head.len() + skip..]))
+        }
+    }
+}
+
+/// The section patterns of the hot list in `linker.ld`: the `*(.text.<pattern>)`
+/// lines between `*(.text.hot ...)` and `*(.text .text.*)`, as symbol-name globs.
+fn hot_patterns() -> Vec<String> {
+    let script = std::fs::read_to_string(workspace_root().join("hypervisor/linker.ld"))
+        .expect("read linker.ld");
+    script
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("*(.text.hot "))
+        .skip(1)
+        .take_while(|l| *l != "*(.text .text.*)")
+        .filter_map(|l| l.strip_prefix("*(.text.")?.strip_suffix(')'))
+        .map(String::from)
+        .collect()
+}
+
+/// Every pattern of the hot list names at least one function, and every function it
+/// names lies before the first function the list does not name: the hot code is one
+/// block at the start of `.text`, after the boot code.
+#[test]
+fn the_code_exits_run_is_packed_at_the_start() {
+    let patterns = hot_patterns();
+    assert!(patterns.len() >= 20, "hot list in linker.ld: {patterns:?}");
+    let functions = functions();
+    let hot = |name: &str| patterns.iter().any(|p| glob(p, name));
+    for pattern in &patterns {
+        assert!(
+            functions.iter().any(|(name, ..)| glob(pattern, name)),
+            "linker.ld's hot list names {pattern:?}, which is no function of the image \
+             (renamed?)"
+        );
+    }
+    // The block starts with the assembly the list puts first (`.text.hot.*`: the world
+    // switch, the interrupt entry); from there on, every function with a size is a
+    // listed one until the block ends, and none comes later.
+    let address = |wanted: &str| {
+        functions
+            .iter()
+            .find(|(name, ..)| name == wanted)
+            .unwrap_or_else(|| panic!("no symbol {wanted}"))
+            .1
+    };
+    let start = address("svm_vmrun");
+    let block: Vec<_> = functions
+        .iter()
+        .skip_while(|(_, at, _)| *at < start)
+        .take_while(|(name, _, size)| *size == 0 || hot(name))
+        .collect();
+    let end = block.last().map_or(0, |(_, at, size)| at + size);
+    assert!(
+        address("irq_stubs") < end,
+        "the interrupt entry is not in the block"
+    );
+    let strays: Vec<_> = functions
+        .iter()
+        .filter(|(name, at, _)| hot(name) && !(start..end).contains(at))
+        .map(|(name, at, _)| format!("{name} at {at:#x}"))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "hot functions outside the block {start:#x}..{end:#x}: {strays:?}"
+    );
+    // Every exit's own path (entry, handler, straight back) fits in the first 32 KiB
+    // of the block (the scheduling loop itself starts there: its hot part comes first).
+    for needle in [
+        "svm_vmrun",
+        "SvmVcpu3run",
+        "5exits11handle_exit",
+        "5exits13inject_upcall",
+        "8schedule5serve",
+        "8schedule7run_cpu",
+    ] {
+        let (name, at, _) = functions
+            .iter()
+            .find(|(name, ..)| name.contains(needle))
+            .unwrap_or_else(|| panic!("no function {needle}"));
+        assert!(
+            *at < start + 0x8000,
+            "{name} at {at:#x}, more than 32 KiB past the hot block's start {start:#x}"
+        );
+    }
+    println!(
+        "hot block: {start:#x}..{end:#x} ({} KiB, {} functions)",
+        (end - start) / 1024,
+        block.len()
+    );
+}
+
+#[test]
+fn glob_matches_as_the_linker_does() {
+    assert!(glob(
+        "_ZN4rxen8schedule5serve17h*",
+        "_ZN4rxen8schedule5serve17habcE"
+    ));
+    assert!(!glob(
+        "_ZN4rxen8schedule5serve17h*",
+        "_ZN4rxen8schedule6settle17habcE"
+    ));
+    assert!(glob("_ZN*_$LT$a$GT$4wake17h*", "_ZN80_$LT$a$GT$4wake17h1E"));
+    assert!(!glob(
+        "_ZN*_$LT$a$GT$4wake17h*",
+        "_ZN80_$LT$a$GT$5sleep17h1E"
+    ));
+    assert!(glob("memcpy", "memcpy"));
+    assert!(!glob("memcpy", "memcpy2"));
+}
