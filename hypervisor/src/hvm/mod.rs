@@ -97,6 +97,9 @@ pub struct DomainTable {
     active: Vec<DomId>,
     /// The quiet domains that have a timer, in no order (same capacity).
     timers: Vec<(DomId, Quiet)>,
+    /// An empty list with the same capacity, lent to a pass that collects
+    /// the domains it will take out ([`DomainTable::lend_list`]).
+    spare: Vec<DomId>,
 }
 
 /// A domain in the table (None while taken out, [`DomainTable::take_out`]).
@@ -168,6 +171,22 @@ impl DomainTable {
         }
     }
 
+    /// An empty list with room for every domain, for a pass to collect the
+    /// domains it then takes out one by one without allocating; given back
+    /// with [`Self::give_back_list`] (a list not given back is only
+    /// allocated again).
+    pub fn lend_list(&mut self) -> Vec<DomId> {
+        core::mem::take(&mut self.spare)
+    }
+
+    /// Gives back a list lent by [`Self::lend_list`], emptied.
+    pub fn give_back_list(&mut self, mut list: Vec<DomId>) {
+        list.clear();
+        if list.capacity() >= self.spare.capacity() {
+            self.spare = list;
+        }
+    }
+
     /// Moves quiet domain `id` back among the active ones.
     fn wake(active: &mut Vec<DomId>, timers: &mut Vec<(DomId, Quiet)>, id: DomId, quiet: Quiet) {
         if quiet.next_due.is_some() {
@@ -185,6 +204,7 @@ impl DomainTable {
         let n = self.entries.len().saturating_add(1);
         self.active.reserve(n.saturating_sub(self.active.len()));
         self.timers.reserve(n.saturating_sub(self.timers.len()));
+        self.spare.reserve(n);
         self.forget(&id);
         self.entries.insert(
             id,
