@@ -69,6 +69,7 @@ fn refuse(vcpu: &mut SvmVcpu, domid: u16, v: usize, what: &str, value: u64, why:
 pub struct Undecodable;
 
 /// Serves a CR0 (`cr` = 0) or CR4 (`cr` = 4) write exit of vCPU `v`.
+#[inline(never)]
 pub fn write_cr(
     vcpu: &mut SvmVcpu,
     memory: &GuestMemory,

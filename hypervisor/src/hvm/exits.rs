@@ -209,7 +209,11 @@ pub fn is_local_exit(vcpu: &super::vcpu::SvmVcpu) -> bool {
 }
 
 /// Serves the exit vCPU `v` just took; `world` is the rest of the machine,
-/// None for an exit [`is_local_exit`] says is the domain's alone.
+/// None for an exit [`is_local_exit`] says is the domain's alone. Kept a
+/// function of its own (`linker.ld` places it among the code every exit
+/// runs); the handlers of the exits a null hypercall or an event never
+/// takes are not inlined into it, so that its stack frame stays small.
+#[inline(never)]
 pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: Others) -> Flow {
     // Whether the guest took the interrupt offered at entry, before any
     // handler looks at the APIC (an EOI of it, say).
@@ -318,6 +322,7 @@ pub fn handle_exit(domain: &mut HvmDomain, v: usize, world: Others) -> Flow {
 
 /// Prints why the domain ends and its registers; the caller says how it
 /// ends (the exit flow records the shutdown).
+#[inline(never)]
 fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
     domain.flush_console();
     let vcpu = &domain.vcpus[v];
@@ -430,6 +435,7 @@ fn report_guest_failure(domain: &mut HvmDomain, v: usize, why: &str) {
 }
 
 /// CPUID, served by [`exit_handle::cpuid`] with this CPU's answers.
+#[inline(never)]
 fn cpuid(domain: &mut HvmDomain, v: usize) {
     let nr_vcpus = domain.core.vcpus.len() as u32;
     let domid = domain.core.id;
@@ -524,6 +530,7 @@ fn hlt(domain: &mut HvmDomain, v: usize) -> Flow {
 /// Port I/O: [`exit_handle::io`] (an empty bus, the debug console port,
 /// the emulated PIT channel 2, dom0's own ports read on the hardware); what
 /// it hands back is done here.
+#[inline(never)]
 fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
     let direct = domain.memory.is_direct();
     let HvmDomain {
@@ -621,6 +628,7 @@ fn ioio(domain: &mut HvmDomain, v: usize, io: IoAccess) -> Flow {
 }
 
 /// A MOV to or from a debug register, emulated on the vCPU's own copy.
+#[inline(never)]
 fn debug_register(domain: &mut HvmDomain, v: usize, code: u64) -> Flow {
     let HvmDomain { memory, vcpus, .. } = domain;
     let vcpu = &mut vcpus[v];
@@ -681,6 +689,7 @@ fn has_tsc_aux() -> bool {
 /// offered them), with what it hands back (PAT, EFER, the APIC base, the
 /// hypercall page, an IBPB) done by the vCPU and [`MsrMachine`]. A refused
 /// access raises #GP and is logged.
+#[inline(never)]
 fn msr(domain: &mut HvmDomain, v: usize, index: u32, write: Option<u64>) {
     let caps = MsrCaps {
         offer: rxen_x86::spec_ctrl::active().offer(),
@@ -740,6 +749,7 @@ static UNBACKED_LOGGED: RateLimit = RateLimit::new();
 /// Writes to read-only grant mappings logged so far (rate limit).
 static GRANT_RO_LOGGED: RateLimit = RateLimit::new();
 
+#[inline(never)]
 fn nested_page_fault(domain: &mut HvmDomain, v: usize, npf: NestedFault) -> Flow {
     let HvmDomain {
         memory,
