@@ -1,31 +1,42 @@
 //! The hypervisor image's layout: the code exits run is packed at the start of
-//! `.text`, in the order `hypervisor/linker.ld` lists it (issue 12). Under QEMU every
-//! VMRUN and #VMEXIT drops the emulated TLB, so each code page an exit runs through
-//! costs a refill; the list names functions by their mangled names without the hash,
-//! so a renamed function would silently fall back to its place among the rest.
+//! `.text`, and the variables they touch at the start of `.bss`, as
+//! `hypervisor/linker.ld` lists them (issue 12). Under QEMU every VMRUN and #VMEXIT
+//! drops the emulated TLB, so each page an exit touches costs a refill; the lists
+//! name functions and variables by their mangled names without the hash, so a renamed
+//! one would silently fall back to its place among the rest: these tests say so.
 
 use elf::endian::AnyEndian;
 use elf::ElfBytes;
 use rxen_tests::{image, workspace_root};
 
-/// The functions of `.text` (name, address, size), by address.
-fn functions() -> Vec<(String, u64, u64)> {
+/// The image's symbols of ELF type `kinds` (name, address, size), by address, and
+/// the address range of its section `section`.
+fn symbols(kinds: &[u8], section: &str) -> (Vec<(String, u64, u64)>, core::ops::Range<u64>) {
     let data = std::fs::read(image()).expect("read the image");
     let file = ElfBytes::<AnyEndian>::minimal_parse(&data).expect("an ELF image");
-    let (symbols, strings) = file
+    let header = file
+        .section_header_by_name(section)
+        .expect("section headers")
+        .unwrap_or_else(|| panic!("no {section} section"));
+    let (table, strings) = file
         .symbol_table()
         .expect("a symbol table")
         .expect("the image keeps its symbols");
-    let mut out: Vec<(String, u64, u64)> = symbols
+    let mut out: Vec<(String, u64, u64)> = table
         .iter()
-        .filter(|s| matches!(s.st_symtype(), elf::abi::STT_FUNC | elf::abi::STT_NOTYPE))
+        .filter(|s| kinds.contains(&s.st_symtype()))
         .filter_map(|s| {
             let name = strings.get(s.st_name as usize).ok()?;
             Some((name.to_string(), s.st_value, s.st_size))
         })
         .collect();
     out.sort_by_key(|f| f.1);
-    out
+    (out, header.sh_addr..header.sh_addr + header.sh_size)
+}
+
+/// The functions of `.text` (and the assembly labels, of no type and size).
+fn functions() -> Vec<(String, u64, u64)> {
+    symbols(&[elf::abi::STT_FUNC, elf::abi::STT_NOTYPE], ".text").0
 }
 
 /// Whether `name` matches the linker-script glob `pattern` (`*` and nothing else).
@@ -39,20 +50,29 @@ fn glob(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// The section patterns of the hot list in `linker.ld`: the `*(.text.<pattern>)`
-/// lines between `*(.text.hot ...)` and `*(.text .text.*)`, as symbol-name globs.
-fn hot_patterns() -> Vec<String> {
+/// The patterns of `linker.ld`'s lines `*(<prefix><pattern>)` after the line that
+/// starts with `from` up to the line `to`, as symbol-name globs.
+fn listed(prefix: &str, from: &str, to: &str) -> Vec<String> {
     let script = std::fs::read_to_string(workspace_root().join("hypervisor/linker.ld"))
         .expect("read linker.ld");
     script
         .lines()
         .map(str::trim)
-        .skip_while(|l| !l.starts_with("*(.text.hot "))
+        .skip_while(|l| !l.starts_with(from))
         .skip(1)
-        .take_while(|l| *l != "*(.text .text.*)")
-        .filter_map(|l| l.strip_prefix("*(.text.")?.strip_suffix(')'))
+        .take_while(|l| *l != to)
+        .filter_map(|l| {
+            l.strip_prefix("*(")?
+                .strip_prefix(prefix)?
+                .strip_suffix(')')
+        })
         .map(String::from)
         .collect()
+}
+
+/// The hot code list: the `*(.text.<pattern>)` lines after `*(.text.hot ...)`.
+fn hot_patterns() -> Vec<String> {
+    listed(".text.", "*(.text.hot ", "*(.text .text.*)")
 }
 
 /// Every pattern of the hot list names at least one function, and every function it
@@ -144,4 +164,46 @@ fn glob_matches_as_the_linker_does() {
     ));
     assert!(glob("memcpy", "memcpy"));
     assert!(!glob("memcpy", "memcpy2"));
+}
+
+/// The variables exits touch come first in `.bss`, on its first two pages: every
+/// pattern of `linker.ld`'s list names a variable of the image, and no variable the
+/// list does not name comes before the last one it does.
+#[test]
+fn the_variables_exits_touch_are_packed_at_the_start_of_bss() {
+    let patterns = listed(".bss.", ".bss :", "*(.bss .bss.*)");
+    assert!(
+        patterns.len() >= 20,
+        "hot variables in linker.ld: {patterns:?}"
+    );
+    let (objects, bss) = symbols(&[elf::abi::STT_OBJECT], ".bss");
+    let objects: Vec<_> = objects.into_iter().filter(|o| bss.contains(&o.1)).collect();
+    let hot = |name: &str| patterns.iter().any(|p| glob(p, name));
+    for pattern in &patterns {
+        assert!(
+            objects.iter().any(|(name, ..)| glob(pattern, name)),
+            "linker.ld's hot variables name {pattern:?}, which is no variable of the image \
+             (renamed?)"
+        );
+    }
+    let listed_end = objects
+        .iter()
+        .filter(|(name, ..)| hot(name))
+        .map(|(_, at, size)| at + size)
+        .max()
+        .expect("hot variables");
+    let strays: Vec<_> = objects
+        .iter()
+        .filter(|(name, at, _)| !hot(name) && *at < listed_end)
+        .map(|(name, at, _)| format!("{name} at {at:#x}"))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "unlisted variables among the hot ones: {strays:?}"
+    );
+    assert!(
+        listed_end <= bss.start + 0x2000,
+        "the hot variables end at {listed_end:#x}, past the first two pages of .bss ({:#x})",
+        bss.start
+    );
 }
