@@ -75,6 +75,16 @@ fn hot_patterns() -> Vec<String> {
     listed(".text.", "*(.text.hot ", "*(.text .text.*)")
 }
 
+/// Fails unless each of linker.ld's `patterns` names one of `symbols` (a `what`).
+fn each_names_one(patterns: &[String], symbols: &[(String, u64, u64)], what: &str) {
+    for pattern in patterns {
+        assert!(
+            symbols.iter().any(|(name, ..)| glob(pattern, name)),
+            "linker.ld lists {pattern:?}, which is no {what} of the image (renamed?)"
+        );
+    }
+}
+
 /// Every pattern of the hot list names at least one function, and every function it
 /// names lies before the first function the list does not name: the hot code is one
 /// block at the start of `.text`, after the boot code.
@@ -84,13 +94,7 @@ fn the_code_exits_run_is_packed_at_the_start() {
     assert!(patterns.len() >= 20, "hot list in linker.ld: {patterns:?}");
     let functions = functions();
     let hot = |name: &str| patterns.iter().any(|p| glob(p, name));
-    for pattern in &patterns {
-        assert!(
-            functions.iter().any(|(name, ..)| glob(pattern, name)),
-            "linker.ld's hot list names {pattern:?}, which is no function of the image \
-             (renamed?)"
-        );
-    }
+    each_names_one(&patterns, &functions, "function");
     // The block starts with the assembly the list puts first (`.text.hot.*`: the world
     // switch, the interrupt entry); from there on, every function with a size is a
     // listed one until the block ends, and none comes later.
@@ -179,13 +183,7 @@ fn the_variables_exits_touch_are_packed_at_the_start_of_bss() {
     let (objects, bss) = symbols(&[elf::abi::STT_OBJECT], ".bss");
     let objects: Vec<_> = objects.into_iter().filter(|o| bss.contains(&o.1)).collect();
     let hot = |name: &str| patterns.iter().any(|p| glob(p, name));
-    for pattern in &patterns {
-        assert!(
-            objects.iter().any(|(name, ..)| glob(pattern, name)),
-            "linker.ld's hot variables name {pattern:?}, which is no variable of the image \
-             (renamed?)"
-        );
-    }
+    each_names_one(&patterns, &objects, "variable");
     let listed_end = objects
         .iter()
         .filter(|(name, ..)| hot(name))
