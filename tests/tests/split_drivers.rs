@@ -89,7 +89,8 @@ dd if=/dev/urandom of=/mnt/written.bin bs=64k count=32 2>/dev/null
 echo rxen-domU: wrote $(md5sum /mnt/written.bin | cut -d' ' -f1)
 umount /mnt && echo rxen-domU: unmounted
 until test -b /dev/xvdb; do sleep 0.1; done
-echo rxen-domU: xvdb says $(head -c 19 /dev/xvdb)
+for i in $(seq 1 100); do test \"$(cat /sys/block/xvdb/size 2>/dev/null)\" -gt 0 2>/dev/null && break; sleep 0.1; done
+echo rxen-domU: xvdb says $(head -c 19 /dev/xvdb 2>&1)
 while test -b /dev/xvdb; do sleep 0.1; done
 echo rxen-domU: xvdb gone
 while true; do sleep 1; done
