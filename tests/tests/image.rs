@@ -151,6 +151,33 @@ fn the_code_exits_run_is_packed_at_the_start() {
     );
 }
 
+/// The jump-table list of `.rodata` names functions of the image: each pattern there
+/// (`.rodata.<function>` or `.rodata..Lswitch.table.<function>`) matches a function,
+/// so a renamed one is noticed as in `.text`.
+#[test]
+fn the_hot_jump_tables_name_functions_of_the_image() {
+    let script = std::fs::read_to_string(workspace_root().join("hypervisor/linker.ld"))
+        .expect("read linker.ld");
+    let patterns: Vec<String> = script
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with(".rodata :"))
+        .skip(1)
+        .take_while(|l| *l != "*(.rodata .rodata.*)")
+        .filter_map(|l| l.strip_prefix("*(")?.strip_suffix(')'))
+        .flat_map(str::split_whitespace)
+        .filter_map(|p| {
+            let p = p.strip_prefix(".rodata.")?;
+            Some(p.strip_prefix(".Lswitch.table.").unwrap_or(p).to_string())
+        })
+        .collect();
+    assert!(
+        patterns.len() >= 8,
+        "hot jump tables in linker.ld: {patterns:?}"
+    );
+    each_names_one(&patterns, &functions(), "function");
+}
+
 #[test]
 fn glob_matches_as_the_linker_does() {
     assert!(glob(

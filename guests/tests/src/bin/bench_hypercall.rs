@@ -41,7 +41,7 @@ fn main(_si: &StartInfo) {
     check!(khz > 0, "TSC frequency known");
     let ns = |ticks: u64| ticks as u128 * 1_000_000 / u128::from(khz.max(1));
 
-    // Warm up both paths.
+    // Warm up the three paths.
     for _ in 0..1000 {
         // SAFETY: no pointers.
         unsafe {
@@ -51,7 +51,7 @@ fn main(_si: &StartInfo) {
         apic_tpr();
     }
 
-    // Alternate the two measurements and keep the best of each: emulation
+    // Alternate the three measurements and keep the best of each: emulation
     // shares the host with other work, and the minimum is the least disturbed.
     let (mut null_hypercall, mut empty_exit, mut mmio) = (u128::MAX, u128::MAX, u128::MAX);
     for _ in 0..TRIALS {
