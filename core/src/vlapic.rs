@@ -1,15 +1,23 @@
-//! An emulated local APIC (xAPIC mode) per vCPU, as Xen's vlapic presents it
-//! to HVM/PVH guests: the register file, interrupt priorities (IRR, ISR,
-//! TPR, PPR), EOI, the timer (one-shot and periodic, counting at a 1 GHz
-//! bus clock divided by the divide configuration) and the decoding of
-//! interrupt commands (ICR). Pure state: the platform maps the page at the
+//! An emulated local APIC per vCPU, as Xen's vlapic presents it to HVM/PVH
+//! guests: the register file, interrupt priorities (IRR, ISR, TPR, PPR),
+//! EOI, the timer (one-shot and periodic, counting at a 1 GHz bus clock
+//! divided by the divide configuration) and the decoding of interrupt
+//! commands (ICR), in xAPIC mode (the register page) and in x2APIC mode
+//! (the MSRs from [`X2APIC_MSR_FIRST`], with Xen's `guest_rdmsr_x2apic` /
+//! `guest_wrmsr_x2apic` rules: which registers exist, which bits are
+//! reserved, the self-IPI register; IA32_APIC_BASE's mode changes as
+//! `guest_wrmsr_apic_base`). Pure state: the platform maps the page at the
 //! APIC base, injects what [`Vlapic::pending_vector`] offers and carries out
 //! the commands [`Vlapic::write`] returns.
 //!
-//! Not emulated: x2APIC mode (hidden in CPUID), the TSC-deadline timer
-//! (hidden), level-triggered interrupts (TMR reads 0), error reporting (ESR
+//! x2APIC IDs: the vCPU's APIC ID, as in xAPIC mode and CPUID leaf 1 (Xen
+//! gives vCPU n the ID 2n in both modes; rxen gives it n throughout), the
+//! logical ID derived from it (cluster `id >> 4`, bit `id & 15`).
+//!
+//! Not emulated: the TSC-deadline timer (hidden), error reporting (ESR
 //! reads 0), the thermal, performance and LINT pins (their LVTs are only
-//! stored), remote read, SMI, and writes to the APIC ID (ignored).
+//! stored; CMCI is not kept), remote read, SMI, and writes to the APIC ID
+//! (ignored in xAPIC mode, #GP in x2APIC mode).
 // Guest or firmware input is parsed here: no unchecked arithmetic, no
 // indexing that can panic (tests exempt).
 #![cfg_attr(
@@ -25,6 +33,13 @@ pub const BASE_BSP: u64 = 1 << 8;
 pub const BASE_EXTD: u64 = 1 << 10;
 /// IA32_APIC_BASE: APIC globally enabled.
 pub const BASE_ENABLE: u64 = 1 << 11;
+/// IA32_APIC_BASE: the base address bits (Xen's `APIC_BASE_ADDR_MASK`).
+pub const BASE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+/// The first x2APIC MSR (`MSR_X2APIC_FIRST`): register offset `o` of the
+/// page is MSR `0x800 + o / 16`.
+pub const X2APIC_MSR_FIRST: u32 = 0x800;
+/// The last MSR of the x2APIC range (`MSR_X2APIC_LAST`).
+pub const X2APIC_MSR_LAST: u32 = 0x8FF;
 
 /// Register offsets in the APIC page.
 pub mod reg {
@@ -54,6 +69,10 @@ pub mod reg {
     pub const TIMER_INITIAL: u32 = 0x380;
     pub const TIMER_CURRENT: u32 = 0x390;
     pub const TIMER_DIVIDE: u32 = 0x3E0;
+    /// x2APIC only: corrected machine-check interrupt LVT (MSR 0x82F).
+    pub const CMCI: u32 = 0x2F0;
+    /// x2APIC only: the self-IPI register (MSR 0x83F), write-only.
+    pub const SELF_IPI: u32 = 0x3F0;
 }
 
 /// The version register: version 0x14 (integrated APIC), highest LVT 5
@@ -63,6 +82,23 @@ pub const VERSION: u32 = 0x0005_0014;
 pub const LVT_MASKED: u32 = 1 << 16;
 /// LVT timer: periodic mode.
 pub const TIMER_PERIODIC: u32 = 1 << 17;
+/// Bits an x2APIC write may set in every LVT (Xen's `LVT_MASK`: vector,
+/// delivery status, mask).
+const X2_LVT: u64 = 0xFF | (1 << 12) | LVT_MASKED as u64;
+/// ... and in an LVT with a delivery mode (`APIC_MODE_MASK`).
+const X2_LVT_MODE: u64 = X2_LVT | 0x700;
+/// ... in LINT0/LINT1 (Xen's `LINT_MASK`: polarity, remote IRR, trigger).
+const X2_LINT: u64 = X2_LVT_MODE | (1 << 13) | (1 << 14) | (1 << 15);
+/// ... in the timer's LVT (`APIC_TIMER_MODE_MASK`, bits 17-18).
+const X2_LVT_TIMER: u64 = X2_LVT | (3 << 17);
+/// Bits an x2APIC ICR write may set in its low half (vector, delivery
+/// mode, destination mode, level, trigger, shorthand).
+const X2_ICR_LOW: u64 = 0xFF | 0x700 | (1 << 11) | (1 << 14) | (1 << 15) | (3 << 18);
+/// SVR bits an x2APIC write may set (vector, enable, focus disabled; no
+/// directed EOI, which the version register does not offer).
+const X2_SVR: u64 = 0xFF | SVR_ENABLE as u64 | (1 << 9);
+/// ICR: the "self" destination shorthand.
+const SHORTHAND_SELF: u32 = 1 << 18;
 /// SVR: APIC software enable.
 pub const SVR_ENABLE: u32 = 1 << 8;
 /// Nanoseconds per bus clock tick (Xen's vlapic: a 1 GHz bus).
@@ -126,13 +162,22 @@ pub struct Icr {
     pub logical: bool,
     /// Destination shorthand.
     pub shorthand: Shorthand,
-    /// Destination field (ICR bits 56-63).
-    pub dest: u8,
+    /// Destination: ICR bits 56-63 in xAPIC mode, 32-63 in x2APIC mode.
+    pub dest: u32,
 }
 
 impl Icr {
-    /// Decodes the low and high halves of the ICR.
+    /// Decodes the low and high halves of the ICR in xAPIC mode.
     pub fn decode(low: u32, high: u32) -> Self {
+        Self::decode_to(low, high >> 24)
+    }
+
+    /// Decodes the 64-bit ICR of x2APIC mode (a 32-bit destination).
+    pub fn decode_x2apic(icr: u64) -> Self {
+        Self::decode_to(icr as u32, (icr >> 32) as u32)
+    }
+
+    fn decode_to(low: u32, dest: u32) -> Self {
         let level_assert = low & (1 << 14) != 0;
         let level_triggered = low & (1 << 15) != 0;
         let mode = match (low >> 8) & 7 {
@@ -156,7 +201,7 @@ impl Icr {
             mode,
             logical: low & (1 << 11) != 0,
             shorthand,
-            dest: (high >> 24) as u8,
+            dest,
         }
     }
 }
@@ -279,7 +324,12 @@ impl Vlapic {
     /// and the base MSR.
     pub fn reset(&mut self) {
         self.tpr = 0;
-        self.ldr = 0;
+        // INIT keeps x2APIC mode, whose logical ID is fixed.
+        self.ldr = if self.x2apic_mode() {
+            self.x2apic_ldr()
+        } else {
+            0
+        };
         self.dfr = 0xFFFF_FFFF;
         self.svr = 0xFF;
         self.isr = VectorBits::default();
@@ -320,19 +370,56 @@ impl Vlapic {
         self.hw_enabled() && self.svr & SVR_ENABLE != 0
     }
 
-    /// A write to IA32_APIC_BASE; `false` for a value refused with #GP: a
-    /// different base (relocation is not supported, as on Xen), x2APIC mode
-    /// (hidden), reserved bits, or a change of the BSP flag. Disabling
-    /// resets the APIC; it comes back enabled in its power-up state.
+    /// Whether the APIC is in x2APIC mode (IA32_APIC_BASE enable and EXTD).
+    pub fn x2apic_mode(&self) -> bool {
+        self.base_msr & (BASE_ENABLE | BASE_EXTD) == BASE_ENABLE | BASE_EXTD
+    }
+
+    /// Whether the APIC is in xAPIC mode (enabled, EXTD clear).
+    pub fn xapic_mode(&self) -> bool {
+        self.base_msr & (BASE_ENABLE | BASE_EXTD) == BASE_ENABLE
+    }
+
+    /// The logical ID x2APIC mode derives from the APIC ID (cluster in bits
+    /// 16-31, one bit of 16 below).
+    fn x2apic_ldr(&self) -> u32 {
+        let id = u32::from(self.id);
+        ((id & !0xF) << 12) | (1 << (id & 0xF))
+    }
+
+    /// A write to IA32_APIC_BASE, as Xen's `guest_wrmsr_apic_base`; `false`
+    /// for a value refused with #GP: reserved bits, an xAPIC-mode base other
+    /// than the default (relocation is not supported, as on Xen), EXTD set
+    /// while enabling or disabling (disabled to x2APIC directly, or x2APIC
+    /// to disabled without clearing EXTD), or EXTD changed while not in
+    /// xAPIC mode (x2APIC back to xAPIC; EXTD alone while disabled).
+    /// Disabling resets the APIC; it comes back enabled in its power-up
+    /// state. Entering x2APIC mode keeps the registers and derives the
+    /// logical ID.
     pub fn write_base_msr(&mut self, value: u64) -> bool {
-        let fixed = !(BASE_ENABLE);
-        if value & fixed != self.base_msr & fixed {
+        if value & !(BASE_ADDR_MASK | BASE_ENABLE | BASE_BSP | BASE_EXTD) != 0 {
             return false;
         }
-        if value & BASE_ENABLE == 0 && self.hw_enabled() {
-            self.reset();
+        if value & (BASE_ENABLE | BASE_EXTD) == BASE_ENABLE
+            && value & BASE_ADDR_MASK != DEFAULT_BASE
+        {
+            return false;
+        }
+        let changed = self.base_msr ^ value;
+        if changed & BASE_ENABLE != 0 {
+            if value & BASE_EXTD != 0 {
+                return false;
+            }
+        } else if changed & BASE_EXTD != 0 && !self.xapic_mode() {
+            return false;
         }
         self.base_msr = value;
+        if changed & BASE_ENABLE != 0 && value & BASE_ENABLE == 0 {
+            self.reset();
+        }
+        if self.x2apic_mode() {
+            self.ldr = self.x2apic_ldr();
+        }
         true
     }
 
@@ -439,13 +526,26 @@ impl Vlapic {
     }
 
     /// Whether this APIC is a destination of `dest` in physical (`logical`
-    /// false) or logical mode (flat or cluster model by the DFR).
-    pub fn accepts(&self, dest: u8, logical: bool) -> bool {
-        if dest == 0xFF {
-            return true;
+    /// false) or logical mode. xAPIC mode: `0xFF` is every APIC, logical
+    /// destinations follow the DFR's flat or cluster model (on the low 8
+    /// bits). x2APIC mode: `0xFFFF_FFFF` is every APIC, a logical
+    /// destination is a cluster (bits 16-31) and a bitmap of its members
+    /// (as Xen's `vlapic_match_dest`).
+    pub fn accepts(&self, dest: u32, logical: bool) -> bool {
+        if self.x2apic_mode() {
+            return dest == u32::MAX
+                || if logical {
+                    self.ldr >> 16 == dest >> 16 && self.ldr & dest & 0xFFFF != 0
+                } else {
+                    dest == u32::from(self.id)
+                };
         }
         if !logical {
-            return dest == self.id;
+            return dest == 0xFF || dest == u32::from(self.id);
+        }
+        let dest = dest as u8;
+        if dest == 0xFF {
+            return true;
         }
         let logical_id = (self.ldr >> 24) as u8;
         if self.dfr >> 28 == 0xF {
@@ -598,6 +698,85 @@ impl Vlapic {
             }
         }
         WriteEffect::None
+    }
+
+    /// The register offset of x2APIC MSR `msr` (`None` outside the range).
+    fn x2apic_offset(msr: u32) -> Option<u32> {
+        (X2APIC_MSR_FIRST..=X2APIC_MSR_LAST)
+            .contains(&msr)
+            .then(|| msr.wrapping_sub(X2APIC_MSR_FIRST) << 4)
+    }
+
+    /// RDMSR of x2APIC MSR `msr` at system time `now`, as Xen's
+    /// `guest_rdmsr_x2apic`: `None` (#GP) outside x2APIC mode and for what
+    /// is not a readable register (APR, DFR, EOI, remote read, ICR's upper
+    /// half, the self-IPI register, anything unassigned). The ID reads
+    /// whole, the ICR as one 64-bit register.
+    pub fn read_x2apic(&self, msr: u32, now: u64) -> Option<u64> {
+        if !self.x2apic_mode() {
+            return None;
+        }
+        let offset = Self::x2apic_offset(msr)?;
+        match offset {
+            reg::ID => Some(u64::from(self.id)),
+            reg::ICR_LO => Some(u64::from(self.icr_high) << 32 | u64::from(self.icr_low)),
+            reg::CMCI => Some(0),
+            reg::VERSION
+            | reg::TPR
+            | reg::PPR
+            | reg::LDR
+            | reg::SVR
+            | reg::ESR
+            | reg::LVT_TIMER..=reg::LVT_ERROR
+            | reg::TIMER_INITIAL
+            | reg::TIMER_CURRENT
+            | reg::TIMER_DIVIDE
+            | reg::ISR..=0x270 => Some(u64::from(self.read(offset, now))),
+            _ => None,
+        }
+    }
+
+    /// WRMSR of `value` to x2APIC MSR `msr` at system time `now`, as Xen's
+    /// `guest_wrmsr_x2apic`: `None` (#GP) outside x2APIC mode, for a
+    /// register that is read-only or absent, for reserved bits set, and for
+    /// EOI and ESR written with anything but 0. The ICR is written whole
+    /// (the command goes out), the self-IPI register sends its vector to
+    /// this APIC (and reads back in the ICR, as on Xen).
+    pub fn write_x2apic(&mut self, msr: u32, value: u64, now: u64) -> Option<WriteEffect> {
+        if !self.x2apic_mode() {
+            return None;
+        }
+        let offset = Self::x2apic_offset(msr)?;
+        let writable = match offset {
+            reg::TPR | reg::SELF_IPI => 0xFF,
+            reg::SVR => X2_SVR,
+            reg::LVT_TIMER => X2_LVT_TIMER,
+            reg::LVT_THERMAL | reg::LVT_PERF | reg::CMCI => X2_LVT_MODE,
+            reg::LVT_LINT0 | reg::LVT_LINT1 => X2_LINT,
+            reg::LVT_ERROR => X2_LVT,
+            // As Xen: not checked, the register takes the low 32 bits.
+            reg::TIMER_INITIAL => u64::MAX,
+            reg::TIMER_DIVIDE => 0xB,
+            reg::ICR_LO => X2_ICR_LOW | 0xFFFF_FFFF << 32,
+            reg::EOI | reg::ESR => 0,
+            _ => return None,
+        };
+        if value & !writable != 0 {
+            return None;
+        }
+        Some(match offset {
+            reg::CMCI => WriteEffect::None,
+            reg::ICR_LO => {
+                self.icr_low = value as u32;
+                self.icr_high = (value >> 32) as u32;
+                WriteEffect::SendIpi(Icr::decode_x2apic(value))
+            }
+            reg::SELF_IPI => {
+                self.icr_low = SHORTHAND_SELF | value as u32;
+                WriteEffect::SendIpi(Icr::decode_x2apic(u64::from(self.icr_low)))
+            }
+            _ => self.write(offset, value as u32, now),
+        })
     }
 }
 
@@ -831,8 +1010,11 @@ mod tests {
         let mut l = Vlapic::new(0, true);
         let base = l.base_msr();
         assert!(!l.write_base_msr(0xFED0_0000 | BASE_ENABLE | BASE_BSP));
-        assert!(!l.write_base_msr(base | BASE_EXTD));
-        assert!(!l.write_base_msr(base & !BASE_BSP));
+        assert!(!l.write_base_msr(base | 1 << 9), "reserved bit");
+        assert!(!l.write_base_msr(base | 1 << 52), "reserved bit");
+        // The BSP flag is the guest's to change, as on Xen.
+        assert!(l.write_base_msr(base & !BASE_BSP));
+        assert!(l.write_base_msr(base));
         l.write(reg::SVR, 0x1FF, 0);
         l.set_irq(0x80);
         assert!(l.write_base_msr(base & !BASE_ENABLE));
@@ -840,6 +1022,197 @@ mod tests {
         assert!(l.write_base_msr(base));
         assert_eq!(l.read(reg::SVR, 0), 0xFF, "reset by the disable");
         assert_eq!(l.read(reg::IRR + 0x40, 0), 0);
+    }
+
+    fn x2apic(id: u8) -> Vlapic {
+        let mut l = Vlapic::new(id, false);
+        l.write(reg::SVR, SVR_ENABLE | 0xFF, 0);
+        assert!(l.write_base_msr(l.base_msr() | BASE_EXTD));
+        l
+    }
+
+    /// MSR of the register at `offset`.
+    fn msr(offset: u32) -> u32 {
+        X2APIC_MSR_FIRST + offset / 0x10
+    }
+
+    /// IA32_APIC_BASE's mode changes: xAPIC to x2APIC and x2APIC to
+    /// disabled only, as the SDM and Xen's `guest_wrmsr_apic_base`.
+    #[test]
+    fn x2apic_mode_changes() {
+        let mut l = enabled();
+        let base = l.base_msr();
+        l.write(reg::LDR, 0x0800_0000, 0);
+        l.write(reg::TPR, 0x20, 0);
+        assert!(l.xapic_mode() && !l.x2apic_mode());
+        assert_eq!(
+            l.read_x2apic(msr(reg::TPR), 0),
+            None,
+            "no MSRs in xAPIC mode"
+        );
+        assert!(l.write_base_msr(base | BASE_EXTD));
+        assert!(l.x2apic_mode() && !l.xapic_mode());
+        // The registers stay; the logical ID is the ID's (3: cluster 0, bit 3).
+        assert_eq!(l.read_x2apic(msr(reg::TPR), 0), Some(0x20));
+        assert_eq!(l.read_x2apic(msr(reg::LDR), 0), Some(1 << 3));
+        // Back to xAPIC, or disabled with EXTD still set: #GP.
+        assert!(!l.write_base_msr(base));
+        assert!(!l.write_base_msr((base | BASE_EXTD) & !BASE_ENABLE));
+        // x2APIC mode does not check the base (no page to place).
+        assert!(l.write_base_msr(0xFED0_0000 | BASE_ENABLE | BASE_EXTD));
+        assert!(l.write_base_msr(base | BASE_EXTD));
+        // Disabled: reset; from there not straight to x2APIC, nor EXTD alone.
+        assert!(l.write_base_msr(base & !BASE_ENABLE));
+        assert!(!l.hw_enabled() && !l.x2apic_mode());
+        assert!(!l.write_base_msr(base | BASE_EXTD));
+        assert!(!l.write_base_msr((base | BASE_EXTD) & !BASE_ENABLE));
+        assert!(l.write_base_msr(base));
+        assert_eq!(l.read(reg::LDR, 0), 0, "xAPIC again, reset");
+        assert_eq!(l.read(reg::TPR, 0), 0);
+        // An INIT in x2APIC mode keeps the mode and its logical ID.
+        let mut l = x2apic(0x13);
+        l.reset();
+        assert!(l.x2apic_mode());
+        assert_eq!(l.read_x2apic(msr(reg::LDR), 0), Some(1 << 16 | 1 << 3));
+    }
+
+    #[test]
+    fn x2apic_reads() {
+        let mut l = x2apic(0x25);
+        assert_eq!(l.read_x2apic(msr(reg::ID), 0), Some(0x25), "the ID whole");
+        assert_eq!(
+            l.read_x2apic(msr(reg::VERSION), 0),
+            Some(u64::from(VERSION))
+        );
+        assert_eq!(l.read_x2apic(msr(reg::LDR), 0), Some(2 << 16 | 1 << 5));
+        assert_eq!(l.read_x2apic(msr(reg::SVR), 0), Some(0x1FF));
+        assert_eq!(
+            l.read_x2apic(msr(reg::LVT_TIMER), 0),
+            Some(u64::from(LVT_MASKED))
+        );
+        assert_eq!(l.read_x2apic(msr(reg::CMCI), 0), Some(0));
+        l.set_irq(0x61);
+        assert_eq!(l.read_x2apic(msr(reg::IRR + 0x30), 0), Some(1 << 1));
+        // Not readable: APR, EOI, remote read, DFR, ICR2, SELF_IPI, holes, past
+        // the last register, outside the range.
+        for offset in [
+            reg::APR,
+            reg::EOI,
+            reg::RRD,
+            reg::DFR,
+            reg::ICR_HI,
+            reg::SELF_IPI,
+        ] {
+            assert_eq!(l.read_x2apic(msr(offset), 0), None, "{offset:#x}");
+        }
+        for m in [0x801, 0x804, 0x829, 0x83A, 0x840, 0x8FF, 0x7FF, 0x900] {
+            assert_eq!(l.read_x2apic(m, 0), None, "{m:#x}");
+        }
+        // The ICR as one 64-bit register.
+        assert!(l
+            .write_x2apic(msr(reg::ICR_LO), 0x0000_0007_0000_4030, 0)
+            .is_some());
+        assert_eq!(
+            l.read_x2apic(msr(reg::ICR_LO), 0),
+            Some(0x0000_0007_0000_4030)
+        );
+    }
+
+    #[test]
+    fn x2apic_writes() {
+        let mut l = x2apic(2);
+        let w = |l: &mut Vlapic, offset: u32, value: u64| l.write_x2apic(msr(offset), value, 0);
+        assert_eq!(w(&mut l, reg::TPR, 0x30), Some(WriteEffect::None));
+        assert_eq!(l.read_x2apic(msr(reg::PPR), 0), Some(0x30));
+        assert_eq!(w(&mut l, reg::TPR, 0x130), None, "TPR reserved bits");
+        assert_eq!(w(&mut l, reg::TPR, 1 << 32), None, "upper half reserved");
+        // EOI and ESR take only 0.
+        l.set_irq(0x80);
+        l.acknowledge(0x80);
+        assert_eq!(w(&mut l, reg::EOI, 1), None);
+        assert!(l.in_service(0x80));
+        assert_eq!(w(&mut l, reg::EOI, 0), Some(WriteEffect::None));
+        assert!(!l.in_service(0x80));
+        assert_eq!(w(&mut l, reg::ESR, 4), None);
+        assert_eq!(w(&mut l, reg::ESR, 0), Some(WriteEffect::None));
+        // Read-only and absent registers.
+        for offset in [
+            reg::ID,
+            reg::VERSION,
+            reg::PPR,
+            reg::LDR,
+            reg::DFR,
+            reg::APR,
+            reg::ISR,
+            reg::TMR,
+            reg::IRR,
+            reg::TIMER_CURRENT,
+            reg::ICR_HI,
+            0x10,
+        ] {
+            assert_eq!(w(&mut l, offset, 0), None, "{offset:#x}");
+        }
+        assert_eq!(l.write_x2apic(0x900, 0, 0), None);
+        // LVTs: reserved bits refused, the timer's mode bits taken.
+        assert_eq!(w(&mut l, reg::LVT_TIMER, 0x700), None, "no delivery mode");
+        assert_eq!(w(&mut l, reg::LVT_TIMER, 1 << 19), None);
+        assert_eq!(
+            w(&mut l, reg::LVT_TIMER, u64::from(TIMER_PERIODIC | 0x40)),
+            Some(WriteEffect::None)
+        );
+        assert_eq!(w(&mut l, reg::LVT_LINT0, 0x8700), Some(WriteEffect::None));
+        assert_eq!(w(&mut l, reg::LVT_ERROR, 0x400), None);
+        assert_eq!(
+            w(&mut l, reg::SVR, 0x1000),
+            None,
+            "directed EOI not offered"
+        );
+        assert_eq!(w(&mut l, reg::TIMER_DIVIDE, 0x4), None);
+        assert_eq!(w(&mut l, reg::TIMER_DIVIDE, 0xB), Some(WriteEffect::None));
+        assert_eq!(
+            w(&mut l, reg::TIMER_INITIAL, 1000),
+            Some(WriteEffect::TimerChanged)
+        );
+        assert_eq!(l.timer_deadline(), Some(1000));
+        // The ICR: a 32-bit destination, reserved low bits refused (the
+        // delivery status, bit 13, bits 16-17, 20-31).
+        for bit in [12, 13, 16, 17, 20, 31] {
+            assert_eq!(w(&mut l, reg::ICR_LO, 0x30 | 1 << bit), None, "bit {bit}");
+        }
+        assert_eq!(
+            w(&mut l, reg::ICR_LO, 0x0001_0002_0000_0831),
+            Some(WriteEffect::SendIpi(Icr {
+                vector: 0x31,
+                mode: DeliveryMode::Fixed,
+                logical: true,
+                shorthand: Shorthand::None,
+                dest: 0x0001_0002,
+            }))
+        );
+        // Self IPI: the vector only.
+        assert_eq!(w(&mut l, reg::SELF_IPI, 0x100), None);
+        let Some(WriteEffect::SendIpi(icr)) = w(&mut l, reg::SELF_IPI, 0x45) else {
+            panic!("self IPI");
+        };
+        assert_eq!(
+            (icr.vector, icr.mode, icr.shorthand),
+            (0x45, DeliveryMode::Fixed, Shorthand::SelfOnly)
+        );
+        // Nothing in xAPIC mode.
+        let mut x = enabled();
+        assert_eq!(x.write_x2apic(msr(reg::TPR), 0, 0), None);
+        assert_eq!(x.write_x2apic(msr(reg::EOI), 0, 0), None);
+    }
+
+    #[test]
+    fn x2apic_destinations() {
+        let l = x2apic(0x13);
+        assert!(l.accepts(0x13, false) && l.accepts(u32::MAX, false) && l.accepts(u32::MAX, true));
+        assert!(!l.accepts(0xFF, false), "0xFF is an ID in x2APIC mode");
+        assert!(!l.accepts(0x0113, false));
+        // Cluster 1, member bit 3.
+        assert!(l.accepts(0x0001_0008, true) && l.accepts(0x0001_FFFF, true));
+        assert!(!l.accepts(0x0000_0008, true) && !l.accepts(0x0001_0004, true));
     }
 
     #[test]

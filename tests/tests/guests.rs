@@ -188,6 +188,7 @@ guest_tests!(
     bad_input,
     ring3,
     lapic,
+    x2apic,
     bad_memory,
     ctrl_regs,
     spec_ctrl,

@@ -131,6 +131,7 @@ xen_tests!(
     dom0_acpi,
     ring3,
     lapic,
+    x2apic,
     bad_memory,
     spec_ctrl,
     amd_msrs,

@@ -85,8 +85,10 @@ pub fn guest_cpuid(
             b = (b & 0x0000_FFFF) | (ctx.vcpu_id << 24) | (ctx.nr_vcpus.min(255) << 16);
             c &=
                 !(L1_ECX_MONITOR | L1_ECX_VMX | L1_ECX_SMX | L1_ECX_EST | L1_ECX_TM2 | L1_ECX_PDCM);
-            c &= !(L1_ECX_X2APIC | L1_ECX_TSC_DEADLINE);
-            c |= L1_ECX_HYPERVISOR;
+            // The vlapic offers x2APIC mode whatever the host has (Xen's
+            // HVM policy sets it always); no TSC-deadline timer.
+            c &= !L1_ECX_TSC_DEADLINE;
+            c |= L1_ECX_HYPERVISOR | L1_ECX_X2APIC;
             d &= !(L1_EDX_ACPI | L1_EDX_TM | L1_EDX_PBE);
         }
         0x5 | 0x6 | 0xA | 0xB | 0x1F => [a, b, c, d] = [0; 4],
@@ -269,7 +271,16 @@ mod tests {
         assert_eq!(guest_cpuid(0x8000_000A, 0, &ctx(), &host), [0; 4]);
         let l1 = guest_cpuid(1, 0, &ctx(), &host);
         assert_ne!(l1[2] & L1_ECX_HYPERVISOR, 0);
-        assert_eq!(l1[2] & (L1_ECX_X2APIC | L1_ECX_MONITOR | L1_ECX_VMX), 0);
+        assert_eq!(l1[2] & (L1_ECX_MONITOR | L1_ECX_VMX), 0);
+        // x2APIC is the vlapic's, offered on a host without it too.
+        let no_x2apic = |leaf: u32, sub: u32| {
+            let mut r = host(leaf, sub);
+            if leaf == 1 {
+                r[2] &= !L1_ECX_X2APIC;
+            }
+            r
+        };
+        assert_ne!(guest_cpuid(1, 0, &ctx(), &no_x2apic)[2] & L1_ECX_X2APIC, 0);
         assert_eq!(l1[1] >> 24, 1, "APIC ID is the vCPU id");
         let l7 = guest_cpuid(7, 0, &ctx(), &host);
         assert_eq!(l7[2] & L7_ECX_CET_SS, 0);

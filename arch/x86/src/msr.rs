@@ -8,6 +8,10 @@
 pub const MSR_IA32_TSC: u32 = 0x0000_0010;
 /// Local APIC base address and mode.
 pub const MSR_IA32_APICBASE: u32 = 0x0000_001B;
+/// The first x2APIC register MSR (Xen's `MSR_X2APIC_FIRST`).
+pub const MSR_X2APIC_FIRST: u32 = 0x0000_0800;
+/// The last MSR of the x2APIC range (`MSR_X2APIC_LAST`).
+pub const MSR_X2APIC_LAST: u32 = 0x0000_08FF;
 /// IA32_APIC_BASE: the APIC is globally enabled.
 pub const APICBASE_ENABLE: u64 = 1 << 11;
 /// IA32_APIC_BASE: the base address (bits 12 to 51).

@@ -8,6 +8,7 @@ use rxen_core::i8254;
 use rxen_core::ioport_policy::{DenyReason, PortPolicy};
 use rxen_core::log::RateLimit;
 use rxen_core::mm::{Gfn, Gpa};
+use rxen_core::vlapic::WriteEffect;
 use rxen_x86::cpuid_policy::CpuidContext;
 use rxen_x86::exit::handle::{self as exit_handle, HltKind, IoEffect, MsrEnv};
 use rxen_x86::exit::{Exit, IoAccess, NestedFault};
@@ -656,6 +657,8 @@ struct MsrMachine<'a> {
     lapic: &'a mut rxen_core::vlapic::Vlapic,
     memory: &'a mut super::memory::GuestMemory,
     hypercall_page: &'a mut Option<u64>,
+    /// What an x2APIC write asks of the domain, carried out after the exit.
+    lapic_effect: rxen_core::vlapic::WriteEffect,
 }
 
 impl MsrEnv for MsrMachine<'_> {
@@ -677,6 +680,16 @@ impl MsrEnv for MsrMachine<'_> {
     }
     fn ibpb(&mut self) {
         rxen_x86::spec_ctrl::ibpb();
+    }
+    fn read_x2apic(&mut self, index: u32) -> Option<u64> {
+        self.lapic.read_x2apic(index, crate::time::now_ns())
+    }
+    fn write_x2apic(&mut self, index: u32, value: u64) -> bool {
+        let effect = self.lapic.write_x2apic(index, value, crate::time::now_ns());
+        if let Some(effect) = effect {
+            self.lapic_effect = effect;
+        }
+        effect.is_some()
     }
 }
 
@@ -711,6 +724,7 @@ fn msr(domain: &mut HvmDomain, v: usize, index: u32, write: Option<u64>) {
         lapic: &mut core.vcpus[v].lapic,
         memory,
         hypercall_page,
+        lapic_effect: WriteEffect::None,
     };
     if let Err(Gp) = exit_handle::msr(view, index, write, &caps, machine) {
         log!(
@@ -719,6 +733,11 @@ fn msr(domain: &mut HvmDomain, v: usize, index: u32, write: Option<u64>) {
             core.id,
             if write.is_some() { "write" } else { "read" }
         );
+    }
+    match machine.lapic_effect {
+        WriteEffect::SendIpi(icr) => vlapic::send_ipi(domain, v, icr),
+        WriteEffect::EoiLevel(vector) => vlapic::eoi_level(domain, vector),
+        WriteEffect::TimerChanged | WriteEffect::None => {}
     }
 }
 

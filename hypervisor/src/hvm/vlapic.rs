@@ -1,5 +1,6 @@
 //! The local APIC of PVH vCPUs on SVM, as Xen's vlapic: the register page
-//! at the APIC base served through the MMIO emulator, interrupt commands to
+//! at the APIC base served through the MMIO emulator (x2APIC mode's MSRs
+//! are served by the MSR exit, `exits::msr`), interrupt commands to
 //! the domain's other vCPUs (fixed, NMI, INIT, start-up), and the injection
 //! of what the APIC lets through. The register logic is the core's
 //! [`rxen_core::vlapic`].
@@ -63,10 +64,12 @@ impl Mmio for LapicPage<'_> {
     }
 }
 
-/// Whether `gpa` is in the register page of vCPU `v`'s enabled APIC.
+/// Whether `gpa` is in the register page of vCPU `v`'s APIC: enabled
+/// and in xAPIC mode (in x2APIC mode the page is not decoded and reads as
+/// unbacked memory, as Xen's `vlapic_range`).
 pub fn is_lapic_page(domain: &HvmDomain, v: usize, gpa: u64) -> bool {
     let lapic = &domain.core.vcpus[v].lapic;
-    lapic.hw_enabled() && gpa & !0xFFF == lapic.base()
+    lapic.xapic_mode() && gpa & !0xFFF == lapic.base()
 }
 
 /// Carries out interrupt command `icr` of vCPU `from`: the targets of the
@@ -151,7 +154,7 @@ pub fn deliver_device(
     level: bool,
 ) {
     for vcpu in &mut domain.core.vcpus {
-        if !vcpu.lapic.accepts(dest, logical) {
+        if !vcpu.lapic.accepts(u32::from(dest), logical) {
             continue;
         }
         match mode {

@@ -73,6 +73,7 @@ pub const CASES: &[Case] = &[
     case("dom0_acpi"),
     case("ring3"),
     case("lapic"),
+    case("x2apic"),
     case("bad_memory"),
     case("ctrl_regs"),
     Case {

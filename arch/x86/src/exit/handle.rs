@@ -9,6 +9,7 @@
 
 use crate::cpuid_policy::{self, CpuidContext};
 use crate::ctrlreg::{cr4, guest_xcr0_ok};
+use crate::msr::{MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
 use crate::msr_policy::{self, Gp, MsrCaps, MsrHost, WriteEffect};
 
 use super::vcpu::{ExitVcpu, Gpr};
@@ -124,6 +125,10 @@ pub trait MsrEnv {
     fn write_hypercall_page(&mut self, gfn: u64) -> bool;
     /// Issues an indirect branch prediction barrier.
     fn ibpb(&mut self);
+    /// RDMSR of an x2APIC register MSR; `None` raises #GP.
+    fn read_x2apic(&mut self, index: u32) -> Option<u64>;
+    /// WRMSR of an x2APIC register MSR; whether the local APIC took it.
+    fn write_x2apic(&mut self, index: u32, value: u64) -> bool;
 }
 
 /// [`MsrHost`] from the vCPU (PAT, EFER) and the machine (TSC, APIC).
@@ -147,10 +152,12 @@ impl<V: ExitVcpu, E: MsrEnv> MsrHost for Host<'_, V, E> {
     }
 }
 
-/// RDMSR (`write` None) or WRMSR of `index`: [`msr_policy`] decides, the
-/// vCPU and `env` carry out what it hands back; a read lands in EDX:EAX
-/// (the upper halves of RAX and RDX cleared). A refused access raises
-/// #GP(0), leaves RIP on the instruction and is returned for the log.
+/// RDMSR (`write` None) or WRMSR of `index`: the x2APIC range goes to
+/// the local APIC through `env`, everything else to [`msr_policy`], and
+/// the vCPU and `env` carry out what it hands back; a read lands in
+/// EDX:EAX (the upper halves of RAX and RDX cleared). A refused access
+/// raises #GP(0), leaves RIP on the instruction and is returned for the
+/// log.
 pub fn msr<V: ExitVcpu, E: MsrEnv>(
     vcpu: &mut V,
     index: u32,
@@ -158,7 +165,13 @@ pub fn msr<V: ExitVcpu, E: MsrEnv>(
     caps: &MsrCaps,
     env: &mut E,
 ) -> Result<(), Gp> {
+    let x2apic = (MSR_X2APIC_FIRST..=MSR_X2APIC_LAST).contains(&index);
     let done = match write {
+        Some(value) if x2apic => env.write_x2apic(index, value).then_some(()).ok_or(Gp),
+        None if x2apic => env.read_x2apic(index).ok_or(Gp).map(|value| {
+            vcpu.set_gpr(Gpr::RAX, value & 0xFFFF_FFFF);
+            vcpu.set_gpr(Gpr::RDX, value >> 32);
+        }),
         Some(value) => match msr_policy::write(index, value, vcpu.msrs_mut(), caps) {
             Ok(WriteEffect::None) => Ok(()),
             Ok(WriteEffect::Pat(pat)) => {
@@ -441,6 +454,8 @@ mod tests {
         apic_base: u64,
         hypercall_page: Option<u64>,
         ibpbs: u32,
+        x2apic_reads: alloc::vec::Vec<u32>,
+        x2apic_writes: alloc::vec::Vec<(u32, u64)>,
     }
 
     impl MsrEnv for Env {
@@ -465,6 +480,49 @@ mod tests {
         fn ibpb(&mut self) {
             self.ibpbs += 1;
         }
+        fn read_x2apic(&mut self, index: u32) -> Option<u64> {
+            self.x2apic_reads.push(index);
+            (!self.refuse).then_some(0x0000_0003_0000_0830)
+        }
+        fn write_x2apic(&mut self, index: u32, value: u64) -> bool {
+            if !self.refuse {
+                self.x2apic_writes.push((index, value));
+            }
+            !self.refuse
+        }
+    }
+
+    /// The x2APIC range goes to the local APIC, whole (both halves), and
+    /// nowhere else; what the APIC refuses is #GP.
+    #[test]
+    fn x2apic_msrs_go_to_the_local_apic() {
+        let mut v = vcpu();
+        let mut env = Env::default();
+        v.gprs[RAX] = 0xFFFF_FFFF_0000_0000;
+        assert_eq!(msr(&mut v, 0x830, None, &caps(), &mut env), Ok(()));
+        assert_eq!((v.gprs[RDX], v.gprs[RAX], v.rip), (3, 0x830, 0x1002));
+        assert_eq!(
+            msr(&mut v, 0x8FF, Some(0x1_0000_0002), &caps(), &mut env),
+            Ok(())
+        );
+        assert_eq!(env.x2apic_writes, [(0x8FF, 0x1_0000_0002)]);
+        // Just outside the range: the policy's (#GP for both).
+        for index in [0x7FF, 0x900] {
+            v.rip = 0x1000;
+            assert_eq!(msr(&mut v, index, None, &caps(), &mut env), Err(Gp));
+        }
+        assert_eq!(env.x2apic_reads, [0x830]);
+        env.refuse = true;
+        v.rip = 0x1000;
+        let before = (v.gprs[RAX], v.gprs[RDX]);
+        assert_eq!(msr(&mut v, 0x808, None, &caps(), &mut env), Err(Gp));
+        assert_eq!(
+            (v.gprs[RAX], v.gprs[RDX], v.rip),
+            (before.0, before.1, 0x1000)
+        );
+        assert_eq!(v.injected, Some((GP, Some(0))));
+        assert_eq!(msr(&mut v, 0x80B, Some(1), &caps(), &mut env), Err(Gp));
+        assert_eq!(env.x2apic_writes.len(), 1);
     }
 
     fn caps() -> MsrCaps {
