@@ -134,6 +134,27 @@ fn init_sipi_xsave() {
         .assert_normal_stop();
 }
 
+/// x2APIC IPIs between dom0's two vCPUs (physical and logical destinations, each
+/// delivered once) and a race of IPIs against mode changes, the vCPUs on two physical
+/// CPUs (`xen_reference::x2apic_between_two_vcpus` runs it on Xen).
+#[test]
+fn x2apic_between_two_vcpus() {
+    let out = Qemu::new("guest-x2apic-2vcpus")
+        .smp(2)
+        .append(APPEND)
+        .append("dom0_max_vcpus=2")
+        .timeout(Duration::from_secs(120))
+        .module(guest("x2apic"), "")
+        .run();
+    out.assert_not_contains("FATAL TRAP")
+        .assert_not_contains("(d0) FAIL ")
+        .assert_line_contains_all(&["d0: PVH domain: 64 MiB", "2 vCPU(s)"])
+        .assert_contains("(d0) x2apic: vCPU 1 has x2APIC ID 0x1")
+        .assert_line_contains_all(&["(d0) x2apic: ", "IPIs sent during 50 mode cycles"])
+        .assert_contains("(d0) Test result: SUCCESS")
+        .assert_normal_stop();
+}
+
 /// The platform_op guest as an unprivileged domain: platform_op is `-EPERM`, the PCI
 /// reports of physdev_op `-ENOSYS`, and the wall clock does not move.
 #[test]

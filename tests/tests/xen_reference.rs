@@ -141,3 +141,25 @@ xen_tests!(
     shutdown_code,
     triple_fault,
 );
+
+/// The `x2apic` guest with two vCPUs on two CPUs: IPIs between them in x2APIC mode and
+/// the race against mode changes, as on rxen (`guests::x2apic_between_two_vcpus`).
+/// Xen gives vCPU 1 the APIC ID 2. Without MONITOR in CPUID: Xen's idle loop on a second
+/// CPU uses MWAIT when CPUID offers it, which QEMU's TCG does not execute (#GP, a panic).
+#[test]
+fn x2apic_between_two_vcpus() {
+    let out = Qemu::xen("xen-x2apic-2vcpus")
+        .cpu("EPYC,+svm,+npt,-monitor")
+        .smp(2)
+        .append("dom0_max_vcpus=2")
+        .timeout(Duration::from_secs(120))
+        .stop_on("Hardware Dom0")
+        .module(guest("x2apic"), "")
+        .run();
+    out.assert_not_contains("FAIL ")
+        .assert_not_contains("EXCEPTION")
+        .assert_contains("x2apic: vCPU 1 has x2APIC ID 0x2")
+        .assert_line_contains_all(&["x2apic: ", "IPIs sent during 50 mode cycles"])
+        .assert_contains("\nTest result: SUCCESS")
+        .assert_contains(xen_end_message("poweroff"));
+}

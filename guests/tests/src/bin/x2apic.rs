@@ -8,15 +8,24 @@
 //! vector back, the one-shot timer, EOI by MSR; and bad input, each a #GP that
 //! changes nothing: reads of write-only or absent registers, writes of read-only
 //! ones, reserved bits, a non-zero EOI or ESR, x2APIC MSRs outside x2APIC mode.
+//!
+//! With a second vCPU (`dom0_max_vcpus=2`), IPIs between the two in x2APIC mode: vCPU 1
+//! sends to vCPU 0's ID (physical) and to its logical ID (cluster and bit), each
+//! delivered once; then a race: vCPU 1 fires IPIs without pause while vCPU 0 takes its
+//! APIC through disabled, xAPIC and x2APIC mode over and over; afterwards one IPI still
+//! arrives once and nothing is left in service.
 #![no_main]
 #![cfg_attr(target_os = "none", no_std)]
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use core::sync::atomic::AtomicU64;
 use rxen_guest::boot::{set_trap_hook, TrapFrame};
+
 use rxen_guest::cpu::{cli, cpuid, msr_gp_hook, sti, try_rdmsr, try_wrmsr};
+use rxen_guest::smp::{initialise, is_up, up};
 use rxen_guest::time::{map_shared_info, now};
-use rxen_guest::{check, check_eq, error, println, StartInfo};
+use rxen_guest::{check, check_eq, err, error, println, StartInfo};
 
 rxen_guest::entry!(main);
 
@@ -132,6 +141,170 @@ fn wait_for(counter: &AtomicU32, target: u32, timeout: u64) -> bool {
     }
     cli();
     counter.load(Ordering::SeqCst) >= target
+}
+
+/// vCPU 0's x2APIC ID and logical ID, for vCPU 1.
+static V0_ID: AtomicU64 = AtomicU64::new(0);
+static V0_LDR: AtomicU64 = AtomicU64::new(0);
+/// What vCPU 0 asks of vCPU 1 (a `Step`), and what vCPU 1 reports.
+static STEP: AtomicU32 = AtomicU32::new(0);
+/// vCPU 1: the last step done; failures seen (a bit per kind); IPIs sent in the race.
+static DONE_STEP: AtomicU32 = AtomicU32::new(0);
+static V1_FAILURES: AtomicU32 = AtomicU32::new(0);
+static RACE_SENT: AtomicU32 = AtomicU32::new(0);
+static V1_ID: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// IPIs vCPU 1 sends one by one, each waited for.
+const PAIRED: u32 = 100;
+/// vCPU 0's trips through disabled, xAPIC and x2APIC during the race.
+const RACE_CYCLES: u32 = 50;
+
+const STEP_PHYSICAL: u32 = 1;
+const STEP_LOGICAL: u32 = 2;
+const STEP_RACE: u32 = 3;
+const STEP_PAUSE: u32 = 4;
+const STEP_LAST: u32 = 5;
+const STEP_STOP: u32 = 6;
+
+/// vCPU 1: x2APIC mode on its own APIC, then the steps vCPU 0 asks for.
+fn secondary(_v: u32) {
+    let base = rdmsr(APIC_BASE_MSR).unwrap_or(0);
+    if base & BSP != 0 || !wrmsr(APIC_BASE_MSR, base | EXTD) {
+        V1_FAILURES.fetch_or(1, Ordering::SeqCst);
+    }
+    V1_ID.store(rdmsr(ID).unwrap_or(u64::MAX), Ordering::SeqCst);
+    let send = |dest: u64, logical: bool| {
+        let icr = (dest << 32) | if logical { 1 << 11 } else { 0 } | u64::from(IPI_VECTOR);
+        if !wrmsr(ICR, icr) {
+            V1_FAILURES.fetch_or(2, Ordering::SeqCst);
+        }
+    };
+    // One IPI at a time: the next once vCPU 0 counted the last.
+    let paired = |dest: u64, logical: bool| {
+        for _ in 0..PAIRED {
+            let seen = IPI_HITS.load(Ordering::SeqCst);
+            send(dest, logical);
+            let deadline = now() + 2_000 * MS;
+            while IPI_HITS.load(Ordering::SeqCst) == seen {
+                if now() > deadline {
+                    V1_FAILURES.fetch_or(4, Ordering::SeqCst);
+                    return;
+                }
+                core::hint::spin_loop();
+            }
+        }
+    };
+    let mut done = 0;
+    loop {
+        let step = STEP.load(Ordering::SeqCst);
+        if step == done {
+            core::hint::spin_loop();
+            continue;
+        }
+        let v0 = V0_ID.load(Ordering::SeqCst);
+        match step {
+            STEP_PHYSICAL => paired(v0, false),
+            STEP_LOGICAL => paired(V0_LDR.load(Ordering::SeqCst), true),
+            STEP_RACE => {
+                // Until vCPU 0 is through its cycles (it moves STEP on).
+                while STEP.load(Ordering::SeqCst) == STEP_RACE {
+                    send(v0, false);
+                    RACE_SENT.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            STEP_PAUSE => {}
+            STEP_LAST => send(v0, false),
+            _ => return,
+        }
+        done = step;
+        DONE_STEP.store(step, Ordering::SeqCst);
+    }
+}
+
+/// Asks vCPU 1 for `step` and waits until it is done.
+fn step(step: u32) -> bool {
+    STEP.store(step, Ordering::SeqCst);
+    let deadline = now() + 30_000 * MS;
+    sti();
+    while DONE_STEP.load(Ordering::SeqCst) != step && now() < deadline {
+        core::hint::spin_loop();
+    }
+    cli();
+    DONE_STEP.load(Ordering::SeqCst) == step
+}
+
+/// IPIs between two vCPUs in x2APIC mode (vCPU 0 is in x2APIC mode).
+fn between_vcpus(base: u64) {
+    let id = rdmsr(ID).unwrap_or(0);
+    V0_ID.store(id, Ordering::SeqCst);
+    V0_LDR.store(rdmsr(LDR).unwrap_or(0), Ordering::SeqCst);
+    check_eq!(initialise(1, secondary), 0, "VCPUOP_initialise(1)");
+    check_eq!(up(1), 0, "VCPUOP_up(1)");
+
+    let hits = IPI_HITS.load(Ordering::SeqCst);
+    check!(step(STEP_PHYSICAL), "vCPU 1 sent to the physical ID");
+    let v1 = V1_ID.load(Ordering::SeqCst);
+    println!("x2apic: vCPU 1 has x2APIC ID {v1:#x}");
+    check!(v1 != id && v1 != u64::MAX, "vCPU 1 has its own x2APIC ID");
+    check_eq!(
+        IPI_HITS.load(Ordering::SeqCst) - hits,
+        PAIRED,
+        "each physical IPI once"
+    );
+    check!(step(STEP_LOGICAL), "vCPU 1 sent to the logical ID");
+    check_eq!(
+        IPI_HITS.load(Ordering::SeqCst) - hits,
+        2 * PAIRED,
+        "each logical IPI once"
+    );
+    check_eq!(
+        V1_FAILURES.load(Ordering::SeqCst),
+        0,
+        "vCPU 1: no #GP, no IPI lost"
+    );
+
+    // The race: interrupts off, vCPU 0's APIC through every mode (software-enabled
+    // in each) while IPIs pour in: they land in IRR, are dropped while disabled, or
+    // are reset away.
+    STEP.store(STEP_RACE, Ordering::SeqCst);
+    let x2 = base | EXTD;
+    let svr = 0x100 | u32::from(SPURIOUS_VECTOR);
+    let mut refused = 0;
+    let deadline = now() + 10_000 * MS;
+    for _ in 0..RACE_CYCLES {
+        // Each cycle after vCPU 1 sent more (on one CPU it runs in turns).
+        let sent = RACE_SENT.load(Ordering::SeqCst);
+        while RACE_SENT.load(Ordering::SeqCst) == sent && now() < deadline {
+            core::hint::spin_loop();
+        }
+        refused += u32::from(!wrmsr(APIC_BASE_MSR, base & !(ENABLE | EXTD)));
+        refused += u32::from(!wrmsr(APIC_BASE_MSR, base));
+        mmio_write(MMIO_SVR, svr);
+        refused += u32::from(!wrmsr(APIC_BASE_MSR, x2));
+        refused += u32::from(!wrmsr(SVR, u64::from(svr)));
+    }
+    check_eq!(refused, 0, "every mode change taken");
+    // vCPU 1 stops; what the race left (one IRR bit at most) comes in meanwhile.
+    let before = IPI_HITS.load(Ordering::SeqCst);
+    check!(step(STEP_PAUSE), "vCPU 1 stopped");
+    let left = IPI_HITS.load(Ordering::SeqCst) - before;
+    let sent = RACE_SENT.load(Ordering::SeqCst);
+    println!("x2apic: {sent} IPIs sent during {RACE_CYCLES} mode cycles, {left} taken after");
+    check!(sent > 0, "IPIs went out during the race");
+    check!(left <= 1, "at most one left over from the race ({left})");
+    let before = IPI_HITS.load(Ordering::SeqCst);
+    check!(step(STEP_LAST), "vCPU 1 sent one more");
+    check!(
+        wait_for(&IPI_HITS, before + 1, 1_000 * MS),
+        "the last IPI arrives"
+    );
+    check_eq!(IPI_HITS.load(Ordering::SeqCst) - before, 1, "once");
+    check!(
+        !bit(IRR, IPI_VECTOR) && !bit(ISR, IPI_VECTOR),
+        "IRR and ISR clear"
+    );
+    check_eq!(V1_FAILURES.load(Ordering::SeqCst), 0, "vCPU 1: no #GP");
+    STEP.store(STEP_STOP, Ordering::SeqCst);
 }
 
 fn main(_si: &StartInfo) {
@@ -300,6 +473,12 @@ fn main(_si: &StartInfo) {
         "the one-shot timer fires"
     );
     check_eq!(rdmsr(TIMER_CURRENT), Some(0), "a one-shot timer stops at 0");
+
+    match is_up(1) {
+        0 => between_vcpus(base),
+        e if e == err::ENOENT => println!("x2apic: one vCPU, no IPIs between vCPUs"),
+        r => error!("VCPUOP_is_up(1) = {r}"),
+    }
 
     // Leaving x2APIC mode: not back to xAPIC, not disabled with EXTD kept; disabled,
     // then xAPIC again (reset), not straight from disabled to x2APIC.
