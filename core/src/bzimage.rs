@@ -340,7 +340,19 @@ fn xz_dictionary_size(data: &[u8]) -> Result<u64, BzImageError> {
     )))
 }
 
+/// An xz payload: the single-call decoder ([`crate::unxz`]) for what kernel
+/// builds make, the general one for anything it leaves (other checks or
+/// filters, several blocks) or refuses (whose error the general decoder
+/// then reports in its words).
 fn unxz(data: &[u8], out: &mut [u8], dict: &mut [u8]) -> Result<usize, BzImageError> {
+    match crate::unxz::decode(data, out) {
+        Ok(size) => Ok(size),
+        Err(_) => unxz_general(data, out, dict),
+    }
+}
+
+/// An xz payload through [`xz4rust`] with the dictionary in `dict`.
+fn unxz_general(data: &[u8], out: &mut [u8], dict: &mut [u8]) -> Result<usize, BzImageError> {
     // The decoder state is about 30 KiB: keep it off the stack's critical path.
     let mut decoder = Box::new(xz4rust::XzDecoder::with_fixed_size_dict(dict));
     let (mut read, mut written) = (0, 0);
@@ -379,8 +391,8 @@ fn unxz(data: &[u8], out: &mut [u8], dict: &mut [u8]) -> Result<usize, BzImageEr
 // Evaluated at compile time only (for `CRC32`): an overflow or a bad index
 // here would fail the build, not run.
 #[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
-const fn crc32_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const fn crc32_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
     let mut n = 0;
     while n < 256 {
         let mut c = n as u32;
@@ -393,21 +405,56 @@ const fn crc32_table() -> [u32; 256] {
             };
             k += 1;
         }
-        table[n] = c;
+        tables[0][n] = c;
         n += 1;
     }
-    table
+    // Table t: the CRC of a byte followed by t zero bytes (slicing-by-8).
+    let mut t = 1;
+    while t < 8 {
+        let mut n = 0;
+        while n < 256 {
+            let prev = tables[t - 1][n];
+            tables[t][n] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
+            n += 1;
+        }
+        t += 1;
+    }
+    tables
 }
 
-static CRC32: [u32; 256] = crc32_table();
+static CRC32: [[u32; 256]; 8] = crc32_tables();
 
-/// The CRC-32 of gzip (and zlib, PNG, ...).
+/// Table `t`'s entry for the low byte of `index` (always in range).
+fn crc32_entry(t: usize, index: u32) -> u32 {
+    CRC32
+        .get(t)
+        .and_then(|table| table.get((index & 0xFF) as usize))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The CRC-32 of gzip (and zlib, PNG, xz, ...), eight bytes a step.
 pub fn crc32(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |crc, &byte| {
-        // The index is masked to 0..=255: the lookup always hits.
-        let entry = CRC32.get(((crc ^ byte as u32) & 0xff) as usize);
-        entry.copied().unwrap_or(0) ^ (crc >> 8)
-    })
+    let mut crc = !0u32;
+    let mut words = data.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) ^ crc;
+        let hi = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        crc = crc32_entry(7, lo)
+            ^ crc32_entry(6, lo >> 8)
+            ^ crc32_entry(5, lo >> 16)
+            ^ crc32_entry(4, lo >> 24)
+            ^ crc32_entry(3, hi)
+            ^ crc32_entry(2, hi >> 8)
+            ^ crc32_entry(1, hi >> 16)
+            ^ crc32_entry(0, hi >> 24);
+    }
+    for &byte in words.remainder() {
+        crc = crc32_entry(0, crc ^ u32::from(byte)) ^ (crc >> 8);
+    }
+    !crc
 }
 
 /// Skips a zero-terminated string at `*at`.
@@ -776,6 +823,67 @@ mod tests {
     #[test]
     fn crc32_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        // Eight bytes a step agrees with one bit a step, at every length and
+        // alignment of the tail.
+        let bitwise = |data: &[u8]| {
+            let mut crc = !0u32;
+            for &b in data {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        0xEDB8_8320 ^ (crc >> 1)
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        };
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(crc32(&data[..len]), bitwise(&data[..len]), "length {len}");
+        }
+    }
+
+    /// Mutated and cut xz streams: whatever the single-call decoder accepts,
+    /// the general one decodes to the same bytes (and neither panics).
+    #[test]
+    fn the_single_call_decoder_agrees_with_the_general_one_on_damaged_streams() {
+        let sample: &[u8] = include_bytes!("testdata/sample.xz");
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        let mut dict = vec![0u8; 1 << 20];
+        let (mut accepted, mut refused) = (0, 0);
+        for case in 0..60 {
+            let mut bad = sample.to_vec();
+            // Case 0 is the stream itself; the others are changed mostly in
+            // the headers.
+            for _ in 0..(1 + next() % 3) * usize::from(case > 0) {
+                let at = next() % if case % 2 == 0 { 64 } else { bad.len() };
+                bad[at] = next() as u8;
+            }
+            if case % 7 == 6 {
+                bad.truncate(next() % bad.len());
+            }
+            let (mut fast, mut general) = (vec![0u8; 400_000], vec![0u8; 400_000]);
+            match crate::unxz::decode(&bad, &mut fast) {
+                Ok(n) => {
+                    accepted += 1;
+                    assert_eq!(unxz_general(&bad, &mut general, &mut dict), Ok(n));
+                    assert!(fast[..n] == general[..n], "case {case}");
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            refused > 30 && accepted > 0,
+            "{accepted} accepted, {refused} refused"
+        );
     }
 
     /// Debian's kernel, if a harness run has cached it (never downloaded
@@ -798,8 +906,23 @@ mod tests {
         let image = std::fs::read(&path).unwrap();
         let found = payload(&image).unwrap();
         assert_eq!(found.compression, Compression::Xz);
+        let started = std::time::Instant::now();
         let vmlinux = decode(&image).unwrap();
+        let single = started.elapsed();
         assert_eq!(vmlinux.len(), found.size);
+        // The general decoder gives the same bytes.
+        let started = std::time::Instant::now();
+        let mut general = vec![0u8; found.size];
+        let mut dict = vec![0u8; found.scratch_size().unwrap()];
+        assert_eq!(
+            unxz_general(found.data, &mut general, &mut dict),
+            Ok(found.size)
+        );
+        std::println!(
+            "single-call decoder {single:?}, general {:?}",
+            started.elapsed()
+        );
+        assert!(general == vmlinux, "the two decoders differ");
         let pvh = elf::parse_pvh(&vmlinux).expect("Debian's vmlinux has the PVH note");
         assert!(pvh.is_64bit);
         assert!(pvh.phys32_entry >= 0x100_0000, "{:#x}", pvh.phys32_entry);

@@ -50,6 +50,7 @@ mod test_alloc;
 #[cfg(test)]
 mod test_support;
 pub mod time;
+pub mod unxz;
 pub mod vioapic;
 pub mod vlapic;
 pub mod vpci;
