@@ -48,14 +48,19 @@ const FILTER_LZMA2: u64 = 0x21;
 const CHECK_NONE: u8 = 0;
 const CHECK_CRC32: u8 = 1;
 
+/// The `N` bytes at `at`.
+fn bytes_at<const N: usize>(data: &[u8], at: usize) -> Result<[u8; N], Error> {
+    let bytes = data
+        .get(at..at.checked_add(N).ok_or(Error::Truncated)?)
+        .ok_or(Error::Truncated)?;
+    let mut word = [0u8; N];
+    word.copy_from_slice(bytes);
+    Ok(word)
+}
+
 /// Little-endian u32 at `at`.
 fn le32(data: &[u8], at: usize) -> Result<u32, Error> {
-    let bytes = data
-        .get(at..at.checked_add(4).ok_or(Error::Truncated)?)
-        .ok_or(Error::Truncated)?;
-    let mut word = [0u8; 4];
-    word.copy_from_slice(bytes);
-    Ok(u32::from_le_bytes(word))
+    bytes_at(data, at).map(u32::from_le_bytes)
 }
 
 /// An xz variable-length integer at `*at`.
@@ -683,12 +688,7 @@ impl Lzma {
 
 /// Big-endian u16 at `at`, plus one.
 fn be16_plus_one(data: &[u8], at: usize) -> Result<usize, Error> {
-    let bytes = data
-        .get(at..at.checked_add(2).ok_or(Error::Truncated)?)
-        .ok_or(Error::Truncated)?;
-    let mut word = [0u8; 2];
-    word.copy_from_slice(bytes);
-    Ok(usize::from(u16::from_be_bytes(word)).wrapping_add(1))
+    bytes_at(data, at).map(|word| usize::from(u16::from_be_bytes(word)).wrapping_add(1))
 }
 
 /// Chunks decoded by kind (uncompressed, LZMA), for the tests to see that

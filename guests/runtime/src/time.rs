@@ -124,6 +124,18 @@ pub fn now() -> u64 {
     unsafe { system_time(vcpu0_time()) }
 }
 
+/// Waits with interrupts on until `done()` or `timeout` ns pass (interrupts
+/// off again on return); whether `done()` held at the end.
+pub fn wait_interruptible(timeout: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = now() + timeout;
+    crate::cpu::sti();
+    while !done() && now() < deadline {
+        core::hint::spin_loop();
+    }
+    crate::cpu::cli();
+    done()
+}
+
 /// `VCPUOP_set_singleshot_timer` for vCPU 0 at `timeout_abs_ns` (no flags): 0 or the
 /// errno. The timer raises `VIRQ_TIMER`.
 pub fn set_singleshot_timer(timeout_abs_ns: u64) -> i64 {

@@ -9,8 +9,8 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use rxen_guest::boot::{set_trap_hook, TrapFrame};
-use rxen_guest::cpu::{cli, cpuid, rdmsr, sti};
-use rxen_guest::time::{map_shared_info, now};
+use rxen_guest::cpu::{cpuid, rdmsr};
+use rxen_guest::time::{map_shared_info, wait_interruptible};
 use rxen_guest::{check, check_eq, error, println, StartInfo};
 
 rxen_guest::entry!(main);
@@ -106,13 +106,7 @@ fn hook(frame: &mut TrapFrame) -> bool {
 
 /// Waits with interrupts on until `counter` reaches `target` or `timeout` ns pass.
 fn wait_for(counter: &AtomicU32, target: u32, timeout: u64) -> bool {
-    let deadline = now() + timeout;
-    sti();
-    while counter.load(Ordering::SeqCst) < target && now() < deadline {
-        core::hint::spin_loop();
-    }
-    cli();
-    counter.load(Ordering::SeqCst) >= target
+    wait_interruptible(timeout, || counter.load(Ordering::SeqCst) >= target)
 }
 
 fn main(_si: &StartInfo) {

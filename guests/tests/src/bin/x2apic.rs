@@ -22,9 +22,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use core::sync::atomic::AtomicU64;
 use rxen_guest::boot::{set_trap_hook, TrapFrame};
 
-use rxen_guest::cpu::{cli, cpuid, msr_gp_hook, sti, try_rdmsr, try_wrmsr};
+use rxen_guest::cpu::{cpuid, msr_gp_hook, try_rdmsr, try_wrmsr};
 use rxen_guest::smp::{initialise, is_up, up};
-use rxen_guest::time::{map_shared_info, now};
+use rxen_guest::time::{map_shared_info, now, wait_interruptible};
 use rxen_guest::{check, check_eq, err, error, println, StartInfo};
 
 rxen_guest::entry!(main);
@@ -134,13 +134,7 @@ fn hook(frame: &mut TrapFrame) -> bool {
 
 /// Waits with interrupts on until `counter` reaches `target` or `timeout` ns pass.
 fn wait_for(counter: &AtomicU32, target: u32, timeout: u64) -> bool {
-    let deadline = now() + timeout;
-    sti();
-    while counter.load(Ordering::SeqCst) < target && now() < deadline {
-        core::hint::spin_loop();
-    }
-    cli();
-    counter.load(Ordering::SeqCst) >= target
+    wait_interruptible(timeout, || counter.load(Ordering::SeqCst) >= target)
 }
 
 /// vCPU 0's x2APIC ID and logical ID, for vCPU 1.
@@ -224,13 +218,7 @@ fn secondary(_v: u32) {
 /// Asks vCPU 1 for `step` and waits until it is done.
 fn step(step: u32) -> bool {
     STEP.store(step, Ordering::SeqCst);
-    let deadline = now() + 30_000 * MS;
-    sti();
-    while DONE_STEP.load(Ordering::SeqCst) != step && now() < deadline {
-        core::hint::spin_loop();
-    }
-    cli();
-    DONE_STEP.load(Ordering::SeqCst) == step
+    wait_interruptible(30_000 * MS, || DONE_STEP.load(Ordering::SeqCst) == step)
 }
 
 /// IPIs between two vCPUs in x2APIC mode (vCPU 0 is in x2APIC mode).
