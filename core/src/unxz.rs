@@ -9,11 +9,12 @@
 //! a time: for Debian's kernel (8 MB of xz to 63 MB) that is 4.6 billion
 //! instructions (valgrind), half of a Linux domU's boot under QEMU's
 //! emulation (issue 12). This one takes about 4.0 billion for the same
-//! stream and, under emulation, about 0.7 of the time (fewer memory
-//! accesses: no second 32 MiB buffer). It handles what kernel builds produce — one stream with one block,
-//! LZMA2 optionally behind the x86 BCJ filter, a CRC32 or no check — and
-//! answers [`Error::Unsupported`] for anything else, which the caller hands
-//! to the general decoder.
+//! stream and, under emulation, about 0.7 of the time (more than the count
+//! says; presumably the second 32 MiB buffer it does not touch). It handles
+//! what kernel builds produce — one stream with one block, LZMA2 optionally
+//! behind the x86 BCJ filter, a CRC32 or no check — and answers
+//! [`Error::Unsupported`] for anything else, which the caller hands to the
+//! general decoder.
 //!
 //! Every header field, size and CRC is checked (the stream and block
 //! headers, LZMA2's chunk rules as xz-embedded applies them, the block's
@@ -81,7 +82,9 @@ fn vli(data: &[u8], at: &mut usize) -> Result<u64, Error> {
 }
 
 /// Decodes the xz stream at the start of `input` into `out`; returns the
-/// decoded length. Bytes after the stream's footer are ignored.
+/// decoded length. Bytes after the stream's footer are ignored; bytes of
+/// `out` past the decoded length may have been written (a match's last
+/// word), and on an error `out` holds whatever was decoded.
 pub fn decode(input: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     // Stream header: magic, flags, CRC32 of the flags.
     if input.get(..6).ok_or(Error::Truncated)? != MAGIC {
