@@ -117,6 +117,46 @@ unsafe fn fill_blocks(to: *mut u64, word: u64, blocks: usize) {
     }
 }
 
+/// Copies `len` bytes from `from` to `to` (not overlapping): when both are
+/// 8-byte aligned and `len` is whole blocks, a block of eight words is read
+/// and then written, else `memcpy`.
+///
+/// Why: QEMU's TCG looks each access up in a direct-mapped TLB indexed by the
+/// page number, and a copy between two pages whose addresses agree modulo
+/// the TLB's reach (a kernel segment copied from 2 MiB-aligned scratch
+/// frames into a domain's 2 MiB-aligned frames does, page after page) misses
+/// on every access when loads and stores alternate (`rep movsq`): each miss
+/// swaps the two entries through the victim TLB. Copying 58 MB that way took
+/// 290-500 ms under TCG against 28-50 ms between pages that do not collide;
+/// eight loads then eight stores alternate eight times less often. Real CPUs
+/// copy either way at memory speed.
+///
+/// # Safety
+/// `from` is valid for reads and `to` for writes of `len` bytes; the ranges
+/// do not overlap.
+unsafe fn copy_bytes(from: *const u8, to: *mut u8, len: usize) {
+    if !(from as usize | to as usize).is_multiple_of(8) || !len.is_multiple_of(BLOCK) {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::copy_nonoverlapping(from, to, len) };
+        return;
+    }
+    let (from, to) = (from.cast::<u64>(), to.cast::<u64>());
+    for block in 0..len / BLOCK {
+        let at = block * (BLOCK / 8);
+        let mut words = [0u64; BLOCK / 8];
+        for (i, word) in words.iter_mut().enumerate() {
+            // SAFETY: inside the source range (the caller's contract),
+            // aligned (checked). Volatile, so that the loads stay together
+            // and the loop is not turned back into `memcpy`.
+            *word = unsafe { core::ptr::read_volatile(from.add(at + i)) };
+        }
+        for (i, word) in words.iter().enumerate() {
+            // SAFETY: inside the destination range, aligned.
+            unsafe { core::ptr::write_volatile(to.add(at + i), *word) };
+        }
+    }
+}
+
 /// A borrowed view of `len` bytes of identity-mapped host memory that a
 /// guest may write concurrently: copies and atomics only.
 #[derive(Clone, Copy)]
@@ -170,7 +210,7 @@ impl<'a> FrameRef<'a> {
         // SAFETY: the range lies inside the view (checked), which `new`'s
         // contract keeps mapped and alive; `buf` is the caller's own memory
         // and cannot overlap memory nobody holds a reference into.
-        unsafe { core::ptr::copy_nonoverlapping(from, buf.as_mut_ptr(), buf.len()) };
+        unsafe { copy_bytes(from, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
@@ -178,7 +218,7 @@ impl<'a> FrameRef<'a> {
     pub fn write(&self, offset: usize, buf: &[u8]) -> Result<(), OutOfRange> {
         let to = self.range(offset, buf.len())?;
         // SAFETY: as in `read`, the other way.
-        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), to, buf.len()) };
+        unsafe { copy_bytes(buf.as_ptr(), to, buf.len()) };
         Ok(())
     }
 
@@ -269,6 +309,49 @@ mod tests {
             page.read(15, &mut around).unwrap();
             assert_eq!(around[0], 0, "nothing before the view");
             assert_eq!(around[1..17], [0xAA; 16]);
+        }
+        free(at, 2);
+    }
+
+    /// Reads and writes give back the bytes, through whole aligned blocks
+    /// (eight loads, eight stores) and otherwise (`memcpy`), and touch
+    /// nothing outside their range.
+    #[test]
+    fn frame_ref_copies_by_block_and_by_byte() {
+        let at = pages();
+        {
+            // SAFETY: the test's own pages, alive in this block.
+            let page = unsafe { FrameRef::new(at, 2 * PAGE_SIZE) };
+            let data: alloc::vec::Vec<u8> = (0..1024u32).map(|i| (i * 31 + 7) as u8).collect();
+            for (offset, len) in [
+                (64, 512),
+                (8, 64),
+                (64, 100),
+                (3, 512),
+                (0, 1024),
+                (4000, 192),
+            ] {
+                page.fill(0x55);
+                page.write(offset, &data[..len]).unwrap();
+                let mut back = alloc::vec![0u8; len + 2];
+                let start = offset.saturating_sub(1);
+                page.read(start, &mut back[..len + 1 + usize::from(offset > 0)])
+                    .unwrap();
+                let inner = &back[usize::from(offset > 0)..][..len];
+                assert_eq!(inner, &data[..len], "offset {offset} len {len}");
+                if offset > 0 {
+                    assert_eq!(back[0], 0x55, "before {offset}");
+                }
+                assert_eq!(
+                    back[usize::from(offset > 0) + len],
+                    0x55,
+                    "after {offset}+{len}"
+                );
+                // And read back through an aligned block read.
+                let mut exact = alloc::vec![0u8; len];
+                page.read(offset, &mut exact).unwrap();
+                assert_eq!(exact, &data[..len]);
+            }
         }
         free(at, 2);
     }
