@@ -238,6 +238,20 @@ pub fn decode(image: &[u8]) -> Result<Vec<u8>, BzImageError> {
     Ok(out)
 }
 
+/// Decompresses an xz `payload` of the kind kernel builds make into `out`
+/// with the single-call decoder ([`crate::unxz`]), which needs no scratch
+/// buffer; `None` for anything else (another compression, another kind of
+/// xz, a damaged stream, too small an `out`): [`decompress_into`] then.
+pub fn decompress_single(payload: &Payload<'_>, out: &mut [u8]) -> Option<usize> {
+    if payload.compression != Compression::Xz {
+        return None;
+    }
+    let out = out.get_mut(..payload.size)?;
+    crate::unxz::decode(payload.data, out)
+        .ok()
+        .filter(|&size| size == payload.size)
+}
+
 /// Decompresses `payload` into `out` (at least [`Payload::size`] bytes)
 /// with `scratch` (at least [`Payload::scratch_size`] bytes) and returns the
 /// number of bytes written, which is always [`Payload::size`]. A zstd frame
@@ -669,6 +683,25 @@ mod tests {
                 b"rxen bzImage test kernel\n"
             );
         }
+    }
+
+    /// xz decodes without scratch (the test kernel's is of the kernel's
+    /// kind); gzip, zstd and too small an output are left to
+    /// `decompress_into`.
+    #[test]
+    fn single_call_decoding_is_for_kernel_xz_only() {
+        for (compression, image) in all_formats() {
+            let found = payload(&image).unwrap();
+            let mut out = vec![0u8; found.size];
+            let want = (compression == Compression::Xz).then_some(ELF_SIZE);
+            assert_eq!(decompress_single(&found, &mut out), want, "{compression}");
+            assert_eq!(decompress_single(&found, &mut out[..ELF_SIZE - 1]), None);
+        }
+        let image = bzimage(ELF_XZ, true);
+        let found = payload(&image).unwrap();
+        let mut out = vec![0u8; found.size];
+        decompress_single(&found, &mut out).unwrap();
+        assert_eq!(out, decode(&image).unwrap(), "the same bytes as decode");
     }
 
     #[test]

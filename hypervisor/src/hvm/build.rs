@@ -222,13 +222,20 @@ const ZSTD_MAX_WINDOW: u64 = 8 << 20;
 fn unpack(image: &[u8]) -> Result<(ScratchFrames, usize), BuildError> {
     let started = crate::time::now_ns();
     let payload = bzimage::payload(image).map_err(BuildError::BzImage)?;
-    let mut dict = ScratchFrames::new(
-        payload.scratch_size().map_err(BuildError::BzImage)?,
-        "the xz dictionary",
-    )?;
     let mut out = ScratchFrames::new(payload.size, "the decompressed kernel")?;
-    let size = bzimage::decompress_into(&payload, out.bytes(), dict.bytes(), ZSTD_MAX_WINDOW)
-        .map_err(BuildError::BzImage)?;
+    // A kernel build's xz unpacks into `out` alone; anything else gets the
+    // dictionary it names (32 MiB for Debian's) only now.
+    let size = match bzimage::decompress_single(&payload, out.bytes()) {
+        Some(size) => size,
+        None => {
+            let mut dict = ScratchFrames::new(
+                payload.scratch_size().map_err(BuildError::BzImage)?,
+                "the xz dictionary",
+            )?;
+            bzimage::decompress_into(&payload, out.bytes(), dict.bytes(), ZSTD_MAX_WINDOW)
+                .map_err(BuildError::BzImage)?
+        }
+    };
     printk!(
         "kernel: bzImage (boot protocol {}.{:02}), {} payload: {} -> {} bytes in {} ms",
         payload.protocol >> 8,
