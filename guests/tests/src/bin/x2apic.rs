@@ -272,14 +272,20 @@ fn between_vcpus(base: u64) {
         refused += u32::from(!wrmsr(SVR, u64::from(svr)));
     }
     check_eq!(refused, 0, "every mode change taken");
-    // vCPU 1 stops; what the race left (one IRR bit at most) comes in meanwhile.
+    // vCPU 1 stops; what the race left comes in meanwhile.
     let before = IPI_HITS.load(Ordering::SeqCst);
     check!(step(STEP_PAUSE), "vCPU 1 stopped");
+    // Its last command was carried out before it said so: give a vector still
+    // in IRR its delivery (interrupts on) before counting.
+    wait_interruptible(20 * MS, || false);
+    check!(!bit(IRR, IPI_VECTOR), "nothing left in IRR after the race");
     let left = IPI_HITS.load(Ordering::SeqCst) - before;
     let sent = RACE_SENT.load(Ordering::SeqCst);
     println!("x2apic: {sent} IPIs sent during {RACE_CYCLES} mode cycles, {left} taken after");
     check!(sent > 0, "IPIs went out during the race");
-    check!(left <= 1, "at most one left over from the race ({left})");
+    // One may wait in IRR when vCPU 1 sees the pause, and one more be on its way
+    // (sent between its look at STEP and the pause).
+    check!(left <= 2, "at most two left over from the race ({left})");
     let before = IPI_HITS.load(Ordering::SeqCst);
     check!(step(STEP_LAST), "vCPU 1 sent one more");
     check!(
@@ -447,13 +453,14 @@ fn main(_si: &StartInfo) {
         "IRR and ISR clear"
     );
 
-    // One-shot timer by MSR: 50 ms at divide by 1.
+    // One-shot timer by MSR: 400 ms at divide by 1 (long enough that a slow
+    // emulated exit between arming and reading does not let it run out).
     check!(wrmsr(TIMER_DIVIDE, 0xB), "divide by 1");
     check!(wrmsr(LVT_TIMER, u64::from(TIMER_VECTOR)), "LVT timer");
-    check!(wrmsr(TIMER_INITIAL, 50_000_000), "initial count");
+    check!(wrmsr(TIMER_INITIAL, 400_000_000), "initial count");
     let current = rdmsr(TIMER_CURRENT).unwrap_or(0);
     check!(
-        current > 0 && current <= 50_000_000,
+        current > 0 && current <= 400_000_000,
         "the current count runs down ({current})"
     );
     check!(
