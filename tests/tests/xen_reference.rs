@@ -154,7 +154,10 @@ fn x2apic_between_two_vcpus() {
         .append("dom0_max_vcpus=2")
         .timeout(Duration::from_secs(120))
         .stop_on("Hardware Dom0")
-        .module(guest("x2apic"), "")
+        // QEMU's VMRUN sometimes delivers an interrupt injected through EVENTINJ
+        // twice (see rxen's `hvm/vlapic.rs`), and Xen injects that way: its counts
+        // may be a little above (one full run saw 101 of 100).
+        .module(guest("x2apic"), "duplicates=1")
         .run();
     out.assert_not_contains("FAIL ")
         .assert_not_contains("EXCEPTION")
