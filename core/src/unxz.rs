@@ -802,14 +802,29 @@ fn lzma2(data: &[u8], out: &mut [u8], dict_size: usize) -> Result<(usize, usize)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// `xz --format=xz --check=crc32 --x86 --lzma2=dict=1MiB` of
-    /// [`sample`]: several LZMA chunks, an uncompressed one, BCJ.
-    const SAMPLE_XZ: &[u8] = include_bytes!("testdata/sample.xz");
+    /// [`sample`] compressed as kernel builds do (`xz --check=crc32 --x86
+    /// --lzma2=dict=1MiB`), by another encoder than xz's own (made once per
+    /// test run): several LZMA chunks, an uncompressed one, BCJ.
+    pub(crate) fn sample_xz() -> &'static [u8] {
+        static SAMPLE: std::sync::OnceLock<alloc::vec::Vec<u8>> = std::sync::OnceLock::new();
+        SAMPLE.get_or_init(|| {
+            use lzma_rust2::{CheckType, FilterType, LzmaOptions, XzOptions, XzWriter};
+            use std::io::Write;
+            let mut options = XzOptions::with_preset(6);
+            options.lzma_options = LzmaOptions::with_preset(6);
+            options.lzma_options.dict_size = 1 << 20;
+            options.set_check_sum_type(CheckType::Crc32);
+            options.prepend_pre_filter(FilterType::BcjX86, 0);
+            let mut writer = XzWriter::new(alloc::vec::Vec::new(), options).expect("encoder");
+            writer.write_all(&sample()).expect("compress");
+            writer.finish().expect("finish")
+        })
+    }
 
-    /// What [`SAMPLE_XZ`] holds: pseudo-random bytes (incompressible: the
+    /// What [`sample_xz`] holds: pseudo-random bytes (incompressible: the
     /// encoder stores the first chunk uncompressed), x86-like code (calls and
     /// jumps with short displacements among a few instruction patterns,
     /// which the BCJ filter converts), text.
@@ -850,21 +865,12 @@ mod tests {
         data
     }
 
-    /// Writes [`sample`] for regenerating [`SAMPLE_XZ`] (set RXEN_WRITE_SAMPLE
-    /// to a path, then `xz` it as above).
-    #[test]
-    fn sample_can_be_written_for_regeneration() {
-        if let Ok(path) = std::env::var("RXEN_WRITE_SAMPLE") {
-            std::fs::write(path, sample()).expect("write the sample");
-        }
-    }
-
     #[test]
     fn decodes_a_bcj_lzma2_stream_with_every_kind_of_chunk() {
         let want = sample();
         let mut out = alloc::vec![0u8; want.len() + 100];
         let before = [0, 1].map(|k| CHUNKS[k].load(core::sync::atomic::Ordering::Relaxed));
-        assert_eq!(decode(SAMPLE_XZ, &mut out), Ok(want.len()));
+        assert_eq!(decode(sample_xz(), &mut out), Ok(want.len()));
         assert!(out[..want.len()] == want[..], "output differs");
         let after = [0, 1].map(|k| CHUNKS[k].load(core::sync::atomic::Ordering::Relaxed));
         assert!(after[0] > before[0], "an uncompressed chunk");
@@ -892,20 +898,23 @@ mod tests {
     #[test]
     fn too_small_an_output_is_an_error_not_a_panic() {
         let mut out = alloc::vec![0u8; 1000];
-        assert_eq!(decode(SAMPLE_XZ, &mut out), Err(Error::OutputTooSmall));
+        assert_eq!(decode(sample_xz(), &mut out), Err(Error::OutputTooSmall));
     }
 
     #[test]
     fn every_truncation_and_many_corruptions_are_errors() {
         let len = sample().len();
         let mut out = alloc::vec![0u8; len];
-        for cut in (0..SAMPLE_XZ.len())
+        for cut in (0..sample_xz().len())
             .step_by(3001)
-            .chain([SAMPLE_XZ.len() - 1])
+            .chain([sample_xz().len() - 1])
         {
-            assert!(decode(&SAMPLE_XZ[..cut], &mut out).is_err(), "cut at {cut}");
+            assert!(
+                decode(&sample_xz()[..cut], &mut out).is_err(),
+                "cut at {cut}"
+            );
         }
-        let mut bad = SAMPLE_XZ.to_vec();
+        let mut bad = sample_xz().to_vec();
         for i in (0..bad.len()).step_by(1009) {
             bad[i] ^= 0x5A;
             assert!(decode(&bad, &mut out).is_err(), "byte {i} flipped");
@@ -916,7 +925,7 @@ mod tests {
     #[test]
     fn other_checks_and_filters_are_left_to_the_general_decoder() {
         let mut out = [0u8; 16];
-        let mut crc64 = SAMPLE_XZ[..12].to_vec();
+        let mut crc64 = sample_xz()[..12].to_vec();
         crc64[7] = 4;
         let crc = crc32(&crc64[6..8]).to_le_bytes();
         crc64[8..12].copy_from_slice(&crc);
