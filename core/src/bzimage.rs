@@ -241,7 +241,7 @@ pub fn decode(image: &[u8]) -> Result<Vec<u8>, BzImageError> {
 /// Decompresses an xz `payload` of the kind kernel builds make into `out`
 /// with the single-call decoder ([`crate::unxz`]), which needs no scratch
 /// buffer; `None` for anything else (another compression, another kind of
-/// xz, a damaged stream, too small an `out`): [`decompress_into`] then.
+/// xz, a damaged stream, too small an `out`): [`decompress_general`] then.
 pub fn decompress_single(payload: &Payload<'_>, out: &mut [u8]) -> Option<usize> {
     if payload.compression != Compression::Xz {
         return None;
@@ -254,10 +254,29 @@ pub fn decompress_single(payload: &Payload<'_>, out: &mut [u8]) -> Option<usize>
 
 /// Decompresses `payload` into `out` (at least [`Payload::size`] bytes)
 /// with `scratch` (at least [`Payload::scratch_size`] bytes) and returns the
-/// number of bytes written, which is always [`Payload::size`]. A zstd frame
-/// whose window is above `zstd_max_window` is refused (`TooLarge`): its
-/// window is allocated on the heap.
+/// number of bytes written, which is always [`Payload::size`]: the
+/// single-call decoder first ([`decompress_single`]), then
+/// [`decompress_general`]. A zstd frame whose window is above
+/// `zstd_max_window` is refused (`TooLarge`): its window is allocated on the
+/// heap.
 pub fn decompress_into(
+    payload: &Payload<'_>,
+    out: &mut [u8],
+    scratch: &mut [u8],
+    zstd_max_window: u64,
+) -> Result<usize, BzImageError> {
+    if scratch.len() < payload.scratch_size()? {
+        return Err(BzImageError::BufferTooSmall);
+    }
+    match decompress_single(payload, out) {
+        Some(size) => Ok(size),
+        None => decompress_general(payload, out, scratch, zstd_max_window),
+    }
+}
+
+/// As [`decompress_into`], without trying the single-call decoder (for a
+/// caller that did, and allocates `scratch` only when it failed).
+pub fn decompress_general(
     payload: &Payload<'_>,
     out: &mut [u8],
     scratch: &mut [u8],
@@ -270,7 +289,7 @@ pub fn decompress_into(
         .get_mut(..payload.size)
         .ok_or(BzImageError::BufferTooSmall)?;
     let written = match payload.compression {
-        Compression::Xz => unxz(payload.data, out, scratch)?,
+        Compression::Xz => unxz_general(payload.data, out, scratch)?,
         Compression::Gzip => gunzip(payload.data, out)?,
         Compression::Zstd => unzstd(payload.data, out, zstd_max_window)?,
     };
@@ -352,17 +371,6 @@ fn xz_dictionary_size(data: &[u8]) -> Result<u64, BzImageError> {
     Err(BzImageError::Corrupt(String::from(
         "xz: first block has no LZMA2 filter",
     )))
-}
-
-/// An xz payload: the single-call decoder ([`crate::unxz`]) for what kernel
-/// builds make, the general one for anything it leaves (other checks or
-/// filters, several blocks) or refuses (whose error the general decoder
-/// then reports in its words).
-fn unxz(data: &[u8], out: &mut [u8], dict: &mut [u8]) -> Result<usize, BzImageError> {
-    match crate::unxz::decode(data, out) {
-        Ok(size) => Ok(size),
-        Err(_) => unxz_general(data, out, dict),
-    }
 }
 
 /// An xz payload through [`xz4rust`] with the dictionary in `dict`.
@@ -882,7 +890,7 @@ mod tests {
     /// the general one decodes to the same bytes (and neither panics).
     #[test]
     fn the_single_call_decoder_agrees_with_the_general_one_on_damaged_streams() {
-        let sample: &[u8] = include_bytes!("testdata/sample.xz");
+        let sample = crate::unxz::tests::sample_xz();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             x ^= x << 13;

@@ -232,7 +232,7 @@ fn unpack(image: &[u8]) -> Result<(ScratchFrames, usize), BuildError> {
                 payload.scratch_size().map_err(BuildError::BzImage)?,
                 "the xz dictionary",
             )?;
-            bzimage::decompress_into(&payload, out.bytes(), dict.bytes(), ZSTD_MAX_WINDOW)
+            bzimage::decompress_general(&payload, out.bytes(), dict.bytes(), ZSTD_MAX_WINDOW)
                 .map_err(BuildError::BzImage)?
         }
     };
