@@ -658,7 +658,7 @@ struct MsrMachine<'a> {
     memory: &'a mut super::memory::GuestMemory,
     hypercall_page: &'a mut Option<u64>,
     /// What an x2APIC write asks of the domain, carried out after the exit.
-    lapic_effect: rxen_core::vlapic::WriteEffect,
+    lapic_effect: WriteEffect,
 }
 
 impl MsrEnv for MsrMachine<'_> {
@@ -734,11 +734,8 @@ fn msr(domain: &mut HvmDomain, v: usize, index: u32, write: Option<u64>) {
             if write.is_some() { "write" } else { "read" }
         );
     }
-    match machine.lapic_effect {
-        WriteEffect::SendIpi(icr) => vlapic::send_ipi(domain, v, icr),
-        WriteEffect::EoiLevel(vector) => vlapic::eoi_level(domain, vector),
-        WriteEffect::TimerChanged | WriteEffect::None => {}
-    }
+    let effect = machine.lapic_effect;
+    vlapic::carry_out(domain, v, effect);
 }
 
 /// Fills the page at `gfn` with one stub per hypercall: `mov eax, n;
@@ -1067,18 +1064,12 @@ fn lapic_access(domain: &mut HvmDomain, v: usize, gpa: u64) -> Flow {
     let mut page = vlapic::LapicPage {
         lapic: &mut core.vcpus[v].lapic,
         now: crate::time::now_ns(),
-        ipi: None,
-        eoi_level: None,
+        effect: WriteEffect::None,
     };
     match emulate::mmio_access(&mut vcpu.vmcb, &mut vcpu.regs, memory, gpa, &mut page) {
         Ok(_) => {
-            let (ipi, eoi_level) = (page.ipi, page.eoi_level);
-            if let Some(icr) = ipi {
-                vlapic::send_ipi(domain, v, icr);
-            }
-            if let Some(vector) = eoi_level {
-                vlapic::eoi_level(domain, vector);
-            }
+            let effect = page.effect;
+            vlapic::carry_out(domain, v, effect);
             Flow::Continue
         }
         Err(error) => cannot_emulate(domain, v, gpa, "the local APIC", error),

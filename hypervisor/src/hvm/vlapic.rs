@@ -18,10 +18,9 @@ pub struct LapicPage<'a> {
     pub lapic: &'a mut Vlapic,
     /// System time of the access.
     pub now: u64,
-    /// An interrupt command written, to be carried out after the access.
-    pub ipi: Option<Icr>,
-    /// A level-triggered vector ended by an EOI, for the IO-APIC.
-    pub eoi_level: Option<u8>,
+    /// What the write asks of the domain, carried out after the access
+    /// ([`carry_out`]).
+    pub effect: WriteEffect,
 }
 
 /// Accesses other than aligned 32-bit ones logged so far (rate limit).
@@ -56,11 +55,7 @@ impl Mmio for LapicPage<'_> {
             odd_access(gpa, size, true);
             return;
         }
-        match self.lapic.write(offset, value as u32, self.now) {
-            WriteEffect::SendIpi(icr) => self.ipi = Some(icr),
-            WriteEffect::EoiLevel(vector) => self.eoi_level = Some(vector),
-            WriteEffect::TimerChanged | WriteEffect::None => {}
-        }
+        self.effect = self.lapic.write(offset, value as u32, self.now);
     }
 }
 
@@ -70,6 +65,17 @@ impl Mmio for LapicPage<'_> {
 pub fn is_lapic_page(domain: &HvmDomain, v: usize, gpa: u64) -> bool {
     let lapic = &domain.core.vcpus[v].lapic;
     lapic.xapic_mode() && gpa & !0xFFF == lapic.base()
+}
+
+/// Carries out what a register write of vCPU `v`'s APIC (through the page
+/// or an x2APIC MSR) asks of the domain: an interrupt command, the EOI of a
+/// level-triggered vector.
+pub fn carry_out(domain: &mut HvmDomain, v: usize, effect: WriteEffect) {
+    match effect {
+        WriteEffect::SendIpi(icr) => send_ipi(domain, v, icr),
+        WriteEffect::EoiLevel(vector) => eoi_level(domain, vector),
+        WriteEffect::TimerChanged | WriteEffect::None => {}
+    }
 }
 
 /// Carries out interrupt command `icr` of vCPU `from`: the targets of the
