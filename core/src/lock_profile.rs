@@ -28,6 +28,13 @@ pub struct LockProfile {
     pub domain_waits: u64,
     /// Time spent waiting for domains' exit locks (ns).
     pub domain_waited_ns: u64,
+    /// Of the exits served shared, event sends that reached another domain
+    /// (under its exit lock; the platform counts them beside [`LockCounters`],
+    /// whose counters stay one cache line).
+    pub peer_sends: u64,
+    /// Event sends that found their peer's exit lock taken and were served
+    /// with the machine held exclusively instead.
+    pub peer_busy: u64,
 }
 
 impl LockProfile {
@@ -42,6 +49,8 @@ impl LockProfile {
             shared: self.shared.saturating_add(other.shared),
             domain_waits: self.domain_waits.saturating_add(other.domain_waits),
             domain_waited_ns: self.domain_waited_ns.saturating_add(other.domain_waited_ns),
+            peer_sends: self.peer_sends.saturating_add(other.peer_sends),
+            peer_busy: self.peer_busy.saturating_add(other.peer_busy),
         }
     }
 
@@ -61,10 +70,12 @@ impl LockProfile {
                 self.longest_ns / 1000
             ),
             format!(
-                "machine lock: {} exits served shared (local), {} waited for their domain's exit lock, {} us in all",
+                "machine lock: {} exits served shared ({} of them event sends to another domain), {} waited for their domain's exit lock, {} us in all; {} sends found the peer taken and were served exclusively",
                 self.shared,
+                self.peer_sends,
                 self.domain_waits,
-                self.domain_waited_ns / 1000
+                self.domain_waited_ns / 1000,
+                self.peer_busy
             ),
         ]
     }
@@ -143,6 +154,8 @@ impl LockCounters {
             shared: read(&self.shared),
             domain_waits: read(&self.domain_waits),
             domain_waited_ns: read(&self.domain_waited_ns),
+            peer_sends: 0,
+            peer_busy: 0,
         }
     }
 }
@@ -177,6 +190,7 @@ mod tests {
         );
         assert_eq!(p.held_ns, 900);
         assert_eq!((p.shared, p.domain_waits, p.domain_waited_ns), (2, 1, 50));
+        assert_eq!((p.peer_sends, p.peer_busy), (0, 0), "not counted here");
         assert_eq!(c.take(true), p, "reading does not reset");
         assert_eq!(c.take(false), LockProfile::default(), "reset zeroes");
     }
@@ -192,6 +206,8 @@ mod tests {
             shared: 100,
             domain_waits: 1,
             domain_waited_ns: 500,
+            peer_sends: 30,
+            peer_busy: 2,
         };
         let sum = a.plus(a);
         assert_eq!(sum.holds, 20);
@@ -203,7 +219,7 @@ mod tests {
         );
         assert_eq!(
             second,
-            "machine lock: 200 exits served shared (local), 2 waited for their domain's exit lock, 1 us in all"
+            "machine lock: 200 exits served shared (60 of them event sends to another domain), 2 waited for their domain's exit lock, 1 us in all; 4 sends found the peer taken and were served exclusively"
         );
         // Nothing counted: no division by zero.
         assert!(LockProfile::default().lines()[0].contains("0 waited (0.0 %)"));

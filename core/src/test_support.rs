@@ -41,6 +41,8 @@ pub(crate) struct FakeEnv {
     pub(crate) shared_info: Box<[core::sync::atomic::AtomicU64; crate::shared_page::PAGE_WORDS]>,
     /// Another domain with its own memory, for interdomain calls.
     pub(crate) peer: Option<Box<(Domain, FakeEnv)>>,
+    /// Whether `with_domain` answers `ERESTART` (another CPU holds the peer).
+    pub(crate) peer_busy: bool,
     /// Console backend kicks seen, and whether the backend takes output.
     pub(crate) console_kicks: u32,
     pub(crate) console_takes: bool,
@@ -189,6 +191,7 @@ impl FakeEnv {
             shared_info_at: None,
             shared_info: Box::new(crate::shared_page::zeroed_words()),
             peer: None,
+            peer_busy: false,
             console_kicks: 0,
             console_takes: false,
             grants: None,
@@ -450,6 +453,9 @@ impl Domains for FakeEnv {
         f: &mut dyn FnMut(&mut Domain, &mut dyn GuestEnv),
     ) -> Result<(), Errno> {
         self.reached.set(self.reached.get() + 1);
+        if self.peer_busy {
+            return Err(errno::ERESTART);
+        }
         match self.peer.as_deref_mut() {
             Some((d, env)) if d.id == domid => {
                 f(d, env);

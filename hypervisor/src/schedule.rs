@@ -16,7 +16,11 @@
 //! caller alone: `exits::is_local_exit`) are served with the machine held
 //! shared and the domain's own exit lock (`serve_local`): CPUs running
 //! different domains serve them side by side, and two vCPUs of one domain
-//! take turns. Such an exit that leaves nothing for the scheduler goes
+//! take turns. So is an event send (`exits::is_peer_send`), which reaches
+//! its peer under the peer's exit lock if that is free (a woken vCPU goes to
+//! the scheduler under its own lock); a send whose peer is taken is served
+//! again with the machine held exclusively (the peer's holder may be a send
+//! the other way, waiting for this domain's lock). Such an exit that leaves nothing for the scheduler goes
 //! straight back into the guest; otherwise the CPU goes on to the
 //! scheduling pass with the machine held exclusively, handing over what the
 //! exit asked for. A CPU waiting to hold the machine exclusively keeps new
@@ -67,27 +71,32 @@
 //! holding a later one):
 //! 1. `MACHINE` (here): domains, scheduler, grant tables; a reader-writer
 //!    lock (exclusive for the scheduling pass and every exit but the local
-//!    ones, shared for those).
+//!    ones and event sends, shared for those).
 //! 2. A domain's exit lock (`HvmDomain::exit_lock`): taken only with the
-//!    machine held shared, by the CPU serving a local exit of that domain
-//!    (one at a time: nothing else under 1 shared takes another).
-//! 3. `console_input::DOM0_INPUT`: typed bytes for dom0 (taken under 1 and
+//!    machine held shared, by the CPU serving a local exit or an event send
+//!    of that domain. A send also takes its peer's, only with `try_lock`
+//!    (never waiting for a second domain's lock while holding one: two
+//!    domains sending to each other cannot deadlock).
+//! 3. The scheduler's lock (`Machine::sched`): taken under 1 shared and 2 by
+//!    an event send that woke a vCPU; with the machine held exclusively it
+//!    is reached without locking (`get_mut`).
+//! 4. `console_input::DOM0_INPUT`: typed bytes for dom0 (taken under 1 and
 //!    2). `pci::PCI`, the PCI registry, is a leaf at the same rank (taken
 //!    under 1 by physdev_op, under 2 by dom0's PCI configuration exits,
 //!    nothing taken under it).
-//! 4. The heap's growth lock (`heap::DualHeap::growing`, only `try_lock`:
+//! 5. The heap's growth lock (`heap::DualHeap::growing`, only `try_lock`:
 //!    an allocation that finds it busy does not wait).
-//! 5. `memory::FRAMES`, the frame allocator (under 1, 2 and 4; nothing
+//! 6. `memory::FRAMES`, the frame allocator (under 1, 2 and 5; nothing
 //!    allocates from the heap while it is held).
-//! 6. The heap's arena locks (early, main, each extension): inside every
+//! 7. The heap's arena locks (early, main, each extension): inside every
 //!    allocation, leaves.
-//! 7. `rxen_x86::console::SERIAL`: the UART and its buffer, a leaf (nothing
+//! 8. `rxen_x86::console::SERIAL`: the UART and its buffer, a leaf (nothing
 //!    allocates or takes another lock under it).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use rxen_core::domain::{DomId, ShutdownReason};
 use rxen_core::lock_profile::{LockCounters, LockProfile};
@@ -127,7 +136,10 @@ pub struct BootDomain {
 struct Machine {
     domains: DomainTable,
     grants: GrantMap,
-    sched: alloc::boxed::Box<dyn Scheduler>,
+    /// The scheduler: reached through `get_mut` with the machine held
+    /// exclusively, locked by an event send served with it held shared
+    /// (`hvm::Peers`).
+    sched: spin::Mutex<alloc::boxed::Box<dyn Scheduler>>,
     boot: BTreeMap<DomId, (BootDomain, u32)>,
     /// Rebooted domains waiting to be built again (with their reboot count):
     /// a CPU builds them outside the lock (unpacking a distribution kernel
@@ -244,6 +256,11 @@ fn print_lock_profile(reset: bool) {
         }
     };
     let (passes, looked_at) = (take(&PASSES), take(&LOOKED_AT));
+    let sum = LockProfile {
+        peer_sends: PEER_SENDS.iter().map(take).fold(0, u64::saturating_add),
+        peer_busy: take(&PEER_BUSY_SENDS),
+        ..sum
+    };
     let cr4_changes = rxen_x86::svm::host_cr4_changes(reset);
     if !reset {
         for line in sum.lines() {
@@ -277,7 +294,7 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
     let mut machine = Machine {
         domains: DomainTable::new(),
         grants: GrantMap::new(),
-        sched,
+        sched: spin::Mutex::new(sched),
         boot: BTreeMap::new(),
         rebuilds: Vec::new(),
         baseline_free,
@@ -287,9 +304,9 @@ pub fn start(sched: alloc::boxed::Box<dyn Scheduler>, domains: Vec<BootDomain>) 
             .0
             .exit_stats,
     };
-    printk!("Scheduler: {}", machine.sched.name());
+    printk!("Scheduler: {}", machine.sched.get_mut().name());
     SCHED_ID.store(
-        match machine.sched.name() {
+        match machine.sched.get_mut().name() {
             "rtds" => rxen_abi::sysctl::XEN_SCHEDULER_RTDS,
             _ => rxen_abi::sysctl::XEN_SCHEDULER_CREDIT,
         },
@@ -505,6 +522,33 @@ pub fn need_pass_here() {
     }
 }
 
+/// Per CPU: the event send it serves with the machine held shared found its
+/// peer's exit lock taken ([`note_peer_busy`]).
+static PEER_BUSY: [AtomicBool; cpu::MAX_CPUS] = [const { AtomicBool::new(false) }; cpu::MAX_CPUS];
+/// Per CPU: event sends it served with the machine held shared (the lock
+/// profile's; beside [`LOCK_PROFILE`], whose counters stay one cache line).
+static PEER_SENDS: [AtomicU64; cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; cpu::MAX_CPUS];
+/// Event sends that found their peer taken (rare: one counter for all CPUs).
+static PEER_BUSY_SENDS: AtomicU64 = AtomicU64::new(0);
+
+/// Notes that the event send this CPU serves with the machine held shared
+/// found its peer taken (`ERESTART`, nothing done): the exit is served again
+/// with the machine held exclusively. The peer's holder may be waiting for
+/// the sender's own exit lock (a send the other way), so the sender does not
+/// wait for it.
+pub fn note_peer_busy() {
+    if let Some(flag) = PEER_BUSY.get(cpu::current_index()) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+/// Whether [`note_peer_busy`] was called on this CPU for the exit it serves.
+fn peer_busy_here() -> bool {
+    PEER_BUSY
+        .get(cpu::current_index())
+        .is_some_and(|flag| flag.load(Ordering::Acquire))
+}
+
 /// Whether vCPU `v` of `domain` can run: the domain alive, not shut down
 /// or paused, the vCPU up and not blocked.
 fn vcpu_runnable(domain: &HvmDomain, v: usize) -> bool {
@@ -667,6 +711,11 @@ fn serve(domain: &mut HvmDomain, v: usize, world: exits::Others) -> (Flow, u64) 
     let started = crate::time::now_ns();
     let flow = exits::handle_exit(domain, v, world);
     let took = crate::time::now_ns().saturating_sub(started);
+    if peer_busy_here() {
+        // Not served (its peer was taken): served again, and counted, with
+        // the machine held exclusively.
+        return (flow, code);
+    }
     domain
         .exit_stats
         .record(rxen_x86::svm::exit::reason(code), took);
@@ -709,12 +758,12 @@ impl Machine {
                 return Err(why);
             }
         };
-        if let Err(e) = self.sched.add_domain(id, boot.params) {
+        if let Err(e) = self.sched.get_mut().add_domain(id, boot.params) {
             printk!(
                 "d{id}: scheduling parameters refused ({e:?}): using the defaults of {}",
-                self.sched.name()
+                self.sched.get_mut().name()
             );
-            let _ = self.sched.add_domain(id, SchedParams::default());
+            let _ = self.sched.get_mut().add_domain(id, SchedParams::default());
         }
         let now = crate::time::now_ns();
         for v in 0..domain.vcpus.len() {
@@ -722,14 +771,19 @@ impl Machine {
                 domain: id,
                 vcpu: v as u32,
             };
-            self.sched.add_vcpu(r, now);
+            self.sched.get_mut().add_vcpu(r, now);
             let cpus = if boot.pin_each {
                 Some(rxen_core::sched::CpuMask::single(v))
             } else {
                 boot.cpus
             };
             if let Some(cpus) = cpus {
-                if self.sched.set_affinity(r, Some(cpus), None).is_err() {
+                if self
+                    .sched
+                    .get_mut()
+                    .set_affinity(r, Some(cpus), None)
+                    .is_err()
+                {
                     printk!("d{id}v{v}: pinned to no CPU of this machine: it runs anywhere");
                 }
             }
@@ -777,13 +831,13 @@ impl Machine {
             let (known, total) = (domain.sched_vcpus, domain.vcpus.len());
             domain.sched_vcpus = total;
             if let Some(config) = config {
-                if let Err(e) = self.sched.add_domain(id, SchedParams::default()) {
+                if let Err(e) = self.sched.get_mut().add_domain(id, SchedParams::default()) {
                     printk!("d{id}: the scheduler refused the domain ({e:?})");
                 }
                 self.add_grant_table(id, config.max_grant_frames, config.max_maptrack_frames);
             }
             for v in known..total {
-                self.sched.add_vcpu(
+                self.sched.get_mut().add_vcpu(
                     VcpuRef {
                         domain: id,
                         vcpu: v as u32,
@@ -817,16 +871,16 @@ impl Machine {
                     let world = World {
                         domains: &mut self.domains,
                         grants: &mut self.grants,
-                        sched: &mut *self.sched,
+                        sched: &mut **self.sched.get_mut(),
                     };
-                    let (flow, code) = serve(&mut domain, v, Some(world));
+                    let (flow, code) = serve(&mut domain, v, exits::Others::Machine(world));
                     fast = matches!(flow, Flow::Continue) && exits::FAST_EXITS.contains(&code);
                     flow
                 }
             };
             match flow {
                 Flow::Continue => {}
-                Flow::Yield => self.sched.yield_now(r, crate::time::now_ns()),
+                Flow::Yield => self.sched.get_mut().yield_now(r, crate::time::now_ns()),
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
             }
         }
@@ -892,7 +946,7 @@ impl Machine {
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
-                sched: &mut *self.sched,
+                sched: &mut **self.sched.get_mut(),
             };
             exits::with_domain_env(&mut domain, world, f);
         }
@@ -1146,11 +1200,11 @@ impl Machine {
                 if runnable != domain.sched_runnable[v] {
                     domain.sched_runnable[v] = runnable;
                     if runnable {
-                        if let Some(cpu_index) = self.sched.wake(r, now) {
+                        if let Some(cpu_index) = self.sched.get_mut().wake(r, now) {
                             kick(cpu_index);
                         }
                     } else {
-                        self.sched.sleep(r, now);
+                        self.sched.get_mut().sleep(r, now);
                         // Paused while on a CPU: off it now.
                         if let Some(cpu_index) = domain.running_on[v] {
                             kick(cpu_index);
@@ -1227,7 +1281,7 @@ impl Machine {
             let world = World {
                 domains: &mut self.domains,
                 grants: &mut self.grants,
-                sched: &mut *self.sched,
+                sched: &mut **self.sched.get_mut(),
             };
             exits::with_domain_env(&mut domain, world, |core, env| {
                 rxen_core::hypercall::close_interdomain_channels(core, env)
@@ -1257,7 +1311,7 @@ impl Machine {
             if torn_down > 0 {
                 printk!("d{id}: {torn_down} grant mappings torn down");
             }
-            self.sched.remove_domain(id);
+            self.sched.get_mut().remove_domain(id);
             let frames = domain.memory.frames_in_use() as u64;
             let free_before = crate::memory::free_frame_count();
             if flushed {
@@ -1489,17 +1543,22 @@ enum Local {
 
 /// Serves the exit of vCPU `r`, which this CPU ran (`claimed`), without
 /// holding the machine exclusively, if the exit is one that stays within
-/// its domain ([`exits::is_local_exit`]): with the machine held shared and
-/// the domain's exit lock, so that CPUs running other domains serve their
-/// local exits at the same time. Goes straight back into the guest when
+/// its domain ([`exits::is_local_exit`]) or an event send
+/// ([`exits::is_peer_send`]): with the machine held shared and the domain's
+/// exit lock, so that CPUs running other domains serve their exits at the
+/// same time; a send reaches its peer under the peer's exit lock, if that
+/// is free (`hvm::env`'s `lend_peer`), and is otherwise left for the
+/// machine held exclusively. Goes straight back into the guest when
 /// [`straight_back`] says so, as the exclusive path does.
 fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64) -> Local {
     // SAFETY: see `claim`: the vCPU's VMCB is this CPU's alone until it
     // serves the exit with the machine held exclusively.
-    let local = exits::is_local_exit(unsafe { &*claimed.vcpu });
-    // Not local, a control change or a device interrupt: the machine's turn
+    let vcpu = unsafe { &*claimed.vcpu };
+    let local = exits::is_local_exit(vcpu);
+    let send = !local && exits::is_peer_send(vcpu);
+    // Neither, a control change or a device interrupt: the machine's turn
     // (before any lock is taken).
-    if !local || CONTROL_CHANGED.load(Ordering::Acquire) || rxen_x86::irq::any_pending() {
+    if !(local || send) || CONTROL_CHANGED.load(Ordering::Acquire) || rxen_x86::irq::any_pending() {
         return Local::Machine;
     }
     // While another CPU holds the machine exclusively or waits to (its
@@ -1507,7 +1566,7 @@ fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64
     // an exit that took the machine exclusively would make a whole pass
     // of its own, and two CPUs would go on colliding pass after pass.
     // Nothing is held while waiting.
-    let _shared = loop {
+    let shared = loop {
         if WRITERS_WAITING.load(Ordering::Acquire) == 0 {
             if let Some(shared) = MACHINE.try_read() {
                 break shared;
@@ -1515,16 +1574,39 @@ fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64
         }
         core::hint::spin_loop();
     };
+    let world = match shared.as_ref() {
+        Some(machine) if send => exits::Others::Peers(hvm::Peers {
+            domains: &machine.domains,
+            sched: &machine.sched,
+        }),
+        _ if send => return Local::Machine,
+        _ => exits::Others::Own,
+    };
     let _own = lock_domain(&claimed.exit_lock, cpu_index);
     // SAFETY: see `claim`: the domain lives while vCPU `r` is on this CPU,
-    // and the shared hold and the exit lock make this the only reference.
+    // and the shared hold and the exit lock make this the only reference
+    // (a send reaches another domain only through `world`).
     let domain = unsafe { &mut *claimed.domain };
     let v = r.vcpu as usize;
     if domain.dying.is_some() {
         return Local::Machine;
     }
-    // Every local exit is one of `exits::FAST_EXITS`.
-    let (flow, _) = serve(domain, v, None);
+    // Every local exit is one of `exits::FAST_EXITS`, and so is a hypercall.
+    let (flow, _) = serve(domain, v, world);
+    if send {
+        let busy = PEER_BUSY
+            .get(cpu_index)
+            .is_some_and(|flag| flag.swap(false, Ordering::AcqRel));
+        if busy {
+            PEER_BUSY_SENDS.fetch_add(1, Ordering::Relaxed);
+            // Nothing was done (the call stands as the guest made it):
+            // served again with the machine held exclusively.
+            return Local::Machine;
+        }
+        if let Some(sends) = PEER_SENDS.get(cpu_index) {
+            sends.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if !matches!(flow, Flow::Continue) {
         return Local::Served(flow);
     }
@@ -1574,6 +1656,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             x86_64::instructions::interrupts::disable();
             continue;
         };
+        // Domains an event send served shared left other than their quiet
+        // record says: this pass looks at them.
+        machine.domains.wake_stirred();
         // Device interrupts first: a vCPU they wake is not passed over.
         let routed = machine.route_device_interrupts();
         if routed {
@@ -1649,10 +1734,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if let Some(flag) = NEED_RESCHED.get(cpu_index) {
             flag.store(false, Ordering::Release);
         }
-        let decision = machine.sched.do_schedule(cpu_index, now);
+        let decision = machine.sched.get_mut().do_schedule(cpu_index, now);
         // Other pCPUs to look again: one that runs a vCPU pinned away from
         // it, or where a vCPU this one gave up (or one just pinned) may run.
-        for other in machine.sched.take_tickles().iter() {
+        for other in machine.sched.get_mut().take_tickles().iter() {
             if other != cpu_index {
                 kick(other);
             }

@@ -658,7 +658,14 @@ pub fn close_interdomain_channels(domain: &mut Domain, env: &mut dyn GuestEnv) {
 
 /// `event_channel_op(cmd, arg)`.
 pub(crate) fn do_event_channel_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Outcome {
-    from_result(event_channel_op(ctx, args[0], args[1]))
+    match event_channel_op(ctx, args[0], args[1]) {
+        // Xen's `-ERESTART`: the same call again (only a send whose peer
+        // the platform could not lend returns it, before any effect).
+        Err(errno::ERESTART) => {
+            Outcome::continuation(rxen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP, args)
+        }
+        result => from_result(result),
+    }
 }
 
 fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno> {
@@ -728,7 +735,14 @@ fn event_channel_op(ctx: &mut Ctx<'_>, cmd: u64, arg: u64) -> Result<i64, Errno>
                 } => {
                     // A channel is torn down before its peer goes away; a
                     // vanished peer drops the event, as a closed port would.
-                    let _ = lend_domain(domain, env, remote_dom, |d, e| deliver(d, remote_port, e));
+                    // A peer the platform cannot lend right now (another
+                    // CPU holds it: `ERESTART`) is tried again from the
+                    // start ([`do_event_channel_op`]); nothing happened yet.
+                    let sent =
+                        lend_domain(domain, env, remote_dom, |d, e| deliver(d, remote_port, e));
+                    if sent == Err(errno::ERESTART) {
+                        return Err(errno::ERESTART);
+                    }
                 }
                 // Xen drops a send on an unbound port silently.
                 PortState::Unbound { .. } | PortState::Free => {}
@@ -1269,6 +1283,96 @@ mod tests {
         // Nothing landed in the shared-info page's own vcpu_info slot.
         let slot = core::mem::offset_of!(xen::SharedInfo, vcpu_info);
         assert_eq!(env.si().load_u8(slot), Some(0));
+    }
+
+    #[test]
+    fn a_send_whose_peer_is_busy_is_made_again_and_delivered_once() {
+        use rxen_abi::event_channel as ev;
+        let (mut d1, mut env) = two_domains();
+        let (d2, env2) = peer(&mut env);
+        let alloc = ev::EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 1,
+            port: 0,
+        };
+        assert_eq!(evtchn(d2, env2, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc), 0);
+        let remote = env2.get::<ev::EvtchnAllocUnbound>(0x300).port;
+        let bind = ev::EvtchnBindInterdomain {
+            remote_dom: 2,
+            remote_port: remote,
+            ..Default::default()
+        };
+        assert_eq!(
+            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
+            0
+        );
+        let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
+        env.si_clear();
+        peer(&mut env).1.si_clear();
+        peer(&mut env).0.vcpus[0].blocked = Some(None);
+        let send = ev::EvtchnSend { port: local };
+        let args = [u64::from(ev::EVTCHNOP_SEND), 0x300, 7, 8, 9];
+        env.put(0x300, &send);
+        assert!(crate::hypercall::reaches_one_peer(
+            xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            args[0]
+        ));
+        // The platform cannot lend the peer: the same call again, nothing done.
+        env.peer_busy = true;
+        let out = call(&mut d1, &mut env, xen::HYPERVISOR_EVENT_CHANNEL_OP, args);
+        assert_eq!(out.next, Next::Continuation { args });
+        let (d2, env2) = peer(&mut env);
+        assert!(!two_level::is_pending(&env2.si(), remote));
+        assert_eq!(d2.vcpus[0].blocked, Some(None), "still blocked");
+        assert!(!two_level::is_pending(&env.si(), local));
+        // Made again once the peer is free: delivered, and the block ends.
+        env.peer_busy = false;
+        let out = call(&mut d1, &mut env, xen::HYPERVISOR_EVENT_CHANNEL_OP, args);
+        assert_eq!((out.ret, out.next), (0, Next::Continue));
+        let (d2, env2) = peer(&mut env);
+        assert!(two_level::is_pending(&env2.si(), remote));
+        assert_eq!(d2.vcpus[0].blocked, None);
+        // Only a send reaches one peer this way; an IPI send or any other
+        // operation never gets ERESTART from a busy peer.
+        env.peer_busy = true;
+        let ipi = d1.events.bind_ipi(0).unwrap();
+        env.si_clear();
+        assert_eq!(
+            evtchn(
+                &mut d1,
+                &mut env,
+                ev::EVTCHNOP_SEND,
+                &ev::EvtchnSend { port: ipi }
+            ),
+            0
+        );
+        assert!(two_level::is_pending(&env.si(), ipi));
+        for cmd in 0..64u32 {
+            let peer_op = cmd == ev::EVTCHNOP_SEND;
+            assert_eq!(
+                crate::hypercall::reaches_one_peer(
+                    xen::HYPERVISOR_EVENT_CHANNEL_OP,
+                    u64::from(cmd)
+                ),
+                peer_op
+            );
+            // Xen takes `int cmd`: the upper half is not looked at.
+            assert_eq!(
+                crate::hypercall::reaches_one_peer(
+                    xen::HYPERVISOR_EVENT_CHANNEL_OP,
+                    u64::from(cmd) | 0xffff_0000_0000
+                ),
+                peer_op
+            );
+        }
+        for nr in 0..64u64 {
+            if nr != xen::HYPERVISOR_EVENT_CHANNEL_OP {
+                assert!(!crate::hypercall::reaches_one_peer(
+                    nr,
+                    u64::from(ev::EVTCHNOP_SEND)
+                ));
+            }
+        }
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Re-issue the hypercall with `args` (its number stays in RAX).
-    fn continuation(nr: u64, args: [u64; 5]) -> Self {
+    pub(crate) fn continuation(nr: u64, args: [u64; 5]) -> Self {
         Self {
             ret: nr as i64,
             next: Next::Continuation { args },
@@ -213,6 +213,18 @@ pub const LOCAL_HYPERCALLS: [u64; 5] = [
     xen::HYPERVISOR_VM_ASSIST,
     xen::HYPERVISOR_VCPU_OP,
 ];
+
+/// Whether hypercall `nr` with first argument `arg0` reaches at most one
+/// other domain, and that one only through [`crate::platform::Domains::with_domain`]
+/// before the call has any effect: an event send (`EVTCHNOP_send`), whose
+/// peer is the other end of the port. A platform may serve it beside other
+/// CPUs, lending the peer when it can take it and answering `ERESTART` from
+/// `with_domain` when it cannot: the guest then makes the same call again
+/// (a continuation), as if it had not been made.
+pub fn reaches_one_peer(nr: u64, arg0: u64) -> bool {
+    // Xen takes `int cmd`.
+    nr == xen::HYPERVISOR_EVENT_CHANNEL_OP && arg0 as u32 == rxen_abi::event_channel::EVTCHNOP_SEND
+}
 
 /// Whether hypercall `nr` is served with the calling domain alone (see
 /// [`LOCAL_HYPERCALLS`]).

@@ -39,6 +39,9 @@ pub struct Env<'a> {
     /// The rest of the machine (for interdomain operations), if the caller
     /// can reach it.
     pub others: Option<super::World<'a>>,
+    /// Without `others`: the other domains one at a time, for an event send
+    /// served with the machine held shared.
+    pub peers: Option<super::Peers<'a>>,
 }
 
 impl GuestCopy for Env<'_> {
@@ -227,7 +230,10 @@ impl Domains for Env<'_> {
         // No pass unless the domain changed as the scheduler sees it (see
         // the end): most calls send an event to a vCPU already awake, and a
         // vCPU woken on another CPU needs only that CPU's pass.
-        let world = self.others.as_mut().ok_or(errno::ESRCH)?;
+        let Some(world) = self.others.as_mut() else {
+            let peers = self.peers.as_ref().ok_or(errno::ESRCH)?;
+            return lend_peer(peers, domid, f);
+        };
         let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
             return Err(errno::ESRCH);
@@ -487,6 +493,55 @@ impl Domains for Env<'_> {
 }
 
 /// [`Domains::with_domain`]'s work on `domain` (id `domid`), lent to `f`.
+/// [`Domains::with_domain`] with the machine held shared (an event send,
+/// `exits::is_peer_send`): domain `domid` is reached under its exit lock,
+/// taken only if it is free (`ERESTART` otherwise, and this CPU notes it:
+/// the caller holds its own domain's lock, and the peer's holder may be
+/// waiting for that one). The rest is as with the machine held exclusively:
+/// a vCPU the event woke goes to the scheduler and its CPU is kicked; what
+/// needs a pass (anything [`crate::schedule::settle_lent`] cannot settle)
+/// gets this CPU's, and a quiet domain left other than its record says is
+/// stirred so that the pass looks at it.
+fn lend_peer(
+    peers: &super::Peers<'_>,
+    domid: DomId,
+    f: &mut dyn FnMut(&mut rxen_core::domain::Domain, &mut dyn GuestEnv),
+) -> Result<(), Errno> {
+    let shared = peers.domains.lend_shared(&domid).ok_or(errno::ESRCH)?;
+    let Some(_held) = shared.lock.try_lock() else {
+        crate::schedule::note_peer_busy();
+        return Err(errno::ERESTART);
+    };
+    // SAFETY: the entry's own boxed domain (`DomainTable::lend_shared`),
+    // which stays in the table while the machine is held shared. With the
+    // domain's exit lock held, no other CPU reaches it: its local exits and
+    // other CPUs' sends take that lock, and everything else that reaches a
+    // domain holds the machine exclusively, which waits for this shared hold.
+    // A vCPU of it running on another CPU is in its guest (its VMCB and
+    // registers are not touched here).
+    let domain = unsafe { &mut *shared.ptr.as_ptr() };
+    if domain.dying.is_some() {
+        return Err(errno::ESRCH);
+    }
+    let due = super::exits::next_due(domain);
+    let result = with_lent_domain(domid, domain, f);
+    let moved = super::exits::next_due(domain) != due;
+    if moved {
+        crate::schedule::kick_timer_owners(domain, None);
+    }
+    let settled = result.is_ok() && {
+        let mut sched = peers.sched.lock();
+        crate::schedule::settle_lent(&mut **sched, domid, domain, crate::time::now_ns())
+    };
+    if !settled {
+        crate::schedule::need_pass_here();
+    }
+    if shared.quiet && (moved || !settled) {
+        shared.stir();
+    }
+    result
+}
+
 fn with_lent_domain(
     domid: DomId,
     domain: &mut super::HvmDomain,
@@ -509,6 +564,7 @@ fn with_lent_domain(
         privileged: core.privileged,
         domid,
         others: None,
+        peers: None,
     };
     f(core, &mut env);
     if env.npt_changed && super::tlb::flush_domain(domid, vcpus, running_on) {

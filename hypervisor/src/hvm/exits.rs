@@ -23,8 +23,16 @@ use super::regs::{advance_rip, ExitView};
 use super::vlapic;
 use super::HvmDomain;
 
-/// The rest of the machine, which interdomain hypercalls reach.
-pub type Others<'a> = Option<super::World<'a>>;
+/// What of the rest of the machine an exit's handler may reach.
+pub enum Others<'a> {
+    /// Nothing: the exit stays within its domain ([`is_local_exit`]).
+    Own,
+    /// Everything: the machine is held exclusively.
+    Machine(super::World<'a>),
+    /// With the machine held shared, one other domain at a time under its
+    /// exit lock: an event send ([`is_peer_send`]).
+    Peers(super::Peers<'a>),
+}
 
 /// Runs `f` on the domain's core state with the hypercall environment of
 /// vCPU `v` (its memory, paging registers and console, and the other
@@ -52,8 +60,14 @@ fn with_env<R>(
         npt_changed: false,
         privileged: core.privileged,
         domid: core.id,
-        others,
+        others: None,
+        peers: None,
     };
+    match others {
+        Others::Own => {}
+        Others::Machine(world) => env.others = Some(world),
+        Others::Peers(peers) => env.peers = Some(peers),
+    }
     let result = f(core, &mut env);
     if env.npt_changed && super::tlb::flush_domain(core.id, vcpus, running_on) {
         // No vCPU reaches the frames the domain gave back any more.
@@ -70,7 +84,7 @@ pub fn with_domain_env<R>(
     world: super::World,
     f: impl FnOnce(&mut rxen_core::domain::Domain, &mut Env) -> R,
 ) -> R {
-    with_env(domain, 0, Some(world), f)
+    with_env(domain, 0, Others::Machine(world), f)
 }
 
 /// The callback vector of HVM_PARAM_CALLBACK_IRQ (type 2), for a vCPU
@@ -86,7 +100,7 @@ fn callback_vector(domain: &HvmDomain, v: usize) -> Option<u8> {
 
 /// Whether vCPU `v` has an upcall pending that it has not masked.
 pub fn upcall_pending(domain: &mut HvmDomain, v: usize) -> bool {
-    with_env(domain, v, None, |core, env| {
+    with_env(domain, v, Others::Own, |core, env| {
         hypercall::upcall_pending(core, v, env)
     })
 }
@@ -139,7 +153,7 @@ pub fn expire_timers(domain: &mut HvmDomain, now: u64) -> Option<ShutdownReason>
             .next_deadline()
             .is_some_and(|due| due <= now)
         {
-            with_env(domain, v, None, |core, env| {
+            with_env(domain, v, Others::Own, |core, env| {
                 hypercall::expire_timers(core, v, now, env)
             });
         }
@@ -200,7 +214,7 @@ pub const FAST_EXITS: [u64; 6] = {
 /// Whether the exit `vcpu` just took is served with its domain alone: one of
 /// [`FAST_EXITS`], and for a hypercall (its number in RAX) one the core
 /// serves without the other domains ([`hypercall::is_local`]). The caller may
-/// then serve it without the rest of the machine (`world` None in
+/// then serve it without the rest of the machine (`world` [`Others::Own`] in
 /// [`handle_exit`]). Reads only the vCPU's VMCB.
 pub fn is_local_exit(vcpu: &super::vcpu::SvmVcpu) -> bool {
     match vcpu.vmcb.read64(control::EXIT_CODE) {
@@ -209,8 +223,18 @@ pub fn is_local_exit(vcpu: &super::vcpu::SvmVcpu) -> bool {
     }
 }
 
+/// Whether the exit `vcpu` just took is an event send
+/// ([`hypercall::reaches_one_peer`]), which may be served with the machine
+/// held shared, reaching the peer under its exit lock (`world`
+/// [`Others::Peers`] in [`handle_exit`]). Reads only the vCPU's VMCB and
+/// registers.
+pub fn is_peer_send(vcpu: &super::vcpu::SvmVcpu) -> bool {
+    vcpu.vmcb.read64(control::EXIT_CODE) == rxen_x86::svm::vmcb::exit::VMMCALL
+        && hypercall::reaches_one_peer(vcpu.vmcb.read64(save::RAX), vcpu.regs.rdi)
+}
+
 /// Serves the exit vCPU `v` just took; `world` is the rest of the machine,
-/// None for an exit [`is_local_exit`] says is the domain's alone. Kept a
+/// as far as the exit may reach it ([`Others`]). Kept a
 /// function of its own (`linker.ld` places it among the code every exit
 /// runs); the handlers of the exits a null hypercall or an event never
 /// takes are not inlined into it, so that its stack frame stays small.

@@ -17,7 +17,10 @@ pub mod vpci;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use rxen_core::domain::{DomId, Domain, ShutdownReason};
 use rxen_core::mm::Gfn;
@@ -88,10 +91,16 @@ pub struct HvmDomain {
 /// forgets that, so the next pass looks at the domain again; shared access
 /// leaves it. A domain is quiet only while none of its vCPUs is on a CPU, so
 /// the exits a CPU serves of its own vCPU without the table (`schedule`'s
-/// local exits) never reach a quiet domain.
+/// local exits) never reach a quiet domain. An event send served with the
+/// machine held shared reaches its peer without changing the table
+/// ([`DomainTable::lend_shared`]); if it leaves a quiet domain other than
+/// its record says, it marks the domain stirred, and the next pass looks at
+/// it again ([`DomainTable::wake_stirred`]).
 #[derive(Default)]
 pub struct DomainTable {
     entries: BTreeMap<DomId, Entry>,
+    /// Whether some entry is stirred ([`DomainTable::wake_stirred`]).
+    any_stirred: AtomicBool,
     /// The domains not quiet (a pass looks at these), in no order. Its
     /// capacity covers every domain, so keeping it never allocates.
     active: Vec<DomId>,
@@ -106,6 +115,69 @@ pub struct DomainTable {
 struct Entry {
     domain: Option<Box<HvmDomain>>,
     quiet: Option<Quiet>,
+    /// The boxed domain, for a CPU holding the machine shared
+    /// ([`DomainTable::lend_shared`]); None while it is taken out. Taken from
+    /// the box when it is put in the table.
+    shared: Option<NonNull<HvmDomain>>,
+    /// The domain's exit lock (`HvmDomain::exit_lock`), reached without
+    /// the domain.
+    lock: Arc<spin::Mutex<()>>,
+    /// Reached while quiet, and left other than its record says.
+    stirred: AtomicBool,
+}
+
+// SAFETY: `shared`'s pointer is the entry's own boxed domain, reached only as
+// `DomainTable::lend_shared` says (under the domain's exit lock, with the
+// machine held shared); the rest of the entry is plain data.
+unsafe impl Send for Entry {}
+// SAFETY: as above; shared access to an entry only reads it, or sets
+// `stirred` (an atomic).
+unsafe impl Sync for Entry {}
+
+impl Entry {
+    /// An entry for `domain`, put in the table now.
+    fn new(mut domain: Box<HvmDomain>) -> Self {
+        let mut e = Entry {
+            domain: None,
+            quiet: None,
+            shared: None,
+            lock: domain.exit_lock.clone(),
+            stirred: AtomicBool::new(false),
+        };
+        e.place(&mut domain);
+        e.domain = Some(domain);
+        e
+    }
+
+    /// Records where `domain`, about to be this entry's, lives (and its exit
+    /// lock, if it is not the one the entry knows).
+    fn place(&mut self, domain: &mut Box<HvmDomain>) {
+        if !Arc::ptr_eq(&self.lock, &domain.exit_lock) {
+            self.lock = domain.exit_lock.clone();
+        }
+        self.shared = Some(NonNull::from(&mut **domain));
+    }
+}
+
+/// A domain reached with the machine held shared ([`DomainTable::lend_shared`]).
+pub struct SharedDomain<'a> {
+    /// The domain, to be reached only with `lock` held.
+    pub ptr: NonNull<HvmDomain>,
+    /// Its exit lock.
+    pub lock: &'a spin::Mutex<()>,
+    /// Whether a pass recorded it as quiet.
+    pub quiet: bool,
+    stirred: &'a AtomicBool,
+    any_stirred: &'a AtomicBool,
+}
+
+impl SharedDomain<'_> {
+    /// Has the next pass look at the domain again (it changed other than
+    /// its quiet record says).
+    pub fn stir(&self) {
+        self.stirred.store(true, Ordering::Release);
+        self.any_stirred.store(true, Ordering::Release);
+    }
 }
 
 /// What a scheduling pass found of a domain with nothing to do: it is not
@@ -160,14 +232,49 @@ impl DomainTable {
         if let Some(quiet) = e.quiet.take() {
             Self::wake(&mut self.active, &mut self.timers, *id, quiet);
         }
+        e.shared = None;
         e.domain.take()
     }
 
     /// Puts back domain `id` taken out by [`Self::take_out`].
-    pub fn put_back(&mut self, id: DomId, domain: Box<HvmDomain>) {
+    pub fn put_back(&mut self, id: DomId, mut domain: Box<HvmDomain>) {
         match self.entries.get_mut(&id) {
-            Some(e) if e.domain.is_none() => e.domain = Some(domain),
+            Some(e) if e.domain.is_none() => {
+                e.place(&mut domain);
+                e.domain = Some(domain);
+            }
             _ => self.insert(id, domain),
+        }
+    }
+
+    /// Domain `id` for a CPU that holds the machine shared and serves an
+    /// exit that reaches it (an event send): its address and its exit lock.
+    /// The caller reaches the domain only while it holds that lock; the
+    /// table does not change, so a quiet domain stays recorded as quiet
+    /// unless the caller stirs it ([`SharedDomain::stir`]).
+    pub fn lend_shared(&self, id: &DomId) -> Option<SharedDomain<'_>> {
+        let e = self.entries.get(id)?;
+        Some(SharedDomain {
+            ptr: e.shared?,
+            lock: &e.lock,
+            quiet: e.quiet.is_some(),
+            stirred: &e.stirred,
+            any_stirred: &self.any_stirred,
+        })
+    }
+
+    /// Forgets the quiet record of every domain stirred since the last call
+    /// ([`SharedDomain::stir`]), so that this pass looks at them again.
+    pub fn wake_stirred(&mut self) {
+        if !self.any_stirred.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        for (id, e) in self.entries.iter_mut() {
+            if e.stirred.swap(false, Ordering::AcqRel) {
+                if let Some(quiet) = e.quiet.take() {
+                    Self::wake(&mut self.active, &mut self.timers, *id, quiet);
+                }
+            }
         }
     }
 
@@ -206,13 +313,7 @@ impl DomainTable {
         self.timers.reserve(n.saturating_sub(self.timers.len()));
         self.spare.reserve(n);
         self.forget(&id);
-        self.entries.insert(
-            id,
-            Entry {
-                domain: Some(domain),
-                quiet: None,
-            },
-        );
+        self.entries.insert(id, Entry::new(domain));
         self.active.push(id);
     }
 
@@ -313,6 +414,16 @@ impl DomainTable {
 /// Every domain's grant table, by ID (beside the domain table, so that the
 /// core's grant code can hold a table and the domains' memory at once).
 pub type GrantMap = BTreeMap<DomId, rxen_core::grant_table::GrantTable>;
+
+/// The other domains as an exit served with the machine held shared
+/// reaches them: one at a time, under its exit lock, for an event send
+/// (`rxen_core::hypercall::reaches_one_peer`).
+pub struct Peers<'a> {
+    /// The domains, not to be changed (see [`DomainTable::lend_shared`]).
+    pub domains: &'a DomainTable,
+    /// The scheduler, told of a vCPU the event woke.
+    pub sched: &'a spin::Mutex<Box<dyn rxen_core::sched::Scheduler>>,
+}
 
 /// The rest of the machine as a hypercall of one domain sees it: the other
 /// domains and all grant tables.
