@@ -1285,11 +1285,11 @@ mod tests {
         assert_eq!(env.si().load_u8(slot), Some(0));
     }
 
-    #[test]
-    fn a_send_whose_peer_is_busy_is_made_again_and_delivered_once() {
+    /// Domain 2 (the peer) offers a port to domain 1, which binds to it:
+    /// (domain 1's port, domain 2's).
+    fn connect(d1: &mut Domain, env: &mut FakeEnv) -> (u32, u32) {
         use rxen_abi::event_channel as ev;
-        let (mut d1, mut env) = two_domains();
-        let (d2, env2) = peer(&mut env);
+        let (d2, env2) = peer(env);
         let alloc = ev::EvtchnAllocUnbound {
             dom: DOMID_SELF,
             remote_dom: 1,
@@ -1302,11 +1302,18 @@ mod tests {
             remote_port: remote,
             ..Default::default()
         };
-        assert_eq!(
-            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
-            0
-        );
-        let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
+        assert_eq!(evtchn(d1, env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind), 0);
+        (
+            env.get::<ev::EvtchnBindInterdomain>(0x300).local_port,
+            remote,
+        )
+    }
+
+    #[test]
+    fn a_send_whose_peer_is_busy_is_made_again_and_delivered_once() {
+        use rxen_abi::event_channel as ev;
+        let (mut d1, mut env) = two_domains();
+        let (local, remote) = connect(&mut d1, &mut env);
         env.si_clear();
         peer(&mut env).1.si_clear();
         peer(&mut env).0.vcpus[0].blocked = Some(None);
@@ -1379,28 +1386,15 @@ mod tests {
     fn interdomain_channel_connects_sends_both_ways_and_closes() {
         use rxen_abi::event_channel as ev;
         let (mut d1, mut env) = two_domains();
-        // Domain 2 offers a port to domain 1.
-        let (d2, env2) = peer(&mut env);
-        let alloc = ev::EvtchnAllocUnbound {
-            dom: DOMID_SELF,
-            remote_dom: 1,
-            port: 0,
-        };
-        assert_eq!(evtchn(d2, env2, ev::EVTCHNOP_ALLOC_UNBOUND, &alloc), 0);
-        let offered: ev::EvtchnAllocUnbound = env2.get(0x300);
-        assert_eq!(offered.port, 1);
-        // Domain 1 binds to it: its new port starts pending, as on Xen.
+        // Domain 2 offers a port to domain 1, which binds to it: its new
+        // port starts pending, as on Xen.
+        let (local, offered) = connect(&mut d1, &mut env);
+        assert_eq!((local, offered), (1, 1));
         let bind = ev::EvtchnBindInterdomain {
             remote_dom: 2,
-            remote_port: offered.port,
+            remote_port: offered,
             ..Default::default()
         };
-        assert_eq!(
-            evtchn(&mut d1, &mut env, ev::EVTCHNOP_BIND_INTERDOMAIN, &bind),
-            0
-        );
-        let local = env.get::<ev::EvtchnBindInterdomain>(0x300).local_port;
-        assert_eq!(local, 1);
         assert!(two_level::is_pending(&env.si(), local));
         env.si_clear();
         // Binding the same remote port again: it is no longer unbound.
@@ -1413,12 +1407,12 @@ mod tests {
         let send = ev::EvtchnSend { port: local };
         assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_SEND, &send), 0);
         let (d2, env2) = peer(&mut env);
-        assert!(two_level::is_pending(&env2.si(), offered.port));
+        assert!(two_level::is_pending(&env2.si(), offered));
         assert_eq!(d2.vcpus[0].blocked, None, "the event ended the block");
         assert!(!two_level::is_pending(&env.si(), local));
         // The peer's end points back at ours (its sends take the same path).
         assert_eq!(
-            peer(&mut env).0.events.port(offered.port).map(|p| p.state),
+            peer(&mut env).0.events.port(offered).map(|p| p.state),
             Some(PortState::Interdomain {
                 remote_dom: 1,
                 remote_port: local
@@ -1434,12 +1428,12 @@ mod tests {
         let status: ev::EvtchnStatus = env.get(0x300);
         assert_eq!(status.status, ev::EVTCHNSTAT_INTERDOMAIN);
         assert_eq!(status.u[..2], 2u16.to_le_bytes());
-        assert_eq!(status.u[4..], offered.port.to_le_bytes());
+        assert_eq!(status.u[4..], offered.to_le_bytes());
         // Closing our end makes the peer's end unbound for us again.
         let close = ev::EvtchnClose { port: local };
         assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_CLOSE, &close), 0);
         assert_eq!(
-            peer(&mut env).0.events.check_offered(offered.port, 1),
+            peer(&mut env).0.events.check_offered(offered, 1),
             Ok(())
         );
         assert_eq!(
