@@ -478,12 +478,15 @@ const PINGPONG_RUNS: usize = 5;
 /// scheduler places them), and with two where each domain is pinned to its own
 /// (`cpus=`: every message crosses CPUs, as in Xen's figure for domains on different
 /// CPUs): mean round trip of each run, min, median, max and the spread (max - min) /
-/// median (issue 12, item 5: two CPUs stable, spread ≤ 20 %, and no slower than one).
+/// median (issue 12, item 5: two CPUs stable, spread ≤ 20 %, and no slower than one);
+/// then the machine lock's profile of the last pinned run (`exit-stats`).
 fn pingpong_spread() -> bool {
     println!(
         "\nxtask: event-channel ping-pong round trip with one CPU and with two ({PINGPONG_RUNS} alternating runs each)"
     );
     let mut means: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    // The machine lock's profile of the last pinned run.
+    let mut profile = Vec::new();
     // Runs that failed and were run again, per row (the emulator's rare
     // fault under multi-threaded TCG, see the README's Limits).
     let mut failed = [0usize; 3];
@@ -498,14 +501,24 @@ fn pingpong_spread() -> bool {
             let ns = loop {
                 let out = Qemu::new(&format!("bench-pingpong-{tag}-{run}-{attempt}"))
                     .smp(cpus)
-                    .append("console=com1 isa_debug_exit dom0less")
+                    .append("console=com1 isa_debug_exit dom0less exit-stats")
                     .append(domus)
                     .module(guest("evtchn_pingpong"), "role=server peer=2 rounds=2000")
                     .module(guest("evtchn_pingpong"), "role=client peer=1 rounds=2000")
                     .timeout(Duration::from_secs(60))
                     .run();
                 match pingpong_mean(&out) {
-                    Some(ns) if out.count_lines("Test result: SUCCESS") == 2 => break ns,
+                    Some(ns) if out.count_lines("Test result: SUCCESS") == 2 => {
+                        if tag == "pinned" {
+                            profile = out
+                                .log
+                                .lines()
+                                .filter_map(|l| l.split("machine lock: ").nth(1))
+                                .map(String::from)
+                                .collect();
+                        }
+                        break ns;
+                    }
                     _ if attempt < 2 => {
                         let why = out
                             .log
@@ -553,6 +566,10 @@ fn pingpong_spread() -> bool {
         medians[1] / medians[0].max(1.0),
         medians[2] / medians[0].max(1.0)
     );
+    println!("machine lock, last pinned run (event sends served shared; its whole boot and end included):");
+    for line in &profile {
+        println!("  {line}");
+    }
     true
 }
 

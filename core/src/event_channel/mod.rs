@@ -1432,10 +1432,7 @@ mod tests {
         // Closing our end makes the peer's end unbound for us again.
         let close = ev::EvtchnClose { port: local };
         assert_eq!(evtchn(&mut d1, &mut env, ev::EVTCHNOP_CLOSE, &close), 0);
-        assert_eq!(
-            peer(&mut env).0.events.check_offered(offered, 1),
-            Ok(())
-        );
+        assert_eq!(peer(&mut env).0.events.check_offered(offered, 1), Ok(()));
         assert_eq!(
             evtchn(
                 &mut d1,
