@@ -170,22 +170,34 @@ fn main(_si: &StartInfo) {
     rxen_guest::cpu::cli();
     let t1 = now();
     // Blocked with the periodic timer running: only the single-shot (60 ms) wakes us.
+    let tb = now();
     let sst = SetSingleshotTimer {
-        timeout_abs_ns: now() + 60 * MS,
+        timeout_abs_ns: tb + 60 * MS,
         flags: 0,
         _pad0: [0; 4],
     };
-    let tb = now();
-    check_eq!(op(vcpu::SET_SINGLESHOT_TIMER, ptr(&sst)), 0);
-    block_once();
+    // A tick that came due before the block (the vCPU may have been kept off its CPU
+    // after its last tick: an RTDS budget, a slow host) ends the first block at once,
+    // as on Xen; a periodic timer that woke the blocked vCPU would end a block every
+    // 10 ms, about six times before the single-shot (armed again for each block, at
+    // the same time, so that no block is left without it).
+    let mut blocks = 0;
+    while now() - tb + EARLY < 60 * MS && blocks < 8 {
+        check_eq!(op(vcpu::SET_SINGLESHOT_TIMER, ptr(&sst)), 0);
+        block_once();
+        blocks += 1;
+    }
     let slept = now() - tb;
     println!(
-        "blocked with a 10 ms periodic timer: woke after {} us",
-        slept / 1000
+        "blocked with a 10 ms periodic timer: woke after {} us ({} blocks)",
+        slept / 1000,
+        blocks
     );
     check!(
-        slept + EARLY >= 60 * MS,
-        "the periodic timer did not wake the blocked vCPU"
+        blocks <= 2,
+        "the periodic timer woke the blocked vCPU ({} blocks in {} us)",
+        blocks,
+        slept / 1000
     );
     check_eq!(op(vcpu::STOP_PERIODIC_TIMER, 0), 0, "stop_periodic_timer");
     println!("periodic: 5 ticks of 10 ms in {} us", (t1 - t0) / 1000);
