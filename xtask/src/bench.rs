@@ -423,12 +423,7 @@ fn parallel() -> bool {
             }
             rates[slot].push(rate);
             if slot == 1 {
-                profile = out
-                    .log
-                    .lines()
-                    .filter_map(|l| l.split("machine lock: ").nth(1))
-                    .map(String::from)
-                    .collect();
+                profile = lock_profile(&out);
             }
         }
     }
@@ -457,6 +452,15 @@ fn parallel() -> bool {
         println!("  {line}");
     }
     pingpong_spread()
+}
+
+/// The machine lock's profile a run printed at its end (`exit-stats`), a line each.
+fn lock_profile(out: &Outcome) -> Vec<String> {
+    out.log
+        .lines()
+        .filter_map(|l| l.split("machine lock: ").nth(1))
+        .map(String::from)
+        .collect()
 }
 
 /// The mean round trip (ns) an `evtchn_pingpong rounds=2000` client reported.
@@ -510,12 +514,7 @@ fn pingpong_spread() -> bool {
                 match pingpong_mean(&out) {
                     Some(ns) if out.count_lines("Test result: SUCCESS") == 2 => {
                         if tag == "pinned" {
-                            profile = out
-                                .log
-                                .lines()
-                                .filter_map(|l| l.split("machine lock: ").nth(1))
-                                .map(String::from)
-                                .collect();
+                            profile = lock_profile(&out);
                         }
                         break ns;
                     }
