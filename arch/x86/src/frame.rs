@@ -313,49 +313,6 @@ mod tests {
         free(at, 2);
     }
 
-    /// Reads and writes give back the bytes, through whole aligned blocks
-    /// (eight loads, eight stores) and otherwise (`memcpy`), and touch
-    /// nothing outside their range.
-    #[test]
-    fn frame_ref_copies_by_block_and_by_byte() {
-        let at = pages();
-        {
-            // SAFETY: the test's own pages, alive in this block.
-            let page = unsafe { FrameRef::new(at, 2 * PAGE_SIZE) };
-            let data: alloc::vec::Vec<u8> = (0..1024u32).map(|i| (i * 31 + 7) as u8).collect();
-            for (offset, len) in [
-                (64, 512),
-                (8, 64),
-                (64, 100),
-                (3, 512),
-                (0, 1024),
-                (4000, 192),
-            ] {
-                page.fill(0x55);
-                page.write(offset, &data[..len]).unwrap();
-                let mut back = alloc::vec![0u8; len + 2];
-                let start = offset.saturating_sub(1);
-                page.read(start, &mut back[..len + 1 + usize::from(offset > 0)])
-                    .unwrap();
-                let inner = &back[usize::from(offset > 0)..][..len];
-                assert_eq!(inner, &data[..len], "offset {offset} len {len}");
-                if offset > 0 {
-                    assert_eq!(back[0], 0x55, "before {offset}");
-                }
-                assert_eq!(
-                    back[usize::from(offset > 0) + len],
-                    0x55,
-                    "after {offset}+{len}"
-                );
-                // And read back through an aligned block read.
-                let mut exact = alloc::vec![0u8; len];
-                page.read(offset, &mut exact).unwrap();
-                assert_eq!(exact, &data[..len]);
-            }
-        }
-        free(at, 2);
-    }
-
     #[test]
     fn frame_ref_copy_to_overlapping() {
         let at = pages();
@@ -373,8 +330,10 @@ mod tests {
         free(at, 2);
     }
 
-    /// Copies give back what was written; fills in whole aligned blocks
-    /// (word stores) and otherwise (`write_bytes`) touch nothing outside.
+    /// Reads and writes (whole aligned blocks: eight loads, then eight
+    /// stores; otherwise `memcpy`), copies and fills (word stores or
+    /// `write_bytes`) give back what was written and touch nothing outside
+    /// their range.
     #[test]
     fn copies_and_fills_stay_in_their_range() {
         let at = pages();
@@ -395,6 +354,15 @@ mod tests {
                 let mut back = alloc::vec![0u8; len];
                 both.read(offset, &mut back).unwrap();
                 assert_eq!(back, pattern[..len], "read back {offset}+{len}");
+                let mut first = alloc::vec![0xFFu8; PAGE_SIZE];
+                both.read(0, &mut first).unwrap();
+                assert!(
+                    first[..offset]
+                        .iter()
+                        .chain(&first[offset + len..])
+                        .all(|b| *b == 0),
+                    "write {offset}+{len} stays in its range"
+                );
                 // Apart: into the second page; nothing around it changes.
                 both.copy_to(offset, &both, PAGE_SIZE + offset, len)
                     .unwrap();
