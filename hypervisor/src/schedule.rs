@@ -522,32 +522,11 @@ pub fn need_pass_here() {
     }
 }
 
-/// Per CPU: the event send it serves with the machine held shared found its
-/// peer's exit lock taken ([`note_peer_busy`]).
-static PEER_BUSY: [AtomicBool; cpu::MAX_CPUS] = [const { AtomicBool::new(false) }; cpu::MAX_CPUS];
 /// Per CPU: event sends it served with the machine held shared (the lock
 /// profile's; beside [`LOCK_PROFILE`], whose counters stay one cache line).
 static PEER_SENDS: [AtomicU64; cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; cpu::MAX_CPUS];
 /// Event sends that found their peer taken (rare: one counter for all CPUs).
 static PEER_BUSY_SENDS: AtomicU64 = AtomicU64::new(0);
-
-/// Notes that the event send this CPU serves with the machine held shared
-/// found its peer taken (`ERESTART`, nothing done): the exit is served again
-/// with the machine held exclusively. The peer's holder may be waiting for
-/// the sender's own exit lock (a send the other way), so the sender does not
-/// wait for it.
-pub fn note_peer_busy() {
-    if let Some(flag) = PEER_BUSY.get(cpu::current_index()) {
-        flag.store(true, Ordering::Release);
-    }
-}
-
-/// Whether [`note_peer_busy`] was called on this CPU for the exit it serves.
-fn peer_busy_here() -> bool {
-    PEER_BUSY
-        .get(cpu::current_index())
-        .is_some_and(|flag| flag.load(Ordering::Acquire))
-}
 
 /// Whether vCPU `v` of `domain` can run: the domain alive, not shut down
 /// or paused, the vCPU up and not blocked.
@@ -711,7 +690,7 @@ fn serve(domain: &mut HvmDomain, v: usize, world: exits::Others) -> (Flow, u64) 
     let started = crate::time::now_ns();
     let flow = exits::handle_exit(domain, v, world);
     let took = crate::time::now_ns().saturating_sub(started);
-    if peer_busy_here() {
+    if matches!(flow, Flow::Retry) {
         // Not served (its peer was taken): served again, and counted, with
         // the machine held exclusively.
         return (flow, code);
@@ -879,7 +858,9 @@ impl Machine {
                 }
             };
             match flow {
-                Flow::Continue => {}
+                // Retry: only a send served shared (never here); the guest
+                // would make the call again.
+                Flow::Continue | Flow::Retry => {}
                 Flow::Yield => self.sched.get_mut().yield_now(r, crate::time::now_ns()),
                 Flow::End(reason) => self.end_domain(&mut domain, reason),
             }
@@ -1593,16 +1574,13 @@ fn serve_local(cpu_index: usize, r: VcpuRef, claimed: &Claimed, armed_until: u64
     }
     // Every local exit is one of `exits::FAST_EXITS`, and so is a hypercall.
     let (flow, _) = serve(domain, v, world);
+    if matches!(flow, Flow::Retry) {
+        PEER_BUSY_SENDS.fetch_add(1, Ordering::Relaxed);
+        // Nothing was done (the call stands as the guest made it): served
+        // again with the machine held exclusively.
+        return Local::Machine;
+    }
     if send {
-        let busy = PEER_BUSY
-            .get(cpu_index)
-            .is_some_and(|flag| flag.swap(false, Ordering::AcqRel));
-        if busy {
-            PEER_BUSY_SENDS.fetch_add(1, Ordering::Relaxed);
-            // Nothing was done (the call stands as the guest made it):
-            // served again with the machine held exclusively.
-            return Local::Machine;
-        }
         if let Some(sends) = PEER_SENDS.get(cpu_index) {
             sends.fetch_add(1, Ordering::Relaxed);
         }

@@ -42,6 +42,9 @@ pub struct Env<'a> {
     /// Without `others`: the other domains one at a time, for an event send
     /// served with the machine held shared.
     pub peers: Option<super::Peers<'a>>,
+    /// Set when `peers` could not lend a domain (another CPU holds it): the
+    /// call answered `ERESTART` before doing anything.
+    pub peer_busy: bool,
 }
 
 impl GuestCopy for Env<'_> {
@@ -232,7 +235,9 @@ impl Domains for Env<'_> {
         // vCPU woken on another CPU needs only that CPU's pass.
         let Some(world) = self.others.as_mut() else {
             let peers = self.peers.as_ref().ok_or(errno::ESRCH)?;
-            return lend_peer(peers, domid, f);
+            let lent = lend_peer(peers, domid, f);
+            self.peer_busy |= lent == Err(errno::ERESTART);
+            return lent;
         };
         let domain = world.domains.get_mut(&domid).ok_or(errno::ESRCH)?;
         if domain.dying.is_some() {
@@ -495,9 +500,9 @@ impl Domains for Env<'_> {
 /// [`Domains::with_domain`]'s work on `domain` (id `domid`), lent to `f`.
 /// [`Domains::with_domain`] with the machine held shared (an event send,
 /// `exits::is_peer_send`): domain `domid` is reached under its exit lock,
-/// taken only if it is free (`ERESTART` otherwise, and this CPU notes it:
-/// the caller holds its own domain's lock, and the peer's holder may be
-/// waiting for that one). The rest is as with the machine held exclusively:
+/// taken only if it is free (`ERESTART` otherwise, which the caller notes in
+/// `Env::peer_busy`: it holds its own domain's lock, and the peer's holder
+/// may be a send the other way, so it does not wait). The rest is as with the machine held exclusively:
 /// a vCPU the event woke goes to the scheduler and its CPU is kicked; what
 /// needs a pass (anything [`crate::schedule::settle_lent`] cannot settle)
 /// gets this CPU's, and a quiet domain left other than its record says is
@@ -509,7 +514,6 @@ fn lend_peer(
 ) -> Result<(), Errno> {
     let shared = peers.domains.lend_shared(&domid).ok_or(errno::ESRCH)?;
     let Some(_held) = shared.lock.try_lock() else {
-        crate::schedule::note_peer_busy();
         return Err(errno::ERESTART);
     };
     // SAFETY: the entry's own boxed domain (`DomainTable::lend_shared`),
@@ -565,6 +569,7 @@ fn with_lent_domain(
         domid,
         others: None,
         peers: None,
+        peer_busy: false,
     };
     f(core, &mut env);
     if env.npt_changed && super::tlb::flush_domain(domid, vcpus, running_on) {

@@ -62,6 +62,7 @@ fn with_env<R>(
         domid: core.id,
         others: None,
         peers: None,
+        peer_busy: false,
     };
     match others {
         Others::Own => {}
@@ -135,6 +136,11 @@ pub enum Flow {
     Yield,
     /// The domain ends for this reason.
     End(ShutdownReason),
+    /// Not served: an event send served beside other CPUs found its peer
+    /// taken (`Env::peer_busy`). Nothing was done and the guest's registers
+    /// are as it left them, so the exit can be served again with the machine
+    /// held exclusively (or the guest makes the call again).
+    Retry,
 }
 
 /// Records how the domain ends (the first shutdown wins) and prints what
@@ -495,9 +501,14 @@ fn hypercall_exit(domain: &mut HvmDomain, v: usize, world: Others) -> Flow {
     let vcpu = &mut domain.vcpus[v];
     let (nr, args) = exit_handle::hypercall_args(&ExitView { vcpu, domid, v });
     let cpl = domain.vcpus[v].vmcb.cpl();
-    let outcome = with_env(domain, v, world, |core, env| {
-        hypercall::dispatch(&mut hypercall::Ctx::new(core, v, env), nr, args, cpl)
+    let (outcome, busy) = with_env(domain, v, world, |core, env| {
+        let outcome = hypercall::dispatch(&mut hypercall::Ctx::new(core, v, env), nr, args, cpl);
+        (outcome, env.peer_busy)
     });
+    if busy {
+        // The core's continuation of the same call: nothing to write.
+        return Flow::Retry;
+    }
     let view = &mut ExitView {
         vcpu: &mut domain.vcpus[v],
         domid,
